@@ -1,0 +1,92 @@
+"""Timing and peak-memory measurement used by every ``torchlap bench`` command.
+
+Machines are noisy, so benchmarks print ratios against a reference measured in the same run,
+interleaving the candidates' repetitions so that a slow spell hurts all of them alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], device: torch.device, repeats: int = 5) -> float:
+    """Median wall time in seconds of ``fn()`` after one warm-up call."""
+    fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
+    """Peak bytes allocated while ``fn()`` runs, above what was allocated before it.
+
+    On CUDA: the caching allocator's peak counter. On the CPU there is no such counter, so this
+    reads the PyTorch profiler's memory timeline (every allocation and free, in order).
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import MemoryProfileTimeline
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with profile(
+            activities=[ProfilerActivity.CPU],
+            profile_memory=True,
+            record_shapes=True,
+            with_stack=True,
+        ) as prof:
+            fn()
+        timeline = MemoryProfileTimeline(prof._memory_profile())
+        _, sizes = timeline._coalesce_timeline(torch.device("cpu"))
+    return int(max((sum(row) for row in sizes), default=0))
+
+
+@dataclass
+class Measurement:
+    """One candidate's median time (s) and peak memory (bytes)."""
+
+    name: str
+    seconds: float
+    peak_bytes: int
+
+
+def measure(
+    candidates: dict[str, Callable[[], object]],
+    device: torch.device,
+    repeats: int = 5,
+    rounds: int = 3,
+) -> dict[str, Measurement]:
+    """Time every candidate ``rounds`` times, interleaved, keep each one's best median."""
+    best: dict[str, float] = {name: float("inf") for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            best[name] = min(best[name], time_call(fn, device, repeats))
+    return {
+        name: Measurement(name, best[name], peak_memory_bytes(fn, device))
+        for name, fn in candidates.items()
+    }

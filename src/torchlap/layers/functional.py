@@ -1,0 +1,274 @@
+"""Functional core of Local Attention Pooling (LAP), paper 000 Eq. 1-4.
+
+The pooled output of a window with top-left corner ``(i, j)`` is (Eq. 1)
+
+    O = sum(F(X_win) * X_win) / sum(F(X_win)),
+
+with ``F = N o S``: a pixel-wise score ``V = S(x)`` (Eq. 2-3, computed by the concept scorer in
+:mod:`torchlap.layers.lap`) and the window-wise normalisation (Eq. 4)
+
+    N(V) = exp(-alpha^2 (max V - V)^2) * V + eps.
+
+Why this is written by hand: no library ships a pooling whose weights are computed per window.
+The weights depend on the window and the pixel but never on the channel, so the heavy part is a
+sum over the ``kH * kW`` kernel offsets of ``weight[offset] * strided view of X``. We never build
+the ``C x k^2 x L`` unfolded feature tensor: the forward accumulates in place into the output,
+and the backward (a custom autograd function) accumulates into one gradient buffer, so the
+extra memory is one output-sized tensor, whatever the kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "adaptive_bounds",
+    "adaptive_local_attention_pool2d",
+    "lap_normalize",
+    "local_attention_pool2d",
+    "pool_output_size",
+    "window_weights",
+]
+
+
+def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a pair of ints, got a bool")
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return (int(value[0]), int(value[1]))
+    raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
+    """Output length of a pooling along one axis, with the same rule as ``nn.MaxPool2d``."""
+    span = size + 2 * padding - kernel
+    if span < 0:
+        raise ValueError(
+            f"kernel size {kernel} is larger than the padded input ({size} + 2 * {padding})"
+        )
+    out = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
+    # as in PyTorch: in ceil mode the last window must start inside the input or left padding
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def lap_normalize(scores: Tensor, valid: Tensor, alpha: Tensor | float, eps: float) -> Tensor:
+    """Eq. 4 on windows: ``exp(-alpha^2 (max V - V)^2) * V + eps``, zero where ``valid`` is False.
+
+    ``scores`` has the window's pixels along dimension 1: ``(B, K, ...)``. Invalid (padded)
+    positions take no part in the maximum and get weight exactly 0.
+    """
+    masked = scores.masked_fill(~valid, float("-inf"))
+    window_max = masked.amax(dim=1, keepdim=True)
+    gauss = torch.exp(-(alpha**2) * (window_max - scores) ** 2)
+    weights = gauss * scores + eps
+    return weights.masked_fill(~valid, 0.0)
+
+
+def window_weights(
+    score: Tensor,
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    ceil_mode: bool,
+    alpha: Tensor | float,
+    eps: float,
+) -> tuple[Tensor, tuple[int, int]]:
+    """Weights ``N(V)`` of every pixel of every window, shape ``(B, kH * kW, H_out, W_out)``.
+
+    The score map has one channel, so unfolding it is cheap (``kH * kW`` times a one-channel map).
+    """
+    height, width = score.shape[-2:]
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    out_h = pool_output_size(height, kh, sh, ph, ceil_mode)
+    out_w = pool_output_size(width, kw, sw, pw, ceil_mode)
+    # right/bottom padding large enough for every window (ceil mode may need more than ``padding``)
+    extra_h = max(0, (out_h - 1) * sh + kh - height - 2 * ph)
+    extra_w = max(0, (out_w - 1) * sw + kw - width - 2 * pw)
+    pads = (pw, pw + extra_w, ph, ph + extra_h)
+    padded = F.pad(score, pads)
+    ones = torch.ones((1, 1, height, width), device=score.device, dtype=score.dtype)
+    valid = F.pad(ones, pads)
+    unfold = dict(kernel_size=(kh, kw), stride=(sh, sw))
+    scores = F.unfold(padded, **unfold)[:, :, : out_h * out_w]
+    valid_windows = F.unfold(valid, **unfold)[:, :, : out_h * out_w] > 0.5
+    weights = lap_normalize(scores, valid_windows, alpha, eps)
+    return weights.reshape(score.shape[0], kh * kw, out_h, out_w), (out_h, out_w)
+
+
+def _offset_slices(
+    offset: int, kernel: int, stride: int, padding: int, size: int, out: int
+) -> tuple[slice, slice] | None:
+    """Input rows and output rows that kernel offset ``offset`` connects (None if none)."""
+    # output index o reads input row o * stride - padding + offset; keep those inside [0, size)
+    first = max(0, math.ceil((padding - offset) / stride))
+    last = min(out - 1, (size - 1 + padding - offset) // stride)
+    if last < first:
+        return None
+    count = last - first + 1
+    start = first * stride - padding + offset
+    return slice(start, start + stride * (count - 1) + 1, stride), slice(first, first + count)
+
+
+class _WeightedWindowSum(torch.autograd.Function):
+    """``out[b, c, o] = sum_k weights[b, k, o] * x[b, c, window(o, k)]`` without unfolding x."""
+
+    @staticmethod
+    def forward(ctx, x, weights, kernel_size, stride, padding):  # type: ignore[override]
+        out_h, out_w = weights.shape[-2:]
+        out = x.new_zeros((x.shape[0], x.shape[1], out_h, out_w))
+        plan = _plan(x.shape[-2:], (out_h, out_w), kernel_size, stride, padding)
+        for k, rows, cols, orow, ocol in plan:
+            out[:, :, orow, ocol].addcmul_(x[:, :, rows, cols], weights[:, k : k + 1, orow, ocol])
+        ctx.save_for_backward(x, weights)
+        ctx.plan = plan
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        x, weights = ctx.saved_tensors
+        grad_x = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.zeros_like(x)
+            for k, rows, cols, orow, ocol in ctx.plan:
+                grad_x[:, :, rows, cols].addcmul_(
+                    grad_out[:, :, orow, ocol], weights[:, k : k + 1, orow, ocol]
+                )
+        if ctx.needs_input_grad[1]:
+            grad_weights = torch.zeros_like(weights)
+            for k, rows, cols, orow, ocol in ctx.plan:
+                grad_weights[:, k, orow, ocol] = (
+                    grad_out[:, :, orow, ocol] * x[:, :, rows, cols]
+                ).sum(1)
+        return grad_x, grad_weights, None, None, None
+
+
+def _plan(in_size, out_size, kernel_size, stride, padding):
+    """For every kernel offset, the strided input view and the output block it feeds."""
+    plan = []
+    for a in range(kernel_size[0]):
+        rows = _offset_slices(a, kernel_size[0], stride[0], padding[0], in_size[0], out_size[0])
+        if rows is None:
+            continue
+        for b in range(kernel_size[1]):
+            cols = _offset_slices(b, kernel_size[1], stride[1], padding[1], in_size[1], out_size[1])
+            if cols is None:
+                continue
+            plan.append((a * kernel_size[1] + b, rows[0], cols[0], rows[1], cols[1]))
+    return plan
+
+
+def local_attention_pool2d(
+    x: Tensor,
+    score: Tensor,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] | None = None,
+    padding: int | Sequence[int] = 0,
+    alpha: Tensor | float = 1.0,
+    eps: float = 1e-6,
+    ceil_mode: bool = False,
+) -> Tensor:
+    """Local attention pooling of ``x`` (B, C, H, W) by a score map ``score`` (B, 1, H, W).
+
+    Implements Eq. 1 with the window normalisation of Eq. 4 (paper 000, section III.A).
+    Padded pixels have weight exactly 0 (like ``avg_pool2d(count_include_pad=False)``):
+    with a constant score inside a window the result is the plain average of its real pixels.
+    """
+    kernel = _pair(kernel_size, "kernel_size")
+    stride_ = kernel if stride is None else _pair(stride, "stride")
+    pad = _pair(padding, "padding")
+    if x.dim() != 4:
+        raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+    if score.dim() != 4 or score.shape[1] != 1 or score.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"score must have shape (B, 1, H, W) = ({x.shape[0]}, 1, {x.shape[2]}, {x.shape[3]}),"
+            f" got {tuple(score.shape)}"
+        )
+    if score.shape[-2:] != x.shape[-2:]:
+        raise ValueError(
+            f"score map {tuple(score.shape[-2:])} and features {tuple(x.shape[-2:])} differ in size"
+        )
+    if min(kernel) < 1 or min(stride_) < 1:
+        raise ValueError(f"kernel_size and stride must be >= 1, got {kernel} and {stride_}")
+    if min(pad) < 0:
+        raise ValueError(f"padding must be >= 0, got {pad}")
+    if pad[0] * 2 > kernel[0] or pad[1] * 2 > kernel[1]:
+        raise ValueError(f"padding {pad} must be at most half of the kernel size {kernel}")
+    weights, _ = window_weights(score, kernel, stride_, pad, ceil_mode, alpha, eps)
+    weights = weights.to(x.dtype)
+    numerator = _WeightedWindowSum.apply(x, weights, kernel, stride_, pad)
+    return numerator / weights.sum(dim=1, keepdim=True)
+
+
+def adaptive_bounds(size: int, out: int) -> tuple[list[int], list[int]]:
+    """Start and end of each adaptive window, the rule of ``nn.AdaptiveAvgPool2d``."""
+    starts = [(i * size) // out for i in range(out)]
+    ends = [-((-(i + 1) * size) // out) for i in range(out)]
+    return starts, ends
+
+
+def _adaptive_membership(size: int, out: int, device: torch.device) -> Tensor:
+    """(out, size) bool matrix: pixel ``p`` belongs to adaptive window ``o``."""
+    starts, ends = adaptive_bounds(size, out)
+    idx = torch.arange(size, device=device)
+    start = torch.tensor(starts, device=device)[:, None]
+    end = torch.tensor(ends, device=device)[:, None]
+    return (idx >= start) & (idx < end)
+
+
+def adaptive_local_attention_pool2d(
+    x: Tensor,
+    score: Tensor,
+    output_size: int | Sequence[int | None],
+    alpha: Tensor | float = 1.0,
+    eps: float = 1e-6,
+) -> Tensor:
+    """Adaptive LAP: the windows of ``nn.AdaptiveAvgPool2d(output_size)``, pooled by Eq. 1 and 4.
+
+    Windows of adaptive pooling differ in size and may overlap, so the weights are kept as a dense
+    ``(B, P, H * W)`` matrix over the ``P`` output cells and applied with one batched matmul. That
+    is small whenever adaptive pooling is used (``P`` is 1 for the global pool of every
+    torchvision classifier; 49 for VGG's 7x7).
+    """
+    if x.dim() != 4:
+        raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+    if score.shape != (x.shape[0], 1, *x.shape[-2:]):
+        raise ValueError(
+            f"score must have shape {(x.shape[0], 1, *x.shape[-2:])}, got {tuple(score.shape)}"
+        )
+    height, width = x.shape[-2:]
+    if isinstance(output_size, int):
+        output_size = (output_size, output_size)
+    if len(output_size) != 2:
+        raise ValueError(f"output_size must be an int or a pair, got {output_size!r}")
+    out_h = height if output_size[0] is None else int(output_size[0])
+    out_w = width if output_size[1] is None else int(output_size[1])
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"output_size must be positive, got {output_size!r}")
+    batch = x.shape[0]
+    flat_score = score.reshape(batch, 1, height * width)
+    if out_h == 1 and out_w == 1:
+        valid = torch.ones_like(flat_score, dtype=torch.bool)
+        weights = lap_normalize(flat_score.transpose(1, 2), valid.transpose(1, 2), alpha, eps)
+        weights = weights.transpose(1, 2)  # (B, 1, HW)
+    else:
+        rows = _adaptive_membership(height, out_h, x.device)
+        cols = _adaptive_membership(width, out_w, x.device)
+        member = (rows[:, None, :, None] & cols[None, :, None, :]).reshape(out_h * out_w, -1)
+        expanded = flat_score.expand(batch, out_h * out_w, height * width)
+        # window pixels along dim 1 for lap_normalize: (B, HW, P)
+        weights = lap_normalize(
+            expanded.transpose(1, 2), member.t().expand(batch, -1, -1), alpha, eps
+        ).transpose(1, 2)
+    weights = weights.to(x.dtype)
+    pooled = torch.bmm(x.reshape(batch, x.shape[1], height * width), weights.transpose(1, 2))
+    pooled = pooled / weights.sum(dim=2).unsqueeze(1)
+    return pooled.reshape(batch, x.shape[1], out_h, out_w)

@@ -1,0 +1,418 @@
+"""LAP modules: the concept scorer (Eq. 3) and the local attention pools (Eq. 1-4).
+
+Paper 000, section III.A. A LAP layer scores every pixel for ``n_concepts`` concepts with small
+1x1-convolution heads, turns the scores into concept probabilities with a sigmoid, aggregates them
+into one score map, and pools each window by the window-normalised scores.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from torchlap.layers.functional import (
+    _pair,
+    adaptive_local_attention_pool2d,
+    local_attention_pool2d,
+    pool_output_size,
+)
+
+__all__ = [
+    "AGGREGATIONS",
+    "AdaptiveLocalAttentionPool2d",
+    "ConceptScorer",
+    "LapBase",
+    "LapMaps",
+    "LocalAttentionPool2d",
+    "attention_maps",
+    "clear_attention_maps",
+    "lap_modules",
+]
+
+AGGREGATIONS = ("max", "sum", "mean", "conv")
+
+# Forward-order stamps for attention_maps(): registration order is not always execution order
+# (models may register modules in any order), so each pass stamps the maps it leaves.
+_pass_clock = [0]
+
+
+@dataclass
+class LapMaps:
+    """The maps one LAP layer left behind in the last forward pass (at its input resolution).
+
+    ``concepts``: concept probabilities ``I_concept`` (B, n_concepts, H, W), in (0, 1).
+    ``score``: the aggregated score ``S`` (B, 1, H, W) that the pooling used.
+    ``discriminative``: probabilities of the discriminative scoring module (computed on the
+    detached input), when that module is enabled; used by the concept-discrimination loss.
+    """
+
+    concepts: Tensor
+    score: Tensor
+    discriminative: Tensor | None = None
+    input_size: tuple[int, int] = field(default=(0, 0))
+
+    def detach(self) -> LapMaps:
+        """A copy whose tensors are cut from the autograd graph."""
+        disc = None if self.discriminative is None else self.discriminative.detach()
+        return LapMaps(self.concepts.detach(), self.score.detach(), disc, self.input_size)
+
+
+class ConceptScorer(nn.Module):
+    """Pixel-wise concept scoring ``S(x) = A(sigmoid(S_C(x)))`` of Eq. 3.
+
+    ``S_C`` is two 1x1 convolutions with ``hidden_channels`` hidden units and a ReLU between them
+    (the paper's RSNA model). ``hidden_channels=0`` uses a single 1x1 convolution (the paper's
+    ImageNet model). The last convolution starts at zero, so every concept probability starts at
+    exactly 0.5 everywhere: uniform scores, which make LAP compute the plain average at first.
+
+    Aggregation ``A`` (only when ``n_concepts > 1``):
+      - ``"max"`` and ``"mean"`` keep the score in (0, 1);
+      - ``"sum"`` (the paper's CelebA model) gives a score in (0, n_concepts): Eq. 4's Gaussian
+        then acts on a scale ``n_concepts`` times larger, which the trainable ``alpha`` absorbs;
+      - ``"conv"`` (the paper's ImageNet model) is a trainable 1x1 convolution over the
+        probabilities followed by a sigmoid, so the score stays in (0, 1) and positive, as Eq. 4
+        needs (a weight must never be negative);
+      - an ``nn.Module`` mapping (B, n_concepts, H, W) to (B, 1, H, W) non-negative scores.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_concepts: int = 1,
+        hidden_channels: int = 8,
+        aggregation: str | nn.Module = "max",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        _check_positive_int(in_channels, "in_channels")
+        _check_positive_int(n_concepts, "n_concepts")
+        if isinstance(hidden_channels, bool) or not isinstance(hidden_channels, int):
+            raise TypeError(f"hidden_channels must be an int >= 0, got {hidden_channels!r}")
+        if hidden_channels < 0:
+            raise ValueError(f"hidden_channels must be >= 0, got {hidden_channels}")
+        if not isinstance(aggregation, nn.Module) and aggregation not in AGGREGATIONS:
+            raise ValueError(
+                f"unknown aggregation {aggregation!r}; expected one of {AGGREGATIONS} "
+                "or an nn.Module mapping (B, n_concepts, H, W) to (B, 1, H, W)"
+            )
+        factory = {"device": device, "dtype": dtype}
+        self.in_channels = in_channels
+        self.n_concepts = n_concepts
+        self.hidden_channels = hidden_channels
+        if hidden_channels > 0:
+            self.heads = nn.Sequential(
+                nn.Conv2d(in_channels, hidden_channels, 1, **factory),
+                nn.ReLU(),
+                nn.Conv2d(hidden_channels, n_concepts, 1, **factory),
+            )
+        else:
+            self.heads = nn.Sequential(nn.Conv2d(in_channels, n_concepts, 1, **factory))
+        nn.init.zeros_(self.heads[-1].weight)
+        nn.init.zeros_(self.heads[-1].bias)
+        self.aggregation_name = aggregation if isinstance(aggregation, str) else "module"
+        self.aggregate: nn.Module | None = None
+        if isinstance(aggregation, nn.Module):
+            self.aggregate = aggregation
+        elif aggregation == "conv" and n_concepts > 1:
+            conv = nn.Conv2d(n_concepts, 1, 1, **factory)
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+            self.aggregate = nn.Sequential(conv, nn.Sigmoid())
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(concept probabilities (B, h, H, W), aggregated score (B, 1, H, W))``."""
+        hidden = x
+        for module in self.heads:
+            hidden = _pointwise(module, hidden) if isinstance(module, nn.Conv2d) else module(hidden)
+        concepts = torch.sigmoid(hidden)
+        if self.n_concepts == 1:
+            return concepts, concepts
+        if self.aggregate is not None:
+            score = self.aggregate(concepts)
+            expected = (x.shape[0], 1, *x.shape[-2:])
+            if tuple(score.shape) != expected:
+                raise ValueError(
+                    f"the aggregation module returned shape {tuple(score.shape)}, "
+                    f"expected {expected}"
+                )
+            return concepts, score
+        if self.aggregation_name == "max":
+            return concepts, concepts.amax(dim=1, keepdim=True)
+        if self.aggregation_name == "sum":
+            return concepts, concepts.sum(dim=1, keepdim=True)
+        return concepts, concepts.mean(dim=1, keepdim=True)
+
+
+def _pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """A 1x1 convolution as one batched matmul.
+
+    Same result as ``conv(x)``. The scorer sees the largest feature maps of the network, and on
+    the CPU backend both the convolution's backward and ``torch.matmul``'s (which folds the
+    broadcast batch) allocate an extra copy of ``x``; ``bmm`` with an expanded weight does not
+    (measured with ``torchlap bench layer``).
+    """
+    batch, channels, height, width = x.shape
+    weight = conv.weight.reshape(conv.out_channels, channels).expand(batch, -1, -1)
+    out = torch.bmm(weight, x.reshape(batch, channels, height * width))
+    if conv.bias is not None:
+        out = out + conv.bias[:, None]
+    return out.reshape(batch, conv.out_channels, height, width)
+
+
+def _check_positive_int(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+class LapBase(nn.Module):
+    """Shared parts of the LAP layers: the scorer, ``alpha``, ``eps`` and the stored maps.
+
+    After every forward pass ``self.maps`` holds the :class:`LapMaps` of that pass. When grad is
+    enabled they stay in the graph (the training losses need that); :func:`attention_maps`
+    detaches them unless asked not to. Each pass replaces the previous maps, so nothing
+    accumulates across passes.
+    """
+
+    maps: LapMaps | None
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_concepts: int = 1,
+        hidden_channels: int = 8,
+        aggregation: str | nn.Module = "max",
+        alpha: float = 1.0,
+        eps: float = 1e-6,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
+            raise TypeError(f"alpha must be a float, got {alpha!r}")
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+            raise ValueError(
+                f"eps must be a float > 0 (it keeps the weights positive), got {eps!r}"
+            )
+        self.scorer = ConceptScorer(
+            in_channels, n_concepts, hidden_channels, aggregation, device=device, dtype=dtype
+        )
+        self.alpha = nn.Parameter(torch.tensor(float(alpha), device=device, dtype=dtype))
+        self.eps = float(eps)
+        self.discriminative_scorer: ConceptScorer | None = None
+        self.maps = None
+        self._forward_index = 0
+
+    @property
+    def in_channels(self) -> int:
+        """Number of feature channels the layer expects."""
+        return self.scorer.in_channels
+
+    @property
+    def n_concepts(self) -> int:
+        """Number of concept heads."""
+        return self.scorer.n_concepts
+
+    def enable_discriminative_scorer(self) -> ConceptScorer:
+        """Add the discriminative scoring module of section III.B.1 (idempotent).
+
+        It has the scorer's architecture, sees the detached layer input, and only chooses the
+        top/bottom pixel sets of the concept-discrimination loss.
+        """
+        if self.discriminative_scorer is None:
+            scorer = copy.deepcopy(self.scorer)
+            # a fresh random start, so that it does not merely copy the main heads
+            for module in scorer.heads:
+                if isinstance(module, nn.Conv2d):
+                    module.reset_parameters()
+            self.discriminative_scorer = scorer
+        return self.discriminative_scorer
+
+    def disable_discriminative_scorer(self) -> None:
+        """Remove the discriminative scoring module."""
+        self.discriminative_scorer = None
+
+    def clear_maps(self) -> None:
+        """Forget the maps of the last pass (frees their memory)."""
+        self.maps = None
+
+    def _score(self, x: Tensor) -> Tensor:
+        if x.dim() != 4:
+            raise ValueError(
+                f"{type(self).__name__} expects (B, C, H, W) input, got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} was built for {self.in_channels} input channels, "
+                f"got an input with {x.shape[1]} channels (shape {tuple(x.shape)})"
+            )
+        concepts, score = self.scorer(x)
+        discriminative = None
+        if self.discriminative_scorer is not None:
+            discriminative = self.discriminative_scorer(x.detach())[0]
+        self.maps = LapMaps(concepts, score, discriminative, (x.shape[-2], x.shape[-1]))
+        _pass_clock[0] += 1
+        self._forward_index = _pass_clock[0]
+        return score
+
+
+class LocalAttentionPool2d(LapBase):
+    """Local Attention Pooling (paper 000, Eq. 1-4): a drop-in for ``MaxPool2d``/``AvgPool2d``.
+
+    Args:
+        in_channels: channels of the input feature map.
+        kernel_size, stride, padding, ceil_mode: as in ``nn.MaxPool2d`` (``stride`` defaults to
+            ``kernel_size``). Padded pixels never carry weight.
+        n_concepts: number of concept heads ``h``.
+        hidden_channels: hidden units of the two-convolution heads (0: one 1x1 convolution).
+        aggregation: ``"max"``, ``"sum"``, ``"mean"``, ``"conv"`` or an ``nn.Module``.
+        alpha: initial value of the trainable sharpness of Eq. 4 (``nn.Parameter`` ``alpha``).
+        eps: the ``epsilon`` of Eq. 4 (attribute ``eps``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0,
+        n_concepts: int = 1,
+        hidden_channels: int = 8,
+        aggregation: str | nn.Module = "max",
+        alpha: float = 1.0,
+        eps: float = 1e-6,
+        ceil_mode: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        kernel = _pair(kernel_size, "kernel_size")
+        stride_ = kernel if stride is None else _pair(stride, "stride")
+        pad = _pair(padding, "padding")
+        if min(kernel) < 1:
+            raise ValueError(f"kernel_size must be >= 1, got {kernel_size!r}")
+        if min(stride_) < 1:
+            raise ValueError(f"stride must be >= 1, got {stride!r}")
+        if min(pad) < 0:
+            raise ValueError(f"padding must be >= 0, got {padding!r}")
+        if pad[0] * 2 > kernel[0] or pad[1] * 2 > kernel[1]:
+            raise ValueError(
+                f"padding {pad} must be at most half of the kernel size {kernel} "
+                "(otherwise a window could hold padding only)"
+            )
+        super().__init__(
+            in_channels, n_concepts, hidden_channels, aggregation, alpha, eps, device, dtype
+        )
+        self.kernel_size = kernel
+        self.stride = stride_
+        self.padding = pad
+        self.ceil_mode = bool(ceil_mode)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial size of the output for an input of ``height x width``."""
+        return (
+            pool_output_size(
+                height, self.kernel_size[0], self.stride[0], self.padding[0], self.ceil_mode
+            ),
+            pool_output_size(
+                width, self.kernel_size[1], self.stride[1], self.padding[1], self.ceil_mode
+            ),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Pool ``x`` (B, C, H, W); leaves this pass's maps in ``self.maps``."""
+        if x.dim() == 4:
+            self.output_size(x.shape[-2], x.shape[-1])  # clear error before any work
+        score = self._score(x)
+        return local_attention_pool2d(
+            x,
+            score,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.alpha,
+            self.eps,
+            self.ceil_mode,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, n_concepts={self.n_concepts}, "
+            f"aggregation={self.scorer.aggregation_name!r}, eps={self.eps}"
+        )
+
+
+class AdaptiveLocalAttentionPool2d(LapBase):
+    """Adaptive LAP: the drop-in replacement for ``nn.AdaptiveAvgPool2d`` (paper 000, III.C).
+
+    ``output_size`` follows ``nn.AdaptiveAvgPool2d`` (an int, or a pair whose entries may be
+    ``None`` to keep that input size). The other arguments are those of
+    :class:`LocalAttentionPool2d`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        output_size: int | Sequence[int | None] = 1,
+        n_concepts: int = 1,
+        hidden_channels: int = 8,
+        aggregation: str | nn.Module = "max",
+        alpha: float = 1.0,
+        eps: float = 1e-6,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if isinstance(output_size, int) and not isinstance(output_size, bool):
+            output = (output_size, output_size)
+        elif isinstance(output_size, Sequence) and len(output_size) == 2:
+            output = tuple(output_size)
+        else:
+            raise TypeError(f"output_size must be an int or a pair, got {output_size!r}")
+        for value in output:
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"output_size entries must be ints >= 1 or None, got {output!r}")
+        super().__init__(
+            in_channels, n_concepts, hidden_channels, aggregation, alpha, eps, device, dtype
+        )
+        self.output_size = output
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Pool ``x`` (B, C, H, W) to ``output_size``; leaves the maps in ``self.maps``."""
+        score = self._score(x)
+        return adaptive_local_attention_pool2d(x, score, self.output_size, self.alpha, self.eps)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, output_size={self.output_size}, n_concepts={self.n_concepts}, "
+            f"aggregation={self.scorer.aggregation_name!r}, eps={self.eps}"
+        )
+
+
+def lap_modules(model: nn.Module) -> dict[str, LapBase]:
+    """All LAP layers of ``model`` by qualified name, in registration order."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, LapBase)}
+
+
+def attention_maps(model: nn.Module, detach: bool = True) -> dict[str, LapMaps]:
+    """The maps every LAP layer of ``model`` left in the last forward pass.
+
+    Keyed by module name, in the order the layers ran in that pass (a layer not reached is
+    left out). ``detach=False`` keeps the autograd graph (for the knowledge-injection losses).
+    """
+    found = [(name, m) for name, m in lap_modules(model).items() if m.maps is not None]
+    if not found and not lap_modules(model):
+        raise ValueError("the model has no LAP layer; put some in with torchlap.lapify(model)")
+    ordered = sorted(found, key=lambda item: item[1]._forward_index)
+    return {name: (m.maps.detach() if detach else m.maps) for name, m in ordered}
+
+
+def clear_attention_maps(model: nn.Module) -> None:
+    """Drop the stored maps of every LAP layer of ``model``."""
+    for module in lap_modules(model).values():
+        module.clear_maps()

@@ -1,0 +1,37 @@
+"""The torchlap command: --help, --version, and the layer benchmark command."""
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+import torchlap
+from torchlap.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "bench" in result.output
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"torchlap {torchlap.__version__}"
+
+
+def test_console_script_entry_point():
+    done = subprocess.run(
+        [sys.executable, "-m", "torchlap.cli", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert torchlap.__version__ in done.stdout
+
+
+def test_bench_layer_rejects_bad_scale():
+    result = runner.invoke(app, ["bench", "layer", "--scale", "0"])
+    assert result.exit_code != 0
+    assert "--scale" in result.output
