@@ -208,6 +208,35 @@ def local_attention_pool2d(
     return numerator / weights.sum(dim=1, keepdim=True)
 
 
+class _WindowMatrixSum(torch.autograd.Function):
+    """``out[b, c, p] = sum_n x[b, c, n] * weights[b, p, n]`` for (B, C, H, W) ``x``.
+
+    One batched matmul each way. Written as a function so that the input gradient is a fresh
+    tensor rather than a view of one: autograd then adds the scorer's gradient into it in place
+    instead of allocating a third copy of the input.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weights):  # type: ignore[override]
+        batch, channels = x.shape[:2]
+        flat = x.reshape(batch, channels, -1)
+        ctx.save_for_backward(x, weights)
+        return torch.bmm(flat, weights.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        x, weights = ctx.saved_tensors
+        batch, channels = x.shape[:2]
+        grad_x = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.empty_like(x, memory_format=torch.contiguous_format)
+            torch.bmm(grad_out, weights, out=grad_x.view(batch, channels, -1))
+        if ctx.needs_input_grad[1]:
+            flat = x.reshape(batch, channels, -1)
+            grad_weights = torch.bmm(grad_out.transpose(1, 2), flat)
+        return grad_x, grad_weights
+
+
 def adaptive_bounds(size: int, out: int) -> tuple[list[int], list[int]]:
     """Start and end of each adaptive window, the rule of ``nn.AdaptiveAvgPool2d``."""
     starts = [(i * size) // out for i in range(out)]
@@ -269,6 +298,5 @@ def adaptive_local_attention_pool2d(
             expanded.transpose(1, 2), member.t().expand(batch, -1, -1), alpha, eps
         ).transpose(1, 2)
     weights = weights.to(x.dtype)
-    pooled = torch.bmm(x.reshape(batch, x.shape[1], height * width), weights.transpose(1, 2))
-    pooled = pooled / weights.sum(dim=2).unsqueeze(1)
+    pooled = _WindowMatrixSum.apply(x, weights) / weights.sum(dim=2).unsqueeze(1)
     return pooled.reshape(batch, x.shape[1], out_h, out_w)

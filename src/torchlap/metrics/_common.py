@@ -1,0 +1,322 @@
+"""Shared pieces of the metrics: the result type, the direction registry, input checks,
+deterministic top-k selection and batched model re-runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "METRIC_DIRECTIONS",
+    "MetricResult",
+    "count_for_fraction",
+    "higher_is_better",
+    "normalize_by_max",
+    "top_k_mask",
+]
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric value with its direction and the number of samples behind it.
+
+    ``value`` is ``nan`` when no sample could be used (``n == 0``); :meth:`to_dict` then
+    writes ``None`` so that the result stays valid JSON. ``per_sample`` (optional) holds the
+    per-sample scores, ``nan`` for excluded samples.
+    """
+
+    value: float
+    higher_is_better: bool
+    n: int
+    n_excluded: int = 0
+    per_sample: Tensor | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, float | bool | int | None]:
+        """JSON-ready summary: ``{"value", "higher_is_better", "n", "n_excluded"}``."""
+        value = float(self.value)
+        return {
+            "value": value if math.isfinite(value) else None,
+            "higher_is_better": bool(self.higher_is_better),
+            "n": int(self.n),
+            "n_excluded": int(self.n_excluded),
+        }
+
+
+# Direction of every metric family, as data (Quantus' ``score_direction`` idea). Keys are the
+# metric names used by the functions of this package (prefixes such as "keep_10/" or
+# "energy/" are stripped by :func:`higher_is_better`).
+METRIC_DIRECTIONS: Mapping[str, bool] = MappingProxyType(
+    {
+        # model performance
+        "accuracy": True,
+        "sensitivity": True,
+        "specificity": True,
+        "balanced_accuracy": True,
+        "top1_accuracy": True,
+        "top2_accuracy": True,
+        "top3_accuracy": True,
+        "top4_accuracy": True,
+        "top5_accuracy": True,
+        # LAP as a standalone predictor (paper 000, section IV)
+        "predictivity": True,
+        "faithfulness": True,
+        # localization
+        "iou_threshold": True,
+        "iou_topk": True,
+        "ebpg": True,
+        "miou_top20": True,
+        "bbox_accuracy": True,
+        "pointing_game": True,
+        # keep-k% (paper 000, Fig. 4)
+        "top1_vs_prediction": True,
+        "top2_vs_prediction": True,
+        "top3_vs_prediction": True,
+        "top4_vs_prediction": True,
+        "top5_vs_prediction": True,
+        "top1_vs_label": True,
+        "top2_vs_label": True,
+        "top3_vs_label": True,
+        "top4_vs_label": True,
+        "top5_vs_label": True,
+        # SISE (paper 003)
+        "drop_pct": False,
+        "increase_pct": True,
+        # ante-hoc (paper 004)
+        "inc_pct": True,
+        "win_pct": True,
+        "change_drop_pct": False,
+        "change_inc_pct": False,
+    }
+)
+
+
+def higher_is_better(name: str) -> bool:
+    """Direction of metric ``name`` (a key of :data:`METRIC_DIRECTIONS`, optionally with
+    ``"group/"`` prefixes such as ``"keep_10/top1_vs_label"``)."""
+    key = name.rsplit("/", 1)[-1]
+    if key not in METRIC_DIRECTIONS:
+        raise ValueError(f"unknown metric name {name!r}; known names: {sorted(METRIC_DIRECTIONS)}")
+    return METRIC_DIRECTIONS[key]
+
+
+def make_result(name: str, per_sample: Tensor, valid: Tensor | None = None) -> MetricResult:
+    """Mean of ``per_sample`` over ``valid`` samples, with the direction of ``name``.
+
+    Excluded samples are stored as ``nan`` in the result's ``per_sample``.
+    """
+    per_sample = per_sample.detach().to(torch.float64)
+    if valid is None:
+        valid = torch.ones_like(per_sample, dtype=torch.bool)
+    n = int(valid.sum().item())
+    total = per_sample.numel()
+    value = float(per_sample[valid].mean().item()) if n > 0 else float("nan")
+    stored = torch.where(valid, per_sample, torch.full_like(per_sample, float("nan")))
+    return MetricResult(
+        value=value,
+        higher_is_better=higher_is_better(name),
+        n=n,
+        n_excluded=total - n,
+        per_sample=stored,
+    )
+
+
+# ---------------------------------------------------------------------------------- checks
+
+
+def check_maps(maps: object, name: str = "maps") -> Tensor:
+    """``maps`` must be a finite floating tensor of shape (B, H, W)."""
+    if not isinstance(maps, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, H, W), got {type(maps)}")
+    if maps.dim() != 3:
+        raise ValueError(
+            f"{name} must have shape (B, H, W) (one map per image, at image resolution), "
+            f"got shape {tuple(maps.shape)}"
+        )
+    if not maps.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got dtype {maps.dtype}")
+    if maps.shape[0] == 0 or maps.shape[1] == 0 or maps.shape[2] == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {tuple(maps.shape)}")
+    if not bool(torch.isfinite(maps).all()):
+        raise ValueError(f"{name} contains nan or inf values; only finite maps are accepted")
+    return maps
+
+
+def check_masks(masks: object, maps: Tensor, name: str = "masks") -> Tensor:
+    """``masks`` must be a bool tensor of the same shape and device as ``maps``."""
+    if not isinstance(masks, Tensor):
+        raise TypeError(f"{name} must be a bool torch.Tensor of shape (B, H, W), got {type(masks)}")
+    if masks.dtype != torch.bool:
+        raise TypeError(
+            f"{name} must have dtype torch.bool (True inside the region); got {masks.dtype}. "
+            "Convert with `masks > 0.5` or `masks.bool()`."
+        )
+    if masks.shape != maps.shape:
+        raise ValueError(
+            f"{name} must have the shape of the maps {tuple(maps.shape)}, got {tuple(masks.shape)}"
+        )
+    if masks.device != maps.device:
+        raise ValueError(f"{name} is on {masks.device} but the maps are on {maps.device}")
+    return masks
+
+
+def check_images(images: object, maps: Tensor | None = None) -> Tensor:
+    """``images`` must be a floating (B, C, H, W) tensor matching ``maps`` (B, H, W)."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images)}")
+    if images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(
+            f"images must be a floating tensor of shape (B, C, H, W), got shape "
+            f"{tuple(images.shape)} and dtype {images.dtype}"
+        )
+    if maps is not None:
+        expected = (images.shape[0], images.shape[2], images.shape[3])
+        if tuple(maps.shape) != expected:
+            raise ValueError(
+                f"maps must have shape (B, H, W) = {expected} to match images "
+                f"{tuple(images.shape)} (resize maps to image resolution first), "
+                f"got {tuple(maps.shape)}"
+            )
+        if maps.device != images.device:
+            raise ValueError(f"maps are on {maps.device} but images are on {images.device}")
+    return images
+
+
+def check_labels(labels: object, n: int, name: str = "labels") -> Tensor:
+    """``labels`` must be an integer tensor of shape (n,)."""
+    if not isinstance(labels, Tensor):
+        raise TypeError(
+            f"{name} must be an integer torch.Tensor of shape ({n},), got {type(labels)}"
+        )
+    if labels.dim() != 1 or labels.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), got {tuple(labels.shape)}")
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise TypeError(f"{name} must hold integer class indices, got dtype {labels.dtype}")
+    if n > 0 and bool((labels < 0).any()):
+        raise ValueError(f"{name} must be non-negative class indices")
+    return labels.long()
+
+
+def check_batch_size(batch_size: object) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return batch_size
+
+
+# ------------------------------------------------------------------------- pixel selection
+
+
+def count_for_fraction(fraction: float, n_pixels: int) -> int:
+    """Number of pixels kept for a fraction: ``max(1, floor(fraction * n_pixels + 0.5))``
+    (round half up; at least one pixel so that a selection is never empty)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    return max(1, min(n_pixels, math.floor(fraction * n_pixels + 0.5)))
+
+
+def top_k_mask(maps: Tensor, k: int | Tensor) -> Tensor:
+    """Boolean mask of the ``k`` highest-scored pixels of each map.
+
+    ``k`` is an int or a (B,) integer tensor (one count per sample). Ties are broken
+    deterministically: among equal scores the pixel with the lowest flat (row-major) index
+    is selected first, so a constant map selects its first ``k`` pixels. Exactly ``k``
+    pixels are selected per sample (``k`` clipped to [0, H*W]).
+
+    One stable descending sort plus a rank comparison handles per-sample ``k`` without a
+    Python loop over samples.
+    """
+    check_maps(maps)
+    batch = maps.shape[0]
+    flat = maps.reshape(batch, -1)
+    n_pixels = flat.shape[1]
+    if isinstance(k, Tensor):
+        if k.shape != (batch,):
+            raise ValueError(
+                f"k must be an int or a tensor of shape ({batch},), got {tuple(k.shape)}"
+            )
+        k_per_sample = k.to(device=maps.device, dtype=torch.long)
+    elif isinstance(k, int) and not isinstance(k, bool):
+        k_per_sample = torch.full((batch,), k, device=maps.device, dtype=torch.long)
+    else:
+        raise TypeError(f"k must be an int or a (B,) integer tensor, got {type(k)}")
+    k_per_sample = k_per_sample.clamp(0, n_pixels)
+    order = torch.sort(flat, dim=1, descending=True, stable=True).indices
+    positions = torch.arange(n_pixels, device=maps.device).expand(batch, -1)
+    ranks = torch.empty_like(order).scatter_(1, order, positions)
+    return (ranks < k_per_sample[:, None]).reshape(maps.shape)
+
+
+def normalize_by_max(maps: Tensor) -> Tensor:
+    """Divide each map by its maximum (paper 000, section IV: "we normalized each importance
+    map by its maximum value"). Maps whose maximum is not positive (all-zero or all-negative,
+    i.e. no positive evidence) become all-zero instead of dividing by zero or flipping signs.
+    """
+    check_maps(maps)
+    peak = maps.amax(dim=(1, 2), keepdim=True)
+    positive = peak > 0
+    return torch.where(positive, maps / torch.where(positive, peak, torch.ones_like(peak)), 0.0)
+
+
+# ------------------------------------------------------------------------------ model runs
+
+
+@contextmanager
+def eval_mode(model: Callable[[Tensor], Tensor]) -> Iterator[None]:
+    """Put an ``nn.Module`` in eval mode and restore every submodule's flag afterwards,
+    also on error. Other callables are left untouched."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
+        yield
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
+def run_model(
+    model: Callable[[Tensor], Tensor],
+    n: int,
+    make_inputs: Callable[[slice], Tensor],
+    batch_size: int,
+) -> Tensor:
+    """Logits of ``model`` on ``make_inputs(chunk)`` for consecutive chunks of ``batch_size``.
+
+    Inputs are built per chunk so that perturbed copies of the whole data set never live in
+    memory at once. The model runs in eval mode under ``torch.no_grad``.
+    """
+    check_batch_size(batch_size)
+    if not callable(model):
+        raise TypeError(f"model must be callable (images -> logits), got {type(model)}")
+    outputs = []
+    with eval_mode(model), torch.no_grad():
+        for start in range(0, n, batch_size):
+            chunk = slice(start, min(n, start + batch_size))
+            logits = model(make_inputs(chunk))
+            expected_rows = chunk.stop - chunk.start
+            if (
+                not isinstance(logits, Tensor)
+                or logits.dim() != 2
+                or logits.shape[0] != expected_rows
+            ):
+                shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits)
+                raise ValueError(
+                    f"model must return logits of shape (batch, n_classes), got {shape} "
+                    f"for a batch of {expected_rows}"
+                )
+            outputs.append(logits.detach())
+    return torch.cat(outputs, dim=0)
+
+
+def topk_hits(logits: Tensor, targets: Tensor, k: int) -> Tensor:
+    """(B,) bool: is ``targets`` among the ``k`` largest logits of each row."""
+    top = logits.topk(k, dim=1).indices
+    return (top == targets[:, None]).any(dim=1)

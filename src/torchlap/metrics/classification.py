@@ -1,0 +1,124 @@
+"""Model performance (paper 000, Table I, "Model performance"): accuracy, sensitivity,
+specificity and balanced accuracy for binary tasks, top-1/top-5 accuracy for multi-class
+tasks. Values come from torchmetrics; the wrappers add the direction, the sample counts
+and per-sample correctness.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor
+from torchmetrics.functional.classification import (
+    binary_accuracy,
+    binary_recall,
+    binary_specificity,
+    multiclass_accuracy,
+)
+
+from torchlap.metrics._common import MetricResult, check_labels, higher_is_better, topk_hits
+
+__all__ = ["binary_classification_metrics", "multiclass_classification_metrics"]
+
+logger = logging.getLogger(__name__)
+
+
+def _result(name: str, value: Tensor | float, per_sample: Tensor, valid: Tensor) -> MetricResult:
+    n = int(valid.sum().item())
+    stored = torch.where(valid, per_sample.double(), float("nan"))
+    return MetricResult(
+        value=float(value) if n > 0 else float("nan"),
+        higher_is_better=higher_is_better(name),
+        n=n,
+        n_excluded=valid.numel() - n,
+        per_sample=stored,
+    )
+
+
+def _positive_probabilities(scores: Tensor) -> Tensor:
+    if not isinstance(scores, Tensor):
+        raise TypeError(f"scores must be a torch.Tensor, got {type(scores)}")
+    if scores.dim() == 2 and scores.shape[1] == 2:
+        if not scores.is_floating_point():
+            raise TypeError("(B, 2) scores must be floating logits")
+        return scores.float().softmax(dim=1)[:, 1]
+    if scores.dim() == 2 and scores.shape[1] == 1:
+        scores = scores[:, 0]
+    if scores.dim() != 1:
+        raise ValueError(
+            "scores must be (B, 2) two-class logits or (B,) / (B, 1) positive-class "
+            f"probabilities, got shape {tuple(scores.shape)}"
+        )
+    probabilities = scores.float()
+    if bool(((probabilities < 0) | (probabilities > 1) | probabilities.isnan()).any()):
+        raise ValueError(
+            "(B,) scores must be probabilities in [0, 1]; pass torch.sigmoid(logits) for a "
+            "single logit, or (B, 2) logits"
+        )
+    return probabilities
+
+
+def binary_classification_metrics(
+    scores: Tensor, labels: Tensor, threshold: float = 0.5
+) -> dict[str, MetricResult]:
+    """Accuracy, sensitivity (recall of class 1), specificity (recall of class 0) and
+    balanced accuracy ``(sensitivity + specificity) / 2`` of a binary classifier.
+
+    ``scores``: (B, 2) logits (softmax) or (B,) positive-class probabilities; a sample is
+    predicted positive when its probability is above ``threshold`` (torchmetrics'
+    convention). Sensitivity uses only positive samples and specificity only negative ones
+    (the others count as excluded); a metric with no usable sample is ``nan``.
+    """
+    probabilities = _positive_probabilities(scores)
+    labels = check_labels(labels, probabilities.shape[0]).to(probabilities.device)
+    if bool((labels > 1).any()):
+        raise ValueError("binary labels must be 0 or 1")
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    predicted = (probabilities > threshold).long()
+    correct = predicted == labels
+    positive, negative = labels == 1, labels == 0
+    everyone = torch.ones_like(positive)
+    # balanced accuracy is undefined unless both classes occur
+    both = everyone if bool(positive.any()) and bool(negative.any()) else ~everyone
+    # macro-averaged per-class recall over the two classes = (sensitivity + specificity) / 2
+    balanced = multiclass_accuracy(predicted, labels, num_classes=2, average="macro")
+    return {
+        "accuracy": _result(
+            "accuracy", binary_accuracy(probabilities, labels, threshold), correct, everyone
+        ),
+        "sensitivity": _result(
+            "sensitivity", binary_recall(probabilities, labels, threshold), correct, positive
+        ),
+        "specificity": _result(
+            "specificity", binary_specificity(probabilities, labels, threshold), correct, negative
+        ),
+        "balanced_accuracy": _result("balanced_accuracy", balanced, correct, both),
+    }
+
+
+def multiclass_classification_metrics(logits: Tensor, labels: Tensor) -> dict[str, MetricResult]:
+    """Top-1 and top-5 accuracy of a multi-class classifier from (B, n_classes) logits.
+
+    With fewer than 5 classes the second metric is top-t with t = n_classes, named
+    ``"top{t}_accuracy"`` (a log message records it).
+    """
+    if not isinstance(logits, Tensor) or logits.dim() != 2 or not logits.is_floating_point():
+        raise ValueError("logits must be a floating tensor of shape (B, n_classes)")
+    n_classes = logits.shape[1]
+    if n_classes < 2:
+        raise ValueError(f"need at least 2 classes, got logits of shape {tuple(logits.shape)}")
+    labels = check_labels(labels, logits.shape[0]).to(logits.device)
+    if bool((labels >= n_classes).any()):
+        raise ValueError(f"labels must be < n_classes = {n_classes}")
+    top_t = min(5, n_classes)
+    if top_t < 5:
+        logger.warning("only %d classes: reporting top-%d instead of top-5", n_classes, top_t)
+    everyone = torch.ones_like(labels, dtype=torch.bool)
+    results = {}
+    for t in (1, top_t):
+        name = f"top{t}_accuracy"
+        value = multiclass_accuracy(logits, labels, num_classes=n_classes, top_k=t, average="micro")
+        results[name] = _result(name, value, topk_hits(logits, labels, t), everyone)
+    return results

@@ -1,0 +1,252 @@
+"""LAP layers as standalone predictors (paper 000, section IV, Table I).
+
+Each LAP layer's concept maps (B, h, H, W) give a prediction without the rest of the
+network:
+
+- :func:`binary_rule` (RSNA): positive when any pixel of the concept map is above 0.5;
+- :func:`concept_sum_rule` (CelebA): the class whose concept maps have the larger sum;
+- :class:`LearnedConceptPredictor` (ImageNet): a 2-layer MLP on the concept size features
+  ``F_C`` (per-concept sums of pixel importances), trained on the validation split.
+
+*Predictivity* is the agreement of these predictions with the ground truth,
+*faithfulness* the agreement with the model's own predictions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from torchlap.metrics._common import MetricResult, check_labels, make_result
+
+__all__ = [
+    "LearnedConceptPredictor",
+    "binary_rule",
+    "concept_size_features",
+    "concept_sum_rule",
+    "faithfulness",
+    "lap_predictor_metrics",
+    "predictivity",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def _concepts(concepts: object) -> Tensor:
+    """A (B, h, H, W) floating tensor from a tensor or a LapMaps-like object (``.concepts``)."""
+    tensor = getattr(concepts, "concepts", concepts)
+    if not isinstance(tensor, Tensor):
+        raise TypeError(
+            "concepts must be a (B, n_concepts, H, W) tensor or an object with a `.concepts` "
+            f"tensor (torchlap.layers.LapMaps), got {type(concepts)}"
+        )
+    if tensor.dim() != 4 or not tensor.is_floating_point():
+        raise ValueError(
+            "concepts must be a floating tensor of shape (B, n_concepts, H, W), got shape "
+            f"{tuple(tensor.shape)} and dtype {tensor.dtype}"
+        )
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError("concepts contain nan or inf values")
+    return tensor.detach()
+
+
+def concept_size_features(concepts: Tensor) -> Tensor:
+    """Concept size features ``F_C`` (paper 000, section IV): the sum of the pixels'
+    importances in each concept map, (B, h, H, W) -> (B, h)."""
+    return _concepts(concepts).sum(dim=(2, 3))
+
+
+def _concept_indices(indices: Sequence[int] | None, n_concepts: int, what: str) -> list[int]:
+    if indices is None:
+        return list(range(n_concepts))
+    chosen = [int(i) for i in indices]
+    if not chosen or any(i < 0 or i >= n_concepts for i in chosen):
+        raise ValueError(
+            f"{what} must be a non-empty list of concept indices in [0, {n_concepts}), "
+            f"got {list(indices)}"
+        )
+    return chosen
+
+
+def binary_rule(
+    concepts: Tensor,
+    threshold: float = 0.5,
+    positive_concepts: Sequence[int] | None = None,
+) -> Tensor:
+    """Binary LAP predictor (paper 000, section IV, RSNA): 1 when at least one pixel of the
+    concept map(s) has probability strictly above ``threshold`` (0.5), else 0.
+
+    With several concepts, ``positive_concepts`` names the maps that signal the positive
+    class (default: all of them; any pixel of any of them suffices). Returns (B,) long.
+    """
+    tensor = _concepts(concepts)
+    chosen = _concept_indices(positive_concepts, tensor.shape[1], "positive_concepts")
+    return (tensor[:, chosen] > threshold).flatten(1).any(dim=1).long()
+
+
+def concept_sum_rule(concepts: Tensor, class_to_concepts: Sequence[Sequence[int]]) -> Tensor:
+    """Concept-sum LAP predictor (paper 000, section IV, CelebA): the class whose concept
+    maps have the larger total importance, ``argmax_c Σ_{j ∈ concepts(c)} F_C[j]``.
+
+    ``class_to_concepts[c]`` lists the concept indices of class c (e.g. ``[[0], [1]]``).
+    Sums are not divided by the number of concepts per class. Ties go to the lowest class
+    index. Returns (B,) long.
+    """
+    features = concept_size_features(concepts)
+    n_concepts = features.shape[1]
+    if isinstance(class_to_concepts, (str, bytes)) or len(class_to_concepts) < 2:
+        raise ValueError(
+            "class_to_concepts must list the concept indices of at least 2 classes, "
+            f"e.g. [[0], [1]]; got {class_to_concepts!r}"
+        )
+    assignment = torch.zeros(len(class_to_concepts), n_concepts, dtype=features.dtype)
+    for class_index, indices in enumerate(class_to_concepts):
+        chosen = _concept_indices(indices, n_concepts, f"class_to_concepts[{class_index}]")
+        assignment[class_index, chosen] = 1.0
+    scores = features @ assignment.to(features.device).T
+    return scores.argmax(dim=1)
+
+
+class LearnedConceptPredictor(nn.Module):
+    """Learned LAP predictor (paper 000, section IV, ImageNet): a 2-layer MLP on the concept
+    size features ``F_C`` (Linear(h, hidden) -> ReLU -> Linear(hidden, n_classes)).
+
+    The paper gives no hyper-parameters; ours: features standardized with the training
+    mean/std (sums over pixels have arbitrary scale), ``hidden_features=128``, Adam with
+    learning rate 1e-2, ``epochs=200`` of shuffled mini-batches of 256, cross-entropy. The
+    seed fixes initialization and shuffling without touching the global RNG. Fit on the
+    validation split, then :meth:`predict` the test split. Inputs to :meth:`fit`,
+    :meth:`forward` and :meth:`predict` are concept maps (B, h, H, W) (or LapMaps) or
+    already-computed features (B, h).
+    """
+
+    def __init__(
+        self,
+        n_concepts: int,
+        n_classes: int,
+        hidden_features: int = 128,
+        *,
+        epochs: int = 200,
+        lr: float = 1e-2,
+        batch_size: int = 256,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value, minimum in (
+            ("n_concepts", n_concepts, 1),
+            ("n_classes", n_classes, 2),
+            ("hidden_features", hidden_features, 1),
+            ("epochs", epochs, 1),
+            ("batch_size", batch_size, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr!r}")
+        self.n_concepts, self.n_classes = n_concepts, n_classes
+        self.epochs, self.lr, self.batch_size, self.seed = epochs, lr, batch_size, seed
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.mlp = nn.Sequential(
+                nn.Linear(n_concepts, hidden_features),
+                nn.ReLU(),
+                nn.Linear(hidden_features, n_classes),
+            )
+        self.register_buffer("feature_mean", torch.zeros(n_concepts))
+        self.register_buffer("feature_std", torch.ones(n_concepts))
+        self.fitted = False
+
+    def _features(self, concepts_or_features: Tensor) -> Tensor:
+        if isinstance(concepts_or_features, Tensor) and concepts_or_features.dim() == 2:
+            features = concepts_or_features
+            if not features.is_floating_point():
+                raise TypeError(f"features must be floating, got {features.dtype}")
+        else:
+            features = concept_size_features(concepts_or_features)
+        if features.shape[1] != self.n_concepts:
+            raise ValueError(
+                f"expected {self.n_concepts} concepts, got {features.shape[1]} "
+                f"(input shape {tuple(features.shape)})"
+            )
+        return features.to(self.feature_mean.device, self.feature_mean.dtype)
+
+    def forward(self, concepts_or_features: Tensor) -> Tensor:
+        """Logits (B, n_classes) for concept maps (B, h, H, W) or features (B, h)."""
+        features = self._features(concepts_or_features)
+        return self.mlp((features - self.feature_mean) / self.feature_std)
+
+    def fit(self, concepts_or_features: Tensor, labels: Tensor) -> LearnedConceptPredictor:
+        """Train on the validation split (full passes over shuffled mini-batches)."""
+        features = self._features(concepts_or_features).detach()
+        if features.shape[0] == 0:
+            raise ValueError("fit needs at least one sample")
+        labels = check_labels(labels, features.shape[0]).to(features.device)
+        if bool((labels >= self.n_classes).any()):
+            raise ValueError(f"labels must be < n_classes = {self.n_classes}")
+        self.feature_mean.copy_(features.mean(dim=0))
+        self.feature_std.copy_(features.std(dim=0, unbiased=False).clamp_min(1e-6))
+        generator = torch.Generator().manual_seed(self.seed)
+        optimizer = torch.optim.Adam(self.mlp.parameters(), lr=self.lr)
+        loss_fn = nn.CrossEntropyLoss()
+        was_training = self.training
+        last_loss = torch.tensor(float("nan"))
+        self.train()
+        try:
+            with torch.enable_grad():
+                for _ in range(self.epochs):
+                    order = torch.randperm(features.shape[0], generator=generator)
+                    order = order.to(features.device)
+                    for start in range(0, features.shape[0], self.batch_size):
+                        batch = order[start : start + self.batch_size]
+                        optimizer.zero_grad(set_to_none=True)
+                        loss = loss_fn(self(features[batch]), labels[batch])
+                        loss.backward()
+                        optimizer.step()
+                        last_loss = loss.detach()
+        finally:
+            self.train(was_training)
+        self.fitted = True
+        logger.info("LearnedConceptPredictor fitted, final mini-batch loss %.4f", float(last_loss))
+        return self
+
+    def predict(self, concepts_or_features: Tensor) -> Tensor:
+        """Predicted classes (B,) long; requires :meth:`fit` first."""
+        if not self.fitted:
+            raise ValueError("LearnedConceptPredictor.predict called before fit()")
+        with torch.no_grad():
+            return self(concepts_or_features).argmax(dim=1)
+
+
+def _agreement(name: str, predictions: Tensor, reference: Tensor, what: str) -> MetricResult:
+    if not isinstance(predictions, Tensor) or predictions.dim() != 1:
+        raise ValueError("predictions must be a (B,) tensor of class indices")
+    predictions = check_labels(predictions, predictions.shape[0], "predictions")
+    reference = check_labels(reference, predictions.shape[0], what)
+    if reference.device != predictions.device:
+        raise ValueError(f"{what} is on {reference.device}, predictions on {predictions.device}")
+    return make_result(name, (predictions == reference).double())
+
+
+def predictivity(predictions: Tensor, labels: Tensor) -> MetricResult:
+    """Predictivity of a LAP predictor: accuracy of its predictions w.r.t. the ground
+    truth (paper 000, Table I, "LAP predictions")."""
+    return _agreement("predictivity", predictions, labels, "labels")
+
+
+def faithfulness(predictions: Tensor, model_predictions: Tensor) -> MetricResult:
+    """Faithfulness of a LAP predictor: agreement of its predictions with the model's own
+    predictions (paper 000, Table I, "Faithfulness to model")."""
+    return _agreement("faithfulness", predictions, model_predictions, "model_predictions")
+
+
+def lap_predictor_metrics(
+    predictions: Tensor, labels: Tensor, model_predictions: Tensor
+) -> dict[str, MetricResult]:
+    """``{"predictivity": ..., "faithfulness": ...}`` for one LAP layer's predictions."""
+    return {
+        "predictivity": predictivity(predictions, labels),
+        "faithfulness": faithfulness(predictions, model_predictions),
+    }

@@ -1,0 +1,232 @@
+"""Localization of explanation maps against ground-truth regions (boxes rasterized to masks,
+or segmentation masks).
+
+Common conventions (the papers are silent on them):
+
+- Inputs are ``maps`` (B, H, W) float at image resolution and ``masks`` (B, H, W) bool.
+- A sample whose region is empty (no ``True`` pixel) is **excluded** from every
+  localization metric; the count is reported as ``MetricResult.n_excluded`` and its
+  per-sample score is ``nan``. (Quantus' PointingGame would score it as a hit.)
+- Top-k selections keep exactly k pixels; ties are broken by the lowest flat (row-major)
+  index first (:func:`torchlap.metrics.top_k_mask`). An all-zero or constant map thus
+  selects its first k pixels in raster order, a deterministic but uninformative choice.
+- Every metric is a mean over the included samples, in [0, 1], higher is better.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from torch import Tensor
+
+from torchlap.metrics._common import (
+    MetricResult,
+    check_maps,
+    check_masks,
+    count_for_fraction,
+    make_result,
+    normalize_by_max,
+    top_k_mask,
+)
+
+__all__ = [
+    "bbox_accuracy",
+    "ebpg",
+    "fit_global_threshold",
+    "iou_threshold",
+    "iou_topk",
+    "localization_metrics",
+    "miou_top20",
+    "pointing_game",
+]
+
+logger = logging.getLogger(__name__)
+
+_CLASSIFIERS = ("logistic", "ridge")
+
+
+def _checked(maps: Tensor, masks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Validated maps/masks, region areas (B,) and the valid-sample mask (B,)."""
+    check_maps(maps)
+    check_masks(masks, maps)
+    area = masks.flatten(1).sum(dim=1)
+    return maps, masks, area, area > 0
+
+
+def _iou(selected: Tensor, masks: Tensor) -> Tensor:
+    """Per-sample |A ∩ G| / |A ∪ G| (0 where the union is empty; such samples are excluded)."""
+    inter = (selected & masks).flatten(1).sum(dim=1).double()
+    union = (selected | masks).flatten(1).sum(dim=1).double()
+    return inter / union.clamp_min(1)
+
+
+def iou_threshold(
+    maps: Tensor, masks: Tensor, threshold: float = 0.5, *, normalize: bool = False
+) -> MetricResult:
+    """IoU by **thresholding** (paper 000, section IV, "Binarization by Thresholding").
+
+    A pixel is positive when its score is strictly above ``threshold``. LAP maps are used
+    as they are with the global threshold 0.5 (``normalize=False``); other explainers'
+    maps are first divided by their per-image maximum (``normalize=True``, see
+    :func:`torchlap.metrics.normalize_by_max`) and thresholded with the global threshold
+    fitted on validation pixels by :func:`fit_global_threshold`.
+
+    ``IoU = |{S > t} ∩ G| / |{S > t} ∪ G|``, averaged over samples with a non-empty region.
+    """
+    maps, masks, _, valid = _checked(maps, masks)
+    if (
+        not isinstance(threshold, (int, float))
+        or isinstance(threshold, bool)
+        or not math.isfinite(threshold)
+    ):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    scores = normalize_by_max(maps) if normalize else maps
+    return make_result("iou_threshold", _iou(scores > threshold, masks), valid)
+
+
+def fit_global_threshold(
+    val_maps: Tensor,
+    val_masks: Tensor,
+    *,
+    max_pixels: int = 200_000,
+    seed: int = 0,
+    classifier: str = "logistic",
+) -> float:
+    """Global threshold for max-normalized maps (paper 000, section IV and supplementary).
+
+    Each validation map is divided by its maximum; every pixel becomes one sample with the
+    normalized score as its single feature and the label "inside the region" (all
+    validation samples are used, including those without a region, whose pixels are all
+    outside). A binary linear classifier with balanced class weights is fitted on a seeded
+    uniform subsample of at most ``max_pixels`` pixels, and the threshold is the score at
+    which its decision function is 0, ``t = -intercept / coef``.
+
+    ``classifier="logistic"`` (default) uses ``sklearn.linear_model.LogisticRegression``;
+    ``"ridge"`` uses ``RidgeClassifier(alpha=0.01, solver="lsqr", tol=1e-3, max_iter=100)``,
+    the paper's supplementary setting. Raises ``ValueError`` when the classifier finds that
+    higher scores do **not** indicate the region (coefficient <= 0): thresholding is then
+    meaningless for that explainer.
+    """
+    maps, masks, _, _ = _checked(val_maps, val_masks)
+    if classifier not in _CLASSIFIERS:
+        raise ValueError(f"classifier must be one of {_CLASSIFIERS}, got {classifier!r}")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 2:
+        raise ValueError(f"max_pixels must be an int >= 2, got {max_pixels!r}")
+    scores = normalize_by_max(maps).flatten()
+    labels = masks.flatten()
+    n_inside = int(labels.sum().item())
+    if n_inside == 0 or n_inside == labels.numel():
+        raise ValueError(
+            "fit_global_threshold needs validation pixels both inside and outside the regions; "
+            f"got {n_inside} inside out of {labels.numel()}"
+        )
+    if labels.numel() > max_pixels:
+        generator = torch.Generator().manual_seed(seed)
+        keep = torch.randperm(labels.numel(), generator=generator)[:max_pixels]
+        keep = keep.to(scores.device)
+        scores, labels = scores[keep], labels[keep]
+        if bool(labels.all()) or not bool(labels.any()):
+            raise ValueError(
+                "the pixel subsample holds a single class; raise max_pixels "
+                f"(now {max_pixels}) so that region pixels are sampled"
+            )
+    # A one-off fit on a subsample, not a hot path: sklearn on CPU is the field's tool here.
+    features = scores.detach().double().cpu().numpy().reshape(-1, 1)
+    targets = labels.cpu().numpy().astype("int64")
+    if classifier == "logistic":
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(class_weight="balanced", random_state=seed)
+    else:
+        from sklearn.linear_model import RidgeClassifier
+
+        model = RidgeClassifier(
+            alpha=0.01, solver="lsqr", tol=1e-3, max_iter=100, class_weight="balanced"
+        )
+    model.fit(features, targets)
+    coef = float(model.coef_.ravel()[0])
+    intercept = float(model.intercept_.ravel()[0])
+    if not coef > 0:
+        raise ValueError(
+            f"the fitted classifier has coefficient {coef:.4g} <= 0: higher normalized scores do "
+            "not indicate the region on the validation pixels, so no global threshold exists"
+        )
+    threshold = -intercept / coef
+    logger.info("global threshold %.4f (%s, %d pixels)", threshold, classifier, labels.numel())
+    return threshold
+
+
+def iou_topk(maps: Tensor, masks: Tensor) -> MetricResult:
+    """IoU by **top-scored selection** (paper 000, section IV): keep as many top-scored
+    pixels as the region's area N, then ``IoU = |T_N ∩ G| / |T_N ∪ G|``."""
+    maps, masks, area, valid = _checked(maps, masks)
+    return make_result("iou_topk", _iou(top_k_mask(maps, area), masks), valid)
+
+
+def ebpg(maps: Tensor, masks: Tensor) -> MetricResult:
+    """Energy-Based Pointing Game (paper 003): ``EBPG = ||S ⊙ G||_1 / ||S||_1``.
+
+    The L1 norm takes absolute values, so negative evidence counts as energy too (Quantus'
+    RelevanceMassAccuracy with ``abs=True``; identical for non-negative maps). An all-zero
+    map has no energy and scores 0 (not ``nan``).
+    """
+    maps, masks, _, valid = _checked(maps, masks)
+    energy = maps.abs().double()
+    inside = (energy * masks).flatten(1).sum(dim=1)
+    total = energy.flatten(1).sum(dim=1)
+    per_sample = torch.where(total > 0, inside / torch.where(total > 0, total, 1.0), 0.0)
+    return make_result("ebpg", per_sample, valid)
+
+
+def miou_top20(maps: Tensor, masks: Tensor, fraction: float = 0.2) -> MetricResult:
+    """mIoU of paper 003: IoU between the top 20% pixels of each map and the region, averaged
+    over samples. The pixel count is ``max(1, floor(fraction * H * W + 0.5))``."""
+    maps, masks, _, valid = _checked(maps, masks)
+    k = count_for_fraction(fraction, maps.shape[1] * maps.shape[2])
+    return make_result("miou_top20", _iou(top_k_mask(maps, k), masks), valid)
+
+
+def bbox_accuracy(maps: Tensor, masks: Tensor) -> MetricResult:
+    """Bbox of paper 003 (Schulz et al. 2020): with N = |G|, select the top N pixels of the
+    map and score the fraction of them inside the region, ``|T_N ∩ G| / N``."""
+    maps, masks, area, valid = _checked(maps, masks)
+    inter = (top_k_mask(maps, area) & masks).flatten(1).sum(dim=1).double()
+    return make_result("bbox_accuracy", inter / area.clamp_min(1), valid)
+
+
+def pointing_game(maps: Tensor, masks: Tensor) -> MetricResult:
+    """Pointing game (Zhang et al., extended by EBPG in paper 003): a hit when the map's
+    maximum lies inside the region (no tolerance margin).
+
+    The maximum is the top-1 pixel of :func:`torchlap.metrics.top_k_mask`: among tied
+    maxima the lowest flat index wins, so an all-zero map points at pixel (0, 0). (Quantus
+    counts a hit when *any* tied maximum is inside, which makes a constant map always hit.)
+    """
+    maps, masks, _, valid = _checked(maps, masks)
+    hit = (top_k_mask(maps, 1) & masks).flatten(1).any(dim=1)
+    return make_result("pointing_game", hit.double(), valid)
+
+
+def localization_metrics(
+    maps: Tensor,
+    masks: Tensor,
+    *,
+    threshold: float | None = None,
+    normalize: bool = False,
+) -> dict[str, MetricResult]:
+    """All localization metrics at once: ``iou_topk``, ``ebpg``, ``miou_top20``,
+    ``bbox_accuracy``, ``pointing_game``, plus ``iou_threshold`` when ``threshold`` is given
+    (``normalize`` as in :func:`iou_threshold`: False for LAP maps at 0.5, True for other
+    explainers with a fitted threshold)."""
+    results = {
+        "iou_topk": iou_topk(maps, masks),
+        "ebpg": ebpg(maps, masks),
+        "miou_top20": miou_top20(maps, masks),
+        "bbox_accuracy": bbox_accuracy(maps, masks),
+        "pointing_game": pointing_game(maps, masks),
+    }
+    if threshold is not None:
+        results["iou_threshold"] = iou_threshold(maps, masks, threshold, normalize=normalize)
+    return results

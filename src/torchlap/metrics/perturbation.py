@@ -1,0 +1,417 @@
+"""Faithfulness by perturbation: the model is re-run on images reduced to what a map calls
+important.
+
+- :func:`keep_top_k`: keep-k% of paper 000 (Fig. 4): keep the top k% pixels, replace the
+  rest by a baseline, compare the new prediction with the original one and with the label.
+- :func:`drop_increase`: Drop% / Increase% of paper 003 (SISE), top 15% pixels kept.
+- :func:`drop_inc_win`: Drop(%) / Inc(%) / Win(%) of paper 004 (ante-hoc) on energy maps
+  (image ⊙ map) and on maps binarized at 0.8.
+- :func:`stability`: paper 004's change in Drop(%) and Inc(%) under salt-and-pepper noise.
+
+Model re-runs are batched in chunks of ``batch_size``; an ``nn.Module`` runs in eval mode
+under ``torch.no_grad`` and gets its train/eval flags back afterwards, also on error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+from torchvision.transforms.functional import gaussian_blur
+
+from torchlap.metrics._common import (
+    MetricResult,
+    check_batch_size,
+    check_images,
+    check_labels,
+    check_maps,
+    count_for_fraction,
+    higher_is_better,
+    make_result,
+    normalize_by_max,
+    run_model,
+    top_k_mask,
+    topk_hits,
+)
+
+__all__ = [
+    "BASELINES",
+    "baseline_images",
+    "drop_inc_win",
+    "drop_increase",
+    "keep_top_k",
+    "salt_and_pepper",
+    "stability",
+]
+
+logger = logging.getLogger(__name__)
+
+BASELINES = ("zero", "mean", "blur")
+_VARIANTS = ("energy", "binarized")
+_TARGETS = ("prediction", "label")
+
+
+def baseline_images(
+    images: Tensor, baseline: str = "zero", blur_sigma: float | None = None
+) -> Tensor:
+    """The values that replace removed pixels.
+
+    ``"zero"``: 0 (the papers' choice); ``"mean"``: each image's per-channel mean;
+    ``"blur"``: the image blurred by a Gaussian of standard deviation ``blur_sigma`` pixels
+    (default ``max(1, 0.05 * min(H, W))``), kernel ``2 * ceil(3 sigma) + 1`` clipped to the
+    image, reflect padding (torchvision's ``gaussian_blur``).
+    """
+    check_images(images)
+    if baseline == "zero":
+        return torch.zeros_like(images)
+    if baseline == "mean":
+        return images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+    if baseline == "blur":
+        height, width = images.shape[2:]
+        sigma = max(1.0, 0.05 * min(height, width)) if blur_sigma is None else float(blur_sigma)
+        if not sigma > 0 or not math.isfinite(sigma):
+            raise ValueError(f"blur_sigma must be a positive number, got {blur_sigma!r}")
+        kernel = 2 * math.ceil(3 * sigma) + 1
+        # reflect padding needs kernel // 2 < side; largest odd kernel allowed per side
+        kernel_h = min(kernel, 2 * height - 1)
+        kernel_w = min(kernel, 2 * width - 1)
+        return gaussian_blur(images, [kernel_w, kernel_h], [sigma, sigma])
+    raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+
+
+def _check_ks(ks: Sequence[float]) -> tuple[float, ...]:
+    if isinstance(ks, (int, float)):
+        ks = (ks,)
+    values = tuple(ks)
+    if not values:
+        raise ValueError("ks must hold at least one percentage in (0, 100]")
+    for k in values:
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k <= 100:
+            raise ValueError(f"every k must be a percentage in (0, 100], got {k!r}")
+    return values
+
+
+def _k_label(k: float) -> str:
+    return f"{k:g}"
+
+
+def keep_top_k(
+    model: Callable[[Tensor], Tensor],
+    images: Tensor,
+    maps: Tensor,
+    labels: Tensor,
+    ks: Sequence[float] = (10, 30, 50, 70, 90),
+    baseline: str = "zero",
+    batch_size: int = 64,
+    *,
+    blur_sigma: float | None = None,
+) -> dict[str, MetricResult]:
+    """keep-k% faithfulness (paper 000, section IV and Fig. 4).
+
+    For each k, the top k% pixels of each map are kept (``count_for_fraction(k / 100)``
+    pixels, ties by lowest flat index), the others are set to the baseline (``"zero"`` as
+    in the paper, ``"mean"`` or ``"blur"``, see :func:`baseline_images`), and the model is
+    re-run. Keys ``"keep_{k}/top1_vs_prediction"``, ``"keep_{k}/top5_vs_prediction"``
+    (original prediction among the top-1/top-5 classes of the perturbed image) and
+    ``"keep_{k}/top1_vs_label"``, ``"keep_{k}/top5_vs_label"`` (ground truth among them).
+    With fewer than 5 classes the second pair uses top-t, t = n_classes (e.g. ``top2_...``)
+    and the key says so; a log message records it.
+    """
+    check_maps(maps)
+    check_images(images, maps)
+    labels = check_labels(labels, images.shape[0])
+    check_batch_size(batch_size)
+    percents = _check_ks(ks)
+    fill = baseline_images(images, baseline, blur_sigma)
+    n = images.shape[0]
+    n_pixels = maps.shape[1] * maps.shape[2]
+
+    original = run_model(model, n, lambda s: images[s], batch_size)
+    n_classes = original.shape[1]
+    if bool((labels >= n_classes).any()):
+        raise ValueError(f"labels must be < n_classes = {n_classes} (the model's logits width)")
+    top_t = min(5, n_classes)
+    if top_t < 5:
+        logger.warning("only %d classes: reporting top-%d instead of top-5", n_classes, top_t)
+    predictions = original.argmax(dim=1)
+
+    results: dict[str, MetricResult] = {}
+    for k in percents:
+        keep = top_k_mask(maps, count_for_fraction(k / 100.0, n_pixels)).unsqueeze(1)
+        logits = run_model(
+            model, n, lambda s, keep=keep: torch.where(keep[s], images[s], fill[s]), batch_size
+        )
+        for t in (1, top_t):
+            for reference_name, reference in (("prediction", predictions), ("label", labels)):
+                name = f"keep_{_k_label(k)}/top{t}_vs_{reference_name}"
+                results[name] = make_result(name, topk_hits(logits, reference, t).double())
+    return results
+
+
+def _probabilities(logits: Tensor, targets: Tensor) -> Tensor:
+    return logits.double().softmax(dim=1).gather(1, targets[:, None]).squeeze(1)
+
+
+def drop_increase(
+    model: Callable[[Tensor], Tensor],
+    images: Tensor,
+    maps: Tensor,
+    labels: Tensor | None = None,
+    *,
+    target: str = "prediction",
+    fraction: float = 0.15,
+    baseline: str = "zero",
+    batch_size: int = 64,
+    blur_sigma: float | None = None,
+) -> dict[str, MetricResult]:
+    """Drop% and Increase% of paper 003 (SISE; Chattopadhay et al. 2018, as modified by
+    Ramaswamy et al. and Fu et al.).
+
+    The top 15% pixels of each map are kept (the rest set to the baseline, 0 = pointwise
+    multiplication by the binary mask T(I), as in the paper) and Ψ is the softmax
+    probability of the target class:
+
+    - ``drop_pct = 100 / K * Σ_i max(0, Ψ(I_i) - Ψ(I_i ⊙ T(I_i))) / Ψ(I_i)`` (lower is
+      better). The paper's typeset formula lost the division by Ψ(I_i); we follow the
+      cited definition of Chattopadhay et al. (relative drop).
+    - ``increase_pct = 100 / K * Σ_i [Ψ(I_i ⊙ T(I_i)) > Ψ(I_i)]`` (higher is better), the
+      share of images whose confidence increases.
+
+    ``target="prediction"`` (default; SISE calls these model-truth metrics) uses the class
+    the model predicts on the original image; ``target="label"`` uses ``labels``.
+    """
+    check_maps(maps)
+    check_images(images, maps)
+    check_batch_size(batch_size)
+    if target not in _TARGETS:
+        raise ValueError(f"target must be one of {_TARGETS}, got {target!r}")
+    if target == "label":
+        if labels is None:
+            raise ValueError('target="label" needs labels')
+        labels = check_labels(labels, images.shape[0])
+    n = images.shape[0]
+    fill = baseline_images(images, baseline, blur_sigma)
+    keep = top_k_mask(maps, count_for_fraction(fraction, maps.shape[1] * maps.shape[2]))
+    keep = keep.unsqueeze(1)
+
+    original = run_model(model, n, lambda s: images[s], batch_size)
+    targets = original.argmax(dim=1) if target == "prediction" else labels
+    if bool((targets >= original.shape[1]).any()):
+        raise ValueError(f"labels must be < n_classes = {original.shape[1]}")
+    perturbed = run_model(model, n, lambda s: torch.where(keep[s], images[s], fill[s]), batch_size)
+    p_original = _probabilities(original, targets).clamp_min(torch.finfo(torch.float64).tiny)
+    p_perturbed = _probabilities(perturbed, targets)
+    drop = (p_original - p_perturbed).clamp_min(0) / p_original * 100
+    increase = (p_perturbed > p_original).double() * 100
+    return {
+        "drop_pct": make_result("drop_pct", drop),
+        "increase_pct": make_result("increase_pct", increase),
+    }
+
+
+def _unit_maps(maps: Tensor, normalize: bool) -> Tensor:
+    if normalize:
+        return normalize_by_max(maps.clamp_min(0))
+    if bool((maps < 0).any()) or bool((maps > 1).any()):
+        raise ValueError("with normalize=False the maps must already lie in [0, 1]")
+    return maps
+
+
+def _drop_inc_win_from_probs(
+    p_image: Tensor, p_map: Tensor, prefix: str
+) -> dict[str, MetricResult]:
+    tiny = torch.finfo(torch.float64).tiny
+    dropped = p_map < p_image
+    increased = p_map > p_image
+    drop = (p_image - p_map) / p_image.clamp_min(tiny) * 100
+    inc = (p_map - p_image) / p_map.clamp_min(tiny) * 100
+    names = (f"{prefix}drop_pct", f"{prefix}inc_pct", f"{prefix}win_pct")
+    return {
+        names[0]: make_result(names[0], drop, dropped),
+        names[1]: make_result(names[1], inc, increased),
+        names[2]: make_result(names[2], increased.double() * 100),
+    }
+
+
+def drop_inc_win(
+    model: Callable[[Tensor], Tensor],
+    images: Tensor,
+    maps: Tensor,
+    labels: Tensor,
+    *,
+    variants: Sequence[str] = _VARIANTS,
+    binarize_threshold: float = 0.8,
+    normalize: bool = True,
+    batch_size: int = 64,
+) -> dict[str, MetricResult]:
+    """Drop(%), Inc(%) and Win(%) of paper 004 (ante-hoc interpretation maps, section 3.3).
+
+    With I^p the probability of the ground-truth class on the image and E^p on the
+    perturbed input: ``"energy"`` feeds the energy map ``image ⊙ map``; ``"binarized"``
+    feeds ``image ⊙ [map > 0.8]``. Maps are first clipped at 0 and divided by their
+    per-image maximum (``normalize=True``; with ``False`` they must already be in [0, 1]).
+
+    - ``drop_pct = 100 / D * Σ_{E<I} (I^p - E^p) / I^p`` over the D samples whose
+      probability drops (lower is better);
+    - ``inc_pct = 100 / C * Σ_{E>I} (E^p - I^p) / E^p`` over the C samples whose
+      probability increases (higher is better);
+    - ``win_pct = 100 * C / K`` (higher is better).
+
+    The paper's typeset formulas read ``(E - I) / E`` for Drop and ``(I - E) / I`` for Inc,
+    which are negative on the very samples they average; we swap E and I consistently in
+    both, which makes both positive and bounded by 100 as in its tables. ``n`` of drop/inc
+    is D/C (samples without a drop/increase are counted as excluded); when D or C is 0 the
+    value is ``nan`` (``None`` in JSON). Keys: ``"{variant}/drop_pct"`` etc.
+    """
+    check_maps(maps)
+    check_images(images, maps)
+    labels = check_labels(labels, images.shape[0])
+    check_batch_size(batch_size)
+    chosen = (variants,) if isinstance(variants, str) else tuple(variants)
+    if not chosen or any(v not in _VARIANTS for v in chosen):
+        raise ValueError(f"variants must be a non-empty subset of {_VARIANTS}, got {variants!r}")
+    if not 0 <= binarize_threshold < 1:
+        raise ValueError(f"binarize_threshold must be in [0, 1), got {binarize_threshold!r}")
+    unit = _unit_maps(maps, normalize)
+    n = images.shape[0]
+    original = run_model(model, n, lambda s: images[s], batch_size)
+    if bool((labels >= original.shape[1]).any()):
+        raise ValueError(f"labels must be < n_classes = {original.shape[1]}")
+    p_image = _probabilities(original, labels)
+    results: dict[str, MetricResult] = {}
+    for variant in chosen:
+        weights = unit if variant == "energy" else (unit > binarize_threshold).to(unit.dtype)
+        weights = weights.unsqueeze(1).to(images.dtype)
+        perturbed = run_model(model, n, lambda s, w=weights: images[s] * w[s], batch_size)
+        results.update(
+            _drop_inc_win_from_probs(p_image, _probabilities(perturbed, labels), f"{variant}/")
+        )
+    return results
+
+
+def salt_and_pepper(
+    images: Tensor,
+    fraction: float,
+    *,
+    generator: torch.Generator | None = None,
+    low: float | Tensor | None = None,
+    high: float | Tensor | None = None,
+) -> Tensor:
+    """Salt-and-pepper noise on a fraction of pixels (paper 004, section 3.3: "the fraction
+    of pixels affected by noise").
+
+    Exactly ``floor(fraction * H * W + 0.5)`` pixels per image are drawn without
+    replacement; each is set, in all channels, to ``high`` (salt) or ``low`` (pepper) with
+    probability 1/2. ``low``/``high`` default to each image's per-channel minimum/maximum,
+    so the noise stays in the value range of normalized inputs. Pass a seeded
+    ``torch.Generator`` on the images' device for reproducibility.
+    """
+    check_images(images)
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
+    batch, _, height, width = images.shape
+    n_pixels = height * width
+    n_noisy = math.floor(fraction * n_pixels + 0.5)
+    if generator is not None and generator.device != images.device:
+        raise ValueError(f"generator is on {generator.device} but images are on {images.device}")
+    # the n_noisy largest of i.i.d. uniform draws are a uniform subset without replacement
+    draws = torch.rand(batch, height, width, generator=generator, device=images.device)
+    noisy = top_k_mask(draws, n_noisy).unsqueeze(1)
+    salt = torch.rand(batch, 1, height, width, generator=generator, device=images.device) < 0.5
+    low_values = images.amin(dim=(2, 3), keepdim=True) if low is None else low
+    high_values = images.amax(dim=(2, 3), keepdim=True) if high is None else high
+    low_t = torch.as_tensor(low_values, dtype=images.dtype, device=images.device)
+    high_t = torch.as_tensor(high_values, dtype=images.dtype, device=images.device)
+    noise = torch.where(salt, high_t, low_t).expand_as(images)
+    return torch.where(noisy, noise, images)
+
+
+def stability(
+    model: Callable[[Tensor], Tensor],
+    explain_fn: Callable[[Tensor, Tensor], Tensor],
+    images: Tensor,
+    labels: Tensor,
+    *,
+    fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5),
+    variant: str = "energy",
+    maps: Tensor | None = None,
+    binarize_threshold: float = 0.8,
+    normalize: bool = True,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> dict[str, MetricResult]:
+    """Stability of paper 004 (section 3.3, Table 5): change in Drop(%) (CD) and in Inc(%)
+    (CI) when the inputs carry salt-and-pepper noise of a given fraction of pixels.
+
+    For each fraction f, the images get :func:`salt_and_pepper` noise (seeded generator,
+    one stream per fraction), ``explain_fn(noisy_images, labels) -> (B, H, W)`` recomputes
+    the maps (called in chunks of ``batch_size``), and :func:`drop_inc_win` (``variant``)
+    runs on the noisy images and maps. ``CD = |Drop_noisy - Drop_clean|`` and
+    ``CI = |Inc_noisy - Inc_clean|`` in percentage points; the paper does not say whether
+    the change is signed, we report its magnitude. Smaller is marked better (a stable
+    explanation changes little), though paper 004 also argues the change should grow with
+    the noise fraction. Clean maps are ``maps`` if given, else ``explain_fn(images, labels)``.
+    Keys: ``"noise_{f}/change_drop_pct"``, ``"noise_{f}/change_inc_pct"``; ``n`` is the
+    number of images.
+    """
+    check_images(images)
+    labels = check_labels(labels, images.shape[0])
+    check_batch_size(batch_size)
+    if variant not in _VARIANTS:
+        raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
+    if not callable(explain_fn):
+        raise TypeError("explain_fn must be callable: (images, labels) -> maps (B, H, W)")
+    levels = tuple(fractions)
+    if not levels or any(not 0 < f <= 1 for f in levels):
+        raise ValueError(f"fractions must be a non-empty sequence in (0, 1], got {fractions!r}")
+
+    def explain(inputs: Tensor) -> Tensor:
+        parts = []
+        for start in range(0, inputs.shape[0], batch_size):
+            chunk = slice(start, start + batch_size)
+            parts.append(explain_fn(inputs[chunk], labels[chunk]).detach())
+        out = torch.cat(parts, dim=0)
+        expected = (inputs.shape[0], inputs.shape[2], inputs.shape[3])
+        if tuple(out.shape) != expected:
+            raise ValueError(
+                f"explain_fn output must have shape (B, H, W) = {expected}, got {tuple(out.shape)}"
+            )
+        return check_maps(out, "explain_fn output")
+
+    def scores(inputs: Tensor, input_maps: Tensor) -> tuple[float, float]:
+        result = drop_inc_win(
+            model,
+            inputs,
+            input_maps,
+            labels,
+            variants=(variant,),
+            binarize_threshold=binarize_threshold,
+            normalize=normalize,
+            batch_size=batch_size,
+        )
+        return result[f"{variant}/drop_pct"].value, result[f"{variant}/inc_pct"].value
+
+    clean_maps = explain(images) if maps is None else maps
+    clean_drop, clean_inc = scores(images, clean_maps)
+    n = images.shape[0]
+    results: dict[str, MetricResult] = {}
+    for index, fraction in enumerate(levels):
+        generator = torch.Generator(device=images.device).manual_seed(seed + index)
+        noisy = salt_and_pepper(images, fraction, generator=generator)
+        noisy_drop, noisy_inc = scores(noisy, explain(noisy))
+        for key, change in (
+            ("change_drop_pct", abs(noisy_drop - clean_drop)),
+            ("change_inc_pct", abs(noisy_inc - clean_inc)),
+        ):
+            name = f"noise_{fraction:g}/{key}"
+            value = float(change)
+            results[name] = MetricResult(
+                value=value,
+                higher_is_better=higher_is_better(key),
+                n=n if math.isfinite(value) else 0,
+                n_excluded=0 if math.isfinite(value) else n,
+            )
+    return results

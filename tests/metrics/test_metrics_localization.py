@@ -1,0 +1,267 @@
+"""Localization metrics against slow per-sample, per-pixel references."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from torchlap.metrics import (
+    bbox_accuracy,
+    ebpg,
+    fit_global_threshold,
+    iou_threshold,
+    iou_topk,
+    localization_metrics,
+    miou_top20,
+    pointing_game,
+)
+
+# ------------------------------------------------------------------- slow references
+
+
+def pixels(tensor_2d):
+    height, width = tensor_2d.shape
+    return [(r, c) for r in range(height) for c in range(width)]
+
+
+def ref_top(score, k):
+    """Top-k pixel set, ties by lowest flat index (row-major)."""
+    width = score.shape[1]
+    order = sorted(pixels(score), key=lambda rc: (-float(score[rc]), rc[0] * width + rc[1]))
+    return set(order[:k])
+
+
+def ref_region(mask):
+    return {rc for rc in pixels(mask) if bool(mask[rc])}
+
+
+def ref_iou(selected, region):
+    return len(selected & region) / len(selected | region)
+
+
+def ref_mean(values):
+    kept = [v for v in values if v is not None]
+    return sum(kept) / len(kept), len(kept), len(values) - len(kept)
+
+
+def ref_iou_threshold(maps, masks, threshold, normalize):
+    values = []
+    for score, mask in zip(maps, masks, strict=True):
+        region = ref_region(mask)
+        if not region:
+            values.append(None)
+            continue
+        peak = max(float(score[rc]) for rc in pixels(score))
+        if normalize:
+            scale = peak if peak > 0 else None
+            normed = {rc: (float(score[rc]) / scale if scale else 0.0) for rc in pixels(score)}
+        else:
+            normed = {rc: float(score[rc]) for rc in pixels(score)}
+        selected = {rc for rc, v in normed.items() if v > threshold}
+        values.append(ref_iou(selected, region))
+    return ref_mean(values)
+
+
+def ref_topk_metric(maps, masks, kind):
+    values = []
+    for score, mask in zip(maps, masks, strict=True):
+        region = ref_region(mask)
+        if not region:
+            values.append(None)
+            continue
+        n_pixels = score.numel()
+        if kind == "iou_topk":
+            values.append(ref_iou(ref_top(score, len(region)), region))
+        elif kind == "bbox":
+            values.append(len(ref_top(score, len(region)) & region) / len(region))
+        elif kind == "miou":
+            k = max(1, math.floor(0.2 * n_pixels + 0.5))
+            values.append(ref_iou(ref_top(score, k), region))
+        elif kind == "pointing":
+            values.append(1.0 if ref_top(score, 1) <= region else 0.0)
+        elif kind == "ebpg":
+            total = sum(abs(float(score[rc])) for rc in pixels(score))
+            inside = sum(abs(float(score[rc])) for rc in region)
+            values.append(inside / total if total > 0 else 0.0)
+    return ref_mean(values)
+
+
+def random_case(seed, batch=7, height=6, width=9, ties=False, signed=False):
+    generator = torch.Generator().manual_seed(seed)
+    if ties:
+        maps = torch.randint(0, 3, (batch, height, width), generator=generator).double() / 2
+    else:
+        maps = torch.rand(batch, height, width, generator=generator, dtype=torch.float64)
+    if signed:
+        maps = maps - 0.4
+    masks = torch.zeros(batch, height, width, dtype=torch.bool)
+    for i in range(batch):  # random boxes
+        r0 = int(torch.randint(0, height, (1,), generator=generator))
+        c0 = int(torch.randint(0, width, (1,), generator=generator))
+        r1 = int(torch.randint(r0 + 1, height + 1, (1,), generator=generator))
+        c1 = int(torch.randint(c0 + 1, width + 1, (1,), generator=generator))
+        masks[i, r0:r1, c0:c1] = True
+    masks[2] = False  # one sample without region
+    maps[3] = 0.0  # all-zero map
+    maps[4] = 0.7  # constant map
+    return maps, masks
+
+
+FUNCTIONS = {
+    "iou_topk": iou_topk,
+    "bbox": bbox_accuracy,
+    "miou": miou_top20,
+    "pointing": pointing_game,
+    "ebpg": ebpg,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FUNCTIONS))
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("signed", [False, True])
+def test_topk_metrics_match_reference(kind, ties, signed):
+    maps, masks = random_case(seed=11, ties=ties, signed=signed)
+    result = FUNCTIONS[kind](maps, masks)
+    value, n, n_excluded = ref_topk_metric(maps, masks, kind)
+    assert (result.n, result.n_excluded) == (n, n_excluded) == (6, 1)
+    torch.testing.assert_close(result.value, value)
+    assert result.per_sample is not None and math.isnan(float(result.per_sample[2]))
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.5, 0.9])
+def test_iou_threshold_matches_reference(normalize, threshold):
+    maps, masks = random_case(seed=5, signed=True)
+    maps = maps * 3  # scores beyond [0, 1] so that normalization matters
+    result = iou_threshold(maps, masks, threshold, normalize=normalize)
+    value, n, n_excluded = ref_iou_threshold(maps, masks, threshold, normalize)
+    assert (result.n, result.n_excluded) == (n, n_excluded)
+    torch.testing.assert_close(result.value, value)
+
+
+def test_hand_computed_values():
+    maps = torch.tensor([[[0.9, 0.1], [0.6, 0.0]]])
+    masks = torch.tensor([[[True, False], [False, False]]])
+    assert iou_threshold(maps, masks, 0.5).value == pytest.approx(0.5)  # {0,2} vs {0}
+    assert iou_topk(maps, masks).value == 1.0
+    assert bbox_accuracy(maps, masks).value == 1.0
+    assert pointing_game(maps, masks).value == 1.0
+    assert ebpg(maps, masks).value == pytest.approx(0.9 / 1.6)
+    assert miou_top20(maps, masks).value == 1.0  # floor(0.8 + 0.5) = 1 pixel
+
+
+def test_degenerate_cases_are_defined():
+    maps = torch.zeros(3, 4, 4)
+    masks = torch.zeros(3, 4, 4, dtype=torch.bool)
+    masks[0, 0, 0] = True  # region on the first pixel
+    masks[1, 3, 3] = True  # region on the last pixel
+    # sample 2: no region -> excluded
+    hits = pointing_game(maps, masks)
+    assert hits.per_sample[:2].tolist() == [1.0, 0.0]  # all-zero map points at pixel (0, 0)
+    assert (hits.n, hits.n_excluded) == (2, 1)
+    energy = ebpg(maps, masks)
+    assert energy.value == 0.0 and not math.isnan(energy.value)
+    nobody = ebpg(maps, torch.zeros_like(masks))
+    assert nobody.n == 0 and nobody.n_excluded == 3 and nobody.to_dict()["value"] is None
+
+
+def test_localization_metrics_bundle():
+    maps, masks = random_case(seed=3)
+    bundle = localization_metrics(maps, masks, threshold=0.4, normalize=True)
+    assert set(bundle) == {
+        "iou_topk",
+        "ebpg",
+        "miou_top20",
+        "bbox_accuracy",
+        "pointing_game",
+        "iou_threshold",
+    }
+    assert bundle["iou_threshold"].value == iou_threshold(maps, masks, 0.4, normalize=True).value
+    assert "iou_threshold" not in localization_metrics(maps, masks)
+
+
+@pytest.mark.parametrize(
+    ("maps", "masks", "error", "match"),
+    [
+        (torch.rand(2, 3), torch.ones(2, 3, dtype=torch.bool), ValueError, "shape"),
+        (
+            torch.ones(2, 3, 3, dtype=torch.long),
+            torch.ones(2, 3, 3, dtype=torch.bool),
+            TypeError,
+            "floating",
+        ),
+        (
+            torch.full((2, 3, 3), float("nan")),
+            torch.ones(2, 3, 3, dtype=torch.bool),
+            ValueError,
+            "nan",
+        ),
+        (torch.rand(2, 3, 3), torch.ones(2, 3, 3), TypeError, "bool"),
+        (torch.rand(2, 3, 3), torch.ones(2, 3, 4, dtype=torch.bool), ValueError, "shape"),
+        ([[1.0]], torch.ones(1, 1, 1, dtype=torch.bool), TypeError, "Tensor"),
+    ],
+)
+def test_bad_inputs_raise(maps, masks, error, match):
+    for function in (*FUNCTIONS.values(), iou_threshold):
+        with pytest.raises(error, match=match):
+            function(maps, masks)
+
+
+# ------------------------------------------------------------------ global threshold
+
+
+def synthetic_validation(seed, cut=0.35, batch=40, size=16):
+    """Inside pixels score above ``cut``, outside pixels below (after max-normalization)."""
+    generator = torch.Generator().manual_seed(seed)
+    masks = torch.zeros(batch, size, size, dtype=torch.bool)
+    masks[:, 4:10, 3:12] = True
+    masks[::5] = False  # some samples without a region
+    inside = cut + (1 - cut) * torch.rand(batch, size, size, generator=generator)
+    outside = cut * torch.rand(batch, size, size, generator=generator)
+    maps = torch.where(masks, inside, outside)
+    maps[masks.flatten(1).any(1), 4, 3] = 1.0  # the maximum lies in the region
+    return maps * 7.0, masks  # arbitrary scale: removed by the normalization
+
+
+@pytest.mark.parametrize("classifier", ["logistic", "ridge"])
+def test_fit_global_threshold_separates_inside_from_outside(classifier):
+    from sklearn.linear_model import LogisticRegression, RidgeClassifier
+
+    maps, masks = synthetic_validation(seed=0)
+    threshold = fit_global_threshold(maps, masks, max_pixels=5000, seed=1, classifier=classifier)
+    # the decision boundary of an independently fitted classifier on the same subsample
+    generator = torch.Generator().manual_seed(1)
+    keep = torch.randperm(masks.numel(), generator=generator)[:5000]
+    peak = maps.amax(dim=(1, 2), keepdim=True)
+    x = (maps / peak).flatten()[keep].double().numpy().reshape(-1, 1)
+    y = masks.flatten()[keep].numpy().astype(int)
+    if classifier == "logistic":
+        clf = LogisticRegression(class_weight="balanced", random_state=1).fit(x, y)
+    else:
+        clf = RidgeClassifier(
+            alpha=0.01, solver="lsqr", tol=1e-3, max_iter=100, class_weight="balanced"
+        ).fit(x, y)
+    decision = clf.decision_function([[threshold]])
+    assert abs(float(decision[0])) < 1e-6
+    assert clf.decision_function([[threshold + 0.05]])[0] > 0
+    assert clf.decision_function([[threshold - 0.05]])[0] < 0
+    # a balanced linear rule on separable data lands near the gap at 0.35 (maps are / peak)
+    assert 0.2 < threshold < 0.5
+    # and the thresholding IoU on test maps of the same kind is high
+    test_maps, test_masks = synthetic_validation(seed=2)
+    assert iou_threshold(test_maps, test_masks, threshold, normalize=True).value > 0.8
+
+
+def test_fit_global_threshold_is_seeded_and_validates():
+    maps, masks = synthetic_validation(seed=4)
+    a = fit_global_threshold(maps, masks, max_pixels=3000, seed=7)
+    b = fit_global_threshold(maps, masks, max_pixels=3000, seed=7)
+    assert a == b
+    with pytest.raises(ValueError, match="inside and outside"):
+        fit_global_threshold(maps, torch.zeros_like(masks))
+    with pytest.raises(ValueError, match="classifier"):
+        fit_global_threshold(maps, masks, classifier="svm")
+    with pytest.raises(ValueError, match="coefficient"):
+        fit_global_threshold(-maps + maps.amax(), masks, max_pixels=3000)
