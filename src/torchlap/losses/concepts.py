@@ -1,0 +1,205 @@
+"""Concept sets ``C_s`` of the knowledge-injection losses (paper 000, section III.B.1).
+
+Each sample ``s`` has a set of concepts ``C_s`` that its class contains. The concept-discrimination
+loss (Eq. 5) pushes the head of a concept up in samples that contain it and down in the others,
+so the losses need, for every class label, the set of concept heads that are present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["ConceptSets"]
+
+
+def _check_count(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+class ConceptSets:
+    """Which concept heads are present in which class (the sets ``C_s`` of Eq. 5).
+
+    Build it with :meth:`default` (the paper's layouts) or :meth:`from_mapping` (your own).
+    ``table`` is a ``(n_classes, n_concepts)`` bool tensor; ``presence(labels)`` looks it up.
+    A concept present in every class is a *common* concept (the paper's CelebA "common" head);
+    ``common`` lists them.
+    """
+
+    def __init__(self, table: Tensor) -> None:
+        if not isinstance(table, Tensor) or table.dtype != torch.bool or table.dim() != 2:
+            raise TypeError(
+                "ConceptSets expects a (n_classes, n_concepts) bool tensor; use "
+                "ConceptSets.default(...) or ConceptSets.from_mapping(...) to build one"
+            )
+        if table.shape[0] < 1 or table.shape[1] < 1:
+            raise ValueError(
+                f"the table needs at least one class and one concept, got {tuple(table.shape)}"
+            )
+        self.table = table.detach().to("cpu").clone()
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes."""
+        return int(self.table.shape[0])
+
+    @property
+    def n_concepts(self) -> int:
+        """Number of concept heads."""
+        return int(self.table.shape[1])
+
+    @property
+    def common(self) -> Tensor:
+        """Bool (n_concepts,): concepts present in every class."""
+        return self.table.all(dim=0)
+
+    @classmethod
+    def default(cls, n_classes: int, n_concepts: int) -> ConceptSets:
+        """The paper's layouts.
+
+        - ``n_concepts == n_classes``: concept ``c`` is present in class ``c`` only;
+        - ``n_classes == 2`` and ``n_concepts == 1``: the one concept is present in class 1 only
+          (the paper's RSNA model: the pneumonia head is active in positives only);
+        - ``n_concepts == n_classes + 1``: concept ``c`` in class ``c``, plus a last "common" head
+          present in every class (the paper's CelebA model).
+
+        Any other combination needs :meth:`from_mapping`.
+        """
+        n_classes = _check_count(n_classes, "n_classes")
+        n_concepts = _check_count(n_concepts, "n_concepts")
+        if n_concepts == n_classes:
+            return cls(torch.eye(n_classes, dtype=torch.bool))
+        if n_classes == 2 and n_concepts == 1:
+            return cls(torch.tensor([[False], [True]]))
+        if n_concepts == n_classes + 1:
+            table = torch.zeros(n_classes, n_concepts, dtype=torch.bool)
+            table[:, :n_classes] = torch.eye(n_classes, dtype=torch.bool)
+            table[:, -1] = True
+            return cls(table)
+        raise ValueError(
+            f"no default concept sets for n_classes={n_classes}, n_concepts={n_concepts}; "
+            "defaults exist for n_concepts == n_classes, n_concepts == n_classes + 1 (common head) "
+            "and n_classes == 2 with n_concepts == 1; otherwise use ConceptSets.from_mapping"
+        )
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[int, Iterable[int]], n_concepts: int) -> ConceptSets:
+        """Build from ``{class_index: [concept indices present]}``.
+
+        The keys must be exactly ``0 .. n_classes - 1``; a class may have no concept (an empty
+        list: every head is pushed down on it). Duplicated concept indices are merged.
+        """
+        n_concepts = _check_count(n_concepts, "n_concepts")
+        if not isinstance(mapping, Mapping) or len(mapping) == 0:
+            raise TypeError(
+                "mapping must be a non-empty dict {class_index: [concept indices]}, "
+                f"got {mapping!r}"
+            )
+        keys = []
+        for key in mapping:
+            if isinstance(key, bool) or not isinstance(key, int):
+                raise TypeError(f"class indices must be ints, got {key!r}")
+            keys.append(key)
+        n_classes = len(keys)
+        missing = sorted(set(range(n_classes)) - set(keys))
+        if missing or sorted(keys) != list(range(n_classes)):
+            raise ValueError(
+                f"the mapping must have every class 0..{n_classes - 1} as a key exactly once; "
+                f"got keys {sorted(keys)} (missing {missing})"
+            )
+        table = torch.zeros(n_classes, n_concepts, dtype=torch.bool)
+        for class_index, concepts in mapping.items():
+            if isinstance(concepts, (str, bytes)) or not isinstance(concepts, Iterable):
+                raise TypeError(
+                    f"class {class_index}: expected a list of concept indices, got {concepts!r}"
+                )
+            for concept in concepts:
+                if isinstance(concept, bool) or not isinstance(concept, int):
+                    raise TypeError(
+                        f"class {class_index}: concept indices must be ints, got {concept!r}"
+                    )
+                if not 0 <= concept < n_concepts:
+                    raise ValueError(
+                        f"class {class_index}: concept index {concept} is out of range "
+                        f"[0, {n_concepts - 1}] for n_concepts={n_concepts}"
+                    )
+                table[class_index, concept] = True
+        return cls(table)
+
+    def to_mapping(self) -> dict[int, list[int]]:
+        """``{class_index: [concept indices present]}``."""
+        return {
+            k: [int(c) for c in torch.nonzero(self.table[k]).flatten().tolist()]
+            for k in range(self.n_classes)
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description (see :meth:`from_dict`)."""
+        return {
+            "n_classes": self.n_classes,
+            "n_concepts": self.n_concepts,
+            "mapping": {str(k): v for k, v in self.to_mapping().items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConceptSets:
+        """Inverse of :meth:`to_dict` (class keys may be strings, as JSON makes them)."""
+        if not isinstance(data, Mapping) or not {"n_concepts", "mapping"} <= set(data):
+            raise ValueError(
+                "expected a dict with keys 'n_concepts' and 'mapping' (and optionally "
+                f"'n_classes'), as written by ConceptSets.to_dict; got {data!r}"
+            )
+        raw = data["mapping"]
+        if not isinstance(raw, Mapping):
+            raise TypeError(f"'mapping' must be a dict, got {raw!r}")
+        mapping: dict[int, Any] = {}
+        for key, value in raw.items():
+            try:
+                index = int(key)
+            except (TypeError, ValueError):
+                raise ValueError(f"class keys must be integers, got {key!r}") from None
+            if index in mapping:
+                raise ValueError(f"class {index} appears twice in the mapping")
+            mapping[index] = value
+        sets = cls.from_mapping(mapping, data["n_concepts"])
+        if "n_classes" in data and data["n_classes"] != sets.n_classes:
+            raise ValueError(
+                f"'n_classes' is {data['n_classes']!r} but the mapping has {sets.n_classes} classes"
+            )
+        return sets
+
+    def presence(self, labels: Tensor) -> Tensor:
+        """Bool (B, n_concepts): ``present[s, c]`` is True when concept ``c`` is in ``C_s``."""
+        if not isinstance(labels, Tensor):
+            raise TypeError(f"labels must be a LongTensor (B,), got {type(labels).__name__}")
+        if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise ValueError(
+                f"labels must be an integer tensor of shape (B,), got dtype {labels.dtype} "
+                f"and shape {tuple(labels.shape)}"
+            )
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.n_classes):
+            raise ValueError(
+                f"labels must be in [0, {self.n_classes - 1}] (n_classes={self.n_classes}), "
+                f"got values in [{int(labels.min())}, {int(labels.max())}]"
+            )
+        return self.table.to(labels.device)[labels.long()]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ConceptSets):
+            return NotImplemented
+        return self.table.shape == other.table.shape and bool(torch.equal(self.table, other.table))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-equality class
+
+    def __repr__(self) -> str:
+        return (
+            f"ConceptSets(n_classes={self.n_classes}, n_concepts={self.n_concepts}, "
+            f"mapping={self.to_mapping()})"
+        )

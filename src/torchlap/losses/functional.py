@@ -1,0 +1,475 @@
+"""Knowledge-injection losses of LAP (paper 000, section III.B), functional forms.
+
+All functions take concept probabilities ``probs`` of shape (B, h, H, W) (a LAP layer's
+``LapMaps.concepts``, sigmoid outputs in (0, 1)) and are batched: no loop over samples, concepts
+or pixels. Pixel sets are chosen with ``torch.topk`` on flattened maps.
+
+Conventions shared by every function here:
+
+- Logarithms are taken of probabilities clamped to ``[eps, 1]`` (``ln p``) and of ``1 - p``
+  clamped the same way (``ln(1 - p)``), with ``eps = LOG_EPS = 1e-6`` unless given. Sigmoid
+  outputs saturate to exactly 0 or 1 in float32, and ``ln 0`` would make the loss infinite; the
+  clamp bounds one pixel's term by ``-ln(1e-6) ~ 13.8``. (Where the clamp is active the gradient
+  is zero, but the sigmoid's own gradient there is below ``1e-6`` anyway.)
+- A pixel count from a ratio is ``ceil(ratio * HW)`` computed exactly on the decimal value of the
+  ratio (``0.1 * 100`` gives 10, not the 11 that float rounding would give).
+- A term whose sample set is empty (``N_c = 0`` or ``N_c-bar = 0`` in Eq. 5, ``M_s = 0`` in
+  Eq. 6, no sample with a region) contributes exactly 0, never NaN.
+- Ties: when the selector has equal values, ``torch.topk`` picks among the tied pixels in an
+  unspecified (but deterministic for a given device and input) order. The loss is only
+  tie-invariant when the tied pixels have equal ``probs`` as well, e.g. when ``selector is None``
+  (the sets are chosen on ``probs`` itself) or on all-equal maps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "CONCORDANCE_MODES",
+    "LOG_EPS",
+    "MASK_RESIZE_MODES",
+    "concept_discrimination_loss",
+    "concordance_loss",
+    "discriminative_scorer_loss",
+    "expert_supervision_loss",
+    "ratio_count",
+    "resize_region_masks",
+    "suggest_ratios",
+]
+
+LOG_EPS = 1e-6
+CONCORDANCE_MODES = ("both", "high_low")
+MASK_RESIZE_MODES = ("any", "area")
+CONCORDANCE_POOLS = ("max", "avg")
+
+RatioArg = float | None | Sequence[float | None]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _log(p: Tensor, eps: float) -> Tensor:
+    return torch.log(p.clamp_min(eps))
+
+
+def _log1m(p: Tensor, eps: float) -> Tensor:
+    return torch.log((1.0 - p).clamp_min(eps))
+
+
+def _exact(ratio: float | Fraction) -> Fraction:
+    # repr() of a float is its shortest round-tripping decimal: 0.1 -> Fraction(1, 10)
+    return ratio if isinstance(ratio, Fraction) else Fraction(repr(float(ratio)))
+
+
+def ratio_count(ratio: float, n_pixels: int) -> int:
+    """``ceil(ratio * n_pixels)`` on the exact decimal value of ``ratio`` (Eq. 5's ``k``)."""
+    if isinstance(n_pixels, bool) or not isinstance(n_pixels, int) or n_pixels < 0:
+        raise ValueError(f"n_pixels must be an int >= 0, got {n_pixels!r}")
+    return math.ceil(_exact(ratio) * n_pixels)
+
+
+def _check_eps(eps: float) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 0.5:
+        raise ValueError(f"eps must be a float in (0, 0.5), got {eps!r}")
+    return float(eps)
+
+
+def _check_ratio(value: object, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float in (0, 1] or None, got {value!r}")
+    if not 0 < value <= 1:
+        raise ValueError(f"{name} must be in (0, 1] (a fraction of the pixels), got {value!r}")
+    return float(value)
+
+
+def per_head_ratios(
+    min_ar: RatioArg, max_ar: RatioArg, iar: RatioArg, n_heads: int
+) -> list[tuple[float | None, float | None, float | None]]:
+    """Validate MinAR/MaxAR/IAR and spread them to one ``(min_ar, max_ar, iar)`` per head.
+
+    Each may be a float in (0, 1], ``None`` (that term off), or a sequence of such with one
+    entry per head. ``min_ar > max_ar`` for a head is an error (its top and bottom pixel sets
+    would overlap).
+    """
+    spread = []
+    for value, name in ((min_ar, "min_ar"), (max_ar, "max_ar"), (iar, "iar")):
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            if len(value) != n_heads:
+                raise ValueError(
+                    f"{name} has {len(value)} entries but there are {n_heads} concept heads; "
+                    "give one value per head or a single value for all"
+                )
+            spread.append([_check_ratio(v, f"{name}[{i}]") for i, v in enumerate(value)])
+        else:
+            spread.append([_check_ratio(value, name)] * n_heads)
+    out = list(zip(*spread, strict=True))
+    for c, (lo, hi, _) in enumerate(out):
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(
+                f"min_ar ({lo}) must not exceed max_ar ({hi}) (head {c}): MinAR is the smallest "
+                "and MaxAR the largest fraction of the pixels a concept may cover"
+            )
+    return out
+
+
+def _check_probs(probs: object, name: str = "probs") -> Tensor:
+    if not isinstance(probs, Tensor):
+        raise TypeError(f"{name} must be a Tensor (B, h, H, W), got {type(probs).__name__}")
+    if probs.dim() != 4 or not probs.dtype.is_floating_point:
+        raise ValueError(
+            f"{name} must be a floating tensor of shape (B, h, H, W), got dtype {probs.dtype} "
+            f"and shape {tuple(probs.shape)}"
+        )
+    if probs.shape[0] == 0 or probs.shape[-1] * probs.shape[-2] == 0:
+        raise ValueError(f"{name} must have a non-empty batch and map, got {tuple(probs.shape)}")
+    return probs
+
+
+def _check_bool(mask: object, shape: tuple[int, ...], name: str, what: str) -> Tensor:
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        raise TypeError(f"{name} must be a bool tensor {what}, got {mask!r:.80}")
+    if tuple(mask.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape} {what}, got {tuple(mask.shape)}")
+    return mask
+
+
+def _check_present(present: object, probs: Tensor) -> Tensor:
+    return _check_bool(present, tuple(probs.shape[:2]), "present", "(B, h)").to(probs.device)
+
+
+def _masked_sample_mean(per_sample: Tensor, mask: Tensor) -> Tensor:
+    """Sum over samples of ``per_sample`` where ``mask``, divided by the count (0 if none)."""
+    weights = mask.to(per_sample.dtype)
+    return (per_sample * weights).sum(0) / weights.sum(0).clamp_min(1)
+
+
+# ----------------------------------------------------------------------------- Eq. 5
+
+
+def concept_discrimination_loss(
+    probs: Tensor,
+    present: Tensor,
+    min_ar: RatioArg = 0.1,
+    max_ar: RatioArg = 0.5,
+    iar: RatioArg = 0.1,
+    selector: Tensor | None = None,
+    *,
+    include: Tensor | None = None,
+    eps: float = LOG_EPS,
+) -> Tensor:
+    """Concept-discrimination loss of one LAP layer, Eq. 5 of paper 000 (section III.B.1).
+
+    ``-sum_c [ sum_{s: c in C_s} ( 2 sum_{top k1} ln p / (k1 N_c)
+    + sum_{bot k2} ln(1-p) / (k2 N_c) )
+    + sum_{s: c not in C_s} sum_{top k3} ln(1-p) / (k3 N_c-bar) ]``
+
+    with ``k1 = ceil(MinAR HW)``, ``k2 = ceil((1 - MaxAR) HW)``, ``k3 = ceil(IAR HW)``.
+
+    Args:
+        probs: concept probabilities (B, h, H, W).
+        present: bool (B, h), ``c in C_s`` (see ``ConceptSets.presence``).
+        min_ar, max_ar, iar: the ratios, each a float in (0, 1], ``None`` to drop that term, or
+            one value per head (the paper's CelebA common head used MaxAR only).
+            ``max_ar = 1`` gives ``k2 = 0``: the bottom term is dropped as well.
+        selector: optional (B, h, H, W) maps (the discriminative scorer's probabilities) used
+            ONLY to choose the top/bottom pixel sets; the loss is computed on ``probs`` at those
+            pixels and no gradient reaches ``selector``. ``None`` chooses on ``probs``.
+        include: optional bool (B,) or (B, h); pairs (sample, head) left out of the loss and of
+            the counts ``N_c``, ``N_c-bar`` (used for the expert-supervision fallback).
+        eps: log clamp (module docstring).
+
+    Returns a scalar, summed over heads as Eq. 5 writes it.
+    """
+    probs = _check_probs(probs)
+    present = _check_present(present, probs)
+    eps = _check_eps(eps)
+    batch, heads, height, width = probs.shape
+    ratios = per_head_ratios(min_ar, max_ar, iar, heads)
+    if selector is not None and (
+        not isinstance(selector, Tensor) or tuple(selector.shape) != tuple(probs.shape)
+    ):
+        raise ValueError(
+            f"selector must be a tensor of the same shape as probs {tuple(probs.shape)}, "
+            f"got {getattr(selector, 'shape', type(selector).__name__)}"
+        )
+    include = _check_include(include, probs)
+    n_pixels = height * width
+    k1 = [0 if lo is None else ratio_count(lo, n_pixels) for lo, _, _ in ratios]
+    k2 = [0 if hi is None else ratio_count(1 - _exact(hi), n_pixels) for _, hi, _ in ratios]
+    k3 = [0 if ia is None else ratio_count(ia, n_pixels) for _, _, ia in ratios]
+
+    flat = probs.flatten(2)
+    chooser = (probs if selector is None else selector).detach().flatten(2)
+    zeros = flat.new_zeros(batch, heads)
+    top_term, bottom_term, inactive_term = zeros, zeros, zeros
+    k_top = max(k1 + k3)
+    if k_top > 0:
+        top = flat.gather(-1, chooser.topk(k_top, dim=-1).indices)  # (B, h, k_top), descending
+        top_term = _prefix_mean(_log(top, eps), k1)
+        inactive_term = _prefix_mean(_log1m(top, eps), k3)
+    if max(k2) > 0:
+        bottom = flat.gather(-1, chooser.topk(max(k2), dim=-1, largest=False).indices)
+        bottom_term = _prefix_mean(_log1m(bottom, eps), k2)
+
+    positive = present & include
+    negative = ~present & include
+    per_head = _masked_sample_mean(2.0 * top_term + bottom_term, positive)
+    per_head = per_head + _masked_sample_mean(inactive_term, negative)
+    return -per_head.sum()
+
+
+def _check_include(include: Tensor | None, probs: Tensor) -> Tensor:
+    batch, heads = probs.shape[:2]
+    if include is None:
+        return torch.ones(batch, heads, dtype=torch.bool, device=probs.device)
+    if not isinstance(include, Tensor) or include.dtype != torch.bool:
+        raise TypeError(f"include must be a bool tensor (B,) or (B, h), got {include!r:.80}")
+    if tuple(include.shape) == (batch,):
+        return include.to(probs.device)[:, None].expand(batch, heads)
+    if tuple(include.shape) == (batch, heads):
+        return include.to(probs.device)
+    raise ValueError(
+        f"include must have shape ({batch},) or ({batch}, {heads}), got {tuple(include.shape)}"
+    )
+
+
+def _prefix_mean(values: Tensor, counts: list[int]) -> Tensor:
+    """Mean of the first ``counts[c]`` entries along the last dim, per head ``c`` (0 if none)."""
+    k = torch.tensor(counts, device=values.device)
+    rank = torch.arange(values.shape[-1], device=values.device)
+    keep = (rank[None, :] < k[:, None]).to(values.dtype)  # (h, k_max)
+    return (values * keep).sum(-1) / k.clamp_min(1).to(values.dtype)
+
+
+def discriminative_scorer_loss(
+    disc_probs: Tensor,
+    present: Tensor,
+    *,
+    include: Tensor | None = None,
+    eps: float = LOG_EPS,
+) -> Tensor:
+    """Loss of the discriminative scoring module (paper 000, section III.B.1).
+
+    The first and third terms of Eq. 5 with ``k1 = k3 = HW`` and without the factor 2: a
+    class-balanced per-pixel cross-entropy pushing every pixel of head ``c`` up in samples
+    containing ``c`` and down in the others. Its input is detached inside the LAP layer, so its
+    gradient reaches only that module.
+    """
+    probs = _check_probs(disc_probs, "disc_probs")
+    present = _check_present(present, probs)
+    eps = _check_eps(eps)
+    include = _check_include(include, probs)
+    active = _log(probs, eps).mean(dim=(-2, -1))  # sum over all HW pixels / k1, k1 = HW
+    inactive = _log1m(probs, eps).mean(dim=(-2, -1))
+    per_head = _masked_sample_mean(active, present & include)
+    per_head = per_head + _masked_sample_mean(inactive, ~present & include)
+    return -per_head.sum()
+
+
+# ----------------------------------------------------------------------------- expert
+
+
+def resize_region_masks(region_masks: Tensor, size: tuple[int, int], mode: str = "any") -> Tensor:
+    """Resize (B, H0, W0) region masks in [0, 1] to a LAP layer's input size (B, H, W).
+
+    ``mode="any"`` (default): adaptive max pooling; a LAP pixel is inside the region when any
+    image pixel of its cell is, as the pixel's features see that part of the image.
+    ``mode="area"``: adaptive average pooling; the target is the fraction of the cell covered.
+    Both use PyTorch's adaptive cells (start ``floor(i H0 / H)``, end ``ceil((i + 1) H0 / H)``),
+    so they also work when the map is larger than the mask.
+    """
+    if mode not in MASK_RESIZE_MODES:
+        raise ValueError(f"mode must be one of {MASK_RESIZE_MODES}, got {mode!r}")
+    if not isinstance(region_masks, Tensor) or region_masks.dim() != 3:
+        raise ValueError(
+            "region_masks must be a tensor (B, H0, W0) at image resolution, got "
+            f"{getattr(region_masks, 'shape', type(region_masks).__name__)}"
+        )
+    masks = region_masks if region_masks.dtype.is_floating_point else region_masks.float()
+    pool = F.adaptive_max_pool2d if mode == "any" else F.adaptive_avg_pool2d
+    return pool(masks.unsqueeze(1), tuple(size)).squeeze(1)
+
+
+def expert_supervision_loss(
+    probs: Tensor,
+    region_masks: Tensor,
+    present: Tensor,
+    has_region: Tensor,
+    *,
+    heads: Tensor | None = None,
+    positive_fraction: float = 1.0,
+    resize: str = "any",
+    eps: float = LOG_EPS,
+) -> Tensor:
+    """Expert supervision of the concept heads (the paper's BB-LAP, section III.B, Appendix).
+
+    The experts' boxes or masks, resized to the layer's input size with
+    :func:`resize_region_masks` (``resize``), are the per-pixel target of the heads of the
+    concepts present in the sample; the heads of concepts NOT present get target 0 everywhere.
+    Loss per (sample, head): mean binary cross-entropy over the pixels; then summed over heads
+    (as Eq. 5) and averaged over the samples with ``has_region`` (0 when there is none).
+
+    Args:
+        probs: (B, h, H, W) concept probabilities.
+        region_masks: (B, H0, W0) masks in [0, 1] at image resolution (bool, int or float).
+        present: bool (B, h), concepts present per sample.
+        has_region: bool (B,), samples whose masks are annotations; the others are ignored here
+            (``InjectionLoss`` gives them the weak loss).
+        heads: optional bool (h,), heads supervised here (``InjectionLoss`` leaves out common
+            heads, for which a class region is no target).
+        positive_fraction: in (0, 1]. The paper's Appendix applies the positive term only to the
+            ``ceil(fraction * n_inside)`` pixels inside the region with the highest probability
+            (0.5 there: a box is larger than the lesion); the other inside pixels carry no loss.
+            1.0 (default) is plain BCE.
+    """
+    probs = _check_probs(probs)
+    present = _check_present(present, probs)
+    eps = _check_eps(eps)
+    batch, n_heads, height, width = probs.shape
+    has_region = _check_bool(has_region, (batch,), "has_region", "(B,)").to(probs.device)
+    if heads is None:
+        heads = torch.ones(n_heads, dtype=torch.bool, device=probs.device)
+    heads = _check_bool(heads, (n_heads,), "heads", "(h,)").to(probs.device)
+    if isinstance(positive_fraction, bool) or not isinstance(positive_fraction, (int, float)):
+        raise TypeError(f"positive_fraction must be a float in (0, 1], got {positive_fraction!r}")
+    if not 0 < positive_fraction <= 1:
+        raise ValueError(f"positive_fraction must be in (0, 1], got {positive_fraction!r}")
+    if not isinstance(region_masks, Tensor) or region_masks.dim() != 3:
+        raise ValueError(
+            "region_masks must be a tensor (B, H0, W0) at image resolution, got "
+            f"{getattr(region_masks, 'shape', type(region_masks).__name__)}"
+        )
+    if region_masks.shape[0] != batch:
+        raise ValueError(f"region_masks has batch size {region_masks.shape[0]}, probs has {batch}")
+    if region_masks.numel() and (region_masks.min() < 0 or region_masks.max() > 1):
+        raise ValueError("region_masks values must be in [0, 1] (1 = inside an expert's region)")
+
+    region = resize_region_masks(region_masks.to(probs.device), (height, width), resize)
+    region = region.to(probs.dtype).flatten(1)  # (B, HW)
+    target = torch.where(present[:, :, None], region[:, None, :], 0.0)  # (B, h, HW)
+    flat = probs.flatten(2)
+    bce = -(target * _log(flat, eps) + (1 - target) * _log1m(flat, eps))
+
+    if positive_fraction < 1:
+        inside = target > 0
+        fraction = _exact(positive_fraction)
+        ranking = flat.detach().masked_fill(~inside, -torch.inf)
+        order = ranking.argsort(dim=-1, descending=True)
+        rank = torch.empty_like(order)
+        rank.scatter_(
+            -1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order)
+        )
+        n_inside = inside.sum(-1)
+        # exact ceil(fraction * n_inside) in integers
+        keep_count = (
+            n_inside * fraction.numerator + fraction.denominator - 1
+        ) // fraction.denominator
+        weight = (~inside | (rank < keep_count[..., None])).to(probs.dtype)
+    else:
+        weight = torch.ones_like(bce)
+    per_pair = (bce * weight).sum(-1) / weight.sum(-1).clamp_min(1)  # (B, h)
+    supervised = (has_region[:, None] & heads[None, :]).to(probs.dtype)
+    return (per_pair * supervised).sum() / has_region.sum().clamp_min(1).to(probs.dtype)
+
+
+# ----------------------------------------------------------------------------- Eq. 6
+
+
+def concordance_loss(
+    maps_per_layer: Sequence[Tensor],
+    threshold: float = 0.1,
+    mode: str = "both",
+    *,
+    pool: str = "max",
+    eps: float = LOG_EPS,
+) -> Tensor:
+    """Concordance loss between consecutive LAP layers, Eq. 6 of paper 000 (section III.B.2).
+
+    ``JS(l, s, c) = 1 / (2 M) sum_{(i,j) selected} [ (p_l - p_{l+1}) ln(p_l / p_{l+1})
+    + (p_{l+1} - p_l) ln((1 - p_l) / (1 - p_{l+1})) ]``
+
+    Args:
+        maps_per_layer: concept probabilities of the LAP layers in forward order, each
+            (B, h, H_l, W_l) with the same B and h.
+        threshold: ``t``. ``mode="both"`` selects pixels with ``|p_l - p_{l+1}| > t``;
+            ``mode="high_low"`` (the paper's option for a layer ``l`` whose receptive field is
+            too small) selects only ``p_l - p_{l+1} > t``: high in ``l``, low in ``l + 1``.
+        pool: both maps of a pair are brought to the coarser size ``(min H, min W)`` by adaptive
+            ``"max"`` pooling (default: a coarse pixel covers a cell, and the concept is in the
+            cell when it is in any of its fine pixels, as the paper's map-integration algorithm
+            reads it) or ``"avg"`` pooling. A map already at that size is unchanged.
+        eps: log clamp; the ``(p_l - p_{l+1})`` factors and the selection use the raw values.
+
+    ``M`` is counted per (sample, head), the pixels the sum runs over; when it is 0 the pair
+    contributes 0. Per layer pair: sum over heads (as Eq. 5), mean over samples; the result is
+    the mean over the ``L - 1`` pairs (0 for a single layer).
+    """
+    if isinstance(maps_per_layer, Tensor) or not isinstance(maps_per_layer, Sequence):
+        raise TypeError("maps_per_layer must be a list of (B, h, H, W) tensors, one per LAP layer")
+    if len(maps_per_layer) == 0:
+        raise ValueError("maps_per_layer is empty: give the maps of at least one LAP layer")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise TypeError(f"threshold must be a float in [0, 1), got {threshold!r}")
+    if not 0 <= threshold < 1:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
+    if mode not in CONCORDANCE_MODES:
+        raise ValueError(f"mode must be one of {CONCORDANCE_MODES}, got {mode!r}")
+    if pool not in CONCORDANCE_POOLS:
+        raise ValueError(f"pool must be one of {CONCORDANCE_POOLS}, got {pool!r}")
+    eps = _check_eps(eps)
+    maps = [_check_probs(m, f"maps_per_layer[{i}]") for i, m in enumerate(maps_per_layer)]
+    for i, m in enumerate(maps[1:], start=1):
+        if m.shape[:2] != maps[0].shape[:2]:
+            raise ValueError(
+                f"maps_per_layer[{i}] has (B, h) = {tuple(m.shape[:2])} but maps_per_layer[0] "
+                f"has {tuple(maps[0].shape[:2])}; consecutive LAP layers must share batch and heads"
+            )
+    if len(maps) == 1:
+        return maps[0].sum() * 0.0
+    pooling = F.adaptive_max_pool2d if pool == "max" else F.adaptive_avg_pool2d
+    total = maps[0].new_zeros(())
+    for earlier, later in itertools.pairwise(maps):  # loop over layer pairs only
+        size = (min(earlier.shape[-2], later.shape[-2]), min(earlier.shape[-1], later.shape[-1]))
+        p = earlier if tuple(earlier.shape[-2:]) == size else pooling(earlier, size)
+        q = later if tuple(later.shape[-2:]) == size else pooling(later, size)
+        diff = p - q
+        selected = (diff.abs() if mode == "both" else diff) > threshold
+        terms = diff * (_log(p, eps) - _log(q, eps) - _log1m(p, eps) + _log1m(q, eps))
+        weights = selected.to(terms.dtype)
+        count = weights.sum(dim=(-2, -1))
+        js = (terms * weights).sum(dim=(-2, -1)) / (2 * count.clamp_min(1))  # (B, h)
+        total = total + js.sum(1).mean(0)
+    return total / (len(maps) - 1)
+
+
+# ----------------------------------------------------------------------------- Appendix A
+
+
+def suggest_ratios(area_fractions: Tensor | Sequence[float]) -> dict[str, float]:
+    """MinAR/MaxAR/IAR from the sizes of the distinguishing parts (paper 000, Appendix A).
+
+    ``area_fractions``: for each positive training sample, the fraction of the image its
+    distinguishing part covers (e.g. ``masks.float().mean((1, 2))`` of the experts' boxes).
+    The paper set MinAR to the median and MaxAR to the maximum of these, and IAR low enough
+    not to fade; its three models used IAR between MinAR / 2 and MinAR, so IAR = MinAR here.
+    """
+    values = torch.as_tensor(area_fractions, dtype=torch.float64).flatten()
+    if values.numel() == 0:
+        raise ValueError("area_fractions is empty: give the region sizes of positive samples")
+    if not bool(((values > 0) & (values <= 1)).all()):
+        raise ValueError(
+            "area_fractions must be in (0, 1] (fraction of the image covered by the region; "
+            "leave out samples without a region)"
+        )
+    median = float(values.quantile(0.5))
+    return {"min_ar": median, "max_ar": float(values.max()), "iar": median}

@@ -1,0 +1,324 @@
+"""``InjectionLoss``: the knowledge-injection objective of paper 000, section III.B.
+
+Total training loss = cross-entropy + weighted sum of, per LAP layer, the concept-discrimination
+loss (Eq. 5) or the expert supervision, the discriminative scorer's loss, and the concordance
+loss (Eq. 6) between consecutive LAP layers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from torchlap.layers import LapMaps, lap_modules
+from torchlap.losses.concepts import ConceptSets
+from torchlap.losses.functional import (
+    CONCORDANCE_MODES,
+    CONCORDANCE_POOLS,
+    LOG_EPS,
+    MASK_RESIZE_MODES,
+    RatioArg,
+    concept_discrimination_loss,
+    concordance_loss,
+    discriminative_scorer_loss,
+    expert_supervision_loss,
+    per_head_ratios,
+)
+
+__all__ = ["DEFAULT_WEIGHTS", "SUPERVISION_MODES", "InjectionLoss", "enable_discriminative_scorers"]
+
+logger = logging.getLogger(__name__)
+
+SUPERVISION_MODES = ("weak", "expert", "none")
+
+# Paper 000, Appendix A (RSNA): 0.25 per LAP for the concept loss, 0.25 per LAP pair for the
+# concordance, 0.25 per LAP for the expert cross-entropy. The paper gives no weight for the
+# discriminative scorer; its gradient reaches only that module (its input is detached), so the
+# weight only scales that module's step; it gets the concept loss's 0.25.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "discrimination": 0.25,
+    "discriminative": 0.25,
+    "expert": 0.25,
+    "concordance": 0.25,
+}
+
+
+def enable_discriminative_scorers(model: nn.Module) -> list[str]:
+    """Add the discriminative scoring module to every LAP layer of ``model`` (section III.B.1).
+
+    Returns the names of the layers. Call it before building the optimizer, so that the new
+    modules' parameters are optimized. Idempotent.
+    """
+    layers = lap_modules(model)
+    if not layers:
+        raise ValueError("the model has no LAP layer; put some in with torchlap.lapify(model)")
+    for layer in layers.values():
+        layer.enable_discriminative_scorer()
+    return list(layers)
+
+
+class InjectionLoss(nn.Module):
+    """Knowledge-injection loss of paper 000, section III.B, over all LAP layers of a model.
+
+    Args:
+        concept_sets: which concept heads are present in which class (:class:`ConceptSets`).
+        min_ar, max_ar, iar: Eq. 5's ratios, a float in (0, 1], ``None`` (term off) or one per
+            head. Defaults 0.1 / 0.5 / 0.1 are the paper's RSNA values (Appendix A): MinAR and
+            MaxAR are the median and the maximum fraction of the image the distinguishing part
+            covers in positive samples, IAR is low but large enough that its term does not fade.
+            Use :func:`torchlap.losses.suggest_ratios` on your boxes. The paper's CelebA model
+            used ``min_ar=[0.02, 0.02, None], max_ar=[0.2, 0.2, 0.1], iar=[0.01, 0.01, None]``
+            (common head: MaxAR only).
+        supervision: ``"weak"`` (Eq. 5), ``"expert"`` (BCE on the experts' regions for samples
+            that have them, Eq. 5 for the others and for common heads) or ``"none"`` (no concept
+            loss: discrimination, discriminative and expert terms are 0). Concordance does not
+            depend on this: it is always computed (and returned, for logging) when there are
+            two LAP layers or more, and enters ``"injection"`` with its weight; the paper's
+            "no LAP loss" ablation is ``supervision="none"`` with
+            ``weights={"concordance": 0}``.
+        use_discriminative: choose Eq. 5's pixel sets with the discriminative scoring module
+            (on by default, as in the paper); the layers must have it (see
+            :func:`enable_discriminative_scorers`). Off: the sets are chosen on the heads' own
+            probabilities.
+        concordance_threshold, concordance_mode, concordance_pool: ``t``, ``"both"`` or
+            ``"high_low"``, and the resize of :func:`concordance_loss`. The paper gives no value
+            of ``t``; 0.1 ignores disagreements too small to matter without diluting the mean.
+        weights: overrides of :data:`DEFAULT_WEIGHTS` (and ``"cross_entropy"``, default 1).
+        expert_positive_fraction, mask_resize: see :func:`expert_supervision_loss`.
+
+    ``forward`` returns a dict of scalars: ``"discrimination"``, ``"discriminative"``,
+    ``"expert"`` (each the mean over LAP layers), ``"concordance"`` (mean over consecutive
+    pairs), ``"injection"`` (their weighted sum), and, when ``logits`` are given,
+    ``"cross_entropy"`` and ``"total"`` = weight * cross-entropy + injection. Weights are applied
+    to the per-layer means: the paper's "0.25 per LAP" over ``L`` layers is ``0.25 * L`` here.
+    """
+
+    def __init__(
+        self,
+        concept_sets: ConceptSets,
+        min_ar: RatioArg = 0.1,
+        max_ar: RatioArg = 0.5,
+        iar: RatioArg = 0.1,
+        supervision: str = "weak",
+        use_discriminative: bool = True,
+        concordance_threshold: float = 0.1,
+        concordance_mode: str = "both",
+        weights: Mapping[str, float] | None = None,
+        *,
+        concordance_pool: str = "max",
+        expert_positive_fraction: float = 1.0,
+        mask_resize: str = "any",
+        eps: float = LOG_EPS,
+    ) -> None:
+        super().__init__()
+        if not isinstance(concept_sets, ConceptSets):
+            raise TypeError(
+                "concept_sets must be a ConceptSets (e.g. ConceptSets.default(n_classes, "
+                f"n_concepts)), got {type(concept_sets).__name__}"
+            )
+        if supervision not in SUPERVISION_MODES:
+            raise ValueError(f"supervision must be one of {SUPERVISION_MODES}, got {supervision!r}")
+        if concordance_mode not in CONCORDANCE_MODES:
+            raise ValueError(
+                f"concordance_mode must be one of {CONCORDANCE_MODES}, got {concordance_mode!r}"
+            )
+        if concordance_pool not in CONCORDANCE_POOLS:
+            raise ValueError(
+                f"concordance_pool must be one of {CONCORDANCE_POOLS}, got {concordance_pool!r}"
+            )
+        if mask_resize not in MASK_RESIZE_MODES:
+            raise ValueError(f"mask_resize must be one of {MASK_RESIZE_MODES}, got {mask_resize!r}")
+        if isinstance(concordance_threshold, bool) or not isinstance(
+            concordance_threshold, (int, float)
+        ):
+            raise TypeError(f"concordance_threshold must be a float, got {concordance_threshold!r}")
+        if not 0 <= concordance_threshold < 1:
+            raise ValueError(
+                f"concordance_threshold must be in [0, 1), got {concordance_threshold!r}"
+            )
+        if not isinstance(expert_positive_fraction, (int, float)) or not (
+            0 < expert_positive_fraction <= 1
+        ):
+            raise ValueError(
+                f"expert_positive_fraction must be in (0, 1], got {expert_positive_fraction!r}"
+            )
+        per_head_ratios(min_ar, max_ar, iar, concept_sets.n_concepts)  # validate now
+        merged = {**DEFAULT_WEIGHTS, "cross_entropy": 1.0}
+        if weights is not None:
+            if not isinstance(weights, Mapping):
+                raise TypeError(f"weights must be a dict {{term: float}}, got {weights!r}")
+            unknown = sorted(set(weights) - set(merged))
+            if unknown:
+                raise ValueError(f"unknown loss weights {unknown}; known terms: {sorted(merged)}")
+            for name, value in weights.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                    raise ValueError(f"weight {name!r} must be a float >= 0, got {value!r}")
+            merged.update({k: float(v) for k, v in weights.items()})
+        self.concept_sets = concept_sets
+        self.min_ar, self.max_ar, self.iar = min_ar, max_ar, iar
+        self.supervision = supervision
+        self.use_discriminative = bool(use_discriminative)
+        self.concordance_threshold = float(concordance_threshold)
+        self.concordance_mode = concordance_mode
+        self.concordance_pool = concordance_pool
+        self.expert_positive_fraction = float(expert_positive_fraction)
+        self.mask_resize = mask_resize
+        self.eps = eps
+        self.weights = merged
+
+    def _check_maps(self, maps: Mapping[str, LapMaps]) -> list[tuple[str, LapMaps]]:
+        if not isinstance(maps, Mapping) or not maps:
+            raise ValueError(
+                "maps must be a non-empty dict {layer name: LapMaps}, as returned by "
+                "torchlap.attention_maps(model, detach=False) after a forward pass"
+            )
+        items = list(maps.items())
+        for name, lap in items:
+            if not isinstance(lap, LapMaps):
+                raise TypeError(f"maps[{name!r}] must be a LapMaps, got {type(lap).__name__}")
+            heads = lap.concepts.shape[1]
+            if heads != self.concept_sets.n_concepts:
+                raise ValueError(
+                    f"LAP layer {name!r} has {heads} concept heads but the concept sets have "
+                    f"{self.concept_sets.n_concepts}"
+                )
+            if (
+                self.use_discriminative
+                and self.supervision != "none"
+                and lap.discriminative is None
+            ):
+                raise ValueError(
+                    f"LAP layer {name!r} has no discriminative scoring module output, but "
+                    "use_discriminative=True. Call layer.enable_discriminative_scorer() on each "
+                    "LAP layer (or torchlap.losses.enable_discriminative_scorers(model)) before "
+                    "building the optimizer and running the forward pass, or pass "
+                    "use_discriminative=False."
+                )
+        return items
+
+    def forward(
+        self,
+        maps: Mapping[str, LapMaps],
+        labels: Tensor,
+        region_masks: Tensor | None = None,
+        has_region: Tensor | None = None,
+        logits: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Each loss term (mean over LAP layers / layer pairs) and their weighted sum.
+
+        Args:
+            maps: ``torchlap.attention_maps(model, detach=False)`` of this forward pass.
+            labels: (B,) class indices.
+            region_masks: (B, H0, W0) expert regions in [0, 1] (``supervision="expert"``).
+            has_region: bool (B,), which samples have regions (default: all, when masks given).
+            logits: optional (B, n_classes) class logits; adds ``"cross_entropy"`` and
+                ``"total"``.
+        """
+        items = self._check_maps(maps)
+        present = self.concept_sets.presence(labels)
+        first = items[0][1].concepts
+        batch = first.shape[0]
+        if present.shape[0] != batch:
+            raise ValueError(f"labels has {present.shape[0]} entries, the maps have batch {batch}")
+        present = present.to(first.device)
+
+        expert_samples = torch.zeros(batch, dtype=torch.bool, device=first.device)
+        if self.supervision == "expert":
+            if region_masks is None:
+                raise ValueError(
+                    "supervision='expert' needs region_masks (B, H0, W0); give has_region=False "
+                    "for the images without regions"
+                )
+            if has_region is None:
+                has_region = torch.ones(batch, dtype=torch.bool, device=first.device)
+            if not isinstance(has_region, Tensor) or has_region.dtype != torch.bool:
+                raise TypeError(f"has_region must be a bool tensor (B,), got {has_region!r:.80}")
+            if tuple(has_region.shape) != (batch,):
+                raise ValueError(f"has_region must have shape ({batch},), got {has_region.shape}")
+            expert_samples = has_region.to(first.device)
+        elif region_masks is not None:
+            logger.debug("region_masks given but supervision=%r: ignored", self.supervision)
+
+        # heads whose concept is in every class get no class region as target: weak loss for them
+        common = self.concept_sets.common.to(first.device)
+        weak_pairs = ~expert_samples[:, None] | common[None, :]
+
+        zero = first.sum() * 0.0
+        terms = {"discrimination": [], "discriminative": [], "expert": []}
+        supervised_layers = items if self.supervision != "none" else []
+        for _, lap in supervised_layers:
+            probs = lap.concepts
+            selector = None
+            if self.use_discriminative:
+                selector = lap.discriminative.detach()
+                terms["discriminative"].append(
+                    discriminative_scorer_loss(lap.discriminative, present, eps=self.eps)
+                )
+            terms["discrimination"].append(
+                concept_discrimination_loss(
+                    probs,
+                    present,
+                    self.min_ar,
+                    self.max_ar,
+                    self.iar,
+                    selector,
+                    include=weak_pairs,
+                    eps=self.eps,
+                )
+            )
+            if self.supervision == "expert":
+                terms["expert"].append(
+                    expert_supervision_loss(
+                        probs,
+                        region_masks,
+                        present,
+                        expert_samples,
+                        heads=~common,
+                        positive_fraction=self.expert_positive_fraction,
+                        resize=self.mask_resize,
+                        eps=self.eps,
+                    )
+                )
+        out = {name: (torch.stack(v).mean() if v else zero) for name, v in terms.items()}
+        if len(items) > 1:  # computed (and logged) even at weight 0
+            out["concordance"] = concordance_loss(
+                [lap.concepts for _, lap in items],
+                self.concordance_threshold,
+                self.concordance_mode,
+                pool=self.concordance_pool,
+                eps=self.eps,
+            )
+        else:
+            out["concordance"] = zero
+        out["injection"] = sum(
+            (self.weights[name] * out[name] for name in DEFAULT_WEIGHTS), start=zero
+        )
+        if logits is not None:
+            out["cross_entropy"] = self._cross_entropy(logits, labels)
+            out["total"] = self.weights["cross_entropy"] * out["cross_entropy"] + out["injection"]
+        return out
+
+    def _cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
+        n_classes = self.concept_sets.n_classes
+        if logits.dim() == 2 and logits.shape[1] == n_classes:
+            return F.cross_entropy(logits, labels.to(logits.device))
+        if n_classes == 2 and (logits.dim() == 1 or (logits.dim() == 2 and logits.shape[1] == 1)):
+            return F.binary_cross_entropy_with_logits(
+                logits.reshape(-1), labels.to(logits.device, logits.dtype)
+            )
+        raise ValueError(
+            f"logits must be (B, {n_classes}) (or (B,) / (B, 1) for a binary task), "
+            f"got {tuple(logits.shape)}"
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"supervision={self.supervision!r}, min_ar={self.min_ar}, max_ar={self.max_ar}, "
+            f"iar={self.iar}, use_discriminative={self.use_discriminative}, "
+            f"concordance=({self.concordance_threshold}, {self.concordance_mode!r}), "
+            f"weights={self.weights}"
+        )

@@ -1,0 +1,231 @@
+"""InjectionLoss end to end on a tiny hand-built CNN with two LAP layers."""
+
+import pytest
+import torch
+from torch import nn
+
+from torchlap import LocalAttentionPool2d, attention_maps
+from torchlap.losses import (
+    DEFAULT_WEIGHTS,
+    ConceptSets,
+    InjectionLoss,
+    concept_discrimination_loss,
+    concordance_loss,
+    discriminative_scorer_loss,
+    enable_discriminative_scorers,
+    expert_supervision_loss,
+)
+
+
+def tiny_model(n_concepts=2, n_classes=2, seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        LocalAttentionPool2d(4, 2, n_concepts=n_concepts),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(),
+        LocalAttentionPool2d(4, 2, n_concepts=n_concepts),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, n_classes),
+    )
+    for layer in (model[2], model[5]):  # leave the all-0.5 start: non-trivial maps
+        nn.init.normal_(layer.scorer.heads[-1].weight)
+    return model
+
+
+def _batch():
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randn(4, 3, 8, 8, generator=gen)
+    labels = torch.tensor([0, 1, 1, 0])
+    masks = torch.zeros(4, 8, 8)
+    masks[1, 2:5, 3:7] = 1
+    masks[2, 0:3, 0:3] = 1
+    return images, labels, masks
+
+
+def test_weak_loss_is_the_weighted_sum_of_the_functional_terms():
+    model = tiny_model()
+    assert enable_discriminative_scorers(model) == ["2", "5"]
+    images, labels, _ = _batch()
+    logits = model(images)
+    maps = attention_maps(model, detach=False)
+    weights = {"discrimination": 0.5, "discriminative": 0.3, "concordance": 0.7}
+    loss = InjectionLoss(ConceptSets.default(2, 2), 0.1, 0.5, 0.2, weights=weights)
+    out = loss(maps, labels, logits=logits)
+    assert set(out) == {*DEFAULT_WEIGHTS, "injection", "cross_entropy", "total"}
+
+    present = torch.eye(2, dtype=torch.bool)[labels]
+    layers = list(maps.values())
+    disc = [
+        concept_discrimination_loss(m.concepts, present, 0.1, 0.5, 0.2, m.discriminative)
+        for m in layers
+    ]
+    scorer = [discriminative_scorer_loss(m.discriminative, present) for m in layers]
+    conc = concordance_loss([m.concepts for m in layers], 0.1, "both")
+    torch.testing.assert_close(out["discrimination"], (disc[0] + disc[1]) / 2)
+    torch.testing.assert_close(out["discriminative"], (scorer[0] + scorer[1]) / 2)
+    torch.testing.assert_close(out["concordance"], conc)
+    assert out["expert"].item() == 0.0
+    injection = 0.5 * out["discrimination"] + 0.3 * out["discriminative"] + 0.7 * conc
+    torch.testing.assert_close(out["injection"], injection)
+    ce = nn.functional.cross_entropy(logits, labels)
+    torch.testing.assert_close(out["total"], ce + injection)
+    assert all(torch.isfinite(v) for v in out.values())
+
+    out["total"].backward()
+    for layer in (model[2], model[5]):
+        assert layer.scorer.heads[-1].weight.grad.abs().sum() > 0
+        assert layer.discriminative_scorer.heads[-1].weight.grad.abs().sum() > 0
+    assert model[0].weight.grad.abs().sum() > 0
+
+
+def test_injection_gradient_does_not_reach_the_discriminative_scorer_through_the_selector():
+    model = tiny_model()
+    enable_discriminative_scorers(model)
+    images, labels, _ = _batch()
+    model(images)
+    weights = {"discriminative": 0.0, "concordance": 0.0}
+    out = InjectionLoss(ConceptSets.default(2, 2), weights=weights)(
+        attention_maps(model, detach=False), labels
+    )
+    out["injection"].backward()
+    for layer in (model[2], model[5]):
+        grads = [p.grad for p in layer.discriminative_scorer.parameters()]
+        assert all(g is None or g.abs().sum() == 0 for g in grads)
+        assert layer.scorer.heads[-1].weight.grad.abs().sum() > 0
+
+
+def test_expert_mode_splits_samples_and_keeps_common_heads_weak():
+    model = tiny_model(n_concepts=3)
+    enable_discriminative_scorers(model)
+    images, labels, masks = _batch()
+    model(images)
+    maps = attention_maps(model, detach=False)
+    has_region = torch.tensor([True, True, False, False])
+    sets = ConceptSets.default(2, 3)  # head 2 is common
+    loss = InjectionLoss(sets, supervision="expert", expert_positive_fraction=0.5)
+    out = loss(maps, labels, region_masks=masks, has_region=has_region)
+
+    present = sets.presence(labels)
+    weak = ~has_region[:, None] | torch.tensor([False, False, True])[None, :]
+    expected_disc, expected_expert = [], []
+    for m in maps.values():
+        expected_disc.append(
+            concept_discrimination_loss(
+                m.concepts, present, 0.1, 0.5, 0.1, m.discriminative, include=weak
+            )
+        )
+        expected_expert.append(
+            expert_supervision_loss(
+                m.concepts,
+                masks,
+                present,
+                has_region,
+                heads=torch.tensor([True, True, False]),
+                positive_fraction=0.5,
+            )
+        )
+    torch.testing.assert_close(out["discrimination"], torch.stack(expected_disc).mean())
+    torch.testing.assert_close(out["expert"], torch.stack(expected_expert).mean())
+    assert out["expert"].item() > 0
+    out["injection"].backward()
+
+
+def test_expert_mode_without_has_region_uses_every_mask():
+    model = tiny_model()
+    images, labels, masks = _batch()
+    model(images)
+    maps = attention_maps(model, detach=False)
+    loss = InjectionLoss(ConceptSets.default(2, 2), supervision="expert", use_discriminative=False)
+    out = loss(maps, labels, region_masks=masks)
+    assert out["discrimination"].item() == 0.0  # every sample supervised by its mask
+    with pytest.raises(ValueError, match="region_masks"):
+        loss(maps, labels)
+
+
+def test_supervision_none_keeps_only_concordance():
+    model = tiny_model()
+    images, labels, _ = _batch()
+    model(images)
+    out = InjectionLoss(ConceptSets.default(2, 2), supervision="none")(
+        attention_maps(model, detach=False), labels
+    )
+    for name in ("discrimination", "discriminative", "expert"):
+        assert out[name].item() == 0.0
+    assert out["concordance"].item() > 0
+    torch.testing.assert_close(out["injection"], 0.25 * out["concordance"])
+
+
+def test_missing_discriminative_scorer_gives_a_clear_error():
+    model = tiny_model()
+    images, labels, _ = _batch()
+    model(images)
+    with pytest.raises(ValueError, match="enable_discriminative_scorers"):
+        InjectionLoss(ConceptSets.default(2, 2))(attention_maps(model, detach=False), labels)
+
+
+def test_single_layer_binary_task():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        LocalAttentionPool2d(4, 2, n_concepts=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 1),
+    )
+    enable_discriminative_scorers(model)
+    images, labels, _ = _batch()
+    logits = model(images)
+    out = InjectionLoss(ConceptSets.default(2, 1))(
+        attention_maps(model, detach=False), labels, logits=logits
+    )
+    assert out["concordance"].item() == 0.0
+    bce = nn.functional.binary_cross_entropy_with_logits(logits.flatten(), labels.float())
+    torch.testing.assert_close(out["cross_entropy"], bce)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"min_ar": 0.6, "max_ar": 0.4}, ValueError, "must not exceed"),
+        ({"iar": 0.0}, ValueError, r"\(0, 1\]"),
+        ({"max_ar": 1.2}, ValueError, r"\(0, 1\]"),
+        ({"supervision": "strong"}, ValueError, "supervision"),
+        ({"concordance_mode": "low_high"}, ValueError, "concordance_mode"),
+        ({"concordance_threshold": 1.0}, ValueError, "concordance_threshold"),
+        ({"weights": {"discrimnation": 1.0}}, ValueError, "unknown loss weights"),
+        ({"weights": {"expert": -1.0}}, ValueError, ">= 0"),
+        ({"mask_resize": "nearest"}, ValueError, "mask_resize"),
+        ({"expert_positive_fraction": 0.0}, ValueError, "expert_positive_fraction"),
+    ],
+)
+def test_constructor_validates(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        InjectionLoss(ConceptSets.default(2, 2), **kwargs)
+    with pytest.raises(TypeError, match="ConceptSets"):
+        InjectionLoss({0: [0], 1: [1]})
+
+
+def test_forward_validates():
+    model = tiny_model()
+    images, labels, masks = _batch()
+    logits = model(images)
+    maps = attention_maps(model, detach=False)
+    loss = InjectionLoss(ConceptSets.default(2, 2), use_discriminative=False)
+    with pytest.raises(ValueError, match="concept sets have 3"):
+        InjectionLoss(ConceptSets.default(3, 3), use_discriminative=False)(maps, labels)
+    with pytest.raises(ValueError, match="batch"):
+        loss(maps, labels[:2])
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        loss(maps, labels + 1)
+    with pytest.raises(ValueError, match="non-empty dict"):
+        loss({}, labels)
+    with pytest.raises(ValueError, match="logits"):
+        loss(maps, labels, logits=logits[:, :1].repeat(1, 3))
+    expert = InjectionLoss(
+        ConceptSets.default(2, 2), supervision="expert", use_discriminative=False
+    )
+    with pytest.raises(ValueError, match="has_region"):
+        expert(maps, labels, region_masks=masks, has_region=torch.ones(3, dtype=torch.bool))
