@@ -274,3 +274,24 @@ def test_scorer_matmul_equals_convolution():
             nn.init.normal_(module.bias)
     x = torch.randn(2, 5, 6, 7)
     torch.testing.assert_close(scorer(x)[0], torch.sigmoid(scorer.heads(x)))
+
+
+def test_ceil_mode_on_a_map_smaller_than_the_window_matches_pytorch():
+    x = torch.randn(1, 2, 1, 1)
+    lap = LocalAttentionPool2d(2, 2, 2, ceil_mode=True)
+    out = lap(x)
+    assert out.shape == F.max_pool2d(x, 2, 2, ceil_mode=True).shape
+    torch.testing.assert_close(out, x)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        LocalAttentionPool2d(2, 2, 2)(x)
+
+
+def test_deepcopy_and_state_after_a_forward_pass_with_graph():
+    import copy
+
+    lap = LocalAttentionPool2d(3, 2)
+    lap(torch.randn(1, 3, 4, 4, requires_grad=True))
+    twin = copy.deepcopy(lap)
+    assert twin.maps is None and lap.maps is not None
+    torch.testing.assert_close(twin.alpha, lap.alpha)
+    assert twin.alpha is not lap.alpha

@@ -49,14 +49,14 @@ def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
 def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
     """Output length of a pooling along one axis, with the same rule as ``nn.MaxPool2d``."""
     span = size + 2 * padding - kernel
-    if span < 0:
-        raise ValueError(
-            f"kernel size {kernel} is larger than the padded input ({size} + 2 * {padding})"
-        )
-    out = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
     # as in PyTorch: in ceil mode the last window must start inside the input or left padding
     if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1
+    if out < 1:
+        raise ValueError(
+            f"kernel size {kernel} is larger than the padded input ({size} + 2 * {padding})"
+        )
     return out
 
 

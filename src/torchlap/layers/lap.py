@@ -238,6 +238,14 @@ class LapBase(nn.Module):
         """Remove the discriminative scoring module."""
         self.discriminative_scorer = None
 
+    def __getstate__(self) -> dict:
+        # the maps of the last pass hold autograd graph nodes, which can be neither deep-copied
+        # nor pickled; a copy of the layer starts without maps, as a fresh layer does
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state["maps"] = None
+        return state
+
     def clear_maps(self) -> None:
         """Forget the maps of the last pass (frees their memory)."""
         self.maps = None

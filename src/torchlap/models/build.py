@@ -1,0 +1,318 @@
+"""Build a LAP classifier from a torchvision architecture name, and rebuild it from its config.
+
+``build_model`` = ``torchvision.models.get_model`` + first convolution adapted to the input
+channels + classifier for ``num_classes`` + :func:`torchlap.lapify`, with everything needed to
+rebuild the same module tree recorded, JSON-serialisable, in ``model.torchlap_config``.
+:func:`model_from_config` rebuilds it (then load the saved weights).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchlap.layers import LapBase
+from torchlap.models.lapify import lapify
+from torchlap.models.presets import PRESETS
+
+__all__ = ["adapt_input_weight", "apply_lapify_config", "build_model", "model_from_config"]
+
+logger = logging.getLogger(__name__)
+
+_AUX_ARCHITECTURES = ("inception_v3", "googlenet")
+
+
+def _classification_models() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _check_arch(arch: str) -> None:
+    if not isinstance(arch, str):
+        raise TypeError(f"arch must be a torchvision model name (str), got {type(arch).__name__}")
+    known = _classification_models()
+    if arch not in known:
+        close = difflib.get_close_matches(arch, known, n=3)
+        hint = f" Did you mean {close}?" if close else ""
+        raise ValueError(
+            f"unknown architecture {arch!r}.{hint} Known torchvision classifiers include "
+            "resnet18, resnet50, resnext50_32x4d, wide_resnet50_2, vgg11, densenet121, "
+            "mobilenet_v2, mobilenet_v3_small, efficientnet_b0, regnet_y_400mf, convnext_tiny, "
+            f"inception_v3 ({len(known)} in all: torchvision.models.list_models())"
+        )
+
+
+def _is_path(pretrained: str) -> bool:
+    return pretrained.endswith(".safetensors") or os.sep in pretrained or "/" in pretrained
+
+
+def _weights(arch: str, name: str) -> Any:
+    import torchvision
+
+    enum = torchvision.models.get_model_weights(arch)
+    if name == "DEFAULT":
+        return enum.DEFAULT
+    try:
+        return enum[name]
+    except KeyError:
+        available = [w.name for w in enum]
+        raise ValueError(
+            f"unknown weights {name!r} for {arch}: expected one of {available}, 'DEFAULT', or "
+            "the path of a local .safetensors file"
+        ) from None
+
+
+def _first_conv_name(model: nn.Module) -> str:
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return name
+    raise ValueError(f"{type(model).__name__} has no Conv2d: cannot adapt its input channels")
+
+
+def _classifier_name(model: nn.Module) -> str:
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not names:
+        raise ValueError(
+            f"{type(model).__name__} has no nn.Linear classifier to resize to num_classes"
+        )
+    return names[-1]
+
+
+def adapt_input_weight(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """First-convolution weights for ``in_channels`` inputs from RGB ones.
+
+    One channel: the sum of the RGB filters (a gray image ``g`` gives the response the RGB
+    model gives to ``(g, g, g)``). Otherwise the RGB filters repeated cyclically and scaled by
+    ``3 / in_channels`` (timm's rule): the response to a constant image is kept exactly when
+    ``in_channels`` is a multiple of 3, and in expectation otherwise.
+    """
+    if in_channels == weight.shape[1]:
+        return weight
+    if in_channels == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-in_channels // weight.shape[1])
+    tiled = weight.repeat(1, repeats, 1, 1)[:, :in_channels]
+    return tiled * (weight.shape[1] / in_channels)
+
+
+def _replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def _set_input_channels(model: nn.Module, in_channels: int, keep_weights: bool) -> None:
+    name = _first_conv_name(model)
+    conv = model.get_submodule(name)
+    if conv.in_channels == in_channels:
+        return
+    if conv.groups != 1:
+        raise ValueError(f"the first convolution {name} is grouped: cannot change its inputs")
+    new = nn.Conv2d(
+        in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        conv.dilation, 1, conv.bias is not None, conv.padding_mode,
+        device=conv.weight.device, dtype=conv.weight.dtype,
+    )  # fmt: skip
+    if keep_weights:
+        with torch.no_grad():
+            new.weight.copy_(adapt_input_weight(conv.weight, in_channels))
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+    _replace_module(model, name, new)
+    if hasattr(model, "transform_input") and in_channels != 3:
+        model.transform_input = False  # Inception's RGB re-normalisation needs 3 channels
+
+
+def _set_num_classes(model: nn.Module, num_classes: int) -> None:
+    name = _classifier_name(model)
+    linear = model.get_submodule(name)
+    if linear.out_features == num_classes:
+        return
+    new = nn.Linear(
+        linear.in_features, num_classes, bias=linear.bias is not None,
+        device=linear.weight.device, dtype=linear.weight.dtype,
+    )  # fmt: skip
+    _replace_module(model, name, new)
+
+
+def _base_model(
+    arch: str, num_classes: int, in_channels: int, weights: Any, arch_kwargs: dict[str, Any]
+) -> nn.Module:
+    import torchvision
+
+    kwargs = dict(arch_kwargs)
+    if arch in _AUX_ARCHITECTURES:
+        kwargs.setdefault("aux_logits", False)
+        if weights is None:
+            kwargs.setdefault("init_weights", True)
+    if weights is None:
+        model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
+    else:
+        model = torchvision.models.get_model(arch, weights=weights, **kwargs)
+        _set_num_classes(model, num_classes)
+    _set_input_channels(model, in_channels, keep_weights=weights is not None)
+    return model
+
+
+def _check_int(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def build_model(
+    arch: str,
+    num_classes: int,
+    in_channels: int = 3,
+    lap: str | Sequence[str] | None = "auto",
+    n_concepts: int = 1,
+    hidden_channels: int = 8,
+    aggregation: str = "max",
+    alpha: float = 1.0,
+    eps: float = 1e-6,
+    pretrained: str | None = None,
+    input_size: int | Sequence[int] | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+) -> nn.Module:
+    """A torchvision classifier with LAP layers (paper 000, III.C), ready to train.
+
+    ``arch``: a torchvision classification model name (``torchvision.models.get_model``).
+    ``lap``: ``"auto"``, ``"global"``, a preset name, a list of module names, or ``None``/``"none"``
+    for the plain model. ``pretrained``: a torchvision weights name (``"IMAGENET1K_V1"``,
+    ``"DEFAULT"``; downloaded by torchvision) or the path of a ``.safetensors`` state dict of
+    the same architecture, plain or made LAP (keys of LAP layers may be missing; a classifier of
+    another size is left fresh; first-convolution RGB weights are adapted to ``in_channels``:
+    summed for one channel). Inception v3 / GoogLeNet are built without auxiliary classifiers.
+    """
+    _check_arch(arch)
+    _check_int(num_classes, "num_classes")
+    _check_int(in_channels, "in_channels")
+    arch_kwargs = dict(arch_kwargs or {})
+    try:
+        json.dumps(arch_kwargs)
+    except TypeError as error:
+        raise TypeError(f"arch_kwargs must be JSON-serialisable: {error}") from None
+    if lap is not None and not isinstance(lap, (str, Sequence)):
+        raise TypeError(f"lap must be a str, a list of module names or None, got {lap!r}")
+    if isinstance(lap, str) and lap not in ("auto", "global", "none", *PRESETS):
+        raise ValueError(
+            f"unknown lap={lap!r}: expected 'auto', 'global', 'none', None, a list of module "
+            f"names or a preset {sorted(PRESETS)}"
+        )
+    weights, path = None, None
+    if pretrained is not None:
+        if not isinstance(pretrained, (str, os.PathLike)):
+            raise TypeError(f"pretrained must be a str or a path, got {pretrained!r}")
+        pretrained = os.fspath(pretrained)
+        if _is_path(pretrained):
+            path = Path(pretrained)
+            if not path.is_file():
+                raise FileNotFoundError(f"pretrained weights file not found: {path}")
+        else:
+            weights = _weights(arch, pretrained)
+    model = _base_model(arch, num_classes, in_channels, weights, arch_kwargs)
+    if lap is not None and lap != "none":
+        where = lap if isinstance(lap, str) else list(lap)
+        lapify(
+            model, where=where, n_concepts=n_concepts, hidden_channels=hidden_channels,
+            aggregation=aggregation, alpha=alpha, eps=eps, input_size=input_size,
+        )  # fmt: skip
+    if path is not None:
+        _load_safetensors(model, path, in_channels)
+    lapify_calls = getattr(model, "torchlap_config", {}).get("lapify", [])
+    model.torchlap_config = {
+        "arch": arch,
+        "num_classes": num_classes,
+        "in_channels": in_channels,
+        "arch_kwargs": arch_kwargs,
+        "lap": lap if lap is None or isinstance(lap, str) else list(lap),
+        "pretrained": pretrained,
+        "lapify": lapify_calls,
+    }
+    return model
+
+
+def _load_safetensors(model: nn.Module, path: Path, in_channels: int) -> None:
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as error:
+        raise ValueError(f"cannot read {path} as a safetensors file: {error}") from error
+    own = model.state_dict()
+    conv_key = f"{_first_conv_name(model)}.weight"
+    stored = state.get(conv_key)
+    if stored is not None and stored.dim() == 4 and stored.shape[1] == 3 != in_channels:
+        state[conv_key] = adapt_input_weight(stored, in_channels)
+    classifier = _classifier_name(model)
+    for key in [f"{classifier}.weight", f"{classifier}.bias"]:
+        if key in state and key in own and state[key].shape != own[key].shape:
+            logger.warning("%s: %s has another number of classes, left fresh", path, key)
+            del state[key]
+    if getattr(model, "AuxLogits", None) is None:
+        for key in [k for k in state if k.startswith("AuxLogits.")]:
+            del state[key]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in state
+        if k in own and state[k].shape != own[k].shape
+    ]
+    lap_prefixes = [f"{n}." for n, m in model.named_modules() if isinstance(m, LapBase)]
+    dropped_classifier = {f"{classifier}.weight", f"{classifier}.bias"}
+    missing = [
+        k
+        for k in own
+        if k not in state
+        and not any(k.startswith(p) for p in lap_prefixes)
+        and k not in dropped_classifier
+    ]
+    if unexpected or mismatched or missing:
+        raise ValueError(
+            f"{path} does not hold weights of this architecture: "
+            f"unexpected keys {unexpected[:8]}, shape mismatches {mismatched[:8]}, "
+            f"missing keys {missing[:8]}"
+        )
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys:
+        logger.info("%s: %d LAP/classifier tensors start fresh", path, len(result.missing_keys))
+
+
+def apply_lapify_config(model: nn.Module, calls: Sequence[dict[str, Any]]) -> nn.Module:
+    """Replay recorded ``lapify`` calls (``model.torchlap_config["lapify"]``) on a fresh model."""
+    for call in calls:
+        if call.get("aggregation") == "module":
+            raise ValueError(
+                "this configuration used an nn.Module aggregation, which a config cannot "
+                "rebuild: call lapify with the same module instead"
+            )
+        lapify(
+            model, where=list(call["sites"]), n_concepts=call["n_concepts"],
+            hidden_channels=call["hidden_channels"], aggregation=call["aggregation"],
+            alpha=call["alpha"], eps=call["eps"], input_size=call.get("input_size"),
+        )  # fmt: skip
+    return model
+
+
+def model_from_config(config: dict[str, Any]) -> nn.Module:
+    """Rebuild the module tree described by ``model.torchlap_config`` (weights not loaded)."""
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict, got {type(config).__name__}")
+    missing = [k for k in ("arch", "num_classes") if k not in config]
+    if missing:
+        raise ValueError(f"config lacks {missing}: it was not written by build_model")
+    model = build_model(
+        config["arch"], config["num_classes"], config.get("in_channels", 3), lap=None,
+        arch_kwargs=config.get("arch_kwargs"),
+    )  # fmt: skip
+    apply_lapify_config(model, config.get("lapify", []))
+    model.torchlap_config = {**config, "pretrained": config.get("pretrained")}
+    return model
