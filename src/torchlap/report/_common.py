@@ -1,0 +1,231 @@
+"""Shared pieces of the report package: reading and checking results dicts, method display
+names, value formatting and atomic file writes.
+
+A *results dict* is what ``torchlap evaluate`` writes for one run (schema in
+:mod:`torchlap.report`); a *results-by-run* dict maps run names to results dicts. Every key
+may be missing (rendered ``-``) and every metric value may be ``None`` (rendered ``n/a``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "METHOD_DISPLAY_NAMES",
+    "METHOD_ORDER",
+    "MISSING",
+    "UNDEFINED",
+    "as_runs",
+    "atomic_write",
+    "method_display_name",
+]
+
+# Short names of the explainers, in the column order of paper 000's Table II followed by the
+# methods of papers 002-004 (unknown names are shown as given, after these).
+METHOD_DISPLAY_NAMES: Mapping[str, str] = {
+    "deeplift": "DL",
+    "guided_gradcam": "GGC",
+    "gradcam": "GC",
+    "guided_backprop": "GBP",
+    "relevance_cam": "RC",
+    "scorecam": "Score-CAM",
+    "rise": "RISE",
+    "sise": "SISE",
+    "lap": "LAP",
+    "bla": "BLA",
+    "antehoc": "Ante-hoc",
+}
+METHOD_ORDER: tuple[str, ...] = tuple(METHOD_DISPLAY_NAMES)
+
+MISSING = "-"  # the key is absent: not computed (e.g. a method that failed, a vanilla model)
+UNDEFINED = "n/a"  # computed but undefined: no usable sample (value None / nan)
+
+# Top-level keys of a results dict; used to tell one results dict from a results-by-run dict.
+RESULT_KEYS = frozenset(
+    {
+        "run",
+        "data",
+        "model",
+        "lap_predictors",
+        "localization",
+        "faithfulness",
+        "stability",
+        "timing",
+    }
+)
+
+
+def method_display_name(method: str) -> str:
+    """Short display name of an explainer (``"gradcam"`` -> ``"GC"``); unknown names as-is."""
+    return METHOD_DISPLAY_NAMES.get(method, method)
+
+
+def order_methods(methods: Iterable[str]) -> list[str]:
+    """Known methods in :data:`METHOD_ORDER`, then unknown ones in first-seen order."""
+    seen: list[str] = []
+    for method in methods:
+        if method not in seen:
+            seen.append(method)
+    known = [m for m in METHOD_ORDER if m in seen]
+    return known + [m for m in seen if m not in METHOD_DISPLAY_NAMES]
+
+
+def _looks_like_results(value: object) -> bool:
+    return isinstance(value, Mapping) and (not value or bool(RESULT_KEYS & set(value)))
+
+
+def as_runs(results: object, name: str = "results_by_run") -> dict[str, Mapping[str, Any]]:
+    """Normalize ``results`` to ``{run name: results dict}`` and check its structure.
+
+    Accepts a results-by-run mapping or a single results dict (then named by its
+    ``run.name``, else ``"run"``). Every metric entry that is present must be a mapping with
+    a ``"value"`` that is a number or ``None``; containers must be mappings. Raises
+    TypeError/ValueError naming the offending path before any output is produced.
+    """
+    if not isinstance(results, Mapping):
+        raise TypeError(
+            f"{name} must be a dict of run name -> results dict (or one results dict), "
+            f"got {type(results).__name__}"
+        )
+    single = any(
+        key in RESULT_KEYS and not _looks_like_results(value) for key, value in results.items()
+    )
+    if single:
+        run_info = results.get("run")
+        run_name = run_info.get("name") if isinstance(run_info, Mapping) else None
+        runs = {str(run_name) if run_name else "run": results}
+    else:
+        runs = dict(results)
+    for run, run_results in runs.items():
+        if not isinstance(run, str):
+            raise TypeError(f"run names must be str, got {run!r} ({type(run).__name__})")
+        if not isinstance(run_results, Mapping):
+            raise TypeError(
+                f"{name}[{run!r}] must be a results dict, got {type(run_results).__name__}"
+            )
+        _check_run(run_results, f"{name}[{run!r}]")
+    return runs
+
+
+def _check_mapping(value: object, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{path} must be a dict, got {type(value).__name__}: {value!r:.80}")
+    return value
+
+
+def _check_metric(value: object, path: str) -> None:
+    if not isinstance(value, Mapping) or "value" not in value:
+        raise TypeError(
+            f"{path} must be a metric dict {{'value': float | None, 'higher_is_better': bool, "
+            f"'n': int, 'n_excluded': int}} (MetricResult.to_dict()), got {value!r:.80}"
+        )
+    number = value["value"]
+    if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))):
+        raise TypeError(f"{path}['value'] must be a number or None, got {number!r}")
+
+
+# metric keys checked in each section (other keys, e.g. "threshold", "rule", are free-form)
+_LOCALIZATION_KEYS = ("iou_threshold", "iou_topk", "ebpg", "miou_top20", "bbox", "pointing_game")
+_FAITHFULNESS_KEYS = ("drop", "increase", "win")
+
+
+def _check_run(run: Mapping[str, Any], path: str) -> None:
+    for section in RESULT_KEYS & set(run):
+        _check_mapping(run[section], f"{path}[{section!r}]")
+    for key, metric in run.get("model", {}).items():
+        _check_metric(metric, f"{path}['model'][{key!r}]")
+    for layer, entry in run.get("lap_predictors", {}).items():
+        where = f"{path}['lap_predictors'][{layer!r}]"
+        entry = _check_mapping(entry, where)
+        for key in ("predictivity", "faithfulness"):
+            if key in entry:
+                _check_metric(entry[key], f"{where}[{key!r}]")
+    for method, entry in run.get("localization", {}).items():
+        where = f"{path}['localization'][{method!r}]"
+        entry = _check_mapping(entry, where)
+        for key in _LOCALIZATION_KEYS:
+            if key in entry:
+                _check_metric(entry[key], f"{where}[{key!r}]")
+    for method, entry in run.get("faithfulness", {}).items():
+        where = f"{path}['faithfulness'][{method!r}]"
+        entry = _check_mapping(entry, where)
+        for key in _FAITHFULNESS_KEYS:
+            if key in entry:
+                _check_metric(entry[key], f"{where}[{key!r}]")
+        for k, agreements in _check_mapping(entry.get("keep_top_k", {}), where).items():
+            agreements = _check_mapping(agreements, f"{where}['keep_top_k'][{k!r}]")
+            _k_value(k, f"{where}['keep_top_k']")
+            for key, metric in agreements.items():
+                _check_metric(metric, f"{where}['keep_top_k'][{k!r}][{key!r}]")
+    for method, entry in run.get("stability", {}).items():
+        where = f"{path}['stability'][{method!r}]"
+        for level, changes in _check_mapping(entry, where).items():
+            for key, metric in _check_mapping(changes, f"{where}[{level!r}]").items():
+                _check_metric(metric, f"{where}[{level!r}][{key!r}]")
+    for method, entry in run.get("timing", {}).items():
+        where = f"{path}['timing'][{method!r}]"
+        for key, number in _check_mapping(entry, where).items():
+            if number is not None and (
+                isinstance(number, bool) or not isinstance(number, (int, float))
+            ):
+                raise TypeError(f"{where}[{key!r}] must be a number or None, got {number!r}")
+
+
+def _k_value(k: object, path: str) -> float:
+    try:
+        return float(str(k))
+    except ValueError:
+        raise ValueError(
+            f"{path} keys must be percentages such as '10' or '30', got {k!r}"
+        ) from None
+
+
+def metric_value(metric: Mapping[str, Any] | None) -> float | None:
+    """The finite value of a metric dict, else ``None`` (undefined)."""
+    if metric is None:
+        return None
+    value = metric.get("value")
+    if value is None or not math.isfinite(float(value)):
+        return None
+    return float(value)
+
+
+def section(run: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """A top-level section of a results dict, empty when missing."""
+    return run.get(name) or {}
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+    """Write a file atomically: ``write(handle)`` fills a temporary file in the target folder,
+    which then replaces ``path`` (``os.replace``). The temporary file is removed on error, so
+    a failure never leaves a half-written file. Parent folders are created."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            write(handle)
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; reports are meant to be shared
+        os.replace(temporary, target)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """:func:`atomic_write` of UTF-8 text."""
+    data = text.encode("utf-8")
+    return atomic_write(path, lambda handle: handle.write(data))

@@ -1,0 +1,340 @@
+"""Markdown tables: paper 000 Table I / II layouts, bolding of the best, '-' and 'n/a'."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+from report_synthetic import (
+    lap_results,
+    metric,
+    parse_markdown_table,
+    results_by_run,
+    vanilla_results,
+)
+
+from torchlap.report import (
+    all_tables,
+    method_display_name,
+    table_faithfulness,
+    table_localization,
+    table_model_and_lap,
+    table_other_localization,
+    table_stability,
+    table_timing,
+    tables_markdown,
+    write_tables,
+)
+from torchlap.report.tables import faithfulness_table, localization_table
+
+
+def row_by_labels(rows: list[list[str]], *labels: str) -> list[str]:
+    matches = [row for row in rows if tuple(row[: len(labels)]) == labels]
+    assert len(matches) == 1, (labels, rows)
+    return matches[0]
+
+
+def bold(cell: str) -> bool:
+    return cell.startswith("**") and cell.endswith("**")
+
+
+# -------------------------------------------------------------------------------- Table I
+
+
+def test_table_one_layout_binary() -> None:
+    header, rows = parse_markdown_table(table_model_and_lap(results_by_run()))
+    assert header == [
+        "Run",
+        "Model performance: Acc.",
+        "Model performance: Sens.",
+        "Model performance: Spec.",
+        "Model performance: BA",
+        "LAP predictions: LAP_1",
+        "LAP predictions: LAP_2",
+        "LAP predictions: LAP_3",
+        "Faithfulness to model: LAP_1",
+        "Faithfulness to model: LAP_2",
+        "Faithfulness to model: LAP_3",
+    ]
+    assert [row[0] for row in rows] == ["vanilla", "WS-LAP"]
+    vanilla, lap = rows
+    # fractions become percentages with two decimals; no LAP layer -> '-'
+    assert vanilla[1:5] == ["95.22", "95.08", "95.37", "95.23"]
+    assert vanilla[5:] == ["-"] * 6
+    # best per column bold (WS-LAP wins every model metric); a None value is 'n/a'
+    assert lap[1:5] == ["**96.58**", "**97.07**", "**96.05**", "**96.56**"]
+    assert lap[5:] == ["55.48", "69.76", "88.11", "55.86", "n/a", "88.60"]
+
+
+def test_table_one_names_lap_layers_in_forward_order() -> None:
+    markdown = table_model_and_lap(results_by_run())
+    assert "LAP_1 = layer2.pool (binary), LAP_2 = layer3.pool (binary), LAP_3 = avgpool" in (
+        markdown
+    )
+
+
+def test_table_one_multiclass_and_mixed_runs() -> None:
+    imagenet = {
+        "model": {"top1_accuracy": metric(0.7616), "top5_accuracy": metric(0.9285)},
+        "lap_predictors": {"layer4.pool": {"rule": "learned", "predictivity": metric(0.7198)}},
+    }
+    header, rows = parse_markdown_table(table_model_and_lap({"LAP ResNet 50 (FT)": imagenet}))
+    assert header == [
+        "Run",
+        "Model performance: Top-1 Acc.",
+        "Model performance: Top-5 Acc.",
+        "LAP predictions: LAP_1",
+        "Faithfulness to model: LAP_1",
+    ]
+    # one run only: nothing to compare, nothing bold; faithfulness key absent -> '-'
+    assert rows == [["LAP ResNet 50 (FT)", "76.16", "92.85", "71.98", "-"]]
+    # binary and multi-class runs together: the union of columns, '-' where absent
+    header, rows = parse_markdown_table(
+        table_model_and_lap({"binary": vanilla_results(), "multi": imagenet})
+    )
+    labels = ("Acc.", "Sens.", "Spec.", "BA", "Top-1 Acc.", "Top-5 Acc.")
+    assert header[1:7] == [f"Model performance: {label}" for label in labels]
+    assert row_by_labels(rows, "binary")[5:7] == ["-", "-"]
+    assert row_by_labels(rows, "multi")[1:5] == ["-"] * 4
+
+
+def test_table_one_without_model_metrics_shows_binary_columns() -> None:
+    header, rows = parse_markdown_table(table_model_and_lap({"empty": {}}))
+    assert header == ["Run"] + [f"Model performance: {c}" for c in ("Acc.", "Sens.", "Spec.", "BA")]
+    assert rows == [["empty", "-", "-", "-", "-"]]
+
+
+# ------------------------------------------------------------------------------- Table II
+
+
+def test_table_two_layout_and_best_per_row() -> None:
+    header, rows = parse_markdown_table(table_localization(results_by_run()))
+    methods = ["DL", "GC", "LAP", "my_method"]  # paper order, unknown names last and as-is
+    assert header == (
+        ["Run"]
+        + [f"Thresholding: {m}" for m in methods]
+        + [f"Top-Scored Selection: {m}" for m in methods]
+    )
+    vanilla = row_by_labels(rows, "vanilla")
+    # LAP absent from the vanilla run -> '-'; None -> 'n/a'; best of each group bold
+    assert vanilla[1:] == ["**24.37**", "9.34", "-", "n/a", "**20.44**", "7.14", "-", "15.00"]
+    lap = row_by_labels(rows, "WS-LAP")
+    # thresholding: LAP best; top-scored: DL (44.2901) and LAP (44.29) tie at 2 decimals
+    assert lap[1:] == [
+        "24.37",
+        "9.34",
+        "**36.26**",
+        "n/a",
+        "**44.29**",
+        "7.14",
+        "**44.29**",
+        "15.00",
+    ]
+
+
+def test_table_two_direction_comes_from_the_metric() -> None:
+    results = {"run": lap_results()}
+    for method in results["run"]["localization"].values():
+        for key in ("iou_threshold", "iou_topk"):
+            if key in method:
+                method[key]["higher_is_better"] = False
+    _, rows = parse_markdown_table(table_localization(results))
+    assert rows[0][1:5] == ["24.37", "**9.34**", "36.26", "n/a"]
+
+
+def test_table_two_all_methods_and_display_names() -> None:
+    names = [
+        "sise",
+        "antehoc",
+        "rise",
+        "bla",
+        "scorecam",
+        "lap",
+        "relevance_cam",
+        "guided_backprop",
+        "gradcam",
+        "guided_gradcam",
+        "deeplift",
+    ]
+    results = {"r": {"localization": {m: {"iou_threshold": metric(0.1)} for m in names}}}
+    header, rows = parse_markdown_table(table_localization(results))
+    expected = [
+        "DL",
+        "GGC",
+        "GC",
+        "GBP",
+        "RC",
+        "Score-CAM",
+        "RISE",
+        "SISE",
+        "LAP",
+        "BLA",
+        "Ante-hoc",
+    ]
+    assert header[1:12] == [f"Thresholding: {m}" for m in expected]
+    assert rows[0][12:] == ["-"] * 11  # no iou_topk anywhere
+    assert rows[0][1:12] == ["**10.00**"] * 11  # all tied
+    assert method_display_name("my_method") == "my_method"
+
+
+# -------------------------------------------------------------------------- faithfulness
+
+
+def test_faithfulness_table_keep_k_drop_increase_win() -> None:
+    header, rows = parse_markdown_table(table_faithfulness(results_by_run()))
+    assert header == [
+        "Run",
+        "Method",
+        "Top-1 vs prediction: keep 5%",  # numeric order, not string order
+        "Top-1 vs prediction: keep 10%",
+        "Top-1 vs prediction: keep 50%",
+        "Perturbation: Drop %",
+        "Perturbation: Increase %",
+        "Perturbation: Win %",
+    ]
+    assert [tuple(row[:2]) for row in rows] == [
+        ("vanilla", "DL"),
+        ("vanilla", "GC"),
+        ("WS-LAP", "DL"),
+        ("WS-LAP", "GC"),
+        ("WS-LAP", "LAP"),
+    ]
+    # Drop/Increase/Win are percentages already (not scaled); lower Drop is better;
+    # the best is chosen within each run
+    assert row_by_labels(rows, "vanilla", "GC")[2:] == [
+        "**20.00**",
+        "**30.00**",
+        "**70.00**",
+        "**40.00**",
+        "**12.00**",
+        "20.00",
+    ]
+    assert row_by_labels(rows, "vanilla", "DL")[2:] == [
+        "5.00",
+        "10.00",
+        "50.00",
+        "55.50",
+        "8.00",
+        "-",
+    ]
+    assert row_by_labels(rows, "WS-LAP", "LAP")[2:] == [
+        "**40.00**",
+        "**50.00**",
+        "**90.00**",
+        "**10.00**",
+        "**30.00**",
+        "**45.00**",
+    ]
+    assert not any(bold(cell) for cell in row_by_labels(rows, "WS-LAP", "GC")[2:])
+
+
+def test_faithfulness_table_other_agreement() -> None:
+    header, rows = parse_markdown_table(table_faithfulness(results_by_run(), "top5_vs_label"))
+    assert header[2] == "Top-5 vs label: keep 5%"
+    assert row_by_labels(rows, "WS-LAP", "LAP")[2] == "**54.00**"  # 0.6 * 0.9
+    with pytest.raises(ValueError, match="agreement"):
+        faithfulness_table(results_by_run(), "top1")
+
+
+# -------------------------------------------------------------- other tables, all tables
+
+
+def test_other_localization_table() -> None:
+    header, rows = parse_markdown_table(table_other_localization(results_by_run()))
+    assert header == ["Run", "Method", "EBPG", "mIoU (top 20%)", "Bbox", "Pointing game"]
+    assert row_by_labels(rows, "vanilla", "DL")[2:] == [
+        "**41.00**",
+        "n/a",
+        "**35.00**",
+        "**60.00**",
+    ]
+    assert row_by_labels(rows, "vanilla", "my_method")[2:] == ["20.00", "-", "-", "-"]
+    assert row_by_labels(rows, "WS-LAP", "LAP")[2:] == [
+        "**60.00**",
+        "**40.00**",
+        "**50.00**",
+        "**90.00**",
+    ]
+
+
+def test_stability_and_timing_tables() -> None:
+    header, rows = parse_markdown_table(table_stability(results_by_run()))
+    assert header == ["Run", "Method", "Noise 0.1: ΔDrop %", "Noise 0.1: ΔInc %"]
+    # lower change is better; a single defined value in a column is not bolded
+    assert row_by_labels(rows, "vanilla", "GC")[2:] == ["**1.50**", "2.00"]
+    assert row_by_labels(rows, "vanilla", "DL")[2:] == ["3.00", "n/a"]
+    header, rows = parse_markdown_table(table_timing(results_by_run()))
+    assert header == ["Run", "Method", "Seconds", "Images / s"]
+    assert row_by_labels(rows, "WS-LAP", "LAP")[2:] == ["**0.10**", "**500.0**"]
+    assert row_by_labels(rows, "vanilla", "my_method")[2:] == ["10.00", "5.0"]
+
+
+def test_all_tables_skips_empty_sections_and_accepts_one_results_dict() -> None:
+    ids = [table.id for table in all_tables(results_by_run())]
+    assert ids == [
+        "table-runs",
+        "table-model-lap",
+        "table-localization",
+        "table-other-localization",
+        "table-faithfulness",
+        "table-stability",
+        "table-timing",
+    ]
+    only_model = {"run": {"name": "solo"}, "model": {"accuracy": metric(0.5)}}
+    tables = all_tables(only_model)  # one results dict, named by run.name
+    assert [table.id for table in tables] == ["table-runs", "table-model-lap"]
+    assert tables[1].rows[0].labels == ("solo",)
+    # an empty localization dict still gives a well-formed (empty) table
+    assert localization_table({"r": {"localization": {}}}).columns == ()
+
+
+def test_runs_table_lists_skipped_methods_and_notes() -> None:
+    results = results_by_run()
+    results["WS-LAP"]["notes"] = {"rise": "n_masks reduced to 500", "sise": ["a", "b"]}
+    markdown = all_tables(results)[0].to_markdown()
+    header, rows = parse_markdown_table(markdown)
+    assert header == ["Run", "Data", "Split", "Images", "Run folder"]
+    assert rows[0] == ["vanilla", "shapes", "test", "50", "runs/vanilla"]
+    assert "vanilla: lap skipped (the model has no LAP layer)." in markdown
+    assert "WS-LAP: rise: n_masks reduced to 500" in markdown
+    assert "WS-LAP: sise: b" in markdown
+
+
+def test_markdown_escapes_cell_breaks_and_html() -> None:
+    results = {"a|b <i>": lap_results(), "plain": vanilla_results()}
+    markdown = table_localization(results)
+    assert "| a\\|b &lt;i&gt; |" in markdown
+    header, rows = parse_markdown_table(markdown)
+    assert len({len(row) for row in rows} | {len(header)}) == 1
+
+
+def test_bad_input_raises_with_the_path() -> None:
+    with pytest.raises(TypeError, match="dict of run name"):
+        table_model_and_lap([1, 2])
+    broken = results_by_run()
+    broken["WS-LAP"]["localization"]["gradcam"]["iou_topk"] = 0.5  # bare float, not a metric
+    with pytest.raises(TypeError, match=r"\['WS-LAP'\]\['localization'\]\['gradcam'\]"):
+        table_localization(broken)
+    broken = results_by_run()
+    broken["vanilla"]["model"]["accuracy"] = {"value": "high"}
+    with pytest.raises(TypeError, match="number or None"):
+        table_model_and_lap(broken)
+    broken = results_by_run()
+    broken["vanilla"]["faithfulness"]["gradcam"]["keep_top_k"]["ten"] = {}
+    with pytest.raises(ValueError, match="percentages"):
+        table_faithfulness(broken)
+
+
+def test_write_tables_is_atomic(tmp_path: os.PathLike[str]) -> None:
+    target = tmp_path / "out" / "tables.md"
+    assert write_tables(results_by_run(), target) == target
+    text = target.read_text(encoding="utf-8")
+    assert text == tables_markdown(results_by_run())
+    assert "**Table I.**" in text and "**Table II.**" in text
+    broken = copy.deepcopy(results_by_run())
+    broken["vanilla"]["model"] = "not a dict"
+    with pytest.raises(TypeError, match="model"):
+        write_tables(broken, target)
+    assert target.read_text(encoding="utf-8") == text  # untouched on failure
+    assert sorted(p.name for p in target.parent.iterdir()) == ["tables.md"]  # no temp file left
