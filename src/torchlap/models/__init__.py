@@ -1,17 +1,7 @@
 """Model surgery: put LAP layers into CNNs, presets of the paper, and model building."""
 
-from torchlap.models.blocks import LapConv2d, LapInceptionReduction, LapResidualBlock
-from torchlap.models.build import (
-    adapt_input_weight,
-    apply_lapify_config,
-    build_model,
-    model_from_config,
-)
-from torchlap.models.lapify import freeze_all_but_lap, lap_parameters, lapify
-from torchlap.models.presets import PRESETS, Preset
-
 # the self-explaining peers (paper 002 BLA, paper 004 ante-hoc weight network)
-from torchlap.models.antehoc import (  # noqa: E402, I001
+from torchlap.models.antehoc import (
     AnteHocMaps,
     AnteHocModel,
     WeightNetwork,
@@ -21,7 +11,7 @@ from torchlap.models.antehoc import (  # noqa: E402, I001
     select_conv_layers,
     soft_attention_map,
 )
-from torchlap.models.bla import (  # noqa: E402
+from torchlap.models.bla import (
     BLA_VARIANTS,
     BlaMaps,
     BoundedLogitAttention,
@@ -38,6 +28,15 @@ from torchlap.models.bla import (  # noqa: E402
     lime_spearman,
     spearman_correlation,
 )
+from torchlap.models.blocks import LapConv2d, LapInceptionReduction, LapResidualBlock
+from torchlap.models.build import (
+    adapt_input_weight,
+    apply_lapify_config,
+    build_model,
+    model_from_config,
+)
+from torchlap.models.lapify import freeze_all_but_lap, lap_parameters, lapify
+from torchlap.models.presets import PRESETS, Preset
 
 __all__ = [
     "BLA_VARIANTS",
