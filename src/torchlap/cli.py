@@ -53,6 +53,9 @@ def bench_layer(
 
 # --- sub-command registration: one line per area -------------------------------------------
 # (each area defines its commands in its own module; keep this block one import per line)
+from torchlap.data.cli import data_app  # noqa: E402
+
+app.add_typer(data_app, name="data")
 # -------------------------------------------------------------------------------------------
 
 

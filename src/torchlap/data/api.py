@@ -1,0 +1,63 @@
+"""One entry point for every dataset: ``load_dataset``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from torchlap.data._base import RegionDataset, check_split
+from torchlap.data.builtin import BUILTINS, DEFAULT_N_IMAGES, builtin_dataset, builtin_names
+from torchlap.data.folder import ANNOTATIONS, AnnotatedFolder, image_folder
+
+
+def load_dataset(
+    name_or_path: str | os.PathLike[str],
+    split: str = "train",
+    image_size: int | tuple[int, int] | None = 64,
+    n_images: int | None = None,
+    seed: int = 0,
+    **kwargs: Any,
+) -> RegionDataset:
+    """Load a built-in benchmark by name or a dataset folder by path.
+
+    * a name in ``builtin_names()`` (``lesions``, ``concepts``, ``digits``): generated with
+      ``n_images`` images in total (default 2000, all splits together) at ``image_size``;
+    * a folder with ``annotations.csv``: ``AnnotatedFolder`` (``seed`` drives the split when
+      the CSV has none; ``n_images`` keeps the first n images of the split);
+    * another folder: the ImageFolder layout (class subfolders, or train/val/test of them).
+
+    ``kwargs`` go to the dataset (e.g. ``n_classes`` for ``concepts``, ``transform``,
+    ``augment`` or ``channels`` for folders). Images are resized to ``image_size`` (None keeps
+    folder images at their native size).
+    """
+    check_split(split)
+    if isinstance(name_or_path, str) and name_or_path in BUILTINS:
+        if image_size is None or not isinstance(image_size, int):
+            raise ValueError(f"built-in benchmarks need an int image_size, got {image_size!r}")
+        return builtin_dataset(
+            name_or_path,
+            split=split,
+            image_size=image_size,
+            n_images=DEFAULT_N_IMAGES if n_images is None else n_images,
+            seed=seed,
+            **kwargs,
+        )
+    path = Path(name_or_path)
+    if not path.exists():
+        text = str(name_or_path)
+        if os.sep not in text and "/" not in text and not path.suffix:
+            raise ValueError(
+                f"unknown dataset {text!r}: not a built-in ({', '.join(builtin_names())}) and no "
+                "folder of that name exists"
+            )
+        raise FileNotFoundError(f"dataset folder {path} does not exist")
+    if not path.is_dir():
+        raise ValueError(f"{path} is a file; a dataset is a folder (with {ANNOTATIONS}) or a name")
+    if (path / ANNOTATIONS).is_file():
+        return AnnotatedFolder(
+            path, split=split, image_size=image_size, seed=seed, n_images=n_images, **kwargs
+        )
+    return image_folder(
+        path, split=split, image_size=image_size, seed=seed, n_images=n_images, **kwargs
+    )

@@ -1,0 +1,66 @@
+"""``torchlap data``: export built-in benchmarks, list them, check a dataset folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from torchlap.data._base import SPLITS
+from torchlap.data.builtin import DEFAULT_N_IMAGES, builtin_names
+from torchlap.data.export import export_builtin
+
+data_app = typer.Typer(
+    help="Datasets: export the built-in benchmarks, check annotated folders.",
+    no_args_is_help=True,
+)
+
+
+@data_app.command("export")
+def export(
+    name: str = typer.Argument(..., help=f"Built-in benchmark: {', '.join(builtin_names())}."),
+    out: Path = typer.Option(..., "--out", help="New folder to write (must not exist)."),
+    n_images: int = typer.Option(DEFAULT_N_IMAGES, "--n-images", help="Images, all splits."),
+    image_size: int = typer.Option(64, "--image-size", help="Square image size in pixels."),
+    seed: int = typer.Option(0, "--seed", help="Seed: same seed, same bytes."),
+) -> None:
+    """Write a built-in benchmark as an annotated folder (PNGs + annotations.csv)."""
+    if name not in builtin_names():
+        raise typer.BadParameter(
+            f"unknown built-in {name!r}; choose one of {', '.join(builtin_names())}",
+            param_hint="NAME",
+        )
+    try:
+        path = export_builtin(name, out, n_images=n_images, image_size=image_size, seed=seed)
+    except (ValueError, FileExistsError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(
+        f"wrote {name} ({n_images} images, {image_size}x{image_size}, seed {seed}) to {path}"
+    )
+
+
+@data_app.command("list")
+def list_builtins() -> None:
+    """List the built-in benchmarks."""
+    for name in builtin_names():
+        typer.echo(name)
+
+
+@data_app.command("check")
+def check(
+    path: Path = typer.Argument(..., help="Dataset folder (annotations.csv or ImageFolder)."),
+) -> None:
+    """Load every split of a dataset folder and report its size and classes, or the error."""
+    from torchlap.data.api import load_dataset
+
+    for split in SPLITS:
+        try:
+            dataset = load_dataset(path, split=split, image_size=None)
+        except (ValueError, FileNotFoundError, ImportError) as error:
+            if "has no images" in str(error):
+                typer.echo(f"{split}: empty")
+                continue
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(code=1) from None
+        typer.echo(f"{split}: {len(dataset)} images, classes {dataset.classes}")

@@ -1,0 +1,79 @@
+"""Write a built-in benchmark to disk in the annotated folder format."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from torchlap.data._base import SPLITS
+from torchlap.data.builtin import builtin_dataset
+from torchlap.data.folder import ANNOTATIONS, ImageRecord, write_annotations
+
+
+def export_builtin(name: str, out: str | os.PathLike[str], **options: Any) -> Path:
+    """Write every split of built-in benchmark ``name`` to the new folder ``out``.
+
+    Layout: ``images/<split>/<index>.png``, ``masks/<split>/<index>.png`` (only for images
+    with a region; 255 = region), ``annotations.csv`` (one row per box, with the split) and
+    ``dataset.json`` (how to regenerate it: name, seed, sizes, classes, normalization).
+    ``options`` are the benchmark's (``n_images``, ``image_size``, ``seed``, ...).
+    ``AnnotatedFolder(out, split=s)`` yields exactly the samples of the benchmark's split s.
+
+    The folder is assembled in a temporary folder next to ``out`` and renamed into place, so
+    ``out`` either appears complete or not at all. ``out`` must not exist or be empty.
+    """
+    out_path = Path(out)
+    if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
+        raise FileExistsError(f"{out_path} already exists and is not an empty folder")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    datasets = {split: builtin_dataset(name, split=split, **options) for split in SPLITS}
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
+    try:
+        records = []
+        for split, dataset in datasets.items():
+            if len(dataset) == 0:
+                continue
+            batch = dataset.materialize()
+            (staging / "images" / split).mkdir(parents=True)
+            (staging / "masks" / split).mkdir(parents=True)
+            digits = max(5, len(str(len(dataset) - 1)))
+            for row in range(len(dataset)):
+                stem = f"{row:0{digits}d}.png"
+                image = batch.images[row].permute(1, 2, 0).numpy()
+                image_path = f"images/{split}/{stem}"
+                Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
+                    staging / image_path
+                )
+                boxes = batch.boxes[row][batch.box_valid[row]].tolist()
+                mask_path = None
+                if bool(batch.masks[row].any()):
+                    mask_path = f"masks/{split}/{stem}"
+                    mask = batch.masks[row].numpy().astype(np.uint8) * 255
+                    Image.fromarray(mask).save(staging / mask_path)
+                records.append(
+                    ImageRecord(
+                        image=image_path,
+                        label=dataset.classes[int(batch.labels[row])],
+                        split=split,
+                        boxes=[tuple(box) for box in boxes],
+                        mask=mask_path,
+                    )
+                )
+        write_annotations(staging / ANNOTATIONS, records)
+        metadata = datasets["train"].metadata()
+        metadata["split_sizes"] = {s: len(d) for s, d in datasets.items()}
+        (staging / "dataset.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        if out_path.exists():
+            out_path.rmdir()  # empty, checked above
+        os.replace(staging, out_path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_path

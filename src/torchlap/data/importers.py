@@ -1,0 +1,308 @@
+"""Importers for the LAP paper's datasets (Sec. 4), for users who have them locally.
+
+Each reads the dataset's own files, validates them, and returns an ``AnnotatedFolder`` (same
+sample contract, same errors); ``dataset.save_annotations(path)`` writes the result in the
+annotated folder format. Nothing is downloaded.
+
+* RSNA Pneumonia Detection Challenge: ``stage_2_train_labels.csv``
+  (``patientId,x,y,width,height,Target``; one row per box, empty box fields for Target 0)
+  and ``<patientId>.dcm`` (DICOM, needs the ``dicom`` extra) or ``<patientId>.png`` images.
+  Classes ``normal`` (Target 0) and ``pneumonia`` (Target 1). Paper split 81/9/10.
+* CelebA: ``list_attr_celeba.txt`` (image count, the 40 attribute names, then one line per
+  image with values 1/-1) and an attribute, e.g. ``Smiling``: classes ``not_smiling`` and
+  ``smiling``. Paper split 70/10/20, or the official ``list_eval_partition.txt``.
+* ImageNet: the folder layout of ``torchvision.datasets.ImageNet`` (``train/<wnid>/*.JPEG``,
+  ``val/<wnid>/*.JPEG``, optional ``meta.bin`` with class names). Classes are the sorted wnids,
+  i.e. the standard class indices of torchvision's pretrained models.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torchlap.data._base import check_split
+from torchlap.data.folder import AnnotatedFolder, ImageRecord, check_box
+
+logger = logging.getLogger(__name__)
+
+RSNA_COLUMNS = ("patientId", "x", "y", "width", "height", "Target")
+RSNA_CLASSES = ("normal", "pneumonia")
+
+
+def rsna_pneumonia(
+    root: str | os.PathLike[str],
+    split: str = "train",
+    labels_csv: str = "stage_2_train_labels.csv",
+    images_dir: str = "stage_2_train_images",
+    detailed_class_info: str | None = None,
+    split_fractions: Sequence[float] = (0.81, 0.09, 0.10),
+    seed: int = 0,
+    **options: Any,
+) -> AnnotatedFolder:
+    """The RSNA Pneumonia Detection Challenge data as a localization dataset.
+
+    ``detailed_class_info`` (e.g. ``stage_2_detailed_class_info.csv``, columns
+    ``patientId,class``): if given, patients of class ``No Lung Opacity / Not Normal`` are
+    dropped, keeping healthy and pneumonia patients as in the paper (Sec. 4.A). The split is
+    the paper's random 81/9/10 %, stratified and seeded. ``options`` go to ``AnnotatedFolder``.
+    """
+    root_path = Path(root)
+    csv_path = root_path / labels_csv
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"RSNA labels file {csv_path} not found")
+    image_folder = root_path / images_dir
+    if not image_folder.is_dir():
+        raise FileNotFoundError(f"RSNA image folder {image_folder} not found")
+    excluded = _rsna_excluded(root_path / detailed_class_info) if detailed_class_info else set()
+
+    records: dict[str, ImageRecord] = {}
+    targets: dict[str, int] = {}
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        reader.fieldnames = columns
+        missing = [c for c in RSNA_COLUMNS if c not in columns]
+        if missing:
+            raise ValueError(
+                f"{csv_path}: missing column(s) {', '.join(missing)} (found {', '.join(columns)});"
+                f" the RSNA labels file has columns {','.join(RSNA_COLUMNS)}"
+            )
+        for row in reader:
+            where = f"{csv_path} line {reader.line_num}"
+            values = {k: (v or "").strip() for k, v in row.items() if k is not None}
+            patient = values["patientId"]
+            if not patient:
+                raise ValueError(f"{where}: empty patientId")
+            if patient in excluded:
+                continue
+            if values["Target"] not in ("0", "1"):
+                raise ValueError(f"{where}: Target is {values['Target']!r}; accepted: 0 or 1")
+            target = int(values["Target"])
+            fields = [values[c] for c in ("x", "y", "width", "height")]
+            if target == 1 and not all(fields):
+                raise ValueError(f"{where}: Target 1 (pneumonia) needs x, y, width and height")
+            if target == 0 and any(fields):
+                raise ValueError(f"{where}: Target 0 (normal) must have empty box fields")
+            if targets.setdefault(patient, target) != target:
+                raise ValueError(f"{where}: patient {patient} has rows with Target 0 and 1")
+            record = records.get(patient)
+            if record is None:
+                record = records[patient] = ImageRecord(
+                    image=_rsna_image(image_folder, patient, where, root_path),
+                    label=RSNA_CLASSES[target],
+                    source=where,
+                )
+            if target == 1:
+                try:
+                    x, y, width, height = (float(v) for v in fields)
+                except ValueError:
+                    raise ValueError(f"{where}: box fields {fields} are not numbers") from None
+                record.boxes.append(check_box((x, y, x + width, y + height), where))
+                record.box_sources.append(where)
+    if not records:
+        raise ValueError(f"{csv_path}: no patients")
+    return AnnotatedFolder.from_records(
+        root_path,
+        list(records.values()),
+        source=str(csv_path),
+        has_regions=True,
+        split=split,
+        split_fractions=split_fractions,
+        seed=seed,
+        **options,
+    )
+
+
+def _rsna_image(folder: Path, patient: str, where: str, root: Path) -> str:
+    for suffix in (".dcm", ".png"):
+        path = folder / f"{patient}{suffix}"
+        if path.is_file():
+            return path.relative_to(root).as_posix()
+    raise FileNotFoundError(f"{where}: no image {patient}.dcm or {patient}.png in {folder}")
+
+
+def _rsna_excluded(path: Path) -> set[str]:
+    """Patients of class ``No Lung Opacity / Not Normal`` in the detailed class info file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"RSNA detailed class info file {path} not found")
+    excluded = set()
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"patientId", "class"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: needs the columns patientId,class")
+        for row in reader:
+            if row["class"].strip() == "No Lung Opacity / Not Normal":
+                excluded.add(row["patientId"].strip())
+    return excluded
+
+
+def celeba(
+    root: str | os.PathLike[str],
+    attribute: str = "Smiling",
+    split: str = "train",
+    attr_file: str = "list_attr_celeba.txt",
+    images_dir: str = "img_align_celeba",
+    partition_file: str | None = None,
+    split_fractions: Sequence[float] = (0.7, 0.1, 0.2),
+    seed: int = 0,
+    verify_images: bool = False,
+    **options: Any,
+) -> AnnotatedFolder:
+    """CelebA as a binary task on one attribute (paper: ``Smiling``); no regions.
+
+    Classes ``not_<attribute>`` and ``<attribute>`` (lower case), so the attribute is label 1.
+    ``partition_file`` (``list_eval_partition.txt``: image and 0/1/2) selects the official
+    split; otherwise the paper's random 70/10/20 % split is made. ``verify_images`` defaults to
+    False here (202,599 images): file existence is still checked up front.
+    """
+    root_path = Path(root)
+    attr_path = root_path / attr_file
+    if not attr_path.is_file():
+        raise FileNotFoundError(f"CelebA attribute file {attr_path} not found")
+    image_folder = root_path / images_dir
+    if not image_folder.is_dir():
+        raise FileNotFoundError(f"CelebA image folder {image_folder} not found")
+    with open(attr_path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    if len(lines) < 2:
+        raise ValueError(f"{attr_path}: needs the image count and the attribute-name line")
+    try:
+        expected = int(lines[0].strip())
+    except ValueError:
+        raise ValueError(f"{attr_path} line 1: expected the number of images") from None
+    names = lines[1].split()
+    if attribute not in names:
+        raise ValueError(
+            f"unknown CelebA attribute {attribute!r}; {attr_path} has {', '.join(names)}"
+        )
+    column = names.index(attribute)
+    negative, positive = f"not_{attribute.lower()}", attribute.lower()
+    partition = _celeba_partition(root_path / partition_file) if partition_file else None
+    records = []
+    for number, line in enumerate(lines[2:], start=3):
+        if not line.strip():
+            continue
+        parts = line.split()
+        where = f"{attr_path} line {number}"
+        if len(parts) != len(names) + 1:
+            raise ValueError(
+                f"{where}: expected an image name and {len(names)} values, got {len(parts)} fields"
+            )
+        value = parts[1 + column]
+        if value not in ("1", "-1"):
+            raise ValueError(f"{where}: {attribute} is {value!r}; accepted: 1 or -1")
+        image = parts[0]
+        split_name = None
+        if partition is not None:
+            if image not in partition:
+                raise ValueError(f"{where}: image {image} is missing from {partition_file}")
+            split_name = partition[image]
+        records.append(
+            ImageRecord(
+                image=(Path(images_dir) / image).as_posix(),
+                label=positive if value == "1" else negative,
+                split=split_name,
+                source=where,
+            )
+        )
+    if len(records) != expected:
+        raise ValueError(f"{attr_path}: line 1 announces {expected} images, found {len(records)}")
+    return AnnotatedFolder.from_records(
+        root_path,
+        records,
+        source=str(attr_path),
+        has_regions=False,
+        split=split,
+        split_fractions=split_fractions,
+        seed=seed,
+        verify_images=verify_images,
+        **options,
+    )
+
+
+def _celeba_partition(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"CelebA partition file {path} not found")
+    partition = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise ValueError(f"{path} line {number}: expected '<image> 0|1|2', got {line!r}")
+            partition[parts[0]] = ("train", "val", "test")[int(parts[1])]
+    return partition
+
+
+def imagenet_folder(
+    root: str | os.PathLike[str],
+    split: str = "train",
+    verify_images: bool = False,
+    **options: Any,
+) -> AnnotatedFolder:
+    """An ImageNet folder prepared as ``torchvision.datasets.ImageNet`` does.
+
+    ``split`` ``train`` reads ``root/train``; ``val`` and ``test`` both read ``root/val`` (the
+    labelled validation set, on which the paper evaluates; ImageNet's test labels are not
+    public). With ``meta.bin`` (or the devkit archive) present, torchvision's ``ImageNet``
+    lists the files and ``dataset.class_descriptions`` holds the human-readable names;
+    otherwise the folders are read as a plain ``ImageFolder``. Classes are the sorted wnids of
+    the train folder (or of the requested folder when there is no train folder).
+    """
+    from torchvision.datasets import ImageFolder, ImageNet
+
+    check_split(split)
+    root_path = Path(root)
+    folder_split = "train" if split == "train" else "val"
+    if split == "test":
+        logger.info("ImageNet has no labelled test split: split='test' reads the val folder")
+    folder = root_path / folder_split
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"ImageNet folder {folder} not found; expected root/train/<wnid>/*.JPEG and "
+            "root/val/<wnid>/*.JPEG as prepared by torchvision.datasets.ImageNet"
+        )
+    descriptions: dict[str, tuple[str, ...]] = {}
+    has_meta = (root_path / "meta.bin").is_file() or any(root_path.glob("ILSVRC2012_devkit*"))
+    if has_meta:
+        listing: Any = ImageNet(str(root_path), split=folder_split)
+        wnids = list(listing.wnids)
+        descriptions = {w: tuple(c) for w, c in zip(listing.wnids, listing.classes, strict=True)}
+    else:
+        listing = ImageFolder(str(folder))
+        wnids = list(listing.classes)
+    train_folder = root_path / "train"
+    classes = (
+        sorted(p.name for p in train_folder.iterdir() if p.is_dir())
+        if train_folder.is_dir()
+        else wnids
+    )
+    records = [
+        ImageRecord(
+            image=Path(path).relative_to(root_path).as_posix(),
+            label=wnids[target],
+            split=split,
+            source=f"{folder} image {Path(path).name}",
+        )
+        for path, target in listing.samples
+    ]
+    if not records:
+        raise ValueError(f"{folder}: no images")
+    dataset = AnnotatedFolder.from_records(
+        root_path,
+        records,
+        source=str(folder),
+        has_regions=False,
+        split=split,
+        classes=classes,
+        verify_images=verify_images,
+        **options,
+    )
+    dataset.class_descriptions = {w: descriptions.get(w, (w,)) for w in classes}  # type: ignore[attr-defined]
+    return dataset

@@ -1,0 +1,56 @@
+"""``torchlap data``: export, list, check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from torchlap.cli import app
+from torchlap.data import AnnotatedFolder, Digits
+
+runner = CliRunner()
+
+
+def test_export_then_load(tmp_path: Path) -> None:
+    out = tmp_path / "digits"
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "export",
+            "digits",
+            "--out",
+            str(out),
+            "--n-images",
+            "30",
+            "--image-size",
+            "48",
+            "--seed",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "wrote digits" in result.output
+    loaded = AnnotatedFolder(out, split="test")
+    original = Digits(split="test", n_images=30, image_size=48, seed=2)
+    assert len(loaded) == len(original) == 3
+    assert torch.equal(loaded[2]["image"], original[2]["image"])
+    check = runner.invoke(app, ["data", "check", str(out)])
+    assert check.exit_code == 0 and "train: 24 images" in check.output
+
+
+def test_errors(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "export", "mnist", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "unknown built-in 'mnist'" in result.output
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "a.txt").write_text("x")
+    result = runner.invoke(app, ["data", "export", "lesions", "--out", str(tmp_path / "full")])
+    assert result.exit_code == 1 and "already exists" in result.output
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "annotations.csv").write_text("image,label\nmissing.png,a\n")
+    result = runner.invoke(app, ["data", "check", str(tmp_path / "broken")])
+    assert result.exit_code == 1 and "line 2: image file" in result.output
+    listing = runner.invoke(app, ["data", "list"])
+    assert listing.output.split() == ["concepts", "digits", "lesions"]

@@ -1,0 +1,303 @@
+"""AnnotatedFolder: exact round trip of exported benchmarks, splits, layouts, bad input."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from torchlap.data import (
+    AnnotatedFolder,
+    Concepts,
+    Digits,
+    Lesions,
+    default_normalization,
+    export_builtin,
+    image_folder,
+    load_dataset,
+)
+
+HEADER = ["image", "label", "split", "x_min", "y_min", "x_max", "y_max", "mask"]
+
+
+def _png(path: Path, size: tuple[int, int] = (20, 16), mode: str = "L", value: int = 100) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, value if mode != "RGB" else (value, 20, 200)).save(path)
+
+
+def _csv(root: Path, rows: list[list[object]], header: list[str] = HEADER) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "annotations.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return root / "annotations.csv"
+
+
+@pytest.fixture
+def good_folder(tmp_path: Path) -> Path:
+    """Six 20x16 grayscale images, two classes, every split, boxes and one mask."""
+    root = tmp_path / "good"
+    for k in range(6):
+        _png(root / f"img/{k}.png", value=40 * k)
+    mask = np.zeros((16, 20), dtype=np.uint8)
+    mask[2:6, 3:9] = 255
+    Image.fromarray(mask).save(root / "img/mask0.png")
+    _csv(
+        root,
+        [
+            ["img/0.png", "sick", "train", 3, 2, 9, 6, "img/mask0.png"],
+            ["img/0.png", "sick", "train", 10, 10, 20, 16, ""],
+            ["img/1.png", "healthy", "train", "", "", "", "", ""],
+            ["img/2.png", "sick", "val", 0, 0, 5.5, 4.25, ""],
+            ["img/3.png", "healthy", "val", "", "", "", "", ""],
+            ["img/4.png", "sick", "test", 1, 1, 2, 2, ""],
+            ["img/5.png", "healthy", "test", "", "", "", "", ""],
+        ],
+    )
+    return root
+
+
+def _assert_same_sample(a: dict, b: dict) -> None:
+    assert torch.equal(a["image"], b["image"])
+    assert a["label"] == b["label"]
+    assert torch.equal(a["boxes"], b["boxes"])
+    assert torch.equal(a["mask"], b["mask"])
+    assert a["has_region"] == b["has_region"] and a["index"] == b["index"]
+
+
+@pytest.mark.parametrize(
+    ("cls", "name", "extra"),
+    [(Lesions, "lesions", {}), (Concepts, "concepts", {}), (Digits, "digits", {})],
+)
+def test_export_round_trips_exactly(tmp_path: Path, cls: type, name: str, extra: dict) -> None:
+    options = {"n_images": 50, "image_size": 64, "seed": 7, **extra}
+    out = export_builtin(name, tmp_path / name, **options)
+    assert (out / "annotations.csv").is_file() and (out / "dataset.json").is_file()
+    for split in ("train", "val", "test"):
+        original = cls(split=split, **options)
+        loaded = AnnotatedFolder(out, split=split)
+        assert loaded.classes == original.classes
+        assert loaded.n_channels == original.n_channels
+        assert loaded.image_size == original.image_size
+        assert len(loaded) == len(original)
+        for index in range(len(original)):
+            _assert_same_sample(loaded[index], original[index])
+
+
+def test_export_refuses_a_non_empty_folder_and_leaves_nothing_on_error(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="already exists"):
+        export_builtin("lesions", tmp_path / "taken", n_images=10)
+    with pytest.raises(ValueError, match="image_size"):
+        export_builtin("lesions", tmp_path / "new", n_images=10, image_size=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_reads_boxes_masks_and_splits(good_folder: Path) -> None:
+    train = AnnotatedFolder(good_folder, split="train")
+    assert train.classes == ["healthy", "sick"]
+    assert train.n_channels == 1 and train.image_size == (16, 20)
+    assert (train.mean, train.std) == default_normalization(1)
+    first = train[0]
+    assert first["label"] == 1 and first["has_region"] is True
+    assert first["boxes"].tolist() == [[3, 2, 9, 6], [10, 10, 20, 16]]
+    assert first["mask"].sum() == 24  # the given mask wins over the union of the boxes
+    assert abs(float(first["image"][0, 0, 0]) - 0.0) < 1e-7
+    second = train[1]
+    assert second["boxes"].shape == (0, 4) and second["mask"].sum() == 0
+    val = AnnotatedFolder(good_folder, split="val")
+    assert val[0]["boxes"].tolist() == [[0, 0, 5.5, 4.25]]
+    assert val[0]["mask"].sum() == 5 * 4  # union of the box: pixel centres inside
+    assert abs(float(val[0]["image"].mean()) - 80 / 255) < 1e-6
+
+
+def test_load_dataset_resizes_boxes_and_masks(good_folder: Path) -> None:
+    dataset = load_dataset(good_folder, split="train", image_size=32)
+    sample = dataset[0]
+    assert sample["image"].shape == (1, 32, 32) and sample["mask"].shape == (32, 32)
+    assert sample["boxes"].tolist()[0] == pytest.approx([3 * 1.6, 2 * 2.0, 9 * 1.6, 6 * 2.0])
+    augmented = AnnotatedFolder(good_folder, split="train", image_size=24, augment=True)
+    assert augmented[0]["image"].shape == (1, 24, 24)
+
+
+def test_seeded_split_is_recorded_and_reproducible(tmp_path: Path) -> None:
+    root = tmp_path / "nosplit"
+    rows = []
+    for k in range(30):
+        _png(root / f"{k}.png")
+        rows.append([f"{k}.png", "a" if k % 3 else "b"])
+    _csv(root, rows, header=["image", "label"])
+    first = AnnotatedFolder(root, split="train", seed=5)
+    again = AnnotatedFolder(root, split="train", seed=5)
+    other = AnnotatedFolder(root, split="train", seed=6)
+    assert first.split_assignment == again.split_assignment
+    assert first.split_assignment != other.split_assignment
+    assert sorted(first.split_assignment) == sorted(f"{k}.png" for k in range(30))
+    counts = {s: list(first.split_assignment.values()).count(s) for s in ("train", "val", "test")}
+    assert counts == {"train": 24, "val": 3, "test": 3}
+    assert first.has_regions is False and first[0]["has_region"] is False
+    assert first.metadata()["split_seed"] == 5
+    first.save_annotations(root / "annotations.csv")
+    reloaded = AnnotatedFolder(root, split="val")
+    assert reloaded.split_given and reloaded.split_assignment == first.split_assignment
+
+
+def test_image_folder_layouts(tmp_path: Path) -> None:
+    flat = tmp_path / "flat"
+    for label in ("cat", "dog"):
+        for k in range(10):
+            _png(flat / label / f"{k}.png", mode="RGB")
+    dataset = load_dataset(flat, split="test", image_size=8)
+    assert dataset.classes == ["cat", "dog"] and dataset.n_channels == 3 and len(dataset) == 2
+    assert dataset[0]["image"].shape == (3, 8, 8) and dataset[0]["has_region"] is False
+    nested = tmp_path / "nested"
+    for split, n in (("train", 3), ("val", 1)):
+        for label in ("cat", "dog"):
+            for k in range(n):
+                _png(nested / split / label / f"{k}.png")
+    assert len(image_folder(nested, split="train")) == 6
+    assert len(image_folder(nested, split="val")) == 2
+    with pytest.raises(ValueError, match="test"):
+        image_folder(nested, split="test")
+    _png(nested / "test" / "bird" / "0.png")
+    with pytest.raises(ValueError, match="'bird' appears only in the test"):
+        image_folder(nested, split="train")
+
+
+def test_sixteen_bit_and_rgb_to_gray(tmp_path: Path) -> None:
+    root = tmp_path / "depth"
+    root.mkdir()
+    Image.fromarray(np.full((4, 5), 65535 // 5, dtype=np.uint16)).save(root / "xray.png")
+    _png(root / "rgb.png", mode="RGB", size=(5, 4), value=255)
+    _csv(root, [["xray.png", "a"], ["rgb.png", "a"]], header=["image", "label"])
+    dataset = AnnotatedFolder(root, split="train", channels=1, split_fractions=(1.0, 0.0, 0.0))
+    by_name = {r.image: dataset[k] for k, r in enumerate(dataset.records)}
+    assert torch.allclose(by_name["xray.png"]["image"], torch.full((1, 4, 5), 0.2), atol=1e-6)
+    luma = (0.299 * 255 + 0.587 * 20 + 0.114 * 200) / 255
+    assert torch.allclose(by_name["rgb.png"]["image"], torch.full((1, 4, 5), luma), atol=1e-6)
+    assert AnnotatedFolder(root, split="train", split_fractions=(1.0, 0.0, 0.0)).n_channels == 3
+
+
+# ---- bad input: each gets a clear error naming the file and row; nothing is half-loaded ----
+
+
+def test_missing_annotations_csv(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"annotations\.csv"):
+        AnnotatedFolder(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        AnnotatedFolder(tmp_path / "nowhere")
+
+
+def test_missing_column(tmp_path: Path) -> None:
+    _csv(tmp_path / "a", [["0.png", "x"]], header=["image", "lable"])
+    with pytest.raises(ValueError, match=r"annotations\.csv: missing column\(s\) label"):
+        AnnotatedFolder(tmp_path / "a")
+    _csv(tmp_path / "b", [["0.png", "x", 1, 2]], header=["image", "label", "x_min", "y_min"])
+    with pytest.raises(ValueError, match=r"missing column.*x_max, y_max"):
+        AnnotatedFolder(tmp_path / "b")
+
+
+def test_missing_image_file(good_folder: Path) -> None:
+    (good_folder / "img/3.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"annotations\.csv line 6: image file .*3\.png"):
+        AnnotatedFolder(good_folder, split="train")  # a val image: caught up front all the same
+
+
+def test_unreadable_image_file(good_folder: Path) -> None:
+    (good_folder / "img/5.png").write_bytes(b"this is not a png")
+    with pytest.raises(ValueError, match=r"line 8: image file .*5\.png is unreadable"):
+        AnnotatedFolder(good_folder, split="train")
+    lazy = AnnotatedFolder(good_folder, split="test", verify_images=False)
+    with pytest.raises(ValueError, match=r"line 8: image file .*5\.png is unreadable"):
+        lazy[1]
+
+
+def test_unknown_split_value(good_folder: Path) -> None:
+    _csv(good_folder, [["img/0.png", "sick", "training", "", "", "", "", ""]])
+    with pytest.raises(
+        ValueError, match=r"line 2: unknown split value 'training'; accepted: train"
+    ):
+        AnnotatedFolder(good_folder)
+
+
+@pytest.mark.parametrize(
+    ("box", "message"),
+    [((9, 2, 3, 6), "x_min=9 >= x_max=3"), ((3, 6, 9, 6), "y_min=6 >= y_max=6")],
+)
+def test_inverted_box(good_folder: Path, box: tuple, message: str) -> None:
+    rows = [["img/1.png", "healthy", "train", "", "", "", "", ""]]
+    rows.append(["img/0.png", "sick", "train", *box, ""])
+    _csv(good_folder, rows)
+    with pytest.raises(ValueError, match=rf"line 3: box has {message}"):
+        AnnotatedFolder(good_folder)
+
+
+@pytest.mark.parametrize("box", [(3, 2, 21, 6), (-1, 2, 9, 6), (3, 2, 9, 16.5)])
+def test_box_outside_the_image_is_rejected(good_folder: Path, box: tuple) -> None:
+    rows = [["img/1.png", "healthy", "train", "", "", "", "", ""]]
+    rows.append(["img/0.png", "sick", "train", *box, ""])
+    _csv(good_folder, rows)
+    with pytest.raises(ValueError, match=r"line 3: box .* outside image img/0\.png .*rejected"):
+        AnnotatedFolder(good_folder)
+    rows[1] = ["img/0.png", "sick", "train", 0, 0, 20, 16, ""]  # touching the border is fine
+    _csv(good_folder, rows)
+    assert AnnotatedFolder(good_folder)[1]["mask"].sum() == 20 * 16
+
+
+def test_box_outside_is_rejected_lazily_without_verification(good_folder: Path) -> None:
+    rows = [["img/1.png", "healthy", "train", "", "", "", "", ""]]
+    rows.append(["img/0.png", "sick", "train", 3, 2, 30, 6, ""])
+    _csv(good_folder, rows)
+    dataset = AnnotatedFolder(good_folder, verify_images=False)
+    with pytest.raises(ValueError, match=r"line 3: box .* outside"):
+        dataset[1]
+
+
+def test_mask_size_differs_from_image(good_folder: Path) -> None:
+    Image.new("L", (10, 16)).save(good_folder / "img/mask0.png")
+    with pytest.raises(
+        ValueError, match=r"line 2: mask img/mask0\.png is 10x16 but image .* 20x16"
+    ):
+        AnnotatedFolder(good_folder)
+
+
+def test_label_only_in_test(good_folder: Path) -> None:
+    rows = [
+        ["img/0.png", "sick", "train", "", "", "", "", ""],
+        ["img/1.png", "healthy", "val", "", "", "", "", ""],
+        ["img/2.png", "sick", "val", "", "", "", "", ""],
+        ["img/3.png", "healthy", "train", "", "", "", "", ""],
+        ["img/4.png", "tumour", "test", "", "", "", "", ""],
+    ]
+    _csv(good_folder, rows)
+    with pytest.raises(ValueError, match=r"line 6: label 'tumour' appears only in the test"):
+        AnnotatedFolder(good_folder, split="train")
+
+
+def test_other_malformed_rows(good_folder: Path) -> None:
+    cases = [
+        (["img/0.png", "sick", "train", 1, "", 3, 4, ""], "line 2: box fields must be all filled"),
+        (["img/0.png", "sick", "train", "a", 1, 3, 4, ""], "line 2: x_min is 'a', not a number"),
+        (["img/0.png", "", "train", "", "", "", "", ""], "line 2: empty label"),
+        (["/abs/0.png", "sick", "train", "", "", "", "", ""], "line 2: image path .* absolute"),
+    ]
+    for row, message in cases:
+        _csv(good_folder, [row])
+        with pytest.raises(ValueError, match=message):
+            AnnotatedFolder(good_folder)
+    _csv(
+        good_folder,
+        [
+            ["img/0.png", "sick", "train", "", "", "", "", ""],
+            ["img/0.png", "healthy", "train", "", "", "", "", ""],
+        ],
+    )
+    with pytest.raises(ValueError, match=r"line 3: image 'img/0\.png' has label 'healthy' but"):
+        AnnotatedFolder(good_folder)

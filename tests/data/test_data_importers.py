@@ -1,0 +1,195 @@
+"""Importers of the paper's datasets, each on a tiny fixture written in the dataset's format."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from torchlap.data import celeba, imagenet_folder, rsna_pneumonia
+
+
+def _write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2") -> None:
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
+    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    dataset.Modality = "CR"
+    dataset.Rows, dataset.Columns = pixels.shape
+    dataset.SamplesPerPixel = 1
+    dataset.PhotometricInterpretation = photometric
+    dataset.BitsAllocated = dataset.BitsStored = 8
+    dataset.HighBit = 7
+    dataset.PixelRepresentation = 0
+    dataset.PixelData = pixels.astype(np.uint8).tobytes()
+    dataset.save_as(path, enforce_file_format=True)
+    assert pydicom.dcmread(path).pixel_array.shape == pixels.shape
+
+
+def _rsna_fixture(root: Path, suffix: str) -> Path:
+    """Six patients in the challenge's format: stage_2_train_labels.csv + 32x32 images."""
+    images = root / "stage_2_train_images"
+    images.mkdir(parents=True)
+    rows = [
+        ["p0", 2, 3, 10, 8, 1],
+        ["p0", 20, 20, 12, 10, 1],
+        ["p1", "", "", "", "", 0],
+        ["p2", 0, 0, 32, 32, 1],
+        ["p3", "", "", "", "", 0],
+        ["p4", 5, 5, 4, 4, 1],
+        ["p5", "", "", "", "", 0],
+    ]
+    with open(root / "stage_2_train_labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["patientId", "x", "y", "width", "height", "Target"])
+        writer.writerows(rows)
+    for k in range(6):
+        pixels = np.full((32, 32), 10 * k, dtype=np.uint8)
+        if suffix == ".dcm":
+            _write_dicom(images / f"p{k}.dcm", pixels)
+        else:
+            Image.fromarray(pixels).save(images / f"p{k}.png")
+    return root
+
+
+@pytest.mark.parametrize("suffix", [".png", ".dcm"])
+def test_rsna(tmp_path: Path, suffix: str) -> None:
+    root = _rsna_fixture(tmp_path / "rsna", suffix)
+    splits = {
+        s: rsna_pneumonia(root, split=s, split_fractions=(0.5, 0.0, 0.5)) for s in ("train", "test")
+    }
+    train = splits["train"]
+    assert train.classes == ["normal", "pneumonia"] and train.n_channels == 1
+    assert sum(len(d) for d in splits.values()) == 6
+    by_patient = {}
+    for dataset in splits.values():
+        for k, record in enumerate(dataset.records):
+            by_patient[Path(record.image).stem] = dataset[k]
+    p0 = by_patient["p0"]
+    assert p0["label"] == 1 and p0["has_region"] is True
+    assert p0["boxes"].tolist() == [[2, 3, 12, 11], [20, 20, 32, 30]]
+    assert p0["mask"].sum() == 10 * 8 + 12 * 10
+    assert by_patient["p1"]["label"] == 0 and by_patient["p1"]["boxes"].shape == (0, 4)
+    assert torch.allclose(by_patient["p3"]["image"], torch.full((1, 32, 32), 30 / 255))
+
+
+def test_rsna_dicom_monochrome1_is_inverted(tmp_path: Path) -> None:
+    root = _rsna_fixture(tmp_path / "rsna", ".png")
+    (root / "stage_2_train_images" / "p1.png").unlink()
+    _write_dicom(root / "stage_2_train_images" / "p1.dcm", np.full((32, 32), 51), "MONOCHROME1")
+    dataset = rsna_pneumonia(root, split="train", split_fractions=(1.0, 0.0, 0.0))
+    index = next(k for k, r in enumerate(dataset.records) if r.image.endswith("p1.dcm"))
+    assert torch.allclose(dataset[index]["image"], torch.full((1, 32, 32), 0.8))
+
+
+def test_rsna_bad_rows(tmp_path: Path) -> None:
+    root = _rsna_fixture(tmp_path / "rsna", ".png")
+    labels = root / "stage_2_train_labels.csv"
+    text = labels.read_text()
+    labels.write_text(text.replace("p1,,,,,0", "p1,1,1,2,2,0"))
+    with pytest.raises(ValueError, match=r"line 4: Target 0 \(normal\) must have empty box"):
+        rsna_pneumonia(root)
+    labels.write_text(text.replace("p4,5,5,4,4,1", "p4,5,5,40,4,1"))
+    with pytest.raises(ValueError, match=r"line 7: box .* outside image .*p4\.png"):
+        rsna_pneumonia(root)
+    labels.write_text(text.replace("p5,,,,,0", "p9,,,,,0"))
+    with pytest.raises(FileNotFoundError, match=r"line 8: no image p9\.dcm or p9\.png"):
+        rsna_pneumonia(root)
+    labels.write_text(text.replace("Target", "Label"))
+    with pytest.raises(ValueError, match=r"missing column.*Target"):
+        rsna_pneumonia(root)
+
+
+def test_rsna_drops_other_abnormalities(tmp_path: Path) -> None:
+    root = _rsna_fixture(tmp_path / "rsna", ".png")
+    with open(root / "stage_2_detailed_class_info.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["patientId", "class"])
+        writer.writerows([["p1", "Normal"], ["p3", "No Lung Opacity / Not Normal"]])
+        writer.writerows([["p5", "Normal"], ["p0", "Lung Opacity"]])
+    dataset = rsna_pneumonia(
+        root,
+        split_fractions=(1.0, 0.0, 0.0),
+        detailed_class_info="stage_2_detailed_class_info.csv",
+    )
+    assert sorted(Path(r.image).stem for r in dataset.records) == ["p0", "p1", "p2", "p4", "p5"]
+
+
+def _celeba_fixture(root: Path) -> Path:
+    """Eight 8x10 RGB images and list_attr_celeba.txt with three attributes."""
+    images = root / "img_align_celeba"
+    images.mkdir(parents=True)
+    lines = ["8", "5_o_Clock_Shadow Smiling Young"]
+    for k in range(8):
+        name = f"{k + 1:06d}.jpg"
+        Image.new("RGB", (8, 10), (30 * k, 0, 0)).save(images / name)
+        smiling = "1" if k % 2 else "-1"
+        lines.append(f"{name} -1  {smiling} {'1' if k in (0, 5, 6) else '-1'}")
+    (root / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+    partition = [f"{k + 1:06d}.jpg {0 if k < 4 else 1 if k < 6 else 2}" for k in range(8)]
+    (root / "list_eval_partition.txt").write_text("\n".join(partition) + "\n")
+    return root
+
+
+def test_celeba(tmp_path: Path) -> None:
+    root = _celeba_fixture(tmp_path / "celeba")
+    train = celeba(root, attribute="Smiling", split="train", split_fractions=(0.5, 0.25, 0.25))
+    assert train.classes == ["not_smiling", "smiling"] and train.n_channels == 3
+    assert len(train) == 4 and train[0]["has_region"] is False
+    labels = {r.image: train[k]["label"] for k, r in enumerate(train.records)}
+    for image, label in labels.items():
+        assert label == int(int(Path(image).stem) % 2 == 0)  # odd k = even file number smiles
+    official = celeba(
+        root, attribute="Young", split="val", partition_file="list_eval_partition.txt"
+    )
+    assert [Path(r.image).name for r in official.records] == ["000005.jpg", "000006.jpg"]
+    assert official.classes == ["not_young", "young"]
+    with pytest.raises(ValueError, match=r"unknown CelebA attribute 'Smile'.*Smiling"):
+        celeba(root, attribute="Smile")
+    text = (root / "list_attr_celeba.txt").read_text()
+    (root / "list_attr_celeba.txt").write_text(text.replace("000002.jpg -1  1", "000002.jpg -1  0"))
+    with pytest.raises(ValueError, match="line 4: Smiling is '0'; accepted: 1 or -1"):
+        celeba(root)
+
+
+def _imagenet_fixture(root: Path, with_meta: bool) -> Path:
+    wnids = ["n01440764", "n01443537", "n01484850"]
+    for split, n in (("train", 3), ("val", 1)):
+        for c, wnid in enumerate(wnids):
+            for k in range(n):
+                folder = root / split / wnid
+                folder.mkdir(parents=True, exist_ok=True)
+                name = f"{wnid}_{k}.JPEG" if split == "train" else f"ILSVRC2012_val_{c:08d}.JPEG"
+                Image.new("RGB", (12, 9), (80 * c, 10, 10)).save(folder / name, format="JPEG")
+    if with_meta:  # what torchvision.datasets.ImageNet writes after parsing the devkit
+        names = {"n01440764": ("tench", "Tinca tinca"), "n01443537": ("goldfish",)}
+        names["n01484850"] = ("great white shark",)
+        val_wnids = [w for w in wnids for _ in range(1)]
+        torch.save((names, val_wnids), root / "meta.bin")
+    return root
+
+
+@pytest.mark.parametrize("with_meta", [True, False])
+def test_imagenet_folder(tmp_path: Path, with_meta: bool) -> None:
+    root = _imagenet_fixture(tmp_path / "imagenet", with_meta)
+    train = imagenet_folder(root, split="train", image_size=16)
+    val = imagenet_folder(root, split="val", image_size=16)
+    test = imagenet_folder(root, split="test", image_size=16)
+    assert train.classes == val.classes == ["n01440764", "n01443537", "n01484850"]
+    assert (len(train), len(val), len(test)) == (9, 3, 3)
+    assert [val[k]["label"] for k in range(3)] == [0, 1, 2]
+    sample = train[4]
+    assert sample["image"].shape == (3, 16, 16) and sample["label"] == 1
+    expected = "goldfish" if with_meta else "n01443537"
+    assert val.class_descriptions["n01443537"][0] == expected
