@@ -36,6 +36,37 @@ def _root(
     """Local Attention Pooling: CNNs that explain themselves."""
 
 
+@app.command("demo")
+def demo(
+    out: str = typer.Option("demo-output", "--out", help="Folder for the runs and the report."),
+    scale: float = typer.Option(1.0, "--scale", help="Grow (>1) or shrink (<1) data and eval."),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs per run (default 6)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Retrain and re-evaluate."),
+) -> None:
+    """The main job: train vanilla, weak-LAP and expert-LAP ResNet18 on `lesions`, evaluate
+    every explainer on all three, write one comparison report."""
+    import logging
+    import sys
+    import time
+
+    from torchlap.demo import DemoSettings, run_demo
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        settings = DemoSettings().scaled(scale)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    if epochs is not None:
+        if epochs < 1:
+            raise typer.BadParameter(f"--epochs must be >= 1, got {epochs}")
+        settings.epochs = epochs
+    started = time.perf_counter()
+    report = run_demo(out, settings, overwrite=overwrite)
+    typer.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
+    typer.echo(f"tables: {report.parent / 'tables.md'}")
+    typer.echo(f"report: {report}")
+
+
 @bench_app.command("layer")
 def bench_layer(
     device: str = typer.Option("cpu", help="Device to run on (cpu, cuda, cuda:1, ...)."),
@@ -56,6 +87,15 @@ def bench_layer(
 from torchlap.data.cli import data_app  # noqa: E402
 
 app.add_typer(data_app, name="data")
+from torchlap.train.cli import register_train  # noqa: E402
+
+register_train(app)
+from torchlap.explainers.bench import register_bench  # noqa: E402
+
+register_bench(bench_app)
+from torchlap.evaluate.cli import register_evaluate  # noqa: E402
+
+register_evaluate(app)
 # -------------------------------------------------------------------------------------------
 
 

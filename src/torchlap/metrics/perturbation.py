@@ -135,7 +135,7 @@ def keep_top_k(
         raise ValueError(f"labels must be < n_classes = {n_classes} (the model's logits width)")
     top_t = min(5, n_classes)
     if top_t < 5:
-        logger.warning("only %d classes: reporting top-%d instead of top-5", n_classes, top_t)
+        logger.info("only %d classes: reporting top-%d instead of top-5", n_classes, top_t)
     predictions = original.argmax(dim=1)
 
     results: dict[str, MetricResult] = {}

@@ -1,0 +1,44 @@
+"""``torchlap compare``: several runs evaluated alike, in one table and one report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torchlap.evaluate.core import EvaluateOptions, atomic_write_json, evaluate_run
+
+__all__ = ["compare_runs"]
+
+
+def compare_runs(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    data: str | None,
+    out: str | os.PathLike[str],
+    options: EvaluateOptions | None = None,
+    force: bool = False,
+) -> Path:
+    """Evaluate each run into ``out/<run name>/`` and write the joint tables and report.
+
+    Run names are the folders' names; two runs with the same folder name are refused.
+    Returns the path of ``report.html``.
+    """
+    from torchlap.evaluate.outputs import write_run_outputs
+    from torchlap.train import load_run
+
+    if not run_dirs:
+        raise ValueError("compare needs at least one run folder")
+    out = Path(out)
+    names = [Path(r).resolve().name for r in run_dirs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"run folders must have distinct names, got {names}")
+    for run_dir in run_dirs:  # fail before any work when a folder is not a finished run
+        load_run(run_dir)
+    results: dict[str, Any] = {}
+    configs: dict[str, Any] = {}
+    for name, run_dir in zip(names, run_dirs, strict=True):
+        results[name] = evaluate_run(run_dir, data, out / name, options, force=force)
+        configs[name] = load_run(run_dir).config
+    atomic_write_json(out / "comparison.json", {"format": "torchlap-comparison", "runs": results})
+    return write_run_outputs(out, results, configs, None, {})

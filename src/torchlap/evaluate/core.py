@@ -1,0 +1,635 @@
+"""``torchlap evaluate``: every metric of the papers for one trained run, every explainer.
+
+The flow for one run (each step batched on the model's device):
+
+1. the run is rebuilt from its folder (:func:`torchlap.load_run`), the evaluation split is
+   generated or read the way the run saw it (same built-in seed and size when ``--data`` is the
+   run's own data);
+2. model metrics (paper 000 Table I), and the LAP layers as standalone predictors;
+3. per explainer: maps of the validation images (to fit the global threshold of the paper's
+   "binarization by thresholding") and of the evaluation images, then localization, keep-k%,
+   Drop/Increase (SISE), Drop/Inc/Win (ante-hoc) and stability;
+4. ``results.json``, ``tables.md``, plots, overlays and ``report.html``.
+
+Each method's results are cached in ``methods/<method>.json`` with a fingerprint of everything
+they depend on, so an interrupted evaluation resumes where it stopped; ``force=True`` recomputes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "EvalData",
+    "EvaluateOptions",
+    "evaluate_run",
+    "load_eval_data",
+]
+
+DEFAULT_METHODS = (
+    "lap",
+    "gradcam",
+    "guided_gradcam",
+    "guided_backprop",
+    "deeplift",
+    "relevance_cam",
+    "scorecam",
+    "rise",
+    "sise",
+)
+
+RESULTS_FORMAT = "torchlap-results"
+_LOCALIZATION_KEYS = {
+    "iou_threshold": "iou_threshold",
+    "iou_topk": "iou_topk",
+    "ebpg": "ebpg",
+    "miou_top20": "miou_top20",
+    "bbox_accuracy": "bbox",
+    "pointing_game": "pointing_game",
+}
+
+
+@dataclass
+class EvaluateOptions:
+    """Settings of one evaluation (all recorded in ``results.json``).
+
+    ``max_images`` caps the evaluation images (the first ones of the split) and
+    ``max_val_images`` the validation images used to fit thresholds and the learned LAP
+    predictor; ``stability_images`` is the subset on which stability recomputes every map
+    under noise (5 noise levels: 5 more explanation passes). ``method_options`` go to the
+    explainers' constructors, e.g. ``{"rise": {"n_masks": 1000}}``. ``target`` is whose map is
+    explained: ``"prediction"`` (the paper's choice for keep-k%) or ``"label"``.
+    """
+
+    split: str = "test"
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    batch_size: int = 32
+    max_images: int | None = None
+    max_val_images: int | None = 200
+    ks: tuple[float, ...] = (10, 30, 50, 70, 90)
+    baseline: str = "zero"
+    stability_images: int = 16
+    stability_fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+    threshold_classifier: str = "ridge"
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    target: str = "prediction"
+    examples: bool = True
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field."""
+        from torchlap.explainers import available
+
+        if self.split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {self.split!r}")
+        if not self.methods:
+            raise ValueError("methods is empty; name at least one of " + ", ".join(available()))
+        unknown = [m for m in self.methods if m not in available()]
+        if unknown:
+            raise ValueError(
+                f"unknown method(s) {', '.join(unknown)}; available: {', '.join(available())}"
+            )
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods are listed twice: {list(self.methods)}")
+        for name in ("batch_size", "stability_images"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name in ("max_images", "max_val_images"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be None or an int >= 1, got {value!r}")
+        if self.target not in ("prediction", "label"):
+            raise ValueError(f"target must be 'prediction' or 'label', got {self.target!r}")
+        if any(not 0 < k <= 100 for k in self.ks):
+            raise ValueError(f"ks are percentages in (0, 100], got {self.ks}")
+        if any(not 0 < f < 1 for f in self.stability_fractions):
+            raise ValueError(
+                f"stability_fractions must be in (0, 1), got {self.stability_fractions}"
+            )
+
+
+@dataclass
+class EvalData:
+    """The tensors of one split: images in [0, 1], labels, region masks and flags."""
+
+    images: Tensor
+    labels: Tensor
+    masks: Tensor
+    has_region: Tensor
+    classes: list[str]
+    name: str
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def load_eval_data(
+    run: Any, data: str, split: str, max_images: int | None, batch_size: int = 64
+) -> EvalData:
+    """Read ``split`` of ``data`` as ``run`` saw it (same seed/size for its own built-in data)."""
+    from torch.utils.data import DataLoader, Subset
+
+    from torchlap.data import collate_regions, load_dataset
+
+    train = run.config.get("train", {})
+    kwargs: dict[str, Any] = {}
+    seed = 0
+    if data == train.get("data"):
+        kwargs = dict(train.get("data_options") or {})
+        if train.get("n_images") is not None:
+            kwargs["n_images"] = train["n_images"]
+        seed = int(train.get("seed", 0))
+    dataset = load_dataset(data, split=split, image_size=run.image_size, seed=seed, **kwargs)
+    if list(dataset.classes) != list(run.classes):
+        raise ValueError(
+            f"{data!r} has classes {list(dataset.classes)}, the run was trained on "
+            f"{list(run.classes)}: evaluate it on data with the same classes"
+        )
+    if len(dataset) == 0:
+        raise ValueError(f"the {split} split of {data!r} is empty")
+    if max_images is not None and len(dataset) > max_images:
+        dataset = Subset(dataset, range(max_images))
+    parts: dict[str, list[Tensor]] = {"image": [], "label": [], "mask": [], "has_region": []}
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_regions):
+        for key in parts:
+            parts[key].append(batch[key])
+    images = torch.cat(parts["image"]).float()
+    if images.shape[1] != run.in_channels:
+        raise ValueError(
+            f"{data!r} has {images.shape[1]}-channel images, the run expects {run.in_channels}"
+        )
+    return EvalData(
+        images=images,
+        labels=torch.cat(parts["label"]),
+        masks=torch.cat(parts["mask"]).bool(),
+        has_region=torch.cat(parts["has_region"]),
+        classes=list(run.classes),
+        name=str(data),
+    )
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename (never a half-written file)."""
+    _atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def _metric(result: Any) -> dict[str, Any]:
+    return result.to_dict()
+
+
+def _progress(iterable: Any, total: int, description: str) -> Any:
+    """A tqdm bar on a terminal, the plain iterable otherwise."""
+    if not sys.stderr.isatty():
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=description, leave=False)
+
+
+@torch.no_grad()
+def _logits(model: nn.Module, images: Tensor, batch_size: int, device: torch.device) -> Tensor:
+    outs = [
+        model(images[i : i + batch_size].to(device)).float()
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(outs)
+
+
+def model_metrics(logits: Tensor, labels: Tensor) -> dict[str, Any]:
+    """Paper 000 Table I: accuracy/sensitivity/specificity/BA (2 classes) or top-1/top-5."""
+    from torchlap.metrics import binary_classification_metrics, multiclass_classification_metrics
+
+    if logits.shape[1] == 2:
+        results = binary_classification_metrics(logits, labels)
+    else:
+        results = multiclass_classification_metrics(logits, labels)
+    return {name: _metric(value) for name, value in results.items()}
+
+
+# --------------------------------------------------------------------------- LAP predictors
+
+
+@torch.no_grad()
+def _concept_summaries(
+    model: nn.Module, images: Tensor, batch_size: int, device: torch.device
+) -> dict[str, dict[str, Tensor]]:
+    """Per LAP layer: concept size features F_C (B, h) and the per-concept maximum (B, h)."""
+    from torchlap.layers import attention_maps, clear_attention_maps
+
+    sums: dict[str, list[Tensor]] = {}
+    peaks: dict[str, list[Tensor]] = {}
+    try:
+        for i in range(0, len(images), batch_size):
+            model(images[i : i + batch_size].to(device))
+            for name, maps in attention_maps(model).items():
+                sums.setdefault(name, []).append(maps.concepts.flatten(2).sum(2).float())
+                peaks.setdefault(name, []).append(maps.concepts.flatten(2).amax(2).float())
+    finally:
+        clear_attention_maps(model)
+    return {
+        name: {"features": torch.cat(sums[name]), "peaks": torch.cat(peaks[name])} for name in sums
+    }
+
+
+def lap_predictor_results(
+    model: nn.Module,
+    test: EvalData,
+    val: EvalData,
+    test_predictions: Tensor,
+    concept_sets: Any,
+    batch_size: int,
+    device: torch.device,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """LAP layers as standalone predictors (paper 000, section IV; Table I).
+
+    Per layer every rule that applies: ``binary`` (two classes: positive when a pixel of a
+    concept present only in the positive class is above 0.5), ``concept_sum`` (every class has
+    its own concepts: the class whose concept maps have the larger sum), ``learned`` (a 2-layer
+    MLP on F_C, trained on the validation split). ``rule`` names the primary one, in that order
+    of preference, whose ``predictivity``/``faithfulness`` stand at the top of the entry.
+    """
+    from torchlap.layers import lap_modules
+    from torchlap.metrics import (
+        LearnedConceptPredictor,
+        binary_rule,
+        concept_sum_rule,
+        lap_predictor_metrics,
+    )
+
+    if not lap_modules(model):
+        return {}
+    test_summary = _concept_summaries(model, test.images, batch_size, device)
+    val_summary = _concept_summaries(model, val.images, batch_size, device)
+    n_classes = len(test.classes)
+    mapping = concept_sets.to_mapping() if concept_sets is not None else None
+    common = set()
+    if concept_sets is not None:
+        common = {int(c) for c in torch.nonzero(concept_sets.common).flatten().tolist()}
+    results: dict[str, Any] = {}
+    for name, summary in test_summary.items():
+        rules: dict[str, Any] = {}
+        n_concepts = summary["features"].shape[1]
+        own = None
+        if mapping is not None:
+            own = [[c for c in mapping[k] if c not in common] for k in range(n_classes)]
+        if n_classes == 2 and own is not None and own[1] and not own[0]:
+            peaks = summary["peaks"][:, :, None, None]
+            preds = binary_rule(peaks, 0.5, positive_concepts=own[1])
+            rules["binary"] = preds
+        if own is not None and all(own) and n_concepts >= n_classes:
+            preds = concept_sum_rule(summary["features"][:, :, None, None], own)
+            rules["concept_sum"] = preds
+        if len(val) >= 2 and len(torch.unique(val.labels)) == n_classes:
+            predictor = LearnedConceptPredictor(n_concepts, n_classes, seed=seed)
+            predictor.fit(val_summary[name]["features"], val.labels)
+            rules["learned"] = predictor.predict(summary["features"])
+        if not rules:
+            continue
+        entry: dict[str, Any] = {"rules": {}}
+        for rule, preds in rules.items():
+            values = lap_predictor_metrics(preds.cpu(), test.labels, test_predictions.cpu())
+            entry["rules"][rule] = {key: _metric(value) for key, value in values.items()}
+        primary = next(iter(rules))
+        entry = {"rule": primary, **entry["rules"][primary], "rules": entry["rules"]}
+        results[name] = entry
+    return results
+
+
+# ------------------------------------------------------------------------------ explanations
+
+
+def explain_all(
+    model: nn.Module,
+    images: Tensor,
+    targets: Tensor,
+    method: str,
+    options: dict[str, Any],
+    batch_size: int,
+    device: torch.device,
+) -> Tensor:
+    """Maps ``(N, H, W)`` of ``method`` for all ``images``, explained in batches."""
+    from torchlap.explainers import get
+
+    chunks = []
+    with get(method)(model, **options) as explainer:
+        starts = range(0, len(images), batch_size)
+        for start in _progress(starts, len(starts), method):
+            batch = images[start : start + batch_size].to(device)
+            maps = explainer(batch, targets[start : start + batch_size].to(device))
+            chunks.append(maps.detach().float().cpu())
+    maps = torch.cat(chunks)
+    return torch.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _fingerprint(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _weights_stamp(run_dir: Path) -> dict[str, Any]:
+    weights = run_dir / "model.safetensors"
+    stat = weights.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def evaluate_method(
+    method: str,
+    model: nn.Module,
+    test: EvalData,
+    val: EvalData,
+    test_targets: Tensor,
+    val_targets: Tensor,
+    options: EvaluateOptions,
+    device: torch.device,
+) -> tuple[dict[str, Any], Tensor]:
+    """All localization, faithfulness and stability metrics of one method; and its maps."""
+    from torchlap.metrics import (
+        drop_inc_win,
+        drop_increase,
+        fit_global_threshold,
+        keep_top_k,
+        localization_metrics,
+        stability,
+    )
+
+    method_options = dict(options.method_options.get(method, {}))
+    start = time.perf_counter()
+    maps = explain_all(
+        model, test.images, test_targets, method, method_options, options.batch_size, device
+    )
+    seconds = time.perf_counter() - start
+    out: dict[str, Any] = {
+        "timing": {"seconds": seconds, "images_per_second": len(test) / max(seconds, 1e-9)}
+    }
+    notes: list[str] = []
+    # --- localization (paper 000 Table II; SISE's EBPG, mIoU, Bbox; pointing game)
+    if bool(test.has_region.any()):
+        if method == "lap":
+            threshold, normalize = 0.5, False
+        else:
+            val_maps = explain_all(
+                model, val.images, val_targets, method, method_options, options.batch_size, device
+            )
+            normalize = True
+            try:
+                threshold = fit_global_threshold(
+                    val_maps, val.masks, classifier=options.threshold_classifier, seed=options.seed
+                )
+            except ValueError as error:
+                threshold = None
+                notes.append(f"no global threshold: {error}")
+        results = localization_metrics(maps, test.masks, threshold=threshold, normalize=normalize)
+        localization = {_LOCALIZATION_KEYS[k]: _metric(v) for k, v in results.items()}
+        if threshold is None:  # the key stays, undefined, so every method has the same keys
+            n_region = int(test.has_region.sum())
+            localization["iou_threshold"] = {
+                "value": None, "higher_is_better": True, "n": 0,
+                "n_excluded": n_region, "reason": notes[-1],
+            }  # fmt: skip
+        localization["threshold"] = threshold
+        out["localization"] = localization
+        out["per_sample_iou_topk"] = [
+            None if math.isnan(v) else v for v in results["iou_topk"].per_sample.tolist()
+        ]
+    else:
+        notes.append("no sample of the split has a region: localization skipped")
+    # --- faithfulness
+    model_fn = model
+    keep = keep_top_k(
+        model_fn,
+        test.images,
+        maps,
+        test.labels,
+        ks=options.ks,
+        baseline=options.baseline,
+        batch_size=options.batch_size,
+    )
+    keep_by_k: dict[str, dict[str, Any]] = {}
+    for name, value in keep.items():
+        k_label, metric = name.split("/", 1)
+        keep_by_k.setdefault(k_label.removeprefix("keep_"), {})[metric] = _metric(value)
+    sise = drop_increase(
+        model_fn,
+        test.images,
+        maps,
+        test.labels,
+        baseline=options.baseline,
+        batch_size=options.batch_size,
+    )
+    antehoc = drop_inc_win(model_fn, test.images, maps, test.labels, batch_size=options.batch_size)
+    out["faithfulness"] = {
+        "keep_top_k": keep_by_k,
+        "drop": _metric(sise["drop_pct"]),
+        "increase": _metric(sise["increase_pct"]),
+        "win": _metric(antehoc["energy/win_pct"]),
+        "drop_inc_win": {name: _metric(value) for name, value in antehoc.items()},
+    }
+    # --- stability (paper 004): maps recomputed on noisy copies of a subset
+    subset = slice(0, min(options.stability_images, len(test)))
+
+    def explain_fn(images: Tensor, labels: Tensor) -> Tensor:
+        targets = labels if options.target == "label" else _predictions(model, images, device)
+        return explain_all(
+            model, images, targets, method, method_options, options.batch_size, device
+        )
+
+    stable = stability(
+        model_fn,
+        explain_fn,
+        test.images[subset],
+        test.labels[subset],
+        fractions=options.stability_fractions,
+        maps=maps[subset],
+        seed=options.seed,
+        batch_size=options.batch_size,
+    )
+    by_fraction: dict[str, dict[str, Any]] = {}
+    for name, value in stable.items():
+        noise, metric = name.split("/", 1)
+        key = {"change_drop_pct": "change_drop", "change_inc_pct": "change_inc"}.get(metric, metric)
+        by_fraction.setdefault(noise.removeprefix("noise_"), {})[key] = _metric(value)
+    out["stability"] = by_fraction
+    if notes:
+        out["notes"] = notes
+    return out, maps
+
+
+@torch.no_grad()
+def _predictions(model: nn.Module, images: Tensor, device: torch.device) -> Tensor:
+    return model(images.to(device)).argmax(dim=1).cpu()
+
+
+def _example_indices(per_sample: Sequence[float | None]) -> dict[str, int]:
+    """Best, median and worst IoU (top-scored selection) among samples with a region."""
+    scored = sorted((v, i) for i, v in enumerate(per_sample) if v is not None)
+    if not scored:
+        return {}
+    return {"best": scored[-1][1], "median": scored[len(scored) // 2][1], "worst": scored[0][1]}
+
+
+# ------------------------------------------------------------------------------------- driver
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike[str],
+    data: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    options: EvaluateOptions | None = None,
+    force: bool = False,
+    write_report: bool = True,
+    on_method: Callable[[str, float], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate one run; write ``results.json`` (and tables, plots, report) into ``out``.
+
+    ``data`` defaults to the run's own data; ``out`` to ``RUN_DIR/eval-<split>``. Methods that
+    do not apply to the model (``lap`` on a model without LAP layers) are skipped with a note.
+    Returns the results dict (the content of ``results.json``).
+    """
+    from torchlap.layers import lap_modules
+    from torchlap.train import load_run
+
+    options = options or EvaluateOptions()
+    options.validate()
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    data = data or run.config.get("train", {}).get("data")
+    if not data:
+        raise ValueError(f"{run_dir}/config.json names no data: pass --data")
+    out_dir = Path(out) if out is not None else run_dir / f"eval-{options.split}"
+    device = torch.device(options.device)
+    model = run.model.to(device).eval()
+
+    test = load_eval_data(run, data, options.split, options.max_images, options.batch_size)
+    val = load_eval_data(run, data, "val", options.max_val_images, options.batch_size)
+    test_logits = _logits(model, test.images, options.batch_size, device)
+    val_logits = _logits(model, val.images, options.batch_size, device)
+    test_predictions = test_logits.argmax(1).cpu()
+    test_targets = test.labels if options.target == "label" else test_predictions
+    val_targets = val.labels if options.target == "label" else val_logits.argmax(1).cpu()
+
+    results: dict[str, Any] = {
+        "format": RESULTS_FORMAT,
+        "run": {"name": run_dir.resolve().name, "run_dir": str(run_dir)},
+        "data": {
+            "name": str(data),
+            "split": options.split,
+            "n_images": len(test),
+            "n_with_region": int(test.has_region.sum()),
+            "n_val_images": len(val),
+        },
+        "options": asdict(options),
+        "model": model_metrics(test_logits.cpu(), test.labels),
+        "lap_predictors": lap_predictor_results(
+            model,
+            test,
+            val,
+            test_predictions,
+            run.concept_sets,
+            options.batch_size,
+            device,
+            options.seed,
+        ),
+        "localization": {},
+        "faithfulness": {},
+        "stability": {},
+        "timing": {},
+        "examples": {},
+        "skipped": {},
+    }
+    has_lap = bool(lap_modules(model))
+    example_maps: dict[str, Tensor] = {}
+    stamp = _weights_stamp(run_dir)
+    for method in options.methods:
+        if method == "lap" and not has_lap:
+            results["skipped"][method] = "the model has no LAP layer"
+            continue
+        cache = out_dir / "methods" / f"{method}.json"
+        fingerprint = _fingerprint(
+            {
+                "method": method,
+                "options": asdict(options) | {"methods": None},
+                "weights": stamp,
+                "data": data,
+                "n": len(test),
+            }
+        )
+        method_results = None
+        if cache.is_file() and not force:
+            try:
+                cached = json.loads(cache.read_text())
+                if cached.get("fingerprint") == fingerprint:
+                    method_results = cached["results"]
+                    logger.info("%s: reusing %s (pass --force to recompute)", method, cache)
+            except (json.JSONDecodeError, KeyError):
+                logger.warning("%s is unreadable; recomputing %s", cache, method)
+        maps = None
+        if method_results is None:
+            started = time.perf_counter()
+            method_results, maps = evaluate_method(
+                method, model, test, val, test_targets, val_targets, options, device
+            )
+            atomic_write_json(cache, {"fingerprint": fingerprint, "results": method_results})
+            if on_method is not None:
+                on_method(method, time.perf_counter() - started)
+        for section in ("localization", "faithfulness", "stability", "timing"):
+            if section in method_results:
+                results[section][method] = method_results[section]
+        if method_results.get("notes"):
+            results.setdefault("notes", {})[method] = method_results["notes"]
+        chosen = _example_indices(method_results.get("per_sample_iou_topk", []))
+        if chosen:
+            results["examples"][method] = chosen
+            if options.examples:
+                indices = torch.tensor(sorted(set(chosen.values())))
+                if maps is None:
+                    maps_subset = explain_all(
+                        model,
+                        test.images[indices],
+                        test_targets[indices],
+                        method,
+                        dict(options.method_options.get(method, {})),
+                        options.batch_size,
+                        device,
+                    )
+                else:
+                    maps_subset = maps[indices]
+                example_maps[method] = (indices, maps_subset)
+    atomic_write_json(out_dir / "results.json", results)
+    if write_report:
+        from torchlap.evaluate.outputs import write_run_outputs
+
+        name = results["run"]["name"]
+        write_run_outputs(out_dir, {name: results}, {name: run.config}, test, example_maps, model)
+    return results

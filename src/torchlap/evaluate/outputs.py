@@ -1,0 +1,91 @@
+"""Files an evaluation leaves: ``tables.md``, plots, example overlays and ``report.html``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["write_run_outputs"]
+
+
+def write_run_outputs(
+    out_dir: Path,
+    results_by_run: dict[str, dict[str, Any]],
+    configs: dict[str, dict[str, Any]],
+    data: Any | None,
+    example_maps: dict[str, tuple[Tensor, Tensor]],
+    model: Any | None = None,
+) -> Path:
+    """Write tables, plots, overlays (best/median/worst IoU per method) and the report.
+
+    ``data`` (an :class:`~torchlap.evaluate.core.EvalData`) and ``example_maps`` (method ->
+    (indices, maps)) are needed for the overlays only; without them the report has the tables
+    and plots. Returns the path of ``report.html``.
+    """
+    from torchlap.report import plot_iou_bars, plot_keep_k, plot_overlays, write_report
+    from torchlap.report import write_tables as write_markdown_tables
+
+    out_dir = Path(out_dir)
+    figures_dir = out_dir / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    write_markdown_tables(results_by_run, out_dir / "tables.md")
+    figures: list[tuple[Path, str]] = []
+    if any(r.get("faithfulness") for r in results_by_run.values()):
+        path = plot_keep_k(results_by_run, figures_dir / "keep_k.png")
+        figures.append((path, "keep-k%: agreement with the original prediction (paper 000 Fig. 4)"))
+    if any(r.get("localization") for r in results_by_run.values()):
+        path = plot_iou_bars(results_by_run, figures_dir / "iou_bars.png")
+        figures.append((path, "IoU with the ground-truth regions, by thresholding and top-k"))
+    if data is not None:
+        classes = data.classes
+        for method, (indices, maps) in example_maps.items():
+            rows = indices.tolist()
+            (run_results,) = results_by_run.values()
+            chosen = run_results.get("examples", {}).get(method, {})
+            kind_of = {index: kind for kind, index in chosen.items()}
+            titles = [
+                f"{kind_of.get(i, '')} · {classes[int(data.labels[i])]}".strip(" ·") for i in rows
+            ]
+            path = plot_overlays(
+                data.images[indices],
+                {method: maps},
+                data.masks[indices],
+                titles,
+                figures_dir / f"overlays_{method}.png",
+            )
+            figures.append((path, f"{method}: best, median and worst IoU (top-scored selection)"))
+        if model is not None:
+            figures.extend(_lap_layer_figures(model, data, figures_dir))
+    names = list(results_by_run)
+    title = "torchlap evaluation: " + (names[0] if len(names) == 1 else ", ".join(names))
+    return write_report(out_dir, results_by_run, configs, figures, title=title)
+
+
+def _lap_layer_figures(model: Any, data: Any, figures_dir: Path) -> list[tuple[Path, str]]:
+    """The per-layer concept maps (paper 000 Fig. 3) of the first image with a region."""
+    from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
+    from torchlap.report import plot_lap_layers
+
+    if not lap_modules(model) or not bool(data.has_region.any()):
+        return []
+    index = int(torch.nonzero(data.has_region)[0])
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            model(data.images[index : index + 1].to(device))
+        maps = {name: m.concepts[0].cpu() for name, m in attention_maps(model).items()}
+    finally:
+        clear_attention_maps(model)
+    path = plot_lap_layers(
+        data.images[index],
+        maps,
+        figures_dir / "lap_layers.png",
+        title=f"LAP concept maps per layer ({data.classes[int(data.labels[index])]})",
+    )
+    return [(path, "LAP's own maps per layer, one colour per concept head (paper 000 Fig. 3)")]

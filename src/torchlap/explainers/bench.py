@@ -1,0 +1,219 @@
+"""``torchlap bench explain``: every explainer timed on the same LAP-ResNet18 in one run.
+
+For each input size, every method explains the same batch of random images; the table gives
+seconds per batch, images per second, the time relative to ``lap`` measured in the same run, and
+the model passes per image each method made (``forwards/img``, ``backwards/img``, from
+``Explainer.last_stats``). Fast methods get one warm-up call and the median of ``repeats``
+timed calls, in ``rounds`` interleaved rounds (the best round counts); the perturbation methods
+(``scorecam``, ``rise``, ``sise``; hundreds of forwards per image) are timed once, without
+warm-up (their one probe forward on one image is then part of the time).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from torchlap.bench.common import time_call
+from torchlap.explainers.base import available, get
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BenchRow", "build_lap_resnet18", "format_table", "register_bench", "run_benchmark"]
+
+PERTURBATION_METHODS = ("scorecam", "rise", "sise")
+DEFAULT_ORDER = (
+    "lap",
+    "gradcam",
+    "guided_gradcam",
+    "guided_backprop",
+    "deeplift",
+    "relevance_cam",
+    "scorecam",
+    "rise",
+    "sise",
+)
+
+
+@dataclass
+class BenchRow:
+    """One method at one input size."""
+
+    size: int
+    method: str
+    seconds: float
+    batch_size: int
+    forwards_per_image: float
+    backwards_per_image: float
+    ratio_to_lap: float = float("nan")
+
+    @property
+    def images_per_second(self) -> float:
+        return self.batch_size / self.seconds if self.seconds > 0 else float("inf")
+
+
+def build_lap_resnet18(num_classes: int = 1000) -> tuple[nn.Module, str]:
+    """A LAP-ResNet18 (random weights) and how it was built.
+
+    ``torchlap.lapify(resnet18(), where="resnet18")`` when lapify is available; otherwise a
+    stand-in with LAP in place of the stem's max-pool and of the global average pool.
+    """
+    import torchvision
+
+    import torchlap
+
+    model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    lapify = getattr(torchlap, "lapify", None)
+    if lapify is not None:
+        model, _ = lapify(model, where="resnet18")
+        return model, "torchlap.lapify(resnet18, where='resnet18')"
+    model.maxpool = torchlap.LocalAttentionPool2d(64, 3, 2, 1)
+    model.avgpool = torchlap.AdaptiveLocalAttentionPool2d(512, 1)
+    return model, "resnet18 with LAP for maxpool and avgpool (lapify not available)"
+
+
+def run_benchmark(
+    sizes: Sequence[int] = (224, 64),
+    batch_size: int = 16,
+    methods: Sequence[str] | None = None,
+    rise_masks: int = 4000,
+    mask_batch_size: int = 64,
+    repeats: int = 3,
+    device: str = "cpu",
+    num_classes: int = 1000,
+    seed: int = 0,
+    model: nn.Module | None = None,
+    rounds: int = 2,
+) -> tuple[list[BenchRow], str]:
+    """Time every method (default: all registered) at every size; returns rows and model info.
+
+    ``model``: the model to explain (default: :func:`build_lap_resnet18` with ``num_classes``).
+    """
+    if methods is None:  # the order of the LAP paper's comparison, then any other method
+        methods = [m for m in DEFAULT_ORDER if m in available()]
+        methods += [m for m in available() if m not in methods]
+    methods = list(methods)
+    for method in methods:
+        get(method)  # unknown names fail before any work
+    if "lap" in methods:
+        methods.remove("lap")
+    methods.insert(0, "lap")
+    torch.manual_seed(seed)
+    if model is None:
+        model, how = build_lap_resnet18(num_classes)
+    else:
+        how = f"given model {type(model).__name__}"
+    dev = torch.device(device)
+    model = model.to(dev).eval()
+    generator = torch.Generator().manual_seed(seed)
+    rows: list[BenchRow] = []
+    for size in sizes:
+        images = torch.randn(batch_size, 3, size, size, generator=generator).to(dev)
+        explainers = {
+            method: get(method)(model, **_options(method, rise_masks, mask_batch_size))
+            for method in methods
+        }
+        seconds: dict[str, float] = {}
+        stats: dict[str, dict[str, float]] = {}
+        fast = [m for m in methods if m not in PERTURBATION_METHODS]
+        # fast methods: interleaved rounds, so that a slow spell of the machine hits all alike
+        for _ in range(rounds):
+            for method in fast:
+                logger.info("timing %s at %dx%d", method, size, size)
+                run = explainers[method]
+                elapsed = time_call(lambda e=run, x=images: e(x), dev, repeats)
+                seconds[method] = min(seconds.get(method, float("inf")), elapsed)
+                stats[method] = run.last_stats
+        for method in methods:
+            if method not in PERTURBATION_METHODS:
+                continue
+            logger.info("timing %s at %dx%d (one call)", method, size, size)
+            start = time.perf_counter()
+            explainers[method](images)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            seconds[method] = time.perf_counter() - start
+            stats[method] = explainers[method].last_stats
+        for method in methods:
+            rows.append(
+                BenchRow(
+                    size,
+                    method,
+                    seconds[method],
+                    batch_size,
+                    stats[method].get("forwards_per_image", float("nan")),
+                    stats[method].get("backwards_per_image", float("nan")),
+                    seconds[method] / seconds["lap"],
+                )
+            )
+    return rows, how
+
+
+def _options(method: str, rise_masks: int, mask_batch_size: int) -> dict:
+    if method == "rise":
+        return {"n_masks": rise_masks, "mask_batch_size": mask_batch_size}
+    if method in ("scorecam", "sise"):
+        return {"mask_batch_size": mask_batch_size}
+    return {}
+
+
+def format_table(rows: Sequence[BenchRow]) -> str:
+    """The rows as a fixed-width text table."""
+    header = (
+        f"{'size':>5}  {'method':<16} {'s/batch':>9} {'img/s':>9} {'x lap':>9} "
+        f"{'fwd/img':>8} {'bwd/img':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r.size:>5}  {r.method:<16} {r.seconds:>9.3f} {r.images_per_second:>9.2f} "
+            f"{r.ratio_to_lap:>9.1f} {r.forwards_per_image:>8.1f} {r.backwards_per_image:>8.1f}"
+        )
+    return "\n".join(lines)
+
+
+def register_bench(bench_app: object) -> None:
+    """Add the ``explain`` command to the ``torchlap bench`` Typer app."""
+    import typer
+
+    @bench_app.command("explain")
+    def explain_command(
+        sizes: str = typer.Option("224,64", help="Comma-separated square input sizes."),
+        batch_size: int = typer.Option(16, help="Images per batch."),
+        methods: str = typer.Option("", help="Comma-separated methods (default: all)."),
+        rise_masks: int = typer.Option(4000, help="RISE masks per image."),
+        mask_batch_size: int = typer.Option(64, help="Masked images per forward pass."),
+        repeats: int = typer.Option(3, help="Timed calls per fast method (median)."),
+        rounds: int = typer.Option(2, help="Interleaved rounds of the fast methods (best)."),
+        device: str = typer.Option("cpu", help="Device, e.g. cpu or cuda."),
+        num_classes: int = typer.Option(1000, help="Classes of the random LAP-ResNet18."),
+    ) -> None:
+        """Time every explainer on one LAP-ResNet18 (images/s, ratio to `lap`, passes/image)."""
+        try:
+            size_list = [int(s) for s in sizes.split(",") if s.strip()]
+        except ValueError:
+            raise typer.BadParameter(
+                f"--sizes must be comma-separated ints, got {sizes!r}"
+            ) from None
+        method_list = [m.strip() for m in methods.split(",") if m.strip()] or None
+        try:
+            rows, how = run_benchmark(
+                size_list,
+                batch_size,
+                method_list,
+                rise_masks,
+                mask_batch_size,
+                repeats,
+                device,
+                num_classes,
+                rounds=rounds,
+            )
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from error
+        typer.echo(f"model: {how}; batch {batch_size}; device {device}; RISE masks {rise_masks}")
+        typer.echo(format_table(rows))

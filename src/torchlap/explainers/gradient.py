@@ -1,0 +1,268 @@
+"""Gradient explainers through captum, as the LAP paper ran them (paper 000, section IV).
+
+``gradcam`` (Selvaraju et al. 2017, captum ``LayerGradCam``), ``guided_gradcam`` (captum
+``GuidedGradCam``), ``guided_backprop`` (Springenberg et al. 2014, captum ``GuidedBackprop``) and
+``deeplift`` (Shrikumar et al. 2017, captum ``DeepLift``, Rescale rule).
+
+Map signs: Grad-CAM is ``ReLU(sum_k alpha_k A_k)`` (non-negative, at the layer's resolution).
+The pixel-space methods return ``(B, C, H, W)`` attributions, reduced over channels by ``sign``:
+``"absolute"`` (default) ``sum_c |a_c|``; ``"signed"`` ``sum_c a_c``; ``"positive"``
+``max(sum_c a_c, 0)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from torchlap.explainers.base import Explainer, register
+
+__all__ = ["DeepLift", "GradCam", "GuidedBackprop", "GuidedGradCam", "reduce_channels"]
+
+SIGNS = ("absolute", "signed", "positive")
+
+
+def reduce_channels(attributions: Tensor, sign: str = "absolute") -> Tensor:
+    """Reduce ``(B, C, H, W)`` attributions to ``(B, H, W)`` maps (see the module docstring)."""
+    if sign == "absolute":
+        return attributions.abs().sum(dim=1)
+    if sign == "signed":
+        return attributions.sum(dim=1)
+    if sign == "positive":
+        return attributions.sum(dim=1).clamp_min(0)
+    raise ValueError(f"unknown sign {sign!r}; expected one of {SIGNS}")
+
+
+def _check_sign(sign: object) -> str:
+    if sign not in SIGNS:
+        raise ValueError(f"unknown sign {sign!r}; expected one of {SIGNS}")
+    return sign  # type: ignore[return-value]
+
+
+@contextmanager
+def _quiet_captum() -> Iterator[None]:
+    """Silence captum's informational warnings (we set requires_grad and expect its hooks)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*required_grads has been set automatically.*")
+        warnings.filterwarnings("ignore", message=".*Setting backward hooks on ReLU.*")
+        warnings.filterwarnings(
+            "ignore", message=".*Setting forward, backward hooks and attributes.*"
+        )
+        yield
+
+
+class _TargetScore(nn.Module):
+    """``x -> logits[i, target_i]`` in one forward: captum then needs no ``target``.
+
+    With ``target=None`` the class is the argmax of the same forward pass, so explaining the
+    predicted class costs one forward and one backward pass, not an extra forward.
+    """
+
+    def __init__(self, explainer: Explainer, target: Tensor | None) -> None:
+        super().__init__()
+        self.model = explainer.model
+        self._explainer = [explainer]  # a list, so that it is not registered as a submodule
+        self.target = target
+        self.eval()
+
+    def forward(self, x: Tensor) -> Tensor:
+        explainer = self._explainer[0]
+        logits = explainer.forward(x)
+        target = explainer.resolve_target(self.target, logits)
+        return logits.gather(1, target.view(-1, 1))[:, 0]
+
+
+def _gradient_input(images: Tensor) -> Tensor:
+    return images.clone().requires_grad_(True)
+
+
+class _LayerExplainer(Explainer):
+    """Shared option handling for the methods that explain one feature layer."""
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None) -> None:
+        super().__init__(model)
+        if layer is not None and not isinstance(layer, (str, nn.Module)):
+            raise TypeError(f"layer must be None, a module name or a module, got {layer!r}")
+        self.layer = layer
+
+    def _layer_module(self, images: Tensor) -> nn.Module:
+        name = self.resolve_layer(self.layer, images)
+        return self.model.get_submodule(name)
+
+
+@register("gradcam")
+class GradCam(_LayerExplainer):
+    """Grad-CAM (Selvaraju et al. 2017): ``ReLU(sum_k alpha_k A_k)``, ``alpha_k`` the spatial mean
+    of ``d y_c / d A_k``; computed by captum's ``LayerGradCam`` on the target class's logit.
+
+    Options: ``layer`` (``None``: the last feature layer before global pooling, see
+    :class:`~torchlap.explainers.base.FeatureProbe`; or a module name such as ``"layer4"``),
+    ``relu`` (``True``: keep the positive part, as in the paper). Raw maps are at the layer's
+    resolution. Cost: one forward and one backward pass.
+    """
+
+    def __init__(
+        self, model: nn.Module, layer: str | nn.Module | None = None, relu: bool = True
+    ) -> None:
+        super().__init__(model, layer)
+        self.relu = bool(relu)
+
+    def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
+        from captum.attr import LayerGradCam
+
+        layer = self._layer_module(images)
+        with _quiet_captum():
+            maps = LayerGradCam(_TargetScore(self, target), layer).attribute(
+                _gradient_input(images), relu_attributions=self.relu
+            )
+        return maps[:, 0]
+
+
+@register("guided_gradcam")
+class GuidedGradCam(_LayerExplainer):
+    """Guided Grad-CAM (Selvaraju et al. 2017): Guided Backprop times the Grad-CAM map upsampled
+    to the input (captum ``GuidedGradCam``, with bilinear upsampling as everywhere in torchlap).
+
+    Options: ``layer`` (as :class:`GradCam`), ``sign`` (channel reduction, default
+    ``"absolute"``). Raw maps are at the input resolution.
+    """
+
+    def __init__(
+        self, model: nn.Module, layer: str | nn.Module | None = None, sign: str = "absolute"
+    ) -> None:
+        super().__init__(model, layer)
+        self.sign = _check_sign(sign)
+
+    def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
+        from captum.attr import GuidedGradCam as CaptumGuidedGradCam
+
+        layer = self._layer_module(images)
+        with _quiet_captum():
+            attributions = CaptumGuidedGradCam(_TargetScore(self, target), layer).attribute(
+                _gradient_input(images), interpolate_mode="bilinear"
+            )
+        return reduce_channels(attributions, self.sign)
+
+
+@register("guided_backprop")
+class GuidedBackprop(Explainer):
+    """Guided Backpropagation (Springenberg et al. 2014): the input gradient of the target logit
+    with negative gradients zeroed at every ReLU (captum ``GuidedBackprop``).
+
+    Options: ``sign`` (channel reduction, default ``"absolute"``).
+    """
+
+    def __init__(self, model: nn.Module, sign: str = "absolute") -> None:
+        super().__init__(model)
+        self.sign = _check_sign(sign)
+
+    def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
+        from captum.attr import GuidedBackprop as CaptumGuidedBackprop
+
+        with _quiet_captum():
+            attributions = CaptumGuidedBackprop(_TargetScore(self, target)).attribute(
+                _gradient_input(images)
+            )
+        return reduce_channels(attributions, self.sign)
+
+
+class _PerCall(nn.Module):
+    """Stands in for a module that runs several times per forward pass: call ``k`` of each pass
+    goes to its own copy ``copies[k]`` (``reset()`` starts a new pass)."""
+
+    def __init__(self, module: nn.Module, calls: int) -> None:
+        super().__init__()
+        self.copies = nn.ModuleList(copy.deepcopy(module) for _ in range(calls))
+        self.count = 0
+
+    def reset(self, *args: object) -> None:
+        self.count = 0
+
+    def forward(self, *args: object, **kwargs: object) -> object:
+        module = self.copies[min(self.count, len(self.copies) - 1)]
+        self.count += 1
+        return module(*args, **kwargs)
+
+
+@contextmanager
+def _unshared(model: nn.Module, shared: dict[str, int], explainer: Explainer) -> Iterator[None]:
+    """Give each call of the modules in ``shared`` (name -> calls per pass) its own copy while
+    the context is open, then put the original modules back (also on error).
+
+    captum's DeepLift keeps each nonlinearity's input and output on the module, so a module that
+    runs twice per forward (the ``relu`` of torchvision's ResNet blocks) breaks it.
+    """
+    modules = dict(model.named_modules())
+    stand_ins = {
+        id(modules[name]): _PerCall(modules[name], calls) for name, calls in shared.items()
+    }
+    swapped: list[tuple[nn.Module, str, nn.Module]] = []
+    try:
+        for parent in model.modules():
+            for child_name, child in list(parent._modules.items()):
+                if child is not None and id(child) in stand_ins:
+                    parent._modules[child_name] = stand_ins[id(child)]
+                    swapped.append((parent, child_name, child))
+        for stand_in in stand_ins.values():
+            explainer.add_hook(model.register_forward_pre_hook(stand_in.reset))
+        yield
+    finally:
+        for parent, child_name, child in swapped:
+            parent._modules[child_name] = child
+
+
+@register("deeplift")
+class DeepLift(Explainer):
+    """DeepLIFT (Shrikumar et al. 2017, Rescale rule) through captum ``DeepLift``.
+
+    Attributions ``(x - x_0) * m`` against the ``baseline`` ``x_0`` (default 0, the black image
+    in the model's input space), reduced over channels by ``sign`` (default ``"absolute"``; with
+    ``"signed"`` each map sums to ``y_c(x) - y_c(x_0)``). A nonlinearity module that runs several
+    times per forward pass (torchvision ResNet's ``relu``) is replaced, for the call only, by a
+    stand-in that sends each call to its own copy; the original module is put back afterwards.
+    """
+
+    def __init__(
+        self, model: nn.Module, baseline: float | Tensor = 0.0, sign: str = "absolute"
+    ) -> None:
+        super().__init__(model)
+        if not isinstance(baseline, (int, float, Tensor)) or isinstance(baseline, bool):
+            raise TypeError(f"baseline must be a float or a tensor, got {baseline!r}")
+        self.baseline = baseline
+        self.sign = _check_sign(sign)
+
+    def _shared_nonlinearities(self, images: Tensor) -> dict[str, int]:
+        from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
+
+        calls = self.feature_probe(images).calls
+        modules = dict(self.model.named_modules())
+        return {
+            name: count
+            for name, count in calls.items()
+            if count > 1 and isinstance(modules[name], tuple(SUPPORTED_NON_LINEAR))
+        }
+
+    def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
+        from captum.attr import DeepLift as CaptumDeepLift
+
+        target = self.predict_target(images, target)
+        baseline = self.baseline
+        if isinstance(baseline, Tensor):
+            try:
+                baseline = torch.broadcast_to(baseline.to(images), images.shape).contiguous()
+            except RuntimeError:
+                raise ValueError(
+                    f"baseline of shape {tuple(self.baseline.shape)} does not broadcast to the "
+                    f"images' shape {tuple(images.shape)}"
+                ) from None
+        shared = self._shared_nonlinearities(images)
+        with _unshared(self.model, shared, self), _quiet_captum():
+            attributions = CaptumDeepLift(self.model).attribute(
+                _gradient_input(images), baselines=baseline, target=target
+            )
+        return reduce_channels(attributions, self.sign)

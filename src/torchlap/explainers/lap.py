@@ -1,0 +1,227 @@
+"""``lap``: the maps a LAP model leaves behind in its own forward pass (paper 000, III.A).
+
+One forward pass, no gradient: per LAP layer the map of the chosen concept head (or the
+aggregated score ``S``), and "LAP All", the integration of all LAP layers of the paper's
+supplement (Algorithm 1), implemented batched by :func:`lap_all`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from torchlap.explainers.base import Explainer, register
+from torchlap.layers.lap import LapBase, LapMaps, attention_maps, clear_attention_maps, lap_modules
+
+__all__ = ["LapExplainer", "lap_all", "select_lap_map"]
+
+
+def _window_index(fine: tuple[int, int], coarse: tuple[int, int], device: torch.device) -> Tensor:
+    """For each pixel of a ``fine`` grid, the flat index of the ``coarse`` pixel covering it.
+
+    Fine row ``y`` belongs to coarse row ``floor(y * h_coarse / h_fine)`` (same for columns):
+    for a LAP layer of stride ``k`` that is the ``k x k`` block under each output pixel.
+    """
+    rows = torch.arange(fine[0], device=device) * coarse[0] // fine[0]
+    cols = torch.arange(fine[1], device=device) * coarse[1] // fine[1]
+    return rows[:, None] * coarse[1] + cols[None, :]
+
+
+def lap_all(maps: Sequence[Tensor], decay: float = 0.8, threshold: float = 0.5) -> Tensor:
+    """Integrate LAP maps from the deepest layer to the shallowest ("LAP All", paper 000, Alg. 1).
+
+    ``maps``: per LAP layer a map ``(B, h_l, w_l)`` in forward order (shallow to deep). The
+    integrated map starts as the deepest layer's map, ``R_L = P_L``, and moves one layer up at a
+    time. Each pixel ``r`` of ``R_{l+1}`` covers a window ``p`` of ``P_l`` (the pixels that map to
+    it, see :func:`_window_index`). When ``r >= threshold`` and some pixel of ``p`` is
+    ``>= threshold``, the credit goes to the active pixels only: a pixel of the window becomes
+    ``max(r, p * decay^(L-l))`` if it is active and ``p * decay^(L-l)`` otherwise. In every other
+    case the window keeps ``r`` (the shallower layer did not see this zone, so all its pixels keep
+    the credit). Returns ``R_1`` ``(B, h_1, w_1)``, at the shallowest layer's resolution.
+
+    The paper's windows are the LAP kernels; here a window is the block of pixels under one
+    pixel of the next map, which is the kernel for non-overlapping pools and the stride block
+    for overlapping ones.
+    """
+    if not maps:
+        raise ValueError("lap_all needs at least one map")
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"decay must be in (0, 1], got {decay!r}")
+    for m in maps:
+        if not isinstance(m, Tensor) or m.dim() != 3 or m.shape[0] != maps[0].shape[0]:
+            raise ValueError(
+                "lap_all expects maps of shape (B, h, w) with the same B, got "
+                f"{[tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__ for t in maps]}"
+            )
+    depth = len(maps)
+    integrated = maps[-1]
+    for level in range(depth - 2, -1, -1):
+        layer_map = maps[level].to(integrated.dtype)
+        batch, height, width = layer_map.shape
+        coarse = (integrated.shape[-2], integrated.shape[-1])
+        index = _window_index((height, width), coarse, layer_map.device).flatten()
+        index = index.expand(batch, -1)
+        carried = integrated.flatten(1).gather(1, index).view(batch, height, width)
+        window_max = layer_map.new_full((batch, coarse[0] * coarse[1]), float("-inf"))
+        window_max = window_max.scatter_reduce(1, index, layer_map.flatten(1), reduce="amax")
+        window_max = window_max.gather(1, index).view(batch, height, width)
+        decayed = layer_map * decay ** (depth - 1 - level)
+        credited = torch.where(layer_map >= threshold, torch.maximum(carried, decayed), decayed)
+        active = (carried >= threshold) & (window_max >= threshold)
+        integrated = torch.where(active, credited, carried)
+    return integrated
+
+
+def _concept_members(concept_sets: Mapping, n_classes: int, n_concepts: int) -> Tensor | None:
+    """Boolean ``(n_classes, n_concepts)``: which heads belong to each class (None: not usable)."""
+    members = torch.zeros(n_classes, n_concepts, dtype=torch.bool)
+    for key, heads in concept_sets.items():
+        try:
+            cls = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"torchlap_config['concept_sets'] keys must be class indices, got {key!r}"
+            ) from None
+        if isinstance(heads, (int, str)) or not isinstance(heads, Sequence):
+            raise ValueError(
+                f"torchlap_config['concept_sets'][{key!r}] must be a list of concept indices, "
+                f"got {heads!r}"
+            )
+        if not 0 <= cls < n_classes:
+            continue  # a class the model does not predict
+        for head in heads:
+            if isinstance(head, bool) or not isinstance(head, int) or head < 0:
+                raise ValueError(f"concept index {head!r} for class {key!r} is not an int >= 0")
+            if head >= n_concepts:
+                return None
+            members[cls, head] = True
+    return members
+
+
+def select_lap_map(
+    maps: LapMaps,
+    target: Tensor,
+    n_classes: int,
+    head: int | str | None = None,
+    concept_sets: Mapping | None = None,
+) -> Tensor:
+    """One LAP layer's map ``(B, H, W)`` for each sample's target class.
+
+    ``head``: an int (that concept head), ``"score"`` (the aggregated score ``S``), or ``None``
+    (automatic): the heads of the target class's concepts when ``concept_sets`` (class index ->
+    list of concept indices) fits this layer — several heads combine by their pixel-wise maximum,
+    a class without concepts gets ``S`` —; otherwise head ``target`` when the layer has one head
+    per class, its only head when it has one, and ``S`` in every other case.
+    """
+    concepts, score = maps.concepts, maps.score[:, 0]
+    n_concepts = concepts.shape[1]
+    if head == "score":
+        return score
+    if isinstance(head, int) and not isinstance(head, bool):
+        if not 0 <= head < n_concepts:
+            raise ValueError(f"head {head} does not exist: this LAP layer has {n_concepts} heads")
+        return concepts[:, head]
+    if head is not None:
+        raise ValueError(f"head must be None, an int or 'score', got {head!r}")
+    members = (
+        None if concept_sets is None else _concept_members(concept_sets, n_classes, n_concepts)
+    )
+    if members is not None:
+        chosen = members.to(concepts.device)[target]  # (B, n_concepts)
+        picked = torch.where(chosen[:, :, None, None], concepts, float("-inf")).amax(dim=1)
+        return torch.where(chosen.any(dim=1)[:, None, None], picked, score)
+    if n_concepts == n_classes:
+        index = target.view(-1, 1, 1, 1).expand(-1, 1, *concepts.shape[-2:])
+        return concepts.gather(1, index)[:, 0]
+    if n_concepts == 1:
+        return concepts[:, 0]
+    return score
+
+
+@register("lap")
+class LapExplainer(Explainer):
+    """The LAP model's own maps from one forward pass (paper 000; no gradient, no extra pass).
+
+    Options:
+        layer: ``"all"`` (default: "LAP All", :func:`lap_all`, at the shallowest LAP layer's
+            resolution), a LAP layer's module name, or its index in forward order (negative
+            indices count from the deepest). A single layer's raw map is at its input resolution.
+        head: ``None`` (automatic, see :func:`select_lap_map`; uses ``model.torchlap_config
+            ["concept_sets"]`` when the model carries it), an int, or ``"score"``.
+        decay, threshold: Algorithm 1's decay factor (0.8) and activity threshold (0.5).
+
+    Raises ``ValueError`` for a model without LAP layers.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | int = "all",
+        head: int | str | None = None,
+        decay: float = 0.8,
+        threshold: float = 0.5,
+    ) -> None:
+        super().__init__(model)
+        self._laps = lap_modules(model)
+        if not self._laps:
+            raise ValueError(
+                "the 'lap' explainer needs a model with LAP layers; put some in with "
+                "torchlap.lapify(model), or use a post-hoc method (e.g. method='gradcam')"
+            )
+        if isinstance(layer, bool) or not isinstance(layer, (str, int)):
+            raise TypeError(f"layer must be 'all', a LAP layer name or an index, got {layer!r}")
+        if isinstance(layer, str) and layer != "all" and layer not in self._laps:
+            raise ValueError(f"{layer!r} is not a LAP layer; LAP layers: {list(self._laps)}")
+        if isinstance(layer, int) and not -len(self._laps) <= layer < len(self._laps):
+            raise ValueError(f"layer index {layer} out of range: the model has {len(self._laps)}")
+        if (
+            head is not None
+            and head != "score"
+            and (isinstance(head, bool) or not isinstance(head, int) or head < 0)
+        ):
+            raise ValueError(f"head must be None, an int >= 0 or 'score', got {head!r}")
+        if not 0.0 < float(decay) <= 1.0:
+            raise ValueError(f"decay must be in (0, 1], got {decay!r}")
+        self.layer = layer
+        self.head = head
+        self.decay = float(decay)
+        self.threshold = float(threshold)
+
+    @property
+    def concept_sets(self) -> Mapping | None:
+        """``model.torchlap_config["concept_sets"]`` (class -> concept indices), if any."""
+        config = getattr(self.model, "torchlap_config", None)
+        sets = config.get("concept_sets") if isinstance(config, Mapping) else None
+        if sets is not None and not isinstance(sets, Mapping):
+            raise ValueError(
+                "model.torchlap_config['concept_sets'] must map class index -> list of concept "
+                f"indices, got {type(sets).__name__}"
+            )
+        return sets
+
+    def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
+        clear_attention_maps(self.model)
+        with torch.no_grad():
+            logits = self.forward(images)
+        target = self.resolve_target(target, logits)
+        found = attention_maps(self.model)
+        if not found:
+            raise ValueError("no LAP layer ran in the forward pass")
+        selected = {
+            name: select_lap_map(maps, target, logits.shape[1], self.head, self.concept_sets)
+            for name, maps in found.items()
+        }
+        if self.layer == "all":
+            return lap_all(list(selected.values()), self.decay, self.threshold)
+        names = list(selected)
+        name = names[self.layer] if isinstance(self.layer, int) else self.layer
+        if name not in selected:
+            raise ValueError(f"LAP layer {name!r} did not run in the forward pass")
+        return selected[name]
+
+    @property
+    def lap_layers(self) -> dict[str, LapBase]:
+        """The model's LAP layers by name."""
+        return dict(self._laps)

@@ -1,0 +1,225 @@
+"""Perturbation explainers: ``scorecam`` (Wang et al. 2020) and ``rise`` (Petsiuk et al. 2018).
+
+Both score masked copies of the images. Masked forwards run in batches of ``mask_batch_size``
+images on the images' device; masks are built batch by batch on that device, never all at once.
+The score of a masked image is the target class's softmax probability (the sigmoid for a
+single-output model), as in both papers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from torchlap.explainers.base import (
+    Explainer,
+    _check_positive_int,
+    class_scores,
+    minmax_normalize,
+    register,
+)
+
+__all__ = ["Rise", "RiseMasks", "ScoreCam", "masked_scores", "rise_masks"]
+
+
+def masked_scores(
+    explainer: Explainer,
+    n_items: int,
+    make_inputs: Callable[[Tensor], Tensor],
+    target: Tensor,
+    batch_size: int,
+    device: torch.device,
+) -> Tensor:
+    """Scores ``(n_items,)``: item ``i`` is the input ``make_inputs(idx)[j]`` (``idx[j] = i``)
+    scored for class ``target[i]``; forwards run ``batch_size`` items at a time, without grad."""
+    scores = torch.empty(n_items, device=device)
+    with torch.no_grad():
+        for start in range(0, n_items, batch_size):
+            index = torch.arange(start, min(start + batch_size, n_items), device=device)
+            logits = explainer.forward(make_inputs(index))
+            scores[start : start + index.numel()] = class_scores(logits, target[index]).float()
+    return scores
+
+
+@register("scorecam")
+class ScoreCam(Explainer):
+    """Score-CAM (Wang et al., CVPRW 2020): ``ReLU(sum_k w_k A_k)``.
+
+    Each activation map ``A_k`` of the layer is upsampled (bilinear) to the input size and
+    min-max normalised to a mask ``H_k``; ``w_k`` is the target class's softmax probability of
+    the masked image ``X * H_k``. Constant maps (no mask) get weight 0. Options: ``layer``
+    (``None``: the last feature layer before global pooling, or a module name),
+    ``mask_batch_size`` (masked images per forward, default 64). Raw maps are at the layer's
+    resolution. Cost: one forward plus one per (image, non-constant channel).
+    """
+
+    def __init__(
+        self, model: nn.Module, layer: str | nn.Module | None = None, mask_batch_size: int = 64
+    ) -> None:
+        super().__init__(model)
+        if layer is not None and not isinstance(layer, (str, nn.Module)):
+            raise TypeError(f"layer must be None, a module name or a module, got {layer!r}")
+        self.layer = layer
+        self.mask_batch_size = _check_positive_int(mask_batch_size, "mask_batch_size")
+
+    def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
+        name = self.resolve_layer(self.layer, images)
+        capture = self.capture(name)
+        with torch.no_grad():
+            logits = self.forward(images)
+            activations = capture.get()
+        capture.remove()  # the masked forwards need no capture
+        target = self.resolve_target(target, logits)
+        batch, channels = activations.shape[:2]
+        flat = activations.flatten(2)
+        valid = flat.amax(dim=2) > flat.amin(dim=2)
+        image_index, channel_index = valid.nonzero(as_tuple=True)
+        size = images.shape[-2:]
+
+        def make_inputs(index: Tensor) -> Tensor:
+            maps = activations[image_index[index], channel_index[index]]
+            upsampled = F.interpolate(
+                maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False
+            )
+            masks = minmax_normalize(upsampled)
+            return images[image_index[index]] * masks
+
+        n_items = image_index.numel()
+        scores = masked_scores(
+            self, n_items, make_inputs, target[image_index], self.mask_batch_size, images.device
+        )
+        weights = torch.zeros(batch, channels, device=images.device, dtype=activations.dtype)
+        weights[image_index, channel_index] = scores.to(activations.dtype)
+        return torch.relu((weights[:, :, None, None] * activations).sum(dim=1))
+
+
+class RiseMasks:
+    """RISE's random masks (Petsiuk et al. 2018, section 3.2), generated lazily by index.
+
+    A binary ``grid_size x grid_size`` grid (each cell 1 with probability ``p``) is upsampled
+    bilinearly to ``(grid_size + 1) * cell`` (``cell = ceil(H / grid_size)``) and cropped to
+    ``H x W`` at a random shift in ``[0, cell)``. The grids and shifts are drawn up front from a
+    ``torch.Generator`` seeded with ``seed`` (on the CPU, so that a seed gives the same masks on
+    every device); :meth:`__call__` builds the requested masks on ``device``.
+    """
+
+    def __init__(
+        self,
+        n_masks: int,
+        size: tuple[int, int],
+        grid_size: int = 8,
+        p: float = 0.5,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+    ) -> None:
+        _check_positive_int(n_masks, "n_masks")
+        _check_positive_int(grid_size, "grid_size")
+        if not 0.0 < p <= 1.0:
+            raise ValueError(f"p must be in (0, 1], got {p!r}")
+        self.n_masks = n_masks
+        self.size = (int(size[0]), int(size[1]))
+        self.grid_size = grid_size
+        self.p = float(p)
+        self.cell = (math.ceil(self.size[0] / grid_size), math.ceil(self.size[1] / grid_size))
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        generator = torch.Generator().manual_seed(int(seed))
+        grids = torch.rand(n_masks, grid_size, grid_size, generator=generator) < self.p
+        shift_y = torch.randint(0, self.cell[0], (n_masks,), generator=generator)
+        shift_x = torch.randint(0, self.cell[1], (n_masks,), generator=generator)
+        self.grids = grids.float().to(self.device)
+        self.shift_y = shift_y.to(self.device)
+        self.shift_x = shift_x.to(self.device)
+
+    def __len__(self) -> int:
+        return self.n_masks
+
+    def __call__(self, index: Tensor) -> Tensor:
+        """Masks ``(len(index), H, W)`` in [0, 1] for the mask indices ``index``."""
+        index = index.to(self.device)
+        up = (
+            (self.grid_size + 1) * self.cell[0],
+            (self.grid_size + 1) * self.cell[1],
+        )
+        upsampled = F.interpolate(
+            self.grids[index].unsqueeze(1), size=up, mode="bilinear", align_corners=False
+        )[:, 0]
+        rows = self.shift_y[index, None] + torch.arange(self.size[0], device=self.device)
+        cols = self.shift_x[index, None] + torch.arange(self.size[1], device=self.device)
+        which = torch.arange(index.numel(), device=self.device)
+        return upsampled[which[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def rise_masks(
+    n_masks: int,
+    size: tuple[int, int],
+    grid_size: int = 8,
+    p: float = 0.5,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """All ``n_masks`` RISE masks ``(n_masks, H, W)`` at once (see :class:`RiseMasks`)."""
+    masks = RiseMasks(n_masks, size, grid_size, p, seed, device)
+    return masks(torch.arange(n_masks, device=masks.device))
+
+
+@register("rise")
+class Rise(Explainer):
+    """RISE (Petsiuk et al., BMVC 2018): ``S(x) = 1 / (N p) sum_i P(c | I * M_i) M_i``.
+
+    Options: ``n_masks`` (N, default 4000), ``grid_size`` (s, default 8), ``p`` (default 0.5),
+    ``seed`` (default 0; the same seed gives the same masks), ``mask_batch_size`` (masked images
+    per forward, default 64). The same masks explain every image of the batch. Cost: ``N``
+    forwards per image (plus one when ``target`` is ``None``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        n_masks: int = 4000,
+        grid_size: int = 8,
+        p: float = 0.5,
+        seed: int = 0,
+        mask_batch_size: int = 64,
+    ) -> None:
+        super().__init__(model)
+        self.n_masks = _check_positive_int(n_masks, "n_masks")
+        self.grid_size = _check_positive_int(grid_size, "grid_size")
+        if not 0.0 < p <= 1.0:
+            raise ValueError(f"p must be in (0, 1], got {p!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        self.p = float(p)
+        self.seed = seed
+        self.mask_batch_size = _check_positive_int(mask_batch_size, "mask_batch_size")
+
+    def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
+        target = self.predict_target(images, target)
+        batch = images.shape[0]
+        size = (images.shape[-2], images.shape[-1])
+        masks = RiseMasks(self.n_masks, size, self.grid_size, self.p, self.seed, images.device)
+        saliency = torch.zeros(batch, *size, device=images.device)
+        # one step = up to mask_batch_size (image, mask) pairs: masks_per_step masks for
+        # images_per_step images
+        masks_per_step = max(1, self.mask_batch_size // batch)
+        images_per_step = min(batch, self.mask_batch_size)
+        with torch.no_grad():
+            for mask_start in range(0, self.n_masks, masks_per_step):
+                mask_end = min(mask_start + masks_per_step, self.n_masks)
+                mask_index = torch.arange(mask_start, mask_end, device=images.device)
+                step_masks = masks(mask_index).to(images.dtype)  # (m, H, W)
+                for image_start in range(0, batch, images_per_step):
+                    chunk = images[image_start : image_start + images_per_step]
+                    chunk_target = target[image_start : image_start + images_per_step]
+                    masked = chunk[:, None] * step_masks[None, :, None]  # (b, m, C, H, W)
+                    logits = self.forward(masked.flatten(0, 1))
+                    scores = class_scores(
+                        logits, chunk_target.repeat_interleave(step_masks.shape[0])
+                    ).view(chunk.shape[0], step_masks.shape[0])
+                    saliency[image_start : image_start + chunk.shape[0]] += torch.einsum(
+                        "bm,mhw->bhw", scores.float(), step_masks.float()
+                    )
+        return saliency / (self.n_masks * self.p)

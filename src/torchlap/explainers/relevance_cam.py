@@ -1,0 +1,155 @@
+"""``relevance_cam``: Relevance-CAM (Lee et al., CVPR 2021) on zennit's LRP.
+
+Relevance-CAM weighs a layer's feature maps ``A_k`` by their LRP relevance instead of their
+gradient: ``alpha_k = sum_ij R_k(i, j)``, map ``= ReLU(sum_k alpha_k A_k)``, where ``R`` is the
+relevance of the target class propagated from the output down to the layer.
+
+No library ships Relevance-CAM, so it is written here on zennit: a zennit composite (default
+``EpsilonPlus``: LRP-epsilon for dense layers, z+ for convolutions, pass-through for
+activations and batch norms, normalisation for sums and average pools) with zennit's
+canonizers (``ResNetCanonizer`` for torchvision ResNets, ``VGGCanonizer`` for VGGs,
+``SequentialMergeBatchNorm`` otherwise) gives the relevance at the layer as the "gradient" with
+respect to its output. The initial relevance is 1 at the target logit (zennit's convention: with
+these rules relevance is linear in the initial value, so this only rescales the map by
+``1 / y_c`` and never flips its sign for a negative logit).
+
+LAP layers get an LRP rule too: with the attention weights held constant a LAP window is a
+weighted average of its pixels, so relevance is redistributed in proportion to each pixel's
+contribution ``w_ij x_ij`` (zennit's ``Norm`` rule applied to the pool with detached scores).
+
+Limitation: the down-sampling blocks ``torchlap.lapify`` puts into ResNets (``LapResidualBlock``)
+are not canonized: their residual sum and the pooling of their main path by the LAP's (detached)
+score pass relevance as a plain gradient. Relevance-CAM of the default layer (the last block,
+after every such block) is unaffected; for a layer before one of them it is an approximation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from torchlap.explainers.base import Explainer, register
+from torchlap.layers.functional import adaptive_local_attention_pool2d, local_attention_pool2d
+from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LapBase, LocalAttentionPool2d
+
+__all__ = ["COMPOSITES", "RelevanceCam"]
+
+
+def _composites() -> dict[str, Callable[..., object]]:
+    from zennit import composites
+
+    return {
+        "epsilon_plus": composites.EpsilonPlus,
+        "epsilon_plus_flat": composites.EpsilonPlusFlat,
+        "epsilon_alpha2_beta1": composites.EpsilonAlpha2Beta1,
+        "epsilon_alpha2_beta1_flat": composites.EpsilonAlpha2Beta1Flat,
+    }
+
+
+COMPOSITES = (
+    "epsilon_plus",
+    "epsilon_plus_flat",
+    "epsilon_alpha2_beta1",
+    "epsilon_alpha2_beta1_flat",
+)
+
+
+def _lap_forward_constant_weights(self: LapBase, x: Tensor) -> Tensor:
+    """LAP forward with the scores detached: the pool is then linear in ``x``.
+
+    The stored maps are detached too, so that modules reading ``lap.maps`` (lapify's residual
+    blocks pool their main path with the LAP's score) do not send relevance into the scorer.
+    """
+    score = self._score(x).detach()
+    self.maps = self.maps.detach()
+    if isinstance(self, LocalAttentionPool2d):
+        geometry = (self.kernel_size, self.stride, self.padding)
+        return local_attention_pool2d(x, score, *geometry, self.alpha, self.eps, self.ceil_mode)
+    if isinstance(self, AdaptiveLocalAttentionPool2d):
+        return adaptive_local_attention_pool2d(x, score, self.output_size, self.alpha, self.eps)
+    raise TypeError(f"no LRP rule for LAP layer type {type(self).__name__}")
+
+
+def _lap_attribute_map(name: str, module: nn.Module) -> dict | None:
+    if isinstance(module, LapBase):
+        return {"forward": _lap_forward_constant_weights.__get__(module)}
+    return None
+
+
+def _default_canonizers(model: nn.Module) -> list:
+    from torchvision.models import VGG
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+    from zennit.canonizers import SequentialMergeBatchNorm
+    from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+
+    if any(isinstance(m, (BasicBlock, Bottleneck)) for m in model.modules()):
+        return [ResNetCanonizer()]
+    if isinstance(model, VGG):
+        return [VGGCanonizer()]
+    return [SequentialMergeBatchNorm()]
+
+
+@register("relevance_cam")
+class RelevanceCam(Explainer):
+    """Relevance-CAM (Lee et al. 2021) on zennit (see the module docstring).
+
+    Options: ``layer`` (``None``: the last feature layer before global pooling, or a module
+    name), ``composite`` (one of :data:`COMPOSITES`, default ``"epsilon_plus"``),
+    ``canonizers`` (``"auto"`` or a list of zennit canonizers). Raw maps are at the layer's
+    resolution. Cost: one forward and one (modified) backward pass.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | nn.Module | None = None,
+        composite: str = "epsilon_plus",
+        canonizers: str | Sequence = "auto",
+    ) -> None:
+        super().__init__(model)
+        if composite not in COMPOSITES:
+            raise ValueError(f"unknown composite {composite!r}; expected one of {COMPOSITES}")
+        if not (
+            canonizers == "auto"
+            or (isinstance(canonizers, Sequence) and not isinstance(canonizers, str))
+        ):
+            raise TypeError(
+                f"canonizers must be 'auto' or a list of zennit canonizers, got {canonizers!r}"
+            )
+        if layer is not None and not isinstance(layer, (str, nn.Module)):
+            raise TypeError(f"layer must be None, a module name or a module, got {layer!r}")
+        self.layer = layer
+        self.composite = composite
+        self.canonizers = canonizers
+
+    def _make_composite(self) -> object:
+        from zennit.canonizers import AttributeCanonizer
+        from zennit.rules import Norm
+
+        canonizers = (
+            _default_canonizers(self.model) if self.canonizers == "auto" else list(self.canonizers)
+        )
+        canonizers = [*canonizers, AttributeCanonizer(_lap_attribute_map)]
+        return _composites()[self.composite](layer_map=[(LapBase, Norm())], canonizers=canonizers)
+
+    def relevance(self, images: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(activations A, relevance R, target)`` at the layer; call inside :meth:`run`."""
+        name = self.resolve_layer(self.layer, images)
+        composite = self._make_composite()
+        capture = self.capture(name)
+        inputs = images.clone().requires_grad_(True)
+        with composite.context(self.model), torch.enable_grad():
+            logits = self.forward(inputs)
+            target = self.resolve_target(target, logits)
+            activations = capture.get()
+            initial = F.one_hot(target, logits.shape[1]).to(logits.dtype)
+            (relevance,) = torch.autograd.grad(logits, activations, grad_outputs=initial)
+        return activations.detach(), relevance, target
+
+    def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
+        activations, relevance, _ = self.relevance(images, target)
+        weights = relevance.sum(dim=(2, 3))
+        return torch.relu((weights[:, :, None, None] * activations).sum(dim=1))

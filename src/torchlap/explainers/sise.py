@@ -1,0 +1,176 @@
+"""``sise``: Semantic Input Sampling for Explanation (Sattarzadeh et al., AAAI 2021; paper 003).
+
+Four phases:
+
+1. block-wise layer selection: the last layer of each convolutional block, i.e. each layer whose
+   output feeds a spatial down-sampling (see :class:`~torchlap.explainers.base.FeatureProbe`);
+2. feature-map selection: ``alpha_k = sum_lambda dPsi/dA_k(lambda)`` (Eq. 6), keep the maps
+   with ``alpha_k > mu * beta`` where ``beta = max_k alpha_k`` (Eq. 7-8); ``mu = 0`` keeps the
+   positive-gradient maps. We also require ``alpha_k > 0`` (the paper's intent: discard
+   negative-gradient maps), which only matters when every ``alpha_k`` is negative;
+3. attribution-based input sampling: each kept map becomes a mask ``m = Omega(A_k)``
+   (bilinear upsampling to the input size, then min-max normalisation to [0, 1]; constant maps
+   give no mask), and the layer's visualisation map is
+   ``V(lambda) = mean_m Psi(I * m) * m(lambda) / sum m`` (Eq. 10-12);
+4. fusion (:func:`sise_fusion`): cascaded from the first block to the last, each step adds the
+   next visualisation map and keeps only the pixels above that map's Otsu threshold.
+
+``Psi`` is the target class's softmax probability (the sigmoid for a single-output model), used
+both for the gradients of phase 2 and the scores of phase 3. Masked forwards are batched. A layer
+with no kept map has an all-zero visualisation map.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from torchlap.explainers.base import (
+    Explainer,
+    _check_positive_int,
+    class_scores,
+    minmax_normalize,
+    register,
+)
+
+__all__ = ["Sise", "otsu_threshold", "sise_fusion"]
+
+
+def otsu_threshold(maps: Tensor, bins: int = 256) -> Tensor:
+    """Otsu's threshold (Otsu 1979) of each map ``(B, H, W)``, batched: ``(B,)``.
+
+    A ``bins``-bin histogram over each map's ``[min, max]``; the threshold is the bin centre that
+    maximises the between-class variance ``w_0 w_1 (mu_0 - mu_1)^2`` of the split after it (the
+    binning and tie rule of ``skimage.filters.threshold_otsu``). A constant map's threshold is
+    its value.
+    """
+    if maps.dim() != 3:
+        raise ValueError(f"otsu_threshold expects maps (B, H, W), got {tuple(maps.shape)}")
+    flat = maps.flatten(1).double()
+    low = flat.amin(dim=1, keepdim=True)
+    high = flat.amax(dim=1, keepdim=True)
+    span = high - low
+    safe_span = torch.where(span > 0, span, torch.ones_like(span))
+    index = ((flat - low) / safe_span * bins).floor().clamp(0, bins - 1).long()
+    hist = torch.zeros(flat.shape[0], bins, dtype=flat.dtype, device=flat.device)
+    hist.scatter_add_(1, index, torch.ones_like(flat))
+    edges = low + safe_span * torch.arange(bins + 1, device=flat.device, dtype=flat.dtype) / bins
+    centers = (edges[:, :-1] + edges[:, 1:]) / 2
+    weight_low = hist.cumsum(dim=1)
+    weight_high = hist.flip(1).cumsum(dim=1).flip(1)
+    mean_low = (hist * centers).cumsum(dim=1) / weight_low.clamp_min(1)
+    mean_high = (hist * centers).flip(1).cumsum(dim=1).flip(1) / weight_high.clamp_min(1)
+    variance = weight_low[:, :-1] * weight_high[:, 1:] * (mean_low[:, :-1] - mean_high[:, 1:]) ** 2
+    best = variance.argmax(dim=1, keepdim=True)
+    threshold = centers.gather(1, best)[:, 0]
+    return torch.where(span[:, 0] > 0, threshold, low[:, 0]).to(maps.dtype)
+
+
+def sise_fusion(maps: Tensor) -> Tensor:
+    """SISE's cascaded fusion (paper 003, "Fusion Module", Fig. 5) of ``(L, B, H, W)`` maps.
+
+    ``F_1 = V_1``; ``F_l = (F_{l-1} + V_l) * [V_l > otsu(V_l)]`` for ``l = 2..L`` (layers from
+    the first block to the last): the sum keeps the detail of the shallower maps, the binary mask
+    of the deeper map removes what the deeper layer does not see. Returns ``F_L`` ``(B, H, W)``.
+    """
+    if maps.dim() != 4 or maps.shape[0] < 1:
+        raise ValueError(f"sise_fusion expects maps (L, B, H, W), got {tuple(maps.shape)}")
+    fused = maps[0]
+    for later in maps[1:]:
+        keep = later > otsu_threshold(later)[:, None, None]
+        fused = (fused + later) * keep
+    return fused
+
+
+@register("sise")
+class Sise(Explainer):
+    """SISE (paper 003; see the module docstring for the four phases).
+
+    Options: ``layers`` (``None``: block-wise selection; or a list of module names, shallow to
+    deep), ``mu`` (Eq. 7's threshold, default 0), ``mask_batch_size`` (masked images per forward,
+    default 64). Maps are at the input resolution. Cost: one forward and one backward pass, plus
+    one forward per kept feature map (``last_stats`` reports the count).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: list[str] | None = None,
+        mu: float = 0.0,
+        mask_batch_size: int = 64,
+    ) -> None:
+        super().__init__(model)
+        if layers is not None and (
+            isinstance(layers, str)
+            or not all(isinstance(n, str) for n in layers)
+            or len(layers) == 0
+        ):
+            raise TypeError(
+                f"layers must be None or a non-empty list of module names, got {layers!r}"
+            )
+        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or mu < 0:
+            raise ValueError(f"mu must be a float >= 0, got {mu!r}")
+        self.layers = None if layers is None else list(layers)
+        self.mu = float(mu)
+        self.mask_batch_size = _check_positive_int(mask_batch_size, "mask_batch_size")
+
+    def layer_names(self, images: Tensor) -> list[str]:
+        """The layers SISE visualises for images of this size (call inside :meth:`run`)."""
+        if self.layers is not None:
+            return [self.resolve_layer(name, images) for name in self.layers]
+        names = self.feature_probe(images).block_layers
+        if not names:
+            raise ValueError(
+                "found no convolutional block (no layer with a 4-D output of spatial size > 1); "
+                "SISE needs a CNN taking (B, C, H, W) images, or give layers=[...]"
+            )
+        return [self.resolve_layer(n, images) for n in names]
+
+    def _visualization(self, images: Tensor, target: Tensor | None) -> Tensor:
+        names = self.layer_names(images)
+        captures = [self.capture(name) for name in names]
+        inputs = images.clone().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self.forward(inputs)
+            target = self.resolve_target(target, logits)
+            activations = [capture.get() for capture in captures]
+            score = class_scores(logits, target).sum()
+            gradients = torch.autograd.grad(score, activations)
+        for capture in captures:
+            capture.remove()
+        size = images.shape[-2:]
+        maps = []
+        for acts, grads in zip(activations, gradients, strict=True):
+            acts = acts.detach()
+            alpha = grads.sum(dim=(2, 3))  # Eq. 6
+            beta = alpha.amax(dim=1, keepdim=True)  # Eq. 8
+            flat = acts.flatten(2)
+            keep = (alpha > self.mu * beta) & (alpha > 0) & (flat.amax(2) > flat.amin(2))
+            image_index, channel_index = keep.nonzero(as_tuple=True)
+            visual = torch.zeros(images.shape[0], *size, device=images.device)
+            with torch.no_grad():
+                for start in range(0, image_index.numel(), self.mask_batch_size):
+                    rows = image_index[start : start + self.mask_batch_size]
+                    channels = channel_index[start : start + self.mask_batch_size]
+                    upsampled = F.interpolate(
+                        acts[rows, channels].unsqueeze(1),
+                        size=size,
+                        mode="bilinear",
+                        align_corners=False,
+                    )
+                    masks = minmax_normalize(upsampled)  # Omega: bilinear, then min-max
+                    scores = class_scores(self.forward(images[rows] * masks), target[rows])
+                    masks = masks[:, 0].float()
+                    weights = scores.float() / masks.sum(dim=(1, 2))  # Eq. 11: m / sum(m)
+                    visual.index_add_(0, rows, weights[:, None, None] * masks)  # Eq. 10, 12
+            counts = keep.sum(dim=1).clamp_min(1).to(visual.dtype)
+            maps.append(visual / counts[:, None, None])
+        return torch.stack(maps)
+
+    def visualization_maps(self, images: Tensor, target: int | Tensor | None = None) -> Tensor:
+        """The per-layer visualisation maps ``(L, B, H, W)`` of phase 3 (before fusion)."""
+        return self.run(images, target, self._visualization)
+
+    def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
+        return sise_fusion(self._visualization(images, target))

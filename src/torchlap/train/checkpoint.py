@@ -1,0 +1,86 @@
+"""``AtomicCheckpoint``: the resume checkpoints of a run (``checkpoints/phaseN/last.ckpt``).
+
+Lightning's ``ModelCheckpoint`` writes the file in place, so a run killed while saving can leave
+a truncated ``last.ckpt``; it also cannot save both every N steps and at every epoch end. This
+callback does both and writes through a temporary file + ``os.replace``. It never saves weights
+that are not finite, so after a NaN the folder keeps the last good checkpoint.
+
+Checkpoints are Lightning pickles: load them only to resume your own runs (``--resume``);
+``torchlap.load_run`` reads the safetensors weights instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Checkpoint
+
+__all__ = ["AtomicCheckpoint"]
+
+logger = logging.getLogger(__name__)
+
+
+class AtomicCheckpoint(Checkpoint):
+    """Save ``dirpath/last.ckpt`` at every epoch end and every ``every_n_train_steps`` steps.
+
+    A checkpoint callback (subclass of Lightning's ``Checkpoint``) runs after the
+    LightningModule's ``on_train_epoch_end``, so the epoch's metrics are in the saved history.
+    """
+
+    def __init__(self, dirpath: str | os.PathLike[str], every_n_train_steps: int | None = None):
+        super().__init__()
+        if every_n_train_steps is not None and (
+            isinstance(every_n_train_steps, bool)
+            or not isinstance(every_n_train_steps, int)
+            or every_n_train_steps < 1
+        ):
+            raise ValueError(
+                f"every_n_train_steps must be None or an int >= 1, got {every_n_train_steps!r}"
+            )
+        self.dirpath = Path(dirpath)
+        self.every_n_train_steps = every_n_train_steps
+
+    @property
+    def last_path(self) -> Path:
+        """Where the checkpoint is written."""
+        return self.dirpath / "last.ckpt"
+
+    @property
+    def state_key(self) -> str:
+        return f"AtomicCheckpoint[{self.dirpath.name}]"
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        """Save every ``every_n_train_steps`` optimizer steps (mid-epoch checkpoints)."""
+        n = self.every_n_train_steps
+        if n and trainer.global_step > 0 and trainer.global_step % n == 0:
+            self.save(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Save at the end of every epoch."""
+        self.save(trainer, pl_module)
+
+    def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write the checkpoint atomically, unless some weight is NaN or infinite."""
+        finite = all(bool(torch.isfinite(p).all()) for p in pl_module.parameters())
+        if not trainer.strategy.reduce_boolean_decision(finite, all=True):
+            logger.warning(
+                "not saving a checkpoint at step %d: some weights are not finite; the last good "
+                "checkpoint stays in %s",
+                trainer.global_step,
+                self.last_path,
+            )
+            return
+        tmp = self.dirpath / ".last.ckpt.tmp"
+        if trainer.is_global_zero:
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(str(tmp), weights_only=False)  # collective; rank zero writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.last_path)
+        trainer.strategy.barrier("AtomicCheckpoint.save")

@@ -1,0 +1,405 @@
+"""``ClassifierModule``: the LightningModule that trains any classifier, LAP or not.
+
+Loss (paper 000, section III.B): cross-entropy plus, for LAP models, the knowledge-injection
+terms of :class:`torchlap.losses.InjectionLoss` computed on the maps the LAP layers left in the
+same forward pass. Metrics per epoch (torchmetrics): accuracy, sensitivity, specificity and
+balanced accuracy (for two classes: recall of class 1, recall of class 0 and their mean; for
+more: the macro means of the per-class recall and specificity, balanced accuracy being the
+macro recall), plus the mean of every loss term.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassRecall,
+    MulticlassSpecificity,
+)
+
+from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
+from torchlap.train.config import PhaseConfig
+from torchlap.train.sampling import derive_seed
+
+__all__ = [
+    "ClassifierModule",
+    "NonFiniteLossError",
+    "classification_summary",
+    "set_trainable",
+]
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("train", "val", "test")
+# the terms InjectionLoss returns with logits (their epoch means are logged)
+LOSS_TERMS = (
+    "total",
+    "cross_entropy",
+    "injection",
+    "discrimination",
+    "discriminative",
+    "expert",
+    "concordance",
+)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite: the run stopped, its last good checkpoint kept."""
+
+
+def _inner(model: nn.Module) -> nn.Module:
+    """The classifier inside a :class:`NormalizedClassifier` (phase targets name its modules)."""
+    return getattr(model, "net", model)
+
+
+def set_trainable(model: nn.Module, phase: PhaseConfig) -> list[str]:
+    """Freeze everything but the phase's targets; return the trainable parameter names.
+
+    Targets (``phase.train``): ``all``; ``lap`` (every LAP module); module names of the
+    classifier (``layer4``, ``fc``; names relative to the classifier inside the input
+    normalization wrapper, full names accepted too). Unknown names raise ``ValueError``.
+    """
+    inner = _inner(model)
+    modules = dict(inner.named_modules())
+    targets = phase.train_targets()
+    chosen: list[nn.Module] = []
+    for target in targets:
+        if target == "all":
+            chosen.append(inner)
+        elif target == "lap":
+            laps = lap_modules(inner)
+            if not laps:
+                raise ValueError(
+                    "phase trains 'lap' but the model has no LAP layer (was it built with "
+                    "--lap none?)"
+                )
+            chosen.extend(laps.values())
+        else:
+            name = (
+                target[len("net.") :]
+                if target.startswith("net.") and inner is not model
+                else target
+            )
+            if name not in modules or name == "":
+                tops = [n for n, _ in inner.named_children()]
+                raise ValueError(
+                    f"phase trains module {target!r}, which the model does not have; top-level "
+                    f"modules: {tops} (nested names such as 'layer4.1' work too), or 'lap'/'all'"
+                )
+            chosen.append(modules[name])
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for module in chosen:
+        for parameter in module.parameters():
+            parameter.requires_grad_(True)
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError(f"phase {phase.train!r} selects no trainable parameter")
+    return trainable
+
+
+def _frozen_batchnorms(model: nn.Module) -> list[_BatchNorm]:
+    """Batch-norm layers none of whose parameters learn (they keep their running statistics)."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, _BatchNorm) and not any(p.requires_grad for p in m.parameters())
+    ]
+
+
+def classification_summary(accuracy: Tensor, recall: Tensor, specificity: Tensor) -> dict:
+    """Accuracy, sensitivity, specificity, balanced accuracy from per-class recall/specificity.
+
+    Two classes: sensitivity = recall of class 1, specificity = recall of class 0, balanced
+    accuracy = their mean. More classes: macro means (balanced accuracy = macro recall).
+    """
+    if recall.numel() == 2:
+        sensitivity, spec = recall[1], recall[0]
+    else:
+        sensitivity, spec = recall.mean(), specificity.mean()
+    return {
+        "accuracy": float(accuracy),
+        "sensitivity": float(sensitivity),
+        "specificity": float(spec),
+        "balanced_accuracy": float(recall.mean()),
+    }
+
+
+class ClassifierModule(L.LightningModule):
+    """Trains ``model`` (images in [0, 1] -> logits) with cross-entropy and injection losses.
+
+    Args:
+        model: the classifier (usually a :class:`~torchlap.train.NormalizedClassifier`).
+        num_classes: number of classes.
+        injection: the :class:`torchlap.losses.InjectionLoss` for LAP models, or ``None``
+            (cross-entropy only; the vanilla baseline).
+        phases: the run's phases; :meth:`set_phase` selects the current one.
+        seed: the run's seed (per-batch RNG seeds derive from it, so a resumed run draws the
+            same random numbers as an uninterrupted one).
+        make_loader: ``make_loader(split, phase_index, rank, world_size, skip_batches)`` returns
+            the DataLoader of a split.
+        on_epoch_end: called on every rank with the history after each training epoch.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        injection: nn.Module | None,
+        phases: list[PhaseConfig],
+        seed: int,
+        make_loader: Callable[..., Any] | None = None,
+        on_epoch_end: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.num_classes = int(num_classes)
+        self.injection = injection
+        self.phases = list(phases)
+        self.seed = int(seed)
+        self.make_loader = make_loader
+        self.on_epoch_end = on_epoch_end
+        self.phase_index = 0
+        self.history: list[dict[str, Any]] = []
+        self.test_results: dict[str, float] = {}
+        self._batches_done = 0
+        self._resume_skip = 0
+        self._frozen_bn: list[_BatchNorm] = []
+        self._val_results: dict[str, float] = {}
+        names = LOSS_TERMS if injection is not None else ("cross_entropy",)
+        # (ModuleDict keys cannot be "train": nn.Module.train exists)
+        self.stage_metrics = nn.ModuleDict(
+            {f"{stage}_metrics": self._make_metrics() for stage in STAGES}
+        )
+        self.stage_losses = nn.ModuleDict(
+            {
+                f"{stage}_losses": nn.ModuleDict({name: MeanMetric() for name in names})
+                for stage in STAGES
+            }
+        )
+        # metric states go into checkpoints, so a resumed epoch reports the same numbers
+        for stage in STAGES:
+            self._metrics(stage).persistent(True)
+            for metric in self._losses(stage).values():
+                metric.persistent(True)
+
+    # ---------------------------------------------------------------------------------------
+    def _metrics(self, stage: str) -> MetricCollection:
+        return self.stage_metrics[f"{stage}_metrics"]
+
+    def _losses(self, stage: str) -> nn.ModuleDict:
+        return self.stage_losses[f"{stage}_losses"]
+
+    def _make_metrics(self) -> MetricCollection:
+        n = self.num_classes
+        return MetricCollection(
+            {
+                "accuracy": MulticlassAccuracy(n, average="micro"),
+                "recall": MulticlassRecall(n, average=None),
+                "specificity": MulticlassSpecificity(n, average=None),
+            }
+        )
+
+    @property
+    def phase(self) -> PhaseConfig:
+        """The current phase."""
+        return self.phases[self.phase_index]
+
+    def set_phase(self, index: int) -> list[str]:
+        """Select phase ``index``, freeze/unfreeze accordingly; return trainable names."""
+        if not 0 <= index < len(self.phases):
+            raise ValueError(f"phase index must be in [0, {len(self.phases) - 1}], got {index}")
+        self.phase_index = index
+        self.model.train()  # the previous phase left its frozen batch norms in eval mode
+        trainable = set_trainable(self.model, self.phase)
+        self._frozen_bn = _frozen_batchnorms(self.model)
+        return trainable
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Class logits of images in [0, 1]."""
+        return self.model(images)
+
+    # ---------------------------------------------------------------------------------------
+    def _loss_terms(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        images, labels = batch["image"], batch["label"]
+        logits = self.model(images)
+        if self.injection is None:
+            loss = F.cross_entropy(logits, labels)
+            return loss, {"cross_entropy": loss.detach()}, logits
+        maps = attention_maps(self.model, detach=False)
+        terms = self.injection(
+            maps,
+            labels,
+            region_masks=batch.get("mask"),
+            has_region=batch.get("has_region"),
+            logits=logits,
+        )
+        # the maps hold the graph; drop them now rather than at the next forward pass
+        clear_attention_maps(self.model)
+        return terms["total"], {k: v.detach() for k, v in terms.items()}, logits
+
+    def _update(self, stage: str, terms: dict[str, Tensor], logits: Tensor, labels: Tensor):
+        self._metrics(stage).update(logits.detach(), labels)
+        losses = self._losses(stage)
+        for name, value in terms.items():
+            if name in losses:  # a term this module does not know is not logged
+                losses[name].update(value.float(), weight=labels.shape[0])
+
+    def _compute(self, stage: str) -> dict[str, float]:
+        values = self._metrics(stage).compute()
+        result = classification_summary(values["accuracy"], values["recall"], values["specificity"])
+        for name, metric in self._losses(stage).items():
+            result[f"loss_{name}"] = float(metric.compute())
+            metric.reset()
+        self._metrics(stage).reset()
+        return result
+
+    # ---------------------------------------------------------------------------------------
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Seed the RNGs from (seed, phase, epoch, batch, rank); keep frozen BN in eval mode."""
+        torch.manual_seed(
+            derive_seed(
+                self.seed, self.phase_index, self.current_epoch, batch_idx, self.global_rank
+            )
+        )
+        for module in self._frozen_bn:
+            module.eval()
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        """Cross-entropy + injection loss; stops the run on a NaN/infinite loss."""
+        loss, terms, logits = self._loss_terms(batch)
+        finite = bool(torch.isfinite(loss.detach()).item())
+        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+            shown = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+            raise NonFiniteLossError(
+                f"the training loss is not finite in phase {self.phase_index + 1} "
+                f"('{self.phase.train}'), epoch {self.current_epoch + 1}, batch {batch_idx + 1} "
+                f"(loss terms on this process: {shown}). Training stopped; the last good "
+                "checkpoint is kept (resume with --resume after lowering the learning rate)"
+            )
+        self._update("train", terms, logits, batch["label"])
+        self._batches_done += 1
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        """Record this epoch's train and validation metrics in ``history``."""
+        record = {
+            "phase": self.phase_index + 1,
+            "phase_train": self.phase.train,
+            "epoch": self.current_epoch + 1,
+            "global_epoch": len(self.history) + 1,
+            "lr": float(self.trainer.optimizers[0].param_groups[0]["lr"]),
+            "train": self._compute("train"),
+            "val": dict(self._val_results),
+        }
+        self.history.append(record)
+        self._batches_done = 0
+        logger.info(
+            "phase %d epoch %d: train %s | val %s",
+            record["phase"],
+            record["epoch"],
+            _short(record["train"]),
+            _short(record["val"]),
+        )
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(self.history)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Metrics on the validation split."""
+        _, terms, logits = self._loss_terms(batch)
+        self._update("val", terms, logits, batch["label"])
+
+    def on_validation_epoch_end(self) -> None:
+        """Compute the validation metrics (kept for the training epoch's record)."""
+        self._val_results = self._compute("val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Metrics on the test split."""
+        _, terms, logits = self._loss_terms(batch)
+        self._update("test", terms, logits, batch["label"])
+
+    def on_test_epoch_end(self) -> None:
+        """Compute the test metrics into ``test_results``."""
+        self.test_results = self._compute("test")
+
+    # ---------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        """The phase's optimizer over the trainable parameters, with its LR schedule."""
+        phase = self.phase
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if phase.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=phase.lr, weight_decay=phase.weight_decay)
+        elif phase.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(params, lr=phase.lr, weight_decay=phase.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(
+                params, lr=phase.lr, momentum=0.9, weight_decay=phase.weight_decay
+            )
+        if phase.schedule == "constant":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def train_dataloader(self) -> Any:
+        """The training split's loader for this rank (skipping batches done, when resuming)."""
+        skip, self._resume_skip = self._resume_skip, 0
+        return self._loader("train", skip)
+
+    def val_dataloader(self) -> Any:
+        """The validation split's loader for this rank."""
+        return self._loader("val", 0)
+
+    def test_dataloader(self) -> Any:
+        """The test split's loader for this rank."""
+        return self._loader("test", 0)
+
+    def _loader(self, split: str, skip: int) -> Any:
+        if self.make_loader is None:
+            raise RuntimeError("ClassifierModule was built without make_loader")
+        return self.make_loader(
+            split, self.phase_index, self.global_rank, self.trainer.world_size, skip
+        )
+
+    # ---------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the phase, the batches done in this epoch and the metrics history."""
+        checkpoint["torchlap"] = {
+            "phase_index": self.phase_index,
+            "batches_done": self._batches_done,
+            "history": self.history,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore what :meth:`on_save_checkpoint` stored."""
+        state = checkpoint.get("torchlap")
+        if not isinstance(state, dict):
+            raise ValueError("this checkpoint was not written by torchlap train")
+        if state["phase_index"] != self.phase_index:
+            raise ValueError(
+                f"the checkpoint belongs to phase {state['phase_index'] + 1}, "
+                f"not to phase {self.phase_index + 1}"
+            )
+        self.history = list(state["history"])
+        self._batches_done = int(state["batches_done"])
+        self._resume_skip = int(state["batches_done"])
+
+
+def _short(values: dict[str, float]) -> str:
+    keys = ("loss_total", "loss_cross_entropy", "accuracy", "balanced_accuracy")
+    return " ".join(f"{k}={values[k]:.4f}" for k in keys if k in values)

@@ -1,0 +1,697 @@
+"""``fit(config)``: one training run, start to end, into a run folder; ``load_run`` reads it back.
+
+Run folder layout::
+
+    RUN_DIR/config.json         what the run is: architecture, lapify settings, classes,
+                                normalization, losses, seed and the full TrainConfig
+    RUN_DIR/metrics.json        per-epoch train/val metrics, final test metrics
+    RUN_DIR/model.safetensors   the weights of the NormalizedClassifier (written at the end)
+    RUN_DIR/checkpoints/phaseN/last.ckpt   Lightning checkpoints, for --resume only
+
+``load_run`` needs only ``config.json`` and ``model.safetensors``: JSON and safetensors, no
+pickle, so a run folder from anyone is safe to load. The Lightning checkpoints are pickles
+(``torch.load`` with ``weights_only=False``): use them only to resume runs you made yourself.
+
+Every file of the folder is written atomically (a temporary file in the same folder, then
+``os.replace``), so a killed run never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchlap.train.config import TrainConfig
+from torchlap.train.wrapping import NormalizedClassifier, SmallCNN
+
+__all__ = [
+    "RUN_FORMAT",
+    "LoadedRun",
+    "RunFolderError",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "build_classifier",
+    "fit",
+    "load_run",
+    "rebuild_model",
+]
+
+logger = logging.getLogger(__name__)
+
+RUN_FORMAT = "torchlap-run"
+RUN_FORMAT_VERSION = 1
+SMALL_ARCHS = {"smallcnn": "batch", "smallcnn-gn": "group"}
+_ARTEFACTS = ("config.json", "metrics.json", "model.safetensors", "checkpoints")
+
+
+class RunFolderError(ValueError):
+    """The output folder cannot take this run (it holds another run, or nothing to resume)."""
+
+
+# ------------------------------------------------------------------------------------------
+# atomic files
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder + ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual mode
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+
+
+def _atomic_save_safetensors(path: Path, state: dict[str, torch.Tensor], meta: dict) -> None:
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    atomic_write_bytes(path, save(tensors, metadata={k: str(v) for k, v in meta.items()}))
+
+
+# ------------------------------------------------------------------------------------------
+# model building
+def _default_n_concepts(n_classes: int) -> int:
+    """One concept present in the positive class for two classes, one per class otherwise."""
+    return 1 if n_classes == 2 else n_classes
+
+
+def paper_loss_weights(n_layers: int, supervision: str) -> dict[str, float]:
+    """Loss weights of paper 000, Appendix A, for ``InjectionLoss`` (which weights the means).
+
+    The paper weighs cross-entropy 1, the concept-discrimination (or expert) loss 0.25 per LAP
+    layer and the concordance 0.25 per pair of consecutive layers. ``InjectionLoss`` averages
+    each term over layers (pairs), so the weight of a mean is 0.25 x layers (pairs). The
+    discriminative scorer's term only trains that module (its input is detached); it gets the
+    discrimination weight. ``supervision="none"`` trains with cross-entropy alone.
+    """
+    per_layer = 0.25 * n_layers
+    weights = {
+        "discrimination": per_layer,
+        "discriminative": per_layer,
+        "expert": per_layer,
+        "concordance": 0.25 * max(n_layers - 1, 0),
+    }
+    if supervision == "none":
+        weights["concordance"] = 0.0
+    return weights
+
+
+def build_classifier(
+    arch: str,
+    num_classes: int,
+    in_channels: int,
+    lap: str,
+    n_concepts: int,
+    pretrained: str | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The classifier (without normalization) and the JSON record that rebuilds it.
+
+    ``smallcnn``/``smallcnn-gn`` are built here (:class:`SmallCNN`, LAP put in by
+    :func:`torchlap.lapify`); every other name goes to :func:`torchlap.models.build_model`,
+    whose ``model.torchlap_config`` is the record.
+    """
+    from torchlap.models import PRESETS
+
+    known = ("auto", "global", "none", *PRESETS)
+    if not isinstance(lap, str) or (lap not in known and "," not in lap):
+        raise ValueError(
+            f"unknown lap={lap!r}: expected 'auto', 'global', 'none', a preset "
+            f"{sorted(PRESETS)} or a comma list of module names"
+        )
+    where: str | list[str] = lap if lap in known else [n.strip() for n in lap.split(",")]
+    if arch in SMALL_ARCHS:
+        if pretrained is not None:
+            raise ValueError(f"--pretrained is not available for {arch!r} (no weights exist)")
+        net: nn.Module = SmallCNN(num_classes, in_channels, norm=SMALL_ARCHS[arch])
+        calls: list[dict[str, Any]] = []
+        if str(lap).lower() != "none":
+            from torchlap.models import lapify
+
+            lapify(net, where=where, n_concepts=n_concepts)
+            calls = json.loads(json.dumps(net.torchlap_config["lapify"]))
+        record = {
+            "builder": "torchlap.train.SmallCNN",
+            "arch": arch,
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "lap": lap,
+            "lapify": calls,
+        }
+        return net, record
+    from torchlap.models import build_model
+
+    net = build_model(
+        arch,
+        num_classes,
+        in_channels=in_channels,
+        lap=where,
+        n_concepts=n_concepts,
+        pretrained=pretrained,
+    )
+    record = getattr(net, "torchlap_config", None)
+    if not isinstance(record, dict):
+        raise TypeError(f"build_model({arch!r}) returned a model without a torchlap_config dict")
+    return net, {"builder": "torchlap.models.build_model", **json.loads(json.dumps(record))}
+
+
+def rebuild_model(run_config: dict[str, Any]) -> NormalizedClassifier:
+    """The untrained model a run's ``config.json`` describes (weights not loaded)."""
+    record = dict(run_config["model"])
+    builder = record.pop("builder", None)
+    if builder == "torchlap.train.SmallCNN":
+        from torchlap.models import apply_lapify_config
+
+        if record.get("arch") not in SMALL_ARCHS:
+            raise ValueError(f"config.json names an unknown small architecture {record!r}")
+        net = SmallCNN(
+            record["num_classes"], record["in_channels"], norm=SMALL_ARCHS[record["arch"]]
+        )
+        apply_lapify_config(net, record.get("lapify", []))
+    elif builder == "torchlap.models.build_model":
+        from torchlap.models import model_from_config
+
+        net = model_from_config(record)
+    else:
+        raise ValueError(f"config.json names an unknown model builder {builder!r}")
+    if run_config.get("discriminative_scorers"):
+        from torchlap.losses import enable_discriminative_scorers
+
+        enable_discriminative_scorers(net)
+    return NormalizedClassifier(net, run_config["mean"], run_config["std"])
+
+
+@dataclass
+class LoadedRun:
+    """A trained run read back by :func:`load_run`.
+
+    ``model`` takes images in [0, 1] (it normalizes them itself) and is in eval mode.
+    """
+
+    model: nn.Module
+    config: dict[str, Any]
+    classes: list[str]
+    mean: list[float]
+    std: list[float]
+    image_size: int
+    in_channels: int
+    concept_sets: Any
+    run_dir: Path
+
+
+def _read_run_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a torchlap run folder: no config.json in it")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
+        raise ValueError(f"{path} was not written by torchlap train (format is not {RUN_FORMAT!r})")
+    return data
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
+    """Rebuild a trained model from ``config.json`` + ``model.safetensors`` (no pickle).
+
+    Raises ``FileNotFoundError`` when the folder is not a run or the run has not finished
+    (the weights are written at its end).
+    """
+    from safetensors.torch import load_file
+
+    run_dir = Path(run_dir)
+    config = _read_run_config(run_dir)
+    weights = run_dir / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"{weights} does not exist: the run has not finished (resume it with --resume)"
+        )
+    model = rebuild_model(config)
+    state = load_file(str(weights))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{weights} does not match the model of config.json: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+    model.eval()
+    concept_sets = None
+    if config.get("concept_sets") is not None:
+        from torchlap.losses import ConceptSets
+
+        concept_sets = ConceptSets.from_dict(config["concept_sets"])
+    return LoadedRun(
+        model=model,
+        config=config,
+        classes=list(config["classes"]),
+        mean=list(config["mean"]),
+        std=list(config["std"]),
+        image_size=int(config["image_size"]),
+        in_channels=int(config["in_channels"]),
+        concept_sets=concept_sets,
+        run_dir=run_dir,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# data
+def _load_splits(config: TrainConfig) -> dict[str, Any]:
+    from torchlap.data import load_dataset
+
+    datasets = {}
+    for split in ("train", "val", "test"):
+        kwargs = dict(config.data_options)
+        if config.n_images is not None:
+            kwargs["n_images"] = config.n_images
+        datasets[split] = load_dataset(
+            config.data, split=split, image_size=config.image_size, seed=config.seed, **kwargs
+        )
+        if len(datasets[split]) == 0:
+            raise ValueError(f"the {split} split of {config.data!r} is empty")
+    classes = list(datasets["train"].classes)
+    for split in ("val", "test"):
+        if list(datasets[split].classes) != classes:
+            raise ValueError(
+                f"the {split} split of {config.data!r} has classes {datasets[split].classes}, "
+                f"the train split {classes}"
+            )
+    return datasets
+
+
+def _has_regions(dataset: Any) -> bool:
+    """Whether any sample of ``dataset`` carries a known region (boxes or a mask)."""
+    from torchlap.data import SyntheticBenchmark
+
+    if isinstance(dataset, SyntheticBenchmark):
+        return True  # the built-in benchmarks all have exact regions
+    flag = getattr(dataset, "has_regions", None)  # annotated and image folders say it
+    if isinstance(flag, bool):
+        return flag
+    # no summary attribute: look at the samples (a generic dataset only gives whole samples)
+    return any(bool(dataset[i]["has_region"]) for i in range(len(dataset)))
+
+
+def _loader_factory(
+    datasets: dict[str, Any], config: TrainConfig, pin_memory: bool
+) -> Callable[..., Any]:
+    from torch.utils.data import DataLoader
+
+    from torchlap.data import collate_regions
+    from torchlap.train.sampling import EpochOrderSampler, ResumableBatchSampler, SeededItems
+
+    wrapped = {split: SeededItems(ds) for split, ds in datasets.items()}
+
+    def make_loader(split: str, phase: int, rank: int, world_size: int, skip: int) -> Any:
+        if config.batch_size % world_size:
+            raise ValueError(
+                f"--batch-size {config.batch_size} is the global batch; it must be divisible "
+                f"by the number of processes ({world_size})"
+            )
+        per_rank = config.batch_size // world_size
+        train = split == "train"
+        sampler = EpochOrderSampler(
+            len(wrapped[split]),
+            config.seed,
+            phase if train else 0,
+            shuffle=True,
+            rank=rank,
+            world_size=world_size,
+            follow_epoch=train,
+        )
+        # a last training batch of one sample would break batch norm: drop it
+        drop_last = train and len(sampler) % per_rank == 1
+        batches = ResumableBatchSampler(sampler, per_rank, drop_last=drop_last)
+        if skip:
+            batches.skip_batches(skip)
+        return DataLoader(
+            wrapped[split],
+            batch_sampler=batches,
+            num_workers=config.num_workers,
+            collate_fn=collate_regions,
+            pin_memory=pin_memory,
+            persistent_workers=False,
+        )
+
+    return make_loader
+
+
+# ------------------------------------------------------------------------------------------
+# run folder
+def _is_global_zero() -> bool:
+    """Rank zero before any Trainer exists (Lightning's launchers set these variables)."""
+    for name in ("RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        if name in os.environ:
+            return int(os.environ[name]) == 0
+    return int(os.environ.get("NODE_RANK", 0)) == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
+
+
+def _prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
+    """Refuse a folder holding another run (unless overwrite); with ``apply``, clear the old
+    run's files for an overwrite (other files in the folder are left alone)."""
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out} exists and is not a folder")
+    config_path = out / "config.json"
+    if config.resume:
+        if not config_path.is_file():
+            raise RunFolderError(f"--resume: {out} holds no run (no config.json) to resume")
+        stored = _read_run_config(out)
+        old = TrainConfig.from_dict(stored["train"]).identity()
+        new = config.identity()
+        if old != new:
+            diff = sorted(k for k in new if old.get(k) != new.get(k))
+            raise RunFolderError(
+                f"--resume: the run in {out} was made with other settings (differing: {diff}); "
+                "resume it with its own settings"
+            )
+        return
+    if not out.exists():
+        return
+    present = [name for name in _ARTEFACTS if (out / name).exists()]
+    others = [p.name for p in out.iterdir() if p.name not in _ARTEFACTS]
+    if config.overwrite:
+        for name in present if apply else ():
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+        return
+    if config_path.is_file():
+        try:
+            old = TrainConfig.from_dict(_read_run_config(out)["train"]).identity()
+        except (ValueError, TypeError, KeyError):
+            old = None
+        if old == config.identity():
+            raise RunFolderError(
+                f"--out {out} already holds this run; pass --resume to continue it or "
+                "--overwrite to start it again"
+            )
+        diff = sorted(k for k in config.identity() if (old or {}).get(k) != config.identity()[k])
+        raise RunFolderError(
+            f"--out {out} holds a different run (differing settings: {diff}); choose another "
+            "folder or pass --overwrite to replace it"
+        )
+    if present or others:
+        raise RunFolderError(
+            f"--out {out} is not empty and holds no torchlap run (found "
+            f"{sorted(present + others)[:5]}); choose an empty or new folder"
+        )
+
+
+# ------------------------------------------------------------------------------------------
+def _resolve_devices(devices: str | int) -> Any:
+    if isinstance(devices, int):
+        return devices
+    text = str(devices).strip()
+    if text == "auto":
+        return "auto"
+    if text.isdigit():
+        return int(text)
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(
+            f"--devices must be 'auto', a count (2) or a comma list of ids (0,1), got {devices!r}"
+        ) from None
+
+
+def _uses_cuda(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
+    """Train one run as ``config`` says and return its folder (section 2 of the design).
+
+    Checks everything (settings, data, model, phases, output folder) before writing anything;
+    then runs the phases (each its own Lightning ``Trainer.fit``), tests on the test split,
+    and writes ``model.safetensors``, ``config.json`` and ``metrics.json``. ``callbacks`` are
+    extra Lightning callbacks given to every phase's Trainer.
+    """
+    import lightning as L
+
+    from torchlap import __version__
+    from torchlap.train.checkpoint import AtomicCheckpoint
+    from torchlap.train.module import ClassifierModule, set_trainable
+
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"fit expects a TrainConfig, got {type(config).__name__}")
+    config.validate()
+    out = Path(config.out)
+    global_zero = _is_global_zero()
+    phases = config.resolved_phases()
+    devices = _resolve_devices(config.devices)
+    if global_zero or config.resume:
+        _prepare_folder(out, config, apply=False)  # refuse before any data is loaded
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    datasets = _load_splits(config)
+    train_set = datasets["train"]
+    classes = [str(c) for c in train_set.classes]
+    n_classes = len(classes)
+    in_channels = int(train_set.n_channels)
+    supervision = config.effective_supervision
+    if supervision == "expert" and not _has_regions(train_set):
+        raise ValueError(
+            f"--supervision expert needs boxes or masks, but the training split of "
+            f"{config.data!r} has none; use --supervision weak (or none)"
+        )
+
+    n_concepts = config.n_concepts or _default_n_concepts(n_classes)
+    net, model_record = build_classifier(
+        config.arch, n_classes, in_channels, config.lap, n_concepts, config.pretrained
+    )
+    mean = [float(v) for v in train_set.mean]
+    std = [float(v) for v in train_set.std]
+    if len(mean) != in_channels or len(std) != in_channels:
+        raise ValueError(
+            f"the dataset's mean/std have {len(mean)}/{len(std)} entries for {in_channels} channels"
+        )
+
+    injection = None
+    concept_sets = None
+    discriminative = False
+    if config.uses_lap:
+        from torchlap.layers import lap_modules
+        from torchlap.losses import ConceptSets, InjectionLoss, enable_discriminative_scorers
+
+        layers = lap_modules(net)
+        if not layers:
+            raise ValueError(f"--lap {config.lap!r} put no LAP layer into {config.arch!r}")
+        concept_sets = (
+            ConceptSets.from_dict(config.concept_sets)
+            if config.concept_sets is not None
+            else ConceptSets.default(n_classes, n_concepts)
+        )
+        if concept_sets.n_classes != n_classes or concept_sets.n_concepts != n_concepts:
+            raise ValueError(
+                f"concept_sets are for {concept_sets.n_classes} classes x "
+                f"{concept_sets.n_concepts} concepts; the data has {n_classes} classes and the "
+                f"model {n_concepts} concepts"
+            )
+        weights = paper_loss_weights(len(layers), supervision)
+        weights.update(config.loss_weights or {})
+        if config.use_discriminative and supervision != "none":
+            enable_discriminative_scorers(net)
+            discriminative = True
+        extra: dict[str, Any] = {}
+        if config.concordance_threshold is not None:
+            extra["concordance_threshold"] = config.concordance_threshold
+        if config.concordance_mode is not None:
+            extra["concordance_mode"] = config.concordance_mode
+        injection = InjectionLoss(
+            concept_sets,
+            min_ar=config.min_ar,
+            max_ar=config.max_ar,
+            iar=config.iar,
+            supervision=supervision,
+            use_discriminative=discriminative,
+            weights=weights,
+            expert_positive_fraction=config.expert_positive_fraction,
+            **extra,
+        )
+        lap_names = list(layers)
+    else:
+        lap_names = []
+
+    model = NormalizedClassifier(net, mean, std)
+    for index, phase in enumerate(phases):  # unknown module names fail now, not mid-run
+        try:
+            set_trainable(model, phase)
+        except ValueError as error:
+            raise ValueError(f"phase {index + 1}: {error}") from None
+
+    run_config = {
+        "format": RUN_FORMAT,
+        "format_version": RUN_FORMAT_VERSION,
+        "torchlap_version": __version__,
+        "model": model_record,
+        "lap_layers": lap_names,
+        "discriminative_scorers": discriminative,
+        "input": "images in [0, 1]; the model normalizes them with mean/std",
+        "classes": classes,
+        "in_channels": in_channels,
+        "image_size": config.image_size,
+        "mean": mean,
+        "std": std,
+        "concept_sets": None if concept_sets is None else concept_sets.to_dict(),
+        "losses": {
+            "cross_entropy": True,
+            "supervision": supervision,
+            "min_ar": config.min_ar,
+            "max_ar": config.max_ar,
+            "iar": config.iar,
+            "use_discriminative": discriminative,
+            "expert_positive_fraction": config.expert_positive_fraction,
+            "weights": None if injection is None else dict(injection.weights),
+            "concordance_threshold": None if injection is None else injection.concordance_threshold,
+            "concordance_mode": None if injection is None else injection.concordance_mode,
+        },
+        "seed": config.seed,
+        "data": {
+            "source": config.data,
+            "sizes": {split: len(ds) for split, ds in datasets.items()},
+        },
+        "phases": [phase.to_dict() for phase in phases],
+        "train": config.to_dict(),
+    }
+
+    if global_zero:
+        _prepare_folder(out, config, apply=True)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", run_config)
+
+    def write_metrics(history: list[dict[str, Any]], test: dict | None = None) -> None:
+        if global_zero:
+            atomic_write_json(
+                out / "metrics.json",
+                {
+                    "status": "finished" if test is not None else "running",
+                    "classes": classes,
+                    "epochs": history,
+                    "test": test,
+                },
+            )
+
+    use_cuda = _uses_cuda(config.accelerator)
+    make_loader = _loader_factory(datasets, config, pin_memory=use_cuda)
+    module = ClassifierModule(
+        model,
+        n_classes,
+        injection,
+        phases,
+        config.seed,
+        make_loader=make_loader,
+        on_epoch_end=write_metrics,
+    )
+    precision = config.precision
+    if precision == "auto":
+        precision = "16-mixed" if use_cuda else "32-true"
+    progress = sys.stderr.isatty() if config.progress_bar is None else bool(config.progress_bar)
+
+    start_phase, resume_path = 0, None
+    if config.resume:
+        for index in reversed(range(len(phases))):
+            candidate = out / "checkpoints" / f"phase{index + 1}" / "last.ckpt"
+            if candidate.is_file():
+                start_phase, resume_path = index, candidate
+                break
+        if resume_path is None:
+            logger.info("--resume: no checkpoint in %s, starting from the beginning", out)
+
+    trainer = None
+    for index in range(start_phase, len(phases)):
+        phase = phases[index]
+        trainable = module.set_phase(index)
+        logger.info(
+            "phase %d/%d: training %s (%d parameter tensors) for %d epochs at lr %g",
+            index + 1,
+            len(phases),
+            phase.train,
+            len(trainable),
+            phase.epochs,
+            phase.lr,
+        )
+        checkpoint = AtomicCheckpoint(
+            out / "checkpoints" / f"phase{index + 1}",
+            every_n_train_steps=config.checkpoint_every_n_steps,
+        )
+        trainer = L.Trainer(
+            max_epochs=phase.epochs,
+            accelerator=config.accelerator,
+            devices=devices,
+            num_nodes=config.num_nodes,
+            strategy=config.strategy,
+            precision=precision,
+            logger=False,
+            callbacks=[checkpoint, *callbacks],
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            use_distributed_sampler=False,
+            sync_batchnorm=use_cuda and (devices not in (1, [0]) or config.num_nodes > 1),
+            default_root_dir=str(out),
+            log_every_n_steps=1,
+        )
+        ckpt = str(resume_path) if index == start_phase and resume_path is not None else None
+        with warnings.catch_warnings():
+            # our batch sampler skips the batches a mid-epoch checkpoint already trained on
+            # (ClassifierModule.on_load_checkpoint), which Lightning cannot see
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that")
+            trainer.fit(module, ckpt_path=ckpt)
+        if trainer.interrupted:
+            raise KeyboardInterrupt("training was interrupted; resume it with --resume")
+
+    if trainer is None:  # resumed a run whose phases were all done: test needs a Trainer
+        trainer = L.Trainer(
+            accelerator=config.accelerator,
+            devices=devices,
+            num_nodes=config.num_nodes,
+            strategy=config.strategy,
+            precision=precision,
+            logger=False,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            use_distributed_sampler=False,
+            default_root_dir=str(out),
+        )
+    trainer.test(module, verbose=False)
+    test = dict(module.test_results)
+    if global_zero:
+        _atomic_save_safetensors(
+            out / "model.safetensors",
+            module.model.state_dict(),
+            {"format": RUN_FORMAT, "torchlap_version": __version__},
+        )
+        write_metrics(module.history, test)
+    logger.info("test: %s", {k: round(v, 4) for k, v in test.items() if math.isfinite(v)})
+    return out

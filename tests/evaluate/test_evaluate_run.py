@@ -1,0 +1,139 @@
+"""`torchlap evaluate` / `compare` on tiny trained runs: files, keys, resume, errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from torchlap.cli import app
+from torchlap.evaluate import EvaluateOptions, compare_runs, evaluate_run
+from torchlap.train import TrainConfig, fit
+
+FAST_METHODS = ("lap", "gradcam", "rise")
+
+
+def _train(out: Path, lap: str, supervision: str) -> Path:
+    config = TrainConfig(
+        data="lesions",
+        out=str(out),
+        arch="smallcnn",
+        lap=lap,
+        supervision=supervision,
+        epochs=1,
+        n_images=120,
+        image_size=32,
+        batch_size=16,
+        progress_bar=False,
+    )
+    return fit(config)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("runs")
+    return {
+        "lap": _train(root / "lap", "auto", "weak"),
+        "vanilla": _train(root / "vanilla", "none", "none"),
+    }
+
+
+def _options(**kwargs) -> EvaluateOptions:
+    defaults = dict(
+        methods=FAST_METHODS,
+        max_images=12,
+        max_val_images=12,
+        stability_images=3,
+        stability_fractions=(0.1, 0.3),
+        method_options={"rise": {"n_masks": 40, "mask_batch_size": 40}},
+        batch_size=8,
+    )
+    defaults.update(kwargs)
+    return EvaluateOptions(**defaults)
+
+
+def test_evaluate_writes_the_contract_files_and_resumes(runs, tmp_path):
+    out = tmp_path / "eval"
+    computed: list[str] = []
+    results = evaluate_run(
+        runs["lap"], None, out, _options(), on_method=lambda m, s: computed.append(m)
+    )
+    assert computed == list(FAST_METHODS)
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    for key in ("model", "lap_predictors", "localization", "faithfulness", "stability"):
+        assert key in on_disk
+    for method in FAST_METHODS:
+        localization = on_disk["localization"][method]
+        assert set(localization) >= {
+            "iou_threshold",
+            "iou_topk",
+            "ebpg",
+            "miou_top20",
+            "bbox",
+            "pointing_game",
+        }
+        for metric in ("iou_topk", "ebpg"):
+            assert set(localization[metric]) >= {"value", "higher_is_better", "n"}
+            assert localization[metric]["higher_is_better"] is True
+        faithfulness = on_disk["faithfulness"][method]
+        assert set(faithfulness) >= {"keep_top_k", "drop", "increase", "win"}
+        assert set(faithfulness["keep_top_k"]) == {"10", "30", "50", "70", "90"}
+        assert faithfulness["drop"]["higher_is_better"] is False
+        assert set(on_disk["stability"][method]) == {"0.1", "0.3"}
+    assert on_disk["localization"]["lap"]["threshold"] == 0.5
+    assert on_disk["model"]["balanced_accuracy"]["n"] == on_disk["data"]["n_images"] > 0
+    assert list(on_disk["lap_predictors"])  # one entry per LAP layer
+    for name in ("tables.md", "report.html", "figures/keep_k.png", "figures/iou_bars.png"):
+        assert (out / name).is_file(), name
+    assert (out / "figures" / "overlays_lap.png").is_file()
+    assert "Table II" in (out / "tables.md").read_text()
+
+    computed.clear()  # a second call reuses every method ...
+    evaluate_run(runs["lap"], None, out, _options(), on_method=lambda m, s: computed.append(m))
+    assert computed == []
+    computed.clear()  # ... unless forced, or the settings changed
+    evaluate_run(runs["lap"], None, out, _options(methods=("gradcam",)), force=True,
+                 on_method=lambda m, s: computed.append(m))  # fmt: skip
+    assert computed == ["gradcam"]
+    evaluate_run(runs["lap"], None, out, _options(methods=("gradcam",), ks=(20,)),
+                 on_method=lambda m, s: computed.append(m))  # fmt: skip
+    assert computed == ["gradcam", "gradcam"]
+
+
+def test_vanilla_run_skips_lap_and_compare_makes_one_table(runs, tmp_path):
+    report = compare_runs(
+        [runs["vanilla"], runs["lap"]],
+        "lesions",
+        tmp_path / "cmp",
+        _options(methods=("lap", "gradcam")),
+    )
+    assert report.is_file()
+    comparison = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert set(comparison["runs"]) == {"vanilla", "lap"}
+    assert comparison["runs"]["vanilla"]["skipped"] == {"lap": "the model has no LAP layer"}
+    assert comparison["runs"]["vanilla"]["lap_predictors"] == {}
+    tables = (tmp_path / "cmp" / "tables.md").read_text()
+    assert "| vanilla |" in tables and "| lap |" in tables
+
+
+def test_bad_options_fail_before_any_work(runs, tmp_path):
+    with pytest.raises(ValueError, match="unknown method"):
+        evaluate_run(runs["lap"], None, tmp_path / "x", _options(methods=("gradcamm",)))
+    with pytest.raises(ValueError, match="split"):
+        evaluate_run(runs["lap"], None, tmp_path / "x", _options(split="dev"))
+    with pytest.raises(FileNotFoundError, match="not a torchlap run folder"):
+        evaluate_run(tmp_path, None, tmp_path / "x", _options())
+    with pytest.raises(ValueError, match="classes"):
+        evaluate_run(runs["lap"], "digits", tmp_path / "x", _options())
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(ValueError, match="distinct names"):
+        compare_runs([runs["lap"], runs["lap"]], None, tmp_path / "y", _options())
+
+
+def test_cli_evaluate_rejects_unknown_method(runs):
+    result = CliRunner().invoke(app, ["evaluate", "--run", str(runs["lap"]), "--methods", "nope"])
+    assert result.exit_code != 0
+    assert "unknown method" in result.output

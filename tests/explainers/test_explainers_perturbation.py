@@ -1,0 +1,136 @@
+"""Score-CAM and RISE against slow per-image, per-mask references; batching; RISE's masks."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torchlap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
+from torchlap.explainers import Rise, RiseMasks, ScoreCam, rise_masks
+from torchlap.layers import LapBase
+
+
+def lap_cnn() -> nn.Sequential:
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(inplace=True),
+        LocalAttentionPool2d(6, 2),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.ReLU(inplace=True),
+        AdaptiveLocalAttentionPool2d(8, 1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
+    )
+    for module in model.modules():
+        if isinstance(module, LapBase):
+            nn.init.normal_(module.scorer.heads[-1].weight, std=0.5)
+    return model.eval()
+
+
+def reference_scorecam(model, layer, image, target):
+    """Score-CAM (Wang et al. 2020) for one image, one channel at a time."""
+    captured = {}
+    handle = layer.register_forward_hook(lambda m, i, o: captured.setdefault("a", o.clone()))
+    with torch.no_grad():
+        model(image[None])
+    handle.remove()
+    activations = captured["a"][0]
+    cam = torch.zeros(activations.shape[1:])
+    for k in range(activations.shape[0]):
+        a = activations[k]
+        if a.max() == a.min():
+            continue
+        up = F.interpolate(a[None, None], size=image.shape[-2:], mode="bilinear")[0, 0]
+        mask = (up - up.min()) / (up.max() - up.min())
+        with torch.no_grad():
+            probability = model((image * mask)[None]).softmax(dim=1)[0, target]
+        cam += probability * a
+    return cam.clamp(min=0)
+
+
+def test_scorecam_matches_reference_and_batching():
+    model = lap_cnn()
+    images = torch.randn(3, 3, 12, 12)
+    target = torch.tensor([0, 3, 1])
+    ours = ScoreCam(model, mask_batch_size=5).raw(images, target)
+    assert ours.shape == (3, 6, 6)  # layer "4": the input of the global LAP
+    for i in range(3):
+        expected = reference_scorecam(model, model[4], images[i], int(target[i]))
+        torch.testing.assert_close(ours[i], expected, rtol=1e-4, atol=1e-6)
+    for batch_size in (1, 64):
+        other = ScoreCam(model, mask_batch_size=batch_size).raw(images, target)
+        torch.testing.assert_close(other, ours, rtol=1e-5, atol=1e-7)
+    named = ScoreCam(model, layer="1").raw(images, target)
+    assert named.shape == (3, 12, 12)
+    with pytest.raises(ValueError, match="mask_batch_size"):
+        ScoreCam(model, mask_batch_size=0)
+
+
+def reference_masks(n, size, grid_size, p, seed):
+    """RISE masks one at a time: grid, bilinear upsampling, crop at the random shift."""
+    height, width = size
+    cell_h, cell_w = -(-height // grid_size), -(-width // grid_size)
+    generator = torch.Generator().manual_seed(seed)
+    grids = (torch.rand(n, grid_size, grid_size, generator=generator) < p).float()
+    shift_y = torch.randint(0, cell_h, (n,), generator=generator)
+    shift_x = torch.randint(0, cell_w, (n,), generator=generator)
+    masks = []
+    for i in range(n):
+        up = F.interpolate(
+            grids[i][None, None],
+            size=((grid_size + 1) * cell_h, (grid_size + 1) * cell_w),
+            mode="bilinear",
+        )[0, 0]
+        sy, sx = int(shift_y[i]), int(shift_x[i])
+        masks.append(up[sy : sy + height, sx : sx + width])
+    return torch.stack(masks)
+
+
+@pytest.mark.parametrize("size", [(16, 16), (20, 13)])
+def test_rise_masks_match_reference(size):
+    masks = rise_masks(9, size, grid_size=4, p=0.3, seed=5)
+    torch.testing.assert_close(masks, reference_masks(9, size, 4, 0.3, 5))
+    assert masks.shape == (9, *size)
+    assert masks.min() >= 0 and masks.max() <= 1
+    lazy = RiseMasks(9, size, grid_size=4, p=0.3, seed=5)
+    torch.testing.assert_close(lazy(torch.tensor([7, 2])), masks[[7, 2]])
+
+
+def test_rise_masks_are_seeded_and_keep_p():
+    a = rise_masks(400, (24, 24), seed=1)
+    b = rise_masks(400, (24, 24), seed=1)
+    c = rise_masks(400, (24, 24), seed=2)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(a, c)
+    assert abs(a.mean().item() - 0.5) < 0.03
+    assert abs(rise_masks(400, (24, 24), p=0.2).mean().item() - 0.2) < 0.03
+
+
+def test_rise_matches_reference_and_batching():
+    model = lap_cnn()
+    images = torch.randn(3, 3, 16, 16)
+    target = torch.tensor([2, 0, 1])
+    n, p = 20, 0.5
+    masks = reference_masks(n, (16, 16), 8, p, seed=0)
+    expected = torch.zeros(3, 16, 16)
+    for b in range(3):
+        for i in range(n):
+            with torch.no_grad():
+                probability = model((images[b] * masks[i])[None]).softmax(1)[0, target[b]]
+            expected[b] += probability * masks[i]
+    expected /= n * p
+    for batch_size in (1, 2, 7, 100):
+        ours = Rise(model, n_masks=n, mask_batch_size=batch_size)(images, target)
+        torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_rise_options_are_checked():
+    model = lap_cnn()
+    with pytest.raises(ValueError, match="n_masks"):
+        Rise(model, n_masks=0)
+    with pytest.raises(ValueError, match="p must be"):
+        Rise(model, p=1.5)
+    with pytest.raises(TypeError, match="seed"):
+        Rise(model, seed=1.5)
+    with pytest.raises(ValueError, match="grid_size"):
+        RiseMasks(3, (8, 8), grid_size=0)

@@ -1,0 +1,163 @@
+"""Relevance-CAM on zennit, checked against a slow hand-written LRP on a tiny conv net."""
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import torchlap
+from torchlap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
+from torchlap.explainers import RelevanceCam, upsample
+from torchlap.layers import LapBase
+
+EPS = 1e-6  # zennit's default epsilon / stabilizer
+
+
+def stab(z: float) -> float:
+    """zennit's stabilizer: z + eps * sign(z), with sign(0) = +1."""
+    return z + EPS * (1.0 if z >= 0 else -1.0)
+
+
+def reference_relevance_cam(net: nn.Sequential, x: torch.Tensor, target: int) -> torch.Tensor:
+    """Relevance-CAM at the output of ``net[1]`` for one image ``x`` (C, H, W), by loops.
+
+    LRP rules as zennit's EpsilonPlus composite applies them (Bach et al. 2015, Montavon et al.
+    2017): epsilon rule on the Linear layer, z+ rule (positive weights and bias on positive
+    inputs) on the second convolution, average pooling redistributed in proportion to the
+    inputs, relevance passed unchanged through ReLU and Flatten.
+    """
+    conv1, relu1, conv2, relu2, pool, _, linear = net
+    with torch.no_grad():
+        a1 = relu1(conv1(x[None]))[0]  # (C1, H, W): the explained layer
+        a2 = relu2(conv2(a1[None]))[0]  # (C2, H, W)
+        a3 = pool(a2[None])[0]  # (C2, H/2, W/2)
+        flat = a3.flatten()
+        z_out = linear(flat[None])[0]
+    # Linear, epsilon rule, initial relevance 1 at the target logit
+    r_flat = torch.zeros_like(flat)
+    for j in range(flat.numel()):
+        r_flat[j] = flat[j] * linear.weight[target, j] / stab(z_out[target].item())
+    r3 = r_flat.view_as(a3)
+    # average pooling 2x2: R_in = x / 4 * R_out / stab(out)
+    r2 = torch.zeros_like(a2)
+    for c in range(a2.shape[0]):
+        for i in range(a3.shape[1]):
+            for j in range(a3.shape[2]):
+                out = a3[c, i, j].item()
+                for di in range(2):
+                    for dj in range(2):
+                        y, xx = 2 * i + di, 2 * j + dj
+                        r2[c, y, xx] = a2[c, y, xx] / 4 * r3[c, i, j] / stab(out)
+    # ReLU: pass. Conv2 (3x3, padding 1), z+ rule on non-negative inputs a1
+    weight = conv2.weight.detach().clamp(min=0)
+    bias = conv2.bias.detach().clamp(min=0)
+    channels_in, height, width = a1.shape
+    r1 = torch.zeros_like(a1)
+    for o in range(weight.shape[0]):
+        for y in range(height):
+            for xx in range(width):
+                contributions = {}
+                z = bias[o].item()
+                for c in range(channels_in):
+                    for dy in range(3):
+                        for dx in range(3):
+                            yy, xi = y + dy - 1, xx + dx - 1
+                            if 0 <= yy < height and 0 <= xi < width:
+                                value = (a1[c, yy, xi] * weight[o, c, dy, dx]).item()
+                                contributions[(c, yy, xi)] = value
+                                z += value
+                for (c, yy, xi), value in contributions.items():
+                    r1[c, yy, xi] += value * r2[o, y, xx].item() / stab(z)
+    # Relevance-CAM: channel weights = summed relevance, map = ReLU(sum_k w_k A_k)
+    weights = [r1[k].sum().item() for k in range(channels_in)]
+    cam = sum(w * a1[k] for k, w in enumerate(weights))
+    return cam.clamp(min=0)
+
+
+def tiny_net() -> nn.Sequential:
+    torch.manual_seed(3)
+    net = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 3 * 3, 3),
+    ).double()
+    with torch.no_grad():
+        for conv in (net[0], net[2]):
+            conv.bias.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+def test_relevance_cam_matches_hand_written_lrp():
+    net = tiny_net()
+    images = torch.randn(3, 2, 6, 6, dtype=torch.float64)
+    targets = torch.tensor([0, 2, 1])
+    ours = RelevanceCam(net, layer="1").raw(images, targets)
+    for i in range(3):
+        expected = reference_relevance_cam(net, images[i], int(targets[i]))
+        torch.testing.assert_close(ours[i], expected)
+    assert ours.dtype == torch.float64
+    assert (ours > 0).any()
+    # the automatic layer of this net is the last spatial one before the classifier
+    auto = RelevanceCam(net)
+    assert auto.feature_probe(images).cam_layer == "4"
+
+
+def test_relevance_is_conserved_through_the_lap_layers():
+    """With no classifier bias, the relevance at the layer before the global LAP sums to 1 (the
+    initial relevance): the LAP rule redistributes, it neither creates nor loses relevance."""
+    model, _ = torchlap.lapify(torchvision.models.resnet18(num_classes=4), where="resnet18")
+    for module in model.modules():
+        if isinstance(module, LapBase):
+            nn.init.normal_(module.scorer.heads[-1].weight, std=0.5)
+    nn.init.zeros_(model.fc.bias)
+    model.eval()
+    images = torch.randn(2, 3, 64, 64)
+    explainer = RelevanceCam(model)
+    relevance = explainer.run(images, None, lambda i, t: explainer.relevance(i, t)[1])
+    torch.testing.assert_close(relevance.sum(dim=(1, 2, 3)), torch.ones(2), rtol=1e-3, atol=1e-3)
+    maps = explainer(images)
+    assert maps.shape == (2, 64, 64) and torch.isfinite(maps).all()
+
+
+def test_lap_cnn_relevance_flows_through_both_lap_layers():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        LocalAttentionPool2d(6, 2),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.ReLU(),
+        AdaptiveLocalAttentionPool2d(8, 1),
+        nn.Flatten(),
+        nn.Linear(8, 3, bias=False),
+    ).eval()
+    for module in model.modules():
+        if isinstance(module, LapBase):
+            nn.init.normal_(module.scorer.heads[-1].weight, std=0.5)
+    images = torch.randn(2, 3, 16, 16)
+    explainer = RelevanceCam(model, layer="1")  # before the first LAP: through both
+    activations, relevance = explainer.run(
+        images, 0, lambda i, t: torch.stack(explainer.relevance(i, t)[:2])
+    )
+    assert relevance.shape == activations.shape == (2, 6, 16, 16)
+    maps = explainer(images, 0)
+    assert torch.isfinite(maps).all()
+    weights = relevance.sum(dim=(2, 3))[..., None, None]
+    expected = torch.relu((weights * activations).sum(dim=1))
+    torch.testing.assert_close(maps, upsample(expected, (16, 16)))
+
+
+def test_options_are_checked():
+    net = tiny_net()
+    with pytest.raises(ValueError, match="unknown composite"):
+        RelevanceCam(net, composite="lrp0")
+    with pytest.raises(TypeError, match="canonizers"):
+        RelevanceCam(net, canonizers="resnet")
+    images = torch.randn(1, 2, 6, 6, dtype=torch.float64)
+    for name in ("epsilon_plus_flat", "epsilon_alpha2_beta1"):
+        maps = RelevanceCam(net, layer="1", composite=name)(images)
+        assert torch.isfinite(maps).all()

@@ -1,0 +1,193 @@
+"""TrainConfig/PhaseConfig validation and JSON round trip; samplers; the model front end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from torchlap.train import Normalize, NormalizedClassifier, PhaseConfig, SmallCNN, TrainConfig
+from torchlap.train.config import parse_phase
+from torchlap.train.sampling import EpochOrderSampler, ResumableBatchSampler, SeededItems
+
+
+def _config(**kw) -> TrainConfig:
+    return TrainConfig(data="lesions", out="runs/x", **kw)
+
+
+def test_config_json_round_trip_with_phases() -> None:
+    config = _config(
+        phases=[PhaseConfig(2, 1e-4, "lap"), PhaseConfig(3, 1e-3, "layer4,fc", "sgd")],
+        loss_weights={"concordance": 0.5},
+        data_options={"split_fractions": [0.8, 0.1, 0.1]},
+    )
+    config.validate()
+    text = json.dumps(config.to_dict())
+    again = TrainConfig.from_dict(json.loads(text))
+    assert again == config
+    assert again.phases[1].train_targets() == ["layer4", "fc"]
+
+
+def test_from_dict_refuses_unknown_keys() -> None:
+    data = _config().to_dict()
+    data["min_AR"] = 0.2
+    with pytest.raises(ValueError, match="unknown train config keys"):
+        TrainConfig.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"min_ar": 0.6, "max_ar": 0.5}, "must not exceed MaxAR"),
+        ({"min_ar": 0.0}, r"min_ar \(MinAR\) must be in \(0, 1\]"),
+        ({"max_ar": 1.5}, r"max_ar \(MaxAR\) must be in \(0, 1\]"),
+        ({"iar": -0.1}, r"iar \(IAR\) must be in \(0, 1\]"),
+        ({"supervision": "strong"}, "unknown supervision"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"overwrite": True, "resume": True}, "exclude each other"),
+        ({"lap": "none", "phases": [PhaseConfig(1, 1e-3, "lap")]}, "without LAP layers"),
+        ({"phases": [PhaseConfig(1, -1.0)]}, "phase 1: phase learning rate"),
+        ({"precision": "8-bit"}, "unknown precision"),
+        ({"loss_weights": {"expert": -1}}, "must be a number >= 0"),
+    ],
+)
+def test_bad_settings_are_refused(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _config(**changes).validate()
+
+
+def test_types_are_checked() -> None:
+    with pytest.raises(TypeError, match="image_size must be an int"):
+        _config(image_size=32.0).validate()
+    with pytest.raises(TypeError, match="min_ar"):
+        _config(min_ar="0.1").validate()
+
+
+def test_parse_phase() -> None:
+    assert parse_phase("lap:2:1e-4") == PhaseConfig(2, 1e-4, "lap")
+    assert parse_phase("layer4,fc:3:1e-3:sgd") == PhaseConfig(3, 1e-3, "layer4,fc", "sgd")
+    for bad in ("lap", "lap:two", "lap:1:1e-3:rmsprop", ":1"):
+        with pytest.raises(ValueError):
+            parse_phase(bad)
+
+
+def test_vanilla_run_has_no_supervision() -> None:
+    assert _config(lap="none", supervision="expert").effective_supervision == "none"
+    assert _config(lap="auto", supervision="expert").effective_supervision == "expert"
+
+
+def test_identity_ignores_execution_settings() -> None:
+    a = _config(devices="2", progress_bar=True, resume=True)
+    b = _config(devices="auto", num_workers=3)
+    assert a.identity() == b.identity()
+    assert _config(seed=1).identity() != b.identity()
+
+
+# ------------------------------------------------------------------------------------------
+def _batches(sampler_kw: dict, batch_size: int, epoch: int, skip: int = 0) -> list[list]:
+    sampler = EpochOrderSampler(**sampler_kw)
+    sampler.set_epoch(epoch)
+    batches = ResumableBatchSampler(sampler, batch_size)
+    if skip:
+        batches.skip_batches(skip)
+    return list(batches)
+
+
+def test_order_depends_only_on_seed_phase_epoch() -> None:
+    kw = {"n_items": 20, "seed": 3, "phase": 1}
+    assert _batches(kw, 4, 2) == _batches(kw, 4, 2)
+    assert _batches(kw, 4, 2) != _batches(kw, 4, 3)
+    assert _batches(kw, 4, 2) != _batches({**kw, "phase": 0}, 4, 2)
+    flat = [index for batch in _batches(kw, 4, 2) for _, index in batch]
+    assert sorted(flat) == list(range(20))
+
+
+def test_skip_resumes_the_same_epoch_order() -> None:
+    kw = {"n_items": 23, "seed": 0}
+    full = _batches(kw, 5, 4)
+    assert _batches(kw, 5, 4, skip=2) == full[2:]
+    sampler = EpochOrderSampler(**kw)
+    batches = ResumableBatchSampler(sampler, 5)
+    batches.skip_batches(2)
+    assert len(batches) == len(full) == math.ceil(23 / 5)
+    list(batches)
+    assert len(list(batches)) == len(full)  # the skip is used once
+
+
+def test_ranks_split_each_global_batch() -> None:
+    """Reference: with W ranks and per-rank batch b, the ranks' j-th batches together are the
+    single-process j-th batch of size W*b (the DDP run sees the same samples per step)."""
+    n, world, per_rank = 24, 2, 3
+    single = _batches({"n_items": n, "seed": 5}, world * per_rank, 1)
+    ranks = [
+        _batches({"n_items": n, "seed": 5, "rank": r, "world_size": world}, per_rank, 1)
+        for r in range(world)
+    ]
+    for j, batch in enumerate(single):
+        union = sorted(pair for r in range(world) for pair in ranks[r][j])
+        assert union == sorted(batch)
+
+
+def test_uneven_ranks_are_padded() -> None:
+    orders = [
+        EpochOrderSampler(7, shuffle=False, rank=r, world_size=3).order().tolist() for r in range(3)
+    ]
+    assert [len(o) for o in orders] == [3, 3, 3]
+    # the order 0..6 padded by its first two items to 9 = 3 ranks x 3, then interleaved
+    assert orders == [[0, 3, 6], [1, 4, 0], [2, 5, 1]]
+
+
+def test_sampler_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="rank"):
+        EpochOrderSampler(5, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="n_items"):
+        EpochOrderSampler(0)
+
+
+def test_seeded_items_make_random_transforms_repeatable() -> None:
+    class Noisy:
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, index: int) -> torch.Tensor:
+            return torch.rand(3) + index
+
+    items = SeededItems(Noisy())
+    torch.manual_seed(1)
+    before = torch.random.get_rng_state()
+    a = items[(123, 2)]
+    assert torch.equal(torch.random.get_rng_state(), before)  # caller's RNG untouched
+    torch.manual_seed(99)
+    assert torch.equal(items[(123, 2)], a)
+    assert not torch.equal(items[(124, 2)], a)
+
+
+# ------------------------------------------------------------------------------------------
+def test_normalize_matches_formula_per_channel() -> None:
+    mean, std = [0.1, 0.5, 0.9], [0.2, 0.3, 0.4]
+    x = torch.rand(2, 3, 4, 5)
+    out = Normalize(mean, std)(x)
+    for c in range(3):
+        torch.testing.assert_close(out[:, c], (x[:, c] - mean[c]) / std[c])
+    with pytest.raises(ValueError, match="expected"):
+        Normalize(mean, std)(torch.rand(2, 1, 4, 4))
+    with pytest.raises(ValueError, match="std must be > 0"):
+        Normalize([0.0], [0.0])
+
+
+def test_normalized_classifier_feeds_normalized_images() -> None:
+    net = SmallCNN(3, in_channels=1)
+    model = NormalizedClassifier(net, [0.5], [0.25]).eval()
+    x = torch.rand(2, 1, 16, 16)
+    torch.testing.assert_close(model(x), net((x - 0.5) / 0.25))
+    assert set(model.state_dict()) >= {"normalize.mean", "normalize.std"}
+
+
+def test_small_cnn_shapes_and_group_norm() -> None:
+    for norm in ("batch", "group"):
+        model = SmallCNN(5, in_channels=2, norm=norm)
+        assert model(torch.rand(3, 2, 32, 32)).shape == (3, 5)
+    with pytest.raises(ValueError, match="norm"):
+        SmallCNN(2, norm="layer")

@@ -1,0 +1,187 @@
+"""Bad input and faults of ``torchlap train``: each gives a clear error before work is done."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import torchlap.train.run as run_module
+from torchlap.cli import app
+from torchlap.data import load_dataset
+from torchlap.train import NonFiniteLossError, PhaseConfig, RunFolderError, TrainConfig, fit
+from torchlap.train.run import RUN_FORMAT, _prepare_folder
+from torchlap.train.wrapping import SmallCNN
+
+N_IMAGES = 80  # lesions: a few dozen 32x32 images, enough for 4+ batches of 16
+
+
+def _config(out: Path, **kw) -> TrainConfig:
+    base = {
+        "data": "lesions",
+        "out": str(out),
+        "arch": "smallcnn",
+        "lap": "auto",
+        "epochs": 1,
+        "image_size": 32,
+        "batch_size": 16,
+        "n_images": N_IMAGES,
+        "progress_bar": False,
+        "accelerator": "cpu",
+        "devices": "1",
+    }
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"arch": "resnet1800"}, ValueError, "unknown architecture 'resnet1800'"),
+        ({"lap": "resnet99"}, ValueError, "unknown lap='resnet99'"),
+        ({"lap": "resnet18"}, ValueError, "preset 'resnet18' does not fit this model"),
+        ({"phases": [PhaseConfig(1, train="layer9")]}, ValueError, "phase 1: phase trains module"),
+    ],
+)
+def test_bad_model_settings_fail_before_writing(
+    tmp_path: Path, changes: dict, error: type, message: str
+) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(error, match=message):
+        fit(_config(out, **changes))
+    assert not out.exists()
+
+
+def _class_only_folder(root: Path) -> Path:
+    """An ImageFolder-style tree with no boxes or masks."""
+    generator = torch.Generator().manual_seed(0)
+    for name in ("cats", "dogs"):
+        (root / name).mkdir(parents=True)
+        for index in range(6):
+            pixels = (torch.rand(24, 24, 3, generator=generator) * 255).to(torch.uint8).numpy()
+            Image.fromarray(pixels).save(root / name / f"{index}.png")
+    return root
+
+
+def test_expert_supervision_needs_boxes(tmp_path: Path) -> None:
+    data = _class_only_folder(tmp_path / "images")
+    out = tmp_path / "run"
+    config = _config(out, data=str(data), n_images=None, supervision="expert")
+    with pytest.raises(ValueError, match="--supervision expert needs boxes or masks"):
+        fit(config)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--min-ar", "0.6", "--max-ar", "0.5"], r"MinAR \(0.6\) must not exceed MaxAR \(0.5\)"),
+        (["--min-ar", "0"], r"min_ar \(MinAR\) must be in \(0, 1\]"),
+        (["--iar", "1.5"], r"iar \(IAR\) must be in \(0, 1\]"),
+        (["--supervision", "strong"], "unknown supervision 'strong'"),
+        (["--phase", "lap:two"], "bad phase 'lap:two'"),
+        (["--arch", "resnet1800"], "unknown architecture"),
+    ],
+)
+def test_cli_reports_bad_input(tmp_path: Path, options: list[str], message: str) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--data", "lesions", "--out", str(out), "--n-images", str(N_IMAGES)]
+    result = CliRunner().invoke(app, [*args, "--image-size", "32", *options])
+    assert result.exit_code == 1, result.output
+    assert "Error:" in result.output
+    assert re.search(message, result.output), result.output
+    assert not out.exists()
+
+
+def _fake_run(out: Path, config: TrainConfig) -> None:
+    out.mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps({"format": RUN_FORMAT, "train": config.to_dict()}))
+    (out / "metrics.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+
+
+def test_folder_with_another_run_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _fake_run(out, _config(out, seed=1))
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(
+        RunFolderError, match=r"holds a different run \(differing settings: \['seed'\]"
+    ):
+        fit(_config(out, seed=0))
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_folder_with_the_same_run_needs_resume_or_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _fake_run(out, _config(out))
+    with pytest.raises(RunFolderError, match="already holds this run; pass --resume"):
+        fit(_config(out, devices="auto"))  # execution settings do not make another run
+
+
+def test_foreign_folder_and_missing_resume_are_refused(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("x")
+    with pytest.raises(RunFolderError, match="is not empty and holds no torchlap run"):
+        fit(_config(out))
+    with pytest.raises(RunFolderError, match="holds no run"):
+        fit(_config(tmp_path / "nothing", resume=True))
+
+
+def test_overwrite_removes_only_run_files(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _fake_run(out, _config(out, seed=1))
+    (out / "checkpoints" / "phase1").mkdir(parents=True)
+    _prepare_folder(out, _config(out, overwrite=True), apply=False)  # the dry check deletes nothing
+    assert (out / "config.json").exists()
+    _prepare_folder(out, _config(out, overwrite=True), apply=True)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+class _NaNAfter(torch.nn.Module):
+    """SmallCNN whose training forward returns NaN logits from the ``n``-th call on."""
+
+    def __init__(self, net: torch.nn.Module, n: int) -> None:
+        super().__init__()
+        self.net = net
+        self.n = n
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.n:
+                return out * float("nan")
+        return out
+
+
+def test_nan_loss_stops_with_epoch_and_batch_and_keeps_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def build(arch, num_classes, in_channels, lap, n_concepts, pretrained=None):
+        net = SmallCNN(num_classes, in_channels)
+        return _NaNAfter(net, n=steps_per_epoch + 2), {"builder": "test"}
+
+    train_size = len(load_dataset("lesions", split="train", image_size=32, n_images=N_IMAGES))
+    steps_per_epoch = math.ceil(train_size / 16)
+    monkeypatch.setattr(run_module, "build_classifier", build)
+    out = tmp_path / "run"
+    config = _config(out, lap="none", epochs=3)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 2 \(loss terms"):
+        fit(config)
+    # the checkpoint of the end of epoch 1 is kept: finite weights, one epoch of history
+    checkpoint = torch.load(out / "checkpoints" / "phase1" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == steps_per_epoch
+    assert checkpoint["torchlap"]["batches_done"] == 0
+    floats = [v for v in checkpoint["state_dict"].values() if v.is_floating_point()]
+    assert floats and all(bool(torch.isfinite(v).all()) for v in floats)
+    assert len(checkpoint["torchlap"]["history"]) == 1
+    assert not (out / "model.safetensors").exists()
+    assert json.loads((out / "metrics.json").read_text())["status"] == "running"
