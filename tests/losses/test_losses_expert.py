@@ -38,12 +38,13 @@ def ref_expert(probs, masks, present, has_region, heads=None, fraction=1.0, mode
             inside = [ij for ij in pixels if target[ij] > 0]
             keep = math.ceil(Decimal(str(fraction)) * len(inside))
             inside_sorted = sorted(inside, key=lambda ij, s=s, c=c: -float(probs[s, c][ij]))
-            used = [ij for ij in pixels if target[ij] == 0] + inside_sorted[:keep]
-            acc = 0.0
-            for ij in used:
+            outside = [ij for ij in pixels if target[ij] == 0]
+            positive = 0.0  # Eq. 5-like: inside and outside averaged separately, factor 2 inside
+            for ij in inside_sorted[:keep]:
                 p, t = float(probs[s, c][ij]), target[ij]
-                acc -= t * math.log(max(p, LOG_EPS)) + (1 - t) * math.log(max(1 - p, LOG_EPS))
-            total += acc / len(used)
+                positive -= t * math.log(max(p, LOG_EPS)) + (1 - t) * math.log(max(1 - p, LOG_EPS))
+            negative = sum(-math.log(max(1 - float(probs[s, c][ij]), LOG_EPS)) for ij in outside)
+            total += 2 * positive / max(keep, 1) + negative / max(len(outside), 1)
     return total / max(n_region, 1)
 
 
@@ -109,7 +110,8 @@ def test_perfect_maps_have_small_loss():
     probs[0, 0, :2, :2] = 1 - 1e-4
     present = torch.tensor([[True], [False]])
     loss = expert_supervision_loss(probs, masks, present, torch.ones(2, dtype=torch.bool))
-    torch.testing.assert_close(loss.item(), -math.log(1 - 1e-4), rtol=1e-6, atol=1e-9)
+    # sample 0: 2 * (-ln(1 - 1e-4)) inside + (-ln(1 - 1e-4)) outside; sample 1: -ln(1 - 1e-4)
+    torch.testing.assert_close(loss.item(), -2 * math.log(1 - 1e-4), rtol=1e-6, atol=1e-9)
 
 
 def test_gradient_flows_to_probs_only_for_supervised_samples():

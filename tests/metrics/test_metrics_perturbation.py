@@ -139,7 +139,7 @@ def test_keep_top_k_all_pixels_keeps_the_prediction_and_chunking_is_invisible():
 def test_keep_top_k_with_few_classes_reports_top_t(caplog):
     model = tiny_model(n_classes=3)
     images, maps, labels = data(n_classes=3)
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("INFO", logger="torchlap.metrics"):
         result = keep_top_k(model, images, maps, labels, ks=(50,))
     assert set(result) == {
         "keep_50/top1_vs_prediction",

@@ -316,8 +316,13 @@ def expert_supervision_loss(
     The experts' boxes or masks, resized to the layer's input size with
     :func:`resize_region_masks` (``resize``), are the per-pixel target of the heads of the
     concepts present in the sample; the heads of concepts NOT present get target 0 everywhere.
-    Loss per (sample, head): mean binary cross-entropy over the pixels; then summed over heads
-    (as Eq. 5) and averaged over the samples with ``has_region`` (0 when there is none).
+    As the paper's appendix says, the loss is "similar to" Eq. 5, with the region in place of
+    the top/bottom pixel sets: for a present concept,
+    ``2 * mean_{inside} -ln p + mean_{outside} -ln(1 - p)`` (the inside and outside pixels are
+    averaged separately, as Eq. 5 averages its top-k1 and bottom-k2 sets, so a small region is
+    not outweighed by the many pixels around it; factor 2 as in Eq. 5); for an absent concept,
+    ``mean -ln(1 - p)`` over all pixels. Then summed over heads (as Eq. 5) and averaged over
+    the samples with ``has_region`` (0 when there is none).
 
     Args:
         probs: (B, h, H, W) concept probabilities.
@@ -377,7 +382,11 @@ def expert_supervision_loss(
         weight = (~inside | (rank < keep_count[..., None])).to(probs.dtype)
     else:
         weight = torch.ones_like(bce)
-    per_pair = (bce * weight).sum(-1) / weight.sum(-1).clamp_min(1)  # (B, h)
+    inside = (target > 0).to(probs.dtype) * weight
+    outside = (target <= 0).to(probs.dtype)
+    inside_mean = (bce * inside).sum(-1) / inside.sum(-1).clamp_min(1)
+    outside_mean = (bce * outside).sum(-1) / outside.sum(-1).clamp_min(1)
+    per_pair = 2 * inside_mean + outside_mean  # (B, h); inside_mean is 0 for absent concepts
     supervised = (has_region[:, None] & heads[None, :]).to(probs.dtype)
     return (per_pair * supervised).sum() / has_region.sum().clamp_min(1).to(probs.dtype)
 
