@@ -10,7 +10,8 @@ For each run folder (written by ``torchlap train``) this reloads the model with
 
 - the balanced accuracy on the test split, recomputed here (and the value in metrics.json);
 - per LAP layer, the IoU of the binarized score map (score > 0.5, paper 000 section IV,
-  "Binarization by Thresholding") with the boxes, over the test images that have boxes. The
+  "Binarization by Thresholding") with the boxes, over the test images that have boxes, and
+  the IoU of the top-k pixels with k the box area ("Binarization by Top-Scored Selection"). The
   score map lives at the layer's input resolution; it is upsampled bilinearly to the image
   size before thresholding (the paper resizes maps to the image; it does not say how). The
   row marked ``*`` is the last LAP layer before the global pool, the acceptance number.
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from torchlap import AdaptiveLocalAttentionPool2d, attention_maps, load_run
 from torchlap.data import collate_regions, load_dataset
 from torchlap.data._base import boxes_to_mask
-from torchlap.metrics import iou_threshold
+from torchlap.metrics import iou_threshold, iou_topk
 
 
 def _test_split(config: dict) -> torch.utils.data.Dataset:
@@ -77,15 +78,16 @@ def evaluate(run_dir: Path, batch_size: int) -> dict:
                 maps_by_layer.setdefault(name, []).append(upsampled[:, 0])
     recall = confusion.diag().double() / confusion.sum(dim=1).clamp_min(1).double()
     masks = torch.cat(box_masks)
-    ious = {
-        name: iou_threshold(torch.cat(parts), masks, 0.5) for name, parts in maps_by_layer.items()
-    }
+    ious = {}
+    for name, parts in maps_by_layer.items():
+        maps = torch.cat(parts)
+        ious[name] = (iou_threshold(maps, masks, 0.5), iou_topk(maps, masks))
     metrics_path = run_dir / "metrics.json"
     stored = json.loads(metrics_path.read_text()).get("test") if metrics_path.is_file() else None
     return {
         "balanced_accuracy": float(recall.mean()),
         "stored_balanced_accuracy": None if not stored else stored.get("balanced_accuracy"),
-        "iou": {name: (r.value, r.n) for name, r in ious.items()},
+        "iou": {name: (th.value, tk.value, th.n) for name, (th, tk) in ious.items()},
         "global_lap": _last_local_lap(run.model, list(ious)),
         "supervision": run.config["losses"]["supervision"],
         "n_test": len(dataset),
@@ -117,9 +119,12 @@ def main() -> None:
         )
         if not result["iou"]:
             print("    no LAP layer: no IoU")
-        for name, (value, n) in result["iou"].items():
+        for name, (threshold, topk, n) in result["iou"].items():
             mark = "*" if name == result["global_lap"] else " "
-            print(f"  {mark} IoU(score > 0.5, boxes) {name:<16} {value:.4f}  (n={n})")
+            print(
+                f"  {mark} {name:<18} IoU(score > 0.5) {threshold:.4f}   "
+                f"IoU(top-k, k = box area) {topk:.4f}   (n={n} images with boxes)"
+            )
 
 
 if __name__ == "__main__":

@@ -574,3 +574,14 @@ def test_lime_restores_flags_on_error() -> None:
         lime_patch_scores(model, torch.randn(1, 3, 16, 16), patch=0)
     with pytest.raises(ValueError, match="score"):
         lime_patch_scores(model, torch.randn(1, 3, 16, 16), score="odds")
+
+
+def test_zero_initialised_scorer_receives_gradient():
+    from torchlap.models.bla import BoundedLogitAttention
+
+    module = BoundedLogitAttention(4)
+    module.train()
+    x = torch.randn(2, 4, 3, 3)
+    module(x).square().sum().backward()
+    grads = [p.grad for p in module.parameters() if p.requires_grad]
+    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads)

@@ -165,7 +165,7 @@ class _NaNAfter(torch.nn.Module):
 def test_nan_loss_stops_with_epoch_and_batch_and_keeps_last_good_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def build(arch, num_classes, in_channels, lap, n_concepts, pretrained=None):
+    def build(arch, num_classes, in_channels, lap, n_concepts, pretrained=None, **peer):
         net = SmallCNN(num_classes, in_channels)
         return _NaNAfter(net, n=steps_per_epoch + 2), {"builder": "test"}
 

@@ -514,7 +514,8 @@ def evaluate_run(
     """Evaluate one run; write ``results.json`` (and tables, plots, report) into ``out``.
 
     ``data`` defaults to the run's own data; ``out`` to ``RUN_DIR/eval-<split>``. Methods that
-    do not apply to the model (``lap`` on a model without LAP layers) are skipped with a note.
+    do not apply to the model (``lap`` on a model without LAP layers, ``bla`` without a BLA
+    module, ``antehoc`` without an AnteHocModel) are skipped with a note.
     Returns the results dict (the content of ``results.json``).
     """
     from torchlap.layers import lap_modules
@@ -569,11 +570,23 @@ def evaluate_run(
         "skipped": {},
     }
     has_lap = bool(lap_modules(model))
+    from torchlap.models.antehoc import AnteHocModel
+    from torchlap.models.bla import bla_modules
+
+    # methods that read a module of the model: skipped (with the reason) when it has none
+    own_maps = {
+        "lap": (has_lap, "the model has no LAP layer"),
+        "bla": (bool(bla_modules(model)), "the model has no BLA/L2X-F module"),
+        "antehoc": (
+            any(isinstance(m, AnteHocModel) for m in model.modules()),
+            "the model is not an ante-hoc model (AnteHocModel)",
+        ),
+    }
     example_maps: dict[str, Tensor] = {}
     stamp = _weights_stamp(run_dir)
     for method in options.methods:
-        if method == "lap" and not has_lap:
-            results["skipped"][method] = "the model has no LAP layer"
+        if method in own_maps and not own_maps[method][0]:
+            results["skipped"][method] = own_maps[method][1]
             continue
         cache = out_dir / "methods" / f"{method}.json"
         fingerprint = _fingerprint(

@@ -14,6 +14,8 @@ registered by name (:func:`available` lists them, :func:`get` returns one):
 ``scorecam``              Score-CAM
 ``rise``                  RISE
 ``sise``                  SISE (paper 003)
+``bla``                   a BLA/L2X-F module's own soft explanation, one forward pass (paper 002)
+``antehoc``               the ante-hoc interpretation map of an AnteHocModel (paper 004)
 ========================  ============================================================
 """
 
@@ -37,11 +39,14 @@ from torchlap.explainers.gradient import (
     reduce_channels,
 )
 from torchlap.explainers.lap import LapExplainer, lap_all, select_lap_map
+from torchlap.explainers.peers import AnteHocExplainer, BlaExplainer, find_antehoc
 from torchlap.explainers.perturbation import Rise, RiseMasks, ScoreCam, rise_masks
 from torchlap.explainers.relevance_cam import RelevanceCam
 from torchlap.explainers.sise import Sise, otsu_threshold, sise_fusion
 
 __all__ = [
+    "AnteHocExplainer",
+    "BlaExplainer",
     "DeepLift",
     "Explainer",
     "FeatureProbe",
@@ -57,6 +62,7 @@ __all__ = [
     "available",
     "class_scores",
     "explain",
+    "find_antehoc",
     "get",
     "lap_all",
     "minmax_normalize",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -89,14 +89,18 @@ def run_benchmark(
     seed: int = 0,
     model: nn.Module | None = None,
     rounds: int = 2,
+    on_row: Callable[[BenchRow], None] | None = None,
 ) -> tuple[list[BenchRow], str]:
-    """Time every method (default: all registered) at every size; returns rows and model info.
+    """Time every method (default: all registered but bla/antehoc) at every size; returns rows
+    and model info.
 
     ``model``: the model to explain (default: :func:`build_lap_resnet18` with ``num_classes``).
+    ``on_row`` is called with each row as soon as it is measured (long runs report as they go).
     """
     if methods is None:  # the order of the LAP paper's comparison, then any other method
         methods = [m for m in DEFAULT_ORDER if m in available()]
-        methods += [m for m in available() if m not in methods]
+        # the peers' own maps need their own models (a BLA module, an AnteHocModel)
+        methods += [m for m in available() if m not in methods and m not in ("bla", "antehoc")]
     methods = list(methods)
     for method in methods:
         get(method)  # unknown names fail before any work
@@ -129,6 +133,14 @@ def run_benchmark(
                 elapsed = time_call(lambda e=run, x=images: e(x), dev, repeats)
                 seconds[method] = min(seconds.get(method, float("inf")), elapsed)
                 stats[method] = run.last_stats
+
+        def report(row: BenchRow) -> None:
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
+
+        for method in fast:
+            report(_row(size, method, batch_size, seconds, stats))
         for method in methods:
             if method not in PERTURBATION_METHODS:
                 continue
@@ -139,19 +151,26 @@ def run_benchmark(
                 torch.cuda.synchronize(dev)
             seconds[method] = time.perf_counter() - start
             stats[method] = explainers[method].last_stats
-        for method in methods:
-            rows.append(
-                BenchRow(
-                    size,
-                    method,
-                    seconds[method],
-                    batch_size,
-                    stats[method].get("forwards_per_image", float("nan")),
-                    stats[method].get("backwards_per_image", float("nan")),
-                    seconds[method] / seconds["lap"],
-                )
-            )
+            report(_row(size, method, batch_size, seconds, stats))
     return rows, how
+
+
+def _row(
+    size: int,
+    method: str,
+    batch_size: int,
+    seconds: dict[str, float],
+    stats: dict[str, dict[str, float]],
+) -> BenchRow:
+    return BenchRow(
+        size,
+        method,
+        seconds[method],
+        batch_size,
+        stats[method].get("forwards_per_image", float("nan")),
+        stats[method].get("backwards_per_image", float("nan")),
+        seconds[method] / seconds["lap"],
+    )
 
 
 def _options(method: str, rise_masks: int, mask_batch_size: int) -> dict:
@@ -162,19 +181,23 @@ def _options(method: str, rise_masks: int, mask_batch_size: int) -> dict:
     return {}
 
 
+TABLE_HEADER = (
+    f"{'size':>5}  {'method':<16} {'s/batch':>9} {'img/s':>9} {'x lap':>9} "
+    f"{'fwd/img':>8} {'bwd/img':>8}"
+)
+
+
+def format_row(r: BenchRow) -> str:
+    """One row of the table."""
+    return (
+        f"{r.size:>5}  {r.method:<16} {r.seconds:>9.3f} {r.images_per_second:>9.2f} "
+        f"{r.ratio_to_lap:>9.1f} {r.forwards_per_image:>8.1f} {r.backwards_per_image:>8.1f}"
+    )
+
+
 def format_table(rows: Sequence[BenchRow]) -> str:
     """The rows as a fixed-width text table."""
-    header = (
-        f"{'size':>5}  {'method':<16} {'s/batch':>9} {'img/s':>9} {'x lap':>9} "
-        f"{'fwd/img':>8} {'bwd/img':>8}"
-    )
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(
-            f"{r.size:>5}  {r.method:<16} {r.seconds:>9.3f} {r.images_per_second:>9.2f} "
-            f"{r.ratio_to_lap:>9.1f} {r.forwards_per_image:>8.1f} {r.backwards_per_image:>8.1f}"
-        )
-    return "\n".join(lines)
+    return "\n".join([TABLE_HEADER, "-" * len(TABLE_HEADER), *map(format_row, rows)])
 
 
 def register_bench(bench_app: object) -> None:
@@ -201,8 +224,11 @@ def register_bench(bench_app: object) -> None:
                 f"--sizes must be comma-separated ints, got {sizes!r}"
             ) from None
         method_list = [m.strip() for m in methods.split(",") if m.strip()] or None
+        typer.echo(f"batch {batch_size}; device {device}; RISE masks {rise_masks}")
+        typer.echo(TABLE_HEADER)
+        typer.echo("-" * len(TABLE_HEADER))
         try:
-            rows, how = run_benchmark(
+            _, how = run_benchmark(
                 size_list,
                 batch_size,
                 method_list,
@@ -212,8 +238,8 @@ def register_bench(bench_app: object) -> None:
                 device,
                 num_classes,
                 rounds=rounds,
+                on_row=lambda row: typer.echo(format_row(row)),
             )
         except ValueError as error:
             raise typer.BadParameter(str(error)) from error
-        typer.echo(f"model: {how}; batch {batch_size}; device {device}; RISE masks {rise_masks}")
-        typer.echo(format_table(rows))
+        typer.echo(f"model: {how}")

@@ -297,7 +297,10 @@ class BoundedLogitAttention(FeatureSelectionPool):
     def forward(self, x: Tensor) -> Tensor:
         """Pool ``x`` (B, C, H, W) to (B, C, 1, 1); leaves this pass's maps in ``self.maps``."""
         self._check_input(x)
-        logits = self._scores(x).clamp(max=0.0)  # beta(g) = min(g, 0); gradient passes at g <= 0
+        scores = self._scores(x)
+        # beta(g) = min(g, 0), written g - relu(g): clamp() has zero gradient at g = 0, which
+        # would freeze the zero-initialised scorer; this form has gradient 1 for g <= 0
+        logits = scores - torch.relu(scores)
         soft = torch.softmax(self.theta * logits, dim=1)
         hard = logits == logits.amax(dim=1, keepdim=True)
         path = "soft" if self.training else self.eval_path

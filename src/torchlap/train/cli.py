@@ -66,6 +66,12 @@ def train(
     lap: str = typer.Option(
         "auto", "--lap", help="LAP preset of the architecture, 'auto', or 'none' (vanilla)."
     ),
+    model: str = typer.Option(
+        "lap",
+        "--model",
+        help="lap (LAP layers of --lap), bla, bla-t, bla-ph, l2x-f (paper 002) or antehoc "
+        "(paper 004); the peers are built on the vanilla network.",
+    ),
     supervision: str = typer.Option(
         "weak", "--supervision", help="weak (Eq. 5 + Eq. 6), expert (boxes) or none."
     ),

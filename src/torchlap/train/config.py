@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "EXECUTION_FIELDS",
+    "MODELS",
     "OPTIMIZERS",
     "PRECISIONS",
     "SCHEDULES",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 SUPERVISIONS = ("weak", "expert", "none")
+# --model: LAP (paper 000), the BLA family (paper 002) or the ante-hoc network (paper 004)
+MODELS = ("lap", "bla", "bla-t", "bla-ph", "l2x-f", "antehoc")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed")
@@ -156,6 +159,12 @@ class TrainConfig:
     ``smallcnn``), ``lap`` (a preset, ``"auto"`` or ``"none"`` for the vanilla baseline),
     ``n_concepts`` (``None``: 1 concept present in the positive class for two classes, one
     concept per class otherwise), ``pretrained`` (torchvision weights name or local file).
+    ``model``: ``"lap"`` (default: the classifier with the LAP layers of ``lap``), a BLA variant
+    ``"bla"``, ``"bla-t"``, ``"bla-ph"``, ``"l2x-f"`` (paper 002: :func:`torchlap.models.blaify`
+    on the vanilla network; BLA-PH trains only the BLA module in every phase) or ``"antehoc"``
+    (paper 004: the vanilla network in an :class:`~torchlap.models.antehoc.AnteHocModel`,
+    trained with both passes). The peers have no LAP layer: with them ``lap`` must be ``"none"``
+    or left at its default ``"auto"`` (then ignored) and the supervision is ``none``.
 
     Losses (paper 000, section III.B): ``supervision`` ``weak`` (Eq. 5 concept discrimination
     with ``min_ar``/``max_ar``/``iar`` and the Eq. 6 concordance), ``expert`` (cross-entropy of
@@ -180,6 +189,7 @@ class TrainConfig:
     out: str
     arch: str = "resnet18"
     lap: str = "auto"
+    model: str = "lap"
     supervision: str = "weak"
     epochs: int = 10
     lr: float = 1e-3
@@ -232,8 +242,8 @@ class TrainConfig:
 
     @property
     def uses_lap(self) -> bool:
-        """False for the vanilla baseline (``lap="none"``)."""
-        return str(self.lap).lower() != "none"
+        """False for the vanilla baseline (``lap="none"``) and the peers (``model != "lap"``)."""
+        return self.model == "lap" and str(self.lap).lower() != "none"
 
     @property
     def effective_supervision(self) -> str:
@@ -246,6 +256,16 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise TypeError(f"{name} must be a non-empty string, got {value!r}")
+        if self.model not in MODELS:
+            raise ValueError(
+                f"unknown model {self.model!r}; expected one of {', '.join(MODELS)} (lap: LAP "
+                "layers; bla, bla-t, bla-ph, l2x-f: paper 002; antehoc: paper 004)"
+            )
+        if self.model != "lap" and str(self.lap).lower() not in ("auto", "none"):
+            raise ValueError(
+                f"--model {self.model} builds a model without LAP layers, but --lap is "
+                f"{self.lap!r}: use --lap none (or leave --lap at its default)"
+            )
         if self.supervision not in SUPERVISIONS:
             raise ValueError(
                 f"unknown supervision {self.supervision!r}; expected one of {SUPERVISIONS}"
@@ -301,6 +321,12 @@ class TrainConfig:
                 phase.validate()
             except (TypeError, ValueError) as error:
                 raise type(error)(f"phase {index + 1}: {error}") from None
+            if self.model == "bla-ph" and phase.train_targets() != ["all"]:
+                raise ValueError(
+                    f"phase {index + 1} trains {phase.train!r}, but --model bla-ph trains only "
+                    "the BLA module (frozen heads, paper 002 section 4.2): give phases with "
+                    "TRAIN 'all' (read as the BLA module), or use --model bla-t"
+                )
             if not self.uses_lap and "lap" in phase.train_targets():
                 raise ValueError(
                     f"phase {index + 1} trains 'lap' but --lap none builds a model without LAP "

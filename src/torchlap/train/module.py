@@ -6,6 +6,15 @@ same forward pass. Metrics per epoch (torchmetrics): accuracy, sensitivity, spec
 balanced accuracy (for two classes: recall of class 1, recall of class 0 and their mean; for
 more: the macro means of the per-class recall and specificity, balanced accuracy being the
 macro recall), plus the mean of every loss term.
+
+An ante-hoc model (paper 004; ``model`` is an ``AnteHocModel`` or a ``NormalizedClassifier``
+around one) trains both passes of section 2.1 in one step, on ``total = task + interpret``:
+pass one is the cross-entropy of the CNN's logits (Eq. 2; the logits do not depend on the
+weight network, so it gets no gradient from it), pass two is
+:func:`~torchlap.models.antehoc.antehoc_pass_two_loss` (Eq. 3) on the normalized images, whose
+graph reaches only the weight network (the backbone runs on detached parameters). The sum
+therefore gives each network the gradient of its own pass; one optimizer steps both. Unlike
+the paper's alternation, pass two sees the CNN before this step's update, not after it.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from torchmetrics.classification import (
 )
 
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
+from torchlap.models.antehoc import AnteHocModel, antehoc_pass_two_loss
 from torchlap.train.config import PhaseConfig
 from torchlap.train.sampling import derive_seed
 
@@ -108,6 +118,22 @@ def set_trainable(model: nn.Module, phase: PhaseConfig) -> list[str]:
     return trainable
 
 
+def _antehoc_of(model: nn.Module) -> tuple[AnteHocModel, Callable[[Tensor], Tensor]] | None:
+    """The ante-hoc model inside ``model`` and the map from ``model``'s input to its input."""
+    if isinstance(model, AnteHocModel):
+        return model, nn.Identity()  # (a module, not a lambda: the module stays picklable)
+    found = [m for m in model.modules() if isinstance(m, AnteHocModel)]
+    if not found:
+        return None
+    normalize = getattr(model, "normalize", None)
+    if getattr(model, "net", None) is found[0] and isinstance(normalize, nn.Module):
+        return found[0], normalize
+    raise ValueError(
+        "an AnteHocModel must be the trained model itself or the net of a NormalizedClassifier "
+        f"(its pass two needs the images it sees); got it inside {type(model).__name__}"
+    )
+
+
 def _frozen_batchnorms(model: nn.Module) -> list[_BatchNorm]:
     """Batch-norm layers none of whose parameters learn (they keep their running statistics)."""
     return [
@@ -176,7 +202,14 @@ class ClassifierModule(L.LightningModule):
         self._resume_skip = 0
         self._frozen_bn: list[_BatchNorm] = []
         self._val_results: dict[str, float] = {}
-        names = LOSS_TERMS if injection is not None else ("cross_entropy",)
+        self._antehoc = _antehoc_of(model)
+        if injection is not None and self._antehoc is not None:
+            raise ValueError("a model is LAP (injection loss) or ante-hoc, not both")
+        names: tuple[str, ...] = ("cross_entropy",)
+        if injection is not None:
+            names = LOSS_TERMS
+        elif self._antehoc is not None:
+            names = ("total", "cross_entropy", "interpret")
         # (ModuleDict keys cannot be "train": nn.Module.train exists)
         self.stage_metrics = nn.ModuleDict(
             {f"{stage}_metrics": self._make_metrics() for stage in STAGES}
@@ -233,6 +266,14 @@ class ClassifierModule(L.LightningModule):
     def _loss_terms(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         images, labels = batch["image"], batch["label"]
         logits = self.model(images)
+        if self.injection is None and self._antehoc is not None:
+            antehoc, to_input = self._antehoc
+            task = F.cross_entropy(logits, labels)  # pass one, Eq. 2
+            interpret = antehoc_pass_two_loss(antehoc, to_input(images))  # pass two, Eq. 3
+            antehoc.close()  # the maps hold the graph of pass two
+            total = task + interpret
+            terms = {"total": total, "cross_entropy": task, "interpret": interpret}
+            return total, {k: v.detach() for k, v in terms.items()}, logits
         if self.injection is None:
             loss = F.cross_entropy(logits, labels)
             return loss, {"cross_entropy": loss.detach()}, logits

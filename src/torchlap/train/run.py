@@ -18,6 +18,7 @@ Every file of the folder is written atomically (a temporary file in the same fol
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -133,15 +134,30 @@ def build_classifier(
     lap: str,
     n_concepts: int,
     pretrained: str | None = None,
+    model: str = "lap",
+    image_size: int | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The classifier (without normalization) and the JSON record that rebuilds it.
 
     ``smallcnn``/``smallcnn-gn`` are built here (:class:`SmallCNN`, LAP put in by
     :func:`torchlap.lapify`); every other name goes to :func:`torchlap.models.build_model`,
-    whose ``model.torchlap_config`` is the record.
+    whose ``model.torchlap_config`` is the record. ``model`` (see
+    :class:`~torchlap.train.TrainConfig`) other than ``"lap"`` builds the vanilla network
+    (``lap`` must be ``"none"`` or ``"auto"``, then ignored) and adds a peer, see
+    :func:`_add_peer`; ``image_size`` is the input side BLA's channel probe uses.
     """
     from torchlap.models import PRESETS
+    from torchlap.train.config import MODELS
 
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    if model != "lap":
+        if str(lap).lower() not in ("auto", "none"):
+            raise ValueError(
+                f"model {model!r} builds a network without LAP layers; lap must be 'none', "
+                f"got {lap!r}"
+            )
+        lap = "none"
     known = ("auto", "global", "none", *PRESETS)
     if not isinstance(lap, str) or (lap not in known and "," not in lap):
         raise ValueError(
@@ -167,7 +183,7 @@ def build_classifier(
             "lap": lap,
             "lapify": calls,
         }
-        return net, record
+        return _add_peer(net, record, model, image_size)
     from torchlap.models import build_model
 
     net = build_model(
@@ -181,13 +197,51 @@ def build_classifier(
     record = getattr(net, "torchlap_config", None)
     if not isinstance(record, dict):
         raise TypeError(f"build_model({arch!r}) returned a model without a torchlap_config dict")
-    return net, {"builder": "torchlap.models.build_model", **json.loads(json.dumps(record))}
+    record = {"builder": "torchlap.models.build_model", **json.loads(json.dumps(record))}
+    return _add_peer(net, record, model, image_size)
+
+
+def antehoc_eta(net: nn.Module) -> int:
+    """The number of soft attention maps of ``--model antehoc``: paper 004's 8, or every
+    convolution of a network with fewer (SmallCNN has 3)."""
+    n_convs = sum(1 for name, m in net.named_modules() if isinstance(m, nn.Conv2d) and name)
+    if n_convs == 0:
+        raise ValueError("--model antehoc needs a network with nn.Conv2d layers; found none")
+    return min(8, n_convs)
+
+
+def _add_peer(
+    net: nn.Module, record: dict[str, Any], model: str, image_size: int | None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Add ``model``'s peer module to the vanilla ``net``; record how in ``record``.
+
+    BLA family (paper 002): :func:`torchlap.models.blaify` (``init="glorot"``) in place of the
+    global pool, its JSON entry recorded under ``"blaify"`` (BLA-PH: everything but BLA is
+    frozen by ``blaify``). Ante-hoc (paper 004): the network wrapped in an ``AnteHocModel`` with
+    :func:`antehoc_eta` layers, its layers recorded under ``"antehoc"``.
+    """
+    if model in ("bla", "bla-t", "bla-ph", "l2x-f"):
+        from torchlap.models import blaify
+
+        # Glorot-uniform scorer, as the paper initialises new parameters (section 4.2); the
+        # default zero scorer gives logits exactly 0, where min(g, 0) has zero gradient
+        # (torch's clamp), so the scorer would never learn from scratch
+        blaify(net, variant=model, input_size=image_size, init="glorot")
+        record["blaify"] = json.loads(json.dumps(net.torchlap_config["blaify"]))
+    elif model == "antehoc":
+        from torchlap.models.antehoc import AnteHocModel
+
+        net = AnteHocModel(net, eta=antehoc_eta(net))
+        record["antehoc"] = json.loads(json.dumps(net.torchlap_config["antehoc"]))
+    return net, record
 
 
 def rebuild_model(run_config: dict[str, Any]) -> NormalizedClassifier:
     """The untrained model a run's ``config.json`` describes (weights not loaded)."""
     record = dict(run_config["model"])
     builder = record.pop("builder", None)
+    bla_entry = record.pop("blaify", None)
+    antehoc_entry = record.pop("antehoc", None)
     if builder == "torchlap.train.SmallCNN":
         from torchlap.models import apply_lapify_config
 
@@ -203,6 +257,18 @@ def rebuild_model(run_config: dict[str, Any]) -> NormalizedClassifier:
         net = model_from_config(record)
     else:
         raise ValueError(f"config.json names an unknown model builder {builder!r}")
+    if bla_entry is not None:
+        from torchlap.models import apply_blaify_config
+
+        apply_blaify_config(net, bla_entry)
+    if antehoc_entry is not None:
+        from torchlap.models.antehoc import AnteHocModel
+
+        net = AnteHocModel(
+            net,
+            layer_names=antehoc_entry["layer_names"],
+            autoencoder_channels=antehoc_entry["autoencoder_channels"],
+        )
     if run_config.get("discriminative_scorers"):
         from torchlap.losses import enable_discriminative_scorers
 
@@ -488,7 +554,14 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
 
     n_concepts = config.n_concepts or _default_n_concepts(n_classes)
     net, model_record = build_classifier(
-        config.arch, n_classes, in_channels, config.lap, n_concepts, config.pretrained
+        config.arch,
+        n_classes,
+        in_channels,
+        config.lap,
+        n_concepts,
+        config.pretrained,
+        model=config.model,
+        image_size=config.image_size,
     )
     mean = [float(v) for v in train_set.mean]
     std = [float(v) for v in train_set.std]
@@ -543,6 +616,11 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     else:
         lap_names = []
 
+    if config.model == "bla-ph":
+        # BLA-PH (paper 002, section 4.2): every phase trains the BLA module alone
+        # (TrainConfig.validate refused phases training anything but 'all')
+        bla_name = model_record["blaify"]["module_name"]
+        phases = [dataclasses.replace(phase, train=bla_name) for phase in phases]
     model = NormalizedClassifier(net, mean, std)
     for index, phase in enumerate(phases):  # unknown module names fail now, not mid-run
         try:

@@ -1,0 +1,143 @@
+"""``bla`` and ``antehoc``: the maps LAP's peers build into their own forward pass.
+
+- ``bla`` (paper 002, section 3.1): the soft explanation ``q = softmax(theta * l)`` that a BLA
+  (or BLA-T, BLA-PH, L2X-F) module computes over the positions of the last feature map. One
+  forward pass, no gradient; the map is at the feature-map resolution and the base class
+  upsamples it to the input (bilinear, like every CAM method).
+- ``antehoc`` (paper 004, section 2, Eq. 1): the interpretation map
+  ``I_map = sum_n WM_n * SAM_n`` of an :class:`~torchlap.models.antehoc.AnteHocModel`, already
+  at the input resolution; or the energy map built from it.
+
+Both maps are class-agnostic (they do not depend on ``target``): the modules explain what the
+network looked at, not why it chose one class. ``target`` is still checked against the logits.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from torchlap.explainers.base import Explainer, register, upsample
+from torchlap.models.antehoc import AnteHocModel
+from torchlap.models.bla import FeatureSelectionPool, bla_modules
+
+__all__ = ["AnteHocExplainer", "BlaExplainer", "find_antehoc"]
+
+BLA_KINDS = ("soft", "hard", "logits", "weights")
+ANTEHOC_KINDS = ("map", "energy", "binarized")
+
+
+@register("bla")
+class BlaExplainer(Explainer):
+    """The BLA module's soft explanation of the last pass (paper 002; one forward pass).
+
+    Options:
+        name: the BLA/L2X-F module's name when the model has several (default: its only one).
+        kind: which :class:`~torchlap.models.bla.BlaMaps` field: ``"soft"`` (default, ``q``,
+            summing to 1 over positions), ``"hard"`` (the discrete explanation ``delta`` as
+            0/1), ``"logits"`` (the bounded logits ``l``) or ``"weights"`` (the pooling weights
+            of this pass; in eval mode the hard path's).
+
+    Raises ``ValueError`` for a model without a BLA/L2X-F module.
+    """
+
+    def __init__(self, model: nn.Module, name: str | None = None, kind: str = "soft") -> None:
+        super().__init__(model)
+        modules = bla_modules(model)
+        if not modules:
+            raise ValueError(
+                "the 'bla' explainer needs a model with a BLA/L2X-F module; put one in with "
+                "torchlap.models.blaify(model) (or train with --model bla), or use a post-hoc "
+                "method (e.g. method='gradcam')"
+            )
+        if name is None and len(modules) > 1:
+            raise ValueError(f"the model has several BLA/L2X-F modules {list(modules)}: pass name=")
+        if name is not None and name not in modules:
+            raise ValueError(f"no BLA/L2X-F module named {name!r}; the model has {list(modules)}")
+        if kind not in BLA_KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {BLA_KINDS}")
+        self.module_name = name if name is not None else next(iter(modules))
+        self.module: FeatureSelectionPool = modules[self.module_name]
+        self.kind = kind
+
+    def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
+        self.module.clear_maps()
+        with torch.no_grad():
+            logits = self.forward(images)
+        self.resolve_target(target, logits)
+        maps = self.module.maps
+        if maps is None:
+            raise ValueError(f"the BLA module {self.module_name!r} did not run in the forward pass")
+        chosen = getattr(maps, self.kind)
+        self.module.clear_maps()
+        return chosen[:, 0].float()
+
+
+def find_antehoc(model: nn.Module) -> AnteHocModel:
+    """The :class:`AnteHocModel` ``model`` is or holds (e.g. inside a normalization wrapper)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    found = [m for m in model.modules() if isinstance(m, AnteHocModel)]
+    if not found:
+        raise ValueError(
+            f"the 'antehoc' explainer needs an AnteHocModel (paper 004), got a "
+            f"{type(model).__name__} holding none; wrap the network with "
+            "torchlap.models.antehoc.AnteHocModel (or train with --model antehoc)"
+        )
+    if len(found) > 1:
+        raise ValueError(f"the model holds {len(found)} AnteHocModels; explain one of them")
+    return found[0]
+
+
+@register("antehoc")
+class AnteHocExplainer(Explainer):
+    """The ante-hoc interpretation map (paper 004, Eq. 1), at the input resolution.
+
+    The model is an :class:`AnteHocModel` or holds one (a trained run's
+    ``NormalizedClassifier(AnteHocModel(net))``); one forward pass of the whole model, the map
+    read from the ante-hoc module.
+
+    Options:
+        kind: ``"map"`` (default): ``I_map`` (B, H, W), the weighted sum of the soft attention
+            maps; ``"energy"``: the energy map ``image * I_map`` summed over the image channels
+            (the image is the explainer's input, e.g. in [0, 1] for a trained run, so a dark
+            pixel gets little energy whatever the map says); ``"binarized"``: the same sum for
+            the binarized energy map ``image * 1[I_norm >= threshold]`` (Table 2 of the paper).
+        threshold: the binarization threshold on the per-image min-max normalised map (0.8).
+
+    Raises ``ValueError`` for a model holding no AnteHocModel.
+    """
+
+    def __init__(self, model: nn.Module, kind: str = "map", threshold: float = 0.8) -> None:
+        super().__init__(model)
+        self.antehoc = find_antehoc(model)
+        if kind not in ANTEHOC_KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {ANTEHOC_KINDS}")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise TypeError(f"threshold must be a float in [0, 1], got {threshold!r}")
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+        self.kind = kind
+        self.threshold = float(threshold)
+
+    def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
+        self.antehoc.close()
+        with torch.no_grad():
+            logits = self.forward(images)
+        self.resolve_target(target, logits)
+        maps = self.antehoc.maps
+        if maps is None:
+            raise ValueError("the AnteHocModel did not run in the model's forward pass")
+        self.antehoc.close()
+        interpretation = maps.interpretation.detach()[:, 0].float()  # (B, h, w)
+        # the ante-hoc model may see a resized input; the map is at its input's resolution
+        interpretation = upsample(interpretation, images.shape[-2:])
+        if self.kind == "map":
+            return interpretation
+        if self.kind == "binarized":
+            low = interpretation.amin(dim=(-2, -1), keepdim=True)
+            high = interpretation.amax(dim=(-2, -1), keepdim=True)
+            span = high - low
+            norm = torch.where(span > 0, (interpretation - low) / span.clamp_min(1e-30), 0.0)
+            interpretation = (norm >= self.threshold).float()
+        return (images.float() * interpretation.unsqueeze(1)).sum(dim=1)
