@@ -40,7 +40,7 @@ def _root(
 def demo(
     out: str = typer.Option("demo-output", "--out", help="Folder for the runs and the report."),
     scale: float = typer.Option(1.0, "--scale", help="Grow (>1) or shrink (<1) data and eval."),
-    epochs: int = typer.Option(None, "--epochs", help="Epochs per run (default 6)."),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs per run (default 4)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain and re-evaluate."),
 ) -> None:
     """The main job: train vanilla, weak-LAP and expert-LAP ResNet18 on `lesions`, evaluate
@@ -96,6 +96,9 @@ register_bench(bench_app)
 from torchlap.evaluate.cli import register_evaluate  # noqa: E402
 
 register_evaluate(app)
+from torchlap.explainers.cli import register_explain  # noqa: E402
+
+register_explain(app)
 # -------------------------------------------------------------------------------------------
 
 

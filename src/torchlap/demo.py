@@ -24,14 +24,14 @@ class DemoSettings:
     """What the demo trains and evaluates (defaults: the numbers the README quotes)."""
 
     image_size: int = 64
-    n_images: int = 1600
-    epochs: int = 6
+    n_images: int = 1000
+    epochs: int = 4
     batch_size: int = 32
     lr: float = 1e-3
-    eval_images: int = 64
-    val_images: int = 64
-    stability_images: int = 8
-    rise_masks: int = 500
+    eval_images: int = 32
+    val_images: int = 32
+    stability_images: int = 4
+    rise_masks: int = 300
     seed: int = 0
     arch: str = "resnet18"
 

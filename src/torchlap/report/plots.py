@@ -342,6 +342,80 @@ def plot_overlays(
 # ---------------------------------------------------------------------------- LAP layers
 
 
+def _draw_concepts(
+    ax: Any, gray: Tensor, maps: Tensor, size: tuple[int, int], palette: Any, max_concepts: int
+) -> tuple[Tensor, Tensor]:
+    """Draw one layer's concept heads over a gray image; return the heads shown and colors."""
+    heads = torch.arange(maps.shape[0])
+    if maps.shape[0] > max_concepts:
+        peaks = maps.amax(dim=(1, 2))
+        heads = torch.sort(torch.topk(peaks, max_concepts).indices).values
+    shown = _resize(maps[heads], size)  # (k, H, W)
+    colors = torch.tensor(
+        [palette(i % palette.N)[:3] for i in range(len(heads))], dtype=torch.float32
+    )
+    # probability-weighted color mix per pixel, opacity from the strongest head
+    weights = shown / shown.sum(dim=0, keepdim=True).clamp_min(1e-8)
+    rgb = torch.einsum("khw,kc->hwc", weights, colors)
+    opacity = shown.amax(dim=0, keepdim=True).permute(1, 2, 0) * 0.85
+    ax.imshow(gray.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.imshow(torch.cat([rgb, opacity], dim=2).numpy(), interpolation="nearest")
+    _clear_ticks(ax)
+    return heads, colors
+
+
+def plot_explanation(
+    image: Tensor,
+    maps_by_method: Mapping[str, Tensor],
+    lap_concepts: Mapping[str, Tensor] | None,
+    title: str,
+    path: str | os.PathLike[str],
+    *,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+) -> Path:
+    """One image explained (``torchlap explain``): the input, then each method's map overlaid
+    (divided by its maximum, as in :func:`plot_overlays`); below, when the model has LAP layers,
+    each layer's concept heads in their own colors (paper 000, Fig. 3). ``title`` carries the
+    predicted and true class. Returns ``path``.
+    """
+    target = _png_path(path)
+    if isinstance(image, Tensor) and image.dim() == 3:
+        image = image[None]
+    image = _check_images(image, "image")[0]
+    size = (image.shape[1], image.shape[2])
+    maps = {m: _resize(_check_maps(v[None] if v.dim() == 2 else v, 1, m), size)[0]
+            for m, v in maps_by_method.items()}  # fmt: skip
+    layers = {k: v.detach().float().cpu().clamp(0, 1) for k, v in (lap_concepts or {}).items()}
+    n_cols = max(1 + len(maps), len(layers), 1)
+    n_rows = 2 if layers else 1
+    figure = _new_figure(2.4 * n_cols + 0.3, 2.7 * n_rows + 0.5)
+    axes = figure.subplots(n_rows, n_cols, squeeze=False)
+    for ax in axes.flatten():
+        ax.set_axis_off()
+    _display_image(axes[0, 0], image)
+    axes[0, 0].set_axis_on()
+    _clear_ticks(axes[0, 0])
+    axes[0, 0].set_title("input", fontsize=9)
+    for ax, (method, method_map) in zip(axes[0, 1:], maps.items(), strict=False):
+        ax.set_axis_on()
+        _display_image(ax, image)
+        peak = method_map.clamp_min(0).max()
+        shown = method_map.clamp_min(0) / peak if peak > 0 else method_map.clamp_min(0)
+        ax.imshow(shown.numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+        _clear_ticks(ax)
+        ax.set_title(method_display_name(method), fontsize=9)
+    if layers:
+        palette = colormaps["tab10"]
+        gray = image.mean(dim=0)
+        for ax, (layer, concepts) in zip(axes[1], layers.items(), strict=False):
+            ax.set_axis_on()
+            _draw_concepts(ax, gray, concepts, size, palette, 10)
+            ax.set_title(f"LAP {layer}", fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    return _save(figure, target)
+
+
 def plot_lap_layers(
     image: Tensor,
     concept_maps: Mapping[str, Tensor],
@@ -397,21 +471,7 @@ def plot_lap_layers(
     figure = _new_figure(2.9 * n_panels + 0.3, 3.6)
     axes = figure.subplots(1, n_panels, squeeze=False)[0]
     for ax, (layer, maps) in zip(axes, layers.items(), strict=True):
-        heads = torch.arange(maps.shape[0])
-        if maps.shape[0] > max_concepts:
-            peaks = maps.amax(dim=(1, 2))
-            heads = torch.sort(torch.topk(peaks, max_concepts).indices).values
-        shown = _resize(maps[heads], size)  # (k, H, W)
-        colors = torch.tensor(
-            [palette(i % palette.N)[:3] for i in range(len(heads))], dtype=torch.float32
-        )
-        # probability-weighted color mix per pixel, opacity from the strongest head
-        weights = shown / shown.sum(dim=0, keepdim=True).clamp_min(1e-8)
-        rgb = torch.einsum("khw,kc->hwc", weights, colors)
-        opacity = shown.amax(dim=0, keepdim=True).permute(1, 2, 0) * 0.85
-        ax.imshow(gray.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.imshow(torch.cat([rgb, opacity], dim=2).numpy(), interpolation="nearest")
-        _clear_ticks(ax)
+        heads, colors = _draw_concepts(ax, gray, maps, size, palette, max_concepts)
         ax.set_title(f"{layer} ({maps.shape[1]}×{maps.shape[2]})", fontsize=9)
         names = [
             concept_names[h] if concept_names is not None else f"concept {h}"
