@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchlap.explainers.base import COMPARISON_METHODS
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -42,17 +44,7 @@ __all__ = [
     "load_eval_data",
 ]
 
-DEFAULT_METHODS = (
-    "lap",
-    "gradcam",
-    "guided_gradcam",
-    "guided_backprop",
-    "deeplift",
-    "relevance_cam",
-    "scorecam",
-    "rise",
-    "sise",
-)
+DEFAULT_METHODS = COMPARISON_METHODS
 
 RESULTS_FORMAT = "torchlap-results"
 _LOCALIZATION_KEYS = {

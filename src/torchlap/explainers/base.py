@@ -58,6 +58,20 @@ TargetLike = int | Tensor | None
 
 _REGISTRY: dict[str, type[Explainer]] = {}
 
+# The methods LAP is compared with (paper 000's GBP, GC, GGC, DL, RC; paper 003's Score-CAM,
+# RISE and SISE) and LAP itself, in the order tables and benchmarks show them.
+COMPARISON_METHODS = (
+    "lap",
+    "gradcam",
+    "guided_gradcam",
+    "guided_backprop",
+    "deeplift",
+    "relevance_cam",
+    "scorecam",
+    "rise",
+    "sise",
+)
+
 
 # --------------------------------------------------------------------------------- registry
 

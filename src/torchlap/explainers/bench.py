@@ -20,24 +20,14 @@ import torch
 from torch import nn
 
 from torchlap.bench.common import time_call
-from torchlap.explainers.base import available, get
+from torchlap.explainers.base import COMPARISON_METHODS, available, get
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["BenchRow", "build_lap_resnet18", "format_table", "register_bench", "run_benchmark"]
 
 PERTURBATION_METHODS = ("scorecam", "rise", "sise")
-DEFAULT_ORDER = (
-    "lap",
-    "gradcam",
-    "guided_gradcam",
-    "guided_backprop",
-    "deeplift",
-    "relevance_cam",
-    "scorecam",
-    "rise",
-    "sise",
-)
+DEFAULT_ORDER = COMPARISON_METHODS
 
 
 @dataclass

@@ -575,21 +575,10 @@ def _reference_tensor(model: nn.Module) -> Tensor | None:
 
 
 def _probe_size(model: nn.Module, input_size: Any) -> tuple[int, int, int]:
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    channels = conv.in_channels if conv is not None else 3
-    if input_size is None:
-        return channels, DEFAULT_PROBE_SIZE, DEFAULT_PROBE_SIZE
-    if isinstance(input_size, int) and not isinstance(input_size, bool):
-        size: tuple[Any, ...] = (channels, input_size, input_size)
-    elif isinstance(input_size, Sequence) and len(input_size) in (2, 3):
-        size = tuple(input_size)
-        if len(size) == 2:
-            size = (channels, *size)
-    else:
-        raise TypeError(f"input_size must be an int, (H, W) or (C, H, W), got {input_size!r}")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size):
-        raise ValueError(f"input_size entries must be positive ints, got {input_size!r}")
-    return size  # type: ignore[return-value]
+    """(C, H, W) of the probe input: the same rule as lapify's probe."""
+    from torchlap.models.lapify import _probe_shape
+
+    return _probe_shape(model, input_size)
 
 
 def _probe_feature_shape(model: nn.Module, site: _Site, input_size: Any) -> tuple[int, ...]:
