@@ -22,18 +22,6 @@ from torchlap.models.antehoc import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one intra-op thread is faster than two, and much faster when the
-    CPU is shared (threads spin-waiting for each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class TinyClassifier(nn.Module):
     def __init__(self, classes: int = 3) -> None:
         super().__init__()

@@ -29,18 +29,6 @@ from torchlap.models.bla import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one intra-op thread is faster than two, and much faster when the
-    CPU is shared (threads spin-waiting for each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class TinyNet(nn.Module):
     """A small classifier with a torchvision-style global pool."""
 
