@@ -42,18 +42,34 @@ def demo(
     scale: float = typer.Option(1.0, "--scale", help="Grow (>1) or shrink (<1) data and eval."),
     epochs: int = typer.Option(None, "--epochs", help="Epochs per run (default 4)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain and re-evaluate."),
+    suite: str = typer.Option(
+        "main",
+        "--suite",
+        help="main (vanilla, weak-LAP, expert-LAP) or peers (also BLA, BLA-T, BLA-PH, L2X-F, "
+        "ante-hoc).",
+    ),
+    data: str = typer.Option("lesions", "--data", help="Built-in benchmark (lesions, concepts)."),
 ) -> None:
     """The main job: train vanilla, weak-LAP and expert-LAP ResNet18 on `lesions`, evaluate
-    every explainer on all three, write one comparison report."""
+    every explainer on all three, write one comparison report. `--suite peers` adds the
+    self-explaining peers."""
     import logging
     import sys
     import time
 
-    from torchlap.demo import DemoSettings, run_demo
+    from torchlap.data import builtin_names
+    from torchlap.demo import SUITES, DemoSettings, run_demo
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if suite not in SUITES:
+        raise typer.BadParameter(f"unknown --suite {suite!r}; expected one of {', '.join(SUITES)}")
+    if data not in builtin_names():
+        raise typer.BadParameter(
+            f"unknown --data {data!r}; the demo runs on a built-in benchmark: "
+            f"{', '.join(builtin_names())}"
+        )
     try:
-        settings = DemoSettings().scaled(scale)
+        settings = DemoSettings(data=data).scaled(scale)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     if epochs is not None:
@@ -61,7 +77,7 @@ def demo(
             raise typer.BadParameter(f"--epochs must be >= 1, got {epochs}")
         settings.epochs = epochs
     started = time.perf_counter()
-    report = run_demo(out, settings, overwrite=overwrite)
+    report = run_demo(out, settings, overwrite=overwrite, suite=suite)
     typer.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
     typer.echo(f"tables: {report.parent / 'tables.md'}")
     typer.echo(f"report: {report}")

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchlap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
-from torchlap.explainers import Rise, RiseMasks, ScoreCam, rise_masks
+from torchlap.explainers import Rise, RiseMasks, ScoreCam, Sise, rise_masks
+from torchlap.explainers.perturbation import unique_masks
 from torchlap.layers import LapBase
 
 
@@ -64,6 +65,65 @@ def test_scorecam_matches_reference_and_batching():
     assert named.shape == (3, 12, 12)
     with pytest.raises(ValueError, match="mask_batch_size"):
         ScoreCam(model, mask_batch_size=0)
+
+
+def test_unique_masks_groups_exactly_the_equal_normalized_maps():
+    generator = torch.Generator().manual_seed(0)
+    base = torch.rand(5, 3, 3, generator=generator)
+    # copies scaled by powers of two normalise to the same bits; group 1 repeats group 0's maps
+    maps = torch.cat([base, base[:2] * 4, base[:3] * 0.5, base[:2]])
+    group = torch.tensor([0] * 5 + [0, 0] + [0, 0, 0] + [1, 1])
+    first, inverse = unique_masks(maps, group)
+
+    def normalized(i):
+        m = maps[i].flatten().tolist()
+        return tuple((v - min(m)) / (max(m) - min(m)) for v in m)
+
+    for i in range(len(maps)):
+        for j in range(len(maps)):
+            same = int(group[i]) == int(group[j]) and normalized(i) == normalized(j)
+            assert bool(inverse[i] == inverse[j]) == same, (i, j)
+    for u, representative in enumerate(first.tolist()):
+        members = (inverse == u).nonzero().flatten().tolist()
+        assert representative == min(members)
+    assert first.numel() == 7  # 5 distinct maps for image 0, 2 for image 1
+
+
+def duplicated_cnn() -> nn.Sequential:
+    """Channels 4-7 of the feature layer are 2x channels 0-3: their masks repeat (and, with
+    the same classifier weights, so do the signs of their gradients, which SISE selects by)."""
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(4),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3),
+    )
+    with torch.no_grad():
+        model[0].weight[4:] = model[0].weight[:4] * 2
+        model[0].bias[4:] = model[0].bias[:4] * 2
+        model[5].weight[:, 4:] = model[5].weight[:, :4]
+    return model.eval()
+
+
+def test_scorecam_and_sise_share_forwards_between_equal_masks():
+    model = duplicated_cnn()
+    images = torch.randn(3, 3, 8, 8)
+    target = torch.tensor([0, 2, 1])
+    for explainer_class in (ScoreCam, Sise):
+        fast = explainer_class(model, mask_batch_size=4)
+        slow = explainer_class(model, mask_batch_size=4, deduplicate=False)
+        maps, expected = fast.raw(images, target), slow.raw(images, target)
+        torch.testing.assert_close(maps, expected, rtol=1e-5, atol=1e-7)
+        saved = slow.last_stats["forwards_per_image"] - fast.last_stats["forwards_per_image"]
+        assert saved >= 4, explainer_class  # at least the 4 doubled channels per image
+    for i in range(3):  # and both still match the one-channel-at-a-time reference
+        expected = reference_scorecam(model, model[2], images[i], int(target[i]))
+        torch.testing.assert_close(ScoreCam(model).raw(images, target)[i], expected)
+    with pytest.raises(TypeError, match="deduplicate must be a bool"):
+        ScoreCam(model, deduplicate="yes")
 
 
 def reference_masks(n, size, grid_size, p, seed):

@@ -88,6 +88,23 @@ def test_pretrained_safetensors_of_a_lap_model_and_of_another_arch(tmp_path):
         build_model("mobilenet_v3_small", num_classes=3, lap="none", pretrained=str(path))
 
 
+def test_pretrained_torchlap_run_folder_strips_the_normalizer_prefix(tmp_path):
+    model = build_model("resnet18", num_classes=2, lap="none").eval()
+    run = tmp_path / "vanilla"
+    run.mkdir()
+    state = {f"net.{k}": v for k, v in model.state_dict().items()}
+    state |= {"normalize.mean": torch.zeros(3), "normalize.std": torch.ones(3)}
+    save_file(state, str(run / "model.safetensors"), metadata={"format": "torchlap-run"})
+    for pretrained in (run, run / "model.safetensors"):
+        loaded = build_model("resnet18", num_classes=2, lap="none", pretrained=str(pretrained))
+        x = torch.randn(1, 3, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.eval()(x), model(x))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"holds no model\.safetensors"):
+        build_model("resnet18", 2, lap="none", pretrained=str(tmp_path / "empty"))
+
+
 def test_adapt_input_weight_keeps_the_response_to_constant_images():
     weight = torch.randn(4, 3, 3, 3)
     for channels in (1, 3, 6):

@@ -145,6 +145,22 @@ def test_rebuild_model_of_every_peer_matches_the_built_one() -> None:
     assert not isinstance(SmallCNN(2), AnteHocModel)
 
 
+def test_bla_ph_starts_from_a_trained_vanilla_run_and_keeps_it_frozen(tmp_path: Path) -> None:
+    vanilla = fit(_config(tmp_path / "vanilla", "lap", supervision="none"))
+    keep = _Keep()
+    posthoc = fit(_config(tmp_path / "bla-ph", "bla-ph", pretrained=str(vanilla)), [keep])
+    base = load_run(vanilla).model.state_dict()
+    assert keep.start.keys() - base.keys() == {
+        "net.avgpool.scorer.weight",
+        "net.avgpool.scorer.bias",
+    }
+    for key, value in base.items():  # the post-hoc run starts from, and keeps, the vanilla net
+        torch.testing.assert_close(keep.start[key], value, rtol=0, atol=0)
+        torch.testing.assert_close(load_run(posthoc).model.state_dict()[key], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="has no published weights"):
+        build_classifier("smallcnn", 2, 3, "none", 1, pretrained="IMAGENET1K_V1")
+
+
 def test_bad_model_values_raise_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"unknown model 'vit'.*lap, bla, bla-t, bla-ph"):
         _config(tmp_path / "a", "vit").validate()

@@ -62,9 +62,10 @@ class EvaluateOptions:
     """Settings of one evaluation (all recorded in ``results.json``).
 
     ``max_images`` caps the evaluation images (the first ones of the split) and
-    ``max_val_images`` the validation images used to fit thresholds and the learned LAP
-    predictor; ``stability_images`` is the subset on which stability recomputes every map
-    under noise (5 noise levels: 5 more explanation passes). ``method_options`` go to the
+    ``max_val_images`` the validation images used to fit thresholds (each method explains
+    those holding a region) and the learned LAP predictor; ``stability_images`` is the subset
+    on which stability recomputes every map under noise (one more explanation pass per
+    fraction of ``stability_fractions``). ``method_options`` go to the
     explainers' constructors, e.g. ``{"rise": {"n_masks": 1000}}``. ``target`` is whose map is
     explained: ``"prediction"`` (the paper's choice for keep-k%) or ``"label"``.
     """
@@ -391,17 +392,25 @@ def evaluate_method(
         if method == "lap":
             threshold, normalize = 0.5, False
         else:
-            val_maps = explain_all(
-                model, val.images, val_targets, method, method_options, options.batch_size, device
-            )
+            # the threshold separates pixels inside from outside the regions: the validation
+            # images holding a region carry both kinds, so only they are explained
+            region = val.masks.flatten(1).any(dim=1)
             normalize = True
-            try:
-                threshold = fit_global_threshold(
-                    val_maps, val.masks, classifier=options.threshold_classifier, seed=options.seed
-                )
-            except ValueError as error:
-                threshold = None
-                notes.append(f"no global threshold: {error}")
+            threshold = None
+            if not bool(region.any()):
+                notes.append("no global threshold: no validation image holds a region")
+            else:
+                val_maps = explain_all(
+                    model, val.images[region], val_targets[region], method, method_options,
+                    options.batch_size, device,
+                )  # fmt: skip
+                try:
+                    threshold = fit_global_threshold(
+                        val_maps, val.masks[region], classifier=options.threshold_classifier,
+                        seed=options.seed,
+                    )  # fmt: skip
+                except ValueError as error:
+                    notes.append(f"no global threshold: {error}")
         results = localization_metrics(maps, test.masks, threshold=threshold, normalize=normalize)
         localization = {_LOCALIZATION_KEYS[k]: _metric(v) for k, v in results.items()}
         if threshold is None:  # the key stays, undefined, so every method has the same keys

@@ -23,7 +23,33 @@ from torchlap.explainers.base import (
     register,
 )
 
-__all__ = ["Rise", "RiseMasks", "ScoreCam", "masked_scores", "rise_masks"]
+__all__ = ["Rise", "RiseMasks", "ScoreCam", "masked_scores", "rise_masks", "unique_masks"]
+
+
+def unique_masks(maps: Tensor, group: Tensor) -> tuple[Tensor, Tensor]:
+    """Which (image, activation map) pairs give the same Score-CAM/SISE mask.
+
+    ``maps`` ``(N, h, w)`` non-constant activation maps, ``group`` ``(N,)`` the image each
+    belongs to. A mask is the map upsampled (bilinear, linear) and min-max normalised, so two
+    maps of one image whose min-max normalised low-resolution values are equal give the same
+    mask (up to float rounding) and the same score: one masked forward serves both. After a
+    ReLU most channels of a late, small layer are sparse (at 2x2 every channel with a single
+    positive pixel gives the same one-hot mask), so this saves most forwards there; it is exact
+    grouping, not an approximation. Returns ``(first, inverse)``: ``first`` ``(U,)`` the index
+    of one representative per distinct mask, ``inverse`` ``(N,)`` the mask of each pair.
+
+    Written here because no explainer library shares masked forwards between channels.
+    """
+    flat = maps.flatten(1).float()
+    low = flat.amin(dim=1, keepdim=True)
+    normed = (flat - low) / (flat.amax(dim=1, keepdim=True) - low)
+    key = torch.cat([group[:, None].to(normed.dtype), normed], dim=1)
+    _, inverse = torch.unique(key, dim=0, return_inverse=True)
+    n_unique = int(inverse.max()) + 1 if inverse.numel() else 0
+    index = torch.arange(flat.shape[0], device=maps.device)
+    first = torch.full((n_unique,), flat.shape[0], dtype=torch.long, device=maps.device)
+    first.scatter_reduce_(0, inverse, index, reduce="amin")
+    return first, inverse
 
 
 def masked_scores(
@@ -54,17 +80,26 @@ class ScoreCam(Explainer):
     the masked image ``X * H_k``. Constant maps (no mask) get weight 0. Options: ``layer``
     (``None``: the last feature layer before global pooling, or a module name),
     ``mask_batch_size`` (masked images per forward, default 64). Raw maps are at the layer's
-    resolution. Cost: one forward plus one per (image, non-constant channel).
+    resolution. Cost: one forward plus one per distinct mask of an image: constant channels
+    are skipped and channels giving the same mask share one forward (:func:`unique_masks`;
+    ``deduplicate=False`` scores every channel separately).
     """
 
     def __init__(
-        self, model: nn.Module, layer: str | nn.Module | None = None, mask_batch_size: int = 64
+        self,
+        model: nn.Module,
+        layer: str | nn.Module | None = None,
+        mask_batch_size: int = 64,
+        deduplicate: bool = True,
     ) -> None:
         super().__init__(model)
         if layer is not None and not isinstance(layer, (str, nn.Module)):
             raise TypeError(f"layer must be None, a module name or a module, got {layer!r}")
+        if not isinstance(deduplicate, bool):
+            raise TypeError(f"deduplicate must be a bool, got {deduplicate!r}")
         self.layer = layer
         self.mask_batch_size = _check_positive_int(mask_batch_size, "mask_batch_size")
+        self.deduplicate = deduplicate
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
         name = self.resolve_layer(self.layer, images)
@@ -79,19 +114,24 @@ class ScoreCam(Explainer):
         valid = flat.amax(dim=2) > flat.amin(dim=2)
         image_index, channel_index = valid.nonzero(as_tuple=True)
         size = images.shape[-2:]
+        if self.deduplicate:
+            first, inverse = unique_masks(activations[image_index, channel_index], image_index)
+        else:
+            first = inverse = torch.arange(image_index.numel(), device=images.device)
+        scored_image, scored_channel = image_index[first], channel_index[first]
 
         def make_inputs(index: Tensor) -> Tensor:
-            maps = activations[image_index[index], channel_index[index]]
+            maps = activations[scored_image[index], scored_channel[index]]
             upsampled = F.interpolate(
                 maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False
             )
             masks = minmax_normalize(upsampled)
-            return images[image_index[index]] * masks
+            return images[scored_image[index]] * masks
 
-        n_items = image_index.numel()
         scores = masked_scores(
-            self, n_items, make_inputs, target[image_index], self.mask_batch_size, images.device
-        )
+            self, first.numel(), make_inputs, target[scored_image], self.mask_batch_size,
+            images.device,
+        )[inverse]  # fmt: skip
         weights = torch.zeros(batch, channels, device=images.device, dtype=activations.dtype)
         weights[image_index, channel_index] = scores.to(activations.dtype)
         return torch.relu((weights[:, :, None, None] * activations).sum(dim=1))

@@ -33,6 +33,7 @@ from torchlap.explainers.base import (
     minmax_normalize,
     register,
 )
+from torchlap.explainers.perturbation import unique_masks
 
 __all__ = ["Sise", "otsu_threshold", "sise_fusion"]
 
@@ -89,8 +90,10 @@ class Sise(Explainer):
 
     Options: ``layers`` (``None``: block-wise selection; or a list of module names, shallow to
     deep), ``mu`` (Eq. 7's threshold, default 0), ``mask_batch_size`` (masked images per forward,
-    default 64). Maps are at the input resolution. Cost: one forward and one backward pass, plus
-    one forward per kept feature map (``last_stats`` reports the count).
+    default 64), ``deduplicate`` (default True: kept maps of an image that give the same mask
+    share one forward, see :func:`torchlap.explainers.perturbation.unique_masks`). Maps are at
+    the input resolution. Cost: one forward and one backward pass, plus one forward per distinct
+    kept mask (``last_stats`` reports the count).
     """
 
     def __init__(
@@ -99,8 +102,12 @@ class Sise(Explainer):
         layers: list[str] | None = None,
         mu: float = 0.0,
         mask_batch_size: int = 64,
+        deduplicate: bool = True,
     ) -> None:
         super().__init__(model)
+        if not isinstance(deduplicate, bool):
+            raise TypeError(f"deduplicate must be a bool, got {deduplicate!r}")
+        self.deduplicate = deduplicate
         if layers is not None and (
             isinstance(layers, str)
             or not all(isinstance(n, str) for n in layers)
@@ -148,11 +155,17 @@ class Sise(Explainer):
             flat = acts.flatten(2)
             keep = (alpha > self.mu * beta) & (alpha > 0) & (flat.amax(2) > flat.amin(2))
             image_index, channel_index = keep.nonzero(as_tuple=True)
+            if self.deduplicate:
+                first, inverse = unique_masks(acts[image_index, channel_index], image_index)
+            else:
+                first = inverse = torch.arange(image_index.numel(), device=images.device)
+            # Eq. 10-12 per distinct mask, counted as often as kept channels give it
+            multiplicity = torch.bincount(inverse, minlength=first.numel())
             visual = torch.zeros(images.shape[0], *size, device=images.device)
             with torch.no_grad():
-                for start in range(0, image_index.numel(), self.mask_batch_size):
-                    rows = image_index[start : start + self.mask_batch_size]
-                    channels = channel_index[start : start + self.mask_batch_size]
+                for start in range(0, first.numel(), self.mask_batch_size):
+                    chosen = first[start : start + self.mask_batch_size]
+                    rows, channels = image_index[chosen], channel_index[chosen]
                     upsampled = F.interpolate(
                         acts[rows, channels].unsqueeze(1),
                         size=size,
@@ -163,6 +176,7 @@ class Sise(Explainer):
                     scores = class_scores(self.forward(images[rows] * masks), target[rows])
                     masks = masks[:, 0].float()
                     weights = scores.float() / masks.sum(dim=(1, 2))  # Eq. 11: m / sum(m)
+                    weights = weights * multiplicity[start : start + chosen.numel()]
                     visual.index_add_(0, rows, weights[:, None, None] * masks)  # Eq. 10, 12
             counts = keep.sum(dim=1).clamp_min(1).to(visual.dtype)
             maps.append(visual / counts[:, None, None])

@@ -200,13 +200,19 @@ def pointing_game(maps: Tensor, masks: Tensor) -> MetricResult:
     """Pointing game (Zhang et al., extended by EBPG in paper 003): a hit when the map's
     maximum lies inside the region (no tolerance margin).
 
-    The maximum is the top-1 pixel of :func:`torchlap.metrics.top_k_mask`: among tied
-    maxima the lowest flat index wins, so an all-zero map points at pixel (0, 0). (Quantus
-    counts a hit when *any* tied maximum is inside, which makes a constant map always hit.)
+    Tied maxima are common (saturated probability maps, coarse CAMs upsampled into plateaus,
+    all-zero maps), so a sample scores the expected hit of a uniformly random choice among its
+    tied maxima: the fraction of them inside the region. A constant map thus scores the
+    region's area fraction, the chance level. (Quantus counts a hit when *any* tied maximum is
+    inside, so a constant map always hits; taking the lowest index instead would make a
+    plateau hit only when it covers the top-left pixel.)
     """
     maps, masks, _, valid = _checked(maps, masks)
-    hit = (top_k_mask(maps, 1) & masks).flatten(1).any(dim=1)
-    return make_result("pointing_game", hit.double(), valid)
+    flat = maps.flatten(1)
+    tied = flat == flat.amax(dim=1, keepdim=True)
+    inside = (tied & masks.flatten(1)).sum(dim=1)
+    hit = inside.double() / tied.sum(dim=1).double()
+    return make_result("pointing_game", hit, valid)
 
 
 def localization_metrics(

@@ -52,7 +52,40 @@ def _check_arch(arch: str) -> None:
 
 
 def _is_path(pretrained: str) -> bool:
-    return pretrained.endswith(".safetensors") or os.sep in pretrained or "/" in pretrained
+    return (
+        pretrained.endswith(".safetensors")
+        or os.sep in pretrained
+        or "/" in pretrained
+        or Path(pretrained).is_dir()
+    )
+
+
+def load_pretrained_file(
+    model: nn.Module, pretrained: str | os.PathLike[str], in_channels: int
+) -> Path:
+    """Load a ``.safetensors`` file or a torchlap run folder's weights into ``model``.
+
+    Keys of LAP layers may be missing; a classifier of another size is left fresh; RGB
+    first-convolution weights are adapted to ``in_channels``. Returns the file read.
+    """
+    path = _weights_file(Path(pretrained))
+    _load_safetensors(model, path, in_channels)
+    return path
+
+
+def _weights_file(path: Path) -> Path:
+    """The safetensors file of ``path``: the file itself, or a torchlap run folder's weights."""
+    if path.is_dir():
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(
+                f"pretrained folder {path} holds no model.safetensors: pass a .safetensors file "
+                "or a finished torchlap run folder"
+            )
+        return weights
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights file not found: {path}")
+    return path
 
 
 def _weights(arch: str, name: str) -> Any:
@@ -187,10 +220,12 @@ def build_model(
     ``arch``: a torchvision classification model name (``torchvision.models.get_model``).
     ``lap``: ``"auto"``, ``"global"``, a preset name, a list of module names, or ``None``/``"none"``
     for the plain model. ``pretrained``: a torchvision weights name (``"IMAGENET1K_V1"``,
-    ``"DEFAULT"``; downloaded by torchvision) or the path of a ``.safetensors`` state dict of
-    the same architecture, plain or made LAP (keys of LAP layers may be missing; a classifier of
-    another size is left fresh; first-convolution RGB weights are adapted to ``in_channels``:
-    summed for one channel). Inception v3 / GoogLeNet are built without auxiliary classifiers.
+    ``"DEFAULT"``; downloaded by torchvision), the path of a ``.safetensors`` state dict of
+    the same architecture, or a torchlap run folder (its ``model.safetensors``: e.g. a trained
+    vanilla run as BLA-PH's frozen backbone), plain or made LAP (keys of LAP layers may be
+    missing; a classifier of another size is left fresh; first-convolution RGB weights are
+    adapted to ``in_channels``: summed for one channel). Inception v3 / GoogLeNet are built
+    without auxiliary classifiers.
     """
     _check_arch(arch)
     _check_int(num_classes, "num_classes")
@@ -213,9 +248,7 @@ def build_model(
             raise TypeError(f"pretrained must be a str or a path, got {pretrained!r}")
         pretrained = os.fspath(pretrained)
         if _is_path(pretrained):
-            path = Path(pretrained)
-            if not path.is_file():
-                raise FileNotFoundError(f"pretrained weights file not found: {path}")
+            path = _weights_file(Path(pretrained))
         else:
             weights = _weights(arch, pretrained)
     model = _base_model(arch, num_classes, in_channels, weights, arch_kwargs)
@@ -240,14 +273,24 @@ def build_model(
     return model
 
 
+_RUN_PREFIX = "net."
+
+
 def _load_safetensors(model: nn.Module, path: Path, in_channels: int) -> None:
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     try:
         state = load_file(str(path))
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata() or {}
     except Exception as error:
         raise ValueError(f"cannot read {path} as a safetensors file: {error}") from error
     own = model.state_dict()
+    if metadata.get("format") == "torchlap-run":
+        # a torchlap run's weights: NormalizedClassifier keeps the network under "net." next
+        # to its input normalisation, which the new run records afresh from its own data
+        state = {k[len(_RUN_PREFIX) :]: v for k, v in state.items() if k.startswith(_RUN_PREFIX)}
     conv_key = f"{_first_conv_name(model)}.weight"
     stored = state.get(conv_key)
     if stored is not None and stored.dim() == 4 and stored.shape[1] == 3 != in_channels:

@@ -97,7 +97,10 @@ def train(
         None, "--data-option", help="KEY=VALUE passed to load_dataset (repeatable)."
     ),
     pretrained: str | None = typer.Option(
-        None, "--pretrained", help="torchvision weights name (e.g. IMAGENET1K_V1) or a local file."
+        None,
+        "--pretrained",
+        help="torchvision weights name (e.g. IMAGENET1K_V1), a .safetensors file, or a torchlap "
+        "run folder (e.g. a vanilla run as the frozen network of --model bla-ph).",
     ),
     n_concepts: int | None = typer.Option(
         None, "--n-concepts", help="Concept heads per LAP (default: 1 for 2 classes, else C)."

@@ -166,8 +166,6 @@ def build_classifier(
         )
     where: str | list[str] = lap if lap in known else [n.strip() for n in lap.split(",")]
     if arch in SMALL_ARCHS:
-        if pretrained is not None:
-            raise ValueError(f"--pretrained is not available for {arch!r} (no weights exist)")
         net: nn.Module = SmallCNN(num_classes, in_channels, norm=SMALL_ARCHS[arch])
         calls: list[dict[str, Any]] = []
         if str(lap).lower() != "none":
@@ -175,6 +173,15 @@ def build_classifier(
 
             lapify(net, where=where, n_concepts=n_concepts)
             calls = json.loads(json.dumps(net.torchlap_config["lapify"]))
+        if pretrained is not None:
+            from torchlap.models.build import load_pretrained_file
+
+            if not Path(pretrained).exists():
+                raise ValueError(
+                    f"--pretrained {pretrained!r}: {arch!r} has no published weights; pass a "
+                    "torchlap run folder or a .safetensors file of the same architecture"
+                )
+            load_pretrained_file(net, pretrained, in_channels)
         record = {
             "builder": "torchlap.train.SmallCNN",
             "arch": arch,
@@ -182,6 +189,7 @@ def build_classifier(
             "in_channels": in_channels,
             "lap": lap,
             "lapify": calls,
+            "pretrained": pretrained,
         }
         return _add_peer(net, record, model, image_size)
     from torchlap.models import build_model

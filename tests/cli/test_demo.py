@@ -1,0 +1,53 @@
+"""``torchlap demo``: both suites end to end at a toy size (the real size is timed by hand)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from torchlap.cli import app
+from torchlap.demo import SUITES, DemoSettings, run_demo
+
+TINY = DemoSettings(
+    image_size=32, n_images=60, epochs=1, eval_images=8, val_images=8, stability_images=4,
+    rise_masks=50, arch="smallcnn",
+)  # fmt: skip
+
+
+def test_peer_suite_trains_every_model_and_compares_them(tmp_path: Path) -> None:
+    report = run_demo(tmp_path, TINY, methods=("lap", "bla", "antehoc", "gradcam"), suite="peers")
+    names = [name for name, _ in SUITES["peers"]]
+    assert names == ["vanilla", "ws-lap", "bb-lap", "bla", "bla-t", "bla-ph", "l2x-f", "antehoc"]
+    assert report == tmp_path / "report.html" and report.is_file()
+    runs = json.loads((tmp_path / "comparison.json").read_text())["runs"]
+    assert list(runs) == names
+    for name in names:  # every run has its model metrics and Grad-CAM's localization
+        assert runs[name]["model"]["accuracy"]["value"] is not None
+        assert "gradcam" in runs[name]["localization"]
+    own = {"ws-lap": "lap", "bb-lap": "lap", "antehoc": "antehoc"}
+    for name in names:  # each run's own maps are evaluated, the others' skipped with a reason
+        method = own.get(name, "bla" if name.startswith(("bla", "l2x")) else None)
+        for candidate in ("lap", "bla", "antehoc"):
+            if candidate == method:
+                assert candidate in runs[name]["localization"], (name, candidate)
+            else:
+                assert candidate in runs[name]["skipped"], (name, candidate)
+    config = json.loads((tmp_path / "runs" / "bla-ph" / "config.json").read_text())
+    assert config["model"]["pretrained"] == str(tmp_path / "runs" / "vanilla")
+    tables = (tmp_path / "tables.md").read_text()
+    for name in names:
+        assert f"| {name} |" in tables
+
+
+def test_demo_refuses_unknown_suite_and_data(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown suite 'all'; expected one of main, peers"):
+        run_demo(tmp_path, TINY, suite="all")
+    runner = CliRunner()
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "a"), "--suite", "all"])
+    assert result.exit_code == 2 and "unknown --suite 'all'" in result.output
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "a"), "--data", "cifar"])
+    assert result.exit_code == 2 and "concepts, digits, lesions" in result.output
+    assert not (tmp_path / "a").exists()
