@@ -18,6 +18,7 @@ from torchlap.report import (
     all_tables,
     method_display_name,
     table_faithfulness,
+    table_lime,
     table_localization,
     table_model_and_lap,
     table_other_localization,
@@ -287,6 +288,20 @@ def test_all_tables_skips_empty_sections_and_accepts_one_results_dict() -> None:
     assert tables[1].rows[0].labels == ("solo",)
     # an empty localization dict still gives a well-formed (empty) table
     assert localization_table({"r": {"localization": {}}}).columns == ()
+
+
+def test_lime_table_shows_runs_with_a_bla_module_only() -> None:
+    results = results_by_run()
+    assert "table-lime" not in [table.id for table in all_tables(results)]
+    results["vanilla"]["lime_spearman"] = {
+        "bla": metric(0.4123), "gradcam": metric(-0.25), "patch": 9, "n_samples": 1000,
+    }  # fmt: skip
+    header, rows = parse_markdown_table(table_lime(results))
+    assert header == ["Run", "BLA (soft)", "Grad-CAM"]
+    assert rows == [["vanilla", "**0.412**", "-0.250"]]
+    assert "vanilla: 9-px patches, 1000 LIME samples." in table_lime(results)
+    ids = [table.id for table in all_tables(results)]
+    assert ids.index("table-lime") == ids.index("table-timing") - 1
 
 
 def test_runs_table_lists_skipped_methods_and_notes() -> None:

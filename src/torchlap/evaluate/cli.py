@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -35,31 +36,11 @@ def _parse_method_options(text: str | None) -> dict:
     return value
 
 
-def _options(
-    split: str,
-    methods: str,
-    batch_size: int,
-    max_images: int | None,
-    max_val_images: int | None,
-    stability_images: int,
-    baseline: str,
-    target: str,
-    method_options: str | None,
-    device: str,
-    seed: int,
-) -> EvaluateOptions:
+def _options(methods: str, method_options: str | None, **fields: object) -> EvaluateOptions:
     options = EvaluateOptions(
-        split=split,
         methods=_parse_methods(methods),
-        batch_size=batch_size,
-        max_images=max_images,
-        max_val_images=max_val_images,
-        stability_images=stability_images,
-        baseline=baseline,
-        target=target,
         method_options=_parse_method_options(method_options),
-        device=device,
-        seed=seed,
+        **fields,  # type: ignore[arg-type]
     )
     try:
         options.validate()
@@ -71,6 +52,30 @@ def _options(
 _METHODS_HELP = "Comma-separated explainer names."
 _DEFAULT_METHODS = ",".join(DEFAULT_METHODS)
 
+# the options evaluate and compare share, declared once
+Split = Annotated[str, typer.Option("--split", help="train, val or test.")]
+Methods = Annotated[str, typer.Option("--methods", help=_METHODS_HELP)]
+Force = Annotated[bool, typer.Option("--force", help="Recompute methods already computed.")]
+BatchSize = Annotated[int, typer.Option("--batch-size")]
+MaxImages = Annotated[int | None, typer.Option("--max-images", help="Cap on evaluation images.")]
+MaxValImages = Annotated[int, typer.Option("--max-val-images")]
+StabilityImages = Annotated[int, typer.Option("--stability-images")]
+Baseline = Annotated[str, typer.Option("--baseline", help="keep-k% fill: zero, mean, blur.")]
+Target = Annotated[str, typer.Option("--target", help="prediction or label.")]
+MethodOptions = Annotated[
+    str | None,
+    typer.Option("--method-options", help='JSON, e.g. {"rise": {"n_masks": 500}}'),
+]
+LimeImages = Annotated[
+    int,
+    typer.Option(
+        "--lime-images",
+        help="BLA models: images for paper 002's LIME rank correlation (0: off).",
+    ),
+]
+Device = Annotated[str, typer.Option("--device")]
+Seed = Annotated[int, typer.Option("--seed")]
+
 
 def register_evaluate(app: typer.Typer) -> None:
     """Add ``evaluate`` and ``compare`` to the ``torchlap`` command."""
@@ -81,39 +86,31 @@ def register_evaluate(app: typer.Typer) -> None:
         data: str = typer.Option(
             None, "--data", help="Built-in name or folder (default: the run's)."
         ),
-        split: str = typer.Option("test", "--split", help="train, val or test."),
-        methods: str = typer.Option(_DEFAULT_METHODS, "--methods", help=_METHODS_HELP),
+        split: Split = "test",
+        methods: Methods = _DEFAULT_METHODS,
         out: Path = typer.Option(None, "--out", help="Output folder (default RUN/eval-SPLIT)."),
-        force: bool = typer.Option(False, "--force", help="Recompute methods already computed."),
-        batch_size: int = typer.Option(32, "--batch-size"),
-        max_images: int = typer.Option(None, "--max-images", help="Cap on evaluation images."),
-        max_val_images: int = typer.Option(200, "--max-val-images"),
-        stability_images: int = typer.Option(16, "--stability-images"),
-        baseline: str = typer.Option("zero", "--baseline", help="keep-k% fill: zero, mean, blur."),
-        target: str = typer.Option("prediction", "--target", help="prediction or label."),
-        method_options: str = typer.Option(
-            None, "--method-options", help='JSON, e.g. {"rise": {"n_masks": 500}}'
-        ),
-        device: str = typer.Option("cpu", "--device"),
-        seed: int = typer.Option(0, "--seed"),
+        force: Force = False,
+        batch_size: BatchSize = 32,
+        max_images: MaxImages = None,
+        max_val_images: MaxValImages = 200,
+        stability_images: StabilityImages = 16,
+        baseline: Baseline = "zero",
+        target: Target = "prediction",
+        method_options: MethodOptions = None,
+        lime_images: LimeImages = 8,
+        device: Device = "cpu",
+        seed: Seed = 0,
     ) -> None:
         """Every metric of the papers for one run and every method; writes results.json,
         tables.md, plots and report.html."""
         from torchlap.evaluate.core import evaluate_run
 
         options = _options(
-            split,
-            methods,
-            batch_size,
-            max_images,
-            max_val_images,
-            stability_images,
-            baseline,
-            target,
-            method_options,
-            device,
-            seed,
-        )
+            methods, method_options, split=split, batch_size=batch_size,
+            max_images=max_images, max_val_images=max_val_images,
+            stability_images=stability_images, baseline=baseline, target=target,
+            lime_images=lime_images, device=device, seed=seed,
+        )  # fmt: skip
         out_dir = out or run / f"eval-{split}"
         evaluate_run(run, data, out_dir, options, force=force)
         typer.echo(f"results: {out_dir / 'results.json'}")
@@ -126,35 +123,29 @@ def register_evaluate(app: typer.Typer) -> None:
             None, "--data", help="Built-in name or folder (default: each run's)."
         ),
         out: Path = typer.Option(Path("comparison"), "--out", help="Output folder."),
-        split: str = typer.Option("test", "--split"),
-        methods: str = typer.Option(_DEFAULT_METHODS, "--methods", help=_METHODS_HELP),
-        force: bool = typer.Option(False, "--force"),
-        batch_size: int = typer.Option(32, "--batch-size"),
-        max_images: int = typer.Option(None, "--max-images"),
-        max_val_images: int = typer.Option(200, "--max-val-images"),
-        stability_images: int = typer.Option(16, "--stability-images"),
-        baseline: str = typer.Option("zero", "--baseline"),
-        target: str = typer.Option("prediction", "--target"),
-        method_options: str = typer.Option(None, "--method-options"),
-        device: str = typer.Option("cpu", "--device"),
-        seed: int = typer.Option(0, "--seed"),
+        split: Split = "test",
+        methods: Methods = _DEFAULT_METHODS,
+        force: Force = False,
+        batch_size: BatchSize = 32,
+        max_images: MaxImages = None,
+        max_val_images: MaxValImages = 200,
+        stability_images: StabilityImages = 16,
+        baseline: Baseline = "zero",
+        target: Target = "prediction",
+        method_options: MethodOptions = None,
+        lime_images: LimeImages = 8,
+        device: Device = "cpu",
+        seed: Seed = 0,
     ) -> None:
         """Evaluate several runs (vanilla, weak, expert, ...) into one table and report."""
         from torchlap.evaluate.compare import compare_runs
 
         options = _options(
-            split,
-            methods,
-            batch_size,
-            max_images,
-            max_val_images,
-            stability_images,
-            baseline,
-            target,
-            method_options,
-            device,
-            seed,
-        )
+            methods, method_options, split=split, batch_size=batch_size,
+            max_images=max_images, max_val_images=max_val_images,
+            stability_images=stability_images, baseline=baseline, target=target,
+            lime_images=lime_images, device=device, seed=seed,
+        )  # fmt: skip
         report = compare_runs(runs, data, out, options, force=force)
         typer.echo(f"tables: {out / 'tables.md'}")
         typer.echo(f"report: {report}")

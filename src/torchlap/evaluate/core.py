@@ -68,6 +68,12 @@ class EvaluateOptions:
     fraction of ``stability_fractions``). ``method_options`` go to the
     explainers' constructors, e.g. ``{"rise": {"n_masks": 1000}}``. ``target`` is whose map is
     explained: ``"prediction"`` (the paper's choice for keep-k%) or ``"label"``.
+
+    ``lime_images``: for a model with a BLA module and ``bla`` among the methods, the BLA
+    paper's faithfulness check (section 4.3) on that many test images: Spearman rank
+    correlation of LIME's patch scores (``lime_samples`` samples, ``lime_patch``-pixel squares;
+    ``None``: the paper's 7x7 grid, 32 px at 224) with BLA's soft explanation and with
+    Grad-CAM (results key ``lime_spearman``); 0 turns it off.
     """
 
     split: str = "test"
@@ -83,6 +89,9 @@ class EvaluateOptions:
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     target: str = "prediction"
     examples: bool = True
+    lime_images: int = 8
+    lime_samples: int = 1000
+    lime_patch: int | None = None
     seed: int = 0
     device: str = "cpu"
 
@@ -105,10 +114,14 @@ class EvaluateOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        for name in ("max_images", "max_val_images"):
+        for name in ("max_images", "max_val_images", "lime_patch"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be None or an int >= 1, got {value!r}")
+        for name, low in (("lime_images", 0), ("lime_samples", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if self.target not in ("prediction", "label"):
             raise ValueError(f"target must be 'prediction' or 'label', got {self.target!r}")
         if any(not 0 < k <= 100 for k in self.ks):
@@ -503,6 +516,52 @@ def _example_indices(per_sample: Sequence[float | None]) -> dict[str, int]:
 # ------------------------------------------------------------------------------------- driver
 
 
+def _read_cache(cache: Path, fingerprint: str, label: str) -> Any:
+    """The cached results of ``cache`` when its fingerprint matches, else ``None``."""
+    if not cache.is_file():
+        return None
+    try:
+        cached = json.loads(cache.read_text())
+        if cached.get("fingerprint") == fingerprint:
+            logger.info("%s: reusing %s (pass --force to recompute)", label, cache)
+            return cached["results"]
+    except (json.JSONDecodeError, KeyError, AttributeError):
+        logger.warning("%s is unreadable; recomputing %s", cache, label)
+    return None
+
+
+def lime_section(
+    model: nn.Module,
+    test: EvalData,
+    targets: Tensor,
+    options: EvaluateOptions,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Paper 002's section 4.3 on the first ``options.lime_images`` test images: Spearman
+    correlation of LIME patch scores with BLA's soft explanation and with Grad-CAM (one LIME
+    run shared by both), on the evaluated model itself."""
+    from torchlap.models.bla import bla_lime_faithfulness
+
+    count = min(options.lime_images, len(test))
+    side = min(test.images.shape[-2:])
+    patch = options.lime_patch or max(1, round(side * 32 / 224))
+    started = time.perf_counter()
+    metrics = bla_lime_faithfulness(
+        model,
+        test.images[:count].to(device),
+        target=targets[:count].to(device),
+        patch=patch,
+        n_samples=options.lime_samples,
+        seed=options.seed,
+    )
+    return {
+        **{name: _metric(value) for name, value in metrics.items()},
+        "patch": patch,
+        "n_samples": options.lime_samples,
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def evaluate_run(
     run_dir: str | os.PathLike[str],
     data: str | None = None,
@@ -599,15 +658,7 @@ def evaluate_run(
                 "n": len(test),
             }
         )
-        method_results = None
-        if cache.is_file() and not force:
-            try:
-                cached = json.loads(cache.read_text())
-                if cached.get("fingerprint") == fingerprint:
-                    method_results = cached["results"]
-                    logger.info("%s: reusing %s (pass --force to recompute)", method, cache)
-            except (json.JSONDecodeError, KeyError):
-                logger.warning("%s is unreadable; recomputing %s", cache, method)
+        method_results = None if force else _read_cache(cache, fingerprint, method)
         maps = None
         if method_results is None:
             started = time.perf_counter()
@@ -640,6 +691,16 @@ def evaluate_run(
                 else:
                     maps_subset = maps[indices]
                 example_maps[method] = (indices, maps_subset)
+    if "bla" in options.methods and own_maps["bla"][0] and options.lime_images > 0:
+        cache = out_dir / "methods" / "lime_spearman.json"
+        fingerprint = _fingerprint(
+            {"lime": True, "options": asdict(options) | {"methods": None}, "weights": stamp}
+        )
+        lime = None if force else _read_cache(cache, fingerprint, "lime_spearman")
+        if lime is None:
+            lime = lime_section(model, test, test_targets, options, device)
+            atomic_write_json(cache, {"fingerprint": fingerprint, "results": lime})
+        results["lime_spearman"] = lime
     atomic_write_json(out_dir / "results.json", results)
     if write_report:
         from torchlap.evaluate.outputs import write_run_outputs

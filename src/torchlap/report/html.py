@@ -110,6 +110,7 @@ _HEADINGS = {
     "table-other-localization": "Localization: other metrics",
     "table-faithfulness": "Faithfulness",
     "table-stability": "Stability",
+    "table-lime": "Faithfulness to LIME (BLA)",
     "table-timing": "Timing",
 }
 

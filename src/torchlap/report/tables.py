@@ -9,6 +9,7 @@ bold flag) and then rendered; Markdown here (:meth:`Table.to_markdown`), HTML in
 - :func:`table_localization`: Table II (IoU by thresholding and by top-scored selection);
 - :func:`table_faithfulness`: keep-k% agreement (Fig. 4 as numbers), Drop/Increase/Win %;
 - :func:`table_other_localization`: EBPG, mIoU (top 20%), Bbox, pointing game (paper 003);
+- :func:`table_lime`: Spearman correlation with LIME of BLA and Grad-CAM (paper 002);
 - :func:`table_stability`, :func:`table_timing`, :func:`table_runs`.
 
 Conventions: metric fractions in [0, 1] are shown as percentages with 2 decimals; metrics
@@ -46,12 +47,14 @@ __all__ = [
     "Table",
     "all_tables",
     "faithfulness_table",
+    "lime_table",
     "localization_table",
     "model_and_lap_table",
     "other_localization_table",
     "runs_table",
     "stability_table",
     "table_faithfulness",
+    "table_lime",
     "table_localization",
     "table_model_and_lap",
     "table_other_localization",
@@ -587,6 +590,39 @@ def table_timing(results_by_run: object) -> str:
     return timing_table(results_by_run).to_markdown()
 
 
+def lime_table(results_by_run: object) -> Table:
+    """Paper 002's faithfulness check (section 4.3, Table 2) as data: per run with a BLA
+    module, the Spearman correlation of LIME patch scores with BLA's soft explanation and with
+    Grad-CAM. Best per row in bold."""
+    runs = as_runs(results_by_run)
+    labels, grid, notes = [], [], []
+    for name, run in runs.items():
+        lime = run.get("lime_spearman")
+        if isinstance(lime, Mapping):
+            labels.append((name,))
+            grid.append([_Entry(lime.get("bla"), 1.0, 3), _Entry(lime.get("gradcam"), 1.0, 3)])
+            notes.append(
+                f"{name}: {lime.get('patch')}-px patches, {lime.get('n_samples')} LIME samples."
+            )
+    comparisons = [[(r, 0), (r, 1)] for r in range(len(grid))]
+    return _table(
+        "table-lime",
+        "LIME rank correlation",
+        "Spearman correlation between LIME's patch scores and each explanation, averaged over "
+        "images (paper 002, section 4.3); higher = more faithful to the model.",
+        ("Run",),
+        [Column("BLA (soft)"), Column("Grad-CAM")],
+        labels,
+        _cells(grid, comparisons),
+        [*notes, f"Best per row in bold; {_LEGEND}"],
+    )
+
+
+def table_lime(results_by_run: object) -> str:
+    """Markdown of :func:`lime_table`."""
+    return lime_table(results_by_run).to_markdown()
+
+
 def runs_table(results_by_run: object) -> Table:
     """The evaluated runs: data set, split, number of images and run folder; methods a run
     skipped (``results["skipped"]``) and per-method notes (``results["notes"]``, text or
@@ -636,6 +672,7 @@ def all_tables(results_by_run: object) -> list[Table]:
         other_localization_table,
         faithfulness_table,
         stability_table,
+        lime_table,
         timing_table,
     )
     tables += [t for t in (build(runs) for build in optional) if t.rows and t.has_values]
