@@ -49,6 +49,10 @@ def demo(
         "ante-hoc).",
     ),
     data: str = typer.Option("lesions", "--data", help="Built-in benchmark (lesions, concepts)."),
+    arch: str = typer.Option(
+        "resnet18", "--arch", help="Architecture of every run (resnet18 uses the paper's preset)."
+    ),
+    lr: float = typer.Option(None, "--lr", help="Learning rate (default 1e-3)."),
 ) -> None:
     """The main job: train vanilla, weak-LAP and expert-LAP ResNet18 on `lesions`, evaluate
     every explainer on all three, write one comparison report. `--suite peers` adds the
@@ -69,9 +73,13 @@ def demo(
             f"{', '.join(builtin_names())}"
         )
     try:
-        settings = DemoSettings(data=data).scaled(scale)
+        settings = DemoSettings(data=data, arch=arch).scaled(scale)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+    if lr is not None:
+        if not lr > 0:
+            raise typer.BadParameter(f"--lr must be > 0, got {lr}")
+        settings.lr = lr
     if epochs is not None:
         if epochs < 1:
             raise typer.BadParameter(f"--epochs must be >= 1, got {epochs}")

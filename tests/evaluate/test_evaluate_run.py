@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from torchlap.cli import app
-from torchlap.evaluate import EvaluateOptions, compare_runs, evaluate_run
+from torchlap.evaluate import EvaluateOptions, compare_runs, core, evaluate_run
 from torchlap.train import TrainConfig, fit
 
 FAST_METHODS = ("lap", "gradcam", "rise")
@@ -54,7 +54,7 @@ def _options(**kwargs) -> EvaluateOptions:
     return EvaluateOptions(**defaults)
 
 
-def test_evaluate_writes_the_contract_files_and_resumes(runs, tmp_path):
+def test_evaluate_writes_the_contract_files_and_resumes(runs, tmp_path, monkeypatch):
     out = tmp_path / "eval"
     computed: list[str] = []
     results = evaluate_run(
@@ -101,6 +101,11 @@ def test_evaluate_writes_the_contract_files_and_resumes(runs, tmp_path):
     evaluate_run(runs["lap"], None, out, _options(methods=("gradcam",), ks=(20,)),
                  on_method=lambda m, s: computed.append(m))  # fmt: skip
     assert computed == ["gradcam", "gradcam"]
+    # ... or a metric's definition changed (METRICS_REVISION)
+    monkeypatch.setattr(core, "METRICS_REVISION", core.METRICS_REVISION + 1)
+    evaluate_run(runs["lap"], None, out, _options(methods=("gradcam",), ks=(20,)),
+                 on_method=lambda m, s: computed.append(m))  # fmt: skip
+    assert computed == ["gradcam", "gradcam", "gradcam"]
 
 
 def test_vanilla_run_skips_lap_and_compare_makes_one_table(runs, tmp_path):

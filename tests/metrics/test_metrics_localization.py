@@ -33,6 +33,17 @@ def ref_top(score, k):
     return set(order[:k])
 
 
+def ref_expected_intersection(score, region, k):
+    """Mean |top-k ∩ region| over every way of breaking the ties at the k-th score."""
+    values = sorted((float(score[rc]) for rc in pixels(score)), reverse=True)
+    kth = values[k - 1]
+    above = [rc for rc in pixels(score) if float(score[rc]) > kth]
+    tied = [rc for rc in pixels(score) if float(score[rc]) == kth]
+    still = k - len(above)  # how many of the tied pixels the selection takes
+    inside_tied = sum(rc in region for rc in tied)
+    return sum(rc in region for rc in above) + still * inside_tied / len(tied)
+
+
 def ref_region(mask):
     return {rc for rc in pixels(mask) if bool(mask[rc])}
 
@@ -73,12 +84,14 @@ def ref_topk_metric(maps, masks, kind):
             continue
         n_pixels = score.numel()
         if kind == "iou_topk":
-            values.append(ref_iou(ref_top(score, len(region)), region))
+            inter = ref_expected_intersection(score, region, len(region))
+            values.append(inter / (2 * len(region) - inter))
         elif kind == "bbox":
-            values.append(len(ref_top(score, len(region)) & region) / len(region))
+            values.append(ref_expected_intersection(score, region, len(region)) / len(region))
         elif kind == "miou":
             k = max(1, math.floor(0.2 * n_pixels + 0.5))
-            values.append(ref_iou(ref_top(score, k), region))
+            inter = ref_expected_intersection(score, region, k)
+            values.append(inter / (k + len(region) - inter))
         elif kind == "pointing":  # expected hit of a random choice among tied maxima
             peak = max(float(score[rc]) for rc in pixels(score))
             tied = [rc for rc in pixels(score) if float(score[rc]) == peak]
@@ -152,6 +165,18 @@ def test_hand_computed_values():
     assert pointing_game(maps, masks).value == 1.0
     assert ebpg(maps, masks).value == pytest.approx(0.9 / 1.6)
     assert miou_top20(maps, masks).value == 1.0  # floor(0.8 + 0.5) = 1 pixel
+
+
+def test_constant_maps_score_chance_on_top_k_metrics():
+    maps = torch.full((1, 2, 2), 0.3)
+    masks = torch.tensor([[[True, False], [False, False]]])  # 1 of 4 pixels
+    # every one of the 4 tie-breaks keeps one pixel; one of them hits: E|T ∩ G| = 1/4
+    assert bbox_accuracy(maps, masks).value == pytest.approx(0.25)
+    assert iou_topk(maps, masks).value == pytest.approx(0.25 / (1 + 1 - 0.25))
+    assert pointing_game(maps, masks).value == pytest.approx(0.25)
+    # a plateau above the rest: the top-1 choice is among the two plateau pixels only
+    maps[0, 1, 0] = maps[0, 0, 0] = 0.9
+    assert bbox_accuracy(maps, masks).value == pytest.approx(0.5)
 
 
 def test_degenerate_cases_are_defined():

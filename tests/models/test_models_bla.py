@@ -573,3 +573,14 @@ def test_zero_initialised_scorer_receives_gradient():
     module(x).square().sum().backward()
     grads = [p.grad for p in module.parameters() if p.requires_grad]
     assert grads and any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_l2x_auto_k_keeps_the_papers_share_of_positions() -> None:
+    for size, expected in ((224, 8), (64, 1), (128, 3)):  # 7x7 -> 8, 2x2 -> 1, 4x4 -> 3
+        model, (name,) = blaify(
+            torchvision.models.resnet18(num_classes=2), "l2x-f", k="auto", input_size=size
+        )
+        assert model.get_submodule(name).k == expected, size
+        assert model.torchlap_config["blaify"]["k"] == expected
+    with pytest.raises(ValueError, match=r"k='auto' is the selection size of 'l2x-f'"):
+        blaify(torchvision.models.resnet18(num_classes=2), "bla", k="auto")

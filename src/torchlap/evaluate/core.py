@@ -47,6 +47,10 @@ __all__ = [
 DEFAULT_METHODS = COMPARISON_METHODS
 
 RESULTS_FORMAT = "torchlap-results"
+#: bumped whenever a metric's definition changes, so cached method results are recomputed
+#: (2: top-k metrics and the pointing game score ties by their expectation; thresholds are
+#: fitted on the validation images holding a region)
+METRICS_REVISION = 2
 _LOCALIZATION_KEYS = {
     "iou_threshold": "iou_threshold",
     "iou_topk": "iou_topk",
@@ -361,6 +365,7 @@ def explain_all(
 
 
 def _fingerprint(parts: dict[str, Any]) -> str:
+    parts = {**parts, "metrics_revision": METRICS_REVISION}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

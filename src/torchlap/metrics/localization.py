@@ -7,9 +7,13 @@ Common conventions (the papers are silent on them):
 - A sample whose region is empty (no ``True`` pixel) is **excluded** from every
   localization metric; the count is reported as ``MetricResult.n_excluded`` and its
   per-sample score is ``nan``. (Quantus' PointingGame would score it as a hit.)
-- Top-k selections keep exactly k pixels; ties are broken by the lowest flat (row-major)
-  index first (:func:`torchlap.metrics.top_k_mask`). An all-zero or constant map thus
-  selects its first k pixels in raster order, a deterministic but uninformative choice.
+- Top-k selections keep exactly k pixels. Ties at the k-th score (plateaus of upsampled
+  coarse maps, saturated probabilities, constant maps) are scored by their expectation under
+  a uniformly random choice among the tied pixels: the selection's expected intersection
+  with the region is ``|above ∩ G| + (k - |above|) |tied ∩ G| / |tied|``. Bbox is that
+  expectation over N; the top-k IoUs use it in ``I / (k + |G| - I)``. A constant map thus
+  scores chance, not whatever its first pixels in raster order happen to cover; without
+  ties this is the plain top-k selection. The pointing game treats tied maxima alike.
 - Every metric is a mean over the included samples, in [0, 1], higher is better.
 """
 
@@ -28,7 +32,6 @@ from torchlap.metrics._common import (
     count_for_fraction,
     make_result,
     normalize_by_max,
-    top_k_mask,
 )
 
 __all__ = [
@@ -158,11 +161,31 @@ def fit_global_threshold(
     return threshold
 
 
+def _topk_intersection(maps: Tensor, masks: Tensor, k: Tensor) -> Tensor:
+    """Expected ``|T_k ∩ G|`` per sample (double), ties at the k-th score chosen uniformly at
+    random (module docstring); ``k`` (B,) >= 1 for the samples that count."""
+    flat, region = maps.flatten(1), masks.flatten(1)
+    k = k.to(device=flat.device, dtype=torch.long).expand(flat.shape[0])
+    ordered = flat.sort(dim=1, descending=True).values
+    kth = ordered.gather(1, (k - 1).clamp(0, flat.shape[1] - 1)[:, None])
+    above, tied = flat > kth, flat == kth
+    above_in = (above & region).sum(dim=1).double()
+    tied_in = (tied & region).sum(dim=1).double()
+    n_tied = tied.sum(dim=1).double().clamp_min(1)
+    return above_in + (k - above.sum(dim=1)).double() * tied_in / n_tied
+
+
+def _topk_iou(maps: Tensor, masks: Tensor, k: Tensor, area: Tensor) -> Tensor:
+    inter = _topk_intersection(maps, masks, k)
+    return inter / (k.double() + area.double() - inter).clamp_min(1)
+
+
 def iou_topk(maps: Tensor, masks: Tensor) -> MetricResult:
     """IoU by **top-scored selection** (paper 000, section IV): keep as many top-scored
-    pixels as the region's area N, then ``IoU = |T_N ∩ G| / |T_N ∪ G|``."""
+    pixels as the region's area N, then ``IoU = |T_N ∩ G| / |T_N ∪ G|`` (ties: module
+    docstring)."""
     maps, masks, area, valid = _checked(maps, masks)
-    return make_result("iou_topk", _iou(top_k_mask(maps, area), masks), valid)
+    return make_result("iou_topk", _topk_iou(maps, masks, area, area), valid)
 
 
 def ebpg(maps: Tensor, masks: Tensor) -> MetricResult:
@@ -183,16 +206,16 @@ def ebpg(maps: Tensor, masks: Tensor) -> MetricResult:
 def miou_top20(maps: Tensor, masks: Tensor, fraction: float = 0.2) -> MetricResult:
     """mIoU of paper 003: IoU between the top 20% pixels of each map and the region, averaged
     over samples. The pixel count is ``max(1, floor(fraction * H * W + 0.5))``."""
-    maps, masks, _, valid = _checked(maps, masks)
-    k = count_for_fraction(fraction, maps.shape[1] * maps.shape[2])
-    return make_result("miou_top20", _iou(top_k_mask(maps, k), masks), valid)
+    maps, masks, area, valid = _checked(maps, masks)
+    k = torch.tensor(count_for_fraction(fraction, maps.shape[1] * maps.shape[2]))
+    return make_result("miou_top20", _topk_iou(maps, masks, k, area), valid)
 
 
 def bbox_accuracy(maps: Tensor, masks: Tensor) -> MetricResult:
     """Bbox of paper 003 (Schulz et al. 2020): with N = |G|, select the top N pixels of the
     map and score the fraction of them inside the region, ``|T_N ∩ G| / N``."""
     maps, masks, area, valid = _checked(maps, masks)
-    inter = (top_k_mask(maps, area) & masks).flatten(1).sum(dim=1).double()
+    inter = _topk_intersection(maps, masks, area)
     return make_result("bbox_accuracy", inter / area.clamp_min(1), valid)
 
 

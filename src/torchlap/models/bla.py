@@ -676,7 +676,7 @@ def blaify(
     variant: str = "bla",
     theta: float = 0.1,
     gamma: float | None = None,
-    k: int = 8,
+    k: int | str = 8,
     tau: float = 0.5,
     where: str | None = None,
     in_channels: int | None = None,
@@ -690,7 +690,10 @@ def blaify(
 
     ``variant``: ``"bla"`` (Eq. 1), ``"bla-t"`` (thresholded with ``gamma``, default
     ``0.98 / n``), ``"bla-ph"`` (BLA-T with every other parameter frozen, section 4.2) or
-    ``"l2x-f"`` (fixed size ``k``, Gumbel-softmax temperature ``tau``). Returns
+    ``"l2x-f"`` (fixed size ``k``, Gumbel-softmax temperature ``tau``; ``k="auto"`` keeps the
+    paper's share, 8 of the 7x7 = 49 positions, on the model's feature map at ``input_size``:
+    ``max(1, round(8 n / 49))`` of its ``n`` positions, so 8 at 224 px and 1 of 2x2 at 64 px).
+    Returns
     ``(model, [name of the new module])``; see the module docstring for where it goes in each
     torchvision family, VGG's ``resize_head`` and the initialisation (``init="zeros"``: the new
     model computes exactly what the old one did until the scorer learns).
@@ -715,8 +718,12 @@ def blaify(
         raise TypeError(f"where must be a module name (str) or None, got {where!r}")
     if in_channels is not None:
         _check_positive_int(in_channels, "in_channels")
+    auto_k = k == "auto"
+    if auto_k and variant != "l2x-f":
+        raise ValueError(f"k='auto' is the selection size of 'l2x-f', not of {variant!r}")
     options = {
-        "theta": theta, "gamma": gamma, "k": k, "tau": tau, "eval_path": eval_path, "init": init,
+        "theta": theta, "gamma": gamma, "k": 8 if auto_k else k, "tau": tau,
+        "eval_path": eval_path, "init": init,
     }  # fmt: skip
     _make_module(variant, 1, options)  # the module's own checks, before any work
     if input_size is not None:
@@ -728,7 +735,7 @@ def blaify(
         model = copy.deepcopy(model)
     site = _find_site(model, where, resize_head)
     shape: tuple[int, ...] | None = None
-    if in_channels is None or site.output_size != (1, 1):
+    if in_channels is None or site.output_size != (1, 1) or auto_k:
         shape = _probe_feature_shape(model, site, input_size)
         channels = shape[1]
         if in_channels is not None and in_channels != channels:
@@ -737,6 +744,8 @@ def blaify(
             )
     else:
         channels = in_channels
+    if auto_k and shape is not None:
+        options["k"] = k = max(1, round(8 * shape[-2] * shape[-1] / 49))
     if variant == "l2x-f" and shape is not None and shape[-2] * shape[-1] < k:
         raise ValueError(
             f"L2X-F selects k={k} positions but the {site.name!r} feature map has "

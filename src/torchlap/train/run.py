@@ -234,7 +234,9 @@ def _add_peer(
         # Glorot-uniform scorer, as the paper initialises new parameters (section 4.2); the
         # default zero scorer gives logits exactly 0, where min(g, 0) has zero gradient
         # (torch's clamp), so the scorer would never learn from scratch
-        blaify(net, variant=model, input_size=image_size, init="glorot")
+        # L2X-F keeps the paper's share of positions (8 of 7x7) on this input size's map
+        extra: dict[str, Any] = {"k": "auto"} if model == "l2x-f" else {}
+        blaify(net, variant=model, input_size=image_size, init="glorot", **extra)
         record["blaify"] = json.loads(json.dumps(net.torchlap_config["blaify"]))
     elif model == "antehoc":
         from torchlap.models.antehoc import AnteHocModel
