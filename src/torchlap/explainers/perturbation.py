@@ -32,11 +32,12 @@ def unique_masks(maps: Tensor, group: Tensor) -> tuple[Tensor, Tensor]:
     ``maps`` ``(N, h, w)`` non-constant activation maps, ``group`` ``(N,)`` the image each
     belongs to. A mask is the map upsampled (bilinear, linear) and min-max normalised, so two
     maps of one image whose min-max normalised low-resolution values are equal give the same
-    mask (up to float rounding) and the same score: one masked forward serves both. After a
-    ReLU most channels of a late, small layer are sparse (at 2x2 every channel with a single
-    positive pixel gives the same one-hot mask), so this saves most forwards there; it is exact
-    grouping, not an approximation. Returns ``(first, inverse)``: ``first`` ``(U,)`` the index
-    of one representative per distinct mask, ``inverse`` ``(N,)`` the mask of each pair.
+    mask (up to float rounding) and the same score: one masked forward serves both. It is
+    exact grouping, not an approximation; the saving depends on how sparse the layer is (at
+    2x2 every channel with a single positive pixel gives the same one-hot mask): 2-7% of the
+    forwards on the demo's ResNet18s at 64x64. Returns ``(first, inverse)``: ``first``
+    ``(U,)`` the index of one representative per distinct mask, ``inverse`` ``(N,)`` the mask
+    of each pair.
 
     Written here because no explainer library shares masked forwards between channels.
     """
