@@ -161,3 +161,73 @@ def test_options_are_checked():
     for name in ("epsilon_plus_flat", "epsilon_alpha2_beta1"):
         maps = RelevanceCam(net, layer="1", composite=name)(images)
         assert torch.isfinite(maps).all()
+
+
+def _lapified_resnet18() -> nn.Module:
+    """A lapified ResNet18 whose BatchNorms merge into zero biases (fresh running stats), so
+    that z+ conserves relevance; no classifier bias; LAP scores far from uniform."""
+    torch.manual_seed(1)
+    model, _ = torchlap.lapify(torchvision.models.resnet18(num_classes=4), where="resnet18")
+    for module in model.modules():
+        if isinstance(module, LapBase):
+            nn.init.normal_(module.scorer.heads[-1].weight, std=0.5)
+    nn.init.zeros_(model.fc.bias)
+    return model.eval()
+
+
+def _relevance_total(explainer: RelevanceCam, images: torch.Tensor, layer: str) -> torch.Tensor:
+    explainer.layer = layer
+    relevance = explainer.run(images, 0, lambda i, t: explainer.relevance(i, t)[1])
+    return relevance.sum(dim=(1, 2, 3))
+
+
+def test_lap_residual_blocks_are_canonized_and_conserve_relevance(monkeypatch):
+    """Relevance entering layer4.0 (a LapResidualBlock) leaves it whole: the residual sum and
+    the main path's shared-score pooling get Norm rules. Without that canonizer (zennit's
+    ResNetCanonizer alone) the residual `+` hands the whole relevance to both branches."""
+    from torchlap.explainers import relevance_cam
+
+    model = _lapified_resnet18()
+    images = torch.randn(2, 3, 64, 64)
+    explainer = RelevanceCam(model)
+    after = _relevance_total(explainer, images, "layer4.0")
+    before = _relevance_total(explainer, images, "layer3")
+    torch.testing.assert_close(after, torch.ones(2), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(before, after, rtol=1e-2, atol=1e-2)
+
+    monkeypatch.setattr(relevance_cam, "_shared_score_attribute_map", lambda name, module: None)
+    assert (_relevance_total(explainer, images, "layer3") > 1.5).all()
+
+
+def test_shared_score_canonizer_is_removed_and_changes_nothing_outside_lrp():
+    model = _lapified_resnet18()
+    block = model.layer3[0]
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(images)
+    maps = RelevanceCam(model, layer="layer2")(images)
+    assert torch.isfinite(maps).all() and (maps > 0).any()
+    # the canonizer's attributes are gone and the block computes what it computed before
+    for name in ("canonizer_pools", "canonizer_sum", "pool_shared", "residual_sum"):
+        assert name not in vars(block) and name not in block._modules
+    assert not any("canonizer" in name for name, _ in model.named_modules())
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), expected)
+    assert not model.training
+
+
+def test_inception_reduction_blocks_get_the_shared_score_rule():
+    from torchlap.explainers.relevance_cam import SharedScorePool
+
+    torch.manual_seed(0)
+    model = torchvision.models.inception_v3(num_classes=3, aux_logits=False, init_weights=False)
+    model, _ = torchlap.lapify(model, where="inception_v3")
+    model.eval()
+    explainer = RelevanceCam(model)
+    composite = explainer._make_composite()
+    seen = []
+    with composite.context(model):
+        seen = [m for m in model.modules() if isinstance(m, SharedScorePool)]
+    # Mixed_6a has one strided branch unit pooled by the score, Mixed_7a two
+    assert len(seen) >= 3
+    assert not any(isinstance(m, SharedScorePool) for m in model.modules())

@@ -17,10 +17,13 @@ LAP layers get an LRP rule too: with the attention weights held constant a LAP w
 weighted average of its pixels, so relevance is redistributed in proportion to each pixel's
 contribution ``w_ij x_ij`` (zennit's ``Norm`` rule applied to the pool with detached scores).
 
-Limitation: the down-sampling blocks ``torchlap.lapify`` puts into ResNets (``LapResidualBlock``)
-are not canonized: their residual sum and the pooling of their main path by the LAP's (detached)
-score pass relevance as a plain gradient. Relevance-CAM of the default layer (the last block,
-after every such block) is unaffected; for a layer before one of them it is an approximation.
+The blocks ``torchlap.lapify`` puts into ResNets and Inception (``LapResidualBlock``,
+``LapInceptionReduction``) get a canonizer of their own (zennit has none for them): each
+convolution they pool with the LAP's score becomes a module with the same ``Norm`` rule, and a
+residual sum becomes zennit's ``Sum`` (``Norm`` too), as zennit's ``ResNetCanonizer`` does for
+torchvision's blocks. Without it the residual ``+`` passes the whole relevance to both branches,
+doubling it at every such block. BatchNorm merging stays valid across the pooling: its weights
+are shared by all channels and sum to one, so it commutes with a per-channel affine map.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ from torch import Tensor, nn
 from torchlap.explainers.base import Explainer, register
 from torchlap.layers.functional import adaptive_local_attention_pool2d, local_attention_pool2d
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LapBase, LocalAttentionPool2d
+from torchlap.models.blocks import SharedScoreBlock, pool_with_shared_score
 
-__all__ = ["COMPOSITES", "RelevanceCam"]
+__all__ = ["COMPOSITES", "RelevanceCam", "SharedScorePool"]
 
 
 def _composites() -> dict[str, Callable[..., object]]:
@@ -77,6 +81,46 @@ def _lap_attribute_map(name: str, module: nn.Module) -> dict | None:
     if isinstance(module, LapBase):
         return {"forward": _lap_forward_constant_weights.__get__(module)}
     return None
+
+
+class SharedScorePool(nn.Module):
+    """One shared-score pooling of a :class:`SharedScoreBlock` as a module, so that an LRP rule
+    can attach to it; the score is the block's LAP's latest (detached) score map."""
+
+    def __init__(self, block: SharedScoreBlock, name: str) -> None:
+        super().__init__()
+        self._block = (block,)  # a tuple: not registered, the block is this module's parent
+        self.name = name
+
+    def forward(self, features: Tensor) -> Tensor:
+        """The block's pooling of convolution ``name``'s output ``features``."""
+        block = self._block[0]
+        stride, offset = block.shared_pools()[self.name]
+        score = block.lap.maps.score.detach()
+        return pool_with_shared_score(features, score, stride, offset, block.lap)
+
+
+def _shared_score_attribute_map(name: str, module: nn.Module) -> dict | None:
+    """Canonizer attributes of a :class:`SharedScoreBlock`: pooling modules and a ``Sum``."""
+    if not isinstance(module, SharedScoreBlock):
+        return None
+    from zennit.layer import Sum
+
+    pools = nn.ModuleDict({key: SharedScorePool(module, key) for key in module.shared_pools()})
+    summer = Sum()
+
+    def pool_shared(key: str, features: Tensor, score: Tensor) -> Tensor:
+        return pools[key](features)
+
+    def residual_sum(shortcut: Tensor, main: Tensor) -> Tensor:
+        return summer(torch.stack([shortcut, main], dim=-1))
+
+    return {
+        "canonizer_pools": pools,
+        "canonizer_sum": summer,
+        "pool_shared": pool_shared,
+        "residual_sum": residual_sum,
+    }
 
 
 def _default_canonizers(model: nn.Module) -> list:
@@ -132,8 +176,13 @@ class RelevanceCam(Explainer):
         canonizers = (
             _default_canonizers(self.model) if self.canonizers == "auto" else list(self.canonizers)
         )
-        canonizers = [*canonizers, AttributeCanonizer(_lap_attribute_map)]
-        return _composites()[self.composite](layer_map=[(LapBase, Norm())], canonizers=canonizers)
+        canonizers = [
+            *canonizers,
+            AttributeCanonizer(_lap_attribute_map),
+            AttributeCanonizer(_shared_score_attribute_map),
+        ]
+        layer_map = [((LapBase, SharedScorePool), Norm())]
+        return _composites()[self.composite](layer_map=layer_map, canonizers=canonizers)
 
     def relevance(self, images: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """``(activations A, relevance R, target)`` at the layer; call inside :meth:`run`."""

@@ -38,6 +38,7 @@ __all__ = [
     "LapConv2d",
     "LapInceptionReduction",
     "LapResidualBlock",
+    "SharedScoreBlock",
     "make_adaptive_lap",
     "make_lap",
 ]
@@ -216,7 +217,27 @@ def _restride(conv: nn.Conv2d) -> tuple[int, int]:
     return old
 
 
-class LapResidualBlock(nn.Module):
+class SharedScoreBlock(nn.Module):
+    """Base of the blocks whose LAP's score map also pools strided convolutions.
+
+    Subclasses say which (:meth:`shared_pools`) and call :meth:`pool_shared` in their forward;
+    an LRP canonizer (:mod:`torchlap.explainers.relevance_cam`) replaces :meth:`pool_shared`
+    on an instance to give these poolings a relevance rule.
+    """
+
+    lap: LocalAttentionPool2d
+
+    def shared_pools(self) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
+        """``{name: (stride, offset)}`` of the convolutions pooled by the LAP's score."""
+        raise NotImplementedError
+
+    def pool_shared(self, name: str, features: Tensor, score: Tensor) -> Tensor:
+        """Pool the output of convolution ``name`` with the LAP's score map ``score``."""
+        stride, offset = self.shared_pools()[name]
+        return pool_with_shared_score(features, score, stride, offset, self.lap)
+
+
+class LapResidualBlock(SharedScoreBlock):
     """A torchvision ResNet ``BasicBlock``/``Bottleneck`` that down-samples with one LAP.
 
     ``self.lap = LocalAttentionPool2d(in_channels, kernel_size=s, stride=s, ceil_mode=True)``
@@ -280,6 +301,14 @@ class LapResidualBlock(nn.Module):
             kernel_size=stride, stride=stride, ceil_mode=True,
         )  # fmt: skip
 
+    def shared_pools(self) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
+        """``{conv name: (stride, offset)}`` of the convolution pooled by the LAP's score."""
+        return {self._strided: (self.stride, self._offset)}
+
+    def residual_sum(self, shortcut: Tensor, main: Tensor) -> Tensor:
+        """``shortcut + main`` (an LRP canonizer replaces this with a relevance-aware sum)."""
+        return shortcut + main
+
     def forward(self, x: Tensor) -> Tensor:
         """The block's forward with its down-sampling done by ``self.lap``'s score map."""
         pooled = self.lap(x)
@@ -288,12 +317,11 @@ class LapResidualBlock(nn.Module):
         for index, name in enumerate(self._convs):
             out = getattr(self, name)(out)
             if name == self._strided:
-                out = pool_with_shared_score(out, score, self.stride, self._offset, self.lap)
+                out = self.pool_shared(name, out, score)
             out = getattr(self, f"bn{index + 1}")(out)
             if index < len(self._convs) - 1:
                 out = self.relu(out)
-        out = out + self.downsample(pooled)
-        return self.relu(out)
+        return self.relu(self.residual_sum(self.downsample(pooled), out))
 
 
 # Branch layouts of torchvision's reduction blocks (inception.py): the strided branches in
@@ -307,7 +335,7 @@ _INCEPTION_BRANCHES = {
 }
 
 
-class LapInceptionReduction(nn.Module):
+class LapInceptionReduction(SharedScoreBlock):
     """An Inception v3 reduction block (``Mixed_6a``, ``Mixed_7a``) with one LAP.
 
     For torchvision's ``InceptionB`` and ``InceptionD``.
@@ -355,6 +383,10 @@ class LapInceptionReduction(nn.Module):
         in_channels = getattr(self, layout[0][0]).conv.in_channels
         self.lap = make_lap(in_channels, lap_options or {}, device, dtype, kernel_size=3, stride=2)
 
+    def shared_pools(self) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
+        """``{unit name: (stride, offset)}`` of the convolutions pooled by the LAP's score."""
+        return {name: (self._strides[name], self._offsets[name]) for name in self._strides}
+
     def forward(self, x: Tensor) -> Tensor:
         """The block's forward; ``self.lap`` pools the max-pool branch and steers the others."""
         pooled = self.lap(x)
@@ -368,9 +400,7 @@ class LapInceptionReduction(nn.Module):
                     out = unit(out)
                     continue
                 out = unit.conv(out)
-                out = pool_with_shared_score(
-                    out, score, self._strides[name], self._offsets[name], self.lap
-                )
+                out = self.pool_shared(name, out, score)
                 out = F.relu(unit.bn(out), inplace=True)
             outputs.append(out)
         outputs.append(pooled)
