@@ -525,6 +525,15 @@ def _uses_cuda(accelerator: str) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
+def _ignore_lightning_pytree_warning() -> None:
+    """Inside ``warnings.catch_warnings()``: drop the FutureWarning that recent torch releases
+    raise on every ``LeafSpec()`` Lightning's own pytree copy builds (a message for Lightning's
+    maintainers, not for our users)."""
+    warnings.filterwarnings(
+        "ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning
+    )
+
+
 def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     """Train one run as ``config`` says and return its folder (section 2 of the design).
 
@@ -755,6 +764,7 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
             # our batch sampler skips the batches a mid-epoch checkpoint already trained on
             # (ClassifierModule.on_load_checkpoint), which Lightning cannot see
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that")
+            _ignore_lightning_pytree_warning()
             trainer.fit(module, ckpt_path=ckpt)
         if trainer.interrupted:
             raise KeyboardInterrupt("training was interrupted; resume it with --resume")
@@ -772,7 +782,9 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
             use_distributed_sampler=False,
             default_root_dir=str(out),
         )
-    trainer.test(module, verbose=False)
+    with warnings.catch_warnings():
+        _ignore_lightning_pytree_warning()
+        trainer.test(module, verbose=False)
     test = dict(module.test_results)
     if global_zero:
         _atomic_save_safetensors(
