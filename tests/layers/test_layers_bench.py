@@ -14,3 +14,27 @@ def test_layer_benchmark_rows():
         assert torch.isfinite(torch.tensor(row.extra_peak_input_copies))
     table = format_rows(rows)
     assert table.count("\n") == 4 and "LAP/avg" in table
+
+
+def test_memory_measurement_keeps_the_profilers_log_off_stderr():
+    """kineto (the profiler's C++ library) logs each profiler start/stop to stderr unless told
+    not to; the benchmark's output must stay readable."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = {k: v for k, v in os.environ.items() if k != "KINETO_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(src)
+    code = (
+        "import torch\n"
+        "from torchlap.bench.common import peak_memory_bytes\n"
+        "print(peak_memory_bytes(lambda: torch.ones(1000).sum(), torch.device('cpu')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.strip()) >= 4000
+    assert "profiler_start" not in done.stderr and "gpuGetDeviceCount" not in done.stderr

@@ -7,6 +7,7 @@ interleaving the candidates' repetitions so that a slow spell hurts all of them 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -49,6 +50,9 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
         fn()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
+    # the profiler's C++ library (kineto) prints every start and stop, and a failed GPU probe,
+    # to stderr; level 6 silences it. Read at its first use, so set here; a user's value wins.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     from torch.profiler import ProfilerActivity, profile
     from torch.profiler._memory_profiler import MemoryProfileTimeline
 

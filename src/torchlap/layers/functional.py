@@ -203,9 +203,10 @@ def local_attention_pool2d(
     if pad[0] * 2 > kernel[0] or pad[1] * 2 > kernel[1]:
         raise ValueError(f"padding {pad} must be at most half of the kernel size {kernel}")
     weights, _ = window_weights(score, kernel, stride_, pad, ceil_mode, alpha, eps)
-    weights = weights.to(x.dtype)
-    numerator = _WeightedWindowSum.apply(x, weights, kernel, stride_, pad)
-    return numerator / weights.sum(dim=1, keepdim=True)
+    # Eq. 1 divides by the window's weight sum: dividing the one-channel weights first is the
+    # same average and keeps a full-size division (and its backward) off the feature tensor
+    weights = (weights / weights.sum(dim=1, keepdim=True)).to(x.dtype)
+    return _WeightedWindowSum.apply(x, weights, kernel, stride_, pad)
 
 
 class _WindowMatrixSum(torch.autograd.Function):
@@ -297,6 +298,7 @@ def adaptive_local_attention_pool2d(
         weights = lap_normalize(
             expanded.transpose(1, 2), member.t().expand(batch, -1, -1), alpha, eps
         ).transpose(1, 2)
+    # here the output (B, C, P) is small, so Eq. 1's division goes there (measured faster)
     weights = weights.to(x.dtype)
     pooled = _WindowMatrixSum.apply(x, weights) / weights.sum(dim=2).unsqueeze(1)
     return pooled.reshape(batch, x.shape[1], out_h, out_w)
