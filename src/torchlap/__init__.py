@@ -22,7 +22,8 @@ from torchlap.models.lapify import freeze_all_but_lap, lap_parameters, lapify
 
 _LAZY = {
     "explain": "torchlap.explainers",
-    "load_run": "torchlap.train",
+    "load_run": "torchlap.runs",
+    "RunError": "torchlap.runs",
     "blaify": "torchlap.models.bla",
 }
 
@@ -30,6 +31,7 @@ __all__ = [
     "AdaptiveLocalAttentionPool2d",
     "LapMaps",
     "LocalAttentionPool2d",
+    "RunError",
     "__version__",
     "attention_maps",
     "blaify",

@@ -47,10 +47,10 @@ def test_errors(tmp_path: Path) -> None:
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "a.txt").write_text("x")
     result = runner.invoke(app, ["data", "export", "lesions", "--out", str(tmp_path / "full")])
-    assert result.exit_code == 1 and "already exists" in result.output
+    assert result.exit_code == 2 and "already exists" in result.output
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "annotations.csv").write_text("image,label\nmissing.png,a\n")
     result = runner.invoke(app, ["data", "check", str(tmp_path / "broken")])
-    assert result.exit_code == 1 and "line 2: image file" in result.output
+    assert result.exit_code == 2 and "line 2: image file" in result.output
     listing = runner.invoke(app, ["data", "list"])
     assert listing.output.split() == ["concepts", "digits", "lesions"]

@@ -81,6 +81,8 @@ def test_rsna(tmp_path: Path, suffix: str) -> None:
     assert p0["boxes"].tolist() == [[2, 3, 12, 11], [20, 20, 32, 30]]
     assert p0["mask"].sum() == 10 * 8 + 12 * 10
     assert by_patient["p1"]["label"] == 0 and by_patient["p1"]["boxes"].shape == (0, 4)
+    # only pneumonia images were annotated: a normal image has no region (paper 000, App. A)
+    assert by_patient["p1"]["has_region"] is False and train.has_regions is True
     assert torch.allclose(by_patient["p3"]["image"], torch.full((1, 32, 32), 30 / 255))
 
 

@@ -39,12 +39,12 @@ def test_explain_writes_figures_and_maps(run_dir, image_folder, tmp_path):
               "--out", str(out)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    for stem in ("a", "b"):
-        with Image.open(out / f"{stem}.png") as figure:
+    for stem in ("a", "b"):  # names mirror the paths under the folder named
+        with Image.open(out / "positive" / f"{stem}.png") as figure:
             assert figure.width > 300 and figure.height > 200
             pixels = np.asarray(figure.convert("L"), dtype=np.float64)
         assert pixels.std() > 5  # not blank
-        arrays = np.load(out / f"{stem}.npz")
+        arrays = np.load(out / "positive" / f"{stem}.npz")
         assert arrays["lap"].shape == (32, 32) and arrays["gradcam"].shape == (32, 32)
         assert any(key.startswith("lap_concepts/") for key in arrays.files)
         assert np.isfinite(arrays["gradcam"]).all()
@@ -57,12 +57,12 @@ def test_explain_refuses_bad_input_before_writing(run_dir, image_folder, tmp_pat
         app, ["explain", str(image_folder), "--run", str(run_dir), "--methods", "magic",
               "--out", str(out)],
     )  # fmt: skip
-    assert bad_method.exit_code == 1 and "unknown method" in bad_method.output
+    assert bad_method.exit_code == 2 and "unknown method" in bad_method.output
     missing = runner.invoke(app, ["explain", str(tmp_path / "nope.png"), "--run", str(run_dir),
                                   "--out", str(out)])  # fmt: skip
-    assert missing.exit_code == 1 and "does not exist" in missing.output
+    assert missing.exit_code == 2 and "does not exist" in missing.output
     (tmp_path / "notes.txt").write_text("hello")
     not_image = runner.invoke(app, ["explain", str(tmp_path / "notes.txt"), "--run", str(run_dir),
                                     "--out", str(out)])  # fmt: skip
-    assert not_image.exit_code == 1 and "not an image file" in not_image.output
+    assert not_image.exit_code == 2 and "not an image file" in not_image.output
     assert not out.exists()

@@ -99,8 +99,9 @@ def models_for(method: str) -> list:
 
 
 def test_registry_lists_every_method():
-    # bla and antehoc need their own models: tests/explainers/test_explainers_peers.py
-    assert explainers.available() == sorted([*METHODS, "bla", "antehoc"])
+    # bla and antehoc need their own models: tests/explainers/test_explainers_peers.py;
+    # bcos a B-cos network: tests/models/test_models_bcos.py
+    assert explainers.available() == sorted([*METHODS, "bla", "antehoc", "bcos"])
     for name in METHODS:
         assert explainers.get(name).name == name
     with pytest.raises(ValueError, match=r"unknown explainer 'nope'.*gradcam"):

@@ -22,30 +22,59 @@ def ref_resize(mask, height, width, mode):
     return out
 
 
-def ref_expert(probs, masks, present, has_region, heads=None, fraction=1.0, mode="any"):
+def ref_expert(
+    probs,
+    masks,
+    present,
+    has_region,
+    heads=None,
+    fraction=0.5,
+    mode="any",
+    iar=0.1,
+    negative="iar",
+    selector=None,
+    rank_inside_on_selector=False,
+):
+    """Paper 000, Appendix A, written out from its text (loops over heads, samples, pixels).
+
+    "similar to the weakly supervised concept discrimination loss" (Eq. 5): first term on "half
+    of the pixels with higher importance probability within the box", second term on "all the
+    zones out of the bounding boxes", "the third term [...] similarly as the weakly supervised
+    loss" (top ceil(IAR HW) pixels of the samples without the concept). Eq. 5 divides the
+    positive terms by N_c and the third by N_c-bar, and multiplies the first term by 2.
+    """
     batch, n_heads, height, width = probs.shape
+    pixels = [(i, j) for i in range(height) for j in range(width)]
+    chooser = probs if selector is None else selector
     total = 0.0
-    n_region = sum(bool(v) for v in has_region)
-    for s in range(batch):
-        if not has_region[s]:
+    for c in range(n_heads):
+        if heads is not None and not heads[c]:
             continue
-        region = ref_resize(masks[s], height, width, mode)
-        for c in range(n_heads):
-            if heads is not None and not heads[c]:
-                continue
-            pixels = [(i, j) for i in range(height) for j in range(width)]
-            target = {ij: float(region[ij]) if present[s, c] else 0.0 for ij in pixels}
-            inside = [ij for ij in pixels if target[ij] > 0]
-            keep = math.ceil(Decimal(str(fraction)) * len(inside))
-            inside_sorted = sorted(inside, key=lambda ij, s=s, c=c: -float(probs[s, c][ij]))
-            outside = [ij for ij in pixels if target[ij] == 0]
-            positive = 0.0  # Eq. 5-like: inside and outside averaged separately, factor 2 inside
-            for ij in inside_sorted[:keep]:
-                p, t = float(probs[s, c][ij]), target[ij]
-                positive -= t * math.log(max(p, LOG_EPS)) + (1 - t) * math.log(max(1 - p, LOG_EPS))
-            negative = sum(-math.log(max(1 - float(probs[s, c][ij]), LOG_EPS)) for ij in outside)
-            total += 2 * positive / max(keep, 1) + negative / max(len(outside), 1)
-    return total / max(n_region, 1)
+        positives = [s for s in range(batch) if present[s, c] and has_region[s]]
+        negatives = [s for s in range(batch) if not present[s, c]]
+        for s in positives:
+            region = ref_resize(masks[s], height, width, mode)
+            inside = [
+                ij for ij in pixels if (region[ij] > 0 if mode == "any" else region[ij] >= 0.5)
+            ]
+            outside = [ij for ij in pixels if ij not in inside]
+            half = math.ceil(Decimal(str(fraction)) * len(inside))
+            ranker = chooser if rank_inside_on_selector else probs
+            best = sorted(inside, key=lambda ij, s=s, c=c, r=ranker: -float(r[s, c][ij]))[:half]
+            first = sum(math.log(max(float(probs[s, c][ij]), LOG_EPS)) for ij in best)
+            second = sum(math.log(max(1 - float(probs[s, c][ij]), LOG_EPS)) for ij in outside)
+            first = first / half if half else 0.0
+            second = second / len(outside) if outside else 0.0
+            total -= (2 * first + second) / len(positives)
+        for s in negatives:
+            if negative == "iar":
+                k3 = math.ceil(Decimal(str(iar)) * height * width)
+                top = sorted(pixels, key=lambda ij, s=s, c=c: -float(chooser[s, c][ij]))[:k3]
+            else:
+                top = pixels
+            third = sum(math.log(max(1 - float(probs[s, c][ij]), LOG_EPS)) for ij in top)
+            total -= third / len(top) / len(negatives)
+    return total
 
 
 def _data(seed=0, batch=4, heads=3, size=(4, 5), image=(9, 11)):
@@ -71,56 +100,84 @@ def test_resize_matches_reference(mode):
 
 
 @pytest.mark.parametrize(
-    ("fraction", "mode", "heads"),
+    ("fraction", "mode", "heads", "iar", "negative"),
     [
-        (1.0, "any", None),
-        (1.0, "area", None),
-        (0.5, "any", [True, False, True]),
-        (0.3, "area", None),
+        (0.5, "any", None, 0.1, "iar"),
+        (1.0, "area", None, 0.3, "iar"),
+        (0.5, "any", [True, False, True], 0.25, "iar"),
+        (0.3, "area", None, 0.1, "all"),
     ],
 )
-def test_matches_reference(fraction, mode, heads):
+def test_matches_reference(fraction, mode, heads, iar, negative):
     probs, masks, present = _data(seed=1)
     has_region = torch.tensor([True, False, True, True])
     head_mask = None if heads is None else torch.tensor(heads)
     fast = expert_supervision_loss(
-        probs, masks, present, has_region, heads=head_mask, positive_fraction=fraction, resize=mode
+        probs,
+        masks,
+        present,
+        has_region,
+        iar=iar,
+        heads=head_mask,
+        positive_fraction=fraction,
+        negative_pixels=negative,
+        resize=mode,
     )
-    slow = ref_expert(probs, masks, present, has_region, heads, fraction, mode)
+    slow = ref_expert(probs, masks, present, has_region, heads, fraction, mode, iar, negative)
     torch.testing.assert_close(fast.item(), slow)
 
 
-def test_absent_concepts_are_pushed_to_zero_and_no_region_gives_zero():
-    probs, masks, _ = _data(seed=2)
-    absent = torch.zeros(4, 3, dtype=torch.bool)
-    fast = expert_supervision_loss(probs, masks, absent, torch.ones(4, dtype=torch.bool))
-    expected = -torch.log(1 - probs).mean(dim=(-2, -1)).sum(1).mean()
-    torch.testing.assert_close(fast, expected)
-    probs.requires_grad_(True)
-    nothing = expert_supervision_loss(probs, masks, absent, torch.zeros(4, dtype=torch.bool))
-    assert nothing.item() == 0.0
-    nothing.backward()
-    assert probs.grad.abs().sum() == 0
+def test_default_is_the_papers_half_and_selector_chooses_the_negatives_pixels():
+    probs, masks, present = _data(seed=4)
+    has_region = torch.ones(4, dtype=torch.bool)
+    selector = torch.rand(probs.shape, generator=torch.Generator().manual_seed(9)).double()
+    fast = expert_supervision_loss(probs, masks, present, has_region, selector=selector)
+    slow = ref_expert(probs, masks, present, has_region, selector=selector)  # fraction 0.5
+    torch.testing.assert_close(fast.item(), slow)
+    ranked = expert_supervision_loss(
+        probs, masks, present, has_region, selector=selector, positive_ranking="selector"
+    )
+    slow_ranked = ref_expert(
+        probs, masks, present, has_region, selector=selector, rank_inside_on_selector=True
+    )
+    torch.testing.assert_close(ranked.item(), slow_ranked)
+    assert not math.isclose(ranked.item(), fast.item())
 
 
-def test_perfect_maps_have_small_loss():
-    masks = torch.zeros(2, 8, 8)
-    masks[0, :4, :4] = 1
-    probs = torch.full((2, 1, 4, 4), 1e-4, dtype=torch.float64)
-    probs[0, 0, :2, :2] = 1 - 1e-4
-    present = torch.tensor([[True], [False]])
-    loss = expert_supervision_loss(probs, masks, present, torch.ones(2, dtype=torch.bool))
-    # sample 0: 2 * (-ln(1 - 1e-4)) inside + (-ln(1 - 1e-4)) outside; sample 1: -ln(1 - 1e-4)
-    torch.testing.assert_close(loss.item(), -2 * math.log(1 - 1e-4), rtol=1e-6, atol=1e-9)
+def test_negative_with_some_active_pixels_is_pushed_on_its_top_pixels():
+    # a negative with 20% falsely active pixels: the paper's top-IAR term sees them all
+    probs = torch.full((1, 1, 5, 5), 0.01, dtype=torch.float64)
+    probs[0, 0, :1, :] = 0.9  # 5 of 25 pixels
+    absent = torch.zeros(1, 1, dtype=torch.bool)
+    masks = torch.zeros(1, 10, 10)
+    ok = torch.zeros(1, dtype=torch.bool)  # no region needed for term 3
+    top = expert_supervision_loss(probs, masks, absent, ok, iar=0.2)
+    every = expert_supervision_loss(probs, masks, absent, ok, iar=0.2, negative_pixels="all")
+    torch.testing.assert_close(top.item(), -math.log(0.1))
+    torch.testing.assert_close(every.item(), -(0.2 * math.log(0.1) + 0.8 * math.log(0.99)))
+    assert top.item() > 4.5 * every.item()
 
 
-def test_gradient_flows_to_probs_only_for_supervised_samples():
+def test_positives_and_negatives_are_averaged_separately():
+    probs = torch.full((4, 1, 2, 2), 0.5, dtype=torch.float64)
+    probs[1:] = 0.2  # three negatives
+    masks = torch.ones(4, 4, 4)
+    present = torch.tensor([[True], [False], [False], [False]])
+    loss = expert_supervision_loss(probs, masks, present, torch.ones(4, dtype=torch.bool), iar=1.0)
+    # positive: 2 * (-ln 0.5) (box covers all: no outside term); negatives: -ln 0.8 each,
+    # mean over the three of them (not over all four samples)
+    torch.testing.assert_close(loss.item(), -2 * math.log(0.5) - math.log(0.8))
+
+
+def test_gradient_flows_only_where_a_term_applies():
     probs, masks, present = _data(seed=3)
     probs.requires_grad_(True)
     has_region = torch.tensor([True, False, True, False])
     expert_supervision_loss(probs, masks, present, has_region).backward()
-    assert probs.grad[has_region].abs().sum() > 0
-    assert probs.grad[~has_region].abs().sum() == 0
+    grads = probs.grad.flatten(2).abs().sum(-1)  # (B, h)
+    applies = (present & has_region[:, None]) | ~present
+    assert (grads[applies] > 0).all()
+    assert (grads[~applies] == 0).all()
 
 
 def test_bad_inputs_raise():
@@ -140,3 +197,9 @@ def test_bad_inputs_raise():
         expert_supervision_loss(probs, masks, present, ok, resize="nearest")
     with pytest.raises(ValueError, match="heads"):
         expert_supervision_loss(probs, masks, present, ok, heads=torch.ones(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="negative_pixels"):
+        expert_supervision_loss(probs, masks, present, ok, negative_pixels="some")
+    with pytest.raises(ValueError, match="needs a selector"):
+        expert_supervision_loss(probs, masks, present, ok, positive_ranking="selector")
+    with pytest.raises(ValueError, match="iar"):
+        expert_supervision_loss(probs, masks, present, ok, iar=1.5)

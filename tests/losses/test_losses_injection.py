@@ -105,11 +105,14 @@ def test_expert_mode_splits_samples_and_keeps_common_heads_weak():
     maps = attention_maps(model, detach=False)
     has_region = torch.tensor([True, True, False, False])
     sets = ConceptSets.default(2, 3)  # head 2 is common
-    loss = InjectionLoss(sets, supervision="expert", expert_positive_fraction=0.5)
+    loss = InjectionLoss(sets, supervision="expert")  # the paper's half by default
+    assert loss.expert_positive_fraction == 0.5
     out = loss(maps, labels, region_masks=masks, has_region=has_region)
 
     present = sets.presence(labels)
-    weak = ~has_region[:, None] | torch.tensor([False, False, True])[None, :]
+    # Eq. 5 for the common head and for the present concepts of samples without a region;
+    # the negatives of the other heads get term 3 inside the expert loss
+    weak = (present & ~has_region[:, None]) | torch.tensor([False, False, True])[None, :]
     expected_disc, expected_expert = [], []
     for m in maps.values():
         expected_disc.append(
@@ -123,13 +126,22 @@ def test_expert_mode_splits_samples_and_keeps_common_heads_weak():
                 masks,
                 present,
                 has_region,
+                iar=0.1,
                 heads=torch.tensor([True, True, False]),
                 positive_fraction=0.5,
+                selector=m.discriminative,
             )
         )
     torch.testing.assert_close(out["discrimination"], torch.stack(expected_disc).mean())
     torch.testing.assert_close(out["expert"], torch.stack(expected_expert).mean())
     assert out["expert"].item() > 0
+    # no concordance term in expert mode unless asked for (Appendix A names none)
+    assert out["concordance"].item() > 0 and loss.weights["concordance"] == 0.0
+    expected = 0.25 * (out["discrimination"] + out["discriminative"] + out["expert"])
+    torch.testing.assert_close(out["injection"], expected)
+    with_concordance = InjectionLoss(sets, supervision="expert", weights={"concordance": 0.25})
+    out2 = with_concordance(maps, labels, region_masks=masks, has_region=has_region)
+    torch.testing.assert_close(out2["injection"], expected + 0.25 * out["concordance"])
     out["injection"].backward()
 
 
@@ -145,17 +157,18 @@ def test_expert_mode_without_has_region_uses_every_mask():
         loss(maps, labels)
 
 
-def test_supervision_none_keeps_only_concordance():
+def test_supervision_none_is_cross_entropy_only_unless_concordance_is_weighted():
     model = tiny_model()
     images, labels, _ = _batch()
     model(images)
-    out = InjectionLoss(ConceptSets.default(2, 2), supervision="none")(
-        attention_maps(model, detach=False), labels
-    )
+    maps = attention_maps(model, detach=False)
+    out = InjectionLoss(ConceptSets.default(2, 2), supervision="none")(maps, labels)
     for name in ("discrimination", "discriminative", "expert"):
         assert out[name].item() == 0.0
-    assert out["concordance"].item() > 0
-    torch.testing.assert_close(out["injection"], 0.25 * out["concordance"])
+    assert out["concordance"].item() > 0  # logged
+    assert out["injection"].item() == 0.0  # the paper's "No L" ablation
+    only = InjectionLoss(ConceptSets.default(2, 2), supervision="none", weights={"concordance": 1})
+    torch.testing.assert_close(only(maps, labels)["injection"], out["concordance"])
 
 
 def test_missing_discriminative_scorer_gives_a_clear_error():
@@ -199,6 +212,13 @@ def test_single_layer_binary_task():
         ({"weights": {"expert": -1.0}}, ValueError, ">= 0"),
         ({"mask_resize": "nearest"}, ValueError, "mask_resize"),
         ({"expert_positive_fraction": 0.0}, ValueError, "expert_positive_fraction"),
+        ({"expert_negative_pixels": "half"}, ValueError, "expert_negative_pixels"),
+        ({"expert_positive_ranking": "x"}, ValueError, "expert_positive_ranking"),
+        (
+            {"expert_positive_ranking": "discriminative", "use_discriminative": False},
+            ValueError,
+            "use_discriminative",
+        ),
     ],
 )
 def test_constructor_validates(kwargs, error, match):

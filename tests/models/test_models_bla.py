@@ -80,9 +80,10 @@ def _score(x, s, i, j, weight, bias) -> float:
     return float(bias) + sum(float(weight[c]) * float(x[s, c, i, j]) for c in range(x.shape[1]))
 
 
-def reference_bla(x, weight, bias, theta, gamma=None):
+def reference_bla(x, weight, bias, theta, gamma=None, pool="sum"):
     """Section 3.1 by explicit loops: g_i = u.f_i + b, l_i = min(g_i, 0), q = softmax(theta l),
-    v = sum_i w_i f_i with w = q (Eq. 1) or w = relu(q - gamma) renormalised (BLA-T)."""
+    v = sum_i w_i f_i with w = q (Eq. 1) or w = relu(q - gamma) (BLA-T, the authors' code sums
+    them; pool="normalized" renormalises them)."""
     batch, channels, height, width = x.shape
     weight, bias = weight.detach(), bias.detach()
     out = torch.zeros(batch, channels, dtype=x.dtype)
@@ -106,7 +107,8 @@ def reference_bla(x, weight, bias, theta, gamma=None):
             for i in range(height):
                 for j in range(width):
                     weights[i, j] = max(float(soft[s, i, j]) - gamma, 0.0)
-            weights = weights / weights.sum()
+            if pool == "normalized":
+                weights = weights / weights.sum()
         for i in range(height):
             for j in range(width):
                 out[s] += weights[i, j] * x[s, :, i, j]
@@ -185,15 +187,16 @@ def test_bla_hard_explanation_without_zero_logit_is_the_argmax() -> None:
     torch.testing.assert_close(out.flatten(1), expected)
 
 
+@pytest.mark.parametrize("pool", ["sum", "normalized"])
 @pytest.mark.parametrize("gamma", [None, 0.05])
-def test_bla_t_threshold_matches_loop_reference_and_trains_the_scorer(gamma) -> None:
-    module = _bla(threshold=True, gamma=gamma).train()
+def test_bla_t_threshold_matches_loop_reference_and_trains_the_scorer(gamma, pool) -> None:
+    module = _bla(threshold=True, gamma=gamma, pool=pool).train()
     x = torch.randn(2, 3, 3, 4, dtype=torch.float64)
     out = module(x)
     used = 0.98 / 12 if gamma is None else gamma
     assert module.gamma_for(12) == pytest.approx(used)
     expected, _, _ = reference_bla(
-        x, module.scorer.weight.flatten(), module.scorer.bias, 0.1, gamma=used
+        x, module.scorer.weight.flatten(), module.scorer.bias, 0.1, gamma=used, pool=pool
     )
     torch.testing.assert_close(out.flatten(1), expected)
     selected = module.maps.weights > 0
@@ -214,12 +217,15 @@ def test_zero_init_starts_as_the_global_average() -> None:
     x = torch.randn(2, 5, 4, 3)
     for module in (
         BoundedLogitAttention(5),
-        BoundedLogitAttention(5, threshold=True),
+        BoundedLogitAttention(5, threshold=True, pool="normalized"),
         BoundedLogitAttention(5, eval_path="mean"),
     ):
         for training in (True, False):
             module.train(training)
             torch.testing.assert_close(module(x), x.mean(dim=(2, 3), keepdim=True))
+    # the authors' sum pooling: uniform q = 1/n, weights 1/n - 0.98/n = 0.02/n each
+    summed = BoundedLogitAttention(5, threshold=True).train()
+    torch.testing.assert_close(summed(x), 0.02 * x.mean(dim=(2, 3), keepdim=True))
 
 
 def test_eval_path_soft_and_mean() -> None:
@@ -279,7 +285,7 @@ def test_l2x_hard_top_k_matches_loop_reference() -> None:
 
 
 def test_l2x_relaxation_is_a_k_hot_mask_and_trains_the_scorer() -> None:
-    module = L2XFeatureSelection(2, k=3, tau=0.05).train()
+    module = L2XFeatureSelection(2, k=3, tau=0.05, pool="normalized").train()
     with torch.no_grad():
         module.scorer.weight.copy_(torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))
     x = torch.randn(4, 2, 4, 4)

@@ -91,11 +91,14 @@ def test_auto_lapify_every_torchvision_family(arch, size, expected):
         with torch.no_grad():
             before = model(x)
     if arch == "resnext50_32x4d":  # a Bottleneck ResNet: the paper's ImageNet layout too
+        # paper 000, IV.C: "we only used a LAP in the fourth layer" (one LAP, no global one)
         imagenet, names = lapify(model, where="resnet50-imagenet", input_size=size, inplace=False)
-        assert names == ["layer4.0", "avgpool"]
-        assert list(lap_modules(imagenet)) == ["layer4.0.lap", "avgpool"]
+        assert names == ["layer4.0"]
+        assert list(lap_modules(imagenet)) == ["layer4.0.lap"]
         assert imagenet.layer4[0].lap.in_channels == 1024
-        assert imagenet.avgpool.in_channels == 2048
+        assert isinstance(imagenet.avgpool, torch.nn.AdaptiveAvgPool2d)
+        old, names = lapify(model, where="resnet50-imagenet-global", input_size=size, inplace=False)
+        assert list(lap_modules(old)) == ["layer4.0.lap", "avgpool"]
         assert not lap_modules(model)
     _, names = lapify(model, input_size=size)
     assert names == expected

@@ -1,8 +1,13 @@
-"""report.html rendered by headless Chromium at laptop and phone widths.
+"""report.html rendered by headless Chromium at laptop (1400 px) and phone (390 px) widths.
 
 The report's inline script writes what the browser rendered onto ``<body>`` (tables, images
-decoded, horizontal overflow); ``--dump-dom`` returns the DOM after it ran. Screenshots check
-that something readable is painted. Needs Debian's ``chromium`` package (``.ci/run``
+decoded, horizontal overflow, tables shown as cards, clipped table boxes, cells outside the
+viewport); ``--dump-dom`` returns the DOM after it ran. A table is clipped when its box's
+content is wider than the box (``scrollWidth > clientWidth``; boxes marked ``data-scroller``
+are deliberate scrollers and exempt) or when a cell lies outside the viewport: the tests fail
+on either, at both widths, for the usual results and for a wide stress case (11 methods, 8
+LAP layers, 5 noise levels, long run names). Screenshots check that something readable is
+painted. Needs Debian's ``chromium`` package (``.ci/run``
 installs it); skipped with a loud reason when it is missing.
 """
 
@@ -18,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from report_synthetic import configs, lap_results, results_by_run
+from report_synthetic import configs, lap_results, metric, results_by_run
 
 from torchlap.report import (
     all_tables,
@@ -28,9 +33,10 @@ from torchlap.report import (
     plot_overlays,
     write_report,
 )
+from torchlap.report.html import html_tables
 
 SKIP_REASON = "chromium not found: install Debian's chromium package to run the report browser test"
-SIZES = {"laptop": (1280, 800), "phone": (390, 844)}
+SIZES = {"laptop": (1400, 900), "phone": (390, 844)}
 
 
 def find_chromium() -> str | None:
@@ -113,7 +119,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "report": report,
         "profile": folder / "profile",
         "n_figures": len(figures),
-        "table_ids": [t.id for t in all_tables(results)],
+        "table_ids": [t.id for t in html_tables(all_tables(results))],
         "folder": folder,
     }
 
@@ -129,6 +135,9 @@ def test_every_table_and_image_is_rendered(rendered: dict, device: str) -> None:
     body = parser.body
     assert body.get("data-ready") == "1", f"the report's load script did not run: {body}"
     assert parser.table_ids == rendered["table_ids"]
+    assert_nothing_clipped(body, device)
+    if device == "laptop":  # every table fits as a table: none needs the card layout
+        assert body["data-stacked"] == ""
     assert body["data-tables"] == str(len(rendered["table_ids"]))
     assert parser.images == rendered["n_figures"]
     assert body["data-images-total"] == str(rendered["n_figures"])
@@ -171,6 +180,94 @@ def test_lap_results_alone_render(rendered: dict) -> None:
     dom = run_chromium(["--window-size=390,844", "--dump-dom"], report, rendered["profile"])
     parser = BodyAndTags()
     parser.feed(dom)
-    assert parser.body["data-tables"] == str(len(all_tables(lap_results())))
+    assert parser.body["data-tables"] == str(len(html_tables(all_tables(lap_results()))))
     assert parser.body["data-images-total"] == "0"
     assert parser.body["data-page-overflow"] == "0"
+    assert_nothing_clipped(parser.body, "phone")
+
+
+def assert_nothing_clipped(body: dict[str, str], device: str) -> None:
+    assert body.get("data-ready") == "1", f"the report's load script did not run: {body}"
+    assert body["data-clipped"] == "", f"{device}: clipped tables: {body['data-clipped']}"
+    assert body["data-cells-outside"] == "0", f"{device}: cells outside the viewport"
+    assert body["data-page-overflow"] == "0", f"{device}: the page scrolls sideways"
+
+
+def wide_results() -> dict[str, dict]:
+    """Every known method, 8 LAP layers, 5 noise levels, long run names and folders."""
+    methods = [
+        "deeplift", "guided_gradcam", "gradcam", "guided_backprop", "relevance_cam", "scorecam",
+        "rise", "sise", "lap", "bla", "antehoc", "a_method_with_a_long_name",
+    ]  # fmt: skip
+    runs = {}
+    for r, name in enumerate(("resnet50-lap-ws-2024-05-01-lr0.001", "resnet50-vanilla-baseline")):
+        base = lap_results()
+        base["run"]["run_dir"] = "/home/someone/experiments/" + "very-long-folder-name/" * 4
+        base["lap_predictors"] = {
+            f"layer{i}.pool": {"rule": "binary", "predictivity": metric(0.5 + i / 20)}
+            for i in range(8)
+        }
+        keys = ("iou_threshold", "iou_topk", "ebpg", "miou_top20", "bbox", "pointing_game")
+        base["localization"] = {
+            m: {k: metric(0.1 + 0.01 * i + 0.001 * r) for k in keys} | {"threshold": 0.4}
+            for i, m in enumerate(methods)
+        }
+        base["faithfulness"] = {m: base["faithfulness"]["lap"] for m in methods}
+        base["stability"] = {
+            m: {
+                str(f): {"change_drop": metric(1.0 + i, False), "change_inc": metric(2.0, False)}
+                for f in (0.1, 0.2, 0.3, 0.4, 0.5)
+            }
+            for i, m in enumerate(methods)
+        }
+        base["timing"] = {
+            m: {"seconds": 1.0 + i, "images_per_second": 9.0} for i, m in enumerate(methods)
+        }
+        runs[name] = base
+    return runs
+
+
+@pytest.mark.parametrize("device", sorted(SIZES))
+def test_wide_results_are_never_clipped(rendered: dict, device: str) -> None:
+    results = wide_results()
+    report = write_report(rendered["folder"] / f"wide-{device}", results)
+    width, height = SIZES[device]
+    dom = run_chromium(
+        [f"--window-size={width},{height}", "--dump-dom"], report, rendered["profile"]
+    )
+    parser = BodyAndTags()
+    parser.feed(dom)
+    assert parser.table_ids == [t.id for t in html_tables(all_tables(results))]
+    assert_nothing_clipped(parser.body, device)
+    stacked = parser.body["data-stacked"].split()
+    if device == "phone":  # the wide tables became cards, the narrow ones stayed tables
+        assert "table-localization-thresholding" in stacked
+        assert "table-timing" not in stacked
+
+
+def test_clipping_detection_can_fail(rendered: dict) -> None:
+    """Controls for the checks above, at the laptop width: a cell too wide even for the card
+    layout is reported as a clipped box; a box wider than the page, as cells outside the
+    viewport."""
+    text = rendered["report"].read_text(encoding="utf-8")
+    page = rendered["folder"] / "clipped.html"
+    cell = '<td data-label="x"><div style="min-width:2400px">unbreakable</div></td>'
+    assert "<tbody>\n<tr>" in text
+    page.write_text(text.replace("<tbody>\n<tr>", "<tbody>\n<tr>" + cell, 1))
+    dom = run_chromium(["--window-size=1400,900", "--dump-dom"], page, rendered["profile"])
+    parser = BodyAndTags()
+    parser.feed(dom)
+    assert parser.body["data-clipped"] == rendered["table_ids"][0]
+    # a table box wider than the page: nothing scrolls inside it, but its cells leave the
+    # viewport
+    page = rendered["folder"] / "outside.html"
+    wrap = '<div class="table-wrap">'
+    assert wrap in text
+    page.write_text(
+        text.replace(wrap, '<div class="table-wrap" style="width:3000px; max-width:none">', 1)
+    )
+    dom = run_chromium(["--window-size=1400,900", "--dump-dom"], page, rendered["profile"])
+    parser = BodyAndTags()
+    parser.feed(dom)
+    assert parser.body["data-clipped"] == ""
+    assert int(parser.body["data-cells-outside"]) >= 1

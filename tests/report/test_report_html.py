@@ -15,6 +15,7 @@ from PIL import Image
 from report_synthetic import configs, parse_markdown_table, results_by_run
 
 from torchlap.report import all_tables, write_report
+from torchlap.report.html import html_tables
 
 
 class ReportParser(HTMLParser):
@@ -134,7 +135,7 @@ def test_report_configs_as_pretty_json(report) -> None:
 
 def test_report_tables_match_the_markdown(report) -> None:
     _, _, parser, _ = report
-    tables = all_tables(results_by_run())
+    tables = html_tables(all_tables(results_by_run()))
     assert [t["id"] for t in parser.tables] == [t.id for t in tables]
     for parsed, table in zip(parser.tables, tables, strict=True):
         assert parsed["caption"].startswith(f"{table.title}.")
@@ -150,24 +151,50 @@ def test_report_tables_match_the_markdown(report) -> None:
 
 def test_report_grouped_headers(report) -> None:
     _, text, parser, _ = report
-    localization = next(t for t in parser.tables if t["id"] == "table-localization")
-    top, bottom = localization["rows"][:2]
-    assert [cell[1] for cell in top] == ["Run", "Thresholding", "Top-Scored Selection"]
-    assert [cell[1] for cell in bottom] == ["DL", "GC", "LAP", "my_method"] * 2
-    assert re.search(r'colspan="4">Thresholding<', text)
+    # Table I keeps its spanning group headers
+    table_one = next(t for t in parser.tables if t["id"] == "table-model-lap")
+    top, bottom = table_one["rows"][:2]
+    assert [cell[1] for cell in top] == [
+        "Run",
+        "Model performance",
+        "LAP predictions",
+        "Faithfulness to model",
+    ]
+    assert [cell[1] for cell in bottom][:4] == ["Acc.", "Sens.", "Spec.", "BA"]
+    assert re.search(r'colspan="4">Model performance<', text)
+    # Table II is split by binarization: one table each, same rows, caption on the first,
+    # notes (with the tie) under the last
+    parts = [t for t in parser.tables if t["id"].startswith("table-localization-")]
+    assert [t["id"] for t in parts] == [
+        "table-localization-thresholding",
+        "table-localization-top-scored-selection",
+    ]
+    for part in parts:
+        assert [cell[1] for cell in part["rows"][0]] == ["Run", "DL", "GC", "LAP", "my_method"]
+        assert [row[0][1] for row in part["rows"][1:]] == ["vanilla", "WS-LAP"]
+    assert parts[0]["caption"].startswith("Table II (Thresholding). IoU of the binarized")
+    assert parts[1]["caption"] == "Table II (Top-Scored Selection)."
+    section = text.split('id="section-table-localization"')[1].split("</section>")[0]
+    assert section.count('class="notes"') == 1
+    assert section.index('class="notes"') > section.index("table-localization-top-scored")
+    assert "WS-LAP, Top-Scored Selection: DL = LAP (44.29)" in section
 
 
 def test_report_embeds_every_figure(report) -> None:
-    _, _, parser, figures = report
+    _, text, parser, figures = report
     assert len(parser.images) == len(figures)
-    for image, figure in zip(parser.images, figures, strict=True):
+    # the overlays are the one figure of "At a glance" (first), the others follow in order
+    shown = [figures[2], figures[0], figures[1]]
+    for image, figure in zip(parser.images, shown, strict=True):
         data = base64.b64decode(image["src"].split(",", 1)[1])
         assert data == figure.read_bytes()
         assert image["alt"]
         assert (image["width"], image["height"]) == ("30", "20")
-    assert parser.images[2]["alt"] == "Overlays of <3> images"
-    assert parser.figcaptions[2] == "Overlays of <3> images"
-    assert "keep-k%" in parser.figcaptions[0]  # default caption from the file name
+    assert parser.images[0]["alt"] == "Overlays of <3> images"
+    assert parser.figcaptions[0] == "Overlays of <3> images"
+    assert "keep-k%" in parser.figcaptions[1]  # default caption from the file name
+    glance = text.split('<section id="glance">')[1].split("</section>")[0]
+    assert glance.count("<img") == 1 and text.count("<img") == 3
 
 
 def test_report_checks_inputs_before_writing(tmp_path: Path) -> None:
@@ -196,3 +223,83 @@ def test_report_with_minimal_results(tmp_path: Path) -> None:
     parser.feed(path.read_text(encoding="utf-8"))
     assert [t["id"] for t in parser.tables] == ["table-runs", "table-model-lap"]
     assert parser.images == [] and parser.details == 0
+
+
+# ---------------------------------------------------------------------------- at a glance
+
+
+def glance_of(text: str) -> str:
+    return text.split('<section id="glance">')[1].split("</section>")[0]
+
+
+def test_at_a_glance_comes_first_with_three_numbers_per_run(report) -> None:
+    _, text, _, _ = report
+    assert text.index('id="glance"') < text.index('id="runs"')
+    glance = glance_of(text)
+    assert len(re.findall(r'class="card( warn)?"', glance)) == 6  # three per run, two runs
+    assert "<h3>vanilla</h3>" in glance and "<h3>WS-LAP</h3>" in glance
+    # WS-LAP: BA 96.56; DL and LAP tie for the best IoU (top-scored); LAP has the lowest Drop
+    ws_lap = glance.split("<h3>WS-LAP</h3>")[1]
+    assert '<div class="value">96.56%</div>' in ws_lap
+    assert '<div class="value">DL = LAP 44.29%</div>' in ws_lap
+    assert "next: my_method 15.00%" in ws_lap
+    assert '<div class="value">LAP 10.00%</div>' in ws_lap
+    assert "next: GC 40.00%" in ws_lap
+    assert 'class="warnings"' not in glance  # nothing to warn about
+
+
+def test_glance_numbers_warn_about_chance_and_flat_maps() -> None:
+    from report_synthetic import lap_results, metric
+
+    from torchlap.report.html import glance_numbers, glance_warnings
+
+    run = lap_results()
+    run["data"]["n_classes"] = 2
+    run["model"]["balanced_accuracy"] = metric(0.52, n=50)  # chance 0.5: bound 61.63 %
+    run["maps"] = {"lap": {"n": 50, "n_flat": 50, "tolerance": 1e-6}}
+    accuracy, localization, faithfulness = glance_numbers(run)
+    assert accuracy.warn and "not above chance (50.00%)" in accuracy.detail
+    assert localization.warn and "flat maps (LAP)" in localization.detail
+    assert faithfulness.value == "LAP 10.00%" and faithfulness.warn
+    warnings = glance_warnings("r", run)
+    assert len(warnings) == 2
+    assert warnings[0].startswith("r: LAP: 50 of 50 maps flat, constant within 1e-06. A flat")
+    assert "is not above chance (50.00%)" in warnings[1]
+    # a long tie moves the names to the detail line; missing sections say so
+    many = {"faithfulness": {m: {"drop": metric(5.0, False)} for m in ("gradcam", "rise", "lap")}}
+    _, missing, tie = glance_numbers(many)
+    assert missing.value == "-" and missing.detail == "not computed"
+    assert tie.value == "3 methods 5.00%"
+    assert "does not separate them: GC, RISE, LAP" in tie.detail
+
+
+def test_report_shows_the_warnings_and_the_best_methods_overlay(tmp_path: Path) -> None:
+    results = results_by_run()
+    results["vanilla"]["maps"] = {"gradcam": {"n": 50, "n_flat": 50, "tolerance": 1e-6}}
+    figures = [make_png(tmp_path / name, i) for i, name in enumerate(
+        ("keep_k.png", "overlays_gradcam.png", "overlays_deeplift.png", "iou_bars.png")
+    )]  # fmt: skip
+    path = write_report(tmp_path / "out", {"vanilla": results["vanilla"]}, None, figures)
+    glance = glance_of(path.read_text(encoding="utf-8"))
+    assert "⚠ vanilla: GC: 50 of 50 maps flat, constant within 1e-06." in glance
+    # no LAP overlay: the overlay of the best-localizing method (DL) is the one figure
+    assert 'id="figure-overlays_deeplift"' in glance and glance.count("<figure") == 1
+
+
+def test_extra_sections_come_from_the_registered_builders(tmp_path: Path, monkeypatch) -> None:
+    from torchlap.report import html
+
+    def sanity(runs):
+        if not any("sanity" in run for run in runs.values()):
+            return None
+        return html.ReportSection("sanity", "Sanity checks", "<p>cascading randomization</p>")
+
+    monkeypatch.setattr(html, "SECTION_BUILDERS", [sanity])
+    text = write_report(tmp_path / "a", results_by_run()).read_text(encoding="utf-8")
+    assert 'id="sanity"' not in text
+    results = results_by_run()
+    results["WS-LAP"]["sanity"] = {}
+    text = write_report(tmp_path / "b", results).read_text(encoding="utf-8")
+    section = '<section id="sanity"><h2>Sanity checks</h2>\n<p>cascading randomization</p>'
+    assert section in text
+    assert text.index('id="section-table-timing"') < text.index('id="sanity"')

@@ -65,7 +65,9 @@ def test_table_one_layout_binary() -> None:
     assert vanilla[5:] == ["-"] * 6
     # best per column bold (WS-LAP wins every model metric); a None value is 'n/a'
     assert lap[1:5] == ["**96.58**", "**97.07**", "**96.05**", "**96.56**"]
-    assert lap[5:] == ["55.48", "69.76", "88.11", "55.86", "n/a", "88.60"]
+    # LAP_1's 55.48 % of 50 images is not above the chance level of 50 % (as many positives as
+    # negatives): marked; the other predictivities are
+    assert lap[5:] == ["55.48†", "69.76", "88.11", "55.86", "n/a", "88.60"]
 
 
 def test_table_one_names_lap_layers_in_forward_order() -> None:
@@ -121,17 +123,12 @@ def test_table_two_layout_and_best_per_row() -> None:
     # LAP absent from the vanilla run -> '-'; None -> 'n/a'; best of each group bold
     assert vanilla[1:] == ["**24.37**", "9.34", "-", "n/a", "**20.44**", "7.14", "-", "15.00"]
     lap = row_by_labels(rows, "WS-LAP")
-    # thresholding: LAP best; top-scored: DL (44.2901) and LAP (44.29) tie at 2 decimals
-    assert lap[1:] == [
-        "24.37",
-        "9.34",
-        "**36.26**",
-        "n/a",
-        "**44.29**",
-        "7.14",
-        "**44.29**",
-        "15.00",
-    ]
+    # thresholding: LAP best; top-scored: DL (44.2901) and LAP (44.29) tie at 2 decimals, so
+    # neither is bold and the tie is named once in the notes
+    assert lap[1:] == ["24.37", "9.34", "**36.26**", "n/a", "44.29", "7.14", "44.29", "15.00"]
+    markdown = table_localization(results_by_run())
+    assert markdown.count("Tied for the best") == 1
+    assert "WS-LAP, Top-Scored Selection: DL = LAP (44.29)" in markdown
 
 
 def test_table_two_direction_comes_from_the_metric() -> None:
@@ -175,7 +172,7 @@ def test_table_two_all_methods_and_display_names() -> None:
     ]
     assert header[1:12] == [f"Thresholding: {m}" for m in expected]
     assert rows[0][12:] == ["-"] * 11  # no iou_topk anywhere
-    assert rows[0][1:12] == ["**10.00**"] * 11  # all tied
+    assert rows[0][1:12] == ["10.00"] * 11  # all tied: a tie, not a wall of bold
     assert method_display_name("my_method") == "my_method"
 
 
@@ -353,3 +350,127 @@ def test_write_tables_is_atomic(tmp_path: os.PathLike[str]) -> None:
         write_tables(broken, target)
     assert target.read_text(encoding="utf-8") == text  # untouched on failure
     assert sorted(p.name for p in target.parent.iterdir()) == ["tables.md"]  # no temp file left
+
+
+# ----------------------------------------------------- ties, chance marks, flat maps, split
+
+
+def test_unique_best_is_bold_and_a_tie_is_named_once() -> None:
+    results = {"a": lap_results(), "b": vanilla_results()}
+    # three-way tie for the best in one Table II group, and a group where all values are equal
+    for method in ("gradcam", "deeplift", "lap"):
+        results["a"]["localization"][method]["iou_threshold"] = metric(0.5)
+    results["a"]["localization"]["my_method"]["iou_threshold"] = metric(0.1)
+    results["b"]["localization"]["my_method"]["iou_threshold"] = metric(0.3)
+    table = localization_table(results)
+    cells = {row.labels[0]: row.cells for row in table.rows}
+    assert [c.text for c in cells["a"][:3]] == ["50.00", "50.00", "50.00"]
+    assert not any(c.bold for c in cells["a"][:4])
+    assert [c.tied for c in cells["a"][:4]] == [True, True, True, False]
+    assert [c.bold for c in cells["b"][:4]] == [False, False, False, True]  # 30.00 unique
+    notes = " ".join(table.notes)
+    assert notes.count("Tied for the best") == 1
+    assert "a, Thresholding: DL = GC = LAP (50.00)" in notes
+    assert "a, Top-Scored Selection: DL = LAP (44.29)" in notes
+    # every defined value equal: nothing bold, nothing underlined, one short mention
+    equal = {"r": {"localization": {m: {"iou_topk": metric(0.2)} for m in ("lap", "rise")}}}
+    table = localization_table(equal)
+    assert not any(c.bold or c.tied for c in table.rows[0].cells)
+    assert "All values equal, so nothing bold: r, Top-Scored Selection (20.00)." in table.notes
+
+
+def test_at_chance_is_a_one_sided_test_against_the_chance_level() -> None:
+    from torchlap.report.tables import at_chance
+
+    # chance 0.5, n = 50: the bound is 0.5 + 1.6449 * sqrt(0.25 / 50) = 0.61631
+    assert at_chance(0.6163, 0.5, 50) and not at_chance(0.6164, 0.5, 50)
+    assert at_chance(0.0, 0.5, 50)  # below chance is not above it
+    # chance 0.1, n = 400: 0.1 + 1.6449 * sqrt(0.09 / 400) = 0.124674
+    assert at_chance(0.1246, 0.1, 400) and not at_chance(0.1247, 0.1, 400)
+    # unknown n or value, degenerate chance: never marked
+    assert not at_chance(0.5, 0.5, None) and not at_chance(None, 0.5, 50)
+    assert not at_chance(0.5, 1.0, 50) and not at_chance(0.5, 0.5, 0)
+
+
+def test_chance_marks_for_accuracies_and_region_metrics() -> None:
+    multi = {
+        "data": {"n_classes": 10, "region_fraction": 0.25},
+        "model": {
+            "top1_accuracy": metric(0.12, n=400),  # chance 1/10: bound 12.47 %
+            "top5_accuracy": metric(0.60, n=400),  # chance 5/10: bound 54.11 %
+        },
+        "lap_predictors": {"l": {"predictivity": metric(0.125, n=400)}},
+        "localization": {
+            "gradcam": {"ebpg": metric(0.30, n=100), "pointing_game": metric(0.40, n=100)}
+        },
+    }
+    _, rows = parse_markdown_table(table_model_and_lap({"m": multi}))
+    assert rows[0][1:] == ["12.00†", "60.00", "12.50", "-"]  # 12.50 > 12.47: not marked
+    _, rows = parse_markdown_table(table_other_localization({"m": multi}))
+    # chance 0.25 with n = 100: bound 0.25 + 1.6449 * sqrt(0.1875 / 100) = 32.12 %
+    assert rows[0][2:] == ["30.00†", "-", "-", "40.00"]
+    assert "† not above chance" in table_other_localization({"m": multi})
+    # binary: accuracy against the majority share (40 positives, 60 negatives), BA against 1/2
+    binary = {
+        "model": {
+            "accuracy": metric(0.66, n=100),  # chance 0.6: bound 68.06 %
+            "sensitivity": metric(0.5, n=40),
+            "specificity": metric(0.8, n=60),
+            "balanced_accuracy": metric(0.65, n=100),  # chance 0.5: bound 58.22 %
+        }
+    }
+    _, rows = parse_markdown_table(table_model_and_lap({"b": binary}))
+    assert rows[0][1:] == ["66.00†", "50.00", "80.00", "65.00"]
+
+
+def test_flat_maps_are_marked_and_explained() -> None:
+    results = results_by_run()
+    results["vanilla"]["maps"] = {
+        "gradcam": {"n": 50, "n_flat": 50, "tolerance": 1e-6},
+        "deeplift": {"n": 50, "n_flat": 0, "tolerance": 1e-6},
+    }
+    markdown = table_localization(results)
+    _, rows = parse_markdown_table(markdown)
+    vanilla = row_by_labels(rows, "vanilla")
+    assert vanilla[1:5] == ["**24.37**", "9.34‡", "-", "n/a"]
+    assert "‡ the method's maps are flat" in markdown
+    _, rows = parse_markdown_table(table_faithfulness(results))
+    assert all(
+        cell.strip("*").endswith("‡")
+        for cell in row_by_labels(rows, "vanilla", "GC")[2:]
+        if cell != "-"
+    )
+    assert not any("‡" in cell for cell in row_by_labels(rows, "WS-LAP", "GC"))
+    cell = localization_table(results).rows[0].cells[1]
+    assert "50 of 50 maps flat, constant within 1e-06" in cell.note
+
+
+def test_split_by_group_keeps_rows_and_cells() -> None:
+    from torchlap.report.tables import split_by_group
+
+    table = localization_table(results_by_run())
+    assert table.split_groups
+    parts = split_by_group(table)
+    assert [p.id for p in parts] == [
+        "table-localization-thresholding",
+        "table-localization-top-scored-selection",
+    ]
+    assert [p.title for p in parts] == [
+        "Table II (Thresholding)",
+        "Table II (Top-Scored Selection)",
+    ]
+    assert parts[0].caption == table.caption and parts[1].caption == ""
+    assert parts[0].notes == () and parts[1].notes == table.notes
+    for part in parts:
+        assert [r.labels for r in part.rows] == [r.labels for r in table.rows]
+        assert all(not c.group for c in part.columns)
+    joined = [a.cells + b.cells for a, b in zip(parts[0].rows, parts[1].rows, strict=True)]
+    assert joined == [row.cells for row in table.rows]
+    one_group = table_timing_table()
+    assert split_by_group(one_group) == [one_group]
+
+
+def table_timing_table():
+    from torchlap.report.tables import timing_table
+
+    return timing_table(results_by_run())

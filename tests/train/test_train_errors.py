@@ -93,7 +93,7 @@ def test_cli_reports_bad_input(tmp_path: Path, options: list[str], message: str)
     out = tmp_path / "run"
     args = ["train", "--data", "lesions", "--out", str(out), "--n-images", str(N_IMAGES)]
     result = CliRunner().invoke(app, [*args, "--image-size", "32", *options])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "Error:" in result.output
     assert re.search(message, result.output), result.output
     assert not out.exists()

@@ -177,6 +177,6 @@ def test_bad_model_values_raise_clear_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app, ["train", "--data", "lesions", "--out", str(tmp_path / "b"), "--model", "blah"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "unknown model 'blah'" in result.output
     assert not (tmp_path / "b").exists()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from PIL import Image
 from torchlap.data._base import SPLITS
 from torchlap.data.builtin import builtin_dataset
 from torchlap.data.folder import ANNOTATIONS, ImageRecord, write_annotations
+from torchlap.runs import atomic_folder, clean_stale_temps
 
 
 def export_builtin(name: str, out: str | os.PathLike[str], **options: Any) -> Path:
@@ -32,10 +31,10 @@ def export_builtin(name: str, out: str | os.PathLike[str], **options: Any) -> Pa
     out_path = Path(out)
     if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
         raise FileExistsError(f"{out_path} already exists and is not an empty folder")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     datasets = {split: builtin_dataset(name, split=split, **options) for split in SPLITS}
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
-    try:
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out_path.parent, recursive=False)  # staging folders of killed exports
+    with atomic_folder(out_path) as staging:
         records = []
         for split, dataset in datasets.items():
             if len(dataset) == 0:
@@ -70,10 +69,4 @@ def export_builtin(name: str, out: str | os.PathLike[str], **options: Any) -> Pa
         metadata = datasets["train"].metadata()
         metadata["split_sizes"] = {s: len(d) for s, d in datasets.items()}
         (staging / "dataset.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        if out_path.exists():
-            out_path.rmdir()  # empty, checked above
-        os.replace(staging, out_path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_path

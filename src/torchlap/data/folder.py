@@ -25,10 +25,10 @@ raises.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,6 +51,7 @@ from torchlap.data._base import (
     split_counts,
 )
 from torchlap.data.transforms import default_normalization, default_transforms, size_pair
+from torchlap.runs import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +174,30 @@ def _read_dicom(path: Path) -> np.ndarray:
     if str(getattr(dataset, "PhotometricInterpretation", "")) == "MONOCHROME1":
         array = 1.0 - array
     return array
+
+
+def load_image(
+    path: str | os.PathLike[str], channels: int, image_size: int | None = None
+) -> Tensor:
+    """The one image decoder of torchlap: :func:`read_image` (bit-depth scaling, DICOM) then,
+    with ``image_size``, the evaluation resize of :func:`default_transforms` (bilinear,
+    antialiased). Data loading and ``torchlap explain`` both read images through it.
+
+    Raises FileNotFoundError for a missing file, ValueError naming the file when it cannot be
+    decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {path} not found")
+    try:
+        image = read_image(path, channels)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a readable image: {error}") from None
+    if image_size is None:
+        return image
+    from torchvision.transforms.v2.functional import resize
+
+    return resize(image, list(size_pair(image_size)), antialias=True)
 
 
 def read_mask(path: Path) -> Tensor:
@@ -325,22 +350,17 @@ def write_annotations(path: Path, records: Iterable[ImageRecord]) -> None:
     """Write records as an ``annotations.csv`` (one row per box), atomically."""
     path = Path(path)
     header = ["image", "label", "split", *BOX_COLUMNS, "mask"]
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with open(descriptor, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            for record in records:
-                tail = [record.mask or ""]
-                head = [record.image, record.label, record.split or ""]
-                if not record.boxes:
-                    writer.writerow([*head, "", "", "", "", *tail])
-                for box in record.boxes:
-                    writer.writerow([*head, *(_format_number(v) for v in box), *tail])
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    for record in records:
+        tail = [record.mask or ""]
+        head = [record.image, record.label, record.split or ""]
+        if not record.boxes:
+            writer.writerow([*head, "", "", "", "", *tail])
+        for box in record.boxes:
+            writer.writerow([*head, *(_format_number(v) for v in box), *tail])
+    atomic_write(path, text.getvalue())  # the usual file mode, fsync, temp cleaned on error
 
 
 # --------------------------------------------------------------------------------------------
@@ -697,6 +717,19 @@ def image_folder(
     root_path = Path(root)
     if not root_path.is_dir():
         raise FileNotFoundError(f"dataset folder {root_path} does not exist")
+    layout = [n for n in ("images", "masks", "dataset.json") if (root_path / n).exists()]
+    if "images" in layout and len(layout) > 1:
+        # torchlap's annotated layout (data export) without its CSV: read as an ImageFolder it
+        # would have the classes "images" and "masks" and train to a meaningless 100 %
+        raise FileNotFoundError(
+            f"{root_path} looks like an annotated dataset folder ({', '.join(layout)}) but has "
+            f"no {ANNOTATIONS}; restore it (columns {', '.join(REQUIRED_COLUMNS)}, optionally "
+            f"{', '.join(OPTIONAL_COLUMNS)}) and run `torchlap data check {root_path}`"
+        )
+    try:
+        next(iter(root_path.iterdir()), None)
+    except PermissionError as error:
+        raise PermissionError(f"dataset folder {root_path} is not readable: {error}") from None
     split_dirs = [s for s in SPLITS if (root_path / s).is_dir()]
     records: list[ImageRecord] = []
     if split_dirs:

@@ -7,7 +7,8 @@ annotated folder format. Nothing is downloaded.
 * RSNA Pneumonia Detection Challenge: ``stage_2_train_labels.csv``
   (``patientId,x,y,width,height,Target``; one row per box, empty box fields for Target 0)
   and ``<patientId>.dcm`` (DICOM, needs the ``dicom`` extra) or ``<patientId>.png`` images.
-  Classes ``normal`` (Target 0) and ``pneumonia`` (Target 1). Paper split 81/9/10.
+  Classes ``normal`` (Target 0) and ``pneumonia`` (Target 1). Paper split 81/9/10. Only
+  pneumonia images carry boxes: normal images have ``has_region=False``.
 * CelebA: ``list_attr_celeba.txt`` (image count, the 40 attribute names, then one line per
   image with values 1/-1) and an attribute, e.g. ``Smiling``: classes ``not_smiling`` and
   ``smiling``. Paper split 70/10/20, or the official ``list_eval_partition.txt``.
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torchlap.data._base import check_split
+from torchlap.data._base import Sample, check_split
 from torchlap.data.folder import AnnotatedFolder, ImageRecord, check_box
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def rsna_pneumonia(
                 record.box_sources.append(where)
     if not records:
         raise ValueError(f"{csv_path}: no patients")
-    return AnnotatedFolder.from_records(
+    return RsnaFolder.from_records(
         root_path,
         list(records.values()),
         source=str(csv_path),
@@ -116,6 +117,21 @@ def rsna_pneumonia(
         seed=seed,
         **options,
     )
+
+
+class RsnaFolder(AnnotatedFolder):
+    """RSNA as an :class:`AnnotatedFolder` whose samples say which images hold boxes.
+
+    Only pneumonia images were annotated with boxes: a normal image's ``has_region`` is
+    ``False`` (no region to supervise or to localize), a pneumonia image's ``True``. The
+    dataset-level ``has_regions`` stays ``True`` (the data has regions).
+    """
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = super().__getitem__(index)
+        record = self.records[index % len(self.records)]
+        sample["has_region"] = bool(record.boxes)
+        return sample
 
 
 def _rsna_image(folder: Path, patient: str, where: str, root: Path) -> str:

@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 
 from torchlap.evaluate.core import DEFAULT_METHODS, EvaluateOptions
+from torchlap.evaluate.shard import ShardPlan
+from torchlap.runs import clean_stale_temps
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,58 @@ def _options(methods: str, method_options: str | None, **fields: object) -> Eval
     return options
 
 
+# the files an evaluation (or comparison) writes into its output folder
+_OUTPUT_NAMES = (
+    "results.json",
+    "comparison.json",
+    "tables.md",
+    "report.html",
+    "figures",
+    "methods",
+)
+_OWN_FORMATS = {"results.json": "torchlap-results", "comparison.json": "torchlap-comparison"}
+
+
+def _written_by_torchlap(path: Path) -> bool:
+    """Whether an output-folder entry is one torchlap evaluate/compare wrote."""
+    if path.name in _OWN_FORMATS:
+        try:
+            return json.loads(path.read_text()).get("format") == _OWN_FORMATS[path.name]
+        except (OSError, ValueError, AttributeError):
+            return False
+    if path.name == "methods":  # per-method caches, each with its fingerprint
+        try:
+            return all("fingerprint" in json.loads(p.read_text()) for p in path.glob("*.json"))
+        except (OSError, ValueError, TypeError):
+            return False
+    return False
+
+
+def guard_output_folder(out: Path, force: bool, option: str = "--out") -> list[Path]:
+    """Refuse an output folder holding files of the names evaluate writes that torchlap did
+    not write (a user's own ``results.json``...), unless ``force``; with ``force`` the files
+    that will be replaced are logged. A folder whose results.json/comparison.json is
+    torchlap's is torchlap's (its tables, figures and report come with it).
+
+    Returns the entries that are not torchlap's (replaced under ``force``)."""
+    if not out.exists():
+        return []
+    if not out.is_dir():
+        raise ValueError(f"{option} {out} exists and is not a folder; pass a folder path")
+    present = [out / name for name in _OUTPUT_NAMES if (out / name).exists()]
+    ours = any(_written_by_torchlap(out / name) for name in _OWN_FORMATS if (out / name).exists())
+    foreign = [] if ours else [p for p in present if not _written_by_torchlap(p)]
+    if foreign and not force:
+        raise FileExistsError(
+            f"{option} {out} holds {', '.join(p.name for p in foreign)}, which torchlap did not "
+            "write; choose another folder, or pass --force to replace them"
+        )
+    if foreign:
+        typer.echo(f"--force: replacing {', '.join(str(p) for p in foreign)}", err=True)
+    clean_stale_temps(out)  # temp files of an evaluation killed mid-write
+    return foreign
+
+
 _METHODS_HELP = "Comma-separated explainer names."
 _DEFAULT_METHODS = ",".join(DEFAULT_METHODS)
 
@@ -75,6 +129,91 @@ LimeImages = Annotated[
 ]
 Device = Annotated[str, typer.Option("--device")]
 Seed = Annotated[int, typer.Option("--seed")]
+ThresholdFit = Annotated[
+    str,
+    typer.Option(
+        "--threshold-fit",
+        help="Validation images that fit the other methods' global threshold: all (paper 000) "
+        "or with_region.",
+    ),
+]
+Ties = Annotated[
+    str,
+    typer.Option(
+        "--ties",
+        help="keep-k% and Drop/Increase ties at the k-th score: random (mean of --tie-draws "
+        "seeded draws) or index (raster order).",
+    ),
+]
+TieDraws = Annotated[int, typer.Option("--tie-draws", help="Random tie-breaks averaged.")]
+LapAllRanking = Annotated[
+    str,
+    typer.Option(
+        "--lap-all-ranking",
+        help="LAP All of the top-k metrics: unclipped_sum (paper 000's supplement) or algorithm1.",
+    ),
+]
+
+Sanity = Annotated[
+    bool,
+    typer.Option(
+        "--sanity",
+        help="Sanity checks (Adebayo et al. 2018): model-parameter randomization, cascading "
+        "and independent, per method (results key 'sanity').",
+    ),
+]
+SanityImages = Annotated[int, typer.Option("--sanity-images", help="Images of the sanity checks.")]
+SanityThreshold = Annotated[
+    float,
+    typer.Option(
+        "--sanity-threshold",
+        help="A method passes when its Spearman |map| correlation at full randomization is "
+        "below this.",
+    ),
+]
+GridPg = Annotated[
+    bool,
+    typer.Option(
+        "--grid-pg",
+        help="Synthetic grid pointing game: grids of confidently classified images of distinct "
+        "classes (results key 'grid_pointing_game').",
+    ),
+]
+GridPgShape = Annotated[
+    str,
+    typer.Option("--grid-pg-shape", help="auto (2x2, or 1xK with K < 4 classes) or RxC."),
+]
+GridPgGrids = Annotated[int, typer.Option("--grid-pg-grids", help="Grids to build.")]
+Devices = Annotated[
+    str,
+    typer.Option(
+        "--devices",
+        help="Processes per node that share the images (CPU: a count; CUDA: a count or GPU ids "
+        "such as 0,1). Rank 0 writes what one process writes.",
+    ),
+]
+NumNodes = Annotated[int, typer.Option("--num-nodes", help="Nodes (torchrun/SLURM; DDP).")]
+
+
+def _shard_plan(devices: str, num_nodes: int, device: str) -> ShardPlan:
+    """``--devices``/``--num-nodes`` checked before any process starts."""
+    from torchlap.evaluate.shard import check_sharding
+
+    try:
+        return check_sharding(devices, num_nodes, device)
+    except (ValueError, TypeError) as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+def _is_rank_zero() -> bool:
+    from torchlap.logs import process_rank
+
+    return process_rank() == 0
+
+
+GridPgConfidence = Annotated[
+    float, typer.Option("--grid-pg-confidence", help="Minimum softmax probability of a cell.")
+]
 
 
 def register_evaluate(app: typer.Typer) -> None:
@@ -100,19 +239,68 @@ def register_evaluate(app: typer.Typer) -> None:
         lime_images: LimeImages = 8,
         device: Device = "cpu",
         seed: Seed = 0,
+        threshold_fit: ThresholdFit = "all",
+        ties: Ties = "random",
+        tie_draws: TieDraws = 4,
+        lap_all_ranking: LapAllRanking = "unclipped_sum",
+        sanity: Sanity = False,
+        sanity_images: SanityImages = 8,
+        sanity_threshold: SanityThreshold = 0.5,
+        grid_pg: GridPg = False,
+        grid_pg_shape: GridPgShape = "auto",
+        grid_pg_grids: GridPgGrids = 16,
+        grid_pg_confidence: GridPgConfidence = 0.9,
+        devices: Devices = "1",
+        num_nodes: NumNodes = 1,
     ) -> None:
-        """Every metric of the papers for one run and every method; writes results.json,
-        tables.md, plots and report.html."""
+        """Every metric of the papers for one run and every method, with a report.
+
+        Writes results.json, tables.md, plots and report.html into `--out` (default
+        RUN/eval-SPLIT) and a log, evaluate.log. Methods already computed are reused.
+
+        Example: `torchlap evaluate --run runs/bb-lap --max-images 32 --methods lap,gradcam,rise`
+
+        Cost on a 2-core CPU: about 3 min per run at 64 px for 32 images with the demo's
+        settings (200 RISE masks); the defaults (every test image, every method, 4000 RISE
+        masks) take tens of minutes: start with `--max-images` and `--methods`.
+
+        `--devices N` (and `--num-nodes`) splits the images over N processes (GPUs with
+        `--device cuda`; torchrun and SLURM too): rank 0 writes what one process writes.
+        """
         from torchlap.evaluate.core import evaluate_run
 
         options = _options(
             methods, method_options, split=split, batch_size=batch_size,
             max_images=max_images, max_val_images=max_val_images,
             stability_images=stability_images, baseline=baseline, target=target,
-            lime_images=lime_images, device=device, seed=seed,
+            lime_images=lime_images, device=device, seed=seed, threshold_fit=threshold_fit,
+            ties=ties, tie_draws=tie_draws, lap_all_ranking=lap_all_ranking,
+            sanity=sanity, sanity_images=sanity_images, sanity_threshold=sanity_threshold,
+            grid_pg=grid_pg, grid_pg_shape=grid_pg_shape, grid_pg_grids=grid_pg_grids,
+            grid_pg_confidence=grid_pg_confidence,
         )  # fmt: skip
         out_dir = out or run / f"eval-{split}"
-        evaluate_run(run, data, out_dir, options, force=force)
+        plan = _shard_plan(devices, num_nodes, device)
+        rank_zero = _is_rank_zero()  # with --devices N the other ranks re-run this command
+        if rank_zero:
+            guard_output_folder(out_dir, force)
+        if plan.world_size > 1:
+            from torchlap.train import load_run
+
+            load_run(run)  # a bad run folder is reported once, before the processes start
+        from torchlap.evaluate.shard import launch_sharded
+        from torchlap.logs import log_file
+
+        def work() -> None:
+            if not rank_zero:
+                evaluate_run(run, data, out_dir, options, force=force)
+                return
+            with log_file(out_dir / "evaluate.log"):  # every line, once the folder exists
+                evaluate_run(run, data, out_dir, options, force=force)
+
+        launch_sharded(plan, work)
+        if not _is_rank_zero():
+            return
         typer.echo(f"results: {out_dir / 'results.json'}")
         typer.echo(f"report:  {out_dir / 'report.html'}")
 
@@ -136,16 +324,56 @@ def register_evaluate(app: typer.Typer) -> None:
         lime_images: LimeImages = 8,
         device: Device = "cpu",
         seed: Seed = 0,
+        threshold_fit: ThresholdFit = "all",
+        ties: Ties = "random",
+        tie_draws: TieDraws = 4,
+        lap_all_ranking: LapAllRanking = "unclipped_sum",
+        sanity: Sanity = False,
+        sanity_images: SanityImages = 8,
+        sanity_threshold: SanityThreshold = 0.5,
+        grid_pg: GridPg = False,
+        grid_pg_shape: GridPgShape = "auto",
+        grid_pg_grids: GridPgGrids = 16,
+        grid_pg_confidence: GridPgConfidence = 0.9,
+        devices: Devices = "1",
+        num_nodes: NumNodes = 1,
     ) -> None:
-        """Evaluate several runs (vanilla, weak, expert, ...) into one table and report."""
+        """Evaluate several runs (vanilla, weak, expert, ...) into one table and report.
+
+        Example: `torchlap compare runs/vanilla runs/ws-lap runs/bb-lap --out comparison`
+
+        Cost on a 2-core CPU: `torchlap evaluate`'s for each run (about 3 min per run for 32
+        images with the demo's settings; tens of minutes per run with the defaults).
+        """
         from torchlap.evaluate.compare import compare_runs
 
         options = _options(
             methods, method_options, split=split, batch_size=batch_size,
             max_images=max_images, max_val_images=max_val_images,
             stability_images=stability_images, baseline=baseline, target=target,
-            lime_images=lime_images, device=device, seed=seed,
+            lime_images=lime_images, device=device, seed=seed, threshold_fit=threshold_fit,
+            ties=ties, tie_draws=tie_draws, lap_all_ranking=lap_all_ranking,
+            sanity=sanity, sanity_images=sanity_images, sanity_threshold=sanity_threshold,
+            grid_pg=grid_pg, grid_pg_shape=grid_pg_shape, grid_pg_grids=grid_pg_grids,
+            grid_pg_confidence=grid_pg_confidence,
         )  # fmt: skip
-        report = compare_runs(runs, data, out, options, force=force)
+        plan = _shard_plan(devices, num_nodes, device)
+        rank_zero = _is_rank_zero()  # with --devices N the other ranks re-run this command
+        if rank_zero:
+            guard_output_folder(out, force)
+            for name in {r.resolve().name for r in runs}:
+                guard_output_folder(out / name, force)
+        from torchlap.evaluate.shard import launch_sharded
+        from torchlap.logs import log_file
+
+        def work() -> Path:
+            if not rank_zero:
+                return compare_runs(runs, data, out, options, force=force)
+            with log_file(out / "compare.log"):  # every line, once the folder exists
+                return compare_runs(runs, data, out, options, force=force)
+
+        report = launch_sharded(plan, work)
+        if not _is_rank_zero():
+            return
         typer.echo(f"tables: {out / 'tables.md'}")
         typer.echo(f"report: {report}")

@@ -22,6 +22,8 @@ def compare_runs(
     """Evaluate each run into ``out/<run name>/`` and write the joint tables and report.
 
     Run names are the folders' names; two runs with the same folder name are refused.
+    With ``options.sanity``, each run trained with ``--shuffle-labels`` is also compared with a
+    real run of the same data and model (results key ``data_randomization``).
     Returns the path of ``report.html``.
     """
     from torchlap.evaluate.outputs import write_run_outputs
@@ -40,5 +42,14 @@ def compare_runs(
     for name, run_dir in zip(names, run_dirs, strict=True):
         results[name] = evaluate_run(run_dir, data, out / name, options, force=force)
         configs[name] = load_run(run_dir).config
+    if options is not None and options.sanity:  # data randomization test (shuffled labels)
+        from torchlap.evaluate.sanity import compare_data_randomization
+
+        compare_data_randomization(dict(zip(names, run_dirs, strict=True)), configs, results,
+                                   data, out, options)  # fmt: skip
     atomic_write_json(out / "comparison.json", {"format": "torchlap-comparison", "runs": results})
+    from torchlap.evaluate.shard import is_writer
+
+    if not is_writer():  # sharded evaluation: rank 0 alone writes
+        return out / "report.html"
     return write_run_outputs(out, results, configs, None, {})

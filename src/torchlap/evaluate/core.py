@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -49,8 +48,13 @@ DEFAULT_METHODS = COMPARISON_METHODS
 RESULTS_FORMAT = "torchlap-results"
 #: bumped whenever a metric's definition changes, so cached method results are recomputed
 #: (2: top-k metrics and the pointing game score ties by their expectation; thresholds are
-#: fitted on the validation images holding a region)
-METRICS_REVISION = 2
+#: fitted on the validation images holding a region. 3: thresholds fitted on all validation
+#: images; keep-k% and Drop%/Increase% break ties at random (mean of seeded draws); LAP's
+#: ranking metrics read the unclipped-sum LAP All; LAP maps follow the run's concept sets;
+#: L2X-F/BLA-T train as in the BLA authors' code)
+METRICS_REVISION = 3
+#: the choices of ``threshold_fit``, ``ties`` and ``lap_all_ranking`` (EvaluateOptions)
+THRESHOLD_FIT_SETS = ("all", "with_region")
 _LOCALIZATION_KEYS = {
     "iou_threshold": "iou_threshold",
     "iou_topk": "iou_topk",
@@ -66,12 +70,31 @@ class EvaluateOptions:
     """Settings of one evaluation (all recorded in ``results.json``).
 
     ``max_images`` caps the evaluation images (the first ones of the split) and
-    ``max_val_images`` the validation images used to fit thresholds (each method explains
-    those holding a region) and the learned LAP predictor; ``stability_images`` is the subset
-    on which stability recomputes every map under noise (one more explanation pass per
-    fraction of ``stability_fractions``). ``method_options`` go to the
-    explainers' constructors, e.g. ``{"rise": {"n_masks": 1000}}``. ``target`` is whose map is
-    explained: ``"prediction"`` (the paper's choice for keep-k%) or ``"label"``.
+    ``max_val_images`` the validation images used to fit thresholds and the learned LAP
+    predictor. ``threshold_fit``: which validation images fit the global threshold of the
+    other methods (paper 000: "over the validation samples"): ``"all"`` (default) or
+    ``"with_region"`` (only those holding a region, torchlap's rule before metrics revision 3).
+    ``ties``: how keep-k% and Drop%/Increase% break ties at the k-th score, ``"random"``
+    (default: the mean over ``tie_draws`` seeded random tie-breaks for the samples whose
+    selection depends on it) or ``"index"`` (raster order, the earlier rule); see
+    :func:`torchlap.metrics.keep_top_k`. ``lap_all_ranking``: the "LAP All" map of the metrics
+    that rank pixels (IoU by top-scored selection, mIoU, Bbox, pointing game, keep-k%,
+    Drop%/Increase%): ``"unclipped_sum"`` (default, the supplement's map for top-K selection) or
+    ``"algorithm1"``; the metrics that read the map's values (IoU by thresholding at 0.5, EBPG,
+    Drop/Inc/Win and stability) use Algorithm 1 (see :func:`torchlap.explainers.lap_all`).
+    ``stability_images`` is the subset on which stability recomputes every map under noise
+    (one more explanation pass per fraction of ``stability_fractions``). ``method_options`` go
+    to the explainers' constructors, e.g. ``{"rise": {"n_masks": 1000}}``. ``target`` is whose
+    map is explained: ``"prediction"`` (the paper's choice for keep-k%) or ``"label"``.
+
+    ``sanity`` (off by default): the model-parameter randomization test of Adebayo et al.
+    2018 on the first ``sanity_images`` images, modes ``sanity_modes`` (``cascading``,
+    ``independent``), units of ``sanity_granularity`` (``block``/``layer``); a method passes
+    when its Spearman |map| correlation at full randomization is below ``sanity_threshold``
+    (results key ``sanity``, see :mod:`torchlap.evaluate.sanity`). ``grid_pg``: the synthetic
+    grid pointing game on ``grid_pg_grids`` grids of ``grid_pg_shape`` (``auto``: 2x2, or 1xK
+    for K < 4 classes) whose cells the model classifies correctly with probability at least
+    ``grid_pg_confidence`` (results keys ``grid_pointing_game``, ``grid_pointing_setup``).
 
     ``lime_images``: for a model with a BLA module and ``bla`` among the methods, the BLA
     paper's faithfulness check (section 4.3) on that many test images: Spearman rank
@@ -90,6 +113,10 @@ class EvaluateOptions:
     stability_images: int = 16
     stability_fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
     threshold_classifier: str = "ridge"
+    threshold_fit: str = "all"
+    ties: str = "random"
+    tie_draws: int = 4
+    lap_all_ranking: str = "unclipped_sum"
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     target: str = "prediction"
     examples: bool = True
@@ -98,6 +125,16 @@ class EvaluateOptions:
     lime_patch: int | None = None
     seed: int = 0
     device: str = "cpu"
+    # sanity checks and grid pointing game (torchlap.evaluate.sanity; off by default)
+    sanity: bool = False
+    sanity_images: int = 8
+    sanity_modes: tuple[str, ...] = ("cascading", "independent")
+    sanity_granularity: str = "block"
+    sanity_threshold: float = 0.5
+    grid_pg: bool = False
+    grid_pg_shape: str = "auto"
+    grid_pg_grids: int = 16
+    grid_pg_confidence: float = 0.9
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""
@@ -128,12 +165,29 @@ class EvaluateOptions:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if self.target not in ("prediction", "label"):
             raise ValueError(f"target must be 'prediction' or 'label', got {self.target!r}")
+        from torchlap.explainers.lap import LAP_ALL_VARIANTS
+        from torchlap.metrics.perturbation import TIE_RULES
+
+        for name, accepted in (
+            ("threshold_fit", THRESHOLD_FIT_SETS),
+            ("ties", TIE_RULES),
+            ("lap_all_ranking", LAP_ALL_VARIANTS),
+        ):
+            if getattr(self, name) not in accepted:
+                raise ValueError(f"{name} must be one of {accepted}, got {getattr(self, name)!r}")
+        if isinstance(self.tie_draws, bool) or not isinstance(self.tie_draws, int):
+            raise ValueError(f"tie_draws must be an int >= 1, got {self.tie_draws!r}")
+        if self.tie_draws < 1:
+            raise ValueError(f"tie_draws must be an int >= 1, got {self.tie_draws!r}")
         if any(not 0 < k <= 100 for k in self.ks):
             raise ValueError(f"ks are percentages in (0, 100], got {self.ks}")
         if any(not 0 < f < 1 for f in self.stability_fractions):
             raise ValueError(
                 f"stability_fractions must be in (0, 1), got {self.stability_fractions}"
             )
+        from torchlap.evaluate.sanity import validate_check_options
+
+        validate_check_options(self)
 
 
 @dataclass
@@ -199,20 +253,14 @@ def load_eval_data(
 # ------------------------------------------------------------------------------------ helpers
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename (never a half-written file)."""
-    _atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+    """Write JSON through :func:`torchlap.runs.atomic_write` (never a half-written file)."""
+    from torchlap.evaluate.shard import is_writer
+    from torchlap.runs import atomic_write
+
+    if not is_writer():  # sharded evaluation: rank 0 alone writes
+        return
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def _metric(result: Any) -> dict[str, Any]:
@@ -220,12 +268,10 @@ def _metric(result: Any) -> dict[str, Any]:
 
 
 def _progress(iterable: Any, total: int, description: str) -> Any:
-    """A tqdm bar on a terminal, the plain iterable otherwise."""
-    if not sys.stderr.isatty():
-        return iterable
-    from tqdm.auto import tqdm
+    """Progress of the image batches (rich on a terminal, plain lines otherwise; torchlap.logs)."""
+    from torchlap.logs import track
 
-    return tqdm(iterable, total=total, desc=description, leave=False)
+    return track(iterable, total=total, description=description, unit="image batches")
 
 
 @torch.no_grad()
@@ -288,8 +334,10 @@ def lap_predictor_results(
     Per layer every rule that applies: ``binary`` (two classes: positive when a pixel of a
     concept present only in the positive class is above 0.5), ``concept_sum`` (every class has
     its own concepts: the class whose concept maps have the larger sum), ``learned`` (a 2-layer
-    MLP on F_C, trained on the validation split). ``rule`` names the primary one, in that order
-    of preference, whose ``predictivity``/``faithfulness`` stand at the top of the entry.
+    MLP on F_C, trained on the validation split; with more than 5 classes also its
+    ``top5_predictivity``/``top5_faithfulness``). ``rule`` names the primary one, Table I's
+    (:func:`torchlap.metrics.paper_primary_rule`: binary, then concept_sum for two classes; the
+    learned MLP for more, as the paper's ImageNet), whose metrics stand at the top of the entry.
     """
     from torchlap.layers import lap_modules
     from torchlap.metrics import (
@@ -297,6 +345,8 @@ def lap_predictor_results(
         binary_rule,
         concept_sum_rule,
         lap_predictor_metrics,
+        paper_primary_rule,
+        top_k_lap_predictor_metrics,
     )
 
     if not lap_modules(model):
@@ -326,13 +376,19 @@ def lap_predictor_results(
             predictor = LearnedConceptPredictor(n_concepts, n_classes, seed=seed)
             predictor.fit(val_summary[name]["features"], val.labels)
             rules["learned"] = predictor.predict(summary["features"])
+            top_k = predictor.predict_top_k(summary["features"], 5)  # Table I's top-5
         if not rules:
             continue
         entry: dict[str, Any] = {"rules": {}}
         for rule, preds in rules.items():
             values = lap_predictor_metrics(preds.cpu(), test.labels, test_predictions.cpu())
+            if rule == "learned" and n_classes > 5:
+                ranked = top_k_lap_predictor_metrics(
+                    top_k.cpu(), test.labels, test_predictions.cpu()
+                )
+                values.update({k.replace("/", "_"): v for k, v in ranked.items()})
             entry["rules"][rule] = {key: _metric(value) for key, value in values.items()}
-        primary = next(iter(rules))
+        primary = paper_primary_rule(n_classes, list(rules))
         entry = {"rule": primary, **entry["rules"][primary], "rules": entry["rules"]}
         results[name] = entry
     return results
@@ -351,17 +407,91 @@ def explain_all(
     device: torch.device,
 ) -> Tensor:
     """Maps ``(N, H, W)`` of ``method`` for all ``images``, explained in batches."""
+    from torchlap.evaluate.shard import active, gather_rows, shard_bounds
     from torchlap.explainers import get
 
+    shard = active()  # sharded evaluation: this rank explains its run of whole batches
+    first, stop = (0, len(images)) if shard is None else shard_bounds(
+        len(images), batch_size, shard.rank, shard.world_size
+    )  # fmt: skip
     chunks = []
-    with get(method)(model, **options) as explainer:
-        starts = range(0, len(images), batch_size)
-        for start in _progress(starts, len(starts), method):
-            batch = images[start : start + batch_size].to(device)
-            maps = explainer(batch, targets[start : start + batch_size].to(device))
-            chunks.append(maps.detach().float().cpu())
-    maps = torch.cat(chunks)
+    if stop > first:
+        with get(method)(model, **options) as explainer:
+            starts = range(first, stop, batch_size)
+            for start in _progress(starts, len(starts), method):
+                end = min(start + batch_size, stop)
+                maps = explainer(images[start:end].to(device), targets[start:end].to(device))
+                chunks.append(maps.detach().float().cpu())
+    maps = torch.cat(chunks) if chunks else None
+    if shard is not None:
+        maps = gather_rows(maps, shard)  # every rank gets every map, in image order
+    if maps is None:
+        raise ValueError(f"{method}: no images to explain (an empty image tensor)")
     return torch.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+FLAT_TOLERANCE = 1e-6
+
+
+def flat_map_counts(maps: Tensor, tolerance: float = FLAT_TOLERANCE) -> dict[str, Any]:
+    """How many of the ``(N, H, W)`` maps are flat: max - min <= ``tolerance`` times
+    max(1, max |map|) (absolute for maps in [0, 1], relative for larger scales). A flat map
+    ranks no pixel above another, so its localization and faithfulness numbers say nothing
+    about the model (the report flags them)."""
+    flat_maps = maps.flatten(1)
+    spread = flat_maps.amax(dim=1) - flat_maps.amin(dim=1)
+    scale = flat_maps.abs().amax(dim=1).clamp_min(1.0)
+    n_flat = int((spread <= tolerance * scale).sum())
+    return {"n": int(maps.shape[0]), "n_flat": n_flat, "tolerance": tolerance}
+
+
+def _method_options(method: str, options: EvaluateOptions, concept_sets: Any) -> dict[str, Any]:
+    """The explainer options of ``method``: the user's, plus the run's concept sets for ``lap``
+    (unless the user gave them)."""
+    chosen = dict(options.method_options.get(method, {}))
+    if method == "lap" and concept_sets is not None:
+        chosen.setdefault("concept_sets", concept_sets)
+    return chosen
+
+
+def protocol(options: EvaluateOptions, concept_sets: Any = None) -> dict[str, Any]:
+    """The protocol choices behind the numbers (``results.json["protocol"]``), so that two
+    evaluations can be compared knowingly."""
+    from torchlap.explainers.lap import concept_mapping
+
+    sets = concept_mapping(concept_sets)
+    return {
+        "metrics_revision": METRICS_REVISION,
+        "threshold_fit_set": (
+            "all validation images" if options.threshold_fit == "all"
+            else "validation images holding a region"
+        ),
+        "threshold_classifier": options.threshold_classifier,
+        "max_val_images": options.max_val_images,
+        "tie_rule": {
+            "localization": "expectation over a uniformly random choice among tied pixels",
+            "keep_top_k_and_drop_increase": (
+                f"mean of {options.tie_draws} seeded uniformly random tie-breaks "
+                f"(seed {options.seed}) for the samples whose selection depends on them"
+                if options.ties == "random"
+                else "lowest flat index first (raster order)"
+            ),
+            "drop_inc_win": "thresholds and energy maps: no order involved",
+            "ties": options.ties,
+            "tie_draws": options.tie_draws if options.ties == "random" else 1,
+        },
+        "lap_all": {
+            "ranking_metrics": options.lap_all_ranking,
+            "value_metrics": "algorithm1",
+            "ranking_metric_names": [
+                "iou_topk", "miou_top20", "bbox", "pointing_game", "keep_top_k", "drop",
+                "increase",
+            ],
+            "value_metric_names": ["iou_threshold", "ebpg", "drop_inc_win", "stability"],
+        },
+        "lap_concept_sets": None if sets is None else {str(k): list(v) for k, v in sets.items()},
+        "lap_common_heads": "left out (include_common=False)",
+    }  # fmt: skip
 
 
 def _fingerprint(parts: dict[str, Any]) -> str:
@@ -384,8 +514,15 @@ def evaluate_method(
     val_targets: Tensor,
     options: EvaluateOptions,
     device: torch.device,
+    concept_sets: Any = None,
 ) -> tuple[dict[str, Any], Tensor]:
-    """All localization, faithfulness and stability metrics of one method; and its maps."""
+    """All localization, faithfulness and stability metrics of one method; and its maps.
+
+    ``concept_sets``: the run's (``load_run(run).concept_sets``), given to the ``lap`` explainer
+    so that each class is explained by its own concept heads. For ``lap`` the metrics that rank
+    pixels read the ``options.lap_all_ranking`` "LAP All" and the others Algorithm 1's (the
+    returned maps); see :class:`EvaluateOptions`.
+    """
     from torchlap.metrics import (
         drop_inc_win,
         drop_increase,
@@ -395,14 +532,23 @@ def evaluate_method(
         stability,
     )
 
-    method_options = dict(options.method_options.get(method, {}))
+    method_options = _method_options(method, options, concept_sets)
     start = time.perf_counter()
     maps = explain_all(
         model, test.images, test_targets, method, method_options, options.batch_size, device
     )
     seconds = time.perf_counter() - start
+    # the maps of the metrics that rank pixels (top-k, top-k%, maximum): for LAP the LAP All
+    # of top-scored selection, the same maps for every other method
+    rank_maps = maps
+    if method == "lap" and method_options.get("layer", "all") == "all":
+        rank_options = {**method_options, "variant": options.lap_all_ranking}
+        rank_maps = explain_all(
+            model, test.images, test_targets, method, rank_options, options.batch_size, device
+        )
     out: dict[str, Any] = {
-        "timing": {"seconds": seconds, "images_per_second": len(test) / max(seconds, 1e-9)}
+        "timing": {"seconds": seconds, "images_per_second": len(test) / max(seconds, 1e-9)},
+        "maps": flat_map_counts(maps),
     }
     notes: list[str] = []
     # --- localization (paper 000 Table II; SISE's EBPG, mIoU, Bbox; pointing game)
@@ -410,14 +556,16 @@ def evaluate_method(
         if method == "lap":
             threshold, normalize = 0.5, False
         else:
-            # the threshold separates pixels inside from outside the regions: the validation
-            # images holding a region carry both kinds, so only they are explained
+            # the threshold separates pixels inside from outside the regions, fitted on the
+            # validation samples (paper 000), or only on those holding a region (option)
             region = val.masks.flatten(1).any(dim=1)
             normalize = True
             threshold = None
             if not bool(region.any()):
                 notes.append("no global threshold: no validation image holds a region")
             else:
+                if options.threshold_fit == "all":
+                    region = torch.ones_like(region)
                 val_maps = explain_all(
                     model, val.images[region], val_targets[region], method, method_options,
                     options.batch_size, device,
@@ -429,7 +577,9 @@ def evaluate_method(
                     )  # fmt: skip
                 except ValueError as error:
                     notes.append(f"no global threshold: {error}")
-        results = localization_metrics(maps, test.masks, threshold=threshold, normalize=normalize)
+        results = localization_metrics(
+            rank_maps, test.masks, threshold=threshold, normalize=normalize, value_maps=maps
+        )
         localization = {_LOCALIZATION_KEYS[k]: _metric(v) for k, v in results.items()}
         if threshold is None:  # the key stays, undefined, so every method has the same keys
             n_region = int(test.has_region.sum())
@@ -446,14 +596,16 @@ def evaluate_method(
         notes.append("no sample of the split has a region: localization skipped")
     # --- faithfulness
     model_fn = model
+    ties = {"ties": options.ties, "tie_draws": options.tie_draws, "seed": options.seed}
     keep = keep_top_k(
         model_fn,
         test.images,
-        maps,
+        rank_maps,
         test.labels,
         ks=options.ks,
         baseline=options.baseline,
         batch_size=options.batch_size,
+        **ties,
     )
     keep_by_k: dict[str, dict[str, Any]] = {}
     for name, value in keep.items():
@@ -462,10 +614,11 @@ def evaluate_method(
     sise = drop_increase(
         model_fn,
         test.images,
-        maps,
+        rank_maps,
         test.labels,
         baseline=options.baseline,
         batch_size=options.batch_size,
+        **ties,
     )
     antehoc = drop_inc_win(model_fn, test.images, maps, test.labels, batch_size=options.batch_size)
     out["faithfulness"] = {
@@ -522,7 +675,14 @@ def _example_indices(per_sample: Sequence[float | None]) -> dict[str, int]:
 
 
 def _read_cache(cache: Path, fingerprint: str, label: str) -> Any:
-    """The cached results of ``cache`` when its fingerprint matches, else ``None``."""
+    """The cached results of ``cache`` when its fingerprint matches, else ``None`` (sharded:
+    rank 0's reading, on every rank, so that all ranks compute the same methods)."""
+    from torchlap.evaluate.shard import broadcast_from_zero, is_writer
+
+    return broadcast_from_zero(_read_own_cache(cache, fingerprint, label) if is_writer() else None)
+
+
+def _read_own_cache(cache: Path, fingerprint: str, label: str) -> Any:
     if not cache.is_file():
         return None
     try:
@@ -588,6 +748,13 @@ def evaluate_run(
 
     options = options or EvaluateOptions()
     options.validate()
+    from torchlap.evaluate.shard import active
+
+    if (shard := active()) is not None:
+        logger.info(
+            "sharded evaluation: rank %d of %d processes (%s)",
+            shard.rank, shard.world_size, "nccl" if shard.device.type == "cuda" else "gloo",
+        )  # fmt: skip
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     data = data or run.config.get("train", {}).get("data")
@@ -614,8 +781,16 @@ def evaluate_run(
             "n_images": len(test),
             "n_with_region": int(test.has_region.sum()),
             "n_val_images": len(val),
+            # for the report's chance levels: 1/C, and a random map's EBPG / pointing game
+            "n_classes": len(test.classes),
+            "region_fraction": (
+                float(test.masks[test.has_region].float().mean())
+                if bool(test.has_region.any())
+                else None
+            ),
         },
         "options": asdict(options),
+        "protocol": protocol(options, run.concept_sets),
         "model": model_metrics(test_logits.cpu(), test.labels),
         "lap_predictors": lap_predictor_results(
             model,
@@ -635,7 +810,9 @@ def evaluate_run(
         "skipped": {},
     }
     has_lap = bool(lap_modules(model))
+    from torchlap.evaluate.sanity import method_fingerprint_options, run_checks
     from torchlap.models.antehoc import AnteHocModel
+    from torchlap.models.bcos import find_bcos
     from torchlap.models.bla import bla_modules
 
     # methods that read a module of the model: skipped (with the reason) when it has none
@@ -646,10 +823,13 @@ def evaluate_run(
             any(isinstance(m, AnteHocModel) for m in model.modules()),
             "the model is not an ante-hoc model (AnteHocModel)",
         ),
+        "bcos": (find_bcos(model) is not None, "the model is not a B-cos network"),
     }
     example_maps: dict[str, Tensor] = {}
     stamp = _weights_stamp(run_dir)
-    for method in options.methods:
+    from torchlap.logs import track
+
+    for method in track(options.methods, description="evaluating", unit="methods", describe=str):
         if method in own_maps and not own_maps[method][0]:
             results["skipped"][method] = own_maps[method][1]
             continue
@@ -657,10 +837,11 @@ def evaluate_run(
         fingerprint = _fingerprint(
             {
                 "method": method,
-                "options": asdict(options) | {"methods": None},
+                "options": method_fingerprint_options(options),
                 "weights": stamp,
                 "data": data,
                 "n": len(test),
+                "concept_sets": protocol(options, run.concept_sets)["lap_concept_sets"],
             }
         )
         method_results = None if force else _read_cache(cache, fingerprint, method)
@@ -668,14 +849,15 @@ def evaluate_run(
         if method_results is None:
             started = time.perf_counter()
             method_results, maps = evaluate_method(
-                method, model, test, val, test_targets, val_targets, options, device
-            )
+                method, model, test, val, test_targets, val_targets, options, device,
+                run.concept_sets,
+            )  # fmt: skip
             atomic_write_json(cache, {"fingerprint": fingerprint, "results": method_results})
             if on_method is not None:
                 on_method(method, time.perf_counter() - started)
-        for section in ("localization", "faithfulness", "stability", "timing"):
+        for section in ("localization", "faithfulness", "stability", "timing", "maps"):
             if section in method_results:
-                results[section][method] = method_results[section]
+                results.setdefault(section, {})[method] = method_results[section]
         if method_results.get("notes"):
             results.setdefault("notes", {})[method] = method_results["notes"]
         chosen = _example_indices(method_results.get("per_sample_iou_topk", []))
@@ -689,7 +871,7 @@ def evaluate_run(
                         test.images[indices],
                         test_targets[indices],
                         method,
-                        dict(options.method_options.get(method, {})),
+                        _method_options(method, options, run.concept_sets),
                         options.batch_size,
                         device,
                     )
@@ -703,11 +885,24 @@ def evaluate_run(
         )
         lime = None if force else _read_cache(cache, fingerprint, "lime_spearman")
         if lime is None:
-            lime = lime_section(model, test, test_targets, options, device)
+            from torchlap.evaluate.shard import on_rank_zero
+
+            lime = on_rank_zero(lambda: lime_section(model, test, test_targets, options, device))
             atomic_write_json(cache, {"fingerprint": fingerprint, "results": lime})
         results["lime_spearman"] = lime
+    if options.sanity or options.grid_pg:  # sanity checks, grid pointing game (issue 13)
+        applicable = [m for m in options.methods if m not in results["skipped"]]
+        results.update(
+            run_checks(
+                model, test, test_targets, options, applicable,
+                lambda m: _method_options(m, options, run.concept_sets), out_dir, stamp,
+                str(data), force,
+            )
+        )  # fmt: skip
     atomic_write_json(out_dir / "results.json", results)
-    if write_report:
+    from torchlap.evaluate.shard import is_writer
+
+    if write_report and is_writer():  # sharded evaluation: rank 0 alone writes
         from torchlap.evaluate.outputs import write_run_outputs
 
         name = results["run"]["name"]

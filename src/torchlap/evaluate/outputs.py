@@ -30,6 +30,7 @@ def write_run_outputs(
     """
     from torchlap.report import plot_iou_bars, plot_keep_k, plot_overlays, write_report
     from torchlap.report import write_tables as write_markdown_tables
+    from torchlap.report.plots import example_rows
 
     out_dir = Path(out_dir)
     figures_dir = out_dir / "figures"
@@ -42,20 +43,24 @@ def write_run_outputs(
     if any(r.get("localization") for r in results_by_run.values()):
         path = plot_iou_bars(results_by_run, figures_dir / "iou_bars.png")
         figures.append((path, "IoU with the ground-truth regions, by thresholding and top-k"))
+    from torchlap.report.sanity import sanity_figures
+
+    figures.extend(sanity_figures(results_by_run, figures_dir, out_dir))
     if data is not None:
         classes = data.classes
         for method, (indices, maps) in example_maps.items():
-            rows = indices.tolist()
             (run_results,) = results_by_run.values()
             chosen = run_results.get("examples", {}).get(method, {})
-            kind_of = {index: kind for kind, index in chosen.items()}
-            titles = [
-                f"{kind_of.get(i, '')} · {classes[int(data.labels[i])]}".strip(" ·") for i in rows
-            ]
+            # rows in the caption's order (best, median, worst), one row per distinct image
+            rows = example_rows(chosen) or [(i, "") for i in indices.tolist()]
+            position = {index: p for p, index in enumerate(indices.tolist())}
+            order = torch.tensor([position[index] for index, _ in rows], dtype=torch.long)
+            selected = indices[order]
+            titles = [f"{kind} · {classes[int(data.labels[i])]}".strip(" ·") for i, kind in rows]
             path = plot_overlays(
-                data.images[indices],
-                {method: maps},
-                data.masks[indices],
+                data.images[selected],
+                {method: maps[order]},
+                data.masks[selected],
                 titles,
                 figures_dir / f"overlays_{method}.png",
             )

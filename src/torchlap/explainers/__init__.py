@@ -16,6 +16,7 @@ registered by name (:func:`available` lists them, :func:`get` returns one):
 ``sise``                  SISE (paper 003)
 ``bla``                   a BLA/L2X-F module's own soft explanation, one forward pass (paper 002)
 ``antehoc``               the ante-hoc interpretation map of an AnteHocModel (paper 004)
+``bcos``                  a B-cos network's contribution map W(x)^T x (Böhle et al. 2022)
 ========================  ============================================================
 """
 
@@ -31,6 +32,7 @@ from torchlap.explainers.base import (
     register,
     upsample,
 )
+from torchlap.explainers.bcos import BcosExplainer
 from torchlap.explainers.gradient import (
     DeepLift,
     GradCam,
@@ -46,6 +48,7 @@ from torchlap.explainers.sise import Sise, otsu_threshold, sise_fusion
 
 __all__ = [
     "AnteHocExplainer",
+    "BcosExplainer",
     "BlaExplainer",
     "DeepLift",
     "Explainer",

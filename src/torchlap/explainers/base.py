@@ -456,6 +456,9 @@ class Explainer:
         images = self._check_images(images)
         target = self._check_target(target, images)
         with self:
+            if target is not None:  # an out-of-range class fails here, not inside captum
+                with torch.no_grad():
+                    self.resolve_target(target, self.forward(images[:1]))
             self._counts[:] = [0, 0]
             self.add_hook(self.model.register_forward_hook(self._count_hook))
             try:
@@ -575,6 +578,13 @@ class Explainer:
             raise TypeError(f"images must be a floating-point tensor, got dtype {images.dtype}")
         if images.shape[0] == 0:
             raise ValueError("images is an empty batch (B = 0)")
+        finite = torch.isfinite(images).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            bad = (~finite).nonzero().flatten().tolist()
+            raise ValueError(
+                f"images {bad[:10]} (batch indices) hold NaN or infinite pixels; a map of such "
+                "an image is NaN everywhere: pass finite pixels (e.g. torch.nan_to_num)"
+            )
         return images.detach()
 
     @staticmethod

@@ -80,6 +80,7 @@ def run_benchmark(
     model: nn.Module | None = None,
     rounds: int = 2,
     on_row: Callable[[BenchRow], None] | None = None,
+    precision: str = "float32",
 ) -> tuple[list[BenchRow], str]:
     """Time every method (default: all registered but bla/antehoc) at every size; returns rows
     and model info.
@@ -109,7 +110,7 @@ def run_benchmark(
     for size in sizes:
         images = torch.randn(batch_size, 3, size, size, generator=generator).to(dev)
         explainers = {
-            method: get(method)(model, **_options(method, rise_masks, mask_batch_size))
+            method: get(method)(model, **_options(method, rise_masks, mask_batch_size, precision))
             for method in methods
         }
         seconds: dict[str, float] = {}
@@ -163,12 +164,78 @@ def _row(
     )
 
 
-def _options(method: str, rise_masks: int, mask_batch_size: int) -> dict:
+def _options(
+    method: str, rise_masks: int, mask_batch_size: int, precision: str = "float32"
+) -> dict:
     if method == "rise":
-        return {"n_masks": rise_masks, "mask_batch_size": mask_batch_size}
+        return {"n_masks": rise_masks, "mask_batch_size": mask_batch_size, "precision": precision}
     if method in ("scorecam", "sise"):
-        return {"mask_batch_size": mask_batch_size}
+        return {"mask_batch_size": mask_batch_size, "precision": precision}
     return {}
+
+
+def run_comparisons(
+    against: str,
+    rise_vs_sise: bool,
+    size: int,
+    batch_size: int,
+    rise_masks: int,
+    mask_batch_size: int,
+    device: str,
+    precision: str,
+    seed: int = 0,
+    rounds: int = 1,
+) -> str:
+    """What ``torchlap bench explain --against ... / --rise-vs-sise`` prints.
+
+    Each implementation is timed once per round, the rounds interleaving the implementations;
+    the best round counts."""
+    import torchvision
+
+    from torchlap.bench.explain_peers import (
+        PEERS,
+        format_peer_rows,
+        run_rise_vs_sise,
+        run_scorecam_against,
+    )
+    from torchlap.explainers.perturbation import check_precision
+
+    peers = [p.strip() for p in against.split(",") if p.strip()]
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        raise ValueError(f"unknown --against peer(s) {unknown}; expected some of {list(PEERS)}")
+    check_precision(precision)
+    dev = torch.device(device)
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(batch_size, 3, size, size, generator=generator).to(dev)
+    out = []
+    if peers:
+        torch.manual_seed(seed)
+        model, how = build_lap_resnet18()
+        precisions = ("float32",) if precision == "float32" else ("float32", precision)
+        rows = _best_of(
+            rounds,
+            lambda: run_scorecam_against(model.to(dev), images, peers, mask_batch_size, precisions),
+        )
+        out += [
+            f"Score-CAM on {how}, {size} px, batch {batch_size}, mask batch {mask_batch_size}, "
+            f"threads {torch.get_num_threads()}; best of {rounds} interleaved round(s)",
+            format_peer_rows(rows),
+            "",
+        ]
+    if rise_vs_sise:
+        torch.manual_seed(seed)
+        model = torchvision.models.resnet50(weights=None).to(dev)
+        rows = _best_of(
+            rounds, lambda: run_rise_vs_sise(model, images, rise_masks, mask_batch_size, precision)
+        )
+        out += [
+            f"RISE vs SISE on a ResNet-50 (random weights), {size} px, batch {batch_size}, "
+            f"mask batch {mask_batch_size}, threads {torch.get_num_threads()}; "
+            f"best of {rounds} interleaved round(s)",
+            format_peer_rows(rows, reference=rows[1].name),
+        ]
+    return "\n".join(out)
 
 
 TABLE_HEADER = (
@@ -205,14 +272,46 @@ def register_bench(bench_app: object) -> None:
         rounds: int = typer.Option(2, help="Interleaved rounds of the fast methods (best)."),
         device: str = typer.Option("cpu", help="Device, e.g. cpu or cuda."),
         num_classes: int = typer.Option(1000, help="Classes of the random LAP-ResNet18."),
+        against: str = typer.Option(
+            "",
+            help="Comma-separated peers (grad-cam, torchcam): Score-CAM against theirs on the "
+            "same LAP-ResNet18, images and batch (first of --sizes); maps' correlation, images/s.",
+        ),
+        rise_vs_sise: bool = typer.Option(
+            False,
+            "--rise-vs-sise",
+            help="RISE (--rise-masks, 8000 in the SISE paper) against SISE on a ResNet-50 "
+            "(first of --sizes; the SISE paper: 224).",
+        ),
+        precision: str = typer.Option(
+            "float32",
+            help="Masked forwards of scorecam/rise/sise: float32 or bfloat16 (autocast).",
+        ),
     ) -> None:
-        """Time every explainer on one LAP-ResNet18 (images/s, ratio to `lap`, passes/image)."""
+        """Time every explainer on one LAP-ResNet18 (images/s, ratio to `lap`, passes/image).
+
+        Example: `torchlap bench explain --scale 0.5`
+
+        Cost with the defaults: many minutes on a 2-core CPU (every explainer, the
+        perturbation ones included, at full size); `--scale` shrinks it.
+        """
         try:
             size_list = [int(s) for s in sizes.split(",") if s.strip()]
         except ValueError:
             raise typer.BadParameter(
                 f"--sizes must be comma-separated ints, got {sizes!r}"
             ) from None
+        if against or rise_vs_sise:
+            try:
+                typer.echo(
+                    run_comparisons(
+                        against, rise_vs_sise, size_list[0] if size_list else 224, batch_size,
+                        rise_masks, mask_batch_size, device, precision, rounds=rounds,
+                    )
+                )  # fmt: skip
+            except ValueError as error:
+                raise typer.BadParameter(str(error)) from None
+            return
         method_list = [m.strip() for m in methods.split(",") if m.strip()] or None
         typer.echo(f"batch {batch_size}; device {device}; RISE masks {rise_masks}")
         typer.echo(TABLE_HEADER)
@@ -229,7 +328,17 @@ def register_bench(bench_app: object) -> None:
                 num_classes,
                 rounds=rounds,
                 on_row=lambda row: typer.echo(format_row(row)),
+                precision=precision,
             )
         except ValueError as error:
             raise typer.BadParameter(str(error)) from error
         typer.echo(f"model: {how}")
+
+
+def _best_of(rounds: int, run: Callable[[], list]) -> list:
+    """Rows of ``run()`` repeated ``rounds`` times, each row keeping its fastest time."""
+    best = run()
+    for _ in range(rounds - 1):
+        for row, again in zip(best, run(), strict=True):
+            row.seconds = min(row.seconds, again.seconds)
+    return best

@@ -2,7 +2,8 @@
 
 One forward pass, no gradient: per LAP layer the map of the chosen concept head (or the
 aggregated score ``S``), and "LAP All", the integration of all LAP layers of the paper's
-supplement (Algorithm 1), implemented batched by :func:`lap_all`.
+supplement, implemented batched by :func:`lap_all` in its two variants: Algorithm 1 (the map
+thresholded at 0.5) and the unclipped sum the supplement uses for top-scored selection.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 from torchlap.explainers.base import Explainer, register
 from torchlap.layers.lap import LapBase, LapMaps, attention_maps, clear_attention_maps, lap_modules
 
-__all__ = ["LapExplainer", "lap_all", "select_lap_map"]
+__all__ = ["LAP_ALL_VARIANTS", "LapExplainer", "concept_mapping", "lap_all", "select_lap_map"]
 
 
 def _window_index(fine: tuple[int, int], coarse: tuple[int, int], device: torch.device) -> Tensor:
@@ -29,8 +30,27 @@ def _window_index(fine: tuple[int, int], coarse: tuple[int, int], device: torch.
     return rows[:, None] * coarse[1] + cols[None, :]
 
 
-def lap_all(maps: Sequence[Tensor], decay: float = 0.8, threshold: float = 0.5) -> Tensor:
+#: the two integrations of "LAP All": Algorithm 1 (for thresholding) and the unclipped sum the
+#: supplement uses for top-scored selection
+LAP_ALL_VARIANTS = ("algorithm1", "unclipped_sum")
+
+
+def lap_all(
+    maps: Sequence[Tensor],
+    decay: float = 0.8,
+    threshold: float = 0.5,
+    variant: str = "algorithm1",
+) -> Tensor:
     """Integrate LAP maps from the deepest layer to the shallowest ("LAP All", paper 000, Alg. 1).
+
+    ``variant="algorithm1"`` (default, the map to threshold at 0.5) is Algorithm 1, below.
+    ``variant="unclipped_sum"`` is the supplement's map for top-scored selection: "the scores
+    have been added without being clipped to keep the order of scores below 0.5". Every pixel
+    adds every layer's decayed score, ``R_l = R_{l+1} + P_l * decay^(L-l)`` (``R_{l+1}`` read
+    through the same windows), with no activity test: ``R_1 = sum_l decay^(L-l) P_l``. Algorithm 1
+    copies ``r`` into every window that fails its test, so its map is a few plateaus below 0.5
+    (ties that top-k selection can only break arbitrarily); the sum keeps the order the layers
+    give those pixels.
 
     ``maps``: per LAP layer a map ``(B, h_l, w_l)`` in forward order (shallow to deep). The
     integrated map starts as the deepest layer's map, ``R_L = P_L``, and moves one layer up at a
@@ -49,6 +69,8 @@ def lap_all(maps: Sequence[Tensor], decay: float = 0.8, threshold: float = 0.5) 
         raise ValueError("lap_all needs at least one map")
     if not 0.0 < decay <= 1.0:
         raise ValueError(f"decay must be in (0, 1], got {decay!r}")
+    if variant not in LAP_ALL_VARIANTS:
+        raise ValueError(f"variant must be one of {LAP_ALL_VARIANTS}, got {variant!r}")
     for m in maps:
         if not isinstance(m, Tensor) or m.dim() != 3 or m.shape[0] != maps[0].shape[0]:
             raise ValueError(
@@ -64,6 +86,9 @@ def lap_all(maps: Sequence[Tensor], decay: float = 0.8, threshold: float = 0.5) 
         index = _window_index((height, width), coarse, layer_map.device).flatten()
         index = index.expand(batch, -1)
         carried = integrated.flatten(1).gather(1, index).view(batch, height, width)
+        if variant == "unclipped_sum":
+            integrated = carried + layer_map * decay ** (depth - 1 - level)
+            continue
         window_max = layer_map.new_full((batch, coarse[0] * coarse[1]), float("-inf"))
         window_max = window_max.scatter_reduce(1, index, layer_map.flatten(1), reduce="amax")
         window_max = window_max.gather(1, index).view(batch, height, width)
@@ -72,6 +97,27 @@ def lap_all(maps: Sequence[Tensor], decay: float = 0.8, threshold: float = 0.5) 
         active = (carried >= threshold) & (window_max >= threshold)
         integrated = torch.where(active, credited, carried)
     return integrated
+
+
+def concept_mapping(concept_sets: object) -> Mapping | None:
+    """``concept_sets`` as a mapping class index -> concept indices.
+
+    Accepts ``None``, a :class:`~torchlap.losses.ConceptSets`, its ``to_dict()`` form (as a run's
+    ``config.json`` stores it) or a plain mapping; raises ``TypeError`` for anything else.
+    """
+    if concept_sets is None:
+        return None
+    if isinstance(concept_sets, Mapping) and "mapping" not in concept_sets:
+        return concept_sets
+    to_mapping = getattr(concept_sets, "to_mapping", None)
+    if callable(to_mapping):
+        return to_mapping()
+    if isinstance(concept_sets, Mapping) and isinstance(concept_sets["mapping"], Mapping):
+        return concept_sets["mapping"]
+    raise TypeError(
+        "concept_sets must be None, a ConceptSets, its to_dict() form or a mapping class index "
+        f"-> list of concept indices, got {type(concept_sets).__name__}"
+    )
 
 
 def _concept_members(concept_sets: Mapping, n_classes: int, n_concepts: int) -> Tensor | None:
@@ -105,15 +151,19 @@ def select_lap_map(
     target: Tensor,
     n_classes: int,
     head: int | str | None = None,
-    concept_sets: Mapping | None = None,
+    concept_sets: object = None,
+    include_common: bool = False,
 ) -> Tensor:
     """One LAP layer's map ``(B, H, W)`` for each sample's target class.
 
     ``head``: an int (that concept head), ``"score"`` (the aggregated score ``S``), or ``None``
     (automatic): the heads of the target class's concepts when ``concept_sets`` (class index ->
-    list of concept indices) fits this layer — several heads combine by their pixel-wise maximum,
-    a class without concepts gets ``S`` —; otherwise head ``target`` when the layer has one head
-    per class, its only head when it has one, and ``S`` in every other case.
+    list of concept indices, or a ``ConceptSets``) fits this layer — several heads combine by
+    their pixel-wise maximum, a class without concepts gets ``S`` —; otherwise head ``target``
+    when the layer has one head per class, its only head when it has one, and ``S`` in every
+    other case. A *common* head (one present in every class, e.g. the paper's CelebA layout of
+    one head per class plus a common head) explains no class in particular: it is left out
+    unless ``include_common=True`` or the class has no other head.
     """
     concepts, score = maps.concepts, maps.score[:, 0]
     n_concepts = concepts.shape[1]
@@ -125,10 +175,12 @@ def select_lap_map(
         return concepts[:, head]
     if head is not None:
         raise ValueError(f"head must be None, an int or 'score', got {head!r}")
-    members = (
-        None if concept_sets is None else _concept_members(concept_sets, n_classes, n_concepts)
-    )
+    sets = concept_mapping(concept_sets)
+    members = None if sets is None else _concept_members(sets, n_classes, n_concepts)
     if members is not None:
+        if not include_common:
+            own = members & ~members.all(dim=0, keepdim=True)
+            members = torch.where(own.any(dim=1, keepdim=True), own, members)
         chosen = members.to(concepts.device)[target]  # (B, n_concepts)
         picked = torch.where(chosen[:, :, None, None], concepts, float("-inf")).amax(dim=1)
         return torch.where(chosen.any(dim=1)[:, None, None], picked, score)
@@ -148,9 +200,17 @@ class LapExplainer(Explainer):
         layer: ``"all"`` (default: "LAP All", :func:`lap_all`, at the shallowest LAP layer's
             resolution), a LAP layer's module name, or its index in forward order (negative
             indices count from the deepest). A single layer's raw map is at its input resolution.
-        head: ``None`` (automatic, see :func:`select_lap_map`; uses ``model.torchlap_config
-            ["concept_sets"]`` when the model carries it), an int, or ``"score"``.
+        head: ``None`` (automatic, see :func:`select_lap_map`), an int, or ``"score"``.
+        concept_sets: which concept heads belong to which class (a ``ConceptSets``, its
+            ``to_dict()`` form or a mapping class -> concept indices), for ``head=None``. A run's
+            are in ``load_run(run).concept_sets``; ``torchlap evaluate`` and ``torchlap explain``
+            pass them. ``None`` reads ``model.torchlap_config["concept_sets"]`` when the model
+            carries it.
+        include_common: with ``concept_sets``, also take the heads common to every class.
         decay, threshold: Algorithm 1's decay factor (0.8) and activity threshold (0.5).
+        variant: ``"algorithm1"`` (default; Algorithm 1, the map to threshold at 0.5) or
+            ``"unclipped_sum"`` (the supplement's map for top-scored selection), see
+            :func:`lap_all`. Only for ``layer="all"``.
 
     Raises ``ValueError`` for a model without LAP layers.
     """
@@ -162,6 +222,9 @@ class LapExplainer(Explainer):
         head: int | str | None = None,
         decay: float = 0.8,
         threshold: float = 0.5,
+        variant: str = "algorithm1",
+        concept_sets: object = None,
+        include_common: bool = False,
     ) -> None:
         super().__init__(model)
         self._laps = lap_modules(model)
@@ -184,6 +247,13 @@ class LapExplainer(Explainer):
             raise ValueError(f"head must be None, an int >= 0 or 'score', got {head!r}")
         if not 0.0 < float(decay) <= 1.0:
             raise ValueError(f"decay must be in (0, 1], got {decay!r}")
+        if variant not in LAP_ALL_VARIANTS:
+            raise ValueError(f"variant must be one of {LAP_ALL_VARIANTS}, got {variant!r}")
+        if not isinstance(include_common, bool):
+            raise TypeError(f"include_common must be a bool, got {include_common!r}")
+        self._concept_sets = concept_mapping(concept_sets)
+        self.variant = variant
+        self.include_common = include_common
         self.layer = layer
         self.head = head
         self.decay = float(decay)
@@ -191,7 +261,10 @@ class LapExplainer(Explainer):
 
     @property
     def concept_sets(self) -> Mapping | None:
-        """``model.torchlap_config["concept_sets"]`` (class -> concept indices), if any."""
+        """The ``concept_sets`` option, else ``model.torchlap_config["concept_sets"]`` (class ->
+        concept indices), if any."""
+        if self._concept_sets is not None:
+            return self._concept_sets
         config = getattr(self.model, "torchlap_config", None)
         sets = config.get("concept_sets") if isinstance(config, Mapping) else None
         if sets is not None and not isinstance(sets, Mapping):
@@ -209,12 +282,15 @@ class LapExplainer(Explainer):
         found = attention_maps(self.model)
         if not found:
             raise ValueError("no LAP layer ran in the forward pass")
+        sets = self.concept_sets
         selected = {
-            name: select_lap_map(maps, target, logits.shape[1], self.head, self.concept_sets)
+            name: select_lap_map(
+                maps, target, logits.shape[1], self.head, sets, self.include_common
+            )
             for name, maps in found.items()
         }
         if self.layer == "all":
-            return lap_all(list(selected.values()), self.decay, self.threshold)
+            return lap_all(list(selected.values()), self.decay, self.threshold, self.variant)
         names = list(selected)
         name = names[self.layer] if isinstance(self.layer, int) else self.layer
         if name not in selected:

@@ -33,7 +33,13 @@ from torchlap.explainers.base import (
     minmax_normalize,
     register,
 )
-from torchlap.explainers.perturbation import unique_masks
+from torchlap.explainers.perturbation import (
+    check_precision,
+    masked_batch,
+    masked_forward_context,
+    unique_masks,
+)
+from torchlap.logs import track
 
 __all__ = ["Sise", "otsu_threshold", "sise_fusion"]
 
@@ -91,8 +97,10 @@ class Sise(Explainer):
     Options: ``layers`` (``None``: block-wise selection; or a list of module names, shallow to
     deep), ``mu`` (Eq. 7's threshold, default 0), ``mask_batch_size`` (masked images per forward,
     default 64), ``deduplicate`` (default True: kept maps of an image that give the same mask
-    share one forward, see :func:`torchlap.explainers.perturbation.unique_masks`). Maps are at
-    the input resolution. Cost: one forward and one backward pass, plus one forward per distinct
+    share one forward, see :func:`torchlap.explainers.perturbation.unique_masks`), ``precision``
+    (``"float32"`` default; ``"bfloat16"``: the masked forwards under autocast, see
+    :func:`~torchlap.explainers.perturbation.masked_forward_context`). Maps are at the input
+    resolution. Cost: one forward and one backward pass, plus one forward per distinct
     kept mask (``last_stats`` reports the count).
     """
 
@@ -103,8 +111,10 @@ class Sise(Explainer):
         mu: float = 0.0,
         mask_batch_size: int = 64,
         deduplicate: bool = True,
+        precision: str = "float32",
     ) -> None:
         super().__init__(model)
+        self.precision = check_precision(precision)
         if not isinstance(deduplicate, bool):
             raise TypeError(f"deduplicate must be a bool, got {deduplicate!r}")
         self.deduplicate = deduplicate
@@ -162,8 +172,9 @@ class Sise(Explainer):
             # Eq. 10-12 per distinct mask, counted as often as kept channels give it
             multiplicity = torch.bincount(inverse, minlength=first.numel())
             visual = torch.zeros(images.shape[0], *size, device=images.device)
-            with torch.no_grad():
-                for start in range(0, first.numel(), self.mask_batch_size):
+            with masked_forward_context(images.device, self.precision):
+                starts = range(0, first.numel(), self.mask_batch_size)
+                for start in track(starts, description="sise", unit="mask batches"):
                     chosen = first[start : start + self.mask_batch_size]
                     rows, channels = image_index[chosen], channel_index[chosen]
                     upsampled = F.interpolate(
@@ -173,7 +184,9 @@ class Sise(Explainer):
                         align_corners=False,
                     )
                     masks = minmax_normalize(upsampled)  # Omega: bilinear, then min-max
-                    scores = class_scores(self.forward(images[rows] * masks), target[rows])
+                    masked = masked_batch(images[rows] * masks, self.precision)
+                    logits = self.forward(masked).float()
+                    scores = class_scores(logits, target[rows])
                     masks = masks[:, 0].float()
                     weights = scores.float() / masks.sum(dim=(1, 2))  # Eq. 11: m / sum(m)
                     weights = weights * multiplicity[start : start + chosen.numel()]

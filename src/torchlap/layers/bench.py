@@ -10,12 +10,24 @@ import torch.nn.functional as F
 from torchlap.bench.common import measure
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
 
-# ResNet-like shapes of the issue: (shape, kernel, stride, padding); kernel None = adaptive to 1x1
+# The pooling sites of the paper's models at 224 px, batch 32: (where, shape, kernel, stride,
+# padding); kernel None = the global (adaptive 1x1) pool. The LAP sites of the presets (block
+# inputs of ResNet18/34 layer2-4.0 and ResNet50 layer4.0, Inception's maxpool2, Mixed_6a,
+# Mixed_7a, every global pool) plus the max-pools the paper's models keep (ResNet stem,
+# Inception maxpool1), which a user may lapify as well.
 SHAPES = [
-    ((32, 64, 56, 56), 2, 2, 0),
-    ((32, 128, 28, 28), 2, 2, 0),
-    ((32, 64, 112, 112), 3, 2, 1),
-    ((32, 512, 7, 7), None, None, 0),
+    ("ResNet stem maxpool", (32, 64, 112, 112), 3, 2, 1),
+    ("ResNet18/34 layer2.0", (32, 64, 56, 56), 2, 2, 0),
+    ("ResNet18/34 layer3.0", (32, 128, 28, 28), 2, 2, 0),
+    ("ResNet18/34 layer4.0", (32, 256, 14, 14), 2, 2, 0),
+    ("ResNet50 layer4.0", (32, 1024, 14, 14), 2, 2, 0),
+    ("ResNet18/34 avgpool", (32, 512, 7, 7), None, None, 0),
+    ("ResNet50 avgpool", (32, 2048, 7, 7), None, None, 0),
+    ("Inception-v3 maxpool1", (32, 64, 109, 109), 3, 2, 0),
+    ("Inception-v3 maxpool2", (32, 192, 52, 52), 3, 2, 0),
+    ("Inception-v3 Mixed_6a", (32, 288, 25, 25), 3, 2, 0),
+    ("Inception-v3 Mixed_7a", (32, 768, 12, 12), 3, 2, 0),
+    ("Inception-v3 avgpool", (32, 2048, 5, 5), None, None, 0),
 ]
 
 
@@ -25,6 +37,7 @@ class LayerBenchRow:
 
     shape: tuple[int, ...]
     op: str
+    where: str
     avg_ms: float
     max_ms: float
     lap_ms: float
@@ -49,8 +62,10 @@ def _candidates(x: torch.Tensor, kernel, stride, padding) -> tuple[str, dict]:
 
     def forward_backward(forward):
         def run():
-            x.grad = None
+            # free what the pass allocated before returning: a block allocated before the memory
+            # profiler starts and freed under it makes the allocator warn on stderr
             forward().sum().backward()
+            x.grad = None
             lap.clear_maps()
 
         return run
@@ -63,44 +78,101 @@ def _candidates(x: torch.Tensor, kernel, stride, padding) -> tuple[str, dict]:
 
 
 def run_layer_benchmark(
-    shapes=SHAPES, device: str | torch.device = "cpu", repeats: int = 3, scale: float = 1.0
+    shapes=SHAPES,
+    device: str | torch.device = "cpu",
+    repeats: int = 3,
+    scale: float = 1.0,
+    batches: tuple[int, ...] | None = None,
+    rounds: int = 3,
 ) -> list[LayerBenchRow]:
-    """Measure every shape; ``scale`` < 1 shrinks the batch for a quick look."""
+    """Measure every shape (entries ``(where, shape, kernel, stride, padding)``, or without
+    ``where``); ``scale`` < 1 shrinks the batch for a quick look; ``batches`` (e.g. ``(32, 1)``)
+    replaces each shape's batch by every one of these sizes (``scale`` then applies to each)."""
     device = torch.device(device)
     rows = []
-    for shape, kernel, stride, padding in shapes:
-        batch = max(1, round(shape[0] * scale))
-        full = (batch, *shape[1:])
-        x = torch.randn(full, device=device, requires_grad=True)
-        op, candidates = _candidates(x, kernel, stride, padding)
-        results = measure(candidates, device, repeats=repeats)
-        input_bytes = x.numel() * x.element_size()
-        rows.append(
-            LayerBenchRow(
-                shape=full,
-                op=op,
-                avg_ms=results["avg"].seconds * 1e3,
-                max_ms=results["max"].seconds * 1e3,
-                lap_ms=results["lap"].seconds * 1e3,
-                time_ratio_avg=results["lap"].seconds / results["avg"].seconds,
-                time_ratio_max=results["lap"].seconds / results["max"].seconds,
-                extra_peak_input_copies=(results["lap"].peak_bytes - results["avg"].peak_bytes)
-                / input_bytes,
-            )
+    for entry in shapes:
+        where, (shape, kernel, stride, padding) = (
+            (entry[0], entry[1:]) if isinstance(entry[0], str) else ("", entry)
         )
+        for batch_size in batches or (shape[0],):
+            batch = max(1, round(batch_size * scale))
+            full = (batch, *shape[1:])
+            x = torch.randn(full, device=device, requires_grad=True)
+            op, candidates = _candidates(x, kernel, stride, padding)
+            results = measure(candidates, device, repeats=repeats, rounds=rounds)
+            input_bytes = x.numel() * x.element_size()
+            rows.append(
+                LayerBenchRow(
+                    shape=full,
+                    op=op,
+                    where=where,
+                    avg_ms=results["avg"].seconds * 1e3,
+                    max_ms=results["max"].seconds * 1e3,
+                    lap_ms=results["lap"].seconds * 1e3,
+                    time_ratio_avg=results["lap"].seconds / results["avg"].seconds,
+                    time_ratio_max=results["lap"].seconds / results["max"].seconds,
+                    extra_peak_input_copies=(results["lap"].peak_bytes - results["avg"].peak_bytes)
+                    / input_bytes,
+                )
+            )
+            del x, candidates
     return rows
 
 
 def format_rows(rows: list[LayerBenchRow]) -> str:
     """A Markdown table of the benchmark rows."""
     lines = [
-        "| input shape | pooling | avg_pool2d ms | max_pool2d ms | LAP ms | LAP/avg | LAP/max "
-        "| LAP extra peak (input copies) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| where | input shape | pooling | avg_pool2d ms | max_pool2d ms | LAP ms | LAP/avg "
+        "| LAP/max | LAP extra peak (input copies) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {tuple(r.shape)} | {r.op} | {r.avg_ms:.1f} | {r.max_ms:.1f} | {r.lap_ms:.1f} "
-            f"| {r.time_ratio_avg:.2f} | {r.time_ratio_max:.2f} | {r.extra_peak_input_copies:.2f} |"
+            f"| {r.where} | {tuple(r.shape)} | {r.op} | {r.avg_ms:.2f} | {r.max_ms:.2f} "
+            f"| {r.lap_ms:.2f} | {r.time_ratio_avg:.2f} | {r.time_ratio_max:.2f} "
+            f"| {r.extra_peak_input_copies:.2f} |"
         )
     return "\n".join(lines)
+
+
+def summary(rows: list[LayerBenchRow]) -> str:
+    """Worst ratios against the issue's targets (LAP/avg <= 1.5, LAP/max <= 1.2, memory <= 1)."""
+    if not rows:
+        return "no rows"
+    worst_avg = max(rows, key=lambda r: r.time_ratio_avg)
+    worst_max = max(rows, key=lambda r: r.time_ratio_max)
+    worst_mem = max(rows, key=lambda r: r.extra_peak_input_copies)
+
+    def name(r: LayerBenchRow) -> str:
+        return f"{r.where or r.op} {tuple(r.shape)}"
+
+    return (
+        f"worst LAP/avg {worst_avg.time_ratio_avg:.2f} ({name(worst_avg)}; target <= 1.5), "
+        f"worst LAP/max {worst_max.time_ratio_max:.2f} ({name(worst_max)}; target <= 1.2), "
+        f"worst extra peak {worst_mem.extra_peak_input_copies:.2f} input copies "
+        f"({name(worst_mem)}; target <= 1)"
+    )
+
+
+def run_layer_command(device: str, scale: float, batches: str, rounds: int) -> str:
+    """What ``torchlap bench layer`` prints: the path taken, the table and the worst ratios."""
+    from torchlap._ext import kernel_status
+
+    if not 0 < scale <= 1:
+        raise ValueError(f"--scale must be in (0, 1], got {scale}")
+    try:
+        sizes = tuple(int(b) for b in batches.split(",") if b.strip())
+    except ValueError:
+        raise ValueError(f"--batches must be comma-separated ints, got {batches!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--batches must be positive ints, got {batches!r}")
+    if rounds < 1:
+        raise ValueError(f"--rounds must be >= 1, got {rounds}")
+    dev = torch.device(device)
+    path = kernel_status() if dev.type == "cpu" else "pure PyTorch (non-CPU device)"
+    rows = run_layer_benchmark(device=dev, scale=scale, batches=sizes, rounds=rounds)
+    header = (
+        f"LAP windowed pooling on {dev}: {path}; threads {torch.get_num_threads()}; "
+        f"forward+backward, fastest of {rounds} interleaved rounds of 3 calls each"
+    )
+    return "\n".join([header, "", format_rows(rows), "", summary(rows)])

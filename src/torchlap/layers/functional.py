@@ -94,10 +94,16 @@ def window_weights(
     extra_h = max(0, (out_h - 1) * sh + kh - height - 2 * ph)
     extra_w = max(0, (out_w - 1) * sw + kw - width - 2 * pw)
     pads = (pw, pw + extra_w, ph, ph + extra_h)
+    unfold = dict(kernel_size=(kh, kw), stride=(sh, sw))
+    if not any(pads):
+        # every window lies inside the map: Eq. 4 without the padding mask (fewer small ops)
+        scores = F.unfold(score, **unfold)[:, :, : out_h * out_w]
+        gauss = torch.exp(-(alpha**2) * (scores.amax(dim=1, keepdim=True) - scores) ** 2)
+        weights = gauss * scores + eps
+        return weights.reshape(score.shape[0], kh * kw, out_h, out_w), (out_h, out_w)
     padded = F.pad(score, pads)
     ones = torch.ones((1, 1, height, width), device=score.device, dtype=score.dtype)
     valid = F.pad(ones, pads)
-    unfold = dict(kernel_size=(kh, kw), stride=(sh, sw))
     scores = F.unfold(padded, **unfold)[:, :, : out_h * out_w]
     valid_windows = F.unfold(valid, **unfold)[:, :, : out_h * out_w] > 0.5
     weights = lap_normalize(scores, valid_windows, alpha, eps)
@@ -122,13 +128,24 @@ class _WeightedWindowSum(torch.autograd.Function):
     """``out[b, c, o] = sum_k weights[b, k, o] * x[b, c, window(o, k)]`` without unfolding x."""
 
     @staticmethod
-    def forward(ctx, x, weights, kernel_size, stride, padding):  # type: ignore[override]
+    def forward(ctx, x, weights, kernel_size, stride, padding, backend):  # type: ignore[override]
         out_h, out_w = weights.shape[-2:]
+        ctx.save_for_backward(x, weights)
+        library = _kernel_library(x, weights, kernel_size, backend)
+        ctx.geometry = (kernel_size, stride, padding)
+        ctx.library = library
+        if library is not None:
+            out = x.new_empty((x.shape[0], x.shape[1], out_h, out_w))
+            geometry = _geometry(x, weights, kernel_size, stride, padding)
+            forward = (
+                library.lap_forward_f32 if x.dtype == torch.float32 else library.lap_forward_f64
+            )
+            forward(x.data_ptr(), weights.data_ptr(), out.data_ptr(), geometry, _threads())
+            return out
         out = x.new_zeros((x.shape[0], x.shape[1], out_h, out_w))
         plan = _plan(x.shape[-2:], (out_h, out_w), kernel_size, stride, padding)
         for k, rows, cols, orow, ocol in plan:
             out[:, :, orow, ocol].addcmul_(x[:, :, rows, cols], weights[:, k : k + 1, orow, ocol])
-        ctx.save_for_backward(x, weights)
         ctx.plan = plan
         return out
 
@@ -136,6 +153,11 @@ class _WeightedWindowSum(torch.autograd.Function):
     def backward(ctx, grad_out):  # type: ignore[override]
         x, weights = ctx.saved_tensors
         grad_x = grad_weights = None
+        if ctx.library is not None:
+            grad_x, grad_weights = _kernel_backward(
+                ctx.library, x, weights, grad_out.contiguous(), ctx.geometry, ctx.needs_input_grad
+            )
+            return grad_x, grad_weights, None, None, None, None
         if ctx.needs_input_grad[0]:
             grad_x = torch.zeros_like(x)
             for k, rows, cols, orow, ocol in ctx.plan:
@@ -148,7 +170,83 @@ class _WeightedWindowSum(torch.autograd.Function):
                 grad_weights[:, k, orow, ocol] = (
                     grad_out[:, :, orow, ocol] * x[:, :, rows, cols]
                 ).sum(1)
-        return grad_x, grad_weights, None, None, None
+        return grad_x, grad_weights, None, None, None, None
+
+
+BACKENDS = ("auto", "torch", "kernel")
+
+
+def _kernel_library(x: Tensor, weights: Tensor, kernel_size: tuple[int, int], backend: str):
+    """The compiled CPU kernel library when it applies to these tensors, else None.
+
+    It applies to contiguous float32/float64 CPU tensors (kernels up to 64 wide); anything else,
+    and every CUDA tensor, takes the pure-PyTorch path. ``backend="kernel"`` insists on it.
+    """
+    if backend == "torch":
+        return None
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return None  # tracing/export (torchlap export): the graph needs PyTorch's own ops
+    applies = (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and weights.dtype == x.dtype
+        and x.is_contiguous()
+        and weights.is_contiguous()
+        and kernel_size[1] <= 64
+    )
+    from torchlap._ext import lap_kernels
+
+    library = lap_kernels() if applies else None
+    if backend == "kernel" and library is None:
+        raise RuntimeError(
+            "backend='kernel' needs the compiled CPU kernel and contiguous float32/float64 CPU "
+            f"tensors; got {x.dtype} on {x.device} (contiguous: {x.is_contiguous()}), kernel "
+            f"{'available' if lap_kernels() is not None else 'not available'}"
+        )
+    return library
+
+
+def _threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+def _geometry(x: Tensor, weights: Tensor, kernel_size, stride, padding):
+    from torchlap._ext import LapGeometry
+
+    batch, channels, height, width = x.shape
+    out_h, out_w = weights.shape[-2:]
+    return LapGeometry(
+        batch, channels, height, width, out_h, out_w, *kernel_size, *stride, *padding
+    )
+
+
+def _kernel_backward(library, x, weights, grad_out, geometry_args, needs_input_grad):
+    """grad_x and grad_weights of the windowed sum with the compiled kernel (one fused pass)."""
+    kernel_size, stride, padding = geometry_args
+    geometry = _geometry(x, weights, kernel_size, stride, padding)
+    batch, channels = x.shape[:2]
+    grad_x = torch.empty_like(x) if needs_input_grad[0] else None
+    partial = None
+    chunks = 1
+    if needs_input_grad[1]:
+        # the channel sum of grad_w is split over tasks; each writes its own partial sum
+        chunks = min(channels, max(1, -(-2 * _threads() // batch)))
+        partial = weights.new_zeros((batch, chunks, *weights.shape[1:]))
+    backward = library.lap_backward_f32 if x.dtype == torch.float32 else library.lap_backward_f64
+    backward(
+        x.data_ptr(),
+        weights.data_ptr(),
+        grad_out.data_ptr(),
+        grad_x.data_ptr() if grad_x is not None else None,
+        partial.data_ptr() if partial is not None else None,
+        geometry,
+        chunks,
+        _threads(),
+    )
+    grad_weights = None
+    if partial is not None:
+        grad_weights = partial[:, 0] if chunks == 1 else partial.sum(dim=1)
+    return grad_x, grad_weights
 
 
 def _plan(in_size, out_size, kernel_size, stride, padding):
@@ -175,13 +273,20 @@ def local_attention_pool2d(
     alpha: Tensor | float = 1.0,
     eps: float = 1e-6,
     ceil_mode: bool = False,
+    backend: str = "auto",
 ) -> Tensor:
     """Local attention pooling of ``x`` (B, C, H, W) by a score map ``score`` (B, 1, H, W).
 
     Implements Eq. 1 with the window normalisation of Eq. 4 (paper 000, section III.A).
     Padded pixels have weight exactly 0 (like ``avg_pool2d(count_include_pad=False)``):
     with a constant score inside a window the result is the plain average of its real pixels.
+
+    ``backend``: ``"auto"`` (the compiled CPU kernel of :mod:`torchlap._ext` for contiguous
+    float32/float64 CPU tensors when it builds, else pure PyTorch; CUDA always takes pure
+    PyTorch), ``"torch"`` (pure PyTorch) or ``"kernel"`` (the compiled kernel, or an error).
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
     kernel = _pair(kernel_size, "kernel_size")
     stride_ = kernel if stride is None else _pair(stride, "stride")
     pad = _pair(padding, "padding")
@@ -206,7 +311,7 @@ def local_attention_pool2d(
     # Eq. 1 divides by the window's weight sum: dividing the one-channel weights first is the
     # same average and keeps a full-size division (and its backward) off the feature tensor
     weights = (weights / weights.sum(dim=1, keepdim=True)).to(x.dtype)
-    return _WeightedWindowSum.apply(x, weights, kernel, stride_, pad)
+    return _WeightedWindowSum.apply(x, weights, kernel, stride_, pad, backend)
 
 
 class _WindowMatrixSum(torch.autograd.Function):
@@ -238,6 +343,62 @@ class _WindowMatrixSum(torch.autograd.Function):
         return grad_x, grad_weights
 
 
+class _GlobalWeightedSum(torch.autograd.Function):
+    """``out[b, c] = sum_p weights[b, p] * x[b, c, p]`` with the compiled CPU kernel."""
+
+    @staticmethod
+    def forward(ctx, x, weights, library):  # type: ignore[override]
+        batch, channels = x.shape[:2]
+        pixels = weights.shape[1]
+        out = x.new_empty((batch, channels))
+        forward = (
+            library.lap_global_forward_f32
+            if x.dtype == torch.float32
+            else library.lap_global_forward_f64
+        )
+        forward(
+            x.data_ptr(), weights.data_ptr(), out.data_ptr(), batch, channels, pixels, _threads()
+        )
+        ctx.save_for_backward(x, weights)
+        ctx.library = library
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        x, weights = ctx.saved_tensors
+        batch, channels = x.shape[:2]
+        pixels = weights.shape[1]
+        grad_out = grad_out.contiguous()
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        partial = None
+        chunks = 1
+        if ctx.needs_input_grad[1]:
+            chunks = min(channels, max(1, -(-2 * _threads() // batch)))
+            partial = weights.new_zeros((batch, chunks, pixels))
+        library = ctx.library
+        backward = (
+            library.lap_global_backward_f32
+            if x.dtype == torch.float32
+            else library.lap_global_backward_f64
+        )
+        backward(
+            x.data_ptr(),
+            weights.data_ptr(),
+            grad_out.data_ptr(),
+            grad_x.data_ptr() if grad_x is not None else None,
+            partial.data_ptr() if partial is not None else None,
+            batch,
+            channels,
+            pixels,
+            chunks,
+            _threads(),
+        )
+        grad_weights = None
+        if partial is not None:
+            grad_weights = partial[:, 0] if chunks == 1 else partial.sum(dim=1)
+        return grad_x, grad_weights, None
+
+
 def adaptive_bounds(size: int, out: int) -> tuple[list[int], list[int]]:
     """Start and end of each adaptive window, the rule of ``nn.AdaptiveAvgPool2d``."""
     starts = [(i * size) // out for i in range(out)]
@@ -260,6 +421,7 @@ def adaptive_local_attention_pool2d(
     output_size: int | Sequence[int | None],
     alpha: Tensor | float = 1.0,
     eps: float = 1e-6,
+    backend: str = "auto",
 ) -> Tensor:
     """Adaptive LAP: the windows of ``nn.AdaptiveAvgPool2d(output_size)``, pooled by Eq. 1 and 4.
 
@@ -268,6 +430,8 @@ def adaptive_local_attention_pool2d(
     is small whenever adaptive pooling is used (``P`` is 1 for the global pool of every
     torchvision classifier; 49 for VGG's 7x7).
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
     if x.dim() != 4:
         raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
     if score.shape != (x.shape[0], 1, *x.shape[-2:]):
@@ -286,9 +450,17 @@ def adaptive_local_attention_pool2d(
     batch = x.shape[0]
     flat_score = score.reshape(batch, 1, height * width)
     if out_h == 1 and out_w == 1:
-        valid = torch.ones_like(flat_score, dtype=torch.bool)
-        weights = lap_normalize(flat_score.transpose(1, 2), valid.transpose(1, 2), alpha, eps)
-        weights = weights.transpose(1, 2)  # (B, 1, HW)
+        # the global pool: Eq. 4 over the whole map, then Eq. 1 with the weights divided by
+        # their sum first (one-channel), pooled by the compiled kernel when it applies
+        gauss = torch.exp(-(alpha**2) * (flat_score.amax(dim=2, keepdim=True) - flat_score) ** 2)
+        weights = gauss * flat_score + eps
+        weights = (weights / weights.sum(dim=2, keepdim=True)).to(x.dtype)  # (B, 1, HW)
+        library = _kernel_library(x, weights, (1, 1), backend)
+        if library is not None:
+            pooled = _GlobalWeightedSum.apply(x, weights.reshape(batch, height * width), library)
+        else:
+            pooled = _WindowMatrixSum.apply(x, weights)
+        return pooled.reshape(batch, x.shape[1], 1, 1)
     else:
         rows = _adaptive_membership(height, out_h, x.device)
         cols = _adaptive_membership(width, out_w, x.device)

@@ -8,6 +8,7 @@ into one score map, and pools each window by the window-normalised scores.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -196,9 +197,13 @@ class LapBase(nn.Module):
         super().__init__()
         if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
             raise TypeError(f"alpha must be a float, got {alpha!r}")
-        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+        if not math.isfinite(alpha):
+            raise ValueError(f"alpha must be a finite float (Eq. 4's sharpness), got {alpha!r}")
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool):
+            raise TypeError(f"eps must be a float, got {eps!r}")
+        if not (math.isfinite(eps) and eps > 0):
             raise ValueError(
-                f"eps must be a float > 0 (it keeps the weights positive), got {eps!r}"
+                f"eps must be a finite float > 0 (it keeps the weights positive), got {eps!r}"
             )
         self.scorer = ConceptScorer(
             in_channels, n_concepts, hidden_channels, aggregation, device=device, dtype=dtype
@@ -259,6 +264,14 @@ class LapBase(nn.Module):
             raise ValueError(
                 f"{type(self).__name__} was built for {self.in_channels} input channels, "
                 f"got an input with {x.shape[1]} channels (shape {tuple(x.shape)})"
+            )
+        if x.dtype != self.alpha.dtype and not torch.is_autocast_enabled(x.device.type):
+            # not cast silently (as nn.Conv2d, which raises a less clear error)
+            kind = "floating-point" if x.is_floating_point() else "non-floating-point"
+            raise TypeError(
+                f"{type(self).__name__} has {self.alpha.dtype} parameters but got a {kind} "
+                f"{x.dtype} input; convert the input (x.to({self.alpha.dtype})) or the layer "
+                f"(layer.to(dtype)), or run under torch.autocast"
             )
         concepts, score = self.scorer(x)
         discriminative = None

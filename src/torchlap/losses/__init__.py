@@ -2,7 +2,8 @@
 
 - :func:`concept_discrimination_loss` (Eq. 5) with the discriminative scoring module's
   :func:`discriminative_scorer_loss`;
-- :func:`expert_supervision_loss` (BB-LAP: experts' boxes or masks as per-pixel targets);
+- :func:`expert_supervision_loss` (BB-LAP, Appendix A: Eq. 5 with the experts' boxes or masks
+  choosing the positive pixel sets);
 - :func:`concordance_loss` (Eq. 6) between consecutive LAP layers;
 - :class:`InjectionLoss`, all of them over a model's LAP layers, with :class:`ConceptSets`
   saying which concepts each class contains.
@@ -10,6 +11,7 @@
 
 from torchlap.losses.concepts import ConceptSets
 from torchlap.losses.functional import (
+    EXPERT_POSITIVE_FRACTION,
     LOG_EPS,
     concept_discrimination_loss,
     concordance_loss,
@@ -22,16 +24,19 @@ from torchlap.losses.functional import (
 from torchlap.losses.injection import (
     DEFAULT_WEIGHTS,
     InjectionLoss,
+    default_weights,
     enable_discriminative_scorers,
 )
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "EXPERT_POSITIVE_FRACTION",
     "LOG_EPS",
     "ConceptSets",
     "InjectionLoss",
     "concept_discrimination_loss",
     "concordance_loss",
+    "default_weights",
     "discriminative_scorer_loss",
     "enable_discriminative_scorers",
     "expert_supervision_loss",

@@ -34,6 +34,9 @@ from torch import Tensor
 
 __all__ = [
     "CONCORDANCE_MODES",
+    "EXPERT_NEGATIVE_PIXELS",
+    "EXPERT_POSITIVE_FRACTION",
+    "EXPERT_POSITIVE_RANKINGS",
     "LOG_EPS",
     "MASK_RESIZE_MODES",
     "concept_discrimination_loss",
@@ -51,6 +54,12 @@ MASK_RESIZE_MODES = ("any", "area")
 CONCORDANCE_POOLS = ("max", "avg")
 
 RatioArg = float | None | Sequence[float | None]
+
+# Paper 000, Appendix A: term 1 of the expert loss takes "half of the pixels with higher
+# importance probability within the box". The one default of InjectionLoss and TrainConfig.
+EXPERT_POSITIVE_FRACTION = 0.5
+EXPERT_NEGATIVE_PIXELS = ("iar", "all")
+EXPERT_POSITIVE_RANKINGS = ("concepts", "selector")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -306,36 +315,54 @@ def expert_supervision_loss(
     present: Tensor,
     has_region: Tensor,
     *,
+    iar: RatioArg = 0.1,
     heads: Tensor | None = None,
-    positive_fraction: float = 1.0,
+    positive_fraction: float = EXPERT_POSITIVE_FRACTION,
+    negative_pixels: str = "iar",
+    selector: Tensor | None = None,
+    positive_ranking: str = "concepts",
     resize: str = "any",
     eps: float = LOG_EPS,
 ) -> Tensor:
-    """Expert supervision of the concept heads (the paper's BB-LAP, section III.B, Appendix).
+    """Expert (full) supervision of the concept heads: BB-LAP, paper 000, Appendix A.
 
-    The experts' boxes or masks, resized to the layer's input size with
-    :func:`resize_region_masks` (``resize``), are the per-pixel target of the heads of the
-    concepts present in the sample; the heads of concepts NOT present get target 0 everywhere.
-    As the paper's appendix says, the loss is "similar to" Eq. 5, with the region in place of
-    the top/bottom pixel sets: for a present concept,
-    ``2 * mean_{inside} -ln p + mean_{outside} -ln(1 - p)`` (the inside and outside pixels are
-    averaged separately, as Eq. 5 averages its top-k1 and bottom-k2 sets, so a small region is
-    not outweighed by the many pixels around it; factor 2 as in Eq. 5); for an absent concept,
-    ``mean -ln(1 - p)`` over all pixels. Then summed over heads (as Eq. 5) and averaged over
-    the samples with ``has_region`` (0 when there is none).
+    "Similar to the weakly supervised concept discrimination loss": Eq. 5 with the experts'
+    regions choosing the pixel sets of the samples that contain concept ``c``,
+
+    ``-sum_c [ sum_{s in P_c} ( 2 sum_{T_s} ln p / (|T_s| N_c)
+    + sum_{O_s} ln(1 - p) / (|O_s| N_c) )
+    + sum_{s: c not in C_s} sum_{top k3} ln(1 - p) / (k3 N_c-bar) ]``
+
+    - term 1, ``T_s``: "the half of the pixels with higher importance probability within the
+      box": the ``ceil(positive_fraction * |I_s|)`` pixels inside the region ``I_s`` with the
+      highest probability (``positive_fraction`` 0.5; 1 takes every inside pixel);
+    - term 2, ``O_s``: "all the zones out of the bounding boxes", every pixel outside;
+    - term 3: "used similarly as the weakly supervised loss": the top ``k3 = ceil(IAR HW)``
+      pixels of the samples without the concept (``negative_pixels="all"``: every pixel).
+
+    ``P_c`` are the samples with ``present[:, c]`` and ``has_region``, ``N_c = |P_c|``;
+    ``N_c-bar`` counts the samples without the concept (whether they have a region or not: no
+    region is needed for term 3). Positives and negatives are averaged separately, as in
+    Eq. 5. A term whose set is empty contributes 0.
 
     Args:
         probs: (B, h, H, W) concept probabilities.
-        region_masks: (B, H0, W0) masks in [0, 1] at image resolution (bool, int or float).
+        region_masks: (B, H0, W0) masks in [0, 1] at image resolution (bool, int or float),
+            resized to (H, W) with :func:`resize_region_masks`: ``resize="any"`` puts a pixel
+            inside when any image pixel of its cell is; ``"area"`` when at least half its cell
+            is covered.
         present: bool (B, h), concepts present per sample.
-        has_region: bool (B,), samples whose masks are annotations; the others are ignored here
-            (``InjectionLoss`` gives them the weak loss).
+        has_region: bool (B,), samples whose masks are annotations; present concepts of the
+            others carry no loss here (``InjectionLoss`` gives them Eq. 5).
+        iar: IAR of term 3 (float in (0, 1], ``None`` = term off, or one per head).
         heads: optional bool (h,), heads supervised here (``InjectionLoss`` leaves out common
             heads, for which a class region is no target).
-        positive_fraction: in (0, 1]. The paper's Appendix applies the positive term only to the
-            ``ceil(fraction * n_inside)`` pixels inside the region with the highest probability
-            (0.5 there: a box is larger than the lesion); the other inside pixels carry no loss.
-            1.0 (default) is plain BCE.
+        positive_fraction: in (0, 1], the share of inside pixels term 1 takes.
+        negative_pixels: ``"iar"`` (the paper: top-IAR pixels) or ``"all"``.
+        selector: optional (B, h, H, W) maps (the discriminative scorer) choosing term 3's top
+            pixels, as Eq. 5's sets are chosen; ``None`` chooses on ``probs``.
+        positive_ranking: ``"concepts"`` (the paper's "importance probability": term 1's pixels
+            ranked by ``probs``) or ``"selector"`` (ranked by ``selector``).
     """
     probs = _check_probs(probs)
     present = _check_present(present, probs)
@@ -349,6 +376,27 @@ def expert_supervision_loss(
         raise TypeError(f"positive_fraction must be a float in (0, 1], got {positive_fraction!r}")
     if not 0 < positive_fraction <= 1:
         raise ValueError(f"positive_fraction must be in (0, 1], got {positive_fraction!r}")
+    if negative_pixels not in EXPERT_NEGATIVE_PIXELS:
+        raise ValueError(
+            f"negative_pixels must be one of {EXPERT_NEGATIVE_PIXELS}, got {negative_pixels!r}"
+        )
+    if positive_ranking not in EXPERT_POSITIVE_RANKINGS:
+        raise ValueError(
+            f"positive_ranking must be one of {EXPERT_POSITIVE_RANKINGS}, got {positive_ranking!r}"
+        )
+    if selector is not None and (
+        not isinstance(selector, Tensor) or tuple(selector.shape) != tuple(probs.shape)
+    ):
+        raise ValueError(
+            f"selector must be a tensor of the same shape as probs {tuple(probs.shape)}, "
+            f"got {getattr(selector, 'shape', type(selector).__name__)}"
+        )
+    if positive_ranking == "selector" and selector is None:
+        raise ValueError("positive_ranking='selector' needs a selector (the discriminative maps)")
+    k3 = [
+        0 if ia is None else ratio_count(ia, height * width)
+        for _, _, ia in per_head_ratios(None, None, iar, n_heads)
+    ]
     if not isinstance(region_masks, Tensor) or region_masks.dim() != 3:
         raise ValueError(
             "region_masks must be a tensor (B, H0, W0) at image resolution, got "
@@ -360,35 +408,41 @@ def expert_supervision_loss(
         raise ValueError("region_masks values must be in [0, 1] (1 = inside an expert's region)")
 
     region = resize_region_masks(region_masks.to(probs.device), (height, width), resize)
-    region = region.to(probs.dtype).flatten(1)  # (B, HW)
-    target = torch.where(present[:, :, None], region[:, None, :], 0.0)  # (B, h, HW)
-    flat = probs.flatten(2)
-    bce = -(target * _log(flat, eps) + (1 - target) * _log1m(flat, eps))
+    inside = (region > 0) if resize == "any" else (region >= 0.5)
+    inside = inside.flatten(1)  # (B, HW)
+    flat = probs.flatten(2)  # (B, h, HW)
+    dtype = probs.dtype
 
-    if positive_fraction < 1:
-        inside = target > 0
-        fraction = _exact(positive_fraction)
-        ranking = flat.detach().masked_fill(~inside, -torch.inf)
-        order = ranking.argsort(dim=-1, descending=True)
-        rank = torch.empty_like(order)
-        rank.scatter_(
-            -1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order)
-        )
-        n_inside = inside.sum(-1)
-        # exact ceil(fraction * n_inside) in integers
-        keep_count = (
-            n_inside * fraction.numerator + fraction.denominator - 1
-        ) // fraction.denominator
-        weight = (~inside | (rank < keep_count[..., None])).to(probs.dtype)
+    # term 1: the top ceil(fraction * |I_s|) inside pixels, ranked by the head's probability
+    source = flat if positive_ranking == "concepts" else selector.flatten(2)
+    ranking = source.detach().masked_fill(~inside[:, None, :], -torch.inf)
+    order = ranking.argsort(dim=-1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+    fraction = _exact(positive_fraction)
+    n_inside = inside.sum(-1)  # (B,)
+    keep = (n_inside * fraction.numerator + fraction.denominator - 1) // fraction.denominator
+    chosen = (inside[:, None, :] & (rank < keep[:, None, None])).to(dtype)
+    term_top = (_log(flat, eps) * chosen).sum(-1) / keep[:, None].clamp_min(1).to(dtype)
+    # term 2: every pixel outside the regions
+    outside = (~inside).to(dtype)[:, None, :]
+    n_outside = outside.sum(-1).clamp_min(1)
+    term_out = (_log1m(flat, eps) * outside).sum(-1) / n_outside
+    # term 3: as Eq. 5, on the samples without the concept
+    if negative_pixels == "all":
+        term_neg = _log1m(flat, eps).mean(-1)
+    elif max(k3) > 0:
+        chooser = (flat if selector is None else selector.flatten(2)).detach()
+        top = flat.gather(-1, chooser.topk(max(k3), dim=-1).indices)
+        term_neg = _prefix_mean(_log1m(top, eps), k3)
     else:
-        weight = torch.ones_like(bce)
-    inside = (target > 0).to(probs.dtype) * weight
-    outside = (target <= 0).to(probs.dtype)
-    inside_mean = (bce * inside).sum(-1) / inside.sum(-1).clamp_min(1)
-    outside_mean = (bce * outside).sum(-1) / outside.sum(-1).clamp_min(1)
-    per_pair = 2 * inside_mean + outside_mean  # (B, h); inside_mean is 0 for absent concepts
-    supervised = (has_region[:, None] & heads[None, :]).to(probs.dtype)
-    return (per_pair * supervised).sum() / has_region.sum().clamp_min(1).to(probs.dtype)
+        term_neg = flat.new_zeros(batch, n_heads)
+
+    positive = present & has_region[:, None] & heads[None, :]
+    negative = ~present & heads[None, :]
+    per_head = _masked_sample_mean(2.0 * term_top + term_out, positive)
+    per_head = per_head + _masked_sample_mean(term_neg, negative)
+    return -per_head.sum()
 
 
 # ----------------------------------------------------------------------------- Eq. 6

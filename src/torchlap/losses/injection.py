@@ -19,6 +19,8 @@ from torchlap.losses.concepts import ConceptSets
 from torchlap.losses.functional import (
     CONCORDANCE_MODES,
     CONCORDANCE_POOLS,
+    EXPERT_NEGATIVE_PIXELS,
+    EXPERT_POSITIVE_FRACTION,
     LOG_EPS,
     MASK_RESIZE_MODES,
     RatioArg,
@@ -29,7 +31,13 @@ from torchlap.losses.functional import (
     per_head_ratios,
 )
 
-__all__ = ["DEFAULT_WEIGHTS", "SUPERVISION_MODES", "InjectionLoss", "enable_discriminative_scorers"]
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "SUPERVISION_MODES",
+    "InjectionLoss",
+    "default_weights",
+    "enable_discriminative_scorers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +46,31 @@ SUPERVISION_MODES = ("weak", "expert", "none")
 # Paper 000, Appendix A (RSNA): 0.25 per LAP for the concept loss, 0.25 per LAP pair for the
 # concordance, 0.25 per LAP for the expert cross-entropy. The paper gives no weight for the
 # discriminative scorer; its gradient reaches only that module (its input is detached), so the
-# weight only scales that module's step; it gets the concept loss's 0.25.
+# weight only scales that module's step; it gets the concept loss's 0.25. These are the weak
+# supervision's weights; see default_weights for the others.
 DEFAULT_WEIGHTS: dict[str, float] = {
     "discrimination": 0.25,
     "discriminative": 0.25,
     "expert": 0.25,
     "concordance": 0.25,
 }
+
+
+def default_weights(supervision: str) -> dict[str, float]:
+    """The paper's loss weights (Appendix A) for one supervision mode, per LAP layer (pair).
+
+    ``"weak"``: :data:`DEFAULT_WEIGHTS`. ``"expert"``: the same without concordance ("for full
+    supervision, we used cross-entropy loss on the classification head alongside cross-entropy
+    loss on LAPs [...] with weights of 1 and 0.25 per LAP": no concordance term is named; give
+    ``weights={"concordance": 0.25}`` to add it). ``"none"``: cross-entropy only (the paper's
+    "No L" ablation), concordance 0 as well.
+    """
+    if supervision not in SUPERVISION_MODES:
+        raise ValueError(f"supervision must be one of {SUPERVISION_MODES}, got {supervision!r}")
+    weights = dict(DEFAULT_WEIGHTS)
+    if supervision != "weak":
+        weights["concordance"] = 0.0
+    return weights
 
 
 def enable_discriminative_scorers(model: nn.Module) -> list[str]:
@@ -73,13 +99,14 @@ class InjectionLoss(nn.Module):
             Use :func:`torchlap.losses.suggest_ratios` on your boxes. The paper's CelebA model
             used ``min_ar=[0.02, 0.02, None], max_ar=[0.2, 0.2, 0.1], iar=[0.01, 0.01, None]``
             (common head: MaxAR only).
-        supervision: ``"weak"`` (Eq. 5), ``"expert"`` (BCE on the experts' regions for samples
-            that have them, Eq. 5 for the others and for common heads) or ``"none"`` (no concept
-            loss: discrimination, discriminative and expert terms are 0). Concordance does not
-            depend on this: it is always computed (and returned, for logging) when there are
-            two LAP layers or more, and enters ``"injection"`` with its weight; the paper's
-            "no LAP loss" ablation is ``supervision="none"`` with
-            ``weights={"concordance": 0}``.
+        supervision: ``"weak"`` (Eq. 5), ``"expert"`` (Appendix A, see
+            :func:`expert_supervision_loss`: the regions choose the positive pixel sets,
+            the top-IAR pixels of the samples without the concept are pushed down; Eq. 5 for
+            positives without a region and for common heads, under ``"discrimination"``) or
+            ``"none"`` (no concept loss: discrimination, discriminative and expert terms are 0).
+            Concordance is always computed (and returned, for logging) when there are two LAP
+            layers or more, and enters ``"injection"`` with its weight, whose default depends
+            on the mode (:func:`default_weights`: 0.25 for weak, 0 for expert and none).
         use_discriminative: choose Eq. 5's pixel sets with the discriminative scoring module
             (on by default, as in the paper); the layers must have it (see
             :func:`enable_discriminative_scorers`). Off: the sets are chosen on the heads' own
@@ -87,8 +114,13 @@ class InjectionLoss(nn.Module):
         concordance_threshold, concordance_mode, concordance_pool: ``t``, ``"both"`` or
             ``"high_low"``, and the resize of :func:`concordance_loss`. The paper gives no value
             of ``t``; 0.1 ignores disagreements too small to matter without diluting the mean.
-        weights: overrides of :data:`DEFAULT_WEIGHTS` (and ``"cross_entropy"``, default 1).
-        expert_positive_fraction, mask_resize: see :func:`expert_supervision_loss`.
+        weights: overrides of :func:`default_weights` (and ``"cross_entropy"``, default 1).
+        expert_positive_fraction, mask_resize: ``positive_fraction`` (default 0.5, the paper's
+            half) and ``resize`` of :func:`expert_supervision_loss`.
+        expert_negative_pixels: its ``negative_pixels``: ``"iar"`` (paper) or ``"all"``.
+        expert_positive_ranking: its ``positive_ranking``: ``"concepts"`` (paper: the inside
+            pixels of higher importance probability) or ``"discriminative"`` (ranked by the
+            discriminative scorer, as Eq. 5's sets are; needs ``use_discriminative``).
 
     ``forward`` returns a dict of scalars: ``"discrimination"``, ``"discriminative"``,
     ``"expert"`` (each the mean over LAP layers), ``"concordance"`` (mean over consecutive
@@ -110,8 +142,10 @@ class InjectionLoss(nn.Module):
         weights: Mapping[str, float] | None = None,
         *,
         concordance_pool: str = "max",
-        expert_positive_fraction: float = 1.0,
+        expert_positive_fraction: float = EXPERT_POSITIVE_FRACTION,
         mask_resize: str = "any",
+        expert_negative_pixels: str = "iar",
+        expert_positive_ranking: str = "concepts",
         eps: float = LOG_EPS,
     ) -> None:
         super().__init__()
@@ -146,8 +180,24 @@ class InjectionLoss(nn.Module):
             raise ValueError(
                 f"expert_positive_fraction must be in (0, 1], got {expert_positive_fraction!r}"
             )
+        if expert_negative_pixels not in EXPERT_NEGATIVE_PIXELS:
+            raise ValueError(
+                f"expert_negative_pixels must be one of {EXPERT_NEGATIVE_PIXELS}, "
+                f"got {expert_negative_pixels!r}"
+            )
+        rankings = ("concepts", "discriminative")
+        if expert_positive_ranking not in rankings:
+            raise ValueError(
+                f"expert_positive_ranking must be one of {rankings}, "
+                f"got {expert_positive_ranking!r}"
+            )
+        if expert_positive_ranking == "discriminative" and not use_discriminative:
+            raise ValueError(
+                "expert_positive_ranking='discriminative' ranks on the discriminative scoring "
+                "module: it needs use_discriminative=True"
+            )
         per_head_ratios(min_ar, max_ar, iar, concept_sets.n_concepts)  # validate now
-        merged = {**DEFAULT_WEIGHTS, "cross_entropy": 1.0}
+        merged = {**default_weights(supervision), "cross_entropy": 1.0}
         if weights is not None:
             if not isinstance(weights, Mapping):
                 raise TypeError(f"weights must be a dict {{term: float}}, got {weights!r}")
@@ -167,6 +217,8 @@ class InjectionLoss(nn.Module):
         self.concordance_pool = concordance_pool
         self.expert_positive_fraction = float(expert_positive_fraction)
         self.mask_resize = mask_resize
+        self.expert_negative_pixels = expert_negative_pixels
+        self.expert_positive_ranking = expert_positive_ranking
         self.eps = eps
         self.weights = merged
 
@@ -243,9 +295,12 @@ class InjectionLoss(nn.Module):
         elif region_masks is not None:
             logger.debug("region_masks given but supervision=%r: ignored", self.supervision)
 
-        # heads whose concept is in every class get no class region as target: weak loss for them
+        # heads whose concept is in every class get no class region as target: weak loss for
+        # them, and for the present concepts of samples without a region (expert mode)
         common = self.concept_sets.common.to(first.device)
-        weak_pairs = ~expert_samples[:, None] | common[None, :]
+        weak_pairs = None
+        if self.supervision == "expert":
+            weak_pairs = common[None, :] | (present & ~expert_samples[:, None])
 
         zero = first.sum() * 0.0
         terms = {"discrimination": [], "discriminative": [], "expert": []}
@@ -277,8 +332,16 @@ class InjectionLoss(nn.Module):
                         region_masks,
                         present,
                         expert_samples,
+                        iar=self.iar,
                         heads=~common,
                         positive_fraction=self.expert_positive_fraction,
+                        negative_pixels=self.expert_negative_pixels,
+                        selector=selector,
+                        positive_ranking=(
+                            "selector"
+                            if self.expert_positive_ranking == "discriminative"
+                            else "concepts"
+                        ),
                         resize=self.mask_resize,
                         eps=self.eps,
                     )
@@ -320,5 +383,6 @@ class InjectionLoss(nn.Module):
             f"supervision={self.supervision!r}, min_ar={self.min_ar}, max_ar={self.max_ar}, "
             f"iar={self.iar}, use_discriminative={self.use_discriminative}, "
             f"concordance=({self.concordance_threshold}, {self.concordance_mode!r}), "
-            f"weights={self.weights}"
+            f"expert=({self.expert_positive_fraction}, {self.expert_negative_pixels!r}, "
+            f"{self.expert_positive_ranking!r}), weights={self.weights}"
         )

@@ -34,7 +34,9 @@ from torchlap.metrics.lap_predictors import (
     concept_sum_rule,
     faithfulness,
     lap_predictor_metrics,
+    paper_primary_rule,
     predictivity,
+    top_k_lap_predictor_metrics,
 )
 from torchlap.metrics.localization import (
     bbox_accuracy,
@@ -82,9 +84,11 @@ __all__ = [
     "miou_top20",
     "multiclass_classification_metrics",
     "normalize_by_max",
+    "paper_primary_rule",
     "pointing_game",
     "predictivity",
     "salt_and_pepper",
     "stability",
+    "top_k_lap_predictor_metrics",
     "top_k_mask",
 ]

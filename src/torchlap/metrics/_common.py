@@ -19,6 +19,7 @@ __all__ = [
     "count_for_fraction",
     "higher_is_better",
     "normalize_by_max",
+    "tied_at_k",
     "top_k_mask",
 ]
 
@@ -93,6 +94,8 @@ METRIC_DIRECTIONS: Mapping[str, bool] = MappingProxyType(
         "win_pct": True,
         "change_drop_pct": False,
         "change_inc_pct": False,
+        # grid pointing game (Böhle et al. 2022; Rao et al. 2022)
+        "grid_pointing_game": True,
     }
 )
 
@@ -220,18 +223,33 @@ def count_for_fraction(fraction: float, n_pixels: int) -> int:
     return max(1, min(n_pixels, math.floor(fraction * n_pixels + 0.5)))
 
 
-def top_k_mask(maps: Tensor, k: int | Tensor) -> Tensor:
+TIE_BREAKS = ("index", "random")
+
+
+def top_k_mask(
+    maps: Tensor,
+    k: int | Tensor,
+    *,
+    tie_break: str = "index",
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Boolean mask of the ``k`` highest-scored pixels of each map.
 
-    ``k`` is an int or a (B,) integer tensor (one count per sample). Ties are broken
-    deterministically: among equal scores the pixel with the lowest flat (row-major) index
-    is selected first, so a constant map selects its first ``k`` pixels. Exactly ``k``
-    pixels are selected per sample (``k`` clipped to [0, H*W]).
+    ``k`` is an int or a (B,) integer tensor (one count per sample). Exactly ``k`` pixels are
+    selected per sample (``k`` clipped to [0, H*W]). Ties at the k-th score:
+
+    - ``tie_break="index"`` (default): the pixel with the lowest flat (row-major) index is
+      selected first, so a constant map selects its first ``k`` pixels (its top rows);
+    - ``tie_break="random"``: a uniformly random subset of the tied pixels (one random
+      permutation per map drawn from ``generator``, on the maps' device), so that no region of
+      the image is favoured.
 
     One stable descending sort plus a rank comparison handles per-sample ``k`` without a
     Python loop over samples.
     """
     check_maps(maps)
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
     batch = maps.shape[0]
     flat = maps.reshape(batch, -1)
     n_pixels = flat.shape[1]
@@ -246,10 +264,28 @@ def top_k_mask(maps: Tensor, k: int | Tensor) -> Tensor:
     else:
         raise TypeError(f"k must be an int or a (B,) integer tensor, got {type(k)}")
     k_per_sample = k_per_sample.clamp(0, n_pixels)
-    order = torch.sort(flat, dim=1, descending=True, stable=True).indices
+    if tie_break == "random":
+        # a random permutation first, then a stable sort: tied pixels keep the random order
+        keys = torch.rand(flat.shape, generator=generator, device=flat.device)
+        shuffle = keys.argsort(dim=1)
+        inner = torch.sort(flat.gather(1, shuffle), dim=1, descending=True, stable=True).indices
+        order = shuffle.gather(1, inner)
+    else:
+        order = torch.sort(flat, dim=1, descending=True, stable=True).indices
     positions = torch.arange(n_pixels, device=maps.device).expand(batch, -1)
     ranks = torch.empty_like(order).scatter_(1, order, positions)
     return (ranks < k_per_sample[:, None]).reshape(maps.shape)
+
+
+def tied_at_k(maps: Tensor, k: int | Tensor) -> Tensor:
+    """(B,) bool: the k-th highest score of the map is shared by a pixel outside the top ``k``,
+    i.e. which ``k`` pixels are "the top k" depends on how ties are broken."""
+    check_maps(maps)
+    flat = maps.reshape(maps.shape[0], -1)
+    k = torch.as_tensor(k, device=flat.device, dtype=torch.long).expand(flat.shape[0])
+    k = k.clamp(1, flat.shape[1])
+    kth = flat.sort(dim=1, descending=True).values.gather(1, (k - 1)[:, None])
+    return ((flat >= kth).sum(dim=1) > k) & (k < flat.shape[1])
 
 
 def normalize_by_max(maps: Tensor) -> Tensor:

@@ -6,7 +6,11 @@ network:
 - :func:`binary_rule` (RSNA): positive when any pixel of the concept map is above 0.5;
 - :func:`concept_sum_rule` (CelebA): the class whose concept maps have the larger sum;
 - :class:`LearnedConceptPredictor` (ImageNet): a 2-layer MLP on the concept size features
-  ``F_C`` (per-concept sums of pixel importances), trained on the validation split.
+  ``F_C`` (per-concept sums of pixel importances), trained on the validation split; Table I
+  reports its top-1 and top-5 agreement (:func:`top_k_lap_predictor_metrics`).
+
+:func:`paper_primary_rule` names the rule Table I uses for a layout: ``binary`` (RSNA) or
+``concept_sum`` (CelebA) for two classes, the ``learned`` MLP for more (ImageNet).
 
 *Predictivity* is the agreement of these predictions with the ground truth,
 *faithfulness* the agreement with the model's own predictions.
@@ -23,14 +27,23 @@ from torch import Tensor, nn
 from torchlap.metrics._common import MetricResult, check_labels, make_result
 
 __all__ = [
+    "PRIMARY_RULE_ORDER",
     "LearnedConceptPredictor",
     "binary_rule",
     "concept_size_features",
     "concept_sum_rule",
     "faithfulness",
     "lap_predictor_metrics",
+    "paper_primary_rule",
     "predictivity",
+    "top_k_lap_predictor_metrics",
 ]
+
+# Table I's rule by number of classes, in order of preference among the rules that apply
+PRIMARY_RULE_ORDER: dict[str, tuple[str, ...]] = {
+    "two_classes": ("binary", "concept_sum", "learned"),
+    "more_classes": ("learned", "concept_sum", "binary"),
+}
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +225,16 @@ class LearnedConceptPredictor(nn.Module):
         logger.info("LearnedConceptPredictor fitted, final mini-batch loss %.4f", float(last_loss))
         return self
 
+    def predict_top_k(self, concepts_or_features: Tensor, k: int = 5) -> Tensor:
+        """The ``k`` classes of highest logit, best first (B, k) long; requires :meth:`fit`.
+        ``k`` larger than ``n_classes`` is cut to ``n_classes``."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be an int >= 1, got {k!r}")
+        if not self.fitted:
+            raise ValueError("LearnedConceptPredictor.predict_top_k called before fit()")
+        with torch.no_grad():
+            return self(concepts_or_features).topk(min(k, self.n_classes), dim=1).indices
+
     def predict(self, concepts_or_features: Tensor) -> Tensor:
         """Predicted classes (B,) long; requires :meth:`fit` first."""
         if not self.fitted:
@@ -250,3 +273,45 @@ def lap_predictor_metrics(
         "predictivity": predictivity(predictions, labels),
         "faithfulness": faithfulness(predictions, model_predictions),
     }
+
+
+def paper_primary_rule(n_classes: int, available: Sequence[str]) -> str:
+    """The LAP-predictor rule Table I of paper 000 reports for a layout, among ``available``.
+
+    Two classes: the RSNA ``binary`` rule (a positive-only concept above 0.5 anywhere), else
+    the CelebA ``concept_sum``. More classes: the ImageNet ``learned`` 2-layer MLP on ``F_C``
+    ("it is not straightforward to evaluate the LAP's predictivity" with many concepts), else
+    ``concept_sum``. Raises ``ValueError`` when none of them is available.
+    """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
+        raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
+    order = PRIMARY_RULE_ORDER["two_classes" if n_classes == 2 else "more_classes"]
+    for rule in order:
+        if rule in available:
+            return rule
+    raise ValueError(f"no LAP-predictor rule available; expected some of {order}, got {available}")
+
+
+def top_k_lap_predictor_metrics(
+    top_k: Tensor, labels: Tensor, model_predictions: Tensor
+) -> dict[str, MetricResult]:
+    """Top-k predictivity and faithfulness of a ranked LAP predictor (paper 000, Table I,
+    ImageNet "Top-5 Acc."): the share of samples whose label (predictivity) or whose model
+    prediction (faithfulness) is among the predictor's ``k`` best classes. ``top_k``: (B, k)
+    class indices, e.g. :meth:`LearnedConceptPredictor.predict_top_k`. Keys
+    ``"top{k}/predictivity"`` and ``"top{k}/faithfulness"``.
+    """
+    if not isinstance(top_k, Tensor) or top_k.dim() != 2 or top_k.shape[1] < 1:
+        raise ValueError(f"top_k must be a (B, k) tensor of class indices, got {top_k!r:.80}")
+    batch, k = top_k.shape
+    out = {}
+    for name, reference, what in (
+        ("predictivity", labels, "labels"),
+        ("faithfulness", model_predictions, "model_predictions"),
+    ):
+        reference = check_labels(reference, batch, what)
+        if reference.device != top_k.device:
+            raise ValueError(f"{what} is on {reference.device}, top_k on {top_k.device}")
+        hit = (top_k == reference[:, None]).any(dim=1).double()
+        out[f"top{k}/{name}"] = make_result(f"top{k}/{name}", hit)
+    return out

@@ -244,18 +244,31 @@ def localization_metrics(
     *,
     threshold: float | None = None,
     normalize: bool = False,
+    value_maps: Tensor | None = None,
 ) -> dict[str, MetricResult]:
     """All localization metrics at once: ``iou_topk``, ``ebpg``, ``miou_top20``,
     ``bbox_accuracy``, ``pointing_game``, plus ``iou_threshold`` when ``threshold`` is given
     (``normalize`` as in :func:`iou_threshold`: False for LAP maps at 0.5, True for other
-    explainers with a fitted threshold)."""
+    explainers with a fitted threshold).
+
+    ``value_maps`` (default ``maps``): the maps of the metrics that read scores as values
+    (``iou_threshold``, ``ebpg``) when they differ from those ranked by the others, as for
+    LAP, whose map to threshold (Algorithm 1) is not its map for top-scored selection
+    (the unclipped sum, :func:`torchlap.explainers.lap_all`)."""
+    if value_maps is None:
+        value_maps = maps
+    elif value_maps.shape != maps.shape:
+        raise ValueError(
+            f"value_maps must have the shape of maps {tuple(maps.shape)}, "
+            f"got {tuple(value_maps.shape)}"
+        )
     results = {
         "iou_topk": iou_topk(maps, masks),
-        "ebpg": ebpg(maps, masks),
+        "ebpg": ebpg(value_maps, masks),
         "miou_top20": miou_top20(maps, masks),
         "bbox_accuracy": bbox_accuracy(maps, masks),
         "pointing_game": pointing_game(maps, masks),
     }
     if threshold is not None:
-        results["iou_threshold"] = iou_threshold(maps, masks, threshold, normalize=normalize)
+        results["iou_threshold"] = iou_threshold(value_maps, masks, threshold, normalize=normalize)
     return results

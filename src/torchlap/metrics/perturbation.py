@@ -33,12 +33,14 @@ from torchlap.metrics._common import (
     make_result,
     normalize_by_max,
     run_model,
+    tied_at_k,
     top_k_mask,
     topk_hits,
 )
 
 __all__ = [
     "BASELINES",
+    "TIE_RULES",
     "baseline_images",
     "drop_inc_win",
     "drop_increase",
@@ -52,6 +54,65 @@ logger = logging.getLogger(__name__)
 BASELINES = ("zero", "mean", "blur")
 _VARIANTS = ("energy", "binarized")
 _TARGETS = ("prediction", "label")
+#: how the top-k selections of keep-k% and Drop%/Increase% break ties at the k-th score
+TIE_RULES = ("random", "index")
+
+
+def _check_ties(ties: object, tie_draws: object) -> int:
+    if ties not in TIE_RULES:
+        raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
+    if isinstance(tie_draws, bool) or not isinstance(tie_draws, int) or tie_draws < 1:
+        raise ValueError(f"tie_draws must be an int >= 1, got {tie_draws!r}")
+    return tie_draws if ties == "random" else 1
+
+
+def _kept_logits(
+    model: Callable[[Tensor], Tensor],
+    images: Tensor,
+    fill: Tensor,
+    maps: Tensor,
+    count: int,
+    ties: str,
+    draws: int,
+    generator: torch.Generator | None,
+    batch_size: int,
+) -> Tensor:
+    """Logits ``(draws, B, n_classes)`` of the images reduced to their top ``count`` pixels.
+
+    ``ties="index"``: one selection, ties by raster order. ``ties="random"``: ``draws``
+    selections, each breaking ties at the k-th score by an independent uniformly random
+    choice; only the samples whose selection depends on the tie-break (:func:`tied_at_k`) are
+    re-run for draws 2.., the others repeat the first draw's logits (they are identical).
+    """
+    if ties == "index":
+        keep = top_k_mask(maps, count).unsqueeze(1)
+        logits = run_model(
+            model, images.shape[0], lambda s: torch.where(keep[s], images[s], fill[s]), batch_size
+        )
+        return logits.unsqueeze(0)
+    keep = top_k_mask(maps, count, tie_break="random", generator=generator).unsqueeze(1)
+    first = run_model(
+        model, images.shape[0], lambda s: torch.where(keep[s], images[s], fill[s]), batch_size
+    )
+    out = first.unsqueeze(0).repeat(draws, 1, 1)
+    tied = torch.nonzero(tied_at_k(maps, count)).flatten()
+    if draws > 1 and tied.numel() > 0:
+        rows = tied.repeat(draws - 1)  # draw-major: draw d holds rows [d * T, (d + 1) * T)
+
+        def drawn(chunk: slice) -> Tensor:  # masks made per chunk: no (draws * T, H, W) copy
+            index = rows[chunk]
+            keep = top_k_mask(maps[index], count, tie_break="random", generator=generator)
+            return torch.where(keep.unsqueeze(1), images[index], fill[index])
+
+        logits = run_model(model, rows.numel(), drawn, batch_size)
+        out[1:, tied] = logits.view(draws - 1, tied.numel(), -1)
+    return out
+
+
+def _tie_generator(maps: Tensor, ties: str, seed: int) -> torch.Generator | None:
+    if ties != "random":
+        return None
+    return torch.Generator(device=maps.device).manual_seed(seed)
 
 
 def baseline_images(
@@ -108,13 +169,23 @@ def keep_top_k(
     batch_size: int = 64,
     *,
     blur_sigma: float | None = None,
+    ties: str = "random",
+    tie_draws: int = 4,
+    seed: int = 0,
 ) -> dict[str, MetricResult]:
     """keep-k% faithfulness (paper 000, section IV and Fig. 4).
 
     For each k, the top k% pixels of each map are kept (``count_for_fraction(k / 100)``
-    pixels, ties by lowest flat index), the others are set to the baseline (``"zero"`` as
-    in the paper, ``"mean"`` or ``"blur"``, see :func:`baseline_images`), and the model is
-    re-run. Keys ``"keep_{k}/top1_vs_prediction"``, ``"keep_{k}/top5_vs_prediction"``
+    pixels), the others are set to the baseline (``"zero"`` as in the paper, ``"mean"`` or
+    ``"blur"``, see :func:`baseline_images`), and the model is re-run. Ties at the k-th score
+    (flat zero regions of ReLU maps, plateaus of upsampled coarse maps, hard 0/1 maps) have no
+    order: ``ties="random"`` (default) breaks them uniformly at random, and a sample whose
+    selection depends on the tie-break scores the mean of ``tie_draws`` seeded draws (``seed``),
+    an unbiased estimate of its expectation over random tie-breaks (a nonlinear model has no
+    closed form for it). ``ties="index"`` keeps the lowest flat index first (raster order: the
+    top rows of a flat region), torchlap's rule before metrics revision 3.
+
+    Keys ``"keep_{k}/top1_vs_prediction"``, ``"keep_{k}/top5_vs_prediction"``
     (original prediction among the top-1/top-5 classes of the perturbed image) and
     ``"keep_{k}/top1_vs_label"``, ``"keep_{k}/top5_vs_label"`` (ground truth among them).
     With fewer than 5 classes the second pair uses top-t, t = n_classes (e.g. ``top2_...``)
@@ -125,6 +196,7 @@ def keep_top_k(
     labels = check_labels(labels, images.shape[0])
     check_batch_size(batch_size)
     percents = _check_ks(ks)
+    draws = _check_ties(ties, tie_draws)
     fill = baseline_images(images, baseline, blur_sigma)
     n = images.shape[0]
     n_pixels = maps.shape[1] * maps.shape[2]
@@ -139,15 +211,17 @@ def keep_top_k(
     predictions = original.argmax(dim=1)
 
     results: dict[str, MetricResult] = {}
+    generator = _tie_generator(maps, ties, seed)
     for k in percents:
-        keep = top_k_mask(maps, count_for_fraction(k / 100.0, n_pixels)).unsqueeze(1)
-        logits = run_model(
-            model, n, lambda s, keep=keep: torch.where(keep[s], images[s], fill[s]), batch_size
-        )
+        count = count_for_fraction(k / 100.0, n_pixels)
+        logits = _kept_logits(
+            model, images, fill, maps, count, ties, draws, generator, batch_size
+        ).flatten(0, 1)
         for t in (1, top_t):
             for reference_name, reference in (("prediction", predictions), ("label", labels)):
                 name = f"keep_{_k_label(k)}/top{t}_vs_{reference_name}"
-                results[name] = make_result(name, topk_hits(logits, reference, t).double())
+                hits = topk_hits(logits, reference.repeat(draws), t).double()
+                results[name] = make_result(name, hits.view(draws, n).mean(dim=0))
     return results
 
 
@@ -166,6 +240,9 @@ def drop_increase(
     baseline: str = "zero",
     batch_size: int = 64,
     blur_sigma: float | None = None,
+    ties: str = "random",
+    tie_draws: int = 4,
+    seed: int = 0,
 ) -> dict[str, MetricResult]:
     """Drop% and Increase% of paper 003 (SISE; Chattopadhay et al. 2018, as modified by
     Ramaswamy et al. and Fu et al.).
@@ -182,10 +259,13 @@ def drop_increase(
 
     ``target="prediction"`` (default; SISE calls these model-truth metrics) uses the class
     the model predicts on the original image; ``target="label"`` uses ``labels``.
+    Ties at the 15% boundary: ``ties``, ``tie_draws`` and ``seed`` as in :func:`keep_top_k`
+    (per-sample values are the mean over the draws).
     """
     check_maps(maps)
     check_images(images, maps)
     check_batch_size(batch_size)
+    draws = _check_ties(ties, tie_draws)
     if target not in _TARGETS:
         raise ValueError(f"target must be one of {_TARGETS}, got {target!r}")
     if target == "label":
@@ -194,18 +274,18 @@ def drop_increase(
         labels = check_labels(labels, images.shape[0])
     n = images.shape[0]
     fill = baseline_images(images, baseline, blur_sigma)
-    keep = top_k_mask(maps, count_for_fraction(fraction, maps.shape[1] * maps.shape[2]))
-    keep = keep.unsqueeze(1)
+    count = count_for_fraction(fraction, maps.shape[1] * maps.shape[2])
 
     original = run_model(model, n, lambda s: images[s], batch_size)
     targets = original.argmax(dim=1) if target == "prediction" else labels
     if bool((targets >= original.shape[1]).any()):
         raise ValueError(f"labels must be < n_classes = {original.shape[1]}")
-    perturbed = run_model(model, n, lambda s: torch.where(keep[s], images[s], fill[s]), batch_size)
+    generator = _tie_generator(maps, ties, seed)
+    perturbed = _kept_logits(model, images, fill, maps, count, ties, draws, generator, batch_size)
     p_original = _probabilities(original, targets).clamp_min(torch.finfo(torch.float64).tiny)
-    p_perturbed = _probabilities(perturbed, targets)
-    drop = (p_original - p_perturbed).clamp_min(0) / p_original * 100
-    increase = (p_perturbed > p_original).double() * 100
+    p_perturbed = _probabilities(perturbed.flatten(0, 1), targets.repeat(draws)).view(draws, n)
+    drop = ((p_original - p_perturbed).clamp_min(0) / p_original * 100).mean(dim=0)
+    increase = (p_perturbed > p_original).double().mean(dim=0) * 100
     return {
         "drop_pct": make_result("drop_pct", drop),
         "increase_pct": make_result("increase_pct", increase),

@@ -19,12 +19,12 @@ Choices where the paper is silent (each one documented where it is made):
   identical to ``l_i = 0`` whenever some logit reaches 0, and the argmax set otherwise, so the
   explanation is never empty.
 - **BLA-T, a trainable threshold.** Eq. 2 pools ``sum_i 1[q_i > gamma] f_i``: the indicator has
-  no gradient, so the scorer would never learn. We train with the soft-thresholded weights
-  ``w_i = relu(q_i - gamma) / sum_j relu(q_j - gamma)``: their support is exactly Eq. 2's set
-  ``{q_i > gamma}``, they are differentiable in ``q`` (hence in the scorer) on that set, and the
-  renormalisation keeps ``v`` a convex combination of features, the scale of Eq. 1 and of the
-  hard path used at evaluation (Eq. 2's raw sum would grow with the number of selected
-  positions). The authors' public code (github.com/th-b/bla) also uses ``relu(q - gamma)``.
+  no gradient, so the scorer would never learn. As the authors' public code (github.com/th-b/bla)
+  does, we train with the soft-thresholded weights ``w_i = relu(q_i - gamma)`` and sum-pool
+  ``v = sum_i w_i f_i`` without renormalising (``pool="sum"``, default): the support is exactly
+  Eq. 2's set ``{q_i > gamma}`` and the weights are differentiable in ``q`` on it.
+  ``pool="normalized"`` divides by ``sum_j w_j`` (a convex combination of features, the scale
+  of Eq. 1; torchlap's rule before it followed the authors' code).
   ``gamma`` defaults to ``0.98 / n`` (section 4.2); as ``max_i q_i >= 1/n > gamma`` at least
   one position always survives. For a user ``gamma >= 1/n`` an empty set falls back to ``q``.
   The threshold only changes training; the hard explanation is the same ``delta`` as BLA's.
@@ -35,11 +35,13 @@ Choices where the paper is silent (each one documented where it is made):
   average pool it replaces (a trained model keeps its outputs at insertion, as LAP does). The
   paper initialises new parameters Glorot-uniform: ``init="glorot"``.
 - **L2X-F** (section 3.3, Chen et al. 2018 at feature level): inclusion logits from a 1x1
-  convolution; training draws ``k`` Gumbel-softmax samples over the positions (temperature
-  ``tau``) and takes their element-wise maximum as the relaxed k-hot mask ``m``; evaluation keeps
-  the ``k`` positions of largest logit. Both pool the *mean* of the selected features
-  (``sum_i m_i f_i / sum_i m_i`` in training, ``1/k sum_{i in top-k} f_i`` at test), the
-  paper's ``v = 1/|delta|_1 sum_i delta_i f_i`` for any explanation module ``E``.
+  convolution; training draws ``k`` Gumbel-softmax samples over the positions and takes their
+  element-wise maximum as the relaxed k-hot mask ``m``; evaluation keeps the ``k`` positions of
+  largest logit and pools their mean ``1/k sum_{i in top-k} f_i`` (the paper's
+  ``v = 1/|delta|_1 sum_i delta_i f_i``). Training follows the authors' code: each sample is
+  ``softmax((l + G^j) * 0.1)`` (temperature ``tau = 10``, which divides) and the relaxed mask
+  sum-pools ``v = sum_i m_i f_i`` without normalising (``pool="sum"``); ``pool="normalized"``
+  pools ``sum_i m_i f_i / sum_i m_i`` (torchlap's earlier rule, with ``tau=0.5``).
 
 Where ``blaify`` puts the module (the same torchvision families as ``lapify``):
 
@@ -89,6 +91,7 @@ if TYPE_CHECKING:  # torchlap.metrics loads torchmetrics: imported where it is u
 
 __all__ = [
     "BLA_VARIANTS",
+    "POOLS",
     "BlaMaps",
     "BoundedLogitAttention",
     "FeatureSelectionPool",
@@ -112,6 +115,14 @@ logger = logging.getLogger(__name__)
 BLA_VARIANTS = ("bla", "bla-t", "bla-ph", "l2x-f")
 DEFAULT_PROBE_SIZE = 224
 _INITS = ("zeros", "glorot")
+#: training-time pooling of BLA-T and L2X-F: the authors' raw sum, or renormalised weights
+POOLS = ("sum", "normalized")
+
+
+def _check_pool(pool: object) -> str:
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+    return str(pool)
 
 
 # ------------------------------------------------------------------------------------ modules
@@ -242,8 +253,9 @@ class BoundedLogitAttention(FeatureSelectionPool):
 
     ``l = min(u^T f + b, 0)``, ``q = softmax(theta * l)`` over the ``n`` positions; train mode
     pools ``v = sum_i q_i f_i`` (Eq. 1), or with ``threshold=True`` (BLA-T) the soft-thresholded
-    weights ``relu(q - gamma)`` renormalised (our differentiable form of Eq. 2, see the module
-    docstring); eval mode pools the hard explanation ``delta_i = 1 iff l_i = max_j l_j`` (= ``l_i
+    weights ``relu(q - gamma)`` (the differentiable form of Eq. 2 of the authors' code, see the
+    module docstring), sum-pooled (``pool="sum"``) or renormalised (``"normalized"``); eval mode
+    pools the hard explanation ``delta_i = 1 iff l_i = max_j l_j`` (= ``l_i
     = 0`` whenever a logit reaches the bound) as ``v = 1/|delta| sum_i delta_i f_i``.
 
     Args:
@@ -252,6 +264,7 @@ class BoundedLogitAttention(FeatureSelectionPool):
         threshold: BLA-T's thresholding during training.
         gamma: the threshold; ``None`` is ``gamma_factor / n`` for ``n`` positions of the input.
         gamma_factor: 0.98 in the paper (``gamma = 0.98 / 49`` for a 7x7 map).
+        pool: BLA-T's training pooling, ``"sum"`` (the authors' code) or ``"normalized"``.
         eval_path: ``"hard"`` (default), ``"soft"`` (``q`` or the thresholded weights, as in
             training) or ``"mean"`` (the plain average; the module only explains).
         init: ``"zeros"`` (starts as the exact average pool) or ``"glorot"`` (the paper's).
@@ -270,8 +283,10 @@ class BoundedLogitAttention(FeatureSelectionPool):
         init: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        pool: str = "sum",
     ) -> None:
         super().__init__(in_channels, eval_path, init, device, dtype)
+        self.pool = _check_pool(pool)
         self.theta = _check_positive_float(theta, "theta")
         if not isinstance(threshold, bool):
             raise TypeError(f"threshold must be a bool, got {threshold!r}")
@@ -309,7 +324,9 @@ class BoundedLogitAttention(FeatureSelectionPool):
             if self.threshold:
                 shrunk = torch.relu(soft - self.gamma_for(soft.shape[1]))
                 total = shrunk.sum(dim=1, keepdim=True)
-                weights = torch.where(total > 0, shrunk / total.clamp_min(1e-30), soft)
+                if self.pool == "normalized":
+                    shrunk = shrunk / total.clamp_min(1e-30)
+                weights = torch.where(total > 0, shrunk, soft)
         elif path == "hard":
             mask = hard.to(soft.dtype)
             weights = mask / mask.sum(dim=1, keepdim=True)
@@ -319,7 +336,11 @@ class BoundedLogitAttention(FeatureSelectionPool):
         return self._pool(x, weights)
 
     def extra_repr(self) -> str:
-        gamma = "" if not self.threshold else f", gamma={self.gamma or f'{self.gamma_factor}/n'}"
+        gamma = (
+            ""
+            if not self.threshold
+            else f", gamma={self.gamma or f'{self.gamma_factor}/n'}, pool={self.pool!r}"
+        )
         return (
             f"{self.in_channels}, theta={self.theta}, threshold={self.threshold}{gamma}, "
             f"eval_path={self.eval_path!r}"
@@ -333,26 +354,31 @@ class L2XFeatureSelection(FeatureSelectionPool):
     Train mode: inclusion logits ``l = u^T f + b``; ``k`` independent Gumbel-softmax samples
     ``c^j = softmax((l + G^j) / tau)`` over the positions (``torch.nn.functional.gumbel_softmax``;
     ``log softmax(l)`` and ``l`` differ by a constant that the softmax cancels); the relaxed
-    k-hot mask ``m_i = max_j c^j_i``; ``v = sum_i m_i f_i / sum_i m_i``. Eval mode: the ``k``
-    positions of largest logit, ``v = 1/k sum_{i in top-k} f_i``.
+    k-hot mask ``m_i = max_j c^j_i``; ``v = sum_i m_i f_i`` (``pool="sum"``) or
+    ``sum_i m_i f_i / sum_i m_i`` (``pool="normalized"``). Eval mode: the ``k`` positions of
+    largest logit, ``v = 1/k sum_{i in top-k} f_i``.
 
-    ``tau`` is the Gumbel-softmax temperature (divides): 0.5, the lowest temperature of Jang et
-    al.'s (2016) annealing schedule (neither paper fixes it for L2X-F).
+    ``tau`` is the Gumbel-softmax temperature (divides). The defaults ``tau=10``, ``pool="sum"``
+    are the BLA authors' code (github.com/th-b/bla: ``softmax((G + l) * 0.1)``, sum pooling);
+    torchlap used ``tau=0.5`` (the lowest temperature of Jang et al.'s annealing schedule) with
+    ``pool="normalized"`` before.
     """
 
     def __init__(
         self,
         in_channels: int,
         k: int = 8,
-        tau: float = 0.5,
+        tau: float = 10.0,
         eval_path: str = "hard",
         init: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        pool: str = "sum",
     ) -> None:
         super().__init__(in_channels, eval_path, init, device, dtype)
         self.k = _check_positive_int(k, "k")
         self.tau = _check_positive_float(tau, "tau")
+        self.pool = _check_pool(pool)
 
     variant = "l2x-f"
 
@@ -370,10 +396,12 @@ class L2XFeatureSelection(FeatureSelectionPool):
         hard = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, top, True)
         soft = torch.softmax(logits, dim=1)
         if self.training:
-            repeated = logits.unsqueeze(1).repeat(1, self.k, 1)  # (B, k, n): k independent draws
-            samples = F.gumbel_softmax(repeated, tau=self.tau, hard=False, dim=-1)
+            repeated = logits.unsqueeze(1).expand(-1, self.k, -1)  # (B, k, n): k draws
+            # Gumbel(0, 1) noise as torch.nn.functional.gumbel_softmax draws it, one tensor
+            gumbels = -torch.empty_like(repeated).exponential_().log()
+            samples = torch.softmax((repeated + gumbels) / self.tau, dim=-1)
             mask = samples.amax(dim=1)
-            weights = mask / mask.sum(dim=1, keepdim=True)
+            weights = mask / mask.sum(dim=1, keepdim=True) if self.pool == "normalized" else mask
         elif self.eval_path == "hard":
             weights = hard.to(logits.dtype) / self.k
         else:
@@ -382,7 +410,10 @@ class L2XFeatureSelection(FeatureSelectionPool):
         return self._pool(x, weights)
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, k={self.k}, tau={self.tau}, eval_path={self.eval_path!r}"
+        return (
+            f"{self.in_channels}, k={self.k}, tau={self.tau}, pool={self.pool!r}, "
+            f"eval_path={self.eval_path!r}"
+        )
 
 
 # -------------------------------------------------------------------------- model accessors
@@ -656,12 +687,12 @@ def _make_module(
     if variant == "l2x-f":
         return L2XFeatureSelection(
             channels, k=options["k"], tau=options["tau"], eval_path=options["eval_path"],
-            init=options["init"], device=device, dtype=dtype,
+            init=options["init"], device=device, dtype=dtype, pool=options["pool"],
         )  # fmt: skip
     return BoundedLogitAttention(
         channels, theta=options["theta"], threshold=variant in ("bla-t", "bla-ph"),
         gamma=options["gamma"], eval_path=options["eval_path"], init=options["init"],
-        device=device, dtype=dtype,
+        device=device, dtype=dtype, pool=options["pool"],
     )  # fmt: skip
 
 
@@ -677,7 +708,7 @@ def blaify(
     theta: float = 0.1,
     gamma: float | None = None,
     k: int | str = 8,
-    tau: float = 0.5,
+    tau: float = 10.0,
     where: str | None = None,
     in_channels: int | None = None,
     input_size: int | Sequence[int] | None = None,
@@ -685,6 +716,7 @@ def blaify(
     init: str = "zeros",
     resize_head: bool = False,
     inplace: bool = True,
+    pool: str = "sum",
 ) -> tuple[nn.Module, list[str]]:
     """Put an explanation module in place of the global average pool (paper 002, section 3).
 
@@ -693,6 +725,8 @@ def blaify(
     ``"l2x-f"`` (fixed size ``k``, Gumbel-softmax temperature ``tau``; ``k="auto"`` keeps the
     paper's share, 8 of the 7x7 = 49 positions, on the model's feature map at ``input_size``:
     ``max(1, round(8 n / 49))`` of its ``n`` positions, so 8 at 224 px and 1 of 2x2 at 64 px).
+    ``pool``: the training pooling of BLA-T/BLA-PH and L2X-F, ``"sum"`` (the authors' code,
+    default) or ``"normalized"`` (see the module docstring). ``tau=10`` is the authors' ``* 0.1``.
     Returns
     ``(model, [name of the new module])``; see the module docstring for where it goes in each
     torchvision family, VGG's ``resize_head`` and the initialisation (``init="zeros"``: the new
@@ -723,7 +757,7 @@ def blaify(
         raise ValueError(f"k='auto' is the selection size of 'l2x-f', not of {variant!r}")
     options = {
         "theta": theta, "gamma": gamma, "k": 8 if auto_k else k, "tau": tau,
-        "eval_path": eval_path, "init": init,
+        "eval_path": eval_path, "init": init, "pool": pool,
     }  # fmt: skip
     _make_module(variant, 1, options)  # the module's own checks, before any work
     if input_size is not None:
@@ -805,6 +839,7 @@ def _record(
         "gamma": None if options["gamma"] is None else float(options["gamma"]),
         "k": int(options["k"]),
         "tau": float(options["tau"]),
+        "pool": options["pool"],
         "eval_path": options["eval_path"],
         "init": options["init"],
         "input_size": list(input_size) if isinstance(input_size, Sequence) else input_size,
@@ -830,6 +865,7 @@ def apply_blaify_config(model: nn.Module, entry: dict[str, Any]) -> nn.Module:
         k=entry["k"], tau=entry["tau"], where=entry.get("where"),
         in_channels=entry["in_channels"], input_size=entry.get("input_size"),
         eval_path=entry["eval_path"], init=entry["init"], resize_head=entry["resize_head"],
+        pool=entry.get("pool", "normalized"),  # records without "pool" predate the sum pooling
     )  # fmt: skip
     return model
 

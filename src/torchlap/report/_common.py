@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,6 +38,7 @@ METHOD_DISPLAY_NAMES: Mapping[str, str] = {
     "lap": "LAP",
     "bla": "BLA",
     "antehoc": "Ante-hoc",
+    "bcos": "B-cos",
 }
 METHOD_ORDER: tuple[str, ...] = tuple(METHOD_DISPLAY_NAMES)
 
@@ -207,22 +206,11 @@ def section(run: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
     """Write a file atomically: ``write(handle)`` fills a temporary file in the target folder,
     which then replaces ``path`` (``os.replace``). The temporary file is removed on error, so
-    a failure never leaves a half-written file. Parent folders are created."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; reports are meant to be shared
-        os.replace(temporary, target)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    return target
+    a failure never leaves a half-written file. Parent folders are created. The package's one
+    writer, :func:`torchlap.runs.atomic_write` (fsync, usual file mode, recognisable temp)."""
+    from torchlap.runs import atomic_write as _atomic_write
+
+    return _atomic_write(path, write)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

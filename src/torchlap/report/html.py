@@ -5,14 +5,24 @@ base64 PNG data URIs.
 
 The page loads nothing from outside (inline CSS and script, a Content-Security-Policy that
 allows only inline style/script and ``data:`` images), so it can be mailed or archived as
-one file. It is responsive: a max-width container, tables that scroll horizontally inside
-their own box on narrow screens, images scaled to the width.
+one file. It is responsive: a max-width container, wide grouped tables split by group (Table
+II: one table per binarization), text cells that wrap, and every table that is still wider
+than its box shown as cards (one card per row, each value with its column's label) by a small
+inline script, so no column is ever cut off; images scaled to the width. Without scripts the
+tables scroll inside their own box.
 
-A small inline script records on ``<body>``, once the page has loaded, how many tables and
+The first section, "At a glance", shows per run the model's accuracy, the best localization
+and the best faithfulness (each with the runner-up), warnings (flat maps, a model at chance)
+and the one figure (LAP's overlays when present, else the best-localizing method's).
+Other modules add sections by appending a builder to :data:`SECTION_BUILDERS`.
+
+The inline script also records on ``<body>``, once the page has loaded, how many tables and
 images it has and how many images decoded (``data-tables``, ``data-images-total``,
-``data-images-loaded``) and whether the page overflows horizontally
-(``data-page-overflow``); a headless browser's ``--dump-dom`` shows them, which is how the
-tests check the rendered page.
+``data-images-loaded``), whether the page overflows horizontally (``data-page-overflow``),
+which tables it showed as cards (``data-stacked``), which table boxes are still clipped
+(``data-clipped``: content wider than the box, boxes marked ``data-scroller`` excepted) and
+how many cells lie outside the viewport (``data-cells-outside``); a headless browser's
+``--dump-dom`` shows them, which is how the tests check the rendered page.
 """
 
 from __future__ import annotations
@@ -21,16 +31,44 @@ import base64
 import json
 import os
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from torchlap.report._common import as_runs, atomic_write_text
-from torchlap.report.tables import Table, all_tables
+from torchlap.report._common import (
+    as_runs,
+    atomic_write_text,
+    method_display_name,
+    metric_value,
+    section,
+)
+from torchlap.report.tables import (
+    CHANCE_MARK,
+    FLAT_MARK,
+    Cell,
+    Column,
+    Table,
+    all_tables,
+    flat_maps,
+    model_chance,
+    split_by_group,
+)
+from torchlap.report.tables import at_chance as _at_chance
 
-__all__ = ["REPORT_NAME", "render_table", "write_report"]
+__all__ = [
+    "REPORT_NAME",
+    "SECTION_BUILDERS",
+    "GlanceNumber",
+    "ReportSection",
+    "glance_numbers",
+    "glance_warnings",
+    "html_tables",
+    "render_table",
+    "write_report",
+]
 
 REPORT_NAME = "report.html"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -64,7 +102,42 @@ caption { caption-side: top; text-align: left; padding: 0.55rem 0.75rem; color: 
   position: sticky; left: 0; max-width: calc(100vw - 3rem); }
 th, td { padding: 0.35rem 0.6rem; border-bottom: 1px solid #e6e9ed; white-space: nowrap; }
 td { text-align: right; }
+/* labels and text wrap (run names, folders) at spaces, hyphens, slashes; numbers do not */
+td.text, tbody th { white-space: normal; overflow-wrap: break-word; }
+/* headers wrap at spaces, hyphens and the <wbr> after underscores of long names */
+thead th { white-space: normal; }
 td.text { text-align: left; }
+td.tied { text-decoration: underline dotted #0b4fa3; text-underline-offset: 0.2em; }
+.mark { color: #a33b0b; font-weight: 600; }
+/* cards: a table wider than its box shows one card per row (set by the inline script) */
+.table-wrap.stacked table, .table-wrap.stacked tbody, .table-wrap.stacked caption {
+  display: block; min-width: 0; }
+.table-wrap.stacked thead { display: none; }
+.table-wrap.stacked tbody tr { display: grid; column-gap: 1.25rem;
+  grid-template-columns: repeat(auto-fill, minmax(min(9.5rem, 100%), 1fr));
+  padding: 0.45rem 0.75rem; border-top: 1px solid #d5dae0; }
+.table-wrap.stacked tbody th { grid-column: 1 / -1; border: none; padding: 0.1rem 0; }
+.table-wrap.stacked td { display: flex; justify-content: space-between; gap: 0.6rem;
+  border: none; border-bottom: 1px dotted #e6e9ed; padding: 0.15rem 0; white-space: normal;
+  min-width: 0; }
+.table-wrap.stacked th, .table-wrap.stacked td.text { overflow-wrap: anywhere; }
+.table-wrap.stacked td.text { grid-column: 1 / -1; }
+.table-wrap.stacked td::before { content: attr(data-label); color: #5a6470; text-align: left;
+  flex: 0 0 auto; max-width: 60%; overflow-wrap: anywhere; }
+.table-wrap.stacked td > span { min-width: 0; text-align: right; }
+#glance figure img { max-height: 75vh; width: auto; }
+.glance-run h3 { font-size: 1rem; margin: 0.8rem 0 0.3rem; }
+.cards { display: grid; gap: 0.6rem; grid-template-columns: repeat(auto-fit, minmax(14rem, 1fr)); }
+.card { background: #fff; border: 1px solid #d5dae0; border-radius: 6px; padding: 0.6rem 0.8rem; }
+.card .label { color: #5a6470; font-size: 0.85rem; }
+.card .value { font-size: 1.6rem; font-weight: 650; color: #0b4fa3;
+  font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
+.card .detail { font-size: 0.8rem; color: #38414b; }
+.card.warn { border-color: #d99a2b; background: #fff8eb; }
+.card.warn .value { color: #8a4b00; }
+.warnings { background: #fff8eb; border: 1px solid #d99a2b; border-radius: 6px;
+  padding: 0.5rem 0.9rem; margin: 0.8rem 0; font-size: 0.9rem; }
+.warnings p { margin: 0.2rem 0; }
 thead th { background: #eef1f5; text-align: center; font-weight: 600; }
 tbody th { text-align: left; font-weight: 600; }
 tbody tr:hover { background: #f7f9fc; }
@@ -88,12 +161,47 @@ figcaption { font-size: 0.85rem; color: #38414b; margin-top: 0.4rem; }
 }
 """
 
-# Records what the browser rendered (see the module docstring).
+# Shows too-wide tables as cards, and records what the browser rendered (module docstring).
 _SCRIPT = """
+function torchlapFit() {
+  var stacked = [];
+  document.querySelectorAll(".table-wrap").forEach(function (wrap) {
+    wrap.classList.remove("stacked");
+    if (wrap.scrollWidth > wrap.clientWidth + 1) {
+      wrap.classList.add("stacked");
+      var table = wrap.querySelector("table");
+      stacked.push(table ? table.id : "?");
+    }
+  });
+  return stacked;
+}
+function torchlapClipped() {
+  var root = document.documentElement;
+  var clipped = [];
+  document.querySelectorAll(".table-wrap").forEach(function (wrap) {
+    if (!wrap.hasAttribute("data-scroller") && wrap.scrollWidth > wrap.clientWidth + 1) {
+      var table = wrap.querySelector("table");
+      clipped.push(table ? table.id : "?");
+    }
+  });
+  var outside = 0;
+  document.querySelectorAll("td, th").forEach(function (cell) {
+    if (cell.closest("[data-scroller]") || cell.getClientRects().length === 0) { return; }
+    var box = cell.getBoundingClientRect();
+    if (box.left < -1 || box.right > root.clientWidth + 1) { outside += 1; }
+  });
+  return {clipped: clipped, outside: outside};
+}
+window.addEventListener("resize", torchlapFit);
 window.addEventListener("load", function () {
+  var stacked = torchlapFit();
+  var check = torchlapClipped();
   var images = Array.prototype.slice.call(document.images);
   var root = document.documentElement;
   var data = document.body.dataset;
+  data.stacked = stacked.join(" ");
+  data.clipped = check.clipped.join(" ");
+  data.cellsOutside = String(check.outside);
   data.tables = String(document.querySelectorAll("table").length);
   data.imagesTotal = String(images.length);
   data.imagesLoaded = String(images.filter(function (image) {
@@ -105,6 +213,7 @@ window.addEventListener("load", function () {
 """
 
 _HEADINGS = {
+    "glance": "At a glance",
     "table-model-lap": "Model and LAP layers as predictors",
     "table-localization": "Localization: IoU",
     "table-other-localization": "Localization: other metrics",
@@ -125,7 +234,7 @@ def _header_html(table: Table) -> str:
     grouped = any(column.group for column in table.columns)
     if not grouped:
         cells = [f'<th scope="col">{escape(label)}</th>' for label in table.stub]
-        cells += [f'<th scope="col">{escape(c.label)}</th>' for c in table.columns]
+        cells += [f'<th scope="col">{_label_html(c.label)}</th>' for c in table.columns]
         return "<tr>" + "".join(cells) + "</tr>"
     top = [f'<th scope="col" rowspan="2">{escape(label)}</th>' for label in table.stub]
     bottom = []
@@ -133,7 +242,7 @@ def _header_html(table: Table) -> str:
     while index < len(table.columns):
         column = table.columns[index]
         if not column.group:
-            top.append(f'<th scope="col" rowspan="2">{escape(column.label)}</th>')
+            top.append(f'<th scope="col" rowspan="2">{_label_html(column.label)}</th>')
             index += 1
             continue
         span = 1
@@ -143,33 +252,68 @@ def _header_html(table: Table) -> str:
             span += 1
         top.append(f'<th scope="colgroup" colspan="{span}">{escape(column.group)}</th>')
         bottom += [
-            f'<th scope="col">{escape(c.label)}</th>' for c in table.columns[index : index + span]
+            f'<th scope="col">{_label_html(c.label)}</th>'
+            for c in table.columns[index : index + span]
         ]
         index += span
     return "<tr>" + "".join(top) + "</tr>\n<tr>" + "".join(bottom) + "</tr>"
 
 
-def render_table(table: Table) -> str:
-    """HTML of a :class:`~torchlap.report.tables.Table` (same cells and bolding as its
-    Markdown), wrapped in a horizontally scrollable box, with its notes below."""
+def html_tables(tables: Sequence[Table]) -> list[Table]:
+    """The tables as the HTML shows them: tables flagged ``split_groups`` (Table II, and
+    grouped tables with many columns) split into one table per column group."""
+    return [part for table in tables for part in (
+        split_by_group(table) if table.split_groups else [table]
+    )]  # fmt: skip
+
+
+def _label_html(label: str) -> str:
+    """Escaped label; a long one may wrap after its underscores (``<wbr>``)."""
+    text = escape(label)
+    return text.replace("_", "_<wbr>") if len(label) > 12 else text
+
+
+def _cell_html(cell: Cell, column: Column) -> str:
+    text = escape(cell.text)
+    if cell.mark:
+        text += f'<span class="mark">{escape(cell.mark)}</span>'
+    if cell.bold:
+        text = f"<strong>{text}</strong>"
+    text = f"<span>{text}</span>"  # one flex item next to the label in the card layout
+    note = cell.note
+    if cell.tied:
+        note += ("; " if note else "") + "tied for the best"
+    title = f' title="{escape(note)}"' if note else ""
+    classes = [name for name, on in (("text", not column.numeric), ("tied", cell.tied)) if on]
+    kind = f' class="{" ".join(classes)}"' if classes else ""
+    label = f"{column.group} · {column.label}" if column.group else column.label
+    return f'<td{kind} data-label="{escape(label)}"{title}>{text}</td>'
+
+
+def render_table(table: Table, *, notes: bool = True) -> str:
+    """HTML of a :class:`~torchlap.report.tables.Table` (same cells, marks and bolding as its
+    Markdown), in a box that scrolls horizontally when scripts are off (the report's script
+    shows a table wider than its box as cards), with its notes below (``notes=False``: none)."""
     body = []
     for row in table.rows:
-        cells = [f'<th scope="row">{escape(label)}</th>' for label in row.labels]
-        for cell, column in zip(row.cells, table.columns, strict=True):
-            text = escape(cell.text)
-            if cell.bold:
-                text = f"<strong>{text}</strong>"
-            title = f' title="{escape(cell.note)}"' if cell.note else ""
-            align = "" if column.numeric else ' class="text"'
-            cells.append(f"<td{align}{title}>{text}</td>")
+        cells = [
+            f'<th scope="row" data-label="{escape(stub)}">{_label_html(label)}</th>'
+            for stub, label in zip(table.stub, row.labels, strict=False)
+        ]
+        cells += [
+            _cell_html(cell, column) for cell, column in zip(row.cells, table.columns, strict=True)
+        ]
         body.append("<tr>" + "".join(cells) + "</tr>")
-    notes = "".join(f"<p>{escape(note)}</p>" for note in table.notes)
+    notes_html = "".join(f"<p>{escape(note)}</p>" for note in table.notes) if notes else ""
+    caption = f" {escape(table.caption)}" if table.caption else ""
     return (
         f'<div class="table-wrap"><table id="{escape(table.id)}">\n'
-        f"<caption><b>{escape(table.title)}.</b> {escape(table.caption)}</caption>\n"
+        f"<caption><b>{escape(table.title)}.</b>{caption}</caption>\n"
         f"<thead>\n{_header_html(table)}\n</thead>\n"
-        "<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table></div>\n"
-        f'<div class="notes">{notes}</div>\n'
+        "<tbody>\n"
+        + "\n".join(body)
+        + "\n</tbody>\n</table></div>\n"
+        + (f'<div class="notes">{notes_html}</div>\n' if notes_html else "")
     )
 
 
@@ -223,7 +367,197 @@ def _figure_html(path: Path, caption: str, data: bytes) -> str:
     )
 
 
+# ---------------------------------------------------------------------------- at a glance
+
+
+@dataclass(frozen=True)
+class GlanceNumber:
+    """One of the numbers of "At a glance": ``value`` (e.g. ``"LAP 44.29%"``) under
+    ``label``, with a ``detail`` line; ``warn`` draws it as a warning."""
+
+    label: str
+    value: str
+    detail: str
+    warn: bool = False
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def _ranked(
+    entries: Mapping[str, Mapping[str, Any]], key: str, higher: bool, scale: float
+) -> list[tuple[float, list[str]]]:
+    """(shown value, methods) from best to worst, methods tied at the shown precision
+    grouped together."""
+    by_value: dict[float, list[str]] = {}
+    for method, entry in entries.items():
+        value = metric_value(entry.get(key)) if isinstance(entry, Mapping) else None
+        if value is not None:
+            by_value.setdefault(round(value * scale, 2), []).append(method)
+    return sorted(by_value.items(), key=lambda item: item[0], reverse=higher)
+
+
+def _best_method_number(
+    run: Mapping[str, Any],
+    name: str,
+    keys: Sequence[tuple[str, str]],
+    higher: bool,
+    scale: float,
+    label: str,
+) -> GlanceNumber:
+    entries = section(run, name)
+    flat = flat_maps(run)
+    for key, description in keys:
+        ranked = _ranked(entries, key, higher, scale)
+        if not ranked:
+            continue
+        (best, winners), rest = ranked[0], ranked[1:]
+        names = " = ".join(method_display_name(m) for m in winners)
+        detail = description
+        if len(winners) > 2:  # a long tie: the names go to the detail line
+            verb = "tie" if rest else "tie: this metric does not separate them"
+            listed = ", ".join(method_display_name(m) for m in winners)
+            names, detail = f"{len(winners)} methods", f"{description}; {verb}: {listed}"
+        if rest:
+            runner_value, runners = rest[0]
+            runner_names = " = ".join(method_display_name(m) for m in runners)
+            detail += f"; next: {runner_names} {runner_value:.2f}%"
+        flat_winners = [method_display_name(m) for m in winners if m in flat]
+        if flat_winners:
+            detail += f"; {FLAT_MARK} flat maps ({', '.join(flat_winners)})"
+        return GlanceNumber(label, f"{names} {best:.2f}%", detail, warn=bool(flat_winners))
+    return GlanceNumber(label, "-", "not computed")
+
+
+def glance_numbers(run: Mapping[str, Any]) -> list[GlanceNumber]:
+    """The three numbers of one run: the model's accuracy (balanced accuracy for a binary
+    task, else top-1), the best localization (IoU by top-scored selection, else by
+    thresholding) and the best faithfulness (lowest Drop %), each with the runner-up."""
+    model = section(run, "model")
+    key = next((k for k in ("balanced_accuracy", "top1_accuracy", "accuracy") if k in model), None)
+    if key is None:
+        accuracy = GlanceNumber("Model accuracy", "-", "not computed")
+    else:
+        metric = model[key]
+        value = metric_value(metric)
+        names = {"balanced_accuracy": "balanced", "top1_accuracy": "top-1", "accuracy": "plain"}
+        detail = f"{names[key]}, n = {metric.get('n', '?')}"
+        if "top5_accuracy" in model and metric_value(model["top5_accuracy"]) is not None:
+            detail += f"; top-5: {_percent(metric_value(model['top5_accuracy']))}"  # type: ignore[arg-type]
+        chance = model_chance(run, key)
+        low = chance is not None and _at_chance(value, chance, metric.get("n"))
+        if low:
+            detail += f"; {CHANCE_MARK} not above chance ({_percent(chance)})"  # type: ignore[arg-type]
+        shown = "n/a" if value is None else _percent(value)
+        accuracy = GlanceNumber("Model accuracy", shown, detail, warn=low)
+    localization = _best_method_number(
+        run,
+        "localization",
+        (
+            ("iou_topk", "IoU with the regions, top-scored selection"),
+            ("iou_threshold", "IoU with the regions, thresholding"),
+        ),
+        higher=True,
+        scale=100.0,
+        label="Best localization",
+    )
+    faithfulness = _best_method_number(
+        run,
+        "faithfulness",
+        (("drop", "Drop %: confidence lost keeping only the map's pixels (lower is better)"),),
+        higher=False,
+        scale=1.0,
+        label="Best faithfulness",
+    )
+    return [accuracy, localization, faithfulness]
+
+
+def glance_warnings(name: str, run: Mapping[str, Any]) -> list[str]:
+    """Warnings a reader must see first: methods whose maps are flat, a model whose accuracy
+    is not above chance."""
+    warnings = []
+    for method, why in flat_maps(run).items():
+        warnings.append(
+            f"{name}: {method_display_name(method)}: {why}. A flat map ranks no pixel above "
+            "another: its localization and faithfulness numbers say nothing about the model (an "
+            "untrained or collapsed model gives such maps)."
+        )
+    model = section(run, "model")
+    for key in ("balanced_accuracy", "top1_accuracy", "accuracy"):
+        if key in model:
+            chance = model_chance(run, key)
+            value = metric_value(model[key])
+            if chance is not None and _at_chance(value, chance, model[key].get("n")):
+                warnings.append(
+                    f"{name}: the model's accuracy ({_percent(value)}, {key.replace('_', ' ')}) "  # type: ignore[arg-type]
+                    f"is not above chance ({_percent(chance)}): its maps may explain guesses."
+                )
+            break
+    return warnings
+
+
+def _glance_figure(
+    entries: list[tuple[Path, str, bytes]], runs: Mapping[str, Mapping[str, Any]]
+) -> int | None:
+    """Index of the one figure: LAP's overlays, else the overlays of the method localizing
+    best, else any overlays, the IoU bars, the keep-k% curves, the first figure."""
+    stems = [path.stem for path, _, _ in entries]
+    wanted = ["overlays_lap"]
+    for run in runs.values():
+        ranked = _ranked(section(run, "localization"), "iou_topk", True, 100.0)
+        wanted += [f"overlays_{method}" for _, methods in ranked for method in methods]
+    for stem in [*wanted, "overlays", "iou_bars", "keep_k"]:
+        match = next((i for i, s in enumerate(stems) if s == stem or s.startswith(stem)), None)
+        if match is not None:
+            return match
+    return 0 if entries else None
+
+
+def _glance_html(
+    runs: Mapping[str, Mapping[str, Any]], figure: tuple[Path, str, bytes] | None
+) -> str:
+    parts = ['<section id="glance"><h2>At a glance</h2>\n']
+    for name, run in runs.items():
+        parts.append('<div class="glance-run">')
+        if len(runs) > 1:
+            parts.append(f"<h3>{escape(name)}</h3>")
+        parts.append('<div class="cards">')
+        for number in glance_numbers(run):
+            kind = "card warn" if number.warn else "card"
+            parts.append(
+                f'<div class="{kind}"><div class="label">{escape(number.label)}</div>'
+                f'<div class="value">{escape(number.value)}</div>'
+                f'<div class="detail">{escape(number.detail)}</div></div>'
+            )
+        parts.append("</div></div>\n")
+    warnings = [w for name, run in runs.items() for w in glance_warnings(name, run)]
+    if warnings:
+        parts.append('<div class="warnings" role="note">')
+        parts += [f"<p>⚠ {escape(warning)}</p>" for warning in warnings]
+        parts.append("</div>\n")
+    if figure is not None:
+        parts.append(_figure_html(*figure))
+    parts.append("</section>\n")
+    return "".join(parts)
+
+
 # ------------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """An extra section of the report: ``<section id=id><h2>heading</h2>html</section>``."""
+
+    id: str
+    heading: str
+    html: str
+
+
+# Builders of extra sections, called in order with {run name: results dict} after the tables
+# and before the figures; a builder returns None when its results are absent. Other modules
+# (e.g. sanity checks) register here; use render_table() for their tables.
+SECTION_BUILDERS: list[Callable[[Mapping[str, Mapping[str, Any]]], ReportSection | None]] = []
 
 
 def _configs(configs: object) -> dict[str, Mapping[str, Any]]:
@@ -259,13 +593,15 @@ def write_report(
 ) -> Path:
     """Write ``out_dir/report.html`` atomically and return its path.
 
-    Contents: ``title`` and ``date`` (default: now, UTC); the runs table and each run's
-    configuration (collapsible, pretty JSON); every table of
-    :func:`torchlap.report.tables.all_tables` (paper 000 Tables I and II, other
-    localization metrics, faithfulness, stability, timing), each with an id and a caption;
-    the ``figures`` (PNG paths, or ``(path, caption)`` pairs) embedded as data URIs with
-    alt text and captions. All text is HTML-escaped. Inputs are checked (missing or
-    non-PNG figures, malformed results) before anything is written.
+    Contents: ``title`` and ``date`` (default: now, UTC); "At a glance" (per run: accuracy,
+    best localization, best faithfulness; warnings for flat maps and a model at chance; the
+    one figure, see the module docstring); the runs table and each run's configuration
+    (collapsible, pretty JSON); every table of :func:`torchlap.report.tables.all_tables`
+    (paper 000 Tables I and II, other localization metrics, faithfulness, stability, timing),
+    each with an id and a caption; the sections of :data:`SECTION_BUILDERS`; the other
+    ``figures`` (PNG paths, or ``(path, caption)`` pairs) embedded as data URIs with alt text
+    and captions. All text is HTML-escaped. Inputs are checked (missing or non-PNG figures,
+    malformed results) before anything is written.
     """
     runs = as_runs(results_by_run)
     config_map = _configs(configs)
@@ -277,6 +613,8 @@ def write_report(
     if not isinstance(date, datetime):
         raise TypeError(f"date must be a datetime or None, got {type(date).__name__}")
     tables = all_tables(runs)
+    glance = _glance_figure(figure_entries, runs)
+    extra = [built for build in SECTION_BUILDERS if (built := build(runs)) is not None]
 
     parts = [
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
@@ -287,6 +625,7 @@ def write_report(
         f"<h1>{escape(title)}</h1>\n",
         f'<p class="date">Generated <time datetime="{escape(date.isoformat())}">'
         f"{escape(date.strftime('%Y-%m-%d %H:%M %Z').strip())}</time> by torchlap.</p>\n",
+        _glance_html(runs, None if glance is None else figure_entries[glance]),
     ]
     parts.append('<section id="runs"><h2>Runs</h2>\n')
     parts.append(render_table(tables[0]))
@@ -297,11 +636,21 @@ def write_report(
     for table in tables[1:]:
         heading = _HEADINGS.get(table.id, table.title)
         parts.append(f'<section id="section-{escape(table.id)}"><h2>{escape(heading)}</h2>\n')
-        parts.append(render_table(table))
+        parts += [render_table(part) for part in html_tables([table])]
         parts.append("</section>\n")
-    if figure_entries:
+    for extra_section in extra:
+        parts.append(
+            f'<section id="{escape(extra_section.id)}"><h2>{escape(extra_section.heading)}</h2>\n'
+            f"{extra_section.html}</section>\n"
+        )
+    others = [entry for i, entry in enumerate(figure_entries) if i != glance]
+    if others:
         parts.append('<section id="figures"><h2>Figures</h2>\n')
-        parts += [_figure_html(*entry) for entry in figure_entries]
+        parts += [_figure_html(*entry) for entry in others]
         parts.append("</section>\n")
     parts.append("</main>\n</body>\n</html>\n")
     return atomic_write_text(Path(out_dir) / REPORT_NAME, "".join(parts))
+
+
+# the sanity checks / grid pointing game section registers itself in SECTION_BUILDERS
+from torchlap.report import sanity as _sanity  # noqa: E402, F401

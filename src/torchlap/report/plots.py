@@ -41,7 +41,14 @@ from torchlap.report._common import (
     section,
 )
 
-__all__ = ["plot_iou_bars", "plot_keep_k", "plot_lap_layers", "plot_overlays"]
+__all__ = [
+    "EXAMPLE_KINDS",
+    "example_rows",
+    "plot_iou_bars",
+    "plot_keep_k",
+    "plot_lap_layers",
+    "plot_overlays",
+]
 
 _DPI = 110
 _LINESTYLES = ("-", "--", ":", "-.")
@@ -203,6 +210,26 @@ def plot_iou_bars(results: object, path: str | os.PathLike[str]) -> Path:
 
 
 # ------------------------------------------------------------------------------ overlays
+
+EXAMPLE_KINDS = ("best", "median", "worst")
+
+
+def example_rows(examples: Mapping[str, int]) -> list[tuple[int, str]]:
+    """Rows of an overlay figure from ``results["examples"][method]`` (kind -> image index):
+    ``(index, title)`` in the order best, median, worst (the caption's order), one row per
+    distinct image; an image that is several kinds at once is titled e.g. ``"best = median"``.
+    Kinds other than these three follow in their given order."""
+    if not isinstance(examples, Mapping):
+        raise TypeError(f"examples must be a dict of kind -> image index, got {type(examples)}")
+    kinds = [k for k in EXAMPLE_KINDS if k in examples]
+    kinds += [k for k in examples if k not in EXAMPLE_KINDS]
+    rows: dict[int, list[str]] = {}
+    for kind in kinds:
+        index = examples[kind]
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ValueError(f"examples[{kind!r}] must be an image index >= 0, got {index!r}")
+        rows.setdefault(index, []).append(str(kind))
+    return [(index, " = ".join(names)) for index, names in rows.items()]
 
 
 def _check_images(images: object, name: str = "images") -> Tensor:

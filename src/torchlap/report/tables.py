@@ -16,12 +16,17 @@ Conventions: metric fractions in [0, 1] are shown as percentages with 2 decimals
 that are percentages already (Drop, Increase, Win, stability changes) are shown as they are.
 ``-`` means not computed (key absent), ``n/a`` means undefined (value ``None``: no usable
 sample). The best value of each comparison group is bold, following the metric's
-``higher_is_better``, when at least two values are defined; ties at the shown precision are
-all bold.
+``higher_is_better``, when at least two values are defined and it is unique at the shown
+precision; a tie for the best is bolded nowhere and named once in the table's notes.
+
+Marks after a value: :data:`CHANCE_MARK` when the value is not above chance (see
+:func:`at_chance`), :data:`FLAT_MARK` when the method's maps are flat (constant within the
+tolerance of ``results["maps"]``) on some of the images.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,17 +46,21 @@ from torchlap.report._common import (
 )
 
 __all__ = [
+    "CHANCE_MARK",
+    "FLAT_MARK",
     "Cell",
     "Column",
     "Row",
     "Table",
     "all_tables",
+    "at_chance",
     "faithfulness_table",
     "lime_table",
     "localization_table",
     "model_and_lap_table",
     "other_localization_table",
     "runs_table",
+    "split_by_group",
     "stability_table",
     "table_faithfulness",
     "table_lime",
@@ -71,11 +80,20 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Cell:
-    """One rendered table value; ``note`` is a tooltip (sample counts) for HTML."""
+    """One rendered table value; ``note`` is a tooltip (sample counts) for HTML; ``tied``:
+    shares the best value of its comparison group with others (not bold); ``mark``: symbols
+    shown after the value (:data:`CHANCE_MARK`, :data:`FLAT_MARK`)."""
 
     text: str
     bold: bool = False
     note: str = ""
+    tied: bool = False
+    mark: str = ""
+
+    @property
+    def shown(self) -> str:
+        """The text with its marks, as both renderings show it."""
+        return f"{self.text}{self.mark}"
 
 
 @dataclass(frozen=True)
@@ -107,6 +125,7 @@ class Table:
     columns: tuple[Column, ...]
     rows: tuple[Row, ...]
     notes: tuple[str, ...] = ()
+    split_groups: bool = False  # HTML: one table per column group (e.g. per binarization)
 
     @property
     def has_values(self) -> bool:
@@ -129,10 +148,46 @@ class Table:
         lines.append("|" + "|".join(align) + "|")
         for row in self.rows:
             cells = [_md(label) for label in row.labels]
-            cells += [f"**{_md(c.text)}**" if c.bold else _md(c.text) for c in row.cells]
+            cells += [f"**{_md(c.shown)}**" if c.bold else _md(c.shown) for c in row.cells]
             lines.append("| " + " | ".join(cells) + " |")
         lines.extend(["", *(f"{_md(note)}  " for note in self.notes)])
         return "\n".join(lines).rstrip() + "\n"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "-", text.lower()).strip("-") or "group"
+
+
+def split_by_group(table: Table) -> list[Table]:
+    """``table`` as one table per run of columns sharing a group (e.g. Table II by
+    binarization), each with the stub columns and all rows; titles name the group
+    (``"Table II (Thresholding)"``), ids get its slug, the caption stays on the first part and
+    the notes go under the last. A table with fewer than two groups is returned as is."""
+    spans: list[tuple[str, int, int]] = []
+    for index, column in enumerate(table.columns):
+        if spans and spans[-1][0] == column.group:
+            spans[-1] = (column.group, spans[-1][1], index + 1)
+        else:
+            spans.append((column.group, index, index + 1))
+    if len(spans) < 2:
+        return [table]
+    parts = []
+    for number, (group, start, stop) in enumerate(spans):
+        columns = tuple(Column(c.label, "", c.numeric) for c in table.columns[start:stop])
+        rows = tuple(Row(row.labels, row.cells[start:stop]) for row in table.rows)
+        name = group or "other"
+        parts.append(
+            Table(
+                f"{table.id}-{_slug(name)}",
+                f"{table.title} ({name})",
+                table.caption if number == 0 else "",
+                table.stub,
+                columns,
+                rows,
+                table.notes if number == len(spans) - 1 else (),
+            )
+        )
+    return parts
 
 
 _MD_SPECIAL = re.compile(r"([\\|*`])|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
@@ -154,6 +209,8 @@ class _Entry:
     metric: Mapping[str, Any] | None
     scale: float = 100.0  # 100: fraction shown as %; 1: shown as stored
     decimals: int = 2
+    chance: float | None = None  # chance level of the metric (as a fraction), when known
+    flat: str = ""  # why the map is flat ("4 of 4 maps flat"), when it is
 
     @property
     def shown(self) -> float | None:
@@ -180,8 +237,39 @@ class _Entry:
         if excluded:
             parts.append(f"{excluded} excluded")
         if self.shown is None:
-            parts.append("undefined: no usable sample")
+            reason = self.metric.get("reason")
+            parts.append(f"undefined: {reason}" if reason else "undefined: no usable sample")
+        if self.at_chance:
+            parts.append(f"not above chance ({100 * self.chance:.2f}%)")  # type: ignore[operator]
+        if self.flat:
+            parts.append(self.flat)
         return ", ".join(parts)
+
+    @property
+    def at_chance(self) -> bool:
+        if self.chance is None or self.metric is None:
+            return False
+        return at_chance(metric_value(self.metric), self.chance, self.metric.get("n"))
+
+    def mark(self) -> str:
+        return (CHANCE_MARK if self.at_chance else "") + (FLAT_MARK if self.flat else "")
+
+
+CHANCE_MARK = "†"
+FLAT_MARK = "‡"
+_CHANCE_Z = 1.6449  # one-sided 5% normal quantile
+
+
+def at_chance(value: float | None, chance: float, n: object) -> bool:
+    """True when a mean ``value`` of ``n`` per-sample scores in [0, 1] is not above the
+    ``chance`` level: ``value <= chance + 1.645 * sqrt(chance * (1 - chance) / n)``, a one-sided
+    5% test (a [0, 1] variable with mean ``chance`` has variance at most
+    ``chance * (1 - chance)``, so the test is conservative). False when anything is unknown."""
+    if value is None or isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        return False
+    if not 0.0 < chance < 1.0:
+        return False
+    return value <= chance + _CHANCE_Z * math.sqrt(chance * (1.0 - chance) / n)
 
 
 def _plain(value: float | None, decimals: int, higher_is_better: bool) -> _Entry:
@@ -191,32 +279,53 @@ def _plain(value: float | None, decimals: int, higher_is_better: bool) -> _Entry
     return _Entry({"value": value, "higher_is_better": higher_is_better}, 1.0, decimals)
 
 
-def _best_flags(entries: Sequence[_Entry]) -> list[bool]:
-    """Bold flags: the best shown value(s) of a comparison group, when >= 2 are defined."""
+def _best_positions(entries: Sequence[_Entry]) -> list[int]:
+    """Indices holding the best shown value of a comparison group (several on a tie); empty
+    when fewer than 2 values are defined."""
     defined = [(i, e.shown) for i, e in enumerate(entries) if e.shown is not None]
     if len(defined) < 2:
-        return [False] * len(entries)
+        return []
     directions = {entries[i].higher_is_better for i, _ in defined}
     higher = directions.pop() if len(directions) == 1 else True
     values = [v for _, v in defined]
     best = max(values) if higher else min(values)
-    flags = [False] * len(entries)
-    for i, value in defined:
-        flags[i] = value == best
-    return flags
+    return [i for i, value in defined if value == best]
 
 
-def _cells(grid: list[list[_Entry]], groups: Iterable[list[tuple[int, int]]]) -> list[list[Cell]]:
-    """Render a grid of entries; each group (a list of (row, column) positions) gets its best
-    value(s) in bold."""
+Position = tuple[int, int]
+
+
+Tie = tuple[list[Position], bool]  # positions tied for the best; whether all values are
+
+
+def _cells(
+    grid: list[list[_Entry]], groups: Iterable[list[Position]]
+) -> tuple[list[list[Cell]], list[Tie]]:
+    """Render a grid of entries; each group (a list of (row, column) positions) gets its
+    unique best value in bold. Returns the cells and the groups' ties for the best (the
+    positions, flagged ``tied`` and bolded nowhere, and whether every defined value of the
+    group is in the tie)."""
     bold = [[False] * len(row) for row in grid]
+    tied = [[False] * len(row) for row in grid]
+    ties = []
     for group in groups:
-        for (r, c), flag in zip(group, _best_flags([grid[r][c] for r, c in group]), strict=True):
-            bold[r][c] = flag
-    return [
-        [Cell(entry.text(), bold[r][c], entry.note()) for c, entry in enumerate(row)]
+        entries = [grid[r][c] for r, c in group]
+        best = [group[i] for i in _best_positions(entries)]
+        if len(best) == 1:
+            bold[best[0][0]][best[0][1]] = True
+        elif best:
+            all_equal = len(best) == sum(entry.shown is not None for entry in entries)
+            ties.append((best, all_equal))
+            for r, c in best:
+                tied[r][c] = not all_equal  # all equal: no best to point at
+    cells = [
+        [
+            Cell(entry.text(), bold[r][c], entry.note(), tied[r][c], entry.mark())
+            for c, entry in enumerate(row)
+        ]
         for r, row in enumerate(grid)
     ]
+    return cells, ties
 
 
 def _column_groups(grid: list[list[_Entry]], rows: Sequence[int]) -> list[list[tuple[int, int]]]:
@@ -233,6 +342,55 @@ def _run_blocks(labels: Sequence[tuple[str, ...]]) -> list[list[int]]:
     return list(blocks.values())
 
 
+def _common_prefix(parts: list[tuple[str, ...]]) -> tuple[str, ...]:
+    prefix: tuple[str, ...] = ()
+    for items in zip(*parts, strict=False):
+        if len(set(items)) != 1:
+            break
+        prefix += (items[0],)
+    return prefix
+
+
+def _tie_note(
+    ties: list[Tie],
+    labels: list[tuple[str, ...]],
+    columns: list[Column],
+    cells: list[list[Cell]],
+) -> str | None:
+    """One note naming every tie for the best (``context: A = B (value)``) and, shorter,
+    every group whose values are all equal (``context (value)``)."""
+    if not ties:
+        return None
+    described, equal = [], []
+    for tie, all_equal in ties:
+        keys = [
+            (*labels[r], *((columns[c].group,) if columns[c].group else ()), columns[c].label)
+            for r, c in tie
+        ]
+        if len({c for _, c in tie}) == 1:  # a column group: the rows differ
+            column = columns[tie[0][1]]
+            heading = f"{column.group}: {column.label}" if column.group else column.label
+            rows = [labels[r] for r, _ in tie]
+            context = _common_prefix(rows)
+            names = [" / ".join(row[len(context) :]) for row in rows]
+            where = ", ".join((*context, heading))
+        else:
+            context = _common_prefix(keys)
+            names = [" / ".join(key[len(context) :]) for key in keys]
+            where = ", ".join(context)
+        value = cells[tie[0][0]][tie[0][1]].text
+        if all_equal:
+            equal.append(f"{where} ({value})" if where else value)
+        else:
+            described.append(f"{where}: {' = '.join(names)} ({value})" if where else value)
+    notes = []
+    if described:
+        notes.append("Tied for the best, so not bold: " + "; ".join(described) + ".")
+    if equal:
+        notes.append("All values equal, so nothing bold: " + "; ".join(equal) + ".")
+    return " ".join(notes)
+
+
 def _table(
     table_id: str,
     title: str,
@@ -242,12 +400,101 @@ def _table(
     labels: list[tuple[str, ...]],
     cells: list[list[Cell]],
     notes: Iterable[str] = (),
+    ties: Sequence[Tie] = (),
+    *,
+    split_groups: bool = False,
 ) -> Table:
     rows = tuple(Row(lab, tuple(c)) for lab, c in zip(labels, cells, strict=True))
-    return Table(table_id, title, caption, stub, tuple(columns), rows, tuple(notes))
+    notes = list(notes)
+    tie_note = _tie_note(list(ties), labels, columns, cells)
+    if tie_note:
+        notes.insert(max(len(notes) - 1, 0), tie_note)  # before the legend line
+    marks = {cell.mark for row in rows for cell in row.cells}
+    if any(CHANCE_MARK in mark for mark in marks):
+        notes.append(_CHANCE_NOTE)
+    if any(FLAT_MARK in mark for mark in marks):
+        notes.append(_FLAT_NOTE)
+    return Table(table_id, title, caption, stub, tuple(columns), rows, tuple(notes), split_groups)
 
 
 _LEGEND = "'-': not computed; 'n/a': undefined (no usable sample)."
+_CHANCE_NOTE = (
+    f"{CHANCE_MARK} not above chance: value ≤ chance + 1.645·√(chance·(1 − chance)/n), a "
+    "one-sided 5% test (chance: the majority class's share for the accuracy of a binary "
+    "task, 1/classes for balanced accuracy, top-k/classes for top-k accuracy, the region's "
+    "share of the image for EBPG and the pointing game)."
+)
+_FLAT_NOTE = (
+    f"{FLAT_MARK} the method's maps are flat (constant within the tolerance) on some images: "
+    "a flat map ranks no pixel above another, so these numbers say nothing about the model."
+)
+
+
+# -------------------------------------------------------------------- chance and flat maps
+
+
+def _n(metric: Mapping[str, Any] | None) -> int | None:
+    n = metric.get("n") if isinstance(metric, Mapping) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def _n_classes(run: Mapping[str, Any]) -> int | None:
+    """``results["data"]["n_classes"]``; 2 for a binary task's metrics when it is absent."""
+    data = section(run, "data")
+    n = data.get("n_classes") if isinstance(data, Mapping) else None
+    if isinstance(n, int) and not isinstance(n, bool) and n >= 2:
+        return n
+    model = section(run, "model")
+    return 2 if "sensitivity" in model or "specificity" in model else None
+
+
+def _label_chance(run: Mapping[str, Any]) -> float | None:
+    """Chance of predicting the labels: the majority class's share for a binary task with
+    sensitivity/specificity sample counts, else 1/classes."""
+    model = section(run, "model")
+    positives, negatives = _n(model.get("sensitivity")), _n(model.get("specificity"))
+    if positives and negatives:
+        return max(positives, negatives) / (positives + negatives)
+    n_classes = _n_classes(run)
+    return None if n_classes is None else 1.0 / n_classes
+
+
+def model_chance(run: Mapping[str, Any], key: str) -> float | None:
+    """Chance level of a model metric of ``results["model"]`` (``None``: none or unknown)."""
+    n_classes = _n_classes(run)
+    if key in ("accuracy", "top1_accuracy"):
+        return _label_chance(run)
+    if key == "balanced_accuracy":
+        return None if n_classes is None else 1.0 / n_classes
+    match = _TOPK_ACCURACY.fullmatch(key)
+    if match and n_classes is not None:
+        return min(int(match.group(1)), n_classes) / n_classes
+    return None
+
+
+def region_chance(run: Mapping[str, Any]) -> float | None:
+    """EBPG of a constant map and pointing-game hit rate of a random point: the mean share
+    of the image covered by the region (``results["data"]["region_fraction"]``)."""
+    fraction = section(run, "data").get("region_fraction")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        return None
+    return float(fraction) if 0.0 < fraction < 1.0 else None
+
+
+def flat_maps(run: Mapping[str, Any]) -> dict[str, str]:
+    """Methods whose maps are flat on some images -> ``"k of n maps flat"`` (from
+    ``results["maps"][method] = {"n", "n_flat", "tolerance"}``)."""
+    flat = {}
+    for method, entry in section(run, "maps").items():
+        if not isinstance(entry, Mapping):
+            continue
+        n, n_flat = entry.get("n"), entry.get("n_flat")
+        if isinstance(n_flat, int) and isinstance(n, int) and n_flat > 0:
+            tolerance = entry.get("tolerance")
+            numeric = isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool)
+            within = f", constant within {tolerance:g}" if numeric else ""
+            flat[method] = f"{n_flat} of {n} maps flat{within}"
+    return flat
 
 
 # ------------------------------------------------------------------------------- Table I
@@ -301,10 +548,13 @@ def model_and_lap_table(results_by_run: object) -> Table:
     for name, run in runs.items():
         model = section(run, "model")
         layers = list(section(run, "lap_predictors").items())
-        row = [_Entry(model.get(key)) for key in model_keys]
+        row = [_Entry(model.get(key), chance=model_chance(run, key)) for key in model_keys]
+        chances = {"predictivity": _label_chance(run), "faithfulness": None}
         for key in ("predictivity", "faithfulness"):
             row += [
-                _Entry(layers[i][1].get(key)) if i < len(layers) else _Entry(None)
+                _Entry(layers[i][1].get(key), chance=chances[key])
+                if i < len(layers)
+                else _Entry(None)
                 for i in range(n_lap)
             ]
         grid.append(row)
@@ -315,8 +565,8 @@ def model_and_lap_table(results_by_run: object) -> Table:
             )
             notes.append(f"{name}: {described}.")
     labels = [(name,) for name in runs]
-    cells = _cells(grid, _column_groups(grid, range(len(grid))))
-    notes.append(f"Accuracies in %; best per column in bold; {_LEGEND}")
+    cells, ties = _cells(grid, _column_groups(grid, range(len(grid))))
+    notes.append(f"Accuracies in %; unique best per column in bold; {_LEGEND}")
     return _table(
         "table-model-lap",
         "Table I",
@@ -327,6 +577,8 @@ def model_and_lap_table(results_by_run: object) -> Table:
         labels,
         cells,
         notes,
+        ties,
+        split_groups=len(columns) > _MAX_UNSPLIT_COLUMNS,
     )
 
 
@@ -336,6 +588,9 @@ def table_model_and_lap(results_by_run: object) -> str:
 
 
 # ------------------------------------------------------------------------------ Table II
+
+
+_MAX_UNSPLIT_COLUMNS = 10  # wider grouped tables are shown one group per table in HTML
 
 
 def _methods(runs: Mapping[str, Mapping[str, Any]], name: str) -> list[str]:
@@ -352,14 +607,19 @@ def localization_table(results_by_run: object) -> Table:
     columns = [Column(method_display_name(m), group) for _, group in groups for m in methods]
     grid = []
     for run in runs.values():
-        localization = section(run, "localization")
+        localization, flat = section(run, "localization"), flat_maps(run)
         grid.append(
-            [_Entry(localization.get(m, {}).get(key)) for key, _ in groups for m in methods]
+            [
+                _Entry(localization.get(m, {}).get(key), flat=flat.get(m, ""))
+                for key, _ in groups
+                for m in methods
+            ]
         )
     n = len(methods)
     comparisons = [
         [(r, g * n + c) for c in range(n)] for r in range(len(grid)) for g in range(len(groups))
     ]
+    cells, ties = _cells(grid, comparisons)
     return _table(
         "table-localization",
         "Table II",
@@ -368,8 +628,10 @@ def localization_table(results_by_run: object) -> Table:
         ("Run",),
         columns,
         [(name,) for name in runs],
-        _cells(grid, comparisons),
-        [f"IoU in %; best per row and binarization in bold; {_LEGEND}"],
+        cells,
+        [f"IoU in %; unique best per row and binarization in bold; {_LEGEND}"],
+        ties,
+        split_groups=True,
     )
 
 
@@ -414,17 +676,19 @@ def faithfulness_table(results_by_run: object, agreement: str = "top1_vs_predict
     columns += [Column(label, "Perturbation") for _, label in extra]
     labels, grid = [], []
     for name, run in runs.items():
-        faith = section(run, "faithfulness")
+        faith, flat = section(run, "faithfulness"), flat_maps(run)
         for method in methods:
             if method not in faith:
                 continue
             entry = faith[method]
             keep = entry.get("keep_top_k", {})
-            row = [_Entry(keep.get(k, {}).get(agreement)) for k in ks]
-            row += [_Entry(entry.get(key), scale=1.0) for key, _ in extra]  # already in %
+            why = flat.get(method, "")
+            row = [_Entry(keep.get(k, {}).get(agreement), flat=why) for k in ks]
+            row += [_Entry(entry.get(key), scale=1.0, flat=why) for key, _ in extra]  # in %
             labels.append((name, method_display_name(method)))
             grid.append(row)
     comparisons = [g for rows in _run_blocks(labels) for g in _column_groups(grid, rows)]
+    cells, ties = _cells(grid, comparisons)
     return _table(
         "table-faithfulness",
         "Faithfulness",
@@ -434,8 +698,13 @@ def faithfulness_table(results_by_run: object, agreement: str = "top1_vs_predict
         ("Run", "Method"),
         columns,
         labels,
-        _cells(grid, comparisons),
-        [f"Values in %; best per column within a run in bold (lower Drop is better); {_LEGEND}"],
+        cells,
+        [
+            "Values in %; unique best per column within a run in bold (lower Drop is better); "
+            + _LEGEND
+        ],
+        ties,
+        split_groups=len(columns) > _MAX_UNSPLIT_COLUMNS,
     )
 
 
@@ -461,12 +730,23 @@ def other_localization_table(results_by_run: object) -> Table:
     methods = _methods(runs, "localization")
     labels, grid = [], []
     for name, run in runs.items():
-        localization = section(run, "localization")
+        localization, flat = section(run, "localization"), flat_maps(run)
+        chance = region_chance(run)
         for method in methods:
             if method in localization:
                 labels.append((name, method_display_name(method)))
-                grid.append([_Entry(localization[method].get(k)) for k, _ in _OTHER_LOCALIZATION])
+                grid.append(
+                    [
+                        _Entry(
+                            localization[method].get(k),
+                            chance=chance if k in ("ebpg", "pointing_game") else None,
+                            flat=flat.get(method, ""),
+                        )
+                        for k, _ in _OTHER_LOCALIZATION
+                    ]
+                )
     comparisons = [g for rows in _run_blocks(labels) for g in _column_groups(grid, rows)]
+    cells, ties = _cells(grid, comparisons)
     return _table(
         "table-other-localization",
         "Localization",
@@ -475,8 +755,9 @@ def other_localization_table(results_by_run: object) -> Table:
         ("Run", "Method"),
         [Column(label) for _, label in _OTHER_LOCALIZATION],
         labels,
-        _cells(grid, comparisons),
-        [f"Values in %; best per column within a run in bold; {_LEGEND}"],
+        cells,
+        [f"Values in %; unique best per column within a run in bold; {_LEGEND}"],
+        ties,
     )
 
 
@@ -518,18 +799,21 @@ def stability_table(results_by_run: object) -> Table:
     ]
     labels, grid = [], []
     for name, run in runs.items():
-        stab = section(run, "stability")
+        stab, flat = section(run, "stability"), flat_maps(run)
         for method in methods:
             if method in stab:
                 labels.append((name, method_display_name(method)))
                 grid.append(
                     [
-                        _Entry(stab[method].get(level, {}).get(k), scale=1.0)
+                        _Entry(
+                            stab[method].get(level, {}).get(k), scale=1.0, flat=flat.get(method, "")
+                        )
                         for level in levels
                         for k in keys
                     ]
                 )
     comparisons = [g for rows in _run_blocks(labels) for g in _column_groups(grid, rows)]
+    cells, ties = _cells(grid, comparisons)
     return _table(
         "table-stability",
         "Stability",
@@ -538,8 +822,13 @@ def stability_table(results_by_run: object) -> Table:
         ("Run", "Method"),
         columns,
         labels,
-        _cells(grid, comparisons),
-        [f"Percentage points; best (smallest change) per column within a run in bold; {_LEGEND}"],
+        cells,
+        [
+            "Percentage points; unique best (smallest change) per column within a run in bold; "
+            + _LEGEND
+        ],
+        ties,
+        split_groups=len(columns) > _MAX_UNSPLIT_COLUMNS,
     )
 
 
@@ -573,6 +862,7 @@ def timing_table(results_by_run: object) -> Table:
                     ]
                 )
     comparisons = [g for rows in _run_blocks(labels) for g in _column_groups(grid, rows)]
+    cells, ties = _cells(grid, comparisons)
     return _table(
         "table-timing",
         "Timing",
@@ -580,8 +870,9 @@ def timing_table(results_by_run: object) -> Table:
         ("Run", "Method"),
         [Column("Seconds"), Column("Images / s")],
         labels,
-        _cells(grid, comparisons),
-        [f"Fastest per column within a run in bold; {_LEGEND}"],
+        cells,
+        [f"Fastest (if unique) per column within a run in bold; {_LEGEND}"],
+        ties,
     )
 
 
@@ -605,6 +896,7 @@ def lime_table(results_by_run: object) -> Table:
                 f"{name}: {lime.get('patch')}-px patches, {lime.get('n_samples')} LIME samples."
             )
     comparisons = [[(r, 0), (r, 1)] for r in range(len(grid))]
+    cells, ties = _cells(grid, comparisons)
     return _table(
         "table-lime",
         "LIME rank correlation",
@@ -613,8 +905,9 @@ def lime_table(results_by_run: object) -> Table:
         ("Run",),
         [Column("BLA (soft)"), Column("Grad-CAM")],
         labels,
-        _cells(grid, comparisons),
-        [*notes, f"Best per row in bold; {_LEGEND}"],
+        cells,
+        [*notes, f"Unique best per row in bold; {_LEGEND}"],
+        ties,
     )
 
 

@@ -20,6 +20,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
+from torchlap.runs import atomic_path, record_integrity, sha256_file
+
 __all__ = ["AtomicCheckpoint"]
 
 logger = logging.getLogger(__name__)
@@ -32,7 +34,13 @@ class AtomicCheckpoint(Checkpoint):
     LightningModule's ``on_train_epoch_end``, so the epoch's metrics are in the saved history.
     """
 
-    def __init__(self, dirpath: str | os.PathLike[str], every_n_train_steps: int | None = None):
+    def __init__(
+        self,
+        dirpath: str | os.PathLike[str],
+        every_n_train_steps: int | None = None,
+        run_dir: str | os.PathLike[str] | None = None,
+    ):
+        """``run_dir``: the run folder whose config.json records each checkpoint's SHA-256."""
         super().__init__()
         if every_n_train_steps is not None and (
             isinstance(every_n_train_steps, bool)
@@ -44,6 +52,7 @@ class AtomicCheckpoint(Checkpoint):
             )
         self.dirpath = Path(dirpath)
         self.every_n_train_steps = every_n_train_steps
+        self.run_dir = None if run_dir is None else Path(run_dir)
 
     @property
     def last_path(self) -> Path:
@@ -77,10 +86,12 @@ class AtomicCheckpoint(Checkpoint):
                 self.last_path,
             )
             return
-        tmp = self.dirpath / ".last.ckpt.tmp"
         if trainer.is_global_zero:
             self.dirpath.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(str(tmp), weights_only=False)  # collective; rank zero writes
-        if trainer.is_global_zero:
-            os.replace(tmp, self.last_path)
+            with atomic_path(self.last_path) as tmp:
+                trainer.save_checkpoint(str(tmp), weights_only=False)  # collective
+                if self.run_dir is not None:  # digest recorded before the rename
+                    record_integrity(self.run_dir, self.last_path, sha256_file(tmp))
+        else:
+            trainer.save_checkpoint(str(self.last_path), weights_only=False)  # rank 0 writes
         trainer.strategy.barrier("AtomicCheckpoint.save")

@@ -17,12 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from torchlap.losses.functional import EXPERT_POSITIVE_FRACTION
+
 __all__ = [
     "EXECUTION_FIELDS",
+    "KEEP_EPOCHS",
     "MODELS",
     "OPTIMIZERS",
     "PRECISIONS",
     "SCHEDULES",
+    "SELECT_METRICS",
     "SUPERVISIONS",
     "PhaseConfig",
     "TrainConfig",
@@ -30,11 +34,20 @@ __all__ = [
 ]
 
 SUPERVISIONS = ("weak", "expert", "none")
-# --model: LAP (paper 000), the BLA family (paper 002) or the ante-hoc network (paper 004)
-MODELS = ("lap", "bla", "bla-t", "bla-ph", "l2x-f", "antehoc")
+# --model: LAP (paper 000), the BLA family (paper 002), the ante-hoc network (paper 004) or a
+# B-cos network (Böhle et al. 2022, the `bcos` package: --arch names one of its models)
+MODELS = ("lap", "bla", "bla-t", "bla-ph", "l2x-f", "antehoc", "bcos")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed")
+# model selection (paper 000, Appendix A: "the epoch with the best performance on validation
+# data" is the final model): keep the best validation epoch or the last one; the validation
+# value that ranks epochs ("loss": the total training objective, else the cross-entropy;
+# "cross_entropy": the classification loss alone, the same quantity for every kind of model)
+KEEP_EPOCHS = ("best", "last")
+SELECT_METRICS = ("balanced_accuracy", "accuracy", "loss", "cross_entropy")
+# the LAP head options a --lap preset may set (its paper_options), when the user does not
+AGGREGATION_NAMES = ("max", "sum", "mean", "conv")
 
 # Fields that say how a run is executed, not what it computes: they may differ between the
 # config.json of a run folder and a --resume of it (the rest identifies the run).
@@ -167,16 +180,39 @@ class TrainConfig:
     or left at its default ``"auto"`` (then ignored) and the supervision is ``none``.
 
     Losses (paper 000, section III.B): ``supervision`` ``weak`` (Eq. 5 concept discrimination
-    with ``min_ar``/``max_ar``/``iar`` and the Eq. 6 concordance), ``expert`` (cross-entropy of
-    the LAP maps against the boxes, on the ``expert_positive_fraction`` best-scored pixels
-    inside them: 0.5 in the paper's appendix) or ``none`` (cross-entropy only). Loss weights
-    default to the paper's (0.25 per LAP layer and per layer pair, see
+    with ``min_ar``/``max_ar``/``iar`` and the Eq. 6 concordance), ``expert`` (Appendix A: Eq. 5
+    with the boxes choosing the pixel sets: the ``expert_positive_fraction`` best-scored pixels
+    inside them, 0.5 in the paper, pushed up; every pixel outside pushed down; the top-IAR
+    pixels of negatives pushed down; no concordance unless ``concordance_weight`` is given) or
+    ``none`` (cross-entropy only). Loss weights
+    default to the paper's (0.25 per LAP layer, and 0.25 per layer pair for the weak
+    supervision's concordance; a preset may set its own, see
     :func:`torchlap.train.run.paper_loss_weights`); ``loss_weights`` overrides them, as
     weights of :class:`torchlap.losses.InjectionLoss` (which weighs per-layer means).
+
+    LAP layers: ``hidden_channels``, ``aggregation`` and ``alpha`` (initial value) of every LAP;
+    ``None`` takes the ``--lap`` preset's paper value (:data:`torchlap.models.PRESETS`
+    ``paper_options``), else the layer's default (8, ``"max"``, 1.0). Per-head ratios:
+    ``ratios`` maps a head index (a string, or ``"*"`` for every head) to ``[MinAR, MaxAR,
+    IAR]``, ``None`` switching that term off for that head (the paper's CelebA common head:
+    ``{"2": [None, 0.1, None]}``); heads it does not name use ``min_ar``/``max_ar``/``iar``. When
+    ``ratios`` is ``None`` and the three are at their defaults, a preset's paper ratios apply
+    (``resnet50-imagenet``: MinAR = IAR = 0.01, no MaxAR). ``concordance_weight``: the weight
+    per pair of consecutive LAP layers (``None``: the paper's 0.25 for weak supervision, 0 for
+    expert supervision, whose appendix names no concordance term).
+
+    Model selection: ``keep_epoch`` ``"best"`` (the paper: the epoch with the best
+    ``select_metric`` on the validation split, ties to the lower validation cross-entropy;
+    ``model.safetensors`` holds its weights, ``metrics.json`` says which) or ``"last"``.
 
     Data: ``data`` (``lesions``, ``concepts``, ``digits`` or an annotated folder), ``n_images``
     (built-in benchmarks: images over all three splits; ``None``: the benchmark's default),
     ``data_options`` (more keyword arguments of :func:`torchlap.data.load_dataset`).
+
+    ``model="bcos"``: a B-cos network of the ``bcos`` package (``arch`` is one of its model
+    names, e.g. ``resnet18``), trained with its binary cross-entropy on one-hot targets.
+    ``shuffle_labels``: the data randomization test (Adebayo et al. 2018): the training labels
+    are permuted across samples (seeded by ``seed``); validation and test keep the real ones.
 
     Training: ``phases`` (empty: one phase training everything for ``epochs`` at ``lr``),
     ``batch_size`` (the global batch: each of W processes takes ``batch_size / W``), ``seed``;
@@ -208,11 +244,19 @@ class TrainConfig:
     max_ar: float = 0.5
     iar: float = 0.1
     use_discriminative: bool = True
-    expert_positive_fraction: float = 0.5
+    expert_positive_fraction: float = EXPERT_POSITIVE_FRACTION
     concordance_threshold: float | None = None
     concordance_mode: str | None = None
     loss_weights: dict[str, float] | None = None
+    hidden_channels: int | None = None
+    aggregation: str | None = None
+    alpha: float | None = None
+    ratios: dict[str, list[float | None]] | None = None
+    concordance_weight: float | None = None
+    keep_epoch: str = "best"
+    select_metric: str = "balanced_accuracy"
     seed: int = 0
+    shuffle_labels: bool = False
     devices: str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
@@ -259,7 +303,7 @@ class TrainConfig:
         if self.model not in MODELS:
             raise ValueError(
                 f"unknown model {self.model!r}; expected one of {', '.join(MODELS)} (lap: LAP "
-                "layers; bla, bla-t, bla-ph, l2x-f: paper 002; antehoc: paper 004)"
+                "layers; bla, bla-t, bla-ph, l2x-f: paper 002; antehoc: paper 004; bcos: B-cos)"
             )
         if self.model != "lap" and str(self.lap).lower() not in ("auto", "none"):
             raise ValueError(
@@ -299,6 +343,7 @@ class TrainConfig:
                 f"MinAR ({self.min_ar}) must not exceed MaxAR ({self.max_ar}): a concept cannot "
                 "need more active pixels than it may have"
             )
+        self._validate_lap_options()
         if self.loss_weights is not None:
             if not isinstance(self.loss_weights, dict):
                 raise TypeError(f"loss_weights must be a dict, got {self.loss_weights!r}")
@@ -332,8 +377,91 @@ class TrainConfig:
                     f"phase {index + 1} trains 'lap' but --lap none builds a model without LAP "
                     "layers; train 'all' or named modules instead"
                 )
+        if not isinstance(self.shuffle_labels, bool):
+            raise TypeError(f"shuffle_labels must be a bool, got {self.shuffle_labels!r}")
         if self.overwrite and self.resume:
             raise ValueError("--overwrite and --resume exclude each other: pick one")
+
+    def _validate_lap_options(self) -> None:
+        if self.hidden_channels is not None and (
+            not _is_int(self.hidden_channels) or self.hidden_channels < 0
+        ):
+            raise ValueError(
+                f"hidden_channels must be an int >= 0 (0: one 1x1 convolution per LAP head), "
+                f"got {self.hidden_channels!r}"
+            )
+        if self.aggregation is not None and self.aggregation not in AGGREGATION_NAMES:
+            raise ValueError(
+                f"unknown aggregation {self.aggregation!r}; expected one of {AGGREGATION_NAMES}"
+            )
+        if self.alpha is not None and (
+            not _is_number(self.alpha) or not math.isfinite(self.alpha) or self.alpha <= 0
+        ):
+            raise ValueError(f"alpha must be a finite number > 0, got {self.alpha!r}")
+        if self.ratios is not None:
+            check_head_ratios(self.ratios)
+        if self.concordance_weight is not None and (
+            not _is_number(self.concordance_weight)
+            or not math.isfinite(self.concordance_weight)
+            or self.concordance_weight < 0
+        ):
+            raise ValueError(
+                f"concordance_weight must be a number >= 0, got {self.concordance_weight!r}"
+            )
+        if self.keep_epoch not in KEEP_EPOCHS:
+            raise ValueError(f"keep_epoch must be one of {KEEP_EPOCHS}, got {self.keep_epoch!r}")
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(
+                f"select_metric must be one of {SELECT_METRICS}, got {self.select_metric!r}"
+            )
+
+    def lap_options(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(options, preset)``: the LAP options to build with (``hidden_channels``,
+        ``aggregation``, ``alpha``: the user's, else the ``--lap`` preset's paper values) and the
+        preset's paper options (empty when ``lap`` is not a preset)."""
+        from torchlap.models.presets import PRESETS
+
+        preset = dict(PRESETS[self.lap].paper_options) if self.lap in PRESETS else {}
+        options: dict[str, Any] = {}
+        for name in ("hidden_channels", "aggregation", "alpha"):
+            value = getattr(self, name)
+            if value is None:
+                value = preset.get(name)
+            if value is not None:
+                options[name] = value
+        return options, preset
+
+    def head_ratios(
+        self, n_concepts: int
+    ) -> tuple[list[float | None], list[float | None], list[float | None]]:
+        """Per-head ``(min_ar, max_ar, iar)`` lists for :class:`torchlap.losses.InjectionLoss`.
+
+        ``ratios`` entries (or, when ``ratios`` is ``None`` and ``min_ar``/``max_ar``/``iar``
+        are at their defaults, the ``--lap`` preset's paper ratios) over ``min_ar``/``max_ar``/
+        ``iar``. A head index beyond ``n_concepts`` raises ``ValueError``.
+        """
+        ratios = self.ratios
+        defaults = tuple(TrainConfig.__dataclass_fields__[n].default for n in _RATIO_FIELDS)
+        if ratios is None and tuple(getattr(self, n) for n in _RATIO_FIELDS) == defaults:
+            ratios = self.lap_options()[1].get("ratios")
+        table = [[self.min_ar, self.max_ar, self.iar] for _ in range(n_concepts)]
+        for key, values in (ratios or {}).items():
+            heads = range(n_concepts) if key == "*" else [int(key)]
+            if key != "*" and not int(key) < n_concepts:
+                raise ValueError(
+                    f"ratios names head {key} but the LAP layers have {n_concepts} concept "
+                    f"heads (indices 0 to {n_concepts - 1})"
+                )
+            for head in heads:
+                table[head] = list(values)
+        for head, (low, high, _) in enumerate(table):
+            if low is not None and high is not None and low > high:
+                raise ValueError(
+                    f"head {head}: MinAR ({low}) must not exceed MaxAR ({high}) (check --ratios "
+                    "against --min-ar/--max-ar)"
+                )
+        min_ar, max_ar, iar = ([row[i] for row in table] for i in range(3))
+        return min_ar, max_ar, iar
 
     # ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -359,6 +487,35 @@ class TrainConfig:
     def identity(self) -> dict[str, Any]:
         """The fields that identify a run (all but :data:`EXECUTION_FIELDS`)."""
         return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+
+
+_RATIO_FIELDS = ("min_ar", "max_ar", "iar")
+
+
+def check_head_ratios(ratios: object) -> dict[str, list[float | None]]:
+    """Validate per-head ratios ``{head: [MinAR, MaxAR, IAR]}`` (head: ``"0"``, ``"1"``, ... or
+    ``"*"``; each value in (0, 1] or ``None`` for "term off") and return them."""
+    example = '{"0": [0.02, 0.2, 0.01], "2": [null, 0.1, null]}'
+    if not isinstance(ratios, Mapping):
+        raise TypeError(f"ratios must be a dict {{head: [MinAR, MaxAR, IAR]}}, e.g. {example}")
+    for key, values in ratios.items():
+        if not isinstance(key, str) or not (key == "*" or (key.isdigit() and key.isascii())):
+            raise ValueError(
+                f"ratios key {key!r} must be a head index ('0', '1', ...) or '*' (every head), "
+                f"e.g. {example}"
+            )
+        if not isinstance(values, (list, tuple)) or len(values) != 3:
+            raise ValueError(
+                f"ratios[{key!r}] must be [MinAR, MaxAR, IAR] (null for a term that is off), "
+                f"got {values!r}"
+            )
+        for name, value in zip(_RATIO_FIELDS, values, strict=True):
+            if value is not None:
+                _check_ratio(value, f"ratios[{key!r}] {name}")
+        low, high = values[0], values[1]
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"ratios[{key!r}]: MinAR ({low}) must not exceed MaxAR ({high})")
+    return dict(ratios)
 
 
 def _from_dict(cls: type, data: Mapping[str, Any], what: str) -> Any:

@@ -38,7 +38,7 @@ from torchmetrics.classification import (
 
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.models.antehoc import AnteHocModel, antehoc_pass_two_loss
-from torchlap.train.config import PhaseConfig
+from torchlap.train.config import KEEP_EPOCHS, SELECT_METRICS, PhaseConfig
 from torchlap.train.sampling import derive_seed
 
 __all__ = [
@@ -175,6 +175,15 @@ class ClassifierModule(L.LightningModule):
         make_loader: ``make_loader(split, phase_index, rank, world_size, skip_batches)`` returns
             the DataLoader of a split.
         on_epoch_end: called on every rank with the history after each training epoch.
+        keep_epoch: ``"last"`` (default here) or ``"best"``: keep a copy of the weights of the
+            epoch with the best validation ``select_metric`` (paper 000, Appendix A: "the
+            epoch with the best performance on validation data" is the final model), carried
+            in the checkpoints; :meth:`restore_selected_epoch` puts it back.
+        select_metric: ``"balanced_accuracy"`` or ``"accuracy"`` (higher is better; ties go to
+            the lower validation cross-entropy, then to the earlier epoch) or ``"loss"`` (the
+            validation total loss, or the cross-entropy for models without injection loss) or
+            ``"cross_entropy"`` (the validation cross-entropy); lower is better, ties to the
+            earlier epoch.
     """
 
     def __init__(
@@ -186,8 +195,20 @@ class ClassifierModule(L.LightningModule):
         seed: int,
         make_loader: Callable[..., Any] | None = None,
         on_epoch_end: Callable[[list[dict[str, Any]]], None] | None = None,
+        keep_epoch: str = "last",
+        select_metric: str = "balanced_accuracy",
     ) -> None:
         super().__init__()
+        if keep_epoch not in KEEP_EPOCHS:
+            raise ValueError(f"keep_epoch must be one of {KEEP_EPOCHS}, got {keep_epoch!r}")
+        if select_metric not in SELECT_METRICS:
+            raise ValueError(
+                f"select_metric must be one of {SELECT_METRICS}, got {select_metric!r}"
+            )
+        self.keep_epoch = keep_epoch
+        self.select_metric = select_metric
+        self.best_epoch: int | None = None  # global epoch (1-based) of the kept weights
+        self._best_state: dict[str, Tensor] | None = None
         self.model = model
         self.num_classes = int(num_classes)
         self.injection = injection
@@ -203,6 +224,7 @@ class ClassifierModule(L.LightningModule):
         self._frozen_bn: list[_BatchNorm] = []
         self._val_results: dict[str, float] = {}
         self._antehoc = _antehoc_of(model)
+        self._bcos = any(getattr(m, "torchlap_bcos", False) for m in model.modules())
         if injection is not None and self._antehoc is not None:
             raise ValueError("a model is LAP (injection loss) or ante-hoc, not both")
         names: tuple[str, ...] = ("cross_entropy",)
@@ -275,7 +297,11 @@ class ClassifierModule(L.LightningModule):
             terms = {"total": total, "cross_entropy": task, "interpret": interpret}
             return total, {k: v.detach() for k, v in terms.items()}, logits
         if self.injection is None:
-            loss = F.cross_entropy(logits, labels)
+            if self._bcos:  # B-cos recipe (the bcos package): BCE on one-hot targets
+                one_hot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+                loss = F.binary_cross_entropy_with_logits(logits, one_hot)
+            else:
+                loss = F.cross_entropy(logits, labels)
             return loss, {"cross_entropy": loss.detach()}, logits
         maps = attention_maps(self.model, detach=False)
         terms = self.injection(
@@ -345,6 +371,12 @@ class ClassifierModule(L.LightningModule):
         }
         self.history.append(record)
         self._batches_done = 0
+        if self.keep_epoch == "best" and self._improves(record):
+            self.best_epoch = record["global_epoch"]
+            # a CPU copy: the checkpoints carry it, so a resumed run keeps the same choice
+            self._best_state = {
+                k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+            }
         logger.info(
             "phase %d epoch %d: train %s | val %s",
             record["phase"],
@@ -354,6 +386,74 @@ class ClassifierModule(L.LightningModule):
         )
         if self.on_epoch_end is not None:
             self.on_epoch_end(self.history)
+
+    # ---------------------------------------------------------------------------------------
+    def _selection_key(self, record: dict[str, Any]) -> tuple[float, float] | None:
+        """Smaller is better: (primary, tie-break) from an epoch's validation metrics."""
+        val = record.get("val") or {}
+        if self.select_metric in ("loss", "cross_entropy"):
+            value = val.get("loss_cross_entropy")
+            if self.select_metric == "loss":
+                value = val.get("loss_total", value)
+            key = None if value is None else (float(value), 0.0)
+        else:
+            value = val.get(self.select_metric)
+            tie = val.get("loss_cross_entropy", math.inf)
+            key = None if value is None else (-float(value), float(tie))
+        if key is None or not math.isfinite(key[0]):
+            return None
+        return key
+
+    def _improves(self, record: dict[str, Any]) -> bool:
+        key = self._selection_key(record)
+        if self.best_epoch is None:
+            return True  # the first epoch is kept whatever (even without validation numbers)
+        best = next((r for r in self.history if r["global_epoch"] == self.best_epoch), None)
+        best_key = None if best is None else self._selection_key(best)
+        if key is None:
+            return False
+        return best_key is None or key < best_key
+
+    def selected_epoch(self) -> dict[str, Any] | None:
+        """Which epoch the final weights come from: ``keep_epoch``, ``select_metric``,
+        ``global_epoch``, ``phase``, ``epoch`` and the validation value (``None`` before any
+        epoch)."""
+        if not self.history:
+            return None
+        chosen = self.history[-1]
+        if self.keep_epoch == "best" and self.best_epoch is not None:
+            chosen = next((r for r in self.history if r["global_epoch"] == self.best_epoch), chosen)
+        val = chosen.get("val") or {}
+        metric = self.select_metric
+        if metric == "loss":
+            metric = "loss_total" if "loss_total" in val else "loss_cross_entropy"
+        elif metric == "cross_entropy":
+            metric = "loss_cross_entropy"
+        return {
+            "keep_epoch": self.keep_epoch,
+            "select_metric": self.select_metric,
+            "global_epoch": chosen["global_epoch"],
+            "phase": chosen["phase"],
+            "epoch": chosen["epoch"],
+            "value": val.get(metric),
+            "of_epochs": len(self.history),
+        }
+
+    def restore_selected_epoch(self) -> dict[str, Any] | None:
+        """Load the kept epoch's weights into the model (``keep_epoch="best"``); return
+        :meth:`selected_epoch`. With ``"last"`` the model is left as it is."""
+        if self.keep_epoch == "best" and self._best_state is not None:
+            own = self.model.state_dict()
+            self.model.load_state_dict(
+                {k: v.to(own[k].device) for k, v in self._best_state.items()}
+            )
+            logger.info(
+                "keeping epoch %d of %d (best validation %s)",
+                self.best_epoch,
+                len(self.history),
+                self.select_metric,
+            )
+        return self.selected_epoch()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Metrics on the validation split."""
@@ -424,6 +524,8 @@ class ClassifierModule(L.LightningModule):
             "phase_index": self.phase_index,
             "batches_done": self._batches_done,
             "history": self.history,
+            "best_epoch": self.best_epoch,
+            "best_state": self._best_state,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -437,6 +539,8 @@ class ClassifierModule(L.LightningModule):
                 f"not to phase {self.phase_index + 1}"
             )
         self.history = list(state["history"])
+        self.best_epoch = state.get("best_epoch")  # (absent from older checkpoints)
+        self._best_state = state.get("best_state")
         self._batches_done = int(state["batches_done"])
         self._resume_skip = int(state["batches_done"])
 

@@ -4,8 +4,10 @@ Run folder layout::
 
     RUN_DIR/config.json         what the run is: architecture, lapify settings, classes,
                                 normalization, losses, seed and the full TrainConfig
-    RUN_DIR/metrics.json        per-epoch train/val metrics, final test metrics
-    RUN_DIR/model.safetensors   the weights of the NormalizedClassifier (written at the end)
+    RUN_DIR/metrics.json        per-epoch train/val metrics, the kept epoch ("selected_epoch"),
+                                final test metrics (of the kept epoch's weights)
+    RUN_DIR/model.safetensors   the weights of the NormalizedClassifier at the kept epoch (the
+                                best validation epoch by default; written at the end)
     RUN_DIR/checkpoints/phaseN/last.ckpt   Lightning checkpoints, for --resume only
 
 ``load_run`` needs only ``config.json`` and ``model.safetensors``: JSON and safetensors, no
@@ -24,17 +26,33 @@ import logging
 import math
 import os
 import shutil
-import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from torchlap.runs import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    RUN_FILES,
+    RUN_FORMAT,
+    RUN_FORMAT_VERSION,
+    WEIGHTS_FILE,
+    LoadedRun,
+    RunFolderError,
+    atomic_write,
+    atomic_write_json,
+    check_integrity,
+    clean_stale_temps,
+    is_run_config,
+    load_run,
+    read_run_config,
+    record_integrity,
+)
 from torchlap.train.config import TrainConfig
 from torchlap.train.wrapping import NormalizedClassifier, SmallCNN
 
@@ -52,51 +70,31 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RUN_FORMAT = "torchlap-run"
-RUN_FORMAT_VERSION = 1
 SMALL_ARCHS = {"smallcnn": "batch", "smallcnn-gn": "group"}
-_ARTEFACTS = ("config.json", "metrics.json", "model.safetensors", "checkpoints")
+_ARTEFACTS = RUN_FILES
 
 
-class RunFolderError(ValueError):
-    """The output folder cannot take this run (it holds another run, or nothing to resume)."""
-
-
-# ------------------------------------------------------------------------------------------
-# atomic files
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual mode
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically (kept name; see :func:`torchlap.runs.atomic_write`)."""
+    atomic_write(path, data)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _atomic_save_safetensors(
+    path: Path, state: dict[str, torch.Tensor], meta: dict, run_dir: Path | None = None
+) -> str:
+    """Write the weights atomically; returns their SHA-256. With ``run_dir``, the digest is
+    recorded in its config.json first (a kill in between leaves the old weights valid)."""
+    import hashlib
 
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
-
-
-def _atomic_save_safetensors(path: Path, state: dict[str, torch.Tensor], meta: dict) -> None:
     from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    atomic_write_bytes(path, save(tensors, metadata={k: str(v) for k, v in meta.items()}))
+    data = save(tensors, metadata={k: str(v) for k, v in meta.items()})
+    digest = hashlib.sha256(data).hexdigest()
+    if run_dir is not None:
+        record_integrity(run_dir, path, digest)
+    atomic_write(path, data)
+    return digest
 
 
 # ------------------------------------------------------------------------------------------
@@ -106,25 +104,36 @@ def _default_n_concepts(n_classes: int) -> int:
     return 1 if n_classes == 2 else n_classes
 
 
-def paper_loss_weights(n_layers: int, supervision: str) -> dict[str, float]:
+def paper_loss_weights(
+    n_layers: int,
+    supervision: str,
+    concept_weight: float | None = None,
+    concordance_weight: float | None = None,
+) -> dict[str, float]:
     """Loss weights of paper 000, Appendix A, for ``InjectionLoss`` (which weights the means).
 
     The paper weighs cross-entropy 1, the concept-discrimination (or expert) loss 0.25 per LAP
-    layer and the concordance 0.25 per pair of consecutive layers. ``InjectionLoss`` averages
-    each term over layers (pairs), so the weight of a mean is 0.25 x layers (pairs). The
-    discriminative scorer's term only trains that module (its input is detached); it gets the
-    discrimination weight. ``supervision="none"`` trains with cross-entropy alone.
+    layer and, for weak supervision, the concordance 0.25 per pair of consecutive layers (none
+    for expert supervision: :func:`torchlap.losses.default_weights`). ``InjectionLoss``
+    averages each term over layers (pairs), so the weight of a mean is the per-layer (per-pair)
+    weight x layers (pairs). The discriminative scorer's term only trains that module (its
+    input is detached); it gets the discrimination weight. ``concept_weight`` /
+    ``concordance_weight`` replace the per-layer / per-pair weights (the ImageNet preset's
+    0.125, ``--concordance-weight``). ``supervision="none"`` trains with cross-entropy alone.
     """
-    per_layer = 0.25 * n_layers
-    weights = {
-        "discrimination": per_layer,
-        "discriminative": per_layer,
-        "expert": per_layer,
-        "concordance": 0.25 * max(n_layers - 1, 0),
+    from torchlap.losses import default_weights
+
+    per_layer = default_weights(supervision)
+    if concept_weight is not None:
+        for name in ("discrimination", "discriminative", "expert"):
+            per_layer[name] = float(concept_weight)
+    if concordance_weight is not None:
+        per_layer["concordance"] = float(concordance_weight)
+    pairs = max(n_layers - 1, 0)
+    return {
+        name: value * (pairs if name == "concordance" else n_layers)
+        for name, value in per_layer.items()
     }
-    if supervision == "none":
-        weights["concordance"] = 0.0
-    return weights
 
 
 def build_classifier(
@@ -136,8 +145,12 @@ def build_classifier(
     pretrained: str | None = None,
     model: str = "lap",
     image_size: int | None = None,
+    lap_options: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The classifier (without normalization) and the JSON record that rebuilds it.
+
+    ``lap_options``: ``hidden_channels``, ``aggregation``, ``alpha`` of every LAP layer (see
+    :meth:`TrainConfig.lap_options`; absent keys take :func:`torchlap.lapify`'s defaults).
 
     ``smallcnn``/``smallcnn-gn`` are built here (:class:`SmallCNN`, LAP put in by
     :func:`torchlap.lapify`); every other name goes to :func:`torchlap.models.build_model`,
@@ -165,13 +178,15 @@ def build_classifier(
             f"{sorted(PRESETS)} or a comma list of module names"
         )
     where: str | list[str] = lap if lap in known else [n.strip() for n in lap.split(",")]
+    if model == "bcos":
+        return _build_bcos(arch, num_classes, in_channels, pretrained)
     if arch in SMALL_ARCHS:
         net: nn.Module = SmallCNN(num_classes, in_channels, norm=SMALL_ARCHS[arch])
         calls: list[dict[str, Any]] = []
         if str(lap).lower() != "none":
             from torchlap.models import lapify
 
-            lapify(net, where=where, n_concepts=n_concepts)
+            lapify(net, where=where, n_concepts=n_concepts, **(lap_options or {}))
             calls = json.loads(json.dumps(net.torchlap_config["lapify"]))
         if pretrained is not None:
             from torchlap.models.build import load_pretrained_file
@@ -201,12 +216,28 @@ def build_classifier(
         lap=where,
         n_concepts=n_concepts,
         pretrained=pretrained,
+        **(lap_options or {}),
     )
     record = getattr(net, "torchlap_config", None)
     if not isinstance(record, dict):
         raise TypeError(f"build_model({arch!r}) returned a model without a torchlap_config dict")
     record = {"builder": "torchlap.models.build_model", **json.loads(json.dumps(record))}
     return _add_peer(net, record, model, image_size)
+
+
+def _build_bcos(
+    arch: str, num_classes: int, in_channels: int, pretrained: str | None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A B-cos network of the ``bcos`` package (``--model bcos``) and its record."""
+    from torchlap.models.bcos import build_bcos
+
+    if pretrained is not None:
+        raise ValueError(
+            "--model bcos trains from scratch here: torchlap does not load B-cos weights "
+            "(--pretrained is not supported with it)"
+        )
+    net = build_bcos(arch, num_classes, in_channels)
+    return net, {"builder": "torchlap.models.bcos", **net.torchlap_config}
 
 
 def antehoc_eta(net: nn.Module) -> int:
@@ -261,6 +292,10 @@ def rebuild_model(run_config: dict[str, Any]) -> NormalizedClassifier:
             record["num_classes"], record["in_channels"], norm=SMALL_ARCHS[record["arch"]]
         )
         apply_lapify_config(net, record.get("lapify", []))
+    elif builder == "torchlap.models.bcos":
+        from torchlap.models.bcos import build_bcos
+
+        net = build_bcos(record["arch"], record["num_classes"], record["in_channels"])
     elif builder == "torchlap.models.build_model":
         from torchlap.models import model_from_config
 
@@ -286,77 +321,9 @@ def rebuild_model(run_config: dict[str, Any]) -> NormalizedClassifier:
     return NormalizedClassifier(net, run_config["mean"], run_config["std"])
 
 
-@dataclass
-class LoadedRun:
-    """A trained run read back by :func:`load_run`.
-
-    ``model`` takes images in [0, 1] (it normalizes them itself) and is in eval mode.
-    """
-
-    model: nn.Module
-    config: dict[str, Any]
-    classes: list[str]
-    mean: list[float]
-    std: list[float]
-    image_size: int
-    in_channels: int
-    concept_sets: Any
-    run_dir: Path
-
-
 def _read_run_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a torchlap run folder: no config.json in it")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
-        raise ValueError(f"{path} was not written by torchlap train (format is not {RUN_FORMAT!r})")
-    return data
-
-
-def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
-    """Rebuild a trained model from ``config.json`` + ``model.safetensors`` (no pickle).
-
-    Raises ``FileNotFoundError`` when the folder is not a run or the run has not finished
-    (the weights are written at its end).
-    """
-    from safetensors.torch import load_file
-
-    run_dir = Path(run_dir)
-    config = _read_run_config(run_dir)
-    weights = run_dir / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(
-            f"{weights} does not exist: the run has not finished (resume it with --resume)"
-        )
-    model = rebuild_model(config)
-    state = load_file(str(weights))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"{weights} does not match the model of config.json: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}"
-        )
-    model.eval()
-    concept_sets = None
-    if config.get("concept_sets") is not None:
-        from torchlap.losses import ConceptSets
-
-        concept_sets = ConceptSets.from_dict(config["concept_sets"])
-    return LoadedRun(
-        model=model,
-        config=config,
-        classes=list(config["classes"]),
-        mean=list(config["mean"]),
-        std=list(config["std"]),
-        image_size=int(config["image_size"]),
-        in_channels=int(config["in_channels"]),
-        concept_sets=concept_sets,
-        run_dir=run_dir,
-    )
+    """Kept name of :func:`torchlap.runs.read_run_config`."""
+    return read_run_config(run_dir)
 
 
 # ------------------------------------------------------------------------------------------
@@ -374,6 +341,10 @@ def _load_splits(config: TrainConfig) -> dict[str, Any]:
         )
         if len(datasets[split]) == 0:
             raise ValueError(f"the {split} split of {config.data!r} is empty")
+    if config.shuffle_labels:  # data randomization test: permuted training labels only
+        from torchlap.train.shuffled import ShuffledLabels
+
+        datasets["train"] = ShuffledLabels(datasets["train"], seed=config.seed)
     classes = list(datasets["train"].classes)
     for split in ("val", "test"):
         if list(datasets[split].classes) != classes:
@@ -455,8 +426,14 @@ def _prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
     """Refuse a folder holding another run (unless overwrite); with ``apply``, clear the old
     run's files for an overwrite (other files in the folder are left alone)."""
     if out.exists() and not out.is_dir():
-        raise RunFolderError(f"--out {out} exists and is not a folder")
-    config_path = out / "config.json"
+        raise RunFolderError(f"--out {out} exists and is not a folder; pass a folder path")
+    config_path = out / CONFIG_FILE
+    ours = config_path.is_file() and is_run_config(config_path)
+    if config_path.is_file() and not ours:
+        raise RunFolderError(
+            f"--out {out} holds a {CONFIG_FILE} that torchlap train did not write; torchlap "
+            "never replaces files it did not write: choose another (empty or new) folder"
+        )
     if config.resume:
         if not config_path.is_file():
             raise RunFolderError(f"--resume: {out} holds no run (no config.json) to resume")
@@ -469,12 +446,35 @@ def _prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
                 f"--resume: the run in {out} was made with other settings (differing: {diff}); "
                 "resume it with its own settings"
             )
+        if apply:
+            clean_stale_temps(out)
+        # a damaged checkpoint is named now, before anything is written or loaded
+        checkpoints = sorted(
+            (out / CHECKPOINTS_DIR).glob("phase*/last.ckpt"),
+            key=lambda p: int(p.parent.name[5:]) if p.parent.name[5:].isdigit() else 0,
+        )
+        for checkpoint in checkpoints[-1:]:
+            check_integrity(out, checkpoint)
         return
     if not out.exists():
         return
+    if apply:
+        clean_stale_temps(out)
     present = [name for name in _ARTEFACTS if (out / name).exists()]
     others = [p.name for p in out.iterdir() if p.name not in _ARTEFACTS]
+    if present and not ours:
+        # metrics.json, model.safetensors or checkpoints/ without torchlap's config.json:
+        # not a run torchlap can vouch for, so not torchlap's to replace
+        raise RunFolderError(
+            f"--out {out} holds {sorted(present)} but no {CONFIG_FILE} written by torchlap "
+            "train, so torchlap did not write them and will not replace them; choose another "
+            "(empty or new) folder"
+        )
     if config.overwrite:
+        if apply and present:
+            logger.warning(
+                "--overwrite: replacing the run in %s (%s)", out, ", ".join(sorted(present))
+            )
         for name in present if apply else ():
             target = out / name
             if target.is_dir():
@@ -482,17 +482,28 @@ def _prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
             else:
                 target.unlink()
         return
-    if config_path.is_file():
+    if ours:
         try:
-            old = TrainConfig.from_dict(_read_run_config(out)["train"]).identity()
-        except (ValueError, TypeError, KeyError):
-            old = None
+            stored = _read_run_config(out)
+            old = TrainConfig.from_dict(stored["train"]).identity()
+        except (ValueError, TypeError, KeyError) as error:
+            raise RunFolderError(
+                f"--out {out}: its {CONFIG_FILE} cannot be read ({error}); pass --overwrite to "
+                "replace that run or choose another folder"
+            ) from None
+        started = [n for n in (METRICS_FILE, WEIGHTS_FILE, CHECKPOINTS_DIR) if (out / n).exists()]
+        if old == config.identity() and not started:
+            # a run of these settings that stopped before its first epoch (e.g. a failed
+            # multi-process start): nothing to resume, nothing lost by starting again
+            if apply:
+                logger.info("%s holds this run, not started yet: starting it", out)
+            return
         if old == config.identity():
             raise RunFolderError(
                 f"--out {out} already holds this run; pass --resume to continue it or "
                 "--overwrite to start it again"
             )
-        diff = sorted(k for k in config.identity() if (old or {}).get(k) != config.identity()[k])
+        diff = sorted(k for k in config.identity() if old.get(k) != config.identity()[k])
         raise RunFolderError(
             f"--out {out} holds a different run (differing settings: {diff}); choose another "
             "folder or pass --overwrite to replace it"
@@ -519,6 +530,35 @@ def _resolve_devices(devices: str | int) -> Any:
         raise ValueError(
             f"--devices must be 'auto', a count (2) or a comma list of ids (0,1), got {devices!r}"
         ) from None
+
+
+def _check_devices(config: TrainConfig, devices: Any) -> None:
+    """Refuse device counts the machine or the batch size cannot take, before any process is
+    spawned (an error found by each DDP worker would be printed once per process)."""
+    cuda = _uses_cuda(config.accelerator)
+    if isinstance(devices, list):
+        count = len(devices)
+    elif devices == "auto":
+        count = torch.cuda.device_count() if cuda else 1
+    else:
+        count = int(devices)
+    if count < 1:
+        raise ValueError(f"--devices {config.devices!r} selects no device; pass 'auto', 1, 2, ...")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    available = torch.cuda.device_count() if cuda else (cores or 1)
+    kind = "CUDA devices" if cuda else "CPU cores"
+    if count > available or (isinstance(devices, list) and max(devices) >= available):
+        raise ValueError(
+            f"--devices {config.devices!r} asks for {count} processes but this machine has "
+            f"{available} {kind}; pass --devices between 1 and {available}"
+        )
+    world = count * int(config.num_nodes)
+    if config.batch_size % world:
+        raise ValueError(
+            f"--batch-size {config.batch_size} cannot be split over {world} processes "
+            f"(--devices {config.devices!r} x --num-nodes {config.num_nodes}); pass a batch size "
+            f"divisible by {world}"
+        )
 
 
 def _uses_cuda(accelerator: str) -> bool:
@@ -555,6 +595,7 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     global_zero = _is_global_zero()
     phases = config.resolved_phases()
     devices = _resolve_devices(config.devices)
+    _check_devices(config, devices)
     if global_zero or config.resume:
         _prepare_folder(out, config, apply=False)  # refuse before any data is loaded
 
@@ -572,6 +613,9 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         )
 
     n_concepts = config.n_concepts or _default_n_concepts(n_classes)
+    # the --lap preset's paper options (hidden channels, aggregation, ratios, ...) unless given
+    lap_options, preset_options = config.lap_options() if config.uses_lap else ({}, {})
+    head_ratios = config.head_ratios(n_concepts) if config.uses_lap else None
     net, model_record = build_classifier(
         config.arch,
         n_classes,
@@ -581,9 +625,12 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         config.pretrained,
         model=config.model,
         image_size=config.image_size,
+        lap_options=lap_options,
     )
     mean = [float(v) for v in train_set.mean]
     std = [float(v) for v in train_set.std]
+    if config.model == "bcos":  # B-cos encodes [x, 1 - x] of images in [0, 1]: no mean/std
+        mean, std = [0.0] * in_channels, [1.0] * in_channels
     if len(mean) != in_channels or len(std) != in_channels:
         raise ValueError(
             f"the dataset's mean/std have {len(mean)}/{len(std)} entries for {in_channels} channels"
@@ -610,7 +657,12 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
                 f"{concept_sets.n_concepts} concepts; the data has {n_classes} classes and the "
                 f"model {n_concepts} concepts"
             )
-        weights = paper_loss_weights(len(layers), supervision)
+        weights = paper_loss_weights(
+            len(layers),
+            supervision,
+            concept_weight=preset_options.get("concept_weight"),
+            concordance_weight=config.concordance_weight,
+        )
         weights.update(config.loss_weights or {})
         if config.use_discriminative and supervision != "none":
             enable_discriminative_scorers(net)
@@ -620,11 +672,12 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
             extra["concordance_threshold"] = config.concordance_threshold
         if config.concordance_mode is not None:
             extra["concordance_mode"] = config.concordance_mode
+        min_ars, max_ars, iars = head_ratios
         injection = InjectionLoss(
             concept_sets,
-            min_ar=config.min_ar,
-            max_ar=config.max_ar,
-            iar=config.iar,
+            min_ar=min_ars,
+            max_ar=max_ars,
+            iar=iars,
             supervision=supervision,
             use_discriminative=discriminative,
             weights=weights,
@@ -663,29 +716,39 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         "concept_sets": None if concept_sets is None else concept_sets.to_dict(),
         "losses": {
             "cross_entropy": True,
+            "task_loss": "binary_cross_entropy" if config.model == "bcos" else "cross_entropy",
             "supervision": supervision,
             "min_ar": config.min_ar,
             "max_ar": config.max_ar,
             "iar": config.iar,
             "use_discriminative": discriminative,
             "expert_positive_fraction": config.expert_positive_fraction,
+            "head_ratios": None
+            if head_ratios is None
+            else [list(r) for r in zip(*head_ratios, strict=True)],
             "weights": None if injection is None else dict(injection.weights),
             "concordance_threshold": None if injection is None else injection.concordance_threshold,
             "concordance_mode": None if injection is None else injection.concordance_mode,
         },
         "seed": config.seed,
+        "shuffle_labels": config.shuffle_labels,
         "data": {
             "source": config.data,
             "sizes": {split: len(ds) for split, ds in datasets.items()},
         },
         "phases": [phase.to_dict() for phase in phases],
+        "lap_options": lap_options,
+        "selection": {"keep_epoch": config.keep_epoch, "select_metric": config.select_metric},
         "train": config.to_dict(),
     }
 
+    run_config["integrity"] = {}  # SHA-256 of the weights and checkpoints, see torchlap.runs
+    if config.resume:  # keep the recorded digests of the checkpoints being resumed
+        run_config["integrity"] = dict(_read_run_config(out).get("integrity") or {})
     if global_zero:
         _prepare_folder(out, config, apply=True)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "config.json", run_config)
+        atomic_write_json(out / CONFIG_FILE, run_config)
 
     def write_metrics(history: list[dict[str, Any]], test: dict | None = None) -> None:
         if global_zero:
@@ -695,6 +758,7 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
                     "status": "finished" if test is not None else "running",
                     "classes": classes,
                     "epochs": history,
+                    "selected_epoch": module.selected_epoch() if test is not None else None,
                     "test": test,
                 },
             )
@@ -709,11 +773,19 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         config.seed,
         make_loader=make_loader,
         on_epoch_end=write_metrics,
+        keep_epoch=config.keep_epoch,
+        select_metric=config.select_metric,
     )
     precision = config.precision
     if precision == "auto":
         precision = "16-mixed" if use_cuda else "32-true"
-    progress = sys.stderr.isatty() if config.progress_bar is None else bool(config.progress_bar)
+    # rich bar (epochs from 1) on a terminal, plain periodic lines otherwise; off with -q
+    from torchlap.logs import lightning_progress_callbacks
+
+    def progress_callbacks() -> list[Any]:  # a new bar per Trainer
+        return lightning_progress_callbacks(config.progress_bar)[0]
+
+    progress = lightning_progress_callbacks(config.progress_bar)[1]
 
     start_phase, resume_path = 0, None
     if config.resume:
@@ -724,6 +796,8 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
                 break
         if resume_path is None:
             logger.info("--resume: no checkpoint in %s, starting from the beginning", out)
+        else:  # checked by _prepare_folder too; a checkpoint replaced since then is named here
+            check_integrity(out, resume_path)
 
     trainer = None
     for index in range(start_phase, len(phases)):
@@ -741,6 +815,7 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         checkpoint = AtomicCheckpoint(
             out / "checkpoints" / f"phase{index + 1}",
             every_n_train_steps=config.checkpoint_every_n_steps,
+            run_dir=out,
         )
         trainer = L.Trainer(
             max_epochs=phase.epochs,
@@ -750,7 +825,7 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
             strategy=config.strategy,
             precision=precision,
             logger=False,
-            callbacks=[checkpoint, *callbacks],
+            callbacks=[checkpoint, *progress_callbacks(), *callbacks],
             enable_progress_bar=progress,
             enable_model_summary=False,
             num_sanity_val_steps=0,
@@ -777,20 +852,24 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
             strategy=config.strategy,
             precision=precision,
             logger=False,
+            callbacks=progress_callbacks(),
             enable_progress_bar=progress,
             enable_model_summary=False,
             use_distributed_sampler=False,
             default_root_dir=str(out),
         )
+    # the paper keeps the best validation epoch: test it and save its weights (keep_epoch)
+    module.restore_selected_epoch()
     with warnings.catch_warnings():
         _ignore_lightning_pytree_warning()
         trainer.test(module, verbose=False)
     test = dict(module.test_results)
     if global_zero:
         _atomic_save_safetensors(
-            out / "model.safetensors",
+            out / WEIGHTS_FILE,
             module.model.state_dict(),
             {"format": RUN_FORMAT, "torchlap_version": __version__},
+            run_dir=out,
         )
         write_metrics(module.history, test)
     logger.info("test: %s", {k: round(v, 4) for k, v in test.items() if math.isfinite(v)})

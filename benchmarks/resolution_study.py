@@ -1,0 +1,178 @@
+"""Resolution and training-length study: does LAP's verdict depend on its grid and on training?
+
+Trains vanilla, WS-LAP and BB-LAP ResNet18 runs at several input sizes and two training
+lengths, evaluates every explainer on them with ``torchlap compare``, and prints one table:
+per dataset, size and length, the accuracy and LAP's IoU (thresholding and top-scored
+selection) of each LAP run against the best post-hoc method on the same model.
+
+Usage::
+
+    python benchmarks/resolution_study.py --out study                  # everything (hours)
+    python benchmarks/resolution_study.py --out study --sizes 128 --data lesions   # one part
+    python benchmarks/resolution_study.py --out study --table-only     # print the table
+
+Every step is a ``torchlap`` command in its own process, and a finished step is never redone:
+a killed study continues where it stopped, and parts (``--sizes``, ``--data``, ``--lengths``)
+can run one after the other or in the background (``nohup ... &``). Wall times per step are
+kept in ``OUT/study.json``.
+
+Lengths: ``demo`` trains the demo's epochs; ``long`` trains ``--long-epochs`` epochs and keeps
+the best validation epoch (the paper trains up to 300 epochs and keeps the best one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RUNS = (
+    ("vanilla", ["--lap", "none", "--supervision", "none"]),
+    ("ws-lap", ["--lap", "resnet18", "--supervision", "weak"]),
+    ("bb-lap", ["--lap", "resnet18", "--supervision", "expert"]),
+)
+LAP_RUNS = ("ws-lap", "bb-lap")
+POSTHOC = (
+    "gradcam",
+    "guided_gradcam",
+    "guided_backprop",
+    "deeplift",
+    "relevance_cam",
+    "scorecam",
+    "rise",
+    "sise",
+)
+METRICS = ("iou_threshold", "iou_topk")
+
+
+def _torchlap() -> list[str]:
+    return [sys.executable, "-m", "torchlap.cli"]
+
+
+def _load_state(out: Path) -> dict:
+    path = out / "study.json"
+    return json.loads(path.read_text()) if path.is_file() else {"steps": {}}
+
+
+def _save_state(out: Path, state: dict) -> None:
+    path = out / "study.json"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, path)
+
+
+def _step(out: Path, state: dict, key: str, command: list[str], done: Path) -> None:
+    """Run ``command`` unless ``done`` exists; record its wall time under ``key``."""
+    if done.exists():
+        return
+    print(f"[study] {key}: {' '.join(command[3:])}", flush=True)
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    state["steps"][key] = {"seconds": round(time.perf_counter() - started, 1)}
+    _save_state(out, state)
+
+
+def run_part(args: argparse.Namespace, data: str, size: int, length: str) -> None:
+    """Train the three runs of one (dataset, size, length) cell and compare them."""
+    out = Path(args.out)
+    state = _load_state(out)
+    cell = out / data / f"{size}px" / length
+    epochs = args.demo_epochs if length == "demo" else args.long_epochs
+    run_dirs = []
+    for name, options in RUNS:
+        run_dir = cell / "runs" / name
+        command = [
+            *_torchlap(), "train", "--data", data, "--arch", "resnet18",
+            "--image-size", str(size), "--epochs", str(epochs), "--n-images", str(args.n_images),
+            "--seed", str(args.seed), "--out", str(run_dir), *options,
+        ]  # fmt: skip
+        # demo length: the last epoch as the demo trained it before best-epoch selection;
+        # long: the epoch with the lowest validation cross-entropy (the paper keeps the best)
+        command += (
+            ["--keep-epoch", "best", "--select-metric", "cross_entropy"]
+            if length == "long"
+            else ["--keep-epoch", "last"]
+        )
+        _step(out, state, f"{data}/{size}/{length}/train/{name}", command,
+              run_dir / "model.safetensors")  # fmt: skip
+        run_dirs.append(str(run_dir))
+    compare_dir = cell / "compare"
+    command = [
+        *_torchlap(), "compare", *run_dirs, "--data", data, "--out", str(compare_dir),
+        "--max-images", str(args.eval_images),
+    ]  # fmt: skip
+    _step(out, state, f"{data}/{size}/{length}/compare", command, compare_dir / "comparison.json")
+
+
+def _value(metric: object) -> float | None:
+    return metric.get("value") if isinstance(metric, dict) else None
+
+
+def table(out: Path) -> str:
+    """Markdown table of every finished cell under ``out``."""
+    state = _load_state(out)
+    header = ["Data", "Size", "Length", "Run", "BA %", "LAP IoU thr.", "best post-hoc thr.",
+              "LAP IoU top-K", "best post-hoc top-K", "wall time (min)"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for path in sorted(out.glob("*/*px/*/compare/comparison.json")):
+        length_dir = path.parent.parent
+        size, data = length_dir.parent.name, length_dir.parent.parent.name
+        prefix = f"{data}/{size[:-2]}/{length_dir.name}/"
+        minutes = sum(s["seconds"] for k, s in state["steps"].items() if k.startswith(prefix))
+        runs = json.loads(path.read_text())["runs"]
+        for name in LAP_RUNS:
+            run = runs.get(name)
+            if run is None:
+                continue
+            localization = run.get("localization", {})
+            balanced = _value(run.get("model", {}).get("balanced_accuracy"))
+            cells = [data, size, length_dir.name, name,
+                     "-" if balanced is None else f"{100 * balanced:.1f}"]  # fmt: skip
+            for metric in METRICS:
+                lap = _value(localization.get("lap", {}).get(metric))
+                scored = [
+                    (_value(localization.get(m, {}).get(metric)), m)
+                    for m in POSTHOC
+                    if _value(localization.get(m, {}).get(metric)) is not None
+                ]
+                best = max(scored, default=None)
+                cells.append("n/a" if lap is None else f"{lap:.3f}")
+                cells.append("n/a" if best is None else f"{best[0]:.3f} ({best[1]})")
+            cells.append(f"{minutes / 60:.0f}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected parts of the study, then print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="resolution-study")
+    parser.add_argument("--data", default="lesions,digits")
+    parser.add_argument("--sizes", default="64,128,224")
+    parser.add_argument("--lengths", default="demo,long")
+    parser.add_argument("--demo-epochs", type=int, default=4)
+    parser.add_argument("--long-epochs", type=int, default=30)
+    parser.add_argument("--n-images", type=int, default=1000)
+    parser.add_argument("--eval-images", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.table_only:
+        for data in args.data.split(","):
+            for size in (int(s) for s in args.sizes.split(",")):
+                for length in args.lengths.split(","):
+                    if length not in ("demo", "long"):
+                        parser.error(f"unknown length {length!r}; expected demo or long")
+                    run_part(args, data, size, length)
+    print(table(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

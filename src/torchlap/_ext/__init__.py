@@ -1,0 +1,168 @@
+"""Optional compiled CPU kernels, built on first use (plain C + OpenMP, called with ctypes).
+
+Why C and ctypes rather than a PyTorch C++ extension: the kernels need no PyTorch headers, so a
+build takes about a second with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``)
+instead of a minute, and nothing is compiled at ``pip install`` time. The shared library is
+cached in ``$TORCHLAP_EXT_DIR`` (default ``~/.cache/torchlap/ext``), keyed by the source, the
+compiler and the CPU's instruction-set flags, and written atomically (temp file, then
+``os.replace``), so concurrent processes are safe. When no compiler works the callers use their
+pure-PyTorch path; that is logged once. ``TORCHLAP_NO_EXT=1`` turns the kernels off.
+CUDA (and any non-CPU) tensors always take the pure-PyTorch path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LapGeometry", "kernel_status", "lap_kernels"]
+
+_SOURCE = Path(__file__).with_name("lap_cpu.c")
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
+_ABI_VERSION = 2
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+class LapGeometry(ctypes.Structure):
+    """The ``lap_geometry`` struct of ``lap_cpu.c``."""
+
+    _fields_ = [
+        (name, ctypes.c_int64)
+        for name in ("B", "C", "H", "W", "Ho", "Wo", "kh", "kw", "sh", "sw", "ph", "pw")
+    ]
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _cache_dir() -> Path:
+    configured = os.environ.get("TORCHLAP_EXT_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "torchlap" / "ext"
+
+
+def _build(compiler: str) -> Path:
+    version = subprocess.run(
+        [compiler, "--version"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    source = _SOURCE.read_bytes()
+    key = hashlib.sha256(
+        b"\0".join(
+            [
+                source,
+                " ".join(_FLAGS).encode(),
+                version.encode(),
+                _cpu_flags().encode(),
+                platform.machine().encode(),
+            ]
+        )
+    ).hexdigest()[:16]
+    folder = _cache_dir()
+    target = folder / f"lap_cpu_{key}.so"
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=".lap_cpu_", suffix=".so", dir=folder)
+    os.close(handle)
+    try:
+        logger.info("torchlap: compiling the CPU LAP kernel with %s (once)", compiler)
+        subprocess.run(
+            [compiler, *_FLAGS, "-o", temp, str(_SOURCE)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        os.replace(temp, target)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return target
+
+
+def _load() -> ctypes.CDLL | None:
+    if os.environ.get("TORCHLAP_NO_EXT", "") not in ("", "0"):
+        _state["status"] = "disabled by TORCHLAP_NO_EXT"
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        raise RuntimeError("no C compiler found ($CC, cc, gcc or clang)")
+    library = ctypes.CDLL(str(_build(compiler)))
+    if library.lap_abi_version() != _ABI_VERSION:
+        raise RuntimeError("stale kernel library (ABI version mismatch)")
+    pointer, geometry = ctypes.c_void_p, ctypes.POINTER(LapGeometry)
+    for suffix in ("f32", "f64"):
+        forward = getattr(library, f"lap_forward_{suffix}")
+        forward.argtypes = [pointer, pointer, pointer, geometry, ctypes.c_int]
+        forward.restype = None
+        backward = getattr(library, f"lap_backward_{suffix}")
+        backward.argtypes = [pointer] * 5 + [geometry, ctypes.c_int64, ctypes.c_int]
+        backward.restype = None
+        size, threads = ctypes.c_int64, ctypes.c_int
+        global_forward = getattr(library, f"lap_global_forward_{suffix}")
+        global_forward.argtypes = [pointer] * 3 + [size] * 3 + [threads]
+        global_forward.restype = None
+        global_backward = getattr(library, f"lap_global_backward_{suffix}")
+        global_backward.argtypes = [pointer] * 5 + [size] * 4 + [threads]
+        global_backward.restype = None
+    return library
+
+
+def lap_kernels() -> ctypes.CDLL | None:
+    """The compiled kernel library, or ``None`` (then use the pure-PyTorch path).
+
+    Built and loaded on the first call; a failure is logged once and remembered.
+    """
+    if "library" in _state:
+        return _state["library"]  # type: ignore[return-value]
+    with _lock:
+        if "library" not in _state:
+            try:
+                library = _load()
+                if library is not None:
+                    _state["status"] = "compiled CPU kernel"
+            except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+                detail = getattr(error, "stderr", "") or ""
+                logger.warning(
+                    "torchlap: the CPU LAP kernel is not available (%s%s); LAP uses its "
+                    "pure-PyTorch path, which is slower on the CPU",
+                    error,
+                    f": {detail.strip()[:500]}" if detail else "",
+                )
+                _state["status"] = f"pure PyTorch ({error})"
+                library = None
+            _state["library"] = library
+    return _state["library"]  # type: ignore[return-value]
+
+
+def kernel_status() -> str:
+    """Which path LAP's windowed pooling takes on the CPU, in words (for benchmarks and logs)."""
+    lap_kernels()
+    return str(_state.get("status", "unknown"))

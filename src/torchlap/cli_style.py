@@ -1,0 +1,116 @@
+"""What every ``torchlap`` command shares: ``-q/--quiet`` and ``-v/--verbose`` (one logging
+setup, :func:`torchlap.logs.setup_logging`), and flags shown without a ``<bool>`` type.
+
+:func:`decorate_commands` walks the click command tree that typer builds from the app, so a
+command registered by any area gets the same options without declaring them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+__all__ = ["OUTPUT_PANEL", "PANELS", "decorate_commands"]
+
+#: the help panel of the options every command shares
+OUTPUT_PANEL = "Output"
+_QUIET, _VERBOSE = "torchlap.quiet", "torchlap.verbose"
+
+
+def _apply(ctx: typer.Context) -> None:
+    from torchlap.logs import setup_logging
+
+    setup_logging(quiet=bool(ctx.meta.get(_QUIET)), verbose=bool(ctx.meta.get(_VERBOSE)))
+
+
+def _quiet_callback(ctx: typer.Context, value: bool) -> None:
+    if value:
+        ctx.meta[_QUIET] = True
+    _apply(ctx)
+
+
+def _verbose_callback(ctx: typer.Context, value: bool) -> None:
+    if value:
+        ctx.meta[_VERBOSE] = True
+    _apply(ctx)
+
+
+def _verbosity_options() -> list[Any]:
+    """The two options as typer builds them (taken from a one-command app)."""
+    holder = typer.Typer(add_completion=False)
+
+    @holder.command()
+    def _options(
+        quiet: bool = typer.Option(
+            False, "-q", "--quiet", callback=_quiet_callback, is_eager=True, expose_value=False,
+            help="Warnings and errors only; no progress display.", rich_help_panel=OUTPUT_PANEL,
+        ),
+        verbose: bool = typer.Option(
+            False, "-v", "--verbose", callback=_verbose_callback, is_eager=True,
+            expose_value=False, rich_help_panel=OUTPUT_PANEL,
+            help="Also debug lines and the INFO lines of Lightning and other libraries.",
+        ),
+    ) -> None:  # fmt: skip
+        """Only a holder of the options."""
+
+    return list(typer.main.get_command(holder).params)
+
+
+_EVALUATE_PANELS = {
+    "Inputs and outputs": ("run", "data", "split", "out", "force"),
+    "Methods": ("methods", "method_options", "target", "batch_size", "device", "seed"),
+    "Sizes (cost)": ("max_images", "max_val_images", "stability_images", "lime_images"),
+    "Protocol": ("baseline", "threshold_fit", "ties", "tie_draws", "lap_all_ranking"),
+    "Extra checks": ("sanity", "sanity_images", "sanity_threshold", "grid_pg", "grid_pg_shape",
+                     "grid_pg_grids", "grid_pg_confidence"),
+}  # fmt: skip
+#: command -> help panel -> option names (options not listed stay under "Options")
+PANELS: dict[str, dict[str, tuple[str, ...]]] = {
+    "train": {
+        "Data": ("data", "image_size", "n_images", "data_option", "batch_size", "num_workers"),
+        "Model": ("arch", "lap", "model", "pretrained", "n_concepts", "concept_sets"),
+        "Knowledge injection": ("supervision", "min_ar", "max_ar", "iar", "no_discriminative",
+                                "loss_weight"),
+        "Schedule": ("epochs", "lr", "optimizer", "weight_decay", "schedule", "phase", "seed"),
+        "Hardware": ("devices", "num_nodes", "strategy", "accelerator", "precision"),
+        "Run folder": ("out", "overwrite", "resume", "checkpoint_every_n_steps", "progress_bar"),
+    },
+    "evaluate": _EVALUATE_PANELS,
+    "compare": _EVALUATE_PANELS,
+    "demo": {
+        "What runs": ("suite", "data", "arch", "epochs", "lr", "scale"),
+        "Output": ("out", "overwrite"),
+    },
+}  # fmt: skip
+
+
+def _group_options(command: Any, name: str) -> None:
+    for panel, names in PANELS.get(name, {}).items():
+        for param in command.params:
+            if param.name in names and getattr(param, "rich_help_panel", "") is None:
+                param.rich_help_panel = panel
+
+
+def _without_bool(option: Any) -> Any:
+    if option is not None and getattr(option, "is_flag", False) and option.metavar is None:
+        option.metavar = ""  # typer shows "<bool>" after a flag otherwise
+    return option
+
+
+def decorate_commands(command: Any, _options: list[Any] | None = None, name: str = "") -> None:
+    """Add ``-q``/``-v`` to ``command`` and every sub-command (once), group options into help
+    panels (:data:`PANELS`), and hide ``<bool>``."""
+    options = _options if _options is not None else _verbosity_options()
+    _group_options(command, name)
+    names = {name for param in command.params for name in getattr(param, "opts", ())}
+    if "--quiet" not in names and "-q" not in names:
+        command.params.extend(options)
+    for param in command.params:
+        _without_bool(param)
+    if not getattr(command, "_torchlap_help_patched", False):
+        original = command.get_help_option
+        command.get_help_option = lambda ctx, _original=original: _without_bool(_original(ctx))
+        command._torchlap_help_patched = True
+    for sub_name, sub in getattr(command, "commands", {}).items():
+        decorate_commands(sub, options, sub_name)

@@ -1,0 +1,723 @@
+"""Sanity checks for saliency maps: the model-parameter randomization test (Adebayo et al. 2018).
+
+"Sanity Checks for Saliency Maps" (NeurIPS 2018), section 3: re-initialise the weights of the
+trained model, *cascading* from the output layer down to the input (each step randomizes one
+more unit, the earlier ones stay random) and *independently* (one unit at a time, the rest
+trained), explain the same images for the same classes on every randomized copy, and measure
+how similar each map is to the trained model's map. A method whose maps stay similar when the
+weights they claim to explain are destroyed fails the check.
+
+Units. :func:`randomization_units` splits a model into the units the steps randomize, in
+forward order (the order their ``forward`` starts in one probe pass):
+
+- ``granularity="block"`` (default): the root (and any wrapper holding a single child with
+  parameters, such as :class:`~torchlap.train.wrapping.NormalizedClassifier`'s ``net``) and
+  every ``nn.Sequential``/``nn.ModuleList`` whose children are themselves containers (a ResNet's
+  ``layer1``) are opened; every other child with parameters is a unit (``conv1``, ``bn1``,
+  ``layer1.0``, ..., ``fc``; a SmallCNN stage ``layer1``). A LAP layer is always a unit of its
+  own (its concept heads are re-initialised like any other layer, in their own step), and is
+  left out of the unit that contains it.
+- ``granularity="layer"``: every module that owns parameters directly (Quantus' MPRT walks
+  the same modules when they have ``reset_parameters``).
+
+Re-initialisation: a module's own ``reset_parameters()`` (PyTorch's default initialisation of
+that layer; batch-norm layers also reset their running statistics), or, for a module without
+one, Kaiming-uniform weights (``a = sqrt(5)``, PyTorch's default for ``nn.Linear``/``nn.Conv``)
+and ``U(-1/sqrt(n), 1/sqrt(n))`` vectors; a scalar parameter (LAP's sharpness ``alpha``) has no
+random initialisation and keeps its value (the concept heads it scales are re-initialised).
+Every unit is re-initialised right after ``torch.manual_seed(seed + index)`` (``index``: its
+forward position), so a unit gets the same random weights in the cascading and the independent
+test (``reseed="fixed"``: ``seed`` for
+every unit, Quantus' convention). The caller's RNG state is restored afterwards. All work
+happens on deep copies: the model passed in is never modified.
+
+Similarity (section 3 of the paper): Spearman rank correlation of the absolute values
+(:func:`spearman_abs`, average ranks for ties) and SSIM of the min-max-normalised absolute maps
+(:func:`ssim_abs`, torchmetrics' implementation), per image, averaged over the images.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from torchlap.layers.lap import LapBase
+
+__all__ = [
+    "DEFAULT_SANITY_THRESHOLD",
+    "RandomizationUnit",
+    "randomization_units",
+    "randomize_unit",
+    "randomized_models",
+    "sanity_check",
+    "spearman_abs",
+    "ssim_abs",
+]
+
+logger = logging.getLogger(__name__)
+
+#: a method passes when the mean Spearman correlation (absolute values) between its maps on the
+#: trained and the fully randomized model is below this (the paper gives no number: torchlap's)
+DEFAULT_SANITY_THRESHOLD = 0.5
+MODES = ("cascading", "independent")
+GRANULARITIES = ("block", "layer")
+RESEEDS = ("per_unit", "fixed")
+CONSTANT_MAPS = ("score", "exclude")
+
+ExplainFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class RandomizationUnit:
+    """One step's unit: ``name`` (a module name) and the module names it re-initialises."""
+
+    name: str
+    modules: tuple[str, ...]
+    index: int
+
+
+def _has_parameters(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
+
+
+def _container_of_blocks(module: nn.Module) -> bool:
+    children = [c for c in module.children() if _has_parameters(c)]
+    return bool(children) and all(any(True for _ in c.children()) for c in children)
+
+
+def _own_state(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters(recurse=False)) or any(
+        True for _ in module.buffers(recurse=False)
+    )
+
+
+def randomization_units(
+    model: nn.Module, sample: Tensor, granularity: str = "block"
+) -> list[RandomizationUnit]:
+    """The units of ``model`` in forward order (see the module docstring for the rules).
+
+    ``sample`` is one batch the model accepts; it runs once through a deep copy (no gradient,
+    eval mode) to find the order, so ``model`` is not touched. Units that did not run are put
+    first in module order (so cascading randomizes them last).
+    """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    lap_names = [n for n, m in model.named_modules() if isinstance(m, LapBase)]
+    inside_lap = {
+        n for lap in lap_names for n, _ in model.named_modules() if n.startswith(f"{lap}.")
+    }
+
+    candidates: list[str] = []
+    if granularity == "layer":
+        candidates = [
+            n
+            for n, m in model.named_modules()
+            if any(True for _ in m.parameters(recurse=False))
+            and n not in inside_lap
+            and not isinstance(m, LapBase)
+        ]
+        candidates += lap_names
+    else:
+
+        def visit(prefix: str, module: nn.Module, opened: bool) -> None:
+            if isinstance(module, LapBase) and prefix:
+                candidates.append(prefix)
+                return
+            if not opened:
+                candidates.append(prefix)
+                # LAP layers inside this unit are units of their own
+                candidates.extend(n for n in lap_names if n.startswith(f"{prefix}."))
+                return
+            if prefix and any(True for _ in module.parameters(recurse=False)):
+                candidates.append(prefix)
+            holders = [(n, c) for n, c in module.named_children() if _has_parameters(c)]
+            for child_name, child in holders:
+                child_opened = (
+                    len(holders) == 1 and not any(True for _ in module.parameters(recurse=False))
+                ) or (
+                    isinstance(child, (nn.Sequential, nn.ModuleList))
+                    and _container_of_blocks(child)
+                )
+                visit(f"{prefix}.{child_name}" if prefix else child_name, child, child_opened)
+
+        visit("", model, True)
+    if not candidates:
+        raise ValueError(f"{type(model).__name__} has no parameters to randomize")
+
+    # forward order: the order each unit's forward starts in one probe pass, on a copy (a
+    # forward pass leaves state behind in some modules, e.g. the maps a LAP layer keeps)
+    started: dict[str, int] = {}
+    probe = copy.deepcopy(model)
+    modules = dict(probe.named_modules())
+    handles = []
+
+    def make_hook(name: str) -> Callable:
+        def hook(module: nn.Module, args: tuple) -> None:
+            started.setdefault(name, len(started))
+
+        return hook
+
+    try:
+        for name in candidates:
+            handles.append(modules[name].register_forward_pre_hook(make_hook(name)))
+        probe.eval()
+        with torch.no_grad():
+            probe(sample)
+    finally:
+        for handle in handles:
+            handle.remove()
+        del probe
+    ordered = sorted(candidates, key=lambda n: (n in started, started.get(n, -1)))
+    units = []
+    for index, name in enumerate(ordered):
+        members = [
+            n
+            for n, m in model.named_modules()
+            if (n == name or n.startswith(f"{name}." if name else ""))
+            and _own_state(m)
+            and not any(lap != name and (n == lap or n.startswith(f"{lap}.")) for lap in lap_names)
+        ]
+        if granularity == "layer" and name not in lap_names:
+            members = [name]
+        units.append(RandomizationUnit(name=name, modules=tuple(members), index=index))
+    return units
+
+
+def _reinit_module(module: nn.Module) -> None:
+    reset = getattr(module, "reset_parameters", None)
+    if callable(reset):
+        reset()
+        return
+    with torch.no_grad():
+        for param in module.parameters(recurse=False):
+            if param.dim() == 0:
+                continue  # a scalar (e.g. LAP's sharpness alpha) has no random init: kept
+            if param.dim() >= 2:
+                nn.init.kaiming_uniform_(param, a=math.sqrt(5))
+            else:
+                bound = 1.0 / math.sqrt(max(param.numel(), 1))
+                nn.init.uniform_(param, -bound, bound)
+
+
+def randomize_unit(model: nn.Module, unit: RandomizationUnit, seed: int) -> None:
+    """Re-initialise (in place) every module of ``unit`` in ``model`` after
+    ``torch.manual_seed(seed)``; the caller's RNG state is restored afterwards."""
+    modules = dict(model.named_modules())
+    devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for name in unit.modules:
+            _reinit_module(modules[name])
+
+
+def randomized_models(
+    model: nn.Module,
+    units: Sequence[RandomizationUnit],
+    mode: str = "cascading",
+    seed: int = 0,
+    reseed: str = "per_unit",
+) -> Iterator[tuple[str, nn.Module]]:
+    """Yield ``(unit name, randomized copy)`` per step; ``model`` itself is never touched.
+
+    ``cascading``: from the last unit in forward order (the classifier) down to the first, each
+    step adding one randomized unit (the same copy, re-used: consume a step before the next).
+    ``independent``: each unit alone, in the same order, the rest holding the trained weights.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if reseed not in RESEEDS:
+        raise ValueError(f"reseed must be one of {RESEEDS}, got {reseed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    copy_ = copy.deepcopy(model)
+    trained = (
+        {k: v.detach().clone() for k, v in copy_.state_dict().items()}
+        if mode == "independent"
+        else None
+    )
+    for unit in reversed(list(units)):
+        if trained is not None:
+            copy_.load_state_dict(trained)
+        randomize_unit(copy_, unit, seed + unit.index if reseed == "per_unit" else seed)
+        yield unit.name, copy_
+
+
+# ------------------------------------------------------------------------------ similarity
+
+
+def _average_ranks(values: Tensor) -> Tensor:
+    """Ranks (1-based) of each row of ``values`` ``(N, D)``, ties sharing their mean rank."""
+    ordered = values.sort(dim=1).values.contiguous()
+    less = torch.searchsorted(ordered, values.contiguous(), side="left")
+    less_or_equal = torch.searchsorted(ordered, values.contiguous(), side="right")
+    return (less + less_or_equal + 1).to(torch.float64) / 2.0
+
+
+def spearman_abs(a: Tensor, b: Tensor, constant_maps: str = "score") -> Tensor:
+    """Spearman rank correlation of ``|a|`` and ``|b|`` per map (maps ``(N, ...)``) -> ``(N,)``.
+
+    Pearson correlation of the average ranks (ties share their mean rank, as
+    ``scipy.stats.spearmanr``). A constant map has no ranking: ``constant_maps="score"`` gives 1
+    when both maps are constant and 0 when only one is (the maps share no ranking);
+    ``"exclude"`` gives ``nan`` (scipy's value).
+    """
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor) or a.shape != b.shape:
+        raise ValueError(
+            "spearman_abs needs two tensors of the same shape (N, ...), got "
+            f"{getattr(a, 'shape', type(a))} and {getattr(b, 'shape', type(b))}"
+        )
+    if constant_maps not in CONSTANT_MAPS:
+        raise ValueError(f"constant_maps must be one of {CONSTANT_MAPS}, got {constant_maps!r}")
+    ra = _average_ranks(a.detach().flatten(1).abs().to(torch.float64))
+    rb = _average_ranks(b.detach().flatten(1).abs().to(torch.float64))
+    ra = ra - ra.mean(dim=1, keepdim=True)
+    rb = rb - rb.mean(dim=1, keepdim=True)
+    norm_a = ra.norm(dim=1)
+    norm_b = rb.norm(dim=1)
+    rho = (ra * rb).sum(dim=1) / (norm_a * norm_b)
+    const_a, const_b = norm_a == 0, norm_b == 0
+    if constant_maps == "score":
+        rho = torch.where(const_a & const_b, 1.0, torch.where(const_a | const_b, 0.0, rho))
+    else:
+        rho = torch.where(const_a | const_b, float("nan"), rho)
+    return rho.to(torch.float32)
+
+
+def ssim_abs(a: Tensor, b: Tensor) -> Tensor:
+    """SSIM of the min-max-normalised absolute maps ``(N, H, W)`` -> ``(N,)`` (torchmetrics).
+
+    Gaussian window of width 11 (sigma 1.5, Wang et al.'s), shrunk to the largest odd size
+    that fits maps smaller than 11 pixels; data range 1.
+    """
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    from torchlap.explainers.base import minmax_normalize
+
+    if not isinstance(a, Tensor) or a.dim() != 3 or a.shape != getattr(b, "shape", None):
+        raise ValueError(
+            "ssim_abs needs two map tensors of the same shape (N, H, W), got "
+            f"{getattr(a, 'shape', type(a))} and {getattr(b, 'shape', type(b))}"
+        )
+    side = min(a.shape[-2:])
+    if side < 3:
+        raise ValueError(f"SSIM needs maps of at least 3x3 pixels, got {tuple(a.shape[-2:])}")
+    kernel = min(11, side if side % 2 else side - 1)
+    x = minmax_normalize(a.detach().abs().float()).unsqueeze(1)
+    y = minmax_normalize(b.detach().abs().float()).unsqueeze(1)
+    values = structural_similarity_index_measure(
+        x, y, data_range=1.0, kernel_size=kernel, sigma=1.5 * kernel / 11, reduction="none"
+    )
+    return values.reshape(-1)
+
+
+# ----------------------------------------------------------------------------------- driver
+
+
+def _summary(values: Tensor) -> dict[str, Any]:
+    finite = values[torch.isfinite(values)]
+    n = int(finite.numel())
+    return {
+        "mean": float(finite.mean()) if n else None,
+        "std": float(finite.std(unbiased=False)) if n else None,
+        "n": n,
+        "n_excluded": int(values.numel() - n),
+    }
+
+
+def sanity_check(
+    model: nn.Module,
+    images: Tensor,
+    targets: Tensor,
+    explain_fn: ExplainFn,
+    modes: Sequence[str] = MODES,
+    granularity: str = "block",
+    threshold: float = DEFAULT_SANITY_THRESHOLD,
+    seed: int = 0,
+    reseed: str = "per_unit",
+    constant_maps: str = "score",
+    original_maps: Tensor | None = None,
+) -> dict[str, Any]:
+    """The model-parameter randomization test of one method (Adebayo et al. 2018, section 3).
+
+    ``explain_fn(model, images, targets) -> maps (N, H, W)`` explains on whichever copy it is
+    given; ``targets`` (the classes explained) stay the same on every copy. Returns a JSON-ready
+    dict: per mode the unit names in step order and, per step, the mean/std of
+    ``spearman_abs`` and ``ssim`` over the images; ``summary`` = the similarities at full
+    cascading randomization (or, with only the independent mode, the mean over its steps);
+    ``passed`` = ``summary["spearman_abs"] < threshold``.
+    """
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"modes must be taken from {MODES}, got {list(modes)!r}")
+    if not modes:
+        raise ValueError(f"modes is empty; choose from {MODES}")
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+        raise TypeError(f"threshold must be a number, got {threshold!r}")
+    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[0] == 0:
+        raise ValueError(f"images must be a non-empty (N, C, H, W) tensor, got {images!r:.60}")
+    if not isinstance(targets, Tensor) or targets.shape != (images.shape[0],):
+        raise ValueError(f"targets must be a ({images.shape[0]},) tensor of classes")
+    if reseed not in RESEEDS:
+        raise ValueError(f"reseed must be one of {RESEEDS}, got {reseed!r}")
+    if constant_maps not in CONSTANT_MAPS:
+        raise ValueError(f"constant_maps must be one of {CONSTANT_MAPS}, got {constant_maps!r}")
+    device = next((p.device for p in model.parameters()), images.device)
+    units = randomization_units(model, images[:1].to(device), granularity)
+    reference = original_maps if original_maps is not None else explain_fn(model, images, targets)
+    reference = reference.detach().float().cpu()
+    result: dict[str, Any] = {
+        "test": "model parameter randomization (Adebayo et al. 2018)",
+        "granularity": granularity,
+        "threshold": float(threshold),
+        "pass_rule": "summary spearman_abs < threshold",
+        "seed": seed,
+        "reseed": reseed,
+        "constant_maps": constant_maps,
+        "n_images": int(images.shape[0]),
+        "units_forward_order": [u.name for u in units],
+    }
+    for mode in modes:
+        steps: list[str] = []
+        rows: dict[str, list[dict[str, Any]]] = {"spearman_abs": [], "ssim": []}
+        for name, randomized in randomized_models(model, units, mode, seed, reseed):
+            maps = explain_fn(randomized, images, targets).detach().float().cpu()
+            steps.append(name)
+            rows["spearman_abs"].append(_summary(spearman_abs(reference, maps, constant_maps)))
+            rows["ssim"].append(_summary(ssim_abs(reference, maps)))
+        result[mode] = {
+            "steps": steps,
+            **{measure: [r["mean"] for r in values] for measure, values in rows.items()},
+            **{f"{measure}_std": [r["std"] for r in values] for measure, values in rows.items()},
+            "n_excluded": [r["n_excluded"] for r in rows["spearman_abs"]],
+        }
+    if "cascading" in result:
+        summary = {m: result["cascading"][m][-1] for m in ("spearman_abs", "ssim")}
+        summary["at"] = "full cascading randomization"
+    else:
+        summary = {
+            m: _mean([v for v in result["independent"][m] if v is not None])
+            for m in ("spearman_abs", "ssim")
+        }
+        summary["at"] = "mean over the independent steps"
+    result["summary"] = summary
+    value = summary["spearman_abs"]
+    result["passed"] = None if value is None else bool(value < threshold)
+    return result
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+# ------------------------------------------------------------------- evaluate / compare glue
+
+#: EvaluateOptions fields of the sanity checks and the grid pointing game (they have their own
+#: caches, so they are left out of the per-method fingerprint of the other metrics)
+CHECK_OPTION_FIELDS = (
+    "sanity",
+    "sanity_images",
+    "sanity_modes",
+    "sanity_granularity",
+    "sanity_threshold",
+    "grid_pg",
+    "grid_pg_shape",
+    "grid_pg_grids",
+    "grid_pg_confidence",
+)
+
+
+def method_fingerprint_options(options: Any) -> dict[str, Any]:
+    """``asdict(options)`` without ``methods`` and the fields of :data:`CHECK_OPTION_FIELDS`."""
+    from dataclasses import asdict
+
+    data = asdict(options) | {"methods": None}
+    return {k: v for k, v in data.items() if k not in CHECK_OPTION_FIELDS}
+
+
+def validate_check_options(options: Any) -> None:
+    """Raise ``ValueError`` naming the first bad sanity / grid-pointing-game option."""
+    from torchlap.data.grid import resolve_grid_shape
+
+    for name in ("sanity", "grid_pg"):
+        if not isinstance(getattr(options, name), bool):
+            raise ValueError(f"{name} must be a bool, got {getattr(options, name)!r}")
+    for name in ("sanity_images", "grid_pg_grids"):
+        value = getattr(options, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    modes = tuple(options.sanity_modes)
+    if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
+        raise ValueError(f"sanity_modes must be distinct names from {MODES}, got {modes!r}")
+    if options.sanity_granularity not in GRANULARITIES:
+        raise ValueError(
+            f"sanity_granularity must be one of {GRANULARITIES}, got {options.sanity_granularity!r}"
+        )
+    threshold = options.sanity_threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise ValueError(f"sanity_threshold must be a number in (-1, 1], got {threshold!r}")
+    if not -1.0 < float(threshold) <= 1.0:
+        raise ValueError(f"sanity_threshold must be a number in (-1, 1], got {threshold!r}")
+    confidence = options.grid_pg_confidence
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
+        raise ValueError(f"grid_pg_confidence must be a number in [0, 1), got {confidence!r}")
+    if not 0.0 <= float(confidence) < 1.0:
+        raise ValueError(f"grid_pg_confidence must be a number in [0, 1), got {confidence!r}")
+    if isinstance(options.grid_pg_shape, str) and options.grid_pg_shape.strip() != "auto":
+        resolve_grid_shape(options.grid_pg_shape, 10**6)  # syntax only; classes checked later
+
+
+def _sanity_options(options: Any) -> dict[str, Any]:
+    return {
+        "images": options.sanity_images,
+        "modes": list(options.sanity_modes),
+        "granularity": options.sanity_granularity,
+        "threshold": float(options.sanity_threshold),
+        "seed": options.seed,
+        "target": options.target,
+    }
+
+
+def run_checks(
+    model: nn.Module,
+    test: Any,
+    test_targets: Tensor,
+    options: Any,
+    methods: Sequence[str],
+    method_options: Callable[[str], dict[str, Any]],
+    out_dir: Any,
+    stamp: dict[str, Any],
+    data_name: str,
+    force: bool = False,
+) -> dict[str, Any]:
+    """The ``sanity`` and ``grid_pointing_game`` results of :func:`evaluate_run` (each method
+    cached in ``out_dir/methods/``), and the figure of a few grids with every method's map."""
+    import time
+    from pathlib import Path
+
+    from torchlap.evaluate.core import _fingerprint, _read_cache, atomic_write_json, explain_all
+
+    out_dir = Path(out_dir)
+    device = torch.device(options.device)
+    results: dict[str, Any] = {}
+
+    def explainer_for(method: str) -> ExplainFn:
+        opts = method_options(method)
+
+        def explain_fn(m: nn.Module, x: Tensor, t: Tensor) -> Tensor:
+            return explain_all(m, x, t, method, opts, options.batch_size, device)
+
+        return explain_fn
+
+    if options.sanity:
+        count = min(options.sanity_images, len(test))
+        images, targets = test.images[:count], test_targets[:count]
+        settings = _sanity_options(options)
+        results["sanity"] = {}
+        for method in methods:
+            cache = out_dir / "methods" / f"sanity_{method}.json"
+            fingerprint = _fingerprint(
+                {"sanity": settings, "method": method, "method_options": method_options(method),
+                 "weights": stamp, "data": data_name, "n": count}
+            )  # fmt: skip
+            entry = None if force else _read_cache(cache, fingerprint, f"sanity {method}")
+            if entry is None:
+                started = time.perf_counter()
+                entry = sanity_check(
+                    model, images.to(device), targets.to(device), explainer_for(method),
+                    modes=tuple(options.sanity_modes), granularity=options.sanity_granularity,
+                    threshold=float(options.sanity_threshold), seed=options.seed,
+                )  # fmt: skip
+                entry["seconds"] = time.perf_counter() - started
+                atomic_write_json(cache, {"fingerprint": fingerprint, "results": entry})
+            results["sanity"][method] = entry
+    if options.grid_pg:
+        results.update(
+            _grid_pointing(model, test, options, methods, method_options, explainer_for,
+                           out_dir, stamp, data_name, force)
+        )  # fmt: skip
+    return results
+
+
+def _grid_pointing(
+    model: nn.Module,
+    test: Any,
+    options: Any,
+    methods: Sequence[str],
+    method_options: Callable[[str], dict[str, Any]],
+    explainer_for: Callable[[str], ExplainFn],
+    out_dir: Any,
+    stamp: dict[str, Any],
+    data_name: str,
+    force: bool,
+) -> dict[str, Any]:
+    from torchlap.data.grid import build_grid_set
+    from torchlap.evaluate.core import _fingerprint, _read_cache, atomic_write_json
+    from torchlap.metrics.grid_pointing import grid_pointing_scores, grid_pointing_summary
+
+    try:
+        grid_set = build_grid_set(
+            model, test.images, test.labels, len(test.classes), options.grid_pg_shape,
+            n_grids=options.grid_pg_grids, min_confidence=float(options.grid_pg_confidence),
+            seed=options.seed, batch_size=options.batch_size,
+        )  # fmt: skip
+    except ValueError as error:
+        logger.warning("grid pointing game skipped: %s", error)
+        return {"grid_pointing_game": {}, "grid_pointing_setup": {"skipped": str(error)}}
+    grids, cells, targets = grid_set.queries()
+    setup = grid_set.to_dict()
+    setup["cell_size"] = list(test.images.shape[-2:])
+    scores_by_method: dict[str, Any] = {}
+    example_maps: dict[str, Tensor] = {}
+    n_examples = min(3, len(grid_set))
+    for method in methods:
+        cache = out_dir / "methods" / f"grid_pg_{method}.json"
+        fingerprint = _fingerprint(
+            {"grid_pg": setup, "method": method, "method_options": method_options(method),
+             "weights": stamp, "data": data_name}
+        )  # fmt: skip
+        entry = None if force else _read_cache(cache, fingerprint, f"grid pointing {method}")
+        explain_fn = explainer_for(method)
+        if entry is None:
+            maps = explain_fn(model, grid_set.images[grids], targets)
+            scores, zero = grid_pointing_scores(maps, cells, grid_set.shape)
+            entry = grid_pointing_summary(scores, zero, grid_set.shape)
+            atomic_write_json(cache, {"fingerprint": fingerprint, "results": entry})
+            first = torch.arange(n_examples) * grid_set.n_cells  # cell 0 of the first grids
+            example_maps[method] = maps[first]
+        else:
+            example_maps[method] = explain_fn(
+                model, grid_set.images[:n_examples], grid_set.cell_classes[:n_examples, 0]
+            )
+        scores_by_method[method] = entry
+    from torchlap.evaluate.shard import is_writer
+
+    if example_maps and n_examples and is_writer():  # sharded: rank 0 alone writes
+        from torchlap.report.sanity import plot_grid_examples
+
+        try:
+            plot_grid_examples(
+                grid_set.images[:n_examples],
+                grid_set.cell_classes[:n_examples, 0],
+                grid_set.shape,
+                example_maps,
+                test.classes,
+                out_dir / "figures" / "grid_pg_examples.png",
+            )
+        except (ValueError, OSError) as error:  # a figure must not lose the numbers
+            logger.warning("grid pointing game figure not written: %s", error)
+    return {"grid_pointing_game": scores_by_method, "grid_pointing_setup": setup}
+
+
+def data_randomization(
+    real: nn.Module,
+    shuffled: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    methods: Sequence[str],
+    method_options: Callable[[str], dict[str, Any]],
+    batch_size: int,
+    device: torch.device,
+    threshold: float = DEFAULT_SANITY_THRESHOLD,
+) -> dict[str, Any]:
+    """The data randomization test (Adebayo et al. 2018, section 4): per method, similarity
+    of the maps of a model trained on permuted labels with the real model's, both explaining
+    the true label of the same images. ``passed`` = mean ``spearman_abs`` < ``threshold``."""
+    from torchlap.evaluate.core import explain_all
+
+    out: dict[str, Any] = {
+        "threshold": float(threshold),
+        "n_images": len(images),
+        "target": "label",
+        "methods": {},
+    }
+    for method in methods:
+        opts = method_options(method)
+        a = explain_all(real, images, labels, method, opts, batch_size, device)
+        b = explain_all(shuffled, images, labels, method, opts, batch_size, device)
+        rho = _summary(spearman_abs(a, b))
+        ssim = _summary(ssim_abs(a, b))
+        out["methods"][method] = {
+            "spearman_abs": rho,
+            "ssim": ssim,
+            "passed": None if rho["mean"] is None else bool(rho["mean"] < threshold),
+        }
+    return out
+
+
+def _real_counterpart(name: str, configs: dict[str, Any]) -> str | None:
+    """The first run of ``configs`` trained on real labels with ``name``'s data and model."""
+    shuffled = configs[name]
+
+    def identity(config: dict[str, Any]) -> tuple:
+        train = config.get("train", {})
+        model = dict(config.get("model", {}))
+        return (train.get("data"), train.get("model"), model.get("builder"), model.get("arch"))
+
+    for other, config in configs.items():
+        if (
+            other != name
+            and not config.get("shuffle_labels")
+            and identity(config) == identity(shuffled)
+        ):
+            return other
+    return None
+
+
+def compare_data_randomization(
+    run_dirs: dict[str, Any],
+    configs: dict[str, Any],
+    results: dict[str, Any],
+    data: str | None,
+    out: Any,
+    options: Any,
+) -> None:
+    """For every run trained with ``--shuffle-labels``: :func:`data_randomization` against its
+    real counterpart (same data, model family and architecture), on the first
+    ``options.sanity_images`` images of the split; stored as ``results[run]
+    ["data_randomization"]`` and in that run's ``results.json``."""
+    from pathlib import Path
+
+    from torchlap.evaluate.core import _method_options, atomic_write_json, load_eval_data
+    from torchlap.train import load_run
+
+    device = torch.device(options.device)
+    for name, config in configs.items():
+        if not config.get("shuffle_labels"):
+            continue
+        against = _real_counterpart(name, configs)
+        if against is None:
+            results[name]["data_randomization"] = {
+                "skipped": "no run of the same data and model trained on the real labels"
+            }
+            continue
+        real, shuffled = load_run(run_dirs[against]), load_run(run_dirs[name])
+        source = data or config.get("train", {}).get("data")
+        test = load_eval_data(real, source, options.split, options.sanity_images)
+        methods = [
+            m
+            for m in options.methods
+            if m in results[name].get("localization", {}) or m in results[name].get("timing", {})
+        ]
+        entry = data_randomization(
+            real.model.to(device).eval(),
+            shuffled.model.to(device).eval(),
+            test.images,
+            test.labels,
+            methods,
+            lambda m, run=real: _method_options(m, options, run.concept_sets),
+            options.batch_size,
+            device,
+            options.sanity_threshold,
+        )
+        entry["against"] = against
+        results[name]["data_randomization"] = entry
+        atomic_write_json(Path(out) / name / "results.json", results[name])

@@ -1,0 +1,402 @@
+"""The run folder: its file names, its format version, its integrity, and the one atomic writer.
+
+A run folder (written by ``torchlap train``)::
+
+    RUN_DIR/config.json         what the run is (architecture, classes, normalization, losses,
+                                the full TrainConfig) and ``integrity``: the SHA-256 of
+                                model.safetensors and of every resume checkpoint
+    RUN_DIR/metrics.json        per-epoch train/val metrics, final test metrics
+    RUN_DIR/model.safetensors   the weights of the NormalizedClassifier (written at the end)
+    RUN_DIR/checkpoints/phaseN/last.ckpt   Lightning checkpoints, for --resume only
+
+Every file torchlap writes goes through :func:`atomic_write`: a temporary file in the target's
+folder (named ``.<name>.<pid>.<random>.torchlap-tmp``), fsync, the usual file mode (0666 minus
+the umask), then ``os.replace``. A process killed mid-write leaves at most such a temporary
+file; :func:`clean_stale_temps` (called when a command starts writing into a folder) removes
+those whose process is gone.
+
+:func:`load_run` reads ``config.json`` + ``model.safetensors`` (no pickle), refuses a
+``format_version`` newer than this code and weights whose SHA-256 differs from the recorded one,
+raising :class:`RunError` (a ``ValueError``) or :class:`RunFileNotFoundError` (a
+``FileNotFoundError``) naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from torch import nn
+
+__all__ = [
+    "CHECKPOINTS_DIR",
+    "CONFIG_FILE",
+    "LAST_CHECKPOINT",
+    "METRICS_FILE",
+    "RUN_FILES",
+    "RUN_FORMAT",
+    "RUN_FORMAT_VERSION",
+    "WEIGHTS_FILE",
+    "LoadedRun",
+    "RunError",
+    "RunFileNotFoundError",
+    "RunFolderError",
+    "atomic_folder",
+    "atomic_path",
+    "atomic_write",
+    "atomic_write_json",
+    "check_integrity",
+    "clean_stale_temps",
+    "is_run_config",
+    "load_run",
+    "read_run_config",
+    "record_integrity",
+    "sha256_file",
+]
+
+logger = logging.getLogger(__name__)
+
+RUN_FORMAT = "torchlap-run"
+RUN_FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+WEIGHTS_FILE = "model.safetensors"
+CHECKPOINTS_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, CHECKPOINTS_DIR)
+TEMP_SUFFIX = ".torchlap-tmp"
+_TEMP_PATTERN = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + r"$")
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used: not a run, unfinished, damaged or from newer code."""
+
+
+class RunFolderError(RunError):
+    """The output folder cannot take this run (it holds another run, or nothing to resume)."""
+
+
+class RunFileNotFoundError(RunError, FileNotFoundError):
+    """A file of a run folder is missing (not a run folder, or the run has not finished);
+    both a :class:`RunError` and a ``FileNotFoundError``."""
+
+
+# ------------------------------------------------------------------------------------------
+# atomic files
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform/filesystem allows it
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is fsynced, given the usual mode
+    (0666 minus the umask) and renamed onto ``path``; on error it is removed.
+
+    For writers that need a file name (``trainer.save_checkpoint``, ``figure.savefig``).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temp_name(target)
+    try:
+        yield temporary
+        if not temporary.is_file():
+            raise OSError(f"nothing was written to {temporary} for {target}")
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path`` (the usual mode, a recognisable name); on
+    success it is renamed to ``path`` (which must not exist, or be an empty folder), on error
+    removed with its content. A folder then appears complete or not at all."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = _temp_name(target)
+    staging.mkdir(mode=0o777)  # the umask applies, as for any new folder
+    try:
+        yield staging
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        os.replace(staging, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes | str | Callable[[IO[bytes]], None]
+) -> Path:
+    """Write ``data`` (bytes, UTF-8 text, or a function filling a binary handle) to ``path``
+    atomically: every file torchlap writes goes through here. Returns ``path``."""
+    if not isinstance(data, (bytes, bytearray, str)) and not callable(data):
+        raise TypeError(f"atomic_write takes bytes, str or a callable, got {type(data).__name__}")
+    target = Path(path)
+    with atomic_path(target) as temporary, open(temporary, "wb") as handle:
+        if isinstance(data, str):
+            handle.write(data.encode("utf-8"))
+        elif isinstance(data, (bytes, bytearray)):
+            handle.write(data)
+        else:
+            data(handle)
+        handle.flush()
+    return target
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any, allow_nan: bool = True) -> Path:
+    """Write ``data`` as indented JSON, atomically (``allow_nan=False`` refuses NaN/inf)."""
+    return atomic_write(path, json.dumps(data, indent=2, allow_nan=allow_nan) + "\n")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+    """Remove the temporary files :func:`atomic_write` left in ``folder`` when its process
+    was killed (only torchlap's own temp names, only when that process is gone).
+    Returns the removed paths."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    candidates = root.rglob(f"*{TEMP_SUFFIX}") if recursive else root.glob(f"*{TEMP_SUFFIX}")
+    removed = []
+    for candidate in list(candidates):
+        match = _TEMP_PATTERN.match(candidate.name)
+        if not match or _pid_alive(int(match.group(1))):
+            continue
+        if candidate.is_dir() and not candidate.is_symlink():
+            shutil.rmtree(candidate, ignore_errors=True)
+        elif candidate.is_file():
+            candidate.unlink(missing_ok=True)
+        else:
+            continue
+        removed.append(candidate)
+    if removed:
+        logger.info(
+            "removed %d temporary file(s) left by a killed process in %s", len(removed), root
+        )
+    return removed
+
+
+# ------------------------------------------------------------------------------------------
+# integrity
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 hex digest of a file (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _relative(run_dir: Path, path: Path) -> str:
+    return Path(path).resolve().relative_to(Path(run_dir).resolve()).as_posix()
+
+
+def record_integrity(
+    run_dir: str | os.PathLike[str], path: str | os.PathLike[str], digest: str | None = None
+) -> None:
+    """Record ``path``'s SHA-256 in ``run_dir/config.json``'s ``integrity`` (keeping the
+    previous digest as ``previous``, so a process killed between recording and renaming the
+    new file still finds the old file valid)."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    config = read_run_config(run_dir)
+    digest = digest or sha256_file(path)
+    key = _relative(run_dir, Path(path))
+    integrity = dict(config.get("integrity") or {})
+    old = integrity.get(key) or {}
+    integrity[key] = {"sha256": digest, "previous": old.get("sha256")}
+    config["integrity"] = integrity
+    atomic_write_json(config_path, config)
+
+
+def check_integrity(run_dir: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Raise :class:`RunError` naming ``path`` when its SHA-256 is not the one ``config.json``
+    recorded. Runs written before integrity was recorded (no ``integrity`` key) pass."""
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    if "integrity" not in config:
+        return
+    key = _relative(run_dir, Path(path))
+    entry = (config.get("integrity") or {}).get(key)
+    if entry is None:
+        raise RunError(
+            f"{path}: config.json records no SHA-256 for this file, so the run did not finish "
+            "writing it; resume the run with --resume (or train it again)"
+        )
+    actual = sha256_file(path)
+    if actual not in {entry.get("sha256"), entry.get("previous")} - {None}:
+        raise RunError(
+            f"{path} is damaged or was changed: its SHA-256 is {actual[:16]}..., config.json "
+            f"records {str(entry.get('sha256'))[:16]}...; restore the file or train the run again"
+        )
+
+
+# ------------------------------------------------------------------------------------------
+# reading a run
+def is_run_config(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a ``config.json`` written by torchlap train."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("format") == RUN_FORMAT
+
+
+def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``run_dir/config.json``, checked to be a torchlap run of a format this code reads."""
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise RunFileNotFoundError(
+            f"run folder {run_dir} does not exist; pass a folder written by `torchlap train`"
+        )
+    if not path.is_file():
+        raise RunFileNotFoundError(
+            f"{run_dir} is not a torchlap run folder: no {CONFIG_FILE} in it; pass a folder "
+            "written by `torchlap train`"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunError(f"{path} is not valid JSON ({error}); it is damaged") from None
+    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
+        raise RunError(
+            f"{path} was not written by torchlap train (its format is not {RUN_FORMAT!r}); "
+            "pass a folder written by `torchlap train`"
+        )
+    version = data.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise RunError(f"{path}: format_version is {version!r}, not an integer")
+    if version > RUN_FORMAT_VERSION:
+        raise RunError(
+            f"{path} has format_version {version}, newer than this torchlap reads "
+            f"({RUN_FORMAT_VERSION}); upgrade torchlap to load it"
+        )
+    return data
+
+
+@dataclass
+class LoadedRun:
+    """A trained run read back by :func:`load_run`.
+
+    ``model`` takes images in [0, 1] (it normalizes them itself) and is in eval mode.
+    """
+
+    model: nn.Module
+    config: dict[str, Any]
+    classes: list[str]
+    mean: list[float]
+    std: list[float]
+    image_size: int
+    in_channels: int
+    concept_sets: Any
+    run_dir: Path
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
+    """Rebuild a trained model from ``config.json`` + ``model.safetensors`` (no pickle).
+
+    Raises :class:`RunFileNotFoundError` when the folder is not a run or the run has not
+    finished (the weights are written at its end), :class:`RunError` when ``config.json`` is
+    from a newer torchlap, the weights' SHA-256 differs from the recorded one, or the weights
+    do not fit the model ``config.json`` describes.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    # rebuild_model knows the model families, which live above this module (issue 14: the
+    # family registry); imported here to keep runs.py free of the training stack
+    from torchlap.train.run import rebuild_model
+
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    weights = run_dir / WEIGHTS_FILE
+    if not weights.is_file():
+        raise RunFileNotFoundError(
+            f"{weights} does not exist: the run has not finished (resume it with "
+            "`torchlap train ... --resume`)"
+        )
+    check_integrity(run_dir, weights)
+    try:
+        model = rebuild_model(config)
+    except (KeyError, TypeError, ValueError) as error:
+        raise RunError(f"{run_dir / CONFIG_FILE} does not describe a model: {error}") from None
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise RunError(f"{weights} is not a readable safetensors file: {error}") from None
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)}, model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or wrong:
+        raise RunError(
+            f"{weights} does not match the model {run_dir / CONFIG_FILE} describes (was "
+            f"config.json edited?): missing {missing[:5]}, unexpected {unexpected[:5]}, "
+            f"shape mismatches {wrong[:5]}"
+        )
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    concept_sets = None
+    if config.get("concept_sets") is not None:
+        from torchlap.losses import ConceptSets
+
+        concept_sets = ConceptSets.from_dict(config["concept_sets"])
+    return LoadedRun(
+        model=model,
+        config=config,
+        classes=list(config["classes"]),
+        mean=list(config["mean"]),
+        std=list(config["std"]),
+        image_size=int(config["image_size"]),
+        in_channels=int(config["in_channels"]),
+        concept_sets=concept_sets,
+        run_dir=run_dir,
+    )

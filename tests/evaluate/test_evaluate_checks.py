@@ -1,0 +1,98 @@
+"""`evaluate --sanity --grid-pg` and `compare` with a shuffled-label run: keys, caches, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from torchlap.cli import app
+from torchlap.evaluate import EvaluateOptions, compare_runs, evaluate_run
+from torchlap.train import TrainConfig, fit
+
+METHODS = ("lap", "gradcam")
+
+
+def _train(out: Path, shuffle: bool) -> Path:
+    config = TrainConfig(
+        data="lesions", out=str(out), arch="smallcnn", lap="auto", supervision="weak",
+        epochs=2, lr=3e-3, n_images=120, image_size=32, batch_size=16, progress_bar=False,
+        shuffle_labels=shuffle,
+    )  # fmt: skip
+    return fit(config)
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory) -> Path:
+    return _train(tmp_path_factory.mktemp("check_runs") / "real", False)
+
+
+def _options(**kwargs) -> EvaluateOptions:
+    defaults = dict(
+        methods=METHODS, max_images=16, max_val_images=8, stability_images=2,
+        stability_fractions=(0.2,), batch_size=16, lime_images=0, sanity=True,
+        sanity_images=3, grid_pg=True, grid_pg_grids=3, grid_pg_confidence=0.0,
+    )  # fmt: skip
+    defaults.update(kwargs)
+    return EvaluateOptions(**defaults)
+
+
+def test_evaluate_writes_sanity_and_grid_pointing_game(real_run, tmp_path):
+    out = tmp_path / "eval"
+    results = evaluate_run(real_run, None, out, _options())
+    on_disk = json.loads((out / "results.json").read_text())
+    for method in METHODS:
+        sanity = on_disk["sanity"][method]
+        steps = sanity["cascading"]["steps"]
+        assert steps[0] == "net.fc" and steps == sanity["units_forward_order"][::-1]
+        assert len(sanity["cascading"]["spearman_abs"]) == len(steps)
+        assert len(sanity["independent"]["ssim"]) == len(steps)
+        assert sanity["threshold"] == 0.5 and isinstance(sanity["passed"], bool)
+        assert sanity["summary"]["spearman_abs"] == sanity["cascading"]["spearman_abs"][-1]
+    setup = on_disk["grid_pointing_setup"]
+    if "skipped" in setup:  # the tiny model got no image of one class right
+        assert "classes" in setup["skipped"] and on_disk["grid_pointing_game"] == {}
+    else:
+        assert setup["shape"] == [1, 2]  # lesions has 2 classes: auto = 1x2
+        for method in METHODS:
+            game = on_disk["grid_pointing_game"][method]
+            assert game["n"] == 3 * 2 and 0.0 <= game["mean"] <= 1.0
+            assert set(game["distribution"]) == {"std", "min", "q25", "median", "q75", "max"}
+        assert (out / "figures" / "grid_pg_examples.png").is_file()
+    assert (out / "figures" / "sanity_curves.png").is_file()
+    html = (out / "report.html").read_text()
+    assert 'id="sanity-checks"' in html and "Spearman |map| at full randomization" in html
+    # cached: a second evaluation reads the per-method files and gives the same numbers
+    again = evaluate_run(real_run, None, out, _options())
+    assert again["sanity"] == results["sanity"]
+    assert (out / "methods" / "sanity_lap.json").is_file()
+
+
+@pytest.mark.slow
+def test_compare_puts_the_shuffled_run_against_the_real_one(real_run, tmp_path):
+    runs = {"real": real_run, "shuffled": _train(tmp_path / "shuffled", True)}
+    options = _options(grid_pg=False, sanity_modes=("cascading",))
+    compare_runs([runs["real"], runs["shuffled"]], None, tmp_path / "cmp", options)
+    comparison = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    entry = comparison["runs"]["shuffled"]["data_randomization"]
+    assert entry["against"] == "real" and entry["target"] == "label"
+    assert set(entry["methods"]) == set(METHODS)
+    for values in entry["methods"].values():
+        assert -1.0 <= values["spearman_abs"]["mean"] <= 1.0 and values["spearman_abs"]["n"] == 3
+    assert "data_randomization" not in comparison["runs"]["real"]
+    config = json.loads((runs["shuffled"] / "config.json").read_text())
+    assert config["shuffle_labels"] is True
+
+
+def test_cli_options_and_refusals(real_run, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", "--run", str(real_run), "--out",
+                                 str(tmp_path / "e"), "--methods", "gradcam", "--sanity",
+                                 "--sanity-threshold", "2"])  # fmt: skip
+    assert result.exit_code != 0 and "sanity_threshold" in result.output
+    with pytest.raises(ValueError, match="grid shape"):
+        _options(grid_pg_shape="2by2").validate()
+    with pytest.raises(ValueError, match="sanity_modes"):
+        _options(sanity_modes=("downward",)).validate()

@@ -1,0 +1,92 @@
+"""torchlap export: the model with its LAP maps, checked against PyTorch and torchlap.explain."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from torchlap.cli import app
+from torchlap.export import LapExportModule, export_run, output_names, verify_onnx
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from torchlap.train import TrainConfig, fit
+
+    out = tmp_path_factory.mktemp("export") / "run"
+    config = TrainConfig(
+        data="lesions", out=str(out), arch="smallcnn", epochs=1, n_images=40, image_size=32,
+        batch_size=16, progress_bar=False,
+    )  # fmt: skip
+    return fit(config)
+
+
+def _reference(run_dir, images):
+    """Slow reference: the library's own explainer, per layer and LAP All, per image."""
+    from torchlap import explain
+    from torchlap.runs import load_run
+
+    run = load_run(run_dir)
+    with torch.no_grad():
+        logits = run.model(images)
+    predicted = logits.argmax(1)
+    all_maps = torch.stack(
+        [
+            explain(run.model, images[i : i + 1], "lap", target=predicted[i : i + 1],
+                    concept_sets=run.concept_sets)[0]
+            for i in range(len(images))
+        ]
+    )  # fmt: skip
+    return logits, all_maps
+
+
+def test_onnx_maps_match_pytorch_and_the_lap_explainer(run_dir, tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    path, module, _ = export_run(run_dir, tmp_path / "model.onnx", "onnx")
+    images = torch.rand(5, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    worst = verify_onnx(path, module, images, batch_size=3)  # batch sizes 3 and 2
+    assert list(worst) == output_names(module)
+    assert len(worst) == 2 + len(module.layers)
+    assert max(worst.values()) < 1e-4, worst
+    logits, lap_all = _reference(run_dir, images)
+    with torch.no_grad():
+        outputs = module(images)
+    torch.testing.assert_close(outputs[0], logits)
+    torch.testing.assert_close(outputs[-1], lap_all, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fmt", "suffix"), [("exported-program", ".pt2"), ("torchscript", ".pt")])
+def test_torch_formats_reload_with_the_maps(run_dir, tmp_path, fmt, suffix) -> None:
+    path, module, _ = export_run(run_dir, tmp_path / f"m{suffix}", fmt, batch_size=2)
+    loaded = torch.jit.load(str(path)) if fmt == "torchscript" else torch.export.load(path).module()
+    images = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        for want, got in zip(module(images), loaded(images), strict=True):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_export_refuses_bad_input(run_dir, tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown --format 'tflite'"):
+        export_run(run_dir, tmp_path / "m.onnx", "tflite")
+    with pytest.raises(ValueError, match=r"must end with \.pt2"):
+        export_run(run_dir, tmp_path / "m.onnx", "exported-program")
+    (tmp_path / "mine.pt2").write_text("not torchlap's")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        export_run(run_dir, tmp_path / "mine.pt2", "exported-program")
+    assert (tmp_path / "mine.pt2").read_text() == "not torchlap's"
+    with pytest.raises(ValueError, match="no LAP layer"):
+        LapExportModule(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)))
+
+
+@pytest.mark.slow
+def test_cli_export_reports_the_onnx_difference(run_dir, tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "cli.onnx"
+    result = CliRunner().invoke(
+        app, ["export", "--run", str(run_dir), "--out", str(out), "--verify-images", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and "max |difference|: logits" in result.output
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
