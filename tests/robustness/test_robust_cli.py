@@ -47,9 +47,9 @@ def _touch_out(tmp: Path) -> None:
 # (id, arguments ({run}: the tiny run, {tmp}: this test's folder), message, setup)
 TRAIN = ["train", "--data", "lesions", "--out", "{tmp}/out", "--n-images", "40"]
 TRAIN_CASES = [
-    ("epochs 0", [*TRAIN, "--epochs", "0"], r"epochs must be", None),
+    ("epochs 0", [*TRAIN, "--epochs", "0"], r"epochs \(--epochs\) must be", None),
     ("epochs text", [*TRAIN, "--epochs", "two"], r"'--epochs'", None),
-    ("lr negative", [*TRAIN, "--lr", "-1"], r"learning rate must be .* > 0, got -1", None),
+    ("lr negative", [*TRAIN, "--lr", "-1"], r"lr \(--lr\) must be .* > 0, got -1", None),
     ("batch size 0", [*TRAIN, "--batch-size", "0"], r"batch_size", None),
     ("image size 0", [*TRAIN, "--image-size", "0"], r"image_size", None),
     ("min-ar 2", [*TRAIN, "--min-ar", "2"], r"min_ar \(MinAR\) must be in \(0, 1\]", None),

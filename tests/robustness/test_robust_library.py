@@ -425,3 +425,20 @@ def test_load_run_still_importable_from_train(tiny_run: Path) -> None:
     with torch.no_grad():
         assert math.isfinite(float(run.model(torch.rand(1, run.in_channels, 32, 32)).sum()))
     assert re.fullmatch(r"[0-9a-f]{64}", run.config["integrity"]["model.safetensors"]["sha256"])
+
+
+def test_unreadable_data_folder_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder the user may not list (chmod 000; simulated: the suite runs as root here)."""
+    root = tmp_path / "locked"
+    (root / "cat").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "cat" / "a.png")
+    real_iterdir = Path.iterdir
+
+    def iterdir(self: Path):  # type: ignore[no-untyped-def]
+        if self == root:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    with pytest.raises(PermissionError, match=r"dataset folder .*locked is not readable"):
+        image_folder(root)

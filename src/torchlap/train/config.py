@@ -316,6 +316,10 @@ class TrainConfig:
             )
         _check_positive_int(self.image_size, "image_size")
         _check_positive_int(self.batch_size, "batch_size")
+        if not self.phases:  # the one default phase: name the options the user gave
+            _check_positive_int(self.epochs, "epochs (--epochs)")
+            if not _is_number(self.lr) or not math.isfinite(self.lr) or self.lr <= 0:
+                raise ValueError(f"lr (--lr) must be a finite number > 0, got {self.lr!r}")
         for name in ("n_images", "n_concepts", "checkpoint_every_n_steps"):
             value = getattr(self, name)
             if value is not None:
