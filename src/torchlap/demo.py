@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from torchlap.runs import WEIGHTS_FILE
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["SUITES", "DemoSettings", "run_demo"]
@@ -144,7 +146,7 @@ def run_demo(
             select_metric=settings.select_metric,
             overwrite=overwrite,
         )
-        if (run_dir / "model.safetensors").is_file() and not overwrite:
+        if (run_dir / WEIGHTS_FILE).is_file() and not overwrite:
             logger.info("%s: reusing the finished run in %s", name, run_dir)
         else:
             started = time.perf_counter()

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from torchlap.explainers.base import COMPARISON_METHODS
+from torchlap.runs import WEIGHTS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -500,7 +501,7 @@ def _fingerprint(parts: dict[str, Any]) -> str:
 
 
 def _weights_stamp(run_dir: Path) -> dict[str, Any]:
-    weights = run_dir / "model.safetensors"
+    weights = run_dir / WEIGHTS_FILE
     stat = weights.stat()
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 

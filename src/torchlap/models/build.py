@@ -22,6 +22,7 @@ from torch import nn
 from torchlap.layers import LapBase
 from torchlap.models.lapify import lapify
 from torchlap.models.presets import PRESETS
+from torchlap.runs import WEIGHTS_FILE
 
 __all__ = ["adapt_input_weight", "apply_lapify_config", "build_model", "model_from_config"]
 
@@ -76,10 +77,10 @@ def load_pretrained_file(
 def _weights_file(path: Path) -> Path:
     """The safetensors file of ``path``: the file itself, or a torchlap run folder's weights."""
     if path.is_dir():
-        weights = path / "model.safetensors"
+        weights = path / WEIGHTS_FILE
         if not weights.is_file():
             raise FileNotFoundError(
-                f"pretrained folder {path} holds no model.safetensors: pass a .safetensors file "
+                f"pretrained folder {path} holds no {WEIGHTS_FILE}: pass a .safetensors file "
                 "or a finished torchlap run folder"
             )
         return weights
