@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from explainer_references import reference_scorecam
 from torch import nn
 
 from torchlap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
@@ -26,27 +27,6 @@ def lap_cnn() -> nn.Sequential:
         if isinstance(module, LapBase):
             nn.init.normal_(module.scorer.heads[-1].weight, std=0.5)
     return model.eval()
-
-
-def reference_scorecam(model, layer, image, target):
-    """Score-CAM (Wang et al. 2020) for one image, one channel at a time."""
-    captured = {}
-    handle = layer.register_forward_hook(lambda m, i, o: captured.setdefault("a", o.clone()))
-    with torch.no_grad():
-        model(image[None])
-    handle.remove()
-    activations = captured["a"][0]
-    cam = torch.zeros(activations.shape[1:])
-    for k in range(activations.shape[0]):
-        a = activations[k]
-        if a.max() == a.min():
-            continue
-        up = F.interpolate(a[None, None], size=image.shape[-2:], mode="bilinear")[0, 0]
-        mask = (up - up.min()) / (up.max() - up.min())
-        with torch.no_grad():
-            probability = model((image * mask)[None]).softmax(dim=1)[0, target]
-        cam += probability * a
-    return cam.clamp(min=0)
 
 
 def test_scorecam_matches_reference_and_batching():

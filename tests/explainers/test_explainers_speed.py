@@ -6,7 +6,7 @@ peers' Score-CAMs on the same tiny model, RISE vs SISE's pass counts, and the ma
 
 import pytest
 import torch
-import torch.nn.functional as F
+from explainer_references import reference_scorecam
 from torch import nn
 
 from torchlap.bench.explain_peers import (
@@ -32,27 +32,6 @@ def small_cnn() -> nn.Sequential:
     ).eval()
 
 
-def slow_scorecam(model, layer, image, target):
-    """Score-CAM (Wang et al. 2020) for one image, one channel at a time, in float32."""
-    captured = {}
-    handle = layer.register_forward_hook(lambda m, i, o: captured.setdefault("a", o.clone()))
-    with torch.no_grad():
-        model(image[None])
-    handle.remove()
-    activations = captured["a"][0]
-    cam = torch.zeros(activations.shape[1:])
-    for k in range(activations.shape[0]):
-        a = activations[k]
-        if a.max() == a.min():
-            continue
-        up = F.interpolate(a[None, None], size=image.shape[-2:], mode="bilinear")[0, 0]
-        mask = (up - up.min()) / (up.max() - up.min())
-        with torch.no_grad():
-            probability = model((image * mask)[None]).softmax(dim=1)[0, target]
-        cam += probability * a
-    return cam.clamp(min=0)
-
-
 def test_bfloat16_scorecam_stays_within_its_stated_tolerance_of_the_float32_reference():
     """The README's tolerance: bfloat16 maps correlate >= 0.99 with the float32 maps and each
     channel weight (a probability) is within 2e-2 of it."""
@@ -61,7 +40,7 @@ def test_bfloat16_scorecam_stays_within_its_stated_tolerance_of_the_float32_refe
     target = torch.tensor([0, 4, 2])
     fast = ScoreCam(model, layer="4", precision="bfloat16").raw(images, target)
     slow = torch.stack(
-        [slow_scorecam(model, model[4], images[i], int(target[i])) for i in range(3)]
+        [reference_scorecam(model, model[4], images[i], int(target[i])) for i in range(3)]
     )
     assert map_correlation(fast, slow) >= 0.99
     # maps are sums of 12 channel maps weighted by probabilities in (0, 1)

@@ -13,7 +13,7 @@ from PIL import Image
 from torchlap.data._base import SPLITS
 from torchlap.data.builtin import builtin_dataset
 from torchlap.data.folder import ANNOTATIONS, ImageRecord, write_annotations
-from torchlap.runs import atomic_folder, clean_stale_temps
+from torchlap.io import atomic_folder, clean_stale_temps
 
 
 def export_builtin(name: str, out: str | os.PathLike[str], **options: Any) -> Path:

@@ -51,7 +51,7 @@ from torchlap.data._base import (
     split_counts,
 )
 from torchlap.data.transforms import default_normalization, default_transforms, size_pair
-from torchlap.runs import atomic_write
+from torchlap.io import atomic_write
 
 logger = logging.getLogger(__name__)
 

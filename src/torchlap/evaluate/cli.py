@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -14,6 +15,7 @@ from torchlap.evaluate.shard import ShardPlan
 from torchlap.runs import clean_stale_temps
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _parse_methods(methods: str) -> tuple[str, ...]:
@@ -38,11 +40,22 @@ def _parse_method_options(text: str | None) -> dict:
     return value
 
 
-def _options(methods: str, method_options: str | None, **fields: object) -> EvaluateOptions:
+# the command parameters that are EvaluateOptions fields under the same name (evaluate and
+# compare share them; methods and method_options are parsed first)
+_OPTION_FIELDS = (
+    "split", "batch_size", "max_images", "max_val_images", "stability_images", "baseline",
+    "target", "lime_images", "device", "seed", "threshold_fit", "ties", "tie_draws",
+    "lap_all_ranking", "sanity", "sanity_images", "sanity_threshold", "grid_pg",
+    "grid_pg_shape", "grid_pg_grids", "grid_pg_confidence",
+)  # fmt: skip
+
+
+def _options(params: dict[str, object]) -> EvaluateOptions:
+    """The command's ``EvaluateOptions`` from its parameters (``locals()`` of the command)."""
     options = EvaluateOptions(
-        methods=_parse_methods(methods),
-        method_options=_parse_method_options(method_options),
-        **fields,  # type: ignore[arg-type]
+        methods=_parse_methods(str(params["methods"])),
+        method_options=_parse_method_options(params["method_options"]),  # type: ignore[arg-type]
+        **{name: params[name] for name in _OPTION_FIELDS},  # type: ignore[arg-type]
     )
     try:
         options.validate()
@@ -109,7 +122,14 @@ _DEFAULT_METHODS = ",".join(DEFAULT_METHODS)
 # the options evaluate and compare share, declared once
 Split = Annotated[str, typer.Option("--split", help="train, val or test.")]
 Methods = Annotated[str, typer.Option("--methods", help=_METHODS_HELP)]
-Force = Annotated[bool, typer.Option("--force", help="Recompute methods already computed.")]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Recompute methods already computed, and replace output files torchlap did not "
+        "write (it names them).",
+    ),
+]
 BatchSize = Annotated[int, typer.Option("--batch-size")]
 MaxImages = Annotated[int | None, typer.Option("--max-images", help="Cap on evaluation images.")]
 MaxValImages = Annotated[int, typer.Option("--max-val-images")]
@@ -184,6 +204,9 @@ GridPgShape = Annotated[
     typer.Option("--grid-pg-shape", help="auto (2x2, or 1xK with K < 4 classes) or RxC."),
 ]
 GridPgGrids = Annotated[int, typer.Option("--grid-pg-grids", help="Grids to build.")]
+GridPgConfidence = Annotated[
+    float, typer.Option("--grid-pg-confidence", help="Minimum softmax probability of a cell.")
+]
 Devices = Annotated[
     str,
     typer.Option(
@@ -211,9 +234,22 @@ def _is_rank_zero() -> bool:
     return process_rank() == 0
 
 
-GridPgConfidence = Annotated[
-    float, typer.Option("--grid-pg-confidence", help="Minimum softmax probability of a cell.")
-]
+def _launch(plan: ShardPlan, log_path: Path, call: Callable[[], T]) -> T | None:
+    """Run ``call`` on every process of ``plan``; rank 0 logs every line to ``log_path``.
+
+    Returns ``call``'s result on rank 0 and None on the other ranks (which print nothing)."""
+    from torchlap.evaluate.shard import launch_sharded
+    from torchlap.logs import log_file
+
+    rank_zero = _is_rank_zero()  # with --devices N the other ranks re-run the command
+
+    def work() -> T:
+        if not rank_zero:
+            return call()
+        with log_file(log_path):  # every line, once the folder exists
+            return call()
+
+    return launch_sharded(plan, work)
 
 
 def register_evaluate(app: typer.Typer) -> None:
@@ -269,37 +305,21 @@ def register_evaluate(app: typer.Typer) -> None:
         """
         from torchlap.evaluate.core import evaluate_run
 
-        options = _options(
-            methods, method_options, split=split, batch_size=batch_size,
-            max_images=max_images, max_val_images=max_val_images,
-            stability_images=stability_images, baseline=baseline, target=target,
-            lime_images=lime_images, device=device, seed=seed, threshold_fit=threshold_fit,
-            ties=ties, tie_draws=tie_draws, lap_all_ranking=lap_all_ranking,
-            sanity=sanity, sanity_images=sanity_images, sanity_threshold=sanity_threshold,
-            grid_pg=grid_pg, grid_pg_shape=grid_pg_shape, grid_pg_grids=grid_pg_grids,
-            grid_pg_confidence=grid_pg_confidence,
-        )  # fmt: skip
+        options = _options(locals())
         out_dir = out or run / f"eval-{split}"
         plan = _shard_plan(devices, num_nodes, device)
-        rank_zero = _is_rank_zero()  # with --devices N the other ranks re-run this command
-        if rank_zero:
+        if _is_rank_zero():
             guard_output_folder(out_dir, force)
         if plan.world_size > 1:
             from torchlap.train import load_run
 
             load_run(run)  # a bad run folder is reported once, before the processes start
-        from torchlap.evaluate.shard import launch_sharded
-        from torchlap.logs import log_file
-
-        def work() -> None:
-            if not rank_zero:
-                evaluate_run(run, data, out_dir, options, force=force)
-                return
-            with log_file(out_dir / "evaluate.log"):  # every line, once the folder exists
-                evaluate_run(run, data, out_dir, options, force=force)
-
-        launch_sharded(plan, work)
-        if not _is_rank_zero():
+        results = _launch(
+            plan,
+            out_dir / "evaluate.log",
+            lambda: evaluate_run(run, data, out_dir, options, force=force),
+        )
+        if results is None:  # not rank 0
             return
         typer.echo(f"results: {out_dir / 'results.json'}")
         typer.echo(f"report:  {out_dir / 'report.html'}")
@@ -347,33 +367,16 @@ def register_evaluate(app: typer.Typer) -> None:
         """
         from torchlap.evaluate.compare import compare_runs
 
-        options = _options(
-            methods, method_options, split=split, batch_size=batch_size,
-            max_images=max_images, max_val_images=max_val_images,
-            stability_images=stability_images, baseline=baseline, target=target,
-            lime_images=lime_images, device=device, seed=seed, threshold_fit=threshold_fit,
-            ties=ties, tie_draws=tie_draws, lap_all_ranking=lap_all_ranking,
-            sanity=sanity, sanity_images=sanity_images, sanity_threshold=sanity_threshold,
-            grid_pg=grid_pg, grid_pg_shape=grid_pg_shape, grid_pg_grids=grid_pg_grids,
-            grid_pg_confidence=grid_pg_confidence,
-        )  # fmt: skip
+        options = _options(locals())
         plan = _shard_plan(devices, num_nodes, device)
-        rank_zero = _is_rank_zero()  # with --devices N the other ranks re-run this command
-        if rank_zero:
+        if _is_rank_zero():
             guard_output_folder(out, force)
             for name in {r.resolve().name for r in runs}:
                 guard_output_folder(out / name, force)
-        from torchlap.evaluate.shard import launch_sharded
-        from torchlap.logs import log_file
-
-        def work() -> Path:
-            if not rank_zero:
-                return compare_runs(runs, data, out, options, force=force)
-            with log_file(out / "compare.log"):  # every line, once the folder exists
-                return compare_runs(runs, data, out, options, force=force)
-
-        report = launch_sharded(plan, work)
-        if not _is_rank_zero():
+        report = _launch(
+            plan, out / "compare.log", lambda: compare_runs(runs, data, out, options, force=force)
+        )
+        if report is None:  # not rank 0
             return
         typer.echo(f"tables: {out / 'tables.md'}")
         typer.echo(f"report: {report}")

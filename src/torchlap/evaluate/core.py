@@ -255,9 +255,9 @@ def load_eval_data(
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON through :func:`torchlap.runs.atomic_write` (never a half-written file)."""
+    """Write JSON through :func:`torchlap.io.atomic_write` (never a half-written file)."""
     from torchlap.evaluate.shard import is_writer
-    from torchlap.runs import atomic_write
+    from torchlap.io import atomic_write
 
     if not is_writer():  # sharded evaluation: rank 0 alone writes
         return

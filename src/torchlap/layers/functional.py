@@ -226,12 +226,7 @@ def _kernel_backward(library, x, weights, grad_out, geometry_args, needs_input_g
     geometry = _geometry(x, weights, kernel_size, stride, padding)
     batch, channels = x.shape[:2]
     grad_x = torch.empty_like(x) if needs_input_grad[0] else None
-    partial = None
-    chunks = 1
-    if needs_input_grad[1]:
-        # the channel sum of grad_w is split over tasks; each writes its own partial sum
-        chunks = min(channels, max(1, -(-2 * _threads() // batch)))
-        partial = weights.new_zeros((batch, chunks, *weights.shape[1:]))
+    partial, chunks = _weight_grad_partials(weights, batch, channels, needs_input_grad[1])
     backward = library.lap_backward_f32 if x.dtype == torch.float32 else library.lap_backward_f64
     backward(
         x.data_ptr(),
@@ -243,10 +238,25 @@ def _kernel_backward(library, x, weights, grad_out, geometry_args, needs_input_g
         chunks,
         _threads(),
     )
-    grad_weights = None
-    if partial is not None:
-        grad_weights = partial[:, 0] if chunks == 1 else partial.sum(dim=1)
-    return grad_x, grad_weights
+    return grad_x, _sum_partials(partial)
+
+
+def _weight_grad_partials(
+    weights: Tensor, batch: int, channels: int, needed: bool
+) -> tuple[Tensor | None, int]:
+    """Buffer for the kernels' weight gradient: the channel sum is split over ``chunks`` tasks,
+    each writing its own partial sum ``(B, chunks, *weights.shape[1:])`` (summed afterwards)."""
+    if not needed:
+        return None, 1
+    chunks = min(channels, max(1, -(-2 * _threads() // batch)))
+    return weights.new_zeros((batch, chunks, *weights.shape[1:])), chunks
+
+
+def _sum_partials(partial: Tensor | None) -> Tensor | None:
+    """The weight gradient from the per-task partial sums of :func:`_weight_grad_partials`."""
+    if partial is None:
+        return None
+    return partial[:, 0] if partial.shape[1] == 1 else partial.sum(dim=1)
 
 
 def _plan(in_size, out_size, kernel_size, stride, padding):
@@ -370,11 +380,7 @@ class _GlobalWeightedSum(torch.autograd.Function):
         pixels = weights.shape[1]
         grad_out = grad_out.contiguous()
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
-        partial = None
-        chunks = 1
-        if ctx.needs_input_grad[1]:
-            chunks = min(channels, max(1, -(-2 * _threads() // batch)))
-            partial = weights.new_zeros((batch, chunks, pixels))
+        partial, chunks = _weight_grad_partials(weights, batch, channels, ctx.needs_input_grad[1])
         library = ctx.library
         backward = (
             library.lap_global_backward_f32
@@ -393,10 +399,7 @@ class _GlobalWeightedSum(torch.autograd.Function):
             chunks,
             _threads(),
         )
-        grad_weights = None
-        if partial is not None:
-            grad_weights = partial[:, 0] if chunks == 1 else partial.sum(dim=1)
-        return grad_x, grad_weights, None
+        return grad_x, _sum_partials(partial), None
 
 
 def adaptive_bounds(size: int, out: int) -> tuple[list[int], list[int]]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from torchlap.io import atomic_write
 
 __all__ = [
     "METHOD_DISPLAY_NAMES",
@@ -203,17 +205,9 @@ def section(run: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 # ----------------------------------------------------------------------------- writing
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
-    """Write a file atomically: ``write(handle)`` fills a temporary file in the target folder,
-    which then replaces ``path`` (``os.replace``). The temporary file is removed on error, so
-    a failure never leaves a half-written file. Parent folders are created. The package's one
-    writer, :func:`torchlap.runs.atomic_write` (fsync, usual file mode, recognisable temp)."""
-    from torchlap.runs import atomic_write as _atomic_write
-
-    return _atomic_write(path, write)
+# the package's one writer (fsync, usual file mode, recognisable temp): torchlap.io
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """:func:`atomic_write` of UTF-8 text."""
-    data = text.encode("utf-8")
-    return atomic_write(path, lambda handle: handle.write(data))
+    return atomic_write(path, text)

@@ -1,0 +1,163 @@
+"""Atomic files: the one writer of everything torchlap writes.
+
+A temporary file in the target's folder (named ``.<name>.<pid>.<random>.torchlap-tmp``), fsync,
+the usual file mode (0666 minus the umask), then ``os.replace``. A process killed mid-write
+leaves at most such a temporary file; :func:`clean_stale_temps` (called when a command starts
+writing into a folder) removes those whose process is gone.
+
+The bottom of the package: it imports nothing of torchlap, so ``data`` and ``report`` write
+through it without depending on the run-folder module (:mod:`torchlap.runs` re-exports it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "TEMP_SUFFIX",
+    "atomic_folder",
+    "atomic_path",
+    "atomic_write",
+    "atomic_write_json",
+    "clean_stale_temps",
+]
+
+logger = logging.getLogger(__name__)
+
+TEMP_SUFFIX = ".torchlap-tmp"
+_TEMP_PATTERN = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + r"$")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform/filesystem allows it
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is fsynced, given the usual mode
+    (0666 minus the umask) and renamed onto ``path``; on error it is removed.
+
+    For writers that need a file name (``trainer.save_checkpoint``, ``figure.savefig``).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temp_name(target)
+    try:
+        yield temporary
+        if not temporary.is_file():
+            raise OSError(f"nothing was written to {temporary} for {target}")
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path`` (the usual mode, a recognisable name); on
+    success it is renamed to ``path`` (which must not exist, or be an empty folder), on error
+    removed with its content. A folder then appears complete or not at all."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = _temp_name(target)
+    staging.mkdir(mode=0o777)  # the umask applies, as for any new folder
+    try:
+        yield staging
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        os.replace(staging, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes | str | Callable[[IO[bytes]], None]
+) -> Path:
+    """Write ``data`` (bytes, UTF-8 text, or a function filling a binary handle) to ``path``
+    atomically: every file torchlap writes goes through here. Returns ``path``."""
+    if not isinstance(data, (bytes, bytearray, str)) and not callable(data):
+        raise TypeError(f"atomic_write takes bytes, str or a callable, got {type(data).__name__}")
+    target = Path(path)
+    with atomic_path(target) as temporary, open(temporary, "wb") as handle:
+        if isinstance(data, str):
+            handle.write(data.encode("utf-8"))
+        elif isinstance(data, (bytes, bytearray)):
+            handle.write(data)
+        else:
+            data(handle)
+        handle.flush()
+    return target
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any, allow_nan: bool = True) -> Path:
+    """Write ``data`` as indented JSON, atomically (``allow_nan=False`` refuses NaN/inf)."""
+    return atomic_write(path, json.dumps(data, indent=2, allow_nan=allow_nan) + "\n")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+    """Remove the temporary files :func:`atomic_write` left in ``folder`` when its process
+    was killed (only torchlap's own temp names, only when that process is gone).
+    Returns the removed paths."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    candidates = root.rglob(f"*{TEMP_SUFFIX}") if recursive else root.glob(f"*{TEMP_SUFFIX}")
+    removed = []
+    for candidate in list(candidates):
+        match = _TEMP_PATTERN.match(candidate.name)
+        if not match or _pid_alive(int(match.group(1))):
+            continue
+        if candidate.is_dir() and not candidate.is_symlink():
+            shutil.rmtree(candidate, ignore_errors=True)
+        elif candidate.is_file():
+            candidate.unlink(missing_ok=True)
+        else:
+            continue
+        removed.append(candidate)
+    if removed:
+        logger.info(
+            "removed %d temporary file(s) left by a killed process in %s", len(removed), root
+        )
+    return removed
