@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# the demo needs the package only; tests and linters also need the dev extras (~40 s more)
+# the demo needs the package and the B-cos extra (its B-cos run); tests and linters also need
+# the dev extras (~40 s more)
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
@@ -11,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[bcos]'
 	touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP)
@@ -30,6 +31,7 @@ test-all: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
 
 format: $(DEV_STAMP)
 	$(BIN)/ruff format .

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from torchlap.explainers.bench import register_bench
+from torchlap.bench.explain import register_bench
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,7 @@ import argparse
 
 import torch
 
-from torchlap.layers.bench import run_layer_command
+from torchlap.bench.layer import run_layer_command
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

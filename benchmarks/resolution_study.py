@@ -7,14 +7,17 @@ selection) of each LAP run against the best post-hoc method on the same model.
 
 Usage::
 
-    python benchmarks/resolution_study.py --out study                  # everything (hours)
-    python benchmarks/resolution_study.py --out study --sizes 128 --data lesions   # one part
-    python benchmarks/resolution_study.py --out study --table-only     # print the table
+    python benchmarks/resolution_study.py                              # everything (hours)
+    python benchmarks/resolution_study.py --sizes 128 --data lesions   # one part
+    python benchmarks/resolution_study.py --table-only                 # print the table
 
 Every step is a ``torchlap`` command in its own process, and a finished step is never redone:
 a killed study continues where it stopped, and parts (``--sizes``, ``--data``, ``--lengths``)
 can run one after the other or in the background (``nohup ... &``). Wall times per step are
-kept in ``OUT/study.json``.
+kept in ``OUT/study.json``. The default ``--out`` is ``benchmarks/results/resolution-study``,
+whose ``.gitignore`` keeps only ``study.json`` and each cell's ``comparison.json`` under version
+control: a finished cell is skipped (its runs are not needed again) and the table can be
+printed from a clean clone.
 
 Lengths: ``demo`` trains the demo's epochs; ``long`` trains ``--long-epochs`` epochs and keeps
 the best validation epoch (the paper trains up to 300 epochs and keeps the best one).
@@ -24,11 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from _steps import load_state, run_step, torchlap_command
 
 RUNS = (
     ("vanilla", ["--lap", "none", "--supervision", "none"]),
@@ -49,44 +51,19 @@ POSTHOC = (
 METRICS = ("iou_threshold", "iou_topk")
 
 
-def _torchlap() -> list[str]:
-    return [sys.executable, "-m", "torchlap.cli"]
-
-
-def _load_state(out: Path) -> dict:
-    path = out / "study.json"
-    return json.loads(path.read_text()) if path.is_file() else {"steps": {}}
-
-
-def _save_state(out: Path, state: dict) -> None:
-    path = out / "study.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, path)
-
-
-def _step(out: Path, state: dict, key: str, command: list[str], done: Path) -> None:
-    """Run ``command`` unless ``done`` exists; record its wall time under ``key``."""
-    if done.exists():
-        return
-    print(f"[study] {key}: {' '.join(command[3:])}", flush=True)
-    started = time.perf_counter()
-    subprocess.run(command, check=True)
-    state["steps"][key] = {"seconds": round(time.perf_counter() - started, 1)}
-    _save_state(out, state)
-
-
 def run_part(args: argparse.Namespace, data: str, size: int, length: str) -> None:
     """Train the three runs of one (dataset, size, length) cell and compare them."""
     out = Path(args.out)
-    state = _load_state(out)
+    state = load_state(out)
     cell = out / data / f"{size}px" / length
+    if (cell / "compare" / "comparison.json").is_file():
+        return  # a finished cell (its runs may have been deleted to save space) is never redone
     epochs = args.demo_epochs if length == "demo" else args.long_epochs
     run_dirs = []
     for name, options in RUNS:
         run_dir = cell / "runs" / name
         command = [
-            *_torchlap(), "train", "--data", data, "--arch", "resnet18",
+            *torchlap_command(), "train", "--data", data, "--arch", "resnet18",
             "--image-size", str(size), "--epochs", str(epochs), "--n-images", str(args.n_images),
             "--seed", str(args.seed), "--out", str(run_dir), *options,
         ]  # fmt: skip
@@ -97,15 +74,20 @@ def run_part(args: argparse.Namespace, data: str, size: int, length: str) -> Non
             if length == "long"
             else ["--keep-epoch", "last"]
         )
-        _step(out, state, f"{data}/{size}/{length}/train/{name}", command,
+        run_step(out, state, f"{data}/{size}/{length}/train/{name}", command,
               run_dir / "model.safetensors")  # fmt: skip
         run_dirs.append(str(run_dir))
     compare_dir = cell / "compare"
     command = [
-        *_torchlap(), "compare", *run_dirs, "--data", data, "--out", str(compare_dir),
-        "--max-images", str(args.eval_images),
+        *torchlap_command(), "compare", *run_dirs, "--data", data, "--out", str(compare_dir),
+        "--max-images", str(args.eval_images), "--max-val-images", str(args.val_images),
+        "--stability-images", str(args.stability_images),
+        "--method-options", json.dumps(
+            {"rise": {"n_masks": args.rise_masks}, "sise": {"mu": args.sise_mu}}
+        ),
     ]  # fmt: skip
-    _step(out, state, f"{data}/{size}/{length}/compare", command, compare_dir / "comparison.json")
+    key = f"{data}/{size}/{length}/compare"
+    run_step(out, state, key, command, compare_dir / "comparison.json")
 
 
 def _value(metric: object) -> float | None:
@@ -114,7 +96,7 @@ def _value(metric: object) -> float | None:
 
 def table(out: Path) -> str:
     """Markdown table of every finished cell under ``out``."""
-    state = _load_state(out)
+    state = load_state(out)
     header = ["Data", "Size", "Length", "Run", "BA %", "LAP IoU thr.", "best post-hoc thr.",
               "LAP IoU top-K", "best post-hoc top-K", "wall time (min)"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -150,14 +132,20 @@ def table(out: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the selected parts of the study, then print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="resolution-study")
+    parser.add_argument("--out", default="benchmarks/results/resolution-study")
     parser.add_argument("--data", default="lesions,digits")
     parser.add_argument("--sizes", default="64,128,224")
     parser.add_argument("--lengths", default="demo,long")
     parser.add_argument("--demo-epochs", type=int, default=4)
     parser.add_argument("--long-epochs", type=int, default=30)
     parser.add_argument("--n-images", type=int, default=1000)
+    # the evaluation is the demo's (torchlap.demo.DemoSettings), except RISE's mask count:
+    # 1000 masks instead of the demo's 200 keep RISE's sampling noise low at every size
     parser.add_argument("--eval-images", type=int, default=32)
+    parser.add_argument("--val-images", type=int, default=16)
+    parser.add_argument("--stability-images", type=int, default=2)
+    parser.add_argument("--rise-masks", type=int, default=1000)
+    parser.add_argument("--sise-mu", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args(argv)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -15,6 +17,11 @@ from typer._click.exceptions import ClickException, UsageError
 from typer.core import TyperGroup
 
 from torchlap import __version__
+from torchlap.bench.layer import run_layer_command
+from torchlap.cli_style import decorate_commands
+from torchlap.data import builtin_names
+from torchlap.demo import SUITES, DemoSettings, run_demo
+from torchlap.logs import log_file
 
 _DEBUG_ENV = "TORCHLAP_DEBUG"
 # bad input the user fixes by changing the command or its files: exit 2 (as click's usage
@@ -59,8 +66,6 @@ class _OneErrorStyleGroup(TyperGroup):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from torchlap.cli_style import decorate_commands
-
         decorate_commands(self)  # -q/-v on every command; flags without "<bool>"
 
     def invoke(self, ctx: typer.Context) -> Any:
@@ -141,13 +146,6 @@ def demo(
     Cost with the defaults: about 10.5 min on a 2-core CPU (about 50 s of training and
     3-3.5 min of evaluation per run).
     """
-    import time
-    from pathlib import Path
-
-    from torchlap.data import builtin_names
-    from torchlap.demo import SUITES, DemoSettings, run_demo
-    from torchlap.logs import log_file
-
     if suite not in SUITES:
         raise typer.BadParameter(f"unknown --suite {suite!r}; expected one of {', '.join(SUITES)}")
     if data not in builtin_names():
@@ -190,8 +188,6 @@ def bench_layer(
 
     Cost with the defaults: a few minutes on a 2-core CPU (`--scale 0.25`: under a minute).
     """
-    from torchlap.layers.bench import run_layer_command
-
     try:
         typer.echo(run_layer_command(device, scale, batches, rounds))
     except ValueError as error:
@@ -206,7 +202,7 @@ app.add_typer(data_app, name="data")
 from torchlap.train.cli import register_train  # noqa: E402
 
 register_train(app)
-from torchlap.explainers.bench import register_bench  # noqa: E402
+from torchlap.bench.explain import register_bench  # noqa: E402
 
 register_bench(bench_app)
 from torchlap.bench.model import register_model_bench  # noqa: E402
@@ -215,7 +211,7 @@ register_model_bench(bench_app)
 from torchlap.evaluate.cli import register_evaluate  # noqa: E402
 
 register_evaluate(app)
-from torchlap.explainers.cli import register_explain  # noqa: E402
+from torchlap.evaluate.explain import register_explain  # noqa: E402
 
 register_explain(app)
 from torchlap.export import register_export  # noqa: E402

@@ -11,6 +11,8 @@ from typing import Any
 
 import typer
 
+from torchlap.logs import setup_logging
+
 __all__ = ["OUTPUT_PANEL", "PANELS", "decorate_commands"]
 
 #: the help panel of the options every command shares
@@ -19,8 +21,6 @@ _QUIET, _VERBOSE = "torchlap.quiet", "torchlap.verbose"
 
 
 def _apply(ctx: typer.Context) -> None:
-    from torchlap.logs import setup_logging
-
     setup_logging(quiet=bool(ctx.meta.get(_QUIET)), verbose=bool(ctx.meta.get(_VERBOSE)))
 
 

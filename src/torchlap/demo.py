@@ -13,22 +13,45 @@ trained vanilla run frozen, only the BLA module trained) and the ante-hoc weight
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from torchlap.evaluate import DEFAULT_METHODS, EvaluateOptions, compare_runs
+from torchlap.explainers import comparison_methods, get, table_order
+from torchlap.models.bcos import bcos_available
 from torchlap.runs import WEIGHTS_FILE
+from torchlap.train import TrainConfig, fit
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SUITES", "DemoSettings", "run_demo"]
+__all__ = ["CHECK_METHODS", "SUITES", "DemoSettings", "run_demo", "suite_runs"]
+
+
+def _own_and_gradient_methods() -> tuple[str, ...]:
+    """The models' own maps (LAP, BLA, ante-hoc, B-cos: each applies to its own family) and the
+    gradient methods of the comparison set, in the tables' order (the explainer registry)."""
+    own = [m for m in table_order() if get(m).kind == "own map"]
+    gradient = [m for m in comparison_methods() if get(m).kind == "gradient"]
+    return tuple(table_order([*own, *gradient]))
+
+
+#: the methods of the demo's sanity checks and grid pointing game: the models' own maps and the
+#: gradient methods (not Score-CAM, RISE and SISE: their full price on every randomized copy)
+CHECK_METHODS = _own_and_gradient_methods()
 
 
 @dataclass
 class DemoSettings:
     """What the demo trains and evaluates (defaults: the numbers the README quotes).
+
+    Size: 64 px, 1000 images, 4 epochs, the epoch with the lowest validation cross-entropy kept.
+    At 64 px the deepest LAP map of the paper's ResNet18 preset is 2x2 before the global pool
+    (LAP All comes out as quadrants); 128 px is the smallest size without that limit, and the
+    README's resolution study measures what it changes (``image_size=128``).
 
     The evaluation is sized for a 2-core CPU: the perturbation explainers (Score-CAM, SISE:
     one forward per feature map, ~500 per image on ResNet18; RISE: one per mask) dominate, so
@@ -36,6 +59,14 @@ class DemoSettings:
     of them as paper 000 does: 65 000 pixels at 64 px, for a one-dimensional threshold), and 2
     images at 3 noise levels for stability, with 200 RISE masks and SISE at mu = 0.3.
     ``torchlap compare`` with its defaults evaluates at full size.
+
+    Checks (issue 13): the sanity checks on ``sanity_images`` images and the grid pointing game
+    on ``grid_pg_grids`` grids run for ``check_methods`` (the models' own maps and the gradient
+    methods: on the perturbation explainers every randomized copy costs their full price, about
+    30 copies per run; ``torchlap compare --sanity`` runs them for every method).
+    ``bcos``: a B-cos ResNet18 (the ``bcos`` package, extra ``torchlap[bcos]``, which
+    ``make demo`` installs) joins the runs when the package is installed; without it the demo
+    says so and goes on.
     """
 
     image_size: int = 64
@@ -53,27 +84,27 @@ class DemoSettings:
     arch: str = "resnet18"
     data: str = "lesions"
     select_metric: str = "cross_entropy"
+    sanity: bool = True
+    sanity_images: int = 4
+    grid_pg: bool = True
+    grid_pg_grids: int = 8
+    check_methods: tuple[str, ...] | None = CHECK_METHODS
+    bcos: bool = True
+    bcos_arch: str = "resnet18"
 
     def scaled(self, scale: float) -> DemoSettings:
         """The same demo with data and evaluation sizes multiplied by ``scale``."""
         if not scale > 0:
             raise ValueError(f"scale must be > 0, got {scale}")
-        return DemoSettings(
-            image_size=self.image_size,
+        return dataclasses.replace(
+            self,
             n_images=max(60, round(self.n_images * scale)),
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
             eval_images=max(8, round(self.eval_images * scale)),
             val_images=max(8, round(self.val_images * scale)),
             stability_images=max(1, round(self.stability_images * min(scale, 1.0))),
-            stability_fractions=self.stability_fractions,
             rise_masks=max(50, round(self.rise_masks * min(scale, 1.0))),
-            sise_mu=self.sise_mu,
-            seed=self.seed,
-            arch=self.arch,
-            data=self.data,
-            select_metric=self.select_metric,
+            sanity_images=max(2, round(self.sanity_images * min(scale, 1.0))),
+            grid_pg_grids=max(2, round(self.grid_pg_grids * min(scale, 1.0))),
         )
 
 
@@ -86,17 +117,59 @@ _PEERS = tuple(
     (name, {"lap": "none", "supervision": "none", "model": name})
     for name in ("bla", "bla-t", "bla-ph", "l2x-f", "antehoc")
 )
+#: the B-cos run that joins every suite when the ``bcos`` package is installed (issue 13)
+_BCOS = ("bcos", {"lap": "none", "supervision": "none", "model": "bcos"})
 #: run name -> TrainConfig fields of each suite; "peers" = the main runs plus every peer
 SUITES = {"main": _MAIN, "peers": _MAIN + _PEERS}
 #: explainers of each suite (None: every method); the peer suite skips the perturbation
 #: explainers (RISE, Score-CAM, SISE), whose cost the main suite already measures
-SUITE_METHODS = {
-    "main": None,
-    "peers": (
-        "lap", "bla", "antehoc", "gradcam", "guided_gradcam", "guided_backprop", "deeplift",
-        "relevance_cam",
-    ),
-}  # fmt: skip
+SUITE_METHODS = {"main": None, "peers": CHECK_METHODS}
+
+
+def suite_runs(suite: str, settings: DemoSettings) -> tuple[tuple[str, dict[str, str]], ...]:
+    """The runs ``(name, TrainConfig fields)`` the demo trains for ``suite`` with ``settings``
+    (the B-cos run only when ``settings.bcos`` and the ``bcos`` package is installed)."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
+    runs = SUITES[suite]
+    if settings.bcos:
+        if bcos_available():
+            runs = (*runs, _BCOS)
+        else:
+            logger.warning(
+                "B-cos run skipped: the bcos package is not installed "
+                "(pip install 'torchlap[bcos]'; `make demo` installs it)"
+            )
+    return runs
+
+
+def _train_config(
+    name: str, model_options: dict[str, str], settings: DemoSettings, out: Path, overwrite: bool
+) -> TrainConfig:
+    lap = model_options["lap"] if settings.arch == "resnet18" else "auto"
+    if model_options["lap"] == "none":
+        lap = "none"
+    model = model_options.get("model", "lap")
+    return TrainConfig(
+        data=settings.data,
+        out=str(out / "runs" / name),
+        arch=settings.bcos_arch if model == "bcos" else settings.arch,
+        model=model,
+        # BLA-PH explains the trained vanilla network (trained first, frozen)
+        pretrained=str(out / "runs" / "vanilla") if model == "bla-ph" else None,
+        lap=lap,
+        supervision=model_options["supervision"],
+        epochs=settings.epochs,
+        lr=settings.lr,
+        image_size=settings.image_size,
+        batch_size=settings.batch_size,
+        n_images=settings.n_images,
+        seed=settings.seed,
+        # the demo's validation split holds ~100 images: balanced accuracy moves by whole
+        # images between epochs, the validation cross-entropy ranks epochs smoothly
+        select_metric=settings.select_metric,
+        overwrite=overwrite,
+    )
 
 
 def run_demo(
@@ -108,44 +181,17 @@ def run_demo(
 ) -> Path:
     """Train the suite's runs into ``out/runs``, compare them into ``out``; return report.html.
 
-    ``suite``: ``"main"`` (vanilla, WS-LAP, BB-LAP) or ``"peers"`` (those plus BLA, BLA-T,
-    BLA-PH, L2X-F and the ante-hoc network). A finished run is reused, so an interrupted demo
-    resumes.
+    ``suite``: ``"main"`` (vanilla, WS-LAP, BB-LAP, and B-cos when its package is installed)
+    or ``"peers"`` (those plus BLA, BLA-T, BLA-PH, L2X-F and the ante-hoc network). A finished
+    run is reused, so an interrupted demo resumes.
     """
-    from torchlap.evaluate import DEFAULT_METHODS, EvaluateOptions, compare_runs
-    from torchlap.train import TrainConfig, fit
-
-    if suite not in SUITES:
-        raise ValueError(f"unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
     settings = settings or DemoSettings()
+    runs = suite_runs(suite, settings)
     out = Path(out)
     run_dirs = []
-    for name, model_options in SUITES[suite]:
-        run_dir = out / "runs" / name
-        lap = model_options["lap"] if settings.arch == "resnet18" else "auto"
-        if model_options["lap"] == "none":
-            lap = "none"
-        model = model_options.get("model", "lap")
-        config = TrainConfig(
-            data=settings.data,
-            out=str(run_dir),
-            arch=settings.arch,
-            model=model,
-            # BLA-PH explains the trained vanilla network (trained first, frozen)
-            pretrained=str(out / "runs" / "vanilla") if model == "bla-ph" else None,
-            lap=lap,
-            supervision=model_options["supervision"],
-            epochs=settings.epochs,
-            lr=settings.lr,
-            image_size=settings.image_size,
-            batch_size=settings.batch_size,
-            n_images=settings.n_images,
-            seed=settings.seed,
-            # the demo's validation split holds ~100 images: balanced accuracy moves by whole
-            # images between epochs, the validation cross-entropy ranks epochs smoothly
-            select_metric=settings.select_metric,
-            overwrite=overwrite,
-        )
+    for name, model_options in runs:
+        config = _train_config(name, model_options, settings, out, overwrite)
+        run_dir = Path(config.out)
         if (run_dir / WEIGHTS_FILE).is_file() and not overwrite:
             logger.info("%s: reusing the finished run in %s", name, run_dir)
         else:
@@ -153,8 +199,11 @@ def run_demo(
             fit(config)
             logger.info("%s: trained in %.0f s", name, time.perf_counter() - started)
         run_dirs.append(run_dir)
+    chosen = tuple(methods or SUITE_METHODS[suite] or DEFAULT_METHODS)
+    if any(name == "bcos" for name, _ in runs) and "bcos" not in chosen and not methods:
+        chosen = (*chosen, "bcos")
     options = EvaluateOptions(
-        methods=tuple(methods or SUITE_METHODS[suite] or DEFAULT_METHODS),
+        methods=chosen,
         max_images=settings.eval_images,
         max_val_images=settings.val_images,
         stability_images=settings.stability_images,
@@ -163,5 +212,10 @@ def run_demo(
         # ablation reports a 4x shorter run with a barely changed map (section "Complexity")
         method_options={"rise": {"n_masks": settings.rise_masks}, "sise": {"mu": settings.sise_mu}},
         seed=settings.seed,
+        sanity=settings.sanity,
+        sanity_images=settings.sanity_images,
+        grid_pg=settings.grid_pg,
+        grid_pg_grids=settings.grid_pg_grids,
+        check_methods=settings.check_methods,
     )
     return compare_runs(run_dirs, settings.data, out, options, force=overwrite)

@@ -4,7 +4,7 @@ A LAP model's maps are ordinary tensors of its forward pass (paper 000, III.A), 
 leave Python with the model, which no post-hoc explainer allows. :class:`LapExportModule`
 wraps a run's model (input normalisation included: it takes images in [0, 1]) and returns
 
-* ``logits`` ``(B, n_classes)``;
+* ``logits`` ``(B, num_classes)``;
 * ``lap_<layer>`` ``(B, h_l, w_l)`` per LAP layer: the layer's map for the predicted class
   (:func:`torchlap.explainers.lap.select_lap_map` with the run's concept sets), at the
   layer's own resolution;
@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+import typer
 from torch import Tensor, nn
+
+from torchlap.evaluate import load_eval_data
+from torchlap.explainers.lap import concept_mapping, lap_all, select_lap_map
+from torchlap.io import atomic_path
+from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
+from torchlap.runs import load_run
 
 __all__ = ["EXPORT_FORMATS", "LapExportModule", "export_run", "output_names", "verify_onnx"]
 
@@ -56,9 +64,6 @@ class LapExportModule(nn.Module):
         threshold: float = 0.5,
     ) -> None:
         super().__init__()
-        from torchlap.explainers.lap import concept_mapping
-        from torchlap.layers import lap_modules
-
         self.model = model
         self.layers = list(lap_modules(model))
         if not self.layers:
@@ -72,11 +77,6 @@ class LapExportModule(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         """Logits, each LAP layer's map for the predicted class, and LAP All (input size)."""
-        import torch.nn.functional as F
-
-        from torchlap.explainers.lap import lap_all, select_lap_map
-        from torchlap.layers import attention_maps, clear_attention_maps
-
         clear_attention_maps(self.model)
         try:
             logits = self.model(images)
@@ -84,9 +84,9 @@ class LapExportModule(nn.Module):
         finally:
             clear_attention_maps(self.model)
         predicted = logits.argmax(dim=1)
-        n_classes = logits.shape[1]
+        num_classes = logits.shape[1]
         maps = [
-            select_lap_map(found[name], predicted, n_classes, None, self.concept_sets)
+            select_lap_map(found[name], predicted, num_classes, None, self.concept_sets)
             for name in self.layers
         ]
         integrated = lap_all(maps, self.decay, self.threshold, "algorithm1")
@@ -101,17 +101,17 @@ def output_names(module: LapExportModule) -> list[str]:
 
 
 def _atomic(out: Path, write: Any) -> None:
-    """``write(temporary_path)``, then ``os.replace`` onto ``out`` (never a half-written file)."""
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}")
-    try:
-        write(temporary)
-        data = temporary.with_name(temporary.name + ".data")  # ONNX external weights, if any
-        if data.exists():
+    """``write(temporary_path)`` through :func:`torchlap.io.atomic_path` (fsync, the usual
+    mode, then a rename onto ``out``: never a half-written file)."""
+    with atomic_path(out) as temporary:
+        try:
+            write(temporary)
+        finally:
+            data = temporary.with_name(temporary.name + ".data")  # ONNX external weights
+            external = data.exists()
+            data.unlink(missing_ok=True)
+        if external:
             raise ValueError(f"{out}: the model is too large for a single ONNX file")
-        os.replace(temporary, out)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
 
 
 def export_run(
@@ -128,8 +128,6 @@ def export_run(
 
     Refuses an existing ``out`` unless ``overwrite`` and a wrong suffix for the format.
     """
-    from torchlap.runs import load_run
-
     if format not in EXPORT_FORMATS:
         raise ValueError(
             f"unknown --format {format!r}; expected one of {', '.join(EXPORT_FORMATS)}"
@@ -175,7 +173,8 @@ def export_run(
                 # (so the file takes batches of exactly the traced size, ``batch_size``)
                 program = torch.export.export(module, (example,), strict=False)
                 traced = torch.jit.trace(program.module(), (example,), check_trace=False)
-                torch.jit.save(traced, str(path))
+                with open(path, "wb") as handle:
+                    torch.jit.save(traced, handle)
 
         else:
 
@@ -184,7 +183,9 @@ def export_run(
                 program = torch.export.export(
                     module, (example,), dynamic_shapes={"images": {0: batch}}, strict=False
                 )
-                torch.export.save(program, str(path))
+                # a handle: the temporary name does not end in .pt2, which torch would warn of
+                with open(path, "wb") as handle:
+                    torch.export.save(program, handle)
 
         _atomic(out, write)
     logger.info("exported %s (%s) with outputs %s", out, format, ", ".join(names))
@@ -228,9 +229,6 @@ def verify_onnx(
 
 def run_test_images(run_dir: str | os.PathLike[str], max_images: int = 32) -> Tensor:
     """Up to ``max_images`` images of the run's own test split, as the model sees them."""
-    from torchlap.evaluate.core import load_eval_data
-    from torchlap.runs import load_run
-
     run = load_run(run_dir)
     data = run.config.get("train", {}).get("data")
     if not data:
@@ -240,7 +238,6 @@ def run_test_images(run_dir: str | os.PathLike[str], max_images: int = 32) -> Te
 
 def register_export(app: Any) -> None:
     """Add ``torchlap export`` to the ``torchlap`` command."""
-    import typer
 
     @app.command("export")
     def export_command(

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from torchlap.io import (
@@ -37,6 +39,8 @@ from torchlap.io import (
     atomic_write_json,
     clean_stale_temps,
 )
+from torchlap.losses import ConceptSets
+from torchlap.models.recipes import rebuild_model
 
 __all__ = [
     "CHECKPOINTS_DIR",
@@ -59,6 +63,7 @@ __all__ = [
     "clean_stale_temps",
     "is_run_config",
     "load_run",
+    "pretrained_weights",
     "read_run_config",
     "record_integrity",
     "sha256_file",
@@ -188,6 +193,29 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def pretrained_weights(pretrained: str | os.PathLike[str]) -> str:
+    """The file a ``--pretrained`` value loads: a run folder's weights file, else the value
+    itself (a torchvision weights name or a ``.safetensors`` file, which the model builder
+    checks).
+
+    :func:`torchlap.models.build_model` takes files only (``models`` does not know a run's
+    layout): pass it ``pretrained_weights(run_folder)``. Raises :class:`RunFileNotFoundError`
+    for a folder without weights.
+    """
+    if not isinstance(pretrained, (str, os.PathLike)):
+        raise TypeError(f"pretrained must be a str or a path, got {pretrained!r}")
+    path = Path(pretrained)
+    if not path.is_dir():
+        return os.fspath(pretrained)
+    weights = path / WEIGHTS_FILE
+    if not weights.is_file():
+        raise RunFileNotFoundError(
+            f"pretrained folder {path} holds no {WEIGHTS_FILE}: pass a .safetensors file "
+            "or a finished torchlap run folder"
+        )
+    return str(weights)
+
+
 @dataclass
 class LoadedRun:
     """A trained run read back by :func:`load_run`.
@@ -202,7 +230,7 @@ class LoadedRun:
     std: list[float]
     image_size: int
     in_channels: int
-    concept_sets: Any
+    concept_sets: ConceptSets | None
     run_dir: Path
 
 
@@ -214,13 +242,6 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     from a newer torchlap, the weights' SHA-256 differs from the recorded one, or the weights
     do not fit the model ``config.json`` describes.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    # rebuild_model knows the model families, which live above this module (issue 14: the
-    # family registry); imported here to keep runs.py free of the training stack
-    from torchlap.train.run import rebuild_model
-
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     weights = run_dir / WEIGHTS_FILE
@@ -256,8 +277,6 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     model.eval()
     concept_sets = None
     if config.get("concept_sets") is not None:
-        from torchlap.losses import ConceptSets
-
         concept_sets = ConceptSets.from_dict(config["concept_sets"])
     return LoadedRun(
         model=model,

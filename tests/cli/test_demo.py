@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,12 +10,47 @@ import pytest
 from typer.testing import CliRunner
 
 from torchlap.cli import app
-from torchlap.demo import SUITES, DemoSettings, run_demo
+from torchlap.demo import (
+    CHECK_METHODS,
+    SUITE_METHODS,
+    SUITES,
+    DemoSettings,
+    run_demo,
+    suite_runs,
+)
+from torchlap.models.bcos import bcos_available
 
 TINY = DemoSettings(
     image_size=32, n_images=60, epochs=1, eval_images=8, val_images=8, stability_images=4,
-    rise_masks=50, arch="smallcnn",
+    rise_masks=50, arch="smallcnn", sanity=False, grid_pg=False, bcos=False,
 )  # fmt: skip
+
+
+@pytest.mark.skipif(not bcos_available(), reason="the bcos extra is not installed")
+def test_main_suite_adds_bcos_and_runs_the_checks_on_cheap_methods(tmp_path: Path) -> None:
+    settings = dataclasses.replace(TINY, sanity=True, sanity_images=2, grid_pg=True, bcos=True)
+    assert [name for name, _ in suite_runs("main", settings)][-1] == "bcos"
+    run_demo(tmp_path, settings, methods=("lap", "gradcam", "rise", "bcos"))
+    comparison = json.loads((tmp_path / "comparison.json").read_text())
+    runs = comparison["runs"]
+    assert list(runs) == ["vanilla", "ws-lap", "bb-lap", "bcos"]
+    config = json.loads((tmp_path / "runs" / "bcos" / "config.json").read_text())
+    assert config["model"]["builder"] == "torchlap.models.bcos"
+    assert "bcos" in runs["bcos"]["localization"] and "bcos" in runs["vanilla"]["skipped"]
+    # the checks run for the own maps and gradient methods, not for RISE (CHECK_METHODS)
+    assert set(runs["ws-lap"]["sanity"]) == {"lap", "gradcam"}
+    assert set(runs["bcos"]["sanity"]) == {"bcos", "gradcam"}
+    assert "rise" in runs["ws-lap"]["localization"] and "rise" not in CHECK_METHODS
+    for run in runs.values():
+        assert "grid_pointing_setup" in run
+
+
+def test_demo_check_methods_are_the_own_maps_and_gradient_methods() -> None:
+    assert set(CHECK_METHODS) == {
+        "lap", "bla", "antehoc", "bcos", "gradcam", "guided_gradcam", "guided_backprop",
+        "deeplift", "relevance_cam",
+    }  # fmt: skip
+    assert SUITE_METHODS["peers"] == CHECK_METHODS and SUITE_METHODS["main"] is None
 
 
 def test_peer_suite_trains_every_model_and_compares_them(tmp_path: Path) -> None:

@@ -223,8 +223,8 @@ def test_bad_arguments() -> None:
         Lesions(n_images=0)
     with pytest.raises(ValueError, match="split_fractions"):
         Lesions(split_fractions=(0.5, 0.2, 0.2))
-    with pytest.raises(ValueError, match="n_classes"):
-        Concepts(n_classes=9)
+    with pytest.raises(ValueError, match="num_classes"):
+        Concepts(num_classes=9)
     with pytest.raises(ValueError, match="empty"):
         Lesions(split="val", n_images=5, split_fractions=(1.0, 0.0, 0.0))
     with pytest.raises(ValueError, match="unknown dataset 'lesion'"):
@@ -232,6 +232,6 @@ def test_bad_arguments() -> None:
 
 
 def test_concepts_classes_and_every_colour_in_every_image() -> None:
-    dataset = Concepts(split="train", n_images=20, image_size=SIZE, n_classes=3)
+    dataset = Concepts(split="train", n_images=20, image_size=SIZE, num_classes=3)
     assert dataset.classes == ["blue_square", "cyan_diamond", "green_triangle"]
     assert dataset.metadata()["n_classes"] == 3

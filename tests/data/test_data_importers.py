@@ -8,33 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dicom_files import write_dicom
 from PIL import Image
 
 from torchlap.data import celeba, imagenet_folder, rsna_pneumonia
-
-
-def _write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2") -> None:
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
-    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    dataset.Modality = "CR"
-    dataset.Rows, dataset.Columns = pixels.shape
-    dataset.SamplesPerPixel = 1
-    dataset.PhotometricInterpretation = photometric
-    dataset.BitsAllocated = dataset.BitsStored = 8
-    dataset.HighBit = 7
-    dataset.PixelRepresentation = 0
-    dataset.PixelData = pixels.astype(np.uint8).tobytes()
-    dataset.save_as(path, enforce_file_format=True)
-    assert pydicom.dcmread(path).pixel_array.shape == pixels.shape
 
 
 def _rsna_fixture(root: Path, suffix: str) -> Path:
@@ -57,7 +34,7 @@ def _rsna_fixture(root: Path, suffix: str) -> Path:
     for k in range(6):
         pixels = np.full((32, 32), 10 * k, dtype=np.uint8)
         if suffix == ".dcm":
-            _write_dicom(images / f"p{k}.dcm", pixels)
+            write_dicom(images / f"p{k}.dcm", pixels)
         else:
             Image.fromarray(pixels).save(images / f"p{k}.png")
     return root
@@ -89,7 +66,9 @@ def test_rsna(tmp_path: Path, suffix: str) -> None:
 def test_rsna_dicom_monochrome1_is_inverted(tmp_path: Path) -> None:
     root = _rsna_fixture(tmp_path / "rsna", ".png")
     (root / "stage_2_train_images" / "p1.png").unlink()
-    _write_dicom(root / "stage_2_train_images" / "p1.dcm", np.full((32, 32), 51), "MONOCHROME1")
+    write_dicom(
+        root / "stage_2_train_images" / "p1.dcm", np.full((32, 32), 51), photometric="MONOCHROME1"
+    )
     dataset = rsna_pneumonia(root, split="train", split_fractions=(1.0, 0.0, 0.0))
     index = next(k for k, r in enumerate(dataset.records) if r.image.endswith("p1.dcm"))
     assert torch.allclose(dataset[index]["image"], torch.full((1, 32, 32), 0.8))

@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from torchlap.cli import app
-from torchlap.evaluate import EvaluateOptions, compare_runs, core, evaluate_run
+from torchlap.evaluate import EvaluateOptions, common, compare_runs, evaluate_run
 from torchlap.train import TrainConfig, fit
 
 FAST_METHODS = ("lap", "gradcam", "rise")
@@ -102,7 +102,7 @@ def test_evaluate_writes_the_contract_files_and_resumes(runs, tmp_path, monkeypa
                  on_method=lambda m, s: computed.append(m))  # fmt: skip
     assert computed == ["gradcam", "gradcam"]
     # ... or a metric's definition changed (METRICS_REVISION)
-    monkeypatch.setattr(core, "METRICS_REVISION", core.METRICS_REVISION + 1)
+    monkeypatch.setattr(common, "METRICS_REVISION", common.METRICS_REVISION + 1)
     evaluate_run(runs["lap"], None, out, _options(methods=("gradcam",), ks=(20,)),
                  on_method=lambda m, s: computed.append(m))  # fmt: skip
     assert computed == ["gradcam", "gradcam", "gradcam"]

@@ -4,8 +4,8 @@ from torch import nn
 from typer.testing import CliRunner
 
 from torchlap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
+from torchlap.bench.explain import format_table, run_benchmark
 from torchlap.cli import app
-from torchlap.explainers.bench import format_table, run_benchmark
 
 
 def test_run_benchmark_times_every_method_against_lap():

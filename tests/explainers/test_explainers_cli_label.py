@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from torchlap.data import read_annotations
 from torchlap.data.export import export_builtin
-from torchlap.data.folder import read_annotations
-from torchlap.explainers.cli import collect_images
+from torchlap.evaluate.explain import collect_images
 
 
 def test_directly_named_file_gets_its_annotated_label(tmp_path) -> None:

@@ -43,7 +43,7 @@ def randomize(model: nn.Module) -> nn.Module:
     return model
 
 
-def lap_cnn(n_concepts: int = 1, n_classes: int = 3) -> nn.Sequential:
+def lap_cnn(n_concepts: int = 1, num_classes: int = 3) -> nn.Sequential:
     return randomize(
         nn.Sequential(
             nn.Conv2d(3, 8, 3, padding=1),
@@ -54,12 +54,12 @@ def lap_cnn(n_concepts: int = 1, n_classes: int = 3) -> nn.Sequential:
             nn.ReLU(inplace=True),
             AdaptiveLocalAttentionPool2d(16, 1, n_concepts=n_concepts),
             nn.Flatten(),
-            nn.Linear(16, n_classes),
+            nn.Linear(16, num_classes),
         )
     )
 
 
-def vanilla_cnn(n_classes: int = 3) -> nn.Sequential:
+def vanilla_cnn(num_classes: int = 3) -> nn.Sequential:
     return randomize(
         nn.Sequential(
             nn.Conv2d(3, 8, 3, padding=1),
@@ -71,7 +71,7 @@ def vanilla_cnn(n_classes: int = 3) -> nn.Sequential:
             nn.Dropout(0.5),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
-            nn.Linear(16, n_classes),
+            nn.Linear(16, num_classes),
         )
     )
 
@@ -202,7 +202,7 @@ def test_model_with_non_logit_output_is_refused():
         def forward(self, x):
             return {"logits": self.net(x)}
 
-    with pytest.raises(TypeError, match=r"logits of shape \(B, n_classes\)"):
+    with pytest.raises(TypeError, match=r"logits of shape \(B, num_classes\)"):
         explainers.Rise(Dict(), n_masks=2)(torch.randn(1, 3, 16, 16))
 
 

@@ -10,7 +10,7 @@ from torchlap.explainers import LapExplainer, lap_all
 from torchlap.layers import LapBase
 
 
-def lap_cnn(n_concepts: int = 1, n_classes: int = 3) -> nn.Sequential:
+def lap_cnn(n_concepts: int = 1, num_classes: int = 3) -> nn.Sequential:
     model = nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1),
         nn.ReLU(inplace=True),
@@ -22,7 +22,7 @@ def lap_cnn(n_concepts: int = 1, n_classes: int = 3) -> nn.Sequential:
         nn.ReLU(inplace=True),
         AdaptiveLocalAttentionPool2d(16, 1, n_concepts=n_concepts, aggregation="mean"),
         nn.Flatten(),
-        nn.Linear(16, n_classes),
+        nn.Linear(16, num_classes),
     )
     for module in model.modules():
         if isinstance(module, LapBase):
@@ -121,7 +121,7 @@ def test_single_layer_maps_are_the_layers_maps_from_one_forward():
 
 
 def test_head_follows_target_when_one_head_per_class():
-    model = lap_cnn(n_concepts=3, n_classes=3)
+    model = lap_cnn(n_concepts=3, num_classes=3)
     images = torch.randn(4, 3, 16, 16)
     target = torch.tensor([0, 2, 1, 2])
     raw = LapExplainer(model, layer=1).raw(images, target)
@@ -134,7 +134,7 @@ def test_head_follows_target_when_one_head_per_class():
 
 
 def test_other_head_counts_use_the_aggregated_score():
-    model = lap_cnn(n_concepts=2, n_classes=3)
+    model = lap_cnn(n_concepts=2, num_classes=3)
     images = torch.randn(2, 3, 16, 16)
     raw = LapExplainer(model, layer=0).raw(images, 1)
     model(images)
@@ -146,20 +146,23 @@ def test_other_head_counts_use_the_aggregated_score():
     )
 
 
-def test_concept_sets_from_the_model_config():
-    model = lap_cnn(n_concepts=3, n_classes=3)
-    model.torchlap_config = {"concept_sets": {"0": [0], "1": [1, 2], "7": [0]}}
+def test_concept_sets_come_only_from_the_option():
+    model = lap_cnn(n_concepts=3, num_classes=3)
+    sets = {"0": [0], "1": [1, 2], "7": [0]}
     images = torch.randn(3, 3, 16, 16)
     target = torch.tensor([0, 1, 2])
-    raw = LapExplainer(model, layer=0).raw(images, target)
+    raw = LapExplainer(model, layer=0, concept_sets=sets).raw(images, target)
     model(images)
     maps = next(iter(torchlap.attention_maps(model).values()))
     torch.testing.assert_close(raw[0], maps.concepts[0, 0])
     torch.testing.assert_close(raw[1], maps.concepts[1, 1:].amax(dim=0))
     torch.testing.assert_close(raw[2], maps.score[2, 0])  # class 2 has no concepts
-    model.torchlap_config = {"concept_sets": {"0": 3}}
     with pytest.raises(ValueError, match="list of concept indices"):
-        LapExplainer(model)(images)
+        LapExplainer(model, concept_sets={"0": 3})(images)
+    # an attribute on the model is no hidden channel: without the option, one head per class
+    model.torchlap_config = {"concept_sets": sets}
+    plain = LapExplainer(model, layer=0).raw(images, target)
+    torch.testing.assert_close(plain, maps.concepts[torch.arange(3), target])
 
 
 def test_bad_options_and_models():

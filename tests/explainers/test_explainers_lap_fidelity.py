@@ -65,7 +65,7 @@ def test_the_order_below_one_half_survives_only_in_the_unclipped_sum():
     assert order == [3, 1, 2, 0]
 
 
-def lap_cnn(n_concepts, n_classes):
+def lap_cnn(n_concepts, num_classes):
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1),
@@ -75,7 +75,7 @@ def lap_cnn(n_concepts, n_classes):
         nn.ReLU(),
         AdaptiveLocalAttentionPool2d(8, 1, n_concepts=n_concepts, aggregation="mean"),
         nn.Flatten(),
-        nn.Linear(8, n_classes),
+        nn.Linear(8, num_classes),
     )
     for module in model.modules():
         if isinstance(module, LapBase):
@@ -97,9 +97,9 @@ def layer_concepts(model, images):
 
 @pytest.mark.parametrize("form", ["object", "dict", "mapping"])
 def test_one_head_per_class_plus_a_common_head_explains_the_class_head(form):
-    n_classes = 3
-    model = lap_cnn(n_concepts=n_classes + 1, n_classes=n_classes)
-    sets = ConceptSets.default(n_classes, n_classes + 1)  # class c: head c and the common head
+    num_classes = 3
+    model = lap_cnn(n_concepts=num_classes + 1, num_classes=num_classes)
+    sets = ConceptSets.default(num_classes, num_classes + 1)  # class c: head c and the common head
     given = {"object": sets, "dict": sets.to_dict(), "mapping": sets.to_mapping()}[form]
     images = torch.rand(4, 3, 8, 8)
     target = torch.tensor([0, 2, 1, 2])
@@ -118,7 +118,7 @@ def test_one_head_per_class_plus_a_common_head_explains_the_class_head(form):
         for s in range(layer.shape[0]):
             for y in range(layer.shape[-2]):
                 for x in range(layer.shape[-1]):
-                    own, common = layer[s, int(target[s]), y, x], layer[s, n_classes, y, x]
+                    own, common = layer[s, int(target[s]), y, x], layer[s, num_classes, y, x]
                     assert float(with_common[s, y, x]) == pytest.approx(max(own, common))
     # without the concept sets this layout falls back to the aggregated score S
     fallback = LapExplainer(model, layer=0).raw(images, target)
@@ -128,7 +128,7 @@ def test_one_head_per_class_plus_a_common_head_explains_the_class_head(form):
 
 
 def test_lap_all_of_the_class_heads():
-    model = lap_cnn(n_concepts=4, n_classes=3)
+    model = lap_cnn(n_concepts=4, num_classes=3)
     sets = ConceptSets.default(3, 4)
     images = torch.rand(3, 3, 8, 8)
     target = torch.tensor([1, 0, 2])

@@ -11,7 +11,7 @@ from torchlap.models.antehoc import AnteHocModel
 from torchlap.models.bla import blaify
 
 
-def tiny_cnn(n_classes: int = 3) -> nn.Sequential:
+def tiny_cnn(num_classes: int = 3) -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1),
@@ -22,7 +22,7 @@ def tiny_cnn(n_classes: int = 3) -> nn.Sequential:
         nn.ReLU(),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
-        nn.Linear(8, n_classes),
+        nn.Linear(8, num_classes),
     )
 
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from torchlap.layers.bench import format_rows, run_layer_benchmark
+from torchlap.bench.layer import format_rows, run_layer_benchmark
 
 
 def test_layer_benchmark_rows():

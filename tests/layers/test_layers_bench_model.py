@@ -48,7 +48,7 @@ def test_lapified_resnet18_counts_more_multiply_adds_than_its_twin():
 def test_layer_benchmark_leaves_stderr_quiet(capfd):
     """No profiler or allocator warning on stderr (the allocator warns when a block allocated
     before the memory profiler started is freed under it)."""
-    from torchlap.layers.bench import run_layer_benchmark
+    from torchlap.bench.layer import run_layer_benchmark
 
     capfd.readouterr()
     run_layer_benchmark([("t", (2, 4, 6, 6), 3, 2, 1)], repeats=1, rounds=1, batches=(2, 1))

@@ -195,7 +195,7 @@ def test_max_ar_one_drops_the_bottom_term():
         ({"min_ar": 0.0}, ValueError, r"\(0, 1\]"),
         ({"iar": 1.5}, ValueError, r"\(0, 1\]"),
         ({"max_ar": -0.1}, ValueError, r"\(0, 1\]"),
-        ({"iar": "0.1"}, TypeError, "float"),
+        ({"iar": "0.1"}, TypeError, r"iar must be a fraction of the pixels in \(0, 1\]"),
         ({"min_ar": [0.1, 0.2]}, ValueError, "one value per head"),
         ({"selector": torch.rand(2, 3, 4, 4)}, ValueError, "same shape"),
         ({"include": torch.ones(3, dtype=torch.bool)}, ValueError, "include"),

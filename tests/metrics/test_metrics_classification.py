@@ -74,5 +74,5 @@ def test_multiclass_topk_matches_reference(caplog):
         few = multiclass_classification_metrics(logits[:, :3], labels % 3)
     assert set(few) == {"top1_accuracy", "top3_accuracy"} and few["top3_accuracy"].value == 1.0
     assert "top-3" in caplog.text
-    with pytest.raises(ValueError, match="n_classes"):
+    with pytest.raises(ValueError, match="num_classes"):
         multiclass_classification_metrics(logits, labels + 8)

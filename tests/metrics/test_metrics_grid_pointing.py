@@ -86,9 +86,9 @@ def test_bad_inputs_are_refused():
     assert resolve_grid_shape("3x1", 5) == (3, 1)
 
 
-def class_images(n_per_class: int, n_classes: int, size: int = 4):
+def class_images(n_per_class: int, num_classes: int, size: int = 4):
     """Image i is constant, equal to (its class + 1) / 10: a cell's class is readable."""
-    labels = torch.arange(n_classes).repeat(n_per_class)
+    labels = torch.arange(num_classes).repeat(n_per_class)
     images = ((labels.float() + 1) / 10).view(-1, 1, 1, 1).expand(-1, 1, size, size).clone()
     return images, labels
 
@@ -126,9 +126,11 @@ def test_tile_grid_row_major():
 class ReadClass(nn.Module):
     """Logits from the mean pixel value: class c where the image is (c + 1) / 10."""
 
-    def __init__(self, n_classes: int) -> None:
+    def __init__(self, num_classes: int) -> None:
         super().__init__()
-        self.centres = nn.Parameter((torch.arange(n_classes).float() + 1) / 10, requires_grad=False)
+        self.centres = nn.Parameter(
+            (torch.arange(num_classes).float() + 1) / 10, requires_grad=False
+        )
 
     def forward(self, x):
         return -100 * (x.mean(dim=(1, 2, 3))[:, None] - self.centres).abs()

@@ -79,11 +79,11 @@ def test_lapmaps_objects_are_accepted():
         binary_rule([1, 2, 3])
 
 
-def size_coded_task(seed, n=300, n_classes=3, size=6):
+def size_coded_task(seed, n=300, num_classes=3, size=6):
     """Class c has a large concept map c: F_C carries the label."""
     generator = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, n_classes, (n,), generator=generator)
-    concepts = torch.rand(n, n_classes, size, size, generator=generator) * 0.3
+    labels = torch.randint(0, num_classes, (n,), generator=generator)
+    concepts = torch.rand(n, num_classes, size, size, generator=generator) * 0.3
     concepts[torch.arange(n), labels] += 0.5
     return concepts, labels
 
@@ -108,14 +108,14 @@ def test_learned_predictor_learns_and_is_seeded():
 
 
 def test_learned_predictor_validation():
-    with pytest.raises(ValueError, match="n_classes"):
+    with pytest.raises(ValueError, match="num_classes"):
         LearnedConceptPredictor(3, 1)
     predictor = LearnedConceptPredictor(3, 2, epochs=1)
     with pytest.raises(ValueError, match="before fit"):
         predictor.predict(torch.rand(2, 3))
     with pytest.raises(ValueError, match="expected 3 concepts"):
         predictor.fit(torch.rand(4, 5), torch.zeros(4, dtype=torch.long))
-    with pytest.raises(ValueError, match="n_classes"):
+    with pytest.raises(ValueError, match="num_classes"):
         predictor.fit(torch.rand(4, 3), torch.full((4,), 2))
 
 

@@ -21,23 +21,23 @@ def test_primary_rule_per_layout() -> None:
     assert paper_primary_rule(10, ["concept_sum"]) == "concept_sum"
     with pytest.raises(ValueError, match="no LAP-predictor rule"):
         paper_primary_rule(3, [])
-    with pytest.raises(ValueError, match="n_classes"):
+    with pytest.raises(ValueError, match="num_classes"):
         paper_primary_rule(1, ["learned"])
 
 
 def test_top_k_agreement_matches_a_loop() -> None:
     generator = torch.Generator().manual_seed(0)
-    n_classes, batch, k = 12, 40, 5
-    features = torch.rand(batch, n_classes, generator=generator)
-    labels = torch.randint(0, n_classes, (batch,), generator=generator)
-    model_predictions = torch.randint(0, n_classes, (batch,), generator=generator)
-    predictor = LearnedConceptPredictor(n_classes, n_classes, epochs=5, seed=1)
+    num_classes, batch, k = 12, 40, 5
+    features = torch.rand(batch, num_classes, generator=generator)
+    labels = torch.randint(0, num_classes, (batch,), generator=generator)
+    model_predictions = torch.randint(0, num_classes, (batch,), generator=generator)
+    predictor = LearnedConceptPredictor(num_classes, num_classes, epochs=5, seed=1)
     predictor.fit(features, labels)
     top = predictor.predict_top_k(features, k)
     logits = predictor(features).detach()
     hits_label, hits_model = 0, 0
     for s in range(batch):
-        ranked = sorted(range(n_classes), key=lambda c, s=s: -float(logits[s, c]))[:k]
+        ranked = sorted(range(num_classes), key=lambda c, s=s: -float(logits[s, c]))[:k]
         assert sorted(top[s].tolist()) == sorted(ranked)
         hits_label += int(int(labels[s]) in ranked)
         hits_model += int(int(model_predictions[s]) in ranked)

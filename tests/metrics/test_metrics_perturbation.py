@@ -22,25 +22,27 @@ from torchlap.metrics import (
 C, H, W = 2, 5, 6
 
 
-def tiny_model(n_classes=7, seed=0):
+def tiny_model(num_classes=7, seed=0):
     """Linear classifier with a BatchNorm, left in train mode on purpose: the metrics must
     run it in eval mode (batch statistics would otherwise make results depend on chunks)."""
     generator = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(C * H * W, n_classes), nn.BatchNorm1d(n_classes))
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(C * H * W, num_classes), nn.BatchNorm1d(num_classes)
+    )
     with torch.no_grad():
-        model[1].weight.copy_(torch.randn(n_classes, C * H * W, generator=generator))
-        model[1].bias.copy_(torch.randn(n_classes, generator=generator))
-        model[2].running_mean.copy_(torch.randn(n_classes, generator=generator))
-        model[2].running_var.copy_(torch.rand(n_classes, generator=generator) + 0.5)
+        model[1].weight.copy_(torch.randn(num_classes, C * H * W, generator=generator))
+        model[1].bias.copy_(torch.randn(num_classes, generator=generator))
+        model[2].running_mean.copy_(torch.randn(num_classes, generator=generator))
+        model[2].running_var.copy_(torch.rand(num_classes, generator=generator) + 0.5)
     return model.double().train()
 
 
-def data(seed=0, batch=9, n_classes=7):
+def data(seed=0, batch=9, num_classes=7):
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, C, H, W, generator=generator, dtype=torch.float64)
     maps = torch.rand(batch, H, W, generator=generator, dtype=torch.float64)
     maps[0] = 0.0  # all-zero map: ties everywhere
-    labels = torch.randint(0, n_classes, (batch,), generator=generator)
+    labels = torch.randint(0, num_classes, (batch,), generator=generator)
     return images, maps, labels
 
 
@@ -139,8 +141,8 @@ def test_keep_top_k_all_pixels_keeps_the_prediction_and_chunking_is_invisible():
 
 
 def test_keep_top_k_with_few_classes_reports_top_t(caplog):
-    model = tiny_model(n_classes=3)
-    images, maps, labels = data(n_classes=3)
+    model = tiny_model(num_classes=3)
+    images, maps, labels = data(num_classes=3)
     with caplog.at_level("INFO", logger="torchlap.metrics"):
         result = keep_top_k(model, images, maps, labels, ks=(50,))
     assert set(result) == {
@@ -210,7 +212,7 @@ def test_shape_mismatches_raise():
         keep_top_k(model, images, maps[:, :3], labels)
     with pytest.raises(ValueError, match="labels"):
         keep_top_k(model, images, maps, labels[:3])
-    with pytest.raises(ValueError, match="n_classes"):
+    with pytest.raises(ValueError, match=r"n(um)?_classes"):
         keep_top_k(model, images, maps, labels + 100)
     with pytest.raises(ValueError, match="logits"):
         keep_top_k(lambda x: x.sum(dim=(1, 2, 3)), images, maps, labels)

@@ -17,12 +17,12 @@ from torchlap.metrics._common import tied_at_k, top_k_mask
 C, H, W = 2, 2, 3
 
 
-def linear_model(n_classes=7, seed=1):
+def linear_model(num_classes=7, seed=1):
     generator = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(C * H * W, n_classes))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(C * H * W, num_classes))
     with torch.no_grad():
-        model[1].weight.copy_(3 * torch.randn(n_classes, C * H * W, generator=generator))
-        model[1].bias.copy_(torch.randn(n_classes, generator=generator))
+        model[1].weight.copy_(3 * torch.randn(num_classes, C * H * W, generator=generator))
+        model[1].bias.copy_(torch.randn(num_classes, generator=generator))
     return model.double()
 
 

@@ -117,3 +117,36 @@ def test_shuffled_labels_permute_and_keep_metadata():
     assert sorted(labels) == sorted(original) and labels != original
     assert torch.equal(shuffled[0]["image"], data[0]["image"])
     assert labels == [int(shuffled.original_labels[j]) for j in shuffled.permutation]
+
+
+@pytest.mark.parametrize("norm", ["position", "batch-uncentered"])
+def test_both_norms_are_bias_free_so_the_map_sums_to_the_logit(norm: str):
+    from bcos.modules.norms.centered_norms import DetachablePositionNorm2d
+    from bcos.modules.norms.uncentered_norms import BatchNormUncentered2d
+
+    torch.manual_seed(0)
+    model = build_bcos("resnet18", 2, in_channels=1, norm=norm)
+    assert model.torchlap_config["norm"] == norm
+    kind = DetachablePositionNorm2d if norm == "position" else BatchNormUncentered2d
+    norms = [m for m in model.modules() if isinstance(m, kind)]
+    assert norms and all(m.bias is None for m in norms)
+    model.train()
+    with torch.no_grad():  # a few batches give the uncentered norms running statistics
+        for _ in range(3):
+            model(torch.rand(4, 1, 16, 16))
+    model.eval()
+    images = torch.rand(2, 1, 16, 16)
+    maps = explain(model, images, "bcos", torch.tensor([0, 1]))
+    with torch.no_grad():
+        logits = model(images)
+    bias = model.net.logit_layer.logit_bias
+    torch.testing.assert_close(
+        maps.sum(dim=(1, 2)), logits[[0, 1], [0, 1]] - bias, rtol=1e-4, atol=1e-5
+    )
+
+
+def test_bad_norms():
+    with pytest.raises(ValueError, match="unknown B-cos norm 'batch'"):
+        build_bcos("resnet18", 2, norm="batch")
+    with pytest.raises(ValueError, match="vgg11_bnu"):
+        build_bcos("vgg11", 2, norm="batch-uncentered")

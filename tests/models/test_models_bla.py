@@ -13,19 +13,21 @@ import torchvision
 from scipy.stats import spearmanr
 from torch import nn
 
-from torchlap.models.bla import (
-    BoundedLogitAttention,
-    L2XFeatureSelection,
-    apply_blaify_config,
-    bla_lime_faithfulness,
-    bla_maps,
-    bla_modules,
-    bla_parameters,
-    blaify,
+from torchlap.evaluate.bla_comparison import bla_lime_faithfulness
+from torchlap.metrics.lime_faithfulness import (
     lime_patch_scores,
     lime_spearman,
     patch_means,
     spearman_correlation,
+)
+from torchlap.models.bla import (
+    BoundedLogitAttention,
+    L2XFeatureSelection,
+    apply_blaify_config,
+    bla_maps,
+    bla_modules,
+    bla_parameters,
+    blaify,
 )
 
 

@@ -12,6 +12,8 @@ from torch import nn
 
 from torchlap.layers import lap_modules
 from torchlap.models import adapt_input_weight, build_model, model_from_config
+from torchlap.models.wrapping import unwrap_normalized_state
+from torchlap.runs import pretrained_weights
 
 
 def test_build_grayscale_resnet18_with_the_paper_preset_and_rebuild_it():
@@ -44,8 +46,10 @@ def test_clear_errors():
         build_model("resnet18", 2, lap="inception_v3")
     with pytest.raises(ValueError, match="unknown lap="):
         build_model("resnet18", 2, lap="everywhere")
-    with pytest.raises(ValueError, match="num_classes must be a positive int"):
+    with pytest.raises(ValueError, match="num_classes must be an int >= 1, got 0"):
         build_model("resnet18", 0)
+    with pytest.raises(TypeError, match=r"in_channels must be an int >= 1, got 3\.0"):
+        build_model("resnet18", 2, in_channels=3.0)
     with pytest.raises(ValueError, match=r"unknown weights 'IMAGENET9K'.*IMAGENET1K_V1"):
         build_model("resnet18", 2, pretrained="IMAGENET9K")
     with pytest.raises(FileNotFoundError, match="not found"):
@@ -88,21 +92,42 @@ def test_pretrained_safetensors_of_a_lap_model_and_of_another_arch(tmp_path):
         build_model("mobilenet_v3_small", num_classes=3, lap="none", pretrained=str(path))
 
 
-def test_pretrained_torchlap_run_folder_strips_the_normalizer_prefix(tmp_path):
+def test_pretrained_torchlap_run_weights_strip_the_normalizer_prefix(tmp_path):
     model = build_model("resnet18", num_classes=2, lap="none").eval()
     run = tmp_path / "vanilla"
     run.mkdir()
     state = {f"net.{k}": v for k, v in model.state_dict().items()}
     state |= {"normalize.mean": torch.zeros(3), "normalize.std": torch.ones(3)}
     save_file(state, str(run / "model.safetensors"), metadata={"format": "torchlap-run"})
-    for pretrained in (run, run / "model.safetensors"):
+    # a run's layout is torchlap.runs's: the folder resolves to its weights file there
+    assert pretrained_weights(run) == str(run / "model.safetensors")
+    assert pretrained_weights("IMAGENET1K_V1") == "IMAGENET1K_V1"
+    x = torch.randn(1, 3, 32, 32)
+    for pretrained in (pretrained_weights(run), run / "model.safetensors"):
         loaded = build_model("resnet18", num_classes=2, lap="none", pretrained=str(pretrained))
-        x = torch.randn(1, 3, 32, 32)
         with torch.no_grad():
             torch.testing.assert_close(loaded.eval()(x), model(x))
+    # the layout, not the metadata, says a file holds a NormalizedClassifier's weights
+    bare = tmp_path / "bare.safetensors"
+    save_file(state, str(bare))
+    loaded = build_model("resnet18", num_classes=2, lap="none", pretrained=str(bare))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x), model(x))
+    with pytest.raises(ValueError, match=r"is a folder.*pretrained_weights"):
+        build_model("resnet18", 2, lap="none", pretrained=str(run))
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"holds no model\.safetensors"):
-        build_model("resnet18", 2, lap="none", pretrained=str(tmp_path / "empty"))
+        pretrained_weights(tmp_path / "empty")
+
+
+def test_unwrap_normalized_state_needs_the_whole_wrapper_layout():
+    net = {"net.fc.weight": torch.ones(1), "net.fc.bias": torch.zeros(1)}
+    normalizer = {"normalize.mean": torch.zeros(3), "normalize.std": torch.ones(3)}
+    unwrapped = unwrap_normalized_state(net | normalizer)
+    assert unwrapped is not None and list(unwrapped) == ["fc.weight", "fc.bias"]
+    assert unwrap_normalized_state(net) is None  # no normalizer: not a wrapper's state
+    assert unwrap_normalized_state(normalizer) is None  # no network
+    assert unwrap_normalized_state(net | normalizer | {"fc.weight": torch.ones(1)}) is None
 
 
 def test_adapt_input_weight_keeps_the_response_to_constant_images():

@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from torchlap.explainers import available, method_facts
+
 
 def metric(value: float | None, higher_is_better: bool = True, n: int = 50) -> dict[str, Any]:
     """A ``MetricResult.to_dict()``-shaped entry."""
@@ -30,12 +32,17 @@ def _localization(values: dict[str, float | None]) -> dict[str, Any]:
     return {key: metric(value) for key, value in values.items()} | {"threshold": 0.4}
 
 
+#: what ``torchlap evaluate`` writes into ``results["methods"]``: the registry's facts
+METHOD_FACTS = method_facts(available())
+
+
 def vanilla_results() -> dict[str, Any]:
     """A model without LAP layers: four post-hoc methods, one failed (absent) everywhere
     but timing, one method with an undefined value."""
     return {
         "format": "torchlap-results",
         "run": {"name": "vanilla", "run_dir": "runs/vanilla"},
+        "methods": METHOD_FACTS,
         "data": {"name": "shapes", "split": "test", "n_images": 50},
         "model": {
             "accuracy": metric(0.9522),

@@ -249,7 +249,7 @@ def test_at_a_glance_comes_first_with_three_numbers_per_run(report) -> None:
 
 
 def test_glance_numbers_warn_about_chance_and_flat_maps() -> None:
-    from report_synthetic import lap_results, metric
+    from report_synthetic import METHOD_FACTS, lap_results, metric
 
     from torchlap.report.html import glance_numbers, glance_warnings
 
@@ -267,6 +267,7 @@ def test_glance_numbers_warn_about_chance_and_flat_maps() -> None:
     assert "is not above chance (50.00%)" in warnings[1]
     # a long tie moves the names to the detail line; missing sections say so
     many = {"faithfulness": {m: {"drop": metric(5.0, False)} for m in ("gradcam", "rise", "lap")}}
+    many["methods"] = METHOD_FACTS
     _, missing, tie = glance_numbers(many)
     assert missing.value == "-" and missing.detail == "not computed"
     assert tie.value == "3 methods 5.00%"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from report_synthetic import lap_results
 
-import torchlap.report
+import torchlap.evaluate.outputs
 from torchlap.evaluate.core import flat_map_counts
 from torchlap.evaluate.outputs import write_run_outputs
 from torchlap.report.plots import example_rows
@@ -65,12 +65,13 @@ def test_example_rows_follow_the_caption_order() -> None:
 def test_overlay_rows_are_best_median_worst(tmp_path: Path, monkeypatch) -> None:
     calls = []
 
-    def capture(images, maps_by_method, masks, titles, path):
+    def capture(images, maps_by_method, masks, titles, path, names=None):
         calls.append((images, maps_by_method, masks, titles))
+        assert names == {"lap": "LAP"}  # display names from the registry
         Path(path).write_bytes(Path(figure_png(tmp_path)).read_bytes())
         return Path(path)
 
-    monkeypatch.setattr(torchlap.report, "plot_overlays", capture)
+    monkeypatch.setattr(torchlap.evaluate.outputs, "plot_overlays", capture)
     n = 6
     data = SimpleNamespace(
         images=torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 4, 4) / 10,

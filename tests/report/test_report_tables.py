@@ -7,6 +7,7 @@ import os
 
 import pytest
 from report_synthetic import (
+    METHOD_FACTS,
     lap_results,
     metric,
     parse_markdown_table,
@@ -17,17 +18,18 @@ from report_synthetic import (
 from torchlap.report import (
     all_tables,
     method_display_name,
-    table_faithfulness,
-    table_lime,
-    table_localization,
-    table_model_and_lap,
-    table_other_localization,
-    table_stability,
-    table_timing,
     tables_markdown,
     write_tables,
 )
-from torchlap.report.tables import faithfulness_table, localization_table
+from torchlap.report.tables import (
+    faithfulness_table,
+    lime_table,
+    localization_table,
+    model_and_lap_table,
+    other_localization_table,
+    stability_table,
+    timing_table,
+)
 
 
 def row_by_labels(rows: list[list[str]], *labels: str) -> list[str]:
@@ -44,7 +46,7 @@ def bold(cell: str) -> bool:
 
 
 def test_table_one_layout_binary() -> None:
-    header, rows = parse_markdown_table(table_model_and_lap(results_by_run()))
+    header, rows = parse_markdown_table(model_and_lap_table(results_by_run()).to_markdown())
     assert header == [
         "Run",
         "Model performance: Acc.",
@@ -71,7 +73,7 @@ def test_table_one_layout_binary() -> None:
 
 
 def test_table_one_names_lap_layers_in_forward_order() -> None:
-    markdown = table_model_and_lap(results_by_run())
+    markdown = model_and_lap_table(results_by_run()).to_markdown()
     assert "LAP_1 = layer2.pool (binary), LAP_2 = layer3.pool (binary), LAP_3 = avgpool" in (
         markdown
     )
@@ -82,7 +84,9 @@ def test_table_one_multiclass_and_mixed_runs() -> None:
         "model": {"top1_accuracy": metric(0.7616), "top5_accuracy": metric(0.9285)},
         "lap_predictors": {"layer4.pool": {"rule": "learned", "predictivity": metric(0.7198)}},
     }
-    header, rows = parse_markdown_table(table_model_and_lap({"LAP ResNet 50 (FT)": imagenet}))
+    header, rows = parse_markdown_table(
+        model_and_lap_table({"LAP ResNet 50 (FT)": imagenet}).to_markdown()
+    )
     assert header == [
         "Run",
         "Model performance: Top-1 Acc.",
@@ -94,7 +98,7 @@ def test_table_one_multiclass_and_mixed_runs() -> None:
     assert rows == [["LAP ResNet 50 (FT)", "76.16", "92.85", "71.98", "-"]]
     # binary and multi-class runs together: the union of columns, '-' where absent
     header, rows = parse_markdown_table(
-        table_model_and_lap({"binary": vanilla_results(), "multi": imagenet})
+        model_and_lap_table({"binary": vanilla_results(), "multi": imagenet}).to_markdown()
     )
     labels = ("Acc.", "Sens.", "Spec.", "BA", "Top-1 Acc.", "Top-5 Acc.")
     assert header[1:7] == [f"Model performance: {label}" for label in labels]
@@ -103,7 +107,7 @@ def test_table_one_multiclass_and_mixed_runs() -> None:
 
 
 def test_table_one_without_model_metrics_shows_binary_columns() -> None:
-    header, rows = parse_markdown_table(table_model_and_lap({"empty": {}}))
+    header, rows = parse_markdown_table(model_and_lap_table({"empty": {}}).to_markdown())
     assert header == ["Run"] + [f"Model performance: {c}" for c in ("Acc.", "Sens.", "Spec.", "BA")]
     assert rows == [["empty", "-", "-", "-", "-"]]
 
@@ -112,7 +116,7 @@ def test_table_one_without_model_metrics_shows_binary_columns() -> None:
 
 
 def test_table_two_layout_and_best_per_row() -> None:
-    header, rows = parse_markdown_table(table_localization(results_by_run()))
+    header, rows = parse_markdown_table(localization_table(results_by_run()).to_markdown())
     methods = ["DL", "GC", "LAP", "my_method"]  # paper order, unknown names last and as-is
     assert header == (
         ["Run"]
@@ -126,7 +130,7 @@ def test_table_two_layout_and_best_per_row() -> None:
     # thresholding: LAP best; top-scored: DL (44.2901) and LAP (44.29) tie at 2 decimals, so
     # neither is bold and the tie is named once in the notes
     assert lap[1:] == ["24.37", "9.34", "**36.26**", "n/a", "44.29", "7.14", "44.29", "15.00"]
-    markdown = table_localization(results_by_run())
+    markdown = localization_table(results_by_run()).to_markdown()
     assert markdown.count("Tied for the best") == 1
     assert "WS-LAP, Top-Scored Selection: DL = LAP (44.29)" in markdown
 
@@ -137,7 +141,7 @@ def test_table_two_direction_comes_from_the_metric() -> None:
         for key in ("iou_threshold", "iou_topk"):
             if key in method:
                 method[key]["higher_is_better"] = False
-    _, rows = parse_markdown_table(table_localization(results))
+    _, rows = parse_markdown_table(localization_table(results).to_markdown())
     assert rows[0][1:5] == ["24.37", "**9.34**", "36.26", "n/a"]
 
 
@@ -155,8 +159,9 @@ def test_table_two_all_methods_and_display_names() -> None:
         "guided_gradcam",
         "deeplift",
     ]
-    results = {"r": {"localization": {m: {"iou_threshold": metric(0.1)} for m in names}}}
-    header, rows = parse_markdown_table(table_localization(results))
+    localization = {m: {"iou_threshold": metric(0.1)} for m in names}
+    results = {"r": {"localization": localization, "methods": METHOD_FACTS}}
+    header, rows = parse_markdown_table(localization_table(results).to_markdown())
     expected = [
         "DL",
         "GGC",
@@ -173,14 +178,18 @@ def test_table_two_all_methods_and_display_names() -> None:
     assert header[1:12] == [f"Thresholding: {m}" for m in expected]
     assert rows[0][12:] == ["-"] * 11  # no iou_topk anywhere
     assert rows[0][1:12] == ["10.00"] * 11  # all tied: a tie, not a wall of bold
-    assert method_display_name("my_method") == "my_method"
+    assert method_display_name("my_method", METHOD_FACTS) == "my_method"
+    # results without the facts (written before they existed): names as given, first-seen order
+    bare = {"r": {"localization": localization}}
+    header, _ = parse_markdown_table(localization_table(bare).to_markdown())
+    assert header[1:12] == [f"Thresholding: {m}" for m in names]
 
 
 # -------------------------------------------------------------------------- faithfulness
 
 
 def test_faithfulness_table_keep_k_drop_increase_win() -> None:
-    header, rows = parse_markdown_table(table_faithfulness(results_by_run()))
+    header, rows = parse_markdown_table(faithfulness_table(results_by_run()).to_markdown())
     assert header == [
         "Run",
         "Method",
@@ -228,7 +237,9 @@ def test_faithfulness_table_keep_k_drop_increase_win() -> None:
 
 
 def test_faithfulness_table_other_agreement() -> None:
-    header, rows = parse_markdown_table(table_faithfulness(results_by_run(), "top5_vs_label"))
+    header, rows = parse_markdown_table(
+        faithfulness_table(results_by_run(), "top5_vs_label").to_markdown()
+    )
     assert header[2] == "Top-5 vs label: keep 5%"
     assert row_by_labels(rows, "WS-LAP", "LAP")[2] == "**54.00**"  # 0.6 * 0.9
     with pytest.raises(ValueError, match="agreement"):
@@ -239,7 +250,7 @@ def test_faithfulness_table_other_agreement() -> None:
 
 
 def test_other_localization_table() -> None:
-    header, rows = parse_markdown_table(table_other_localization(results_by_run()))
+    header, rows = parse_markdown_table(other_localization_table(results_by_run()).to_markdown())
     assert header == ["Run", "Method", "EBPG", "mIoU (top 20%)", "Bbox", "Pointing game"]
     assert row_by_labels(rows, "vanilla", "DL")[2:] == [
         "**41.00**",
@@ -257,12 +268,12 @@ def test_other_localization_table() -> None:
 
 
 def test_stability_and_timing_tables() -> None:
-    header, rows = parse_markdown_table(table_stability(results_by_run()))
+    header, rows = parse_markdown_table(stability_table(results_by_run()).to_markdown())
     assert header == ["Run", "Method", "Noise 0.1: ΔDrop %", "Noise 0.1: ΔInc %"]
     # lower change is better; a single defined value in a column is not bolded
     assert row_by_labels(rows, "vanilla", "GC")[2:] == ["**1.50**", "2.00"]
     assert row_by_labels(rows, "vanilla", "DL")[2:] == ["3.00", "n/a"]
-    header, rows = parse_markdown_table(table_timing(results_by_run()))
+    header, rows = parse_markdown_table(timing_table(results_by_run()).to_markdown())
     assert header == ["Run", "Method", "Seconds", "Images / s"]
     assert row_by_labels(rows, "WS-LAP", "LAP")[2:] == ["**0.10**", "**500.0**"]
     assert row_by_labels(rows, "vanilla", "my_method")[2:] == ["10.00", "5.0"]
@@ -293,10 +304,10 @@ def test_lime_table_shows_runs_with_a_bla_module_only() -> None:
     results["vanilla"]["lime_spearman"] = {
         "bla": metric(0.4123), "gradcam": metric(-0.25), "patch": 9, "n_samples": 1000,
     }  # fmt: skip
-    header, rows = parse_markdown_table(table_lime(results))
+    header, rows = parse_markdown_table(lime_table(results).to_markdown())
     assert header == ["Run", "BLA (soft)", "Grad-CAM"]
     assert rows == [["vanilla", "**0.412**", "-0.250"]]
-    assert "vanilla: 9-px patches, 1000 LIME samples." in table_lime(results)
+    assert "vanilla: 9-px patches, 1000 LIME samples." in lime_table(results).to_markdown()
     ids = [table.id for table in all_tables(results)]
     assert ids.index("table-lime") == ids.index("table-timing") - 1
 
@@ -315,7 +326,7 @@ def test_runs_table_lists_skipped_methods_and_notes() -> None:
 
 def test_markdown_escapes_cell_breaks_and_html() -> None:
     results = {"a|b <i>": lap_results(), "plain": vanilla_results()}
-    markdown = table_localization(results)
+    markdown = localization_table(results).to_markdown()
     assert "| a\\|b &lt;i&gt; |" in markdown
     header, rows = parse_markdown_table(markdown)
     assert len({len(row) for row in rows} | {len(header)}) == 1
@@ -323,19 +334,19 @@ def test_markdown_escapes_cell_breaks_and_html() -> None:
 
 def test_bad_input_raises_with_the_path() -> None:
     with pytest.raises(TypeError, match="dict of run name"):
-        table_model_and_lap([1, 2])
+        model_and_lap_table([1, 2]).to_markdown()
     broken = results_by_run()
     broken["WS-LAP"]["localization"]["gradcam"]["iou_topk"] = 0.5  # bare float, not a metric
     with pytest.raises(TypeError, match=r"\['WS-LAP'\]\['localization'\]\['gradcam'\]"):
-        table_localization(broken)
+        localization_table(broken).to_markdown()
     broken = results_by_run()
     broken["vanilla"]["model"]["accuracy"] = {"value": "high"}
     with pytest.raises(TypeError, match="number or None"):
-        table_model_and_lap(broken)
+        model_and_lap_table(broken).to_markdown()
     broken = results_by_run()
     broken["vanilla"]["faithfulness"]["gradcam"]["keep_top_k"]["ten"] = {}
     with pytest.raises(ValueError, match="percentages"):
-        table_faithfulness(broken)
+        faithfulness_table(broken).to_markdown()
 
 
 def test_write_tables_is_atomic(tmp_path: os.PathLike[str]) -> None:
@@ -404,12 +415,12 @@ def test_chance_marks_for_accuracies_and_region_metrics() -> None:
             "gradcam": {"ebpg": metric(0.30, n=100), "pointing_game": metric(0.40, n=100)}
         },
     }
-    _, rows = parse_markdown_table(table_model_and_lap({"m": multi}))
+    _, rows = parse_markdown_table(model_and_lap_table({"m": multi}).to_markdown())
     assert rows[0][1:] == ["12.00†", "60.00", "12.50", "-"]  # 12.50 > 12.47: not marked
-    _, rows = parse_markdown_table(table_other_localization({"m": multi}))
+    _, rows = parse_markdown_table(other_localization_table({"m": multi}).to_markdown())
     # chance 0.25 with n = 100: bound 0.25 + 1.6449 * sqrt(0.1875 / 100) = 32.12 %
     assert rows[0][2:] == ["30.00†", "-", "-", "40.00"]
-    assert "† not above chance" in table_other_localization({"m": multi})
+    assert "† not above chance" in other_localization_table({"m": multi}).to_markdown()
     # binary: accuracy against the majority share (40 positives, 60 negatives), BA against 1/2
     binary = {
         "model": {
@@ -419,7 +430,7 @@ def test_chance_marks_for_accuracies_and_region_metrics() -> None:
             "balanced_accuracy": metric(0.65, n=100),  # chance 0.5: bound 58.22 %
         }
     }
-    _, rows = parse_markdown_table(table_model_and_lap({"b": binary}))
+    _, rows = parse_markdown_table(model_and_lap_table({"b": binary}).to_markdown())
     assert rows[0][1:] == ["66.00†", "50.00", "80.00", "65.00"]
 
 
@@ -429,12 +440,12 @@ def test_flat_maps_are_marked_and_explained() -> None:
         "gradcam": {"n": 50, "n_flat": 50, "tolerance": 1e-6},
         "deeplift": {"n": 50, "n_flat": 0, "tolerance": 1e-6},
     }
-    markdown = table_localization(results)
+    markdown = localization_table(results).to_markdown()
     _, rows = parse_markdown_table(markdown)
     vanilla = row_by_labels(rows, "vanilla")
     assert vanilla[1:5] == ["**24.37**", "9.34‡", "-", "n/a"]
     assert "‡ the method's maps are flat" in markdown
-    _, rows = parse_markdown_table(table_faithfulness(results))
+    _, rows = parse_markdown_table(faithfulness_table(results).to_markdown())
     assert all(
         cell.strip("*").endswith("‡")
         for cell in row_by_labels(rows, "vanilla", "GC")[2:]

@@ -33,7 +33,8 @@ KILLER = """
 import io, os, signal, sys
 from pathlib import Path
 import torchlap.cli, torchlap.runs as runs
-import torchlap.train.run, torchlap.explainers.cli, torchlap.data.folder, torchlap.data.export
+import torchlap.train.run, torchlap.evaluate.explain
+import torchlap.data.annotations, torchlap.data.export
 
 NAME, NTH = {name!r}, {nth}
 original = runs.atomic_write
@@ -133,7 +134,7 @@ def test_writer_error_leaves_no_temp_and_old_file(tmp_path: Path) -> None:
 def test_written_files_have_the_usual_mode(tmp_path: Path) -> None:
     """mkstemp makes 0600 files; torchlap's files get 0666 minus the umask (annotations.csv
     used to stay 0600)."""
-    from torchlap.data.folder import ImageRecord, write_annotations
+    from torchlap.data import ImageRecord, write_annotations
 
     mask = os.umask(0o022)
     try:

@@ -41,16 +41,19 @@ def test_from_dict_refuses_unknown_keys() -> None:
     ("changes", "message"),
     [
         ({"min_ar": 0.6, "max_ar": 0.5}, "must not exceed MaxAR"),
-        ({"min_ar": 0.0}, r"min_ar \(MinAR\) must be in \(0, 1\]"),
-        ({"max_ar": 1.5}, r"max_ar \(MaxAR\) must be in \(0, 1\]"),
-        ({"iar": -0.1}, r"iar \(IAR\) must be in \(0, 1\]"),
+        ({"min_ar": 0.0}, r"min_ar \(MinAR\) must be a number in \(0, 1\], got 0.0"),
+        ({"max_ar": 1.5}, r"max_ar \(MaxAR\) must be a number in \(0, 1\]"),
+        ({"iar": -0.1}, r"iar \(IAR\) must be a number in \(0, 1\]"),
         ({"supervision": "strong"}, "unknown supervision"),
-        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
+        ({"seed": -1}, "seed must be an int >= 0, got -1"),
+        ({"alpha": float("inf")}, "alpha must be a finite number > 0, got inf"),
         ({"overwrite": True, "resume": True}, "exclude each other"),
         ({"lap": "none", "phases": [PhaseConfig(1, 1e-3, "lap")]}, "without LAP layers"),
         ({"phases": [PhaseConfig(1, -1.0)]}, "phase 1: phase learning rate"),
         ({"precision": "8-bit"}, "unknown precision"),
-        ({"loss_weights": {"expert": -1}}, "must be a number >= 0"),
+        ({"loss_weights": {"expert": -1}}, "loss weight 'expert' must be a finite number >= 0"),
+        ({"concordance_weight": float("nan")}, "concordance_weight must be a finite number >= 0"),
     ],
 )
 def test_bad_settings_are_refused(changes: dict, message: str) -> None:
@@ -63,6 +66,10 @@ def test_types_are_checked() -> None:
         _config(image_size=32.0).validate()
     with pytest.raises(TypeError, match="min_ar"):
         _config(min_ar="0.1").validate()
+    with pytest.raises(TypeError, match=r"seed must be an int >= 0, got 1\.5"):
+        _config(seed=1.5).validate()
+    with pytest.raises(TypeError, match=r"phase 1: phase learning rate must be a finite number"):
+        _config(phases=[PhaseConfig(1, "0.1")]).validate()
 
 
 def test_parse_phase() -> None:

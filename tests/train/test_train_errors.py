@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-import torchlap.train.run as run_module
 from torchlap.cli import app
 from torchlap.data import load_dataset
+from torchlap.models.recipes import RECIPES
+from torchlap.runs import RUN_FORMAT
 from torchlap.train import NonFiniteLossError, PhaseConfig, RunFolderError, TrainConfig, fit
-from torchlap.train.run import RUN_FORMAT, _prepare_folder
+from torchlap.train.folder import prepare_folder as _prepare_folder
 from torchlap.train.wrapping import SmallCNN
 
 N_IMAGES = 80  # lesions: a few dozen 32x32 images, enough for 4+ batches of 16
@@ -82,8 +83,8 @@ def test_expert_supervision_needs_boxes(tmp_path: Path) -> None:
     ("options", "message"),
     [
         (["--min-ar", "0.6", "--max-ar", "0.5"], r"MinAR \(0.6\) must not exceed MaxAR \(0.5\)"),
-        (["--min-ar", "0"], r"min_ar \(MinAR\) must be in \(0, 1\]"),
-        (["--iar", "1.5"], r"iar \(IAR\) must be in \(0, 1\]"),
+        (["--min-ar", "0"], r"min_ar \(MinAR\) must be a number in \(0, 1\], got 0"),
+        (["--iar", "1.5"], r"iar \(IAR\) must be a number in \(0, 1\], got 1.5"),
         (["--supervision", "strong"], "unknown supervision 'strong'"),
         (["--phase", "lap:two"], "bad phase 'lap:two'"),
         (["--arch", "resnet1800"], "unknown architecture"),
@@ -165,13 +166,13 @@ class _NaNAfter(torch.nn.Module):
 def test_nan_loss_stops_with_epoch_and_batch_and_keeps_last_good_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def build(arch, num_classes, in_channels, lap, n_concepts, pretrained=None, **peer):
-        net = SmallCNN(num_classes, in_channels)
+    def build(spec):
+        net = SmallCNN(spec.num_classes, spec.in_channels)
         return _NaNAfter(net, n=steps_per_epoch + 2), {"builder": "test"}
 
     train_size = len(load_dataset("lesions", split="train", image_size=32, n_images=N_IMAGES))
     steps_per_epoch = math.ceil(train_size / 16)
-    monkeypatch.setattr(run_module, "build_classifier", build)
+    monkeypatch.setattr(RECIPES["vanilla"], "build", build)  # the family --lap none trains
     out = tmp_path / "run"
     config = _config(out, lap="none", epochs=3)
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 2 \(loss terms"):

@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 from torchlap.layers import lap_modules
 from torchlap.losses import InjectionLoss
 from torchlap.models import PRESETS
+from torchlap.models.recipes import build_classifier, paper_loss_weights
 from torchlap.train import TrainConfig, fit
 from torchlap.train.cli import register_train
 from torchlap.train.module import ClassifierModule
-from torchlap.train.run import build_classifier, paper_loss_weights
 
 
 def _config(out: Path | str = "run", **kw: Any) -> TrainConfig:

@@ -16,9 +16,10 @@ from torchlap import load_run
 from torchlap.data import collate_regions, load_dataset
 from torchlap.models import bla_modules
 from torchlap.models.antehoc import AnteHocModel, antehoc_pass_two_loss
+from torchlap.models.objectives import AnteHocObjective
+from torchlap.models.recipes import build_classifier, rebuild_model
 from torchlap.train import PhaseConfig, TrainConfig, fit
 from torchlap.train.module import ClassifierModule
-from torchlap.train.run import build_classifier, rebuild_model
 from torchlap.train.wrapping import NormalizedClassifier, SmallCNN
 
 PEERS = ["bla", "bla-t", "bla-ph", "l2x-f", "antehoc"]
@@ -115,7 +116,7 @@ def test_antehoc_passes_reach_only_their_own_network() -> None:
     assert any(g is not None and g.abs().sum() > 0 for g in grads[len(cnn) :])
 
     # the training step's sum gives each network exactly its own pass's gradient
-    module = ClassifierModule(model, 2, None, [PhaseConfig(1)], 0)
+    module = ClassifierModule(model, 2, AnteHocObjective(), [PhaseConfig(1)], 0)
     model.zero_grad(set_to_none=True)
     total, terms, _ = module._loss_terms({"image": images, "label": labels})
     total.backward()

@@ -4,9 +4,10 @@ Why C and ctypes rather than a PyTorch C++ extension: the kernels need no PyTorc
 build takes about a second with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``)
 instead of a minute, and nothing is compiled at ``pip install`` time. The shared library is
 cached in ``$TORCHLAP_EXT_DIR`` (default ``~/.cache/torchlap/ext``), keyed by the source, the
-compiler and the CPU's instruction-set flags, and written atomically (temp file, then
-``os.replace``), so concurrent processes are safe. When no compiler works the callers use their
-pure-PyTorch path; that is logged once. ``TORCHLAP_NO_EXT=1`` turns the kernels off.
+compiler and the CPU's instruction-set flags, and written through
+:func:`torchlap.io.atomic_path` (temp file, then a rename), so concurrent processes are safe.
+When no compiler works the callers use their pure-PyTorch path; that is logged once.
+``TORCHLAP_NO_EXT=1`` turns the kernels off.
 CUDA (and any non-CPU) tensors always take the pure-PyTorch path.
 """
 
@@ -19,9 +20,10 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
+
+from torchlap.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -88,22 +90,17 @@ def _build(compiler: str) -> Path:
     target = folder / f"lap_cpu_{key}.so"
     if target.exists():
         return target
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=".lap_cpu_", suffix=".so", dir=folder)
-    os.close(handle)
-    try:
-        logger.info("torchlap: compiling the CPU LAP kernel with %s (once)", compiler)
+    logger.info("torchlap: compiling the CPU LAP kernel with %s (once)", compiler)
+    # the package's one atomic writer: concurrent processes each compile to their own
+    # temporary file, the last rename wins, and a reader never sees a half-written library
+    with atomic_path(target) as temporary:
         subprocess.run(
-            [compiler, *_FLAGS, "-o", temp, str(_SOURCE)],
+            [compiler, *_FLAGS, "-o", str(temporary), str(_SOURCE)],
             capture_output=True,
             text=True,
             timeout=300,
             check=True,
         )
-        os.replace(temp, target)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
     return target
 
 

@@ -33,6 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlap.explainers.perturbation import Rise, ScoreCam
+from torchlap.explainers.sise import Sise
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -88,6 +91,7 @@ def _timed(fn):
 
 
 def _grad_cam_scorecam(model: nn.Module, layer: nn.Module, images, target, batch_size):
+    # the peers are test-only dependencies (pip install grad-cam torchcam): imported on use
     from pytorch_grad_cam import ScoreCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -105,6 +109,7 @@ def _grad_cam_scorecam(model: nn.Module, layer: nn.Module, images, target, batch
 
 
 def _torchcam_scorecam(model: nn.Module, layer_name: str, images, target, batch_size):
+    # a test-only dependency (pip install torchcam): imported on use
     from torchcam.methods import ScoreCAM
 
     with ScoreCAM(
@@ -124,7 +129,6 @@ def run_scorecam_against(
     precisions: Sequence[str] = ("float32", "bfloat16"),
 ) -> list[PeerRow]:
     """torchlap's Score-CAM (at each precision) and each peer's on the same model and images."""
-    from torchlap.explainers.perturbation import ScoreCam
 
     unknown = [p for p in peers if p not in PEERS]
     if unknown:
@@ -184,8 +188,6 @@ def run_rise_vs_sise(
     precision: str = "float32",
 ) -> list[PeerRow]:
     """torchlap's RISE (``rise_masks`` masks) and SISE (mu = 0) on the same model and images."""
-    from torchlap.explainers.perturbation import Rise
-    from torchlap.explainers.sise import Sise
 
     model = model.eval()
     with torch.no_grad():

@@ -16,7 +16,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import typer
 from torch import nn
+
+from torchlap._ext import kernel_status
+from torchlap.models.build import build_model
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +88,6 @@ def count_multiply_adds(fn, *args) -> float:
 
 
 def _build(arch: str, preset: str | None, size: int, device: torch.device) -> nn.Module:
-    from torchlap.models.build import build_model
-
     model = build_model(arch, num_classes=1000, lap=preset, input_size=size)
     for module in model.modules():  # the pass clock and stored maps are the LAP layers' own
         if hasattr(module, "clear_maps"):
@@ -194,7 +196,6 @@ def format_model_rows(rows: list[ModelBenchRow]) -> str:
 
 def register_model_bench(bench_app: object) -> None:
     """Add the ``model`` command to the ``torchlap bench`` Typer app."""
-    import typer
 
     @bench_app.command("model")
     def model_command(
@@ -227,8 +228,6 @@ def register_model_bench(bench_app: object) -> None:
             )
         except ValueError as error:
             raise typer.BadParameter(str(error)) from None
-        from torchlap._ext import kernel_status
-
         typer.echo(
             f"device {device}; threads {torch.get_num_threads()}; LAP pooling path: "
             f"{kernel_status() if torch.device(device).type == 'cpu' else 'pure PyTorch'}; "

@@ -12,6 +12,12 @@ from torchlap.data._base import (
     collate_regions,
     masks_to_tight_boxes,
 )
+from torchlap.data.annotations import (
+    ANNOTATIONS,
+    ImageRecord,
+    read_annotations,
+    write_annotations,
+)
 from torchlap.data.api import load_dataset
 from torchlap.data.builtin import (
     BUILTINS,
@@ -23,18 +29,15 @@ from torchlap.data.builtin import (
     builtin_names,
 )
 from torchlap.data.export import export_builtin
-from torchlap.data.folder import (
-    AnnotatedFolder,
-    ImageRecord,
-    image_folder,
-    read_annotations,
-    write_annotations,
-)
+from torchlap.data.folder import AnnotatedFolder, image_folder
+from torchlap.data.images import DICOM_SUFFIXES, load_image
 from torchlap.data.importers import celeba, imagenet_folder, rsna_pneumonia
 from torchlap.data.transforms import default_normalization, default_transforms
 
 __all__ = [
+    "ANNOTATIONS",
     "BUILTINS",
+    "DICOM_SUFFIXES",
     "SPLITS",
     "AnnotatedFolder",
     "Concepts",
@@ -54,6 +57,7 @@ __all__ = [
     "image_folder",
     "imagenet_folder",
     "load_dataset",
+    "load_image",
     "masks_to_tight_boxes",
     "read_annotations",
     "rsna_pneumonia",

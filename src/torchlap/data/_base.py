@@ -214,7 +214,7 @@ class RegionDataset(Dataset):
         raise NotImplementedError
 
     @property
-    def n_classes(self) -> int:
+    def num_classes(self) -> int:
         """Number of classes (``len(classes)``)."""
         return len(self.classes)
 

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from torchlap.data._base import RegionDataset, check_split
+from torchlap.data.annotations import ANNOTATIONS
 from torchlap.data.builtin import BUILTINS, DEFAULT_N_IMAGES, builtin_dataset, builtin_names
-from torchlap.data.folder import ANNOTATIONS, AnnotatedFolder, image_folder
+from torchlap.data.folder import AnnotatedFolder, image_folder
 
 
 def load_dataset(
@@ -27,7 +28,7 @@ def load_dataset(
       the CSV has none; ``n_images`` keeps the first n images of the split);
     * another folder: the ImageFolder layout (class subfolders, or train/val/test of them).
 
-    ``kwargs`` go to the dataset (e.g. ``n_classes`` for ``concepts``, ``transform``,
+    ``kwargs`` go to the dataset (e.g. ``num_classes`` for ``concepts``, ``transform``,
     ``augment`` or ``channels`` for folders). Images are resized to ``image_size`` (None keeps
     folder images at their native size).
     """

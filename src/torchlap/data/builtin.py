@@ -10,7 +10,7 @@ split into contiguous ranges: train ``[0, n_train)``, val ``[n_train, n_train + 
 the rest, with ``(n_train, n_val, n_test) = split_counts(n_images, split_fractions)``.
 Global image ``i`` is a pure function of ``(benchmark, seed, i, image_size)`` (``digits``: also
 of its split), so it does not change with ``n_images`` as long as it stays in the same split.
-Labels are ``i mod n_classes``, so every split is class-balanced.
+Labels are ``i mod num_classes``, so every split is class-balanced.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from torchlap.data import _render
+from torchlap._checks import check_int, check_positive_int
 from torchlap.data._base import (
     SPLITS,
     RegionDataset,
@@ -33,6 +33,13 @@ from torchlap.data._base import (
     split_counts,
 )
 from torchlap.data._render import GeneratedBatch
+from torchlap.data._render_concepts import (
+    MAX_CONCEPT_CLASSES,
+    concept_class_names,
+    render_concepts,
+)
+from torchlap.data._render_digits import DIGIT_CLASSES, render_digits
+from torchlap.data._render_lesions import LESION_CLASSES, render_lesions
 
 logger = logging.getLogger(__name__)
 
@@ -66,19 +73,14 @@ class SyntheticBenchmark(RegionDataset):
         transform: Callable[[Sample], Sample] | None = None,
     ) -> None:
         self.split = check_split(split)
-        if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
-            raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
-        if (
-            isinstance(image_size, bool)
-            or not isinstance(image_size, int)
-            or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE
-        ):
-            raise ValueError(
-                f"image_size of the built-in benchmarks must be an integer from {MIN_IMAGE_SIZE} "
-                f"to {MAX_IMAGE_SIZE} (square images), got {image_size!r}"
-            )
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an integer, got {seed!r}")
+        check_positive_int(n_images, "n_images")
+        check_int(
+            image_size,
+            "image_size of the built-in benchmarks (square images)",
+            minimum=MIN_IMAGE_SIZE,
+            maximum=MAX_IMAGE_SIZE,
+        )
+        check_int(seed, "seed")
         self.split_fractions = check_split_fractions(split_fractions)
         self.n_images = n_images
         self.size = image_size
@@ -194,43 +196,35 @@ class Lesions(SyntheticBenchmark):
     Grayscale X-ray-like images; positives hold one to three lesions (compact clusters of
     nodules, one box each), negatives none. Every image holds the same kinds of nodules in the
     same numbers, so no global statistic separates the classes (see
-    ``torchlap.data._render.render_lesions``).
+    ``torchlap.data._render_lesions.render_lesions``).
     """
 
     name = "lesions"
-    class_names = _render.LESION_CLASSES
+    class_names = LESION_CLASSES
     channels = 1
 
     def _render(self, global_indices: list[int], split: str, include_targets: bool) -> Any:
-        return _render.render_lesions(global_indices, self.size, self.seed, include_targets)
+        return render_lesions(global_indices, self.size, self.seed, include_targets)
 
 
 class Concepts(SyntheticBenchmark):
     """``concepts``: K classes, class k defined by one object of colour k and shape k.
 
     RGB images (like the paper's concept-per-class CelebA/ImageNet setups); one box per image
-    around the defining object. ``n_classes`` from 2 to 6 (default 4).
+    around the defining object. ``num_classes`` from 2 to 6 (default 4).
     """
 
     name = "concepts"
     channels = 3
 
-    def __init__(self, *args: Any, n_classes: int = 4, **kwargs: Any) -> None:
-        if (
-            isinstance(n_classes, bool)
-            or not isinstance(n_classes, int)
-            or not 2 <= n_classes <= _render.MAX_CONCEPT_CLASSES
-        ):
-            raise ValueError(
-                f"concepts n_classes must be an integer from 2 to "
-                f"{_render.MAX_CONCEPT_CLASSES}, got {n_classes!r}"
-            )
-        self.n_concept_classes = n_classes
-        self.class_names = tuple(_render.concept_class_names(n_classes))
+    def __init__(self, *args: Any, num_classes: int = 4, **kwargs: Any) -> None:
+        check_int(num_classes, "concepts num_classes", minimum=2, maximum=MAX_CONCEPT_CLASSES)
+        self.n_concept_classes = num_classes
+        self.class_names = tuple(concept_class_names(num_classes))
         super().__init__(*args, **kwargs)
 
     def _render(self, global_indices: list[int], split: str, include_targets: bool) -> Any:
-        return _render.render_concepts(
+        return render_concepts(
             global_indices, self.size, self.seed, self.n_concept_classes, include_targets
         )
 
@@ -244,15 +238,15 @@ class Digits(SyntheticBenchmark):
     """``digits``: scikit-learn's real 8x8 handwritten digits, upscaled onto a cluttered canvas
     with fragments of other digits; classes ``0``..``9``, one box per image.
 
-    Each split draws handwritten samples from its own pool (see ``_render.digit_pool``).
+    Each split draws handwritten samples from its own pool (see ``_render_digits.digit_pool``).
     """
 
     name = "digits"
-    class_names = _render.DIGIT_CLASSES
+    class_names = DIGIT_CLASSES
     channels = 1
 
     def _render(self, global_indices: list[int], split: str, include_targets: bool) -> Any:
-        return _render.render_digits(global_indices, self.size, self.seed, split, include_targets)
+        return render_digits(global_indices, self.size, self.seed, split, include_targets)
 
 
 BUILTINS: dict[str, type[SyntheticBenchmark]] = {

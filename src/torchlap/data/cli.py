@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from torchlap.data._base import SPLITS
+from torchlap.data.api import load_dataset
 from torchlap.data.builtin import DEFAULT_N_IMAGES, builtin_names
 from torchlap.data.export import export_builtin
 
@@ -64,8 +65,6 @@ def check(
 
     Cost: reads every image once (seconds for a few thousand small images).
     """
-    from torchlap.data.api import load_dataset
-
     for split in SPLITS:
         try:
             dataset = load_dataset(path, split=split, image_size=None)

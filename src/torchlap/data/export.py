@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image
 
 from torchlap.data._base import SPLITS
+from torchlap.data.annotations import ANNOTATIONS, ImageRecord, write_annotations
 from torchlap.data.builtin import builtin_dataset
-from torchlap.data.folder import ANNOTATIONS, ImageRecord, write_annotations
 from torchlap.io import atomic_folder, clean_stale_temps
 
 

@@ -1,44 +1,23 @@
-"""User datasets: the annotated folder format, plain ImageFolder layouts, image/mask readers.
+"""User datasets: the annotated folder format and plain ImageFolder layouts as datasets.
 
-The annotated folder format (one folder, one ``annotations.csv``)::
-
-    image,label,split,x_min,y_min,x_max,y_max,mask
-    images/0001.png,pneumonia,train,12,30,40,61,masks/0001.png
-    images/0001.png,pneumonia,train,50,8,63,20,masks/0001.png
-    images/0002.png,normal,val,,,,,
-
-* ``image``: path relative to the folder (PNG, JPEG, ... or DICOM ``.dcm``); ``label``: class
-  name. Classes are the sorted label names; the label index is the position in that list.
-* ``split`` (optional): ``train``, ``val`` or ``test``. Without it a seeded split, stratified
-  by class, is made and recorded in ``dataset.split_assignment`` (``save_annotations`` writes
-  it out).
-* ``x_min,y_min,x_max,y_max`` (optional, all four or none): one box per row in pixel-edge
-  coordinates, so an image with three boxes has three rows; empty fields for no box.
-* ``mask`` (optional): a PNG of the image's size, nonzero = region.
-
-Boxes outside the image are **rejected** (never clipped): every coordinate must lie in
-``[0, width] x [0, height]`` of the image file, otherwise loading fails naming the file and
-line. Every problem is reported before anything is loaded: a dataset either loads whole or
-raises.
+The folder format (``annotations.csv``) is read and written by :mod:`torchlap.data.annotations`,
+the images by :mod:`torchlap.data.images` (the one decoder).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import math
 import os
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from torch import Tensor
+from PIL import UnidentifiedImageError
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
+from torchlap._checks import check_positive_int
 from torchlap.data._base import (
     SPLITS,
     RegionDataset,
@@ -50,322 +29,20 @@ from torchlap.data._base import (
     make_sample,
     split_counts,
 )
+from torchlap.data.annotations import (
+    ANNOTATIONS,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    ImageRecord,
+    read_annotations,
+    write_annotations,
+)
+from torchlap.data.images import image_header, read_image, read_mask
 from torchlap.data.transforms import default_normalization, default_transforms, size_pair
-from torchlap.io import atomic_write
+
+__all__ = ["AnnotatedFolder", "image_folder", "seeded_split"]
 
 logger = logging.getLogger(__name__)
-
-ANNOTATIONS = "annotations.csv"
-BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
-REQUIRED_COLUMNS = ("image", "label")
-OPTIONAL_COLUMNS = ("split", *BOX_COLUMNS, "mask")
-DICOM_SUFFIXES = (".dcm", ".dicom")
-_GRAY_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
-
-
-@dataclass
-class ImageRecord:
-    """One image of an annotated dataset, gathered from its CSV row(s).
-
-    ``source`` names where it came from (e.g. ``annotations.csv line 7``) for error messages;
-    ``box_sources`` does the same per box.
-    """
-
-    image: str
-    label: str
-    split: str | None = None
-    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
-    box_sources: list[str] = field(default_factory=list)
-    mask: str | None = None
-    source: str = ""
-
-
-# --------------------------------------------------------------------------------------------
-# reading images, DICOM and masks
-# --------------------------------------------------------------------------------------------
-
-
-def _is_dicom(path: Path) -> bool:
-    return path.suffix.lower() in DICOM_SUFFIXES
-
-
-def _import_pydicom() -> Any:
-    try:
-        import pydicom
-    except ImportError as error:  # optional extra
-        raise ImportError(
-            "reading DICOM images needs pydicom: pip install 'torchlap[dicom]' (or pydicom)"
-        ) from error
-    return pydicom
-
-
-def image_header(path: Path) -> tuple[int, int, int]:
-    """(width, height, channels) of an image or DICOM file without decoding its pixels.
-
-    Raises ValueError if the file is not a readable image.
-    """
-    if _is_dicom(path):
-        pydicom = _import_pydicom()
-        try:
-            header = pydicom.dcmread(path, stop_before_pixels=True)
-            return int(header.Columns), int(header.Rows), int(getattr(header, "SamplesPerPixel", 1))
-        except Exception as error:  # pydicom raises many types for broken files
-            raise ValueError(f"not a readable DICOM file: {error}") from error
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            return width, height, 1 if image.mode in _GRAY_MODES else 3
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"not a readable image: {error}") from error
-
-
-def _array_to_unit(array: np.ndarray, mode: str) -> np.ndarray:
-    """Pixel array -> float32 in [0, 1] by the value range its mode implies."""
-    if mode.startswith("I;16") or array.dtype == np.uint16:
-        return array.astype(np.float32) / 65535.0
-    if mode == "I":
-        return np.clip(array.astype(np.float32), 0, 65535) / 65535.0
-    if mode == "F":
-        return np.clip(array.astype(np.float32), 0.0, 1.0)
-    if array.dtype == bool:
-        return array.astype(np.float32)
-    return array.astype(np.float32) / 255.0
-
-
-def read_image(path: Path, channels: int) -> Tensor:
-    """Decode an image (PIL) or DICOM (pydicom) to a float32 (channels, H, W) tensor in [0, 1].
-
-    Grayscale 8/16-bit images are scaled by their bit depth; RGB is converted to one channel
-    by PIL's luma transform when ``channels == 1``; grayscale is repeated for ``channels == 3``.
-    """
-    if _is_dicom(path):
-        array = _read_dicom(path)
-    else:
-        with Image.open(path) as image:
-            image.load()
-            mode = image.mode
-            if mode in ("1", "LA"):
-                image = image.convert("L")
-                mode = "L"
-            elif mode not in _GRAY_MODES:
-                image = image.convert("RGB")
-                mode = "RGB"
-            array = _array_to_unit(np.asarray(image), mode)
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
-    if tensor.shape[0] == channels:
-        return tensor.contiguous()
-    if channels == 3:
-        return tensor.expand(3, -1, -1).contiguous()
-    # RGB -> luma with ITU-R 601-2 weights, as PIL's convert("L")
-    weights = torch.tensor([0.299, 0.587, 0.114], dtype=tensor.dtype)[:, None, None]
-    return (tensor[:3] * weights).sum(dim=0, keepdim=True)
-
-
-def _read_dicom(path: Path) -> np.ndarray:
-    """DICOM pixels scaled to [0, 1] by BitsStored; MONOCHROME1 is inverted."""
-    pydicom = _import_pydicom()
-    dataset = pydicom.dcmread(path)
-    array = dataset.pixel_array.astype(np.float32)
-    bits = int(getattr(dataset, "BitsStored", 8))
-    if int(getattr(dataset, "PixelRepresentation", 0)) == 1:  # signed: shift to unsigned
-        array = array + float(2 ** (bits - 1))
-    array = np.clip(array / float(2**bits - 1), 0.0, 1.0)
-    if str(getattr(dataset, "PhotometricInterpretation", "")) == "MONOCHROME1":
-        array = 1.0 - array
-    return array
-
-
-def load_image(
-    path: str | os.PathLike[str], channels: int, image_size: int | None = None
-) -> Tensor:
-    """The one image decoder of torchlap: :func:`read_image` (bit-depth scaling, DICOM) then,
-    with ``image_size``, the evaluation resize of :func:`default_transforms` (bilinear,
-    antialiased). Data loading and ``torchlap explain`` both read images through it.
-
-    Raises FileNotFoundError for a missing file, ValueError naming the file when it cannot be
-    decoded.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file {path} not found")
-    try:
-        image = read_image(path, channels)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a readable image: {error}") from None
-    if image_size is None:
-        return image
-    from torchvision.transforms.v2.functional import resize
-
-    return resize(image, list(size_pair(image_size)), antialias=True)
-
-
-def read_mask(path: Path) -> Tensor:
-    """A mask PNG as a (H, W) uint8 tensor with 1 where the file is nonzero."""
-    with Image.open(path) as image:
-        array = np.asarray(image)
-    if array.ndim == 3:
-        array = array.any(axis=-1)
-    return torch.from_numpy(np.ascontiguousarray(array != 0)).to(torch.uint8)
-
-
-# --------------------------------------------------------------------------------------------
-# the CSV
-# --------------------------------------------------------------------------------------------
-
-
-def _parse_float(value: str, column: str, where: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{where}: {column} is {value!r}, not a number") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{where}: {column} is {value!r}; box coordinates must be finite")
-    return number
-
-
-def check_box(box: Sequence[float], where: str) -> tuple[float, float, float, float]:
-    """Validate one XYXY box: finite and ``x_min < x_max``, ``y_min < y_max``."""
-    x_min, y_min, x_max, y_max = (float(v) for v in box)
-    if not all(math.isfinite(v) for v in (x_min, y_min, x_max, y_max)):
-        raise ValueError(f"{where}: box {list(box)} has a non-finite coordinate")
-    if x_min >= x_max:
-        raise ValueError(f"{where}: box has x_min={x_min:g} >= x_max={x_max:g}; need x_min < x_max")
-    if y_min >= y_max:
-        raise ValueError(f"{where}: box has y_min={y_min:g} >= y_max={y_max:g}; need y_min < y_max")
-    return x_min, y_min, x_max, y_max
-
-
-def read_annotations(csv_path: Path) -> tuple[list[ImageRecord], bool, bool]:
-    """Parse and validate an ``annotations.csv``; group rows by image.
-
-    Returns ``(records in order of first appearance, has_split_column, has_region_columns)``.
-    Raises FileNotFoundError if the file is missing, ValueError naming the file and line for
-    any malformed row.
-    """
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(
-            f"{csv_path} not found: an annotated dataset folder needs an {ANNOTATIONS} with "
-            f"columns {', '.join(REQUIRED_COLUMNS)} and optionally {', '.join(OPTIONAL_COLUMNS)}"
-        )
-    name = str(csv_path)
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle, skipinitialspace=True)
-        if reader.fieldnames is None:
-            raise ValueError(f"{name} is empty: the first line must be the header")
-        columns = [c.strip() for c in reader.fieldnames]
-        reader.fieldnames = columns
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        present_boxes = [c for c in BOX_COLUMNS if c in columns]
-        if present_boxes and len(present_boxes) != len(BOX_COLUMNS):
-            missing += [c for c in BOX_COLUMNS if c not in columns]
-        if missing:
-            raise ValueError(
-                f"{name}: missing column(s) {', '.join(missing)} (found {', '.join(columns)}); "
-                f"required: {', '.join(REQUIRED_COLUMNS)}; optional: split, the four box "
-                "columns x_min,y_min,x_max,y_max together, mask"
-            )
-        unknown = [c for c in columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-        if unknown:
-            logger.warning("%s: ignoring unknown column(s) %s", name, ", ".join(unknown))
-        has_split = "split" in columns
-        has_boxes = bool(present_boxes)
-        has_mask = "mask" in columns
-        records: dict[str, ImageRecord] = {}
-        for row in reader:
-            where = f"{name} line {reader.line_num}"
-            if None in row:
-                raise ValueError(f"{where}: more fields than the {len(columns)} header columns")
-            values = {k: (v or "").strip() for k, v in row.items()}
-            image = values["image"]
-            if not image:
-                raise ValueError(f"{where}: empty image path")
-            if os.path.isabs(image):
-                raise ValueError(
-                    f"{where}: image path {image!r} is absolute; paths are relative to the folder"
-                )
-            image = Path(image).as_posix()
-            label = values["label"]
-            if not label:
-                raise ValueError(f"{where}: empty label for image {image!r}")
-            split = None
-            if has_split:
-                split = values["split"]
-                if split not in SPLITS:
-                    raise ValueError(
-                        f"{where}: unknown split value {split!r}; accepted: {', '.join(SPLITS)}"
-                    )
-            box = None
-            if has_boxes:
-                fields = [values[c] for c in BOX_COLUMNS]
-                if any(fields) and not all(fields):
-                    raise ValueError(
-                        f"{where}: box fields must be all filled or all empty, got "
-                        + ", ".join(f"{c}={v!r}" for c, v in zip(BOX_COLUMNS, fields, strict=True))
-                    )
-                if all(fields):
-                    numbers = [
-                        _parse_float(v, c, where) for c, v in zip(BOX_COLUMNS, fields, strict=True)
-                    ]
-                    box = check_box(numbers, where)
-            mask = (values["mask"] or None) if has_mask else None
-            if mask is not None:
-                if os.path.isabs(mask):
-                    raise ValueError(f"{where}: mask path {mask!r} is absolute; use a relative one")
-                mask = Path(mask).as_posix()
-            record = records.get(image)
-            if record is None:
-                record = records[image] = ImageRecord(image, label, split, mask=mask, source=where)
-            else:
-                if record.label != label:
-                    raise ValueError(
-                        f"{where}: image {image!r} has label {label!r} but {record.label!r} at "
-                        f"{record.source}; one image has one label"
-                    )
-                if record.split != split:
-                    raise ValueError(
-                        f"{where}: image {image!r} is in split {split!r} but in "
-                        f"{record.split!r} at {record.source}; one image has one split"
-                    )
-                if mask is not None and record.mask not in (None, mask):
-                    raise ValueError(
-                        f"{where}: image {image!r} has mask {mask!r} but {record.mask!r} at "
-                        f"{record.source}; one image has one mask"
-                    )
-                record.mask = record.mask or mask
-            if box is not None:
-                record.boxes.append(box)
-                record.box_sources.append(where)
-    if not records:
-        raise ValueError(f"{name} has a header but no rows")
-    return list(records.values()), has_split, has_boxes or has_mask
-
-
-def _format_number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def write_annotations(path: Path, records: Iterable[ImageRecord]) -> None:
-    """Write records as an ``annotations.csv`` (one row per box), atomically."""
-    path = Path(path)
-    header = ["image", "label", "split", *BOX_COLUMNS, "mask"]
-    text = io.StringIO(newline="")
-    writer = csv.writer(text)
-    writer.writerow(header)
-    for record in records:
-        tail = [record.mask or ""]
-        head = [record.image, record.label, record.split or ""]
-        if not record.boxes:
-            writer.writerow([*head, "", "", "", "", *tail])
-        for box in record.boxes:
-            writer.writerow([*head, *(_format_number(v) for v in box), *tail])
-    atomic_write(path, text.getvalue())  # the usual file mode, fsync, temp cleaned on error
-
-
-# --------------------------------------------------------------------------------------------
-# the dataset
-# --------------------------------------------------------------------------------------------
 
 
 def seeded_split(
@@ -522,21 +199,34 @@ class AnnotatedFolder(RegionDataset):
             raise ValueError(f"{source}: no images")
         if channels not in (None, 1, 3):
             raise ValueError(f"channels must be 1, 3 or None (infer), got {channels!r}")
-        if n_images is not None and (isinstance(n_images, bool) or int(n_images) < 1):
-            raise ValueError(f"n_images must be a positive integer or None, got {n_images!r}")
-
-        # 1. splits
+        if n_images is not None:
+            check_positive_int(n_images, "n_images")
         self.split_given = split_given
-        if split_given:
+        self.records_all = records = self._assign_splits(records, split_fractions, seed)
+        self.classes = self._classes(records, classes)
+        self.class_to_index = {name: i for i, name in enumerate(self.classes)}
+        self.n_channels = self._check_files(records, channels, verify_images)
+        self.records = [r for r in records if r.split == self.split][:n_images]
+        if not self.records:
+            raise ValueError(f"{source}: the {self.split!r} split has no images")
+        self._set_size_and_transform(image_size, transform, augment)
+        self._set_normalization(mean, std)
+
+    def _assign_splits(
+        self, records: list[ImageRecord], fractions: Sequence[float], seed: int
+    ) -> list[ImageRecord]:
+        """The records with their split: the given one, or the seeded split."""
+        if self.split_given:
             self.split_assignment = {r.image: r.split for r in records}  # type: ignore[misc]
             self.split_seed = None
-        else:
-            self.split_assignment = seeded_split(records, split_fractions, seed)
-            self.split_seed = seed
-            records = [replace(r, split=self.split_assignment[r.image]) for r in records]
-        self.records_all = records
+            return records
+        self.split_assignment = seeded_split(records, fractions, seed)
+        self.split_seed = seed
+        return [replace(r, split=self.split_assignment[r.image]) for r in records]
 
-        # 2. classes: sorted names; every class needs training images
+    @staticmethod
+    def _classes(records: list[ImageRecord], classes: Sequence[str] | None) -> list[str]:
+        """Sorted label names (every one needs training images), or the given class list."""
         labels = sorted({r.label for r in records})
         if classes is None:
             in_train = {r.label for r in records if r.split == "train"}
@@ -549,25 +239,28 @@ class AnnotatedFolder(RegionDataset):
                         f"{' and '.join(where)} split(s), never in train; a model cannot "
                         "learn a class it never sees (add training images or drop the label)"
                     )
-            self.classes = labels
-        else:
-            self.classes = list(classes)
-            unknown = [label for label in labels if label not in set(self.classes)]
-            if unknown:
-                first = next(r for r in records if r.label == unknown[0])
-                raise ValueError(f"{first.source}: unknown label {unknown[0]!r}")
-        self.class_to_index = {name: i for i, name in enumerate(self.classes)}
+            return labels
+        known = set(classes)
+        unknown = [label for label in labels if label not in known]
+        if unknown:
+            first = next(r for r in records if r.label == unknown[0])
+            raise ValueError(f"{first.source}: unknown label {unknown[0]!r}")
+        return list(classes)
 
-        # 3. files: existence for all, headers when verifying; boxes and masks must fit
+    def _check_files(
+        self, records: list[ImageRecord], channels: int | None, verify_images: bool
+    ) -> int:
+        """Every image and mask exists; with ``verify_images`` their headers are read and
+        boxes and masks must fit. Returns the number of channels (inferred when None)."""
         self._sizes: dict[str, tuple[int, int]] = {}
         modes_gray = True
         for k, record in enumerate(records):
-            path = root / record.image
+            path = self.root / record.image
             if not path.is_file():
                 raise FileNotFoundError(f"{record.source}: image file {path} not found")
-            if record.mask is not None and not (root / record.mask).is_file():
+            if record.mask is not None and not (self.root / record.mask).is_file():
                 raise FileNotFoundError(
-                    f"{record.source}: mask file {root / record.mask} not found"
+                    f"{record.source}: mask file {self.root / record.mask} not found"
                 )
             if verify_images or (channels is None and k == 0):
                 width, height, n = self._header(path, record)
@@ -575,16 +268,16 @@ class AnnotatedFolder(RegionDataset):
                 if verify_images:
                     self._check_fits(record, width, height)
         self.verified = bool(verify_images)
-        self.n_channels = channels if channels is not None else (1 if modes_gray else 3)
+        return channels if channels is not None else (1 if modes_gray else 3)
 
-        # 4. this split
-        self.records = [r for r in records if r.split == self.split]
-        if n_images is not None:
-            self.records = self.records[: int(n_images)]
-        if not self.records:
-            raise ValueError(f"{source}: the {self.split!r} split has no images")
-
-        # 5. size, transform, normalization
+    def _set_size_and_transform(
+        self,
+        image_size: int | Sequence[int] | None,
+        transform: Callable[[Sample], Sample] | None,
+        augment: bool,
+    ) -> None:
+        """``image_size`` (None: the split's native size if all images share it) and the
+        transform (default: :func:`default_transforms`)."""
         if image_size is not None:
             self.image_size = size_pair(image_size)
         else:
@@ -600,6 +293,8 @@ class AnnotatedFolder(RegionDataset):
                 raise ValueError("augment=True needs an image_size")
             transform = default_transforms(image_size, self.n_channels, train)
         self.transform = transform
+
+    def _set_normalization(self, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
         default_mean, default_std = default_normalization(self.n_channels)
         self._mean = tuple(float(m) for m in (mean if mean is not None else default_mean))
         self._std = tuple(float(s) for s in (std if std is not None else default_std))
@@ -712,8 +407,6 @@ def image_folder(
     ``root/{train,val,test}/<class>/<image>`` (the split folders; ``train`` must exist).
     Files are listed with torchvision's ``make_dataset`` (its image extensions).
     """
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-
     root_path = Path(root)
     if not root_path.is_dir():
         raise FileNotFoundError(f"dataset folder {root_path} does not exist")

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from torchlap._checks import check_positive_int
+
 __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
     "GridSet",
@@ -77,14 +79,14 @@ class GridSet:
         }
 
 
-def resolve_grid_shape(shape: str | Sequence[int], n_classes: int) -> tuple[int, int]:
-    """``"auto"`` (2x2 with at least 4 classes, else ``1 x n_classes``), ``"RxC"`` or a pair."""
+def resolve_grid_shape(shape: str | Sequence[int], num_classes: int) -> tuple[int, int]:
+    """``"auto"`` (2x2 with at least 4 classes, else ``1 x num_classes``), ``"RxC"`` or a pair."""
     if isinstance(shape, str):
         text = shape.strip().lower()
         if text == "auto":
-            if n_classes < 2:
+            if num_classes < 2:
                 raise ValueError("the grid pointing game needs at least 2 classes")
-            return (2, 2) if n_classes >= 4 else (1, n_classes)
+            return (2, 2) if num_classes >= 4 else (1, num_classes)
         parts = text.split("x")
         try:
             shape = tuple(int(p) for p in parts)
@@ -101,10 +103,10 @@ def resolve_grid_shape(shape: str | Sequence[int], n_classes: int) -> tuple[int,
     rows, cols = int(shape[0]), int(shape[1])
     if rows * cols < 2:
         raise ValueError(f"a grid needs at least 2 cells, got {rows}x{cols}")
-    if rows * cols > n_classes:
+    if rows * cols > num_classes:
         raise ValueError(
-            f"a {rows}x{cols} grid needs {rows * cols} distinct classes, the data has {n_classes}; "
-            f"use a smaller grid (e.g. 1x{n_classes}) or 'auto'"
+            f"a {rows}x{cols} grid needs {rows * cols} distinct classes, the data has "
+            f"{num_classes}; use a smaller grid (e.g. 1x{num_classes}) or 'auto'"
         )
     return rows, cols
 
@@ -170,8 +172,7 @@ def build_grids(
     ``rows * cols`` classes have an eligible image."""
     rows, cols = int(shape[0]), int(shape[1])
     n_cells = rows * cols
-    if isinstance(n_grids, bool) or not isinstance(n_grids, int) or n_grids < 1:
-        raise ValueError(f"n_grids must be an int >= 1, got {n_grids!r}")
+    check_positive_int(n_grids, "n_grids")
     if images.dim() != 4 or labels.shape != (images.shape[0],) or eligible.shape != labels.shape:
         raise ValueError("images (N, C, H, W), labels (N,) and eligible (N,) must match")
     pool = torch.nonzero(eligible, as_tuple=False).flatten()
@@ -207,7 +208,7 @@ def build_grid_set(
     model: nn.Module,
     images: Tensor,
     labels: Tensor,
-    n_classes: int,
+    num_classes: int,
     shape: str | Sequence[int] = "auto",
     n_grids: int = 16,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
@@ -215,6 +216,6 @@ def build_grid_set(
     batch_size: int = 64,
 ) -> GridSet:
     """:func:`confident_images` then :func:`build_grids` (shape via :func:`resolve_grid_shape`)."""
-    resolved = resolve_grid_shape(shape, n_classes)
+    resolved = resolve_grid_shape(shape, num_classes)
     eligible, _ = confident_images(model, images, labels, min_confidence, batch_size)
     return build_grids(images, labels, eligible, resolved, n_grids, seed, min_confidence)

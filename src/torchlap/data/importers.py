@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from torchlap.data._base import Sample, check_split
-from torchlap.data.folder import AnnotatedFolder, ImageRecord, check_box
+from torchlap.data.annotations import ImageRecord, check_box
+from torchlap.data.folder import AnnotatedFolder
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,23 @@ def rsna_pneumonia(
     if not image_folder.is_dir():
         raise FileNotFoundError(f"RSNA image folder {image_folder} not found")
     excluded = _rsna_excluded(root_path / detailed_class_info) if detailed_class_info else set()
+    records = _rsna_records(csv_path, image_folder, root_path, excluded)
+    return RsnaFolder.from_records(
+        root_path,
+        records,
+        source=str(csv_path),
+        has_regions=True,
+        split=split,
+        split_fractions=split_fractions,
+        seed=seed,
+        **options,
+    )
 
+
+def _rsna_records(
+    csv_path: Path, image_folder: Path, root_path: Path, excluded: set[str]
+) -> list[ImageRecord]:
+    """One record per patient of the labels file (boxes gathered from its rows)."""
     records: dict[str, ImageRecord] = {}
     targets: dict[str, int] = {}
     with open(csv_path, newline="", encoding="utf-8-sig") as handle:
@@ -107,16 +124,7 @@ def rsna_pneumonia(
                 record.box_sources.append(where)
     if not records:
         raise ValueError(f"{csv_path}: no patients")
-    return RsnaFolder.from_records(
-        root_path,
-        list(records.values()),
-        source=str(csv_path),
-        has_regions=True,
-        split=split,
-        split_fractions=split_fractions,
-        seed=seed,
-        **options,
-    )
+    return list(records.values())
 
 
 class RsnaFolder(AnnotatedFolder):
@@ -196,9 +204,35 @@ def celeba(
         raise ValueError(
             f"unknown CelebA attribute {attribute!r}; {attr_path} has {', '.join(names)}"
         )
+    partition = _celeba_partition(root_path / partition_file) if partition_file else None
+    records = _celeba_records(lines, attr_path, images_dir, attribute, partition, partition_file)
+    if len(records) != expected:
+        raise ValueError(f"{attr_path}: line 1 announces {expected} images, found {len(records)}")
+    return AnnotatedFolder.from_records(
+        root_path,
+        records,
+        source=str(attr_path),
+        has_regions=False,
+        split=split,
+        split_fractions=split_fractions,
+        seed=seed,
+        verify_images=verify_images,
+        **options,
+    )
+
+
+def _celeba_records(
+    lines: list[str],
+    attr_path: Path,
+    images_dir: str,
+    attribute: str,
+    partition: dict[str, str] | None,
+    partition_file: str | None,
+) -> list[ImageRecord]:
+    """One record per image line of the attribute file (lines[2:])."""
+    names = lines[1].split()
     column = names.index(attribute)
     negative, positive = f"not_{attribute.lower()}", attribute.lower()
-    partition = _celeba_partition(root_path / partition_file) if partition_file else None
     records = []
     for number, line in enumerate(lines[2:], start=3):
         if not line.strip():
@@ -226,19 +260,7 @@ def celeba(
                 source=where,
             )
         )
-    if len(records) != expected:
-        raise ValueError(f"{attr_path}: line 1 announces {expected} images, found {len(records)}")
-    return AnnotatedFolder.from_records(
-        root_path,
-        records,
-        source=str(attr_path),
-        has_regions=False,
-        split=split,
-        split_fractions=split_fractions,
-        seed=seed,
-        verify_images=verify_images,
-        **options,
-    )
+    return records
 
 
 def _celeba_partition(path: Path) -> dict[str, str]:

@@ -10,18 +10,21 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from torchlap.evaluate.core import DEFAULT_METHODS, EvaluateOptions
-from torchlap.evaluate.shard import ShardPlan
-from torchlap.runs import clean_stale_temps
+from torchlap.evaluate.compare import compare_runs
+from torchlap.evaluate.core import evaluate_run
+from torchlap.evaluate.options import DEFAULT_METHODS, EvaluateOptions
+from torchlap.evaluate.shard import ShardPlan, check_sharding, launch_sharded
+from torchlap.logs import log_file, process_rank
+from torchlap.runs import clean_stale_temps, load_run
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _parse_methods(methods: str) -> tuple[str, ...]:
+def _parse_methods(methods: str, option: str = "--methods") -> tuple[str, ...]:
     names = tuple(m.strip() for m in methods.split(",") if m.strip())
     if not names:
-        raise typer.BadParameter("--methods needs at least one method name")
+        raise typer.BadParameter(f"{option} needs at least one method name")
     return names
 
 
@@ -50,11 +53,17 @@ _OPTION_FIELDS = (
 )  # fmt: skip
 
 
+def _parse_check_methods(text: str | None) -> tuple[str, ...] | None:
+    """``--check-methods``: ``None`` (every evaluated method) or the listed names."""
+    return None if text is None else _parse_methods(text, "--check-methods")
+
+
 def _options(params: dict[str, object]) -> EvaluateOptions:
     """The command's ``EvaluateOptions`` from its parameters (``locals()`` of the command)."""
     options = EvaluateOptions(
         methods=_parse_methods(str(params["methods"])),
         method_options=_parse_method_options(params["method_options"]),  # type: ignore[arg-type]
+        check_methods=_parse_check_methods(params["check_methods"]),  # type: ignore[arg-type]
         **{name: params[name] for name in _OPTION_FIELDS},  # type: ignore[arg-type]
     )
     try:
@@ -191,6 +200,13 @@ SanityThreshold = Annotated[
         "below this.",
     ),
 ]
+CheckMethods = Annotated[
+    str | None,
+    typer.Option(
+        "--check-methods",
+        help="Comma-separated methods of --sanity and --grid-pg (default: every --methods).",
+    ),
+]
 GridPg = Annotated[
     bool,
     typer.Option(
@@ -220,8 +236,6 @@ NumNodes = Annotated[int, typer.Option("--num-nodes", help="Nodes (torchrun/SLUR
 
 def _shard_plan(devices: str, num_nodes: int, device: str) -> ShardPlan:
     """``--devices``/``--num-nodes`` checked before any process starts."""
-    from torchlap.evaluate.shard import check_sharding
-
     try:
         return check_sharding(devices, num_nodes, device)
     except (ValueError, TypeError) as error:
@@ -229,8 +243,6 @@ def _shard_plan(devices: str, num_nodes: int, device: str) -> ShardPlan:
 
 
 def _is_rank_zero() -> bool:
-    from torchlap.logs import process_rank
-
     return process_rank() == 0
 
 
@@ -238,9 +250,6 @@ def _launch(plan: ShardPlan, log_path: Path, call: Callable[[], T]) -> T | None:
     """Run ``call`` on every process of ``plan``; rank 0 logs every line to ``log_path``.
 
     Returns ``call``'s result on rank 0 and None on the other ranks (which print nothing)."""
-    from torchlap.evaluate.shard import launch_sharded
-    from torchlap.logs import log_file
-
     rank_zero = _is_rank_zero()  # with --devices N the other ranks re-run the command
 
     def work() -> T:
@@ -252,131 +261,125 @@ def _launch(plan: ShardPlan, log_path: Path, call: Callable[[], T]) -> T | None:
     return launch_sharded(plan, work)
 
 
+def evaluate_command(
+    run: Path = typer.Option(..., "--run", help="A run folder written by `torchlap train`."),
+    data: str = typer.Option(None, "--data", help="Built-in name or folder (default: the run's)."),
+    split: Split = "test",
+    methods: Methods = _DEFAULT_METHODS,
+    out: Path = typer.Option(None, "--out", help="Output folder (default RUN/eval-SPLIT)."),
+    force: Force = False,
+    batch_size: BatchSize = 32,
+    max_images: MaxImages = None,
+    max_val_images: MaxValImages = 200,
+    stability_images: StabilityImages = 16,
+    baseline: Baseline = "zero",
+    target: Target = "prediction",
+    method_options: MethodOptions = None,
+    lime_images: LimeImages = 8,
+    device: Device = "cpu",
+    seed: Seed = 0,
+    threshold_fit: ThresholdFit = "all",
+    ties: Ties = "random",
+    tie_draws: TieDraws = 4,
+    lap_all_ranking: LapAllRanking = "unclipped_sum",
+    sanity: Sanity = False,
+    sanity_images: SanityImages = 8,
+    sanity_threshold: SanityThreshold = 0.5,
+    grid_pg: GridPg = False,
+    grid_pg_shape: GridPgShape = "auto",
+    grid_pg_grids: GridPgGrids = 16,
+    grid_pg_confidence: GridPgConfidence = 0.9,
+    check_methods: CheckMethods = None,
+    devices: Devices = "1",
+    num_nodes: NumNodes = 1,
+) -> None:
+    """Every metric of the papers for one run and every method, with a report.
+
+    Writes results.json, tables.md, plots and report.html into `--out` (default
+    RUN/eval-SPLIT) and a log, evaluate.log. Methods already computed are reused.
+
+    Example: `torchlap evaluate --run runs/bb-lap --max-images 32 --methods lap,gradcam,rise`
+
+    Cost on a 2-core CPU: about 3 min per run at 64 px for 32 images with the demo's
+    settings (200 RISE masks); the defaults (every test image, every method, 4000 RISE
+    masks) take tens of minutes: start with `--max-images` and `--methods`.
+
+    `--devices N` (and `--num-nodes`) splits the images over N processes (GPUs with
+    `--device cuda`; torchrun and SLURM too): rank 0 writes what one process writes.
+    """
+    options = _options(locals())
+    out_dir = out or run / f"eval-{split}"
+    plan = _shard_plan(devices, num_nodes, device)
+    if _is_rank_zero():
+        guard_output_folder(out_dir, force)
+    if plan.world_size > 1:
+        load_run(run)  # a bad run folder is reported once, before the processes start
+    results = _launch(
+        plan,
+        out_dir / "evaluate.log",
+        lambda: evaluate_run(run, data, out_dir, options, force=force),
+    )
+    if results is None:  # not rank 0
+        return
+    typer.echo(f"results: {out_dir / 'results.json'}")
+    typer.echo(f"report:  {out_dir / 'report.html'}")
+
+
+def compare_command(
+    runs: list[Path] = typer.Argument(..., help="Run folders to put side by side."),
+    data: str = typer.Option(None, "--data", help="Built-in name or folder (default: each run's)."),
+    out: Path = typer.Option(Path("comparison"), "--out", help="Output folder."),
+    split: Split = "test",
+    methods: Methods = _DEFAULT_METHODS,
+    force: Force = False,
+    batch_size: BatchSize = 32,
+    max_images: MaxImages = None,
+    max_val_images: MaxValImages = 200,
+    stability_images: StabilityImages = 16,
+    baseline: Baseline = "zero",
+    target: Target = "prediction",
+    method_options: MethodOptions = None,
+    lime_images: LimeImages = 8,
+    device: Device = "cpu",
+    seed: Seed = 0,
+    threshold_fit: ThresholdFit = "all",
+    ties: Ties = "random",
+    tie_draws: TieDraws = 4,
+    lap_all_ranking: LapAllRanking = "unclipped_sum",
+    sanity: Sanity = False,
+    sanity_images: SanityImages = 8,
+    sanity_threshold: SanityThreshold = 0.5,
+    grid_pg: GridPg = False,
+    grid_pg_shape: GridPgShape = "auto",
+    grid_pg_grids: GridPgGrids = 16,
+    grid_pg_confidence: GridPgConfidence = 0.9,
+    check_methods: CheckMethods = None,
+    devices: Devices = "1",
+    num_nodes: NumNodes = 1,
+) -> None:
+    """Evaluate several runs (vanilla, weak, expert, ...) into one table and report.
+
+    Example: `torchlap compare runs/vanilla runs/ws-lap runs/bb-lap --out comparison`
+
+    Cost on a 2-core CPU: `torchlap evaluate`'s for each run (about 3 min per run for 32
+    images with the demo's settings; tens of minutes per run with the defaults).
+    """
+    options = _options(locals())
+    plan = _shard_plan(devices, num_nodes, device)
+    if _is_rank_zero():
+        guard_output_folder(out, force)
+        for name in {r.resolve().name for r in runs}:
+            guard_output_folder(out / name, force)
+    report = _launch(
+        plan, out / "compare.log", lambda: compare_runs(runs, data, out, options, force=force)
+    )
+    if report is None:  # not rank 0
+        return
+    typer.echo(f"tables: {out / 'tables.md'}")
+    typer.echo(f"report: {report}")
+
+
 def register_evaluate(app: typer.Typer) -> None:
     """Add ``evaluate`` and ``compare`` to the ``torchlap`` command."""
-
-    @app.command("evaluate")
-    def evaluate(
-        run: Path = typer.Option(..., "--run", help="A run folder written by `torchlap train`."),
-        data: str = typer.Option(
-            None, "--data", help="Built-in name or folder (default: the run's)."
-        ),
-        split: Split = "test",
-        methods: Methods = _DEFAULT_METHODS,
-        out: Path = typer.Option(None, "--out", help="Output folder (default RUN/eval-SPLIT)."),
-        force: Force = False,
-        batch_size: BatchSize = 32,
-        max_images: MaxImages = None,
-        max_val_images: MaxValImages = 200,
-        stability_images: StabilityImages = 16,
-        baseline: Baseline = "zero",
-        target: Target = "prediction",
-        method_options: MethodOptions = None,
-        lime_images: LimeImages = 8,
-        device: Device = "cpu",
-        seed: Seed = 0,
-        threshold_fit: ThresholdFit = "all",
-        ties: Ties = "random",
-        tie_draws: TieDraws = 4,
-        lap_all_ranking: LapAllRanking = "unclipped_sum",
-        sanity: Sanity = False,
-        sanity_images: SanityImages = 8,
-        sanity_threshold: SanityThreshold = 0.5,
-        grid_pg: GridPg = False,
-        grid_pg_shape: GridPgShape = "auto",
-        grid_pg_grids: GridPgGrids = 16,
-        grid_pg_confidence: GridPgConfidence = 0.9,
-        devices: Devices = "1",
-        num_nodes: NumNodes = 1,
-    ) -> None:
-        """Every metric of the papers for one run and every method, with a report.
-
-        Writes results.json, tables.md, plots and report.html into `--out` (default
-        RUN/eval-SPLIT) and a log, evaluate.log. Methods already computed are reused.
-
-        Example: `torchlap evaluate --run runs/bb-lap --max-images 32 --methods lap,gradcam,rise`
-
-        Cost on a 2-core CPU: about 3 min per run at 64 px for 32 images with the demo's
-        settings (200 RISE masks); the defaults (every test image, every method, 4000 RISE
-        masks) take tens of minutes: start with `--max-images` and `--methods`.
-
-        `--devices N` (and `--num-nodes`) splits the images over N processes (GPUs with
-        `--device cuda`; torchrun and SLURM too): rank 0 writes what one process writes.
-        """
-        from torchlap.evaluate.core import evaluate_run
-
-        options = _options(locals())
-        out_dir = out or run / f"eval-{split}"
-        plan = _shard_plan(devices, num_nodes, device)
-        if _is_rank_zero():
-            guard_output_folder(out_dir, force)
-        if plan.world_size > 1:
-            from torchlap.train import load_run
-
-            load_run(run)  # a bad run folder is reported once, before the processes start
-        results = _launch(
-            plan,
-            out_dir / "evaluate.log",
-            lambda: evaluate_run(run, data, out_dir, options, force=force),
-        )
-        if results is None:  # not rank 0
-            return
-        typer.echo(f"results: {out_dir / 'results.json'}")
-        typer.echo(f"report:  {out_dir / 'report.html'}")
-
-    @app.command("compare")
-    def compare(
-        runs: list[Path] = typer.Argument(..., help="Run folders to put side by side."),
-        data: str = typer.Option(
-            None, "--data", help="Built-in name or folder (default: each run's)."
-        ),
-        out: Path = typer.Option(Path("comparison"), "--out", help="Output folder."),
-        split: Split = "test",
-        methods: Methods = _DEFAULT_METHODS,
-        force: Force = False,
-        batch_size: BatchSize = 32,
-        max_images: MaxImages = None,
-        max_val_images: MaxValImages = 200,
-        stability_images: StabilityImages = 16,
-        baseline: Baseline = "zero",
-        target: Target = "prediction",
-        method_options: MethodOptions = None,
-        lime_images: LimeImages = 8,
-        device: Device = "cpu",
-        seed: Seed = 0,
-        threshold_fit: ThresholdFit = "all",
-        ties: Ties = "random",
-        tie_draws: TieDraws = 4,
-        lap_all_ranking: LapAllRanking = "unclipped_sum",
-        sanity: Sanity = False,
-        sanity_images: SanityImages = 8,
-        sanity_threshold: SanityThreshold = 0.5,
-        grid_pg: GridPg = False,
-        grid_pg_shape: GridPgShape = "auto",
-        grid_pg_grids: GridPgGrids = 16,
-        grid_pg_confidence: GridPgConfidence = 0.9,
-        devices: Devices = "1",
-        num_nodes: NumNodes = 1,
-    ) -> None:
-        """Evaluate several runs (vanilla, weak, expert, ...) into one table and report.
-
-        Example: `torchlap compare runs/vanilla runs/ws-lap runs/bb-lap --out comparison`
-
-        Cost on a 2-core CPU: `torchlap evaluate`'s for each run (about 3 min per run for 32
-        images with the demo's settings; tens of minutes per run with the defaults).
-        """
-        from torchlap.evaluate.compare import compare_runs
-
-        options = _options(locals())
-        plan = _shard_plan(devices, num_nodes, device)
-        if _is_rank_zero():
-            guard_output_folder(out, force)
-            for name in {r.resolve().name for r in runs}:
-                guard_output_folder(out / name, force)
-        report = _launch(
-            plan, out / "compare.log", lambda: compare_runs(runs, data, out, options, force=force)
-        )
-        if report is None:  # not rank 0
-            return
-        typer.echo(f"tables: {out / 'tables.md'}")
-        typer.echo(f"report: {report}")
+    app.command("evaluate")(evaluate_command)
+    app.command("compare")(compare_command)

@@ -7,7 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torchlap.evaluate.core import EvaluateOptions, atomic_write_json, evaluate_run
+from torchlap.evaluate.checks import compare_data_randomization
+from torchlap.evaluate.common import atomic_write_json
+from torchlap.evaluate.core import evaluate_run
+from torchlap.evaluate.options import EvaluateOptions
+from torchlap.evaluate.shard import is_writer
+from torchlap.runs import load_run
 
 __all__ = ["compare_runs"]
 
@@ -26,8 +31,9 @@ def compare_runs(
     real run of the same data and model (results key ``data_randomization``).
     Returns the path of ``report.html``.
     """
+    # matplotlib loads with the first figure, not at `torchlap --help` (measured: importing
+    # torchlap.report.plots costs about half of torch's own import time)
     from torchlap.evaluate.outputs import write_run_outputs
-    from torchlap.train import load_run
 
     if not run_dirs:
         raise ValueError("compare needs at least one run folder")
@@ -43,13 +49,9 @@ def compare_runs(
         results[name] = evaluate_run(run_dir, data, out / name, options, force=force)
         configs[name] = load_run(run_dir).config
     if options is not None and options.sanity:  # data randomization test (shuffled labels)
-        from torchlap.evaluate.sanity import compare_data_randomization
-
         compare_data_randomization(dict(zip(names, run_dirs, strict=True)), configs, results,
                                    data, out, options)  # fmt: skip
     atomic_write_json(out / "comparison.json", {"format": "torchlap-comparison", "runs": results})
-    from torchlap.evaluate.shard import is_writer
-
     if not is_writer():  # sharded evaluation: rank 0 alone writes
         return out / "report.html"
     return write_run_outputs(out, results, configs, None, {})

@@ -9,6 +9,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from torchlap.explainers import display_name
+from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
+from torchlap.report import plot_iou_bars, plot_keep_k, plot_lap_layers, plot_overlays, write_report
+from torchlap.report import write_tables as write_markdown_tables
+from torchlap.report.plots import example_rows
+from torchlap.report.sanity import sanity_figures
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["write_run_outputs"]
@@ -28,10 +35,6 @@ def write_run_outputs(
     (indices, maps)) are needed for the overlays only; without them the report has the tables
     and plots. Returns the path of ``report.html``.
     """
-    from torchlap.report import plot_iou_bars, plot_keep_k, plot_overlays, write_report
-    from torchlap.report import write_tables as write_markdown_tables
-    from torchlap.report.plots import example_rows
-
     out_dir = Path(out_dir)
     figures_dir = out_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
@@ -43,8 +46,6 @@ def write_run_outputs(
     if any(r.get("localization") for r in results_by_run.values()):
         path = plot_iou_bars(results_by_run, figures_dir / "iou_bars.png")
         figures.append((path, "IoU with the ground-truth regions, by thresholding and top-k"))
-    from torchlap.report.sanity import sanity_figures
-
     figures.extend(sanity_figures(results_by_run, figures_dir, out_dir))
     if data is not None:
         classes = data.classes
@@ -63,6 +64,7 @@ def write_run_outputs(
                 data.masks[selected],
                 titles,
                 figures_dir / f"overlays_{method}.png",
+                names={method: display_name(method)},
             )
             figures.append((path, f"{method}: best, median and worst IoU (top-scored selection)"))
         if model is not None:
@@ -74,9 +76,6 @@ def write_run_outputs(
 
 def _lap_layer_figures(model: Any, data: Any, figures_dir: Path) -> list[tuple[Path, str]]:
     """The per-layer concept maps (paper 000 Fig. 3) of the first image with a region."""
-    from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
-    from torchlap.report import plot_lap_layers
-
     if not lap_modules(model) or not bool(data.has_region.any()):
         return []
     index = int(torch.nonzero(data.has_region)[0])

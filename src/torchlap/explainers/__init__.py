@@ -2,7 +2,11 @@
 
 ``torchlap.explain(model, images, method="lap", target=None, **options)`` returns one map per
 image, ``(B, H, W)`` at the input resolution. Each method is an :class:`Explainer` class,
-registered by name (:func:`available` lists them, :func:`get` returns one):
+registered by name (:func:`available` lists them, :func:`get` returns one). What the package
+knows about a method is on its class (display name, kind, the models it applies to, a native
+threshold, its place in the default comparison set and in the tables) and is read through the
+registry (:func:`comparison_methods`, :func:`applicability`, :func:`method_facts`); adding a
+method is its file and its ``@register``:
 
 ========================  ============================================================
 ``lap``                   the LAP layers' own maps, one forward pass (paper 000)
@@ -21,15 +25,23 @@ registered by name (:func:`available` lists them, :func:`get` returns one):
 """
 
 from torchlap.explainers.base import (
+    KINDS,
     Explainer,
     FeatureProbe,
+    applicability,
     available,
     class_scores,
+    comparison_methods,
+    display_name,
     explain,
     get,
+    method_facts,
     minmax_normalize,
     probe_features,
     register,
+    registered,
+    table_order,
+    unregister,
     upsample,
 )
 from torchlap.explainers.bcos import BcosExplainer
@@ -47,6 +59,7 @@ from torchlap.explainers.relevance_cam import RelevanceCam
 from torchlap.explainers.sise import Sise, otsu_threshold, sise_fusion
 
 __all__ = [
+    "KINDS",
     "AnteHocExplainer",
     "BcosExplainer",
     "BlaExplainer",
@@ -62,19 +75,26 @@ __all__ = [
     "RiseMasks",
     "ScoreCam",
     "Sise",
+    "applicability",
     "available",
     "class_scores",
+    "comparison_methods",
+    "display_name",
     "explain",
     "find_antehoc",
     "get",
     "lap_all",
+    "method_facts",
     "minmax_normalize",
     "otsu_threshold",
     "probe_features",
     "reduce_channels",
     "register",
+    "registered",
     "rise_masks",
     "select_lap_map",
     "sise_fusion",
+    "table_order",
+    "unregister",
     "upsample",
 ]

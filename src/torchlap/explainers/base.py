@@ -22,14 +22,18 @@ class does the rest:
 
 Explainers are also context managers: inside ``with explainer:`` the model stays in the
 explanation state across several calls, and is restored on exit.
+
+What the package knows about a method is a class attribute of its explainer (display name,
+kind, :meth:`Explainer.applies_to`, native threshold, comparison and column ranks, run facts),
+read through the registry functions below; nothing else lists the methods.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -37,47 +41,55 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from torchlap.layers.lap import LapBase
+from torchlap.explainers.probe import Capture, FeatureProbe, probe_features
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "KINDS",
     "Explainer",
     "FeatureProbe",
+    "applicability",
     "available",
     "class_scores",
+    "comparison_methods",
+    "display_name",
     "explain",
     "get",
+    "method_facts",
     "minmax_normalize",
     "probe_features",
     "register",
+    "registered",
+    "table_order",
+    "unregister",
     "upsample",
 ]
 
 TargetLike = int | Tensor | None
 
-_REGISTRY: dict[str, type[Explainer]] = {}
+#: what kind of explanation a method gives (:attr:`Explainer.kind`): the model's own map (one
+#: forward pass of a model built to explain itself), a backward pass (gradients or relevance
+#: propagation), or many forward passes on perturbed inputs
+KINDS = ("own map", "gradient", "perturbation")
 
-# The methods LAP is compared with (paper 000's GBP, GC, GGC, DL, RC; paper 003's Score-CAM,
-# RISE and SISE) and LAP itself, in the order tables and benchmarks show them.
-COMPARISON_METHODS = (
-    "lap",
-    "gradcam",
-    "guided_gradcam",
-    "guided_backprop",
-    "deeplift",
-    "relevance_cam",
-    "scorecam",
-    "rise",
-    "sise",
-)
+_REGISTRY: dict[str, type[Explainer]] = {}
 
 
 # --------------------------------------------------------------------------------- registry
+#
+# Everything the package knows about a method is a class attribute of its Explainer (see the
+# "facts" block of :class:`Explainer`) and is read here: evaluate, bench, explain and the
+# demo derive their lists from these functions, the report from the facts evaluate writes
+# into results.json (``results["methods"]``, :func:`method_facts`).
 
 
 def register(name: str) -> Callable[[type[Explainer]], type[Explainer]]:
-    """Class decorator: register an :class:`Explainer` subclass under ``name``."""
+    """Class decorator: register an :class:`Explainer` subclass under ``name``.
+
+    The class's facts are checked here (``kind`` one of :data:`KINDS`, ranks ints or None, a
+    ``native_threshold`` a number or None), so a bad registration fails at import.
+    """
     if not isinstance(name, str) or not name:
         raise ValueError(f"an explainer name must be a non-empty string, got {name!r}")
 
@@ -86,11 +98,47 @@ def register(name: str) -> Callable[[type[Explainer]], type[Explainer]]:
             raise TypeError(f"@register({name!r}) needs an Explainer subclass, got {cls!r}")
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"an explainer named {name!r} is already registered")
+        _check_facts(name, cls)
         cls.name = name
         _REGISTRY[name] = cls
         return cls
 
     return decorate
+
+
+def _check_facts(name: str, cls: type[Explainer]) -> None:
+    if cls.kind not in KINDS:
+        raise ValueError(f"explainer {name!r}: kind must be one of {KINDS}, got {cls.kind!r}")
+    if not isinstance(cls.display_name, str):
+        raise TypeError(f"explainer {name!r}: display_name must be a str, got {cls.display_name!r}")
+    for fact in ("comparison_rank", "column_rank"):
+        value = getattr(cls, fact)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"explainer {name!r}: {fact} must be an int or None, got {value!r}")
+    threshold = cls.native_threshold
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+    ):
+        raise TypeError(
+            f"explainer {name!r}: native_threshold must be a number or None, got {threshold!r}"
+        )
+
+
+def unregister(name: str) -> type[Explainer]:
+    """Remove the explainer registered under ``name`` and return its class."""
+    cls = get(name)
+    del _REGISTRY[name]
+    return cls
+
+
+@contextmanager
+def registered(name: str, cls: type[Explainer]) -> Iterator[type[Explainer]]:
+    """Register ``cls`` under ``name`` for the ``with`` block only (tests, experiments)."""
+    register(name)(cls)
+    try:
+        yield cls
+    finally:
+        _REGISTRY.pop(name, None)
 
 
 def available() -> list[str]:
@@ -103,6 +151,55 @@ def get(name: str) -> type[Explainer]:
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"unknown explainer {name!r}; available: {', '.join(available())}")
     return _REGISTRY[name]
+
+
+def comparison_methods() -> tuple[str, ...]:
+    """The default comparison set (evaluate's and bench's default methods): the methods with a
+    ``comparison_rank``, in its order (LAP, then paper 000's GC, GGC, GBP, DL, RC, then paper
+    003's Score-CAM, RISE, SISE)."""
+    ranked = [(cls.comparison_rank, name) for name, cls in _REGISTRY.items()]
+    return tuple(name for rank, name in sorted(r for r in ranked if r[0] is not None))
+
+
+def table_order(names: Iterable[str] | None = None) -> list[str]:
+    """``names`` (default: every registered method) in the column order of the report's tables
+    (:attr:`Explainer.column_rank`: paper 000's Table II, then papers 002-004), methods without
+    a rank (and unknown names) after them in the order given."""
+    names = list(dict.fromkeys(available() if names is None else names))
+
+    def rank(name: str) -> tuple[int, int]:
+        cls = _REGISTRY.get(name)
+        if cls is None or cls.column_rank is None:
+            return (1, names.index(name))
+        return (0, cls.column_rank)
+
+    return sorted(names, key=rank)
+
+
+def display_name(name: str) -> str:
+    """The short name tables and figures show (``"gradcam"`` -> ``"GC"``)."""
+    return get(name).display_name or name
+
+
+def applicability(name: str, model: nn.Module) -> str | None:
+    """``None`` when method ``name`` can explain ``model``, else why not (e.g. ``"the model has
+    no LAP layer"``; evaluate records it under ``results["skipped"]``)."""
+    cls = get(name)
+    return None if cls.applies_to(model) else cls.not_applicable
+
+
+def method_facts(names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``{name: {"display_name", "kind", "column_rank"}}`` for ``names``, in
+    :func:`table_order`: what the report (which imports no explainer) needs, as evaluate writes
+    it to ``results["methods"]``."""
+    return {
+        name: {
+            "display_name": display_name(name),
+            "kind": get(name).kind,
+            "column_rank": get(name).column_rank,
+        }
+        for name in table_order(names)
+    }
 
 
 def explain(
@@ -167,197 +264,6 @@ def class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tenso
     return probs.gather(1, target.view(-1, 1)).squeeze(1)
 
 
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
-
-
-# ------------------------------------------------------------------------- the feature probe
-
-
-@dataclass(eq=False)
-class _Event:
-    """One module call seen by the probe: output shape and the tensors going in and out."""
-
-    index: int
-    name: str
-    inputs: tuple[Tensor, ...]
-    output: Tensor | None
-
-
-@dataclass
-class FeatureProbe:
-    """What one probe forward pass saw, and the feature layers it implies.
-
-    ``cam_layer``: name of the layer the CAM methods explain by default — the input of the last
-    global pooling (a module whose 4-D output is 1x1, e.g. ``avgpool`` or the adaptive LAP), or
-    when there is none, the last module with a 4-D output of spatial size > 1 (``None`` when no
-    module has one).
-    ``block_layers``: SISE's block-wise selection (paper 003, "Block-Wise Feature Explanation"):
-    the layers whose output feeds a spatial down-sampling (a module whose 4-D output has at most
-    half the pixels of its 4-D input), i.e. the last layer of each block, plus ``cam_layer``; in
-    forward order. Of the modules returning the same tensor the outermost is named (``layer1``,
-    not ``layer1.1.relu``); branches inside a reduction block are skipped for the block's input.
-    ``calls``: how often each module ran in the pass (a layer that runs more than once has no
-    single output to explain).
-    """
-
-    cam_layer: str | None
-    block_layers: list[str]
-    calls: dict[str, int] = field(default_factory=dict)
-
-
-def _is_spatial(t: object) -> bool:
-    return isinstance(t, Tensor) and t.dim() == 4 and t.shape[-2] * t.shape[-1] > 1
-
-
-def probe_features(model: nn.Module, sample: Tensor, hooks: list[RemovableHandle]) -> FeatureProbe:
-    """Run ``model`` once on ``sample`` with forward hooks on every module and find its layers.
-
-    Modules inside a LAP layer (the concept scorer) are not feature layers and are skipped; a LAP
-    layer itself counts as a (down-sampling) pool. Hook handles go to ``hooks`` (the caller
-    removes them in ``finally``).
-    """
-    inside_lap = set()
-    for module in model.modules():
-        if isinstance(module, LapBase):
-            inside_lap.update(id(m) for m in module.modules() if m is not module)
-    events: list[_Event] = []
-    calls: dict[str, int] = {}
-
-    def make_hook(name: str, record: bool) -> Callable:
-        def hook(module: nn.Module, args: tuple, output: object) -> None:
-            calls[name] = calls.get(name, 0) + 1
-            if not record:
-                return
-            tensors = tuple(a for a in args if isinstance(a, Tensor))
-            out = output if isinstance(output, Tensor) else None
-            events.append(_Event(len(events), name, tensors, out))
-
-        return hook
-
-    for name, module in model.named_modules():
-        if name:
-            record = id(module) not in inside_lap
-            hooks.append(module.register_forward_hook(make_hook(name, record)))
-    with torch.no_grad():
-        model(sample)
-    for handle in hooks:
-        handle.remove()
-    hooks.clear()
-
-    # the module that produced each tensor: of the modules returning the same tensor object,
-    # the outermost (a block returns its last child's tensor), then the first (an identity
-    # such as Dropout in eval mode returns its input)
-    producer: dict[int, _Event] = {}
-    for event in events:
-        if event.output is not None:
-            known = producer.get(id(event.output))
-            if known is None or event.name.count(".") < known.name.count("."):
-                producer[id(event.output)] = event
-
-    spatial = [e for e in events if _is_spatial(e.output)]
-    if not spatial:
-        return FeatureProbe(cam_layer=None, block_layers=[], calls=dict(calls))
-    # down-sampling: a module whose 4-D output has at most half the pixels of its 4-D input
-    # (a stride-2 convolution or pool, an adaptive pool; not a "valid" 3x3 convolution)
-    downsampling = [
-        e
-        for e in events
-        if e.output is not None
-        and e.output.dim() == 4
-        and e.inputs
-        and _is_spatial(e.inputs[0])
-        and 2 * e.output.shape[-2] * e.output.shape[-1]
-        <= e.inputs[0].shape[-2] * e.inputs[0].shape[-1]
-    ]
-    # single reduction steps (at most ~3x per side), e.g. a ResNet block or Inception's Mixed_6a,
-    # unlike a container holding several steps (VGG's ``features``)
-    reducing_input = {
-        e.name: tuple(e.inputs[0].shape[-2:])
-        for e in downsampling
-        if 10 * e.output.shape[-2] * e.output.shape[-1]
-        > e.inputs[0].shape[-2] * e.inputs[0].shape[-1]
-    }
-
-    def inside_reduction_block(feeder: _Event) -> bool:
-        # a branch inside a reduction block (Inception's Mixed_6a, a Bottleneck's conv1) at the
-        # block's input resolution: the block's own input is the layer to take
-        parts = feeder.name.split(".")
-        size = tuple(feeder.output.shape[-2:])
-        return any(reducing_input.get(".".join(parts[:k])) == size for k in range(1, len(parts)))
-
-    # of the pools to 1x1, only the last is the model's global pool (earlier ones are e.g. the
-    # squeeze-and-excitation gates of EfficientNet/MobileNetV3 blocks)
-    global_pools = [e for e in downsampling if e.output.shape[-2] == e.output.shape[-1] == 1]
-    block: list[_Event] = []
-    global_pool_input: _Event | None = None
-    for event in downsampling:
-        if global_pools and event in global_pools[:-1]:
-            continue
-        feeder = producer.get(id(event.inputs[0]))
-        if feeder is None or feeder.index >= event.index or inside_reduction_block(feeder):
-            continue  # fed by the input image, a functional op, or inside a reduction block
-        if all(feeder.name != b.name for b in block):
-            block.append(feeder)
-        if event.output.shape[-2] == event.output.shape[-1] == 1:
-            global_pool_input = feeder
-    cam = global_pool_input if global_pool_input is not None else spatial[-1]
-    if global_pool_input is None:
-        cam = producer.get(id(cam.output), cam)
-    if all(cam.name != b.name for b in block):
-        block.append(cam)
-    block.sort(key=lambda e: e.index)
-    # a block layer must come no later than the CAM layer (layers after it are the classifier)
-    names = [e.name for e in block if e.index <= cam.index]
-    return FeatureProbe(cam_layer=cam.name, block_layers=names, calls=dict(calls))
-
-
-class _Capture:
-    """Forward hook keeping the output of one module's ``call``-th call in each forward pass."""
-
-    def __init__(self, name: str, call: int = 0) -> None:
-        self.name = name
-        self.call = call
-        self.count = 0
-        self.output: Tensor | None = None
-        self.version = 0
-        self.handle: RemovableHandle | None = None
-
-    def remove(self) -> None:
-        """Remove the hook now (it is removed at the end of the call anyway)."""
-        if self.handle is not None:
-            self.handle.remove()
-
-    def __call__(self, module: nn.Module, args: tuple, output: object) -> None:
-        if self.count == self.call:
-            if not isinstance(output, Tensor):
-                raise TypeError(
-                    f"layer {self.name!r} returns {type(output).__name__}, not a tensor; "
-                    "choose a layer whose output is a (B, C, h, w) feature map"
-                )
-            self.output = output
-            self.version = output._version
-        self.count += 1
-
-    def get(self) -> Tensor:
-        """The captured feature map; raises if it is missing or was later changed in place."""
-        if self.output is None:
-            raise ValueError(f"layer {self.name!r} did not run in the forward pass")
-        if self.output._version != self.version:
-            raise ValueError(
-                f"the output of layer {self.name!r} was modified in place after it was computed "
-                "(e.g. by `x += y` in the model's forward); choose another layer"
-            )
-        if self.output.dim() != 4:
-            raise ValueError(
-                f"layer {self.name!r} outputs shape {tuple(self.output.shape)}; the method needs "
-                "a (B, C, h, w) feature map"
-            )
-        return self.output
-
-
 # ----------------------------------------------------------------------------- the base class
 
 
@@ -372,6 +278,35 @@ class Explainer:
     """
 
     name: ClassVar[str] = ""
+
+    # -- facts, read through the registry (register, comparison_methods, method_facts) ----
+    #: the short name of tables and figures ("" : the registered name)
+    display_name: ClassVar[str] = ""
+    #: one of :data:`KINDS`: "own map", "gradient" or "perturbation"
+    kind: ClassVar[str] = "gradient"
+    #: the threshold the method's maps are binarized at by construction (LAP's 0.5, paper
+    #: 000); ``None``: evaluate fits a global threshold on the validation images
+    native_threshold: ClassVar[float | None] = None
+    #: position in the default comparison set (:func:`comparison_methods`); None: not in it
+    comparison_rank: ClassVar[int | None] = None
+    #: column position in the report's tables (:func:`table_order`); None: after the ranked
+    column_rank: ClassVar[int | None] = None
+    #: facts of a trained run the constructor takes as options (LAP: ``"concept_sets"``);
+    #: evaluate and explain pass them when the run has them
+    run_facts: ClassVar[tuple[str, ...]] = ()
+    #: why the method does not apply to a model :meth:`applies_to` refuses
+    not_applicable: ClassVar[str] = "the method does not apply to this model"
+
+    @classmethod
+    def applies_to(cls, model: nn.Module) -> bool:
+        """Whether the method can explain ``model`` (default: every classifier)."""
+        return True
+
+    @classmethod
+    def ranking_options(cls, options: dict[str, Any], ranking: str) -> dict[str, Any] | None:
+        """Options giving the maps of the metrics that rank pixels, when they differ from the
+        maps of ``options`` (LAP: the ``ranking`` variant of "LAP All"); ``None``: the same."""
+        return None
 
     def __init__(self, model: nn.Module) -> None:
         if not isinstance(model, nn.Module):
@@ -490,12 +425,12 @@ class Explainer:
 
     # -- helpers for subclasses -------------------------------------------------------------
     def forward(self, images: Tensor) -> Tensor:
-        """Call the model and check that it returns logits ``(N, n_classes)``."""
+        """Call the model and check that it returns logits ``(N, num_classes)``."""
         logits = self.model(images)
         if not isinstance(logits, Tensor) or logits.dim() != 2:
             shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
             raise TypeError(
-                f"the model must return logits of shape (B, n_classes), got {shape}; "
+                f"the model must return logits of shape (B, num_classes), got {shape}; "
                 "wrap models with other outputs in an nn.Module returning the class scores"
             )
         return logits
@@ -504,10 +439,10 @@ class Explainer:
         """``target`` checked against ``logits``, or the predicted class when it is ``None``."""
         if target is None:
             return logits.detach().argmax(dim=1)
-        n_classes = logits.shape[1]
-        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= n_classes):
+        num_classes = logits.shape[1]
+        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
             raise ValueError(
-                f"target classes must lie in [0, {n_classes}) for this model, got "
+                f"target classes must lie in [0, {num_classes}) for this model, got "
                 f"{target.tolist() if target.numel() <= 16 else target}"
             )
         return target
@@ -560,10 +495,10 @@ class Explainer:
             )
         return name
 
-    def capture(self, name: str, call: int = 0) -> _Capture:
+    def capture(self, name: str, call: int = 0) -> Capture:
         """Register (for this call) a hook keeping the output of layer ``name``."""
         module = dict(self.model.named_modules())[name]
-        cap = _Capture(name, call)
+        cap = Capture(name, call)
         cap.handle = self.add_hook(module.register_forward_hook(cap))
         return cap
 

@@ -28,6 +28,16 @@ class BcosExplainer(Explainer):
     Every module's explanation-mode flag is restored afterwards, also on error.
     """
 
+    display_name = "B-cos"
+    kind = "own map"
+    column_rank = 11
+    not_applicable = "the model is not a B-cos network"
+
+    @classmethod
+    def applies_to(cls, model: nn.Module) -> bool:
+        """A model holding a B-cos network."""
+        return find_bcos(model) is not None
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
         bcos = find_bcos(model)

@@ -106,6 +106,11 @@ class GradCam(_LayerExplainer):
     resolution. Cost: one forward and one backward pass.
     """
 
+    display_name = "GC"
+    kind = "gradient"
+    comparison_rank = 1
+    column_rank = 2
+
     def __init__(
         self, model: nn.Module, layer: str | nn.Module | None = None, relu: bool = True
     ) -> None:
@@ -132,6 +137,11 @@ class GuidedGradCam(_LayerExplainer):
     ``"absolute"``). Raw maps are at the input resolution.
     """
 
+    display_name = "GGC"
+    kind = "gradient"
+    comparison_rank = 2
+    column_rank = 1
+
     def __init__(
         self, model: nn.Module, layer: str | nn.Module | None = None, sign: str = "absolute"
     ) -> None:
@@ -156,6 +166,11 @@ class GuidedBackprop(Explainer):
 
     Options: ``sign`` (channel reduction, default ``"absolute"``).
     """
+
+    display_name = "GBP"
+    kind = "gradient"
+    comparison_rank = 3
+    column_rank = 3
 
     def __init__(self, model: nn.Module, sign: str = "absolute") -> None:
         super().__init__(model)
@@ -226,6 +241,11 @@ class DeepLift(Explainer):
     times per forward pass (torchvision ResNet's ``relu``) is replaced, for the call only, by a
     stand-in that sends each call to its own copy; the original module is put back afterwards.
     """
+
+    display_name = "DL"
+    kind = "gradient"
+    comparison_rank = 4
+    column_rank = 0
 
     def __init__(
         self, model: nn.Module, baseline: float | Tensor = 0.0, sign: str = "absolute"

@@ -9,6 +9,7 @@ thresholded at 0.5) and the unclipped sum the supplement uses for top-scored sel
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -120,22 +121,19 @@ def concept_mapping(concept_sets: object) -> Mapping | None:
     )
 
 
-def _concept_members(concept_sets: Mapping, n_classes: int, n_concepts: int) -> Tensor | None:
-    """Boolean ``(n_classes, n_concepts)``: which heads belong to each class (None: not usable)."""
-    members = torch.zeros(n_classes, n_concepts, dtype=torch.bool)
+def _concept_members(concept_sets: Mapping, num_classes: int, n_concepts: int) -> Tensor | None:
+    """Boolean ``(num_classes, n_concepts)``: which heads belong to each class (None: unusable)."""
+    members = torch.zeros(num_classes, n_concepts, dtype=torch.bool)
     for key, heads in concept_sets.items():
         try:
             cls = int(key)
         except (TypeError, ValueError):
-            raise ValueError(
-                f"torchlap_config['concept_sets'] keys must be class indices, got {key!r}"
-            ) from None
+            raise ValueError(f"concept_sets keys must be class indices, got {key!r}") from None
         if isinstance(heads, (int, str)) or not isinstance(heads, Sequence):
             raise ValueError(
-                f"torchlap_config['concept_sets'][{key!r}] must be a list of concept indices, "
-                f"got {heads!r}"
+                f"concept_sets[{key!r}] must be a list of concept indices, got {heads!r}"
             )
-        if not 0 <= cls < n_classes:
+        if not 0 <= cls < num_classes:
             continue  # a class the model does not predict
         for head in heads:
             if isinstance(head, bool) or not isinstance(head, int) or head < 0:
@@ -149,7 +147,7 @@ def _concept_members(concept_sets: Mapping, n_classes: int, n_concepts: int) -> 
 def select_lap_map(
     maps: LapMaps,
     target: Tensor,
-    n_classes: int,
+    num_classes: int,
     head: int | str | None = None,
     concept_sets: object = None,
     include_common: bool = False,
@@ -176,7 +174,7 @@ def select_lap_map(
     if head is not None:
         raise ValueError(f"head must be None, an int or 'score', got {head!r}")
     sets = concept_mapping(concept_sets)
-    members = None if sets is None else _concept_members(sets, n_classes, n_concepts)
+    members = None if sets is None else _concept_members(sets, num_classes, n_concepts)
     if members is not None:
         if not include_common:
             own = members & ~members.all(dim=0, keepdim=True)
@@ -184,7 +182,7 @@ def select_lap_map(
         chosen = members.to(concepts.device)[target]  # (B, n_concepts)
         picked = torch.where(chosen[:, :, None, None], concepts, float("-inf")).amax(dim=1)
         return torch.where(chosen.any(dim=1)[:, None, None], picked, score)
-    if n_concepts == n_classes:
+    if n_concepts == num_classes:
         index = target.view(-1, 1, 1, 1).expand(-1, 1, *concepts.shape[-2:])
         return concepts.gather(1, index)[:, 0]
     if n_concepts == 1:
@@ -204,8 +202,8 @@ class LapExplainer(Explainer):
         concept_sets: which concept heads belong to which class (a ``ConceptSets``, its
             ``to_dict()`` form or a mapping class -> concept indices), for ``head=None``. A run's
             are in ``load_run(run).concept_sets``; ``torchlap evaluate`` and ``torchlap explain``
-            pass them. ``None`` reads ``model.torchlap_config["concept_sets"]`` when the model
-            carries it.
+            pass them (a run fact: :attr:`run_facts`). ``None``: no concept sets, the heads are
+            chosen from the layer's shape.
         include_common: with ``concept_sets``, also take the heads common to every class.
         decay, threshold: Algorithm 1's decay factor (0.8) and activity threshold (0.5).
         variant: ``"algorithm1"`` (default; Algorithm 1, the map to threshold at 0.5) or
@@ -214,6 +212,27 @@ class LapExplainer(Explainer):
 
     Raises ``ValueError`` for a model without LAP layers.
     """
+
+    display_name = "LAP"
+    kind = "own map"
+    comparison_rank = 0
+    column_rank = 8
+    native_threshold = 0.5  # paper 000: a LAP map is thresholded at 0.5, nothing fitted
+    run_facts = ("concept_sets",)
+    not_applicable = "the model has no LAP layer"
+
+    @classmethod
+    def applies_to(cls, model: nn.Module) -> bool:
+        """A model with LAP layers."""
+        return bool(lap_modules(model))
+
+    @classmethod
+    def ranking_options(cls, options: dict[str, Any], ranking: str) -> dict[str, Any] | None:
+        """ "LAP All" in the ``ranking`` variant (:data:`LAP_ALL_VARIANTS`) for the metrics that
+        rank pixels; ``None`` for a single layer's map."""
+        if options.get("layer", "all") != "all":
+            return None
+        return {**options, "variant": ranking}
 
     def __init__(
         self,
@@ -261,18 +280,8 @@ class LapExplainer(Explainer):
 
     @property
     def concept_sets(self) -> Mapping | None:
-        """The ``concept_sets`` option, else ``model.torchlap_config["concept_sets"]`` (class ->
-        concept indices), if any."""
-        if self._concept_sets is not None:
-            return self._concept_sets
-        config = getattr(self.model, "torchlap_config", None)
-        sets = config.get("concept_sets") if isinstance(config, Mapping) else None
-        if sets is not None and not isinstance(sets, Mapping):
-            raise ValueError(
-                "model.torchlap_config['concept_sets'] must map class index -> list of concept "
-                f"indices, got {type(sets).__name__}"
-            )
-        return sets
+        """The ``concept_sets`` option as a mapping class -> concept indices (None: not given)."""
+        return self._concept_sets
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
         clear_attention_maps(self.model)

@@ -41,6 +41,16 @@ class BlaExplainer(Explainer):
     Raises ``ValueError`` for a model without a BLA/L2X-F module.
     """
 
+    display_name = "BLA"
+    kind = "own map"
+    column_rank = 9
+    not_applicable = "the model has no BLA/L2X-F module"
+
+    @classmethod
+    def applies_to(cls, model: nn.Module) -> bool:
+        """A model with a BLA/L2X-F module."""
+        return bool(bla_modules(model))
+
     def __init__(self, model: nn.Module, name: str | None = None, kind: str = "soft") -> None:
         super().__init__(model)
         modules = bla_modules(model)
@@ -58,7 +68,7 @@ class BlaExplainer(Explainer):
             raise ValueError(f"unknown kind {kind!r}; expected one of {BLA_KINDS}")
         self.module_name = name if name is not None else next(iter(modules))
         self.module: FeatureSelectionPool = modules[self.module_name]
-        self.kind = kind
+        self.map_kind = kind  # the option (the class fact `kind` is "own map")
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
         self.module.clear_maps()
@@ -68,7 +78,7 @@ class BlaExplainer(Explainer):
         maps = self.module.maps
         if maps is None:
             raise ValueError(f"the BLA module {self.module_name!r} did not run in the forward pass")
-        chosen = getattr(maps, self.kind)
+        chosen = getattr(maps, self.map_kind)
         self.module.clear_maps()
         return chosen[:, 0].float()
 
@@ -108,6 +118,16 @@ class AnteHocExplainer(Explainer):
     Raises ``ValueError`` for a model holding no AnteHocModel.
     """
 
+    display_name = "Ante-hoc"
+    kind = "own map"
+    column_rank = 10
+    not_applicable = "the model is not an ante-hoc model (AnteHocModel)"
+
+    @classmethod
+    def applies_to(cls, model: nn.Module) -> bool:
+        """A model that is or holds an :class:`AnteHocModel`."""
+        return any(isinstance(m, AnteHocModel) for m in model.modules())
+
     def __init__(self, model: nn.Module, kind: str = "map", threshold: float = 0.8) -> None:
         super().__init__(model)
         self.antehoc = find_antehoc(model)
@@ -117,7 +137,7 @@ class AnteHocExplainer(Explainer):
             raise TypeError(f"threshold must be a float in [0, 1], got {threshold!r}")
         if not 0.0 <= float(threshold) <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
-        self.kind = kind
+        self.map_kind = kind  # the option (the class fact `kind` is "own map")
         self.threshold = float(threshold)
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
@@ -132,9 +152,9 @@ class AnteHocExplainer(Explainer):
         interpretation = maps.interpretation.detach()[:, 0].float()  # (B, h, w)
         # the ante-hoc model may see a resized input; the map is at its input's resolution
         interpretation = upsample(interpretation, images.shape[-2:])
-        if self.kind == "map":
+        if self.map_kind == "map":
             return interpretation
-        if self.kind == "binarized":
+        if self.map_kind == "binarized":
             low = interpretation.amin(dim=(-2, -1), keepdim=True)
             high = interpretation.amax(dim=(-2, -1), keepdim=True)
             span = high - low

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlap._checks import check_positive_int as _check_positive_int
 from torchlap.explainers.base import (
     Explainer,
-    _check_positive_int,
     class_scores,
     minmax_normalize,
     register,
@@ -141,6 +141,11 @@ class ScoreCam(Explainer):
     image: constant channels are skipped and channels giving the same mask share one forward
     (:func:`unique_masks`; ``deduplicate=False`` scores every channel separately).
     """
+
+    display_name = "Score-CAM"
+    kind = "perturbation"
+    comparison_rank = 6
+    column_rank = 5
 
     def __init__(
         self,
@@ -275,6 +280,11 @@ class Rise(Explainer):
     every image of the batch. Cost: ``N`` forwards per image (plus one when ``target`` is
     ``None``).
     """
+
+    display_name = "RISE"
+    kind = "perturbation"
+    comparison_rank = 7
+    column_rank = 6
 
     def __init__(
         self,

@@ -146,6 +146,11 @@ class RelevanceCam(Explainer):
     resolution. Cost: one forward and one (modified) backward pass.
     """
 
+    display_name = "RC"
+    kind = "gradient"
+    comparison_rank = 5
+    column_rank = 4
+
     def __init__(
         self,
         model: nn.Module,

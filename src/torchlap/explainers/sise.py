@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlap._checks import check_positive_int as _check_positive_int
 from torchlap.explainers.base import (
     Explainer,
-    _check_positive_int,
     class_scores,
     minmax_normalize,
     register,
@@ -103,6 +103,11 @@ class Sise(Explainer):
     resolution. Cost: one forward and one backward pass, plus one forward per distinct
     kept mask (``last_stats`` reports the count).
     """
+
+    display_name = "SISE"
+    kind = "perturbation"
+    comparison_rank = 8
+    column_rank = 7
 
     def __init__(
         self,

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from torchlap._ext import LapGeometry, lap_kernels
+
 __all__ = [
     "adaptive_bounds",
     "adaptive_local_attention_pool2d",
@@ -194,8 +196,6 @@ def _kernel_library(x: Tensor, weights: Tensor, kernel_size: tuple[int, int], ba
         and weights.is_contiguous()
         and kernel_size[1] <= 64
     )
-    from torchlap._ext import lap_kernels
-
     library = lap_kernels() if applies else None
     if backend == "kernel" and library is None:
         raise RuntimeError(
@@ -211,8 +211,6 @@ def _threads() -> int:
 
 
 def _geometry(x: Tensor, weights: Tensor, kernel_size, stride, padding):
-    from torchlap._ext import LapGeometry
-
     batch, channels, height, width = x.shape
     out_h, out_w = weights.shape[-2:]
     return LapGeometry(

@@ -8,13 +8,13 @@ into one score map, and pools each window by the window-normalised scores.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
+from torchlap._checks import check_int, check_number, check_positive_int
 from torchlap.layers.functional import (
     _pair,
     adaptive_local_attention_pool2d,
@@ -90,12 +90,9 @@ class ConceptScorer(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_positive_int(in_channels, "in_channels")
-        _check_positive_int(n_concepts, "n_concepts")
-        if isinstance(hidden_channels, bool) or not isinstance(hidden_channels, int):
-            raise TypeError(f"hidden_channels must be an int >= 0, got {hidden_channels!r}")
-        if hidden_channels < 0:
-            raise ValueError(f"hidden_channels must be >= 0, got {hidden_channels}")
+        check_positive_int(in_channels, "in_channels")
+        check_positive_int(n_concepts, "n_concepts")
+        check_int(hidden_channels, "hidden_channels", minimum=0)
         if not isinstance(aggregation, nn.Module) and aggregation not in AGGREGATIONS:
             raise ValueError(
                 f"unknown aggregation {aggregation!r}; expected one of {AGGREGATIONS} "
@@ -165,13 +162,6 @@ def _pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
     return out.reshape(batch, conv.out_channels, height, width)
 
 
-def _check_positive_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-
-
 class LapBase(nn.Module):
     """Shared parts of the LAP layers: the scorer, ``alpha``, ``eps`` and the stored maps.
 
@@ -195,16 +185,14 @@ class LapBase(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
-            raise TypeError(f"alpha must be a float, got {alpha!r}")
-        if not math.isfinite(alpha):
-            raise ValueError(f"alpha must be a finite float (Eq. 4's sharpness), got {alpha!r}")
-        if not isinstance(eps, (int, float)) or isinstance(eps, bool):
-            raise TypeError(f"eps must be a float, got {eps!r}")
-        if not (math.isfinite(eps) and eps > 0):
-            raise ValueError(
-                f"eps must be a finite float > 0 (it keeps the weights positive), got {eps!r}"
-            )
+        check_number(alpha, "alpha", accepted="a finite float (Eq. 4's sharpness)")
+        check_number(
+            eps,
+            "eps",
+            minimum=0.0,
+            strict_minimum=True,
+            accepted="a finite float > 0 (it keeps the weights positive)",
+        )
         self.scorer = ConceptScorer(
             in_channels, n_concepts, hidden_channels, aggregation, device=device, dtype=dtype
         )

@@ -13,22 +13,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from torchlap._checks import check_positive_int
+
 __all__ = ["ConceptSets"]
-
-
-def _check_count(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
 
 
 class ConceptSets:
     """Which concept heads are present in which class (the sets ``C_s`` of Eq. 5).
 
     Build it with :meth:`default` (the paper's layouts) or :meth:`from_mapping` (your own).
-    ``table`` is a ``(n_classes, n_concepts)`` bool tensor; ``presence(labels)`` looks it up.
+    ``table`` is a ``(num_classes, n_concepts)`` bool tensor; ``presence(labels)`` looks it up.
     A concept present in every class is a *common* concept (the paper's CelebA "common" head);
     ``common`` lists them.
     """
@@ -36,7 +30,7 @@ class ConceptSets:
     def __init__(self, table: Tensor) -> None:
         if not isinstance(table, Tensor) or table.dtype != torch.bool or table.dim() != 2:
             raise TypeError(
-                "ConceptSets expects a (n_classes, n_concepts) bool tensor; use "
+                "ConceptSets expects a (num_classes, n_concepts) bool tensor; use "
                 "ConceptSets.default(...) or ConceptSets.from_mapping(...) to build one"
             )
         if table.shape[0] < 1 or table.shape[1] < 1:
@@ -46,9 +40,14 @@ class ConceptSets:
         self.table = table.detach().to("cpu").clone()
 
     @property
-    def n_classes(self) -> int:
+    def num_classes(self) -> int:
         """Number of classes."""
         return int(self.table.shape[0])
+
+    @property
+    def n_classes(self) -> int:
+        """Kept spelling of :attr:`num_classes` (the key :meth:`to_dict` writes)."""
+        return self.num_classes
 
     @property
     def n_concepts(self) -> int:
@@ -61,42 +60,43 @@ class ConceptSets:
         return self.table.all(dim=0)
 
     @classmethod
-    def default(cls, n_classes: int, n_concepts: int) -> ConceptSets:
+    def default(cls, num_classes: int, n_concepts: int) -> ConceptSets:
         """The paper's layouts.
 
-        - ``n_concepts == n_classes``: concept ``c`` is present in class ``c`` only;
-        - ``n_classes == 2`` and ``n_concepts == 1``: the one concept is present in class 1 only
+        - ``n_concepts == num_classes``: concept ``c`` is present in class ``c`` only;
+        - ``num_classes == 2`` and ``n_concepts == 1``: the one concept is present in class 1 only
           (the paper's RSNA model: the pneumonia head is active in positives only);
-        - ``n_concepts == n_classes + 1``: concept ``c`` in class ``c``, plus a last "common" head
+        - ``n_concepts == num_classes + 1``: concept ``c`` in class ``c``, plus a last "common" head
           present in every class (the paper's CelebA model).
 
         Any other combination needs :meth:`from_mapping`.
         """
-        n_classes = _check_count(n_classes, "n_classes")
-        n_concepts = _check_count(n_concepts, "n_concepts")
-        if n_concepts == n_classes:
-            return cls(torch.eye(n_classes, dtype=torch.bool))
-        if n_classes == 2 and n_concepts == 1:
+        num_classes = check_positive_int(num_classes, "num_classes")
+        n_concepts = check_positive_int(n_concepts, "n_concepts")
+        if n_concepts == num_classes:
+            return cls(torch.eye(num_classes, dtype=torch.bool))
+        if num_classes == 2 and n_concepts == 1:
             return cls(torch.tensor([[False], [True]]))
-        if n_concepts == n_classes + 1:
-            table = torch.zeros(n_classes, n_concepts, dtype=torch.bool)
-            table[:, :n_classes] = torch.eye(n_classes, dtype=torch.bool)
+        if n_concepts == num_classes + 1:
+            table = torch.zeros(num_classes, n_concepts, dtype=torch.bool)
+            table[:, :num_classes] = torch.eye(num_classes, dtype=torch.bool)
             table[:, -1] = True
             return cls(table)
         raise ValueError(
-            f"no default concept sets for n_classes={n_classes}, n_concepts={n_concepts}; "
-            "defaults exist for n_concepts == n_classes, n_concepts == n_classes + 1 (common head) "
-            "and n_classes == 2 with n_concepts == 1; otherwise use ConceptSets.from_mapping"
+            f"no default concept sets for num_classes={num_classes}, n_concepts={n_concepts}; "
+            "defaults exist for n_concepts == num_classes, n_concepts == num_classes + 1 (common "
+            "head) and num_classes == 2 with n_concepts == 1; otherwise use "
+            "ConceptSets.from_mapping"
         )
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[int, Iterable[int]], n_concepts: int) -> ConceptSets:
         """Build from ``{class_index: [concept indices present]}``.
 
-        The keys must be exactly ``0 .. n_classes - 1``; a class may have no concept (an empty
+        The keys must be exactly ``0 .. num_classes - 1``; a class may have no concept (an empty
         list: every head is pushed down on it). Duplicated concept indices are merged.
         """
-        n_concepts = _check_count(n_concepts, "n_concepts")
+        n_concepts = check_positive_int(n_concepts, "n_concepts")
         if not isinstance(mapping, Mapping) or len(mapping) == 0:
             raise TypeError(
                 "mapping must be a non-empty dict {class_index: [concept indices]}, "
@@ -107,14 +107,14 @@ class ConceptSets:
             if isinstance(key, bool) or not isinstance(key, int):
                 raise TypeError(f"class indices must be ints, got {key!r}")
             keys.append(key)
-        n_classes = len(keys)
-        missing = sorted(set(range(n_classes)) - set(keys))
-        if missing or sorted(keys) != list(range(n_classes)):
+        num_classes = len(keys)
+        missing = sorted(set(range(num_classes)) - set(keys))
+        if missing or sorted(keys) != list(range(num_classes)):
             raise ValueError(
-                f"the mapping must have every class 0..{n_classes - 1} as a key exactly once; "
+                f"the mapping must have every class 0..{num_classes - 1} as a key exactly once; "
                 f"got keys {sorted(keys)} (missing {missing})"
             )
-        table = torch.zeros(n_classes, n_concepts, dtype=torch.bool)
+        table = torch.zeros(num_classes, n_concepts, dtype=torch.bool)
         for class_index, concepts in mapping.items():
             if isinstance(concepts, (str, bytes)) or not isinstance(concepts, Iterable):
                 raise TypeError(
@@ -137,13 +137,13 @@ class ConceptSets:
         """``{class_index: [concept indices present]}``."""
         return {
             k: [int(c) for c in torch.nonzero(self.table[k]).flatten().tolist()]
-            for k in range(self.n_classes)
+            for k in range(self.num_classes)
         }
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description (see :meth:`from_dict`)."""
         return {
-            "n_classes": self.n_classes,
+            "n_classes": self.num_classes,
             "n_concepts": self.n_concepts,
             "mapping": {str(k): v for k, v in self.to_mapping().items()},
         }
@@ -169,9 +169,10 @@ class ConceptSets:
                 raise ValueError(f"class {index} appears twice in the mapping")
             mapping[index] = value
         sets = cls.from_mapping(mapping, data["n_concepts"])
-        if "n_classes" in data and data["n_classes"] != sets.n_classes:
+        if "n_classes" in data and data["n_classes"] != sets.num_classes:
             raise ValueError(
-                f"'n_classes' is {data['n_classes']!r} but the mapping has {sets.n_classes} classes"
+                f"'n_classes' is {data['n_classes']!r} but the mapping has {sets.num_classes} "
+                "classes"
             )
         return sets
 
@@ -184,9 +185,9 @@ class ConceptSets:
                 f"labels must be an integer tensor of shape (B,), got dtype {labels.dtype} "
                 f"and shape {tuple(labels.shape)}"
             )
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.n_classes):
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
             raise ValueError(
-                f"labels must be in [0, {self.n_classes - 1}] (n_classes={self.n_classes}), "
+                f"labels must be in [0, {self.num_classes - 1}] (num_classes={self.num_classes}), "
                 f"got values in [{int(labels.min())}, {int(labels.max())}]"
             )
         return self.table.to(labels.device)[labels.long()]
@@ -200,6 +201,6 @@ class ConceptSets:
 
     def __repr__(self) -> str:
         return (
-            f"ConceptSets(n_classes={self.n_classes}, n_concepts={self.n_concepts}, "
+            f"ConceptSets(num_classes={self.num_classes}, n_concepts={self.n_concepts}, "
             f"mapping={self.to_mapping()})"
         )

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from torchlap._checks import check_number
+
 __all__ = [
     "CONCORDANCE_MODES",
     "EXPERT_NEGATIVE_PIXELS",
@@ -94,11 +96,10 @@ def _check_eps(eps: float) -> float:
 def _check_ratio(value: object, name: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float in (0, 1] or None, got {value!r}")
-    if not 0 < value <= 1:
-        raise ValueError(f"{name} must be in (0, 1] (a fraction of the pixels), got {value!r}")
-    return float(value)
+    return check_number(
+        value, name, minimum=0.0, maximum=1.0, strict_minimum=True,
+        accepted="a fraction of the pixels in (0, 1] or None",
+    )  # fmt: skip
 
 
 def per_head_ratios(
@@ -309,6 +310,89 @@ def resize_region_masks(region_masks: Tensor, size: tuple[int, int], mode: str =
     return pool(masks.unsqueeze(1), tuple(size)).squeeze(1)
 
 
+def _check_expert_options(
+    probs: Tensor,
+    positive_fraction: object,
+    negative_pixels: object,
+    selector: object,
+    positive_ranking: object,
+) -> None:
+    """The options of :func:`expert_supervision_loss` (raise naming the bad one)."""
+    if isinstance(positive_fraction, bool) or not isinstance(positive_fraction, (int, float)):
+        raise TypeError(f"positive_fraction must be a float in (0, 1], got {positive_fraction!r}")
+    if not 0 < positive_fraction <= 1:
+        raise ValueError(f"positive_fraction must be in (0, 1], got {positive_fraction!r}")
+    if negative_pixels not in EXPERT_NEGATIVE_PIXELS:
+        raise ValueError(
+            f"negative_pixels must be one of {EXPERT_NEGATIVE_PIXELS}, got {negative_pixels!r}"
+        )
+    if positive_ranking not in EXPERT_POSITIVE_RANKINGS:
+        raise ValueError(
+            f"positive_ranking must be one of {EXPERT_POSITIVE_RANKINGS}, got {positive_ranking!r}"
+        )
+    if selector is not None and (
+        not isinstance(selector, Tensor) or tuple(selector.shape) != tuple(probs.shape)
+    ):
+        raise ValueError(
+            f"selector must be a tensor of the same shape as probs {tuple(probs.shape)}, "
+            f"got {getattr(selector, 'shape', type(selector).__name__)}"
+        )
+    if positive_ranking == "selector" and selector is None:
+        raise ValueError("positive_ranking='selector' needs a selector (the discriminative maps)")
+
+
+def _inside_cells(
+    region_masks: object, batch: int, size: tuple[int, int], resize: str, device: torch.device
+) -> Tensor:
+    """Bool (B, H*W): the map cells inside the experts' regions (``region_masks`` checked)."""
+    if not isinstance(region_masks, Tensor) or region_masks.dim() != 3:
+        raise ValueError(
+            "region_masks must be a tensor (B, H0, W0) at image resolution, got "
+            f"{getattr(region_masks, 'shape', type(region_masks).__name__)}"
+        )
+    if region_masks.shape[0] != batch:
+        raise ValueError(f"region_masks has batch size {region_masks.shape[0]}, probs has {batch}")
+    if region_masks.numel() and (region_masks.min() < 0 or region_masks.max() > 1):
+        raise ValueError("region_masks values must be in [0, 1] (1 = inside an expert's region)")
+    region = resize_region_masks(region_masks.to(device), size, resize)
+    inside = (region > 0) if resize == "any" else (region >= 0.5)
+    return inside.flatten(1)
+
+
+def _top_inside_term(
+    flat: Tensor, source: Tensor, inside: Tensor, positive_fraction: float, eps: float
+) -> Tensor:
+    """(B, h): mean ``ln p`` over the ``ceil(fraction * |I_s|)`` inside cells ranked highest by
+    ``source`` (term 1 of the expert loss)."""
+    ranking = source.detach().masked_fill(~inside[:, None, :], -torch.inf)
+    order = ranking.argsort(dim=-1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+    fraction = _exact(positive_fraction)
+    n_inside = inside.sum(-1)  # (B,)
+    keep = (n_inside * fraction.numerator + fraction.denominator - 1) // fraction.denominator
+    chosen = (inside[:, None, :] & (rank < keep[:, None, None])).to(flat.dtype)
+    return (_log(flat, eps) * chosen).sum(-1) / keep[:, None].clamp_min(1).to(flat.dtype)
+
+
+def _iars(iar: RatioArg, n_heads: int) -> list[float | None]:
+    return [ia for _, _, ia in per_head_ratios(None, None, iar, n_heads)]
+
+
+def _negative_term(
+    flat: Tensor, selector: Tensor | None, k3: list[int], negative_pixels: str, eps: float
+) -> Tensor:
+    """(B, h): mean ``ln(1 - p)`` over the top-``k3`` cells of each head (chosen on
+    ``selector`` when given), or over every cell (``negative_pixels="all"``)."""
+    if negative_pixels == "all":
+        return _log1m(flat, eps).mean(-1)
+    if max(k3) > 0:
+        chooser = (flat if selector is None else selector.flatten(2)).detach()
+        top = flat.gather(-1, chooser.topk(max(k3), dim=-1).indices)
+        return _prefix_mean(_log1m(top, eps), k3)
+    return flat.new_zeros(flat.shape[0], flat.shape[1])
+
+
 def expert_supervision_loss(
     probs: Tensor,
     region_masks: Tensor,
@@ -372,72 +456,18 @@ def expert_supervision_loss(
     if heads is None:
         heads = torch.ones(n_heads, dtype=torch.bool, device=probs.device)
     heads = _check_bool(heads, (n_heads,), "heads", "(h,)").to(probs.device)
-    if isinstance(positive_fraction, bool) or not isinstance(positive_fraction, (int, float)):
-        raise TypeError(f"positive_fraction must be a float in (0, 1], got {positive_fraction!r}")
-    if not 0 < positive_fraction <= 1:
-        raise ValueError(f"positive_fraction must be in (0, 1], got {positive_fraction!r}")
-    if negative_pixels not in EXPERT_NEGATIVE_PIXELS:
-        raise ValueError(
-            f"negative_pixels must be one of {EXPERT_NEGATIVE_PIXELS}, got {negative_pixels!r}"
-        )
-    if positive_ranking not in EXPERT_POSITIVE_RANKINGS:
-        raise ValueError(
-            f"positive_ranking must be one of {EXPERT_POSITIVE_RANKINGS}, got {positive_ranking!r}"
-        )
-    if selector is not None and (
-        not isinstance(selector, Tensor) or tuple(selector.shape) != tuple(probs.shape)
-    ):
-        raise ValueError(
-            f"selector must be a tensor of the same shape as probs {tuple(probs.shape)}, "
-            f"got {getattr(selector, 'shape', type(selector).__name__)}"
-        )
-    if positive_ranking == "selector" and selector is None:
-        raise ValueError("positive_ranking='selector' needs a selector (the discriminative maps)")
-    k3 = [
-        0 if ia is None else ratio_count(ia, height * width)
-        for _, _, ia in per_head_ratios(None, None, iar, n_heads)
-    ]
-    if not isinstance(region_masks, Tensor) or region_masks.dim() != 3:
-        raise ValueError(
-            "region_masks must be a tensor (B, H0, W0) at image resolution, got "
-            f"{getattr(region_masks, 'shape', type(region_masks).__name__)}"
-        )
-    if region_masks.shape[0] != batch:
-        raise ValueError(f"region_masks has batch size {region_masks.shape[0]}, probs has {batch}")
-    if region_masks.numel() and (region_masks.min() < 0 or region_masks.max() > 1):
-        raise ValueError("region_masks values must be in [0, 1] (1 = inside an expert's region)")
-
-    region = resize_region_masks(region_masks.to(probs.device), (height, width), resize)
-    inside = (region > 0) if resize == "any" else (region >= 0.5)
-    inside = inside.flatten(1)  # (B, HW)
+    _check_expert_options(probs, positive_fraction, negative_pixels, selector, positive_ranking)
+    k3 = [0 if ia is None else ratio_count(ia, height * width) for ia in _iars(iar, n_heads)]
+    inside = _inside_cells(region_masks, batch, (height, width), resize, probs.device)
     flat = probs.flatten(2)  # (B, h, HW)
-    dtype = probs.dtype
-
     # term 1: the top ceil(fraction * |I_s|) inside pixels, ranked by the head's probability
     source = flat if positive_ranking == "concepts" else selector.flatten(2)
-    ranking = source.detach().masked_fill(~inside[:, None, :], -torch.inf)
-    order = ranking.argsort(dim=-1, descending=True, stable=True)
-    rank = torch.empty_like(order)
-    rank.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
-    fraction = _exact(positive_fraction)
-    n_inside = inside.sum(-1)  # (B,)
-    keep = (n_inside * fraction.numerator + fraction.denominator - 1) // fraction.denominator
-    chosen = (inside[:, None, :] & (rank < keep[:, None, None])).to(dtype)
-    term_top = (_log(flat, eps) * chosen).sum(-1) / keep[:, None].clamp_min(1).to(dtype)
+    term_top = _top_inside_term(flat, source, inside, positive_fraction, eps)
     # term 2: every pixel outside the regions
-    outside = (~inside).to(dtype)[:, None, :]
-    n_outside = outside.sum(-1).clamp_min(1)
-    term_out = (_log1m(flat, eps) * outside).sum(-1) / n_outside
+    outside = (~inside).to(probs.dtype)[:, None, :]
+    term_out = (_log1m(flat, eps) * outside).sum(-1) / outside.sum(-1).clamp_min(1)
     # term 3: as Eq. 5, on the samples without the concept
-    if negative_pixels == "all":
-        term_neg = _log1m(flat, eps).mean(-1)
-    elif max(k3) > 0:
-        chooser = (flat if selector is None else selector.flatten(2)).detach()
-        top = flat.gather(-1, chooser.topk(max(k3), dim=-1).indices)
-        term_neg = _prefix_mean(_log1m(top, eps), k3)
-    else:
-        term_neg = flat.new_zeros(batch, n_heads)
-
+    term_neg = _negative_term(flat, selector, k3, negative_pixels, eps)
     positive = present & has_region[:, None] & heads[None, :]
     negative = ~present & heads[None, :]
     per_head = _masked_sample_mean(2.0 * term_top + term_out, positive)

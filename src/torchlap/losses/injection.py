@@ -87,6 +87,75 @@ def enable_discriminative_scorers(model: nn.Module) -> list[str]:
     return list(layers)
 
 
+def _check_options(
+    supervision: str,
+    concordance_mode: str,
+    concordance_pool: str,
+    mask_resize: str,
+    concordance_threshold: float,
+    expert_positive_fraction: float,
+    expert_negative_pixels: str,
+    expert_positive_ranking: str,
+    use_discriminative: bool,
+) -> None:
+    """The options of :class:`InjectionLoss` (raise naming the bad one and what is accepted)."""
+    if supervision not in SUPERVISION_MODES:
+        raise ValueError(f"supervision must be one of {SUPERVISION_MODES}, got {supervision!r}")
+    if concordance_mode not in CONCORDANCE_MODES:
+        raise ValueError(
+            f"concordance_mode must be one of {CONCORDANCE_MODES}, got {concordance_mode!r}"
+        )
+    if concordance_pool not in CONCORDANCE_POOLS:
+        raise ValueError(
+            f"concordance_pool must be one of {CONCORDANCE_POOLS}, got {concordance_pool!r}"
+        )
+    if mask_resize not in MASK_RESIZE_MODES:
+        raise ValueError(f"mask_resize must be one of {MASK_RESIZE_MODES}, got {mask_resize!r}")
+    if isinstance(concordance_threshold, bool) or not isinstance(
+        concordance_threshold, (int, float)
+    ):
+        raise TypeError(f"concordance_threshold must be a float, got {concordance_threshold!r}")
+    if not 0 <= concordance_threshold < 1:
+        raise ValueError(f"concordance_threshold must be in [0, 1), got {concordance_threshold!r}")
+    if not isinstance(expert_positive_fraction, (int, float)) or not (
+        0 < expert_positive_fraction <= 1
+    ):
+        raise ValueError(
+            f"expert_positive_fraction must be in (0, 1], got {expert_positive_fraction!r}"
+        )
+    if expert_negative_pixels not in EXPERT_NEGATIVE_PIXELS:
+        raise ValueError(
+            f"expert_negative_pixels must be one of {EXPERT_NEGATIVE_PIXELS}, "
+            f"got {expert_negative_pixels!r}"
+        )
+    rankings = ("concepts", "discriminative")
+    if expert_positive_ranking not in rankings:
+        raise ValueError(
+            f"expert_positive_ranking must be one of {rankings}, got {expert_positive_ranking!r}"
+        )
+    if expert_positive_ranking == "discriminative" and not use_discriminative:
+        raise ValueError(
+            "expert_positive_ranking='discriminative' ranks on the discriminative scoring "
+            "module: it needs use_discriminative=True"
+        )
+
+
+def _merged_weights(supervision: str, weights: Mapping[str, float] | None) -> dict[str, float]:
+    """The default weights of ``supervision`` (and cross-entropy 1) updated by ``weights``."""
+    merged = {**default_weights(supervision), "cross_entropy": 1.0}
+    if weights is not None:
+        if not isinstance(weights, Mapping):
+            raise TypeError(f"weights must be a dict {{term: float}}, got {weights!r}")
+        unknown = sorted(set(weights) - set(merged))
+        if unknown:
+            raise ValueError(f"unknown loss weights {unknown}; known terms: {sorted(merged)}")
+        for name, value in weights.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"weight {name!r} must be a float >= 0, got {value!r}")
+        merged.update({k: float(v) for k, v in weights.items()})
+    return merged
+
+
 class InjectionLoss(nn.Module):
     """Knowledge-injection loss of paper 000, section III.B, over all LAP layers of a model.
 
@@ -151,63 +220,16 @@ class InjectionLoss(nn.Module):
         super().__init__()
         if not isinstance(concept_sets, ConceptSets):
             raise TypeError(
-                "concept_sets must be a ConceptSets (e.g. ConceptSets.default(n_classes, "
+                "concept_sets must be a ConceptSets (e.g. ConceptSets.default(num_classes, "
                 f"n_concepts)), got {type(concept_sets).__name__}"
             )
-        if supervision not in SUPERVISION_MODES:
-            raise ValueError(f"supervision must be one of {SUPERVISION_MODES}, got {supervision!r}")
-        if concordance_mode not in CONCORDANCE_MODES:
-            raise ValueError(
-                f"concordance_mode must be one of {CONCORDANCE_MODES}, got {concordance_mode!r}"
-            )
-        if concordance_pool not in CONCORDANCE_POOLS:
-            raise ValueError(
-                f"concordance_pool must be one of {CONCORDANCE_POOLS}, got {concordance_pool!r}"
-            )
-        if mask_resize not in MASK_RESIZE_MODES:
-            raise ValueError(f"mask_resize must be one of {MASK_RESIZE_MODES}, got {mask_resize!r}")
-        if isinstance(concordance_threshold, bool) or not isinstance(
-            concordance_threshold, (int, float)
-        ):
-            raise TypeError(f"concordance_threshold must be a float, got {concordance_threshold!r}")
-        if not 0 <= concordance_threshold < 1:
-            raise ValueError(
-                f"concordance_threshold must be in [0, 1), got {concordance_threshold!r}"
-            )
-        if not isinstance(expert_positive_fraction, (int, float)) or not (
-            0 < expert_positive_fraction <= 1
-        ):
-            raise ValueError(
-                f"expert_positive_fraction must be in (0, 1], got {expert_positive_fraction!r}"
-            )
-        if expert_negative_pixels not in EXPERT_NEGATIVE_PIXELS:
-            raise ValueError(
-                f"expert_negative_pixels must be one of {EXPERT_NEGATIVE_PIXELS}, "
-                f"got {expert_negative_pixels!r}"
-            )
-        rankings = ("concepts", "discriminative")
-        if expert_positive_ranking not in rankings:
-            raise ValueError(
-                f"expert_positive_ranking must be one of {rankings}, "
-                f"got {expert_positive_ranking!r}"
-            )
-        if expert_positive_ranking == "discriminative" and not use_discriminative:
-            raise ValueError(
-                "expert_positive_ranking='discriminative' ranks on the discriminative scoring "
-                "module: it needs use_discriminative=True"
-            )
+        _check_options(
+            supervision, concordance_mode, concordance_pool, mask_resize, concordance_threshold,
+            expert_positive_fraction, expert_negative_pixels, expert_positive_ranking,
+            use_discriminative,
+        )  # fmt: skip
         per_head_ratios(min_ar, max_ar, iar, concept_sets.n_concepts)  # validate now
-        merged = {**default_weights(supervision), "cross_entropy": 1.0}
-        if weights is not None:
-            if not isinstance(weights, Mapping):
-                raise TypeError(f"weights must be a dict {{term: float}}, got {weights!r}")
-            unknown = sorted(set(weights) - set(merged))
-            if unknown:
-                raise ValueError(f"unknown loss weights {unknown}; known terms: {sorted(merged)}")
-            for name, value in weights.items():
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                    raise ValueError(f"weight {name!r} must be a float >= 0, got {value!r}")
-            merged.update({k: float(v) for k, v in weights.items()})
+        merged = _merged_weights(supervision, weights)
         self.concept_sets = concept_sets
         self.min_ar, self.max_ar, self.iar = min_ar, max_ar, iar
         self.supervision = supervision
@@ -267,7 +289,7 @@ class InjectionLoss(nn.Module):
             labels: (B,) class indices.
             region_masks: (B, H0, W0) expert regions in [0, 1] (``supervision="expert"``).
             has_region: bool (B,), which samples have regions (default: all, when masks given).
-            logits: optional (B, n_classes) class logits; adds ``"cross_entropy"`` and
+            logits: optional (B, num_classes) class logits; adds ``"cross_entropy"`` and
                 ``"total"``.
         """
         items = self._check_maps(maps)
@@ -278,23 +300,7 @@ class InjectionLoss(nn.Module):
             raise ValueError(f"labels has {present.shape[0]} entries, the maps have batch {batch}")
         present = present.to(first.device)
 
-        expert_samples = torch.zeros(batch, dtype=torch.bool, device=first.device)
-        if self.supervision == "expert":
-            if region_masks is None:
-                raise ValueError(
-                    "supervision='expert' needs region_masks (B, H0, W0); give has_region=False "
-                    "for the images without regions"
-                )
-            if has_region is None:
-                has_region = torch.ones(batch, dtype=torch.bool, device=first.device)
-            if not isinstance(has_region, Tensor) or has_region.dtype != torch.bool:
-                raise TypeError(f"has_region must be a bool tensor (B,), got {has_region!r:.80}")
-            if tuple(has_region.shape) != (batch,):
-                raise ValueError(f"has_region must have shape ({batch},), got {has_region.shape}")
-            expert_samples = has_region.to(first.device)
-        elif region_masks is not None:
-            logger.debug("region_masks given but supervision=%r: ignored", self.supervision)
-
+        expert_samples = self._expert_samples(region_masks, has_region, batch, first.device)
         # heads whose concept is in every class get no class region as target: weak loss for
         # them, and for the present concepts of samples without a region (expert mode)
         common = self.concept_sets.common.to(first.device)
@@ -303,6 +309,62 @@ class InjectionLoss(nn.Module):
             weak_pairs = common[None, :] | (present & ~expert_samples[:, None])
 
         zero = first.sum() * 0.0
+        terms = self._layer_terms(items, present, region_masks, expert_samples, weak_pairs, common)
+        out = {name: (torch.stack(v).mean() if v else zero) for name, v in terms.items()}
+        if len(items) > 1:  # computed (and logged) even at weight 0
+            out["concordance"] = concordance_loss(
+                [lap.concepts for _, lap in items],
+                self.concordance_threshold,
+                self.concordance_mode,
+                pool=self.concordance_pool,
+                eps=self.eps,
+            )
+        else:
+            out["concordance"] = zero
+        out["injection"] = sum(
+            (self.weights[name] * out[name] for name in DEFAULT_WEIGHTS), start=zero
+        )
+        if logits is not None:
+            out["cross_entropy"] = self._cross_entropy(logits, labels)
+            out["total"] = self.weights["cross_entropy"] * out["cross_entropy"] + out["injection"]
+        return out
+
+    def _expert_samples(
+        self,
+        region_masks: Tensor | None,
+        has_region: Tensor | None,
+        batch: int,
+        device: torch.device,
+    ) -> Tensor:
+        """Bool (B,): the samples whose regions supervise them (none unless expert mode)."""
+        expert_samples = torch.zeros(batch, dtype=torch.bool, device=device)
+        if self.supervision == "expert":
+            if region_masks is None:
+                raise ValueError(
+                    "supervision='expert' needs region_masks (B, H0, W0); give has_region=False "
+                    "for the images without regions"
+                )
+            if has_region is None:
+                has_region = torch.ones(batch, dtype=torch.bool, device=device)
+            if not isinstance(has_region, Tensor) or has_region.dtype != torch.bool:
+                raise TypeError(f"has_region must be a bool tensor (B,), got {has_region!r:.80}")
+            if tuple(has_region.shape) != (batch,):
+                raise ValueError(f"has_region must have shape ({batch},), got {has_region.shape}")
+            expert_samples = has_region.to(device)
+        elif region_masks is not None:
+            logger.debug("region_masks given but supervision=%r: ignored", self.supervision)
+        return expert_samples
+
+    def _layer_terms(
+        self,
+        items: list[tuple[str, LapMaps]],
+        present: Tensor,
+        region_masks: Tensor | None,
+        expert_samples: Tensor,
+        weak_pairs: Tensor | None,
+        common: Tensor,
+    ) -> dict[str, list[Tensor]]:
+        """Each supervised layer's discrimination, discriminative and expert terms."""
         terms = {"discrimination": [], "discriminative": [], "expert": []}
         supervised_layers = items if self.supervision != "none" else []
         for _, lap in supervised_layers:
@@ -346,35 +408,18 @@ class InjectionLoss(nn.Module):
                         eps=self.eps,
                     )
                 )
-        out = {name: (torch.stack(v).mean() if v else zero) for name, v in terms.items()}
-        if len(items) > 1:  # computed (and logged) even at weight 0
-            out["concordance"] = concordance_loss(
-                [lap.concepts for _, lap in items],
-                self.concordance_threshold,
-                self.concordance_mode,
-                pool=self.concordance_pool,
-                eps=self.eps,
-            )
-        else:
-            out["concordance"] = zero
-        out["injection"] = sum(
-            (self.weights[name] * out[name] for name in DEFAULT_WEIGHTS), start=zero
-        )
-        if logits is not None:
-            out["cross_entropy"] = self._cross_entropy(logits, labels)
-            out["total"] = self.weights["cross_entropy"] * out["cross_entropy"] + out["injection"]
-        return out
+        return terms
 
     def _cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
-        n_classes = self.concept_sets.n_classes
-        if logits.dim() == 2 and logits.shape[1] == n_classes:
+        num_classes = self.concept_sets.num_classes
+        if logits.dim() == 2 and logits.shape[1] == num_classes:
             return F.cross_entropy(logits, labels.to(logits.device))
-        if n_classes == 2 and (logits.dim() == 1 or (logits.dim() == 2 and logits.shape[1] == 1)):
+        if num_classes == 2 and (logits.dim() == 1 or (logits.dim() == 2 and logits.shape[1] == 1)):
             return F.binary_cross_entropy_with_logits(
                 logits.reshape(-1), labels.to(logits.device, logits.dtype)
             )
         raise ValueError(
-            f"logits must be (B, {n_classes}) (or (B,) / (B, 1) for a binary task), "
+            f"logits must be (B, {num_classes}) (or (B,) / (B, 1) for a binary task), "
             f"got {tuple(logits.shape)}"
         )
 

@@ -13,6 +13,8 @@ from types import MappingProxyType
 import torch
 from torch import Tensor, nn
 
+from torchlap._checks import check_positive_int
+
 __all__ = [
     "METRIC_DIRECTIONS",
     "MetricResult",
@@ -207,9 +209,8 @@ def check_labels(labels: object, n: int, name: str = "labels") -> Tensor:
 
 
 def check_batch_size(batch_size: object) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return batch_size
+    """``batch_size`` as an int >= 1 (the metrics' shared spelling of the check)."""
+    return check_positive_int(batch_size, "batch_size")
 
 
 # ------------------------------------------------------------------------- pixel selection
@@ -345,7 +346,7 @@ def run_model(
             ):
                 shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits)
                 raise ValueError(
-                    f"model must return logits of shape (batch, n_classes), got {shape} "
+                    f"model must return logits of shape (batch, num_classes), got {shape} "
                     f"for a batch of {expected_rows}"
                 )
             outputs.append(logits.detach())

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from torchlap._checks import check_int, check_positive_float, check_positive_int
 from torchlap.metrics._common import MetricResult, check_labels, make_result
 
 __all__ = [
@@ -125,7 +126,7 @@ def concept_sum_rule(concepts: Tensor, class_to_concepts: Sequence[Sequence[int]
 
 class LearnedConceptPredictor(nn.Module):
     """Learned LAP predictor (paper 000, section IV, ImageNet): a 2-layer MLP on the concept
-    size features ``F_C`` (Linear(h, hidden) -> ReLU -> Linear(hidden, n_classes)).
+    size features ``F_C`` (Linear(h, hidden) -> ReLU -> Linear(hidden, num_classes)).
 
     The paper gives no hyper-parameters; ours: features standardized with the training
     mean/std (sums over pixels have arbitrary scale), ``hidden_features=128``, Adam with
@@ -139,7 +140,7 @@ class LearnedConceptPredictor(nn.Module):
     def __init__(
         self,
         n_concepts: int,
-        n_classes: int,
+        num_classes: int,
         hidden_features: int = 128,
         *,
         epochs: int = 200,
@@ -150,23 +151,21 @@ class LearnedConceptPredictor(nn.Module):
         super().__init__()
         for name, value, minimum in (
             ("n_concepts", n_concepts, 1),
-            ("n_classes", n_classes, 2),
+            ("num_classes", num_classes, 2),
             ("hidden_features", hidden_features, 1),
             ("epochs", epochs, 1),
             ("batch_size", batch_size, 1),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr!r}")
-        self.n_concepts, self.n_classes = n_concepts, n_classes
+            check_int(value, name, minimum=minimum)
+        check_positive_float(lr, "lr")
+        self.n_concepts, self.num_classes = n_concepts, num_classes
         self.epochs, self.lr, self.batch_size, self.seed = epochs, lr, batch_size, seed
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.mlp = nn.Sequential(
                 nn.Linear(n_concepts, hidden_features),
                 nn.ReLU(),
-                nn.Linear(hidden_features, n_classes),
+                nn.Linear(hidden_features, num_classes),
             )
         self.register_buffer("feature_mean", torch.zeros(n_concepts))
         self.register_buffer("feature_std", torch.ones(n_concepts))
@@ -187,7 +186,7 @@ class LearnedConceptPredictor(nn.Module):
         return features.to(self.feature_mean.device, self.feature_mean.dtype)
 
     def forward(self, concepts_or_features: Tensor) -> Tensor:
-        """Logits (B, n_classes) for concept maps (B, h, H, W) or features (B, h)."""
+        """Logits (B, num_classes) for concept maps (B, h, H, W) or features (B, h)."""
         features = self._features(concepts_or_features)
         return self.mlp((features - self.feature_mean) / self.feature_std)
 
@@ -197,8 +196,8 @@ class LearnedConceptPredictor(nn.Module):
         if features.shape[0] == 0:
             raise ValueError("fit needs at least one sample")
         labels = check_labels(labels, features.shape[0]).to(features.device)
-        if bool((labels >= self.n_classes).any()):
-            raise ValueError(f"labels must be < n_classes = {self.n_classes}")
+        if bool((labels >= self.num_classes).any()):
+            raise ValueError(f"labels must be < num_classes = {self.num_classes}")
         self.feature_mean.copy_(features.mean(dim=0))
         self.feature_std.copy_(features.std(dim=0, unbiased=False).clamp_min(1e-6))
         generator = torch.Generator().manual_seed(self.seed)
@@ -227,13 +226,12 @@ class LearnedConceptPredictor(nn.Module):
 
     def predict_top_k(self, concepts_or_features: Tensor, k: int = 5) -> Tensor:
         """The ``k`` classes of highest logit, best first (B, k) long; requires :meth:`fit`.
-        ``k`` larger than ``n_classes`` is cut to ``n_classes``."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
+        ``k`` larger than ``num_classes`` is cut to ``num_classes``."""
+        check_positive_int(k, "k")
         if not self.fitted:
             raise ValueError("LearnedConceptPredictor.predict_top_k called before fit()")
         with torch.no_grad():
-            return self(concepts_or_features).topk(min(k, self.n_classes), dim=1).indices
+            return self(concepts_or_features).topk(min(k, self.num_classes), dim=1).indices
 
     def predict(self, concepts_or_features: Tensor) -> Tensor:
         """Predicted classes (B,) long; requires :meth:`fit` first."""
@@ -275,7 +273,7 @@ def lap_predictor_metrics(
     }
 
 
-def paper_primary_rule(n_classes: int, available: Sequence[str]) -> str:
+def paper_primary_rule(num_classes: int, available: Sequence[str]) -> str:
     """The LAP-predictor rule Table I of paper 000 reports for a layout, among ``available``.
 
     Two classes: the RSNA ``binary`` rule (a positive-only concept above 0.5 anywhere), else
@@ -283,9 +281,8 @@ def paper_primary_rule(n_classes: int, available: Sequence[str]) -> str:
     ("it is not straightforward to evaluate the LAP's predictivity" with many concepts), else
     ``concept_sum``. Raises ``ValueError`` when none of them is available.
     """
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
-        raise ValueError(f"n_classes must be an int >= 2, got {n_classes!r}")
-    order = PRIMARY_RULE_ORDER["two_classes" if n_classes == 2 else "more_classes"]
+    check_int(num_classes, "num_classes", minimum=2)
+    order = PRIMARY_RULE_ORDER["two_classes" if num_classes == 2 else "more_classes"]
     for rule in order:
         if rule in available:
             return rule

@@ -25,6 +25,7 @@ import math
 import torch
 from torch import Tensor
 
+from torchlap._checks import check_int
 from torchlap.metrics._common import (
     MetricResult,
     check_maps,
@@ -115,8 +116,7 @@ def fit_global_threshold(
     maps, masks, _, _ = _checked(val_maps, val_masks)
     if classifier not in _CLASSIFIERS:
         raise ValueError(f"classifier must be one of {_CLASSIFIERS}, got {classifier!r}")
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 2:
-        raise ValueError(f"max_pixels must be an int >= 2, got {max_pixels!r}")
+    check_int(max_pixels, "max_pixels", minimum=2)
     scores = normalize_by_max(maps).flatten()
     labels = masks.flatten()
     n_inside = int(labels.sum().item())

@@ -77,7 +77,7 @@ def _kept_logits(
     generator: torch.Generator | None,
     batch_size: int,
 ) -> Tensor:
-    """Logits ``(draws, B, n_classes)`` of the images reduced to their top ``count`` pixels.
+    """Logits ``(draws, B, num_classes)`` of the images reduced to their top ``count`` pixels.
 
     ``ties="index"``: one selection, ties by raster order. ``ties="random"``: ``draws``
     selections, each breaking ties at the k-th score by an independent uniformly random
@@ -188,7 +188,7 @@ def keep_top_k(
     Keys ``"keep_{k}/top1_vs_prediction"``, ``"keep_{k}/top5_vs_prediction"``
     (original prediction among the top-1/top-5 classes of the perturbed image) and
     ``"keep_{k}/top1_vs_label"``, ``"keep_{k}/top5_vs_label"`` (ground truth among them).
-    With fewer than 5 classes the second pair uses top-t, t = n_classes (e.g. ``top2_...``)
+    With fewer than 5 classes the second pair uses top-t, t = num_classes (e.g. ``top2_...``)
     and the key says so; a log message records it.
     """
     check_maps(maps)
@@ -202,12 +202,12 @@ def keep_top_k(
     n_pixels = maps.shape[1] * maps.shape[2]
 
     original = run_model(model, n, lambda s: images[s], batch_size)
-    n_classes = original.shape[1]
-    if bool((labels >= n_classes).any()):
-        raise ValueError(f"labels must be < n_classes = {n_classes} (the model's logits width)")
-    top_t = min(5, n_classes)
+    num_classes = original.shape[1]
+    if bool((labels >= num_classes).any()):
+        raise ValueError(f"labels must be < num_classes = {num_classes} (the model's logits width)")
+    top_t = min(5, num_classes)
     if top_t < 5:
-        logger.info("only %d classes: reporting top-%d instead of top-5", n_classes, top_t)
+        logger.info("only %d classes: reporting top-%d instead of top-5", num_classes, top_t)
     predictions = original.argmax(dim=1)
 
     results: dict[str, MetricResult] = {}
@@ -279,7 +279,7 @@ def drop_increase(
     original = run_model(model, n, lambda s: images[s], batch_size)
     targets = original.argmax(dim=1) if target == "prediction" else labels
     if bool((targets >= original.shape[1]).any()):
-        raise ValueError(f"labels must be < n_classes = {original.shape[1]}")
+        raise ValueError(f"labels must be < num_classes = {original.shape[1]}")
     generator = _tie_generator(maps, ties, seed)
     perturbed = _kept_logits(model, images, fill, maps, count, ties, draws, generator, batch_size)
     p_original = _probabilities(original, targets).clamp_min(torch.finfo(torch.float64).tiny)
@@ -359,7 +359,7 @@ def drop_inc_win(
     n = images.shape[0]
     original = run_model(model, n, lambda s: images[s], batch_size)
     if bool((labels >= original.shape[1]).any()):
-        raise ValueError(f"labels must be < n_classes = {original.shape[1]}")
+        raise ValueError(f"labels must be < num_classes = {original.shape[1]}")
     p_image = _probabilities(original, labels)
     results: dict[str, MetricResult] = {}
     for variant in chosen:
@@ -409,6 +409,23 @@ def salt_and_pepper(
     return torch.where(noisy, noise, images)
 
 
+def _explain_in_chunks(
+    explain_fn: Callable[[Tensor, Tensor], Tensor], inputs: Tensor, labels: Tensor, batch_size: int
+) -> Tensor:
+    """``explain_fn`` on ``batch_size`` images at a time; the maps checked ``(B, H, W)``."""
+    parts = []
+    for start in range(0, inputs.shape[0], batch_size):
+        chunk = slice(start, start + batch_size)
+        parts.append(explain_fn(inputs[chunk], labels[chunk]).detach())
+    out = torch.cat(parts, dim=0)
+    expected = (inputs.shape[0], inputs.shape[2], inputs.shape[3])
+    if tuple(out.shape) != expected:
+        raise ValueError(
+            f"explain_fn output must have shape (B, H, W) = {expected}, got {tuple(out.shape)}"
+        )
+    return check_maps(out, "explain_fn output")
+
+
 def stability(
     model: Callable[[Tensor], Tensor],
     explain_fn: Callable[[Tensor, Tensor], Tensor],
@@ -449,17 +466,7 @@ def stability(
         raise ValueError(f"fractions must be a non-empty sequence in (0, 1], got {fractions!r}")
 
     def explain(inputs: Tensor) -> Tensor:
-        parts = []
-        for start in range(0, inputs.shape[0], batch_size):
-            chunk = slice(start, start + batch_size)
-            parts.append(explain_fn(inputs[chunk], labels[chunk]).detach())
-        out = torch.cat(parts, dim=0)
-        expected = (inputs.shape[0], inputs.shape[2], inputs.shape[3])
-        if tuple(out.shape) != expected:
-            raise ValueError(
-                f"explain_fn output must have shape (B, H, W) = {expected}, got {tuple(out.shape)}"
-            )
-        return check_maps(out, "explain_fn output")
+        return _explain_in_chunks(explain_fn, inputs, labels, batch_size)
 
     def scores(inputs: Tensor, input_maps: Tensor) -> tuple[float, float]:
         result = drop_inc_win(

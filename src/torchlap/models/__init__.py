@@ -1,4 +1,6 @@
-"""Model surgery: put LAP layers into CNNs, presets of the paper, and model building."""
+"""Model surgery: put LAP layers into CNNs, presets of the paper, model building, and the
+model families (:mod:`torchlap.models.recipes`: one recipe per family builds, records and
+rebuilds its model, gives its training objective and names its explainer)."""
 
 # the self-explaining peers (paper 002 BLA, paper 004 ante-hoc weight network)
 from torchlap.models.antehoc import (
@@ -18,15 +20,11 @@ from torchlap.models.bla import (
     FeatureSelectionPool,
     L2XFeatureSelection,
     apply_blaify_config,
-    bla_lime_faithfulness,
     bla_maps,
     bla_modules,
     bla_parameters,
     blaify,
     freeze_all_but_bla,
-    lime_patch_scores,
-    lime_spearman,
-    spearman_correlation,
 )
 from torchlap.models.blocks import LapConv2d, LapInceptionReduction, LapResidualBlock
 from torchlap.models.build import (
@@ -37,10 +35,13 @@ from torchlap.models.build import (
 )
 from torchlap.models.lapify import freeze_all_but_lap, lap_parameters, lapify
 from torchlap.models.presets import PRESETS, Preset
+from torchlap.models.recipes import RECIPES, Recipe, model_choices, rebuild_model
+from torchlap.models.wrapping import Normalize, NormalizedClassifier, SmallCNN
 
 __all__ = [
     "BLA_VARIANTS",
     "PRESETS",
+    "RECIPES",
     "AnteHocMaps",
     "AnteHocModel",
     "BlaMaps",
@@ -50,7 +51,11 @@ __all__ = [
     "LapConv2d",
     "LapInceptionReduction",
     "LapResidualBlock",
+    "Normalize",
+    "NormalizedClassifier",
     "Preset",
+    "Recipe",
+    "SmallCNN",
     "WeightNetwork",
     "adapt_input_weight",
     "antehoc_parameter_groups",
@@ -58,7 +63,6 @@ __all__ = [
     "antehoc_pass_two_loss",
     "apply_blaify_config",
     "apply_lapify_config",
-    "bla_lime_faithfulness",
     "bla_maps",
     "bla_modules",
     "bla_parameters",
@@ -68,10 +72,9 @@ __all__ = [
     "freeze_all_but_lap",
     "lap_parameters",
     "lapify",
-    "lime_patch_scores",
-    "lime_spearman",
+    "model_choices",
     "model_from_config",
+    "rebuild_model",
     "select_conv_layers",
     "soft_attention_map",
-    "spearman_correlation",
 ]

@@ -48,7 +48,6 @@ Choices where the paper is silent:
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,6 +56,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from torchlap.models.records import model_record, set_model_record
 
 __all__ = [
     "TASK_LOSSES",
@@ -274,14 +275,12 @@ class AnteHocModel(nn.Module):
         self.layer_names = names
         self.weight_network = WeightNetwork(len(names), autoencoder_channels, **factory)
         self.maps = None
-        config = getattr(backbone, "torchlap_config", None)
-        config = copy.deepcopy(config) if isinstance(config, dict) else {}
-        config["antehoc"] = {
+        entry = {
             "layer_names": list(names),
             "eta": len(names),
             "autoencoder_channels": list(self.weight_network.channels),
         }
-        self.torchlap_config = config
+        set_model_record(self, {**model_record(backbone), "antehoc": entry})
 
     @property
     def eta(self) -> int:
@@ -480,7 +479,8 @@ def _task_loss(task_loss: TaskLoss, output: Tensor, targets: Tensor) -> Tensor:
     if task_loss == "cross_entropy":
         if output.dim() != 2:
             raise ValueError(
-                f"task_loss='cross_entropy' needs (B, n_classes) outputs, got {tuple(output.shape)}"
+                "task_loss='cross_entropy' needs (B, num_classes) outputs, got "
+                f"{tuple(output.shape)}"
             )
         if targets.is_floating_point():
             if targets.shape != output.shape:

@@ -19,10 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchlap._checks import check_positive_int
 from torchlap.layers import LapBase
 from torchlap.models.lapify import lapify
 from torchlap.models.presets import PRESETS
-from torchlap.runs import WEIGHTS_FILE
+from torchlap.models.records import model_record, set_model_record
+from torchlap.models.wrapping import unwrap_normalized_state
 
 __all__ = ["adapt_input_weight", "apply_lapify_config", "build_model", "model_from_config"]
 
@@ -64,10 +66,11 @@ def _is_path(pretrained: str) -> bool:
 def load_pretrained_file(
     model: nn.Module, pretrained: str | os.PathLike[str], in_channels: int
 ) -> Path:
-    """Load a ``.safetensors`` file or a torchlap run folder's weights into ``model``.
+    """Load a ``.safetensors`` file into ``model`` (a torchlap run's weights file too).
 
     Keys of LAP layers may be missing; a classifier of another size is left fresh; RGB
-    first-convolution weights are adapted to ``in_channels``. Returns the file read.
+    first-convolution weights are adapted to ``in_channels``. Returns the file read. A run
+    folder is resolved to its weights file by the caller (:func:`torchlap.runs.pretrained_weights`).
     """
     path = _weights_file(Path(pretrained))
     _load_safetensors(model, path, in_channels)
@@ -75,15 +78,14 @@ def load_pretrained_file(
 
 
 def _weights_file(path: Path) -> Path:
-    """The safetensors file of ``path``: the file itself, or a torchlap run folder's weights."""
+    """``path``, checked to be a file (the run folders' layout is :mod:`torchlap.runs`'s, so a
+    folder is refused here: its caller resolves a run folder to its weights file)."""
     if path.is_dir():
-        weights = path / WEIGHTS_FILE
-        if not weights.is_file():
-            raise FileNotFoundError(
-                f"pretrained folder {path} holds no {WEIGHTS_FILE}: pass a .safetensors file "
-                "or a finished torchlap run folder"
-            )
-        return weights
+        raise ValueError(
+            f"pretrained {str(path)!r} is a folder: pass a .safetensors file; for a torchlap run "
+            "folder pass torchlap.runs.pretrained_weights(folder), its weights file "
+            "(`torchlap train --pretrained` takes the folder itself)"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights file not found: {path}")
     return path
@@ -197,11 +199,6 @@ def _base_model(
     return model
 
 
-def _check_int(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def build_model(
     arch: str,
     num_classes: int,
@@ -222,15 +219,15 @@ def build_model(
     ``lap``: ``"auto"``, ``"global"``, a preset name, a list of module names, or ``None``/``"none"``
     for the plain model. ``pretrained``: a torchvision weights name (``"IMAGENET1K_V1"``,
     ``"DEFAULT"``; downloaded by torchvision), the path of a ``.safetensors`` state dict of
-    the same architecture, or a torchlap run folder (its ``model.safetensors``: e.g. a trained
-    vanilla run as BLA-PH's frozen backbone), plain or made LAP (keys of LAP layers may be
-    missing; a classifier of another size is left fresh; first-convolution RGB weights are
-    adapted to ``in_channels``: summed for one channel). Inception v3 / GoogLeNet are built
-    without auxiliary classifiers.
+    the same architecture (a torchlap run's weights file too, e.g. a trained vanilla run as
+    BLA-PH's frozen backbone: :func:`torchlap.runs.pretrained_weights` gives a run folder's),
+    plain or made LAP (keys of LAP layers may be missing; a classifier of another size is left
+    fresh; first-convolution RGB weights are adapted to ``in_channels``: summed for one
+    channel). Inception v3 / GoogLeNet are built without auxiliary classifiers.
     """
     _check_arch(arch)
-    _check_int(num_classes, "num_classes")
-    _check_int(in_channels, "in_channels")
+    check_positive_int(num_classes, "num_classes")
+    check_positive_int(in_channels, "in_channels")
     arch_kwargs = dict(arch_kwargs or {})
     try:
         json.dumps(arch_kwargs)
@@ -261,37 +258,35 @@ def build_model(
         )  # fmt: skip
     if path is not None:
         _load_safetensors(model, path, in_channels)
-    lapify_calls = getattr(model, "torchlap_config", {}).get("lapify", [])
-    model.torchlap_config = {
-        "arch": arch,
-        "num_classes": num_classes,
-        "in_channels": in_channels,
-        "arch_kwargs": arch_kwargs,
-        "lap": lap if lap is None or isinstance(lap, str) else list(lap),
-        "pretrained": pretrained,
-        "lapify": lapify_calls,
-    }
+    lapify_calls = model_record(model).get("lapify", [])
+    set_model_record(
+        model,
+        {
+            "arch": arch,
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "arch_kwargs": arch_kwargs,
+            "lap": lap if lap is None or isinstance(lap, str) else list(lap),
+            "pretrained": pretrained,
+            "lapify": lapify_calls,
+        },
+    )
     return model
 
 
-_RUN_PREFIX = "net."
-
-
 def _load_safetensors(model: nn.Module, path: Path, in_channels: int) -> None:
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     try:
         state = load_file(str(path))
-        with safe_open(str(path), "pt") as handle:
-            metadata = handle.metadata() or {}
     except Exception as error:
         raise ValueError(f"cannot read {path} as a safetensors file: {error}") from error
     own = model.state_dict()
-    if metadata.get("format") == "torchlap-run":
-        # a torchlap run's weights: NormalizedClassifier keeps the network under "net." next
-        # to its input normalisation, which the new run records afresh from its own data
-        state = {k[len(_RUN_PREFIX) :]: v for k, v in state.items() if k.startswith(_RUN_PREFIX)}
+    # a torchlap run's weights: NormalizedClassifier keeps the network under "net." next to
+    # its input normalisation, which the new run records afresh from its own data
+    network = unwrap_normalized_state(state)
+    if network is not None:
+        state = network
     conv_key = f"{_first_conv_name(model)}.weight"
     stored = state.get(conv_key)
     if stored is not None and stored.dim() == 4 and stored.shape[1] == 3 != in_channels:
@@ -358,5 +353,5 @@ def model_from_config(config: dict[str, Any]) -> nn.Module:
         arch_kwargs=config.get("arch_kwargs"),
     )  # fmt: skip
     apply_lapify_config(model, config.get("lapify", []))
-    model.torchlap_config = {**config, "pretrained": config.get("pretrained")}
+    set_model_record(model, {**config, "pretrained": config.get("pretrained")})
     return model

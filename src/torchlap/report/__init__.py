@@ -16,46 +16,53 @@ Input: results dicts as written by ``torchlap evaluate``, one per run, usually p
      "faithfulness": {method: {"keep_top_k": {"10": {"top1_vs_prediction": M, ...}, ...},
                                "drop": M, "increase": M, "win": M}},
      "stability": {method: {"0.1": {"change_drop": M, "change_inc": M}, ...}},
-     "timing": {method: {"seconds": float, "images_per_second": float}}}
+     "timing": {method: {"seconds": float, "images_per_second": float}},
+     "methods": {method: {"display_name", "kind", "column_rank"}}}  # from the registry
+
+The report imports no explainer: a method's display name and column order come from
+``results["methods"]`` (written by ``torchlap evaluate``); a method it does not name is shown
+by its name, after the others.
 
 Any key may be missing (shown ``-``) and any value ``None`` (shown ``n/a``).
 """
 
-from torchlap.report._common import METHOD_DISPLAY_NAMES, method_display_name
+from torchlap.report._common import method_display_name, method_facts
 from torchlap.report.html import render_table, write_report
 from torchlap.report.plots import plot_iou_bars, plot_keep_k, plot_lap_layers, plot_overlays
 from torchlap.report.tables import (
     Table,
     all_tables,
-    table_faithfulness,
-    table_lime,
-    table_localization,
-    table_model_and_lap,
-    table_other_localization,
-    table_stability,
-    table_timing,
+    faithfulness_table,
+    lime_table,
+    localization_table,
+    model_and_lap_table,
+    other_localization_table,
+    runs_table,
+    stability_table,
     tables_markdown,
+    timing_table,
     write_tables,
 )
 
 __all__ = [
-    "METHOD_DISPLAY_NAMES",
     "Table",
     "all_tables",
+    "faithfulness_table",
+    "lime_table",
+    "localization_table",
     "method_display_name",
+    "method_facts",
+    "model_and_lap_table",
+    "other_localization_table",
     "plot_iou_bars",
     "plot_keep_k",
     "plot_lap_layers",
     "plot_overlays",
     "render_table",
-    "table_faithfulness",
-    "table_lime",
-    "table_localization",
-    "table_model_and_lap",
-    "table_other_localization",
-    "table_stability",
-    "table_timing",
+    "runs_table",
+    "stability_table",
     "tables_markdown",
+    "timing_table",
     "write_report",
     "write_tables",
 ]

@@ -1,5 +1,6 @@
-"""Shared pieces of the report package: reading and checking results dicts, method display
-names, value formatting and atomic file writes.
+"""Shared pieces of the report package: reading and checking results dicts, the methods' facts
+(display names, column order) as the results carry them, value formatting and atomic file
+writes.
 
 A *results dict* is what ``torchlap evaluate`` writes for one run (schema in
 :mod:`torchlap.report`); a *results-by-run* dict maps run names to results dicts. Every key
@@ -11,38 +12,33 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torchlap.io import atomic_write
 
 __all__ = [
-    "METHOD_DISPLAY_NAMES",
-    "METHOD_ORDER",
     "MISSING",
     "UNDEFINED",
+    "ReportSection",
     "as_runs",
     "atomic_write",
     "method_display_name",
+    "method_facts",
+    "order_methods",
 ]
 
-# Short names of the explainers, in the column order of paper 000's Table II followed by the
-# methods of papers 002-004 (unknown names are shown as given, after these).
-METHOD_DISPLAY_NAMES: Mapping[str, str] = {
-    "deeplift": "DL",
-    "guided_gradcam": "GGC",
-    "gradcam": "GC",
-    "guided_backprop": "GBP",
-    "relevance_cam": "RC",
-    "scorecam": "Score-CAM",
-    "rise": "RISE",
-    "sise": "SISE",
-    "lap": "LAP",
-    "bla": "BLA",
-    "antehoc": "Ante-hoc",
-    "bcos": "B-cos",
-}
-METHOD_ORDER: tuple[str, ...] = tuple(METHOD_DISPLAY_NAMES)
+
+@dataclass(frozen=True)
+class ReportSection:
+    """An extra section of the report: ``<section id=id><h2>heading</h2>html</section>``
+    (built by the builders of :data:`torchlap.report.html.SECTION_BUILDERS`)."""
+
+    id: str
+    heading: str
+    html: str
+
 
 MISSING = "-"  # the key is absent: not computed (e.g. a method that failed, a vanilla model)
 UNDEFINED = "n/a"  # computed but undefined: no usable sample (value None / nan)
@@ -62,19 +58,42 @@ RESULT_KEYS = frozenset(
 )
 
 
-def method_display_name(method: str) -> str:
-    """Short display name of an explainer (``"gradcam"`` -> ``"GC"``); unknown names as-is."""
-    return METHOD_DISPLAY_NAMES.get(method, method)
+def method_facts(runs: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """What the results say about each method: ``results["methods"]`` of every results dict
+    (``{method: {"display_name", "kind", "column_rank"}}``, written by ``torchlap evaluate``
+    from the explainer registry), merged, first run first. The report imports no explainer:
+    these facts are all it knows about a method."""
+    facts: dict[str, Mapping[str, Any]] = {}
+    for run in runs:
+        entries = run.get("methods") if isinstance(run, Mapping) else None
+        if isinstance(entries, Mapping):
+            for method, entry in entries.items():
+                if isinstance(entry, Mapping):
+                    facts.setdefault(method, entry)
+    return facts
 
 
-def order_methods(methods: Iterable[str]) -> list[str]:
-    """Known methods in :data:`METHOD_ORDER`, then unknown ones in first-seen order."""
-    seen: list[str] = []
-    for method in methods:
-        if method not in seen:
-            seen.append(method)
-    known = [m for m in METHOD_ORDER if m in seen]
-    return known + [m for m in seen if m not in METHOD_DISPLAY_NAMES]
+def method_display_name(method: str, facts: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """Short display name of an explainer from ``facts`` (:func:`method_facts`: ``"gradcam"``
+    -> ``"GC"``); a method the facts do not name is shown as-is."""
+    name = (facts or {}).get(method, {}).get("display_name")
+    return name if isinstance(name, str) and name else method
+
+
+def order_methods(
+    methods: Iterable[str], facts: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[str]:
+    """The distinct ``methods`` in the tables' column order: by the ``column_rank`` of their
+    facts (paper 000's Table II, then papers 002-004), then the others in first-seen order."""
+    seen = list(dict.fromkeys(methods))
+
+    def rank(method: str) -> tuple[int, int, int]:
+        value = (facts or {}).get(method, {}).get("column_rank")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return (0, value, seen.index(method))
+        return (1, 0, seen.index(method))
+
+    return sorted(seen, key=rank)
 
 
 def _looks_like_results(value: object) -> bool:

@@ -14,7 +14,7 @@ tables scroll inside their own box.
 The first section, "At a glance", shows per run the model's accuracy, the best localization
 and the best faithfulness (each with the runner-up), warnings (flat maps, a model at chance)
 and the one figure (LAP's overlays when present, else the best-localizing method's).
-Other modules add sections by appending a builder to :data:`SECTION_BUILDERS`.
+Extra sections come from the builders of :data:`SECTION_BUILDERS` (the sanity checks').
 
 The inline script also records on ``<body>``, once the page has loaded, how many tables and
 images it has and how many images decoded (``data-tables``, ``data-images-total``,
@@ -32,31 +32,15 @@ import json
 import os
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from torchlap.report._common import (
-    as_runs,
-    atomic_write_text,
-    method_display_name,
-    metric_value,
-    section,
-)
-from torchlap.report.tables import (
-    CHANCE_MARK,
-    FLAT_MARK,
-    Cell,
-    Column,
-    Table,
-    all_tables,
-    flat_maps,
-    model_chance,
-    split_by_group,
-)
-from torchlap.report.tables import at_chance as _at_chance
+from torchlap.report._common import ReportSection, as_runs, atomic_write_text
+from torchlap.report.glance import GlanceNumber, glance_figure, glance_numbers, glance_warnings
+from torchlap.report.sanity import checks_section
+from torchlap.report.tables import Cell, Column, Table, all_tables, split_by_group
 
 __all__ = [
     "REPORT_NAME",
@@ -370,150 +354,6 @@ def _figure_html(path: Path, caption: str, data: bytes) -> str:
 # ---------------------------------------------------------------------------- at a glance
 
 
-@dataclass(frozen=True)
-class GlanceNumber:
-    """One of the numbers of "At a glance": ``value`` (e.g. ``"LAP 44.29%"``) under
-    ``label``, with a ``detail`` line; ``warn`` draws it as a warning."""
-
-    label: str
-    value: str
-    detail: str
-    warn: bool = False
-
-
-def _percent(value: float) -> str:
-    return f"{100 * value:.2f}%"
-
-
-def _ranked(
-    entries: Mapping[str, Mapping[str, Any]], key: str, higher: bool, scale: float
-) -> list[tuple[float, list[str]]]:
-    """(shown value, methods) from best to worst, methods tied at the shown precision
-    grouped together."""
-    by_value: dict[float, list[str]] = {}
-    for method, entry in entries.items():
-        value = metric_value(entry.get(key)) if isinstance(entry, Mapping) else None
-        if value is not None:
-            by_value.setdefault(round(value * scale, 2), []).append(method)
-    return sorted(by_value.items(), key=lambda item: item[0], reverse=higher)
-
-
-def _best_method_number(
-    run: Mapping[str, Any],
-    name: str,
-    keys: Sequence[tuple[str, str]],
-    higher: bool,
-    scale: float,
-    label: str,
-) -> GlanceNumber:
-    entries = section(run, name)
-    flat = flat_maps(run)
-    for key, description in keys:
-        ranked = _ranked(entries, key, higher, scale)
-        if not ranked:
-            continue
-        (best, winners), rest = ranked[0], ranked[1:]
-        names = " = ".join(method_display_name(m) for m in winners)
-        detail = description
-        if len(winners) > 2:  # a long tie: the names go to the detail line
-            verb = "tie" if rest else "tie: this metric does not separate them"
-            listed = ", ".join(method_display_name(m) for m in winners)
-            names, detail = f"{len(winners)} methods", f"{description}; {verb}: {listed}"
-        if rest:
-            runner_value, runners = rest[0]
-            runner_names = " = ".join(method_display_name(m) for m in runners)
-            detail += f"; next: {runner_names} {runner_value:.2f}%"
-        flat_winners = [method_display_name(m) for m in winners if m in flat]
-        if flat_winners:
-            detail += f"; {FLAT_MARK} flat maps ({', '.join(flat_winners)})"
-        return GlanceNumber(label, f"{names} {best:.2f}%", detail, warn=bool(flat_winners))
-    return GlanceNumber(label, "-", "not computed")
-
-
-def glance_numbers(run: Mapping[str, Any]) -> list[GlanceNumber]:
-    """The three numbers of one run: the model's accuracy (balanced accuracy for a binary
-    task, else top-1), the best localization (IoU by top-scored selection, else by
-    thresholding) and the best faithfulness (lowest Drop %), each with the runner-up."""
-    model = section(run, "model")
-    key = next((k for k in ("balanced_accuracy", "top1_accuracy", "accuracy") if k in model), None)
-    if key is None:
-        accuracy = GlanceNumber("Model accuracy", "-", "not computed")
-    else:
-        metric = model[key]
-        value = metric_value(metric)
-        names = {"balanced_accuracy": "balanced", "top1_accuracy": "top-1", "accuracy": "plain"}
-        detail = f"{names[key]}, n = {metric.get('n', '?')}"
-        if "top5_accuracy" in model and metric_value(model["top5_accuracy"]) is not None:
-            detail += f"; top-5: {_percent(metric_value(model['top5_accuracy']))}"  # type: ignore[arg-type]
-        chance = model_chance(run, key)
-        low = chance is not None and _at_chance(value, chance, metric.get("n"))
-        if low:
-            detail += f"; {CHANCE_MARK} not above chance ({_percent(chance)})"  # type: ignore[arg-type]
-        shown = "n/a" if value is None else _percent(value)
-        accuracy = GlanceNumber("Model accuracy", shown, detail, warn=low)
-    localization = _best_method_number(
-        run,
-        "localization",
-        (
-            ("iou_topk", "IoU with the regions, top-scored selection"),
-            ("iou_threshold", "IoU with the regions, thresholding"),
-        ),
-        higher=True,
-        scale=100.0,
-        label="Best localization",
-    )
-    faithfulness = _best_method_number(
-        run,
-        "faithfulness",
-        (("drop", "Drop %: confidence lost keeping only the map's pixels (lower is better)"),),
-        higher=False,
-        scale=1.0,
-        label="Best faithfulness",
-    )
-    return [accuracy, localization, faithfulness]
-
-
-def glance_warnings(name: str, run: Mapping[str, Any]) -> list[str]:
-    """Warnings a reader must see first: methods whose maps are flat, a model whose accuracy
-    is not above chance."""
-    warnings = []
-    for method, why in flat_maps(run).items():
-        warnings.append(
-            f"{name}: {method_display_name(method)}: {why}. A flat map ranks no pixel above "
-            "another: its localization and faithfulness numbers say nothing about the model (an "
-            "untrained or collapsed model gives such maps)."
-        )
-    model = section(run, "model")
-    for key in ("balanced_accuracy", "top1_accuracy", "accuracy"):
-        if key in model:
-            chance = model_chance(run, key)
-            value = metric_value(model[key])
-            if chance is not None and _at_chance(value, chance, model[key].get("n")):
-                warnings.append(
-                    f"{name}: the model's accuracy ({_percent(value)}, {key.replace('_', ' ')}) "  # type: ignore[arg-type]
-                    f"is not above chance ({_percent(chance)}): its maps may explain guesses."
-                )
-            break
-    return warnings
-
-
-def _glance_figure(
-    entries: list[tuple[Path, str, bytes]], runs: Mapping[str, Mapping[str, Any]]
-) -> int | None:
-    """Index of the one figure: LAP's overlays, else the overlays of the method localizing
-    best, else any overlays, the IoU bars, the keep-k% curves, the first figure."""
-    stems = [path.stem for path, _, _ in entries]
-    wanted = ["overlays_lap"]
-    for run in runs.values():
-        ranked = _ranked(section(run, "localization"), "iou_topk", True, 100.0)
-        wanted += [f"overlays_{method}" for _, methods in ranked for method in methods]
-    for stem in [*wanted, "overlays", "iou_bars", "keep_k"]:
-        match = next((i for i, s in enumerate(stems) if s == stem or s.startswith(stem)), None)
-        if match is not None:
-            return match
-    return 0 if entries else None
-
-
 def _glance_html(
     runs: Mapping[str, Mapping[str, Any]], figure: tuple[Path, str, bytes] | None
 ) -> str:
@@ -545,19 +385,12 @@ def _glance_html(
 # ------------------------------------------------------------------------------- report
 
 
-@dataclass(frozen=True)
-class ReportSection:
-    """An extra section of the report: ``<section id=id><h2>heading</h2>html</section>``."""
-
-    id: str
-    heading: str
-    html: str
-
-
 # Builders of extra sections, called in order with {run name: results dict} after the tables
-# and before the figures; a builder returns None when its results are absent. Other modules
-# (e.g. sanity checks) register here; use render_table() for their tables.
-SECTION_BUILDERS: list[Callable[[Mapping[str, Mapping[str, Any]]], ReportSection | None]] = []
+# and before the figures; a builder returns None when its results are absent (use
+# render_table() for their tables).
+SECTION_BUILDERS: list[Callable[[Mapping[str, Mapping[str, Any]]], ReportSection | None]] = [
+    checks_section
+]
 
 
 def _configs(configs: object) -> dict[str, Mapping[str, Any]]:
@@ -613,7 +446,7 @@ def write_report(
     if not isinstance(date, datetime):
         raise TypeError(f"date must be a datetime or None, got {type(date).__name__}")
     tables = all_tables(runs)
-    glance = _glance_figure(figure_entries, runs)
+    glance = glance_figure(figure_entries, runs)
     extra = [built for build in SECTION_BUILDERS if (built := build(runs)) is not None]
 
     parts = [
@@ -650,7 +483,3 @@ def write_report(
         parts.append("</section>\n")
     parts.append("</main>\n</body>\n</html>\n")
     return atomic_write_text(Path(out_dir) / REPORT_NAME, "".join(parts))
-
-
-# the sanity checks / grid pointing game section registers itself in SECTION_BUILDERS
-from torchlap.report import sanity as _sanity  # noqa: E402, F401

@@ -36,6 +36,7 @@ from torchlap.report._common import (
     as_runs,
     atomic_write,
     method_display_name,
+    method_facts,
     metric_value,
     order_methods,
     section,
@@ -121,10 +122,11 @@ def plot_keep_k(
     if reference not in ("prediction", "label"):
         raise ValueError(f"reference must be 'prediction' or 'label', got {reference!r}")
     runs = as_runs(results, "results")
+    facts = method_facts(runs.values())
     series: list[tuple[str, str, list[float], dict[int, list[float]]]] = []
     for run_name, run in runs.items():
         faith = section(run, "faithfulness")
-        for method in order_methods(faith):
+        for method in order_methods(faith, facts):
             curves = _curves(faith[method], reference)
             if curves is not None and curves[1]:
                 series.append((run_name, method, *curves))
@@ -135,7 +137,7 @@ def plot_keep_k(
         )
     wider = sorted({t for *_, by_t in series for t in by_t if t > 1})
     panels = [1, *wider[-1:]] if wider else [1]
-    methods = order_methods(method for _, method, _, _ in series)
+    methods = order_methods((method for _, method, _, _ in series), facts)
     colors = _method_colors(methods)
     run_names = list(runs)
     figure = _new_figure(4.2 * len(panels) + 0.4, 3.9)
@@ -149,7 +151,7 @@ def plot_keep_k(
                 ys = by_t[max(wide)] if wide else None
             if ys is None:
                 continue
-            label = method_display_name(method)
+            label = method_display_name(method, facts)
             if len(run_names) > 1:
                 label = f"{run_name} · {label}"
             index = run_names.index(run_name)
@@ -180,6 +182,7 @@ def plot_iou_bars(results: object, path: str | os.PathLike[str]) -> Path:
     000, Table II), one panel per run; undefined values are marked ``n/a``. Returns ``path``."""
     target = _png_path(path)
     runs = as_runs(results, "results")
+    facts = method_facts(runs.values())
     panels = [(name, run) for name, run in runs.items() if section(run, "localization")]
     if not panels:
         raise ValueError("no localization results to plot (every run lacks 'localization')")
@@ -191,7 +194,7 @@ def plot_iou_bars(results: object, path: str | os.PathLike[str]) -> Path:
     width = 0.8 / len(kinds)
     for ax, (run_name, run) in zip(axes, panels, strict=True):
         localization = section(run, "localization")
-        methods = order_methods(localization)
+        methods = order_methods(localization, facts)
         for j, (key, label) in enumerate(kinds):
             offsets = [i - 0.4 + width * (j + 0.5) for i in range(len(methods))]
             values = [_as_percent(metric_value(localization[m].get(key))) for m in methods]
@@ -200,7 +203,7 @@ def plot_iou_bars(results: object, path: str | os.PathLike[str]) -> Path:
                 if math.isnan(value):
                     text = "n/a" if key in localization[method] else "-"
                     ax.text(x, 1, text, ha="center", va="bottom", fontsize=7, rotation=90)
-        ax.set_xticks(range(len(methods)), [method_display_name(m) for m in methods])
+        ax.set_xticks(range(len(methods)), [method_display_name(m, facts) for m in methods])
         ax.set_ylabel("IoU (%)")
         ax.set_ylim(0, 100)
         ax.set_title(run_name, fontsize=10)
@@ -301,6 +304,7 @@ def plot_overlays(
     *,
     cmap: str = "jet",
     alpha: float = 0.5,
+    names: Mapping[str, str] | None = None,
 ) -> Path:
     """Grid of explanations like paper 000, Fig. 2: one row per image; the first column is
     the input with the annotated region's contour (green), then one column per method with
@@ -310,7 +314,8 @@ def plot_overlays(
     (N, h, w) maps; maps at another resolution are resized bilinearly to (H, W); each map is
     divided by its maximum for display (as for thresholding, paper 000 section IV; negative
     values are shown as 0). ``masks``: (N, H, W) bool or ``None``. ``titles``: one row title
-    per image (e.g. label and prediction) or ``None``. Returns ``path``.
+    per image (e.g. label and prediction) or ``None``. ``names``: the methods' display names
+    (``{"gradcam": "GC"}``; a method not in it is shown by its name). Returns ``path``.
     """
     target = _png_path(path)
     images = _check_images(images)
@@ -362,7 +367,7 @@ def plot_overlays(
             _clear_ticks(ax)
     axes[0, 0].set_title("Input", fontsize=9)
     for column, method in enumerate(maps, start=1):
-        axes[0, column].set_title(method_display_name(method), fontsize=9)
+        axes[0, column].set_title((names or {}).get(method, method), fontsize=9)
     return _save(figure, target)
 
 
@@ -400,11 +405,13 @@ def plot_explanation(
     *,
     cmap: str = "jet",
     alpha: float = 0.5,
+    names: Mapping[str, str] | None = None,
 ) -> Path:
     """One image explained (``torchlap explain``): the input, then each method's map overlaid
     (divided by its maximum, as in :func:`plot_overlays`); below, when the model has LAP layers,
     each layer's concept heads in their own colors (paper 000, Fig. 3). ``title`` carries the
-    predicted and true class. Returns ``path``.
+    predicted and true class; ``names``: the methods' display names (as in
+    :func:`plot_overlays`). Returns ``path``.
     """
     target = _png_path(path)
     if isinstance(image, Tensor) and image.dim() == 3:
@@ -431,7 +438,7 @@ def plot_explanation(
         shown = method_map.clamp_min(0) / peak if peak > 0 else method_map.clamp_min(0)
         ax.imshow(shown.numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
         _clear_ticks(ax)
-        ax.set_title(method_display_name(method), fontsize=9)
+        ax.set_title((names or {}).get(method, method), fontsize=9)
     if layers:
         palette = colormaps["tab10"]
         gray = image.mean(dim=0)

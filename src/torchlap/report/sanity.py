@@ -21,9 +21,15 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from torchlap.report._common import method_display_name, order_methods
+from torchlap.report._common import (
+    ReportSection,
+    method_display_name,
+    method_facts,
+    order_methods,
+)
 from torchlap.report.plots import _method_colors, _new_figure, _png_path, _save
 
 __all__ = [
@@ -54,12 +60,13 @@ def plot_sanity_curves(results_by_run: Mapping[str, Mapping[str, Any]], path: An
         for m in ("cascading", "independent")
         if any(m in entry for sanity in runs.values() for entry in sanity.values())
     ]
+    facts = method_facts(results_by_run.values())
     rows = [(name, measure, label) for name in runs for measure, label in _MEASURES]
     figure = _new_figure(5.0 * len(modes), 2.6 * len(rows))
     axes = figure.subplots(len(rows), len(modes), squeeze=False)
     for r, (name, measure, label) in enumerate(rows):
         sanity = runs[name]
-        methods = order_methods(sanity)
+        methods = order_methods(sanity, facts)
         colors = _method_colors(methods)
         for c, mode in enumerate(modes):
             ax = axes[r][c]
@@ -76,7 +83,7 @@ def plot_sanity_curves(results_by_run: Mapping[str, Mapping[str, Any]], path: An
                     marker="o",
                     markersize=3,
                     color=colors[method],
-                    label=method_display_name(method),
+                    label=method_display_name(method, facts),
                 )
             threshold = next(iter(sanity.values())).get("threshold")
             if measure == "spearman_abs" and threshold is not None:
@@ -97,13 +104,14 @@ def plot_grid_pg_distribution(results_by_run: Mapping[str, Mapping[str, Any]], p
     runs = _runs_with(results_by_run, "grid_pointing_game")
     if not runs:
         raise ValueError("no run has grid pointing game results to plot")
+    facts = method_facts(results_by_run.values())
     figure = _new_figure(max(4.0, 0.8 * max(len(g) for g in runs.values()) + 1.5), 2.8 * len(runs))
     axes = figure.subplots(len(runs), 1, squeeze=False)
     for ax, (name, game) in zip(axes[:, 0], runs.items(), strict=True):
-        methods = order_methods(game)
+        methods = order_methods(game, facts)
         ax.boxplot([game[m]["scores"] for m in methods], showmeans=True)
         ax.set_xticks(range(1, len(methods) + 1))
-        ax.set_xticklabels([method_display_name(m) for m in methods], fontsize=8)
+        ax.set_xticklabels([method_display_name(m, facts) for m in methods], fontsize=8)
         chance = next(iter(game.values())).get("chance")
         if chance is not None:
             ax.axhline(chance, color="grey", linestyle="--", linewidth=0.8, label="chance")
@@ -121,15 +129,15 @@ def plot_grid_examples(
     maps: Mapping[str, Tensor],
     class_names: Sequence[str],
     path: Any,
+    facts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Rows: grids ``(G, C, H, W)`` in [0, 1]; columns: the grid (the explained cell framed)
-    and each method's map ``(G, H, W)`` for ``classes_explained`` (the class of cell 0)."""
-    from matplotlib.patches import Rectangle
-
+    and each method's map ``(G, H, W)`` for ``classes_explained`` (the class of cell 0).
+    ``facts``: the methods' facts (display name, column order; as ``results["methods"]``)."""
     path = _png_path(path)
     if grids.dim() != 4 or not maps:
         raise ValueError("plot_grid_examples needs grids (G, C, H, W) and at least one map set")
-    methods = order_methods(maps)
+    methods = order_methods(maps, facts)
     n, _, height, width = grids.shape
     for method in methods:
         if maps[method].shape != (n, height, width):
@@ -156,7 +164,7 @@ def plot_grid_examples(
                 scale = float(m.abs().max()) or 1.0
                 ax.imshow(m.numpy(), cmap="bwr", vmin=-scale, vmax=scale)
                 if row == 0:
-                    ax.set_title(method_display_name(method), fontsize=7)
+                    ax.set_title(method_display_name(method, facts), fontsize=7)
             ax.add_patch(
                 Rectangle((-0.5, -0.5), cell_w, cell_h, fill=False, edgecolor="lime", linewidth=1.2)
             )
@@ -212,7 +220,8 @@ def _rows(run: Mapping[str, Any]) -> list[dict[str, str]]:
     sanity = run.get("sanity") or {}
     game = run.get("grid_pointing_game") or {}
     rows = []
-    for method in order_methods([*sanity, *game]):
+    facts = method_facts([run])
+    for method in order_methods([*sanity, *game], facts):
         entry = sanity.get(method) or {}
         summary = entry.get("summary") or {}
         passed = entry.get("passed")
@@ -223,7 +232,7 @@ def _rows(run: Mapping[str, Any]) -> list[dict[str, str]]:
         dist = g.get("distribution") or {}
         rows.append(
             {
-                "Method": method_display_name(method),
+                "Method": method_display_name(method, facts),
                 "Spearman |map| at full randomization": _number(summary.get("spearman_abs")),
                 "SSIM": _number(summary.get("ssim")),
                 "Sanity": verdict if not entry else f"{verdict} (< {entry.get('threshold')})",
@@ -254,10 +263,8 @@ def checks_markdown(results_by_run: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(parts)
 
 
-def checks_section(results_by_run: Mapping[str, Mapping[str, Any]]) -> Any:
+def checks_section(results_by_run: Mapping[str, Mapping[str, Any]]) -> ReportSection | None:
     """The report section of the sanity checks and grid pointing game (``None`` without)."""
-    from torchlap.report.html import ReportSection
-
     html = []
     for name, run in results_by_run.items():
         rows = _rows(run)
@@ -277,7 +284,7 @@ def checks_section(results_by_run: Mapping[str, Mapping[str, Any]]) -> Any:
             )
         dr = run.get("data_randomization")
         if dr:
-            html.append(_data_randomization_html(dr))
+            html.append(_data_randomization_html(dr, method_facts([run])))
     if not html:
         return None
     intro = (
@@ -308,7 +315,9 @@ def _table_html(table_id: str, rows: list[dict[str, str]]) -> str:
     )
 
 
-def _data_randomization_html(entry: Mapping[str, Any]) -> str:
+def _data_randomization_html(
+    entry: Mapping[str, Any], facts: Mapping[str, Mapping[str, Any]]
+) -> str:
     if entry.get("skipped"):
         return f"<p>Data randomization skipped: {escape(str(entry['skipped']))}</p>\n"
     rows = []
@@ -316,7 +325,7 @@ def _data_randomization_html(entry: Mapping[str, Any]) -> str:
         passed = values.get("passed")
         rows.append(
             {
-                "Method": method_display_name(method),
+                "Method": method_display_name(method, facts),
                 "Spearman |map| vs the real run": _number(
                     (values.get("spearman_abs") or {}).get("mean")
                 ),
@@ -332,13 +341,3 @@ def _data_randomization_html(entry: Mapping[str, Any]) -> str:
         f"true label (pass: Spearman below {entry.get('threshold')}).</p>\n"
         + _table_html("data-randomization", rows)
     )
-
-
-def _register() -> None:
-    from torchlap.report.html import SECTION_BUILDERS
-
-    if checks_section not in SECTION_BUILDERS:
-        SECTION_BUILDERS.append(checks_section)
-
-
-_register()

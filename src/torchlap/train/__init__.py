@@ -10,17 +10,20 @@
 
 from typing import Any
 
+from torchlap.models.recipes import rebuild_model
+from torchlap.models.wrapping import Normalize, NormalizedClassifier, SmallCNN
 from torchlap.train.config import PhaseConfig, TrainConfig, parse_phase
-from torchlap.train.run import LoadedRun, RunFolderError, fit, load_run, rebuild_model
-from torchlap.train.wrapping import Normalize, NormalizedClassifier, SmallCNN
+from torchlap.train.run import LoadedRun, RunFolderError, fit, load_run
 
 # the Lightning parts load on first use: importing lightning takes seconds, and
-# ``import torchlap`` (which re-exports load_run) should not pay for it
+# ``import torchlap`` and the torchlap command (measured: `torchlap --help`) should not pay
+# for it
 _LAZY = {"ClassifierModule", "NonFiniteLossError", "set_trainable"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        # lazy: this module imports Lightning (seconds), see _LAZY
         from torchlap.train import module
 
         return getattr(module, name)

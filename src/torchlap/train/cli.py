@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
+import torchlap.train.run as train_run
+from torchlap.logs import log_file
 from torchlap.train.config import PhaseConfig, TrainConfig, check_head_ratios, parse_phase
 
 __all__ = ["config_from_options", "register_train", "train"]
@@ -69,132 +71,210 @@ def config_from_options(**options: Any) -> TrainConfig:
     return config
 
 
-def train(
-    data: str = typer.Option(
-        ..., "--data", help="Built-in benchmark (lesions, concepts, digits) or annotated folder."
+# the options of `torchlap train`, one TrainConfig field each (config_from_options)
+_Data = Annotated[
+    str,
+    typer.Option(
+        "--data", help="Built-in benchmark (lesions, concepts, digits) or annotated folder."
     ),
-    out: str = typer.Option(..., "--out", help="Run folder to write (config, weights, metrics)."),
-    arch: str = typer.Option(
-        "resnet18", "--arch", help="Architecture (torchvision/timm name, or smallcnn)."
-    ),
-    lap: str = typer.Option(
-        "auto", "--lap", help="LAP preset of the architecture, 'auto', or 'none' (vanilla)."
-    ),
-    model: str = typer.Option(
-        "lap",
+]
+_Out = Annotated[str, typer.Option("--out", help="Run folder to write (config, weights, metrics).")]
+_Arch = Annotated[
+    str, typer.Option("--arch", help="Architecture (torchvision/timm name, or smallcnn).")
+]
+_Lap = Annotated[
+    str, typer.Option("--lap", help="LAP preset of the architecture, 'auto', or 'none' (vanilla).")
+]
+_Model = Annotated[
+    str,
+    typer.Option(
         "--model",
         help="lap (LAP layers of --lap), bla, bla-t, bla-ph, l2x-f (paper 002), antehoc "
         "(paper 004; the peers are built on the vanilla network) or bcos (a B-cos network of "
         "the bcos package, --arch one of its models; extra torchlap[bcos]).",
     ),
-    supervision: str = typer.Option(
-        "weak", "--supervision", help="weak (Eq. 5 + Eq. 6), expert (boxes) or none."
-    ),
-    epochs: int = typer.Option(10, "--epochs", help="Epochs (when no --phase is given)."),
-    lr: float = typer.Option(1e-3, "--lr", help="Learning rate (when no --phase is given)."),
-    optimizer: str = typer.Option("adam", "--optimizer", help="adam, adamw or sgd."),
-    weight_decay: float = typer.Option(1e-6, "--weight-decay", help="Weight decay."),
-    schedule: str = typer.Option("cosine", "--schedule", help="cosine or constant."),
-    phase: list[str] | None = typer.Option(
-        None,
+]
+_Supervision = Annotated[
+    str, typer.Option("--supervision", help="weak (Eq. 5 + Eq. 6), expert (boxes) or none.")
+]
+_Epochs = Annotated[int, typer.Option("--epochs", help="Epochs (when no --phase is given).")]
+_Lr = Annotated[float, typer.Option("--lr", help="Learning rate (when no --phase is given).")]
+_Optimizer = Annotated[str, typer.Option("--optimizer", help="adam, adamw or sgd.")]
+_WeightDecay = Annotated[float, typer.Option("--weight-decay", help="Weight decay.")]
+_Schedule = Annotated[str, typer.Option("--schedule", help="cosine or constant.")]
+_Phase = Annotated[
+    list[str] | None,
+    typer.Option(
         "--phase",
         help="A phase TRAIN:EPOCHS[:LR[:OPTIMIZER]], repeatable, e.g. --phase lap:2:1e-4 "
         "--phase layer4,fc:3:1e-3:sgd (TRAIN: all, lap, or module names). Overrides --epochs.",
     ),
-    image_size: int = typer.Option(64, "--image-size", help="Image side in pixels."),
-    batch_size: int = typer.Option(
-        32, "--batch-size", help="Global batch size (split over processes)."
-    ),
-    n_images: int | None = typer.Option(
-        None, "--n-images", help="Images of a built-in benchmark, over all splits."
-    ),
-    data_option: list[str] | None = typer.Option(
-        None, "--data-option", help="KEY=VALUE passed to load_dataset (repeatable)."
-    ),
-    pretrained: str | None = typer.Option(
-        None,
+]
+_ImageSize = Annotated[int, typer.Option("--image-size", help="Image side in pixels.")]
+_BatchSize = Annotated[
+    int, typer.Option("--batch-size", help="Global batch size (split over processes).")
+]
+_NImages = Annotated[
+    int | None, typer.Option("--n-images", help="Images of a built-in benchmark, over all splits.")
+]
+_DataOption = Annotated[
+    list[str] | None,
+    typer.Option("--data-option", help="KEY=VALUE passed to load_dataset (repeatable)."),
+]
+_Pretrained = Annotated[
+    str | None,
+    typer.Option(
         "--pretrained",
         help="torchvision weights name (e.g. IMAGENET1K_V1), a .safetensors file, or a torchlap "
         "run folder (e.g. a vanilla run as the frozen network of --model bla-ph).",
     ),
-    n_concepts: int | None = typer.Option(
-        None, "--n-concepts", help="Concept heads per LAP (default: 1 for 2 classes, else C)."
+]
+_NConcepts = Annotated[
+    int | None,
+    typer.Option("--n-concepts", help="Concept heads per LAP (default: 1 for 2 classes, else C)."),
+]
+_ConceptSets = Annotated[
+    str | None,
+    typer.Option(
+        "--concept-sets", help="JSON file of ConceptSets.to_dict() (which class has which)."
     ),
-    concept_sets: str | None = typer.Option(
-        None, "--concept-sets", help="JSON file of ConceptSets.to_dict() (which class has which)."
-    ),
-    min_ar: float = typer.Option(0.1, "--min-ar", help="MinAR of Eq. 5, in (0, 1]."),
-    max_ar: float = typer.Option(0.5, "--max-ar", help="MaxAR of Eq. 5, in (0, 1]."),
-    iar: float = typer.Option(0.1, "--iar", help="IAR of Eq. 5, in (0, 1]."),
-    ratios: str | None = typer.Option(
-        None,
+]
+_MinAr = Annotated[float, typer.Option("--min-ar", help="MinAR of Eq. 5, in (0, 1].")]
+_MaxAr = Annotated[float, typer.Option("--max-ar", help="MaxAR of Eq. 5, in (0, 1].")]
+_Iar = Annotated[float, typer.Option("--iar", help="IAR of Eq. 5, in (0, 1].")]
+_Ratios = Annotated[
+    str | None,
+    typer.Option(
         "--ratios",
         help='Per-head [MinAR, MaxAR, IAR] as JSON, null = term off for that head, "*" = every '
         'head, e.g. \'{"0": [0.02, 0.2, 0.01], "2": [null, 0.1, null]}\' (the paper\'s CelebA '
         "common head); other heads use --min-ar/--max-ar/--iar.",
     ),
-    hidden_channels: int | None = typer.Option(
-        None,
+]
+_HiddenChannels = Annotated[
+    int | None,
+    typer.Option(
         "--hidden-channels",
         help="Hidden channels of each LAP head (0: one 1x1 conv). Default: the --lap preset's "
         "paper value (8 for resnet18/inception_v3, 0 for resnet50-imagenet), else 8.",
     ),
-    aggregation: str | None = typer.Option(
-        None,
+]
+_Aggregation = Annotated[
+    str | None,
+    typer.Option(
         "--aggregation",
         help="How LAP combines its concept heads: max, sum, mean or conv. Default: the preset's "
         "paper value (sum for resnet18/inception_v3, conv for resnet50-imagenet), else max.",
     ),
-    alpha: float | None = typer.Option(
-        None, "--alpha", help="Initial LAP sharpness alpha of Eq. 4 (trainable; default 1)."
-    ),
-    concordance_weight: float | None = typer.Option(
-        None,
+]
+_Alpha = Annotated[
+    float | None,
+    typer.Option("--alpha", help="Initial LAP sharpness alpha of Eq. 4 (trainable; default 1)."),
+]
+_ConcordanceWeight = Annotated[
+    float | None,
+    typer.Option(
         "--concordance-weight",
         help="Concordance (Eq. 6) weight per LAP pair. Default: 0.25 for weak supervision, "
         "0 for expert (the paper's appendix names no concordance term there).",
     ),
-    keep_epoch: str = typer.Option(
-        "best",
+]
+_KeepEpoch = Annotated[
+    str,
+    typer.Option(
         "--keep-epoch",
         help="best: keep the epoch with the best validation --select-metric (the paper); "
         "last: the last epoch.",
     ),
-    select_metric: str = typer.Option(
-        "balanced_accuracy",
+]
+_SelectMetric = Annotated[
+    str,
+    typer.Option(
         "--select-metric",
         help="Validation value ranking epochs: balanced_accuracy, accuracy, loss (total) or "
         "cross_entropy (steadier than accuracy on a small validation split).",
     ),
-    no_discriminative: bool = typer.Option(
-        False, "--no-discriminative", help="Choose Eq. 5's pixels on the heads themselves."
-    ),
-    loss_weight: list[str] | None = typer.Option(
-        None, "--loss-weight", help="TERM=WEIGHT for InjectionLoss (repeatable)."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of everything (data order, init)."),
-    shuffle_labels: bool = typer.Option(
-        False,
+]
+_NoDiscriminative = Annotated[
+    bool, typer.Option("--no-discriminative", help="Choose Eq. 5's pixels on the heads themselves.")
+]
+_LossWeight = Annotated[
+    list[str] | None,
+    typer.Option("--loss-weight", help="TERM=WEIGHT for InjectionLoss (repeatable)."),
+]
+_Seed = Annotated[int, typer.Option("--seed", help="Seed of everything (data order, init).")]
+_ShuffleLabels = Annotated[
+    bool,
+    typer.Option(
         "--shuffle-labels",
         help="Data randomization test (Adebayo et al. 2018): train on permuted labels "
         "(val/test keep the real ones); compare its maps with the real run's.",
     ),
-    devices: str = typer.Option("auto", "--devices", help="auto, a count, or ids '0,1'."),
-    num_nodes: int = typer.Option(1, "--num-nodes", help="Number of nodes (DDP)."),
-    strategy: str = typer.Option("auto", "--strategy", help="Lightning strategy (auto, ddp, ...)."),
-    accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu, gpu, ..."),
-    precision: str = typer.Option(
-        "auto", "--precision", help="auto (16-mixed on CUDA), 32-true, 16-mixed, bf16-mixed."
-    ),
-    num_workers: int = typer.Option(0, "--num-workers", help="DataLoader worker processes."),
-    checkpoint_every_n_steps: int | None = typer.Option(
-        None, "--checkpoint-every", help="Also checkpoint every N steps (epoch ends always)."
-    ),
-    progress_bar: bool | None = typer.Option(
-        None, "--progress/--no-progress", help="Progress bar (default: on when a TTY)."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out."),
-    resume: bool = typer.Option(False, "--resume", help="Resume the run in --out."),
+]
+_Devices = Annotated[str, typer.Option("--devices", help="auto, a count, or ids '0,1'.")]
+_NumNodes = Annotated[int, typer.Option("--num-nodes", help="Number of nodes (DDP).")]
+_Strategy = Annotated[str, typer.Option("--strategy", help="Lightning strategy (auto, ddp, ...).")]
+_Accelerator = Annotated[str, typer.Option("--accelerator", help="auto, cpu, gpu, ...")]
+_Precision = Annotated[
+    str, typer.Option("--precision", help="auto (16-mixed on CUDA), 32-true, 16-mixed, bf16-mixed.")
+]
+_NumWorkers = Annotated[int, typer.Option("--num-workers", help="DataLoader worker processes.")]
+_CheckpointEveryNSteps = Annotated[
+    int | None,
+    typer.Option("--checkpoint-every", help="Also checkpoint every N steps (epoch ends always)."),
+]
+_ProgressBar = Annotated[
+    bool | None,
+    typer.Option("--progress/--no-progress", help="Progress bar (default: on when a TTY)."),
+]
+_Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the run in --out.")]
+_Resume = Annotated[bool, typer.Option("--resume", help="Resume the run in --out.")]
+
+
+def train(
+    data: _Data,
+    out: _Out,
+    arch: _Arch = "resnet18",
+    lap: _Lap = "auto",
+    model: _Model = "lap",
+    supervision: _Supervision = "weak",
+    epochs: _Epochs = 10,
+    lr: _Lr = 1e-3,
+    optimizer: _Optimizer = "adam",
+    weight_decay: _WeightDecay = 1e-6,
+    schedule: _Schedule = "cosine",
+    phase: _Phase = None,
+    image_size: _ImageSize = 64,
+    batch_size: _BatchSize = 32,
+    n_images: _NImages = None,
+    data_option: _DataOption = None,
+    pretrained: _Pretrained = None,
+    n_concepts: _NConcepts = None,
+    concept_sets: _ConceptSets = None,
+    min_ar: _MinAr = 0.1,
+    max_ar: _MaxAr = 0.5,
+    iar: _Iar = 0.1,
+    ratios: _Ratios = None,
+    hidden_channels: _HiddenChannels = None,
+    aggregation: _Aggregation = None,
+    alpha: _Alpha = None,
+    concordance_weight: _ConcordanceWeight = None,
+    keep_epoch: _KeepEpoch = "best",
+    select_metric: _SelectMetric = "balanced_accuracy",
+    no_discriminative: _NoDiscriminative = False,
+    loss_weight: _LossWeight = None,
+    seed: _Seed = 0,
+    shuffle_labels: _ShuffleLabels = False,
+    devices: _Devices = "auto",
+    num_nodes: _NumNodes = 1,
+    strategy: _Strategy = "auto",
+    accelerator: _Accelerator = "auto",
+    precision: _Precision = "auto",
+    num_workers: _NumWorkers = 0,
+    checkpoint_every_n_steps: _CheckpointEveryNSteps = None,
+    progress_bar: _ProgressBar = None,
+    overwrite: _Overwrite = False,
+    resume: _Resume = False,
 ) -> None:
     """Train a classifier (vanilla or LAP) with cross-entropy and knowledge injection.
 
@@ -209,16 +289,12 @@ def train(
     (the demo's 4 epochs take about 50 s).
     """
     options = dict(locals())  # first: the option values only
-
-    from torchlap.logs import log_file
-    from torchlap.train.run import fit
-
     # errors reach the torchlap command's one-line handler (exit 2 input, 1 failure)
     config = config_from_options(**options)
     out_dir = Path(config.out)
     # RUN/train.log: every line of the run (Lightning's too), once torchlap owns the folder
     with log_file(out_dir / "train.log", ready=(out_dir / "config.json").is_file):
-        run_dir = fit(config)
+        run_dir = train_run.fit(config)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     test = metrics.get("test") or {}
     summary = ", ".join(

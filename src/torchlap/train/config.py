@@ -12,12 +12,21 @@ Each phase has its own epochs, learning rate, optimizer and schedule.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from torchlap._checks import (
+    check_fraction,
+    check_int,
+    check_number,
+    check_positive_float,
+    check_positive_int,
+    is_int,
+)
 from torchlap.losses.functional import EXPERT_POSITIVE_FRACTION
+from torchlap.models.presets import PRESETS
+from torchlap.models.recipes import RECIPES, model_choices, recipe_for
 
 __all__ = [
     "EXECUTION_FIELDS",
@@ -34,9 +43,10 @@ __all__ = [
 ]
 
 SUPERVISIONS = ("weak", "expert", "none")
-# --model: LAP (paper 000), the BLA family (paper 002), the ante-hoc network (paper 004) or a
-# B-cos network (Böhle et al. 2022, the `bcos` package: --arch names one of its models)
-MODELS = ("lap", "bla", "bla-t", "bla-ph", "l2x-f", "antehoc", "bcos")
+# --model: the model families of torchlap.models.recipes: LAP (paper 000), the BLA family
+# (paper 002), the ante-hoc network (paper 004), a B-cos network (Böhle et al. 2022, the
+# `bcos` package: --arch names one of its models)
+MODELS = model_choices()
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed")
@@ -68,28 +78,6 @@ EXECUTION_FIELDS = frozenset(
 )
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_positive_int(value: object, name: str) -> None:
-    if not _is_int(value):
-        raise TypeError(f"{name} must be an int >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-
-
-def _check_ratio(value: object, name: str) -> None:
-    if not _is_number(value):
-        raise TypeError(f"{name} must be a number in (0, 1], got {value!r}")
-    if not (0.0 < float(value) <= 1.0):
-        raise ValueError(f"{name} must be in (0, 1], got {value}")
-
-
 @dataclass
 class PhaseConfig:
     """One training phase (paper 000, appendix C: LAP-only, then fine-tuning).
@@ -109,9 +97,8 @@ class PhaseConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` on a bad field."""
-        _check_positive_int(self.epochs, "phase epochs")
-        if not _is_number(self.lr) or not math.isfinite(self.lr) or self.lr <= 0:
-            raise ValueError(f"phase learning rate must be a finite number > 0, got {self.lr!r}")
+        check_positive_int(self.epochs, "phase epochs")
+        check_positive_float(self.lr, "phase learning rate")
         if not isinstance(self.train, str) or not self.train_targets():
             raise ValueError(
                 f"phase 'train' must be 'all', 'lap' or a comma list of module names "
@@ -119,8 +106,7 @@ class PhaseConfig:
             )
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
-        if not _is_number(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
+        check_number(self.weight_decay, "weight_decay", minimum=0.0)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
 
@@ -187,7 +173,7 @@ class TrainConfig:
     ``none`` (cross-entropy only). Loss weights
     default to the paper's (0.25 per LAP layer, and 0.25 per layer pair for the weak
     supervision's concordance; a preset may set its own, see
-    :func:`torchlap.train.run.paper_loss_weights`); ``loss_weights`` overrides them, as
+    :func:`torchlap.models.recipes.paper_loss_weights`); ``loss_weights`` overrides them, as
     weights of :class:`torchlap.losses.InjectionLoss` (which weighs per-layer means).
 
     LAP layers: ``hidden_channels``, ``aggregation`` and ``alpha`` (initial value) of every LAP;
@@ -285,9 +271,15 @@ class TrainConfig:
         ]
 
     @property
+    def family(self) -> str:
+        """The model family (a key of :data:`torchlap.models.recipes.RECIPES`) of ``model`` and
+        ``lap``; raises ``ValueError`` for an unknown ``model``."""
+        return recipe_for(self.model, self.lap).name
+
+    @property
     def uses_lap(self) -> bool:
         """False for the vanilla baseline (``lap="none"``) and the peers (``model != "lap"``)."""
-        return self.model == "lap" and str(self.lap).lower() != "none"
+        return self.model in model_choices() and RECIPES[self.family].uses_lap
 
     @property
     def effective_supervision(self) -> str:
@@ -300,12 +292,13 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise TypeError(f"{name} must be a non-empty string, got {value!r}")
-        if self.model not in MODELS:
+        if self.model not in model_choices():  # (the registry: MODELS and any added family)
             raise ValueError(
-                f"unknown model {self.model!r}; expected one of {', '.join(MODELS)} (lap: LAP "
-                "layers; bla, bla-t, bla-ph, l2x-f: paper 002; antehoc: paper 004; bcos: B-cos)"
+                f"unknown model {self.model!r}; expected one of {', '.join(model_choices())} "
+                "(lap: LAP layers; bla, bla-t, bla-ph, l2x-f: paper 002; antehoc: paper 004; "
+                "bcos: B-cos)"
             )
-        if self.model != "lap" and str(self.lap).lower() not in ("auto", "none"):
+        if not recipe_for(self.model).uses_lap and str(self.lap).lower() not in ("auto", "none"):
             raise ValueError(
                 f"--model {self.model} builds a model without LAP layers, but --lap is "
                 f"{self.lap!r}: use --lap none (or leave --lap at its default)"
@@ -314,21 +307,18 @@ class TrainConfig:
             raise ValueError(
                 f"unknown supervision {self.supervision!r}; expected one of {SUPERVISIONS}"
             )
-        _check_positive_int(self.image_size, "image_size")
-        _check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.image_size, "image_size")
+        check_positive_int(self.batch_size, "batch_size")
         if not self.phases:  # the one default phase: name the options the user gave
-            _check_positive_int(self.epochs, "epochs (--epochs)")
-            if not _is_number(self.lr) or not math.isfinite(self.lr) or self.lr <= 0:
-                raise ValueError(f"lr (--lr) must be a finite number > 0, got {self.lr!r}")
+            check_positive_int(self.epochs, "epochs (--epochs)")
+            check_positive_float(self.lr, "lr (--lr)")
         for name in ("n_images", "n_concepts", "checkpoint_every_n_steps"):
             value = getattr(self, name)
             if value is not None:
-                _check_positive_int(value, name)
-        _check_positive_int(self.num_nodes, "num_nodes")
-        if not _is_int(self.num_workers) or self.num_workers < 0:
-            raise ValueError(f"num_workers must be an int >= 0, got {self.num_workers!r}")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+                check_positive_int(value, name)
+        check_positive_int(self.num_nodes, "num_nodes")
+        check_int(self.num_workers, "num_workers", minimum=0)
+        check_int(self.seed, "seed", minimum=0)
         if not isinstance(self.data_options, dict):
             raise TypeError(f"data_options must be a dict, got {self.data_options!r}")
         if self.precision not in PRECISIONS:
@@ -337,11 +327,20 @@ class TrainConfig:
             raise TypeError(
                 f"devices must be 'auto', a count or a comma list of ids, got {self.devices!r}"
             )
+        self._validate_losses()
+        self._validate_phases()
+        if not isinstance(self.shuffle_labels, bool):
+            raise TypeError(f"shuffle_labels must be a bool, got {self.shuffle_labels!r}")
+        if self.overwrite and self.resume:
+            raise ValueError("--overwrite and --resume exclude each other: pick one")
+
+    def _validate_losses(self) -> None:
+        """The ratios, LAP options, loss weights and concept sets."""
         # Eq. 5 ratios: k1 = ceil(MinAR HW) pixels pushed up, at most MaxAR HW of them active.
-        _check_ratio(self.min_ar, "min_ar (MinAR)")
-        _check_ratio(self.max_ar, "max_ar (MaxAR)")
-        _check_ratio(self.iar, "iar (IAR)")
-        _check_ratio(self.expert_positive_fraction, "expert_positive_fraction")
+        check_fraction(self.min_ar, "min_ar (MinAR)")
+        check_fraction(self.max_ar, "max_ar (MaxAR)")
+        check_fraction(self.iar, "iar (IAR)")
+        check_fraction(self.expert_positive_fraction, "expert_positive_fraction")
         if self.min_ar > self.max_ar:
             raise ValueError(
                 f"MinAR ({self.min_ar}) must not exceed MaxAR ({self.max_ar}): a concept cannot "
@@ -352,13 +351,15 @@ class TrainConfig:
             if not isinstance(self.loss_weights, dict):
                 raise TypeError(f"loss_weights must be a dict, got {self.loss_weights!r}")
             for key, value in self.loss_weights.items():
-                if not _is_number(value) or not math.isfinite(value) or value < 0:
-                    raise ValueError(f"loss weight {key!r} must be a number >= 0, got {value!r}")
+                check_number(value, f"loss weight {key!r}", minimum=0.0)
         if self.concept_sets is not None and not isinstance(self.concept_sets, dict):
             raise TypeError(
                 "concept_sets must be a dict as written by ConceptSets.to_dict(), "
                 f"got {self.concept_sets!r}"
             )
+
+    def _validate_phases(self) -> None:
+        """Every phase, and whether the model family can train it."""
         if self.phases:
             if not isinstance(self.phases, list):
                 raise TypeError(f"phases must be a list of PhaseConfig, got {self.phases!r}")
@@ -370,25 +371,18 @@ class TrainConfig:
                 phase.validate()
             except (TypeError, ValueError) as error:
                 raise type(error)(f"phase {index + 1}: {error}") from None
-            if self.model == "bla-ph" and phase.train_targets() != ["all"]:
-                raise ValueError(
-                    f"phase {index + 1} trains {phase.train!r}, but --model bla-ph trains only "
-                    "the BLA module (frozen heads, paper 002 section 4.2): give phases with "
-                    "TRAIN 'all' (read as the BLA module), or use --model bla-t"
-                )
+            problem = RECIPES[self.family].phase_problem(phase)
+            if problem is not None:
+                raise ValueError(f"phase {index + 1} trains {phase.train!r}, but {problem}")
             if not self.uses_lap and "lap" in phase.train_targets():
                 raise ValueError(
                     f"phase {index + 1} trains 'lap' but --lap none builds a model without LAP "
                     "layers; train 'all' or named modules instead"
                 )
-        if not isinstance(self.shuffle_labels, bool):
-            raise TypeError(f"shuffle_labels must be a bool, got {self.shuffle_labels!r}")
-        if self.overwrite and self.resume:
-            raise ValueError("--overwrite and --resume exclude each other: pick one")
 
     def _validate_lap_options(self) -> None:
         if self.hidden_channels is not None and (
-            not _is_int(self.hidden_channels) or self.hidden_channels < 0
+            not is_int(self.hidden_channels) or self.hidden_channels < 0
         ):
             raise ValueError(
                 f"hidden_channels must be an int >= 0 (0: one 1x1 convolution per LAP head), "
@@ -398,20 +392,12 @@ class TrainConfig:
             raise ValueError(
                 f"unknown aggregation {self.aggregation!r}; expected one of {AGGREGATION_NAMES}"
             )
-        if self.alpha is not None and (
-            not _is_number(self.alpha) or not math.isfinite(self.alpha) or self.alpha <= 0
-        ):
-            raise ValueError(f"alpha must be a finite number > 0, got {self.alpha!r}")
+        if self.alpha is not None:
+            check_positive_float(self.alpha, "alpha")
         if self.ratios is not None:
             check_head_ratios(self.ratios)
-        if self.concordance_weight is not None and (
-            not _is_number(self.concordance_weight)
-            or not math.isfinite(self.concordance_weight)
-            or self.concordance_weight < 0
-        ):
-            raise ValueError(
-                f"concordance_weight must be a number >= 0, got {self.concordance_weight!r}"
-            )
+        if self.concordance_weight is not None:
+            check_number(self.concordance_weight, "concordance_weight", minimum=0.0)
         if self.keep_epoch not in KEEP_EPOCHS:
             raise ValueError(f"keep_epoch must be one of {KEEP_EPOCHS}, got {self.keep_epoch!r}")
         if self.select_metric not in SELECT_METRICS:
@@ -423,8 +409,6 @@ class TrainConfig:
         """``(options, preset)``: the LAP options to build with (``hidden_channels``,
         ``aggregation``, ``alpha``: the user's, else the ``--lap`` preset's paper values) and the
         preset's paper options (empty when ``lap`` is not a preset)."""
-        from torchlap.models.presets import PRESETS
-
         preset = dict(PRESETS[self.lap].paper_options) if self.lap in PRESETS else {}
         options: dict[str, Any] = {}
         for name in ("hidden_channels", "aggregation", "alpha"):
@@ -515,7 +499,7 @@ def check_head_ratios(ratios: object) -> dict[str, list[float | None]]:
             )
         for name, value in zip(_RATIO_FIELDS, values, strict=True):
             if value is not None:
-                _check_ratio(value, f"ratios[{key!r}] {name}")
+                check_fraction(value, f"ratios[{key!r}] {name}")
         low, high = values[0], values[1]
         if low is not None and high is not None and low > high:
             raise ValueError(f"ratios[{key!r}]: MinAR ({low}) must not exceed MaxAR ({high})")

@@ -1,20 +1,13 @@
 """``ClassifierModule``: the LightningModule that trains any classifier, LAP or not.
 
-Loss (paper 000, section III.B): cross-entropy plus, for LAP models, the knowledge-injection
-terms of :class:`torchlap.losses.InjectionLoss` computed on the maps the LAP layers left in the
-same forward pass. Metrics per epoch (torchmetrics): accuracy, sensitivity, specificity and
-balanced accuracy (for two classes: recall of class 1, recall of class 0 and their mean; for
-more: the macro means of the per-class recall and specificity, balanced accuracy being the
-macro recall), plus the mean of every loss term.
-
-An ante-hoc model (paper 004; ``model`` is an ``AnteHocModel`` or a ``NormalizedClassifier``
-around one) trains both passes of section 2.1 in one step, on ``total = task + interpret``:
-pass one is the cross-entropy of the CNN's logits (Eq. 2; the logits do not depend on the
-weight network, so it gets no gradient from it), pass two is
-:func:`~torchlap.models.antehoc.antehoc_pass_two_loss` (Eq. 3) on the normalized images, whose
-graph reaches only the weight network (the backbone runs on detached parameters). The sum
-therefore gives each network the gradient of its own pass; one optimizer steps both. Unlike
-the paper's alternation, pass two sees the CNN before this step's update, not after it.
+The loss is the objective of the model's family (:mod:`torchlap.models.objectives`, given by
+its recipe in :mod:`torchlap.models.recipes`): cross-entropy, B-cos's one-hot BCE,
+cross-entropy plus the knowledge-injection terms of :class:`torchlap.losses.InjectionLoss`
+(paper 000, section III.B) for LAP models, or the ante-hoc network's two passes. Metrics per
+epoch (torchmetrics): accuracy, sensitivity, specificity and balanced accuracy (for two
+classes: recall of class 1, recall of class 0 and their mean; for more: the macro means of the
+per-class recall and specificity, balanced accuracy being the macro recall), plus the mean of
+every term of the objective.
 """
 
 from __future__ import annotations
@@ -26,7 +19,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torchmetrics import MeanMetric, MetricCollection
@@ -36,8 +28,9 @@ from torchmetrics.classification import (
     MulticlassSpecificity,
 )
 
-from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
-from torchlap.models.antehoc import AnteHocModel, antehoc_pass_two_loss
+from torchlap.layers import lap_modules
+from torchlap.losses import InjectionLoss
+from torchlap.models.objectives import CrossEntropyObjective, InjectionObjective, Objective
 from torchlap.train.config import KEEP_EPOCHS, SELECT_METRICS, PhaseConfig
 from torchlap.train.sampling import derive_seed
 
@@ -51,16 +44,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
-# the terms InjectionLoss returns with logits (their epoch means are logged)
-LOSS_TERMS = (
-    "total",
-    "cross_entropy",
-    "injection",
-    "discrimination",
-    "discriminative",
-    "expert",
-    "concordance",
-)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -118,22 +101,6 @@ def set_trainable(model: nn.Module, phase: PhaseConfig) -> list[str]:
     return trainable
 
 
-def _antehoc_of(model: nn.Module) -> tuple[AnteHocModel, Callable[[Tensor], Tensor]] | None:
-    """The ante-hoc model inside ``model`` and the map from ``model``'s input to its input."""
-    if isinstance(model, AnteHocModel):
-        return model, nn.Identity()  # (a module, not a lambda: the module stays picklable)
-    found = [m for m in model.modules() if isinstance(m, AnteHocModel)]
-    if not found:
-        return None
-    normalize = getattr(model, "normalize", None)
-    if getattr(model, "net", None) is found[0] and isinstance(normalize, nn.Module):
-        return found[0], normalize
-    raise ValueError(
-        "an AnteHocModel must be the trained model itself or the net of a NormalizedClassifier "
-        f"(its pass two needs the images it sees); got it inside {type(model).__name__}"
-    )
-
-
 def _frozen_batchnorms(model: nn.Module) -> list[_BatchNorm]:
     """Batch-norm layers none of whose parameters learn (they keep their running statistics)."""
     return [
@@ -162,13 +129,15 @@ def classification_summary(accuracy: Tensor, recall: Tensor, specificity: Tensor
 
 
 class ClassifierModule(L.LightningModule):
-    """Trains ``model`` (images in [0, 1] -> logits) with cross-entropy and injection losses.
+    """Trains ``model`` (images in [0, 1] -> logits) with its family's objective.
 
     Args:
         model: the classifier (usually a :class:`~torchlap.train.NormalizedClassifier`).
         num_classes: number of classes.
-        injection: the :class:`torchlap.losses.InjectionLoss` for LAP models, or ``None``
-            (cross-entropy only; the vanilla baseline).
+        objective: what is minimised: an :class:`~torchlap.models.objectives.Objective`
+            (:func:`torchlap.models.recipes.build_for_training` gives the family's), an
+            :class:`~torchlap.losses.InjectionLoss` (cross-entropy + injection, for LAP
+            models) or ``None`` (cross-entropy only; the vanilla baseline).
         phases: the run's phases; :meth:`set_phase` selects the current one.
         seed: the run's seed (per-batch RNG seeds derive from it, so a resumed run draws the
             same random numbers as an uninterrupted one).
@@ -190,7 +159,7 @@ class ClassifierModule(L.LightningModule):
         self,
         model: nn.Module,
         num_classes: int,
-        injection: nn.Module | None,
+        objective: Objective | InjectionLoss | None,
         phases: list[PhaseConfig],
         seed: int,
         make_loader: Callable[..., Any] | None = None,
@@ -211,7 +180,17 @@ class ClassifierModule(L.LightningModule):
         self._best_state: dict[str, Tensor] | None = None
         self.model = model
         self.num_classes = int(num_classes)
-        self.injection = injection
+        if objective is None:
+            objective = CrossEntropyObjective()
+        elif isinstance(objective, InjectionLoss):
+            objective = InjectionObjective(objective)
+        if not isinstance(objective, Objective):
+            raise TypeError(
+                "objective must be a torchlap.models.objectives.Objective, an InjectionLoss or "
+                f"None, got {type(objective).__name__}"
+            )
+        objective.bind(model)
+        self.objective = objective
         self.phases = list(phases)
         self.seed = int(seed)
         self.make_loader = make_loader
@@ -223,15 +202,7 @@ class ClassifierModule(L.LightningModule):
         self._resume_skip = 0
         self._frozen_bn: list[_BatchNorm] = []
         self._val_results: dict[str, float] = {}
-        self._antehoc = _antehoc_of(model)
-        self._bcos = any(getattr(m, "torchlap_bcos", False) for m in model.modules())
-        if injection is not None and self._antehoc is not None:
-            raise ValueError("a model is LAP (injection loss) or ante-hoc, not both")
-        names: tuple[str, ...] = ("cross_entropy",)
-        if injection is not None:
-            names = LOSS_TERMS
-        elif self._antehoc is not None:
-            names = ("total", "cross_entropy", "interpret")
+        names = objective.terms
         # (ModuleDict keys cannot be "train": nn.Module.train exists)
         self.stage_metrics = nn.ModuleDict(
             {f"{stage}_metrics": self._make_metrics() for stage in STAGES}
@@ -286,34 +257,7 @@ class ClassifierModule(L.LightningModule):
 
     # ---------------------------------------------------------------------------------------
     def _loss_terms(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
-        images, labels = batch["image"], batch["label"]
-        logits = self.model(images)
-        if self.injection is None and self._antehoc is not None:
-            antehoc, to_input = self._antehoc
-            task = F.cross_entropy(logits, labels)  # pass one, Eq. 2
-            interpret = antehoc_pass_two_loss(antehoc, to_input(images))  # pass two, Eq. 3
-            antehoc.close()  # the maps hold the graph of pass two
-            total = task + interpret
-            terms = {"total": total, "cross_entropy": task, "interpret": interpret}
-            return total, {k: v.detach() for k, v in terms.items()}, logits
-        if self.injection is None:
-            if self._bcos:  # B-cos recipe (the bcos package): BCE on one-hot targets
-                one_hot = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
-                loss = F.binary_cross_entropy_with_logits(logits, one_hot)
-            else:
-                loss = F.cross_entropy(logits, labels)
-            return loss, {"cross_entropy": loss.detach()}, logits
-        maps = attention_maps(self.model, detach=False)
-        terms = self.injection(
-            maps,
-            labels,
-            region_masks=batch.get("mask"),
-            has_region=batch.get("has_region"),
-            logits=logits,
-        )
-        # the maps hold the graph; drop them now rather than at the next forward pass
-        clear_attention_maps(self.model)
-        return terms["total"], {k: v.detach() for k, v in terms.items()}, logits
+        return self.objective(self.model, batch)
 
     def _update(self, stage: str, terms: dict[str, Tensor], logits: Tensor, labels: Tensor):
         self._metrics(stage).update(logits.detach(), labels)
@@ -343,7 +287,7 @@ class ClassifierModule(L.LightningModule):
             module.eval()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        """Cross-entropy + injection loss; stops the run on a NaN/infinite loss."""
+        """The objective's loss; stops the run on a NaN/infinite loss."""
         loss, terms, logits = self._loss_terms(batch)
         finite = bool(torch.isfinite(loss.detach()).item())
         if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):

@@ -1,4 +1,9 @@
-"""``torchlap explain``: figures and raw maps of a trained run's decisions on image files."""
+"""``torchlap explain``: figures and raw maps of a trained run's decisions on image files.
+
+It lives above the explainers and the report (it reads a run folder, explains and draws), next
+to ``torchlap evaluate``; images are decoded by :func:`torchlap.data.images.load_image`, the
+decoder of training's data loading.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
 import typer
+from torch import Tensor
 
-from torchlap.data.folder import ANNOTATIONS, DICOM_SUFFIXES, load_image, read_annotations
-from torchlap.runs import atomic_write, atomic_write_json, clean_stale_temps
+from torchlap.data import ANNOTATIONS, DICOM_SUFFIXES, load_image, read_annotations
+from torchlap.explainers import applicability, available, display_name, explain, get
+from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
+from torchlap.runs import LoadedRun, atomic_write, atomic_write_json, clean_stale_temps, load_run
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", *DICOM_SUFFIXES}
 MANIFEST = ".torchlap-explain.json"
@@ -100,15 +110,13 @@ def collect_images(inputs: list[Path]) -> list[ImageInput]:
     return list(unique.values())
 
 
-def read_image(path: Path, channels: int, size: int):
+def read_image(path: Path, channels: int, size: int) -> Tensor:
     """A file as a (C, size, size) float tensor in [0, 1], decoded exactly as training reads
-    it (:func:`torchlap.data.folder.load_image`: bit-depth scaling, DICOM)."""
+    it (:func:`torchlap.data.images.load_image`: bit-depth scaling, DICOM)."""
     return load_image(path, channels, size)
 
 
 def _save_npz(path: Path, arrays: dict) -> None:
-    import numpy as np
-
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     atomic_write(path, buffer.getvalue())
@@ -169,13 +177,6 @@ def explain_files(
     else the parent folder's name when it is one of the run's classes. Every check (methods,
     files, decoding, finite pixels, output names) happens before anything is written.
     """
-    import torch
-
-    from torchlap.explainers import available, explain
-    from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
-    from torchlap.report.plots import plot_explanation
-    from torchlap.train import load_run
-
     unknown = [m for m in methods if m not in available()]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available: {', '.join(available())}")
@@ -183,21 +184,13 @@ def explain_files(
         raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
     run = load_run(run_dir)
     out = Path(out)
-    entries = collect_images(inputs)
-    manifest = out / MANIFEST
-    if manifest.is_file():  # --out inside an input folder: never explain our own figures
-        try:
-            ours = {(out / f).resolve() for f in json.loads(manifest.read_text())["files"]}
-        except (ValueError, KeyError, TypeError):
-            ours = set()
-        entries = [entry for entry in entries if entry.path.resolve() not in ours]
-        if not entries:
-            raise ValueError(f"no image files to explain: {out} holds only explain's outputs")
+    entries = _entries(inputs, out)
     targets = _check_outputs(out, entries)
+    for method in methods:
+        reason = applicability(method, run.model)
+        if reason is not None:
+            raise ValueError(f"{run_dir}: method {method!r} does not apply to its model ({reason})")
     files = [entry.path for entry in entries]
-    has_lap = bool(lap_modules(run.model))
-    if "lap" in methods and not has_lap:
-        raise ValueError(f"{run_dir} has no LAP layer: method 'lap' does not apply to it")
     images = torch.stack([read_image(p, run.in_channels, run.image_size) for p in files])
     finite = torch.isfinite(images).flatten(1).all(dim=1)
     if not bool(finite.all()):
@@ -211,39 +204,66 @@ def explain_files(
     _claim_outputs(out, targets)
     written: list[Path] = []
     for start in range(0, len(files), batch_size):
-        batch = images[start : start + batch_size]
-        with torch.no_grad():
-            predictions = run.model(batch).argmax(1)
-            concepts = {}
-            if has_lap:
-                try:
-                    concepts = {n: m.concepts for n, m in attention_maps(run.model).items()}
-                finally:
-                    clear_attention_maps(run.model)
-        # LAP: each class explained by its own concept heads, from the run's concept sets
-        lap_options = {"concept_sets": run.concept_sets} if run.concept_sets is not None else {}
-        maps = {
-            m: explain(
-                run.model, batch, m, target=predictions, **(lap_options if m == "lap" else {})
-            )
-            for m in methods
-        }
-        for offset, entry in enumerate(entries[start : start + batch_size]):
-            path = entry.path
-            if entry.label is not None:
-                truth = entry.label
-            else:
-                truth = path.parent.name if path.parent.name in run.classes else "?"
-            title = f"{path.name}: predicted {run.classes[int(predictions[offset])]}, true {truth}"
-            own = {m: v[offset] for m, v in maps.items()}
-            layers = {n: c[offset] for n, c in concepts.items()}
-            target = out / f"{entry.name}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            figure = plot_explanation(batch[offset], own, layers, title, target)
-            arrays = {m: v.cpu().numpy() for m, v in own.items()}
-            arrays.update({f"lap_concepts/{n}": c.cpu().numpy() for n, c in layers.items()})
-            _save_npz(out / f"{entry.name}.npz", arrays)
-            written.append(figure)
+        chunk = entries[start : start + batch_size]
+        written += _explain_batch(run, images[start : start + batch_size], chunk, methods, out)
+    return written
+
+
+def _entries(inputs: list[Path], out: Path) -> list[ImageInput]:
+    """The images to explain, without explain's own outputs (``--out`` inside an input)."""
+    entries = collect_images(inputs)
+    manifest = out / MANIFEST
+    if manifest.is_file():  # --out inside an input folder: never explain our own figures
+        try:
+            ours = {(out / f).resolve() for f in json.loads(manifest.read_text())["files"]}
+        except (ValueError, KeyError, TypeError):
+            ours = set()
+        entries = [entry for entry in entries if entry.path.resolve() not in ours]
+        if not entries:
+            raise ValueError(f"no image files to explain: {out} holds only explain's outputs")
+    return entries
+
+
+def _explain_batch(
+    run: LoadedRun, batch: Tensor, entries: list[ImageInput], methods: list[str], out: Path
+) -> list[Path]:
+    """One batch: predictions, every method's maps (with the run facts each method takes,
+    e.g. LAP's concept sets), then one figure and one .npz per image."""
+    # matplotlib loads with the first figure, not at `torchlap --help` (measured: importing
+    # torchlap.report.plots costs about half of torch's own import time)
+    from torchlap.report.plots import plot_explanation
+
+    has_lap = bool(lap_modules(run.model))
+    with torch.no_grad():
+        predictions = run.model(batch).argmax(1)
+        concepts = {}
+        if has_lap:
+            try:
+                concepts = {n: m.concepts for n, m in attention_maps(run.model).items()}
+            finally:
+                clear_attention_maps(run.model)
+    facts = {"concept_sets": run.concept_sets}
+    maps = {}
+    for m in methods:
+        options = {k: facts[k] for k in get(m).run_facts if facts.get(k) is not None}
+        maps[m] = explain(run.model, batch, m, target=predictions, **options)
+    written = []
+    for offset, entry in enumerate(entries):
+        path = entry.path
+        if entry.label is not None:
+            truth = entry.label
+        else:
+            truth = path.parent.name if path.parent.name in run.classes else "?"
+        title = f"{path.name}: predicted {run.classes[int(predictions[offset])]}, true {truth}"
+        own = {m: v[offset] for m, v in maps.items()}
+        layers = {n: c[offset] for n, c in concepts.items()}
+        target = out / f"{entry.name}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        names = {m: display_name(m) for m in own}
+        written.append(plot_explanation(batch[offset], own, layers, title, target, names=names))
+        arrays = {m: v.cpu().numpy() for m, v in own.items()}
+        arrays.update({f"lap_concepts/{n}": c.cpu().numpy() for n, c in layers.items()})
+        _save_npz(out / f"{entry.name}.npz", arrays)
     return written
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from torchlap._ext import kernel_status
 from torchlap.bench.common import measure
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
 
@@ -156,8 +157,6 @@ def summary(rows: list[LayerBenchRow]) -> str:
 
 def run_layer_command(device: str, scale: float, batches: str, rounds: int) -> str:
     """What ``torchlap bench layer`` prints: the path taken, the table and the worst ratios."""
-    from torchlap._ext import kernel_status
-
     if not 0 < scale <= 1:
         raise ValueError(f"--scale must be in (0, 1], got {scale}")
     try:

@@ -4,9 +4,12 @@ For each input size, every method explains the same batch of random images; the 
 seconds per batch, images per second, the time relative to ``lap`` measured in the same run, and
 the model passes per image each method made (``forwards/img``, ``backwards/img``, from
 ``Explainer.last_stats``). Fast methods get one warm-up call and the median of ``repeats``
-timed calls, in ``rounds`` interleaved rounds (the best round counts); the perturbation methods
-(``scorecam``, ``rise``, ``sise``; hundreds of forwards per image) are timed once, without
-warm-up (their one probe forward on one image is then part of the time).
+timed calls, in ``rounds`` interleaved rounds (the best round counts); the methods of kind
+``"perturbation"`` (``scorecam``, ``rise``, ``sise``; hundreds of forwards per image) are timed
+once, without warm-up (their one probe forward on one image is then part of the time).
+
+The default methods are the registry's: the comparison set, then every other registered
+method that applies to the model (:meth:`~torchlap.explainers.Explainer.applies_to`).
 """
 
 from __future__ import annotations
@@ -17,17 +20,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torchvision
+import typer
 from torch import nn
 
 from torchlap.bench.common import time_call
-from torchlap.explainers.base import COMPARISON_METHODS, available, get
+from torchlap.bench.explain_peers import (
+    PEERS,
+    format_peer_rows,
+    run_rise_vs_sise,
+    run_scorecam_against,
+)
+from torchlap.explainers import available, comparison_methods, get
+from torchlap.explainers.perturbation import check_precision
+from torchlap.models.lapify import lapify
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["BenchRow", "build_lap_resnet18", "format_table", "register_bench", "run_benchmark"]
-
-PERTURBATION_METHODS = ("scorecam", "rise", "sise")
-DEFAULT_ORDER = COMPARISON_METHODS
 
 
 @dataclass
@@ -48,23 +58,11 @@ class BenchRow:
 
 
 def build_lap_resnet18(num_classes: int = 1000) -> tuple[nn.Module, str]:
-    """A LAP-ResNet18 (random weights) and how it was built.
-
-    ``torchlap.lapify(resnet18(), where="resnet18")`` when lapify is available; otherwise a
-    stand-in with LAP in place of the stem's max-pool and of the global average pool.
-    """
-    import torchvision
-
-    import torchlap
-
+    """A LAP-ResNet18 (random weights) and how it was built:
+    ``torchlap.lapify(resnet18(), where="resnet18")``."""
     model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
-    lapify = getattr(torchlap, "lapify", None)
-    if lapify is not None:
-        model, _ = lapify(model, where="resnet18")
-        return model, "torchlap.lapify(resnet18, where='resnet18')"
-    model.maxpool = torchlap.LocalAttentionPool2d(64, 3, 2, 1)
-    model.avgpool = torchlap.AdaptiveLocalAttentionPool2d(512, 1)
-    return model, "resnet18 with LAP for maxpool and avgpool (lapify not available)"
+    model, _ = lapify(model, where="resnet18")
+    return model, "torchlap.lapify(resnet18, where='resnet18')"
 
 
 def run_benchmark(
@@ -82,27 +80,26 @@ def run_benchmark(
     on_row: Callable[[BenchRow], None] | None = None,
     precision: str = "float32",
 ) -> tuple[list[BenchRow], str]:
-    """Time every method (default: all registered but bla/antehoc) at every size; returns rows
-    and model info.
+    """Time every method (default: the comparison set, then every other registered method
+    that applies to the model) at every size; returns rows and model info.
 
     ``model``: the model to explain (default: :func:`build_lap_resnet18` with ``num_classes``).
     ``on_row`` is called with each row as soon as it is measured (long runs report as they go).
     """
-    if methods is None:  # the order of the LAP paper's comparison, then any other method
-        methods = [m for m in DEFAULT_ORDER if m in available()]
-        # the peers' own maps need their own models (a BLA module, an AnteHocModel)
-        methods += [m for m in available() if m not in methods and m not in ("bla", "antehoc")]
-    methods = list(methods)
-    for method in methods:
+    for method in methods or ():
         get(method)  # unknown names fail before any work
-    if "lap" in methods:
-        methods.remove("lap")
-    methods.insert(0, "lap")
     torch.manual_seed(seed)
     if model is None:
         model, how = build_lap_resnet18(num_classes)
     else:
         how = f"given model {type(model).__name__}"
+    if methods is None:  # the comparison set, then every other method that applies
+        methods = list(comparison_methods())
+        methods += [m for m in available() if m not in methods and get(m).applies_to(model)]
+    methods = list(methods)
+    if "lap" in methods:
+        methods.remove("lap")
+    methods.insert(0, "lap")
     dev = torch.device(device)
     model = model.to(dev).eval()
     generator = torch.Generator().manual_seed(seed)
@@ -115,7 +112,7 @@ def run_benchmark(
         }
         seconds: dict[str, float] = {}
         stats: dict[str, dict[str, float]] = {}
-        fast = [m for m in methods if m not in PERTURBATION_METHODS]
+        fast = [m for m in methods if get(m).kind != "perturbation"]
         # fast methods: interleaved rounds, so that a slow spell of the machine hits all alike
         for _ in range(rounds):
             for method in fast:
@@ -133,7 +130,7 @@ def run_benchmark(
         for method in fast:
             report(_row(size, method, batch_size, seconds, stats))
         for method in methods:
-            if method not in PERTURBATION_METHODS:
+            if get(method).kind != "perturbation":
                 continue
             logger.info("timing %s at %dx%d (one call)", method, size, size)
             start = time.perf_counter()
@@ -190,16 +187,6 @@ def run_comparisons(
 
     Each implementation is timed once per round, the rounds interleaving the implementations;
     the best round counts."""
-    import torchvision
-
-    from torchlap.bench.explain_peers import (
-        PEERS,
-        format_peer_rows,
-        run_rise_vs_sise,
-        run_scorecam_against,
-    )
-    from torchlap.explainers.perturbation import check_precision
-
     peers = [p.strip() for p in against.split(",") if p.strip()]
     unknown = [p for p in peers if p not in PEERS]
     if unknown:
@@ -259,7 +246,6 @@ def format_table(rows: Sequence[BenchRow]) -> str:
 
 def register_bench(bench_app: object) -> None:
     """Add the ``explain`` command to the ``torchlap bench`` Typer app."""
-    import typer
 
     @bench_app.command("explain")
     def explain_command(

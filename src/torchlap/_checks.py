@@ -1,0 +1,127 @@
+"""Argument checks shared by the whole package: one wording, one choice of exception.
+
+A value of the wrong type raises ``TypeError``, a value of the right type outside what is
+accepted raises ``ValueError``; every message names the argument, says what is accepted and
+shows what was given. ``bool`` is not accepted where an int or a float is expected (``True``
+is an ``int`` in Python, but never a sensible count or rate).
+
+The bottom of the package, next to :mod:`torchlap.io`: it imports nothing of torchlap, so every
+layer may use it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from typing import TypeVar
+
+__all__ = [
+    "check_choice",
+    "check_fraction",
+    "check_int",
+    "check_number",
+    "check_positive_float",
+    "check_positive_int",
+    "is_int",
+    "is_number",
+]
+
+T = TypeVar("T")
+
+
+def is_int(value: object) -> bool:
+    """``value`` is an ``int`` and not a ``bool``."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    """``value`` is an ``int`` or a ``float`` and not a ``bool``."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int_range(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"an int from {minimum} to {maximum}"
+    if minimum is not None:
+        return f"an int >= {minimum}"
+    if maximum is not None:
+        return f"an int <= {maximum}"
+    return "an int"
+
+
+def check_int(
+    value: object, name: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """``value`` as an int in ``[minimum, maximum]`` (either bound may be None: unbounded).
+
+    Raises ``TypeError`` when ``value`` is not an int (or is a bool), ``ValueError`` when it is
+    out of range.
+    """
+    accepted = _int_range(minimum, maximum)
+    if not is_int(value):
+        raise TypeError(f"{name} must be {accepted}, got {value!r}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    return value
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """``value`` as an int >= 1 (``TypeError`` for a non-int, ``ValueError`` for < 1)."""
+    return check_int(value, name, minimum=1)
+
+
+def check_number(
+    value: object,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict_minimum: bool = False,
+    accepted: str | None = None,
+) -> float:
+    """``value`` as a finite float, at least ``minimum`` (above it with ``strict_minimum``) and
+    at most ``maximum``.
+
+    ``accepted`` replaces the generated description of the accepted values in the message
+    (e.g. ``"a fraction of the pixels in (0, 1]"``). Raises ``TypeError`` when ``value`` is not
+    an int or a float (or is a bool), ``ValueError`` when it is NaN, infinite or out of range.
+    """
+    if accepted is None:
+        bounds = []
+        if minimum is not None:
+            bounds.append(f"{'>' if strict_minimum else '>='} {minimum:g}")
+        if maximum is not None:
+            bounds.append(f"<= {maximum:g}")
+        accepted = " and ".join(["a finite number", *bounds]).replace(" and ", " ", 1)
+    if not is_number(value):
+        raise TypeError(f"{name} must be {accepted}, got {value!r}")
+    number = float(value)
+    too_small = minimum is not None and (number <= minimum if strict_minimum else number < minimum)
+    too_large = maximum is not None and number > maximum
+    if not math.isfinite(number) or too_small or too_large:
+        raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    return number
+
+
+def check_positive_float(value: object, name: str) -> float:
+    """``value`` as a finite float > 0."""
+    return check_number(value, name, minimum=0.0, strict_minimum=True)
+
+
+def check_fraction(value: object, name: str) -> float:
+    """``value`` as a float in (0, 1]."""
+    return check_number(
+        value, name, minimum=0.0, maximum=1.0, strict_minimum=True, accepted="a number in (0, 1]"
+    )
+
+
+def check_choice(value: T, name: str, choices: Collection[T]) -> T:
+    """``value`` if it is one of ``choices``, else ``ValueError`` listing them."""
+    try:
+        known = value in choices
+    except TypeError:  # an unhashable value asked of a set or dict
+        known = False
+    if not known:
+        listed = ", ".join(repr(choice) for choice in choices)
+        raise ValueError(f"{name} must be one of {listed}, got {value!r}")
+    return value

@@ -1,0 +1,238 @@
+"""The ``annotations.csv`` of an annotated dataset folder: reading, validating, writing.
+
+The annotated folder format (one folder, one ``annotations.csv``)::
+
+    image,label,split,x_min,y_min,x_max,y_max,mask
+    images/0001.png,pneumonia,train,12,30,40,61,masks/0001.png
+    images/0001.png,pneumonia,train,50,8,63,20,masks/0001.png
+    images/0002.png,normal,val,,,,,
+
+* ``image``: path relative to the folder (PNG, JPEG, ... or DICOM ``.dcm``); ``label``: class
+  name. Classes are the sorted label names; the label index is the position in that list.
+* ``split`` (optional): ``train``, ``val`` or ``test``. Without it a seeded split, stratified
+  by class, is made and recorded in ``dataset.split_assignment`` (``save_annotations`` writes
+  it out).
+* ``x_min,y_min,x_max,y_max`` (optional, all four or none): one box per row in pixel-edge
+  coordinates, so an image with three boxes has three rows; empty fields for no box.
+* ``mask`` (optional): a PNG of the image's size, nonzero = region.
+
+Boxes outside the image are **rejected** (never clipped): every coordinate must lie in
+``[0, width] x [0, height]`` of the image file, otherwise loading fails naming the file and
+line. Every problem is reported before anything is loaded: a dataset either loads whole or
+raises.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torchlap.data._base import SPLITS
+from torchlap.io import atomic_write
+
+__all__ = [
+    "ANNOTATIONS",
+    "BOX_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "ImageRecord",
+    "check_box",
+    "read_annotations",
+    "write_annotations",
+]
+
+logger = logging.getLogger(__name__)
+
+ANNOTATIONS = "annotations.csv"
+BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
+REQUIRED_COLUMNS = ("image", "label")
+OPTIONAL_COLUMNS = ("split", *BOX_COLUMNS, "mask")
+
+
+@dataclass
+class ImageRecord:
+    """One image of an annotated dataset, gathered from its CSV row(s).
+
+    ``source`` names where it came from (e.g. ``annotations.csv line 7``) for error messages;
+    ``box_sources`` does the same per box.
+    """
+
+    image: str
+    label: str
+    split: str | None = None
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    box_sources: list[str] = field(default_factory=list)
+    mask: str | None = None
+    source: str = ""
+
+
+def _parse_float(value: str, column: str, where: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{where}: {column} is {value!r}, not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{where}: {column} is {value!r}; box coordinates must be finite")
+    return number
+
+
+def check_box(box: Sequence[float], where: str) -> tuple[float, float, float, float]:
+    """Validate one XYXY box: finite and ``x_min < x_max``, ``y_min < y_max``."""
+    x_min, y_min, x_max, y_max = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (x_min, y_min, x_max, y_max)):
+        raise ValueError(f"{where}: box {list(box)} has a non-finite coordinate")
+    if x_min >= x_max:
+        raise ValueError(f"{where}: box has x_min={x_min:g} >= x_max={x_max:g}; need x_min < x_max")
+    if y_min >= y_max:
+        raise ValueError(f"{where}: box has y_min={y_min:g} >= y_max={y_max:g}; need y_min < y_max")
+    return x_min, y_min, x_max, y_max
+
+
+def read_annotations(csv_path: Path) -> tuple[list[ImageRecord], bool, bool]:
+    """Parse and validate an ``annotations.csv``; group rows by image.
+
+    Returns ``(records in order of first appearance, has_split_column, has_region_columns)``.
+    Raises FileNotFoundError if the file is missing, ValueError naming the file and line for
+    any malformed row.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(
+            f"{csv_path} not found: an annotated dataset folder needs an {ANNOTATIONS} with "
+            f"columns {', '.join(REQUIRED_COLUMNS)} and optionally {', '.join(OPTIONAL_COLUMNS)}"
+        )
+    name = str(csv_path)
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle, skipinitialspace=True)
+        columns = _read_header(reader, name)
+        has_boxes = BOX_COLUMNS[0] in columns
+        records: dict[str, ImageRecord] = {}
+        for row in reader:
+            where = f"{name} line {reader.line_num}"
+            if None in row:
+                raise ValueError(f"{where}: more fields than the {len(columns)} header columns")
+            values = {k: (v or "").strip() for k, v in row.items()}
+            _add_row(records, values, where, columns)
+    if not records:
+        raise ValueError(f"{name} has a header but no rows")
+    return list(records.values()), "split" in columns, has_boxes or "mask" in columns
+
+
+def _read_header(reader: csv.DictReader, name: str) -> list[str]:
+    """The stripped column names; the required ones and the four box columns together."""
+    if reader.fieldnames is None:
+        raise ValueError(f"{name} is empty: the first line must be the header")
+    columns = [c.strip() for c in reader.fieldnames]
+    reader.fieldnames = columns
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    present_boxes = [c for c in BOX_COLUMNS if c in columns]
+    if present_boxes and len(present_boxes) != len(BOX_COLUMNS):
+        missing += [c for c in BOX_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(
+            f"{name}: missing column(s) {', '.join(missing)} (found {', '.join(columns)}); "
+            f"required: {', '.join(REQUIRED_COLUMNS)}; optional: split, the four box "
+            "columns x_min,y_min,x_max,y_max together, mask"
+        )
+    unknown = [c for c in columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if unknown:
+        logger.warning("%s: ignoring unknown column(s) %s", name, ", ".join(unknown))
+    return columns
+
+
+def _row_box(values: dict[str, str], where: str) -> tuple[float, float, float, float] | None:
+    """The row's box, or None when its four fields are empty."""
+    fields = [values[c] for c in BOX_COLUMNS]
+    if any(fields) and not all(fields):
+        raise ValueError(
+            f"{where}: box fields must be all filled or all empty, got "
+            + ", ".join(f"{c}={v!r}" for c, v in zip(BOX_COLUMNS, fields, strict=True))
+        )
+    if not all(fields):
+        return None
+    numbers = [_parse_float(v, c, where) for c, v in zip(BOX_COLUMNS, fields, strict=True)]
+    return check_box(numbers, where)
+
+
+def _add_row(
+    records: dict[str, ImageRecord], values: dict[str, str], where: str, columns: list[str]
+) -> None:
+    """Validate one row and add it to the record of its image (a new one, or the one of an
+    earlier row of the same image, which must agree on label, split and mask)."""
+    image = values["image"]
+    if not image:
+        raise ValueError(f"{where}: empty image path")
+    if os.path.isabs(image):
+        raise ValueError(
+            f"{where}: image path {image!r} is absolute; paths are relative to the folder"
+        )
+    image = Path(image).as_posix()
+    label = values["label"]
+    if not label:
+        raise ValueError(f"{where}: empty label for image {image!r}")
+    split = values["split"] if "split" in columns else None
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"{where}: unknown split value {split!r}; accepted: {', '.join(SPLITS)}")
+    box = _row_box(values, where) if BOX_COLUMNS[0] in columns else None
+    mask = (values["mask"] or None) if "mask" in columns else None
+    if mask is not None:
+        if os.path.isabs(mask):
+            raise ValueError(f"{where}: mask path {mask!r} is absolute; use a relative one")
+        mask = Path(mask).as_posix()
+    record = records.get(image)
+    if record is None:
+        record = records[image] = ImageRecord(image, label, split, mask=mask, source=where)
+    else:
+        _check_same_image(record, where, image, label, split, mask)
+        record.mask = record.mask or mask
+    if box is not None:
+        record.boxes.append(box)
+        record.box_sources.append(where)
+
+
+def _check_same_image(
+    record: ImageRecord, where: str, image: str, label: str, split: str | None, mask: str | None
+) -> None:
+    """A later row of an image agrees with its first row on label, split and mask."""
+    if record.label != label:
+        raise ValueError(
+            f"{where}: image {image!r} has label {label!r} but {record.label!r} at "
+            f"{record.source}; one image has one label"
+        )
+    if record.split != split:
+        raise ValueError(
+            f"{where}: image {image!r} is in split {split!r} but in "
+            f"{record.split!r} at {record.source}; one image has one split"
+        )
+    if mask is not None and record.mask not in (None, mask):
+        raise ValueError(
+            f"{where}: image {image!r} has mask {mask!r} but {record.mask!r} at "
+            f"{record.source}; one image has one mask"
+        )
+
+
+def _format_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def write_annotations(path: Path, records: Iterable[ImageRecord]) -> None:
+    """Write records as an ``annotations.csv`` (one row per box), atomically."""
+    path = Path(path)
+    header = ["image", "label", "split", *BOX_COLUMNS, "mask"]
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    for record in records:
+        tail = [record.mask or ""]
+        head = [record.image, record.label, record.split or ""]
+        if not record.boxes:
+            writer.writerow([*head, "", "", "", "", *tail])
+        for box in record.boxes:
+            writer.writerow([*head, *(_format_number(v) for v in box), *tail])
+    atomic_write(path, text.getvalue())  # the usual file mode, fsync, temp cleaned on error

@@ -1,0 +1,228 @@
+"""What every part of an evaluation shares: the split's tensors, the maps of a method, the
+explainer options, the per-method cache (fingerprints) and the one JSON writer.
+
+:mod:`torchlap.evaluate.core` (``torchlap evaluate``), :mod:`torchlap.evaluate.method` (one
+method's metrics) and :mod:`torchlap.evaluate.checks` (sanity checks, grid pointing game) all
+build on this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Subset
+
+from torchlap.data import collate_regions, load_dataset
+from torchlap.evaluate.shard import (
+    active,
+    broadcast_from_zero,
+    gather_rows,
+    is_writer,
+    shard_bounds,
+)
+from torchlap.explainers import get
+from torchlap.io import atomic_write
+from torchlap.logs import track
+from torchlap.runs import WEIGHTS_FILE
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FLAT_TOLERANCE",
+    "METRICS_REVISION",
+    "EvalData",
+    "atomic_write_json",
+    "explain_all",
+    "fingerprint",
+    "flat_map_counts",
+    "load_eval_data",
+    "method_options",
+    "metric",
+    "read_cache",
+    "weights_stamp",
+]
+
+#: bumped whenever a metric's definition changes, so cached method results are recomputed
+#: (2: top-k metrics and the pointing game score ties by their expectation; thresholds are
+#: fitted on the validation images holding a region. 3: thresholds fitted on all validation
+#: images; keep-k% and Drop%/Increase% break ties at random (mean of seeded draws); LAP's
+#: ranking metrics read the unclipped-sum LAP All; LAP maps follow the run's concept sets;
+#: L2X-F/BLA-T train as in the BLA authors' code)
+METRICS_REVISION = 3
+
+
+@dataclass
+class EvalData:
+    """The tensors of one split: images in [0, 1], labels, region masks and flags."""
+
+    images: Tensor
+    labels: Tensor
+    masks: Tensor
+    has_region: Tensor
+    classes: list[str]
+    name: str
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def load_eval_data(
+    run: Any, data: str, split: str, max_images: int | None, batch_size: int = 64
+) -> EvalData:
+    """Read ``split`` of ``data`` as ``run`` saw it (same seed/size for its own built-in data)."""
+    train = run.config.get("train", {})
+    kwargs: dict[str, Any] = {}
+    seed = 0
+    if data == train.get("data"):
+        kwargs = dict(train.get("data_options") or {})
+        if train.get("n_images") is not None:
+            kwargs["n_images"] = train["n_images"]
+        seed = int(train.get("seed", 0))
+    dataset = load_dataset(data, split=split, image_size=run.image_size, seed=seed, **kwargs)
+    if list(dataset.classes) != list(run.classes):
+        raise ValueError(
+            f"{data!r} has classes {list(dataset.classes)}, the run was trained on "
+            f"{list(run.classes)}: evaluate it on data with the same classes"
+        )
+    if len(dataset) == 0:
+        raise ValueError(f"the {split} split of {data!r} is empty")
+    if max_images is not None and len(dataset) > max_images:
+        dataset = Subset(dataset, range(max_images))
+    parts: dict[str, list[Tensor]] = {"image": [], "label": [], "mask": [], "has_region": []}
+    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_regions):
+        for key in parts:
+            parts[key].append(batch[key])
+    images = torch.cat(parts["image"]).float()
+    if images.shape[1] != run.in_channels:
+        raise ValueError(
+            f"{data!r} has {images.shape[1]}-channel images, the run expects {run.in_channels}"
+        )
+    return EvalData(
+        images=images,
+        labels=torch.cat(parts["label"]),
+        masks=torch.cat(parts["mask"]).bool(),
+        has_region=torch.cat(parts["has_region"]),
+        classes=list(run.classes),
+        name=str(data),
+    )
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON through :func:`torchlap.io.atomic_write` (never a half-written file)."""
+    if not is_writer():  # sharded evaluation: rank 0 alone writes
+        return
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def metric(result: Any) -> dict[str, Any]:
+    """A :class:`~torchlap.metrics.MetricResult` as the dict results.json stores."""
+    return result.to_dict()
+
+
+def progress(iterable: Any, total: int, description: str) -> Any:
+    """Progress of the image batches (rich on a terminal, plain lines otherwise; torchlap.logs)."""
+    return track(iterable, total=total, description=description, unit="image batches")
+
+
+# ------------------------------------------------------------------------------ explanations
+
+
+def explain_all(
+    model: nn.Module,
+    images: Tensor,
+    targets: Tensor,
+    method: str,
+    options: dict[str, Any],
+    batch_size: int,
+    device: torch.device,
+) -> Tensor:
+    """Maps ``(N, H, W)`` of ``method`` for all ``images``, explained in batches."""
+    shard = active()  # sharded evaluation: this rank explains its run of whole batches
+    first, stop = (0, len(images)) if shard is None else shard_bounds(
+        len(images), batch_size, shard.rank, shard.world_size
+    )  # fmt: skip
+    chunks = []
+    if stop > first:
+        with get(method)(model, **options) as explainer:
+            starts = range(first, stop, batch_size)
+            for start in progress(starts, len(starts), method):
+                end = min(start + batch_size, stop)
+                maps = explainer(images[start:end].to(device), targets[start:end].to(device))
+                chunks.append(maps.detach().float().cpu())
+    maps = torch.cat(chunks) if chunks else None
+    if shard is not None:
+        maps = gather_rows(maps, shard)  # every rank gets every map, in image order
+    if maps is None:
+        raise ValueError(f"{method}: no images to explain (an empty image tensor)")
+    return torch.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+FLAT_TOLERANCE = 1e-6
+
+
+def flat_map_counts(maps: Tensor, tolerance: float = FLAT_TOLERANCE) -> dict[str, Any]:
+    """How many of the ``(N, H, W)`` maps are flat: max - min <= ``tolerance`` times
+    max(1, max |map|) (absolute for maps in [0, 1], relative for larger scales). A flat map
+    ranks no pixel above another, so its localization and faithfulness numbers say nothing
+    about the model (the report flags them)."""
+    flat_maps = maps.flatten(1)
+    spread = flat_maps.amax(dim=1) - flat_maps.amin(dim=1)
+    scale = flat_maps.abs().amax(dim=1).clamp_min(1.0)
+    n_flat = int((spread <= tolerance * scale).sum())
+    return {"n": int(maps.shape[0]), "n_flat": n_flat, "tolerance": tolerance}
+
+
+def method_options(method: str, options: Any, run_facts: dict[str, Any]) -> dict[str, Any]:
+    """The explainer options of ``method``: the user's (``options.method_options``), plus the
+    run facts the explainer takes (:attr:`~torchlap.explainers.Explainer.run_facts`, e.g. LAP's
+    ``concept_sets``) that the run has, unless the user gave them."""
+    chosen = dict(options.method_options.get(method, {}))
+    for name in get(method).run_facts:
+        if run_facts.get(name) is not None:
+            chosen.setdefault(name, run_facts[name])
+    return chosen
+
+
+# ------------------------------------------------------------------------------------ cache
+
+
+def fingerprint(parts: dict[str, Any]) -> str:
+    """A short hash of ``parts`` and :data:`METRICS_REVISION` (the cache key of a result)."""
+    parts = {**parts, "metrics_revision": METRICS_REVISION}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def weights_stamp(run_dir: Path) -> dict[str, Any]:
+    """Size and modification time of a run's weights (a retrained run invalidates the cache)."""
+    weights = run_dir / WEIGHTS_FILE
+    stat = weights.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def read_cache(cache: Path, key: str, label: str) -> Any:
+    """The cached results of ``cache`` when its fingerprint matches, else ``None`` (sharded:
+    rank 0's reading, on every rank, so that all ranks compute the same methods)."""
+    return broadcast_from_zero(_read_own_cache(cache, key, label) if is_writer() else None)
+
+
+def _read_own_cache(cache: Path, key: str, label: str) -> Any:
+    if not cache.is_file():
+        return None
+    try:
+        cached = json.loads(cache.read_text())
+        if cached.get("fingerprint") == key:
+            logger.info("%s: reusing %s (pass --force to recompute)", label, cache)
+            return cached["results"]
+    except (json.JSONDecodeError, KeyError, AttributeError):
+        logger.warning("%s is unreadable; recomputing %s", cache, label)
+    return None

@@ -1,0 +1,140 @@
+"""The settings of one evaluation (:class:`EvaluateOptions`), checked before any work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torchlap._checks import check_choice, is_int
+from torchlap.evaluate.checks import validate_check_options
+from torchlap.explainers import available, comparison_methods
+from torchlap.explainers.lap import LAP_ALL_VARIANTS
+from torchlap.metrics.perturbation import TIE_RULES
+
+__all__ = ["DEFAULT_METHODS", "THRESHOLD_FIT_SETS", "EvaluateOptions"]
+
+#: the default comparison set as registered when torchlap loaded (EvaluateOptions reads the
+#: registry when it is created, so a method registered later joins its default)
+DEFAULT_METHODS = comparison_methods()
+#: the choices of ``threshold_fit`` (``ties``: TIE_RULES, ``lap_all_ranking``: LAP_ALL_VARIANTS)
+THRESHOLD_FIT_SETS = ("all", "with_region")
+
+
+@dataclass
+class EvaluateOptions:
+    """Settings of one evaluation (all recorded in ``results.json``).
+
+    ``max_images`` caps the evaluation images (the first ones of the split) and
+    ``max_val_images`` the validation images used to fit thresholds and the learned LAP
+    predictor. ``threshold_fit``: which validation images fit the global threshold of the
+    other methods (paper 000: "over the validation samples"): ``"all"`` (default) or
+    ``"with_region"`` (only those holding a region, torchlap's rule before metrics revision 3).
+    ``ties``: how keep-k% and Drop%/Increase% break ties at the k-th score, ``"random"``
+    (default: the mean over ``tie_draws`` seeded random tie-breaks for the samples whose
+    selection depends on it) or ``"index"`` (raster order, the earlier rule); see
+    :func:`torchlap.metrics.keep_top_k`. ``lap_all_ranking``: the "LAP All" map of the metrics
+    that rank pixels (IoU by top-scored selection, mIoU, Bbox, pointing game, keep-k%,
+    Drop%/Increase%): ``"unclipped_sum"`` (default, the supplement's map for top-K selection) or
+    ``"algorithm1"``; the metrics that read the map's values (IoU by thresholding at 0.5, EBPG,
+    Drop/Inc/Win and stability) use Algorithm 1 (see :func:`torchlap.explainers.lap_all`).
+    ``stability_images`` is the subset on which stability recomputes every map under noise
+    (one more explanation pass per fraction of ``stability_fractions``). ``method_options`` go
+    to the explainers' constructors, e.g. ``{"rise": {"n_masks": 1000}}``. ``target`` is whose
+    map is explained: ``"prediction"`` (the paper's choice for keep-k%) or ``"label"``.
+
+    ``sanity`` (off by default): the model-parameter randomization test of Adebayo et al.
+    2018 on the first ``sanity_images`` images, modes ``sanity_modes`` (``cascading``,
+    ``independent``), units of ``sanity_granularity`` (``block``/``layer``); a method passes
+    when its Spearman |map| correlation at full randomization is below ``sanity_threshold``
+    (results key ``sanity``, see :mod:`torchlap.evaluate.sanity`). ``grid_pg``: the synthetic
+    grid pointing game on ``grid_pg_grids`` grids of ``grid_pg_shape`` (``auto``: 2x2, or 1xK
+    for K < 4 classes) whose cells the model classifies correctly with probability at least
+    ``grid_pg_confidence`` (results keys ``grid_pointing_game``, ``grid_pointing_setup``).
+    ``check_methods``: the methods both checks run for (``None``: every method evaluated; the
+    demo leaves out the perturbation explainers, whose full price every randomized copy pays).
+
+    ``lime_images``: for a model with a BLA module and ``bla`` among the methods, the BLA
+    paper's faithfulness check (section 4.3) on that many test images: Spearman rank
+    correlation of LIME's patch scores (``lime_samples`` samples, ``lime_patch``-pixel squares;
+    ``None``: the paper's 7x7 grid, 32 px at 224) with BLA's soft explanation and with
+    Grad-CAM (results key ``lime_spearman``); 0 turns it off.
+    """
+
+    split: str = "test"
+    methods: tuple[str, ...] = field(default_factory=comparison_methods)
+    batch_size: int = 32
+    max_images: int | None = None
+    max_val_images: int | None = 200
+    ks: tuple[float, ...] = (10, 30, 50, 70, 90)
+    baseline: str = "zero"
+    stability_images: int = 16
+    stability_fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+    threshold_classifier: str = "ridge"
+    threshold_fit: str = "all"
+    ties: str = "random"
+    tie_draws: int = 4
+    lap_all_ranking: str = "unclipped_sum"
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    target: str = "prediction"
+    examples: bool = True
+    lime_images: int = 8
+    lime_samples: int = 1000
+    lime_patch: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    # sanity checks and grid pointing game (torchlap.evaluate.checks; off by default)
+    sanity: bool = False
+    sanity_images: int = 8
+    sanity_modes: tuple[str, ...] = ("cascading", "independent")
+    sanity_granularity: str = "block"
+    sanity_threshold: float = 0.5
+    grid_pg: bool = False
+    grid_pg_shape: str = "auto"
+    grid_pg_grids: int = 16
+    grid_pg_confidence: float = 0.9
+    check_methods: tuple[str, ...] | None = None
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field."""
+        self._validate_methods()
+        self._validate_counts()
+        if self.target not in ("prediction", "label"):
+            raise ValueError(f"target must be 'prediction' or 'label', got {self.target!r}")
+        for name, accepted in (
+            ("threshold_fit", THRESHOLD_FIT_SETS),
+            ("ties", TIE_RULES),
+            ("lap_all_ranking", LAP_ALL_VARIANTS),
+        ):
+            check_choice(getattr(self, name), name, accepted)
+        if any(not 0 < k <= 100 for k in self.ks):
+            raise ValueError(f"ks are percentages in (0, 100], got {self.ks}")
+        if any(not 0 < f < 1 for f in self.stability_fractions):
+            raise ValueError(
+                f"stability_fractions must be in (0, 1), got {self.stability_fractions}"
+            )
+        validate_check_options(self)
+
+    def _validate_methods(self) -> None:
+        if not self.methods:
+            raise ValueError("methods is empty; name at least one of " + ", ".join(available()))
+        unknown = [m for m in self.methods if m not in available()]
+        if unknown:
+            raise ValueError(
+                f"unknown method(s) {', '.join(unknown)}; available: {', '.join(available())}"
+            )
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods are listed twice: {list(self.methods)}")
+
+    def _validate_counts(self) -> None:
+        minimums: dict[str, Any] = {
+            "batch_size": 1, "stability_images": 1, "tie_draws": 1, "lime_images": 0,
+            "lime_samples": 1,
+        }  # fmt: skip
+        for name, low in minimums.items():
+            value = getattr(self, name)
+            if not is_int(value) or value < low:  # ValueError, as the CLI reports it
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        for name in ("max_images", "max_val_images", "lime_patch"):
+            value = getattr(self, name)
+            if value is not None and (not is_int(value) or value < 1):
+                raise ValueError(f"{name} must be None or an int >= 1, got {value!r}")

@@ -1,0 +1,227 @@
+"""The feature probe: one forward pass with a hook on every module, and the layers it implies.
+
+The CAM methods explain the input of the model's global pool (:attr:`FeatureProbe.cam_layer`);
+SISE reads the last layer of each block (:attr:`FeatureProbe.block_layers`). Both are found
+from the shapes one forward pass produces, so that any convolutional model works without
+naming its layers. :class:`Capture` keeps one layer's output during an explanation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+from torchlap.layers.lap import LapBase
+
+__all__ = ["Capture", "FeatureProbe", "probe_features"]
+
+
+@dataclass(eq=False)
+class _Event:
+    """One module call seen by the probe: output shape and the tensors going in and out."""
+
+    index: int
+    name: str
+    inputs: tuple[Tensor, ...]
+    output: Tensor | None
+
+
+@dataclass
+class FeatureProbe:
+    """What one probe forward pass saw, and the feature layers it implies.
+
+    ``cam_layer``: name of the layer the CAM methods explain by default — the input of the last
+    global pooling (a module whose 4-D output is 1x1, e.g. ``avgpool`` or the adaptive LAP), or
+    when there is none, the last module with a 4-D output of spatial size > 1 (``None`` when no
+    module has one).
+    ``block_layers``: SISE's block-wise selection (paper 003, "Block-Wise Feature Explanation"):
+    the layers whose output feeds a spatial down-sampling (a module whose 4-D output has at most
+    half the pixels of its 4-D input), i.e. the last layer of each block, plus ``cam_layer``; in
+    forward order. Of the modules returning the same tensor the outermost is named (``layer1``,
+    not ``layer1.1.relu``); branches inside a reduction block are skipped for the block's input.
+    ``calls``: how often each module ran in the pass (a layer that runs more than once has no
+    single output to explain).
+    """
+
+    cam_layer: str | None
+    block_layers: list[str]
+    calls: dict[str, int] = field(default_factory=dict)
+
+
+def _is_spatial(t: object) -> bool:
+    return isinstance(t, Tensor) and t.dim() == 4 and t.shape[-2] * t.shape[-1] > 1
+
+
+def _pixels(t: Tensor) -> int:
+    return t.shape[-2] * t.shape[-1]
+
+
+def _record(
+    model: nn.Module, sample: Tensor, hooks: list[RemovableHandle]
+) -> tuple[list[_Event], dict[str, int]]:
+    """Every module call of one forward pass (modules inside a LAP layer are counted, not
+    recorded: the concept scorer is no feature layer)."""
+    inside_lap = set()
+    for module in model.modules():
+        if isinstance(module, LapBase):
+            inside_lap.update(id(m) for m in module.modules() if m is not module)
+    events: list[_Event] = []
+    calls: dict[str, int] = {}
+
+    def make_hook(name: str, record: bool) -> Callable:
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            if not record:
+                return
+            tensors = tuple(a for a in args if isinstance(a, Tensor))
+            out = output if isinstance(output, Tensor) else None
+            events.append(_Event(len(events), name, tensors, out))
+
+        return hook
+
+    for name, module in model.named_modules():
+        if name:
+            record = id(module) not in inside_lap
+            hooks.append(module.register_forward_hook(make_hook(name, record)))
+    with torch.no_grad():
+        model(sample)
+    for handle in hooks:
+        handle.remove()
+    hooks.clear()
+    return events, calls
+
+
+def _producers(events: list[_Event]) -> dict[int, _Event]:
+    """The module that produced each tensor: of the modules returning the same tensor object,
+    the outermost (a block returns its last child's tensor), then the first (an identity such
+    as Dropout in eval mode returns its input)."""
+    producer: dict[int, _Event] = {}
+    for event in events:
+        if event.output is not None:
+            known = producer.get(id(event.output))
+            if known is None or event.name.count(".") < known.name.count("."):
+                producer[id(event.output)] = event
+    return producer
+
+
+def _downsampling(events: list[_Event]) -> list[_Event]:
+    """Modules whose 4-D output has at most half the pixels of their 4-D input (a stride-2
+    convolution or pool, an adaptive pool; not a "valid" 3x3 convolution)."""
+    return [
+        e
+        for e in events
+        if e.output is not None
+        and e.output.dim() == 4
+        and e.inputs
+        and _is_spatial(e.inputs[0])
+        and 2 * _pixels(e.output) <= _pixels(e.inputs[0])
+    ]
+
+
+def _block_feeders(
+    downsampling: list[_Event], producer: dict[int, _Event]
+) -> tuple[list[_Event], _Event | None]:
+    """The layers feeding each down-sampling (block ends) and the global pool's input."""
+    # single reduction steps (at most ~3x per side), e.g. a ResNet block or Inception's
+    # Mixed_6a, unlike a container holding several steps (VGG's ``features``)
+    reducing_input = {
+        e.name: tuple(e.inputs[0].shape[-2:])
+        for e in downsampling
+        if 10 * _pixels(e.output) > _pixels(e.inputs[0])
+    }
+
+    def inside_reduction_block(feeder: _Event) -> bool:
+        # a branch inside a reduction block (Inception's Mixed_6a, a Bottleneck's conv1) at the
+        # block's input resolution: the block's own input is the layer to take
+        parts = feeder.name.split(".")
+        size = tuple(feeder.output.shape[-2:])
+        return any(reducing_input.get(".".join(parts[:k])) == size for k in range(1, len(parts)))
+
+    # of the pools to 1x1, only the last is the model's global pool (earlier ones are e.g. the
+    # squeeze-and-excitation gates of EfficientNet/MobileNetV3 blocks)
+    global_pools = [e for e in downsampling if e.output.shape[-2] == e.output.shape[-1] == 1]
+    block: list[_Event] = []
+    global_pool_input: _Event | None = None
+    for event in downsampling:
+        if global_pools and event in global_pools[:-1]:
+            continue
+        feeder = producer.get(id(event.inputs[0]))
+        if feeder is None or feeder.index >= event.index or inside_reduction_block(feeder):
+            continue  # fed by the input image, a functional op, or inside a reduction block
+        if all(feeder.name != b.name for b in block):
+            block.append(feeder)
+        if event.output.shape[-2] == event.output.shape[-1] == 1:
+            global_pool_input = feeder
+    return block, global_pool_input
+
+
+def probe_features(model: nn.Module, sample: Tensor, hooks: list[RemovableHandle]) -> FeatureProbe:
+    """Run ``model`` once on ``sample`` with forward hooks on every module and find its layers.
+
+    Modules inside a LAP layer (the concept scorer) are not feature layers and are skipped; a LAP
+    layer itself counts as a (down-sampling) pool. Hook handles go to ``hooks`` (the caller
+    removes them in ``finally``).
+    """
+    events, calls = _record(model, sample, hooks)
+    producer = _producers(events)
+    spatial = [e for e in events if _is_spatial(e.output)]
+    if not spatial:
+        return FeatureProbe(cam_layer=None, block_layers=[], calls=dict(calls))
+    block, global_pool_input = _block_feeders(_downsampling(events), producer)
+    cam = global_pool_input if global_pool_input is not None else spatial[-1]
+    if global_pool_input is None:
+        cam = producer.get(id(cam.output), cam)
+    if all(cam.name != b.name for b in block):
+        block.append(cam)
+    block.sort(key=lambda e: e.index)
+    # a block layer must come no later than the CAM layer (layers after it are the classifier)
+    names = [e.name for e in block if e.index <= cam.index]
+    return FeatureProbe(cam_layer=cam.name, block_layers=names, calls=dict(calls))
+
+
+class Capture:
+    """Forward hook keeping the output of one module's ``call``-th call in each forward pass."""
+
+    def __init__(self, name: str, call: int = 0) -> None:
+        self.name = name
+        self.call = call
+        self.count = 0
+        self.output: Tensor | None = None
+        self.version = 0
+        self.handle: RemovableHandle | None = None
+
+    def remove(self) -> None:
+        """Remove the hook now (it is removed at the end of the call anyway)."""
+        if self.handle is not None:
+            self.handle.remove()
+
+    def __call__(self, module: nn.Module, args: tuple, output: object) -> None:
+        if self.count == self.call:
+            if not isinstance(output, Tensor):
+                raise TypeError(
+                    f"layer {self.name!r} returns {type(output).__name__}, not a tensor; "
+                    "choose a layer whose output is a (B, C, h, w) feature map"
+                )
+            self.output = output
+            self.version = output._version
+        self.count += 1
+
+    def get(self) -> Tensor:
+        """The captured feature map; raises if it is missing or was later changed in place."""
+        if self.output is None:
+            raise ValueError(f"layer {self.name!r} did not run in the forward pass")
+        if self.output._version != self.version:
+            raise ValueError(
+                f"the output of layer {self.name!r} was modified in place after it was computed "
+                "(e.g. by `x += y` in the model's forward); choose another layer"
+            )
+        if self.output.dim() != 4:
+            raise ValueError(
+                f"layer {self.name!r} outputs shape {tuple(self.output.shape)}; the method needs "
+                "a (B, C, h, w) feature map"
+            )
+        return self.output

@@ -1,0 +1,263 @@
+"""LIME faithfulness of explanation maps: paper 002, section 4.3 (Table 2).
+
+The Spearman rank correlation between LIME scores of square patches (captum ``Lime``, a
+least-squares surrogate) and an explanation map averaged over the same patches:
+:func:`lime_patch_scores`, :func:`patch_means`, :func:`spearman_correlation` and
+:func:`lime_spearman`. The comparison protocol of the paper (BLA-T against Grad-CAM) is
+:func:`torchlap.evaluate.bla_comparison.bla_lime_faithfulness`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from torchlap._checks import check_positive_int as _check_positive_int
+from torchlap.metrics._common import MetricResult
+
+__all__ = [
+    "EvalMode",
+    "check_images",
+    "lime_patch_scores",
+    "lime_spearman",
+    "patch_feature_mask",
+    "patch_means",
+    "resolve_target",
+    "spearman_correlation",
+]
+
+
+def spearman_correlation(a: Tensor, b: Tensor) -> Tensor:
+    """Spearman's rank correlation of each row pair of ``a``, ``b`` (N, n): (N,).
+
+    Ties get their average rank (as ``scipy.stats.spearmanr``); a row whose ranks are constant
+    has no correlation: ``nan``. Ranks come from pairwise comparisons (O(n^2) per row; ``n`` is a
+    number of patches here), batched on the tensors' device.
+    """
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise TypeError("a and b must be tensors")
+    if a.dim() != 2 or a.shape != b.shape:
+        raise ValueError(f"a and b must both be (N, n), got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[1] < 2:
+        raise ValueError(f"a rank correlation needs at least 2 values per row, got {a.shape[1]}")
+    ranks_a = _average_ranks(a.to(torch.float64))
+    ranks_b = _average_ranks(b.to(torch.float64))
+    ranks_a = ranks_a - ranks_a.mean(dim=1, keepdim=True)
+    ranks_b = ranks_b - ranks_b.mean(dim=1, keepdim=True)
+    numerator = (ranks_a * ranks_b).sum(dim=1)
+    denominator = (ranks_a.square().sum(dim=1) * ranks_b.square().sum(dim=1)).sqrt()
+    nan = torch.full_like(numerator, float("nan"))
+    return torch.where(denominator > 0, numerator / denominator.clamp_min(1e-300), nan)
+
+
+def _average_ranks(x: Tensor) -> Tensor:
+    """1-based ranks, ties averaged: ``#{j: x_j < x_i} + (#{j: x_j = x_i} + 1) / 2``."""
+    less = (x.unsqueeze(1) < x.unsqueeze(2)).sum(dim=2)
+    equal = (x.unsqueeze(1) == x.unsqueeze(2)).sum(dim=2)
+    return less.to(x.dtype) + (equal.to(x.dtype) + 1) / 2
+
+
+def patch_feature_mask(
+    height: int, width: int, patch: int, device: torch.device | str | None = None
+) -> Tensor:
+    """(H, W) long tensor of patch indices, row-major over a grid of ``patch`` x ``patch``
+    squares (the last row/column of patches is smaller when ``patch`` does not divide the size).
+    """
+    _check_positive_int(patch, "patch")
+    columns = -(-width // patch)
+    rows = torch.arange(height, device=device) // patch
+    cols = torch.arange(width, device=device) // patch
+    return rows[:, None] * columns + cols[None, :]
+
+
+def patch_means(maps: Tensor, image_size: Sequence[int], patch: int) -> Tensor:
+    """Average explanation maps ``(B, h, w)`` over the patches of an image of ``image_size``.
+
+    Maps already at the patch-grid resolution (e.g. a 7x7 BLA map for 32x32 patches of a 224
+    image) are used as they are; other maps are resized to ``image_size`` (bilinear,
+    ``align_corners=False``, torchlap's shared upsampling) and averaged per patch.
+    Returns (B, n_patches), patches row-major.
+    """
+    if not isinstance(maps, Tensor) or maps.dim() != 3:
+        shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
+        raise ValueError(f"maps must be (B, h, w), got {shape}")
+    height, width = int(image_size[0]), int(image_size[1])
+    _check_positive_int(patch, "patch")
+    grid = (-(-height // patch), -(-width // patch))
+    maps = maps.float() if not maps.is_floating_point() else maps
+    if tuple(maps.shape[-2:]) == grid:
+        return maps.flatten(1)
+    if tuple(maps.shape[-2:]) != (height, width):
+        maps = F.interpolate(
+            maps.unsqueeze(1), size=(height, width), mode="bilinear", align_corners=False
+        )[:, 0]
+    ids = patch_feature_mask(height, width, patch, maps.device).flatten()
+    n_patches = grid[0] * grid[1]
+    sums = maps.new_zeros(maps.shape[0], n_patches).index_add_(1, ids, maps.flatten(1))
+    counts = torch.bincount(ids, minlength=n_patches).to(maps.dtype)
+    return sums / counts
+
+
+def check_images(images: Tensor) -> None:
+    """Raise ``ValueError`` unless ``images`` is a float (B, C, H, W) tensor."""
+    if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must be a float (B, C, H, W) tensor, got {shape}")
+
+
+def resolve_target(model: nn.Module, images: Tensor, target: int | Tensor | None) -> Tensor:
+    """(B,) class indices: ``target`` broadcast, or the model's predicted classes (``None``)."""
+    batch = images.shape[0]
+    if target is None:
+        with torch.no_grad():
+            logits = model(images)
+        if not isinstance(logits, Tensor) or logits.dim() != 2:
+            raise TypeError("the model must return class scores of shape (B, n_classes)")
+        return logits.argmax(dim=1)
+    if isinstance(target, int) and not isinstance(target, bool):
+        return torch.full((batch,), target, dtype=torch.long, device=images.device)
+    if isinstance(target, Tensor) and target.dim() <= 1 and not target.is_floating_point():
+        target = target.reshape(-1).to(device=images.device, dtype=torch.long)
+        if target.numel() == 1:
+            return target.expand(batch).clone()
+        if target.numel() == batch:
+            return target
+    raise ValueError(f"target must be None, an int or {batch} class indices, got {target!r}")
+
+
+class EvalMode:
+    """Context: every module of ``model`` in eval mode, flags restored on exit (also on error)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.flags: dict[nn.Module, bool] = {}
+
+    def __enter__(self) -> nn.Module:
+        self.flags = {m: m.training for m in self.model.modules()}
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc_info: object) -> bool:
+        for module, training in self.flags.items():
+            module.training = training
+        return False
+
+
+def lime_patch_scores(
+    model: nn.Module,
+    images: Tensor,
+    target: int | Tensor | None = None,
+    patch: int = 32,
+    n_samples: int = 1000,
+    seed: int = 0,
+    baseline: float = 0.0,
+    perturbations_per_eval: int = 50,
+    score: str = "probability",
+) -> Tensor:
+    """LIME scores of square patches (paper 002, section 4.3), one row per image: (B, n_patches).
+
+    captum's ``Lime`` with a feature mask of ``patch`` x ``patch`` squares, ``n_samples`` random
+    occlusion patterns (each patch kept with probability 1/2, an absent patch set to
+    ``baseline``: black for un-normalised images, the mean for normalised ones), weighted by
+    captum's default exponential cosine kernel, and a least-squares linear model
+    (``SkLearnLinearRegression``), as the paper fits "a least squares model". ``score``:
+    ``"probability"`` (softmax of the target class) or ``"logit"``. The occlusion patterns are
+    drawn from a generator seeded with ``seed`` for every image (the same patterns for each
+    image; the global RNG is left untouched). The model runs in eval mode, flags restored.
+    """
+    # captum (with scikit-learn) loads here: importing it at module top would add about a
+    # second to every `torchlap` command (measured: `torchlap --help`), and only LIME needs it
+    from captum._utils.models.linear_model import SkLearnLinearRegression
+    from captum.attr import Lime
+
+    check_images(images)
+    _check_positive_int(patch, "patch")
+    _check_positive_int(n_samples, "n_samples")
+    _check_positive_int(perturbations_per_eval, "perturbations_per_eval")
+    if score not in ("probability", "logit"):
+        raise ValueError(f"score must be 'probability' or 'logit', got {score!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    height, width = images.shape[-2:]
+    mask = patch_feature_mask(height, width, patch, images.device)
+    mask = mask.expand(1, images.shape[1], height, width)
+
+    def forward(x: Tensor) -> Tensor:
+        logits = model(x)
+        return logits.softmax(dim=1) if score == "probability" else logits
+
+    rows = []
+    with EvalMode(model), torch.no_grad():
+        classes = resolve_target(model, images, target)
+        lime = Lime(forward, interpretable_model=SkLearnLinearRegression())
+        # captum fits one surrogate per example (it warns for batches and loops itself)
+        for index in range(images.shape[0]):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                coefficients = lime.attribute(
+                    images[index : index + 1], baselines=baseline,
+                    target=int(classes[index]), feature_mask=mask, n_samples=n_samples,
+                    perturbations_per_eval=perturbations_per_eval, return_input_shape=False,
+                )  # fmt: skip
+            rows.append(coefficients.reshape(1, -1).to(images.device, torch.float32))
+    return torch.cat(rows, dim=0)
+
+
+def lime_spearman(
+    model: nn.Module,
+    images: Tensor,
+    explanation_maps: Tensor,
+    target: int | Tensor | None = None,
+    patch: int = 32,
+    n_samples: int = 1000,
+    seed: int = 0,
+    lime_scores: Tensor | None = None,
+    **lime_options: Any,
+) -> MetricResult:
+    """Spearman rank correlation between LIME patch scores and explanation maps (section 4.3).
+
+    ``explanation_maps`` (B, h, w) or (B, 1, h, w) are averaged per ``patch`` x ``patch`` square
+    (:func:`patch_means`); LIME scores come from :func:`lime_patch_scores` on ``model`` (pass
+    precomputed ``lime_scores`` (B, n_patches) to compare several maps with one LIME run).
+    Returns a :class:`~torchlap.metrics.MetricResult` (higher is better, in [-1, 1]); images
+    whose map or LIME scores are constant (no ranking) are excluded (``n_excluded``).
+    """
+    check_images(images)
+    if isinstance(explanation_maps, Tensor) and explanation_maps.dim() == 4:
+        if explanation_maps.shape[1] != 1:
+            raise ValueError(
+                f"explanation_maps must be (B, h, w) or (B, 1, h, w), got "
+                f"{tuple(explanation_maps.shape)}"
+            )
+        explanation_maps = explanation_maps[:, 0]
+    if not isinstance(explanation_maps, Tensor) or explanation_maps.dim() != 3:
+        raise ValueError("explanation_maps must be a (B, h, w) tensor")
+    if explanation_maps.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"{explanation_maps.shape[0]} explanation maps for {images.shape[0]} images"
+        )
+    map_scores = patch_means(explanation_maps.detach().to(images.device), images.shape[-2:], patch)
+    if lime_scores is None:
+        lime_scores = lime_patch_scores(
+            model, images, target, patch=patch, n_samples=n_samples, seed=seed, **lime_options
+        )
+    elif tuple(lime_scores.shape) != tuple(map_scores.shape):
+        raise ValueError(
+            f"lime_scores has shape {tuple(lime_scores.shape)}, expected "
+            f"{tuple(map_scores.shape)} (B, n_patches)"
+        )
+    per_sample = spearman_correlation(map_scores, lime_scores.to(map_scores.device))
+    valid = torch.isfinite(per_sample)
+    n = int(valid.sum())
+    value = float(per_sample[valid].mean()) if n else float("nan")
+    return MetricResult(
+        value=value,
+        higher_is_better=True,
+        n=n,
+        n_excluded=int(per_sample.numel() - n),
+        per_sample=per_sample,
+    )

@@ -1,0 +1,169 @@
+"""The run folder as training sees it: may this run be written there, and writing its weights.
+
+The folder's format (file names, integrity record, atomic writer) is :mod:`torchlap.runs`'s;
+this module decides whether ``--out`` may take a run (new, resumed or overwritten) and saves
+the final weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save
+
+from torchlap.runs import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    RUN_FILES,
+    WEIGHTS_FILE,
+    RunFolderError,
+    atomic_write,
+    check_integrity,
+    clean_stale_temps,
+    is_run_config,
+    read_run_config,
+    record_integrity,
+)
+from torchlap.train.config import TrainConfig
+
+__all__ = ["is_global_zero", "prepare_folder", "save_weights"]
+
+logger = logging.getLogger(__name__)
+
+
+def is_global_zero() -> bool:
+    """Rank zero before any Trainer exists (Lightning's launchers set these variables)."""
+    for name in ("RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        if name in os.environ:
+            return int(os.environ[name]) == 0
+    return int(os.environ.get("NODE_RANK", 0)) == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
+
+
+def save_weights(
+    path: Path, state: dict[str, torch.Tensor], meta: dict, run_dir: Path | None = None
+) -> str:
+    """Write the weights atomically; returns their SHA-256. With ``run_dir``, the digest is
+    recorded in its config.json first (a kill in between leaves the old weights valid)."""
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    data = save(tensors, metadata={k: str(v) for k, v in meta.items()})
+    digest = hashlib.sha256(data).hexdigest()
+    if run_dir is not None:
+        record_integrity(run_dir, path, digest)
+    atomic_write(path, data)
+    return digest
+
+
+def prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
+    """Refuse a folder holding another run (unless overwrite); with ``apply``, clear the old
+    run's files for an overwrite (other files in the folder are left alone)."""
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out} exists and is not a folder; pass a folder path")
+    config_path = out / CONFIG_FILE
+    ours = config_path.is_file() and is_run_config(config_path)
+    if config_path.is_file() and not ours:
+        raise RunFolderError(
+            f"--out {out} holds a {CONFIG_FILE} that torchlap train did not write; torchlap "
+            "never replaces files it did not write: choose another (empty or new) folder"
+        )
+    if config.resume:
+        _check_resume(out, config, apply)
+        return
+    if not out.exists():
+        return
+    if apply:
+        clean_stale_temps(out)
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    others = [p.name for p in out.iterdir() if p.name not in RUN_FILES]
+    if present and not ours:
+        # metrics.json, model.safetensors or checkpoints/ without torchlap's config.json:
+        # not a run torchlap can vouch for, so not torchlap's to replace
+        raise RunFolderError(
+            f"--out {out} holds {sorted(present)} but no {CONFIG_FILE} written by torchlap "
+            "train, so torchlap did not write them and will not replace them; choose another "
+            "(empty or new) folder"
+        )
+    if config.overwrite:
+        _clear_run(out, present, apply)
+    elif ours:
+        _check_same_run(out, config, apply)
+    elif present or others:
+        raise RunFolderError(
+            f"--out {out} is not empty and holds no torchlap run (found "
+            f"{sorted(present + others)[:5]}); choose an empty or new folder"
+        )
+
+
+def _stored_identity(out: Path) -> dict:
+    return TrainConfig.from_dict(read_run_config(out)["train"]).identity()
+
+
+def _check_resume(out: Path, config: TrainConfig, apply: bool) -> None:
+    """``--resume``: the folder holds this run; its latest checkpoint is intact."""
+    if not (out / CONFIG_FILE).is_file():
+        raise RunFolderError(f"--resume: {out} holds no run (no config.json) to resume")
+    old = _stored_identity(out)
+    new = config.identity()
+    if old != new:
+        diff = sorted(k for k in new if old.get(k) != new.get(k))
+        raise RunFolderError(
+            f"--resume: the run in {out} was made with other settings (differing: {diff}); "
+            "resume it with its own settings"
+        )
+    if apply:
+        clean_stale_temps(out)
+    # a damaged checkpoint is named now, before anything is written or loaded
+    checkpoints = sorted(
+        (out / CHECKPOINTS_DIR).glob(f"phase*/{LAST_CHECKPOINT}"),
+        key=lambda p: int(p.parent.name[5:]) if p.parent.name[5:].isdigit() else 0,
+    )
+    for checkpoint in checkpoints[-1:]:
+        check_integrity(out, checkpoint)
+
+
+def _clear_run(out: Path, present: list[str], apply: bool) -> None:
+    """``--overwrite``: remove the old run's files (with ``apply``)."""
+    if not apply:
+        return
+    if present:
+        logger.warning("--overwrite: replacing the run in %s (%s)", out, ", ".join(sorted(present)))
+    for name in present:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+
+
+def _check_same_run(out: Path, config: TrainConfig, apply: bool) -> None:
+    """A folder holding a run: only this run, not started yet, may start again there."""
+    try:
+        old = _stored_identity(out)
+    except (ValueError, TypeError, KeyError) as error:
+        raise RunFolderError(
+            f"--out {out}: its {CONFIG_FILE} cannot be read ({error}); pass --overwrite to "
+            "replace that run or choose another folder"
+        ) from None
+    started = [n for n in (METRICS_FILE, WEIGHTS_FILE, CHECKPOINTS_DIR) if (out / n).exists()]
+    if old == config.identity() and not started:
+        # a run of these settings that stopped before its first epoch (e.g. a failed
+        # multi-process start): nothing to resume, nothing lost by starting again
+        if apply:
+            logger.info("%s holds this run, not started yet: starting it", out)
+        return
+    if old == config.identity():
+        raise RunFolderError(
+            f"--out {out} already holds this run; pass --resume to continue it or "
+            "--overwrite to start it again"
+        )
+    diff = sorted(k for k in config.identity() if old.get(k) != config.identity()[k])
+    raise RunFolderError(
+        f"--out {out} holds a different run (differing settings: {diff}); choose another "
+        "folder or pass --overwrite to replace it"
+    )

@@ -1,0 +1,94 @@
+"""The data of a training run: its three splits and their resumable, seeded loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from torchlap.data import SyntheticBenchmark, collate_regions, load_dataset
+from torchlap.train.config import TrainConfig
+from torchlap.train.sampling import EpochOrderSampler, ResumableBatchSampler, SeededItems
+from torchlap.train.shuffled import ShuffledLabels
+
+__all__ = ["has_regions", "load_splits", "loader_factory"]
+
+SPLITS = ("train", "val", "test")
+
+
+def load_splits(config: TrainConfig) -> dict[str, Any]:
+    """The train, val and test datasets of ``config`` (training labels permuted for the data
+    randomization test); raises ``ValueError`` on an empty split or classes that differ."""
+    datasets = {}
+    for split in SPLITS:
+        kwargs = dict(config.data_options)
+        if config.n_images is not None:
+            kwargs["n_images"] = config.n_images
+        datasets[split] = load_dataset(
+            config.data, split=split, image_size=config.image_size, seed=config.seed, **kwargs
+        )
+        if len(datasets[split]) == 0:
+            raise ValueError(f"the {split} split of {config.data!r} is empty")
+    if config.shuffle_labels:  # data randomization test: permuted training labels only
+        datasets["train"] = ShuffledLabels(datasets["train"], seed=config.seed)
+    classes = list(datasets["train"].classes)
+    for split in ("val", "test"):
+        if list(datasets[split].classes) != classes:
+            raise ValueError(
+                f"the {split} split of {config.data!r} has classes {datasets[split].classes}, "
+                f"the train split {classes}"
+            )
+    return datasets
+
+
+def has_regions(dataset: Any) -> bool:
+    """Whether any sample of ``dataset`` carries a known region (boxes or a mask)."""
+    if isinstance(dataset, SyntheticBenchmark):
+        return True  # the built-in benchmarks all have exact regions
+    flag = getattr(dataset, "has_regions", None)  # annotated and image folders say it
+    if isinstance(flag, bool):
+        return flag
+    # no summary attribute: look at the samples (a generic dataset only gives whole samples)
+    return any(bool(dataset[i]["has_region"]) for i in range(len(dataset)))
+
+
+def loader_factory(
+    datasets: dict[str, Any], config: TrainConfig, pin_memory: bool
+) -> Callable[..., Any]:
+    """``make_loader(split, phase, rank, world_size, skip)`` for :class:`ClassifierModule`:
+    the split's per-rank loader in a seeded order that a resumed run repeats."""
+    wrapped = {split: SeededItems(ds) for split, ds in datasets.items()}
+
+    def make_loader(split: str, phase: int, rank: int, world_size: int, skip: int) -> Any:
+        if config.batch_size % world_size:
+            raise ValueError(
+                f"--batch-size {config.batch_size} is the global batch; it must be divisible "
+                f"by the number of processes ({world_size})"
+            )
+        per_rank = config.batch_size // world_size
+        train = split == "train"
+        sampler = EpochOrderSampler(
+            len(wrapped[split]),
+            config.seed,
+            phase if train else 0,
+            shuffle=True,
+            rank=rank,
+            world_size=world_size,
+            follow_epoch=train,
+        )
+        # a last training batch of one sample would break batch norm: drop it
+        drop_last = train and len(sampler) % per_rank == 1
+        batches = ResumableBatchSampler(sampler, per_rank, drop_last=drop_last)
+        if skip:
+            batches.skip_batches(skip)
+        return DataLoader(
+            wrapped[split],
+            batch_sampler=batches,
+            num_workers=config.num_workers,
+            collate_fn=collate_regions,
+            pin_memory=pin_memory,
+            persistent_workers=False,
+        )
+
+    return make_loader

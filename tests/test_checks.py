@@ -1,0 +1,66 @@
+"""torchlap._checks: TypeError for a wrong type, ValueError for a wrong value, messages that say
+what is accepted and what was given."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from torchlap._checks import (
+    check_choice,
+    check_fraction,
+    check_int,
+    check_number,
+    check_positive_float,
+    check_positive_int,
+)
+
+
+@pytest.mark.parametrize("value", [True, 1.0, "3", None, [1]])
+def test_int_checks_refuse_other_types_with_type_error(value):
+    with pytest.raises(TypeError, match=r"n must be an int >= 1, got "):
+        check_positive_int(value, "n")
+
+
+@pytest.mark.parametrize("value", [0, -3])
+def test_int_checks_refuse_out_of_range_with_value_error(value):
+    with pytest.raises(ValueError, match=rf"n must be an int >= 1, got {value}"):
+        check_positive_int(value, "n")
+
+
+def test_int_ranges_are_described():
+    assert check_int(5, "k", minimum=2, maximum=5) == 5
+    with pytest.raises(ValueError, match="k must be an int from 2 to 5, got 6"):
+        check_int(6, "k", minimum=2, maximum=5)
+    with pytest.raises(ValueError, match="k must be an int <= 5, got 6"):
+        check_int(6, "k", maximum=5)
+    assert check_int(-7, "seed") == -7
+    with pytest.raises(TypeError, match="seed must be an int, got 'x'"):
+        check_int("x", "seed")
+
+
+def test_numbers():
+    assert check_positive_float(2, "lr") == 2.0
+    assert isinstance(check_positive_float(2, "lr"), float)
+    for bad in (0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match=r"lr must be a finite number > 0, got "):
+            check_positive_float(bad, "lr")
+    with pytest.raises(TypeError, match=r"lr must be a finite number > 0, got True"):
+        check_positive_float(True, "lr")
+    assert check_fraction(1, "ratio") == 1.0
+    with pytest.raises(ValueError, match=r"ratio must be a number in \(0, 1\], got 0"):
+        check_fraction(0, "ratio")
+    assert check_number(0, "alpha", minimum=0) == 0.0
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0 and <= 2, got 3"):
+        check_number(3, "alpha", minimum=0, maximum=2)
+    with pytest.raises(ValueError, match="alpha must be between zero and two, got 3"):
+        check_number(3, "alpha", maximum=2, accepted="between zero and two")
+
+
+def test_choice():
+    assert check_choice("max", "aggregation", ("max", "mean")) == "max"
+    with pytest.raises(ValueError, match=r"aggregation must be one of 'max', 'mean', got 'sum'"):
+        check_choice("sum", "aggregation", ("max", "mean"))
+    with pytest.raises(ValueError, match="must be one of"):
+        check_choice(["max"], "aggregation", {"max", "mean"})  # unhashable: not a choice
