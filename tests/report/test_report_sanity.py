@@ -19,6 +19,7 @@ from torchlap.report.sanity import (
     plot_sanity_curves,
     sanity_figures,
 )
+from torchlap.report.tables import tables_markdown
 
 STEPS = ["net.fc", "net.avgpool", "net.layer4.1", "net.layer1.0", "net.conv1"]
 
@@ -70,6 +71,13 @@ def test_section_lists_every_method_with_its_verdict():
     assert checks_section(results_by_run()) is None  # no checks: no section
     markdown = checks_markdown(runs)
     assert "| GBP | 0.780 |" in markdown and "| GC | 0.050 |" in markdown
+
+
+def test_tables_md_holds_the_checks_only_when_they_ran():
+    with_them = tables_markdown(with_checks())
+    assert "## Sanity checks and grid pointing game" in with_them
+    assert with_them.count("| GBP | 0.780 |") == len(with_checks())
+    assert "Sanity checks" not in tables_markdown(results_by_run())
 
 
 def test_figures_are_written(tmp_path: Path):

@@ -42,6 +42,7 @@ from torchlap.report._common import (
     order_methods,
     section,
 )
+from torchlap.report.checks_table import checks_markdown
 from torchlap.report.table_data import (
     _LEGEND,
     _TOPK_ACCURACY,
@@ -536,7 +537,11 @@ def all_tables(results_by_run: object) -> list[Table]:
 def tables_markdown(results_by_run: object) -> str:
     """All tables of :func:`all_tables` as one Markdown document."""
     tables = all_tables(results_by_run)
-    return "# Results\n\n" + "\n".join(table.to_markdown() for table in tables)
+    text = "# Results\n\n" + "\n".join(table.to_markdown() for table in tables)
+    checks = checks_markdown(results_by_run) if isinstance(results_by_run, Mapping) else ""
+    if checks:  # torchlap evaluate/compare --sanity/--grid-pg
+        text += "\n## Sanity checks and grid pointing game\n\n" + checks
+    return text
 
 
 def write_tables(results_by_run: object, path: str | os.PathLike[str]) -> Path:

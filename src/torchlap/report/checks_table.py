@@ -1,0 +1,62 @@
+"""The sanity-check and grid-pointing-game table of each run, as Markdown (no matplotlib: the
+tables of ``tables.md`` need it without the plotting stack; report/sanity.py draws the figures)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torchlap.report._common import method_display_name, method_facts, order_methods
+
+__all__ = ["checks_markdown"]
+
+
+def _number(value: Any, decimals: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{decimals}f}"
+
+
+def _rows(run: Mapping[str, Any]) -> list[dict[str, str]]:
+    sanity = run.get("sanity") or {}
+    game = run.get("grid_pointing_game") or {}
+    rows = []
+    facts = method_facts([run])
+    for method in order_methods([*sanity, *game], facts):
+        entry = sanity.get(method) or {}
+        summary = entry.get("summary") or {}
+        passed = entry.get("passed")
+        verdict = (
+            "-" if not entry else ("n/a" if passed is None else ("pass" if passed else "FAIL"))
+        )
+        g = game.get(method) or {}
+        dist = g.get("distribution") or {}
+        rows.append(
+            {
+                "Method": method_display_name(method, facts),
+                "Spearman |map| at full randomization": _number(summary.get("spearman_abs")),
+                "SSIM": _number(summary.get("ssim")),
+                "Sanity": verdict if not entry else f"{verdict} (< {entry.get('threshold')})",
+                "Grid PG mean": _number(g.get("mean")),
+                "Grid PG median [q25, q75]": "-"
+                if not g
+                else (
+                    f"{_number(dist.get('median'))} [{_number(dist.get('q25'))}, "
+                    f"{_number(dist.get('q75'))}]"
+                ),
+                "n (grid PG)": str(g.get("n", "-")),
+            }
+        )
+    return rows
+
+
+def checks_markdown(results_by_run: Mapping[str, Mapping[str, Any]]) -> str:
+    """Markdown tables (one per run) of the sanity summary and the grid pointing game."""
+    parts = []
+    for name, run in results_by_run.items():
+        rows = _rows(run)
+        if not rows:
+            continue
+        header = list(rows[0])
+        parts.append(f"**{name}**\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+        parts += ["| " + " | ".join(row[h] for h in header) + " |" for row in rows]
+        parts.append("")
+    return "\n".join(parts)
