@@ -127,10 +127,12 @@ def demo(
     suite: str = typer.Option(
         "main",
         "--suite",
-        help="main (vanilla, weak-LAP, expert-LAP) or peers (also BLA, BLA-T, BLA-PH, L2X-F, "
-        "ante-hoc).",
+        help="main (vanilla, weak-LAP, expert-LAP, B-cos) or peers (also BLA, BLA-T, BLA-PH, "
+        "L2X-F, ante-hoc).",
     ),
-    data: str = typer.Option("lesions", "--data", help="Built-in benchmark (lesions, concepts)."),
+    data: str = typer.Option(
+        "lesions", "--data", help="Built-in benchmark (lesions, concepts, digits)."
+    ),
     arch: str = typer.Option(
         "resnet18", "--arch", help="Architecture of every run (resnet18 uses the paper's preset)."
     ),
@@ -138,8 +140,10 @@ def demo(
 ) -> None:
     """Train vanilla, weak-LAP and expert-LAP ResNet18 on `lesions` and compare every explainer.
 
-    Evaluates every explainer on the three runs and writes one comparison report
-    (`--suite peers` adds the self-explaining peers). An interrupted demo resumes.
+    Evaluates every explainer on the runs (a B-cos ResNet18 joins them when the bcos extra is
+    installed), runs the sanity checks and the grid pointing game for the models' own maps and
+    the gradient methods, and writes one comparison report (`--suite peers` adds the
+    self-explaining peers). An interrupted demo resumes.
 
     Example: `torchlap demo --out demo-output` (quick look: `--scale 0.1 --epochs 1`)
 
