@@ -137,18 +137,21 @@ def demo(
         "resnet18", "--arch", help="Architecture of every run (resnet18 uses the paper's preset)."
     ),
     lr: float = typer.Option(None, "--lr", help="Learning rate (default 1e-3)."),
+    bcos: bool = typer.Option(
+        False, "--bcos", help="Also train and evaluate a B-cos ResNet18 (extra torchlap[bcos])."
+    ),
 ) -> None:
     """Train vanilla, weak-LAP and expert-LAP ResNet18 on `lesions` and compare every explainer.
 
-    Evaluates every explainer on the runs (a B-cos ResNet18 joins them when the bcos extra is
-    installed), runs the sanity checks and the grid pointing game for the models' own maps and
-    the gradient methods, and writes one comparison report (`--suite peers` adds the
-    self-explaining peers). An interrupted demo resumes.
+    Evaluates every explainer on the runs (`--bcos`: a B-cos ResNet18 joins them), runs the
+    sanity checks and the grid pointing game for the models' own maps and the gradient
+    methods, and writes one comparison report (`--suite peers` adds the self-explaining
+    peers). An interrupted demo resumes.
 
     Example: `torchlap demo --out demo-output` (quick look: `--scale 0.1 --epochs 1`)
 
-    Cost with the defaults: about 10.5 min on a 2-core CPU (about 50 s of training and
-    3-3.5 min of evaluation per run).
+    Cost with the defaults: 7.5 min from a fresh clone on a quiet 2-core CPU before the
+    sanity checks and the grid pointing game joined it (they add roughly a run's evaluation).
     """
     if suite not in SUITES:
         raise typer.BadParameter(f"unknown --suite {suite!r}; expected one of {', '.join(SUITES)}")
@@ -165,6 +168,7 @@ def demo(
         if not lr > 0:
             raise typer.BadParameter(f"--lr must be > 0, got {lr}")
         settings.lr = lr
+    settings.bcos = bcos
     if epochs is not None:
         if epochs < 1:
             raise typer.BadParameter(f"--epochs must be >= 1, got {epochs}")
