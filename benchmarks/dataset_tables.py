@@ -21,7 +21,7 @@ results record).
 
 Usage::
 
-    python benchmarks/dataset_tables.py                     # all three datasets (hours on a CPU)
+    python benchmarks/dataset_tables.py                     # all three datasets
     python benchmarks/dataset_tables.py --data digits       # one
     python benchmarks/dataset_tables.py --table-only        # print the tables
 
