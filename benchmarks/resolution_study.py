@@ -19,8 +19,11 @@ whose ``.gitignore`` keeps only ``study.json`` and each cell's ``comparison.json
 control: a finished cell is skipped (its runs are not needed again) and the table can be
 printed from a clean clone.
 
-Lengths: ``demo`` trains the demo's epochs; ``long`` trains ``--long-epochs`` epochs and keeps
-the best validation epoch (the paper trains up to 300 epochs and keeps the best one).
+Lengths: ``demo`` trains the demo's epochs; ``long`` trains ``--long-epochs`` (12, three times
+the demo's) epochs and keeps the epoch with the lowest validation cross-entropy (the paper
+trains up to 300 epochs and keeps the best one). The table's "kept epoch" column says whether
+that length was long enough: a kept epoch before the last means the validation loss had stopped
+improving (each run's ``metrics.json`` is kept for it).
 """
 
 from __future__ import annotations
@@ -94,11 +97,24 @@ def _value(metric: object) -> float | None:
     return metric.get("value") if isinstance(metric, dict) else None
 
 
+def _kept_epoch(run_dir: Path) -> str:
+    """``kept/trained`` epochs of a run from its ``metrics.json`` (kept under version control):
+    a kept epoch before the last says the validation loss had stopped improving."""
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return "-"
+    selected = json.loads(path.read_text()).get("selected_epoch") or {}
+    if "global_epoch" not in selected:
+        return "-"
+    return f"{selected['global_epoch']}/{selected.get('of_epochs', '?')}"
+
+
 def table(out: Path) -> str:
     """Markdown table of every finished cell under ``out``."""
     state = load_state(out)
-    header = ["Data", "Size", "Length", "Run", "BA %", "LAP IoU thr.", "best post-hoc thr.",
-              "LAP IoU top-K", "best post-hoc top-K", "wall time (min)"]  # fmt: skip
+    header = ["Data", "Size", "Length", "Run", "kept epoch", "BA %", "LAP IoU thr.",
+              "best post-hoc thr.", "LAP IoU top-K", "best post-hoc top-K",
+              "wall time (min)"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for path in sorted(out.glob("*/*px/*/compare/comparison.json")):
         length_dir = path.parent.parent
@@ -112,7 +128,7 @@ def table(out: Path) -> str:
                 continue
             localization = run.get("localization", {})
             balanced = _value(run.get("model", {}).get("balanced_accuracy"))
-            cells = [data, size, length_dir.name, name,
+            cells = [data, size, length_dir.name, name, _kept_epoch(length_dir / "runs" / name),
                      "-" if balanced is None else f"{100 * balanced:.1f}"]  # fmt: skip
             for metric in METRICS:
                 lap = _value(localization.get("lap", {}).get(metric))
@@ -137,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="64,128,224")
     parser.add_argument("--lengths", default="demo,long")
     parser.add_argument("--demo-epochs", type=int, default=4)
-    parser.add_argument("--long-epochs", type=int, default=30)
+    parser.add_argument("--long-epochs", type=int, default=12)
     parser.add_argument("--n-images", type=int, default=1000)
     # the evaluation is the demo's (torchlap.demo.DemoSettings), except RISE's mask count:
     # 1000 masks instead of the demo's 200 keep RISE's sampling noise low at every size

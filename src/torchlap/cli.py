@@ -137,13 +137,16 @@ def demo(
         "resnet18", "--arch", help="Architecture of every run (resnet18 uses the paper's preset)."
     ),
     lr: float = typer.Option(None, "--lr", help="Learning rate (default 1e-3)."),
+    image_size: int = typer.Option(
+        None, "--image-size", help="Input size in px of every run (default: DemoSettings')."
+    ),
     bcos: bool = typer.Option(
-        False, "--bcos", help="Also train and evaluate a B-cos ResNet18 (extra torchlap[bcos])."
+        False, "--bcos", help="Also train and evaluate a B-cos ResNet-20 (extra torchlap[bcos])."
     ),
 ) -> None:
     """Train vanilla, weak-LAP and expert-LAP ResNet18 on `lesions` and compare every explainer.
 
-    Evaluates every explainer on the runs (`--bcos`: a B-cos ResNet18 joins them), runs the
+    Evaluates every explainer on the runs (`--bcos`: a B-cos ResNet-20 joins them), runs the
     sanity checks and the grid pointing game for the models' own maps and the gradient
     methods, and writes one comparison report (`--suite peers` adds the self-explaining
     peers). An interrupted demo resumes.
@@ -169,6 +172,10 @@ def demo(
             raise typer.BadParameter(f"--lr must be > 0, got {lr}")
         settings.lr = lr
     settings.bcos = bcos
+    if image_size is not None:
+        if image_size < 32:
+            raise typer.BadParameter(f"--image-size must be >= 32 px, got {image_size}")
+        settings.image_size = image_size
     if epochs is not None:
         if epochs < 1:
             raise typer.BadParameter(f"--epochs must be >= 1, got {epochs}")

@@ -96,6 +96,8 @@ def test_demo_refuses_unknown_suite_and_data(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "unknown --suite 'all'" in result.output
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "a"), "--data", "cifar"])
     assert result.exit_code == 2 and "concepts, digits, lesions" in result.output
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "a"), "--image-size", "16"])
+    assert result.exit_code == 2 and "--image-size must be >= 32 px" in result.output
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "a"), "--lr", "0"])
     assert result.exit_code == 2 and "--lr must be > 0" in result.output
     assert not (tmp_path / "a").exists()

@@ -246,3 +246,34 @@ def test_spearman_per_layer_matches_quantus_mprt():
         )
     # the cascade really changes the maps, so the comparison is not trivially 1 == 1
     assert ours["cascading"]["spearman_abs"][-1] < 0.9
+
+
+def _peer_models() -> dict[str, nn.Module]:
+    """A LAP model and the peers that keep the maps of their last pass (BLA, L2X-F, ante-hoc)."""
+    from torchlap.models import blaify
+    from torchlap.models.antehoc import AnteHocModel
+
+    torch.manual_seed(0)
+    models = {"lap": lap_model()}
+    for variant, extra in (("bla", {}), ("l2x-f", {"k": 2})):
+        net, _ = blaify(SmallCNN(3, width=4), variant, input_size=32, **extra)
+        models[variant] = net.eval()
+    models["antehoc"] = AnteHocModel(SmallCNN(3, width=4), eta=2).eval()
+    return models
+
+
+@pytest.mark.parametrize("name", ["lap", "bla", "l2x-f", "antehoc"])
+def test_randomized_copies_of_a_model_that_kept_graph_maps(name):
+    # the sanity checks copy a model right after explaining it: a gradient method leaves maps
+    # holding autograd graph nodes in the self-explaining modules, which deepcopy refuses
+    model = _peer_models()[name]
+    images = torch.rand(2, 3, 32, 32, requires_grad=True)
+    model(images).sum().backward()  # a pass with gradients: the kept maps hold the graph
+    held = [m for m in model.modules() if getattr(m, "maps", None) is not None]
+    assert held, "the model should keep maps of its last pass"
+    units = randomization_units(model, images.detach())
+    copies = list(randomized_models(model, units, mode="cascading", seed=0))
+    assert len(copies) == len(units)
+    copy_ = copies[-1][1]
+    assert all(getattr(m, "maps", None) is None for m in copy_.modules())  # fresh, no maps
+    assert all(getattr(m, "maps", None) is not None for m in held)  # the original keeps them

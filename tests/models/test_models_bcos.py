@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from torchlap.models.bcos import bcos_available
 
@@ -16,8 +18,15 @@ if not bcos_available():  # pragma: no cover - `make test` installs the extra
     )
 
 from torchlap import load_run
+from torchlap.cli import app
 from torchlap.explainers import explain
-from torchlap.models.bcos import BcosClassifier, bcos_architectures, build_bcos
+from torchlap.models.bcos import (
+    DEFAULT_TRAIN_NORM,
+    BcosClassifier,
+    bcos_architectures,
+    build_bcos,
+)
+from torchlap.models.recipes import build_for_training, rebuild_model
 from torchlap.train import TrainConfig, fit
 from torchlap.train.shuffled import ShuffledLabels
 
@@ -97,8 +106,12 @@ def test_bcos_run_trains_a_step_reloads_and_explains(tmp_path: Path):
     assert saved["model"]["builder"] == "torchlap.models.bcos"
     assert saved["mean"] == [0.0] and saved["std"] == [1.0]
     assert saved["losses"]["task_loss"] == "binary_cross_entropy"
+    # a new run without --bcos-norm gets the default norm, recorded and rebuilt
+    assert saved["train"]["bcos_norm"] is None
+    assert saved["model"]["norm"] == DEFAULT_TRAIN_NORM == "batch-uncentered"
     net = run.model.net
     assert isinstance(net, BcosClassifier)
+    assert _norm_kinds(net) == {"BatchNormUncentered2d"}
     changed = any(not torch.equal(v, before[k]) for k, v in net.state_dict().items())
     assert changed
     images = torch.rand(2, run.in_channels, 32, 32)
@@ -150,3 +163,102 @@ def test_bad_norms():
         build_bcos("resnet18", 2, norm="batch")
     with pytest.raises(ValueError, match="vgg11_bnu"):
         build_bcos("vgg11", 2, norm="batch-uncentered")
+
+
+def _norm_kinds(model: torch.nn.Module) -> set[str]:
+    """The class names of the package's norm layers in ``model``."""
+    from bcos.modules.norms.centered_norms import DetachablePositionNorm2d
+    from bcos.modules.norms.uncentered_norms import BatchNormUncentered2d
+
+    kinds = (DetachablePositionNorm2d, BatchNormUncentered2d)
+    return {type(m).__name__ for m in model.modules() if isinstance(m, kinds)}
+
+
+@pytest.mark.parametrize(
+    ("norm", "kind"),
+    [(None, "BatchNormUncentered2d"), ("batch-uncentered", "BatchNormUncentered2d"),
+     ("position", "DetachablePositionNorm2d")],
+)  # fmt: skip
+def test_bcos_norm_option_reaches_the_network_and_its_record(norm: str | None, kind: str):
+    config = TrainConfig(data="digits", out="unused", model="bcos", bcos_norm=norm)
+    config.validate()
+    built = build_for_training(config, num_classes=3, in_channels=1)
+    assert _norm_kinds(built.net) == {kind}
+    assert built.record["norm"] == (norm or DEFAULT_TRAIN_NORM)
+    # the record rebuilds the same network
+    rebuilt = rebuild_model({"model": built.record, "mean": [0.0], "std": [1.0]})
+    assert _norm_kinds(rebuilt) == {kind}
+    assert rebuilt.net.state_dict().keys() == built.net.state_dict().keys()
+
+
+def test_records_from_before_the_norm_option_rebuild_with_the_position_norm():
+    record = {
+        "builder": "torchlap.models.bcos", "arch": "resnet18", "num_classes": 2, "in_channels": 1,
+    }  # fmt: skip
+    model = rebuild_model({"model": record, "mean": [0.0], "std": [1.0]})
+    assert _norm_kinds(model) == {"DetachablePositionNorm2d"}
+    # their config.json "train" had no bcos_norm: it reads as the norm the run was built with,
+    # so a --resume with the new default is refused as a different run, not built wrongly
+    old = TrainConfig(data="digits", out="o", model="bcos").to_dict()
+    del old["bcos_norm"]
+    assert TrainConfig.from_dict(old).bcos_norm == "position"
+    new = TrainConfig(data="digits", out="o", model="bcos")
+    assert TrainConfig.from_dict(old).identity() != new.identity()
+    vanilla = TrainConfig(data="digits", out="o", lap="none").to_dict()
+    del vanilla["bcos_norm"]
+    assert TrainConfig.from_dict(vanilla).bcos_norm is None
+
+
+def test_bcos_norm_is_refused_without_model_bcos_and_when_unknown(tmp_path: Path):
+    with pytest.raises(ValueError, match="--bcos-norm position sets the norm of a B-cos network"):
+        TrainConfig(data="digits", out="o", lap="none", bcos_norm="position").validate()
+    with pytest.raises(ValueError, match="unknown --bcos-norm 'batch'; expected one of position"):
+        TrainConfig(data="digits", out="o", model="bcos", bcos_norm="batch").validate()
+    result = CliRunner().invoke(
+        app, ["train", "--data", "digits", "--out", str(tmp_path / "r"), "--bcos-norm", "position"]
+    )
+    assert result.exit_code == 2
+    assert "use it with --model bcos" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("norm", ["position", "batch-uncentered"])
+def test_bcos_smallcnn_is_exact_and_rebuilds_from_its_record(norm: str):
+    from bcos.modules import BcosConv2d
+
+    torch.manual_seed(0)
+    assert "smallcnn" in bcos_architectures()
+    model = build_bcos("smallcnn", 3, in_channels=1, norm=norm)
+    convs = [m for m in model.modules() if isinstance(m, BcosConv2d)]
+    assert len(convs) == 4 and all(c.b == 2 for c in convs)
+    assert [c.max_out for c in convs] == [2, 2, 2, 1]
+    expected = "DetachablePositionNorm2d" if norm == "position" else "BatchNormUncentered2d"
+    assert _norm_kinds(model) == {expected}
+    model.train()
+    with torch.no_grad():  # running statistics of the uncentered norm
+        model(torch.rand(4, 1, 32, 32))
+    model.eval()
+    images = torch.rand(2, 1, 32, 32)
+    maps = explain(model, images, "bcos", torch.tensor([2, 0]))
+    with torch.no_grad():
+        logits = model(images)
+    torch.testing.assert_close(
+        maps.sum(dim=(1, 2)), logits[[0, 1], [2, 0]] + math.log(2), rtol=1e-4, atol=1e-5
+    )
+    record = {"builder": "torchlap.models.bcos", **model.torchlap_config}
+    rebuilt = rebuild_model({"model": record, "mean": [0.0], "std": [1.0]})
+    assert rebuilt.net.state_dict().keys() == model.state_dict().keys()
+
+
+def test_relevance_cam_does_not_apply_to_a_bcos_network() -> None:
+    # zennit's LRP rules (and its batch-norm merging) assume affine layers and ReLUs; on a B-cos
+    # network the harness must skip Relevance-CAM with the reason, not fail mid-evaluation
+    from torchlap.explainers.base import applicability
+    from torchlap.explainers.relevance_cam import RelevanceCam
+
+    bcos = build_bcos("cifar10_resnet20", 2, 3, "batch-uncentered").eval()
+    assert not RelevanceCam.applies_to(bcos)
+    assert RelevanceCam.applies_to(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1)))
+    with pytest.raises(ValueError, match=r"relevance_cam does not apply.*B-cos"):
+        explain(bcos, torch.rand(1, 3, 32, 32), method="relevance_cam")
+    assert "B-cos" in applicability("relevance_cam", bcos)

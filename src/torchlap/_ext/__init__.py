@@ -6,6 +6,9 @@ instead of a minute, and nothing is compiled at ``pip install`` time. The shared
 cached in ``$TORCHLAP_EXT_DIR`` (default ``~/.cache/torchlap/ext``), keyed by the source, the
 compiler and the CPU's instruction-set flags, and written through
 :func:`torchlap.io.atomic_path` (temp file, then a rename), so concurrent processes are safe.
+The library holds the weighted window sums of LAP's pooling and the fused LAP layer (scorer,
+Eq. 4 and Eq. 1 in one call each way, ``lap_layer.c``, used by
+:func:`torchlap.layers.fused.fused_lap_layer`).
 When no compiler works the callers use their pure-PyTorch path; that is logged once.
 ``TORCHLAP_NO_EXT=1`` turns the kernels off.
 CUDA (and any non-CPU) tensors always take the pure-PyTorch path.
@@ -27,11 +30,13 @@ from torchlap.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LapGeometry", "kernel_status", "lap_kernels"]
+__all__ = ["LapGeometry", "LapLayerSpec", "kernel_status", "lap_kernels"]
 
 _SOURCE = Path(__file__).with_name("lap_cpu.c")
-_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
-_ABI_VERSION = 2
+# included by lap_cpu.c (the fused LAP layer); part of the cache key
+_HEADERS = (Path(__file__).with_name("lap_layer.c"),)
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
+_ABI_VERSION = 3
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
@@ -42,6 +47,17 @@ class LapGeometry(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_int64)
         for name in ("B", "C", "H", "W", "Ho", "Wo", "kh", "kw", "sh", "sw", "ph", "pw")
+    ]
+
+
+class LapLayerSpec(ctypes.Structure):
+    """The ``lap_layer_spec`` struct of ``lap_cpu.c`` (the scorer of a fused LAP layer)."""
+
+    _fields_ = [
+        ("hidden", ctypes.c_int64),
+        ("concepts", ctypes.c_int64),
+        ("aggregation", ctypes.c_int64),
+        ("global_pool", ctypes.c_int64),
     ]
 
 
@@ -74,7 +90,7 @@ def _build(compiler: str) -> Path:
     version = subprocess.run(
         [compiler, "--version"], capture_output=True, text=True, timeout=60, check=True
     ).stdout
-    source = _SOURCE.read_bytes()
+    source = b"\0".join(path.read_bytes() for path in (_SOURCE, *_HEADERS))
     key = hashlib.sha256(
         b"\0".join(
             [
@@ -95,7 +111,7 @@ def _build(compiler: str) -> Path:
     # temporary file, the last rename wins, and a reader never sees a half-written library
     with atomic_path(target) as temporary:
         subprocess.run(
-            [compiler, *_FLAGS, "-o", str(temporary), str(_SOURCE)],
+            [compiler, *_FLAGS, "-o", str(temporary), str(_SOURCE), "-lm"],
             capture_output=True,
             text=True,
             timeout=300,
@@ -129,6 +145,15 @@ def _load() -> ctypes.CDLL | None:
         global_backward = getattr(library, f"lap_global_backward_{suffix}")
         global_backward.argtypes = [pointer] * 5 + [size] * 4 + [threads]
         global_backward.restype = None
+        layer_spec = ctypes.POINTER(LapLayerSpec)
+        layer_forward = getattr(library, f"lap_layer_forward_{suffix}")
+        real = ctypes.c_double
+        layer_forward.argtypes = [pointer] * 10 + [geometry, layer_spec, real, real, threads]
+        layer_forward.restype = None
+        layer_backward = getattr(library, f"lap_layer_backward_{suffix}")
+        layer_backward.argtypes = [pointer] * 12 + [geometry, layer_spec, real, real]
+        layer_backward.argtypes += [threads, threads]
+        layer_backward.restype = None
     return library
 
 

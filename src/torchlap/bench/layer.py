@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from torchlap._ext import kernel_status
 from torchlap.bench.common import measure
+from torchlap.layers.fused import fused_layer_calls
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
 
 # The pooling sites of the paper's models at 224 px, batch 32: (where, shape, kernel, stride,
@@ -169,9 +170,13 @@ def run_layer_command(device: str, scale: float, batches: str, rounds: int) -> s
         raise ValueError(f"--rounds must be >= 1, got {rounds}")
     dev = torch.device(device)
     path = kernel_status() if dev.type == "cpu" else "pure PyTorch (non-CPU device)"
+    fused_before = sum(fused_layer_calls.values())
     rows = run_layer_benchmark(device=dev, scale=scale, batches=sizes, rounds=rounds)
+    # the whole layer in one compiled call each way, or the per-op scorer and Eq. 4
+    layer_path = "fused layer" if sum(fused_layer_calls.values()) > fused_before else "per-op layer"
     header = (
-        f"LAP windowed pooling on {dev}: {path}; threads {torch.get_num_threads()}; "
-        f"forward+backward, fastest of {rounds} interleaved rounds of 3 calls each"
+        f"LAP windowed pooling on {dev}: {path}, {layer_path}; threads "
+        f"{torch.get_num_threads()}; forward+backward, fastest of {rounds} interleaved rounds of "
+        "3 calls each"
     )
     return "\n".join([header, "", format_rows(rows), "", summary(rows)])

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torchlap.explainers.base import Explainer, register
 from torchlap.layers.functional import adaptive_local_attention_pool2d, local_attention_pool2d
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LapBase, LocalAttentionPool2d
+from torchlap.models.bcos import find_bcos
 from torchlap.models.blocks import SharedScoreBlock, pool_with_shared_score
 
 __all__ = ["COMPOSITES", "RelevanceCam", "SharedScorePool"]
@@ -150,6 +151,16 @@ class RelevanceCam(Explainer):
     kind = "gradient"
     comparison_rank = 5
     column_rank = 4
+    not_applicable = (
+        "Relevance-CAM's LRP rules are defined for networks of affine layers and ReLUs; a B-cos "
+        "network has neither (its units scale by the cosine to their input, its norms are "
+        "bias-free without running means), and zennit has no rules for it"
+    )
+
+    @classmethod
+    def applies_to(cls, model: nn.Module) -> bool:
+        """Every model but a B-cos network (see :attr:`not_applicable`)."""
+        return find_bcos(model) is None
 
     def __init__(
         self,
@@ -159,6 +170,8 @@ class RelevanceCam(Explainer):
         canonizers: str | Sequence = "auto",
     ) -> None:
         super().__init__(model)
+        if not self.applies_to(model):
+            raise ValueError(f"relevance_cam does not apply to this model: {self.not_applicable}")
         if composite not in COMPOSITES:
             raise ValueError(f"unknown composite {composite!r}; expected one of {COMPOSITES}")
         if not (

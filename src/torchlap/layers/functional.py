@@ -15,12 +15,16 @@ sum over the ``kH * kW`` kernel offsets of ``weight[offset] * strided view of X`
 the ``C x k^2 x L`` unfolded feature tensor: the forward accumulates in place into the output,
 and the backward (a custom autograd function) accumulates into one gradient buffer, so the
 extra memory is one output-sized tensor, whatever the kernel.
+
+The LAP modules run a whole layer (scorer, Eq. 4 and Eq. 1) as one compiled call each way on the
+CPU where they can (:mod:`torchlap.layers.fused`); these functions are the per-op path.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -139,9 +143,7 @@ class _WeightedWindowSum(torch.autograd.Function):
         if library is not None:
             out = x.new_empty((x.shape[0], x.shape[1], out_h, out_w))
             geometry = _geometry(x, weights, kernel_size, stride, padding)
-            forward = (
-                library.lap_forward_f32 if x.dtype == torch.float32 else library.lap_forward_f64
-            )
+            forward = _typed(library, "lap_forward", x.dtype)
             forward(x.data_ptr(), weights.data_ptr(), out.data_ptr(), geometry, _threads())
             return out
         out = x.new_zeros((x.shape[0], x.shape[1], out_h, out_w))
@@ -206,6 +208,11 @@ def _kernel_library(x: Tensor, weights: Tensor, kernel_size: tuple[int, int], ba
     return library
 
 
+def _typed(library: Any, name: str, dtype: torch.dtype) -> Any:
+    """The kernel library's function ``name`` for ``dtype`` (``name_f32`` or ``name_f64``)."""
+    return getattr(library, f"{name}_f32" if dtype == torch.float32 else f"{name}_f64")
+
+
 def _threads() -> int:
     return max(1, torch.get_num_threads())
 
@@ -225,7 +232,7 @@ def _kernel_backward(library, x, weights, grad_out, geometry_args, needs_input_g
     batch, channels = x.shape[:2]
     grad_x = torch.empty_like(x) if needs_input_grad[0] else None
     partial, chunks = _weight_grad_partials(weights, batch, channels, needs_input_grad[1])
-    backward = library.lap_backward_f32 if x.dtype == torch.float32 else library.lap_backward_f64
+    backward = _typed(library, "lap_backward", x.dtype)
     backward(
         x.data_ptr(),
         weights.data_ptr(),
@@ -359,11 +366,7 @@ class _GlobalWeightedSum(torch.autograd.Function):
         batch, channels = x.shape[:2]
         pixels = weights.shape[1]
         out = x.new_empty((batch, channels))
-        forward = (
-            library.lap_global_forward_f32
-            if x.dtype == torch.float32
-            else library.lap_global_forward_f64
-        )
+        forward = _typed(library, "lap_global_forward", x.dtype)
         forward(
             x.data_ptr(), weights.data_ptr(), out.data_ptr(), batch, channels, pixels, _threads()
         )
@@ -380,11 +383,7 @@ class _GlobalWeightedSum(torch.autograd.Function):
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         partial, chunks = _weight_grad_partials(weights, batch, channels, ctx.needs_input_grad[1])
         library = ctx.library
-        backward = (
-            library.lap_global_backward_f32
-            if x.dtype == torch.float32
-            else library.lap_global_backward_f64
-        )
+        backward = _typed(library, "lap_global_backward", x.dtype)
         backward(
             x.data_ptr(),
             weights.data_ptr(),

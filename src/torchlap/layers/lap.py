@@ -13,14 +13,17 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules import module as _module_globals
 
 from torchlap._checks import check_int, check_number, check_positive_int
+from torchlap.layers._state import KeepsLastMaps
 from torchlap.layers.functional import (
     _pair,
     adaptive_local_attention_pool2d,
     local_attention_pool2d,
     pool_output_size,
 )
+from torchlap.layers.fused import fused_lap_layer
 
 __all__ = [
     "AGGREGATIONS",
@@ -162,13 +165,13 @@ def _pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
     return out.reshape(batch, conv.out_channels, height, width)
 
 
-class LapBase(nn.Module):
+class LapBase(KeepsLastMaps, nn.Module):
     """Shared parts of the LAP layers: the scorer, ``alpha``, ``eps`` and the stored maps.
 
     After every forward pass ``self.maps`` holds the :class:`LapMaps` of that pass. When grad is
     enabled they stay in the graph (the training losses need that); :func:`attention_maps`
     detaches them unless asked not to. Each pass replaces the previous maps, so nothing
-    accumulates across passes.
+    accumulates across passes. A copy (``copy.deepcopy``, pickling) starts without maps.
     """
 
     maps: LapMaps | None
@@ -231,19 +234,11 @@ class LapBase(nn.Module):
         """Remove the discriminative scoring module."""
         self.discriminative_scorer = None
 
-    def __getstate__(self) -> dict:
-        # the maps of the last pass hold autograd graph nodes, which can be neither deep-copied
-        # nor pickled; a copy of the layer starts without maps, as a fresh layer does
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        state = dict(state)
-        state["maps"] = None
-        return state
-
     def clear_maps(self) -> None:
         """Forget the maps of the last pass (frees their memory)."""
         self.maps = None
 
-    def _score(self, x: Tensor) -> Tensor:
+    def _check_input(self, x: Tensor) -> None:
         if x.dim() != 4:
             raise ValueError(
                 f"{type(self).__name__} expects (B, C, H, W) input, got shape {tuple(x.shape)}"
@@ -261,14 +256,45 @@ class LapBase(nn.Module):
                 f"{x.dtype} input; convert the input (x.to({self.alpha.dtype})) or the layer "
                 f"(layer.to(dtype)), or run under torch.autocast"
             )
+
+    def _keep_maps(self, x: Tensor, concepts: Tensor, score: Tensor, discriminative) -> None:
+        # plain attributes (neither parameters nor modules): set directly, without the cost of
+        # nn.Module.__setattr__ on every pass
+        state = self.__dict__
+        state["maps"] = LapMaps(concepts, score, discriminative, (x.shape[-2], x.shape[-1]))
+        _pass_clock[0] += 1
+        state["_forward_index"] = _pass_clock[0]
+
+    def _score(self, x: Tensor) -> Tensor:
+        self._check_input(x)
         concepts, score = self.scorer(x)
         discriminative = None
         if self.discriminative_scorer is not None:
             discriminative = self.discriminative_scorer(x.detach())[0]
-        self.maps = LapMaps(concepts, score, discriminative, (x.shape[-2], x.shape[-1]))
-        _pass_clock[0] += 1
-        self._forward_index = _pass_clock[0]
+        self._keep_maps(x, concepts, score, discriminative)
         return score
+
+    def _fused_forward(self, x: Tensor, window) -> Tensor | None:
+        """The whole layer in one compiled call each way (``fused_lap_layer``), or None.
+
+        Taken on the CPU for the built-in scorer (1x1 heads, aggregation max/sum/mean or one
+        concept) without a discriminative scorer and without hooks on the scorer's modules (the
+        fused call would bypass them); ``fused_lap_layer`` adds the tensor conditions. Anything
+        else returns None and the layer runs its PyTorch path, with the same values.
+        """
+        heads = _fusable_heads(self)
+        if heads is None:
+            return None
+        scorer = self._modules["scorer"]
+        single = scorer.n_concepts == 1
+        aggregation = "max" if single else scorer.aggregation_name
+        fused = fused_lap_layer(x, heads, aggregation, self.alpha, self.eps, window)
+        if fused is None:
+            return None
+        pooled, concepts, score = fused
+        # one concept: the score is the concept map itself, as in the unfused path
+        self._keep_maps(x, concepts, concepts if single else score, None)
+        return pooled
 
 
 class LocalAttentionPool2d(LapBase):
@@ -337,6 +363,11 @@ class LocalAttentionPool2d(LapBase):
         """Pool ``x`` (B, C, H, W); leaves this pass's maps in ``self.maps``."""
         if x.dim() == 4:
             self.output_size(x.shape[-2], x.shape[-1])  # clear error before any work
+        self._check_input(x)
+        window = (self.kernel_size, self.stride, self.padding, self.ceil_mode)
+        fused = self._fused_forward(x, window)
+        if fused is not None:
+            return fused
         score = self._score(x)
         return local_attention_pool2d(
             x,
@@ -393,6 +424,12 @@ class AdaptiveLocalAttentionPool2d(LapBase):
 
     def forward(self, x: Tensor) -> Tensor:
         """Pool ``x`` (B, C, H, W) to ``output_size``; leaves the maps in ``self.maps``."""
+        self._check_input(x)
+        rows, cols = self.output_size
+        if (rows or x.shape[-2]) == 1 and (cols or x.shape[-1]) == 1:
+            fused = self._fused_forward(x, None)  # the global pool: Eq. 4 over the whole map
+            if fused is not None:
+                return fused
         score = self._score(x)
         return adaptive_local_attention_pool2d(x, score, self.output_size, self.alpha, self.eps)
 
@@ -401,6 +438,75 @@ class AdaptiveLocalAttentionPool2d(LapBase):
             f"{self.in_channels}, output_size={self.output_size}, n_concepts={self.n_concepts}, "
             f"aggregation={self.scorer.aggregation_name!r}, eps={self.eps}"
         )
+
+
+def _fusable_heads(layer: LapBase) -> list[tuple[Tensor, Tensor]] | None:
+    """The scorer's 1x1 convolutions as ``(weight (out, in, 1, 1), bias)`` pairs when the fused
+    layer can stand in for ``layer.scorer`` (the built-in module, unchanged, without hooks),
+    else None.
+
+    Runs on every forward pass of a small layer, so it reads the module dicts directly.
+    """
+    scorer = layer._modules["scorer"]
+    if type(scorer) is not ConceptScorer or layer.discriminative_scorer is not None:
+        return None
+    state = scorer.__dict__
+    if state.get("aggregate") is not None or scorer._modules.get("aggregate") is not None:
+        return None  # "conv" or a user's module: PyTorch's path runs it
+    if "forward" in state or _hooked(state):
+        return None
+    if state["n_concepts"] > 1 and state["aggregation_name"] not in ("max", "sum", "mean"):
+        return None
+    heads = scorer._modules["heads"]
+    if _hooked(heads.__dict__) or _global_hooks():
+        return None
+    modules = list(heads._modules.values())
+    if len(modules) == 3:
+        if type(modules[1]) is not nn.ReLU or _hooked(modules[1].__dict__):
+            return None
+        modules = [modules[0], modules[2]]
+    elif len(modules) != 1:
+        return None
+    pairs = []
+    for conv in modules:
+        if type(conv) is not nn.Conv2d:
+            return None
+        conv_state = conv.__dict__
+        if (
+            _hooked(conv_state)
+            or conv_state["kernel_size"] != (1, 1)
+            or conv_state["stride"] != (1, 1)
+            or conv_state["padding"] != (0, 0)
+            or conv_state["dilation"] != (1, 1)
+            or conv_state["groups"] != 1
+        ):
+            return None
+        params = conv_state["_parameters"]
+        weight, bias = params["weight"], params.get("bias")
+        if weight is None or bias is None:
+            return None
+        pairs.append((weight, bias))
+    return pairs
+
+
+def _hooked(state: dict) -> bool:
+    """A forward or backward hook in a module's ``__dict__`` (the fused layer would bypass it)."""
+    return bool(
+        state["_forward_hooks"]
+        or state["_forward_pre_hooks"]
+        or state["_backward_hooks"]
+        or state["_backward_pre_hooks"]
+    )
+
+
+def _global_hooks() -> bool:
+    """A module hook registered globally (``nn.modules.module.register_module_*_hook``)."""
+    return bool(
+        _module_globals._global_forward_hooks
+        or _module_globals._global_forward_pre_hooks
+        or _module_globals._global_backward_hooks
+        or _module_globals._global_backward_pre_hooks
+    )
 
 
 def lap_modules(model: nn.Module) -> dict[str, LapBase]:

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlap.layers._state import KeepsLastMaps
 from torchlap.models.records import model_record, set_model_record
 
 __all__ = [
@@ -229,7 +230,7 @@ class _SamCapture:
         self.sam = soft_attention_map(output.detach(), self.size)
 
 
-class AnteHocModel(nn.Module):
+class AnteHocModel(KeepsLastMaps, nn.Module):
     """A CNN with the ante-hoc weight network of paper 004 (section 2).
 
     ``forward(x)`` returns the backbone's output unchanged and caches, in ``self.maps``

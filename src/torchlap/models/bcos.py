@@ -17,19 +17,26 @@ minus the logit bias): ``"position"``, the package constructors' default
 (``NoBias(DetachablePositionNorm2d)``, a layer norm over the channels of each position), or
 ``"batch-uncentered"``, the norm of the package's ImageNet recipe
 (``bcos/experiments/ImageNet/bcos_final``: ``NoBias(BatchNormUncentered2d)``, "bnu-linear").
+:func:`build_bcos` keeps the constructors' default; ``torchlap train --model bcos`` builds
+new runs with :data:`DEFAULT_TRAIN_NORM` unless ``--bcos-norm`` says otherwise (with the
+position norm the networks collapse to chance on the built-in datasets), and records the norm
+in ``config.json``'s model record (a record without it was built with ``"position"``).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import math
 from typing import Any
 
 from torch import Tensor, nn
 
 __all__ = [
     "BCOS_NORMS",
+    "DEFAULT_TRAIN_NORM",
     "BcosClassifier",
+    "BcosSmallCNN",
     "bcos_architectures",
     "bcos_available",
     "build_bcos",
@@ -37,8 +44,13 @@ __all__ = [
 ]
 
 _FAMILIES = ("resnet", "vgg", "densenet")
+# torchlap's own B-cos architectures, built from the package's modules (BcosSmallCNN)
+_OWN_ARCHS = ("smallcnn",)
 # normalisation layers a B-cos network can be built with (see the module docstring)
 BCOS_NORMS = ("position", "batch-uncentered")
+#: the norm of new ``torchlap train --model bcos`` runs (``--bcos-norm``): with the position norm
+#: the networks collapse to chance on the built-in datasets (see the README)
+DEFAULT_TRAIN_NORM = "batch-uncentered"
 _INSTALL_HINT = "install the extra with `pip install 'torchlap[bcos]'` (the PyPI package `bcos`)"
 
 
@@ -57,9 +69,10 @@ def _require_bcos() -> None:
 
 
 def bcos_architectures() -> list[str]:
-    """The model names of ``bcos.models`` (ResNet, VGG and DenseNet families) torchlap builds."""
+    """The model names of ``bcos.models`` (ResNet, VGG and DenseNet families) torchlap builds,
+    and torchlap's own ``smallcnn`` (:class:`BcosSmallCNN`)."""
     _require_bcos()
-    names = []
+    names = list(_OWN_ARCHS)
     for family in _FAMILIES:
         module = importlib.import_module(f"bcos.models.{family}")
         names += [n for n in getattr(module, "__all__", []) if n[0].islower()]
@@ -74,6 +87,8 @@ def _constructor(arch: str) -> Any:
         close = difflib.get_close_matches(arch, known, n=3)
         hint = f" Did you mean {close}?" if close else ""
         raise ValueError(f"unknown B-cos architecture {arch!r}.{hint} Known: {', '.join(known)}")
+    if arch == "smallcnn":
+        return BcosSmallCNN
     for family in _FAMILIES:
         module = importlib.import_module(f"bcos.models.{family}")
         if arch in getattr(module, "__all__", []):
@@ -90,6 +105,49 @@ def _norm_layer(norm: str) -> Any:
     from bcos.modules import norms
 
     return norms.NoBias(norms.BatchNormUncentered2d)
+
+
+class BcosSmallCNN(nn.Module):
+    """A B-cos version of torchlap's SmallCNN (``--model bcos --arch smallcnn``).
+
+    Three stages of a 3x3 ``BcosConv2d`` (B = 2, ``max_out`` 2 as in the package's CIFAR-10
+    ResNets), a bias-free norm (``norm_layer``, default the package constructors' position
+    norm) and a 2x2 average pool (linear, so ``W(x)^T x`` stays exact), named ``layer1`` ...
+    like :class:`torchlap.models.wrapping.SmallCNN`; then, as in the package's ResNets, a 1x1
+    ``BcosConv2d`` ``fc`` giving per-position logits, ``avgpool`` and the ``LogitLayer`` with
+    the bias ``-log(K - 1)``. ``in_chans`` counts the encoded channels (``[x, 1 - x]``).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_chans: int,
+        norm_layer: Any = None,
+        width: int = 8,
+        max_out: int = 2,
+    ) -> None:
+        super().__init__()
+        from bcos.modules import BcosConv2d, LogitLayer, norms
+
+        make_norm = norm_layer or norms.NoBias(norms.DetachablePositionNorm2d)
+        channels = [in_chans, width, 2 * width, 4 * width]
+        for index in range(3):
+            stage = nn.Sequential()
+            stage.add_module(
+                "conv",
+                BcosConv2d(channels[index], channels[index + 1], 3, padding=1, max_out=max_out),
+            )
+            stage.add_module("bn", make_norm(channels[index + 1]))
+            stage.add_module("pool", nn.AvgPool2d(2))
+            self.add_module(f"layer{index + 1}", stage)
+        self.fc = BcosConv2d(channels[-1], num_classes, 1)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.logit_layer = LogitLayer(logit_bias=-math.log(num_classes - 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class logits ``(B, K)`` of encoded images ``x`` ``(B, in_chans, H, W)``."""
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.logit_layer(self.avgpool(self.fc(x)).flatten(1))
 
 
 class BcosClassifier(nn.Module):

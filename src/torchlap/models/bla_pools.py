@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from torchlap._checks import check_positive_float, check_positive_int
+from torchlap.layers._state import KeepsLastMaps
 
 __all__ = [
     "POOLS",
@@ -70,7 +71,7 @@ class BlaMaps:
         }
 
 
-class FeatureSelectionPool(nn.Module):
+class FeatureSelectionPool(KeepsLastMaps, nn.Module):
     """Base of the explanation pools (BLA, L2X-F): a 1x1-convolution scorer over the feature
     map, a pooling to ``(B, C, 1, 1)``, and the maps of the last pass in ``self.maps``.
 

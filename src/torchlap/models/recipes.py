@@ -55,7 +55,7 @@ from torchlap.models.backbones import (
     lap_sites,
     rebuild_backbone,
 )
-from torchlap.models.bcos import build_bcos
+from torchlap.models.bcos import DEFAULT_TRAIN_NORM, build_bcos
 from torchlap.models.bla import BLA_VARIANTS, apply_blaify_config, blaify
 from torchlap.models.objectives import (
     AnteHocObjective,
@@ -386,15 +386,28 @@ class BcosRecipe(Recipe):
     name = model = "bcos"
     explainer = "bcos"
 
-    def build(self, spec: ModelSpec) -> tuple[nn.Module, dict[str, Any]]:
-        """The package's network behind its ``[x, 1 - x]`` encoding (trained from scratch)."""
+    def build(
+        self, spec: ModelSpec, norm: str = DEFAULT_TRAIN_NORM
+    ) -> tuple[nn.Module, dict[str, Any]]:
+        """The package's network behind its ``[x, 1 - x]`` encoding (trained from scratch);
+        ``norm`` one of :data:`~torchlap.models.bcos.BCOS_NORMS` (the record keeps it)."""
         if spec.pretrained is not None:
             raise ValueError(
                 "--model bcos trains from scratch here: torchlap does not load B-cos weights "
                 "(--pretrained is not supported with it)"
             )
-        net = build_bcos(spec.arch, spec.num_classes, spec.in_channels)
+        net = build_bcos(spec.arch, spec.num_classes, spec.in_channels, norm)
         return net, {"builder": BCOS_BUILDER, **model_record(net)}
+
+    def training_model(
+        self, config: Any, num_classes: int, in_channels: int, pretrained_file: str | None = None
+    ) -> TrainingModel:
+        """The network with ``config.bcos_norm`` (``None``: :data:`DEFAULT_TRAIN_NORM`) and the
+        package's binary cross-entropy."""
+        spec = self.spec(config, num_classes, in_channels, 1, {}, pretrained_file)
+        norm = getattr(config, "bcos_norm", None) or DEFAULT_TRAIN_NORM
+        net, record = self.build(spec, norm)
+        return TrainingModel(net, record, self.objective())
 
     def owns(self, record: dict[str, Any]) -> bool:
         """A record of the ``bcos`` builder."""

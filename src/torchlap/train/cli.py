@@ -91,7 +91,7 @@ _Model = Annotated[
         "--model",
         help="lap (LAP layers of --lap), bla, bla-t, bla-ph, l2x-f (paper 002), antehoc "
         "(paper 004; the peers are built on the vanilla network) or bcos (a B-cos network of "
-        "the bcos package, --arch one of its models; extra torchlap[bcos]).",
+        "the bcos package, --arch one of its models or smallcnn; extra torchlap[bcos]).",
     ),
 ]
 _Supervision = Annotated[
@@ -211,6 +211,14 @@ _ShuffleLabels = Annotated[
         "(val/test keep the real ones); compare its maps with the real run's.",
     ),
 ]
+_BcosNorm = Annotated[
+    str | None,
+    typer.Option(
+        "--bcos-norm",
+        help="--model bcos only: the B-cos network's norm, batch-uncentered (default of new "
+        "runs) or position (the bcos package constructors' default).",
+    ),
+]
 _Devices = Annotated[str, typer.Option("--devices", help="auto, a count, or ids '0,1'.")]
 _NumNodes = Annotated[int, typer.Option("--num-nodes", help="Number of nodes (DDP).")]
 _Strategy = Annotated[str, typer.Option("--strategy", help="Lightning strategy (auto, ddp, ...).")]
@@ -265,6 +273,7 @@ def train(
     loss_weight: _LossWeight = None,
     seed: _Seed = 0,
     shuffle_labels: _ShuffleLabels = False,
+    bcos_norm: _BcosNorm = None,
     devices: _Devices = "auto",
     num_nodes: _NumNodes = 1,
     strategy: _Strategy = "auto",

@@ -25,6 +25,7 @@ from torchlap._checks import (
     is_int,
 )
 from torchlap.losses.functional import EXPERT_POSITIVE_FRACTION
+from torchlap.models.bcos import BCOS_NORMS
 from torchlap.models.presets import PRESETS
 from torchlap.models.recipes import RECIPES, model_choices, recipe_for
 
@@ -196,7 +197,10 @@ class TrainConfig:
     ``data_options`` (more keyword arguments of :func:`torchlap.data.load_dataset`).
 
     ``model="bcos"``: a B-cos network of the ``bcos`` package (``arch`` is one of its model
-    names, e.g. ``resnet18``), trained with its binary cross-entropy on one-hot targets.
+    names, e.g. ``resnet18``), trained with its binary cross-entropy on one-hot targets;
+    ``bcos_norm`` picks its norm layers (:data:`torchlap.models.bcos.BCOS_NORMS`; ``None``: the
+    default of new runs, ``DEFAULT_TRAIN_NORM``; a ``config.json`` of a B-cos run written before
+    the option existed reads as ``"position"``, the norm it was built with).
     ``shuffle_labels``: the data randomization test (Adebayo et al. 2018): the training labels
     are permuted across samples (seeded by ``seed``); validation and test keep the real ones.
 
@@ -243,6 +247,7 @@ class TrainConfig:
     select_metric: str = "balanced_accuracy"
     seed: int = 0
     shuffle_labels: bool = False
+    bcos_norm: str | None = None
     devices: str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
@@ -331,8 +336,23 @@ class TrainConfig:
         self._validate_phases()
         if not isinstance(self.shuffle_labels, bool):
             raise TypeError(f"shuffle_labels must be a bool, got {self.shuffle_labels!r}")
+        self._validate_bcos_norm()
         if self.overwrite and self.resume:
             raise ValueError("--overwrite and --resume exclude each other: pick one")
+
+    def _validate_bcos_norm(self) -> None:
+        """``bcos_norm``: one of the B-cos norms, and only with ``model="bcos"``."""
+        if self.bcos_norm is None:
+            return
+        if self.bcos_norm not in BCOS_NORMS:
+            raise ValueError(
+                f"unknown --bcos-norm {self.bcos_norm!r}; expected one of {', '.join(BCOS_NORMS)}"
+            )
+        if self.model != "bcos":
+            raise ValueError(
+                f"--bcos-norm {self.bcos_norm} sets the norm of a B-cos network, but --model is "
+                f"{self.model!r}: use it with --model bcos, or leave it out"
+            )
 
     def _validate_losses(self) -> None:
         """The ratios, LAP options, loss weights and concept sets."""
@@ -462,6 +482,9 @@ class TrainConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys are refused."""
         data = dict(data)
+        if data.get("model") == "bcos" and "bcos_norm" not in data:
+            # a B-cos run from before --bcos-norm was built with the package's position norm
+            data["bcos_norm"] = "position"
         phases = data.pop("phases", [])
         if not isinstance(phases, list):
             raise TypeError(f"'phases' must be a list, got {phases!r}")

@@ -1,0 +1,328 @@
+"""The fused CPU LAP layer (scorer + Eq. 4 + Eq. 1 in one compiled call each way) against slow
+references written from paper 000: the scorer of Eq. 3 one pixel at a time (below) and the
+window loops of Eq. 1 and 4 of test_layers_lap_reference.py. Values and gradients of all three
+outputs (pooled features, concept maps, score map) with respect to the input and every parameter.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_layers_lap_reference import reference_adaptive, reference_lap
+from torch import nn
+
+from torchlap._ext import lap_kernels
+from torchlap.layers import fused
+from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
+
+pytestmark = pytest.mark.skipif(lap_kernels() is None, reason="no C compiler: kernel not built")
+
+EPS = 1e-3
+
+
+def reference_scorer(x, w1, b1, w2, b2, aggregation):
+    """Eq. 3 pixel by pixel: 1x1 heads (ReLU between two of them), sigmoid, aggregation."""
+    batch, _, height, width = x.shape
+    concept_rows = []
+    for b in range(batch):
+        pixels = []
+        for r in range(height):
+            for q in range(width):
+                feature = x[b, :, r, q]
+                logits = w1 @ feature + b1
+                if w2 is not None:
+                    logits = w2 @ torch.relu(logits) + b2
+                pixels.append(torch.sigmoid(logits))
+        concept_rows.append(torch.stack(pixels, dim=1).reshape(-1, height, width))
+    concepts = torch.stack(concept_rows)
+    if concepts.shape[1] == 1:
+        return concepts, concepts
+    if aggregation == "max":
+        score = concepts.max(dim=1, keepdim=True).values
+    elif aggregation == "sum":
+        score = concepts.sum(dim=1, keepdim=True)
+    else:
+        score = concepts.sum(dim=1, keepdim=True) / concepts.shape[1]
+    return concepts, score
+
+
+def make_layer(geometry, channels, n_concepts, hidden, aggregation, dtype):
+    torch.manual_seed(11)
+    if geometry is None:
+        layer = AdaptiveLocalAttentionPool2d(
+            channels, 1, n_concepts, hidden, aggregation, alpha=1.4, eps=EPS, dtype=dtype
+        )
+    else:
+        kernel, stride, padding, ceil_mode = geometry
+        layer = LocalAttentionPool2d(
+            channels, kernel, stride, padding, n_concepts, hidden, aggregation,
+            alpha=1.4, eps=EPS, ceil_mode=ceil_mode, dtype=dtype,
+        )  # fmt: skip
+    with torch.no_grad():  # away from the zero start, so that the scores differ per pixel
+        for parameter in layer.scorer.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    return layer
+
+
+def scorer_parameters(layer):
+    convs = [m for m in layer.scorer.heads if isinstance(m, nn.Conv2d)]
+    w1, b1 = convs[0].weight[:, :, 0, 0], convs[0].bias
+    if len(convs) == 1:
+        return w1, b1, None, None
+    return w1, b1, convs[1].weight[:, :, 0, 0], convs[1].bias
+
+
+def reference_layer(layer, x, geometry, aggregation):
+    concepts, score = reference_scorer(x, *scorer_parameters(layer), aggregation)
+    if geometry is None:
+        pooled = reference_adaptive(x, score, (1, 1), layer.alpha, EPS)
+    else:
+        kernel, stride, padding, ceil_mode = geometry
+        kernel, stride, padding = ((v, v) if isinstance(v, int) else v for v in geometry[:3])
+        pooled = reference_lap(x, score, kernel, stride, padding, layer.alpha, EPS, ceil_mode)
+    return pooled, concepts, score
+
+
+def outputs_and_gradients(layer, x, forward):
+    """Outputs and the gradients of a random probe of all three outputs (x and parameters)."""
+    x = x.clone().requires_grad_(True)
+    pooled, concepts, score = forward(x)
+    generator = torch.Generator().manual_seed(5)
+    loss = sum(
+        (t * torch.randn(t.shape, generator=generator, dtype=t.dtype)).sum()
+        for t in (pooled, concepts, score)
+    )
+    params = [x, *layer.parameters()]
+    return [pooled, concepts, score, *torch.autograd.grad(loss, params)]
+
+
+def fused_forward(layer):
+    def forward(x):
+        calls = sum(fused.fused_layer_calls.values())
+        pooled = layer(x)
+        assert sum(fused.fused_layer_calls.values()) == calls + 1, "fused path not taken"
+        return pooled, layer.maps.concepts, layer.maps.score
+
+    return forward
+
+
+GEOMETRIES = [
+    # (input height, width, geometry (None: the global pool), batch)
+    (5, 7, None, 3),
+    (7, 7, None, 1),
+    (9, 9, (3, 2, 1, False), 2),  # the ResNet stem's k3 s2 p1, small map: tap-list kernel
+    (8, 11, (2, 2, 1, True), 1),  # padding and ceil mode
+    (10, 10, (3, 2, 0, True), 3),
+    (4, 40, (2, 2, 0, False), 2),  # 20 output columns: the row kernels
+    (3, 36, ((3, 3), (1, 2), (1, 1), True), 1),  # overlapping windows, row kernels
+]
+SCORERS = [
+    # (n_concepts, hidden_channels, aggregation)
+    (1, 0, "max"),
+    (1, 4, "conv"),  # "conv" with one concept is the concept itself
+    (3, 4, "max"),
+    (3, 0, "sum"),
+    (2, 12, "mean"),  # more than 8 hidden channels: two groups of the convolution kernel
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("scorer", SCORERS)
+@pytest.mark.parametrize("case", GEOMETRIES)
+def test_fused_layer_matches_the_slow_references(case, scorer, dtype):
+    height, width, geometry, batch = case
+    n_concepts, hidden, aggregation = scorer
+    layer = make_layer(geometry, 5, n_concepts, hidden, aggregation, dtype)
+    x = torch.randn(batch, 5, height, width, dtype=dtype)
+    got = outputs_and_gradients(layer, x, fused_forward(layer))
+    want = outputs_and_gradients(
+        layer, x, lambda inp: reference_layer(layer, inp, geometry, aggregation)
+    )
+    tolerance = {} if dtype == torch.float64 else {"rtol": 2e-4, "atol": 2e-5}
+    names = ["pooled", "concepts", "score", "grad x", *(n for n, _ in layer.named_parameters())]
+    for name, g, w in zip(names, got, want, strict=True):
+        torch.testing.assert_close(g, w, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("batch", [1, 3])  # 1 < threads: a team per sample; 3: whole samples
+@pytest.mark.parametrize("geometry", [None, (3, 2, 1, False), (2, 2, 0, False)])
+def test_fused_layer_with_two_threads_matches_one(batch, geometry):
+    layer = make_layer(geometry, 6, 3, 4, "max", torch.float64)
+    x = torch.randn(batch, 6, 9, 34, dtype=torch.float64)
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(outputs_and_gradients(layer, x, fused_forward(layer)))
+    finally:
+        torch.set_num_threads(previous)
+    for one, two in zip(*results, strict=True):
+        torch.testing.assert_close(one, two)
+
+
+@pytest.mark.parametrize("geometry", [None, ((2, 3), (1, 2), (1, 1), True)])
+@pytest.mark.parametrize("hidden", [0, 3])
+def test_fused_layer_gradcheck(geometry, hidden):
+    layer = make_layer(geometry, 3, 2, hidden, "max", torch.float64)
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    convs = [m for m in layer.scorer.heads if isinstance(m, nn.Conv2d)]
+    params = [p.detach().clone().requires_grad_(True) for c in convs for p in (c.weight, c.bias)]
+    alpha = layer.alpha.detach().clone().requires_grad_(True)
+    window = None
+    if geometry is not None:
+        kernel, stride, padding, ceil_mode = geometry
+        window = (kernel, stride, padding, ceil_mode)
+
+    def fn(x, alpha, *params):
+        heads = [(params[i], params[i + 1]) for i in range(0, len(params), 2)]
+        out = fused.fused_lap_layer(x, heads, "max", alpha, EPS, window)
+        assert out is not None
+        return out
+
+    assert torch.autograd.gradcheck(fn, (x, alpha, *params))
+
+
+def test_fused_layer_refuses_a_double_backward():
+    layer = make_layer(None, 4, 1, 2, "max", torch.float64)
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(layer(x).square().sum(), x, create_graph=False)
+    assert torch.isfinite(grad).all()
+    with pytest.raises(RuntimeError, match="no double backward"):
+        torch.autograd.grad(layer(x).square().sum(), x, create_graph=True)
+
+
+def _hooked_layer():
+    layer = LocalAttentionPool2d(4, 2, hidden_channels=3)
+    layer.scorer.heads[0].register_forward_hook(lambda *args: None)
+    return layer
+
+
+def _discriminative_layer():
+    layer = LocalAttentionPool2d(4, 2, n_concepts=2)
+    layer.enable_discriminative_scorer()
+    return layer
+
+
+FALLBACKS = {
+    "conv aggregation": lambda: LocalAttentionPool2d(4, 2, n_concepts=3, aggregation="conv"),
+    "module aggregation": lambda: LocalAttentionPool2d(
+        4, 2, n_concepts=3, aggregation=nn.Sequential(nn.Conv2d(3, 1, 1), nn.Sigmoid())
+    ),
+    "discriminative scorer": _discriminative_layer,
+    "hook on the scorer": _hooked_layer,
+    "adaptive 2x2": lambda: AdaptiveLocalAttentionPool2d(4, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(FALLBACKS))
+def test_other_layers_take_the_per_op_path(name):
+    layer = FALLBACKS[name]()
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    calls = dict(fused.fused_layer_calls)
+    out = layer(x)
+    out.sum().backward()
+    assert fused.fused_layer_calls == calls
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_inputs_the_kernel_does_not_take_use_the_per_op_path():
+    layer = LocalAttentionPool2d(4, 3, 2, 1, n_concepts=2, hidden_channels=3)
+    x = torch.randn(2, 4, 9, 9)
+    calls = dict(fused.fused_layer_calls)
+    expected = layer(x)  # the fused path, for comparison
+    assert fused.fused_layer_calls != calls
+    calls = dict(fused.fused_layer_calls)
+    torch.testing.assert_close(layer(x.to(memory_format=torch.channels_last)), expected)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x)
+    traced = torch.jit.trace(layer, x, check_trace=False)
+    torch.testing.assert_close(traced(x), expected)
+    half = LocalAttentionPool2d(4, 2, dtype=torch.bfloat16)
+    half(torch.randn(1, 4, 4, 4, dtype=torch.bfloat16))
+    assert fused.fused_layer_calls == calls
+
+
+def test_fused_and_per_op_paths_agree_in_process(monkeypatch):
+    layer = make_layer((3, 2, 1, False), 5, 3, 4, "sum", torch.float32)
+    x = torch.randn(2, 5, 11, 9)
+    fused_results = outputs_and_gradients(layer, x, fused_forward(layer))
+
+    def per_op(inp):
+        calls = dict(fused.fused_layer_calls)
+        pooled = layer(inp)
+        assert fused.fused_layer_calls == calls
+        return pooled, layer.maps.concepts, layer.maps.score
+
+    monkeypatch.setenv("TORCHLAP_FUSED_LAYER", "0")
+    unfused = outputs_and_gradients(layer, x, per_op)
+    for a, b in zip(fused_results, unfused, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_without_the_kernel_the_values_are_the_same(tmp_path: Path):
+    """``TORCHLAP_NO_EXT=1`` (pure PyTorch, no compiled code) gives the fused layer's values."""
+    src = Path(__file__).resolve().parents[2] / "src"
+    code = (
+        "import sys, torch\n"
+        "from torchlap.layers import fused\n"
+        "from torchlap.layers.lap import LocalAttentionPool2d, AdaptiveLocalAttentionPool2d\n"
+        "torch.manual_seed(3)\n"
+        "layers = [LocalAttentionPool2d(5, 3, 2, 1, n_concepts=2, hidden_channels=4),\n"
+        "          AdaptiveLocalAttentionPool2d(5, 1, n_concepts=1, hidden_channels=0)]\n"
+        "x = torch.randn(2, 5, 9, 9, requires_grad=True)\n"
+        "saved = {}\n"
+        "for i, layer in enumerate(layers):\n"
+        "    for p in layer.parameters():\n"
+        "        p.data.add_(torch.randn_like(p))\n"
+        "    out = layer(x)\n"
+        "    (out.square().sum() + layer.maps.concepts.sum()).backward()\n"
+        "    saved[i] = [out.detach(), layer.maps.concepts.detach(), x.grad.clone()]\n"
+        "    saved[i] += [p.grad.clone() for p in layer.parameters()]\n"
+        "    x.grad = None\n"
+        "saved['fused'] = sum(fused.fused_layer_calls.values())\n"
+        "torch.save(saved, sys.argv[1])\n"
+    )
+    results = {}
+    for name, value in (("kernel", "0"), ("no_ext", "1")):
+        env = dict(os.environ, PYTHONPATH=str(src), TORCHLAP_NO_EXT=value)
+        target = tmp_path / f"{name}.pt"
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(target)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        results[name] = torch.load(target)
+    assert results["kernel"].pop("fused") == 2
+    assert results["no_ext"].pop("fused") == 0
+    for i in (0, 1):
+        for a, b in zip(results["kernel"][i], results["no_ext"][i], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("used", ["concepts", "score", "pooled"])
+@pytest.mark.parametrize("geometry", [None, (3, 2, 1, False)])
+def test_fused_layer_with_gradient_into_one_output_only(used, geometry):
+    """Expanded (stride 0) upstream gradients, and outputs without a gradient at all."""
+    layer = make_layer(geometry, 4, 3, 2, "max", torch.float64)
+    x = torch.randn(2, 4, 7, 7, dtype=torch.float64)
+    index = ["pooled", "concepts", "score"].index(used)
+
+    def loss_and_grads(forward):
+        inp = x.clone().requires_grad_(True)
+        loss = forward(inp)[index].sum()  # its gradient is an expanded tensor of ones
+        return torch.autograd.grad(loss, [inp, *layer.parameters()], allow_unused=True)
+
+    got = loss_and_grads(fused_forward(layer))
+    want = loss_and_grads(lambda inp: reference_layer(layer, inp, geometry, "max"))
+    for g, w in zip(got, want, strict=True):
+        if w is None:  # the reference does not reach it (alpha without a pooled gradient)
+            assert g is None or not g.any()
+        else:
+            torch.testing.assert_close(g, w)
