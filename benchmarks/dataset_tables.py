@@ -161,6 +161,15 @@ def _fmt(value: float | None, scale: float = 1.0, decimals: int = 3) -> str:
     return "-" if value is None else f"{scale * value:.{decimals}f}"
 
 
+def _iou(entry: object, key: str) -> str:
+    """IoU in percent; ``n/a`` when computed but undefined (no usable sample), ``-`` when not
+    computed (the method does not apply, or was not run)."""
+    if not isinstance(entry, dict) or key not in entry:
+        return "-"
+    value = _value(entry, key)
+    return "n/a" if value is None else _fmt(value, 100, 2)
+
+
 def dataset_table(comparison: dict) -> str:
     """One markdown table of every (run, method) of a ``comparison.json``."""
     header = ["Run (test BA %)", "Method", "IoU thr. %", "IoU top-K %", "Grid PG",
@@ -177,11 +186,12 @@ def dataset_table(comparison: dict) -> str:
             check = sanity.get(method) or {}
             passed = check.get("passed")
             verdict = "-" if not check else {True: "pass", False: "**fail**"}.get(passed, "n/a")
+            shown = (run.get("methods") or {}).get(method, {}).get("display_name", method)
             cells = [
                 label,
-                method,
-                _fmt(_value(localization.get(method), "iou_threshold"), 100, 2),
-                _fmt(_value(localization.get(method), "iou_topk"), 100, 2),
+                shown,
+                _iou(localization.get(method), "iou_threshold"),
+                _iou(localization.get(method), "iou_topk"),
                 _fmt((game.get(method) or {}).get("mean")),
                 _fmt((check.get("summary") or {}).get("spearman_abs")),
                 verdict,
@@ -207,6 +217,7 @@ def merged(out: Path, data: str) -> dict | None:
             entry = runs.setdefault(name, {})
             for key in ("model", "grid_pointing_setup"):
                 entry.setdefault(key, run.get(key))
+            entry.setdefault("methods", {}).update(run.get("methods") or {})
             for key in ("localization", "sanity", "grid_pointing_game"):
                 entry.setdefault(key, {}).update(run.get(key) or {})
     return {"runs": runs}
