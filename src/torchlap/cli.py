@@ -153,8 +153,8 @@ def demo(
 
     Example: `torchlap demo --out demo-output` (quick look: `--scale 0.1 --epochs 1`)
 
-    Cost with the defaults: 7.5 min from a fresh clone on a quiet 2-core CPU before the
-    sanity checks and the grid pointing game joined it (they add roughly a run's evaluation).
+    Cost with the defaults: 20 min on a quiet 2-core CPU with the sanity checks and the grid
+    pointing game (measured 2026-12-02: 1210 s, training 71-81 s per run), plus the venv install.
     """
     if suite not in SUITES:
         raise typer.BadParameter(f"unknown --suite {suite!r}; expected one of {', '.join(SUITES)}")
