@@ -122,7 +122,7 @@ def _root(
 def demo(
     out: str = typer.Option("demo-output", "--out", help="Folder for the runs and the report."),
     scale: float = typer.Option(1.0, "--scale", help="Grow (>1) or shrink (<1) data and eval."),
-    epochs: int = typer.Option(None, "--epochs", help="Epochs per run (default 4)."),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs per run (default 3)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain and re-evaluate."),
     suite: str = typer.Option(
         "main",
@@ -143,13 +143,20 @@ def demo(
     bcos: bool = typer.Option(
         False, "--bcos", help="Also train and evaluate a B-cos ResNet-20 (extra torchlap[bcos])."
     ),
+    perturbation: bool = typer.Option(
+        False,
+        "--perturbation",
+        help="Also evaluate Score-CAM, RISE and SISE (about 25 s per image and run at 128 px "
+        "on a 2-core CPU).",
+    ),
 ) -> None:
-    """Train vanilla, weak-LAP and expert-LAP ResNet18 on `lesions` and compare every explainer.
+    """Train vanilla, weak-LAP and expert-LAP ResNet18 on `lesions` and compare their maps.
 
-    Evaluates every explainer on the runs (`--bcos`: a B-cos ResNet-20 joins them), runs the
-    sanity checks and the grid pointing game for the models' own maps and the gradient
-    methods, and writes one comparison report (`--suite peers` adds the self-explaining
-    peers). An interrupted demo resumes.
+    Evaluates the models' own maps (LAP) and the gradient explainers on the runs
+    (`--perturbation` adds Score-CAM, RISE and SISE; `--bcos`: a B-cos ResNet-20 joins the
+    runs), runs the sanity checks and the grid pointing game for them, and writes one
+    comparison report (`--suite peers` adds the self-explaining peers). An interrupted demo
+    resumes.
 
     Example: `torchlap demo --out demo-output` (quick look: `--scale 0.1 --epochs 1`)
 
@@ -172,6 +179,7 @@ def demo(
             raise typer.BadParameter(f"--lr must be > 0, got {lr}")
         settings.lr = lr
     settings.bcos = bcos
+    settings.perturbation = perturbation
     if image_size is not None:
         if image_size < 32:
             raise typer.BadParameter(f"--image-size must be >= 32 px, got {image_size}")

@@ -2,8 +2,9 @@
 
 Trains a vanilla ResNet18, a weakly supervised LAP-ResNet18 (Eq. 5 + Eq. 6) and an
 expert-supervised LAP-ResNet18 (boxes), evaluates all three with every explainer, and writes one
-comparison report. Sized to finish in under 15 minutes on a 2-core CPU; ``scale`` grows or
-shrinks the data and the number of evaluated images together.
+comparison report. Sized to finish in under 15 minutes on a 2-core CPU (see
+:class:`DemoSettings`); ``scale`` grows or shrinks the data and the number of evaluated images
+together.
 
 The ``peers`` suite adds the self-explaining peers on the same backbone, data and schedule:
 BLA, BLA-T, L2X-F (paper 002, trained end to end), BLA-PH (paper 002's post-hoc setup: the
@@ -48,38 +49,44 @@ CHECK_METHODS = _own_and_gradient_methods()
 class DemoSettings:
     """What the demo trains and evaluates (defaults: the numbers the README quotes).
 
-    Size: 64 px, 1000 images, 4 epochs, the epoch with the lowest validation cross-entropy kept.
-    At 64 px the deepest LAP map of the paper's ResNet18 preset is 2x2 before the global pool
-    (LAP All comes out as quadrants); 128 px is the smallest size without that limit, and the
-    README's resolution study measures what it changes (``image_size=128``).
+    Size: 128 px, 600 images (480 for training), 3 epochs, the epoch with the lowest validation
+    cross-entropy kept. 128 px is the smallest size at which no LAP map of the paper's ResNet18
+    preset is coarser than 4x4 before the global pool (at 64 px the deepest is 2x2 and LAP All
+    comes out as quadrants); the README's resolution study compares 64 and 128 px. The images
+    and epochs were cut from 1000 and 4 at 64 px to fit 15 minutes at 128 px: 400 images and 4
+    epochs (40 training steps) left the expert-supervised run at 80% test balanced accuracy,
+    600 images and 3 epochs (45 steps) reached 98%.
 
-    The evaluation is sized for a 2-core CPU: the perturbation explainers (Score-CAM, SISE:
-    one forward per feature map, ~500 per image on ResNet18; RISE: one per mask) dominate, so
-    the demo explains 32 test images, 16 validation images (for the thresholds, fitted on all
-    of them as paper 000 does: 65 000 pixels at 64 px, for a one-dimensional threshold), and 2
-    images at 3 noise levels for stability, with 200 RISE masks and SISE at mu = 0.3.
-    ``torchlap compare`` with its defaults evaluates at full size.
+    The evaluation is sized for 15 minutes on a 2-core CPU, including the venv install of a
+    fresh clone: 16 test images (8 with a lesion), 8 validation images for the thresholds
+    (fitted on all of them, as paper 000 does: 131 000 pixels at 128 px, for a one-dimensional
+    threshold), 1 image at 3 noise levels for stability. The explainers are the models' own
+    maps and the gradient methods (``check_methods``); ``perturbation=True`` (``torchlap demo
+    --perturbation``) adds Score-CAM, RISE (``rise_masks``) and SISE (``sise_mu``): one
+    forward per feature map or mask, about 500 per image on ResNet18, about 25 s per image and
+    run at 128 px on a 2-core CPU, so they would take the demo past 15 minutes (the images were
+    cut first: 32 test and 16 validation images at 64 px before). The README's resolution study
+    runs all nine methods; ``torchlap compare`` with its defaults evaluates at full size.
 
     Checks (issue 13): the sanity checks on ``sanity_images`` images and the grid pointing game
     on ``grid_pg_grids`` grids run for ``check_methods`` (the models' own maps and the gradient
-    methods: on the perturbation explainers every randomized copy costs their full price, about
-    30 copies per run; ``torchlap compare --sanity`` runs them for every method).
+    methods; ``torchlap compare --sanity`` runs them for every method).
     ``bcos`` (off by default; ``torchlap demo --bcos``): a B-cos network (``bcos_arch``: the
     ``bcos`` package's small-input ResNet-20 with the uncentered batch norm, the recipe that
-    learns ``lesions`` at 64 px in the demo's 4 epochs, where a B-cos ResNet18 stays at chance;
+    learns ``lesions`` at 64 px in 4 epochs, where a B-cos ResNet18 stays at chance;
     extra ``torchlap[bcos]``, which ``make demo`` installs) joins the runs when the package is
     installed, else the demo says so and goes on. Off by default for its cost (README: "A B-cos
     recipe that learns": its training took 3x the vanilla ResNet18's in the per-dataset study).
     """
 
-    image_size: int = 64
-    n_images: int = 1000
-    epochs: int = 4
+    image_size: int = 128
+    n_images: int = 600
+    epochs: int = 3
     batch_size: int = 32
     lr: float = 1e-3
-    eval_images: int = 32
-    val_images: int = 16
-    stability_images: int = 2
+    eval_images: int = 16
+    val_images: int = 8
+    stability_images: int = 1
     stability_fractions: tuple[float, ...] = (0.1, 0.3, 0.5)
     rise_masks: int = 200
     sise_mu: float = 0.3
@@ -88,10 +95,11 @@ class DemoSettings:
     data: str = "lesions"
     select_metric: str = "cross_entropy"
     sanity: bool = True
-    sanity_images: int = 4
+    sanity_images: int = 2
     grid_pg: bool = True
-    grid_pg_grids: int = 8
+    grid_pg_grids: int = 4
     check_methods: tuple[str, ...] | None = CHECK_METHODS
+    perturbation: bool = False
     bcos: bool = False
     bcos_arch: str = "cifar10_resnet20"
 
@@ -124,9 +132,9 @@ _PEERS = tuple(
 _BCOS = ("bcos", {"lap": "none", "supervision": "none", "model": "bcos"})
 #: run name -> TrainConfig fields of each suite; "peers" = the main runs plus every peer
 SUITES = {"main": _MAIN, "peers": _MAIN + _PEERS}
-#: explainers of each suite (None: every method); the peer suite skips the perturbation
-#: explainers (RISE, Score-CAM, SISE), whose cost the main suite already measures
-SUITE_METHODS = {"main": None, "peers": CHECK_METHODS}
+#: explainers of each suite: the models' own maps and the gradient methods; Score-CAM, RISE and
+#: SISE join with ``DemoSettings.perturbation`` (every comparison method, see its docstring)
+SUITE_METHODS = {"main": CHECK_METHODS, "peers": CHECK_METHODS}
 
 
 def suite_runs(suite: str, settings: DemoSettings) -> tuple[tuple[str, dict[str, str]], ...]:
@@ -202,7 +210,9 @@ def run_demo(
             fit(config)
             logger.info("%s: trained in %.0f s", name, time.perf_counter() - started)
         run_dirs.append(run_dir)
-    chosen = tuple(methods or SUITE_METHODS[suite] or DEFAULT_METHODS)
+    chosen = tuple(methods or SUITE_METHODS[suite])
+    if settings.perturbation and not methods:
+        chosen = (*chosen, *(m for m in DEFAULT_METHODS if m not in chosen))
     if any(name == "bcos" for name, _ in runs) and "bcos" not in chosen and not methods:
         chosen = (*chosen, "bcos")
     options = EvaluateOptions(

@@ -50,7 +50,35 @@ def test_demo_check_methods_are_the_own_maps_and_gradient_methods() -> None:
         "lap", "bla", "antehoc", "bcos", "gradcam", "guided_gradcam", "guided_backprop",
         "deeplift", "relevance_cam",
     }  # fmt: skip
-    assert SUITE_METHODS["peers"] == CHECK_METHODS and SUITE_METHODS["main"] is None
+    assert SUITE_METHODS["peers"] == CHECK_METHODS == SUITE_METHODS["main"]
+
+
+def test_demo_defaults_keep_no_lap_map_coarser_than_4x4() -> None:
+    # issue 12: 128 px, the smallest size at which the paper's ResNet18 preset has no LAP map
+    # coarser than 4x4 before the global pool (stem /4, then LAP halves at layers 2-4)
+    size = DemoSettings().image_size
+    assert size // 4 // 2**3 >= 4 and (size // 2) // 4 // 2**3 < 4
+
+
+def test_demo_perturbation_adds_scorecam_rise_and_sise(tmp_path: Path) -> None:
+    settings = dataclasses.replace(TINY, perturbation=True, n_images=40, eval_images=4,
+                                   val_images=4, stability_images=1, rise_masks=8)  # fmt: skip
+    run_demo(tmp_path, settings)
+    runs = json.loads((tmp_path / "comparison.json").read_text())["runs"]
+    for method in ("scorecam", "rise", "sise", "lap", "guided_backprop"):
+        assert method in runs["bb-lap"]["localization"], method
+    options = runs["bb-lap"]["options"]["method_options"]
+    assert options["rise"]["n_masks"] == 8
+
+
+def test_demo_without_perturbation_skips_scorecam_rise_and_sise(tmp_path: Path) -> None:
+    settings = dataclasses.replace(TINY, n_images=40, eval_images=4, val_images=4,
+                                   stability_images=1)  # fmt: skip
+    run_demo(tmp_path, settings)
+    runs = json.loads((tmp_path / "comparison.json").read_text())["runs"]
+    localization = runs["bb-lap"]["localization"]
+    assert "lap" in localization and "guided_backprop" in localization
+    assert not {"scorecam", "rise", "sise"} & set(localization)
 
 
 def test_peer_suite_trains_every_model_and_compares_them(tmp_path: Path) -> None:
