@@ -2,7 +2,7 @@
 
 Usage::
 
-    torchlap demo --suite peers --data lesions --out peers-lesions
+    torchlap demo --suite peers --data lesions --image-size 64 --scale 1.6667 --out peers-lesions
     python benchmarks/peer_table.py peers-lesions/comparison.json
 
 Per run: accuracy and balanced accuracy, then IoU by thresholding and by top-scored selection

@@ -19,8 +19,9 @@ whose ``.gitignore`` keeps only ``study.json`` and each cell's ``comparison.json
 control: a finished cell is skipped (its runs are not needed again) and the table can be
 printed from a clean clone.
 
-Lengths: ``demo`` trains the demo's epochs, ``long`` trains ``--long-epochs`` (12, three times
-the demo's); both keep the epoch with the lowest validation cross-entropy, as the demo does (the
+Lengths: ``demo`` trains ``--demo-epochs`` (4: the demo's epochs at 64 px; the 128-px demo
+trains 3 epochs on 600 images to fit 15 minutes), ``long`` trains ``--long-epochs`` (12, three
+times as many); both keep the epoch with the lowest validation cross-entropy, as the demo does (the
 paper trains up to 300 epochs and keeps the best one). The table's "kept epoch" column says
 whether that length was long enough: a kept epoch before the last means the validation loss had
 stopped improving (each run's ``metrics.json`` is kept for it).
@@ -124,9 +125,9 @@ def _test_balanced_accuracy(run_dir: Path) -> str:
 def table(out: Path) -> str:
     """Markdown table of every finished cell under ``out``."""
     state = load_state(out)
-    header = ["Data", "Size", "Length", "Run", "kept epoch", "BA %", "vanilla BA %", "LAP IoU thr.",
-              "best post-hoc thr.", "LAP IoU top-K", "best post-hoc top-K",
-              "wall time (min)"]  # fmt: skip
+    header = ["Data", "Size", "Length", "Run", "kept epoch", "BA %", "vanilla BA %",
+              "LAP IoU thr. %", "best post-hoc thr. %", "LAP IoU top-K %",
+              "best post-hoc top-K %", "cell wall time (min)"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for path in sorted(out.glob("*/*px/*/compare/comparison.json")):
         length_dir = path.parent.parent
@@ -151,8 +152,8 @@ def table(out: Path) -> str:
                     if _value(localization.get(m, {}).get(metric)) is not None
                 ]
                 best = max(scored, default=None)
-                cells.append("n/a" if lap is None else f"{lap:.3f}")
-                cells.append("n/a" if best is None else f"{best[0]:.3f} ({best[1]})")
+                cells.append("n/a" if lap is None else f"{100 * lap:.1f}")
+                cells.append("n/a" if best is None else f"{100 * best[0]:.1f} ({best[1]})")
             cells.append(f"{minutes / 60:.0f}")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -180,12 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    lengths = args.lengths.split(",")
+    unknown = [length for length in lengths if length not in ("demo", "long")]
+    if unknown:
+        parser.error(f"unknown length {unknown[0]!r}; expected demo or long")
     if not args.table_only:
         for data in args.data.split(","):
             for size in (int(s) for s in args.sizes.split(",")):
-                for length in args.lengths.split(","):
-                    if length not in ("demo", "long"):
-                        parser.error(f"unknown length {length!r}; expected demo or long")
+                for length in lengths:
                     run_part(args, data, size, length)
     print(table(out))
     return 0

@@ -122,7 +122,7 @@ def _root(
 def demo(
     out: str = typer.Option("demo-output", "--out", help="Folder for the runs and the report."),
     scale: float = typer.Option(1.0, "--scale", help="Grow (>1) or shrink (<1) data and eval."),
-    epochs: int = typer.Option(None, "--epochs", help="Epochs per run (default 3)."),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs per run (default 4)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain and re-evaluate."),
     suite: str = typer.Option(
         "main",

@@ -1,0 +1,111 @@
+"""``benchmarks/resolution_study.py``: its table from finished cells, and the commands it runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def study():
+    sys.path.insert(0, str(BENCHMARKS))  # the script imports its sibling _steps
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "resolution_study", BENCHMARKS / "resolution_study.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def _metric(value):
+    return {"value": value}
+
+
+def _write_cell(out: Path) -> None:
+    cell = out / "lesions" / "128px" / "demo"
+    runs = {
+        "ws-lap": {
+            "model": {"balanced_accuracy": _metric(0.9)},
+            "localization": {
+                "lap": {"iou_threshold": _metric(0.20), "iou_topk": _metric(0.31)},
+                "guided_backprop": {"iou_threshold": _metric(0.35), "iou_topk": _metric(0.30)},
+                "rise": {"iou_threshold": _metric(0.10), "iou_topk": _metric(0.33)},
+                "gradcam": {"iou_threshold": _metric(None), "iou_topk": _metric(0.05)},
+            },
+        },
+        "bb-lap": {
+            "model": {"balanced_accuracy": _metric(1.0)},
+            "localization": {"lap": {"iou_threshold": _metric(0.4), "iou_topk": _metric(None)}},
+        },
+    }
+    (cell / "compare").mkdir(parents=True)
+    (cell / "compare" / "comparison.json").write_text(json.dumps({"runs": runs}))
+    for name, selected in (("ws-lap", {"global_epoch": 3, "of_epochs": 4}), ("bb-lap", {})):
+        (cell / "runs" / name).mkdir(parents=True)
+        (cell / "runs" / name / "metrics.json").write_text(json.dumps({"selected_epoch": selected}))
+    (cell / "runs" / "vanilla").mkdir(parents=True)
+    (cell / "runs" / "vanilla" / "metrics.json").write_text(
+        json.dumps({"test": {"balanced_accuracy": 0.855}})
+    )
+    steps = {
+        "lesions/128/demo/train/vanilla": {"seconds": 60.0},
+        "lesions/128/demo/compare": {"seconds": 120.0},
+        "lesions/64/demo/compare": {"seconds": 6000.0},  # another cell: not counted
+    }
+    (out / "study.json").write_text(json.dumps({"steps": steps}))
+
+
+def test_table_rows_compare_lap_with_the_best_post_hoc_method(study, tmp_path: Path) -> None:
+    _write_cell(tmp_path)
+    lines = study.table(tmp_path).splitlines()
+    assert len(lines) == 4  # header, rule, ws-lap, bb-lap
+    ws = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    assert ws[:7] == ["lesions", "128px", "demo", "ws-lap", "3/4", "90.0", "85.5"]
+    # thresholding: Guided Backprop best (0.35 > RISE 0.10; Grad-CAM undefined is left out);
+    # top-K: RISE best (0.33 > 0.30 > 0.05)
+    assert ws[7:11] == ["20.0", "35.0 (guided_backprop)", "31.0", "33.0 (rise)"]
+    assert ws[11] == "3"  # 180 s of this cell's steps, in minutes
+    bb = [cell.strip() for cell in lines[3].strip("|").split("|")]
+    assert bb[4:11] == ["-", "100.0", "85.5", "40.0", "n/a", "n/a", "n/a"]
+
+
+def test_a_cell_trains_three_runs_and_explains_the_two_lap_runs(
+    study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands = []
+
+    def fake_step(out, state, key, command, done):
+        commands.append((key, command))
+
+    monkeypatch.setattr(study, "run_step", fake_step)
+    study.main(["--out", str(tmp_path), "--data", "lesions", "--sizes", "64", "--lengths", "long"])
+    keys = [key for key, _ in commands]
+    assert keys == [
+        "lesions/64/long/train/vanilla",
+        "lesions/64/long/train/ws-lap",
+        "lesions/64/long/train/bb-lap",
+        "lesions/64/long/compare",
+    ]
+    train = commands[0][1]
+    assert train[train.index("--epochs") + 1] == "12"
+    assert train[train.index("--keep-epoch") + 1] == "best"
+    assert train[train.index("--select-metric") + 1] == "cross_entropy"
+    compare = commands[-1][1]
+    runs = compare[compare.index("compare") + 1 : compare.index("--data")]
+    assert [Path(run).name for run in runs] == ["ws-lap", "bb-lap"]
+    options = json.loads(compare[compare.index("--method-options") + 1])
+    assert options == {"rise": {"n_masks": 500}, "sise": {"mu": 0.3}}
+
+
+def test_unknown_length_is_refused(study, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        study.main(["--out", str(tmp_path), "--lengths", "short"])
