@@ -160,8 +160,9 @@ def demo(
 
     Example: `torchlap demo --out demo-output` (quick look: `--scale 0.1 --epochs 1`)
 
-    Cost with the defaults: 20 min on a quiet 2-core CPU with the sanity checks and the grid
-    pointing game (measured 2026-12-02: 1210 s, training 71-81 s per run), plus the venv install.
+    Cost with the defaults: 11 min on a quiet 2-core CPU with the sanity checks and the grid
+    pointing game (measured 2026-12-02: 645 s, training 103-133 s per run), plus the venv
+    install (`make demo` from a fresh clone: 13 min 29 s).
     """
     if suite not in SUITES:
         raise typer.BadParameter(f"unknown --suite {suite!r}; expected one of {', '.join(SUITES)}")
