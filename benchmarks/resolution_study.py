@@ -19,8 +19,8 @@ whose ``.gitignore`` keeps only ``study.json`` and each cell's ``comparison.json
 control: a finished cell is skipped (its runs are not needed again) and the table can be
 printed from a clean clone.
 
-Lengths: ``demo`` trains ``--demo-epochs`` (4: the demo's epochs at 64 px; the 128-px demo
-trains 3 epochs on 600 images to fit 15 minutes), ``long`` trains ``--long-epochs`` (12, three
+Lengths: ``demo`` trains ``--demo-epochs`` (4, the demo's epochs; the 128-px demo trains them
+on 600 images to fit 15 minutes), ``long`` trains ``--long-epochs`` (12, three
 times as many); both keep the epoch with the lowest validation cross-entropy, as the demo does (the
 paper trains up to 300 epochs and keeps the best one). The table's "kept epoch" column says
 whether that length was long enough: a kept epoch before the last means the validation loss had
