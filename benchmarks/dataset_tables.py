@@ -45,6 +45,7 @@ DATASETS = ("lesions", "concepts", "digits")
 #: common training options: the demo's batch, seed and epoch selection
 TRAIN = ["--batch-size", "32", "--seed", "0", "--select-metric", "cross_entropy"]
 #: per dataset: the architecture and schedule under which a vanilla network learns the task on
+#: (also the resolution study's recipes: its ``demo`` length trains these epochs)
 #: a CPU budget (lesions: the demo's; concepts and digits: a ResNet18 from scratch stays at
 #: chance on 1000 images in 4 epochs (measured: 28% of 4 classes, 7% of 10), the small CNN of
 #: the README's peer table learns from 4000 images in 15 epochs)

@@ -109,3 +109,57 @@ def test_a_cell_trains_three_runs_and_explains_the_two_lap_runs(
 def test_unknown_length_is_refused(study, tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         study.main(["--out", str(tmp_path), "--lengths", "short"])
+
+
+def _commands(study, monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> list:
+    commands = []
+    monkeypatch.setattr(
+        study, "run_step", lambda out, state, key, command, done: commands.append((key, command))
+    )
+    study.main(argv)
+    return commands
+
+
+def _value(command: list[str], option: str) -> str:
+    return command[command.index(option) + 1]
+
+
+def test_digits_trains_its_recipe_at_both_lengths(
+    study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["--out", str(tmp_path), "--data", "digits", "--sizes", "128"]
+    commands = _commands(study, monkeypatch, argv)
+    trains = {key: command for key, command in commands if "/train/" in key}
+    demo, long = trains["digits/128/demo/train/bb-lap"], trains["digits/128/long/train/bb-lap"]
+    # the small CNN schedule under which digits is learnt, the automatic LAP layout
+    assert [_value(demo, o) for o in ("--arch", "--n-images", "--lr", "--lap")] == [
+        "smallcnn",
+        "4000",
+        "0.003",
+        "auto",
+    ]
+    assert (_value(demo, "--epochs"), _value(long, "--epochs")) == ("15", "45")
+    assert _value(trains["digits/128/demo/train/vanilla"], "--lap") == "none"
+    assert demo.count("--epochs") == 1 and demo.count("--n-images") == 1
+
+
+def test_command_line_overrides_the_recipe(
+    study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["--out", str(tmp_path), "--data", "lesions", "--sizes", "224", "--lengths", "demo",
+            "--n-images", "400", "--demo-epochs", "6"]  # fmt: skip
+    train = _commands(study, monkeypatch, argv)[0][1]
+    assert (_value(train, "--n-images"), _value(train, "--epochs")) == ("400", "6")
+    assert (_value(train, "--arch"), _value(train, "--image-size")) == ("resnet18", "224")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--data", "mnist"], ["--sizes", "64,big"], ["--sizes", "16"], ["--n-images", "0"]],
+)
+def test_bad_study_options_are_refused(study, tmp_path: Path, argv: list[str], capsys) -> None:
+    out = tmp_path / "study"
+    with pytest.raises(SystemExit):
+        study.main(["--out", str(out), *argv])
+    assert "error" in capsys.readouterr().err
+    assert not out.exists()  # refused before any work
