@@ -235,8 +235,10 @@ def test_inputs_the_kernel_does_not_take_use_the_per_op_path():
     calls = dict(fused.fused_layer_calls)
     expected = layer(x)  # the fused path, for comparison
     assert fused.fused_layer_calls != calls
+    strided = torch.randn(2, 4, 9, 18)[..., ::2]  # neither contiguous nor channels-last
+    on_copy = layer(strided.contiguous())  # the fused path
     calls = dict(fused.fused_layer_calls)
-    torch.testing.assert_close(layer(x.to(memory_format=torch.channels_last)), expected)
+    torch.testing.assert_close(layer(strided), on_copy)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         layer(x)
     traced = torch.jit.trace(layer, x, check_trace=False)
@@ -244,6 +246,22 @@ def test_inputs_the_kernel_does_not_take_use_the_per_op_path():
     half = LocalAttentionPool2d(4, 2, dtype=torch.bfloat16)
     half(torch.randn(1, 4, 4, 4, dtype=torch.bfloat16))
     assert fused.fused_layer_calls == calls
+
+
+def test_channels_last_inputs_take_the_fused_path_with_the_same_values_and_gradients():
+    layer = LocalAttentionPool2d(4, 3, 2, 1, n_concepts=2, hidden_channels=3)
+    x = torch.randn(2, 4, 9, 9, requires_grad=True)
+    expected = layer(x)
+    expected.square().sum().backward()
+    expected_grad, x.grad = x.grad, None
+    channels_last = x.detach().to(memory_format=torch.channels_last).requires_grad_(True)
+    assert not channels_last.is_contiguous()
+    calls = dict(fused.fused_layer_calls)
+    out = layer(channels_last)
+    assert fused.fused_layer_calls["window"] == calls["window"] + 1
+    torch.testing.assert_close(out, expected)
+    out.square().sum().backward()
+    torch.testing.assert_close(channels_last.grad, expected_grad)
 
 
 def test_fused_and_per_op_paths_agree_in_process(monkeypatch):

@@ -139,9 +139,10 @@ def fused_lap_layer(
     hidden layer) or two (ReLU between them); ``aggregation`` ``"max"``, ``"sum"`` or ``"mean"``
     (ignored for one concept); ``window`` ``(kernel, stride, padding, ceil_mode)``, or None for
     the global pool (Eq. 4 over the whole map). Returns ``(pooled, concepts, score)`` with the
-    shapes of the unfused path. It applies to contiguous float32/float64 CPU tensors of one dtype
-    with the compiled kernel available, outside tracing/export, autocast and torch.func
-    transforms; everything else (and every CUDA tensor) returns None: the caller's PyTorch path.
+    shapes of the unfused path. It applies to float32/float64 CPU tensors of one dtype (``x``
+    contiguous or channels-last, then copied to contiguous) with the compiled kernel available,
+    outside tracing/export, autocast and torch.func transforms; everything else (and every CUDA
+    tensor) returns None: the caller's PyTorch path.
     ``TORCHLAP_FUSED_LAYER=0`` turns it off (then the per-op path runs, with the same kernels
     for the pooling itself).
     """
@@ -150,6 +151,11 @@ def fused_lap_layer(
     library = _fused_library(x, heads, alpha)
     if library is None or aggregation not in _AGGREGATION_CODES:
         return None
+    # channels-last activations (the masked forwards of the perturbation explainers, a user's
+    # channels-last model): one NCHW copy for the kernel, which reads rows of one channel;
+    # measured on a LAP-ResNet18 forward at 112-224 px, this beats the per-op path on the
+    # channels-last tensor by 5-9%
+    x = x.contiguous()
     (w1, b1), (w2, b2) = heads[0], (heads[1] if len(heads) == 2 else (None, None))
     key = (x.shape, window, w1.shape, None if w2 is None else w2.shape, aggregation)
     setup = _layer_setups.get(key)
@@ -201,7 +207,9 @@ def _fused_library(x: Tensor, heads: Sequence[tuple[Tensor, Tensor]], alpha: Ten
         return None
     if type(x) is not torch.Tensor and type(x) is not torch.nn.Parameter:
         return None  # tensor subclasses (fake/meta tensors, wrappers) keep PyTorch's ops
-    if x.dim() != 4 or not x.is_contiguous() or x.numel() == 0:
+    if x.dim() != 4 or x.numel() == 0:
+        return None
+    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
         return None
     if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
         return None
