@@ -31,7 +31,8 @@ def save_state(out: Path, state: dict) -> None:
 
 
 def run_step(out: Path, state: dict, key: str, command: list[str], done: Path) -> None:
-    """Run ``command`` unless ``done`` exists; record its wall time and date under ``key``."""
+    """Run ``command`` unless ``done`` exists; record its wall time, date and torchlap arguments
+    under ``key``."""
     if done.exists():
         return
     print(f"[study] {key}: {' '.join(command[3:])}", flush=True)
@@ -40,6 +41,8 @@ def run_step(out: Path, state: dict, key: str, command: list[str], done: Path) -
     entry = {
         "seconds": round(time.perf_counter() - started, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M", time.localtime()),
+        # the torchlap arguments, so a table can say how a step ran (image count, epochs)
+        "arguments": command[3:],
     }
     # re-read before writing: parts of a study may run at the same time in other processes
     # (the rename is atomic; two steps finishing in the same instant could still race)

@@ -150,13 +150,22 @@ def _test_balanced_accuracy(run_dir: Path) -> str:
     return "-" if balanced is None else f"{100 * balanced:.1f}"
 
 
+def _train_images(state: dict, prefix: str, data: str) -> str:
+    """The image count the cell's runs trained on: from the arguments ``study.json`` records
+    (steps since 2026-12-03), else the dataset's recipe, which every earlier cell trained with."""
+    arguments = state["steps"].get(f"{prefix}train/vanilla", {}).get("arguments")
+    if arguments and "--n-images" in arguments:
+        return arguments[arguments.index("--n-images") + 1]
+    return recipe_value(data, "--n-images")
+
+
 def table(out: Path) -> str:
     """Markdown table of every finished cell under ``out``."""
     state = load_state(out)
     # test balanced accuracy of each run on its whole test split (metrics.json; for the 10
     # digits classes the mean recall per class), not on the few images the comparison explains
-    header = ["Data", "Size", "Length", "Run", "kept epoch", "test BA %", "vanilla test BA %",
-              "LAP IoU thr. %", "best post-hoc thr. %", "LAP IoU top-K %",
+    header = ["Data", "Size", "images", "Length", "Run", "kept epoch", "test BA %",
+              "vanilla test BA %", "LAP IoU thr. %", "best post-hoc thr. %", "LAP IoU top-K %",
               "best post-hoc top-K %", "cell wall time (min)"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
@@ -175,7 +184,9 @@ def table(out: Path) -> str:
             if run is None:
                 continue
             localization = run.get("localization", {})
-            cells = [data, size, length_dir.name, name, _kept_epoch(length_dir / "runs" / name),
+            images = _train_images(state, prefix, data)
+            cells = [data, size, images, length_dir.name, name,
+                     _kept_epoch(length_dir / "runs" / name),
                      _test_balanced_accuracy(length_dir / "runs" / name),
                      _test_balanced_accuracy(length_dir / "runs" / "vanilla")]  # fmt: skip
             for metric in METRICS:

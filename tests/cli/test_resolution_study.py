@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import sys
@@ -73,13 +74,39 @@ def test_table_rows_compare_lap_with_the_best_post_hoc_method(study, tmp_path: P
     lines = study.table(tmp_path).splitlines()
     assert len(lines) == 4  # header, rule, ws-lap, bb-lap
     ws = [cell.strip() for cell in lines[2].strip("|").split("|")]
-    assert ws[:7] == ["lesions", "128px", "demo", "ws-lap", "3/4", "90.0", "85.5"]
+    # no recorded arguments: the recipe's image count (lesions: 1000)
+    assert ws[:8] == ["lesions", "128px", "1000", "demo", "ws-lap", "3/4", "90.0", "85.5"]
     # thresholding: Guided Backprop best (0.35 > RISE 0.10; Grad-CAM undefined is left out);
     # top-K: RISE best (0.33 > 0.30 > 0.05)
-    assert ws[7:11] == ["20.0", "35.0 (guided_backprop)", "31.0", "33.0 (rise)"]
-    assert ws[11] == "3"  # 180 s of this cell's steps, in minutes
+    assert ws[8:12] == ["20.0", "35.0 (guided_backprop)", "31.0", "33.0 (rise)"]
+    assert ws[12] == "3"  # 180 s of this cell's steps, in minutes
     bb = [cell.strip() for cell in lines[3].strip("|").split("|")]
-    assert bb[4:11] == ["-", "100.0", "85.5", "40.0", "n/a", "n/a", "n/a"]
+    assert bb[5:12] == ["-", "100.0", "85.5", "40.0", "n/a", "n/a", "n/a"]
+
+
+def test_table_reads_the_image_count_a_cell_trained_with(study, tmp_path: Path) -> None:
+    _write_cell(tmp_path)
+    state = json.loads((tmp_path / "study.json").read_text())
+    state["steps"]["lesions/128/demo/train/vanilla"]["arguments"] = [
+        "train", "--data", "lesions", "--n-images", "500", "--epochs", "4",
+    ]  # fmt: skip
+    (tmp_path / "study.json").write_text(json.dumps(state))
+    row = study.table(tmp_path).splitlines()[2]
+    assert [cell.strip() for cell in row.strip("|").split("|")][:3] == ["lesions", "128px", "500"]
+
+
+def test_a_step_records_its_arguments_and_is_not_rerun(study, tmp_path: Path) -> None:
+    steps = importlib.import_module("_steps")
+    done = tmp_path / "done.txt"
+    script = f"import pathlib; pathlib.Path({str(done)!r}).write_text('x')"
+    command = [sys.executable, "-c", script, "--n-images", "7"]
+    state = steps.load_state(tmp_path)
+    steps.run_step(tmp_path, state, "a/step", command, done)
+    entry = json.loads((tmp_path / "study.json").read_text())["steps"]["a/step"]
+    assert entry["arguments"] == ["--n-images", "7"]  # what follows python -m torchlap.cli
+    done.write_text("kept")
+    steps.run_step(tmp_path, state, "a/step", command, done)  # done exists: not rerun
+    assert done.read_text() == "kept"
 
 
 def test_a_cell_trains_three_runs_and_explains_the_two_lap_runs(
