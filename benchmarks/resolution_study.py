@@ -13,11 +13,13 @@ Usage::
 
 Every step is a ``torchlap`` command in its own process, and a finished step is never redone:
 a killed study continues where it stopped, and parts (``--sizes``, ``--data``, ``--lengths``)
-can run one after the other or in the background (``nohup ... &``). Wall times per step are
-kept in ``OUT/study.json``. The default ``--out`` is ``benchmarks/results/resolution-study``,
-whose ``.gitignore`` keeps only ``study.json`` and each cell's ``comparison.json`` under version
-control: a finished cell is skipped (its runs are not needed again) and the table can be
-printed from a clean clone.
+can run one after the other or in the background (``nohup ... &``); ``--devices N`` shares each
+comparison's images between N processes (``torchlap compare --devices``, same results). Wall
+times per step are kept in ``OUT/study.json``. The default ``--out`` is
+``benchmarks/results/resolution-study``, whose ``.gitignore`` keeps only ``study.json``, each
+cell's ``comparison.json`` and its runs' ``metrics.json`` under version control: a finished
+cell is skipped (its runs are not needed again) and the table can be printed from a clean
+clone.
 
 Recipes: each dataset trains with its recipe in ``dataset_tables.RECIPES`` (one owner: the
 schedule under which a vanilla network learns the task on a CPU budget): ``lesions`` the demo's
@@ -122,6 +124,8 @@ def run_part(args: argparse.Namespace, data: str, size: int, length: str) -> Non
             {"rise": {"n_masks": args.rise_masks}, "sise": {"mu": args.sise_mu}}
         ),
     ]  # fmt: skip
+    if args.devices != 1:  # torchlap compare --devices: the images shared by N processes
+        command += ["--devices", str(args.devices)]
     key = f"{data}/{size}/{length}/compare"
     run_step(out, state, key, command, compare_dir / "comparison.json")
 
@@ -223,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rise-masks", type=int, default=500)
     parser.add_argument("--sise-mu", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
+    # processes sharing each comparison's images (one result, as one process writes it)
+    parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args(argv)
     lengths = args.lengths.split(",")
@@ -243,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [data for data in datasets if data not in RECIPES]
     if unknown:
         parser.error(f"no recipe for dataset {unknown[0]!r}; expected one of {', '.join(RECIPES)}")
-    for name in ("demo_epochs", "long_epochs", "n_images"):
+    for name in ("demo_epochs", "long_epochs", "n_images", "devices"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
     out = Path(args.out)

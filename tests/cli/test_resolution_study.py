@@ -137,6 +137,19 @@ def test_a_cell_trains_three_runs_and_explains_the_two_lap_runs(
     assert options == {"rise": {"n_masks": 500}, "sise": {"mu": 0.3}}
 
 
+def test_devices_reach_the_comparison_only(
+    study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["--out", str(tmp_path), "--data", "lesions", "--sizes", "64", "--lengths", "demo"]
+    commands = dict(_commands(study, monkeypatch, [*argv, "--devices", "2"]))
+    assert _value(commands["lesions/64/demo/compare"], "--devices") == "2"
+    assert "--devices" not in commands["lesions/64/demo/train/bb-lap"]
+    commands = dict(_commands(study, monkeypatch, argv))
+    assert "--devices" not in commands["lesions/64/demo/compare"]  # one process by default
+    with pytest.raises(SystemExit):
+        study.main([*argv, "--devices", "0"])
+
+
 def test_unknown_length_is_refused(study, tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         study.main(["--out", str(tmp_path), "--lengths", "short"])
