@@ -14,7 +14,8 @@ Usage::
 Every step is a ``torchlap`` command in its own process, and a finished step is never redone:
 a killed study continues where it stopped, and parts (``--sizes``, ``--data``, ``--lengths``)
 can run one after the other or in the background (``nohup ... &``); ``--devices N`` shares each
-comparison's images between N processes (``torchlap compare --devices``, same results). Wall
+comparison's images between N processes (``torchlap compare --devices`` with batches of
+``ceil(--eval-images / N)`` images, so that every process explains one). Wall
 times per step are kept in ``OUT/study.json``. The default ``--out`` is
 ``benchmarks/results/resolution-study``, whose ``.gitignore`` keeps only ``study.json``, each
 cell's ``comparison.json`` and its runs' ``metrics.json`` under version control: a finished
@@ -124,8 +125,12 @@ def run_part(args: argparse.Namespace, data: str, size: int, length: str) -> Non
             {"rise": {"n_masks": args.rise_masks}, "sise": {"mu": args.sise_mu}}
         ),
     ]  # fmt: skip
-    if args.devices != 1:  # torchlap compare --devices: the images shared by N processes
-        command += ["--devices", str(args.devices)]
+    if args.devices != 1:
+        # torchlap compare --devices shares whole batches between the processes: with the
+        # default batch of 32 images the study's 16 would all go to one process (measured: the
+        # lesions 224px demo comparison ran on one of two), so each process gets a batch
+        batch = -(-args.eval_images // args.devices)
+        command += ["--devices", str(args.devices), "--batch-size", str(min(32, batch))]
     key = f"{data}/{size}/{length}/compare"
     run_step(out, state, key, command, compare_dir / "comparison.json")
 

@@ -143,6 +143,8 @@ def test_devices_reach_the_comparison_only(
     argv = ["--out", str(tmp_path), "--data", "lesions", "--sizes", "64", "--lengths", "demo"]
     commands = dict(_commands(study, monkeypatch, [*argv, "--devices", "2"]))
     assert _value(commands["lesions/64/demo/compare"], "--devices") == "2"
+    # sharding splits whole batches: 16 images in batches of 8, one per process
+    assert _value(commands["lesions/64/demo/compare"], "--batch-size") == "8"
     assert "--devices" not in commands["lesions/64/demo/train/bb-lap"]
     commands = dict(_commands(study, monkeypatch, argv))
     assert "--devices" not in commands["lesions/64/demo/compare"]  # one process by default
