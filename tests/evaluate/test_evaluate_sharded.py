@@ -2,6 +2,7 @@
 as one process, rank 0 alone writing; arguments refused before any process starts."""
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -15,7 +16,8 @@ from typer.testing import CliRunner
 
 from torchlap.cli import app
 from torchlap.evaluate import EvaluateOptions, evaluate_run
-from torchlap.evaluate.shard import check_sharding, shard_bounds
+from torchlap.evaluate.core import _warn_idle_ranks
+from torchlap.evaluate.shard import ShardContext, check_sharding, shard_bounds, sharding
 from torchlap.train import TrainConfig, fit
 
 # values that measure the wall clock, not the evaluation
@@ -162,3 +164,19 @@ def test_bad_sharding_arguments_are_refused_before_any_process(tiny_run, tmp_pat
     assert result.exit_code == 2
     assert result.output.count("selects no process") == 1
     assert not out.exists()  # refused before anything was written
+
+
+def test_fewer_batches_than_processes_are_announced(caplog):
+    cpu = torch.device("cpu")
+    with caplog.at_level(logging.WARNING, logger="torchlap.evaluate.core"):
+        _warn_idle_ranks(16, 32)  # one process: nothing to say
+        with sharding(ShardContext(rank=0, world_size=2, device=cpu)):
+            _warn_idle_ranks(16, 8)  # two batches for two processes
+        with sharding(ShardContext(rank=1, world_size=2, device=cpu)):
+            _warn_idle_ranks(16, 32)  # rank 0 alone speaks
+        assert caplog.records == []
+        with sharding(ShardContext(rank=0, world_size=2, device=cpu)):
+            _warn_idle_ranks(16, 32)
+    (record,) = caplog.records
+    assert "1 batch(es) for 2 processes" in record.getMessage()
+    assert "--batch-size 8" in record.getMessage()

@@ -249,6 +249,21 @@ def evaluate_run(
     return results
 
 
+def _warn_idle_ranks(n_images: int, batch_size: int) -> None:
+    """Say so when a sharded evaluation has fewer batches of images than processes: sharding
+    deals whole batches, so the processes without one only wait for the others."""
+    shard = active()
+    batches = -(-n_images // batch_size)
+    if shard is None or shard.rank != 0 or batches >= shard.world_size:
+        return
+    logger.warning(
+        "sharded evaluation: %d images in batches of %d make %d batch(es) for %d processes, so "
+        "%d process(es) will only wait; pass --batch-size %d to give every process images",
+        n_images, batch_size, batches, shard.world_size, shard.world_size - batches,
+        -(-n_images // shard.world_size),
+    )  # fmt: skip
+
+
 def _prepare(
     run_dir: Path, data: str | None, out: Any, options: EvaluateOptions, force: bool
 ) -> tuple[_Evaluation, Tensor]:
@@ -261,6 +276,7 @@ def _prepare(
     model = run.model.to(device).eval()
     test = load_eval_data(run, data, options.split, options.max_images, options.batch_size)
     val = load_eval_data(run, data, "val", options.max_val_images, options.batch_size)
+    _warn_idle_ranks(len(test), options.batch_size)
     test_logits = _logits(model, test.images, options.batch_size, device)
     val_logits = _logits(model, val.images, options.batch_size, device)
     label = options.target == "label"
