@@ -262,7 +262,8 @@ def test_last_stats_count_passes_per_image():
     assert lap.last_stats == {"forwards_per_image": 1.0, "backwards_per_image": 0.0}
     rise = explainers.Rise(model, n_masks=10, mask_batch_size=7)
     rise(images, target=0)
-    assert rise.last_stats["forwards_per_image"] == 10.0
+    # 10 masks, plus the two one-image forwards that find and check the batch-norm fold
+    assert rise.last_stats["forwards_per_image"] == 10.0 + 2 / 4
 
 
 def test_upsample_is_bilinear_without_corner_alignment():
@@ -311,3 +312,18 @@ def test_torchvision_resnet18_vanilla_and_lapified(method, lap):
     assert flags(model) == before and hook_count(model) == 0
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, state[key], rtol=0, atol=0, msg=key)
+
+
+def test_in_place_forwards_switch_back_only_what_the_model_had_in_place():
+    model = lap_cnn()
+    model[5].inplace = False  # the user's own choice stays
+    explainer = make("gradcam", model)
+    with explainer.in_place_forwards():  # outside the explanation context: nothing to switch
+        assert model[2].inplace and not model[5].inplace
+    with explainer:
+        assert not model[2].inplace
+        with pytest.raises(RuntimeError, match="inside"), explainer.in_place_forwards():
+            assert model[2].inplace and not model[5].inplace
+            raise RuntimeError("inside")
+        assert not model[2].inplace
+    assert model[2].inplace and not model[5].inplace

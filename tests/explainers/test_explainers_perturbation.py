@@ -1,5 +1,7 @@
 """Score-CAM and RISE against slow per-image, per-mask references; batching; RISE's masks."""
 
+from contextlib import nullcontext
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -174,3 +176,82 @@ def test_rise_options_are_checked():
         Rise(model, seed=1.5)
     with pytest.raises(ValueError, match="grid_size"):
         RiseMasks(3, (8, 8), grid_size=0)
+
+
+def bn_lap_cnn() -> nn.Sequential:
+    """lap_cnn with eval batch norms after its convolutions (running statistics far from
+    identity), whose masked forwards fold them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(inplace=True),
+        LocalAttentionPool2d(6, 2),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(inplace=True),
+        AdaptiveLocalAttentionPool2d(8, 1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
+    )
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.3)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+        if isinstance(module, LapBase):
+            nn.init.normal_(module.scorer.heads[-1].weight, std=0.5)
+    return model.eval()
+
+
+def test_masked_forwards_fold_batch_norms_and_run_in_place():
+    model = bn_lap_cnn()
+    seen = []  # per forward: (batch norms folded, first ReLU in place)
+    model[9].register_forward_pre_hook(
+        lambda *args: seen.append((isinstance(model[1], nn.Identity), model[2].inplace))
+    )
+    images = torch.randn(2, 3, 12, 12)
+    target = torch.tensor([1, 3])
+    maps = ScoreCam(model, mask_batch_size=4).raw(images, target)
+    # the forwards before the masked ones (target check, layer search, capture) out of place
+    # and not folded; the fold's probe in place, not yet folded; then its check and the masked
+    # forwards folded and in place
+    probe = seen.index((False, True))
+    assert seen[:probe] == [(False, False)] * probe and probe >= 1
+    assert seen[probe + 1 :] == [(True, True)] * (len(seen) - probe - 1) and len(seen) > probe + 2
+    assert isinstance(model[1], nn.BatchNorm2d) and model[2].inplace
+    for i in range(2):  # the one-channel-at-a-time reference runs the model as it is
+        expected = reference_scorecam(model, model[6], images[i], int(target[i]))
+        torch.testing.assert_close(maps[i], expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", [ScoreCam, Rise, Sise])
+def test_folded_masked_forwards_give_the_maps_of_the_model_as_it_is(method, monkeypatch):
+    from torchlap.explainers import perturbation
+
+    model = bn_lap_cnn()
+    images = torch.randn(2, 3, 12, 12)
+    options = {"n_masks": 20} if method is Rise else {}
+    folded = method(model, mask_batch_size=8, **options).raw(images, 2)
+    monkeypatch.setattr(perturbation, "folded_batch_norms", lambda *args: nullcontext(0))
+    plain = method(model, mask_batch_size=8, **options).raw(images, 2)
+    torch.testing.assert_close(folded, plain, rtol=1e-4, atol=1e-6)
+
+
+def test_masked_forwards_restore_the_model_when_they_fail():
+    model = bn_lap_cnn()
+    calls = []
+
+    def fail_on_the_fifth(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("out of memory, say")
+
+    handle = model[9].register_forward_pre_hook(fail_on_the_fifth)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        ScoreCam(model, mask_batch_size=2).raw(torch.randn(1, 3, 12, 12), 0)
+    handle.remove()
+    assert isinstance(model[1], nn.BatchNorm2d) and isinstance(model[5], nn.BatchNorm2d)
+    assert model[2].inplace and model[6].inplace and not model.training

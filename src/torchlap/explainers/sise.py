@@ -177,7 +177,7 @@ class Sise(Explainer):
             # Eq. 10-12 per distinct mask, counted as often as kept channels give it
             multiplicity = torch.bincount(inverse, minlength=first.numel())
             visual = torch.zeros(images.shape[0], *size, device=images.device)
-            with masked_forward_context(images.device, self.precision):
+            with masked_forward_context(self, images[:1], self.precision):
                 starts = range(0, first.numel(), self.mask_batch_size)
                 for start in track(starts, description="sise", unit="mask batches"):
                     chosen = first[start : start + self.mask_batch_size]

@@ -1,0 +1,164 @@
+"""Batch normalisation folded into the convolution before it, for forwards without gradients.
+
+An eval-mode ``BatchNorm2d`` after a ``Conv2d`` is an affine map per output channel, so the pair
+equals one convolution with weight ``W * s`` and bias ``(b - mean) * s + beta``
+(``s = gamma / sqrt(var + eps)``). Perturbation explainers push hundreds of masked images per
+image through the model; on the CPU the batch norms are a fifth of a ResNet forward's time
+(measured: LAP-ResNet18, 64 images at 112 px, channels-last float32: 4.6 against 6.2 ms per
+image with in-place ReLUs and folded batch norms, against the explanation context's default).
+
+Folding needs to know that nothing else reads the convolution's output, which only a graph of
+the model says, and ``torch.fx`` cannot trace every model (the lapified blocks keep their maps
+on the module). :func:`folded_batch_norms` therefore finds candidate pairs in one probe
+forward (a batch norm whose input is the very tensor a convolution returned), folds them for
+the duration of a ``with`` block, and keeps the fold only if the folded model's logits on the
+probe equal the original's (float rounding aside); otherwise it undoes it and the model runs as
+it is. torch's own ``fuse_conv_bn_eval`` folds one given pair and leaves finding safe pairs to
+the caller, which is the part written here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["folded_batch_norms"]
+
+logger = logging.getLogger(__name__)
+
+# logits of the folded model may differ from the original's by float rounding only: this
+# fraction of the largest logit (a wrong fold changes them by orders of magnitude more)
+FOLD_TOLERANCE = 1e-4
+
+
+def _conv_bn_pairs(model: nn.Module, probe: Tensor) -> tuple[list[tuple], Tensor]:
+    """The (conv, parent, name, bn) pairs a probe forward shows, and its logits (float32)."""
+    names = {id(module): name for name, module in model.named_modules()}
+    # each convolution output held (not only its id, which a freed tensor's successor reuses)
+    produced: dict[int, tuple[nn.Conv2d, object]] = {}
+    calls: dict[int, int] = {}
+    candidates: list[tuple[nn.Conv2d, nn.BatchNorm2d]] = []
+
+    def after_conv(module: nn.Module, args: tuple, output: object) -> None:
+        calls[id(module)] = calls.get(id(module), 0) + 1
+        produced[id(output)] = (module, output)  # type: ignore[assignment]
+
+    def before_bn(module: nn.Module, args: tuple) -> None:
+        calls[id(module)] = calls.get(id(module), 0) + 1
+        entry = produced.get(id(args[0])) if args else None
+        if entry is not None and entry[1] is args[0]:
+            candidates.append((entry[0], module))  # type: ignore[arg-type]
+
+    handles = []
+    try:
+        for module in model.modules():
+            if type(module) is nn.Conv2d:
+                handles.append(module.register_forward_hook(after_conv))
+            elif type(module) is nn.BatchNorm2d:
+                handles.append(module.register_forward_pre_hook(before_bn))
+        logits = model(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    pairs = []
+    for conv, bn in candidates:
+        foldable = (
+            calls[id(conv)] == 1  # a shared module is folded for every use or none
+            and calls[id(bn)] == 1
+            and not bn.training
+            and bn.running_mean is not None
+            and bn.running_var is not None
+            and type(conv.weight) is nn.Parameter  # not parametrized
+            and not (conv._forward_hooks or conv._forward_pre_hooks)
+            and not (bn._forward_hooks or bn._forward_pre_hooks)
+        )
+        if foldable:
+            parent_name, _, child = names[id(bn)].rpartition(".")
+            parent = model.get_submodule(parent_name)
+            if parent._modules.get(child) is bn:
+                pairs.append((conv, parent, child, bn))
+    return pairs, logits
+
+
+def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[nn.Parameter, nn.Parameter]:
+    """The weight and bias of the convolution with the batch norm after it (in float64)."""
+    weight = conv.weight.detach().double()
+    var, mean = bn.running_var.double(), bn.running_mean.double()  # type: ignore[union-attr]
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach().double()
+    bias = -mean if conv.bias is None else conv.bias.detach().double() - mean
+    bias = bias * scale
+    if bn.bias is not None:
+        bias = bias + bn.bias.detach().double()
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    new_weight = (weight * scale.view(shape)).to(conv.weight.dtype)
+    return (
+        nn.Parameter(new_weight, requires_grad=False),
+        nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False),
+    )
+
+
+@contextlib.contextmanager
+def folded_batch_norms(model: nn.Module, probe: Tensor) -> Iterator[int]:
+    """Within the block, every safely foldable eval ``BatchNorm2d`` folded into its ``Conv2d``.
+
+    ``model`` a classifier in eval mode, ``probe`` a small batch of its inputs (one image is
+    enough). Runs one probe forward to find the pairs and one to check the folded model's
+    logits against the original's (both without gradients, in float32); yields the number of
+    folded pairs (0: the model runs unchanged). The model's parameters and modules are
+    restored when the block ends, also on error. Meant for forwards under
+    ``torch.inference_mode`` or ``torch.no_grad``: the folded weights do not require grad.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(probe, Tensor):
+        raise TypeError(f"probe must be a tensor of model inputs, got {type(probe).__name__}")
+    if not any(type(m) is nn.BatchNorm2d for m in model.modules()):
+        yield 0
+        return
+    undo: list[Callable[[], None]] = []
+    try:
+        with torch.no_grad(), torch.autocast(probe.device.type, enabled=False):
+            pairs, reference = _conv_bn_pairs(model, probe)
+            for conv, parent, child, bn in pairs:
+                weight, bias = _folded(conv, bn)
+                undo.append(partial(conv._parameters.update, conv._parameters.copy()))
+                undo.append(partial(parent._modules.__setitem__, child, bn))
+                conv._parameters["weight"], conv._parameters["bias"] = weight, bias
+                parent._modules[child] = nn.Identity()
+            if pairs:
+                folded_logits = model(probe)
+                error = scale = float("nan")  # a model without tensor logits is not folded
+                comparable = (
+                    isinstance(reference, Tensor)
+                    and isinstance(folded_logits, Tensor)
+                    and reference.shape == folded_logits.shape
+                    and reference.numel() > 0
+                )
+                if comparable:
+                    scale = float(reference.abs().amax())
+                    error = float((folded_logits - reference).abs().amax())
+                if not error <= FOLD_TOLERANCE * max(scale, 1.0):
+                    logger.info(
+                        "batch norms not folded: the folded model's logits differ by %.3g "
+                        "(largest logit %.3g); something else reads a convolution's output",
+                        error,
+                        scale,
+                    )
+                    _undo(undo)
+                    pairs = []
+        yield len(pairs)
+    finally:
+        _undo(undo)
+
+
+def _undo(undo: list[Callable[[], None]]) -> None:
+    """Put back the parameters and modules a fold replaced (last change first)."""
+    while undo:
+        undo.pop()()
