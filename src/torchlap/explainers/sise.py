@@ -163,21 +163,22 @@ class Sise(Explainer):
             capture.remove()
         size = images.shape[-2:]
         maps = []
-        for acts, grads in zip(activations, gradients, strict=True):
-            acts = acts.detach()
-            alpha = grads.sum(dim=(2, 3))  # Eq. 6
-            beta = alpha.amax(dim=1, keepdim=True)  # Eq. 8
-            flat = acts.flatten(2)
-            keep = (alpha > self.mu * beta) & (alpha > 0) & (flat.amax(2) > flat.amin(2))
-            image_index, channel_index = keep.nonzero(as_tuple=True)
-            if self.deduplicate:
-                first, inverse = unique_masks(acts[image_index, channel_index], image_index)
-            else:
-                first = inverse = torch.arange(image_index.numel(), device=images.device)
-            # Eq. 10-12 per distinct mask, counted as often as kept channels give it
-            multiplicity = torch.bincount(inverse, minlength=first.numel())
-            visual = torch.zeros(images.shape[0], *size, device=images.device)
-            with masked_forward_context(self, images[:1], self.precision):
+        # one context for every layer: one batch-norm fold (two probe forwards) per call
+        with masked_forward_context(self, images[:1], self.precision):
+            for acts, grads in zip(activations, gradients, strict=True):
+                acts = acts.detach()
+                alpha = grads.sum(dim=(2, 3))  # Eq. 6
+                beta = alpha.amax(dim=1, keepdim=True)  # Eq. 8
+                flat = acts.flatten(2)
+                keep = (alpha > self.mu * beta) & (alpha > 0) & (flat.amax(2) > flat.amin(2))
+                image_index, channel_index = keep.nonzero(as_tuple=True)
+                if self.deduplicate:
+                    first, inverse = unique_masks(acts[image_index, channel_index], image_index)
+                else:
+                    first = inverse = torch.arange(image_index.numel(), device=images.device)
+                # Eq. 10-12 per distinct mask, counted as often as kept channels give it
+                multiplicity = torch.bincount(inverse, minlength=first.numel())
+                visual = torch.zeros(images.shape[0], *size, device=images.device)
                 starts = range(0, first.numel(), self.mask_batch_size)
                 for start in track(starts, description="sise", unit="mask batches"):
                     chosen = first[start : start + self.mask_batch_size]
@@ -196,8 +197,8 @@ class Sise(Explainer):
                     weights = scores.float() / masks.sum(dim=(1, 2))  # Eq. 11: m / sum(m)
                     weights = weights * multiplicity[start : start + chosen.numel()]
                     visual.index_add_(0, rows, weights[:, None, None] * masks)  # Eq. 10, 12
-            counts = keep.sum(dim=1).clamp_min(1).to(visual.dtype)
-            maps.append(visual / counts[:, None, None])
+                counts = keep.sum(dim=1).clamp_min(1).to(visual.dtype)
+                maps.append(visual / counts[:, None, None])
         return torch.stack(maps)
 
     def visualization_maps(self, images: Tensor, target: int | Tensor | None = None) -> Tensor:
