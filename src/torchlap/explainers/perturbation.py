@@ -3,9 +3,10 @@
 Both score masked copies of the images. Masked forwards run in batches of ``mask_batch_size``
 images on the images' device; masks are built batch by batch on that device, never all at once.
 The score of a masked image is the target class's softmax probability (the sigmoid for a
-single-output model), as in both papers. The masked forwards run in ``torch.inference_mode``;
-``precision="bfloat16"`` (or ``"float16"``) runs them under ``torch.autocast`` (see
-:func:`masked_forward_context`), the scores are then taken in float32.
+single-output model), as in both papers. The masked forwards run in ``torch.inference_mode``,
+with the model's own in-place flags and its eval batch norms folded into their convolutions
+(float rounding only); ``precision="bfloat16"`` (or ``"float16"``) runs them under
+``torch.autocast`` (see :func:`masked_forward_context`), the scores are then taken in float32.
 """
 
 from __future__ import annotations
