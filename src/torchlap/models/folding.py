@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from functools import partial
 
@@ -39,19 +40,21 @@ FOLD_TOLERANCE = 1e-4
 def _conv_bn_pairs(model: nn.Module, probe: Tensor) -> tuple[list[tuple], Tensor]:
     """The (conv, parent, name, bn) pairs a probe forward shows, and its logits (float32)."""
     names = {id(module): name for name, module in model.named_modules()}
-    # each convolution output held (not only its id, which a freed tensor's successor reuses)
-    produced: dict[int, tuple[nn.Conv2d, object]] = {}
+    # each convolution output by id and weak reference: a freed output's id may come back for
+    # another tensor, and a dead reference tells them apart without keeping the outputs alive
+    produced: dict[int, tuple[nn.Conv2d, weakref.ref]] = {}
     calls: dict[int, int] = {}
     candidates: list[tuple[nn.Conv2d, nn.BatchNorm2d]] = []
 
     def after_conv(module: nn.Module, args: tuple, output: object) -> None:
         calls[id(module)] = calls.get(id(module), 0) + 1
-        produced[id(output)] = (module, output)  # type: ignore[assignment]
+        if isinstance(output, Tensor):
+            produced[id(output)] = (module, weakref.ref(output))  # type: ignore[assignment]
 
     def before_bn(module: nn.Module, args: tuple) -> None:
         calls[id(module)] = calls.get(id(module), 0) + 1
         entry = produced.get(id(args[0])) if args else None
-        if entry is not None and entry[1] is args[0]:
+        if entry is not None and entry[1]() is args[0]:
             candidates.append((entry[0], module))  # type: ignore[arg-type]
 
     handles = []
