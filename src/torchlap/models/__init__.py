@@ -33,6 +33,7 @@ from torchlap.models.build import (
     build_model,
     model_from_config,
 )
+from torchlap.models.folding import folded_batch_norms
 from torchlap.models.lapify import freeze_all_but_lap, lap_parameters, lapify
 from torchlap.models.presets import PRESETS, Preset
 from torchlap.models.recipes import RECIPES, Recipe, model_choices, rebuild_model
@@ -68,6 +69,7 @@ __all__ = [
     "bla_parameters",
     "blaify",
     "build_model",
+    "folded_batch_norms",
     "freeze_all_but_bla",
     "freeze_all_but_lap",
     "lap_parameters",
