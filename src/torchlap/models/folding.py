@@ -13,8 +13,9 @@ on the module). :func:`folded_batch_norms` therefore finds candidate pairs in on
 forward (a batch norm whose input is the very tensor a convolution returned), folds them for
 the duration of a ``with`` block, and keeps the fold only if the folded model's logits on the
 probe equal the original's (float rounding aside); otherwise it undoes it and the model runs as
-it is. torch's own ``fuse_conv_bn_eval`` folds one given pair and leaves finding safe pairs to
-the caller, which is the part written here.
+it is. The arithmetic of one fold is torch's (``torch.nn.utils.fusion.fuse_conv_bn_weights``);
+torch leaves finding the pairs that are safe to fold to the caller, which is the part written
+here.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from functools import partial
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 __all__ = ["folded_batch_norms"]
 
@@ -89,21 +91,20 @@ def _conv_bn_pairs(model: nn.Module, probe: Tensor) -> tuple[list[tuple], Tensor
 
 
 def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[nn.Parameter, nn.Parameter]:
-    """The weight and bias of the convolution with the batch norm after it (in float64)."""
-    weight = conv.weight.detach().double()
-    var, mean = bn.running_var.double(), bn.running_mean.double()  # type: ignore[union-attr]
-    scale = torch.rsqrt(var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight.detach().double()
-    bias = -mean if conv.bias is None else conv.bias.detach().double() - mean
-    bias = bias * scale
-    if bn.bias is not None:
-        bias = bias + bn.bias.detach().double()
-    shape = (-1,) + (1,) * (weight.dim() - 1)
-    new_weight = (weight * scale.view(shape)).to(conv.weight.dtype)
-    return (
-        nn.Parameter(new_weight, requires_grad=False),
-        nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False),
+    """The weight and bias of the convolution with the batch norm after it (torch's arithmetic;
+    detached, so the folded parameters do not require grad)."""
+
+    def detached(tensor: Tensor | None) -> Tensor | None:
+        return None if tensor is None else tensor.detach()
+
+    return fuse_conv_bn_weights(
+        conv.weight.detach(),
+        detached(conv.bias),
+        bn.running_mean,  # type: ignore[arg-type]
+        bn.running_var,  # type: ignore[arg-type]
+        bn.eps,
+        detached(bn.weight),
+        detached(bn.bias),
     )
 
 
