@@ -113,11 +113,13 @@ GEOMETRIES = [
     # (input height, width, geometry (None: the global pool), batch)
     (5, 7, None, 3),
     (7, 7, None, 1),
-    (9, 9, (3, 2, 1, False), 2),  # the ResNet stem's k3 s2 p1, small map: tap-list kernel
+    (9, 9, (3, 2, 1, False), 2),  # the ResNet stem's k3 s2 p1 on a small map
     (8, 11, (2, 2, 1, True), 1),  # padding and ceil mode
     (10, 10, (3, 2, 0, True), 3),
-    (4, 40, (2, 2, 0, False), 2),  # 20 output columns: the row kernels
-    (3, 36, ((3, 3), (1, 2), (1, 1), True), 1),  # overlapping windows, row kernels
+    (4, 40, (2, 2, 0, False), 2),  # 20 output columns
+    (3, 36, ((3, 3), (1, 2), (1, 1), True), 1),  # overlapping windows, row stride 1
+    (7, 10, ((3, 3), (3, 1), (1, 1), False), 2),  # column stride 1, row stride 3
+    (9, 11, (2, 2, 0, False), 2),  # the last row and column are in no window
 ]
 SCORERS = [
     # (n_concepts, hidden_channels, aggregation)

@@ -62,6 +62,10 @@ GEOMETRIES = [
     (7, 7, (2, 2), (2, 2), (0, 0), True),
     (6, 8, (3, 2), (1, 3), (1, 0), False),
     (10, 11, (4, 5), (3, 2), (2, 2), True),
+    (9, 10, (3, 3), (1, 1), (1, 1), False),  # unit stride: the phases are the rows themselves
+    (9, 11, (2, 2), (2, 2), (0, 0), False),  # the last row and column are in no window
+    (8, 9, (1, 1), (2, 2), (0, 0), False),  # kernel below the stride: pixels between windows
+    (3, 70, (1, 66), (1, 2), (0, 0), True),  # a kernel wider than 64 columns
 ]
 
 

@@ -30,7 +30,7 @@ from torchlap.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LapGeometry", "LapLayerSpec", "kernel_status", "lap_kernels"]
+__all__ = ["LapGeometry", "LapLayerSpec", "declare", "kernel_status", "lap_kernels"]
 
 _SOURCE = Path(__file__).with_name("lap_cpu.c")
 # included by lap_cpu.c (the fused LAP layer); part of the cache key
@@ -127,7 +127,15 @@ def _load() -> ctypes.CDLL | None:
     compiler = _compiler()
     if compiler is None:
         raise RuntimeError("no C compiler found ($CC, cc, gcc or clang)")
-    library = ctypes.CDLL(str(_build(compiler)))
+    return declare(ctypes.CDLL(str(_build(compiler))))
+
+
+def declare(library: ctypes.CDLL) -> ctypes.CDLL:
+    """Check a loaded kernel library's ABI version and declare its functions' argument types.
+
+    Used for the library :func:`lap_kernels` builds, and by ``benchmarks/kernel_ab.py`` for a
+    build of another revision's source (compared head to head in one process).
+    """
     if library.lap_abi_version() != _ABI_VERSION:
         raise RuntimeError("stale kernel library (ABI version mismatch)")
     pointer, geometry = ctypes.c_void_p, ctypes.POINTER(LapGeometry)

@@ -4,19 +4,20 @@
  *
  * x is (B, C, H, W) and w is (B, K, Ho, Wo), both contiguous; K = kh * kw kernel offsets; the
  * window of output pixel (i, j) at offset (a, q) reads input pixel (i*sh - ph + a, j*sw - pw + q)
- * and offsets outside the input are skipped (their weight is 0 anyway). The weights never depend
- * on the channel, so each (b, c) plane is one pass over its input rows. Each input row is split
- * once into its sw column phases (x[r, t*sw + m] -> phase m, index t) so that every inner loop
- * is unit-stride (vectorisable) whatever the stride.
+ * and offsets outside the input contribute nothing (their weight is 0 anyway). The weights never
+ * depend on the channel. Each (b, c) plane is first copied into its sh * sw polyphase planes
+ * (lap_phase_plan below), after which every kernel offset is one unit-stride loop over the
+ * whole plane's windows, whatever the kernel, stride and padding.
  *
- * The backward is one fused pass per input row as well: it gathers grad_out * w into the row's
- * gradient phases (then interleaves them into grad_x, writing every element once, no zeroing)
- * and accumulates grad_w = sum_c grad_out * x into a per-task partial buffer that the caller
- * sums; so the input is read once and its gradient written once.
+ * The backward is one pass per plane as well: it gathers grad_out * w into the plane's
+ * gradient phases (then copies them into grad_x, writing every element once) and accumulates
+ * grad_w = sum_c grad_out * x into a per-task partial buffer that the caller sums; so the input
+ * is read once and its gradient written once.
  *
  * The fused LAP layer (lap_layer.c, included below for float and double) does a whole layer in
- * one call each way: the concept scorer's 1x1 convolutions, Eq. 4 and Eq. 1, with these row
- * kernels (or a tap list on small maps) for the pooling.
+ * one call each way: the concept scorer's 1x1 convolutions, Eq. 4 and Eq. 1, with these
+ * polyphase loops for the pooling. The per-plane pooling (pool_plane, unpool_plane) lives
+ * there, templated on the element type, and these per-op kernels call it.
  *
  * Plain C with OpenMP, compiled on first use by torchlap._ext (no PyTorch headers, so the build
  * takes about a second); called through ctypes with the tensors' data pointers.
@@ -38,39 +39,53 @@ typedef struct {
     int64_t B, C, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw;
 } lap_geometry;
 
-/* first and one-past-last output index o along one axis whose input o*s - p + off is in [0, n) */
-static void axis_range(int64_t off, int64_t s, int64_t p, int64_t n, int64_t out, int64_t *lo,
-                       int64_t *hi) {
-    int64_t first = p - off > 0 ? (p - off + s - 1) / s : 0;
-    int64_t last = (n - 1 + p - off) >= 0 ? (n - 1 + p - off) / s : -1;
-    if (last > out - 1) last = out - 1;
-    *lo = first;
-    *hi = last + 1 > first ? last + 1 : first;
-}
-
-/* per kernel column q: output range [lo, hi), phase m and phase offset of input column j*sw+q-pw */
+/* The polyphase layout of the windowed sum. Phase (mh, mw) of a plane holds the pixels whose
+ * padded row and column are mh and mw modulo the stride: X[mh, mw][u, v] = x[u*sh + mh - ph,
+ * v*sw + mw - pw] (0 outside x). Offset (a, q) of window (i, j) reads x[i*sh - ph + a,
+ * j*sw - pw + q] = X[a % sh, q % sw][i + a / sh, j + q / sw]. With the phase planes stored one
+ * after the other, V columns each, and the output laid out with the same row pitch V, offset k
+ * of every window of the plane is one contiguous stream: out[o] += w[k][o] * X[off[k] + o] for
+ * o < L = (Ho - 1) * V + Wo (the columns Wo..V of a row are padding, with weight 0). So each
+ * plane costs one strided copy into its phases and K unit-stride loops of Ho * V, whatever the
+ * kernel, stride and padding, instead of a few short loops per input row. */
 typedef struct {
-    int64_t lo[64], hi[64], phase[64], shift[64], phase_len;
-} column_plan;
+    int64_t U, V;   /* rows and columns of each phase plane; V is also the output's row pitch */
+    int64_t L, OP;  /* stream length (Ho - 1) * V + Wo; one pitched output plane Ho * V */
+    int64_t size;   /* all phase planes: sh * sw * U * V */
+    int64_t *off;   /* per offset k = a * kw + q: the start of its stream in the phase planes */
+    int64_t *vlo, *vhi; /* per column phase mw: the columns v that hold pixels of x */
+    int uncovered;  /* some input columns are in no phase column (v >= V): no window reads them */
+} lap_phase_plan;
 
-static void plan_columns(const lap_geometry *g, column_plan *p) {
-    p->phase_len = (g->W + g->sw - 1) / g->sw;
-    for (int64_t q = 0; q < g->kw; ++q) {
-        const int64_t d = q - g->pw;
-        const int64_t m = ((d % g->sw) + g->sw) % g->sw;
-        axis_range(q, g->sw, g->pw, g->W, g->Wo, &p->lo[q], &p->hi[q]);
-        p->phase[q] = m;
-        p->shift[q] = (d - m) / g->sw;
+static int lap_plan_phases(const lap_geometry *g, lap_phase_plan *p) {
+    const int64_t sh = g->sh, sw = g->sw;
+    p->U = g->Ho + (g->kh - 1) / sh;
+    p->V = g->Wo + (g->kw - 1) / sw;
+    p->L = (g->Ho - 1) * p->V + g->Wo;
+    p->OP = g->Ho * p->V;
+    p->size = sh * sw * p->U * p->V;
+    p->off = (int64_t *)malloc(sizeof(int64_t) * (g->kh * g->kw + 2 * sw));
+    if (!p->off) return 0;
+    p->vlo = p->off + g->kh * g->kw;
+    p->vhi = p->vlo + sw;
+    for (int64_t a = 0; a < g->kh; ++a)
+        for (int64_t q = 0; q < g->kw; ++q)
+            p->off[a * g->kw + q] =
+                ((a % sh) * sw + q % sw) * p->U * p->V + (a / sh) * p->V + q / sw;
+    for (int64_t m = 0; m < sw; ++m) {
+        /* 0 <= v * sw + m - pw < W and v < V */
+        const int64_t lo = m >= g->pw ? 0 : (g->pw - m + sw - 1) / sw;
+        const int64_t last = g->W - 1 + g->pw - m;
+        int64_t hi = last >= 0 ? last / sw + 1 : 0;
+        if (hi > p->V) hi = p->V;
+        p->vlo[m] = lo;
+        p->vhi[m] = hi > lo ? hi : lo;
     }
+    p->uncovered = (g->W - 1 + g->pw) / sw >= p->V;
+    return 1;
 }
 
-/* output rows i that input row r feeds: i*sh - ph + a = r for some 0 <= a < kh */
-static void rows_of_input(const lap_geometry *g, int64_t r, int64_t *first, int64_t *last) {
-    const int64_t top = r + g->ph - (g->kh - 1);
-    *first = top > 0 ? (top + g->sh - 1) / g->sh : 0;
-    *last = (r + g->ph) / g->sh;
-    if (*last > g->Ho - 1) *last = g->Ho - 1;
-}
+static void lap_free_phases(lap_phase_plan *p) { free(p->off); }
 
 /* the scorer of a fused LAP layer (lap_layer.c) */
 typedef struct {
@@ -98,51 +113,6 @@ typedef struct {
 /* rows of the 1x1 convolution kernels: output channels rounded up to groups of 8 */
 static int64_t lap_padded(int64_t rows) { return (rows + 7) / 8 * 8; }
 
-/* The windows of a small map as a list of taps: for each window o (in order), the (offset k,
- * pixel p) pairs inside the input; first[o]..first[o + 1] are o's taps, kidx = k * O + o. On
- * maps narrower than LAP_TAPS_BELOW output columns one pass over this list per channel plane is
- * faster than the row kernels (whose inner loops are then only a few columns long). Measured
- * (fused layer forward+backward, 1 thread, best of 20, ms, rows vs taps): Wo 5 (2, 768, 12, 12)
- * k3 s2 9.4 vs 5.5; Wo 7 (2, 256, 14, 14) k2 s2 4.0 vs 1.6; Wo 12 (2, 288, 25, 25) k3 s2 10.2
- * vs 10.5; Wo 14 (2, 128, 28, 28) k2 s2 2.6 vs 5.2; Wo 25 (2, 192, 52, 52) 23.9 vs 40.7. */
-#define LAP_TAPS_BELOW 12
-typedef struct {
-    int32_t *first, *kidx, *pix;
-} lap_taps;
-
-static int lap_make_taps(const lap_geometry *g, lap_taps *t) {
-    const int64_t O = g->Ho * g->Wo, K = g->kh * g->kw;
-    t->first = (int32_t *)malloc(sizeof(int32_t) * (O + 1));
-    t->kidx = (int32_t *)malloc(sizeof(int32_t) * (K * O + 1));
-    t->pix = (int32_t *)malloc(sizeof(int32_t) * (K * O + 1));
-    if (!t->first || !t->kidx || !t->pix) return 0;
-    int32_t e = 0;
-    for (int64_t i = 0; i < g->Ho; ++i)
-        for (int64_t j = 0; j < g->Wo; ++j) {
-            const int64_t o = i * g->Wo + j;
-            t->first[o] = e;
-            for (int64_t a = 0; a < g->kh; ++a) {
-                const int64_t r = i * g->sh - g->ph + a;
-                if (r < 0 || r >= g->H) continue;
-                for (int64_t q = 0; q < g->kw; ++q) {
-                    const int64_t col = j * g->sw - g->pw + q;
-                    if (col < 0 || col >= g->W) continue;
-                    t->kidx[e] = (int32_t)((a * g->kw + q) * O + o);
-                    t->pix[e] = (int32_t)(r * g->W + col);
-                    ++e;
-                }
-            }
-        }
-    t->first[O] = e;
-    return 1;
-}
-
-static void lap_free_taps(lap_taps *t) {
-    free(t->first);
-    free(t->kidx);
-    free(t->pix);
-}
-
 /* share [lo, hi) of n items of thread tid in a team of nth */
 static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
     *lo = n * tid / nth;
@@ -168,16 +138,25 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
     void lap_forward_##SUFFIX(const T *x, const T *w, T *out, const lap_geometry *g,              \
                               int nthreads) {                                                     \
         const int64_t K = g->kh * g->kw, HW = g->H * g->W, O = g->Ho * g->Wo;                     \
-        column_plan cp;                                                                           \
-        plan_columns(g, &cp);                                                                     \
+        lap_phase_plan plan;                                                                      \
+        if (!lap_plan_phases(g, &plan)) return;                                                   \
         _Pragma("omp parallel num_threads(nthreads)") {                                          \
-            T *phases = (T *)malloc(sizeof(T) * (g->sw * cp.phase_len + 1));                      \
+            pool_buffers_##SUFFIX pb;                                                             \
+            pool_buffers_alloc_##SUFFIX(&pb, g, &plan, 0);                                        \
+            int64_t pitched_for = -1; /* the sample whose weights pb.wn holds */                  \
+            const T *wn = 0;                                                                      \
             _Pragma("omp for schedule(static)")                                                  \
-            for (int64_t plane = 0; plane < g->B * g->C; ++plane)                                 \
-                pool_plane_##SUFFIX(x + plane * HW, w + (plane / g->C) * K * O, out + plane * O,  \
-                                    g, &cp, phases);                                              \
-            free(phases);                                                                         \
+            for (int64_t plane = 0; plane < g->B * g->C; ++plane) {                               \
+                const int64_t b = plane / g->C;                                                   \
+                if (b != pitched_for) {                                                           \
+                    wn = pitched_weights_##SUFFIX(w + b * K * O, pb.wn, g, &plan);                \
+                    pitched_for = b;                                                              \
+                }                                                                                 \
+                pool_plane_##SUFFIX(x + plane * HW, wn, out + plane * O, g, &plan, &pb);          \
+            }                                                                                     \
+            free(pb.X);                                                                           \
         }                                                                                         \
+        lap_free_phases(&plan);                                                                   \
     }                                                                                             \
                                                                                                   \
     /* grad_x (may be NULL) and partial grad_w (B, chunks, K, Ho, Wo, zeroed; may be NULL) */    \
@@ -185,27 +164,35 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
                                const lap_geometry *g, int64_t chunks, int nthreads) {             \
         const int64_t K = g->kh * g->kw, HW = g->H * g->W, O = g->Ho * g->Wo;                     \
         const int64_t per_chunk = (g->C + chunks - 1) / chunks;                                   \
-        column_plan cp;                                                                           \
-        plan_columns(g, &cp);                                                                     \
-        const int64_t len = cp.phase_len, sw = g->sw;                                             \
+        lap_phase_plan plan;                                                                      \
+        if (!lap_plan_phases(g, &plan)) return;                                                   \
+        const int direct = plan.V == g->Wo; /* the partials need no pitch */                      \
         _Pragma("omp parallel num_threads(nthreads)") {                                          \
-            T *xph = (T *)malloc(sizeof(T) * (2 * sw * len + 2));                                 \
-            T *gph = xph + sw * len + 1;                                                          \
+            pool_buffers_##SUFFIX pb;                                                             \
+            pool_buffers_alloc_##SUFFIX(&pb, g, &plan, 1);                                        \
+            T *gw_pitched = gw_part && !direct ? (T *)malloc(sizeof(T) * K * plan.OP) : 0;        \
             _Pragma("omp for schedule(static)")                                                  \
             for (int64_t task = 0; task < g->B * chunks; ++task) {                                \
                 const int64_t b = task / chunks, chunk = task % chunks;                           \
                 const int64_t c0 = chunk * per_chunk;                                             \
                 const int64_t c1 = c0 + per_chunk < g->C ? c0 + per_chunk : g->C;                 \
+                const T *wn = pitched_weights_##SUFFIX(w + b * K * O, pb.wn, g, &plan);           \
+                T *gwn = gw_part ? (direct ? gw_part + task * K * O : gw_pitched) : 0;            \
+                if (gwn && !direct) memset(gwn, 0, sizeof(T) * K * plan.OP);                      \
                 for (int64_t c = c0; c < c1; ++c) {                                               \
                     const int64_t plane = b * g->C + c;                                           \
-                    unpool_plane_##SUFFIX(x + plane * HW, w + b * K * O, gout + plane * O,        \
-                                          gx ? gx + plane * HW : 0,                               \
-                                          gw_part ? gw_part + task * K * O : 0, g, &cp, xph,      \
-                                          gph);                                                   \
+                    unpool_plane_##SUFFIX(x + plane * HW, wn, gout + plane * O,                   \
+                                          gx ? gx + plane * HW : 0, gwn, g, &plan, &pb);          \
                 }                                                                                 \
+                if (gwn && !direct)                                                               \
+                    for (int64_t k = 0; k < K; ++k)                                               \
+                        unpitch_##SUFFIX(gwn + k * plan.OP, gw_part + (task * K + k) * O, g->Ho,  \
+                                         g->Wo, plan.V);                                          \
             }                                                                                     \
-            free(xph);                                                                            \
+            free(gw_pitched);                                                                     \
+            free(pb.X);                                                                           \
         }                                                                                         \
+        lap_free_phases(&plan);                                                                   \
     }                                                                                             \
                                                                                                   \
     /* global pooling: out[b, c] = sum_p w[b, p] x[b, c, p] over the P pixels of a plane */       \

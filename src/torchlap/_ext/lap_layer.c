@@ -11,7 +11,7 @@
  *   (hidden > 0 only); concepts (B, n, P); score (B, P); wn (B, K, Ho, Wo) the normalised
  *   window weights (0 at padded positions); pooled (B, C, Ho, Wo).
  * The global pool is the window that covers the whole map (kh = H, kw = W, Ho = Wo = 1), with
- * a dot product per channel plane instead of the row-wise window loops.
+ * a dot product per channel plane instead of the polyphase window loops.
  *
  * Work per sample: the scorer reads x once (1x1 convolutions over pixel blocks), the weights
  * are one-channel work, the pooling reads x once more while the sample is still in cache. The
@@ -25,86 +25,124 @@
 #define LAP_CAT(a, b) LAP_CAT2(a, b)
 #define FN(name) LAP_CAT(name, SUFFIX)
 
-static void FN(split_row)(const T *restrict row, T *restrict phases, int64_t W, int64_t sw,
-                          int64_t len) {
-    for (int64_t m = 0; m < sw; ++m) {
-        T *restrict dst = phases + m * len;
-        int64_t t = 0;
-        for (int64_t col = m; col < W; col += sw) dst[t++] = row[col];
-        for (; t < len; ++t) dst[t] = 0;
+/* one input plane (H, W) into its phase planes (lap_phase_plan); the positions outside x are
+ * never written, so they keep the zeros of the buffer's first fill */
+static void FN(to_phases)(const T *restrict xp, T *restrict X, const lap_geometry *g,
+                          const lap_phase_plan *p) {
+    const int64_t sh = g->sh, sw = g->sw, UV = p->U * p->V;
+    for (int64_t r = 0; r < g->H; ++r) {
+        const int64_t u = (r + g->ph) / sh;
+        if (u >= p->U) break;
+        const T *restrict src = xp + r * g->W;
+        T *row = X + ((r + g->ph) % sh) * sw * UV + u * p->V;
+        if (sw == 2) {
+            /* both column phases in one loop over their common columns (short rows: the loop
+             * overhead is most of the cost), then the at most one column either has alone */
+            T *restrict d0 = row, *restrict d1 = row + UV;
+            const int64_t at = -g->pw, lo0 = p->vlo[0], hi0 = p->vhi[0];
+            const int64_t lo1 = p->vlo[1], hi1 = p->vhi[1];
+            const int64_t lo = lo0 > lo1 ? lo0 : lo1, hi = hi0 < hi1 ? hi0 : hi1;
+            for (int64_t v = lo; v < hi; ++v) {
+                d0[v] = src[2 * v + at];
+                d1[v] = src[2 * v + 1 + at];
+            }
+            for (int64_t v = lo0; v < lo; ++v) d0[v] = src[2 * v + at];
+            for (int64_t v = hi > lo0 ? hi : lo0; v < hi0; ++v) d0[v] = src[2 * v + at];
+            for (int64_t v = lo1; v < lo; ++v) d1[v] = src[2 * v + 1 + at];
+            for (int64_t v = hi > lo1 ? hi : lo1; v < hi1; ++v) d1[v] = src[2 * v + 1 + at];
+            continue;
+        }
+        for (int64_t m = 0; m < sw; ++m) {
+            T *restrict dst = row + m * UV;
+            const int64_t lo = p->vlo[m], hi = p->vhi[m], at = m - g->pw;
+            if (sw == 1)
+                memcpy(dst + lo, src + lo + at, sizeof(T) * (hi - lo));
+            else if (sw == 2)
+                for (int64_t v = lo; v < hi; ++v) dst[v] = src[2 * v + at];
+            else
+                for (int64_t v = lo; v < hi; ++v) dst[v] = src[v * sw + at];
+        }
     }
 }
 
-/* windowed sum of one (b, c) plane: op (Ho, Wo) = sum_k wb[k] * x window; phases: sw*len+1 */
-static void FN(pool_plane)(const T *xp, const T *wb, T *op, const lap_geometry *g,
-                           const column_plan *cp, T *phases) {
-    const int64_t O = g->Ho * g->Wo;
-    memset(op, 0, sizeof(T) * O);
+/* the gradient phases back into the plane's input gradient gxp (H, W), every element written
+ * (pixels that no window reads get 0) */
+static void FN(from_phases)(const T *restrict GX, T *restrict gxp, const lap_geometry *g,
+                            const lap_phase_plan *p) {
+    const int64_t sh = g->sh, sw = g->sw, UV = p->U * p->V;
     for (int64_t r = 0; r < g->H; ++r) {
-        int64_t i0, i1;
-        rows_of_input(g, r, &i0, &i1);
-        if (i1 < i0) continue;
-        const T *src = xp + r * g->W;
-        if (g->sw > 1) {
-            FN(split_row)(src, phases, g->W, g->sw, cp->phase_len);
-            src = phases;
-        }
-        for (int64_t i = i0; i <= i1; ++i) {
-            const int64_t a = r + g->ph - i * g->sh;
-            T *restrict orow = op + i * g->Wo;
-            for (int64_t q = 0; q < g->kw; ++q) {
-                const T *restrict wrow = wb + (a * g->kw + q) * O + i * g->Wo;
-                const T *restrict xs = src + cp->phase[q] * cp->phase_len + cp->shift[q];
-                for (int64_t j = cp->lo[q]; j < cp->hi[q]; ++j) orow[j] += wrow[j] * xs[j];
-            }
+        T *restrict dst = gxp + r * g->W;
+        const int64_t u = (r + g->ph) / sh;
+        if (u >= p->U || p->uncovered) memset(dst, 0, sizeof(T) * g->W);
+        if (u >= p->U) continue;
+        const T *row = GX + ((r + g->ph) % sh) * sw * UV + u * p->V;
+        for (int64_t m = 0; m < sw; ++m) {
+            const T *restrict src = row + m * UV;
+            const int64_t lo = p->vlo[m], hi = p->vhi[m], at = m - g->pw;
+            if (sw == 1)
+                memcpy(dst + lo + at, src + lo, sizeof(T) * (hi - lo));
+            else if (sw == 2)
+                for (int64_t v = lo; v < hi; ++v) dst[2 * v + at] = src[v];
+            else
+                for (int64_t v = lo; v < hi; ++v) dst[v * sw + at] = src[v];
         }
     }
 }
 
-/* backward of pool_plane for one plane: writes gxp (H, W) when not NULL (every element), adds
- * sum grad_out * x into gwp (K, Ho, Wo) when not NULL; xph, gph: sw*len+1 each */
-static void FN(unpool_plane)(const T *xp, const T *wb, const T *gp, T *gxp, T *gwp,
-                             const lap_geometry *g, const column_plan *cp, T *xph, T *gph) {
-    const int64_t O = g->Ho * g->Wo, len = cp->phase_len, sw = g->sw;
-    for (int64_t r = 0; r < g->H; ++r) {
-        int64_t i0, i1;
-        rows_of_input(g, r, &i0, &i1);
-        const T *xs_row = xp + r * g->W;
-        if (gwp && sw > 1 && i1 >= i0) {
-            FN(split_row)(xs_row, xph, g->W, sw, len);
-            xs_row = xph;
+/* (rows, cols) into rows of pitch V (the columns cols..V zero), and back */
+static void FN(pitch)(const T *restrict src, T *restrict dst, int64_t rows, int64_t cols,
+                      int64_t V) {
+    for (int64_t i = 0; i < rows; ++i) {
+        memcpy(dst + i * V, src + i * cols, sizeof(T) * cols);
+        memset(dst + i * V + cols, 0, sizeof(T) * (V - cols));
+    }
+}
+
+static void FN(unpitch)(const T *restrict src, T *restrict dst, int64_t rows, int64_t cols,
+                        int64_t V) {
+    for (int64_t i = 0; i < rows; ++i) memcpy(dst + i * cols, src + i * V, sizeof(T) * cols);
+}
+
+/* the window weights wb (K, Ho, Wo) of one sample with row pitch V (into buf), or wb itself
+ * when V = Wo */
+static const T *FN(pitched_weights)(const T *wb, T *buf, const lap_geometry *g,
+                                    const lap_phase_plan *p) {
+    if (p->V == g->Wo) return wb;
+    for (int64_t k = 0; k < g->kh * g->kw; ++k)
+        FN(pitch)(wb + k * g->Ho * g->Wo, buf + k * p->OP, g->Ho, g->Wo, p->V);
+    return buf;
+}
+
+/* the windowed sum of one plane from its phases: op[o] = sum_k wn[k][o] X[off[k] + o], o < L,
+ * op and wn with row pitch V (the columns Wo..V of op get what their zero weights give) */
+static void FN(pool_phases)(const T *restrict X, const T *restrict wn, T *restrict op,
+                            const lap_phase_plan *p, int64_t K) {
+    const int64_t L = p->L;
+    for (int64_t k = 0; k < K; ++k) {
+        const T *restrict xs = X + p->off[k];
+        const T *restrict wk = wn + k * p->OP;
+        if (k == 0)
+            for (int64_t o = 0; o < L; ++o) op[o] = wk[o] * xs[o];
+        else
+            for (int64_t o = 0; o < L; ++o) op[o] += wk[o] * xs[o];
+    }
+}
+
+/* backward of pool_phases for one plane: GX[off[k] + o] += wn[k][o] gp[o] (GX may be NULL) and
+ * gwn[k][o] += gp[o] X[off[k] + o] (gwn may be NULL); gp with row pitch V, 0 in Wo..V */
+static void FN(unpool_phases)(const T *restrict X, const T *restrict wn, const T *restrict gp,
+                              T *GX, T *gwn, const lap_phase_plan *p, int64_t K) {
+    const int64_t L = p->L;
+    for (int64_t k = 0; k < K; ++k) {
+        const T *restrict xs = X + p->off[k];
+        const T *restrict wk = wn + k * p->OP;
+        if (GX) {
+            T *restrict gxs = GX + p->off[k];
+            for (int64_t o = 0; o < L; ++o) gxs[o] += wk[o] * gp[o];
         }
-        T *gx_row = 0;
-        if (gxp) {
-            gx_row = sw > 1 ? gph : gxp + r * g->W;
-            memset(gx_row, 0, sizeof(T) * (sw > 1 ? sw * len : g->W));
-        }
-        for (int64_t i = i0; i <= i1; ++i) {
-            const int64_t a = r + g->ph - i * g->sh;
-            const T *restrict grow = gp + i * g->Wo;
-            for (int64_t q = 0; q < g->kw; ++q) {
-                const int64_t k = a * g->kw + q;
-                const T *restrict wrow = wb + k * O + i * g->Wo;
-                const int64_t at = cp->phase[q] * len + cp->shift[q];
-                const int64_t lo = cp->lo[q], hi = cp->hi[q];
-                if (gx_row) {
-                    T *restrict gxs = gx_row + at;
-                    for (int64_t j = lo; j < hi; ++j) gxs[j] += grow[j] * wrow[j];
-                }
-                if (gwp) {
-                    const T *restrict xs = xs_row + at;
-                    T *restrict gwrow = gwp + k * O + i * g->Wo;
-                    for (int64_t j = lo; j < hi; ++j) gwrow[j] += grow[j] * xs[j];
-                }
-            }
-        }
-        if (gx_row && sw > 1) {
-            T *restrict dst = gxp + r * g->W;
-            for (int64_t m = 0; m < sw; ++m) {
-                const T *restrict src = gph + m * len;
-                int64_t t = 0;
-                for (int64_t col = m; col < g->W; col += sw) dst[col] = src[t++];
-            }
+        if (gwn) {
+            T *restrict gwk = gwn + k * p->OP;
+            for (int64_t o = 0; o < L; ++o) gwk[o] += gp[o] * xs[o];
         }
     }
 }
@@ -213,30 +251,6 @@ static void FN(input_grad_plane)(const T *xp, T *gxp, const T *ghid, int64_t P, 
         if (want_gw1)
             for (int64_t jj = 0; jj < 8 && jg + jj < h1; ++jj)
                 gw1[(jg + jj) * C] += FN(hsum)(d[jj]) + dt[jj];
-    }
-}
-
-/* pool_plane over the tap list (small maps) */
-static void FN(pool_plane_taps)(const T *restrict xp, const T *restrict wb, T *restrict op,
-                                int64_t O, const lap_taps *t) {
-    for (int64_t o = 0; o < O; ++o) {
-        T acc = 0;
-        for (int32_t e = t->first[o]; e < t->first[o + 1]; ++e) acc += wb[t->kidx[e]] * xp[t->pix[e]];
-        op[o] = acc;
-    }
-}
-
-/* unpool_plane over the tap list: gxp (zeroed here) and gwp as there, each may be NULL */
-static void FN(unpool_plane_taps)(const T *restrict xp, const T *restrict wb,
-                                  const T *restrict gp, T *restrict gxp, T *restrict gwp,
-                                  int64_t P, int64_t O, const lap_taps *t) {
-    if (gxp) memset(gxp, 0, sizeof(T) * P);
-    for (int64_t o = 0; o < O; ++o) {
-        const T gv = gp[o];
-        for (int32_t e = t->first[o]; e < t->first[o + 1]; ++e) {
-            if (gxp) gxp[t->pix[e]] += wb[t->kidx[e]] * gv;
-            if (gwp) gwp[t->kidx[e]] += gv * xp[t->pix[e]];
-        }
     }
 }
 
@@ -468,11 +482,57 @@ static void FN(score_backward)(const T *hid, const T *conc, const T *gcext, cons
     }
 }
 
+/* per-thread buffers of the windowed pooling: the phase planes X of one input plane (zeros
+ * outside x, so filled with calloc), the gradient's phases GX, one sample's pitched window
+ * weights, one pitched output (or upstream gradient) plane; NULL members for the global pool */
+typedef struct {
+    T *X, *GX, *wn, *plane;
+} FN(pool_buffers);
+
+static int FN(pool_buffers_alloc)(FN(pool_buffers) *pb, const lap_geometry *g,
+                                  const lap_phase_plan *p, int backward) {
+    pb->X = pb->GX = pb->wn = pb->plane = 0;
+    if (!p) return 1;
+    const int64_t K = g->kh * g->kw;
+    pb->X = (T *)calloc((size_t)(p->size + (backward ? p->size : 0) + K * p->OP + p->OP + 1),
+                        sizeof(T));
+    if (!pb->X) return 0;
+    pb->GX = backward ? pb->X + p->size : 0;
+    pb->wn = pb->X + p->size + (backward ? p->size : 0);
+    pb->plane = pb->wn + K * p->OP;
+    return 1;
+}
+
+/* the windowed sum of one plane xp into op (Ho, Wo), wn: pitched weights (pitched_weights) */
+static void FN(pool_plane)(const T *xp, const T *wn, T *op, const lap_geometry *g,
+                           const lap_phase_plan *p, FN(pool_buffers) *pb) {
+    const int direct = p->V == g->Wo;
+    FN(to_phases)(xp, pb->X, g, p);
+    FN(pool_phases)(pb->X, wn, direct ? op : pb->plane, p, g->kh * g->kw);
+    if (!direct) FN(unpitch)(pb->plane, op, g->Ho, g->Wo, p->V);
+}
+
+/* backward of pool_plane: writes gxp (H, W) when not NULL, adds sum grad_out * x into the
+ * pitched gwn (K, Ho, V) when not NULL; gp (Ho, Wo) */
+static void FN(unpool_plane)(const T *xp, const T *wn, const T *gp, T *gxp, T *gwn,
+                             const lap_geometry *g, const lap_phase_plan *p,
+                             FN(pool_buffers) *pb) {
+    if (gwn) FN(to_phases)(xp, pb->X, g, p);
+    const T *gpp = gp;
+    if (p->V != g->Wo) {
+        FN(pitch)(gp, pb->plane, g->Ho, g->Wo, p->V);
+        gpp = pb->plane;
+    }
+    if (gxp) memset(pb->GX, 0, sizeof(T) * p->size);
+    FN(unpool_phases)(pb->X, wn, gpp, gxp ? pb->GX : 0, gwn, p, g->kh * g->kw);
+    if (gxp) FN(from_phases)(pb->GX, gxp, g, p);
+}
+
 static void FN(layer_forward_sample)(const T *x, const T *wt, const T *b1, const T *w2,
                                      const T *b2, T *hid, T *conc, T *score, T *wn, T *pooled,
                                      const lap_geometry *g, const lap_layer_spec *s, T alpha,
-                                     T eps, const column_plan *cp, const lap_taps *taps,
-                                     int64_t b, int tid, int nth, T *scratch, T *phases) {
+                                     T eps, const lap_phase_plan *pp, int64_t b, int tid, int nth,
+                                     T *scratch, FN(pool_buffers) *pb) {
     const int64_t C = g->C, P = g->H * g->W, O = g->Ho * g->Wo, K = g->kh * g->kw;
     const int64_t h = s->hidden, n = s->concepts;
     const T *xb = x + b * C * P;
@@ -487,6 +547,7 @@ static void FN(layer_forward_sample)(const T *x, const T *wt, const T *b1, const
     LAP_BARRIER(nth);
     if (tid == 0) FN(window_weights)(sb, wnb, g, alpha, eps);
     LAP_BARRIER(nth);
+    const T *wnp = s->global ? wnb : FN(pitched_weights)(wnb, pb->wn, g, pp);
     lap_part(C, tid, nth, &lo, &hi);
     for (int64_t c = lo; c < hi; ++c) {
         const T *restrict xp = xb + c * P;
@@ -497,10 +558,7 @@ static void FN(layer_forward_sample)(const T *x, const T *wt, const T *b1, const
             for (int64_t p = 0; p < P; ++p) acc += wnb[p] * xp[p];
             op[0] = acc;
         } else {
-            if (taps)
-                FN(pool_plane_taps)(xp, wnb, op, O, taps);
-            else
-                FN(pool_plane)(xp, wnb, op, g, cp, phases);
+            FN(pool_plane)(xp, wnp, op, g, pp, pb);
         }
     }
 }
@@ -509,43 +567,40 @@ void FN(lap_layer_forward)(const T *x, const T *w1, const T *b1, const T *w2, co
                            T *hid, T *conc, T *score, T *wn, T *pooled, const lap_geometry *g,
                            const lap_layer_spec *s, double alpha, double eps, int nthreads) {
     const int64_t h = s->hidden, n = s->concepts, h1 = h > 0 ? h : n, JP = lap_padded(h1);
-    column_plan cp;
-    if (!s->global) plan_columns(g, &cp);
-    const int64_t phase_len = s->global ? 1 : g->sw * cp.phase_len + 1;
+    lap_phase_plan plan;
+    if (!s->global && !lap_plan_phases(g, &plan)) return;
+    const lap_phase_plan *pp = s->global ? 0 : &plan;
     const int whole_samples = g->B >= nthreads;
     T *wt = FN(transpose_padded)(w1, h1, g->C, JP);
-    lap_taps tap_list = {0, 0, 0};
-    const int use_taps = !s->global && g->Wo < LAP_TAPS_BELOW && lap_make_taps(g, &tap_list);
-    const lap_taps *taps = use_taps ? &tap_list : 0;
     _Pragma("omp parallel num_threads(nthreads)") {
-        T *scratch = (T *)malloc(sizeof(T) * ((JP + n) * LAP_BLOCK + phase_len));
-        T *phases = scratch + (JP + n) * LAP_BLOCK;
+        T *scratch = (T *)malloc(sizeof(T) * ((JP + n) * LAP_BLOCK));
+        FN(pool_buffers) pb;
+        FN(pool_buffers_alloc)(&pb, g, pp, 0);
         if (whole_samples) {
             _Pragma("omp for schedule(static)")
             for (int64_t b = 0; b < g->B; ++b)
                 FN(layer_forward_sample)(x, wt, b1, w2, b2, hid, conc, score, wn, pooled, g, s,
-                                         (T)alpha, (T)eps, &cp, taps, b, 0, 1, scratch,
-                                         phases);
+                                         (T)alpha, (T)eps, pp, b, 0, 1, scratch, &pb);
         } else {
             const int tid = lap_thread(), nth = lap_threads();
             for (int64_t b = 0; b < g->B; ++b) {
                 FN(layer_forward_sample)(x, wt, b1, w2, b2, hid, conc, score, wn, pooled, g, s,
-                                         (T)alpha, (T)eps, &cp, taps, b, tid, nth,
-                                         scratch, phases);
+                                         (T)alpha, (T)eps, pp, b, tid, nth, scratch, &pb);
                 LAP_BARRIER(nth);
             }
         }
+        free(pb.X);
         free(scratch);
     }
-    lap_free_taps(&tap_list);
+    if (pp) lap_free_phases(&plan);
     free(wt);
 }
 
 /* per-thread scratch and parameter-gradient partials of the backward */
 typedef struct {
-    T *gwn_own;               /* (K * O) this thread's share of d loss / d wn */
+    T *gwn_own;               /* (K * OP) this thread's share of d loss / d wn, row pitch V */
     T *gwn, *gs, *gc, *ghid;  /* the team's: (K * O), (P), (n * P), (h1 * P) */
-    T *xph, *gph;             /* row phases of the windowed kernels */
+    FN(pool_buffers) pb;      /* the windowed pooling's buffers */
     T *gw1, *gb1, *gw2, *gb2; /* this thread's partial parameter gradients */
     double galpha;
 } FN(lap_scratch);
@@ -554,17 +609,22 @@ static void FN(layer_backward_sample)(const T *x, const T *wt, const T *w2, cons
                                       const T *conc, const T *score, const T *wn, const T *gpool,
                                       const T *gconc, const T *gscore, T *gx, int want_gw1,
                                       const lap_geometry *g, const lap_layer_spec *s, T alpha,
-                                      T eps, const column_plan *cp, const lap_taps *taps,
-                                      int64_t b, int tid, int nth,
-                                      FN(lap_scratch) *mine, T *all_gwn) {
+                                      T eps, const lap_phase_plan *pp, int64_t b, int tid,
+                                      int nth, FN(lap_scratch) *mine, T *all_gwn) {
     const int64_t C = g->C, P = g->H * g->W, O = g->Ho * g->Wo, K = g->kh * g->kw;
     const int64_t h = s->hidden, n = s->concepts, h1 = h > 0 ? h : n, JP = lap_padded(h1);
+    const int64_t OP = pp ? pp->OP : O, V = pp ? pp->V : g->Wo;
     const T *xb = x + b * C * P, *wnb = wn + b * K * O, *sb = score + b * P;
     const T *gpb = gpool ? gpool + b * C * O : 0;
+    /* the weight gradient the one-channel step reads: the thread's own when it is unpitched
+     * and the thread alone, else the team's (summed over threads and unpitched below) */
+    const int own = nth == 1 && V == g->Wo;
+    T *gwn_sum = own ? mine->gwn_own : mine->gwn;
     int64_t lo, hi;
     /* 1: d loss / d wn = sum_c grad_pooled * x (each thread over its channels, then summed) */
     if (gpb) {
-        memset(mine->gwn_own, 0, sizeof(T) * K * O);
+        memset(mine->gwn_own, 0, sizeof(T) * K * OP);
+        const T *wnp = s->global ? wnb : FN(pitched_weights)(wnb, mine->pb.wn, g, pp);
         lap_part(C, tid, nth, &lo, &hi);
         for (int64_t c = lo; c < hi; ++c) {
             const T *restrict xp = xb + c * P;
@@ -575,20 +635,19 @@ static void FN(layer_backward_sample)(const T *x, const T *wt, const T *w2, cons
             } else {
                 /* the pooling term of grad_x too (step 3 adds the scorer's term) */
                 T *gxp = gx ? gx + (b * C + c) * P : 0;
-                if (taps)
-                    FN(unpool_plane_taps)(xp, wnb, gpb + c * O, gxp, mine->gwn_own, P, O, taps);
-                else
-                    FN(unpool_plane)(xp, wnb, gpb + c * O, gxp, mine->gwn_own, g, cp, mine->xph,
-                                     mine->gph);
+                FN(unpool_plane)(xp, wnp, gpb + c * O, gxp, mine->gwn_own, g, pp, &mine->pb);
             }
         }
-        if (nth > 1) {
-            _Pragma("omp barrier");
+        if (!own) {
+            LAP_BARRIER(nth);
             lap_part(K * O, tid, nth, &lo, &hi);
             for (int64_t e = lo; e < hi; ++e) {
+                const int64_t k = e / O, o = e % O;
+                const int64_t at = k * OP + (o / g->Wo) * V + o % g->Wo;
+                const T *parts = nth == 1 ? mine->gwn_own : all_gwn;
                 T sum = 0;
-                for (int t = 0; t < nth; ++t) sum += all_gwn[t * K * O + e];
-                mine->gwn[e] = sum;
+                for (int t = 0; t < nth; ++t) sum += parts[t * K * OP + at];
+                gwn_sum[e] = sum;
             }
         }
     }
@@ -600,8 +659,8 @@ static void FN(layer_backward_sample)(const T *x, const T *wt, const T *w2, cons
         else
             memset(mine->gs, 0, sizeof(T) * P);
         if (gpb)
-            mine->galpha += FN(window_weights_backward)(sb, wnb, nth > 1 ? mine->gwn : mine->gwn_own,
-                                                        mine->gs, g, alpha, eps);
+            mine->galpha +=
+                FN(window_weights_backward)(sb, wnb, gwn_sum, mine->gs, g, alpha, eps);
         FN(score_backward)(h > 0 ? hid + b * h * P : 0, conc + b * n * P,
                            gconc ? gconc + b * n * P : 0, mine->gs, w2, mine->ghid, mine->gc,
                            mine->gw2, mine->gb2, mine->gb1, P, s);
@@ -632,13 +691,14 @@ void FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, 
                             int nthreads) {
     const int64_t C = g->C, P = g->H * g->W, O = g->Ho * g->Wo, K = g->kh * g->kw;
     const int64_t h = s->hidden, n = s->concepts, h1 = h > 0 ? h : n;
-    column_plan cp;
-    if (!s->global) plan_columns(g, &cp);
-    const int64_t phase_len = s->global ? 1 : g->sw * cp.phase_len + 1;
+    lap_phase_plan plan;
+    if (!s->global && !lap_plan_phases(g, &plan)) return;
+    const lap_phase_plan *pp = s->global ? 0 : &plan;
+    const int64_t OP = pp ? pp->OP : O;
     const int whole_samples = g->B >= nthreads;
     const int64_t params = h1 * C + h1 + (h > 0 ? n * h + n : 0);
     T *partials = (T *)calloc((size_t)(nthreads * params), sizeof(T));
-    T *all_gwn = (T *)malloc(sizeof(T) * (nthreads * K * O + 1));
+    T *all_gwn = (T *)malloc(sizeof(T) * (nthreads * K * OP + 1));
     FN(lap_scratch) *team = (FN(lap_scratch) *)calloc((size_t)nthreads, sizeof(FN(lap_scratch)));
     /* team buffers: one set per thread when threads take whole samples, else one shared set */
     const int64_t JP = lap_padded(h1), team_len = K * O + P + n * P + JP * P;
@@ -646,21 +706,16 @@ void FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, 
     /* zeroed: the rows h1..JP of each team's ghid stay zero */
     T *team_buf = (T *)calloc((size_t)(teams * team_len + 1), sizeof(T));
     T *wt = FN(transpose_padded)(w1, h1, C, JP);
-    lap_taps tap_list = {0, 0, 0};
-    const int use_taps = !s->global && g->Wo < LAP_TAPS_BELOW && lap_make_taps(g, &tap_list);
-    const lap_taps *taps = use_taps ? &tap_list : 0;
     _Pragma("omp parallel num_threads(nthreads)") {
         const int tid = lap_thread(), nth = lap_threads();
         FN(lap_scratch) *mine = team + tid;
         T *shared = team_buf + (whole_samples ? tid : 0) * team_len;
-        T *phases = (T *)malloc(sizeof(T) * 2 * phase_len);
-        mine->gwn_own = all_gwn + tid * K * O;
+        mine->gwn_own = all_gwn + tid * K * OP;
         mine->gwn = shared;
         mine->gs = shared + K * O;
         mine->gc = mine->gs + P;
         mine->ghid = mine->gc + n * P;
-        mine->xph = phases;
-        mine->gph = phases + phase_len;
+        FN(pool_buffers_alloc)(&mine->pb, g, pp, 1);
         mine->gw1 = partials + tid * params;
         mine->gb1 = mine->gw1 + h1 * C;
         mine->gw2 = mine->gb1 + h1;
@@ -670,15 +725,15 @@ void FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, 
             _Pragma("omp for schedule(static)")
             for (int64_t b = 0; b < g->B; ++b)
                 FN(layer_backward_sample)(x, wt, w2, hid, conc, score, wn, gpool, gconc, gscore,
-                                          gx, want_gw1, g, s, (T)alpha, (T)eps, &cp, taps, b, 0, 1,
-                                          mine, all_gwn);
+                                          gx, want_gw1, g, s, (T)alpha, (T)eps, pp, b, 0, 1, mine,
+                                          all_gwn);
         } else {
             for (int64_t b = 0; b < g->B; ++b)
                 FN(layer_backward_sample)(x, wt, w2, hid, conc, score, wn, gpool, gconc, gscore,
-                                          gx, want_gw1, g, s, (T)alpha, (T)eps, &cp, taps, b, tid,
-                                          nth, mine, all_gwn);
+                                          gx, want_gw1, g, s, (T)alpha, (T)eps, pp, b, tid, nth,
+                                          mine, all_gwn);
         }
-        free(phases);
+        free(mine->pb.X);
     }
     double alpha_sum = 0;
     for (int64_t e = 0; e < params; ++e) {
@@ -688,7 +743,7 @@ void FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, 
     }
     for (int t = 0; t < nthreads; ++t) alpha_sum += team[t].galpha;
     gparams[params] = (T)alpha_sum;
-    lap_free_taps(&tap_list);
+    if (pp) lap_free_phases(&plan);
     free(wt);
     free(team_buf);
     free(team);

@@ -183,7 +183,7 @@ BACKENDS = ("auto", "torch", "kernel")
 def _kernel_library(x: Tensor, weights: Tensor, kernel_size: tuple[int, int], backend: str):
     """The compiled CPU kernel library when it applies to these tensors, else None.
 
-    It applies to contiguous float32/float64 CPU tensors (kernels up to 64 wide); anything else,
+    It applies to contiguous float32/float64 CPU tensors (any kernel size); anything else,
     and every CUDA tensor, takes the pure-PyTorch path. ``backend="kernel"`` insists on it.
     """
     if backend == "torch":
@@ -196,7 +196,6 @@ def _kernel_library(x: Tensor, weights: Tensor, kernel_size: tuple[int, int], ba
         and weights.dtype == x.dtype
         and x.is_contiguous()
         and weights.is_contiguous()
-        and kernel_size[1] <= 64
     )
     library = lap_kernels() if applies else None
     if backend == "kernel" and library is None:
