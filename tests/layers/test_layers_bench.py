@@ -2,7 +2,7 @@
 
 import torch
 
-from torchlap.bench.layer import format_rows, run_layer_benchmark
+from torchlap.bench.layer import LayerBenchRow, format_rows, run_layer_benchmark, summary
 
 
 def test_layer_benchmark_rows():
@@ -11,9 +11,22 @@ def test_layer_benchmark_rows():
     assert [r.op for r in rows] == ["k2 s2 p0", "k3 s2 p1", "adaptive 1x1"]
     for row in rows:
         assert row.lap_ms > 0 and row.avg_ms > 0
+        assert row.scorer_ms > 0 and row.scorer_ratio_avg == row.scorer_ms / row.avg_ms
         assert torch.isfinite(torch.tensor(row.extra_peak_input_copies))
     table = format_rows(rows)
-    assert table.count("\n") == 4 and "LAP/avg" in table
+    assert table.count("\n") == 4 and "LAP/avg" in table and "scorer alone/avg" in table
+    assert all(line.count("|") == 12 for line in table.splitlines())
+
+
+def test_summary_counts_the_missed_shapes_and_those_the_scorer_alone_misses():
+    def row(lap_ms, scorer_ms):
+        return LayerBenchRow(
+            (1, 4, 4, 4), "k2 s2 p0", "here", 1.0, 2.0, lap_ms, lap_ms, lap_ms / 2, 0.1, scorer_ms
+        )
+
+    text = summary([row(1.2, 0.5), row(2.0, 0.5), row(3.0, 1.6)])
+    assert "worst LAP/avg 3.00" in text
+    assert "above 1.5 at 2 of 3 shapes, at 1 of them the scorer alone" in text
 
 
 def test_memory_measurement_keeps_the_profilers_log_off_stderr():

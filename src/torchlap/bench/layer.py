@@ -46,10 +46,22 @@ class LayerBenchRow:
     time_ratio_avg: float
     time_ratio_max: float
     extra_peak_input_copies: float
+    scorer_ms: float = float("nan")
+
+    @property
+    def scorer_ratio_avg(self) -> float:
+        """The concept scorer alone (PyTorch's ops, forward+backward) over ``avg_pool2d``."""
+        return self.scorer_ms / self.avg_ms
 
 
 def _candidates(x: torch.Tensor, kernel, stride, padding) -> tuple[str, dict]:
-    """The three passes to compare on the same input ``x``; each allocates its own x.grad."""
+    """The passes to compare on the same input ``x``; each allocates its own x.grad.
+
+    Besides the two poolings and LAP: LAP's concept scorer alone (Eq. 3, forward+backward with
+    PyTorch's own ops: for the default scorer two 1x1 convolutions on oneDNN), a floor for LAP
+    that no pooling kernel removes; where it alone is above 1.5x ``avg_pool2d`` (the global
+    pools), the issue's target is out of reach with the scorer included.
+    """
     channels, device = x.shape[1], x.device
     if kernel is None:
         lap = AdaptiveLocalAttentionPool2d(channels, 1, device=device)
@@ -76,6 +88,7 @@ def _candidates(x: torch.Tensor, kernel, stride, padding) -> tuple[str, dict]:
         "avg": forward_backward(avg),
         "max": forward_backward(mx),
         "lap": forward_backward(lambda: lap(x)),
+        "scorer": forward_backward(lambda: lap.scorer(x)[1]),
     }
 
 
@@ -115,6 +128,7 @@ def run_layer_benchmark(
                     time_ratio_max=results["lap"].seconds / results["max"].seconds,
                     extra_peak_input_copies=(results["lap"].peak_bytes - results["avg"].peak_bytes)
                     / input_bytes,
+                    scorer_ms=results["scorer"].seconds * 1e3,
                 )
             )
             del x, candidates
@@ -125,14 +139,14 @@ def format_rows(rows: list[LayerBenchRow]) -> str:
     """A Markdown table of the benchmark rows."""
     lines = [
         "| where | input shape | pooling | avg_pool2d ms | max_pool2d ms | LAP ms | LAP/avg "
-        "| LAP/max | LAP extra peak (input copies) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| LAP/max | LAP extra peak (input copies) | scorer alone ms | scorer alone/avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r.where} | {tuple(r.shape)} | {r.op} | {r.avg_ms:.2f} | {r.max_ms:.2f} "
             f"| {r.lap_ms:.2f} | {r.time_ratio_avg:.2f} | {r.time_ratio_max:.2f} "
-            f"| {r.extra_peak_input_copies:.2f} |"
+            f"| {r.extra_peak_input_copies:.2f} | {r.scorer_ms:.2f} | {r.scorer_ratio_avg:.2f} |"
         )
     return "\n".join(lines)
 
@@ -148,11 +162,14 @@ def summary(rows: list[LayerBenchRow]) -> str:
     def name(r: LayerBenchRow) -> str:
         return f"{r.where or r.op} {tuple(r.shape)}"
 
+    missed = [r for r in rows if r.time_ratio_avg > 1.5]
+    floored = [r for r in missed if r.scorer_ratio_avg > 1.5]
     return (
         f"worst LAP/avg {worst_avg.time_ratio_avg:.2f} ({name(worst_avg)}; target <= 1.5), "
         f"worst LAP/max {worst_max.time_ratio_max:.2f} ({name(worst_max)}; target <= 1.2), "
         f"worst extra peak {worst_mem.extra_peak_input_copies:.2f} input copies "
-        f"({name(worst_mem)}; target <= 1)"
+        f"({name(worst_mem)}; target <= 1); LAP/avg above 1.5 at {len(missed)} of {len(rows)} "
+        f"shapes, at {len(floored)} of them the scorer alone (PyTorch) is above 1.5 too"
     )
 
 
