@@ -53,6 +53,26 @@ def slow_lap(x, score, kernel, stride, padding, alpha, eps, ceil_mode=False):
     return torch.stack(rows)
 
 
+def _tiny_geometries(count: int, seed: int = 0) -> list[tuple]:
+    """Random small maps, kernels, strides, paddings and ceil modes (PyTorch's pooling rules:
+    padding at most half the kernel, the padded map at least one kernel)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(low: int, high: int) -> int:
+        return int(torch.randint(low, high + 1, (1,), generator=generator))
+
+    found = []
+    while len(found) < count:
+        kernel = (draw(1, 4), draw(1, 4))
+        stride = (draw(1, 3), draw(1, 3))
+        padding = (draw(0, kernel[0] // 2), draw(0, kernel[1] // 2))
+        size = (draw(1, 7), draw(1, 7))
+        if any(n + 2 * p < k for n, k, p in zip(size, kernel, padding, strict=True)):
+            continue
+        found.append((*size, kernel, stride, padding, bool(draw(0, 1))))
+    return found
+
+
 GEOMETRIES = [
     # (height, width, kernel, stride, padding, ceil_mode)
     (8, 8, (2, 2), (2, 2), (0, 0), False),
@@ -70,7 +90,9 @@ GEOMETRIES = [
 
 
 @pytest.mark.parametrize("backend", ["torch", pytest.param("kernel", marks=needs_kernel)])
-@pytest.mark.parametrize("geometry", GEOMETRIES)
+# and maps of 1-7 pixels, where the kernel's phase planes are mostly edges (padding, pixels in
+# no window, column phases without a pixel)
+@pytest.mark.parametrize("geometry", GEOMETRIES + _tiny_geometries(40))
 def test_both_backends_match_the_slow_reference_and_its_gradients(backend, geometry):
     height, width, kernel, stride, padding, ceil_mode = geometry
     x = torch.randn(3, 4, height, width, dtype=torch.float64, requires_grad=True)
@@ -86,6 +108,45 @@ def test_both_backends_match_the_slow_reference_and_its_gradients(backend, geome
     wants = torch.autograd.grad((want * probe).sum(), (x, score, alpha))
     for g, w in zip(grads, wants, strict=True):
         torch.testing.assert_close(g, w)
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        (9, 11, (2, 2), (2, 2), (0, 0), False),  # the last row and column are in no window
+        (8, 9, (1, 1), (2, 2), (0, 0), False),  # pixels between the windows
+        (7, 9, (3, 3), (2, 2), (1, 1), True),
+    ],
+)
+def test_kernel_backward_writes_every_input_gradient_element(geometry):
+    """grad_x comes from torch.empty_like: the kernel must write each element, the pixels that
+    no window reads with 0 (a buffer full of NaN shows any it leaves)."""
+    from torchlap.layers.functional import _geometry, _typed
+
+    height, width, kernel, stride, padding, ceil_mode = geometry
+    x = torch.randn(2, 3, height, width, dtype=torch.float64)
+    # the output grid of PyTorch's pooling rules (LAP's too)
+    out_h, out_w = torch.nn.functional.avg_pool2d(x, kernel, stride, padding, ceil_mode).shape[-2:]
+    weights = torch.rand(2, kernel[0] * kernel[1], out_h, out_w, dtype=torch.float64)
+    probe = torch.randn(2, 3, out_h, out_w, dtype=torch.float64)
+    # d/dx of sum(probe * out), out[o] = sum_k weights[k, o] x[window(o, k)], window by window
+    reference = torch.zeros_like(x)
+    for k in range(kernel[0] * kernel[1]):
+        a, q = divmod(k, kernel[1])
+        for i in range(out_h):
+            for j in range(out_w):
+                r, c = i * stride[0] - padding[0] + a, j * stride[1] - padding[1] + q
+                if 0 <= r < height and 0 <= c < width:
+                    reference[:, :, r, c] += weights[:, k, i, j, None] * probe[:, :, i, j]
+    grad_x = torch.full_like(x, float("nan"))
+    backward = _typed(lap_kernels(), "lap_backward", torch.float64)
+    geometry_struct = _geometry(x, weights, kernel, stride, padding)
+    backward(
+        x.data_ptr(), weights.data_ptr(), probe.data_ptr(), grad_x.data_ptr(), None,
+        geometry_struct, 1, 1,
+    )  # fmt: skip
+    torch.testing.assert_close(grad_x, reference)
 
 
 @needs_kernel

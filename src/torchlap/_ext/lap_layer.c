@@ -46,9 +46,10 @@ static void FN(to_phases)(const T *restrict xp, T *restrict X, const lap_geometr
                 d0[v] = src[2 * v + at];
                 d1[v] = src[2 * v + 1 + at];
             }
-            for (int64_t v = lo0; v < lo; ++v) d0[v] = src[2 * v + at];
+            /* (on tiny maps the two ranges may not overlap: then these cover each whole) */
+            for (int64_t v = lo0; v < (lo < hi0 ? lo : hi0); ++v) d0[v] = src[2 * v + at];
             for (int64_t v = hi > lo0 ? hi : lo0; v < hi0; ++v) d0[v] = src[2 * v + at];
-            for (int64_t v = lo1; v < lo; ++v) d1[v] = src[2 * v + 1 + at];
+            for (int64_t v = lo1; v < (lo < hi1 ? lo : hi1); ++v) d1[v] = src[2 * v + 1 + at];
             for (int64_t v = hi > lo1 ? hi : lo1; v < hi1; ++v) d1[v] = src[2 * v + 1 + at];
             continue;
         }
