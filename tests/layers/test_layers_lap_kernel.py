@@ -233,3 +233,59 @@ def test_without_a_compiler_lap_falls_back_and_says_so_once(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("pure PyTorch")
     assert done.stderr.count("CPU LAP kernel is not available") == 1
+
+
+@needs_kernel
+def test_kernels_report_a_failed_allocation_before_computing_anything():
+    """A geometry whose work buffers cannot be allocated (more bytes than a size_t holds, so no
+    allocator, overcommitting or not, hands them out): the call returns 1 at once and leaves its
+    output as it was."""
+    from torchlap._ext import LapGeometry
+
+    library = lap_kernels()
+    x, w = torch.zeros(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    out = torch.full((4,), 7.0, dtype=torch.float64)
+    huge = LapGeometry(1, 1, 2**30, 2**30, 2**29, 2**29, 2, 2, 2, 2, 0, 0)
+    assert library.lap_forward_f64(x.data_ptr(), w.data_ptr(), out.data_ptr(), huge, 2) == 1
+    assert library.lap_backward_f64(
+        x.data_ptr(), w.data_ptr(), x.data_ptr(), out.data_ptr(), None, huge, 1, 2
+    ) == 1  # fmt: skip
+    assert torch.equal(out, torch.full((4,), 7.0, dtype=torch.float64))
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "which",
+    ["lap_layer_forward_f32", "lap_layer_backward_f32", "lap_forward_f32", "lap_backward_f32"],
+)
+def test_a_failed_kernel_allocation_raises_memory_error(monkeypatch, which):
+    """The Python side turns the kernels' status 1 into a MemoryError that says what to do."""
+    import torchlap._ext as ext
+    from torchlap.layers.lap import LocalAttentionPool2d
+
+    real = lap_kernels()
+
+    class Failing:
+        def __getattr__(self, name):
+            return (lambda *args: 1) if name == which else getattr(real, name)
+
+    monkeypatch.setitem(ext._state, "library", Failing())
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    if which.startswith("lap_layer"):
+        run = lambda: LocalAttentionPool2d(3, 2)(x).sum().backward()  # noqa: E731
+    else:
+        score = torch.rand(2, 1, 8, 8)
+        run = lambda: local_attention_pool2d(x, score, 2, backend="kernel").sum().backward()  # noqa: E731
+    with pytest.raises(MemoryError, match="could not allocate the work buffers"):
+        run()
+
+
+def test_declare_refuses_a_library_of_another_abi_version():
+    from torchlap._ext import declare
+
+    class Library:
+        def lap_abi_version(self):
+            return 2
+
+    with pytest.raises(RuntimeError, match=r"ABI version 2, expected \(4,\)"):
+        declare(Library())

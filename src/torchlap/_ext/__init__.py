@@ -30,13 +30,13 @@ from torchlap.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LapGeometry", "LapLayerSpec", "declare", "kernel_status", "lap_kernels"]
+__all__ = ["LapGeometry", "LapLayerSpec", "check_status", "declare", "kernel_status", "lap_kernels"]
 
 _SOURCE = Path(__file__).with_name("lap_cpu.c")
 # included by lap_cpu.c (the fused LAP layer); part of the cache key
 _HEADERS = (Path(__file__).with_name("lap_layer.c"),)
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
-_ABI_VERSION = 3
+_ABI_VERSION = 4
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
@@ -130,22 +130,25 @@ def _load() -> ctypes.CDLL | None:
     return declare(ctypes.CDLL(str(_build(compiler))))
 
 
-def declare(library: ctypes.CDLL) -> ctypes.CDLL:
+def declare(library: ctypes.CDLL, accept: tuple[int, ...] = (_ABI_VERSION,)) -> ctypes.CDLL:
     """Check a loaded kernel library's ABI version and declare its functions' argument types.
 
     Used for the library :func:`lap_kernels` builds, and by ``benchmarks/kernel_ab.py`` for a
-    build of another revision's source (compared head to head in one process).
+    build of another revision's source (compared head to head in one process), which also
+    accepts version 3: the same functions, returning nothing instead of a status.
     """
-    if library.lap_abi_version() != _ABI_VERSION:
-        raise RuntimeError("stale kernel library (ABI version mismatch)")
+    version = library.lap_abi_version()
+    if version not in accept:
+        raise RuntimeError(f"stale kernel library (ABI version {version}, expected {accept})")
     pointer, geometry = ctypes.c_void_p, ctypes.POINTER(LapGeometry)
+    status = ctypes.c_int if version >= 4 else None
     for suffix in ("f32", "f64"):
         forward = getattr(library, f"lap_forward_{suffix}")
         forward.argtypes = [pointer, pointer, pointer, geometry, ctypes.c_int]
-        forward.restype = None
+        forward.restype = status
         backward = getattr(library, f"lap_backward_{suffix}")
         backward.argtypes = [pointer] * 5 + [geometry, ctypes.c_int64, ctypes.c_int]
-        backward.restype = None
+        backward.restype = status
         size, threads = ctypes.c_int64, ctypes.c_int
         global_forward = getattr(library, f"lap_global_forward_{suffix}")
         global_forward.argtypes = [pointer] * 3 + [size] * 3 + [threads]
@@ -157,12 +160,26 @@ def declare(library: ctypes.CDLL) -> ctypes.CDLL:
         layer_forward = getattr(library, f"lap_layer_forward_{suffix}")
         real = ctypes.c_double
         layer_forward.argtypes = [pointer] * 10 + [geometry, layer_spec, real, real, threads]
-        layer_forward.restype = None
+        layer_forward.restype = status
         layer_backward = getattr(library, f"lap_layer_backward_{suffix}")
         layer_backward.argtypes = [pointer] * 12 + [geometry, layer_spec, real, real]
         layer_backward.argtypes += [threads, threads]
-        layer_backward.restype = None
+        layer_backward.restype = status
     return library
+
+
+def check_status(status: int | None, what: str) -> None:
+    """Raise MemoryError when a kernel call reports that it could not allocate its buffers.
+
+    The windowed kernels allocate every work buffer before they compute anything and return 1
+    when one allocation fails (so no output is half-written), 0 otherwise.
+    """
+    if status:  # 0, or None from a version-3 library (benchmarks/kernel_ab.py)
+        raise MemoryError(
+            f"torchlap: the CPU LAP kernel could not allocate the work buffers of {what}; "
+            "nothing was computed. Free memory or use a smaller batch (TORCHLAP_NO_EXT=1 "
+            "selects the pure-PyTorch path)"
+        )
 
 
 def lap_kernels() -> ctypes.CDLL | None:

@@ -57,6 +57,12 @@ typedef struct {
     int uncovered;  /* some input columns are in no phase column (v >= V): no window reads them */
 } lap_phase_plan;
 
+/* calloc of n elements, NULL for a negative or overflowing n (a count from absurd shapes) */
+static void *lap_calloc(int64_t n, size_t size) {
+    if (n < 0 || (uint64_t)n > SIZE_MAX / size) return 0;
+    return calloc((size_t)n, size);
+}
+
 static int lap_plan_phases(const lap_geometry *g, lap_phase_plan *p) {
     const int64_t sh = g->sh, sw = g->sw;
     p->U = g->Ho + (g->kh - 1) / sh;
@@ -64,7 +70,7 @@ static int lap_plan_phases(const lap_geometry *g, lap_phase_plan *p) {
     p->L = (g->Ho - 1) * p->V + g->Wo;
     p->OP = g->Ho * p->V;
     p->size = sh * sw * p->U * p->V;
-    p->off = (int64_t *)malloc(sizeof(int64_t) * (g->kh * g->kw + 2 * sw));
+    p->off = (int64_t *)lap_calloc(g->kh * g->kw + 2 * sw, sizeof(int64_t));
     if (!p->off) return 0;
     p->vlo = p->off + g->kh * g->kw;
     p->vhi = p->vlo + sw;
@@ -135,14 +141,21 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
 #undef EXP
 
 #define DEFINE_KERNELS(T, SUFFIX)                                                                \
-    void lap_forward_##SUFFIX(const T *x, const T *w, T *out, const lap_geometry *g,              \
-                              int nthreads) {                                                     \
+    /* returns 0, or 1 when a work buffer could not be allocated (then nothing was computed) */  \
+    int lap_forward_##SUFFIX(const T *x, const T *w, T *out, const lap_geometry *g,               \
+                             int nthreads) {                                                      \
         const int64_t K = g->kh * g->kw, HW = g->H * g->W, O = g->Ho * g->Wo;                     \
-        lap_phase_plan plan;                                                                      \
-        if (!lap_plan_phases(g, &plan)) return;                                                   \
+        lap_phase_plan plan = {0};                                                                \
+        if (!lap_plan_phases(g, &plan)) return 1;                                                 \
+        const int64_t per_thread = pool_buffers_len_##SUFFIX(g, &plan, 0, 0);                     \
+        T *block = (T *)lap_calloc(nthreads * per_thread + 1, sizeof(T));                        \
+        if (!block) {                                                                             \
+            lap_free_phases(&plan);                                                               \
+            return 1;                                                                             \
+        }                                                                                         \
         _Pragma("omp parallel num_threads(nthreads)") {                                          \
             pool_buffers_##SUFFIX pb;                                                             \
-            pool_buffers_alloc_##SUFFIX(&pb, g, &plan, 0);                                        \
+            pool_buffers_bind_##SUFFIX(&pb, block + lap_thread() * per_thread, g, &plan, 0, 0);   \
             int64_t pitched_for = -1; /* the sample whose weights pb.wn holds */                  \
             const T *wn = 0;                                                                      \
             _Pragma("omp for schedule(static)")                                                  \
@@ -154,45 +167,54 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
                 }                                                                                 \
                 pool_plane_##SUFFIX(x + plane * HW, wn, out + plane * O, g, &plan, &pb);          \
             }                                                                                     \
-            free(pb.X);                                                                           \
         }                                                                                         \
+        free(block);                                                                              \
         lap_free_phases(&plan);                                                                   \
+        return 0;                                                                                 \
     }                                                                                             \
                                                                                                   \
-    /* grad_x (may be NULL) and partial grad_w (B, chunks, K, Ho, Wo, zeroed; may be NULL) */    \
-    void lap_backward_##SUFFIX(const T *x, const T *w, const T *gout, T *gx, T *gw_part,          \
-                               const lap_geometry *g, int64_t chunks, int nthreads) {             \
+    /* grad_x (may be NULL) and partial grad_w (B, chunks, K, Ho, Wo, zeroed; may be NULL);      \
+     * returns 0, or 1 when a work buffer could not be allocated (then nothing was computed) */  \
+    int lap_backward_##SUFFIX(const T *x, const T *w, const T *gout, T *gx, T *gw_part,           \
+                              const lap_geometry *g, int64_t chunks, int nthreads) {              \
         const int64_t K = g->kh * g->kw, HW = g->H * g->W, O = g->Ho * g->Wo;                     \
         const int64_t per_chunk = (g->C + chunks - 1) / chunks;                                   \
-        lap_phase_plan plan;                                                                      \
-        if (!lap_plan_phases(g, &plan)) return;                                                   \
+        lap_phase_plan plan = {0};                                                                \
+        if (!lap_plan_phases(g, &plan)) return 1;                                                 \
         const int direct = plan.V == g->Wo; /* the partials need no pitch */                      \
+        const int pitched_grad = gw_part && !direct;                                              \
+        const int64_t per_thread = pool_buffers_len_##SUFFIX(g, &plan, 1, pitched_grad);          \
+        T *block = (T *)lap_calloc(nthreads * per_thread + 1, sizeof(T));                        \
+        if (!block) {                                                                             \
+            lap_free_phases(&plan);                                                               \
+            return 1;                                                                             \
+        }                                                                                         \
         _Pragma("omp parallel num_threads(nthreads)") {                                          \
             pool_buffers_##SUFFIX pb;                                                             \
-            pool_buffers_alloc_##SUFFIX(&pb, g, &plan, 1);                                        \
-            T *gw_pitched = gw_part && !direct ? (T *)malloc(sizeof(T) * K * plan.OP) : 0;        \
+            pool_buffers_bind_##SUFFIX(&pb, block + lap_thread() * per_thread, g, &plan, 1,       \
+                                       pitched_grad);                                             \
             _Pragma("omp for schedule(static)")                                                  \
             for (int64_t task = 0; task < g->B * chunks; ++task) {                                \
                 const int64_t b = task / chunks, chunk = task % chunks;                           \
                 const int64_t c0 = chunk * per_chunk;                                             \
                 const int64_t c1 = c0 + per_chunk < g->C ? c0 + per_chunk : g->C;                 \
                 const T *wn = pitched_weights_##SUFFIX(w + b * K * O, pb.wn, g, &plan);           \
-                T *gwn = gw_part ? (direct ? gw_part + task * K * O : gw_pitched) : 0;            \
-                if (gwn && !direct) memset(gwn, 0, sizeof(T) * K * plan.OP);                      \
+                T *gwn = gw_part ? (direct ? gw_part + task * K * O : pb.gwn) : 0;                \
+                if (pitched_grad) memset(gwn, 0, sizeof(T) * K * plan.OP);                        \
                 for (int64_t c = c0; c < c1; ++c) {                                               \
                     const int64_t plane = b * g->C + c;                                           \
                     unpool_plane_##SUFFIX(x + plane * HW, wn, gout + plane * O,                   \
                                           gx ? gx + plane * HW : 0, gwn, g, &plan, &pb);          \
                 }                                                                                 \
-                if (gwn && !direct)                                                               \
+                if (pitched_grad)                                                                 \
                     for (int64_t k = 0; k < K; ++k)                                               \
                         unpitch_##SUFFIX(gwn + k * plan.OP, gw_part + (task * K + k) * O, g->Ho,  \
                                          g->Wo, plan.V);                                          \
             }                                                                                     \
-            free(gw_pitched);                                                                     \
-            free(pb.X);                                                                           \
         }                                                                                         \
+        free(block);                                                                              \
         lap_free_phases(&plan);                                                                   \
+        return 0;                                                                                 \
     }                                                                                             \
                                                                                                   \
     /* global pooling: out[b, c] = sum_p w[b, p] x[b, c, p] over the P pixels of a plane */       \
@@ -237,4 +259,4 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
 DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
 
-int lap_abi_version(void) { return 3; }
+int lap_abi_version(void) { return 4; }

@@ -166,7 +166,8 @@ static inline T FN(hsum)(FN(vec) v) {
 /* w^T (C, JP) of w (h1, C), rows h1..JP zero: the 1x1 convolution kernels take 8 outputs of a
  * pixel vector per input channel, with the 8 weights side by side */
 static T *FN(transpose_padded)(const T *w, int64_t h1, int64_t C, int64_t JP) {
-    T *wt = (T *)calloc((size_t)(C * JP + 1), sizeof(T));
+    T *wt = (T *)lap_calloc(C * JP + 1, sizeof(T));
+    if (!wt) return 0;
     for (int64_t j = 0; j < h1; ++j)
         for (int64_t c = 0; c < C; ++c) wt[c * JP + j] = w[j * C + c];
     return wt;
@@ -484,24 +485,31 @@ static void FN(score_backward)(const T *hid, const T *conc, const T *gcext, cons
 }
 
 /* per-thread buffers of the windowed pooling: the phase planes X of one input plane (zeros
- * outside x, so filled with calloc), the gradient's phases GX, one sample's pitched window
- * weights, one pitched output (or upstream gradient) plane; NULL members for the global pool */
+ * outside x: the caller's block is calloc'ed), the gradient's phases GX (backward), one
+ * sample's pitched window weights, one pitched output (or upstream gradient) plane, and one
+ * pitched weight gradient (backward with pitched_grad); all NULL for the global pool */
 typedef struct {
-    T *X, *GX, *wn, *plane;
+    T *X, *GX, *wn, *plane, *gwn;
 } FN(pool_buffers);
 
-static int FN(pool_buffers_alloc)(FN(pool_buffers) *pb, const lap_geometry *g,
-                                  const lap_phase_plan *p, int backward) {
-    pb->X = pb->GX = pb->wn = pb->plane = 0;
-    if (!p) return 1;
-    const int64_t K = g->kh * g->kw;
-    pb->X = (T *)calloc((size_t)(p->size + (backward ? p->size : 0) + K * p->OP + p->OP + 1),
-                        sizeof(T));
-    if (!pb->X) return 0;
-    pb->GX = backward ? pb->X + p->size : 0;
-    pb->wn = pb->X + p->size + (backward ? p->size : 0);
-    pb->plane = pb->wn + K * p->OP;
-    return 1;
+/* elements of one thread's pool_buffers (0 for the global pool, p NULL) */
+static int64_t FN(pool_buffers_len)(const lap_geometry *g, const lap_phase_plan *p,
+                                    int backward, int pitched_grad) {
+    if (!p) return 0;
+    const int64_t KOP = g->kh * g->kw * p->OP;
+    return p->size * (backward ? 2 : 1) + KOP + p->OP + (pitched_grad ? KOP : 0);
+}
+
+static void FN(pool_buffers_bind)(FN(pool_buffers) *pb, T *base, const lap_geometry *g,
+                                  const lap_phase_plan *p, int backward, int pitched_grad) {
+    pb->X = pb->GX = pb->wn = pb->plane = pb->gwn = 0;
+    if (!p) return;
+    const int64_t KOP = g->kh * g->kw * p->OP;
+    pb->X = base;
+    pb->GX = backward ? base + p->size : 0;
+    pb->wn = base + p->size * (backward ? 2 : 1);
+    pb->plane = pb->wn + KOP;
+    pb->gwn = pitched_grad ? pb->plane + p->OP : 0;
 }
 
 /* the windowed sum of one plane xp into op (Ho, Wo), wn: pitched weights (pitched_weights) */
@@ -564,19 +572,29 @@ static void FN(layer_forward_sample)(const T *x, const T *wt, const T *b1, const
     }
 }
 
-void FN(lap_layer_forward)(const T *x, const T *w1, const T *b1, const T *w2, const T *b2,
-                           T *hid, T *conc, T *score, T *wn, T *pooled, const lap_geometry *g,
-                           const lap_layer_spec *s, double alpha, double eps, int nthreads) {
-    const int64_t h = s->hidden, n = s->concepts, h1 = h > 0 ? h : n, JP = lap_padded(h1);
-    lap_phase_plan plan;
-    if (!s->global && !lap_plan_phases(g, &plan)) return;
+/* Returns 0, or 1 when a work buffer could not be allocated (then nothing was computed). */
+int FN(lap_layer_forward)(const T *x, const T *w1, const T *b1, const T *w2, const T *b2,
+                          T *hid, T *conc, T *score, T *wn, T *pooled, const lap_geometry *g,
+                          const lap_layer_spec *s, double alpha, double eps, int nthreads) {
+    const int64_t n = s->concepts, h1 = s->hidden > 0 ? s->hidden : n, JP = lap_padded(h1);
+    lap_phase_plan plan = {0};
+    if (!s->global && !lap_plan_phases(g, &plan)) return 1;
     const lap_phase_plan *pp = s->global ? 0 : &plan;
     const int whole_samples = g->B >= nthreads;
-    T *wt = FN(transpose_padded)(w1, h1, g->C, JP);
+    /* every thread's buffers in one block, allocated before any work */
+    const int64_t scratch_len = (JP + n) * LAP_BLOCK;
+    const int64_t per_thread = scratch_len + FN(pool_buffers_len)(g, pp, 0, 0);
+    T *block = (T *)lap_calloc(nthreads * per_thread + 1, sizeof(T));
+    T *wt = block ? FN(transpose_padded)(w1, h1, g->C, JP) : 0;
+    if (!wt) {
+        free(block);
+        lap_free_phases(&plan);
+        return 1;
+    }
     _Pragma("omp parallel num_threads(nthreads)") {
-        T *scratch = (T *)malloc(sizeof(T) * ((JP + n) * LAP_BLOCK));
+        T *scratch = block + lap_thread() * per_thread;
         FN(pool_buffers) pb;
-        FN(pool_buffers_alloc)(&pb, g, pp, 0);
+        FN(pool_buffers_bind)(&pb, scratch + scratch_len, g, pp, 0, 0);
         if (whole_samples) {
             _Pragma("omp for schedule(static)")
             for (int64_t b = 0; b < g->B; ++b)
@@ -590,11 +608,11 @@ void FN(lap_layer_forward)(const T *x, const T *w1, const T *b1, const T *w2, co
                 LAP_BARRIER(nth);
             }
         }
-        free(pb.X);
-        free(scratch);
     }
-    if (pp) lap_free_phases(&plan);
+    lap_free_phases(&plan);
     free(wt);
+    free(block);
+    return 0;
 }
 
 /* per-thread scratch and parameter-gradient partials of the backward */
@@ -685,28 +703,43 @@ static void FN(layer_backward_sample)(const T *x, const T *wt, const T *w2, cons
  * NULL (no gradient flows into that output); gx (B, C, P) may be NULL (not wanted). gparams is
  * overwritten with the parameter gradients, one after the other: gw1 (h1, C) (zeros unless
  * want_gw1), gb1 (h1), gw2 (n, h) and gb2 (n) (when hidden > 0), galpha (1). */
-void FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, const T *conc,
-                            const T *score, const T *wn, const T *gpool, const T *gconc,
-                            const T *gscore, T *gx, T *gparams, const lap_geometry *g,
-                            const lap_layer_spec *s, double alpha, double eps, int want_gw1,
-                            int nthreads) {
+/* Returns 0, or 1 when a work buffer could not be allocated (then nothing was computed). */
+int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, const T *conc,
+                           const T *score, const T *wn, const T *gpool, const T *gconc,
+                           const T *gscore, T *gx, T *gparams, const lap_geometry *g,
+                           const lap_layer_spec *s, double alpha, double eps, int want_gw1,
+                           int nthreads) {
     const int64_t C = g->C, P = g->H * g->W, O = g->Ho * g->Wo, K = g->kh * g->kw;
     const int64_t h = s->hidden, n = s->concepts, h1 = h > 0 ? h : n;
-    lap_phase_plan plan;
-    if (!s->global && !lap_plan_phases(g, &plan)) return;
+    lap_phase_plan plan = {0};
+    if (!s->global && !lap_plan_phases(g, &plan)) return 1;
     const lap_phase_plan *pp = s->global ? 0 : &plan;
     const int64_t OP = pp ? pp->OP : O;
     const int whole_samples = g->B >= nthreads;
     const int64_t params = h1 * C + h1 + (h > 0 ? n * h + n : 0);
-    T *partials = (T *)calloc((size_t)(nthreads * params), sizeof(T));
-    T *all_gwn = (T *)malloc(sizeof(T) * (nthreads * K * OP + 1));
-    FN(lap_scratch) *team = (FN(lap_scratch) *)calloc((size_t)nthreads, sizeof(FN(lap_scratch)));
     /* team buffers: one set per thread when threads take whole samples, else one shared set */
     const int64_t JP = lap_padded(h1), team_len = K * O + P + n * P + JP * P;
     const int teams = whole_samples ? nthreads : 1;
-    /* zeroed: the rows h1..JP of each team's ghid stay zero */
-    T *team_buf = (T *)calloc((size_t)(teams * team_len + 1), sizeof(T));
-    T *wt = FN(transpose_padded)(w1, h1, C, JP);
+    const int64_t pool_len = FN(pool_buffers_len)(g, pp, 1, 0);
+    /* every buffer before any work; zeroed: the partials are sums, the rows h1..JP of each
+     * team's ghid stay zero, the phase planes keep zeros outside x */
+    T *partials = (T *)lap_calloc(nthreads * params + 1, sizeof(T));
+    T *all_gwn = (T *)lap_calloc(nthreads * K * OP + 1, sizeof(T));
+    FN(lap_scratch) *team = (FN(lap_scratch) *)lap_calloc(nthreads, sizeof(FN(lap_scratch)));
+    T *team_buf = (T *)lap_calloc(teams * team_len + 1, sizeof(T));
+    T *pool_block = (T *)lap_calloc(nthreads * pool_len + 1, sizeof(T));
+    T *wt = partials && all_gwn && team && team_buf && pool_block
+                ? FN(transpose_padded)(w1, h1, C, JP)
+                : 0;
+    if (!wt) {
+        free(partials);
+        free(all_gwn);
+        free(team);
+        free(team_buf);
+        free(pool_block);
+        lap_free_phases(&plan);
+        return 1;
+    }
     _Pragma("omp parallel num_threads(nthreads)") {
         const int tid = lap_thread(), nth = lap_threads();
         FN(lap_scratch) *mine = team + tid;
@@ -716,7 +749,7 @@ void FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, 
         mine->gs = shared + K * O;
         mine->gc = mine->gs + P;
         mine->ghid = mine->gc + n * P;
-        FN(pool_buffers_alloc)(&mine->pb, g, pp, 1);
+        FN(pool_buffers_bind)(&mine->pb, pool_block + tid * pool_len, g, pp, 1, 0);
         mine->gw1 = partials + tid * params;
         mine->gb1 = mine->gw1 + h1 * C;
         mine->gw2 = mine->gb1 + h1;
@@ -734,7 +767,6 @@ void FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, 
                                           gx, want_gw1, g, s, (T)alpha, (T)eps, pp, b, tid, nth,
                                           mine, all_gwn);
         }
-        free(mine->pb.X);
     }
     double alpha_sum = 0;
     for (int64_t e = 0; e < params; ++e) {
@@ -744,12 +776,14 @@ void FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, 
     }
     for (int t = 0; t < nthreads; ++t) alpha_sum += team[t].galpha;
     gparams[params] = (T)alpha_sum;
-    if (pp) lap_free_phases(&plan);
+    lap_free_phases(&plan);
     free(wt);
+    free(pool_block);
     free(team_buf);
     free(team);
     free(all_gwn);
     free(partials);
+    return 0;
 }
 
 #undef FN

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchlap._ext import LapGeometry, lap_kernels
+from torchlap._ext import LapGeometry, check_status, lap_kernels
 
 __all__ = [
     "adaptive_bounds",
@@ -144,7 +144,8 @@ class _WeightedWindowSum(torch.autograd.Function):
             out = x.new_empty((x.shape[0], x.shape[1], out_h, out_w))
             geometry = _geometry(x, weights, kernel_size, stride, padding)
             forward = _typed(library, "lap_forward", x.dtype)
-            forward(x.data_ptr(), weights.data_ptr(), out.data_ptr(), geometry, _threads())
+            status = forward(x.data_ptr(), weights.data_ptr(), out.data_ptr(), geometry, _threads())
+            check_status(status, f"LAP's window sum on {tuple(x.shape)}")
             return out
         out = x.new_zeros((x.shape[0], x.shape[1], out_h, out_w))
         plan = _plan(x.shape[-2:], (out_h, out_w), kernel_size, stride, padding)
@@ -232,7 +233,7 @@ def _kernel_backward(library, x, weights, grad_out, geometry_args, needs_input_g
     grad_x = torch.empty_like(x) if needs_input_grad[0] else None
     partial, chunks = _weight_grad_partials(weights, batch, channels, needs_input_grad[1])
     backward = _typed(library, "lap_backward", x.dtype)
-    backward(
+    status = backward(
         x.data_ptr(),
         weights.data_ptr(),
         grad_out.data_ptr(),
@@ -242,6 +243,7 @@ def _kernel_backward(library, x, weights, grad_out, geometry_args, needs_input_g
         chunks,
         _threads(),
     )
+    check_status(status, f"LAP's window sum backward on {tuple(x.shape)}")
     return grad_x, _sum_partials(partial)
 
 

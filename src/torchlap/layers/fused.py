@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from torchlap._ext import LapGeometry, LapLayerSpec, lap_kernels
+from torchlap._ext import LapGeometry, LapLayerSpec, check_status, lap_kernels
 from torchlap.layers.functional import _threads, _typed, pool_output_size
 
 __all__ = ["fused_lap_layer", "fused_layer_calls"]
@@ -52,7 +52,7 @@ class _FusedLapLayer(torch.autograd.Function):
         pooled = x.new_empty((batch, channels, geometry.Ho, geometry.Wo))
         alpha_value = float(alpha)
         forward = _typed(library, "lap_layer_forward", x.dtype)
-        forward(
+        status = forward(
             x.data_ptr(),
             w1.data_ptr(),
             b1.data_ptr(),
@@ -69,6 +69,7 @@ class _FusedLapLayer(torch.autograd.Function):
             eps,
             _threads(),
         )
+        check_status(status, f"a LAP layer's forward on {tuple(x.shape)}")
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, w1, w2, hid, concepts, score, weights)
         ctx.layer = (setup, library, alpha_value, eps)
@@ -96,7 +97,7 @@ class _FusedLapLayer(torch.autograd.Function):
         ]
         upstream = [None if g is None else g.data_ptr() for g in held]
         backward = _typed(library, "lap_layer_backward", x.dtype)
-        backward(
+        status = backward(
             x.data_ptr(),
             w1.data_ptr(),
             None if w2 is None else w2.data_ptr(),
@@ -114,6 +115,7 @@ class _FusedLapLayer(torch.autograd.Function):
             int(needs[1]),
             _threads(),
         )
+        check_status(status, f"a LAP layer's backward on {tuple(x.shape)}")
         parts = flat.split([*sizes, 1])
         grad_w1 = parts[0].view(w1.shape) if needs[1] else None
         grad_b1 = parts[1] if needs[2] else None
