@@ -53,13 +53,11 @@ static void FN(to_phases)(const T *restrict xp, T *restrict X, const lap_geometr
             for (int64_t v = hi > lo1 ? hi : lo1; v < hi1; ++v) d1[v] = src[2 * v + 1 + at];
             continue;
         }
-        for (int64_t m = 0; m < sw; ++m) {
+        for (int64_t m = 0; m < sw; ++m) { /* stride 1, or 3 and more */
             T *restrict dst = row + m * UV;
             const int64_t lo = p->vlo[m], hi = p->vhi[m], at = m - g->pw;
             if (sw == 1)
                 memcpy(dst + lo, src + lo + at, sizeof(T) * (hi - lo));
-            else if (sw == 2)
-                for (int64_t v = lo; v < hi; ++v) dst[v] = src[2 * v + at];
             else
                 for (int64_t v = lo; v < hi; ++v) dst[v] = src[v * sw + at];
         }
