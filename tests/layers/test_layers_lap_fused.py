@@ -113,6 +113,7 @@ GEOMETRIES = [
     # (input height, width, geometry (None: the global pool), batch)
     (5, 7, None, 3),
     (7, 7, None, 1),
+    (2, 3, None, 2),  # the global pool of fewer pixels than a vector
     (9, 9, (3, 2, 1, False), 2),  # the ResNet stem's k3 s2 p1 on a small map
     (8, 11, (2, 2, 1, True), 1),  # padding and ceil mode
     (10, 10, (3, 2, 0, True), 3),

@@ -24,6 +24,7 @@ import platform
 import shutil
 import subprocess
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from torchlap.io import atomic_path
@@ -168,15 +169,19 @@ def declare(library: ctypes.CDLL, accept: tuple[int, ...] = (_ABI_VERSION,)) -> 
     return library
 
 
-def check_status(status: int | None, what: str) -> None:
+def check_status(status: int | None, what: str, shape: Sequence[int]) -> None:
     """Raise MemoryError when a kernel call reports that it could not allocate its buffers.
+
+    ``what`` names the call and ``shape`` its input, for the message (formatted only then: this
+    runs after every kernel call).
 
     The windowed kernels allocate every work buffer before they compute anything and return 1
     when one allocation fails (so no output is half-written), 0 otherwise.
     """
     if status:  # 0, or None from a version-3 library (benchmarks/kernel_ab.py)
         raise MemoryError(
-            f"torchlap: the CPU LAP kernel could not allocate the work buffers of {what}; "
+            f"torchlap: the CPU LAP kernel could not allocate the work buffers of {what} on "
+            f"{tuple(shape)}; "
             "nothing was computed. Free memory or use a smaller batch (TORCHLAP_NO_EXT=1 "
             "selects the pure-PyTorch path)"
         )

@@ -75,6 +75,21 @@ static void FN(from_phases)(const T *restrict GX, T *restrict gxp, const lap_geo
         if (u >= p->U || p->uncovered) memset(dst, 0, sizeof(T) * g->W);
         if (u >= p->U) continue;
         const T *row = GX + ((r + g->ph) % sh) * sw * UV + u * p->V;
+        if (sw == 2) { /* both column phases in one loop, as in to_phases */
+            const T *restrict s0 = row, *restrict s1 = row + UV;
+            const int64_t at = -g->pw, lo0 = p->vlo[0], hi0 = p->vhi[0];
+            const int64_t lo1 = p->vlo[1], hi1 = p->vhi[1];
+            const int64_t lo = lo0 > lo1 ? lo0 : lo1, hi = hi0 < hi1 ? hi0 : hi1;
+            for (int64_t v = lo; v < hi; ++v) {
+                dst[2 * v + at] = s0[v];
+                dst[2 * v + 1 + at] = s1[v];
+            }
+            for (int64_t v = lo0; v < (lo < hi0 ? lo : hi0); ++v) dst[2 * v + at] = s0[v];
+            for (int64_t v = hi > lo0 ? hi : lo0; v < hi0; ++v) dst[2 * v + at] = s0[v];
+            for (int64_t v = lo1; v < (lo < hi1 ? lo : hi1); ++v) dst[2 * v + 1 + at] = s1[v];
+            for (int64_t v = hi > lo1 ? hi : lo1; v < hi1; ++v) dst[2 * v + 1 + at] = s1[v];
+            continue;
+        }
         for (int64_t m = 0; m < sw; ++m) {
             const T *restrict src = row + m * UV;
             const int64_t lo = p->vlo[m], hi = p->vhi[m], at = m - g->pw;
@@ -159,6 +174,17 @@ static inline T FN(hsum)(FN(vec) v) {
     T sum = 0;
     for (int64_t l = 0; l < LAP_V; ++l) sum += v[l];
     return sum;
+}
+
+/* sum_i a[i] b[i] in vectors: the global pool's window sum of one channel plane (GCC
+ * vectorises the plain loop's reduction badly at these lengths, 25-49 pixels) */
+static T FN(dot)(const T *a, const T *b, int64_t n) {
+    FN(vec) s = {0};
+    int64_t i = 0;
+    for (; i + LAP_V <= n; i += LAP_V) s += FN(load)(a + i) * FN(load)(b + i);
+    T tail = 0;
+    for (; i < n; ++i) tail += a[i] * b[i];
+    return FN(hsum)(s) + tail;
 }
 
 /* w^T (C, JP) of w (h1, C), rows h1..JP zero: the 1x1 convolution kernels take 8 outputs of a
@@ -560,10 +586,7 @@ static void FN(layer_forward_sample)(const T *x, const T *wt, const T *b1, const
         const T *restrict xp = xb + c * P;
         T *op = pooled + (b * C + c) * O;
         if (s->global) {
-            T acc = 0;
-            LAP_SIMD_SUM(acc)
-            for (int64_t p = 0; p < P; ++p) acc += wnb[p] * xp[p];
-            op[0] = acc;
+            op[0] = FN(dot)(wnb, xp, P);
         } else {
             FN(pool_plane)(xp, wnp, op, g, pp, pb);
         }

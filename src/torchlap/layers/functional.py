@@ -145,7 +145,7 @@ class _WeightedWindowSum(torch.autograd.Function):
             geometry = _geometry(x, weights, kernel_size, stride, padding)
             forward = _typed(library, "lap_forward", x.dtype)
             status = forward(x.data_ptr(), weights.data_ptr(), out.data_ptr(), geometry, _threads())
-            check_status(status, f"LAP's window sum on {tuple(x.shape)}")
+            check_status(status, "LAP's window sum", x.shape)
             return out
         out = x.new_zeros((x.shape[0], x.shape[1], out_h, out_w))
         plan = _plan(x.shape[-2:], (out_h, out_w), kernel_size, stride, padding)
@@ -243,7 +243,7 @@ def _kernel_backward(library, x, weights, grad_out, geometry_args, needs_input_g
         chunks,
         _threads(),
     )
-    check_status(status, f"LAP's window sum backward on {tuple(x.shape)}")
+    check_status(status, "LAP's window sum backward", x.shape)
     return grad_x, _sum_partials(partial)
 
 

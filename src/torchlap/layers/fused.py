@@ -69,7 +69,7 @@ class _FusedLapLayer(torch.autograd.Function):
             eps,
             _threads(),
         )
-        check_status(status, f"a LAP layer's forward on {tuple(x.shape)}")
+        check_status(status, "a LAP layer's forward", x.shape)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, w1, w2, hid, concepts, score, weights)
         ctx.layer = (setup, library, alpha_value, eps)
@@ -115,7 +115,7 @@ class _FusedLapLayer(torch.autograd.Function):
             int(needs[1]),
             _threads(),
         )
-        check_status(status, f"a LAP layer's backward on {tuple(x.shape)}")
+        check_status(status, "a LAP layer's backward", x.shape)
         parts = flat.split([*sizes, 1])
         grad_w1 = parts[0].view(w1.shape) if needs[1] else None
         grad_b1 = parts[1] if needs[2] else None
