@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_layers_lap_kernel import _tiny_geometries
 from test_layers_lap_reference import reference_adaptive, reference_lap
 from torch import nn
 
@@ -132,10 +133,22 @@ SCORERS = [
 ]
 
 
+# the two layouts of the kernel's window sums (TORCHLAP_LAP_WINDOWS; unset: by map size)
+LAYOUTS = ["phases", "tiles"]
+
+
+@pytest.fixture(params=LAYOUTS)
+def layout(request, monkeypatch):
+    """Each test with this fixture runs once with the phase planes and once with the channel
+    tiles of the windowed sums (the global pool has neither)."""
+    monkeypatch.setenv("TORCHLAP_LAP_WINDOWS", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("scorer", SCORERS)
 @pytest.mark.parametrize("case", GEOMETRIES)
-def test_fused_layer_matches_the_slow_references(case, scorer, dtype):
+def test_fused_layer_matches_the_slow_references(case, scorer, dtype, layout):
     height, width, geometry, batch = case
     n_concepts, hidden, aggregation = scorer
     layer = make_layer(geometry, 5, n_concepts, hidden, aggregation, dtype)
@@ -152,9 +165,11 @@ def test_fused_layer_matches_the_slow_references(case, scorer, dtype):
 
 @pytest.mark.parametrize("batch", [1, 3])  # 1 < threads: a team per sample; 3: whole samples
 @pytest.mark.parametrize("geometry", [None, (3, 2, 1, False), (2, 2, 0, False)])
-def test_fused_layer_with_two_threads_matches_one(batch, geometry):
-    layer = make_layer(geometry, 6, 3, 4, "max", torch.float64)
-    x = torch.randn(batch, 6, 9, 34, dtype=torch.float64)
+# 19 channels: two threads' shares of 9 and 10, each a full channel tile and a partial one
+@pytest.mark.parametrize("channels", [6, 19])
+def test_fused_layer_with_two_threads_matches_one(batch, geometry, channels, layout):
+    layer = make_layer(geometry, channels, 3, 4, "max", torch.float64)
+    x = torch.randn(batch, channels, 9, 34, dtype=torch.float64)
     previous = torch.get_num_threads()
     results = []
     try:
@@ -165,6 +180,49 @@ def test_fused_layer_with_two_threads_matches_one(batch, geometry):
         torch.set_num_threads(previous)
     for one, two in zip(*results, strict=True):
         torch.testing.assert_close(one, two)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("geometry", _tiny_geometries(40, seed=3))
+def test_fused_layer_on_tiny_maps_matches_the_slow_references(geometry, dtype, layout):
+    """Random maps of 1-7 pixels with 11 channels (a full channel tile and a partial one):
+    padding, ceil mode, pixels in no window, kernels below the stride."""
+    height, width, kernel, stride, padding, ceil_mode = geometry
+    window = (kernel, stride, padding, ceil_mode)
+    layer = make_layer(window, 11, 3, 4, "max", dtype)
+    x = torch.randn(2, 11, height, width, dtype=dtype)
+    got = outputs_and_gradients(layer, x, fused_forward(layer))
+    want = outputs_and_gradients(layer, x, lambda inp: reference_layer(layer, inp, window, "max"))
+    tolerance = {} if dtype == torch.float64 else {"rtol": 2e-4, "atol": 2e-5}
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, **tolerance)
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [(2, 2, 0, False), (3, 2, 1, True), ((1, 1), (2, 2), (0, 0), False)],  # pixels in no window
+)
+def test_fused_backward_writes_every_input_gradient_element(geometry, layout, monkeypatch):
+    """The kernel's grad_x buffer comes from torch.empty_like; filled with NaN here, any element
+    the backward leaves unwritten (or reads before writing) shows."""
+    layer = make_layer(geometry, 10, 2, 4, "max", torch.float64)
+    x = torch.randn(3, 10, 9, 11, dtype=torch.float64)
+    want = outputs_and_gradients(layer, x, lambda inp: reference_layer(layer, inp, geometry, "max"))
+    real = torch.empty_like
+    monkeypatch.setattr(
+        fused.torch, "empty_like", lambda t, **kw: real(t, **kw).fill_(float("nan"))
+    )
+    got = outputs_and_gradients(layer, x, fused_forward(layer))
+    monkeypatch.setattr(fused.torch, "empty_like", real)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
+
+
+def test_an_unknown_window_layout_is_refused(monkeypatch):
+    monkeypatch.setenv("TORCHLAP_LAP_WINDOWS", "rows")
+    layer = make_layer((2, 2, 0, False), 4, 1, 0, "max", torch.float32)
+    with pytest.raises(ValueError, match=r"TORCHLAP_LAP_WINDOWS='rows'.*'phases', 'tiles'"):
+        layer(torch.randn(1, 4, 6, 6))
 
 
 @pytest.mark.parametrize("geometry", [None, ((2, 3), (1, 2), (1, 1), True)])

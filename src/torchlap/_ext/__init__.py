@@ -37,7 +37,7 @@ _SOURCE = Path(__file__).with_name("lap_cpu.c")
 # included by lap_cpu.c (the fused LAP layer); part of the cache key
 _HEADERS = (Path(__file__).with_name("lap_layer.c"),)
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
-_ABI_VERSION = 4
+_ABI_VERSION = 5
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
@@ -59,6 +59,7 @@ class LapLayerSpec(ctypes.Structure):
         ("concepts", ctypes.c_int64),
         ("aggregation", ctypes.c_int64),
         ("global_pool", ctypes.c_int64),
+        ("tiles", ctypes.c_int64),
     ]
 
 

@@ -16,8 +16,9 @@
  *
  * The fused LAP layer (lap_layer.c, included below for float and double) does a whole layer in
  * one call each way: the concept scorer's 1x1 convolutions, Eq. 4 and Eq. 1, with these
- * polyphase loops for the pooling. The per-plane pooling (pool_plane, unpool_plane) lives
- * there, templated on the element type, and these per-op kernels call it.
+ * polyphase loops for the pooling on large maps and channel tiles on small ones (lap_taps
+ * below). The per-plane pooling (pool_plane, unpool_plane) lives there, templated on the
+ * element type, and these per-op kernels call it.
  *
  * Plain C with OpenMP, compiled on first use by torchlap._ext (no PyTorch headers, so the build
  * takes about a second); called through ctypes with the tensors' data pointers.
@@ -93,13 +94,51 @@ static int lap_plan_phases(const lap_geometry *g, lap_phase_plan *p) {
 
 static void lap_free_phases(lap_phase_plan *p) { free(p->off); }
 
+/* The channel-tile layout of the windowed sum, for small maps (lap_layer.c): there the phase
+ * planes' rows are a few elements long and the loops' overhead is most of their cost. Instead,
+ * LAP_V channel planes at a time are transposed into a pixel-major tile (a vector of LAP_V
+ * channels per pixel, plus a zero row P), and offset k of window o is one vector FMA:
+ * out[o] += w[k][o] * tile[tap[k][o]], with tap[k][o] the pixel that offset reads (P in the
+ * padding). Returns the K * O taps, NULL when they could not be allocated. */
+static int64_t *lap_taps(const lap_geometry *g) {
+    const int64_t O = g->Ho * g->Wo, P = g->H * g->W;
+    int64_t *tap = (int64_t *)lap_calloc(g->kh * g->kw * O + 1, sizeof(int64_t));
+    if (!tap) return 0;
+    for (int64_t a = 0; a < g->kh; ++a)
+        for (int64_t q = 0; q < g->kw; ++q)
+            for (int64_t i = 0; i < g->Ho; ++i)
+                for (int64_t j = 0; j < g->Wo; ++j) {
+                    const int64_t r = i * g->sh - g->ph + a, col = j * g->sw - g->pw + q;
+                    const int inside = r >= 0 && r < g->H && col >= 0 && col < g->W;
+                    tap[((a * g->kw + q) * g->Ho + i) * g->Wo + j] = inside ? r * g->W + col : P;
+                }
+    return tap;
+}
+
+
 /* the scorer of a fused LAP layer (lap_layer.c) */
 typedef struct {
     int64_t hidden;      /* h > 0: 1x1 conv to h, ReLU, 1x1 conv to n; 0: one 1x1 conv to n */
     int64_t concepts;    /* n */
     int64_t aggregation; /* 0 max, 1 sum, 2 mean (n > 1) */
     int64_t global;      /* 1: one window over the whole map (kh = H, kw = W, Ho = Wo = 1) */
+    int64_t tiles;       /* windowed pooling: 1 channel tiles, 0 phase planes, -1 by map size */
 } lap_layer_spec;
+
+/* Which layout a windowed layer's sums take when the layer says -1 (TORCHLAP_LAP_WINDOWS
+ * unset). Measured forward+backward with the fused layer, 2 threads, the two layouts taking
+ * turns in one process (tiles / phases, median of 11 rounds, 2026-12-03): 0.54-0.80 on the
+ * maps of 12-28 px of ResNet and Inception-v3 at batch 32 and 0.57-0.87 at batch 1; 0.87 at
+ * 52-56 px at batch 32 but 0.98-1.06 at batch 1 (the tiles of a thread's share of one sample
+ * outgrow the L2 cache, where a phase plane does not); 1.0-1.2 at 109-112 px. */
+#define LAP_TILE_PIXELS 1024
+
+static int lap_use_tiles(const lap_geometry *g, const lap_layer_spec *s, int nthreads) {
+    if (s->global) return 0;
+    if (s->tiles >= 0) return s->tiles > 0;
+    const int64_t P = g->H * g->W;
+    return P <= LAP_TILE_PIXELS || (P <= 4 * LAP_TILE_PIXELS && g->B >= nthreads);
+}
 
 /* pixels per block of the fused scorer (its h + n rows of accumulators stay in L1) */
 #define LAP_BLOCK 256
@@ -125,20 +164,42 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
     *hi = n * (tid + 1) / nth;
 }
 
+/* two-vector shuffles with constant lane indices (GCC and clang spell them differently) */
+#if defined(__clang__)
+#define LAP_SHUFFLE(a, b, ivec, idx) __builtin_shufflevector(a, b, idx)
+#else
+#define LAP_SHUFFLE(a, b, ivec, idx) __builtin_shuffle(a, b, (ivec){idx})
+#endif
+#if LAP_VBYTES != 32
+#error "the perfect-shuffle lane indices below are those of 32-byte vectors"
+#endif
+
 #define T float
 #define SUFFIX f32
 #define EXP expf
+#define LAP_LANE int32_t
+#define LAP_ZIP_LO 0, 8, 1, 9, 2, 10, 3, 11
+#define LAP_ZIP_HI 4, 12, 5, 13, 6, 14, 7, 15
 #include "lap_layer.c"
 #undef T
 #undef SUFFIX
 #undef EXP
+#undef LAP_LANE
+#undef LAP_ZIP_LO
+#undef LAP_ZIP_HI
 #define T double
 #define SUFFIX f64
 #define EXP exp
+#define LAP_LANE int64_t
+#define LAP_ZIP_LO 0, 4, 1, 5
+#define LAP_ZIP_HI 2, 6, 3, 7
 #include "lap_layer.c"
 #undef T
 #undef SUFFIX
 #undef EXP
+#undef LAP_LANE
+#undef LAP_ZIP_LO
+#undef LAP_ZIP_HI
 
 #define DEFINE_KERNELS(T, SUFFIX)                                                                \
     /* returns 0, or 1 when a work buffer could not be allocated (then nothing was computed) */  \
@@ -147,7 +208,7 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
         const int64_t K = g->kh * g->kw, HW = g->H * g->W, O = g->Ho * g->Wo;                     \
         lap_phase_plan plan = {0};                                                                \
         if (!lap_plan_phases(g, &plan)) return 1;                                                 \
-        const int64_t per_thread = pool_buffers_len_##SUFFIX(g, &plan, 0, 0);                     \
+        const int64_t per_thread = pool_buffers_len_##SUFFIX(g, &plan, 0, 0, 0);                     \
         T *block = (T *)lap_calloc(nthreads * per_thread + 1, sizeof(T));                        \
         if (!block) {                                                                             \
             lap_free_phases(&plan);                                                               \
@@ -155,7 +216,7 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
         }                                                                                         \
         _Pragma("omp parallel num_threads(nthreads)") {                                          \
             pool_buffers_##SUFFIX pb;                                                             \
-            pool_buffers_bind_##SUFFIX(&pb, block + lap_thread() * per_thread, g, &plan, 0, 0);   \
+            pool_buffers_bind_##SUFFIX(&pb, block + lap_thread() * per_thread, g, &plan, 0, 0, 0);   \
             int64_t pitched_for = -1; /* the sample whose weights pb.wn holds */                  \
             const T *wn = 0;                                                                      \
             _Pragma("omp for schedule(static)")                                                  \
@@ -183,7 +244,7 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
         if (!lap_plan_phases(g, &plan)) return 1;                                                 \
         const int direct = plan.V == g->Wo; /* the partials need no pitch */                      \
         const int pitched_grad = gw_part && !direct;                                              \
-        const int64_t per_thread = pool_buffers_len_##SUFFIX(g, &plan, 1, pitched_grad);          \
+        const int64_t per_thread = pool_buffers_len_##SUFFIX(g, &plan, 1, pitched_grad, 0);          \
         T *block = (T *)lap_calloc(nthreads * per_thread + 1, sizeof(T));                        \
         if (!block) {                                                                             \
             lap_free_phases(&plan);                                                               \
@@ -192,7 +253,7 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
         _Pragma("omp parallel num_threads(nthreads)") {                                          \
             pool_buffers_##SUFFIX pb;                                                             \
             pool_buffers_bind_##SUFFIX(&pb, block + lap_thread() * per_thread, g, &plan, 1,       \
-                                       pitched_grad);                                             \
+                                       pitched_grad, 0);                                          \
             _Pragma("omp for schedule(static)")                                                  \
             for (int64_t task = 0; task < g->B * chunks; ++task) {                                \
                 const int64_t b = task / chunks, chunk = task % chunks;                           \
@@ -222,12 +283,8 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
                                      int64_t P, int nthreads) {                                   \
         _Pragma("omp parallel for num_threads(nthreads) schedule(static)")                       \
         for (int64_t plane = 0; plane < B * C; ++plane) {                                         \
-            const T *restrict xp = x + plane * P;                                                 \
-            const T *restrict wb = w + (plane / C) * P;                                           \
-            T acc = 0;                                                                            \
-            LAP_SIMD_SUM(acc)                                                                     \
-            for (int64_t p = 0; p < P; ++p) acc += wb[p] * xp[p];                                 \
-            out[plane] = acc;                                                                     \
+            const T *xp = x + plane * P;                                                          \
+            out[plane] = dot_##SUFFIX(w + (plane / C) * P, xp, P);                                \
         }                                                                                         \
     }                                                                                             \
                                                                                                   \
@@ -259,4 +316,4 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
 DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
 
-int lap_abi_version(void) { return 4; }
+int lap_abi_version(void) { return 5; }

@@ -176,6 +176,78 @@ static inline T FN(hsum)(FN(vec) v) {
     return sum;
 }
 
+typedef LAP_LANE FN(lanes) __attribute__((vector_size(LAP_VBYTES)));
+
+/* the transpose of a LAP_V x LAP_V block held as LAP_V row vectors, in place: log2(LAP_V)
+ * rounds of perfect shuffles (zip row i with row i + LAP_V / 2) */
+static inline void FN(transpose_block)(FN(vec) *r) {
+    for (int round = 0; (1 << round) < LAP_V; ++round) {
+        FN(vec) t[LAP_V];
+        for (int i = 0; i < LAP_V / 2; ++i) {
+            t[2 * i] = LAP_SHUFFLE(r[i], r[i + LAP_V / 2], FN(lanes), LAP_ZIP_LO);
+            t[2 * i + 1] = LAP_SHUFFLE(r[i], r[i + LAP_V / 2], FN(lanes), LAP_ZIP_HI);
+        }
+        memcpy(r, t, sizeof t);
+    }
+}
+
+/* m <= LAP_V planes (P apart, n elements each) into the tile xt: n rows of LAP_V lanes, lane i
+ * of row e = plane i's element e, lanes m..LAP_V zero */
+static void FN(tile_in)(const T *xp, int64_t P, int64_t m, int64_t n, T *restrict xt) {
+    int64_t e0 = 0;
+    for (; e0 + LAP_V <= n; e0 += LAP_V) {
+        FN(vec) r[LAP_V];
+        for (int i = 0; i < LAP_V; ++i) r[i] = i < m ? FN(load)(xp + i * P + e0) : (FN(vec)){0};
+        FN(transpose_block)(r);
+        memcpy(xt + e0 * LAP_V, r, sizeof r);
+    }
+    for (int64_t e = e0; e < n; ++e)
+        for (int64_t i = 0; i < LAP_V; ++i) xt[e * LAP_V + i] = i < m ? xp[i * P + e] : (T)0;
+}
+
+/* the first n rows of the tile xt back into m planes (P apart) */
+static void FN(tile_out)(const T *restrict xt, int64_t n, int64_t m, T *xp, int64_t P) {
+    int64_t e0 = 0;
+    for (; e0 + LAP_V <= n; e0 += LAP_V) {
+        FN(vec) r[LAP_V];
+        memcpy(r, xt + e0 * LAP_V, sizeof r);
+        FN(transpose_block)(r);
+        for (int i = 0; i < m; ++i) memcpy(xp + i * P + e0, &r[i], sizeof r[i]);
+    }
+    for (int64_t e = e0; e < n; ++e)
+        for (int64_t i = 0; i < m; ++i) xp[i * P + e] = xt[e * LAP_V + i];
+}
+
+/* the windowed sums of a tile (lap_taps): ot[o] = sum_k wn[k][o] xt[tap[k][o]], rows of LAP_V */
+static void FN(pool_tile)(const T *restrict xt, const T *restrict wn, const int64_t *restrict tap,
+                          T *restrict ot, int64_t K, int64_t O) {
+    for (int64_t o = 0; o < O; ++o) {
+        FN(vec) acc = {0};
+        for (int64_t k = 0; k < K; ++k)
+            acc += wn[k * O + o] * FN(load)(xt + tap[k * O + o] * LAP_V);
+        memcpy(ot + o * LAP_V, &acc, sizeof acc);
+    }
+}
+
+/* backward of pool_tile: gxt[tap[k][o]] += wn[k][o] gpt[o] (gxt may be NULL) and, per lane,
+ * gwt[k][o] += gpt[o] xt[tap[k][o]] (gwt (K * O) rows of LAP_V) */
+static void FN(unpool_tile)(const T *restrict xt, const T *restrict wn,
+                            const int64_t *restrict tap, const T *restrict gpt, T *gxt,
+                            T *restrict gwt, int64_t K, int64_t O) {
+    for (int64_t o = 0; o < O; ++o) {
+        const FN(vec) gv = FN(load)(gpt + o * LAP_V);
+        for (int64_t k = 0; k < K; ++k) {
+            const int64_t e = k * O + o, q = tap[e] * LAP_V;
+            if (gxt) {
+                const FN(vec) t = FN(load)(gxt + q) + wn[e] * gv;
+                memcpy(gxt + q, &t, sizeof t);
+            }
+            const FN(vec) t = FN(load)(gwt + e * LAP_V) + gv * FN(load)(xt + q);
+            memcpy(gwt + e * LAP_V, &t, sizeof t);
+        }
+    }
+}
+
 /* sum_i a[i] b[i] in vectors: the global pool's window sum of one channel plane (GCC
  * vectorises the plain loop's reduction badly at these lengths, 25-49 pixels) */
 static T FN(dot)(const T *a, const T *b, int64_t n) {
@@ -508,32 +580,85 @@ static void FN(score_backward)(const T *hid, const T *conc, const T *gcext, cons
     }
 }
 
-/* per-thread buffers of the windowed pooling: the phase planes X of one input plane (zeros
- * outside x: the caller's block is calloc'ed), the gradient's phases GX (backward), one
- * sample's pitched window weights, one pitched output (or upstream gradient) plane, and one
- * pitched weight gradient (backward with pitched_grad); all NULL for the global pool */
+/* per-thread buffers of the windowed pooling. Phase planes: the phase planes X of one input
+ * plane (zeros outside x: the caller's block is calloc'ed), the gradient's phases GX
+ * (backward), one sample's pitched window weights, one pitched output (or upstream gradient)
+ * plane, and one pitched weight gradient (backward with pitched_grad). Channel tiles (tap not
+ * NULL): the input tile X and gradient tile GX ((P + 1) rows of LAP_V, row P zero in X), the
+ * output (or upstream gradient) tile plane (O rows) and the per-lane weight gradient gwn
+ * (K * O rows, backward). All NULL for the global pool. */
 typedef struct {
     T *X, *GX, *wn, *plane, *gwn;
+    const int64_t *tap;
 } FN(pool_buffers);
 
 /* elements of one thread's pool_buffers (0 for the global pool, p NULL) */
 static int64_t FN(pool_buffers_len)(const lap_geometry *g, const lap_phase_plan *p,
-                                    int backward, int pitched_grad) {
+                                    int backward, int pitched_grad, int tiles) {
     if (!p) return 0;
-    const int64_t KOP = g->kh * g->kw * p->OP;
+    const int64_t K = g->kh * g->kw, KOP = K * p->OP;
+    if (tiles) {
+        const int64_t rows = g->H * g->W + 1, O = g->Ho * g->Wo;
+        return LAP_V * (rows * (backward ? 2 : 1) + O + (backward ? K * O : 0));
+    }
     return p->size * (backward ? 2 : 1) + KOP + p->OP + (pitched_grad ? KOP : 0);
 }
 
 static void FN(pool_buffers_bind)(FN(pool_buffers) *pb, T *base, const lap_geometry *g,
-                                  const lap_phase_plan *p, int backward, int pitched_grad) {
+                                  const lap_phase_plan *p, int backward, int pitched_grad,
+                                  const int64_t *tap) {
     pb->X = pb->GX = pb->wn = pb->plane = pb->gwn = 0;
+    pb->tap = tap;
     if (!p) return;
     const int64_t KOP = g->kh * g->kw * p->OP;
+    if (tap) {
+        const int64_t rows = g->H * g->W + 1, O = g->Ho * g->Wo;
+        pb->X = base;
+        pb->GX = backward ? base + rows * LAP_V : 0;
+        pb->plane = base + rows * LAP_V * (backward ? 2 : 1);
+        pb->gwn = backward ? pb->plane + O * LAP_V : 0;
+        return;
+    }
     pb->X = base;
     pb->GX = backward ? base + p->size : 0;
     pb->wn = base + p->size * (backward ? 2 : 1);
     pb->plane = pb->wn + KOP;
     pb->gwn = pitched_grad ? pb->plane + p->OP : 0;
+}
+
+/* the windowed sums of channels [lo, hi) of one sample (xb (C, P) -> pb (C, O)) in channel
+ * tiles; wn (K, O) unpitched */
+static void FN(pool_tiles)(const T *xb, const T *wn, T *pooled, const lap_geometry *g,
+                           int64_t lo, int64_t hi, FN(pool_buffers) *pb) {
+    const int64_t P = g->H * g->W, O = g->Ho * g->Wo, K = g->kh * g->kw;
+    for (int64_t c = lo; c < hi; c += LAP_V) {
+        const int64_t m = hi - c < LAP_V ? hi - c : LAP_V;
+        FN(tile_in)(xb + c * P, P, m, P, pb->X);
+        FN(pool_tile)(pb->X, wn, pb->tap, pb->plane, K, O);
+        FN(tile_out)(pb->plane, O, m, pooled + c * O, O);
+    }
+}
+
+/* backward of pool_tiles: writes channels [lo, hi) of the sample's input gradient gxb (C, P)
+ * when not NULL (every element; pixels in no window get 0) and sets gwn (K rows of pitch
+ * p->OP, row pitch p->V, zeroed by the caller) to sum_c grad_out * x over those channels */
+static void FN(unpool_tiles)(const T *xb, const T *wn, const T *gpb, T *gxb, T *gwn,
+                             const lap_geometry *g, const lap_phase_plan *p, int64_t lo,
+                             int64_t hi, FN(pool_buffers) *pb) {
+    const int64_t P = g->H * g->W, O = g->Ho * g->Wo, K = g->kh * g->kw;
+    memset(pb->gwn, 0, sizeof(T) * K * O * LAP_V);
+    for (int64_t c = lo; c < hi; c += LAP_V) {
+        const int64_t m = hi - c < LAP_V ? hi - c : LAP_V;
+        FN(tile_in)(xb + c * P, P, m, P, pb->X);
+        FN(tile_in)(gpb + c * O, O, m, O, pb->plane);
+        if (gxb) memset(pb->GX, 0, sizeof(T) * (P + 1) * LAP_V);
+        FN(unpool_tile)(pb->X, wn, pb->tap, pb->plane, gxb ? pb->GX : 0, pb->gwn, K, O);
+        if (gxb) FN(tile_out)(pb->GX, P, m, gxb + c * P, P);
+    }
+    for (int64_t e = 0; e < K * O; ++e) {
+        const int64_t k = e / O, o = e % O;
+        gwn[k * p->OP + (o / g->Wo) * p->V + o % g->Wo] = FN(hsum)(FN(load)(pb->gwn + e * LAP_V));
+    }
 }
 
 /* the windowed sum of one plane xp into op (Ho, Wo), wn: pitched weights (pitched_weights) */
@@ -580,8 +705,12 @@ static void FN(layer_forward_sample)(const T *x, const T *wt, const T *b1, const
     LAP_BARRIER(nth);
     if (tid == 0) FN(window_weights)(sb, wnb, g, alpha, eps);
     LAP_BARRIER(nth);
-    const T *wnp = s->global ? wnb : FN(pitched_weights)(wnb, pb->wn, g, pp);
     lap_part(C, tid, nth, &lo, &hi);
+    if (pb->tap) { /* small maps */
+        FN(pool_tiles)(xb, wnb, pooled + b * C * O, g, lo, hi, pb);
+        return;
+    }
+    const T *wnp = s->global ? wnb : FN(pitched_weights)(wnb, pb->wn, g, pp);
     for (int64_t c = lo; c < hi; ++c) {
         const T *restrict xp = xb + c * P;
         T *op = pooled + (b * C + c) * O;
@@ -601,13 +730,15 @@ int FN(lap_layer_forward)(const T *x, const T *w1, const T *b1, const T *w2, con
     lap_phase_plan plan = {0};
     if (!s->global && !lap_plan_phases(g, &plan)) return 1;
     const lap_phase_plan *pp = s->global ? 0 : &plan;
-    const int whole_samples = g->B >= nthreads;
+    const int whole_samples = g->B >= nthreads, tiles = lap_use_tiles(g, s, nthreads);
     /* every thread's buffers in one block, allocated before any work */
     const int64_t scratch_len = (JP + n) * LAP_BLOCK;
-    const int64_t per_thread = scratch_len + FN(pool_buffers_len)(g, pp, 0, 0);
+    const int64_t per_thread = scratch_len + FN(pool_buffers_len)(g, pp, 0, 0, tiles);
     T *block = (T *)lap_calloc(nthreads * per_thread + 1, sizeof(T));
-    T *wt = block ? FN(transpose_padded)(w1, h1, g->C, JP) : 0;
+    int64_t *tap = block && tiles ? lap_taps(g) : 0;
+    T *wt = block && (tap || !tiles) ? FN(transpose_padded)(w1, h1, g->C, JP) : 0;
     if (!wt) {
+        free(tap);
         free(block);
         lap_free_phases(&plan);
         return 1;
@@ -615,7 +746,7 @@ int FN(lap_layer_forward)(const T *x, const T *w1, const T *b1, const T *w2, con
     _Pragma("omp parallel num_threads(nthreads)") {
         T *scratch = block + lap_thread() * per_thread;
         FN(pool_buffers) pb;
-        FN(pool_buffers_bind)(&pb, scratch + scratch_len, g, pp, 0, 0);
+        FN(pool_buffers_bind)(&pb, scratch + scratch_len, g, pp, 0, 0, tap);
         if (whole_samples) {
             _Pragma("omp for schedule(static)")
             for (int64_t b = 0; b < g->B; ++b)
@@ -631,6 +762,7 @@ int FN(lap_layer_forward)(const T *x, const T *w1, const T *b1, const T *w2, con
         }
     }
     lap_free_phases(&plan);
+    free(tap);
     free(wt);
     free(block);
     return 0;
@@ -664,9 +796,13 @@ static void FN(layer_backward_sample)(const T *x, const T *wt, const T *w2, cons
     /* 1: d loss / d wn = sum_c grad_pooled * x (each thread over its channels, then summed) */
     if (gpb) {
         memset(mine->gwn_own, 0, sizeof(T) * K * OP);
-        const T *wnp = s->global ? wnb : FN(pitched_weights)(wnb, mine->pb.wn, g, pp);
         lap_part(C, tid, nth, &lo, &hi);
-        for (int64_t c = lo; c < hi; ++c) {
+        const int tiles = mine->pb.tap != 0;
+        const T *wnp = s->global || tiles ? wnb : FN(pitched_weights)(wnb, mine->pb.wn, g, pp);
+        if (tiles) /* small maps (and the pooling term of grad_x) */
+            FN(unpool_tiles)(xb, wnb, gpb, gx ? gx + b * C * P : 0, mine->gwn_own, g, pp, lo, hi,
+                             &mine->pb);
+        for (int64_t c = lo; c < hi && !tiles; ++c) {
             const T *restrict xp = xb + c * P;
             if (s->global) {
                 const T gv = gpb[c];
@@ -736,12 +872,12 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
     if (!s->global && !lap_plan_phases(g, &plan)) return 1;
     const lap_phase_plan *pp = s->global ? 0 : &plan;
     const int64_t OP = pp ? pp->OP : O;
-    const int whole_samples = g->B >= nthreads;
+    const int whole_samples = g->B >= nthreads, tiles = lap_use_tiles(g, s, nthreads);
     const int64_t params = h1 * C + h1 + (h > 0 ? n * h + n : 0);
     /* team buffers: one set per thread when threads take whole samples, else one shared set */
     const int64_t JP = lap_padded(h1), team_len = K * O + P + n * P + JP * P;
     const int teams = whole_samples ? nthreads : 1;
-    const int64_t pool_len = FN(pool_buffers_len)(g, pp, 1, 0);
+    const int64_t pool_len = FN(pool_buffers_len)(g, pp, 1, 0, tiles);
     /* every buffer before any work; zeroed: the partials are sums, the rows h1..JP of each
      * team's ghid stay zero, the phase planes keep zeros outside x */
     T *partials = (T *)lap_calloc(nthreads * params + 1, sizeof(T));
@@ -749,10 +885,12 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
     FN(lap_scratch) *team = (FN(lap_scratch) *)lap_calloc(nthreads, sizeof(FN(lap_scratch)));
     T *team_buf = (T *)lap_calloc(teams * team_len + 1, sizeof(T));
     T *pool_block = (T *)lap_calloc(nthreads * pool_len + 1, sizeof(T));
-    T *wt = partials && all_gwn && team && team_buf && pool_block
+    int64_t *tap = tiles ? lap_taps(g) : 0;
+    T *wt = partials && all_gwn && team && team_buf && pool_block && (tap || !tiles)
                 ? FN(transpose_padded)(w1, h1, C, JP)
                 : 0;
     if (!wt) {
+        free(tap);
         free(partials);
         free(all_gwn);
         free(team);
@@ -770,7 +908,7 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
         mine->gs = shared + K * O;
         mine->gc = mine->gs + P;
         mine->ghid = mine->gc + n * P;
-        FN(pool_buffers_bind)(&mine->pb, pool_block + tid * pool_len, g, pp, 1, 0);
+        FN(pool_buffers_bind)(&mine->pb, pool_block + tid * pool_len, g, pp, 1, 0, tap);
         mine->gw1 = partials + tid * params;
         mine->gb1 = mine->gw1 + h1 * C;
         mine->gw2 = mine->gb1 + h1;
@@ -798,6 +936,7 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
     for (int t = 0; t < nthreads; ++t) alpha_sum += team[t].galpha;
     gparams[params] = (T)alpha_sum;
     lap_free_phases(&plan);
+    free(tap);
     free(wt);
     free(pool_block);
     free(team_buf);

@@ -26,6 +26,10 @@ __all__ = ["fused_lap_layer", "fused_layer_calls"]
 # How often each fused whole-layer path ran (tests check that it is taken; bench reports it).
 fused_layer_calls = {"global": 0, "window": 0}
 _AGGREGATION_CODES = {"max": 0, "sum": 1, "mean": 2}
+# how the windowed sums are laid out (TORCHLAP_LAP_WINDOWS): "" lets the kernel choose by map
+# size (channel tiles on maps of up to 1024 pixels, and up to 4096 when every thread has whole
+# samples; phase planes above: lap_cpu.c, lap_use_tiles); the two names force one
+_WINDOW_LAYOUTS = {"": -1, "phases": 0, "tiles": 1}
 # (shape, window, scorer sizes, aggregation) -> ctypes geometry and scorer spec: building them
 # costs more than a small layer's whole kernel call, and a network has a few shapes only
 _layer_setups: dict[tuple, tuple[LapGeometry, LapLayerSpec]] = {}
@@ -159,10 +163,11 @@ def fused_lap_layer(
     # channels-last tensor by 5-9%
     x = x.contiguous()
     (w1, b1), (w2, b2) = heads[0], (heads[1] if len(heads) == 2 else (None, None))
-    key = (x.shape, window, w1.shape, None if w2 is None else w2.shape, aggregation)
+    layout = os.environ.get("TORCHLAP_LAP_WINDOWS", "")
+    key = (x.shape, window, w1.shape, None if w2 is None else w2.shape, aggregation, layout)
     setup = _layer_setups.get(key)
     if setup is None:
-        setup = _layer_setup(x.shape, window, w1, w2, aggregation)
+        setup = _layer_setup(x.shape, window, w1, w2, aggregation, layout)
         if len(_layer_setups) > 256:
             _layer_setups.clear()
         _layer_setups[key] = setup
@@ -180,7 +185,12 @@ def fused_lap_layer(
     )
 
 
-def _layer_setup(shape, window, w1, w2, aggregation) -> tuple[LapGeometry, LapLayerSpec]:
+def _layer_setup(shape, window, w1, w2, aggregation, layout) -> tuple[LapGeometry, LapLayerSpec]:
+    if layout not in _WINDOW_LAYOUTS:
+        raise ValueError(
+            f"TORCHLAP_LAP_WINDOWS={layout!r} is not a layout of the LAP kernels' window sums; "
+            "expected 'phases', 'tiles', or unset (chosen by map size)"
+        )
     batch, channels, height, width = shape
     if window is None:
         geometry = LapGeometry(batch, channels, height, width, 1, 1, height, width, 1, 1, 0, 0)
@@ -194,6 +204,7 @@ def _layer_setup(shape, window, w1, w2, aggregation) -> tuple[LapGeometry, LapLa
         concepts=(w2 if w2 is not None else w1).shape[0],
         aggregation=_AGGREGATION_CODES[aggregation],
         global_pool=int(window is None),
+        tiles=_WINDOW_LAYOUTS[layout],
     )
     return geometry, spec
 
