@@ -262,18 +262,11 @@ def _hooked_layer():
     return layer
 
 
-def _discriminative_layer():
-    layer = LocalAttentionPool2d(4, 2, n_concepts=2)
-    layer.enable_discriminative_scorer()
-    return layer
-
-
 FALLBACKS = {
     "conv aggregation": lambda: LocalAttentionPool2d(4, 2, n_concepts=3, aggregation="conv"),
     "module aggregation": lambda: LocalAttentionPool2d(
         4, 2, n_concepts=3, aggregation=nn.Sequential(nn.Conv2d(3, 1, 1), nn.Sigmoid())
     ),
-    "discriminative scorer": _discriminative_layer,
     "hook on the scorer": _hooked_layer,
     "adaptive 2x2": lambda: AdaptiveLocalAttentionPool2d(4, 2),
 }
@@ -288,6 +281,38 @@ def test_other_layers_take_the_per_op_path(name):
     out.sum().backward()
     assert fused.fused_layer_calls == calls
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("geometry", [None, (3, 2, 1, False)])
+def test_a_layer_with_a_discriminative_scorer_takes_the_fused_path(geometry, monkeypatch):
+    """Weak supervision's discriminative scorer sees the detached input and feeds only the loss,
+    so the layer stays fused; its maps and every gradient equal those of the per-op path."""
+    layer = make_layer(geometry, 6, 3, 4, "max", torch.float64)
+    layer.enable_discriminative_scorer()
+    x = torch.randn(2, 6, 9, 9, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(2)
+    probe = torch.randn(2, 3, 9, 9, generator=generator, dtype=torch.float64)
+
+    def run():
+        inp = x.clone().requires_grad_(True)
+        pooled = layer(inp)
+        maps = layer.maps
+        loss = pooled.square().sum() + (maps.concepts * maps.discriminative * probe).sum()
+        grads = torch.autograd.grad(loss, [inp, *layer.parameters()], allow_unused=True)
+        return [pooled, maps.concepts, maps.discriminative, *grads]
+
+    calls = sum(fused.fused_layer_calls.values())
+    got = run()
+    assert sum(fused.fused_layer_calls.values()) == calls + 1
+    assert got[2].grad_fn is not None and got[0].grad_fn is not None
+    monkeypatch.setenv("TORCHLAP_FUSED_LAYER", "0")
+    want = run()
+    assert sum(fused.fused_layer_calls.values()) == calls + 1
+    for g, w in zip(got, want, strict=True):
+        if w is None:
+            assert g is None
+        else:
+            torch.testing.assert_close(g, w)
 
 
 def test_inputs_the_kernel_does_not_take_use_the_per_op_path():

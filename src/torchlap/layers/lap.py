@@ -278,9 +278,10 @@ class LapBase(KeepsLastMaps, nn.Module):
         """The whole layer in one compiled call each way (``fused_lap_layer``), or None.
 
         Taken on the CPU for the built-in scorer (1x1 heads, aggregation max/sum/mean or one
-        concept) without a discriminative scorer and without hooks on the scorer's modules (the
-        fused call would bypass them); ``fused_lap_layer`` adds the tensor conditions. Anything
-        else returns None and the layer runs its PyTorch path, with the same values.
+        concept) without hooks on the scorer's modules (the fused call would bypass them);
+        ``fused_lap_layer`` adds the tensor conditions. Anything else returns None and the layer
+        runs its PyTorch path, with the same values. A discriminative scorer (weak supervision)
+        runs as its own module on the detached input either way: its maps feed the loss only.
         """
         heads = _fusable_heads(self)
         if heads is None:
@@ -292,8 +293,11 @@ class LapBase(KeepsLastMaps, nn.Module):
         if fused is None:
             return None
         pooled, concepts, score = fused
+        discriminative = None
+        if self.discriminative_scorer is not None:
+            discriminative = self.discriminative_scorer(x.detach())[0]
         # one concept: the score is the concept map itself, as in the unfused path
-        self._keep_maps(x, concepts, concepts if single else score, None)
+        self._keep_maps(x, concepts, concepts if single else score, discriminative)
         return pooled
 
 
@@ -443,12 +447,12 @@ class AdaptiveLocalAttentionPool2d(LapBase):
 def _fusable_heads(layer: LapBase) -> list[tuple[Tensor, Tensor]] | None:
     """The scorer's 1x1 convolutions as ``(weight (out, in, 1, 1), bias)`` pairs when the fused
     layer can stand in for ``layer.scorer`` (the built-in module, unchanged, without hooks),
-    else None.
+    else None. (A discriminative scorer does not matter: it runs as its own module.)
 
     Runs on every forward pass of a small layer, so it reads the module dicts directly.
     """
     scorer = layer._modules["scorer"]
-    if type(scorer) is not ConceptScorer or layer.discriminative_scorer is not None:
+    if type(scorer) is not ConceptScorer:
         return None
     state = scorer.__dict__
     if state.get("aggregate") is not None or scorer._modules.get("aggregate") is not None:
