@@ -1,19 +1,22 @@
 """This checkout's compiled LAP kernels against another git revision's, head to head in one process.
 
 Run: ``.venv/bin/python benchmarks/kernel_ab.py --against ecc1bb5 [--batches 32,1] [--rounds 5]``
+or ``.venv/bin/python benchmarks/kernel_ab.py --layouts`` (this checkout's two layouts of the
+windowed sums, ``TORCHLAP_LAP_WINDOWS=phases`` against ``tiles``; the global pools have neither).
 
 Builds the revision's ``lap_cpu.c`` and ``lap_layer.c`` (read with ``git show``) with the same
 compiler and flags as ``torchlap._ext``, then times the fused LAP layer's forward+backward at
-the pooling shapes of ``torchlap bench layer`` with the two libraries taking turns (interleaved
-rounds, best call of each), so that the machine's noise hits both alike; prints each library's
-time and their ratio per shape. Separate runs of ``torchlap bench layer`` differ by 10-30% on a
-shared machine, which hides a kernel change of that size; this comparison does not.
+the pooling shapes of ``torchlap bench layer`` with the two libraries (or layouts) taking turns
+(interleaved rounds, best call of each), so that the machine's noise hits both alike; prints
+each one's time and their ratio per shape. Separate runs of ``torchlap bench layer`` differ by
+10-30% on a shared machine, which hides a kernel change of that size; this comparison does not.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -54,7 +57,11 @@ def build_revision(revision: str, folder: Path) -> ctypes.CDLL:
 def main() -> None:
     """Print the A/B table."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--against", required=True, help="git revision to compare with")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--against", help="git revision to compare with")
+    which.add_argument(
+        "--layouts", action="store_true", help="phase planes against channel tiles, this checkout"
+    )
     parser.add_argument("--batches", default="32,1", help="comma-separated batch sizes")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     args = parser.parse_args()
@@ -62,10 +69,16 @@ def main() -> None:
     if current is None:
         raise SystemExit(f"the kernel library is not available: {ext.kernel_status()}")
     with tempfile.TemporaryDirectory() as folder:
-        other = build_revision(args.against, Path(folder))
+        if args.layouts:
+            names = ("phases", "tiles")
+            variants = {name: (current, name) for name in names}
+        else:
+            names = (args.against, "this checkout")
+            other = build_revision(args.against, Path(folder))
+            variants = {names[0]: (other, ""), names[1]: (current, "")}
         threads = torch.get_num_threads()
         print(f"# fused LAP layer forward+backward, ms (best call); {threads} threads")
-        print(f"| where | input shape | pooling | {args.against} | this checkout | ratio |")
+        print(f"| where | input shape | pooling | {names[0]} | {names[1]} | ratio |")
         print("|---|---|---|---|---|---|")
         for batch in (int(b) for b in args.batches.split(",")):
             for where, shape, kernel, stride, padding in SHAPES:
@@ -78,22 +91,27 @@ def main() -> None:
                     lap = LocalAttentionPool2d(shape[1], kernel, stride, padding)
                     pooling = f"k{kernel} s{stride} p{padding}"
 
-                def run(library: ctypes.CDLL, lap=lap, x=x) -> None:
-                    ext._state["library"] = library
+                def run(variant: tuple[ctypes.CDLL, str], lap=lap, x=x) -> None:
+                    ext._state["library"], os.environ["TORCHLAP_LAP_WINDOWS"] = variant
                     lap(x).sum().backward()
                     x.grad = None
                     lap.clear_maps()
 
+                layout = os.environ.get("TORCHLAP_LAP_WINDOWS")
                 try:
                     times = measure(
-                        {"other": lambda: run(other), "current": lambda: run(current)},
+                        {name: lambda v=variant: run(v) for name, variant in variants.items()},
                         torch.device("cpu"),
                         repeats=3,
                         rounds=args.rounds,
                     )
                 finally:
                     ext._state["library"] = current
-                before, after = times["other"].seconds * 1e3, times["current"].seconds * 1e3
+                    if layout is None:
+                        os.environ.pop("TORCHLAP_LAP_WINDOWS", None)
+                    else:
+                        os.environ["TORCHLAP_LAP_WINDOWS"] = layout
+                before, after = (times[name].seconds * 1e3 for name in names)
                 print(
                     f"| {where} | {shape} | {pooling} | {before:.3f} | {after:.3f} | "
                     f"{after / before:.2f} |",

@@ -126,11 +126,11 @@ typedef struct {
 } lap_layer_spec;
 
 /* Which layout a windowed layer's sums take when the layer says -1 (TORCHLAP_LAP_WINDOWS
- * unset). Measured forward+backward with the fused layer, 2 threads, the two layouts taking
- * turns in one process (tiles / phases, median of 11 rounds, 2026-12-03): 0.54-0.80 on the
- * maps of 12-28 px of ResNet and Inception-v3 at batch 32 and 0.57-0.87 at batch 1; 0.87 at
- * 52-56 px at batch 32 but 0.98-1.06 at batch 1 (the tiles of a thread's share of one sample
- * outgrow the L2 cache, where a phase plane does not); 1.0-1.2 at 109-112 px. */
+ * unset). Measured with benchmarks/kernel_ab.py --layouts (fused layer forward+backward, 2
+ * threads, the layouts taking turns in one process; tiles / phases, 2026-12-03): 0.55-0.84 on
+ * the 12-28 px maps of ResNet and Inception-v3 at batch 32 and 0.62-0.89 at batch 1;
+ * 0.87-0.90 at 52-56 px at batch 32 but 0.99-1.07 at batch 1 (a thread's tiles of its share of
+ * one sample outgrow the L2 cache, where a phase plane does not); 0.99-1.19 at 109-112 px. */
 #define LAP_TILE_PIXELS 1024
 
 static int lap_use_tiles(const lap_geometry *g, const lap_layer_spec *s, int nthreads) {
