@@ -24,8 +24,11 @@ pytestmark = pytest.mark.skipif(lap_kernels() is None, reason="no C compiler: ke
 EPS = 1e-3
 
 
-def reference_scorer(x, w1, b1, w2, b2, aggregation):
-    """Eq. 3 pixel by pixel: 1x1 heads (ReLU between two of them), sigmoid, aggregation."""
+def reference_scorer(x, w1, b1, w2, b2, aggregation, aggregate=None):
+    """Eq. 3 pixel by pixel: 1x1 heads (ReLU between two of them), sigmoid, aggregation.
+
+    ``aggregate``: the "conv" aggregation's weights (n,) and bias (), the paper's ImageNet
+    model's 1x1 convolution over the concept probabilities, followed by a sigmoid."""
     batch, _, height, width = x.shape
     concept_rows = []
     for b in range(batch):
@@ -41,7 +44,17 @@ def reference_scorer(x, w1, b1, w2, b2, aggregation):
     concepts = torch.stack(concept_rows)
     if concepts.shape[1] == 1:
         return concepts, concepts
-    if aggregation == "max":
+    if aggregation == "conv":
+        weights, bias = aggregate
+        rows = []
+        for b in range(batch):
+            plane = torch.empty(height, width, dtype=x.dtype)
+            for r in range(height):
+                for q in range(width):
+                    plane[r, q] = torch.sigmoid(weights @ concepts[b, :, r, q] + bias)
+            rows.append(plane)
+        score = torch.stack(rows)[:, None]
+    elif aggregation == "max":
         score = concepts.max(dim=1, keepdim=True).values
     elif aggregation == "sum":
         score = concepts.sum(dim=1, keepdim=True)
@@ -77,7 +90,11 @@ def scorer_parameters(layer):
 
 
 def reference_layer(layer, x, geometry, aggregation):
-    concepts, score = reference_scorer(x, *scorer_parameters(layer), aggregation)
+    aggregate = None
+    if aggregation == "conv" and layer.n_concepts > 1:
+        conv = layer.scorer.aggregate[0]
+        aggregate = (conv.weight.reshape(-1), conv.bias[0])
+    concepts, score = reference_scorer(x, *scorer_parameters(layer), aggregation, aggregate)
     if geometry is None:
         pooled = reference_adaptive(x, score, (1, 1), layer.alpha, EPS)
     else:
@@ -130,6 +147,8 @@ SCORERS = [
     (3, 4, "max"),
     (3, 0, "sum"),
     (2, 12, "mean"),  # more than 8 hidden channels: two groups of the convolution kernel
+    (3, 0, "conv"),  # the paper's ImageNet scorer: one 1x1 convolution, "conv" aggregation
+    (2, 4, "conv"),
 ]
 
 
@@ -227,10 +246,13 @@ def test_an_unknown_window_layout_is_refused(monkeypatch):
 
 @pytest.mark.parametrize("geometry", [None, ((2, 3), (1, 2), (1, 1), True)])
 @pytest.mark.parametrize("hidden", [0, 3])
-def test_fused_layer_gradcheck(geometry, hidden):
-    layer = make_layer(geometry, 3, 2, hidden, "max", torch.float64)
+@pytest.mark.parametrize("aggregation", ["max", "conv"])
+def test_fused_layer_gradcheck(geometry, hidden, aggregation):
+    layer = make_layer(geometry, 3, 2, hidden, aggregation, torch.float64)
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     convs = [m for m in layer.scorer.heads if isinstance(m, nn.Conv2d)]
+    if aggregation == "conv":
+        convs.append(layer.scorer.aggregate[0])  # the last pair: the aggregation's
     params = [p.detach().clone().requires_grad_(True) for c in convs for p in (c.weight, c.bias)]
     alpha = layer.alpha.detach().clone().requires_grad_(True)
     window = None
@@ -239,8 +261,9 @@ def test_fused_layer_gradcheck(geometry, hidden):
         window = (kernel, stride, padding, ceil_mode)
 
     def fn(x, alpha, *params):
-        heads = [(params[i], params[i + 1]) for i in range(0, len(params), 2)]
-        out = fused.fused_lap_layer(x, heads, "max", alpha, EPS, window)
+        pairs = [(params[i], params[i + 1]) for i in range(0, len(params), 2)]
+        aggregate = pairs.pop() if aggregation == "conv" else None
+        out = fused.fused_lap_layer(x, pairs, aggregation, alpha, EPS, window, aggregate)
         assert out is not None
         return out
 
@@ -262,12 +285,21 @@ def _hooked_layer():
     return layer
 
 
+def _hooked_conv_aggregation():
+    layer = LocalAttentionPool2d(4, 2, n_concepts=3, aggregation="conv")
+    layer.scorer.aggregate[0].register_forward_hook(lambda *args: None)
+    return layer
+
+
 FALLBACKS = {
-    "conv aggregation": lambda: LocalAttentionPool2d(4, 2, n_concepts=3, aggregation="conv"),
+    "hook on the conv aggregation": _hooked_conv_aggregation,
     "module aggregation": lambda: LocalAttentionPool2d(
         4, 2, n_concepts=3, aggregation=nn.Sequential(nn.Conv2d(3, 1, 1), nn.Sigmoid())
     ),
     "hook on the scorer": _hooked_layer,
+    # scorers above MAX_FUSED_HEADS, where PyTorch's GEMMs are faster
+    "65 concepts": lambda: LocalAttentionPool2d(4, 2, n_concepts=65, hidden_channels=0),
+    "65 hidden channels": lambda: LocalAttentionPool2d(4, 2, hidden_channels=65),
     "adaptive 2x2": lambda: AdaptiveLocalAttentionPool2d(4, 2),
 }
 

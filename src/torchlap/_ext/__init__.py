@@ -37,7 +37,7 @@ _SOURCE = Path(__file__).with_name("lap_cpu.c")
 # included by lap_cpu.c (the fused LAP layer); part of the cache key
 _HEADERS = (Path(__file__).with_name("lap_layer.c"),)
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
-_ABI_VERSION = 5
+_ABI_VERSION = 6
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
@@ -161,11 +161,13 @@ def declare(library: ctypes.CDLL, accept: tuple[int, ...] = (_ABI_VERSION,)) -> 
         layer_spec = ctypes.POINTER(LapLayerSpec)
         layer_forward = getattr(library, f"lap_layer_forward_{suffix}")
         real = ctypes.c_double
+        # the "conv" aggregation's weights come last (libraries before ABI 6 ignore them)
         layer_forward.argtypes = [pointer] * 10 + [geometry, layer_spec, real, real, threads]
+        layer_forward.argtypes += [pointer]
         layer_forward.restype = status
         layer_backward = getattr(library, f"lap_layer_backward_{suffix}")
         layer_backward.argtypes = [pointer] * 12 + [geometry, layer_spec, real, real]
-        layer_backward.argtypes += [threads, threads]
+        layer_backward.argtypes += [threads, threads, pointer]
         layer_backward.restype = status
     return library
 

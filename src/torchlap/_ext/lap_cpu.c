@@ -316,4 +316,4 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
 DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
 
-int lap_abi_version(void) { return 5; }
+int lap_abi_version(void) { return 6; }

@@ -7,7 +7,8 @@
  *
  * Shapes (all contiguous, P = H * W pixels, K = kh * kw offsets, O = Ho * Wo windows):
  *   x (B, C, P); w1 (h1, C), b1 (h1); w2 (n, h), b2 (n) when hidden h > 0 (then h1 = h, else
- *   h1 = n and the first convolution is the last); hid (B, h, P) pre-ReLU hidden activations
+ *   h1 = n and the first convolution is the last); agg (n + 1): the weights and the bias of the
+ *   "conv" aggregation (aggregation 3: score = sigmoid(agg[n] + sum_k agg[k] concept_k)); hid (B, h, P) pre-ReLU hidden activations
  *   (hidden > 0 only); concepts (B, n, P); score (B, P); wn (B, K, Ho, Wo) the normalised
  *   window weights (0 at padded positions); pooled (B, C, Ho, Wo).
  * The global pool is the window that covers the whole map (kh = H, kw = W, Ho = Wo = 1), with
@@ -354,7 +355,7 @@ static void FN(input_grad_plane)(const T *xp, T *gxp, const T *ghid, int64_t P, 
 
 /* the 1x1 convolutions, sigmoid and aggregation for pixels [p0, p1) of one sample */
 static void FN(score_pixels)(const T *xb, const T *wt, const T *b1, const T *w2, const T *b2,
-                             T *hid, T *conc, T *score, int64_t C, int64_t P,
+                             const T *agg, T *hid, T *conc, T *score, int64_t C, int64_t P,
                              const lap_layer_spec *s, int64_t p0, int64_t p1, T *scratch) {
     const int64_t h = s->hidden, n = s->concepts, h1 = h > 0 ? h : n, JP = lap_padded(h1);
     T *acc = scratch, *z = scratch + JP * LAP_BLOCK;
@@ -388,6 +389,14 @@ static void FN(score_pixels)(const T *xb, const T *wt, const T *b1, const T *w2,
                 const T *restrict ck = conc + k * P + start;
                 for (int64_t t = 0; t < len; ++t) sc[t] = ck[t] > sc[t] ? ck[t] : sc[t];
             }
+        } else if (s->aggregation == 3) { /* "conv": a 1x1 convolution over the concepts */
+            for (int64_t t = 0; t < len; ++t) sc[t] = agg[n];
+            for (int64_t k = 0; k < n; ++k) {
+                const T *restrict ck = conc + k * P + start;
+                const T wk = agg[k];
+                for (int64_t t = 0; t < len; ++t) sc[t] += wk * ck[t];
+            }
+            for (int64_t t = 0; t < len; ++t) sc[t] = (T)1 / ((T)1 + EXP(-sc[t]));
         } else {
             memcpy(sc, conc + start, sizeof(T) * len);
             for (int64_t k = 1; k < n; ++k) {
@@ -503,10 +512,11 @@ static double FN(window_weights_backward)(const T *sc, const T *wn, const T *gwn
 
 /* backward of score_pixels for one sample: gs (P) and the concepts' own gradient gcext (n, P,
  * may be NULL) to ghid (h1, P), the gradient of the first convolution's output; accumulates
- * gw2 (n, h), gb2 (n), gb1 (h1). gc is (n, P) scratch. */
-static void FN(score_backward)(const T *hid, const T *conc, const T *gcext, const T *gs,
-                               const T *w2, T *ghid, T *gc, T *gw2, T *gb2, T *gb1, int64_t P,
-                               const lap_layer_spec *s) {
+ * gw2 (n, h), gb2 (n), gb1 (h1) and, for the "conv" aggregation, gagg (n + 1) (sc: the
+ * sample's score; gs is overwritten there). gc is (n, P) scratch. */
+static void FN(score_backward)(const T *hid, const T *conc, const T *sc, const T *gcext, T *gs,
+                               const T *w2, const T *agg, T *ghid, T *gc, T *gw2, T *gb2,
+                               T *gb1, T *gagg, int64_t P, const lap_layer_spec *s) {
     const int64_t h = s->hidden, n = s->concepts, h1 = h > 0 ? h : n;
     T *gz = h > 0 ? gc : ghid;
     for (int64_t k = 0; k < n; ++k) {
@@ -534,6 +544,24 @@ static void FN(score_backward)(const T *hid, const T *conc, const T *gcext, cons
             const T share = gs[p] / (T)ties;
             for (int64_t k = 0; k < n; ++k)
                 if (conc[k * P + p] == m) gz[k * P + p] += share;
+        }
+    } else if (s->aggregation == 3) { /* through the sigmoid, then to each concept */
+        T total = 0;
+        for (int64_t p = 0; p < P; ++p) {
+            gs[p] *= sc[p] * (1 - sc[p]);
+            total += gs[p];
+        }
+        gagg[n] += total;
+        for (int64_t k = 0; k < n; ++k) {
+            T *restrict gk = gz + k * P;
+            const T *restrict ck = conc + k * P;
+            const T wk = agg[k];
+            T acc = 0;
+            for (int64_t p = 0; p < P; ++p) {
+                gk[p] += wk * gs[p];
+                acc += gs[p] * ck[p];
+            }
+            gagg[k] += acc;
         }
     } else {
         const int mean = s->aggregation == 2;
@@ -687,7 +715,7 @@ static void FN(unpool_plane)(const T *xp, const T *wn, const T *gp, T *gxp, T *g
 }
 
 static void FN(layer_forward_sample)(const T *x, const T *wt, const T *b1, const T *w2,
-                                     const T *b2, T *hid, T *conc, T *score, T *wn, T *pooled,
+                                     const T *b2, const T *agg, T *hid, T *conc, T *score, T *wn, T *pooled,
                                      const lap_geometry *g, const lap_layer_spec *s, T alpha,
                                      T eps, const lap_phase_plan *pp, int64_t b, int tid, int nth,
                                      T *scratch, FN(pool_buffers) *pb) {
@@ -700,7 +728,7 @@ static void FN(layer_forward_sample)(const T *x, const T *wt, const T *b1, const
     lo *= LAP_BLOCK;
     hi = hi * LAP_BLOCK < P ? hi * LAP_BLOCK : P;
     if (lo < hi)
-        FN(score_pixels)(xb, wt, b1, w2, b2, h > 0 ? hid + b * h * P : 0, conc + b * n * P, sb,
+        FN(score_pixels)(xb, wt, b1, w2, b2, agg, h > 0 ? hid + b * h * P : 0, conc + b * n * P, sb,
                          C, P, s, lo, hi, scratch);
     LAP_BARRIER(nth);
     if (tid == 0) FN(window_weights)(sb, wnb, g, alpha, eps);
@@ -722,10 +750,13 @@ static void FN(layer_forward_sample)(const T *x, const T *wt, const T *b1, const
     }
 }
 
-/* Returns 0, or 1 when a work buffer could not be allocated (then nothing was computed). */
+/* Returns 0, or 1 when a work buffer could not be allocated (then nothing was computed). agg
+ * (NULL unless the "conv" aggregation) comes last so that benchmarks/kernel_ab.py can call the
+ * libraries of earlier revisions (ABI 3-5), which ignore a trailing argument. */
 int FN(lap_layer_forward)(const T *x, const T *w1, const T *b1, const T *w2, const T *b2,
                           T *hid, T *conc, T *score, T *wn, T *pooled, const lap_geometry *g,
-                          const lap_layer_spec *s, double alpha, double eps, int nthreads) {
+                          const lap_layer_spec *s, double alpha, double eps, int nthreads,
+                          const T *agg) {
     const int64_t n = s->concepts, h1 = s->hidden > 0 ? s->hidden : n, JP = lap_padded(h1);
     lap_phase_plan plan = {0};
     if (!s->global && !lap_plan_phases(g, &plan)) return 1;
@@ -750,12 +781,12 @@ int FN(lap_layer_forward)(const T *x, const T *w1, const T *b1, const T *w2, con
         if (whole_samples) {
             _Pragma("omp for schedule(static)")
             for (int64_t b = 0; b < g->B; ++b)
-                FN(layer_forward_sample)(x, wt, b1, w2, b2, hid, conc, score, wn, pooled, g, s,
+                FN(layer_forward_sample)(x, wt, b1, w2, b2, agg, hid, conc, score, wn, pooled, g, s,
                                          (T)alpha, (T)eps, pp, b, 0, 1, scratch, &pb);
         } else {
             const int tid = lap_thread(), nth = lap_threads();
             for (int64_t b = 0; b < g->B; ++b) {
-                FN(layer_forward_sample)(x, wt, b1, w2, b2, hid, conc, score, wn, pooled, g, s,
+                FN(layer_forward_sample)(x, wt, b1, w2, b2, agg, hid, conc, score, wn, pooled, g, s,
                                          (T)alpha, (T)eps, pp, b, tid, nth, scratch, &pb);
                 LAP_BARRIER(nth);
             }
@@ -773,12 +804,12 @@ typedef struct {
     T *gwn_own;               /* (K * OP) this thread's share of d loss / d wn, row pitch V */
     T *gwn, *gs, *gc, *ghid;  /* the team's: (K * O), (P), (n * P), (h1 * P) */
     FN(pool_buffers) pb;      /* the windowed pooling's buffers */
-    T *gw1, *gb1, *gw2, *gb2; /* this thread's partial parameter gradients */
+    T *gw1, *gb1, *gw2, *gb2, *gagg; /* this thread's partial parameter gradients */
     double galpha;
 } FN(lap_scratch);
 
-static void FN(layer_backward_sample)(const T *x, const T *wt, const T *w2, const T *hid,
-                                      const T *conc, const T *score, const T *wn, const T *gpool,
+static void FN(layer_backward_sample)(const T *x, const T *wt, const T *w2, const T *agg,
+                                      const T *hid, const T *conc, const T *score, const T *wn, const T *gpool,
                                       const T *gconc, const T *gscore, T *gx, int want_gw1,
                                       const lap_geometry *g, const lap_layer_spec *s, T alpha,
                                       T eps, const lap_phase_plan *pp, int64_t b, int tid,
@@ -837,9 +868,9 @@ static void FN(layer_backward_sample)(const T *x, const T *wt, const T *w2, cons
         if (gpb)
             mine->galpha +=
                 FN(window_weights_backward)(sb, wnb, gwn_sum, mine->gs, g, alpha, eps);
-        FN(score_backward)(h > 0 ? hid + b * h * P : 0, conc + b * n * P,
-                           gconc ? gconc + b * n * P : 0, mine->gs, w2, mine->ghid, mine->gc,
-                           mine->gw2, mine->gb2, mine->gb1, P, s);
+        FN(score_backward)(h > 0 ? hid + b * h * P : 0, conc + b * n * P, sb,
+                           gconc ? gconc + b * n * P : 0, mine->gs, w2, agg, mine->ghid,
+                           mine->gc, mine->gw2, mine->gb2, mine->gb1, mine->gagg, P, s);
     }
     LAP_BARRIER(nth);
     /* 3: grad_x = pooling term + w1^T ghid, and grad w1 = ghid x^T, one channel plane at a time */
@@ -859,13 +890,15 @@ static void FN(layer_backward_sample)(const T *x, const T *wt, const T *w2, cons
 /* Gradients of a LAP layer. gpool (B, C, Ho, Wo), gconc (B, n, P), gscore (B, P) may each be
  * NULL (no gradient flows into that output); gx (B, C, P) may be NULL (not wanted). gparams is
  * overwritten with the parameter gradients, one after the other: gw1 (h1, C) (zeros unless
- * want_gw1), gb1 (h1), gw2 (n, h) and gb2 (n) (when hidden > 0), galpha (1). */
-/* Returns 0, or 1 when a work buffer could not be allocated (then nothing was computed). */
+ * want_gw1), gb1 (h1), gw2 (n, h) and gb2 (n) (when hidden > 0), gagg (n + 1) (the "conv"
+ * aggregation), galpha (1). */
+/* Returns 0, or 1 when a work buffer could not be allocated (then nothing was computed); agg
+ * last, as in lap_layer_forward. */
 int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, const T *conc,
                            const T *score, const T *wn, const T *gpool, const T *gconc,
                            const T *gscore, T *gx, T *gparams, const lap_geometry *g,
                            const lap_layer_spec *s, double alpha, double eps, int want_gw1,
-                           int nthreads) {
+                           int nthreads, const T *agg) {
     const int64_t C = g->C, P = g->H * g->W, O = g->Ho * g->Wo, K = g->kh * g->kw;
     const int64_t h = s->hidden, n = s->concepts, h1 = h > 0 ? h : n;
     lap_phase_plan plan = {0};
@@ -873,7 +906,8 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
     const lap_phase_plan *pp = s->global ? 0 : &plan;
     const int64_t OP = pp ? pp->OP : O;
     const int whole_samples = g->B >= nthreads, tiles = lap_use_tiles(g, s, nthreads);
-    const int64_t params = h1 * C + h1 + (h > 0 ? n * h + n : 0);
+    const int64_t conv_agg = s->aggregation == 3 && n > 1 ? n + 1 : 0;
+    const int64_t params = h1 * C + h1 + (h > 0 ? n * h + n : 0) + conv_agg;
     /* team buffers: one set per thread when threads take whole samples, else one shared set */
     const int64_t JP = lap_padded(h1), team_len = K * O + P + n * P + JP * P;
     const int teams = whole_samples ? nthreads : 1;
@@ -913,16 +947,17 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
         mine->gb1 = mine->gw1 + h1 * C;
         mine->gw2 = mine->gb1 + h1;
         mine->gb2 = mine->gw2 + n * h;
+        mine->gagg = mine->gw1 + params - conv_agg;
         mine->galpha = 0;
         if (whole_samples) {
             _Pragma("omp for schedule(static)")
             for (int64_t b = 0; b < g->B; ++b)
-                FN(layer_backward_sample)(x, wt, w2, hid, conc, score, wn, gpool, gconc, gscore,
+                FN(layer_backward_sample)(x, wt, w2, agg, hid, conc, score, wn, gpool, gconc, gscore,
                                           gx, want_gw1, g, s, (T)alpha, (T)eps, pp, b, 0, 1, mine,
                                           all_gwn);
         } else {
             for (int64_t b = 0; b < g->B; ++b)
-                FN(layer_backward_sample)(x, wt, w2, hid, conc, score, wn, gpool, gconc, gscore,
+                FN(layer_backward_sample)(x, wt, w2, agg, hid, conc, score, wn, gpool, gconc, gscore,
                                           gx, want_gw1, g, s, (T)alpha, (T)eps, pp, b, tid, nth,
                                           mine, all_gwn);
         }

@@ -25,7 +25,14 @@ __all__ = ["fused_lap_layer", "fused_layer_calls"]
 
 # How often each fused whole-layer path ran (tests check that it is taken; bench reports it).
 fused_layer_calls = {"global": 0, "window": 0}
-_AGGREGATION_CODES = {"max": 0, "sum": 1, "mean": 2}
+_AGGREGATION_CODES = {"max": 0, "sum": 1, "mean": 2, "conv": 3}
+# the largest scorer the fused layer takes: outputs of its first 1x1 convolution, and concepts.
+# Its convolution kernel keeps 8 outputs per pass in registers, which beats PyTorch's per-op
+# path (a batched GEMM) on small scorers and loses to it on large ones: forward+backward at
+# (8, 1024, 14, 14), (8, 256, 28, 28) and (1, 1024, 14, 14), hidden 0, "conv" aggregation,
+# fused / per-op 0.42-0.65 with 8-16 concepts, 0.78-0.95 with 64, 0.86-1.25 with 128 and
+# 0.97-1.93 with 256 (python benchmarks/scorer_sizes.py, 2026-12-03, 2 threads)
+MAX_FUSED_HEADS = 64
 # how the windowed sums are laid out (TORCHLAP_LAP_WINDOWS): "" lets the kernel choose by map
 # size (channel tiles on maps of up to 1024 pixels, and up to 4096 when every thread has whole
 # samples; phase planes above: lap_cpu.c, lap_use_tiles); the two names force one
@@ -40,14 +47,17 @@ class _FusedLapLayer(torch.autograd.Function):
 
     Inputs ``x`` (B, C, H, W), the scorer's 1x1 convolution weights ``w1`` (h1, C, 1, 1) and
     ``w2`` (n, h, 1, 1) with biases ``b1``, ``b2`` (``w2``, ``b2`` None without a hidden layer),
-    and ``alpha``; outputs ``(pooled, concepts, score)``. The backward takes the gradients of all
+    the "conv" aggregation's ``wa`` (1, n, 1, 1) and ``ba`` (1,) (None for the others), and
+    ``alpha``; outputs ``(pooled, concepts, score)``. The backward takes the gradients of all
     three outputs (the injection losses act on ``concepts``) and is not itself differentiable
     (a double backward raises).
     """
 
     @staticmethod
-    def forward(ctx, x, w1, b1, w2, b2, alpha, eps, setup, library):  # type: ignore[override]
+    def forward(ctx, x, w1, b1, w2, b2, wa, ba, alpha, eps, setup, library):  # type: ignore[override]
         geometry, spec = setup
+        # the aggregation's n weights and its bias side by side, as the kernel reads them
+        agg = None if wa is None else torch.cat([wa.reshape(-1), ba.reshape(-1)])
         batch, channels, height, width = x.shape
         hid = x.new_empty((batch, spec.hidden, height, width)) if spec.hidden > 0 else None
         concepts = x.new_empty((batch, spec.concepts, height, width))
@@ -72,10 +82,11 @@ class _FusedLapLayer(torch.autograd.Function):
             alpha_value,
             eps,
             _threads(),
+            None if agg is None else agg.data_ptr(),
         )
         check_status(status, "a LAP layer's forward", x.shape)
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(x, w1, w2, hid, concepts, score, weights)
+        ctx.save_for_backward(x, w1, w2, hid, concepts, score, weights, agg)
         ctx.layer = (setup, library, alpha_value, eps)
         return pooled, concepts, score
 
@@ -86,14 +97,16 @@ class _FusedLapLayer(torch.autograd.Function):
                 "the fused CPU LAP layer has no double backward (create_graph=True); run with "
                 "TORCHLAP_NO_EXT=1 to use the PyTorch path, which has one"
             )
-        x, w1, w2, hid, concepts, score, weights = ctx.saved_tensors
+        x, w1, w2, hid, concepts, score, weights, agg = ctx.saved_tensors
         (geometry, spec), library, alpha, eps = ctx.layer
         needs = ctx.needs_input_grad
         grad_x = torch.empty_like(x) if needs[0] else None
-        # the parameter gradients, one after the other: w1, b1, (w2, b2,) alpha
+        # the parameter gradients, one after the other: w1, b1, (w2, b2,) (wa and ba,) alpha
         sizes = [w1.numel(), w1.shape[0]]
         if w2 is not None:
             sizes += [w2.numel(), w2.shape[0]]
+        if agg is not None:
+            sizes.append(agg.numel())
         flat = x.new_empty(sum(sizes) + 1)
         # contiguous copies (e.g. of an expanded gradient) held here while the kernel reads them
         held = [
@@ -118,17 +131,25 @@ class _FusedLapLayer(torch.autograd.Function):
             eps,
             int(needs[1]),
             _threads(),
+            None if agg is None else agg.data_ptr(),
         )
         check_status(status, "a LAP layer's backward", x.shape)
         parts = flat.split([*sizes, 1])
         grad_w1 = parts[0].view(w1.shape) if needs[1] else None
         grad_b1 = parts[1] if needs[2] else None
-        grad_w2 = grad_b2 = None
+        grad_w2 = grad_b2 = grad_wa = grad_ba = None
         if w2 is not None:
             grad_w2 = parts[2].view(w2.shape) if needs[3] else None
             grad_b2 = parts[3] if needs[4] else None
-        grad_alpha = parts[-1].view(()) if needs[5] else None
-        return grad_x, grad_w1, grad_b1, grad_w2, grad_b2, grad_alpha, None, None, None
+        if agg is not None:
+            n = agg.numel() - 1
+            grad_wa = parts[-2][:n].view(1, n, 1, 1) if needs[5] else None
+            grad_ba = parts[-2][n:] if needs[6] else None
+        grad_alpha = parts[-1].view(()) if needs[7] else None
+        return (
+            grad_x, grad_w1, grad_b1, grad_w2, grad_b2, grad_wa, grad_ba, grad_alpha,
+            None, None, None,
+        )  # fmt: skip
 
 
 def fused_lap_layer(
@@ -138,31 +159,41 @@ def fused_lap_layer(
     alpha: Tensor,
     eps: float,
     window: tuple[tuple[int, int], tuple[int, int], tuple[int, int], bool] | None,
+    aggregate: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor] | None:
     """A whole LAP layer in one compiled call each way, or None where that path does not apply.
 
     ``heads``: the scorer's 1x1 convolutions as ``(weight (out, in, 1, 1), bias)`` pairs, one (no
-    hidden layer) or two (ReLU between them); ``aggregation`` ``"max"``, ``"sum"`` or ``"mean"``
-    (ignored for one concept); ``window`` ``(kernel, stride, padding, ceil_mode)``, or None for
+    hidden layer) or two (ReLU between them); ``aggregation`` ``"max"``, ``"sum"``, ``"mean"``
+    or ``"conv"`` (ignored for one concept; ``"conv"`` takes ``aggregate``, the 1x1
+    convolution over the concepts as ``(weight (1, n, 1, 1), bias (1,))``, before its sigmoid);
+    ``window`` ``(kernel, stride, padding, ceil_mode)``, or None for
     the global pool (Eq. 4 over the whole map). Returns ``(pooled, concepts, score)`` with the
     shapes of the unfused path. It applies to float32/float64 CPU tensors of one dtype (``x``
     contiguous or channels-last, then copied to contiguous) with the compiled kernel available,
-    outside tracing/export, autocast and torch.func transforms; everything else (and every CUDA
-    tensor) returns None: the caller's PyTorch path.
+    outside tracing/export, autocast and torch.func transforms, for scorers of at most
+    ``MAX_FUSED_HEADS`` (64) first-convolution outputs and concepts; everything else (and every
+    CUDA tensor) returns None: the caller's PyTorch path.
     ``TORCHLAP_FUSED_LAYER=0`` turns it off (then the per-op path runs, with the same kernels
     for the pooling itself).
     """
     if os.environ.get("TORCHLAP_FUSED_LAYER", "") == "0":
         return None  # the per-op path with the same kernels (for comparisons)
-    library = _fused_library(x, heads, alpha)
+    library = _fused_library(x, heads if aggregate is None else [*heads, aggregate], alpha)
     if library is None or aggregation not in _AGGREGATION_CODES:
         return None
+    if heads[0][0].shape[0] > MAX_FUSED_HEADS or heads[-1][0].shape[0] > MAX_FUSED_HEADS:
+        return None  # a large scorer: PyTorch's GEMMs are faster
+    conv = aggregation == "conv" and heads[-1][0].shape[0] > 1
+    if conv and aggregate is None:
+        raise ValueError('the "conv" aggregation of several concepts needs its weights (aggregate)')
     # channels-last activations (the masked forwards of the perturbation explainers, a user's
     # channels-last model): one NCHW copy for the kernel, which reads rows of one channel;
     # measured on a LAP-ResNet18 forward at 112-224 px, this beats the per-op path on the
     # channels-last tensor by 5-9%
     x = x.contiguous()
     (w1, b1), (w2, b2) = heads[0], (heads[1] if len(heads) == 2 else (None, None))
+    wa, ba = aggregate if conv else (None, None)
     layout = os.environ.get("TORCHLAP_LAP_WINDOWS", "")
     key = (x.shape, window, w1.shape, None if w2 is None else w2.shape, aggregation, layout)
     setup = _layer_setups.get(key)
@@ -178,6 +209,8 @@ def fused_lap_layer(
         b1,
         w2,
         b2,
+        wa,
+        ba,
         alpha,
         float(eps),
         setup,

@@ -277,7 +277,7 @@ class LapBase(KeepsLastMaps, nn.Module):
     def _fused_forward(self, x: Tensor, window) -> Tensor | None:
         """The whole layer in one compiled call each way (``fused_lap_layer``), or None.
 
-        Taken on the CPU for the built-in scorer (1x1 heads, aggregation max/sum/mean or one
+        Taken on the CPU for the built-in scorer (1x1 heads, aggregation max/sum/mean/conv or one
         concept) without hooks on the scorer's modules (the fused call would bypass them);
         ``fused_lap_layer`` adds the tensor conditions. Anything else returns None and the layer
         runs its PyTorch path, with the same values. A discriminative scorer (weak supervision)
@@ -289,7 +289,8 @@ class LapBase(KeepsLastMaps, nn.Module):
         scorer = self._modules["scorer"]
         single = scorer.n_concepts == 1
         aggregation = "max" if single else scorer.aggregation_name
-        fused = fused_lap_layer(x, heads, aggregation, self.alpha, self.eps, window)
+        aggregate = _fusable_aggregate(scorer) if aggregation == "conv" else None
+        fused = fused_lap_layer(x, heads, aggregation, self.alpha, self.eps, window, aggregate)
         if fused is None:
             return None
         pooled, concepts, score = fused
@@ -455,12 +456,15 @@ def _fusable_heads(layer: LapBase) -> list[tuple[Tensor, Tensor]] | None:
     if type(scorer) is not ConceptScorer:
         return None
     state = scorer.__dict__
-    if state.get("aggregate") is not None or scorer._modules.get("aggregate") is not None:
-        return None  # "conv" or a user's module: PyTorch's path runs it
+    if state.get("aggregate") is not None:
+        return None  # set as a plain attribute: not the module the scorer built
     if "forward" in state or _hooked(state):
         return None
-    if state["n_concepts"] > 1 and state["aggregation_name"] not in ("max", "sum", "mean"):
-        return None
+    name = state["aggregation_name"]
+    if state["n_concepts"] > 1 and name not in ("max", "sum", "mean", "conv"):
+        return None  # a user's module: PyTorch's path runs it
+    if state["n_concepts"] > 1 and name == "conv" and _fusable_aggregate(scorer) is None:
+        return None  # the "conv" aggregation, changed or hooked
     heads = scorer._modules["heads"]
     if _hooked(heads.__dict__) or _global_hooks():
         return None
@@ -491,6 +495,35 @@ def _fusable_heads(layer: LapBase) -> list[tuple[Tensor, Tensor]] | None:
             return None
         pairs.append((weight, bias))
     return pairs
+
+
+def _fusable_aggregate(scorer: ConceptScorer) -> tuple[Tensor, Tensor] | None:
+    """The "conv" aggregation's 1x1 convolution as ``(weight (1, n, 1, 1), bias (1,))`` when it
+    is the module the scorer built (convolution, sigmoid, no hooks), else None."""
+    aggregate = scorer._modules.get("aggregate")
+    if type(aggregate) is not nn.Sequential or _hooked(aggregate.__dict__):
+        return None
+    modules = list(aggregate._modules.values())
+    if len(modules) != 2 or type(modules[1]) is not nn.Sigmoid or _hooked(modules[1].__dict__):
+        return None
+    conv = modules[0]
+    if type(conv) is not nn.Conv2d:
+        return None
+    conv_state = conv.__dict__
+    params = conv_state["_parameters"]
+    weight, bias = params["weight"], params.get("bias")
+    if (
+        _hooked(conv_state)
+        or weight is None
+        or bias is None
+        or tuple(weight.shape) != (1, scorer.n_concepts, 1, 1)
+        or conv_state["stride"] != (1, 1)
+        or conv_state["padding"] != (0, 0)
+        or conv_state["dilation"] != (1, 1)
+        or conv_state["groups"] != 1
+    ):
+        return None
+    return weight, bias
 
 
 def _hooked(state: dict) -> bool:
