@@ -219,7 +219,8 @@ def test_fused_layer_on_tiny_maps_matches_the_slow_references(geometry, dtype, l
 
 @pytest.mark.parametrize(
     "geometry",
-    [(2, 2, 0, False), (3, 2, 1, True), ((1, 1), (2, 2), (0, 0), False)],  # pixels in no window
+    # the global pool; windows with padding; a kernel below the stride (pixels in no window)
+    [None, (2, 2, 0, False), (3, 2, 1, True), ((1, 1), (2, 2), (0, 0), False)],
 )
 def test_fused_backward_writes_every_input_gradient_element(geometry, layout, monkeypatch):
     """The kernel's grad_x buffer comes from torch.empty_like; filled with NaN here, any element
