@@ -51,7 +51,7 @@ def build_revision(revision: str, folder: Path) -> ctypes.CDLL:
         text=True,
         check=True,
     )
-    return ext.declare(ctypes.CDLL(str(target)), accept=(3, 4, 5, 6))
+    return ext.declare(ctypes.CDLL(str(target)), accept=(3, 4, 5, 6, 7))
 
 
 def main() -> None:

@@ -143,6 +143,7 @@ GEOMETRIES = [
 SCORERS = [
     # (n_concepts, hidden_channels, aggregation)
     (1, 0, "max"),
+    (1, 8, "max"),  # lapify's default: one full group of 8, read from the weight rows directly
     (1, 4, "conv"),  # "conv" with one concept is the concept itself
     (3, 4, "max"),
     (3, 0, "sum"),

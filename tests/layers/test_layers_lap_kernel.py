@@ -287,5 +287,5 @@ def test_declare_refuses_a_library_of_another_abi_version():
         def lap_abi_version(self):
             return 2
 
-    with pytest.raises(RuntimeError, match=r"ABI version 2, expected \(6,\)"):
+    with pytest.raises(RuntimeError, match=r"ABI version 2, expected \(7,\)"):
         declare(Library())

@@ -31,13 +31,21 @@ from torchlap.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LapGeometry", "LapLayerSpec", "check_status", "declare", "kernel_status", "lap_kernels"]
+__all__ = [
+    "LapGeometry",
+    "LapLayerSpec",
+    "check_status",
+    "declare",
+    "kernel_status",
+    "kernel_work_peak",
+    "lap_kernels",
+]
 
 _SOURCE = Path(__file__).with_name("lap_cpu.c")
 # included by lap_cpu.c (the fused LAP layer); part of the cache key
 _HEADERS = (Path(__file__).with_name("lap_layer.c"),)
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
-_ABI_VERSION = 6
+_ABI_VERSION = 7
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
@@ -144,6 +152,9 @@ def declare(library: ctypes.CDLL, accept: tuple[int, ...] = (_ABI_VERSION,)) -> 
         raise RuntimeError(f"stale kernel library (ABI version {version}, expected {accept})")
     pointer, geometry = ctypes.c_void_p, ctypes.POINTER(LapGeometry)
     status = ctypes.c_int if version >= 4 else None
+    if version >= 7:
+        library.lap_work_peak.argtypes = [ctypes.c_int]
+        library.lap_work_peak.restype = ctypes.c_int64
     for suffix in ("f32", "f64"):
         forward = getattr(library, f"lap_forward_{suffix}")
         forward.argtypes = [pointer, pointer, pointer, geometry, ctypes.c_int]
@@ -170,6 +181,20 @@ def declare(library: ctypes.CDLL, accept: tuple[int, ...] = (_ABI_VERSION,)) -> 
         layer_backward.argtypes += [threads, threads, pointer]
         layer_backward.restype = status
     return library
+
+
+def kernel_work_peak(reset: bool = False) -> int:
+    """The largest work-buffer bytes one compiled kernel call held since the last reset.
+
+    The kernels allocate their buffers (phase planes, channel tiles, per-thread partial sums)
+    with the C allocator, which PyTorch's memory profiler does not see; ``torchlap bench`` adds
+    this to the profiler's peak. ``reset=True`` returns the value and starts counting again.
+    0 when no kernel library is loaded (or one from before ABI version 7).
+    """
+    library = _state.get("library")
+    if library is None or not hasattr(library, "lap_work_peak"):
+        return 0
+    return int(library.lap_work_peak(int(reset)))
 
 
 def check_status(status: int | None, what: str, shape: Sequence[int]) -> None:

@@ -58,10 +58,34 @@ typedef struct {
     int uncovered;  /* some input columns are in no phase column (v >= V): no window reads them */
 } lap_phase_plan;
 
+/* Work-buffer accounting for the benchmarks' peak memory (PyTorch's profiler sees its own
+ * tensors only). A kernel call allocates all its buffers up front and frees them all before it
+ * returns, so the sum of one call's allocations is that call's peak; lap_work_peak returns the
+ * largest since it was last reset. */
+static _Thread_local int64_t lap_call_bytes;
+static int64_t lap_peak_bytes;
+
+static void lap_begin_call(void) { lap_call_bytes = 0; }
+
 /* calloc of n elements, NULL for a negative or overflowing n (a count from absurd shapes) */
 static void *lap_calloc(int64_t n, size_t size) {
     if (n < 0 || (uint64_t)n > SIZE_MAX / size) return 0;
-    return calloc((size_t)n, size);
+    void *block = calloc((size_t)n, size);
+    if (block) {
+        lap_call_bytes += n * (int64_t)size;
+        int64_t seen = __atomic_load_n(&lap_peak_bytes, __ATOMIC_RELAXED);
+        while (lap_call_bytes > seen &&
+               !__atomic_compare_exchange_n(&lap_peak_bytes, &seen, lap_call_bytes, 1,
+                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        }
+    }
+    return block;
+}
+
+/* the largest work-buffer bytes of one kernel call since the last reset (reset != 0: then 0) */
+int64_t lap_work_peak(int reset) {
+    return reset ? __atomic_exchange_n(&lap_peak_bytes, 0, __ATOMIC_RELAXED)
+                 : __atomic_load_n(&lap_peak_bytes, __ATOMIC_RELAXED);
 }
 
 static int lap_plan_phases(const lap_geometry *g, lap_phase_plan *p) {
@@ -207,6 +231,7 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
                              int nthreads) {                                                      \
         const int64_t K = g->kh * g->kw, HW = g->H * g->W, O = g->Ho * g->Wo;                     \
         lap_phase_plan plan = {0};                                                                \
+        lap_begin_call();                                                                         \
         if (!lap_plan_phases(g, &plan)) return 1;                                                 \
         const int64_t per_thread = pool_buffers_len_##SUFFIX(g, &plan, 0, 0, 0);                     \
         T *block = (T *)lap_calloc(nthreads * per_thread + 1, sizeof(T));                        \
@@ -241,6 +266,7 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
         const int64_t K = g->kh * g->kw, HW = g->H * g->W, O = g->Ho * g->Wo;                     \
         const int64_t per_chunk = (g->C + chunks - 1) / chunks;                                   \
         lap_phase_plan plan = {0};                                                                \
+        lap_begin_call();                                                                         \
         if (!lap_plan_phases(g, &plan)) return 1;                                                 \
         const int direct = plan.V == g->Wo; /* the partials need no pitch */                      \
         const int pitched_grad = gw_part && !direct;                                              \
@@ -316,4 +342,4 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
 DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
 
-int lap_abi_version(void) { return 6; }
+int lap_abi_version(void) { return 7; }

@@ -260,8 +260,18 @@ static T FN(dot)(const T *a, const T *b, int64_t n) {
     return FN(hsum)(s) + tail;
 }
 
-/* w^T (C, JP) of w (h1, C), rows h1..JP zero: the 1x1 convolution kernels take 8 outputs of a
- * pixel vector per input channel, with the 8 weights side by side */
+/* The first 1x1 convolution's weights as conv_block reads them: element (j, c) at
+ * w[j * row + c * col] for the full groups of 8 rows, and rows h1 / 8 * 8.. of the last partial
+ * group from last (8 rows of C, zero past h1). Either w^T (C, JP), rows h1..JP zero (row 1,
+ * col JP, last unused: 8 weights of a channel side by side, the fastest), or w1 (h1, C) as the
+ * layer holds it (row C, col 1), which needs no copy: lap_layer_forward takes the copy when it
+ * costs at most an eighth of the input. */
+typedef struct {
+    const T *w, *last;
+    int64_t row, col;
+} FN(weights);
+
+/* w^T (C, JP) of w (h1, C), rows h1..JP zero */
 static T *FN(transpose_padded)(const T *w, int64_t h1, int64_t C, int64_t JP) {
     T *wt = (T *)lap_calloc(C * JP + 1, sizeof(T));
     if (!wt) return 0;
@@ -270,20 +280,37 @@ static T *FN(transpose_padded)(const T *w, int64_t h1, int64_t C, int64_t JP) {
     return wt;
 }
 
-/* acc[j, t] = b1[j] + sum_c w1[j, c] xr[c, t] for t < len (rows j < JP, acc rows LAP_BLOCK) */
-static void FN(conv_block)(const T *xr, int64_t P, int64_t C, const T *wt, int64_t JP,
+/* the rows of the last, partial group of 8 outputs of w (h1, C) as an (8, C) block whose rows
+ * h1 % 8..8 are zero */
+static T *FN(pad_last_group)(const T *w, int64_t h1, int64_t C) {
+    T *wl = (T *)lap_calloc(8 * C + 1, sizeof(T));
+    if (!wl) return 0;
+    memcpy(wl, w + h1 / 8 * 8 * C, sizeof(T) * (h1 % 8) * C);
+    return wl;
+}
+
+/* acc[j, t] = b1[j] + sum_c w1[j, c] xr[c, t] for t < len (rows j < JP, acc rows LAP_BLOCK): 8
+ * outputs of a pixel vector per input channel, each weight a broadcast */
+static void FN(conv_block)(const T *xr, int64_t P, int64_t C, const FN(weights) *wg, int64_t JP,
                            const T *b1, int64_t h1, T *acc, int64_t len) {
+    const int64_t col = wg->col;
     for (int64_t jg = 0; jg < JP; jg += 8) {
         T bias[8];
-        for (int64_t jj = 0; jj < 8; ++jj) bias[jj] = jg + jj < h1 ? b1[jg + jj] : (T)0;
+        const T *rows[8];
+        for (int64_t jj = 0; jj < 8; ++jj) {
+            bias[jj] = jg + jj < h1 ? b1[jg + jj] : (T)0;
+            rows[jj] = jg + 8 <= h1 || !wg->last ? wg->w + (jg + jj) * wg->row
+                                                 : wg->last + jj * C;
+        }
+        const int64_t step = jg + 8 <= h1 || !wg->last ? col : 1;
         int64_t t0 = 0;
         for (; t0 + LAP_V <= len; t0 += LAP_V) {
             FN(vec) a[8];
             for (int64_t jj = 0; jj < 8; ++jj) a[jj] = (FN(vec)){0} + bias[jj];
-            const T *xc = xr + t0, *wc = wt + jg;
-            for (int64_t c = 0; c < C; ++c, xc += P, wc += JP) {
+            const T *xc = xr + t0;
+            for (int64_t c = 0; c < C; ++c, xc += P) {
                 const FN(vec) xv = FN(load)(xc);
-                for (int64_t jj = 0; jj < 8; ++jj) a[jj] += wc[jj] * xv;
+                for (int64_t jj = 0; jj < 8; ++jj) a[jj] += rows[jj][c * step] * xv;
             }
             for (int64_t jj = 0; jj < 8; ++jj)
                 memcpy(acc + (jg + jj) * LAP_BLOCK + t0, &a[jj], sizeof a[jj]);
@@ -293,7 +320,7 @@ static void FN(conv_block)(const T *xr, int64_t P, int64_t C, const T *wt, int64
             for (int64_t jj = 0; jj < 8; ++jj) a[jj] = bias[jj];
             for (int64_t c = 0; c < C; ++c) {
                 const T xv = xr[c * P + t];
-                for (int64_t jj = 0; jj < 8; ++jj) a[jj] += wt[c * JP + jg + jj] * xv;
+                for (int64_t jj = 0; jj < 8; ++jj) a[jj] += rows[jj][c * step] * xv;
             }
             for (int64_t jj = 0; jj < 8; ++jj) acc[(jg + jj) * LAP_BLOCK + t] = a[jj];
         }
@@ -302,12 +329,15 @@ static void FN(conv_block)(const T *xr, int64_t P, int64_t C, const T *wt, int64
 
 /* one channel plane of the input gradient: gxp = start + sum_j w1[j, c] ghid[j] (start: 0,
  * pool_scale * pool_w (the global pool's term), or gxp's content (the windowed term)), and
- * gw1[j, c] += sum_p ghid[j, p] x[p]; ghid has JP rows (rows >= h1 zero), wc = w1^T row c */
+ * gw1[j, c] += sum_p ghid[j, p] x[p]; ghid has JP rows (rows >= h1 zero), wc = w1 + c (rows C
+ * apart: w1 as the layer holds it, no transposed copy) */
 static void FN(input_grad_plane)(const T *xp, T *gxp, const T *ghid, int64_t P, const T *wc,
                                  int64_t JP, int64_t h1, T *gw1, int64_t C, int want_gw1,
                                  int start, T pool_scale, const T *pool_w) {
     for (int64_t jg = 0; jg < JP; jg += 8) {
         const int first = jg == 0;
+        T wk[8];
+        for (int64_t jj = 0; jj < 8; ++jj) wk[jj] = jg + jj < h1 ? wc[(jg + jj) * C] : (T)0;
         FN(vec) d[8];
         T dt[8];
         for (int64_t jj = 0; jj < 8; ++jj) {
@@ -326,7 +356,7 @@ static void FN(input_grad_plane)(const T *xp, T *gxp, const T *ghid, int64_t P, 
             }
             for (int64_t jj = 0; jj < 8; ++jj) {
                 const FN(vec) hv = FN(load)(ghid + (jg + jj) * P + t0);
-                gv += wc[jg + jj] * hv;
+                gv += wk[jj] * hv;
                 d[jj] += hv * xv;
             }
             if (gxp) memcpy(gxp + t0, &gv, sizeof gv);
@@ -342,7 +372,7 @@ static void FN(input_grad_plane)(const T *xp, T *gxp, const T *ghid, int64_t P, 
             }
             for (int64_t jj = 0; jj < 8; ++jj) {
                 const T hv = ghid[(jg + jj) * P + t];
-                gv += wc[jg + jj] * hv;
+                gv += wk[jj] * hv;
                 dt[jj] += hv * xv;
             }
             if (gxp) gxp[t] = gv;
@@ -354,14 +384,15 @@ static void FN(input_grad_plane)(const T *xp, T *gxp, const T *ghid, int64_t P, 
 }
 
 /* the 1x1 convolutions, sigmoid and aggregation for pixels [p0, p1) of one sample */
-static void FN(score_pixels)(const T *xb, const T *wt, const T *b1, const T *w2, const T *b2,
+static void FN(score_pixels)(const T *xb, const FN(weights) *wg, const T *b1, const T *w2,
+                             const T *b2,
                              const T *agg, T *hid, T *conc, T *score, int64_t C, int64_t P,
                              const lap_layer_spec *s, int64_t p0, int64_t p1, T *scratch) {
     const int64_t h = s->hidden, n = s->concepts, h1 = h > 0 ? h : n, JP = lap_padded(h1);
     T *acc = scratch, *z = scratch + JP * LAP_BLOCK;
     for (int64_t start = p0; start < p1; start += LAP_BLOCK) {
         const int64_t len = p1 - start < LAP_BLOCK ? p1 - start : LAP_BLOCK;
-        FN(conv_block)(xb + start, P, C, wt, JP, b1, h1, acc, len);
+        FN(conv_block)(xb + start, P, C, wg, JP, b1, h1, acc, len);
         const T *zz = acc;
         if (h > 0) {
             for (int64_t j = 0; j < h; ++j)
@@ -714,7 +745,8 @@ static void FN(unpool_plane)(const T *xp, const T *wn, const T *gp, T *gxp, T *g
     if (gxp) FN(from_phases)(pb->GX, gxp, g, p);
 }
 
-static void FN(layer_forward_sample)(const T *x, const T *wt, const T *b1, const T *w2,
+static void FN(layer_forward_sample)(const T *x, const FN(weights) *wg, const T *b1,
+                                     const T *w2,
                                      const T *b2, const T *agg, T *hid, T *conc, T *score, T *wn, T *pooled,
                                      const lap_geometry *g, const lap_layer_spec *s, T alpha,
                                      T eps, const lap_phase_plan *pp, int64_t b, int tid, int nth,
@@ -728,7 +760,7 @@ static void FN(layer_forward_sample)(const T *x, const T *wt, const T *b1, const
     lo *= LAP_BLOCK;
     hi = hi * LAP_BLOCK < P ? hi * LAP_BLOCK : P;
     if (lo < hi)
-        FN(score_pixels)(xb, wt, b1, w2, b2, agg, h > 0 ? hid + b * h * P : 0, conc + b * n * P, sb,
+        FN(score_pixels)(xb, wg, b1, w2, b2, agg, h > 0 ? hid + b * h * P : 0, conc + b * n * P, sb,
                          C, P, s, lo, hi, scratch);
     LAP_BARRIER(nth);
     if (tid == 0) FN(window_weights)(sb, wnb, g, alpha, eps);
@@ -759,6 +791,7 @@ int FN(lap_layer_forward)(const T *x, const T *w1, const T *b1, const T *w2, con
                           const T *agg) {
     const int64_t n = s->concepts, h1 = s->hidden > 0 ? s->hidden : n, JP = lap_padded(h1);
     lap_phase_plan plan = {0};
+    lap_begin_call();
     if (!s->global && !lap_plan_phases(g, &plan)) return 1;
     const lap_phase_plan *pp = s->global ? 0 : &plan;
     const int whole_samples = g->B >= nthreads, tiles = lap_use_tiles(g, s, nthreads);
@@ -767,8 +800,17 @@ int FN(lap_layer_forward)(const T *x, const T *w1, const T *b1, const T *w2, con
     const int64_t per_thread = scratch_len + FN(pool_buffers_len)(g, pp, 0, 0, tiles);
     T *block = (T *)lap_calloc(nthreads * per_thread + 1, sizeof(T));
     int64_t *tap = block && tiles ? lap_taps(g) : 0;
-    T *wt = block && (tap || !tiles) ? FN(transpose_padded)(w1, h1, g->C, JP) : 0;
-    if (!wt) {
+    /* the transposed weights when they cost at most an eighth of the input (the faster
+     * layout), else w1 itself and a padded copy of its last partial group of 8 rows */
+    const int transpose = 8 * JP <= g->B * g->H * g->W;
+    T *copy = !block ? 0
+              : transpose ? FN(transpose_padded)(w1, h1, g->C, JP)
+              : h1 % 8    ? FN(pad_last_group)(w1, h1, g->C)
+                          : 0;
+    const FN(weights) wg = transpose ? (FN(weights)){copy, 0, 1, JP}
+                                     : (FN(weights)){w1, copy, g->C, 1};
+    if (!block || (tiles && !tap) || ((transpose || h1 % 8) && !copy)) {
+        free(copy);
         free(tap);
         free(block);
         lap_free_phases(&plan);
@@ -781,20 +823,22 @@ int FN(lap_layer_forward)(const T *x, const T *w1, const T *b1, const T *w2, con
         if (whole_samples) {
             _Pragma("omp for schedule(static)")
             for (int64_t b = 0; b < g->B; ++b)
-                FN(layer_forward_sample)(x, wt, b1, w2, b2, agg, hid, conc, score, wn, pooled, g, s,
-                                         (T)alpha, (T)eps, pp, b, 0, 1, scratch, &pb);
+                FN(layer_forward_sample)(x, &wg, b1, w2, b2, agg, hid, conc, score, wn,
+                                         pooled, g, s, (T)alpha, (T)eps, pp, b, 0, 1, scratch,
+                                         &pb);
         } else {
             const int tid = lap_thread(), nth = lap_threads();
             for (int64_t b = 0; b < g->B; ++b) {
-                FN(layer_forward_sample)(x, wt, b1, w2, b2, agg, hid, conc, score, wn, pooled, g, s,
-                                         (T)alpha, (T)eps, pp, b, tid, nth, scratch, &pb);
+                FN(layer_forward_sample)(x, &wg, b1, w2, b2, agg, hid, conc, score, wn,
+                                         pooled, g, s, (T)alpha, (T)eps, pp, b, tid, nth, scratch,
+                                         &pb);
                 LAP_BARRIER(nth);
             }
         }
     }
     lap_free_phases(&plan);
     free(tap);
-    free(wt);
+    free(copy);
     free(block);
     return 0;
 }
@@ -808,7 +852,7 @@ typedef struct {
     double galpha;
 } FN(lap_scratch);
 
-static void FN(layer_backward_sample)(const T *x, const T *wt, const T *w2, const T *agg,
+static void FN(layer_backward_sample)(const T *x, const T *w1, const T *w2, const T *agg,
                                       const T *hid, const T *conc, const T *score, const T *wn, const T *gpool,
                                       const T *gconc, const T *gscore, T *gx, int want_gw1,
                                       const lap_geometry *g, const lap_layer_spec *s, T alpha,
@@ -881,7 +925,7 @@ static void FN(layer_backward_sample)(const T *x, const T *wt, const T *w2, cons
         /* the pooling term of grad_x: in gxp since step 1 (windows), or pool_scale * wn */
         const int start = gxp && gpb ? (s->global ? 1 : 2) : 0;
         if (gxp || want_gw1)
-            FN(input_grad_plane)(xp, gxp, mine->ghid, P, wt + c * JP, JP, h1, mine->gw1 + c, C,
+            FN(input_grad_plane)(xp, gxp, mine->ghid, P, w1 + c, JP, h1, mine->gw1 + c, C,
                                  want_gw1, start, gpb ? gpb[c] : (T)0, wnb);
     }
     LAP_BARRIER(nth);
@@ -902,6 +946,7 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
     const int64_t C = g->C, P = g->H * g->W, O = g->Ho * g->Wo, K = g->kh * g->kw;
     const int64_t h = s->hidden, n = s->concepts, h1 = h > 0 ? h : n;
     lap_phase_plan plan = {0};
+    lap_begin_call();
     if (!s->global && !lap_plan_phases(g, &plan)) return 1;
     const lap_phase_plan *pp = s->global ? 0 : &plan;
     const int64_t OP = pp ? pp->OP : O;
@@ -913,17 +958,18 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
     const int teams = whole_samples ? nthreads : 1;
     const int64_t pool_len = FN(pool_buffers_len)(g, pp, 1, 0, tiles);
     /* every buffer before any work; zeroed: the partials are sums, the rows h1..JP of each
-     * team's ghid stay zero, the phase planes keep zeros outside x */
-    T *partials = (T *)lap_calloc(nthreads * params + 1, sizeof(T));
+     * team's ghid stay zero, the phase planes keep zeros outside x. The parameter gradients:
+     * thread 0 sums into gparams itself, the others into partials; a team (one sample at a
+     * time) writes gparams alone, each thread its own entries (its channels of gw1 in step 3,
+     * step 2's by thread 0) */
+    const int64_t extra_sets = whole_samples ? nthreads - 1 : 0;
+    T *partials = (T *)lap_calloc(extra_sets * params + 1, sizeof(T));
     T *all_gwn = (T *)lap_calloc(nthreads * K * OP + 1, sizeof(T));
     FN(lap_scratch) *team = (FN(lap_scratch) *)lap_calloc(nthreads, sizeof(FN(lap_scratch)));
     T *team_buf = (T *)lap_calloc(teams * team_len + 1, sizeof(T));
     T *pool_block = (T *)lap_calloc(nthreads * pool_len + 1, sizeof(T));
     int64_t *tap = tiles ? lap_taps(g) : 0;
-    T *wt = partials && all_gwn && team && team_buf && pool_block && (tap || !tiles)
-                ? FN(transpose_padded)(w1, h1, C, JP)
-                : 0;
-    if (!wt) {
+    if (!(partials && all_gwn && team && team_buf && pool_block && (tap || !tiles))) {
         free(tap);
         free(partials);
         free(all_gwn);
@@ -933,6 +979,7 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
         lap_free_phases(&plan);
         return 1;
     }
+    memset(gparams, 0, sizeof(T) * (params + 1));
     _Pragma("omp parallel num_threads(nthreads)") {
         const int tid = lap_thread(), nth = lap_threads();
         FN(lap_scratch) *mine = team + tid;
@@ -943,7 +990,7 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
         mine->gc = mine->gs + P;
         mine->ghid = mine->gc + n * P;
         FN(pool_buffers_bind)(&mine->pb, pool_block + tid * pool_len, g, pp, 1, 0, tap);
-        mine->gw1 = partials + tid * params;
+        mine->gw1 = tid == 0 || !whole_samples ? gparams : partials + (tid - 1) * params;
         mine->gb1 = mine->gw1 + h1 * C;
         mine->gw2 = mine->gb1 + h1;
         mine->gb2 = mine->gw2 + n * h;
@@ -952,12 +999,12 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
         if (whole_samples) {
             _Pragma("omp for schedule(static)")
             for (int64_t b = 0; b < g->B; ++b)
-                FN(layer_backward_sample)(x, wt, w2, agg, hid, conc, score, wn, gpool, gconc, gscore,
+                FN(layer_backward_sample)(x, w1, w2, agg, hid, conc, score, wn, gpool, gconc, gscore,
                                           gx, want_gw1, g, s, (T)alpha, (T)eps, pp, b, 0, 1, mine,
                                           all_gwn);
         } else {
             for (int64_t b = 0; b < g->B; ++b)
-                FN(layer_backward_sample)(x, wt, w2, agg, hid, conc, score, wn, gpool, gconc, gscore,
+                FN(layer_backward_sample)(x, w1, w2, agg, hid, conc, score, wn, gpool, gconc, gscore,
                                           gx, want_gw1, g, s, (T)alpha, (T)eps, pp, b, tid, nth,
                                           mine, all_gwn);
         }
@@ -965,14 +1012,13 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
     double alpha_sum = 0;
     for (int64_t e = 0; e < params; ++e) {
         T sum = 0;
-        for (int t = 0; t < nthreads; ++t) sum += partials[t * params + e];
-        gparams[e] = sum;
+        for (int64_t t = 0; t < extra_sets; ++t) sum += partials[t * params + e];
+        gparams[e] += sum;
     }
     for (int t = 0; t < nthreads; ++t) alpha_sum += team[t].galpha;
     gparams[params] = (T)alpha_sum;
     lap_free_phases(&plan);
     free(tap);
-    free(wt);
     free(pool_block);
     free(team_buf);
     free(team);

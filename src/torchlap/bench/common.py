@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from torchlap._ext import kernel_work_peak
+
 logger = logging.getLogger(__name__)
 
 
@@ -46,7 +48,10 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
     """Peak bytes allocated while ``fn()`` runs, above what was allocated before it.
 
     On CUDA: the caching allocator's peak counter. On the CPU there is no such counter, so this
-    reads the PyTorch profiler's memory timeline (every allocation and free, in order).
+    reads the PyTorch profiler's memory timeline (every allocation and free, in order), and adds
+    the largest work-buffer bytes of one compiled LAP kernel call (``kernel_work_peak``: the
+    kernels allocate with the C allocator, which the profiler does not see; added in full, so
+    the figure is an upper bound).
     """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -61,6 +66,7 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
     from torch.profiler import ProfilerActivity, profile
     from torch.profiler._memory_profiler import MemoryProfileTimeline
 
+    kernel_work_peak(reset=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with profile(
@@ -72,7 +78,7 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
             fn()
         timeline = MemoryProfileTimeline(prof._memory_profile())
         _, sizes = timeline._coalesce_timeline(torch.device("cpu"))
-    return int(max((sum(row) for row in sizes), default=0))
+    return int(max((sum(row) for row in sizes), default=0)) + kernel_work_peak(reset=True)
 
 
 @dataclass
