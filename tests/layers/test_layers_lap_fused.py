@@ -464,3 +464,28 @@ def test_fused_layer_with_gradient_into_one_output_only(used, geometry):
             assert g is None or not g.any()
         else:
             torch.testing.assert_close(g, w)
+
+
+def test_the_kernels_report_their_work_buffers_and_bench_counts_them():
+    """The C allocations (tiles, partial sums) are invisible to PyTorch's memory profiler, so the
+    kernels count them; ``torchlap bench`` adds the largest call to the profiler's peak."""
+    from torchlap._ext import kernel_work_peak
+    from torchlap.bench.common import peak_memory_bytes
+
+    layer = make_layer((2, 2, 0, False), 16, 1, 8, "max", torch.float32)
+    x = torch.randn(3, 16, 8, 8, requires_grad=True)
+    kernel_work_peak(reset=True)
+    assert kernel_work_peak() == 0
+    layer(x).sum().backward()
+    seen = kernel_work_peak(reset=True)
+    # at least each of the two threads' (or one thread's) input tile: (P + 1) rows of 8 floats
+    assert seen >= (8 * 8 + 1) * 8 * 4
+    assert kernel_work_peak() == 0
+
+    def run():
+        layer(x).sum().backward()
+        x.grad = None
+
+    with_kernels = peak_memory_bytes(run, torch.device("cpu"))
+    assert with_kernels >= seen
+    assert kernel_work_peak() == 0  # read and reset by the measurement
