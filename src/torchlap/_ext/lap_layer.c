@@ -7,12 +7,14 @@
  *
  * Shapes (all contiguous, P = H * W pixels, K = kh * kw offsets, O = Ho * Wo windows):
  *   x (B, C, P); w1 (h1, C), b1 (h1); w2 (n, h), b2 (n) when hidden h > 0 (then h1 = h, else
- *   h1 = n and the first convolution is the last); agg (n + 1): the weights and the bias of the
- *   "conv" aggregation (aggregation 3: score = sigmoid(agg[n] + sum_k agg[k] concept_k)); hid (B, h, P) pre-ReLU hidden activations
- *   (hidden > 0 only); concepts (B, n, P); score (B, P); wn (B, K, Ho, Wo) the normalised
- *   window weights (0 at padded positions); pooled (B, C, Ho, Wo).
- * The global pool is the window that covers the whole map (kh = H, kw = W, Ho = Wo = 1), with
- * a dot product per channel plane instead of the polyphase window loops.
+ *   h1 = n and the first convolution is the last); agg (n + 1): the weights and the bias of
+ *   the "conv" aggregation (aggregation 3: score = sigmoid(agg[n] + sum_k agg[k] concept_k));
+ *   hid (B, h, P) pre-ReLU hidden activations (hidden > 0 only); concepts (B, n, P); score
+ *   (B, P); wn (B, K, Ho, Wo) the normalised window weights (0 at padded positions); pooled
+ *   (B, C, Ho, Wo).
+ * The window sums take the phase planes (lap_phase_plan) on large maps and channel tiles
+ * (lap_taps) on small ones; the global pool is the window that covers the whole map (kh = H,
+ * kw = W, Ho = Wo = 1), with a dot product per channel plane instead.
  *
  * Work per sample: the scorer reads x once (1x1 convolutions over pixel blocks), the weights
  * are one-channel work, the pooling reads x once more while the sample is still in cache. The
