@@ -283,13 +283,13 @@ class LapBase(KeepsLastMaps, nn.Module):
         runs its PyTorch path, with the same values. A discriminative scorer (weak supervision)
         runs as its own module on the detached input either way: its maps feed the loss only.
         """
-        heads = _fusable_heads(self)
-        if heads is None:
+        fusable = _fusable_heads(self)
+        if fusable is None:
             return None
+        heads, aggregate = fusable
         scorer = self._modules["scorer"]
         single = scorer.n_concepts == 1
         aggregation = "max" if single else scorer.aggregation_name
-        aggregate = _fusable_aggregate(scorer) if aggregation == "conv" else None
         fused = fused_lap_layer(x, heads, aggregation, self.alpha, self.eps, window, aggregate)
         if fused is None:
             return None
@@ -445,10 +445,13 @@ class AdaptiveLocalAttentionPool2d(LapBase):
         )
 
 
-def _fusable_heads(layer: LapBase) -> list[tuple[Tensor, Tensor]] | None:
-    """The scorer's 1x1 convolutions as ``(weight (out, in, 1, 1), bias)`` pairs when the fused
-    layer can stand in for ``layer.scorer`` (the built-in module, unchanged, without hooks),
-    else None. (A discriminative scorer does not matter: it runs as its own module.)
+def _fusable_heads(
+    layer: LapBase,
+) -> tuple[list[tuple[Tensor, Tensor]], tuple[Tensor, Tensor] | None] | None:
+    """The scorer's 1x1 convolutions as ``(weight (out, in, 1, 1), bias)`` pairs, and the "conv"
+    aggregation's pair (None for the other aggregations), when the fused layer can stand in for
+    ``layer.scorer`` (the built-in module, unchanged, without hooks), else None. (A
+    discriminative scorer does not matter: it runs as its own module.)
 
     Runs on every forward pass of a small layer, so it reads the module dicts directly.
     """
@@ -463,8 +466,11 @@ def _fusable_heads(layer: LapBase) -> list[tuple[Tensor, Tensor]] | None:
     name = state["aggregation_name"]
     if state["n_concepts"] > 1 and name not in ("max", "sum", "mean", "conv"):
         return None  # a user's module: PyTorch's path runs it
-    if state["n_concepts"] > 1 and name == "conv" and _fusable_aggregate(scorer) is None:
-        return None  # the "conv" aggregation, changed or hooked
+    aggregate = None
+    if state["n_concepts"] > 1 and name == "conv":
+        aggregate = _fusable_aggregate(scorer)
+        if aggregate is None:
+            return None  # the "conv" aggregation, changed or hooked
     heads = scorer._modules["heads"]
     if _hooked(heads.__dict__) or _global_hooks():
         return None
@@ -477,24 +483,33 @@ def _fusable_heads(layer: LapBase) -> list[tuple[Tensor, Tensor]] | None:
         return None
     pairs = []
     for conv in modules:
-        if type(conv) is not nn.Conv2d:
+        pair = _plain_pointwise(conv)
+        if pair is None:
             return None
-        conv_state = conv.__dict__
-        if (
-            _hooked(conv_state)
-            or conv_state["kernel_size"] != (1, 1)
-            or conv_state["stride"] != (1, 1)
-            or conv_state["padding"] != (0, 0)
-            or conv_state["dilation"] != (1, 1)
-            or conv_state["groups"] != 1
-        ):
-            return None
-        params = conv_state["_parameters"]
-        weight, bias = params["weight"], params.get("bias")
-        if weight is None or bias is None:
-            return None
-        pairs.append((weight, bias))
-    return pairs
+        pairs.append(pair)
+    return pairs, aggregate
+
+
+def _plain_pointwise(conv: nn.Module) -> tuple[Tensor, Tensor] | None:
+    """``(weight (out, in, 1, 1), bias)`` of an unhooked plain 1x1 ``nn.Conv2d`` with a bias
+    (stride 1, no padding, dilation or groups), else None."""
+    if type(conv) is not nn.Conv2d:
+        return None
+    conv_state = conv.__dict__
+    if (
+        _hooked(conv_state)
+        or conv_state["kernel_size"] != (1, 1)
+        or conv_state["stride"] != (1, 1)
+        or conv_state["padding"] != (0, 0)
+        or conv_state["dilation"] != (1, 1)
+        or conv_state["groups"] != 1
+    ):
+        return None
+    params = conv_state["_parameters"]
+    weight, bias = params["weight"], params.get("bias")
+    if weight is None or bias is None:
+        return None
+    return weight, bias
 
 
 def _fusable_aggregate(scorer: ConceptScorer) -> tuple[Tensor, Tensor] | None:
@@ -506,24 +521,10 @@ def _fusable_aggregate(scorer: ConceptScorer) -> tuple[Tensor, Tensor] | None:
     modules = list(aggregate._modules.values())
     if len(modules) != 2 or type(modules[1]) is not nn.Sigmoid or _hooked(modules[1].__dict__):
         return None
-    conv = modules[0]
-    if type(conv) is not nn.Conv2d:
+    pair = _plain_pointwise(modules[0])
+    if pair is None or tuple(pair[0].shape) != (1, scorer.n_concepts, 1, 1):
         return None
-    conv_state = conv.__dict__
-    params = conv_state["_parameters"]
-    weight, bias = params["weight"], params.get("bias")
-    if (
-        _hooked(conv_state)
-        or weight is None
-        or bias is None
-        or tuple(weight.shape) != (1, scorer.n_concepts, 1, 1)
-        or conv_state["stride"] != (1, 1)
-        or conv_state["padding"] != (0, 0)
-        or conv_state["dilation"] != (1, 1)
-        or conv_state["groups"] != 1
-    ):
-        return None
-    return weight, bias
+    return pair
 
 
 def _hooked(state: dict) -> bool:
