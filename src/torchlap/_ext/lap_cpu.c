@@ -139,12 +139,11 @@ static int64_t *lap_taps(const lap_geometry *g) {
     return tap;
 }
 
-
 /* the scorer of a fused LAP layer (lap_layer.c) */
 typedef struct {
     int64_t hidden;      /* h > 0: 1x1 conv to h, ReLU, 1x1 conv to n; 0: one 1x1 conv to n */
     int64_t concepts;    /* n */
-    int64_t aggregation; /* 0 max, 1 sum, 2 mean (n > 1) */
+    int64_t aggregation; /* 0 max, 1 sum, 2 mean, 3 conv (n > 1) */
     int64_t global;      /* 1: one window over the whole map (kh = H, kw = W, Ho = Wo = 1) */
     int64_t tiles;       /* windowed pooling: 1 channel tiles, 0 phase planes, -1 by map size */
 } lap_layer_spec;
