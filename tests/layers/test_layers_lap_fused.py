@@ -218,6 +218,23 @@ def test_fused_layer_on_tiny_maps_matches_the_slow_references(geometry, dtype, l
         torch.testing.assert_close(g, w, **tolerance)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("batch", [1, 3])  # 1: the two threads share the channels
+# 4 pixels: below a float32 vector, one float64 vector; 25 and 49: the 5x5 and 7x7 global
+# pools, whose rows end in an overlapping vector; 81 and 130: more than one block of pixels
+@pytest.mark.parametrize("size", [(2, 2), (5, 5), (7, 7), (9, 9), (10, 13)])
+def test_the_global_pool_with_many_channels_matches_the_slow_references(size, batch, dtype):
+    """21 channels: blocks of 8 channels and a remainder in the forward's window sums, and an odd
+    number of channels in the backward's weight gradient, also when two threads split them."""
+    layer = make_layer(None, 21, 1, 8, "max", dtype)
+    x = torch.randn(batch, 21, *size, dtype=dtype)
+    got = outputs_and_gradients(layer, x, fused_forward(layer))
+    want = outputs_and_gradients(layer, x, lambda inp: reference_layer(layer, inp, None, "max"))
+    tolerance = {} if dtype == torch.float64 else {"rtol": 2e-4, "atol": 2e-5}
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, **tolerance)
+
+
 @pytest.mark.parametrize(
     "geometry",
     # the global pool; windows with padding; a kernel below the stride (pixels in no window)

@@ -262,6 +262,118 @@ static T FN(dot)(const T *a, const T *b, int64_t n) {
     return FN(hsum)(s) + tail;
 }
 
+/* out[i] = the sum of v[i]'s lanes, i < 8 (v is overwritten): transposes of LAP_V x LAP_V
+ * blocks and vector adds, in the lanes' order (the same sums as hsum), in place of 8
+ * horizontal sums */
+static inline void FN(sum_lanes8)(FN(vec) *v, T *out) {
+    for (int blk = 0; blk < 8; blk += LAP_V) {
+        FN(transpose_block)(v + blk);
+        FN(vec) sum = v[blk];
+        for (int i = 1; i < LAP_V; ++i) sum += v[blk + i];
+        memcpy(out + blk, &sum, sizeof sum);
+    }
+}
+
+/* the lanes of the last vector of a row of n >= LAP_V elements that starts at n - LAP_V and
+ * overlaps the row's last full vector: all bits set for the n % LAP_V new lanes, zero for the
+ * repeated ones */
+static inline FN(lanes) FN(new_lanes)(int64_t n) {
+    const int64_t rest = n % LAP_V;
+    FN(lanes) keep;
+    for (int64_t l = 0; l < LAP_V; ++l) keep[l] = l >= LAP_V - rest ? (LAP_LANE)-1 : 0;
+    return keep;
+}
+
+/* The global pool's window sums, out[c] = sum_p wn[p] x[c * P + p] for c < m (channels P
+ * apart): 8 channels at a time, each a vector sum along its row, the 8 sums reduced together
+ * by a transpose (one horizontal sum per channel costs as much as its row's products at 25-49
+ * pixels). Rows of at least LAP_V pixels end with a vector that overlaps the last full one,
+ * its repeated lanes masked out of x. */
+static void FN(row_dots)(const T *x, const T *wn, int64_t m, int64_t P, T *out) {
+    const int64_t full = P / LAP_V * LAP_V;
+    if (P < LAP_V) {
+        for (int64_t c = 0; c < m; ++c) {
+            T sum = 0;
+            for (int64_t p = 0; p < P; ++p) sum += wn[p] * x[c * P + p];
+            out[c] = sum;
+        }
+        return;
+    }
+    const FN(lanes) keep = FN(new_lanes)(P);
+    const FN(vec) wlast = FN(load)(wn + P - LAP_V);
+    int64_t c0 = 0;
+    for (; c0 + 8 <= m; c0 += 8) {
+        FN(vec) acc[8];
+        for (int i = 0; i < 8; ++i) acc[i] = (FN(vec)){0};
+        for (int64_t t = 0; t < full; t += LAP_V) {
+            const FN(vec) wv = FN(load)(wn + t);
+            for (int i = 0; i < 8; ++i) acc[i] += wv * FN(load)(x + (c0 + i) * P + t);
+        }
+        if (full < P)
+            for (int i = 0; i < 8; ++i) {
+                const FN(vec) xv = FN(load)(x + (c0 + i) * P + P - LAP_V);
+                acc[i] += wlast * (FN(vec))((FN(lanes))xv & keep);
+            }
+        FN(sum_lanes8)(acc, out + c0);
+    }
+    for (int64_t c = c0; c < m; ++c) out[c] = FN(dot)(wn, x + c * P, P);
+}
+
+/* out[s[i]] = sum_c gv[c] x[c * P + s[i]] for the n (a constant where inlined) pixel vectors
+ * s[i] of gemv_rows, summed in registers: two sets of accumulators, even and odd channels */
+static inline __attribute__((always_inline)) void FN(gemv_block)(const T *x, const T *gv,
+                                                                 int64_t m, int64_t P,
+                                                                 const int64_t *s, int n,
+                                                                 T *out) {
+    FN(vec) a0[8], a1[8];
+    for (int i = 0; i < n; ++i) a0[i] = a1[i] = (FN(vec)){0};
+    int64_t c = 0;
+    for (; c + 2 <= m; c += 2) {
+        const T g0 = gv[c], g1 = gv[c + 1];
+        const T *x0 = x + c * P, *x1 = x0 + P;
+        for (int i = 0; i < n; ++i) {
+            a0[i] += g0 * FN(load)(x0 + s[i]);
+            a1[i] += g1 * FN(load)(x1 + s[i]);
+        }
+    }
+    if (c < m)
+        for (int i = 0; i < n; ++i) a0[i] += gv[c] * FN(load)(x + c * P + s[i]);
+    for (int i = 0; i < n; ++i) {
+        const FN(vec) sum = a0[i] + a1[i];
+        memcpy(out + s[i], &sum, sizeof sum);
+    }
+}
+
+/* The global pool's gradient of its weights, out[p] = sum_c gv[c] x[c * P + p] for c < m
+ * (channels P apart), written (not added): blocks of up to 8 pixel vectors held in registers
+ * across all the channels, where a loop per channel would carry each pixel's sum through memory
+ * from one channel to the next. The block's last vector overlaps when P is not a multiple of
+ * LAP_V; its repeated lanes get the same sums again. */
+static void FN(gemv_rows)(const T *x, const T *gv, int64_t m, int64_t P, T *out) {
+    if (P < LAP_V) {
+        for (int64_t p = 0; p < P; ++p) out[p] = 0;
+        for (int64_t c = 0; c < m; ++c)
+            for (int64_t p = 0; p < P; ++p) out[p] += gv[c] * x[c * P + p];
+        return;
+    }
+    for (int64_t p0 = 0; p0 < P; p0 += 8 * LAP_V) {
+        const int64_t left = P - p0, n = left >= 8 * LAP_V ? 8 : (left + LAP_V - 1) / LAP_V;
+        int64_t s[8];
+        for (int64_t i = 0; i < n; ++i)
+            s[i] = p0 + i * LAP_V < P - LAP_V ? p0 + i * LAP_V : P - LAP_V;
+        switch (n) { /* a constant count of vectors for each block size */
+        case 1: FN(gemv_block)(x, gv, m, P, s, 1, out); break;
+        case 2: FN(gemv_block)(x, gv, m, P, s, 2, out); break;
+        case 3: FN(gemv_block)(x, gv, m, P, s, 3, out); break;
+        case 4: FN(gemv_block)(x, gv, m, P, s, 4, out); break;
+        case 5: FN(gemv_block)(x, gv, m, P, s, 5, out); break;
+        case 6: FN(gemv_block)(x, gv, m, P, s, 6, out); break;
+        case 7: FN(gemv_block)(x, gv, m, P, s, 7, out); break;
+        default: FN(gemv_block)(x, gv, m, P, s, 8, out); break;
+        }
+    }
+}
+
 /* The first 1x1 convolution's weights as conv_block reads them: element (j, c) at
  * w[j * row + c * col] for the full groups of 8 rows, and rows h1 / 8 * 8.. of the last partial
  * group from last (8 rows of C, zero past h1). Either w^T (C, JP), rows h1..JP zero (row 1,
@@ -379,9 +491,12 @@ static void FN(input_grad_plane)(const T *xp, T *gxp, const T *ghid, int64_t P, 
             }
             if (gxp) gxp[t] = gv;
         }
-        if (want_gw1)
+        if (want_gw1) {
+            T ds[8];
+            FN(sum_lanes8)(d, ds);
             for (int64_t jj = 0; jj < 8 && jg + jj < h1; ++jj)
-                gw1[(jg + jj) * C] += FN(hsum)(d[jj]) + dt[jj];
+                gw1[(jg + jj) * C] += ds[jj] + dt[jj];
+        }
     }
 }
 
@@ -772,16 +887,13 @@ static void FN(layer_forward_sample)(const T *x, const FN(weights) *wg, const T 
         FN(pool_tiles)(xb, wnb, pooled + b * C * O, g, lo, hi, pb);
         return;
     }
-    const T *wnp = s->global ? wnb : FN(pitched_weights)(wnb, pb->wn, g, pp);
-    for (int64_t c = lo; c < hi; ++c) {
-        const T *restrict xp = xb + c * P;
-        T *op = pooled + (b * C + c) * O;
-        if (s->global) {
-            op[0] = FN(dot)(wnb, xp, P);
-        } else {
-            FN(pool_plane)(xp, wnp, op, g, pp, pb);
-        }
+    if (s->global) {
+        FN(row_dots)(xb + lo * P, wnb, hi - lo, P, pooled + b * C + lo);
+        return;
     }
+    const T *wnp = FN(pitched_weights)(wnb, pb->wn, g, pp);
+    for (int64_t c = lo; c < hi; ++c)
+        FN(pool_plane)(xb + c * P, wnp, pooled + (b * C + c) * O, g, pp, pb);
 }
 
 /* Returns 0, or 1 when a work buffer could not be allocated (then nothing was computed). agg
@@ -879,13 +991,10 @@ static void FN(layer_backward_sample)(const T *x, const T *w1, const T *w2, cons
         if (tiles) /* small maps (and the pooling term of grad_x) */
             FN(unpool_tiles)(xb, wnb, gpb, gx ? gx + b * C * P : 0, mine->gwn_own, g, pp, lo, hi,
                              &mine->pb);
-        for (int64_t c = lo; c < hi && !tiles; ++c) {
+        if (s->global) FN(gemv_rows)(xb + lo * P, gpb + lo, hi - lo, P, mine->gwn_own);
+        for (int64_t c = lo; c < hi && !tiles && !s->global; ++c) {
             const T *restrict xp = xb + c * P;
-            if (s->global) {
-                const T gv = gpb[c];
-                T *restrict gw = mine->gwn_own;
-                for (int64_t p = 0; p < P; ++p) gw[p] += gv * xp[p];
-            } else {
+            {
                 /* the pooling term of grad_x too (step 3 adds the scorer's term) */
                 T *gxp = gx ? gx + (b * C + c) * P : 0;
                 FN(unpool_plane)(xp, wnp, gpb + c * O, gxp, mine->gwn_own, g, pp, &mine->pb);
