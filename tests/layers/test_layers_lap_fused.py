@@ -483,6 +483,29 @@ def test_fused_layer_with_gradient_into_one_output_only(used, geometry):
             torch.testing.assert_close(g, w)
 
 
+@pytest.mark.parametrize("frozen", ["input", "first convolution"])
+@pytest.mark.parametrize("geometry", [None, (3, 2, 1, False)])
+def test_fused_layer_with_an_input_that_needs_no_gradient(frozen, geometry):
+    """A frozen first convolution of the scorer (the kernel skips its weight gradient) or an input
+    that needs no gradient (the kernel writes no grad_x): the other gradients are unchanged."""
+    layer = make_layer(geometry, 11, 1, 12, "max", torch.float64)
+    x = torch.randn(2, 11, 7, 7, dtype=torch.float64)
+    first = layer.scorer.heads[0].weight
+    first.requires_grad_(frozen != "first convolution")
+
+    def grads(forward):
+        inp = x.clone().requires_grad_(frozen != "input")
+        wanted = [t for t in (inp, *layer.parameters()) if t.requires_grad]
+        pooled, concepts, score = forward(inp)
+        return torch.autograd.grad((pooled.sum() + concepts.sum() + score.sum()), wanted)
+
+    got = grads(fused_forward(layer))
+    want = grads(lambda inp: reference_layer(layer, inp, geometry, "max"))
+    assert len(got) == len(want) == len(list(layer.parameters()))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
+
+
 def test_the_kernels_report_their_work_buffers_and_bench_counts_them():
     """The C allocations (tiles, partial sums) are invisible to PyTorch's memory profiler, so the
     kernels count them; ``torchlap bench`` adds the largest call to the profiler's peak."""

@@ -441,13 +441,13 @@ static void FN(conv_block)(const T *xr, int64_t P, int64_t C, const FN(weights) 
     }
 }
 
-/* one channel plane of the input gradient: gxp = start + sum_j w1[j, c] ghid[j] (start: 0,
- * pool_scale * pool_w (the global pool's term), or gxp's content (the windowed term)), and
+/* one channel plane of the input gradient of a windowed layer: gxp = start + sum_j w1[j, c]
+ * ghid[j] (start: 0, or gxp's content (the pooling term) when add is set), and
  * gw1[j, c] += sum_p ghid[j, p] x[p]; ghid has JP rows (rows >= h1 zero), wc = w1 + c (rows C
  * apart: w1 as the layer holds it, no transposed copy) */
 static void FN(input_grad_plane)(const T *xp, T *gxp, const T *ghid, int64_t P, const T *wc,
                                  int64_t JP, int64_t h1, T *gw1, int64_t C, int want_gw1,
-                                 int start, T pool_scale, const T *pool_w) {
+                                 int add) {
     for (int64_t jg = 0; jg < JP; jg += 8) {
         const int first = jg == 0;
         T wk[8];
@@ -462,12 +462,7 @@ static void FN(input_grad_plane)(const T *xp, T *gxp, const T *ghid, int64_t P, 
         for (; t0 + LAP_V <= P; t0 += LAP_V) {
             const FN(vec) xv = FN(load)(xp + t0);
             FN(vec) gv = {0};
-            if (gxp) {
-                if (!first || start == 2)
-                    gv = FN(load)(gxp + t0);
-                else if (start == 1)
-                    gv = pool_scale * FN(load)(pool_w + t0);
-            }
+            if (gxp && (!first || add)) gv = FN(load)(gxp + t0);
             for (int64_t jj = 0; jj < 8; ++jj) {
                 const FN(vec) hv = FN(load)(ghid + (jg + jj) * P + t0);
                 gv += wk[jj] * hv;
@@ -478,12 +473,7 @@ static void FN(input_grad_plane)(const T *xp, T *gxp, const T *ghid, int64_t P, 
         for (int64_t t = t0; t < P; ++t) {
             const T xv = xp[t];
             T gv = 0;
-            if (gxp) {
-                if (!first || start == 2)
-                    gv = gxp[t];
-                else if (start == 1)
-                    gv = pool_scale * pool_w[t];
-            }
+            if (gxp && (!first || add)) gv = gxp[t];
             for (int64_t jj = 0; jj < 8; ++jj) {
                 const T hv = ghid[(jg + jj) * P + t];
                 gv += wk[jj] * hv;
@@ -496,6 +486,79 @@ static void FN(input_grad_plane)(const T *xp, T *gxp, const T *ghid, int64_t P, 
             FN(sum_lanes8)(d, ds);
             for (int64_t jj = 0; jj < 8 && jg + jj < h1; ++jj)
                 gw1[(jg + jj) * C] += ds[jj] + dt[jj];
+        }
+    }
+}
+
+/* one channel plane of the global pool's input gradient (weight_grad_block has its w1
+ * gradient): gxp = pool_scale * pool_w (the pooling term; pool 0: none) + sum_j w1[j, c]
+ * ghid[j]; ghid has JP rows (rows >= h1 zero), wc = w1 + c (rows C apart: w1 as the layer
+ * holds it). A plane of at least LAP_V pixels ends with a vector that overlaps the last full
+ * one: computed first (before a later group's store changes the gxp it reads) and stored last,
+ * with the same values in the repeated lanes, so that no pixel takes the scalar loop and its
+ * chain of dependent FMAs (at 25-49 pixels that chain cost as much as the vectors). */
+static void FN(grad_x_plane)(T *gxp, const T *ghid, int64_t P, const T *wc, int64_t JP,
+                             int64_t h1, int64_t C, int pool, T pool_scale, const T *pool_w) {
+    const int64_t full = P / LAP_V * LAP_V;
+    for (int64_t jg = 0; jg < JP; jg += 8) {
+        const int first = jg == 0;
+        const T *gh = ghid + jg * P;
+        T wk[8];
+        for (int64_t jj = 0; jj < 8; ++jj) wk[jj] = jg + jj < h1 ? wc[(jg + jj) * C] : (T)0;
+        /* gxp at pixels t..t + LAP_V before this group: the pooling term or the earlier sums */
+#define LAP_GX_START(t)                                                                          \
+    (!first ? FN(load)(gxp + (t)) : pool ? pool_scale * FN(load)(pool_w + (t)) : (FN(vec)){0})
+        FN(vec) last = {0};
+        if (full && full < P) {
+            last = LAP_GX_START(P - LAP_V);
+            for (int64_t jj = 0; jj < 8; ++jj) last += wk[jj] * FN(load)(gh + jj * P + P - LAP_V);
+        }
+        for (int64_t t0 = 0; t0 < full; t0 += LAP_V) {
+            FN(vec) gv = LAP_GX_START(t0);
+            for (int64_t jj = 0; jj < 8; ++jj) gv += wk[jj] * FN(load)(gh + jj * P + t0);
+            memcpy(gxp + t0, &gv, sizeof gv);
+        }
+#undef LAP_GX_START
+        if (full && full < P) memcpy(gxp + P - LAP_V, &last, sizeof last);
+        for (int64_t t = full ? P : 0; t < P; ++t) { /* planes below LAP_V pixels */
+            T gv = !first ? gxp[t] : pool ? pool_scale * pool_w[t] : (T)0;
+            for (int64_t jj = 0; jj < 8; ++jj) gv += wk[jj] * gh[jj * P + t];
+            gxp[t] = gv;
+        }
+    }
+}
+
+/* gw1[j, c] += sum_p ghid[j, p] x[c, p] for m <= LAP_V channels (planes P apart; gw1 rows C
+ * apart, j < h1) from ghidT (P, JP), ghid transposed: each pixel's JP hidden gradients side by
+ * side. LAP_V hidden units of a channel are one vector, so a pixel is one FMA per channel with
+ * its x broadcast, and the LAP_V x LAP_V block of sums is transposed once into rows of gw1:
+ * no horizontal sum per channel and hidden unit, which at 25-196 pixels cost as much as the
+ * products (benchmarks/kernel_ab.py). */
+static void FN(weight_grad_block)(const T *x, const T *ghidT, int64_t P, int64_t JP, int64_t h1,
+                                  int64_t m, T *gw1, int64_t C) {
+    for (int64_t jc = 0; jc < JP && jc < h1; jc += LAP_V) {
+        FN(vec) acc[LAP_V];
+        for (int i = 0; i < LAP_V; ++i) acc[i] = (FN(vec)){0};
+        if (m == LAP_V) {
+            for (int64_t p = 0; p < P; ++p) {
+                const FN(vec) g = FN(load)(ghidT + p * JP + jc);
+                for (int i = 0; i < LAP_V; ++i) acc[i] += g * x[i * P + p];
+            }
+        } else {
+            for (int64_t p = 0; p < P; ++p) {
+                const FN(vec) g = FN(load)(ghidT + p * JP + jc);
+                for (int64_t i = 0; i < m; ++i) acc[i] += g * x[i * P + p];
+            }
+        }
+        FN(transpose_block)(acc); /* acc[jj] lane i: hidden unit jc + jj, channel i */
+        for (int64_t jj = 0; jj < LAP_V && jc + jj < h1; ++jj) {
+            T *row = gw1 + (jc + jj) * C;
+            if (m == LAP_V) {
+                const FN(vec) sum = FN(load)(row) + acc[jj];
+                memcpy(row, &sum, sizeof sum);
+            } else {
+                for (int64_t i = 0; i < m; ++i) row[i] += acc[jj][i];
+            }
         }
     }
 }
@@ -960,7 +1023,8 @@ int FN(lap_layer_forward)(const T *x, const T *w1, const T *b1, const T *w2, con
 /* per-thread scratch and parameter-gradient partials of the backward */
 typedef struct {
     T *gwn_own;               /* (K * OP) this thread's share of d loss / d wn, row pitch V */
-    T *gwn, *gs, *gc, *ghid;  /* the team's: (K * O), (P), (n * P), (h1 * P) */
+    T *gwn, *gs, *gc, *ghid;  /* the team's: (K * O), (P), (n * P), (JP * P) */
+    T *ghidT;                 /* the team's ghid transposed, (P * JP) */
     FN(pool_buffers) pb;      /* the windowed pooling's buffers */
     T *gw1, *gb1, *gw2, *gb2, *gagg; /* this thread's partial parameter gradients */
     double galpha;
@@ -1026,18 +1090,34 @@ static void FN(layer_backward_sample)(const T *x, const T *w1, const T *w2, cons
         FN(score_backward)(h > 0 ? hid + b * h * P : 0, conc + b * n * P, sb,
                            gconc ? gconc + b * n * P : 0, mine->gs, w2, agg, mine->ghid,
                            mine->gc, mine->gw2, mine->gb2, mine->gb1, mine->gagg, P, s);
+        if (s->global && want_gw1) /* for weight_grad_block */
+            for (int64_t p = 0; p < P; ++p)
+                for (int64_t j = 0; j < JP; ++j) mine->ghidT[p * JP + j] = mine->ghid[j * P + p];
     }
     LAP_BARRIER(nth);
-    /* 3: grad_x = pooling term + w1^T ghid, and grad w1 = ghid x^T, one channel plane at a time */
+    /* 3: grad_x = pooling term + w1^T ghid and grad w1 = ghid x^T. Windows: one channel plane
+     * at a time, both in one pass over x (input_grad_plane). The global pool: grad_x a plane at
+     * a time (grad_x_plane), grad w1 for LAP_V channels right after their planes
+     * (weight_grad_block): at its 25-49 pixels the per-plane sums of input_grad_plane cost more
+     * than their products (python benchmarks/kernel_ab.py). The pooling term of grad_x: in gx
+     * since step 1 (windows), or gpool[c] * wn */
     lap_part(C, tid, nth, &lo, &hi);
-    for (int64_t c = lo; c < hi; ++c) {
-        const T *restrict xp = xb + c * P;
-        T *restrict gxp = gx ? gx + (b * C + c) * P : 0;
-        /* the pooling term of grad_x: in gxp since step 1 (windows), or pool_scale * wn */
-        const int start = gxp && gpb ? (s->global ? 1 : 2) : 0;
-        if (gxp || want_gw1)
-            FN(input_grad_plane)(xp, gxp, mine->ghid, P, w1 + c, JP, h1, mine->gw1 + c, C,
-                                 want_gw1, start, gpb ? gpb[c] : (T)0, wnb);
+    if (s->global) {
+        for (int64_t c0 = lo; c0 < hi; c0 += LAP_V) {
+            const int64_t m = hi - c0 < LAP_V ? hi - c0 : LAP_V;
+            for (int64_t c = c0; gx && c < c0 + m; ++c)
+                FN(grad_x_plane)(gx + (b * C + c) * P, mine->ghid, P, w1 + c, JP, h1, C, gpb != 0,
+                                 gpb ? gpb[c] : (T)0, wnb);
+            if (want_gw1)
+                FN(weight_grad_block)(xb + c0 * P, mine->ghidT, P, JP, h1, m, mine->gw1 + c0, C);
+        }
+    } else {
+        for (int64_t c = lo; c < hi; ++c) {
+            T *gxp = gx ? gx + (b * C + c) * P : 0;
+            if (gxp || want_gw1)
+                FN(input_grad_plane)(xb + c * P, gxp, mine->ghid, P, w1 + c, JP, h1,
+                                     mine->gw1 + c, C, want_gw1, gpb != 0);
+        }
     }
     LAP_BARRIER(nth);
 }
@@ -1065,7 +1145,9 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
     const int64_t conv_agg = s->aggregation == 3 && n > 1 ? n + 1 : 0;
     const int64_t params = h1 * C + h1 + (h > 0 ? n * h + n : 0) + conv_agg;
     /* team buffers: one set per thread when threads take whole samples, else one shared set */
-    const int64_t JP = lap_padded(h1), team_len = K * O + P + n * P + JP * P;
+    /* ghid, and for the global pool ghid transposed too (weight_grad_block) */
+    const int64_t JP = lap_padded(h1), ghid_len = (s->global ? 2 : 1) * JP * P;
+    const int64_t team_len = K * O + P + n * P + ghid_len;
     const int teams = whole_samples ? nthreads : 1;
     const int64_t pool_len = FN(pool_buffers_len)(g, pp, 1, 0, tiles);
     /* every buffer before any work; zeroed: the partials are sums, the rows h1..JP of each
@@ -1100,6 +1182,7 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
         mine->gs = shared + K * O;
         mine->gc = mine->gs + P;
         mine->ghid = mine->gc + n * P;
+        mine->ghidT = mine->ghid + JP * P;
         FN(pool_buffers_bind)(&mine->pb, pool_block + tid * pool_len, g, pp, 1, 0, tap);
         mine->gw1 = tid == 0 || !whole_samples ? gparams : partials + (tid - 1) * params;
         mine->gb1 = mine->gw1 + h1 * C;
