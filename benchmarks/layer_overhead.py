@@ -1,13 +1,19 @@
 """The fixed cost of a LAP layer call: what remains of forward+backward when the kernels do nothing.
 
-Run: ``.venv/bin/python benchmarks/layer_overhead.py [--shape 1,512,7,7]``
+Run: ``.venv/bin/python benchmarks/layer_overhead.py [--shape 1,512,7,7] [--kernel 0]``
+(``--kernel 2`` for a k2 s2 layer, e.g. ``--shape 1,256,14,14 --kernel 2``: ResNet18's
+layer4.0 at batch 1; 0, the default, for the global pool).
 
-Times, on one input, (1) the global LAP layer's forward+backward with the compiled kernels,
-(2) the same with every kernel replaced by a function that returns at once (so: the Python
-module, the checks, the allocations, the autograd function and the gradient accumulations),
-(3) an empty ``autograd.Function`` with the same six inputs and three outputs (the floor of any
-Python autograd function) and (4) ``adaptive_avg_pool2d``'s forward+backward. Best of 7 runs
-of 3000 calls each, in microseconds.
+Times, on one input, forward + ``.sum().backward()`` of (1) the LAP layer with the compiled
+kernels, (2) the same with every kernel replaced by a function that returns at once (so: the
+Python module, the checks, the allocations, the autograd function and the gradient
+accumulations), (3) an empty ``autograd.Function`` with the same six inputs and three outputs
+that returns no gradient, (4) the same returning the gradients of the input and of the five
+parameters (the floor of any Python autograd function for a layer with parameters: the
+parameters' gradient accumulation included), and (5, 6) the average and max pooling the layer
+replaces. Best of 7 runs of 3000 calls each, in microseconds. The last line is the floor (4) plus
+the kernels' own time ((1) minus (2)) against max pooling: how far a LAP layer in Python could
+get if everything else in it cost nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import torchlap._ext as ext
-from torchlap.layers.lap import AdaptiveLocalAttentionPool2d
+from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
 
 
 class _Idle:
@@ -30,19 +36,24 @@ class _Idle:
 
 
 class _Empty(torch.autograd.Function):
+    """The layer's inputs and output shapes, no work; gradients for none or for all inputs."""
+
     @staticmethod
-    def forward(ctx, x, w1, b1, w2, b2, alpha):  # type: ignore[override]
-        batch, channels, height, width = x.shape
-        pooled = x.new_empty((batch, channels, 1, 1))
+    def forward(ctx, x, w1, b1, w2, b2, alpha, size, gradients):  # type: ignore[override]
+        ctx.gradients = gradients
+        ctx.save_for_backward(x, w1, b1, w2, b2, alpha)
+        batch, _, height, width = x.shape
         return (
-            pooled,
+            x.new_empty((batch, x.shape[1], *size)),
             x.new_empty((batch, 1, height, width)),
             x.new_empty((batch, 1, height, width)),
         )
 
     @staticmethod
     def backward(ctx, *grads):  # type: ignore[override]
-        return None, None, None, None, None, None
+        if not ctx.gradients:
+            return (None,) * 8
+        return (*(torch.empty_like(t) for t in ctx.saved_tensors), None, None)
 
 
 def _best_us(fn, calls: int = 3000, runs: int = 7) -> float:
@@ -58,39 +69,63 @@ def _best_us(fn, calls: int = 3000, runs: int = 7) -> float:
 
 
 def main() -> None:
-    """Print the four times."""
+    """Print the six times and the floor."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shape", default="1,512,7,7", help="input shape B,C,H,W")
+    parser.add_argument("--kernel", type=int, default=0, help="window (stride = kernel); 0: global")
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.shape.split(","))
     kernels = ext.lap_kernels()
     if kernels is None:
         raise SystemExit(f"the kernel library is not available: {ext.kernel_status()}")
     x = torch.randn(shape, requires_grad=True)
-    lap = AdaptiveLocalAttentionPool2d(shape[1], 1)
+    k = args.kernel
+    if k:
+        lap = LocalAttentionPool2d(shape[1], k)
+        size = (shape[2] // k, shape[3] // k)
+        average, maximum = (lambda: F.avg_pool2d(x, k)), (lambda: F.max_pool2d(x, k))
+    else:
+        lap = AdaptiveLocalAttentionPool2d(shape[1], 1)
+        size = (1, 1)
+        average = lambda: F.adaptive_avg_pool2d(x, 1)  # noqa: E731
+        maximum = lambda: F.adaptive_max_pool2d(x, 1)  # noqa: E731
     params = list(lap.parameters())
+    w1, b1, w2, b2, alpha = (params[i] for i in (0, 1, 2, 3, 4))
 
-    def layer() -> None:
-        lap(x).sum().backward()
-        x.grad = None
+    def run(forward):
+        def call() -> None:
+            out = forward()
+            (out[0] if isinstance(out, tuple) else out).sum().backward()
+            x.grad = None
+            for p in params:
+                p.grad = None
 
-    def empty() -> None:
-        _Empty.apply(x, *params[:5])[0].sum().backward()
-        x.grad = None
+        return call
 
-    def average() -> None:
-        F.adaptive_avg_pool2d(x, 1).sum().backward()
-        x.grad = None
+    def empty(gradients: bool):
+        return run(lambda: _Empty.apply(x, w1, b1, w2, b2, alpha, size, gradients))
 
-    print(f"shape {shape}, {torch.get_num_threads()} threads; forward+backward, us per call")
-    print(f"LAP layer, compiled kernels:         {_best_us(layer):8.1f}")
+    where = f"k{k} s{k}" if k else "global"
+    threads = torch.get_num_threads()
+    print(f"shape {shape}, {where}, {threads} threads; forward+backward, us per call")
+    layer = _best_us(run(lambda: lap(x)))
+    print(f"LAP layer, compiled kernels:                  {layer:8.1f}")
     try:
         ext._state["library"] = _Idle()
-        print(f"LAP layer, kernels that do nothing:  {_best_us(layer):8.1f}")
+        idle = _best_us(run(lambda: lap(x)))
     finally:
         ext._state["library"] = kernels
-    print(f"empty autograd.Function, same inputs: {_best_us(empty):7.1f}")
-    print(f"adaptive_avg_pool2d:                 {_best_us(average):8.1f}")
+    print(f"LAP layer, kernels that do nothing:           {idle:8.1f}")
+    print(f"empty autograd.Function, no gradients:        {_best_us(empty(False)):8.1f}")
+    floor = _best_us(empty(True))
+    print(f"empty autograd.Function, all six gradients:   {floor:8.1f}")
+    print(f"avg pooling:                                  {_best_us(run(average)):8.1f}")
+    max_us = _best_us(run(maximum))
+    print(f"max pooling:                                  {max_us:8.1f}")
+    print(
+        f"floor + kernels ({floor:.1f} + {layer - idle:.1f} us) / max pooling: "
+        f"{(floor + layer - idle) / max_us:.2f}"
+    )
 
 
 if __name__ == "__main__":
