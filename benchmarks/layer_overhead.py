@@ -11,9 +11,9 @@ accumulations), (3) an empty ``autograd.Function`` with the same six inputs and 
 that returns no gradient, (4) the same returning the gradients of the input and of the five
 parameters (the floor of any Python autograd function for a layer with parameters: the
 parameters' gradient accumulation included), and (5, 6) the average and max pooling the layer
-replaces. Best of 7 runs of 3000 calls each, in microseconds. The last line is the floor (4) plus
-the kernels' own time ((1) minus (2)) against max pooling: how far a LAP layer in Python could
-get if everything else in it cost nothing.
+replaces. Best of 9 interleaved rounds of 1000 calls each, in microseconds. The last line is
+the floor (4) plus the kernels' own time ((1) minus (2)) against max pooling: how far a LAP
+layer in Python could get if everything else in it cost nothing.
 """
 
 from __future__ import annotations
@@ -56,16 +56,20 @@ class _Empty(torch.autograd.Function):
         return (*(torch.empty_like(t) for t in ctx.saved_tensors), None, None)
 
 
-def _best_us(fn, calls: int = 3000, runs: int = 7) -> float:
-    for _ in range(100):
-        fn()
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        for _ in range(calls):
+def _best_us(candidates: dict, calls: int = 1000, rounds: int = 9) -> dict[str, float]:
+    """Each candidate's best mean time per call (us) over ``rounds`` interleaved rounds of
+    ``calls`` calls: a slow spell of the machine hits every candidate alike."""
+    for fn in candidates.values():
+        for _ in range(100):
             fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best * 1e6
+    best = dict.fromkeys(candidates, float("inf"))
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / calls * 1e6)
+    return best
 
 
 def main() -> None:
@@ -108,25 +112,33 @@ def main() -> None:
     where = f"k{k} s{k}" if k else "global"
     threads = torch.get_num_threads()
     print(f"shape {shape}, {where}, {threads} threads; forward+backward, us per call")
-    layer = _best_us(run(lambda: lap(x)))
-    print(f"LAP layer, compiled kernels:                  {layer:8.1f}")
-    try:
-        ext._state["library"] = _Idle()
-        idle = _best_us(run(lambda: lap(x)))
-    finally:
-        ext._state["library"] = kernels
-    print(f"LAP layer, kernels that do nothing:           {idle:8.1f}")
-    print(f"empty autograd.Function, no gradients:        {_best_us(empty(False)):8.1f}")
-    floor = _best_us(empty(True))
-    print(f"empty autograd.Function, all six gradients:   {floor:8.1f}")
-    print(f"avg pooling:                                  {_best_us(run(average)):8.1f}")
-    max_us = _best_us(run(maximum))
-    print(f"max pooling:                                  {max_us:8.1f}")
+    idle_library = _Idle()
+
+    def idle_layer() -> None:
+        ext._state["library"] = idle_library
+        try:
+            run(lambda: lap(x))()
+        finally:
+            ext._state["library"] = kernels
+
+    times = _best_us(
+        {
+            "LAP layer, compiled kernels": run(lambda: lap(x)),
+            "LAP layer, kernels that do nothing": idle_layer,
+            "empty autograd.Function, no gradients": empty(False),
+            "empty autograd.Function, all six gradients": empty(True),
+            "avg pooling": run(average),
+            "max pooling": run(maximum),
+        }
+    )
+    for name, us in times.items():
+        print(f"{name + ':':45s}{us:8.1f}")
+    layer, idle = times["LAP layer, compiled kernels"], times["LAP layer, kernels that do nothing"]
+    floor = times["empty autograd.Function, all six gradients"]
     print(
         f"floor + kernels ({floor:.1f} + {layer - idle:.1f} us) / max pooling: "
-        f"{(floor + layer - idle) / max_us:.2f}"
+        f"{(floor + layer - idle) / times['max pooling']:.2f}"
     )
-
 
 if __name__ == "__main__":
     main()
