@@ -140,5 +140,6 @@ def main() -> None:
         f"{(floor + layer - idle) / times['max pooling']:.2f}"
     )
 
+
 if __name__ == "__main__":
     main()
