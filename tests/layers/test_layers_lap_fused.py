@@ -220,9 +220,10 @@ def test_fused_layer_on_tiny_maps_matches_the_slow_references(geometry, dtype, l
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("batch", [1, 3])  # 1: the two threads share the channels
-# 4 pixels: below a float32 vector, one float64 vector; 25 and 49: the 5x5 and 7x7 global
-# pools, whose rows end in an overlapping vector; 81 and 130: more than one block of pixels
-@pytest.mark.parametrize("size", [(2, 2), (5, 5), (7, 7), (9, 9), (10, 13)])
+# 4 pixels: below a float32 vector, one float64 vector; 16 and 64: whole vectors only; 25 and
+# 49: the 5x5 and 7x7 global pools, whose rows end in an overlapping vector; 81 and 130: more
+# than one block of pixels
+@pytest.mark.parametrize("size", [(2, 2), (4, 4), (5, 5), (7, 7), (8, 8), (9, 9), (10, 13)])
 def test_the_global_pool_with_many_channels_matches_the_slow_references(size, batch, dtype):
     """21 channels: blocks of 8 channels and a remainder in the forward's window sums, and an odd
     number of channels in the backward's weight gradient, also when two threads split them."""
