@@ -14,6 +14,7 @@ autograd function to C++ could remove (``benchmarks/layer_overhead.py`` has the 
 from __future__ import annotations
 
 import argparse
+import logging
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.cpp_extension import include_paths
+
+# torch.utils.cpp_extension warns on import that it found no CUDA runtime: this op is CPU-only
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+from torch.utils.cpp_extension import include_paths  # noqa: E402
 
 SOURCE = r"""
 #include <torch/autograd.h>
