@@ -496,7 +496,7 @@ static void FN(input_grad_plane)(const T *xp, T *gxp, const T *ghid, int64_t P, 
  * holds it). A plane of at least LAP_V pixels ends with a vector that overlaps the last full
  * one: computed first (before a later group's store changes the gxp it reads) and stored last,
  * with the same values in the repeated lanes, so that no pixel takes the scalar loop and its
- * chain of dependent FMAs (at 25-49 pixels that chain cost as much as the vectors). */
+ * chain of 8 dependent FMAs. */
 static void FN(grad_x_plane)(T *gxp, const T *ghid, int64_t P, const T *wc, int64_t JP,
                              int64_t h1, int64_t C, int pool, T pool_scale, const T *pool_w) {
     const int64_t full = P / LAP_V * LAP_V;
@@ -532,8 +532,8 @@ static void FN(grad_x_plane)(T *gxp, const T *ghid, int64_t P, const T *wc, int6
  * apart, j < h1) from ghidT (P, JP), ghid transposed: each pixel's JP hidden gradients side by
  * side. LAP_V hidden units of a channel are one vector, so a pixel is one FMA per channel with
  * its x broadcast, and the LAP_V x LAP_V block of sums is transposed once into rows of gw1:
- * no horizontal sum per channel and hidden unit, which at 25-196 pixels cost as much as the
- * products (benchmarks/kernel_ab.py). */
+ * no horizontal sum per channel and hidden unit (input_grad_plane's), which at the global
+ * pools' 25-49 pixels are a large share of the work. */
 static void FN(weight_grad_block)(const T *x, const T *ghidT, int64_t P, int64_t JP, int64_t h1,
                                   int64_t m, T *gw1, int64_t C) {
     for (int64_t jc = 0; jc < JP && jc < h1; jc += LAP_V) {
@@ -1056,14 +1056,10 @@ static void FN(layer_backward_sample)(const T *x, const T *w1, const T *w2, cons
             FN(unpool_tiles)(xb, wnb, gpb, gx ? gx + b * C * P : 0, mine->gwn_own, g, pp, lo, hi,
                              &mine->pb);
         if (s->global) FN(gemv_rows)(xb + lo * P, gpb + lo, hi - lo, P, mine->gwn_own);
-        for (int64_t c = lo; c < hi && !tiles && !s->global; ++c) {
-            const T *restrict xp = xb + c * P;
-            {
-                /* the pooling term of grad_x too (step 3 adds the scorer's term) */
-                T *gxp = gx ? gx + (b * C + c) * P : 0;
-                FN(unpool_plane)(xp, wnp, gpb + c * O, gxp, mine->gwn_own, g, pp, &mine->pb);
-            }
-        }
+        /* the phase planes; the pooling term of grad_x too (step 3 adds the scorer's term) */
+        for (int64_t c = lo; c < hi && !tiles && !s->global; ++c)
+            FN(unpool_plane)(xb + c * P, wnp, gpb + c * O, gx ? gx + (b * C + c) * P : 0,
+                             mine->gwn_own, g, pp, &mine->pb);
         if (!own) {
             LAP_BARRIER(nth);
             lap_part(K * O, tid, nth, &lo, &hi);
