@@ -246,7 +246,7 @@ def _fused_library(x: Tensor, heads: Sequence[tuple[Tensor, Tensor]], alpha: Ten
     """The kernel library when the fused layer applies to these tensors, else None."""
     dtype = x.dtype
     # is_cpu rather than device.type: this runs on every forward, and building the device
-    # object costs 0.5 us per tensor
+    # object takes about 5x as long (python -m timeit: 273 against 59 ns per tensor)
     if not x.is_cpu or (dtype != torch.float32 and dtype != torch.float64):
         return None
     if type(x) is not torch.Tensor and type(x) is not torch.nn.Parameter:
