@@ -6,9 +6,10 @@ Run: ``.venv/bin/python benchmarks/cpp_autograd_floor.py [--shape 1,512,7,7]``
 Builds a ``TORCH_LIBRARY`` op whose autograd kernel is a ``torch::autograd::Function`` that
 allocates its output in the forward and the gradients of its two inputs in the backward, and
 nothing else; times its forward + ``.sum().backward()`` against a Python ``autograd.Function``
-doing the same and against ``adaptive_avg_pool2d``, taking turns (best of 9 interleaved rounds
-of 1000 calls, microseconds). This is the part of a LAP layer's fixed cost that moving its
-autograd function to C++ could remove (``benchmarks/layer_overhead.py`` has the rest).
+doing the same and against ``adaptive_avg_pool2d``, taking turns (``layer_overhead.best_us``:
+best of 9 interleaved rounds of 1000 calls, microseconds). This is the part of a LAP layer's
+fixed cost that moving its autograd function to C++ could remove
+(``benchmarks/layer_overhead.py`` has the rest).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import torch.nn.functional as F
 # torch.utils.cpp_extension warns on import that it found no CUDA runtime: this op is CPU-only
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 from torch.utils.cpp_extension import include_paths  # noqa: E402
+
+from layer_overhead import best_us  # noqa: E402  (this folder: run as a script)
 
 SOURCE = r"""
 #include <torch/autograd.h>
@@ -107,16 +110,7 @@ def main() -> None:
         "Python autograd.Function": run(lambda: _PythonFloor.apply(x, w)),
         "adaptive_avg_pool2d": run(lambda: F.adaptive_avg_pool2d(x, 1)),
     }
-    for fn in candidates.values():
-        for _ in range(100):
-            fn()
-    best = dict.fromkeys(candidates, float("inf"))
-    for _ in range(9):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            for _ in range(1000):
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - start) / 1000 * 1e6)
+    best = best_us(candidates)
     print(f"shape {shape}, {torch.get_num_threads()} threads; forward+backward, us per call")
     for name, us in best.items():
         print(f"{name + ':':28s}{us:8.1f}")

@@ -56,7 +56,7 @@ class _Empty(torch.autograd.Function):
         return (*(torch.empty_like(t) for t in ctx.saved_tensors), None, None)
 
 
-def _best_us(candidates: dict, calls: int = 1000, rounds: int = 9) -> dict[str, float]:
+def best_us(candidates: dict, calls: int = 1000, rounds: int = 9) -> dict[str, float]:
     """Each candidate's best mean time per call (us) over ``rounds`` interleaved rounds of
     ``calls`` calls: a slow spell of the machine hits every candidate alike."""
     for fn in candidates.values():
@@ -121,7 +121,7 @@ def main() -> None:
         finally:
             ext._state["library"] = kernels
 
-    times = _best_us(
+    times = best_us(
         {
             "LAP layer, compiled kernels": run(lambda: lap(x)),
             "LAP layer, kernels that do nothing": idle_layer,

@@ -202,6 +202,16 @@ def test_fused_layer_with_two_threads_matches_one(batch, geometry, channels, lay
         torch.testing.assert_close(one, two)
 
 
+def assert_fused_matches_reference(layer, x, geometry):
+    """The fused layer's outputs and gradients equal the slow references' (max aggregation),
+    to assert_close's float64 defaults, and to float32 rounding otherwise."""
+    got = outputs_and_gradients(layer, x, fused_forward(layer))
+    want = outputs_and_gradients(layer, x, lambda inp: reference_layer(layer, inp, geometry, "max"))
+    tolerance = {} if x.dtype == torch.float64 else {"rtol": 2e-4, "atol": 2e-5}
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, **tolerance)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("geometry", _tiny_geometries(40, seed=3))
 def test_fused_layer_on_tiny_maps_matches_the_slow_references(geometry, dtype, layout):
@@ -211,11 +221,7 @@ def test_fused_layer_on_tiny_maps_matches_the_slow_references(geometry, dtype, l
     window = (kernel, stride, padding, ceil_mode)
     layer = make_layer(window, 11, 3, 4, "max", dtype)
     x = torch.randn(2, 11, height, width, dtype=dtype)
-    got = outputs_and_gradients(layer, x, fused_forward(layer))
-    want = outputs_and_gradients(layer, x, lambda inp: reference_layer(layer, inp, window, "max"))
-    tolerance = {} if dtype == torch.float64 else {"rtol": 2e-4, "atol": 2e-5}
-    for g, w in zip(got, want, strict=True):
-        torch.testing.assert_close(g, w, **tolerance)
+    assert_fused_matches_reference(layer, x, window)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -229,11 +235,7 @@ def test_the_global_pool_with_many_channels_matches_the_slow_references(size, ba
     number of channels in the backward's weight gradient, also when two threads split them."""
     layer = make_layer(None, 21, 1, 8, "max", dtype)
     x = torch.randn(batch, 21, *size, dtype=dtype)
-    got = outputs_and_gradients(layer, x, fused_forward(layer))
-    want = outputs_and_gradients(layer, x, lambda inp: reference_layer(layer, inp, None, "max"))
-    tolerance = {} if dtype == torch.float64 else {"rtol": 2e-4, "atol": 2e-5}
-    for g, w in zip(got, want, strict=True):
-        torch.testing.assert_close(g, w, **tolerance)
+    assert_fused_matches_reference(layer, x, None)
 
 
 @pytest.mark.parametrize(
