@@ -3,6 +3,10 @@
 Run: ``.venv/bin/python benchmarks/kernel_ab.py --against ecc1bb5 [--batches 32,1] [--rounds 5]``
 or ``.venv/bin/python benchmarks/kernel_ab.py --layouts`` (this checkout's two layouts of the
 windowed sums, ``TORCHLAP_LAP_WINDOWS=phases`` against ``tiles``; the global pools have neither).
+``--raw`` times the kernel calls alone, forward and backward apart: each shape's two calls are
+recorded once and replayed with the same arguments, without the module, autograd and ctypes
+argument building around them (which are most of a layer call at batch 1 and dilute a kernel
+change there).
 
 Builds the revision's ``lap_cpu.c`` and ``lap_layer.c`` (read with ``git show``) with the same
 compiler and flags as ``torchlap._ext``, then times the fused LAP layer's forward+backward at
@@ -24,11 +28,15 @@ from pathlib import Path
 import torch
 
 import torchlap._ext as ext
+from layer_overhead import best_us
 from torchlap.bench.common import measure
 from torchlap.bench.layer import SHAPES
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
 
 SOURCES = ("lap_cpu.c", "lap_layer.c")
+# lap_layer_backward's arguments gx and gparams: buffers the autograd function allocates per
+# call, replaced by the replay's own
+BACKWARD_GX, BACKWARD_GPARAMS = 10, 11
 
 
 def build_revision(revision: str, folder: Path) -> ctypes.CDLL:
@@ -54,6 +62,75 @@ def build_revision(revision: str, folder: Path) -> ctypes.CDLL:
     return ext.declare(ctypes.CDLL(str(target)), accept=(3, 4, 5, 6, 7))
 
 
+class _Recorder:
+    """A kernel library that records each call's function name and arguments, then makes it."""
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        self.library, self.calls = library, {}
+
+    def __getattr__(self, name: str):
+        function = getattr(self.library, name)
+
+        def call(*args):
+            self.calls[name] = args
+            return function(*args)
+
+        return call
+
+
+def raw_calls(lap, x: torch.Tensor, library: ctypes.CDLL) -> tuple[dict, list]:
+    """The fused layer's forward and backward kernel calls on ``x`` (name -> ctypes arguments),
+    and the tensors their pointers point to (keep them while replaying)."""
+    recorder = _Recorder(library)
+    ext._state["library"] = recorder
+    try:
+        pooled = lap(x)
+        upstream = torch.ones_like(pooled)
+        pooled.backward(upstream, retain_graph=True)  # the graph keeps the saved tensors
+    finally:
+        ext._state["library"] = library
+    grad_x, gparams = torch.empty_like(x), x.new_zeros(sum(p.numel() for p in lap.parameters()))
+    calls = {}
+    for name, args in recorder.calls.items():
+        args = list(args)
+        if name.startswith("lap_layer_backward"):
+            args[BACKWARD_GX], args[BACKWARD_GPARAMS] = grad_x.data_ptr(), gparams.data_ptr()
+        calls[name] = args
+    return calls, [x, pooled, upstream, grad_x, gparams]
+
+
+def raw_table(variants: dict, names: tuple[str, str], batches, rounds: int) -> None:
+    """Print each shape's forward and backward kernel times (us) with the two libraries."""
+    current = ext.lap_kernels()
+    print(f"# fused LAP layer kernel calls alone, us (best of {rounds} interleaved rounds)")
+    print(f"| where | input shape | call | {names[0]} | {names[1]} | ratio |")
+    print("|---|---|---|---|---|---|")
+    for batch in batches:
+        for where, shape, kernel, stride, padding in SHAPES:
+            shape = (batch, *shape[1:])
+            x = torch.randn(shape, requires_grad=True)
+            if kernel is None:
+                lap = AdaptiveLocalAttentionPool2d(shape[1], 1)
+            else:
+                lap = LocalAttentionPool2d(shape[1], kernel, stride, padding)
+            calls, keep = raw_calls(lap, x, current)
+            calls_per_round = max(10, int(2e4 / x[0].numel() * 50 / batch))
+            for name, args in calls.items():
+                candidates = {
+                    label: (lambda f=getattr(library, name), a=args: f(*a))
+                    for label, (library, _) in variants.items()
+                }
+                times = best_us(candidates, calls=calls_per_round, rounds=rounds)
+                before, after = (times[label] for label in names)
+                call = "forward" if "forward" in name else "backward"
+                print(
+                    f"| {where} | {shape} | {call} | {before:.1f} | {after:.1f} | "
+                    f"{after / before:.2f} |",
+                    flush=True,
+                )
+            del keep
+
+
 def main() -> None:
     """Print the A/B table."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -64,6 +141,9 @@ def main() -> None:
     )
     parser.add_argument("--batches", default="32,1", help="comma-separated batch sizes")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument(
+        "--raw", action="store_true", help="time the kernel calls alone (recorded, replayed)"
+    )
     args = parser.parse_args()
     current = ext.lap_kernels()
     if current is None:
@@ -76,6 +156,11 @@ def main() -> None:
             names = (args.against, "this checkout")
             other = build_revision(args.against, Path(folder))
             variants = {names[0]: (other, ""), names[1]: (current, "")}
+        if args.raw:
+            if args.layouts:
+                raise SystemExit("--raw compares revisions (--against), not layouts")
+            raw_table(variants, names, [int(b) for b in args.batches.split(",")], args.rounds)
+            return
         threads = torch.get_num_threads()
         print(f"# fused LAP layer forward+backward, ms (best call); {threads} threads")
         print(f"| where | input shape | pooling | {names[0]} | {names[1]} | ratio |")

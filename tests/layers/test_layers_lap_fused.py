@@ -165,6 +165,16 @@ def layout(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=[1, 2], ids=["1 thread", "2 threads"])
+def threads(request):
+    """Each test with this fixture runs with 1 and with 2 threads (at batch 1 the two threads
+    share one sample's pixels, channels and planes); the previous count is restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(previous)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("scorer", SCORERS)
 @pytest.mark.parametrize("case", GEOMETRIES)
@@ -214,13 +224,14 @@ def assert_fused_matches_reference(layer, x, geometry):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("geometry", _tiny_geometries(40, seed=3))
-def test_fused_layer_on_tiny_maps_matches_the_slow_references(geometry, dtype, layout):
+def test_fused_layer_on_tiny_maps_matches_the_slow_references(geometry, dtype, layout, threads):
     """Random maps of 1-7 pixels with 11 channels (a full channel tile and a partial one):
     padding, ceil mode, pixels in no window, kernels below the stride."""
     height, width, kernel, stride, padding, ceil_mode = geometry
     window = (kernel, stride, padding, ceil_mode)
     layer = make_layer(window, 11, 3, 4, "max", dtype)
-    x = torch.randn(2, 11, height, width, dtype=dtype)
+    # 2 threads take a sample together at batch 1 (each its share of the pixels and channels)
+    x = torch.randn(1 if threads == 2 else 2, 11, height, width, dtype=dtype)
     assert_fused_matches_reference(layer, x, window)
 
 
@@ -230,7 +241,9 @@ def test_fused_layer_on_tiny_maps_matches_the_slow_references(geometry, dtype, l
 # 49: the 5x5 and 7x7 global pools, whose rows end in an overlapping vector; 81 and 130: more
 # than one block of pixels
 @pytest.mark.parametrize("size", [(2, 2), (4, 4), (5, 5), (7, 7), (8, 8), (9, 9), (10, 13)])
-def test_the_global_pool_with_many_channels_matches_the_slow_references(size, batch, dtype):
+def test_the_global_pool_with_many_channels_matches_the_slow_references(
+    size, batch, dtype, threads
+):
     """21 channels: blocks of 8 channels and a remainder in the forward's window sums, and an odd
     number of channels in the backward's weight gradient, also when two threads split them."""
     layer = make_layer(None, 21, 1, 8, "max", dtype)

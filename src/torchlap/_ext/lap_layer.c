@@ -936,9 +936,11 @@ static void FN(layer_forward_sample)(const T *x, const FN(weights) *wg, const T 
     const T *xb = x + b * C * P;
     T *sb = score + b * P, *wnb = wn + b * K * O;
     int64_t lo, hi;
-    lap_part((P + LAP_BLOCK - 1) / LAP_BLOCK, tid, nth, &lo, &hi);
-    lo *= LAP_BLOCK;
-    hi = hi * LAP_BLOCK < P ? hi * LAP_BLOCK : P;
+    /* the scorer's pixels in shares of whole vectors: a map of at most LAP_BLOCK pixels (the
+     * 7-14 px maps at batch 1) is then split between the threads too */
+    lap_part((P + LAP_V - 1) / LAP_V, tid, nth, &lo, &hi);
+    lo *= LAP_V;
+    hi = hi * LAP_V < P ? hi * LAP_V : P;
     if (lo < hi)
         FN(score_pixels)(xb, wg, b1, w2, b2, agg, h > 0 ? hid + b * h * P : 0, conc + b * n * P, sb,
                          C, P, s, lo, hi, scratch);
