@@ -23,6 +23,7 @@ import ctypes
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -114,8 +115,12 @@ def raw_table(variants: dict, names: tuple[str, str], batches, rounds: int) -> N
             else:
                 lap = LocalAttentionPool2d(shape[1], kernel, stride, padding)
             calls, keep = raw_calls(lap, x, current)
-            calls_per_round = max(10, int(2e4 / x[0].numel() * 50 / batch))
             for name, args in calls.items():
+                function = getattr(current, name)
+                start = time.perf_counter()
+                function(*args)
+                # about 20 ms per candidate and round
+                calls_per_round = max(3, int(0.02 / (time.perf_counter() - start)))
                 candidates = {
                     label: (lambda f=getattr(library, name), a=args: f(*a))
                     for label, (library, _) in variants.items()
