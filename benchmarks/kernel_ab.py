@@ -1,12 +1,13 @@
 """This checkout's compiled LAP kernels against another git revision's, head to head in one process.
 
-Run: ``.venv/bin/python benchmarks/kernel_ab.py --against ecc1bb5 [--batches 32,1] [--rounds 5]``
-or ``.venv/bin/python benchmarks/kernel_ab.py --layouts`` (this checkout's two layouts of the
-windowed sums, ``TORCHLAP_LAP_WINDOWS=phases`` against ``tiles``; the global pools have neither).
-``--raw`` times the kernel calls alone, forward and backward apart: each shape's two calls are
-recorded once and replayed with the same arguments, without the module, autograd and ctypes
-argument building around them (which are most of a layer call at batch 1 and dilute a kernel
-change there).
+Run: ``.venv/bin/python benchmarks/kernel_ab.py --against ecc1bb5 [--batches 32,1] [--rounds
+5]`` or ``.venv/bin/python benchmarks/kernel_ab.py --layouts`` (this checkout's two layouts of
+the windowed sums, ``TORCHLAP_LAP_WINDOWS=phases`` against ``tiles``; the global pools have
+neither) or ``--widths`` (this checkout built with 32-byte vectors, AVX2's width, against
+64-byte ones, AVX-512's: ``-DLAP_VBYTES``). ``--raw`` times the kernel calls alone, forward and
+backward apart: each shape's two calls are recorded once and replayed with the same arguments,
+without the module, autograd and ctypes argument building around them (which are most of a layer
+call at batch 1 and dilute a kernel change there).
 
 Builds the revision's ``lap_cpu.c`` and ``lap_layer.c`` (read with ``git show``) with the same
 compiler and flags as ``torchlap._ext``, then times the fused LAP layer's forward+backward at
@@ -144,6 +145,11 @@ def main() -> None:
     which.add_argument(
         "--layouts", action="store_true", help="phase planes against channel tiles, this checkout"
     )
+    which.add_argument(
+        "--widths",
+        action="store_true",
+        help="this checkout built with 32-byte (AVX2) against 64-byte (AVX-512) vectors",
+    )
     parser.add_argument("--batches", default="32,1", help="comma-separated batch sizes")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     parser.add_argument(
@@ -157,6 +163,9 @@ def main() -> None:
         if args.layouts:
             names = ("phases", "tiles")
             variants = {name: (current, name) for name in names}
+        elif args.widths:
+            names = ("32-byte vectors", "64-byte vectors")
+            variants = {name: (ext.kernel_library(int(name[:2])), "") for name in names}
         else:
             names = (args.against, "this checkout")
             other = build_revision(args.against, Path(folder))

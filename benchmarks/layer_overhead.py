@@ -8,12 +8,12 @@ Times, on one input, forward + ``.sum().backward()`` of (1) the LAP layer with t
 kernels, (2) the same with every kernel replaced by a function that returns at once (so: the
 Python module, the checks, the allocations, the autograd function and the gradient
 accumulations), (3) an empty ``autograd.Function`` with the same six inputs and three outputs
-that returns no gradient, (4) the same returning the gradients of the input and of the five
-parameters (the floor of any Python autograd function for a layer with parameters: the
-parameters' gradient accumulation included), and (5, 6) the average and max pooling the layer
-replaces. Best of 9 interleaved rounds of 1000 calls each, in microseconds. The last line is
-the floor (4) plus the kernels' own time ((1) minus (2)) against max pooling: how far a LAP
-layer in Python could get if everything else in it cost nothing.
+that returns no gradient (``torchlap.bench.layer.empty_layer``), (4) the same returning the
+gradients of the input and of the five parameters (the floor of any Python autograd function for
+a layer with parameters: the parameters' gradient accumulation included), and (5, 6) the average
+and max pooling the layer replaces. Best of 9 interleaved rounds of 1000 calls each, in
+microseconds. The last line is the floor (4) plus the kernels' own time ((1) minus (2)) against
+max pooling: how far a LAP layer in Python could get if everything else in it cost nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import torchlap._ext as ext
+from torchlap.bench.layer import empty_layer
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
 
 
@@ -33,27 +34,6 @@ class _Idle:
 
     def __getattr__(self, name: str):
         return lambda *args: None
-
-
-class _Empty(torch.autograd.Function):
-    """The layer's inputs and output shapes, no work; gradients for none or for all inputs."""
-
-    @staticmethod
-    def forward(ctx, x, w1, b1, w2, b2, alpha, size, gradients):  # type: ignore[override]
-        ctx.gradients = gradients
-        ctx.save_for_backward(x, w1, b1, w2, b2, alpha)
-        batch, _, height, width = x.shape
-        return (
-            x.new_empty((batch, x.shape[1], *size)),
-            x.new_empty((batch, 1, height, width)),
-            x.new_empty((batch, 1, height, width)),
-        )
-
-    @staticmethod
-    def backward(ctx, *grads):  # type: ignore[override]
-        if not ctx.gradients:
-            return (None,) * 8
-        return (*(torch.empty_like(t) for t in ctx.saved_tensors), None, None)
 
 
 def best_us(candidates: dict, calls: int = 1000, rounds: int = 9) -> dict[str, float]:
@@ -86,15 +66,12 @@ def main() -> None:
     k = args.kernel
     if k:
         lap = LocalAttentionPool2d(shape[1], k)
-        size = (shape[2] // k, shape[3] // k)
         average, maximum = (lambda: F.avg_pool2d(x, k)), (lambda: F.max_pool2d(x, k))
     else:
         lap = AdaptiveLocalAttentionPool2d(shape[1], 1)
-        size = (1, 1)
         average = lambda: F.adaptive_avg_pool2d(x, 1)  # noqa: E731
         maximum = lambda: F.adaptive_max_pool2d(x, 1)  # noqa: E731
     params = list(lap.parameters())
-    w1, b1, w2, b2, alpha = (params[i] for i in (0, 1, 2, 3, 4))
 
     def run(forward):
         def call() -> None:
@@ -107,7 +84,7 @@ def main() -> None:
         return call
 
     def empty(gradients: bool):
-        return run(lambda: _Empty.apply(x, w1, b1, w2, b2, alpha, size, gradients))
+        return run(lambda: empty_layer(lap, x, gradients))
 
     where = f"k{k} s{k}" if k else "global"
     threads = torch.get_num_threads()

@@ -1,8 +1,17 @@
 """The layer benchmark runs and reports sensible ratios on tiny shapes."""
 
+import pytest
 import torch
 
-from torchlap.bench.layer import LayerBenchRow, format_rows, run_layer_benchmark, summary
+from torchlap.bench.layer import (
+    LayerBenchRow,
+    empty_layer,
+    format_rows,
+    lap_multiply_adds,
+    run_layer_benchmark,
+    summary,
+)
+from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
 
 
 def test_layer_benchmark_rows():
@@ -13,9 +22,13 @@ def test_layer_benchmark_rows():
         assert row.lap_ms > 0 and row.avg_ms > 0
         assert row.scorer_ms > 0 and row.scorer_ratio_avg == row.scorer_ms / row.avg_ms
         assert torch.isfinite(torch.tensor(row.extra_peak_input_copies))
+        assert row.multiply_adds > 0 and row.gemm_ms_per_gmac > 0 and row.autograd_floor_ms > 0
+        assert row.fma_floor_ratio_avg == row.fma_floor_ms / row.avg_ms > 0
+        assert row.autograd_floor_ratio_max == row.autograd_floor_ms / row.max_ms
     table = format_rows(rows)
     assert table.count("\n") == 4 and "LAP/avg" in table and "scorer alone/avg" in table
-    assert all(line.count("|") == 12 for line in table.splitlines())
+    assert "FMA floor/avg" in table and "autograd floor/max" in table
+    assert all(line.count("|") == 14 for line in table.splitlines())
 
 
 def test_summary_counts_the_missed_shapes_and_those_the_scorer_alone_misses():
@@ -27,6 +40,92 @@ def test_summary_counts_the_missed_shapes_and_those_the_scorer_alone_misses():
     text = summary([row(1.2, 0.5), row(2.0, 0.5), row(3.0, 1.6)])
     assert "worst LAP/avg 3.00" in text
     assert "above 1.5 at 2 of 3 shapes, at 1 of them the scorer alone" in text
+
+
+def test_summary_states_what_the_floors_say_about_the_missed_targets():
+    def row(lap_ms, max_ms, macs, floor_ms):
+        # avg 1 ms; the matrix product at 1 ms per GMAC
+        return LayerBenchRow(
+            (1, 4, 4, 4), "k2 s2 p0", "", 1.0, max_ms, lap_ms, lap_ms, lap_ms / max_ms, 0.1,
+            0.5, macs, 1.0, floor_ms,
+        )  # fmt: skip
+
+    # LAP/avg 2 and 3 with FMA floors of 1.2 and 0.6 ms; LAP/max 2, 3 and 1.1 (within target)
+    text = summary([row(2.0, 1.0, 1.2e9, 1.3), row(3.0, 1.0, 0.6e9, 0.5), row(1.1, 1.0, 1e9, 0.1)])
+    assert "the target asks LAP's multiply-adds to run at 40-80% of the rate" in text
+    assert "(LAP runs them at 20-60%; FMA floor/avg 0.60-1.20)" in text
+    assert "LAP/max above 1.2 at 2 of 3 shapes; at 1 of them an autograd function" in text
+    assert "(autograd floor/max 0.50-1.30)" in text
+    # every target met: no floor lines
+    assert "\n" not in summary([row(1.1, 1.0, 1e9, 0.1)])
+
+
+def _taps_by_loop(height, width, kernel, stride, padding, out_h, out_w):
+    """Window positions inside the input, counted one window and one tap at a time."""
+    taps = 0
+    for i in range(out_h):
+        for j in range(out_w):
+            for u in range(kernel):
+                for v in range(kernel):
+                    r, c = i * stride - padding + u, j * stride - padding + v
+                    taps += 0 <= r < height and 0 <= c < width
+    return taps
+
+
+@pytest.mark.parametrize(
+    ("shape", "window", "hidden", "concepts", "aggregation"),
+    [
+        ((2, 6, 8, 8), (2, 2, 0), 8, 1, "max"),
+        ((1, 5, 9, 7), (3, 2, 1), 0, 3, "conv"),
+        ((3, 4, 10, 10), (3, 2, 0), 4, 2, "sum"),
+        ((2, 6, 5, 5), None, 8, 1, "max"),
+    ],
+)
+def test_lap_multiply_adds_counts_the_scorer_and_the_window_sums(
+    shape, window, hidden, concepts, aggregation
+):
+    """The scorer's part against PyTorch's FLOP counter on its own forward+backward, the window
+    sums' against a loop over windows and taps: three multiply-adds per tap and channel."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch, channels, height, width = shape
+    options = dict(n_concepts=concepts, hidden_channels=hidden, aggregation=aggregation)
+    if window is None:
+        lap = AdaptiveLocalAttentionPool2d(channels, 1, **options)
+        taps = height * width
+    else:
+        kernel, stride, padding = window
+        lap = LocalAttentionPool2d(channels, kernel, stride, padding, **options)
+        taps = _taps_by_loop(
+            height, width, kernel, stride, padding, *lap.output_size(height, width)
+        )
+    x = torch.randn(shape, requires_grad=True)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        concepts_map, score = lap.scorer(x)
+        (concepts_map.sum() + score.sum()).backward()
+    scorer_macs = counter.get_total_flops() // 2
+    assert scorer_macs > 0
+    assert lap_multiply_adds(lap, shape) == scorer_macs + 3 * batch * channels * taps
+
+
+@pytest.mark.parametrize("gradients", [True, False])
+def test_empty_layer_has_the_layers_outputs_and_gradients(gradients):
+    for lap, shape in [
+        (LocalAttentionPool2d(4, 3, 2, 1, n_concepts=2, aggregation="conv"), (2, 4, 9, 7)),
+        (AdaptiveLocalAttentionPool2d(4, (1, None)), (1, 4, 5, 6)),
+    ]:
+        x = torch.randn(shape, requires_grad=True)
+        pooled = empty_layer(lap, x, gradients)
+        assert pooled.shape == lap(x).shape
+        lap.zero_grad(set_to_none=True)
+        pooled.sum().backward()
+        params = list(lap.parameters())
+        assert len(params) >= 5
+        for tensor in [x, *params]:
+            assert (tensor.grad is not None) == gradients
+            if gradients:
+                assert tensor.grad.shape == tensor.shape
 
 
 def test_memory_measurement_keeps_the_profilers_log_off_stderr():

@@ -15,7 +15,8 @@ from test_layers_lap_kernel import _tiny_geometries
 from test_layers_lap_reference import reference_adaptive, reference_lap
 from torch import nn
 
-from torchlap._ext import lap_kernels
+import torchlap._ext as ext
+from torchlap._ext import kernel_library, lap_kernels
 from torchlap.layers import fused
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
 
@@ -165,6 +166,36 @@ def layout(request, monkeypatch):
     return request.param
 
 
+def _other_width() -> int:
+    """The vector width (bytes) that this machine's default build does not use."""
+    return 32 if lap_kernels().lap_vector_bytes() == 64 else 64
+
+
+@pytest.fixture(params=["default", "other"], ids=["default vectors", "other vectors"])
+def width(request, monkeypatch):
+    """Each test with this fixture runs with the kernels the layers use here and with a build of
+    the other vector width (-DLAP_VBYTES: 64 bytes where the compiler targets AVX-512, else 32),
+    so that both widths' code (16- and 8-lane float vectors) meets the slow references on any
+    machine."""
+    if request.param == "other":
+        monkeypatch.setitem(ext._state, "library", kernel_library(_other_width()))
+    return lap_kernels().lap_vector_bytes()
+
+
+def test_the_two_widths_are_two_builds():
+    default, other = lap_kernels(), kernel_library(_other_width())
+    assert {default.lap_vector_bytes(), other.lap_vector_bytes()} == {32, 64}
+    assert kernel_library(_other_width()) is other  # built once
+
+
+def test_an_unknown_vector_width_is_refused(monkeypatch):
+    with pytest.raises(ValueError, match=r"one of \(32, 64\) bytes"):
+        kernel_library(48)
+    monkeypatch.setenv("TORCHLAP_EXT_VECTOR_BYTES", "16")
+    with pytest.raises(ValueError, match="TORCHLAP_EXT_VECTOR_BYTES='16': expected one of 32, 64"):
+        ext._load()
+
+
 @pytest.fixture(params=[1, 2], ids=["1 thread", "2 threads"])
 def threads(request):
     """Each test with this fixture runs with 1 and with 2 threads (at batch 1 the two threads
@@ -178,7 +209,7 @@ def threads(request):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("scorer", SCORERS)
 @pytest.mark.parametrize("case", GEOMETRIES)
-def test_fused_layer_matches_the_slow_references(case, scorer, dtype, layout):
+def test_fused_layer_matches_the_slow_references(case, scorer, dtype, layout, width):
     height, width, geometry, batch = case
     n_concepts, hidden, aggregation = scorer
     layer = make_layer(geometry, 5, n_concepts, hidden, aggregation, dtype)
@@ -197,7 +228,7 @@ def test_fused_layer_matches_the_slow_references(case, scorer, dtype, layout):
 @pytest.mark.parametrize("geometry", [None, (3, 2, 1, False), (2, 2, 0, False)])
 # 19 channels: two threads' shares of 9 and 10, each a full channel tile and a partial one
 @pytest.mark.parametrize("channels", [6, 19])
-def test_fused_layer_with_two_threads_matches_one(batch, geometry, channels, layout):
+def test_fused_layer_with_two_threads_matches_one(batch, geometry, channels, layout, width):
     layer = make_layer(geometry, channels, 3, 4, "max", torch.float64)
     x = torch.randn(batch, channels, 9, 34, dtype=torch.float64)
     previous = torch.get_num_threads()
@@ -224,7 +255,9 @@ def assert_fused_matches_reference(layer, x, geometry):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("geometry", _tiny_geometries(40, seed=3))
-def test_fused_layer_on_tiny_maps_matches_the_slow_references(geometry, dtype, layout, threads):
+def test_fused_layer_on_tiny_maps_matches_the_slow_references(
+    geometry, dtype, layout, threads, width
+):
     """Random maps of 1-7 pixels with 11 channels (a full channel tile and a partial one):
     padding, ceil mode, pixels in no window, kernels below the stride."""
     height, width, kernel, stride, padding, ceil_mode = geometry
@@ -237,12 +270,15 @@ def test_fused_layer_on_tiny_maps_matches_the_slow_references(geometry, dtype, l
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("batch", [1, 3])  # 1: the two threads share the channels
-# 4 pixels: below a float32 vector, one float64 vector; 16 and 64: whole vectors only; 25 and
-# 49: the 5x5 and 7x7 global pools, whose rows end in an overlapping vector; 81 and 130: more
-# than one block of pixels
-@pytest.mark.parametrize("size", [(2, 2), (4, 4), (5, 5), (7, 7), (8, 8), (9, 9), (10, 13)])
+# 4 pixels: below a float32 vector, one float64 vector of 32 bytes; 16 and 64: whole vectors
+# only; 15 and 24: below one 64-byte float32 vector, and one and a half; 25 and 49: the 5x5 and
+# 7x7 global pools, whose rows end in an overlapping vector; 81 and 130: more than one block of
+# pixels
+@pytest.mark.parametrize(
+    "size", [(2, 2), (4, 4), (3, 5), (4, 6), (5, 5), (7, 7), (8, 8), (9, 9), (10, 13)]
+)
 def test_the_global_pool_with_many_channels_matches_the_slow_references(
-    size, batch, dtype, threads
+    size, batch, dtype, threads, width
 ):
     """21 channels: blocks of 8 channels and a remainder in the forward's window sums, and an odd
     number of channels in the backward's weight gradient, also when two threads split them."""
@@ -256,7 +292,7 @@ def test_the_global_pool_with_many_channels_matches_the_slow_references(
     # the global pool; windows with padding; a kernel below the stride (pixels in no window)
     [None, (2, 2, 0, False), (3, 2, 1, True), ((1, 1), (2, 2), (0, 0), False)],
 )
-def test_fused_backward_writes_every_input_gradient_element(geometry, layout, monkeypatch):
+def test_fused_backward_writes_every_input_gradient_element(geometry, layout, width, monkeypatch):
     """The kernel's grad_x buffer comes from torch.empty_like; filled with NaN here, any element
     the backward leaves unwritten (or reads before writing) shows."""
     layer = make_layer(geometry, 10, 2, 4, "max", torch.float64)

@@ -10,7 +10,9 @@ The library holds the weighted window sums of LAP's pooling and the fused LAP la
 Eq. 4 and Eq. 1 in one call each way, ``lap_layer.c``, used by
 :func:`torchlap.layers.fused.fused_lap_layer`).
 When no compiler works the callers use their pure-PyTorch path; that is logged once.
-``TORCHLAP_NO_EXT=1`` turns the kernels off.
+``TORCHLAP_NO_EXT=1`` turns the kernels off. The fused layer's vectors are 64 bytes where the
+compiler targets AVX-512 and 32 (AVX2) elsewhere; ``TORCHLAP_EXT_VECTOR_BYTES=32`` or ``64``
+forces one (:func:`kernel_library` builds either, for tests and ``benchmarks/kernel_ab.py``).
 CUDA (and any non-CPU) tensors always take the pure-PyTorch path.
 """
 
@@ -36,6 +38,7 @@ __all__ = [
     "LapLayerSpec",
     "check_status",
     "declare",
+    "kernel_library",
     "kernel_status",
     "kernel_work_peak",
     "lap_kernels",
@@ -46,6 +49,7 @@ _SOURCE = Path(__file__).with_name("lap_cpu.c")
 _HEADERS = (Path(__file__).with_name("lap_layer.c"),)
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
 _ABI_VERSION = 7
+VECTOR_BYTES = (32, 64)
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
@@ -96,7 +100,32 @@ def _cache_dir() -> Path:
     return Path(base) / "torchlap" / "ext"
 
 
-def _build(compiler: str) -> Path:
+def _vector_bytes_flags(vector_bytes: int | None) -> list[str]:
+    """The compiler flags of the fused layer's vector width (None: the target's own)."""
+    if vector_bytes is None:
+        return []
+    if vector_bytes not in VECTOR_BYTES:
+        raise ValueError(
+            f"the kernels' vector width must be one of {VECTOR_BYTES} bytes (or unset: the "
+            f"compiler's target decides), got {vector_bytes!r}"
+        )
+    return [f"-DLAP_VBYTES={vector_bytes}"]
+
+
+def _env_vector_bytes() -> int | None:
+    value = os.environ.get("TORCHLAP_EXT_VECTOR_BYTES", "").strip()
+    if not value:
+        return None
+    if value not in {str(b) for b in VECTOR_BYTES}:
+        raise ValueError(
+            f"TORCHLAP_EXT_VECTOR_BYTES={value!r}: expected one of "
+            f"{', '.join(str(b) for b in VECTOR_BYTES)}, or unset (the compiler's target decides)"
+        )
+    return int(value)
+
+
+def _build(compiler: str, vector_bytes: int | None = None) -> Path:
+    flags = [*_FLAGS, *_vector_bytes_flags(vector_bytes)]
     version = subprocess.run(
         [compiler, "--version"], capture_output=True, text=True, timeout=60, check=True
     ).stdout
@@ -105,7 +134,7 @@ def _build(compiler: str) -> Path:
         b"\0".join(
             [
                 source,
-                " ".join(_FLAGS).encode(),
+                " ".join(flags).encode(),
                 version.encode(),
                 _cpu_flags().encode(),
                 platform.machine().encode(),
@@ -121,7 +150,7 @@ def _build(compiler: str) -> Path:
     # temporary file, the last rename wins, and a reader never sees a half-written library
     with atomic_path(target) as temporary:
         subprocess.run(
-            [compiler, *_FLAGS, "-o", str(temporary), str(_SOURCE), "-lm"],
+            [compiler, *flags, "-o", str(temporary), str(_SOURCE), "-lm"],
             capture_output=True,
             text=True,
             timeout=300,
@@ -134,10 +163,31 @@ def _load() -> ctypes.CDLL | None:
     if os.environ.get("TORCHLAP_NO_EXT", "") not in ("", "0"):
         _state["status"] = "disabled by TORCHLAP_NO_EXT"
         return None
+    vector_bytes = _env_vector_bytes()  # a wrong value raises here, before any build
     compiler = _compiler()
     if compiler is None:
         raise RuntimeError("no C compiler found ($CC, cc, gcc or clang)")
-    return declare(ctypes.CDLL(str(_build(compiler))))
+    return declare(ctypes.CDLL(str(_build(compiler, vector_bytes))))
+
+
+def kernel_library(vector_bytes: int | None = None) -> ctypes.CDLL | None:
+    """A kernel library whose fused layer uses vectors of ``vector_bytes`` (32: AVX2 width, 64:
+    AVX-512; None: the compiler's target decides), built (once, cached like
+    :func:`lap_kernels`'s) and loaded; None when no C compiler is found.
+
+    For comparing the two widths on one machine (the tests run the slow references against
+    both; ``benchmarks/kernel_ab.py --widths``): :func:`lap_kernels` is the library the
+    layers use.
+    """
+    flags = _vector_bytes_flags(vector_bytes)  # a wrong width raises before any build
+    compiler = _compiler()
+    if compiler is None:
+        return None
+    key = ("width", tuple(flags))
+    with _lock:
+        if key not in _state:
+            _state[key] = declare(ctypes.CDLL(str(_build(compiler, vector_bytes))))
+    return _state[key]  # type: ignore[return-value]
 
 
 def declare(library: ctypes.CDLL, accept: tuple[int, ...] = (_ABI_VERSION,)) -> ctypes.CDLL:
@@ -155,6 +205,8 @@ def declare(library: ctypes.CDLL, accept: tuple[int, ...] = (_ABI_VERSION,)) -> 
     if version >= 7:
         library.lap_work_peak.argtypes = [ctypes.c_int]
         library.lap_work_peak.restype = ctypes.c_int64
+    if hasattr(library, "lap_vector_bytes"):
+        library.lap_vector_bytes.restype = ctypes.c_int
     for suffix in ("f32", "f64"):
         forward = getattr(library, f"lap_forward_{suffix}")
         forward.argtypes = [pointer, pointer, pointer, geometry, ctypes.c_int]
@@ -244,5 +296,8 @@ def lap_kernels() -> ctypes.CDLL | None:
 
 def kernel_status() -> str:
     """Which path LAP's windowed pooling takes on the CPU, in words (for benchmarks and logs)."""
-    lap_kernels()
-    return str(_state.get("status", "unknown"))
+    library = lap_kernels()
+    status = str(_state.get("status", "unknown"))
+    if library is not None and hasattr(library, "lap_vector_bytes"):
+        status += f" ({library.lap_vector_bytes()}-byte vectors)"
+    return status

@@ -120,7 +120,7 @@ static void lap_free_phases(lap_phase_plan *p) { free(p->off); }
 
 /* The channel-tile layout of the windowed sum, for small maps (lap_layer.c): there the phase
  * planes' rows are a few elements long and the loops' overhead is most of their cost. Instead,
- * LAP_V channel planes at a time are transposed into a pixel-major tile (a vector of LAP_V
+ * LAP_TV channel planes at a time are transposed into a pixel-major tile (a vector of LAP_TV
  * channels per pixel, plus a zero row P), and offset k of window o is one vector FMA:
  * out[o] += w[k][o] * tile[tap[k][o]], with tap[k][o] the pixel that offset reads (P in the
  * padding). Returns the K * O taps, NULL when they could not be allocated. */
@@ -175,8 +175,16 @@ static int lap_use_tiles(const lap_geometry *g, const lap_layer_spec *s, int nth
         }                                                                                        \
     } while (0)
 
-/* bytes of the vectors of the fused layer's 1x1 convolution kernels (AVX2 width) */
+/* bytes of the fused layer's vectors: 64 (one AVX-512 register) where the compiler targets
+ * AVX-512, else 32 (AVX2; other targets split them as they must). -DLAP_VBYTES=32 or 64 forces
+ * one (python benchmarks/kernel_ab.py --widths compares the two). */
+#ifndef LAP_VBYTES
+#if defined(__AVX512F__)
+#define LAP_VBYTES 64
+#else
 #define LAP_VBYTES 32
+#endif
+#endif
 
 /* rows of the 1x1 convolution kernels: output channels rounded up to groups of 8 */
 static int64_t lap_padded(int64_t rows) { return (rows + 7) / 8 * 8; }
@@ -193,36 +201,66 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
 #else
 #define LAP_SHUFFLE(a, b, ivec, idx) __builtin_shuffle(a, b, (ivec){idx})
 #endif
-#if LAP_VBYTES != 32
-#error "the perfect-shuffle lane indices below are those of 32-byte vectors"
+/* the perfect shuffles of the transposes: lanes 0..n/2 (LO) or n/2..n (HI) of two vectors of
+ * n lanes, interleaved */
+#define LAP_ZIP4_LO 0, 4, 1, 5
+#define LAP_ZIP4_HI 2, 6, 3, 7
+#define LAP_ZIP8_LO 0, 8, 1, 9, 2, 10, 3, 11
+#define LAP_ZIP8_HI 4, 12, 5, 13, 6, 14, 7, 15
+#define LAP_ZIP16_LO 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
+#define LAP_ZIP16_HI 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+#if LAP_VBYTES == 32
+#define LAP_ZIPF_LO LAP_ZIP8_LO
+#define LAP_ZIPF_HI LAP_ZIP8_HI
+#define LAP_ZIPD_LO LAP_ZIP4_LO
+#define LAP_ZIPD_HI LAP_ZIP4_HI
+#elif LAP_VBYTES == 64
+#define LAP_ZIPF_LO LAP_ZIP16_LO
+#define LAP_ZIPF_HI LAP_ZIP16_HI
+#define LAP_ZIPD_LO LAP_ZIP8_LO
+#define LAP_ZIPD_HI LAP_ZIP8_HI
+#else
+#error "LAP_VBYTES must be 32 or 64"
 #endif
 
 #define T float
+#define LAP_TBYTES 4
 #define SUFFIX f32
 #define EXP expf
 #define LAP_LANE int32_t
-#define LAP_ZIP_LO 0, 8, 1, 9, 2, 10, 3, 11
-#define LAP_ZIP_HI 4, 12, 5, 13, 6, 14, 7, 15
+#define LAP_ZIP_LO LAP_ZIPF_LO
+#define LAP_ZIP_HI LAP_ZIPF_HI
+#define LAP_TZIP_LO LAP_ZIP8_LO
+#define LAP_TZIP_HI LAP_ZIP8_HI
 #include "lap_layer.c"
 #undef T
+#undef LAP_TBYTES
 #undef SUFFIX
 #undef EXP
 #undef LAP_LANE
 #undef LAP_ZIP_LO
 #undef LAP_ZIP_HI
+#undef LAP_TZIP_LO
+#undef LAP_TZIP_HI
 #define T double
+#define LAP_TBYTES 8
 #define SUFFIX f64
 #define EXP exp
 #define LAP_LANE int64_t
-#define LAP_ZIP_LO 0, 4, 1, 5
-#define LAP_ZIP_HI 2, 6, 3, 7
+#define LAP_ZIP_LO LAP_ZIPD_LO
+#define LAP_ZIP_HI LAP_ZIPD_HI
+#define LAP_TZIP_LO LAP_ZIP4_LO
+#define LAP_TZIP_HI LAP_ZIP4_HI
 #include "lap_layer.c"
 #undef T
+#undef LAP_TBYTES
 #undef SUFFIX
 #undef EXP
 #undef LAP_LANE
 #undef LAP_ZIP_LO
 #undef LAP_ZIP_HI
+#undef LAP_TZIP_LO
+#undef LAP_TZIP_HI
 
 #define DEFINE_KERNELS(T, SUFFIX)                                                                \
     /* returns 0, or 1 when a work buffer could not be allocated (then nothing was computed) */  \
@@ -342,3 +380,6 @@ DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
 
 int lap_abi_version(void) { return 7; }
+
+/* bytes of the fused layer's vectors in this build (LAP_VBYTES) */
+int lap_vector_bytes(void) { return LAP_VBYTES; }

@@ -164,89 +164,102 @@ static void FN(unpool_phases)(const T *restrict X, const T *restrict wn, const T
     }
 }
 
-typedef T FN(vec) __attribute__((vector_size(LAP_VBYTES)));
+/* A vector type of BYTES bytes and its operations: load (unaligned), the sum of the lanes in
+ * their order, and the transpose of a block of as many vectors as it has lanes, in place: log2
+ * (lanes) rounds of perfect shuffles (zip row i with row i + lanes / 2; ZIP##_LO and ZIP##_HI:
+ * the lane indices, macros of their own, so that their commas stay inside LAP_SHUFFLE). Two of
+ * them: the pixel vectors and the tile vectors. */
+#ifndef LAP_VECTOR_TYPE
+#define LAP_VECTOR_TYPE(VEC, LANES, BYTES, LOAD, HSUM, TRANSPOSE, ZIP)                          \
+    typedef T VEC __attribute__((vector_size(BYTES)));                                         \
+    typedef LAP_LANE LANES __attribute__((vector_size(BYTES)));                                \
+    static inline VEC LOAD(const T *p) {                                                       \
+        VEC v;                                                                                  \
+        memcpy(&v, p, sizeof v);                                                                \
+        return v;                                                                               \
+    }                                                                                           \
+    static inline T HSUM(VEC v) {                                                              \
+        T sum = 0;                                                                              \
+        for (int64_t l = 0; l < (int64_t)(BYTES / sizeof(T)); ++l) sum += v[l];                 \
+        return sum;                                                                             \
+    }                                                                                           \
+    static inline void TRANSPOSE(VEC *r) {                                                     \
+        enum { n = BYTES / sizeof(T) };                                                         \
+        for (int round = 0; (1 << round) < n; ++round) {                                        \
+            VEC t[n];                                                                           \
+            for (int i = 0; i < n / 2; ++i) {                                                   \
+                t[2 * i] = LAP_SHUFFLE(r[i], r[i + n / 2], LANES, ZIP##_LO);                     \
+                t[2 * i + 1] = LAP_SHUFFLE(r[i], r[i + n / 2], LANES, ZIP##_HI);                 \
+            }                                                                                   \
+            memcpy(r, t, sizeof t);                                                             \
+        }                                                                                       \
+    }
+#endif
+
+/* the pixel vectors: LAP_VBYTES (64 bytes where the compiler targets AVX-512, else 32) */
+LAP_VECTOR_TYPE(FN(vec), FN(lanes), LAP_VBYTES, FN(load), FN(hsum), FN(transpose_block), LAP_ZIP)
 #define LAP_V ((int64_t)(LAP_VBYTES / sizeof(T)))
 
-static inline FN(vec) FN(load)(const T *p) {
-    FN(vec) v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+/* The channel tiles' vectors (lap_taps): LAP_TV channels side by side, 32 bytes (AVX2 width)
+ * whatever LAP_VBYTES is. At 64 bytes a tile and its gradient outgrow the L1 cache at the 12-28
+ * px maps: the windowed backward took 1.09-1.18x the time at ResNet50 layer4.0 and Inception's
+ * Mixed_7a (python benchmarks/kernel_ab.py --raw, 2026-12-03). */
+LAP_VECTOR_TYPE(FN(tvec), FN(tlanes), 32, FN(tload), FN(thsum), FN(ttranspose), LAP_TZIP)
+#define LAP_TV ((int64_t)(32 / sizeof(T)))
 
-static inline T FN(hsum)(FN(vec) v) {
-    T sum = 0;
-    for (int64_t l = 0; l < LAP_V; ++l) sum += v[l];
-    return sum;
-}
-
-typedef LAP_LANE FN(lanes) __attribute__((vector_size(LAP_VBYTES)));
-
-/* the transpose of a LAP_V x LAP_V block held as LAP_V row vectors, in place: log2(LAP_V)
- * rounds of perfect shuffles (zip row i with row i + LAP_V / 2) */
-static inline void FN(transpose_block)(FN(vec) *r) {
-    for (int round = 0; (1 << round) < LAP_V; ++round) {
-        FN(vec) t[LAP_V];
-        for (int i = 0; i < LAP_V / 2; ++i) {
-            t[2 * i] = LAP_SHUFFLE(r[i], r[i + LAP_V / 2], FN(lanes), LAP_ZIP_LO);
-            t[2 * i + 1] = LAP_SHUFFLE(r[i], r[i + LAP_V / 2], FN(lanes), LAP_ZIP_HI);
-        }
-        memcpy(r, t, sizeof t);
-    }
-}
-
-/* m <= LAP_V planes (P apart, n elements each) into the tile xt: n rows of LAP_V lanes, lane i
- * of row e = plane i's element e, lanes m..LAP_V zero */
+/* m <= LAP_TV planes (P apart, n elements each) into the tile xt: n rows of LAP_TV lanes, lane i
+ * of row e = plane i's element e, lanes m..LAP_TV zero */
 static void FN(tile_in)(const T *xp, int64_t P, int64_t m, int64_t n, T *restrict xt) {
     int64_t e0 = 0;
-    for (; e0 + LAP_V <= n; e0 += LAP_V) {
-        FN(vec) r[LAP_V];
-        for (int i = 0; i < LAP_V; ++i) r[i] = i < m ? FN(load)(xp + i * P + e0) : (FN(vec)){0};
-        FN(transpose_block)(r);
-        memcpy(xt + e0 * LAP_V, r, sizeof r);
+    for (; e0 + LAP_TV <= n; e0 += LAP_TV) {
+        FN(tvec) r[LAP_TV];
+        for (int i = 0; i < LAP_TV; ++i) r[i] = i < m ? FN(tload)(xp + i * P + e0) : (FN(tvec)){0};
+        FN(ttranspose)(r);
+        memcpy(xt + e0 * LAP_TV, r, sizeof r);
     }
     for (int64_t e = e0; e < n; ++e)
-        for (int64_t i = 0; i < LAP_V; ++i) xt[e * LAP_V + i] = i < m ? xp[i * P + e] : (T)0;
+        for (int64_t i = 0; i < LAP_TV; ++i) xt[e * LAP_TV + i] = i < m ? xp[i * P + e] : (T)0;
 }
 
 /* the first n rows of the tile xt back into m planes (P apart) */
 static void FN(tile_out)(const T *restrict xt, int64_t n, int64_t m, T *xp, int64_t P) {
     int64_t e0 = 0;
-    for (; e0 + LAP_V <= n; e0 += LAP_V) {
-        FN(vec) r[LAP_V];
-        memcpy(r, xt + e0 * LAP_V, sizeof r);
-        FN(transpose_block)(r);
+    for (; e0 + LAP_TV <= n; e0 += LAP_TV) {
+        FN(tvec) r[LAP_TV];
+        memcpy(r, xt + e0 * LAP_TV, sizeof r);
+        FN(ttranspose)(r);
         for (int i = 0; i < m; ++i) memcpy(xp + i * P + e0, &r[i], sizeof r[i]);
     }
     for (int64_t e = e0; e < n; ++e)
-        for (int64_t i = 0; i < m; ++i) xp[i * P + e] = xt[e * LAP_V + i];
+        for (int64_t i = 0; i < m; ++i) xp[i * P + e] = xt[e * LAP_TV + i];
 }
 
-/* the windowed sums of a tile (lap_taps): ot[o] = sum_k wn[k][o] xt[tap[k][o]], rows of LAP_V */
+/* the windowed sums of a tile (lap_taps): ot[o] = sum_k wn[k][o] xt[tap[k][o]], rows of LAP_TV */
 static void FN(pool_tile)(const T *restrict xt, const T *restrict wn, const int64_t *restrict tap,
                           T *restrict ot, int64_t K, int64_t O) {
     for (int64_t o = 0; o < O; ++o) {
-        FN(vec) acc = {0};
+        FN(tvec) acc = {0};
         for (int64_t k = 0; k < K; ++k)
-            acc += wn[k * O + o] * FN(load)(xt + tap[k * O + o] * LAP_V);
-        memcpy(ot + o * LAP_V, &acc, sizeof acc);
+            acc += wn[k * O + o] * FN(tload)(xt + tap[k * O + o] * LAP_TV);
+        memcpy(ot + o * LAP_TV, &acc, sizeof acc);
     }
 }
 
 /* backward of pool_tile: gxt[tap[k][o]] += wn[k][o] gpt[o] (gxt may be NULL) and, per lane,
- * gwt[k][o] += gpt[o] xt[tap[k][o]] (gwt (K * O) rows of LAP_V) */
+ * gwt[k][o] += gpt[o] xt[tap[k][o]] (gwt (K * O) rows of LAP_TV) */
 static void FN(unpool_tile)(const T *restrict xt, const T *restrict wn,
                             const int64_t *restrict tap, const T *restrict gpt, T *gxt,
                             T *restrict gwt, int64_t K, int64_t O) {
     for (int64_t o = 0; o < O; ++o) {
-        const FN(vec) gv = FN(load)(gpt + o * LAP_V);
+        const FN(tvec) gv = FN(tload)(gpt + o * LAP_TV);
         for (int64_t k = 0; k < K; ++k) {
-            const int64_t e = k * O + o, q = tap[e] * LAP_V;
+            const int64_t e = k * O + o, q = tap[e] * LAP_TV;
             if (gxt) {
-                const FN(vec) t = FN(load)(gxt + q) + wn[e] * gv;
+                const FN(tvec) t = FN(tload)(gxt + q) + wn[e] * gv;
                 memcpy(gxt + q, &t, sizeof t);
             }
-            const FN(vec) t = FN(load)(gwt + e * LAP_V) + gv * FN(load)(xt + q);
-            memcpy(gwt + e * LAP_V, &t, sizeof t);
+            const FN(tvec) t = FN(tload)(gwt + e * LAP_TV) + gv * FN(tload)(xt + q);
+            memcpy(gwt + e * LAP_TV, &t, sizeof t);
         }
     }
 }
@@ -262,16 +275,40 @@ static T FN(dot)(const T *a, const T *b, int64_t n) {
     return FN(hsum)(s) + tail;
 }
 
-/* out[i] = the sum of v[i]'s lanes, i < 8 (v is overwritten): transposes of LAP_V x LAP_V
- * blocks and vector adds, in the lanes' order (the same sums as hsum), in place of 8
- * horizontal sums */
+/* out[i] = the sum of v[i]'s lanes, i < 8 (v is overwritten): with at most 8 lanes, transposes
+ * of LAP_V x LAP_V blocks and vector adds, in the lanes' order (the same sums as hsum), in place
+ * of 8 horizontal sums; with 16 lanes (AVX-512 floats) each vector's two halves added first,
+ * then the same with the 8 x 8 block of halves */
 static inline void FN(sum_lanes8)(FN(vec) *v, T *out) {
+#if LAP_VBYTES / LAP_TBYTES > 8
+    typedef T half __attribute__((vector_size(LAP_VBYTES / 2)));
+    typedef LAP_LANE half_lanes __attribute__((vector_size(LAP_VBYTES / 2)));
+    half r[8];
+    for (int i = 0; i < 8; ++i) {
+        half hi;
+        memcpy(&r[i], &v[i], sizeof r[i]);
+        memcpy(&hi, (const char *)&v[i] + sizeof hi, sizeof hi);
+        r[i] += hi;
+    }
+    for (int round = 0; round < 3; ++round) { /* the 8 x 8 transpose, as transpose_block's */
+        half t[8];
+        for (int i = 0; i < 4; ++i) {
+            t[2 * i] = LAP_SHUFFLE(r[i], r[i + 4], half_lanes, LAP_ZIP8_LO);
+            t[2 * i + 1] = LAP_SHUFFLE(r[i], r[i + 4], half_lanes, LAP_ZIP8_HI);
+        }
+        memcpy(r, t, sizeof t);
+    }
+    half sum = r[0];
+    for (int i = 1; i < 8; ++i) sum += r[i];
+    memcpy(out, &sum, sizeof sum);
+#else
     for (int blk = 0; blk < 8; blk += LAP_V) {
         FN(transpose_block)(v + blk);
         FN(vec) sum = v[blk];
         for (int i = 1; i < LAP_V; ++i) sum += v[blk + i];
         memcpy(out + blk, &sum, sizeof sum);
     }
+#endif
 }
 
 /* the lanes of the last vector of a row of n >= LAP_V elements that starts at n - LAP_V and
@@ -417,8 +454,12 @@ static void FN(conv_block)(const T *xr, int64_t P, int64_t C, const FN(weights) 
                                                  : wg->last + jj * C;
         }
         const int64_t step = jg + 8 <= h1 || !wg->last ? col : 1;
-        int64_t t0 = 0;
-        for (; t0 + LAP_V <= len; t0 += LAP_V) {
+        /* whole vectors; a block of at least LAP_V pixels ends with a vector that overlaps the
+         * last full one (it writes the same sums again), so that no pixel takes the scalar loop
+         * (up to 15 pixels of 8 dependent FMA chains each with AVX-512 floats) */
+        const int64_t vend = len >= LAP_V ? len : 0;
+        for (int64_t t0 = 0; t0 < vend; t0 += LAP_V) {
+            if (t0 + LAP_V > len) t0 = len - LAP_V;
             FN(vec) a[8];
             for (int64_t jj = 0; jj < 8; ++jj) a[jj] = (FN(vec)){0} + bias[jj];
             const T *xc = xr + t0;
@@ -429,7 +470,25 @@ static void FN(conv_block)(const T *xr, int64_t P, int64_t C, const FN(weights) 
             for (int64_t jj = 0; jj < 8; ++jj)
                 memcpy(acc + (jg + jj) * LAP_BLOCK + t0, &a[jj], sizeof a[jj]);
         }
-        for (int64_t t = t0; t < len; ++t) {
+        int64_t t = vend;
+#if LAP_VBYTES / LAP_TBYTES > 8
+        /* a block of 8-15 pixels (a thread's share of a small map): its first 8 in half vectors */
+        typedef T half __attribute__((vector_size(LAP_VBYTES / 2)));
+        if (len - t >= LAP_V / 2) {
+            half a[8];
+            for (int64_t jj = 0; jj < 8; ++jj) a[jj] = (half){0} + bias[jj];
+            const T *xc = xr + t;
+            for (int64_t c = 0; c < C; ++c, xc += P) {
+                half xv;
+                memcpy(&xv, xc, sizeof xv);
+                for (int64_t jj = 0; jj < 8; ++jj) a[jj] += rows[jj][c * step] * xv;
+            }
+            for (int64_t jj = 0; jj < 8; ++jj)
+                memcpy(acc + (jg + jj) * LAP_BLOCK + t, &a[jj], sizeof a[jj]);
+            t += LAP_V / 2;
+        }
+#endif
+        for (; t < len; ++t) { /* the last pixels of a block below LAP_V pixels */
             T a[8];
             for (int64_t jj = 0; jj < 8; ++jj) a[jj] = bias[jj];
             for (int64_t c = 0; c < C; ++c) {
@@ -528,33 +587,34 @@ static void FN(grad_x_plane)(T *gxp, const T *ghid, int64_t P, const T *wc, int6
     }
 }
 
-/* gw1[j, c] += sum_p ghid[j, p] x[c, p] for m <= LAP_V channels (planes P apart; gw1 rows C
+/* gw1[j, c] += sum_p ghid[j, p] x[c, p] for m <= LAP_TV channels (planes P apart; gw1 rows C
  * apart, j < h1) from ghidT (P, JP), ghid transposed: each pixel's JP hidden gradients side by
- * side. LAP_V hidden units of a channel are one vector, so a pixel is one FMA per channel with
- * its x broadcast, and the LAP_V x LAP_V block of sums is transposed once into rows of gw1:
- * no horizontal sum per channel and hidden unit (input_grad_plane's), which at the global
- * pools' 25-49 pixels are a large share of the work. */
+ * side. LAP_TV hidden units of a channel are one vector, so a pixel is one FMA per channel with
+ * its x broadcast, and the LAP_TV x LAP_TV block of sums is transposed once into rows of gw1: no
+ * horizontal sum per channel and hidden unit (input_grad_plane's), which at the global pools'
+ * 25-49 pixels are a large share of the work. Tile vectors (LAP_TV lanes): JP is a multiple of 8,
+ * and 16-lane vectors would waste half their lanes. */
 static void FN(weight_grad_block)(const T *x, const T *ghidT, int64_t P, int64_t JP, int64_t h1,
                                   int64_t m, T *gw1, int64_t C) {
-    for (int64_t jc = 0; jc < JP && jc < h1; jc += LAP_V) {
-        FN(vec) acc[LAP_V];
-        for (int i = 0; i < LAP_V; ++i) acc[i] = (FN(vec)){0};
-        if (m == LAP_V) {
+    for (int64_t jc = 0; jc < h1; jc += LAP_TV) {
+        FN(tvec) acc[LAP_TV];
+        for (int i = 0; i < LAP_TV; ++i) acc[i] = (FN(tvec)){0};
+        if (m == LAP_TV) {
             for (int64_t p = 0; p < P; ++p) {
-                const FN(vec) g = FN(load)(ghidT + p * JP + jc);
-                for (int i = 0; i < LAP_V; ++i) acc[i] += g * x[i * P + p];
+                const FN(tvec) g = FN(tload)(ghidT + p * JP + jc);
+                for (int i = 0; i < LAP_TV; ++i) acc[i] += g * x[i * P + p];
             }
         } else {
             for (int64_t p = 0; p < P; ++p) {
-                const FN(vec) g = FN(load)(ghidT + p * JP + jc);
+                const FN(tvec) g = FN(tload)(ghidT + p * JP + jc);
                 for (int64_t i = 0; i < m; ++i) acc[i] += g * x[i * P + p];
             }
         }
-        FN(transpose_block)(acc); /* acc[jj] lane i: hidden unit jc + jj, channel i */
-        for (int64_t jj = 0; jj < LAP_V && jc + jj < h1; ++jj) {
+        FN(ttranspose)(acc); /* acc[jj] lane i: hidden unit jc + jj, channel i */
+        for (int64_t jj = 0; jj < LAP_TV && jc + jj < h1; ++jj) {
             T *row = gw1 + (jc + jj) * C;
-            if (m == LAP_V) {
-                const FN(vec) sum = FN(load)(row) + acc[jj];
+            if (m == LAP_TV) {
+                const FN(tvec) sum = FN(tload)(row) + acc[jj];
                 memcpy(row, &sum, sizeof sum);
             } else {
                 for (int64_t i = 0; i < m; ++i) row[i] += acc[jj][i];
@@ -823,7 +883,7 @@ static void FN(score_backward)(const T *hid, const T *conc, const T *sc, const T
  * plane (zeros outside x: the caller's block is calloc'ed), the gradient's phases GX
  * (backward), one sample's pitched window weights, one pitched output (or upstream gradient)
  * plane, and one pitched weight gradient (backward with pitched_grad). Channel tiles (tap not
- * NULL): the input tile X and gradient tile GX ((P + 1) rows of LAP_V, row P zero in X), the
+ * NULL): the input tile X and gradient tile GX ((P + 1) rows of LAP_TV, row P zero in X), the
  * output (or upstream gradient) tile plane (O rows) and the per-lane weight gradient gwn
  * (K * O rows, backward). All NULL for the global pool. */
 typedef struct {
@@ -838,7 +898,7 @@ static int64_t FN(pool_buffers_len)(const lap_geometry *g, const lap_phase_plan 
     const int64_t K = g->kh * g->kw, KOP = K * p->OP;
     if (tiles) {
         const int64_t rows = g->H * g->W + 1, O = g->Ho * g->Wo;
-        return LAP_V * (rows * (backward ? 2 : 1) + O + (backward ? K * O : 0));
+        return LAP_TV * (rows * (backward ? 2 : 1) + O + (backward ? K * O : 0));
     }
     return p->size * (backward ? 2 : 1) + KOP + p->OP + (pitched_grad ? KOP : 0);
 }
@@ -853,9 +913,9 @@ static void FN(pool_buffers_bind)(FN(pool_buffers) *pb, T *base, const lap_geome
     if (tap) {
         const int64_t rows = g->H * g->W + 1, O = g->Ho * g->Wo;
         pb->X = base;
-        pb->GX = backward ? base + rows * LAP_V : 0;
-        pb->plane = base + rows * LAP_V * (backward ? 2 : 1);
-        pb->gwn = backward ? pb->plane + O * LAP_V : 0;
+        pb->GX = backward ? base + rows * LAP_TV : 0;
+        pb->plane = base + rows * LAP_TV * (backward ? 2 : 1);
+        pb->gwn = backward ? pb->plane + O * LAP_TV : 0;
         return;
     }
     pb->X = base;
@@ -870,8 +930,8 @@ static void FN(pool_buffers_bind)(FN(pool_buffers) *pb, T *base, const lap_geome
 static void FN(pool_tiles)(const T *xb, const T *wn, T *pooled, const lap_geometry *g,
                            int64_t lo, int64_t hi, FN(pool_buffers) *pb) {
     const int64_t P = g->H * g->W, O = g->Ho * g->Wo, K = g->kh * g->kw;
-    for (int64_t c = lo; c < hi; c += LAP_V) {
-        const int64_t m = hi - c < LAP_V ? hi - c : LAP_V;
+    for (int64_t c = lo; c < hi; c += LAP_TV) {
+        const int64_t m = hi - c < LAP_TV ? hi - c : LAP_TV;
         FN(tile_in)(xb + c * P, P, m, P, pb->X);
         FN(pool_tile)(pb->X, wn, pb->tap, pb->plane, K, O);
         FN(tile_out)(pb->plane, O, m, pooled + c * O, O);
@@ -885,18 +945,19 @@ static void FN(unpool_tiles)(const T *xb, const T *wn, const T *gpb, T *gxb, T *
                              const lap_geometry *g, const lap_phase_plan *p, int64_t lo,
                              int64_t hi, FN(pool_buffers) *pb) {
     const int64_t P = g->H * g->W, O = g->Ho * g->Wo, K = g->kh * g->kw;
-    memset(pb->gwn, 0, sizeof(T) * K * O * LAP_V);
-    for (int64_t c = lo; c < hi; c += LAP_V) {
-        const int64_t m = hi - c < LAP_V ? hi - c : LAP_V;
+    memset(pb->gwn, 0, sizeof(T) * K * O * LAP_TV);
+    for (int64_t c = lo; c < hi; c += LAP_TV) {
+        const int64_t m = hi - c < LAP_TV ? hi - c : LAP_TV;
         FN(tile_in)(xb + c * P, P, m, P, pb->X);
         FN(tile_in)(gpb + c * O, O, m, O, pb->plane);
-        if (gxb) memset(pb->GX, 0, sizeof(T) * (P + 1) * LAP_V);
+        if (gxb) memset(pb->GX, 0, sizeof(T) * (P + 1) * LAP_TV);
         FN(unpool_tile)(pb->X, wn, pb->tap, pb->plane, gxb ? pb->GX : 0, pb->gwn, K, O);
         if (gxb) FN(tile_out)(pb->GX, P, m, gxb + c * P, P);
     }
     for (int64_t e = 0; e < K * O; ++e) {
         const int64_t k = e / O, o = e % O;
-        gwn[k * p->OP + (o / g->Wo) * p->V + o % g->Wo] = FN(hsum)(FN(load)(pb->gwn + e * LAP_V));
+        const T sum = FN(thsum)(FN(tload)(pb->gwn + e * LAP_TV));
+        gwn[k * p->OP + (o / g->Wo) * p->V + o % g->Wo] = sum;
     }
 }
 
@@ -1098,14 +1159,14 @@ static void FN(layer_backward_sample)(const T *x, const T *w1, const T *w2, cons
     LAP_BARRIER(nth);
     /* 3: grad_x = pooling term + w1^T ghid and grad w1 = ghid x^T. Windows: one channel plane
      * at a time, both in one pass over x (input_grad_plane). The global pool: grad_x a plane at
-     * a time (grad_x_plane), grad w1 for LAP_V channels right after their planes
+     * a time (grad_x_plane), grad w1 for LAP_TV channels right after their planes
      * (weight_grad_block): at its 25-49 pixels the per-plane sums of input_grad_plane cost more
      * than their products (python benchmarks/kernel_ab.py). The pooling term of grad_x: in gx
      * since step 1 (windows), or gpool[c] * wn */
     lap_part(C, tid, nth, &lo, &hi);
     if (s->global) {
-        for (int64_t c0 = lo; c0 < hi; c0 += LAP_V) {
-            const int64_t m = hi - c0 < LAP_V ? hi - c0 : LAP_V;
+        for (int64_t c0 = lo; c0 < hi; c0 += LAP_TV) {
+            const int64_t m = hi - c0 < LAP_TV ? hi - c0 : LAP_TV;
             for (int64_t c = c0; gx && c < c0 + m; ++c)
                 FN(grad_x_plane)(gx + (b * C + c) * P, mine->ghid, P, w1 + c, JP, h1, C, gpb != 0,
                                  gpb ? gpb[c] : (T)0, wnb);

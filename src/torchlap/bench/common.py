@@ -10,7 +10,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import torch
@@ -95,14 +95,20 @@ def measure(
     device: torch.device,
     repeats: int = 5,
     rounds: int = 3,
+    memory: Collection[str] | None = None,
 ) -> dict[str, Measurement]:
     """Time every candidate ``repeats`` times in each of ``rounds`` interleaved rounds; keep
-    each one's fastest call (other jobs on the machine only ever add time)."""
+    each one's fastest call (other jobs on the machine only ever add time). The peak memory of
+    the candidates named in ``memory`` (None: all; -1 bytes for the others)."""
     best: dict[str, float] = {name: float("inf") for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
             best[name] = min(best[name], time_call(fn, device, repeats, best=True))
     return {
-        name: Measurement(name, best[name], peak_memory_bytes(fn, device))
+        name: Measurement(
+            name,
+            best[name],
+            peak_memory_bytes(fn, device) if memory is None or name in memory else -1,
+        )
         for name, fn in candidates.items()
     }
