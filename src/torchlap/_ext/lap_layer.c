@@ -587,6 +587,35 @@ static void FN(grad_x_plane)(T *gxp, const T *ghid, int64_t P, const T *wc, int6
     }
 }
 
+/* grad_x_plane for m <= 4 channel planes at once (gx: the first plane, planes P apart; gpool:
+ * their pooling gradients, NULL for none) when the scorer has one group of 8 hidden units (JP ==
+ * 8) and the plane at least LAP_V pixels: each of the plane's pixel vectors (the last one
+ * overlapping the one before, recomputing the same values) loads the 8 hidden gradients (rows
+ * h1..8 zero) once for the m channels, whose sums are m independent chains of 8 FMAs. One plane
+ * at a time, the single chain's latency bounds the loop (at 16 lanes the FMAs of one vector wait
+ * on each other: 8 x 4 cycles for 8 multiply-adds). (python benchmarks/kernel_ab.py --raw
+ * --against 2931a34: the global pools' backward call 0.60-0.89x at batch 32, 0.64-0.79x at batch
+ * 1; 2026-12-03) */
+static void FN(grad_x_planes8)(T *gx, const T *ghid, int64_t P, const T *wc, int64_t h1,
+                               int64_t C, int64_t m, const T *gpool, const T *pool_w) {
+    T wk[4][8], scale[4];
+    for (int64_t i = 0; i < 4; ++i) {
+        scale[i] = gpool && i < m ? gpool[i] : (T)0;
+        for (int64_t jj = 0; jj < 8; ++jj) wk[i][jj] = i < m && jj < h1 ? wc[jj * C + i] : (T)0;
+    }
+    for (int64_t t0 = 0; t0 < P; t0 += LAP_V) {
+        const int64_t t = t0 + LAP_V <= P ? t0 : P - LAP_V;
+        FN(vec) h[8];
+        for (int64_t jj = 0; jj < 8; ++jj) h[jj] = FN(load)(ghid + jj * P + t);
+        const FN(vec) wv = gpool ? FN(load)(pool_w + t) : (FN(vec)){0};
+        FN(vec) acc[4];
+        for (int64_t i = 0; i < 4; ++i) acc[i] = scale[i] * wv;
+        for (int64_t jj = 0; jj < 8; ++jj)
+            for (int64_t i = 0; i < 4; ++i) acc[i] += wk[i][jj] * h[jj];
+        for (int64_t i = 0; i < m; ++i) memcpy(gx + i * P + t, &acc[i], sizeof acc[i]);
+    }
+}
+
 /* gw1[j, c] += sum_p ghid[j, p] x[c, p] for m <= LAP_TV channels (planes P apart; gw1 rows C
  * apart, j < h1) from ghidT (P, JP), ghid transposed: each pixel's JP hidden gradients side by
  * side. LAP_TV hidden units of a channel are one vector, so a pixel is one FMA per channel with
@@ -1167,9 +1196,14 @@ static void FN(layer_backward_sample)(const T *x, const T *w1, const T *w2, cons
     if (s->global) {
         for (int64_t c0 = lo; c0 < hi; c0 += LAP_TV) {
             const int64_t m = hi - c0 < LAP_TV ? hi - c0 : LAP_TV;
-            for (int64_t c = c0; gx && c < c0 + m; ++c)
-                FN(grad_x_plane)(gx + (b * C + c) * P, mine->ghid, P, w1 + c, JP, h1, C, gpb != 0,
-                                 gpb ? gpb[c] : (T)0, wnb);
+            if (gx && JP == 8 && P >= LAP_V)
+                for (int64_t c = c0; c < c0 + m; c += 4)
+                    FN(grad_x_planes8)(gx + (b * C + c) * P, mine->ghid, P, w1 + c, h1, C,
+                                       c0 + m - c < 4 ? c0 + m - c : 4, gpb ? gpb + c : 0, wnb);
+            else
+                for (int64_t c = c0; gx && c < c0 + m; ++c)
+                    FN(grad_x_plane)(gx + (b * C + c) * P, mine->ghid, P, w1 + c, JP, h1, C,
+                                     gpb != 0, gpb ? gpb[c] : (T)0, wnb);
             if (want_gw1)
                 FN(weight_grad_block)(xb + c0 * P, mine->ghidT, P, JP, h1, m, mine->gw1 + c0, C);
         }
