@@ -194,6 +194,11 @@ def test_an_unknown_vector_width_is_refused(monkeypatch):
     monkeypatch.setenv("TORCHLAP_EXT_VECTOR_BYTES", "16")
     with pytest.raises(ValueError, match="TORCHLAP_EXT_VECTOR_BYTES='16': expected one of 32, 64"):
         ext._load()
+    # a layer's first call raises it too, before any build (the library not loaded yet)
+    monkeypatch.delitem(ext._state, "library")
+    with pytest.raises(ValueError, match="TORCHLAP_EXT_VECTOR_BYTES='16'"):
+        LocalAttentionPool2d(4, 2)(torch.randn(1, 4, 4, 4))
+    assert "library" not in ext._state
 
 
 @pytest.fixture(params=[1, 2], ids=["1 thread", "2 threads"])
