@@ -83,12 +83,14 @@ class LayerBenchRow:
 
     @property
     def fma_floor_ratio_avg(self) -> float:
-        """The FMA floor over ``avg_pool2d``: LAP/avg can be no lower."""
+        """The FMA floor over ``avg_pool2d``: where LAP/avg would be if LAP's arithmetic ran at
+        PyTorch's best matrix-product rate (a practical floor, not the CPU's hard bound)."""
         return self.fma_floor_ms / self.avg_ms
 
     @property
     def autograd_floor_ratio_max(self) -> float:
-        """The autograd floor over ``max_pool2d``: LAP/max can be no lower."""
+        """The autograd floor over ``max_pool2d``: no layer with LAP's inputs, parameters and
+        outputs, written as an autograd function, gets LAP/max lower."""
         return self.autograd_floor_ms / self.max_ms
 
 
