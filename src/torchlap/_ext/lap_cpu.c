@@ -209,6 +209,9 @@ static void lap_part(int64_t n, int tid, int nth, int64_t *lo, int64_t *hi) {
 #define LAP_ZIP8_HI 4, 12, 5, 13, 6, 14, 7, 15
 #define LAP_ZIP16_LO 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
 #define LAP_ZIP16_HI 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+/* the even and the odd lanes of two 16-lane vectors, one after the other */
+#define LAP_EVEN16 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#define LAP_ODD16 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
 #if LAP_VBYTES == 32
 #define LAP_ZIPF_LO LAP_ZIP8_LO
 #define LAP_ZIPF_HI LAP_ZIP8_HI

@@ -622,7 +622,8 @@ static void FN(grad_x_planes8)(T *gx, const T *ghid, int64_t P, const T *wc, int
  * its x broadcast, and the LAP_TV x LAP_TV block of sums is transposed once into rows of gw1: no
  * horizontal sum per channel and hidden unit (input_grad_plane's), which at the global pools'
  * 25-49 pixels are a large share of the work. Tile vectors (LAP_TV lanes): JP is a multiple of 8,
- * and 16-lane vectors would waste half their lanes. */
+ * and 16-lane vectors would waste half their lanes (weight_grad_pairs fills them with two
+ * pixels where LAP_PAIRS holds). */
 static void FN(weight_grad_block)(const T *x, const T *ghidT, int64_t P, int64_t JP, int64_t h1,
                                   int64_t m, T *gw1, int64_t C) {
     for (int64_t jc = 0; jc < h1; jc += LAP_TV) {
@@ -651,6 +652,90 @@ static void FN(weight_grad_block)(const T *x, const T *ghidT, int64_t P, int64_t
         }
     }
 }
+
+/* Whether the global pool's weight gradient takes pixel pairs (weight_grad_pairs): float
+ * pixel vectors of 16 lanes (LAP_V == 2 LAP_TV) and one group of 8 hidden units. */
+#if LAP_TBYTES == 4 && LAP_VBYTES == 64 && defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector) /* GCC 12, clang */
+#define LAP_PAIRS_BUILT 1
+#endif
+#endif
+#ifndef LAP_PAIRS_BUILT
+#define LAP_PAIRS_BUILT 0
+#endif
+#define LAP_PAIRS(JP) (LAP_PAIRS_BUILT && LAP_V == 2 * LAP_TV && (JP) == 8)
+
+/* weight_grad_block with full-width vectors, for LAP_PAIRS: a vector holds the 8 hidden
+ * gradients of two neighbouring pixels, interleaved (ghidI: (P + 1) / 2 rows of 16, lane 2j + q
+ * = ghid[j, 2r + q], zero past pixel P - 1), times the pair's two x values of a channel
+ * repeated (one 8-byte broadcast), so a pixel pair is one FMA per channel where
+ * weight_grad_block's 8-lane tile vectors take two. A lone last pixel (P odd) gets its x
+ * broadcast alone (its partner lanes of ghidI are zero): nothing is read past a plane. The
+ * sums stay in pair lanes, added to gw1x (m rows of 16, one per channel) across samples, and
+ * pair_sums_out turns them into gw1 once per call: at 25-49 pixels a reduction per sample and
+ * tile costs as much as the tile's products. Used where each thread takes samples enough that
+ * its gw1x is at most a quarter of them (lap_layer_backward's pair_lanes): a reduction per
+ * sample and tile instead took 1.1x weight_grad_block's time at (1, 2048, 5, 5). (python
+ * benchmarks/kernel_ab.py --raw --against be9816c, two runs: the global pools' backward call
+ * 0.78-0.96x at batch 32, batch 1 unchanged; 2026-12-04) */
+#if LAP_PAIRS_BUILT
+static void FN(weight_grad_pairs)(const T *x, const T *ghidI, int64_t P, int64_t m, T *gw1x) {
+    typedef uint64_t pair_vec __attribute__((vector_size(LAP_VBYTES)));
+    FN(vec) acc[LAP_TV];
+    for (int i = 0; i < LAP_TV; ++i) acc[i] = i < m ? FN(load)(gw1x + i * LAP_V) : (FN(vec)){0};
+    const int64_t pairs = P / 2;
+#define LAP_PAIR_FMA(i)                                                                          \
+    do {                                                                                         \
+        uint64_t two;                                                                            \
+        memcpy(&two, x + (i) * P + 2 * r, sizeof two);                                           \
+        const pair_vec xv = (pair_vec){0} + two;                                                 \
+        acc[i] += g * (FN(vec))xv;                                                               \
+    } while (0)
+    if (m == LAP_TV) {
+        for (int64_t r = 0; r < pairs; ++r) {
+            const FN(vec) g = FN(load)(ghidI + r * LAP_V);
+            for (int i = 0; i < LAP_TV; ++i) LAP_PAIR_FMA(i);
+        }
+    } else {
+        for (int64_t r = 0; r < pairs; ++r) {
+            const FN(vec) g = FN(load)(ghidI + r * LAP_V);
+            for (int64_t i = 0; i < m; ++i) LAP_PAIR_FMA(i);
+        }
+    }
+#undef LAP_PAIR_FMA
+    if (P % 2) {
+        const FN(vec) g = FN(load)(ghidI + pairs * LAP_V);
+        for (int64_t i = 0; i < m; ++i) acc[i] += g * x[i * P + P - 1];
+    }
+    for (int64_t i = 0; i < m; ++i) memcpy(gw1x + i * LAP_V, &acc[i], sizeof acc[i]);
+}
+
+/* gw1[j, c] += the two pair lanes of hidden unit j in gw1x's row c, for m <= LAP_TV channels
+ * (gw1 rows C apart, j < h1): the pairs added, then the LAP_TV x LAP_TV block transposed into
+ * rows of gw1 as weight_grad_block's */
+static void FN(pair_sums_out)(const T *gw1x, int64_t h1, int64_t m, T *gw1, int64_t C) {
+    FN(tvec) a[LAP_TV]; /* a[i] lane j: hidden unit j, channel i */
+    for (int i = 0; i < LAP_TV; i += 2) {
+        const FN(vec) u = i < m ? FN(load)(gw1x + i * LAP_V) : (FN(vec)){0};
+        const FN(vec) v = i + 1 < m ? FN(load)(gw1x + (i + 1) * LAP_V) : (FN(vec)){0};
+        const FN(vec) sum = LAP_SHUFFLE(u, v, FN(lanes), LAP_EVEN16) +
+                            LAP_SHUFFLE(u, v, FN(lanes), LAP_ODD16);
+        /* the halves by shuffles: a copy through memory would read half of a wide store */
+        a[i] = __builtin_shufflevector(sum, sum, 0, 1, 2, 3, 4, 5, 6, 7);
+        a[i + 1] = __builtin_shufflevector(sum, sum, 8, 9, 10, 11, 12, 13, 14, 15);
+    }
+    FN(ttranspose)(a); /* a[jj] lane i: hidden unit jj, channel i */
+    for (int64_t jj = 0; jj < h1; ++jj) {
+        T *row = gw1 + jj * C;
+        if (m == LAP_TV) {
+            const FN(tvec) sum = FN(tload)(row) + a[jj];
+            memcpy(row, &sum, sizeof sum);
+        } else {
+            for (int64_t i = 0; i < m; ++i) row[i] += a[jj][i];
+        }
+    }
+}
+#endif
 
 /* the 1x1 convolutions, sigmoid and aggregation for pixels [p0, p1) of one sample */
 static void FN(score_pixels)(const T *xb, const FN(weights) *wg, const T *b1, const T *w2,
@@ -1119,7 +1204,8 @@ int FN(lap_layer_forward)(const T *x, const T *w1, const T *b1, const T *w2, con
 typedef struct {
     T *gwn_own;               /* (K * OP) this thread's share of d loss / d wn, row pitch V */
     T *gwn, *gs, *gc, *ghid;  /* the team's: (K * O), (P), (n * P), (JP * P) */
-    T *ghidT;                 /* the team's ghid transposed, (P * JP) */
+    T *ghidT; /* the team's ghid transposed, (P * JP), or in pixel pairs (weight_grad_pairs) */
+    T *gw1x;  /* this thread's gw1 in pair lanes (weight_grad_pairs), (C * LAP_V) */
     FN(pool_buffers) pb;      /* the windowed pooling's buffers */
     T *gw1, *gb1, *gw2, *gb2, *gagg; /* this thread's partial parameter gradients */
     double galpha;
@@ -1181,7 +1267,11 @@ static void FN(layer_backward_sample)(const T *x, const T *w1, const T *w2, cons
         FN(score_backward)(h > 0 ? hid + b * h * P : 0, conc + b * n * P, sb,
                            gconc ? gconc + b * n * P : 0, mine->gs, w2, agg, mine->ghid,
                            mine->gc, mine->gw2, mine->gb2, mine->gb1, mine->gagg, P, s);
-        if (s->global && want_gw1) /* for weight_grad_block */
+        if (s->global && want_gw1 && mine->gw1x) /* for weight_grad_pairs */
+            for (int64_t p = 0; p < P; ++p)
+                for (int64_t j = 0; j < JP; ++j)
+                    mine->ghidT[p / 2 * LAP_V + 2 * j + p % 2] = mine->ghid[j * P + p];
+        else if (s->global && want_gw1) /* for weight_grad_block */
             for (int64_t p = 0; p < P; ++p)
                 for (int64_t j = 0; j < JP; ++j) mine->ghidT[p * JP + j] = mine->ghid[j * P + p];
     }
@@ -1204,6 +1294,11 @@ static void FN(layer_backward_sample)(const T *x, const T *w1, const T *w2, cons
                 for (int64_t c = c0; gx && c < c0 + m; ++c)
                     FN(grad_x_plane)(gx + (b * C + c) * P, mine->ghid, P, w1 + c, JP, h1, C,
                                      gpb != 0, gpb ? gpb[c] : (T)0, wnb);
+#if LAP_PAIRS_BUILT
+            if (want_gw1 && mine->gw1x)
+                FN(weight_grad_pairs)(xb + c0 * P, mine->ghidT, P, m, mine->gw1x + c0 * LAP_V);
+            else
+#endif
             if (want_gw1)
                 FN(weight_grad_block)(xb + c0 * P, mine->ghidT, P, JP, h1, m, mine->gw1 + c0, C);
         }
@@ -1242,7 +1337,7 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
     const int64_t params = h1 * C + h1 + (h > 0 ? n * h + n : 0) + conv_agg;
     /* team buffers: one set per thread when threads take whole samples, else one shared set */
     /* ghid, and for the global pool ghid transposed too (weight_grad_block) */
-    const int64_t JP = lap_padded(h1), ghid_len = (s->global ? 2 : 1) * JP * P;
+    const int64_t JP = lap_padded(h1), ghid_len = JP * P + (s->global ? JP * (P + 1) : 0);
     const int64_t team_len = K * O + P + n * P + ghid_len;
     const int teams = whole_samples ? nthreads : 1;
     const int64_t pool_len = FN(pool_buffers_len)(g, pp, 1, 0, tiles);
@@ -1258,7 +1353,14 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
     T *team_buf = (T *)lap_calloc(teams * team_len + 1, sizeof(T));
     T *pool_block = (T *)lap_calloc(nthreads * pool_len + 1, sizeof(T));
     int64_t *tap = tiles ? lap_taps(g) : 0;
-    if (!(partials && all_gwn && team && team_buf && pool_block && (tap || !tiles))) {
+    /* the global pool's weight gradient in pair lanes (weight_grad_pairs) where each thread
+     * takes enough samples: a thread's buffer is then at most a quarter of its samples */
+    const int pair_lanes = s->global && want_gw1 && LAP_PAIRS(JP) && whole_samples &&
+                           g->B / nthreads * P >= 4 * LAP_V;
+    T *pair_block = (T *)lap_calloc(pair_lanes ? nthreads * C * LAP_V + 1 : 1, sizeof(T));
+    if (!(partials && all_gwn && team && team_buf && pool_block && (tap || !tiles) &&
+          pair_block)) {
+        free(pair_block);
         free(tap);
         free(partials);
         free(all_gwn);
@@ -1279,6 +1381,7 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
         mine->gc = mine->gs + P;
         mine->ghid = mine->gc + n * P;
         mine->ghidT = mine->ghid + JP * P;
+        mine->gw1x = pair_lanes ? pair_block + tid * C * LAP_V : 0;
         FN(pool_buffers_bind)(&mine->pb, pool_block + tid * pool_len, g, pp, 1, 0, tap);
         mine->gw1 = tid == 0 || !whole_samples ? gparams : partials + (tid - 1) * params;
         mine->gb1 = mine->gw1 + h1 * C;
@@ -1292,6 +1395,11 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
                 FN(layer_backward_sample)(x, w1, w2, agg, hid, conc, score, wn, gpool, gconc, gscore,
                                           gx, want_gw1, g, s, (T)alpha, (T)eps, pp, b, 0, 1, mine,
                                           all_gwn);
+#if LAP_PAIRS_BUILT
+            for (int64_t c0 = 0; mine->gw1x && c0 < C; c0 += LAP_TV)
+                FN(pair_sums_out)(mine->gw1x + c0 * LAP_V, h1, C - c0 < LAP_TV ? C - c0 : LAP_TV,
+                                  mine->gw1 + c0, C);
+#endif
         } else {
             for (int64_t b = 0; b < g->B; ++b)
                 FN(layer_backward_sample)(x, w1, w2, agg, hid, conc, score, wn, gpool, gconc, gscore,
@@ -1309,6 +1417,7 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
     gparams[params] = (T)alpha_sum;
     lap_free_phases(&plan);
     free(tap);
+    free(pair_block);
     free(pool_block);
     free(team_buf);
     free(team);
@@ -1320,3 +1429,5 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
 #undef FN
 #undef LAP_CAT
 #undef LAP_CAT2
+#undef LAP_PAIRS
+#undef LAP_PAIRS_BUILT
