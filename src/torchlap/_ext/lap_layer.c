@@ -1336,7 +1336,8 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
     const int64_t conv_agg = s->aggregation == 3 && n > 1 ? n + 1 : 0;
     const int64_t params = h1 * C + h1 + (h > 0 ? n * h + n : 0) + conv_agg;
     /* team buffers: one set per thread when threads take whole samples, else one shared set */
-    /* ghid, and for the global pool ghid transposed too (weight_grad_block) */
+    /* ghid, and for the global pool ghid transposed too (weight_grad_block) or in pixel pairs
+     * (weight_grad_pairs), one row more when P is odd */
     const int64_t JP = lap_padded(h1), ghid_len = JP * P + (s->global ? JP * (P + 1) : 0);
     const int64_t team_len = K * O + P + n * P + ghid_len;
     const int teams = whole_samples ? nthreads : 1;
