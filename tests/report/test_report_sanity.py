@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -71,6 +72,17 @@ def test_section_lists_every_method_with_its_verdict():
     assert checks_section(results_by_run()) is None  # no checks: no section
     markdown = checks_markdown(runs)
     assert "| GBP | 0.780 |" in markdown and "| GC | 0.050 |" in markdown
+
+
+def test_markdown_tables_have_as_many_header_cells_as_columns():
+    # a header naming "|map|" must escape its pipes, or Markdown renderers see no table
+    lines = checks_markdown(with_checks()).splitlines()
+    separators = [i for i, line in enumerate(lines) if line.startswith("|---")]
+    assert separators
+    for i in separators:
+        header_cells = re.split(r"(?<!\\)\|", lines[i - 1].strip().strip("|"))
+        assert len(header_cells) == lines[i].count("---"), lines[i - 1]
+        assert "\\|map\\|" in lines[i - 1]
 
 
 def test_tables_md_holds_the_checks_only_when_they_ran():

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from torchlap.report._common import method_display_name, method_facts, order_methods
+from torchlap.report.table_data import escape_markdown
 
 __all__ = ["checks_markdown"]
 
@@ -56,7 +57,13 @@ def checks_markdown(results_by_run: Mapping[str, Mapping[str, Any]]) -> str:
         if not rows:
             continue
         header = list(rows[0])
-        parts.append(f"**{name}**\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-        parts += ["| " + " | ".join(row[h] for h in header) + " |" for row in rows]
+        # escaped: a header holds "|map|", which would end its cell
+        parts.append(
+            f"**{escape_markdown(name)}**\n\n| "
+            + " | ".join(escape_markdown(h) for h in header)
+            + " |\n|"
+            + "---|" * len(header)
+        )
+        parts += ["| " + " | ".join(escape_markdown(row[h]) for h in header) + " |" for row in rows]
         parts.append("")
     return "\n".join(parts)

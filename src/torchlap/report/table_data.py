@@ -23,6 +23,7 @@ __all__ = [
     "Row",
     "Table",
     "at_chance",
+    "escape_markdown",
     "flat_maps",
     "model_chance",
     "region_chance",
@@ -99,15 +100,18 @@ class Table:
 
         Markdown has no spanning headers, so a column's group prefixes its label.
         """
-        lines = [f"**{_md(self.title)}.** {_md(self.caption)}", ""]
-        lines.append("| " + " | ".join(_md(h) for h in self.header_labels()) + " |")
+        lines = [f"**{escape_markdown(self.title)}.** {escape_markdown(self.caption)}", ""]
+        lines.append("| " + " | ".join(escape_markdown(h) for h in self.header_labels()) + " |")
         align = [":---"] * len(self.stub) + ["---:" if c.numeric else ":---" for c in self.columns]
         lines.append("|" + "|".join(align) + "|")
         for row in self.rows:
-            cells = [_md(label) for label in row.labels]
-            cells += [f"**{_md(c.shown)}**" if c.bold else _md(c.shown) for c in row.cells]
+            cells = [escape_markdown(label) for label in row.labels]
+            cells += [
+                f"**{escape_markdown(c.shown)}**" if c.bold else escape_markdown(c.shown)
+                for c in row.cells
+            ]
             lines.append("| " + " | ".join(cells) + " |")
-        lines.extend(["", *(f"{_md(note)}  " for note in self.notes)])
+        lines.extend(["", *(f"{escape_markdown(note)}  " for note in self.notes)])
         return "\n".join(lines).rstrip() + "\n"
 
 
@@ -150,7 +154,7 @@ def split_by_group(table: Table) -> list[Table]:
 _MD_SPECIAL = re.compile(r"([\\|*`])|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 
 
-def _md(text: str) -> str:
+def escape_markdown(text: str) -> str:
     """Escape Markdown: pipes (cell breaks), emphasis markers, code ticks, raw HTML."""
     escaped = _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
     return escaped.replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
