@@ -304,3 +304,14 @@ def test_extra_sections_come_from_the_registered_builders(tmp_path: Path, monkey
     section = '<section id="sanity"><h2>Sanity checks</h2>\n<p>cascading randomization</p>'
     assert section in text
     assert text.index('id="section-table-timing"') < text.index('id="sanity"')
+
+
+def test_figures_of_several_runs_with_one_file_name_get_distinct_ids(tmp_path: Path) -> None:
+    # each run folder writes figures/grid_pg_examples.png: one page, so one id each
+    for run in "abc":
+        (tmp_path / run).mkdir()
+    figures = [make_png(tmp_path / run / "grid_pg_examples.png", i) for i, run in enumerate("abc")]
+    text = write_report(tmp_path / "out", results_by_run(), configs(), figures).read_text()
+    ids = re.findall(r'<figure id="([^"]+)"', text)
+    assert len(ids) == 3 and len(set(ids)) == 3
+    assert ids[0] == "figure-grid_pg_examples"

@@ -341,11 +341,23 @@ def _figure_entries(figures: object) -> list[tuple[Path, str, bytes]]:
     return entries
 
 
-def _figure_html(path: Path, caption: str, data: bytes) -> str:
+def _figure_anchors(entries: list[tuple[Path, str, bytes]]) -> list[str]:
+    """One id per figure: ``figure-<file stem>``, and ``-2``, ``-3``, ... for the figures of
+    several runs that share a file name (ids must be unique in a page)."""
+    seen: dict[str, int] = {}
+    anchors = []
+    for path, _, _ in entries:
+        seen[path.stem] = seen.get(path.stem, 0) + 1
+        count = seen[path.stem]
+        anchors.append(f"figure-{path.stem}" + (f"-{count}" if count > 1 else ""))
+    return anchors
+
+
+def _figure_html(path: Path, caption: str, data: bytes, anchor: str) -> str:
     width, height = _png_size(data)
     source = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
     return (
-        f'<figure id="figure-{escape(path.stem)}"><img src="{source}" alt="{escape(caption)}" '
+        f'<figure id="{escape(anchor)}"><img src="{source}" alt="{escape(caption)}" '
         f'width="{width}" height="{height}">'
         f"<figcaption>{escape(caption)}</figcaption></figure>\n"
     )
@@ -355,7 +367,7 @@ def _figure_html(path: Path, caption: str, data: bytes) -> str:
 
 
 def _glance_html(
-    runs: Mapping[str, Mapping[str, Any]], figure: tuple[Path, str, bytes] | None
+    runs: Mapping[str, Mapping[str, Any]], figure: tuple[Path, str, bytes, str] | None
 ) -> str:
     parts = ['<section id="glance"><h2>At a glance</h2>\n']
     for name, run in runs.items():
@@ -439,6 +451,7 @@ def write_report(
     runs = as_runs(results_by_run)
     config_map = _configs(configs)
     figure_entries = _figure_entries(figures)
+    anchors = _figure_anchors(figure_entries)
     if not isinstance(title, str) or not title.strip():
         raise ValueError("title must be a non-empty string")
     if date is None:
@@ -458,7 +471,7 @@ def write_report(
         f"<h1>{escape(title)}</h1>\n",
         f'<p class="date">Generated <time datetime="{escape(date.isoformat())}">'
         f"{escape(date.strftime('%Y-%m-%d %H:%M %Z').strip())}</time> by torchlap.</p>\n",
-        _glance_html(runs, None if glance is None else figure_entries[glance]),
+        _glance_html(runs, None if glance is None else (*figure_entries[glance], anchors[glance])),
     ]
     parts.append('<section id="runs"><h2>Runs</h2>\n')
     parts.append(render_table(tables[0]))
@@ -476,7 +489,7 @@ def write_report(
             f'<section id="{escape(extra_section.id)}"><h2>{escape(extra_section.heading)}</h2>\n'
             f"{extra_section.html}</section>\n"
         )
-    others = [entry for i, entry in enumerate(figure_entries) if i != glance]
+    others = [(*entry, anchors[i]) for i, entry in enumerate(figure_entries) if i != glance]
     if others:
         parts.append('<section id="figures"><h2>Figures</h2>\n')
         parts += [_figure_html(*entry) for entry in others]
