@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# the demo needs the package and the B-cos extra (its B-cos run); tests and linters also need
-# the dev extras (~40 s more)
+# the demo needs the package; the B-cos extra is installed too, so `torchlap demo --bcos` (a B-cos
+# run, off by default) works in the venv; tests and linters also need the dev extras (~40 s more)
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 

@@ -128,8 +128,8 @@ def demo(
     suite: str = typer.Option(
         "main",
         "--suite",
-        help="main (vanilla, weak-LAP, expert-LAP, B-cos) or peers (also BLA, BLA-T, BLA-PH, "
-        "L2X-F, ante-hoc).",
+        help="main (vanilla, weak-LAP, expert-LAP; with --bcos also B-cos) or peers (also BLA, "
+        "BLA-T, BLA-PH, L2X-F, ante-hoc).",
     ),
     data: str = typer.Option(
         "lesions", "--data", help="Built-in benchmark (lesions, concepts, digits)."
@@ -161,9 +161,10 @@ def demo(
 
     Example: `torchlap demo --out demo-output` (quick look: `--scale 0.1 --epochs 1`)
 
-    Cost with the defaults: 11 min on a quiet 2-core CPU with the sanity checks and the grid
-    pointing game (measured 2026-12-02: 645 s, training 103-133 s per run), plus the venv
-    install (`make demo` from a fresh clone: 13 min 29 s).
+    Cost with the defaults: 4-5 min on a quiet 2-core CPU with AVX-512 with the sanity checks
+    and the grid pointing game (measured 2026-12-03: 212-253 s, training 36-45 s per run), plus
+    the venv install (`make demo` from a fresh clone: 247-311 s in all); about 11 min on a
+    2-core AVX2 CPU (645 s, 2026-12-02).
     """
     if suite not in SUITES:
         raise typer.BadParameter(f"unknown --suite {suite!r}; expected one of {', '.join(SUITES)}")

@@ -130,7 +130,8 @@ _PEERS = tuple(
     (name, {"lap": "none", "supervision": "none", "model": name})
     for name in ("bla", "bla-t", "bla-ph", "l2x-f", "antehoc")
 )
-#: the B-cos run that joins every suite when the ``bcos`` package is installed (issue 13)
+#: the B-cos run that joins every suite with ``DemoSettings.bcos`` (``torchlap demo --bcos``)
+#: when the ``bcos`` package is installed (issue 13)
 _BCOS = ("bcos", {"lap": "none", "supervision": "none", "model": "bcos"})
 #: run name -> TrainConfig fields of each suite; "peers" = the main runs plus every peer
 SUITES = {"main": _MAIN, "peers": _MAIN + _PEERS}
@@ -194,7 +195,8 @@ def run_demo(
 ) -> Path:
     """Train the suite's runs into ``out/runs``, compare them into ``out``; return report.html.
 
-    ``suite``: ``"main"`` (vanilla, WS-LAP, BB-LAP, and B-cos when its package is installed)
+    ``suite``: ``"main"`` (vanilla, WS-LAP, BB-LAP; B-cos too with ``settings.bcos`` when its
+    package is installed)
     or ``"peers"`` (those plus BLA, BLA-T, BLA-PH, L2X-F and the ante-hoc network). A finished
     run is reused, so an interrupted demo resumes.
     """
