@@ -11,6 +11,7 @@ import pytest
 import torch
 from report_synthetic import configs, results_by_run
 
+import torchlap.report.sanity as sanity_module
 from torchlap.report import write_report
 from torchlap.report.sanity import (
     checks_markdown,
@@ -90,6 +91,35 @@ def test_tables_md_holds_the_checks_only_when_they_ran():
     assert "## Sanity checks and grid pointing game" in with_them
     assert with_them.count("| GBP | 0.780 |") == len(with_checks())
     assert "Sanity checks" not in tables_markdown(results_by_run())
+
+
+def test_sanity_curves_label_every_run_and_show_every_value(tmp_path: Path, monkeypatch):
+    runs = with_checks()
+    names = list(runs)
+    # the second run explains one more method, whose curve dips below -0.25
+    runs[names[1]]["sanity"]["lap"] = _sanity([0.2, -0.1, -0.46, -0.3, -0.2], True)
+    drawn = []
+    monkeypatch.setattr(sanity_module, "_save", lambda figure, path: drawn.append(figure) or path)
+    plot_sanity_curves(runs, tmp_path / "curves.png")
+    (figure,) = drawn
+    axes = figure.get_axes()
+    modes, measures = 2, 2
+    for index, name in enumerate(names):
+        first = axes[index * measures * modes]  # the run's first measure, first mode
+        assert first.get_title().startswith(name)
+        legend = first.get_legend()
+        assert legend is not None
+        labels = [text.get_text() for text in legend.get_texts()]
+        assert ("LAP" in labels) == (index == 1), labels
+    colors = {}
+    for ax in axes:
+        for line in ax.get_lines():
+            if line.get_label().startswith("_"):
+                continue  # the threshold line
+            colors.setdefault(line.get_label(), set()).add(line.get_color())
+            low = min(v for v in line.get_ydata() if v == v)
+            assert ax.get_ylim()[0] <= low, (ax.get_title(), line.get_label())
+    assert all(len(found) == 1 for found in colors.values()), colors  # one color per method
 
 
 def test_figures_are_written(tmp_path: Path):

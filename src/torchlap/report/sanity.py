@@ -65,19 +65,23 @@ def plot_sanity_curves(results_by_run: Mapping[str, Mapping[str, Any]], path: An
     rows = [(name, measure, label) for name in runs for measure, label in _MEASURES]
     figure = _new_figure(5.0 * len(modes), 2.6 * len(rows))
     axes = figure.subplots(len(rows), len(modes), squeeze=False)
+    # one color per method across the runs (runs explain different method sets: LAP only on
+    # LAP models)
+    colors = _method_colors(order_methods([m for sanity in runs.values() for m in sanity], facts))
     for r, (name, measure, label) in enumerate(rows):
         sanity = runs[name]
         methods = order_methods(sanity, facts)
-        colors = _method_colors(methods)
         for c, mode in enumerate(modes):
             ax = axes[r][c]
             steps: list[str] = []
+            lowest = 0.0
             for method in methods:
                 entry = sanity[method].get(mode)
                 if not entry:
                     continue
                 steps = ["trained", *entry["steps"]]
                 values = [1.0] + [math.nan if v is None else v for v in entry[measure]]
+                lowest = min([lowest, *(v for v in values if not math.isnan(v))])
                 ax.plot(
                     range(len(values)),
                     values,
@@ -91,11 +95,12 @@ def plot_sanity_curves(results_by_run: Mapping[str, Mapping[str, Any]], path: An
                 ax.axhline(threshold, color="grey", linestyle="--", linewidth=0.8)
             ax.set_xticks(range(len(steps)))
             ax.set_xticklabels([s.removeprefix("net.") for s in steps], rotation=60, fontsize=6)
-            ax.set_ylim(-0.25, 1.05)
+            # both measures lie in [-1, 1]: room below 0 for every plotted value
+            ax.set_ylim(min(-0.25, lowest - 0.05), 1.05)
             ax.set_ylabel(label, fontsize=8)
             ax.set_title(f"{name}: {mode}", fontsize=9)
-            if r == 0 and c == 0:
-                ax.legend(fontsize=6, ncols=2)
+            if measure == _MEASURES[0][0] and c == 0 and ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=6, ncols=2)  # each run's methods, on its first panel
     return _save(figure, path)
 
 
