@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,22 @@ def test_cli_options_and_refusals(real_run, tmp_path):
         _options(grid_pg_shape="2by2").validate()
     with pytest.raises(ValueError, match="sanity_modes"):
         _options(sanity_modes=("downward",)).validate()
+
+
+def test_checks_report_progress(real_run, tmp_path, caplog, monkeypatch):
+    # the sanity checks take minutes on real models: they show progress like the evaluation
+    # does (plain lines here, as when stderr is a log file)
+    from torchlap import logs
+
+    monkeypatch.setattr(logs, "PLAIN_INTERVAL_SECONDS", 0.0)
+    logs.set_progress_mode("plain")
+    try:
+        with caplog.at_level(logging.INFO, logger="torchlap.progress"):
+            evaluate_run(real_run, None, tmp_path / "eval", _options(methods=("gradcam",)))
+    finally:
+        logs.set_progress_mode("auto")
+    lines = [record.getMessage() for record in caplog.records]
+    assert any(line.startswith("cascading randomization: ") for line in lines), lines
+    assert any(line.startswith("independent randomization: ") for line in lines), lines
+    assert any(line.startswith("sanity checks gradcam: 1/1 methods") for line in lines), lines
+    assert any("(sanity checks gradcam: 0/1 methods" in line for line in lines), lines

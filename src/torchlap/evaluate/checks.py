@@ -37,6 +37,7 @@ from torchlap.evaluate.sanity import (
 )
 from torchlap.evaluate.shard import is_writer
 from torchlap.explainers import available, method_facts
+from torchlap.logs import track
 from torchlap.metrics.grid_pointing import grid_pointing_scores, grid_pointing_summary
 from torchlap.runs import load_run
 
@@ -158,7 +159,7 @@ def run_checks(
         images, targets = test.images[:count], test_targets[:count]
         settings = _sanity_options(options)
         results["sanity"] = {}
-        for method in methods:
+        for method in track(methods, description="sanity checks", unit="methods", describe=str):
             cache = out_dir / "methods" / f"sanity_{method}.json"
             key = fingerprint(
                 {"sanity": settings, "method": method, "method_options": method_options(method),
@@ -210,7 +211,7 @@ def _grid_pointing(
     scores_by_method: dict[str, Any] = {}
     example_maps: dict[str, Tensor] = {}
     n_examples = min(3, len(grid_set))
-    for method in methods:
+    for method in track(methods, description="grid pointing game", unit="methods", describe=str):
         cache = out_dir / "methods" / f"grid_pg_{method}.json"
         key = fingerprint(
             {"grid_pg": setup, "method": method, "method_options": method_options(method),

@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from torchlap.explainers.base import minmax_normalize
 from torchlap.layers.lap import LapBase
+from torchlap.logs import track
 
 __all__ = [
     "DEFAULT_SANITY_THRESHOLD",
@@ -400,7 +401,10 @@ def sanity_check(
     for mode in modes:
         steps: list[str] = []
         rows: dict[str, list[dict[str, Any]]] = {"spearman_abs": [], "ssim": []}
-        for name, randomized in randomized_models(model, units, mode, seed, reseed):
+        randomizations = randomized_models(model, units, mode, seed, reseed)
+        for name, randomized in track(
+            randomizations, total=len(units), description=f"{mode} randomization", unit="layers"
+        ):
             maps = explain_fn(randomized, images, targets).detach().float().cpu()
             steps.append(name)
             rows["spearman_abs"].append(summarize(spearman_abs(reference, maps, constant_maps)))
