@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torchlap.evaluate import DEFAULT_METHODS, EvaluateOptions, compare_runs
+from torchlap.evaluate.common import guard_output_folder
 from torchlap.explainers import comparison_methods, get, table_order
 from torchlap.models.bcos import bcos_available
 from torchlap.runs import WEIGHTS_FILE
@@ -203,6 +204,9 @@ def run_demo(
     settings = settings or DemoSettings()
     runs = suite_runs(suite, settings)
     out = Path(out)
+    # before any training: the comparison would refuse a user's own report.html... in out
+    for folder in (out, *(out / name for name, _ in runs)):
+        guard_output_folder(folder, overwrite)
     run_dirs = []
     for name, model_options in runs:
         config = _train_config(name, model_options, settings, out, overwrite)

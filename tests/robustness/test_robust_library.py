@@ -424,3 +424,37 @@ def test_unreadable_data_folder_is_named(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(Path, "iterdir", iterdir)
     with pytest.raises(PermissionError, match=r"dataset folder .*locked is not readable"):
         image_folder(root)
+
+
+@pytest.mark.parametrize("name", ["results.json", "report.html", "tables.md"])
+def test_library_refuses_to_overwrite_a_users_file_before_any_work(
+    tiny_run: Path, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # evaluate_run, compare_runs and the demo write these names into their output folder: a
+    # file of the user's there is refused (force/overwrite replaces it, and says so)
+    from torchlap import demo
+    from torchlap.evaluate import EvaluateOptions, compare_runs, evaluate_run
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_text("mine")
+    options = EvaluateOptions(methods=("gradcam",), max_images=2, max_val_images=2)
+    with pytest.raises(FileExistsError, match=rf"holds {re.escape(name)}, which torchlap did not"):
+        evaluate_run(tiny_run, None, out, options)
+    with pytest.raises(FileExistsError, match=rf"holds {re.escape(name)}, which torchlap did not"):
+        compare_runs([tiny_run], None, out, options)
+    nested = tmp_path / "nested"
+    (nested / tiny_run.name).mkdir(parents=True)
+    (nested / tiny_run.name / name).write_text("mine")
+    with pytest.raises(FileExistsError, match=re.escape(str(nested / tiny_run.name))):
+        compare_runs([tiny_run], None, nested, options)
+    monkeypatch.setattr(demo, "fit", lambda config: pytest.fail("the demo trained first"))
+    with pytest.raises(FileExistsError, match=rf"holds {re.escape(name)}, which torchlap did not"):
+        demo.run_demo(out)
+    (demo_run := out / "vanilla").mkdir()
+    (out / name).unlink()
+    (demo_run / name).write_text("mine")
+    with pytest.raises(FileExistsError, match=re.escape(str(demo_run))):
+        demo.run_demo(out)
+    assert sorted(p.name for p in out.rglob("*")) == sorted([name, "vanilla"])
+    assert (demo_run / name).read_text() == "mine"

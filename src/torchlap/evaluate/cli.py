@@ -10,12 +10,13 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from torchlap.evaluate.common import guard_output_folder
 from torchlap.evaluate.compare import compare_runs
 from torchlap.evaluate.core import evaluate_run
 from torchlap.evaluate.options import DEFAULT_METHODS, EvaluateOptions
 from torchlap.evaluate.shard import ShardPlan, check_sharding, launch_sharded
 from torchlap.logs import log_file, process_rank
-from torchlap.runs import clean_stale_temps, load_run
+from torchlap.runs import load_run
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,58 +72,6 @@ def _options(params: dict[str, object]) -> EvaluateOptions:
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     return options
-
-
-# the files an evaluation (or comparison) writes into its output folder
-_OUTPUT_NAMES = (
-    "results.json",
-    "comparison.json",
-    "tables.md",
-    "report.html",
-    "figures",
-    "methods",
-)
-_OWN_FORMATS = {"results.json": "torchlap-results", "comparison.json": "torchlap-comparison"}
-
-
-def _written_by_torchlap(path: Path) -> bool:
-    """Whether an output-folder entry is one torchlap evaluate/compare wrote."""
-    if path.name in _OWN_FORMATS:
-        try:
-            return json.loads(path.read_text()).get("format") == _OWN_FORMATS[path.name]
-        except (OSError, ValueError, AttributeError):
-            return False
-    if path.name == "methods":  # per-method caches, each with its fingerprint
-        try:
-            return all("fingerprint" in json.loads(p.read_text()) for p in path.glob("*.json"))
-        except (OSError, ValueError, TypeError):
-            return False
-    return False
-
-
-def guard_output_folder(out: Path, force: bool, option: str = "--out") -> list[Path]:
-    """Refuse an output folder holding files of the names evaluate writes that torchlap did
-    not write (a user's own ``results.json``...), unless ``force``; with ``force`` the files
-    that will be replaced are logged. A folder whose results.json/comparison.json is
-    torchlap's is torchlap's (its tables, figures and report come with it).
-
-    Returns the entries that are not torchlap's (replaced under ``force``)."""
-    if not out.exists():
-        return []
-    if not out.is_dir():
-        raise ValueError(f"{option} {out} exists and is not a folder; pass a folder path")
-    present = [out / name for name in _OUTPUT_NAMES if (out / name).exists()]
-    ours = any(_written_by_torchlap(out / name) for name in _OWN_FORMATS if (out / name).exists())
-    foreign = [] if ours else [p for p in present if not _written_by_torchlap(p)]
-    if foreign and not force:
-        raise FileExistsError(
-            f"{option} {out} holds {', '.join(p.name for p in foreign)}, which torchlap did not "
-            "write; choose another folder, or pass --force to replace them"
-        )
-    if foreign:
-        typer.echo(f"--force: replacing {', '.join(str(p) for p in foreign)}", err=True)
-    clean_stale_temps(out)  # temp files of an evaluation killed mid-write
-    return foreign
 
 
 _METHODS_HELP = "Comma-separated explainer names."

@@ -30,7 +30,7 @@ from torchlap.evaluate.shard import (
 from torchlap.explainers import get
 from torchlap.io import atomic_write
 from torchlap.logs import track
-from torchlap.runs import WEIGHTS_FILE
+from torchlap.runs import WEIGHTS_FILE, clean_stale_temps
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ __all__ = [
     "explain_all",
     "fingerprint",
     "flat_map_counts",
+    "guard_output_folder",
     "load_eval_data",
     "method_options",
     "metric",
@@ -226,3 +227,57 @@ def _read_own_cache(cache: Path, key: str, label: str) -> Any:
     except (json.JSONDecodeError, KeyError, AttributeError):
         logger.warning("%s is unreadable; recomputing %s", cache, label)
     return None
+
+
+# the files an evaluation (or comparison) writes into its output folder
+_OUTPUT_NAMES = (
+    "results.json",
+    "comparison.json",
+    "tables.md",
+    "report.html",
+    "figures",
+    "methods",
+)
+_OWN_FORMATS = {"results.json": "torchlap-results", "comparison.json": "torchlap-comparison"}
+
+
+def _written_by_torchlap(path: Path) -> bool:
+    """Whether an output-folder entry is one torchlap evaluate/compare wrote."""
+    if path.name in _OWN_FORMATS:
+        try:
+            return json.loads(path.read_text()).get("format") == _OWN_FORMATS[path.name]
+        except (OSError, ValueError, AttributeError):
+            return False
+    if path.name == "methods":  # per-method caches, each with its fingerprint
+        try:
+            return all("fingerprint" in json.loads(p.read_text()) for p in path.glob("*.json"))
+        except (OSError, ValueError, TypeError):
+            return False
+    return False
+
+
+def guard_output_folder(out: Path, force: bool, option: str = "--out") -> list[Path]:
+    """Refuse an output folder holding files of the names evaluate writes that torchlap did
+    not write (a user's own ``results.json``...), unless ``force``; with ``force`` the files
+    that will be replaced are logged. :func:`~torchlap.evaluate.evaluate_run`,
+    :func:`~torchlap.evaluate.compare_runs` and the demo call it before any work. A folder
+    whose results.json/comparison.json is torchlap's is torchlap's (its tables, figures and
+    report come with it).
+
+    Returns the entries that are not torchlap's (replaced under ``force``)."""
+    if not out.exists():
+        return []
+    if not out.is_dir():
+        raise ValueError(f"{option} {out} exists and is not a folder; pass a folder path")
+    present = [out / name for name in _OUTPUT_NAMES if (out / name).exists()]
+    ours = any(_written_by_torchlap(out / name) for name in _OWN_FORMATS if (out / name).exists())
+    foreign = [] if ours else [p for p in present if not _written_by_torchlap(p)]
+    if foreign and not force:
+        raise FileExistsError(
+            f"{option} {out} holds {', '.join(p.name for p in foreign)}, which torchlap did not "
+            "write; choose another folder, or pass --force to replace them"
+        )
+    if foreign:
+        logger.warning("--force: replacing %s", ", ".join(str(p) for p in foreign))
+    clean_stale_temps(out)  # temp files of an evaluation killed mid-write
+    return foreign

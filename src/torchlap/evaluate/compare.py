@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from torchlap.evaluate.checks import compare_data_randomization
-from torchlap.evaluate.common import atomic_write_json
+from torchlap.evaluate.common import atomic_write_json, guard_output_folder
 from torchlap.evaluate.core import evaluate_run
 from torchlap.evaluate.options import EvaluateOptions
 from torchlap.evaluate.shard import is_writer
@@ -43,6 +43,9 @@ def compare_runs(
         raise ValueError(f"run folders must have distinct names, got {names}")
     for run_dir in run_dirs:  # fail before any work when a folder is not a finished run
         load_run(run_dir)
+    if is_writer():  # and when out holds files of these names that torchlap did not write
+        for folder in (out, *(out / name for name in names)):
+            guard_output_folder(folder, force)
     results: dict[str, Any] = {}
     configs: dict[str, Any] = {}
     for name, run_dir in zip(names, run_dirs, strict=True):

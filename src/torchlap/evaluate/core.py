@@ -37,6 +37,7 @@ from torchlap.evaluate.common import (
     explain_all,
     fingerprint,
     flat_map_counts,
+    guard_output_folder,
     load_eval_data,
     method_options,
     metric,
@@ -213,6 +214,10 @@ def evaluate_run(
     """
     options = options or EvaluateOptions()
     options.validate()
+    if is_writer():  # before any work: a user's own results.json... in out is not replaced
+        guard_output_folder(
+            Path(out) if out is not None else Path(run_dir) / f"eval-{options.split}", force
+        )
     if (shard := active()) is not None:
         logger.info(
             "sharded evaluation: rank %d of %d processes (%s)",
