@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -175,10 +176,14 @@ def test_integrity_recorded_for_weights_and_checkpoints(tiny_run: Path) -> None:
 
 def test_overwrite_says_what_it_replaces_and_keeps_other_files(run_copy: Path) -> None:
     (run_copy / "notes.txt").write_text("my notes")
+    # a user's file among the checkpoints: not torchlap's, so not deleted (and named)
+    (run_copy / "checkpoints" / "mine.ckpt").write_text("my checkpoint")
     result = CliRunner().invoke(app, [*_train_args(run_copy), "--overwrite", "--epochs", "1"])
     assert result.exit_code == 0, result.output
     assert "replacing the run in" in result.stderr and "model.safetensors" in result.stderr
     assert (run_copy / "notes.txt").read_text() == "my notes"
+    assert (run_copy / "checkpoints" / "mine.ckpt").read_text() == "my checkpoint"
+    assert re.search(r"left \S*mine\.ckpt in place \(torchlap did not write", result.stderr)
     load_run(run_copy)
 
 

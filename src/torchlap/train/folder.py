@@ -135,10 +135,31 @@ def _clear_run(out: Path, present: list[str], apply: bool) -> None:
         logger.warning("--overwrite: replacing the run in %s (%s)", out, ", ".join(sorted(present)))
     for name in present:
         target = out / name
-        if target.is_dir():
+        if name == CHECKPOINTS_DIR and target.is_dir():
+            kept = _clear_checkpoints(target)
+            if kept:
+                logger.warning(
+                    "--overwrite: left %s in place (torchlap did not write them)",
+                    ", ".join(str(p) for p in kept),
+                )
+        elif target.is_dir():
             shutil.rmtree(target)
         else:
             target.unlink()
+
+
+def _clear_checkpoints(folder: Path) -> list[Path]:
+    """Remove the checkpoints torchlap writes (``phase<N>/last.ckpt``) from ``folder`` and the
+    folders left empty; return what else is there, which is not torchlap's to delete."""
+    for checkpoint in folder.glob(f"phase*/{LAST_CHECKPOINT}"):
+        checkpoint.unlink()
+    for phase in folder.glob("phase*"):
+        if phase.is_dir() and not any(phase.iterdir()):
+            phase.rmdir()
+    if not any(folder.iterdir()):
+        folder.rmdir()
+        return []
+    return sorted(path for path in folder.rglob("*") if not path.is_dir())
 
 
 def _check_same_run(out: Path, config: TrainConfig, apply: bool) -> None:
