@@ -273,6 +273,12 @@ DATA_CASES = [
         r"annotations\.csv line 2: image file .*missing\.png not found",
         None,
     ),
+    (
+        "check truncated image",  # its header reads: only decoding finds it
+        ["data", "check", "{tmp}/truncated"],
+        r"annotations\.csv line 3: image file .*b\.png is unreadable: image file is truncated",
+        None,
+    ),
 ]
 
 OTHER_CASES = [
@@ -319,6 +325,12 @@ def _fill(tmp: Path) -> None:
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp / "exported/masks/train/00000.png")
     (tmp / "broken").mkdir()
     (tmp / "broken" / "annotations.csv").write_text("image,label\nmissing.png,a\n")
+    (tmp / "truncated").mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((64, 64), 7, np.uint8)).save(tmp / "truncated" / name)
+    cut = (tmp / "truncated" / "b.png").read_bytes()
+    (tmp / "truncated" / "b.png").write_bytes(cut[: len(cut) // 2])
+    (tmp / "truncated" / "annotations.csv").write_text("image,label\na.png,x\nb.png,y\n")
 
 
 ALL_CASES = [

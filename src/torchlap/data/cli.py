@@ -73,4 +73,8 @@ def check(
                 typer.echo(f"{split}: empty")
                 continue
             raise  # the torchlap command's one-line handler reports it (exit 2)
+        # every image and mask decoded (loading reads their headers only): a truncated file
+        # is named here, not in the middle of a training run
+        for index in range(len(dataset)):
+            dataset[index]
         typer.echo(f"{split}: {len(dataset)} images, classes {dataset.classes}")
