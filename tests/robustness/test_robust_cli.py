@@ -304,6 +304,17 @@ OTHER_CASES = [
     ),
     ("demo scale", ["demo", "--scale", "0", "--out", "{tmp}/out"], r"scale must be > 0", None),
     ("bench layer scale", ["bench", "layer", "--scale", "2"], r"--scale must be in \(0, 1\]", None),
+    ("bench model size", ["bench", "model", "--size", "32"], r"--size must be >= 75", None),
+    ("bench model batch", ["bench", "model", "--batch-size", "0"], r"--batch-size must be", None),
+    ("bench explain repeats", ["bench", "explain", "--repeats", "0"], r"--repeats must be", None),
+    ("bench explain sizes", ["bench", "explain", "--sizes", "0"], r"--sizes must each be", None),
+    ("bench explain batch", ["bench", "explain", "--batch-size", "0"], r"--batch-size must", None),
+    (
+        "bench explain classes",
+        ["bench", "explain", "--num-classes", "0"],
+        r"--num-classes must be >= 2",
+        None,
+    ),
 ]
 
 

@@ -287,6 +287,21 @@ def register_bench(bench_app: object) -> None:
             raise typer.BadParameter(
                 f"--sizes must be comma-separated ints, got {sizes!r}"
             ) from None
+        # every count checked before any model is built: the errors name the option
+        if any(size < 8 for size in size_list):
+            raise typer.BadParameter(f"--sizes must each be >= 8 pixels, got {sizes!r}")
+        counts = {
+            "--batch-size": batch_size,
+            "--rise-masks": rise_masks,
+            "--mask-batch-size": mask_batch_size,
+            "--repeats": repeats,
+            "--rounds": rounds,
+        }
+        for option, value in counts.items():
+            if value < 1:
+                raise typer.BadParameter(f"{option} must be >= 1, got {value}")
+        if num_classes < 2:
+            raise typer.BadParameter(f"--num-classes must be >= 2, got {num_classes}")
         if against or rise_vs_sise:
             try:
                 typer.echo(

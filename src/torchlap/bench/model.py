@@ -219,6 +219,11 @@ def register_model_bench(bench_app: object) -> None:
         """
         if not 0 < scale <= 1:
             raise typer.BadParameter(f"--scale must be in (0, 1], got {scale}")
+        # checked before scaling, which keeps a quick look at Inception-v3's smallest input
+        if size < 75:
+            raise typer.BadParameter(f"--size must be >= 75 (Inception-v3's smallest), got {size}")
+        if batch_size < 1:
+            raise typer.BadParameter(f"--batch-size must be >= 1, got {batch_size}")
         arch_list = tuple(a.strip() for a in archs.split(",") if a.strip())
         scaled_size = max(75, round(size * scale))
         scaled_batch = max(1, round(batch_size * scale))
