@@ -6,9 +6,11 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from torchlap._checks import (
     check_choice,
+    check_device,
     check_fraction,
     check_int,
     check_number,
@@ -64,3 +66,21 @@ def test_choice():
         check_choice("sum", "aggregation", ("max", "mean"))
     with pytest.raises(ValueError, match="must be one of"):
         check_choice(["max"], "aggregation", {"max", "mean"})  # unhashable: not a choice
+
+
+def test_device(monkeypatch):
+    assert check_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"device 'magic' is not a device; expected 'cpu'"):
+        check_device("magic")
+    with pytest.raises(ValueError, match=r"--device 3.5 is not a device"):
+        check_device(3.5, "--device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"'cuda': no CUDA device is available here"):
+        check_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert check_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ValueError, match=r"'cuda:2': this machine has 2 CUDA device\(s\)"):
+        check_device("cuda:2")
+    with pytest.raises(ValueError, match=r"no meta device is available here"):
+        check_device("meta")

@@ -15,8 +15,11 @@ import math
 from collections.abc import Collection
 from typing import TypeVar
 
+import torch
+
 __all__ = [
     "check_choice",
+    "check_device",
     "check_fraction",
     "check_int",
     "check_number",
@@ -125,3 +128,34 @@ def check_choice(value: T, name: str, choices: Collection[T]) -> T:
         listed = ", ".join(repr(choice) for choice in choices)
         raise ValueError(f"{name} must be one of {listed}, got {value!r}")
     return value
+
+
+def check_device(value: object, name: str = "device") -> torch.device:
+    """``value`` as a ``torch.device`` that this machine has, else ``ValueError`` saying what is
+    wrong (not a device name; a CUDA, MPS or XPU device that is not available here; a CUDA
+    index past the last GPU) and what is accepted. Checked before any work, where torch itself
+    would fail deep inside the first tensor moved there."""
+    try:
+        device = torch.device(value)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"{name} {value!r} is not a device; expected 'cpu', 'cuda' or 'cuda:N' (an index)"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{name} {value!r}: no CUDA device is available here "
+                "(torch.cuda.is_available() is False); use 'cpu'"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(
+                f"{name} {value!r}: this machine has {count} CUDA device(s), 'cuda:0' to "
+                f"'cuda:{count - 1}'"
+            )
+    elif device.type != "cpu":
+        backend = getattr(torch, device.type, None)
+        available = getattr(backend, "is_available", None)
+        if available is None or not available():
+            raise ValueError(f"{name} {value!r}: no {device.type} device is available here")
+    return device

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -48,6 +49,11 @@ def _touch_out(tmp: Path) -> None:
 TRAIN = ["train", "--data", "lesions", "--out", "{tmp}/out", "--n-images", "40"]
 TRAIN_CASES = [
     ("epochs 0", [*TRAIN, "--epochs", "0"], r"epochs \(--epochs\) must be", None),
+    *(
+        [("gpu missing", [*TRAIN, "--accelerator", "gpu"], r"no CUDA device is available", None)]
+        if not torch.cuda.is_available()
+        else []
+    ),
     ("epochs text", [*TRAIN, "--epochs", "two"], r"'--epochs'", None),
     ("lr negative", [*TRAIN, "--lr", "-1"], r"lr \(--lr\) must be .* > 0, got -1", None),
     ("batch size 0", [*TRAIN, "--batch-size", "0"], r"batch_size", None),
@@ -108,6 +114,7 @@ TRAIN_CASES = [
 EVALUATE = ["evaluate", "--run", "{run}", "--out", "{tmp}/out"]
 EVALUATE_CASES = [
     ("run missing", ["evaluate", "--run", "{tmp}/nowhere"], r"nowhere does not exist", None),
+    ("device unknown", [*EVALUATE, "--device", "magic"], r"'magic' is not a device", None),
     (
         "run not a run",
         ["evaluate", "--run", "{tmp}"],
@@ -305,6 +312,7 @@ OTHER_CASES = [
     ("demo scale", ["demo", "--scale", "0", "--out", "{tmp}/out"], r"scale must be > 0", None),
     ("bench layer scale", ["bench", "layer", "--scale", "2"], r"--scale must be in \(0, 1\]", None),
     ("bench model size", ["bench", "model", "--size", "32"], r"--size must be >= 75", None),
+    ("bench layer device", ["bench", "layer", "--device", "gpu0"], r"'gpu0' is not a device", None),
     ("bench model batch", ["bench", "model", "--batch-size", "0"], r"--batch-size must be", None),
     ("bench explain repeats", ["bench", "explain", "--repeats", "0"], r"--repeats must be", None),
     ("bench explain sizes", ["bench", "explain", "--sizes", "0"], r"--sizes must each be", None),

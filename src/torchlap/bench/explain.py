@@ -24,6 +24,7 @@ import torchvision
 import typer
 from torch import nn
 
+from torchlap._checks import check_device
 from torchlap.bench.common import time_call
 from torchlap.bench.explain_peers import (
     PEERS,
@@ -302,6 +303,10 @@ def register_bench(bench_app: object) -> None:
                 raise typer.BadParameter(f"{option} must be >= 1, got {value}")
         if num_classes < 2:
             raise typer.BadParameter(f"--num-classes must be >= 2, got {num_classes}")
+        try:
+            check_device(device, "--device")
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
         if against or rise_vs_sise:
             try:
                 typer.echo(

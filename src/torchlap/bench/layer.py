@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchlap._checks import check_device
 from torchlap._ext import kernel_status
 from torchlap.bench.common import measure
 from torchlap.layers.fused import fused_layer_calls
@@ -332,7 +333,7 @@ def run_layer_command(device: str, scale: float, batches: str, rounds: int) -> s
         raise ValueError(f"--batches must be positive ints, got {batches!r}")
     if rounds < 1:
         raise ValueError(f"--rounds must be >= 1, got {rounds}")
-    dev = torch.device(device)
+    dev = check_device(device, "--device")
     path = kernel_status() if dev.type == "cpu" else "pure PyTorch (non-CPU device)"
     fused_before = sum(fused_layer_calls.values())
     rows = run_layer_benchmark(device=dev, scale=scale, batches=sizes, rounds=rounds)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 import typer
 from torch import nn
 
+from torchlap._checks import check_device
 from torchlap._ext import kernel_status
 from torchlap.models.build import build_model
 
@@ -224,6 +225,10 @@ def register_model_bench(bench_app: object) -> None:
             raise typer.BadParameter(f"--size must be >= 75 (Inception-v3's smallest), got {size}")
         if batch_size < 1:
             raise typer.BadParameter(f"--batch-size must be >= 1, got {batch_size}")
+        try:
+            check_device(device, "--device")
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
         arch_list = tuple(a.strip() for a in archs.split(",") if a.strip())
         scaled_size = max(75, round(size * scale))
         scaled_batch = max(1, round(batch_size * scale))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from torchlap._checks import check_choice, is_int
+from torchlap._checks import check_choice, check_device, is_int
 from torchlap.evaluate.checks import validate_check_options
 from torchlap.explainers import available, comparison_methods
 from torchlap.explainers.lap import LAP_ALL_VARIANTS
@@ -113,6 +113,7 @@ class EvaluateOptions:
                 f"stability_fractions must be in (0, 1), got {self.stability_fractions}"
             )
         validate_check_options(self)
+        check_device(self.device)
 
     def _validate_methods(self) -> None:
         if not self.methods:

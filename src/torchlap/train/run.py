@@ -83,6 +83,11 @@ def _check_devices(config: TrainConfig, devices: Any) -> None:
     """Refuse device counts the machine or the batch size cannot take, before any process is
     spawned (an error found by each DDP worker would be printed once per process)."""
     cuda = _uses_cuda(config.accelerator)
+    if cuda and not torch.cuda.is_available():
+        raise ValueError(
+            f"--accelerator {config.accelerator!r}: no CUDA device is available here "
+            "(torch.cuda.is_available() is False); pass --accelerator cpu (or auto)"
+        )
     if isinstance(devices, list):
         count = len(devices)
     elif devices == "auto":
