@@ -282,31 +282,10 @@ def register_bench(bench_app: object) -> None:
         Cost with the defaults: many minutes on a 2-core CPU (every explainer, the
         perturbation ones included, at full size); `--scale` shrinks it.
         """
-        try:
-            size_list = [int(s) for s in sizes.split(",") if s.strip()]
-        except ValueError:
-            raise typer.BadParameter(
-                f"--sizes must be comma-separated ints, got {sizes!r}"
-            ) from None
-        # every count checked before any model is built: the errors name the option
-        if any(size < 8 for size in size_list):
-            raise typer.BadParameter(f"--sizes must each be >= 8 pixels, got {sizes!r}")
-        counts = {
-            "--batch-size": batch_size,
-            "--rise-masks": rise_masks,
-            "--mask-batch-size": mask_batch_size,
-            "--repeats": repeats,
-            "--rounds": rounds,
-        }
-        for option, value in counts.items():
-            if value < 1:
-                raise typer.BadParameter(f"{option} must be >= 1, got {value}")
-        if num_classes < 2:
-            raise typer.BadParameter(f"--num-classes must be >= 2, got {num_classes}")
-        try:
-            check_device(device, "--device")
-        except ValueError as error:
-            raise typer.BadParameter(str(error)) from None
+        size_list = _checked_arguments(
+            sizes, num_classes, device, batch_size=batch_size, rise_masks=rise_masks,
+            mask_batch_size=mask_batch_size, repeats=repeats, rounds=rounds,
+        )  # fmt: skip
         if against or rise_vs_sise:
             try:
                 typer.echo(
@@ -339,6 +318,27 @@ def register_bench(bench_app: object) -> None:
         except ValueError as error:
             raise typer.BadParameter(str(error)) from error
         typer.echo(f"model: {how}")
+
+
+def _checked_arguments(sizes: str, classes: int, device: str, **counts: int) -> list[int]:
+    """``bench explain``'s sizes (parsed), counts (keyword: the option's name) and device,
+    checked before any model is built; the errors name the option."""
+    try:
+        size_list = [int(s) for s in sizes.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--sizes must be comma-separated ints, got {sizes!r}") from None
+    if any(size < 8 for size in size_list):
+        raise typer.BadParameter(f"--sizes must each be >= 8 pixels, got {sizes!r}")
+    for name, value in counts.items():
+        if value < 1:
+            raise typer.BadParameter(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if classes < 2:
+        raise typer.BadParameter(f"--num-classes must be >= 2, got {classes}")
+    try:
+        check_device(device, "--device")
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return size_list
 
 
 def _best_of(rounds: int, run: Callable[[], list]) -> list:

@@ -368,11 +368,8 @@ def sanity_check(
     cascading randomization (or, with only the independent mode, the mean over its steps);
     ``passed`` = ``summary["spearman_abs"] < threshold``.
     """
-    for mode in modes:
-        if mode not in MODES:
-            raise ValueError(f"modes must be taken from {MODES}, got {list(modes)!r}")
-    if not modes:
-        raise ValueError(f"modes is empty; choose from {MODES}")
+    if not modes or any(mode not in MODES for mode in modes):
+        raise ValueError(f"modes must be a non-empty choice from {MODES}, got {list(modes)!r}")
     if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
         raise TypeError(f"threshold must be a number, got {threshold!r}")
     if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[0] == 0:
@@ -401,10 +398,10 @@ def sanity_check(
     for mode in modes:
         steps: list[str] = []
         rows: dict[str, list[dict[str, Any]]] = {"spearman_abs": [], "ssim": []}
-        randomizations = randomized_models(model, units, mode, seed, reseed)
-        for name, randomized in track(
-            randomizations, total=len(units), description=f"{mode} randomization", unit="layers"
-        ):
+        randomized_steps = track(randomized_models(model, units, mode, seed, reseed),
+                                 total=len(units), description=f"{mode} randomization",
+                                 unit="layers")  # fmt: skip
+        for name, randomized in randomized_steps:
             maps = explain_fn(randomized, images, targets).detach().float().cpu()
             steps.append(name)
             rows["spearman_abs"].append(summarize(spearman_abs(reference, maps, constant_maps)))
