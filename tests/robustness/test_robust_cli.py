@@ -116,6 +116,18 @@ EVALUATE_CASES = [
     ("run missing", ["evaluate", "--run", "{tmp}/nowhere"], r"nowhere does not exist", None),
     ("device unknown", [*EVALUATE, "--device", "magic"], r"'magic' is not a device", None),
     (
+        "method-options method",
+        [*EVALUATE, "--method-options", '{"magic": {}}'],
+        r"unknown explainer 'magic'; available: ",
+        None,
+    ),
+    (
+        "method-options key",
+        [*EVALUATE, "--method-options", '{"rise": {"masks": 5}}'],
+        r"rise has no option\(s\) \['masks'\]; its options: .*n_masks",
+        None,
+    ),
+    (
         "run not a run",
         ["evaluate", "--run", "{tmp}"],
         r"not a torchlap run folder: no config\.json",

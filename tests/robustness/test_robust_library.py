@@ -458,3 +458,13 @@ def test_library_refuses_to_overwrite_a_users_file_before_any_work(
         demo.run_demo(out)
     assert sorted(p.name for p in out.rglob("*")) == sorted([name, "vanilla"])
     assert (demo_run / name).read_text() == "mine"
+
+
+def test_unknown_explainer_options_are_named_with_the_accepted_ones() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    images = torch.rand(1, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"gradcam has no option\(s\) \['bogus'\]; its options"):
+        explain(model, images, "gradcam", bogus=1)
+    with pytest.raises(TypeError, match=r"options of 'rise' must be a dict"):
+        torchlap.explainers.check_options("rise", [1])
+    torchlap.explainers.check_options("rise", {"n_masks": 10})  # accepted: no error

@@ -7,7 +7,7 @@ from typing import Any
 
 from torchlap._checks import check_choice, check_device, is_int
 from torchlap.evaluate.checks import validate_check_options
-from torchlap.explainers import available, comparison_methods
+from torchlap.explainers import available, check_options, comparison_methods
 from torchlap.explainers.lap import LAP_ALL_VARIANTS
 from torchlap.metrics.perturbation import TIE_RULES
 
@@ -114,6 +114,10 @@ class EvaluateOptions:
             )
         validate_check_options(self)
         check_device(self.device)
+        if not isinstance(self.method_options, dict):
+            raise TypeError(f"method_options must be a dict, got {self.method_options!r}")
+        for method, options in self.method_options.items():
+            check_options(method, options)  # an unknown method or option is named, not ignored
 
     def _validate_methods(self) -> None:
         if not self.methods:

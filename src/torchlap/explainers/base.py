@@ -33,6 +33,7 @@ read through the registry functions below; nothing else lists the methods.
 from __future__ import annotations
 
 import difflib
+import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -53,6 +54,7 @@ __all__ = [
     "FeatureProbe",
     "applicability",
     "available",
+    "check_options",
     "class_scores",
     "comparison_methods",
     "display_name",
@@ -155,6 +157,19 @@ def get(name: str) -> type[Explainer]:
     return _REGISTRY[name]
 
 
+def check_options(name: str, options: object) -> None:
+    """``ValueError`` naming the options of ``options`` (a dict) that method ``name``'s
+    constructor does not take, and the ones it does; ``TypeError`` for a non-dict."""
+    if not isinstance(options, dict) or not all(isinstance(key, str) for key in options):
+        raise TypeError(f"the options of {name!r} must be a dict of str keys, got {options!r}")
+    parameters = list(inspect.signature(get(name).__init__).parameters.values())[2:]  # self, model
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    accepted = [p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    if unknown := [key for key in options if key not in accepted]:
+        raise ValueError(f"{name} has no option(s) {unknown}; its options: {', '.join(accepted)}")
+
+
 def comparison_methods() -> tuple[str, ...]:
     """The default comparison set (evaluate's and bench's default methods): the methods with a
     ``comparison_rank``, in its order (LAP, then paper 000's GC, GGC, GBP, DL, RC, then paper
@@ -219,6 +234,7 @@ def explain(
     :func:`available` lists the method names).
     """
     explainer_cls = get(method)
+    check_options(method, options)
     with explainer_cls(model, **options) as explainer:
         return explainer(images, target)
 
