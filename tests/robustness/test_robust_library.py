@@ -216,6 +216,13 @@ _BOX_HEADER = "image,label,split,x_min,y_min,x_max,y_max,mask"
         (_BOX_HEADER, ["images/a.png,x,train,1,9,3,4,"], ValueError, r"line 2.*y_min=9 >= y_max"),
         (_BOX_HEADER, ["images/a.png,x,train,1,2,,4,"], ValueError, r"line 2"),
         (
+            _BOX_HEADER,  # a short row: the columns past its end are missing, not empty
+            ["images/a.png,x"],
+            ValueError,
+            r"line 2: 2 field\(s\) for the 8 header columns \(image, label, split, x_min",
+        ),
+        (_BOX_HEADER, ["images/a.png,x,train,1,2,3,4"], ValueError, r"line 2: 7 field\(s\)"),
+        (
             _BOX_HEADER,
             ["images/a.png,x,train,1,2,30,4,"],
             ValueError,

@@ -117,6 +117,12 @@ def read_annotations(csv_path: Path) -> tuple[list[ImageRecord], bool, bool]:
             where = f"{name} line {reader.line_num}"
             if None in row:
                 raise ValueError(f"{where}: more fields than the {len(columns)} header columns")
+            if None in row.values():  # csv fills the columns past a short row's end with None
+                given = sum(value is not None for value in row.values())
+                raise ValueError(
+                    f"{where}: {given} field(s) for the {len(columns)} header columns "
+                    f"({', '.join(columns)}); leave a field empty (a comma with nothing) for none"
+                )
             values = {k: (v or "").strip() for k, v in row.items()}
             _add_row(records, values, where, columns)
     if not records:
