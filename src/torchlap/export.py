@@ -138,6 +138,8 @@ def export_run(
         raise ValueError(f"--out {out}: a {format} file must end with {suffix}")
     if out.exists() and not overwrite:
         raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a folder; pass a file path ending with {suffix}")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"--out {out}: folder {out.parent} does not exist")
     if format == "onnx":
@@ -187,7 +189,10 @@ def export_run(
                 with open(path, "wb") as handle:
                     torch.export.save(program, handle)
 
+        replaced = out.exists()
         _atomic(out, write)
+        if replaced:  # --overwrite: say which file torchlap replaced
+            logger.warning("--overwrite: replaced %s", out)
     logger.info("exported %s (%s) with outputs %s", out, format, ", ".join(names))
     return out, module, example
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -76,6 +78,9 @@ def test_export_refuses_bad_input(run_dir, tmp_path) -> None:
     with pytest.raises(FileExistsError, match="--overwrite"):
         export_run(run_dir, tmp_path / "mine.pt2", "exported-program")
     assert (tmp_path / "mine.pt2").read_text() == "not torchlap's"
+    (tmp_path / "folder.pt2").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"folder\.pt2 is a folder; pass a file path"):
+        export_run(run_dir, tmp_path / "folder.pt2", "exported-program", overwrite=True)
     with pytest.raises(ValueError, match="no LAP layer"):
         LapExportModule(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)))
 
@@ -90,3 +95,11 @@ def test_cli_export_reports_the_onnx_difference(run_dir, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert out.is_file() and "max |difference|: logits" in result.output
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_export_overwrite_says_which_file_it_replaced(run_dir, tmp_path, caplog) -> None:
+    (tmp_path / "mine.pt").write_text("an older export")
+    with caplog.at_level(logging.WARNING, logger="torchlap.export"):
+        export_run(run_dir, tmp_path / "mine.pt", "torchscript", overwrite=True, batch_size=1)
+    assert f"--overwrite: replaced {tmp_path / 'mine.pt'}" in caplog.text
+    assert (tmp_path / "mine.pt").read_bytes() != b"an older export"
