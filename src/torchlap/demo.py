@@ -206,7 +206,7 @@ def run_demo(
     out = Path(out)
     # before any training: the comparison would refuse a user's own report.html... in out
     for folder in (out, *(out / name for name, _ in runs)):
-        guard_output_folder(folder, overwrite)
+        guard_output_folder(folder, overwrite, flag="--overwrite")
     run_dirs = []
     for name, model_options in runs:
         config = _train_config(name, model_options, settings, out, overwrite)

@@ -456,7 +456,7 @@ def test_library_refuses_to_overwrite_a_users_file_before_any_work(
     with pytest.raises(FileExistsError, match=re.escape(str(nested / tiny_run.name))):
         compare_runs([tiny_run], None, nested, options)
     monkeypatch.setattr(demo, "fit", lambda config: pytest.fail("the demo trained first"))
-    with pytest.raises(FileExistsError, match=rf"holds {re.escape(name)}, which torchlap did not"):
+    with pytest.raises(FileExistsError, match=rf"holds {re.escape(name)}, which .* --overwrite"):
         demo.run_demo(out)
     (demo_run := out / "vanilla").mkdir()
     (out / name).unlink()

@@ -256,7 +256,9 @@ def _written_by_torchlap(path: Path) -> bool:
     return False
 
 
-def guard_output_folder(out: Path, force: bool, option: str = "--out") -> list[Path]:
+def guard_output_folder(
+    out: Path, force: bool, option: str = "--out", flag: str = "--force"
+) -> list[Path]:
     """Refuse an output folder holding files of the names evaluate writes that torchlap did
     not write (a user's own ``results.json``...), unless ``force``; with ``force`` the files
     that will be replaced are logged. :func:`~torchlap.evaluate.evaluate_run`,
@@ -264,7 +266,8 @@ def guard_output_folder(out: Path, force: bool, option: str = "--out") -> list[P
     whose results.json/comparison.json is torchlap's is torchlap's (its tables, figures and
     report come with it).
 
-    Returns the entries that are not torchlap's (replaced under ``force``)."""
+    ``option`` and ``flag`` name the output folder's option and the one that sets ``force``
+    in the messages. Returns the entries that are not torchlap's (replaced under ``force``)."""
     if not out.exists():
         return []
     if not out.is_dir():
@@ -275,9 +278,9 @@ def guard_output_folder(out: Path, force: bool, option: str = "--out") -> list[P
     if foreign and not force:
         raise FileExistsError(
             f"{option} {out} holds {', '.join(p.name for p in foreign)}, which torchlap did not "
-            "write; choose another folder, or pass --force to replace them"
+            f"write; choose another folder, or pass {flag} to replace them"
         )
     if foreign:
-        logger.warning("--force: replacing %s", ", ".join(str(p) for p in foreign))
+        logger.warning("%s: replacing %s", flag, ", ".join(str(p) for p in foreign))
     clean_stale_temps(out)  # temp files of an evaluation killed mid-write
     return foreign
