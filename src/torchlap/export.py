@@ -128,22 +128,7 @@ def export_run(
 
     Refuses an existing ``out`` unless ``overwrite`` and a wrong suffix for the format.
     """
-    if format not in EXPORT_FORMATS:
-        raise ValueError(
-            f"unknown --format {format!r}; expected one of {', '.join(EXPORT_FORMATS)}"
-        )
-    out = Path(out)
-    suffix = EXPORT_FORMATS[format]
-    if out.suffix != suffix:
-        raise ValueError(f"--out {out}: a {format} file must end with {suffix}")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
-    if out.is_dir():
-        raise IsADirectoryError(f"--out {out} is a folder; pass a file path ending with {suffix}")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"--out {out}: folder {out.parent} does not exist")
-    if format == "onnx":
-        _require_onnx()
+    out = _checked_out(Path(out), format, overwrite)
     run = load_run(run_dir)
     module = LapExportModule(run.model.eval(), run.concept_sets).eval()
     generator = torch.Generator().manual_seed(0)
@@ -195,6 +180,27 @@ def export_run(
             logger.warning("--overwrite: replaced %s", out)
     logger.info("exported %s (%s) with outputs %s", out, format, ", ".join(names))
     return out, module, example
+
+
+def _checked_out(out: Path, format: str, overwrite: bool) -> Path:
+    """``out`` if ``format`` is known, ``out`` has its suffix and may be written (a new file,
+    or an existing one with ``overwrite``); the errors say what is accepted."""
+    if format not in EXPORT_FORMATS:
+        raise ValueError(
+            f"unknown --format {format!r}; expected one of {', '.join(EXPORT_FORMATS)}"
+        )
+    suffix = EXPORT_FORMATS[format]
+    if out.suffix != suffix:
+        raise ValueError(f"--out {out}: a {format} file must end with {suffix}")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a folder; pass a file path ending with {suffix}")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"--out {out}: folder {out.parent} does not exist")
+    if format == "onnx":
+        _require_onnx()
+    return out
 
 
 def _require_onnx() -> None:
