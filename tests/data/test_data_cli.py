@@ -54,3 +54,20 @@ def test_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "line 2: image file" in result.output
     listing = runner.invoke(app, ["data", "list"])
     assert listing.output.split() == ["concepts", "digits", "lesions"]
+
+
+def test_check_counts_images_with_transparent_pixels(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rgba = np.full((8, 8, 4), 255, np.uint8)
+    for k in range(5):
+        Image.fromarray(rgba).save(tmp_path / f"{k}.png")  # opaque: not counted
+    rgba[0, 0, 3] = 0
+    for k in range(5, 9):
+        Image.fromarray(rgba).save(tmp_path / f"{k}.png")
+    rows = "".join(f"{k}.png,{'ab'[k % 2]},train\n" for k in range(9))
+    (tmp_path / "annotations.csv").write_text("image,label,split\n" + rows)
+    check = runner.invoke(app, ["data", "check", str(tmp_path)])
+    assert check.exit_code == 0, check.output
+    assert "train: 4 images have transparent pixels (5.png, 6.png, 7.png, ...)" in check.output

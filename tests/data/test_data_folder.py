@@ -287,6 +287,12 @@ def test_other_malformed_rows(good_folder: Path) -> None:
         (["img/0.png", "sick", "train", "a", 1, 3, 4, ""], "line 2: x_min is 'a', not a number"),
         (["img/0.png", "", "train", "", "", "", "", ""], "line 2: empty label"),
         (["/abs/0.png", "sick", "train", "", "", "", "", ""], "line 2: image path .* absolute"),
+        # paths that climb out of the dataset folder (a backslash is a separator too)
+        (["../img/0.png", "sick", "train", "", "", "", "", ""], "line 2: image path .* leaves"),
+        (["img/../../x.png", "sick", "train", "", "", "", "", ""], "line 2: image .* leaves"),
+        (["img\\..\\..\\x.png", "sick", "train", "", "", "", "", ""], "image .* leaves"),
+        (["img/0.png", "sick", "train", "", "", "", "", "../m.png"], "line 2: mask path .* leaves"),
+        (["img/0.png", "sick", "train", "", "", "", "", "/m.png"], "line 2: mask path .* absol"),
     ]
     for row, message in cases:
         _csv(good_folder, [row])

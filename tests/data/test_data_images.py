@@ -56,3 +56,58 @@ def test_monochrome1_is_inverted(tmp_path: Path) -> None:
     """MONOCHROME1 stores white as 0: the decoder inverts it, so 0 reads as 1."""
     write_dicom(tmp_path / "x.dcm", np.zeros((4, 4)), bits_stored=8, photometric="MONOCHROME1")
     assert torch.equal(load_image(tmp_path / "x.dcm", 1), torch.ones(1, 4, 4))
+
+
+@pytest.mark.parametrize(
+    ("name", "pixels", "message"),
+    [
+        # a float image saved in [0, 255] used to be clipped to a white image
+        ("f.tif", np.full((4, 4), 200.0, np.float32), r"float \(mode F\) image has values in "
+         r"\[200, 200\].*\[0, 1\].*rescale"),
+        ("n.tif", np.full((4, 4), np.nan, np.float32), "NaN pixels"),
+        # a CT slice in Hounsfield units stored as 32-bit integers: negative values
+        ("i.tif", np.full((4, 4), -1000, np.int32), r"mode I\) image has values in \[-1000"),
+        ("j.tif", np.full((4, 4), 70000, np.int32), r"\[70000, 70000\].*\[0, 65535\]"),
+    ],
+)  # fmt: skip
+def test_out_of_range_pixels_are_refused_not_clipped(
+    tmp_path: Path, name: str, pixels: np.ndarray, message: str
+) -> None:
+    Image.fromarray(pixels).save(tmp_path / name)
+    with pytest.raises(ValueError, match=message) as caught:
+        load_image(tmp_path / name, 1)
+    assert name in str(caught.value)  # the file is named
+
+
+def test_in_range_float_and_int32_images_read_as_intensities(tmp_path: Path) -> None:
+    Image.fromarray(np.array([[0.0, 0.25], [0.5, 1.0]], np.float32)).save(tmp_path / "f.tif")
+    Image.fromarray(np.array([[0, 65535]], np.int32)).save(tmp_path / "i.tif")
+    torch.testing.assert_close(load_image(tmp_path / "f.tif", 1),
+                               torch.tensor([[[0.0, 0.25], [0.5, 1.0]]]))  # fmt: skip
+    torch.testing.assert_close(load_image(tmp_path / "i.tif", 1), torch.tensor([[[0.0, 1.0]]]))
+
+
+def test_transparent_pixels_are_reported(tmp_path: Path, caplog, monkeypatch) -> None:
+    from torchlap.data import images as images_module
+    from torchlap.data.images import has_transparency
+
+    monkeypatch.setattr(images_module, "_warned_alpha", set())
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 255
+    Image.fromarray(rgba).save(tmp_path / "opaque.png")
+    rgba[0, 0, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    Image.fromarray(rgba).save(tmp_path / "b.png")
+    palette = Image.fromarray(np.zeros((4, 4), np.uint8), mode="L").convert("P")
+    palette.save(tmp_path / "p.png", transparency=0)
+    assert not has_transparency(tmp_path / "opaque.png")
+    assert has_transparency(tmp_path / "a.png") and has_transparency(tmp_path / "p.png")
+    with caplog.at_level("WARNING", logger="torchlap.data.images"):
+        image = load_image(tmp_path / "opaque.png", 3)
+        assert not caplog.records  # an opaque RGBA image: nothing to say
+        load_image(tmp_path / "a.png", 3)
+        load_image(tmp_path / "b.png", 3)
+    (record,) = caplog.records  # said once per process, naming the first file
+    assert "a.png has transparent pixels" in record.getMessage()
+    # the alpha is dropped and the colour kept, as torchvision's ImageFolder does
+    torch.testing.assert_close(load_image(tmp_path / "a.png", 3), image)

@@ -124,6 +124,29 @@ def test_vanilla_run_skips_lap_and_compare_makes_one_table(runs, tmp_path):
     assert "| vanilla |" in tables and "| lap |" in tables
 
 
+def test_progress_counts_only_the_methods_that_run(runs, tmp_path, caplog, monkeypatch):
+    # LAP does not apply to the vanilla model: the counter says 1/1 methods, not 2/2 with one
+    # of them never shown
+    import logging
+
+    from torchlap import logs
+
+    monkeypatch.setattr(logs, "PLAIN_INTERVAL_SECONDS", 0.0)
+    logs.set_progress_mode("plain")
+    try:
+        with caplog.at_level(logging.INFO, logger="torchlap.progress"):
+            results = evaluate_run(
+                runs["vanilla"], None, tmp_path / "eval", _options(methods=("lap", "gradcam"))
+            )
+    finally:
+        logs.set_progress_mode("auto")
+    assert results["skipped"] == {"lap": "the model has no LAP layer"}
+    lines = [record.getMessage() for record in caplog.records]
+    counted = [line for line in lines if line.startswith("evaluating ")]
+    assert any(line.startswith("evaluating gradcam: 1/1 methods") for line in counted), lines
+    assert not any("/2 methods" in line for line in lines), lines
+
+
 def test_bad_options_fail_before_any_work(runs, tmp_path):
     with pytest.raises(ValueError, match="unknown method"):
         evaluate_run(runs["lap"], None, tmp_path / "x", _options(methods=("gradcamm",)))

@@ -273,6 +273,10 @@ def test_stability_and_timing_tables() -> None:
     # lower change is better; a single defined value in a column is not bolded
     assert row_by_labels(rows, "vanilla", "GC")[2:] == ["**1.50**", "2.00"]
     assert row_by_labels(rows, "vanilla", "DL")[2:] == ["3.00", "n/a"]
+    # the caption says why n/a is frequent there (the demo's one stability image)
+    assert "on one image one of the two is always undefined" in " ".join(
+        stability_table(results_by_run()).notes
+    )
     header, rows = parse_markdown_table(timing_table(results_by_run()).to_markdown())
     assert header == ["Run", "Method", "Seconds", "Images / s"]
     assert row_by_labels(rows, "WS-LAP", "LAP")[2:] == ["**0.10**", "**500.0**"]

@@ -151,6 +151,28 @@ def test_explainers_refuse_bad_images_and_targets(
         explain(_tiny_model(), images, "gradcam", target=target)
 
 
+@pytest.mark.parametrize("method", ["gradcam", "guided_backprop", "rise", "scorecam", "lap"])
+@pytest.mark.parametrize("target", [None, 1])
+def test_images_that_do_not_fit_the_model_are_named(method: str, target: int | None) -> None:
+    """float64 images and a wrong channel count used to fail inside torch, the latter naming
+    the one-image probe's shape (1, 1, 16, 16) instead of the user's batch."""
+    options = {"n_masks": 8} if method == "rise" else {}
+    model = _tiny_model()
+    with pytest.raises(TypeError, match=r"images are torch\.float64 but the model's parameters "
+                       r"are torch\.float32: pass images\.to\(torch\.float32\)"):  # fmt: skip
+        explain(model, torch.rand(2, 3, 16, 16, dtype=torch.float64), method, target, **options)
+    with pytest.raises(ValueError, match=r"images have 1 channels \(shape \(5, 1, 16, 16\)\), "
+                       r"but the model's first convolution '0' takes 3"):  # fmt: skip
+        explain(model, torch.rand(5, 1, 16, 16), method, target, **options)
+    # the model is left as it was: eval mode, no hook
+    assert not model.training
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    # a model in float64 takes float64 images
+    maps = explain(model.double(), torch.rand(2, 3, 16, 16, dtype=torch.float64), method, target,
+                   **options)  # fmt: skip
+    assert maps.dtype == torch.float64 and maps.shape == (2, 16, 16)
+
+
 @pytest.mark.parametrize("method", ["deeplift", "rise", "guided_backprop", "gradcam", "scorecam"])
 def test_out_of_range_target_is_named(method: str) -> None:
     """deeplift and rise used to fail deep inside captum/indexing (issue 16)."""

@@ -166,6 +166,23 @@ def _row_box(values: dict[str, str], where: str) -> tuple[float, float, float, f
     return check_box(numbers, where)
 
 
+def _inside_path(value: str, column: str, where: str) -> str:
+    """``value`` as a POSIX path relative to the dataset folder; absolute paths and paths that
+    climb out of the folder (a ``..`` part) are refused, so a CSV cannot make torchlap read
+    files outside the dataset it describes."""
+    path = Path(value)
+    if os.path.isabs(value) or path.anchor:
+        raise ValueError(
+            f"{where}: {column} path {value!r} is absolute; paths are relative to the folder"
+        )
+    if ".." in path.parts or ".." in Path(value.replace("\\", "/")).parts:
+        raise ValueError(
+            f"{where}: {column} path {value!r} leaves the dataset folder ('..'); paths are "
+            "relative to the folder and stay inside it"
+        )
+    return path.as_posix()
+
+
 def _add_row(
     records: dict[str, ImageRecord], values: dict[str, str], where: str, columns: list[str]
 ) -> None:
@@ -174,11 +191,7 @@ def _add_row(
     image = values["image"]
     if not image:
         raise ValueError(f"{where}: empty image path")
-    if os.path.isabs(image):
-        raise ValueError(
-            f"{where}: image path {image!r} is absolute; paths are relative to the folder"
-        )
-    image = Path(image).as_posix()
+    image = _inside_path(image, "image", where)
     label = values["label"]
     if not label:
         raise ValueError(f"{where}: empty label for image {image!r}")
@@ -188,9 +201,7 @@ def _add_row(
     box = _row_box(values, where) if BOX_COLUMNS[0] in columns else None
     mask = (values["mask"] or None) if "mask" in columns else None
     if mask is not None:
-        if os.path.isabs(mask):
-            raise ValueError(f"{where}: mask path {mask!r} is absolute; use a relative one")
-        mask = Path(mask).as_posix()
+        mask = _inside_path(mask, "mask", where)
     record = records.get(image)
     if record is None:
         record = records[image] = ImageRecord(image, label, split, mask=mask, source=where)

@@ -10,6 +10,7 @@ from torchlap.data._base import SPLITS
 from torchlap.data.api import load_dataset
 from torchlap.data.builtin import DEFAULT_N_IMAGES, builtin_names
 from torchlap.data.export import export_builtin
+from torchlap.data.images import has_transparency
 
 data_app = typer.Typer(
     help="Datasets: export the built-in benchmarks, check annotated folders.",
@@ -78,3 +79,18 @@ def check(
         for index in range(len(dataset)):
             dataset[index]
         typer.echo(f"{split}: {len(dataset)} images, classes {dataset.classes}")
+        _report_transparency(dataset, split)
+
+
+def _report_transparency(dataset: object, split: str) -> None:
+    """Name the images whose alpha channel torchlap drops (transparent pixels)."""
+    records, root = getattr(dataset, "records", None), getattr(dataset, "root", None)
+    if records is None or root is None:  # a built-in benchmark: generated, opaque
+        return
+    transparent = [r.image for r in records if has_transparency(Path(root) / r.image)]
+    if transparent:
+        shown = ", ".join(transparent[:3]) + (", ..." if len(transparent) > 3 else "")
+        typer.echo(
+            f"{split}: {len(transparent)} images have transparent pixels ({shown}); their "
+            "alpha channel is dropped when read (the colour under them is kept)"
+        )

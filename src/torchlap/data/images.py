@@ -8,6 +8,7 @@ through here, so an image gives the same tensor at training and at explanation t
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,16 @@ from torchvision.transforms.v2.functional import resize
 
 from torchlap.data.transforms import size_pair
 
-__all__ = ["DICOM_SUFFIXES", "image_header", "load_image", "read_image", "read_mask"]
+__all__ = [
+    "DICOM_SUFFIXES",
+    "has_transparency",
+    "image_header",
+    "load_image",
+    "read_image",
+    "read_mask",
+]
+
+logger = logging.getLogger(__name__)
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 _GRAY_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
@@ -61,16 +71,77 @@ def image_header(path: Path) -> tuple[int, int, int]:
 
 
 def _array_to_unit(array: np.ndarray, mode: str) -> np.ndarray:
-    """Pixel array -> float32 in [0, 1] by the value range its mode implies."""
+    """Pixel array -> float32 in [0, 1] by the value range its mode implies.
+
+    32-bit integer (mode ``I``) and float (mode ``F``) images have no bit depth that fixes
+    their range: integers must lie in [0, 65535] (a 16-bit image stored as 32 bits), floats in
+    [0, 1]. Values outside are refused (ValueError saying the range found), not clipped: a CT
+    slice in Hounsfield units or a float image in [0, 255] would otherwise become a
+    saturated image without a word.
+    """
     if mode.startswith("I;16") or array.dtype == np.uint16:
         return array.astype(np.float32) / 65535.0
     if mode == "I":
-        return np.clip(array.astype(np.float32), 0, 65535) / 65535.0
+        _check_range(array, 0, 65535, "32-bit integer (mode I)", "save it as 8 or 16-bit")
+        return array.astype(np.float32) / 65535.0
     if mode == "F":
-        return np.clip(array.astype(np.float32), 0.0, 1.0)
+        _check_range(array, 0.0, 1.0, "float (mode F)", "rescale it to [0, 1]")
+        return np.clip(array.astype(np.float32), 0.0, 1.0)  # only float rounding is clipped
     if array.dtype == bool:
         return array.astype(np.float32)
     return array.astype(np.float32) / 255.0
+
+
+def _check_range(array: np.ndarray, low: float, high: float, kind: str, fix: str) -> None:
+    """ValueError unless every value of ``array`` lies in [low, high] (up to 1e-6 of the span
+    for float rounding)."""
+    if array.size == 0:
+        return
+    if np.isnan(array).any():
+        raise ValueError(f"this {kind} image holds NaN pixels; torchlap needs finite pixels")
+    found_low, found_high = float(array.min()), float(array.max())
+    slack = 1e-6 * (high - low)
+    if found_low < low - slack or found_high > high + slack:
+        raise ValueError(
+            f"this {kind} image has values in [{found_low:g}, {found_high:g}]; torchlap reads "
+            f"{kind} pixels in [{low:g}, {high:g}] as intensities: {fix}"
+        )
+
+
+def _has_transparency(image: Image.Image) -> bool:
+    """True if some pixel of an opened image is not fully opaque (an alpha band below 255, or
+    a palette / single colour marked transparent)."""
+    if "transparency" in image.info:
+        return True
+    if "A" not in image.getbands():
+        return False
+    return image.getchannel("A").getextrema()[0] < 255
+
+
+def has_transparency(path: str | os.PathLike[str]) -> bool:
+    """True if the image file has pixels that are not fully opaque (their alpha is dropped
+    when torchlap reads it, see :func:`read_image`). DICOM files have no alpha: False."""
+    path = Path(path)
+    if _is_dicom(path):
+        return False
+    with Image.open(path) as image:
+        return _has_transparency(image)
+
+
+_warned_alpha: set[str] = set()
+
+
+def _warn_alpha(path: Path) -> None:
+    """Say once per process that images with transparent pixels lose their alpha."""
+    if not _warned_alpha:
+        _warned_alpha.add(str(path))
+        logger.warning(
+            "%s has transparent pixels: torchlap drops the alpha channel, as torchvision's "
+            "ImageFolder does, and keeps the colour stored under them; if that colour is "
+            "arbitrary, flatten the images onto a background first (said once; "
+            "`torchlap data check` counts such images)",
+            path,
+        )
 
 
 def read_image(path: Path, channels: int) -> Tensor:
@@ -78,12 +149,17 @@ def read_image(path: Path, channels: int) -> Tensor:
 
     Grayscale 8/16-bit images are scaled by their bit depth; RGB is converted to one channel
     by PIL's luma transform when ``channels == 1``; grayscale is repeated for ``channels == 3``.
+    An alpha channel is dropped, as torchvision's ``ImageFolder`` does (a warning, once per
+    process, names the first image with transparent pixels). 32-bit integer and float images
+    must hold values in [0, 65535] and [0, 1]; ValueError otherwise.
     """
     if _is_dicom(path):
         array = _read_dicom(path)
     else:
         with Image.open(path) as image:
             image.load()
+            if _has_transparency(image):
+                _warn_alpha(path)
             mode = image.mode
             if mode in ("1", "LA"):
                 image = image.convert("L")

@@ -354,12 +354,14 @@ def _evaluate_methods(
     images (best, median, worst IoU) per method."""
     example_maps: dict[str, tuple[Tensor, Tensor]] = {}
     concept_sets = protocol(job.options, job.run.concept_sets)["lap_concept_sets"]
-    for method in track(job.options.methods, description="evaluating", unit="methods",
-                        describe=str):  # fmt: skip
+    runnable = []
+    for method in job.options.methods:  # skipped methods are recorded, not counted as progress
         reason = applicability(method, job.model)
-        if reason is not None:
+        if reason is None:
+            runnable.append(method)
+        else:
             results["skipped"][method] = reason
-            continue
+    for method in track(runnable, description="evaluating", unit="methods", describe=str):
         cache = job.out_dir / "methods" / f"{method}.json"
         key = fingerprint(
             {

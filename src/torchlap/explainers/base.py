@@ -32,7 +32,6 @@ read through the registry functions below; nothing else lists the methods.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -44,6 +43,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from torchlap.explainers.inputs import (
+    channel_mismatch,
+    check_images,
+    check_layer_name,
+    check_model_inputs,
+    check_target,
+)
 from torchlap.explainers.probe import Capture, FeatureProbe, probe_features
 
 logger = logging.getLogger(__name__)
@@ -425,16 +431,22 @@ class Explainer:
         Hooks added during the call are removed and flags restored when it ends (also on
         error); the result is detached, float, on the images' device.
         """
-        images = self._check_images(images)
-        target = self._check_target(target, images)
+        images = check_images(images)
+        target = check_target(target, images)
+        check_model_inputs(self.model, images)
         with self:
-            if target is not None:  # an out-of-range class fails here, not inside captum
-                with torch.no_grad():
-                    self.resolve_target(target, self.forward(images[:1]))
-            self._counts[:] = [0, 0]
-            self.add_hook(self.model.register_forward_hook(self._count_hook))
             try:
+                if target is not None:  # an out-of-range class fails here, not inside captum
+                    with torch.no_grad():
+                        self.resolve_target(target, self.forward(images[:1]))
+                self._counts[:] = [0, 0]
+                self.add_hook(self.model.register_forward_hook(self._count_hook))
                 result = fn(images, target)
+            except RuntimeError as error:  # torch names the probe's shape, not the user's
+                message = channel_mismatch(self.model, images, error)
+                if message is None:
+                    raise
+                raise ValueError(message) from error
             finally:
                 self._remove_hooks()
             batch = images.shape[0]
@@ -521,7 +533,7 @@ class Explainer:
             name = found[0]
         else:
             name = layer
-        _check_layer_name(name, modules)
+        check_layer_name(name, modules)
         calls = self.feature_probe(images).calls.get(name, 0)
         if calls == 0:
             raise ValueError(f"layer {name!r} did not run in a forward pass of the model")
@@ -538,61 +550,3 @@ class Explainer:
         cap = Capture(name, call)
         cap.handle = self.add_hook(module.register_forward_hook(cap))
         return cap
-
-    # -- validation -------------------------------------------------------------------------
-    @staticmethod
-    def _check_images(images: object) -> Tensor:
-        if not isinstance(images, Tensor):
-            raise TypeError(f"images must be a torch.Tensor (B, C, H, W), got {type(images)}")
-        if images.dim() != 4:
-            raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
-        if not images.is_floating_point():
-            raise TypeError(f"images must be a floating-point tensor, got dtype {images.dtype}")
-        if images.shape[0] == 0:
-            raise ValueError("images is an empty batch (B = 0)")
-        finite = torch.isfinite(images).flatten(1).all(dim=1)
-        if not bool(finite.all()):
-            bad = (~finite).nonzero().flatten().tolist()
-            raise ValueError(
-                f"images {bad[:10]} (batch indices) hold NaN or infinite pixels; a map of such "
-                "an image is NaN everywhere: pass finite pixels (e.g. torch.nan_to_num)"
-            )
-        return images.detach()
-
-    @staticmethod
-    def _check_target(target: object, images: Tensor) -> Tensor | None:
-        batch = images.shape[0]
-        if target is None:
-            return None
-        if isinstance(target, bool):
-            raise TypeError("target must be None, an int or an integer tensor, got a bool")
-        if isinstance(target, int):
-            if target < 0:
-                raise ValueError(f"target must be a class index >= 0, got {target}")
-            return torch.full((batch,), target, dtype=torch.long, device=images.device)
-        if isinstance(target, Tensor):
-            if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-                raise TypeError(f"a target tensor must hold integer classes, got {target.dtype}")
-            if target.dim() == 0:
-                target = target.expand(batch)
-            if target.dim() != 1 or target.shape[0] != batch:
-                raise ValueError(
-                    f"a target tensor must have shape ({batch},) (one class per image), "
-                    f"got {tuple(target.shape)}"
-                )
-            if target.numel() and int(target.min()) < 0:
-                raise ValueError("target classes must be >= 0")
-            return target.to(device=images.device, dtype=torch.long)
-        raise TypeError(
-            f"target must be None, an int or an integer tensor, got {type(target).__name__}"
-        )
-
-
-def _check_layer_name(name: object, modules: dict[str, nn.Module]) -> None:
-    if not isinstance(name, str) or not name or name not in modules:
-        close = difflib.get_close_matches(str(name), [n for n in modules if n], n=5)
-        hint = f"; did you mean one of {close}?" if close else ""
-        raise ValueError(
-            f"unknown layer {name!r}: give the name of a submodule as in "
-            f"model.named_modules() (e.g. 'layer4'){hint}"
-        )

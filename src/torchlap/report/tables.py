@@ -344,6 +344,12 @@ def other_localization_table(results_by_run: object) -> Table:
 # ---------------------------------------------------------------- stability and timing
 
 _STABILITY_LABELS = {"change_drop": "ΔDrop %", "change_inc": "ΔInc %"}
+_STABILITY_NA_NOTE = (
+    "n/a is frequent on a small subset: Drop % averages only the images whose score drops "
+    "when the map masks them, Inc % only those whose score rises, and a change needs both the "
+    "clean and the noisy value; on one image one of the two is always undefined (raise "
+    "`--stability-images`)."
+)
 
 
 def _level_key(level: str) -> tuple[int, float, str]:
@@ -401,7 +407,8 @@ def stability_table(results_by_run: object) -> Table:
         cells,
         [
             "Percentage points; unique best (smallest change) per column within a run in bold; "
-            + _LEGEND
+            + _LEGEND,
+            _STABILITY_NA_NOTE,
         ],
         ties,
         split_groups=len(columns) > _MAX_UNSPLIT_COLUMNS,

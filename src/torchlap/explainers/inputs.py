@@ -1,0 +1,132 @@
+"""What an explainer accepts: the checks of ``explainer(images, target)`` and of a layer name.
+
+Every check runs before the first forward pass and raises an exception that says what was
+wrong and what is accepted. :func:`check_model_inputs` compares the images with the model's
+parameters (device, dtype); :func:`channel_mismatch` explains torch's error when the images
+have the wrong number of channels, naming the user's batch rather than the one-image probe
+that failed first.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "channel_mismatch",
+    "check_images",
+    "check_layer_name",
+    "check_model_inputs",
+    "check_target",
+]
+
+
+def check_images(images: object) -> Tensor:
+    """``images`` as a detached (B, C, H, W) floating-point tensor of finite pixels, B >= 1."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor (B, C, H, W), got {type(images)}")
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be a floating-point tensor, got dtype {images.dtype}")
+    if images.shape[0] == 0:
+        raise ValueError("images is an empty batch (B = 0)")
+    finite = torch.isfinite(images).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().flatten().tolist()
+        raise ValueError(
+            f"images {bad[:10]} (batch indices) hold NaN or infinite pixels; a map of such "
+            "an image is NaN everywhere: pass finite pixels (e.g. torch.nan_to_num)"
+        )
+    return images.detach()
+
+
+def check_model_inputs(model: nn.Module, images: Tensor) -> None:
+    """The images must be on the device and of the dtype of the model's parameters.
+
+    Checked only where the model's floating-point parameters agree on one device and one dtype
+    (a model split over devices, or of mixed precision, is left to torch), and the dtype only
+    outside ``torch.autocast``, where torch casts the inputs itself.
+    """
+    parameters = [p for p in model.parameters() if p.is_floating_point()]
+    devices = {p.device for p in parameters}
+    dtypes = {p.dtype for p in parameters}
+    if len(devices) == 1:
+        (device,) = devices
+        if images.device != device:
+            raise ValueError(
+                f"images are on {images.device} but the model's parameters are on {device}: "
+                f"move them with images.to({str(device)!r})"
+            )
+    if len(dtypes) == 1 and not torch.is_autocast_enabled(images.device.type):
+        (dtype,) = dtypes
+        if images.dtype != dtype:
+            raise TypeError(
+                f"images are {images.dtype} but the model's parameters are {dtype}: pass "
+                f"images.to({dtype}) (or convert the model with model.to({dtype}))"
+            )
+
+
+def channel_mismatch(model: nn.Module, images: Tensor, error: BaseException) -> str | None:
+    """A message for ``error`` if it is torch's complaint about the images' channel count.
+
+    The first convolution of the model (in module order) names the channels it takes; None
+    when the error is about something else or the model has no convolution.
+    """
+    if not isinstance(error, RuntimeError) or "channels" not in str(error):
+        return None
+    first = next(
+        ((n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)),
+        None,
+    )
+    if first is None or first[1].in_channels == images.shape[1]:
+        return None
+    name, conv = first
+    return (
+        f"images have {images.shape[1]} channels (shape {tuple(images.shape)}), but the model's "
+        f"first convolution {name!r} takes {conv.in_channels}: pass {conv.in_channels}-channel "
+        "images, read as the model was trained (see torchlap.data.load_image's channels)"
+    )
+
+
+def check_target(target: object, images: Tensor) -> Tensor | None:
+    """``target`` as None or a long tensor (B,) on the images' device: an int for every image,
+    or an integer tensor of one class per image (a 0-d tensor is repeated)."""
+    batch = images.shape[0]
+    if target is None:
+        return None
+    if isinstance(target, bool):
+        raise TypeError("target must be None, an int or an integer tensor, got a bool")
+    if isinstance(target, int):
+        if target < 0:
+            raise ValueError(f"target must be a class index >= 0, got {target}")
+        return torch.full((batch,), target, dtype=torch.long, device=images.device)
+    if isinstance(target, Tensor):
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise TypeError(f"a target tensor must hold integer classes, got {target.dtype}")
+        if target.dim() == 0:
+            target = target.expand(batch)
+        if target.dim() != 1 or target.shape[0] != batch:
+            raise ValueError(
+                f"a target tensor must have shape ({batch},) (one class per image), "
+                f"got {tuple(target.shape)}"
+            )
+        if target.numel() and int(target.min()) < 0:
+            raise ValueError("target classes must be >= 0")
+        return target.to(device=images.device, dtype=torch.long)
+    raise TypeError(
+        f"target must be None, an int or an integer tensor, got {type(target).__name__}"
+    )
+
+
+def check_layer_name(name: object, modules: dict[str, nn.Module]) -> None:
+    """ValueError unless ``name`` is the name of a submodule (with close matches offered)."""
+    if not isinstance(name, str) or not name or name not in modules:
+        close = difflib.get_close_matches(str(name), [n for n in modules if n], n=5)
+        hint = f"; did you mean one of {close}?" if close else ""
+        raise ValueError(
+            f"unknown layer {name!r}: give the name of a submodule as in "
+            f"model.named_modules() (e.g. 'layer4'){hint}"
+        )
