@@ -18,6 +18,7 @@ from typing import TypeVar
 import torch
 
 __all__ = [
+    "check_bool",
     "check_choice",
     "check_device",
     "check_fraction",
@@ -128,6 +129,14 @@ def check_choice(value: T, name: str, choices: Collection[T]) -> T:
         listed = ", ".join(repr(choice) for choice in choices)
         raise ValueError(f"{name} must be one of {listed}, got {value!r}")
     return value
+
+
+def check_bool(value: object, name: str) -> bool:
+    """``value`` if it is a bool (numpy's included), else ``TypeError``: ``bool("no")`` is True,
+    so a flag is never coerced."""
+    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def check_device(value: object, name: str = "device") -> torch.device:

@@ -281,6 +281,14 @@ def test_label_only_in_test(good_folder: Path) -> None:
         AnnotatedFolder(good_folder, split="train")
 
 
+def test_repeated_header_columns_are_refused(good_folder: Path) -> None:
+    # the second 'label' column used to win silently (csv.DictReader keeps the last)
+    text = "image,label,split,label\nimg/0.png,sick,train,healthy\n"
+    (good_folder / "annotations.csv").write_text(text)
+    with pytest.raises(ValueError, match=r"column\(s\) label appear more than once"):
+        AnnotatedFolder(good_folder)
+
+
 def test_other_malformed_rows(good_folder: Path) -> None:
     cases = [
         (["img/0.png", "sick", "train", 1, "", 3, 4, ""], "line 2: box fields must be all filled"),

@@ -90,6 +90,13 @@ def test_rsna_bad_rows(tmp_path: Path) -> None:
     labels.write_text(text.replace("Target", "Label"))
     with pytest.raises(ValueError, match=r"missing column.*Target"):
         rsna_pneumonia(root)
+    # a patient id that climbs out of the dataset folder, to an image that exists
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(outside / "x.png")
+    labels.write_text(text.replace("p5,,,,,0", "../../outside/x,,,,,0"))
+    with pytest.raises(ValueError, match=r"line 8: image path .*outside/x\.png' leaves the"):
+        rsna_pneumonia(root)
 
 
 def test_rsna_drops_other_abnormalities(tmp_path: Path) -> None:
@@ -142,6 +149,22 @@ def test_celeba(tmp_path: Path) -> None:
     (root / "list_attr_celeba.txt").write_text(text.replace("000002.jpg -1  1", "000002.jpg -1  0"))
     with pytest.raises(ValueError, match="line 4: Smiling is '0'; accepted: 1 or -1"):
         celeba(root)
+    # conflicting repeats used to pass: the last partition line or a second record won
+    lines = text.splitlines()
+    (root / "list_attr_celeba.txt").write_text("\n".join([*lines, lines[3]]) + "\n")
+    with pytest.raises(ValueError, match=r"line 11: image 000002\.jpg is listed again \(first"):
+        celeba(root)
+    header = lines[1].split()
+    (root / "list_attr_celeba.txt").write_text(
+        "\n".join([lines[0], " ".join([header[0], *header]), *lines[2:]]) + "\n"
+    )
+    with pytest.raises(ValueError, match=rf"line 2: attribute\(s\) {header[0]} named twice"):
+        celeba(root)
+    (root / "list_attr_celeba.txt").write_text(text)
+    partition = (root / "list_eval_partition.txt").read_text()
+    (root / "list_eval_partition.txt").write_text(partition + "000001.jpg 2\n")
+    with pytest.raises(ValueError, match=r"line 9: image 000001\.jpg is listed again"):
+        celeba(root, partition_file="list_eval_partition.txt")
 
 
 def _imagenet_fixture(root: Path, with_meta: bool) -> Path:

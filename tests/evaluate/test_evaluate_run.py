@@ -157,8 +157,37 @@ def test_bad_options_fail_before_any_work(runs, tmp_path):
     with pytest.raises(ValueError, match="classes"):
         evaluate_run(runs["lap"], "digits", tmp_path / "x", _options())
     assert not (tmp_path / "x").exists()
+    # option values, layers and choices: named before any method runs (they used to fail when
+    # the method's turn came, after LAP's results were written)
+    late = [
+        ({"rise": {"n_masks": 40, "grid_size": 0}}, ValueError, r"the options of rise .*grid_size"),
+        ({"gradcam": {"layer": "nosuch"}}, ValueError, r"the options of gradcam .*unknown layer"),
+        ({"gradcam": {"layer": "net.fc"}}, ValueError, r"'net.fc' outputs shape \(B, 2\); GradCam"),
+        ({"lap": {"threshold": "abc"}}, TypeError, r"the options of lap .*threshold must be a num"),
+    ]  # fmt: skip
+    for method_options, error, message in late:
+        with pytest.raises(error, match=message):
+            evaluate_run(runs["lap"], None, tmp_path / "x", _options(method_options=method_options))
+        assert not (tmp_path / "x").exists()
+    with pytest.raises(ValueError, match=r"baseline must be one of 'zero', 'mean', 'blur'"):
+        evaluate_run(runs["lap"], None, tmp_path / "x", _options(baseline="foo"))
+    with pytest.raises(ValueError, match=r"check_methods: none of gradcam is among the evaluated"):
+        checks = _options(methods=("lap",), sanity=True, check_methods=("gradcam",))
+        evaluate_run(runs["lap"], None, tmp_path / "x", checks)
+    assert not (tmp_path / "x").exists()
     with pytest.raises(ValueError, match="distinct names"):
         compare_runs([runs["lap"], runs["lap"]], None, tmp_path / "y", _options())
+    # runs trained on other data would share one table without a word: refused unless --data
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(runs["lap"], other)
+    config = json.loads((other / "config.json").read_text())
+    config["train"]["data"] = "digits"
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"trained on different data \(lap: lesions, other: "):
+        compare_runs([runs["lap"], other], None, tmp_path / "y", _options())
+    assert not (tmp_path / "y").exists()
 
 
 def test_cli_evaluate_rejects_unknown_method(runs):

@@ -181,6 +181,51 @@ def test_out_of_range_target_is_named(method: str) -> None:
         explain(_tiny_model(), torch.rand(2, 3, 16, 16), method, target=5, **options)
 
 
+def test_explainer_option_values_are_checked_when_built() -> None:
+    from torchlap.explainers import get
+
+    model, images = _tiny_model(), torch.rand(2, 3, 16, 16)
+    for bad in (float("nan"), 7, -0.1):  # Algorithm 1 compares probabilities with it
+        with pytest.raises(ValueError, match=r"threshold must be a number in \[0, 1\]"):
+            get("lap")(model, threshold=bad)
+    with pytest.raises(TypeError, match=r"threshold must be a number in \[0, 1\], got '0.5'"):
+        get("lap")(model, threshold="0.5")
+    for method in ("gradcam", "scorecam", "relevance_cam"):
+        with pytest.raises(ValueError, match=r"unknown layer 'nosuch'"):
+            get(method)(model, layer="nosuch")  # at construction, before any image
+        # a layer without a (B, C, h, w) output: named, not an internal shape error later
+        with pytest.raises(
+            ValueError, match=r"layer '7' outputs shape \(B, 3\); .* \(B, C, h, w\)"
+        ):
+            explain(model, images, method, layer="7")
+    with pytest.raises(ValueError, match=r"layer '7' outputs shape \(B, 3\)"):
+        get("sise")(model, layers=["7"]).check_layers(images)
+
+
+def test_flags_and_sizes_are_not_coerced(tmp_path: Path, tiny_run: Path) -> None:
+    """bool("no") is True and int(3.5) is 3: such values used to pass as something else."""
+    from torchlap.data import load_dataset
+    from torchlap.data.transforms import size_pair
+    from torchlap.explainers import get
+    from torchlap.layers import LocalAttentionPool2d
+
+    with pytest.raises(TypeError, match=r"ceil_mode must be True or False, got 'no'"):
+        LocalAttentionPool2d(4, 3, ceil_mode="no")
+    with pytest.raises(TypeError, match=r"relu must be True or False, got 'no'"):
+        get("gradcam")(_tiny_model(), relu="no")
+    for bad in (3.5, (3.5, 4), "32", (0, 4)):
+        with pytest.raises(ValueError, match=r"image_size must be a positive int or \(height"):
+            size_pair(bad)
+    assert size_pair((np.int64(3), 5)) == (3, 5)
+    for name in ("a", "b"):
+        _png(tmp_path / "data" / name / "0.png")
+    with pytest.raises(TypeError, match=r"augment must be True or False, got 'no'"):
+        load_dataset(tmp_path / "data", image_size=16, augment="no")
+    # a run folder given as the data: named as such, not "no valid file for the classes"
+    with pytest.raises(ValueError, match=r"is a torchlap run folder .*not a dataset"):
+        load_dataset(tiny_run)
+
+
 def test_unknown_method_is_named() -> None:
     with pytest.raises(ValueError, match=r"magic"):
         explain(_tiny_model(), torch.rand(1, 3, 16, 16), "magic")

@@ -48,6 +48,10 @@ def _config(out: Path, **kw) -> TrainConfig:
         ({"lap": "resnet99"}, ValueError, "unknown lap='resnet99'"),
         ({"lap": "resnet18"}, ValueError, "preset 'resnet18' does not fit this model"),
         ({"phases": [PhaseConfig(1, train="layer9")]}, ValueError, "phase 1: phase trains module"),
+        # Lightning used to reject these after config.json and train.log were written
+        ({"accelerator": "foo"}, ValueError, r"unknown --accelerator 'foo'; expected one of auto"),
+        ({"strategy": "foo"}, ValueError, r"unknown --strategy 'foo'; expected one of auto, ddp"),
+        ({"strategy": "ddp_spawn"}, ValueError, r"--strategy ddp_spawn starts its processes by"),
     ],
 )
 def test_bad_model_settings_fail_before_writing(
@@ -76,6 +80,20 @@ def test_expert_supervision_needs_boxes(tmp_path: Path) -> None:
     config = _config(out, data=str(data), n_images=None, supervision="expert")
     with pytest.raises(ValueError, match="--supervision expert needs boxes or masks"):
         fit(config)
+    assert not out.exists()
+
+
+def test_one_class_data_is_refused_before_writing(tmp_path: Path) -> None:
+    # torchmetrics used to refuse num_classes=1 after the run folder was written
+    data = _class_only_folder(tmp_path / "images")
+    for extra in (data / "dogs").iterdir():
+        extra.unlink()
+    (data / "dogs").rmdir()
+    check = CliRunner().invoke(app, ["data", "check", str(data)])
+    assert check.exit_code == 2 and "training split has 1 class (['cats'])" in check.output
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"has 1 class \(\['cats'\]\); a classifier needs"):
+        fit(_config(out, data=str(data), n_images=None))
     assert not out.exists()
 
 
@@ -131,6 +149,10 @@ def test_foreign_folder_and_missing_resume_are_refused(tmp_path: Path) -> None:
     (out / "thesis.tex").write_text("x")
     with pytest.raises(RunFolderError, match="is not empty and holds no torchlap run"):
         fit(_config(out))
+    # --overwrite replaces a run; it does not turn a folder of other files into one
+    with pytest.raises(RunFolderError, match=r"holds no torchlap run .*--overwrite replaces a run"):
+        fit(_config(out, overwrite=True))
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
     with pytest.raises(RunFolderError, match="holds no run"):
         fit(_config(tmp_path / "nothing", resume=True))
 

@@ -43,6 +43,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "ImageRecord",
     "check_box",
+    "inside_path",
     "read_annotations",
     "write_annotations",
 ]
@@ -136,6 +137,12 @@ def _read_header(reader: csv.DictReader, name: str) -> list[str]:
         raise ValueError(f"{name} is empty: the first line must be the header")
     columns = [c.strip() for c in reader.fieldnames]
     reader.fieldnames = columns
+    if repeated := sorted({c for c in columns if columns.count(c) > 1}):
+        # csv.DictReader keeps the last of equal names: a second label column would win
+        raise ValueError(
+            f"{name}: column(s) {', '.join(repeated)} appear more than once in the header "
+            f"({', '.join(columns)}); each column may appear once"
+        )
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     present_boxes = [c for c in BOX_COLUMNS if c in columns]
     if present_boxes and len(present_boxes) != len(BOX_COLUMNS):
@@ -166,7 +173,7 @@ def _row_box(values: dict[str, str], where: str) -> tuple[float, float, float, f
     return check_box(numbers, where)
 
 
-def _inside_path(value: str, column: str, where: str) -> str:
+def inside_path(value: str, column: str, where: str) -> str:
     """``value`` as a POSIX path relative to the dataset folder; absolute paths and paths that
     climb out of the folder (a ``..`` part) are refused, so a CSV cannot make torchlap read
     files outside the dataset it describes."""
@@ -191,7 +198,7 @@ def _add_row(
     image = values["image"]
     if not image:
         raise ValueError(f"{where}: empty image path")
-    image = _inside_path(image, "image", where)
+    image = inside_path(image, "image", where)
     label = values["label"]
     if not label:
         raise ValueError(f"{where}: empty label for image {image!r}")
@@ -201,7 +208,7 @@ def _add_row(
     box = _row_box(values, where) if BOX_COLUMNS[0] in columns else None
     mask = (values["mask"] or None) if "mask" in columns else None
     if mask is not None:
-        mask = _inside_path(mask, "mask", where)
+        mask = inside_path(mask, "mask", where)
     record = records.get(image)
     if record is None:
         record = records[image] = ImageRecord(image, label, split, mask=mask, source=where)

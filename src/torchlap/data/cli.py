@@ -80,6 +80,11 @@ def check(
             dataset[index]
         typer.echo(f"{split}: {len(dataset)} images, classes {dataset.classes}")
         _report_transparency(dataset, split)
+        if split == "train" and len(dataset.classes) < 2:
+            raise ValueError(
+                f"{path}: the training split has {len(dataset.classes)} class "
+                f"({dataset.classes}); torchlap trains classifiers of at least 2 classes"
+            )
 
 
 def _report_transparency(dataset: object, split: str) -> None:

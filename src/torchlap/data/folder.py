@@ -17,7 +17,7 @@ import torch
 from PIL import UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-from torchlap._checks import check_positive_int
+from torchlap._checks import check_bool, check_positive_int
 from torchlap.data._base import (
     SPLITS,
     RegionDataset,
@@ -34,6 +34,7 @@ from torchlap.data.annotations import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     ImageRecord,
+    inside_path,
     read_annotations,
     write_annotations,
 )
@@ -255,6 +256,11 @@ class AnnotatedFolder(RegionDataset):
         self._sizes: dict[str, tuple[int, int]] = {}
         modes_gray = True
         for k, record in enumerate(records):
+            # importers build records from their own files (RSNA's patient ids, CelebA's
+            # names): they stay inside the folder as annotations.csv's paths must
+            inside_path(record.image, "image", record.source)
+            if record.mask is not None:
+                inside_path(record.mask, "mask", record.source)
             path = self.root / record.image
             if not path.is_file():
                 raise FileNotFoundError(f"{record.source}: image file {path} not found")
@@ -287,6 +293,7 @@ class AnnotatedFolder(RegionDataset):
                 if len(native) == 1 and None not in native
                 else None
             )
+        check_bool(augment, "augment")
         if transform is None:
             train = augment and self.split == "train"
             if train and image_size is None:
@@ -418,6 +425,12 @@ def image_folder(
             f"{root_path} looks like an annotated dataset folder ({', '.join(layout)}) but has "
             f"no {ANNOTATIONS}; restore it (columns {', '.join(REQUIRED_COLUMNS)}, optionally "
             f"{', '.join(OPTIONAL_COLUMNS)}) and run `torchlap data check {root_path}`"
+        )
+    if (root_path / "config.json").is_file() and (root_path / "model.safetensors").is_file():
+        raise ValueError(
+            f"{root_path} is a torchlap run folder (config.json, model.safetensors), not a "
+            "dataset: pass the data the run was trained on (a built-in name, or a folder with "
+            f"{ANNOTATIONS} or one subfolder per class)"
         )
     try:
         next(iter(root_path.iterdir()), None)

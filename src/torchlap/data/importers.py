@@ -231,9 +231,12 @@ def _celeba_records(
 ) -> list[ImageRecord]:
     """One record per image line of the attribute file (lines[2:])."""
     names = lines[1].split()
+    if repeated := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"{attr_path} line 2: attribute(s) {', '.join(repeated)} named twice")
     column = names.index(attribute)
     negative, positive = f"not_{attribute.lower()}", attribute.lower()
     records = []
+    seen: dict[str, str] = {}
     for number, line in enumerate(lines[2:], start=3):
         if not line.strip():
             continue
@@ -247,6 +250,9 @@ def _celeba_records(
         if value not in ("1", "-1"):
             raise ValueError(f"{where}: {attribute} is {value!r}; accepted: 1 or -1")
         image = parts[0]
+        if image in seen:  # one record per image, as annotations.csv requires
+            raise ValueError(f"{where}: image {image} is listed again (first at {seen[image]})")
+        seen[image] = f"line {number}"
         split_name = None
         if partition is not None:
             if image not in partition:
@@ -274,6 +280,8 @@ def _celeba_partition(path: Path) -> dict[str, str]:
                 continue
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
                 raise ValueError(f"{path} line {number}: expected '<image> 0|1|2', got {line!r}")
+            if parts[0] in partition:
+                raise ValueError(f"{path} line {number}: image {parts[0]} is listed again")
             partition[parts[0]] = ("train", "val", "test")[int(parts[1])]
     return partition
 

@@ -7,6 +7,7 @@ model (``dataset.mean`` / ``dataset.std``) and applied there, not in the data pi
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 from torchvision.transforms import v2
@@ -32,12 +33,24 @@ def default_normalization(n_channels: int) -> tuple[tuple[float, ...], tuple[flo
 def size_pair(image_size: int | Sequence[int]) -> tuple[int, int]:
     """``image_size`` (int or (height, width)) as a (height, width) pair of positive ints."""
     if isinstance(image_size, int) and not isinstance(image_size, bool):
-        pair = (image_size, image_size)
+        pair: tuple = (image_size, image_size)
+    elif isinstance(image_size, str):
+        pair = ()
     else:
-        pair = tuple(int(s) for s in image_size)  # type: ignore[union-attr]
-    if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"image_size must be a positive int or (height, width), got {image_size}")
-    return pair  # type: ignore[return-value]
+        try:
+            pair = tuple(image_size)  # type: ignore[arg-type]
+        except TypeError:  # not iterable: 3.5, None, ...
+            pair = ()
+    if (
+        len(pair) != 2
+        or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in pair)
+        or min(pair) < 1
+    ):  # 3.5 is refused, not truncated to 3
+        raise ValueError(
+            f"image_size must be a positive int or (height, width) of positive ints, got "
+            f"{image_size!r}"
+        )
+    return (int(pair[0]), int(pair[1]))
 
 
 def default_transforms(

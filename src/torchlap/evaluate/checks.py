@@ -89,6 +89,14 @@ def validate_check_options(options: Any) -> None:
                 f"check_methods: unknown method(s) {', '.join(unknown)}; "
                 f"available: {', '.join(available())}"
             )
+        # a filter of the evaluated methods (the demo passes its cheap methods for every
+        # suite); one that keeps none would run no check while the checks were asked for
+        if (options.sanity or options.grid_pg) and not set(chosen) & set(options.methods):
+            raise ValueError(
+                f"check_methods: none of {', '.join(chosen)} is among the evaluated methods "
+                f"({', '.join(options.methods)}), so no method would be checked; the checks "
+                "run on evaluated methods only: add them to --methods"
+            )
     for name in ("sanity", "grid_pg"):
         if not isinstance(getattr(options, name), bool):
             raise ValueError(f"{name} must be a bool, got {getattr(options, name)!r}")

@@ -41,8 +41,17 @@ def compare_runs(
     names = [Path(r).resolve().name for r in run_dirs]
     if len(set(names)) != len(names):
         raise ValueError(f"run folders must have distinct names, got {names}")
-    for run_dir in run_dirs:  # fail before any work when a folder is not a finished run
-        load_run(run_dir)
+    # fail before any work when a folder is not a finished run, or the runs' data differ
+    trained_on = {
+        name: _data_of(load_run(run_dir).config)
+        for name, run_dir in zip(names, run_dirs, strict=True)
+    }
+    if data is None and len(set(trained_on.values())) > 1:
+        listed = ", ".join(f"{name}: {value}" for name, value in trained_on.items())
+        raise ValueError(
+            f"the runs were trained on different data ({listed}); compare evaluates every run "
+            "on the same images for one table: pass --data to choose them"
+        )
     if is_writer():  # and when out holds files of these names that torchlap did not write
         for folder in (out, *(out / name for name in names)):
             guard_output_folder(folder, force)
@@ -58,3 +67,11 @@ def compare_runs(
     if not is_writer():  # sharded evaluation: rank 0 alone writes
         return out / "report.html"
     return write_run_outputs(out, results, configs, None, {})
+
+
+def _data_of(config: dict[str, Any]) -> str:
+    """The data a run was trained on: a built-in's name, or its folder (resolved, so that two
+    spellings of one folder agree)."""
+    data = str(config.get("train", {}).get("data", ""))
+    path = Path(data)
+    return str(path.resolve()) if path.exists() else data

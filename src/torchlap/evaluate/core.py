@@ -48,7 +48,7 @@ from torchlap.evaluate.lap_predictors import lap_predictor_results
 from torchlap.evaluate.method import evaluate_method
 from torchlap.evaluate.options import DEFAULT_METHODS, THRESHOLD_FIT_SETS, EvaluateOptions
 from torchlap.evaluate.shard import active, is_writer, on_rank_zero
-from torchlap.explainers import applicability, method_facts
+from torchlap.explainers import applicability, get, method_facts
 from torchlap.explainers.lap import concept_mapping
 from torchlap.logs import track
 from torchlap.metrics import binary_classification_metrics, multiclass_classification_metrics
@@ -280,6 +280,7 @@ def _prepare(
     device = torch.device(options.device)
     model = run.model.to(device).eval()
     test = load_eval_data(run, data, options.split, options.max_images, options.batch_size)
+    _build_explainers(model, options, run.concept_sets, test.images[:1].to(device))
     val = load_eval_data(run, data, "val", options.max_val_images, options.batch_size)
     _warn_idle_ranks(len(test), options.batch_size)
     test_logits = _logits(model, test.images, options.batch_size, device)
@@ -301,6 +302,22 @@ def _prepare(
         force=force,
     )
     return job, test_logits
+
+
+def _build_explainers(
+    model: nn.Module, options: EvaluateOptions, concept_sets: Any, probe: Tensor
+) -> None:
+    """Build every applicable method's explainer once with its options (``--method-options``
+    and the run's facts) and resolve its layers on ``probe`` (one image): a bad value or layer
+    is named here, before any work, not when the method's turn comes after the others ran."""
+    for method in options.methods:
+        if applicability(method, model) is None:
+            chosen = method_options(method, options, {"concept_sets": concept_sets})
+            try:
+                get(method)(model, **chosen).check_layers(probe)
+            except (TypeError, ValueError) as error:
+                kind = TypeError if isinstance(error, TypeError) else ValueError
+                raise kind(f"the options of {method} (--method-options): {error}") from None
 
 
 def _results_head(job: _Evaluation, test_logits: Tensor) -> dict[str, Any]:

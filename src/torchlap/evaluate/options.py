@@ -9,7 +9,8 @@ from torchlap._checks import check_choice, check_device, is_int
 from torchlap.evaluate.checks import validate_check_options
 from torchlap.explainers import available, check_options, comparison_methods
 from torchlap.explainers.lap import LAP_ALL_VARIANTS
-from torchlap.metrics.perturbation import TIE_RULES
+from torchlap.metrics.localization import THRESHOLD_CLASSIFIERS
+from torchlap.metrics.perturbation import BASELINES, TIE_RULES
 
 __all__ = ["DEFAULT_METHODS", "THRESHOLD_FIT_SETS", "EvaluateOptions"]
 
@@ -104,6 +105,8 @@ class EvaluateOptions:
             ("threshold_fit", THRESHOLD_FIT_SETS),
             ("ties", TIE_RULES),
             ("lap_all_ranking", LAP_ALL_VARIANTS),
+            ("baseline", BASELINES),
+            ("threshold_classifier", THRESHOLD_CLASSIFIERS),
         ):
             check_choice(getattr(self, name), name, accepted)
         if any(not 0 < k <= 100 for k in self.ks):

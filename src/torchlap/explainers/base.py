@@ -534,15 +534,39 @@ class Explainer:
         else:
             name = layer
         check_layer_name(name, modules)
-        calls = self.feature_probe(images).calls.get(name, 0)
+        probe = self.feature_probe(images)
+        calls = probe.calls.get(name, 0)
         if calls == 0:
             raise ValueError(f"layer {name!r} did not run in a forward pass of the model")
+        shape = probe.shapes.get(name)
+        if shape is not None and len(shape) != 4:
+            default = f" (the default here: {probe.cam_layer!r})" if probe.cam_layer else ""
+            raise ValueError(
+                f"layer {name!r} outputs shape ({', '.join(['B', *map(str, shape[1:])])}); "
+                f"{type(self).__name__} explains a layer "
+                f"with a (B, C, h, w) output{default}"
+            )
         if calls > 1:
             raise ValueError(
                 f"layer {name!r} runs {calls} times in one forward pass (a shared module), so it "
                 "has no single output to explain; choose a layer that runs once"
             )
         return name
+
+    def explained_layers(self) -> list[str | nn.Module | None]:
+        """The ``layer`` options this explainer resolves with :meth:`resolve_layer` (None: the
+        probe's choice); none for the methods that explain no chosen layer."""
+        return []
+
+    def check_layers(self, images: Tensor) -> None:
+        """Resolve :meth:`explained_layers` on a probe of ``images[:1]``: a layer that does not
+        run, runs twice or has no ``(B, C, h, w)`` output is named before any work (evaluate
+        calls it for every method first). The probe is cached for the explanation itself."""
+        images = check_images(images)
+        check_model_inputs(self.model, images)
+        with self:
+            for layer in self.explained_layers():
+                self.resolve_layer(layer, images[:1])
 
     def capture(self, name: str, call: int = 0) -> Capture:
         """Register (for this call) a hook keeping the output of layer ``name``."""

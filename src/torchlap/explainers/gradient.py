@@ -20,7 +20,9 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from torchlap._checks import check_bool
 from torchlap.explainers.base import Explainer, register
+from torchlap.explainers.inputs import check_layer_option
 
 __all__ = ["DeepLift", "GradCam", "GuidedBackprop", "GuidedGradCam", "reduce_channels"]
 
@@ -86,9 +88,11 @@ class _LayerExplainer(Explainer):
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None) -> None:
         super().__init__(model)
-        if layer is not None and not isinstance(layer, (str, nn.Module)):
-            raise TypeError(f"layer must be None, a module name or a module, got {layer!r}")
-        self.layer = layer
+        self.layer = check_layer_option(model, layer)
+
+    def explained_layers(self) -> list[str | nn.Module | None]:
+        """The ``layer`` option (see :meth:`Explainer.explained_layers`)."""
+        return [self.layer]
 
     def _layer_module(self, images: Tensor) -> nn.Module:
         name = self.resolve_layer(self.layer, images)
@@ -115,7 +119,7 @@ class GradCam(_LayerExplainer):
         self, model: nn.Module, layer: str | nn.Module | None = None, relu: bool = True
     ) -> None:
         super().__init__(model, layer)
-        self.relu = bool(relu)
+        self.relu = check_bool(relu, "relu")
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
         from captum.attr import LayerGradCam

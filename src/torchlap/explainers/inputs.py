@@ -18,6 +18,7 @@ __all__ = [
     "channel_mismatch",
     "check_images",
     "check_layer_name",
+    "check_layer_option",
     "check_model_inputs",
     "check_target",
 ]
@@ -130,3 +131,18 @@ def check_layer_name(name: object, modules: dict[str, nn.Module]) -> None:
             f"unknown layer {name!r}: give the name of a submodule as in "
             f"model.named_modules() (e.g. 'layer4'){hint}"
         )
+
+
+def check_layer_option(model: nn.Module, layer: object) -> str | nn.Module | None:
+    """An explainer's ``layer`` option, checked when the explainer is built: None (the feature
+    probe chooses), a submodule's name (which must exist) or a submodule of ``model``."""
+    if layer is None:
+        return None
+    if isinstance(layer, str):
+        check_layer_name(layer, dict(model.named_modules()))
+        return layer
+    if isinstance(layer, nn.Module):
+        if not any(module is layer for module in model.modules()):
+            raise ValueError(f"layer {type(layer).__name__} is not a submodule of the model")
+        return layer
+    raise TypeError(f"layer must be None, a module name or a module, got {layer!r}")

@@ -266,6 +266,10 @@ class LapExplainer(Explainer):
             raise ValueError(f"head must be None, an int >= 0 or 'score', got {head!r}")
         if not 0.0 < float(decay) <= 1.0:
             raise ValueError(f"decay must be in (0, 1], got {decay!r}")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise TypeError(f"threshold must be a number in [0, 1], got {threshold!r}")
+        if not 0.0 <= threshold <= 1.0:  # NaN fails too: Algorithm 1 compares probabilities
+            raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
         if variant not in LAP_ALL_VARIANTS:
             raise ValueError(f"variant must be one of {LAP_ALL_VARIANTS}, got {variant!r}")
         if not isinstance(include_common, bool):

@@ -26,6 +26,7 @@ from torchlap.explainers.base import (
     minmax_normalize,
     register,
 )
+from torchlap.explainers.inputs import check_layer_option
 from torchlap.logs import track
 from torchlap.models.folding import folded_batch_norms
 
@@ -178,13 +179,15 @@ class ScoreCam(Explainer):
     ) -> None:
         super().__init__(model)
         self.precision = check_precision(precision)
-        if layer is not None and not isinstance(layer, (str, nn.Module)):
-            raise TypeError(f"layer must be None, a module name or a module, got {layer!r}")
         if not isinstance(deduplicate, bool):
             raise TypeError(f"deduplicate must be a bool, got {deduplicate!r}")
-        self.layer = layer
+        self.layer = check_layer_option(model, layer)
         self.mask_batch_size = _check_positive_int(mask_batch_size, "mask_batch_size")
         self.deduplicate = deduplicate
+
+    def explained_layers(self) -> list[str | nn.Module | None]:
+        """The ``layer`` option (see :meth:`Explainer.explained_layers`)."""
+        return [self.layer]
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
         name = self.resolve_layer(self.layer, images)

@@ -44,12 +44,14 @@ class FeatureProbe:
     forward order. Of the modules returning the same tensor the outermost is named (``layer1``,
     not ``layer1.1.relu``); branches inside a reduction block are skipped for the block's input.
     ``calls``: how often each module ran in the pass (a layer that runs more than once has no
-    single output to explain).
+    single output to explain). ``shapes``: the shape of each module's tensor output (its first
+    call; modules inside a LAP layer and modules returning no tensor are absent).
     """
 
     cam_layer: str | None
     block_layers: list[str]
     calls: dict[str, int] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 def _is_spatial(t: object) -> bool:
@@ -169,8 +171,12 @@ def probe_features(model: nn.Module, sample: Tensor, hooks: list[RemovableHandle
     events, calls = _record(model, sample, hooks)
     producer = _producers(events)
     spatial = [e for e in events if _is_spatial(e.output)]
+    shapes: dict[str, tuple[int, ...]] = {}
+    for event in events:
+        if event.output is not None:
+            shapes.setdefault(event.name, tuple(event.output.shape))
     if not spatial:
-        return FeatureProbe(cam_layer=None, block_layers=[], calls=dict(calls))
+        return FeatureProbe(cam_layer=None, block_layers=[], calls=dict(calls), shapes=shapes)
     block, global_pool_input = _block_feeders(_downsampling(events), producer)
     cam = global_pool_input if global_pool_input is not None else spatial[-1]
     if global_pool_input is None:
@@ -180,7 +186,7 @@ def probe_features(model: nn.Module, sample: Tensor, hooks: list[RemovableHandle
     block.sort(key=lambda e: e.index)
     # a block layer must come no later than the CAM layer (layers after it are the classifier)
     names = [e.name for e in block if e.index <= cam.index]
-    return FeatureProbe(cam_layer=cam.name, block_layers=names, calls=dict(calls))
+    return FeatureProbe(cam_layer=cam.name, block_layers=names, calls=dict(calls), shapes=shapes)
 
 
 class Capture:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchlap.explainers.base import Explainer, register
+from torchlap.explainers.inputs import check_layer_option
 from torchlap.layers.functional import adaptive_local_attention_pool2d, local_attention_pool2d
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LapBase, LocalAttentionPool2d
 from torchlap.models.bcos import find_bcos
@@ -181,11 +182,13 @@ class RelevanceCam(Explainer):
             raise TypeError(
                 f"canonizers must be 'auto' or a list of zennit canonizers, got {canonizers!r}"
             )
-        if layer is not None and not isinstance(layer, (str, nn.Module)):
-            raise TypeError(f"layer must be None, a module name or a module, got {layer!r}")
-        self.layer = layer
+        self.layer = check_layer_option(model, layer)
         self.composite = composite
         self.canonizers = canonizers
+
+    def explained_layers(self) -> list[str | nn.Module | None]:
+        """The ``layer`` option (see :meth:`Explainer.explained_layers`)."""
+        return [self.layer]
 
     def _make_composite(self) -> object:
         from zennit.canonizers import AttributeCanonizer

@@ -33,6 +33,7 @@ from torchlap.explainers.base import (
     minmax_normalize,
     register,
 )
+from torchlap.explainers.inputs import check_layer_option
 from torchlap.explainers.perturbation import (
     check_precision,
     masked_batch,
@@ -134,8 +135,14 @@ class Sise(Explainer):
         if isinstance(mu, bool) or not isinstance(mu, (int, float)) or mu < 0:
             raise ValueError(f"mu must be a float >= 0, got {mu!r}")
         self.layers = None if layers is None else list(layers)
+        for name in self.layers or ():
+            check_layer_option(model, name)
         self.mu = float(mu)
         self.mask_batch_size = _check_positive_int(mask_batch_size, "mask_batch_size")
+
+    def explained_layers(self) -> list[str | nn.Module | None]:
+        """The ``layers`` option, when given (see :meth:`Explainer.explained_layers`)."""
+        return list(self.layers or [])
 
     def layer_names(self, images: Tensor) -> list[str]:
         """The layers SISE visualises for images of this size (call inside :meth:`run`)."""

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as _module_globals
 
-from torchlap._checks import check_int, check_number, check_positive_int
+from torchlap._checks import check_bool, check_int, check_number, check_positive_int
 from torchlap.layers._state import KeepsLastMaps
 from torchlap.layers.functional import (
     _pair,
@@ -351,7 +351,7 @@ class LocalAttentionPool2d(LapBase):
         self.kernel_size = kernel
         self.stride = stride_
         self.padding = pad
-        self.ceil_mode = bool(ceil_mode)
+        self.ceil_mode = check_bool(ceil_mode, "ceil_mode")
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """Spatial size of the output for an input of ``height x width``."""

@@ -36,6 +36,7 @@ from torchlap.metrics._common import (
 )
 
 __all__ = [
+    "THRESHOLD_CLASSIFIERS",
     "bbox_accuracy",
     "ebpg",
     "fit_global_threshold",
@@ -48,7 +49,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_CLASSIFIERS = ("logistic", "ridge")
+#: the linear classifiers :func:`fit_global_threshold` can fit (``--threshold-classifier``)
+THRESHOLD_CLASSIFIERS = ("logistic", "ridge")
 
 
 def _checked(maps: Tensor, masks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -114,8 +116,8 @@ def fit_global_threshold(
     meaningless for that explainer.
     """
     maps, masks, _, _ = _checked(val_maps, val_masks)
-    if classifier not in _CLASSIFIERS:
-        raise ValueError(f"classifier must be one of {_CLASSIFIERS}, got {classifier!r}")
+    if classifier not in THRESHOLD_CLASSIFIERS:
+        raise ValueError(f"classifier must be one of {THRESHOLD_CLASSIFIERS}, got {classifier!r}")
     check_int(max_pixels, "max_pixels", minimum=2)
     scores = normalize_by_max(maps).flatten()
     labels = masks.flatten()

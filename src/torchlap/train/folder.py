@@ -89,14 +89,16 @@ def prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
             "train, so torchlap did not write them and will not replace them; choose another "
             "(empty or new) folder"
         )
-    if config.overwrite:
+    if config.overwrite and (ours or not others):
         _clear_run(out, present, apply)
     elif ours:
         _check_same_run(out, config, apply)
     elif present or others:
+        hint = " (--overwrite replaces a run torchlap wrote, not a folder of other files)"
         raise RunFolderError(
             f"--out {out} is not empty and holds no torchlap run (found "
             f"{sorted(present + others)[:5]}); choose an empty or new folder"
+            + (hint if config.overwrite else "")
         )
 
 

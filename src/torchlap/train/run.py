@@ -79,9 +79,38 @@ def _resolve_devices(devices: str | int) -> Any:
         ) from None
 
 
+def _check_engine_names(accelerator: str, strategy: str) -> None:
+    """``--accelerator`` and ``--strategy`` must name what Lightning registers (read from its
+    registries, so a newer Lightning's names pass), checked before the run folder is written.
+    The spawning strategies are refused: they pickle the data loaders' factories, which are
+    local functions (use ``ddp``, which starts the processes itself, or torchrun)."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    accelerators = ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
+    if accelerator not in accelerators:
+        raise ValueError(
+            f"unknown --accelerator {accelerator!r}; expected one of {', '.join(accelerators)}"
+        )
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if strategy not in strategies:
+        shown = [s for s in strategies if "find_unused" not in s]
+        raise ValueError(
+            f"unknown --strategy {strategy!r}; expected one of {', '.join(shown)} (and the "
+            "ddp*_find_unused_parameters_true/false variants)"
+        )
+    if "spawn" in strategy:
+        raise ValueError(
+            f"--strategy {strategy} starts its processes by pickling the training objects, which "
+            "torchlap's data loaders do not support; use --strategy ddp (or auto), which starts "
+            "them itself, or launch with torchrun"
+        )
+
+
 def _check_devices(config: TrainConfig, devices: Any) -> None:
     """Refuse device counts the machine or the batch size cannot take, before any process is
     spawned (an error found by each DDP worker would be printed once per process)."""
+    _check_engine_names(config.accelerator, config.strategy)
     cuda = _uses_cuda(config.accelerator)
     if cuda and not torch.cuda.is_available():
         raise ValueError(
@@ -198,6 +227,12 @@ def _prepare(config: TrainConfig) -> _Prepared:
     datasets = load_splits(config)
     train_set = datasets["train"]
     classes = [str(c) for c in train_set.classes]
+    if len(classes) < 2:
+        raise ValueError(
+            f"the training split of {config.data!r} has {len(classes)} class ({classes}); a "
+            "classifier needs at least 2 (ImageFolder: one subfolder per class; "
+            "annotations.csv: at least two labels)"
+        )
     in_channels = int(train_set.n_channels)
     if config.effective_supervision == "expert" and not has_regions(train_set):
         raise ValueError(
