@@ -52,6 +52,17 @@ def _config(out: Path, **kw) -> TrainConfig:
         ({"accelerator": "foo"}, ValueError, r"unknown --accelerator 'foo'; expected one of auto"),
         ({"strategy": "foo"}, ValueError, r"unknown --strategy 'foo'; expected one of auto, ddp"),
         ({"strategy": "ddp_spawn"}, ValueError, r"--strategy ddp_spawn starts its processes by"),
+        # settings of LAP layers for a model without any: they used to be dropped silently
+        (
+            {"lap": "none", "supervision": "expert"},
+            ValueError,
+            r"--lap none builds a model without LAP layers, but supervision='expert' configure",
+        ),
+        (
+            {"model": "bla", "min_ar": 0.2, "alpha": 2.0},
+            ValueError,
+            r"--model bla builds .*, but min_ar=0.2, alpha=2.0 configure LAP layers",
+        ),
     ],
 )
 def test_bad_model_settings_fail_before_writing(
@@ -106,6 +117,8 @@ def test_one_class_data_is_refused_before_writing(tmp_path: Path) -> None:
         (["--supervision", "strong"], "unknown supervision 'strong'"),
         (["--phase", "lap:two"], "bad phase 'lap:two'"),
         (["--arch", "resnet1800"], "unknown architecture"),
+        (["--data-option", "foo=1"], r"the built-in 'lesions' has no option\(s\) \['foo'\]"),
+        (["--concept-sets", "."], r"--concept-sets \. is a folder; pass the JSON file"),
     ],
 )
 def test_cli_reports_bad_input(tmp_path: Path, options: list[str], message: str) -> None:
@@ -208,3 +221,13 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_last_good_checkpoint(
     assert len(checkpoint["torchlap"]["history"]) == 1
     assert not (out / "model.safetensors").exists()
     assert json.loads((out / "metrics.json").read_text())["status"] == "running"
+
+
+def test_concept_sets_that_are_not_json_are_named(tmp_path: Path) -> None:
+    (tmp_path / "sets.json").write_text("{class 0: [1]")
+    out = tmp_path / "run"
+    args = ["train", "--data", "lesions", "--out", str(out), "--concept-sets"]
+    result = CliRunner().invoke(app, [*args, str(tmp_path / "sets.json")])
+    assert result.exit_code == 2, result.output
+    assert re.search(r"--concept-sets .*sets\.json is not JSON \(.*\); expected", result.output)
+    assert not out.exists()

@@ -15,6 +15,7 @@ Labels are ``i mod num_classes``, so every split is class-balanced.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -261,8 +262,29 @@ def builtin_names() -> list[str]:
     return sorted(BUILTINS)
 
 
+def _options_of(cls: type) -> tuple[list[str], bool]:
+    """The keyword options of ``cls(...)``, following ``**kwargs`` up the bases' ``__init__``;
+    and whether it still ends open (then any keyword may be meant)."""
+    accepted: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is object:
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        accepted += [p.name for p in parameters if p.kind in kinds and p.name not in accepted]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return accepted, False
+    return accepted, True
+
+
 def builtin_dataset(name: str, **kwargs: Any) -> SyntheticBenchmark:
     """Construct the built-in benchmark ``name`` (see ``builtin_names()``)."""
     if name not in BUILTINS:
         raise ValueError(f"unknown built-in dataset {name!r}; built-ins are {builtin_names()}")
+    accepted, open_ended = _options_of(BUILTINS[name])
+    if not open_ended and (unknown := sorted(set(kwargs) - set(accepted))):
+        raise ValueError(
+            f"the built-in {name!r} has no option(s) {unknown} (e.g. --data-option); its "
+            f"options: {', '.join(accepted)}"
+        )
     return BUILTINS[name](**kwargs)

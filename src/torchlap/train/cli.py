@@ -55,9 +55,17 @@ def config_from_options(**options: Any) -> TrainConfig:
     concept_sets = None
     if concept_file is not None:
         path = Path(concept_file)
+        if path.is_dir():
+            raise ValueError(f"--concept-sets {path} is a folder; pass the JSON file")
         if not path.is_file():
             raise FileNotFoundError(f"--concept-sets {path}: no such file")
-        concept_sets = json.loads(path.read_text())
+        try:
+            concept_sets = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"--concept-sets {path} is not JSON ({error}); expected the file a run writes "
+                "(ConceptSets.to_dict(): class -> concept indices)"
+            ) from None
     options["use_discriminative"] = not options.pop("no_discriminative")
     options["ratios"] = _parse_ratios(options.pop("ratios"))
     config = TrainConfig(

@@ -44,6 +44,13 @@ __all__ = [
 ]
 
 SUPERVISIONS = ("weak", "expert", "none")
+#: the TrainConfig fields that configure LAP layers or their supervision (used by the LAP
+#: recipe only); a model without LAP layers refuses them when they differ from the default
+LAP_ONLY_SETTINGS = (
+    "n_concepts", "concept_sets", "min_ar", "max_ar", "iar", "use_discriminative",
+    "expert_positive_fraction", "concordance_threshold", "concordance_mode", "hidden_channels",
+    "aggregation", "alpha", "ratios", "concordance_weight",
+)  # fmt: skip
 # --model: the model families of torchlap.models.recipes: LAP (paper 000), the BLA family
 # (paper 002), the ante-hoc network (paper 004), a B-cos network (Böhle et al. 2022, the
 # `bcos` package: --arch names one of its models)
@@ -308,6 +315,7 @@ class TrainConfig:
                 f"--model {self.model} builds a model without LAP layers, but --lap is "
                 f"{self.lap!r}: use --lap none (or leave --lap at its default)"
             )
+        self._validate_lap_only_settings()
         if self.supervision not in SUPERVISIONS:
             raise ValueError(
                 f"unknown supervision {self.supervision!r}; expected one of {SUPERVISIONS}"
@@ -339,6 +347,25 @@ class TrainConfig:
         self._validate_bcos_norm()
         if self.overwrite and self.resume:
             raise ValueError("--overwrite and --resume exclude each other: pick one")
+
+    def _validate_lap_only_settings(self) -> None:
+        """Settings of LAP layers and their supervision, given for a model without LAP layers
+        (``--lap none`` or a peer), are refused: they would be dropped without a word."""
+        if self.uses_lap:
+            return
+        defaults = {
+            f.name: f.default for f in dataclasses.fields(self) if f.name in LAP_ONLY_SETTINGS
+        }
+        given = [name for name, default in defaults.items() if getattr(self, name) != default]
+        if self.supervision == "expert":  # weak is the default, so only expert is a choice
+            given.insert(0, "supervision")
+        if given:
+            model = "--lap none" if self.model == "lap" else f"--model {self.model}"
+            options = ", ".join(f"{name}={getattr(self, name)!r}" for name in given)
+            raise ValueError(
+                f"{model} builds a model without LAP layers, but {options} configure LAP layers "
+                "or their supervision and would be ignored: leave them out (or train a LAP model)"
+            )
 
     def _validate_bcos_norm(self) -> None:
         """``bcos_norm``: one of the B-cos norms, and only with ``model="bcos"``."""
