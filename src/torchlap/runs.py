@@ -164,6 +164,11 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """``run_dir/config.json``, checked to be a torchlap run of a format this code reads."""
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
+    if run_dir.is_file():
+        raise RunError(
+            f"{run_dir} is a file; a run is the folder `torchlap train` wrote (pass "
+            f"{run_dir.parent if run_dir.name == CONFIG_FILE else 'its folder'})"
+        )
     if not run_dir.is_dir():
         raise RunFileNotFoundError(
             f"run folder {run_dir} does not exist; pass a folder written by `torchlap train`"

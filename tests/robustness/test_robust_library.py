@@ -221,6 +221,16 @@ def test_flags_and_sizes_are_not_coerced(tmp_path: Path, tiny_run: Path) -> None
         _png(tmp_path / "data" / name / "0.png")
     with pytest.raises(TypeError, match=r"augment must be True or False, got 'no'"):
         load_dataset(tmp_path / "data", image_size=16, augment="no")
+    with pytest.raises(ValueError, match=r"mean must be finite and std finite and positive"):
+        load_dataset(tmp_path / "data", image_size=16, mean=[float("nan")])
+    (tmp_path / "data" / "annotations.csv").write_text("image,label,split\na/0.png,a,train\n")
+    with pytest.raises(ValueError, match=r"split_fractions must be three non-negative"):
+        load_dataset(tmp_path / "data", image_size=16, split_fractions=(1.2, -0.1, -0.1))
+    # a run's config.json where the run folder is expected: the folder is named
+    from torchlap.runs import load_run
+
+    with pytest.raises(ValueError, match=rf"config\.json is a file; .*\(pass {tiny_run}\)"):
+        load_run(tiny_run / "config.json")
     # a run folder given as the data: named as such, not "no valid file for the classes"
     with pytest.raises(ValueError, match=r"is a torchlap run folder .*not a dataset"):
         load_dataset(tiny_run)

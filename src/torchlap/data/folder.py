@@ -7,6 +7,7 @@ the images by :mod:`torchlap.data.images` (the one decoder).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -203,6 +204,7 @@ class AnnotatedFolder(RegionDataset):
         if n_images is not None:
             check_positive_int(n_images, "n_images")
         self.split_given = split_given
+        check_split_fractions(split_fractions)  # also when the CSV's split column wins
         self.records_all = records = self._assign_splits(records, split_fractions, seed)
         self.classes = self._classes(records, classes)
         self.class_to_index = {name: i for i, name in enumerate(self.classes)}
@@ -309,8 +311,12 @@ class AnnotatedFolder(RegionDataset):
             raise ValueError(
                 f"mean and std need {self.n_channels} value(s), got {self._mean}, {self._std}"
             )
-        if any(s <= 0 for s in self._std):
-            raise ValueError(f"std values must be positive, got {self._std}")
+        if not all(math.isfinite(m) for m in self._mean) or not all(
+            math.isfinite(s) and s > 0 for s in self._std
+        ):  # NaN compares False both ways: checked as "finite" first
+            raise ValueError(
+                f"mean must be finite and std finite and positive, got {self._mean}, {self._std}"
+            )
 
     def _header(self, path: Path, record: ImageRecord) -> tuple[int, int, int]:
         try:
