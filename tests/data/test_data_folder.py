@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
+from torchlap.cli import app
 from torchlap.data import (
     AnnotatedFolder,
     Concepts,
@@ -258,6 +260,18 @@ def test_box_outside_is_rejected_lazily_without_verification(good_folder: Path) 
     dataset = AnnotatedFolder(good_folder, verify_images=False)
     with pytest.raises(ValueError, match=r"line 3: box .* outside"):
         dataset[1]
+
+
+def test_empty_mask_next_to_boxes_is_refused(good_folder: Path) -> None:
+    # the mask wins over the boxes: an empty one would supervise "no region" on a boxed image
+    Image.new("L", (20, 16)).save(good_folder / "img/mask0.png")
+    dataset = AnnotatedFolder(good_folder, split="train")
+    index = next(k for k, r in enumerate(dataset.records) if r.mask == "img/mask0.png")
+    with pytest.raises(ValueError, match=r"line 2: mask file .*mask0\.png is empty but the "
+                       r"image has 2 box\(es\)"):  # fmt: skip
+        dataset[index]
+    check = CliRunner().invoke(app, ["data", "check", str(good_folder)])
+    assert check.exit_code == 2 and "is empty but the image has 2 box(es)" in check.output
 
 
 def test_mask_size_differs_from_image(good_folder: Path) -> None:

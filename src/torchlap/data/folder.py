@@ -382,6 +382,12 @@ class AnnotatedFolder(RegionDataset):
         boxes = torch.tensor(record.boxes, dtype=torch.float32).reshape(-1, 4)
         if record.mask is not None:
             mask = read_mask(self.root / record.mask)
+            if record.boxes and not bool(mask.any()):
+                raise ValueError(
+                    f"{record.source}: mask file {self.root / record.mask} is empty but the "
+                    f"image has {len(record.boxes)} box(es); the mask marks the region the "
+                    "boxes enclose: fix the mask, or leave its field empty to use the boxes"
+                )
         else:
             mask = boxes_to_mask(boxes, height, width)
         sample = make_sample(
