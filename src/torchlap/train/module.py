@@ -6,7 +6,8 @@ cross-entropy plus the knowledge-injection terms of :class:`torchlap.losses.Inje
 (paper 000, section III.B) for LAP models, or the ante-hoc network's two passes. Metrics per
 epoch (torchmetrics): accuracy, sensitivity, specificity and balanced accuracy (for two
 classes: recall of class 1, recall of class 0 and their mean; for more: the macro means of the
-per-class recall and specificity, balanced accuracy being the macro recall), plus the mean of
+per-class recall and specificity, balanced accuracy being the macro recall; a class missing
+from the split is left out of the means, see :func:`classification_summary`), plus the mean of
 every term of the objective.
 """
 
@@ -24,8 +25,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
-    MulticlassRecall,
-    MulticlassSpecificity,
+    MulticlassStatScores,
 )
 
 from torchlap.layers import lap_modules
@@ -38,6 +38,7 @@ __all__ = [
     "ClassifierModule",
     "NonFiniteLossError",
     "classification_summary",
+    "per_class_rates",
     "set_trainable",
 ]
 
@@ -114,18 +115,34 @@ def classification_summary(accuracy: Tensor, recall: Tensor, specificity: Tensor
     """Accuracy, sensitivity, specificity, balanced accuracy from per-class recall/specificity.
 
     Two classes: sensitivity = recall of class 1, specificity = recall of class 0, balanced
-    accuracy = their mean. More classes: macro means (balanced accuracy = macro recall).
+    accuracy = their mean. More classes: macro means (balanced accuracy = macro recall). A
+    class absent from the split has recall NaN (and a class that is the whole split NaN
+    specificity): it is left out of the means, so balanced accuracy is the mean recall over the
+    classes present (scikit-learn's ``balanced_accuracy_score``), which keeps the epoch
+    selection working on a split that lacks a class, and sensitivity or specificity of a
+    missing class is NaN, not the 0 of a zero division.
     """
     if recall.numel() == 2:
         sensitivity, spec = recall[1], recall[0]
     else:
-        sensitivity, spec = recall.mean(), specificity.mean()
+        sensitivity, spec = recall.nanmean(), specificity.nanmean()
     return {
         "accuracy": float(accuracy),
         "sensitivity": float(sensitivity),
         "specificity": float(spec),
-        "balanced_accuracy": float(recall.mean()),
+        "balanced_accuracy": float(recall.nanmean()),
     }
+
+
+def per_class_rates(stats: Tensor) -> tuple[Tensor, Tensor]:
+    """Recall ``tp / (tp + fn)`` and specificity ``tn / (tn + fp)`` per class from
+    ``MulticlassStatScores(average=None)`` rows ``(tp, fp, tn, fn, support)``; NaN where the
+    denominator is 0 (no sample of the class, or no sample of the others)."""
+    tp, fp, tn, fn = (stats[:, k].double() for k in range(4))
+    nan = torch.full_like(tp, float("nan"))
+    recall = torch.where(tp + fn > 0, tp / (tp + fn).clamp_min(1), nan)
+    specificity = torch.where(tn + fp > 0, tn / (tn + fp).clamp_min(1), nan)
+    return recall, specificity
 
 
 class ClassifierModule(L.LightningModule):
@@ -231,8 +248,9 @@ class ClassifierModule(L.LightningModule):
         return MetricCollection(
             {
                 "accuracy": MulticlassAccuracy(n, average="micro"),
-                "recall": MulticlassRecall(n, average=None),
-                "specificity": MulticlassSpecificity(n, average=None),
+                # counts, not torchmetrics' rates: a class missing from the split is NaN
+                # (per_class_rates), not the 0 of torchmetrics' zero division
+                "stats": MulticlassStatScores(n, average=None),
             }
         )
 
@@ -268,7 +286,8 @@ class ClassifierModule(L.LightningModule):
 
     def _compute(self, stage: str) -> dict[str, float]:
         values = self._metrics(stage).compute()
-        result = classification_summary(values["accuracy"], values["recall"], values["specificity"])
+        recall, specificity = per_class_rates(values["stats"])
+        result = classification_summary(values["accuracy"], recall, specificity)
         for name, metric in self._losses(stage).items():
             result[f"loss_{name}"] = float(metric.compute())
             metric.reset()
