@@ -348,7 +348,7 @@ _STABILITY_NA_NOTE = (
     "n/a is frequent on a small subset: Drop % averages only the images whose score drops "
     "when the map masks them, Inc % only those whose score rises, and a change needs both the "
     "clean and the noisy value; on one image one of the two is always undefined (raise "
-    "`--stability-images`)."
+    "--stability-images)."
 )
 
 
