@@ -231,8 +231,15 @@ def test_flags_and_sizes_are_not_coerced(tmp_path: Path, tiny_run: Path) -> None
 
     with pytest.raises(ValueError, match=rf"config\.json is a file; .*\(pass {tiny_run}\)"):
         load_run(tiny_run / "config.json")
-    # a run folder given as the data: named as such, not "no valid file for the classes"
+    # a run folder given as the data: named as such by train (which knows the run format),
+    # and described by its entries in the data layer, not "no valid file for the classes"
+    from torchlap.train import TrainConfig, fit
+
     with pytest.raises(ValueError, match=r"is a torchlap run folder .*not a dataset"):
+        fit(TrainConfig(data=str(tiny_run), out=str(tmp_path / "run"), arch="smallcnn"))
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match=r"holds no image files in class subfolders \(it holds "
+                       r"checkpoints/, config\.json, "):  # fmt: skip
         load_dataset(tiny_run)
 
 

@@ -438,12 +438,6 @@ def image_folder(
             f"no {ANNOTATIONS}; restore it (columns {', '.join(REQUIRED_COLUMNS)}, optionally "
             f"{', '.join(OPTIONAL_COLUMNS)}) and run `torchlap data check {root_path}`"
         )
-    if (root_path / "config.json").is_file() and (root_path / "model.safetensors").is_file():
-        raise ValueError(
-            f"{root_path} is a torchlap run folder (config.json, model.safetensors), not a "
-            "dataset: pass the data the run was trained on (a built-in name, or a folder with "
-            f"{ANNOTATIONS} or one subfolder per class)"
-        )
     try:
         next(iter(root_path.iterdir()), None)
     except PermissionError as error:
@@ -464,7 +458,15 @@ def image_folder(
             folder_classes, class_to_idx = find_classes(str(folder))
         except FileNotFoundError as error:
             raise ValueError(f"{folder}: no class subfolders ({error})") from None
-        samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS)
+        try:
+            samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS)
+        except FileNotFoundError:  # torchvision's "Found no valid file for the classes ..."
+            entries = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+            raise ValueError(
+                f"{folder} holds no image files in class subfolders (it holds "
+                f"{', '.join(entries[:8])}{', ...' if len(entries) > 8 else ''}); a dataset "
+                f"folder has {ANNOTATIONS} or one subfolder of images per class"
+            ) from None
         for file, target in samples:
             relative = Path(file).relative_to(root_path).as_posix()
             records.append(

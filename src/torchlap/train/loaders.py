@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from torch.utils.data import DataLoader
 
 from torchlap.data import SyntheticBenchmark, collate_regions, load_dataset
+from torchlap.runs import CONFIG_FILE, is_run_config
 from torchlap.train.config import TrainConfig
 from torchlap.train.sampling import EpochOrderSampler, ResumableBatchSampler, SeededItems
 from torchlap.train.shuffled import ShuffledLabels
@@ -20,6 +22,13 @@ SPLITS = ("train", "val", "test")
 def load_splits(config: TrainConfig) -> dict[str, Any]:
     """The train, val and test datasets of ``config`` (training labels permuted for the data
     randomization test); raises ``ValueError`` on an empty split or classes that differ."""
+    data = Path(config.data)
+    if data.is_dir() and is_run_config(data / CONFIG_FILE):  # runs owns the run-folder format
+        raise ValueError(
+            f"{data} is a torchlap run folder ({CONFIG_FILE} of torchlap train), not a dataset: "
+            "pass the data a run is trained on "
+            "(a built-in name, or a folder with annotations.csv or one subfolder per class)"
+        )
     datasets = {}
     for split in SPLITS:
         kwargs = dict(config.data_options)
