@@ -327,3 +327,20 @@ def test_in_place_forwards_switch_back_only_what_the_model_had_in_place():
             raise RuntimeError("inside")
         assert not model[2].inplace
     assert model[2].inplace and not model[5].inplace
+
+
+def test_class_scores_checks_target_against_the_logits():
+    logits = torch.rand(2, 3)
+    # was torch's "index 5 is out of bounds for dimension 1 with size 3"
+    with pytest.raises(ValueError, match=r"target classes must lie in \[0, 3\)"):
+        explainers.class_scores(logits, torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match=r"target classes must lie in \[0, 3\)"):
+        explainers.class_scores(logits, torch.tensor([0, -1]))
+    with pytest.raises(TypeError, match="integer tensor of 2 class indices"):
+        explainers.class_scores(logits, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="integer tensor of 2 class indices"):
+        explainers.class_scores(logits, torch.tensor([0, 1, 2]))
+    torch.testing.assert_close(
+        explainers.class_scores(logits, torch.tensor([2, 0])),
+        logits.softmax(1)[[0, 1], [2, 0]],
+    )

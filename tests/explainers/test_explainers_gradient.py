@@ -233,3 +233,16 @@ def test_gradcam_costs_one_forward_and_one_backward():
         handle.remove()
         handle2.remove()
     assert len(forward_calls) == 1 and len(backward_calls) == 1
+
+
+@pytest.mark.parametrize(
+    "baseline", [float("nan"), float("inf"), torch.full((3, 1, 1), float("nan"))]
+)
+def test_deeplift_refuses_non_finite_baselines(baseline):
+    # a NaN baseline made every map NaN; refused when the explainer is built, before any pass
+    with pytest.raises(ValueError, match=r"baseline must be .*finite"):
+        DeepLift(lap_cnn(), baseline=baseline)
+    with pytest.raises(ValueError, match=r"baseline must be .*finite"):
+        torchlap.explain(lap_cnn(), torch.rand(1, 3, 16, 16), "deeplift", baseline=baseline)
+    with pytest.raises(TypeError, match="baseline"):
+        DeepLift(lap_cnn(), baseline=True)

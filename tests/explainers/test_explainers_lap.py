@@ -190,3 +190,28 @@ def test_lap_maps_of_a_lapified_resnet():
     assert torch.isfinite(maps).all() and float(maps.max()) <= 0.5 + 1e-6
     raw = LapExplainer(model, layer="layer2.0.lap").raw(images)
     assert raw.shape == (2, 16, 16)
+
+
+def test_lap_all_refuses_nan_threshold_coerced_decay_and_non_finite_maps():
+    deep = torch.tensor([[[0.9, 0.2]]])
+    shallow = torch.rand(1, 2, 4)
+    # threshold=nan returned the deepest map upsampled: every comparison with NaN is False
+    with pytest.raises(ValueError, match=r"threshold must be a number in \[0, 1\]"):
+        lap_all([shallow, deep], threshold=float("nan"))
+    with pytest.raises(TypeError, match=r"decay must be a number in \(0, 1\]"):
+        lap_all([shallow, deep], decay="0.5")
+    # a NaN pixel of a shallower map was dropped by Algorithm 1 (kept by the unclipped sum)
+    shallow[0, 0, 0] = float("nan")
+    for variant in ("algorithm1", "unclipped_sum"):
+        with pytest.raises(ValueError, match=r"NaN or infinite values in maps \[0\]"):
+            lap_all([shallow, deep], variant=variant)
+
+
+@pytest.mark.parametrize(
+    ("decay", "error"), [("0.5", TypeError), (True, TypeError), (0, ValueError)]
+)
+def test_lap_explainer_decay_is_not_coerced(decay, error):
+    with pytest.raises(error, match=r"decay must be a number in \(0, 1\]"):
+        LapExplainer(lap_cnn(), decay=decay)
+    with pytest.raises(error, match=r"decay must be a number in \(0, 1\]"):
+        torchlap.explain(lap_cnn(), torch.rand(1, 3, 16, 16), "lap", decay=decay)

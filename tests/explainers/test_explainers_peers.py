@@ -84,6 +84,12 @@ def test_antehoc_maps():
     torch.testing.assert_close(energy, model.energy_map(images).sum(dim=1))
     binarized = torchlap.explain(model, images, method="antehoc", kind="binarized", threshold=0.5)
     torch.testing.assert_close(binarized, model.binarized_energy_map(images, 0.5).sum(dim=1))
+    by_max = torchlap.explain(
+        model, images, method="antehoc", kind="binarized", normalization="max"
+    )
+    expected = model.binarized_energy_map(images, normalization="max").sum(dim=1)
+    torch.testing.assert_close(by_max, expected)
+    assert not torch.equal(by_max, torchlap.explain(model, images, "antehoc", kind="binarized"))
     # explicit per-pixel reference of Eq. 1 from the SAMs and weight maps
     with torch.no_grad():
         model.eval()
@@ -117,6 +123,10 @@ def test_errors_on_the_wrong_model():
         torchlap.explain(tiny_cnn(), torch.rand(1, 3, 16, 16), method="antehoc")
     with pytest.raises(ValueError, match="unknown kind"):
         AnteHocExplainer(antehoc_cnn(), kind="heat")
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        AnteHocExplainer(antehoc_cnn(), kind="binarized", normalization="minmax")
+    with pytest.raises(TypeError, match=r"threshold must be a number in \[0, 1\]"):
+        AnteHocExplainer(antehoc_cnn(), kind="binarized", threshold="0.8")
     with pytest.raises(ValueError, match="unknown kind"):
         BlaExplainer(bla_cnn(), kind="heat")
     with pytest.raises(ValueError, match="no BLA/L2X-F module named"):

@@ -255,3 +255,22 @@ def test_masked_forwards_restore_the_model_when_they_fail():
     handle.remove()
     assert isinstance(model[1], nn.BatchNorm2d) and isinstance(model[5], nn.BatchNorm2d)
     assert model[2].inplace and model[6].inplace and not model.training
+
+
+def test_rise_options_are_not_coerced():
+    model = lap_cnn()
+    with pytest.raises(TypeError, match=r"p must be a number in \(0, 1\]"):
+        Rise(model, p=True)
+    with pytest.raises(TypeError, match=r"p must be a number in \(0, 1\]"):
+        Rise(model, p="0.5")
+    with pytest.raises(ValueError, match=r"p must be a number in \(0, 1\]"):
+        Rise(model, p=float("nan"))
+    # RiseMasks truncated a float seed (1.7 -> 1) and took p=True as 1.0
+    with pytest.raises(TypeError, match="seed must be an int"):
+        RiseMasks(3, (8, 8), seed=1.7)
+    with pytest.raises(TypeError, match="p must be a number"):
+        RiseMasks(3, (8, 8), p=True)
+    with pytest.raises(TypeError, match=r"size must be \(height, width\)"):
+        RiseMasks(3, "ab")
+    with pytest.raises(ValueError, match=r"size\[0\] \(height\) must be an int >= 1"):
+        RiseMasks(3, (0, 8))

@@ -231,3 +231,18 @@ def test_inception_reduction_blocks_get_the_shared_score_rule():
     # Mixed_6a has one strided branch unit pooled by the score, Mixed_7a two
     assert len(seen) >= 3
     assert not any(isinstance(m, SharedScorePool) for m in model.modules())
+
+
+def test_canonizers_must_be_zennit_canonizers():
+    from zennit.canonizers import SequentialMergeBatchNorm
+
+    net = tiny_net()
+    # was "'int' object has no attribute 'apply'" at the first call
+    with pytest.raises(TypeError, match=r"canonizers\[0\] is 1 \(int\)"):
+        RelevanceCam(net, canonizers=[1])
+    with pytest.raises(TypeError, match=r"zennit\.canonizers\.Canonizer"):
+        torchlap.explain(net, torch.randn(1, 2, 6, 6).double(), "relevance_cam", canonizers=[1])
+    maps = RelevanceCam(net, layer="2", canonizers=[SequentialMergeBatchNorm()])(
+        torch.randn(1, 2, 6, 6, dtype=torch.float64)
+    )
+    assert torch.isfinite(maps).all()

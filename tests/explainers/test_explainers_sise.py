@@ -140,3 +140,12 @@ def test_sise_named_layers_and_checks():
         Sise(model, layers="4")
     with pytest.raises(ValueError, match="mu"):
         Sise(model, mu=-1)
+
+
+@pytest.mark.parametrize("mu", [float("nan"), 1, 2.0, -0.1, "0.3", True])
+def test_mu_outside_0_1_is_refused(mu):
+    # Eq. 7 keeps alpha_k > mu * max_k alpha_k: mu >= 1 keeps no map (all-zero maps), NaN too
+    error = TypeError if isinstance(mu, (str, bool)) else ValueError
+    with pytest.raises(error, match=r"mu must be a number in \[0, 1\)"):
+        Sise(cnn(False), mu=mu)
+    assert Sise(cnn(False), mu=0.99).mu == 0.99

@@ -295,3 +295,63 @@ def test_deepcopy_and_state_after_a_forward_pass_with_graph():
     assert twin.maps is None and lap.maps is not None
     torch.testing.assert_close(twin.alpha, lap.alpha)
     assert twin.alpha is not lap.alpha
+
+
+def test_input_on_another_device_than_the_layer():
+    x = torch.randn(2, 4, 8, 8)
+    for layer in (LocalAttentionPool2d(4, 2, device="meta"), AdaptiveLocalAttentionPool2d(4)):
+        on, got = ("meta", "cpu") if layer.alpha.is_meta else ("cpu", "meta")
+        with pytest.raises(ValueError, match=f"parameters on {on} but got an input on {got}"):
+            layer(x.to(got))
+
+
+def test_adaptive_layer_on_an_empty_map_says_so():
+    with pytest.raises(ValueError, match="needs a feature map of at least 1x1 pixels"):
+        AdaptiveLocalAttentionPool2d(4)(torch.rand(2, 4, 0, 8))
+    assert AdaptiveLocalAttentionPool2d(4)(torch.rand(0, 4, 3, 3)).shape == (0, 4, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "match"),
+    [
+        (lambda: LocalAttentionPool2d(4, (True, 2)), TypeError, "kernel_size .*never a bool"),
+        (lambda: LocalAttentionPool2d(4, 2, stride=(True, 1)), TypeError, "stride .*never a bool"),
+        (lambda: AdaptiveLocalAttentionPool2d(4, (True, None)), TypeError, "never a bool"),
+        (lambda: AdaptiveLocalAttentionPool2d(4, (2.0, 2)), TypeError, "never a bool or a float"),
+        (lambda: LocalAttentionPool2d(4, 2, dtype=torch.int64), TypeError, "floating-point"),
+        (lambda: AdaptiveLocalAttentionPool2d(4, dtype=torch.complex64), TypeError, "dtype"),
+        (lambda: ConceptScorer(4, dtype=torch.uint8), TypeError, "floating-point torch.dtype"),
+    ],
+)
+def test_bools_in_pairs_and_non_floating_dtypes_are_refused(build, error, match):
+    with pytest.raises(error, match=match):
+        build()
+
+
+def test_map_accessors_check_their_arguments():
+    net = tiny_lap_net()
+    net(torch.randn(1, 3, 8, 8))
+    with pytest.raises(TypeError, match="detach must be True or False, got 'no'"):
+        attention_maps(net, detach="no")
+    for accessor in (attention_maps, torchlap.clear_attention_maps, torchlap.layers.lap_modules):
+        with pytest.raises(TypeError, match=r"model must be an nn\.Module, got str"):
+            accessor("x")
+
+
+def test_module_forward_skips_the_functional_argument_checks(monkeypatch):
+    # the per-op path (a hook on the scorer keeps the fused layer out) calls the unchecked core
+    from torchlap.layers import functional
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the module's forward ran the public functions' checks")
+
+    monkeypatch.setattr(functional, "_check_call", refuse)
+    monkeypatch.setattr(functional, "_window_args", refuse)
+    monkeypatch.setattr(functional, "_adaptive_output_args", refuse)
+    x = torch.randn(2, 4, 6, 6)
+    for layer, expected in (
+        (LocalAttentionPool2d(4, 3, 2, 1), F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)),
+        (AdaptiveLocalAttentionPool2d(4, (2, 3)), F.adaptive_avg_pool2d(x, (2, 3))),
+    ):
+        layer.scorer.register_forward_hook(lambda *args: None)
+        torch.testing.assert_close(layer(x), expected)

@@ -179,3 +179,55 @@ def test_padded_pixels_never_carry_weight():
     expected = (x[0, 0, :2, :2].reshape(-1) * w).sum() / w.sum()
     torch.testing.assert_close(pooled[0, 0, 0, 0], expected)
     assert math.isfinite(pooled.abs().max().item())
+
+
+# ---- the public functions check their arguments as the modules do --------------------------
+
+X, S = torch.rand(1, 2, 4, 4), torch.rand(1, 1, 4, 4)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: local_attention_pool2d(X, S, 3, 2, ceil_mode="no"), TypeError, "ceil_mode"),
+        (lambda: local_attention_pool2d(X, S, (True, 2)), TypeError, "kernel_size .*never a bool"),
+        (lambda: local_attention_pool2d(X, S, 2, (True, 1)), TypeError, "stride .*never a bool"),
+        (lambda: local_attention_pool2d(X, S, 2, 0), ValueError, "stride must be >= 1"),
+        (lambda: local_attention_pool2d(X, S, 2, padding=2), ValueError, "at most half"),
+        (lambda: local_attention_pool2d(X, S, 2, alpha=math.nan), ValueError, "alpha .* finite"),
+        (lambda: local_attention_pool2d(X, S, 2, alpha="1"), TypeError, "alpha"),
+        (lambda: local_attention_pool2d(X, S, 2, alpha=torch.ones(2)), ValueError, "one-element"),
+        (lambda: local_attention_pool2d(X, S, 2, eps=-1.0), ValueError, r"eps .* > 0"),
+        (lambda: local_attention_pool2d(X, S, 2, eps=0.0), ValueError, r"eps .* > 0"),
+        (lambda: local_attention_pool2d(X.long(), S, 2), TypeError, "x must be a floating-point"),
+        (lambda: local_attention_pool2d(X, S > 0.5, 2), TypeError, "score must be a floating"),
+        (lambda: local_attention_pool2d(X, S[..., :3], 2), ValueError, r"score must have shape"),
+        (lambda: local_attention_pool2d(X[0], S, 2), ValueError, r"\(B, C, H, W\)"),
+        (lambda: local_attention_pool2d(X, S.to("meta"), 2), ValueError, "one device"),
+        (lambda: adaptive_local_attention_pool2d(X, S, 2.5), TypeError, "output_size"),
+        (lambda: adaptive_local_attention_pool2d(X, S, (2.7, None)), TypeError, "never a bool or"),
+        (lambda: adaptive_local_attention_pool2d(X, S, (True, 2)), TypeError, "output_size"),
+        (lambda: adaptive_local_attention_pool2d(X, S, (0, 2)), ValueError, "ints >= 1 or None"),
+        (lambda: adaptive_local_attention_pool2d(X, S, "22"), TypeError, "output_size"),
+        (lambda: adaptive_local_attention_pool2d(X, S, 1, alpha=math.inf), ValueError, "alpha"),
+        (lambda: adaptive_local_attention_pool2d(X, S, 1, eps=-1.0), ValueError, "eps"),
+        (lambda: adaptive_local_attention_pool2d(X.long(), S, 1), TypeError, "floating-point"),
+        (
+            lambda: adaptive_local_attention_pool2d(X[..., :0], S[..., :0], 1),
+            ValueError,
+            "at least 1x1 pixels",
+        ),
+    ],
+)
+def test_functional_refuses_what_the_modules_refuse(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_functional_takes_a_tensor_alpha_and_score_of_another_float_dtype():
+    alpha = torch.tensor(1.5, requires_grad=True)
+    pooled = local_attention_pool2d(X, S.double(), 3, 1, 1, alpha, 1e-6, True)
+    assert pooled.dtype == X.dtype and pooled.shape == (1, 2, 4, 4)
+    pooled.sum().backward()
+    assert alpha.grad is not None
+    assert adaptive_local_attention_pool2d(X, S, (None, 2)).shape == (1, 2, 4, 2)

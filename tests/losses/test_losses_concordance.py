@@ -122,3 +122,17 @@ def test_bad_inputs_raise():
         concordance_loss(maps[0], 0.1)
     with pytest.raises(ValueError, match="pool"):
         concordance_loss(maps, 0.1, pool="bilinear")
+
+
+@pytest.mark.parametrize("bad", ["logits", "nan"])
+def test_maps_outside_0_1_are_refused(bad):
+    fine = torch.rand(2, 1, 4, 4)
+    coarse = torch.rand(2, 1, 2, 2)
+    if bad == "logits":
+        coarse = torch.randn(2, 1, 2, 2) * 5  # was a finite loss
+    else:
+        coarse[0, 0, 1, 1] = math.nan
+    with pytest.raises(
+        ValueError, match=r"maps_per_layer\[1\] must hold probabilities in \[0, 1\]"
+    ):
+        concordance_loss([fine, coarse])

@@ -2,6 +2,7 @@
 
 import math
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 import torch
@@ -268,4 +269,49 @@ def test_main_loss_with_selector_trains_only_the_main_heads():
     # the main heads start at 0.5 everywhere (all ties): the value is tie-invariant
     torch.testing.assert_close(
         loss.item(), -2 * (2 * math.log(0.5) + math.log(0.5) + math.log(0.5))
+    )
+
+
+@pytest.mark.parametrize(
+    ("ratio", "error"),
+    [(-0.5, ValueError), (2, ValueError), (float("nan"), ValueError), (True, TypeError)],
+)
+def test_ratio_count_refuses_ratios_outside_0_1(ratio, error):
+    # Eq. 5's k1, k2, k3 take MinAR, 1 - MaxAR and IAR: fractions of the pixels in [0, 1]
+    with pytest.raises(error, match=r"ratio must be a fraction of the pixels in \[0, 1\]"):
+        ratio_count(ratio, 10)
+    with pytest.raises(TypeError, match="ratio must be"):
+        ratio_count("0.1", 10)
+    with pytest.raises(TypeError, match="n_pixels"):
+        ratio_count(0.1, 10.0)
+    assert ratio_count(0, 10) == 0 and ratio_count(Fraction(1, 3), 10) == 4
+
+
+@pytest.mark.parametrize("loss", ["discrimination", "discriminative"])
+@pytest.mark.parametrize("bad", ["logits", "nan", "inf"])
+def test_values_outside_0_1_are_refused(loss, bad):
+    probs = torch.rand(2, 1, 4, 4)
+    present = torch.tensor([[True], [False]])
+    if bad == "logits":
+        probs = torch.randn(2, 1, 4, 4) * 5  # logits, not probabilities: was a finite loss
+    else:
+        probs[1, 0, 2, 3] = float(bad)
+    call = concept_discrimination_loss if loss == "discrimination" else discriminative_scorer_loss
+    name = "probs" if loss == "discrimination" else "disc_probs"
+    with pytest.raises(ValueError, match=rf"{name} must hold probabilities in \[0, 1\]"):
+        call(probs, present)
+
+
+def test_selector_must_be_a_finite_floating_or_bool_tensor():
+    probs = torch.rand(2, 3, 4, 5)
+    present = torch.tensor([[True, False, True], [False, True, False]])
+    with pytest.raises(TypeError, match="selector must be a floating tensor"):
+        concept_discrimination_loss(probs, present, selector=torch.ones(2, 3, 4, 5).long())
+    with pytest.raises(ValueError, match="selector must be finite"):
+        concept_discrimination_loss(probs, present, selector=torch.full_like(probs, math.nan))
+    # a bool selector chooses the pixels as its 0/1 values do
+    chosen = torch.rand(2, 3, 4, 5) > 0.5
+    torch.testing.assert_close(
+        concept_discrimination_loss(probs, present, selector=chosen),
+        concept_discrimination_loss(probs, present, selector=chosen.float()),
     )

@@ -203,3 +203,23 @@ def test_bad_inputs_raise():
         expert_supervision_loss(probs, masks, present, ok, positive_ranking="selector")
     with pytest.raises(ValueError, match="iar"):
         expert_supervision_loss(probs, masks, present, ok, iar=1.5)
+
+
+def test_nan_region_masks_and_bad_values_are_refused():
+    probs, masks, present = _data()
+    ok = torch.ones(4, dtype=torch.bool)
+    nan_masks = torch.full_like(masks, math.nan)  # passed min() < 0 / max() > 1: the empty loss
+    with pytest.raises(ValueError, match=r"region_masks must hold values in \[0, 1\].*NaN"):
+        expert_supervision_loss(probs, nan_masks, present, ok)
+    with pytest.raises(ValueError, match=r"probs must hold probabilities in \[0, 1\]"):
+        expert_supervision_loss(probs * 4 - 2, masks, present, ok)
+    with pytest.raises(ValueError, match="selector must be finite"):
+        expert_supervision_loss(probs, masks, present, ok, selector=probs / 0)
+    with pytest.raises(TypeError, match="positive_fraction must be a number in"):
+        expert_supervision_loss(probs, masks, present, ok, positive_fraction=True)
+
+
+@pytest.mark.parametrize("size", [(0, 0), "ab", (2.5, 2.5), 4])
+def test_resize_refuses_sizes_that_are_not_two_positive_ints(size):
+    with pytest.raises(ValueError, match=r"size must be \(H, W\), two positive ints"):
+        resize_region_masks(torch.ones(2, 8, 8), size)

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from torchlap import LocalAttentionPool2d, attention_maps
+from torchlap.layers import LapMaps
 from torchlap.losses import (
     DEFAULT_WEIGHTS,
     ConceptSets,
@@ -15,6 +16,7 @@ from torchlap.losses import (
     enable_discriminative_scorers,
     expert_supervision_loss,
 )
+from torchlap.models.recipes import paper_loss_weights
 
 
 def tiny_model(n_concepts=2, n_classes=2, seed=0):
@@ -63,9 +65,10 @@ def test_weak_loss_is_the_weighted_sum_of_the_functional_terms():
         for m in layers
     ]
     scorer = [discriminative_scorer_loss(m.discriminative, present) for m in layers]
-    conc = concordance_loss([m.concepts for m in layers], 0.1, "both")
-    torch.testing.assert_close(out["discrimination"], (disc[0] + disc[1]) / 2)
-    torch.testing.assert_close(out["discriminative"], (scorer[0] + scorer[1]) / 2)
+    conc = concordance_loss([m.concepts for m in layers], 0.1, "both")  # mean over 1 pair
+    # the default layer_reduction="sum": the paper's weights are per LAP and per LAP pair
+    torch.testing.assert_close(out["discrimination"], disc[0] + disc[1])
+    torch.testing.assert_close(out["discriminative"], scorer[0] + scorer[1])
     torch.testing.assert_close(out["concordance"], conc)
     assert out["expert"].item() == 0.0
     injection = 0.5 * out["discrimination"] + 0.3 * out["discriminative"] + 0.7 * conc
@@ -132,8 +135,8 @@ def test_expert_mode_splits_samples_and_keeps_common_heads_weak():
                 selector=m.discriminative,
             )
         )
-    torch.testing.assert_close(out["discrimination"], torch.stack(expected_disc).mean())
-    torch.testing.assert_close(out["expert"], torch.stack(expected_expert).mean())
+    torch.testing.assert_close(out["discrimination"], torch.stack(expected_disc).sum())
+    torch.testing.assert_close(out["expert"], torch.stack(expected_expert).sum())
     assert out["expert"].item() > 0
     # no concordance term in expert mode unless asked for (Appendix A names none)
     assert out["concordance"].item() > 0 and loss.weights["concordance"] == 0.0
@@ -213,6 +216,14 @@ def test_single_layer_binary_task():
         ({"mask_resize": "nearest"}, ValueError, "mask_resize"),
         ({"expert_positive_fraction": 0.0}, ValueError, "expert_positive_fraction"),
         ({"expert_negative_pixels": "half"}, ValueError, "expert_negative_pixels"),
+        ({"weights": {"concordance": float("nan")}}, ValueError, "finite number >= 0"),
+        ({"weights": {"cross_entropy": float("inf")}}, ValueError, "finite number >= 0"),
+        ({"weights": {"expert": "0.25"}}, TypeError, "weights\\['expert'\\]"),
+        ({"use_discriminative": "no"}, TypeError, "use_discriminative must be True or False"),
+        ({"eps": 5}, ValueError, r"eps must be a number in \(0, 0.5\)"),
+        ({"eps": "x"}, TypeError, r"eps must be a number in \(0, 0.5\)"),
+        ({"expert_positive_fraction": True}, TypeError, "expert_positive_fraction"),
+        ({"layer_reduction": "median"}, ValueError, "layer_reduction must be one of"),
         ({"expert_positive_ranking": "x"}, ValueError, "expert_positive_ranking"),
         (
             {"expert_positive_ranking": "discriminative", "use_discriminative": False},
@@ -249,3 +260,71 @@ def test_forward_validates():
     )
     with pytest.raises(ValueError, match="has_region"):
         expert(maps, labels, region_masks=masks, has_region=torch.ones(3, dtype=torch.bool))
+
+
+def three_lap_model(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        LocalAttentionPool2d(4, 2, n_concepts=2),
+        nn.Conv2d(4, 4, 3, padding=1),
+        LocalAttentionPool2d(4, 2, n_concepts=2),
+        nn.Conv2d(4, 4, 3, padding=1),
+        LocalAttentionPool2d(4, 2, n_concepts=2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    )
+    for layer in (model[1], model[3], model[5]):
+        nn.init.normal_(layer.scorer.heads[-1].weight)
+    return model
+
+
+def test_default_weighs_each_lap_and_each_pair_as_the_paper_and_training_matches_it():
+    # Appendix A: "weights of 1, 0.25 per LAP, and 0.25 per LAP pair": three LAP layers, two
+    # pairs; the weighted terms are added, not averaged
+    model = three_lap_model()
+    enable_discriminative_scorers(model)
+    images = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 1, 0])
+    logits = model(images)
+    maps = attention_maps(model, detach=False)
+    sets = ConceptSets.default(2, 2)
+    out = InjectionLoss(sets)(maps, labels, logits=logits)
+    present = sets.presence(labels)
+    layers = list(maps.values())
+    concepts = [m.concepts for m in layers]
+    disc = [
+        concept_discrimination_loss(m.concepts, present, selector=m.discriminative) for m in layers
+    ]
+    scorer = [discriminative_scorer_loss(m.discriminative, present) for m in layers]
+    pairs = [concordance_loss(concepts[i : i + 2]) for i in range(2)]
+    expected = 0.25 * (sum(disc) + sum(scorer) + sum(pairs))
+    torch.testing.assert_close(out["injection"], expected)
+    torch.testing.assert_close(out["concordance"], sum(pairs))
+    # torchlap train: layer means weighted by paper_loss_weights, the same total
+    training = InjectionLoss(sets, layer_reduction="mean", weights=paper_loss_weights(3, "weak"))
+    trained = training(maps, labels, logits=logits)
+    torch.testing.assert_close(trained["total"], out["total"])
+    torch.testing.assert_close(trained["discrimination"], sum(disc) / 3)
+    torch.testing.assert_close(trained["concordance"], sum(pairs) / 2)
+
+
+def test_forward_refuses_maps_that_are_not_probabilities():
+    model = tiny_model()
+    enable_discriminative_scorers(model)
+    images, labels, masks = _batch()
+    model(images)
+    maps = attention_maps(model, detach=False)
+    name, lap = next(iter(maps.items()))
+    logits_maps = {**maps, name: LapMaps(lap.concepts * 10 - 5, lap.score, lap.discriminative)}
+    with pytest.raises(ValueError, match=r"concepts must hold probabilities in \[0, 1\]"):
+        InjectionLoss(ConceptSets.default(2, 2))(logits_maps, labels)
+    nan_disc = lap.discriminative.detach().clone()
+    nan_disc[0, 0, 0, 0] = float("nan")
+    nan_maps = {**maps, name: LapMaps(lap.concepts, lap.score, nan_disc)}
+    with pytest.raises(ValueError, match=r"discriminative must hold probabilities.*NaN"):
+        InjectionLoss(ConceptSets.default(2, 2))(nan_maps, labels)
+    expert = InjectionLoss(ConceptSets.default(2, 2), supervision="expert")
+    with pytest.raises(ValueError, match=r"region_masks must hold values in \[0, 1\]"):
+        expert(maps, labels, region_masks=torch.full_like(masks, float("nan")))

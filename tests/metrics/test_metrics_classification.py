@@ -59,6 +59,28 @@ def test_binary_metrics_without_positives_are_undefined_not_zero():
         binary_classification_metrics(probabilities, torch.tensor([0, 2, 1]))
 
 
+def test_non_finite_logits_and_empty_batches_are_refused():
+    labels = torch.tensor([0, 1, 0, 1])
+    # NaN logits scored accuracy 0.5 (binary), top-1 0.25 and top-3 1.0 (multi-class)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        binary_classification_metrics(torch.full((4, 2), float("nan")), labels)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        binary_classification_metrics(torch.tensor([[0.0, float("inf")]] * 4), labels)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        multiclass_classification_metrics(torch.full((4, 3), float("nan")), labels)
+    # an empty batch failed inside torchmetrics with a reshape error
+    with pytest.raises(ValueError, match="no sample"):
+        binary_classification_metrics(torch.rand(0), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="no sample"):
+        binary_classification_metrics(torch.rand(0, 2), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="no sample"):
+        multiclass_classification_metrics(torch.rand(0, 3), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"threshold must be a number in \[0, 1\]"):
+        binary_classification_metrics(torch.rand(4), labels, "0.5")
+    with pytest.raises(ValueError, match="threshold"):
+        binary_classification_metrics(torch.rand(4), labels, float("nan"))
+
+
 def test_multiclass_topk_matches_reference(caplog):
     generator = torch.Generator().manual_seed(1)
     logits = torch.randn(50, 8, generator=generator)

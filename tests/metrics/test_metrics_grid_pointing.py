@@ -79,6 +79,12 @@ def test_bad_inputs_are_refused():
         grid_pointing_scores(maps, torch.tensor([0, 4]), (2, 2))
     with pytest.raises(ValueError, match="grid shape"):
         grid_pointing_scores(maps, torch.tensor([0, 1]), (1, 1))
+    # an all-NaN map scored chance (nan_to_num), an infinite one NaN
+    for bad in (float("nan"), float("inf")):
+        broken = maps.clone()
+        broken[1] = bad
+        with pytest.raises(ValueError, match=r"maps \[1\] .*NaN or infinite"):
+            grid_pointing_game(broken, torch.tensor([0, 1]), (2, 2))
     with pytest.raises(ValueError, match="distinct classes"):
         resolve_grid_shape("2x2", 3)
     assert resolve_grid_shape("auto", 2) == (1, 2)

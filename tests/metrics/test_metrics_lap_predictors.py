@@ -54,6 +54,21 @@ def test_binary_rule_matches_reference(positive):
     assert got.dtype == torch.long and 0 < sum(expected) < len(expected)
 
 
+def test_concept_indices_and_threshold_are_not_coerced():
+    concepts = concept_maps(0)
+    # NaN predicted all zeros; 1.7 and "1" were read as concept 1 by int()
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        binary_rule(concepts, float("nan"))
+    with pytest.raises(TypeError, match="threshold"):
+        binary_rule(concepts, "0.5")
+    for bad in ([1.7], ["1"], [True], 1, "1"):
+        with pytest.raises(TypeError, match="positive_concepts must be a non-empty list of int"):
+            binary_rule(concepts, positive_concepts=bad)
+    # [[0], [0.9]] mapped both classes to concept 0
+    with pytest.raises(TypeError, match=r"class_to_concepts\[1\] must be .* int concept"):
+        concept_sum_rule(concepts, [[0], [0.9]])
+
+
 def test_concept_sum_rule_matches_reference_and_ties():
     concepts = concept_maps(1, n_concepts=4)
     mapping = [[0], [1, 3], [2]]

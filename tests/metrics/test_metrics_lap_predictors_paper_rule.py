@@ -49,5 +49,10 @@ def test_top_k_agreement_matches_a_loop() -> None:
     assert out["top5/predictivity"].higher_is_better
     with pytest.raises(ValueError, match="top_k"):
         top_k_lap_predictor_metrics(top[:, 0], labels, model_predictions)
+    # float or negative class indices matched nothing instead of being refused
+    with pytest.raises(TypeError, match="integer class indices"):
+        top_k_lap_predictor_metrics(top.float(), labels, model_predictions)
+    with pytest.raises(ValueError, match="non-negative"):
+        top_k_lap_predictor_metrics(top - 100, labels, model_predictions)
     with pytest.raises(ValueError, match="k must be"):
         predictor.predict_top_k(features, 0)

@@ -292,3 +292,29 @@ def test_fit_global_threshold_is_seeded_and_validates():
         fit_global_threshold(maps, masks, classifier="svm")
     with pytest.raises(ValueError, match="coefficient"):
         fit_global_threshold(-maps + maps.amax(), masks, max_pixels=3000)
+    # paper 000's supplementary fits a RidgeClassifier: the library default (was logistic)
+    ridge = fit_global_threshold(maps, masks, max_pixels=3000, seed=7, classifier="ridge")
+    logistic = fit_global_threshold(maps, masks, max_pixels=3000, seed=7, classifier="logistic")
+    assert a == ridge and a != logistic
+    # seeds are checked before the fit (sklearn's InvalidParameterError came from inside it)
+    for seed, error in ((1.5, TypeError), (True, TypeError), (-1, ValueError)):
+        with pytest.raises(error, match="seed must be an int from 0 to 4294967295"):
+            fit_global_threshold(maps, masks, seed=seed)
+
+
+def test_flags_and_numbers_are_not_coerced():
+    maps, masks = random_case(seed=3)
+    # normalize="no" was truthy and normalized the maps; a string threshold hit a bare "<"
+    with pytest.raises(TypeError, match="normalize must be True or False, got 'no'"):
+        iou_threshold(maps * 0.5, masks, normalize="no")
+    with pytest.raises(TypeError, match="threshold must be a finite number"):
+        iou_threshold(maps, masks, "0.5")
+    with pytest.raises(TypeError, match="normalize must be True or False"):
+        localization_metrics(maps, masks, threshold=0.5, normalize="x")
+    with pytest.raises(TypeError, match=r"value_maps must be a torch.Tensor"):
+        localization_metrics(maps, masks, value_maps=[1])  # was an AttributeError
+    with pytest.raises(ValueError, match="value_maps contains nan"):
+        localization_metrics(maps, masks, value_maps=torch.full_like(maps, float("nan")))
+    for fraction in (True, "0.2"):
+        with pytest.raises(TypeError, match=r"fraction must be a number in \(0, 1\]"):
+            miou_top20(maps, masks, fraction)

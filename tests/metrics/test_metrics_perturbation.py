@@ -196,6 +196,14 @@ def test_metrics_restore_flags_on_error():
         ({"ks": (120,)}, ValueError, "percentage"),
         ({"baseline": "noise"}, ValueError, "baseline"),
         ({"batch_size": 0}, ValueError, "batch_size"),
+        # one key per level: the second 50 overwrote the first
+        ({"ks": (50, 50)}, ValueError, "repeats the level"),
+        ({"ks": (10, 10.0)}, ValueError, "repeats the level"),
+        ({"ks": "50"}, TypeError, "sequence of percentages"),
+        ({"seed": 1.5}, TypeError, "seed must be an int"),
+        ({"seed": True}, TypeError, "seed must be an int"),
+        ({"blur_sigma": True}, TypeError, "blur_sigma"),
+        ({"tie_draws": 0}, ValueError, "tie_draws"),
     ],
 )
 def test_keep_top_k_bad_arguments(kwargs, error, match):
@@ -203,6 +211,62 @@ def test_keep_top_k_bad_arguments(kwargs, error, match):
     images, maps, labels = data()
     with pytest.raises(error, match=match):
         keep_top_k(model, images, maps, labels, **kwargs)
+
+
+def counting(model):
+    """``model`` as a callable that counts its passes."""
+    calls = []
+
+    def run(x):
+        calls.append(x.shape[0])
+        return model(x)
+
+    return run, calls
+
+
+def nan_images(images):
+    images = images.clone()
+    images[2, 0, 1, 1] = float("nan")
+    return images
+
+
+@pytest.mark.parametrize(
+    ("metric", "kwargs", "error", "match"),
+    [
+        ("keep_top_k", {"seed": 1.5}, TypeError, "seed must be an int"),
+        ("keep_top_k", {"images": "nan"}, ValueError, r"images \[2\] .*NaN or infinite"),
+        ("drop_increase", {"seed": 1.5}, TypeError, "seed must be an int"),
+        ("drop_increase", {"fraction": True}, TypeError, "fraction must be a number"),
+        ("drop_increase", {"images": "nan"}, ValueError, "NaN or infinite pixels"),
+        ("drop_inc_win", {"normalize": "no"}, TypeError, "normalize must be True or False"),
+        ("drop_inc_win", {"binarize_threshold": "0.8"}, TypeError, "binarize_threshold"),
+        ("drop_inc_win", {"binarize_threshold": True}, TypeError, "binarize_threshold"),
+        ("drop_inc_win", {"binarize_normalization": "mm"}, ValueError, "binarize_normalization"),
+        ("drop_inc_win", {"images": "nan"}, ValueError, "NaN or infinite pixels"),
+        ("stability", {"seed": 1.5}, TypeError, "seed must be an int"),
+        ("stability", {"normalize": "no"}, TypeError, "normalize must be True or False"),
+        ("stability", {"fractions": (0.1, 0.1)}, ValueError, "repeats the level"),
+        ("stability", {"fractions": (True,)}, TypeError, "fractions"),
+        ("stability", {"binarize_threshold": 1.5}, ValueError, "binarize_threshold"),
+        ("stability", {"images": "nan"}, ValueError, "NaN or infinite pixels"),
+    ],
+)
+def test_bad_options_are_refused_before_the_first_model_pass(metric, kwargs, error, match):
+    images, maps, labels = data()
+    if kwargs.pop("images", None) == "nan":
+        images = nan_images(images)
+    model, calls = counting(tiny_model())
+    explained = []
+    if metric == "stability":
+        explain_fn = lambda x, t: explained.append(1) or x.mean(dim=1)  # noqa: E731
+        call = lambda: stability(model, explain_fn, images, labels, **kwargs)  # noqa: E731
+    else:
+        function = {"keep_top_k": keep_top_k, "drop_increase": drop_increase}
+        function["drop_inc_win"] = drop_inc_win
+        call = lambda: function[metric](model, images, maps, labels, **kwargs)  # noqa: E731
+    with pytest.raises(error, match=match):
+        call()
+    assert calls == [] and explained == []  # seeds used to fail after one or two passes
 
 
 def test_shape_mismatches_raise():
@@ -258,12 +322,25 @@ def ref_unit_map(score):
     return out
 
 
+def ref_min_max_region(score, threshold):
+    """Paper 004's binarized map: clipped at 0, min-max normalised, kept where >= threshold."""
+    values = [max(float(v), 0.0) for v in score.flatten()]
+    low, high = min(values), max(values)
+    out = torch.zeros_like(score)
+    for r in range(score.shape[0]):
+        for c in range(score.shape[1]):
+            value = max(float(score[r, c]), 0.0)
+            normalized = (value - low) / (high - low) if high > low else 0.0
+            out[r, c] = 1.0 if normalized >= threshold else 0.0
+    return out
+
+
 def ref_drop_inc_win(model, images, maps, labels, variant, threshold=0.8):
     drops, incs, wins = [], [], []
     for i in range(images.shape[0]):
         unit = ref_unit_map(maps[i])
         if variant == "binarized":
-            unit = (unit > threshold).double()
+            unit = ref_min_max_region(maps[i], threshold)
         energy = images[i] * unit  # image ⊙ map, broadcast over channels
         p_image = softmax_prob(predict_one(model, images[i]), labels[i])
         p_map = softmax_prob(predict_one(model, energy), labels[i])
@@ -277,10 +354,12 @@ def ref_drop_inc_win(model, images, maps, labels, variant, threshold=0.8):
 
 
 @pytest.mark.parametrize("variant", ["energy", "binarized"])
-def test_drop_inc_win_matches_reference(variant):
+@pytest.mark.parametrize("kind", ["signed", "floor"])
+def test_drop_inc_win_matches_reference(variant, kind):
     model = tiny_model()
     images, maps, labels = data(seed=4, batch=12)
-    maps = maps * 3 - 0.5  # signed, beyond [0, 1]: clipped and normalized by the maximum
+    # signed, beyond [0, 1]: clipped at 0; or a floor at 0.5: min-max and max normalisation differ
+    maps = maps * 3 - 0.5 if kind == "signed" else maps * 0.5 + 0.5
     result = drop_inc_win(model, images, maps, labels, variants=(variant,), batch_size=5)
     drop, n_drop, inc, n_inc, win = ref_drop_inc_win(model, images, maps, labels, variant)
     assert n_drop > 0 and n_inc > 0  # the case exercises both branches
@@ -312,6 +391,28 @@ def test_drop_inc_win_without_drops_is_nan_not_zero():
         drop_inc_win(constant, images, maps, labels % 4, variants=("soft",))
 
 
+def test_binarized_drop_inc_win_keeps_the_top_of_a_map_with_a_high_floor():
+    # the ante-hoc interpretation map has a high floor: divided by its maximum every pixel
+    # passed 0.8 (binarized Drop/Inc were nan, Win 0); min-max keeps the top fifth of its range
+    generator = torch.Generator().manual_seed(3)
+    images = torch.ones(4, C, H, W, dtype=torch.float64)
+    maps = 0.9 + 0.1 * torch.rand(4, H, W, generator=generator, dtype=torch.float64)
+    labels = torch.zeros(4, dtype=torch.long)
+    seen = []
+
+    def model(x):
+        seen.append(x.clone())
+        return tiny_model()(x)
+
+    drop_inc_win(model, images, maps, labels, variants="binarized")
+    kept = seen[-1][:, 0] != 0
+    expected = torch.stack([ref_min_max_region(m, 0.8) for m in maps]).bool()
+    assert torch.equal(kept, expected)
+    assert 0.05 < float(kept.double().mean()) < 0.4
+    drop_inc_win(model, images, maps, labels, variants="binarized", binarize_normalization="max")
+    assert bool((seen[-1] != 0).all())  # the earlier rule, as an option
+
+
 # ----------------------------------------------------------------------- stability
 
 
@@ -334,6 +435,20 @@ def test_salt_and_pepper_counts_values_and_seed():
     torch.testing.assert_close(salt_and_pepper(images, 0.0), images)
     fixed = salt_and_pepper(images, 1.0, low=0.0, high=1.0)
     assert bool(((fixed == 0) | (fixed == 1)).all())
+
+
+def test_salt_and_pepper_refuses_non_finite_or_swapped_values():
+    images = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="low must be a finite number"):
+        salt_and_pepper(images, 0.5, low=float("nan"))  # wrote NaN pixels
+    with pytest.raises(ValueError, match="finite with low <= high"):
+        salt_and_pepper(images, 0.5, high=torch.tensor(float("inf")))
+    with pytest.raises(ValueError, match="low <= high"):
+        salt_and_pepper(images, 0.5, low=1.0, high=0.0)
+    with pytest.raises(TypeError, match=r"fraction must be a number in \[0, 1\]"):
+        salt_and_pepper(images, True)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        salt_and_pepper(nan_images(torch.rand(3, 3, 6, 6)), 0.5)
 
 
 def test_stability_matches_reference():

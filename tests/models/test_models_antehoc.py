@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from torchlap.metrics import binarize_map, drop_inc_win
 from torchlap.models.antehoc import (
     AnteHocModel,
     WeightNetwork,
@@ -335,6 +336,35 @@ def test_energy_and_binarized_energy_maps() -> None:
     torch.testing.assert_close(model.binarized_energy_map(x), x * mask)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         model.binarized_energy_map(x, threshold=1.5)
+    with pytest.raises(TypeError, match="threshold"):
+        model.interpretation_mask(x, "0.8")
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        model.interpretation_mask(x, normalization="minmax")
+
+
+def test_binarized_energy_map_is_the_one_the_metric_feeds() -> None:
+    # one definition (torchlap.metrics.binarize_map): the metric divided by the maximum and
+    # kept > 0.8, which keeps every pixel of a map with a high floor; the model kept >= 0.8
+    # of the min-max normalised map
+    model = AnteHocModel(TinyClassifier(), eta=4).eval()  # the wrapper below is no nn.Module
+    _randomize_weight_network(model)
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    interpretation = model.interpretation_map(x)[:, 0]
+    for normalization in ("min_max", "max"):
+        mask = model.interpretation_mask(x, normalization=normalization)
+        assert torch.equal(mask[:, 0], binarize_map(interpretation, normalization=normalization))
+    seen = []
+
+    def classifier(inputs: torch.Tensor) -> torch.Tensor:
+        seen.append(inputs.clone())
+        return model(inputs)
+
+    drop_inc_win(
+        classifier, x, interpretation, torch.zeros(3, dtype=torch.long), variants="binarized"
+    )
+    torch.testing.assert_close(seen[-1], model.binarized_energy_map(x))
+    kept = int((seen[-1] != 0).any(dim=1).sum())
+    assert 0 < kept < int(binarize_map(interpretation, normalization="max").sum())
 
 
 def test_no_hook_survives_a_pass_or_an_error() -> None:

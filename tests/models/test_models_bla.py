@@ -195,7 +195,7 @@ def test_bla_t_threshold_matches_loop_reference_and_trains_the_scorer(gamma, poo
     module = _bla(threshold=True, gamma=gamma, pool=pool).train()
     x = torch.randn(2, 3, 3, 4, dtype=torch.float64)
     out = module(x)
-    used = 0.98 / 12 if gamma is None else gamma
+    used = 1 / 12 if gamma is None else gamma  # the paper's default gamma = 1/n (section 3.1)
     assert module.gamma_for(12) == pytest.approx(used)
     expected, _, _ = reference_bla(
         x, module.scorer.weight.flatten(), module.scorer.bias, 0.1, gamma=used, pool=pool
@@ -218,16 +218,35 @@ def test_bla_t_falls_back_to_q_when_the_threshold_drops_everything() -> None:
 def test_zero_init_starts_as_the_global_average() -> None:
     x = torch.randn(2, 5, 4, 3)
     for module in (
-        BoundedLogitAttention(5),
-        BoundedLogitAttention(5, threshold=True, pool="normalized"),
-        BoundedLogitAttention(5, eval_path="mean"),
+        BoundedLogitAttention(5, init="zeros"),
+        BoundedLogitAttention(5, threshold=True, pool="normalized", init="zeros"),
+        BoundedLogitAttention(5, eval_path="mean", init="zeros"),
+        # the default gamma = 1/n drops every position of a uniform q: the fallback to q
+        BoundedLogitAttention(5, threshold=True, init="zeros"),
     ):
         for training in (True, False):
             module.train(training)
             torch.testing.assert_close(module(x), x.mean(dim=(2, 3), keepdim=True))
-    # the authors' sum pooling: uniform q = 1/n, weights 1/n - 0.98/n = 0.02/n each
-    summed = BoundedLogitAttention(5, threshold=True).train()
+    # the authors' sum pooling with section 4.2's 0.98 / n: weights 1/n - 0.98/n = 0.02/n each
+    summed = BoundedLogitAttention(5, threshold=True, gamma_factor=0.98, init="zeros").train()
     torch.testing.assert_close(summed(x), 0.02 * x.mean(dim=(2, 3), keepdim=True))
+
+
+def test_defaults_are_the_papers_glorot_init_and_gamma_one_over_n() -> None:
+    # paper 002, 4.2: "Non-pretrained parameters are set using the Glorot uniform initializer";
+    # 3.1: "We propose gamma = 1/n as the default threshold"
+    torch.manual_seed(0)
+    for module in (BoundedLogitAttention(64), L2XFeatureSelection(64)):
+        weight = module.scorer.weight
+        assert module.init == "glorot" and weight.abs().min() > 0
+        bound = math.sqrt(6 / (64 + 1))  # Glorot uniform of a 64 -> 1 1x1 convolution
+        assert weight.abs().max() <= bound and weight.abs().max() > 0.8 * bound
+        assert torch.equal(module.scorer.bias, torch.zeros(1))
+    assert BoundedLogitAttention(3, threshold=True).gamma_for(49) == 1 / 49
+    model, _ = blaify(TinyNet(), "bla-t", input_size=16)
+    entry = model.torchlap_config["blaify"]
+    assert entry["init"] == "glorot" and model.avgpool.scorer.weight.abs().sum() > 0
+    assert entry["gamma_factor"] == 1.0 and model.avgpool.gamma_for(16) == 1 / 16
 
 
 def test_eval_path_soft_and_mean() -> None:
@@ -319,6 +338,7 @@ def test_blaify_resnet18_keeps_outputs_at_insertion() -> None:
     for variant in ("bla", "bla-t", "bla-ph", "l2x-f"):
         # the first call finds the channels by a dry forward pass, the others are told
         extra = {"input_size": 64} if variant == "bla" else {"in_channels": 512}
+        extra["init"] = "zeros"  # the exact average pool at insertion (default: "glorot")
         if variant == "l2x-f":
             extra["k"] = 4
         model, names = blaify(resnet18, variant, inplace=False, **extra)
@@ -367,7 +387,7 @@ def test_blaify_torchvision_families(arch, name) -> None:
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         before = model(x)
-    model, names = blaify(model, "bla-t", input_size=32)
+    model, names = blaify(model, "bla-t", input_size=32, init="zeros")  # the exact average
     assert names == [name]
     assert list(bla_modules(model)) == [name]
     with torch.no_grad():
@@ -451,6 +471,33 @@ def test_config_rebuilds_the_model() -> None:
     x = torch.randn(2, 3, 16, 16)
     torch.testing.assert_close(fresh.train()(x), model.train()(x))
     assert fresh.avgpool.gamma == 0.2 and fresh.torchlap_config["blaify"] == entry
+
+
+def test_gamma_factor_is_recorded_and_old_records_replay_0_98() -> None:
+    model, _ = blaify(TinyNet(), "bla-t", input_size=16, gamma_factor=0.98)
+    entry = json.loads(json.dumps(model.torchlap_config["blaify"]))
+    assert entry["gamma_factor"] == 0.98 and model.avgpool.gamma_for(16) == 0.98 / 16
+    assert apply_blaify_config(TinyNet(), entry).avgpool.gamma_factor == 0.98
+    for variant in ("bla-t", "bla-ph"):  # written when 0.98 / n was the default
+        old = dict(entry, variant=variant)
+        del old["gamma_factor"]
+        assert apply_blaify_config(TinyNet(), old).avgpool.gamma_for(16) == 0.98 / 16
+    with_gamma = blaify(TinyNet(), "bla-t", gamma=0.2, input_size=16)[0]
+    entry = dict(with_gamma.torchlap_config["blaify"])
+    assert entry["gamma_factor"] is None
+    del entry["gamma_factor"]
+    assert apply_blaify_config(TinyNet(), entry).avgpool.gamma == 0.2
+
+
+def test_blaify_gamma_factor_validation() -> None:
+    with pytest.raises(ValueError, match="gamma_factor sets the threshold of 'bla-t'/'bla-ph'"):
+        blaify(TinyNet(), "bla", gamma_factor=0.98)
+    with pytest.raises(ValueError, match="not both"):
+        blaify(TinyNet(), "bla-t", gamma=0.1, gamma_factor=0.98)
+    with pytest.raises(ValueError, match="gamma_factor must be a finite number > 0"):
+        blaify(TinyNet(), "bla-t", gamma_factor=0.0)
+    with pytest.raises(TypeError, match="gamma_factor must be a finite number > 0"):
+        blaify(TinyNet(), "bla-t", gamma_factor=True)
 
 
 def test_config_merges_with_an_existing_one() -> None:
@@ -575,7 +622,7 @@ def test_lime_restores_flags_on_error() -> None:
 def test_zero_initialised_scorer_receives_gradient():
     from torchlap.models.bla import BoundedLogitAttention
 
-    module = BoundedLogitAttention(4)
+    module = BoundedLogitAttention(4, init="zeros")
     module.train()
     x = torch.randn(2, 4, 3, 3)
     module(x).square().sum().backward()

@@ -228,6 +228,22 @@ def test_freeze_all_but_lap(resnet18):
         freeze_all_but_lap(resnet18, also_trainable=["layer9"])
 
 
+def test_lap_parameters_and_freeze_check_their_arguments(resnet18):
+    # a model without LAP: the same clear error from both (an optimizer given [] would fail
+    # later with an unrelated message)
+    for function in (lap_parameters, freeze_all_but_lap):
+        with pytest.raises(ValueError, match=r"no LAP layer; put some in with torchlap\.lapify"):
+            function(resnet18)
+        with pytest.raises(TypeError, match=r"model must be an nn\.Module, got str"):
+            function("x")
+    lapify(resnet18, where="resnet18", input_size=64)
+    before = [p.requires_grad for p in resnet18.parameters()]
+    for also in (5, [5], ["fc", None]):
+        with pytest.raises(TypeError, match="also_trainable must be a module name or a list"):
+            freeze_all_but_lap(resnet18, also)
+    assert [p.requires_grad for p in resnet18.parameters()] == before  # nothing changed
+
+
 def test_config_is_json_and_rebuilds_the_same_model(resnet18_base, resnet18):
     lapify(resnet18, where="auto", n_concepts=2, aggregation="sum", input_size=64)
     config = json.loads(json.dumps(resnet18.torchlap_config))

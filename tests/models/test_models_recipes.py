@@ -146,6 +146,16 @@ def test_normalization_and_phases_come_from_the_family() -> None:
     assert RECIPES["bla-t"].phases(config.resolved_phases(), built.record)[0].train == "all"
 
 
+@pytest.mark.parametrize("family", ["bla-t", "bla-ph"])
+def test_bla_t_recipes_train_with_the_threshold_of_section_4_2(family: str) -> None:
+    # paper 002, 4.2: "thresholding with gamma = 0.98/49"; blaify's own default is 3.1's 1/n
+    built = build_for_training(_config(family, image_size=SIZE), 2, 3)
+    assert built.record["blaify"]["gamma_factor"] == 0.98
+    (module,) = bla_modules(built.net).values()
+    assert module.gamma_for(49) == 0.98 / 49
+    assert module.init == "glorot"
+
+
 # ------------------------------------------------------------------------------ objectives
 def _batch(num_classes: int = 2, size: int = SIZE) -> dict[str, torch.Tensor]:
     torch.manual_seed(3)

@@ -49,6 +49,7 @@ from torchlap.explainers.inputs import (
     check_layer_name,
     check_model_inputs,
     check_target,
+    class_scores,
 )
 from torchlap.explainers.probe import Capture, FeatureProbe, probe_features
 
@@ -271,21 +272,6 @@ def minmax_normalize(maps: Tensor, dims: Sequence[int] = (-2, -1)) -> Tensor:
     high = maps.amax(dim=tuple(dims), keepdim=True)
     span = high - low
     return torch.where(span > 0, (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
-
-
-def class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tensor:
-    """The score of class ``target[i]`` for every row ``i`` of ``logits`` ``(N, K)``.
-
-    ``kind="softmax"``: the class probability (a single-output model uses the sigmoid of its
-    logit); ``kind="logit"``: the raw logit.
-    """
-    if kind == "softmax":
-        probs = torch.sigmoid(logits) if logits.shape[1] == 1 else logits.softmax(dim=1)
-    elif kind == "logit":
-        probs = logits
-    else:
-        raise ValueError(f"unknown score kind {kind!r}; expected 'softmax' or 'logit'")
-    return probs.gather(1, target.view(-1, 1)).squeeze(1)
 
 
 # ----------------------------------------------------------------------------- the base class

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import check_bool
+from torchlap._checks import check_bool, check_number
 from torchlap.explainers.base import Explainer, register
 from torchlap.explainers.inputs import check_layer_option
 
@@ -241,7 +241,9 @@ class DeepLift(Explainer):
 
     Attributions ``(x - x_0) * m`` against the ``baseline`` ``x_0`` (default 0, the black image
     in the model's input space), reduced over channels by ``sign`` (default ``"absolute"``; with
-    ``"signed"`` each map sums to ``y_c(x) - y_c(x_0)``). A nonlinearity module that runs several
+    ``"signed"`` each map sums to ``y_c(x) - y_c(x_0)``). ``baseline``: a finite number or a
+    finite real tensor broadcasting to the images (NaN or infinite values would make every map
+    NaN, so they are refused). A nonlinearity module that runs several
     times per forward pass (torchvision ResNet's ``relu``) is replaced, for the call only, by a
     stand-in that sends each call to its own copy; the original module is put back afterwards.
     """
@@ -255,8 +257,20 @@ class DeepLift(Explainer):
         self, model: nn.Module, baseline: float | Tensor = 0.0, sign: str = "absolute"
     ) -> None:
         super().__init__(model)
-        if not isinstance(baseline, (int, float, Tensor)) or isinstance(baseline, bool):
-            raise TypeError(f"baseline must be a float or a tensor, got {baseline!r}")
+        if isinstance(baseline, Tensor):
+            if baseline.dtype == torch.bool or baseline.is_complex():
+                raise TypeError(
+                    f"baseline must be a finite number or a real tensor, got dtype {baseline.dtype}"
+                )
+            if baseline.is_floating_point() and not bool(baseline.isfinite().all()):
+                raise ValueError(
+                    "baseline must be finite (the reference image x_0 of DeepLIFT): it holds NaN "
+                    "or infinite values"
+                )
+        else:
+            baseline = check_number(
+                baseline, "baseline", accepted="a finite number or a tensor of finite values"
+            )
         self.baseline = baseline
         self.sign = _check_sign(sign)
 

@@ -21,6 +21,7 @@ __all__ = [
     "check_layer_option",
     "check_model_inputs",
     "check_target",
+    "class_scores",
 ]
 
 
@@ -146,3 +147,51 @@ def check_layer_option(model: nn.Module, layer: object) -> str | nn.Module | Non
             raise ValueError(f"layer {type(layer).__name__} is not a submodule of the model")
         return layer
     raise TypeError(f"layer must be None, a module name or a module, got {layer!r}")
+
+
+def class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tensor:
+    """The score of class ``target[i]`` for every row ``i`` of ``logits`` ``(N, K)``.
+
+    ``kind="softmax"``: the class probability (a single-output model uses the sigmoid of its
+    logit); ``kind="logit"``: the raw logit. ``target``: an integer tensor of ``N`` class
+    indices in ``[0, K)`` (checked with one reduction; anything else raises, naming the range).
+    """
+    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[1] == 0:
+        raise ValueError(
+            "logits must be a tensor (N, K) with K >= 1 classes, got "
+            f"{tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__}"
+        )
+    count, num_classes = logits.shape
+    accepted = f"an integer tensor of {count} class indices (one per row of logits)"
+    if (
+        not isinstance(target, Tensor)
+        or target.dtype == torch.bool
+        or target.is_floating_point()
+        or target.is_complex()
+    ):
+        got = target.dtype if isinstance(target, Tensor) else type(target).__name__
+        raise TypeError(f"target must be {accepted}, got {got}")
+    if target.numel() != count:
+        raise ValueError(f"target must be {accepted}, got shape {tuple(target.shape)}")
+    if kind not in ("softmax", "logit"):
+        raise ValueError(f"unknown score kind {kind!r}; expected 'softmax' or 'logit'")
+    if count:
+        low, high = torch.stack(target.aminmax()).tolist()  # one sync
+        if low < 0 or high >= num_classes:
+            raise ValueError(
+                f"target classes must lie in [0, {num_classes}) for these logits, got "
+                f"{target.tolist() if target.numel() <= 16 else target}"
+            )
+    return _class_scores(logits, target, kind)
+
+
+def _class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tensor:
+    """:func:`class_scores` without the checks of ``target`` (the explainers' loops, whose
+    target :meth:`Explainer.resolve_target` checked once: no device sync per mask batch)."""
+    if kind == "softmax":
+        probs = torch.sigmoid(logits) if logits.shape[1] == 1 else logits.softmax(dim=1)
+    elif kind == "logit":
+        probs = logits
+    else:
+        raise ValueError(f"unknown score kind {kind!r}; expected 'softmax' or 'logit'")
+    return probs.gather(1, target.view(-1, 1)).squeeze(1)

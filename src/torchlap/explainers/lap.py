@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchlap._checks import check_bool, check_choice, check_fraction, check_number
 from torchlap.explainers.base import Explainer, register
 from torchlap.layers.lap import LapBase, LapMaps, attention_maps, clear_attention_maps, lap_modules
 
@@ -34,6 +35,8 @@ def _window_index(fine: tuple[int, int], coarse: tuple[int, int], device: torch.
 #: the two integrations of "LAP All": Algorithm 1 (for thresholding) and the unclipped sum the
 #: supplement uses for top-scored selection
 LAP_ALL_VARIANTS = ("algorithm1", "unclipped_sum")
+
+THRESHOLDS = "a number in [0, 1] (Algorithm 1 compares LAP probabilities with it)"
 
 
 def lap_all(
@@ -65,19 +68,13 @@ def lap_all(
     The paper's windows are the LAP kernels; here a window is the block of pixels under one
     pixel of the next map, which is the kernel for non-overlapping pools and the stride block
     for overlapping ones.
+
+    Accepted: ``decay`` a number in (0, 1], ``threshold`` a number in [0, 1] (a LAP map holds
+    probabilities), ``variant`` one of :data:`LAP_ALL_VARIANTS`, and finite maps: a NaN or
+    infinite pixel raises ``ValueError`` (Algorithm 1's comparisons would drop a NaN silently),
+    checked with one device sync (skipped while ``torch.export`` or ``torch.compile`` traces).
     """
-    if not maps:
-        raise ValueError("lap_all needs at least one map")
-    if not 0.0 < decay <= 1.0:
-        raise ValueError(f"decay must be in (0, 1], got {decay!r}")
-    if variant not in LAP_ALL_VARIANTS:
-        raise ValueError(f"variant must be one of {LAP_ALL_VARIANTS}, got {variant!r}")
-    for m in maps:
-        if not isinstance(m, Tensor) or m.dim() != 3 or m.shape[0] != maps[0].shape[0]:
-            raise ValueError(
-                "lap_all expects maps of shape (B, h, w) with the same B, got "
-                f"{[tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__ for t in maps]}"
-            )
+    _check_lap_all_options(maps, decay, threshold, variant)
     depth = len(maps)
     integrated = maps[-1]
     for level in range(depth - 2, -1, -1):
@@ -98,6 +95,32 @@ def lap_all(
         active = (carried >= threshold) & (window_max >= threshold)
         integrated = torch.where(active, credited, carried)
     return integrated
+
+
+def _check_lap_all_options(
+    maps: Sequence[Tensor], decay: object, threshold: object, variant: object
+) -> None:
+    """The arguments of :func:`lap_all` (raise naming the bad one and what is accepted)."""
+    if isinstance(maps, Tensor) or not isinstance(maps, Sequence) or not maps:
+        raise ValueError("lap_all needs at least one map: a list of (B, h, w) maps, one per LAP")
+    check_fraction(decay, "decay")
+    check_number(threshold, "threshold", minimum=0.0, maximum=1.0, accepted=THRESHOLDS)
+    check_choice(variant, "variant", LAP_ALL_VARIANTS)
+    for m in maps:
+        if not isinstance(m, Tensor) or m.dim() != 3 or m.shape[0] != maps[0].shape[0]:
+            raise ValueError(
+                "lap_all expects maps of shape (B, h, w) with the same B, got "
+                f"{[tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__ for t in maps]}"
+            )
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return  # no data-dependent branch in an exported graph (torchlap.export)
+    finite = torch.stack([m.isfinite().all().to(maps[0].device) for m in maps])
+    if not bool(finite.all()):  # the one sync
+        bad = [i for i, ok in enumerate(finite.tolist()) if not ok]
+        raise ValueError(
+            f"lap_all got NaN or infinite values in maps {bad} (index in forward order); a LAP "
+            "map holds finite probabilities"
+        )
 
 
 def concept_mapping(concept_sets: object) -> Mapping | None:
@@ -205,7 +228,8 @@ class LapExplainer(Explainer):
             pass them (a run fact: :attr:`run_facts`). ``None``: no concept sets, the heads are
             chosen from the layer's shape.
         include_common: with ``concept_sets``, also take the heads common to every class.
-        decay, threshold: Algorithm 1's decay factor (0.8) and activity threshold (0.5).
+        decay, threshold: Algorithm 1's decay factor (a number in (0, 1], default 0.8) and
+            activity threshold (a number in [0, 1], default 0.5).
         variant: ``"algorithm1"`` (default; Algorithm 1, the map to threshold at 0.5) or
             ``"unclipped_sum"`` (the supplement's map for top-scored selection), see
             :func:`lap_all`. Only for ``layer="all"``.
@@ -264,23 +288,20 @@ class LapExplainer(Explainer):
             and (isinstance(head, bool) or not isinstance(head, int) or head < 0)
         ):
             raise ValueError(f"head must be None, an int >= 0 or 'score', got {head!r}")
-        if not 0.0 < float(decay) <= 1.0:
-            raise ValueError(f"decay must be in (0, 1], got {decay!r}")
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise TypeError(f"threshold must be a number in [0, 1], got {threshold!r}")
-        if not 0.0 <= threshold <= 1.0:  # NaN fails too: Algorithm 1 compares probabilities
-            raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
-        if variant not in LAP_ALL_VARIANTS:
-            raise ValueError(f"variant must be one of {LAP_ALL_VARIANTS}, got {variant!r}")
-        if not isinstance(include_common, bool):
-            raise TypeError(f"include_common must be a bool, got {include_common!r}")
+        # NaN fails too: Algorithm 1 compares probabilities; no float() of a str or bool
+        decay = check_fraction(decay, "decay")
+        threshold = check_number(
+            threshold, "threshold", minimum=0.0, maximum=1.0, accepted=THRESHOLDS
+        )
+        check_choice(variant, "variant", LAP_ALL_VARIANTS)
+        check_bool(include_common, "include_common")
         self._concept_sets = concept_mapping(concept_sets)
         self.variant = variant
         self.include_common = include_common
         self.layer = layer
         self.head = head
-        self.decay = float(decay)
-        self.threshold = float(threshold)
+        self.decay = decay
+        self.threshold = threshold
 
     @property
     def concept_sets(self) -> Mapping | None:

@@ -18,6 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from torchlap.explainers.base import Explainer, register, upsample
+from torchlap.metrics import binarize_map
+from torchlap.metrics._common import check_binarize_options
 from torchlap.models.antehoc import AnteHocModel
 from torchlap.models.bla import FeatureSelectionPool, bla_modules
 
@@ -112,8 +114,13 @@ class AnteHocExplainer(Explainer):
             maps; ``"energy"``: the energy map ``image * I_map`` summed over the image channels
             (the image is the explainer's input, e.g. in [0, 1] for a trained run, so a dark
             pixel gets little energy whatever the map says); ``"binarized"``: the same sum for
-            the binarized energy map ``image * 1[I_norm >= threshold]`` (Table 2 of the paper).
-        threshold: the binarization threshold on the per-image min-max normalised map (0.8).
+            the binarized energy map ``image * 1[I_norm >= threshold]`` (Table 2 of the paper;
+            the mask is :func:`torchlap.metrics.binarize_map`, as in the Drop/Inc/Win metric
+            and :meth:`AnteHocModel.interpretation_mask`).
+        threshold: the binarization threshold on the per-image normalised map, a number in
+            [0, 1] (0.8).
+        normalization: how ``I_norm`` is scaled: ``"min_max"`` (default), ``"max"`` or
+            ``"none"`` (see :func:`torchlap.metrics.binarize_map`).
 
     Raises ``ValueError`` for a model holding no AnteHocModel.
     """
@@ -128,17 +135,20 @@ class AnteHocExplainer(Explainer):
         """A model that is or holds an :class:`AnteHocModel`."""
         return any(isinstance(m, AnteHocModel) for m in model.modules())
 
-    def __init__(self, model: nn.Module, kind: str = "map", threshold: float = 0.8) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        kind: str = "map",
+        threshold: float = 0.8,
+        normalization: str = "min_max",
+    ) -> None:
         super().__init__(model)
         self.antehoc = find_antehoc(model)
         if kind not in ANTEHOC_KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {ANTEHOC_KINDS}")
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise TypeError(f"threshold must be a float in [0, 1], got {threshold!r}")
-        if not 0.0 <= float(threshold) <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+        self.threshold = check_binarize_options(threshold, normalization)
+        self.normalization = normalization
         self.map_kind = kind  # the option (the class fact `kind` is "own map")
-        self.threshold = float(threshold)
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
         self.antehoc.close()
@@ -155,9 +165,6 @@ class AnteHocExplainer(Explainer):
         if self.map_kind == "map":
             return interpretation
         if self.map_kind == "binarized":
-            low = interpretation.amin(dim=(-2, -1), keepdim=True)
-            high = interpretation.amax(dim=(-2, -1), keepdim=True)
-            span = high - low
-            norm = torch.where(span > 0, (interpretation - low) / span.clamp_min(1e-30), 0.0)
-            interpretation = (norm >= self.threshold).float()
+            region = binarize_map(interpretation, self.threshold, normalization=self.normalization)
+            interpretation = region.float()
         return (images.float() * interpretation.unsqueeze(1)).sum(dim=1)

@@ -19,13 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlap._checks import check_fraction, check_int
 from torchlap._checks import check_positive_int as _check_positive_int
 from torchlap.explainers.base import (
     Explainer,
-    class_scores,
     minmax_normalize,
     register,
 )
+from torchlap.explainers.inputs import _class_scores as class_scores  # target checked once
 from torchlap.explainers.inputs import check_layer_option
 from torchlap.logs import track
 from torchlap.models.folding import folded_batch_norms
@@ -233,6 +234,9 @@ class RiseMasks:
     ``H x W`` at a random shift in ``[0, cell)``. The grids and shifts are drawn up front from a
     ``torch.Generator`` seeded with ``seed`` (on the CPU, so that a seed gives the same masks on
     every device); :meth:`__call__` builds the requested masks on ``device``.
+
+    Accepted: ``n_masks`` and ``grid_size`` positive ints, ``size`` two positive ints,
+    ``p`` a number in (0, 1], ``seed`` an int (never a float or bool truncated by ``int()``).
     """
 
     def __init__(
@@ -246,15 +250,23 @@ class RiseMasks:
     ) -> None:
         _check_positive_int(n_masks, "n_masks")
         _check_positive_int(grid_size, "grid_size")
-        if not 0.0 < p <= 1.0:
-            raise ValueError(f"p must be in (0, 1], got {p!r}")
+        self.p = check_fraction(p, "p")
+        check_int(seed, "seed")
+        if (
+            isinstance(size, (str, bytes))
+            or not isinstance(size, (tuple, list, torch.Size))
+            or len(size) != 2
+        ):
+            raise TypeError(f"size must be (height, width), two positive ints, got {size!r}")
         self.n_masks = n_masks
-        self.size = (int(size[0]), int(size[1]))
+        self.size = (
+            _check_positive_int(size[0], "size[0] (height)"),
+            _check_positive_int(size[1], "size[1] (width)"),
+        )
         self.grid_size = grid_size
-        self.p = float(p)
         self.cell = (math.ceil(self.size[0] / grid_size), math.ceil(self.size[1] / grid_size))
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = torch.Generator().manual_seed(seed)
         grids = torch.rand(n_masks, grid_size, grid_size, generator=generator) < self.p
         shift_y = torch.randint(0, self.cell[0], (n_masks,), generator=generator)
         shift_x = torch.randint(0, self.cell[1], (n_masks,), generator=generator)
@@ -298,11 +310,11 @@ def rise_masks(
 class Rise(Explainer):
     """RISE (Petsiuk et al., BMVC 2018): ``S(x) = 1 / (N p) sum_i P(c | I * M_i) M_i``.
 
-    Options: ``n_masks`` (N, default 4000), ``grid_size`` (s, default 8), ``p`` (default 0.5),
-    ``seed`` (default 0; the same seed gives the same masks), ``mask_batch_size`` (masked images
-    per forward, default 64), ``precision`` (as for :class:`ScoreCam`). The same masks explain
-    every image of the batch. Cost: ``N`` forwards per image (plus one when ``target`` is
-    ``None``).
+    Options: ``n_masks`` (N, default 4000), ``grid_size`` (s, default 8), ``p`` (a number in
+    (0, 1], default 0.5), ``seed`` (an int, default 0; the same seed gives the same masks),
+    ``mask_batch_size`` (masked images per forward, default 64), ``precision`` (as for
+    :class:`ScoreCam`). The same masks explain every image of the batch. Cost: ``N`` forwards
+    per image (plus one when ``target`` is ``None``).
     """
 
     display_name = "RISE"
@@ -324,12 +336,8 @@ class Rise(Explainer):
         self.precision = check_precision(precision)
         self.n_masks = _check_positive_int(n_masks, "n_masks")
         self.grid_size = _check_positive_int(grid_size, "grid_size")
-        if not 0.0 < p <= 1.0:
-            raise ValueError(f"p must be in (0, 1], got {p!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {seed!r}")
-        self.p = float(p)
-        self.seed = seed
+        self.p = check_fraction(p, "p")
+        self.seed = check_int(seed, "seed")
         self.mask_batch_size = _check_positive_int(mask_batch_size, "mask_batch_size")
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:

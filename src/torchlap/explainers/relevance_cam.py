@@ -138,13 +138,35 @@ def _default_canonizers(model: nn.Module) -> list:
     return [SequentialMergeBatchNorm()]
 
 
+def _check_canonizers(canonizers: object) -> None:
+    """``"auto"`` or a list of ``zennit.canonizers.Canonizer`` instances, else ``TypeError``
+    (zennit would fail deep inside the first call, with ``'int' object has no attribute
+    'apply'``)."""
+    accepted = "'auto' or a list of zennit canonizers (zennit.canonizers.Canonizer instances)"
+    if isinstance(canonizers, str):
+        if canonizers != "auto":
+            raise TypeError(f"canonizers must be {accepted}, got {canonizers!r}")
+        return
+    if not isinstance(canonizers, Sequence):
+        raise TypeError(f"canonizers must be {accepted}, got {canonizers!r}")
+    from zennit.canonizers import Canonizer
+
+    for i, canonizer in enumerate(canonizers):
+        if not isinstance(canonizer, Canonizer):
+            raise TypeError(
+                f"canonizers must be {accepted}; canonizers[{i}] is {canonizer!r} "
+                f"({type(canonizer).__name__})"
+            )
+
+
 @register("relevance_cam")
 class RelevanceCam(Explainer):
     """Relevance-CAM (Lee et al. 2021) on zennit (see the module docstring).
 
     Options: ``layer`` (``None``: the last feature layer before global pooling, or a module
     name), ``composite`` (one of :data:`COMPOSITES`, default ``"epsilon_plus"``),
-    ``canonizers`` (``"auto"`` or a list of zennit canonizers). Raw maps are at the layer's
+    ``canonizers`` (``"auto"`` or a list of ``zennit.canonizers.Canonizer`` instances; anything
+    else raises ``TypeError``). Raw maps are at the layer's
     resolution. Cost: one forward and one (modified) backward pass.
     """
 
@@ -175,13 +197,7 @@ class RelevanceCam(Explainer):
             raise ValueError(f"relevance_cam does not apply to this model: {self.not_applicable}")
         if composite not in COMPOSITES:
             raise ValueError(f"unknown composite {composite!r}; expected one of {COMPOSITES}")
-        if not (
-            canonizers == "auto"
-            or (isinstance(canonizers, Sequence) and not isinstance(canonizers, str))
-        ):
-            raise TypeError(
-                f"canonizers must be 'auto' or a list of zennit canonizers, got {canonizers!r}"
-            )
+        _check_canonizers(canonizers)
         self.layer = check_layer_option(model, layer)
         self.composite = composite
         self.canonizers = canonizers

@@ -26,13 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlap._checks import check_number
 from torchlap._checks import check_positive_int as _check_positive_int
 from torchlap.explainers.base import (
     Explainer,
-    class_scores,
     minmax_normalize,
     register,
 )
+from torchlap.explainers.inputs import _class_scores as class_scores  # target checked once
 from torchlap.explainers.inputs import check_layer_option
 from torchlap.explainers.perturbation import (
     check_precision,
@@ -91,15 +92,28 @@ def sise_fusion(maps: Tensor) -> Tensor:
     return fused
 
 
+def _check_mu(mu: object) -> float:
+    """Eq. 7's ``mu`` in [0, 1): the paper's ``mu >= 0`` (0 keeps the positive-gradient maps),
+    and below 1 since ``alpha_k > mu * beta`` with ``beta = max_k alpha_k`` keeps no map at
+    ``mu >= 1`` (every visualisation map would be zero)."""
+    accepted = "a number in [0, 1) (0 keeps every positive-gradient feature map; 1 keeps none)"
+    value = check_number(mu, "mu", minimum=0.0, accepted=accepted)
+    if value >= 1.0:
+        raise ValueError(f"mu must be {accepted}, got {mu!r}")
+    return value
+
+
 @register("sise")
 class Sise(Explainer):
     """SISE (paper 003; see the module docstring for the four phases).
 
     Options: ``layers`` (``None``: block-wise selection; or a list of module names, shallow to
-    deep), ``mu`` (Eq. 7's threshold, default 0), ``mask_batch_size`` (masked images per forward,
-    default 64), ``deduplicate`` (default True: kept maps of an image that give the same mask
-    share one forward, see :func:`torchlap.explainers.perturbation.unique_masks`), ``precision``
-    (``"float32"`` default; ``"bfloat16"``: the masked forwards under autocast, see
+    deep), ``mu`` (Eq. 7's threshold, a number in [0, 1), default 0: a map is kept when
+    ``alpha_k > mu * max_k alpha_k``, so ``mu >= 1`` would keep none), ``mask_batch_size``
+    (masked images per forward, default 64), ``deduplicate`` (default True: kept maps of an
+    image that give the same mask share one forward, see
+    :func:`torchlap.explainers.perturbation.unique_masks`), ``precision`` (``"float32"``
+    default; ``"bfloat16"``: the masked forwards under autocast, see
     :func:`~torchlap.explainers.perturbation.masked_forward_context`). Maps are at the input
     resolution. Cost: one forward and one backward pass, plus one forward per distinct
     kept mask (``last_stats`` reports the count).
@@ -132,12 +146,10 @@ class Sise(Explainer):
             raise TypeError(
                 f"layers must be None or a non-empty list of module names, got {layers!r}"
             )
-        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or mu < 0:
-            raise ValueError(f"mu must be a float >= 0, got {mu!r}")
+        self.mu = _check_mu(mu)
         self.layers = None if layers is None else list(layers)
         for name in self.layers or ():
             check_layer_option(model, name)
-        self.mu = float(mu)
         self.mask_batch_size = _check_positive_int(mask_batch_size, "mask_batch_size")
 
     def explained_layers(self) -> list[str | nn.Module | None]:

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from torchlap._checks import check_bool, check_number, is_int
 from torchlap._ext import LapGeometry, check_status, lap_kernels
 
 __all__ = [
@@ -42,14 +43,107 @@ __all__ = [
 ]
 
 
+def _is_pair(value: object) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2
+
+
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int or a pair of ints, got a bool")
-    if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return (int(value[0]), int(value[1]))
-    raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    """``value`` as a pair of ints (an int is used for both); never a bool, also inside a pair."""
+    if is_int(value):
+        return (value, value)  # type: ignore[return-value]
+    if _is_pair(value) and is_int(value[0]) and is_int(value[1]):  # type: ignore[index]
+        return (value[0], value[1])  # type: ignore[index]
+    raise TypeError(f"{name} must be an int or a pair of ints (never a bool), got {value!r}")
+
+
+def _window_args(
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] | None,
+    padding: int | Sequence[int],
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """``(kernel, stride, padding)`` pairs of a windowed LAP, checked (the rules of
+    :class:`~torchlap.layers.lap.LocalAttentionPool2d` and :func:`local_attention_pool2d`).
+
+    ``kernel_size`` >= 1, ``stride`` >= 1 (None: the kernel size), ``padding`` >= 0 and at
+    most half the kernel; each an int or a pair of ints, never a bool.
+    """
+    kernel = _pair(kernel_size, "kernel_size")
+    stride_ = kernel if stride is None else _pair(stride, "stride")
+    pad = _pair(padding, "padding")
+    if min(kernel) < 1:
+        raise ValueError(f"kernel_size must be >= 1, got {kernel_size!r}")
+    if min(stride_) < 1:
+        raise ValueError(f"stride must be >= 1, got {stride!r}")
+    if min(pad) < 0:
+        raise ValueError(f"padding must be >= 0, got {padding!r}")
+    if pad[0] * 2 > kernel[0] or pad[1] * 2 > kernel[1]:
+        raise ValueError(
+            f"padding {pad} must be at most half of the kernel size {kernel} "
+            "(otherwise a window could hold padding only)"
+        )
+    return kernel, stride_, pad
+
+
+def _adaptive_output_args(output_size: object) -> tuple[int | None, int | None]:
+    """``output_size`` of an adaptive LAP as a pair, checked (the rule of
+    ``nn.AdaptiveAvgPool2d``): an int >= 1, or a pair of ints >= 1 or None (None keeps that
+    input size); never a bool or a float."""
+    if is_int(output_size):
+        output = (output_size, output_size)
+    elif _is_pair(output_size):
+        output = tuple(output_size)  # type: ignore[arg-type]
+    else:
+        raise TypeError(
+            f"output_size must be an int >= 1 or a pair of ints >= 1 or None, got {output_size!r}"
+        )
+    for value in output:
+        if value is not None and not is_int(value):
+            raise TypeError(
+                f"output_size entries must be ints >= 1 or None (never a bool or a float), "
+                f"got {output!r}"
+            )
+        if value is not None and value < 1:
+            raise ValueError(f"output_size entries must be ints >= 1 or None, got {output!r}")
+    return output  # type: ignore[return-value]
+
+
+def _check_eps(eps: object) -> float:
+    """``eps`` of Eq. 4 as a float: finite and > 0 (it keeps every weight positive)."""
+    accepted = "a finite float > 0 (it keeps the weights positive)"
+    return check_number(eps, "eps", minimum=0.0, strict_minimum=True, accepted=accepted)
+
+
+def _check_call(x: object, score: object, alpha: object, eps: object, backend: object) -> None:
+    """The tensors and options of the public pooling functions (pure-Python checks only: no
+    value of a tensor is read, so a tensor ``alpha`` is not checked for NaN)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    if isinstance(alpha, Tensor):
+        if alpha.numel() != 1 or not alpha.is_floating_point():
+            raise ValueError(
+                "alpha must be a finite float or a one-element floating-point tensor, got a "
+                f"{alpha.dtype} tensor of shape {tuple(alpha.shape)}"
+            )
+    else:
+        check_number(
+            alpha, "alpha", accepted="a finite float or a one-element floating-point tensor"
+        )
+    _check_eps(eps)
+    if not isinstance(x, Tensor) or x.dim() != 4:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x must be a (B, C, H, W) tensor, got {got}")
+    expected = (x.shape[0], 1, x.shape[2], x.shape[3])
+    if not isinstance(score, Tensor) or tuple(score.shape) != expected:
+        got = tuple(score.shape) if isinstance(score, Tensor) else type(score).__name__
+        raise ValueError(f"score must have shape (B, 1, H, W) = {expected} for x, got {got}")
+    for name, tensor in (("x", x), ("score", score)):
+        if not tensor.is_floating_point():
+            raise TypeError(
+                f"{name} must be a floating-point tensor, got {tensor.dtype} (convert it with "
+                f"{name}.float())"
+            )
+    if score.device != x.device:
+        raise ValueError(f"score is on {score.device} but x on {x.device}: put both on one device")
 
 
 def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
@@ -297,37 +391,43 @@ def local_attention_pool2d(
     Padded pixels have weight exactly 0 (like ``avg_pool2d(count_include_pad=False)``):
     with a constant score inside a window the result is the plain average of its real pixels.
 
+    Accepted (the rules of :class:`~torchlap.layers.lap.LocalAttentionPool2d`, checked before
+    any work): ``x`` and ``score`` floating-point tensors on one device; ``kernel_size`` and
+    ``stride`` ints >= 1 or pairs of them, ``padding`` >= 0 and at most half the kernel (never a
+    bool); ``alpha`` a finite float or a one-element floating-point tensor (its value is not
+    read: a tensor is not checked for NaN); ``eps`` a finite float > 0; ``ceil_mode`` True or
+    False. ``score`` should be >= 0, as Eq. 4 needs (not checked: that would read the map).
+
     ``backend``: ``"auto"`` (the compiled CPU kernel of :mod:`torchlap._ext` for contiguous
     float32/float64 CPU tensors when it builds, else pure PyTorch; CUDA always takes pure
     PyTorch), ``"torch"`` (pure PyTorch) or ``"kernel"`` (the compiled kernel, or an error).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-    kernel = _pair(kernel_size, "kernel_size")
-    stride_ = kernel if stride is None else _pair(stride, "stride")
-    pad = _pair(padding, "padding")
-    if x.dim() != 4:
-        raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
-    if score.dim() != 4 or score.shape[1] != 1 or score.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"score must have shape (B, 1, H, W) = ({x.shape[0]}, 1, {x.shape[2]}, {x.shape[3]}),"
-            f" got {tuple(score.shape)}"
-        )
-    if score.shape[-2:] != x.shape[-2:]:
-        raise ValueError(
-            f"score map {tuple(score.shape[-2:])} and features {tuple(x.shape[-2:])} differ in size"
-        )
-    if min(kernel) < 1 or min(stride_) < 1:
-        raise ValueError(f"kernel_size and stride must be >= 1, got {kernel} and {stride_}")
-    if min(pad) < 0:
-        raise ValueError(f"padding must be >= 0, got {pad}")
-    if pad[0] * 2 > kernel[0] or pad[1] * 2 > kernel[1]:
-        raise ValueError(f"padding {pad} must be at most half of the kernel size {kernel}")
-    weights, _ = window_weights(score, kernel, stride_, pad, ceil_mode, alpha, eps)
+    kernel, stride_, pad = _window_args(kernel_size, stride, padding)
+    check_bool(ceil_mode, "ceil_mode")
+    _check_call(x, score, alpha, eps, backend)
+    return _local_attention_pool2d(
+        x, score, kernel, stride_, pad, alpha, eps, bool(ceil_mode), backend
+    )
+
+
+def _local_attention_pool2d(
+    x: Tensor,
+    score: Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    alpha: Tensor | float,
+    eps: float,
+    ceil_mode: bool,
+    backend: str = "auto",
+) -> Tensor:
+    """:func:`local_attention_pool2d` without its argument checks: the LAP module's path (its
+    constructor and ``_check_input`` did them), with the window as checked pairs."""
+    weights, _ = window_weights(score, kernel, stride, padding, ceil_mode, alpha, eps)
     # Eq. 1 divides by the window's weight sum: dividing the one-channel weights first is the
     # same average and keeps a full-size division (and its backward) off the feature tensor
     weights = (weights / weights.sum(dim=1, keepdim=True)).to(x.dtype)
-    return _WeightedWindowSum.apply(x, weights, kernel, stride_, pad, backend)
+    return _WeightedWindowSum.apply(x, weights, kernel, stride, padding, backend)
 
 
 class _WindowMatrixSum(torch.autograd.Function):
@@ -430,24 +530,34 @@ def adaptive_local_attention_pool2d(
     ``(B, P, H * W)`` matrix over the ``P`` output cells and applied with one batched matmul. That
     is small whenever adaptive pooling is used (``P`` is 1 for the global pool of every
     torchvision classifier; 49 for VGG's 7x7).
+
+    Accepted (the rules of :class:`~torchlap.layers.lap.AdaptiveLocalAttentionPool2d`, checked
+    before any work): ``output_size`` an int >= 1 or a pair of ints >= 1 or None (never a bool
+    or a float); a map of at least 1x1 pixels; ``x``, ``score``, ``alpha``, ``eps`` and
+    ``backend`` as in :func:`local_attention_pool2d`.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-    if x.dim() != 4:
-        raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
-    if score.shape != (x.shape[0], 1, *x.shape[-2:]):
+    output = _adaptive_output_args(output_size)
+    _check_call(x, score, alpha, eps, backend)
+    if x.shape[2] < 1 or x.shape[3] < 1:
         raise ValueError(
-            f"score must have shape {(x.shape[0], 1, *x.shape[-2:])}, got {tuple(score.shape)}"
+            f"adaptive LAP needs a feature map of at least 1x1 pixels, got shape {tuple(x.shape)}"
         )
+    return _adaptive_local_attention_pool2d(x, score, output, alpha, eps, backend)
+
+
+def _adaptive_local_attention_pool2d(
+    x: Tensor,
+    score: Tensor,
+    output: tuple[int | None, int | None],
+    alpha: Tensor | float,
+    eps: float,
+    backend: str = "auto",
+) -> Tensor:
+    """:func:`adaptive_local_attention_pool2d` without its argument checks (the module's path),
+    with ``output`` the checked pair."""
     height, width = x.shape[-2:]
-    if isinstance(output_size, int):
-        output_size = (output_size, output_size)
-    if len(output_size) != 2:
-        raise ValueError(f"output_size must be an int or a pair, got {output_size!r}")
-    out_h = height if output_size[0] is None else int(output_size[0])
-    out_w = width if output_size[1] is None else int(output_size[1])
-    if out_h < 1 or out_w < 1:
-        raise ValueError(f"output_size must be positive, got {output_size!r}")
+    out_h = height if output[0] is None else output[0]
+    out_w = width if output[1] is None else output[1]
     batch = x.shape[0]
     flat_score = score.reshape(batch, 1, height * width)
     if out_h == 1 and out_w == 1:

@@ -18,9 +18,11 @@ from torch.nn.modules import module as _module_globals
 from torchlap._checks import check_bool, check_int, check_number, check_positive_int
 from torchlap.layers._state import KeepsLastMaps
 from torchlap.layers.functional import (
-    _pair,
-    adaptive_local_attention_pool2d,
-    local_attention_pool2d,
+    _adaptive_local_attention_pool2d,
+    _adaptive_output_args,
+    _check_eps,
+    _local_attention_pool2d,
+    _window_args,
     pool_output_size,
 )
 from torchlap.layers.fused import fused_lap_layer
@@ -96,6 +98,7 @@ class ConceptScorer(nn.Module):
         check_positive_int(in_channels, "in_channels")
         check_positive_int(n_concepts, "n_concepts")
         check_int(hidden_channels, "hidden_channels", minimum=0)
+        _check_dtype(dtype)
         if not isinstance(aggregation, nn.Module) and aggregation not in AGGREGATIONS:
             raise ValueError(
                 f"unknown aggregation {aggregation!r}; expected one of {AGGREGATIONS} "
@@ -149,6 +152,16 @@ class ConceptScorer(nn.Module):
         return concepts, concepts.mean(dim=1, keepdim=True)
 
 
+def _check_dtype(dtype: object) -> None:
+    """``dtype`` None or a floating-point ``torch.dtype`` (the parameters learn: integer and
+    complex parameters cannot)."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(
+            "dtype must be a floating-point torch.dtype (e.g. torch.float32) or None, "
+            f"got {dtype!r}"
+        )
+
+
 def _pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
     """A 1x1 convolution as one batched matmul.
 
@@ -189,13 +202,7 @@ class LapBase(KeepsLastMaps, nn.Module):
     ) -> None:
         super().__init__()
         check_number(alpha, "alpha", accepted="a finite float (Eq. 4's sharpness)")
-        check_number(
-            eps,
-            "eps",
-            minimum=0.0,
-            strict_minimum=True,
-            accepted="a finite float > 0 (it keeps the weights positive)",
-        )
+        _check_eps(eps)
         self.scorer = ConceptScorer(
             in_channels, n_concepts, hidden_channels, aggregation, device=device, dtype=dtype
         )
@@ -239,22 +246,38 @@ class LapBase(KeepsLastMaps, nn.Module):
         self.maps = None
 
     def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 4:
+        # on every forward pass: pure-Python checks, reading the module dicts directly (a
+        # module attribute through nn.Module.__getattr__ costs more than all of them)
+        shape = x.shape
+        if len(shape) != 4:
             raise ValueError(
-                f"{type(self).__name__} expects (B, C, H, W) input, got shape {tuple(x.shape)}"
+                f"{type(self).__name__} expects (B, C, H, W) input, got shape {tuple(shape)}"
             )
-        if x.shape[1] != self.in_channels:
+        in_channels = self._modules["scorer"].in_channels
+        if shape[1] != in_channels:
             raise ValueError(
-                f"{type(self).__name__} was built for {self.in_channels} input channels, "
-                f"got an input with {x.shape[1]} channels (shape {tuple(x.shape)})"
+                f"{type(self).__name__} was built for {in_channels} input channels, "
+                f"got an input with {shape[1]} channels (shape {tuple(shape)})"
             )
-        if x.dtype != self.alpha.dtype and not torch.is_autocast_enabled(x.device.type):
+        if shape[2] < 1 or shape[3] < 1:
+            raise ValueError(
+                f"{type(self).__name__} needs a feature map of at least 1x1 pixels, got shape "
+                f"{tuple(shape)}"
+            )
+        alpha = self._parameters["alpha"]
+        if x.dtype != alpha.dtype and not torch.is_autocast_enabled(x.device.type):
             # not cast silently (as nn.Conv2d, which raises a less clear error)
             kind = "floating-point" if x.is_floating_point() else "non-floating-point"
             raise TypeError(
-                f"{type(self).__name__} has {self.alpha.dtype} parameters but got a {kind} "
-                f"{x.dtype} input; convert the input (x.to({self.alpha.dtype})) or the layer "
+                f"{type(self).__name__} has {alpha.dtype} parameters but got a {kind} "
+                f"{x.dtype} input; convert the input (x.to({alpha.dtype})) or the layer "
                 f"(layer.to(dtype)), or run under torch.autocast"
+            )
+        if x.device != alpha.device:
+            raise ValueError(
+                f"{type(self).__name__} has its parameters on {alpha.device} but got an input "
+                f"on {x.device}; move the input (x.to({str(alpha.device)!r})) or the layer "
+                "(layer.to(device))"
             )
 
     def _keep_maps(self, x: Tensor, concepts: Tensor, score: Tensor, discriminative) -> None:
@@ -290,7 +313,8 @@ class LapBase(KeepsLastMaps, nn.Module):
         scorer = self._modules["scorer"]
         single = scorer.n_concepts == 1
         aggregation = "max" if single else scorer.aggregation_name
-        fused = fused_lap_layer(x, heads, aggregation, self.alpha, self.eps, window, aggregate)
+        alpha = self._parameters["alpha"]
+        fused = fused_lap_layer(x, heads, aggregation, alpha, self.eps, window, aggregate)
         if fused is None:
             return None
         pooled, concepts, score = fused
@@ -331,20 +355,7 @@ class LocalAttentionPool2d(LapBase):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        kernel = _pair(kernel_size, "kernel_size")
-        stride_ = kernel if stride is None else _pair(stride, "stride")
-        pad = _pair(padding, "padding")
-        if min(kernel) < 1:
-            raise ValueError(f"kernel_size must be >= 1, got {kernel_size!r}")
-        if min(stride_) < 1:
-            raise ValueError(f"stride must be >= 1, got {stride!r}")
-        if min(pad) < 0:
-            raise ValueError(f"padding must be >= 0, got {padding!r}")
-        if pad[0] * 2 > kernel[0] or pad[1] * 2 > kernel[1]:
-            raise ValueError(
-                f"padding {pad} must be at most half of the kernel size {kernel} "
-                "(otherwise a window could hold padding only)"
-            )
+        kernel, stride_, pad = _window_args(kernel_size, stride, padding)
         super().__init__(
             in_channels, n_concepts, hidden_channels, aggregation, alpha, eps, device, dtype
         )
@@ -374,13 +385,14 @@ class LocalAttentionPool2d(LapBase):
         if fused is not None:
             return fused
         score = self._score(x)
-        return local_attention_pool2d(
+        # checked by the constructor and _check_input: the unchecked functional core
+        return _local_attention_pool2d(
             x,
             score,
             self.kernel_size,
             self.stride,
             self.padding,
-            self.alpha,
+            self._parameters["alpha"],
             self.eps,
             self.ceil_mode,
         )
@@ -413,15 +425,7 @@ class AdaptiveLocalAttentionPool2d(LapBase):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        if isinstance(output_size, int) and not isinstance(output_size, bool):
-            output = (output_size, output_size)
-        elif isinstance(output_size, Sequence) and len(output_size) == 2:
-            output = tuple(output_size)
-        else:
-            raise TypeError(f"output_size must be an int or a pair, got {output_size!r}")
-        for value in output:
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"output_size entries must be ints >= 1 or None, got {output!r}")
+        output = _adaptive_output_args(output_size)
         super().__init__(
             in_channels, n_concepts, hidden_channels, aggregation, alpha, eps, device, dtype
         )
@@ -436,7 +440,9 @@ class AdaptiveLocalAttentionPool2d(LapBase):
             if fused is not None:
                 return fused
         score = self._score(x)
-        return adaptive_local_attention_pool2d(x, score, self.output_size, self.alpha, self.eps)
+        return _adaptive_local_attention_pool2d(
+            x, score, self.output_size, self._parameters["alpha"], self.eps
+        )
 
     def extra_repr(self) -> str:
         return (
@@ -548,7 +554,9 @@ def _global_hooks() -> bool:
 
 
 def lap_modules(model: nn.Module) -> dict[str, LapBase]:
-    """All LAP layers of ``model`` by qualified name, in registration order."""
+    """All LAP layers of ``model`` (an ``nn.Module``) by qualified name, in registration order."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     return {name: m for name, m in model.named_modules() if isinstance(m, LapBase)}
 
 
@@ -557,7 +565,9 @@ def attention_maps(model: nn.Module, detach: bool = True) -> dict[str, LapMaps]:
 
     Keyed by module name, in the order the layers ran in that pass (a layer not reached is
     left out). ``detach=False`` keeps the autograd graph (for the knowledge-injection losses).
+    ``model`` must be an ``nn.Module`` with LAP layers, ``detach`` True or False.
     """
+    check_bool(detach, "detach")
     found = [(name, m) for name, m in lap_modules(model).items() if m.maps is not None]
     if not found and not lap_modules(model):
         raise ValueError("the model has no LAP layer; put some in with torchlap.lapify(model)")

@@ -6,6 +6,10 @@ or pixels. Pixel sets are chosen with ``torch.topk`` on flattened maps.
 
 Conventions shared by every function here:
 
+- Values are checked before any work: probabilities outside [0, 1] (logits, NaN) and region
+  masks outside [0, 1] raise ``ValueError``, a selector must be finite; each call checks all its
+  tensors with one ``aminmax`` per tensor and one device sync (``InjectionLoss`` checks every
+  layer's maps with a single sync and skips the per-call checks).
 - Logarithms are taken of probabilities clamped to ``[eps, 1]`` (``ln p``) and of ``1 - p``
   clamped the same way (``ln(1 - p)``), with ``eps = LOG_EPS = 1e-6`` unless given. Sigmoid
   outputs saturate to exactly 0 or 1 in float32, and ``ln 0`` would make the loss infinite; the
@@ -32,7 +36,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchlap._checks import check_number
+from torchlap._checks import check_fraction, check_int, check_number, is_int
+from torchlap.losses._validation import (
+    PROBABILITIES,
+    REGION_VALUES,
+    RatioArg,
+    check_bool_mask,
+    check_eps,
+    check_include,
+    check_present,
+    check_probs,
+    check_selector,
+    check_values,
+    per_head_ratios,
+)
 
 __all__ = [
     "CONCORDANCE_MODES",
@@ -54,8 +71,6 @@ LOG_EPS = 1e-6
 CONCORDANCE_MODES = ("both", "high_low")
 MASK_RESIZE_MODES = ("any", "area")
 CONCORDANCE_POOLS = ("max", "avg")
-
-RatioArg = float | None | Sequence[float | None]
 
 # Paper 000, Appendix A: term 1 of the expert loss takes "half of the pixels with higher
 # importance probability within the box". The one default of InjectionLoss and TrainConfig.
@@ -80,81 +95,20 @@ def _exact(ratio: float | Fraction) -> Fraction:
     return ratio if isinstance(ratio, Fraction) else Fraction(repr(float(ratio)))
 
 
-def ratio_count(ratio: float, n_pixels: int) -> int:
-    """``ceil(ratio * n_pixels)`` on the exact decimal value of ``ratio`` (Eq. 5's ``k``)."""
-    if isinstance(n_pixels, bool) or not isinstance(n_pixels, int) or n_pixels < 0:
-        raise ValueError(f"n_pixels must be an int >= 0, got {n_pixels!r}")
-    return math.ceil(_exact(ratio) * n_pixels)
+def ratio_count(ratio: float | Fraction, n_pixels: int) -> int:
+    """``ceil(ratio * n_pixels)`` on the exact decimal value of ``ratio`` (Eq. 5's ``k``).
 
-
-def _check_eps(eps: float) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 0.5:
-        raise ValueError(f"eps must be a float in (0, 0.5), got {eps!r}")
-    return float(eps)
-
-
-def _check_ratio(value: object, name: str) -> float | None:
-    if value is None:
-        return None
-    return check_number(
-        value, name, minimum=0.0, maximum=1.0, strict_minimum=True,
-        accepted="a fraction of the pixels in (0, 1] or None",
-    )  # fmt: skip
-
-
-def per_head_ratios(
-    min_ar: RatioArg, max_ar: RatioArg, iar: RatioArg, n_heads: int
-) -> list[tuple[float | None, float | None, float | None]]:
-    """Validate MinAR/MaxAR/IAR and spread them to one ``(min_ar, max_ar, iar)`` per head.
-
-    Each may be a float in (0, 1], ``None`` (that term off), or a sequence of such with one
-    entry per head. ``min_ar > max_ar`` for a head is an error (its top and bottom pixel sets
-    would overlap).
+    ``ratio``: a fraction of the pixels, a finite number (or a ``Fraction``) in [0, 1] (Eq. 5's
+    MinAR, 1 - MaxAR, IAR); ``n_pixels``: an int >= 0. Anything else raises (``TypeError`` for
+    a non-number or a bool, ``ValueError`` out of range or not finite).
     """
-    spread = []
-    for value, name in ((min_ar, "min_ar"), (max_ar, "max_ar"), (iar, "iar")):
-        if isinstance(value, Sequence) and not isinstance(value, str):
-            if len(value) != n_heads:
-                raise ValueError(
-                    f"{name} has {len(value)} entries but there are {n_heads} concept heads; "
-                    "give one value per head or a single value for all"
-                )
-            spread.append([_check_ratio(v, f"{name}[{i}]") for i, v in enumerate(value)])
-        else:
-            spread.append([_check_ratio(value, name)] * n_heads)
-    out = list(zip(*spread, strict=True))
-    for c, (lo, hi, _) in enumerate(out):
-        if lo is not None and hi is not None and lo > hi:
-            raise ValueError(
-                f"min_ar ({lo}) must not exceed max_ar ({hi}) (head {c}): MinAR is the smallest "
-                "and MaxAR the largest fraction of the pixels a concept may cover"
-            )
-    return out
-
-
-def _check_probs(probs: object, name: str = "probs") -> Tensor:
-    if not isinstance(probs, Tensor):
-        raise TypeError(f"{name} must be a Tensor (B, h, H, W), got {type(probs).__name__}")
-    if probs.dim() != 4 or not probs.dtype.is_floating_point:
-        raise ValueError(
-            f"{name} must be a floating tensor of shape (B, h, H, W), got dtype {probs.dtype} "
-            f"and shape {tuple(probs.shape)}"
-        )
-    if probs.shape[0] == 0 or probs.shape[-1] * probs.shape[-2] == 0:
-        raise ValueError(f"{name} must have a non-empty batch and map, got {tuple(probs.shape)}")
-    return probs
-
-
-def _check_bool(mask: object, shape: tuple[int, ...], name: str, what: str) -> Tensor:
-    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-        raise TypeError(f"{name} must be a bool tensor {what}, got {mask!r:.80}")
-    if tuple(mask.shape) != shape:
-        raise ValueError(f"{name} must have shape {shape} {what}, got {tuple(mask.shape)}")
-    return mask
-
-
-def _check_present(present: object, probs: Tensor) -> Tensor:
-    return _check_bool(present, tuple(probs.shape[:2]), "present", "(B, h)").to(probs.device)
+    check_int(n_pixels, "n_pixels", minimum=0)
+    accepted = "a fraction of the pixels in [0, 1]"
+    if not isinstance(ratio, Fraction):
+        check_number(ratio, "ratio", minimum=0.0, maximum=1.0, accepted=accepted)
+    elif not 0 <= ratio <= 1:
+        raise ValueError(f"ratio must be {accepted}, got {ratio}")
+    return math.ceil(_exact(ratio) * n_pixels)
 
 
 def _masked_sample_mean(per_sample: Tensor, mask: Tensor) -> Tensor:
@@ -186,33 +140,30 @@ def concept_discrimination_loss(
     with ``k1 = ceil(MinAR HW)``, ``k2 = ceil((1 - MaxAR) HW)``, ``k3 = ceil(IAR HW)``.
 
     Args:
-        probs: concept probabilities (B, h, H, W).
+        probs: concept probabilities (B, h, H, W), a floating tensor in [0, 1] (values
+            outside, NaN included, raise ``ValueError``: logits are not probabilities).
         present: bool (B, h), ``c in C_s`` (see ``ConceptSets.presence``).
         min_ar, max_ar, iar: the ratios, each a float in (0, 1], ``None`` to drop that term, or
             one value per head (the paper's CelebA common head used MaxAR only).
             ``max_ar = 1`` gives ``k2 = 0``: the bottom term is dropped as well.
-        selector: optional (B, h, H, W) maps (the discriminative scorer's probabilities) used
-            ONLY to choose the top/bottom pixel sets; the loss is computed on ``probs`` at those
-            pixels and no gradient reaches ``selector``. ``None`` chooses on ``probs``.
+        selector: optional (B, h, H, W) maps (the discriminative scorer's probabilities), a
+            floating (finite) or bool tensor, used ONLY to choose the top/bottom pixel sets; the
+            loss is computed on ``probs`` at those pixels and no gradient reaches ``selector``.
+            ``None`` chooses on ``probs``.
         include: optional bool (B,) or (B, h); pairs (sample, head) left out of the loss and of
             the counts ``N_c``, ``N_c-bar`` (used for the expert-supervision fallback).
-        eps: log clamp (module docstring).
+        eps: log clamp, in (0, 0.5) (module docstring).
 
     Returns a scalar, summed over heads as Eq. 5 writes it.
     """
-    probs = _check_probs(probs)
-    present = _check_present(present, probs)
-    eps = _check_eps(eps)
+    probs = check_probs(probs)
+    present = check_present(present, probs)
+    eps = check_eps(eps)
     batch, heads, height, width = probs.shape
     ratios = per_head_ratios(min_ar, max_ar, iar, heads)
-    if selector is not None and (
-        not isinstance(selector, Tensor) or tuple(selector.shape) != tuple(probs.shape)
-    ):
-        raise ValueError(
-            f"selector must be a tensor of the same shape as probs {tuple(probs.shape)}, "
-            f"got {getattr(selector, 'shape', type(selector).__name__)}"
-        )
-    include = _check_include(include, probs)
+    selector = check_selector(selector, probs)
+    include = check_include(include, probs)
+    check_values([("probs", probs, PROBABILITIES)], [("selector", selector)])  # one sync
     n_pixels = height * width
     k1 = [0 if lo is None else ratio_count(lo, n_pixels) for lo, _, _ in ratios]
     k2 = [0 if hi is None else ratio_count(1 - _exact(hi), n_pixels) for _, hi, _ in ratios]
@@ -238,21 +189,6 @@ def concept_discrimination_loss(
     return -per_head.sum()
 
 
-def _check_include(include: Tensor | None, probs: Tensor) -> Tensor:
-    batch, heads = probs.shape[:2]
-    if include is None:
-        return torch.ones(batch, heads, dtype=torch.bool, device=probs.device)
-    if not isinstance(include, Tensor) or include.dtype != torch.bool:
-        raise TypeError(f"include must be a bool tensor (B,) or (B, h), got {include!r:.80}")
-    if tuple(include.shape) == (batch,):
-        return include.to(probs.device)[:, None].expand(batch, heads)
-    if tuple(include.shape) == (batch, heads):
-        return include.to(probs.device)
-    raise ValueError(
-        f"include must have shape ({batch},) or ({batch}, {heads}), got {tuple(include.shape)}"
-    )
-
-
 def _prefix_mean(values: Tensor, counts: list[int]) -> Tensor:
     """Mean of the first ``counts[c]`` entries along the last dim, per head ``c`` (0 if none)."""
     k = torch.tensor(counts, device=values.device)
@@ -274,11 +210,15 @@ def discriminative_scorer_loss(
     class-balanced per-pixel cross-entropy pushing every pixel of head ``c`` up in samples
     containing ``c`` and down in the others. Its input is detached inside the LAP layer, so its
     gradient reaches only that module.
+
+    ``disc_probs``: (B, h, H, W) probabilities in [0, 1] (values outside, NaN included, raise
+    ``ValueError``); ``present``, ``include``, ``eps``: as :func:`concept_discrimination_loss`.
     """
-    probs = _check_probs(disc_probs, "disc_probs")
-    present = _check_present(present, probs)
-    eps = _check_eps(eps)
-    include = _check_include(include, probs)
+    probs = check_probs(disc_probs, "disc_probs")
+    present = check_present(present, probs)
+    eps = check_eps(eps)
+    include = check_include(include, probs)
+    check_values([("disc_probs", probs, PROBABILITIES)])
     active = _log(probs, eps).mean(dim=(-2, -1))  # sum over all HW pixels / k1, k1 = HW
     inactive = _log1m(probs, eps).mean(dim=(-2, -1))
     per_head = _masked_sample_mean(active, present & include)
@@ -296,10 +236,18 @@ def resize_region_masks(region_masks: Tensor, size: tuple[int, int], mode: str =
     image pixel of its cell is, as the pixel's features see that part of the image.
     ``mode="area"``: adaptive average pooling; the target is the fraction of the cell covered.
     Both use PyTorch's adaptive cells (start ``floor(i H0 / H)``, end ``ceil((i + 1) H0 / H)``),
-    so they also work when the map is larger than the mask.
+    so they also work when the map is larger than the mask. ``size``: ``(H, W)``, two positive
+    ints.
     """
     if mode not in MASK_RESIZE_MODES:
         raise ValueError(f"mode must be one of {MASK_RESIZE_MODES}, got {mode!r}")
+    if (
+        isinstance(size, (str, bytes))
+        or not isinstance(size, Sequence)
+        or len(size) != 2
+        or not all(is_int(n) and n > 0 for n in size)
+    ):
+        raise ValueError(f"size must be (H, W), two positive ints, got {size!r}")
     if not isinstance(region_masks, Tensor) or region_masks.dim() != 3:
         raise ValueError(
             "region_masks must be a tensor (B, H0, W0) at image resolution, got "
@@ -310,41 +258,42 @@ def resize_region_masks(region_masks: Tensor, size: tuple[int, int], mode: str =
     return pool(masks.unsqueeze(1), tuple(size)).squeeze(1)
 
 
-def _check_expert_options(
+def _check_expert_inputs(
     probs: Tensor,
-    positive_fraction: object,
-    negative_pixels: object,
-    selector: object,
-    positive_ranking: object,
-) -> None:
-    """The options of :func:`expert_supervision_loss` (raise naming the bad one)."""
-    if isinstance(positive_fraction, bool) or not isinstance(positive_fraction, (int, float)):
-        raise TypeError(f"positive_fraction must be a float in (0, 1], got {positive_fraction!r}")
-    if not 0 < positive_fraction <= 1:
-        raise ValueError(f"positive_fraction must be in (0, 1], got {positive_fraction!r}")
-    if negative_pixels not in EXPERT_NEGATIVE_PIXELS:
-        raise ValueError(
-            f"negative_pixels must be one of {EXPERT_NEGATIVE_PIXELS}, got {negative_pixels!r}"
-        )
-    if positive_ranking not in EXPERT_POSITIVE_RANKINGS:
-        raise ValueError(
-            f"positive_ranking must be one of {EXPERT_POSITIVE_RANKINGS}, got {positive_ranking!r}"
-        )
-    if selector is not None and (
-        not isinstance(selector, Tensor) or tuple(selector.shape) != tuple(probs.shape)
+    region_masks: object,
+    has_region: object,
+    heads: object,
+    options: dict[str, object],
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The inputs and ``options`` of :func:`expert_supervision_loss` (raise naming the bad
+    one); returns the checked ``has_region``, ``heads`` and ``selector``. The tensors' values
+    are checked last, with one device sync."""
+    batch, n_heads = probs.shape[:2]
+    has_region = check_bool_mask(has_region, (batch,), "has_region", "(B,)").to(probs.device)
+    if heads is None:
+        heads = torch.ones(n_heads, dtype=torch.bool, device=probs.device)
+    heads = check_bool_mask(heads, (n_heads,), "heads", "(h,)").to(probs.device)
+    check_fraction(options["positive_fraction"], "positive_fraction")
+    for name, choices, said in (
+        ("negative_pixels", EXPERT_NEGATIVE_PIXELS, "negative_pixels"),
+        ("positive_ranking", EXPERT_POSITIVE_RANKINGS, "positive_ranking"),
+        ("resize", MASK_RESIZE_MODES, "resize (the mask resize mode)"),
     ):
-        raise ValueError(
-            f"selector must be a tensor of the same shape as probs {tuple(probs.shape)}, "
-            f"got {getattr(selector, 'shape', type(selector).__name__)}"
-        )
-    if positive_ranking == "selector" and selector is None:
+        if options[name] not in choices:
+            raise ValueError(f"{said} must be one of {choices}, got {options[name]!r}")
+    selector = check_selector(options["selector"], probs)
+    if options["positive_ranking"] == "selector" and selector is None:
         raise ValueError("positive_ranking='selector' needs a selector (the discriminative maps)")
+    region_masks = _check_region_masks(region_masks, batch)
+    check_values(
+        [("probs", probs, PROBABILITIES), ("region_masks", region_masks, REGION_VALUES)],
+        [("selector", selector)],
+    )  # one sync
+    return has_region, heads, selector
 
 
-def _inside_cells(
-    region_masks: object, batch: int, size: tuple[int, int], resize: str, device: torch.device
-) -> Tensor:
-    """Bool (B, H*W): the map cells inside the experts' regions (``region_masks`` checked)."""
+def _check_region_masks(region_masks: object, batch: int) -> Tensor:
+    """``region_masks`` if it is a tensor (B, H0, W0) (its values: :func:`check_values`)."""
     if not isinstance(region_masks, Tensor) or region_masks.dim() != 3:
         raise ValueError(
             "region_masks must be a tensor (B, H0, W0) at image resolution, got "
@@ -352,8 +301,13 @@ def _inside_cells(
         )
     if region_masks.shape[0] != batch:
         raise ValueError(f"region_masks has batch size {region_masks.shape[0]}, probs has {batch}")
-    if region_masks.numel() and (region_masks.min() < 0 or region_masks.max() > 1):
-        raise ValueError("region_masks values must be in [0, 1] (1 = inside an expert's region)")
+    return region_masks
+
+
+def _inside_cells(
+    region_masks: Tensor, size: tuple[int, int], resize: str, device: torch.device
+) -> Tensor:
+    """Bool (B, H*W): the map cells inside the experts' regions."""
     region = resize_region_masks(region_masks.to(device), size, resize)
     inside = (region > 0) if resize == "any" else (region >= 0.5)
     return inside.flatten(1)
@@ -430,11 +384,11 @@ def expert_supervision_loss(
     Eq. 5. A term whose set is empty contributes 0.
 
     Args:
-        probs: (B, h, H, W) concept probabilities.
-        region_masks: (B, H0, W0) masks in [0, 1] at image resolution (bool, int or float),
-            resized to (H, W) with :func:`resize_region_masks`: ``resize="any"`` puts a pixel
-            inside when any image pixel of its cell is; ``"area"`` when at least half its cell
-            is covered.
+        probs: (B, h, H, W) concept probabilities, in [0, 1] (NaN refused).
+        region_masks: (B, H0, W0) masks in [0, 1] (NaN refused) at image resolution (bool,
+            int or float), resized to (H, W) with :func:`resize_region_masks`: ``resize="any"``
+            puts a pixel inside when any image pixel of its cell is; ``"area"`` when at least
+            half its cell is covered.
         present: bool (B, h), concepts present per sample.
         has_region: bool (B,), samples whose masks are annotations; present concepts of the
             others carry no loss here (``InjectionLoss`` gives them Eq. 5).
@@ -443,22 +397,22 @@ def expert_supervision_loss(
             heads, for which a class region is no target).
         positive_fraction: in (0, 1], the share of inside pixels term 1 takes.
         negative_pixels: ``"iar"`` (the paper: top-IAR pixels) or ``"all"``.
-        selector: optional (B, h, H, W) maps (the discriminative scorer) choosing term 3's top
-            pixels, as Eq. 5's sets are chosen; ``None`` chooses on ``probs``.
+        selector: optional (B, h, H, W) finite maps (the discriminative scorer) choosing term
+            3's top pixels, as Eq. 5's sets are chosen; ``None`` chooses on ``probs``.
         positive_ranking: ``"concepts"`` (the paper's "importance probability": term 1's pixels
             ranked by ``probs``) or ``"selector"`` (ranked by ``selector``).
     """
-    probs = _check_probs(probs)
-    present = _check_present(present, probs)
-    eps = _check_eps(eps)
-    batch, n_heads, height, width = probs.shape
-    has_region = _check_bool(has_region, (batch,), "has_region", "(B,)").to(probs.device)
-    if heads is None:
-        heads = torch.ones(n_heads, dtype=torch.bool, device=probs.device)
-    heads = _check_bool(heads, (n_heads,), "heads", "(h,)").to(probs.device)
-    _check_expert_options(probs, positive_fraction, negative_pixels, selector, positive_ranking)
+    probs = check_probs(probs)
+    present = check_present(present, probs)
+    eps = check_eps(eps)
+    _, n_heads, height, width = probs.shape
     k3 = [0 if ia is None else ratio_count(ia, height * width) for ia in _iars(iar, n_heads)]
-    inside = _inside_cells(region_masks, batch, (height, width), resize, probs.device)
+    has_region, heads, selector = _check_expert_inputs(
+        probs, region_masks, has_region, heads,
+        {"positive_fraction": positive_fraction, "negative_pixels": negative_pixels,
+         "selector": selector, "positive_ranking": positive_ranking, "resize": resize},
+    )  # fmt: skip
+    inside = _inside_cells(region_masks, (height, width), resize, probs.device)
     flat = probs.flatten(2)  # (B, h, HW)
     # term 1: the top ceil(fraction * |I_s|) inside pixels, ranked by the head's probability
     source = flat if positive_ranking == "concepts" else selector.flatten(2)
@@ -493,7 +447,8 @@ def concordance_loss(
 
     Args:
         maps_per_layer: concept probabilities of the LAP layers in forward order, each
-            (B, h, H_l, W_l) with the same B and h.
+            (B, h, H_l, W_l) with the same B and h, in [0, 1] (values outside, NaN included,
+            raise ``ValueError``; one device sync for all the maps).
         threshold: ``t``. ``mode="both"`` selects pixels with ``|p_l - p_{l+1}| > t``;
             ``mode="high_low"`` (the paper's option for a layer ``l`` whose receptive field is
             too small) selects only ``p_l - p_{l+1} > t``: high in ``l``, low in ``l + 1``.
@@ -519,14 +474,15 @@ def concordance_loss(
         raise ValueError(f"mode must be one of {CONCORDANCE_MODES}, got {mode!r}")
     if pool not in CONCORDANCE_POOLS:
         raise ValueError(f"pool must be one of {CONCORDANCE_POOLS}, got {pool!r}")
-    eps = _check_eps(eps)
-    maps = [_check_probs(m, f"maps_per_layer[{i}]") for i, m in enumerate(maps_per_layer)]
+    eps = check_eps(eps)
+    maps = [check_probs(m, f"maps_per_layer[{i}]") for i, m in enumerate(maps_per_layer)]
     for i, m in enumerate(maps[1:], start=1):
         if m.shape[:2] != maps[0].shape[:2]:
             raise ValueError(
                 f"maps_per_layer[{i}] has (B, h) = {tuple(m.shape[:2])} but maps_per_layer[0] "
                 f"has {tuple(maps[0].shape[:2])}; consecutive LAP layers must share batch and heads"
             )
+    check_values([(f"maps_per_layer[{i}]", m, PROBABILITIES) for i, m in enumerate(maps)])
     if len(maps) == 1:
         return maps[0].sum() * 0.0
     pooling = F.adaptive_max_pool2d if pool == "max" else F.adaptive_avg_pool2d

@@ -14,7 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlap._checks import check_bool, check_choice, check_fraction, check_number
 from torchlap.layers import LapMaps, lap_modules
+from torchlap.losses._validation import (
+    PROBABILITIES,
+    REGION_VALUES,
+    RatioArg,
+    check_eps,
+    check_values,
+    per_head_ratios,
+    values_checked,
+)
 from torchlap.losses.concepts import ConceptSets
 from torchlap.losses.functional import (
     CONCORDANCE_MODES,
@@ -23,16 +33,15 @@ from torchlap.losses.functional import (
     EXPERT_POSITIVE_FRACTION,
     LOG_EPS,
     MASK_RESIZE_MODES,
-    RatioArg,
     concept_discrimination_loss,
     concordance_loss,
     discriminative_scorer_loss,
     expert_supervision_loss,
-    per_head_ratios,
 )
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "LAYER_REDUCTIONS",
     "SUPERVISION_MODES",
     "InjectionLoss",
     "default_weights",
@@ -43,8 +52,13 @@ logger = logging.getLogger(__name__)
 
 SUPERVISION_MODES = ("weak", "expert", "none")
 
+#: how :class:`InjectionLoss` combines a term over LAP layers (and the concordance over pairs):
+#: ``"sum"`` (the paper's "0.25 per LAP", "0.25 per LAP pair") or ``"mean"``
+LAYER_REDUCTIONS = ("sum", "mean")
+
 # Paper 000, Appendix A (RSNA): 0.25 per LAP for the concept loss, 0.25 per LAP pair for the
-# concordance, 0.25 per LAP for the expert cross-entropy. The paper gives no weight for the
+# concordance, 0.25 per LAP for the expert cross-entropy: weights of each layer's (pair's) term,
+# which InjectionLoss sums over layers by default. The paper gives no weight for the
 # discriminative scorer; its gradient reaches only that module (its input is detached), so the
 # weight only scales that module's step; it gets the concept loss's 0.25. These are the weak
 # supervision's weights; see default_weights for the others.
@@ -97,8 +111,11 @@ def _check_options(
     expert_negative_pixels: str,
     expert_positive_ranking: str,
     use_discriminative: bool,
+    layer_reduction: str,
 ) -> None:
     """The options of :class:`InjectionLoss` (raise naming the bad one and what is accepted)."""
+    check_bool(use_discriminative, "use_discriminative")
+    check_choice(layer_reduction, "layer_reduction", LAYER_REDUCTIONS)
     if supervision not in SUPERVISION_MODES:
         raise ValueError(f"supervision must be one of {SUPERVISION_MODES}, got {supervision!r}")
     if concordance_mode not in CONCORDANCE_MODES:
@@ -117,12 +134,7 @@ def _check_options(
         raise TypeError(f"concordance_threshold must be a float, got {concordance_threshold!r}")
     if not 0 <= concordance_threshold < 1:
         raise ValueError(f"concordance_threshold must be in [0, 1), got {concordance_threshold!r}")
-    if not isinstance(expert_positive_fraction, (int, float)) or not (
-        0 < expert_positive_fraction <= 1
-    ):
-        raise ValueError(
-            f"expert_positive_fraction must be in (0, 1], got {expert_positive_fraction!r}"
-        )
+    check_fraction(expert_positive_fraction, "expert_positive_fraction")
     if expert_negative_pixels not in EXPERT_NEGATIVE_PIXELS:
         raise ValueError(
             f"expert_negative_pixels must be one of {EXPERT_NEGATIVE_PIXELS}, "
@@ -150,9 +162,7 @@ def _merged_weights(supervision: str, weights: Mapping[str, float] | None) -> di
         if unknown:
             raise ValueError(f"unknown loss weights {unknown}; known terms: {sorted(merged)}")
         for name, value in weights.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"weight {name!r} must be a float >= 0, got {value!r}")
-        merged.update({k: float(v) for k, v in weights.items()})
+            merged[name] = check_number(value, f"weights[{name!r}]", minimum=0.0)
     return merged
 
 
@@ -176,26 +186,36 @@ class InjectionLoss(nn.Module):
             Concordance is always computed (and returned, for logging) when there are two LAP
             layers or more, and enters ``"injection"`` with its weight, whose default depends
             on the mode (:func:`default_weights`: 0.25 for weak, 0 for expert and none).
-        use_discriminative: choose Eq. 5's pixel sets with the discriminative scoring module
-            (on by default, as in the paper); the layers must have it (see
-            :func:`enable_discriminative_scorers`). Off: the sets are chosen on the heads' own
-            probabilities.
+        use_discriminative: ``True`` or ``False`` (a bool, nothing coerced): choose Eq. 5's
+            pixel sets with the discriminative scoring module (on by default, as in the paper);
+            the layers must have it (see :func:`enable_discriminative_scorers`). Off: the sets
+            are chosen on the heads' own probabilities.
         concordance_threshold, concordance_mode, concordance_pool: ``t``, ``"both"`` or
             ``"high_low"``, and the resize of :func:`concordance_loss`. The paper gives no value
             of ``t``; 0.1 ignores disagreements too small to matter without diluting the mean.
-        weights: overrides of :func:`default_weights` (and ``"cross_entropy"``, default 1).
-        expert_positive_fraction, mask_resize: ``positive_fraction`` (default 0.5, the paper's
-            half) and ``resize`` of :func:`expert_supervision_loss`.
+        weights: overrides of :func:`default_weights` (and ``"cross_entropy"``, default 1), each
+            a finite number >= 0.
+        layer_reduction: ``"sum"`` (default: the paper's "0.25 per LAP" and "0.25 per LAP
+            pair", each layer's term and each pair's concordance weighted and added) or
+            ``"mean"`` (the terms averaged over layers and pairs before weighting, as torchlap
+            did before; ``torchlap train`` uses it with
+            :func:`torchlap.models.recipes.paper_loss_weights`, which scales the weights by the
+            number of layers and pairs: the same total).
+        expert_positive_fraction, mask_resize: ``positive_fraction`` (a number in (0, 1],
+            default 0.5, the paper's half) and ``resize`` of :func:`expert_supervision_loss`.
         expert_negative_pixels: its ``negative_pixels``: ``"iar"`` (paper) or ``"all"``.
         expert_positive_ranking: its ``positive_ranking``: ``"concepts"`` (paper: the inside
             pixels of higher importance probability) or ``"discriminative"`` (ranked by the
             discriminative scorer, as Eq. 5's sets are; needs ``use_discriminative``).
+        eps: the clamp of the logarithms, a number in (0, 0.5) (checked here, not at the first
+            forward).
 
     ``forward`` returns a dict of scalars: ``"discrimination"``, ``"discriminative"``,
-    ``"expert"`` (each the mean over LAP layers), ``"concordance"`` (mean over consecutive
-    pairs), ``"injection"`` (their weighted sum), and, when ``logits`` are given,
-    ``"cross_entropy"`` and ``"total"`` = weight * cross-entropy + injection. Weights are applied
-    to the per-layer means: the paper's "0.25 per LAP" over ``L`` layers is ``0.25 * L`` here.
+    ``"expert"`` (each the sum, or with ``layer_reduction="mean"`` the mean, over LAP layers),
+    ``"concordance"`` (the sum, or mean, over consecutive pairs), ``"injection"`` (their
+    weighted sum), and, when ``logits`` are given, ``"cross_entropy"`` and ``"total"`` = weight
+    * cross-entropy + injection. The maps must hold probabilities in [0, 1] (NaN refused),
+    checked with one device sync per call.
     """
 
     def __init__(
@@ -216,6 +236,7 @@ class InjectionLoss(nn.Module):
         expert_negative_pixels: str = "iar",
         expert_positive_ranking: str = "concepts",
         eps: float = LOG_EPS,
+        layer_reduction: str = "sum",
     ) -> None:
         super().__init__()
         if not isinstance(concept_sets, ConceptSets):
@@ -226,7 +247,7 @@ class InjectionLoss(nn.Module):
         _check_options(
             supervision, concordance_mode, concordance_pool, mask_resize, concordance_threshold,
             expert_positive_fraction, expert_negative_pixels, expert_positive_ranking,
-            use_discriminative,
+            use_discriminative, layer_reduction,
         )  # fmt: skip
         per_head_ratios(min_ar, max_ar, iar, concept_sets.n_concepts)  # validate now
         merged = _merged_weights(supervision, weights)
@@ -241,7 +262,8 @@ class InjectionLoss(nn.Module):
         self.mask_resize = mask_resize
         self.expert_negative_pixels = expert_negative_pixels
         self.expert_positive_ranking = expert_positive_ranking
-        self.eps = eps
+        self.eps = check_eps(eps)
+        self.layer_reduction = layer_reduction
         self.weights = merged
 
     def _check_maps(self, maps: Mapping[str, LapMaps]) -> list[tuple[str, LapMaps]]:
@@ -282,10 +304,12 @@ class InjectionLoss(nn.Module):
         has_region: Tensor | None = None,
         logits: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """Each loss term (mean over LAP layers / layer pairs) and their weighted sum.
+        """Each loss term (sum, or mean, over LAP layers / layer pairs: ``layer_reduction``)
+        and their weighted sum.
 
         Args:
-            maps: ``torchlap.attention_maps(model, detach=False)`` of this forward pass.
+            maps: ``torchlap.attention_maps(model, detach=False)`` of this forward pass; the
+                concept (and discriminative) maps must hold probabilities in [0, 1].
             labels: (B,) class indices.
             region_masks: (B, H0, W0) expert regions in [0, 1] (``supervision="expert"``).
             has_region: bool (B,), which samples have regions (default: all, when masks given).
@@ -309,18 +333,26 @@ class InjectionLoss(nn.Module):
             weak_pairs = common[None, :] | (present & ~expert_samples[:, None])
 
         zero = first.sum() * 0.0
-        terms = self._layer_terms(items, present, region_masks, expert_samples, weak_pairs, common)
-        out = {name: (torch.stack(v).mean() if v else zero) for name, v in terms.items()}
-        if len(items) > 1:  # computed (and logged) even at weight 0
-            out["concordance"] = concordance_loss(
-                [lap.concepts for _, lap in items],
-                self.concordance_threshold,
-                self.concordance_mode,
-                pool=self.concordance_pool,
-                eps=self.eps,
+        self._check_values(items, region_masks)  # every map at once: one sync
+        with values_checked():
+            terms = self._layer_terms(
+                items, present, region_masks, expert_samples, weak_pairs, common
             )
+            concordance = zero
+            if len(items) > 1:  # computed (and logged) even at weight 0
+                concordance = concordance_loss(
+                    [lap.concepts for _, lap in items],
+                    self.concordance_threshold,
+                    self.concordance_mode,
+                    pool=self.concordance_pool,
+                    eps=self.eps,
+                )  # the mean over the pairs
+        if self.layer_reduction == "sum":
+            out = {name: (torch.stack(v).sum() if v else zero) for name, v in terms.items()}
+            out["concordance"] = concordance * (len(items) - 1)
         else:
-            out["concordance"] = zero
+            out = {name: (torch.stack(v).mean() if v else zero) for name, v in terms.items()}
+            out["concordance"] = concordance
         out["injection"] = sum(
             (self.weights[name] * out[name] for name in DEFAULT_WEIGHTS), start=zero
         )
@@ -328,6 +360,18 @@ class InjectionLoss(nn.Module):
             out["cross_entropy"] = self._cross_entropy(logits, labels)
             out["total"] = self.weights["cross_entropy"] * out["cross_entropy"] + out["injection"]
         return out
+
+    def _check_values(self, items: list[tuple[str, LapMaps]], region_masks: Tensor | None) -> None:
+        """Every map the losses will read in [0, 1], NaN refused (one device sync)."""
+        ranged = [(f"maps[{name!r}].concepts", lap.concepts, PROBABILITIES) for name, lap in items]
+        if self.use_discriminative and self.supervision != "none":
+            ranged += [
+                (f"maps[{name!r}].discriminative", lap.discriminative, PROBABILITIES)
+                for name, lap in items
+            ]
+        if self.supervision == "expert" and isinstance(region_masks, Tensor):
+            ranged.append(("region_masks", region_masks, REGION_VALUES))
+        check_values(ranged)
 
     def _expert_samples(
         self,
@@ -429,5 +473,6 @@ class InjectionLoss(nn.Module):
             f"iar={self.iar}, use_discriminative={self.use_discriminative}, "
             f"concordance=({self.concordance_threshold}, {self.concordance_mode!r}), "
             f"expert=({self.expert_positive_fraction}, {self.expert_negative_pixels!r}, "
-            f"{self.expert_positive_ranking!r}), weights={self.weights}"
+            f"{self.expert_positive_ranking!r}), weights={self.weights}, "
+            f"layer_reduction={self.layer_reduction!r}"
         )

@@ -9,15 +9,18 @@
   :func:`iou_topk`, :func:`ebpg`, :func:`miou_top20`, :func:`bbox_accuracy`,
   :func:`pointing_game`, :func:`localization_metrics`;
 - faithfulness by perturbation: :func:`keep_top_k`, :func:`drop_increase`,
-  :func:`drop_inc_win`, :func:`stability`.
+  :func:`drop_inc_win`, :func:`stability`; :func:`binarize_map`, the one definition of paper
+  004's binarized energy map (used by the metric, the ante-hoc model and its explainer).
 
 Every metric returns a :class:`MetricResult` (or a dict of them); :data:`METRIC_DIRECTIONS`
 records whether higher or lower is better for each metric name.
 """
 
 from torchlap.metrics._common import (
+    BINARIZE_NORMALIZATIONS,
     METRIC_DIRECTIONS,
     MetricResult,
+    binarize_map,
     count_for_fraction,
     higher_is_better,
     normalize_by_max,
@@ -60,11 +63,13 @@ from torchlap.metrics.perturbation import (
 
 __all__ = [
     "BASELINES",
+    "BINARIZE_NORMALIZATIONS",
     "METRIC_DIRECTIONS",
     "LearnedConceptPredictor",
     "MetricResult",
     "baseline_images",
     "bbox_accuracy",
+    "binarize_map",
     "binary_classification_metrics",
     "binary_rule",
     "concept_size_features",

@@ -13,11 +13,20 @@ from types import MappingProxyType
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import check_positive_int
+from torchlap._checks import (
+    check_choice,
+    check_fraction,
+    check_int,
+    check_number,
+    check_positive_int,
+    is_int,
+)
 
 __all__ = [
+    "BINARIZE_NORMALIZATIONS",
     "METRIC_DIRECTIONS",
     "MetricResult",
+    "binarize_map",
     "count_for_fraction",
     "higher_is_better",
     "normalize_by_max",
@@ -172,13 +181,23 @@ def check_masks(masks: object, maps: Tensor, name: str = "masks") -> Tensor:
 
 
 def check_images(images: object, maps: Tensor | None = None) -> Tensor:
-    """``images`` must be a floating (B, C, H, W) tensor matching ``maps`` (B, H, W)."""
+    """``images`` must be a finite, non-empty floating (B, C, H, W) tensor matching ``maps``
+    (B, H, W)."""
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images)}")
     if images.dim() != 4 or not images.is_floating_point():
         raise ValueError(
             f"images must be a floating tensor of shape (B, C, H, W), got shape "
             f"{tuple(images.shape)} and dtype {images.dtype}"
+        )
+    if images.numel() == 0:
+        raise ValueError(f"images must be non-empty, got shape {tuple(images.shape)}")
+    finite = torch.isfinite(images).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite).flatten()[:10].tolist()
+        raise ValueError(
+            f"images {bad} (batch indices) hold NaN or infinite pixels; only finite images "
+            "are accepted"
         )
     if maps is not None:
         expected = (images.shape[0], images.shape[2], images.shape[3])
@@ -213,14 +232,39 @@ def check_batch_size(batch_size: object) -> int:
     return check_positive_int(batch_size, "batch_size")
 
 
+#: the seeds the metrics accept: torch generators and scikit-learn's ``random_state`` alike
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """``seed`` as an int in ``[0, 2**32 - 1]`` (not a bool), checked before any work: torch's
+    ``manual_seed`` and scikit-learn would refuse a float only after the first model pass."""
+    return check_int(seed, name, minimum=SEED_RANGE[0], maximum=SEED_RANGE[1])
+
+
+def check_level_labels(labels: list[str], name: str, values: object) -> None:
+    """Refuse repeated levels (``ks=(50, 50)``, ``fractions=(0.1, 0.1)``): their results
+    would be written under one key, the later overwriting the earlier."""
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(
+            f"{name} repeats the level(s) {', '.join(repeated)} (got {values!r}); give each "
+            "level once (results are keyed by level)"
+        )
+
+
 # ------------------------------------------------------------------------- pixel selection
 
 
 def count_for_fraction(fraction: float, n_pixels: int) -> int:
     """Number of pixels kept for a fraction: ``max(1, floor(fraction * n_pixels + 0.5))``
-    (round half up; at least one pixel so that a selection is never empty)."""
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    (round half up; at least one pixel so that a selection is never empty).
+
+    ``fraction``: a number in (0, 1] (not a bool); ``n_pixels``: an int >= 1 (the pixels of a
+    map: a map has at least one, and "at least one pixel kept" needs one to keep).
+    """
+    fraction = check_fraction(fraction, "fraction")
+    check_int(n_pixels, "n_pixels", minimum=1)
     return max(1, min(n_pixels, math.floor(fraction * n_pixels + 0.5)))
 
 
@@ -236,8 +280,9 @@ def top_k_mask(
 ) -> Tensor:
     """Boolean mask of the ``k`` highest-scored pixels of each map.
 
-    ``k`` is an int or a (B,) integer tensor (one count per sample). Exactly ``k`` pixels are
-    selected per sample (``k`` clipped to [0, H*W]). Ties at the k-th score:
+    ``k`` is an int >= 0 or a (B,) integer tensor of them (one count per sample; not a bool,
+    not a float: a count is never rounded); exactly ``k`` pixels are selected per sample, a
+    ``k`` above H*W selecting all of them. Ties at the k-th score:
 
     - ``tie_break="index"`` (default): the pixel with the lowest flat (row-major) index is
       selected first, so a constant map selects its first ``k`` pixels (its top rows);
@@ -254,17 +299,21 @@ def top_k_mask(
     batch = maps.shape[0]
     flat = maps.reshape(batch, -1)
     n_pixels = flat.shape[1]
+    accepted = f"an int >= 0 or a ({batch},) integer tensor of counts >= 0"
     if isinstance(k, Tensor):
         if k.shape != (batch,):
-            raise ValueError(
-                f"k must be an int or a tensor of shape ({batch},), got {tuple(k.shape)}"
-            )
+            raise ValueError(f"k must be {accepted}, got shape {tuple(k.shape)}")
+        if k.dtype == torch.bool or k.is_floating_point() or k.is_complex():
+            raise TypeError(f"k must be {accepted}, got dtype {k.dtype}")
+        if bool((k < 0).any()):
+            raise ValueError(f"k must be {accepted}, got {k.tolist()}")
         k_per_sample = k.to(device=maps.device, dtype=torch.long)
-    elif isinstance(k, int) and not isinstance(k, bool):
+    elif is_int(k):
+        check_int(k, "k", minimum=0)
         k_per_sample = torch.full((batch,), k, device=maps.device, dtype=torch.long)
     else:
-        raise TypeError(f"k must be an int or a (B,) integer tensor, got {type(k)}")
-    k_per_sample = k_per_sample.clamp(0, n_pixels)
+        raise TypeError(f"k must be {accepted}, got {k!r}")
+    k_per_sample = k_per_sample.clamp(max=n_pixels)
     if tie_break == "random":
         # a random permutation first, then a stable sort: tied pixels keep the random order
         keys = torch.rand(flat.shape, generator=generator, device=flat.device)
@@ -295,9 +344,62 @@ def normalize_by_max(maps: Tensor) -> Tensor:
     i.e. no positive evidence) become all-zero instead of dividing by zero or flipping signs.
     """
     check_maps(maps)
+    return _scale_by_max(maps)
+
+
+def _scale_by_max(maps: Tensor) -> Tensor:
     peak = maps.amax(dim=(1, 2), keepdim=True)
     positive = peak > 0
     return torch.where(positive, maps / torch.where(positive, peak, torch.ones_like(peak)), 0.0)
+
+
+#: how :func:`binarize_map` rescales a map before comparing it with the threshold
+BINARIZE_NORMALIZATIONS = ("min_max", "max", "none")
+
+
+def check_binarize_options(threshold: object, normalization: object, prefix: str = "") -> float:
+    """``threshold`` as a float in [0, 1]; ``normalization`` one of
+    :data:`BINARIZE_NORMALIZATIONS` (the messages name them ``{prefix}threshold`` and
+    ``{prefix}normalization``)."""
+    check_choice(normalization, f"{prefix}normalization", BINARIZE_NORMALIZATIONS)
+    return check_number(
+        threshold, f"{prefix}threshold", minimum=0.0, maximum=1.0, accepted="a number in [0, 1]"
+    )
+
+
+def binarize_map(maps: Tensor, threshold: float = 0.8, *, normalization: str = "min_max") -> Tensor:
+    """The region of paper 004's *binarized energy map*: ``norm(map) >= threshold`` per map,
+    (B, H, W) bool. The binarized energy map is ``image * binarize_map(map)``; the metric
+    (:func:`torchlap.metrics.drop_inc_win`), ``AnteHocModel.interpretation_mask`` and the
+    ``antehoc`` explainer all use this one definition.
+
+    Paper 004 (section 3.3) binarizes "using a high threshold of 0.8 since it retains only
+    highly important regions" and says neither how the map is scaled nor whether 0.8 itself
+    is kept. ``normalization``:
+
+    - ``"min_max"`` (default): ``(m - min m) / (max m - min m)`` per map, so 0.8 keeps the top
+      fifth of the map's *range*, whatever its floor (a map whose values all lie in
+      [0.9, 1] keeps its highest pixels, not all of them). A constant map has no region above
+      its floor and keeps nothing (every pixel, at ``threshold=0``).
+    - ``"max"``: ``m / max m`` (:func:`normalize_by_max`; all-zero when the maximum is not
+      positive): with a high floor every pixel passes 0.8.
+    - ``"none"``: the values as they are (maps already in [0, 1]).
+
+    The comparison is ``>=`` ("reaches the threshold"): ``threshold=1`` keeps the maxima,
+    ``threshold=0`` every pixel. ``threshold``: a number in [0, 1].
+    """
+    threshold = check_binarize_options(threshold, normalization)
+    check_maps(maps)
+    if normalization == "max":
+        scaled = _scale_by_max(maps)
+    elif normalization == "min_max":
+        low = maps.amin(dim=(1, 2), keepdim=True)
+        span = maps.amax(dim=(1, 2), keepdim=True) - low
+        positive = span > 0
+        scaled = torch.where(positive, (maps - low) / torch.where(positive, span, 1.0), 0.0)
+    else:
+        scaled = maps
+    return scaled >= threshold
 
 
 # ------------------------------------------------------------------------------ model runs

@@ -12,6 +12,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
+from torchlap._checks import check_number
 from torchlap.metrics._common import MetricResult, check_labels, higher_is_better, topk_hits
 
 __all__ = ["binary_classification_metrics", "multiclass_classification_metrics"]
@@ -40,12 +41,28 @@ def _result(name: str, value: Tensor | float, per_sample: Tensor, valid: Tensor)
     )
 
 
+def _check_batch(scores: Tensor, name: str) -> None:
+    """A non-empty batch (torchmetrics fails on an empty one with a reshape error)."""
+    if scores.shape[0] == 0:
+        raise ValueError(
+            f"{name} hold no sample (shape {tuple(scores.shape)}); the metrics need at least one"
+        )
+
+
+def _check_finite_logits(logits: Tensor, name: str) -> None:
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError(f"{name} hold NaN or infinite values; only finite logits are accepted")
+
+
 def _positive_probabilities(scores: Tensor) -> Tensor:
     if not isinstance(scores, Tensor):
         raise TypeError(f"scores must be a torch.Tensor, got {type(scores)}")
+    if scores.dim() in (1, 2):
+        _check_batch(scores, "scores")
     if scores.dim() == 2 and scores.shape[1] == 2:
         if not scores.is_floating_point():
             raise TypeError("(B, 2) scores must be floating logits")
+        _check_finite_logits(scores, "(B, 2) scores")
         return scores.float().softmax(dim=1)[:, 1]
     if scores.dim() == 2 and scores.shape[1] == 1:
         scores = scores[:, 0]
@@ -72,14 +89,14 @@ def binary_classification_metrics(
     ``scores``: (B, 2) logits (softmax) or (B,) positive-class probabilities; a sample is
     predicted positive when its probability is above ``threshold`` (torchmetrics'
     convention). Sensitivity uses only positive samples and specificity only negative ones
-    (the others count as excluded); a metric with no usable sample is ``nan``.
+    (the others count as excluded); a metric with no usable sample is ``nan``. ``scores``:
+    finite, at least one sample; ``threshold``: a number in [0, 1].
     """
+    check_number(threshold, "threshold", minimum=0.0, maximum=1.0, accepted="a number in [0, 1]")
     probabilities = _positive_probabilities(scores)
     labels = check_labels(labels, probabilities.shape[0]).to(probabilities.device)
     if bool((labels > 1).any()):
         raise ValueError("binary labels must be 0 or 1")
-    if not 0 <= threshold <= 1:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
     predicted = (probabilities > threshold).long()
     correct = predicted == labels
     positive, negative = labels == 1, labels == 0
@@ -110,13 +127,15 @@ def multiclass_classification_metrics(logits: Tensor, labels: Tensor) -> dict[st
     """Top-1 and top-5 accuracy of a multi-class classifier from (B, num_classes) logits.
 
     With fewer than 5 classes the second metric is top-t with t = num_classes, named
-    ``"top{t}_accuracy"`` (a log message records it).
+    ``"top{t}_accuracy"`` (a log message records it). ``logits``: finite, at least one sample.
     """
     if not isinstance(logits, Tensor) or logits.dim() != 2 or not logits.is_floating_point():
         raise ValueError("logits must be a floating tensor of shape (B, num_classes)")
     num_classes = logits.shape[1]
     if num_classes < 2:
         raise ValueError(f"need at least 2 classes, got logits of shape {tuple(logits.shape)}")
+    _check_batch(logits, "logits")
+    _check_finite_logits(logits, "logits")
     labels = check_labels(labels, logits.shape[0]).to(logits.device)
     if bool((labels >= num_classes).any()):
         raise ValueError(f"labels must be < num_classes = {num_classes}")

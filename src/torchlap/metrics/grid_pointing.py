@@ -55,7 +55,8 @@ def grid_pointing_scores(
     """Per map, the positive-attribution share inside its cell; and which maps had none.
 
     ``maps`` ``(N, H, W)`` at grid resolution; ``cells`` ``(N,)`` the explained cell of each map
-    (row-major index). Returns ``(scores (N,), zero (N,) bool)``.
+    (row-major index); ``maps`` must be finite (a NaN or infinite map has no share to score).
+    Returns ``(scores (N,), zero (N,) bool)``.
     """
     if not isinstance(maps, Tensor) or maps.dim() != 3:
         raise ValueError(f"maps must be a (N, H, W) tensor, got {getattr(maps, 'shape', maps)!r}")
@@ -69,7 +70,13 @@ def grid_pointing_scores(
     ):
         raise ValueError(f"cells must hold integer cell indices in [0, {rows * cols})")
     masks = cell_masks((rows, cols), maps.shape[-2:], maps.device)  # (K, H, W)
-    positive = torch.nan_to_num(maps.double(), nan=0.0).clamp_min(0.0)
+    finite = torch.isfinite(maps).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite).flatten()[:10].tolist()
+        raise ValueError(
+            f"maps {bad} (indices) contain NaN or infinite values; only finite maps are accepted"
+        )
+    positive = maps.double().clamp_min(0.0)
     total = positive.flatten(1).sum(dim=1)
     inside = (positive * masks[cells.long()]).flatten(1).sum(dim=1)
     zero = total <= 0

@@ -24,7 +24,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import check_int, check_positive_float, check_positive_int
+from torchlap._checks import (
+    check_int,
+    check_number,
+    check_positive_float,
+    check_positive_int,
+    is_int,
+)
 from torchlap.metrics._common import MetricResult, check_labels, make_result
 
 __all__ = [
@@ -74,14 +80,17 @@ def concept_size_features(concepts: Tensor) -> Tensor:
 
 
 def _concept_indices(indices: Sequence[int] | None, n_concepts: int, what: str) -> list[int]:
+    """Concept indices as ints, never coerced: ``1.7`` or ``"1"`` is refused, not read as 1."""
     if indices is None:
         return list(range(n_concepts))
-    chosen = [int(i) for i in indices]
+    accepted = f"a non-empty list of int concept indices in [0, {n_concepts})"
+    if isinstance(indices, (str, bytes, Tensor)) or not isinstance(indices, Sequence):
+        raise TypeError(f"{what} must be {accepted}, got {indices!r}")
+    chosen = list(indices)
+    if not all(is_int(i) for i in chosen):
+        raise TypeError(f"{what} must be {accepted}, got {chosen!r}")
     if not chosen or any(i < 0 or i >= n_concepts for i in chosen):
-        raise ValueError(
-            f"{what} must be a non-empty list of concept indices in [0, {n_concepts}), "
-            f"got {list(indices)}"
-        )
+        raise ValueError(f"{what} must be {accepted}, got {chosen!r}")
     return chosen
 
 
@@ -95,7 +104,10 @@ def binary_rule(
 
     With several concepts, ``positive_concepts`` names the maps that signal the positive
     class (default: all of them; any pixel of any of them suffices). Returns (B,) long.
+    ``threshold``: a finite number; ``positive_concepts``: None or a non-empty list of int
+    indices.
     """
+    check_number(threshold, "threshold")
     tensor = _concepts(concepts)
     chosen = _concept_indices(positive_concepts, tensor.shape[1], "positive_concepts")
     return (tensor[:, chosen] > threshold).flatten(1).any(dim=1).long()
@@ -107,7 +119,8 @@ def concept_sum_rule(concepts: Tensor, class_to_concepts: Sequence[Sequence[int]
 
     ``class_to_concepts[c]`` lists the concept indices of class c (e.g. ``[[0], [1]]``).
     Sums are not divided by the number of concepts per class. Ties go to the lowest class
-    index. Returns (B,) long.
+    index. Returns (B,) long. Each ``class_to_concepts[c]`` is a non-empty list of int
+    concept indices.
     """
     features = concept_size_features(concepts)
     n_concepts = features.shape[1]
@@ -300,6 +313,10 @@ def top_k_lap_predictor_metrics(
     """
     if not isinstance(top_k, Tensor) or top_k.dim() != 2 or top_k.shape[1] < 1:
         raise ValueError(f"top_k must be a (B, k) tensor of class indices, got {top_k!r:.80}")
+    if top_k.dtype == torch.bool or top_k.is_floating_point() or top_k.is_complex():
+        raise TypeError(f"top_k must hold integer class indices, got dtype {top_k.dtype}")
+    if top_k.numel() and bool((top_k < 0).any()):
+        raise ValueError("top_k must hold non-negative class indices")
     batch, k = top_k.shape
     out = {}
     for name, reference, what in (

@@ -20,16 +20,16 @@ Common conventions (the papers are silent on them):
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
 from torch import Tensor
 
-from torchlap._checks import check_int
+from torchlap._checks import check_bool, check_choice, check_int, check_number
 from torchlap.metrics._common import (
     MetricResult,
     check_maps,
     check_masks,
+    check_seed,
     count_for_fraction,
     make_result,
     normalize_by_max,
@@ -49,7 +49,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: the linear classifiers :func:`fit_global_threshold` can fit (``--threshold-classifier``)
+#: the linear classifiers :func:`fit_global_threshold` can fit (``--threshold-classifier``);
+#: ``"ridge"``, paper 000's (supplementary), is the default
 THRESHOLD_CLASSIFIERS = ("logistic", "ridge")
 
 
@@ -80,14 +81,11 @@ def iou_threshold(
     fitted on validation pixels by :func:`fit_global_threshold`.
 
     ``IoU = |{S > t} ∩ G| / |{S > t} ∪ G|``, averaged over samples with a non-empty region.
+    ``threshold``: a finite number; ``normalize``: True or False.
     """
+    check_number(threshold, "threshold")
+    check_bool(normalize, "normalize")
     maps, masks, _, valid = _checked(maps, masks)
-    if (
-        not isinstance(threshold, (int, float))
-        or isinstance(threshold, bool)
-        or not math.isfinite(threshold)
-    ):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     scores = normalize_by_max(maps) if normalize else maps
     return make_result("iou_threshold", _iou(scores > threshold, masks), valid)
 
@@ -98,7 +96,7 @@ def fit_global_threshold(
     *,
     max_pixels: int = 200_000,
     seed: int = 0,
-    classifier: str = "logistic",
+    classifier: str = "ridge",
 ) -> float:
     """Global threshold for max-normalized maps (paper 000, section IV and supplementary).
 
@@ -109,16 +107,19 @@ def fit_global_threshold(
     uniform subsample of at most ``max_pixels`` pixels, and the threshold is the score at
     which its decision function is 0, ``t = -intercept / coef``.
 
-    ``classifier="logistic"`` (default) uses ``sklearn.linear_model.LogisticRegression``;
-    ``"ridge"`` uses ``RidgeClassifier(alpha=0.01, solver="lsqr", tol=1e-3, max_iter=100)``,
-    the paper's supplementary setting. Raises ``ValueError`` when the classifier finds that
-    higher scores do **not** indicate the region (coefficient <= 0): thresholding is then
-    meaningless for that explainer.
+    ``classifier="ridge"`` (default) uses ``RidgeClassifier(alpha=0.01, solver="lsqr",
+    tol=1e-3, max_iter=100)``, the paper's supplementary setting; ``"logistic"`` uses
+    ``sklearn.linear_model.LogisticRegression``. The paper fits on every validation pixel;
+    ``max_pixels`` bounds the memory of the fit (a ``max_pixels`` at least the number of
+    validation pixels fits on all of them). Raises ``ValueError`` when the classifier finds
+    that higher scores do **not** indicate the region (coefficient <= 0): thresholding is
+    then meaningless for that explainer. ``max_pixels``: an int >= 2; ``seed``: an int in
+    [0, 2**32 - 1] (the subsample and scikit-learn's ``random_state``).
     """
-    maps, masks, _, _ = _checked(val_maps, val_masks)
-    if classifier not in THRESHOLD_CLASSIFIERS:
-        raise ValueError(f"classifier must be one of {THRESHOLD_CLASSIFIERS}, got {classifier!r}")
+    check_choice(classifier, "classifier", THRESHOLD_CLASSIFIERS)
     check_int(max_pixels, "max_pixels", minimum=2)
+    check_seed(seed)
+    maps, masks, _, _ = _checked(val_maps, val_masks)
     scores = normalize_by_max(maps).flatten()
     labels = masks.flatten()
     n_inside = int(labels.sum().item())
@@ -207,7 +208,8 @@ def ebpg(maps: Tensor, masks: Tensor) -> MetricResult:
 
 def miou_top20(maps: Tensor, masks: Tensor, fraction: float = 0.2) -> MetricResult:
     """mIoU of paper 003: IoU between the top 20% pixels of each map and the region, averaged
-    over samples. The pixel count is ``max(1, floor(fraction * H * W + 0.5))``."""
+    over samples. The pixel count is ``max(1, floor(fraction * H * W + 0.5))``; ``fraction``:
+    a number in (0, 1] (not a bool)."""
     maps, masks, area, valid = _checked(maps, masks)
     k = torch.tensor(count_for_fraction(fraction, maps.shape[1] * maps.shape[2]))
     return make_result("miou_top20", _topk_iou(maps, masks, k, area), valid)
@@ -256,10 +258,15 @@ def localization_metrics(
     ``value_maps`` (default ``maps``): the maps of the metrics that read scores as values
     (``iou_threshold``, ``ebpg``) when they differ from those ranked by the others, as for
     LAP, whose map to threshold (Algorithm 1) is not its map for top-scored selection
-    (the unclipped sum, :func:`torchlap.explainers.lap_all`)."""
+    (the unclipped sum, :func:`torchlap.explainers.lap_all`). ``value_maps``: None or finite
+    maps of the shape of ``maps``; ``threshold``: None or a finite number; ``normalize``:
+    True or False."""
+    check_bool(normalize, "normalize")
+    if threshold is not None:
+        check_number(threshold, "threshold")
     if value_maps is None:
         value_maps = maps
-    elif value_maps.shape != maps.shape:
+    elif check_maps(value_maps, "value_maps").shape != check_maps(maps).shape:
         raise ValueError(
             f"value_maps must have the shape of maps {tuple(maps.shape)}, "
             f"got {tuple(value_maps.shape)}"

@@ -5,7 +5,7 @@ important.
   rest by a baseline, compare the new prediction with the original one and with the label.
 - :func:`drop_increase`: Drop% / Increase% of paper 003 (SISE), top 15% pixels kept.
 - :func:`drop_inc_win`: Drop(%) / Inc(%) / Win(%) of paper 004 (ante-hoc) on energy maps
-  (image ⊙ map) and on maps binarized at 0.8.
+  (image ⊙ map) and on binarized energy maps (image ⊙ [map >= 0.8], :func:`binarize_map`).
 - :func:`stability`: paper 004's change in Drop(%) and Inc(%) under salt-and-pepper noise.
 
 Model re-runs are batched in chunks of ``batch_size``; an ``nn.Module`` runs in eval mode
@@ -20,14 +20,26 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
-from torchvision.transforms.functional import gaussian_blur
 
+from torchlap._checks import (
+    check_bool,
+    check_choice,
+    check_fraction,
+    check_number,
+    check_positive_float,
+    check_positive_int,
+    is_number,
+)
 from torchlap.metrics._common import (
     MetricResult,
+    binarize_map,
     check_batch_size,
+    check_binarize_options,
     check_images,
     check_labels,
+    check_level_labels,
     check_maps,
+    check_seed,
     count_for_fraction,
     higher_is_better,
     make_result,
@@ -58,11 +70,10 @@ _TARGETS = ("prediction", "label")
 TIE_RULES = ("random", "index")
 
 
-def _check_ties(ties: object, tie_draws: object) -> int:
-    if ties not in TIE_RULES:
-        raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
-    if isinstance(tie_draws, bool) or not isinstance(tie_draws, int) or tie_draws < 1:
-        raise ValueError(f"tie_draws must be an int >= 1, got {tie_draws!r}")
+def _check_ties(ties: object, tie_draws: object, seed: object) -> int:
+    check_choice(ties, "ties", TIE_RULES)
+    check_positive_int(tie_draws, "tie_draws")
+    check_seed(seed)
     return tie_draws if ties == "random" else 1
 
 
@@ -123,35 +134,54 @@ def baseline_images(
     ``"zero"``: 0 (the papers' choice); ``"mean"``: each image's per-channel mean;
     ``"blur"``: the image blurred by a Gaussian of standard deviation ``blur_sigma`` pixels
     (default ``max(1, 0.05 * min(H, W))``), kernel ``2 * ceil(3 sigma) + 1`` clipped to the
-    image, reflect padding (torchvision's ``gaussian_blur``).
+    image, reflect padding (torchvision's ``gaussian_blur``). ``blur_sigma``: a finite number
+    > 0 or None.
     """
     check_images(images)
+    if blur_sigma is not None:  # checked whatever the baseline: a bad value is never ignored
+        check_positive_float(blur_sigma, "blur_sigma")
+    check_choice(baseline, "baseline", BASELINES)
     if baseline == "zero":
         return torch.zeros_like(images)
     if baseline == "mean":
         return images.mean(dim=(2, 3), keepdim=True).expand_as(images)
-    if baseline == "blur":
-        height, width = images.shape[2:]
-        sigma = max(1.0, 0.05 * min(height, width)) if blur_sigma is None else float(blur_sigma)
-        if not sigma > 0 or not math.isfinite(sigma):
-            raise ValueError(f"blur_sigma must be a positive number, got {blur_sigma!r}")
-        kernel = 2 * math.ceil(3 * sigma) + 1
-        # reflect padding needs kernel // 2 < side; largest odd kernel allowed per side
-        kernel_h = min(kernel, 2 * height - 1)
-        kernel_w = min(kernel, 2 * width - 1)
-        return gaussian_blur(images, [kernel_w, kernel_h], [sigma, sigma])
-    raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    # imported here: torchvision's transforms cost a second at start-up, and the ante-hoc model
+    # (torchlap.models) imports this package for binarize_map
+    from torchvision.transforms.functional import gaussian_blur
+
+    height, width = images.shape[2:]  # "blur"
+    sigma = max(1.0, 0.05 * min(height, width)) if blur_sigma is None else float(blur_sigma)
+    kernel = 2 * math.ceil(3 * sigma) + 1
+    # reflect padding needs kernel // 2 < side; largest odd kernel allowed per side
+    kernel_h = min(kernel, 2 * height - 1)
+    kernel_w = min(kernel, 2 * width - 1)
+    return gaussian_blur(images, [kernel_w, kernel_h], [sigma, sigma])
 
 
 def _check_ks(ks: Sequence[float]) -> tuple[float, ...]:
-    if isinstance(ks, (int, float)):
-        ks = (ks,)
-    values = tuple(ks)
-    if not values:
-        raise ValueError("ks must hold at least one percentage in (0, 100]")
+    values = _levels(ks, "ks", "percentages in (0, 100]")
     for k in values:
-        if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k <= 100:
-            raise ValueError(f"every k must be a percentage in (0, 100], got {k!r}")
+        check_number(
+            k, "every k", minimum=0, maximum=100, strict_minimum=True,
+            accepted="a percentage in (0, 100]",
+        )  # fmt: skip
+    check_level_labels([_k_label(k) for k in values], "ks", ks)
+    return values
+
+
+def _levels(levels: object, name: str, accepted: str) -> tuple:
+    """A number or a non-empty sequence of them, as a tuple (not a string)."""
+    if is_number(levels):
+        return (levels,)
+    message = f"{name} must be a number or a non-empty sequence of {accepted}, got {levels!r}"
+    if isinstance(levels, (str, bytes)):
+        raise TypeError(message)
+    try:
+        values = tuple(levels)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(message) from None
+    if not values:
+        raise ValueError(message)
     return values
 
 
@@ -190,13 +220,16 @@ def keep_top_k(
     ``"keep_{k}/top1_vs_label"``, ``"keep_{k}/top5_vs_label"`` (ground truth among them).
     With fewer than 5 classes the second pair uses top-t, t = num_classes (e.g. ``top2_...``)
     and the key says so; a log message records it.
+
+    ``ks``: a percentage or a sequence of distinct percentages in (0, 100]; ``seed``: an int
+    in [0, 2**32 - 1]; ``images`` and ``maps`` finite.
     """
     check_maps(maps)
     check_images(images, maps)
     labels = check_labels(labels, images.shape[0])
     check_batch_size(batch_size)
     percents = _check_ks(ks)
-    draws = _check_ties(ties, tie_draws)
+    draws = _check_ties(ties, tie_draws, seed)
     fill = baseline_images(images, baseline, blur_sigma)
     n = images.shape[0]
     n_pixels = maps.shape[1] * maps.shape[2]
@@ -260,14 +293,14 @@ def drop_increase(
     ``target="prediction"`` (default; SISE calls these model-truth metrics) uses the class
     the model predicts on the original image; ``target="label"`` uses ``labels``.
     Ties at the 15% boundary: ``ties``, ``tie_draws`` and ``seed`` as in :func:`keep_top_k`
-    (per-sample values are the mean over the draws).
+    (per-sample values are the mean over the draws). ``fraction``: a number in (0, 1].
     """
     check_maps(maps)
     check_images(images, maps)
     check_batch_size(batch_size)
-    draws = _check_ties(ties, tie_draws)
-    if target not in _TARGETS:
-        raise ValueError(f"target must be one of {_TARGETS}, got {target!r}")
+    draws = _check_ties(ties, tie_draws, seed)
+    check_fraction(fraction, "fraction")
+    check_choice(target, "target", _TARGETS)
     if target == "label":
         if labels is None:
             raise ValueError('target="label" needs labels')
@@ -295,9 +328,16 @@ def drop_increase(
 def _unit_maps(maps: Tensor, normalize: bool) -> Tensor:
     if normalize:
         return normalize_by_max(maps.clamp_min(0))
-    if bool((maps < 0).any()) or bool((maps > 1).any()):
+    if bool(((maps < 0) | (maps > 1)).any()):
         raise ValueError("with normalize=False the maps must already lie in [0, 1]")
     return maps
+
+
+def _check_drop_inc_win_options(
+    normalize: object, binarize_threshold: object, binarize_normalization: object
+) -> None:
+    check_bool(normalize, "normalize")
+    check_binarize_options(binarize_threshold, binarize_normalization, prefix="binarize_")
 
 
 def _drop_inc_win_from_probs(
@@ -326,13 +366,23 @@ def drop_inc_win(
     binarize_threshold: float = 0.8,
     normalize: bool = True,
     batch_size: int = 64,
+    binarize_normalization: str = "min_max",
 ) -> dict[str, MetricResult]:
     """Drop(%), Inc(%) and Win(%) of paper 004 (ante-hoc interpretation maps, section 3.3).
 
     With I^p the probability of the ground-truth class on the image and E^p on the
     perturbed input: ``"energy"`` feeds the energy map ``image ⊙ map``; ``"binarized"``
-    feeds ``image ⊙ [map > 0.8]``. Maps are first clipped at 0 and divided by their
-    per-image maximum (``normalize=True``; with ``False`` they must already be in [0, 1]).
+    feeds the binarized energy map ``image ⊙ [norm(map) >= binarize_threshold]``
+    (:func:`binarize_map`, the definition the ante-hoc model and explainer use).
+
+    ``normalize=True`` (default): maps are first clipped at 0; the energy variant divides
+    them by their per-image maximum (maps of different methods have arbitrary scales; the
+    paper multiplies by the raw ante-hoc map), the binarized variant rescales them by
+    ``binarize_normalization`` (``"min_max"``, default: 0.8 keeps the top fifth of each
+    map's range, the paper's "only highly important regions", also for a map with a high
+    floor; ``"max"``: divided by the maximum). ``normalize=False``: the maps must already lie
+    in [0, 1] and are used as they are by both variants. ``normalize``: True or False;
+    ``binarize_threshold``: a number in [0, 1].
 
     - ``drop_pct = 100 / D * Σ_{E<I} (I^p - E^p) / I^p`` over the D samples whose
       probability drops (lower is better);
@@ -353,9 +403,14 @@ def drop_inc_win(
     chosen = (variants,) if isinstance(variants, str) else tuple(variants)
     if not chosen or any(v not in _VARIANTS for v in chosen):
         raise ValueError(f"variants must be a non-empty subset of {_VARIANTS}, got {variants!r}")
-    if not 0 <= binarize_threshold < 1:
-        raise ValueError(f"binarize_threshold must be in [0, 1), got {binarize_threshold!r}")
+    _check_drop_inc_win_options(normalize, binarize_threshold, binarize_normalization)
     unit = _unit_maps(maps, normalize)
+    if "binarized" in chosen:
+        region = binarize_map(
+            maps.clamp_min(0) if normalize else maps,
+            binarize_threshold,
+            normalization=binarize_normalization if normalize else "none",
+        )
     n = images.shape[0]
     original = run_model(model, n, lambda s: images[s], batch_size)
     if bool((labels >= original.shape[1]).any()):
@@ -363,8 +418,7 @@ def drop_inc_win(
     p_image = _probabilities(original, labels)
     results: dict[str, MetricResult] = {}
     for variant in chosen:
-        weights = unit if variant == "energy" else (unit > binarize_threshold).to(unit.dtype)
-        weights = weights.unsqueeze(1).to(images.dtype)
+        weights = (unit if variant == "energy" else region).unsqueeze(1).to(images.dtype)
         perturbed = run_model(model, n, lambda s, w=weights: images[s] * w[s], batch_size)
         results.update(
             _drop_inc_win_from_probs(p_image, _probabilities(perturbed, labels), f"{variant}/")
@@ -388,23 +442,35 @@ def salt_and_pepper(
     probability 1/2. ``low``/``high`` default to each image's per-channel minimum/maximum,
     so the noise stays in the value range of normalized inputs. Pass a seeded
     ``torch.Generator`` on the images' device for reproducibility.
+
+    ``fraction``: a number in [0, 1]; ``low``/``high``: finite numbers or tensors
+    broadcastable to (B, C, 1, 1) with ``low <= high`` (pepper is the dark value).
     """
     check_images(images)
-    if not 0 <= fraction <= 1:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
-    batch, _, height, width = images.shape
-    n_pixels = height * width
-    n_noisy = math.floor(fraction * n_pixels + 0.5)
+    check_number(fraction, "fraction", minimum=0.0, maximum=1.0, accepted="a number in [0, 1]")
+    for name, value in (("low", low), ("high", high)):
+        if value is not None and not isinstance(value, Tensor):
+            check_number(value, name)
     if generator is not None and generator.device != images.device:
         raise ValueError(f"generator is on {generator.device} but images are on {images.device}")
-    # the n_noisy largest of i.i.d. uniform draws are a uniform subset without replacement
-    draws = torch.rand(batch, height, width, generator=generator, device=images.device)
-    noisy = top_k_mask(draws, n_noisy).unsqueeze(1)
-    salt = torch.rand(batch, 1, height, width, generator=generator, device=images.device) < 0.5
     low_values = images.amin(dim=(2, 3), keepdim=True) if low is None else low
     high_values = images.amax(dim=(2, 3), keepdim=True) if high is None else high
     low_t = torch.as_tensor(low_values, dtype=images.dtype, device=images.device)
     high_t = torch.as_tensor(high_values, dtype=images.dtype, device=images.device)
+    if (low is not None or high is not None) and not bool(
+        torch.isfinite(low_t).all() & torch.isfinite(high_t).all() & (low_t <= high_t).all()
+    ):
+        raise ValueError(
+            "low and high must be finite with low <= high (the pepper and salt values; by "
+            f"default each image's per-channel minimum and maximum), got low={low!r}, "
+            f"high={high!r}"
+        )
+    batch, _, height, width = images.shape
+    n_noisy = math.floor(fraction * height * width + 0.5)
+    # the n_noisy largest of i.i.d. uniform draws are a uniform subset without replacement
+    draws = torch.rand(batch, height, width, generator=generator, device=images.device)
+    noisy = top_k_mask(draws, n_noisy).unsqueeze(1)
+    salt = torch.rand(batch, 1, height, width, generator=generator, device=images.device) < 0.5
     noise = torch.where(salt, high_t, low_t).expand_as(images)
     return torch.where(noisy, noise, images)
 
@@ -426,6 +492,14 @@ def _explain_in_chunks(
     return check_maps(out, "explain_fn output")
 
 
+def _check_fractions(fractions: object) -> tuple[float, ...]:
+    levels = _levels(fractions, "fractions", "noise fractions in (0, 1]")
+    for fraction in levels:
+        check_fraction(fraction, "every element of fractions")
+    check_level_labels([f"{f:g}" for f in levels], "fractions", fractions)
+    return levels
+
+
 def stability(
     model: Callable[[Tensor], Tensor],
     explain_fn: Callable[[Tensor, Tensor], Tensor],
@@ -439,31 +513,33 @@ def stability(
     normalize: bool = True,
     seed: int = 0,
     batch_size: int = 64,
+    binarize_normalization: str = "min_max",
 ) -> dict[str, MetricResult]:
     """Stability of paper 004 (section 3.3, Table 5): change in Drop(%) (CD) and in Inc(%)
     (CI) when the inputs carry salt-and-pepper noise of a given fraction of pixels.
 
     For each fraction f, the images get :func:`salt_and_pepper` noise (seeded generator,
     one stream per fraction), ``explain_fn(noisy_images, labels) -> (B, H, W)`` recomputes
-    the maps (called in chunks of ``batch_size``), and :func:`drop_inc_win` (``variant``)
-    runs on the noisy images and maps. ``CD = |Drop_noisy - Drop_clean|`` and
+    the maps (called in chunks of ``batch_size``), and :func:`drop_inc_win` (``variant``,
+    ``binarize_threshold``, ``normalize``, ``binarize_normalization``) runs on the noisy
+    images and maps. ``CD = |Drop_noisy - Drop_clean|`` and
     ``CI = |Inc_noisy - Inc_clean|`` in percentage points; the paper does not say whether
     the change is signed, we report its magnitude. Smaller is marked better (a stable
     explanation changes little), though paper 004 also argues the change should grow with
     the noise fraction. Clean maps are ``maps`` if given, else ``explain_fn(images, labels)``.
     Keys: ``"noise_{f}/change_drop_pct"``, ``"noise_{f}/change_inc_pct"``; ``n`` is the
-    number of images.
+    number of images. ``fractions``: a fraction or distinct fractions in (0, 1]; ``seed``:
+    an int in [0, 2**32 - 1]; every option is checked before the first model pass.
     """
-    check_images(images)
+    check_images(images, check_maps(maps) if maps is not None else None)
     labels = check_labels(labels, images.shape[0])
     check_batch_size(batch_size)
-    if variant not in _VARIANTS:
-        raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
+    check_choice(variant, "variant", _VARIANTS)
     if not callable(explain_fn):
         raise TypeError("explain_fn must be callable: (images, labels) -> maps (B, H, W)")
-    levels = tuple(fractions)
-    if not levels or any(not 0 < f <= 1 for f in levels):
-        raise ValueError(f"fractions must be a non-empty sequence in (0, 1], got {fractions!r}")
+    levels = _check_fractions(fractions)
+    check_seed(seed)
+    _check_drop_inc_win_options(normalize, binarize_threshold, binarize_normalization)
 
     def explain(inputs: Tensor) -> Tensor:
         return _explain_in_chunks(explain_fn, inputs, labels, batch_size)
@@ -478,6 +554,7 @@ def stability(
             binarize_threshold=binarize_threshold,
             normalize=normalize,
             batch_size=batch_size,
+            binarize_normalization=binarize_normalization,
         )
         return result[f"{variant}/drop_pct"].value, result[f"{variant}/inc_pct"].value
 

@@ -31,7 +31,10 @@ Choices where the paper is silent:
   the weight maps start uniform (``1 / eta``) and ``I_map`` starts as the mean of the SAMs.
 - **Energy maps.** ``energy_map(x) = x * I_map`` (the map broadcast over the image channels);
   ``binarized_energy_map(x, 0.8) = x * 1[I_norm >= 0.8]`` with ``I_norm`` the interpretation
-  map min-max normalised per image to [0, 1] (the paper binarises "heatmaps" at 0.8, Table 2).
+  map min-max normalised per image to [0, 1] (the paper binarises "using a high threshold of
+  0.8 since it retains only highly important regions", section 3.3). The mask is
+  :func:`torchlap.metrics.binarize_map`, the one definition the Drop/Inc/Win metric and the
+  ``antehoc`` explainer share; ``normalization="max"`` divides by the maximum instead.
 - **Pass two** runs the backbone with its parameters detached (no gradient reaches the CNN,
   only the weight network learns) and on copies of its buffers (BatchNorm running statistics
   are not disturbed by energy maps). ``Y_first`` is recomputed there, without graph, by the CNN
@@ -58,6 +61,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchlap.layers._state import KeepsLastMaps
+from torchlap.metrics import binarize_map
+from torchlap.metrics._common import check_binarize_options
 from torchlap.models.records import model_record, set_model_record
 
 __all__ = [
@@ -363,23 +368,24 @@ class AnteHocModel(KeepsLastMaps, nn.Module):
         """The energy map ``x * I_map`` (B, C, H, W): the image weighted by Eq. 1's map."""
         return x * self.interpretation_map(x)
 
-    def binarized_energy_map(self, x: Tensor, threshold: float = 0.8) -> Tensor:
+    def binarized_energy_map(
+        self, x: Tensor, threshold: float = 0.8, *, normalization: str = "min_max"
+    ) -> Tensor:
         """``x * 1[I_norm >= threshold]`` (B, C, H, W): the image kept where the per-image
-        min-max normalised interpretation map reaches ``threshold`` (0.8 in the paper)."""
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise TypeError(f"threshold must be a float in [0, 1], got {threshold!r}")
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
-        return x * self.interpretation_mask(x, threshold).to(x.dtype)
+        normalised interpretation map reaches ``threshold`` (0.8 in the paper); see
+        :meth:`interpretation_mask`."""
+        return x * self.interpretation_mask(x, threshold, normalization=normalization).to(x.dtype)
 
-    def interpretation_mask(self, x: Tensor, threshold: float = 0.8) -> Tensor:
-        """The binary mask ``I_norm >= threshold`` (B, 1, H, W) of the binarized energy map."""
-        interpretation = self.interpretation_map(x)
-        low = interpretation.amin(dim=(-2, -1), keepdim=True)
-        high = interpretation.amax(dim=(-2, -1), keepdim=True)
-        span = high - low
-        normalized = torch.where(span > 0, (interpretation - low) / span.clamp_min(1e-30), 0.0)
-        return normalized >= threshold
+    def interpretation_mask(
+        self, x: Tensor, threshold: float = 0.8, *, normalization: str = "min_max"
+    ) -> Tensor:
+        """The binary mask ``I_norm >= threshold`` (B, 1, H, W) of the binarized energy map:
+        :func:`torchlap.metrics.binarize_map` of the interpretation map. ``threshold``: a
+        number in [0, 1]; ``normalization``: ``"min_max"`` (default), ``"max"`` or ``"none"``
+        (checked before the forward pass)."""
+        check_binarize_options(threshold, normalization)
+        interpretation = self.interpretation_map(x)[:, 0]
+        return binarize_map(interpretation, threshold, normalization=normalization).unsqueeze(1)
 
     def close(self) -> None:
         """Free the cached maps (no hook outlives a forward pass, so nothing else to release)."""

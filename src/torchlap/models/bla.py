@@ -25,15 +25,14 @@ Choices where the paper is silent (each one documented where it is made):
   Eq. 2's set ``{q_i > gamma}`` and the weights are differentiable in ``q`` on it.
   ``pool="normalized"`` divides by ``sum_j w_j`` (a convex combination of features, the scale
   of Eq. 1; torchlap's rule before it followed the authors' code).
-  ``gamma`` defaults to ``0.98 / n`` (section 4.2); as ``max_i q_i >= 1/n > gamma`` at least
-  one position always survives. For a user ``gamma >= 1/n`` an empty set falls back to ``q``.
+  ``gamma`` defaults to ``1/n``, the paper's proposed default (section 3.1: "We propose
+  gamma = 1/n as the default threshold"); its experiments of section 4.2 use ``0.98 / n``
+  (``blaify(..., gamma_factor=0.98)``, what the training recipes pass). With ``gamma < 1/n``
+  at least one position always survives (``max_i q_i >= 1/n``); with ``gamma = 1/n`` the set
+  ``{q_i > gamma}`` is empty only when ``q`` is uniform, and an empty set falls back to ``q``.
   The threshold only changes training; the hard explanation is the same ``delta`` as BLA's.
 - **BLA-PH** is BLA-T with every other parameter frozen ("the same setup as BLA-T, but with
   frozen heads L", section 4.2).
-- **Initialisation.** The scorer starts at zero (``init="zeros"``): every logit is 0, ``q`` is
-  uniform and ``delta`` selects every position, so the module computes exactly the global
-  average pool it replaces (a trained model keeps its outputs at insertion, as LAP does). The
-  paper initialises new parameters Glorot-uniform: ``init="glorot"``.
 - **L2X-F** (section 3.3, Chen et al. 2018 at feature level): inclusion logits from a 1x1
   convolution; training draws ``k`` Gumbel-softmax samples over the positions and takes their
   element-wise maximum as the relaxed k-hot mask ``m``; evaluation keeps the ``k`` positions of
@@ -42,6 +41,13 @@ Choices where the paper is silent (each one documented where it is made):
   ``softmax((l + G^j) * 0.1)`` (temperature ``tau = 10``, which divides) and the relaxed mask
   sum-pools ``v = sum_i m_i f_i`` without normalising (``pool="sum"``); ``pool="normalized"``
   pools ``sum_i m_i f_i / sum_i m_i`` (torchlap's earlier rule, with ``tau=0.5``).
+
+Initialisation follows the paper (section 4.2: "Non-pretrained parameters are set using the
+Glorot uniform initializer"): ``init="glorot"`` (default) draws the scorer weight
+Glorot-uniform, with a zero bias (Keras' default for a convolution's bias). ``init="zeros"``
+starts the scorer at zero: every logit is 0, ``q`` is uniform and ``delta`` selects every
+position, so the module computes exactly the global average pool it replaces (a trained model
+keeps its outputs at insertion, as LAP does).
 
 Where ``blaify`` puts the module (the same torchvision families as ``lapify``):
 
@@ -85,7 +91,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import check_positive_int
+from torchlap._checks import check_positive_float, check_positive_int
 from torchlap.models.bla_pools import (
     POOLS,
     BlaMaps,
@@ -118,6 +124,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 BLA_VARIANTS = ("bla", "bla-t", "bla-ph", "l2x-f")
+_THRESHOLDED = ("bla-t", "bla-ph")
+#: the gamma_factor of records written before it was recorded (then the default, 0.98)
+_LEGACY_GAMMA_FACTOR = 0.98
 DEFAULT_PROBE_SIZE = 224
 # ------------------------------------------------------------------------------- blaify
 
@@ -326,11 +335,21 @@ def _make_module(
             channels, k=options["k"], tau=options["tau"], eval_path=options["eval_path"],
             init=options["init"], device=device, dtype=dtype, pool=options["pool"],
         )  # fmt: skip
+    factor = options["gamma_factor"]
     return BoundedLogitAttention(
-        channels, theta=options["theta"], threshold=variant in ("bla-t", "bla-ph"),
-        gamma=options["gamma"], eval_path=options["eval_path"], init=options["init"],
-        device=device, dtype=dtype, pool=options["pool"],
+        channels, theta=options["theta"], threshold=variant in _THRESHOLDED,
+        gamma=options["gamma"], gamma_factor=1.0 if factor is None else factor,
+        eval_path=options["eval_path"], init=options["init"], device=device, dtype=dtype,
+        pool=options["pool"],
     )  # fmt: skip
+
+
+def _placement(model: nn.Module, site: _Site) -> tuple[torch.device | None, torch.dtype | None]:
+    """Device and dtype of the new module: those of the module it replaces, else the model's."""
+    reference = _reference_tensor(site.module)
+    if reference is None:
+        reference = _reference_tensor(model)
+    return (None, None) if reference is None else (reference.device, reference.dtype)
 
 
 def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -365,6 +384,24 @@ def _check_blaify_args(
         check_positive_int(in_channels, "in_channels")
     if k == "auto" and variant != "l2x-f":
         raise ValueError(f"k='auto' is the selection size of 'l2x-f', not of {variant!r}")
+
+
+def _check_gamma_factor(variant: object, gamma: object, gamma_factor: object) -> float | None:
+    """``gamma_factor``: None, or a finite float > 0 for 'bla-t'/'bla-ph' without ``gamma``.
+
+    Returns the factor to use: the paper's 1.0 (``gamma = 1/n``, section 3.1) for None with a
+    thresholded variant and no ``gamma``, else ``gamma_factor``.
+    """
+    if gamma_factor is None:
+        return 1.0 if gamma is None and variant in _THRESHOLDED else None
+    if variant not in _THRESHOLDED:
+        raise ValueError(f"gamma_factor sets the threshold of 'bla-t'/'bla-ph', not of {variant!r}")
+    if gamma is not None:
+        raise ValueError(
+            "pass gamma (the threshold) or gamma_factor (the threshold gamma_factor / n for n "
+            "positions), not both"
+        )
+    return check_positive_float(gamma_factor, "gamma_factor")
 
 
 def _check_model(model: nn.Module, input_size: Any) -> None:
@@ -417,24 +454,27 @@ def blaify(
     in_channels: int | None = None,
     input_size: int | Sequence[int] | None = None,
     eval_path: str = "hard",
-    init: str = "zeros",
+    init: str = "glorot",
     resize_head: bool = False,
     inplace: bool = True,
     pool: str = "sum",
+    gamma_factor: float | None = None,
 ) -> tuple[nn.Module, list[str]]:
     """Put an explanation module in place of the global average pool (paper 002, section 3).
 
     ``variant``: ``"bla"`` (Eq. 1), ``"bla-t"`` (thresholded with ``gamma``, default
-    ``0.98 / n``), ``"bla-ph"`` (BLA-T with every other parameter frozen, section 4.2) or
+    ``gamma_factor / n`` for the ``n`` positions of the feature map; ``gamma_factor``, a float
+    > 0 for these two variants only, defaults to 1.0, the paper's ``1/n``, and section 4.2's
+    experiments used 0.98), ``"bla-ph"`` (BLA-T with every other parameter frozen) or
     ``"l2x-f"`` (fixed size ``k``, Gumbel-softmax temperature ``tau``; ``k="auto"`` keeps the
     paper's share, 8 of the 7x7 = 49 positions, on the model's feature map at ``input_size``:
     ``max(1, round(8 n / 49))`` of its ``n`` positions, so 8 at 224 px and 1 of 2x2 at 64 px).
     ``pool``: the training pooling of BLA-T/BLA-PH and L2X-F, ``"sum"`` (the authors' code,
     default) or ``"normalized"`` (see the module docstring). ``tau=10`` is the authors' ``* 0.1``.
-    Returns
-    ``(model, [name of the new module])``; see the module docstring for where it goes in each
-    torchvision family, VGG's ``resize_head`` and the initialisation (``init="zeros"``: the new
-    model computes exactly what the old one did until the scorer learns).
+    Returns ``(model, [name of the new module])``; see the module docstring for where it goes
+    in each torchvision family, VGG's ``resize_head`` and the initialisation (``init="glorot"``,
+    the paper's, default; ``init="zeros"``: the new model computes exactly what the old one did
+    until the scorer learns).
 
     ``where`` names the ``nn.AdaptiveAvgPool2d`` to replace (default: found automatically).
     The channel count comes from ``in_channels`` or one dry forward pass on an input of
@@ -444,10 +484,11 @@ def blaify(
     :func:`apply_blaify_config`.
     """
     _check_blaify_args(model, variant, gamma, k, where, in_channels, resize_head, inplace)
+    gamma_factor = _check_gamma_factor(variant, gamma, gamma_factor)
     auto_k = k == "auto"
     options = {
         "theta": theta, "gamma": gamma, "k": 8 if auto_k else k, "tau": tau,
-        "eval_path": eval_path, "init": init, "pool": pool,
+        "eval_path": eval_path, "init": init, "pool": pool, "gamma_factor": gamma_factor,
     }  # fmt: skip
     _make_module(variant, 1, options)  # the module's own checks, before any work
     _check_model(model, input_size)
@@ -472,11 +513,7 @@ def blaify(
             f"{shape[-2]}x{shape[-1]} at input_size {input_size or DEFAULT_PROBE_SIZE}: use a "
             "smaller k or a larger input"
         )
-    reference = _reference_tensor(site.module)
-    if reference is None:
-        reference = _reference_tensor(model)
-    placement = (None, None) if reference is None else (reference.device, reference.dtype)
-    module = _make_module(variant, channels, options, *placement)
+    module = _make_module(variant, channels, options, *_placement(model, site))
     head = _fresh_head(model, site, channels)  # (after the module: the same RNG draws)
     # ----- all checks passed and everything is built: change the model
     _insert(model, site, module, head)
@@ -497,6 +534,7 @@ def _record(
     resize_head: bool,
     head: tuple[str, nn.Linear] | None,
 ) -> None:
+    factor = options["gamma_factor"]
     entry = {
         "variant": variant,
         "module_name": site.bla_name,
@@ -504,6 +542,7 @@ def _record(
         "in_channels": channels,
         "theta": float(options["theta"]),
         "gamma": None if options["gamma"] is None else float(options["gamma"]),
+        "gamma_factor": None if factor is None else float(factor),
         "k": int(options["k"]),
         "tau": float(options["tau"]),
         "pool": options["pool"],
@@ -521,14 +560,18 @@ def apply_blaify_config(model: nn.Module, entry: dict[str, Any]) -> nn.Module:
     """Replay a recorded ``blaify`` call (``model.torchlap_config["blaify"]``) on a fresh model.
 
     The channel count is taken from the record (no dry forward pass); load the weights after.
+    A BLA-T/BLA-PH record without ``gamma_factor`` (written when the default was 0.98 / n)
+    replays with 0.98.
     """
     if not isinstance(entry, dict) or "variant" not in entry:
         raise ValueError("entry must be the dict blaify recorded in torchlap_config['blaify']")
+    legacy = entry["variant"] in _THRESHOLDED and entry.get("gamma") is None
     blaify(
         model, variant=entry["variant"], theta=entry["theta"], gamma=entry["gamma"],
         k=entry["k"], tau=entry["tau"], where=entry.get("where"),
         in_channels=entry["in_channels"], input_size=entry.get("input_size"),
         eval_path=entry["eval_path"], init=entry["init"], resize_head=entry["resize_head"],
         pool=entry.get("pool", "normalized"),  # records without "pool" predate the sum pooling
+        gamma_factor=entry.get("gamma_factor", _LEGACY_GAMMA_FACTOR if legacy else None),
     )  # fmt: skip
     return model

@@ -28,7 +28,9 @@ __all__ = [
     "freeze_all_but_bla",
 ]
 
-_INITS = ("zeros", "glorot")
+#: the scorer's initialisation: Glorot uniform (paper 002, section 4.2: "Non-pretrained
+#: parameters are set using the Glorot uniform initializer"), or zero (the exact average pool)
+_INITS = ("glorot", "zeros")
 #: training-time pooling of BLA-T and L2X-F: the authors' raw sum, or renormalised weights
 POOLS = ("sum", "normalized")
 
@@ -78,7 +80,9 @@ class FeatureSelectionPool(KeepsLastMaps, nn.Module):
     ``eval_path`` chooses the pooling used when the module is in eval mode (``"hard"``: the
     discrete explanation, as the paper evaluates; ``"mean"``: the plain global average, i.e.
     the original model predicts and the module only explains, the purely post-hoc use of
-    section 3.2). In train mode the relaxed (soft) explanation pools.
+    section 3.2). In train mode the relaxed (soft) explanation pools. ``init``: ``"glorot"``
+    (the paper's, section 4.2: a Glorot-uniform scorer weight, zero bias) or ``"zeros"``
+    (every logit 0: the module starts as the exact global average pool).
     """
 
     eval_paths: tuple[str, ...] = ("hard", "mean")
@@ -88,7 +92,7 @@ class FeatureSelectionPool(KeepsLastMaps, nn.Module):
         self,
         in_channels: int,
         eval_path: str = "hard",
-        init: str = "zeros",
+        init: str = "glorot",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -158,11 +162,13 @@ class BoundedLogitAttention(FeatureSelectionPool):
         theta: the softmax temperature (multiplies the logits), 0.1 in the paper.
         threshold: BLA-T's thresholding during training.
         gamma: the threshold; ``None`` is ``gamma_factor / n`` for ``n`` positions of the input.
-        gamma_factor: 0.98 in the paper (``gamma = 0.98 / 49`` for a 7x7 map).
+        gamma_factor: 1.0, the paper's proposed default ``gamma = 1/n`` (section 3.1); its
+            experiments of section 4.2 use 0.98 (``gamma = 0.98 / 49`` for a 7x7 map).
         pool: BLA-T's training pooling, ``"sum"`` (the authors' code) or ``"normalized"``.
         eval_path: ``"hard"`` (default), ``"soft"`` (``q`` or the thresholded weights, as in
             training) or ``"mean"`` (the plain average; the module only explains).
-        init: ``"zeros"`` (starts as the exact average pool) or ``"glorot"`` (the paper's).
+        init: ``"glorot"`` (the paper's, default) or ``"zeros"`` (starts as the exact average
+            pool).
     """
 
     eval_paths = ("hard", "soft", "mean")
@@ -173,9 +179,9 @@ class BoundedLogitAttention(FeatureSelectionPool):
         theta: float = 0.1,
         threshold: bool = False,
         gamma: float | None = None,
-        gamma_factor: float = 0.98,
+        gamma_factor: float = 1.0,
         eval_path: str = "hard",
-        init: str = "zeros",
+        init: str = "glorot",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         pool: str = "sum",
@@ -265,7 +271,7 @@ class L2XFeatureSelection(FeatureSelectionPool):
         k: int = 8,
         tau: float = 10.0,
         eval_path: str = "hard",
-        init: str = "zeros",
+        init: str = "glorot",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         pool: str = "sum",

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchlap.layers import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
-from torchlap.layers.functional import _pair, local_attention_pool2d
+from torchlap.layers.functional import _local_attention_pool2d, _pair
 
 __all__ = [
     "LapConv2d",
@@ -117,9 +117,11 @@ def pool_with_shared_score(
             f"the LAP score map {tuple(score.shape[-2:])} does not cover the convolution output "
             f"{(height, width)} at offset {offset}: the block's input and branch sizes changed"
         )
-    return local_attention_pool2d(
-        features, crop, clipped_kernel(stride, (height, width)), stride, 0, lap.alpha, lap.eps,
-        ceil_mode=True,
+    # the unchecked path: the window pairs come from the block, alpha and eps from the checked
+    # LAP module (this runs on every forward of a lapified block)
+    return _local_attention_pool2d(
+        features, crop, clipped_kernel(stride, (height, width)), stride, (0, 0), lap.alpha,
+        lap.eps, True,
     )  # fmt: skip
 
 
@@ -204,9 +206,9 @@ class LapConv2d(nn.Conv2d):
         # a map smaller than one window (tiny inputs): pool the part of the window that exists,
         # as the strided convolution and PyTorch's ceil-mode pooling do
         score = self.lap._score(out)
-        return local_attention_pool2d(
-            out, score, clipped_kernel(kernel, size), self.lap.stride, 0, self.lap.alpha,
-            self.lap.eps, ceil_mode=True,
+        return _local_attention_pool2d(
+            out, score, clipped_kernel(kernel, size), self.lap.stride, (0, 0), self.lap.alpha,
+            self.lap.eps, True,
         )  # fmt: skip
 
 

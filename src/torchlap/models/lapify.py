@@ -317,10 +317,20 @@ def _deepcopy_without_maps(model: nn.Module) -> nn.Module:
             module.maps = maps
 
 
+_NO_LAP = "the model has no LAP layer; put some in with torchlap.lapify(model)"
+
+
 def lap_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Parameters of every LAP layer of ``model`` (scorers, ``alpha``, aggregation modules)."""
+    """Parameters of every LAP layer of ``model`` (scorers, ``alpha``, aggregation modules).
+
+    ``model`` must be an ``nn.Module`` with at least one LAP layer (``ValueError`` otherwise:
+    an optimizer given no parameters would fail later with an unrelated message).
+    """
+    layers = lap_modules(model)
+    if not layers:
+        raise ValueError(_NO_LAP)
     found: dict[int, nn.Parameter] = {}
-    for module in lap_modules(model).values():
+    for module in layers.values():
         for parameter in module.parameters():
             found.setdefault(id(parameter), parameter)
     return list(found.values())
@@ -334,11 +344,22 @@ def freeze_all_but_lap(model: nn.Module, also_trainable: Sequence[str] = ()) -> 
     ``["layer4", "fc"]`` for the paper's second phase. Sets ``requires_grad``; returns the names
     of the trainable parameters. BatchNorm running statistics still update in train mode: put
     the frozen part in eval mode if they must not.
+
+    ``model`` must be an ``nn.Module`` with LAP layers; ``also_trainable`` a module name or a
+    sequence of module names of ``model`` (``""`` is the whole model). Checked before any
+    ``requires_grad`` changes.
     """
     if not lap_modules(model):
-        raise ValueError("the model has no LAP layer; put some in with torchlap.lapify(model)")
+        raise ValueError(_NO_LAP)
     if isinstance(also_trainable, str):
         also_trainable = [also_trainable]
+    if not isinstance(also_trainable, Sequence) or not all(
+        isinstance(prefix, str) for prefix in also_trainable
+    ):
+        raise TypeError(
+            "also_trainable must be a module name or a list of module names, "
+            f"got {also_trainable!r}"
+        )
     for prefix in also_trainable:
         if not _has_module(model, prefix):
             raise ValueError(f"also_trainable: the model has no module {prefix!r}")

@@ -99,14 +99,18 @@ def paper_loss_weights(
     concept_weight: float | None = None,
     concordance_weight: float | None = None,
 ) -> dict[str, float]:
-    """Loss weights of paper 000, Appendix A, for ``InjectionLoss`` (which weights the means).
+    """Loss weights of paper 000, Appendix A, for ``InjectionLoss(layer_reduction="mean")``,
+    the reduction training uses (it weighs the means over layers and pairs).
 
     The paper weighs cross-entropy 1, the concept-discrimination (or expert) loss 0.25 per LAP
     layer and, for weak supervision, the concordance 0.25 per pair of consecutive layers (none
-    for expert supervision: :func:`torchlap.losses.default_weights`). ``InjectionLoss``
-    averages each term over layers (pairs), so the weight of a mean is the per-layer (per-pair)
-    weight x layers (pairs). The discriminative scorer's term only trains that module (its
-    input is detached); it gets the discrimination weight. ``concept_weight`` /
+    for expert supervision: :func:`torchlap.losses.default_weights`). With
+    ``layer_reduction="mean"`` each term is averaged over layers (pairs), so the weight of a
+    mean is the per-layer (per-pair) weight x layers (pairs): the same total as
+    ``InjectionLoss``'s default ``layer_reduction="sum"`` with the per-layer weights, while the
+    logged terms (and ``loss_weights`` overrides) stay per-layer means. The discriminative
+    scorer's term only trains that module (its input is detached); it gets the discrimination
+    weight. ``concept_weight`` /
     ``concordance_weight`` replace the per-layer / per-pair weights (the ImageNet preset's
     0.125, ``--concordance-weight``). ``supervision="none"`` trains with cross-entropy alone.
     """
@@ -276,6 +280,7 @@ class LapRecipe(Recipe):
             use_discriminative=discriminative,
             weights=weights,
             expert_positive_fraction=config.expert_positive_fraction,
+            layer_reduction="mean",  # the weights of paper_loss_weights weigh the layer means
             **extra,
         )
         return TrainingModel(
@@ -313,11 +318,14 @@ class BlaRecipe(Recipe):
     def build(self, spec: ModelSpec) -> tuple[nn.Module, dict[str, Any]]:
         """The vanilla network with BLA (``init="glorot"``); its entry under ``"blaify"``."""
         net, record = build_backbone(dataclasses.replace(spec, lap="none"))
-        # Glorot-uniform scorer, as the paper initialises new parameters (section 4.2); the
-        # default zero scorer gives logits exactly 0, where min(g, 0) has zero gradient
-        # (torch's clamp), so the scorer would never learn from scratch
-        # L2X-F keeps the paper's share of positions (8 of 7x7) on this input size's map
+        # Glorot-uniform scorer, as the paper initialises new parameters (section 4.2; also
+        # blaify's default): a zero scorer gives logits exactly 0, where min(g, 0) has zero
+        # gradient (torch's clamp), so the scorer would never learn from scratch
+        # L2X-F keeps the paper's share of positions (8 of 7x7) on this input size's map;
+        # BLA-T/BLA-PH threshold at section 4.2's gamma = 0.98 / n (blaify's default: 1/n)
         extra: dict[str, Any] = {"k": "auto"} if self.name == "l2x-f" else {}
+        if self.name in ("bla-t", "bla-ph"):
+            extra["gamma_factor"] = 0.98
         blaify(net, variant=self.name, input_size=spec.image_size, init="glorot", **extra)
         record["blaify"] = json_copy(model_record(net)["blaify"])
         return net, record
