@@ -31,11 +31,12 @@ import torch.nn.functional as F
 import typer
 from torch import Tensor, nn
 
+from torchlap._checks import check_positive_int
 from torchlap.evaluate import load_eval_data
 from torchlap.explainers.lap import concept_mapping, lap_all, select_lap_map
 from torchlap.io import atomic_path
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
-from torchlap.runs import load_run
+from torchlap.runs import load_run, resolve_run_data
 
 __all__ = ["EXPORT_FORMATS", "LapExportModule", "export_run", "output_names", "verify_onnx"]
 
@@ -122,16 +123,21 @@ def export_run(
     batch_size: int = 2,
 ) -> tuple[Path, LapExportModule, Tensor]:
     """Write the run's :class:`LapExportModule` to ``out`` in ``format``; return the path, the
-    module and the example images it was traced with (``batch_size`` random images in [0, 1]
-    of the run's size: the export depends only on shapes). ONNX and exported-program files
-    take any batch size; a TorchScript file (traced) takes batches of ``batch_size`` only.
+    module and the example images it was traced with (random images in [0, 1] of the run's
+    size: the export depends only on shapes). ONNX and exported-program files take any batch
+    size from 1 to 1024 (their example batch is ``max(batch_size, 2)``: torch.export fixes a
+    batch of 1 as a constant); a TorchScript file (traced) takes batches of ``batch_size`` only.
+    ``batch_size``: an int >= 1.
 
     Refuses an existing ``out`` unless ``overwrite`` and a wrong suffix for the format.
     """
+    check_positive_int(batch_size, "batch_size")
     out = _checked_out(Path(out), format, overwrite)
     run = load_run(run_dir)
     module = LapExportModule(run.model.eval(), run.concept_sets).eval()
     generator = torch.Generator().manual_seed(0)
+    if format != "torchscript":  # a dynamic batch dimension is traced from a batch of 2 or more
+        batch_size = max(batch_size, 2)
     shape = (batch_size, run.in_channels, run.image_size, run.image_size)
     example = torch.rand(shape, generator=generator)
     names = output_names(module)
@@ -191,7 +197,7 @@ def _checked_out(out: Path, format: str, overwrite: bool) -> Path:
         )
     suffix = EXPORT_FORMATS[format]
     if out.suffix != suffix:
-        raise ValueError(f"--out {out}: a {format} file must end with {suffix}")
+        raise ValueError(f"--out {out}: the {format} file must end with {suffix}")
     if out.exists() and not overwrite:
         raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
     if out.is_dir():
@@ -244,7 +250,8 @@ def run_test_images(run_dir: str | os.PathLike[str], max_images: int = 32) -> Te
     data = run.config.get("train", {}).get("data")
     if not data:
         raise ValueError(f"{run_dir}/config.json names no data to verify the export on")
-    return load_eval_data(run, data, "test", max_images).images
+    # (a relative folder of an older run: resolved, or every place tried named)
+    return load_eval_data(run, resolve_run_data(run_dir, run.config), "test", max_images).images
 
 
 def register_export(app: Any) -> None:
@@ -265,7 +272,8 @@ def register_export(app: Any) -> None:
         batch_size: int = typer.Option(
             1,
             "--batch-size",
-            help="Batch of the example input; a TorchScript file takes this batch size only.",
+            help="Batch of the example input; a TorchScript file takes this batch size only "
+            "(ONNX and exported-program files take any batch).",
         ),
         verify_images: int = typer.Option(
             32,

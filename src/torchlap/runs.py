@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from torchlap._checks import is_int, is_number
+from torchlap.data import builtin_names
 from torchlap.io import (
     atomic_folder,
     atomic_path,
@@ -66,6 +69,7 @@ __all__ = [
     "pretrained_weights",
     "read_run_config",
     "record_integrity",
+    "resolve_run_data",
     "sha256_file",
 ]
 
@@ -244,11 +248,19 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
 
     Raises :class:`RunFileNotFoundError` when the folder is not a run or the run has not
     finished (the weights are written at its end), :class:`RunError` when ``config.json`` is
-    from a newer torchlap, the weights' SHA-256 differs from the recorded one, or the weights
-    do not fit the model ``config.json`` describes.
+    from a newer torchlap, a key it needs has the wrong type (``classes``: a list of distinct
+    class names, one per model output; ``mean``/``std``: one finite number per input channel,
+    ``std`` > 0; ``in_channels``: an int >= 1; ``image_size``: an int >= 1 or a square pair
+    ``[n, n]``; ``model``: a dict; ``concept_sets``: ``null`` or what
+    ``ConceptSets.to_dict()`` writes), the weights' SHA-256 differs from the recorded one, or
+    the weights do not fit the model ``config.json`` describes. Each message names
+    ``config.json`` and the key. A run saved with a relative data folder (before torchlap
+    recorded absolute paths) has it resolved, see :func:`resolve_run_data`.
     """
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
+    path = run_dir / CONFIG_FILE
+    facts = _checked_facts(path, config)
     weights = run_dir / WEIGHTS_FILE
     if not weights.is_file():
         raise RunFileNotFoundError(
@@ -259,7 +271,15 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     try:
         model = rebuild_model(config)
     except (KeyError, TypeError, ValueError) as error:
-        raise RunError(f"{run_dir / CONFIG_FILE} does not describe a model: {error}") from None
+        raise RunError(f"{path} does not describe a model: {error}") from None
+    _load_weights(model, weights, path)  # (a model.num_classes edited: the weights differ)
+    _check_outputs(path, config, facts)
+    _resolve_legacy_data(run_dir, config)
+    return LoadedRun(model=model, config=config, run_dir=run_dir, **facts)
+
+
+def _load_weights(model: nn.Module, weights: Path, config_path: Path) -> None:
+    """``weights`` into ``model`` (eval mode), refusing a file that does not fit it."""
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as error:
@@ -274,23 +294,164 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     ]
     if missing or unexpected or wrong:
         raise RunError(
-            f"{weights} does not match the model {run_dir / CONFIG_FILE} describes (was "
+            f"{weights} does not match the model {config_path} describes (was "
             f"config.json edited?): missing {missing[:5]}, unexpected {unexpected[:5]}, "
             f"shape mismatches {wrong[:5]}"
         )
     model.load_state_dict(state, strict=True)
     model.eval()
-    concept_sets = None
-    if config.get("concept_sets") is not None:
-        concept_sets = ConceptSets.from_dict(config["concept_sets"])
-    return LoadedRun(
-        model=model,
-        config=config,
-        classes=list(config["classes"]),
-        mean=list(config["mean"]),
-        std=list(config["std"]),
-        image_size=int(config["image_size"]),
-        in_channels=int(config["in_channels"]),
-        concept_sets=concept_sets,
-        run_dir=run_dir,
+
+
+# ------------------------------------------------------------------------------------------
+# config.json's keys, checked when a run is loaded
+_NEEDED_KEYS = ("model", "classes", "mean", "std", "in_channels", "image_size")
+
+
+def _bad(path: Path, key: str, accepted: str, value: Any) -> RunError:
+    return RunError(f"{path}: {key!r} must be {accepted}, got {value!r} (was config.json edited?)")
+
+
+def _checked_facts(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """The keys :func:`load_run` reads, type-checked (before the model is built)."""
+    missing = [key for key in _NEEDED_KEYS if key not in config]
+    if missing:
+        raise RunError(
+            f"{path} lacks the key(s) {missing} that every run records (was config.json edited?)"
+        )
+    if not isinstance(config["model"], dict):
+        raise _bad(path, "model", "a dict (the model record torchlap train wrote)", config["model"])
+    classes = config["classes"]
+    if (
+        not isinstance(classes, list)
+        or not all(isinstance(c, str) and c for c in classes)
+        or len(set(classes)) != len(classes)
+    ):
+        raise _bad(path, "classes", "a list of distinct class names (non-empty strings)", classes)
+    in_channels = config["in_channels"]
+    if not is_int(in_channels) or in_channels < 1:
+        raise _bad(path, "in_channels", "an int >= 1", in_channels)
+    for key in ("mean", "std"):
+        values = config[key]
+        if (
+            not isinstance(values, list)
+            or len(values) != in_channels
+            or not all(is_number(v) and math.isfinite(v) for v in values)
+            or (key == "std" and not all(v > 0 for v in values))
+        ):
+            each = ", each > 0" if key == "std" else ""
+            accepted = f"a list of {in_channels} finite number(s), one per input channel{each}"
+            raise _bad(path, key, accepted, values)
+    scorers = config.get("discriminative_scorers", False)
+    if not isinstance(scorers, bool):
+        raise _bad(path, "discriminative_scorers", "true or false", scorers)
+    return {
+        "classes": list(classes),
+        "mean": [float(v) for v in config["mean"]],
+        "std": [float(v) for v in config["std"]],
+        "image_size": _image_size(path, config["image_size"]),
+        "in_channels": in_channels,
+        "concept_sets": _concept_sets(path, config.get("concept_sets")),
+    }
+
+
+def _image_size(path: Path, value: Any) -> int:
+    """``image_size``: an int >= 1, or a square pair ``[n, n]`` (read as ``n``)."""
+    size = value
+    if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
+        size = value[0]  # the side n, as explain, export and evaluate read it
+    if not is_int(size) or size < 1:
+        raise _bad(path, "image_size", "an int >= 1 (or a square pair [n, n])", value)
+    return size
+
+
+def _concept_sets(path: Path, value: Any) -> ConceptSets | None:
+    """``concept_sets``: ``None`` or what ``ConceptSets.to_dict()`` writes."""
+    if value is None:
+        return None
+    try:
+        concept_sets = ConceptSets.from_dict(value)
+    except (TypeError, ValueError) as error:
+        raise RunError(
+            f"{path}: 'concept_sets' must be null or what ConceptSets.to_dict() writes "
+            f"({error}) (was config.json edited?)"
+        ) from None
+    return concept_sets
+
+
+def _check_outputs(path: Path, config: dict[str, Any], facts: dict[str, Any]) -> None:
+    """One class name per output of the model ``config["model"]`` builds, and concept sets
+    (if any) of as many classes."""
+    classes = facts["classes"]
+    outputs = config["model"].get("num_classes")
+    if is_int(outputs) and outputs != len(classes):
+        raise RunError(
+            f"{path}: 'classes' names {len(classes)} class(es) ({classes}) but the model has "
+            f"{outputs} outputs (model.num_classes); give one name per output (was "
+            "config.json edited?)"
+        )
+    concept_sets = facts["concept_sets"]
+    if concept_sets is not None and concept_sets.num_classes != len(classes):
+        raise RunError(
+            f"{path}: 'concept_sets' maps {concept_sets.num_classes} classes but 'classes' "
+            f"names {len(classes)} ({classes}); they must agree (was config.json edited?)"
+        )
+
+
+# ------------------------------------------------------------------------------------------
+# the data a run was trained on
+def _training_folder(run_dir: Path, out: Any) -> Path | None:
+    """The folder ``torchlap train`` ran in, when the recorded ``--out`` (relative) is the
+    end of ``run_dir``'s path; else ``None``."""
+    if not isinstance(out, str) or not out or Path(out).is_absolute():
+        return None
+    parts = Path(out).parts
+    if ".." in parts:
+        return None
+    resolved = run_dir.resolve()
+    if len(resolved.parts) <= len(parts) or resolved.parts[-len(parts) :] != parts:
+        return None
+    return resolved.parents[len(parts) - 1]
+
+
+def resolve_run_data(run_dir: str | os.PathLike[str], config: dict[str, Any]) -> str:
+    """The data ``config.json``'s ``train.data`` names: a built-in name or an absolute path as
+    recorded; a relative folder path (runs saved before torchlap recorded absolute paths)
+    resolved against the current directory, else the folder training ran in (found from the
+    recorded ``--out``), else the run folder's parent. Raises :class:`RunFileNotFoundError`
+    naming every place tried when none holds it."""
+    data = (config.get("train") or {}).get("data")
+    if not isinstance(data, str) or not data:
+        raise RunError(f"{Path(run_dir) / CONFIG_FILE}: 'train.data' names no dataset: pass --data")
+    if data in builtin_names() or Path(data).is_absolute():
+        return data
+    run_dir = Path(run_dir)
+    places = {"the current directory": Path.cwd()}
+    trained_in = _training_folder(run_dir, config["train"].get("out"))
+    if trained_in is not None:
+        places["the folder training ran in"] = trained_in
+    places["the run folder's parent"] = run_dir.resolve().parent
+    for base in places.values():
+        if (base / data).exists():
+            return str((base / data).resolve())
+    tried = "; ".join(f"{base / data} ({where})" for where, base in places.items())
+    raise RunFileNotFoundError(
+        f"{run_dir / CONFIG_FILE} records the data folder {data!r} as a relative path, and no "
+        f"folder of that name exists at {tried}: pass the data with --data"
     )
+
+
+def _resolve_legacy_data(run_dir: Path, config: dict[str, Any]) -> None:
+    """``config["train"]["data"]`` as an absolute path for a run saved with a relative one (a
+    warning naming the places tried when none holds it: only commands reading the run's own
+    data need it)."""
+    train = config.get("train")
+    if not isinstance(train, dict) or not isinstance(train.get("data"), str):
+        return
+    try:
+        resolved = resolve_run_data(run_dir, config)
+    except RunError as error:
+        logger.warning("%s", error)
+        return
+    if resolved != train["data"]:
+        logger.info("%s: the run's data %r is %s", run_dir, train["data"], resolved)
+        train["data"] = resolved

@@ -231,6 +231,23 @@ def test_bad_arguments() -> None:
         load_dataset("lesion")
 
 
+def test_too_few_images_for_every_class_to_train_are_refused(tmp_path) -> None:
+    # 10 digits images gave train 8 (labels 0-7): 8 and 9 only in val/test, and the export
+    # wrote a folder that `data check` then refused, and train trained anyway
+    from torchlap.data import export_builtin
+
+    with pytest.raises(ValueError, match=r"digits has 10 classes but n_images=10 .* train split "
+                       r"8 image\(s\), so class\(es\) \['8', '9'\] .* n_images >= 12"):  # fmt: skip
+        Digits(split="test", n_images=10)
+    with pytest.raises(ValueError, match=r"concepts has 6 classes .* n_images >= 8"):
+        Concepts(n_images=7, num_classes=6)
+    with pytest.raises(ValueError, match="digits has 10 classes"):
+        export_builtin("digits", tmp_path / "dx", n_images=11, image_size=32)
+    assert not (tmp_path / "dx").exists()
+    smallest = Digits(split="train", n_images=12, image_size=32)
+    assert sorted(set(smallest.materialize().labels.tolist())) == list(range(10))
+
+
 def test_concepts_classes_and_every_colour_in_every_image() -> None:
     dataset = Concepts(split="train", n_images=20, image_size=SIZE, num_classes=3)
     assert dataset.classes == ["blue_square", "cyan_diamond", "green_triangle"]

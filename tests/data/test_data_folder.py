@@ -172,6 +172,39 @@ def test_image_folder_layouts(tmp_path: Path) -> None:
         image_folder(nested, split="train")
 
 
+def test_empty_class_folder_is_named(tmp_path: Path) -> None:
+    # used to say "holds no image files in class subfolders (it holds birds/, cats/, dogs/)"
+    flat = tmp_path / "flat"
+    for label in ("cats", "dogs"):
+        for k in range(10):
+            _png(flat / label / f"{k}.png")
+    (flat / "birds").mkdir()
+    (flat / "birds" / "notes.txt").write_text("no images")
+    message = r"class folder\(s\) birds/ hold no image files \(extensions .*\.png.*\), so their"
+    with pytest.raises(ValueError, match=message):
+        image_folder(flat, split="train")
+    check = CliRunner().invoke(app, ["data", "check", str(flat)])
+    assert check.exit_code == 2 and "class folder(s) birds/ hold no image files" in check.output
+    # split layout: an empty train/<class> is refused; an empty val/<class> of a class with
+    # training images only means that split lacks the class
+    nested = tmp_path / "nested"
+    for split in ("train", "val", "test"):
+        for label in ("cat", "dog"):
+            for k in range(2):
+                _png(nested / split / label / f"{k}.png")
+    (nested / "val" / "bird").mkdir()
+    (nested / "val" / "bird" / "x.txt").write_text("")
+    with pytest.raises(ValueError, match=r"class folder\(s\) val/bird/ hold no image files"):
+        image_folder(nested, split="train")
+    for k in range(2):
+        _png(nested / "train" / "bird" / f"{k}.png")
+    assert image_folder(nested, split="val").classes == ["bird", "cat", "dog"]
+    (nested / "test" / "owl").mkdir()
+    (nested / "train" / "owl").mkdir()
+    with pytest.raises(ValueError, match=r"folder\(s\) train/owl/, test/owl/ hold no image"):
+        image_folder(nested, split="test")
+
+
 def test_sixteen_bit_and_rgb_to_gray(tmp_path: Path) -> None:
     root = tmp_path / "depth"
     root.mkdir()

@@ -111,3 +111,72 @@ def test_transparent_pixels_are_reported(tmp_path: Path, caplog, monkeypatch) ->
     assert "a.png has transparent pixels" in record.getMessage()
     # the alpha is dropped and the colour kept, as torchvision's ImageFolder does
     torch.testing.assert_close(load_image(tmp_path / "a.png", 3), image)
+
+
+def _square(size: int = 16) -> np.ndarray:
+    """A (size, size) bool mask holding a 5x5 square: the region every mask below draws."""
+    square = np.zeros((size, size), bool)
+    square[3:8, 4:9] = True
+    return square
+
+
+def _mask_files(root: Path) -> dict[str, Path]:
+    """The square as masks of several PNG modes, each with an opaque or coloured background
+    that must not count as region."""
+    square = _square()
+    files = {}
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 3] = 255  # opaque black background: alpha is not a colour
+    rgba[square, :3] = 255
+    files["rgba"] = rgba
+    transparent = np.full((16, 16, 4), 255, np.uint8)  # white but fully transparent
+    transparent[~square, 3] = 0
+    files["rgba_transparent_white"] = transparent
+    la = np.zeros((16, 16, 2), np.uint8)
+    la[..., 1] = 255
+    la[square, 0] = 255
+    files["la"] = la
+    paths = {}
+    for name, array in files.items():
+        Image.fromarray(array, mode="LA" if name == "la" else "RGBA").save(root / f"{name}.png")
+        paths[name] = root / f"{name}.png"
+    # palette masks are read by their colours, not their indices: index 0 may be white
+    palette = Image.fromarray(np.where(square, 1, 0).astype(np.uint8), mode="P")
+    palette.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    palette.save(root / "p.png")
+    inverted = Image.fromarray(np.where(square, 0, 1).astype(np.uint8), mode="P")
+    inverted.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)
+    inverted.save(root / "p_white_index0.png")
+    with_alpha = Image.fromarray(np.where(square, 1, 0).astype(np.uint8), mode="P")
+    with_alpha.putpalette([255, 255, 255, 255, 0, 0] + [0] * 762)
+    with_alpha.save(root / "p_transparent_index0.png", transparency=0)
+    for name in ("p", "p_white_index0", "p_transparent_index0"):
+        paths[name] = root / f"{name}.png"
+    Image.fromarray(square.astype(np.uint8) * 255, mode="L").save(root / "l.png")
+    paths["l"] = root / "l.png"
+    return paths
+
+
+def test_masks_of_every_mode_read_the_drawn_region(tmp_path: Path) -> None:
+    # an RGBA mask counted its alpha as a colour: every opaque pixel became region
+    from torchlap.data.images import read_mask
+
+    expected = torch.from_numpy(_square()).to(torch.uint8)
+    for name, path in _mask_files(tmp_path).items():
+        mask = read_mask(path)
+        assert mask.dtype == torch.uint8 and torch.equal(mask, expected), name
+
+
+def test_rgba_mask_in_a_folder_supervises_its_square(tmp_path: Path) -> None:
+    paths = _mask_files(tmp_path)
+    rows = "".join(
+        f"img{k}.png,{'ab'[k % 2]},{split},,,,,{paths['rgba'].name if k == 0 else ''}\n"
+        for k, split in enumerate(["train", "train", "val", "val", "test", "test"])
+    )
+    for k in range(6):
+        Image.new("L", (16, 16), 50).save(tmp_path / f"img{k}.png")
+    (tmp_path / "annotations.csv").write_text(
+        "image,label,split,x_min,y_min,x_max,y_max,mask\n" + rows
+    )
+    sample = load_dataset(tmp_path, split="train", image_size=None)[0]
+    assert int(sample["mask"].sum()) == 25 and sample["has_region"]

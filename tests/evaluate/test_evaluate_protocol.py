@@ -124,3 +124,59 @@ def test_protocol_records_the_choices_and_options_are_checked():
     ):
         with pytest.raises(ValueError, match=field):
             EvaluateOptions(**{field: value}).validate()
+
+
+def channel_model():
+    """Logit c = mean of channel c: Grad-CAM of class c highlights the pixels bright in
+    channel c, so keeping them keeps class c (a model whose keep-k% depends on the class)."""
+    conv, linear = nn.Conv2d(3, 3, 1), nn.Linear(3, 3)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+        conv.bias.zero_()
+        linear.weight.copy_(torch.eye(3))
+        linear.bias.zero_()
+    return nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), linear).eval()
+
+
+def test_keep_k_vs_label_reads_maps_of_the_label_class():
+    # paper 000's supplement: keep-k% against the ground truth uses maps of the ground-truth
+    # class; under target="prediction" the misclassified images are explained again
+    model = channel_model()
+    test, val = split(8, 0, 4), split(4, 1, 2)
+    with torch.no_grad():
+        predictions = model(test.images).argmax(1)
+    wrong = predictions != test.labels
+    assert 0 < int(wrong.sum()) < len(test)  # some images misclassified, some not
+    kwargs = {**OPTIONS, "ks": (10, 50), "ties": "index"}
+    device = torch.device("cpu")
+    by_prediction, maps = evaluate_method(
+        "gradcam", model, test, val, predictions, predictions[:4],
+        EvaluateOptions(methods=("gradcam",), **kwargs), device,
+    )  # fmt: skip
+    by_label, _ = evaluate_method(
+        "gradcam", model, test, val, test.labels, test.labels[:4],
+        EvaluateOptions(methods=("gradcam",), target="label", **kwargs), device,
+    )  # fmt: skip
+    keep, reference = (r["faithfulness"]["keep_top_k"] for r in (by_prediction, by_label))
+    for k in ("10", "50"):
+        for key in ("top1_vs_label", "top3_vs_label"):
+            assert keep[k][key] == reference[k][key], (k, key)
+        # the prediction's maps stay the prediction's
+        expected = keep_top_k(model, test.images, maps, test.labels, ks=(10, 50), ties="index")
+        got = keep[k]["top1_vs_prediction"]["value"]
+        assert got == pytest.approx(expected[f"keep_{k}/top1_vs_prediction"].value)
+        # the earlier rule (predicted-class maps against the label) differs here
+        assert expected[f"keep_{k}/top1_vs_label"].value < keep[k]["top1_vs_label"]["value"]
+    assert by_prediction["faithfulness"]["keep_top_k_label_maps"] == {
+        "n_explained_again": int(wrong.sum())
+    }
+    assert by_label["faithfulness"]["keep_top_k_label_maps"] == {"n_explained_again": 0}
+
+
+def test_protocol_records_the_drop_inc_win_binarization():
+    recorded = protocol(EvaluateOptions())
+    assert recorded["metrics_revision"] >= 4  # results binarized by the maximum: recomputed
+    assert recorded["drop_inc_win_binarization"]["threshold"] == 0.8
+    assert recorded["drop_inc_win_binarization"]["normalization"] == "min_max"
+    assert "min-max" in recorded["drop_inc_win_binarization"]["rule"]
+    assert recorded["keep_top_k_vs_label_maps"].startswith("maps of the label class")

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from torchlap.cli import app
 from torchlap.export import LapExportModule, export_run, output_names, verify_onnx
+from torchlap.runs import load_run
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,27 @@ def test_torch_formats_reload_with_the_maps(run_dir, tmp_path, fmt, suffix) -> N
     with torch.no_grad():
         for want, got in zip(module(images), loaded(images), strict=True):
             torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_exported_program_of_the_cli_default_batch_takes_any_batch(run_dir, tmp_path) -> None:
+    # `torchlap export --format exported-program` (default --batch-size 1) used to exit 1:
+    # torch.export specialized a traced batch of 1 to a constant
+    out = tmp_path / "cli.pt2"
+    result = CliRunner().invoke(
+        app, ["export", "--run", str(run_dir), "--format", "exported-program", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    loaded = torch.export.load(out).module()
+    run = load_run(run_dir)
+    module = LapExportModule(run.model.eval(), run.concept_sets).eval()
+    for batch in (1, 3):
+        images = torch.rand(batch, 1, 32, 32, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            for want, got in zip(module(images), loaded(images), strict=True):
+                assert got.shape[0] == batch
+                torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        export_run(run_dir, tmp_path / "zero.pt2", "exported-program", batch_size=0)
 
 
 def test_export_refuses_bad_input(run_dir, tmp_path) -> None:

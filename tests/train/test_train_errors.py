@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from train_configs import tiny_config
 from typer.testing import CliRunner
 
 from torchlap.cli import app
@@ -24,21 +25,7 @@ N_IMAGES = 80  # lesions: a few dozen 32x32 images, enough for 4+ batches of 16
 
 
 def _config(out: Path, **kw) -> TrainConfig:
-    base = {
-        "data": "lesions",
-        "out": str(out),
-        "arch": "smallcnn",
-        "lap": "auto",
-        "epochs": 1,
-        "image_size": 32,
-        "batch_size": 16,
-        "n_images": N_IMAGES,
-        "progress_bar": False,
-        "accelerator": "cpu",
-        "devices": "1",
-    }
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_config(out, **{"n_images": N_IMAGES, "lap": "auto", **kw})
 
 
 @pytest.mark.parametrize(

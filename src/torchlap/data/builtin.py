@@ -10,13 +10,18 @@ split into contiguous ranges: train ``[0, n_train)``, val ``[n_train, n_train + 
 the rest, with ``(n_train, n_val, n_test) = split_counts(n_images, split_fractions)``.
 Global image ``i`` is a pure function of ``(benchmark, seed, i, image_size)`` (``digits``: also
 of its split), so it does not change with ``n_images`` as long as it stays in the same split.
-Labels are ``i mod num_classes``, so every split is class-balanced.
+Labels are ``i mod num_classes``, so every split is class-balanced; an ``n_images`` whose
+train split is shorter than the number of classes is refused (ValueError saying the smallest
+``n_images`` that works: 12 for ``digits`` with the default fractions), since its last classes
+would have no training image. The split stays contiguous (not re-stratified) so that the
+images of every split of a valid size stay the same.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +55,15 @@ DEFAULT_N_IMAGES = 2000
 DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 _STATS_IMAGES = 256  # images used to estimate the normalization statistics
 _CHUNK = 256  # images generated (and cached) at once
+
+
+def _min_images(n_classes: int, fractions: tuple[float, float, float]) -> int:
+    """The smallest ``n_images`` whose train split holds one image of every class."""
+    bound = math.ceil((n_classes + 1) / fractions[0]) + 1  # n * f - 1 >= n_classes: enough
+    for n in range(n_classes, min(bound, n_classes + 100_000)):
+        if split_counts(n, fractions)[0] >= n_classes:
+            return n
+    return bound
 
 
 class SyntheticBenchmark(RegionDataset):
@@ -99,6 +113,14 @@ class SyntheticBenchmark(RegionDataset):
             raise ValueError(
                 f"the {split!r} split of {self.name} is empty with n_images={n_images} and "
                 f"split_fractions={self.split_fractions}; use more images or a larger fraction"
+            )
+        if counts[0] < len(self.classes):  # labels cycle: the train range misses classes
+            raise ValueError(
+                f"{self.name} has {len(self.classes)} classes but n_images={n_images} with "
+                f"split_fractions={self.split_fractions} gives the train split {counts[0]} "
+                f"image(s), so class(es) {self.classes[counts[0] :]} would have no training "
+                f"image (labels are image index mod {len(self.classes)}); use n_images >= "
+                f"{_min_images(len(self.classes), self.split_fractions)}"
             )
         self._chunks: dict[int, GeneratedBatch] = {}
         self._stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None

@@ -8,7 +8,7 @@ import typer
 
 from torchlap.data._base import SPLITS
 from torchlap.data.api import load_dataset
-from torchlap.data.builtin import DEFAULT_N_IMAGES, builtin_names
+from torchlap.data.builtin import DEFAULT_N_IMAGES, builtin_dataset, builtin_names
 from torchlap.data.export import export_builtin
 from torchlap.data.images import has_transparency
 
@@ -58,20 +58,37 @@ def list_builtins() -> None:
 
 @data_app.command("check")
 def check(
-    path: Path = typer.Argument(..., help="Dataset folder (annotations.csv or ImageFolder)."),
+    path: Path = typer.Argument(
+        ..., help="Dataset folder (annotations.csv or ImageFolder), or a built-in name."
+    ),
 ) -> None:
     """Load every split of a dataset folder and report its size and classes, or the error.
+
+    The verdict is `torchlap train --data`'s: a folder passes only if train would take it
+    (every split holds images, every class has training images, at least 2 classes). A
+    built-in name (`lesions`, ...) with no folder of that name is described, not generated.
 
     Example: `torchlap data check lesions-folder`
 
     Cost: reads every image once (seconds for a few thousand small images).
     """
+    name = str(path)
+    if name in builtin_names():
+        if not path.exists():
+            _describe_builtin(name)
+            return
+        typer.echo(
+            f"note: checking the folder {name}; `--data {name}` names the built-in benchmark "
+            f"{name} (pass --data ./{name} to use this folder)"
+        )
+    empty = []
     for split in SPLITS:
         try:
             dataset = load_dataset(path, split=split, image_size=None)
         except (ValueError, FileNotFoundError, ImportError) as error:
             if "has no images" in str(error):
                 typer.echo(f"{split}: empty")
+                empty.append(split)
                 continue
             raise  # the torchlap command's one-line handler reports it (exit 2)
         # every image and mask decoded (loading reads their headers only): a truncated file
@@ -80,11 +97,46 @@ def check(
             dataset[index]
         typer.echo(f"{split}: {len(dataset)} images, classes {dataset.classes}")
         _report_transparency(dataset, split)
-        if split == "train" and len(dataset.classes) < 2:
-            raise ValueError(
-                f"{path}: the training split has {len(dataset.classes)} class "
-                f"({dataset.classes}); torchlap trains classifiers of at least 2 classes"
-            )
+        if split == "train":
+            _check_training_split(path, dataset)
+    if empty:  # train loads all three splits and refuses an empty one
+        raise ValueError(
+            f"{path}: the {' and '.join(repr(s) for s in empty)} split(s) have no images; "
+            "torchlap train needs images in train, val (which selects the kept epoch) and test "
+            "(which gives the results): give those splits images (the split column of "
+            "annotations.csv, root/val/<class>/... and root/test/<class>/... folders, or "
+            "more images per class where the split is seeded)"
+        )
+
+
+def _check_training_split(path: Path, dataset: object) -> None:
+    """What train refuses about the training split: fewer than 2 classes. Says, too, that a
+    folder without boxes or masks cannot be trained with ``--supervision expert``."""
+    classes = list(getattr(dataset, "classes", []))
+    if len(classes) < 2:
+        raise ValueError(
+            f"{path}: the training split has {len(classes)} class ({classes}); torchlap trains "
+            "classifiers of at least 2 classes"
+        )
+    if getattr(dataset, "has_regions", True) is False:
+        typer.echo(
+            "regions: none (class labels only): train with --supervision weak or none; "
+            "--supervision expert needs boxes or masks"
+        )
+
+
+def _describe_builtin(name: str) -> None:
+    """Sizes and classes of a built-in benchmark at its defaults, without generating it."""
+    datasets = {split: builtin_dataset(name, split=split) for split in SPLITS}
+    first = datasets["train"]
+    sizes = ", ".join(f"{split} {len(d)}" for split, d in datasets.items())
+    typer.echo(
+        f"{name} is a built-in benchmark, generated on the fly (no folder of that name here): "
+        f"with the defaults (n_images {first.n_images}, image_size {first.size}, seed "
+        f"{first.seed}) it has {sizes} images, classes {first.classes}, boxes and masks. "
+        "data check checks folders: to see its files, write them with "
+        f"`torchlap data export {name} --out DIR` and check DIR"
+    )
 
 
 def _report_transparency(dataset: object, split: str) -> None:

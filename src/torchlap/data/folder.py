@@ -424,7 +424,10 @@ def image_folder(
 
     Two layouts: ``root/<class>/<image>`` (a seeded split is made), or
     ``root/{train,val,test}/<class>/<image>`` (the split folders; ``train`` must exist).
-    Files are listed with torchvision's ``make_dataset`` (its image extensions).
+    Files are listed with torchvision's ``make_dataset`` (its image extensions). A class
+    folder without image files is refused (ValueError naming it) when its class then has no
+    training image; an empty ``val/<class>`` or ``test/<class>`` of a class that has training
+    images only means that split lacks the class.
     """
     root_path = Path(root)
     if not root_path.is_dir():
@@ -453,20 +456,28 @@ def image_folder(
         folders = [(root_path / s, s) for s in split_dirs]
     else:
         folders = [(root_path, None)]
+    empty_folders: list[tuple[str, str]] = []  # (class folder, class) without image files
     for folder, split_name in folders:
         try:
             folder_classes, class_to_idx = find_classes(str(folder))
         except FileNotFoundError as error:
             raise ValueError(f"{folder}: no class subfolders ({error})") from None
-        try:
-            samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS)
-        except FileNotFoundError:  # torchvision's "Found no valid file for the classes ..."
+        samples = make_dataset(
+            str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True
+        )
+        if not samples:
             entries = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
             raise ValueError(
                 f"{folder} holds no image files in class subfolders (it holds "
                 f"{', '.join(entries[:8])}{', ...' if len(entries) > 8 else ''}); a dataset "
                 f"folder has {ANNOTATIONS} or one subfolder of images per class"
-            ) from None
+            )
+        found = {target for _, target in samples}
+        empty_folders += [
+            ((folder / name).relative_to(root_path).as_posix() + "/", name)
+            for name in folder_classes
+            if class_to_idx[name] not in found
+        ]
         for file, target in samples:
             relative = Path(file).relative_to(root_path).as_posix()
             records.append(
@@ -477,6 +488,23 @@ def image_folder(
                     source=f"{root_path} image {relative}",
                 )
             )
+    _refuse_untrainable_class_folders(root_path, records, empty_folders)
     return AnnotatedFolder.from_records(
         root_path, records, source=str(root_path), has_regions=False, split=split, **options
     )
+
+
+def _refuse_untrainable_class_folders(
+    root: Path, records: list[ImageRecord], empty_folders: list[tuple[str, str]]
+) -> None:
+    """ValueError naming the class folders without image files whose class then has no
+    training image (a class the model could not learn). An empty ``val/<class>`` or
+    ``test/<class>`` of a class with training images is fine: that split lacks the class."""
+    trained = {r.label for r in records if r.split in (None, "train")}
+    refused = [folder for folder, name in empty_folders if name not in trained]
+    if refused:
+        raise ValueError(
+            f"{root}: class folder(s) {', '.join(refused)} hold no image files (extensions "
+            f"{', '.join(IMG_EXTENSIONS)}), so their class has no training image and could "
+            "not be learnt; add images to them or remove them"
+        )

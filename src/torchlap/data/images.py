@@ -215,10 +215,30 @@ def load_image(
     return resize(image, list(size_pair(image_size)), antialias=True)
 
 
+# masks read as stored; any other mode (palette, CMYK, YCbCr, ...) is converted to RGBA first
+_MASK_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L", "I;16N", "RGB", "RGBA"}
+
+
 def read_mask(path: Path) -> Tensor:
-    """A mask PNG as a (H, W) uint8 tensor with 1 where the file is nonzero."""
+    """A mask file as a (H, W) uint8 tensor: 1 = region, 0 = background.
+
+    A pixel is region when any of its colour channels is non-zero and it is not fully
+    transparent: the alpha channel (RGBA, LA) is not a colour, and a pixel of alpha 0 is never
+    region whatever colour is stored under it. Palette (P) masks are read by their colours
+    (the palette's transparent entries as alpha 0), not by their palette indices, so a mask
+    shows as region what it is read as; other colour modes (CMYK, ...) are converted to RGB.
+    Grayscale masks (1, L, 16-bit, I, F): every non-zero pixel is region.
+    """
     with Image.open(path) as image:
+        image.load()
+        if image.mode not in _MASK_MODES or "transparency" in image.info:
+            image = image.convert("RGBA")
+        bands = image.getbands()
         array = np.asarray(image)
-    if array.ndim == 3:
-        array = array.any(axis=-1)
-    return torch.from_numpy(np.ascontiguousarray(array != 0)).to(torch.uint8)
+    if array.ndim == 2:
+        return torch.from_numpy(np.ascontiguousarray(array != 0)).to(torch.uint8)
+    colour = [k for k, band in enumerate(bands) if band != "A"]
+    region = (array[..., colour] != 0).any(axis=-1)
+    if "A" in bands:
+        region &= array[..., bands.index("A")] != 0
+    return torch.from_numpy(np.ascontiguousarray(region)).to(torch.uint8)

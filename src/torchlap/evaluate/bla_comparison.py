@@ -6,6 +6,7 @@ scores (:mod:`torchlap.metrics.lime_faithfulness`), one LIME run shared by both.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from torchlap.metrics.lime_faithfulness import (
 )
 from torchlap.models.bla import bla_maps
 
-__all__ = ["bla_lime_faithfulness"]
+__all__ = ["bla_lime_faithfulness", "lime_section"]
 
 
 def bla_lime_faithfulness(
@@ -60,4 +61,39 @@ def bla_lime_faithfulness(
     return {
         "bla": lime_spearman(reference, images, soft, classes, patch, lime_scores=scores),
         "gradcam": lime_spearman(reference, images, cam, classes, patch, lime_scores=scores),
+    }
+
+
+def lime_section(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor | None,
+    options: Any,
+    device: torch.device,
+    baseline: nn.Module | None = None,
+) -> dict[str, Any]:
+    """Paper 002's section 4.3 on the first ``options.lime_images`` of ``images``: Spearman
+    correlation of LIME patch scores with BLA's soft explanation (of ``model``) and with
+    Grad-CAM, one LIME run shared by both. LIME and Grad-CAM explain ``baseline`` (the paper's
+    "uninterpretable baseline model", a vanilla run of the same architecture and data) when it
+    is given, else ``model`` itself. The class explained is ``labels`` (``options.target ==
+    "label"``) or, with ``labels=None``, the predicted class of the model LIME explains."""
+    count = min(options.lime_images, len(images))
+    side = min(images.shape[-2:])
+    patch = options.lime_patch or max(1, round(side * 32 / 224))
+    started = time.perf_counter()
+    metrics = bla_lime_faithfulness(
+        model,
+        images[:count].to(device),
+        baseline_model=baseline,
+        target=None if labels is None else labels[:count].to(device),
+        patch=patch,
+        n_samples=options.lime_samples,
+        seed=options.seed,
+    )
+    return {
+        **{name: value.to_dict() for name, value in metrics.items()},
+        "patch": patch,
+        "n_samples": options.lime_samples,
+        "seconds": time.perf_counter() - started,
     }

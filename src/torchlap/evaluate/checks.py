@@ -24,6 +24,7 @@ from torchlap.evaluate.common import (
     load_eval_data,
     method_options,
     read_cache,
+    write_cache,
 )
 from torchlap.evaluate.sanity import (
     DEFAULT_SANITY_THRESHOLD,
@@ -149,7 +150,9 @@ def run_checks(
     force: bool = False,
 ) -> dict[str, Any]:
     """The ``sanity`` and ``grid_pointing_game`` results of :func:`evaluate_run` (each method
-    cached in ``out_dir/methods/``), and the figure of a few grids with every method's map."""
+    cached in ``out_dir/methods/``, keyed by ``data_name``: the data's name or, as
+    :func:`evaluate_run` passes it, the fingerprint of the evaluated tensors), and the figure
+    of a few grids with every method's map."""
     out_dir = Path(out_dir)
     device = torch.device(options.device)
     results: dict[str, Any] = {}
@@ -169,11 +172,10 @@ def run_checks(
         results["sanity"] = {}
         for method in track(methods, description="sanity checks", unit="methods", describe=str):
             cache = out_dir / "methods" / f"sanity_{method}.json"
-            key = fingerprint(
-                {"sanity": settings, "method": method, "method_options": method_options(method),
-                 "weights": stamp, "data": data_name, "n": count}
-            )  # fmt: skip
-            entry = None if force else read_cache(cache, key, f"sanity {method}")
+            parts = {"sanity": settings, "method": method, "method_options": method_options(method),
+                     "weights": stamp, "data": data_name, "n": count}  # fmt: skip
+            key = fingerprint(parts)
+            entry = None if force else read_cache(cache, key, f"sanity {method}", parts)
             if entry is None:
                 started = time.perf_counter()
                 entry = sanity_check(
@@ -182,7 +184,7 @@ def run_checks(
                     threshold=float(options.sanity_threshold), seed=options.seed,
                 )  # fmt: skip
                 entry["seconds"] = time.perf_counter() - started
-                atomic_write_json(cache, {"fingerprint": key, "results": entry})
+                write_cache(cache, key, parts, entry)
             results["sanity"][method] = entry
     if options.grid_pg:
         results.update(
@@ -221,17 +223,16 @@ def _grid_pointing(
     n_examples = min(3, len(grid_set))
     for method in track(methods, description="grid pointing game", unit="methods", describe=str):
         cache = out_dir / "methods" / f"grid_pg_{method}.json"
-        key = fingerprint(
-            {"grid_pg": setup, "method": method, "method_options": method_options(method),
-             "weights": stamp, "data": data_name}
-        )  # fmt: skip
-        entry = None if force else read_cache(cache, key, f"grid pointing {method}")
+        parts = {"grid_pg": setup, "method": method, "method_options": method_options(method),
+                 "weights": stamp, "data": data_name}  # fmt: skip
+        key = fingerprint(parts)
+        entry = None if force else read_cache(cache, key, f"grid pointing {method}", parts)
         explain_fn = explainer_for(method)
         if entry is None:
             maps = explain_fn(model, grid_set.images[grids], targets)
             scores, zero = grid_pointing_scores(maps, cells, grid_set.shape)
             entry = grid_pointing_summary(scores, zero, grid_set.shape)
-            atomic_write_json(cache, {"fingerprint": key, "results": entry})
+            write_cache(cache, key, parts, entry)
             first = torch.arange(n_examples) * grid_set.n_cells  # cell 0 of the first grids
             example_maps[method] = maps[first]
         else:
@@ -319,10 +320,12 @@ def compare_data_randomization(
     data: str | None,
     out: Any,
     options: Any,
+    settings: Any = None,
 ) -> None:
     """For every run trained with ``--shuffle-labels``: :func:`data_randomization` against its
     real counterpart (same data, model family and architecture), on the first
-    ``options.sanity_images`` images of the split; stored as ``results[run]
+    ``options.sanity_images`` images of the split (read with ``settings``, compare's
+    common data settings, when given); stored as ``results[run]
     ["data_randomization"]`` and in that run's ``results.json``."""
     device = torch.device(options.device)
     for name, config in configs.items():
@@ -336,7 +339,8 @@ def compare_data_randomization(
             continue
         real, shuffled = load_run(run_dirs[against]), load_run(run_dirs[name])
         source = data or config.get("train", {}).get("data")
-        test = load_eval_data(real, source, options.split, options.sanity_images)
+        test = load_eval_data(real, source, options.split, options.sanity_images,
+                              settings=settings)  # fmt: skip
         methods = [
             m
             for m in options.methods

@@ -239,6 +239,12 @@ def evaluate_command(
     grid_pg_grids: GridPgGrids = 16,
     grid_pg_confidence: GridPgConfidence = 0.9,
     check_methods: CheckMethods = None,
+    lime_baseline: Path = typer.Option(
+        None,
+        "--lime-baseline",
+        help="BLA runs: a vanilla run of the same data on which paper 002's LIME check "
+        "computes LIME and Grad-CAM (default: the BLA model itself, as the report says).",
+    ),
     devices: Devices = "1",
     num_nodes: NumNodes = 1,
 ) -> None:
@@ -266,7 +272,7 @@ def evaluate_command(
     results = _launch(
         plan,
         out_dir / "evaluate.log",
-        lambda: evaluate_run(run, data, out_dir, options, force=force),
+        lambda: evaluate_run(run, data, out_dir, options, force=force, lime_baseline=lime_baseline),
     )
     if results is None:  # not rank 0
         return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
 from torchlap.data import collate_regions, load_dataset
+from torchlap.evaluate.provenance import DataSettings, data_settings
 from torchlap.evaluate.shard import (
     active,
     broadcast_from_zero,
@@ -41,6 +43,7 @@ __all__ = [
     "atomic_write_json",
     "explain_all",
     "fingerprint",
+    "fingerprint_parts",
     "flat_map_counts",
     "guard_output_folder",
     "load_eval_data",
@@ -48,6 +51,7 @@ __all__ = [
     "metric",
     "read_cache",
     "weights_stamp",
+    "write_cache",
 ]
 
 #: bumped whenever a metric's definition changes, so cached method results are recomputed
@@ -55,8 +59,10 @@ __all__ = [
 #: fitted on the validation images holding a region. 3: thresholds fitted on all validation
 #: images; keep-k% and Drop%/Increase% break ties at random (mean of seeded draws); LAP's
 #: ranking metrics read the unclipped-sum LAP All; LAP maps follow the run's concept sets;
-#: L2X-F/BLA-T train as in the BLA authors' code)
-METRICS_REVISION = 3
+#: L2X-F/BLA-T train as in the BLA authors' code. 4: Drop/Inc/Win binarizes by per-image
+#: min-max normalisation, keeping >= 0.8 (torchlap.metrics.binarize_map; earlier: divided by
+#: the maximum); keep-k% "vs label" reads maps of the label class)
+METRICS_REVISION = 4
 
 
 @dataclass
@@ -69,24 +75,33 @@ class EvalData:
     has_region: Tensor
     classes: list[str]
     name: str
+    #: how the split was read (seed, image count, data options; None: not recorded)
+    settings: DataSettings | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
 
 def load_eval_data(
-    run: Any, data: str, split: str, max_images: int | None, batch_size: int = 64
+    run: Any,
+    data: str,
+    split: str,
+    max_images: int | None,
+    batch_size: int = 64,
+    settings: DataSettings | None = None,
 ) -> EvalData:
-    """Read ``split`` of ``data`` as ``run`` saw it (same seed/size for its own built-in data)."""
-    train = run.config.get("train", {})
-    kwargs: dict[str, Any] = {}
-    seed = 0
-    if data == train.get("data"):
-        kwargs = dict(train.get("data_options") or {})
-        if train.get("n_images") is not None:
-            kwargs["n_images"] = train["n_images"]
-        seed = int(train.get("seed", 0))
-    dataset = load_dataset(data, split=split, image_size=run.image_size, seed=seed, **kwargs)
+    """Read ``split`` of ``data`` as ``run`` saw it: with the run's own seed, image count and
+    data options when ``data`` is the run's data (however its path is spelled), else with
+    ``settings`` (default: split seed 0, the data's default image count, no data options;
+    :func:`~torchlap.evaluate.provenance.data_settings`)."""
+    if settings is None:
+        settings = data_settings(run.config, data)
+    kwargs = dict(settings.data_options)
+    if settings.n_images is not None:
+        kwargs["n_images"] = settings.n_images
+    dataset = load_dataset(
+        data, split=split, image_size=run.image_size, seed=settings.seed, **kwargs
+    )
     if list(dataset.classes) != list(run.classes):
         raise ValueError(
             f"{data!r} has classes {list(dataset.classes)}, the run was trained on "
@@ -112,6 +127,7 @@ def load_eval_data(
         has_region=torch.cat(parts["has_region"]),
         classes=list(run.classes),
         name=str(data),
+        settings=settings,
     )
 
 
@@ -197,10 +213,41 @@ def method_options(method: str, options: Any, run_facts: dict[str, Any]) -> dict
 # ------------------------------------------------------------------------------------ cache
 
 
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def fingerprint(parts: dict[str, Any]) -> str:
     """A short hash of ``parts`` and :data:`METRICS_REVISION` (the cache key of a result)."""
-    parts = {**parts, "metrics_revision": METRICS_REVISION}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return _digest({**parts, "metrics_revision": METRICS_REVISION})[:16]
+
+
+def fingerprint_parts(parts: dict[str, Any]) -> dict[str, str]:
+    """A short hash of each part (and of :data:`METRICS_REVISION`), stored next to the
+    fingerprint so that a cache miss can say what changed."""
+    every = {**parts, "metrics_revision": METRICS_REVISION}
+    return {name: _digest(value)[:12] for name, value in every.items()}
+
+
+#: what each fingerprint part is, for the log line of a cache miss
+_PART_NAMES = {
+    "data": "the evaluated data (images, labels or region masks/boxes)",
+    "options": "the evaluation options",
+    "weights": "the run's weights",
+    "metrics_revision": "the metric definitions (metrics revision)",
+    "method_options": "the method's options",
+    "concept_sets": "the run's concept sets",
+    "baseline": "the LIME baseline run",
+}
+
+
+def write_cache(cache: Path, key: str, parts: dict[str, Any] | None, results: Any) -> None:
+    """Store ``results`` in ``cache`` with their fingerprint ``key`` (and the hash of each of
+    ``parts``, see :func:`fingerprint_parts`)."""
+    entry: dict[str, Any] = {"fingerprint": key}
+    if parts is not None:
+        entry["parts"] = fingerprint_parts(parts)
+    atomic_write_json(cache, {**entry, "results": results})
 
 
 def weights_stamp(run_dir: Path) -> dict[str, Any]:
@@ -210,13 +257,14 @@ def weights_stamp(run_dir: Path) -> dict[str, Any]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def read_cache(cache: Path, key: str, label: str) -> Any:
-    """The cached results of ``cache`` when its fingerprint matches, else ``None`` (sharded:
-    rank 0's reading, on every rank, so that all ranks compute the same methods)."""
-    return broadcast_from_zero(_read_own_cache(cache, key, label) if is_writer() else None)
+def read_cache(cache: Path, key: str, label: str, parts: dict[str, Any] | None = None) -> Any:
+    """The cached results of ``cache`` when its fingerprint matches, else ``None``; a miss
+    names what changed among ``parts`` (sharded: rank 0's reading, on every rank, so that all
+    ranks compute the same methods)."""
+    return broadcast_from_zero(_read_own_cache(cache, key, label, parts) if is_writer() else None)
 
 
-def _read_own_cache(cache: Path, key: str, label: str) -> Any:
+def _read_own_cache(cache: Path, key: str, label: str, parts: dict[str, Any] | None) -> Any:
     if not cache.is_file():
         return None
     try:
@@ -226,7 +274,22 @@ def _read_own_cache(cache: Path, key: str, label: str) -> Any:
             return cached["results"]
     except (json.JSONDecodeError, KeyError, AttributeError):
         logger.warning("%s is unreadable; recomputing %s", cache, label)
+        return None
+    logger.info("%s: recomputing, %s", label, _miss_reason(cached.get("parts"), parts, cache))
     return None
+
+
+def _miss_reason(stored: Any, parts: dict[str, Any] | None, cache: Path) -> str:
+    """Why ``cache`` no longer fits: the parts whose hash changed."""
+    if parts is None or not isinstance(stored, dict):
+        return f"{cache} was computed with other settings or by an earlier torchlap"
+    now = fingerprint_parts(parts)
+    changed = [name for name in now if stored.get(name) != now[name]]
+    changed += [name for name in stored if name not in now]
+    if not changed:
+        return f"{cache} was computed with other settings"
+    names = ", ".join(_PART_NAMES.get(name, name) for name in changed)
+    return f"{names} changed since {cache}"
 
 
 # the files an evaluation (or comparison) writes into its output folder
@@ -237,12 +300,31 @@ _OUTPUT_NAMES = (
     "report.html",
     "figures",
     "methods",
+    "evaluate.log",
+    "compare.log",
 )
 _OWN_FORMATS = {"results.json": "torchlap-results", "comparison.json": "torchlap-comparison"}
+_LOGS = ("evaluate.log", "compare.log")
+#: the first line of a log torchlap writes (torchlap.logs.log_file's record format)
+_LOG_LINE = re.compile(
+    r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S+: "
+)
+
+
+def _torchlap_log(path: Path) -> bool:
+    """Whether ``path`` is a log torchlap wrote (empty, or its first line a torchlap record)."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as file:
+            first = file.readline()
+    except OSError:
+        return False
+    return not first or _LOG_LINE.match(first) is not None
 
 
 def _written_by_torchlap(path: Path) -> bool:
     """Whether an output-folder entry is one torchlap evaluate/compare wrote."""
+    if path.name in _LOGS:
+        return path.is_file() and _torchlap_log(path)
     if path.name in _OWN_FORMATS:
         try:
             return json.loads(path.read_text()).get("format") == _OWN_FORMATS[path.name]
@@ -260,8 +342,9 @@ def guard_output_folder(
     out: Path, force: bool, option: str = "--out", flag: str = "--force"
 ) -> list[Path]:
     """Refuse an output folder holding files of the names evaluate writes that torchlap did
-    not write (a user's own ``results.json``...), unless ``force``; with ``force`` the files
-    that will be replaced are logged. :func:`~torchlap.evaluate.evaluate_run`,
+    not write (a user's own ``results.json``, ``evaluate.log``...), unless ``force``; with
+    ``force`` the files that will be replaced are logged (a foreign log is removed, since a
+    log is appended to). :func:`~torchlap.evaluate.evaluate_run`,
     :func:`~torchlap.evaluate.compare_runs` and the demo call it before any work. A folder
     whose results.json/comparison.json is torchlap's is torchlap's (its tables, figures and
     report come with it).
@@ -282,5 +365,8 @@ def guard_output_folder(
         )
     if foreign:
         logger.warning("%s: replacing %s", flag, ", ".join(str(p) for p in foreign))
+        for path in foreign:  # a log is appended to: the user's one goes before ours starts
+            if path.name in _LOGS and path.is_file():
+                path.unlink()
     clean_stale_temps(out)  # temp files of an evaluation killed mid-write
     return foreign

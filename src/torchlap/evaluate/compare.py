@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,10 +13,20 @@ from torchlap.evaluate.checks import compare_data_randomization
 from torchlap.evaluate.common import atomic_write_json, guard_output_folder
 from torchlap.evaluate.core import evaluate_run
 from torchlap.evaluate.options import EvaluateOptions
+from torchlap.evaluate.provenance import (
+    DataSettings,
+    common_data_settings,
+    data_identity,
+    describe_identities,
+    lime_baseline_of,
+)
 from torchlap.evaluate.shard import is_writer
+from torchlap.explainers import applicability
 from torchlap.runs import load_run
 
-__all__ = ["compare_runs"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["check_protocols", "compare_runs"]
 
 
 def compare_runs(
@@ -26,9 +38,17 @@ def compare_runs(
 ) -> Path:
     """Evaluate each run into ``out/<run name>/`` and write the joint tables and report.
 
-    Run names are the folders' names; two runs with the same folder name are refused.
-    With ``options.sanity``, each run trained with ``--shuffle-labels`` is also compared with a
-    real run of the same data and model (results key ``data_randomization``).
+    Run names are the folders' names; two runs with the same folder name are refused. Without
+    ``data`` the runs must have seen the same images: the same data (a folder however spelled),
+    ``n_images``, seed, image size and data options, else they are refused. With ``data`` every
+    run is evaluated on the same images of it: with the runs' own seed, image count and data
+    options when they all read ``data`` alike, else with split seed 0, the default image count
+    and no data options for all (logged, and noted in each run's results and in the report).
+    A BLA run's LIME check (paper 002, section 4.3) is computed on a vanilla run of the same
+    architecture and data among the compared runs when there is one (results key
+    ``lime_reference``). A comparison none of whose methods applies to any run is
+    refused. With ``options.sanity``, each run trained with ``--shuffle-labels`` is also
+    compared with a real run of the same data and model (results key ``data_randomization``).
     Returns the path of ``report.html``.
     """
     # matplotlib loads with the first figure, not at `torchlap --help` (measured: importing
@@ -37,41 +57,119 @@ def compare_runs(
 
     if not run_dirs:
         raise ValueError("compare needs at least one run folder")
+    options = options or EvaluateOptions()
+    options.validate()
     out = Path(out)
     names = [Path(r).resolve().name for r in run_dirs]
     if len(set(names)) != len(names):
         raise ValueError(f"run folders must have distinct names, got {names}")
-    # fail before any work when a folder is not a finished run, or the runs' data differ
-    trained_on = {
-        name: _data_of(load_run(run_dir).config)
-        for name, run_dir in zip(names, run_dirs, strict=True)
-    }
-    if data is None and len(set(trained_on.values())) > 1:
-        listed = ", ".join(f"{name}: {value}" for name, value in trained_on.items())
-        raise ValueError(
-            f"the runs were trained on different data ({listed}); compare evaluates every run "
-            "on the same images for one table: pass --data to choose them"
-        )
+    dirs = dict(zip(names, run_dirs, strict=True))
+    # fail before any work when a folder is not a finished run, the runs' data differ or no
+    # method applies to any of them
+    configs, bla_runs = _read_runs(dirs, options)
+    settings, note = _data_plan(data, configs)
+    if note:
+        logger.warning("compare: %s", note)
+    baselines = _lime_baselines(bla_runs, configs, options)
     if is_writer():  # and when out holds files of these names that torchlap did not write
         for folder in (out, *(out / name for name in names)):
             guard_output_folder(folder, force)
     results: dict[str, Any] = {}
-    configs: dict[str, Any] = {}
-    for name, run_dir in zip(names, run_dirs, strict=True):
-        results[name] = evaluate_run(run_dir, data, out / name, options, force=force)
-        configs[name] = load_run(run_dir).config
-    if options is not None and options.sanity:  # data randomization test (shuffled labels)
-        compare_data_randomization(dict(zip(names, run_dirs, strict=True)), configs, results,
-                                   data, out, options)  # fmt: skip
-    atomic_write_json(out / "comparison.json", {"format": "torchlap-comparison", "runs": results})
+    for name, run_dir in dirs.items():
+        baseline = baselines.get(name)
+        results[name] = evaluate_run(
+            run_dir, data, out / name, options, force=force, data_settings=settings,
+            lime_baseline=None if baseline is None else dirs[baseline], require_applicable=False,
+        )  # fmt: skip
+    check_protocols(results)
+    if options.sanity:  # data randomization test (shuffled labels)
+        compare_data_randomization(dirs, configs, results, data, out, options, settings)
+    summary = {"name": data, "settings": None if settings is None else settings.to_dict(),
+               "note": note}  # fmt: skip
+    atomic_write_json(
+        out / "comparison.json", {"format": "torchlap-comparison", "data": summary, "runs": results}
+    )
     if not is_writer():  # sharded evaluation: rank 0 alone writes
         return out / "report.html"
     return write_run_outputs(out, results, configs, None, {})
 
 
-def _data_of(config: dict[str, Any]) -> str:
-    """The data a run was trained on: a built-in's name, or its folder (resolved, so that two
-    spellings of one folder agree)."""
-    data = str(config.get("train", {}).get("data", ""))
-    path = Path(data)
-    return str(path.resolve()) if path.exists() else data
+def _read_runs(
+    dirs: dict[str, Any], options: EvaluateOptions
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Every run's config, and the runs with a BLA module; refuses when no requested method
+    applies to any run (the models are not kept)."""
+    configs: dict[str, dict[str, Any]] = {}
+    bla_runs: list[str] = []
+    any_applies = False
+    for name, run_dir in dirs.items():
+        run = load_run(run_dir)
+        configs[name] = run.config
+        any_applies |= any(applicability(m, run.model) is None for m in options.methods)
+        if applicability("bla", run.model) is None:
+            bla_runs.append(name)
+    if not any_applies:
+        raise ValueError(
+            f"no requested method ({', '.join(options.methods)}) applies to the model of any "
+            f"run ({', '.join(dirs)}); pass --methods with methods that apply to them"
+        )
+    return configs, bla_runs
+
+
+def _data_plan(
+    data: str | None, configs: dict[str, dict[str, Any]]
+) -> tuple[DataSettings | None, str | None]:
+    """Without ``data``: refuse runs that did not see the same images. With it: the one
+    setting all runs read it with, and the sentence that says how when not their own."""
+    if data is not None:
+        return common_data_settings(data, configs)
+    identities = {name: data_identity(config) for name, config in configs.items()}
+    if len({json.dumps(i, sort_keys=True, default=str) for i in identities.values()}) > 1:
+        raise ValueError(
+            f"the runs were trained on different data ({describe_identities(identities)}); "
+            "compare evaluates every run on the same images for one table: pass --data to "
+            "choose them"
+        )
+    return None, None
+
+
+def _lime_baselines(
+    bla_runs: list[str], configs: dict[str, dict[str, Any]], options: EvaluateOptions
+) -> dict[str, str]:
+    """The vanilla run of the same architecture and data each BLA run's LIME check uses."""
+    if "bla" not in options.methods or options.lime_images == 0:
+        return {}
+    chosen = {}
+    for name in bla_runs:
+        baseline = lime_baseline_of(name, configs)
+        if baseline is None:
+            logger.warning(
+                "%s: no vanilla run of the same architecture and data among the compared runs: "
+                "its LIME check runs on the BLA model itself", name
+            )  # fmt: skip
+        else:
+            logger.info("%s: LIME check on the vanilla run %s (paper 002, 4.3)", name, baseline)
+            chosen[name] = baseline
+    return chosen
+
+
+def check_protocols(results: dict[str, dict[str, Any]]) -> None:
+    """Refuse results computed under different protocols (``results.json["protocol"]``:
+    metrics revision, binarization, tie rule...; each run's LAP concept sets may differ) in
+    one table."""
+
+    def comparable(entry: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in entry.get("protocol", {}).items() if k != "lap_concept_sets"}
+
+    if not results:
+        return
+    first, reference = next(iter(results.items()))
+    for name, entry in results.items():
+        mine, theirs = comparable(reference), comparable(entry)
+        differing = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+        if differing:
+            raise ValueError(
+                f"{first} and {name} were evaluated under different protocols "
+                f"({', '.join(differing)}); one table would mix them: evaluate them again "
+                "(--force recomputes)"
+            )

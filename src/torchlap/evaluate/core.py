@@ -21,14 +21,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from torchlap.evaluate.bla_comparison import bla_lime_faithfulness
+from torchlap.evaluate.bla_comparison import lime_section
 from torchlap.evaluate.checks import method_fingerprint_options, run_checks
 from torchlap.evaluate.common import (
     METRICS_REVISION,
@@ -43,16 +43,24 @@ from torchlap.evaluate.common import (
     metric,
     read_cache,
     weights_stamp,
+    write_cache,
 )
 from torchlap.evaluate.lap_predictors import lap_predictor_results
-from torchlap.evaluate.method import evaluate_method
+from torchlap.evaluate.method import BINARIZE_NORMALIZATION, BINARIZE_THRESHOLD, evaluate_method
 from torchlap.evaluate.options import DEFAULT_METHODS, THRESHOLD_FIT_SETS, EvaluateOptions
+from torchlap.evaluate.provenance import (
+    DataSettings,
+    check_lime_baseline,
+    data_settings,
+    same_data,
+    tensor_fingerprint,
+)
 from torchlap.evaluate.shard import active, is_writer, on_rank_zero
-from torchlap.explainers import applicability, get, method_facts
+from torchlap.explainers import applicability, available, get, method_facts
 from torchlap.explainers.lap import concept_mapping
 from torchlap.logs import track
 from torchlap.metrics import binary_classification_metrics, multiclass_classification_metrics
-from torchlap.runs import load_run
+from torchlap.runs import load_run, resolve_run_data
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +137,16 @@ def protocol(options: EvaluateOptions, concept_sets: Any = None) -> dict[str, An
         },
         "lap_concept_sets": None if sets is None else {str(k): list(v) for k, v in sets.items()},
         "lap_common_heads": "left out (include_common=False)",
+        "drop_inc_win_binarization": {
+            "rule": "each map clipped at 0, min-max normalised per image, region = values >= "
+                    "the threshold (torchlap.metrics.binarize_map)",
+            "threshold": BINARIZE_THRESHOLD,
+            "normalization": BINARIZE_NORMALIZATION,
+        },
+        "keep_top_k_vs_label_maps": (
+            "maps of the label class (misclassified images explained again for their label)"
+            if options.target == "prediction" else "maps of the label class (target: label)"
+        ),
     }  # fmt: skip
 
 
@@ -141,36 +159,6 @@ def _example_indices(per_sample: Sequence[float | None]) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------- driver
-
-
-def lime_section(
-    model: nn.Module,
-    test: EvalData,
-    targets: Tensor,
-    options: EvaluateOptions,
-    device: torch.device,
-) -> dict[str, Any]:
-    """Paper 002's section 4.3 on the first ``options.lime_images`` test images: Spearman
-    correlation of LIME patch scores with BLA's soft explanation and with Grad-CAM (one LIME
-    run shared by both), on the evaluated model itself."""
-    count = min(options.lime_images, len(test))
-    side = min(test.images.shape[-2:])
-    patch = options.lime_patch or max(1, round(side * 32 / 224))
-    started = time.perf_counter()
-    metrics = bla_lime_faithfulness(
-        model,
-        test.images[:count].to(device),
-        target=targets[:count].to(device),
-        patch=patch,
-        n_samples=options.lime_samples,
-        seed=options.seed,
-    )
-    return {
-        **{name: metric(value) for name, value in metrics.items()},
-        "patch": patch,
-        "n_samples": options.lime_samples,
-        "seconds": time.perf_counter() - started,
-    }
 
 
 @dataclass
@@ -190,6 +178,11 @@ class _Evaluation:
     val_targets: Tensor
     stamp: dict[str, Any]
     force: bool
+    #: hash of the test and validation tensors evaluated (the caches' data key)
+    data_key: str = ""
+    #: paper 002's uninterpretable baseline for the LIME check (a LoadedRun), if any
+    lime_baseline: Any = None
+    notes: dict[str, list[str]] = field(default_factory=dict)
 
     def method_options(self, method: str) -> dict[str, Any]:
         """The explainer options of ``method`` with the run's facts (concept sets)."""
@@ -204,13 +197,26 @@ def evaluate_run(
     force: bool = False,
     write_report: bool = True,
     on_method: Callable[[str, float], None] | None = None,
+    *,
+    data_settings: DataSettings | None = None,
+    lime_baseline: str | os.PathLike[str] | None = None,
+    require_applicable: bool = True,
 ) -> dict[str, Any]:
     """Evaluate one run; write ``results.json`` (and tables, plots, report) into ``out``.
 
-    ``data`` defaults to the run's own data; ``out`` to ``RUN_DIR/eval-<split>``. Methods that
-    do not apply to the model (``lap`` on a model without LAP layers, ``bla`` without a BLA
-    module, ``antehoc`` without an AnteHocModel: :func:`torchlap.explainers.applicability`) are
-    skipped with a note. Returns the results dict (the content of ``results.json``).
+    ``data`` defaults to the run's own data, read with the run's own split seed, image count
+    and data options; other data is read with ``data_settings`` (default: split seed 0, the
+    data's default image count, no data options; ``results.json["data"]`` and the log say
+    which). ``out`` defaults to ``RUN_DIR/eval-<split>``. Methods that do not apply to the
+    model (``lap`` on a model without LAP layers, ``bla`` without a BLA module, ``antehoc``
+    without an AnteHocModel: :func:`torchlap.explainers.applicability`) are skipped with a
+    warning; when none applies the request is refused before any work (unless
+    ``require_applicable=False``, as ``compare`` passes for a vanilla run among LAP runs).
+
+    ``lime_baseline``: a vanilla run of the same data and image size on which paper 002's LIME
+    check (section 4.3) computes LIME and Grad-CAM for a BLA run; without it they are computed
+    on the BLA model itself, and ``results.json`` and the report say so. Returns the results
+    dict (the content of ``results.json``).
     """
     options = options or EvaluateOptions()
     options.validate()
@@ -223,11 +229,14 @@ def evaluate_run(
             "sharded evaluation: rank %d of %d processes (%s)",
             shard.rank, shard.world_size, "nccl" if shard.device.type == "cuda" else "gloo",
         )  # fmt: skip
-    job, test_logits = _prepare(Path(run_dir), data, out, options, force)
+    request = _Request(data, data_settings, lime_baseline, require_applicable)
+    job, test_logits = _prepare(Path(run_dir), request, out, options, force)
     results = _results_head(job, test_logits)
     example_maps = _evaluate_methods(job, results, on_method)
     if "bla" in options.methods and "bla" not in results["skipped"] and options.lime_images > 0:
-        results["lime_spearman"] = _lime(job)
+        results["lime_spearman"], results["lime_reference"] = _lime(job)
+    for topic, texts in job.notes.items():  # data and LIME notes, after the methods' own
+        results.setdefault("notes", {}).setdefault(topic, []).extend(texts)
     if options.sanity or options.grid_pg:  # sanity checks, grid pointing game (issue 13)
         chosen = options.check_methods
         applicable = [
@@ -238,7 +247,7 @@ def evaluate_run(
         results.update(
             run_checks(
                 job.model, job.test, job.test_targets, options, applicable, job.method_options,
-                job.out_dir, job.stamp, str(job.data), force,
+                job.out_dir, job.stamp, job.data_key, force,
             )
         )  # fmt: skip
     atomic_write_json(job.out_dir / "results.json", results)
@@ -252,6 +261,17 @@ def evaluate_run(
             job.out_dir, {name: results}, {name: job.run.config}, job.test, example_maps, job.model
         )
     return results
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What :func:`evaluate_run` was asked beyond the options: the data and how to read it,
+    the LIME baseline run, and whether a request without any applicable method is refused."""
+
+    data: str | None
+    settings: DataSettings | None
+    lime_baseline: str | os.PathLike[str] | None
+    require_applicable: bool
 
 
 def _warn_idle_ranks(n_images: int, batch_size: int) -> None:
@@ -270,18 +290,24 @@ def _warn_idle_ranks(n_images: int, batch_size: int) -> None:
 
 
 def _prepare(
-    run_dir: Path, data: str | None, out: Any, options: EvaluateOptions, force: bool
+    run_dir: Path, request: _Request, out: Any, options: EvaluateOptions, force: bool
 ) -> tuple[_Evaluation, Tensor]:
     """The run rebuilt, its splits read and the targets chosen; and the test logits."""
     run = load_run(run_dir)
-    data = data or run.config.get("train", {}).get("data")
-    if not data:
-        raise ValueError(f"{run_dir}/config.json names no data: pass --data")
+    # the run's own data: a folder recorded as a relative path (runs saved before torchlap
+    # recorded absolute ones) is looked up where resolve_run_data says, and named when missing
+    data = request.data or resolve_run_data(run_dir, run.config)
     device = torch.device(options.device)
     model = run.model.to(device).eval()
-    test = load_eval_data(run, data, options.split, options.max_images, options.batch_size)
+    _check_applicable(run_dir, model, options, request.require_applicable)
+    baseline = _load_lime_baseline(run, model, options, request.lime_baseline, device)
+    settings, notes = _data_reading(run, data, request.settings)
+    test = load_eval_data(run, data, options.split, options.max_images, options.batch_size,
+                          settings)  # fmt: skip
     _build_explainers(model, options, run.concept_sets, test.images[:1].to(device))
-    val = load_eval_data(run, data, "val", options.max_val_images, options.batch_size)
+    val = load_eval_data(run, data, "val", options.max_val_images, options.batch_size, settings)
+    data_key = tensor_fingerprint(test.images, test.labels, test.masks, test.has_region,
+                                  val.images, val.labels, val.masks, val.has_region)  # fmt: skip
     _warn_idle_ranks(len(test), options.batch_size)
     test_logits = _logits(model, test.images, options.batch_size, device)
     val_logits = _logits(model, val.images, options.batch_size, device)
@@ -300,8 +326,73 @@ def _prepare(
         val_targets=val.labels if label else val_logits.argmax(1).cpu(),
         stamp=weights_stamp(run_dir),
         force=force,
+        data_key=data_key,
+        lime_baseline=baseline,
+        notes=notes,
     )
     return job, test_logits
+
+
+def _check_applicable(
+    run_dir: Path, model: nn.Module, options: EvaluateOptions, require: bool
+) -> None:
+    """Refuse a request none of whose methods applies to the model (as ``explain`` does);
+    otherwise one warning per method skipped."""
+    skipped = {m: why for m in options.methods if (why := applicability(m, model)) is not None}
+    if require and len(skipped) == len(options.methods):
+        listed = "; ".join(f"{method} ({why})" for method, why in skipped.items())
+        fitting = [m for m in available() if applicability(m, model) is None]
+        raise ValueError(
+            f"{run_dir}: no requested method applies to its model: {listed}; pass --methods "
+            f"with methods that apply to it: {', '.join(fitting)}"
+        )
+    for method, why in skipped.items():
+        logger.warning("%s: skipped, it does not apply to the model of %s (%s)", method,
+                       run_dir, why)  # fmt: skip
+
+
+def _load_lime_baseline(
+    run: Any, model: nn.Module, options: EvaluateOptions, path: Any, device: torch.device
+) -> Any:
+    """The vanilla run paper 002's LIME check explains for a BLA run (``--lime-baseline``),
+    checked before any work; ``None`` without one."""
+    if path is None:
+        return None
+    if "bla" not in options.methods or options.lime_images == 0 or applicability("bla", model):
+        raise ValueError(
+            f"--lime-baseline {path}: it is the baseline of paper 002's LIME check, which runs "
+            "for a BLA run evaluated with bla among --methods and --lime-images > 0"
+        )
+    baseline = load_run(path)
+    check_lime_baseline(run.config, baseline, "--lime-baseline")
+    baseline.model.to(device).eval()
+    return baseline
+
+
+def _data_reading(
+    run: Any, data: str, given: DataSettings | None
+) -> tuple[DataSettings, dict[str, list[str]]]:
+    """How ``data`` is read for ``run``: ``given`` (compare's common settings) or the run's
+    own settings for its own data (the defaults for other data); and, when that is not the
+    run's own reading, the sentence (logged, and ``results.json["notes"]["data"]``) that says
+    how it is split: the seed decides the split of a folder without a split column."""
+    own = data_settings(run.config, data)
+    if given is None:
+        settings = own
+    else:
+        settings = replace(given, own=own.own and given.reading() == own.reading())
+    if settings.own:
+        return settings, {}
+    trained = run.config.get("train", {}).get("data")
+    if same_data(data, trained):
+        text = f"evaluated on {data}, the run's training data, with {settings.describe()}"
+    else:
+        text = (
+            f"evaluated on {data}, not the run's training data ({trained}), with "
+            f"{settings.describe()}"
+        )
+    logger.warning("%s: %s", run.run_dir, text)
+    return settings, {"data": [text]}
 
 
 def _build_explainers(
@@ -329,6 +420,8 @@ def _results_head(job: _Evaluation, test_logits: Tensor) -> dict[str, Any]:
         "run": {"name": job.run_dir.resolve().name, "run_dir": str(job.run_dir)},
         "data": {
             "name": str(job.data),
+            **(test.settings.to_dict() if test.settings is not None else {}),
+            "fingerprint": job.data_key,
             "split": options.split,
             "n_images": len(test),
             "n_with_region": int(test.has_region.sum()),
@@ -380,17 +473,15 @@ def _evaluate_methods(
             results["skipped"][method] = reason
     for method in track(runnable, description="evaluating", unit="methods", describe=str):
         cache = job.out_dir / "methods" / f"{method}.json"
-        key = fingerprint(
-            {
-                "method": method,
-                "options": method_fingerprint_options(job.options),
-                "weights": job.stamp,
-                "data": job.data,
-                "n": len(job.test),
-                "concept_sets": concept_sets,
-            }
-        )
-        method_results = None if job.force else read_cache(cache, key, method)
+        parts = {
+            "method": method,
+            "options": method_fingerprint_options(job.options),
+            "weights": job.stamp,
+            "data": job.data_key,  # the images, labels and regions evaluated
+            "concept_sets": concept_sets,
+        }
+        key = fingerprint(parts)
+        method_results = None if job.force else read_cache(cache, key, method, parts)
         maps = None
         if method_results is None:
             started = time.perf_counter()
@@ -398,7 +489,7 @@ def _evaluate_methods(
                 method, job.model, job.test, job.val, job.test_targets, job.val_targets,
                 job.options, job.device, job.run.concept_sets,
             )  # fmt: skip
-            atomic_write_json(cache, {"fingerprint": key, "results": method_results})
+            write_cache(cache, key, parts, method_results)
             if on_method is not None:
                 on_method(method, time.perf_counter() - started)
         for section in ("localization", "faithfulness", "stability", "timing", "maps"):
@@ -427,16 +518,43 @@ def _examples(
     )  # fmt: skip
 
 
-def _lime(job: _Evaluation) -> dict[str, Any]:
-    """``results["lime_spearman"]``, cached like a method."""
-    cache = job.out_dir / "methods" / "lime_spearman.json"
-    key = fingerprint(
-        {"lime": True, "options": asdict(job.options) | {"methods": None}, "weights": job.stamp}
-    )
-    lime = None if job.force else read_cache(cache, key, "lime_spearman")
-    if lime is None:
-        lime = on_rank_zero(
-            lambda: lime_section(job.model, job.test, job.test_targets, job.options, job.device)
+def _lime(job: _Evaluation) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``results["lime_spearman"]``, cached like a method, and ``results["lime_reference"]``:
+    which model LIME and Grad-CAM explained (also noted in the report)."""
+    baseline = job.lime_baseline
+    if baseline is None:
+        reference: dict[str, Any] = {"model": "the BLA model itself"}
+        note = (
+            "LIME rank correlation (paper 002, section 4.3): LIME and Grad-CAM computed on the "
+            "BLA model itself, not on an uninterpretable baseline as in the paper; pass "
+            "--lime-baseline RUN (a vanilla run of the same data), or compare with one"
         )
-        atomic_write_json(cache, {"fingerprint": key, "results": lime})
-    return lime
+    else:
+        name = baseline.run_dir.resolve().name
+        reference = {"model": "baseline run", "run": name, "run_dir": str(baseline.run_dir)}
+        note = (
+            "LIME rank correlation (paper 002, section 4.3): LIME and Grad-CAM computed on the "
+            f"uninterpretable baseline run {name}"
+        )
+    job.notes.setdefault("bla", []).append(note)
+    logger.info("%s", note)
+    cache = job.out_dir / "methods" / "lime_spearman.json"
+    parts = {
+        "lime": True,
+        "options": asdict(job.options) | {"methods": None},
+        "weights": job.stamp,
+        "data": job.data_key,
+        "baseline": None if baseline is None else weights_stamp(baseline.run_dir),
+    }
+    key = fingerprint(parts)
+    lime = None if job.force else read_cache(cache, key, "lime_spearman", parts)
+    if lime is None:
+        labels = job.test.labels if job.options.target == "label" else None
+        reference_model = None if baseline is None else baseline.model
+        lime = on_rank_zero(
+            lambda: lime_section(
+                job.model, job.test.images, labels, job.options, job.device, reference_model
+            )
+        )
+        write_cache(cache, key, parts, lime)
+    return lime, reference

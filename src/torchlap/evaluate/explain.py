@@ -99,11 +99,21 @@ def collect_images(inputs: list[Path]) -> list[ImageInput]:
         )
     seen: dict[str, Path] = {}
     for image in found:
-        if image.name in seen and seen[image.name].resolve() != image.path.resolve():
+        first = seen.get(image.name)
+        if first is not None and first.resolve() != image.path.resolve():
+            if first.resolve().parent == image.path.resolve().parent:  # a.png and a.jpg
+                advice = (
+                    "outputs drop the file suffix, so the two files map to the same output "
+                    "name: rename one of them"
+                )
+            else:
+                advice = (
+                    "name one folder that holds both instead (outputs mirror paths relative "
+                    "to the folder named)"
+                )
             raise ValueError(
-                f"{seen[image.name]} and {image.path} would both be written as "
-                f"{image.name}.png; name their folders instead of the files (outputs mirror "
-                "paths relative to a named folder), or explain them into separate --out folders"
+                f"{first} and {image.path} would both be written as {image.name}.png and "
+                f"{image.name}.npz; {advice}, or explain them into separate --out folders"
             )
         seen[image.name] = image.path
     unique = {image.name: image for image in found}  # the same file named twice: once

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -27,7 +28,13 @@ from torchlap.evaluate.common import (
 )
 from torchlap.explainers import get
 
-__all__ = ["evaluate_method"]
+__all__ = ["BINARIZE_NORMALIZATION", "BINARIZE_THRESHOLD", "evaluate_method"]
+
+#: the binarized energy map of Drop/Inc/Win and stability (paper 004): each map min-max
+#: normalised per image, region = values >= 0.8 (:func:`torchlap.metrics.binarize_map`);
+#: ``results.json["protocol"]["drop_inc_win_binarization"]`` records it
+BINARIZE_THRESHOLD = 0.8
+BINARIZE_NORMALIZATION = "min_max"
 
 _LOCALIZATION_KEYS = {
     "iou_threshold": "iou_threshold",
@@ -81,7 +88,9 @@ def evaluate_method(
         )  # fmt: skip
     else:
         notes.append("no sample of the split has a region: localization skipped")
-    out["faithfulness"] = _faithfulness(model, test, maps, rank_maps, options)
+    label_maps = _label_class_maps(method, model, test, test_targets, rank_maps,
+                                   rank_options or chosen, options, device)  # fmt: skip
+    out["faithfulness"] = _faithfulness(model, test, maps, rank_maps, label_maps, options)
     out["stability"] = _stability(method, model, test, maps, chosen, options, device)
     if notes:
         out["notes"] = notes
@@ -158,28 +167,92 @@ def _fitted_threshold(
         return None
 
 
-def _faithfulness(
-    model: nn.Module, test: EvalData, maps: Tensor, rank_maps: Tensor, options: Any
-) -> dict[str, Any]:
-    """keep-k% (paper 000), Drop/Increase (SISE) and Drop/Inc/Win (ante-hoc)."""
+def _label_class_maps(
+    method: str,
+    model: nn.Module,
+    test: EvalData,
+    test_targets: Tensor,
+    rank_maps: Tensor,
+    rank_options: dict[str, Any],
+    options: Any,
+    device: torch.device,
+) -> tuple[Tensor, Tensor] | None:
+    """The ranking maps of the label class for the images whose explained class is not their
+    label (paper 000's supplement evaluates keep-k% against the ground truth with maps of the
+    ground-truth class): ``(indices, maps)``, only those images explained again, batched;
+    ``None`` when every image was explained for its label."""
+    wrong = torch.nonzero(test_targets.cpu() != test.labels.cpu()).flatten()
+    if wrong.numel() == 0:
+        return None
+    maps = explain_all(model, test.images[wrong], test.labels[wrong], method, rank_options,
+                       options.batch_size, device)  # fmt: skip
+    return wrong, maps
+
+
+def _keep_top_k(
+    model: nn.Module,
+    test: EvalData,
+    rank_maps: Tensor,
+    label_maps: tuple[Tensor, Tensor] | None,
+    options: Any,
+) -> dict[str, dict[str, Any]]:
+    """keep-k% by k: ``*_vs_prediction`` from the explained class's maps, ``*_vs_label`` from
+    maps of the label class (the explained maps where the class is the label, the images in
+    ``label_maps`` with their label-class maps, scored on their own: with ``ties="random"``
+    their tie-break draws are not those of a ``target="label"`` evaluation, an estimate of the
+    same expectation)."""
     ties = {"ties": options.ties, "tie_draws": options.tie_draws, "seed": options.seed}
-    keep = metrics.keep_top_k(
-        model, test.images, rank_maps, test.labels, ks=options.ks, baseline=options.baseline,
-        batch_size=options.batch_size, **ties,
-    )  # fmt: skip
+    common = {"ks": options.ks, "baseline": options.baseline, "batch_size": options.batch_size}
+    keep = metrics.keep_top_k(model, test.images, rank_maps, test.labels, **common, **ties)
+    if label_maps is not None:
+        wrong, maps = label_maps
+        again = metrics.keep_top_k(model, test.images[wrong], maps, test.labels[wrong],
+                                   **common, **ties)  # fmt: skip
+        for name, value in again.items():
+            if name.split("/", 1)[1].endswith("_vs_label"):
+                keep[name] = _merged(keep[name], wrong, value)
     keep_by_k: dict[str, dict[str, Any]] = {}
     for name, value in keep.items():
         k_label, key = name.split("/", 1)
         keep_by_k.setdefault(k_label.removeprefix("keep_"), {})[key] = metric(value)
+    return keep_by_k
+
+
+def _merged(whole: Any, rows: Tensor, part: Any) -> Any:
+    """``whole`` (a MetricResult over every image) with the samples ``rows`` taken from
+    ``part`` (computed on those images alone)."""
+    per_sample = whole.per_sample.clone()
+    per_sample[rows] = part.per_sample.to(per_sample.dtype)
+    valid = ~per_sample.isnan()
+    n = int(valid.sum())
+    value = float(per_sample[valid].mean()) if n else float("nan")
+    return replace(whole, value=value, n=n, n_excluded=len(per_sample) - n, per_sample=per_sample)
+
+
+def _faithfulness(
+    model: nn.Module,
+    test: EvalData,
+    maps: Tensor,
+    rank_maps: Tensor,
+    label_maps: tuple[Tensor, Tensor] | None,
+    options: Any,
+) -> dict[str, Any]:
+    """keep-k% (paper 000), Drop/Increase (SISE) and Drop/Inc/Win (ante-hoc)."""
+    ties = {"ties": options.ties, "tie_draws": options.tie_draws, "seed": options.seed}
+    keep_by_k = _keep_top_k(model, test, rank_maps, label_maps, options)
     sise = metrics.drop_increase(
         model, test.images, rank_maps, test.labels, baseline=options.baseline,
         batch_size=options.batch_size, **ties,
     )  # fmt: skip
     antehoc = metrics.drop_inc_win(
-        model, test.images, maps, test.labels, batch_size=options.batch_size
-    )
+        model, test.images, maps, test.labels, batch_size=options.batch_size,
+        binarize_threshold=BINARIZE_THRESHOLD, binarize_normalization=BINARIZE_NORMALIZATION,
+    )  # fmt: skip
     return {
         "keep_top_k": keep_by_k,
+        "keep_top_k_label_maps": {
+            "n_explained_again": 0 if label_maps is None else int(label_maps[0].numel())
+        },
         "drop": metric(sise["drop_pct"]),
         "increase": metric(sise["increase_pct"]),
         "win": metric(antehoc["energy/win_pct"]),
@@ -212,6 +285,8 @@ def _stability(
         maps=maps[subset],
         seed=options.seed,
         batch_size=options.batch_size,
+        binarize_threshold=BINARIZE_THRESHOLD,
+        binarize_normalization=BINARIZE_NORMALIZATION,
     )
     by_fraction: dict[str, dict[str, Any]] = {}
     for name, value in stable.items():

@@ -58,7 +58,10 @@ class EvaluateOptions:
     paper's faithfulness check (section 4.3) on that many test images: Spearman rank
     correlation of LIME's patch scores (``lime_samples`` samples, ``lime_patch``-pixel squares;
     ``None``: the paper's 7x7 grid, 32 px at 224) with BLA's soft explanation and with
-    Grad-CAM (results key ``lime_spearman``); 0 turns it off.
+    Grad-CAM (results key ``lime_spearman``); 0 turns it off. LIME and Grad-CAM explain the
+    paper's uninterpretable baseline when one is given (``evaluate_run(lime_baseline=...)``,
+    ``--lime-baseline``; ``compare`` takes a vanilla run of the same architecture and data
+    among its runs), else the BLA model itself (results key ``lime_reference`` says which).
     """
 
     split: str = "test"

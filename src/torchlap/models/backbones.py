@@ -10,6 +10,7 @@ their peers on top.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,12 @@ def lap_sites(lap: str) -> str | list[str]:
     return lap if lap in known else [n.strip() for n in lap.split(",")]
 
 
+def _looks_like_path(value: str) -> bool:
+    """Whether a ``--pretrained`` value is meant as a path (a suffix or a separator), not a
+    weights name."""
+    return bool(Path(value).suffix) or "/" in value or os.sep in value
+
+
 def _build_small(spec: ModelSpec) -> tuple[nn.Module, dict[str, Any]]:
     """``smallcnn``/``smallcnn-gn``: :class:`SmallCNN`, LAP put in by :func:`lapify`."""
     where = lap_sites(spec.lap)
@@ -95,6 +102,12 @@ def _build_small(spec: ModelSpec) -> tuple[nn.Module, dict[str, Any]]:
     source = spec.weights_source
     if source is not None:
         if not Path(source).exists():
+            if _looks_like_path(source):
+                raise FileNotFoundError(
+                    f"--pretrained {spec.pretrained!r}: no such file or folder "
+                    f"({Path(source).absolute()}); pass a torchlap run folder or a "
+                    ".safetensors file of the same architecture"
+                )
             raise ValueError(
                 f"--pretrained {spec.pretrained!r}: {spec.arch!r} has no published weights; "
                 "pass a torchlap run folder or a .safetensors file of the same architecture"

@@ -68,8 +68,10 @@ def load_pretrained_file(
 ) -> Path:
     """Load a ``.safetensors`` file into ``model`` (a torchlap run's weights file too).
 
-    Keys of LAP layers may be missing; a classifier of another size is left fresh; RGB
-    first-convolution weights are adapted to ``in_channels``. Returns the file read. A run
+    Keys of LAP layers may be missing; a LAP run's discriminative scorers (weak supervision)
+    are added to the LAP layers that lack them and loaded; a classifier of another size is left
+    fresh; RGB first-convolution weights are adapted to ``in_channels``. Any other key that
+    does not fit refuses the file (``ValueError``). Returns the file read. A run
     folder is resolved to its weights file by the caller (:func:`torchlap.runs.pretrained_weights`).
     """
     path = _weights_file(Path(pretrained))
@@ -221,9 +223,10 @@ def build_model(
     ``"DEFAULT"``; downloaded by torchvision), the path of a ``.safetensors`` state dict of
     the same architecture (a torchlap run's weights file too, e.g. a trained vanilla run as
     BLA-PH's frozen backbone: :func:`torchlap.runs.pretrained_weights` gives a run folder's),
-    plain or made LAP (keys of LAP layers may be missing; a classifier of another size is left
-    fresh; first-convolution RGB weights are adapted to ``in_channels``: summed for one
-    channel). Inception v3 / GoogLeNet are built without auxiliary classifiers.
+    plain or made LAP (keys of LAP layers may be missing; a LAP run's discriminative scorers
+    are added to the LAP layers and loaded; a classifier of another size is left fresh;
+    first-convolution RGB weights are adapted to ``in_channels``: summed for one channel).
+    Inception v3 / GoogLeNet are built without auxiliary classifiers.
     """
     _check_arch(arch)
     check_positive_int(num_classes, "num_classes")
@@ -281,12 +284,13 @@ def _load_safetensors(model: nn.Module, path: Path, in_channels: int) -> None:
         state = load_file(str(path))
     except Exception as error:
         raise ValueError(f"cannot read {path} as a safetensors file: {error}") from error
-    own = model.state_dict()
     # a torchlap run's weights: NormalizedClassifier keeps the network under "net." next to
     # its input normalisation, which the new run records afresh from its own data
     network = unwrap_normalized_state(state)
     if network is not None:
         state = network
+    _enable_stored_scorers(model, state, path)
+    own = model.state_dict()
     conv_key = f"{_first_conv_name(model)}.weight"
     stored = state.get(conv_key)
     if stored is not None and stored.dim() == 4 and stored.shape[1] == 3 != in_channels:
@@ -323,6 +327,24 @@ def _load_safetensors(model: nn.Module, path: Path, in_channels: int) -> None:
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys:
         logger.info("%s: %d LAP/classifier tensors start fresh", path, len(result.missing_keys))
+
+
+def _enable_stored_scorers(model: nn.Module, state: dict[str, Any], path: Path) -> list[str]:
+    """Add the discriminative scorer (section III.B.1) to each LAP layer of ``model`` whose
+    scorer ``state`` holds: a LAP run trained with weak supervision saved it, and a LAP layer
+    only has one once :meth:`~torchlap.layers.LapBase.enable_discriminative_scorer` made it.
+    Returns the layers' names (keys of layers that ``model`` lacks stay unexpected)."""
+    enabled = []
+    for name, module in model.named_modules():
+        if not isinstance(module, LapBase) or module.discriminative_scorer is not None:
+            continue
+        prefix = f"{name}.discriminative_scorer." if name else "discriminative_scorer."
+        if any(key.startswith(prefix) for key in state):
+            module.enable_discriminative_scorer()
+            enabled.append(name)
+    if enabled:
+        logger.info("%s: loading the discriminative scorers of %s", path, ", ".join(enabled))
+    return enabled
 
 
 def apply_lapify_config(model: nn.Module, calls: Sequence[dict[str, Any]]) -> nn.Module:

@@ -12,21 +12,25 @@ import typer
 import torchlap.train.run as train_run
 from torchlap.logs import log_file
 from torchlap.train.config import PhaseConfig, TrainConfig, check_head_ratios, parse_phase
+from torchlap.train.data_options import parse_data_options
 
 __all__ = ["config_from_options", "register_train", "train"]
 
 logger = logging.getLogger(__name__)
 
 
-def _key_values(items: list[str] | None, option: str) -> dict[str, Any]:
-    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as JSON when they are)."""
+def _key_values(items: list[str] | None, option: str, parse: bool = True) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as JSON when they are, or
+    kept as strings without ``parse``)."""
     result: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"{option} expects KEY=VALUE, got {item!r}")
+        if key.strip() in result:
+            raise ValueError(f"{option} {key.strip()} is given twice; give each key once")
         try:
-            result[key.strip()] = json.loads(raw)
+            result[key.strip()] = json.loads(raw) if parse else raw
         except json.JSONDecodeError:
             result[key.strip()] = raw
     return result
@@ -50,7 +54,9 @@ def config_from_options(**options: Any) -> TrainConfig:
     """Build a :class:`TrainConfig` from the CLI's option values (parsed, validated)."""
     phases: list[PhaseConfig] = [parse_phase(text) for text in options.pop("phase") or []]
     weights = _key_values(options.pop("loss_weight"), "--loss-weight")
-    data_options = _key_values(options.pop("data_option"), "--data-option")
+    # each value parsed by its option's type; flag keys, non-data and unknown keys refused
+    raw_options = _key_values(options.pop("data_option"), "--data-option", parse=False)
+    data_options = parse_data_options(options["data"], raw_options)
     concept_file = options.pop("concept_sets")
     concept_sets = None
     if concept_file is not None:
@@ -83,7 +89,9 @@ def config_from_options(**options: Any) -> TrainConfig:
 _Data = Annotated[
     str,
     typer.Option(
-        "--data", help="Built-in benchmark (lesions, concepts, digits) or annotated folder."
+        "--data",
+        help="Built-in benchmark (lesions, concepts, digits) or annotated folder (recorded "
+        "in config.json as its absolute path).",
     ),
 ]
 _Out = Annotated[str, typer.Option("--out", help="Run folder to write (config, weights, metrics).")]
@@ -127,7 +135,12 @@ _NImages = Annotated[
 ]
 _DataOption = Annotated[
     list[str] | None,
-    typer.Option("--data-option", help="KEY=VALUE passed to load_dataset (repeatable)."),
+    typer.Option(
+        "--data-option",
+        help="KEY=VALUE passed to load_dataset (repeatable): an option the dataset takes, e.g. "
+        "num_classes=3 (concepts) or split_fractions=0.6,0.2,0.2; not n_images, image_size or "
+        "seed (their own flags).",
+    ),
 ]
 _Pretrained = Annotated[
     str | None,

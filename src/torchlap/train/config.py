@@ -28,6 +28,7 @@ from torchlap.losses.functional import EXPERT_POSITIVE_FRACTION
 from torchlap.models.bcos import BCOS_NORMS
 from torchlap.models.presets import PRESETS
 from torchlap.models.recipes import RECIPES, model_choices, recipe_for
+from torchlap.train.data_options import check_data_options, resolve_data_source
 
 __all__ = [
     "EXECUTION_FIELDS",
@@ -201,7 +202,11 @@ class TrainConfig:
 
     Data: ``data`` (``lesions``, ``concepts``, ``digits`` or an annotated folder), ``n_images``
     (built-in benchmarks: images over all three splits; ``None``: the benchmark's default),
-    ``data_options`` (more keyword arguments of :func:`torchlap.data.load_dataset`).
+    ``data_options`` (more keyword arguments of :func:`torchlap.data.load_dataset`: only the
+    options the dataset takes, of their types, and none with a flag of its own, ``n_images``,
+    ``image_size``, ``seed``, nor ``split``/``transform``; see
+    :mod:`torchlap.train.data_options`). ``data`` is recorded as given for a built-in, as its
+    absolute path for a folder (:meth:`with_resolved_data`, done by :func:`torchlap.train.fit`).
 
     ``model="bcos"``: a B-cos network of the ``bcos`` package (``arch`` is one of its model
     names, e.g. ``resnet18``), trained with its binary cross-entropy on one-hot targets;
@@ -334,6 +339,7 @@ class TrainConfig:
         check_int(self.seed, "seed", minimum=0)
         if not isinstance(self.data_options, dict):
             raise TypeError(f"data_options must be a dict, got {self.data_options!r}")
+        check_data_options(self.data, self.data_options)
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
         if not isinstance(self.devices, (str, int)) or isinstance(self.devices, bool):
@@ -521,6 +527,12 @@ class TrainConfig:
             for phase in phases
         ]
         return config
+
+    def with_resolved_data(self) -> TrainConfig:
+        """A copy whose ``data`` is recorded so that any directory reads it back: a built-in
+        name as it is, an existing folder as its absolute path (a name that is neither is
+        kept, for the data loader's error to name it as given)."""
+        return dataclasses.replace(self, data=resolve_data_source(self.data))
 
     def identity(self) -> dict[str, Any]:
         """The fields that identify a run (all but :data:`EXECUTION_FIELDS`)."""

@@ -103,7 +103,9 @@ def prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
 
 
 def _stored_identity(out: Path) -> dict:
-    return TrainConfig.from_dict(read_run_config(out)["train"]).identity()
+    """The recorded run's identity (a relative data folder of an older run resolved as a new
+    run records it, so that resuming it from the same directory compares equal)."""
+    return TrainConfig.from_dict(read_run_config(out)["train"]).with_resolved_data().identity()
 
 
 def _check_resume(out: Path, config: TrainConfig, apply: bool) -> None:

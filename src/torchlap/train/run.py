@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from torchlap import __version__
+from torchlap.layers import lap_modules
 from torchlap.logs import lightning_progress_callbacks
 from torchlap.models.recipes import TrainingModel, build_for_training, recipe_for
 from torchlap.models.wrapping import NormalizedClassifier
@@ -155,15 +156,6 @@ def _ignore_lightning_pytree_warning() -> None:
     )
 
 
-def _ignore_lightning_pytree_warning() -> None:
-    """Inside ``warnings.catch_warnings()``: drop the FutureWarning that recent torch releases
-    raise on every ``LeafSpec()`` Lightning's own pytree copy builds (a message for Lightning's
-    maintainers, not for our users)."""
-    warnings.filterwarnings(
-        "ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning
-    )
-
-
 @dataclass
 class _Prepared:
     """The run, ready to train: its data, model (normalized), objective, phases and record."""
@@ -191,6 +183,7 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     if not isinstance(config, TrainConfig):
         raise TypeError(f"fit expects a TrainConfig, got {type(config).__name__}")
     config.validate()
+    config = config.with_resolved_data()  # a folder recorded absolute: found from anywhere
     out = Path(config.out)
     global_zero = is_global_zero()
     devices = _resolve_devices(config.devices)
@@ -243,6 +236,7 @@ def _prepare(config: TrainConfig) -> _Prepared:
     # a run folder as --pretrained is read here, where the run's files are known
     pretrained_file = None if config.pretrained is None else pretrained_weights(config.pretrained)
     built = build_for_training(config, len(classes), in_channels, pretrained_file)
+    _drop_unused_scorers(built, config.pretrained)
     mean, std = recipe.normalization(train_set.mean, train_set.std)
     if len(mean) != in_channels or len(std) != in_channels:
         raise ValueError(
@@ -261,6 +255,24 @@ def _prepare(config: TrainConfig) -> _Prepared:
     facts = {"classes": classes, "in_channels": in_channels, "mean": mean, "std": std}
     run_config = _run_config(config, built, phases, facts, datasets)
     return _Prepared(datasets, classes, built, model, phases, run_config)
+
+
+def _drop_unused_scorers(built: TrainingModel, pretrained: str | None) -> None:
+    """A ``--pretrained`` LAP run brings its discriminative scorers (weak supervision); a run
+    that does not use them (``--supervision none``/``expert`` or ``--no-discriminative``)
+    drops them, so that its weights match the model its ``config.json`` describes."""
+    if built.discriminative:
+        return
+    dropped = []
+    for name, layer in lap_modules(built.net).items():
+        if layer.discriminative_scorer is not None:
+            layer.disable_discriminative_scorer()
+            dropped.append(name)
+    if dropped:
+        logger.info(
+            "--pretrained %s: dropped the discriminative scorers of %s (this run does not use "
+            "them)", pretrained, ", ".join(dropped),
+        )  # fmt: skip
 
 
 def _run_config(
