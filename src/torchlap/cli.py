@@ -22,6 +22,7 @@ from torchlap.bench.layer import run_layer_command
 from torchlap.cli_style import decorate_commands
 from torchlap.data import builtin_names
 from torchlap.demo import SUITES, DemoSettings, run_demo
+from torchlap.evaluate.common import guard_output_folder
 from torchlap.logs import log_file
 
 _DEBUG_ENV = "TORCHLAP_DEBUG"
@@ -191,6 +192,9 @@ def demo(
         if epochs < 1:
             raise typer.BadParameter(f"--epochs must be >= 1, got {epochs}")
         settings.epochs = epochs
+    # before the log opens: a demo.log torchlap did not write is refused (replaced with
+    # --overwrite), never appended to
+    guard_output_folder(Path(out), overwrite, flag="--overwrite", extra=("demo.log",))
     started = time.perf_counter()
     with log_file(Path(out) / "demo.log"):  # every line of the demo, its runs included
         report = run_demo(out, settings, overwrite=overwrite, suite=suite)

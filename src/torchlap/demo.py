@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from torchlap._checks import check_number
 from torchlap.evaluate import DEFAULT_METHODS, EvaluateOptions, compare_runs
 from torchlap.evaluate.common import guard_output_folder
 from torchlap.explainers import comparison_methods, get, table_order
@@ -44,6 +45,8 @@ def _own_and_gradient_methods() -> tuple[str, ...]:
 #: the methods of the demo's sanity checks and grid pointing game: the models' own maps and the
 #: gradient methods (not Score-CAM, RISE and SISE: their full price on every randomized copy)
 CHECK_METHODS = _own_and_gradient_methods()
+#: the largest ``--scale`` (x 600 training images of the default demo)
+MAX_SCALE = 100.0
 
 
 @dataclass
@@ -107,9 +110,11 @@ class DemoSettings:
     bcos_arch: str = "cifar10_resnet20"
 
     def scaled(self, scale: float) -> DemoSettings:
-        """The same demo with data and evaluation sizes multiplied by ``scale``."""
-        if not scale > 0:
-            raise ValueError(f"scale must be > 0, got {scale}")
+        """The same demo with data and evaluation sizes multiplied by ``scale``: a finite
+        number in (0, 100] (100: 60000 training images; inf/nan and larger values refused,
+        they could not be turned into image counts)."""
+        check_number(scale, "scale", minimum=0.0, maximum=MAX_SCALE, strict_minimum=True,
+                     accepted=f"a finite number in (0, {MAX_SCALE:g}]")  # fmt: skip
         return dataclasses.replace(
             self,
             n_images=max(60, round(self.n_images * scale)),

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 import typer
 from torch import Tensor, nn
 
-from torchlap._checks import check_positive_int
+from torchlap._checks import check_fraction, check_number, check_positive_int
 from torchlap.evaluate import load_eval_data
-from torchlap.explainers.lap import concept_mapping, lap_all, select_lap_map
+from torchlap.explainers.lap import THRESHOLDS, concept_mapping, lap_all, select_lap_map
 from torchlap.io import atomic_path
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.runs import load_run, resolve_run_data
@@ -54,7 +54,9 @@ class LapExportModule(nn.Module):
     """``images in [0, 1] -> (logits, lap_<layer>..., lap_all)`` (see the module docstring).
 
     ``concept_sets``: the run's (class -> concept heads), as the ``lap`` explainer uses them;
-    ``decay``/``threshold``: LAP All's (Algorithm 1).
+    ``decay``/``threshold``: LAP All's (Algorithm 1), as the ``lap`` explainer takes them:
+    ``decay`` a number in (0, 1], ``threshold`` a number in [0, 1] (a str, a bool, NaN or a
+    value out of range raises here, not at the first forward).
     """
 
     def __init__(
@@ -65,6 +67,11 @@ class LapExportModule(nn.Module):
         threshold: float = 0.5,
     ) -> None:
         super().__init__()
+        # as the lap explainer checks them: NaN fails too, no float() of a str or bool
+        decay = check_fraction(decay, "decay")
+        threshold = check_number(
+            threshold, "threshold", minimum=0.0, maximum=1.0, accepted=THRESHOLDS
+        )
         self.model = model
         self.layers = list(lap_modules(model))
         if not self.layers:
@@ -73,8 +80,8 @@ class LapExportModule(nn.Module):
                 "(torchlap train --lap auto or a preset)"
             )
         self.concept_sets: Mapping | None = concept_mapping(concept_sets)
-        self.decay = float(decay)
-        self.threshold = float(threshold)
+        self.decay = decay
+        self.threshold = threshold
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         """Logits, each LAP layer's map for the predicted class, and LAP All (input size)."""

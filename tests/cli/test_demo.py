@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,44 @@ def test_demo_refuses_unknown_suite_and_data(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "a"), "--lr", "0"])
     assert result.exit_code == 2 and "--lr must be > 0" in result.output
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("scale", ["inf", "1e308", "nan", "101", "0", "-1"])
+def test_demo_refuses_a_scale_it_cannot_turn_into_image_counts(tmp_path: Path, scale: str) -> None:
+    """--scale inf / 1e308 failed with `cannot convert float infinity to integer`, exit 1."""
+    with pytest.raises(
+        (ValueError, TypeError), match=r"scale must be a finite number in \(0, 100\]"
+    ):
+        DemoSettings().scaled(float(scale))
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "a"), "--scale", scale])
+    assert result.exit_code == 2, result.output
+    assert "scale must be a finite number in (0, 100]" in result.output
+    assert not (tmp_path / "a").exists()
+
+
+def test_demo_never_appends_to_a_users_demo_log(tmp_path: Path, monkeypatch) -> None:
+    """The demo appended its log to the user's own demo.log in --out."""
+    import torchlap.cli as cli
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "demo.log").write_text("my notes\n")
+    ran: list[Path] = []
+
+    def fake_demo(folder, settings, overwrite, suite):
+        ran.append(Path(folder))
+        logging.getLogger("torchlap.demo").info("the demo ran")
+        return Path(folder) / "report.html"
+
+    monkeypatch.setattr(cli, "run_demo", fake_demo)
+    result = CliRunner().invoke(app, ["demo", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "demo.log, which torchlap did not write" in result.output
+    assert (out / "demo.log").read_text() == "my notes\n" and ran == []
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    log = (out / "demo.log").read_text()
+    assert "my notes" not in log and "the demo ran" in log
+    result = CliRunner().invoke(app, ["demo", "--out", str(out)])  # torchlap's own: appended
+    assert result.exit_code == 0, result.output
+    assert (out / "demo.log").read_text().count("the demo ran") == 2

@@ -13,9 +13,11 @@ def write_dicom(
     pixels: np.ndarray,
     bits_stored: int = 8,
     photometric: str = "MONOCHROME2",
+    frame_tag: bool = True,
 ) -> None:
-    """Write ``pixels`` (2-D, non-negative ints) as a one-frame DICOM file of ``bits_stored``
-    bits (8 or fewer: 8 bits allocated, else 16)."""
+    """Write ``pixels`` (2-D, non-negative ints; 3-D: frames) as a DICOM file of
+    ``bits_stored`` bits (8 or fewer: 8 bits allocated, else 16). ``frame_tag`` False leaves
+    out NumberOfFrames (a multi-frame file of a broken header is still read as frames)."""
     pydicom = pytest.importorskip("pydicom")
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
@@ -28,7 +30,9 @@ def write_dicom(
     dataset.SOPClassUID = meta.MediaStorageSOPClassUID
     dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     dataset.Modality = "CR"
-    dataset.Rows, dataset.Columns = pixels.shape
+    dataset.Rows, dataset.Columns = pixels.shape[-2:]
+    if pixels.ndim == 3 and frame_tag:
+        dataset.NumberOfFrames = pixels.shape[0]
     dataset.SamplesPerPixel = 1
     dataset.PhotometricInterpretation = photometric
     allocated = 8 if bits_stored <= 8 else 16
@@ -38,4 +42,5 @@ def write_dicom(
     dtype = np.uint8 if allocated == 8 else np.uint16
     dataset.PixelData = pixels.astype(dtype).tobytes()
     dataset.save_as(path, enforce_file_format=True)
-    assert pydicom.dcmread(path).pixel_array.shape == pixels.shape
+    if frame_tag:
+        assert pydicom.dcmread(path).pixel_array.shape == pixels.shape

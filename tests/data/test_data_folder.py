@@ -362,3 +362,85 @@ def test_other_malformed_rows(good_folder: Path) -> None:
     )
     with pytest.raises(ValueError, match=r"line 3: image 'img/0\.png' has label 'healthy' but"):
         AnnotatedFolder(good_folder)
+
+
+def test_one_grayscale_image_does_not_make_the_dataset_grayscale(tmp_path: Path) -> None:
+    # without verification the channels came from the first image's header alone
+    root = tmp_path / "mixed"
+    _png(root / "a/0.png", mode="L")  # the first image listed
+    for k in range(1, 4):
+        _png(root / f"a/{k}.png", mode="RGB")
+        _png(root / f"b/{k}.png", mode="RGB")
+    for verify in (False, True):
+        dataset = image_folder(root, split_fractions=(1.0, 0.0, 0.0), verify_images=verify)
+        assert dataset.n_channels == 3
+        assert dataset[0]["image"].shape == (3, 16, 20)  # the gray image, repeated
+    for k in range(1, 4):  # all grayscale: one channel, every header read to say so
+        _png(root / f"a/{k}.png", mode="L")
+        _png(root / f"b/{k}.png", mode="L")
+    dataset = image_folder(root, split_fractions=(1.0, 0.0, 0.0), verify_images=False)
+    assert dataset.n_channels == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "error", "message"),
+    [
+        ({"seed": 1.7}, TypeError, r"seed must be an int, got 1\.7"),
+        ({"seed": "3"}, TypeError, r"seed must be an int, got '3'"),
+        ({"seed": True}, TypeError, r"seed must be an int, got True"),
+        ({"verify_images": "no"}, TypeError, r"verify_images must be True or False, got 'no'"),
+        ({"augment": 1}, TypeError, r"augment must be True or False, got 1"),
+        ({"channels": True}, TypeError, r"channels must be 1, 3 or None \(infer\), got True"),
+        ({"channels": 2}, ValueError, r"channels must be 1, 3 or None \(infer\), got 2"),
+        ({"transform": "abc"}, TypeError, r"transform must be a callable .* or None"),
+        ({"image_size": 10**6}, ValueError, r"image_size must be at most 8192 per side"),
+        ({"image_size": (64, 8193)}, ValueError, r"at most 8192 per side .*got \(64, 8193\)"),
+    ],
+)
+def test_folder_options_of_the_wrong_type_are_refused(
+    good_folder: Path, option: dict, error: type, message: str
+) -> None:
+    # seed=1.7 used to split with int(1.7) and record 1.7; transform="abc" and a 10**6 side
+    # failed only at the first sample (the latter asking for terabytes)
+    _csv(good_folder, [[f"img/{k}.png", "ab"[k % 2]] for k in range(6)], header=["image", "label"])
+    with pytest.raises(error, match=message):
+        load_dataset(good_folder, **option)
+    assert load_dataset(good_folder, image_size=(16, 8192)).image_size == (16, 8192)
+
+
+def test_seeded_split_needs_an_int_seed() -> None:
+    from torchlap.data import ImageRecord
+    from torchlap.data.folder import seeded_split
+
+    records = [ImageRecord(image=f"{k}.png", label="a") for k in range(4)]
+    with pytest.raises(TypeError, match=r"seed must be an int, got 1\.7"):
+        seeded_split(records, (0.5, 0.25, 0.25), 1.7)  # type: ignore[arg-type]
+    assert seeded_split(records, (0.5, 0.25, 0.25), 1) == seeded_split(
+        records, (0.5, 0.25, 0.25), 1
+    )
+
+
+def test_exif_orientation_is_said_once_per_dataset(tmp_path: Path, caplog) -> None:
+    root = tmp_path / "exif"
+    rotated = Image.Exif()
+    rotated[0x0112] = 6  # shown rotated 90 degrees clockwise by a viewer
+    for label in ("a", "b"):
+        for k in range(3):
+            path = root / label / f"{k}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (20, 10)).save(path, exif=rotated.tobytes() if k == 1 else b"")
+    with caplog.at_level("WARNING", logger="torchlap.data.folder"):
+        plain = image_folder(root, split_fractions=(1.0, 0.0, 0.0))
+    (record,) = caplog.records  # both rotated images, one warning at construction
+    text = record.getMessage()
+    assert "a/1.jpg has EXIF orientation 6 (2 image(s)" in text
+    assert "reads the stored pixels, as torchvision does" in text and "stored-pixel" in text
+    assert plain[0]["image"].shape == (3, 10, 20)  # the stored pixels, not rotated
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="torchlap.data.folder"):
+        lazy = image_folder(root, split_fractions=(1.0, 0.0, 0.0), verify_images=False)
+        assert not caplog.records  # the first image is RGB: no other header is read
+        for k in range(len(lazy)):
+            lazy[k]
+    (record,) = caplog.records  # said once for the dataset, when its first such image loads
+    assert "a/1.jpg has EXIF orientation 6" in record.getMessage()

@@ -180,3 +180,23 @@ def test_rgba_mask_in_a_folder_supervises_its_square(tmp_path: Path) -> None:
     )
     sample = load_dataset(tmp_path, split="train", image_size=None)[0]
     assert int(sample["mask"].sum()) == 25 and sample["has_region"]
+
+
+@pytest.mark.filterwarnings("ignore:The number of bytes of pixel data")
+@pytest.mark.parametrize("frame_tag", [True, False])
+def test_multi_frame_dicom_is_refused(tmp_path: Path, frame_tag: bool) -> None:
+    # its (3, 64, 64) pixel array used to be read as 64 x 64 pixels of 3... read as (1, 3, 64)
+    from torchlap.data.images import image_header
+    from torchlap.data.images import read_image as decode
+
+    path = tmp_path / "frames.dcm"
+    write_dicom(path, np.zeros((3, 64, 64), np.uint8), frame_tag=frame_tag)
+    with pytest.raises(ValueError, match=r"holds 3 frames.*torchlap reads single-frame images"):
+        decode(path, 1)
+    with pytest.raises(ValueError, match=r"frames\.dcm is not a readable image: .* 3 frames"):
+        load_image(path, 1)
+    if frame_tag:  # the header says so: refused before any pixel is decoded
+        with pytest.raises(ValueError, match="holds 3 frames"):
+            image_header(path)
+    write_dicom(tmp_path / "one.dcm", np.zeros((64, 64), np.uint8))
+    assert decode(tmp_path / "one.dcm", 1).shape == (1, 64, 64)

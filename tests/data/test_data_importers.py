@@ -74,28 +74,25 @@ def test_rsna_dicom_monochrome1_is_inverted(tmp_path: Path) -> None:
     assert torch.allclose(dataset[index]["image"], torch.full((1, 32, 32), 0.8))
 
 
-def test_rsna_bad_rows(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "error", "message"),
+    [
+        ("p1,,,,,0", "p1,1,1,2,2,0", ValueError, r"line 4: Target 0 \(normal\) must have empty"),
+        ("p4,5,5,4,4,1", "p4,5,5,40,4,1", ValueError, r"line 7: box .* outside image .*p4\.png"),
+        ("p5,,,,,0", "p9,,,,,0", FileNotFoundError, r"line 8: no image p9\.dcm or p9\.png"),
+        ("Target", "Label", ValueError, r"missing column.*Target"),
+        # a long row was accepted silently, a short one reported "Target is ''"
+        ("p4,5,5,4,4,1", "p4,5,5,4,4,1,extra", ValueError, r"line 7: more fields than the 6"),
+        ("p4,5,5,4,4,1", "p4,5,5", ValueError, r"line 7: 3 field\(s\) for the 6 header columns"),
+    ],
+)
+def test_rsna_bad_rows(
+    tmp_path: Path, old: str, new: str, error: type[Exception], message: str
+) -> None:
     root = _rsna_fixture(tmp_path / "rsna", ".png")
     labels = root / "stage_2_train_labels.csv"
-    text = labels.read_text()
-    labels.write_text(text.replace("p1,,,,,0", "p1,1,1,2,2,0"))
-    with pytest.raises(ValueError, match=r"line 4: Target 0 \(normal\) must have empty box"):
-        rsna_pneumonia(root)
-    labels.write_text(text.replace("p4,5,5,4,4,1", "p4,5,5,40,4,1"))
-    with pytest.raises(ValueError, match=r"line 7: box .* outside image .*p4\.png"):
-        rsna_pneumonia(root)
-    labels.write_text(text.replace("p5,,,,,0", "p9,,,,,0"))
-    with pytest.raises(FileNotFoundError, match=r"line 8: no image p9\.dcm or p9\.png"):
-        rsna_pneumonia(root)
-    labels.write_text(text.replace("Target", "Label"))
-    with pytest.raises(ValueError, match=r"missing column.*Target"):
-        rsna_pneumonia(root)
-    # a patient id that climbs out of the dataset folder, to an image that exists
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    Image.fromarray(np.zeros((32, 32), np.uint8)).save(outside / "x.png")
-    labels.write_text(text.replace("p5,,,,,0", "../../outside/x,,,,,0"))
-    with pytest.raises(ValueError, match=r"line 8: image path .*outside/x\.png' leaves the"):
+    labels.write_text(labels.read_text().replace(old, new))
+    with pytest.raises(error, match=message):
         rsna_pneumonia(root)
 
 
@@ -197,3 +194,41 @@ def test_imagenet_folder(tmp_path: Path, with_meta: bool) -> None:
     assert sample["image"].shape == (3, 16, 16) and sample["label"] == 1
     expected = "goldfish" if with_meta else "n01443537"
     assert val.class_descriptions["n01443537"][0] == expected
+
+
+def test_celeba_seed_must_be_an_int(tmp_path: Path) -> None:
+    root = _celeba_fixture(tmp_path / "celeba")
+    with pytest.raises(TypeError, match=r"seed must be an int, got 1\.7"):
+        celeba(root, seed=1.7)  # type: ignore[arg-type]
+
+
+def test_imagenet_one_grayscale_image_keeps_rgb(tmp_path: Path) -> None:
+    # the channel count came from the first image's header only: one gray JPEG made all gray
+    root = _imagenet_fixture(tmp_path / "imagenet", with_meta=False)
+    first = sorted((root / "train" / "n01440764").iterdir())[0]
+    Image.new("L", (12, 9), 128).save(first, format="JPEG")
+    train = imagenet_folder(root, split="train", image_size=16)
+    assert train.n_channels == 3 and train[0]["image"].shape == (3, 16, 16)
+
+
+def test_imagenet_meta_problems_are_named(tmp_path: Path) -> None:
+    root = _imagenet_fixture(tmp_path / "imagenet", with_meta=True)
+    names, val_wnids = torch.load(root / "meta.bin", weights_only=True)
+    del names["n01443537"]
+    torch.save((names, val_wnids), root / "meta.bin")
+    with pytest.raises(ValueError, match=r"meta\.bin has no class names for 1 wnid folder\(s\) "
+                       r".*: n01443537"):  # fmt: skip
+        imagenet_folder(root)
+    (root / "meta.bin").write_bytes(b"garbage" * 10)
+    with pytest.raises(ValueError, match=r"meta\.bin cannot be read as an ImageNet meta file "
+                       r"\(torch\.load with weights_only=True") as caught:  # fmt: skip
+        imagenet_folder(root)
+    assert "weights_only=False" not in str(caught.value)
+    torch.save([1, 2, 3], root / "meta.bin")
+    with pytest.raises(ValueError, match=r"meta\.bin holds a list of another form; expected"):
+        imagenet_folder(root)
+    (root / "meta.bin").unlink()
+    (root / "ILSVRC2012_devkit_t12" / "data").mkdir(parents=True)  # extracted, not the archive
+    with pytest.raises(FileNotFoundError, match=r"holds ILSVRC2012_devkit_t12 but neither "
+                       r"meta\.bin nor ILSVRC2012_devkit_t12\.tar\.gz"):  # fmt: skip
+        imagenet_folder(root)

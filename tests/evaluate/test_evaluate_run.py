@@ -1,6 +1,7 @@
 """`torchlap evaluate` / `compare` on tiny trained runs: files, keys, resume, errors."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,62 @@ def test_evaluate_writes_the_contract_files_and_resumes(runs, tmp_path, monkeypa
     evaluate_run(runs["lap"], None, out, _options(methods=("gradcam",), ks=(20,)),
                  on_method=lambda m, s: computed.append(m))  # fmt: skip
     assert computed == ["gradcam", "gradcam", "gradcam"]
+
+
+def _edit_value(text: str, value: str) -> str:
+    cached = json.loads(text)
+    cached["results"]["localization"]["iou_topk"] = {"value": "@"}
+    return json.dumps(cached).replace('"@"', value)
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda text: _edit_value(text, '"abc"'), r"is invalid .*\['value'\] must be a number"),
+        (lambda text: _edit_value(text, "NaN"), r"is unreadable .*NaN is not a JSON number"),
+        (lambda text: b"\xff" + text.encode(), r"is unreadable .*utf-8"),
+    ],
+    ids=["string value", "nan", "not utf-8"],
+)
+def test_a_damaged_method_cache_is_recomputed(runs, tmp_path, caplog, damage, why):
+    """A cache edited with its fingerprint kept was reused, then results.json was rewritten
+    with the bad value and the report failed; non-UTF-8 bytes and NaN failed without a name."""
+    out = tmp_path / "eval"
+    options = _options(methods=("gradcam",), max_images=4, max_val_images=4, stability_images=1)
+    evaluate_run(runs["lap"], None, out, options, write_report=False)
+    cache = out / "methods" / "gradcam.json"
+    damaged = damage(cache.read_text())
+    if isinstance(damaged, bytes):
+        cache.write_bytes(damaged)
+    else:
+        cache.write_text(damaged)
+    computed: list[str] = []
+    with caplog.at_level("WARNING", logger="torchlap.evaluate.common"):
+        results = evaluate_run(runs["lap"], None, out, options, write_report=False,
+                               on_method=lambda m, s: computed.append(m))  # fmt: skip
+    assert computed == ["gradcam"]
+    assert re.search(re.escape(str(cache)) + " " + why, caplog.text), caplog.text
+    value = results["localization"]["gradcam"]["iou_topk"]["value"]
+    assert isinstance(value, float)
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["localization"]["gradcam"]["iou_topk"]["value"] == value
+    rewritten = json.loads(cache.read_text())["results"]["localization"]["iou_topk"]
+    assert rewritten == results["localization"]["gradcam"]["iou_topk"]
+
+
+def test_invalid_results_are_not_written(runs, tmp_path, monkeypatch):
+    """results.json is checked as the report reads it before it is replaced."""
+    import torchlap.evaluate.core as core
+
+    out = tmp_path / "eval"
+    options = _options(methods=("gradcam",), max_images=4, max_val_images=4, stability_images=1)
+    evaluate_run(runs["lap"], None, out, options, write_report=False)
+    before = (out / "results.json").read_text()
+    original = core._results_head
+    monkeypatch.setattr(core, "_results_head", lambda *a: {**original(*a), "notes": {"x": 5}})
+    with pytest.raises(TypeError, match=r"\['notes'\]\['x'\] must be a text"):
+        evaluate_run(runs["lap"], None, out, options, write_report=False)
+    assert (out / "results.json").read_text() == before
 
 
 def test_vanilla_run_skips_lap_and_compare_makes_one_table(runs, tmp_path):

@@ -141,7 +141,34 @@ def test_shard_bounds_cover_every_image_once_in_whole_batches(n, batch_size, wor
         assert not images or images[0] % batch_size == 0
 
 
-def test_bad_sharding_arguments_are_refused_before_any_process(tiny_run, tmp_path):
+_LAUNCHER_VARS = (
+    "TORCHELASTIC_RUN_ID",
+    "SLURM_NTASKS",
+    "SLURM_JOB_NAME",
+    "MASTER_ADDR",
+    "NODE_RANK",
+)
+
+
+def test_several_nodes_need_a_launcher(monkeypatch):
+    """--num-nodes 2 without torchrun/SLURM waited forever for the other node (and Ctrl-C)."""
+    for name in _LAUNCHER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match=r"--num-nodes 2 needs a launcher.*torchrun.*srun"):
+        check_sharding("1", 2, "cpu")
+    assert check_sharding("1", 1, "cpu").world_size == 1
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")  # torchrun sets it
+    assert check_sharding("1", 2, "cpu").world_size == 2
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID")
+    monkeypatch.setenv("SLURM_NTASKS", "4")  # srun
+    assert check_sharding("2", 2, "cpu").world_size == 4
+    monkeypatch.delenv("SLURM_NTASKS")
+    monkeypatch.setenv("MASTER_ADDR", "host")  # Lightning's manual launch, on each node
+    monkeypatch.setenv("NODE_RANK", "1")
+    assert check_sharding("1", 3, "cpu").world_size == 3
+
+
+def test_bad_sharding_arguments_are_refused_before_any_process(tiny_run, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="selects no process"):
         check_sharding("0", 1, "cpu")
     with pytest.raises(ValueError, match="only CUDA"):
@@ -156,7 +183,9 @@ def test_bad_sharding_arguments_are_refused_before_any_process(tiny_run, tmp_pat
         with pytest.raises(ValueError, match="CUDA devices"):
             check_sharding("2", 1, "cuda")
     assert check_sharding("1", 1, "cpu").world_size == 1
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")  # several nodes need a launcher
     assert check_sharding("2", 3, "cpu").world_size == 6
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID")
     out = tmp_path / "refused"
     result = CliRunner().invoke(
         app, ["evaluate", "--run", str(tiny_run), "--out", str(out), "--devices", "0"]

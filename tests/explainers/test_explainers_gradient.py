@@ -246,3 +246,16 @@ def test_deeplift_refuses_non_finite_baselines(baseline):
         torchlap.explain(lap_cnn(), torch.rand(1, 3, 16, 16), "deeplift", baseline=baseline)
     with pytest.raises(TypeError, match="baseline"):
         DeepLift(lap_cnn(), baseline=True)
+
+
+def test_deeplift_leaves_no_captum_tensors_on_the_modules():
+    model = resnet()
+    explainer = DeepLift(model)
+    explainer(torch.randn(2, 3, 32, 32), torch.tensor([2, 0]))
+    left = {
+        name: key
+        for name, module in model.named_modules()
+        for key in ("input", "output")
+        if key in vars(module)
+    }
+    assert left == {}

@@ -107,6 +107,29 @@ def test_export_refuses_bad_input(run_dir, tmp_path) -> None:
         LapExportModule(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)))
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "error", "match"),
+    [
+        ("decay", "0.5", TypeError, r"decay must be a number in \(0, 1\]"),
+        ("decay", True, TypeError, r"decay must be a number in \(0, 1\]"),
+        ("decay", float("nan"), ValueError, r"decay must be a number in \(0, 1\]"),
+        ("decay", 5, ValueError, r"decay must be a number in \(0, 1\]"),
+        ("decay", 0, ValueError, r"decay must be a number in \(0, 1\]"),
+        ("decay", -1, ValueError, r"decay must be a number in \(0, 1\]"),
+        ("threshold", 2, ValueError, r"threshold must be a number in \[0, 1\]"),
+        ("threshold", float("nan"), ValueError, r"threshold must be a number in \[0, 1\]"),
+        ("threshold", "0.5", TypeError, r"threshold must be a number in \[0, 1\]"),
+    ],
+)
+def test_export_module_checks_decay_and_threshold(run_dir, option, value, error, match) -> None:
+    """float() accepted "0.5" and True; NaN and out-of-range values failed at the first forward."""
+    model = load_run(run_dir).model
+    with pytest.raises(error, match=match):
+        LapExportModule(model, **{option: value})
+    module = LapExportModule(model, decay=1, threshold=0)
+    assert (module.decay, module.threshold) == (1.0, 0.0)
+
+
 @pytest.mark.slow
 def test_cli_export_reports_the_onnx_difference(run_dir, tmp_path) -> None:
     pytest.importorskip("onnxruntime")

@@ -174,3 +174,25 @@ def test_failed_save_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         plot_keep_k(results_by_run(), target)
     assert target.read_bytes() == b"old"
     assert only_file(tmp_path) == ["keep_k.png"]
+
+
+@pytest.mark.parametrize("name", ["$x^$", "a$\\q$"])
+def test_dollar_signs_in_names_are_drawn_literally(tmp_path: Path, name: str) -> None:
+    """A class, run or method name with ``$`` is text, not mathtext (it failed to parse)."""
+    from torchlap.report.plots import plot_explanation
+
+    images, maps, masks = _overlay_inputs()
+    assert_non_blank(plot_overlays(images, maps, masks, [name, name], tmp_path / "o.png"))
+    runs = results_by_run()
+    assert_non_blank(plot_iou_bars({name: next(iter(runs.values()))}, tmp_path / "iou.png"))
+    assert_non_blank(plot_keep_k({name: next(iter(runs.values()))}, tmp_path / "keep.png"))
+    concepts = {"layer4": torch.rand(2, 6, 6)}
+    assert_non_blank(
+        plot_lap_layers(
+            images[:1], concepts, tmp_path / "lap.png", concept_names=[name, "b"], title=name
+        )
+    )
+    one = {method: value[:1] for method, value in maps.items()}
+    assert_non_blank(
+        plot_explanation(images[0], one, concepts, name, tmp_path / "e.png", names={"lap": name})
+    )

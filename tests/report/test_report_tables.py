@@ -489,3 +489,37 @@ def table_timing_table():
     from torchlap.report.tables import timing_table
 
     return timing_table(results_by_run())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("sanity", "x", r"\['sanity'\] must be a dict"),
+        ("sanity", {"gradcam": 5}, r"\['sanity'\]\['gradcam'\] must be a dict"),
+        ("sanity", {"gradcam": {"summary": {"ssim": "high"}}}, r"\['summary'\]\['ssim'\]"),
+        ("sanity", {"gradcam": {"cascading": {"steps": [1]}}}, r"\['steps'\] must be a list"),
+        ("grid_pointing_game", {"gradcam": 5}, r"\['grid_pointing_game'\]\['gradcam'\]"),
+        ("grid_pointing_game", {"gradcam": {"scores": "x"}}, r"\['scores'\] must be a list"),
+        ("notes", {"gradcam": 5}, r"\['notes'\]\['gradcam'\] must be a text or a list"),
+        ("notes", "x", r"\['notes'\] must be a dict"),
+    ],
+)
+def test_checks_and_notes_sections_are_checked(
+    tmp_path: os.PathLike[str], key: str, value: object, match: str
+) -> None:
+    """sanity="x" and grid_pointing_game={"gradcam": 5} were AttributeErrors, notes a
+    TypeError, deep inside the table code."""
+    broken = results_by_run()
+    broken["WS-LAP"][key] = value
+    with pytest.raises(TypeError, match=r"\['WS-LAP'\].*" + match):
+        write_tables(broken, tmp_path / "tables.md")
+    assert not os.listdir(tmp_path)
+
+
+def test_huge_values_are_shown_in_scientific_notation() -> None:
+    """An IoU of 1e300 was printed as a 300-digit percentage."""
+    runs = results_by_run()
+    runs["WS-LAP"]["localization"]["gradcam"]["iou_topk"] = metric(1e300)
+    text = localization_table(runs).to_markdown()
+    assert "1.00e+302" in text
+    assert "0" * 50 not in text

@@ -227,3 +227,54 @@ def test_a_missing_pretrained_path_is_named_as_a_missing_file(tmp_path: Path) ->
         build_backbone(ModelSpec("smallcnn", 2, 1, pretrained="weights.safetensors"))
     with pytest.raises(ValueError, match="'smallcnn' has no published weights"):
         build_backbone(ModelSpec("smallcnn", 2, 1, pretrained="IMAGENET1K_V1"))
+
+
+# ------------------------------------------------------------- files torchlap did not write
+def test_overwrite_clears_only_torchlaps_own_phase_checkpoints(tmp_path: Path) -> None:
+    from torchlap.train.folder import _clear_checkpoints
+
+    folder = tmp_path / "checkpoints"
+    for name in ("phase1", "phase2", "phase1-keep", "phase"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "last.ckpt").write_bytes(b"weights")
+    (folder / "phase1-keep" / "notes.txt").write_text("mine")
+    left = _clear_checkpoints(folder)
+    assert not (folder / "phase1").exists() and not (folder / "phase2").exists()
+    assert (folder / "phase1-keep" / "last.ckpt").read_bytes() == b"weights"
+    assert (folder / "phase" / "last.ckpt").exists()
+    assert sorted(p.relative_to(folder).as_posix() for p in left) == [
+        "phase/last.ckpt",
+        "phase1-keep/last.ckpt",
+        "phase1-keep/notes.txt",
+    ]
+
+
+def test_explain_after_a_kill_replaces_only_its_own_files(
+    folder_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torchlap.evaluate.explain as explain_module
+
+    images = folder_run.parents[1] / "les" / "images" / "test"
+    real = explain_module._explain_batch
+    calls = []
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # a Ctrl-C during the second batch
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(explain_module, "_explain_batch", interrupted)
+    out = tmp_path / "ex"
+    with pytest.raises(KeyboardInterrupt):
+        explain_files(folder_run, [images], ["lap"], out, batch_size=1)
+    assert sorted(p.name for p in out.glob("0000*")) == ["00000.npz", "00000.png"]
+    # the manifest claimed 00001.png before the kill; the user puts a file there since
+    (out / "00001.png").write_text("the user's own figure")
+    monkeypatch.setattr(explain_module, "_explain_batch", real)
+    with pytest.raises(FileExistsError, match=r"00001\.png"):
+        explain_files(folder_run, [images], ["lap"], out, batch_size=1)
+    assert (out / "00001.png").read_text() == "the user's own figure"
+    (out / "00001.png").unlink()  # without it, the rerun replaces its own 00000.* and goes on
+    written = explain_files(folder_run, [images], ["lap"], out, batch_size=1)
+    assert len(written) == len(list(images.iterdir()))

@@ -6,6 +6,8 @@ interleaving the candidates' repetitions so that a slow spell hurts all of them 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import time
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from torchlap._ext import kernel_work_peak
+from torchlap.metrics._common import eval_mode
 
 logger = logging.getLogger(__name__)
 
@@ -112,3 +115,18 @@ def measure(
         )
         for name, fn in candidates.items()
     }
+
+
+def keeps_model_flags(function: Callable) -> Callable:
+    """Run ``function`` with its ``model`` argument in eval mode and restore every submodule's
+    train/eval flag afterwards, also on error (a benchmark must not leave a caller's model in
+    another mode). A ``model`` that is None or not an ``nn.Module`` is left alone."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        model = signature.bind_partial(*args, **kwargs).arguments.get("model")
+        with eval_mode(model):
+            return function(*args, **kwargs)
+
+    return wrapper

@@ -25,7 +25,7 @@ import typer
 from torch import nn
 
 from torchlap._checks import check_device
-from torchlap.bench.common import time_call
+from torchlap.bench.common import keeps_model_flags, time_call
 from torchlap.bench.explain_peers import (
     PEERS,
     format_peer_rows,
@@ -66,6 +66,7 @@ def build_lap_resnet18(num_classes: int = 1000) -> tuple[nn.Module, str]:
     return model, "torchlap.lapify(resnet18, where='resnet18')"
 
 
+@keeps_model_flags
 def run_benchmark(
     sizes: Sequence[int] = (224, 64),
     batch_size: int = 16,
@@ -277,15 +278,16 @@ def register_bench(bench_app: object) -> None:
     ) -> None:
         """Time every explainer on one LAP-ResNet18 (images/s, ratio to `lap`, passes/image).
 
-        Example: `torchlap bench explain --scale 0.5`
+        Example: `torchlap bench explain --sizes 64 --methods lap,gradcam`
 
         Cost with the defaults: many minutes on a 2-core CPU (every explainer, the
-        perturbation ones included, at full size); `--scale` shrinks it.
+        perturbation ones included, at full size); `--sizes 64` and `--methods` shrink it.
         """
         size_list = _checked_arguments(
             sizes, num_classes, device, batch_size=batch_size, rise_masks=rise_masks,
             mask_batch_size=mask_batch_size, repeats=repeats, rounds=rounds,
         )  # fmt: skip
+        method_list = _checked_choices(methods, against, precision)
         if against or rise_vs_sise:
             try:
                 typer.echo(
@@ -297,7 +299,6 @@ def register_bench(bench_app: object) -> None:
             except ValueError as error:
                 raise typer.BadParameter(str(error)) from None
             return
-        method_list = [m.strip() for m in methods.split(",") if m.strip()] or None
         typer.echo(f"batch {batch_size}; device {device}; RISE masks {rise_masks}")
         typer.echo(TABLE_HEADER)
         typer.echo("-" * len(TABLE_HEADER))
@@ -327,6 +328,8 @@ def _checked_arguments(sizes: str, classes: int, device: str, **counts: int) -> 
         size_list = [int(s) for s in sizes.split(",") if s.strip()]
     except ValueError:
         raise typer.BadParameter(f"--sizes must be comma-separated ints, got {sizes!r}") from None
+    if not size_list:
+        raise typer.BadParameter(f"--sizes lists no size, got {sizes!r}; pass e.g. 224,64")
     if any(size < 8 for size in size_list):
         raise typer.BadParameter(f"--sizes must each be >= 8 pixels, got {sizes!r}")
     for name, value in counts.items():
@@ -336,6 +339,34 @@ def _checked_arguments(sizes: str, classes: int, device: str, **counts: int) -> 
         raise typer.BadParameter(f"--num-classes must be >= 2, got {classes}")
     check_device(device, "--device")  # a ValueError: the command's handler, exit 2
     return size_list
+
+
+def _listed(text: str, option: str) -> list[str] | None:
+    """The names of a comma-separated option; ``None`` when not given, refused when the
+    text names nothing (``","``)."""
+    if not text:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise typer.BadParameter(f"{option} lists no name, got {text!r}; leave it out or name some")
+    return names
+
+
+def _checked_choices(methods: str, against: str, precision: str) -> list[str] | None:
+    """``--methods`` (parsed; ``None``: all), ``--against`` and ``--precision``, checked before
+    anything is printed or built (``--precision`` also without ``--against``)."""
+    try:
+        check_precision(precision)
+        method_list = _listed(methods, "--methods")
+        for method in method_list or ():
+            get(method)  # an unknown name fails here, before the table header
+        peers = _listed(against, "--against") or ()
+        unknown = [p for p in peers if p not in PEERS]
+        if unknown:
+            raise ValueError(f"unknown --against peer(s) {unknown}; expected some of {list(PEERS)}")
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return method_list
 
 
 def _best_of(rounds: int, run: Callable[[], list]) -> list:

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlap.bench.common import keeps_model_flags
 from torchlap.explainers.perturbation import Rise, ScoreCam
 from torchlap.explainers.sise import Sise
 
@@ -121,6 +122,7 @@ def _torchcam_scorecam(model: nn.Module, layer_name: str, images, target, batch_
     return maps[0]
 
 
+@keeps_model_flags
 def run_scorecam_against(
     model: nn.Module,
     images: Tensor,
@@ -180,6 +182,7 @@ def run_scorecam_against(
     return rows
 
 
+@keeps_model_flags
 def run_rise_vs_sise(
     model: nn.Module,
     images: Tensor,

@@ -321,16 +321,24 @@ def summary(rows: list[LayerBenchRow]) -> str:
     return "\n".join(lines)
 
 
+#: the largest ``--batches`` entry (the default shapes' batch is 32; a larger one asks torch for
+#: more memory than any machine has and fails with a C++ stack)
+MAX_BATCH = 4096
+
+
 def run_layer_command(device: str, scale: float, batches: str, rounds: int) -> str:
-    """What ``torchlap bench layer`` prints: the path taken, the table and the worst ratios."""
+    """What ``torchlap bench layer`` prints: the path taken, the table and the worst ratios.
+
+    ``batches``: comma-separated ints from 1 to :data:`MAX_BATCH`; ``scale`` in (0, 1];
+    ``rounds`` >= 1 (ValueError naming the option otherwise, before any tensor is built)."""
     if not 0 < scale <= 1:
         raise ValueError(f"--scale must be in (0, 1], got {scale}")
     try:
         sizes = tuple(int(b) for b in batches.split(",") if b.strip())
     except ValueError:
         raise ValueError(f"--batches must be comma-separated ints, got {batches!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"--batches must be positive ints, got {batches!r}")
+    if not sizes or min(sizes) < 1 or max(sizes) > MAX_BATCH:
+        raise ValueError(f"--batches must be ints from 1 to {MAX_BATCH}, got {batches!r}")
     if rounds < 1:
         raise ValueError(f"--rounds must be >= 1, got {rounds}")
     dev = check_device(device, "--device")

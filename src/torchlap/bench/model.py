@@ -225,8 +225,15 @@ def register_model_bench(bench_app: object) -> None:
             raise typer.BadParameter(f"--size must be >= 75 (Inception-v3's smallest), got {size}")
         if batch_size < 1:
             raise typer.BadParameter(f"--batch-size must be >= 1, got {batch_size}")
+        for option, value in (("--repeats", repeats), ("--rounds", rounds)):
+            if value < 1:
+                raise typer.BadParameter(f"{option} must be >= 1, got {value}")
         check_device(device, "--device")  # a ValueError: the command's handler, exit 2
         arch_list = tuple(a.strip() for a in archs.split(",") if a.strip())
+        if not arch_list:
+            raise typer.BadParameter(
+                f"--archs lists no architecture, got {archs!r}; pass some of {', '.join(MODELS)}"
+            )
         scaled_size = max(75, round(size * scale))
         scaled_batch = max(1, round(batch_size * scale))
         try:

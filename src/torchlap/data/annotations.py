@@ -32,6 +32,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from torchlap.data._base import SPLITS
 from torchlap.io import atomic_write
@@ -43,6 +44,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "ImageRecord",
     "check_box",
+    "check_row_length",
     "inside_path",
     "read_annotations",
     "write_annotations",
@@ -116,14 +118,7 @@ def read_annotations(csv_path: Path) -> tuple[list[ImageRecord], bool, bool]:
         records: dict[str, ImageRecord] = {}
         for row in reader:
             where = f"{name} line {reader.line_num}"
-            if None in row:
-                raise ValueError(f"{where}: more fields than the {len(columns)} header columns")
-            if None in row.values():  # csv fills the columns past a short row's end with None
-                given = sum(value is not None for value in row.values())
-                raise ValueError(
-                    f"{where}: {given} field(s) for the {len(columns)} header columns "
-                    f"({', '.join(columns)}); leave a field empty (a comma with nothing) for none"
-                )
+            check_row_length(row, columns, where)
             values = {k: (v or "").strip() for k, v in row.items()}
             _add_row(records, values, where, columns)
     if not records:
@@ -260,3 +255,15 @@ def write_annotations(path: Path, records: Iterable[ImageRecord]) -> None:
         for box in record.boxes:
             writer.writerow([*head, *(_format_number(v) for v in box), *tail])
     atomic_write(path, text.getvalue())  # the usual file mode, fsync, temp cleaned on error
+
+
+def check_row_length(row: dict[Any, Any], columns: list[str], where: str) -> None:
+    """ValueError for a ``csv.DictReader`` row with more or fewer fields than the header."""
+    if None in row:  # csv gathers a long row's extra fields under the key None
+        raise ValueError(f"{where}: more fields than the {len(columns)} header columns")
+    if None in row.values():  # and fills the columns past a short row's end with None
+        given = sum(value is not None for value in row.values())
+        raise ValueError(
+            f"{where}: {given} field(s) for the {len(columns)} header columns "
+            f"({', '.join(columns)}); leave a field empty (a comma with nothing) for none"
+        )

@@ -18,7 +18,7 @@ import torch
 from PIL import UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-from torchlap._checks import check_bool, check_positive_int
+from torchlap._checks import check_bool, check_int, check_positive_int, is_int
 from torchlap.data._base import (
     SPLITS,
     RegionDataset,
@@ -39,7 +39,7 @@ from torchlap.data.annotations import (
     read_annotations,
     write_annotations,
 )
-from torchlap.data.images import image_header, read_image, read_mask
+from torchlap.data.images import image_header, read_image_with_orientation, read_mask
 from torchlap.data.transforms import default_normalization, default_transforms, size_pair
 
 __all__ = ["AnnotatedFolder", "image_folder", "seeded_split"]
@@ -53,11 +53,12 @@ def seeded_split(
     """Assign each image to train/val/test, stratified by label, reproducibly from ``seed``.
 
     Per class (in sorted order), images sorted by path are shuffled by a torch.Generator
-    seeded with ``seed`` and cut by ``split_counts``; every class with at least one image
-    gets at least one training image. Returns ``{image path: split}``.
+    seeded with ``seed`` (an int) and cut by ``split_counts``; every class with at least one
+    image gets at least one training image. Returns ``{image path: split}``.
     """
     fractions = check_split_fractions(fractions)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    check_int(seed, "seed")
+    generator = torch.Generator(device="cpu").manual_seed(seed)
     by_label: dict[str, list[str]] = {}
     for record in records:
         by_label.setdefault(record.label, []).append(record.image)
@@ -82,18 +83,27 @@ class AnnotatedFolder(RegionDataset):
     Args:
         root: the folder holding ``annotations.csv`` and the images.
         split: ``train``, ``val`` or ``test``.
-        transform: a ``transforms.v2`` transform applied to the whole sample dict (boxes and
-            masks follow it). Default: ``default_transforms(image_size, n_channels,
-            train=augment and split == "train")``.
-        image_size: resize to this size (int or (H, W)); None keeps the native size.
-        channels: 1 or 3; None infers it (1 if every image is grayscale, else 3).
-        split_fractions, seed: the seeded split used when the CSV has no ``split`` column.
+        transform: a callable (e.g. a ``transforms.v2`` transform) applied to the whole sample
+            dict (boxes and masks follow it), or None: ``default_transforms(image_size,
+            n_channels, train=augment and split == "train")``.
+        image_size: resize to this size (int or (H, W), at most 8192 per side); None keeps the
+            native size.
+        channels: 1 or 3; None infers it from the image headers: 1 if every image is
+            grayscale, else 3 (without ``verify_images`` the headers are read up to the first
+            colour image, about 0.06 ms each: an all-grayscale dataset has all of them read).
+        split_fractions, seed: the seeded split (``seed`` an int) used when the CSV has no
+            ``split`` column.
         mean, std: normalization statistics to record with a model; default
             ``default_normalization(n_channels)``.
         verify_images: open every image's (and mask's) header up front to check that it is
             readable and that boxes and masks fit (about 0.1 ms per image). With False only
             the files' existence is checked and the rest happens when a sample is loaded.
-        augment: use the default training augmentation on the train split.
+            True or False.
+        augment: use the default training augmentation on the train split (True or False).
+
+    Images are read as stored: an EXIF orientation tag is not applied (as torchvision does
+    not), so boxes and masks are in stored-pixel coordinates; a warning, once per dataset,
+    names the first image with an orientation other than 1.
         n_images: keep only the first ``n_images`` images of the split.
     """
 
@@ -199,10 +209,22 @@ class AnnotatedFolder(RegionDataset):
         self.has_regions = bool(has_regions)
         if not records:
             raise ValueError(f"{source}: no images")
-        if channels not in (None, 1, 3):
-            raise ValueError(f"channels must be 1, 3 or None (infer), got {channels!r}")
+        if channels is not None and (not is_int(channels) or channels not in (1, 3)):
+            error = ValueError if is_int(channels) else TypeError
+            raise error(f"channels must be 1, 3 or None (infer), got {channels!r}")
         if n_images is not None:
             check_positive_int(n_images, "n_images")
+        check_int(seed, "seed")
+        check_bool(verify_images, "verify_images")
+        check_bool(augment, "augment")
+        if transform is not None and not callable(transform):
+            raise TypeError(
+                "transform must be a callable taking and returning the sample dict (e.g. a "
+                f"torchvision transforms.v2 transform) or None (the default), got {transform!r}"
+            )
+        if image_size is not None:
+            size_pair(image_size)  # checked before any file is read
+        self._orientation_warned = False
         self.split_given = split_given
         check_split_fractions(split_fractions)  # also when the CSV's split column wins
         self.records_all = records = self._assign_splits(records, split_fractions, seed)
@@ -257,7 +279,8 @@ class AnnotatedFolder(RegionDataset):
         boxes and masks must fit. Returns the number of channels (inferred when None)."""
         self._sizes: dict[str, tuple[int, int]] = {}
         modes_gray = True
-        for k, record in enumerate(records):
+        rotated: list[tuple[Path, int]] = []
+        for record in records:
             # importers build records from their own files (RSNA's patient ids, CelebA's
             # names): they stay inside the folder as annotations.csv's paths must
             inside_path(record.image, "image", record.source)
@@ -270,13 +293,41 @@ class AnnotatedFolder(RegionDataset):
                 raise FileNotFoundError(
                     f"{record.source}: mask file {self.root / record.mask} not found"
                 )
-            if verify_images or (channels is None and k == 0):
-                width, height, n = self._header(path, record)
+            # inferred channels: 1 only if every header is grayscale, so without verification
+            # headers are read until the first colour image (one gray image decides nothing);
+            # an unreadable one is then left to fail when its sample loads, as verification is off
+            if verify_images or (channels is None and modes_gray):
+                try:
+                    width, height, n, orientation = self._header(path, record)
+                except ValueError:
+                    if verify_images:
+                        raise
+                    continue
                 modes_gray = modes_gray and n == 1
+                if orientation != 1:
+                    rotated.append((path, orientation))
                 if verify_images:
                     self._check_fits(record, width, height)
         self.verified = bool(verify_images)
+        if rotated:
+            self._warn_orientation(*rotated[0], count=len(rotated))
         return channels if channels is not None else (1 if modes_gray else 3)
+
+    def _warn_orientation(self, path: Path, orientation: int, count: int = 1) -> None:
+        """Say once per dataset that EXIF orientation tags are not applied."""
+        if getattr(self, "_orientation_warned", False):
+            return
+        self._orientation_warned = True
+        counted = f"{count} image(s) have an EXIF orientation other than 1, " if count > 1 else ""
+        logger.warning(
+            "%s has EXIF orientation %d (%sa viewer shows it rotated or flipped): torchlap "
+            "reads the stored pixels, as torchvision does, so boxes and masks must be in "
+            "stored-pixel coordinates, not in those of the image a viewer shows (said once "
+            "per dataset)",
+            path,
+            orientation,
+            counted,
+        )
 
     def _set_size_and_transform(
         self,
@@ -295,7 +346,6 @@ class AnnotatedFolder(RegionDataset):
                 if len(native) == 1 and None not in native
                 else None
             )
-        check_bool(augment, "augment")
         if transform is None:
             train = augment and self.split == "train"
             if train and image_size is None:
@@ -318,13 +368,14 @@ class AnnotatedFolder(RegionDataset):
                 f"mean must be finite and std finite and positive, got {self._mean}, {self._std}"
             )
 
-    def _header(self, path: Path, record: ImageRecord) -> tuple[int, int, int]:
+    def _header(self, path: Path, record: ImageRecord) -> tuple[int, int, int, int]:
+        """(width, height, channels, EXIF orientation) of an image, its size recorded."""
         try:
-            width, height, n = image_header(path)
+            header = image_header(path)
         except ValueError as error:
             raise ValueError(f"{record.source}: image file {path} is unreadable: {error}") from None
-        self._sizes[record.image] = (width, height)
-        return width, height, n
+        self._sizes[record.image] = (header.width, header.height)
+        return header.width, header.height, header.channels, header.orientation
 
     def _check_fits(self, record: ImageRecord, width: int, height: int) -> None:
         """Boxes inside the image (rejected otherwise, never clipped); mask of the same size."""
@@ -340,7 +391,7 @@ class AnnotatedFolder(RegionDataset):
         if record.mask is not None:
             mask_path = self.root / record.mask
             try:
-                mask_width, mask_height, _ = image_header(mask_path)
+                mask_width, mask_height = image_header(mask_path)[:2]
             except ValueError as error:
                 raise ValueError(
                     f"{record.source}: mask file {mask_path} is unreadable: {error}"
@@ -373,9 +424,11 @@ class AnnotatedFolder(RegionDataset):
         record = self.records[index]
         path = self.root / record.image
         try:
-            image = read_image(path, self.n_channels)
+            image, orientation = read_image_with_orientation(path, self.n_channels)
         except (UnidentifiedImageError, OSError, ValueError) as error:
             raise ValueError(f"{record.source}: image file {path} is unreadable: {error}") from None
+        if orientation != 1:
+            self._warn_orientation(path, orientation)
         height, width = image.shape[-2:]
         if not self.verified:
             self._check_fits(record, width, height)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -23,10 +23,12 @@ from torchlap.data.transforms import size_pair
 
 __all__ = [
     "DICOM_SUFFIXES",
+    "ImageHeader",
     "has_transparency",
     "image_header",
     "load_image",
     "read_image",
+    "read_image_with_orientation",
     "read_mask",
 ]
 
@@ -50,24 +52,65 @@ def _import_pydicom() -> Any:
     return pydicom
 
 
-def image_header(path: Path) -> tuple[int, int, int]:
-    """(width, height, channels) of an image or DICOM file without decoding its pixels.
+class ImageHeader(NamedTuple):
+    """What :func:`image_header` reads: size, channels and the EXIF orientation tag (1 when
+    absent; DICOM files have none)."""
 
-    Raises ValueError if the file is not a readable image.
+    width: int
+    height: int
+    channels: int
+    orientation: int = 1
+
+
+def image_header(path: Path) -> ImageHeader:
+    """(width, height, channels, orientation) of an image or DICOM file without decoding its
+    pixels.
+
+    Raises ValueError if the file is not a readable image, or is a DICOM file of several
+    frames (torchlap reads single-frame images).
     """
     if _is_dicom(path):
         pydicom = _import_pydicom()
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
-            return int(header.Columns), int(header.Rows), int(getattr(header, "SamplesPerPixel", 1))
+            columns, rows = int(header.Columns), int(header.Rows)
+            samples = int(getattr(header, "SamplesPerPixel", 1))
+            frames = int(getattr(header, "NumberOfFrames", 1) or 1)
         except Exception as error:  # pydicom raises many types for broken files
             raise ValueError(f"not a readable DICOM file: {error}") from error
+        _check_single_frame(frames)
+        return ImageHeader(columns, rows, samples)
     try:
         with Image.open(path) as image:
             width, height = image.size
-            return width, height, 1 if image.mode in _GRAY_MODES else 3
+            channels = 1 if image.mode in _GRAY_MODES else 3
+            return ImageHeader(width, height, channels, _orientation(image))
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"not a readable image: {error}") from error
+
+
+_ORIENTATION_TAG = 0x0112
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag of an opened image (1, the stored pixels as they are, when
+    absent). PNG keeps EXIF in a chunk that may follow the pixels: an unloaded PNG without it
+    in its header reads as 1 rather than being decoded here (``getexif`` would decode it)."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    try:
+        value = image.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a broken EXIF block: PIL still decodes the pixels, as torchlap does
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _check_single_frame(frames: int, detail: str = "") -> None:
+    if frames != 1:
+        raise ValueError(
+            f"this DICOM file holds {frames} frames{detail}; torchlap reads single-frame "
+            "images: save each frame (slice) you want as its own file"
+        )
 
 
 def _array_to_unit(array: np.ndarray, mode: str) -> np.ndarray:
@@ -151,13 +194,22 @@ def read_image(path: Path, channels: int) -> Tensor:
     by PIL's luma transform when ``channels == 1``; grayscale is repeated for ``channels == 3``.
     An alpha channel is dropped, as torchvision's ``ImageFolder`` does (a warning, once per
     process, names the first image with transparent pixels). 32-bit integer and float images
-    must hold values in [0, 65535] and [0, 1]; ValueError otherwise.
+    must hold values in [0, 65535] and [0, 1]; ValueError otherwise. The stored pixels are
+    read: an EXIF orientation tag is not applied (as torchvision does not). A DICOM file of
+    several frames is refused (ValueError).
     """
+    return read_image_with_orientation(path, channels)[0]
+
+
+def read_image_with_orientation(path: Path, channels: int) -> tuple[Tensor, int]:
+    """:func:`read_image` and the image's EXIF orientation tag (1 when absent, or DICOM)."""
+    orientation = 1
     if _is_dicom(path):
         array = _read_dicom(path)
     else:
         with Image.open(path) as image:
             image.load()
+            orientation = _orientation(image)
             if _has_transparency(image):
                 _warn_alpha(path)
             mode = image.mode
@@ -171,19 +223,30 @@ def read_image(path: Path, channels: int) -> Tensor:
     tensor = torch.from_numpy(np.ascontiguousarray(array))
     tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
     if tensor.shape[0] == channels:
-        return tensor.contiguous()
+        return tensor.contiguous(), orientation
     if channels == 3:
-        return tensor.expand(3, -1, -1).contiguous()
+        return tensor.expand(3, -1, -1).contiguous(), orientation
     # RGB -> luma with ITU-R 601-2 weights, as PIL's convert("L")
     weights = torch.tensor([0.299, 0.587, 0.114], dtype=tensor.dtype)[:, None, None]
-    return (tensor[:3] * weights).sum(dim=0, keepdim=True)
+    return (tensor[:3] * weights).sum(dim=0, keepdim=True), orientation
 
 
 def _read_dicom(path: Path) -> np.ndarray:
     """DICOM pixels scaled to [0, 1] by BitsStored; MONOCHROME1 is inverted."""
     pydicom = _import_pydicom()
-    dataset = pydicom.dcmread(path)
+    try:
+        dataset = pydicom.dcmread(path)
+    except Exception as error:  # pydicom raises many types for broken files
+        raise ValueError(f"not a readable DICOM file: {error}") from error
+    _check_single_frame(int(getattr(dataset, "NumberOfFrames", 1) or 1))
+    samples = int(getattr(dataset, "SamplesPerPixel", 1))
     array = dataset.pixel_array.astype(np.float32)
+    expected = 2 if samples == 1 else 3
+    if array.ndim != expected:  # frames without a NumberOfFrames tag, or a broken header
+        shape = f"pixel array of shape {tuple(array.shape)} for {samples} sample(s) per pixel"
+        if array.ndim > expected:
+            _check_single_frame(array.shape[0], f" ({shape})")
+        raise ValueError(f"this DICOM file has a {shape}; expected (rows, columns[, samples])")
     bits = int(getattr(dataset, "BitsStored", 8))
     if int(getattr(dataset, "PixelRepresentation", 0)) == 1:  # signed: shift to unsigned
         array = array + float(2 ** (bits - 1))

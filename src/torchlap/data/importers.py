@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from torchlap.data._base import Sample, check_split
-from torchlap.data.annotations import ImageRecord, check_box
+from torchlap.data.annotations import ImageRecord, check_box, check_row_length
 from torchlap.data.folder import AnnotatedFolder
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ def _rsna_records(
             )
         for row in reader:
             where = f"{csv_path} line {reader.line_num}"
-            values = {k: (v or "").strip() for k, v in row.items() if k is not None}
+            check_row_length(row, columns, where)
+            values = {k: (v or "").strip() for k, v in row.items()}
             patient = values["patientId"]
             if not patient:
                 raise ValueError(f"{where}: empty patientId")
@@ -296,12 +297,16 @@ def imagenet_folder(
 
     ``split`` ``train`` reads ``root/train``; ``val`` and ``test`` both read ``root/val`` (the
     labelled validation set, on which the paper evaluates; ImageNet's test labels are not
-    public). With ``meta.bin`` (or the devkit archive) present, torchvision's ``ImageNet``
-    lists the files and ``dataset.class_descriptions`` holds the human-readable names;
-    otherwise the folders are read as a plain ``ImageFolder``. Classes are the sorted wnids of
-    the train folder (or of the requested folder when there is no train folder).
+    public). The folder is listed as torchvision's ``ImageFolder`` (as ``ImageNet`` does).
+    With ``meta.bin`` (written by ``torchvision.datasets.ImageNet``, read here with
+    ``torch.load(weights_only=True)``) or the devkit archive ``ILSVRC2012_devkit_t12.tar.gz``
+    (from which torchvision writes ``meta.bin``), ``dataset.class_descriptions`` holds the
+    human-readable names; meta.bin must name every wnid folder. An extracted
+    ``ILSVRC2012_devkit*`` folder without either is refused (torchvision reads the archive).
+    Classes are the sorted wnids of the train folder (or of the requested folder when there is
+    no train folder).
     """
-    from torchvision.datasets import ImageFolder, ImageNet
+    from torchvision.datasets import ImageFolder
 
     check_split(split)
     root_path = Path(root)
@@ -314,15 +319,9 @@ def imagenet_folder(
             f"ImageNet folder {folder} not found; expected root/train/<wnid>/*.JPEG and "
             "root/val/<wnid>/*.JPEG as prepared by torchvision.datasets.ImageNet"
         )
-    descriptions: dict[str, tuple[str, ...]] = {}
-    has_meta = (root_path / "meta.bin").is_file() or any(root_path.glob("ILSVRC2012_devkit*"))
-    if has_meta:
-        listing: Any = ImageNet(str(root_path), split=folder_split)
-        wnids = list(listing.wnids)
-        descriptions = {w: tuple(c) for w, c in zip(listing.wnids, listing.classes, strict=True)}
-    else:
-        listing = ImageFolder(str(folder))
-        wnids = list(listing.classes)
+    listing = ImageFolder(str(folder))
+    wnids = list(listing.classes)
+    descriptions = _imagenet_descriptions(root_path, wnids, folder)
     train_folder = root_path / "train"
     classes = (
         sorted(p.name for p in train_folder.iterdir() if p.is_dir())
@@ -352,3 +351,72 @@ def imagenet_folder(
     )
     dataset.class_descriptions = {w: descriptions.get(w, (w,)) for w in classes}  # type: ignore[attr-defined]
     return dataset
+
+
+_DEVKIT_ARCHIVE = "ILSVRC2012_devkit_t12.tar.gz"
+
+
+def _imagenet_descriptions(
+    root: Path, wnids: list[str], folder: Path
+) -> dict[str, tuple[str, ...]]:
+    """``{wnid: class names}`` from ``root/meta.bin`` (built from the devkit archive by
+    torchvision if only the archive is there); ``{}`` when neither nor a devkit is present."""
+    meta = root / "meta.bin"
+    if not meta.is_file():
+        devkit = sorted(p.name for p in root.glob("ILSVRC2012_devkit*"))
+        if not devkit:
+            return {}
+        if _DEVKIT_ARCHIVE not in devkit:
+            raise FileNotFoundError(
+                f"{root} holds {', '.join(devkit)} but neither meta.bin nor {_DEVKIT_ARCHIVE}: "
+                f"the class names are read from meta.bin, which torchvision.datasets.ImageNet "
+                f"writes from the archive {_DEVKIT_ARCHIVE} (not from an extracted folder); put "
+                "the archive (or a meta.bin) in the root, or remove the devkit to use the wnids "
+                "as class names"
+            )
+        from torchvision.datasets.imagenet import parse_devkit_archive
+
+        try:
+            parse_devkit_archive(str(root))
+        except Exception as error:  # md5 mismatch, broken tar, scipy missing
+            raise ValueError(
+                f"{root / _DEVKIT_ARCHIVE}: torchvision could not build meta.bin from it "
+                f"({type(error).__name__}: {error}); expected the official ImageNet 2012 devkit"
+            ) from None
+    return _read_imagenet_meta(meta, wnids, folder)
+
+
+def _read_imagenet_meta(meta: Path, wnids: list[str], folder: Path) -> dict[str, tuple[str, ...]]:
+    """meta.bin read safely (``weights_only=True``) and checked to name every wnid."""
+    import torch
+
+    expected = (
+        "expected the file torchvision.datasets.ImageNet writes: a pair (dict wnid -> tuple of "
+        "class names, list of val wnids); delete it to use the wnids as class names"
+    )
+    try:
+        content = torch.load(meta, weights_only=True, map_location="cpu")
+    except Exception as error:  # not a torch file, or one holding arbitrary objects
+        raise ValueError(
+            f"{meta} cannot be read as an ImageNet meta file (torch.load with weights_only=True "
+            f"raised {type(error).__name__}); {expected}"
+        ) from None
+    mapping = content[0] if isinstance(content, (tuple, list)) and len(content) == 2 else None
+    if not isinstance(mapping, dict) or not all(
+        isinstance(k, str)
+        and (
+            isinstance(v, str)
+            or (isinstance(v, (tuple, list)) and all(isinstance(c, str) for c in v))
+        )
+        for k, v in mapping.items()
+    ):
+        raise ValueError(f"{meta} holds a {type(content).__name__} of another form; {expected}")
+    missing = [w for w in wnids if w not in mapping]
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise ValueError(
+            f"{meta} has no class names for {len(missing)} wnid folder(s) of {folder}: {shown} "
+            f"(it names {len(mapping)} wnids); rebuild it from {_DEVKIT_ARCHIVE} (delete it and "
+            "put the archive in the root) or delete it to use the wnids as class names"
+        )
+    return {w: (mapping[w],) if isinstance(mapping[w], str) else tuple(mapping[w]) for w in wnids}

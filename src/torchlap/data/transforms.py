@@ -30,8 +30,13 @@ def default_normalization(n_channels: int) -> tuple[tuple[float, ...], tuple[flo
     raise ValueError(f"n_channels must be 1 (grayscale) or 3 (RGB), got {n_channels}")
 
 
+MAX_IMAGE_SIDE = 8192
+
+
 def size_pair(image_size: int | Sequence[int]) -> tuple[int, int]:
-    """``image_size`` (int or (height, width)) as a (height, width) pair of positive ints."""
+    """``image_size`` (int or (height, width)) as a (height, width) pair of ints from 1 to
+    ``MAX_IMAGE_SIDE`` (8192): a larger side is refused up front rather than failing at the
+    first sample with an allocation of gigabytes."""
     if isinstance(image_size, int) and not isinstance(image_size, bool):
         pair: tuple = (image_size, image_size)
     elif isinstance(image_size, str):
@@ -49,6 +54,12 @@ def size_pair(image_size: int | Sequence[int]) -> tuple[int, int]:
         raise ValueError(
             f"image_size must be a positive int or (height, width) of positive ints, got "
             f"{image_size!r}"
+        )
+    if max(pair) > MAX_IMAGE_SIDE:
+        raise ValueError(
+            f"image_size must be at most {MAX_IMAGE_SIDE} per side (torchlap's limit: a "
+            f"{MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} float image already takes 768 MB with 3 "
+            f"channels), got {image_size!r}"
         )
     return (int(pair[0]), int(pair[1]))
 

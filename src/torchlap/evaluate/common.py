@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -257,26 +258,53 @@ def weights_stamp(run_dir: Path) -> dict[str, Any]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def read_cache(cache: Path, key: str, label: str, parts: dict[str, Any] | None = None) -> Any:
+def read_cache(
+    cache: Path,
+    key: str,
+    label: str,
+    parts: dict[str, Any] | None = None,
+    check: Callable[[Any], None] | None = None,
+) -> Any:
     """The cached results of ``cache`` when its fingerprint matches, else ``None``; a miss
     names what changed among ``parts`` (sharded: rank 0's reading, on every rank, so that all
-    ranks compute the same methods)."""
-    return broadcast_from_zero(_read_own_cache(cache, key, label, parts) if is_writer() else None)
+    ranks compute the same methods). A file that is not UTF-8 JSON, holds NaN/Infinity, or
+    whose results ``check`` (raising TypeError/ValueError) refuses, is a miss too: logged with
+    the file and the reason, and recomputed."""
+    own = _read_own_cache(cache, key, label, parts, check) if is_writer() else None
+    return broadcast_from_zero(own)
 
 
-def _read_own_cache(cache: Path, key: str, label: str, parts: dict[str, Any] | None) -> Any:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (torchlap writes None for undefined values)")
+
+
+def _read_own_cache(
+    cache: Path,
+    key: str,
+    label: str,
+    parts: dict[str, Any] | None,
+    check: Callable[[Any], None] | None,
+) -> Any:
     if not cache.is_file():
         return None
-    try:
-        cached = json.loads(cache.read_text())
-        if cached.get("fingerprint") == key:
-            logger.info("%s: reusing %s (pass --force to recompute)", label, cache)
-            return cached["results"]
-    except (json.JSONDecodeError, KeyError, AttributeError):
-        logger.warning("%s is unreadable; recomputing %s", cache, label)
+    try:  # ValueError: not UTF-8 (UnicodeDecodeError), not JSON, NaN/Infinity
+        cached = json.loads(cache.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+        if not isinstance(cached, dict) or "results" not in cached:
+            raise ValueError("not a torchlap cache (a dict with 'fingerprint' and 'results')")
+    except (OSError, ValueError) as error:
+        logger.warning("%s: %s is unreadable (%s); recomputing", label, cache, error)
         return None
-    logger.info("%s: recomputing, %s", label, _miss_reason(cached.get("parts"), parts, cache))
-    return None
+    if cached.get("fingerprint") != key:
+        logger.info("%s: recomputing, %s", label, _miss_reason(cached.get("parts"), parts, cache))
+        return None
+    if check is not None:
+        try:
+            check(cached["results"])
+        except (TypeError, ValueError) as error:
+            logger.warning("%s: %s is invalid (%s); recomputing", label, cache, error)
+            return None
+    logger.info("%s: reusing %s (pass --force to recompute)", label, cache)
+    return cached["results"]
 
 
 def _miss_reason(stored: Any, parts: dict[str, Any] | None, cache: Path) -> str:
@@ -304,7 +332,7 @@ _OUTPUT_NAMES = (
     "compare.log",
 )
 _OWN_FORMATS = {"results.json": "torchlap-results", "comparison.json": "torchlap-comparison"}
-_LOGS = ("evaluate.log", "compare.log")
+_LOGS = ("evaluate.log", "compare.log", "demo.log")  # demo.log: torchlap demo's (extra name)
 #: the first line of a log torchlap writes (torchlap.logs.log_file's record format)
 _LOG_LINE = re.compile(
     r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S+: "
@@ -339,7 +367,11 @@ def _written_by_torchlap(path: Path) -> bool:
 
 
 def guard_output_folder(
-    out: Path, force: bool, option: str = "--out", flag: str = "--force"
+    out: Path,
+    force: bool,
+    option: str = "--out",
+    flag: str = "--force",
+    extra: tuple[str, ...] = (),
 ) -> list[Path]:
     """Refuse an output folder holding files of the names evaluate writes that torchlap did
     not write (a user's own ``results.json``, ``evaluate.log``...), unless ``force``; with
@@ -350,12 +382,13 @@ def guard_output_folder(
     report come with it).
 
     ``option`` and ``flag`` name the output folder's option and the one that sets ``force``
-    in the messages. Returns the entries that are not torchlap's (replaced under ``force``)."""
+    in the messages; ``extra``: more names the caller writes there (``torchlap demo``:
+    ``("demo.log",)``). Returns the entries that are not torchlap's (replaced under ``force``)."""
     if not out.exists():
         return []
     if not out.is_dir():
         raise ValueError(f"{option} {out} exists and is not a folder; pass a folder path")
-    present = [out / name for name in _OUTPUT_NAMES if (out / name).exists()]
+    present = [out / name for name in (*_OUTPUT_NAMES, *extra) if (out / name).exists()]
     ours = any(_written_by_torchlap(out / name) for name in _OWN_FORMATS if (out / name).exists())
     foreign = [] if ours else [p for p in present if not _written_by_torchlap(p)]
     if foreign and not force:

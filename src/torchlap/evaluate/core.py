@@ -150,6 +150,31 @@ def protocol(options: EvaluateOptions, concept_sets: Any = None) -> dict[str, An
     }  # fmt: skip
 
 
+_METHOD_SECTIONS = ("localization", "faithfulness", "stability", "timing", "notes")
+
+
+def _check_method_cache(method: str) -> Callable[[Any], None]:
+    """The check of a cached ``methods/<method>.json``: its sections as the report will read
+    them (a damaged cache is recomputed instead of failing the report after all the work)."""
+
+    def check(cached: Any) -> None:
+        # lazily: torchlap.report loads matplotlib (not at `torchlap --help`)
+        from torchlap.report._common import check_results
+
+        if not isinstance(cached, dict):
+            raise TypeError(f"its results must be a dict, got {type(cached).__name__}")
+        trial = {name: {method: cached[name]} for name in _METHOD_SECTIONS if name in cached}
+        check_results(trial, "results")
+        per_sample = cached.get("per_sample_iou_topk", [])
+        if not isinstance(per_sample, list) or any(
+            v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
+            for v in per_sample
+        ):
+            raise TypeError("results['per_sample_iou_topk'] must be a list of numbers or None")
+
+    return check
+
+
 def _example_indices(per_sample: Sequence[float | None]) -> dict[str, int]:
     """Best, median and worst IoU (top-scored selection) among samples with a region."""
     scored = sorted((v, i) for i, v in enumerate(per_sample) if v is not None)
@@ -250,6 +275,9 @@ def evaluate_run(
                 job.out_dir, job.stamp, job.data_key, force,
             )
         )  # fmt: skip
+    from torchlap.report._common import check_results  # lazily: loads matplotlib
+
+    check_results(results, "results")  # as the report reads it, before results.json is replaced
     atomic_write_json(job.out_dir / "results.json", results)
     if write_report and is_writer():  # sharded evaluation: rank 0 alone writes
         # matplotlib loads with the first figure, not at `torchlap --help` (measured: importing
@@ -481,7 +509,11 @@ def _evaluate_methods(
             "concept_sets": concept_sets,
         }
         key = fingerprint(parts)
-        method_results = None if job.force else read_cache(cache, key, method, parts)
+        method_results = (
+            None
+            if job.force
+            else read_cache(cache, key, method, parts, _check_method_cache(method))
+        )
         maps = None
         if method_results is None:
             started = time.perf_counter()

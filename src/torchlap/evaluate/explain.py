@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import typer
+from PIL import Image
 from torch import Tensor
 
 from torchlap.data import ANNOTATIONS, DICOM_SUFFIXES, load_image, read_annotations
@@ -126,10 +128,33 @@ def read_image(path: Path, channels: int, size: int) -> Tensor:
     return load_image(path, channels, size)
 
 
+# the zip comment of every .npz explain writes (invisible to numpy.load)
+_NPZ_COMMENT = b"torchlap explain"
+
+
 def _save_npz(path: Path, arrays: dict) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
+    with zipfile.ZipFile(buffer, "a") as archive:  # an .npz is a zip: mark it as ours
+        archive.comment = _NPZ_COMMENT
     atomic_write(path, buffer.getvalue())
+
+
+def _written_by_torchlap(path: Path) -> bool:
+    """Whether ``path`` is a figure or map file explain wrote: its PNG "Software" text or its
+    zip comment says so. A manifest claims every planned output before the first write (one
+    write, however many images), so after a kill a claimed path may hold a file the user put
+    there since: only a file with torchlap's mark is replaced."""
+    from torchlap.report.plots import PNG_SOFTWARE  # matplotlib: loaded on first use
+
+    try:
+        if path.suffix == ".png":
+            with Image.open(path) as image:
+                return str(image.info.get("Software", "")).startswith(PNG_SOFTWARE)
+        with zipfile.ZipFile(path) as archive:
+            return archive.comment == _NPZ_COMMENT
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
 
 
 def _check_outputs(out: Path, images: list[ImageInput]) -> list[Path]:
@@ -156,7 +181,7 @@ def _check_outputs(out: Path, images: list[ImageInput]) -> list[Path]:
                 f"--out {out}: writing {target} would replace an input image; choose an --out "
                 "folder outside the inputs"
             )
-        if target.exists() and relative not in owned:
+        if target.exists() and (relative not in owned or not _written_by_torchlap(target)):
             raise FileExistsError(
                 f"--out {out} already holds {target}, which torchlap explain did not write; "
                 "choose another (empty or new) --out folder"
@@ -165,8 +190,9 @@ def _check_outputs(out: Path, images: list[ImageInput]) -> list[Path]:
 
 
 def _claim_outputs(out: Path, targets: list[Path]) -> None:
-    """Record the outputs in ``out``'s manifest before any is written, so that a rerun after a
-    kill knows them as its own."""
+    """Record the outputs in ``out``'s manifest before any is written (one write), so that a
+    rerun after a kill knows them as its own; a rerun replaces a claimed file only if it
+    carries torchlap's mark (:func:`_written_by_torchlap`)."""
     manifest = out / MANIFEST
     owned: set[str] = set()
     if manifest.is_file():

@@ -185,6 +185,15 @@ def _external_launcher() -> bool:
     return TorchElasticEnvironment.detect() or SLURMEnvironment.detect()
 
 
+def _multi_node_launcher() -> bool:
+    """Whether the other nodes' processes are started by someone else: torchrun, SLURM, or the
+    manual launch Lightning documents (the same command on each node with ``MASTER_ADDR``,
+    ``MASTER_PORT`` and ``NODE_RANK`` set). Without one, ``--num-nodes M > 1`` waits forever
+    for nodes that never come."""
+    manual = bool(os.environ.get("MASTER_ADDR")) and bool(os.environ.get("NODE_RANK"))
+    return manual or _external_launcher()
+
+
 @dataclass(frozen=True)
 class ShardPlan:
     """The checked ``--devices``/``--num-nodes``/``--device`` of a sharded evaluation."""
@@ -202,10 +211,22 @@ def check_sharding(devices: str | int, num_nodes: int, device: str) -> ShardPlan
     CPU (``--device cpu``): ``devices`` processes per node, at most the CPU cores this process
     may use. CUDA (``--device cuda``): one process per GPU, at most the GPUs present; with more
     than one, ``--device`` must not name an index (``--devices 0,1`` chooses the GPUs).
+    ``num_nodes`` > 1 only under a launcher that starts the other nodes' processes (torchrun,
+    SLURM, or ``MASTER_ADDR``/``NODE_RANK`` set on each node); refused otherwise (it would wait
+    forever for them).
     """
     count = _parse_devices(devices)
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
         raise ValueError(f"--num-nodes must be an int >= 1, got {num_nodes!r}")
+    if num_nodes > 1 and not _multi_node_launcher():
+        raise ValueError(
+            f"--num-nodes {num_nodes} needs a launcher that starts the processes of every node, "
+            "and none was detected (torchrun, SLURM, or MASTER_ADDR/NODE_RANK set on each node): "
+            f"run `torchrun --nnodes {num_nodes} --nproc-per-node N --rdzv-backend c10d "
+            "--rdzv-endpoint HOST:PORT -m torchlap.cli evaluate ...` on every node, or `srun "
+            f"torchlap evaluate ...` in a SLURM job of {num_nodes} nodes; on one machine pass "
+            "--num-nodes 1"
+        )
     kind = torch.device(device).type
     n_local = len(count) if isinstance(count, list) else count
     world = n_local * num_nodes

@@ -208,6 +208,9 @@ class _PerCall(nn.Module):
         return module(*args, **kwargs)
 
 
+_CAPTUM_ATTRIBUTES = frozenset({"input", "output"})
+
+
 @contextmanager
 def _unshared(model: nn.Module, shared: dict[str, int], explainer: Explainer) -> Iterator[None]:
     """Give each call of the modules in ``shared`` (name -> calls per pass) its own copy while
@@ -221,6 +224,9 @@ def _unshared(model: nn.Module, shared: dict[str, int], explainer: Explainer) ->
         id(modules[name]): _PerCall(modules[name], calls) for name, calls in shared.items()
     }
     swapped: list[tuple[nn.Module, str, nn.Module]] = []
+    # captum leaves each nonlinearity's last input and output tensors on the module (memory
+    # held after the call): removed at the end unless the module had such attributes before
+    kept = {id(m): _CAPTUM_ATTRIBUTES & set(vars(m)) for m in model.modules()}
     try:
         for parent in model.modules():
             for child_name, child in list(parent._modules.items()):
@@ -233,6 +239,10 @@ def _unshared(model: nn.Module, shared: dict[str, int], explainer: Explainer) ->
     finally:
         for parent, child_name, child in swapped:
             parent._modules[child_name] = child
+        for module in model.modules():
+            for key in _CAPTUM_ATTRIBUTES & set(vars(module)):
+                if key not in kept.get(id(module), ()):
+                    delattr(module, key)
 
 
 @register("deeplift")

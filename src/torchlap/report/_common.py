@@ -24,6 +24,8 @@ __all__ = [
     "ReportSection",
     "as_runs",
     "atomic_write",
+    "check_results",
+    "format_number",
     "method_display_name",
     "method_facts",
     "order_methods",
@@ -195,6 +197,81 @@ def _check_run(run: Mapping[str, Any], path: str) -> None:
                 isinstance(number, bool) or not isinstance(number, (int, float))
             ):
                 raise TypeError(f"{where}[{key!r}] must be a number or None, got {number!r}")
+    _check_checks(run, path)
+
+
+def check_results(results: object, path: str = "results") -> None:
+    """Check one results dict as the report reads it (:func:`as_runs` does it for each run):
+    every metric entry present a dict whose ``"value"`` is a number or ``None``, containers
+    dicts, ``sanity``/``grid_pointing_game`` entries of the shapes ``torchlap evaluate``
+    writes, ``notes`` texts. Raises TypeError/ValueError naming the offending key
+    (``path[...]``). ``torchlap evaluate`` checks a cached method and its results.json with it."""
+    _check_run(_check_mapping(results, path), path)
+
+
+def _is_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def _check_numbers(entry: Mapping[str, Any], keys: Iterable[str], where: str) -> None:
+    """Each of ``keys`` present in ``entry``: a number or None."""
+    for key in keys:
+        value = entry.get(key)
+        if value is not None and not _is_number(value):
+            raise TypeError(f"{where}[{key!r}] must be a number or None, got {value!r:.80}")
+
+
+def _check_number_lists(entry: Mapping[str, Any], keys: Iterable[str], where: str) -> None:
+    """Each of ``keys`` present in ``entry``: a list of numbers or None."""
+    for key in keys:
+        values = entry.get(key, [])
+        if not isinstance(values, list) or any(v is not None and not _is_number(v) for v in values):
+            raise TypeError(
+                f"{where}[{key!r}] must be a list of numbers (or None), got {values!r:.80}"
+            )
+
+
+def _check_checks(run: Mapping[str, Any], path: str) -> None:
+    """The sections of ``--sanity``/``--grid-pg`` and the notes."""
+    for method, entry in _check_mapping(run.get("sanity") or {}, f"{path}['sanity']").items():
+        where = f"{path}['sanity'][{method!r}]"
+        entry = _check_mapping(entry, where)
+        _check_numbers(entry, ("threshold",), where)
+        if entry.get("passed") is not None and not isinstance(entry["passed"], bool):
+            raise TypeError(f"{where}['passed'] must be true, false or None, got "
+                            f"{entry['passed']!r:.80}")  # fmt: skip
+        summary = _check_mapping(entry.get("summary") or {}, f"{where}['summary']")
+        _check_numbers(summary, ("spearman_abs", "ssim"), f"{where}['summary']")
+        for mode in ("cascading", "independent"):
+            if mode in entry:
+                curves = _check_mapping(entry[mode], f"{where}[{mode!r}]")
+                steps = curves.get("steps", [])
+                if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+                    raise TypeError(f"{where}[{mode!r}]['steps'] must be a list of unit names, "
+                                    f"got {steps!r:.80}")  # fmt: skip
+                _check_number_lists(curves, ("spearman_abs", "ssim"), f"{where}[{mode!r}]")
+    games = _check_mapping(run.get("grid_pointing_game") or {}, f"{path}['grid_pointing_game']")
+    for method, entry in games.items():
+        where = f"{path}['grid_pointing_game'][{method!r}]"
+        entry = _check_mapping(entry, where)
+        _check_numbers(entry, ("mean", "chance", "n"), where)
+        _check_number_lists(entry, ("scores",), where)
+        distribution = _check_mapping(entry.get("distribution") or {}, f"{where}['distribution']")
+        _check_numbers(distribution, ("median", "q25", "q75"), f"{where}['distribution']")
+    for topic, note in _check_mapping(run.get("notes") or {}, f"{path}['notes']").items():
+        texts = [note] if isinstance(note, str) else note
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise TypeError(
+                f"{path}['notes'][{topic!r}] must be a text or a list of texts, got {note!r:.80}"
+            )
+
+
+def format_number(value: float, decimals: int = 2) -> str:
+    """``value`` with ``decimals`` decimals; from 1e6 in magnitude in scientific notation (an
+    out-of-range value such as an IoU of 1e300 is shown as ``1.00e+302``, not 300 digits)."""
+    if math.isfinite(value) and abs(value) >= 1e6:
+        return f"{value:.{decimals}e}"
+    return f"{value:.{decimals}f}"
 
 
 def _k_value(k: object, path: str) -> float:

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torchlap.report._common import method_display_name, method_facts, order_methods
+from torchlap.report._common import format_number, method_display_name, method_facts, order_methods
 from torchlap.report.table_data import escape_markdown
 
 __all__ = ["checks_markdown"]
 
 
 def _number(value: Any, decimals: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{decimals}f}"
+    return "n/a" if value is None else format_number(value, decimals)
 
 
 def _rows(run: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torchlap.report._common import method_display_name, method_facts, metric_value, section
+from torchlap.report._common import (
+    format_number,
+    method_display_name,
+    method_facts,
+    metric_value,
+    section,
+)
 from torchlap.report.tables import (
     CHANCE_MARK,
     FLAT_MARK,
@@ -33,7 +39,7 @@ class GlanceNumber:
 
 
 def _percent(value: float) -> str:
-    return f"{100 * value:.2f}%"
+    return f"{format_number(100 * value)}%"
 
 
 def ranked(
@@ -74,11 +80,13 @@ def _best_method_number(
         if rest:
             runner_value, runners = rest[0]
             runner_names = " = ".join(method_display_name(m, facts) for m in runners)
-            detail += f"; next: {runner_names} {runner_value:.2f}%"
+            detail += f"; next: {runner_names} {format_number(runner_value)}%"
         flat_winners = [method_display_name(m, facts) for m in winners if m in flat]
         if flat_winners:
             detail += f"; {FLAT_MARK} flat maps ({', '.join(flat_winners)})"
-        return GlanceNumber(label, f"{names} {best:.2f}%", detail, warn=bool(flat_winners))
+        return GlanceNumber(
+            label, f"{names} {format_number(best)}%", detail, warn=bool(flat_winners)
+        )
     return GlanceNumber(label, "-", "not computed")
 
 

@@ -24,12 +24,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import torch
 import torch.nn.functional as F
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.text import Text
+from matplotlib.ticker import FixedFormatter
 from torch import Tensor
 
 from torchlap.report._common import (
@@ -74,9 +77,42 @@ def _new_figure(width: float, height: float) -> Figure:
     return figure
 
 
+def _literal_text(figure: Figure) -> None:
+    """Draw every text torchlap set (titles, labels, legends, named ticks) literally.
+
+    Class, run and method names are user text: a ``$`` in them must not start matplotlib's
+    mathtext (``$x^$`` fails to parse after all the work) nor go through LaTeX when the user's
+    rcParams set ``text.usetex``. Texts that matplotlib's own formatters generate (numeric
+    ticks, offset texts) keep the user's settings. Per text object, so thread-safe (no
+    ``rc_context``, which changes global state).
+    """
+    generated: set[int] = set()
+    for axes in figure.axes:
+        for axis in (axes.xaxis, axes.yaxis):
+            generated.add(id(axis.offsetText))
+            named = isinstance(axis.get_major_formatter(), FixedFormatter)
+            for tick in (*([] if named else axis.majorTicks), *axis.minorTicks):
+                generated.update((id(tick.label1), id(tick.label2)))
+    for text in figure.findobj(Text):
+        if id(text) not in generated:
+            text.set_usetex(False)
+            text.set_parse_math(False)
+
+
+#: the PNG "Software" text of every figure torchlap writes (explain tells its own files by it)
+PNG_SOFTWARE = "torchlap"
+
+
 def _save(figure: Figure, path: Path) -> Path:
-    """Write ``figure`` as PNG to ``path`` atomically (temp file in the folder + os.replace)."""
-    return atomic_write(path, lambda handle: figure.savefig(handle, format="png"))
+    """Write ``figure`` as PNG to ``path`` atomically (temp file in the folder + os.replace).
+
+    All text torchlap set is drawn literally first (see :func:`_literal_text`).
+    """
+    _literal_text(figure)
+    metadata = {"Software": f"{PNG_SOFTWARE} (matplotlib {matplotlib.__version__})"}
+    return atomic_write(
+        path, lambda handle: figure.savefig(handle, format="png", metadata=metadata)
+    )
 
 
 def _method_colors(methods: Sequence[str]) -> dict[str, Any]:

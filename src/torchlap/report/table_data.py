@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from torchlap.report._common import MISSING, UNDEFINED, metric_value, section
+from torchlap.report._common import MISSING, UNDEFINED, format_number, metric_value, section
 
 __all__ = [
     "CHANCE_MARK",
@@ -186,7 +186,7 @@ class _Entry:
         if self.metric is None:
             return MISSING
         shown = self.shown
-        return UNDEFINED if shown is None else f"{shown:.{self.decimals}f}"
+        return UNDEFINED if shown is None else format_number(shown, self.decimals)
 
     def note(self) -> str:
         if self.metric is None:

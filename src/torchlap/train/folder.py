@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from torchlap.train.config import TrainConfig
 __all__ = ["is_global_zero", "prepare_folder", "save_weights"]
 
 logger = logging.getLogger(__name__)
+# the checkpoint folders torchlap writes, one per training phase (phase1, phase2, ...)
+_PHASE = re.compile(r"phase\d+")
 
 
 def is_global_zero() -> bool:
@@ -124,9 +127,10 @@ def _check_resume(out: Path, config: TrainConfig, apply: bool) -> None:
         clean_stale_temps(out)
     # a damaged checkpoint is named now, before anything is written or loaded
     checkpoints = sorted(
-        (out / CHECKPOINTS_DIR).glob(f"phase*/{LAST_CHECKPOINT}"),
-        key=lambda p: int(p.parent.name[5:]) if p.parent.name[5:].isdigit() else 0,
-    )
+        (c for c in (out / CHECKPOINTS_DIR).glob(f"phase*/{LAST_CHECKPOINT}")
+         if _PHASE.fullmatch(c.parent.name)),
+        key=lambda p: int(p.parent.name[5:]),
+    )  # fmt: skip
     for checkpoint in checkpoints[-1:]:
         check_integrity(out, checkpoint)
 
@@ -155,10 +159,13 @@ def _clear_run(out: Path, present: list[str], apply: bool) -> None:
 def _clear_checkpoints(folder: Path) -> list[Path]:
     """Remove the checkpoints torchlap writes (``phase<N>/last.ckpt``) from ``folder`` and the
     folders left empty; return what else is there, which is not torchlap's to delete."""
-    for checkpoint in folder.glob(f"phase*/{LAST_CHECKPOINT}"):
-        checkpoint.unlink()
-    for phase in folder.glob("phase*"):
-        if phase.is_dir() and not any(phase.iterdir()):
+    # only torchlap's own phase folders (phase1, phase2, ...): a user's "phase1-keep/" is not
+    phases = [p for p in folder.glob("phase*") if p.is_dir() and _PHASE.fullmatch(p.name)]
+    for phase in phases:
+        checkpoint = phase / LAST_CHECKPOINT
+        if checkpoint.is_file():
+            checkpoint.unlink()
+        if not any(phase.iterdir()):
             phase.rmdir()
     if not any(folder.iterdir()):
         folder.rmdir()

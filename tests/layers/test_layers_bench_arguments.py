@@ -1,0 +1,85 @@
+"""`torchlap bench ...` argument handling: refused before any model is built or line printed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from torchlap.cli import app
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(app, ["bench", *args])
+
+
+def test_bench_explain_help_example_is_a_real_command() -> None:
+    """The help showed `--scale 0.5`, which bench explain does not take."""
+    result = _invoke("explain", "--help")
+    assert result.exit_code == 0
+    assert "--scale 0.5" not in result.output
+    assert "bench explain --sizes 64 --methods lap,gradcam" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--precision", "magic"), "unknown precision 'magic'"),  # without --against too
+        (("--sizes", ""), "--sizes lists no size"),
+        (("--sizes", ","), "--sizes lists no size"),
+        (("--against", ","), "--against lists no name"),
+        (("--against", "magic"), "unknown --against peer(s) ['magic']"),
+        (("--methods", ","), "--methods lists no name"),
+        (("--methods", "magic"), "unknown explainer 'magic'"),
+    ],
+)
+def test_bench_explain_refuses_bad_arguments_before_printing(args, message) -> None:
+    result = _invoke("explain", *args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "images/s" not in result.output and "batch 16" not in result.output  # no header
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--archs", ","), "--archs lists no architecture"),
+        (("--rounds", "0"), "--rounds must be >= 1, got 0"),
+        (("--repeats", "0"), "--repeats must be >= 1, got 0"),
+    ],
+)
+def test_bench_model_refuses_bad_arguments(args, message) -> None:
+    result = _invoke("model", *args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("batches", ["99999999999999999999999", "4097", "32,0", ","])
+def test_bench_layer_bounds_the_batches(batches) -> None:
+    """A huge batch printed a C++ stack from the allocator."""
+    result = _invoke("layer", "--batches", batches)
+    assert result.exit_code == 2, result.output
+    assert "--batches must be ints from 1 to 4096" in " ".join(result.output.split())
+
+
+def test_benchmarks_restore_the_callers_train_flags_also_on_error() -> None:
+    from torchlap.bench.common import keeps_model_flags
+    from torchlap.bench.explain import run_benchmark
+    from torchlap.bench.explain_peers import run_rise_vs_sise, run_scorecam_against
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    model.train()
+    model[1].eval()
+    seen = []
+
+    @keeps_model_flags
+    def failing(images: torch.Tensor, model: torch.nn.Module) -> None:
+        seen.append([m.training for m in model.modules()])
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        failing(torch.zeros(1), model=model)
+    assert seen == [[False, False, False]]
+    assert [m.training for m in model.modules()] == [True, True, False]
+    for function in (run_benchmark, run_scorecam_against, run_rise_vs_sise):
+        assert getattr(function, "__wrapped__", None) is not None, function.__name__
