@@ -84,3 +84,17 @@ def test_device(monkeypatch):
         check_device("cuda:2")
     with pytest.raises(ValueError, match=r"no meta device is available here"):
         check_device("meta")
+
+
+def test_non_finite_samples_names_the_batch_indices() -> None:
+    import torch
+
+    from torchlap._checks import non_finite_samples
+
+    batch = torch.zeros(12, 2, 3, 3)
+    assert non_finite_samples(batch) == []
+    batch[1, 0, 0, 0] = float("nan")
+    batch[4, 1, 2, 2] = float("inf")
+    batch[5:, 0, 1, 1] = -float("inf")
+    assert non_finite_samples(batch) == [1, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert non_finite_samples(batch, limit=2) == [1, 4]

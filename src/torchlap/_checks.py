@@ -28,6 +28,7 @@ __all__ = [
     "check_positive_int",
     "is_int",
     "is_number",
+    "non_finite_samples",
 ]
 
 T = TypeVar("T")
@@ -168,3 +169,12 @@ def check_device(value: object, name: str = "device") -> torch.device:
         if available is None or not available():
             raise ValueError(f"{name} {value!r}: no {device.type} device is available here")
     return device
+
+
+def non_finite_samples(batch: torch.Tensor, limit: int = 10) -> list[int]:
+    """Batch indices (the first ``limit``) of the samples of ``batch`` (dimension 0) that hold a
+    NaN or an infinite value; empty when all are finite. One reduction and one sync."""
+    finite = torch.isfinite(batch).flatten(1).all(dim=1)
+    if bool(finite.all()):
+        return []
+    return torch.nonzero(~finite).flatten()[:limit].tolist()

@@ -19,6 +19,7 @@ import typer
 from PIL import Image
 from torch import Tensor
 
+from torchlap._checks import non_finite_samples
 from torchlap.data import ANNOTATIONS, DICOM_SUFFIXES, load_image, read_annotations
 from torchlap.explainers import applicability, available, display_name, explain, get
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
@@ -228,11 +229,10 @@ def explain_files(
             raise ValueError(f"{run_dir}: method {method!r} does not apply to its model ({reason})")
     files = [entry.path for entry in entries]
     images = torch.stack([read_image(p, run.in_channels, run.image_size) for p in files])
-    finite = torch.isfinite(images).flatten(1).all(dim=1)
-    if not bool(finite.all()):
-        bad = [str(files[i]) for i in (~finite).nonzero().flatten().tolist()]
+    bad = [str(files[i]) for i in non_finite_samples(images, limit=5)]
+    if bad:
         raise ValueError(
-            f"{', '.join(bad[:5])} hold(s) NaN or infinite pixels; their maps would be NaN "
+            f"{', '.join(bad)} hold(s) NaN or infinite pixels; their maps would be NaN "
             "everywhere: pass images with finite pixel values"
         )
     out.mkdir(parents=True, exist_ok=True)

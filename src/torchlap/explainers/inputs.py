@@ -14,6 +14,8 @@ import difflib
 import torch
 from torch import Tensor, nn
 
+from torchlap._checks import non_finite_samples
+
 __all__ = [
     "channel_mismatch",
     "check_images",
@@ -35,11 +37,10 @@ def check_images(images: object) -> Tensor:
         raise TypeError(f"images must be a floating-point tensor, got dtype {images.dtype}")
     if images.shape[0] == 0:
         raise ValueError("images is an empty batch (B = 0)")
-    finite = torch.isfinite(images).flatten(1).all(dim=1)
-    if not bool(finite.all()):
-        bad = (~finite).nonzero().flatten().tolist()
+    bad = non_finite_samples(images)
+    if bad:
         raise ValueError(
-            f"images {bad[:10]} (batch indices) hold NaN or infinite pixels; a map of such "
+            f"images {bad} (batch indices) hold NaN or infinite pixels; a map of such "
             "an image is NaN everywhere: pass finite pixels (e.g. torch.nan_to_num)"
         )
     return images.detach()

@@ -20,6 +20,7 @@ from torchlap._checks import (
     check_number,
     check_positive_int,
     is_int,
+    non_finite_samples,
 )
 
 __all__ = [
@@ -192,9 +193,8 @@ def check_images(images: object, maps: Tensor | None = None) -> Tensor:
         )
     if images.numel() == 0:
         raise ValueError(f"images must be non-empty, got shape {tuple(images.shape)}")
-    finite = torch.isfinite(images).flatten(1).all(dim=1)
-    if not bool(finite.all()):
-        bad = torch.nonzero(~finite).flatten()[:10].tolist()
+    bad = non_finite_samples(images)
+    if bad:
         raise ValueError(
             f"images {bad} (batch indices) hold NaN or infinite pixels; only finite images "
             "are accepted"

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from torchlap._checks import non_finite_samples
 from torchlap.metrics._common import MetricResult, make_result
 
 __all__ = ["cell_masks", "grid_pointing_game", "grid_pointing_scores", "grid_pointing_summary"]
@@ -70,9 +71,8 @@ def grid_pointing_scores(
     ):
         raise ValueError(f"cells must hold integer cell indices in [0, {rows * cols})")
     masks = cell_masks((rows, cols), maps.shape[-2:], maps.device)  # (K, H, W)
-    finite = torch.isfinite(maps).flatten(1).all(dim=1)
-    if not bool(finite.all()):
-        bad = torch.nonzero(~finite).flatten()[:10].tolist()
+    bad = non_finite_samples(maps)
+    if bad:
         raise ValueError(
             f"maps {bad} (indices) contain NaN or infinite values; only finite maps are accepted"
         )
