@@ -408,6 +408,33 @@ def test_folder_options_of_the_wrong_type_are_refused(
     assert load_dataset(good_folder, image_size=(16, 8192)).image_size == (16, 8192)
 
 
+@pytest.mark.parametrize(
+    ("option", "error", "message"),
+    [
+        ({"seed": 1.7}, TypeError, r"seed must be an int, got 1\.7"),
+        ({"n_images": 0}, ValueError, r"n_images"),
+        ({"split": "dev"}, ValueError, r"unknown split 'dev'; accepted splits are train"),
+        ({"split_fractions": (0.5, 0.5)}, ValueError, r"split_fractions must have 3 entries"),
+        ({"colour": 3}, TypeError, r"unknown folder dataset option\(s\) colour; accepted: "),
+    ],
+)
+def test_folder_options_are_refused_before_any_file_is_read(
+    tmp_path: Path, option: dict, error: type, message: str
+) -> None:
+    # the options used to be checked after the CSV was parsed (or every class folder listed):
+    # a damaged CSV or a folder without classes hid a bad seed, which then surfaced only
+    # after the user repaired the files
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "annotations.csv").write_text("not,the,columns\n1,2,3\n")
+    without_classes = tmp_path / "plain"
+    without_classes.mkdir()
+    (without_classes / "readme.txt").write_text("no class folders here")
+    for root in (damaged, without_classes):
+        with pytest.raises(error, match=message):
+            load_dataset(root, **option)
+
+
 def test_seeded_split_needs_an_int_seed() -> None:
     from torchlap.data import ImageRecord
     from torchlap.data.folder import seeded_split

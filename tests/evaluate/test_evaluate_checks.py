@@ -71,6 +71,26 @@ def test_evaluate_writes_sanity_and_grid_pointing_game(real_run, tmp_path):
     assert (out / "methods" / "sanity_lap.json").is_file()
 
 
+def test_a_damaged_sanity_cache_is_recomputed(real_run, tmp_path, caplog):
+    """A sanity cache edited with its fingerprint kept was reused as it was: a string where
+    the summary's number belongs reached results.json and failed the report after all the
+    work. It is now checked as the report reads it, and recomputed."""
+    out = tmp_path / "eval"
+    options = _options(methods=("gradcam",), grid_pg=False, sanity_modes=("cascading",))
+    evaluate_run(real_run, None, out, options, write_report=False)
+    cache = out / "methods" / "sanity_gradcam.json"
+    cached = json.loads(cache.read_text())
+    good = cached["results"]["summary"]["spearman_abs"]
+    cached["results"]["summary"]["spearman_abs"] = "high"
+    cache.write_text(json.dumps(cached))
+    with caplog.at_level("WARNING", logger="torchlap.evaluate.common"):
+        results = evaluate_run(real_run, None, out, options, write_report=False)
+    assert "sanity gradcam" in caplog.text and "is invalid" in caplog.text, caplog.text
+    assert "['summary']['spearman_abs'] must be a number" in caplog.text
+    assert results["sanity"]["gradcam"]["summary"]["spearman_abs"] == pytest.approx(good)
+    assert json.loads(cache.read_text())["results"]["summary"]["spearman_abs"] == good
+
+
 @pytest.mark.slow
 def test_compare_puts_the_shuffled_run_against_the_real_one(real_run, tmp_path):
     runs = {"real": real_run, "shuffled": _train(tmp_path / "shuffled", True)}

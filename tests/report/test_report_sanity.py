@@ -75,6 +75,33 @@ def test_section_lists_every_method_with_its_verdict():
     assert "| GBP | 0.780 |" in markdown and "| GC | 0.050 |" in markdown
 
 
+@pytest.mark.parametrize(
+    ("section", "value", "message"),
+    [
+        ("grid_pointing_setup", {"shape": "2x2", "n_grids": 1}, r"\['shape'\] must be a list"),
+        ("grid_pointing_setup", {"shape": [2, 2], "n_grids": "8"}, r"\['n_grids'\] must be a"),
+        ("grid_pointing_setup", {"skipped": 3}, r"\['skipped'\] must be a text"),
+        ("data_randomization", [], r"\['data_randomization'\] must be a dict"),
+        ("data_randomization", {"methods": {"gradcam": {"spearman_abs": [0.2]}}},
+         r"\['methods'\]\['gradcam'\]\['spearman_abs'\] must be a dict"),
+        ("data_randomization", {"methods": {"gradcam": {"ssim": {"mean": "x"}}}},
+         r"\['ssim'\]\['mean'\] must be a number"),
+        ("data_randomization", {"methods": {"gradcam": {"passed": "yes"}}},
+         r"\['passed'\] must be true, false or None"),
+    ],
+)  # fmt: skip
+def test_malformed_checks_sections_are_named_before_the_report_is_built(
+    tmp_path: Path, section: str, value: object, message: str
+):
+    # these two sections were read unchecked: a list where the Spearman summary belongs
+    # failed inside the HTML builder with an AttributeError naming no key
+    runs = with_checks()
+    next(iter(runs.values()))[section] = value
+    with pytest.raises(TypeError, match=message):
+        write_report(tmp_path, runs, configs=configs())
+    assert not (tmp_path / "report.html").exists()
+
+
 def test_markdown_tables_have_as_many_header_cells_as_columns():
     # a header naming "|map|" must escape its pipes, or Markdown renderers see no table
     lines = checks_markdown(with_checks()).splitlines()

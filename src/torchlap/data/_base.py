@@ -34,6 +34,9 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from torchlap._checks import check_bool, check_int, check_positive_int, is_int
+from torchlap.data.transforms import size_pair
+
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
 
 Sample = dict[str, Any]
@@ -231,3 +234,49 @@ class RegionDataset(Dataset):
     def normalize_transform(self) -> v2.Normalize:
         """``v2.Normalize`` with this dataset's mean/std (for the model's input, not the sample)."""
         return v2.Normalize(mean=list(self.mean), std=list(self.std))
+
+
+# the options of AnnotatedFolder (and image_folder) that _check_options knows, with defaults
+_OPTION_NAMES = (
+    "transform", "image_size", "channels", "split_fractions", "seed", "mean", "std",
+    "verify_images", "augment", "n_images",
+)  # fmt: skip
+
+
+def check_folder_options(
+    split: str,
+    transform: Callable[[Sample], Sample] | None = None,
+    image_size: int | Sequence[int] | None = None,
+    channels: int | None = None,
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    verify_images: bool = True,
+    augment: bool = False,
+    n_images: int | None = None,
+    **others: Any,
+) -> None:
+    """Check a folder dataset's options before any file is listed or read (the errors say
+    what is accepted). ``mean`` and ``std`` are checked with the data's channels, later."""
+    unknown = sorted(set(others) - set(_OPTION_NAMES))
+    if unknown:
+        raise TypeError(
+            f"unknown folder dataset option(s) {', '.join(unknown)}; accepted: "
+            f"split, {', '.join(_OPTION_NAMES)}"
+        )
+    check_split(split)
+    if channels is not None and (not is_int(channels) or channels not in (1, 3)):
+        error = ValueError if is_int(channels) else TypeError
+        raise error(f"channels must be 1, 3 or None (infer), got {channels!r}")
+    if n_images is not None:
+        check_positive_int(n_images, "n_images")
+    check_int(seed, "seed")
+    check_bool(verify_images, "verify_images")
+    check_bool(augment, "augment")
+    if transform is not None and not callable(transform):
+        raise TypeError(
+            "transform must be a callable taking and returning the sample dict (e.g. a "
+            f"torchvision transforms.v2 transform) or None (the default), got {transform!r}"
+        )
+    if image_size is not None:
+        size_pair(image_size)
+    check_split_fractions(split_fractions)  # also when the CSV's split column wins

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from torchlap.data._base import RegionDataset, check_split
+from torchlap.data._base import RegionDataset, check_folder_options, check_split
 from torchlap.data.annotations import ANNOTATIONS
 from torchlap.data.builtin import BUILTINS, DEFAULT_N_IMAGES, builtin_dataset, builtin_names
 from torchlap.data.folder import AnnotatedFolder, image_folder
@@ -55,6 +55,8 @@ def load_dataset(
         raise FileNotFoundError(f"dataset folder {path} does not exist")
     if not path.is_dir():
         raise ValueError(f"{path} is a file; a dataset is a folder (with {ANNOTATIONS}) or a name")
+    # every option named before a file is read (unknown names listed with the accepted ones)
+    check_folder_options(split=split, image_size=image_size, seed=seed, n_images=n_images, **kwargs)
     if (path / ANNOTATIONS).is_file():
         return AnnotatedFolder(
             path, split=split, image_size=image_size, seed=seed, n_images=n_images, **kwargs

@@ -18,14 +18,14 @@ import torch
 from PIL import UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-from torchlap._checks import check_bool, check_int, check_positive_int, is_int
+from torchlap._checks import check_int
 from torchlap.data._base import (
     SPLITS,
     RegionDataset,
     Sample,
     apply_transform,
     boxes_to_mask,
-    check_split,
+    check_folder_options,
     check_split_fractions,
     make_sample,
     split_counts,
@@ -125,6 +125,12 @@ class AnnotatedFolder(RegionDataset):
         root_path = Path(root)
         if not root_path.is_dir():
             raise FileNotFoundError(f"dataset folder {root_path} does not exist")
+        options = dict(
+            transform=transform, image_size=image_size, channels=channels,
+            split_fractions=split_fractions, seed=seed, mean=mean, std=std,
+            verify_images=verify_images, augment=augment, n_images=n_images,
+        )  # fmt: skip
+        check_folder_options(split=split, **options)  # before the CSV is read
         records, has_split, has_regions = read_annotations(root_path / ANNOTATIONS)
         self._setup(
             root_path,
@@ -133,17 +139,8 @@ class AnnotatedFolder(RegionDataset):
             has_regions=has_regions,
             split_given=has_split,
             split=split,
-            transform=transform,
-            image_size=image_size,
-            channels=channels,
-            split_fractions=split_fractions,
-            seed=seed,
-            mean=mean,
-            std=std,
-            verify_images=verify_images,
-            augment=augment,
-            n_images=n_images,
             classes=None,
+            **options,
         )
 
     @classmethod
@@ -164,6 +161,7 @@ class AnnotatedFolder(RegionDataset):
         all ImageNet classes while records list only one split); otherwise it is the sorted
         set of labels and every class must have training images.
         """
+        check_folder_options(split=split, **options)  # the options of every path reach it
         dataset = cls.__new__(cls)
         split_given = bool(records) and all(r.split is not None for r in records)
         if not split_given and any(r.split is not None for r in records):
@@ -203,30 +201,15 @@ class AnnotatedFolder(RegionDataset):
         augment: bool = False,
         n_images: int | None = None,
     ) -> None:
-        self.split = check_split(split)
+        # the options were checked (check_folder_options) by __init__ or from_records
+        self.split = split
         self.root = root
         self.source = source
         self.has_regions = bool(has_regions)
         if not records:
             raise ValueError(f"{source}: no images")
-        if channels is not None and (not is_int(channels) or channels not in (1, 3)):
-            error = ValueError if is_int(channels) else TypeError
-            raise error(f"channels must be 1, 3 or None (infer), got {channels!r}")
-        if n_images is not None:
-            check_positive_int(n_images, "n_images")
-        check_int(seed, "seed")
-        check_bool(verify_images, "verify_images")
-        check_bool(augment, "augment")
-        if transform is not None and not callable(transform):
-            raise TypeError(
-                "transform must be a callable taking and returning the sample dict (e.g. a "
-                f"torchvision transforms.v2 transform) or None (the default), got {transform!r}"
-            )
-        if image_size is not None:
-            size_pair(image_size)  # checked before any file is read
         self._orientation_warned = False
         self.split_given = split_given
-        check_split_fractions(split_fractions)  # also when the CSV's split column wins
         self.records_all = records = self._assign_splits(records, split_fractions, seed)
         self.classes = self._classes(records, classes)
         self.class_to_index = {name: i for i, name in enumerate(self.classes)}
@@ -485,6 +468,7 @@ def image_folder(
     root_path = Path(root)
     if not root_path.is_dir():
         raise FileNotFoundError(f"dataset folder {root_path} does not exist")
+    check_folder_options(split=split, **options)  # before any file is listed
     layout = [n for n in ("images", "masks", "dataset.json") if (root_path / n).exists()]
     if "images" in layout and len(layout) > 1:
         # torchlap's annotated layout (data export) without its CSV: read as an ImageFolder it

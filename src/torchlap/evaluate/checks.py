@@ -24,6 +24,7 @@ from torchlap.evaluate.common import (
     load_eval_data,
     method_options,
     read_cache,
+    section_check,
     write_cache,
 )
 from torchlap.evaluate.sanity import (
@@ -175,7 +176,13 @@ def run_checks(
             parts = {"sanity": settings, "method": method, "method_options": method_options(method),
                      "weights": stamp, "data": data_name, "n": count}  # fmt: skip
             key = fingerprint(parts)
-            entry = None if force else read_cache(cache, key, f"sanity {method}", parts)
+            entry = (
+                None
+                if force
+                else read_cache(
+                    cache, key, f"sanity {method}", parts, section_check("sanity", method)
+                )
+            )
             if entry is None:
                 started = time.perf_counter()
                 entry = sanity_check(
@@ -226,7 +233,10 @@ def _grid_pointing(
         parts = {"grid_pg": setup, "method": method, "method_options": method_options(method),
                  "weights": stamp, "data": data_name}  # fmt: skip
         key = fingerprint(parts)
-        entry = None if force else read_cache(cache, key, f"grid pointing {method}", parts)
+        entry = None if force else read_cache(
+            cache, key, f"grid pointing {method}", parts,
+            section_check("grid_pointing_game", method),
+        )  # fmt: skip
         explain_fn = explainer_for(method)
         if entry is None:
             maps = explain_fn(model, grid_set.images[grids], targets)

@@ -51,6 +51,7 @@ __all__ = [
     "method_options",
     "metric",
     "read_cache",
+    "section_check",
     "weights_stamp",
     "write_cache",
 ]
@@ -272,6 +273,20 @@ def read_cache(
     the file and the reason, and recomputed."""
     own = _read_own_cache(cache, key, label, parts, check) if is_writer() else None
     return broadcast_from_zero(own)
+
+
+def section_check(section: str, method: str) -> Callable[[Any], None]:
+    """The check of a cached per-method entry of the results section ``section`` (e.g.
+    ``sanity``, ``grid_pointing_game``), as the report will read it: a damaged cache is
+    recomputed instead of failing the report after all the work."""
+
+    def check(entry: Any) -> None:
+        # lazily: torchlap.report loads matplotlib (not at `torchlap --help`)
+        from torchlap.report._common import check_results
+
+        check_results({section: {method: entry}}, "results")
+
+    return check
 
 
 def _no_constant(name: str) -> Any:

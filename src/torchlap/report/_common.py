@@ -258,12 +258,52 @@ def _check_checks(run: Mapping[str, Any], path: str) -> None:
         _check_number_lists(entry, ("scores",), where)
         distribution = _check_mapping(entry.get("distribution") or {}, f"{where}['distribution']")
         _check_numbers(distribution, ("median", "q25", "q75"), f"{where}['distribution']")
+    setup = _check_mapping(run.get("grid_pointing_setup") or {}, f"{path}['grid_pointing_setup']")
+    _check_setup(setup, f"{path}['grid_pointing_setup']")
+    _check_data_randomization(run.get("data_randomization"), f"{path}['data_randomization']")
     for topic, note in _check_mapping(run.get("notes") or {}, f"{path}['notes']").items():
         texts = [note] if isinstance(note, str) else note
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise TypeError(
                 f"{path}['notes'][{topic!r}] must be a text or a list of texts, got {note!r:.80}"
             )
+
+
+def _check_skipped(entry: Mapping[str, Any], where: str) -> bool:
+    """True when ``entry`` is a skipped section (its ``"skipped"`` a reason text)."""
+    reason = entry.get("skipped")
+    if reason is not None and not isinstance(reason, str):
+        raise TypeError(f"{where}['skipped'] must be a text (the reason), got {reason!r:.80}")
+    return reason is not None
+
+
+def _check_setup(setup: Mapping[str, Any], where: str) -> None:
+    """The grid pointing game's setup: a skip reason, or its numbers and grid shape."""
+    if _check_skipped(setup, where) or not setup:
+        return
+    _check_numbers(setup, ("n_grids", "min_confidence", "seed"), where)
+    shape = setup.get("shape", [])
+    if not isinstance(shape, list) or not all(_is_number(v) for v in shape):
+        raise TypeError(f"{where}['shape'] must be a list of cell counts, got {shape!r:.80}")
+
+
+def _check_data_randomization(entry: object, where: str) -> None:
+    """The data randomization section: a skip reason, or per method its summaries."""
+    if entry is None:
+        return
+    entry = _check_mapping(entry, where)
+    if _check_skipped(entry, where):
+        return
+    _check_numbers(entry, ("threshold", "n_images"), where)
+    for method, values in _check_mapping(entry.get("methods") or {}, f"{where}['methods']").items():
+        at = f"{where}['methods'][{method!r}]"
+        values = _check_mapping(values, at)
+        for key in ("spearman_abs", "ssim"):
+            _check_numbers(_check_mapping(values.get(key) or {}, f"{at}[{key!r}]"), ("mean",),
+                           f"{at}[{key!r}]")  # fmt: skip
+        if values.get("passed") is not None and not isinstance(values["passed"], bool):
+            raise TypeError(f"{at}['passed'] must be true, false or None, got "
+                            f"{values['passed']!r:.80}")  # fmt: skip
 
 
 def format_number(value: float, decimals: int = 2) -> str:
