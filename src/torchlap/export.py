@@ -34,9 +34,9 @@ from torch import Tensor, nn
 from torchlap._checks import check_fraction, check_number, check_positive_int
 from torchlap.evaluate import load_eval_data
 from torchlap.explainers.lap import THRESHOLDS, concept_mapping, lap_all, select_lap_map
-from torchlap.io import atomic_path
+from torchlap.io import atomic_path, clean_stale_temps
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
-from torchlap.runs import load_run, resolve_run_data
+from torchlap.runs import RunError, RunFileNotFoundError, load_run, resolve_run_data
 
 __all__ = ["EXPORT_FORMATS", "LapExportModule", "export_run", "output_names", "verify_onnx"]
 
@@ -108,18 +108,36 @@ def output_names(module: LapExportModule) -> list[str]:
     return ["logits", *(_output_name(n) for n in module.layers), "lap_all"]
 
 
-def _atomic(out: Path, write: Any) -> None:
+def _atomic(out: Path, write: Any, replace: bool = True) -> None:
     """``write(temporary_path)`` through :func:`torchlap.io.atomic_path` (fsync, the usual
-    mode, then a rename onto ``out``: never a half-written file)."""
-    with atomic_path(out) as temporary:
-        try:
-            write(temporary)
-        finally:
-            data = temporary.with_name(temporary.name + ".data")  # ONNX external weights
-            external = data.exists()
-            data.unlink(missing_ok=True)
-        if external:
-            raise ValueError(f"{out}: the model is too large for a single ONNX file")
+    mode, then a rename onto ``out``: never a half-written file). ``replace=False``: a file
+    someone created at ``out`` during the export is left as it is (FileExistsError)."""
+    try:
+        with atomic_path(out, replace=replace) as temporary:
+            try:
+                write(temporary)
+            finally:
+                data = temporary.with_name(temporary.name + ".data")  # ONNX external weights
+                external = data.exists()
+                data.unlink(missing_ok=True)
+            if external:
+                raise ValueError(f"{out}: the model is too large for a single ONNX file")
+    except FileExistsError:
+        raise FileExistsError(
+            f"--out {out} was created by someone else while torchlap exported; it is left as "
+            "it is: pass --overwrite to replace it, or another --out"
+        ) from None
+
+
+def _publish(out: Path, write: Any, overwrite: bool) -> bool:
+    """Write ``out`` with ``write(temporary_path)``; return whether an existing file was
+    replaced. First the temporary files of killed torchlap processes in ``out``'s folder are
+    removed. Without ``overwrite``, a file someone created at ``out`` during the export is
+    refused (FileExistsError), never replaced."""
+    clean_stale_temps(out.parent, recursive=False)  # temporaries of killed exports
+    replaced = overwrite and out.exists()
+    _atomic(out, write, replace=overwrite)
+    return replaced
 
 
 def export_run(
@@ -136,7 +154,10 @@ def export_run(
     batch of 1 as a constant); a TorchScript file (traced) takes batches of ``batch_size`` only.
     ``batch_size``: an int >= 1.
 
-    Refuses an existing ``out`` unless ``overwrite`` and a wrong suffix for the format.
+    Refuses an existing ``out`` unless ``overwrite`` and a wrong suffix for the format. Without
+    ``overwrite`` a file someone creates at ``out`` while the export runs is left as it is
+    (FileExistsError; nothing is written). Removes the temporary files killed torchlap
+    processes left in ``out``'s folder.
     """
     check_positive_int(batch_size, "batch_size")
     out = _checked_out(Path(out), format, overwrite)
@@ -187,9 +208,7 @@ def export_run(
                 with open(path, "wb") as handle:
                     torch.export.save(program, handle)
 
-        replaced = out.exists()
-        _atomic(out, write)
-        if replaced:  # --overwrite: say which file torchlap replaced
+        if _publish(out, write, overwrite):  # --overwrite: say which file torchlap replaced
             logger.warning("--overwrite: replaced %s", out)
     logger.info("exported %s (%s) with outputs %s", out, format, ", ".join(names))
     return out, module, example
@@ -226,17 +245,24 @@ def _require_onnx() -> None:
         ) from None
 
 
+def _require_onnxruntime() -> Any:
+    """The ``onnxruntime`` module, or an ImportError naming the extra that installs it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError(
+            "verifying an ONNX export needs onnxruntime: pip install 'torchlap[export]' "
+            "(or pass --verify-images 0)"
+        ) from None
+    return onnxruntime
+
+
 def verify_onnx(
     path: str | os.PathLike[str], module: LapExportModule, images: Tensor, batch_size: int = 16
 ) -> dict[str, float]:
     """Largest absolute difference per output between onnxruntime on ``path`` and PyTorch's
     ``module`` on ``images`` (batches of ``batch_size``)."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ImportError(
-            "verifying an ONNX export needs onnxruntime: pip install 'torchlap[export]'"
-        ) from None
+    onnxruntime = _require_onnxruntime()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = output_names(module)
     worst = dict.fromkeys(names, 0.0)
@@ -251,14 +277,33 @@ def verify_onnx(
     return worst
 
 
+#: how to export without the ONNX check, named by every error of its test images
+_SKIP_CHECK = (
+    "torchlap export checks the ONNX file on the run's test images; pass --verify-images 0 to "
+    "export without that check"
+)
+
+
 def run_test_images(run_dir: str | os.PathLike[str], max_images: int = 32) -> Tensor:
-    """Up to ``max_images`` images of the run's own test split, as the model sees them."""
+    """Up to ``max_images`` images of the run's own test split, as the model sees them.
+
+    Raises :class:`~torchlap.runs.RunError` (a ``ValueError``; also a ``FileNotFoundError``
+    for missing data) naming the data and how to export without the check."""
     run = load_run(run_dir)
     data = run.config.get("train", {}).get("data")
     if not data:
-        raise ValueError(f"{run_dir}/config.json names no data to verify the export on")
-    # (a relative folder of an older run: resolved, or every place tried named)
-    return load_eval_data(run, resolve_run_data(run_dir, run.config), "test", max_images).images
+        raise RunError(
+            f"{run_dir}/config.json names no data to verify the export on; {_SKIP_CHECK}"
+        )
+    try:
+        # (a relative folder of an older run: resolved, or every place tried named)
+        data = resolve_run_data(run_dir, run.config)
+        return load_eval_data(run, data, "test", max_images).images
+    except (ValueError, FileNotFoundError) as error:
+        # the data's own advice names options of other commands (--data): export has none
+        reason = str(error).removesuffix(": pass the data with --data")
+        kind = RunFileNotFoundError if isinstance(error, FileNotFoundError) else RunError
+        raise kind(f"{reason}; {_SKIP_CHECK}") from error
 
 
 def register_export(app: Any) -> None:
@@ -302,11 +347,18 @@ def register_export(app: Any) -> None:
             raise typer.BadParameter(f"--batch-size must be >= 1, got {batch_size}")
         if verify_images < 0:
             raise typer.BadParameter(f"--verify-images must be >= 0, got {verify_images}")
+        # everything that can refuse runs before the file is written: --out and --format, then
+        # the ONNX check's onnxruntime and test images (a run's missing data folder included)
+        _checked_out(out, format, overwrite)
+        verify = format == "onnx" and verify_images > 0
+        if verify:
+            _require_onnxruntime()
+            images = run_test_images(run, verify_images)
         path, module, _ = export_run(run, out, format, overwrite=overwrite, batch_size=batch_size)
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; outputs: "
                    f"{', '.join(output_names(module))})")  # fmt: skip
-        if format == "onnx" and verify_images > 0:
-            worst = verify_onnx(path, module, run_test_images(run, verify_images))
+        if verify:
+            worst = verify_onnx(path, module, images)
             typer.echo(
                 "onnxruntime vs PyTorch on the run's test images, max |difference|: "
                 + ", ".join(f"{name} {value:.2e}" for name, value in worst.items())

@@ -12,6 +12,7 @@ through it without depending on the run-folder module (:mod:`torchlap.runs` re-e
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -57,9 +58,14 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is fsynced, given the usual mode
     (0666 minus the umask) and renamed onto ``path``; on error it is removed.
+
+    ``replace=False`` publishes with a hard link instead, which never replaces a file: one
+    that someone created at ``path`` while the temporary was written raises FileExistsError
+    (the temporary is removed). On a file system without hard links: a last existence check,
+    then the rename (a file created between the two would still be replaced).
 
     For writers that need a file name (``trainer.save_checkpoint``, ``figure.savefig``).
     """
@@ -73,11 +79,28 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, target)
+        if replace:
+            os.replace(temporary, target)
+        else:
+            _publish_new(temporary, target)
         _fsync_dir(target.parent)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _publish_new(temporary: Path, target: Path) -> None:
+    """Give ``temporary`` the name ``target`` unless ``target`` exists (FileExistsError)."""
+    try:
+        os.link(temporary, target)  # atomic, and never replaces an existing file
+    except FileExistsError:
+        raise
+    except (OSError, AttributeError, NotImplementedError):  # no hard links here
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "file exists", str(target)) from None
+        os.replace(temporary, target)
+        return
+    temporary.unlink()
 
 
 @contextlib.contextmanager

@@ -13,9 +13,12 @@ on the module). :func:`folded_batch_norms` therefore finds candidate pairs in on
 forward (a batch norm whose input is the very tensor a convolution returned), folds them for
 the duration of a ``with`` block, and keeps the fold only if the folded model's logits on the
 probe equal the original's (float rounding aside); otherwise it undoes it and the model runs as
-it is. The arithmetic of one fold is torch's (``torch.nn.utils.fusion.fuse_conv_bn_weights``);
-torch leaves finding the pairs that are safe to fold to the caller, which is the part written
-here.
+it is. The probe forwards leave the model as they found it: nothing is probed while any module
+is in train mode (a training batch norm would update its running statistics, and folds
+nothing), and the last maps of the LAP layers (and of the other modules that keep theirs) are
+put back after the probes. The arithmetic of one fold is torch's
+(``torch.nn.utils.fusion.fuse_conv_bn_weights``); torch leaves finding the pairs that are safe
+to fold to the caller, which is the part written here.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+from torchlap.layers._state import KeepsLastMaps
 
 __all__ = ["folded_batch_norms"]
 
@@ -109,13 +114,35 @@ def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[nn.Parameter, nn.Param
 
 
 @contextlib.contextmanager
+def _kept_last_maps(model: nn.Module) -> Iterator[None]:
+    """The last maps of the modules that keep them (LAP layers, BLA pools, the ante-hoc model)
+    as they were before the block, whatever happens in it (the probes' one-image maps must
+    not replace the caller's)."""
+    saved = {
+        module: {
+            key: vars(module)[key] for key in ("maps", "_forward_index") if key in vars(module)
+        }
+        for module in model.modules()
+        if isinstance(module, KeepsLastMaps)
+    }
+    try:
+        yield
+    finally:
+        for module, state in saved.items():
+            vars(module).update(state)
+
+
+@contextlib.contextmanager
 def folded_batch_norms(model: nn.Module, probe: Tensor) -> Iterator[int]:
     """Within the block, every safely foldable eval ``BatchNorm2d`` folded into its ``Conv2d``.
 
     ``model`` a classifier in eval mode, ``probe`` a small batch of its inputs (one image is
     enough). Runs one probe forward to find the pairs and one to check the folded model's
     logits against the original's (both without gradients, in float32); yields the number of
-    folded pairs (0: the model runs unchanged). The model's parameters and modules are
+    folded pairs (0: the model runs unchanged). A model with any module in train mode is not
+    probed at all (a training batch norm is not an affine map, and a probe forward would
+    update its running statistics): it yields 0 and the model runs unchanged. The probes
+    leave the LAP layers' last maps as they were. The model's parameters and modules are
     restored when the block ends, also on error. Meant for forwards under
     ``torch.inference_mode`` or ``torch.no_grad``: the folded weights do not require grad.
     """
@@ -123,12 +150,17 @@ def folded_batch_norms(model: nn.Module, probe: Tensor) -> Iterator[int]:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(probe, Tensor):
         raise TypeError(f"probe must be a tensor of model inputs, got {type(probe).__name__}")
-    if not any(type(m) is nn.BatchNorm2d for m in model.modules()):
-        yield 0
+    modules = list(model.modules())
+    if not any(type(m) is nn.BatchNorm2d for m in modules) or any(m.training for m in modules):
+        yield 0  # nothing to fold, or train mode: no probe forward, the model is untouched
         return
     undo: list[Callable[[], None]] = []
     try:
-        with torch.no_grad(), torch.autocast(probe.device.type, enabled=False):
+        with (
+            torch.no_grad(),
+            torch.autocast(probe.device.type, enabled=False),
+            _kept_last_maps(model),
+        ):
             pairs, reference = _conv_bn_pairs(model, probe)
             for conv, parent, child, bn in pairs:
                 weight, bias = _folded(conv, bn)
