@@ -9,13 +9,14 @@ import pytest
 import torch
 from torch import nn
 
+import torchlap.evaluate.method as method_module
 import torchlap.metrics
 from torchlap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
 from torchlap.evaluate.core import EvalData, EvaluateOptions, evaluate_method, protocol
-from torchlap.explainers import LapExplainer
+from torchlap.explainers import LapExplainer, explain
 from torchlap.layers import LapBase
 from torchlap.losses import ConceptSets
-from torchlap.metrics import iou_threshold, iou_topk, keep_top_k
+from torchlap.metrics import drop_inc_win, drop_increase, iou_threshold, iou_topk, keep_top_k
 
 
 def lap_model():
@@ -180,3 +181,107 @@ def test_protocol_records_the_drop_inc_win_binarization():
     assert recorded["drop_inc_win_binarization"]["normalization"] == "min_max"
     assert "min-max" in recorded["drop_inc_win_binarization"]["rule"]
     assert recorded["keep_top_k_vs_label_maps"].startswith("maps of the label class")
+
+
+def evaluate_both_targets(method, model, test, val, concept_sets=None, **kwargs):
+    """``evaluate_method`` under target="prediction" and under target="label"."""
+    with torch.no_grad():
+        predictions, val_predictions = model(test.images).argmax(1), model(val.images).argmax(1)
+    out = {}
+    for target, targets, val_targets in (
+        ("prediction", predictions, val_predictions),
+        ("label", test.labels, val.labels),
+    ):
+        options = EvaluateOptions(methods=(method,), target=target, **kwargs)
+        out[target], _ = evaluate_method(
+            method, model, test, val, targets, val_targets, options, torch.device("cpu"),
+            concept_sets,
+        )  # fmt: skip
+    return predictions, out
+
+
+def assert_same_metrics(got, expected):
+    """Two nested dicts of metric dicts, values equal up to float rounding."""
+    assert got.keys() == expected.keys()
+    for key, value in got.items():
+        if isinstance(value, dict) and "value" not in value:
+            assert_same_metrics(value, expected[key])
+        else:
+            assert value == pytest.approx(expected[key], nan_ok=True), key
+
+
+def test_every_faithfulness_metric_reads_maps_of_the_class_it_scores():
+    model = channel_model()
+    test, val = split(8, 0, 4), split(4, 1, 2)
+    kwargs = {**OPTIONS, "ks": (10, 50), "ties": "index", "stability_images": 8}
+    predictions, out = evaluate_both_targets("gradcam", model, test, val, **kwargs)
+    wrong = predictions != test.labels
+    assert 0 < int(wrong.sum()) < len(test)
+    by_prediction, by_label = out["prediction"]["faithfulness"], out["label"]["faithfulness"]
+    # paper 004 scores the ground-truth class: Drop/Inc/Win and stability read maps of the
+    # label class whatever --target (they read the predicted class's before)
+    label_maps = explain(model, test.images, "gradcam", test.labels)
+    expected = drop_inc_win(model, test.images, label_maps, test.labels)
+    assert by_prediction["win"]["value"] == pytest.approx(expected["energy/win_pct"].value)
+    assert_same_metrics(by_prediction["drop_inc_win"], by_label["drop_inc_win"])
+    assert_same_metrics(out["prediction"]["stability"], out["label"]["stability"])
+    assert by_prediction["drop_inc_win_label_maps"] == {"n_explained_again": int(wrong.sum())}
+    # keep-k% "vs prediction" reads maps of the predicted class whatever --target
+    assert_same_metrics(by_label["keep_top_k"], by_prediction["keep_top_k"])
+    assert by_label["keep_top_k_prediction_maps"] == {"n_explained_again": int(wrong.sum())}
+    assert by_prediction["keep_top_k_prediction_maps"] == {"n_explained_again": 0}
+    # Drop%/Increase% (paper 003) score the class the maps explain (--target)
+    prediction_maps = explain(model, test.images, "gradcam", predictions)
+    for target, maps in (("prediction", prediction_maps), ("label", label_maps)):
+        sise = drop_increase(model, test.images, maps, test.labels, target=target, ties="index")
+        got = out[target]["faithfulness"]
+        assert got["drop"]["value"] == pytest.approx(sise["drop_pct"].value), target
+        assert got["increase"]["value"] == pytest.approx(sise["increase_pct"].value), target
+
+
+def test_other_class_maps_are_explained_once_and_lap_value_metrics_read_algorithm1(monkeypatch):
+    calls = []
+    real = method_module.explain_all
+
+    def counting(model, images, targets, method, options, *args, **kwargs):
+        calls.append((len(images), targets.tolist(), options.get("variant", "algorithm1")))
+        return real(model, images, targets, method, options, *args, **kwargs)
+
+    monkeypatch.setattr(method_module, "explain_all", counting)
+    model = channel_model()
+    test, val = split(8, 0, 4), split(4, 1, 2)
+    kwargs = {**OPTIONS, "stability_images": 3}
+    predictions, _ = evaluate_both_targets("gradcam", model, test, val, **kwargs)
+    wrong = torch.nonzero(predictions != test.labels).flatten()
+    # per target: the maps, the validation maps, the other class's maps of the misclassified
+    # images (once: keep-k% and Drop/Inc/Win share them), the noisy images for their labels
+    other = (len(wrong), test.labels[wrong].tolist(), "algorithm1")
+    noisy = (3, test.labels[:3].tolist(), "algorithm1")
+    assert calls[:4] == [(8, predictions.tolist(), "algorithm1"), calls[1], other, noisy]
+    other = (len(wrong), predictions[wrong].tolist(), "algorithm1")
+    assert calls[4:] == [(8, test.labels.tolist(), "algorithm1"), calls[5], other, noisy]
+    # LAP: its ranking metrics read the unclipped-sum LAP All, Drop/Inc/Win Algorithm 1's
+    model, sets = lap_model(), ConceptSets.default(3, 4)
+    predictions, out = evaluate_both_targets("lap", model, test, val, sets, **OPTIONS)
+    wrong = predictions != test.labels
+    assert 0 < int(wrong.sum()) < len(test)
+    label_maps = LapExplainer(model, concept_sets=sets)(test.images, test.labels)
+    expected = drop_inc_win(model, test.images, label_maps, test.labels)
+    got = out["prediction"]["faithfulness"]["drop_inc_win"]
+    for name, value in expected.items():
+        assert got[name]["value"] == pytest.approx(value.value, nan_ok=True), name
+
+
+def test_lap_is_binarized_at_its_threshold_option():
+    model = lap_model()
+    test, val = split(6, 0, 4), split(4, 1, 2)
+    with torch.no_grad():
+        targets = model(test.images).argmax(1)
+    options = EvaluateOptions(methods=("lap",), method_options={"lap": {"threshold": 0.3}},
+                              **OPTIONS)  # fmt: skip
+    out, maps = evaluate_method(
+        "lap", model, test, val, targets, targets[:4], options, torch.device("cpu")
+    )
+    assert out["localization"]["threshold"] == 0.3
+    expected = iou_threshold(maps, test.masks, 0.3).value
+    assert out["localization"]["iou_threshold"]["value"] == pytest.approx(expected)

@@ -1,6 +1,7 @@
 """`torchlap evaluate` / `compare` on tiny trained runs: files, keys, resume, errors."""
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -163,6 +164,21 @@ def test_invalid_results_are_not_written(runs, tmp_path, monkeypatch):
     with pytest.raises(TypeError, match=r"\['notes'\]\['x'\] must be a text"):
         evaluate_run(runs["lap"], None, out, options, write_report=False)
     assert (out / "results.json").read_text() == before
+
+
+def test_split_val_says_its_thresholds_were_fitted_on_the_evaluated_images(runs, tmp_path, caplog):
+    """--split val scores the global thresholds on the images they were fitted on (they are
+    always fitted on "val"): allowed, but said (it used to pass without a word)."""
+    quick = dict(methods=("gradcam",), examples=False, stability_images=1, max_images=6)
+    with caplog.at_level(logging.WARNING):
+        results = evaluate_run(runs["lap"], None, tmp_path / "val", _options(split="val", **quick),
+                               write_report=False)  # fmt: skip
+    (note,) = results["notes"]["thresholds"]
+    assert "fitted on the validation images, the very images evaluated" in note
+    assert "--split val: the post-hoc methods' global thresholds" in caplog.text
+    results = evaluate_run(runs["lap"], None, tmp_path / "test", _options(**quick),
+                           write_report=False)  # fmt: skip
+    assert "thresholds" not in results.get("notes", {})
 
 
 def test_vanilla_run_skips_lap_and_compare_makes_one_table(runs, tmp_path):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from torchlap.evaluate.sanity import (
@@ -277,3 +278,16 @@ def test_randomized_copies_of_a_model_that_kept_graph_maps(name):
     copy_ = copies[-1][1]
     assert all(getattr(m, "maps", None) is None for m in copy_.modules())  # fresh, no maps
     assert all(getattr(m, "maps", None) is not None for m in held)  # the original keeps them
+
+
+def test_a_block_that_calls_its_lap_first_follows_that_lap():
+    # LapResidualBlock.forward runs self.lap(x) before its convolutions: the block is ordered
+    # by its first own module called (conv1), after its LAP, so the cascade randomizes the
+    # convolutions above the LAP scorer before it (it went the other way)
+    torch.manual_seed(0)
+    model, _ = lapify(torchvision.models.resnet18(num_classes=2), where="resnet18")
+    names = [u.name for u in randomization_units(model.eval(), torch.rand(1, 3, 64, 64))]
+    for stage in ("layer2", "layer3", "layer4"):
+        order = [names.index(n) for n in (f"{stage}.0.lap", f"{stage}.0", f"{stage}.1")]
+        assert order == sorted(order), (stage, names)
+    assert names[0] == "conv1" and names[-1] == "fc"

@@ -78,7 +78,14 @@ _METHODS_HELP = "Comma-separated explainer names."
 _DEFAULT_METHODS = ",".join(DEFAULT_METHODS)
 
 # the options evaluate and compare share, declared once
-Split = Annotated[str, typer.Option("--split", help="train, val or test.")]
+Split = Annotated[
+    str,
+    typer.Option(
+        "--split",
+        help="train, val or test. Global thresholds and the learned LAP predictor are always "
+        "fitted on val: --split val scores them on their own fitting images (warned, noted).",
+    ),
+]
 Methods = Annotated[str, typer.Option("--methods", help=_METHODS_HELP)]
 Force = Annotated[
     bool,

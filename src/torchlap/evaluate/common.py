@@ -63,8 +63,12 @@ __all__ = [
 #: ranking metrics read the unclipped-sum LAP All; LAP maps follow the run's concept sets;
 #: L2X-F/BLA-T train as in the BLA authors' code. 4: Drop/Inc/Win binarizes by per-image
 #: min-max normalisation, keeping >= 0.8 (torchlap.metrics.binarize_map; earlier: divided by
-#: the maximum); keep-k% "vs label" reads maps of the label class)
-METRICS_REVISION = 4
+#: the maximum); keep-k% "vs label" reads maps of the label class. 5: Drop/Inc/Win and
+#: stability read maps of the label class (the class they score); Drop%/Increase% score the
+#: class the maps explain (--target); keep-k% "vs prediction" reads maps of the predicted
+#: class under --target label; a map holding NaN/inf becomes a flat all-zero map, counted,
+#: instead of having those pixels zeroed)
+METRICS_REVISION = 5
 
 
 @dataclass
@@ -164,8 +168,19 @@ def explain_all(
     options: dict[str, Any],
     batch_size: int,
     device: torch.device,
+    *,
+    nonfinite: list[int] | None = None,
 ) -> Tensor:
-    """Maps ``(N, H, W)`` of ``method`` for all ``images``, explained in batches."""
+    """Maps ``(N, H, W)`` of ``method`` for all ``images``, explained in batches.
+
+    A map holding a NaN or an infinite value has no trustworthy ranking (a +inf pixel is the
+    strongest evidence, a NaN none): the whole map becomes a flat all-zero map, which the
+    metrics' flat-map handling scores as a map that ranks no pixel above another
+    (:func:`flat_map_counts` counts it), never a map whose +inf pixel silently became its
+    weakest. Such maps are logged (a warning naming ``method`` and how many images), and their
+    count is appended to ``nonfinite`` (a list) when given, for the caller to record in the
+    results.
+    """
     shard = active()  # sharded evaluation: this rank explains its run of whole batches
     first, stop = (0, len(images)) if shard is None else shard_bounds(
         len(images), batch_size, shard.rank, shard.world_size
@@ -183,7 +198,25 @@ def explain_all(
         maps = gather_rows(maps, shard)  # every rank gets every map, in image order
     if maps is None:
         raise ValueError(f"{method}: no images to explain (an empty image tensor)")
-    return torch.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
+    maps, count = _flatten_nonfinite(maps)
+    if count:
+        logger.warning(
+            "%s: %d of %d maps hold NaN or infinite values; each is scored as a flat "
+            "(all-zero) map", method, count, maps.shape[0],
+        )  # fmt: skip
+    if nonfinite is not None:
+        nonfinite.append(count)
+    return maps
+
+
+def _flatten_nonfinite(maps: Tensor) -> tuple[Tensor, int]:
+    """``maps`` with every map that holds a NaN or infinite value made all zero, and how many
+    (one reduction, no per-image loop)."""
+    bad = ~torch.isfinite(maps).flatten(1).all(dim=1)
+    count = int(bad.sum())
+    if count == 0:
+        return maps, 0
+    return torch.where(bad[:, None, None], torch.zeros((), dtype=maps.dtype), maps), count
 
 
 FLAT_TOLERANCE = 1e-6

@@ -46,7 +46,7 @@ from torchlap.evaluate.common import (
     write_cache,
 )
 from torchlap.evaluate.lap_predictors import lap_predictor_results
-from torchlap.evaluate.method import BINARIZE_NORMALIZATION, BINARIZE_THRESHOLD, evaluate_method
+from torchlap.evaluate.method import evaluate_method, protocol
 from torchlap.evaluate.options import DEFAULT_METHODS, THRESHOLD_FIT_SETS, EvaluateOptions
 from torchlap.evaluate.provenance import (
     DataSettings,
@@ -57,7 +57,6 @@ from torchlap.evaluate.provenance import (
 )
 from torchlap.evaluate.shard import active, is_writer, on_rank_zero
 from torchlap.explainers import applicability, available, get, method_facts
-from torchlap.explainers.lap import concept_mapping
 from torchlap.logs import track
 from torchlap.metrics import binary_classification_metrics, multiclass_classification_metrics
 from torchlap.runs import load_run, resolve_run_data
@@ -100,54 +99,6 @@ def model_metrics(logits: Tensor, labels: Tensor) -> dict[str, Any]:
     else:
         results = multiclass_classification_metrics(logits, labels)
     return {name: metric(value) for name, value in results.items()}
-
-
-def protocol(options: EvaluateOptions, concept_sets: Any = None) -> dict[str, Any]:
-    """The protocol choices behind the numbers (``results.json["protocol"]``), so that two
-    evaluations can be compared knowingly."""
-    sets = concept_mapping(concept_sets)
-    return {
-        "metrics_revision": METRICS_REVISION,
-        "threshold_fit_set": (
-            "all validation images" if options.threshold_fit == "all"
-            else "validation images holding a region"
-        ),
-        "threshold_classifier": options.threshold_classifier,
-        "max_val_images": options.max_val_images,
-        "tie_rule": {
-            "localization": "expectation over a uniformly random choice among tied pixels",
-            "keep_top_k_and_drop_increase": (
-                f"mean of {options.tie_draws} seeded uniformly random tie-breaks "
-                f"(seed {options.seed}) for the samples whose selection depends on them"
-                if options.ties == "random"
-                else "lowest flat index first (raster order)"
-            ),
-            "drop_inc_win": "thresholds and energy maps: no order involved",
-            "ties": options.ties,
-            "tie_draws": options.tie_draws if options.ties == "random" else 1,
-        },
-        "lap_all": {
-            "ranking_metrics": options.lap_all_ranking,
-            "value_metrics": "algorithm1",
-            "ranking_metric_names": [
-                "iou_topk", "miou_top20", "bbox", "pointing_game", "keep_top_k", "drop",
-                "increase",
-            ],
-            "value_metric_names": ["iou_threshold", "ebpg", "drop_inc_win", "stability"],
-        },
-        "lap_concept_sets": None if sets is None else {str(k): list(v) for k, v in sets.items()},
-        "lap_common_heads": "left out (include_common=False)",
-        "drop_inc_win_binarization": {
-            "rule": "each map clipped at 0, min-max normalised per image, region = values >= "
-                    "the threshold (torchlap.metrics.binarize_map)",
-            "threshold": BINARIZE_THRESHOLD,
-            "normalization": BINARIZE_NORMALIZATION,
-        },
-        "keep_top_k_vs_label_maps": (
-            "maps of the label class (misclassified images explained again for their label)"
-            if options.target == "prediction" else "maps of the label class (target: label)"
-        ),
-    }  # fmt: skip
 
 
 _METHOD_SECTIONS = ("localization", "faithfulness", "stability", "timing", "notes")
@@ -203,6 +154,8 @@ class _Evaluation:
     val_targets: Tensor
     stamp: dict[str, Any]
     force: bool
+    #: the model's class per test image (the keep-k% "vs prediction" maps' class)
+    test_predictions: Tensor | None = None
     #: hash of the test and validation tensors evaluated (the caches' data key)
     data_key: str = ""
     #: paper 002's uninterpretable baseline for the LIME check (a LoadedRun), if any
@@ -232,7 +185,11 @@ def evaluate_run(
     ``data`` defaults to the run's own data, read with the run's own split seed, image count
     and data options; other data is read with ``data_settings`` (default: split seed 0, the
     data's default image count, no data options; ``results.json["data"]`` and the log say
-    which). ``out`` defaults to ``RUN_DIR/eval-<split>``. Methods that do not apply to the
+    which). ``options.split`` is the split evaluated; the post-hoc methods' global thresholds
+    and the learned LAP predictor are always fitted on the ``"val"`` split (paper 000), so
+    ``split="val"`` scores them on the images they were fitted on: allowed, logged as a warning
+    and noted in ``results["notes"]["thresholds"]``. ``out`` defaults to
+    ``RUN_DIR/eval-<split>``. Methods that do not apply to the
     model (``lap`` on a model without LAP layers, ``bla`` without a BLA module, ``antehoc``
     without an AnteHocModel: :func:`torchlap.explainers.applicability`) are skipped with a
     warning; when none applies the request is refused before any work (unless
@@ -340,6 +297,9 @@ def _prepare(
     test_logits = _logits(model, test.images, options.batch_size, device)
     val_logits = _logits(model, val.images, options.batch_size, device)
     label = options.target == "label"
+    test_predictions = test_logits.argmax(1).cpu()
+    if options.split == "val":
+        _note_fit_on_evaluated(run_dir, notes)
     job = _Evaluation(
         run=run,
         run_dir=run_dir,
@@ -350,15 +310,32 @@ def _prepare(
         model=model,
         test=test,
         val=val,
-        test_targets=test.labels if label else test_logits.argmax(1).cpu(),
+        test_targets=test.labels if label else test_predictions,
         val_targets=val.labels if label else val_logits.argmax(1).cpu(),
         stamp=weights_stamp(run_dir),
         force=force,
+        test_predictions=test_predictions,
         data_key=data_key,
         lime_baseline=baseline,
         notes=notes,
     )
     return job, test_logits
+
+
+#: results["notes"]["thresholds"] of an evaluation of the validation split
+_FIT_ON_EVALUATED_NOTE = (
+    "--split val: the post-hoc methods' global thresholds and the learned LAP predictor were "
+    "fitted on the validation images, the very images evaluated (paper 000 fits on the "
+    "validation set and evaluates the test set), which favours them over LAP's fixed 0.5; "
+    "evaluate --split test for the paper's protocol"
+)
+
+
+def _note_fit_on_evaluated(run_dir: Path, notes: dict[str, list[str]]) -> None:
+    """``--split val``: say (log warning, ``results["notes"]["thresholds"]``) that what is
+    fitted on the validation images is scored on those same images."""
+    logger.warning("%s: %s", run_dir, _FIT_ON_EVALUATED_NOTE)
+    notes.setdefault("thresholds", []).append(_FIT_ON_EVALUATED_NOTE)
 
 
 def _check_applicable(
@@ -520,6 +497,7 @@ def _evaluate_methods(
             method_results, maps = evaluate_method(
                 method, job.model, job.test, job.val, job.test_targets, job.val_targets,
                 job.options, job.device, job.run.concept_sets,
+                predictions=job.test_predictions,
             )  # fmt: skip
             write_cache(cache, key, parts, method_results)
             if on_method is not None:

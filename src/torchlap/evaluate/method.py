@@ -3,16 +3,22 @@
 
 What differs between methods comes from the explainer's facts (:mod:`torchlap.explainers.base`):
 a method with a ``native_threshold`` (LAP's 0.5) is binarized there and its maps are not
-rescaled, every other method gets a global threshold fitted on the validation images; a method
-whose ``ranking_options`` differ (LAP's "LAP All" variants) gives the metrics that rank pixels
-their own maps.
+rescaled (at its ``threshold`` option when the user gives one), every other method gets a global
+threshold fitted on the validation images; a method whose ``ranking_options`` differ (LAP's
+"LAP All" variants) gives the metrics that rank pixels their own maps.
+
+Each metric reads maps of the class it scores, whatever ``--target`` explains: keep-k% "vs
+label", Drop/Inc/Win and stability (paper 004 scores the ground-truth class) maps of the label
+class, keep-k% "vs prediction" maps of the predicted class, Drop%/Increase% (paper 003) the
+explained class. The images whose explained class is not the scored one are explained again
+for it, only those, batched.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -20,15 +26,18 @@ from torch import Tensor, nn
 
 import torchlap.metrics as metrics
 from torchlap.evaluate.common import (
+    METRICS_REVISION,
     EvalData,
     explain_all,
     flat_map_counts,
     method_options,
     metric,
 )
+from torchlap.evaluate.options import EvaluateOptions
 from torchlap.explainers import get
+from torchlap.explainers.lap import concept_mapping
 
-__all__ = ["BINARIZE_NORMALIZATION", "BINARIZE_THRESHOLD", "evaluate_method"]
+__all__ = ["BINARIZE_NORMALIZATION", "BINARIZE_THRESHOLD", "evaluate_method", "protocol"]
 
 #: the binarized energy map of Drop/Inc/Win and stability (paper 004): each map min-max
 #: normalised per image, region = values >= 0.8 (:func:`torchlap.metrics.binarize_map`);
@@ -46,6 +55,66 @@ _LOCALIZATION_KEYS = {
 }
 
 
+def protocol(options: EvaluateOptions, concept_sets: Any = None) -> dict[str, Any]:
+    """The protocol choices behind the numbers (``results.json["protocol"]``), so that two
+    evaluations can be compared knowingly."""
+    sets = concept_mapping(concept_sets)
+    return {
+        "metrics_revision": METRICS_REVISION,
+        "threshold_fit_set": (
+            "all validation images" if options.threshold_fit == "all"
+            else "validation images holding a region"
+        ),
+        "threshold_classifier": options.threshold_classifier,
+        "max_val_images": options.max_val_images,
+        "tie_rule": {
+            "localization": "expectation over a uniformly random choice among tied pixels",
+            "keep_top_k_and_drop_increase": (
+                f"mean of {options.tie_draws} seeded uniformly random tie-breaks "
+                f"(seed {options.seed}) for the samples whose selection depends on them"
+                if options.ties == "random"
+                else "lowest flat index first (raster order)"
+            ),
+            "drop_inc_win": "thresholds and energy maps: no order involved",
+            "ties": options.ties,
+            "tie_draws": options.tie_draws if options.ties == "random" else 1,
+        },
+        "lap_all": {
+            "ranking_metrics": options.lap_all_ranking,
+            "value_metrics": "algorithm1",
+            "ranking_metric_names": [
+                "iou_topk", "miou_top20", "bbox", "pointing_game", "keep_top_k", "drop",
+                "increase",
+            ],
+            "value_metric_names": ["iou_threshold", "ebpg", "drop_inc_win", "stability"],
+        },
+        "lap_concept_sets": None if sets is None else {str(k): list(v) for k, v in sets.items()},
+        "lap_common_heads": "left out (include_common=False)",
+        "drop_inc_win_binarization": {
+            "rule": "each map clipped at 0, min-max normalised per image, region = values >= "
+                    "the threshold (torchlap.metrics.binarize_map)",
+            "threshold": BINARIZE_THRESHOLD,
+            "normalization": BINARIZE_NORMALIZATION,
+        },
+        "keep_top_k_vs_label_maps": (
+            "maps of the label class (misclassified images explained again for their label)"
+            if options.target == "prediction" else "maps of the label class (target: label)"
+        ),
+        "keep_top_k_vs_prediction_maps": (
+            "maps of the predicted class (target: prediction)" if options.target == "prediction"
+            else "maps of the predicted class (misclassified images explained again for their "
+                 "prediction)"
+        ),
+        "drop_increase_class": f"the explained class (target: {options.target})",
+        "drop_inc_win_and_stability_maps": (
+            "maps of the label class, the class they score (paper 004)"
+            + (" (misclassified images explained again for their label; noisy images "
+               "explained for their label)" if options.target == "prediction" else "")
+        ),
+        "nonfinite_maps": "a map holding NaN/inf is scored as a flat all-zero map, counted",
+    }  # fmt: skip
+
+
 def evaluate_method(
     method: str,
     model: nn.Module,
@@ -56,6 +125,8 @@ def evaluate_method(
     options: Any,
     device: torch.device,
     concept_sets: Any = None,
+    *,
+    predictions: Tensor | None = None,
 ) -> tuple[dict[str, Any], Tensor]:
     """All localization, faithfulness and stability metrics of one method; and its maps.
 
@@ -63,60 +134,112 @@ def evaluate_method(
     (``load_run(run).concept_sets``), given to the explainers that take them (``lap``: each
     class explained by its own concept heads). For ``lap`` the metrics that rank pixels read
     the ``options.lap_all_ranking`` "LAP All" and the others Algorithm 1's (the returned maps).
+    ``predictions``: the model's class per test image (``None``: ``test_targets`` under
+    ``options.target == "prediction"``, else one batched forward pass).
+
+    Every metric reads maps of the class it scores: the maps explain ``test_targets``; keep-k%
+    "vs label", Drop/Inc/Win and stability (paper 004: "k is the ground truth class") read maps
+    of the label class, keep-k% "vs prediction" maps of the predicted class, Drop%/Increase%
+    score the explained class (``target=options.target``). Only the images whose explained
+    class is not the one scored are explained again, batched. A map holding NaN/inf is scored
+    as a flat all-zero map (:func:`~torchlap.evaluate.common.explain_all`): ``results["maps"]
+    ["n_nonfinite"]`` counts the evaluated ones, a note names them and any other.
     """
     chosen = method_options(method, options, {"concept_sets": concept_sets})
+    explain = _Explaining(method, model, chosen, options.batch_size, device)
+    evaluated: list[int] = []
     start = time.perf_counter()
-    maps = explain_all(model, test.images, test_targets, method, chosen, options.batch_size, device)
+    maps = explain(test.images, test_targets, nonfinite=evaluated)
     seconds = time.perf_counter() - start
     # the maps of the metrics that rank pixels (top-k, top-k%, maximum): for LAP the LAP All
     # of top-scored selection, the same maps for every other method
     rank_maps = maps
     rank_options = get(method).ranking_options(chosen, options.lap_all_ranking)
     if rank_options is not None:
-        rank_maps = explain_all(
-            model, test.images, test_targets, method, rank_options, options.batch_size, device
-        )
+        rank_maps = explain(test.images, test_targets, rank_options)
     out: dict[str, Any] = {
         "timing": {"seconds": seconds, "images_per_second": len(test) / max(seconds, 1e-9)},
-        "maps": flat_map_counts(maps),
+        "maps": {**flat_map_counts(maps), "n_nonfinite": sum(evaluated)},
     }
     notes: list[str] = []
     if bool(test.has_region.any()):
-        out.update(
-            _localization(method, model, test, val, val_targets, maps, rank_maps, chosen,
-                          options, device, notes)
-        )  # fmt: skip
+        out.update(_localization(explain, test, val, val_targets, maps, rank_maps, options, notes))
     else:
         notes.append("no sample of the split has a region: localization skipped")
-    label_maps = _label_class_maps(method, model, test, test_targets, rank_maps,
-                                   rank_options or chosen, options, device)  # fmt: skip
-    out["faithfulness"] = _faithfulness(model, test, maps, rank_maps, label_maps, options)
-    out["stability"] = _stability(method, model, test, maps, chosen, options, device)
+    if predictions is None:
+        predictions = (
+            test_targets if options.target == "prediction" else _predictions(explain, test)
+        )
+    classes = _class_maps(explain, test, test_targets, predictions, maps, rank_options)
+    out["faithfulness"] = _faithfulness(model, test, rank_maps, classes, options)
+    out["stability"] = _stability(explain, model, test, classes.label_values, options)
+    notes.extend(_nonfinite_notes(method, sum(evaluated), len(test), sum(explain.nonfinite)))
     if notes:
         out["notes"] = notes
     return out, maps
 
 
+@dataclass
+class _Explaining:
+    """How one method explains (model, options, batch size, device), and the count of the maps
+    holding NaN/inf among every explanation beyond the evaluated maps."""
+
+    method: str
+    model: nn.Module
+    options: dict[str, Any]
+    batch_size: int
+    device: torch.device
+    nonfinite: list[int] = field(default_factory=list)
+
+    def __call__(
+        self,
+        images: Tensor,
+        targets: Tensor,
+        options: dict[str, Any] | None = None,
+        nonfinite: list[int] | None = None,
+    ) -> Tensor:
+        return explain_all(
+            self.model, images, targets, self.method,
+            self.options if options is None else options, self.batch_size, self.device,
+            nonfinite=self.nonfinite if nonfinite is None else nonfinite,
+        )  # fmt: skip
+
+
+def _nonfinite_notes(method: str, evaluated: int, n: int, others: int) -> list[str]:
+    """The notes of the maps that held NaN/inf (scored as flat all-zero maps)."""
+    notes = []
+    if evaluated:
+        notes.append(
+            f"{method}: {evaluated} of {n} evaluated maps held NaN or infinite values; each was "
+            "scored as a flat (all-zero) map"
+        )
+    if others:
+        notes.append(
+            f"{method}: {others} of its other maps (ranking, other-class, validation or "
+            "noisy-image maps) held NaN or infinite values; each was used as a flat (all-zero) map"
+        )
+    return notes
+
+
 def _localization(
-    method: str,
-    model: nn.Module,
+    explain: _Explaining,
     test: EvalData,
     val: EvalData,
     val_targets: Tensor,
     maps: Tensor,
     rank_maps: Tensor,
-    chosen: dict[str, Any],
     options: Any,
-    device: torch.device,
     notes: list[str],
 ) -> dict[str, Any]:
     """Paper 000 Table II; SISE's EBPG, mIoU, Bbox; pointing game (``localization`` and the
-    per-sample IoU the examples are picked from)."""
-    threshold = get(method).native_threshold
+    per-sample IoU the examples are picked from). A method with a native threshold (LAP's
+    0.5) is binarized at its ``threshold`` option when one is given (``--method-options``)."""
+    threshold = get(explain.method).native_threshold
     normalize = threshold is None
     if threshold is None:
-        threshold = _fitted_threshold(method, model, val, val_targets, chosen, options, device,
-                                      notes)  # fmt: skip
+        threshold = _fitted_threshold(explain, val, val_targets, options, notes)
+    else:
+        threshold = float(explain.options.get("threshold", threshold))
     results = metrics.localization_metrics(
         rank_maps, test.masks, threshold=threshold, normalize=normalize, value_maps=maps
     )
@@ -136,13 +259,10 @@ def _localization(
 
 
 def _fitted_threshold(
-    method: str,
-    model: nn.Module,
+    explain: _Explaining,
     val: EvalData,
     val_targets: Tensor,
-    chosen: dict[str, Any],
     options: Any,
-    device: torch.device,
     notes: list[str],
 ) -> float | None:
     """The global threshold that separates pixels inside from outside the regions, fitted on
@@ -154,10 +274,7 @@ def _fitted_threshold(
         return None
     if options.threshold_fit == "all":
         region = torch.ones_like(region)
-    val_maps = explain_all(
-        model, val.images[region], val_targets[region], method, chosen, options.batch_size,
-        device,
-    )  # fmt: skip
+    val_maps = explain(val.images[region], val_targets[region])
     try:
         return metrics.fit_global_threshold(
             val_maps, val.masks[region], classifier=options.threshold_classifier, seed=options.seed
@@ -167,50 +284,89 @@ def _fitted_threshold(
         return None
 
 
-def _label_class_maps(
-    method: str,
-    model: nn.Module,
+@dataclass
+class _ClassMaps:
+    """The maps of the class each metric scores, beyond the explained class's: ``(rows,
+    ranking maps)`` of the label class (keep-k% "vs label") and of the predicted class
+    (keep-k% "vs prediction") for the rows whose explained class differs (``None``: none
+    differs), and the value maps of the label class for every image (Drop/Inc/Win,
+    stability)."""
+
+    label_rank: tuple[Tensor, Tensor] | None
+    prediction_rank: tuple[Tensor, Tensor] | None
+    label_values: Tensor
+    n_label_values_again: int
+
+
+def _class_maps(
+    explain: _Explaining,
     test: EvalData,
     test_targets: Tensor,
-    rank_maps: Tensor,
-    rank_options: dict[str, Any],
-    options: Any,
-    device: torch.device,
+    predictions: Tensor,
+    maps: Tensor,
+    rank_options: dict[str, Any] | None,
+) -> _ClassMaps:
+    """Paper 000's supplement evaluates keep-k% against the ground truth with maps of the
+    ground-truth class; paper 004 scores Drop/Inc/Win and stability on the ground-truth class:
+    the images whose explained class is not the scored one are explained again for it (only
+    those, batched). The label-class maps of keep-k% serve Drop/Inc/Win too when the method
+    ranks by its own maps (no second explanation of the same images)."""
+    labels = test.labels.cpu()
+    label_rank = _explained_again(explain, test, test_targets, labels, rank_options)
+    prediction_rank = _explained_again(explain, test, test_targets, predictions, rank_options)
+    label_values, again = maps, 0
+    if label_rank is not None:
+        rows, rank_label_maps = label_rank
+        if rank_options is None:
+            value_maps = rank_label_maps
+        else:  # LAP All: the ranking variant differs from the value maps'
+            value_maps = explain(test.images[rows], labels[rows])
+        label_values = maps.clone()
+        label_values[rows] = value_maps
+        again = int(rows.numel())
+    return _ClassMaps(label_rank, prediction_rank, label_values, again)
+
+
+def _explained_again(
+    explain: _Explaining,
+    test: EvalData,
+    explained: Tensor,
+    wanted: Tensor,
+    rank_options: dict[str, Any] | None,
 ) -> tuple[Tensor, Tensor] | None:
-    """The ranking maps of the label class for the images whose explained class is not their
-    label (paper 000's supplement evaluates keep-k% against the ground truth with maps of the
-    ground-truth class): ``(indices, maps)``, only those images explained again, batched;
-    ``None`` when every image was explained for its label."""
-    wrong = torch.nonzero(test_targets.cpu() != test.labels.cpu()).flatten()
-    if wrong.numel() == 0:
+    """``(rows, ranking maps of the class wanted)`` for the rows whose explained class is not
+    ``wanted``; ``None`` when there is none."""
+    rows = torch.nonzero(explained.cpu() != wanted.cpu()).flatten()
+    if rows.numel() == 0:
         return None
-    maps = explain_all(model, test.images[wrong], test.labels[wrong], method, rank_options,
-                       options.batch_size, device)  # fmt: skip
-    return wrong, maps
+    return rows, explain(test.images[rows], wanted.cpu()[rows], rank_options)
 
 
 def _keep_top_k(
     model: nn.Module,
     test: EvalData,
     rank_maps: Tensor,
-    label_maps: tuple[Tensor, Tensor] | None,
+    classes: _ClassMaps,
     options: Any,
 ) -> dict[str, dict[str, Any]]:
-    """keep-k% by k: ``*_vs_prediction`` from the explained class's maps, ``*_vs_label`` from
-    maps of the label class (the explained maps where the class is the label, the images in
-    ``label_maps`` with their label-class maps, scored on their own: with ``ties="random"``
-    their tie-break draws are not those of a ``target="label"`` evaluation, an estimate of the
+    """keep-k% by k: ``*_vs_prediction`` from maps of the predicted class, ``*_vs_label`` from
+    maps of the label class (the explained maps where the class is the one scored, the rows of
+    ``classes`` with their other-class maps, scored on their own: with ``ties="random"`` their
+    tie-break draws are not those of an evaluation of the other ``target``, an estimate of the
     same expectation)."""
     ties = {"ties": options.ties, "tie_draws": options.tie_draws, "seed": options.seed}
     common = {"ks": options.ks, "baseline": options.baseline, "batch_size": options.batch_size}
     keep = metrics.keep_top_k(model, test.images, rank_maps, test.labels, **common, **ties)
-    if label_maps is not None:
-        wrong, maps = label_maps
-        again = metrics.keep_top_k(model, test.images[wrong], maps, test.labels[wrong],
-                                   **common, **ties)  # fmt: skip
-        for name, value in again.items():
-            if name.split("/", 1)[1].endswith("_vs_label"):
-                keep[name] = _merged(keep[name], wrong, value)
+    for again, scored in ((classes.label_rank, "_vs_label"),
+                          (classes.prediction_rank, "_vs_prediction")):  # fmt: skip
+        if again is None:
+            continue
+        rows, maps = again
+        part = metrics.keep_top_k(model, test.images[rows], maps, test.labels[rows],
+                                  **common, **ties)  # fmt: skip
+        for name, value in part.items():
+            if name.endswith(scored):
+                keep[name] = _merged(keep[name], rows, value)
     keep_by_k: dict[str, dict[str, Any]] = {}
     for name, value in keep.items():
         k_label, key = name.split("/", 1)
@@ -232,27 +388,31 @@ def _merged(whole: Any, rows: Tensor, part: Any) -> Any:
 def _faithfulness(
     model: nn.Module,
     test: EvalData,
-    maps: Tensor,
     rank_maps: Tensor,
-    label_maps: tuple[Tensor, Tensor] | None,
+    classes: _ClassMaps,
     options: Any,
 ) -> dict[str, Any]:
-    """keep-k% (paper 000), Drop/Increase (SISE) and Drop/Inc/Win (ante-hoc)."""
+    """keep-k% (paper 000), Drop/Increase (SISE, on the explained class) and Drop/Inc/Win
+    (ante-hoc, on the label class with maps of the label class)."""
     ties = {"ties": options.ties, "tie_draws": options.tie_draws, "seed": options.seed}
-    keep_by_k = _keep_top_k(model, test, rank_maps, label_maps, options)
+    keep_by_k = _keep_top_k(model, test, rank_maps, classes, options)
     sise = metrics.drop_increase(
-        model, test.images, rank_maps, test.labels, baseline=options.baseline,
-        batch_size=options.batch_size, **ties,
+        model, test.images, rank_maps, test.labels, target=options.target,
+        baseline=options.baseline, batch_size=options.batch_size, **ties,
     )  # fmt: skip
     antehoc = metrics.drop_inc_win(
-        model, test.images, maps, test.labels, batch_size=options.batch_size,
+        model, test.images, classes.label_values, test.labels, batch_size=options.batch_size,
         binarize_threshold=BINARIZE_THRESHOLD, binarize_normalization=BINARIZE_NORMALIZATION,
     )  # fmt: skip
+
+    def again(rows: tuple[Tensor, Tensor] | None) -> dict[str, int]:
+        return {"n_explained_again": 0 if rows is None else int(rows[0].numel())}
+
     return {
         "keep_top_k": keep_by_k,
-        "keep_top_k_label_maps": {
-            "n_explained_again": 0 if label_maps is None else int(label_maps[0].numel())
-        },
+        "keep_top_k_label_maps": again(classes.label_rank),
+        "keep_top_k_prediction_maps": again(classes.prediction_rank),
+        "drop_inc_win_label_maps": {"n_explained_again": classes.n_label_values_again},
         "drop": metric(sise["drop_pct"]),
         "increase": metric(sise["increase_pct"]),
         "win": metric(antehoc["energy/win_pct"]),
@@ -261,28 +421,23 @@ def _faithfulness(
 
 
 def _stability(
-    method: str,
+    explain: _Explaining,
     model: nn.Module,
     test: EvalData,
-    maps: Tensor,
-    chosen: dict[str, Any],
+    label_maps: Tensor,
     options: Any,
-    device: torch.device,
 ) -> dict[str, Any]:
-    """Stability (paper 004): maps recomputed on noisy copies of a subset."""
+    """Stability (paper 004): the change of Drop(%)/Inc(%), which score the label class, when
+    the maps are recomputed on noisy copies of a subset: clean and noisy maps both explain the
+    label class (``label_maps``: the clean ones), whatever ``options.target``."""
     subset = slice(0, min(options.stability_images, len(test)))
-
-    def explain_fn(images: Tensor, labels: Tensor) -> Tensor:
-        targets = labels if options.target == "label" else _predictions(model, images, device)
-        return explain_all(model, images, targets, method, chosen, options.batch_size, device)
-
     stable = metrics.stability(
         model,
-        explain_fn,
+        explain,  # (noisy images, labels) -> maps of the label class
         test.images[subset],
         test.labels[subset],
         fractions=options.stability_fractions,
-        maps=maps[subset],
+        maps=label_maps[subset],
         seed=options.seed,
         batch_size=options.batch_size,
         binarize_threshold=BINARIZE_THRESHOLD,
@@ -297,5 +452,10 @@ def _stability(
 
 
 @torch.no_grad()
-def _predictions(model: nn.Module, images: Tensor, device: torch.device) -> Tensor:
-    return model(images.to(device)).argmax(dim=1).cpu()
+def _predictions(explain: _Explaining, test: EvalData) -> Tensor:
+    """The model's class per test image, batched."""
+    size = explain.batch_size
+    return torch.cat([
+        explain.model(test.images[i : i + size].to(explain.device)).argmax(dim=1).cpu()
+        for i in range(0, len(test), size)
+    ])  # fmt: skip

@@ -25,6 +25,9 @@ THRESHOLD_FIT_SETS = ("all", "with_region")
 class EvaluateOptions:
     """Settings of one evaluation (all recorded in ``results.json``).
 
+    ``split``: the split evaluated; thresholds and the learned LAP predictor are fitted on
+    ``"val"``, so ``split="val"`` scores them on the images they were fitted on (a warning and
+    ``results["notes"]["thresholds"]`` say so).
     ``max_images`` caps the evaluation images (the first ones of the split) and
     ``max_val_images`` the validation images used to fit thresholds and the learned LAP
     predictor. ``threshold_fit``: which validation images fit the global threshold of the

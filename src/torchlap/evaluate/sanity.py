@@ -8,7 +8,8 @@ how similar each map is to the trained model's map. A method whose maps stay sim
 weights they claim to explain are destroyed fails the check.
 
 Units. :func:`randomization_units` splits a model into the units the steps randomize, in
-forward order (the order their ``forward`` starts in one probe pass):
+forward order (the order of the first call of any module a unit re-initialises in one probe
+pass, so a block whose forward calls its own LAP layer first comes after that LAP layer):
 
 - ``granularity="block"`` (default): the root (and any wrapper holding a single child with
   parameters, such as :class:`~torchlap.train.wrapping.NormalizedClassifier`'s ``net``) and
@@ -121,21 +122,29 @@ def randomization_units(
         candidates = _block_candidates(model, lap_names)
     if not candidates:
         raise ValueError(f"{type(model).__name__} has no parameters to randomize")
-    started = _forward_starts(model, candidates, sample)
+    members = {name: _members(model, name, lap_names, granularity) for name in candidates}
+    started = _forward_starts(model, members, sample)
     ordered = sorted(candidates, key=lambda n: (n in started, started.get(n, -1)))
-    units = []
-    for index, name in enumerate(ordered):
-        members = [
-            n
-            for n, m in model.named_modules()
-            if (n == name or n.startswith(f"{name}." if name else ""))
-            and _own_state(m)
-            and not any(lap != name and (n == lap or n.startswith(f"{lap}.")) for lap in lap_names)
-        ]
-        if granularity == "layer" and name not in lap_names:
-            members = [name]
-        units.append(RandomizationUnit(name=name, modules=tuple(members), index=index))
-    return units
+    return [
+        RandomizationUnit(name=name, modules=members[name], index=index)
+        for index, name in enumerate(ordered)
+    ]
+
+
+def _members(
+    model: nn.Module, name: str, lap_names: list[str], granularity: str
+) -> tuple[str, ...]:
+    """The modules unit ``name`` re-initialises: those under it holding state, without the
+    LAP layers inside it (units of their own); ``granularity="layer"``: the module itself."""
+    if granularity == "layer" and name not in lap_names:
+        return (name,)
+    return tuple(
+        n
+        for n, m in model.named_modules()
+        if (n == name or n.startswith(f"{name}." if name else ""))
+        and _own_state(m)
+        and not any(lap != name and (n == lap or n.startswith(f"{lap}.")) for lap in lap_names)
+    )
 
 
 def _layer_candidates(model: nn.Module, lap_names: list[str]) -> list[str]:
@@ -179,22 +188,28 @@ def _block_candidates(model: nn.Module, lap_names: list[str]) -> list[str]:
     return candidates
 
 
-def _forward_starts(model: nn.Module, candidates: list[str], sample: Tensor) -> dict[str, int]:
-    """The order each unit's forward starts in one probe pass, on a copy (a forward pass
-    leaves state behind in some modules, e.g. the maps a LAP layer keeps)."""
-    started: dict[str, int] = {}
+def _forward_starts(
+    model: nn.Module, members: dict[str, tuple[str, ...]], sample: Tensor
+) -> dict[str, int]:
+    """The forward position of each unit in one probe pass, on a copy (a forward pass leaves
+    state behind in some modules, e.g. the maps a LAP layer keeps): the first call of any of
+    its member modules (the ones it re-initialises), or, when none of them is called (weights
+    read directly by a parent), of the unit's module itself. A block that calls its own LAP
+    layer first (``LapResidualBlock``: ``self.lap(x)``, then the convolutions) comes after
+    that LAP layer, as its convolutions do."""
+    calls: dict[str, int] = {}
     probe = copy.deepcopy(model)
     modules = dict(probe.named_modules())
     handles = []
 
     def make_hook(name: str) -> Callable:
         def hook(module: nn.Module, args: tuple) -> None:
-            started.setdefault(name, len(started))
+            calls.setdefault(name, len(calls))
 
         return hook
 
     try:
-        for name in candidates:
+        for name in {n for unit, names in members.items() for n in (unit, *names)}:
             handles.append(modules[name].register_forward_pre_hook(make_hook(name)))
         probe.eval()
         with torch.no_grad():
@@ -203,6 +218,11 @@ def _forward_starts(model: nn.Module, candidates: list[str], sample: Tensor) -> 
         for handle in handles:
             handle.remove()
         del probe
+    started: dict[str, int] = {}
+    for unit, names in members.items():
+        called = [calls[n] for n in names if n in calls]
+        if called or unit in calls:
+            started[unit] = min(called) if called else calls[unit]
     return started
 
 
