@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from torchlap._checks import (
+    check_bool,
     check_choice,
     check_device,
     check_fraction,
@@ -98,3 +99,14 @@ def test_non_finite_samples_names_the_batch_indices() -> None:
     batch[5:, 0, 1, 1] = -float("inf")
     assert non_finite_samples(batch) == [1, 4, 5, 6, 7, 8, 9, 10, 11]
     assert non_finite_samples(batch, limit=2) == [1, 4]
+
+
+def test_bool_check_takes_numpy_bools_and_nothing_else() -> None:
+    import numpy as np
+
+    # numpy 2 names its bool type "bool" (1.x: "bool_"): np.True_ used to be refused
+    assert check_bool(np.True_, "flag") is True and check_bool(np.bool_(False), "flag") is False
+    assert check_bool(True, "flag") is True
+    for value in ("no", 1, 0.0, None, np.int64(1)):
+        with pytest.raises(TypeError, match=r"flag must be True or False, got"):
+            check_bool(value, "flag")

@@ -135,7 +135,10 @@ def check_choice(value: T, name: str, choices: Collection[T]) -> T:
 def check_bool(value: object, name: str) -> bool:
     """``value`` if it is a bool (numpy's included), else ``TypeError``: ``bool("no")`` is True,
     so a flag is never coerced."""
-    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+    kind = type(value)  # numpy's bool: numpy.bool_ (1.x), numpy.bool (2.x), without numpy
+    if not isinstance(value, bool) and not (
+        kind.__module__ == "numpy" and kind.__name__ in ("bool_", "bool")
+    ):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
 

@@ -295,15 +295,13 @@ def run_test_images(run_dir: str | os.PathLike[str], max_images: int = 32) -> Te
         raise RunError(
             f"{run_dir}/config.json names no data to verify the export on; {_SKIP_CHECK}"
         )
+    # (a relative folder of an older run: resolved, or every place tried named)
+    data = resolve_run_data(run_dir, run.config, _SKIP_CHECK)
     try:
-        # (a relative folder of an older run: resolved, or every place tried named)
-        data = resolve_run_data(run_dir, run.config)
         return load_eval_data(run, data, "test", max_images).images
     except (ValueError, FileNotFoundError) as error:
-        # the data's own advice names options of other commands (--data): export has none
-        reason = str(error).removesuffix(": pass the data with --data")
         kind = RunFileNotFoundError if isinstance(error, FileNotFoundError) else RunError
-        raise kind(f"{reason}; {_SKIP_CHECK}") from error
+        raise kind(f"{error}; {_SKIP_CHECK}") from error
 
 
 def register_export(app: Any) -> None:

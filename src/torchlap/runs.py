@@ -43,6 +43,7 @@ from torchlap.io import (
     clean_stale_temps,
 )
 from torchlap.losses import ConceptSets
+from torchlap.models.build import check_lapify_calls, check_state_tensors
 from torchlap.models.recipes import rebuild_model
 
 __all__ = [
@@ -252,10 +253,13 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     class names, one per model output; ``mean``/``std``: one finite number per input channel,
     ``std`` > 0; ``in_channels``: an int >= 1; ``image_size``: an int >= 1 or a square pair
     ``[n, n]``; ``model``: a dict; ``concept_sets``: ``null`` or what
-    ``ConceptSets.to_dict()`` writes), the weights' SHA-256 differs from the recorded one, or
-    the weights do not fit the model ``config.json`` describes. Each message names
-    ``config.json`` and the key. A run saved with a relative data folder (before torchlap
-    recorded absolute paths) has it resolved, see :func:`resolve_run_data`.
+    ``ConceptSets.to_dict()`` writes; ``model.lapify``: a list of the dicts lapify records,
+    each with the keys :data:`~torchlap.models.build.LAPIFY_KEYS`), the weights' SHA-256
+    differs from the recorded one, or the weights do not fit the model ``config.json``
+    describes (a missing, unexpected or misshaped tensor, a dtype other than the model's, a
+    NaN or infinite value). Each message names ``config.json`` and the key (or the tensor).
+    A run saved with a relative data folder (before torchlap recorded absolute paths) has it
+    resolved, see :func:`resolve_run_data`.
     """
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
@@ -268,6 +272,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
             "`torchlap train ... --resume`)"
         )
     check_integrity(run_dir, weights)
+    _check_lapify_record(path, config["model"])
     try:
         model = rebuild_model(config)
     except (KeyError, TypeError, ValueError) as error:
@@ -298,6 +303,10 @@ def _load_weights(model: nn.Module, weights: Path, config_path: Path) -> None:
             f"config.json edited?): missing {missing[:5]}, unexpected {unexpected[:5]}, "
             f"shape mismatches {wrong[:5]}"
         )
+    try:  # a dtype other than the model's, NaN or inf: refused, naming the tensor
+        check_state_tensors(state, expected, str(weights))
+    except ValueError as error:
+        raise RunError(f"{error} (was model.safetensors edited?)") from None
     model.load_state_dict(state, strict=True)
     model.eval()
 
@@ -352,6 +361,18 @@ def _checked_facts(path: Path, config: dict[str, Any]) -> dict[str, Any]:
         "in_channels": in_channels,
         "concept_sets": _concept_sets(path, config.get("concept_sets")),
     }
+
+
+def _check_lapify_record(path: Path, record: dict[str, Any]) -> None:
+    """``model.lapify`` (the recorded lapify calls, if any): a list of dicts with the keys
+    :data:`torchlap.models.build.LAPIFY_KEYS`, checked before the model is built."""
+    calls = record.get("lapify")
+    if calls is None:
+        return
+    try:
+        check_lapify_calls(calls, "model.lapify")
+    except (TypeError, ValueError) as error:
+        raise RunError(f"{path}: {error} (was config.json edited?)") from None
 
 
 def _image_size(path: Path, value: Any) -> int:
@@ -413,15 +434,20 @@ def _training_folder(run_dir: Path, out: Any) -> Path | None:
     return resolved.parents[len(parts) - 1]
 
 
-def resolve_run_data(run_dir: str | os.PathLike[str], config: dict[str, Any]) -> str:
+def resolve_run_data(
+    run_dir: str | os.PathLike[str],
+    config: dict[str, Any],
+    advice: str = "pass the data with --data",
+) -> str:
     """The data ``config.json``'s ``train.data`` names: a built-in name or an absolute path as
     recorded; a relative folder path (runs saved before torchlap recorded absolute paths)
     resolved against the current directory, else the folder training ran in (found from the
     recorded ``--out``), else the run folder's parent. Raises :class:`RunFileNotFoundError`
-    naming every place tried when none holds it."""
+    naming every place tried when none holds it, ending with ``advice`` (what the calling
+    command accepts instead; the default is evaluate's and compare's)."""
     data = (config.get("train") or {}).get("data")
     if not isinstance(data, str) or not data:
-        raise RunError(f"{Path(run_dir) / CONFIG_FILE}: 'train.data' names no dataset: pass --data")
+        raise RunError(f"{Path(run_dir) / CONFIG_FILE}: 'train.data' names no dataset: {advice}")
     if data in builtin_names() or Path(data).is_absolute():
         return data
     run_dir = Path(run_dir)
@@ -436,7 +462,7 @@ def resolve_run_data(run_dir: str | os.PathLike[str], config: dict[str, Any]) ->
     tried = "; ".join(f"{base / data} ({where})" for where, base in places.items())
     raise RunFileNotFoundError(
         f"{run_dir / CONFIG_FILE} records the data folder {data!r} as a relative path, and no "
-        f"folder of that name exists at {tried}: pass the data with --data"
+        f"folder of that name exists at {tried}: {advice}"
     )
 
 
@@ -448,7 +474,9 @@ def _resolve_legacy_data(run_dir: Path, config: dict[str, Any]) -> None:
     if not isinstance(train, dict) or not isinstance(train.get("data"), str):
         return
     try:
-        resolved = resolve_run_data(run_dir, config)
+        resolved = resolve_run_data(
+            run_dir, config, "the commands that read the run's data will name what to do"
+        )
     except RunError as error:
         logger.warning("%s", error)
         return

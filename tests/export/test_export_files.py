@@ -63,6 +63,7 @@ def test_missing_verification_data_is_refused_before_the_file_is_written(
     error = next(line for line in result.output.splitlines() if line.startswith("Error:"))
     assert "'gone' as a relative path" in error
     assert "pass --verify-images 0" in error and "--data" not in error
+    assert "--data" not in result.output  # nor in the warning of load_run (another command's)
     assert not out.exists() and _hidden(tmp_path) == []
     result = CliRunner().invoke(app, [*args, "--verify-images", "0"])  # the advice works
     assert result.exit_code == 0, result.output

@@ -54,10 +54,20 @@ class _Keep(L.Callback):
         self.start = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
 
 
+@pytest.fixture(scope="module")
+def vanilla_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained vanilla run: the network BLA-PH explains (paper 002, section 3.2)."""
+    return fit(_config(tmp_path_factory.mktemp("vanilla") / "vanilla", "lap", supervision="none"))
+
+
 @pytest.fixture(scope="module", params=PEERS)
 def peer_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     keep = _Keep()
-    out = fit(_config(tmp_path_factory.mktemp("peers") / request.param, request.param), [keep])
+    extra = {}
+    if request.param == "bla-ph":  # BLA-PH needs the trained network it explains
+        extra["pretrained"] = str(request.getfixturevalue("vanilla_run"))
+    out = tmp_path_factory.mktemp("peers") / request.param
+    out = fit(_config(out, request.param, **extra), [keep])
     return request.param, out, keep
 
 
@@ -146,8 +156,10 @@ def test_rebuild_model_of_every_peer_matches_the_built_one() -> None:
     assert not isinstance(SmallCNN(2), AnteHocModel)
 
 
-def test_bla_ph_starts_from_a_trained_vanilla_run_and_keeps_it_frozen(tmp_path: Path) -> None:
-    vanilla = fit(_config(tmp_path / "vanilla", "lap", supervision="none"))
+def test_bla_ph_starts_from_a_trained_vanilla_run_and_keeps_it_frozen(
+    tmp_path: Path, vanilla_run: Path
+) -> None:
+    vanilla = vanilla_run
     keep = _Keep()
     posthoc = fit(_config(tmp_path / "bla-ph", "bla-ph", pretrained=str(vanilla)), [keep])
     base = load_run(vanilla).model.state_dict()
@@ -168,7 +180,8 @@ def test_bad_model_values_raise_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"without LAP layers.*--lap none"):
         _config(tmp_path / "a", "bla", lap="global").validate()
     with pytest.raises(ValueError, match="bla-ph trains only the BLA module"):
-        _config(tmp_path / "a", "bla-ph", phases=[PhaseConfig(1, 1e-3, "fc")]).validate()
+        phases = [PhaseConfig(1, 1e-3, "fc")]
+        _config(tmp_path / "a", "bla-ph", pretrained="runs/v", phases=phases).validate()
     with pytest.raises(ValueError, match="unknown model"):
         build_classifier("smallcnn", 2, 3, "none", 1, model="nope")
     from typer.testing import CliRunner
@@ -181,3 +194,21 @@ def test_bad_model_values_raise_clear_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "unknown model 'blah'" in result.output
     assert not (tmp_path / "b").exists()
+
+
+def test_bla_ph_without_the_network_it_explains_is_refused(tmp_path: Path) -> None:
+    """Paper 002, 3.2: the post-hoc BLA explains a trained h = F o L held fixed; without
+    --pretrained it used to train its scorer on a random, frozen network."""
+    out = tmp_path / "bla-ph"
+    with pytest.raises(ValueError, match=r"--model bla-ph .*pass --pretrained \(a torchlap run"):
+        fit(_config(out, "bla-ph"))
+    assert not out.exists()
+    from typer.testing import CliRunner
+
+    from torchlap.cli import app
+
+    args = ["train", "--data", "lesions", "--out", str(out), "--model", "bla-ph", "--lap", "none"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "pass --pretrained" in result.output, result.output
+    assert not out.exists()
+    _config(out, "bla-ph", pretrained="IMAGENET1K_V1").validate()  # any trained network

@@ -9,14 +9,19 @@ rebuild the same module tree recorded, JSON-serialisable, in ``model.torchlap_co
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+import pickle
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
+import torch.hub
 from torch import nn
 
 from torchlap._checks import check_positive_int
@@ -26,11 +31,28 @@ from torchlap.models.presets import PRESETS
 from torchlap.models.records import model_record, set_model_record
 from torchlap.models.wrapping import unwrap_normalized_state
 
-__all__ = ["adapt_input_weight", "apply_lapify_config", "build_model", "model_from_config"]
+__all__ = [
+    "LAPIFY_KEYS",
+    "adapt_input_weight",
+    "apply_lapify_config",
+    "build_model",
+    "check_lapify_calls",
+    "check_state_tensors",
+    "model_from_config",
+    "modules_after",
+]
 
 logger = logging.getLogger(__name__)
 
 _AUX_ARCHITECTURES = ("inception_v3", "googlenet")
+#: the state-dict prefixes of their auxiliary classifiers (in the published weights)
+_AUX_PREFIXES = ("AuxLogits.", "aux1.", "aux2.")
+#: DenseNet's published weights name its layers 'norm.1' ... (torchvision's densenet.py)
+_DENSENET_OLD_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
+#: torch.hub's rule: a published file is named NAME-<first hex digits of its SHA-256>.EXT
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
 
 
 def _classification_models() -> list[str]:
@@ -125,6 +147,20 @@ def _classifier_name(model: nn.Module) -> str:
     return names[-1]
 
 
+def modules_after(model: nn.Module, name: str) -> list[str]:
+    """The modules that follow the submodule ``name`` (a classifier's head after its global
+    pool): on each level of its path, the children registered after it that hold parameters
+    (torchvision, timm and torchlap's networks register their modules in forward order)."""
+    after, module, prefix = [], model, ""
+    for part in name.split("."):
+        names = [child for child, _ in module.named_children()]
+        for child in names[names.index(part) + 1 :]:
+            if any(True for _ in module.get_submodule(child).parameters()):
+                after.append(prefix + child)
+        module, prefix = module.get_submodule(part), f"{prefix}{part}."
+    return after
+
+
 def adapt_input_weight(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     """First-convolution weights for ``in_channels`` inputs from RGB ones.
 
@@ -195,10 +231,126 @@ def _base_model(
     if weights is None:
         model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
     else:
-        model = torchvision.models.get_model(arch, weights=weights, **kwargs)
+        # never get_model(weights=...): torchvision unpickles the file with weights_only=False
+        kwargs = _weights_kwargs(arch, weights, kwargs)
+        model = torchvision.models.get_model(arch, weights=None, **kwargs)
+        _load_published(model, arch, weights)
         _set_num_classes(model, num_classes)
     _set_input_channels(model, in_channels, keep_weights=weights is not None)
     return model
+
+
+def _weights_kwargs(arch: str, weights: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` plus what torchvision's builder sets when it is given ``weights`` (their
+    classes, ViT's image_size, MaxViT's input_size, Inception/GoogLeNet's transform_input and
+    init_weights): the model the weights fit. A conflicting ``arch_kwargs`` entry is refused,
+    as torchvision refuses it."""
+    meta = weights.meta
+    wanted: dict[str, Any] = {"num_classes": len(meta["categories"])}
+    if arch.startswith("vit_"):
+        wanted["image_size"] = meta["min_size"][0]
+    elif arch.startswith("maxvit"):
+        wanted["input_size"] = meta["min_size"]
+    if arch in _AUX_ARCHITECTURES:
+        kwargs.setdefault("transform_input", True)
+        wanted["init_weights"] = False
+    for key, value in wanted.items():
+        if key in kwargs and kwargs[key] != value:
+            raise ValueError(
+                f"arch_kwargs {key}={kwargs[key]!r} does not fit the weights {weights}, which "
+                f"need {key}={value!r}: leave {key} out"
+            )
+        kwargs[key] = value
+    return kwargs
+
+
+def _load_published(model: nn.Module, arch: str, weights: Any) -> None:
+    """torchvision's ``weights`` into ``model`` (built with :func:`_weights_kwargs`), as its
+    builder loads them: DenseNet's old key names renamed, the auxiliary classifiers that
+    ``model`` was built without dropped (torchvision removes them after loading)."""
+    state = _published_state(arch, weights)
+    own = model.state_dict()
+    if arch.startswith("densenet"):
+        for key in list(state):
+            match = _DENSENET_OLD_KEY.match(key)
+            if match:
+                state[match.group(1) + match.group(2)] = state.pop(key)
+    for key in [k for k in state if k.startswith(_AUX_PREFIXES) and k not in own]:
+        del state[key]
+    check_state_tensors(state, own, f"the {arch} weights {weights.name} ({weights.url})")
+    model.load_state_dict(state)
+
+
+def _published_state(arch: str, weights: Any) -> dict[str, Any]:
+    """The state dict of torchvision's ``weights``, downloaded to (or read from) torch's hub
+    cache and unpickled with ``weights_only=True`` (tensors only: a pickle that would run code
+    is refused). A cached file whose SHA-256 does not start with the digits in its name (the
+    file torchvision publishes) is refused before it is read."""
+    url, what = weights.url, f"the {arch} weights {weights.name}"
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    advice = (
+        f"delete {cached} to download it again from {url}, or pass a local .safetensors file "
+        f"of {arch} with --pretrained PATH"
+    )
+    match = _HASH_IN_NAME.search(cached.name)
+    if match and cached.is_file() and not _sha256(cached).startswith(match.group(1)):
+        raise ValueError(
+            f"{cached} (torch's hub cache of {what}) is not the published file: its SHA-256 "
+            f"does not start with {match.group(1)}; {advice}"
+        )
+    try:
+        return dict(weights.get_state_dict(progress=True, check_hash=True, weights_only=True))
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"{cached} ({what}) is not a plain state dict of tensors: refused to unpickle it "
+            f"(weights_only=True: {first}); {advice}"
+        ) from None
+    except OSError as error:
+        raise OSError(
+            f"cannot download {what} from {url} ({error}); without network, pass a local "
+            f".safetensors file of {arch} with --pretrained PATH (build_model(pretrained=PATH))"
+        ) from error
+    except RuntimeError as error:  # torch.hub's check_hash of a fresh download
+        if "hash" not in str(error):
+            raise
+        raise ValueError(
+            f"the download of {what} from {url} is damaged ({error}); {advice}"
+        ) from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_state_tensors(
+    state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], source: str
+) -> None:
+    """Refuse weights that would load silently but wrongly: ``ValueError`` naming the tensor of
+    ``state`` whose dtype differs from its counterpart in ``own`` (a model's ``state_dict()``;
+    both dtypes named), or a floating-point tensor holding NaN or infinity. Accepted: the
+    model's dtypes, finite values. Keys ``own`` lacks are not looked at (the caller refuses or
+    drops them). ``source`` names the file in the message. One ``isfinite`` reduction per
+    floating tensor (at load time only)."""
+    for key, tensor in state.items():
+        if key in own and tensor.dtype != own[key].dtype:
+            raise ValueError(
+                f"{source}: tensor {key!r} is {tensor.dtype} in the file but {own[key].dtype} "
+                "in the model; accepted: the dtypes of the model's state_dict() (save the "
+                "weights of the same model, or convert them)"
+            )
+    for key, tensor in state.items():
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(
+            torch.isfinite(tensor).all()
+        ):
+            raise ValueError(
+                f"{source}: tensor {key!r} holds NaN or infinite values; accepted: finite "
+                "weights (the file is damaged, or comes from a training run that diverged)"
+            )
 
 
 def build_model(
@@ -220,13 +372,17 @@ def build_model(
     ``arch``: a torchvision classification model name (``torchvision.models.get_model``).
     ``lap``: ``"auto"``, ``"global"``, a preset name, a list of module names, or ``None``/``"none"``
     for the plain model. ``pretrained``: a torchvision weights name (``"IMAGENET1K_V1"``,
-    ``"DEFAULT"``; downloaded by torchvision), the path of a ``.safetensors`` state dict of
+    ``"DEFAULT"``; downloaded to torch's hub cache, whose file must have the published SHA-256,
+    and unpickled with ``weights_only=True``; offline, an ``OSError`` names the URL), the path
+    of a ``.safetensors`` state dict of
     the same architecture (a torchlap run's weights file too, e.g. a trained vanilla run as
     BLA-PH's frozen backbone: :func:`torchlap.runs.pretrained_weights` gives a run folder's),
     plain or made LAP (keys of LAP layers may be missing; a LAP run's discriminative scorers
     are added to the LAP layers and loaded; a classifier of another size is left fresh;
     first-convolution RGB weights are adapted to ``in_channels``: summed for one channel).
-    Inception v3 / GoogLeNet are built without auxiliary classifiers.
+    Weights of a dtype other than the model's, or holding NaN/inf, are refused
+    (:func:`check_state_tensors`). Inception v3 / GoogLeNet are built without auxiliary
+    classifiers.
     """
     _check_arch(arch)
     check_positive_int(num_classes, "num_classes")
@@ -324,6 +480,7 @@ def _load_safetensors(model: nn.Module, path: Path, in_channels: int) -> None:
             f"unexpected keys {unexpected[:8]}, shape mismatches {mismatched[:8]}, "
             f"missing keys {missing[:8]}"
         )
+    check_state_tensors(state, own, str(path))
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys:
         logger.info("%s: %d LAP/classifier tensors start fresh", path, len(result.missing_keys))
@@ -347,19 +504,62 @@ def _enable_stored_scorers(model: nn.Module, state: dict[str, Any], path: Path) 
     return enabled
 
 
-def apply_lapify_config(model: nn.Module, calls: Sequence[dict[str, Any]]) -> nn.Module:
-    """Replay recorded ``lapify`` calls (``model.torchlap_config["lapify"]``) on a fresh model."""
-    for call in calls:
-        if call.get("aggregation") == "module":
+#: the keys of a recorded ``lapify`` call (``model.torchlap_config["lapify"][i]``) that
+#: :func:`apply_lapify_config` replays (``input_size`` may be missing)
+LAPIFY_KEYS = ("sites", "n_concepts", "hidden_channels", "aggregation", "alpha", "eps")
+
+
+def check_lapify_calls(calls: Any, name: str = "model.lapify") -> list[dict[str, Any]]:
+    """``calls`` if it is a recorded ``lapify`` list: a list of dicts, each with the keys
+    :data:`LAPIFY_KEYS` and ``sites`` a non-empty list of module names (strings); else
+    ``TypeError``/``ValueError`` naming ``name[i]`` (default ``model.lapify``, the key of a
+    run's ``config.json``) and what is accepted. The values themselves are :func:`lapify`'s to
+    check."""
+    accepted = f"a dict with the keys {list(LAPIFY_KEYS)} (what lapify records)"
+    if not isinstance(calls, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a list of recorded lapify calls (each {accepted}), got {calls!r}"
+        )
+    for index, call in enumerate(calls):
+        if not isinstance(call, dict):
+            raise TypeError(f"{name}[{index}] must be {accepted}, got {call!r}")
+        missing = [key for key in LAPIFY_KEYS if key not in call]
+        if missing:
+            raise ValueError(f"{name}[{index}] lacks the key(s) {missing}: it must be {accepted}")
+        sites = call["sites"]
+        if (
+            not isinstance(sites, list)
+            or not sites
+            or not all(isinstance(site, str) and site for site in sites)
+        ):
             raise ValueError(
-                "this configuration used an nn.Module aggregation, which a config cannot "
+                f"{name}[{index}]['sites'] must be a non-empty list of module names, got {sites!r}"
+            )
+        if call["aggregation"] == "module":
+            raise ValueError(
+                f"{name}[{index}] used an nn.Module aggregation, which a config cannot "
                 "rebuild: call lapify with the same module instead"
             )
-        lapify(
-            model, where=list(call["sites"]), n_concepts=call["n_concepts"],
-            hidden_channels=call["hidden_channels"], aggregation=call["aggregation"],
-            alpha=call["alpha"], eps=call["eps"], input_size=call.get("input_size"),
-        )  # fmt: skip
+    return calls
+
+
+def apply_lapify_config(
+    model: nn.Module, calls: Sequence[dict[str, Any]], name: str = "model.lapify"
+) -> nn.Module:
+    """Replay recorded ``lapify`` calls (``model.torchlap_config["lapify"]``) on a fresh model.
+
+    ``calls`` is checked first (:func:`check_lapify_calls`; ``name`` names it in the
+    messages, which also prefix ``name[i]`` to the errors of the replayed call)."""
+    for index, call in enumerate(check_lapify_calls(calls, name)):
+        try:
+            lapify(
+                model, where=list(call["sites"]), n_concepts=call["n_concepts"],
+                hidden_channels=call["hidden_channels"], aggregation=call["aggregation"],
+                alpha=call["alpha"], eps=call["eps"], input_size=call.get("input_size"),
+            )  # fmt: skip
+        except (TypeError, ValueError) as error:
+            kind = TypeError if isinstance(error, TypeError) else ValueError
+            raise kind(f"{name}[{index}]: {error}") from None
     return model
 
 

@@ -20,29 +20,42 @@ calls it on a batch and logs its terms, without knowing which family it trains:
 An objective is called as ``objective(model, batch)`` (``batch``: ``"image"``, ``"label"`` and,
 for expert supervision, ``"mask"``/``"has_region"``) and returns ``(loss, terms, logits)``:
 the loss to minimise, its detached terms by name (the names of :attr:`Objective.terms`) and the
-class logits.
+class logits. A model whose logits or maps are no longer finite (a diverging run) gets a NaN
+loss, which the training step refuses as it refuses any non-finite loss.
+
+:func:`unused_supervision_settings` says which settings of a training configuration the chosen
+supervision of the injection objective does not use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlap._checks import check_fraction
 from torchlap.layers import attention_maps, clear_attention_maps
 from torchlap.losses import InjectionLoss
 from torchlap.models.antehoc import AnteHocModel, antehoc_pass_two_loss
 
 __all__ = [
     "INJECTION_TERMS",
+    "RATIO_FIELDS",
+    "SUPERVISION_SETTINGS",
     "AnteHocObjective",
     "CrossEntropyObjective",
     "InjectionObjective",
     "Objective",
     "OneHotBCEObjective",
+    "check_head_ratios",
+    "unused_supervision_settings",
 ]
+
+logger = logging.getLogger(__name__)
 
 # the terms InjectionLoss returns with logits (their epoch means are logged)
 INJECTION_TERMS = (
@@ -56,6 +69,53 @@ INJECTION_TERMS = (
 )
 
 LossTerms = tuple[Tensor, dict[str, Tensor], Tensor]
+
+_SUPERVISED = ("weak", "expert")
+#: the supervision settings of a training configuration: ``name: (flag, the supervision modes
+#: whose objective uses it)``; another mode does not use it
+SUPERVISION_SETTINGS = {
+    "min_ar": ("--min-ar", _SUPERVISED), "max_ar": ("--max-ar", _SUPERVISED),
+    "iar": ("--iar", _SUPERVISED), "ratios": ("--ratios", _SUPERVISED),
+    "use_discriminative": ("--no-discriminative", _SUPERVISED),
+    "expert_positive_fraction": ("expert_positive_fraction", ("expert",)),
+}  # fmt: skip
+# the concept terms a --loss-weight may weigh, and the modes that compute them
+_CONCEPT_TERMS = {
+    "discrimination": _SUPERVISED,
+    "discriminative": _SUPERVISED,
+    "expert": ("expert",),
+}
+
+
+def unused_supervision_settings(config: Any, defaults: Mapping[str, Any]) -> list[str]:
+    """What of ``config`` (a TrainConfig of a LAP model) its ``supervision`` does not use, one
+    line each naming the flag and the supervision it needs (empty: everything is used).
+
+    ``defaults``: the configuration's defaults; a setting at its default is not counted. The
+    settings: :data:`SUPERVISION_SETTINGS` (MinAR/MaxAR/IAR, ``ratios``, the discriminative
+    scorers: weak or expert; ``expert_positive_fraction``: expert), a nonzero ``loss_weights``
+    entry of a concept term the mode does not compute (``expert`` needs expert supervision,
+    ``discriminative`` the scorers), and ``concordance_threshold``/``concordance_mode`` when
+    the concordance term has weight 0 (``supervision="none"`` or ``"expert"`` without
+    ``concordance_weight``)."""
+    mode, unused = config.supervision, []
+    for name, (flag, modes) in SUPERVISION_SETTINGS.items():
+        value = getattr(config, name)
+        if mode not in modes and value != defaults[name]:
+            unused.append(f"{flag} ({name}={value!r}) needs --supervision {' or '.join(modes)}")
+    weights = config.loss_weights or {}
+    for term, modes in _CONCEPT_TERMS.items():
+        if weights.get(term) and mode not in modes:
+            unused.append(f"--loss-weight {term} needs --supervision {' or '.join(modes)}")
+    if weights.get("discriminative") and not config.use_discriminative and mode != "none":
+        unused.append("--loss-weight discriminative needs the scorers (no --no-discriminative)")
+    concordance = weights.get("concordance", config.concordance_weight)
+    if concordance is None:  # the paper's: 0.25 per pair for weak supervision only
+        concordance = 0.25 if mode == "weak" else 0.0
+    for name in ("concordance_threshold", "concordance_mode"):
+        if getattr(config, name) is not None and not concordance:
+            unused.append(f"{name} needs a concordance weight > 0 (--concordance-weight)")
+    return unused
 
 
 def _detached(terms: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -115,19 +175,38 @@ class InjectionObjective(Objective):
         self.injection = injection
 
     def __call__(self, model: nn.Module, batch: dict[str, Any]) -> LossTerms:
-        """``InjectionLoss`` on this forward pass's LAP maps (its ``total`` is the loss)."""
+        """``InjectionLoss`` on this forward pass's LAP maps (its ``total`` is the loss).
+
+        NaN or infinite logits or maps (a diverging run) give a NaN ``total``, which the
+        training step turns into its ``NonFiniteLossError``; the loss's value check (its one
+        device sync) finds them, so a finite step costs no extra sync."""
         logits = model(batch["image"])
-        maps = attention_maps(model, detach=False)
-        terms = self.injection(
-            maps,
-            batch["label"],
-            region_masks=batch.get("mask"),
-            has_region=batch.get("has_region"),
-            logits=logits,
-        )
-        # the maps hold the graph; drop them now rather than at the next forward pass
-        clear_attention_maps(model)
+        try:
+            maps = attention_maps(model, detach=False)
+            try:
+                terms = self.injection(
+                    maps,
+                    batch["label"],
+                    region_masks=batch.get("mask"),
+                    has_region=batch.get("has_region"),
+                    logits=logits,
+                )
+            except ValueError as error:
+                if _all_finite(logits, maps):  # (a sync only after the check failed)
+                    raise
+                logger.warning("the model's outputs are no longer finite: %s", error)
+                nan = logits.sum() * float("nan")
+                terms = {"total": nan, "cross_entropy": F.cross_entropy(logits, batch["label"])}
+        finally:  # the maps hold the graph; drop them now rather than at the next forward pass
+            clear_attention_maps(model)
         return terms["total"], _detached(terms), logits
+
+
+def _all_finite(logits: Tensor, maps: Mapping[str, Any]) -> bool:
+    """Whether the logits and every LAP map are finite (one device sync)."""
+    tensors = [logits, *(t for lap in maps.values() for t in (lap.concepts, lap.discriminative))]
+    flags = [torch.isfinite(t.detach()).all() for t in tensors if t is not None]
+    return bool(torch.stack(flags).all())
 
 
 def _antehoc_of(model: nn.Module) -> tuple[AnteHocModel, Callable[[Tensor], Tensor]]:
@@ -168,3 +247,32 @@ class AnteHocObjective(Objective):
         total = task + interpret
         terms = {"total": total, "cross_entropy": task, "interpret": interpret}
         return total, _detached(terms), logits
+
+
+RATIO_FIELDS = ("min_ar", "max_ar", "iar")
+
+
+def check_head_ratios(ratios: object) -> dict[str, list[float | None]]:
+    """Validate per-head ratios ``{head: [MinAR, MaxAR, IAR]}`` (head: ``"0"``, ``"1"``, ... or
+    ``"*"``; each value in (0, 1] or ``None`` for "term off") and return them."""
+    example = '{"0": [0.02, 0.2, 0.01], "2": [null, 0.1, null]}'
+    if not isinstance(ratios, Mapping):
+        raise TypeError(f"ratios must be a dict {{head: [MinAR, MaxAR, IAR]}}, e.g. {example}")
+    for key, values in ratios.items():
+        if not isinstance(key, str) or not (key == "*" or (key.isdigit() and key.isascii())):
+            raise ValueError(
+                f"ratios key {key!r} must be a head index ('0', '1', ...) or '*' (every head), "
+                f"e.g. {example}"
+            )
+        if not isinstance(values, (list, tuple)) or len(values) != 3:
+            raise ValueError(
+                f"ratios[{key!r}] must be [MinAR, MaxAR, IAR] (null for a term that is off), "
+                f"got {values!r}"
+            )
+        for name, value in zip(RATIO_FIELDS, values, strict=True):
+            if value is not None:
+                check_fraction(value, f"ratios[{key!r}] {name}")
+        low, high = values[0], values[1]
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"ratios[{key!r}]: MinAR ({low}) must not exceed MaxAR ({high})")
+    return dict(ratios)

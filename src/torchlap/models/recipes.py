@@ -57,6 +57,7 @@ from torchlap.models.backbones import (
 )
 from torchlap.models.bcos import DEFAULT_TRAIN_NORM, build_bcos
 from torchlap.models.bla import BLA_VARIANTS, apply_blaify_config, blaify
+from torchlap.models.build import modules_after
 from torchlap.models.objectives import (
     AnteHocObjective,
     CrossEntropyObjective,
@@ -68,6 +69,7 @@ from torchlap.models.records import model_record
 from torchlap.models.wrapping import NormalizedClassifier
 
 __all__ = [
+    "FREEZE_FEATURES",
     "RECIPES",
     "SMALL_ARCHS",
     "ModelSpec",
@@ -76,6 +78,7 @@ __all__ = [
     "antehoc_eta",
     "build_classifier",
     "build_for_training",
+    "check_freeze_features",
     "default_n_concepts",
     "model_choices",
     "native_explainers",
@@ -125,6 +128,24 @@ def paper_loss_weights(
         name: value * (pairs if name == "concordance" else n_layers)
         for name, value in per_layer.items()
     }
+
+
+#: ``freeze_features`` (TrainConfig): whether paper 002's feature extractor F (the network
+#: before the BLA module) is held fixed; ``"auto"``: when the run starts from pretrained weights
+FREEZE_FEATURES = ("auto", True, False)
+
+
+def check_freeze_features(value: Any, family: str) -> str | bool:
+    """``value`` if the family ``family`` takes it as ``freeze_features`` (``"auto"``: all;
+    bools: ``bla``, ``bla-t``, ``l2x-f``, and True ``bla-ph``); else TypeError/ValueError."""
+    if not isinstance(value, bool) and not (isinstance(value, str) and value == "auto"):
+        raise TypeError(f"freeze_features must be 'auto', True or False, got {value!r}")
+    if value != "auto" and (family not in BLA_VARIANTS or (family == "bla-ph" and not value)):
+        raise ValueError(
+            f"freeze_features={value} is not for --model {family}: True/False hold fixed or train "
+            "the feature extractor of bla, bla-t, l2x-f (bla-ph always holds it fixed); use 'auto'"
+        )
+    return value
 
 
 def antehoc_eta(net: nn.Module) -> int:
@@ -221,16 +242,9 @@ class Recipe:
     ) -> ModelSpec:
         """The :class:`ModelSpec` of a TrainConfig-like ``config`` and the data's facts."""
         return ModelSpec(
-            arch=config.arch,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            lap=config.lap,
-            n_concepts=n_concepts,
-            pretrained=config.pretrained,
-            image_size=config.image_size,
-            lap_options=dict(lap_options),
-            pretrained_file=pretrained_file,
-        )
+            config.arch, num_classes, in_channels, config.lap, n_concepts, config.pretrained,
+            config.image_size, dict(lap_options), pretrained_file,
+        )  # fmt: skip
 
 
 class LapRecipe(Recipe):
@@ -315,8 +329,12 @@ class BlaRecipe(Recipe):
             raise ValueError(f"unknown BLA variant {variant!r}; expected one of {BLA_VARIANTS}")
         self.name = self.model = variant
 
-    def build(self, spec: ModelSpec) -> tuple[nn.Module, dict[str, Any]]:
-        """The vanilla network with BLA (``init="glorot"``); its entry under ``"blaify"``."""
+    def build(
+        self, spec: ModelSpec, freeze_features: str | bool = "auto"
+    ) -> tuple[nn.Module, dict[str, Any]]:
+        """The vanilla network with BLA (``init="glorot"``); its entry under ``"blaify"``, with
+        the modules after BLA (``"head"``) and whether F is held fixed (``"features_frozen"``:
+        ``freeze_features`` True, or ``"auto"`` with ``spec.pretrained`` set; BLA-PH always)."""
         net, record = build_backbone(dataclasses.replace(spec, lap="none"))
         # Glorot-uniform scorer, as the paper initialises new parameters (section 4.2; also
         # blaify's default): a zero scorer gives logits exactly 0, where min(g, 0) has zero
@@ -327,8 +345,21 @@ class BlaRecipe(Recipe):
         if self.name in ("bla-t", "bla-ph"):
             extra["gamma_factor"] = 0.98
         blaify(net, variant=self.name, input_size=spec.image_size, init="glorot", **extra)
-        record["blaify"] = json_copy(model_record(net)["blaify"])
+        entry = json_copy(model_record(net)["blaify"])
+        frozen = self.name == "bla-ph" or freeze_features is True
+        frozen = frozen or (freeze_features == "auto" and spec.pretrained is not None)
+        head = modules_after(net, entry["module_name"])
+        record["blaify"] = {**entry, "head": head, "features_frozen": frozen}
         return net, record
+
+    def training_model(
+        self, config: Any, num_classes: int, in_channels: int, pretrained_file: str | None = None
+    ) -> TrainingModel:
+        """The network with ``config.freeze_features`` (none: ``"auto"``) and cross-entropy."""
+        freeze = check_freeze_features(getattr(config, "freeze_features", "auto"), self.name)
+        spec = self.spec(config, num_classes, in_channels, 1, {}, pretrained_file)
+        net, record = self.build(spec, freeze)
+        return TrainingModel(net, record, self.objective())
 
     def rebuild(self, record: dict[str, Any]) -> nn.Module:
         """The backbone with the recorded BLA module."""
@@ -349,11 +380,28 @@ class BlaRecipe(Recipe):
 
     def phases(self, phases: list[Any], record: dict[str, Any]) -> list[Any]:
         """BLA-PH (section 4.2): every phase trains the BLA module alone (TrainConfig refuses
-        phases training anything but 'all')."""
-        if self.name != "bla-ph":
+        phases training anything but 'all'). The others, F held fixed (``features_frozen``):
+        ``all`` trains the BLA module and the head (4.2: "F continues to be held fixed, while
+        L, Q are trained"); a phase naming modules outside them is refused."""
+        entry = record["blaify"]
+        if self.name == "bla-ph":
+            return [dataclasses.replace(phase, train=entry["module_name"]) for phase in phases]
+        if not entry.get("features_frozen"):
             return list(phases)
-        bla_name = record["blaify"]["module_name"]
-        return [dataclasses.replace(phase, train=bla_name) for phase in phases]
+        allowed = [entry["module_name"], *entry["head"]]
+        result = []
+        for index, phase in enumerate(phases, 1):
+            names = [t.removeprefix("net.") for t in phase.train_targets()]
+            if "all" in names:
+                phase = dataclasses.replace(phase, train=",".join(allowed))
+            elif not all(any(n == a or n.startswith(f"{a}.") for a in allowed) for n in names):
+                raise ValueError(
+                    f"phase {index} trains {phase.train!r}, but the feature extractor is held "
+                    f"fixed (freeze_features): train {','.join(allowed)} or 'all' (read as them), "
+                    "or set freeze_features=False"
+                )
+            result.append(phase)
+        return result
 
 
 class AnteHocRecipe(Recipe):

@@ -5,7 +5,8 @@ a truncated ``last.ckpt``; it also cannot save both every N steps and at every e
 callback does both and writes through a temporary file + ``os.replace``. It never saves weights
 that are not finite, so after a NaN the folder keeps the last good checkpoint.
 
-Checkpoints are Lightning pickles: load them only to resume your own runs (``--resume``);
+Checkpoints are Lightning's files: ``--resume`` loads them with ``weights_only=True``
+(tensors and plain values; a checkpoint holding other objects is refused, never unpickled);
 ``torchlap.load_run`` reads the safetensors weights instead.
 """
 

@@ -36,6 +36,14 @@ def _key_values(items: list[str] | None, option: str, parse: bool = True) -> dic
     return result
 
 
+def _freeze_choice(text: str) -> str | bool:
+    """``--freeze-features`` as TrainConfig takes it: "auto", True or False."""
+    choices = {"auto": "auto", "true": True, "false": False}
+    if text.lower() not in choices:
+        raise typer.BadParameter(f"--freeze-features takes auto, true or false, got {text!r}")
+    return choices[text.lower()]
+
+
 def _parse_ratios(text: str | None) -> dict[str, Any] | None:
     """``--ratios`` JSON ``{"0": [0.02, 0.2, 0.01], "2": [null, 0.1, null]}`` -> dict."""
     if text is None:
@@ -73,6 +81,9 @@ def config_from_options(**options: Any) -> TrainConfig:
                 "(ConceptSets.to_dict(): class -> concept indices)"
             ) from None
     options["use_discriminative"] = not options.pop("no_discriminative")
+    options["freeze_features"] = _freeze_choice(options["freeze_features"])
+    if options["balanced_batches"] is None:  # neither flag: the paper's choice for the run
+        options["balanced_batches"] = "auto"
     options["ratios"] = _parse_ratios(options.pop("ratios"))
     config = TrainConfig(
         phases=phases,
@@ -224,12 +235,30 @@ _LossWeight = Annotated[
     typer.Option("--loss-weight", help="TERM=WEIGHT for InjectionLoss (repeatable)."),
 ]
 _Seed = Annotated[int, typer.Option("--seed", help="Seed of everything (data order, init).")]
+_BalancedBatches = Annotated[
+    bool | None,
+    typer.Option(
+        "--balanced-batches/--no-balanced-batches",
+        help="Training batches drawing the classes in equal shares (paper 000: 32 healthy and "
+        "32 pneumonia samples), epoch length unchanged, or random batches. Default: balanced "
+        "when the LAP heads get weak or expert supervision, random otherwise.",
+    ),
+]
 _ShuffleLabels = Annotated[
     bool,
     typer.Option(
         "--shuffle-labels",
         help="Data randomization test (Adebayo et al. 2018): train on permuted labels "
         "(val/test keep the real ones); compare its maps with the real run's.",
+    ),
+]
+_FreezeFeatures = Annotated[
+    str,
+    typer.Option(
+        "--freeze-features",
+        help="bla, bla-t, l2x-f: hold the feature extractor F (the network before BLA) fixed: "
+        "auto (as paper 002 when --pretrained is given, trained from scratch otherwise), "
+        "true or false.",
     ),
 ]
 _BcosNorm = Annotated[
@@ -293,7 +322,9 @@ def train(
     no_discriminative: _NoDiscriminative = False,
     loss_weight: _LossWeight = None,
     seed: _Seed = 0,
+    balanced_batches: _BalancedBatches = None,
     shuffle_labels: _ShuffleLabels = False,
+    freeze_features: _FreezeFeatures = "auto",
     bcos_norm: _BcosNorm = None,
     devices: _Devices = "auto",
     num_nodes: _NumNodes = 1,
@@ -310,7 +341,8 @@ def train(
 
     Writes model.safetensors, config.json and metrics.json into --out.
     torchlap.load_run(RUN_DIR) rebuilds the model from them, without pickle.
-    RUN_DIR/checkpoints/ holds Lightning checkpoints (pickles): --resume only.
+    RUN_DIR/checkpoints/ holds Lightning checkpoints: --resume only (loaded with
+    weights_only=True: tensors and plain values, never code).
     RUN_DIR/train.log keeps every log line of the run.
 
     Example: `torchlap train --data lesions --out runs/bb-lap --lap resnet18 --supervision expert`

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torchlap._checks import (
+    check_bool,
     check_fraction,
     check_int,
     check_number,
@@ -26,23 +27,15 @@ from torchlap._checks import (
 )
 from torchlap.losses.functional import EXPERT_POSITIVE_FRACTION
 from torchlap.models.bcos import BCOS_NORMS
+from torchlap.models.objectives import RATIO_FIELDS, check_head_ratios, unused_supervision_settings
 from torchlap.models.presets import PRESETS
-from torchlap.models.recipes import RECIPES, model_choices, recipe_for
+from torchlap.models.recipes import RECIPES, check_freeze_features, model_choices, recipe_for
 from torchlap.train.data_options import check_data_options, resolve_data_source
 
 __all__ = [
-    "EXECUTION_FIELDS",
-    "KEEP_EPOCHS",
-    "MODELS",
-    "OPTIMIZERS",
-    "PRECISIONS",
-    "SCHEDULES",
-    "SELECT_METRICS",
-    "SUPERVISIONS",
-    "PhaseConfig",
-    "TrainConfig",
-    "parse_phase",
-]
+    "EXECUTION_FIELDS", "KEEP_EPOCHS", "MODELS", "OPTIMIZERS", "PRECISIONS", "SCHEDULES",
+    "SELECT_METRICS", "SUPERVISIONS", "PhaseConfig", "TrainConfig", "parse_phase",
+]  # fmt: skip
 
 SUPERVISIONS = ("weak", "expert", "none")
 #: the TrainConfig fields that configure LAP layers or their supervision (used by the LAP
@@ -52,9 +45,8 @@ LAP_ONLY_SETTINGS = (
     "expert_positive_fraction", "concordance_threshold", "concordance_mode", "hidden_channels",
     "aggregation", "alpha", "ratios", "concordance_weight",
 )  # fmt: skip
-# --model: the model families of torchlap.models.recipes: LAP (paper 000), the BLA family
-# (paper 002), the ante-hoc network (paper 004), a B-cos network (Böhle et al. 2022, the
-# `bcos` package: --arch names one of its models)
+# --model: the families of torchlap.models.recipes: LAP (paper 000), BLA (paper 002), ante-hoc
+# (paper 004), B-cos (Böhle et al. 2022, the `bcos` package: --arch names one of its models)
 MODELS = model_choices()
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -70,21 +62,10 @@ AGGREGATION_NAMES = ("max", "sum", "mean", "conv")
 
 # Fields that say how a run is executed, not what it computes: they may differ between the
 # config.json of a run folder and a --resume of it (the rest identifies the run).
-EXECUTION_FIELDS = frozenset(
-    {
-        "out",
-        "overwrite",
-        "resume",
-        "devices",
-        "num_nodes",
-        "strategy",
-        "accelerator",
-        "precision",
-        "num_workers",
-        "progress_bar",
-        "checkpoint_every_n_steps",
-    }
-)
+EXECUTION_FIELDS = frozenset({
+    "out", "overwrite", "resume", "devices", "num_nodes", "strategy", "accelerator", "precision",
+    "num_workers", "progress_bar", "checkpoint_every_n_steps",
+})  # fmt: skip
 
 
 @dataclass
@@ -169,7 +150,10 @@ class TrainConfig:
     concept per class otherwise), ``pretrained`` (torchvision weights name or local file).
     ``model``: ``"lap"`` (default: the classifier with the LAP layers of ``lap``), a BLA variant
     ``"bla"``, ``"bla-t"``, ``"bla-ph"``, ``"l2x-f"`` (paper 002: :func:`torchlap.models.blaify`
-    on the vanilla network; BLA-PH trains only the BLA module in every phase) or ``"antehoc"``
+    on the vanilla network; BLA-PH trains only the BLA module in every phase, on the trained
+    network ``pretrained`` names, which it needs; ``freeze_features``: ``"auto"`` (default)
+    holds F, the network before BLA, fixed when ``pretrained`` is given, as paper 002, True or
+    False for bla, bla-t, l2x-f) or ``"antehoc"``
     (paper 004: the vanilla network in an :class:`~torchlap.models.antehoc.AnteHocModel`,
     trained with both passes). The peers have no LAP layer: with them ``lap`` must be ``"none"``
     or left at its default ``"auto"`` (then ignored) and the supervision is ``none``.
@@ -179,11 +163,12 @@ class TrainConfig:
     with the boxes choosing the pixel sets: the ``expert_positive_fraction`` best-scored pixels
     inside them, 0.5 in the paper, pushed up; every pixel outside pushed down; the top-IAR
     pixels of negatives pushed down; no concordance unless ``concordance_weight`` is given) or
-    ``none`` (cross-entropy only). Loss weights
-    default to the paper's (0.25 per LAP layer, and 0.25 per layer pair for the weak
-    supervision's concordance; a preset may set its own, see
-    :func:`torchlap.models.recipes.paper_loss_weights`); ``loss_weights`` overrides them, as
-    weights of :class:`torchlap.losses.InjectionLoss` (which weighs per-layer means).
+    ``none`` (cross-entropy only); a setting the chosen mode does not use is refused
+    (:func:`torchlap.models.objectives.unused_supervision_settings`). Loss weights default to
+    the paper's (0.25 per LAP layer, and 0.25 per layer pair for the weak supervision's
+    concordance; a preset may set its own, see :func:`torchlap.models.recipes.paper_loss_weights`);
+    ``loss_weights`` overrides them, as weights of :class:`torchlap.losses.InjectionLoss`
+    (which weighs per-layer means).
 
     LAP layers: ``hidden_channels``, ``aggregation`` and ``alpha`` (initial value) of every LAP;
     ``None`` takes the ``--lap`` preset's paper value (:data:`torchlap.models.PRESETS`
@@ -217,7 +202,12 @@ class TrainConfig:
     are permuted across samples (seeded by ``seed``); validation and test keep the real ones.
 
     Training: ``phases`` (empty: one phase training everything for ``epochs`` at ``lr``),
-    ``batch_size`` (the global batch: each of W processes takes ``batch_size / W``), ``seed``;
+    ``batch_size`` (the global batch: each of W processes takes ``batch_size / W``), ``seed``,
+    ``balanced_batches`` (``True``: every training batch draws the classes in equal shares,
+    paper 000 Appendix A's "32 healthy and 32 pneumonia samples", the remainder of a batch size
+    not divisible by the class count spread over the classes; ``False``: random batches;
+    ``"auto"``, the default: balanced when the LAP heads get weak or expert supervision, as
+    the paper trains them, since Eq. 5 counts the positives and negatives of each batch);
     execution: ``devices``, ``num_nodes``, ``strategy``, ``accelerator``, ``precision``
     (``auto``: 16-bit mixed precision on CUDA, 32-bit elsewhere), ``checkpoint_every_n_steps``
     (mid-epoch checkpoints; every epoch end always).
@@ -259,6 +249,7 @@ class TrainConfig:
     select_metric: str = "balanced_accuracy"
     seed: int = 0
     shuffle_labels: bool = False
+    freeze_features: bool | str = "auto"
     bcos_norm: str | None = None
     devices: str = "auto"
     num_nodes: int = 1
@@ -267,6 +258,7 @@ class TrainConfig:
     precision: str = "auto"
     num_workers: int = 0
     checkpoint_every_n_steps: int | None = None
+    balanced_batches: bool | str = "auto"
     progress_bar: bool | None = None
     overwrite: bool = False
     resume: bool = False
@@ -276,16 +268,10 @@ class TrainConfig:
         """The phases to run: ``phases``, or one phase training everything."""
         if self.phases:
             return list(self.phases)
-        return [
-            PhaseConfig(
-                epochs=self.epochs,
-                lr=self.lr,
-                train="all",
-                optimizer=self.optimizer,
-                weight_decay=self.weight_decay,
-                schedule=self.schedule,
-            )
-        ]
+        return [PhaseConfig(
+            epochs=self.epochs, lr=self.lr, train="all", optimizer=self.optimizer,
+            weight_decay=self.weight_decay, schedule=self.schedule,
+        )]  # fmt: skip
 
     @property
     def family(self) -> str:
@@ -303,8 +289,17 @@ class TrainConfig:
         """``supervision``, or ``"none"`` when the model has no LAP layer."""
         return self.supervision if self.uses_lap else "none"
 
+    @property
+    def uses_balanced_batches(self) -> bool:
+        """Whether the training batches are class-balanced: ``balanced_batches``, where
+        ``"auto"`` means "when the LAP heads get weak or expert supervision"."""
+        if isinstance(self.balanced_batches, str) and self.balanced_batches == "auto":
+            return self.effective_supervision in ("weak", "expert")
+        return bool(self.balanced_batches)
+
     def validate(self) -> None:
         """Check every field; raise ``ValueError``/``TypeError`` naming the bad one."""
+        self._validate_flags()
         for name in ("data", "out", "arch", "lap"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
@@ -321,6 +316,7 @@ class TrainConfig:
                 f"{self.lap!r}: use --lap none (or leave --lap at its default)"
             )
         self._validate_lap_only_settings()
+        self.freeze_features = check_freeze_features(self.freeze_features, self.family)
         if self.supervision not in SUPERVISIONS:
             raise ValueError(
                 f"unknown supervision {self.supervision!r}; expected one of {SUPERVISIONS}"
@@ -347,12 +343,40 @@ class TrainConfig:
                 f"devices must be 'auto', a count or a comma list of ids, got {self.devices!r}"
             )
         self._validate_losses()
+        self._validate_supervision_settings()
         self._validate_phases()
-        if not isinstance(self.shuffle_labels, bool):
-            raise TypeError(f"shuffle_labels must be a bool, got {self.shuffle_labels!r}")
         self._validate_bcos_norm()
         if self.overwrite and self.resume:
             raise ValueError("--overwrite and --resume exclude each other: pick one")
+
+    def _validate_flags(self) -> None:
+        """The bool fields are bools (``bool("no")`` is True: a string is never read as one);
+        ``progress_bar`` may be ``None``, ``balanced_batches`` ``"auto"``."""
+        for name in ("use_discriminative", "shuffle_labels", "overwrite", "resume"):
+            setattr(self, name, check_bool(getattr(self, name), name))
+        if self.progress_bar is not None:
+            self.progress_bar = check_bool(self.progress_bar, "progress_bar (or None: auto)")
+        if not (isinstance(self.balanced_batches, str) and self.balanced_batches == "auto"):
+            self.balanced_batches = check_bool(self.balanced_batches, "balanced_batches or 'auto'")
+
+    def _validate_supervision_settings(self) -> None:
+        """Refuse the supervision settings that ``supervision`` does not use (a model without
+        LAP layers refuses them all: :meth:`_validate_lap_only_settings`), and BLA-PH without
+        the trained network it explains."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        unused = unused_supervision_settings(self, defaults) if self.uses_lap else []
+        if unused:
+            raise ValueError(
+                f"--supervision {self.supervision} does not use these settings: "
+                f"{'; '.join(unused)}; leave them out, or choose the supervision that uses them"
+            )
+        if self.model == "bla-ph" and self.pretrained is None:
+            raise ValueError(
+                "--model bla-ph trains the BLA module of a trained network held fixed (paper "
+                "002, section 3.2: the post-hoc BLA explains h = F o L as it is); without "
+                "--pretrained that network is random: pass --pretrained (a torchlap run folder, "
+                "e.g. a vanilla run, or a weights file), or train everything with --model bla-t"
+            )
 
     def _validate_lap_only_settings(self) -> None:
         """Settings of LAP layers and their supervision, given for a model without LAP layers
@@ -406,10 +430,8 @@ class TrainConfig:
             for key, value in self.loss_weights.items():
                 check_number(value, f"loss weight {key!r}", minimum=0.0)
         if self.concept_sets is not None and not isinstance(self.concept_sets, dict):
-            raise TypeError(
-                "concept_sets must be a dict as written by ConceptSets.to_dict(), "
-                f"got {self.concept_sets!r}"
-            )
+            sets = self.concept_sets
+            raise TypeError(f"concept_sets must be a dict of ConceptSets.to_dict(), got {sets!r}")
 
     def _validate_phases(self) -> None:
         """Every phase, and whether the model family can train it."""
@@ -434,12 +456,11 @@ class TrainConfig:
                 )
 
     def _validate_lap_options(self) -> None:
-        if self.hidden_channels is not None and (
-            not is_int(self.hidden_channels) or self.hidden_channels < 0
-        ):
+        hidden = self.hidden_channels
+        if hidden is not None and (not is_int(hidden) or hidden < 0):
             raise ValueError(
                 f"hidden_channels must be an int >= 0 (0: one 1x1 convolution per LAP head), "
-                f"got {self.hidden_channels!r}"
+                f"got {hidden!r}"
             )
         if self.aggregation is not None and self.aggregation not in AGGREGATION_NAMES:
             raise ValueError(
@@ -482,17 +503,15 @@ class TrainConfig:
         ``iar``. A head index beyond ``n_concepts`` raises ``ValueError``.
         """
         ratios = self.ratios
-        defaults = tuple(TrainConfig.__dataclass_fields__[n].default for n in _RATIO_FIELDS)
-        if ratios is None and tuple(getattr(self, n) for n in _RATIO_FIELDS) == defaults:
+        defaults = tuple(TrainConfig.__dataclass_fields__[n].default for n in RATIO_FIELDS)
+        if ratios is None and tuple(getattr(self, n) for n in RATIO_FIELDS) == defaults:
             ratios = self.lap_options()[1].get("ratios")
         table = [[self.min_ar, self.max_ar, self.iar] for _ in range(n_concepts)]
         for key, values in (ratios or {}).items():
             heads = range(n_concepts) if key == "*" else [int(key)]
             if key != "*" and not int(key) < n_concepts:
-                raise ValueError(
-                    f"ratios names head {key} but the LAP layers have {n_concepts} concept "
-                    f"heads (indices 0 to {n_concepts - 1})"
-                )
+                last = n_concepts - 1
+                raise ValueError(f"ratios names head {key}; the LAP layers have heads 0 to {last}")
             for head in heads:
                 table[head] = list(values)
         for head, (low, high, _) in enumerate(table):
@@ -518,6 +537,7 @@ class TrainConfig:
         if data.get("model") == "bcos" and "bcos_norm" not in data:
             # a B-cos run from before --bcos-norm was built with the package's position norm
             data["bcos_norm"] = "position"
+        data.setdefault("balanced_batches", False)  # runs from before the option: random batches
         phases = data.pop("phases", [])
         if not isinstance(phases, list):
             raise TypeError(f"'phases' must be a list, got {phases!r}")
@@ -535,37 +555,11 @@ class TrainConfig:
         return dataclasses.replace(self, data=resolve_data_source(self.data))
 
     def identity(self) -> dict[str, Any]:
-        """The fields that identify a run (all but :data:`EXECUTION_FIELDS`)."""
-        return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
-
-
-_RATIO_FIELDS = ("min_ar", "max_ar", "iar")
-
-
-def check_head_ratios(ratios: object) -> dict[str, list[float | None]]:
-    """Validate per-head ratios ``{head: [MinAR, MaxAR, IAR]}`` (head: ``"0"``, ``"1"``, ... or
-    ``"*"``; each value in (0, 1] or ``None`` for "term off") and return them."""
-    example = '{"0": [0.02, 0.2, 0.01], "2": [null, 0.1, null]}'
-    if not isinstance(ratios, Mapping):
-        raise TypeError(f"ratios must be a dict {{head: [MinAR, MaxAR, IAR]}}, e.g. {example}")
-    for key, values in ratios.items():
-        if not isinstance(key, str) or not (key == "*" or (key.isdigit() and key.isascii())):
-            raise ValueError(
-                f"ratios key {key!r} must be a head index ('0', '1', ...) or '*' (every head), "
-                f"e.g. {example}"
-            )
-        if not isinstance(values, (list, tuple)) or len(values) != 3:
-            raise ValueError(
-                f"ratios[{key!r}] must be [MinAR, MaxAR, IAR] (null for a term that is off), "
-                f"got {values!r}"
-            )
-        for name, value in zip(_RATIO_FIELDS, values, strict=True):
-            if value is not None:
-                check_fraction(value, f"ratios[{key!r}] {name}")
-        low, high = values[0], values[1]
-        if low is not None and high is not None and low > high:
-            raise ValueError(f"ratios[{key!r}]: MinAR ({low}) must not exceed MaxAR ({high})")
-    return dict(ratios)
+        """The fields that identify a run (all but :data:`EXECUTION_FIELDS`; ``balanced_batches``
+        as what it resolves to, so ``"auto"`` equals the bool it means)."""
+        data = {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+        data["balanced_batches"] = self.uses_balanced_batches
+        return data
 
 
 def _from_dict(cls: type, data: Mapping[str, Any], what: str) -> Any:

@@ -3,6 +3,12 @@
 The folder's format (file names, integrity record, atomic writer) is :mod:`torchlap.runs`'s;
 this module decides whether ``--out`` may take a run (new, resumed or overwritten) and saves
 the final weights.
+
+``--overwrite`` removes the old run's files: ``config.json``, ``metrics.json``,
+``model.safetensors`` and the checkpoints its integrity record lists whose SHA-256 matches the
+record (anything else under ``checkpoints/`` is kept, and named in the log). A run from before
+torchlap recorded digests (no record, or an empty one) cannot tell its checkpoints apart: there
+every ``checkpoints/phase<N>/last.ckpt`` is removed, torchlap's own naming, and nothing else.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ from torchlap.runs import (
     is_run_config,
     read_run_config,
     record_integrity,
+    sha256_file,
 )
 from torchlap.train.config import TrainConfig
 
-__all__ = ["is_global_zero", "prepare_folder", "save_weights"]
+__all__ = ["integrity_record", "is_global_zero", "prepare_folder", "save_weights"]
 
 logger = logging.getLogger(__name__)
 # the checkpoint folders torchlap writes, one per training phase (phase1, phase2, ...)
@@ -47,6 +54,17 @@ def is_global_zero() -> bool:
         if name in os.environ:
             return int(os.environ[name]) == 0
     return int(os.environ.get("NODE_RANK", 0)) == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
+
+
+def integrity_record(out: Path | str) -> dict:
+    """The SHA-256 record of the run in ``out`` (``config.json``'s ``integrity``, a copy); an
+    empty dict for a run without one, or with an empty one: a run from before torchlap
+    recorded digests, whose files are not checked (:func:`torchlap.runs.check_integrity`)."""
+    try:
+        record = read_run_config(out).get("integrity")
+    except (OSError, ValueError):
+        return {}
+    return dict(record) if isinstance(record, dict) else {}
 
 
 def save_weights(
@@ -119,19 +137,23 @@ def _check_resume(out: Path, config: TrainConfig, apply: bool) -> None:
     new = config.identity()
     if old != new:
         diff = sorted(k for k in new if old.get(k) != new.get(k))
+        hint = ""
+        if "balanced_batches" in diff and not old["balanced_batches"]:
+            hint = " (it trains with random batches: add --no-balanced-batches)"
         raise RunFolderError(
             f"--resume: the run in {out} was made with other settings (differing: {diff}); "
-            "resume it with its own settings"
+            f"resume it with its own settings{hint}"
         )
     if apply:
         clean_stale_temps(out)
-    # a damaged checkpoint is named now, before anything is written or loaded
+    # a damaged checkpoint is named now, before anything is written or loaded (a run without a
+    # record, or with an empty one, is from before torchlap recorded digests: not checked)
     checkpoints = sorted(
         (c for c in (out / CHECKPOINTS_DIR).glob(f"phase*/{LAST_CHECKPOINT}")
          if _PHASE.fullmatch(c.parent.name)),
         key=lambda p: int(p.parent.name[5:]),
     )  # fmt: skip
-    for checkpoint in checkpoints[-1:]:
+    for checkpoint in checkpoints[-1:] if integrity_record(out) else []:
         check_integrity(out, checkpoint)
 
 
@@ -141,10 +163,11 @@ def _clear_run(out: Path, present: list[str], apply: bool) -> None:
         return
     if present:
         logger.warning("--overwrite: replacing the run in %s (%s)", out, ", ".join(sorted(present)))
+    record = integrity_record(out) if (out / CONFIG_FILE).is_file() else {}  # (read first)
     for name in present:
         target = out / name
         if name == CHECKPOINTS_DIR and target.is_dir():
-            kept = _clear_checkpoints(target)
+            kept = _clear_checkpoints(target, record)
             if kept:
                 logger.warning(
                     "--overwrite: left %s in place (torchlap did not write them)",
@@ -156,14 +179,19 @@ def _clear_run(out: Path, present: list[str], apply: bool) -> None:
             target.unlink()
 
 
-def _clear_checkpoints(folder: Path) -> list[Path]:
-    """Remove the checkpoints torchlap writes (``phase<N>/last.ckpt``) from ``folder`` and the
-    folders left empty; return what else is there, which is not torchlap's to delete."""
+def _clear_checkpoints(folder: Path, record: dict | None = None) -> list[Path]:
+    """Remove the checkpoints torchlap wrote (``phase<N>/last.ckpt``) from ``folder`` and the
+    folders left empty; return what else is there, which is not torchlap's to delete.
+
+    ``record``: the run's integrity record (keys relative to the run folder, ``folder``'s
+    parent): a checkpoint it does not list, or whose SHA-256 is neither its recorded digest
+    nor the previous one, is kept. Empty or ``None`` (a run from before the record): every
+    ``phase<N>/last.ckpt`` is removed."""
     # only torchlap's own phase folders (phase1, phase2, ...): a user's "phase1-keep/" is not
     phases = [p for p in folder.glob("phase*") if p.is_dir() and _PHASE.fullmatch(p.name)]
     for phase in phases:
         checkpoint = phase / LAST_CHECKPOINT
-        if checkpoint.is_file():
+        if checkpoint.is_file() and _written_by_the_run(checkpoint, folder, record):
             checkpoint.unlink()
         if not any(phase.iterdir()):
             phase.rmdir()
@@ -171,6 +199,18 @@ def _clear_checkpoints(folder: Path) -> list[Path]:
         folder.rmdir()
         return []
     return sorted(path for path in folder.rglob("*") if not path.is_dir())
+
+
+def _written_by_the_run(checkpoint: Path, folder: Path, record: dict | None) -> bool:
+    """Whether the integrity record vouches for ``checkpoint`` (every phase checkpoint of a run
+    without a record)."""
+    if not record:
+        return True
+    key = f"{folder.name}/{checkpoint.parent.name}/{checkpoint.name}"
+    entry = record.get(key)
+    if not isinstance(entry, dict):
+        return False
+    return sha256_file(checkpoint) in {entry.get("sha256"), entry.get("previous")} - {None}
 
 
 def _check_same_run(out: Path, config: TrainConfig, apply: bool) -> None:

@@ -1,4 +1,10 @@
-"""The data of a training run: its three splits and their resumable, seeded loaders."""
+"""The data of a training run: its three splits and their resumable, seeded loaders.
+
+Training batches are class-balanced when the run says so (``TrainConfig.uses_balanced_batches``,
+:class:`~torchlap.train.sampling.EpochOrderSampler`); validation and test loaders give every
+image once, over all the processes of a multi-process run (no padding: a process may hold one
+image fewer).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader
 
 from torchlap.data import SyntheticBenchmark, collate_regions, load_dataset
@@ -14,7 +21,7 @@ from torchlap.train.config import TrainConfig
 from torchlap.train.sampling import EpochOrderSampler, ResumableBatchSampler, SeededItems
 from torchlap.train.shuffled import ShuffledLabels
 
-__all__ = ["has_regions", "load_splits", "loader_factory"]
+__all__ = ["dataset_labels", "has_regions", "load_splits", "loader_factory"]
 
 SPLITS = ("train", "val", "test")
 
@@ -62,12 +69,31 @@ def has_regions(dataset: Any) -> bool:
     return any(bool(dataset[i]["has_region"]) for i in range(len(dataset)))
 
 
+def dataset_labels(dataset: Any) -> torch.Tensor:
+    """The class index of every sample of ``dataset`` (int64), read without loading images
+    where the dataset tells them: the permuted labels of the data randomization test, the
+    built-in benchmarks' rule (image index mod classes), an annotated folder's records; any
+    other dataset is read sample by sample (its RNG use kept from the caller's streams)."""
+    labels = getattr(dataset, "labels", None)
+    if isinstance(labels, torch.Tensor) and tuple(labels.shape) == (len(dataset),):
+        return labels.to(torch.int64)
+    if isinstance(dataset, SyntheticBenchmark):
+        return (dataset.offset + torch.arange(len(dataset))) % len(dataset.classes)
+    records, to_index = getattr(dataset, "records", None), getattr(dataset, "class_to_index", None)
+    if isinstance(to_index, dict) and records is not None and len(records) == len(dataset):
+        return torch.tensor([to_index[record.label] for record in records], dtype=torch.int64)
+    with torch.random.fork_rng(devices=[]):
+        return torch.tensor([int(dataset[i]["label"]) for i in range(len(dataset))])
+
+
 def loader_factory(
     datasets: dict[str, Any], config: TrainConfig, pin_memory: bool
 ) -> Callable[..., Any]:
     """``make_loader(split, phase, rank, world_size, skip)`` for :class:`ClassifierModule`:
-    the split's per-rank loader in a seeded order that a resumed run repeats."""
+    the split's per-rank loader in a seeded order that a resumed run repeats (class-balanced
+    training batches with ``config.uses_balanced_batches``; every val/test image once)."""
     wrapped = {split: SeededItems(ds) for split, ds in datasets.items()}
+    train_labels = dataset_labels(datasets["train"]) if config.uses_balanced_batches else None
 
     def make_loader(split: str, phase: int, rank: int, world_size: int, skip: int) -> Any:
         if config.batch_size % world_size:
@@ -85,6 +111,9 @@ def loader_factory(
             rank=rank,
             world_size=world_size,
             follow_epoch=train,
+            pad=train,  # metrics count every val/test image once
+            labels=train_labels if train else None,
+            batch_size=config.batch_size,
         )
         # a last training batch of one sample would break batch norm: drop it
         drop_last = train and len(sampler) % per_rank == 1

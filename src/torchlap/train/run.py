@@ -12,8 +12,10 @@ Run folder layout (the format is :mod:`torchlap.runs`'s)::
 
 :func:`torchlap.runs.load_run` needs only ``config.json`` and ``model.safetensors``: JSON and
 safetensors, no pickle, so a run folder from anyone is safe to load. The Lightning checkpoints
-are pickles (``torch.load`` with ``weights_only=False``): use them only to resume runs you
-made yourself. Every file of the folder is written atomically.
+are pickles; ``--resume`` loads them with ``weights_only=True`` (tensors and plain Python
+values only, whatever ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` says), so a crafted checkpoint
+cannot run code, and checks their SHA-256 against ``config.json`` first. Every file of the
+folder is written atomically.
 
 ``fit`` is a few named steps: check the settings and the folder, load the data
 (:mod:`torchlap.train.loaders`), build the model and its objective through its family's recipe
@@ -26,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,10 +56,9 @@ from torchlap.runs import (
     check_integrity,
     load_run,
     pretrained_weights,
-    read_run_config,
 )
 from torchlap.train.config import PhaseConfig, TrainConfig
-from torchlap.train.folder import is_global_zero, prepare_folder, save_weights
+from torchlap.train.folder import integrity_record, is_global_zero, prepare_folder, save_weights
 from torchlap.train.loaders import has_regions, load_splits, loader_factory
 
 __all__ = ["RUN_FORMAT", "LoadedRun", "RunFolderError", "fit", "load_run"]
@@ -108,9 +110,10 @@ def _check_engine_names(accelerator: str, strategy: str) -> None:
         )
 
 
-def _check_devices(config: TrainConfig, devices: Any) -> None:
+def _check_devices(config: TrainConfig, devices: Any) -> int:
     """Refuse device counts the machine or the batch size cannot take, before any process is
-    spawned (an error found by each DDP worker would be printed once per process)."""
+    spawned (an error found by each DDP worker would be printed once per process); return the
+    number of processes."""
     _check_engine_names(config.accelerator, config.strategy)
     cuda = _uses_cuda(config.accelerator)
     if cuda and not torch.cuda.is_available():
@@ -141,6 +144,18 @@ def _check_devices(config: TrainConfig, devices: Any) -> None:
             f"(--devices {config.devices!r} x --num-nodes {config.num_nodes}); pass a batch size "
             f"divisible by {world}"
         )
+    return world
+
+
+def _check_split_sizes(datasets: dict[str, Any], world: int) -> None:
+    """Every process evaluates at least one validation and test image (the splits are sharded
+    without padding, so that the metrics count each image once)."""
+    for split in ("val", "test"):
+        if len(datasets[split]) < world:
+            raise ValueError(
+                f"the {split} split has {len(datasets[split])} image(s) for {world} processes; "
+                f"each process needs at least one: use fewer --devices or more images"
+            )
 
 
 def _uses_cuda(accelerator: str) -> bool:
@@ -187,12 +202,13 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     out = Path(config.out)
     global_zero = is_global_zero()
     devices = _resolve_devices(config.devices)
-    _check_devices(config, devices)
+    world = _check_devices(config, devices)
     if global_zero or config.resume:
         prepare_folder(out, config, apply=False)  # refuse before any data is loaded
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     run = _prepare(config)
+    _check_split_sizes(run.datasets, world)
     if global_zero:
         prepare_folder(out, config, apply=True)
         out.mkdir(parents=True, exist_ok=True)
@@ -323,11 +339,15 @@ def _run_config(
         "phases": [phase.to_dict() for phase in phases],
         "lap_options": built.lap_options,
         "selection": {"keep_epoch": config.keep_epoch, "select_metric": config.select_metric},
+        "balanced_batches": config.uses_balanced_batches,
         "train": config.to_dict(),
     }
-    run_config["integrity"] = {}  # SHA-256 of the weights and checkpoints, see torchlap.runs
-    if config.resume:  # keep the recorded digests of the checkpoints being resumed
-        run_config["integrity"] = dict(read_run_config(config.out).get("integrity") or {})
+    # SHA-256 of the weights and checkpoints (see torchlap.runs): a new run starts an empty
+    # record; a resumed one keeps the digests of the checkpoints it resumes, and a run from
+    # before the record (none, or an empty one) stays without, so its checkpoints still load
+    record = integrity_record(config.out) if config.resume else {}
+    if record or not config.resume:
+        run_config["integrity"] = record
     return run_config
 
 
@@ -383,7 +403,8 @@ def _resume_point(config: TrainConfig, phases: int) -> tuple[int, Path | None]:
         candidate = out / CHECKPOINTS_DIR / f"phase{index + 1}" / LAST_CHECKPOINT
         if candidate.is_file():
             # checked by prepare_folder too; a checkpoint replaced since then is named here
-            check_integrity(out, candidate)
+            if integrity_record(out):  # (an empty record is a run from before the record)
+                check_integrity(out, candidate)
             return index, candidate
     logger.info("--resume: no checkpoint in %s, starting from the beginning", out)
     return 0, None
@@ -449,14 +470,31 @@ def _train_phases(config: TrainConfig, module: Any, devices: Any, callbacks: Seq
             log_every_n_steps=1,
         )
         ckpt = str(resume_path) if index == start_phase and resume_path is not None else None
-        with warnings.catch_warnings():
-            # our batch sampler skips the batches a mid-epoch checkpoint already trained on
-            # (ClassifierModule.on_load_checkpoint), which Lightning cannot see
-            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that")
-            _ignore_lightning_pytree_warning()
-            trainer.fit(module, ckpt_path=ckpt)
+        _fit(trainer, module, ckpt)
         if trainer.interrupted:
             raise KeyboardInterrupt("training was interrupted; resume it with --resume")
     if trainer is None:  # resumed a run whose phases were all done: test needs a Trainer
         trainer = _trainer(config, devices)
     return trainer
+
+
+def _fit(trainer: Any, module: Any, ckpt: str | None) -> None:
+    """``trainer.fit``, resuming from ``ckpt`` (loaded with ``weights_only=True``: tensors and
+    plain values only, so a crafted checkpoint cannot run code; one that holds anything else
+    is refused as a ``RunFolderError``)."""
+    with warnings.catch_warnings():
+        # our batch sampler skips the batches a mid-epoch checkpoint already trained on
+        # (ClassifierModule.on_load_checkpoint), which Lightning cannot see
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that")
+        _ignore_lightning_pytree_warning()
+        try:
+            trainer.fit(module, ckpt_path=ckpt, weights_only=True)
+        except pickle.UnpicklingError as error:
+            # torch names the refused object on a line of its own (else: its first line)
+            lines = [line for line in str(error).splitlines() if line.strip()] or ["refused"]
+            reason = next((line for line in lines if "GLOBAL" in line), lines[0])
+            raise RunFolderError(
+                f"--resume: {ckpt} holds objects other than tensors and plain values, which "
+                f"torchlap does not unpickle ({reason.strip()[:200]}); train the run again "
+                "(--overwrite) or restore the checkpoint it wrote"
+            ) from None

@@ -8,16 +8,30 @@ batches than an uninterrupted one. Here the order of epoch ``e`` is a pure funct
 single-process run's ``j``-th batch of size ``W * batch_size``; a resumed epoch can skip the
 batches it already trained on without loading them.
 
-Every item also carries its own seed (``(seed, phase, epoch, index)``), which
-:class:`SeededItems` uses to seed the global RNGs while the dataset loads that item, so random
-augmentations are the same in every run, resumed or not, and with any number of workers.
+Training pads the global order to a multiple of ``W`` (every rank takes the same number of
+steps); validation and test do not (``pad=False``): a rank may hold one item fewer, so that
+their metrics count every image once (the metric states are sums, gathered over the ranks).
+
+Class-balanced training batches (``labels``, paper 000 Appendix A: "batches of size 64 (32
+healthy and 32 pneumonia samples)"): every global batch draws the classes in equal shares (the
+remainder of a batch size not divisible by the class count goes to the classes in turn, so
+that over the epoch they get the same number of draws), each class from its own seeded stream
+(its items in a new random order each time it runs out); the epoch keeps its length, so a
+rare class is seen more than once per epoch and a frequent one not entirely. The items of a
+global batch are dealt to the ranks in turn, class after class, so every rank's batch is
+balanced too, and the order does not depend on the number of processes.
+
+Every item also carries its own seed (``(seed, phase, epoch, index)``; with balanced batches
+also its position, as an item may be drawn twice), which :class:`SeededItems` uses to seed the
+global RNGs while the dataset loads that item, so random augmentations are the same in every
+run, resumed or not, and with any number of workers.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -42,9 +56,15 @@ class EpochOrderSampler(Sampler[tuple[int, int]]):
         follow_epoch: a new permutation every epoch (training); ``False`` keeps the epoch-0
             order (evaluation: a fixed shuffled order, so that no rank of a DDP run gets a
             one-class shard when labels alternate in the dataset).
-        rank, world_size: this process and the number of processes. The global order is padded
-            by repeating its first items to a multiple of ``world_size`` (as
-            ``DistributedSampler`` does), so every rank has the same number of items.
+        rank, world_size: this process and the number of processes.
+        pad: pad the global order by repeating its first items to a multiple of
+            ``world_size`` (as ``DistributedSampler`` does), so every rank has the same number
+            of items (training); ``False``: every item once, the first ``n_items % world_size``
+            ranks holding one item more (evaluation).
+        labels: the items' class indices (``n_items`` ints): class-balanced batches of
+            ``batch_size`` (the global batch, every rank's together; divisible by
+            ``world_size``), see the module docstring (seeded random draws, whatever
+            ``shuffle``). ``None``: a permutation of the items.
 
     ``set_epoch(e)`` selects the epoch (Lightning calls it on ``batch_sampler.sampler``).
     """
@@ -58,6 +78,9 @@ class EpochOrderSampler(Sampler[tuple[int, int]]):
         rank: int = 0,
         world_size: int = 1,
         follow_epoch: bool = True,
+        pad: bool = True,
+        labels: Sequence[int] | torch.Tensor | None = None,
+        batch_size: int | None = None,
     ) -> None:
         for name, value in (("n_items", n_items), ("world_size", world_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -71,7 +94,20 @@ class EpochOrderSampler(Sampler[tuple[int, int]]):
         self.rank = rank
         self.world_size = world_size
         self.follow_epoch = bool(follow_epoch)
+        self.pad = bool(pad)
         self.epoch = 0
+        self.labels = None if labels is None else _check_labels(labels, n_items)
+        self.batch_size = batch_size
+        if labels is not None and (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or batch_size < 1
+            or batch_size % world_size
+        ):
+            raise ValueError(
+                f"balanced batches need batch_size, the global batch: an int >= 1 divisible by "
+                f"world_size ({world_size}), got {batch_size!r}"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order the next iteration yields (no-op unless following)."""
@@ -79,10 +115,17 @@ class EpochOrderSampler(Sampler[tuple[int, int]]):
             self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return math.ceil(self.n_items / self.world_size)
+        if self.pad:
+            return math.ceil(self.n_items / self.world_size)
+        return len(range(self.rank, self.n_items, self.world_size))
 
-    def order(self) -> torch.Tensor:
-        """This rank's dataset indices for the current epoch (padded, interleaved)."""
+    def global_order(self) -> torch.Tensor:
+        """Every rank's dataset indices for the current epoch (padded when ``pad``)."""
+        total = math.ceil(self.n_items / self.world_size) * self.world_size
+        if not self.pad:
+            total = self.n_items
+        if self.labels is not None:
+            return self._balanced_order(total)
         if self.shuffle:
             generator = torch.Generator().manual_seed(
                 derive_seed(self.seed, self.phase, self.epoch, 0x5A)
@@ -90,14 +133,83 @@ class EpochOrderSampler(Sampler[tuple[int, int]]):
             order = torch.randperm(self.n_items, generator=generator)
         else:
             order = torch.arange(self.n_items)
-        total = len(self) * self.world_size
         if total > self.n_items:
             order = torch.cat([order, order[: total - self.n_items]])
-        return order[self.rank :: self.world_size]
+        return order
+
+    def order(self) -> torch.Tensor:
+        """This rank's dataset indices for the current epoch (interleaved)."""
+        return self.global_order()[self.rank :: self.world_size]
+
+    def _balanced_order(self, total: int) -> torch.Tensor:
+        """``total`` indices in global batches of ``batch_size`` whose classes are balanced;
+        in each batch, the classes one after the other (starting with a class that turns with
+        the batch), so that the ranks, taking every ``world_size``-th item, share them."""
+        labels, size = self.labels, self.batch_size
+        if labels is None or size is None:
+            raise RuntimeError("internal error: balanced order without labels or batch size")
+        classes = torch.unique(labels).tolist()
+        n = len(classes)
+        sizes = [size] * (total // size) + ([total % size] if total % size else [])
+        counts, start = [], 0  # per batch, the draws of each class; remainders in turn
+        for batch in sizes:
+            base, extra = divmod(batch, n)
+            counts.append([base + int((k - start) % n < extra) for k in range(n)])
+            start = (start + extra) % n
+        streams = [
+            self._class_stream(label, sum(row[k] for row in counts))
+            for k, label in enumerate(classes)
+        ]
+        taken = [0] * n
+        order = []
+        for j, row in enumerate(counts):
+            for k in ((j + offset) % n for offset in range(n)):
+                order.append(streams[k][taken[k] : taken[k] + row[k]])
+                taken[k] += row[k]
+        return torch.cat(order)
+
+    def _class_stream(self, label: int, count: int) -> torch.Tensor:
+        """The first ``count`` draws of class ``label``: its items in a seeded random order,
+        a new one each time they run out."""
+        members = torch.nonzero(self.labels == label).flatten()
+        if count == 0:
+            return members[:0]
+        generator = torch.Generator().manual_seed(
+            derive_seed(self.seed, self.phase, self.epoch, 0xBA, label)
+        )
+        rounds = math.ceil(count / len(members))
+        parts = [members[torch.randperm(len(members), generator=generator)] for _ in range(rounds)]
+        return torch.cat(parts)[:count]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for index in self.order().tolist():
-            yield derive_seed(self.seed, self.phase, self.epoch, index), index
+        if self.labels is None:
+            for index in self.order().tolist():
+                yield derive_seed(self.seed, self.phase, self.epoch, index), index
+            return
+        order = self.global_order()
+        positions = range(self.rank, len(order), self.world_size)
+        indices = order[self.rank :: self.world_size].tolist()
+        for position, index in zip(positions, indices, strict=True):
+            yield derive_seed(self.seed, self.phase, self.epoch, index, position), index
+
+
+def _check_labels(labels: Sequence[int] | torch.Tensor, n_items: int) -> torch.Tensor:
+    """``labels`` as an int64 tensor of ``n_items`` class indices >= 0, else ``ValueError``."""
+    try:
+        tensor = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):
+        tensor = None
+    if (
+        tensor is None
+        or tensor.shape != (n_items,)
+        or tensor.dtype.is_floating_point
+        or tensor.dtype == torch.bool
+        or (n_items and int(tensor.min()) < 0)
+    ):
+        raise ValueError(
+            f"labels must be {n_items} class indices (ints >= 0, one per item), got {labels!r:.80}"
+        )
+    return tensor.to(torch.int64)
 
 
 class ResumableBatchSampler(BatchSampler):

@@ -1,0 +1,198 @@
+"""TrainConfig's bool fields, the supervision settings a run does not use, balanced batches as
+an option: each refused or recorded before anything is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from train_configs import tiny_config
+from typer.testing import CliRunner
+
+from torchlap.cli import app
+from torchlap.runs import RUN_FORMAT
+from torchlap.train import TrainConfig, fit
+
+
+def _config(**kw) -> TrainConfig:
+    return TrainConfig(data="lesions", out="runs/x", **kw)
+
+
+# ------------------------------------------------------------------ bool fields (strings refused)
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"overwrite": "no"}, r"overwrite must be True or False, got 'no'"),
+        ({"use_discriminative": "no"}, r"use_discriminative must be True or False, got 'no'"),
+        ({"resume": 1}, r"resume must be True or False, got 1"),
+        ({"shuffle_labels": "yes"}, r"shuffle_labels must be True or False, got 'yes'"),
+        ({"progress_bar": "x"}, r"progress_bar \(or None: auto\) must be True or False, got 'x'"),
+        ({"balanced_batches": "yes"}, r"balanced_batches or 'auto' must be True or False"),
+        ({"balanced_batches": 1}, r"balanced_batches or 'auto' must be True or False, got 1"),
+    ],
+)
+def test_a_bool_field_refuses_anything_but_a_bool(changes: dict, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        _config(**changes).validate()
+
+
+def test_bool_fields_accept_bools_none_and_auto() -> None:
+    _config(progress_bar=None, balanced_batches="auto").validate()
+    config = _config(overwrite=True, progress_bar=False, balanced_batches=False)
+    config.validate()
+    assert config.overwrite is True and config.balanced_batches is False
+    json.dumps(config.to_dict())
+
+
+def test_overwrite_as_a_string_does_not_replace_the_run(tmp_path: Path) -> None:
+    """``overwrite="no"`` is truthy: it used to replace the run in the folder."""
+    out = tmp_path / "run"
+    out.mkdir()
+    record = {"format": RUN_FORMAT, "train": tiny_config(out, seed=1).to_dict()}
+    (out / "config.json").write_text(json.dumps(record))
+    (out / "metrics.json").write_text("{}")
+    with pytest.raises(TypeError, match="overwrite must be True or False, got 'no'"):
+        fit(tiny_config(out, seed=2, overwrite="no"))
+    assert json.loads((out / "config.json").read_text()) == record
+
+
+# ------------------------------------------------------------- supervision settings not used
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"supervision": "none", "min_ar": 0.3, "use_discriminative": False},
+            r"--supervision none does not use these settings: --min-ar \(min_ar=0.3\) needs "
+            r"--supervision weak or expert; --no-discriminative \(use_discriminative=False\) "
+            r"needs --supervision weak or expert",
+        ),
+        ({"supervision": "none", "iar": 0.2}, r"--iar \(iar=0.2\) needs --supervision weak"),
+        ({"supervision": "none", "ratios": {"0": [0.1, 0.5, 0.1]}}, r"--ratios .* needs"),
+        (
+            {"expert_positive_fraction": 1.0},
+            r"--supervision weak does not use .*expert_positive_fraction=1.0\) needs "
+            r"--supervision expert",
+        ),
+        ({"loss_weights": {"expert": 1.0}}, r"--loss-weight expert needs --supervision expert"),
+        (
+            {"supervision": "none", "loss_weights": {"discrimination": 0.5}},
+            r"--loss-weight discrimination needs --supervision weak or expert",
+        ),
+        (
+            {"use_discriminative": False, "loss_weights": {"discriminative": 0.5}},
+            r"--loss-weight discriminative needs the scorers \(no --no-discriminative\)",
+        ),
+        (
+            {"supervision": "expert", "concordance_threshold": 0.2},
+            r"concordance_threshold needs a concordance weight > 0 \(--concordance-weight\)",
+        ),
+        (
+            {"supervision": "none", "concordance_mode": "both"},
+            r"concordance_mode needs a concordance weight > 0",
+        ),
+    ],
+)
+def test_supervision_settings_the_supervision_does_not_use_are_refused(
+    changes: dict, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        _config(**changes).validate()
+
+
+def test_supervision_settings_the_supervision_uses_are_accepted() -> None:
+    _config(supervision="weak", min_ar=0.2, use_discriminative=False).validate()
+    _config(supervision="expert", min_ar=0.2, expert_positive_fraction=1.0).validate()
+    _config(supervision="expert", concordance_weight=0.25, concordance_threshold=0.2).validate()
+    _config(supervision="none", concordance_weight=0.25, concordance_mode="both").validate()
+    _config(supervision="none", loss_weights={"concordance": 0.5, "discrimination": 0}).validate()
+    _config(supervision="weak", concordance_threshold=0.2).validate()  # weak: 0.25 per pair
+
+
+def test_conflicting_supervision_flags_fail_before_the_run_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--data", "lesions", "--out", str(out), "--supervision", "none"]
+    result = CliRunner().invoke(app, [*args, "--min-ar", "0.3", "--no-discriminative"])
+    assert result.exit_code == 2, result.output
+    assert "--min-ar (min_ar=0.3) needs --supervision weak or expert" in result.output
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------ balanced batches
+def test_balanced_batches_auto_follows_the_supervision_of_the_lap_heads() -> None:
+    assert _config().uses_balanced_batches  # weak LAP: as paper 000 trains it
+    assert _config(supervision="expert").uses_balanced_batches
+    assert not _config(supervision="none").uses_balanced_batches
+    assert not _config(lap="none", supervision="none").uses_balanced_batches
+    assert not _config(model="bla", lap="none").uses_balanced_batches
+    assert not _config(balanced_batches=False).uses_balanced_batches
+    assert _config(lap="none", balanced_batches=True).uses_balanced_batches
+
+
+def test_balanced_batches_identify_a_run_by_what_they_resolve_to() -> None:
+    assert _config().identity() == _config(balanced_batches=True).identity()
+    assert _config().identity() != _config(balanced_batches=False).identity()
+    # a config.json written before the option: random batches, so a resume keeps them
+    data = _config().to_dict()
+    del data["balanced_batches"]
+    older = TrainConfig.from_dict(data)
+    assert older.balanced_batches is False and not older.uses_balanced_batches
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [([], "auto"), (["--balanced-batches"], True), (["--no-balanced-batches"], False)],
+)
+def test_the_cli_flags_set_balanced_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str], expected: object
+) -> None:
+    seen = []
+
+    def fake_fit(config: TrainConfig) -> Path:
+        seen.append(config)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr("torchlap.train.run.fit", fake_fit)
+    args = ["train", "--data", "lesions", "--out", str(tmp_path / "run"), *flag]
+    CliRunner().invoke(app, args)
+    assert [config.balanced_batches for config in seen] == [expected]
+
+
+# ------------------------------------------------------------------ freeze_features (paper 002 F)
+def test_freeze_features_reaches_the_config_from_the_flag(tmp_path: Path, monkeypatch) -> None:
+    seen: list[TrainConfig] = []
+
+    def fake_fit(config: TrainConfig) -> Path:  # the config the command built, and stop
+        seen.append(config)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("torchlap.train.run.fit", fake_fit)
+    for text, value in (("auto", "auto"), ("true", True), ("FALSE", False)):
+        args = ["train", "--data", "lesions", "--model", "bla", "--lap", "none", "--out",
+                str(tmp_path / text), "--freeze-features", text]  # fmt: skip
+        CliRunner().invoke(app, args)
+        assert seen[-1].freeze_features == value
+    assert _config().freeze_features == "auto"  # the default, for every model
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"freeze_features": "yes"}, TypeError, r"freeze_features must be 'auto', True or False"),
+        ({"freeze_features": True}, ValueError, r"freeze_features=True is not for --model lap"),
+        ({"model": "bla-ph", "lap": "none", "pretrained": "w.safetensors",
+          "freeze_features": False}, ValueError, r"freeze_features=False is not for --model bla"),
+    ],
+)  # fmt: skip
+def test_freeze_features_that_does_not_apply_is_refused(changes, error, message) -> None:
+    with pytest.raises(error, match=message):
+        _config(**changes).validate()
+    assert _config(model="bla", lap="none", freeze_features=False).validate() is None
+
+
+def test_the_flag_refuses_other_words(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--data", "lesions", "--model", "bla", "--lap",
+                                      "none", "--out", str(tmp_path / "r"), "--freeze-features",
+                                      "maybe"])  # fmt: skip
+    assert result.exit_code != 0 and "takes auto, true or false, got 'maybe'" in result.output
+    assert not (tmp_path / "r").exists()
