@@ -43,7 +43,8 @@ from torchlap.io import (
     clean_stale_temps,
 )
 from torchlap.losses import ConceptSets
-from torchlap.models.build import check_lapify_calls, check_state_tensors
+from torchlap.models.build import check_lapify_calls
+from torchlap.models.published import check_state_tensors
 from torchlap.models.recipes import rebuild_model
 
 __all__ = [
