@@ -161,3 +161,14 @@ def test_weights_of_another_dtype_or_not_finite_are_refused(hub, tmp_path, chang
     save_file(published, str(path))
     with pytest.raises(ValueError, match=str(path) + ": tensor " + message):
         build_model("resnet18", 2, lap="none", pretrained=str(path))
+
+
+def test_module_versions_of_the_published_file_are_kept(hub) -> None:
+    """MNASNet reads its version from the state dict's ``_metadata``: a plain dict copy of the
+    loaded file dropped it and every pretrained MNASNet failed to build."""
+    torch.manual_seed(0)
+    published = torchvision.models.mnasnet0_5().state_dict()
+    assert published._metadata[""]["version"] == 2  # what the published file carries
+    hub["serve"] = published
+    model = build_model("mnasnet0_5", 1000, lap="none", pretrained="IMAGENET1K_V1")
+    assert torch.equal(model.layers[0].weight, published["layers.0.weight"])

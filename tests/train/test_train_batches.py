@@ -64,6 +64,51 @@ def test_every_batch_draws_the_classes_in_equal_shares() -> None:
     assert {drawn[i] for i in range(10, 13)} >= {3} and len([i for i in drawn if i >= 13]) < 20
 
 
+def _balanced_reference(labels: torch.Tensor, size: int, total: int, stream) -> torch.Tensor:
+    """The balanced order written out batch by batch and class by class (the sampler computes
+    it with tensor arithmetic): per batch ``base = size // n`` draws of every class and one
+    more for the ``size % n`` classes from the batch's start class on, which moves on by that
+    remainder each batch; within a batch the classes in turn from the batch index on."""
+    classes = sorted(set(labels.tolist()))
+    n = len(classes)
+    sizes = [size] * (total // size) + ([total % size] if total % size else [])
+    rows, start = [], 0
+    for batch in sizes:
+        base, extra = divmod(batch, n)
+        rows.append([base + (1 if (k - start) % n < extra else 0) for k in range(n)])
+        start = (start + extra) % n
+    streams = [stream(label, sum(row[k] for row in rows)) for k, label in enumerate(classes)]
+    taken, order = [0] * n, []
+    for j, row in enumerate(rows):
+        for offset in range(n):
+            k = (j + offset) % n
+            order += streams[k][taken[k] : taken[k] + row[k]].tolist()
+            taken[k] += row[k]
+    return torch.tensor(order, dtype=torch.int64)
+
+
+@pytest.mark.parametrize(
+    ("n_items", "n_classes", "batch_size", "world"),
+    [(7, 3, 4, 2), (33, 10, 4, 1), (100, 2, 6, 2), (257, 5, 32, 1), (5, 1, 2, 2)],
+)
+def test_the_balanced_order_equals_a_batch_by_batch_reference(
+    n_items: int, n_classes: int, batch_size: int, world: int
+) -> None:
+    labels = torch.randint(0, n_classes, (n_items,), generator=torch.Generator().manual_seed(1))
+    for pad in (True, False):
+        sampler = EpochOrderSampler(n_items, seed=3, phase=1, world_size=world, pad=pad,
+                                    labels=labels, batch_size=batch_size)  # fmt: skip
+        sampler.set_epoch(2)
+        total = math.ceil(n_items / world) * world if pad else n_items
+
+        def stream(label: int, count: int, sampler=sampler) -> torch.Tensor:  # its seeded streams
+            members = torch.tensor([i for i, v in enumerate(labels.tolist()) if v == label])
+            return sampler._class_stream(label, members, count)
+
+        expected = _balanced_reference(labels, batch_size, total, stream)
+        assert torch.equal(sampler.global_order(), expected)
+
+
 def test_balanced_orders_are_seeded_per_epoch_and_resume_where_they_stopped() -> None:
     assert _batches(_balanced(epoch=2), 6) == _batches(_balanced(epoch=2), 6)
     assert _batches(_balanced(epoch=2), 6) != _batches(_balanced(epoch=3), 6)

@@ -196,3 +196,27 @@ def test_the_flag_refuses_other_words(tmp_path: Path) -> None:
                                       "maybe"])  # fmt: skip
     assert result.exit_code != 0 and "takes auto, true or false, got 'maybe'" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_an_older_bla_run_resumes_with_its_feature_extractor_trained(tmp_path: Path) -> None:
+    """A BLA run from before --freeze-features trained F also with --pretrained; read back as
+    "auto" it compared equal to a new "auto" run, which now holds F fixed: the resume rebuilt
+    another optimizer and failed inside Lightning. It reads back as False, and resuming it
+    with the new default is refused with the flag to add."""
+    from torchlap.train.folder import RunFolderError, _check_resume
+
+    kwargs = {"model": "bla", "lap": "none", "pretrained": "w.safetensors"}
+    recorded = _config(**kwargs).to_dict()
+    del recorded["freeze_features"]  # an older run
+    back = TrainConfig.from_dict(recorded)
+    assert back.freeze_features is False and back.identity()["freeze_features"] is False
+    assert _config(**kwargs).identity()["freeze_features"] is True  # "auto" with --pretrained
+    run = tmp_path / "bla"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"format": RUN_FORMAT, "train": recorded}))
+    with pytest.raises(RunFolderError, match=r"trained: add --freeze-features false"):
+        _check_resume(run, _config(**kwargs, resume=True), apply=False)
+    for model in ("lap", "bla-ph"):  # no BLA F to train (LAP) or always fixed (BLA-PH)
+        old = _config(model=model, lap="auto" if model == "lap" else "none").to_dict()
+        del old["freeze_features"]
+        assert TrainConfig.from_dict(old).freeze_features == "auto"

@@ -96,7 +96,8 @@ def _published_state(arch: str, weights: Any) -> dict[str, Any]:
             f"does not start with {match.group(1)}; {advice}"
         )
     try:
-        return dict(weights.get_state_dict(progress=True, check_hash=True, weights_only=True))
+        # the OrderedDict as loaded: its _metadata holds module versions (MNASNet needs them)
+        return weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
     except pickle.UnpicklingError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(

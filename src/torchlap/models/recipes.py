@@ -56,7 +56,7 @@ from torchlap.models.backbones import (
     rebuild_backbone,
 )
 from torchlap.models.bcos import DEFAULT_TRAIN_NORM, build_bcos
-from torchlap.models.bla import BLA_VARIANTS, apply_blaify_config, blaify
+from torchlap.models.bla import BLA_VARIANTS, apply_blaify_config, blaify, features_frozen
 from torchlap.models.build import modules_after
 from torchlap.models.objectives import (
     AnteHocObjective,
@@ -346,8 +346,7 @@ class BlaRecipe(Recipe):
             extra["gamma_factor"] = 0.98
         blaify(net, variant=self.name, input_size=spec.image_size, init="glorot", **extra)
         entry = json_copy(model_record(net)["blaify"])
-        frozen = self.name == "bla-ph" or freeze_features is True
-        frozen = frozen or (freeze_features == "auto" and spec.pretrained is not None)
+        frozen = features_frozen(freeze_features, self.name, spec.pretrained is not None)
         head = modules_after(net, entry["module_name"])
         record["blaify"] = {**entry, "head": head, "features_frozen": frozen}
         return net, record

@@ -27,9 +27,15 @@ from torchlap._checks import (
 )
 from torchlap.losses.functional import EXPERT_POSITIVE_FRACTION
 from torchlap.models.bcos import BCOS_NORMS
+from torchlap.models.bla import features_frozen
 from torchlap.models.objectives import RATIO_FIELDS, check_head_ratios, unused_supervision_settings
 from torchlap.models.presets import PRESETS
-from torchlap.models.recipes import RECIPES, check_freeze_features, model_choices, recipe_for
+from torchlap.models.recipes import (
+    RECIPES,
+    check_freeze_features,
+    model_choices,
+    recipe_for,
+)
 from torchlap.train.data_options import check_data_options, resolve_data_source
 
 __all__ = [
@@ -538,6 +544,8 @@ class TrainConfig:
             # a B-cos run from before --bcos-norm was built with the package's position norm
             data["bcos_norm"] = "position"
         data.setdefault("balanced_batches", False)  # runs from before the option: random batches
+        if data.get("model") in ("bla", "bla-t", "l2x-f"):  # from before --freeze-features:
+            data.setdefault("freeze_features", False)  # every parameter trained
         phases = data.pop("phases", [])
         if not isinstance(phases, list):
             raise TypeError(f"'phases' must be a list, got {phases!r}")
@@ -556,9 +564,13 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that identify a run (all but :data:`EXECUTION_FIELDS`; ``balanced_batches``
-        as what it resolves to, so ``"auto"`` equals the bool it means)."""
+        and ``freeze_features`` as what they resolve to, so ``"auto"`` equals the bool it
+        means)."""
         data = {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
         data["balanced_batches"] = self.uses_balanced_batches
+        data["freeze_features"] = self.uses_lap or features_frozen(
+            self.freeze_features, self.family, self.pretrained is not None
+        )  # (LAP runs: no F to hold fixed; True, so that every LAP identity compares equal)
         return data
 
 

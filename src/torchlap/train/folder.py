@@ -140,6 +140,10 @@ def _check_resume(out: Path, config: TrainConfig, apply: bool) -> None:
         hint = ""
         if "balanced_batches" in diff and not old["balanced_batches"]:
             hint = " (it trains with random batches: add --no-balanced-batches)"
+        if "freeze_features" in diff:
+            held = bool(old["freeze_features"])
+            hint += (f" (its feature extractor is {'held fixed' if held else 'trained'}: add "
+                     f"--freeze-features {str(held).lower()})")  # fmt: skip
         raise RunFolderError(
             f"--resume: the run in {out} was made with other settings (differing: {diff}); "
             f"resume it with its own settings{hint}"

@@ -144,34 +144,46 @@ class EpochOrderSampler(Sampler[tuple[int, int]]):
     def _balanced_order(self, total: int) -> torch.Tensor:
         """``total`` indices in global batches of ``batch_size`` whose classes are balanced;
         in each batch, the classes one after the other (starting with a class that turns with
-        the batch), so that the ranks, taking every ``world_size``-th item, share them."""
+        the batch), so that the ranks, taking every ``world_size``-th item, share them.
+        Tensor arithmetic over the (batch, class) grid: no loop over batches or items."""
         labels, size = self.labels, self.batch_size
         if labels is None or size is None:
             raise RuntimeError("internal error: balanced order without labels or batch size")
-        classes = torch.unique(labels).tolist()
+        classes, members_count = torch.unique(labels, return_counts=True)
         n = len(classes)
-        sizes = [size] * (total // size) + ([total % size] if total % size else [])
-        counts, start = [], 0  # per batch, the draws of each class; remainders in turn
-        for batch in sizes:
-            base, extra = divmod(batch, n)
-            counts.append([base + int((k - start) % n < extra) for k in range(n)])
-            start = (start + extra) % n
+        sizes = torch.full((total // size,), size, dtype=torch.int64)
+        if total % size:
+            sizes = torch.cat([sizes, torch.tensor([total % size])])
+        # per batch j and class k the draws: base + 1 for the `extra` classes that follow the
+        # batch's start class, which moves on by `extra` each batch (remainders in turn)
+        base, extra = sizes // n, sizes % n
+        start = (torch.cumsum(extra, 0) - extra) % n
+        k = torch.arange(n)
+        counts = base[:, None] + ((k[None, :] - start[:, None]) % n < extra[:, None]).long()
+        # each class's stream of draws, one after the other (items grouped by class, in index
+        # order within a class: a stable sort)
+        by_class = torch.split(torch.argsort(labels, stable=True), members_count.tolist())
+        needed = counts.sum(0).tolist()
         streams = [
-            self._class_stream(label, sum(row[k] for row in counts))
-            for k, label in enumerate(classes)
+            self._class_stream(int(label), members, count)
+            for label, members, count in zip(classes.tolist(), by_class, needed, strict=True)
         ]
-        taken = [0] * n
-        order = []
-        for j, row in enumerate(counts):
-            for k in ((j + offset) % n for offset in range(n)):
-                order.append(streams[k][taken[k] : taken[k] + row[k]])
-                taken[k] += row[k]
-        return torch.cat(order)
+        stream_start = torch.cumsum(torch.tensor(needed), 0) - torch.tensor(needed)
+        taken = torch.cumsum(counts, 0) - counts  # draws of class k before batch j
+        # the output: batch after batch, in batch j the classes (j + 0) % n, (j + 1) % n, ...
+        batch = torch.arange(len(sizes))[:, None]
+        turn = (batch + k[None, :]) % n
+        pair_count = counts.gather(1, turn).flatten()
+        pair_start = (stream_start[turn] + taken.gather(1, turn)).flatten()
+        first = torch.repeat_interleave(pair_start, pair_count)
+        within = torch.arange(int(pair_count.sum())) - torch.repeat_interleave(
+            torch.cumsum(pair_count, 0) - pair_count, pair_count
+        )
+        return torch.cat(streams)[first + within]
 
-    def _class_stream(self, label: int, count: int) -> torch.Tensor:
-        """The first ``count`` draws of class ``label``: its items in a seeded random order,
-        a new one each time they run out."""
-        members = torch.nonzero(self.labels == label).flatten()
+    def _class_stream(self, label: int, members: torch.Tensor, count: int) -> torch.Tensor:
+        """The first ``count`` draws of class ``label`` (its items ``members``): its items in
+        a seeded random order, a new one each time they run out."""
         if count == 0:
             return members[:0]
         generator = torch.Generator().manual_seed(
