@@ -209,3 +209,24 @@ def test_fewer_batches_than_processes_are_announced(caplog):
     (record,) = caplog.records
     assert "1 batch(es) for 2 processes" in record.getMessage()
     assert "--batch-size 8" in record.getMessage()
+
+
+def test_every_rank_uses_rank_zeros_predictions(tiny_run, tmp_path, monkeypatch):
+    """Which images are explained again for another class decides how many (collective)
+    explanation calls a rank makes; each rank used its own argmax, so a near tie rounding
+    differently on another GPU would leave the ranks waiting for each other. The predictions
+    now come from rank 0 (here: a stand-in rank 0 that predicts class 1 everywhere)."""
+    import torchlap.evaluate.core as core
+
+    broadcast: list[torch.Tensor] = []
+
+    def rank_zero(value):
+        broadcast.append(value)
+        return torch.ones_like(value)  # rank 0's predictions, unlike this rank's
+
+    monkeypatch.setattr(core, "broadcast_from_zero", rank_zero)
+    options = EvaluateOptions(methods=("gradcam",), lime_images=0, **_SETTINGS)
+    results = evaluate_run(tiny_run, None, tmp_path / "eval", options, write_report=False)
+    assert [len(v) for v in broadcast] == [5, 5]  # the test and validation predictions
+    # the model metrics read the logits; the explained class is rank 0's prediction
+    assert results["protocol"]["drop_increase_class"] == "the explained class (target: prediction)"

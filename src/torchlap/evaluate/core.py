@@ -55,7 +55,7 @@ from torchlap.evaluate.provenance import (
     same_data,
     tensor_fingerprint,
 )
-from torchlap.evaluate.shard import active, is_writer, on_rank_zero
+from torchlap.evaluate.shard import active, broadcast_from_zero, is_writer, on_rank_zero
 from torchlap.explainers import applicability, available, get, method_facts
 from torchlap.logs import track
 from torchlap.metrics import binary_classification_metrics, multiclass_classification_metrics
@@ -297,7 +297,11 @@ def _prepare(
     test_logits = _logits(model, test.images, options.batch_size, device)
     val_logits = _logits(model, val.images, options.batch_size, device)
     label = options.target == "label"
-    test_predictions = test_logits.argmax(1).cpu()
+    # rank 0's predictions on every rank: which images are explained again for another class
+    # decides how many (collective) explanation calls each rank makes, and a near tie could
+    # round differently on another GPU, leaving the ranks waiting for each other
+    test_predictions = broadcast_from_zero(test_logits.argmax(1).cpu())
+    val_predictions = broadcast_from_zero(val_logits.argmax(1).cpu())
     if options.split == "val":
         _note_fit_on_evaluated(run_dir, notes)
     job = _Evaluation(
@@ -311,7 +315,7 @@ def _prepare(
         test=test,
         val=val,
         test_targets=test.labels if label else test_predictions,
-        val_targets=val.labels if label else val_logits.argmax(1).cpu(),
+        val_targets=val.labels if label else val_predictions,
         stamp=weights_stamp(run_dir),
         force=force,
         test_predictions=test_predictions,
