@@ -308,6 +308,12 @@ def _load_weights(model: nn.Module, weights: Path, config_path: Path) -> None:
         check_state_tensors(state, expected, str(weights))
     except ValueError as error:
         raise RunError(f"{error} (was model.safetensors edited?)") from None
+    for key in (k for k in state if k.endswith("normalize.std")):
+        if not bool((state[key] > 0).all()):  # the input normalization divides by it
+            raise RunError(
+                f"{weights}: tensor {key!r} must be > 0 per channel (the input normalization "
+                f"divides by it), got {state[key].flatten().tolist()} (was it edited?)"
+            )
     model.load_state_dict(state, strict=True)
     model.eval()
 

@@ -116,3 +116,13 @@ def test_weights_of_another_dtype_or_not_finite_are_refused(
     run = _run(tmp_path, run_parts, edit_state=lambda s: s.__setitem__(CONV, change(s[CONV])))
     with pytest.raises(RunError, match=r"model\.safetensors: tensor " + message):
         load_run(run)
+
+
+def test_a_zero_normalization_std_is_refused(tmp_path, run_parts) -> None:
+    """A std of zeros is finite, so it passed the NaN check and the run gave inf logits."""
+    key = "normalize.std"
+    run = _run(
+        tmp_path, run_parts, edit_state=lambda s: s.__setitem__(key, torch.zeros_like(s[key]))
+    )
+    with pytest.raises(RunError, match=r"tensor 'normalize\.std' must be > 0 per channel"):
+        load_run(run)
