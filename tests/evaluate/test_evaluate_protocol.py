@@ -285,3 +285,27 @@ def test_lap_is_binarized_at_its_threshold_option():
     assert out["localization"]["threshold"] == 0.3
     expected = iou_threshold(maps, test.masks, 0.3).value
     assert out["localization"]["iou_threshold"]["value"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_the_threshold_classifier_is_an_option_of_both_commands(command, monkeypatch, tmp_path):
+    """The README named --threshold-classifier, which neither command had (the choice was
+    Python-only): it now reaches EvaluateOptions, and a wrong name is refused."""
+    from typer.testing import CliRunner
+
+    from torchlap.cli import app
+    from torchlap.evaluate import EvaluateOptions
+
+    seen: list[EvaluateOptions] = []
+
+    def capture(self: EvaluateOptions) -> None:
+        seen.append(self)
+        raise KeyboardInterrupt  # stop before any run is read
+
+    monkeypatch.setattr(EvaluateOptions, "validate", capture)
+    runs = ["--run", str(tmp_path)] if command == "evaluate" else [str(tmp_path), str(tmp_path)]
+    CliRunner().invoke(app, [command, *runs, "--threshold-classifier", "logistic"])
+    assert seen and seen[-1].threshold_classifier == "logistic"
+    monkeypatch.undo()
+    result = CliRunner().invoke(app, [command, *runs, "--threshold-classifier", "svm"])
+    assert result.exit_code == 2 and "threshold_classifier must be one of" in result.output

@@ -210,6 +210,14 @@ def test_automatic_and_named_target_layers():
     assert by_module.shape == (1, 4, 4)
     with pytest.raises(ValueError, match=r"unknown layer 'layer5'.*layer"):
         GradCam(model, layer="layer5")(torch.randn(1, 3, 32, 32))
+    # a run's model names its layers 'net.<layer>': the message points there (it used to
+    # suggest 'layer4', which a run's model refuses too)
+    wrapped = torch.nn.Sequential()
+    wrapped.add_module("net", model)
+    with pytest.raises(
+        ValueError, match=r"\(e\.g\. 'net\.layer4'\); did you mean one of \['net\.fc'\]"
+    ):
+        GradCam(wrapped, layer="fc")
     with pytest.raises(ValueError, match="runs 2 times"):
         GradCam(model, layer="layer1.0.relu")(torch.randn(1, 3, 32, 32))
     with pytest.raises(ValueError, match="not a submodule"):

@@ -48,7 +48,8 @@ def _parse_method_options(text: str | None) -> dict:
 # compare share them; methods and method_options are parsed first)
 _OPTION_FIELDS = (
     "split", "batch_size", "max_images", "max_val_images", "stability_images", "baseline",
-    "target", "lime_images", "device", "seed", "threshold_fit", "ties", "tie_draws",
+    "target", "lime_images", "device", "seed", "threshold_fit", "threshold_classifier", "ties",
+    "tie_draws",
     "lap_all_ranking", "sanity", "sanity_images", "sanity_threshold", "grid_pg",
     "grid_pg_shape", "grid_pg_grids", "grid_pg_confidence",
 )  # fmt: skip
@@ -120,6 +121,14 @@ ThresholdFit = Annotated[
         "--threshold-fit",
         help="Validation images that fit the other methods' global threshold: all (paper 000) "
         "or with_region.",
+    ),
+]
+ThresholdClassifier = Annotated[
+    str,
+    typer.Option(
+        "--threshold-classifier",
+        help="The classifier whose boundary is the global threshold: ridge (paper 000's "
+        "RidgeClassifier) or logistic.",
     ),
 ]
 Ties = Annotated[
@@ -235,6 +244,7 @@ def evaluate_command(
     device: Device = "cpu",
     seed: Seed = 0,
     threshold_fit: ThresholdFit = "all",
+    threshold_classifier: ThresholdClassifier = "ridge",
     ties: Ties = "random",
     tie_draws: TieDraws = 4,
     lap_all_ranking: LapAllRanking = "unclipped_sum",
@@ -305,6 +315,7 @@ def compare_command(
     device: Device = "cpu",
     seed: Seed = 0,
     threshold_fit: ThresholdFit = "all",
+    threshold_classifier: ThresholdClassifier = "ridge",
     ties: Ties = "random",
     tie_draws: TieDraws = 4,
     lap_all_ranking: LapAllRanking = "unclipped_sum",

@@ -127,11 +127,16 @@ def check_target(target: object, images: Tensor) -> Tensor | None:
 def check_layer_name(name: object, modules: dict[str, nn.Module]) -> None:
     """ValueError unless ``name`` is the name of a submodule (with close matches offered)."""
     if not isinstance(name, str) or not name or name not in modules:
-        close = difflib.get_close_matches(str(name), [n for n in modules if n], n=5)
+        names = [n for n in modules if n]
+        # a run's model is wrapped (its layers are 'net.<layer>'): the names ending in the
+        # given one come first, then the close matches
+        nested = [n for n in names if n.endswith(f".{name}")][:5]
+        close = nested or difflib.get_close_matches(str(name), names, n=5)
         hint = f"; did you mean one of {close}?" if close else ""
+        example = next((n for n in names if n.endswith("layer4")), names[0] if names else "")
         raise ValueError(
             f"unknown layer {name!r}: give the name of a submodule as in "
-            f"model.named_modules() (e.g. 'layer4'){hint}"
+            f"model.named_modules() (e.g. {example!r}){hint}"
         )
 
 
