@@ -35,7 +35,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".torchlap-tmp"
-_TEMP_PATTERN = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + r"$")
+# a temporary, or the side file ONNX writes next to one (its external weights, ".data")
+_TEMP_PATTERN = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + r"(\.data)?$")
 
 
 def _umask() -> int:
@@ -161,12 +162,14 @@ def _pid_alive(pid: int) -> bool:
 
 def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
     """Remove the temporary files :func:`atomic_write` left in ``folder`` when its process
-    was killed (only torchlap's own temp names, only when that process is gone).
+    was killed (only torchlap's own temp names, and the ``.data`` side file an ONNX export
+    writes next to one; only when that process is gone).
     Returns the removed paths."""
     root = Path(folder)
     if not root.is_dir():
         return []
-    candidates = root.rglob(f"*{TEMP_SUFFIX}") if recursive else root.glob(f"*{TEMP_SUFFIX}")
+    pattern = f"*{TEMP_SUFFIX}*"  # (the regular expression below keeps torchlap's names)
+    candidates = root.rglob(pattern) if recursive else root.glob(pattern)
     removed = []
     for candidate in list(candidates):
         match = _TEMP_PATTERN.match(candidate.name)

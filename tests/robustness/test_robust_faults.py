@@ -113,8 +113,12 @@ atomic_write({str(target)!r}, half)
     mine.write_bytes(b"in progress")
     foreign = tmp_path / ".user.99999999.0123abcd.tmp"  # not torchlap's name: left alone
     foreign.write_bytes(b"user")
-    assert clean_stale_temps(tmp_path) == stale
-    assert mine.exists() and foreign.exists() and not stale[0].exists()
+    # the external-weights side file an ONNX export writes next to its temporary (it used to
+    # survive a kill -9 of the export)
+    side = stale[0].with_name(stale[0].name + ".data")
+    side.write_bytes(b"weights")
+    assert sorted(clean_stale_temps(tmp_path)) == sorted([*stale, side])
+    assert mine.exists() and foreign.exists() and not stale[0].exists() and not side.exists()
 
 
 def test_writer_error_leaves_no_temp_and_old_file(tmp_path: Path) -> None:
