@@ -21,18 +21,6 @@ from torchlap.export import _publish, export_run, run_test_images
 from torchlap.runs import RunError, RunFileNotFoundError
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    from torchlap.train import TrainConfig, fit
-
-    out = tmp_path_factory.mktemp("export-files") / "run"
-    config = TrainConfig(
-        data="lesions", out=str(out), arch="smallcnn", epochs=1, n_images=40, image_size=32,
-        batch_size=16, progress_bar=False,
-    )  # fmt: skip
-    return fit(config)
-
-
 def _hidden(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 

@@ -13,18 +13,6 @@ from torchlap.export import LapExportModule, export_run, output_names, verify_on
 from torchlap.runs import load_run
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    from torchlap.train import TrainConfig, fit
-
-    out = tmp_path_factory.mktemp("export") / "run"
-    config = TrainConfig(
-        data="lesions", out=str(out), arch="smallcnn", epochs=1, n_images=40, image_size=32,
-        batch_size=16, progress_bar=False,
-    )  # fmt: skip
-    return fit(config)
-
-
 def _reference(run_dir, images):
     """Slow reference: the library's own explainer, per layer and LAP All, per image."""
     from torchlap import explain

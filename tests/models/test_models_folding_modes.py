@@ -3,24 +3,12 @@
 caller's, not the probe's."""
 
 import torch
+from test_models_folding import randomized_bn
 from torch import nn
 
 import torchlap
 from torchlap.layers import LapBase
 from torchlap.models.folding import folded_batch_norms
-
-
-def randomized_bn(model: nn.Module) -> nn.Module:
-    """Eval-mode batch norms with running statistics and affine parameters far from identity."""
-    generator = torch.Generator().manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
-            module.running_var.copy_(torch.rand(n, generator=generator) * 2 + 0.2)
-            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.rand(n, generator=generator) - 0.5)
-    return model.eval()
 
 
 def conv_bn_net() -> nn.Sequential:

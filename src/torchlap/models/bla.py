@@ -118,7 +118,6 @@ __all__ = [
     "bla_modules",
     "bla_parameters",
     "blaify",
-    "features_frozen",
     "freeze_all_but_bla",
 ]
 
@@ -576,8 +575,3 @@ def apply_blaify_config(model: nn.Module, entry: dict[str, Any]) -> nn.Module:
         gamma_factor=entry.get("gamma_factor", _LEGACY_GAMMA_FACTOR if legacy else None),
     )  # fmt: skip
     return model
-
-
-def features_frozen(value: str | bool, family: str, pretrained: bool) -> bool:
-    """Whether F is held fixed: BLA-PH always, ``True``, or ``"auto"`` with pretrained weights."""
-    return family == "bla-ph" or value is True or (value == "auto" and pretrained)

@@ -56,7 +56,7 @@ from torchlap.models.backbones import (
     rebuild_backbone,
 )
 from torchlap.models.bcos import DEFAULT_TRAIN_NORM, build_bcos
-from torchlap.models.bla import BLA_VARIANTS, apply_blaify_config, blaify, features_frozen
+from torchlap.models.bla import BLA_VARIANTS, apply_blaify_config, blaify
 from torchlap.models.build import modules_after
 from torchlap.models.objectives import (
     AnteHocObjective,
@@ -69,7 +69,6 @@ from torchlap.models.records import model_record
 from torchlap.models.wrapping import NormalizedClassifier
 
 __all__ = [
-    "FREEZE_FEATURES",
     "RECIPES",
     "SMALL_ARCHS",
     "ModelSpec",
@@ -80,6 +79,7 @@ __all__ = [
     "build_for_training",
     "check_freeze_features",
     "default_n_concepts",
+    "features_frozen",
     "model_choices",
     "native_explainers",
     "paper_loss_weights",
@@ -130,14 +130,10 @@ def paper_loss_weights(
     }
 
 
-#: ``freeze_features`` (TrainConfig): whether paper 002's feature extractor F (the network
-#: before the BLA module) is held fixed; ``"auto"``: when the run starts from pretrained weights
-FREEZE_FEATURES = ("auto", True, False)
-
-
 def check_freeze_features(value: Any, family: str) -> str | bool:
-    """``value`` if the family ``family`` takes it as ``freeze_features`` (``"auto"``: all;
-    bools: ``bla``, ``bla-t``, ``l2x-f``, and True ``bla-ph``); else TypeError/ValueError."""
+    """``value`` if ``family`` takes it as ``freeze_features`` (TrainConfig: whether paper 002's
+    F, the network before BLA, is held fixed; ``"auto"``: all; bools: ``bla``, ``bla-t``,
+    ``l2x-f``, and True ``bla-ph``); else TypeError/ValueError."""
     if not isinstance(value, bool) and not (isinstance(value, str) and value == "auto"):
         raise TypeError(f"freeze_features must be 'auto', True or False, got {value!r}")
     if value != "auto" and (family not in BLA_VARIANTS or (family == "bla-ph" and not value)):
@@ -146,6 +142,11 @@ def check_freeze_features(value: Any, family: str) -> str | bool:
             "the feature extractor of bla, bla-t, l2x-f (bla-ph always holds it fixed); use 'auto'"
         )
     return value
+
+
+def features_frozen(value: str | bool, family: str, pretrained: bool) -> bool:
+    """Whether F is held fixed: BLA-PH always, ``True``, or ``"auto"`` with pretrained weights."""
+    return family == "bla-ph" or value is True or (value == "auto" and pretrained)
 
 
 def antehoc_eta(net: nn.Module) -> int:

@@ -27,12 +27,12 @@ from torchlap._checks import (
 )
 from torchlap.losses.functional import EXPERT_POSITIVE_FRACTION
 from torchlap.models.bcos import BCOS_NORMS
-from torchlap.models.bla import features_frozen
 from torchlap.models.objectives import RATIO_FIELDS, check_head_ratios, unused_supervision_settings
 from torchlap.models.presets import PRESETS
 from torchlap.models.recipes import (
     RECIPES,
     check_freeze_features,
+    features_frozen,
     model_choices,
     recipe_for,
 )
