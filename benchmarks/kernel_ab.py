@@ -101,14 +101,25 @@ def raw_calls(lap, x: torch.Tensor, library: ctypes.CDLL) -> tuple[dict, list]:
     return calls, [x, pooled, upstream, grad_x, gparams]
 
 
-def raw_table(variants: dict, names: tuple[str, str], batches, rounds: int) -> None:
+def selected(where: str | None) -> list:
+    """The benchmark's pooling shapes whose site name contains ``where`` (all without it)."""
+    shapes = [row for row in SHAPES if where is None or where.lower() in row[0].lower()]
+    if not shapes:
+        names = sorted({row[0] for row in SHAPES})
+        raise SystemExit(f"--where {where!r} matches no site; the sites are {names}")
+    return shapes
+
+
+def raw_table(
+    variants: dict, names: tuple[str, str], batches, rounds: int, where: str | None = None
+) -> None:
     """Print each shape's forward and backward kernel times (us) with the two libraries."""
     current = ext.lap_kernels()
     print(f"# fused LAP layer kernel calls alone, us (best of {rounds} interleaved rounds)")
     print(f"| where | input shape | call | {names[0]} | {names[1]} | ratio |")
     print("|---|---|---|---|---|---|")
     for batch in batches:
-        for where, shape, kernel, stride, padding in SHAPES:
+        for site, shape, kernel, stride, padding in selected(where):
             shape = (batch, *shape[1:])
             x = torch.randn(shape, requires_grad=True)
             if kernel is None:
@@ -130,7 +141,7 @@ def raw_table(variants: dict, names: tuple[str, str], batches, rounds: int) -> N
                 before, after = (times[label] for label in names)
                 call = "forward" if "forward" in name else "backward"
                 print(
-                    f"| {where} | {shape} | {call} | {before:.1f} | {after:.1f} | "
+                    f"| {site} | {shape} | {call} | {before:.1f} | {after:.1f} | "
                     f"{after / before:.2f} |",
                     flush=True,
                 )
@@ -155,6 +166,7 @@ def main() -> None:
     parser.add_argument(
         "--raw", action="store_true", help="time the kernel calls alone (recorded, replayed)"
     )
+    parser.add_argument("--where", help="only the sites whose name contains this, e.g. avgpool")
     args = parser.parse_args()
     current = ext.lap_kernels()
     if current is None:
@@ -173,14 +185,15 @@ def main() -> None:
         if args.raw:
             if args.layouts:
                 raise SystemExit("--raw compares revisions (--against), not layouts")
-            raw_table(variants, names, [int(b) for b in args.batches.split(",")], args.rounds)
+            batches = [int(b) for b in args.batches.split(",")]
+            raw_table(variants, names, batches, args.rounds, args.where)
             return
         threads = torch.get_num_threads()
         print(f"# fused LAP layer forward+backward, ms (best call); {threads} threads")
         print(f"| where | input shape | pooling | {names[0]} | {names[1]} | ratio |")
         print("|---|---|---|---|---|---|")
         for batch in (int(b) for b in args.batches.split(",")):
-            for where, shape, kernel, stride, padding in SHAPES:
+            for where, shape, kernel, stride, padding in selected(args.where):
                 shape = (batch, *shape[1:])
                 x = torch.randn(shape, requires_grad=True)
                 if kernel is None:

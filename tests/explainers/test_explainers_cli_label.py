@@ -16,3 +16,25 @@ def test_directly_named_file_gets_its_annotated_label(tmp_path) -> None:
     stray = tmp_path / "stray.png"
     stray.write_bytes((root / record.image).read_bytes())
     assert collect_images([stray])[0].label is None  # no annotations.csv above it
+
+
+def test_annotations_are_read_once_per_folder_per_call(tmp_path, monkeypatch) -> None:
+    """Files named directly (a shell glob) share one parse of their dataset's annotations.csv:
+    it used to be re-read, and every record path resolved, for each file (files x records)."""
+    from torchlap.evaluate import explain as explain_module
+
+    root = export_builtin("lesions", tmp_path / "lesions", n_images=12, image_size=32, seed=0)
+    records, _, _ = read_annotations(root / "annotations.csv")
+    reads: list[object] = []
+
+    def counting_reader(path, *args, **kwargs):
+        reads.append(path)
+        return read_annotations(path, *args, **kwargs)
+
+    monkeypatch.setattr(explain_module, "read_annotations", counting_reader)
+    named = [root / record.image for record in records[:6]]
+    found = collect_images(named)
+    assert [image.label for image in found] == [record.label for record in records[:6]]
+    assert len(reads) == 1
+    collect_images(named[:2])  # a new call reads the file again (no global cache)
+    assert len(reads) == 2

@@ -33,10 +33,11 @@ def reference_relevance_cam(net: nn.Sequential, x: torch.Tensor, target: int) ->
         a3 = pool(a2[None])[0]  # (C2, H/2, W/2)
         flat = a3.flatten()
         z_out = linear(flat[None])[0]
-    # Linear, epsilon rule, initial relevance 1 at the target logit
+    # Linear, epsilon rule, initial relevance y_c (the target logit's value) at the target
     r_flat = torch.zeros_like(flat)
+    y_c = z_out[target].item()
     for j in range(flat.numel()):
-        r_flat[j] = flat[j] * linear.weight[target, j] / stab(z_out[target].item())
+        r_flat[j] = flat[j] * linear.weight[target, j] * y_c / stab(y_c)
     r3 = r_flat.view_as(a3)
     # average pooling 2x2: R_in = x / 4 * R_out / stab(out)
     r2 = torch.zeros_like(a2)
@@ -107,8 +108,9 @@ def test_relevance_cam_matches_hand_written_lrp():
 
 
 def test_relevance_is_conserved_through_the_lap_layers():
-    """With no classifier bias, the relevance at the layer before the global LAP sums to 1 (the
-    initial relevance): the LAP rule redistributes, it neither creates nor loses relevance."""
+    """With no classifier bias, the relevance at the layer before the global LAP sums to the
+    target logit (the initial relevance): the LAP rule redistributes, it neither creates nor
+    loses relevance."""
     model, _ = torchlap.lapify(torchvision.models.resnet18(num_classes=4), where="resnet18")
     for module in model.modules():
         if isinstance(module, LapBase):
@@ -118,7 +120,9 @@ def test_relevance_is_conserved_through_the_lap_layers():
     images = torch.randn(2, 3, 64, 64)
     explainer = RelevanceCam(model)
     relevance = explainer.run(images, None, lambda i, t: explainer.relevance(i, t)[1])
-    torch.testing.assert_close(relevance.sum(dim=(1, 2, 3)), torch.ones(2), rtol=1e-3, atol=1e-3)
+    with torch.no_grad():
+        logits = model(images).amax(dim=1)  # the predicted class's logit
+    torch.testing.assert_close(relevance.sum(dim=(1, 2, 3)), logits, rtol=1e-3, atol=1e-3)
     maps = explainer(images)
     assert maps.shape == (2, 64, 64) and torch.isfinite(maps).all()
 
@@ -192,11 +196,13 @@ def test_lap_residual_blocks_are_canonized_and_conserve_relevance(monkeypatch):
     explainer = RelevanceCam(model)
     after = _relevance_total(explainer, images, "layer4.0")
     before = _relevance_total(explainer, images, "layer3")
-    torch.testing.assert_close(after, torch.ones(2), rtol=1e-3, atol=1e-3)
+    with torch.no_grad():
+        logit = model(images)[:, 0]  # the initial relevance, at class 0
+    torch.testing.assert_close(after, logit, rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(before, after, rtol=1e-2, atol=1e-2)
 
     monkeypatch.setattr(relevance_cam, "_shared_score_attribute_map", lambda name, module: None)
-    assert (_relevance_total(explainer, images, "layer3") > 1.5).all()
+    assert (_relevance_total(explainer, images, "layer3") / logit > 1.5).all()
 
 
 def test_shared_score_canonizer_is_removed_and_changes_nothing_outside_lrp():
@@ -246,3 +252,23 @@ def test_canonizers_must_be_zennit_canonizers():
         torch.randn(1, 2, 6, 6, dtype=torch.float64)
     )
     assert torch.isfinite(maps).all()
+
+
+def test_a_negative_target_logit_does_not_flip_the_map():
+    """Shifting only the target class's classifier bias (+5 -> -5) changes no feature's
+    contribution ``a_j w_jc``: Grad-CAM is unchanged, and so must Relevance-CAM be. LRP
+    started from relevance 1 scaled every channel weight by ``1 / y_c`` (zennit's epsilon
+    rule divides by ``y_c``): the map flipped sign, then became all zero after the ReLU."""
+    from torchlap.models.wrapping import SmallCNN
+
+    torch.manual_seed(0)
+    net = SmallCNN(2).eval()
+    images = torch.rand(4, 3, 32, 32)
+    maps = []
+    for bias in (5.0, -5.0):
+        with torch.no_grad():
+            net.fc.bias[1] = bias
+        assert (net(images)[:, 1] * bias > 0).all()  # the target logit takes the bias's sign
+        maps.append(RelevanceCam(net, layer="layer2")(images, 1))
+    assert (maps[0] > 0).any()
+    torch.testing.assert_close(maps[1], maps[0], rtol=1e-4, atol=1e-9)

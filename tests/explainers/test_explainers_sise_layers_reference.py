@@ -4,11 +4,13 @@ against a reference written from the paper's text.
 The paper: every CNN is "convolutional blocks connected via pooling layers"; inside a block "the
 dimensions of their input and output signal are the same"; SISE visualises "the feature maps in
 the last layers of all of their convolutional blocks". The reference runs the model once with
-its own forward hooks on the model's top-level layers (ResNet's stem layers and stages, a
-Sequential's entries), records their output shapes in execution order, and takes each layer
-after which the spatial size shrinks (the next layer down-samples: a pool, a strided
+its own forward hooks on the model's layers (ResNet's stem layers and stages, a Sequential's
+entries; a Sequential of plain layers, such as a SmallCNN stage conv-BN-ReLU-pool or a VGG
+block, is opened into its layers), records their output shapes in execution order, and takes
+each layer after which the spatial size shrinks (the next layer down-samples: a pool, a strided
 convolution, a stage that starts with one, the global pool) or the feature maps end (flatten):
-the last layer of each block. It is compared with ``Sise.layer_names``.
+the last layer of each block, named by the outermost module returning its output (an opened
+Sequential's last layer is the Sequential). It is compared with ``Sise.layer_names``.
 """
 
 from __future__ import annotations
@@ -20,17 +22,36 @@ import torch
 import torchvision
 from torch import nn
 
+import torchlap
 from torchlap.explainers.sise import Sise
+from torchlap.layers import LapBase
+from torchlap.models.wrapping import NormalizedClassifier, SmallCNN
+
+
+def _is_plain_sequential(module: nn.Module) -> bool:
+    """A Sequential of layers (a LAP layer is one layer: a pool)."""
+    return isinstance(module, nn.Sequential) and all(
+        isinstance(layer, LapBase) or not list(layer.children()) for layer in module.children()
+    )
 
 
 def top_level_shapes(model: nn.Module, images: torch.Tensor) -> list[tuple[str, tuple]]:
-    """``(name, output shape)`` of each top-level layer, in the order the layers ran."""
+    """``(name, output shape)`` of each layer, in the order the layers ran; a child that is a
+    Sequential of plain layers is opened into them, and its last layer named after it."""
     events: list[tuple[str, tuple]] = []
     handles = []
+    layers = []
+    for name, child in model.named_children():
+        if _is_plain_sequential(child) and model is not child:
+            inner = list(child.named_children())
+            layers += [(f"{name}.{sub}", layer) for sub, layer in inner[:-1]]
+            layers.append((name, inner[-1][1]))  # the outermost module returning its output
+        else:
+            layers.append((name, child))
     try:
-        for name, child in model.named_children():
+        for name, layer in layers:
             handles.append(
-                child.register_forward_hook(
+                layer.register_forward_hook(
                     lambda _m, _a, out, name=name: events.append((name, tuple(out.shape)))
                 )
             )
@@ -105,9 +126,31 @@ def test_resnet18_blocks_match_the_papers_rule(size: int) -> None:
     assert Sise(model).layer_names(images) == expected
 
 
+def vgg_like() -> nn.Sequential:
+    """A plain Sequential as VGG's ``features``: conv-ReLU blocks joined by max pools, then the
+    classifier on the flattened last pool (no global pool)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),  # "3": end of the 16x16 block
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.ReLU(),  # "8": end of the 8x8 block
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.ReLU(),  # "11": end of the 4x4 block
+        nn.MaxPool2d(2),  # "12": the last feature maps (2x2), flattened next
+        nn.Flatten(),
+        nn.Linear(16 * 2 * 2, 5),
+    )
+
+
 def test_hand_built_cnns_match_the_papers_rule() -> None:
     images = torch.randn(2, 3, 16, 16)
-    for build, count in ((flat_cnn, 3), (nested_cnn, 3)):
+    for build, count in ((flat_cnn, 3), (nested_cnn, 3), (vgg_like, 4)):
         torch.manual_seed(0)
         model = build()
         expected = block_ends(top_level_shapes(model, images))
@@ -115,3 +158,37 @@ def test_hand_built_cnns_match_the_papers_rule() -> None:
         assert Sise(model).layer_names(images) == expected
     assert block_ends(top_level_shapes(flat_cnn(), images)) == ["3", "6", "10"]
     assert block_ends(top_level_shapes(nested_cnn(), images)) == ["0", "2", "4"]
+    assert block_ends(top_level_shapes(vgg_like(), images)) == ["3", "8", "11", "12"]
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_smallcnn_blocks_match_the_papers_rule(size: int) -> None:
+    """SmallCNN's stages are conv-BN-ReLU-pool: each block ends at ``layerN.relu`` (the pool
+    joins it to the next block); the last pooled output feeds the global pool. It used to
+    take the pooled stage outputs ``layerN`` (the next block's input)."""
+    images = torch.randn(1, 3, size, size)
+    for model in (SmallCNN(4), torchlap.lapify(SmallCNN(4))[0]):
+        expected = block_ends(top_level_shapes(model, images))
+        assert expected == ["layer1.relu", "layer2.relu", "layer3.relu", "layer3"]
+        assert Sise(model).layer_names(images) == expected
+
+
+def _resnet18() -> nn.Module:
+    return torchvision.models.resnet18(num_classes=2)
+
+
+def _lap_resnet18() -> nn.Module:
+    return torchlap.lapify(torchvision.models.resnet18(num_classes=2), where="resnet18")[0]
+
+
+@pytest.mark.parametrize("build", [_resnet18, _lap_resnet18, lambda: SmallCNN(3)])
+def test_a_runs_input_normalisation_is_no_block(build) -> None:
+    """A run's model is ``NormalizedClassifier`` (``net(normalize(x))``): ``normalize``'s
+    output is the image itself, not a feature map of a block. It used to be SISE's first
+    layer (its masks were the image's colour channels)."""
+    torch.manual_seed(0)
+    net = build().eval()
+    wrapped = NormalizedClassifier(net, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]).eval()
+    images = torch.rand(1, 3, 64, 64)
+    bare = Sise(net).layer_names(images)
+    assert Sise(wrapped).layer_names(images) == [f"net.{name}" for name in bare]

@@ -440,6 +440,36 @@ static T *FN(pad_last_group)(const T *w, int64_t h1, int64_t C) {
     return wl;
 }
 
+/* the last pixels of a block that conv_block gives to conv_tail: at most this many (one vector
+ * FMA per pixel and channel there, against 8 for the pixel vector overlapping the last full
+ * one, whatever the number of new pixels in it) */
+#define LAP_TAIL_PIXELS 2
+
+/* out[jj * LAP_BLOCK] = bias[jj] + sum_c wt[c * JP + jj] x[c * P] for jj < 8: one pixel's 8
+ * outputs of a group from the transposed weights (wt: the group's first column), a vector of 8
+ * per channel, in four chains. Not inlined: inlined, it slowed the batch-1 calls that never take
+ * it (code layout). */
+static __attribute__((noinline)) void FN(conv_tail)(const T *x, int64_t P, int64_t C,
+                                                    const T *wt, int64_t JP, const T *bias,
+                                                    T *out) {
+    typedef T eight __attribute__((vector_size(8 * sizeof(T))));
+    eight a[4] = {{0}, {0}, {0}, {0}};
+    int64_t c = 0;
+    for (; c + 4 <= C; c += 4)
+        for (int u = 0; u < 4; ++u) {
+            eight w;
+            memcpy(&w, wt + (c + u) * JP, sizeof w);
+            a[u] += w * x[(c + u) * P];
+        }
+    for (; c < C; ++c) {
+        eight w;
+        memcpy(&w, wt + c * JP, sizeof w);
+        a[0] += w * x[c * P];
+    }
+    const eight sum = (a[0] + a[1]) + (a[2] + a[3]);
+    for (int jj = 0; jj < 8; ++jj) out[jj * LAP_BLOCK] = bias[jj] + sum[jj];
+}
+
 /* acc[j, t] = b1[j] + sum_c w1[j, c] xr[c, t] for t < len (rows j < JP, acc rows LAP_BLOCK): 8
  * outputs of a pixel vector per input channel, each weight a broadcast */
 static void FN(conv_block)(const T *xr, int64_t P, int64_t C, const FN(weights) *wg, int64_t JP,
@@ -456,8 +486,15 @@ static void FN(conv_block)(const T *xr, int64_t P, int64_t C, const FN(weights) 
         const int64_t step = jg + 8 <= h1 || !wg->last ? col : 1;
         /* whole vectors; a block of at least LAP_V pixels ends with a vector that overlaps the
          * last full one (it writes the same sums again), so that no pixel takes the scalar loop
-         * (up to 15 pixels of 8 dependent FMA chains each with AVX-512 floats) */
-        const int64_t vend = len >= LAP_V ? len : 0;
+         * (up to 15 pixels of 8 dependent FMA chains each with AVX-512 floats). With the
+         * transposed weights, up to LAP_TAIL_PIXELS last pixels take conv_tail instead: at the
+         * 7 x 7 global pools (49 = 3 x 16 + 1) the overlapping vector was a quarter of the
+         * scorer's FMAs; the forward call takes 0.89-0.90x the time there at batch 32, the same
+         * elsewhere (python benchmarks/kernel_ab.py --raw --against aca423f --where avgpool,
+         * 2026-12-04, 2 threads) */
+        const int64_t rest = len % LAP_V;
+        const int tail = len > LAP_V && rest <= LAP_TAIL_PIXELS && wg->row == 1 && step == JP;
+        const int64_t vend = tail ? len - rest : len >= LAP_V ? len : 0;
         for (int64_t t0 = 0; t0 < vend; t0 += LAP_V) {
             if (t0 + LAP_V > len) t0 = len - LAP_V;
             FN(vec) a[8];
@@ -471,6 +508,8 @@ static void FN(conv_block)(const T *xr, int64_t P, int64_t C, const FN(weights) 
                 memcpy(acc + (jg + jj) * LAP_BLOCK + t0, &a[jj], sizeof a[jj]);
         }
         int64_t t = vend;
+        for (; tail && t < len; ++t)
+            FN(conv_tail)(xr + t, P, C, wg->w + jg, JP, bias, acc + jg * LAP_BLOCK + t);
 #if LAP_VBYTES / LAP_TBYTES > 8
         /* a block of 8-15 pixels (a thread's share of a small map): its first 8 in half vectors */
         typedef T half __attribute__((vector_size(LAP_VBYTES / 2)));

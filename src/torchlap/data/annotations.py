@@ -16,6 +16,12 @@ The annotated folder format (one folder, one ``annotations.csv``)::
   coordinates, so an image with three boxes has three rows; empty fields for no box.
 * ``mask`` (optional): a PNG of the image's size, nonzero = region.
 
+A CSV with box or mask columns has regions: an image without boxes or mask then has a known
+empty region (a negative). A CSV of ``image,label[,split]`` alone has no regions (class labels
+only), which :func:`write_annotations` keeps: it writes the region columns only for data with
+regions. The file must be UTF-8 (a byte-order mark is fine); another encoding is refused naming
+the line of the first byte that is not UTF-8.
+
 Boxes outside the image are **rejected** (never clipped): every coordinate must lie in
 ``[0, width] x [0, height]`` of the image file, otherwise loading fails naming the file and
 line. Every problem is reported before anything is loaded: a dataset either loads whole or
@@ -34,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torchlap._checks import check_bool
 from torchlap.data._base import SPLITS
 from torchlap.io import atomic_write
 
@@ -47,6 +54,7 @@ __all__ = [
     "check_row_length",
     "inside_path",
     "read_annotations",
+    "read_utf8",
     "write_annotations",
 ]
 
@@ -97,12 +105,31 @@ def check_box(box: Sequence[float], where: str) -> tuple[float, float, float, fl
     return x_min, y_min, x_max, y_max
 
 
+def read_utf8(path: Path, what: str = "file") -> str:
+    """The text of ``path``, which must be UTF-8 (a byte-order mark is fine; it is dropped).
+
+    The one reader of torchlap's text inputs (annotations.csv, the RSNA and CelebA label
+    files): a file in another encoding (Latin-1, UTF-16, ...) raises ValueError naming the file,
+    the line of the first byte that is not UTF-8 and the accepted encoding, instead of Python's
+    bare ``'utf-8' codec can't decode byte``. ``what`` names the file in the message."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(
+            f"{path} line {line}: byte 0x{data[error.start]:02x} is not UTF-8; the {what} must "
+            "be UTF-8 (a BOM is fine): save it as UTF-8 (a spreadsheet's 'CSV UTF-8', or "
+            "iconv -f <its encoding> -t utf-8)"
+        ) from None
+
+
 def read_annotations(csv_path: Path) -> tuple[list[ImageRecord], bool, bool]:
     """Parse and validate an ``annotations.csv``; group rows by image.
 
     Returns ``(records in order of first appearance, has_split_column, has_region_columns)``.
     Raises FileNotFoundError if the file is missing, ValueError naming the file and line for
-    any malformed row.
+    any malformed row or for a file that is not UTF-8 (:func:`read_utf8`).
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -111,16 +138,16 @@ def read_annotations(csv_path: Path) -> tuple[list[ImageRecord], bool, bool]:
             f"columns {', '.join(REQUIRED_COLUMNS)} and optionally {', '.join(OPTIONAL_COLUMNS)}"
         )
     name = str(csv_path)
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle, skipinitialspace=True)
-        columns = _read_header(reader, name)
-        has_boxes = BOX_COLUMNS[0] in columns
-        records: dict[str, ImageRecord] = {}
-        for row in reader:
-            where = f"{name} line {reader.line_num}"
-            check_row_length(row, columns, where)
-            values = {k: (v or "").strip() for k, v in row.items()}
-            _add_row(records, values, where, columns)
+    handle = io.StringIO(read_utf8(csv_path, ANNOTATIONS), newline="")
+    reader = csv.DictReader(handle, skipinitialspace=True)
+    columns = _read_header(reader, name)
+    has_boxes = BOX_COLUMNS[0] in columns
+    records: dict[str, ImageRecord] = {}
+    for row in reader:
+        where = f"{name} line {reader.line_num}"
+        check_row_length(row, columns, where)
+        values = {k: (v or "").strip() for k, v in row.items()}
+        _add_row(records, values, where, columns)
     if not records:
         raise ValueError(f"{name} has a header but no rows")
     return list(records.values()), "split" in columns, has_boxes or "mask" in columns
@@ -240,17 +267,48 @@ def _format_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def write_annotations(path: Path, records: Iterable[ImageRecord]) -> None:
-    """Write records as an ``annotations.csv`` (one row per box), atomically."""
+def write_annotations(
+    path: Path,
+    records: Iterable[ImageRecord],
+    *,
+    regions: bool | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Write records as an ``annotations.csv`` (one row per box), atomically.
+
+    ``regions`` (True, False or None): whether the data has regions. True writes the columns
+    ``image,label,split,x_min,y_min,x_max,y_max,mask`` (an image without boxes or mask is then
+    read back as a known empty region); False writes ``image,label,split`` only, so class-only
+    data reads back without regions (records with boxes or a mask are then refused); None
+    (default) is True when some record has boxes or a mask. ``overwrite`` (True or False): an
+    existing ``path`` is refused (FileExistsError) unless True.
+    """
     path = Path(path)
-    header = ["image", "label", "split", *BOX_COLUMNS, "mask"]
+    check_bool(overwrite, "overwrite")
+    records = list(records)
+    if regions is None:
+        regions = any(r.boxes or r.mask for r in records)
+    check_bool(regions, "regions")
+    if not regions and (with_regions := [r for r in records if r.boxes or r.mask]):
+        raise ValueError(
+            f"regions=False, but {len(with_regions)} record(s) have boxes or a mask (first: "
+            f"{with_regions[0].image}); pass regions=True (or None) to write them"
+        )
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path} already exists; pass overwrite=True to replace it (its rows and any "
+            "columns torchlap does not read would be lost), or choose another path"
+        )
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(header)
+    region_columns = [*BOX_COLUMNS, "mask"] if regions else []
+    writer.writerow(["image", "label", "split", *region_columns])
     for record in records:
         tail = [record.mask or ""]
         head = [record.image, record.label, record.split or ""]
-        if not record.boxes:
+        if not regions:
+            writer.writerow(head)
+        elif not record.boxes:
             writer.writerow([*head, "", "", "", "", *tail])
         for box in record.boxes:
             writer.writerow([*head, *(_format_number(v) for v in box), *tail])

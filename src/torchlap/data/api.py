@@ -25,7 +25,8 @@ def load_dataset(
     * a name in ``builtin_names()`` (``lesions``, ``concepts``, ``digits``): generated with
       ``n_images`` images in total (default 2000, all splits together) at ``image_size``;
     * a folder with ``annotations.csv``: ``AnnotatedFolder`` (``seed`` drives the split when
-      the CSV has none; ``n_images`` keeps the first n images of the split);
+      the CSV has none; ``n_images`` keeps at most n images of the split, a class-stratified
+      cut seeded by ``seed``);
     * another folder: the ImageFolder layout (class subfolders, or train/val/test of them).
 
     ``kwargs`` go to the dataset (e.g. ``num_classes`` for ``concepts``, ``transform``,

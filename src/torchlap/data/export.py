@@ -65,7 +65,7 @@ def export_builtin(name: str, out: str | os.PathLike[str], **options: Any) -> Pa
                         mask=mask_path,
                     )
                 )
-        write_annotations(staging / ANNOTATIONS, records)
+        write_annotations(staging / ANNOTATIONS, records, regions=True)  # exact regions
         metadata = datasets["train"].metadata()
         metadata["split_sizes"] = {s: len(d) for s, d in datasets.items()}
         (staging / "dataset.json").write_text(json.dumps(metadata, indent=2) + "\n")

@@ -18,7 +18,7 @@ import torch
 from PIL import UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-from torchlap._checks import check_int
+from torchlap._checks import check_bool
 from torchlap.data._base import (
     SPLITS,
     RegionDataset,
@@ -26,10 +26,9 @@ from torchlap.data._base import (
     apply_transform,
     boxes_to_mask,
     check_folder_options,
-    check_split_fractions,
     make_sample,
-    split_counts,
 )
+from torchlap.data._subsets import check_cut_keeps_classes, seeded_split, stratified_cut
 from torchlap.data.annotations import (
     ANNOTATIONS,
     OPTIONAL_COLUMNS,
@@ -45,36 +44,6 @@ from torchlap.data.transforms import default_normalization, default_transforms, 
 __all__ = ["AnnotatedFolder", "image_folder", "seeded_split"]
 
 logger = logging.getLogger(__name__)
-
-
-def seeded_split(
-    records: Sequence[ImageRecord], fractions: Sequence[float], seed: int
-) -> dict[str, str]:
-    """Assign each image to train/val/test, stratified by label, reproducibly from ``seed``.
-
-    Per class (in sorted order), images sorted by path are shuffled by a torch.Generator
-    seeded with ``seed`` (an int) and cut by ``split_counts``; every class with at least one
-    image gets at least one training image. Returns ``{image path: split}``.
-    """
-    fractions = check_split_fractions(fractions)
-    check_int(seed, "seed")
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    by_label: dict[str, list[str]] = {}
-    for record in records:
-        by_label.setdefault(record.label, []).append(record.image)
-    assignment: dict[str, str] = {}
-    for label in sorted(by_label):
-        images = sorted(by_label[label])
-        order = torch.randperm(len(images), generator=generator).tolist()
-        n_train, n_val, _ = split_counts(len(images), fractions)
-        if n_train == 0:  # tiny class: take its training image from val (or else test)
-            n_train, n_val = 1, max(0, n_val - 1)
-        for position, k in enumerate(order):
-            split = (
-                "train" if position < n_train else "val" if position < n_train + n_val else "test"
-            )
-            assignment[images[k]] = split
-    return assignment
 
 
 class AnnotatedFolder(RegionDataset):
@@ -96,15 +65,18 @@ class AnnotatedFolder(RegionDataset):
         mean, std: normalization statistics to record with a model; default
             ``default_normalization(n_channels)``.
         verify_images: open every image's (and mask's) header up front to check that it is
-            readable and that boxes and masks fit (about 0.1 ms per image). With False only
-            the files' existence is checked and the rest happens when a sample is loaded.
-            True or False.
+            readable and that boxes and masks fit (about 0.1 ms per image), and decode the
+            masks of images with boxes to refuse an empty one. With False only the files'
+            existence is checked and the rest happens when a sample is loaded. True or False.
         augment: use the default training augmentation on the train split (True or False).
+        n_images: None (all) or an int >= 1: keep at most ``n_images`` images of the split,
+            a class-stratified cut seeded by ``seed`` (see :func:`stratified_cut`; the same
+            images for the same seed, whatever the CSV's row order). A cut training split
+            that would lose a class is refused (ValueError).
 
     Images are read as stored: an EXIF orientation tag is not applied (as torchvision does
     not), so boxes and masks are in stored-pixel coordinates; a warning, once per dataset,
     names the first image with an orientation other than 1.
-        n_images: keep only the first ``n_images`` images of the split.
     """
 
     def __init__(
@@ -213,10 +185,13 @@ class AnnotatedFolder(RegionDataset):
         self.records_all = records = self._assign_splits(records, split_fractions, seed)
         self.classes = self._classes(records, classes)
         self.class_to_index = {name: i for i, name in enumerate(self.classes)}
-        self.n_channels = self._check_files(records, channels, verify_images)
-        self.records = [r for r in records if r.split == self.split][:n_images]
+        in_split = [r for r in records if r.split == self.split]
+        self.records = in_split if n_images is None else stratified_cut(in_split, n_images, seed)
         if not self.records:
             raise ValueError(f"{source}: the {self.split!r} split has no images")
+        if self.split == "train" and n_images is not None:
+            check_cut_keeps_classes(in_split, self.records, n_images, source)
+        self.n_channels = self._check_files(records, channels, verify_images)
         self._set_size_and_transform(image_size, transform, augment)
         self._set_normalization(mean, std)
 
@@ -252,7 +227,11 @@ class AnnotatedFolder(RegionDataset):
         unknown = [label for label in labels if label not in known]
         if unknown:
             first = next(r for r in records if r.label == unknown[0])
-            raise ValueError(f"{first.source}: unknown label {unknown[0]!r}")
+            shown = ", ".join(list(classes)[:10]) + (", ..." if len(classes) > 10 else "")
+            raise ValueError(
+                f"{first.source}: unknown label {unknown[0]!r}; the {len(classes)} known "
+                f"classes are {shown}"
+            )
         return list(classes)
 
     def _check_files(
@@ -290,7 +269,7 @@ class AnnotatedFolder(RegionDataset):
                 if orientation != 1:
                     rotated.append((path, orientation))
                 if verify_images:
-                    self._check_fits(record, width, height)
+                    self._check_fits(record, width, height, decode_mask=True)
         self.verified = bool(verify_images)
         if rotated:
             self._warn_orientation(*rotated[0], count=len(rotated))
@@ -360,8 +339,11 @@ class AnnotatedFolder(RegionDataset):
         self._sizes[record.image] = (header.width, header.height)
         return header.width, header.height, header.channels, header.orientation
 
-    def _check_fits(self, record: ImageRecord, width: int, height: int) -> None:
-        """Boxes inside the image (rejected otherwise, never clipped); mask of the same size."""
+    def _check_fits(
+        self, record: ImageRecord, width: int, height: int, decode_mask: bool = False
+    ) -> None:
+        """Boxes inside the image (rejected otherwise, never clipped); mask of the same size
+        and, with ``decode_mask``, not empty when the image has boxes."""
         for box, where in zip(record.boxes, record.box_sources, strict=True):
             x_min, y_min, x_max, y_max = box
             if x_min < 0 or y_min < 0 or x_max > width or y_max > height:
@@ -384,6 +366,23 @@ class AnnotatedFolder(RegionDataset):
                     f"{record.source}: mask {record.mask} is {mask_width}x{mask_height} but image "
                     f"{record.image} is {width}x{height} (width x height); they must match"
                 )
+            if decode_mask and record.boxes:  # decoded up front: refused before any run
+                try:
+                    mask = read_mask(mask_path)
+                except (UnidentifiedImageError, OSError, ValueError) as error:
+                    raise ValueError(
+                        f"{record.source}: mask file {mask_path} is unreadable: {error}"
+                    ) from None
+                self._check_mask_not_empty(record, mask)
+
+    def _check_mask_not_empty(self, record: ImageRecord, mask: torch.Tensor) -> None:
+        """An image with boxes needs a mask that marks some region (its boxes' region)."""
+        if not bool(mask.any()):
+            raise ValueError(
+                f"{record.source}: mask file {self.root / record.mask} is empty but the "
+                f"image has {len(record.boxes)} box(es); the mask marks the region the "
+                "boxes enclose: fix the mask, or leave its field empty to use the boxes"
+            )
 
     # ---------------------------------------------------------------------------------------
 
@@ -418,12 +417,8 @@ class AnnotatedFolder(RegionDataset):
         boxes = torch.tensor(record.boxes, dtype=torch.float32).reshape(-1, 4)
         if record.mask is not None:
             mask = read_mask(self.root / record.mask)
-            if record.boxes and not bool(mask.any()):
-                raise ValueError(
-                    f"{record.source}: mask file {self.root / record.mask} is empty but the "
-                    f"image has {len(record.boxes)} box(es); the mask marks the region the "
-                    "boxes enclose: fix the mask, or leave its field empty to use the boxes"
-                )
+            if record.boxes and not self.verified:
+                self._check_mask_not_empty(record, mask)
         else:
             mask = boxes_to_mask(boxes, height, width)
         sample = make_sample(
@@ -442,9 +437,37 @@ class AnnotatedFolder(RegionDataset):
         out.update(dataset=str(self.root), split_seed=self.split_seed)
         return out
 
-    def save_annotations(self, path: str | os.PathLike[str]) -> None:
-        """Write all images with their (given or seeded) split as an annotations.csv."""
-        write_annotations(Path(path), self.records_all)
+    def region_known(self, record: ImageRecord) -> bool:
+        """Whether ``record``'s region is known (its samples' ``has_region``): the dataset's
+        ``has_regions`` here; an importer may say it per image (RSNA: images with boxes)."""
+        return self.has_regions
+
+    def save_annotations(self, path: str | os.PathLike[str], overwrite: bool = False) -> None:
+        """Write all images with their (given or seeded) split as an annotations.csv.
+
+        Data without regions is written as ``image,label,split`` (it reads back without
+        regions), data with regions with the box and mask columns. ``overwrite`` (True or
+        False): an existing file at ``path`` is refused (FileExistsError) unless True, as it
+        would be replaced whole (rows, and columns torchlap does not read). Refused
+        (ValueError) too: data with regions where some images have ``has_region=False`` (RSNA's
+        normal images), which the format cannot express: such a row reads back as a known
+        empty region, a negative."""
+        check_bool(overwrite, "overwrite")
+        unknown = [r for r in self.records_all if self.has_regions and not self.region_known(r)]
+        if unknown:
+            raise ValueError(
+                f"{len(unknown)} of the {len(self.records_all)} images (first: "
+                f"{unknown[0].image}) have has_region=False (no region annotated, e.g. RSNA's "
+                "normal images), which annotations.csv cannot express: in a file with box or "
+                "mask columns an image without them reads back as a known empty region "
+                "(has_region=True, a negative for expert supervision and the localization "
+                "metrics). Read the data with its importer instead, or write them as "
+                "negatives on purpose with torchlap.data.write_annotations(path, "
+                "dataset.records_all)"
+            )
+        write_annotations(
+            Path(path), self.records_all, regions=self.has_regions, overwrite=overwrite
+        )
 
     def __repr__(self) -> str:
         return (

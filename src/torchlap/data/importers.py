@@ -1,8 +1,10 @@
 """Importers for the LAP paper's datasets (Sec. 4), for users who have them locally.
 
-Each reads the dataset's own files, validates them, and returns an ``AnnotatedFolder`` (same
-sample contract, same errors); ``dataset.save_annotations(path)`` writes the result in the
-annotated folder format. Nothing is downloaded.
+Each reads the dataset's own files (UTF-8, a BOM is fine), validates them, and returns an
+``AnnotatedFolder`` (same sample contract, same errors); ``dataset.save_annotations(path)``
+writes the result in the annotated folder format, except RSNA's: its normal images have no
+known region (``has_region=False``), which that format cannot express (refused, see
+:meth:`AnnotatedFolder.save_annotations`). Nothing is downloaded.
 
 * RSNA Pneumonia Detection Challenge: ``stage_2_train_labels.csv``
   (``patientId,x,y,width,height,Target``; one row per box, empty box fields for Target 0)
@@ -20,6 +22,7 @@ annotated folder format. Nothing is downloaded.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 from collections.abc import Sequence
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from torchlap.data._base import Sample, check_split
-from torchlap.data.annotations import ImageRecord, check_box, check_row_length
+from torchlap.data.annotations import ImageRecord, check_box, check_row_length, read_utf8
 from torchlap.data.folder import AnnotatedFolder
 
 logger = logging.getLogger(__name__)
@@ -80,7 +83,7 @@ def _rsna_records(
     """One record per patient of the labels file (boxes gathered from its rows)."""
     records: dict[str, ImageRecord] = {}
     targets: dict[str, int] = {}
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+    with io.StringIO(read_utf8(csv_path, "RSNA labels file"), newline="") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in (reader.fieldnames or [])]
         reader.fieldnames = columns
@@ -136,10 +139,13 @@ class RsnaFolder(AnnotatedFolder):
     dataset-level ``has_regions`` stays ``True`` (the data has regions).
     """
 
+    def region_known(self, record: ImageRecord) -> bool:
+        """Only pneumonia images (those with boxes) have a known region."""
+        return bool(record.boxes)
+
     def __getitem__(self, index: int) -> Sample:
         sample = super().__getitem__(index)
-        record = self.records[index % len(self.records)]
-        sample["has_region"] = bool(record.boxes)
+        sample["has_region"] = self.region_known(self.records[index % len(self.records)])
         return sample
 
 
@@ -156,7 +162,7 @@ def _rsna_excluded(path: Path) -> set[str]:
     if not path.is_file():
         raise FileNotFoundError(f"RSNA detailed class info file {path} not found")
     excluded = set()
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    with io.StringIO(read_utf8(path, "RSNA detailed class info file"), newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or not {"patientId", "class"} <= set(reader.fieldnames):
             raise ValueError(f"{path}: needs the columns patientId,class")
@@ -192,8 +198,7 @@ def celeba(
     image_folder = root_path / images_dir
     if not image_folder.is_dir():
         raise FileNotFoundError(f"CelebA image folder {image_folder} not found")
-    with open(attr_path, encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
+    lines = read_utf8(attr_path, "CelebA attribute file").splitlines()
     if len(lines) < 2:
         raise ValueError(f"{attr_path}: needs the image count and the attribute-name line")
     try:
@@ -274,16 +279,16 @@ def _celeba_partition(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"CelebA partition file {path} not found")
     partition = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-                raise ValueError(f"{path} line {number}: expected '<image> 0|1|2', got {line!r}")
-            if parts[0] in partition:
-                raise ValueError(f"{path} line {number}: image {parts[0]} is listed again")
-            partition[parts[0]] = ("train", "val", "test")[int(parts[1])]
+    lines = read_utf8(path, "CelebA partition file").splitlines()
+    for number, line in enumerate(lines, start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+            raise ValueError(f"{path} line {number}: expected '<image> 0|1|2', got {line!r}")
+        if parts[0] in partition:
+            raise ValueError(f"{path} line {number}: image {parts[0]} is listed again")
+        partition[parts[0]] = ("train", "val", "test")[int(parts[1])]
     return partition
 
 
@@ -339,6 +344,7 @@ def imagenet_folder(
     ]
     if not records:
         raise ValueError(f"{folder}: no images")
+    _refuse_classes_without_train_folder(root_path, folder, wnids, classes)
     dataset = AnnotatedFolder.from_records(
         root_path,
         records,
@@ -351,6 +357,23 @@ def imagenet_folder(
     )
     dataset.class_descriptions = {w: descriptions.get(w, (w,)) for w in classes}  # type: ignore[attr-defined]
     return dataset
+
+
+def _refuse_classes_without_train_folder(
+    root: Path, folder: Path, wnids: list[str], classes: list[str]
+) -> None:
+    """ValueError naming the wnid folders of ``folder`` (val) that ``root/train`` lacks: the
+    classes are the train folder's wnids, and a model has no output for another one."""
+    known = set(classes)
+    missing = [w for w in wnids if w not in known]
+    if missing:
+        shown = ", ".join(classes[:10]) + (", ..." if len(classes) > 10 else "")
+        raise ValueError(
+            f"{folder / missing[0]}: class {missing[0]!r} has no {root / 'train' / missing[0]} "
+            f"folder ({len(missing)} such wnid folder(s)); the classes are the {len(classes)} "
+            f"wnids of {root / 'train'}: {shown}. Remove the folder from {folder.name}, or add "
+            "its training images"
+        )
 
 
 _DEVKIT_ARCHIVE = "ILSVRC2012_devkit_t12.tar.gz"

@@ -67,8 +67,11 @@ __all__ = [
 #: stability read maps of the label class (the class they score); Drop%/Increase% score the
 #: class the maps explain (--target); keep-k% "vs prediction" reads maps of the predicted
 #: class under --target label; a map holding NaN/inf becomes a flat all-zero map, counted,
-#: instead of having those pixels zeroed)
-METRICS_REVISION = 5
+#: instead of having those pixels zeroed. 6: SISE's block-wise layers skip a run's input
+#: normalisation and take the layer before each pool of a conv-BN-ReLU-pool stage (SmallCNN's
+#: layerN.relu, DenseNet's transition convolutions); Relevance-CAM starts LRP from the target
+#: logit's value instead of 1 (its maps no longer flip sign with a negative logit))
+METRICS_REVISION = 6
 
 
 @dataclass

@@ -38,21 +38,34 @@ class ImageInput:
     label: str | None = None
 
 
-def _annotated_label(image: Path) -> str | None:
+def _annotated_label(image: Path, labels: dict[Path, dict[Path, str] | None]) -> str | None:
     """The label of an image named directly, from the ``annotations.csv`` of the nearest
-    folder above it that has one (None when no such file lists the image)."""
+    folder above it that has one (None when no such file lists the image).
+
+    ``labels``: each dataset folder's ``{resolved image path: label}`` (None for a damaged
+    file), filled on first use: one parse per folder for all the files named, not one per file.
+    """
     image = image.resolve()
     for folder in image.parents:
-        if (folder / ANNOTATIONS).is_file():
-            try:
-                records, _, _ = read_annotations(folder / ANNOTATIONS)
-            except ValueError:
-                return None  # a damaged file: the label stays unknown (the figure says "?")
-            for record in records:
-                if (folder / record.image).resolve() == image:
-                    return record.label
-            return None
+        if folder in labels or (folder / ANNOTATIONS).is_file():
+            if folder not in labels:
+                labels[folder] = _folder_labels(folder)
+            known = labels[folder]
+            return None if known is None else known.get(image)
     return None
+
+
+def _folder_labels(folder: Path) -> dict[Path, str] | None:
+    """``{resolved image path: label}`` of ``folder``'s annotations.csv; None when the file is
+    damaged (the labels stay unknown: the figures say "?")."""
+    try:
+        records, _, _ = read_annotations(folder / ANNOTATIONS)
+    except ValueError:
+        return None
+    labels: dict[Path, str] = {}
+    for record in records:
+        labels.setdefault((folder / record.image).resolve(), record.label)  # the first row wins
+    return labels
 
 
 def _folder_images(folder: Path) -> list[ImageInput]:
@@ -83,6 +96,7 @@ def collect_images(inputs: list[Path]) -> list[ImageInput]:
     names that still collide (two files ``a/x.png`` and ``b/x.png`` named directly) are refused.
     """
     found: list[ImageInput] = []
+    labels: dict[Path, dict[Path, str] | None] = {}  # per dataset folder, for this call only
     for item in inputs:
         item = Path(item)
         if item.is_dir():
@@ -92,7 +106,7 @@ def collect_images(inputs: list[Path]) -> list[ImageInput]:
                 raise ValueError(
                     f"{item} is not an image file; accepted: {', '.join(sorted(IMAGE_SUFFIXES))}"
                 )
-            found.append(ImageInput(item, item.stem, _annotated_label(item)))
+            found.append(ImageInput(item, item.stem, _annotated_label(item, labels)))
         else:
             raise FileNotFoundError(f"{item} does not exist; pass image files or folders")
     if not found:

@@ -71,7 +71,9 @@ def write_run_outputs(
             figures.extend(_lap_layer_figures(model, data, figures_dir))
     names = list(results_by_run)
     title = "torchlap evaluation: " + (names[0] if len(names) == 1 else ", ".join(names))
-    return write_report(out_dir, results_by_run, configs, figures, title=title)
+    # the folder passed guard_output_folder before any work: a report.html there is ours, or
+    # the user asked to replace it (--force)
+    return write_report(out_dir, results_by_run, configs, figures, title=title, overwrite=True)
 
 
 def _lap_layer_figures(model: Any, data: Any, figures_dir: Path) -> list[tuple[Path, str]]:

@@ -50,6 +50,7 @@ from torchlap.explainers.inputs import (
     check_model_inputs,
     check_target,
     class_scores,
+    non_finite_outputs,
 )
 from torchlap.explainers.probe import Capture, FeatureProbe, probe_features
 
@@ -471,16 +472,37 @@ class Explainer:
         return logits
 
     def resolve_target(self, target: Tensor | None, logits: Tensor) -> Tensor:
-        """``target`` checked against ``logits``, or the predicted class when it is ``None``."""
-        if target is None:
-            return logits.detach().argmax(dim=1)
-        num_classes = logits.shape[1]
-        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
+        """``target`` checked against ``logits``, or the predicted class when it is ``None``.
+
+        Every row of ``logits`` must be finite (a NaN logit makes the argmax, the class
+        probabilities and the method's scores meaningless): ``ValueError`` naming the images
+        otherwise. One device sync, the class-range check included.
+        """
+        finite = logits.detach().isfinite().all(dim=1)
+        low = high = 0
+        if target is not None and target.numel():
+            counts = torch.stack([target.min(), target.max(), (~finite).sum().to(target)])
+            low, high, bad = counts.tolist()
+        else:
+            bad = not bool(finite.all())
+        if low < 0 or high >= logits.shape[1]:
             raise ValueError(
-                f"target classes must lie in [0, {num_classes}) for this model, got "
+                f"target classes must lie in [0, {logits.shape[1]}) for this model, got "
                 f"{target.tolist() if target.numel() <= 16 else target}"
             )
-        return target
+        if bad:
+            raise non_finite_outputs(self.name or type(self).__name__, finite)
+        return logits.detach().argmax(dim=1) if target is None else target
+
+    def check_finite_rows(
+        self, values: Tensor, images: Tensor | None = None, masked: bool = False
+    ) -> None:
+        """``ValueError`` (:func:`~torchlap.explainers.inputs.non_finite_outputs`) unless every
+        row of ``values`` is finite; ``images``: the image index of each row (default: row
+        ``i`` is image ``i``); ``masked``: rows of masked copies' scores. One device sync."""
+        finite = values.detach().reshape(len(values), -1).isfinite().all(dim=1)
+        if not bool(finite.all()):
+            raise non_finite_outputs(self.name or type(self).__name__, finite, images, masked)
 
     def predict_target(self, images: Tensor, target: Tensor | None) -> Tensor:
         """The resolved target, running one forward pass only when ``target`` is ``None``."""
@@ -503,7 +525,12 @@ class Explainer:
         return self._probes[key]
 
     def resolve_layer(self, layer: str | nn.Module | None, images: Tensor) -> str:
-        """Name of the layer to explain: the given one (name or module), or the probe's choice."""
+        """Name of the layer to explain: the given one (name or module), or the probe's choice.
+
+        Accepted: a submodule that runs once in a forward pass and outputs ``(B, C, h, w)``
+        feature maps of more than one pixel (a 1x1 map, e.g. the global pool's output, would
+        give a flat map); anything else raises ``ValueError`` saying why.
+        """
         modules = dict(self.model.named_modules())
         if layer is None:
             name = self.feature_probe(images).cam_layer
@@ -536,6 +563,15 @@ class Explainer:
             raise ValueError(
                 f"layer {name!r} runs {calls} times in one forward pass (a shared module), so it "
                 "has no single output to explain; choose a layer that runs once"
+            )
+        if shape is not None and shape[2] * shape[3] == 1:
+            default = f", e.g. the last block {probe.cam_layer!r}" if probe.cam_layer else ""
+            raise ValueError(
+                f"layer {name!r} outputs 1x1 feature maps (shape "
+                f"({', '.join(['B', *map(str, shape[1:])])}) for {images.shape[-2]}x"
+                f"{images.shape[-1]} images): {type(self).__name__} weighs a layer's feature "
+                "maps over their pixels, and 1x1 maps give every pixel the same value (a flat "
+                f"map); choose a layer before the global pool{default}"
             )
         return name
 

@@ -309,6 +309,15 @@ class DeepLift(Explainer):
                     f"images' shape {tuple(images.shape)}"
                 ) from None
         shared = self._shared_nonlinearities(images)
+        # captum's one forward runs the images and their baselines (rows i and B + i): their
+        # logits are checked there (a given target resolves without a forward of its own)
+        rows = torch.arange(2 * images.shape[0], device=images.device) % images.shape[0]
+
+        def check_logits(module: nn.Module, args: tuple, logits: object) -> None:
+            if isinstance(logits, Tensor) and logits.dim() == 2:
+                self.check_finite_rows(logits, rows[: logits.shape[0]])
+
+        self.add_hook(self.model.register_forward_hook(check_logits))
         with _unshared(self.model, shared, self), _quiet_captum():
             attributions = CaptumDeepLift(self.model).attribute(
                 _gradient_input(images), baselines=baseline, target=target

@@ -24,6 +24,7 @@ __all__ = [
     "check_model_inputs",
     "check_target",
     "class_scores",
+    "non_finite_outputs",
 ]
 
 
@@ -121,6 +122,30 @@ def check_target(target: object, images: Tensor) -> Tensor | None:
         return target.to(device=images.device, dtype=torch.long)
     raise TypeError(
         f"target must be None, an int or an integer tensor, got {type(target).__name__}"
+    )
+
+
+def non_finite_outputs(
+    method: str, finite: Tensor, images: Tensor | None = None, masked: bool = False
+) -> ValueError:
+    """The error of model outputs holding NaN/inf, naming ``method`` and the images.
+
+    ``finite``: one bool per row; ``images``: the image index of each row (default: row ``i``
+    is image ``i``); ``masked``: the rows are scores of masked copies of the images.
+    """
+    rows = (~finite.detach()).nonzero().flatten()
+    index = rows if images is None else images.detach().flatten()[rows.to(images.device)]
+    bad = sorted(set(index.tolist()))
+    shown = f"{bad[:16]}{' ...' if len(bad) > 16 else ''}"
+    what = (
+        f"gives NaN or infinite class scores on masked copies of images {shown}"
+        if masked
+        else f"returns NaN or infinite logits for images {shown}"
+    )
+    return ValueError(
+        f"{method}: the model {what} (batch indices), so their maps would be NaN, flat or "
+        "explain the class of a NaN argmax; check the model (e.g. the weights of a diverged "
+        "training run) and these images, or explain only the images with finite logits"
     )
 
 

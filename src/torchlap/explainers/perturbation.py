@@ -221,6 +221,7 @@ class ScoreCam(Explainer):
             self, first.numel(), make_inputs, target[scored_image], self.mask_batch_size,
             images[:1], self.precision,
         )[inverse]  # fmt: skip
+        self.check_finite_rows(scores, image_index, masked=True)  # one check, not per batch
         weights = torch.zeros(batch, channels, device=images.device, dtype=activations.dtype)
         weights[image_index, channel_index] = scores.to(activations.dtype)
         return torch.relu((weights[:, :, None, None] * activations).sum(dim=1))
@@ -368,4 +369,6 @@ class Rise(Explainer):
                     saliency[image_start : image_start + chunk.shape[0]] += torch.einsum(
                         "bm,mhw->bhw", scores.float(), step_masks.float()
                     )
+        # a NaN score of a masked forward reaches every pixel of its image's map: one check
+        self.check_finite_rows(saliency, masked=True)
         return saliency / (self.n_masks * self.p)

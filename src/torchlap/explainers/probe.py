@@ -42,16 +42,23 @@ class FeatureProbe:
     the layers whose output feeds a spatial down-sampling (a module whose 4-D output has at most
     half the pixels of its 4-D input), i.e. the last layer of each block, plus ``cam_layer``; in
     forward order. Of the modules returning the same tensor the outermost is named (``layer1``,
-    not ``layer1.1.relu``); branches inside a reduction block are skipped for the block's input.
+    not ``layer1.1.relu``); branches inside a reduction block are skipped for the block's input,
+    except in a block ending with the reduction after a convolution of its own (a stage
+    conv-BN-ReLU-pool: ``layer1.relu`` of SmallCNN), where the container (``layer2``, whose
+    input is the previous stage's pooled output) is skipped instead. Layers that ran before the
+    model's first convolution (a run's input ``normalize``: the image itself) are skipped.
     ``calls``: how often each module ran in the pass (a layer that runs more than once has no
     single output to explain). ``shapes``: the shape of each module's tensor output (its first
-    call; modules inside a LAP layer and modules returning no tensor are absent).
+    call; modules inside a LAP layer and modules returning no tensor are absent). ``order``:
+    the position of each module's first call in forward order (when its output was computed;
+    a container after its children; modules inside a LAP layer are absent).
     """
 
     cam_layer: str | None
     block_layers: list[str]
     calls: dict[str, int] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    order: dict[str, int] = field(default_factory=dict)
 
 
 def _is_spatial(t: object) -> bool:
@@ -124,36 +131,62 @@ def _downsampling(events: list[_Event]) -> list[_Event]:
     ]
 
 
+def _conv_inside(convs: list[_Event], block: str, before: int) -> bool:
+    """Whether a convolution inside module ``block`` ran at or before event ``before``."""
+    return any(c.index <= before and c.name.startswith(f"{block}.") for c in convs)
+
+
 def _block_feeders(
-    downsampling: list[_Event], producer: dict[int, _Event]
+    downsampling: list[_Event], producer: dict[int, _Event], convs: list[_Event]
 ) -> tuple[list[_Event], _Event | None]:
-    """The layers feeding each down-sampling (block ends) and the global pool's input."""
+    """The layers feeding each down-sampling (block ends) and the global pool's input.
+
+    ``convs``: the convolutions' calls. A layer that ran before the first of them (an input
+    normalisation, e.g. a run's ``normalize``) holds the image, not a feature map: no block end.
+    """
     # single reduction steps (at most ~3x per side), e.g. a ResNet block or Inception's
     # Mixed_6a, unlike a container holding several steps (VGG's ``features``)
-    reducing_input = {
-        e.name: tuple(e.inputs[0].shape[-2:])
-        for e in downsampling
-        if 10 * _pixels(e.output) > _pixels(e.inputs[0])
-    }
+    reducing = {e.name: e for e in downsampling if 10 * _pixels(e.output) > _pixels(e.inputs[0])}
+    first_conv = min((c.index for c in convs), default=-1)
 
-    def inside_reduction_block(feeder: _Event) -> bool:
-        # a branch inside a reduction block (Inception's Mixed_6a, a Bottleneck's conv1) at the
-        # block's input resolution: the block's own input is the layer to take
+    def inside_reduction_block(feeder: _Event, event: _Event) -> bool:
+        # a branch inside a reduction block (Inception's Mixed_6a, a Bottleneck's conv1,
+        # ConvNeXt's norm before its strided convolution) at the block's input resolution: the
+        # block's own input is the layer to take. Not when the block ends with this reduction
+        # and a convolution of its own computed ``feeder`` (a VGG-like stage conv-BN-ReLU-pool,
+        # SmallCNN's): the pool then joins two blocks and ``feeder`` ends the first.
         parts = feeder.name.split(".")
         size = tuple(feeder.output.shape[-2:])
-        return any(reducing_input.get(".".join(parts[:k])) == size for k in range(1, len(parts)))
+        for k in range(1, len(parts)):
+            block = reducing.get(".".join(parts[:k]))
+            if block is None or tuple(block.inputs[0].shape[-2:]) != size:
+                continue
+            ends_here = block.output is event.output
+            if not (ends_here and _conv_inside(convs, block.name, feeder.index)):
+                return True
+        return False
 
     # of the pools to 1x1, only the last is the model's global pool (earlier ones are e.g. the
     # squeeze-and-excitation gates of EfficientNet/MobileNetV3 blocks)
     global_pools = [e for e in downsampling if e.output.shape[-2] == e.output.shape[-1] == 1]
     block: list[_Event] = []
     global_pool_input: _Event | None = None
+    # containers whose reduction a module inside them already placed (SmallCNN's ``layer2``
+    # after ``layer2.pool``): their input is the previous stage's pooled output, no block end
+    placed: set[str] = set()
     for event in downsampling:
-        if global_pools and event in global_pools[:-1]:
+        if event.name in placed or (global_pools and event in global_pools[:-1]):
             continue
         feeder = producer.get(id(event.inputs[0]))
-        if feeder is None or feeder.index >= event.index or inside_reduction_block(feeder):
-            continue  # fed by the input image, a functional op, or inside a reduction block
+        if (
+            feeder is None
+            or feeder.index >= event.index
+            or feeder.index < first_conv
+            or inside_reduction_block(feeder, event)
+        ):
+            continue  # the input image or its normalisation, a functional op, inside a block
+        parts = event.name.split(".")
+        placed.update(".".join(parts[:k]) for k in range(1, len(parts)))
         if all(feeder.name != b.name for b in block):
             block.append(feeder)
         if event.output.shape[-2] == event.output.shape[-1] == 1:
@@ -172,12 +205,17 @@ def probe_features(model: nn.Module, sample: Tensor, hooks: list[RemovableHandle
     producer = _producers(events)
     spatial = [e for e in events if _is_spatial(e.output)]
     shapes: dict[str, tuple[int, ...]] = {}
+    order: dict[str, int] = {}
     for event in events:
+        order.setdefault(event.name, event.index)
         if event.output is not None:
             shapes.setdefault(event.name, tuple(event.output.shape))
+    facts = {"calls": dict(calls), "shapes": shapes, "order": order}
     if not spatial:
-        return FeatureProbe(cam_layer=None, block_layers=[], calls=dict(calls), shapes=shapes)
-    block, global_pool_input = _block_feeders(_downsampling(events), producer)
+        return FeatureProbe(cam_layer=None, block_layers=[], **facts)
+    modules = dict(model.named_modules())
+    convs = [e for e in events if isinstance(modules.get(e.name), nn.modules.conv._ConvNd)]
+    block, global_pool_input = _block_feeders(_downsampling(events), producer, convs)
     cam = global_pool_input if global_pool_input is not None else spatial[-1]
     if global_pool_input is None:
         cam = producer.get(id(cam.output), cam)
@@ -186,7 +224,7 @@ def probe_features(model: nn.Module, sample: Tensor, hooks: list[RemovableHandle
     block.sort(key=lambda e: e.index)
     # a block layer must come no later than the CAM layer (layers after it are the classifier)
     names = [e.name for e in block if e.index <= cam.index]
-    return FeatureProbe(cam_layer=cam.name, block_layers=names, calls=dict(calls), shapes=shapes)
+    return FeatureProbe(cam_layer=cam.name, block_layers=names, **facts)
 
 
 class Capture:

@@ -9,9 +9,18 @@ No library ships Relevance-CAM, so it is written here on zennit: a zennit compos
 activations and batch norms, normalisation for sums and average pools) with zennit's
 canonizers (``ResNetCanonizer`` for torchvision ResNets, ``VGGCanonizer`` for VGGs,
 ``SequentialMergeBatchNorm`` otherwise) gives the relevance at the layer as the "gradient" with
-respect to its output. The initial relevance is 1 at the target logit (zennit's convention: with
-these rules relevance is linear in the initial value, so this only rescales the map by
-``1 / y_c`` and never flips its sign for a negative logit).
+respect to its output. The initial relevance is the target logit ``y_c`` itself, at the target
+only (standard LRP: the relevance of the output is its value). zennit's convention, 1, is not
+used: its epsilon rule at the classifier divides by ``y_c``, so a start of 1 scaled every
+channel weight by ``1 / y_c`` and flipped the map's sign with a negative target logit (a
+classifier bias shifted from +5 to -5 turned the map into its opposite, then into zeros after
+the ReLU).
+
+The authors' code (mongeoroo/Relevance-CAM) differs in two ways torchlap does not follow: it
+starts from a contrastive relevance (CLRP: the target's relevance minus that of the other
+classes) and applies the z+ rule (alpha = 1, beta = 0) to the classifier as well as to the
+convolutions; torchlap keeps zennit's composites (default ``EpsilonPlus``: epsilon at the
+classifier) and the target class's own relevance.
 
 LAP layers get an LRP rule too: with the attention weights held constant a LAP window is a
 weighted average of its pixels, so relevance is redistributed in proportion to each pixel's
@@ -231,7 +240,8 @@ class RelevanceCam(Explainer):
             logits = self.forward(inputs)
             target = self.resolve_target(target, logits)
             activations = capture.get()
-            initial = F.one_hot(target, logits.shape[1]).to(logits.dtype)
+            # standard LRP: the output's relevance is its value, y_c at the target class
+            initial = F.one_hot(target, logits.shape[1]).to(logits.dtype) * logits.detach()
             (relevance,) = torch.autograd.grad(logits, activations, grad_outputs=initial)
         return activations.detach(), relevance, target
 

@@ -107,11 +107,14 @@ def _check_mu(mu: object) -> float:
 class Sise(Explainer):
     """SISE (paper 003; see the module docstring for the four phases).
 
-    Options: ``layers`` (``None``: block-wise selection; or a list of module names, shallow to
-    deep), ``mu`` (Eq. 7's threshold, a number in [0, 1), default 0: a map is kept when
-    ``alpha_k > mu * max_k alpha_k``, so ``mu >= 1`` would keep none), ``mask_batch_size``
-    (masked images per forward, default 64), ``deduplicate`` (default True: kept maps of an
-    image that give the same mask share one forward, see
+    Options: ``layers`` (``None``: block-wise selection; or a non-empty list of distinct
+    module names in forward order, shallow to deep, each with ``(B, C, h, w)`` outputs of more
+    than one pixel; repeated names are refused when the explainer is built, the order and
+    shapes on the first call's probe, before any work), ``mu`` (Eq. 7's threshold, a number
+    in [0, 1), default 0: a map is kept when ``alpha_k > mu * max_k alpha_k``, so ``mu >= 1``
+    would keep none), ``mask_batch_size`` (masked images per forward, default 64),
+    ``deduplicate`` (default True: kept maps of an image that give the same mask share one
+    forward, see
     :func:`torchlap.explainers.perturbation.unique_masks`), ``precision`` (``"float32"``
     default; ``"bfloat16"``: the masked forwards under autocast, see
     :func:`~torchlap.explainers.perturbation.masked_forward_context`). Maps are at the input
@@ -150,16 +153,42 @@ class Sise(Explainer):
         self.layers = None if layers is None else list(layers)
         for name in self.layers or ():
             check_layer_option(model, name)
+        if self.layers is not None and len(set(self.layers)) < len(self.layers):
+            repeated = sorted({n for n in self.layers if self.layers.count(n) > 1})
+            raise ValueError(
+                f"layers lists {repeated} more than once ({self.layers}); SISE visualises each "
+                "layer once: give distinct module names, shallow to deep"
+            )
         self.mask_batch_size = _check_positive_int(mask_batch_size, "mask_batch_size")
 
     def explained_layers(self) -> list[str | nn.Module | None]:
         """The ``layers`` option, when given (see :meth:`Explainer.explained_layers`)."""
         return list(self.layers or [])
 
+    def check_layers(self, images: Tensor) -> None:
+        """:meth:`Explainer.check_layers`, and the ``layers`` option in forward order."""
+        super().check_layers(images)
+        with self:
+            self.layer_names(images[:1])
+
     def layer_names(self, images: Tensor) -> list[str]:
-        """The layers SISE visualises for images of this size (call inside :meth:`run`)."""
+        """The layers SISE visualises for images of this size (call inside :meth:`run`).
+
+        Given ``layers`` must each pass :meth:`Explainer.resolve_layer` and come in forward
+        order (the order their outputs are computed in, shallow to deep: the fusion cascades
+        from the first to the last); ``ValueError`` names the forward order otherwise.
+        """
         if self.layers is not None:
-            return [self.resolve_layer(name, images) for name in self.layers]
+            names = [self.resolve_layer(name, images) for name in self.layers]
+            order = self.feature_probe(images).order
+            ranks = [order.get(name, -1) for name in names]
+            if ranks != sorted(ranks):
+                expected = sorted(names, key=lambda name: order.get(name, -1))
+                raise ValueError(
+                    f"layers {names} are not in forward order; SISE fuses its visualisation "
+                    f"maps from the shallowest layer to the deepest: pass {expected}"
+                )
+            return names
         names = self.feature_probe(images).block_layers
         if not names:
             raise ValueError(
@@ -218,7 +247,10 @@ class Sise(Explainer):
                     visual.index_add_(0, rows, weights[:, None, None] * masks)  # Eq. 10, 12
                 counts = keep.sum(dim=1).clamp_min(1).to(visual.dtype)
                 maps.append(visual / counts[:, None, None])
-        return torch.stack(maps)
+        stacked = torch.stack(maps)
+        # a NaN score of a masked forward reaches every pixel of its image's maps: one check
+        self.check_finite_rows(stacked.transpose(0, 1), masked=True)
+        return stacked
 
     def visualization_maps(self, images: Tensor, target: int | Tensor | None = None) -> Tensor:
         """The per-layer visualisation maps ``(L, B, H, W)`` of phase 3 (before fusion)."""

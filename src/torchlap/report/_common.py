@@ -5,6 +5,8 @@ writes.
 A *results dict* is what ``torchlap evaluate`` writes for one run (schema in
 :mod:`torchlap.report`); a *results-by-run* dict maps run names to results dicts. Every key
 may be missing (rendered ``-``) and every metric value may be ``None`` (rendered ``n/a``).
+A NaN or infinite number anywhere (a sanity threshold, a sample count, ...) is read as
+``None``: shown as ``n/a``, and a verdict that depends on it is not given.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ def as_runs(results: object, name: str = "results_by_run") -> dict[str, Mapping[
     Accepts a results-by-run mapping or a single results dict (then named by its
     ``run.name``, else ``"run"``). Every metric entry that is present must be a mapping with
     a ``"value"`` that is a number or ``None``; containers must be mappings. Raises
-    TypeError/ValueError naming the offending path before any output is produced.
+    TypeError/ValueError naming the offending path before any output is produced. The
+    returned results are copies in which every NaN or infinite number is ``None`` (missing).
     """
     if not isinstance(results, Mapping):
         raise TypeError(
@@ -132,7 +135,19 @@ def as_runs(results: object, name: str = "results_by_run") -> dict[str, Mapping[
                 f"{name}[{run!r}] must be a results dict, got {type(run_results).__name__}"
             )
         _check_run(run_results, f"{name}[{run!r}]")
-    return runs
+    return {run: _finite_or_none(run_results) for run, run_results in runs.items()}
+
+
+def _finite_or_none(node: Any) -> Any:
+    """``node`` (JSON-like: mappings, lists, numbers...) copied with every NaN or infinite
+    float replaced by ``None``, so the report shows it as missing, never as ``nan``."""
+    if isinstance(node, float):
+        return node if math.isfinite(node) else None
+    if isinstance(node, Mapping):
+        return {key: _finite_or_none(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_finite_or_none(value) for value in node]
+    return node
 
 
 def _check_mapping(value: object, path: str) -> Mapping[str, Any]:
@@ -197,6 +212,9 @@ def _check_run(run: Mapping[str, Any], path: str) -> None:
                 isinstance(number, bool) or not isinstance(number, (int, float))
             ):
                 raise TypeError(f"{where}[{key!r}] must be a number or None, got {number!r}")
+    for method, entry in _check_mapping(run.get("maps") or {}, f"{path}['maps']").items():
+        where = f"{path}['maps'][{method!r}]"
+        _check_numbers(_check_mapping(entry, where), ("n", "n_flat", "tolerance"), where)
     _check_checks(run, path)
 
 

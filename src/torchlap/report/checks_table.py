@@ -16,6 +16,34 @@ def _number(value: Any, decimals: int = 3) -> str:
     return "n/a" if value is None else format_number(value, decimals)
 
 
+def _threshold(value: Any) -> str:
+    """A verdict's threshold: ``n/a`` when missing or not finite (None)."""
+    return "n/a" if value is None else f"{value:g}"
+
+
+def _count(value: Any) -> str:
+    """A sample count: ``n/a`` when missing or not finite (None), else as given."""
+    return "n/a" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def verdict(passed: object, *numbers: object) -> str:
+    """``pass``/``FAIL`` as recorded, ``n/a`` when it is not (None) or when a number it rests
+    on (the measured value, the threshold) is missing or was not finite (read as None)."""
+    if passed is None or any(number is None for number in numbers):
+        return "n/a"
+    return "pass" if passed else "FAIL"
+
+
+def _sanity_cell(entry: Mapping[str, Any]) -> str:
+    """The sanity verdict with its threshold (``-`` without a sanity entry)."""
+    if not entry:
+        return "-"
+    summary = entry.get("summary") or {}
+    threshold = entry.get("threshold")
+    shown = verdict(entry.get("passed"), summary.get("spearman_abs"), threshold)
+    return shown if threshold is None else f"{shown} (< {_threshold(threshold)})"
+
+
 def _rows(run: Mapping[str, Any]) -> list[dict[str, str]]:
     sanity = run.get("sanity") or {}
     game = run.get("grid_pointing_game") or {}
@@ -24,10 +52,6 @@ def _rows(run: Mapping[str, Any]) -> list[dict[str, str]]:
     for method in order_methods([*sanity, *game], facts):
         entry = sanity.get(method) or {}
         summary = entry.get("summary") or {}
-        passed = entry.get("passed")
-        verdict = (
-            "-" if not entry else ("n/a" if passed is None else ("pass" if passed else "FAIL"))
-        )
         g = game.get(method) or {}
         dist = g.get("distribution") or {}
         rows.append(
@@ -35,7 +59,7 @@ def _rows(run: Mapping[str, Any]) -> list[dict[str, str]]:
                 "Method": method_display_name(method, facts),
                 "Spearman |map| at full randomization": _number(summary.get("spearman_abs")),
                 "SSIM": _number(summary.get("ssim")),
-                "Sanity": verdict if not entry else f"{verdict} (< {entry.get('threshold')})",
+                "Sanity": _sanity_cell(entry),
                 "Grid PG mean": _number(g.get("mean")),
                 "Grid PG median [q25, q75]": "-"
                 if not g
@@ -43,7 +67,7 @@ def _rows(run: Mapping[str, Any]) -> list[dict[str, str]]:
                     f"{_number(dist.get('median'))} [{_number(dist.get('q25'))}, "
                     f"{_number(dist.get('q75'))}]"
                 ),
-                "n (grid PG)": str(g.get("n", "-")),
+                "n (grid PG)": "-" if "n" not in g else _count(g["n"]),
             }
         )
     return rows

@@ -102,7 +102,8 @@ def glance_numbers(run: Mapping[str, Any]) -> list[GlanceNumber]:
         metric = model[key]
         value = metric_value(metric)
         names = {"balanced_accuracy": "balanced", "top1_accuracy": "top-1", "accuracy": "plain"}
-        detail = f"{names[key]}, n = {metric.get('n', '?')}"
+        n = metric.get("n", "?")
+        detail = f"{names[key]}, n = {'n/a' if n is None else n}"
         if "top5_accuracy" in model and metric_value(model["top5_accuracy"]) is not None:
             detail += f"; top-5: {_percent(metric_value(model['top5_accuracy']))}"  # type: ignore[arg-type]
         chance = model_chance(run, key)

@@ -37,6 +37,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from torchlap._checks import check_bool
 from torchlap.report._common import ReportSection, as_runs, atomic_write_text
 from torchlap.report.glance import GlanceNumber, glance_figure, glance_numbers, glance_warnings
 from torchlap.report.sanity import checks_section
@@ -427,6 +428,17 @@ def _config_html(name: str, config: Mapping[str, Any]) -> str:
     )
 
 
+def _report_target(out_dir: str | os.PathLike[str], overwrite: object) -> Path:
+    """``out_dir/report.html``; FileExistsError when it exists and ``overwrite`` is False."""
+    check_bool(overwrite, "overwrite")
+    target = Path(out_dir) / REPORT_NAME
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"{target} already exists; pass overwrite=True to replace it, or choose another out_dir"
+        )
+    return target
+
+
 def write_report(
     out_dir: str | os.PathLike[str],
     results_by_run: object,
@@ -435,8 +447,14 @@ def write_report(
     title: str = "torchlap evaluation report",
     *,
     date: datetime | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``out_dir/report.html`` atomically and return its path.
+
+    ``overwrite`` (True or False): an existing ``out_dir/report.html`` is refused
+    (FileExistsError, after the inputs are checked and before anything is rendered) unless
+    True; ``torchlap evaluate`` and
+    ``compare`` pass True for the output folders they have checked are theirs.
 
     Contents: ``title`` and ``date`` (default: now, UTC); "At a glance" (per run: accuracy,
     best localization, best faithfulness; warnings for flat maps and a model at chance; the
@@ -458,6 +476,7 @@ def write_report(
         date = datetime.now(timezone.utc)
     if not isinstance(date, datetime):
         raise TypeError(f"date must be a datetime or None, got {type(date).__name__}")
+    target = _report_target(out_dir, overwrite)
     tables = all_tables(runs)
     glance = glance_figure(figure_entries, runs)
     extra = [built for build in SECTION_BUILDERS if (built := build(runs)) is not None]
@@ -495,4 +514,4 @@ def write_report(
         parts += [_figure_html(*entry) for entry in others]
         parts.append("</section>\n")
     parts.append("</main>\n</body>\n</html>\n")
-    return atomic_write_text(Path(out_dir) / REPORT_NAME, "".join(parts))
+    return atomic_write_text(target, "".join(parts))

@@ -30,7 +30,7 @@ from torchlap.report._common import (
     method_facts,
     order_methods,
 )
-from torchlap.report.checks_table import _number, _rows, checks_markdown
+from torchlap.report.checks_table import _number, _rows, _threshold, checks_markdown, verdict
 from torchlap.report.plots import _method_colors, _new_figure, _png_path, _save
 
 __all__ = [
@@ -277,15 +277,13 @@ def _data_randomization_html(
         return f"<p>Data randomization skipped: {escape(str(entry['skipped']))}</p>\n"
     rows = []
     for method, values in (entry.get("methods") or {}).items():
-        passed = values.get("passed")
+        spearman = (values.get("spearman_abs") or {}).get("mean")
         rows.append(
             {
                 "Method": method_display_name(method, facts),
-                "Spearman |map| vs the real run": _number(
-                    (values.get("spearman_abs") or {}).get("mean")
-                ),
+                "Spearman |map| vs the real run": _number(spearman),
                 "SSIM": _number((values.get("ssim") or {}).get("mean")),
-                "Verdict": "n/a" if passed is None else ("pass" if passed else "FAIL"),
+                "Verdict": verdict(values.get("passed"), spearman, entry.get("threshold")),
             }
         )
     if not rows:
@@ -293,6 +291,6 @@ def _data_randomization_html(
     return (
         "<p>Data randomization (Adebayo et al. 2018, section 4): maps of the run trained on "
         f"permuted labels against {escape(str(entry.get('against')))}'s, both explaining the "
-        f"true label (pass: Spearman below {entry.get('threshold')}).</p>\n"
+        f"true label (pass: Spearman below {_threshold(entry.get('threshold'))}).</p>\n"
         + _table_html("data-randomization", rows)
     )

@@ -35,6 +35,7 @@ from typing import Any
 
 from torchlap.report._common import (
     MISSING,
+    UNDEFINED,
     as_runs,
     atomic_write_text,
     method_display_name,
@@ -496,6 +497,8 @@ def runs_table(results_by_run: object) -> Table:
         values = (data.get("name"), data.get("split"), data.get("n_images"), info.get("run_dir"))
         labels.append((name,))
         cells.append([Cell(MISSING if v is None else str(v)) for v in values])
+        if "n_images" in data and data["n_images"] is None:  # NaN/inf read as None
+            cells[-1][2] = Cell(UNDEFINED)
         skipped = run.get("skipped")
         if isinstance(skipped, Mapping):
             notes += [f"{name}: {method} skipped ({why})." for method, why in skipped.items()]
@@ -545,7 +548,7 @@ def tables_markdown(results_by_run: object) -> str:
     """All tables of :func:`all_tables` as one Markdown document."""
     tables = all_tables(results_by_run)
     text = "# Results\n\n" + "\n".join(table.to_markdown() for table in tables)
-    checks = checks_markdown(results_by_run) if isinstance(results_by_run, Mapping) else ""
+    checks = checks_markdown(as_runs(results_by_run))  # NaN/inf read as missing
     if checks:  # torchlap evaluate/compare --sanity/--grid-pg
         text += "\n## Sanity checks and grid pointing game\n\n" + checks
     return text

@@ -142,7 +142,13 @@ _BatchSize = Annotated[
     int, typer.Option("--batch-size", help="Global batch size (split over processes).")
 ]
 _NImages = Annotated[
-    int | None, typer.Option("--n-images", help="Images of a built-in benchmark, over all splits.")
+    int | None,
+    typer.Option(
+        "--n-images",
+        help="Images to use. A built-in benchmark: the total over all splits (default 2000). "
+        "A dataset folder: at most this many per split (train, val and test each), a "
+        "class-stratified cut seeded by --seed (default: all).",
+    ),
 ]
 _DataOption = Annotated[
     list[str] | None,

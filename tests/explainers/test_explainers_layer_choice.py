@@ -1,0 +1,82 @@
+"""Layer choices that cannot give a map are refused before any work: a 1x1 layer (the global
+pool's output) for the CAM-style methods, repeated or out-of-order SISE layers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from torchlap.explainers import GradCam, RelevanceCam, ScoreCam, Sise, explain
+from torchlap.models.wrapping import SmallCNN
+
+
+def counted(model: nn.Module) -> tuple[nn.Module, list[int]]:
+    """``model`` with a counter of its forward passes."""
+    calls: list[int] = []
+    model.register_forward_pre_hook(lambda *args: calls.append(1))
+    return model, calls
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("gradcam", {"layer": "avgpool"}),
+        ("guided_gradcam", {"layer": "avgpool"}),
+        ("scorecam", {"layer": "avgpool"}),
+        ("relevance_cam", {"layer": "avgpool"}),
+        ("sise", {"layers": ["layer2", "avgpool"]}),
+    ],
+)
+def test_a_1x1_layer_is_refused_naming_a_layer_before_the_global_pool(method, options):
+    # Score-CAM and SISE gave all-zero maps, Grad-CAM and Relevance-CAM flat ones
+    model, calls = counted(SmallCNN(3).eval())
+    with pytest.raises(
+        ValueError,
+        match=r"layer 'avgpool' outputs 1x1 feature maps \(shape \(B, 32, 1, 1\) for 32x32 "
+        r"images\).*flat map\); choose a layer before the global pool, e\.g\. the last block "
+        r"'layer3'",
+    ):
+        explain(model, torch.rand(2, 3, 32, 32), method, **options)
+    assert len(calls) == 1  # the one-image probe, no explanation pass
+
+
+def test_a_layer_that_is_1x1_at_this_image_size_is_refused_by_check_layers():
+    # evaluate resolves every method's layers on one image before any method runs
+    model = SmallCNN(3).eval()
+    images = torch.rand(1, 3, 16, 16)  # layer3 is 2x2 here, and 1x1 at 8 px
+    GradCam(model, layer="layer3").check_layers(images)
+    for explainer in (
+        GradCam(model, layer="layer3"),
+        ScoreCam(model, layer="layer3"),
+        RelevanceCam(model, layer="layer3"),
+        Sise(model, layers=["layer3"]),
+    ):
+        with pytest.raises(ValueError, match=r"'layer3' outputs 1x1 feature maps"):
+            explainer.check_layers(torch.rand(1, 3, 8, 8))
+
+
+def test_sise_refuses_repeated_layers_when_built():
+    with pytest.raises(
+        ValueError, match=r"layers lists \['layer1'\] more than once.*give distinct module names"
+    ):
+        Sise(SmallCNN(3), layers=["layer1", "layer2", "layer1"])
+
+
+def test_sise_refuses_layers_out_of_forward_order():
+    model, calls = counted(SmallCNN(3).eval())
+    images = torch.rand(2, 3, 32, 32)
+    message = (
+        r"layers \['layer2', 'layer1.relu'\] are not in forward order; SISE fuses .* from the "
+        r"shallowest layer to the deepest: pass \['layer1.relu', 'layer2'\]"
+    )
+    with pytest.raises(ValueError, match=message):
+        explain(model, images, "sise", layers=["layer2", "layer1.relu"])
+    assert len(calls) == 1  # found by the probe SISE runs anyway
+    with pytest.raises(ValueError, match=message):
+        Sise(model, layers=["layer2", "layer1.relu"]).check_layers(images)
+    # a container comes after the layers inside it (its output is computed last)
+    with pytest.raises(ValueError, match=r"pass \['layer1.relu', 'layer1'\]"):
+        Sise(model, layers=["layer1", "layer1.relu"]).check_layers(images)
+    maps = explain(model, images, "sise", layers=["layer1.relu", "layer2"])
+    assert maps.shape == (2, 32, 32)
