@@ -299,8 +299,8 @@ def test_empty_mask_next_to_boxes_is_refused(good_folder: Path) -> None:
     # the mask wins over the boxes: an empty one would supervise "no region" on a boxed image
     Image.new("L", (20, 16)).save(good_folder / "img/mask0.png")
     message = r"line 2: mask file .*mask0\.png is empty but the image has 2 box\(es\)"
-    with pytest.raises(ValueError, match=message):  # verified: refused when the dataset loads
-        AnnotatedFolder(good_folder, split="val")
+    with pytest.raises(ValueError, match=message):  # verified: refused when the split loads
+        AnnotatedFolder(good_folder, split="train")
     dataset = AnnotatedFolder(good_folder, split="train", verify_images=False)
     index = next(k for k, r in enumerate(dataset.records) if r.mask == "img/mask0.png")
     with pytest.raises(ValueError, match=message):  # unverified: when its sample is read

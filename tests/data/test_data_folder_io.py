@@ -12,13 +12,16 @@ import pytest
 from PIL import Image
 from test_data_folder import HEADER, _csv
 
+import torchlap.data.folder as folder_module
 from torchlap.data import (
     AnnotatedFolder,
     celeba,
+    first_images,
     image_folder,
     imagenet_folder,
     load_dataset,
     rsna_pneumonia,
+    write_annotations,
 )
 from torchlap.data.annotations import ImageRecord
 from torchlap.data.importers import RsnaFolder
@@ -155,10 +158,12 @@ def test_empty_mask_next_to_boxes_is_refused_when_the_dataset_loads(tmp_path: Pa
     rows += [["img/2.png", "a", "val", 2, 2, 8, 8, "img/empty.png"]]
     _csv(root, [*rows, ["img/3.png", "b", "test", *empty]])
     message = r"line 4: mask file .*empty\.png is empty but the image has 1 box\(es\)"
-    for split in ("train", "val"):  # every split checks every file
-        with pytest.raises(ValueError, match=message):
-            AnnotatedFolder(root, split=split)
-    AnnotatedFolder(root, split="train", verify_images=False)  # then refused at the sample
+    with pytest.raises(ValueError, match=message):  # the split that holds the image
+        AnnotatedFolder(root, split="val")
+    AnnotatedFolder(root, split="train")  # its own masks only: training builds every split
+    dataset = AnnotatedFolder(root, split="val", verify_images=False)
+    with pytest.raises(ValueError, match=message):  # without verification: at the sample
+        dataset[0]
 
 
 # ---------------------------------------------------------------------------- encodings
@@ -240,7 +245,7 @@ def test_unknown_label_lists_the_known_classes(tmp_path: Path) -> None:
         )
 
 
-def test_mask_of_a_box_image_is_decoded_once_up_front(tmp_path: Path) -> None:
+def test_mask_of_a_box_image_is_decoded_once_up_front(tmp_path: Path, monkeypatch) -> None:
     """The sample itself still reads (no second refusal of a good mask)."""
     root = tmp_path / "ds"
     for k in range(2):
@@ -250,5 +255,53 @@ def test_mask_of_a_box_image_is_decoded_once_up_front(tmp_path: Path) -> None:
     Image.fromarray(mask).save(root / "img/m.png")
     rows = [["img/0.png", "a", "train", 2, 2, 8, 8, "img/m.png"]]
     _csv(root, [*rows, ["img/1.png", "b", "train", "", "", "", "", ""]])
+    decoded = []
+    original = folder_module.read_mask
+    monkeypatch.setattr(
+        folder_module, "read_mask", lambda path: decoded.append(path) or original(path)
+    )
     dataset = AnnotatedFolder(root, split="train")
+    assert [p.name for p in decoded] == ["m.png"]  # at construction, once
     assert int(dataset[0]["mask"].sum()) == 36
+
+
+def test_a_val_split_decodes_its_own_masks_only(tmp_path: Path, monkeypatch) -> None:
+    """Each split decodes the masks of its own images (a run builds all three): every mask once
+    per run, not three times."""
+    root = tmp_path / "ds"
+    mask = np.zeros((16, 16), dtype=np.uint8)
+    mask[2:8, 2:8] = 255
+    rows = []
+    for k, split in enumerate(["train", "train", "val", "test"]):
+        _png(root / f"img/{k}.png")
+        Image.fromarray(mask).save(root / f"img/m{k}.png")
+        rows.append([f"img/{k}.png", "ab"[k % 2], split, 2, 2, 8, 8, f"img/m{k}.png"])
+    _csv(root, rows)
+    decoded = []
+    original = folder_module.read_mask
+    monkeypatch.setattr(
+        folder_module, "read_mask", lambda path: decoded.append(path.name) or original(path)
+    )
+    AnnotatedFolder(root, split="val")
+    assert decoded == ["m2.png"]
+
+
+def test_max_images_of_an_evaluation_is_class_stratified(tmp_path: Path) -> None:
+    """evaluate --max-images on a folder listing all cats first: both classes (the first rows
+    were 8 cats)."""
+    dataset = AnnotatedFolder(_cats_then_dogs(tmp_path / "ds", split="test"), split="test")
+    kept = first_images(dataset, 8, seed=0)
+    labels = Counter(dataset.records[i].label for i in kept)
+    assert labels == {"cat": 4, "dog": 4}
+    assert kept == sorted(kept) and first_images(dataset, 8, seed=0) == kept
+
+
+def test_write_annotations_keeps_negatives_by_default(tmp_path: Path) -> None:
+    """Records without boxes written by the public function stay known negatives (regions=True
+    is the default; only save_annotations of class-only data writes image,label,split)."""
+    _png(tmp_path / "a.png")
+    _png(tmp_path / "b.png")
+    records = [ImageRecord("a.png", "x", "train"), ImageRecord("b.png", "y", "train")]
+    write_annotations(tmp_path / "annotations.csv", records)
+    header = (tmp_path / "annotations.csv").read_text().splitlines()[0]
+    assert header == "image,label,split,x_min,y_min,x_max,y_max,mask"

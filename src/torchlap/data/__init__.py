@@ -12,6 +12,7 @@ from torchlap.data._base import (
     collate_regions,
     masks_to_tight_boxes,
 )
+from torchlap.data._subsets import first_images
 from torchlap.data.annotations import (
     ANNOTATIONS,
     ImageRecord,
@@ -54,6 +55,7 @@ __all__ = [
     "default_normalization",
     "default_transforms",
     "export_builtin",
+    "first_images",
     "image_folder",
     "imagenet_folder",
     "load_dataset",

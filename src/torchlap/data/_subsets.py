@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -11,7 +12,7 @@ from torchlap._checks import check_int
 from torchlap.data._base import check_split_fractions, split_counts
 from torchlap.data.annotations import ImageRecord
 
-__all__ = ["check_cut_keeps_classes", "seeded_split", "stratified_cut"]
+__all__ = ["check_cut_keeps_classes", "first_images", "seeded_split", "stratified_cut"]
 
 
 def seeded_split(
@@ -68,6 +69,21 @@ def stratified_cut(records: Sequence[ImageRecord], n_images: int, seed: int) -> 
         ranked += [(k / len(positions), label, positions[i]) for k, i in enumerate(order)]
     kept = sorted(position for _, _, position in sorted(ranked)[:n_images])
     return [records[p] for p in kept]
+
+
+def first_images(dataset: Any, n_images: int, seed: int) -> list[int]:
+    """Indices of at most ``n_images`` images of ``dataset`` (a split), for a shorter evaluation.
+
+    A folder dataset (one with ``records``, in CSV order) gets :func:`stratified_cut`'s
+    class-stratified, seeded choice, so that a CSV listing all cats before all dogs does not
+    give cats only; other datasets their first ``n_images`` (the built-in benchmarks cycle their
+    labels, so their first images are balanced already). Indices in dataset order.
+    """
+    records = getattr(dataset, "records", None)
+    if records is None or n_images >= len(records):
+        return list(range(min(n_images, len(dataset))))
+    kept = {id(record) for record in stratified_cut(records, n_images, seed)}
+    return [i for i, record in enumerate(records) if id(record) in kept]
 
 
 def check_cut_keeps_classes(

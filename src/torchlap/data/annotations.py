@@ -271,28 +271,26 @@ def write_annotations(
     path: Path,
     records: Iterable[ImageRecord],
     *,
-    regions: bool | None = None,
+    regions: bool = True,
     overwrite: bool = False,
 ) -> None:
     """Write records as an ``annotations.csv`` (one row per box), atomically.
 
-    ``regions`` (True, False or None): whether the data has regions. True writes the columns
-    ``image,label,split,x_min,y_min,x_max,y_max,mask`` (an image without boxes or mask is then
-    read back as a known empty region); False writes ``image,label,split`` only, so class-only
-    data reads back without regions (records with boxes or a mask are then refused); None
-    (default) is True when some record has boxes or a mask. ``overwrite`` (True or False): an
-    existing ``path`` is refused (FileExistsError) unless True.
+    ``regions`` (True or False): whether the data has regions. True (default) writes the
+    columns ``image,label,split,x_min,y_min,x_max,y_max,mask`` (an image without boxes or mask
+    is then read back as a known empty region: a negative); False writes ``image,label,split``
+    only, so class-only data reads back without regions (records with boxes or a mask are then
+    refused). ``overwrite`` (True or False): an existing ``path`` is refused
+    (FileExistsError) unless True.
     """
     path = Path(path)
     check_bool(overwrite, "overwrite")
-    records = list(records)
-    if regions is None:
-        regions = any(r.boxes or r.mask for r in records)
     check_bool(regions, "regions")
+    records = list(records)
     if not regions and (with_regions := [r for r in records if r.boxes or r.mask]):
         raise ValueError(
             f"regions=False, but {len(with_regions)} record(s) have boxes or a mask (first: "
-            f"{with_regions[0].image}); pass regions=True (or None) to write them"
+            f"{with_regions[0].image}); pass regions=True to write them"
         )
     if path.exists() and not overwrite:
         raise FileExistsError(

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
-from torchlap.data import collate_regions, load_dataset
+from torchlap.data import collate_regions, first_images, load_dataset
 from torchlap.evaluate.provenance import DataSettings, data_settings
 from torchlap.evaluate.shard import (
     active,
@@ -119,7 +119,8 @@ def load_eval_data(
     if len(dataset) == 0:
         raise ValueError(f"the {split} split of {data!r} is empty")
     if max_images is not None and len(dataset) > max_images:
-        dataset = Subset(dataset, range(max_images))
+        # a folder's images class-stratified (its CSV may list one class first)
+        dataset = Subset(dataset, first_images(dataset, max_images, settings.seed))
     parts: dict[str, list[Tensor]] = {"image": [], "label": [], "mask": [], "has_region": []}
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_regions):
         for key in parts:

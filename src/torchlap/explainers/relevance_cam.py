@@ -14,7 +14,12 @@ only (standard LRP: the relevance of the output is its value). zennit's conventi
 used: its epsilon rule at the classifier divides by ``y_c``, so a start of 1 scaled every
 channel weight by ``1 / y_c`` and flipped the map's sign with a negative target logit (a
 classifier bias shifted from +5 to -5 turned the map into its opposite, then into zeros after
-the ReLU).
+the ReLU). This makes the map independent of the logit's sign where the classifier is a dense
+layer under the epsilon rule (torchvision's and torchlap's models). Where the class scores come
+from a 1x1 convolution before a global average pool, z+ at that convolution does not divide by
+``y_c``, so a negative target logit gives negative relevance and an all-zero map after the ReLU
+(a start of 1 gave a map that still depended on the bias); choose a composite with an epsilon
+rule for that convolution there.
 
 The authors' code (mongeoroo/Relevance-CAM) differs in two ways torchlap does not follow: it
 starts from a contrastive relevance (CLRP: the target's relevance minus that of the other
