@@ -192,3 +192,13 @@ def test_a_runs_input_normalisation_is_no_block(build) -> None:
     images = torch.rand(1, 3, 64, 64)
     bare = Sise(net).layer_names(images)
     assert Sise(wrapped).layer_names(images) == [f"net.{name}" for name in bare]
+
+
+def test_convnext_blocks_are_its_stages() -> None:
+    """ConvNeXt's blocks permute to channels-last and back and run ``nn.Linear`` there: those
+    tensors' last two dimensions are not a feature map's, so they are no down-sampling. The
+    blocks are the four stages (the last one as ``features``, the outermost module returning
+    it); before, the two linear layers of every CNBlock were taken too (40 layers)."""
+    model = torchvision.models.convnext_tiny(num_classes=3).eval()
+    images = torch.randn(1, 3, 64, 64)
+    assert Sise(model).layer_names(images) == ["features.1", "features.3", "features.5", "features"]

@@ -117,9 +117,12 @@ def _producers(events: list[_Event]) -> dict[int, _Event]:
     return producer
 
 
-def _downsampling(events: list[_Event]) -> list[_Event]:
+def _downsampling(events: list[_Event], modules: dict[str, nn.Module]) -> list[_Event]:
     """Modules whose 4-D output has at most half the pixels of their 4-D input (a stride-2
-    convolution or pool, an adaptive pool; not a "valid" 3x3 convolution)."""
+    convolution or pool, an adaptive pool; not a "valid" 3x3 convolution). Not a module that
+    only reorders its input (ConvNeXt's ``Permute`` to and from channels-last) or acts on its
+    last dimension (``nn.Linear`` on a channels-last map): their last two dimensions are not
+    the feature map's, so 40 layers of a ConvNeXt-T looked like down-samplings."""
     return [
         e
         for e in events
@@ -128,7 +131,14 @@ def _downsampling(events: list[_Event]) -> list[_Event]:
         and e.inputs
         and _is_spatial(e.inputs[0])
         and 2 * _pixels(e.output) <= _pixels(e.inputs[0])
+        and not isinstance(modules.get(e.name), nn.Linear)
+        and not _reordered(e.inputs[0], e.output)
     ]
+
+
+def _reordered(x: Tensor, y: Tensor) -> bool:
+    """Whether ``y`` has ``x``'s dimensions in another order (a permutation of the axes)."""
+    return x.numel() == y.numel() and sorted(x.shape) == sorted(y.shape)
 
 
 def _conv_inside(convs: list[_Event], block: str, before: int) -> bool:
@@ -215,7 +225,7 @@ def probe_features(model: nn.Module, sample: Tensor, hooks: list[RemovableHandle
         return FeatureProbe(cam_layer=None, block_layers=[], **facts)
     modules = dict(model.named_modules())
     convs = [e for e in events if isinstance(modules.get(e.name), nn.modules.conv._ConvNd)]
-    block, global_pool_input = _block_feeders(_downsampling(events), producer, convs)
+    block, global_pool_input = _block_feeders(_downsampling(events, modules), producer, convs)
     cam = global_pool_input if global_pool_input is not None else spatial[-1]
     if global_pool_input is None:
         cam = producer.get(id(cam.output), cam)
