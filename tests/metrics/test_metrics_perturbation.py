@@ -419,8 +419,7 @@ def test_binarized_drop_inc_win_keeps_the_top_of_a_map_with_a_high_floor():
 def test_salt_and_pepper_counts_values_and_seed():
     images = torch.rand(4, 3, 10, 10, generator=torch.Generator().manual_seed(0))
     noisy = salt_and_pepper(images, 0.3, generator=torch.Generator().manual_seed(1))
-    low = images.amin(dim=(2, 3), keepdim=True)
-    high = images.amax(dim=(2, 3), keepdim=True)
+    low, high = 0.0, 1.0  # [0, 1] images: black pepper, white salt (not each image's min/max)
     changed = (noisy != images).any(dim=1)
     is_low = (noisy == low).all(dim=1)
     is_high = (noisy == high).all(dim=1)
@@ -435,6 +434,22 @@ def test_salt_and_pepper_counts_values_and_seed():
     torch.testing.assert_close(salt_and_pepper(images, 0.0), images)
     fixed = salt_and_pepper(images, 1.0, low=0.0, high=1.0)
     assert bool(((fixed == 0) | (fixed == 1)).all())
+
+
+def test_salt_and_pepper_defaults_to_black_and_white_for_unit_images_only():
+    generator = torch.Generator().manual_seed(0)
+    dim = 0.2 + 0.4 * torch.rand(2, 3, 8, 8, generator=generator)  # values in [0.2, 0.6]
+    noisy = salt_and_pepper(dim, 0.5, generator=torch.Generator().manual_seed(1))
+    values = noisy[(noisy != dim).any(dim=1, keepdim=True).expand_as(noisy)]
+    assert set(values.unique().tolist()) == {0.0, 1.0}
+    # images outside [0, 1] (normalised inputs): each image's per-channel minimum / maximum
+    normalised = (dim - 0.5) / 0.25
+    noisy = salt_and_pepper(normalised, 0.5, generator=torch.Generator().manual_seed(1))
+    low = normalised.amin(dim=(2, 3), keepdim=True)
+    high = normalised.amax(dim=(2, 3), keepdim=True)
+    changed = (noisy != normalised).any(dim=1)
+    assert bool((((noisy == low) | (noisy == high)).all(dim=1) | ~changed).all())
+    assert bool(changed.any())
 
 
 def test_salt_and_pepper_refuses_non_finite_or_swapped_values():

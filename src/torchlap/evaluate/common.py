@@ -70,8 +70,12 @@ __all__ = [
 #: instead of having those pixels zeroed. 6: SISE's block-wise layers skip a run's input
 #: normalisation and take the layer before each pool of a conv-BN-ReLU-pool stage (SmallCNN's
 #: layerN.relu, DenseNet's transition convolutions); Relevance-CAM starts LRP from the target
-#: logit's value instead of 1 (its maps no longer flip sign with a negative logit))
-METRICS_REVISION = 6
+#: logit's value instead of 1 (its maps no longer flip sign with a negative logit). 7: EBPG's
+#: and the pointing game's chance level averages the non-empty masks only; Drop/Inc/Win and
+#: stability form the energy map in the model's input space (normalised image ⊙ map, paper
+#: 004); stability's salt and pepper are 0 and 1 for [0, 1] images (earlier: each image's
+#: per-channel min/max); binary model metrics predict logits.argmax(1))
+METRICS_REVISION = 7
 
 
 @dataclass

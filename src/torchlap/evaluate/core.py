@@ -420,6 +420,23 @@ def _build_explainers(
                 raise kind(f"the options of {method} (--method-options): {error}") from None
 
 
+def _chance_facts(labels: Tensor, masks: Tensor, n_classes: int) -> dict[str, Any]:
+    """The facts of ``results["data"]`` the report's chance levels read: ``n_classes``;
+    ``label_counts``, the number of test images per class index (the majority share is the
+    chance of top-1 accuracy, the k largest counts that of top-k); ``n_with_region``, the
+    images whose mask is non-empty, the ones EBPG and the pointing game score (a negative
+    image flagged ``has_region`` with an empty mask is not among them); ``region_fraction``,
+    their mean region share (a constant map's EBPG, a random point's pointing game), ``None``
+    without one."""
+    scored = masks.flatten(1).bool().any(dim=1)
+    return {
+        "n_with_region": int(scored.sum()),
+        "n_classes": n_classes,
+        "label_counts": torch.bincount(labels.long().cpu(), minlength=n_classes).tolist(),
+        "region_fraction": float(masks[scored].float().mean()) if bool(scored.any()) else None,
+    }
+
+
 def _results_head(job: _Evaluation, test_logits: Tensor) -> dict[str, Any]:
     """``results.json`` before the methods: run, data, options, protocol, model metrics, LAP
     predictors, the facts of the methods (display name, kind) the report reads."""
@@ -433,15 +450,8 @@ def _results_head(job: _Evaluation, test_logits: Tensor) -> dict[str, Any]:
             "fingerprint": job.data_key,
             "split": options.split,
             "n_images": len(test),
-            "n_with_region": int(test.has_region.sum()),
             "n_val_images": len(job.val),
-            # for the report's chance levels: 1/C, and a random map's EBPG / pointing game
-            "n_classes": len(test.classes),
-            "region_fraction": (
-                float(test.masks[test.has_region].float().mean())
-                if bool(test.has_region.any())
-                else None
-            ),
+            **_chance_facts(test.labels, test.masks, len(test.classes)),
         },
         "options": asdict(options),
         "protocol": protocol(options, job.run.concept_sets),

@@ -112,6 +112,11 @@ def protocol(options: EvaluateOptions, concept_sets: Any = None) -> dict[str, An
                "explained for their label)" if options.target == "prediction" else "")
         ),
         "nonfinite_maps": "a map holding NaN/inf is scored as a flat all-zero map, counted",
+        "energy_map_space": (
+            "Drop/Inc/Win and stability: the model's input (the normalised image) times the "
+            "map, as paper 004 trains, for every method; keep-k% and Drop%/Increase%: removed "
+            "pixels set to the baseline in [0, 1] image space (zero: black)"
+        ),
     }  # fmt: skip
 
 
@@ -400,9 +405,11 @@ def _faithfulness(
         model, test.images, rank_maps, test.labels, target=options.target,
         baseline=options.baseline, batch_size=options.batch_size, **ties,
     )  # fmt: skip
+    scorer, to_input = _input_space(model)
     antehoc = metrics.drop_inc_win(
-        model, test.images, classes.label_values, test.labels, batch_size=options.batch_size,
+        scorer, test.images, classes.label_values, test.labels, batch_size=options.batch_size,
         binarize_threshold=BINARIZE_THRESHOLD, binarize_normalization=BINARIZE_NORMALIZATION,
+        to_input=to_input,
     )  # fmt: skip
 
     def again(rows: tuple[Tensor, Tensor] | None) -> dict[str, int]:
@@ -431,8 +438,9 @@ def _stability(
     the maps are recomputed on noisy copies of a subset: clean and noisy maps both explain the
     label class (``label_maps``: the clean ones), whatever ``options.target``."""
     subset = slice(0, min(options.stability_images, len(test)))
+    scorer, to_input = _input_space(model)  # noise on [0, 1] images, energy maps in input space
     stable = metrics.stability(
-        model,
+        scorer,
         explain,  # (noisy images, labels) -> maps of the label class
         test.images[subset],
         test.labels[subset],
@@ -442,6 +450,7 @@ def _stability(
         batch_size=options.batch_size,
         binarize_threshold=BINARIZE_THRESHOLD,
         binarize_normalization=BINARIZE_NORMALIZATION,
+        to_input=to_input,
     )
     by_fraction: dict[str, dict[str, Any]] = {}
     for name, value in stable.items():
@@ -449,6 +458,19 @@ def _stability(
         key = {"change_drop_pct": "change_drop", "change_inc_pct": "change_inc"}.get(key, key)
         by_fraction.setdefault(noise.removeprefix("noise_"), {})[key] = metric(value)
     return by_fraction
+
+
+def _input_space(model: nn.Module) -> tuple[Any, Any]:
+    """``(scoring model, to_input)`` of paper 004's energy maps, formed in the model's input
+    space ("the input to the CNN is the Hadamard product of the image and the generated
+    interpretation map", as the ante-hoc training multiplies the normalised image): a model
+    with a ``normalize`` and a ``net`` (a :class:`~torchlap.models.NormalizedClassifier`)
+    gives ``(net, normalize)``, so every method's maps multiply the normalised image; any
+    other model takes [0, 1] images as its input: ``(model, None)``."""
+    normalize, net = getattr(model, "normalize", None), getattr(model, "net", None)
+    if callable(normalize) and callable(net):
+        return net, normalize
+    return model, None
 
 
 @torch.no_grad()

@@ -51,14 +51,13 @@ from torchlap.metrics.localization import (
     miou_top20,
     pointing_game,
 )
+from torchlap.metrics.noise_stability import salt_and_pepper, stability
 from torchlap.metrics.perturbation import (
     BASELINES,
     baseline_images,
     drop_inc_win,
     drop_increase,
     keep_top_k,
-    salt_and_pepper,
-    stability,
 )
 
 __all__ = [

@@ -104,6 +104,9 @@ METRIC_DIRECTIONS: Mapping[str, bool] = MappingProxyType(
         # ante-hoc (paper 004)
         "inc_pct": True,
         "win_pct": True,
+        # stability's change: recorded as lower-is-better (a stable map changes little), but
+        # paper 004 reads a larger jump at noise 0.4-0.5 as more stable, so the report's
+        # stability table marks no best (torchlap.report.tables.stability_table)
         "change_drop_pct": False,
         "change_inc_pct": False,
         # grid pointing game (Böhle et al. 2022; Rao et al. 2022)
@@ -225,6 +228,16 @@ def check_labels(labels: object, n: int, name: str = "labels") -> Tensor:
     if n > 0 and bool((labels < 0).any()):
         raise ValueError(f"{name} must be non-negative class indices")
     return labels.long()
+
+
+def check_class_range(labels: Tensor, num_classes: int, name: str = "labels") -> None:
+    """``labels`` (checked by :func:`check_labels`) must be < ``num_classes`` (the model's
+    logits width, known after its first pass)."""
+    if labels.numel() > 0 and int(labels.max()) >= num_classes:
+        raise ValueError(
+            f"{name} must be class indices in [0, {num_classes}) (num_classes = {num_classes}, "
+            f"the model's logits width), got {int(labels.max())}"
+        )
 
 
 def check_batch_size(batch_size: object) -> int:

@@ -54,6 +54,18 @@ def _check_finite_logits(logits: Tensor, name: str) -> None:
         raise ValueError(f"{name} hold NaN or infinite values; only finite logits are accepted")
 
 
+def _binary_predictions(scores: Tensor, threshold: float) -> Tensor:
+    """The predicted class (0/1) per sample: ``argmax`` of (B, 2) logits at the default
+    threshold 0.5 (as everywhere else in torchlap: a float32 softmax rounds a near tie such as
+    [0, 1e-8] to 0.5 and would call it negative), else ``probability > threshold``."""
+    if isinstance(scores, Tensor) and scores.dim() == 2 and scores.shape[1] == 2:
+        _positive_probabilities(scores)  # the checks: floating, finite, non-empty
+        if threshold == 0.5:
+            return scores.argmax(dim=1)
+        return (scores.double().softmax(dim=1)[:, 1] > threshold).long()
+    return (_positive_probabilities(scores) > threshold).long()
+
+
 def _positive_probabilities(scores: Tensor) -> Tensor:
     if not isinstance(scores, Tensor):
         raise TypeError(f"scores must be a torch.Tensor, got {type(scores)}")
@@ -86,18 +98,20 @@ def binary_classification_metrics(
     """Accuracy, sensitivity (recall of class 1), specificity (recall of class 0) and
     balanced accuracy ``(sensitivity + specificity) / 2`` of a binary classifier.
 
-    ``scores``: (B, 2) logits (softmax) or (B,) positive-class probabilities; a sample is
-    predicted positive when its probability is above ``threshold`` (torchmetrics'
-    convention). Sensitivity uses only positive samples and specificity only negative ones
-    (the others count as excluded); a metric with no usable sample is ``nan``. ``scores``:
-    finite, at least one sample; ``threshold``: a number in [0, 1].
+    ``scores``: (B, 2) logits or (B,) positive-class probabilities; a sample is predicted
+    positive when its probability is above ``threshold`` (torchmetrics' convention), except
+    that (B, 2) logits at the default threshold 0.5 predict ``logits.argmax(1)``, the class
+    every other torchlap metric reads (the same rule, without the float rounding of near
+    ties); at another threshold their float64 softmax is thresholded. Sensitivity uses only
+    positive samples and specificity only negative ones (the others count as excluded); a
+    metric with no usable sample is ``nan``. ``scores``: finite, at least one sample;
+    ``threshold``: a number in [0, 1].
     """
     check_number(threshold, "threshold", minimum=0.0, maximum=1.0, accepted="a number in [0, 1]")
-    probabilities = _positive_probabilities(scores)
-    labels = check_labels(labels, probabilities.shape[0]).to(probabilities.device)
+    predicted = _binary_predictions(scores, float(threshold))
+    labels = check_labels(labels, predicted.shape[0]).to(predicted.device)
     if bool((labels > 1).any()):
         raise ValueError("binary labels must be 0 or 1")
-    predicted = (probabilities > threshold).long()
     correct = predicted == labels
     positive, negative = labels == 1, labels == 0
     everyone = torch.ones_like(positive)
@@ -107,17 +121,13 @@ def binary_classification_metrics(
     tm = _torchmetrics()
     balanced = tm.multiclass_accuracy(predicted, labels, num_classes=2, average="macro")
     return {
-        "accuracy": _result(
-            "accuracy", tm.binary_accuracy(probabilities, labels, threshold), correct, everyone
-        ),
+        # integer predictions: torchmetrics reads them as the predicted classes
+        "accuracy": _result("accuracy", tm.binary_accuracy(predicted, labels), correct, everyone),
         "sensitivity": _result(
-            "sensitivity", tm.binary_recall(probabilities, labels, threshold), correct, positive
+            "sensitivity", tm.binary_recall(predicted, labels), correct, positive
         ),
         "specificity": _result(
-            "specificity",
-            tm.binary_specificity(probabilities, labels, threshold),
-            correct,
-            negative,
+            "specificity", tm.binary_specificity(predicted, labels), correct, negative
         ),
         "balanced_accuracy": _result("balanced_accuracy", balanced, correct, both),
     }

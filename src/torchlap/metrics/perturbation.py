@@ -5,8 +5,13 @@ important.
   rest by a baseline, compare the new prediction with the original one and with the label.
 - :func:`drop_increase`: Drop% / Increase% of paper 003 (SISE), top 15% pixels kept.
 - :func:`drop_inc_win`: Drop(%) / Inc(%) / Win(%) of paper 004 (ante-hoc) on energy maps
-  (image ⊙ map) and on binarized energy maps (image ⊙ [map >= 0.8], :func:`binarize_map`).
-- :func:`stability`: paper 004's change in Drop(%) and Inc(%) under salt-and-pepper noise.
+  (image ⊙ map) and on binarized energy maps (image ⊙ [map >= 0.8], :func:`binarize_map`),
+  in the model's input space when given ``to_input`` (paper 004 multiplies the CNN's input).
+- :func:`~torchlap.metrics.noise_stability.stability`:
+  paper 004's change in Drop(%) and Inc(%) under salt-and-pepper noise.
+
+keep-k% and Drop%/Increase% replace removed pixels in image (pixel) space: the ``"zero"``
+baseline is black in [0, 1] images whatever the model's input normalisation.
 
 Model re-runs are batched in chunks of ``batch_size``; an ``nn.Module`` runs in eval mode
 under ``torch.no_grad`` and gets its train/eval flags back afterwards, also on error.
@@ -35,13 +40,13 @@ from torchlap.metrics._common import (
     binarize_map,
     check_batch_size,
     check_binarize_options,
+    check_class_range,
     check_images,
     check_labels,
     check_level_labels,
     check_maps,
     check_seed,
     count_for_fraction,
-    higher_is_better,
     make_result,
     normalize_by_max,
     run_model,
@@ -57,8 +62,6 @@ __all__ = [
     "drop_inc_win",
     "drop_increase",
     "keep_top_k",
-    "salt_and_pepper",
-    "stability",
 ]
 
 logger = logging.getLogger(__name__)
@@ -236,8 +239,7 @@ def keep_top_k(
 
     original = run_model(model, n, lambda s: images[s], batch_size)
     num_classes = original.shape[1]
-    if bool((labels >= num_classes).any()):
-        raise ValueError(f"labels must be < num_classes = {num_classes} (the model's logits width)")
+    check_class_range(labels, num_classes)
     top_t = min(5, num_classes)
     if top_t < 5:
         logger.info("only %d classes: reporting top-%d instead of top-5", num_classes, top_t)
@@ -292,7 +294,9 @@ def drop_increase(
 
     ``target="prediction"`` (default; SISE calls these model-truth metrics) uses the class
     the model predicts on the original image; ``target="label"`` uses ``labels``.
-    Ties at the 15% boundary: ``ties``, ``tie_draws`` and ``seed`` as in :func:`keep_top_k`
+    ``labels``, whenever given (also with ``target="prediction"``, which does not read them):
+    an integer tensor (B,) of class indices in [0, num_classes). Ties at the 15% boundary:
+    ``ties``, ``tie_draws`` and ``seed`` as in :func:`keep_top_k`
     (per-sample values are the mean over the draws). ``fraction``: a number in (0, 1].
     """
     check_maps(maps)
@@ -301,18 +305,18 @@ def drop_increase(
     draws = _check_ties(ties, tie_draws, seed)
     check_fraction(fraction, "fraction")
     check_choice(target, "target", _TARGETS)
-    if target == "label":
-        if labels is None:
-            raise ValueError('target="label" needs labels')
+    if target == "label" and labels is None:
+        raise ValueError('target="label" needs labels')
+    if labels is not None:  # checked whenever given, even when target="prediction" ignores them
         labels = check_labels(labels, images.shape[0])
     n = images.shape[0]
     fill = baseline_images(images, baseline, blur_sigma)
     count = count_for_fraction(fraction, maps.shape[1] * maps.shape[2])
 
     original = run_model(model, n, lambda s: images[s], batch_size)
+    if labels is not None:
+        check_class_range(labels, original.shape[1])
     targets = original.argmax(dim=1) if target == "prediction" else labels
-    if bool((targets >= original.shape[1]).any()):
-        raise ValueError(f"labels must be < num_classes = {original.shape[1]}")
     generator = _tie_generator(maps, ties, seed)
     perturbed = _kept_logits(model, images, fill, maps, count, ties, draws, generator, batch_size)
     p_original = _probabilities(original, targets).clamp_min(torch.finfo(torch.float64).tiny)
@@ -334,10 +338,42 @@ def _unit_maps(maps: Tensor, normalize: bool) -> Tensor:
 
 
 def _check_drop_inc_win_options(
-    normalize: object, binarize_threshold: object, binarize_normalization: object
+    normalize: object, binarize_threshold: object, binarize_normalization: object, to_input: object
 ) -> None:
     check_bool(normalize, "normalize")
     check_binarize_options(binarize_threshold, binarize_normalization, prefix="binarize_")
+    if to_input is not None and not callable(to_input):
+        raise TypeError(
+            "to_input must be None (the images are the model's input) or a callable "
+            f"(images -> the model's input, e.g. its normalisation), got {type(to_input)}"
+        )
+
+
+def _input_maker(
+    images: Tensor, to_input: Callable[[Tensor], Tensor] | None
+) -> Callable[[slice], Tensor]:
+    """The model's input of a chunk of ``images``: the images, or ``to_input`` of them (per
+    chunk: no converted copy of the whole set), checked (B, C', H, W)."""
+    if to_input is None:
+        return lambda chunk: images[chunk]
+
+    def converted(chunk: slice) -> Tensor:
+        part = images[chunk]
+        out = to_input(part)
+        if (
+            not isinstance(out, Tensor)
+            or out.dim() != 4
+            or out.shape[0] != part.shape[0]
+            or out.shape[2:] != part.shape[2:]
+        ):
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out)
+            raise ValueError(
+                f"to_input must return the model's input (B, C, H, W) = (B, C, "
+                f"{part.shape[2]}, {part.shape[3]}) for images {tuple(part.shape)}, got {shape}"
+            )
+        return out
+
+    return converted
 
 
 def _drop_inc_win_from_probs(
@@ -367,6 +403,7 @@ def drop_inc_win(
     normalize: bool = True,
     batch_size: int = 64,
     binarize_normalization: str = "min_max",
+    to_input: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, MetricResult]:
     """Drop(%), Inc(%) and Win(%) of paper 004 (ante-hoc interpretation maps, section 3.3).
 
@@ -374,6 +411,15 @@ def drop_inc_win(
     perturbed input: ``"energy"`` feeds the energy map ``image ⊙ map``; ``"binarized"``
     feeds the binarized energy map ``image ⊙ [norm(map) >= binarize_threshold]``
     (:func:`binarize_map`, the definition the ante-hoc model and explainer use).
+
+    ``to_input``: ``None`` (default): ``images`` are the model's input and are multiplied as
+    they are. A callable (e.g. a model's normalisation): ``images`` are [0, 1] images, the
+    model takes ``to_input(images)`` (B, C, H, W), and the energy maps are
+    ``to_input(images) ⊙ map`` (paper 004: "the input to the CNN is the Hadamard product of
+    the image and the generated interpretation map", as its training multiplies the
+    normalised image): a removed pixel is 0 in the model's input space (the data's mean
+    colour), not black. ``model`` then takes model-input tensors (e.g. a
+    ``NormalizedClassifier``'s ``net``).
 
     ``normalize=True`` (default): maps are first clipped at 0; the energy variant divides
     them by their per-image maximum (maps of different methods have arbitrary scales; the
@@ -403,7 +449,7 @@ def drop_inc_win(
     chosen = (variants,) if isinstance(variants, str) else tuple(variants)
     if not chosen or any(v not in _VARIANTS for v in chosen):
         raise ValueError(f"variants must be a non-empty subset of {_VARIANTS}, got {variants!r}")
-    _check_drop_inc_win_options(normalize, binarize_threshold, binarize_normalization)
+    _check_drop_inc_win_options(normalize, binarize_threshold, binarize_normalization, to_input)
     unit = _unit_maps(maps, normalize)
     if "binarized" in chosen:
         region = binarize_map(
@@ -412,170 +458,17 @@ def drop_inc_win(
             normalization=binarize_normalization if normalize else "none",
         )
     n = images.shape[0]
-    original = run_model(model, n, lambda s: images[s], batch_size)
-    if bool((labels >= original.shape[1]).any()):
-        raise ValueError(f"labels must be < num_classes = {original.shape[1]}")
+    inputs = _input_maker(images, to_input)
+    original = run_model(model, n, inputs, batch_size)
+    check_class_range(labels, original.shape[1])
     p_image = _probabilities(original, labels)
     results: dict[str, MetricResult] = {}
     for variant in chosen:
-        weights = (unit if variant == "energy" else region).unsqueeze(1).to(images.dtype)
-        perturbed = run_model(model, n, lambda s, w=weights: images[s] * w[s], batch_size)
+        weights = (unit if variant == "energy" else region).unsqueeze(1)
+        perturbed = run_model(
+            model, n, lambda s, w=weights: (x := inputs(s)) * w[s].to(x.dtype), batch_size
+        )
         results.update(
             _drop_inc_win_from_probs(p_image, _probabilities(perturbed, labels), f"{variant}/")
         )
-    return results
-
-
-def salt_and_pepper(
-    images: Tensor,
-    fraction: float,
-    *,
-    generator: torch.Generator | None = None,
-    low: float | Tensor | None = None,
-    high: float | Tensor | None = None,
-) -> Tensor:
-    """Salt-and-pepper noise on a fraction of pixels (paper 004, section 3.3: "the fraction
-    of pixels affected by noise").
-
-    Exactly ``floor(fraction * H * W + 0.5)`` pixels per image are drawn without
-    replacement; each is set, in all channels, to ``high`` (salt) or ``low`` (pepper) with
-    probability 1/2. ``low``/``high`` default to each image's per-channel minimum/maximum,
-    so the noise stays in the value range of normalized inputs. Pass a seeded
-    ``torch.Generator`` on the images' device for reproducibility.
-
-    ``fraction``: a number in [0, 1]; ``low``/``high``: finite numbers or tensors
-    broadcastable to (B, C, 1, 1) with ``low <= high`` (pepper is the dark value).
-    """
-    check_images(images)
-    check_number(fraction, "fraction", minimum=0.0, maximum=1.0, accepted="a number in [0, 1]")
-    for name, value in (("low", low), ("high", high)):
-        if value is not None and not isinstance(value, Tensor):
-            check_number(value, name)
-    if generator is not None and generator.device != images.device:
-        raise ValueError(f"generator is on {generator.device} but images are on {images.device}")
-    low_values = images.amin(dim=(2, 3), keepdim=True) if low is None else low
-    high_values = images.amax(dim=(2, 3), keepdim=True) if high is None else high
-    low_t = torch.as_tensor(low_values, dtype=images.dtype, device=images.device)
-    high_t = torch.as_tensor(high_values, dtype=images.dtype, device=images.device)
-    if (low is not None or high is not None) and not bool(
-        torch.isfinite(low_t).all() & torch.isfinite(high_t).all() & (low_t <= high_t).all()
-    ):
-        raise ValueError(
-            "low and high must be finite with low <= high (the pepper and salt values; by "
-            f"default each image's per-channel minimum and maximum), got low={low!r}, "
-            f"high={high!r}"
-        )
-    batch, _, height, width = images.shape
-    n_noisy = math.floor(fraction * height * width + 0.5)
-    # the n_noisy largest of i.i.d. uniform draws are a uniform subset without replacement
-    draws = torch.rand(batch, height, width, generator=generator, device=images.device)
-    noisy = top_k_mask(draws, n_noisy).unsqueeze(1)
-    salt = torch.rand(batch, 1, height, width, generator=generator, device=images.device) < 0.5
-    noise = torch.where(salt, high_t, low_t).expand_as(images)
-    return torch.where(noisy, noise, images)
-
-
-def _explain_in_chunks(
-    explain_fn: Callable[[Tensor, Tensor], Tensor], inputs: Tensor, labels: Tensor, batch_size: int
-) -> Tensor:
-    """``explain_fn`` on ``batch_size`` images at a time; the maps checked ``(B, H, W)``."""
-    parts = []
-    for start in range(0, inputs.shape[0], batch_size):
-        chunk = slice(start, start + batch_size)
-        parts.append(explain_fn(inputs[chunk], labels[chunk]).detach())
-    out = torch.cat(parts, dim=0)
-    expected = (inputs.shape[0], inputs.shape[2], inputs.shape[3])
-    if tuple(out.shape) != expected:
-        raise ValueError(
-            f"explain_fn output must have shape (B, H, W) = {expected}, got {tuple(out.shape)}"
-        )
-    return check_maps(out, "explain_fn output")
-
-
-def _check_fractions(fractions: object) -> tuple[float, ...]:
-    levels = _levels(fractions, "fractions", "noise fractions in (0, 1]")
-    for fraction in levels:
-        check_fraction(fraction, "every element of fractions")
-    check_level_labels([f"{f:g}" for f in levels], "fractions", fractions)
-    return levels
-
-
-def stability(
-    model: Callable[[Tensor], Tensor],
-    explain_fn: Callable[[Tensor, Tensor], Tensor],
-    images: Tensor,
-    labels: Tensor,
-    *,
-    fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5),
-    variant: str = "energy",
-    maps: Tensor | None = None,
-    binarize_threshold: float = 0.8,
-    normalize: bool = True,
-    seed: int = 0,
-    batch_size: int = 64,
-    binarize_normalization: str = "min_max",
-) -> dict[str, MetricResult]:
-    """Stability of paper 004 (section 3.3, Table 5): change in Drop(%) (CD) and in Inc(%)
-    (CI) when the inputs carry salt-and-pepper noise of a given fraction of pixels.
-
-    For each fraction f, the images get :func:`salt_and_pepper` noise (seeded generator,
-    one stream per fraction), ``explain_fn(noisy_images, labels) -> (B, H, W)`` recomputes
-    the maps (called in chunks of ``batch_size``), and :func:`drop_inc_win` (``variant``,
-    ``binarize_threshold``, ``normalize``, ``binarize_normalization``) runs on the noisy
-    images and maps. ``CD = |Drop_noisy - Drop_clean|`` and
-    ``CI = |Inc_noisy - Inc_clean|`` in percentage points; the paper does not say whether
-    the change is signed, we report its magnitude. Smaller is marked better (a stable
-    explanation changes little), though paper 004 also argues the change should grow with
-    the noise fraction. Clean maps are ``maps`` if given, else ``explain_fn(images, labels)``.
-    Keys: ``"noise_{f}/change_drop_pct"``, ``"noise_{f}/change_inc_pct"``; ``n`` is the
-    number of images. ``fractions``: a fraction or distinct fractions in (0, 1]; ``seed``:
-    an int in [0, 2**32 - 1]; every option is checked before the first model pass.
-    """
-    check_images(images, check_maps(maps) if maps is not None else None)
-    labels = check_labels(labels, images.shape[0])
-    check_batch_size(batch_size)
-    check_choice(variant, "variant", _VARIANTS)
-    if not callable(explain_fn):
-        raise TypeError("explain_fn must be callable: (images, labels) -> maps (B, H, W)")
-    levels = _check_fractions(fractions)
-    check_seed(seed)
-    _check_drop_inc_win_options(normalize, binarize_threshold, binarize_normalization)
-
-    def explain(inputs: Tensor) -> Tensor:
-        return _explain_in_chunks(explain_fn, inputs, labels, batch_size)
-
-    def scores(inputs: Tensor, input_maps: Tensor) -> tuple[float, float]:
-        result = drop_inc_win(
-            model,
-            inputs,
-            input_maps,
-            labels,
-            variants=(variant,),
-            binarize_threshold=binarize_threshold,
-            normalize=normalize,
-            batch_size=batch_size,
-            binarize_normalization=binarize_normalization,
-        )
-        return result[f"{variant}/drop_pct"].value, result[f"{variant}/inc_pct"].value
-
-    clean_maps = explain(images) if maps is None else maps
-    clean_drop, clean_inc = scores(images, clean_maps)
-    n = images.shape[0]
-    results: dict[str, MetricResult] = {}
-    for index, fraction in enumerate(levels):
-        generator = torch.Generator(device=images.device).manual_seed(seed + index)
-        noisy = salt_and_pepper(images, fraction, generator=generator)
-        noisy_drop, noisy_inc = scores(noisy, explain(noisy))
-        for key, change in (
-            ("change_drop_pct", abs(noisy_drop - clean_drop)),
-            ("change_inc_pct", abs(noisy_inc - clean_inc)),
-        ):
-            name = f"noise_{fraction:g}/{key}"
-            value = float(change)
-            results[name] = MetricResult(
-                value=value,
-                higher_is_better=higher_is_better(key),
-                n=n if math.isfinite(value) else 0,
-                n_excluded=0 if math.isfinite(value) else n,
-            )
     return results

@@ -381,9 +381,10 @@ def _table(
 _LEGEND = "'-': not computed; 'n/a': undefined (no usable sample)."
 _CHANCE_NOTE = (
     f"{CHANCE_MARK} not above chance: value ≤ chance + 1.645·√(chance·(1 − chance)/n), a "
-    "one-sided 5% test (chance: the majority class's share for the accuracy of a binary "
-    "task, 1/classes for balanced accuracy, top-k/classes for top-k accuracy, the region's "
-    "share of the image for EBPG and the pointing game)."
+    "one-sided 5% test (chance: the majority class's share of the test images for accuracy "
+    "and LAP predictivity, 1/classes for balanced accuracy, the k most frequent classes' "
+    "share for top-k accuracy, the region's share of the image, over the images holding a "
+    "region, for EBPG and the pointing game)."
 )
 _FLAT_NOTE = (
     f"{FLAT_MARK} the method's maps are flat (constant within the tolerance) on some images: "
@@ -409,9 +410,31 @@ def _num_classes(run: Mapping[str, Any]) -> int | None:
     return 2 if "sensitivity" in model or "specificity" in model else None
 
 
+def _label_counts(run: Mapping[str, Any]) -> list[int] | None:
+    """``results["data"]["label_counts"]`` (test images per class index, written since
+    metrics revision 7) when it is a list of ints >= 0 with a positive sum, else ``None``."""
+    counts = section(run, "data").get("label_counts")
+    if not isinstance(counts, list) or not counts:
+        return None
+    if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts):
+        return None
+    return counts if sum(counts) > 0 else None
+
+
+def _top_share(counts: list[int], k: int) -> float:
+    """The share of the test images in the ``k`` most frequent classes."""
+    return sum(sorted(counts, reverse=True)[:k]) / sum(counts)
+
+
 def _label_chance(run: Mapping[str, Any]) -> float | None:
-    """Chance of predicting the labels: the majority class's share for a binary task with
-    sensitivity/specificity sample counts, else 1/classes."""
+    """Chance of an accuracy-type score (top-1 accuracy, LAP predictivity): the majority
+    class's share of the test images (``results["data"]["label_counts"]``, a constant
+    predictor of that class scores it). Older results.json without the counts keep the old
+    rule: the majority share for a binary task with sensitivity/specificity sample counts,
+    else 1/classes."""
+    counts = _label_counts(run)
+    if counts is not None:
+        return _top_share(counts, 1)
     model = section(run, "model")
     positives, negatives = _n(model.get("sensitivity")), _n(model.get("specificity"))
     if positives and negatives:
@@ -428,7 +451,10 @@ def model_chance(run: Mapping[str, Any], key: str) -> float | None:
     if key == "balanced_accuracy":
         return None if num_classes is None else 1.0 / num_classes
     match = _TOPK_ACCURACY.fullmatch(key)
-    if match and num_classes is not None:
+    counts = _label_counts(run)
+    if match and counts is not None:  # the k most frequent classes' share
+        return _top_share(counts, int(match.group(1)))
+    if match and num_classes is not None:  # older results.json without label_counts
         return min(int(match.group(1)), num_classes) / num_classes
     return None
 
