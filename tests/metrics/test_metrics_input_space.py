@@ -83,6 +83,25 @@ def test_stability_scores_in_the_model_input_space_with_noise_on_unit_images():
     assert got["noise_0.5/change_drop_pct"].value == pytest.approx(expected)
 
 
+def test_stability_noise_is_black_and_white_with_to_input_whatever_one_pixel_says():
+    """With to_input the images are [0, 1] by contract: one value a rounding above 1 must not
+    turn every image's noise into its own per-channel range (the batch-wide range test)."""
+    net = small_net(1)
+    images, maps, labels = data(1)
+    images = images * 0.4 + 0.2  # [0.2, 0.6]
+    images[0, 0, 0, 0] = 1 + 1e-6
+    explained = []
+
+    def explain_fn(inputs, targets):
+        explained.append(inputs)
+        return inputs.mean(dim=1)
+
+    stability(net, explain_fn, images, labels, fractions=(0.5,), to_input=normalise, maps=maps)
+    noisy = explained[-1]
+    changed = (noisy != images).any(dim=1, keepdim=True).expand_as(noisy)
+    assert set(noisy[changed].unique().tolist()) == {0.0, 1.0}
+
+
 def test_binary_metrics_predict_the_argmax_of_near_tied_logits():
     logits = torch.tensor([[0.0, 1e-8], [0.0, 1e-8], [1.0, 0.0], [0.0, 1.0]])
     labels = torch.tensor([1, 1, 0, 1])

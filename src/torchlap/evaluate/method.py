@@ -114,8 +114,9 @@ def protocol(options: EvaluateOptions, concept_sets: Any = None) -> dict[str, An
         "nonfinite_maps": "a map holding NaN/inf is scored as a flat all-zero map, counted",
         "energy_map_space": (
             "Drop/Inc/Win and stability: the model's input (the normalised image) times the "
-            "map, as paper 004 trains, for every method; keep-k% and Drop%/Increase%: removed "
-            "pixels set to the baseline in [0, 1] image space (zero: black)"
+            "map, as paper 004 trains, for every method (B-cos: the [0, 1] image before its "
+            "[x, 1 - x] encoding); keep-k% and Drop%/Increase%: removed pixels set to the "
+            "baseline in [0, 1] image space (zero: black)"
         ),
     }  # fmt: skip
 
@@ -250,7 +251,7 @@ def _localization(
     )
     localization = {_LOCALIZATION_KEYS[k]: metric(v) for k, v in results.items()}
     if threshold is None:  # the key stays, undefined, so every method has the same keys
-        n_region = int(test.has_region.sum())
+        n_region = int(test.masks.flatten(1).any(1).sum())  # as the metrics: non-empty
         localization["iou_threshold"] = {
             "value": None, "higher_is_better": True, "n": 0,
             "n_excluded": n_region, "reason": notes[-1],

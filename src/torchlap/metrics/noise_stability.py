@@ -180,7 +180,10 @@ def stability(
     results: dict[str, MetricResult] = {}
     for index, fraction in enumerate(levels):
         generator = torch.Generator(device=images.device).manual_seed(seed + index)
-        noisy = salt_and_pepper(images, fraction, generator=generator)
+        # with to_input the images are [0, 1] by contract: black and white noise, not each
+        # image's own range because of one value a rounding outside [0, 1]
+        bounds = {"low": 0.0, "high": 1.0} if to_input is not None else {}
+        noisy = salt_and_pepper(images, fraction, generator=generator, **bounds)
         noisy_drop, noisy_inc = scores(noisy, explain(noisy))
         for key, change in (
             ("change_drop_pct", abs(noisy_drop - clean_drop)),

@@ -24,7 +24,14 @@ from torchlap.report.tables import (
     model_chance,
 )
 
-__all__ = ["GlanceNumber", "glance_figure", "glance_numbers", "glance_warnings", "ranked"]
+__all__ = [
+    "GlanceNumber",
+    "glance_figure",
+    "glance_numbers",
+    "glance_warnings",
+    "ranked",
+    "revision_warnings",
+]
 
 
 @dataclass(frozen=True)
@@ -174,3 +181,19 @@ def glance_figure(
         if match is not None:
             return match
     return 0 if entries else None
+
+
+def revision_warnings(runs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """A warning when the runs' results were computed under different metric definitions
+    (``protocol.metrics_revision``): their numbers are then not comparable side by side."""
+    revisions: dict[str, list[str]] = {}
+    for name, run in runs.items():
+        revision = section(run, "protocol").get("metrics_revision")
+        revisions.setdefault("unrecorded" if revision is None else str(revision), []).append(name)
+    if len(revisions) < 2:
+        return []
+    listed = "; ".join(f"revision {r}: {', '.join(names)}" for r, names in revisions.items())
+    return [
+        f"These results were computed under different metric definitions ({listed}): numbers "
+        "of different revisions are not comparable; evaluate the older runs again."
+    ]

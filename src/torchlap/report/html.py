@@ -39,7 +39,13 @@ from typing import Any
 
 from torchlap._checks import check_bool
 from torchlap.report._common import ReportSection, as_runs, atomic_write_text
-from torchlap.report.glance import GlanceNumber, glance_figure, glance_numbers, glance_warnings
+from torchlap.report.glance import (
+    GlanceNumber,
+    glance_figure,
+    glance_numbers,
+    glance_warnings,
+    revision_warnings,
+)
 from torchlap.report.sanity import checks_section
 from torchlap.report.tables import Cell, Column, Table, all_tables, split_by_group
 
@@ -385,6 +391,7 @@ def _glance_html(
             )
         parts.append("</div></div>\n")
     warnings = [w for name, run in runs.items() for w in glance_warnings(name, run)]
+    warnings += revision_warnings(runs)
     if warnings:
         parts.append('<div class="warnings" role="note">')
         parts += [f"<p>⚠ {escape(warning)}</p>" for warning in warnings]
