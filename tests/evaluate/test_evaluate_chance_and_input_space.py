@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from torchlap.evaluate.core import EvalData, EvaluateOptions, _chance_facts, evaluate_method
+from torchlap.evaluate.method import BINARIZE_NORMALIZATION, BINARIZE_THRESHOLD
 from torchlap.explainers import explain
-from torchlap.metrics import drop_inc_win, drop_increase, ebpg, pointing_game
+from torchlap.metrics import drop_inc_win, drop_increase, ebpg, pointing_game, stability
 from torchlap.models.wrapping import NormalizedClassifier
 from torchlap.report.table_data import at_chance
 
@@ -77,3 +78,13 @@ def test_drop_inc_win_of_a_normalized_model_multiplies_its_normalised_input():
     # Drop%/Increase% (paper 003) stay in pixel space: removed pixels black
     sise = drop_increase(model, test.images, maps, test.labels, target="label", ties="index")
     assert out["faithfulness"]["drop"]["value"] == pytest.approx(sise["drop_pct"].value)
+    # stability too: noise on the [0, 1] images, energy maps in the model's input space
+    stable = stability(
+        net, lambda x, y: explain(model, x, "gradcam", y), test.images, test.labels,
+        fractions=(0.3,), maps=maps, seed=options.seed, batch_size=8,
+        binarize_threshold=BINARIZE_THRESHOLD, binarize_normalization=BINARIZE_NORMALIZATION,
+        to_input=model.normalize,
+    )  # fmt: skip
+    for key in ("change_drop", "change_inc"):
+        want = stable[f"noise_0.3/{key}_pct"].value
+        assert out["stability"]["0.3"][key]["value"] == pytest.approx(want, nan_ok=True), key
