@@ -125,14 +125,18 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def atomic_write(
-    path: str | os.PathLike[str], data: bytes | str | Callable[[IO[bytes]], None]
+    path: str | os.PathLike[str],
+    data: bytes | str | Callable[[IO[bytes]], None],
+    replace: bool = True,
 ) -> Path:
     """Write ``data`` (bytes, UTF-8 text, or a function filling a binary handle) to ``path``
-    atomically: every file torchlap writes goes through here. Returns ``path``."""
+    atomically: every file torchlap writes goes through here. Returns ``path``.
+    ``replace=False``: never replace an existing file, also one created while writing
+    (FileExistsError; see :func:`atomic_path`)."""
     if not isinstance(data, (bytes, bytearray, str)) and not callable(data):
         raise TypeError(f"atomic_write takes bytes, str or a callable, got {type(data).__name__}")
     target = Path(path)
-    with atomic_path(target) as temporary, open(temporary, "wb") as handle:
+    with atomic_path(target, replace) as temporary, open(temporary, "wb") as handle:
         if isinstance(data, str):
             handle.write(data.encode("utf-8"))
         elif isinstance(data, (bytes, bytearray)):

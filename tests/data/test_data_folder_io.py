@@ -305,3 +305,23 @@ def test_write_annotations_keeps_negatives_by_default(tmp_path: Path) -> None:
     write_annotations(tmp_path / "annotations.csv", records)
     header = (tmp_path / "annotations.csv").read_text().splitlines()[0]
     assert header == "image,label,split,x_min,y_min,x_max,y_max,mask"
+
+
+def test_write_annotations_never_replaces_a_file_that_appears_while_writing(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Without overwrite the CSV is published without replacing: a file created between the
+    existence check and the publication stays (FileExistsError)."""
+    import torchlap.data.annotations as annotations_module
+
+    target = tmp_path / "annotations.csv"
+    write = annotations_module.atomic_write
+
+    def write_after_someone(path, data, replace=True):
+        target.write_text("theirs\n")
+        return write(path, data, replace)
+
+    monkeypatch.setattr(annotations_module, "atomic_write", write_after_someone)
+    with pytest.raises(FileExistsError):
+        write_annotations(target, [ImageRecord("a.png", "x", "train")])
+    assert target.read_text() == "theirs\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_explainers_contract import METHODS as CONTRACT_METHODS
 from torch import Tensor, nn
 
 import torchlap
@@ -15,17 +16,8 @@ from torchlap.models.wrapping import SmallCNN
 MARK = 0.123  # the first pixel of an image the poisoned model answers with NaN
 
 OPTIONS = {"rise": {"n_masks": 8}, "sise": {}, "scorecam": {}}
-METHODS = [
-    "gradcam",
-    "guided_gradcam",
-    "guided_backprop",
-    "deeplift",
-    "relevance_cam",
-    "scorecam",
-    "rise",
-    "sise",
-    "lap",
-]
+# every registered method, LAP last (it needs a LAP model: METHODS[:-1] are the others)
+METHODS = [*(m for m in CONTRACT_METHODS if m != "lap"), "lap"]
 
 
 class Poisoned(nn.Module):

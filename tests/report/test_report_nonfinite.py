@@ -111,3 +111,22 @@ def test_write_report_does_not_replace_a_report_without_overwrite(tmp_path: Path
         write_report(tmp_path, {"r": _run()}, overwrite="yes")  # type: ignore[arg-type]
     assert write_report(tmp_path, {"r": _run()}, overwrite=True) == mine
     assert "my own report" not in mine.read_text(encoding="utf-8")
+
+
+def test_a_report_that_appears_while_rendering_is_not_replaced(tmp_path: Path, monkeypatch) -> None:
+    """The existence check runs before rendering; a report.html written meanwhile (another
+    process) is refused at publication too, not replaced."""
+    import torchlap.report.html as html_module
+
+    mine = tmp_path / "report.html"
+    render = html_module.all_tables
+
+    def render_while_someone_writes(runs):
+        mine.write_text("<p>written meanwhile</p>")
+        return render(runs)
+
+    monkeypatch.setattr(html_module, "all_tables", render_while_someone_writes)
+    with pytest.raises(FileExistsError):
+        write_report(tmp_path, {"r": _run()})
+    assert mine.read_text() == "<p>written meanwhile</p>"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary left

@@ -310,7 +310,9 @@ def write_annotations(
             writer.writerow([*head, "", "", "", "", *tail])
         for box in record.boxes:
             writer.writerow([*head, *(_format_number(v) for v in box), *tail])
-    atomic_write(path, text.getvalue())  # the usual file mode, fsync, temp cleaned on error
+    # the usual file mode, fsync, temp cleaned on error; without overwrite, a file that
+    # appeared meanwhile is refused, not replaced
+    atomic_write(path, text.getvalue(), replace=overwrite)
 
 
 def check_row_length(row: dict[Any, Any], columns: list[str], where: str) -> None:

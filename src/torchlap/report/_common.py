@@ -362,6 +362,6 @@ def section(run: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 # the package's one writer (fsync, usual file mode, recognisable temp): torchlap.io
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """:func:`atomic_write` of UTF-8 text."""
-    return atomic_write(path, text)
+def atomic_write_text(path: str | os.PathLike[str], text: str, replace: bool = True) -> Path:
+    """:func:`atomic_write` of UTF-8 text (``replace=False``: never over an existing file)."""
+    return atomic_write(path, text, replace)

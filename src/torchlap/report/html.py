@@ -521,4 +521,6 @@ def write_report(
         parts += [_figure_html(*entry) for entry in others]
         parts.append("</section>\n")
     parts.append("</main>\n</body>\n</html>\n")
-    return atomic_write_text(target, "".join(parts))
+    # without overwrite, published without replacing: a report.html that appeared while
+    # rendering is refused too (FileExistsError), not replaced
+    return atomic_write_text(target, "".join(parts), replace=bool(overwrite))
