@@ -23,7 +23,7 @@ from torchlap.cli_style import decorate_commands
 from torchlap.data import builtin_names
 from torchlap.demo import SUITES, DemoSettings, run_demo
 from torchlap.evaluate.common import guard_output_folder
-from torchlap.logs import log_file
+from torchlap.logs import log_file, process_rank
 
 _DEBUG_ENV = "TORCHLAP_DEBUG"
 # bad input the user fixes by changing the command or its files: exit 2 (as click's usage
@@ -57,14 +57,23 @@ def _debug_enabled(ctx: typer.Context) -> bool:
     )
 
 
-def _is_other_rank() -> bool:
-    """A DDP worker re-running the command line: rank 0 alone reports errors."""
-    return any(os.environ.get(name, "0") not in ("", "0") for name in ("RANK", "LOCAL_RANK"))
+def _other_rank() -> str | None:
+    """``None`` in rank 0 (or the only process), else this process's ``rank N`` (a DDP worker
+    re-running the command line: the launcher's global rank, or ``node K local rank L`` when
+    Lightning's launcher on several nodes gives only those)."""
+    if process_rank() == 0:
+        return None
+    for name in ("RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return f"rank {os.environ[name]}"
+    node, local = os.environ.get("NODE_RANK", "0"), os.environ.get("LOCAL_RANK", "0")
+    return f"rank {local}" if node in ("", "0") else f"node {node} local rank {local}"
 
 
 class _OneErrorStyleGroup(TyperGroup):
-    """Every command's error as one line on stderr (exit 2 input, 1 failure); ``--debug`` or
-    ``TORCHLAP_DEBUG=1`` re-raises it with its traceback instead."""
+    """Every command's error as one line on stderr (exit 2 input, 1 failure; in a sharded
+    command's other processes prefixed ``rank N: ``); ``--debug`` or ``TORCHLAP_DEBUG=1``
+    re-raises it with its traceback instead."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -78,8 +87,11 @@ class _OneErrorStyleGroup(TyperGroup):
         except Exception as error:
             if _debug_enabled(ctx):
                 raise
-            if not _is_other_rank():
-                typer.echo(error_line(error), err=True)
+            # rank 0 alone logs (and its error is often the others' "Connection closed by
+            # peer"), so another rank that fails says why itself, once, naming its rank
+            rank = _other_rank()
+            typer.echo(error_line(error) if rank is None else f"{rank}: {error_line(error)}",
+                       err=True)  # fmt: skip
             if not isinstance(error, (ClickException, *_INPUT_ERRORS)):
                 logging.getLogger("torchlap").debug("failure", exc_info=error)
             raise typer.Exit(exit_code(error)) from None

@@ -135,7 +135,7 @@ def _publish(out: Path, write: Any, overwrite: bool) -> bool:
     removed. Without ``overwrite``, a file someone created at ``out`` during the export is
     refused (FileExistsError), never replaced."""
     clean_stale_temps(out.parent, recursive=False)  # temporaries of killed exports
-    replaced = overwrite and out.exists()
+    replaced = overwrite and (out.exists() or out.is_symlink())
     _atomic(out, write, replace=overwrite)
     return replaced
 
@@ -154,7 +154,8 @@ def export_run(
     batch of 1 as a constant); a TorchScript file (traced) takes batches of ``batch_size`` only.
     ``batch_size``: an int >= 1.
 
-    Refuses an existing ``out`` unless ``overwrite`` and a wrong suffix for the format. Without
+    Refuses an existing ``out`` (a symlink too, even one to nothing) unless ``overwrite``
+    (which replaces the link, not its target) and a wrong suffix for the format. Without
     ``overwrite`` a file someone creates at ``out`` while the export runs is left as it is
     (FileExistsError; nothing is written). Removes the temporary files killed torchlap
     processes left in ``out``'s folder.
@@ -224,6 +225,12 @@ def _checked_out(out: Path, format: str, overwrite: bool) -> Path:
     suffix = EXPORT_FORMATS[format]
     if out.suffix != suffix:
         raise ValueError(f"--out {out}: the {format} file must end with {suffix}")
+    if out.is_symlink() and not out.exists() and not overwrite:
+        # exists() follows the link: a dangling one passed, and publishing refused it at the end
+        raise FileExistsError(
+            f"--out {out} is a symlink (to {os.readlink(out)}, which does not exist); pass "
+            "--overwrite to replace the link, or another --out"
+        )
     if out.exists() and not overwrite:
         raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
     if out.is_dir():

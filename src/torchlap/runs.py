@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
 from torchlap._checks import is_int, is_number
 from torchlap.data import builtin_names
+from torchlap.data.transforms import MAX_IMAGE_SIDE
 from torchlap.io import (
     atomic_folder,
     atomic_path,
@@ -112,7 +114,46 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def _relative(run_dir: Path, path: Path) -> str:
-    return Path(path).resolve().relative_to(Path(run_dir).resolve()).as_posix()
+    """``path``'s name in the integrity record: relative to ``run_dir``, symlinks followed;
+    :class:`RunError` when it leads out of the run folder."""
+    resolved, folder = Path(path).resolve(), Path(run_dir).resolve()
+    if not resolved.is_relative_to(folder):
+        raise RunError(
+            f"{path} must be a file inside the run folder {run_dir}, but it leads to "
+            f"{resolved} (a symlink leading out of the run folder is refused): copy the file "
+            "into the run folder"
+        )
+    return resolved.relative_to(folder).as_posix()
+
+
+#: what ``config.json``'s ``integrity`` holds (in the messages refusing another one)
+_INTEGRITY_FORMAT = (
+    'a dict of file name (relative to the run folder) -> {"sha256": hex digest, "previous": '
+    "hex digest or null}"
+)
+
+
+def _integrity_record(config_path: Path, record: Any) -> dict[str, dict[str, Any]]:
+    """``config.json``'s ``integrity`` (``None``: an empty record), checked to be
+    :data:`_INTEGRITY_FORMAT`; :class:`RunError` naming the bad entry otherwise."""
+    if record is None:
+        return {}
+    if not isinstance(record, dict):
+        raise RunError(
+            f"{config_path}: 'integrity' must be {_INTEGRITY_FORMAT}, got {record!r} (was "
+            "config.json edited?)"
+        )
+    for name, entry in record.items():
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("sha256"), str)
+            or not isinstance(entry.get("previous"), (str, type(None)))
+        ):
+            raise RunError(
+                f"{config_path}: 'integrity' entry {name!r} is {entry!r}; 'integrity' must be "
+                f"{_INTEGRITY_FORMAT} (was config.json edited?)"
+            )
+    return record
 
 
 def record_integrity(
@@ -126,7 +167,7 @@ def record_integrity(
     config = read_run_config(run_dir)
     digest = digest or sha256_file(path)
     key = _relative(run_dir, Path(path))
-    integrity = dict(config.get("integrity") or {})
+    integrity = dict(_integrity_record(config_path, config.get("integrity")))
     old = integrity.get(key) or {}
     integrity[key] = {"sha256": digest, "previous": old.get("sha256")}
     config["integrity"] = integrity
@@ -135,13 +176,18 @@ def record_integrity(
 
 def check_integrity(run_dir: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
     """Raise :class:`RunError` naming ``path`` when its SHA-256 is not the one ``config.json``
-    recorded. Runs written before integrity was recorded (no ``integrity`` key) pass."""
+    recorded. Runs written before integrity was recorded (no ``integrity`` key) pass.
+
+    ``integrity`` must be a dict of file name (relative to the run folder) -> ``{"sha256":
+    str, "previous": str or null}`` (or null), and ``path`` a file inside the run folder (not
+    a symlink leading out of it); :class:`RunError` otherwise."""
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     if "integrity" not in config:
         return
+    record = _integrity_record(run_dir / CONFIG_FILE, config["integrity"])
     key = _relative(run_dir, Path(path))
-    entry = (config.get("integrity") or {}).get(key)
+    entry = record.get(key)
     if entry is None:
         raise RunError(
             f"{path}: config.json records no SHA-256 for this file, so the run did not finish "
@@ -201,6 +247,11 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path} has format_version {version}, newer than this torchlap reads "
             f"({RUN_FORMAT_VERSION}); upgrade torchlap to load it"
         )
+    if version < 1:
+        raise RunError(
+            f"{path}: format_version is {version}, which no torchlap wrote (known: "
+            f"{', '.join(map(str, range(1, RUN_FORMAT_VERSION + 1)))}); was config.json edited?"
+        )
     return data
 
 
@@ -250,15 +301,18 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
 
     Raises :class:`RunFileNotFoundError` when the folder is not a run or the run has not
     finished (the weights are written at its end), :class:`RunError` when ``config.json`` is
-    from a newer torchlap, a key it needs has the wrong type (``classes``: a list of distinct
-    class names, one per model output; ``mean``/``std``: one finite number per input channel,
-    ``std`` > 0; ``in_channels``: an int >= 1; ``image_size``: an int >= 1 or a square pair
+    from a newer torchlap (``format_version``: an int from 1 to :data:`RUN_FORMAT_VERSION`), a
+    key it needs has the wrong type (``classes``: a list of distinct class names, one per model
+    output; ``mean``/``std``: one finite number per input channel, ``std`` > 0;
+    ``in_channels``: an int >= 1; ``image_size``: an int from 1 to 8192 or a square pair
     ``[n, n]``; ``model``: a dict; ``concept_sets``: ``null`` or what
     ``ConceptSets.to_dict()`` writes; ``model.lapify``: a list of the dicts lapify records,
-    each with the keys :data:`~torchlap.models.build.LAPIFY_KEYS`), the weights' SHA-256
-    differs from the recorded one, or the weights do not fit the model ``config.json``
-    describes (a missing, unexpected or misshaped tensor, a dtype other than the model's, a
-    NaN or infinite value). Each message names ``config.json`` and the key (or the tensor).
+    each with the keys :data:`~torchlap.models.build.LAPIFY_KEYS`; ``integrity``: see
+    :func:`check_integrity`), ``model.safetensors`` leads out of the run folder (a symlink),
+    the weights' SHA-256 differs from the recorded one, or the weights do not fit the model
+    ``config.json`` describes (a missing, unexpected or misshaped tensor, a dtype other than
+    the model's, a NaN or infinite value, a negative batch-norm ``running_var``). Each
+    message names ``config.json`` and the key (or the tensor).
     A run saved with a relative data folder (before torchlap recorded absolute paths) has it
     resolved, see :func:`resolve_run_data`.
     """
@@ -314,8 +368,23 @@ def _load_weights(model: nn.Module, weights: Path, config_path: Path) -> None:
                 f"{weights}: tensor {key!r} must be > 0 per channel (the input normalization "
                 f"divides by it), got {state[key].flatten().tolist()} (was it edited?)"
             )
+    _check_running_variances(state, weights)
     model.load_state_dict(state, strict=True)
     model.eval()
+
+
+def _check_running_variances(state: dict[str, Any], weights: Path) -> None:
+    """Every batch-norm ``running_var`` >= 0 (its square root divides the activations: a
+    negative one gives NaN outputs); one reduction over all of them, names found on failure."""
+    keys = [k for k in state if k.endswith("running_var") and state[k].numel()]
+    if not keys or float(torch.cat([state[k].flatten().float() for k in keys]).min()) >= 0:
+        return
+    bad = [k for k in keys if bool((state[k] < 0).any())]
+    raise RunError(
+        f"{weights}: batch-norm tensor(s) {bad[:5]} must be >= 0 (a running variance; a "
+        f"negative one makes the outputs NaN), got the minimum "
+        f"{float(state[bad[0]].min()):g} (was model.safetensors edited?)"
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -383,12 +452,14 @@ def _check_lapify_record(path: Path, record: dict[str, Any]) -> None:
 
 
 def _image_size(path: Path, value: Any) -> int:
-    """``image_size``: an int >= 1, or a square pair ``[n, n]`` (read as ``n``)."""
+    """``image_size``: an int from 1 to ``MAX_IMAGE_SIDE`` (8192, what training accepts), or a
+    square pair ``[n, n]`` (read as ``n``)."""
     size = value
     if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
         size = value[0]  # the side n, as explain, export and evaluate read it
-    if not is_int(size) or size < 1:
-        raise _bad(path, "image_size", "an int >= 1 (or a square pair [n, n])", value)
+    if not is_int(size) or not 1 <= size <= MAX_IMAGE_SIDE:
+        accepted = f"an int from 1 to {MAX_IMAGE_SIDE} (or a square pair [n, n])"
+        raise _bad(path, "image_size", accepted, value)
     return size
 
 

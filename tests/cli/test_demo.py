@@ -103,9 +103,13 @@ def test_peer_suite_trains_every_model_and_compares_them(tmp_path: Path) -> None
     for name in names:  # paper 002's LIME check runs for the BLA-family models only
         lime = runs[name].get("lime_spearman")
         if name.startswith(("bla", "l2x")):
-            assert set(lime) == {"bla", "gradcam", "patch", "n_samples", "seconds"}
+            assert set(lime) == {"bla", "gradcam", "grid", "patch", "n_samples", "seconds"}
             n_test = runs[name]["data"]["n_images"]  # 6 < lime_images = 8
-            assert lime["patch"] == 5 and lime["bla"]["n"] + lime["bla"]["n_excluded"] == n_test
+            assert (
+                lime["patch"] == "8"
+                and lime["grid"] == [4, 4]
+                and lime["bla"]["n"] + lime["bla"]["n_excluded"] == n_test
+            )
             assert -1 <= (lime["gradcam"]["value"] or 0) <= 1
         else:
             assert lime is None

@@ -48,13 +48,17 @@ _RISE = {"rise": {"n_masks": 24, "mask_batch_size": 24}}
 _SETTINGS = dict(max_images=5, max_val_images=5, batch_size=2, stability_images=2, tie_draws=2)
 
 
-def _evaluate_sharded(run: Path, out: Path, devices: int) -> subprocess.CompletedProcess:
+def _evaluate_sharded(
+    run: Path, out: Path, devices: int, script: Path | None = None, methods=_METHODS
+) -> subprocess.CompletedProcess:
     """`torchlap evaluate --devices N` in its own process (Lightning's launcher re-runs this
-    command line for the other ranks, so it must be a real command line, not pytest's)."""
+    command line for the other ranks, so it must be a real command line, not pytest's);
+    ``script``: a Python file running torchlap's CLI instead (its exit code is not checked)."""
     flags = [f"--{key.replace('_', '-')}={value}" for key, value in _SETTINGS.items()]
+    cli = ["-m", "torchlap.cli"] if script is None else [str(script)]
     command = [
-        sys.executable, "-m", "torchlap.cli", "evaluate", "--run", str(run), "--out", str(out),
-        "--methods", ",".join(_METHODS), *flags, "--method-options", json.dumps(_RISE),
+        sys.executable, *cli, "evaluate", "--run", str(run), "--out", str(out),
+        "--methods", ",".join(methods), *flags, "--method-options", json.dumps(_RISE),
         "--devices", str(devices),
     ]  # fmt: skip
     launcher = ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -65,7 +69,7 @@ def _evaluate_sharded(run: Path, out: Path, devices: int) -> subprocess.Complete
     }
     env["OMP_NUM_THREADS"] = "1"
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert script is not None or done.returncode == 0, done.stderr[-3000:]
     return done
 
 
@@ -230,3 +234,81 @@ def test_every_rank_uses_rank_zeros_predictions(tiny_run, tmp_path, monkeypatch)
     assert [len(v) for v in broadcast] == [5, 5]  # the test and validation predictions
     # the model metrics read the logits; the explained class is rank 0's prediction
     assert results["protocol"]["drop_increase_class"] == "the explained class (target: prediction)"
+
+
+def test_every_rank_uses_rank_zeros_confident_images(tiny_run, tmp_path, monkeypatch):
+    """The grid pointing game's confident images were decided by each rank on its own: a
+    probability rounding below the threshold on another GPU gave that rank other grids (rank 0
+    scored the gathered maps against its own cells) or too few eligible images (other
+    collective calls). Rank 0 now decides (here: a stand-in rank 0 finding every image
+    confident, while this rank finds image 1 below the threshold)."""
+    import torchlap.data.grid as grid
+    import torchlap.evaluate.checks as checks
+
+    def this_rank(model, images, labels, min_confidence=0.9, batch_size=64):
+        eligible = torch.ones(len(labels), dtype=torch.bool)
+        eligible[1] = False  # one probability rounds below the threshold on this rank
+        return eligible, torch.ones(len(labels))
+
+    monkeypatch.setattr(grid, "confident_images", this_rank)
+    monkeypatch.setattr(checks, "confident_images", this_rank, raising=False)
+    decided: list[torch.Tensor] = []
+
+    def rank_zero(function):
+        decided.append(function())  # what this rank would have decided
+        return torch.ones_like(decided[-1])  # rank 0's decision, unlike this rank's
+
+    monkeypatch.setattr(checks, "on_rank_zero", rank_zero, raising=False)
+    options = EvaluateOptions(methods=("gradcam",), lime_images=0, grid_pg=True,
+                              grid_pg_confidence=0.0, grid_pg_grids=8, **_SETTINGS)  # fmt: skip
+    results = evaluate_run(tiny_run, None, tmp_path / "eval", options, write_report=False)
+    setup = results["grid_pointing_setup"]
+    assert [int(d.sum()) for d in decided] == [4]  # this rank's own decision was not used
+    assert setup["n_eligible_images"] == 5  # rank 0's
+    assert 1 in {source for grid_sources in setup["cell_sources"] for source in grid_sources}
+
+
+_FAIL_ON_RANK_ONE = """
+import os
+
+if os.environ.get("LOCAL_RANK") == "1":
+    import torchlap.evaluate.core as core
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("injected failure on rank 1")
+
+    core._logits = fail
+from torchlap.cli import main
+
+main()
+"""
+
+
+@pytest.mark.skipif((_CORES or 1) < 2, reason="two CPU processes need two cores")
+def test_an_error_on_another_rank_is_shown_once_naming_the_rank(tiny_run, tmp_path):
+    """Only rank 0 printed its error, and rank 0 saw only gloo's 'Connection closed by peer':
+    why rank 1 failed was shown nowhere."""
+    script = tmp_path / "fail_on_rank_one.py"
+    script.write_text(_FAIL_ON_RANK_ONE)
+    done = _evaluate_sharded(tiny_run, tmp_path / "eval", 2, script, methods=("gradcam",))
+    assert done.returncode != 0
+    lines = done.stderr.splitlines()
+    assert lines.count("rank 1: Error: injected failure on rank 1") == 1, done.stderr[-3000:]
+    assert not any(line.startswith("rank 0:") for line in lines)
+
+
+def test_another_ranks_error_line_names_its_rank(tmp_path, monkeypatch):
+    for name in ("RANK", "NODE_RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    missing = ["evaluate", "--run", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    result = CliRunner().invoke(app, missing)
+    assert result.exit_code == 2
+    assert result.output.startswith("rank 1: Error: run folder ")
+    monkeypatch.setenv("NODE_RANK", "1")  # Lightning's launcher on a second node
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert CliRunner().invoke(app, missing).output.startswith("node 1 local rank 0: Error: ")
+    monkeypatch.setenv("RANK", "3")  # torchrun's global rank
+    assert CliRunner().invoke(app, missing).output.startswith("rank 3: Error: ")
+    monkeypatch.setenv("RANK", "0")
+    assert CliRunner().invoke(app, missing).output.startswith("Error: run folder ")

@@ -1,5 +1,8 @@
 """The ``bla`` and ``antehoc`` explainers: the peers' own maps from one forward pass."""
 
+import copy
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,6 +10,8 @@ from torch import nn
 
 import torchlap
 from torchlap.explainers import AnteHocExplainer, BlaExplainer
+from torchlap.explainers.base import upsample
+from torchlap.metrics import pointing_game
 from torchlap.models.antehoc import AnteHocModel
 from torchlap.models.bla import blaify
 
@@ -45,8 +50,32 @@ def hook_count(model: nn.Module) -> int:
     )
 
 
+def bla_reference(model: nn.Module, images: torch.Tensor, variant: str):
+    """Soft ``q`` and hard ``delta`` (8x8) from the scorer's logits, eval mode (paper 002, 3.1:
+    ``q = softmax(theta l)``, ``delta_i = 1 iff l_i = 0``, the argmax set when none is 0;
+    L2X-F: softmax of the logits and the top-k set)."""
+    model.eval()
+    with torch.no_grad():
+        features = model[:6](images)
+        module = model[6]
+        logits = module.scorer(features)[:, 0].flatten(1)
+    if variant == "l2x-f":
+        soft = torch.softmax(logits, dim=1)
+        hard = torch.zeros_like(logits)
+        for b in range(len(images)):
+            for i in logits[b].topk(module.k).indices.tolist():
+                hard[b, i] = 1.0
+    else:
+        bounded = logits.clamp(max=0.0)
+        soft = torch.softmax(bounded * module.theta, dim=1)
+        hard = (bounded == bounded.amax(dim=1, keepdim=True)).float()
+    return soft.view(-1, 8, 8), hard.view(-1, 8, 8)
+
+
 @pytest.mark.parametrize("variant", ["bla", "bla-t", "bla-ph", "l2x-f"])
-def test_bla_map_is_the_modules_soft_explanation(variant):
+def test_bla_map_is_the_modules_hard_explanation_by_default(variant):
+    # paper 002, 3: "delta = E(f) acts as an explanation for the prediction"; 3.2: "we
+    # visualize delta using a colormap, which is upscaled"; q is 4.3's LIME comparison
     model = bla_cnn(variant).train()
     images = torch.rand(5, 3, 16, 16)
     before = hook_count(model)
@@ -57,19 +86,136 @@ def test_bla_map_is_the_modules_soft_explanation(variant):
     assert torch.isfinite(maps).all()
     assert hook_count(model) == before and model.training  # flags restored, no hook left
     assert explainer.last_stats["forwards_per_image"] == 1.0
-    # reference: the softmax over the 8x8 positions of the scorer's bounded logits, eval mode
-    model.eval()
+    soft, hard = bla_reference(model, images, variant)
+    torch.testing.assert_close(raw, hard)
+    assert 0 < float(hard.sum()) < hard.numel()  # a real selection, not every position
+    if variant == "l2x-f":
+        assert (hard.sum(dim=(1, 2)) == model[6].k).all()
+    soft_maps = BlaExplainer(model, kind="soft").raw(images)
+    torch.testing.assert_close(soft_maps, soft)
+    torch.testing.assert_close(soft_maps.sum(dim=(1, 2)), torch.ones(5))
+
+
+def test_bla_kind_soft_is_reachable_from_the_evaluate_harness():
+    from torchlap.evaluate import EvaluateOptions
+    from torchlap.evaluate.common import explain_all, method_options
+
+    model = bla_cnn("bla-t").eval()
+    images = torch.rand(3, 3, 16, 16)
+    targets = model(images).argmax(dim=1)
+    soft, hard = bla_reference(model, images, "bla-t")
+    cpu = torch.device("cpu")
+    for given, expected in (({}, hard), ({"bla": {"kind": "soft"}}, soft)):
+        options = EvaluateOptions(methods=("bla",), method_options=given)
+        options.validate()
+        chosen = method_options("bla", options, {})
+        maps = explain_all(model, images, targets, "bla", chosen, 2, cpu)
+        torch.testing.assert_close(maps, upsample(expected, (16, 16)))
+
+
+def test_the_hard_maps_ties_are_exact_so_the_tie_rules_apply():
+    # the 0/1 map, upsampled, ties its maxima exactly (each selected cell gives the same
+    # bilinear plateau): the pointing game (and top-K) score tied maxima by their expectation,
+    # not by pixel order
+    model = bla_cnn("l2x-f").eval()
+    images = torch.rand(2, 3, 16, 16)
+    maps = BlaExplainer(model)(images)
+    tied = maps == maps.amax(dim=(1, 2), keepdim=True)
+    assert (tied.flatten(1).sum(dim=1) >= 2).all()  # several pixels share the maximum exactly
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[:, :8] = True  # the top half
+    expected = (tied & masks).flatten(1).sum(dim=1).double() / tied.flatten(1).sum(dim=1)
+    torch.testing.assert_close(pointing_game(maps, masks).per_sample, expected)
+
+
+def _bilinear(grid: list[list[float]], size: int) -> list[list[float]]:
+    """Bilinear resize (``align_corners=False``: source ``(i + 0.5) h / H - 0.5``, clamped)."""
+    h = len(grid)
+
+    def source(i: int) -> tuple[int, int, float]:
+        position = max((i + 0.5) * h / size - 0.5, 0.0)
+        low = min(int(position), h - 1)
+        return low, min(low + 1, h - 1), position - low
+
+    out = []
+    for i in range(size):
+        r0, r1, dr = source(i)
+        row = []
+        for j in range(size):
+            c0, c1, dc = source(j)
+            top = (1 - dc) * grid[r0][c0] + dc * grid[r0][c1]
+            bottom = (1 - dc) * grid[r1][c0] + dc * grid[r1][c1]
+            row.append((1 - dr) * top + dr * bottom)
+        out.append(row)
+    return out
+
+
+def antehoc_reference(model: AnteHocModel, images: torch.Tensor) -> torch.Tensor:
+    """Paper 004's interpretation map (Eq. 1) by loops, eval mode: each selected layer's
+    output (this test's own hooks), its SAM (channel mean, softmax over positions divided by its
+    maximum, bilinear resize to the input), the weight maps (the learned autoencoder, called,
+    then the pixel-wise softmax across the eta maps) and ``I_map = sum_n WM_n * SAM_n``."""
+    model = copy.deepcopy(model).eval()
+    seen: dict[str, torch.Tensor] = {}
+    modules = dict(model.backbone.named_modules())
+    handles = [
+        modules[n].register_forward_hook(lambda _m, _a, out, n=n: seen.__setitem__(n, out))
+        for n in model.layer_names
+    ]
     with torch.no_grad():
-        features = model[:6](images)
-        module = model[6]
-        logits = module.scorer(features)[:, 0]
-    if variant != "l2x-f":
-        logits = logits.clamp(max=0.0) * module.theta
-    expected = torch.softmax(logits.flatten(1), dim=1).view(5, 8, 8)
-    torch.testing.assert_close(raw, expected)
-    torch.testing.assert_close(raw.sum(dim=(1, 2)), torch.ones(5))
-    hard = BlaExplainer(model, kind="hard").raw(images)
-    assert set(hard.unique().tolist()) <= {0.0, 1.0}
+        model.backbone(images)
+    for handle in handles:
+        handle.remove()
+    batch, _, side, _ = images.shape
+    sams = torch.zeros(batch, model.eta, side, side)
+    for b in range(batch):
+        for n, name in enumerate(model.layer_names):
+            activation = seen[name][b]
+            h, w = activation.shape[-2:]
+            means = [[float(activation[:, i, j].mean()) for j in range(w)] for i in range(h)]
+            total = sum(math.exp(v) for row in means for v in row)
+            peak = max(math.exp(v) / total for row in means for v in row)
+            sam = [[math.exp(v) / total / peak for v in row] for row in means]
+            sams[b, n] = torch.tensor(_bilinear(sam, side) if h != side else sam)
+    with torch.no_grad():
+        scores = model.weight_network.decoder(model.weight_network.encoder(sams))
+    interpretation = torch.zeros(batch, side, side)
+    for b in range(batch):
+        for i in range(side):
+            for j in range(side):
+                exps = [math.exp(float(scores[b, n, i, j])) for n in range(model.eta)]
+                for n in range(model.eta):
+                    weight = exps[n] / sum(exps)
+                    interpretation[b, i, j] += weight * float(sams[b, n, i, j])
+    return interpretation
+
+
+def energy_reference(images: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_c image_c * weight`` per pixel, by loops (the explainer's (B, H, W) energy)."""
+    batch, channels, height, width = images.shape
+    out = torch.zeros(batch, height, width)
+    for b in range(batch):
+        for i in range(height):
+            for j in range(width):
+                pixel = sum(float(images[b, c, i, j]) for c in range(channels))
+                out[b, i, j] = pixel * float(weights[b, i, j])
+    return out
+
+
+def binarized_reference(maps: torch.Tensor, threshold: float, normalization: str):
+    """``1[I_norm >= threshold]`` by loops; ``I_norm`` per image ``(I - min) / (max - min)``
+    (``"min_max"``; a constant map keeps nothing) or ``I / max`` (``"max"``)."""
+    mask = torch.zeros(maps.shape)
+    for b in range(maps.shape[0]):
+        values = maps[b].flatten().tolist()
+        low, high = min(values), max(values)
+        for index, value in enumerate(values):
+            if normalization == "min_max":
+                scaled = (value - low) / (high - low) if high > low else 0.0
+            else:
+                scaled = value / high if high > 0 else 0.0
+            mask[b].view(-1)[index] = float(scaled >= threshold)
+    return mask
 
 
 def test_antehoc_maps():
@@ -79,27 +225,25 @@ def test_antehoc_maps():
     maps = torchlap.explain(model, images, method="antehoc")
     assert maps.shape == (4, 16, 16) and torch.isfinite(maps).all()
     assert hook_count(model) == before and model.training
-    torch.testing.assert_close(maps, model.interpretation_map(images)[:, 0])
-    energy = torchlap.explain(model, images, method="antehoc", kind="energy")
-    torch.testing.assert_close(energy, model.energy_map(images).sum(dim=1))
-    binarized = torchlap.explain(model, images, method="antehoc", kind="binarized", threshold=0.5)
-    torch.testing.assert_close(binarized, model.binarized_energy_map(images, 0.5).sum(dim=1))
-    by_max = torchlap.explain(
-        model, images, method="antehoc", kind="binarized", normalization="max"
-    )
-    expected = model.binarized_energy_map(images, normalization="max").sum(dim=1)
-    torch.testing.assert_close(by_max, expected)
-    assert not torch.equal(by_max, torchlap.explain(model, images, "antehoc", kind="binarized"))
-    # explicit per-pixel reference of Eq. 1 from the SAMs and weight maps
-    with torch.no_grad():
-        model.eval()
-        model(images)
-    sams, weights = model.maps.sams, model.maps.weight_maps
-    reference = torch.zeros(4, 16, 16)
-    for b in range(4):
-        for n in range(sams.shape[1]):
-            reference[b] += weights[b, n] * sams[b, n]
+    reference = antehoc_reference(model, images)
     torch.testing.assert_close(maps, reference)
+    assert float(reference.std()) > 0.01  # no trivial map
+    energy = torchlap.explain(model, images, method="antehoc", kind="energy")
+    torch.testing.assert_close(energy, energy_reference(images, reference))
+    cases = [(0.5, "min_max"), (0.8, "min_max"), (0.8, "max")]
+    kept = []
+    for threshold, normalization in cases:
+        binarized = torchlap.explain(
+            model, images, method="antehoc", kind="binarized", threshold=threshold,
+            normalization=normalization,
+        )  # fmt: skip
+        mask = binarized_reference(reference, threshold, normalization)
+        torch.testing.assert_close(binarized, energy_reference(images, mask))
+        kept.append(float(mask.mean()))
+    assert 0 < kept[1] < kept[0] < 1 and kept[1] < kept[2]  # real, different selections
+    default = torchlap.explain(model, images, "antehoc", kind="binarized")  # 0.8, min-max
+    torch.testing.assert_close(default, energy_reference(images, binarized_reference(
+        reference, 0.8, "min_max")))  # fmt: skip
 
 
 def test_antehoc_inside_a_wrapper_upsamples_to_the_input():

@@ -106,6 +106,28 @@ def test_a_file_created_during_the_export_is_left_as_it_is(
     assert _hidden(tmp_path) == []  # the temporary file is removed
 
 
+def test_a_dangling_symlink_is_refused_before_the_export(run_dir, tmp_path, monkeypatch) -> None:
+    """exists() follows links: a symlink to nothing passed the check, the export ran in full and
+    publishing then refused it as 'created by someone else while torchlap exported'."""
+    import torchlap.export as export
+
+    out = tmp_path / "m.pt2"
+    out.symlink_to(tmp_path / "nowhere.pt2")
+    real_load_run = export.load_run
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the export started")
+
+    monkeypatch.setattr(export, "load_run", no_work)
+    message = r"m\.pt2 is a symlink \(to .*nowhere\.pt2, which does not exist\); pass --overwrite"
+    with pytest.raises(FileExistsError, match=message):
+        export_run(run_dir, out, "exported-program")
+    assert out.is_symlink() and _hidden(tmp_path) == []
+    monkeypatch.setattr(export, "load_run", real_load_run)
+    export_run(run_dir, out, "exported-program", overwrite=True)  # replaces the link itself
+    assert out.is_file() and not out.is_symlink() and not (tmp_path / "nowhere.pt2").exists()
+
+
 def test_without_hard_links_a_last_check_refuses_a_new_file(tmp_path, monkeypatch) -> None:
     def no_link(source, target):
         raise PermissionError(1, "Operation not permitted")  # e.g. a FAT or SMB file system

@@ -155,6 +155,31 @@ def test_attention_maps_follow_forward_order():
         attention_maps(nn.Conv2d(1, 1, 1))
 
 
+def test_a_layer_skipped_by_the_last_pass_keeps_its_maps_until_cleared():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = LocalAttentionPool2d(3, 2)
+            self.b = LocalAttentionPool2d(3, 2)
+
+        def forward(self, x, use_b):
+            return self.b(x) if use_b else self.a(x)
+
+    model = Branchy()
+    model(torch.rand(1, 3, 8, 8), True)  # pass 1: b
+    model(torch.rand(1, 3, 4, 4), False)  # pass 2: a only
+    # as documented: b's maps of pass 1 are still there, ordered before pass 2's layers
+    maps = attention_maps(model)
+    assert list(maps) == ["b", "a"] and maps["b"].input_size == (8, 8)
+    # the documented way to get exactly one pass's maps
+    torchlap.clear_attention_maps(model)
+    model(torch.rand(1, 3, 4, 4), False)
+    assert list(attention_maps(model)) == ["a"]
+    doc = " ".join(attention_maps.__doc__.split())
+    assert "a layer not reached is left out" not in doc  # what it used to claim
+    assert "skipped" in doc and "clear_attention_maps" in doc
+
+
 def test_torch_compile_matches_eager():
     net = tiny_lap_net(n_concepts=2)
     x = torch.randn(2, 3, 8, 8)

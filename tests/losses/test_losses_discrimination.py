@@ -25,10 +25,13 @@ def _spread(value, h):
     return list(value) if isinstance(value, (list, tuple)) else [value] * h
 
 
-def ref_eq5(probs, present, min_ar, max_ar, iar, selector=None, include=None, eps=LOG_EPS):
+def ref_eq5(
+    probs, present, min_ar, max_ar, iar, selector=None, include=None, eps=LOG_EPS, counted=None
+):
     """Eq. 5 written out: loops over concepts, samples and pixels (sorted in Python).
 
-    Built from scalar torch ops on ``probs`` so that its gradient can be compared too.
+    Built from scalar torch ops on ``probs`` so that its gradient can be compared too. N_c and
+    N_c-bar count the pairs of ``counted`` (default: the included ones).
     """
     batch, heads, height, width = probs.shape
     n = height * width
@@ -43,22 +46,25 @@ def ref_eq5(probs, present, min_ar, max_ar, iar, selector=None, include=None, ep
         used = [s for s in range(batch) if include is None or bool(include[s, c])]
         pos = [s for s in used if bool(present[s, c])]
         neg = [s for s in used if not bool(present[s, c])]
+        counting = used if counted is None else [s for s in range(batch) if bool(counted[s, c])]
+        n_pos = sum(1 for s in counting if bool(present[s, c]))
+        n_neg = len(counting) - n_pos
         for s in pos:
             ranked = sorted(pixels, key=lambda ij, s=s: float(chooser[s, c, ij[0], ij[1]]))
             descending = ranked[::-1]
             if k1:
                 acc = sum(torch.log(probs[s, c, i, j].clamp_min(eps)) for i, j in descending[:k1])
-                total = total + 2 * acc / (k1 * len(pos))
+                total = total + 2 * acc / (k1 * n_pos)
             if k2:
                 acc = sum(torch.log((1 - probs[s, c, i, j]).clamp_min(eps)) for i, j in ranked[:k2])
-                total = total + acc / (k2 * len(pos))
+                total = total + acc / (k2 * n_pos)
         for s in neg:
             ranked = sorted(pixels, key=lambda ij, s=s: float(chooser[s, c, ij[0], ij[1]]))
             if k3:
                 acc = sum(
                     torch.log((1 - probs[s, c, i, j]).clamp_min(eps)) for i, j in ranked[::-1][:k3]
                 )
-                total = total + acc / (k3 * len(neg))
+                total = total + acc / (k3 * n_neg)
     return -total
 
 
@@ -139,6 +145,21 @@ def test_include_leaves_pairs_out_of_the_sums_and_counts():
     assert concept_discrimination_loss(probs, present, include=nothing).item() == 0.0
 
 
+def test_counted_sets_the_sample_counts_without_adding_terms():
+    # the expert fallback: the terms of the included pairs, over N_c / N_c-bar of every
+    # counted pair (InjectionLoss counts a head's boxed positives too)
+    probs, present, gen = _random(seed=5)
+    include = torch.rand(present.shape, generator=gen) > 0.5
+    counted = include | (torch.rand(present.shape, generator=gen) > 0.5)
+    fast = concept_discrimination_loss(probs, present, 0.1, 0.5, 0.2, include=include,
+                                       counted=counted)  # fmt: skip
+    slow = ref_eq5(probs, present, 0.1, 0.5, 0.2, include=include, counted=counted)
+    torch.testing.assert_close(fast, slow)
+    assert not torch.allclose(fast, concept_discrimination_loss(probs, present, include=include))
+    same = concept_discrimination_loss(probs, present, include=include, counted=include)
+    torch.testing.assert_close(same, concept_discrimination_loss(probs, present, include=include))
+
+
 def test_no_sample_with_or_without_the_concept():
     probs, present, _ = _random(seed=3)
     present[:, 0] = True  # N_c-bar = 0 for head 0
@@ -200,6 +221,8 @@ def test_max_ar_one_drops_the_bottom_term():
         ({"min_ar": [0.1, 0.2]}, ValueError, "one value per head"),
         ({"selector": torch.rand(2, 3, 4, 4)}, ValueError, "same shape"),
         ({"include": torch.ones(3, dtype=torch.bool)}, ValueError, "include"),
+        ({"counted": torch.ones(3, dtype=torch.bool)}, ValueError, r"counted must have shape"),
+        ({"counted": torch.ones(2, 3)}, TypeError, r"counted must be a bool tensor"),
         ({"eps": 0.0}, ValueError, "eps"),
     ],
 )

@@ -41,7 +41,9 @@ def ref_expert(
     of the pixels with higher importance probability within the box", second term on "all the
     zones out of the bounding boxes", "the third term [...] similarly as the weakly supervised
     loss" (top ceil(IAR HW) pixels of the samples without the concept). Eq. 5 divides the
-    positive terms by N_c and the third by N_c-bar, and multiplies the first term by 2.
+    positive terms by N_c, "the number of samples containing concept c" (a positive without a
+    box among them: it has no term here, InjectionLoss gives it Eq. 5's), the third by N_c-bar,
+    and multiplies the first term by 2.
     """
     batch, n_heads, height, width = probs.shape
     pixels = [(i, j) for i in range(height) for j in range(width)]
@@ -51,6 +53,7 @@ def ref_expert(
         if heads is not None and not heads[c]:
             continue
         positives = [s for s in range(batch) if present[s, c] and has_region[s]]
+        n_c = sum(1 for s in range(batch) if present[s, c])
         negatives = [s for s in range(batch) if not present[s, c]]
         for s in positives:
             region = ref_resize(masks[s], height, width, mode)
@@ -65,7 +68,7 @@ def ref_expert(
             second = sum(math.log(max(1 - float(probs[s, c][ij]), LOG_EPS)) for ij in outside)
             first = first / half if half else 0.0
             second = second / len(outside) if outside else 0.0
-            total -= (2 * first + second) / len(positives)
+            total -= (2 * first + second) / n_c
         for s in negatives:
             if negative == "iar":
                 k3 = math.ceil(Decimal(str(iar)) * height * width)

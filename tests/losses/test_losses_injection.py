@@ -113,16 +113,18 @@ def test_expert_mode_splits_samples_and_keeps_common_heads_weak():
     out = loss(maps, labels, region_masks=masks, has_region=has_region)
 
     present = sets.presence(labels)
-    # Eq. 5 for the common head and for the present concepts of samples without a region;
-    # the negatives of the other heads get term 3 inside the expert loss
+    # Eq. 5 for the common head and for the present concepts of samples without a region,
+    # over N_c of all the head's positives (boxed or not); the negatives of the other heads
+    # get term 3 inside the expert loss
     weak = (present & ~has_region[:, None]) | torch.tensor([False, False, True])[None, :]
     expected_disc, expected_expert = [], []
     for m in maps.values():
         expected_disc.append(
             concept_discrimination_loss(
-                m.concepts, present, 0.1, 0.5, 0.1, m.discriminative, include=weak
+                m.concepts, present, 0.1, 0.5, 0.1, m.discriminative, include=weak,
+                counted=weak | present,
             )
-        )
+        )  # fmt: skip
         expected_expert.append(
             expert_supervision_loss(
                 m.concepts,

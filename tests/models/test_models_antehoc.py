@@ -249,6 +249,27 @@ def test_pass_two_loss_is_eq3_and_trains_only_the_weight_network(mode) -> None:
     assert _no_hooks(model)
 
 
+def test_pass_two_in_current_mode_is_blind_to_a_uniform_dimming(monkeypatch) -> None:
+    # antehoc_pass_two_loss's docstring: with batch statistics (a training backbone, the
+    # default "current") the batch norm re-normalises the energy maps' batch, so a flat map
+    # I_map = c scores as well as the image itself; with running statistics ("eval") it does not
+    import torchlap.models.antehoc as antehoc
+
+    model = AnteHocModel(TinyClassifier(), eta=4).train()
+    x = torch.randn(8, 3, 8, 8)
+    with torch.no_grad():  # running statistics of the images themselves
+        for _ in range(20):
+            model.backbone(x)
+
+    def flat(sams, weight_maps):
+        return torch.full_like(sams[:, :1], 0.3) + 0 * weight_maps.sum()
+
+    monkeypatch.setattr(antehoc, "interpretation_from_maps", flat)
+    blind = float(antehoc_pass_two_loss(model, x, backbone_mode="current").detach())
+    seen = float(antehoc_pass_two_loss(model, x, backbone_mode="eval").detach())
+    assert seen > 1e-6 and blind < 1e-4 * seen  # measured: 1e-11 against 5e-5
+
+
 def test_two_pass_step_updates_each_network_in_its_pass() -> None:
     model = AnteHocModel(TinyClassifier(), eta=4)
     groups = antehoc_parameter_groups(model)

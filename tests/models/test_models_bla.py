@@ -15,6 +15,7 @@ from torch import nn
 
 from torchlap.evaluate.bla_comparison import bla_lime_faithfulness
 from torchlap.metrics.lime_faithfulness import (
+    lime_cell_scores,
     lime_patch_scores,
     lime_spearman,
     patch_means,
@@ -256,6 +257,38 @@ def test_eval_path_soft_and_mean() -> None:
     torch.testing.assert_close(soft(x).flatten(1), expected)
     mean = _bla(eval_path="mean").eval()
     torch.testing.assert_close(mean(x), x.mean(dim=(2, 3), keepdim=True))
+
+
+def test_pooling_weights_sum_to_one_only_where_the_docstring_says() -> None:
+    # BlaMaps.weights: 1 on the hard/mean paths, for BLA's q and with pool="normalized"; with
+    # pool="sum" in training BLA-T's relu(q - gamma) sums below 1, L2X-F's k-hot mask in [1, k]
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, 4, 4)
+
+    def sums(module: nn.Module, training: bool) -> torch.Tensor:
+        module.train(training)
+        module(x)
+        return module.maps.weights.flatten(1).sum(dim=1)
+
+    one = torch.ones(3)
+    for module in (
+        BoundedLogitAttention(6),
+        BoundedLogitAttention(6, threshold=True, pool="normalized"),
+        L2XFeatureSelection(6, k=3, pool="normalized"),
+    ):
+        torch.testing.assert_close(sums(module, True), one)
+    for module in (
+        BoundedLogitAttention(6, threshold=True, gamma_factor=0.98),
+        L2XFeatureSelection(6, k=3),
+        BoundedLogitAttention(6, eval_path="mean"),
+    ):
+        torch.testing.assert_close(sums(module, False), one)  # eval: hard or mean path
+    bla_t = sums(BoundedLogitAttention(6, threshold=True, gamma_factor=0.98), True)
+    assert ((bla_t > 0) & (bla_t < 1)).all()
+    bla_t_soft = BoundedLogitAttention(6, threshold=True, gamma_factor=0.98, eval_path="soft")
+    assert (sums(bla_t_soft, False) < 1).all()
+    l2x = sums(L2XFeatureSelection(6, k=3), True)
+    assert ((l2x > 1) & (l2x <= 3)).all()
 
 
 def test_module_validation() -> None:
@@ -580,6 +613,23 @@ def test_lime_is_seeded() -> None:
     again = lime_patch_scores(model, images, patch=8, n_samples=20, seed=1)
     other = lime_patch_scores(model, images, patch=8, n_samples=20, seed=2)
     assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_lime_cell_scores_take_any_cells_and_refuse_a_bad_mask() -> None:
+    model = TinyNet().eval()
+    images = torch.randn(1, 3, 16, 16)
+    # two vertical bands of unequal width: cell 0 the left 5 columns, cell 1 the rest
+    mask = torch.zeros(16, 16, dtype=torch.long)
+    mask[:, 5:] = 1
+    assert lime_cell_scores(model, images, mask, n_samples=20).shape == (1, 2)
+    squares = (torch.arange(16) // 8)[:, None] * 2 + (torch.arange(16) // 8)[None, :]
+    torch.testing.assert_close(
+        lime_cell_scores(model, images, squares, n_samples=20, seed=1),
+        lime_patch_scores(model, images, patch=8, n_samples=20, seed=1),
+    )
+    for bad in (mask.float(), mask[:8], mask.bool(), [[0]]):
+        with pytest.raises(ValueError, match=r"mask must be an integer \(16, 16\) tensor"):
+            lime_cell_scores(model, images, bad)
 
 
 def test_bla_lime_faithfulness_runs_on_a_bla_t_model() -> None:

@@ -315,6 +315,9 @@ def test_lime_table_shows_runs_with_a_bla_module_only() -> None:
     assert header == ["Run", "BLA (soft)", "Grad-CAM"]
     assert rows == [["vanilla", "**0.412**", "-0.250"]]
     assert "vanilla: 9-px patches, 1000 LIME samples." in lime_table(results).to_markdown()
+    # metrics revision 8 records the grid of BLA's cells; the note names it
+    results["vanilla"]["lime_spearman"].update(grid=[7, 7], patch="32")
+    assert "vanilla: 7x7 cells of 32-px patches" in lime_table(results).to_markdown()
     ids = [table.id for table in all_tables(results)]
     assert ids.index("table-lime") == ids.index("table-timing") - 1
 

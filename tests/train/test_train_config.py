@@ -80,6 +80,55 @@ def test_parse_phase() -> None:
             parse_phase(bad)
 
 
+def test_parse_phase_takes_the_settings_the_syntax_has_no_field_for() -> None:
+    phase = parse_phase("layer4,fc:3:1e-3:sgd", weight_decay=0.0, schedule="constant", momentum=0.5)
+    assert phase == PhaseConfig(3, 1e-3, "layer4,fc", "sgd", 0.0, "constant", 0.5)
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        parse_phase("lap:2", schedule="linear")
+    with pytest.raises(ValueError, match=r"momentum must be a number in \[0, 1\)"):
+        parse_phase("lap:2:1e-3:sgd", momentum=1.0)
+
+
+def test_top_level_schedule_or_weight_decay_that_the_phases_would_drop_is_refused() -> None:
+    # it used to be ignored without a word (the phases kept cosine and 1e-6)
+    phases = [parse_phase("lap:2:1e-4"), parse_phase("layer4,fc:3:1e-3:sgd")]
+    with pytest.raises(ValueError, match=r"schedule='constant' \(--schedule\) is not phase 1's "
+                       r"\('cosine'\).*set it on the phases"):  # fmt: skip
+        _config(phases=phases, schedule="constant").validate()
+    with pytest.raises(ValueError, match=r"weight_decay=0.0 \(--weight-decay\) is not phase 1's"):
+        _config(phases=phases, weight_decay=0.0).validate()
+    with pytest.raises(ValueError, match=r"momentum=0.5 \(--momentum\) is not phase 1's"):
+        _config(phases=phases, momentum=0.5).validate()
+    # the same values on the phases (as torchlap train --phase gives them) are accepted
+    same = [parse_phase(t, schedule="constant", weight_decay=0.0) for t in ("lap:2", "all:1")]
+    _config(phases=same, schedule="constant", weight_decay=0.0).validate()
+    _config(phases=same).validate()  # phases of their own, top level at its defaults
+
+
+@pytest.mark.parametrize("bad", [1.0, 1.5, -0.1, float("nan"), True, "0.9", None])
+def test_momentum_must_be_a_number_in_0_1(bad: object) -> None:
+    error = TypeError if isinstance(bad, (bool, str)) or bad is None else ValueError
+    with pytest.raises(error, match=r"momentum must be a number in \[0, 1\) \(SGD's momentum"):
+        _config(optimizer="sgd", momentum=bad).validate()
+    with pytest.raises(error, match=r"phase 1: momentum must be a number in \[0, 1\)"):
+        _config(phases=[PhaseConfig(1, optimizer="sgd", momentum=bad)]).validate()
+
+
+def test_momentum_without_an_sgd_phase_is_refused_and_recorded_otherwise() -> None:
+    with pytest.raises(ValueError, match=r"momentum=0.5 \(--momentum\) is SGD's, but no phase"):
+        _config(momentum=0.5).validate()  # adam: it would be dropped
+    config = _config(optimizer="sgd", momentum=0.0)
+    config.validate()
+    assert config.resolved_phases()[0].momentum == 0.0
+    data = json.loads(json.dumps(config.to_dict()))
+    assert data["momentum"] == 0.0 and TrainConfig.from_dict(data) == config
+    # a config.json from before the option: SGD's momentum was 0.9
+    old = _config(phases=[PhaseConfig(1, optimizer="sgd")]).to_dict()
+    del old["momentum"], old["phases"][0]["momentum"]
+    again = TrainConfig.from_dict(old)
+    assert again.momentum == 0.9 and again.phases[0].momentum == 0.9
+
+
 def test_vanilla_run_has_no_supervision() -> None:
     assert _config(lap="none", supervision="expert").effective_supervision == "none"
     assert _config(lap="auto", supervision="expert").effective_supervision == "expert"

@@ -158,6 +158,42 @@ def test_the_cli_flags_set_balanced_batches(
     assert [config.balanced_batches for config in seen] == [expected]
 
 
+# ------------------------------------------------------- --schedule, --weight-decay, --momentum
+def test_schedule_weight_decay_and_momentum_reach_every_phase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[TrainConfig] = []
+
+    def fake_fit(config: TrainConfig) -> Path:
+        seen.append(config)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr("torchlap.train.run.fit", fake_fit)
+    args = ["train", "--data", "lesions", "--out", str(tmp_path / "run"), "--phase", "lap:2:1e-4",
+            "--phase", "layer4,fc:3:1e-3:sgd", "--schedule", "constant", "--weight-decay", "0",
+            "--momentum", "0.5"]  # fmt: skip
+    CliRunner().invoke(app, args)
+    (config,) = seen
+    assert [(p.train, p.lr, p.optimizer) for p in config.phases] == [
+        ("lap", 1e-4, "adam"), ("layer4,fc", 1e-3, "sgd")
+    ]  # fmt: skip
+    for phase in config.phases:
+        assert (phase.schedule, phase.weight_decay, phase.momentum) == ("constant", 0.0, 0.5)
+    CliRunner().invoke(app, args[:-6])  # without the flags: the defaults, as before
+    assert [(p.schedule, p.weight_decay, p.momentum) for p in seen[-1].phases] == [
+        ("cosine", 1e-6, 0.9), ("cosine", 1e-6, 0.9)
+    ]  # fmt: skip
+
+
+def test_the_momentum_flag_refuses_values_outside_0_1(tmp_path: Path) -> None:
+    args = ["train", "--data", "lesions", "--out", str(tmp_path / "r"), "--optimizer", "sgd"]
+    result = CliRunner().invoke(app, [*args, "--momentum", "1"])
+    assert result.exit_code == 2 and "momentum must be a number in [0, 1)" in result.output
+    result = CliRunner().invoke(app, [*args[:-2], "--momentum", "0.5"])
+    assert result.exit_code == 2 and "is SGD's, but no phase uses sgd" in result.output
+    assert not (tmp_path / "r").exists()
+
+
 # ------------------------------------------------------------------ freeze_features (paper 002 F)
 def test_freeze_features_reaches_the_config_from_the_flag(tmp_path: Path, monkeypatch) -> None:
     seen: list[TrainConfig] = []

@@ -64,6 +64,17 @@ def test_frozen_batch_norm_runs_in_eval_mode_during_lap_phase() -> None:
     assert all(torch.equal(b, m.running_mean) for b, m in zip(before, bns, strict=True))
 
 
+@pytest.mark.parametrize(("optimizer", "momentum"), [("sgd", 0.5), ("sgd", 0.0), ("sgd", 0.9)])
+def test_the_sgd_optimizer_gets_the_phase_momentum(optimizer: str, momentum: float) -> None:
+    phase = PhaseConfig(1, 1e-3, "all", optimizer, 1e-6, "constant", momentum)
+    module = ClassifierModule(_lap_model(), 2, None, [phase], seed=0)
+    module.set_phase(0)
+    sgd = module.configure_optimizers()
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.param_groups[0]["momentum"] == momentum
+    assert sgd.param_groups[0]["weight_decay"] == 1e-6
+
+
 def test_batch_seed_depends_on_batch_only() -> None:
     module = ClassifierModule(_lap_model(), 2, None, [PhaseConfig(1)], seed=7)
     module.set_phase(0)

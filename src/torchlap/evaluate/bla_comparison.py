@@ -1,29 +1,151 @@
 """Paper 002's faithfulness comparison (section 4.3, Table 2): BLA-T against Grad-CAM.
 
-Both maps are scored by the Spearman rank correlation of their patch means with LIME patch
-scores (:mod:`torchlap.metrics.lime_faithfulness`), one LIME run shared by both.
+Both maps are scored by the Spearman rank correlation of their cell means with LIME cell
+scores (captum ``Lime``, as :func:`torchlap.metrics.lime_faithfulness.lime_patch_scores`), one
+LIME run shared by both.
+
+**LIME's grid.** The paper compares "LIME scores for patches of size 32x32 of the 224x224 input
+images ..., resulting in explanations of size 7x7" with "the 7x7 soft explanations produced by
+Q": LIME's patch ``i`` is BLA's cell ``i`` (a stride-32 feature map of a 224-px image). torchlap
+keeps that pairing at every size: by default LIME's cells are the cells of BLA's own feature
+map, ``h x w`` equal bands of the image (band ``i`` of an axis of ``S`` pixels spans
+``[floor(i S / h), floor((i + 1) S / h))``, :func:`band_feature_mask`), so a ResNet's stride-32
+map gives the paper's 32-px patches at 64, 128 and 224 px (2x2, 4x4, 7x7) and BLA's ``q`` is
+compared as it is, never interpolated. An explicit ``patch`` gives square patches of that size
+instead (the last row/column smaller when it does not divide the image), the maps then averaged
+over them after bilinear upsampling.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlap._checks import check_choice, check_int, check_number, check_positive_int
 from torchlap.explainers import GradCam
 from torchlap.metrics._common import MetricResult
 from torchlap.metrics.lime_faithfulness import (
     EvalMode,
     check_images,
-    lime_patch_scores,
-    lime_spearman,
+    lime_cell_scores,
+    patch_feature_mask,
     resolve_target,
+    spearman_correlation,
 )
 from torchlap.models.bla import bla_maps
 
-__all__ = ["bla_lime_faithfulness", "lime_section"]
+__all__ = ["band_feature_mask", "bla_lime_faithfulness", "lime_section"]
+
+#: the options LIME takes besides the grid (as ``lime_patch_scores``)
+_LIME_OPTIONS = ("baseline", "perturbations_per_eval", "score")
+
+
+def band_feature_mask(
+    height: int, width: int, rows: int, cols: int, device: torch.device | str | None = None
+) -> Tensor:
+    """(H, W) long tensor of cell indices, row-major, of the image cut into ``rows x cols``
+    equal bands: band ``i`` of an axis of ``S`` pixels spans ``[floor(i S / n), floor((i + 1)
+    S / n))`` for ``n`` bands (``rows <= height``, ``cols <= width``: no band is empty)."""
+    for name, value, size in (("rows", rows, height), ("cols", cols, width)):
+        check_positive_int(size, "height" if name == "rows" else "width")
+        check_int(value, name, minimum=1, maximum=size)
+
+    def bands(size: int, n: int) -> Tensor:
+        upper = torch.tensor([(i + 1) * size // n for i in range(n)], device=device)
+        return torch.bucketize(torch.arange(size, device=device), upper, right=True)
+
+    return bands(height, rows)[:, None] * cols + bands(width, cols)[None, :]
+
+
+@dataclass
+class _Grid:
+    """LIME's cells: the (H, W) index mask and the grid's shape."""
+
+    mask: Tensor
+    shape: tuple[int, int]
+    patch: int | None  # the square size given, None: BLA's own grid as bands
+
+    def describe(self) -> str:
+        """The cells' size in pixels, ``"32"`` or ``"9-10"`` (ragged bands)."""
+        if self.patch is not None:
+            return str(self.patch)
+        counts = [torch.bincount(self.mask[:, 0]), torch.bincount(self.mask[0])]
+        sizes = sorted({int(c) for c in torch.cat(counts).tolist() if c})
+        return str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+
+
+def _grid(soft: Tensor, image_size: tuple[int, int], patch: int | None) -> _Grid:
+    height, width = image_size
+    if patch is not None:
+        shape = (-(-height // patch), -(-width // patch))
+        return _Grid(patch_feature_mask(height, width, patch, soft.device), shape, patch)
+    rows, cols = int(soft.shape[-2]), int(soft.shape[-1])
+    if rows * cols < 2 or rows > height or cols > width:
+        what = (
+            "one cell, which no rank correlation compares"
+            if rows * cols < 2
+            else "more cells than pixels"
+        )
+        raise ValueError(
+            f"LIME faithfulness (paper 002, 4.3) pairs LIME's cells with the cells of BLA's "
+            f"explanation, here a {rows}x{cols} feature map of a {height}x{width} image: {what}; "
+            "use a larger input, square patches (patch=N; evaluate: lime_patch=N), or turn the "
+            "check off (lime_images=0, --lime-images 0)"
+        )
+    return _Grid(band_feature_mask(height, width, rows, cols, soft.device), (rows, cols), None)
+
+
+def _cell_means(maps: Tensor, grid: _Grid) -> Tensor:
+    """Maps (B, h, w) per cell (B, n_cells): as they are at the grid's shape, else upsampled
+    to the image (bilinear, ``align_corners=False``) and averaged over each cell."""
+    maps = maps.detach().float()
+    if tuple(maps.shape[-2:]) == grid.shape:
+        return maps.flatten(1)
+    size = tuple(grid.mask.shape)
+    if tuple(maps.shape[-2:]) != size:
+        maps = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    ids = grid.mask.flatten().to(maps.device)
+    n_cells = grid.shape[0] * grid.shape[1]
+    sums = maps.new_zeros(maps.shape[0], n_cells).index_add_(1, ids, maps.flatten(1))
+    return sums / torch.bincount(ids, minlength=n_cells).to(maps.dtype)
+
+
+def _spearman(map_scores: Tensor, lime_scores: Tensor) -> MetricResult:
+    """Mean Spearman correlation over the images whose map and LIME scores both rank."""
+    per_sample = spearman_correlation(map_scores, lime_scores.to(map_scores.device))
+    valid = torch.isfinite(per_sample)
+    n = int(valid.sum())
+    value = float(per_sample[valid].mean()) if n else float("nan")
+    excluded = int(per_sample.numel() - n)
+    return MetricResult(value, True, n, n_excluded=excluded, per_sample=per_sample)
+
+
+def _check_lime_arguments(
+    images: Tensor, patch: object, n_samples: object, seed: object, lime_options: dict
+) -> None:
+    check_images(images)
+    if patch is not None:
+        check_positive_int(patch, "patch")
+    check_positive_int(n_samples, "n_samples")
+    check_int(seed, "seed")
+    unknown = sorted(set(lime_options) - set(_LIME_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown LIME option(s) {unknown}; accepted: {', '.join(_LIME_OPTIONS)}")
+    check_number(lime_options.get("baseline", 0.0), "baseline")
+    check_positive_int(lime_options.get("perturbations_per_eval", 50), "perturbations_per_eval")
+    check_choice(lime_options.get("score", "probability"), "score", ("probability", "logit"))
+
+
+def _soft_map(bla_model: nn.Module, images: Tensor) -> Tensor:
+    """BLA's soft explanation ``q`` (B, h, w) of ``images``, eval mode, flags restored."""
+    with EvalMode(bla_model), torch.no_grad():
+        bla_model(images)
+        return bla_maps(bla_model)["soft"][:, 0]
 
 
 def bla_lime_faithfulness(
@@ -31,7 +153,7 @@ def bla_lime_faithfulness(
     images: Tensor,
     baseline_model: nn.Module | None = None,
     target: int | Tensor | None = None,
-    patch: int = 32,
+    patch: int | None = None,
     n_samples: int = 1000,
     seed: int = 0,
     gradcam_layer: str | None = None,
@@ -39,28 +161,36 @@ def bla_lime_faithfulness(
 ) -> dict[str, MetricResult]:
     """Paper 002, section 4.3 / Table 2: rank correlation of LIME with BLA-T and with Grad-CAM.
 
-    LIME patch scores and Grad-CAM maps are computed on ``baseline_model`` (the paper's
+    LIME cell scores and Grad-CAM maps are computed on ``baseline_model`` (the paper's
     "uninterpretable baseline model"; default ``bla_model`` itself, i.e. faithfulness to the
-    BLA model), the soft explanation ``q`` on ``bla_model`` (eval mode). One LIME run is shared
-    by both maps. ``target`` defaults to the reference model's predicted class; Grad-CAM uses
-    ``gradcam_layer`` (default: the input of the global pool). Returns
-    ``{"bla": MetricResult, "gradcam": MetricResult}``.
+    BLA model), the soft explanation ``q`` on ``bla_model`` (eval mode); ``q`` is the map the
+    paper compares ("the 7x7 soft explanations produced by Q"). One LIME run is shared by both
+    maps. ``patch``: ``None`` (default) makes LIME's cells the cells of BLA's feature map
+    (``h x w`` equal bands of the image, see the module docstring; the paper's 7x7 grid of
+    32-px patches at 224 px), so LIME's cell ``i`` is ``q``'s cell ``i``; a positive int gives
+    square patches of that many pixels. A BLA map of one cell (e.g. a ResNet's 1x1 at 32 px)
+    is refused, after the BLA pass and before LIME. ``n_samples`` (positive int) occlusion
+    patterns, seeded with ``seed`` (int); ``lime_options``: ``baseline`` (a number, the value
+    of an occluded pixel, 0), ``perturbations_per_eval`` (positive int, 50), ``score``
+    (``"probability"``, default, or ``"logit"``). ``target`` defaults to the reference model's
+    predicted class; Grad-CAM uses ``gradcam_layer`` (default: the input of the global pool).
+    Returns ``{"bla": MetricResult, "gradcam": MetricResult}``; images whose map or LIME
+    scores are constant (no ranking) are excluded (``n_excluded``).
     """
-    check_images(images)
+    _check_lime_arguments(images, patch, n_samples, seed, lime_options)
     reference = bla_model if baseline_model is None else baseline_model
-    with EvalMode(bla_model), torch.no_grad():
-        bla_model(images)
-        soft = bla_maps(bla_model)["soft"][:, 0]
+    soft = _soft_map(bla_model, images)
+    grid = _grid(soft, (int(images.shape[-2]), int(images.shape[-1])), patch)
     with EvalMode(reference):
         classes = resolve_target(reference, images, target)
-    scores = lime_patch_scores(
-        reference, images, classes, patch=patch, n_samples=n_samples, seed=seed, **lime_options
+    scores = lime_cell_scores(
+        reference, images, grid.mask, classes, n_samples, seed, **lime_options
     )
     with GradCam(reference, layer=gradcam_layer) as explainer:
         cam = explainer.raw(images, classes)
     return {
-        "bla": lime_spearman(reference, images, soft, classes, patch, lime_scores=scores),
-        "gradcam": lime_spearman(reference, images, cam, classes, patch, lime_scores=scores),
+        "bla": _spearman(_cell_means(soft, grid), scores),
+        "gradcam": _spearman(_cell_means(cam, grid), scores),
     }
 
 
@@ -73,27 +203,33 @@ def lime_section(
     baseline: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Paper 002's section 4.3 on the first ``options.lime_images`` of ``images``: Spearman
-    correlation of LIME patch scores with BLA's soft explanation (of ``model``) and with
-    Grad-CAM, one LIME run shared by both. LIME and Grad-CAM explain ``baseline`` (the paper's
-    "uninterpretable baseline model", a vanilla run of the same architecture and data) when it
-    is given, else ``model`` itself. The class explained is ``labels`` (``options.target ==
-    "label"``) or, with ``labels=None``, the predicted class of the model LIME explains."""
+    correlation of LIME cell scores with BLA's soft explanation (of ``model``) and with
+    Grad-CAM, one LIME run shared by both. LIME's cells are BLA's feature-map cells as bands of
+    the image (``options.lime_patch=None``) or squares of ``options.lime_patch`` pixels. LIME
+    and Grad-CAM explain ``baseline`` (the paper's "uninterpretable baseline model", a vanilla
+    run of the same architecture and data) when it is given, else ``model`` itself. The class
+    explained is ``labels`` (``options.target == "label"``) or, with ``labels=None``, the
+    predicted class of the model LIME explains. ``"patch"`` in the result is the cells' size in
+    pixels (``"9-10"`` for ragged bands), ``"grid"`` their ``[rows, cols]``."""
     count = min(options.lime_images, len(images))
-    side = min(images.shape[-2:])
-    patch = options.lime_patch or max(1, round(side * 32 / 224))
+    chosen = images[:count].to(device)
+    # the grid bla_lime_faithfulness will use, from one image (refused here before any LIME)
+    size = (int(chosen.shape[-2]), int(chosen.shape[-1]))
+    grid = _grid(_soft_map(model, chosen[:1]), size, options.lime_patch)
     started = time.perf_counter()
     metrics = bla_lime_faithfulness(
         model,
-        images[:count].to(device),
+        chosen,
         baseline_model=baseline,
         target=None if labels is None else labels[:count].to(device),
-        patch=patch,
+        patch=options.lime_patch,
         n_samples=options.lime_samples,
         seed=options.seed,
     )
     return {
         **{name: value.to_dict() for name, value in metrics.items()},
-        "patch": patch,
+        "patch": grid.describe(),
+        "grid": list(grid.shape),
         "n_samples": options.lime_samples,
         "seconds": time.perf_counter() - started,
     }

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchlap.data.grid import build_grid_set, resolve_grid_shape
+from torchlap.data.grid import GridSet, build_grids, confident_images, resolve_grid_shape
 from torchlap.evaluate.common import (
     atomic_write_json,
     explain_all,
@@ -37,7 +37,7 @@ from torchlap.evaluate.sanity import (
     ssim_abs,
     summarize,
 )
-from torchlap.evaluate.shard import is_writer
+from torchlap.evaluate.shard import is_writer, on_rank_zero
 from torchlap.explainers import available, method_facts
 from torchlap.logs import track
 from torchlap.metrics.grid_pointing import grid_pointing_scores, grid_pointing_summary
@@ -214,11 +214,7 @@ def _grid_pointing(
     force: bool,
 ) -> dict[str, Any]:
     try:
-        grid_set = build_grid_set(
-            model, test.images, test.labels, len(test.classes), options.grid_pg_shape,
-            n_grids=options.grid_pg_grids, min_confidence=float(options.grid_pg_confidence),
-            seed=options.seed, batch_size=options.batch_size,
-        )  # fmt: skip
+        grid_set = _grid_set(model, test, options)
     except ValueError as error:
         logger.warning("grid pointing game skipped: %s", error)
         return {"grid_pointing_game": {}, "grid_pointing_setup": {"skipped": str(error)}}
@@ -268,6 +264,21 @@ def _grid_pointing(
         except (ValueError, OSError) as error:  # a figure must not lose the numbers
             logger.warning("grid pointing game figure not written: %s", error)
     return {"grid_pointing_game": scores_by_method, "grid_pointing_setup": setup}
+
+
+def _grid_set(model: nn.Module, test: Any, options: Any) -> GridSet:
+    """:func:`~torchlap.data.grid.build_grid_set` with the confident images decided by rank 0
+    (sharded evaluation): a probability rounding differently on another GPU near the threshold
+    would give that rank other grids (rank 0 then scores the gathered maps against its own
+    cells) or too few eligible images (a rank skipping the collective explanation calls)."""
+    shape = resolve_grid_shape(options.grid_pg_shape, len(test.classes))
+    confidence = float(options.grid_pg_confidence)
+    eligible = on_rank_zero(
+        lambda: confident_images(model, test.images, test.labels, confidence, options.batch_size)[0]
+    )
+    return build_grids(
+        test.images, test.labels, eligible, shape, options.grid_pg_grids, options.seed, confidence
+    )
 
 
 def data_randomization(

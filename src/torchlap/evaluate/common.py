@@ -74,8 +74,11 @@ __all__ = [
 #: and the pointing game's chance level averages the non-empty masks only; Drop/Inc/Win and
 #: stability form the energy map in the model's input space (normalised image ⊙ map, paper
 #: 004); stability's salt and pepper are 0 and 1 for [0, 1] images (earlier: each image's
-#: per-channel min/max); binary model metrics predict logits.argmax(1))
-METRICS_REVISION = 7
+#: per-channel min/max); binary model metrics predict logits.argmax(1). 8: the ``bla``
+#: method's map is BLA's hard explanation delta (paper 002, 3; earlier the soft q); the LIME
+#: check's cells are the cells of BLA's feature map, as equal bands of the image (earlier
+#: round(32 S/224)-px squares, with slivers at the border))
+METRICS_REVISION = 8
 
 
 @dataclass

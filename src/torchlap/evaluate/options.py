@@ -59,8 +59,9 @@ class EvaluateOptions:
 
     ``lime_images``: for a model with a BLA module and ``bla`` among the methods, the BLA
     paper's faithfulness check (section 4.3) on that many test images: Spearman rank
-    correlation of LIME's patch scores (``lime_samples`` samples, ``lime_patch``-pixel squares;
-    ``None``: the paper's 7x7 grid, 32 px at 224) with BLA's soft explanation and with
+    correlation of LIME's patch scores (``lime_samples`` samples; ``lime_patch``-pixel squares,
+    ``None``: the cells of BLA's feature map as equal bands of the image, the paper's 7x7 grid of
+    32 px at 224 on a ResNet) with BLA's soft explanation and with
     Grad-CAM (results key ``lime_spearman``); 0 turns it off. LIME and Grad-CAM explain the
     paper's uninterpretable baseline when one is given (``evaluate_run(lime_baseline=...)``,
     ``--lime-baseline``; ``compare`` takes a vanilla run of the same architecture and data

@@ -18,7 +18,7 @@ method is its file and its ``@register``:
 ``scorecam``              Score-CAM
 ``rise``                  RISE
 ``sise``                  SISE (paper 003)
-``bla``                   a BLA/L2X-F module's own soft explanation, one forward pass (paper 002)
+``bla``                   a BLA/L2X-F module's own hard explanation delta (paper 002)
 ``antehoc``               the ante-hoc interpretation map of an AnteHocModel (paper 004)
 ``bcos``                  a B-cos network's contribution map W(x)^T x (Böhle et al. 2022)
 ========================  ============================================================

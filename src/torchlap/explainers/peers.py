@@ -1,9 +1,14 @@
 """``bla`` and ``antehoc``: the maps LAP's peers build into their own forward pass.
 
-- ``bla`` (paper 002, section 3.1): the soft explanation ``q = softmax(theta * l)`` that a BLA
-  (or BLA-T, BLA-PH, L2X-F) module computes over the positions of the last feature map. One
-  forward pass, no gradient; the map is at the feature-map resolution and the base class
-  upsamples it to the input (bilinear, like every CAM method).
+- ``bla`` (paper 002, sections 3 and 3.2): the explanation of a BLA (or BLA-T, BLA-PH, L2X-F)
+  module over the positions of the last feature map: by default the discrete test-time
+  explanation ``delta`` (0/1; L2X-F: its top-k set), which the paper calls the explanation
+  ("delta = E(f) acts as an explanation for the prediction") and visualizes ("we visualize
+  delta using a colormap, which is upscaled"); ``kind="soft"`` gives the soft ``q = softmax(
+  theta * l)`` that approximates it in training (the map of the paper's LIME check, 4.3,
+  which :mod:`torchlap.evaluate.bla_comparison` reads itself). One forward pass, no gradient;
+  the map is at the feature-map resolution and the base class upsamples it to the input
+  (bilinear, like every CAM method).
 - ``antehoc`` (paper 004, section 2, Eq. 1): the interpretation map
   ``I_map = sum_n WM_n * SAM_n`` of an :class:`~torchlap.models.antehoc.AnteHocModel`, already
   at the input resolution; or the energy map built from it.
@@ -31,14 +36,19 @@ ANTEHOC_KINDS = ("map", "energy", "binarized")
 
 @register("bla")
 class BlaExplainer(Explainer):
-    """The BLA module's soft explanation of the last pass (paper 002; one forward pass).
+    """The BLA module's explanation of the last pass (paper 002; one forward pass).
 
     Options:
         name: the BLA/L2X-F module's name when the model has several (default: its only one).
-        kind: which :class:`~torchlap.models.bla.BlaMaps` field: ``"soft"`` (default, ``q``,
-            summing to 1 over positions), ``"hard"`` (the discrete explanation ``delta`` as
-            0/1), ``"logits"`` (the bounded logits ``l``) or ``"weights"`` (the pooling weights
-            of this pass; in eval mode the hard path's).
+        kind: which :class:`~torchlap.models.bla.BlaMaps` field: ``"hard"`` (default: the
+            discrete explanation ``delta`` as 0/1, the paper's explanation and visualization,
+            sections 3 and 3.2; L2X-F: the ``k`` positions of largest logit), ``"soft"``
+            (``q``, summing to 1 over positions: the map of the paper's LIME comparison, 4.3),
+            ``"logits"`` (the bounded logits ``l``) or ``"weights"`` (the pooling weights of
+            this pass; in eval mode the hard path's). A 0/1 map ties most pixels: the
+            ranking metrics count tied pixels by their expectation (top-K, pointing game) or
+            break ties at random (keep-k%, Drop%/Increase%), so ties never follow pixel order.
+            From the evaluate harness: ``--method-options '{"bla": {"kind": "soft"}}'``.
 
     Raises ``ValueError`` for a model without a BLA/L2X-F module.
     """
@@ -53,7 +63,7 @@ class BlaExplainer(Explainer):
         """A model with a BLA/L2X-F module."""
         return bool(bla_modules(model))
 
-    def __init__(self, model: nn.Module, name: str | None = None, kind: str = "soft") -> None:
+    def __init__(self, model: nn.Module, name: str | None = None, kind: str = "hard") -> None:
         super().__init__(model)
         modules = bla_modules(model)
         if not modules:

@@ -561,11 +561,18 @@ def lap_modules(model: nn.Module) -> dict[str, LapBase]:
 
 
 def attention_maps(model: nn.Module, detach: bool = True) -> dict[str, LapMaps]:
-    """The maps every LAP layer of ``model`` left in the last forward pass.
+    """The maps each LAP layer of ``model`` kept from the last forward pass that ran it.
 
-    Keyed by module name, in the order the layers ran in that pass (a layer not reached is
-    left out). ``detach=False`` keeps the autograd graph (for the knowledge-injection losses).
-    ``model`` must be an ``nn.Module`` with LAP layers, ``detach`` True or False.
+    Keyed by module name, in the order the layers ran. A layer keeps its maps until it runs
+    again or they are cleared, and a layer does not know when a pass of ``model`` starts (that
+    would take a hook on ``model``, which torchlap does not own): a layer that the last pass
+    skipped (a branch not taken) is returned with the maps of the earlier pass that ran it,
+    before the layers of the last pass. To get exactly one pass's maps from a model whose
+    forward may skip LAP layers, call :func:`clear_attention_maps` before that pass, as
+    torchlap's explainers, export and training do; a layer that never ran, or ran only before
+    the clearing, is left out. ``detach=False`` keeps the autograd graph (for the
+    knowledge-injection losses). ``model`` must be an ``nn.Module`` with LAP layers, ``detach``
+    True or False.
     """
     check_bool(detach, "detach")
     found = [(name, m) for name, m in lap_modules(model).items() if m.maps is not None]
@@ -576,6 +583,8 @@ def attention_maps(model: nn.Module, detach: bool = True) -> dict[str, LapMaps]:
 
 
 def clear_attention_maps(model: nn.Module) -> None:
-    """Drop the stored maps of every LAP layer of ``model``."""
+    """Drop the stored maps of every LAP layer of ``model`` (frees them and their autograd
+    graph). Called before a forward pass, it makes :func:`attention_maps` return that pass's
+    layers only, leaving out those the pass skips."""
     for module in lap_modules(model).values():
         module.clear_maps()

@@ -172,17 +172,18 @@ def check_present(present: object, probs: Tensor) -> Tensor:
     return check_bool_mask(present, tuple(probs.shape[:2]), "present", "(B, h)").to(probs.device)
 
 
-def check_include(include: Tensor | None, probs: Tensor) -> Tensor:
-    """``include`` (bool (B,) or (B, h); ``None``: every pair) as bool (B, h)."""
+def check_include(include: Tensor | None, probs: Tensor, name: str = "include") -> Tensor:
+    """``include`` (bool (B,) or (B, h); ``None``: every pair) as bool (B, h); ``name`` is the
+    argument's name in the messages."""
     batch, heads = probs.shape[:2]
     if include is None:
         return torch.ones(batch, heads, dtype=torch.bool, device=probs.device)
     if not isinstance(include, Tensor) or include.dtype != torch.bool:
-        raise TypeError(f"include must be a bool tensor (B,) or (B, h), got {include!r:.80}")
+        raise TypeError(f"{name} must be a bool tensor (B,) or (B, h), got {include!r:.80}")
     if tuple(include.shape) == (batch,):
         return include.to(probs.device)[:, None].expand(batch, heads)
     if tuple(include.shape) == (batch, heads):
         return include.to(probs.device)
     raise ValueError(
-        f"include must have shape ({batch},) or ({batch}, {heads}), got {tuple(include.shape)}"
+        f"{name} must have shape ({batch},) or ({batch}, {heads}), got {tuple(include.shape)}"
     )

@@ -111,10 +111,12 @@ def ratio_count(ratio: float | Fraction, n_pixels: int) -> int:
     return math.ceil(_exact(ratio) * n_pixels)
 
 
-def _masked_sample_mean(per_sample: Tensor, mask: Tensor) -> Tensor:
-    """Sum over samples of ``per_sample`` where ``mask``, divided by the count (0 if none)."""
+def _masked_sample_mean(per_sample: Tensor, mask: Tensor, counted: Tensor | None = None) -> Tensor:
+    """Sum over samples of ``per_sample`` where ``mask``, divided by the number of samples in
+    ``counted`` (default: ``mask``; 0 if none)."""
     weights = mask.to(per_sample.dtype)
-    return (per_sample * weights).sum(0) / weights.sum(0).clamp_min(1)
+    count = weights if counted is None else counted.to(per_sample.dtype)
+    return (per_sample * weights).sum(0) / count.sum(0).clamp_min(1)
 
 
 # ----------------------------------------------------------------------------- Eq. 5
@@ -129,6 +131,7 @@ def concept_discrimination_loss(
     selector: Tensor | None = None,
     *,
     include: Tensor | None = None,
+    counted: Tensor | None = None,
     eps: float = LOG_EPS,
 ) -> Tensor:
     """Concept-discrimination loss of one LAP layer, Eq. 5 of paper 000 (section III.B.1).
@@ -152,6 +155,10 @@ def concept_discrimination_loss(
             ``None`` chooses on ``probs``.
         include: optional bool (B,) or (B, h); pairs (sample, head) left out of the loss and of
             the counts ``N_c``, ``N_c-bar`` (used for the expert-supervision fallback).
+        counted: optional bool (B,) or (B, h), the pairs counted in ``N_c`` and ``N_c-bar``
+            (default: ``include``). ``InjectionLoss``'s expert mode includes only the positives
+            without a region but counts every positive of the head, so that this term and
+            :func:`expert_supervision_loss` (the positives with a region) share Eq. 5's ``N_c``.
         eps: log clamp, in (0, 0.5) (module docstring).
 
     Returns a scalar, summed over heads as Eq. 5 writes it.
@@ -163,6 +170,7 @@ def concept_discrimination_loss(
     ratios = per_head_ratios(min_ar, max_ar, iar, heads)
     selector = check_selector(selector, probs)
     include = check_include(include, probs)
+    counted = include if counted is None else check_include(counted, probs, "counted")
     check_values([("probs", probs, PROBABILITIES)], [("selector", selector)])  # one sync
     n_pixels = height * width
     k1 = [0 if lo is None else ratio_count(lo, n_pixels) for lo, _, _ in ratios]
@@ -182,10 +190,9 @@ def concept_discrimination_loss(
         bottom = flat.gather(-1, chooser.topk(max(k2), dim=-1, largest=False).indices)
         bottom_term = _prefix_mean(_log1m(bottom, eps), k2)
 
-    positive = present & include
-    negative = ~present & include
-    per_head = _masked_sample_mean(2.0 * top_term + bottom_term, positive)
-    per_head = per_head + _masked_sample_mean(inactive_term, negative)
+    positive, negative = present & include, ~present & include
+    per_head = _masked_sample_mean(2.0 * top_term + bottom_term, positive, present & counted)
+    per_head = per_head + _masked_sample_mean(inactive_term, negative, ~present & counted)
     return -per_head.sum()
 
 
@@ -378,10 +385,10 @@ def expert_supervision_loss(
     - term 3: "used similarly as the weakly supervised loss": the top ``k3 = ceil(IAR HW)``
       pixels of the samples without the concept (``negative_pixels="all"``: every pixel).
 
-    ``P_c`` are the samples with ``present[:, c]`` and ``has_region``, ``N_c = |P_c|``;
-    ``N_c-bar`` counts the samples without the concept (whether they have a region or not: no
-    region is needed for term 3). Positives and negatives are averaged separately, as in
-    Eq. 5. A term whose set is empty contributes 0.
+    ``P_c``: the samples with ``present[:, c]`` and ``has_region``; ``N_c`` counts every sample
+    containing ``c`` (Eq. 5), with a region or not (``InjectionLoss`` gives one without Eq. 5's
+    terms over the same ``N_c``: each positive weighs the same, boxed or not); ``N_c-bar``
+    counts the samples without it (term 3 needs no region). A term whose set is empty is 0.
 
     Args:
         probs: (B, h, H, W) concept probabilities, in [0, 1] (NaN refused).
@@ -391,7 +398,7 @@ def expert_supervision_loss(
             half its cell is covered.
         present: bool (B, h), concepts present per sample.
         has_region: bool (B,), samples whose masks are annotations; present concepts of the
-            others carry no loss here (``InjectionLoss`` gives them Eq. 5).
+            others carry no loss here but count in ``N_c`` (``InjectionLoss``: Eq. 5).
         iar: IAR of term 3 (float in (0, 1], ``None`` = term off, or one per head).
         heads: optional bool (h,), heads supervised here (``InjectionLoss`` leaves out common
             heads, for which a class region is no target).
@@ -424,7 +431,7 @@ def expert_supervision_loss(
     term_neg = _negative_term(flat, selector, k3, negative_pixels, eps)
     positive = present & has_region[:, None] & heads[None, :]
     negative = ~present & heads[None, :]
-    per_head = _masked_sample_mean(2.0 * term_top + term_out, positive)
+    per_head = _masked_sample_mean(2.0 * term_top + term_out, positive, present & heads[None, :])
     per_head = per_head + _masked_sample_mean(term_neg, negative)
     return -per_head.sum()
 

@@ -181,7 +181,8 @@ class InjectionLoss(nn.Module):
         supervision: ``"weak"`` (Eq. 5), ``"expert"`` (Appendix A, see
             :func:`expert_supervision_loss`: the regions choose the positive pixel sets,
             the top-IAR pixels of the samples without the concept are pushed down; Eq. 5 for
-            positives without a region and for common heads, under ``"discrimination"``) or
+            positives without a region and for common heads, under ``"discrimination"``; both
+            groups of positives of a head are averaged over its ``N_c``, all its positives) or
             ``"none"`` (no concept loss: discrimination, discriminative and expert terms are 0).
             Concordance is always computed (and returned, for logging) when there are two LAP
             layers or more, and enters ``"injection"`` with its weight, whose default depends
@@ -428,6 +429,9 @@ class InjectionLoss(nn.Module):
                     self.iar,
                     selector,
                     include=weak_pairs,
+                    # expert mode: the unboxed positives' Eq. 5 over N_c, all positives of the
+                    # head (the boxed ones are averaged over the same N_c in the expert term)
+                    counted=None if weak_pairs is None else weak_pairs | present,
                     eps=self.eps,
                 )
             )

@@ -22,6 +22,7 @@ from torchlap.metrics._common import MetricResult
 __all__ = [
     "EvalMode",
     "check_images",
+    "lime_cell_scores",
     "lime_patch_scores",
     "lime_spearman",
     "patch_feature_mask",
@@ -160,11 +161,37 @@ def lime_patch_scores(
 ) -> Tensor:
     """LIME scores of square patches (paper 002, section 4.3), one row per image: (B, n_patches).
 
-    captum's ``Lime`` with a feature mask of ``patch`` x ``patch`` squares, ``n_samples`` random
-    occlusion patterns (each patch kept with probability 1/2, an absent patch set to
-    ``baseline``: black for un-normalised images, the mean for normalised ones), weighted by
-    captum's default exponential cosine kernel, and a least-squares linear model
-    (``SkLearnLinearRegression``), as the paper fits "a least squares model". ``score``:
+    :func:`lime_cell_scores` with a feature mask of ``patch`` x ``patch`` squares (the last row
+    and column of squares cut by the image border); the other arguments are its own.
+    """
+    check_images(images)
+    _check_positive_int(patch, "patch")
+    height, width = images.shape[-2:]
+    mask = patch_feature_mask(height, width, patch, images.device)
+    return lime_cell_scores(
+        model, images, mask, target, n_samples, seed, baseline, perturbations_per_eval, score
+    )
+
+
+def lime_cell_scores(
+    model: nn.Module,
+    images: Tensor,
+    mask: Tensor,
+    target: int | Tensor | None = None,
+    n_samples: int = 1000,
+    seed: int = 0,
+    baseline: float = 0.0,
+    perturbations_per_eval: int = 50,
+    score: str = "probability",
+) -> Tensor:
+    """LIME's coefficient of every cell of ``mask``, one row per image: (B, n_cells).
+
+    ``mask`` (H, W) integer cell ids 0..n_cells-1 (e.g. :func:`patch_feature_mask`). captum's
+    ``Lime`` with ``n_samples`` random occlusion patterns (each cell kept with probability 1/2,
+    an absent cell set to ``baseline``: black for un-normalised images, the mean for normalised
+    ones), weighted by captum's default exponential cosine kernel, and a least-squares linear
+    model (``SkLearnLinearRegression``), as paper 002 fits "a least squares model". ``target``:
+    the class scored per image (``None``: the model's prediction); ``score``:
     ``"probability"`` (softmax of the target class) or ``"logit"``. The occlusion patterns are
     drawn from a generator seeded with ``seed`` for every image (the same patterns for each
     image; the global RNG is left untouched). The model runs in eval mode, flags restored.
@@ -175,16 +202,24 @@ def lime_patch_scores(
     from captum.attr import Lime
 
     check_images(images)
-    _check_positive_int(patch, "patch")
+    height, width = images.shape[-2:]
+    if (
+        not isinstance(mask, Tensor)
+        or tuple(mask.shape) != (height, width)
+        or mask.is_floating_point()
+        or mask.dtype == torch.bool
+    ):
+        got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+        raise ValueError(
+            f"mask must be an integer ({height}, {width}) tensor of cell ids, got {got}"
+        )
     _check_positive_int(n_samples, "n_samples")
     _check_positive_int(perturbations_per_eval, "perturbations_per_eval")
     if score not in ("probability", "logit"):
         raise ValueError(f"score must be 'probability' or 'logit', got {score!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
-    height, width = images.shape[-2:]
-    mask = patch_feature_mask(height, width, patch, images.device)
-    mask = mask.expand(1, images.shape[1], height, width)
+    feature_mask = mask.to(images.device).expand(1, images.shape[1], height, width)
 
     def forward(x: Tensor) -> Tensor:
         logits = model(x)
@@ -200,7 +235,7 @@ def lime_patch_scores(
                 torch.manual_seed(seed)
                 coefficients = lime.attribute(
                     images[index : index + 1], baselines=baseline,
-                    target=int(classes[index]), feature_mask=mask, n_samples=n_samples,
+                    target=int(classes[index]), feature_mask=feature_mask, n_samples=n_samples,
                     perturbations_per_eval=perturbations_per_eval, return_input_shape=False,
                 )  # fmt: skip
             rows.append(coefficients.reshape(1, -1).to(images.device, torch.float32))

@@ -19,8 +19,11 @@ Choices where the paper is silent:
   at fixed intervals with the first and the last included: indices
   ``round(i * (L - 1) / (eta - 1))`` for ``i = 0..eta-1`` of the ``L`` convolutions (``eta = 1``:
   the last one). ``layer_names`` picks any modules with a (B, C, h, w) output instead.
-- **SAM of a layer** (the paper writes ``SAM_i = Softmax(F_{0..i}(.))``): the layer's output
-  activation ``A`` (B, C, h, w), taken detached (the SAMs are inputs of ``W``, not a path for
+- **SAM of a layer** (the paper writes ``SAM_i = Softmax(F_{0..i}(.))``): the selected
+  module's output ``A`` (B, C, h, w): for the default layers an ``nn.Conv2d``'s raw output,
+  before its batch norm and ReLU (in a residual block the branch alone, before the skip
+  addition: a ResNet18's last SAM reads ``layer4.1.conv2``, not the pooled ``layer4``; pick
+  others with ``layer_names``), taken detached (the SAMs are inputs of ``W``, not a path for
   the CNN's gradient), averaged over channels ``a = mean_c A``, a softmax over the ``h*w``
   positions, divided by its maximum (so ``SAM = exp(a - max a)`` lies in (0, 1] with peak 1:
   a plain softmax scales like ``1 / (h*w)`` and maps of layers of different resolution would not
@@ -38,12 +41,16 @@ Choices where the paper is silent:
 - **Pass two** runs the backbone with its parameters detached (no gradient reaches the CNN,
   only the weight network learns) and on copies of its buffers (BatchNorm running statistics
   are not disturbed by energy maps). ``Y_first`` is recomputed there, without graph, by the CNN
-  as it is after pass one's update, so both predictions come from the same CNN in the same
-  mode. By default the backbone keeps its own train/eval flags (while training, BatchNorm uses
-  batch statistics, which works from the first step; an untrained network's running statistics
+  as it is when pass two runs, so both predictions come from the same CNN in the same mode:
+  :meth:`AnteHocModel.two_pass_step` runs it after pass one's optimizer step (the paper's
+  order); ``torchlap train`` (``AnteHocObjective``) adds Eq. 2 and Eq. 3 in one step, so its
+  pass two sees the CNN before that step's update (the parameters pass one used). By default
+  the backbone keeps its own train/eval flags (while training, BatchNorm uses batch
+  statistics, which works from the first step; an untrained network's running statistics
   would make eval-mode predictions meaningless); ``backbone_mode="eval"`` uses running
-  statistics and no dropout, for an already trained backbone. The MSE is over the raw outputs
-  (logits for classification).
+  statistics and no dropout, for an already trained backbone (batch statistics undo a
+  uniform dimming: see :func:`antehoc_pass_two_loss`). The MSE is over the raw outputs
+  (logits for classification; the paper: "Y_first is the prediction made by the CNN").
 - **Hooks.** The SAM hooks are registered at the start of each forward pass and removed at its
   end in ``try/finally``: no hook outlives a call (also on error), and the model can be
   deep-copied or pickled. ``close()`` (and the context manager) frees the cached maps.
@@ -546,10 +553,20 @@ def antehoc_pass_two_loss(
     Trains only the weight network: the backbone runs with detached parameters and on copies
     of its buffers (no gradient reaches the CNN, BatchNorm running statistics are not disturbed
     by energy maps); ``Y_first`` and the SAMs come from a no-grad pass on ``images`` by the same
-    CNN in the same mode. ``backbone_mode``: ``"current"`` (the backbone's own train/eval flags:
-    BatchNorm normalises with batch statistics while training, which works from the first step
-    on) or ``"eval"`` (running statistics, no dropout; for a backbone that is already trained;
-    flags restored afterwards).
+    CNN in the same mode. ``backbone_mode``: ``"current"`` (default; the backbone's own
+    train/eval flags: BatchNorm normalises with batch statistics while training, which works
+    from the first step on) or ``"eval"`` (running statistics, no dropout; for a backbone that
+    is already trained; flags restored afterwards).
+
+    Consequence of ``"current"`` on a training backbone: the first batch norm re-normalises
+    the energy maps ``images * I_map`` with their own batch statistics, which undoes a uniform
+    dimming, so a flat map ``I_map = c`` leaves ``Y_second`` almost equal to ``Y_first`` and
+    Eq. 3 cannot tell it from a map that keeps the evidence. Measured on a trained ante-hoc
+    ResNet18 (``lesions``, 64 px, 32 images): ``L_interpret`` 6e-7 for the constant map 0.3
+    and 5e-3 for the learned map in train mode, against 1.2 and 0.067 with ``"eval"``.
+    Retraining its weight network for 150 steps each way left the maps' floor and their top-k
+    IoU with the lesions unchanged within noise, so ``torchlap train`` keeps ``"current"``
+    (which also works from scratch); prefer ``"eval"`` when the backbone is already trained.
     """
     if not isinstance(model, AnteHocModel):
         raise TypeError(f"model must be an AnteHocModel, got {type(model).__name__}")

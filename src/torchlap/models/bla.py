@@ -76,8 +76,9 @@ pass are in ``module.maps`` (:class:`BlaMaps`) and :func:`bla_maps`.
 
 Faithfulness (section 4.3): :func:`torchlap.metrics.lime_faithfulness.lime_spearman` and
 :func:`torchlap.evaluate.bla_comparison.bla_lime_faithfulness` compute the Spearman rank
-correlation between LIME scores of 32x32 patches (captum ``Lime``) and an explanation map
-(BLA-T's soft explanation, Grad-CAM) averaged over the same patches.
+correlation between LIME scores of the cells of BLA's feature map (captum ``Lime``; 32x32
+patches on a ResNet) and an explanation map (BLA's soft explanation, Grad-CAM) averaged over
+the same cells.
 """
 
 from __future__ import annotations

@@ -49,7 +49,12 @@ class BlaMaps:
     L2X-F: the inclusion probabilities ``softmax(l)``).
     ``hard``: the discrete explanation ``delta`` (B, 1, H, W), bool (L2X-F: the top-k set).
     ``logits``: the logits ``l`` (B, 1, H, W) (BLA: bounded, ``<= 0``).
-    ``weights``: the pooling weights this pass used (B, 1, H, W), summing to 1 over positions.
+    ``weights``: the pooling weights this pass used (B, 1, H, W), ``v = sum_i w_i f_i``. They
+    sum to 1 over positions on the hard and mean paths (eval mode), for BLA's ``q`` (no
+    threshold) and with ``pool="normalized"``; not with ``pool="sum"`` (BLA-T's and L2X-F's
+    training default, the authors' code): BLA-T's ``relu(q - gamma)`` sums to less than 1
+    (``q`` itself when no weight exceeds ``gamma``; also on BLA-T's eval path ``"soft"``),
+    L2X-F's relaxed k-hot mask ``max_j c^j`` to between 1 and ``k``.
     """
 
     soft: Tensor

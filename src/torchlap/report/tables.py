@@ -458,6 +458,14 @@ def timing_table(results_by_run: object) -> Table:
     )
 
 
+def _lime_grid(lime: Mapping) -> str:
+    """``"7x7 cells of "`` from a LIME result's ``grid`` (metrics revision 8), else ``""``."""
+    grid = lime.get("grid")
+    if isinstance(grid, list) and len(grid) == 2 and all(isinstance(n, int) for n in grid):
+        return f"{grid[0]}x{grid[1]} cells of "
+    return ""
+
+
 def lime_table(results_by_run: object) -> Table:
     """Paper 002's faithfulness check (section 4.3, Table 2) as data: per run with a BLA
     module, the Spearman correlation of LIME patch scores with BLA's soft explanation and with
@@ -470,7 +478,8 @@ def lime_table(results_by_run: object) -> Table:
             labels.append((name,))
             grid.append([_Entry(lime.get("bla"), 1.0, 3), _Entry(lime.get("gradcam"), 1.0, 3)])
             notes.append(
-                f"{name}: {lime.get('patch')}-px patches, {lime.get('n_samples')} LIME samples."
+                f"{name}: {_lime_grid(lime)}{lime.get('patch')}-px patches, "
+                f"{lime.get('n_samples')} LIME samples."
             )
     comparisons = [[(r, 0), (r, 1)] for r in range(len(grid))]
     cells, ties = _cells(grid, comparisons)

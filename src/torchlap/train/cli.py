@@ -60,7 +60,12 @@ def _parse_ratios(text: str | None) -> dict[str, Any] | None:
 
 def config_from_options(**options: Any) -> TrainConfig:
     """Build a :class:`TrainConfig` from the CLI's option values (parsed, validated)."""
-    phases: list[PhaseConfig] = [parse_phase(text) for text in options.pop("phase") or []]
+    # --weight-decay, --schedule and --momentum apply to every --phase (the phase syntax has no
+    # field for them); a value off its default without --phase sets the one default phase
+    settings = {name: options[name] for name in ("weight_decay", "schedule", "momentum")}
+    phases: list[PhaseConfig] = [
+        parse_phase(text, **settings) for text in options.pop("phase") or []
+    ]
     weights = _key_values(options.pop("loss_weight"), "--loss-weight")
     # each value parsed by its option's type; flag keys, non-data and unknown keys refused
     raw_options = _key_values(options.pop("data_option"), "--data-option", parse=False)
@@ -127,14 +132,29 @@ _Supervision = Annotated[
 _Epochs = Annotated[int, typer.Option("--epochs", help="Epochs (when no --phase is given).")]
 _Lr = Annotated[float, typer.Option("--lr", help="Learning rate (when no --phase is given).")]
 _Optimizer = Annotated[str, typer.Option("--optimizer", help="adam, adamw or sgd.")]
-_WeightDecay = Annotated[float, typer.Option("--weight-decay", help="Weight decay.")]
-_Schedule = Annotated[str, typer.Option("--schedule", help="cosine or constant.")]
+_WeightDecay = Annotated[
+    float, typer.Option("--weight-decay", help="Weight decay (of every --phase too).")
+]
+_Momentum = Annotated[
+    float,
+    typer.Option(
+        "--momentum",
+        help="SGD's momentum, in [0, 1) (0: plain SGD); needs --optimizer sgd or an sgd "
+        "--phase; applies to every --phase.",
+        rich_help_panel="Schedule",
+    ),
+]
+_Schedule = Annotated[
+    str, typer.Option("--schedule", help="cosine or constant (of every --phase too).")
+]
 _Phase = Annotated[
     list[str] | None,
     typer.Option(
         "--phase",
         help="A phase TRAIN:EPOCHS[:LR[:OPTIMIZER]], repeatable, e.g. --phase lap:2:1e-4 "
-        "--phase layer4,fc:3:1e-3:sgd (TRAIN: all, lap, or module names). Overrides --epochs.",
+        "--phase layer4,fc:3:1e-3:sgd (TRAIN: all, lap, or module names). Overrides --epochs, --lr "
+        "and --optimizer (a phase without OPTIMIZER uses adam); --weight-decay, --momentum and "
+        "--schedule apply to every phase.",
     ),
 ]
 _ImageSize = Annotated[int, typer.Option("--image-size", help="Image side in pixels.")]
@@ -306,6 +326,7 @@ def train(
     lr: _Lr = 1e-3,
     optimizer: _Optimizer = "adam",
     weight_decay: _WeightDecay = 1e-6,
+    momentum: _Momentum = 0.9,
     schedule: _Schedule = "cosine",
     phase: _Phase = None,
     image_size: _ImageSize = 64,

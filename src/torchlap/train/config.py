@@ -1,12 +1,11 @@
 """Training configuration: :class:`TrainConfig` and its :class:`PhaseConfig` list.
 
 Both are plain dataclasses with a JSON round trip (``to_dict``/``from_dict``) and a ``validate``
-method that raises ``ValueError``/``TypeError`` naming the bad field and what is accepted, so a
-bad run is refused before anything is loaded or written.
+method raising ``ValueError``/``TypeError`` that names the bad field and what is accepted.
 
 Phases follow paper 000 (section IV.B and appendix C, the ImageNet model): phase 1 trains only
 the LAP modules with everything else frozen; phase 2 fine-tunes chosen modules (``layer4,fc``).
-Each phase has its own epochs, learning rate, optimizer and schedule.
+Each phase has its own epochs, learning rate, optimizer, weight decay, momentum and schedule.
 """
 
 from __future__ import annotations
@@ -56,14 +55,14 @@ LAP_ONLY_SETTINGS = (
 MODELS = model_choices()
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
+#: the settings every phase has, which TrainConfig also has for its one default phase
+PHASE_SETTINGS = ("weight_decay", "schedule", "momentum")
 PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed")
-# model selection (paper 000, Appendix A: "the epoch with the best performance on validation
-# data" is the final model): keep the best validation epoch or the last one; the validation
-# value that ranks epochs ("loss": the total training objective, else the cross-entropy;
+# model selection (paper 000, App. A: "the epoch with the best performance on validation data"):
+# the best validation epoch or the last; the value ranking epochs ("loss": the total objective,
 # "cross_entropy": the classification loss alone, the same quantity for every kind of model)
 KEEP_EPOCHS = ("best", "last")
 SELECT_METRICS = ("balanced_accuracy", "accuracy", "loss", "cross_entropy")
-# the LAP head options a --lap preset may set (its paper_options), when the user does not
 AGGREGATION_NAMES = ("max", "sum", "mean", "conv")
 
 # Fields that say how a run is executed, not what it computes: they may differ between the
@@ -81,7 +80,7 @@ class PhaseConfig:
     ``train``: which parameters learn in this phase: ``"all"``, ``"lap"`` (every LAP module,
     the rest frozen) or a comma list of module names of the classifier (``"layer4,fc"``); the
     word ``lap`` may be part of the list (``"lap,fc"``). Frozen batch-norm layers keep their
-    running statistics (they run in eval mode).
+    running statistics (they run in eval mode). ``momentum``: SGD's, in [0, 1) (others ignore it).
     """
 
     epochs: int
@@ -90,6 +89,7 @@ class PhaseConfig:
     optimizer: str = "adam"
     weight_decay: float = 1e-6
     schedule: str = "cosine"
+    momentum: float = 0.9
 
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` on a bad field."""
@@ -105,6 +105,9 @@ class PhaseConfig:
         check_number(self.weight_decay, "weight_decay", minimum=0.0)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
+        said = "a number in [0, 1) (SGD's momentum; 0: plain SGD)"
+        if check_number(self.momentum, "momentum", minimum=0, maximum=1, accepted=said) == 1:
+            raise ValueError(f"momentum must be {said}, got {self.momentum!r}")
 
     def train_targets(self) -> list[str]:
         """The comma list of ``train`` split into names (``all``/``lap`` kept as words)."""
@@ -120,9 +123,13 @@ class PhaseConfig:
         return _from_dict(cls, data, "phase")
 
 
-def parse_phase(text: str) -> PhaseConfig:
+def parse_phase(
+    text: str, *, weight_decay: float = 1e-6, schedule: str = "cosine", momentum: float = 0.9
+) -> PhaseConfig:
     """Parse the CLI form ``TRAIN:EPOCHS[:LR[:OPTIMIZER]]``, e.g. ``lap:2:1e-4`` or
-    ``layer4,fc:3:1e-3:sgd``."""
+    ``layer4,fc:3:1e-3:sgd``, into a phase with these ``weight_decay``, ``schedule`` and
+    ``momentum`` (``torchlap train`` passes its ``--weight-decay``, ``--schedule`` and
+    ``--momentum``, so they apply to every ``--phase``); checked as :meth:`PhaseConfig.validate`."""
     if not isinstance(text, str):
         raise TypeError(f"a phase must be a string TRAIN:EPOCHS[:LR[:OPTIMIZER]], got {text!r}")
     parts = text.split(":")
@@ -139,7 +146,7 @@ def parse_phase(text: str) -> PhaseConfig:
             f"bad phase {text!r}: EPOCHS must be an int and LR a number "
             "(TRAIN:EPOCHS[:LR[:OPTIMIZER]])"
         ) from None
-    phase = PhaseConfig(epochs=epochs, lr=lr, train=parts[0])
+    phase = PhaseConfig(epochs, lr, parts[0], "adam", weight_decay, schedule, momentum)
     if len(parts) == 4:
         phase.optimizer = parts[3]
     phase.validate()
@@ -159,64 +166,58 @@ class TrainConfig:
     on the vanilla network; BLA-PH trains only the BLA module in every phase, on the trained
     network ``pretrained`` names, which it needs; ``freeze_features``: ``"auto"`` (default)
     holds F, the network before BLA, fixed when ``pretrained`` is given, as paper 002, True or
-    False for bla, bla-t, l2x-f) or ``"antehoc"``
-    (paper 004: the vanilla network in an :class:`~torchlap.models.antehoc.AnteHocModel`,
-    trained with both passes). The peers have no LAP layer: with them ``lap`` must be ``"none"``
-    or left at its default ``"auto"`` (then ignored) and the supervision is ``none``.
+    False for bla, bla-t, l2x-f) or ``"antehoc"`` (paper 004: the vanilla network in an
+    :class:`~torchlap.models.antehoc.AnteHocModel`, trained with both passes). The peers have
+    no LAP layer: ``lap`` must be ``"none"`` or its default ``"auto"`` (then ignored) and the
+    supervision is ``none``. ``model="bcos"``: a B-cos network of the ``bcos`` package (``arch``
+    one of its model names), trained with its binary cross-entropy on one-hot targets;
+    ``bcos_norm`` picks its norm layers (:data:`torchlap.models.bcos.BCOS_NORMS`; ``None``: the
+    default of new runs, ``DEFAULT_TRAIN_NORM``; a B-cos ``config.json`` written before the
+    option existed reads as ``"position"``, the norm it was built with).
 
     Losses (paper 000, section III.B): ``supervision`` ``weak`` (Eq. 5 concept discrimination
     with ``min_ar``/``max_ar``/``iar`` and the Eq. 6 concordance), ``expert`` (Appendix A: Eq. 5
-    with the boxes choosing the pixel sets: the ``expert_positive_fraction`` best-scored pixels
-    inside them, 0.5 in the paper, pushed up; every pixel outside pushed down; the top-IAR
-    pixels of negatives pushed down; no concordance unless ``concordance_weight`` is given) or
+    with the boxes choosing the pixel sets, the ``expert_positive_fraction`` (0.5) best-scored
+    inside pixels pushed up; no concordance unless ``concordance_weight`` is given) or
     ``none`` (cross-entropy only); a setting the chosen mode does not use is refused
     (:func:`torchlap.models.objectives.unused_supervision_settings`). Loss weights default to
-    the paper's (0.25 per LAP layer, and 0.25 per layer pair for the weak supervision's
-    concordance; a preset may set its own, see :func:`torchlap.models.recipes.paper_loss_weights`);
-    ``loss_weights`` overrides them, as weights of :class:`torchlap.losses.InjectionLoss`
-    (which weighs per-layer means).
+    the paper's (0.25 per LAP layer, and 0.25 per layer pair for the weak concordance; a preset
+    may set its own, :func:`torchlap.models.recipes.paper_loss_weights`); ``loss_weights``
+    overrides them, as weights of :class:`torchlap.losses.InjectionLoss` (per-layer means).
 
     LAP layers: ``hidden_channels``, ``aggregation`` and ``alpha`` (initial value) of every LAP;
     ``None`` takes the ``--lap`` preset's paper value (:data:`torchlap.models.PRESETS`
-    ``paper_options``), else the layer's default (8, ``"max"``, 1.0). Per-head ratios:
-    ``ratios`` maps a head index (a string, or ``"*"`` for every head) to ``[MinAR, MaxAR,
-    IAR]``, ``None`` switching that term off for that head (the paper's CelebA common head:
-    ``{"2": [None, 0.1, None]}``); heads it does not name use ``min_ar``/``max_ar``/``iar``. When
-    ``ratios`` is ``None`` and the three are at their defaults, a preset's paper ratios apply
-    (``resnet50-imagenet``: MinAR = IAR = 0.01, no MaxAR). ``concordance_weight``: the weight
-    per pair of consecutive LAP layers (``None``: the paper's 0.25 for weak supervision, 0 for
-    expert supervision, whose appendix names no concordance term).
+    ``paper_options``), else the layer's default (8, ``"max"``, 1.0). ``ratios`` maps a head
+    index (a string, or ``"*"`` for every head) to ``[MinAR, MaxAR, IAR]``, ``None`` switching
+    that term off for that head (the paper's CelebA common head: ``{"2": [None, 0.1, None]}``);
+    other heads use ``min_ar``/``max_ar``/``iar``. When ``ratios`` is ``None`` and the three are
+    at their defaults, a preset's paper ratios apply (``resnet50-imagenet``: MinAR = IAR = 0.01,
+    no MaxAR). ``concordance_weight``: the weight per pair of consecutive LAP layers (``None``:
+    the paper's 0.25 for weak supervision, 0 for expert, whose appendix names no concordance).
 
     Model selection: ``keep_epoch`` ``"best"`` (the paper: the epoch with the best
     ``select_metric`` on the validation split, ties to the lower validation cross-entropy;
     ``model.safetensors`` holds its weights, ``metrics.json`` says which) or ``"last"``.
 
-    Data: ``data`` (``lesions``, ``concepts``, ``digits`` or an annotated folder), ``n_images``
-    (built-in benchmarks: images over all three splits; ``None``: the benchmark's default),
-    ``data_options`` (more keyword arguments of :func:`torchlap.data.load_dataset`: only the
-    options the dataset takes, of their types, and none with a flag of its own, ``n_images``,
-    ``image_size``, ``seed``, nor ``split``/``transform``; see
-    :mod:`torchlap.train.data_options`). ``data`` is recorded as given for a built-in, as its
-    absolute path for a folder (:meth:`with_resolved_data`, done by :func:`torchlap.train.fit`).
+    Data: ``data`` (``lesions``, ``concepts``, ``digits`` or an annotated folder; recorded as
+    given for a built-in, as its absolute path for a folder: :meth:`with_resolved_data`),
+    ``n_images`` (built-in benchmarks: images over all three splits; ``None``: the default),
+    ``data_options`` (more keyword arguments of :func:`torchlap.data.load_dataset`: only those
+    the dataset takes, of their types, none with a flag of its own, nor ``split``/``transform``;
+    :mod:`torchlap.train.data_options`). ``shuffle_labels``: the data randomization test
+    (Adebayo et al. 2018): training labels permuted (seeded by ``seed``); val/test keep theirs.
 
-    ``model="bcos"``: a B-cos network of the ``bcos`` package (``arch`` is one of its model
-    names, e.g. ``resnet18``), trained with its binary cross-entropy on one-hot targets;
-    ``bcos_norm`` picks its norm layers (:data:`torchlap.models.bcos.BCOS_NORMS`; ``None``: the
-    default of new runs, ``DEFAULT_TRAIN_NORM``; a ``config.json`` of a B-cos run written before
-    the option existed reads as ``"position"``, the norm it was built with).
-    ``shuffle_labels``: the data randomization test (Adebayo et al. 2018): the training labels
-    are permuted across samples (seeded by ``seed``); validation and test keep the real ones.
-
-    Training: ``phases`` (empty: one phase training everything for ``epochs`` at ``lr``),
-    ``batch_size`` (the global batch: each of W processes takes ``batch_size / W``), ``seed``,
-    ``balanced_batches`` (``True``: every training batch draws the classes in equal shares,
-    paper 000 Appendix A's "32 healthy and 32 pneumonia samples", the remainder of a batch size
-    not divisible by the class count spread over the classes; ``False``: random batches;
-    ``"auto"``, the default: balanced when the LAP heads get weak or expert supervision, as
-    the paper trains them, since Eq. 5 counts the positives and negatives of each batch);
-    execution: ``devices``, ``num_nodes``, ``strategy``, ``accelerator``, ``precision``
-    (``auto``: 16-bit mixed precision on CUDA, 32-bit elsewhere), ``checkpoint_every_n_steps``
-    (mid-epoch checkpoints; every epoch end always).
+    Training: ``phases`` (empty: one phase training everything for ``epochs`` at ``lr``, with
+    ``optimizer``, ``weight_decay``, ``momentum`` (SGD's, in [0, 1); off its default 0.9 it
+    needs an sgd phase) and ``schedule``; a given phase has its own, which a top-level value
+    off its default must equal: ``torchlap train`` copies those flags into each ``--phase``),
+    ``batch_size`` (global: W processes take ``batch_size / W`` each), ``seed``,
+    ``balanced_batches`` (``True``: each training batch draws the classes equally, the
+    remainder in turn, paper 000 App. A's "32 healthy and 32 pneumonia samples"; ``False``:
+    random; ``"auto"`` (default): balanced when the LAP heads get weak or expert supervision,
+    as Eq. 5 counts each batch's positives and negatives); execution: ``devices``,
+    ``num_nodes``, ``strategy``, ``accelerator``, ``precision`` (``auto``: 16-bit mixed on
+    CUDA, 32-bit elsewhere), ``checkpoint_every_n_steps`` (mid-epoch checkpoints too).
     """
 
     data: str
@@ -229,6 +230,7 @@ class TrainConfig:
     lr: float = 1e-3
     optimizer: str = "adam"
     weight_decay: float = 1e-6
+    momentum: float = 0.9
     schedule: str = "cosine"
     phases: list[PhaseConfig] = field(default_factory=list)
     image_size: int = 64
@@ -276,7 +278,7 @@ class TrainConfig:
             return list(self.phases)
         return [PhaseConfig(
             epochs=self.epochs, lr=self.lr, train="all", optimizer=self.optimizer,
-            weight_decay=self.weight_decay, schedule=self.schedule,
+            weight_decay=self.weight_decay, schedule=self.schedule, momentum=self.momentum,
         )]  # fmt: skip
 
     @property
@@ -333,9 +335,8 @@ class TrainConfig:
             check_positive_int(self.epochs, "epochs (--epochs)")
             check_positive_float(self.lr, "lr (--lr)")
         for name in ("n_images", "n_concepts", "checkpoint_every_n_steps"):
-            value = getattr(self, name)
-            if value is not None:
-                check_positive_int(value, name)
+            if getattr(self, name) is not None:
+                check_positive_int(getattr(self, name), name)
         check_positive_int(self.num_nodes, "num_nodes")
         check_int(self.num_workers, "num_workers", minimum=0)
         check_int(self.seed, "seed", minimum=0)
@@ -389,10 +390,8 @@ class TrainConfig:
         (``--lap none`` or a peer), are refused: they would be dropped without a word."""
         if self.uses_lap:
             return
-        defaults = {
-            f.name: f.default for f in dataclasses.fields(self) if f.name in LAP_ONLY_SETTINGS
-        }
-        given = [name for name, default in defaults.items() if getattr(self, name) != default]
+        fields = [f for f in dataclasses.fields(self) if f.name in LAP_ONLY_SETTINGS]
+        given = [f.name for f in fields if getattr(self, f.name) != f.default]
         if self.supervision == "expert":  # weak is the default, so only expert is a choice
             given.insert(0, "supervision")
         if given:
@@ -440,14 +439,31 @@ class TrainConfig:
             raise TypeError(f"concept_sets must be a dict of ConceptSets.to_dict(), got {sets!r}")
 
     def _validate_phases(self) -> None:
-        """Every phase, and whether the model family can train it."""
-        if self.phases:
-            if not isinstance(self.phases, list):
-                raise TypeError(f"phases must be a list of PhaseConfig, got {self.phases!r}")
-            for phase in self.phases:
-                if not isinstance(phase, PhaseConfig):
-                    raise TypeError(f"phases must hold PhaseConfig objects, got {phase!r}")
-        for index, phase in enumerate(self.resolved_phases()):
+        """Every phase, whether the model family can train it, and the top-level
+        :data:`PHASE_SETTINGS` (checked as a phase's, and against the given phases)."""
+        if not isinstance(self.phases, list) or not all(
+            isinstance(phase, PhaseConfig) for phase in self.phases
+        ):
+            raise TypeError(f"phases must be a list of PhaseConfig objects, got {self.phases!r}")
+        PhaseConfig(1, **{name: getattr(self, name) for name in PHASE_SETTINGS}).validate()
+        for name in PHASE_SETTINGS:  # given phases have their own: a value given here must agree
+            value, default = getattr(self, name), getattr(PhaseConfig, name)
+            other = [i for i, phase in enumerate(self.phases) if getattr(phase, name) != value]
+            if value != default and other:
+                flag, theirs = "--" + name.replace("_", "-"), getattr(self.phases[other[0]], name)
+                raise ValueError(
+                    f"{name}={value!r} ({flag}) is not phase {other[0] + 1}'s ({theirs!r}): each "
+                    f"phase has its own {name}; set it on the phases (parse_phase(text, {name}=...)"
+                    f" or PhaseConfig), or leave {name} at its default {default!r} (torchlap "
+                    f"train copies {flag} into every --phase)"
+                )
+        phases = self.resolved_phases()
+        if self.momentum != PhaseConfig.momentum and all(p.optimizer != "sgd" for p in phases):
+            raise ValueError(
+                f"momentum={self.momentum!r} (--momentum) is SGD's, but no phase uses sgd: add "
+                "--optimizer sgd (or a phase TRAIN:EPOCHS:LR:sgd), or leave --momentum out"
+            )
+        for index, phase in enumerate(phases):
             try:
                 phase.validate()
             except (TypeError, ValueError) as error:
@@ -492,9 +508,7 @@ class TrainConfig:
         preset = dict(PRESETS[self.lap].paper_options) if self.lap in PRESETS else {}
         options: dict[str, Any] = {}
         for name in ("hidden_channels", "aggregation", "alpha"):
-            value = getattr(self, name)
-            if value is None:
-                value = preset.get(name)
+            value = preset.get(name) if getattr(self, name) is None else getattr(self, name)
             if value is not None:
                 options[name] = value
         return options, preset
@@ -540,9 +554,8 @@ class TrainConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys are refused."""
         data = dict(data)
-        if data.get("model") == "bcos" and "bcos_norm" not in data:
-            # a B-cos run from before --bcos-norm was built with the package's position norm
-            data["bcos_norm"] = "position"
+        if data.get("model") == "bcos":  # a run from before --bcos-norm: the position norm
+            data.setdefault("bcos_norm", "position")
         data.setdefault("balanced_batches", False)  # runs from before the option: random batches
         if data.get("model") in ("bla", "bla-t", "l2x-f"):  # from before --freeze-features:
             data.setdefault("freeze_features", False)  # every parameter trained

@@ -438,7 +438,8 @@ class ClassifierModule(L.LightningModule):
 
     # ---------------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        """The phase's optimizer over the trainable parameters, with its LR schedule."""
+        """The phase's optimizer over the trainable parameters (its ``weight_decay``; SGD with its
+        ``momentum``), with its LR schedule."""
         phase = self.phase
         params = [p for p in self.model.parameters() if p.requires_grad]
         if phase.optimizer == "adam":
@@ -447,7 +448,7 @@ class ClassifierModule(L.LightningModule):
             optimizer = torch.optim.AdamW(params, lr=phase.lr, weight_decay=phase.weight_decay)
         else:
             optimizer = torch.optim.SGD(
-                params, lr=phase.lr, momentum=0.9, weight_decay=phase.weight_decay
+                params, lr=phase.lr, momentum=phase.momentum, weight_decay=phase.weight_decay
             )
         if phase.schedule == "constant":
             return optimizer
