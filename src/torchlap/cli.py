@@ -70,6 +70,15 @@ def _other_rank() -> str | None:
     return f"rank {local}" if node in ("", "0") else f"node {node} local rank {local}"
 
 
+def _peer_gone(error: BaseException) -> bool:
+    """Whether ``error`` is torch.distributed's report of a process group whose peer left (a
+    ``DistError``, or gloo's "Connection closed by peer" as a plain ``RuntimeError``)."""
+    import torch.distributed  # (loaded by then in a sharded command)
+
+    gone = isinstance(error, getattr(torch.distributed, "DistError", ()))
+    return gone or "Connection closed by peer" in str(error)
+
+
 class _OneErrorStyleGroup(TyperGroup):
     """Every command's error as one line on stderr (exit 2 input, 1 failure; in a sharded
     command's other processes prefixed ``rank N: ``); ``--debug`` or ``TORCHLAP_DEBUG=1``
@@ -88,10 +97,12 @@ class _OneErrorStyleGroup(TyperGroup):
             if _debug_enabled(ctx):
                 raise
             # rank 0 alone logs (and its error is often the others' "Connection closed by
-            # peer"), so another rank that fails says why itself, once, naming its rank
+            # peer"), so another rank that fails says why itself, once, naming its rank; a
+            # dropped connection on another rank is the echo of a peer's failure: not repeated
             rank = _other_rank()
-            typer.echo(error_line(error) if rank is None else f"{rank}: {error_line(error)}",
-                       err=True)  # fmt: skip
+            if rank is None or not _peer_gone(error):
+                line = error_line(error)
+                typer.echo(line if rank is None else f"{rank}: {line}", err=True)
             if not isinstance(error, (ClickException, *_INPUT_ERRORS)):
                 logging.getLogger("torchlap").debug("failure", exc_info=error)
             raise typer.Exit(exit_code(error)) from None

@@ -99,7 +99,10 @@ def test_a_one_cell_bla_map_is_refused_before_lime(monkeypatch) -> None:
     monkeypatch.setattr(bla_comparison, "lime_cell_scores", lambda *a, **k: pytest.fail("LIME ran"))
     with pytest.raises(ValueError, match=r"a 1x1 feature map of a 32x32 image: one cell"):
         lime_section(bla_net(), torch.rand(1, 3, 32, 32), None, _options(), torch.device("cpu"))
-    with pytest.raises(ValueError, match=r"1x1 feature map .* square patches \(patch=N"):
+    with pytest.raises(
+        ValueError,
+        match=r"1x1 feature map .* \(--lime-images 0\); in Python square patches also work",
+    ):
         bla_lime_faithfulness(bla_net(), torch.rand(1, 3, 32, 32), n_samples=8)
 
 

@@ -190,6 +190,16 @@ def test_single_bla_evaluation_names_the_model_lime_explains(setup, tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_a_bla_map_of_one_cell_is_refused_before_any_method_runs(setup, tmp_path, monkeypatch):
+    # before, every method ran and wrote its cache, then the LIME check refused the 1x1 map
+    monkeypatch.setattr(bla_comparison, "_soft_map", lambda model, images: torch.ones(1, 1, 1))
+    options = _options(methods=("bla", "gradcam"), lime_images=1, lime_samples=16)
+    with pytest.raises(ValueError, match=r"1x1 feature map .*: one cell.*\(--lime-images 0\)"):
+        evaluate_run(setup["bla"], None, tmp_path / "a", options)
+    assert not list((tmp_path / "a").glob("methods/*.json"))
+    evaluate_run(setup["bla"], None, tmp_path / "b", _options(methods=("bla",), lime_images=0))
+
+
 def test_compare_refuses_results_of_different_protocols():
     same = {"metrics_revision": 4, "drop_inc_win_binarization": {"normalization": "min_max"}}
     check_protocols({"a": {"protocol": {**same, "lap_concept_sets": None}},

@@ -312,3 +312,31 @@ def test_another_ranks_error_line_names_its_rank(tmp_path, monkeypatch):
     assert CliRunner().invoke(app, missing).output.startswith("rank 3: Error: ")
     monkeypatch.setenv("RANK", "0")
     assert CliRunner().invoke(app, missing).output.startswith("Error: run folder ")
+
+
+def test_another_rank_leaves_a_dropped_connection_unsaid(tmp_path, monkeypatch):
+    # a rank whose peer failed sees gloo's "Connection closed by peer": the peer's own line
+    # says why, so this one is not repeated (exit code kept); its own errors are printed
+    import torch.distributed
+
+    import torchlap.evaluate.cli as evaluate_cli
+
+    for name in ("RANK", "NODE_RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    run = tmp_path / "run"
+    run.mkdir()
+    args = ["evaluate", "--run", str(run), "--out", str(tmp_path / "out")]
+    for error, shown in (
+        (torch.distributed.DistNetworkError("[pair.cc:561] Connection closed by peer"), False),
+        (RuntimeError("[gloo/pair.cc:561] Connection closed by peer [127.0.0.1]"), False),
+        (RuntimeError("out of memory"), True),
+    ):
+
+        def fail(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(evaluate_cli, "_launch", fail)
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1
+        assert result.output == ("rank 1: Error: out of memory\n" if shown else "")

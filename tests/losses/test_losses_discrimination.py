@@ -158,6 +158,10 @@ def test_counted_sets_the_sample_counts_without_adding_terms():
     assert not torch.allclose(fast, concept_discrimination_loss(probs, present, include=include))
     same = concept_discrimination_loss(probs, present, include=include, counted=include)
     torch.testing.assert_close(same, concept_discrimination_loss(probs, present, include=include))
+    # an included pair is always counted: counted all False reads as counted = include
+    none = torch.zeros_like(include)
+    fewer = concept_discrimination_loss(probs, present, include=include, counted=none)
+    torch.testing.assert_close(fewer, concept_discrimination_loss(probs, present, include=include))
 
 
 def test_no_sample_with_or_without_the_concept():

@@ -630,6 +630,9 @@ def test_lime_cell_scores_take_any_cells_and_refuse_a_bad_mask() -> None:
     for bad in (mask.float(), mask[:8], mask.bool(), [[0]]):
         with pytest.raises(ValueError, match=r"mask must be an integer \(16, 16\) tensor"):
             lime_cell_scores(model, images, bad)
+    for bad in (mask * 5, mask - 1):  # ids {0, 5} would give 4 phantom cells; -1 is shifted
+        with pytest.raises(ValueError, match=r"cell ids must be 0..n_cells-1, each used, got 2"):
+            lime_cell_scores(model, images, bad)
 
 
 def test_bla_lime_faithfulness_runs_on_a_bla_t_model() -> None:

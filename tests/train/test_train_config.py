@@ -151,6 +151,34 @@ def _batches(sampler_kw: dict, batch_size: int, epoch: int, skip: int = 0) -> li
     return list(batches)
 
 
+def test_a_config_from_before_momentum_with_phases_loads_as_it_trained() -> None:
+    # before --momentum the phases ignored the top-level schedule and weight decay, which
+    # config.json still recorded: such a run must load, validate and resume as it trained
+    phase = PhaseConfig(epochs=2, lr=1e-4, train="lap").to_dict()
+    del phase["momentum"]
+    data = TrainConfig(data="lesions", out="runs/x").to_dict()
+    del data["momentum"]
+    data.update(phases=[phase], schedule="constant", weight_decay=0.0)
+    config = TrainConfig.from_dict(data)
+    config.validate()
+    assert (config.schedule, config.weight_decay, config.momentum) == ("cosine", 1e-6, 0.9)
+    assert [(p.schedule, p.weight_decay) for p in config.phases] == [("cosine", 1e-6)]
+    # a current config keeps its values (and refuses the disagreement)
+    data["momentum"] = 0.9
+    with pytest.raises(ValueError, match=r"\(--weight-decay\) is not phase 1's"):
+        TrainConfig.from_dict(data).validate()
+
+
+def test_parse_phase_fills_lr_and_optimizer_and_refuses_unknown_settings() -> None:
+    assert (parse_phase("lap:2", lr=0.1, optimizer="sgd").lr, parse_phase("lap:2").lr) == (
+        0.1,
+        1e-3,
+    )
+    assert parse_phase("lap:2:1e-4:adamw", optimizer="sgd").optimizer == "adamw"
+    with pytest.raises(TypeError, match=r"unknown phase setting\(s\) \['gamma'\]; accepted"):
+        parse_phase("lap:2", gamma=0.1)
+
+
 def test_order_depends_only_on_seed_phase_epoch() -> None:
     kw = {"n_items": 20, "seed": 3, "phase": 1}
     assert _batches(kw, 4, 2) == _batches(kw, 4, 2)

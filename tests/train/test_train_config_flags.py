@@ -185,6 +185,27 @@ def test_schedule_weight_decay_and_momentum_reach_every_phase(
     ]  # fmt: skip
 
 
+def test_lr_and_optimizer_fill_the_fields_a_phase_leaves_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # before, a phase without OPTIMIZER trained with adam and one without LR at 1e-3, whatever
+    # --optimizer and --lr said (and config.json recorded the flags)
+    seen: list[TrainConfig] = []
+
+    def fake_fit(config: TrainConfig) -> Path:
+        seen.append(config)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr("torchlap.train.run.fit", fake_fit)
+    args = ["train", "--data", "lesions", "--out", str(tmp_path / "run"), "--phase", "lap:2",
+            "--phase", "fc:1:1e-2", "--phase", "all:1:1e-4:adamw", "--optimizer", "sgd",
+            "--lr", "0.05", "--momentum", "0.5"]  # fmt: skip
+    CliRunner().invoke(app, args)
+    assert [(p.lr, p.optimizer, p.momentum) for p in seen[-1].phases] == [
+        (0.05, "sgd", 0.5), (1e-2, "sgd", 0.5), (1e-4, "adamw", 0.5)
+    ]  # fmt: skip
+
+
 def test_the_momentum_flag_refuses_values_outside_0_1(tmp_path: Path) -> None:
     args = ["train", "--data", "lesions", "--out", str(tmp_path / "r"), "--optimizer", "sgd"]
     result = CliRunner().invoke(app, [*args, "--momentum", "1"])

@@ -94,10 +94,19 @@ def _grid(soft: Tensor, image_size: tuple[int, int], patch: int | None) -> _Grid
         raise ValueError(
             f"LIME faithfulness (paper 002, 4.3) pairs LIME's cells with the cells of BLA's "
             f"explanation, here a {rows}x{cols} feature map of a {height}x{width} image: {what}; "
-            "use a larger input, square patches (patch=N; evaluate: lime_patch=N), or turn the "
-            "check off (lime_images=0, --lime-images 0)"
+            "use a larger input, or turn the check off (--lime-images 0); in Python square "
+            "patches also work (patch=N; EvaluateOptions(lime_patch=N))"
         )
     return _Grid(band_feature_mask(height, width, rows, cols, soft.device), (rows, cols), None)
+
+
+def lime_grid(model: nn.Module, images: Tensor, patch: int | None = None) -> tuple[int, int]:
+    """The ``(rows, cols)`` of the cells the LIME check of ``model`` (a BLA model) uses on
+    images like ``images`` (one forward of the first): BLA's feature-map cells, or
+    ``patch``-pixel squares; raises ``ValueError`` where the check cannot run (a map of one
+    cell, or of more cells than pixels)."""
+    size = (int(images.shape[-2]), int(images.shape[-1]))
+    return _grid(_soft_map(model, images[:1]), size, patch).shape
 
 
 def _cell_means(maps: Tensor, grid: _Grid) -> Tensor:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchlap.evaluate.bla_comparison import lime_section
+from torchlap.evaluate.bla_comparison import lime_grid, lime_section
 from torchlap.evaluate.checks import method_fingerprint_options, run_checks
 from torchlap.evaluate.common import (
     METRICS_REVISION,
@@ -213,9 +213,10 @@ def evaluate_run(
         )  # fmt: skip
     request = _Request(data, data_settings, lime_baseline, require_applicable)
     job, test_logits = _prepare(Path(run_dir), request, out, options, force)
+    lime = _lime_applies(job)  # (its cells checked before any method runs)
     results = _results_head(job, test_logits)
     example_maps = _evaluate_methods(job, results, on_method)
-    if "bla" in options.methods and "bla" not in results["skipped"] and options.lime_images > 0:
+    if lime:
         results["lime_spearman"], results["lime_reference"] = _lime(job)
     for topic, texts in job.notes.items():  # data and LIME notes, after the methods' own
         results.setdefault("notes", {}).setdefault(topic, []).extend(texts)
@@ -540,6 +541,19 @@ def _examples(
         job.model, job.test.images[indices], job.test_targets[indices], method,
         job.method_options(method), job.options.batch_size, job.device,
     )  # fmt: skip
+
+
+def _lime_applies(job: _Evaluation) -> bool:
+    """Whether paper 002's LIME check runs (``bla`` among the methods and applicable to the
+    model, ``lime_images > 0``); when it does, its cells are checked on one image (a BLA map of
+    one cell is refused here, before any method runs, not after them all)."""
+    options = job.options
+    if options.lime_images == 0 or "bla" not in options.methods:
+        return False
+    if applicability("bla", job.model) is not None:
+        return False
+    lime_grid(job.model, job.test.images[:1].to(job.device), options.lime_patch)
+    return True
 
 
 def _lime(job: _Evaluation) -> tuple[dict[str, Any], dict[str, Any]]:

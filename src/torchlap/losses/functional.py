@@ -159,6 +159,7 @@ def concept_discrimination_loss(
             (default: ``include``). ``InjectionLoss``'s expert mode includes only the positives
             without a region but counts every positive of the head, so that this term and
             :func:`expert_supervision_loss` (the positives with a region) share Eq. 5's ``N_c``.
+            An included pair is always counted (``counted | include``: no sync to check it).
         eps: log clamp, in (0, 0.5) (module docstring).
 
     Returns a scalar, summed over heads as Eq. 5 writes it.
@@ -170,7 +171,7 @@ def concept_discrimination_loss(
     ratios = per_head_ratios(min_ar, max_ar, iar, heads)
     selector = check_selector(selector, probs)
     include = check_include(include, probs)
-    counted = include if counted is None else check_include(counted, probs, "counted")
+    counted = include if counted is None else check_include(counted, probs, "counted") | include
     check_values([("probs", probs, PROBABILITIES)], [("selector", selector)])  # one sync
     n_pixels = height * width
     k1 = [0 if lo is None else ratio_count(lo, n_pixels) for lo, _, _ in ratios]

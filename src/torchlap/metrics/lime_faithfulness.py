@@ -213,6 +213,12 @@ def lime_cell_scores(
         raise ValueError(
             f"mask must be an integer ({height}, {width}) tensor of cell ids, got {got}"
         )
+    ids = torch.unique(mask)  # captum fits one coefficient per id from 0 to the largest
+    if int(ids[0]) != 0 or int(ids[-1]) != ids.numel() - 1:
+        raise ValueError(
+            f"mask's cell ids must be 0..n_cells-1, each used, got {ids.numel()} distinct ids "
+            f"from {int(ids[0])} to {int(ids[-1])}"
+        )
     _check_positive_int(n_samples, "n_samples")
     _check_positive_int(perturbations_per_eval, "perturbations_per_eval")
     if score not in ("probability", "logit"):

@@ -11,7 +11,13 @@ import typer
 
 import torchlap.train.run as train_run
 from torchlap.logs import log_file
-from torchlap.train.config import PhaseConfig, TrainConfig, check_head_ratios, parse_phase
+from torchlap.train.config import (
+    PHASE_SETTINGS,
+    PhaseConfig,
+    TrainConfig,
+    check_head_ratios,
+    parse_phase,
+)
 from torchlap.train.data_options import parse_data_options
 
 __all__ = ["config_from_options", "register_train", "train"]
@@ -61,8 +67,9 @@ def _parse_ratios(text: str | None) -> dict[str, Any] | None:
 def config_from_options(**options: Any) -> TrainConfig:
     """Build a :class:`TrainConfig` from the CLI's option values (parsed, validated)."""
     # --weight-decay, --schedule and --momentum apply to every --phase (the phase syntax has no
-    # field for them); a value off its default without --phase sets the one default phase
-    settings = {name: options[name] for name in ("weight_decay", "schedule", "momentum")}
+    # field for them), --lr and --optimizer to a phase that leaves LR or OPTIMIZER out; a value
+    # off its default without --phase sets the one default phase
+    settings = {name: options[name] for name in ("lr", "optimizer", *PHASE_SETTINGS)}
     phases: list[PhaseConfig] = [
         parse_phase(text, **settings) for text in options.pop("phase") or []
     ]
@@ -152,8 +159,8 @@ _Phase = Annotated[
     typer.Option(
         "--phase",
         help="A phase TRAIN:EPOCHS[:LR[:OPTIMIZER]], repeatable, e.g. --phase lap:2:1e-4 "
-        "--phase layer4,fc:3:1e-3:sgd (TRAIN: all, lap, or module names). Overrides --epochs, --lr "
-        "and --optimizer (a phase without OPTIMIZER uses adam); --weight-decay, --momentum and "
+        "--phase layer4,fc:3:1e-3:sgd (TRAIN: all, lap, or module names). Overrides --epochs; a "
+        "phase without LR or OPTIMIZER takes --lr or --optimizer; --weight-decay, --momentum and "
         "--schedule apply to every phase.",
     ),
 ]

@@ -1,12 +1,9 @@
-"""Training configuration: :class:`TrainConfig` and its :class:`PhaseConfig` list.
-
-Both are plain dataclasses with a JSON round trip (``to_dict``/``from_dict``) and a ``validate``
-method raising ``ValueError``/``TypeError`` that names the bad field and what is accepted.
-
-Phases follow paper 000 (section IV.B and appendix C, the ImageNet model): phase 1 trains only
-the LAP modules with everything else frozen; phase 2 fine-tunes chosen modules (``layer4,fc``).
-Each phase has its own epochs, learning rate, optimizer, weight decay, momentum and schedule.
-"""
+"""Training configuration: :class:`TrainConfig` and its :class:`PhaseConfig` list, plain
+dataclasses with a JSON round trip (``to_dict``/``from_dict``) and a ``validate`` method raising
+``ValueError``/``TypeError`` that names the bad field and what is accepted. Phases follow paper
+000 (section IV.B, appendix C): phase 1 trains only the LAP modules, everything else frozen;
+phase 2 fine-tunes chosen modules (``layer4,fc``); each phase has its own epochs, learning rate,
+optimizer, weight decay, momentum and schedule."""
 
 from __future__ import annotations
 
@@ -38,8 +35,8 @@ from torchlap.models.recipes import (
 from torchlap.train.data_options import check_data_options, resolve_data_source
 
 __all__ = [
-    "EXECUTION_FIELDS", "KEEP_EPOCHS", "MODELS", "OPTIMIZERS", "PRECISIONS", "SCHEDULES",
-    "SELECT_METRICS", "SUPERVISIONS", "PhaseConfig", "TrainConfig", "parse_phase",
+    "EXECUTION_FIELDS", "KEEP_EPOCHS", "MODELS", "OPTIMIZERS", "PHASE_SETTINGS", "PRECISIONS",
+    "SCHEDULES", "SELECT_METRICS", "SUPERVISIONS", "PhaseConfig", "TrainConfig", "parse_phase",
 ]  # fmt: skip
 
 SUPERVISIONS = ("weak", "expert", "none")
@@ -124,12 +121,13 @@ class PhaseConfig:
 
 
 def parse_phase(
-    text: str, *, weight_decay: float = 1e-6, schedule: str = "cosine", momentum: float = 0.9
+    text: str, *, lr: float = 1e-3, optimizer: str = "adam", **settings: Any
 ) -> PhaseConfig:
     """Parse the CLI form ``TRAIN:EPOCHS[:LR[:OPTIMIZER]]``, e.g. ``lap:2:1e-4`` or
-    ``layer4,fc:3:1e-3:sgd``, into a phase with these ``weight_decay``, ``schedule`` and
-    ``momentum`` (``torchlap train`` passes its ``--weight-decay``, ``--schedule`` and
-    ``--momentum``, so they apply to every ``--phase``); checked as :meth:`PhaseConfig.validate`."""
+    ``layer4,fc:3:1e-3:sgd``, into a phase; ``lr``, ``optimizer`` fill the fields left out and
+    ``settings`` (:data:`PHASE_SETTINGS`: ``weight_decay``, ``schedule``, ``momentum``) are the
+    phase's (``torchlap train`` passes its ``--lr``, ``--optimizer``, ``--weight-decay``,
+    ``--schedule`` and ``--momentum``); checked as :meth:`PhaseConfig.validate`."""
     if not isinstance(text, str):
         raise TypeError(f"a phase must be a string TRAIN:EPOCHS[:LR[:OPTIMIZER]], got {text!r}")
     parts = text.split(":")
@@ -140,15 +138,17 @@ def parse_phase(
         )
     try:
         epochs = int(parts[1])
-        lr = float(parts[2]) if len(parts) > 2 else 1e-3
+        lr = float(parts[2]) if len(parts) > 2 else lr
     except ValueError:
         raise ValueError(
             f"bad phase {text!r}: EPOCHS must be an int and LR a number "
             "(TRAIN:EPOCHS[:LR[:OPTIMIZER]])"
         ) from None
-    phase = PhaseConfig(epochs, lr, parts[0], "adam", weight_decay, schedule, momentum)
-    if len(parts) == 4:
-        phase.optimizer = parts[3]
+    unknown = sorted(set(settings) - set(PHASE_SETTINGS))
+    if unknown:
+        raise TypeError(f"unknown phase setting(s) {unknown}; accepted: {list(PHASE_SETTINGS)}")
+    optimizer = parts[3] if len(parts) == 4 else optimizer
+    phase = PhaseConfig(epochs, lr, parts[0], optimizer, **settings)
     phase.validate()
     return phase
 
@@ -274,12 +274,10 @@ class TrainConfig:
     # ----------------------------------------------------------------------------------------
     def resolved_phases(self) -> list[PhaseConfig]:
         """The phases to run: ``phases``, or one phase training everything."""
-        if self.phases:
-            return list(self.phases)
-        return [PhaseConfig(
-            epochs=self.epochs, lr=self.lr, train="all", optimizer=self.optimizer,
-            weight_decay=self.weight_decay, schedule=self.schedule, momentum=self.momentum,
-        )]  # fmt: skip
+        settings = {name: getattr(self, name) for name in PHASE_SETTINGS}
+        return list(self.phases) or [
+            PhaseConfig(self.epochs, self.lr, "all", self.optimizer, **settings)
+        ]
 
     @property
     def family(self) -> str:
@@ -299,8 +297,7 @@ class TrainConfig:
 
     @property
     def uses_balanced_batches(self) -> bool:
-        """Whether the training batches are class-balanced: ``balanced_batches``, where
-        ``"auto"`` means "when the LAP heads get weak or expert supervision"."""
+        """``balanced_batches`` ("auto": when the LAP heads get weak or expert supervision)."""
         if isinstance(self.balanced_batches, str) and self.balanced_batches == "auto":
             return self.effective_supervision in ("weak", "expert")
         return bool(self.balanced_batches)
@@ -560,6 +557,8 @@ class TrainConfig:
         if data.get("model") in ("bla", "bla-t", "l2x-f"):  # from before --freeze-features:
             data.setdefault("freeze_features", False)  # every parameter trained
         phases = data.pop("phases", [])
+        if phases and "momentum" not in data:  # before --momentum the phases ignored these two
+            data.pop("schedule", None), data.pop("weight_decay", None)
         if not isinstance(phases, list):
             raise TypeError(f"'phases' must be a list, got {phases!r}")
         config = _from_dict(cls, data, "train config")
