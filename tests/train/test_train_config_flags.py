@@ -139,6 +139,18 @@ def test_balanced_batches_identify_a_run_by_what_they_resolve_to() -> None:
     assert older.balanced_batches is False and not older.uses_balanced_batches
 
 
+def built_configs(monkeypatch: pytest.MonkeyPatch) -> list[TrainConfig]:
+    """The list each ``torchlap train`` invocation appends its built config to (and stops)."""
+    seen: list[TrainConfig] = []
+
+    def fake_fit(config: TrainConfig) -> Path:
+        seen.append(config)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr("torchlap.train.run.fit", fake_fit)
+    return seen
+
+
 @pytest.mark.parametrize(
     ("flag", "expected"),
     [([], "auto"), (["--balanced-batches"], True), (["--no-balanced-batches"], False)],
@@ -146,13 +158,7 @@ def test_balanced_batches_identify_a_run_by_what_they_resolve_to() -> None:
 def test_the_cli_flags_set_balanced_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str], expected: object
 ) -> None:
-    seen = []
-
-    def fake_fit(config: TrainConfig) -> Path:
-        seen.append(config)
-        raise RuntimeError("stop")
-
-    monkeypatch.setattr("torchlap.train.run.fit", fake_fit)
+    seen = built_configs(monkeypatch)
     args = ["train", "--data", "lesions", "--out", str(tmp_path / "run"), *flag]
     CliRunner().invoke(app, args)
     assert [config.balanced_batches for config in seen] == [expected]
@@ -162,13 +168,7 @@ def test_the_cli_flags_set_balanced_batches(
 def test_schedule_weight_decay_and_momentum_reach_every_phase(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: list[TrainConfig] = []
-
-    def fake_fit(config: TrainConfig) -> Path:
-        seen.append(config)
-        raise RuntimeError("stop")
-
-    monkeypatch.setattr("torchlap.train.run.fit", fake_fit)
+    seen = built_configs(monkeypatch)
     args = ["train", "--data", "lesions", "--out", str(tmp_path / "run"), "--phase", "lap:2:1e-4",
             "--phase", "layer4,fc:3:1e-3:sgd", "--schedule", "constant", "--weight-decay", "0",
             "--momentum", "0.5"]  # fmt: skip
@@ -190,13 +190,7 @@ def test_lr_and_optimizer_fill_the_fields_a_phase_leaves_out(
 ) -> None:
     # before, a phase without OPTIMIZER trained with adam and one without LR at 1e-3, whatever
     # --optimizer and --lr said (and config.json recorded the flags)
-    seen: list[TrainConfig] = []
-
-    def fake_fit(config: TrainConfig) -> Path:
-        seen.append(config)
-        raise RuntimeError("stop")
-
-    monkeypatch.setattr("torchlap.train.run.fit", fake_fit)
+    seen = built_configs(monkeypatch)
     args = ["train", "--data", "lesions", "--out", str(tmp_path / "run"), "--phase", "lap:2",
             "--phase", "fc:1:1e-2", "--phase", "all:1:1e-4:adamw", "--optimizer", "sgd",
             "--lr", "0.05", "--momentum", "0.5"]  # fmt: skip
@@ -217,13 +211,7 @@ def test_the_momentum_flag_refuses_values_outside_0_1(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ freeze_features (paper 002 F)
 def test_freeze_features_reaches_the_config_from_the_flag(tmp_path: Path, monkeypatch) -> None:
-    seen: list[TrainConfig] = []
-
-    def fake_fit(config: TrainConfig) -> Path:  # the config the command built, and stop
-        seen.append(config)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("torchlap.train.run.fit", fake_fit)
+    seen = built_configs(monkeypatch)
     for text, value in (("auto", "auto"), ("true", True), ("FALSE", False)):
         args = ["train", "--data", "lesions", "--model", "bla", "--lap", "none", "--out",
                 str(tmp_path / text), "--freeze-features", text]  # fmt: skip
