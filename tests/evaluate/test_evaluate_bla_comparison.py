@@ -18,7 +18,11 @@ from torchlap.evaluate.bla_comparison import (
     bla_lime_faithfulness,
     lime_section,
 )
-from torchlap.metrics.lime_faithfulness import lime_patch_scores, spearman_correlation
+from torchlap.metrics.lime_faithfulness import (
+    cell_means,
+    lime_patch_scores,
+    spearman_correlation,
+)
 from torchlap.models.bla import bla_maps, blaify
 
 
@@ -123,3 +127,18 @@ def test_bad_lime_arguments_are_refused_before_any_pass() -> None:
     for kwargs, error, message in cases:
         with pytest.raises(error, match=message):
             bla_lime_faithfulness(NoPass(), images, **kwargs)
+
+
+def test_cell_means_of_ragged_bands_match_a_loop_over_pixels() -> None:
+    # a 3x2 map upsampled to 10x7 and averaged over 3x4 ragged bands (rows of 3-4 px, cols 1-2)
+    maps = torch.rand(2, 3, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mask = band_feature_mask(10, 7, 3, 4)
+    fast = cell_means(maps, mask, (3, 4))
+    up = torch.nn.functional.interpolate(maps[:, None], size=(10, 7), mode="bilinear")[:, 0]
+    for b in range(2):
+        for cell in range(12):
+            pixels = [up[b, y, x] for y in range(10) for x in range(7) if int(mask[y, x]) == cell]
+            torch.testing.assert_close(fast[b, cell], sum(pixels) / len(pixels))
+    torch.testing.assert_close(
+        cell_means(maps, band_feature_mask(10, 7, 3, 2), (3, 2)), maps.flatten(1)
+    )

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchlap._checks import check_choice, check_int, check_number, check_positive_int
@@ -31,11 +30,12 @@ from torchlap.explainers import GradCam
 from torchlap.metrics._common import MetricResult
 from torchlap.metrics.lime_faithfulness import (
     EvalMode,
+    cell_means,
     check_images,
     lime_cell_scores,
+    mean_spearman,
     patch_feature_mask,
     resolve_target,
-    spearman_correlation,
 )
 from torchlap.models.bla import bla_maps
 
@@ -109,31 +109,6 @@ def lime_grid(model: nn.Module, images: Tensor, patch: int | None = None) -> tup
     return _grid(_soft_map(model, images[:1]), size, patch).shape
 
 
-def _cell_means(maps: Tensor, grid: _Grid) -> Tensor:
-    """Maps (B, h, w) per cell (B, n_cells): as they are at the grid's shape, else upsampled
-    to the image (bilinear, ``align_corners=False``) and averaged over each cell."""
-    maps = maps.detach().float()
-    if tuple(maps.shape[-2:]) == grid.shape:
-        return maps.flatten(1)
-    size = tuple(grid.mask.shape)
-    if tuple(maps.shape[-2:]) != size:
-        maps = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-    ids = grid.mask.flatten().to(maps.device)
-    n_cells = grid.shape[0] * grid.shape[1]
-    sums = maps.new_zeros(maps.shape[0], n_cells).index_add_(1, ids, maps.flatten(1))
-    return sums / torch.bincount(ids, minlength=n_cells).to(maps.dtype)
-
-
-def _spearman(map_scores: Tensor, lime_scores: Tensor) -> MetricResult:
-    """Mean Spearman correlation over the images whose map and LIME scores both rank."""
-    per_sample = spearman_correlation(map_scores, lime_scores.to(map_scores.device))
-    valid = torch.isfinite(per_sample)
-    n = int(valid.sum())
-    value = float(per_sample[valid].mean()) if n else float("nan")
-    excluded = int(per_sample.numel() - n)
-    return MetricResult(value, True, n, n_excluded=excluded, per_sample=per_sample)
-
-
 def _check_lime_arguments(
     images: Tensor, patch: object, n_samples: object, seed: object, lime_options: dict
 ) -> None:
@@ -198,8 +173,8 @@ def bla_lime_faithfulness(
     with GradCam(reference, layer=gradcam_layer) as explainer:
         cam = explainer.raw(images, classes)
     return {
-        "bla": _spearman(_cell_means(soft, grid), scores),
-        "gradcam": _spearman(_cell_means(cam, grid), scores),
+        "bla": mean_spearman(cell_means(soft.detach().float(), grid.mask, grid.shape), scores),
+        "gradcam": mean_spearman(cell_means(cam.detach().float(), grid.mask, grid.shape), scores),
     }
 
 

@@ -21,10 +21,12 @@ from torchlap.metrics._common import MetricResult
 
 __all__ = [
     "EvalMode",
+    "cell_means",
     "check_images",
     "lime_cell_scores",
     "lime_patch_scores",
     "lime_spearman",
+    "mean_spearman",
     "patch_feature_mask",
     "patch_means",
     "resolve_target",
@@ -80,8 +82,8 @@ def patch_means(maps: Tensor, image_size: Sequence[int], patch: int) -> Tensor:
 
     Maps already at the patch-grid resolution (e.g. a 7x7 BLA map for 32x32 patches of a 224
     image) are used as they are; other maps are resized to ``image_size`` (bilinear,
-    ``align_corners=False``, torchlap's shared upsampling) and averaged per patch.
-    Returns (B, n_patches), patches row-major.
+    ``align_corners=False``, torchlap's shared upsampling) and averaged per patch
+    (:func:`cell_means`). Returns (B, n_patches), patches row-major.
     """
     if not isinstance(maps, Tensor) or maps.dim() != 3:
         shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
@@ -89,18 +91,41 @@ def patch_means(maps: Tensor, image_size: Sequence[int], patch: int) -> Tensor:
     height, width = int(image_size[0]), int(image_size[1])
     _check_positive_int(patch, "patch")
     grid = (-(-height // patch), -(-width // patch))
+    return cell_means(maps, patch_feature_mask(height, width, patch, maps.device), grid)
+
+
+def cell_means(maps: Tensor, mask: Tensor, grid: tuple[int, int]) -> Tensor:
+    """Average maps ``(B, h, w)`` over the cells of ``mask`` ((H, W) ids 0..n-1, row-major,
+    of a ``grid`` = (rows, cols) of cells): maps already at ``grid`` are used as they are,
+    others are resized to (H, W) (bilinear, ``align_corners=False``) and averaged per cell.
+    Returns (B, rows * cols)."""
     maps = maps.float() if not maps.is_floating_point() else maps
-    if tuple(maps.shape[-2:]) == grid:
+    if tuple(maps.shape[-2:]) == tuple(grid):
         return maps.flatten(1)
-    if tuple(maps.shape[-2:]) != (height, width):
-        maps = F.interpolate(
-            maps.unsqueeze(1), size=(height, width), mode="bilinear", align_corners=False
-        )[:, 0]
-    ids = patch_feature_mask(height, width, patch, maps.device).flatten()
-    n_patches = grid[0] * grid[1]
-    sums = maps.new_zeros(maps.shape[0], n_patches).index_add_(1, ids, maps.flatten(1))
-    counts = torch.bincount(ids, minlength=n_patches).to(maps.dtype)
-    return sums / counts
+    size = tuple(mask.shape)
+    if tuple(maps.shape[-2:]) != size:
+        maps = F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False)
+        maps = maps[:, 0]
+    ids = mask.flatten().to(maps.device)
+    n_cells = grid[0] * grid[1]
+    sums = maps.new_zeros(maps.shape[0], n_cells).index_add_(1, ids, maps.flatten(1))
+    return sums / torch.bincount(ids, minlength=n_cells).to(maps.dtype)
+
+
+def mean_spearman(map_scores: Tensor, lime_scores: Tensor) -> MetricResult:
+    """Mean Spearman correlation of ``map_scores`` and ``lime_scores`` (B, n_cells) over the
+    images where both rank (constant rows excluded: ``n_excluded``); higher is better."""
+    per_sample = spearman_correlation(map_scores, lime_scores.to(map_scores.device))
+    valid = torch.isfinite(per_sample)
+    n = int(valid.sum())
+    value = float(per_sample[valid].mean()) if n else float("nan")
+    return MetricResult(
+        value=value,
+        higher_is_better=True,
+        n=n,
+        n_excluded=int(per_sample.numel() - n),
+        per_sample=per_sample,
+    )
 
 
 def check_images(images: Tensor) -> None:
@@ -291,14 +316,4 @@ def lime_spearman(
             f"lime_scores has shape {tuple(lime_scores.shape)}, expected "
             f"{tuple(map_scores.shape)} (B, n_patches)"
         )
-    per_sample = spearman_correlation(map_scores, lime_scores.to(map_scores.device))
-    valid = torch.isfinite(per_sample)
-    n = int(valid.sum())
-    value = float(per_sample[valid].mean()) if n else float("nan")
-    return MetricResult(
-        value=value,
-        higher_is_better=True,
-        n=n,
-        n_excluded=int(per_sample.numel() - n),
-        per_sample=per_sample,
-    )
+    return mean_spearman(map_scores, lime_scores)
