@@ -4,8 +4,9 @@ import torch
 import torch.nn.functional as F
 
 
-def reference_scorecam(model, layer, image, target):
-    """Score-CAM (Wang et al. 2020) for one image, one channel at a time."""
+def reference_scorecam(model, layer, image, target, clip=True):
+    """Score-CAM (Wang et al. 2020) for one image, one channel at a time; ``clip=False`` leaves
+    out the final ReLU (the weighted channel sum itself)."""
     captured = {}
     handle = layer.register_forward_hook(lambda m, i, o: captured.setdefault("a", o.clone()))
     with torch.no_grad():
@@ -22,4 +23,38 @@ def reference_scorecam(model, layer, image, target):
         with torch.no_grad():
             probability = model((image * mask)[None]).softmax(dim=1)[0, target]
         cam += probability * a
-    return cam.clamp(min=0)
+    return cam.clamp(min=0) if clip else cam
+
+
+def reference_lap_all(maps, decay=0.8, threshold=0.5):
+    """Algorithm 1 of the LAP supplement, pixel by pixel, window by window."""
+    depth = len(maps)
+    integrated = maps[-1].clone()
+    for level in range(depth - 2, -1, -1):
+        layer_map = maps[level]
+        batch, height, width = layer_map.shape
+        coarse_h, coarse_w = integrated.shape[-2:]
+        out = torch.empty(batch, height, width)
+        for b in range(batch):
+            for i in range(coarse_h):
+                rows = [y for y in range(height) if y * coarse_h // height == i]
+                for j in range(coarse_w):
+                    cols = [x for x in range(width) if x * coarse_w // width == j]
+                    if not rows or not cols:
+                        continue
+                    window = layer_map[b][rows][:, cols]
+                    r = integrated[b, i, j].item()
+                    result = torch.full(window.shape, r)
+                    if r >= threshold and window.max().item() >= threshold:
+                        for a in range(window.shape[0]):
+                            for c in range(window.shape[1]):
+                                p = window[a, c].item() * decay ** (depth - 1 - level)
+                                if window[a, c].item() >= threshold:
+                                    result[a, c] = max(r, p)
+                                else:
+                                    result[a, c] = p
+                    for a, y in enumerate(rows):
+                        for c, x in enumerate(cols):
+                            out[b, y, x] = result[a, c]
+        integrated = out
+    return integrated

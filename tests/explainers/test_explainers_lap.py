@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from explainer_references import reference_lap_all
 from torch import nn
 
 import torchlap
@@ -31,40 +32,6 @@ def lap_cnn(n_concepts: int = 1, num_classes: int = 3) -> nn.Sequential:
                     nn.init.normal_(conv.weight, std=1.0)
                     nn.init.normal_(conv.bias, std=1.0)
     return model.eval()
-
-
-def reference_lap_all(maps, decay=0.8, threshold=0.5):
-    """Algorithm 1 of the LAP supplement, pixel by pixel, window by window."""
-    depth = len(maps)
-    integrated = maps[-1].clone()
-    for level in range(depth - 2, -1, -1):
-        layer_map = maps[level]
-        batch, height, width = layer_map.shape
-        coarse_h, coarse_w = integrated.shape[-2:]
-        out = torch.empty(batch, height, width)
-        for b in range(batch):
-            for i in range(coarse_h):
-                rows = [y for y in range(height) if y * coarse_h // height == i]
-                for j in range(coarse_w):
-                    cols = [x for x in range(width) if x * coarse_w // width == j]
-                    if not rows or not cols:
-                        continue
-                    window = layer_map[b][rows][:, cols]
-                    r = integrated[b, i, j].item()
-                    result = torch.full(window.shape, r)
-                    if r >= threshold and window.max().item() >= threshold:
-                        for a in range(window.shape[0]):
-                            for c in range(window.shape[1]):
-                                p = window[a, c].item() * decay ** (depth - 1 - level)
-                                if window[a, c].item() >= threshold:
-                                    result[a, c] = max(r, p)
-                                else:
-                                    result[a, c] = p
-                    for a, y in enumerate(rows):
-                        for c, x in enumerate(cols):
-                            out[b, y, x] = result[a, c]
-        integrated = out
-    return integrated
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ Four phases:
    output feeds a spatial down-sampling (see :class:`~torchlap.explainers.base.FeatureProbe`);
 2. feature-map selection: ``alpha_k = sum_lambda dPsi/dA_k(lambda)`` (Eq. 6), keep the maps
    with ``alpha_k > mu * beta`` where ``beta = max_k alpha_k`` (Eq. 7-8); ``mu = 0`` keeps the
-   positive-gradient maps. We also require ``alpha_k > 0`` (the paper's intent: discard
-   negative-gradient maps), which only matters when every ``alpha_k`` is negative;
+   positive-gradient maps. With ``mu`` in [0, 1) the rule keeps positive-gradient maps only:
+   when every ``alpha_k`` is negative, ``mu * beta >= beta`` and no map passes;
 3. attribution-based input sampling: each kept map becomes a mask ``m = Omega(A_k)``
    (bilinear upsampling to the input size, then min-max normalisation to [0, 1]; constant maps
    give no mask), and the layer's visualisation map is
@@ -218,7 +218,7 @@ class Sise(Explainer):
                 alpha = grads.sum(dim=(2, 3))  # Eq. 6
                 beta = alpha.amax(dim=1, keepdim=True)  # Eq. 8
                 flat = acts.flatten(2)
-                keep = (alpha > self.mu * beta) & (alpha > 0) & (flat.amax(2) > flat.amin(2))
+                keep = (alpha > self.mu * beta) & (flat.amax(2) > flat.amin(2))
                 image_index, channel_index = keep.nonzero(as_tuple=True)
                 if self.deduplicate:
                     first, inverse = unique_masks(acts[image_index, channel_index], image_index)
