@@ -336,6 +336,22 @@ def test_adaptive_layer_on_an_empty_map_says_so():
     assert AdaptiveLocalAttentionPool2d(4)(torch.rand(0, 4, 3, 3)).shape == (0, 4, 1, 1)
 
 
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+@pytest.mark.parametrize("output_size", [1, 2, (1, 3)])
+def test_adaptive_pool_of_an_empty_batch_on_every_path(backend, output_size):
+    """An empty batch pools to an empty output and back on the PyTorch path too (where a
+    reshape to ``-1`` pixels cannot be inferred), forward and backward."""
+    from torchlap.layers.functional import adaptive_local_attention_pool2d
+
+    x = torch.rand(0, 4, 3, 3, requires_grad=True)
+    score = torch.rand(0, 1, 3, 3, requires_grad=True)
+    out = adaptive_local_attention_pool2d(x, score, output_size, backend=backend)
+    size = (output_size, output_size) if isinstance(output_size, int) else output_size
+    assert out.shape == (0, 4, *size)
+    out.sum().backward()
+    assert x.grad.shape == x.shape and score.grad.shape == score.shape
+
+
 @pytest.mark.parametrize(
     ("build", "error", "match"),
     [

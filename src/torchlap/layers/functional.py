@@ -348,7 +348,7 @@ def _weight_grad_partials(
     each writing its own partial sum ``(B, chunks, *weights.shape[1:])`` (summed afterwards)."""
     if not needed:
         return None, 1
-    chunks = min(channels, max(1, -(-2 * _threads() // batch)))
+    chunks = max(1, min(channels, -(-2 * _threads() // max(batch, 1))))  # >= 1 when empty
     return weights.new_zeros((batch, chunks, *weights.shape[1:])), chunks
 
 
@@ -440,21 +440,22 @@ class _WindowMatrixSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weights):  # type: ignore[override]
-        batch, channels = x.shape[:2]
-        flat = x.reshape(batch, channels, -1)
+        # the pixel count spelled out: ``-1`` cannot be inferred for an empty batch
+        batch, channels, height, width = x.shape
+        flat = x.reshape(batch, channels, height * width)
         ctx.save_for_backward(x, weights)
         return torch.bmm(flat, weights.transpose(1, 2))
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         x, weights = ctx.saved_tensors
-        batch, channels = x.shape[:2]
+        batch, channels, height, width = x.shape
         grad_x = grad_weights = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.empty_like(x, memory_format=torch.contiguous_format)
-            torch.bmm(grad_out, weights, out=grad_x.view(batch, channels, -1))
+            torch.bmm(grad_out, weights, out=grad_x.view(batch, channels, height * width))
         if ctx.needs_input_grad[1]:
-            flat = x.reshape(batch, channels, -1)
+            flat = x.reshape(batch, channels, height * width)
             grad_weights = torch.bmm(grad_out.transpose(1, 2), flat)
         return grad_x, grad_weights
 
