@@ -62,8 +62,10 @@ IMAGE_SIZES = {"lesions": 64, "concepts": 32, "digits": 32}
 #: the LAP layout of each recipe's architecture: the paper's ResNet18 preset, else auto
 LAP_PRESETS = {"lesions": "resnet18", "concepts": "auto", "digits": "auto"}
 EVALUATE = ["--max-images", "32", "--max-val-images", "16", "--stability-images", "2",
-            "--seed", "0", "--method-options",
-            '{"rise": {"n_masks": 200}, "sise": {"mu": 0.3}}']  # fmt: skip
+            "--seed", "0"]  # fmt: skip
+#: the perturbation explainers' settings, passed to the comparisons that evaluate them
+#: (``evaluate`` refuses options for a method it does not evaluate)
+METHOD_OPTIONS = {"rise": {"n_masks": 200}, "sise": {"mu": 0.3}}
 CHECKS = ["--sanity", "--sanity-images", "4", "--grid-pg", "--grid-pg-grids", "8"]
 #: the grid pointing game's confidence per dataset (default 0.9): the concepts models (50-78 %
 #: top-1) classify too few test images of four classes with p >= 0.9 for a 2x2 grid (measured:
@@ -135,6 +137,10 @@ def compare_runs(out: Path, data: str, folders: tuple[str, ...]) -> None:
         names, methods, extra = COMPARES[folder]
         if "--grid-pg" in extra and data in GRID_CONFIDENCE:
             extra = [*extra, "--grid-pg-confidence", GRID_CONFIDENCE[data]]
+        evaluated = methods.split(",")
+        options = {name: o for name, o in METHOD_OPTIONS.items() if name in evaluated}
+        if options:
+            extra = [*extra, "--method-options", json.dumps(options)]
         command = [*torchlap_command(), "compare", *(str(runs / n) for n in names),
                    "--data", data, "--methods", methods, *EVALUATE, *extra,
                    "--out", str(out / data / folder)]  # fmt: skip

@@ -31,19 +31,30 @@ import torch.nn.functional as F
 import typer
 from torch import Tensor, nn
 
-from torchlap._checks import check_fraction, check_number, check_positive_int
+from torchlap._checks import check_fraction, check_int, check_number
 from torchlap.evaluate import load_eval_data
 from torchlap.explainers.lap import THRESHOLDS, concept_mapping, lap_all, select_lap_map
 from torchlap.io import atomic_path, clean_stale_temps
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.runs import RunError, RunFileNotFoundError, load_run, resolve_run_data
 
-__all__ = ["EXPORT_FORMATS", "LapExportModule", "export_run", "output_names", "verify_onnx"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "MAX_EXPORT_BATCH",
+    "LapExportModule",
+    "export_run",
+    "output_names",
+    "verify_onnx",
+]
 
 logger = logging.getLogger(__name__)
 
 #: ``--format`` values and the file suffix each one is written with
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
+#: the largest batch of an export: the ONNX and exported-program files take batches of 1 to
+#: this many, and the example batch is traced through the model in memory (a larger one only
+#: ran out of memory, after the run was loaded)
+MAX_EXPORT_BATCH = 1024
 
 
 def _output_name(layer: str) -> str:
@@ -150,9 +161,9 @@ def export_run(
     """Write the run's :class:`LapExportModule` to ``out`` in ``format``; return the path, the
     module and the example images it was traced with (random images in [0, 1] of the run's
     size: the export depends only on shapes). ONNX and exported-program files take any batch
-    size from 1 to 1024 (their example batch is ``max(batch_size, 2)``: torch.export fixes a
-    batch of 1 as a constant); a TorchScript file (traced) takes batches of ``batch_size`` only.
-    ``batch_size``: an int >= 1.
+    size from 1 to :data:`MAX_EXPORT_BATCH` (their example batch is ``max(batch_size, 2)``:
+    torch.export fixes a batch of 1 as a constant); a TorchScript file (traced) takes batches of
+    ``batch_size`` only. ``batch_size``: an int from 1 to :data:`MAX_EXPORT_BATCH` (1024).
 
     Refuses an existing ``out`` (a symlink too, even one to nothing) unless ``overwrite``
     (which replaces the link, not its target) and a wrong suffix for the format. Without
@@ -160,7 +171,7 @@ def export_run(
     (FileExistsError; nothing is written). Removes the temporary files killed torchlap
     processes left in ``out``'s folder.
     """
-    check_positive_int(batch_size, "batch_size")
+    check_batch_size(batch_size)
     out = _checked_out(Path(out), format, overwrite)
     run = load_run(run_dir)
     module = LapExportModule(run.model.eval(), run.concept_sets).eval()
@@ -174,7 +185,7 @@ def export_run(
         if format == "onnx":
 
             def write(path: Path) -> None:
-                batch = torch.export.Dim("batch", min=1, max=1024)
+                batch = torch.export.Dim("batch", min=1, max=MAX_EXPORT_BATCH)
                 torch.onnx.export(
                     module,
                     (example,),
@@ -201,7 +212,7 @@ def export_run(
         else:
 
             def write(path: Path) -> None:
-                batch = torch.export.Dim("batch", min=1, max=1024)
+                batch = torch.export.Dim("batch", min=1, max=MAX_EXPORT_BATCH)
                 program = torch.export.export(
                     module, (example,), dynamic_shapes={"images": {0: batch}}, strict=False
                 )
@@ -213,6 +224,18 @@ def export_run(
             logger.warning("--overwrite: replaced %s", out)
     logger.info("exported %s (%s) with outputs %s", out, format, ", ".join(names))
     return out, module, example
+
+
+def check_batch_size(batch_size: object, name: str = "batch_size") -> int:
+    """``batch_size`` as an int from 1 to :data:`MAX_EXPORT_BATCH` (``TypeError`` for a
+    non-int or a bool, ``ValueError`` out of range), checked before the run is loaded."""
+    try:
+        return check_int(batch_size, name, minimum=1, maximum=MAX_EXPORT_BATCH)
+    except ValueError as error:
+        raise ValueError(
+            f"{error} (ONNX and exported-program files take batches of 1 to {MAX_EXPORT_BATCH}; "
+            "the example batch is traced in memory)"
+        ) from None
 
 
 def _checked_out(out: Path, format: str, overwrite: bool) -> Path:
@@ -311,11 +334,31 @@ def run_test_images(run_dir: str | os.PathLike[str], max_images: int = 32) -> Te
         raise kind(f"{error}; {_SKIP_CHECK}") from error
 
 
+def _check_command(ctx: Any, format: str, batch_size: int, verify_images: int) -> None:
+    """``torchlap export``'s numbers, before any work: ``--batch-size`` from 1 to
+    :data:`MAX_EXPORT_BATCH`, ``--verify-images`` >= 0, and > 0 given with a format other than
+    ONNX (only an ONNX file is verified) refused instead of ignored."""
+    try:
+        check_batch_size(batch_size, "--batch-size")
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    if verify_images < 0:
+        raise typer.BadParameter(f"--verify-images must be >= 0, got {verify_images}")
+    source = ctx.get_parameter_source("verify_images")
+    given = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+    if given and verify_images > 0 and format != "onnx" and format in EXPORT_FORMATS:
+        raise typer.BadParameter(
+            f"--verify-images checks an ONNX file with onnxruntime: it needs --format onnx, and "
+            f"a --format {format} file is not verified; drop --verify-images (or pass 0)"
+        )
+
+
 def register_export(app: Any) -> None:
     """Add ``torchlap export`` to the ``torchlap`` command."""
 
     @app.command("export")
     def export_command(
+        ctx: typer.Context,
         run: Path = typer.Option(
             ..., "--run", help="A LAP run folder written by `torchlap train`."
         ),
@@ -329,13 +372,15 @@ def register_export(app: Any) -> None:
         batch_size: int = typer.Option(
             1,
             "--batch-size",
-            help="Batch of the example input; a TorchScript file takes this batch size only "
-            "(ONNX and exported-program files take any batch).",
+            help="Batch of the example input, 1 to 1024; a TorchScript file takes this batch "
+            "size only (ONNX and exported-program files take any batch from 1 to 1024, the "
+            "example is traced in memory).",
         ),
         verify_images: int = typer.Option(
             32,
             "--verify-images",
-            help="ONNX: test images of the run to compare onnxruntime with PyTorch on (0: skip).",
+            help="--format onnx only: test images of the run to compare onnxruntime with "
+            "PyTorch on (0: skip).",
         ),
     ) -> None:
         """Export a LAP run's model with its maps: logits, each LAP layer's map and LAP All.
@@ -348,12 +393,9 @@ def register_export(app: Any) -> None:
 
         Cost: about 10-40 s on a 2-core CPU for a ResNet18 at 64 px (the ONNX check included).
         """
-        if batch_size < 1:
-            raise typer.BadParameter(f"--batch-size must be >= 1, got {batch_size}")
-        if verify_images < 0:
-            raise typer.BadParameter(f"--verify-images must be >= 0, got {verify_images}")
-        # everything that can refuse runs before the file is written: --out and --format, then
-        # the ONNX check's onnxruntime and test images (a run's missing data folder included)
+        # everything that can refuse runs before the file is written: the numbers, --out and
+        # --format, then the ONNX check's onnxruntime and test images (a missing data folder)
+        _check_command(ctx, format, batch_size, verify_images)
         _checked_out(out, format, overwrite)
         verify = format == "onnx" and verify_images > 0
         if verify:

@@ -55,11 +55,14 @@ def _evaluate_sharded(
     command line for the other ranks, so it must be a real command line, not pytest's);
     ``script``: a Python file running torchlap's CLI instead (its exit code is not checked)."""
     flags = [f"--{key.replace('_', '-')}={value}" for key, value in _SETTINGS.items()]
+    # options of the evaluated methods only (the CLI refuses those of a method not evaluated)
+    chosen = {method: options for method, options in _RISE.items() if method in methods}
+    if chosen:
+        flags += ["--method-options", json.dumps(chosen)]
     cli = ["-m", "torchlap.cli"] if script is None else [str(script)]
     command = [
         sys.executable, *cli, "evaluate", "--run", str(run), "--out", str(out),
-        "--methods", ",".join(methods), *flags, "--method-options", json.dumps(_RISE),
-        "--devices", str(devices),
+        "--methods", ",".join(methods), *flags, "--devices", str(devices),
     ]  # fmt: skip
     launcher = ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
     env = {  # a plain process, even inside a SLURM job or a torchrun worker

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from torchlap._checks import check_int
 from torchlap.data._base import SPLITS
 from torchlap.data.annotations import ANNOTATIONS, ImageRecord, write_annotations
 from torchlap.data.builtin import builtin_dataset
@@ -26,11 +27,23 @@ def export_builtin(name: str, out: str | os.PathLike[str], **options: Any) -> Pa
     ``AnnotatedFolder(out, split=s)`` yields exactly the samples of the benchmark's split s.
 
     The folder is assembled in a temporary folder next to ``out`` and renamed into place, so
-    ``out`` either appears complete or not at all. ``out`` must not exist or be empty.
+    ``out`` either appears complete or not at all. ``out`` must not exist or be an empty
+    folder (``FileExistsError`` otherwise, saying whether it is a file or a non-empty folder).
+    ``seed`` (option) must be an int >= 0, as ``torchlap train`` requires.
     """
+    if "seed" in options:
+        check_int(options["seed"], "seed", minimum=0)
     out_path = Path(out)
-    if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
-        raise FileExistsError(f"{out_path} already exists and is not an empty folder")
+    if out_path.exists() and not out_path.is_dir():
+        raise FileExistsError(
+            f"{out_path} is a file, not a folder; the export writes a new folder: pass a path "
+            "that does not exist yet, or an empty folder"
+        )
+    if out_path.exists() and any(out_path.iterdir()):
+        raise FileExistsError(
+            f"{out_path} already exists and is not an empty folder; pass a path that does not "
+            "exist yet, or an empty folder"
+        )
     datasets = {split: builtin_dataset(name, split=split, **options) for split in SPLITS}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(out_path.parent, recursive=False)  # staging folders of killed exports

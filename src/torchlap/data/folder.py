@@ -517,6 +517,7 @@ def image_folder(
                 f"{root_path} has split folder(s) {split_dirs} but no train folder; use "
                 "root/train/<class>/..., root/val/<class>/..., root/test/<class>/..."
             )
+        _refuse_other_image_folders(root_path, split_dirs)
         folders = [(root_path / s, s) for s in split_dirs]
     else:
         folders = [(root_path, None)]
@@ -571,4 +572,23 @@ def _refuse_untrainable_class_folders(
             f"{root}: class folder(s) {', '.join(refused)} hold no image files (extensions "
             f"{', '.join(IMG_EXTENSIONS)}), so their class has no training image and could "
             "not be learnt; add images to them or remove them"
+        )
+
+
+def _refuse_other_image_folders(root: Path, split_dirs: list[str]) -> None:
+    """ValueError naming the folders with image files next to the split folders: a split layout
+    reads only train/, val/ and test/, so ``Validation/`` or ``Test/`` would be dropped (the
+    split folders are compared as files: ``Train/`` read as train/ on macOS is no other)."""
+    others = [
+        entry.name + "/"
+        for entry in sorted(root.iterdir())
+        if entry.is_dir() and not entry.name.startswith(".")
+        if not any(entry.samefile(root / split) for split in split_dirs)
+        if any(f.lower().endswith(IMG_EXTENSIONS) for _, _, fs in os.walk(entry) for f in fs)
+    ]
+    if others:
+        raise ValueError(
+            f"{root} has split folders but also {', '.join(others)} holding image files, which "
+            f"would be left out: the split folders are named exactly {', '.join(SPLITS)} "
+            "(lower case); rename or move the other folder(s)"
         )

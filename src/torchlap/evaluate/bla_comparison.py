@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from torchlap._checks import check_choice, check_int, check_number, check_positive_int
 from torchlap.explainers import GradCam
-from torchlap.metrics._common import MetricResult
+from torchlap.metrics._common import MetricResult, check_seed
 from torchlap.metrics.lime_faithfulness import (
     EvalMode,
     cell_means,
@@ -116,7 +116,7 @@ def _check_lime_arguments(
     if patch is not None:
         check_positive_int(patch, "patch")
     check_positive_int(n_samples, "n_samples")
-    check_int(seed, "seed")
+    check_seed(seed)
     unknown = sorted(set(lime_options) - set(_LIME_OPTIONS))
     if unknown:
         raise TypeError(f"unknown LIME option(s) {unknown}; accepted: {', '.join(_LIME_OPTIONS)}")

@@ -13,7 +13,7 @@ import typer
 from torchlap.evaluate.common import guard_output_folder
 from torchlap.evaluate.compare import compare_runs
 from torchlap.evaluate.core import evaluate_run
-from torchlap.evaluate.options import DEFAULT_METHODS, EvaluateOptions
+from torchlap.evaluate.options import DEFAULT_METHODS, MAX_TIE_DRAWS, EvaluateOptions
 from torchlap.evaluate.shard import ShardPlan, check_sharding, launch_sharded
 from torchlap.logs import log_file, process_rank
 from torchlap.runs import load_run
@@ -29,13 +29,35 @@ def _parse_methods(methods: str, option: str = "--methods") -> tuple[str, ...]:
     return names
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(
+        f"--method-options holds {name}; option values take finite numbers only (NaN and "
+        "Infinity are refused)"
+    )
+
+
+def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:  # json.loads would keep the last one without a word
+        raise ValueError(
+            f"--method-options names {', '.join(map(repr, repeated))} twice in one object; "
+            "give each method and option once"
+        )
+    return dict(pairs)
+
+
 def _parse_method_options(text: str | None) -> dict:
+    """``--method-options``: a JSON object of method name -> option object, with finite
+    numbers only and each key once."""
     if not text:
         return {}
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_repeated_keys)
     except json.JSONDecodeError as error:
         raise typer.BadParameter(f"--method-options is not valid JSON: {error}") from None
+    except ValueError as error:  # NaN/Infinity, a repeated key
+        raise typer.BadParameter(str(error)) from None
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise typer.BadParameter(
             '--method-options must map method names to option objects, e.g. {"rise": '
@@ -61,7 +83,8 @@ def _parse_check_methods(text: str | None) -> tuple[str, ...] | None:
 
 
 def _options(params: dict[str, object]) -> EvaluateOptions:
-    """The command's ``EvaluateOptions`` from its parameters (``locals()`` of the command)."""
+    """The command's ``EvaluateOptions`` from its parameters (``locals()`` of the command,
+    whose ``ctx`` tells the options the user gave from their defaults)."""
     options = EvaluateOptions(
         methods=_parse_methods(str(params["methods"])),
         method_options=_parse_method_options(params["method_options"]),  # type: ignore[arg-type]
@@ -70,9 +93,55 @@ def _options(params: dict[str, object]) -> EvaluateOptions:
     )
     try:
         options.validate()
+        _refuse_ignored(options, _given(params.get("ctx")))
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     return options
+
+
+def _given(ctx: object) -> set[str]:
+    """The parameters the user gave (not left at their defaults) of the command's context."""
+    source_of = getattr(ctx, "get_parameter_source", None)  # (typer's vendored click Context)
+    if source_of is None:  # the command called as a function
+        return set()
+    sources = {name: source_of(name) for name in getattr(ctx, "params", {})}
+    return {
+        name
+        for name, source in sources.items()
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+    }
+
+
+def _refuse_ignored(options: EvaluateOptions, given: set[str]) -> None:
+    """``ValueError`` for a setting the evaluation would ignore without a word: options of a
+    method not in ``--methods`` (every method that runs, the checks' included, is among them),
+    ``--check-methods`` without ``--sanity``/``--grid-pg`` or naming a method not in
+    ``--methods``, ``--tie-draws`` (given) with ``--ties index``. (The library's
+    ``EvaluateOptions`` accepts them: the demo passes its RISE and SISE options and its check
+    methods to every suite.)"""
+    unused = [method for method in options.method_options if method not in options.methods]
+    if unused:
+        raise ValueError(
+            f"--method-options gives options for {', '.join(unused)}, which is not evaluated "
+            f"(--methods: {', '.join(options.methods)}); add it to --methods or drop its options"
+        )
+    if options.check_methods is not None and not (options.sanity or options.grid_pg):
+        raise ValueError(
+            "--check-methods chooses the methods of --sanity and --grid-pg, and neither is "
+            "given: add --sanity or --grid-pg, or drop --check-methods"
+        )
+    unchecked = [m for m in options.check_methods or () if m not in options.methods]
+    if unchecked:  # (none of them evaluated: EvaluateOptions.validate says so)
+        raise ValueError(
+            f"--check-methods names {', '.join(unchecked)}, which is not evaluated (--methods: "
+            f"{', '.join(options.methods)}); the checks run on evaluated methods only: add it "
+            "to --methods or drop it from --check-methods"
+        )
+    if "tie_draws" in given and options.ties != "random":
+        raise ValueError(
+            f"--tie-draws applies to --ties random only (the mean of seeded random "
+            f"tie-breaks); --ties {options.ties} breaks ties one way: drop --tie-draws"
+        )
 
 
 _METHODS_HELP = "Comma-separated explainer names."
@@ -139,7 +208,15 @@ Ties = Annotated[
         "seeded draws) or index (raster order).",
     ),
 ]
-TieDraws = Annotated[int, typer.Option("--tie-draws", help="Random tie-breaks averaged.")]
+TieDraws = Annotated[
+    int,
+    typer.Option(
+        "--tie-draws",
+        help=f"--ties random: tie-breaks averaged, 1 to {MAX_TIE_DRAWS} (the mean of "
+        f"{MAX_TIE_DRAWS} is within 1% of one draw's spread; each draw re-runs the model on "
+        "every tied image).",
+    ),
+]
 LapAllRanking = Annotated[
     str,
     typer.Option(
@@ -169,7 +246,8 @@ CheckMethods = Annotated[
     str | None,
     typer.Option(
         "--check-methods",
-        help="Comma-separated methods of --sanity and --grid-pg (default: every --methods).",
+        help="Comma-separated methods of --sanity and --grid-pg, among --methods (default: "
+        "every --methods); only with --sanity or --grid-pg.",
     ),
 ]
 GridPg = Annotated[
@@ -227,6 +305,7 @@ def _launch(plan: ShardPlan, log_path: Path, call: Callable[[], T]) -> T | None:
 
 
 def evaluate_command(
+    ctx: typer.Context,
     run: Path = typer.Option(..., "--run", help="A run folder written by `torchlap train`."),
     data: str = typer.Option(None, "--data", help="Built-in name or folder (default: the run's)."),
     split: Split = "test",
@@ -298,6 +377,7 @@ def evaluate_command(
 
 
 def compare_command(
+    ctx: typer.Context,
     runs: list[Path] = typer.Argument(..., help="Run folders to put side by side."),
     data: str = typer.Option(None, "--data", help="Built-in name or folder (default: each run's)."),
     out: Path = typer.Option(Path("comparison"), "--out", help="Output folder."),

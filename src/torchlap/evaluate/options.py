@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,16 +11,21 @@ from torchlap._checks import check_choice, check_device, is_int
 from torchlap.evaluate.checks import validate_check_options
 from torchlap.explainers import available, check_options, comparison_methods
 from torchlap.explainers.lap import LAP_ALL_VARIANTS
+from torchlap.metrics._common import check_seed
 from torchlap.metrics.localization import THRESHOLD_CLASSIFIERS
 from torchlap.metrics.perturbation import BASELINES, TIE_RULES
 
-__all__ = ["DEFAULT_METHODS", "THRESHOLD_FIT_SETS", "EvaluateOptions"]
+__all__ = ["DEFAULT_METHODS", "MAX_TIE_DRAWS", "THRESHOLD_FIT_SETS", "EvaluateOptions"]
 
 #: the default comparison set as registered when torchlap loaded (EvaluateOptions reads the
 #: registry when it is created, so a method registered later joins its default)
 DEFAULT_METHODS = comparison_methods()
 #: the choices of ``threshold_fit`` (``ties``: TIE_RULES, ``lap_all_ranking``: LAP_ALL_VARIANTS)
 THRESHOLD_FIT_SETS = ("all", "with_region")
+#: the most ``tie_draws``: the mean of 10000 draws is within 1% of one draw's spread (its
+#: standard error is 1/sqrt(draws) of it), and every draw re-runs the model on each tied image
+#: (a larger count only costs time, and memory for its logits, before failing)
+MAX_TIE_DRAWS = 10_000
 
 
 @dataclass
@@ -35,16 +42,19 @@ class EvaluateOptions:
     ``"with_region"`` (only those holding a region, torchlap's rule before metrics revision 3).
     ``ties``: how keep-k% and Drop%/Increase% break ties at the k-th score, ``"random"``
     (default: the mean over ``tie_draws`` seeded random tie-breaks for the samples whose
-    selection depends on it) or ``"index"`` (raster order, the earlier rule); see
-    :func:`torchlap.metrics.keep_top_k`. ``lap_all_ranking``: the "LAP All" map of the metrics
-    that rank pixels (IoU by top-scored selection, mIoU, Bbox, pointing game, keep-k%,
-    Drop%/Increase%): ``"unclipped_sum"`` (default, the supplement's map for top-K selection) or
-    ``"algorithm1"``; the metrics that read the map's values (IoU by thresholding at 0.5, EBPG,
-    Drop/Inc/Win and stability) use Algorithm 1 (see :func:`torchlap.explainers.lap_all`).
-    ``stability_images`` is the subset on which stability recomputes every map under noise
-    (one more explanation pass per fraction of ``stability_fractions``). ``method_options`` go
-    to the explainers' constructors, e.g. ``{"rise": {"n_masks": 1000}}``. ``target`` is whose
-    map is explained: ``"prediction"`` (the paper's choice for keep-k%) or ``"label"``.
+    selection depends on it; ``tie_draws`` an int from 1 to :data:`MAX_TIE_DRAWS`) or
+    ``"index"`` (raster order, the earlier rule); see :func:`torchlap.metrics.keep_top_k`.
+    ``seed``: an int from 0 to 2**32 - 1 (the metrics' seeds). ``lap_all_ranking``: the "LAP
+    All" map of the metrics that rank pixels (IoU by top-scored selection, mIoU, Bbox, pointing
+    game, keep-k%, Drop%/Increase%): ``"unclipped_sum"`` (default, the supplement's map for
+    top-K selection) or ``"algorithm1"``; the metrics that read the map's values (IoU by
+    thresholding at 0.5, EBPG, Drop/Inc/Win and stability) use Algorithm 1 (see
+    :func:`torchlap.explainers.lap_all`). ``stability_images`` is the subset on which stability
+    recomputes every map under noise (one more explanation pass per fraction of
+    ``stability_fractions``). ``method_options`` go to the explainers' constructors, e.g.
+    ``{"rise": {"n_masks": 1000}}`` (known methods and option names; a NaN or infinite number
+    anywhere in them is refused). ``target`` is whose map is explained: ``"prediction"`` (the
+    paper's choice for keep-k%) or ``"label"``.
 
     ``sanity`` (off by default): the model-parameter randomization test of Adebayo et al.
     2018 on the first ``sanity_images`` images, modes ``sanity_modes`` (``cascading``,
@@ -54,8 +64,9 @@ class EvaluateOptions:
     grid pointing game on ``grid_pg_grids`` grids of ``grid_pg_shape`` (``auto``: 2x2, or 1xK
     for K < 4 classes) whose cells the model classifies correctly with probability at least
     ``grid_pg_confidence`` (results keys ``grid_pointing_game``, ``grid_pointing_setup``).
-    ``check_methods``: the methods both checks run for (``None``: every method evaluated; the
-    demo leaves out the perturbation explainers, whose full price every randomized copy pays).
+    ``check_methods``: the methods both checks run for (``None``: every method evaluated; each
+    name once; the demo leaves out the perturbation explainers, whose full price every
+    randomized copy pays).
 
     ``lime_images``: for a model with a BLA module and ``bla`` among the methods, the BLA
     paper's faithfulness check (section 4.3) on that many test images: Spearman rank
@@ -103,9 +114,13 @@ class EvaluateOptions:
     check_methods: tuple[str, ...] | None = None
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad field."""
+        """Raise ``ValueError`` naming the first bad field (and what it accepts)."""
         self._validate_methods()
         self._validate_counts()
+        try:  # the metrics' own check, here before any work (it ran after the first method)
+            check_seed(self.seed)
+        except TypeError as error:  # ValueError, as the CLI reports it
+            raise ValueError(str(error)) from None
         if self.target not in ("prediction", "label"):
             raise ValueError(f"target must be 'prediction' or 'label', got {self.target!r}")
         for name, accepted in (
@@ -123,11 +138,14 @@ class EvaluateOptions:
                 f"stability_fractions must be in (0, 1), got {self.stability_fractions}"
             )
         validate_check_options(self)
+        if self.check_methods is not None:
+            _refuse_repeats(self.check_methods, "check_methods")
         check_device(self.device)
         if not isinstance(self.method_options, dict):
             raise TypeError(f"method_options must be a dict, got {self.method_options!r}")
         for method, options in self.method_options.items():
             check_options(method, options)  # an unknown method or option is named, not ignored
+            _refuse_nonfinite(options, method)
 
     def _validate_methods(self) -> None:
         if not self.methods:
@@ -137,8 +155,7 @@ class EvaluateOptions:
             raise ValueError(
                 f"unknown method(s) {', '.join(unknown)}; available: {', '.join(available())}"
             )
-        if len(set(self.methods)) != len(self.methods):
-            raise ValueError(f"methods are listed twice: {list(self.methods)}")
+        _refuse_repeats(self.methods, "methods")
 
     def _validate_counts(self) -> None:
         minimums: dict[str, Any] = {
@@ -149,7 +166,41 @@ class EvaluateOptions:
             value = getattr(self, name)
             if not is_int(value) or value < low:  # ValueError, as the CLI reports it
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if self.tie_draws > MAX_TIE_DRAWS:
+            raise ValueError(
+                f"tie_draws must be an int from 1 to {MAX_TIE_DRAWS}, got {self.tie_draws!r} (the "
+                f"mean of {MAX_TIE_DRAWS} draws is within 1% of one draw's spread; every draw "
+                "re-runs the model on each tied image)"
+            )
         for name in ("max_images", "max_val_images", "lime_patch"):
             value = getattr(self, name)
             if value is not None and (not is_int(value) or value < 1):
                 raise ValueError(f"{name} must be None or an int >= 1, got {value!r}")
+
+
+def _refuse_repeats(names: Iterable[str], field_name: str) -> None:
+    """``ValueError`` when ``names`` (``methods``, ``check_methods``) holds a name twice."""
+    names = list(names)
+    if len(set(names)) != len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        raise ValueError(
+            f"{field_name} are listed twice: {names} ({', '.join(repeated)} more than once); "
+            "name each method once"
+        )
+
+
+def _refuse_nonfinite(value: Any, where: str) -> None:
+    """``ValueError`` naming the first NaN or infinite number in ``value`` (a method's options:
+    numbers, strings, lists and dicts of them); results.json, which holds them, takes finite
+    numbers only, and no explainer option means anything with NaN or infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(
+            f"method_options: {where} is {value!r}; the options take finite numbers only "
+            "(NaN and infinity are refused)"
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nonfinite(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _refuse_nonfinite(item, f"{where}[{index}]")

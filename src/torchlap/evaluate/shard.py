@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
+from torchlap.launch import external_launcher, multi_node_launcher
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -178,22 +180,6 @@ def _parse_devices(devices: str | int) -> int | list[int]:
     return count
 
 
-def _external_launcher() -> bool:
-    """Whether torchrun or SLURM started the processes (Lightning's detection)."""
-    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
-
-    return TorchElasticEnvironment.detect() or SLURMEnvironment.detect()
-
-
-def _multi_node_launcher() -> bool:
-    """Whether the other nodes' processes are started by someone else: torchrun, SLURM, or the
-    manual launch Lightning documents (the same command on each node with ``MASTER_ADDR``,
-    ``MASTER_PORT`` and ``NODE_RANK`` set). Without one, ``--num-nodes M > 1`` waits forever
-    for nodes that never come."""
-    manual = bool(os.environ.get("MASTER_ADDR")) and bool(os.environ.get("NODE_RANK"))
-    return manual or _external_launcher()
-
-
 @dataclass(frozen=True)
 class ShardPlan:
     """The checked ``--devices``/``--num-nodes``/``--device`` of a sharded evaluation."""
@@ -218,7 +204,7 @@ def check_sharding(devices: str | int, num_nodes: int, device: str) -> ShardPlan
     count = _parse_devices(devices)
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
         raise ValueError(f"--num-nodes must be an int >= 1, got {num_nodes!r}")
-    if num_nodes > 1 and not _multi_node_launcher():
+    if num_nodes > 1 and not multi_node_launcher():
         raise ValueError(
             f"--num-nodes {num_nodes} needs a launcher that starts the processes of every node, "
             "and none was detected (torchrun, SLURM, or MASTER_ADDR/NODE_RANK set on each node): "
@@ -273,7 +259,7 @@ def launch_sharded(plan: ShardPlan, function: Callable[[], T]) -> T | None:
     Otherwise Lightning Fabric starts (or joins) the processes and the process group; rank 0
     returns ``function()``'s value, the other ranks return ``None`` after their share.
     """
-    if plan.world_size == 1 and not _external_launcher():
+    if plan.world_size == 1 and not external_launcher():
         return function()
     import warnings
 

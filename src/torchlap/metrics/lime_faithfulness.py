@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlap._checks import check_number, is_int
 from torchlap._checks import check_positive_int as _check_positive_int
-from torchlap.metrics._common import MetricResult
+from torchlap.metrics._common import MetricResult, check_seed
+from torchlap.metrics._common import check_images as _check_finite_images
 
 __all__ = [
     "EvalMode",
@@ -38,8 +40,11 @@ def spearman_correlation(a: Tensor, b: Tensor) -> Tensor:
     """Spearman's rank correlation of each row pair of ``a``, ``b`` (N, n): (N,).
 
     Ties get their average rank (as ``scipy.stats.spearmanr``); a row whose ranks are constant
-    has no correlation: ``nan``. Ranks come from pairwise comparisons (O(n^2) per row; ``n`` is a
-    number of patches here), batched on the tensors' device.
+    has no correlation: ``nan``, and so has a row of ``a`` or ``b`` holding a NaN (scipy's
+    default ``nan_policy="propagate"``) or an infinite value (scipy would rank ``inf`` as the
+    largest value; here a non-finite score or map is a failure, never a rank). Ranks come from
+    pairwise comparisons (O(n^2) per row; ``n`` is a number of patches here), batched on the
+    tensors' device.
     """
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError("a and b must be tensors")
@@ -54,7 +59,9 @@ def spearman_correlation(a: Tensor, b: Tensor) -> Tensor:
     numerator = (ranks_a * ranks_b).sum(dim=1)
     denominator = (ranks_a.square().sum(dim=1) * ranks_b.square().sum(dim=1)).sqrt()
     nan = torch.full_like(numerator, float("nan"))
-    return torch.where(denominator > 0, numerator / denominator.clamp_min(1e-300), nan)
+    # NaN compares neither smaller nor equal, so its row's ranks above are meaningless
+    finite = torch.isfinite(a).all(dim=1) & torch.isfinite(b).all(dim=1)
+    return torch.where(finite & (denominator > 0), numerator / denominator.clamp_min(1e-300), nan)
 
 
 def _average_ranks(x: Tensor) -> Tensor:
@@ -94,28 +101,78 @@ def patch_means(maps: Tensor, image_size: Sequence[int], patch: int) -> Tensor:
     return cell_means(maps, patch_feature_mask(height, width, patch, maps.device), grid)
 
 
-def cell_means(maps: Tensor, mask: Tensor, grid: tuple[int, int]) -> Tensor:
-    """Average maps ``(B, h, w)`` over the cells of ``mask`` ((H, W) ids 0..n-1, row-major,
-    of a ``grid`` = (rows, cols) of cells): maps already at ``grid`` are used as they are,
-    others are resized to (H, W) (bilinear, ``align_corners=False``) and averaged per cell.
-    Returns (B, rows * cols)."""
-    maps = maps.float() if not maps.is_floating_point() else maps
-    if tuple(maps.shape[-2:]) == tuple(grid):
+def cell_means(maps: Tensor, mask: Tensor, grid: Sequence[int]) -> Tensor:
+    """Average maps ``(B, h, w)`` over the cells of ``mask``: maps already at ``grid`` are used
+    as they are, others are resized to (H, W) (bilinear, ``align_corners=False``) and averaged
+    per cell. Returns (B, rows * cols).
+
+    ``maps``: a floating (B, h, w) tensor; ``grid``: (rows, cols), two ints >= 1; ``mask``: an
+    integer (H, W) tensor of cell ids, row-major, holding exactly the ids 0..rows*cols-1, each
+    at least once (``ValueError`` otherwise: a cell without pixels would average to 0/0, an id
+    past the grid has no cell). Checking the mask costs two reductions."""
+    if not isinstance(maps, Tensor) or maps.dim() != 3 or not maps.is_floating_point():
+        got = f"{tuple(maps.shape)} {maps.dtype}" if isinstance(maps, Tensor) else type(maps)
+        raise ValueError(f"maps must be a floating (B, h, w) tensor, got {got}")
+    rows, cols = _check_grid(grid)
+    n_cells = rows * cols
+    ids = _check_cell_mask(mask, n_cells).flatten().to(maps.device)
+    counts = torch.bincount(ids, minlength=n_cells)
+    if not bool(counts.all()):
+        empty = torch.nonzero(counts == 0).flatten()[:5].tolist()
+        raise ValueError(
+            f"mask must use every cell id 0..{n_cells - 1} of the {rows}x{cols} grid; cell(s) "
+            f"{empty} have no pixel"
+        )
+    if tuple(maps.shape[-2:]) == (rows, cols):
         return maps.flatten(1)
     size = tuple(mask.shape)
     if tuple(maps.shape[-2:]) != size:
         maps = F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False)
         maps = maps[:, 0]
-    ids = mask.flatten().to(maps.device)
-    n_cells = grid[0] * grid[1]
     sums = maps.new_zeros(maps.shape[0], n_cells).index_add_(1, ids, maps.flatten(1))
-    return sums / torch.bincount(ids, minlength=n_cells).to(maps.dtype)
+    return sums / counts.to(maps.dtype)
+
+
+def _check_grid(grid: object) -> tuple[int, int]:
+    """``grid`` as (rows, cols), two ints >= 1 (a tuple or a list)."""
+    if (
+        not isinstance(grid, (tuple, list))
+        or len(grid) != 2
+        or not all(is_int(n) and n >= 1 for n in grid)
+    ):
+        raise ValueError(f"grid must be (rows, cols), two ints >= 1, got {grid!r}")
+    return int(grid[0]), int(grid[1])
+
+
+def _check_cell_mask(mask: object, n_cells: int) -> Tensor:
+    """``mask`` must be an integer (H, W) tensor with ids in [0, n_cells) (one reduction)."""
+    if (
+        not isinstance(mask, Tensor)
+        or mask.dim() != 2
+        or mask.numel() == 0
+        or mask.is_floating_point()
+        or mask.is_complex()
+        or mask.dtype == torch.bool
+    ):
+        got = f"{tuple(mask.shape)} {mask.dtype}" if isinstance(mask, Tensor) else type(mask)
+        raise ValueError(f"mask must be a non-empty integer (H, W) tensor of cell ids, got {got}")
+    low, high = (int(v) for v in torch.stack(torch.aminmax(mask.long())).tolist())
+    if low < 0 or high >= n_cells:
+        raise ValueError(
+            f"mask's cell ids must lie in [0, {n_cells}) (one per cell of the grid), got ids "
+            f"from {low} to {high}"
+        )
+    return mask
 
 
 def mean_spearman(map_scores: Tensor, lime_scores: Tensor) -> MetricResult:
     """Mean Spearman correlation of ``map_scores`` and ``lime_scores`` (B, n_cells) over the
-    images where both rank (constant rows excluded: ``n_excluded``); higher is better."""
-    per_sample = spearman_correlation(map_scores, lime_scores.to(map_scores.device))
+    images where both rank; higher is better. Rows that are constant or hold a NaN or an
+    infinite value (in either) have no correlation (``nan`` in ``per_sample``) and are
+    excluded: ``n_excluded``."""
+    if isinstance(lime_scores, Tensor) and isinstance(map_scores, Tensor):
+        lime_scores = lime_scores.to(map_scores.device)
+    per_sample = spearman_correlation(map_scores, lime_scores)
     valid = torch.isfinite(per_sample)
     n = int(valid.sum())
     value = float(per_sample[valid].mean()) if n else float("nan")
@@ -129,30 +186,58 @@ def mean_spearman(map_scores: Tensor, lime_scores: Tensor) -> MetricResult:
 
 
 def check_images(images: Tensor) -> None:
-    """Raise ``ValueError`` unless ``images`` is a float (B, C, H, W) tensor."""
-    if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"images must be a float (B, C, H, W) tensor, got {shape}")
+    """Raise unless ``images`` is a non-empty, finite, floating (B, C, H, W) tensor (B >= 1):
+    ``TypeError`` for a non-tensor, ``ValueError`` otherwise (one reduction for the NaN/inf
+    check, which names the batch indices)."""
+    _check_finite_images(images)
 
 
 def resolve_target(model: nn.Module, images: Tensor, target: int | Tensor | None) -> Tensor:
-    """(B,) class indices: ``target`` broadcast, or the model's predicted classes (``None``)."""
+    """(B,) class indices: ``target`` broadcast, or the model's predicted classes (``None``).
+
+    ``target``: ``None``, an int, or an integer tensor of 1 or B class indices; each must lie in
+    ``[0, n_classes)``, ``n_classes`` the width of the model's (B, n_classes) output, read from
+    one forward of the first image (no gradient; call it in eval mode). Its form is checked
+    before that forward, its range right after (one reduction): before any other model pass.
+    """
     batch = images.shape[0]
-    if target is None:
-        with torch.no_grad():
-            logits = model(images)
-        if not isinstance(logits, Tensor) or logits.dim() != 2:
-            raise TypeError("the model must return class scores of shape (B, n_classes)")
+    classes = None if target is None else _target_tensor(target, batch, images.device)
+    with torch.no_grad():
+        logits = model(images if classes is None else images[:1])
+    if not isinstance(logits, Tensor) or logits.dim() != 2:
+        raise TypeError("the model must return class scores of shape (B, n_classes)")
+    if classes is None:
         return logits.argmax(dim=1)
-    if isinstance(target, int) and not isinstance(target, bool):
-        return torch.full((batch,), target, dtype=torch.long, device=images.device)
-    if isinstance(target, Tensor) and target.dim() <= 1 and not target.is_floating_point():
-        target = target.reshape(-1).to(device=images.device, dtype=torch.long)
+    n_classes = int(logits.shape[1])
+    low, high = (int(v) for v in torch.stack(torch.aminmax(classes)).tolist())
+    if low < 0 or high >= n_classes:
+        raise ValueError(
+            f"target must hold class indices in [0, {n_classes}) (the width of the model's "
+            f"output), got {low if low < 0 else high}"
+        )
+    return classes
+
+
+def _target_tensor(target: object, batch: int, device: torch.device) -> Tensor:
+    """``target`` (an int, or an integer tensor of 1 or ``batch`` values) as a (batch,) long."""
+    if is_int(target):
+        return torch.full((batch,), target, dtype=torch.long, device=device)
+    if (
+        isinstance(target, Tensor)
+        and target.dim() <= 1
+        and not target.is_floating_point()
+        and not target.is_complex()
+        and target.dtype != torch.bool
+    ):
+        target = target.reshape(-1).to(device=device, dtype=torch.long)
         if target.numel() == 1:
             return target.expand(batch).clone()
         if target.numel() == batch:
             return target
-    raise ValueError(f"target must be None, an int or {batch} class indices, got {target!r}")
+    raise ValueError(
+        f"target must be None, an int or an integer tensor of 1 or {batch} class indices, "
+        f"got {target!r}"
+    )
 
 
 class EvalMode:
@@ -220,6 +305,12 @@ def lime_cell_scores(
     ``"probability"`` (softmax of the target class) or ``"logit"``. The occlusion patterns are
     drawn from a generator seeded with ``seed`` for every image (the same patterns for each
     image; the global RNG is left untouched). The model runs in eval mode, flags restored.
+
+    Checked before any model pass: ``images`` a non-empty, finite, floating (B, C, H, W)
+    tensor; ``baseline`` a finite number; ``seed`` an int in [0, 2**32 - 1]; ``n_samples`` and
+    ``perturbations_per_eval`` ints >= 1; ``target`` (see :func:`resolve_target`) class
+    indices in [0, n_classes), its range checked after one forward of the first image (or the
+    prediction pass, ``target=None``), before LIME runs.
     """
     # captum (with scikit-learn) loads here: importing it at module top would add about a
     # second to every `torchlap` command (measured: `torchlap --help`), and only LIME needs it
@@ -248,8 +339,8 @@ def lime_cell_scores(
     _check_positive_int(perturbations_per_eval, "perturbations_per_eval")
     if score not in ("probability", "logit"):
         raise ValueError(f"score must be 'probability' or 'logit', got {score!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+    check_seed(seed)
+    check_number(baseline, "baseline", accepted="a finite number (the value of an occluded pixel)")
     feature_mask = mask.to(images.device).expand(1, images.shape[1], height, width)
 
     def forward(x: Tensor) -> Tensor:

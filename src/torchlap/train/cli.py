@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,15 +65,55 @@ def _parse_ratios(text: str | None) -> dict[str, Any] | None:
     return check_head_ratios(ratios)
 
 
-def config_from_options(**options: Any) -> TrainConfig:
-    """Build a :class:`TrainConfig` from the CLI's option values (parsed, validated)."""
+def _refuse_unused_fillers(texts: list[str], values: dict[str, Any], given: set[str]) -> None:
+    """``--lr`` and ``--optimizer`` fill the LR and OPTIMIZER a ``--phase`` leaves out: one of
+    ``given`` while every phase sets its own would be ignored (as ``--momentum`` without an sgd
+    phase is), so it is refused, naming the phases."""
+    # (option, its field in TRAIN:EPOCHS:LR:OPTIMIZER, the field's index, a phase without it)
+    for name, field, index, kept in (
+        ("lr", "LR", 2, "TRAIN:EPOCHS"),
+        ("optimizer", "OPTIMIZER", 3, "TRAIN:EPOCHS:LR"),
+    ):
+        if not texts or name not in given or any(len(t.split(":")) <= index for t in texts):
+            continue
+        listed = ", ".join(f"{number} ({text!r})" for number, text in enumerate(texts, 1))
+        raise ValueError(
+            f"--{name} {values[name]!r} is used by no phase: every --phase sets its own {field} "
+            f"(phase {listed}); leave --{name} out, or leave {field} out of a phase ({kept}) "
+            f"for it to take --{name}"
+        )
+
+
+def _given_options(context: typer.Context) -> set[str]:
+    """The names of the options set on the command line (or through the environment), not left
+    at their default: click's ``ParameterSource``, compared by name (typer releases differ in
+    which click they use, the installed one or a copy of their own)."""
+    defaults = ("DEFAULT", "DEFAULT_MAP")
+    return {
+        name
+        for name in context.params
+        if getattr(context.get_parameter_source(name), "name", "") not in defaults
+    }
+
+
+def config_from_options(*, given: Collection[str] | None = None, **options: Any) -> TrainConfig:
+    """Build a :class:`TrainConfig` from the CLI's option values (parsed, validated).
+
+    ``given``: the names of the options set on the command line (``None``: those whose value
+    differs from the default); a given ``lr`` or ``optimizer`` that no ``--phase`` uses (each
+    sets its own LR or OPTIMIZER) is refused.
+    """
     # --weight-decay, --schedule and --momentum apply to every --phase (the phase syntax has no
     # field for them), --lr and --optimizer to a phase that leaves LR or OPTIMIZER out; a value
     # off its default without --phase sets the one default phase
     settings = {name: options[name] for name in ("lr", "optimizer", *PHASE_SETTINGS)}
-    phases: list[PhaseConfig] = [
-        parse_phase(text, **settings) for text in options.pop("phase") or []
-    ]
+    texts = options.pop("phase") or []
+    phases: list[PhaseConfig] = [parse_phase(text, **settings) for text in texts]
+    if given is None:
+        given = {
+            name for name in ("lr", "optimizer") if options[name] != getattr(TrainConfig, name)
+        }
+    _refuse_unused_fillers(texts, options, set(given))
     weights = _key_values(options.pop("loss_weight"), "--loss-weight")
     # each value parsed by its option's type; flag keys, non-data and unknown keys refused
     raw_options = _key_values(options.pop("data_option"), "--data-option", parse=False)
@@ -136,9 +177,22 @@ _Model = Annotated[
 _Supervision = Annotated[
     str, typer.Option("--supervision", help="weak (Eq. 5 + Eq. 6), expert (boxes) or none.")
 ]
-_Epochs = Annotated[int, typer.Option("--epochs", help="Epochs (when no --phase is given).")]
-_Lr = Annotated[float, typer.Option("--lr", help="Learning rate (when no --phase is given).")]
-_Optimizer = Annotated[str, typer.Option("--optimizer", help="adam, adamw or sgd.")]
+_Epochs = Annotated[
+    int, typer.Option("--epochs", help="Epochs, 1 to 100000 (when no --phase is given).")
+]
+_Lr = Annotated[
+    float,
+    typer.Option(
+        "--lr", help="Learning rate (without --phase; else of the phases that leave LR out)."
+    ),
+]
+_Optimizer = Annotated[
+    str,
+    typer.Option(
+        "--optimizer",
+        help="adam, adamw or sgd (with --phase: of the phases that leave OPTIMIZER out).",
+    ),
+]
 _WeightDecay = Annotated[
     float, typer.Option("--weight-decay", help="Weight decay (of every --phase too).")
 ]
@@ -323,6 +377,7 @@ _Resume = Annotated[bool, typer.Option("--resume", help="Resume the run in --out
 
 
 def train(
+    context: typer.Context,
     data: _Data,
     out: _Out,
     arch: _Arch = "resnet18",
@@ -386,7 +441,7 @@ def train(
     """
     options = dict(locals())  # first: the option values only
     # errors reach the torchlap command's one-line handler (exit 2 input, 1 failure)
-    config = config_from_options(**options)
+    config = config_from_options(given=_given_options(options.pop("context")), **options)
     out_dir = Path(config.out)
     # RUN/train.log: every line of the run (Lightning's too), once torchlap owns the folder
     with log_file(out_dir / "train.log", ready=(out_dir / "config.json").is_file):

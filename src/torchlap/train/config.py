@@ -35,9 +35,9 @@ from torchlap.models.recipes import (
 from torchlap.train.data_options import check_data_options, resolve_data_source
 
 __all__ = [
-    "EXECUTION_FIELDS", "KEEP_EPOCHS", "MODELS", "OPTIMIZERS", "PHASE_SETTINGS", "PRECISIONS",
-    "SCHEDULES", "SELECT_METRICS", "SUPERVISIONS", "PhaseConfig", "TrainConfig", "parse_phase",
-]  # fmt: skip
+    "EXECUTION_FIELDS", "KEEP_EPOCHS", "MAX_EPOCHS", "MODELS", "OPTIMIZERS", "PHASE_SETTINGS",
+    "PRECISIONS", "SCHEDULES", "SELECT_METRICS", "SUPERVISIONS", "PhaseConfig", "TrainConfig",
+    "parse_phase"]  # fmt: skip
 
 SUPERVISIONS = ("weak", "expert", "none")
 #: the TrainConfig fields that configure LAP layers or their supervision (used by the LAP
@@ -61,6 +61,7 @@ PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed")
 KEEP_EPOCHS = ("best", "last")
 SELECT_METRICS = ("balanced_accuracy", "accuracy", "loss", "cross_entropy")
 AGGREGATION_NAMES = ("max", "sum", "mean", "conv")
+MAX_EPOCHS = 100_000  # epochs of a phase or --epochs: beyond, a typo (not a cost limit)
 
 # Fields that say how a run is executed, not what it computes: they may differ between the
 # config.json of a run folder and a --resume of it (the rest identifies the run).
@@ -89,8 +90,8 @@ class PhaseConfig:
     momentum: float = 0.9
 
     def validate(self) -> None:
-        """Raise ``ValueError``/``TypeError`` on a bad field."""
-        check_positive_int(self.epochs, "phase epochs")
+        """Raise ``ValueError``/``TypeError`` on a bad field (epochs: 1 to :data:`MAX_EPOCHS`)."""
+        check_int(self.epochs, "phase epochs", minimum=1, maximum=MAX_EPOCHS)
         check_positive_float(self.lr, "phase learning rate")
         if not isinstance(self.train, str) or not self.train_targets():
             raise ValueError(
@@ -329,7 +330,7 @@ class TrainConfig:
         check_positive_int(self.image_size, "image_size")
         check_positive_int(self.batch_size, "batch_size")
         if not self.phases:  # the one default phase: name the options the user gave
-            check_positive_int(self.epochs, "epochs (--epochs)")
+            check_int(self.epochs, "epochs (--epochs)", minimum=1, maximum=MAX_EPOCHS)
             check_positive_float(self.lr, "lr (--lr)")
         for name in ("n_images", "n_concepts", "checkpoint_every_n_steps"):
             if getattr(self, name) is not None:

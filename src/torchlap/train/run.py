@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from torchlap import __version__
+from torchlap.launch import multi_node_launcher
 from torchlap.layers import lap_modules
 from torchlap.logs import lightning_progress_callbacks
 from torchlap.models.recipes import TrainingModel, build_for_training, recipe_for
@@ -67,6 +68,8 @@ logger = logging.getLogger(__name__)
 
 
 def _resolve_devices(devices: str | int) -> Any:
+    """``--devices`` as Lightning takes it: ``"auto"``, a count, or a list of distinct ids >= 0
+    (a negative or repeated id is refused: Lightning would fail after the run folder exists)."""
     if isinstance(devices, int):
         return devices
     text = str(devices).strip()
@@ -75,11 +78,39 @@ def _resolve_devices(devices: str | int) -> Any:
     if text.isdigit():
         return int(text)
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        ids = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise ValueError(
             f"--devices must be 'auto', a count (2) or a comma list of ids (0,1), got {devices!r}"
         ) from None
+    if ids and (len(set(ids)) != len(ids) or min(ids) < 0):
+        raise ValueError(
+            f"--devices {devices!r} names a device twice or a negative id; pass 'auto', a count "
+            "(2) or distinct CUDA ids (0,1)"
+        )
+    return ids
+
+
+def _check_launch(config: TrainConfig, devices: Any, cuda: bool) -> None:
+    """Device ids only with CUDA (Lightning's CPU accelerator takes a count), and several
+    nodes only under a launcher that starts their processes (without one the run would wait
+    forever for them, its folder written)."""
+    if isinstance(devices, list) and not cuda:
+        raise ValueError(
+            f"--devices {config.devices!r} lists device ids, which only CUDA has; with "
+            f"--accelerator {config.accelerator} (no CUDA) pass a process count such as "
+            "--devices 2"
+        )
+    nodes = config.num_nodes
+    if nodes > 1 and not multi_node_launcher():
+        raise ValueError(
+            f"--num-nodes {nodes} needs a launcher that starts the processes of every node, "
+            "and none was detected (torchrun, SLURM, or MASTER_ADDR/NODE_RANK set on each node): "
+            f"run `torchrun --nnodes {nodes} --nproc-per-node N --rdzv-backend c10d "
+            "--rdzv-endpoint HOST:PORT -m torchlap.cli train ...` on every node, or `srun "
+            f"torchlap train ...` in a SLURM job of {nodes} nodes; on one machine pass "
+            "--num-nodes 1"
+        )
 
 
 def _check_engine_names(accelerator: str, strategy: str) -> None:
@@ -121,6 +152,7 @@ def _check_devices(config: TrainConfig, devices: Any) -> int:
             f"--accelerator {config.accelerator!r}: no CUDA device is available here "
             "(torch.cuda.is_available() is False); pass --accelerator cpu (or auto)"
         )
+    _check_launch(config, devices, cuda)
     if isinstance(devices, list):
         count = len(devices)
     elif devices == "auto":

@@ -1,0 +1,83 @@
+"""annotations.csv boxes: each bound of the refusal rules, and the exact CSV round trip of
+fractional coordinates, checked side by side on a non-square image."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from torchlap.data import AnnotatedFolder
+from torchlap.data.annotations import ImageRecord, read_annotations, write_annotations
+
+HEADER = ["image", "label", "split", "x_min", "y_min", "x_max", "y_max", "mask"]
+WIDTH, HEIGHT = 20, 12  # non-square: a swapped width and height cannot pass unnoticed
+
+
+def _folder(root: Path, box: tuple[float, float, float, float]) -> Path:
+    """Two WIDTH x HEIGHT images: a training negative and one training image with ``box``."""
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    for k in range(2):
+        Image.new("L", (WIDTH, HEIGHT), 50 * k).save(root / f"img/{k}.png")
+    with open(root / "annotations.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerow(["img/0.png", "neg", "train", "", "", "", "", ""])
+        writer.writerow(["img/1.png", "pos", "train", *box, ""])
+    return root
+
+
+@pytest.mark.parametrize(
+    "box",
+    [(4, 2, 4, 9), (4, 2, 4.0, 9), (4, 5, 9, 5), (7.5, 1, 7.5, 3)],
+    ids=["x-equal", "x-equal-float", "y-equal", "x-equal-fraction"],
+)
+def test_a_box_of_zero_width_or_height_is_refused(tmp_path: Path, box: tuple) -> None:
+    """x_min < x_max and y_min < y_max are strict: a box with no area is refused."""
+    root = _folder(tmp_path / "data", box)
+    with pytest.raises(ValueError, match=r"line 3: box has [xy]_min=.* >= [xy]_max="):
+        AnnotatedFolder(root)
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        (-0.5, 1, 5, 6),  # x_min < 0
+        (1, -0.5, 5, 6),  # y_min < 0
+        (1, 1, WIDTH + 0.5, 6),  # x_max > width
+        (1, 1, 5, HEIGHT + 0.5),  # y_max > height (still < width: a swap would accept it)
+    ],
+    ids=["x_min", "y_min", "x_max", "y_max"],
+)
+@pytest.mark.parametrize("verify", [True, False])
+def test_each_side_outside_the_image_is_refused(tmp_path: Path, box: tuple, verify: bool) -> None:
+    """Every coordinate must lie in [0, width] x [0, height]; each side is checked alone."""
+    root = _folder(tmp_path / "data", box)
+    with pytest.raises(ValueError, match=r"line 3: box .* outside image img/1\.png"):
+        AnnotatedFolder(root, verify_images=verify)[1]
+
+
+def test_a_box_touching_every_border_is_accepted(tmp_path: Path) -> None:
+    """The box (0, 0, width, height) covers every pixel: touching the border is inside."""
+    root = _folder(tmp_path / "data", (0, 0, WIDTH, HEIGHT))
+    sample = AnnotatedFolder(root)[1]
+    assert sample["boxes"].tolist() == [[0.0, 0.0, float(WIDTH), float(HEIGHT)]]
+    assert int(sample["mask"].sum()) == WIDTH * HEIGHT
+
+
+def test_fractional_coordinates_survive_a_write_and_read_exactly(tmp_path: Path) -> None:
+    """write_annotations then read_annotations gives back every coordinate bit for bit."""
+    boxes = [(0.1, 2.5, 3.75, 4.0), (1.0, 1e-3, 19.999, 11.5), (1 / 3, 2 / 7, 10.0, 11.0)]
+    records = [
+        ImageRecord("img/1.png", "pos", "train", boxes=list(boxes)),
+        ImageRecord("img/0.png", "neg", "train"),
+    ]
+    path = tmp_path / "annotations.csv"
+    write_annotations(path, records)
+    back, has_split, has_regions = read_annotations(path)
+    assert has_split and has_regions
+    assert [r.image for r in back] == ["img/1.png", "img/0.png"]
+    assert back[0].boxes == boxes  # float equality: repr() round-trips a float exactly
+    assert back[1].boxes == []

@@ -1,0 +1,66 @@
+"""The exported module's maps: those of the *predicted* class (on a multi-class run, whose
+LAP maps differ between classes), at the input's own height and width (a non-square input)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from torchlap import explain
+from torchlap.export import LapExportModule
+from torchlap.runs import load_run
+
+
+@pytest.fixture(scope="module")
+def concepts_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch LAP run on the 4-class concepts benchmark."""
+    from torchlap.train import TrainConfig, fit
+
+    out = tmp_path_factory.mktemp("export_concepts") / "run"
+    config = TrainConfig(
+        data="concepts", out=str(out), arch="smallcnn", epochs=1, n_images=40, image_size=32,
+        batch_size=16, progress_bar=False,
+    )  # fmt: skip
+    return fit(config)
+
+
+def test_exported_maps_follow_the_predicted_class(concepts_run: Path) -> None:
+    """Per image, lap_all equals explain(..., target=argmax), and the test can tell the
+    predicted class's map from another class's."""
+    run = load_run(concepts_run)
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    module = LapExportModule(run.model, run.concept_sets)
+    with torch.no_grad():
+        logits = run.model(images)
+        outputs = module(images)
+    predicted = logits.argmax(dim=1)
+    torch.testing.assert_close(outputs[0], logits)
+    differs = False
+    for i in range(len(images)):
+        image, sets = images[i : i + 1], run.concept_sets
+        mine = explain(run.model, image, "lap", target=predicted[i : i + 1], concept_sets=sets)
+        torch.testing.assert_close(outputs[-1][i], mine[0], atol=1e-5, rtol=1e-5)
+        for other in range(logits.shape[1]):
+            if other != int(predicted[i]):
+                theirs = explain(
+                    run.model, image, "lap", target=torch.tensor([other]), concept_sets=sets
+                )
+                differs = differs or float((mine - theirs).abs().max()) > 1e-4
+    assert differs  # otherwise the check above could not see a wrong class
+
+
+def test_lap_all_has_the_input_height_and_width(concepts_run: Path) -> None:
+    """A 32 x 48 input gives lap_all of 32 x 48, equal to the lap explainer's map."""
+    run = load_run(concepts_run)
+    images = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(2))
+    module = LapExportModule(run.model, run.concept_sets)
+    with torch.no_grad():
+        logits = run.model(images)
+        outputs = module(images)
+    assert outputs[-1].shape == (2, 32, 48)
+    reference = explain(
+        run.model, images, "lap", target=logits.argmax(dim=1), concept_sets=run.concept_sets
+    )
+    torch.testing.assert_close(outputs[-1], reference, atol=1e-5, rtol=1e-5)
