@@ -64,3 +64,29 @@ def test_lap_all_has_the_input_height_and_width(concepts_run: Path) -> None:
         run.model, images, "lap", target=logits.argmax(dim=1), concept_sets=run.concept_sets
     )
     torch.testing.assert_close(outputs[-1], reference, atol=1e-5, rtol=1e-5)
+
+
+def test_lap_all_takes_the_modules_decay_and_threshold(concepts_run: Path) -> None:
+    """LAP All of the export follows its ``decay``/``threshold``: on maps made non-flat (the
+    concept heads' last weights drawn at random; a one-epoch run's maps sit near 0.5), the
+    module at (0.5, 0.3) equals the ``lap`` explainer at (0.5, 0.3) and differs from (0.8, 0.5)."""
+    from torchlap.layers import lap_modules
+
+    run = load_run(concepts_run)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for layer in lap_modules(run.model).values():
+            last = layer.scorer.heads[-1]
+            last.weight.copy_(torch.randn(last.weight.shape, generator=generator) * 3)
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    sets = run.concept_sets
+    chosen = LapExportModule(run.model, sets, decay=0.5, threshold=0.3)
+    default = LapExportModule(run.model, sets)
+    with torch.no_grad():
+        predicted = run.model(images).argmax(dim=1)
+        mine, theirs = chosen(images)[-1], default(images)[-1]
+    expected = explain(
+        run.model, images, "lap", target=predicted, concept_sets=sets, decay=0.5, threshold=0.3
+    )
+    torch.testing.assert_close(mine, expected, atol=1e-5, rtol=1e-5)
+    assert float((mine - theirs).abs().max()) > 1e-3  # the options change the map here
