@@ -13,7 +13,7 @@ import typer
 
 from torchlap.logs import setup_logging
 
-__all__ = ["OUTPUT_PANEL", "PANELS", "decorate_commands"]
+__all__ = ["OUTPUT_PANEL", "PANELS", "decorate_commands", "given_options"]
 
 #: the help panel of the options every command shares
 OUTPUT_PANEL = "Output"
@@ -115,3 +115,19 @@ def decorate_commands(command: Any, _options: list[Any] | None = None, name: str
         command._torchlap_help_patched = True
     for sub_name, sub in getattr(command, "commands", {}).items():
         decorate_commands(sub, options, sub_name)
+
+
+def given_options(context: object) -> set[str]:
+    """The names of the options the user set (on the command line or through the environment),
+    not left at their defaults, from a command's click context (typer releases differ in which
+    click they use, the installed one or a copy of their own, so the parameter source is read
+    by name); an empty set for a command called as a Python function."""
+    source_of = getattr(context, "get_parameter_source", None)
+    if source_of is None:
+        return set()
+    given = set()
+    for name in getattr(context, "params", {}):
+        source = source_of(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            given.add(name)
+    return given

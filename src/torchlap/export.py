@@ -32,6 +32,7 @@ import typer
 from torch import Tensor, nn
 
 from torchlap._checks import check_fraction, check_int, check_number
+from torchlap.cli_style import given_options
 from torchlap.evaluate import load_eval_data
 from torchlap.explainers.lap import THRESHOLDS, concept_mapping, lap_all, select_lap_map
 from torchlap.io import atomic_path, clean_stale_temps
@@ -344,9 +345,12 @@ def _check_command(ctx: Any, format: str, batch_size: int, verify_images: int) -
         raise typer.BadParameter(str(error)) from None
     if verify_images < 0:
         raise typer.BadParameter(f"--verify-images must be >= 0, got {verify_images}")
-    source = ctx.get_parameter_source("verify_images")
-    given = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-    if given and verify_images > 0 and format != "onnx" and format in EXPORT_FORMATS:
+    if (
+        "verify_images" in given_options(ctx)
+        and verify_images > 0
+        and format != "onnx"
+        and format in EXPORT_FORMATS
+    ):
         raise typer.BadParameter(
             f"--verify-images checks an ONNX file with onnxruntime: it needs --format onnx, and "
             f"a --format {format} file is not verified; drop --verify-images (or pass 0)"

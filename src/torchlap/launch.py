@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["external_launcher", "multi_node_launcher"]
+__all__ = ["external_launcher", "multi_node_launcher", "require_multi_node_launcher"]
 
 
 def external_launcher() -> bool:
@@ -26,3 +26,17 @@ def multi_node_launcher() -> bool:
     for nodes that never come."""
     manual = bool(os.environ.get("MASTER_ADDR")) and bool(os.environ.get("NODE_RANK"))
     return manual or external_launcher()
+
+
+def require_multi_node_launcher(num_nodes: int, command: str) -> None:
+    """Raise ``ValueError`` when ``num_nodes > 1`` and :func:`multi_node_launcher` finds none;
+    the message gives the torchrun and srun forms of ``torchlap COMMAND``."""
+    if num_nodes > 1 and not multi_node_launcher():
+        raise ValueError(
+            f"--num-nodes {num_nodes} needs a launcher that starts the processes of every node, "
+            "and none was detected (torchrun, SLURM, or MASTER_ADDR/NODE_RANK set on each node): "
+            f"run `torchrun --nnodes {num_nodes} --nproc-per-node N --rdzv-backend c10d "
+            f"--rdzv-endpoint HOST:PORT -m torchlap.cli {command} ...` on every node, or `srun "
+            f"torchlap {command} ...` in a SLURM job of {num_nodes} nodes; on one machine pass "
+            "--num-nodes 1"
+        )

@@ -41,6 +41,11 @@ def test_a_split_layout_still_takes_folders_without_images(tmp_path: Path) -> No
     (tmp_path / "notes" / "readme.txt").write_text("no images here")
     (tmp_path / ".cache" / "a").mkdir(parents=True)  # hidden: not a data folder
     Image.new("L", (8, 8)).save(tmp_path / ".cache" / "a" / "0.png")
+    # what unzipping an archive made on macOS leaves: resource forks named like images
+    (tmp_path / "__MACOSX" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "__MACOSX" / "train" / "a" / "._0.png").write_bytes(b"AppleDouble")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "._1.png").write_bytes(b"AppleDouble")
     assert len(image_folder(tmp_path, split="train")) == 2
     check = runner.invoke(app, ["data", "check", str(tmp_path)])
     assert check.exit_code == 0, check.output

@@ -35,8 +35,8 @@ def _no_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"devices": "0,-1"}, r"names a device twice or a negative id; pass 'auto', a count"),
         (
             {"devices": "0,1", "accelerator": "cpu"},
-            r"--devices '0,1' lists device ids, which only CUDA has; with --accelerator cpu "
-            r"\(no CUDA\) pass a process count such as --devices 2",
+            r"--devices '0,1' lists device ids, which the CPU does not have \(CUDA, MPS and TPU "
+            r"do\); with --accelerator cpu on the CPU pass a process count such as --devices 2",
         ),
         ({"devices": "0", "accelerator": "cpu"}, r"--devices '0' selects no device"),
     ],
@@ -131,6 +131,8 @@ def test_lr_or_optimizer_no_phase_uses_is_refused(
         ["--phase", "lap:1:1e-4", "--phase", "fc:1", "--lr", "5"],  # phase 2 takes --lr
         ["--phase", "lap:1:1e-4", "--optimizer", "sgd"],  # the phase takes --optimizer
         ["--lr", "0.01", "--optimizer", "sgd"],  # no --phase: the one default phase
+        # a run made before the refusal resumes with the command that made it
+        ["--phase", "lap:1:1e-4", "--lr", "5", "--resume"],
     ],
 )
 def test_lr_and_optimizer_a_phase_uses_are_accepted(

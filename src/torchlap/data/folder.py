@@ -578,13 +578,14 @@ def _refuse_untrainable_class_folders(
 def _refuse_other_image_folders(root: Path, split_dirs: list[str]) -> None:
     """ValueError naming the folders with image files next to the split folders: a split layout
     reads only train/, val/ and test/, so ``Validation/`` or ``Test/`` would be dropped (the
-    split folders are compared as files: ``Train/`` read as train/ on macOS is no other)."""
+    split folders are compared as files: ``Train/`` read as train/ on macOS is no other; hidden
+    files and folders and macOS' ``__MACOSX/`` resource forks are no images)."""
     others = [
         entry.name + "/"
         for entry in sorted(root.iterdir())
-        if entry.is_dir() and not entry.name.startswith(".")
+        if entry.is_dir() and not entry.name.startswith(".") and entry.name != "__MACOSX"
         if not any(entry.samefile(root / split) for split in split_dirs)
-        if any(f.lower().endswith(IMG_EXTENSIONS) for _, _, fs in os.walk(entry) for f in fs)
+        if any(_is_image_name(f) for _, _, fs in os.walk(entry) for f in fs)
     ]
     if others:
         raise ValueError(
@@ -592,3 +593,7 @@ def _refuse_other_image_folders(root: Path, split_dirs: list[str]) -> None:
             f"would be left out: the split folders are named exactly {', '.join(SPLITS)} "
             "(lower case); rename or move the other folder(s)"
         )
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)

@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from torchlap.cli_style import given_options
 from torchlap.evaluate.common import guard_output_folder
 from torchlap.evaluate.compare import compare_runs
 from torchlap.evaluate.core import evaluate_run
@@ -93,23 +94,10 @@ def _options(params: dict[str, object]) -> EvaluateOptions:
     )
     try:
         options.validate()
-        _refuse_ignored(options, _given(params.get("ctx")))
+        _refuse_ignored(options, given_options(params.get("ctx")))
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     return options
-
-
-def _given(ctx: object) -> set[str]:
-    """The parameters the user gave (not left at their defaults) of the command's context."""
-    source_of = getattr(ctx, "get_parameter_source", None)  # (typer's vendored click Context)
-    if source_of is None:  # the command called as a function
-        return set()
-    sources = {name: source_of(name) for name in getattr(ctx, "params", {})}
-    return {
-        name
-        for name, source in sources.items()
-        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-    }
 
 
 def _refuse_ignored(options: EvaluateOptions, given: set[str]) -> None:

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from torchlap.launch import external_launcher, multi_node_launcher
+from torchlap.launch import external_launcher, require_multi_node_launcher
 
 logger = logging.getLogger(__name__)
 
@@ -204,15 +204,7 @@ def check_sharding(devices: str | int, num_nodes: int, device: str) -> ShardPlan
     count = _parse_devices(devices)
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
         raise ValueError(f"--num-nodes must be an int >= 1, got {num_nodes!r}")
-    if num_nodes > 1 and not multi_node_launcher():
-        raise ValueError(
-            f"--num-nodes {num_nodes} needs a launcher that starts the processes of every node, "
-            "and none was detected (torchrun, SLURM, or MASTER_ADDR/NODE_RANK set on each node): "
-            f"run `torchrun --nnodes {num_nodes} --nproc-per-node N --rdzv-backend c10d "
-            "--rdzv-endpoint HOST:PORT -m torchlap.cli evaluate ...` on every node, or `srun "
-            f"torchlap evaluate ...` in a SLURM job of {num_nodes} nodes; on one machine pass "
-            "--num-nodes 1"
-        )
+    require_multi_node_launcher(num_nodes, "evaluate")  # (compare shares the rule)
     kind = torch.device(device).type
     n_local = len(count) if isinstance(count, list) else count
     world = n_local * num_nodes

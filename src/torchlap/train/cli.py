@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 import torchlap.train.run as train_run
+from torchlap.cli_style import given_options
 from torchlap.logs import log_file
 from torchlap.train.config import (
     PHASE_SETTINGS,
@@ -84,24 +85,13 @@ def _refuse_unused_fillers(texts: list[str], values: dict[str, Any], given: set[
         )
 
 
-def _given_options(context: typer.Context) -> set[str]:
-    """The names of the options set on the command line (or through the environment), not left
-    at their default: click's ``ParameterSource``, compared by name (typer releases differ in
-    which click they use, the installed one or a copy of their own)."""
-    defaults = ("DEFAULT", "DEFAULT_MAP")
-    return {
-        name
-        for name in context.params
-        if getattr(context.get_parameter_source(name), "name", "") not in defaults
-    }
-
-
 def config_from_options(*, given: Collection[str] | None = None, **options: Any) -> TrainConfig:
     """Build a :class:`TrainConfig` from the CLI's option values (parsed, validated).
 
     ``given``: the names of the options set on the command line (``None``: those whose value
     differs from the default); a given ``lr`` or ``optimizer`` that no ``--phase`` uses (each
-    sets its own LR or OPTIMIZER) is refused.
+    sets its own LR or OPTIMIZER) is refused, except under ``resume`` (the run's config.json
+    records them, and the run is checked against it).
     """
     # --weight-decay, --schedule and --momentum apply to every --phase (the phase syntax has no
     # field for them), --lr and --optimizer to a phase that leaves LR or OPTIMIZER out; a value
@@ -113,7 +103,8 @@ def config_from_options(*, given: Collection[str] | None = None, **options: Any)
         given = {
             name for name in ("lr", "optimizer") if options[name] != getattr(TrainConfig, name)
         }
-    _refuse_unused_fillers(texts, options, set(given))
+    if not options["resume"]:  # a run made before the refusal resumes with its own command
+        _refuse_unused_fillers(texts, options, set(given))
     weights = _key_values(options.pop("loss_weight"), "--loss-weight")
     # each value parsed by its option's type; flag keys, non-data and unknown keys refused
     raw_options = _key_values(options.pop("data_option"), "--data-option", parse=False)
@@ -441,7 +432,7 @@ def train(
     """
     options = dict(locals())  # first: the option values only
     # errors reach the torchlap command's one-line handler (exit 2 input, 1 failure)
-    config = config_from_options(given=_given_options(options.pop("context")), **options)
+    config = config_from_options(given=given_options(options.pop("context")), **options)
     out_dir = Path(config.out)
     # RUN/train.log: every line of the run (Lightning's too), once torchlap owns the folder
     with log_file(out_dir / "train.log", ready=(out_dir / "config.json").is_file):

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from torchlap import __version__
-from torchlap.launch import multi_node_launcher
+from torchlap.launch import require_multi_node_launcher
 from torchlap.layers import lap_modules
 from torchlap.logs import lightning_progress_callbacks
 from torchlap.models.recipes import TrainingModel, build_for_training, recipe_for
@@ -91,26 +91,19 @@ def _resolve_devices(devices: str | int) -> Any:
     return ids
 
 
-def _check_launch(config: TrainConfig, devices: Any, cuda: bool) -> None:
-    """Device ids only with CUDA (Lightning's CPU accelerator takes a count), and several
+def _check_launch(config: TrainConfig, devices: Any, accelerated: bool) -> None:
+    """Device ids only off the CPU (Lightning's CPU accelerator takes a count; ``accelerated``:
+    a CUDA, MPS or TPU device is there for ``--accelerator auto``), and several
     nodes only under a launcher that starts their processes (without one the run would wait
     forever for them, its folder written)."""
-    if isinstance(devices, list) and not cuda:
+    on_cpu = config.accelerator == "cpu" or (config.accelerator == "auto" and not accelerated)
+    if isinstance(devices, list) and on_cpu:
         raise ValueError(
-            f"--devices {config.devices!r} lists device ids, which only CUDA has; with "
-            f"--accelerator {config.accelerator} (no CUDA) pass a process count such as "
-            "--devices 2"
+            f"--devices {config.devices!r} lists device ids, which the CPU does not have (CUDA, "
+            f"MPS and TPU do); with --accelerator {config.accelerator} on the CPU pass a process "
+            "count such as --devices 2"
         )
-    nodes = config.num_nodes
-    if nodes > 1 and not multi_node_launcher():
-        raise ValueError(
-            f"--num-nodes {nodes} needs a launcher that starts the processes of every node, "
-            "and none was detected (torchrun, SLURM, or MASTER_ADDR/NODE_RANK set on each node): "
-            f"run `torchrun --nnodes {nodes} --nproc-per-node N --rdzv-backend c10d "
-            "--rdzv-endpoint HOST:PORT -m torchlap.cli train ...` on every node, or `srun "
-            f"torchlap train ...` in a SLURM job of {nodes} nodes; on one machine pass "
-            "--num-nodes 1"
-        )
+    require_multi_node_launcher(config.num_nodes, "train")
 
 
 def _check_engine_names(accelerator: str, strategy: str) -> None:
@@ -152,7 +145,7 @@ def _check_devices(config: TrainConfig, devices: Any) -> int:
             f"--accelerator {config.accelerator!r}: no CUDA device is available here "
             "(torch.cuda.is_available() is False); pass --accelerator cpu (or auto)"
         )
-    _check_launch(config, devices, cuda)
+    _check_launch(config, devices, cuda or torch.backends.mps.is_available())
     if isinstance(devices, list):
         count = len(devices)
     elif devices == "auto":
