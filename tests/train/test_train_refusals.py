@@ -110,6 +110,12 @@ def test_several_nodes_under_a_manual_launch_pass_the_launcher_check(
         ),
         # given on the command line, even at its default value: it is still unused
         (["--phase", "lap:1:1e-4", "--lr", "0.001"], r"--lr 0.001 is used by no phase"),
+        # every phase sets its own EPOCHS: --epochs with a --phase is never used
+        (
+            ["--phase", "lap:1", "--epochs", "7"],
+            r"--epochs 7 is used by no phase: every --phase sets its own EPOCHS "
+            r"\(TRAIN:EPOCHS\[:LR\[:OPTIMIZER\]\]\); leave --epochs out",
+        ),
     ],
 )
 def test_lr_or_optimizer_no_phase_uses_is_refused(

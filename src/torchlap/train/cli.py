@@ -69,7 +69,7 @@ def _parse_ratios(text: str | None) -> dict[str, Any] | None:
 def _refuse_unused_fillers(texts: list[str], values: dict[str, Any], given: set[str]) -> None:
     """``--lr`` and ``--optimizer`` fill the LR and OPTIMIZER a ``--phase`` leaves out: one of
     ``given`` while every phase sets its own would be ignored (as ``--momentum`` without an sgd
-    phase is), so it is refused, naming the phases."""
+    phase is), so it is refused, naming the phases; so is ``--epochs`` with any ``--phase``."""
     # (option, its field in TRAIN:EPOCHS:LR:OPTIMIZER, the field's index, a phase without it)
     for name, field, index, kept in (
         ("lr", "LR", 2, "TRAIN:EPOCHS"),
@@ -83,15 +83,20 @@ def _refuse_unused_fillers(texts: list[str], values: dict[str, Any], given: set[
             f"(phase {listed}); leave --{name} out, or leave {field} out of a phase ({kept}) "
             f"for it to take --{name}"
         )
+    if texts and "epochs" in given:  # EPOCHS is the one field every phase must set
+        raise ValueError(
+            f"--epochs {values['epochs']!r} is used by no phase: every --phase sets its own "
+            "EPOCHS (TRAIN:EPOCHS[:LR[:OPTIMIZER]]); leave --epochs out"
+        )
 
 
 def config_from_options(*, given: Collection[str] | None = None, **options: Any) -> TrainConfig:
     """Build a :class:`TrainConfig` from the CLI's option values (parsed, validated).
 
     ``given``: the names of the options set on the command line (``None``: those whose value
-    differs from the default); a given ``lr`` or ``optimizer`` that no ``--phase`` uses (each
-    sets its own LR or OPTIMIZER) is refused, except under ``resume`` (the run's config.json
-    records them, and the run is checked against it).
+    differs from the default); a given ``lr``, ``optimizer`` or ``epochs`` that no ``--phase``
+    uses (each sets its own LR, OPTIMIZER or EPOCHS) is refused, except under ``resume`` (the
+    run's config.json records them, and the run is checked against it).
     """
     # --weight-decay, --schedule and --momentum apply to every --phase (the phase syntax has no
     # field for them), --lr and --optimizer to a phase that leaves LR or OPTIMIZER out; a value
@@ -101,7 +106,9 @@ def config_from_options(*, given: Collection[str] | None = None, **options: Any)
     phases: list[PhaseConfig] = [parse_phase(text, **settings) for text in texts]
     if given is None:
         given = {
-            name for name in ("lr", "optimizer") if options[name] != getattr(TrainConfig, name)
+            name
+            for name in ("lr", "optimizer", "epochs")
+            if options[name] != getattr(TrainConfig, name)
         }
     if not options["resume"]:  # a run made before the refusal resumes with its own command
         _refuse_unused_fillers(texts, options, set(given))
