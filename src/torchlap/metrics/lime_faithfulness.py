@@ -18,8 +18,7 @@ from torch import Tensor, nn
 
 from torchlap._checks import check_number, is_int
 from torchlap._checks import check_positive_int as _check_positive_int
-from torchlap.metrics._common import MetricResult, check_seed
-from torchlap.metrics._common import check_images as _check_finite_images
+from torchlap.metrics._common import MetricResult, check_images, check_seed
 
 __all__ = [
     "EvalMode",
@@ -115,14 +114,8 @@ def cell_means(maps: Tensor, mask: Tensor, grid: Sequence[int]) -> Tensor:
         raise ValueError(f"maps must be a floating (B, h, w) tensor, got {got}")
     rows, cols = _check_grid(grid)
     n_cells = rows * cols
-    ids = _check_cell_mask(mask, n_cells).flatten().to(maps.device)
-    counts = torch.bincount(ids, minlength=n_cells)
-    if not bool(counts.all()):
-        empty = torch.nonzero(counts == 0).flatten()[:5].tolist()
-        raise ValueError(
-            f"mask must use every cell id 0..{n_cells - 1} of the {rows}x{cols} grid; cell(s) "
-            f"{empty} have no pixel"
-        )
+    counts = _cell_counts(mask, n_cells, f"the {rows}x{cols} grid").to(maps.device)
+    ids = mask.flatten().long().to(maps.device)
     if tuple(maps.shape[-2:]) == (rows, cols):
         return maps.flatten(1)
     size = tuple(mask.shape)
@@ -144,25 +137,48 @@ def _check_grid(grid: object) -> tuple[int, int]:
     return int(grid[0]), int(grid[1])
 
 
-def _check_cell_mask(mask: object, n_cells: int) -> Tensor:
-    """``mask`` must be an integer (H, W) tensor with ids in [0, n_cells) (one reduction)."""
+def _cell_counts(
+    mask: object, n_cells: int | None, grid: str = "", size: tuple[int, int] | None = None
+) -> Tensor:
+    """The pixel count of every cell of ``mask``, an integer (H, W) tensor (of ``size`` when
+    given) whose ids are exactly 0..n_cells-1, each used (``n_cells`` None: as many cells as
+    the largest id says); ``ValueError`` naming what is wrong. Two reductions."""
     if (
         not isinstance(mask, Tensor)
         or mask.dim() != 2
         or mask.numel() == 0
+        or (size is not None and tuple(mask.shape) != size)
         or mask.is_floating_point()
         or mask.is_complex()
         or mask.dtype == torch.bool
     ):
         got = f"{tuple(mask.shape)} {mask.dtype}" if isinstance(mask, Tensor) else type(mask)
-        raise ValueError(f"mask must be a non-empty integer (H, W) tensor of cell ids, got {got}")
+        shape = "(H, W)" if size is None else str(size)
+        raise ValueError(
+            f"mask must be an integer {shape} tensor of cell ids, non-empty, got {got}"
+        )
     low, high = (int(v) for v in torch.stack(torch.aminmax(mask.long())).tolist())
+    if n_cells is None:  # the ids say the cells: captum fits one coefficient per id 0..max
+        counts = torch.bincount(mask.flatten().long(), minlength=high + 1) if low >= 0 else None
+        if counts is None or not bool(counts.all()):
+            distinct = torch.unique(mask).numel()
+            raise ValueError(
+                f"mask's cell ids must be 0..n_cells-1, each used, got {distinct} distinct ids "
+                f"from {low} to {high}"
+            )
+        return counts
     if low < 0 or high >= n_cells:
         raise ValueError(
             f"mask's cell ids must lie in [0, {n_cells}) (one per cell of the grid), got ids "
             f"from {low} to {high}"
         )
-    return mask
+    counts = torch.bincount(mask.flatten().long(), minlength=n_cells)
+    if not bool(counts.all()):
+        empty = torch.nonzero(counts == 0).flatten()[:5].tolist()
+        raise ValueError(
+            f"mask must use every cell id 0..{n_cells - 1} of {grid}; cell(s) {empty} have no pixel"
+        )
+    return counts
 
 
 def mean_spearman(map_scores: Tensor, lime_scores: Tensor) -> MetricResult:
@@ -183,13 +199,6 @@ def mean_spearman(map_scores: Tensor, lime_scores: Tensor) -> MetricResult:
         n_excluded=int(per_sample.numel() - n),
         per_sample=per_sample,
     )
-
-
-def check_images(images: Tensor) -> None:
-    """Raise unless ``images`` is a non-empty, finite, floating (B, C, H, W) tensor (B >= 1):
-    ``TypeError`` for a non-tensor, ``ValueError`` otherwise (one reduction for the NaN/inf
-    check, which names the batch indices)."""
-    _check_finite_images(images)
 
 
 def resolve_target(model: nn.Module, images: Tensor, target: int | Tensor | None) -> Tensor:
@@ -319,22 +328,7 @@ def lime_cell_scores(
 
     check_images(images)
     height, width = images.shape[-2:]
-    if (
-        not isinstance(mask, Tensor)
-        or tuple(mask.shape) != (height, width)
-        or mask.is_floating_point()
-        or mask.dtype == torch.bool
-    ):
-        got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
-        raise ValueError(
-            f"mask must be an integer ({height}, {width}) tensor of cell ids, got {got}"
-        )
-    ids = torch.unique(mask)  # captum fits one coefficient per id from 0 to the largest
-    if int(ids[0]) != 0 or int(ids[-1]) != ids.numel() - 1:
-        raise ValueError(
-            f"mask's cell ids must be 0..n_cells-1, each used, got {ids.numel()} distinct ids "
-            f"from {int(ids[0])} to {int(ids[-1])}"
-        )
+    _cell_counts(mask, None, size=(int(height), int(width)))
     _check_positive_int(n_samples, "n_samples")
     _check_positive_int(perturbations_per_eval, "perturbations_per_eval")
     if score not in ("probability", "logit"):
