@@ -55,6 +55,7 @@ class BenchRow:
 
     @property
     def images_per_second(self) -> float:
+        """Images explained per second (infinite for a batch timed at 0 s)."""
         return self.batch_size / self.seconds if self.seconds > 0 else float("inf")
 
 

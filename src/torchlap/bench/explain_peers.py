@@ -63,7 +63,8 @@ class PeerRow:
 
     @property
     def images_per_second(self) -> float:
-        return self.batch / self.seconds
+        """Images explained per second (infinite for a batch timed at 0 s)."""
+        return self.batch / self.seconds if self.seconds > 0 else float("inf")
 
 
 def map_correlation(maps: Tensor, reference: Tensor) -> float:

@@ -17,6 +17,7 @@ missed target is from what the machine allows:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -206,7 +207,7 @@ def _candidates(x: torch.Tensor, kernel, stride, padding) -> tuple[str, LapBase,
 
 
 def run_layer_benchmark(
-    shapes=SHAPES,
+    shapes: Sequence[tuple] = SHAPES,
     device: str | torch.device = "cpu",
     repeats: int = 3,
     scale: float = 1.0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -50,18 +51,22 @@ class ModelBenchRow:
 
     @property
     def forward_time_ratio(self) -> float:
+        """Forward time of the lapified model over the vanilla one's."""
         return self.forward_ms[1] / self.forward_ms[0]
 
     @property
     def train_time_ratio(self) -> float:
+        """Train-step time of the lapified model over the vanilla one's."""
         return self.train_ms[1] / self.train_ms[0]
 
     @property
     def forward_mac_ratio(self) -> float:
+        """Forward multiply-adds of the lapified model over the vanilla one's."""
         return self.forward_gmacs[1] / self.forward_gmacs[0]
 
     @property
     def train_mac_ratio(self) -> float:
+        """Train-step multiply-adds of the lapified model over the vanilla one's."""
         return self.train_gmacs[1] / self.train_gmacs[0]
 
 
@@ -78,7 +83,7 @@ def _train_step(
     optimizer.step()
 
 
-def count_multiply_adds(fn, *args) -> float:
+def count_multiply_adds(fn: Callable[..., object], *args: object) -> float:
     """Multiply-adds (FLOPs / 2) of the convolutions and matrix products ``fn(*args)`` runs."""
     from torch.utils.flop_counter import FlopCounterMode
 

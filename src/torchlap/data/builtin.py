@@ -252,6 +252,7 @@ class Concepts(SyntheticBenchmark):
         )
 
     def metadata(self) -> dict[str, Any]:
+        """The generator's settings, with the concept classes' count as ``n_classes``."""
         out = super().metadata()
         out["n_classes"] = self.n_concept_classes
         return out

@@ -62,6 +62,7 @@ class AtomicCheckpoint(Checkpoint):
 
     @property
     def state_key(self) -> str:
+        """Lightning's key of this callback's state: one per run folder."""
         return f"AtomicCheckpoint[{self.dirpath.name}]"
 
     def on_train_batch_end(
