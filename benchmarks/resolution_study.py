@@ -168,6 +168,16 @@ def _train_images(state: dict, prefix: str, data: str) -> str:
     return recipe_value(data, "--n-images")
 
 
+def _compared(state: dict, prefix: str, run: dict) -> str:
+    """When the cell's comparison finished and under which metric definitions
+    (``torchlap.evaluate.METRICS_REVISION``, recorded in each run's protocol): cells compared
+    under different revisions are not comparable column for column."""
+    finished = state["steps"].get(f"{prefix}compare", {}).get("finished", "")
+    revision = (run.get("protocol") or {}).get("metrics_revision")
+    date = finished.split(" ")[0] if finished else "-"
+    return f"{date} ({'?' if revision is None else revision})"
+
+
 def table(out: Path) -> str:
     """Markdown table of every finished cell under ``out``."""
     state = load_state(out)
@@ -175,7 +185,8 @@ def table(out: Path) -> str:
     # digits classes the mean recall per class), not on the few images the comparison explains
     header = ["Data", "Size", "images", "Length", "Run", "kept epoch", "test BA %",
               "vanilla test BA %", "LAP IoU thr. %", "best post-hoc thr. %", "LAP IoU top-K %",
-              "best post-hoc top-K %", "cell wall time (min)"]  # fmt: skip
+              "best post-hoc top-K %", "cell wall time (min)",
+              "compared (metrics rev.)"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
     def order(path: Path) -> tuple:  # dataset, size in pixels, demo before long
@@ -209,6 +220,7 @@ def table(out: Path) -> str:
                 cells.append("n/a" if lap is None else f"{100 * lap:.1f}")
                 cells.append("n/a" if best is None else f"{100 * best[0]:.1f} ({best[1]})")
             cells.append(f"{minutes / 60:.0f}")
+            cells.append(_compared(state, prefix, run))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -36,6 +36,7 @@ def _write_cell(out: Path) -> None:
     runs = {
         "ws-lap": {
             "model": {"balanced_accuracy": _metric(0.5)},  # 16 images: not the table's BA
+            "protocol": {"metrics_revision": 8},
             "localization": {
                 "lap": {"iou_threshold": _metric(0.20), "iou_topk": _metric(0.31)},
                 "guided_backprop": {"iou_threshold": _metric(0.35), "iou_topk": _metric(0.30)},
@@ -63,7 +64,7 @@ def _write_cell(out: Path) -> None:
     )
     steps = {
         "lesions/128/demo/train/vanilla": {"seconds": 60.0},
-        "lesions/128/demo/compare": {"seconds": 120.0},
+        "lesions/128/demo/compare": {"seconds": 120.0, "finished": "2026-12-05 07:10"},
         "lesions/64/demo/compare": {"seconds": 6000.0},  # another cell: not counted
     }
     (out / "study.json").write_text(json.dumps({"steps": steps}))
@@ -80,8 +81,10 @@ def test_table_rows_compare_lap_with_the_best_post_hoc_method(study, tmp_path: P
     # top-K: RISE best (0.33 > 0.30 > 0.05)
     assert ws[8:12] == ["20.0", "35.0 (guided_backprop)", "31.0", "33.0 (rise)"]
     assert ws[12] == "3"  # 180 s of this cell's steps, in minutes
+    assert ws[13] == "2026-12-05 (8)"  # the comparison's date and metrics revision
     bb = [cell.strip() for cell in lines[3].strip("|").split("|")]
     assert bb[5:12] == ["-", "100.0", "85.5", "40.0", "n/a", "n/a", "n/a"]
+    assert bb[13] == "2026-12-05 (?)"  # no protocol recorded: the revision is unknown
 
 
 def test_table_reads_the_image_count_a_cell_trained_with(study, tmp_path: Path) -> None:
