@@ -8,19 +8,19 @@ PyTorch's own ``parallel_for`` runs work below a grain size on one thread. This 
 ``.sum().backward()`` of the LAP layer at the batch-1 pooling sites of ``torchlap bench layer``
 with the kernels on all of torch's threads and on one (the autograd and the rest of the call on
 the same threads either way), next to ``avg_pool2d`` and ``max_pool2d`` (all threads), best of
-``--rounds`` interleaved rounds of 3 x 50 calls, in microseconds, and prints each site's
-one-thread / all-threads ratio: below 1 where a grain-size rule would help.
+``--rounds`` interleaved rounds of 150 calls (``layer_overhead.best_us``), in microseconds, and
+prints each site's one-thread / all-threads ratio: below 1 where a grain-size rule would help.
 """
 
 from __future__ import annotations
 
 import argparse
-import timeit
 
 import torch
 import torch.nn.functional as F
 
 import torchlap.layers.fused as fused
+from layer_overhead import best_us
 from torchlap.allocator import keep_freed_memory
 from torchlap.bench.layer import SHAPES
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
@@ -47,22 +47,25 @@ def site_times(shape: tuple[int, ...], kernel, stride, padding, rounds: int) -> 
         return run
 
     all_threads = fused._threads
+
+    def one_thread(run):
+        def call() -> None:
+            fused._threads = lambda: 1  # the thread count the fused layer's kernels get
+            try:
+                run()
+            finally:
+                fused._threads = all_threads
+
+        return call
+
+    lap_pass = pass_of(lambda: lap(x))
     candidates = {
-        "avg": (pass_of(avg), all_threads),
-        "max": (pass_of(mx), all_threads),
-        "LAP, all threads": (pass_of(lambda: lap(x)), all_threads),
-        "LAP, one thread": (pass_of(lambda: lap(x)), lambda: 1),
+        "avg": pass_of(avg),
+        "max": pass_of(mx),
+        "LAP, all threads": lap_pass,
+        "LAP, one thread": one_thread(lap_pass),
     }
-    best = dict.fromkeys(candidates, float("inf"))
-    try:
-        for _ in range(rounds):
-            for name, (run, threads) in candidates.items():
-                fused._threads = threads  # the thread count the fused layer's kernels get
-                seconds = min(timeit.repeat(run, number=50, repeat=3)) / 50
-                best[name] = min(best[name], seconds * 1e6)
-    finally:
-        fused._threads = all_threads
-    return best
+    return best_us(candidates, calls=150, rounds=rounds)
 
 
 def main() -> None:

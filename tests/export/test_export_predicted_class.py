@@ -26,15 +26,19 @@ def concepts_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return fit(config)
 
 
+def _logits_and_export(run, images: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+    """The run's logits on ``images`` and the outputs of its exported module."""
+    module = LapExportModule(run.model, run.concept_sets)
+    with torch.no_grad():
+        return run.model(images), module(images)
+
+
 def test_exported_maps_follow_the_predicted_class(concepts_run: Path) -> None:
     """Per image, lap_all equals explain(..., target=argmax), and the test can tell the
     predicted class's map from another class's."""
     run = load_run(concepts_run)
     images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    module = LapExportModule(run.model, run.concept_sets)
-    with torch.no_grad():
-        logits = run.model(images)
-        outputs = module(images)
+    logits, outputs = _logits_and_export(run, images)
     predicted = logits.argmax(dim=1)
     torch.testing.assert_close(outputs[0], logits)
     differs = False
@@ -55,10 +59,7 @@ def test_lap_all_has_the_input_height_and_width(concepts_run: Path) -> None:
     """A 32 x 48 input gives lap_all of 32 x 48, equal to the lap explainer's map."""
     run = load_run(concepts_run)
     images = torch.rand(2, 3, 32, 48, generator=torch.Generator().manual_seed(2))
-    module = LapExportModule(run.model, run.concept_sets)
-    with torch.no_grad():
-        logits = run.model(images)
-        outputs = module(images)
+    logits, outputs = _logits_and_export(run, images)
     assert outputs[-1].shape == (2, 32, 48)
     reference = explain(
         run.model, images, "lap", target=logits.argmax(dim=1), concept_sets=run.concept_sets
