@@ -178,6 +178,21 @@ def _compared(state: dict, prefix: str, run: dict) -> str:
     return f"{date} ({'?' if revision is None else revision})"
 
 
+def _lead(run: dict, metric: str, best: str | None) -> str:
+    """LAP's mean per-image lead over the best post-hoc method on the same images, in IoU
+    points, with its bootstrap interval (``results["paired"]``, written by torchlap evaluate
+    since the intervals were added; ``-`` for a comparison made before)."""
+    paired = (run.get("paired") or {}).get("references", {}).get("lap", {})
+    entry = paired.get(metric, {}).get(best) if best is not None else None
+    if not entry or entry.get("difference") is None:
+        return "-"
+    text = f"{100 * entry['difference']:+.1f}"
+    if entry.get("interval") is not None:
+        low, high = entry["interval"]
+        text += f" [{100 * low:+.1f}, {100 * high:+.1f}]"
+    return text
+
+
 def table(out: Path) -> str:
     """Markdown table of every finished cell under ``out``."""
     state = load_state(out)
@@ -185,7 +200,8 @@ def table(out: Path) -> str:
     # digits classes the mean recall per class), not on the few images the comparison explains
     header = ["Data", "Size", "images", "Length", "Run", "kept epoch", "test BA %",
               "vanilla test BA %", "LAP IoU thr. %", "best post-hoc thr. %", "LAP IoU top-K %",
-              "best post-hoc top-K %", "cell wall time (min)",
+              "best post-hoc top-K %", "LAP - best thr. [interval]",
+              "LAP - best top-K [interval]", "cell wall time (min)",
               "compared (metrics rev.)"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
@@ -209,6 +225,7 @@ def table(out: Path) -> str:
                      _kept_epoch(length_dir / "runs" / name),
                      _test_balanced_accuracy(length_dir / "runs" / name),
                      _test_balanced_accuracy(length_dir / "runs" / "vanilla")]  # fmt: skip
+            leads = []
             for metric in METRICS:
                 lap = _value(localization.get("lap", {}).get(metric))
                 scored = [
@@ -219,7 +236,8 @@ def table(out: Path) -> str:
                 best = max(scored, default=None)
                 cells.append("n/a" if lap is None else f"{100 * lap:.1f}")
                 cells.append("n/a" if best is None else f"{100 * best[0]:.1f} ({best[1]})")
-            cells.append(f"{minutes / 60:.0f}")
+                leads.append(_lead(run, metric, None if best is None else best[1]))
+            cells += [*leads, f"{minutes / 60:.0f}"]
             cells.append(_compared(state, prefix, run))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -62,7 +62,7 @@ _EVALUATE_PANELS = {
     "Methods": ("methods", "method_options", "target", "batch_size", "device", "seed"),
     "Sizes (cost)": ("max_images", "max_val_images", "stability_images", "lime_images"),
     "Protocol": ("baseline", "threshold_fit", "threshold_classifier", "ties", "tie_draws",
-                 "lap_all_ranking"),
+                 "lap_all_ranking", "bootstrap_resamples", "bootstrap_level"),
     "Extra checks": ("sanity", "sanity_images", "sanity_threshold", "grid_pg", "grid_pg_shape",
                      "grid_pg_grids", "grid_pg_confidence"),
 }  # fmt: skip

@@ -43,6 +43,19 @@ def _write_cell(out: Path) -> None:
                 "rise": {"iou_threshold": _metric(0.10), "iou_topk": _metric(0.33)},
                 "gradcam": {"iou_threshold": _metric(None), "iou_topk": _metric(0.05)},
             },
+            # the lead over the best method of each binarization (GBP by thresholding with its
+            # interval; RISE by top-K without one); the other entries must not be read
+            "paired": {
+                "references": {
+                    "lap": {
+                        "iou_threshold": {
+                            "guided_backprop": {"difference": -0.15, "interval": [-0.2, -0.1]},
+                            "rise": {"difference": 0.1, "interval": [0.0, 0.2]},
+                        },
+                        "iou_topk": {"rise": {"difference": -0.02, "interval": None}},
+                    }
+                }
+            },
         },
         "bb-lap": {
             "model": {"balanced_accuracy": _metric(1.0)},
@@ -80,11 +93,12 @@ def test_table_rows_compare_lap_with_the_best_post_hoc_method(study, tmp_path: P
     # thresholding: Guided Backprop best (0.35 > RISE 0.10; Grad-CAM undefined is left out);
     # top-K: RISE best (0.33 > 0.30 > 0.05)
     assert ws[8:12] == ["20.0", "35.0 (guided_backprop)", "31.0", "33.0 (rise)"]
-    assert ws[12] == "3"  # 180 s of this cell's steps, in minutes
-    assert ws[13] == "2026-12-05 (8)"  # the comparison's date and metrics revision
+    assert ws[12:14] == ["-15.0 [-20.0, -10.0]", "-2.0"]  # IoU points, from "paired"
+    assert ws[14] == "3"  # 180 s of this cell's steps, in minutes
+    assert ws[15] == "2026-12-05 (8)"  # the comparison's date and metrics revision
     bb = [cell.strip() for cell in lines[3].strip("|").split("|")]
-    assert bb[5:12] == ["-", "100.0", "85.5", "40.0", "n/a", "n/a", "n/a"]
-    assert bb[13] == "2026-12-05 (?)"  # no protocol recorded: the revision is unknown
+    assert bb[5:14] == ["-", "100.0", "85.5", "40.0", "n/a", "n/a", "n/a", "-", "-"]
+    assert bb[15] == "2026-12-05 (?)"  # no protocol recorded: the revision is unknown
 
 
 def test_table_reads_the_image_count_a_cell_trained_with(study, tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ nowhere else) shows up in ``evaluate`` (results.json), the report and ``bench ex
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -26,7 +25,6 @@ from torchlap.explainers import (
     table_order,
     unregister,
 )
-from torchlap.train import TrainConfig, fit
 
 
 class Toy(Explainer):
@@ -52,17 +50,6 @@ class NeedsConv3d(Explainer):
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
         return images.mean(dim=1)
-
-
-@pytest.fixture(scope="module")
-def lap_run(tmp_path_factory) -> Path:
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("toy") / "run"
-    config = TrainConfig(
-        data="lesions", out=str(out), arch="smallcnn", lap="auto", supervision="weak",
-        epochs=1, n_images=80, image_size=32, batch_size=16, progress_bar=False,
-    )  # fmt: skip
-    return fit(config)
 
 
 def test_a_registered_toy_explainer_reaches_evaluate_report_and_bench(lap_run, tmp_path):

@@ -71,10 +71,17 @@ CHECK_OPTION_FIELDS = (
 )
 
 
+#: EvaluateOptions fields read after every method, from the cached per-image scores (the
+#: bootstrap intervals): left out of the per-method fingerprint too
+RUN_LEVEL_OPTION_FIELDS = ("bootstrap_resamples", "bootstrap_level")
+
+
 def method_fingerprint_options(options: Any) -> dict[str, Any]:
-    """``asdict(options)`` without ``methods`` and the fields of :data:`CHECK_OPTION_FIELDS`."""
+    """``asdict(options)`` without ``methods`` and the fields of :data:`CHECK_OPTION_FIELDS`
+    and :data:`RUN_LEVEL_OPTION_FIELDS`."""
     data = asdict(options) | {"methods": None}
-    return {k: v for k, v in data.items() if k not in CHECK_OPTION_FIELDS}
+    left_out = (*CHECK_OPTION_FIELDS, *RUN_LEVEL_OPTION_FIELDS)
+    return {k: v for k, v in data.items() if k not in left_out}
 
 
 def validate_check_options(options: Any) -> None:

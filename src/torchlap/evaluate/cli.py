@@ -72,7 +72,7 @@ def _parse_method_options(text: str | None) -> dict:
 _OPTION_FIELDS = (
     "split", "batch_size", "max_images", "max_val_images", "stability_images", "baseline",
     "target", "lime_images", "device", "seed", "threshold_fit", "threshold_classifier", "ties",
-    "tie_draws",
+    "tie_draws", "bootstrap_resamples", "bootstrap_level",
     "lap_all_ranking", "sanity", "sanity_images", "sanity_threshold", "grid_pg",
     "grid_pg_shape", "grid_pg_grids", "grid_pg_confidence",
 )  # fmt: skip
@@ -205,6 +205,18 @@ TieDraws = Annotated[
         "every tied image).",
     ),
 ]
+BootstrapResamples = Annotated[
+    int,
+    typer.Option(
+        "--bootstrap-resamples",
+        help="Draws of the images for the percentile bootstrap intervals of the localization "
+        "means and of each own-map method's lead over the others (0: no intervals).",
+    ),
+]
+BootstrapLevel = Annotated[
+    float,
+    typer.Option("--bootstrap-level", help="Coverage of the bootstrap intervals, in (0, 1)."),
+]
 LapAllRanking = Annotated[
     str,
     typer.Option(
@@ -314,6 +326,8 @@ def evaluate_command(
     threshold_classifier: ThresholdClassifier = "ridge",
     ties: Ties = "random",
     tie_draws: TieDraws = 4,
+    bootstrap_resamples: BootstrapResamples = 2000,
+    bootstrap_level: BootstrapLevel = 0.95,
     lap_all_ranking: LapAllRanking = "unclipped_sum",
     sanity: Sanity = False,
     sanity_images: SanityImages = 8,
@@ -386,6 +400,8 @@ def compare_command(
     threshold_classifier: ThresholdClassifier = "ridge",
     ties: Ties = "random",
     tie_draws: TieDraws = 4,
+    bootstrap_resamples: BootstrapResamples = 2000,
+    bootstrap_level: BootstrapLevel = 0.95,
     lap_all_ranking: LapAllRanking = "unclipped_sum",
     sanity: Sanity = False,
     sanity_images: SanityImages = 8,

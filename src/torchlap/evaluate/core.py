@@ -45,6 +45,7 @@ from torchlap.evaluate.common import (
     weights_stamp,
     write_cache,
 )
+from torchlap.evaluate.intervals import add_intervals, check_per_sample
 from torchlap.evaluate.lap_predictors import lap_predictor_results
 from torchlap.evaluate.method import evaluate_method, protocol
 from torchlap.evaluate.options import DEFAULT_METHODS, THRESHOLD_FIT_SETS, EvaluateOptions
@@ -116,12 +117,7 @@ def _check_method_cache(method: str) -> Callable[[Any], None]:
             raise TypeError(f"its results must be a dict, got {type(cached).__name__}")
         trial = {name: {method: cached[name]} for name in _METHOD_SECTIONS if name in cached}
         check_results(trial, "results")
-        per_sample = cached.get("per_sample_iou_topk", [])
-        if not isinstance(per_sample, list) or any(
-            v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
-            for v in per_sample
-        ):
-            raise TypeError("results['per_sample_iou_topk'] must be a list of numbers or None")
+        check_per_sample(cached)
 
     return check
 
@@ -480,9 +476,12 @@ def _results_head(job: _Evaluation, test_logits: Tensor) -> dict[str, Any]:
 def _evaluate_methods(
     job: _Evaluation, results: dict[str, Any], on_method: Callable[[str, float], None] | None
 ) -> dict[str, tuple[Tensor, Tensor]]:
-    """Every method into ``results`` (cached per method); returns the maps of the example
-    images (best, median, worst IoU) per method."""
+    """Every method into ``results`` (cached per method), then the bootstrap intervals of their
+    localization metrics (:func:`~torchlap.evaluate.intervals.add_intervals`, from each
+    method's per-image scores); returns the maps of the example images (best, median, worst
+    IoU) per method."""
     example_maps: dict[str, tuple[Tensor, Tensor]] = {}
+    per_sample: dict[str, dict[str, list]] = {}
     concept_sets = protocol(job.options, job.run.concept_sets)["lap_concept_sets"]
     runnable = []
     for method in job.options.methods:  # skipped methods are recorded, not counted as progress
@@ -522,11 +521,14 @@ def _evaluate_methods(
                 results.setdefault(section, {})[method] = method_results[section]
         if method_results.get("notes"):
             results.setdefault("notes", {})[method] = method_results["notes"]
-        chosen = _example_indices(method_results.get("per_sample_iou_topk", []))
+        if "per_sample" in method_results:
+            per_sample[method] = method_results["per_sample"]
+        chosen = _example_indices(per_sample.get(method, {}).get("iou_topk", []))
         if chosen:
             results["examples"][method] = chosen
             if job.options.examples:
                 example_maps[method] = _examples(job, method, chosen, maps)
+    add_intervals(results, per_sample, job.options)
     return example_maps
 
 

@@ -237,9 +237,10 @@ def _localization(
     options: Any,
     notes: list[str],
 ) -> dict[str, Any]:
-    """Paper 000 Table II; SISE's EBPG, mIoU, Bbox; pointing game (``localization`` and the
-    per-sample IoU the examples are picked from). A method with a native threshold (LAP's
-    0.5) is binarized at its ``threshold`` option when one is given (``--method-options``)."""
+    """Paper 000 Table II; SISE's EBPG, mIoU, Bbox; pointing game (``localization``, and
+    ``per_sample``: each metric's per-image scores, ``None`` for an excluded image). A method
+    with a native threshold (LAP's 0.5) is binarized at its ``threshold`` option when one is
+    given (``--method-options``)."""
     threshold = get(explain.method).native_threshold
     normalize = threshold is None
     if threshold is None:
@@ -257,11 +258,14 @@ def _localization(
             "n_excluded": n_region, "reason": notes[-1],
         }  # fmt: skip
     localization["threshold"] = threshold
-    per_sample = results["iou_topk"].per_sample.tolist()
-    return {
-        "localization": localization,
-        "per_sample_iou_topk": [None if math.isnan(v) else v for v in per_sample],
+    # each image's score (None: excluded), for the examples (best, median, worst IoU by top-K)
+    # and the bootstrap intervals, which torchlap.evaluate.intervals computes after all methods
+    per_sample = {
+        _LOCALIZATION_KEYS[name]: [None if math.isnan(x) else x for x in result.per_sample.tolist()]
+        for name, result in results.items()
+        if result.per_sample is not None
     }
+    return {"localization": localization, "per_sample": per_sample}
 
 
 def _fitted_threshold(

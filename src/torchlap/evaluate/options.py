@@ -7,13 +7,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from torchlap._checks import check_choice, check_device, is_int
+from torchlap._checks import check_choice, check_device, is_int, is_number
 from torchlap.evaluate.checks import validate_check_options
 from torchlap.explainers import available, check_options, comparison_methods
 from torchlap.explainers.lap import LAP_ALL_VARIANTS
 from torchlap.metrics._common import check_seed
 from torchlap.metrics.localization import THRESHOLD_CLASSIFIERS
 from torchlap.metrics.perturbation import BASELINES, TIE_RULES
+from torchlap.metrics.uncertainty import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 
 __all__ = ["DEFAULT_METHODS", "MAX_TIE_DRAWS", "THRESHOLD_FIT_SETS", "EvaluateOptions"]
 
@@ -55,6 +56,13 @@ class EvaluateOptions:
     ``{"rise": {"n_masks": 1000}}`` (known methods and option names; a NaN or infinite number
     anywhere in them is refused). ``target`` is whose map is explained: ``"prediction"`` (the
     paper's choice for keep-k%) or ``"label"``.
+
+    ``bootstrap_resamples`` (default 2000; 0: none) and ``bootstrap_level`` (default 0.95): the
+    percentile bootstrap intervals over the evaluated images (seeded by ``seed``) of every
+    localization metric's mean (``results["localization"][method][metric]["interval"]``) and of
+    the paired difference between a self-explaining method and every other method on the same
+    images (``results["paired"]``; :mod:`torchlap.metrics.uncertainty`). The papers report means
+    without intervals.
 
     ``sanity`` (off by default): the model-parameter randomization test of Adebayo et al.
     2018 on the first ``sanity_images`` images, modes ``sanity_modes`` (``cascading``,
@@ -101,6 +109,8 @@ class EvaluateOptions:
     lime_patch: int | None = None
     seed: int = 0
     device: str = "cpu"
+    bootstrap_resamples: int = DEFAULT_RESAMPLES
+    bootstrap_level: float = DEFAULT_LEVEL
     # sanity checks and grid pointing game (torchlap.evaluate.checks; off by default)
     sanity: bool = False
     sanity_images: int = 8
@@ -166,6 +176,16 @@ class EvaluateOptions:
             value = getattr(self, name)
             if not is_int(value) or value < low:  # ValueError, as the CLI reports it
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if not is_int(self.bootstrap_resamples) or self.bootstrap_resamples < 0:
+            raise ValueError(
+                "bootstrap_resamples must be an int >= 0 (0: no intervals), got "
+                f"{self.bootstrap_resamples!r}"
+            )
+        level = self.bootstrap_level
+        if not is_number(level) or not 0.0 < float(level) < 1.0:
+            raise ValueError(
+                f"bootstrap_level must be a coverage in (0, 1), e.g. 0.95, got {level!r}"
+            )
         if self.tie_draws > MAX_TIE_DRAWS:
             raise ValueError(
                 f"tie_draws must be an int from 1 to {MAX_TIE_DRAWS}, got {self.tie_draws!r} (the "

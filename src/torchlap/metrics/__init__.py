@@ -10,7 +10,9 @@
   :func:`pointing_game`, :func:`localization_metrics`;
 - faithfulness by perturbation: :func:`keep_top_k`, :func:`drop_increase`,
   :func:`drop_inc_win`, :func:`stability`; :func:`binarize_map`, the one definition of paper
-  004's binarized energy map (used by the metric, the ante-hoc model and its explainer).
+  004's binarized energy map (used by the metric, the ante-hoc model and its explainer);
+- how sure a mean is: :func:`bootstrap_interval` (one method's per-image scores) and
+  :func:`paired_difference` (two methods on the same images).
 
 Every metric returns a :class:`MetricResult` (or a dict of them); :data:`METRIC_DIRECTIONS`
 records whether higher or lower is better for each metric name.
@@ -59,6 +61,7 @@ from torchlap.metrics.perturbation import (
     drop_increase,
     keep_top_k,
 )
+from torchlap.metrics.uncertainty import bootstrap_interval, paired_difference
 
 __all__ = [
     "BASELINES",
@@ -71,6 +74,7 @@ __all__ = [
     "binarize_map",
     "binary_classification_metrics",
     "binary_rule",
+    "bootstrap_interval",
     "concept_size_features",
     "concept_sum_rule",
     "count_for_fraction",
@@ -88,6 +92,7 @@ __all__ = [
     "miou_top20",
     "multiclass_classification_metrics",
     "normalize_by_max",
+    "paired_difference",
     "paper_primary_rule",
     "pointing_game",
     "predictivity",

@@ -165,6 +165,33 @@ def _check_metric(value: object, path: str) -> None:
     number = value["value"]
     if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))):
         raise TypeError(f"{path}['value'] must be a number or None, got {number!r}")
+    _check_interval(value.get("interval"), f"{path}['interval']")
+
+
+def _check_interval(interval: object, path: str) -> None:
+    """A bootstrap interval: ``None`` or ``[low, high]``, two numbers, low <= high."""
+    if interval is None:
+        return
+    if (
+        not isinstance(interval, list)
+        or len(interval) != 2
+        or not all(_is_number(bound) for bound in interval)
+        or interval[0] > interval[1]
+    ):
+        raise TypeError(f"{path} must be None or [low, high] (numbers), got {interval!r:.80}")
+
+
+def _check_paired(paired: object, path: str) -> None:
+    """``results["paired"]``: reference -> metric -> method -> {difference, interval, n}."""
+    references = _check_mapping(_check_mapping(paired, path).get("references", {}),
+                                f"{path}['references']")  # fmt: skip
+    for reference, metrics in references.items():
+        for metric, others in _check_mapping(metrics, f"{path}[{reference!r}]").items():
+            where = f"{path}[{reference!r}][{metric!r}]"
+            for other, entry in _check_mapping(others, where).items():
+                entry = _check_mapping(entry, f"{where}[{other!r}]")
+                _check_numbers(entry, ("difference", "n"), f"{where}[{other!r}]")
+                _check_interval(entry.get("interval"), f"{where}[{other!r}]['interval']")
 
 
 # metric keys checked in each section (other keys, e.g. "threshold", "rule", are free-form)
@@ -215,6 +242,8 @@ def _check_run(run: Mapping[str, Any], path: str) -> None:
     for method, entry in _check_mapping(run.get("maps") or {}, f"{path}['maps']").items():
         where = f"{path}['maps'][{method!r}]"
         _check_numbers(_check_mapping(entry, where), ("n", "n_flat", "tolerance"), where)
+    if "paired" in run:
+        _check_paired(run["paired"], f"{path}['paired']")
     _check_checks(run, path)
 
 

@@ -207,6 +207,7 @@ _HEADINGS = {
     "glance": "At a glance",
     "table-model-lap": "Model and LAP layers as predictors",
     "table-localization": "Localization: IoU",
+    "table-paired": "Localization: paired leads",
     "table-other-localization": "Localization: other metrics",
     "table-faithfulness": "Faithfulness",
     "table-stability": "Stability",

@@ -197,6 +197,10 @@ class _Entry:
             parts.append(f"n = {n}")
         if excluded:
             parts.append(f"{excluded} excluded")
+        interval = self.metric.get("interval")
+        if isinstance(interval, (list, tuple)) and len(interval) == 2:
+            low, high = (format_number(bound * self.scale, self.decimals) for bound in interval)
+            parts.append(f"bootstrap interval [{low}, {high}]")
         if self.shown is None:
             reason = self.metric.get("reason")
             parts.append(f"undefined: {reason}" if reason else "undefined: no usable sample")

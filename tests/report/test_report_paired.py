@@ -1,0 +1,90 @@
+"""The paired-lead table and the intervals in the report: each number traced to its field."""
+
+from __future__ import annotations
+
+import pytest
+from report_synthetic import lap_results, parse_markdown_table, results_by_run
+
+from torchlap.report import write_report
+from torchlap.report._common import check_results
+from torchlap.report.paired_table import paired_table
+from torchlap.report.tables import all_tables, localization_table
+
+
+def _with_paired() -> dict:
+    results = lap_results()
+    results["methods"] = {
+        "lap": {"display_name": "LAP", "kind": "own map", "column_rank": 0},
+        "gradcam": {"display_name": "Grad-CAM", "kind": "gradient", "column_rank": 1},
+        "rise": {"display_name": "RISE", "kind": "perturbation", "column_rank": 2},
+    }
+    results["paired"] = {
+        "level": 0.9,
+        "resamples": 100,
+        "seed": 0,
+        "references": {
+            "lap": {
+                "iou_threshold": {
+                    "gradcam": {"difference": 0.0361, "interval": [-0.012, 0.0813], "n": 8},
+                    "rise": {"difference": 0.05, "interval": [0.01, 0.09], "n": 8},
+                },
+                "iou_topk": {
+                    "gradcam": {"difference": -0.04, "interval": [-0.07, -0.002], "n": 8},
+                    "rise": {"difference": None, "interval": None, "n": 0},
+                },
+            }
+        },
+    }
+    results["localization"]["lap"]["iou_topk"]["interval"] = [0.1234, 0.5678]
+    return results
+
+
+def test_paired_table_shows_each_lead_with_its_interval():
+    table = paired_table({"WS-LAP": _with_paired()})
+    header, rows = parse_markdown_table(table.to_markdown())
+    assert header == [
+        "Run", "Method", "Against", "Thresholding: Own - other",
+        "Top-Scored Selection: Own - other",
+    ]  # fmt: skip
+    assert rows == [
+        ["WS-LAP", "LAP", "Grad-CAM", "+3.61 [-1.20, +8.13]", "**-4.00 [-7.00, -0.20]**"],
+        ["WS-LAP", "LAP", "RISE", "**+5.00 [+1.00, +9.00]**", "n/a"],
+    ]
+    assert "90% percentile bootstrap interval" in table.caption
+    assert table.rows[0].cells[0].note == "n = 8 images scored by both"
+
+
+def test_localization_tooltip_names_the_interval():
+    table = localization_table({"WS-LAP": _with_paired()})
+    notes = [cell.note for row in table.rows for cell in row.cells]
+    assert any("bootstrap interval [12.34, 56.78]" in note for note in notes), notes
+
+
+def test_runs_without_paired_leads_have_no_table(tmp_path):
+    assert not paired_table(results_by_run()).rows
+    assert "table-paired" not in [t.id for t in all_tables(results_by_run())]
+    runs = {"WS-LAP": _with_paired()}
+    assert "table-paired" in [t.id for t in all_tables(runs)]
+    report = write_report(tmp_path, runs)
+    assert "Localization: paired leads" in report.read_text()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: r["localization"]["lap"]["iou_topk"].update(interval=[0.5, 0.1]), "interval"),
+        (lambda r: r["localization"]["lap"]["iou_topk"].update(interval="wide"), "interval"),
+        (
+            lambda r: r["paired"]["references"]["lap"]["iou_topk"]["gradcam"].update(
+                difference="big"
+            ),
+            "difference",
+        ),
+        (lambda r: r["paired"].update(references=[1]), "references"),
+    ],
+)
+def test_malformed_intervals_are_named(edit, message):
+    results = _with_paired()
+    edit(results)
+    with pytest.raises(TypeError, match=message):
+        check_results(results)
