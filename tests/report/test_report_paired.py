@@ -7,6 +7,7 @@ from report_synthetic import lap_results, parse_markdown_table, results_by_run
 
 from torchlap.report import write_report
 from torchlap.report._common import check_results
+from torchlap.report.glance import glance_numbers
 from torchlap.report.paired_table import paired_table
 from torchlap.report.tables import all_tables, localization_table
 
@@ -88,3 +89,21 @@ def test_malformed_intervals_are_named(edit, message):
     edit(results)
     with pytest.raises(TypeError, match=message):
         check_results(results)
+
+
+def test_at_a_glance_says_whether_the_first_place_is_more_than_the_draw():
+    results = _with_paired()
+    localization = results["localization"]
+    for method in list(localization):
+        if method not in ("lap", "gradcam"):
+            del localization[method]
+    localization["lap"]["iou_topk"]["value"] = 0.30
+    localization["gradcam"]["iou_topk"]["value"] = 0.34
+    best = glance_numbers(results)[1]
+    assert best.value == "Grad-CAM 34.00%"
+    assert best.detail.endswith("next: LAP 30.00%; LAP's gap to the best, image by image: "
+                                "-4.00 [-7.00, -0.20] points")  # fmt: skip
+    localization["lap"]["iou_topk"]["value"] = 0.40  # LAP first: its lead as recorded
+    assert "LAP's lead, image by image: -4.00" in glance_numbers(results)[1].detail
+    del results["paired"]
+    assert "image by image" not in glance_numbers(results)[1].detail

@@ -88,6 +88,7 @@ def _best_method_number(
             runner_value, runners = rest[0]
             runner_names = " = ".join(method_display_name(m, facts) for m in runners)
             detail += f"; next: {runner_names} {format_number(runner_value)}%"
+            detail += _lead(run, key, winners, runners, facts)
         flat_winners = [method_display_name(m, facts) for m in winners if m in flat]
         if flat_winners:
             detail += f"; {FLAT_MARK} flat maps ({', '.join(flat_winners)})"
@@ -95,6 +96,32 @@ def _best_method_number(
             label, f"{names} {format_number(best)}%", detail, warn=bool(flat_winners)
         )
     return GlanceNumber(label, "-", "not computed")
+
+
+def _lead(
+    run: Mapping[str, Any],
+    key: str,
+    winners: Sequence[str],
+    runners: Sequence[str],
+    facts: Mapping[str, Any],
+) -> str:
+    """``"; LAP's lead: +3.61 [-1.20, +8.13] points"`` when one of the best and the next (one
+    method each) is a paired reference (``results["paired"]``) and the other is paired with it:
+    whether the first place is more than the draw of the images."""
+    if len(winners) != 1 or len(runners) != 1:
+        return ""
+    references = (run.get("paired") or {}).get("references") or {}
+    for own, other, sign in ((winners[0], runners[0], 1), (runners[0], winners[0], -1)):
+        entry = (references.get(own) or {}).get(key, {}).get(other)
+        if not isinstance(entry, Mapping) or entry.get("difference") is None:
+            continue
+        interval = entry.get("interval")
+        text = f"{100 * entry['difference']:+.2f}"
+        if interval is not None:
+            text += f" [{100 * interval[0]:+.2f}, {100 * interval[1]:+.2f}]"
+        word = "lead" if sign > 0 else "gap to the best"
+        return f"; {method_display_name(own, facts)}'s {word}, image by image: {text} points"
+    return ""
 
 
 def glance_numbers(run: Mapping[str, Any]) -> list[GlanceNumber]:
