@@ -111,8 +111,9 @@ def test_a_cache_without_per_image_scores_is_recomputed(lap_run, tmp_path, caplo
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("bootstrap_resamples", -1, "bootstrap_resamples must be an int >= 0"),
-        ("bootstrap_resamples", 2.5, "bootstrap_resamples must be an int >= 0"),
+        ("bootstrap_resamples", -1, r"bootstrap_resamples must be an int from 0 \(no interv"),
+        ("bootstrap_resamples", 2.5, "bootstrap_resamples must be an int from 0"),
+        ("bootstrap_resamples", 10**7, "to 1000000, got 10000000"),
         ("bootstrap_level", 1.0, r"bootstrap_level must be a coverage in \(0, 1\)"),
         ("bootstrap_level", math.nan, r"bootstrap_level must be a coverage in \(0, 1\)"),
         ("bootstrap_level", "0.9", r"bootstrap_level must be a coverage in \(0, 1\)"),

@@ -105,6 +105,7 @@ def test_interval_covers_the_true_mean_about_as_often_as_it_says():
         (lambda: bootstrap_interval(torch.ones(3), level=math.nan), ValueError, "coverage"),
         (lambda: bootstrap_interval(torch.ones(3), resamples=0), ValueError, "resamples"),
         (lambda: bootstrap_interval(torch.ones(3), resamples=True), TypeError, "resamples"),
+        (lambda: bootstrap_interval(torch.ones(3), resamples=10**7), ValueError, "1000000"),
         (lambda: bootstrap_interval(torch.ones(3), seed=-1), ValueError, "seed"),
         (
             lambda: paired_difference(torch.ones(3), torch.ones(4)),

@@ -17,6 +17,7 @@ from torchlap.evaluate.core import evaluate_run
 from torchlap.evaluate.options import DEFAULT_METHODS, MAX_TIE_DRAWS, EvaluateOptions
 from torchlap.evaluate.shard import ShardPlan, check_sharding, launch_sharded
 from torchlap.logs import log_file, process_rank
+from torchlap.metrics.uncertainty import MAX_RESAMPLES
 from torchlap.runs import load_run
 
 logger = logging.getLogger(__name__)
@@ -210,7 +211,8 @@ BootstrapResamples = Annotated[
     typer.Option(
         "--bootstrap-resamples",
         help="Draws of the images for the percentile bootstrap intervals of the localization "
-        "means and of each own-map method's lead over the others (0: no intervals).",
+        "means and of each own-map method's lead over the others, 0 (no intervals) to "
+        f"{MAX_RESAMPLES}.",
     ),
 ]
 BootstrapLevel = Annotated[

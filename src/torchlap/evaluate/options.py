@@ -14,7 +14,7 @@ from torchlap.explainers.lap import LAP_ALL_VARIANTS
 from torchlap.metrics._common import check_seed
 from torchlap.metrics.localization import THRESHOLD_CLASSIFIERS
 from torchlap.metrics.perturbation import BASELINES, TIE_RULES
-from torchlap.metrics.uncertainty import DEFAULT_LEVEL, DEFAULT_RESAMPLES
+from torchlap.metrics.uncertainty import DEFAULT_LEVEL, DEFAULT_RESAMPLES, MAX_RESAMPLES
 
 __all__ = ["DEFAULT_METHODS", "MAX_TIE_DRAWS", "THRESHOLD_FIT_SETS", "EvaluateOptions"]
 
@@ -176,10 +176,11 @@ class EvaluateOptions:
             value = getattr(self, name)
             if not is_int(value) or value < low:  # ValueError, as the CLI reports it
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-        if not is_int(self.bootstrap_resamples) or self.bootstrap_resamples < 0:
+        resamples = self.bootstrap_resamples
+        if not is_int(resamples) or not 0 <= resamples <= MAX_RESAMPLES:
             raise ValueError(
-                "bootstrap_resamples must be an int >= 0 (0: no intervals), got "
-                f"{self.bootstrap_resamples!r}"
+                f"bootstrap_resamples must be an int from 0 (no intervals) to {MAX_RESAMPLES}, "
+                f"got {resamples!r}"
             )
         level = self.bootstrap_level
         if not is_number(level) or not 0.0 < float(level) < 1.0:

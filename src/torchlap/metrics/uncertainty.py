@@ -31,11 +31,20 @@ from torch import Tensor
 
 from torchlap._checks import check_int, check_number
 
-__all__ = ["DEFAULT_LEVEL", "DEFAULT_RESAMPLES", "bootstrap_interval", "paired_difference"]
+__all__ = [
+    "DEFAULT_LEVEL",
+    "DEFAULT_RESAMPLES",
+    "MAX_RESAMPLES",
+    "bootstrap_interval",
+    "paired_difference",
+]
 
 #: the interval's coverage and the number of draws of :func:`bootstrap_interval`
 DEFAULT_LEVEL = 0.95
 DEFAULT_RESAMPLES = 2000
+#: the most draws: the percentiles' Monte-Carlo error is then far below any shown digit, and
+#: ``torch.quantile`` takes at most 2**24 values
+MAX_RESAMPLES = 1_000_000
 #: at most this many drawn indices at once (a chunk of draws: 32 MB of int64)
 _CHUNK_ELEMENTS = 1 << 22
 
@@ -47,7 +56,7 @@ def _check_settings(level: object, resamples: object, seed: object) -> None:
     )  # fmt: skip
     if float(level) == 1.0:  # type: ignore[arg-type]
         raise ValueError("level must be a coverage in (0, 1), e.g. 0.95, got 1.0")
-    check_int(resamples, "resamples", minimum=1)
+    check_int(resamples, "resamples", minimum=1, maximum=MAX_RESAMPLES)
     check_int(seed, "seed", minimum=0, maximum=2**32 - 1)
 
 
