@@ -16,6 +16,7 @@ from torchlap.report._common import (
     metric_value,
     section,
 )
+from torchlap.report.paired_table import lead_text
 from torchlap.report.tables import (
     CHANCE_MARK,
     FLAT_MARK,
@@ -115,11 +116,8 @@ def _lead(
         entry = (references.get(own) or {}).get(key, {}).get(other)
         if not isinstance(entry, Mapping) or entry.get("difference") is None:
             continue
-        interval = entry.get("interval")
-        text = f"{100 * entry['difference']:+.2f}"
-        if interval is not None:
-            text += f" [{100 * interval[0]:+.2f}, {100 * interval[1]:+.2f}]"
         word = "lead" if sign > 0 else "gap to the best"
+        text = lead_text(entry)
         return f"; {method_display_name(own, facts)}'s {word}, image by image: {text} points"
     return ""
 

@@ -17,7 +17,7 @@ from torchlap.report._common import (
 )
 from torchlap.report.table_data import _LEGEND, Cell, Column, Table, _table
 
-__all__ = ["paired_table"]
+__all__ = ["lead_text", "paired_table"]
 
 #: the metrics of the table: paper 000's Table II, both binarizations
 _GROUPS = (("iou_threshold", "Thresholding"), ("iou_topk", "Top-Scored Selection"))
@@ -27,6 +27,16 @@ def _signed(value: float) -> str:
     """A difference in IoU points with its sign (``+3.61``, ``-0.52``, ``0.00``)."""
     points = 100 * value
     return f"{points:+.2f}" if round(points, 2) != 0 else "0.00"
+
+
+def lead_text(entry: Mapping[str, Any]) -> str:
+    """A paired lead as the report shows it: ``+3.61 [-1.20, +8.13]`` (IoU points; the
+    interval left out when there is none). ``entry["difference"]`` must be a number."""
+    text = _signed(entry["difference"])
+    interval = entry.get("interval")
+    if interval is not None:
+        text += f" [{_signed(interval[0])}, {_signed(interval[1])}]"
+    return text
 
 
 def _cell(entry: Any) -> Cell:
@@ -39,11 +49,8 @@ def _cell(entry: Any) -> Cell:
     note = f"n = {n} images scored by both" if isinstance(n, int) else ""
     if difference is None:
         return Cell(UNDEFINED, note=note)
-    if interval is None:
-        return Cell(_signed(difference), note=note)
-    low, high = interval
-    text = f"{_signed(difference)} [{_signed(low)}, {_signed(high)}]"
-    return Cell(text, bold=low > 0 or high < 0, note=note)
+    beyond = interval is not None and (interval[0] > 0 or interval[1] < 0)
+    return Cell(lead_text(entry), bold=beyond, note=note)
 
 
 def paired_table(results_by_run: object) -> Table:
