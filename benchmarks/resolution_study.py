@@ -193,6 +193,15 @@ def _lead(run: dict, metric: str, best: str | None) -> str:
     return text
 
 
+def _scored_images(localization: dict) -> str:
+    """``boxed of explained`` test images behind LAP's IoU (the images with a region are the
+    ones scored; ``n`` and ``n_excluded`` of its top-K entry), or ``-``."""
+    entry = localization.get("lap", {}).get("iou_topk")
+    if not isinstance(entry, dict) or not isinstance(entry.get("n"), int):
+        return "-"
+    return f"{entry['n']} of {entry['n'] + entry.get('n_excluded', 0)}"
+
+
 def table(out: Path) -> str:
     """Markdown table of every finished cell under ``out``."""
     state = load_state(out)
@@ -201,7 +210,8 @@ def table(out: Path) -> str:
     header = ["Data", "Size", "images", "Length", "Run", "kept epoch", "test BA %",
               "vanilla test BA %", "LAP IoU thr. %", "best post-hoc thr. %", "LAP IoU top-K %",
               "best post-hoc top-K %", "LAP - best thr. [interval]",
-              "LAP - best top-K [interval]", "cell wall time (min)",
+              "LAP - best top-K [interval]", "boxed of explained images",
+              "cell wall time (min)",
               "compared (metrics rev.)"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
@@ -237,7 +247,7 @@ def table(out: Path) -> str:
                 cells.append("n/a" if lap is None else f"{100 * lap:.1f}")
                 cells.append("n/a" if best is None else f"{100 * best[0]:.1f} ({best[1]})")
                 leads.append(_lead(run, metric, None if best is None else best[1]))
-            cells += [*leads, f"{minutes / 60:.0f}"]
+            cells += [*leads, _scored_images(localization), f"{minutes / 60:.0f}"]
             cells.append(_compared(state, prefix, run))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -38,7 +38,10 @@ def _write_cell(out: Path) -> None:
             "model": {"balanced_accuracy": _metric(0.5)},  # 16 images: not the table's BA
             "protocol": {"metrics_revision": 8},
             "localization": {
-                "lap": {"iou_threshold": _metric(0.20), "iou_topk": _metric(0.31)},
+                "lap": {
+                    "iou_threshold": _metric(0.20),
+                    "iou_topk": {"value": 0.31, "n": 8, "n_excluded": 8},
+                },
                 "guided_backprop": {"iou_threshold": _metric(0.35), "iou_topk": _metric(0.30)},
                 "rise": {"iou_threshold": _metric(0.10), "iou_topk": _metric(0.33)},
                 "gradcam": {"iou_threshold": _metric(None), "iou_topk": _metric(0.05)},
@@ -94,11 +97,12 @@ def test_table_rows_compare_lap_with_the_best_post_hoc_method(study, tmp_path: P
     # top-K: RISE best (0.33 > 0.30 > 0.05)
     assert ws[8:12] == ["20.0", "35.0 (guided_backprop)", "31.0", "33.0 (rise)"]
     assert ws[12:14] == ["-15.0 [-20.0, -10.0]", "-2.0"]  # IoU points, from "paired"
-    assert ws[14] == "3"  # 180 s of this cell's steps, in minutes
-    assert ws[15] == "2026-12-05 (8)"  # the comparison's date and metrics revision
+    assert ws[14] == "8 of 16"  # the images LAP's IoU rests on: those with a box
+    assert ws[15] == "3"  # 180 s of this cell's steps, in minutes
+    assert ws[16] == "2026-12-05 (8)"  # the comparison's date and metrics revision
     bb = [cell.strip() for cell in lines[3].strip("|").split("|")]
-    assert bb[5:14] == ["-", "100.0", "85.5", "40.0", "n/a", "n/a", "n/a", "-", "-"]
-    assert bb[15] == "2026-12-05 (?)"  # no protocol recorded: the revision is unknown
+    assert bb[5:15] == ["-", "100.0", "85.5", "40.0", "n/a", "n/a", "n/a", "-", "-", "-"]
+    assert bb[16] == "2026-12-05 (?)"  # no protocol recorded: the revision is unknown
 
 
 def test_table_reads_the_image_count_a_cell_trained_with(study, tmp_path: Path) -> None:

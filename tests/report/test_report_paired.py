@@ -8,7 +8,7 @@ from report_synthetic import lap_results, parse_markdown_table, results_by_run
 from torchlap.report import write_report
 from torchlap.report._common import check_results
 from torchlap.report.glance import glance_numbers
-from torchlap.report.paired_table import paired_table
+from torchlap.report.paired_table import faithfulness_paired_table, paired_table
 from torchlap.report.tables import all_tables, localization_table
 
 
@@ -70,6 +70,37 @@ def test_runs_without_paired_leads_have_no_table(tmp_path):
     assert "Localization: paired leads" in report.read_text()
 
 
+def test_faithfulness_leads_in_percentage_points_with_their_direction(tmp_path):
+    """Drop% and Increase% are percentages already: shown as they are (not times 100); bold
+    where the interval excludes 0, whichever side; a run without them has no table."""
+    runs = {"WS-LAP": _with_paired()}
+    assert "table-paired-faithfulness" not in [t.id for t in all_tables(runs)]
+    runs["WS-LAP"]["paired"]["references"]["lap"] |= {
+        "faithfulness/drop": {
+            "gradcam": {"difference": -12.5, "interval": [-20.25, -3.0], "n": 16},
+            "rise": {"difference": 4.0, "interval": [-1.0, 9.5], "n": 16},
+        },
+        "faithfulness/increase": {
+            "gradcam": {"difference": 6.25, "interval": [0.0, 12.5], "n": 16},
+        },
+    }
+    table = faithfulness_paired_table(runs)
+    header, rows = parse_markdown_table(table.to_markdown())
+    assert header == [
+        "Run", "Method", "Against", "Drop% (lower is better): Own - other",
+        "Increase% (higher is better): Own - other",
+    ]  # fmt: skip
+    assert rows == [
+        ["WS-LAP", "LAP", "Grad-CAM", "**-12.50 [-20.25, -3.00]**", "+6.25 [0.00, +12.50]"],
+        ["WS-LAP", "LAP", "RISE", "+4.00 [-1.00, +9.50]", "-"],
+    ]
+    assert "percentage points" in table.notes[0]
+    assert "table-paired-faithfulness" in [t.id for t in all_tables(runs)]
+    assert "Faithfulness: paired leads" in write_report(tmp_path, runs).read_text()
+    # the IoU table is unchanged by them
+    assert [r.labels for r in paired_table(runs).rows] == [r.labels for r in table.rows]
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -107,3 +138,19 @@ def test_at_a_glance_says_whether_the_first_place_is_more_than_the_draw():
     assert "LAP's lead, image by image: -4.00" in glance_numbers(results)[1].detail
     del results["paired"]
     assert "image by image" not in glance_numbers(results)[1].detail
+
+
+def test_at_a_glance_gives_the_paired_drop_of_the_best_faithfulness():
+    """Drop% is a percentage already: the paired difference is shown as it is."""
+    results = _with_paired()
+    faithfulness = results["faithfulness"]
+    for method in list(faithfulness):
+        if method not in ("lap", "gradcam"):
+            del faithfulness[method]
+    faithfulness["lap"]["drop"]["value"] = 10.0
+    faithfulness["gradcam"]["drop"]["value"] = 25.0
+    results["paired"]["references"]["lap"]["faithfulness/drop"] = {
+        "gradcam": {"difference": -15.0, "interval": [-22.5, -7.25], "n": 16}
+    }
+    detail = glance_numbers(results)[2].detail
+    assert detail.endswith("LAP's lead, image by image: -15.00 [-22.50, -7.25] points"), detail

@@ -477,9 +477,9 @@ def _evaluate_methods(
     job: _Evaluation, results: dict[str, Any], on_method: Callable[[str, float], None] | None
 ) -> dict[str, tuple[Tensor, Tensor]]:
     """Every method into ``results`` (cached per method), then the bootstrap intervals of their
-    localization metrics (:func:`~torchlap.evaluate.intervals.add_intervals`, from each
-    method's per-image scores); returns the maps of the example images (best, median, worst
-    IoU) per method."""
+    localization and faithfulness metrics (:func:`~torchlap.evaluate.intervals.add_intervals`,
+    from each method's per-image scores); returns the maps of the example images (best,
+    median, worst IoU) per method."""
     example_maps: dict[str, tuple[Tensor, Tensor]] = {}
     per_sample: dict[str, dict[str, list]] = {}
     concept_sets = protocol(job.options, job.run.concept_sets)["lap_concept_sets"]

@@ -33,6 +33,7 @@ from torchlap.evaluate.common import (
     method_options,
     metric,
 )
+from torchlap.evaluate.intervals import FAITHFULNESS_PREFIX
 from torchlap.evaluate.options import EvaluateOptions
 from torchlap.explainers import get
 from torchlap.explainers.lap import concept_mapping
@@ -177,7 +178,8 @@ def evaluate_method(
             test_targets if options.target == "prediction" else _predictions(explain, test)
         )
     classes = _class_maps(explain, test, test_targets, predictions, maps, rank_options)
-    out["faithfulness"] = _faithfulness(model, test, rank_maps, classes, options)
+    out["faithfulness"], faithful = _faithfulness(model, test, rank_maps, classes, options)
+    out["per_sample"] = {**out.get("per_sample", {}), **faithful}
     out["stability"] = _stability(explain, model, test, classes.label_values, options)
     notes.extend(_nonfinite_notes(method, sum(evaluated), len(test), sum(explain.nonfinite)))
     if notes:
@@ -260,12 +262,18 @@ def _localization(
     localization["threshold"] = threshold
     # each image's score (None: excluded), for the examples (best, median, worst IoU by top-K)
     # and the bootstrap intervals, which torchlap.evaluate.intervals computes after all methods
-    per_sample = {
-        _LOCALIZATION_KEYS[name]: [None if math.isnan(x) else x for x in result.per_sample.tolist()]
+    per_sample = _score_lists({_LOCALIZATION_KEYS[name]: r for name, r in results.items()})
+    return {"localization": localization, "per_sample": per_sample}
+
+
+def _score_lists(results: dict[str, Any], prefix: str = "") -> dict[str, list[float | None]]:
+    """Each result's per-image scores as results.json keeps them (``None``: an excluded image),
+    keyed ``prefix + name`` (the bootstrap intervals read them: :mod:`.intervals`)."""
+    return {
+        prefix + name: [None if math.isnan(x) else x for x in result.per_sample.tolist()]
         for name, result in results.items()
         if result.per_sample is not None
     }
-    return {"localization": localization, "per_sample": per_sample}
 
 
 def _fitted_threshold(
@@ -358,12 +366,12 @@ def _keep_top_k(
     rank_maps: Tensor,
     classes: _ClassMaps,
     options: Any,
-) -> dict[str, dict[str, Any]]:
-    """keep-k% by k: ``*_vs_prediction`` from maps of the predicted class, ``*_vs_label`` from
-    maps of the label class (the explained maps where the class is the one scored, the rows of
-    ``classes`` with their other-class maps, scored on their own: with ``ties="random"`` their
-    tie-break draws are not those of an evaluation of the other ``target``, an estimate of the
-    same expectation)."""
+) -> dict[str, Any]:
+    """keep-k% (``"<k>/<name>"``: a MetricResult): ``*_vs_prediction`` from maps of the
+    predicted class, ``*_vs_label`` from maps of the label class (the explained maps where the
+    class is the one scored, the rows of ``classes`` with their other-class maps, scored on
+    their own: with ``ties="random"`` their tie-break draws are not those of an evaluation of
+    the other ``target``, an estimate of the same expectation)."""
     ties = {"ties": options.ties, "tie_draws": options.tie_draws, "seed": options.seed}
     common = {"ks": options.ks, "baseline": options.baseline, "batch_size": options.batch_size}
     keep = metrics.keep_top_k(model, test.images, rank_maps, test.labels, **common, **ties)
@@ -377,11 +385,7 @@ def _keep_top_k(
         for name, value in part.items():
             if name.endswith(scored):
                 keep[name] = _merged(keep[name], rows, value)
-    keep_by_k: dict[str, dict[str, Any]] = {}
-    for name, value in keep.items():
-        k_label, key = name.split("/", 1)
-        keep_by_k.setdefault(k_label.removeprefix("keep_"), {})[key] = metric(value)
-    return keep_by_k
+    return {name.removeprefix("keep_"): value for name, value in keep.items()}
 
 
 def _merged(whole: Any, rows: Tensor, part: Any) -> Any:
@@ -401,11 +405,16 @@ def _faithfulness(
     rank_maps: Tensor,
     classes: _ClassMaps,
     options: Any,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, list[float | None]]]:
     """keep-k% (paper 000), Drop/Increase (SISE, on the explained class) and Drop/Inc/Win
-    (ante-hoc, on the label class with maps of the label class)."""
+    (ante-hoc, on the label class with maps of the label class): the ``faithfulness`` section
+    and each metric's per-image scores (keyed ``"faithfulness/<path in the section>"``)."""
     ties = {"ties": options.ties, "tie_draws": options.tie_draws, "seed": options.seed}
-    keep_by_k = _keep_top_k(model, test, rank_maps, classes, options)
+    keep = _keep_top_k(model, test, rank_maps, classes, options)
+    keep_by_k: dict[str, dict[str, Any]] = {}
+    for name, value in keep.items():
+        k, key = name.split("/", 1)
+        keep_by_k.setdefault(k, {})[key] = metric(value)
     sise = metrics.drop_increase(
         model, test.images, rank_maps, test.labels, target=options.target,
         baseline=options.baseline, batch_size=options.batch_size, **ties,
@@ -420,7 +429,7 @@ def _faithfulness(
     def again(rows: tuple[Tensor, Tensor] | None) -> dict[str, int]:
         return {"n_explained_again": 0 if rows is None else int(rows[0].numel())}
 
-    return {
+    section = {
         "keep_top_k": keep_by_k,
         "keep_top_k_label_maps": again(classes.label_rank),
         "keep_top_k_prediction_maps": again(classes.prediction_rank),
@@ -430,6 +439,11 @@ def _faithfulness(
         "win": metric(antehoc["energy/win_pct"]),
         "drop_inc_win": {name: metric(value) for name, value in antehoc.items()},
     }
+    scored = {"drop": sise["drop_pct"], "increase": sise["increase_pct"],
+              "win": antehoc["energy/win_pct"],
+              **{f"keep_top_k/{name}": value for name, value in keep.items()},
+              **{f"drop_inc_win/{name}": value for name, value in antehoc.items()}}  # fmt: skip
+    return section, _score_lists(scored, FAITHFULNESS_PREFIX)
 
 
 def _stability(

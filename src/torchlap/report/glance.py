@@ -89,7 +89,8 @@ def _best_method_number(
             runner_value, runners = rest[0]
             runner_names = " = ".join(method_display_name(m, facts) for m in runners)
             detail += f"; next: {runner_names} {format_number(runner_value)}%"
-            detail += _lead(run, key, winners, runners, facts)
+            paired_key = key if name == "localization" else f"{name}/{key}"
+            detail += _lead(run, paired_key, winners, runners, facts, scale)
         flat_winners = [method_display_name(m, facts) for m in winners if m in flat]
         if flat_winners:
             detail += f"; {FLAT_MARK} flat maps ({', '.join(flat_winners)})"
@@ -105,10 +106,12 @@ def _lead(
     winners: Sequence[str],
     runners: Sequence[str],
     facts: Mapping[str, Any],
+    scale: float,
 ) -> str:
-    """``"; LAP's lead: +3.61 [-1.20, +8.13] points"`` when one of the best and the next (one
-    method each) is a paired reference (``results["paired"]``) and the other is paired with it:
-    whether the first place is more than the draw of the images."""
+    """``"; LAP's lead: +3.61 [-1.20, +8.13] points"`` (own minus other, shown ``scale`` times)
+    when one of the best and the next (one method each) is a paired reference
+    (``results["paired"]``, ``key``: ``"iou_topk"``, ``"faithfulness/drop"``) and the other is
+    paired with it: whether the first place is more than the draw of the images."""
     if len(winners) != 1 or len(runners) != 1:
         return ""
     references = (run.get("paired") or {}).get("references") or {}
@@ -117,7 +120,7 @@ def _lead(
         if not isinstance(entry, Mapping) or entry.get("difference") is None:
             continue
         word = "lead" if sign > 0 else "gap to the best"
-        text = lead_text(entry)
+        text = lead_text(entry, scale)
         return f"; {method_display_name(own, facts)}'s {word}, image by image: {text} points"
     return ""
 

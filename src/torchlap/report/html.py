@@ -210,6 +210,7 @@ _HEADINGS = {
     "table-paired": "Localization: paired leads",
     "table-other-localization": "Localization: other metrics",
     "table-faithfulness": "Faithfulness",
+    "table-paired-faithfulness": "Faithfulness: paired leads",
     "table-stability": "Stability",
     "table-lime": "Faithfulness to LIME (BLA)",
     "table-timing": "Timing",

@@ -1,10 +1,12 @@
-"""The paired-lead table: how far, and how surely, each run's own-map method (LAP) is above or
+"""The paired-lead tables: how far, and how surely, each run's own-map method (LAP) is above or
 below every other method on the same images (``results["paired"]``, written by ``torchlap
-evaluate`` from the per-image scores; :mod:`torchlap.evaluate.intervals`)."""
+evaluate`` from the per-image scores; :mod:`torchlap.evaluate.intervals`): IoU (paper 000's
+Table II) and Drop%/Increase% (paper 003's faithfulness)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from torchlap.report._common import (
@@ -17,29 +19,66 @@ from torchlap.report._common import (
 )
 from torchlap.report.table_data import _LEGEND, Cell, Column, Table, _table
 
-__all__ = ["lead_text", "paired_table"]
-
-#: the metrics of the table: paper 000's Table II, both binarizations
-_GROUPS = (("iou_threshold", "Thresholding"), ("iou_topk", "Top-Scored Selection"))
+__all__ = ["faithfulness_paired_table", "lead_text", "paired_table"]
 
 
-def _signed(value: float) -> str:
-    """A difference in IoU points with its sign (``+3.61``, ``-0.52``, ``0.00``)."""
-    points = 100 * value
-    return f"{points:+.2f}" if round(points, 2) != 0 else "0.00"
+@dataclass(frozen=True)
+class _Pairing:
+    """One paired table: its id and title, the metrics (``results["paired"]`` key, column
+    group), the scale of a difference as shown (100: IoU points) and what the numbers mean."""
+
+    table_id: str
+    title: str
+    what: str
+    groups: tuple[tuple[str, str], ...]
+    scale: float
+    legend: str
 
 
-def lead_text(entry: Mapping[str, Any]) -> str:
-    """A paired lead as the report shows it: ``+3.61 [-1.20, +8.13]`` (IoU points; the
-    interval left out when there is none). ``entry["difference"]`` must be a number."""
-    text = _signed(entry["difference"])
+_LOCALIZATION = _Pairing(
+    "table-paired",
+    "Paired leads",
+    "The own-map method's IoU minus each other method's",
+    (("iou_threshold", "Thresholding"), ("iou_topk", "Top-Scored Selection")),
+    100.0,
+    "IoU points (own minus other); bold: the interval excludes 0 (above 0: the own map "
+    "localizes better on these images beyond their sampling)",
+)
+_FAITHFULNESS = _Pairing(
+    "table-paired-faithfulness",
+    "Paired faithfulness",
+    "The own-map method's Drop% and Increase% (the top 15% of each map kept, paper 003) minus "
+    "each other method's",
+    (
+        ("faithfulness/drop", "Drop% (lower is better)"),
+        ("faithfulness/increase", "Increase% (higher is better)"),
+    ),
+    1.0,
+    "percentage points (own minus other); bold: the interval excludes 0 (a Drop% below 0 or an "
+    "Increase% above 0: the pixels the own map keeps hold more of the class score, on these "
+    "images beyond their sampling)",
+)
+
+
+def _signed(value: float, scale: float = 100.0) -> str:
+    """A difference shown ``scale`` times (IoU points by default) with its sign (``+3.61``,
+    ``-0.52``, ``0.00``)."""
+    shown = scale * value
+    return f"{shown:+.2f}" if round(shown, 2) != 0 else "0.00"
+
+
+def lead_text(entry: Mapping[str, Any], scale: float = 100.0) -> str:
+    """A paired lead as the report shows it: ``+3.61 [-1.20, +8.13]`` (IoU points, or the
+    difference times ``scale``; the interval left out when there is none).
+    ``entry["difference"]`` must be a number."""
+    text = _signed(entry["difference"], scale)
     interval = entry.get("interval")
     if interval is not None:
-        text += f" [{_signed(interval[0])}, {_signed(interval[1])}]"
+        text += f" [{_signed(interval[0], scale)}, {_signed(interval[1], scale)}]"
     return text
 
 
-def _cell(entry: Any) -> Cell:
+def _cell(entry: Any, scale: float) -> Cell:
     """``+3.61 [-1.20, +8.13]``, bold when the interval excludes 0 (the lead, or the deficit,
     is not the chance of which images were drawn)."""
     if not isinstance(entry, Mapping):
@@ -50,13 +89,12 @@ def _cell(entry: Any) -> Cell:
     if difference is None:
         return Cell(UNDEFINED, note=note)
     beyond = interval is not None and (interval[0] > 0 or interval[1] < 0)
-    return Cell(lead_text(entry), bold=beyond, note=note)
+    return Cell(lead_text(entry, scale), bold=beyond, note=note)
 
 
-def paired_table(results_by_run: object) -> Table:
-    """Rows = (run, own-map method, other method); per binarization the mean per-image IoU
-    difference (own - other, IoU points) and its bootstrap interval; bold where the interval
-    excludes 0. Empty (no rows) when no run has a ``paired`` section."""
+def _paired(results_by_run: object, pairing: _Pairing) -> Table:
+    """Rows = (run, own-map method, other method); per metric of ``pairing`` the mean
+    per-image difference (own - other) and its bootstrap interval."""
     runs = as_runs(results_by_run)
     facts = method_facts(runs.values())
     labels: list[tuple[str, ...]] = []
@@ -69,24 +107,36 @@ def paired_table(results_by_run: object) -> Table:
         level = paired.get("level", level)
         for reference, metrics in paired.get("references", {}).items():
             others = order_methods(
-                (m for key, _ in _GROUPS for m in metrics.get(key, {})), facts
+                (m for key, _ in pairing.groups for m in metrics.get(key, {})), facts
             )  # fmt: skip
             for other in others:
                 labels.append((name, method_display_name(reference, facts),
                                method_display_name(other, facts)))  # fmt: skip
-                cells.append([_cell(metrics.get(key, {}).get(other)) for key, _ in _GROUPS])
+                cells.append([_cell(metrics.get(key, {}).get(other), pairing.scale)
+                              for key, _ in pairing.groups])  # fmt: skip
     coverage = f"{100 * level:g}%" if isinstance(level, (int, float)) else "bootstrap"
     return _table(
-        "table-paired",
-        "Paired leads",
-        "The own-map method's IoU minus each other method's, image by image on the same "
-        f"images, with its {coverage} percentile bootstrap interval over the images.",
+        pairing.table_id,
+        pairing.title,
+        f"{pairing.what}, image by image on the same images, with its {coverage} percentile "
+        "bootstrap interval over the images.",
         ("Run", "Method", "Against"),
-        [Column("Own - other", group) for _, group in _GROUPS],
+        [Column("Own - other", group) for _, group in pairing.groups],
         labels,
         cells,
-        [
-            "IoU points (own minus other); bold: the interval excludes 0 (above 0: the own "
-            f"map localizes better on these images beyond their sampling); {_LEGEND}"
-        ],
+        [f"{pairing.legend}; {_LEGEND}"],
     )
+
+
+def paired_table(results_by_run: object) -> Table:
+    """Rows = (run, own-map method, other method); per binarization the mean per-image IoU
+    difference (own - other, IoU points) and its bootstrap interval; bold where the interval
+    excludes 0. Empty (no rows) when no run has a ``paired`` section."""
+    return _paired(results_by_run, _LOCALIZATION)
+
+
+def faithfulness_paired_table(results_by_run: object) -> Table:
+    """Rows = (run, own-map method, other method); the mean per-image difference of Drop% and
+    of Increase% (own - other, percentage points) and its bootstrap interval; bold where the
+    interval excludes 0. Empty (no rows) when no run has paired faithfulness scores."""
+    return _paired(results_by_run, _FAITHFULNESS)

@@ -11,6 +11,8 @@ numbers and the same bolding. One function per table, each returning its :class:
 - :func:`~torchlap.report.paired_table.paired_table`: the own-map method's IoU lead over
   each other method on the same images, with its bootstrap interval;
 - :func:`faithfulness_table`: keep-k% agreement (Fig. 4 as numbers), Drop/Increase/Win %;
+- :func:`~torchlap.report.paired_table.faithfulness_paired_table`: the own-map method's
+  Drop% and Increase% against each other method's on the same images, with intervals;
 - :func:`other_localization_table`: EBPG, mIoU (top 20%), Bbox, pointing game (paper 003);
 - :func:`lime_table`: Spearman correlation with LIME of BLA and Grad-CAM (paper 002);
 - :func:`stability_table`, :func:`timing_table`, :func:`runs_table`.
@@ -46,7 +48,7 @@ from torchlap.report._common import (
     section,
 )
 from torchlap.report.checks_table import checks_markdown
-from torchlap.report.paired_table import paired_table
+from torchlap.report.paired_table import faithfulness_paired_table, paired_table
 from torchlap.report.table_data import (
     _LEGEND,
     _TOPK_ACCURACY,
@@ -543,8 +545,8 @@ def runs_table(results_by_run: object) -> Table:
 
 def all_tables(results_by_run: object) -> list[Table]:
     """Every table that has at least one value: runs, Table I, Table II, the paired leads, other
-    localization, faithfulness, stability, timing (in that order). Table I is always
-    included."""
+    localization, faithfulness, its paired leads, stability, LIME, timing (in that order).
+    Table I is always included."""
     runs = as_runs(results_by_run)
     tables = [runs_table(runs), model_and_lap_table(runs)]
     optional = (
@@ -552,6 +554,7 @@ def all_tables(results_by_run: object) -> list[Table]:
         paired_table,
         other_localization_table,
         faithfulness_table,
+        faithfulness_paired_table,
         stability_table,
         lime_table,
         timing_table,
