@@ -164,7 +164,10 @@ def test_devices_reach_the_comparison_only(
     argv = ["--out", str(tmp_path), "--data", "lesions", "--sizes", "64", "--lengths", "demo"]
     commands = dict(_commands(study, monkeypatch, [*argv, "--devices", "2"]))
     assert _value(commands["lesions/64/demo/compare"], "--devices") == "2"
-    # sharding splits whole batches: 16 images in batches of 8, one per process
+    # sharding splits whole batches: 64 images (the default) in batches of 32, one per process
+    assert _value(commands["lesions/64/demo/compare"], "--max-images") == "64"
+    assert _value(commands["lesions/64/demo/compare"], "--batch-size") == "32"
+    commands = dict(_commands(study, monkeypatch, [*argv, "--devices", "2", "--eval-images", "16"]))
     assert _value(commands["lesions/64/demo/compare"], "--batch-size") == "8"
     assert "--devices" not in commands["lesions/64/demo/train/bb-lap"]
     commands = dict(_commands(study, monkeypatch, argv))
