@@ -163,11 +163,22 @@ def _iou_topk_scores_only(results: dict) -> None:
     results["per_sample_iou_topk"] = results.pop("per_sample")["iou_topk"]
 
 
+def _one_image_short(results: dict) -> None:
+    """A damaged cache: one score fewer than the images evaluated."""
+    results["per_sample"]["faithfulness/increase"].pop()
+
+
 @pytest.mark.parametrize(
     ("damage", "message", "section", "metric"),
     [
         (_iou_topk_scores_only, "its localization has no per-image", "localization", "iou_topk"),
         (_localization_scores_only, "its faithfulness has no per-image", "faithfulness", "drop"),
+        (
+            _one_image_short,
+            "must be a list of 8 numbers or None (one per evaluated image)",
+            "faithfulness",
+            "increase",
+        ),
     ],
 )
 def test_a_cache_without_per_image_scores_is_recomputed(

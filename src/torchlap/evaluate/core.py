@@ -105,9 +105,9 @@ def model_metrics(logits: Tensor, labels: Tensor) -> dict[str, Any]:
 _METHOD_SECTIONS = ("localization", "faithfulness", "stability", "timing", "notes")
 
 
-def _check_method_cache(method: str) -> Callable[[Any], None]:
-    """The check of a cached ``methods/<method>.json``: its sections as the report will read
-    them (a damaged cache is recomputed instead of failing the report after all the work)."""
+def _check_method_cache(method: str, n_images: int) -> Callable[[Any], None]:
+    """The check of a cached ``methods/<method>.json``: its sections as the report reads them,
+    a score per image (a damaged cache is recomputed, not failing the report after the work)."""
 
     def check(cached: Any) -> None:
         # lazily: torchlap.report loads matplotlib (not at `torchlap --help`)
@@ -117,7 +117,7 @@ def _check_method_cache(method: str) -> Callable[[Any], None]:
             raise TypeError(f"its results must be a dict, got {type(cached).__name__}")
         trial = {name: {method: cached[name]} for name in _METHOD_SECTIONS if name in cached}
         check_results(trial, "results")
-        check_per_sample(cached)
+        check_per_sample(cached, n_images)
 
     return check
 
@@ -503,7 +503,7 @@ def _evaluate_methods(
         method_results = (
             None
             if job.force
-            else read_cache(cache, key, method, parts, _check_method_cache(method))
+            else read_cache(cache, key, method, parts, _check_method_cache(method, len(job.test)))
         )
         maps = None
         if method_results is None:

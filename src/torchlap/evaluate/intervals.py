@@ -48,9 +48,10 @@ def _scores(values: Sequence[float | None]) -> Tensor:
                         dtype=torch.float64)  # fmt: skip
 
 
-def check_per_sample(cached: Mapping[str, Any]) -> None:
+def check_per_sample(cached: Mapping[str, Any], n_images: int) -> None:
     """``TypeError`` unless a method's cached results hold ``per_sample`` (metric -> per-image
-    scores: numbers or None) wherever they hold ``localization``."""
+    scores: ``n_images`` numbers or None) wherever they hold ``localization`` or
+    ``faithfulness``."""
     per_sample = cached.get("per_sample")
     if "localization" in cached and not isinstance(per_sample, dict):
         # (results cached by torchlap before the bootstrap intervals kept IoU top-K only)
@@ -60,11 +61,18 @@ def check_per_sample(cached: Mapping[str, Any]) -> None:
     ):  # (cached before the faithfulness metrics had intervals)
         raise TypeError("its faithfulness has no per-image scores (results['per_sample'])")
     for name, values in (per_sample or {}).items():
-        if not isinstance(values, list) or any(
-            v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
-            for v in values
+        if (
+            not isinstance(values, list)
+            or len(values) != n_images
+            or any(
+                v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))
+                for v in values
+            )
         ):
-            raise TypeError(f"results['per_sample'][{name!r}] must be a list of numbers or None")
+            raise TypeError(
+                f"results['per_sample'][{name!r}] must be a list of {n_images} numbers or None "
+                "(one per evaluated image)"
+            )
 
 
 def _entry(results: Mapping[str, Any], method: str, key: str) -> dict[str, Any] | None:
