@@ -299,9 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [data for data in datasets if data not in RECIPES]
     if unknown:
         parser.error(f"no recipe for dataset {unknown[0]!r}; expected one of {', '.join(RECIPES)}")
-    for name in ("demo_epochs", "long_epochs", "n_images", "devices"):
+    # refused before the first training step, not by the comparison hours later
+    positive = ("demo_epochs", "long_epochs", "n_images", "devices", "eval_images",
+                "val_images", "stability_images", "rise_masks")  # fmt: skip
+    for name in positive:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
+    if not 0 <= args.sise_mu < 1:  # SISE's Eq. 7 threshold (torchlap.explainers.sise)
+        parser.error(f"--sise-mu must be a number in [0, 1), got {args.sise_mu}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.table_only:

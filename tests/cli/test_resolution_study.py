@@ -225,7 +225,15 @@ def test_command_line_overrides_the_recipe(
 
 @pytest.mark.parametrize(
     "argv",
-    [["--data", "mnist"], ["--sizes", "64,big"], ["--sizes", "16"], ["--n-images", "0"]],
+    [
+        ["--data", "mnist"],
+        ["--sizes", "64,big"],
+        ["--sizes", "16"],
+        ["--n-images", "0"],
+        ["--eval-images", "0"],
+        ["--rise-masks", "-5"],
+        ["--sise-mu", "1.5"],
+    ],
 )
 def test_bad_study_options_are_refused(study, tmp_path: Path, argv: list[str], capsys) -> None:
     out = tmp_path / "study"
