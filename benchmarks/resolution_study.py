@@ -1,15 +1,17 @@
 """Resolution and training-length study: does LAP's verdict depend on its grid and on training?
 
 Trains vanilla, WS-LAP and BB-LAP ResNet18 runs at several input sizes and two training
-lengths, evaluates every explainer on them with ``torchlap compare``, and prints one table:
+lengths, evaluates every explainer on them with ``torchlap compare``, and prints two tables:
 per dataset, size and length, the accuracy and LAP's IoU (thresholding and top-scored
-selection) of each LAP run against the best post-hoc method on the same model.
+selection) of each LAP run against the best post-hoc method on the same model (paper 000's
+claim), then LAP's Drop% and Increase% against the best post-hoc method's (paper 003's
+faithfulness), each with LAP's per-image lead and its bootstrap interval.
 
 Usage::
 
     python benchmarks/resolution_study.py                              # everything (hours)
     python benchmarks/resolution_study.py --sizes 128 --data lesions   # one part
-    python benchmarks/resolution_study.py --table-only                 # print the table
+    python benchmarks/resolution_study.py --table-only                 # print the tables
 
 Every step is a ``torchlap`` command in its own process, and a finished step is never redone:
 a killed study continues where it stopped, and parts (``--sizes``, ``--data``, ``--lengths``)
@@ -182,19 +184,50 @@ def _compared(state: dict, prefix: str, run: dict) -> str:
     return f"{date} ({'?' if revision is None else revision})"
 
 
-def _lead(run: dict, metric: str, best: str | None) -> str:
-    """LAP's mean per-image lead over the best post-hoc method on the same images, in IoU
-    points, with its bootstrap interval (``results["paired"]``, written by torchlap evaluate
-    since the intervals were added; ``-`` for a comparison made before)."""
+def _lead(run: dict, metric: str, best: str | None, scale: float = 100.0) -> str:
+    """LAP's mean per-image lead over the best post-hoc method on the same images (IoU points,
+    or the difference times ``scale``), with its bootstrap interval (``results["paired"]``,
+    written by torchlap evaluate since the intervals were added; ``-`` for a comparison made
+    before, or for a metric it did not pair: ``metric`` as ``"iou_topk"`` or
+    ``"faithfulness/drop"``)."""
     paired = (run.get("paired") or {}).get("references", {}).get("lap", {})
     entry = paired.get(metric, {}).get(best) if best is not None else None
     if not entry or entry.get("difference") is None:
         return "-"
-    text = f"{100 * entry['difference']:+.1f}"
+    text = f"{scale * entry['difference']:+.1f}"
     if entry.get("interval") is not None:
         low, high = entry["interval"]
-        text += f" [{100 * low:+.1f}, {100 * high:+.1f}]"
+        text += f" [{scale * low:+.1f}, {scale * high:+.1f}]"
     return text
+
+
+def _best(section: dict, metric: str, higher: bool) -> tuple[float, str] | None:
+    """``(value, method)`` of the best post-hoc method by ``metric`` in a results section."""
+    scored = [
+        (_value(section.get(m, {}).get(metric)), m)
+        for m in POSTHOC
+        if _value(section.get(m, {}).get(metric)) is not None
+    ]
+    if not scored:
+        return None
+    return max(scored) if higher else min(scored)
+
+
+def _cells(out: Path) -> list[tuple[Path, str, str, str, dict]]:
+    """``(cell folder, dataset, size, step prefix, runs of comparison.json)`` of every finished
+    cell: by dataset, size in pixels, demo before long."""
+
+    def order(path: Path) -> tuple:
+        cell = path.parent.parent
+        return cell.parent.parent.name, int(cell.parent.name[:-2]), cell.name != "demo"
+
+    cells = []
+    for path in sorted(out.glob("*/*px/*/compare/comparison.json"), key=order):
+        length_dir = path.parent.parent
+        size, data = length_dir.parent.name, length_dir.parent.parent.name
+        prefix = f"{data}/{size[:-2]}/{length_dir.name}/"
+        cells.append((length_dir, data, size, prefix, json.loads(path.read_text())["runs"]))
+    return cells
 
 
 def _scored_images(localization: dict) -> str:
@@ -207,7 +240,8 @@ def _scored_images(localization: dict) -> str:
 
 
 def table(out: Path) -> str:
-    """Markdown table of every finished cell under ``out``."""
+    """Markdown table of every finished cell under ``out``: LAP's IoU against the best
+    post-hoc method's (paper 000's Table II claim)."""
     state = load_state(out)
     # test balanced accuracy of each run on its whole test split (metrics.json; for the 10
     # digits classes the mean recall per class), not on the few images the comparison explains
@@ -215,20 +249,10 @@ def table(out: Path) -> str:
               "vanilla test BA %", "LAP IoU thr. %", "best post-hoc thr. %", "LAP IoU top-K %",
               "best post-hoc top-K %", "LAP - best thr. [interval]",
               "LAP - best top-K [interval]", "boxed of explained images",
-              "cell wall time (min)",
-              "compared (metrics rev.)"]  # fmt: skip
+              "cell wall time (min)", "compared (metrics rev.)"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-
-    def order(path: Path) -> tuple:  # dataset, size in pixels, demo before long
-        cell = path.parent.parent
-        return cell.parent.parent.name, int(cell.parent.name[:-2]), cell.name != "demo"
-
-    for path in sorted(out.glob("*/*px/*/compare/comparison.json"), key=order):
-        length_dir = path.parent.parent
-        size, data = length_dir.parent.name, length_dir.parent.parent.name
-        prefix = f"{data}/{size[:-2]}/{length_dir.name}/"
+    for length_dir, data, size, prefix, runs in _cells(out):
         minutes = sum(s["seconds"] for k, s in state["steps"].items() if k.startswith(prefix))
-        runs = json.loads(path.read_text())["runs"]
         for name in LAP_RUNS:
             run = runs.get(name)
             if run is None:
@@ -242,17 +266,41 @@ def table(out: Path) -> str:
             leads = []
             for metric in METRICS:
                 lap = _value(localization.get("lap", {}).get(metric))
-                scored = [
-                    (_value(localization.get(m, {}).get(metric)), m)
-                    for m in POSTHOC
-                    if _value(localization.get(m, {}).get(metric)) is not None
-                ]
-                best = max(scored, default=None)
+                best = _best(localization, metric, higher=True)
                 cells.append("n/a" if lap is None else f"{100 * lap:.1f}")
                 cells.append("n/a" if best is None else f"{100 * best[0]:.1f} ({best[1]})")
                 leads.append(_lead(run, metric, None if best is None else best[1]))
             cells += [*leads, _scored_images(localization), f"{minutes / 60:.0f}"]
             cells.append(_compared(state, prefix, run))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def faithfulness_table(out: Path) -> str:
+    """Markdown table of every finished cell under ``out``: LAP's Drop% and Increase% (paper
+    003: the top 15% of each map kept; percentages already, so leads are percentage points)
+    against the best post-hoc method's on the same images (Drop%: the lowest is the best)."""
+    header = ["Data", "Size", "Length", "Run", "LAP Drop %", "best post-hoc Drop %",
+              "LAP - best Drop % [interval]", "LAP Increase %", "best post-hoc Increase %",
+              "LAP - best Increase % [interval]", "explained images"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for length_dir, data, size, _, runs in _cells(out):
+        for name in LAP_RUNS:
+            run = runs.get(name)
+            if run is None:
+                continue
+            faithfulness = run.get("faithfulness", {})
+            cells = [data, size, length_dir.name, name]
+            for metric, higher in (("drop", False), ("increase", True)):
+                lap = _value(faithfulness.get("lap", {}).get(metric))
+                best = _best(faithfulness, metric, higher)
+                cells.append("n/a" if lap is None else f"{lap:.1f}")
+                cells.append("n/a" if best is None else f"{best[0]:.1f} ({best[1]})")
+                best_name = None if best is None else best[1]
+                cells.append(_lead(run, f"faithfulness/{metric}", best_name, scale=1.0))
+            entry = faithfulness.get("lap", {}).get("drop")
+            n = entry.get("n") if isinstance(entry, dict) else None
+            cells.append("-" if n is None else str(n + entry.get("n_excluded", 0)))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -315,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
                 for length in lengths:
                     run_part(args, data, size, length)
     print(table(out))
+    print()
+    print(faithfulness_table(out))
     return 0
 
 

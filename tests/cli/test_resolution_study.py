@@ -46,11 +46,23 @@ def _write_cell(out: Path) -> None:
                 "rise": {"iou_threshold": _metric(0.10), "iou_topk": _metric(0.33)},
                 "gradcam": {"iou_threshold": _metric(None), "iou_topk": _metric(0.05)},
             },
+            "faithfulness": {
+                "lap": {
+                    "drop": {"value": 30.0, "n": 16, "n_excluded": 0},
+                    "increase": _metric(12.5),
+                },
+                "rise": {"drop": _metric(20.0), "increase": _metric(25.0)},
+                "gradcam": {"drop": _metric(40.0), "increase": _metric(31.25)},
+            },
             # the lead over the best method of each binarization (GBP by thresholding with its
             # interval; RISE by top-K without one); the other entries must not be read
             "paired": {
                 "references": {
                     "lap": {
+                        "faithfulness/drop": {
+                            "rise": {"difference": 10.0, "interval": [2.5, 17.25]},
+                            "gradcam": {"difference": -10.0, "interval": [-20.0, -1.0]},
+                        },
                         "iou_threshold": {
                             "guided_backprop": {"difference": -0.15, "interval": [-0.2, -0.1]},
                             "rise": {"difference": 0.1, "interval": [0.0, 0.2]},
@@ -103,6 +115,19 @@ def test_table_rows_compare_lap_with_the_best_post_hoc_method(study, tmp_path: P
     bb = [cell.strip() for cell in lines[3].strip("|").split("|")]
     assert bb[5:15] == ["-", "100.0", "85.5", "40.0", "n/a", "n/a", "n/a", "-", "-", "-"]
     assert bb[16] == "2026-12-05 (?)"  # no protocol recorded: the revision is unknown
+
+
+def test_faithfulness_table_compares_lap_with_the_lowest_drop(study, tmp_path: Path) -> None:
+    """Drop% (lower is better) against the post-hoc method with the lowest Drop%, Increase%
+    against the highest Increase%; percentages already, so leads are not scaled."""
+    _write_cell(tmp_path)
+    lines = study.faithfulness_table(tmp_path).splitlines()
+    assert len(lines) == 4
+    ws = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    assert ws == ["lesions", "128px", "demo", "ws-lap", "30.0", "20.0 (rise)",
+                  "+10.0 [+2.5, +17.2]", "12.5", "31.2 (gradcam)", "-", "16"]  # fmt: skip
+    bb = [cell.strip() for cell in lines[3].strip("|").split("|")]
+    assert bb[4:] == ["n/a", "n/a", "-", "n/a", "n/a", "-", "-"]
 
 
 def test_table_reads_the_image_count_a_cell_trained_with(study, tmp_path: Path) -> None:
