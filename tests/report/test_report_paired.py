@@ -122,12 +122,18 @@ def test_malformed_intervals_are_named(edit, message):
         check_results(results)
 
 
+def _lap_and_gradcam_only(results: dict, section: str) -> dict:
+    """``results[section]`` with every method but LAP and Grad-CAM removed (first and next)."""
+    entries = results[section]
+    for method in list(entries):
+        if method not in ("lap", "gradcam"):
+            del entries[method]
+    return entries
+
+
 def test_at_a_glance_says_whether_the_first_place_is_more_than_the_draw():
     results = _with_paired()
-    localization = results["localization"]
-    for method in list(localization):
-        if method not in ("lap", "gradcam"):
-            del localization[method]
+    localization = _lap_and_gradcam_only(results, "localization")
     localization["lap"]["iou_topk"]["value"] = 0.30
     localization["gradcam"]["iou_topk"]["value"] = 0.34
     best = glance_numbers(results)[1]
@@ -143,10 +149,7 @@ def test_at_a_glance_says_whether_the_first_place_is_more_than_the_draw():
 def test_at_a_glance_gives_the_paired_drop_of_the_best_faithfulness():
     """Drop% is a percentage already: the paired difference is shown as it is."""
     results = _with_paired()
-    faithfulness = results["faithfulness"]
-    for method in list(faithfulness):
-        if method not in ("lap", "gradcam"):
-            del faithfulness[method]
+    faithfulness = _lap_and_gradcam_only(results, "faithfulness")
     faithfulness["lap"]["drop"]["value"] = 10.0
     faithfulness["gradcam"]["drop"]["value"] = 25.0
     results["paired"]["references"]["lap"]["faithfulness/drop"] = {
