@@ -626,33 +626,58 @@ static void FN(grad_x_plane)(T *gxp, const T *ghid, int64_t P, const T *wc, int6
     }
 }
 
-/* grad_x_plane for m <= 4 channel planes at once (gx: the first plane, planes P apart; gpool:
- * their pooling gradients, NULL for none) when the scorer has one group of 8 hidden units (JP ==
- * 8) and the plane at least LAP_V pixels: each of the plane's pixel vectors (the last one
- * overlapping the one before, recomputing the same values) loads the 8 hidden gradients (rows
- * h1..8 zero) once for the m channels, whose sums are m independent chains of 8 FMAs. One plane
- * at a time, the single chain's latency bounds the loop (at 16 lanes the FMAs of one vector wait
- * on each other: 8 x 4 cycles for 8 multiply-adds). (python benchmarks/kernel_ab.py --raw
- * --against 2931a34: the global pools' backward call 0.60-0.89x at batch 32, 0.64-0.79x at batch
- * 1; 2026-12-03) */
-static void FN(grad_x_planes8)(T *gx, const T *ghid, int64_t P, const T *wc, int64_t h1,
-                               int64_t C, int64_t m, const T *gpool, const T *pool_w) {
-    T wk[4][8], scale[4];
-    for (int64_t i = 0; i < 4; ++i) {
-        scale[i] = gpool && i < m ? gpool[i] : (T)0;
-        for (int64_t jj = 0; jj < 8; ++jj) wk[i][jj] = i < m && jj < h1 ? wc[jj * C + i] : (T)0;
-    }
+/* grad_x_plane for m channel planes (gx: the first plane, planes P apart; gpool: their pooling
+ * gradients, NULL for none) when the scorer has one group of 8 hidden units (JP == 8) and the
+ * plane at least LAP_V pixels. w: the first channel's h1 first-convolution weights, element (j,
+ * i) of channel i at w[j * row + i * col]: w1's column (row C, col 1) or w1 transposed (row 1,
+ * col 8, h1 == 8; see lap_layer_backward). Each pixel vector (the last one overlapping the one
+ * before, recomputing the same values) loads the 8 hidden gradients once for all m channels,
+ * and 8 channels at a time are 8 independent chains of 8 FMAs, each weight a broadcast from
+ * memory. (One chain alone waits on its FMAs' latency: 8 x 4 cycles per vector. Weights first
+ * gathered into an array, 32 per 4 channels, were spilled to the stack as vectors and took 46%
+ * of the global pools' backward.) */
+static inline __attribute__((always_inline)) void FN(grad_x_global8_at)(
+    T *gx, const T *ghid, int64_t P, const T *wc, int64_t row, int64_t col, int64_t h1,
+    int64_t m, const T *gpool, const T *pool_w) {
     for (int64_t t0 = 0; t0 < P; t0 += LAP_V) {
         const int64_t t = t0 + LAP_V <= P ? t0 : P - LAP_V;
         FN(vec) h[8];
-        for (int64_t jj = 0; jj < 8; ++jj) h[jj] = FN(load)(ghid + jj * P + t);
+        for (int jj = 0; jj < 8; ++jj) h[jj] = FN(load)(ghid + jj * P + t);
         const FN(vec) wv = gpool ? FN(load)(pool_w + t) : (FN(vec)){0};
-        FN(vec) acc[4];
-        for (int64_t i = 0; i < 4; ++i) acc[i] = scale[i] * wv;
-        for (int64_t jj = 0; jj < 8; ++jj)
-            for (int64_t i = 0; i < 4; ++i) acc[i] += wk[i][jj] * h[jj];
-        for (int64_t i = 0; i < m; ++i) memcpy(gx + i * P + t, &acc[i], sizeof acc[i]);
+        for (int64_t c0 = 0; c0 < m; c0 += 8) {
+            const T *w = wc + c0 * col;
+            T *out = gx + c0 * P + t;
+            FN(vec) acc[8];
+            if (m - c0 >= 8 && h1 == 8) {
+                for (int i = 0; i < 8; ++i) acc[i] = (gpool ? gpool[c0 + i] : (T)0) * wv;
+                for (int jj = 0; jj < 8; ++jj)
+                    for (int i = 0; i < 8; ++i) acc[i] += w[jj * row + i * col] * h[jj];
+                for (int i = 0; i < 8; ++i) memcpy(out + i * P, &acc[i], sizeof acc[i]);
+            } else {
+                const int64_t n = m - c0 < 8 ? m - c0 : 8;
+                for (int64_t i = 0; i < n; ++i) {
+                    acc[0] = (gpool ? gpool[c0 + i] : (T)0) * wv;
+                    for (int64_t jj = 0; jj < h1; ++jj) acc[0] += w[jj * row + i * col] * h[jj];
+                    memcpy(out + i * P, &acc[0], sizeof acc[0]);
+                }
+            }
+        }
     }
+}
+
+/* grad_x_global8_at from w1 transposed (wt: (C, 8), the m channels' rows) where the call has
+ * one, else from w1's columns (wc, rows C apart): the transposed weights are one 32-byte row per
+ * channel. Against grad_x_planes8 of 1555bbf, 4 channels per call with their weights gathered
+ * (python benchmarks/kernel_ab.py --raw --where avgpool --against 1555bbf, 2026-12-05): the
+ * global pools' backward call 0.80-0.87x at batch 32 (0.93-0.96x at the 7x7 pools with the
+ * weights from w1's columns), 0.88-1.02x at batch 1 */
+static void FN(grad_x_global8)(T *gx, const T *ghid, int64_t P, const T *wt, const T *wc,
+                               int64_t h1, int64_t C, int64_t m, const T *gpool,
+                               const T *pool_w) {
+    if (wt)
+        FN(grad_x_global8_at)(gx, ghid, P, wt, 1, 8, h1, m, gpool, pool_w);
+    else
+        FN(grad_x_global8_at)(gx, ghid, P, wc, C, 1, h1, m, gpool, pool_w);
 }
 
 /* gw1[j, c] += sum_p ghid[j, p] x[c, p] for m <= LAP_TV channels (planes P apart; gw1 rows C
@@ -1247,6 +1272,7 @@ typedef struct {
     T *gw1x;  /* this thread's gw1 in pair lanes (weight_grad_pairs), (C * LAP_V) */
     FN(pool_buffers) pb;      /* the windowed pooling's buffers */
     T *gw1, *gb1, *gw2, *gb2, *gagg; /* this thread's partial parameter gradients */
+    const T *wt; /* w1 transposed, (C, 8), for the global pool's grad_x_global8, or NULL */
     double galpha;
 } FN(lap_scratch);
 
@@ -1316,9 +1342,9 @@ static void FN(layer_backward_sample)(const T *x, const T *w1, const T *w2, cons
     }
     LAP_BARRIER(nth);
     /* 3: grad_x = pooling term + w1^T ghid and grad w1 = ghid x^T. Windows: one channel plane
-     * at a time, both in one pass over x (input_grad_plane). The global pool: grad_x a plane at
-     * a time (grad_x_plane), grad w1 for LAP_TV channels right after their planes
-     * (weight_grad_block): at its 25-49 pixels the per-plane sums of input_grad_plane cost more
+     * at a time, both in one pass over x (input_grad_plane). The global pool: grad_x for LAP_TV
+     * planes at a time (grad_x_global8, or grad_x_plane a plane at a time), grad w1 for the same
+     * channels right after (weight_grad_pairs or weight_grad_block): at its 25-49 pixels the per-plane sums of input_grad_plane cost more
      * than their products (python benchmarks/kernel_ab.py). The pooling term of grad_x: in gx
      * since step 1 (windows), or gpool[c] * wn */
     lap_part(C, tid, nth, &lo, &hi);
@@ -1326,9 +1352,9 @@ static void FN(layer_backward_sample)(const T *x, const T *w1, const T *w2, cons
         for (int64_t c0 = lo; c0 < hi; c0 += LAP_TV) {
             const int64_t m = hi - c0 < LAP_TV ? hi - c0 : LAP_TV;
             if (gx && JP == 8 && P >= LAP_V)
-                for (int64_t c = c0; c < c0 + m; c += 4)
-                    FN(grad_x_planes8)(gx + (b * C + c) * P, mine->ghid, P, w1 + c, h1, C,
-                                       c0 + m - c < 4 ? c0 + m - c : 4, gpb ? gpb + c : 0, wnb);
+                FN(grad_x_global8)(gx + (b * C + c0) * P, mine->ghid, P,
+                                   mine->wt ? mine->wt + c0 * 8 : 0, w1 + c0, h1, C, m,
+                                   gpb ? gpb + c0 : 0, wnb);
             else
                 for (int64_t c = c0; gx && c < c0 + m; ++c)
                     FN(grad_x_plane)(gx + (b * C + c) * P, mine->ghid, P, w1 + c, JP, h1, C,
@@ -1398,8 +1424,13 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
     const int pair_lanes = s->global && want_gw1 && LAP_PAIRS(JP) && whole_samples &&
                            g->B / nthreads * P >= 4 * LAP_V;
     T *pair_block = (T *)lap_calloc(pair_lanes ? nthreads * C * LAP_V + 1 : 1, sizeof(T));
+    /* the global pool's grad_x reads w1 transposed when the copy costs at most an eighth of the
+     * input, as lap_layer_forward's (at batch 1 it costs more than it saves) */
+    const int by_wt = s->global && gx && JP == 8 && P >= LAP_V && 8 * JP <= g->B * P;
+    T *wt = by_wt ? FN(transpose_padded)(w1, h1, C, JP) : 0;
     if (!(partials && all_gwn && team && team_buf && pool_block && (tap || !tiles) &&
-          pair_block)) {
+          pair_block && (wt || !by_wt))) {
+        free(wt);
         free(pair_block);
         free(tap);
         free(partials);
@@ -1422,6 +1453,7 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
         mine->ghid = mine->gc + n * P;
         mine->ghidT = mine->ghid + JP * P;
         mine->gw1x = pair_lanes ? pair_block + tid * C * LAP_V : 0;
+        mine->wt = wt;
         FN(pool_buffers_bind)(&mine->pb, pool_block + tid * pool_len, g, pp, 1, 0, tap);
         mine->gw1 = tid == 0 || !whole_samples ? gparams : partials + (tid - 1) * params;
         mine->gb1 = mine->gw1 + h1 * C;
@@ -1457,6 +1489,7 @@ int FN(lap_layer_backward)(const T *x, const T *w1, const T *w2, const T *hid, c
     gparams[params] = (T)alpha_sum;
     lap_free_phases(&plan);
     free(tap);
+    free(wt);
     free(pair_block);
     free(pool_block);
     free(team_buf);
