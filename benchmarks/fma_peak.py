@@ -1,15 +1,17 @@
 """The CPU's own multiply-add peak: independent vector FMAs in a loop, on one core and on all.
 
-Run: ``.venv/bin/python benchmarks/fma_peak.py [--seconds 1]`` (needs a C compiler).
+Run: ``.venv/bin/python benchmarks/fma_peak.py [--seconds 1] [--vector-bytes 32|64]`` (needs a C
+compiler).
 
 ``torchlap bench layer``'s "FMA floor" puts LAP's multiply-adds at the rate of PyTorch's own
 1024 x 1024 float32 matrix product, the best-tuned library code on the friendliest shape. This
 script measures what the cores themselves allow, with no memory traffic at all: a loop of ten
 independent chains of float32 FMAs, as wide as the LAP kernels' vectors
 (``torchlap._ext.lap_kernels().lap_vector_bytes()``: 64 bytes where the compiler targets
-AVX-512), compiled with the kernels' flags; ten chains hide the FMA latency on current x86 and
-Arm cores. Prints the rate of one process alone and of one process per core at once, in
-float32 multiply-adds per second (one FMA of a 64-byte vector is 16).
+AVX-512) or as ``--vector-bytes`` says, compiled with the kernels' flags; ten chains hide the
+FMA latency on current x86 and Arm cores. Prints the rate of one process alone and of one
+process per core at once, in float32 multiply-adds per second (one FMA of a 64-byte vector is
+16).
 """
 
 from __future__ import annotations
@@ -90,11 +92,19 @@ def rates(binary: Path, processes: int, seconds: float) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="how long each loop runs")
+    parser.add_argument(
+        "--vector-bytes",
+        type=int,
+        choices=ext.VECTOR_BYTES,
+        help="the vectors' width (default: the LAP kernels' on this machine)",
+    )
     args = parser.parse_args()
     if not args.seconds > 0:
         raise SystemExit(f"--seconds must be above 0, got {args.seconds}")
-    library = ext.lap_kernels()
-    vector_bytes = library.lap_vector_bytes() if library is not None else 32
+    vector_bytes = args.vector_bytes
+    if vector_bytes is None:
+        library = ext.lap_kernels()
+        vector_bytes = library.lap_vector_bytes() if library is not None else 32
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     with tempfile.TemporaryDirectory() as folder:
         binary = build(Path(folder), vector_bytes)

@@ -24,9 +24,12 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_it_prints_one_core_and_all_cores():
-    done = _run("--seconds", "0.05")
+@pytest.mark.parametrize("width", [None, "32", "64"])
+def test_it_prints_one_core_and_all_cores(width):
+    done = _run("--seconds", "0.05", *(["--vector-bytes", width] if width else []))
     assert done.returncode == 0, done.stderr
+    if width:
+        assert done.stdout.startswith(f"independent {width}-byte float32 FMAs"), done.stdout
     alone = re.search(r"one core alone: ([0-9.]+) GFMA/s", done.stdout)
     together = re.search(r"(\d+) cores at once: ([0-9.]+) GFMA/s \(([^)]*) per core\)", done.stdout)
     assert alone and together, done.stdout

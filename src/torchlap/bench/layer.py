@@ -7,8 +7,8 @@ missed target is from what the machine allows:
   the layer's shapes) at the rate of PyTorch's own float32 matrix product of two 1024 x 1024
   matrices on the same device: what the best-tuned library code of the machine reaches on the
   friendliest shape. Not a hard bound (on the README's CPU that product runs at about 85 GFMA/s,
-  38% of its two cores' AVX-512 peak), but LAP's thin products (8 hidden units) are far from
-  that shape;
+  73% of its two cores' peak of 116 GFMA/s, ``benchmarks/fma_peak.py``), but LAP's thin products
+  (8 hidden units) are far from that shape;
 - the autograd floor: an autograd function with the layer's inputs (the input and the
   parameters) and outputs that does no work and returns every gradient, the fixed cost of any
   layer with parameters outside the kernels (it dominates at batch 1).
