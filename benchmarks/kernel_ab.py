@@ -32,13 +32,10 @@ import torch
 import torchlap._ext as ext
 from layer_overhead import best_us
 from torchlap.bench.common import measure
-from torchlap.bench.layer import SHAPES
+from torchlap.bench.layer import SHAPES, kernel_replay
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
 
 SOURCES = ("lap_cpu.c", "lap_layer.c")
-# lap_layer_backward's arguments gx and gparams: buffers the autograd function allocates per
-# call, replaced by the replay's own
-BACKWARD_GX, BACKWARD_GPARAMS = 10, 11
 
 
 def build_revision(revision: str, folder: Path) -> ctypes.CDLL:
@@ -64,41 +61,18 @@ def build_revision(revision: str, folder: Path) -> ctypes.CDLL:
     return ext.declare(ctypes.CDLL(str(target)), accept=(3, 4, 5, 6, 7))
 
 
-class _Recorder:
-    """A kernel library that records each call's function name and arguments, then makes it."""
-
-    def __init__(self, library: ctypes.CDLL) -> None:
-        self.library, self.calls = library, {}
-
-    def __getattr__(self, name: str):
-        function = getattr(self.library, name)
-
-        def call(*args):
-            self.calls[name] = args
-            return function(*args)
-
-        return call
-
-
-def raw_calls(lap, x: torch.Tensor, library: ctypes.CDLL) -> tuple[dict, list]:
-    """The fused layer's forward and backward kernel calls on ``x`` (name -> ctypes arguments),
-    and the tensors their pointers point to (keep them while replaying)."""
-    recorder = _Recorder(library)
-    ext._state["library"] = recorder
-    try:
-        pooled = lap(x)
-        upstream = torch.ones_like(pooled)
-        pooled.backward(upstream, retain_graph=True)  # the graph keeps the saved tensors
-    finally:
-        ext._state["library"] = library
-    grad_x, gparams = torch.empty_like(x), x.new_zeros(sum(p.numel() for p in lap.parameters()))
-    calls = {}
-    for name, args in recorder.calls.items():
-        args = list(args)
-        if name.startswith("lap_layer_backward"):
-            args[BACKWARD_GX], args[BACKWARD_GPARAMS] = grad_x.data_ptr(), gparams.data_ptr()
-        calls[name] = args
-    return calls, [x, pooled, upstream, grad_x, gparams]
+def raw_calls(lap, x: torch.Tensor) -> tuple[dict, list]:
+    """The fused layer's forward and backward kernel calls on ``x`` (name -> ctypes arguments,
+    recorded by ``torchlap.bench.layer.kernel_replay``), and what keeps the tensors their
+    pointers point to alive (keep it while replaying)."""
+    replay = kernel_replay(lap, x)
+    if replay is None:
+        raise SystemExit("the fused LAP layer did not run: no kernel library or not a CPU tensor")
+    calls = {
+        replay.forward.__name__: replay.forward_args,
+        replay.backward.__name__: replay.backward_args,
+    }
+    return calls, [replay]
 
 
 def selected(where: str | None) -> list:
@@ -126,7 +100,7 @@ def raw_table(
                 lap = AdaptiveLocalAttentionPool2d(shape[1], 1)
             else:
                 lap = LocalAttentionPool2d(shape[1], kernel, stride, padding)
-            calls, keep = raw_calls(lap, x, current)
+            calls, keep = raw_calls(lap, x)
             for name, args in calls.items():
                 function = getattr(current, name)
                 start = time.perf_counter()

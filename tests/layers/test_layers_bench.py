@@ -1,17 +1,23 @@
 """The layer benchmark runs and reports sensible ratios on tiny shapes."""
 
+import math
+
 import pytest
 import torch
 
+import torchlap._ext as ext
 from torchlap.bench.layer import (
     LayerBenchRow,
     empty_layer,
     format_rows,
+    kernel_replay,
     lap_multiply_adds,
     run_layer_benchmark,
     summary,
 )
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
+
+needs_kernels = pytest.mark.skipif(ext.lap_kernels() is None, reason="no C compiler")
 
 
 def test_layer_benchmark_rows():
@@ -25,10 +31,19 @@ def test_layer_benchmark_rows():
         assert row.multiply_adds > 0 and row.gemm_ms_per_gmac > 0 and row.autograd_floor_ms > 0
         assert row.fma_floor_ratio_avg == row.fma_floor_ms / row.avg_ms > 0
         assert row.autograd_floor_ratio_max == row.autograd_floor_ms / row.max_ms
+        if ext.lap_kernels() is not None:  # the fused layer ran: its kernels alone, timed
+            assert row.kernels_ms > 0 and row.kernels_ratio_avg == row.kernels_ms / row.avg_ms
     table = format_rows(rows)
     assert table.count("\n") == 4 and "LAP/avg" in table and "scorer alone/avg" in table
     assert "FMA floor/avg" in table and "autograd floor/max" in table
-    assert all(line.count("|") == 14 for line in table.splitlines())
+    assert "kernels alone ms | kernels alone/avg" in table
+    assert all(line.count("|") == 16 for line in table.splitlines())
+
+
+def test_rows_without_the_fused_layer_show_no_kernel_time():
+    row = LayerBenchRow((1, 4, 4, 4), "k2 s2 p0", "here", 1.0, 2.0, 3.0, 3.0, 1.5, 0.1, 0.5)
+    assert math.isnan(row.kernels_ratio_avg)
+    assert "| 0.10 | - | - | 0.50 |" in format_rows([row])
 
 
 def test_summary_counts_the_missed_shapes_and_those_the_scorer_alone_misses():
@@ -58,6 +73,75 @@ def test_summary_states_what_the_floors_say_about_the_missed_targets():
     assert "(autograd floor/max 0.50-1.30)" in text
     # every target met: no floor lines
     assert "\n" not in summary([row(1.1, 1.0, 1e9, 0.1)])
+
+
+def test_summary_splits_the_missed_time_into_kernels_and_fixed_cost():
+    def row(lap_ms, kernels_ms):
+        return LayerBenchRow(
+            (1, 4, 4, 4), "k2 s2 p0", "", 1.0, 5.0, lap_ms, lap_ms, lap_ms / 5, 0.1,
+            0.5, kernels_ms=kernels_ms,
+        )  # fmt: skip
+
+    text = summary([row(2.0, 1.2), row(3.0, 1.8), row(1.2, 0.5)])
+    assert (
+        "where LAP/avg is above 1.5, the fused layer's two kernel calls alone take 1.20-1.80x "
+        "avg_pool2d, at 1 of 2 shapes within 1.5" in text
+    )
+    assert "kernel calls alone" not in summary([row(2.0, float("nan"))])
+
+
+@needs_kernels
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: AdaptiveLocalAttentionPool2d(16, 1),
+        lambda: LocalAttentionPool2d(16, 3, 2, 1, n_concepts=2, hidden_channels=4),
+    ],
+    ids=["global pool", "windows"],
+)
+def test_the_kernel_replay_writes_the_layers_own_gradients(layer):
+    """The replayed kernel calls are the layer's: their gradients are autograd's, bit for bit
+    on the same inputs, and the layer is left as it was (no gradients, no maps)."""
+    torch.manual_seed(3)
+    lap = layer()
+    with torch.no_grad():  # away from the zero start, so that every gradient is non-zero
+        for parameter in lap.scorer.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    x = torch.randn(3, 16, 7, 7, requires_grad=True)
+    replay = kernel_replay(lap, x)
+    assert replay is not None
+    assert x.grad is None and all(p.grad is None for p in lap.parameters())
+    assert lap.maps is None
+    replay.grad_x.fill_(float("nan"))
+    replay.grad_params.fill_(float("nan"))
+    replay()
+    lap(x).sum().backward()
+    torch.testing.assert_close(replay.grad_x, x.grad, rtol=0, atol=0)
+    by_kernel = [lap.scorer.heads[0].weight, lap.scorer.heads[0].bias]
+    by_kernel += [lap.scorer.heads[2].weight, lap.scorer.heads[2].bias, lap.alpha]
+    expected = torch.cat([p.grad.reshape(-1) for p in by_kernel])
+    torch.testing.assert_close(replay.grad_params, expected, rtol=0, atol=0)
+
+
+@needs_kernels
+def test_no_kernel_replay_where_the_fused_layer_does_not_run(monkeypatch):
+    monkeypatch.setenv("TORCHLAP_FUSED_LAYER", "0")  # the per-op path
+    assert kernel_replay(AdaptiveLocalAttentionPool2d(8, 1), torch.randn(2, 8, 5, 5)) is None
+    monkeypatch.delenv("TORCHLAP_FUSED_LAYER")
+    x = torch.randn(2, 8, 5, 5, dtype=torch.bfloat16)  # a dtype the kernels do not take
+    lap = AdaptiveLocalAttentionPool2d(8, 1, dtype=torch.bfloat16)
+    assert kernel_replay(lap, x) is None
+
+
+@needs_kernels
+def test_recorded_calls_put_the_library_back_also_on_an_error():
+    library = ext.lap_kernels()
+    lap = AdaptiveLocalAttentionPool2d(8, 1)
+    with pytest.raises(RuntimeError, match="inside"), ext.recorded_calls() as calls:
+        lap(torch.randn(2, 8, 5, 5))
+        assert set(calls) == {"lap_layer_forward_f32"}
+        raise RuntimeError("inside")
+    assert ext.lap_kernels() is library
 
 
 def _taps_by_loop(height, width, kernel, stride, padding, out_h, out_w):

@@ -18,6 +18,7 @@ CUDA (and any non-CPU) tensors always take the pure-PyTorch path.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -26,7 +27,7 @@ import platform
 import shutil
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from torchlap.io import atomic_path
@@ -42,6 +43,7 @@ __all__ = [
     "kernel_status",
     "kernel_work_peak",
     "lap_kernels",
+    "recorded_calls",
 ]
 
 _SOURCE = Path(__file__).with_name("lap_cpu.c")
@@ -301,3 +303,41 @@ def kernel_status() -> str:
     if library is not None and hasattr(library, "lap_vector_bytes"):
         status += f" ({library.lap_vector_bytes()}-byte vectors)"
     return status
+
+
+class _Recorder:
+    """A kernel library that makes every call and keeps the arguments of each function's last
+    call in ``calls`` (function name -> ctypes arguments)."""
+
+    def __init__(self, library: ctypes.CDLL, calls: dict[str, tuple]) -> None:
+        self.library, self.calls = library, calls
+
+    def __getattr__(self, name: str):
+        function = getattr(self.library, name)
+        if not callable(function):
+            return function
+
+        def call(*args):
+            self.calls[name] = args
+            return function(*args)
+
+        return call
+
+
+@contextlib.contextmanager
+def recorded_calls() -> Iterator[dict[str, tuple]]:
+    """Within the block, the layers' calls into the kernel library are made as usual and the
+    arguments of each function's last call kept in the yielded dict (name, e.g.
+    ``lap_layer_forward_f32``, -> ctypes arguments), so that a benchmark can replay a layer's
+    kernel calls alone. The library is put back when the block ends, also on an error. Nothing
+    is recorded where no library is loaded (the pure-PyTorch path)."""
+    library = lap_kernels()
+    calls: dict[str, tuple] = {}
+    if library is None:
+        yield calls
+        return
+    _state["library"] = _Recorder(library, calls)
+    try:
+        yield calls
+    finally:
+        _state["library"] = library

@@ -37,6 +37,9 @@ MAX_FUSED_HEADS = 64
 # size (channel tiles on maps of up to 1024 pixels, and up to 4096 when every thread has whole
 # samples; phase planes above: lap_cpu.c, lap_use_tiles); the two names force one
 _WINDOW_LAYOUTS = {"": -1, "phases": 0, "tiles": 1}
+# where _FusedLapLayer.backward passes the two buffers lap_layer_backward writes, grad_x and the
+# parameter gradients, among its arguments (a replay of a recorded call swaps in its own)
+BACKWARD_OUTPUT_ARGS = (10, 11)
 # (shape, window, scorer sizes, aggregation) -> ctypes geometry and scorer spec: building them
 # costs more than a small layer's whole kernel call, and a network has a few shapes only
 _layer_setups: dict[tuple, tuple[LapGeometry, LapLayerSpec]] = {}
