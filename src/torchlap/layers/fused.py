@@ -21,7 +21,7 @@ from torch import Tensor
 from torchlap._ext import LapGeometry, LapLayerSpec, check_status, lap_kernels
 from torchlap.layers.functional import _threads, _typed, pool_output_size
 
-__all__ = ["fused_lap_layer", "fused_layer_calls"]
+__all__ = ["BACKWARD_OUTPUT_ARGS", "fused_lap_layer", "fused_layer_calls"]
 
 # How often each fused whole-layer path ran (tests check that it is taken; bench reports it).
 fused_layer_calls = {"global": 0, "window": 0}
