@@ -124,6 +124,18 @@ def test_the_kernel_replay_writes_the_layers_own_gradients(layer):
 
 
 @needs_kernels
+def test_the_kernel_replay_of_an_input_without_gradient_writes_none():
+    """The layer's backward computes no input gradient there, so neither does its replay."""
+    lap = AdaptiveLocalAttentionPool2d(8, 1)
+    replay = kernel_replay(lap, torch.randn(2, 8, 5, 5))
+    assert replay is not None
+    replay.grad_x.fill_(float("nan"))
+    replay()
+    assert torch.isnan(replay.grad_x).all()
+    assert torch.isfinite(replay.grad_params).all()
+
+
+@needs_kernels
 def test_no_kernel_replay_where_the_fused_layer_does_not_run(monkeypatch):
     monkeypatch.setenv("TORCHLAP_FUSED_LAYER", "0")  # the per-op path
     assert kernel_replay(AdaptiveLocalAttentionPool2d(8, 1), torch.randn(2, 8, 5, 5)) is None

@@ -218,7 +218,8 @@ def kernel_replay(lap: LapBase, x: torch.Tensor) -> KernelReplay | None:
     grad_params = x.new_empty(sum(p.numel() for p in lap.parameters()))
     backward_args = list(calls[backward_name])
     for index, buffer in zip(BACKWARD_OUTPUT_ARGS, (grad_x, grad_params), strict=True):
-        backward_args[index] = buffer.data_ptr()
+        if backward_args[index] is not None:  # an input without gradient keeps its None
+            backward_args[index] = buffer.data_ptr()
     return KernelReplay(
         getattr(library, forward_name),
         calls[forward_name],
