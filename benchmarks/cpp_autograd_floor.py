@@ -68,9 +68,11 @@ class _PythonFloor(torch.autograd.Function):
         return torch.empty_like(x), torch.empty_like(w)
 
 
-def _build(folder: Path) -> Path:
-    source, target = folder / "floor.cpp", folder / "floor.so"
-    source.write_text(SOURCE)
+def compile_op(source_text: str, folder: Path, name: str) -> Path:
+    """Compile a C++ source of ``TORCH_LIBRARY`` ops against the running torch, in ``folder``
+    (as ``name.so``); exits with the compiler's message when it fails."""
+    source, target = folder / f"{name}.cpp", folder / f"{name}.so"
+    source.write_text(source_text)
     library_dir = Path(torch.__file__).parent / "lib"
     command = [
         "c++", "-O2", "-std=c++20", "-fPIC", "-shared",
@@ -94,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.shape.split(","))
     with tempfile.TemporaryDirectory() as folder:
-        torch.ops.load_library(str(_build(Path(folder))))
+        torch.ops.load_library(str(compile_op(SOURCE, Path(folder), "floor")))
     x = torch.randn(shape, requires_grad=True)
     w = torch.randn(8, shape[1], requires_grad=True)
 

@@ -52,6 +52,21 @@ def best_us(candidates: dict, calls: int = 1000, rounds: int = 9) -> dict[str, f
     return best
 
 
+def layer_and_pools(shape: tuple[int, ...], k: int):
+    """A random input ``x`` of ``shape`` (requiring its gradient), the LAP layer for it (window
+    ``k``, stride ``k``; 0: the global pool) and the average and max pooling it replaces on
+    ``x``, as ``(x, lap, average, maximum)``."""
+    x = torch.randn(shape, requires_grad=True)
+    if k:
+        lap = LocalAttentionPool2d(shape[1], k)
+        average, maximum = (lambda: F.avg_pool2d(x, k)), (lambda: F.max_pool2d(x, k))
+    else:
+        lap = AdaptiveLocalAttentionPool2d(shape[1], 1)
+        average = lambda: F.adaptive_avg_pool2d(x, 1)  # noqa: E731
+        maximum = lambda: F.adaptive_max_pool2d(x, 1)  # noqa: E731
+    return x, lap, average, maximum
+
+
 def main() -> None:
     """Print the six times and the floor."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -62,15 +77,8 @@ def main() -> None:
     kernels = ext.lap_kernels()
     if kernels is None:
         raise SystemExit(f"the kernel library is not available: {ext.kernel_status()}")
-    x = torch.randn(shape, requires_grad=True)
     k = args.kernel
-    if k:
-        lap = LocalAttentionPool2d(shape[1], k)
-        average, maximum = (lambda: F.avg_pool2d(x, k)), (lambda: F.max_pool2d(x, k))
-    else:
-        lap = AdaptiveLocalAttentionPool2d(shape[1], 1)
-        average = lambda: F.adaptive_avg_pool2d(x, 1)  # noqa: E731
-        maximum = lambda: F.adaptive_max_pool2d(x, 1)  # noqa: E731
+    x, lap, average, maximum = layer_and_pools(shape, k)
     params = list(lap.parameters())
 
     def run(forward):
