@@ -17,6 +17,7 @@ from torchlap._checks import (
     check_number,
     check_positive_float,
     check_positive_int,
+    check_seed,
 )
 
 
@@ -38,9 +39,19 @@ def test_int_ranges_are_described():
         check_int(6, "k", minimum=2, maximum=5)
     with pytest.raises(ValueError, match="k must be an int <= 5, got 6"):
         check_int(6, "k", maximum=5)
-    assert check_int(-7, "seed") == -7
-    with pytest.raises(TypeError, match="seed must be an int, got 'x'"):
-        check_int("x", "seed")
+    assert check_int(-7, "offset") == -7
+    with pytest.raises(TypeError, match="offset must be an int, got 'x'"):
+        check_int("x", "offset")
+
+
+def test_seeds_are_ints_a_generator_numpy_and_sklearn_all_take():
+    """Before: -1 was taken (torch wraps it to 2**64 - 1) and 2**70 failed only when used."""
+    assert check_seed(0) == 0 and check_seed(2**32 - 1) == 2**32 - 1
+    for bad in (-1, 2**32, 2**70):
+        with pytest.raises(ValueError, match=rf"an int from 0 to 4294967295, got {bad}"):
+            check_seed(bad)
+    with pytest.raises(TypeError, match="seed must be an int from 0 to 4294967295, got 'x'"):
+        check_seed("x")
 
 
 def test_numbers():

@@ -16,22 +16,30 @@ from collections.abc import Collection
 from typing import TypeVar
 
 import torch
+from torch import Tensor, nn
 
 __all__ = [
+    "SEED_RANGE",
+    "channel_mismatch",
     "check_bool",
     "check_choice",
     "check_device",
     "check_fraction",
     "check_int",
+    "check_model_inputs",
     "check_number",
     "check_positive_float",
     "check_positive_int",
+    "check_seed",
     "is_int",
     "is_number",
     "non_finite_samples",
 ]
 
 T = TypeVar("T")
+
+#: the seeds torchlap accepts: torch generators, numpy and scikit-learn's ``random_state`` alike
+SEED_RANGE = (0, 2**32 - 1)
 
 
 def is_int(value: object) -> bool:
@@ -108,6 +116,13 @@ def check_number(
     return number
 
 
+def check_seed(seed: object, name: str = "seed") -> int:
+    """``seed`` as an int in ``[0, 2**32 - 1]`` (not a bool), checked before any work: torch's
+    ``manual_seed`` takes negative and 64-bit seeds (-1 and 2**64 - 1 give the same stream) and
+    refuses larger ones only when used, numpy and scikit-learn refuse what is outside."""
+    return check_int(seed, name, minimum=SEED_RANGE[0], maximum=SEED_RANGE[1])
+
+
 def check_positive_float(value: object, name: str) -> float:
     """``value`` as a finite float > 0."""
     return check_number(value, name, minimum=0.0, strict_minimum=True)
@@ -181,3 +196,51 @@ def non_finite_samples(batch: torch.Tensor, limit: int = 10) -> list[int]:
     if bool(finite.all()):
         return []
     return torch.nonzero(~finite).flatten()[:limit].tolist()
+
+
+def check_model_inputs(model: nn.Module, images: Tensor) -> None:
+    """The images must be on the device and of the dtype of the model's parameters.
+
+    Checked only where the model's floating-point parameters agree on one device and one dtype
+    (a model split over devices, or of mixed precision, is left to torch), and the dtype only
+    outside ``torch.autocast``, where torch casts the inputs itself.
+    """
+    parameters = [p for p in model.parameters() if p.is_floating_point()]
+    devices = {p.device for p in parameters}
+    dtypes = {p.dtype for p in parameters}
+    if len(devices) == 1:
+        (device,) = devices
+        if images.device != device:
+            raise ValueError(
+                f"images are on {images.device} but the model's parameters are on {device}: "
+                f"move them with images.to({str(device)!r})"
+            )
+    if len(dtypes) == 1 and not torch.is_autocast_enabled(images.device.type):
+        (dtype,) = dtypes
+        if images.dtype != dtype:
+            raise TypeError(
+                f"images are {images.dtype} but the model's parameters are {dtype}: pass "
+                f"images.to({dtype}) (or convert the model with model.to({dtype}))"
+            )
+
+
+def channel_mismatch(model: nn.Module, images: Tensor, error: BaseException) -> str | None:
+    """A message for ``error`` if it is torch's complaint about the images' channel count.
+
+    The first convolution of the model (in module order) names the channels it takes; None
+    when the error is about something else or the model has no convolution.
+    """
+    if not isinstance(error, RuntimeError) or "channels" not in str(error):
+        return None
+    first = next(
+        ((n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)),
+        None,
+    )
+    if first is None or first[1].in_channels == images.shape[1]:
+        return None
+    name, conv = first
+    return (
+        f"images have {images.shape[1]} channels (shape {tuple(images.shape)}), but the model's "
+        f"first convolution {name!r} takes {conv.in_channels}: pass {conv.in_channels}-channel "
+        "images, read as the model was trained (see torchlap.data.load_image's channels)"
+    )

@@ -103,6 +103,13 @@ class LapExportModule(nn.Module):
             found = attention_maps(self.model)
         finally:
             clear_attention_maps(self.model)
+        missing = [name for name in self.layers if name not in found]
+        if missing:
+            raise ValueError(
+                f"the LAP layer(s) {missing} did not run in the model's forward pass, so they "
+                "have no map to export; export a model whose every LAP layer runs (remove the "
+                "unused ones)"
+            )
         predicted = logits.argmax(dim=1)
         num_classes = logits.shape[1]
         maps = [
@@ -255,12 +262,13 @@ def _checked_out(out: Path, format: str, overwrite: bool) -> Path:
             f"--out {out} is a symlink (to {os.readlink(out)}, which does not exist); pass "
             "--overwrite to replace the link, or another --out"
         )
+    if out.is_dir():  # first: --overwrite does not replace a folder
+        raise IsADirectoryError(f"--out {out} is a folder; pass a file path ending with {suffix}")
     if out.exists() and not overwrite:
         raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
-    if out.is_dir():
-        raise IsADirectoryError(f"--out {out} is a folder; pass a file path ending with {suffix}")
     if not out.parent.is_dir():
-        raise FileNotFoundError(f"--out {out}: folder {out.parent} does not exist")
+        what = "is a file, not a folder" if out.parent.exists() else "does not exist"
+        raise FileNotFoundError(f"--out {out}: {out.parent} {what}")
     if format == "onnx":
         _require_onnx()
     return out

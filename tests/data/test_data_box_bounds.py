@@ -81,3 +81,25 @@ def test_fractional_coordinates_survive_a_write_and_read_exactly(tmp_path: Path)
     assert [r.image for r in back] == ["img/1.png", "img/0.png"]
     assert back[0].boxes == boxes  # float equality: repr() round-trips a float exactly
     assert back[1].boxes == []
+
+
+@pytest.mark.parametrize(
+    ("box", "covers"),
+    [
+        ((1.6, 3, 2.4, 10), False),  # between the centres 1.5 and 2.5: no pixel
+        ((4, 2.6, 9, 3.4), False),
+        ((1.5, 3, 2.4, 10), True),  # the centre 1.5 is inside (half-open on the max side)
+        ((1.6, 3, 2.6, 10), True),
+    ],
+)
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_box_covering_no_pixel_centre_is_refused(
+    tmp_path: Path, box: tuple, covers: bool, verify: bool
+) -> None:
+    """Before: it passed `data check` and gave its image an empty region."""
+    root = _folder(tmp_path / "data", box)
+    if covers:
+        assert int(AnnotatedFolder(root, verify_images=verify)[1]["mask"].sum()) > 0
+        return
+    with pytest.raises(ValueError, match=r"line 3: box .* covers no pixel centre"):
+        AnnotatedFolder(root, verify_images=verify)[1]

@@ -387,9 +387,9 @@ def test_one_grayscale_image_does_not_make_the_dataset_grayscale(tmp_path: Path)
 @pytest.mark.parametrize(
     ("option", "error", "message"),
     [
-        ({"seed": 1.7}, TypeError, r"seed must be an int, got 1\.7"),
-        ({"seed": "3"}, TypeError, r"seed must be an int, got '3'"),
-        ({"seed": True}, TypeError, r"seed must be an int, got True"),
+        ({"seed": 1.7}, TypeError, r"seed must be an int from 0 to 4294967295, got 1\.7"),
+        ({"seed": "3"}, TypeError, r"seed must be an int from 0 to 4294967295, got '3'"),
+        ({"seed": True}, TypeError, r"seed must be an int from 0 to 4294967295, got True"),
         ({"verify_images": "no"}, TypeError, r"verify_images must be True or False, got 'no'"),
         ({"augment": 1}, TypeError, r"augment must be True or False, got 1"),
         ({"channels": True}, TypeError, r"channels must be 1, 3 or None \(infer\), got True"),
@@ -413,7 +413,7 @@ def test_folder_options_of_the_wrong_type_are_refused(
 @pytest.mark.parametrize(
     ("option", "error", "message"),
     [
-        ({"seed": 1.7}, TypeError, r"seed must be an int, got 1\.7"),
+        ({"seed": 1.7}, TypeError, r"seed must be an int from 0 to 4294967295, got 1\.7"),
         ({"n_images": 0}, ValueError, r"n_images"),
         ({"split": "dev"}, ValueError, r"unknown split 'dev'; accepted splits are train"),
         ({"split_fractions": (0.5, 0.5)}, ValueError, r"split_fractions must have 3 entries"),
@@ -442,7 +442,7 @@ def test_seeded_split_needs_an_int_seed() -> None:
     from torchlap.data.folder import seeded_split
 
     records = [ImageRecord(image=f"{k}.png", label="a") for k in range(4)]
-    with pytest.raises(TypeError, match=r"seed must be an int, got 1\.7"):
+    with pytest.raises(TypeError, match=r"seed must be an int from 0 to 4294967295, got 1\.7"):
         seeded_split(records, (0.5, 0.25, 0.25), 1.7)  # type: ignore[arg-type]
     assert seeded_split(records, (0.5, 0.25, 0.25), 1) == seeded_split(
         records, (0.5, 0.25, 0.25), 1

@@ -200,3 +200,39 @@ def test_multi_frame_dicom_is_refused(tmp_path: Path, frame_tag: bool) -> None:
             image_header(path)
     write_dicom(tmp_path / "one.dcm", np.zeros((64, 64), np.uint8))
     assert decode(tmp_path / "one.dcm", 1).shape == (1, 64, 64)
+
+
+@pytest.mark.parametrize("background", [float("nan"), -1.0, float("inf")])
+def test_a_float_mask_with_a_background_that_is_not_zero_is_refused(tmp_path, background):
+    """Before: a float TIFF mask with NaN or -1 as background made the whole image region."""
+    from torchlap.data.images import read_mask
+
+    array = np.full((8, 8), background, dtype=np.float32)
+    array[2:4, 2:4] = 1.0
+    path = tmp_path / "mask.tiff"
+    Image.fromarray(array, mode="F").save(path)
+    with pytest.raises(ValueError, match="holds NaN, infinite or negative pixels"):
+        read_mask(path)
+
+
+def test_a_jpeg_mask_is_refused(tmp_path):
+    """Before: a 20x20 box saved as JPEG read as 476 region pixels."""
+    from torchlap.data.images import read_mask
+
+    array = np.zeros((40, 40), dtype=np.uint8)
+    array[10:30, 10:30] = 255
+    Image.fromarray(array).save(tmp_path / "mask.jpg")
+    with pytest.raises(ValueError, match="is a JPEG: lossy compression"):
+        read_mask(tmp_path / "mask.jpg")
+
+
+def test_an_image_above_pils_bomb_limit_is_refused_naming_it(tmp_path, monkeypatch):
+    """Before: PIL's DecompressionBombError escaped, naming neither the file nor the CSV line."""
+    from torchlap.data.images import image_header, read_image
+
+    path = tmp_path / "big.png"
+    Image.new("L", (64, 64)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 2x this: PIL's error, not its warning
+    for read in (image_header, lambda p: read_image(p, 1)):
+        with pytest.raises(ValueError, match=r"image .*big\.png is too large to decode safely"):
+            read(path)

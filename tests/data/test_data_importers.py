@@ -198,7 +198,7 @@ def test_imagenet_folder(tmp_path: Path, with_meta: bool) -> None:
 
 def test_celeba_seed_must_be_an_int(tmp_path: Path) -> None:
     root = _celeba_fixture(tmp_path / "celeba")
-    with pytest.raises(TypeError, match=r"seed must be an int, got 1\.7"):
+    with pytest.raises(TypeError, match=r"seed must be an int from 0 to 4294967295, got 1\.7"):
         celeba(root, seed=1.7)  # type: ignore[arg-type]
 
 

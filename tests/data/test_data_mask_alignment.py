@@ -77,3 +77,26 @@ def test_augmented_grayscale_mask_follows_the_image(tmp_path: Path) -> None:
         sample = dataset[0]
         bright = sample["image"].as_subclass(torch.Tensor)[0] > 0.5
         assert _iou(sample["mask"], bright) >= 0.95
+
+
+@pytest.mark.parametrize(
+    ("boxes", "height", "width", "error", "match"),
+    [
+        (torch.tensor([[1.0, 1, 3, 3]]), 4.5, 4, TypeError, "height must be an int >= 1"),
+        (torch.tensor([[1.0, 1, 3, 3]]), -1, 4, ValueError, "height must be an int >= 1"),
+        ([[1, 1, 3, 3]], 4, 4, TypeError, "boxes must be a torch.Tensor"),
+        (torch.tensor([[1.0, 1, 5, 3]]), 4, 4, ValueError, r"boxes \[0\] .* not inside a 4x4"),
+        (torch.tensor([[0.0, 0, 1, 1], [3.0, 1, 1, 3]]), 4, 4, ValueError, r"boxes \[1\]"),
+        (torch.tensor([[-1.0, 0, 1, 1]]), 4, 4, ValueError, r"boxes \[0\]"),
+        (torch.tensor([[float("nan"), 0, 1, 1]]), 4, 4, ValueError, "finite"),
+    ],
+)
+def test_boxes_to_mask_refuses_what_is_not_a_box_inside_the_image(
+    boxes, height, width, error, match
+):
+    """Before: a float height gave a 5-row mask, a box outside the image or inverted a clipped
+    or empty mask, without complaint."""
+    with pytest.raises(error, match=match):
+        boxes_to_mask(boxes, height, width)
+    # a box touching the border is a box
+    assert int(boxes_to_mask(torch.tensor([[0.0, 0, 4, 4]]), 4, 4).sum()) == 16

@@ -239,6 +239,29 @@ def test_no_hook_survives_an_error_and_flags_are_restored(method, ok):
     assert flags(model) == before
 
 
+def last_maps(model: nn.Module) -> list:
+    return [m.maps for m in model.modules() if isinstance(m, LapBase)]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("ok", [0, 2, None])
+def test_the_callers_lap_maps_are_kept_also_on_error(method, ok):
+    """Before: each method left the maps of its own batches (masked copies, baselines) in the
+    LAP layers, with the autograd graph of its gradient passes alive in them."""
+    model = lap_cnn()
+    with torch.no_grad():
+        model(torch.randn(3, 3, 16, 16))  # the caller's pass
+    if ok is not None:
+        model.insert(5, FailingAfter(ok))
+    before = last_maps(model)
+    assert all(m is not None for m in before)
+    explainer = make(method, model)
+    with contextlib.suppress(BoomError):
+        explainer(torch.randn(2, 3, 16, 16))
+    after = last_maps(model)
+    assert all(a is b for a, b in zip(after, before, strict=True))
+
+
 def test_context_manager_keeps_eval_state_and_restores_on_error():
     model = vanilla_cnn().train()
     before = flags(model)
@@ -344,3 +367,29 @@ def test_class_scores_checks_target_against_the_logits():
         explainers.class_scores(logits, torch.tensor([2, 0])),
         logits.softmax(1)[[0, 1], [2, 0]],
     )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_inference_mode_gives_the_same_maps(method):
+    """Before: 7 of the 9 methods failed inside torch ("Inference tensors cannot be saved for
+    backward"); the explainer now runs outside inference mode on copies of the inputs."""
+    model = lap_cnn()
+    images = torch.randn(2, 3, 16, 16)
+    expected = make(method, model)(images, 1)
+    with torch.inference_mode():
+        frozen, target = images.clone(), torch.tensor([1, 1])
+        maps = make(method, model)(frozen, target)
+    torch.testing.assert_close(maps, expected)
+    assert hook_count(model) == 0
+
+
+def test_numpy_integer_targets_are_ints_and_huge_ones_are_refused():
+    """Before: target=np.int64(1) was refused as "got int64" and 2**70 overflowed in torch."""
+    np = pytest.importorskip("numpy")
+    model, images = vanilla_cnn(), torch.randn(2, 3, 16, 16)
+    explainer = explainers.GradCam(model)
+    torch.testing.assert_close(explainer(images, np.int64(1)), explainer(images, 1))
+    with pytest.raises(ValueError, match="target must be a class index of the model, got 1180"):
+        explainer(images, 2**70)
+    with pytest.raises(TypeError, match=r"got a numpy array: pass torch.as_tensor\(target\)"):
+        explainer(images, np.array([1, 1]))

@@ -182,3 +182,27 @@ def test_lap_explainer_decay_is_not_coerced(decay, error):
         LapExplainer(lap_cnn(), decay=decay)
     with pytest.raises(error, match=r"decay must be a number in \(0, 1\]"):
         torchlap.explain(lap_cnn(), torch.rand(1, 3, 16, 16), "lap", decay=decay)
+
+
+@pytest.mark.parametrize(
+    ("concept_sets", "match"),
+    [
+        ({"a": [0]}, r"concept_sets keys must be class indices .* got 'a'"),
+        ({0: [True]}, "concept index True for class 0 is not an int >= 0"),
+        ({0: 1}, r"concept_sets\[0\] must be a list of concept indices"),
+    ],
+)
+def test_concept_sets_are_checked_when_given_not_at_the_first_map(concept_sets, match):
+    """Before: the explainer and the export module took them and failed after a forward."""
+    from torchlap.export import LapExportModule
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), AdaptiveLocalAttentionPool2d(4, 1), nn.Flatten(), nn.Linear(4, 2)
+    )
+    calls = []
+    model.register_forward_pre_hook(lambda *args: calls.append(1))
+    with pytest.raises(ValueError, match=match):
+        LapExplainer(model, concept_sets=concept_sets)
+    with pytest.raises(ValueError, match=match):
+        LapExportModule(model, concept_sets=concept_sets)
+    assert not calls

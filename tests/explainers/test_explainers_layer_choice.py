@@ -80,3 +80,37 @@ def test_sise_refuses_layers_out_of_forward_order():
         Sise(model, layers=["layer1", "layer1.relu"]).check_layers(images)
     maps = explain(model, images, "sise", layers=["layer1.relu", "layer2"])
     assert maps.shape == (2, 32, 32)
+
+
+class _SharedRelu(nn.Module):
+    """One ReLU module applied after each convolution, as many hand-written models do."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.relu, self.fc = nn.ReLU(), nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.relu(self.c2(self.relu(self.c1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "guided_gradcam", "relevance_cam", "scorecam"])
+def test_the_default_layer_is_one_that_runs_once(method):
+    """Before: the default was the shared ReLU, then refused ("runs 2 times ... choose a layer
+    that runs once") though the user chose nothing. Now its call's input layer, the last
+    convolution: the same maps as naming that layer."""
+    torch.manual_seed(0)
+    model, images = _SharedRelu(), torch.rand(2, 3, 12, 12)
+    options = {"mask_batch_size": 8} if method == "scorecam" else {}
+    default = explain(model, images, method, target=1, **options)
+    named = explain(model, images, method, target=1, layer="c2", **options)
+    torch.testing.assert_close(default, named)
+    with pytest.raises(ValueError, match="'relu' runs 2 times"):
+        explain(model, images, method, layer="relu", **options)
+
+
+def test_sise_block_layers_skip_a_shared_module():
+    torch.manual_seed(0)
+    model, images = _SharedRelu(), torch.rand(2, 3, 12, 12)
+    assert Sise(model).raw(images).shape[0] == 2

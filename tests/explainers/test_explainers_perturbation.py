@@ -176,6 +176,18 @@ def test_rise_options_are_checked():
         Rise(model, seed=1.5)
     with pytest.raises(ValueError, match="grid_size"):
         RiseMasks(3, (8, 8), grid_size=0)
+    # before: seed -1 gave the masks of 2**64 - 1, 2**70 failed inside torch, and a grid of
+    # 10**6 cells a side tried to allocate terabytes
+    for seed in (-1, 2**32, 2**70):
+        with pytest.raises(ValueError, match=r"seed must be an int from 0 to 4294967295"):
+            Rise(model, seed=seed)
+        with pytest.raises(ValueError, match=r"seed must be an int from 0 to 4294967295"):
+            RiseMasks(3, (8, 8), seed=seed)
+    with pytest.raises(ValueError, match=r"grid_size 9 is larger than the 8x12 images"):
+        RiseMasks(3, (8, 12), grid_size=9)
+    with pytest.raises(ValueError, match=r"grid_size 1000000 is larger than the 16x16"):
+        Rise(model, n_masks=2, grid_size=10**6)(torch.rand(1, 3, 16, 16))
+    assert RiseMasks(2, (8, 12), grid_size=8).grid_size == 8
 
 
 def bn_lap_cnn() -> nn.Sequential:

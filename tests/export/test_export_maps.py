@@ -89,8 +89,11 @@ def test_export_refuses_bad_input(run_dir, tmp_path) -> None:
         export_run(run_dir, tmp_path / "mine.pt2", "exported-program")
     assert (tmp_path / "mine.pt2").read_text() == "not torchlap's"
     (tmp_path / "folder.pt2").mkdir()
-    with pytest.raises(IsADirectoryError, match=r"folder\.pt2 is a folder; pass a file path"):
-        export_run(run_dir, tmp_path / "folder.pt2", "exported-program", overwrite=True)
+    for overwrite in (True, False):  # before: without --overwrite it suggested --overwrite
+        with pytest.raises(IsADirectoryError, match=r"folder\.pt2 is a folder; pass a file path"):
+            export_run(run_dir, tmp_path / "folder.pt2", "exported-program", overwrite=overwrite)
+    with pytest.raises(FileNotFoundError, match=r"mine\.pt2 is a file, not a folder"):
+        export_run(run_dir, tmp_path / "mine.pt2" / "m.pt2", "exported-program")
     with pytest.raises(ValueError, match="no LAP layer"):
         LapExportModule(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)))
 

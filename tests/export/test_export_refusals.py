@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cli_errors import error_line
@@ -60,3 +61,23 @@ def test_verify_images_zero_or_left_at_its_default_is_accepted(run_dir, tmp_path
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
         assert (tmp_path / name).is_file()
+
+
+def test_a_lap_layer_that_never_runs_is_named():
+    """Before: a bare KeyError: 'extra'."""
+    import torchlap
+    from torchlap.export import LapExportModule
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.pool = torchlap.AdaptiveLocalAttentionPool2d(4, 1)
+            self.extra = torchlap.LocalAttentionPool2d(4, 2)
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(self.pool(self.conv(x)).flatten(1))
+
+    with pytest.raises(ValueError, match=r"LAP layer\(s\) \['extra'\] did not run"):
+        LapExportModule(Model())(torch.rand(1, 3, 8, 8))

@@ -396,3 +396,15 @@ def test_module_forward_skips_the_functional_argument_checks(monkeypatch):
     ):
         layer.scorer.register_forward_hook(lambda *args: None)
         torch.testing.assert_close(layer(x), expected)
+
+
+def test_inputs_that_are_not_float_tensors_are_refused_also_under_autocast():
+    """Before: a list gave an AttributeError, and under autocast an int tensor was accepted and
+    failed inside the scorer's convolution."""
+    lap = LocalAttentionPool2d(3, 2)
+    with pytest.raises(TypeError, match=r"expects a .* torch.Tensor, got list"):
+        lap([[1.0]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.raises(TypeError, match=r"non-floating-point torch.int64 input"):
+            lap(torch.ones(1, 3, 4, 4, dtype=torch.long))
+        assert lap(torch.ones(1, 3, 4, 4)).shape == (1, 3, 2, 2)

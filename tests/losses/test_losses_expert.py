@@ -52,7 +52,9 @@ def ref_expert(
     for c in range(n_heads):
         if heads is not None and not heads[c]:
             continue
-        positives = [s for s in range(batch) if present[s, c] and has_region[s]]
+        # a positive flagged has_region with an empty mask has no box: no term here
+        boxed = [bool(has_region[s]) and bool((masks[s] > 0).any()) for s in range(batch)]
+        positives = [s for s in range(batch) if present[s, c] and boxed[s]]
         n_c = sum(1 for s in range(batch) if present[s, c])
         negatives = [s for s in range(batch) if not present[s, c]]
         for s in positives:
@@ -60,6 +62,8 @@ def ref_expert(
             inside = [
                 ij for ij in pixels if (region[ij] > 0 if mode == "any" else region[ij] >= 0.5)
             ]
+            if not inside:  # "area": a region covering no cell by half keeps the cells it touches
+                inside = [ij for ij in pixels if region[ij] > 0]
             outside = [ij for ij in pixels if ij not in inside]
             half = math.ceil(Decimal(str(fraction)) * len(inside))
             ranker = chooser if rank_inside_on_selector else probs
@@ -128,6 +132,28 @@ def test_matches_reference(fraction, mode, heads, iar, negative):
     )
     slow = ref_expert(probs, masks, present, has_region, heads, fraction, mode, iar, negative)
     torch.testing.assert_close(fast.item(), slow)
+
+
+@pytest.mark.parametrize("mode", ["any", "area"])
+def test_empty_and_tiny_regions_match_reference(mode):
+    """A positive flagged has_region with an empty mask counts as one without a box (before:
+    trained as "the concept nowhere"); under "area" a region smaller than half a cell keeps the
+    cells it touches instead of vanishing."""
+    probs, masks, present = _data(seed=2)
+    present[:, 0] = True
+    masks[1] = 0  # sample 1: positive, flagged, no region pixel
+    masks[2] = 0
+    masks[2, 0, 0] = 1  # sample 2: one image pixel, far below half a cell at 4 x 5
+    has_region = torch.ones(4, dtype=torch.bool)
+    fast = expert_supervision_loss(probs, masks, present, has_region, resize=mode)
+    slow = ref_expert(probs, masks, present, has_region, mode=mode)
+    torch.testing.assert_close(fast.item(), slow)
+    # the empty-mask sample weighs as one without a region
+    unflagged = has_region.clone()
+    unflagged[1] = False
+    torch.testing.assert_close(
+        fast, expert_supervision_loss(probs, masks, present, unflagged, resize=mode)
+    )
 
 
 def test_default_is_the_papers_half_and_selector_chooses_the_negatives_pixels():
@@ -226,3 +252,12 @@ def test_nan_region_masks_and_bad_values_are_refused():
 def test_resize_refuses_sizes_that_are_not_two_positive_ints(size):
     with pytest.raises(ValueError, match=r"size must be \(H, W\), two positive ints"):
         resize_region_masks(torch.ones(2, 8, 8), size)
+
+
+def test_masks_without_pixels_are_refused():
+    """Before: (B, 0, 0) masks failed inside adaptive_max_pool2d."""
+    probs, _, present = _data()
+    with pytest.raises(ValueError, match=r"at least one pixel per image .* got \(4, 0, 0\)"):
+        expert_supervision_loss(
+            probs, torch.zeros(4, 0, 0), present, torch.ones(4, dtype=torch.bool)
+        )

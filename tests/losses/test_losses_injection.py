@@ -42,8 +42,10 @@ def _batch():
     images = torch.randn(4, 3, 8, 8, generator=gen)
     labels = torch.tensor([0, 1, 1, 0])
     masks = torch.zeros(4, 8, 8)
+    masks[0, 4:8, 1:4] = 1
     masks[1, 2:5, 3:7] = 1
     masks[2, 0:3, 0:3] = 1
+    masks[3, 5:7, 5:8] = 1
     return images, labels, masks
 
 
@@ -160,6 +162,28 @@ def test_expert_mode_without_has_region_uses_every_mask():
     assert out["discrimination"].item() == 0.0  # every sample supervised by its mask
     with pytest.raises(ValueError, match="region_masks"):
         loss(maps, labels)
+
+
+def test_a_positive_flagged_has_region_with_an_empty_mask_gets_eq5_and_is_said_once(caplog):
+    """Before: its empty region trained "this concept nowhere" on an image that contains it."""
+    model = tiny_model()
+    images, labels, masks = _batch()
+    masks[0] = 0  # sample 0 (class 0, concept 0 present): flagged, no region pixel
+    model(images)
+    maps = attention_maps(model, detach=False)
+    sets = ConceptSets.default(2, 2)
+    loss = InjectionLoss(sets, supervision="expert", use_discriminative=False)
+    with caplog.at_level("WARNING", logger="torchlap.losses.injection"):
+        out = loss(maps, labels, region_masks=masks, has_region=torch.ones(4, dtype=torch.bool))
+        loss(maps, labels, region_masks=masks, has_region=torch.ones(4, dtype=torch.bool))
+    unflagged = torch.tensor([False, True, True, True])
+    same = InjectionLoss(sets, supervision="expert", use_discriminative=False)
+    expected = same(maps, labels, region_masks=masks, has_region=unflagged)
+    for key in ("discrimination", "expert", "injection"):
+        torch.testing.assert_close(out[key], expected[key])
+    assert out["discrimination"].item() > 0  # Eq. 5 for sample 0's concept
+    said = [r for r in caplog.records if "empty mask" in r.getMessage()]
+    assert len(said) == 1 and "1 sample(s)" in said[0].getMessage()
 
 
 def test_supervision_none_is_cross_entropy_only_unless_concordance_is_weighted():

@@ -496,3 +496,59 @@ def test_stability_matches_reference():
         stability(model, explain_fn, images, labels, fractions=(0.0,))
     with pytest.raises(ValueError, match="explain_fn output"):
         stability(model, lambda x, t: x.mean(dim=1)[:, :2], images, labels)
+
+
+def _nan_where(rows):
+    """A model whose logits are NaN for the images (by their first pixel's identity) in
+    ``rows`` of the original batch, and finite elsewhere."""
+
+    def model(x):
+        out = torch.zeros(x.shape[0], 3, dtype=x.dtype)
+        out[torch.isin(x[:, 0, 0, 0], rows)] = float("nan")
+        return out
+
+    return model
+
+
+@pytest.mark.parametrize("metric", ["keep_top_k", "drop_increase", "drop_inc_win"])
+def test_nan_logits_on_the_images_are_refused_naming_them(metric):
+    """Before: a model returning NaN logits scored keep-k% 1.0 (NaN ranks any class first)."""
+    images = torch.rand(4, C, H, W)
+    images[:, 0, 0, 0] = torch.arange(4.0) + 10  # each image's first pixel: its identity
+    maps, labels = torch.rand(4, H, W), torch.tensor([0, 1, 2, 0])
+    model = _nan_where(torch.tensor([11.0, 13.0]))
+    call = {
+        "keep_top_k": lambda: keep_top_k(model, images, maps, labels, ks=(10,)),
+        "drop_increase": lambda: drop_increase(model, images, maps),
+        "drop_inc_win": lambda: drop_inc_win(model, images, maps, labels),
+    }[metric]
+    with pytest.raises(ValueError, match=r"NaN or infinite logits for images \[1, 3\] \(batch"):
+        call()
+
+
+def test_nan_logits_on_perturbed_copies_name_the_images_and_the_copies():
+    """Finite on the images, NaN on some of their kept-top-k copies: the message names which
+    images and what the copies were, with ties drawn again too (ties="random")."""
+    images = torch.rand(3, C, H, W) + 1
+    maps = torch.zeros(3, H, W)  # every pixel tied: the random draws re-run every image
+
+    def model(x):
+        out = torch.zeros(x.shape[0], 3)
+        out[x.flatten(1).min(dim=1).values == 0] = float("inf")  # a filled (zero) pixel
+        return out
+
+    with pytest.raises(ValueError, match=r"images \[0, 1, 2\] .* on copies keeping only their top"):
+        keep_top_k(model, images, maps, torch.tensor([0, 1, 2]), ks=(10,), ties="random")
+
+
+def test_images_that_do_not_fit_the_model_are_refused_before_it_runs():
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
+    maps, labels = torch.rand(2, 8, 8), torch.tensor([0, 1])
+    with pytest.raises(TypeError, match=r"images are torch.float64 but the model's parameters"):
+        keep_top_k(model, torch.rand(2, 3, 8, 8, dtype=torch.float64), maps, labels, ks=(10,))
+    with pytest.raises(
+        ValueError, match=r"images have 1 channels .* first convolution '0' takes 3"
+    ):
+        drop_increase(model, torch.rand(2, 1, 8, 8), maps)

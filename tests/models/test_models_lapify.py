@@ -313,3 +313,37 @@ def test_inplace_false_after_a_training_pass_keeps_the_original_maps():
     copied, names = lapify(model, where=["2"], inplace=False)
     assert names == ["2"] and model[1].maps is maps and copied[1].maps is None
     assert isinstance(model[2], nn.AdaptiveAvgPool2d) and isinstance(copied[2], LapBase)
+
+
+class _PoolTwice(nn.Module):
+    """One MaxPool2d called at 8 and then at 16 channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 16, 3, padding=1)
+        self.pool, self.fc = nn.MaxPool2d(2), nn.Linear(16, 2)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.c2(self.pool(self.c1(x)))).mean((2, 3)))
+
+
+def test_a_module_with_several_uses_is_refused_before_the_model_changes():
+    """Before: the pool called twice was replaced and the next forward failed (8 vs 16
+    channels), and of a module under two names only one name was replaced."""
+    model = _PoolTwice()
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match=r"'pool' is one module .*called 2 times .*\(1, 8, 16"):
+        lapify(model, where=["pool"], input_size=16)
+    assert type(model.pool) is nn.MaxPool2d and model.state_dict().keys() == before.keys()
+    shared = nn.Sequential(nn.Conv2d(3, 8, 3), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3))
+    shared.add_module("again", shared[1])
+    for name in ("1", "again"):
+        with pytest.raises(ValueError, match=rf"'{name}' is one module .*\['1', 'again'\]"):
+            lapify(shared, where=[name], input_size=16)
+    assert type(shared[1]) is nn.MaxPool2d
+
+
+def test_a_pool_returning_indices_is_refused_also_when_adaptive():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveMaxPool2d(1, return_indices=True))
+    with pytest.raises(ValueError, match=r"returning indices .* LAP returns the pooled map only"):
+        lapify(model, where=["1"], input_size=16)

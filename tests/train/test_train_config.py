@@ -46,7 +46,7 @@ def test_from_dict_refuses_unknown_keys() -> None:
         ({"iar": -0.1}, r"iar \(IAR\) must be a number in \(0, 1\]"),
         ({"supervision": "strong"}, "unknown supervision"),
         ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
-        ({"seed": -1}, "seed must be an int >= 0, got -1"),
+        ({"seed": -1}, "seed must be an int from 0 to 4294967295, got -1"),
         ({"alpha": float("inf")}, "alpha must be a finite number > 0, got inf"),
         ({"overwrite": True, "resume": True}, "exclude each other"),
         ({"lap": "none", "phases": [PhaseConfig(1, 1e-3, "lap")]}, "without LAP layers"),
@@ -66,7 +66,7 @@ def test_types_are_checked() -> None:
         _config(image_size=32.0).validate()
     with pytest.raises(TypeError, match="min_ar"):
         _config(min_ar="0.1").validate()
-    with pytest.raises(TypeError, match=r"seed must be an int >= 0, got 1\.5"):
+    with pytest.raises(TypeError, match=r"seed must be an int from 0 to 4294967295, got 1\.5"):
         _config(seed=1.5).validate()
     with pytest.raises(TypeError, match=r"phase 1: phase learning rate must be a finite number"):
         _config(phases=[PhaseConfig(1, "0.1")]).validate()

@@ -81,6 +81,22 @@ def test_expert_supervision_needs_boxes(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_expert_supervision_needs_a_box_not_only_box_columns(tmp_path: Path) -> None:
+    """Before: a CSV with box columns empty on every row trained with loss_expert 0.69 and every
+    positive as "region nowhere"."""
+    data = _class_only_folder(tmp_path / "images")
+    rows = ["image,label,split,x_min,y_min,x_max,y_max,mask"]
+    for name, split in (("cats", "train"), ("dogs", "train")):
+        rows += [f"{name}/{k}.png,{name},{split},,,,," for k in range(4)]
+        rows += [f"{name}/4.png,{name},val,,,,,", f"{name}/5.png,{name},test,,,,,"]
+    (data / "annotations.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    config = _config(out, data=str(data), n_images=None, supervision="expert")
+    with pytest.raises(ValueError, match=r"needs boxes or masks, .* \(no image of it has a box"):
+        fit(config)
+    assert not out.exists()
+
+
 def test_one_class_data_is_refused_before_writing(tmp_path: Path) -> None:
     # torchmetrics used to refuse num_classes=1 after the run folder was written
     data = _class_only_folder(tmp_path / "images")
@@ -217,4 +233,21 @@ def test_concept_sets_that_are_not_json_are_named(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [*args, str(tmp_path / "sets.json")])
     assert result.exit_code == 2, result.output
     assert re.search(r"--concept-sets .*sets\.json is not JSON \(.*\); expected", result.output)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("arch", "size", "match"),
+    [
+        ("smallcnn", 7, r"one training batch at --image-size 7 does not go through --arch"),
+        ("resnet18", 2, r"image_size \(--image-size\) must be an int >= 4, got 2"),
+    ],
+)
+def test_an_image_size_too_small_is_refused_before_the_run_folder(tmp_path, arch, size, match):
+    """Before: the first training step failed, leaving config.json and train.log behind."""
+    data = _class_only_folder(tmp_path / "images")
+    out = tmp_path / "run"
+    config = _config(out, data=str(data), n_images=None, arch=arch, image_size=size, lap="none")
+    with pytest.raises(ValueError, match=match):
+        fit(config)
     assert not out.exists()

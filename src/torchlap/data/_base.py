@@ -25,6 +25,7 @@ Conventions (documented once here, used everywhere in ``torchlap.data``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,7 +35,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from torchlap._checks import check_bool, check_int, check_positive_int, is_int
+from torchlap._checks import check_bool, check_positive_int, check_seed, is_int
 from torchlap.data.transforms import size_pair
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
@@ -80,10 +81,30 @@ def boxes_to_mask(boxes: Tensor, height: int, width: int) -> Tensor:
     """Rasterize (N, 4) XYXY pixel-edge boxes into one (H, W) uint8 union mask.
 
     A pixel belongs to a box when its centre lies inside it (half-open on the max side), the
-    convention of this module's docstring. Vectorized over boxes and pixels.
+    convention of this module's docstring. Vectorized over boxes and pixels. ``boxes``: a
+    tensor (N, 4) of finite ``(x_min, y_min, x_max, y_max)`` with ``0 <= x_min <= x_max <=
+    width`` and ``0 <= y_min <= y_max <= height`` (a box may touch the border, never cross
+    it); ``height``, ``width``: positive ints.
     """
+    check_positive_int(height, "height")
+    check_positive_int(width, "width")
+    if not isinstance(boxes, Tensor):
+        raise TypeError(f"boxes must be a torch.Tensor (N, 4), got {type(boxes).__name__}")
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
+    if boxes.shape[0]:
+        x0, y0, x1, y1 = boxes.to(torch.float64).unbind(1)
+        bad = ~(
+            torch.isfinite(boxes).all(1)
+            & (x0 >= 0) & (y0 >= 0) & (x0 <= x1) & (y0 <= y1) & (x1 <= width) & (y1 <= height)
+        )  # fmt: skip
+        if bool(bad.any()):
+            rows = torch.nonzero(bad).flatten()[:5].tolist()
+            raise ValueError(
+                f"boxes {rows} (rows) are not inside a {width}x{height} image as (x_min, y_min, "
+                f"x_max, y_max) with 0 <= x_min <= x_max <= {width} and 0 <= y_min <= y_max <= "
+                f"{height}, finite: e.g. {boxes[rows[0]].tolist()}"
+            )
     device = boxes.device
     if boxes.shape[0] == 0:
         return torch.zeros(height, width, dtype=torch.uint8, device=device)
@@ -94,6 +115,21 @@ def boxes_to_mask(boxes: Tensor, height: int, width: int) -> Tensor:
     inside_y = (ys[None, :] >= boxes[:, 1:2]) & (ys[None, :] < boxes[:, 3:4])  # (N, H)
     union = (inside_y[:, :, None] & inside_x[:, None, :]).any(dim=0)
     return union.to(torch.uint8)
+
+
+#: why a box that holds no pixel centre is refused (its region would be empty)
+NO_PIXEL = (
+    "covers no pixel centre, so its region would be empty: a pixel (row r, column c) is inside "
+    "when x_min <= c + 0.5 < x_max and y_min <= r + 0.5 < y_max; widen the box or drop the row"
+)
+
+
+def box_covers_a_pixel(box: Sequence[float]) -> bool:
+    """Whether an XYXY pixel-edge box holds a pixel centre (:func:`boxes_to_mask`'s rule: its
+    mask is not empty)."""
+    x_min, y_min, x_max, y_max = box
+    # the first centre k + 0.5 at or after the low edge, inside before the high edge
+    return math.ceil(x_min - 0.5) + 0.5 < x_max and math.ceil(y_min - 0.5) + 0.5 < y_max
 
 
 def masks_to_tight_boxes(masks: Tensor) -> tuple[Tensor, Tensor]:
@@ -269,7 +305,7 @@ def check_folder_options(
         raise error(f"channels must be 1, 3 or None (infer), got {channels!r}")
     if n_images is not None:
         check_positive_int(n_images, "n_images")
-    check_int(seed, "seed")
+    check_seed(seed)
     check_bool(verify_images, "verify_images")
     check_bool(augment, "augment")
     if transform is not None and not callable(transform):

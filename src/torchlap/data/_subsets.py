@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from torchlap._checks import check_int
+from torchlap._checks import check_seed
 from torchlap.data._base import check_split_fractions, split_counts
 from torchlap.data.annotations import ImageRecord
 
@@ -25,7 +25,7 @@ def seeded_split(
     image gets at least one training image. Returns ``{image path: split}``.
     """
     fractions = check_split_fractions(fractions)
-    check_int(seed, "seed")
+    check_seed(seed)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     by_label: dict[str, list[str]] = {}
     for record in records:

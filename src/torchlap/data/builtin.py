@@ -22,12 +22,12 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
-from torchlap._checks import check_int, check_positive_int
+from torchlap._checks import check_int, check_seed
 from torchlap.data._base import (
     SPLITS,
     RegionDataset,
@@ -55,6 +55,9 @@ DEFAULT_N_IMAGES = 2000
 DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 _STATS_IMAGES = 256  # images used to estimate the normalization statistics
 _CHUNK = 256  # images generated (and cached) at once
+# the most images a built-in benchmark has (all splits): 10x ImageNet's validation set at the
+# smallest size is days of CPU time and tens of GB of PNGs; a bigger count is a typo
+MAX_N_IMAGES = 1_000_000
 
 
 def _min_images(n_classes: int, fractions: tuple[float, float, float]) -> int:
@@ -88,14 +91,14 @@ class SyntheticBenchmark(RegionDataset):
         transform: Callable[[Sample], Sample] | None = None,
     ) -> None:
         self.split = check_split(split)
-        check_positive_int(n_images, "n_images")
+        check_int(n_images, "n_images", minimum=1, maximum=MAX_N_IMAGES)
         check_int(
             image_size,
             "image_size of the built-in benchmarks (square images)",
             minimum=MIN_IMAGE_SIZE,
             maximum=MAX_IMAGE_SIZE,
         )
-        check_int(seed, "seed")
+        check_seed(seed)
         self.split_fractions = check_split_fractions(split_fractions)
         self.n_images = n_images
         self.size = image_size
@@ -145,6 +148,18 @@ class SyntheticBenchmark(RegionDataset):
             indices = list(range(self.offset + start, self.offset + stop))
             self._chunks[chunk] = self._render(indices, self.split, True)
         return self._chunks[chunk]
+
+    def iter_chunks(self) -> Iterator[tuple[int, GeneratedBatch]]:
+        """``(first row, batch)`` for consecutive chunks of the split, generated one at a time
+        and not cached (a writer's memory stays one chunk, whatever the split's size); the
+        same images as :meth:`materialize`."""
+        for start in range(0, self.length, _CHUNK):
+            if start // _CHUNK in self._chunks:
+                yield start, self._chunks[start // _CHUNK]
+                continue
+            stop = min(start + _CHUNK, self.length)
+            indices = list(range(self.offset + start, self.offset + stop))
+            yield start, self._render(indices, self.split, True)
 
     def materialize(self) -> GeneratedBatch:
         """Generate (and cache) the whole split; returns all images and ground truth at once."""

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from torchlap._checks import check_int
+from torchlap._checks import check_seed
 from torchlap.data._base import SPLITS
 from torchlap.data.annotations import ANNOTATIONS, ImageRecord, write_annotations
 from torchlap.data.builtin import builtin_dataset
@@ -32,8 +32,19 @@ def export_builtin(name: str, out: str | os.PathLike[str], **options: Any) -> Pa
     ``seed`` (option) must be an int >= 0, as ``torchlap train`` requires.
     """
     if "seed" in options:
-        check_int(options["seed"], "seed", minimum=0)
+        check_seed(options["seed"])
     out_path = Path(out)
+    if out_path.is_symlink():
+        raise FileExistsError(
+            f"{out_path} is a symbolic link; the export renames a finished folder into place, "
+            "which would replace the link: pass the folder's real path, or a new path"
+        )
+    blocking = next((p for p in out_path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise FileExistsError(
+            f"{blocking} is a file, so {out_path} cannot be a folder under it; pass a path "
+            "whose parent folders are folders (or do not exist yet)"
+        )
     if out_path.exists() and not out_path.is_dir():
         raise FileExistsError(
             f"{out_path} is a file, not a folder; the export writes a new folder: pass a path "
@@ -52,34 +63,40 @@ def export_builtin(name: str, out: str | os.PathLike[str], **options: Any) -> Pa
         for split, dataset in datasets.items():
             if len(dataset) == 0:
                 continue
-            batch = dataset.materialize()
             (staging / "images" / split).mkdir(parents=True)
             (staging / "masks" / split).mkdir(parents=True)
             digits = max(5, len(str(len(dataset) - 1)))
-            for row in range(len(dataset)):
-                stem = f"{row:0{digits}d}.png"
-                image = batch.images[row].permute(1, 2, 0).numpy()
-                image_path = f"images/{split}/{stem}"
-                Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
-                    staging / image_path
-                )
-                boxes = batch.boxes[row][batch.box_valid[row]].tolist()
-                mask_path = None
-                if bool(batch.masks[row].any()):
-                    mask_path = f"masks/{split}/{stem}"
-                    mask = batch.masks[row].numpy().astype(np.uint8) * 255
-                    Image.fromarray(mask).save(staging / mask_path)
-                records.append(
-                    ImageRecord(
-                        image=image_path,
-                        label=dataset.classes[int(batch.labels[row])],
-                        split=split,
-                        boxes=[tuple(box) for box in boxes],
-                        mask=mask_path,
-                    )
-                )
+            for first, batch in dataset.iter_chunks():  # one chunk in memory at a time
+                for offset in range(len(batch.labels)):
+                    records.append(
+                        _write_image(staging, split, f"{first + offset:0{digits}d}.png", batch,
+                                     offset, dataset.classes)
+                    )  # fmt: skip
         write_annotations(staging / ANNOTATIONS, records, regions=True)  # exact regions
         metadata = datasets["train"].metadata()
         metadata["split_sizes"] = {s: len(d) for s, d in datasets.items()}
         (staging / "dataset.json").write_text(json.dumps(metadata, indent=2) + "\n")
     return out_path
+
+
+def _write_image(
+    staging: Path, split: str, stem: str, batch: Any, row: int, classes: list[str]
+) -> ImageRecord:
+    """Write row ``row`` of a generated batch (its image, and its mask when it has a region)
+    and return its annotation record."""
+    image = batch.images[row].permute(1, 2, 0).numpy()
+    image_path = f"images/{split}/{stem}"
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(staging / image_path)
+    boxes = batch.boxes[row][batch.box_valid[row]].tolist()
+    mask_path = None
+    if bool(batch.masks[row].any()):
+        mask_path = f"masks/{split}/{stem}"
+        mask = batch.masks[row].numpy().astype(np.uint8) * 255
+        Image.fromarray(mask).save(staging / mask_path)
+    return ImageRecord(
+        image=image_path,
+        label=classes[int(batch.labels[row])],
+        split=split,
+        boxes=[tuple(box) for box in boxes],
+        mask=mask_path,
+    )

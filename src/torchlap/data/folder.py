@@ -20,10 +20,12 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 
 from torchlap._checks import check_bool
 from torchlap.data._base import (
+    NO_PIXEL,
     SPLITS,
     RegionDataset,
     Sample,
     apply_transform,
+    box_covers_a_pixel,
     boxes_to_mask,
     check_folder_options,
     make_sample,
@@ -346,17 +348,18 @@ class AnnotatedFolder(RegionDataset):
     def _check_fits(
         self, record: ImageRecord, width: int, height: int, decode_mask: bool = False
     ) -> None:
-        """Boxes inside the image (rejected otherwise, never clipped); mask of the same size
-        and, with ``decode_mask``, not empty when the image has boxes."""
+        """Boxes inside the image (never clipped) holding a pixel; mask of the same size and,
+        with ``decode_mask``, not empty when the image has boxes."""
         for box, where in zip(record.boxes, record.box_sources, strict=True):
             x_min, y_min, x_max, y_max = box
             if x_min < 0 or y_min < 0 or x_max > width or y_max > height:
                 raise ValueError(
-                    f"{where}: box ({x_min:g}, {y_min:g}, {x_max:g}, {y_max:g}) lies outside "
-                    f"image {record.image} of width {width} and height {height}; boxes outside "
-                    "the image are rejected, not clipped: coordinates must satisfy "
-                    f"0 <= x <= {width} and 0 <= y <= {height}"
+                    f"{where}: box ({x_min:g}, {y_min:g}, {x_max:g}, {y_max:g}) lies outside image "
+                    f"{record.image} of width {width} and height {height}; boxes outside the "
+                    f"image are rejected, not clipped: 0 <= x <= {width} and 0 <= y <= {height}"
                 )
+            if record.mask is None and not box_covers_a_pixel(box):
+                raise ValueError(f"{where}: box {box} of image {record.image} {NO_PIXEL}")
         if record.mask is not None:
             mask_path = self.root / record.mask
             try:
@@ -449,13 +452,11 @@ class AnnotatedFolder(RegionDataset):
     def save_annotations(self, path: str | os.PathLike[str], overwrite: bool = False) -> None:
         """Write all images with their (given or seeded) split as an annotations.csv.
 
-        Data without regions is written as ``image,label,split`` (it reads back without
-        regions), data with regions with the box and mask columns. ``overwrite`` (True or
-        False): an existing file at ``path`` is refused (FileExistsError) unless True, as it
-        would be replaced whole (rows, and columns torchlap does not read). Refused
-        (ValueError) too: data with regions where some images have ``has_region=False`` (RSNA's
-        normal images), which the format cannot express: such a row reads back as a known
-        empty region, a negative."""
+        Data without regions as ``image,label,split``, with regions with the box and mask
+        columns. ``overwrite`` (True or False): an existing file at ``path`` is refused
+        (FileExistsError) unless True (it would be replaced whole). Refused (ValueError) too:
+        data with regions where some images have ``has_region=False`` (RSNA's normal images),
+        which the format cannot express (such a row reads back as a known empty region)."""
         check_bool(overwrite, "overwrite")
         unknown = [r for r in self.records_all if self.has_regions and not self.region_known(r)]
         if unknown:

@@ -8,8 +8,10 @@ through here, so an image gives the same tensor at training and at explanation t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -81,7 +83,7 @@ def image_header(path: Path) -> ImageHeader:
         _check_single_frame(frames)
         return ImageHeader(columns, rows, samples)
     try:
-        with Image.open(path) as image:
+        with _open_image(path) as image:
             width, height = image.size
             channels = 1 if image.mode in _GRAY_MODES else 3
             return ImageHeader(width, height, channels, _orientation(image))
@@ -90,6 +92,21 @@ def image_header(path: Path) -> ImageHeader:
 
 
 _ORIENTATION_TAG = 0x0112
+
+
+@contextlib.contextmanager
+def _open_image(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
+    """``Image.open`` with PIL's decompression-bomb refusal as a ValueError naming the file
+    (PIL's own message names neither the file nor what to do)."""
+    try:
+        image = Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise ValueError(
+            f"image {path} is too large to decode safely ({error}); torchlap reads images of up "
+            f"to PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels: downscale it"
+        ) from None
+    with image:
+        yield image
 
 
 def _orientation(image: Image.Image) -> int:
@@ -167,7 +184,7 @@ def has_transparency(path: str | os.PathLike[str]) -> bool:
     path = Path(path)
     if _is_dicom(path):
         return False
-    with Image.open(path) as image:
+    with _open_image(path) as image:
         return _has_transparency(image)
 
 
@@ -207,7 +224,7 @@ def read_image_with_orientation(path: Path, channels: int) -> tuple[Tensor, int]
     if _is_dicom(path):
         array = _read_dicom(path)
     else:
-        with Image.open(path) as image:
+        with _open_image(path) as image:
             image.load()
             orientation = _orientation(image)
             if _has_transparency(image):
@@ -290,14 +307,26 @@ def read_mask(path: Path) -> Tensor:
     region whatever colour is stored under it. Palette (P) masks are read by their colours
     (the palette's transparent entries as alpha 0), not by their palette indices, so a mask
     shows as region what it is read as; other colour modes (CMYK, ...) are converted to RGB.
-    Grayscale masks (1, L, 16-bit, I, F): every non-zero pixel is region.
+    Grayscale masks (1, L, 16-bit, I, F): every non-zero pixel is region; a NaN, infinite or
+    negative pixel (a float or 32-bit mask whose background is not 0) is refused, naming the
+    file, as is a lossy JPEG mask (its edges blur into region).
     """
-    with Image.open(path) as image:
+    with _open_image(path) as image:
+        if image.format == "JPEG":
+            raise ValueError(
+                f"mask {path} is a JPEG: lossy compression spreads its edges (a 20x20 box reads "
+                "as more than 400 pixels); save masks losslessly, e.g. as PNG"
+            )
         image.load()
         if image.mode not in _MASK_MODES or "transparency" in image.info:
             image = image.convert("RGBA")
         bands = image.getbands()
         array = np.asarray(image)
+    if array.dtype.kind in "if" and not bool((np.isfinite(array) & (array >= 0)).all()):
+        raise ValueError(
+            f"mask {path} holds NaN, infinite or negative pixels; a mask is 0 for background "
+            "and non-zero (e.g. 1 or 255) for region"
+        )
     if array.ndim == 2:
         return torch.from_numpy(np.ascontiguousarray(array != 0)).to(torch.uint8)
     colour = [k for k, band in enumerate(bands) if band != "A"]

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import check_choice, check_int, check_number, check_positive_int
+from torchlap._checks import check_choice, check_int, check_number, check_positive_int, check_seed
 from torchlap.explainers import GradCam
-from torchlap.metrics._common import MetricResult, check_seed
+from torchlap.metrics._common import MetricResult
 from torchlap.metrics.lime_faithfulness import (
     EvalMode,
     cell_means,

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from torchlap._checks import non_finite_samples
 from torchlap.data import ANNOTATIONS, DICOM_SUFFIXES, load_image, read_annotations
+from torchlap.evaluate.options import refuse_repeats
 from torchlap.explainers import applicability, available, display_name, explain, get
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.runs import LoadedRun, atomic_write, atomic_write_json, clean_stale_temps, load_run
@@ -231,6 +232,7 @@ def explain_files(
     unknown = [m for m in methods if m not in available()]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available: {', '.join(available())}")
+    refuse_repeats(methods, "--methods")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
     run = load_run(run_dir)

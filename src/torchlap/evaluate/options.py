@@ -7,16 +7,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from torchlap._checks import check_choice, check_device, is_int, is_number
+from torchlap._checks import check_choice, check_device, check_seed, is_int, is_number
 from torchlap.evaluate.checks import validate_check_options
 from torchlap.explainers import available, check_options, comparison_methods
 from torchlap.explainers.lap import LAP_ALL_VARIANTS
-from torchlap.metrics._common import check_seed
 from torchlap.metrics.localization import THRESHOLD_CLASSIFIERS
 from torchlap.metrics.perturbation import BASELINES, TIE_RULES
 from torchlap.metrics.uncertainty import DEFAULT_LEVEL, DEFAULT_RESAMPLES, MAX_RESAMPLES
 
-__all__ = ["DEFAULT_METHODS", "MAX_TIE_DRAWS", "THRESHOLD_FIT_SETS", "EvaluateOptions"]
+__all__ = [
+    "DEFAULT_METHODS",
+    "MAX_TIE_DRAWS",
+    "THRESHOLD_FIT_SETS",
+    "EvaluateOptions",
+    "refuse_repeats",
+]
 
 #: the default comparison set as registered when torchlap loaded (EvaluateOptions reads the
 #: registry when it is created, so a method registered later joins its default)
@@ -149,7 +154,7 @@ class EvaluateOptions:
             )
         validate_check_options(self)
         if self.check_methods is not None:
-            _refuse_repeats(self.check_methods, "check_methods")
+            refuse_repeats(self.check_methods, "check_methods")
         check_device(self.device)
         if not isinstance(self.method_options, dict):
             raise TypeError(f"method_options must be a dict, got {self.method_options!r}")
@@ -165,7 +170,7 @@ class EvaluateOptions:
             raise ValueError(
                 f"unknown method(s) {', '.join(unknown)}; available: {', '.join(available())}"
             )
-        _refuse_repeats(self.methods, "methods")
+        refuse_repeats(self.methods, "methods")
 
     def _validate_counts(self) -> None:
         minimums: dict[str, Any] = {
@@ -199,7 +204,7 @@ class EvaluateOptions:
                 raise ValueError(f"{name} must be None or an int >= 1, got {value!r}")
 
 
-def _refuse_repeats(names: Iterable[str], field_name: str) -> None:
+def refuse_repeats(names: Iterable[str], field_name: str) -> None:
     """``ValueError`` when ``names`` (``methods``, ``check_methods``) holds a name twice."""
     names = list(names)
     if len(set(names)) != len(names):

@@ -20,6 +20,9 @@ class does the rest:
   raised;
 - hook bookkeeping: every hook an explainer registers is removed when the call ends, also on
   error;
+- the last maps the model's LAP layers (and BLA pools, the ante-hoc model) keep are the
+  caller's again when the call ends: the method's own forwards (its batches, masked copies,
+  baselines, and the autograd graph they hold) neither replace them nor stay alive in them;
 - upsampling to the input resolution, by one shared helper, :func:`upsample` (bilinear).
 
 Explainers are also context managers: inside ``with explainer:`` the model stays in the
@@ -34,25 +37,28 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from torchlap.explainers.inputs import (
+    autograd_copies,
     channel_mismatch,
     check_images,
     check_layer_name,
     check_model_inputs,
     check_target,
     class_scores,
+    needs_autograd_copies,
     non_finite_outputs,
 )
+from torchlap.explainers.maps import minmax_normalize, upsample
 from torchlap.explainers.probe import Capture, FeatureProbe, probe_features
+from torchlap.layers._state import kept_last_maps
 
 logger = logging.getLogger(__name__)
 
@@ -247,34 +253,6 @@ def explain(
         return explainer(images, target)
 
 
-# ---------------------------------------------------------------------------- shared helpers
-
-
-def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
-    """Resize maps ``(B, h, w)`` to ``size = (H, W)`` by bilinear interpolation.
-
-    ``align_corners=False`` (pixel centres aligned, as ``torchvision`` and captum do). Every
-    explainer brings its maps to the input resolution with this helper (and the masks of
-    Score-CAM, RISE and SISE, and captum's Guided Grad-CAM, use the same interpolation), so
-    methods are compared on the same footing.
-    """
-    if not isinstance(maps, Tensor) or maps.dim() != 3:
-        shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
-        raise ValueError(f"upsample expects maps of shape (B, h, w), got {shape}")
-    size = (int(size[0]), int(size[1]))
-    if tuple(maps.shape[-2:]) == size:
-        return maps
-    return F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0]
-
-
-def minmax_normalize(maps: Tensor, dims: Sequence[int] = (-2, -1)) -> Tensor:
-    """Rescale each map to [0, 1] over ``dims`` (a constant map becomes all zeros)."""
-    low = maps.amin(dim=tuple(dims), keepdim=True)
-    high = maps.amax(dim=tuple(dims), keepdim=True)
-    span = high - low
-    return torch.where(span > 0, (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
-
-
 # ----------------------------------------------------------------------------- the base class
 
 
@@ -326,6 +304,7 @@ class Explainer:
         self.last_stats: dict[str, float] = {}
         self._depth = 0
         self._saved_flags: list[tuple[nn.Module, bool, bool | None]] = []
+        self._kept_maps: AbstractContextManager | None = None
         self._handles: list[RemovableHandle] = []
         self._probes: dict[tuple[int, ...], FeatureProbe] = {}
         self._counts = [0, 0]
@@ -333,6 +312,9 @@ class Explainer:
     # -- context ---------------------------------------------------------------------------
     def __enter__(self) -> Explainer:
         if self._depth == 0:
+            # the caller's last maps (LAP, BLA, ante-hoc) again afterwards, not the method's
+            self._kept_maps = kept_last_maps(self.model)
+            self._kept_maps.__enter__()
             self._saved_flags = [
                 (
                     m,
@@ -384,6 +366,9 @@ class Explainer:
             if inplace is not None:
                 module.inplace = inplace
         self._saved_flags = []
+        kept, self._kept_maps = self._kept_maps, None
+        if kept is not None:
+            kept.__exit__(None, None, None)
 
     def _remove_hooks(self) -> None:
         while self._handles:
@@ -416,8 +401,13 @@ class Explainer:
         """Check the inputs, then run ``fn(images, target)`` in the explanation context.
 
         Hooks added during the call are removed and flags restored when it ends (also on
-        error); the result is detached, float, on the images' device.
+        error); the result is detached, float, on the images' device. Called under
+        ``torch.inference_mode`` (or with inference tensors), it runs outside it on copies of
+        the inputs: the gradient methods need autograd, which inference mode switches off.
         """
+        if needs_autograd_copies(images, target):
+            with torch.inference_mode(False):
+                return self.run(*autograd_copies(images, target), fn)
         images = check_images(images)
         target = check_target(target, images)
         check_model_inputs(self.model, images)

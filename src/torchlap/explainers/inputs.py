@@ -4,19 +4,22 @@ Every check runs before the first forward pass and raises an exception that says
 wrong and what is accepted. :func:`check_model_inputs` compares the images with the model's
 parameters (device, dtype); :func:`channel_mismatch` explains torch's error when the images
 have the wrong number of channels, naming the user's batch rather than the one-image probe
-that failed first.
+that failed first (both live in :mod:`torchlap._checks`, which the metrics share).
 """
 
 from __future__ import annotations
 
 import difflib
+import numbers
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import non_finite_samples
+from torchlap._checks import channel_mismatch, check_model_inputs, non_finite_samples
 
 __all__ = [
+    "autograd_copies",
     "channel_mismatch",
     "check_images",
     "check_layer_name",
@@ -24,6 +27,7 @@ __all__ = [
     "check_model_inputs",
     "check_target",
     "class_scores",
+    "needs_autograd_copies",
     "non_finite_outputs",
 ]
 
@@ -47,66 +51,27 @@ def check_images(images: object) -> Tensor:
     return images.detach()
 
 
-def check_model_inputs(model: nn.Module, images: Tensor) -> None:
-    """The images must be on the device and of the dtype of the model's parameters.
-
-    Checked only where the model's floating-point parameters agree on one device and one dtype
-    (a model split over devices, or of mixed precision, is left to torch), and the dtype only
-    outside ``torch.autocast``, where torch casts the inputs itself.
-    """
-    parameters = [p for p in model.parameters() if p.is_floating_point()]
-    devices = {p.device for p in parameters}
-    dtypes = {p.dtype for p in parameters}
-    if len(devices) == 1:
-        (device,) = devices
-        if images.device != device:
-            raise ValueError(
-                f"images are on {images.device} but the model's parameters are on {device}: "
-                f"move them with images.to({str(device)!r})"
-            )
-    if len(dtypes) == 1 and not torch.is_autocast_enabled(images.device.type):
-        (dtype,) = dtypes
-        if images.dtype != dtype:
-            raise TypeError(
-                f"images are {images.dtype} but the model's parameters are {dtype}: pass "
-                f"images.to({dtype}) (or convert the model with model.to({dtype}))"
-            )
-
-
-def channel_mismatch(model: nn.Module, images: Tensor, error: BaseException) -> str | None:
-    """A message for ``error`` if it is torch's complaint about the images' channel count.
-
-    The first convolution of the model (in module order) names the channels it takes; None
-    when the error is about something else or the model has no convolution.
-    """
-    if not isinstance(error, RuntimeError) or "channels" not in str(error):
-        return None
-    first = next(
-        ((n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)),
-        None,
-    )
-    if first is None or first[1].in_channels == images.shape[1]:
-        return None
-    name, conv = first
-    return (
-        f"images have {images.shape[1]} channels (shape {tuple(images.shape)}), but the model's "
-        f"first convolution {name!r} takes {conv.in_channels}: pass {conv.in_channels}-channel "
-        "images, read as the model was trained (see torchlap.data.load_image's channels)"
-    )
-
-
 def check_target(target: object, images: Tensor) -> Tensor | None:
-    """``target`` as None or a long tensor (B,) on the images' device: an int for every image,
-    or an integer tensor of one class per image (a 0-d tensor is repeated)."""
+    """``target`` as None or a long tensor (B,) on the images' device: an int (or a numpy
+    integer) for every image, or an integer tensor of one class per image (a 0-d tensor is
+    repeated)."""
     batch = images.shape[0]
     if target is None:
         return None
     if isinstance(target, bool):
         raise TypeError("target must be None, an int or an integer tensor, got a bool")
-    if isinstance(target, int):
+    if isinstance(target, numbers.Integral):  # an int, or a numpy integer
+        target = int(target)
         if target < 0:
             raise ValueError(f"target must be a class index >= 0, got {target}")
+        if target >= 2**63:  # no model has as many classes (and a long cannot hold it)
+            raise ValueError(f"target must be a class index of the model, got {target}")
         return torch.full((batch,), target, dtype=torch.long, device=images.device)
+    if isinstance(target, np.ndarray):
+        raise TypeError(
+            "target must be None, an int or an integer tensor, got a numpy array: pass "
+            "torch.as_tensor(target)"
+        )
     if isinstance(target, Tensor):
         if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
             raise TypeError(f"a target tensor must hold integer classes, got {target.dtype}")
@@ -226,3 +191,19 @@ def _class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tens
     else:
         raise ValueError(f"unknown score kind {kind!r}; expected 'softmax' or 'logit'")
     return probs.gather(1, target.view(-1, 1)).squeeze(1)
+
+
+def needs_autograd_copies(images: object, target: object) -> bool:
+    """Whether an explanation must run outside ``torch.inference_mode`` on copies of its inputs
+    (:func:`autograd_copies`): inference mode is on, or an input is an inference tensor."""
+    if torch.is_inference_mode_enabled():
+        return True
+    return any(isinstance(v, Tensor) and v.is_inference() for v in (images, target))
+
+
+def autograd_copies(images: object, target: object) -> tuple[object, object]:
+    """``images`` and ``target`` with each inference tensor cloned (under
+    ``torch.inference_mode(False)``: a normal tensor, which autograd may save)."""
+    return tuple(
+        v.clone() if isinstance(v, Tensor) and v.is_inference() else v for v in (images, target)
+    )  # type: ignore[return-value]

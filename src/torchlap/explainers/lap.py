@@ -131,17 +131,41 @@ def concept_mapping(concept_sets: object) -> Mapping | None:
     """
     if concept_sets is None:
         return None
-    if isinstance(concept_sets, Mapping) and "mapping" not in concept_sets:
-        return concept_sets
     to_mapping = getattr(concept_sets, "to_mapping", None)
-    if callable(to_mapping):
-        return to_mapping()
-    if isinstance(concept_sets, Mapping) and isinstance(concept_sets["mapping"], Mapping):
-        return concept_sets["mapping"]
-    raise TypeError(
-        "concept_sets must be None, a ConceptSets, its to_dict() form or a mapping class index "
-        f"-> list of concept indices, got {type(concept_sets).__name__}"
-    )
+    if isinstance(concept_sets, Mapping) and "mapping" not in concept_sets:
+        mapping = concept_sets
+    elif callable(to_mapping):
+        mapping = to_mapping()
+    elif isinstance(concept_sets, Mapping) and isinstance(concept_sets["mapping"], Mapping):
+        mapping = concept_sets["mapping"]
+    else:
+        raise TypeError(
+            "concept_sets must be None, a ConceptSets, its to_dict() form or a mapping class "
+            f"index -> list of concept indices, got {type(concept_sets).__name__}"
+        )
+    _check_concept_entries(mapping)  # when given, not at the first map
+    return mapping
+
+
+def _check_concept_entries(mapping: Mapping) -> None:
+    """Class indices (ints, or their decimal strings as JSON keys) -> lists of ints >= 0."""
+    for key, heads in mapping.items():
+        try:
+            valid_key = not isinstance(key, bool) and int(key) >= 0
+        except (TypeError, ValueError):
+            valid_key = False
+        if not valid_key:
+            raise ValueError(
+                f"concept_sets keys must be class indices (ints >= 0, or their strings as in a "
+                f"run's config.json), got {key!r}"
+            )
+        if isinstance(heads, (int, str)) or not isinstance(heads, Sequence):
+            raise ValueError(
+                f"concept_sets[{key!r}] must be a list of concept indices, got {heads!r}"
+            )
+        for head in heads:
+            if isinstance(head, bool) or not isinstance(head, int) or head < 0:
+                raise ValueError(f"concept index {head!r} for class {key!r} is not an int >= 0")
 
 
 def _concept_members(concept_sets: Mapping, num_classes: int, n_concepts: int) -> Tensor | None:

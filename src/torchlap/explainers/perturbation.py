@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchlap._checks import check_fraction, check_int
+from torchlap._checks import check_fraction, check_seed
 from torchlap._checks import check_positive_int as _check_positive_int
 from torchlap.explainers.base import (
     Explainer,
@@ -237,7 +237,8 @@ class RiseMasks:
     every device); :meth:`__call__` builds the requested masks on ``device``.
 
     Accepted: ``n_masks`` and ``grid_size`` positive ints, ``size`` two positive ints,
-    ``p`` a number in (0, 1], ``seed`` an int (never a float or bool truncated by ``int()``).
+    ``p`` a number in (0, 1], ``seed`` an int in [0, 2**32 - 1] (never a float or bool truncated by
+    ``int()``), ``grid_size`` at most the image's smaller side.
     """
 
     def __init__(
@@ -252,7 +253,7 @@ class RiseMasks:
         _check_positive_int(n_masks, "n_masks")
         _check_positive_int(grid_size, "grid_size")
         self.p = check_fraction(p, "p")
-        check_int(seed, "seed")
+        check_seed(seed)
         if (
             isinstance(size, (str, bytes))
             or not isinstance(size, (tuple, list, torch.Size))
@@ -264,6 +265,12 @@ class RiseMasks:
             _check_positive_int(size[0], "size[0] (height)"),
             _check_positive_int(size[1], "size[1] (width)"),
         )
+        if grid_size > min(self.size):
+            raise ValueError(
+                f"grid_size {grid_size} is larger than the {self.size[0]}x{self.size[1]} "
+                "images: RISE's grid cells must hold at least one pixel (grid_size <= "
+                f"{min(self.size)} here; the RISE paper uses 7 or 8 at 224 px)"
+            )
         self.grid_size = grid_size
         self.cell = (math.ceil(self.size[0] / grid_size), math.ceil(self.size[1] / grid_size))
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -311,11 +318,12 @@ def rise_masks(
 class Rise(Explainer):
     """RISE (Petsiuk et al., BMVC 2018): ``S(x) = 1 / (N p) sum_i P(c | I * M_i) M_i``.
 
-    Options: ``n_masks`` (N, default 4000), ``grid_size`` (s, default 8), ``p`` (a number in
-    (0, 1], default 0.5), ``seed`` (an int, default 0; the same seed gives the same masks),
-    ``mask_batch_size`` (masked images per forward, default 64), ``precision`` (as for
-    :class:`ScoreCam`). The same masks explain every image of the batch. Cost: ``N`` forwards
-    per image (plus one when ``target`` is ``None``).
+    Options: ``n_masks`` (N, default 4000), ``grid_size`` (s, default 8, at most the image's
+    smaller side), ``p`` (a number in (0, 1], default 0.5), ``seed`` (an int in [0, 2**32 - 1],
+    default 0; the same seed gives the same masks), ``mask_batch_size`` (masked images per
+    forward, default 64), ``precision`` (as for :class:`ScoreCam`). The same masks explain
+    every image of the batch. Cost: ``N`` forwards per image (plus one when ``target`` is
+    ``None``).
     """
 
     display_name = "RISE"
@@ -338,7 +346,7 @@ class Rise(Explainer):
         self.n_masks = _check_positive_int(n_masks, "n_masks")
         self.grid_size = _check_positive_int(grid_size, "grid_size")
         self.p = check_fraction(p, "p")
-        self.seed = check_int(seed, "seed")
+        self.seed = check_seed(seed)
         self.mask_batch_size = _check_positive_int(mask_batch_size, "mask_batch_size")
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:

@@ -48,10 +48,12 @@ class FeatureProbe:
     input is the previous stage's pooled output) is skipped instead. Layers that ran before the
     model's first convolution (a run's input ``normalize``: the image itself) are skipped.
     ``calls``: how often each module ran in the pass (a layer that runs more than once has no
-    single output to explain). ``shapes``: the shape of each module's tensor output (its first
-    call; modules inside a LAP layer and modules returning no tensor are absent). ``order``:
-    the position of each module's first call in forward order (when its output was computed;
-    a container after its children; modules inside a LAP layer are absent).
+    single output to explain: where the rules above choose one, e.g. a ReLU module applied
+    after every convolution, its call's input layer is chosen instead, the convolution).
+    ``shapes``: the shape of each module's tensor output (its first call; modules inside a LAP
+    layer and modules returning no tensor are absent). ``order``: the position of each
+    module's first call in forward order (when its output was computed; a container after its
+    children; modules inside a LAP layer are absent).
     """
 
     cam_layer: str | None
@@ -229,6 +231,20 @@ def probe_features(model: nn.Module, sample: Tensor, hooks: list[RemovableHandle
     cam = global_pool_input if global_pool_input is not None else spatial[-1]
     if global_pool_input is None:
         cam = producer.get(id(cam.output), cam)
+
+    def used_once(event: _Event) -> _Event:
+        # a module that runs several times (one ReLU applied after every convolution) has no
+        # single output to explain: take the layer whose output its call read (the conv)
+        while calls.get(event.name, 0) > 1 and event.inputs:
+            feeder = producer.get(id(event.inputs[0]))
+            if feeder is None or feeder.index >= event.index:
+                break
+            event = feeder
+        return event
+
+    cam = used_once(cam)
+    block = [used_once(event) for event in block]
+    block = [e for i, e in enumerate(block) if all(e.name != b.name for b in block[:i])]
     if all(cam.name != b.name for b in block):
         block.append(cam)
     block.sort(key=lambda e: e.index)

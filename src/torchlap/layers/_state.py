@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["KeepsLastMaps"]
+from torch import nn
+
+__all__ = ["KeepsLastMaps", "kept_last_maps"]
 
 
 class KeepsLastMaps:
@@ -22,3 +26,27 @@ class KeepsLastMaps:
         state = dict(parent() if parent is not None else self.__dict__)
         state["maps"] = None
         return state
+
+
+@contextlib.contextmanager
+def kept_last_maps(model: nn.Module) -> Iterator[None]:
+    """The last maps of the modules that keep them (:class:`KeepsLastMaps`: LAP layers, BLA
+    pools, the ante-hoc model) as they were before the block, whatever happens in it: the
+    forwards of a probe or an explainer (its batches, masked copies, baselines, and the autograd
+    graph they hold) must not replace the caller's maps."""
+    saved = {
+        module: {
+            key: vars(module)[key] for key in ("maps", "_forward_index") if key in vars(module)
+        }
+        for module in model.modules()
+        if isinstance(module, KeepsLastMaps)
+    }
+    try:
+        yield
+    finally:
+        for module, state in saved.items():
+            for key in ("maps", "_forward_index"):
+                if key in state:
+                    vars(module)[key] = state[key]
+                else:
+                    vars(module).pop(key, None)

@@ -248,6 +248,11 @@ class LapBase(KeepsLastMaps, nn.Module):
     def _check_input(self, x: Tensor) -> None:
         # on every forward pass: pure-Python checks, reading the module dicts directly (a
         # module attribute through nn.Module.__getattr__ costs more than all of them)
+        if not isinstance(x, Tensor):
+            raise TypeError(
+                f"{type(self).__name__} expects a (B, C, H, W) torch.Tensor, got "
+                f"{type(x).__name__}; convert it with torch.as_tensor"
+            )
         shape = x.shape
         if len(shape) != 4:
             raise ValueError(
@@ -265,9 +270,12 @@ class LapBase(KeepsLastMaps, nn.Module):
                 f"{tuple(shape)}"
             )
         alpha = self._parameters["alpha"]
-        if x.dtype != alpha.dtype and not torch.is_autocast_enabled(x.device.type):
+        floating = x.is_floating_point()  # autocast casts floats only
+        if not floating or (
+            x.dtype != alpha.dtype and not torch.is_autocast_enabled(x.device.type)
+        ):
             # not cast silently (as nn.Conv2d, which raises a less clear error)
-            kind = "floating-point" if x.is_floating_point() else "non-floating-point"
+            kind = "floating-point" if floating else "non-floating-point"
             raise TypeError(
                 f"{type(self).__name__} has {alpha.dtype} parameters but got a {kind} "
                 f"{x.dtype} input; convert the input (x.to({alpha.dtype})) or the layer "
@@ -377,9 +385,8 @@ class LocalAttentionPool2d(LapBase):
 
     def forward(self, x: Tensor) -> Tensor:
         """Pool ``x`` (B, C, H, W); leaves this pass's maps in ``self.maps``."""
-        if x.dim() == 4:
-            self.output_size(x.shape[-2], x.shape[-1])  # clear error before any work
         self._check_input(x)
+        self.output_size(x.shape[-2], x.shape[-1])  # clear error before any work
         window = (self.kernel_size, self.stride, self.padding, self.ceil_mode)
         fused = self._fused_forward(x, window)
         if fused is not None:

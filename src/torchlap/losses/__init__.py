@@ -13,6 +13,7 @@ from torchlap.losses.concepts import ConceptSets
 from torchlap.losses.functional import (
     EXPERT_POSITIVE_FRACTION,
     LOG_EPS,
+    annotated_samples,
     concept_discrimination_loss,
     concordance_loss,
     discriminative_scorer_loss,
@@ -34,6 +35,7 @@ __all__ = [
     "LOG_EPS",
     "ConceptSets",
     "InjectionLoss",
+    "annotated_samples",
     "concept_discrimination_loss",
     "concordance_loss",
     "default_weights",

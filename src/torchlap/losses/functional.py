@@ -58,6 +58,7 @@ __all__ = [
     "EXPERT_POSITIVE_RANKINGS",
     "LOG_EPS",
     "MASK_RESIZE_MODES",
+    "annotated_samples",
     "concept_discrimination_loss",
     "concordance_loss",
     "discriminative_scorer_loss",
@@ -309,16 +310,42 @@ def _check_region_masks(region_masks: object, batch: int) -> Tensor:
         )
     if region_masks.shape[0] != batch:
         raise ValueError(f"region_masks has batch size {region_masks.shape[0]}, probs has {batch}")
+    if region_masks.shape[1] == 0 or region_masks.shape[2] == 0:
+        raise ValueError(
+            "region_masks must have at least one pixel per image (B, H0, W0 >= 1), got "
+            f"{tuple(region_masks.shape)}"
+        )
     return region_masks
 
 
 def _inside_cells(
     region_masks: Tensor, size: tuple[int, int], resize: str, device: torch.device
 ) -> Tensor:
-    """Bool (B, H*W): the map cells inside the experts' regions."""
+    """Bool (B, H*W): the map cells inside the experts' regions.
+
+    ``resize="area"`` keeps the cells at least half covered; a region that covers no cell by
+    half (smaller than half a cell, e.g. a small lesion at a coarse layer) keeps the cells it
+    touches instead (the ``"any"`` rule), so that it does not vanish and leave its sample
+    supervised as "no concept anywhere".
+    """
     region = resize_region_masks(region_masks.to(device), size, resize)
-    inside = (region > 0) if resize == "any" else (region >= 0.5)
-    return inside.flatten(1)
+    touched = region > 0
+    if resize == "any":
+        return touched.flatten(1)
+    covered = region >= 0.5
+    vanished = ~covered.flatten(1).any(1)
+    return torch.where(vanished[:, None, None], touched, covered).flatten(1)
+
+
+def annotated_samples(region_masks: Tensor, has_region: Tensor) -> Tensor:
+    """Bool (B,): the samples flagged ``has_region`` whose mask holds a region pixel (> 0).
+
+    A sample flagged ``has_region`` with an empty mask (a known "no region", as for a negative
+    image) has no region to supervise its present concepts with: the expert loss treats it as a
+    sample without a region (:class:`~torchlap.losses.InjectionLoss`: Eq. 5 for it), rather
+    than as "the concept nowhere in this image".
+    """
+    return has_region & (region_masks.flatten(1) > 0).any(1).to(has_region.device)
 
 
 def _top_inside_term(
@@ -386,7 +413,8 @@ def expert_supervision_loss(
     - term 3: "used similarly as the weakly supervised loss": the top ``k3 = ceil(IAR HW)``
       pixels of the samples without the concept (``negative_pixels="all"``: every pixel).
 
-    ``P_c``: the samples with ``present[:, c]`` and ``has_region``; ``N_c`` counts every sample
+    ``P_c``: the samples with ``present[:, c]`` and a region (:func:`annotated_samples`: flagged
+    ``has_region``, mask not empty); ``N_c`` counts every sample
     containing ``c`` (Eq. 5), with a region or not (``InjectionLoss`` gives one without Eq. 5's
     terms over the same ``N_c``: each positive weighs the same, boxed or not); ``N_c-bar``
     counts the samples without it (term 3 needs no region). A term whose set is empty is 0.
@@ -396,7 +424,7 @@ def expert_supervision_loss(
         region_masks: (B, H0, W0) masks in [0, 1] (NaN refused) at image resolution (bool,
             int or float), resized to (H, W) with :func:`resize_region_masks`: ``resize="any"``
             puts a pixel inside when any image pixel of its cell is; ``"area"`` when at least
-            half its cell is covered.
+            half its cell is covered (else the cells it touches).
         present: bool (B, h), concepts present per sample.
         has_region: bool (B,), samples whose masks are annotations; present concepts of the
             others carry no loss here but count in ``N_c`` (``InjectionLoss``: Eq. 5).
@@ -410,9 +438,8 @@ def expert_supervision_loss(
         positive_ranking: ``"concepts"`` (the paper's "importance probability": term 1's pixels
             ranked by ``probs``) or ``"selector"`` (ranked by ``selector``).
     """
-    probs = check_probs(probs)
+    probs, eps = check_probs(probs), check_eps(eps)
     present = check_present(present, probs)
-    eps = check_eps(eps)
     _, n_heads, height, width = probs.shape
     k3 = [0 if ia is None else ratio_count(ia, height * width) for ia in _iars(iar, n_heads)]
     has_region, heads, selector = _check_expert_inputs(
@@ -430,7 +457,7 @@ def expert_supervision_loss(
     term_out = (_log1m(flat, eps) * outside).sum(-1) / outside.sum(-1).clamp_min(1)
     # term 3: as Eq. 5, on the samples without the concept
     term_neg = _negative_term(flat, selector, k3, negative_pixels, eps)
-    positive = present & has_region[:, None] & heads[None, :]
+    positive = present & annotated_samples(region_masks, has_region)[:, None] & heads[None, :]
     negative = ~present & heads[None, :]
     per_head = _masked_sample_mean(2.0 * term_top + term_out, positive, present & heads[None, :])
     per_head = per_head + _masked_sample_mean(term_neg, negative)

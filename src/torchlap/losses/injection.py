@@ -33,6 +33,7 @@ from torchlap.losses.functional import (
     EXPERT_POSITIVE_FRACTION,
     LOG_EPS,
     MASK_RESIZE_MODES,
+    annotated_samples,
     concept_discrimination_loss,
     concordance_loss,
     discriminative_scorer_loss,
@@ -325,7 +326,9 @@ class InjectionLoss(nn.Module):
             raise ValueError(f"labels has {present.shape[0]} entries, the maps have batch {batch}")
         present = present.to(first.device)
 
-        expert_samples = self._expert_samples(region_masks, has_region, batch, first.device)
+        expert_samples = self._expert_samples(
+            region_masks, has_region, batch, first.device, present
+        )
         # heads whose concept is in every class get no class region as target: weak loss for
         # them, and for the present concepts of samples without a region (expert mode)
         common = self.concept_sets.common.to(first.device)
@@ -374,12 +377,31 @@ class InjectionLoss(nn.Module):
             ranged.append(("region_masks", region_masks, REGION_VALUES))
         check_values(ranged)
 
+    def _annotated(self, region_masks: Tensor, has_region: Tensor, present: Tensor) -> Tensor:
+        """``has_region`` without the samples whose mask is empty (``annotated_samples``):
+        their present concepts get Eq. 5 instead of "this concept nowhere"; said once."""
+        annotated = annotated_samples(region_masks, has_region)
+        if not self.__dict__.get("_warned_empty_regions"):
+            # a concept of the sample's own (heads common to every class need no region)
+            common = self.concept_sets.common.to(present.device)
+            unboxed = has_region & ~annotated & (present & ~common[None, :]).any(1)
+            if bool(unboxed.any()):  # one sync per step, in expert mode only until said once
+                self.__dict__["_warned_empty_regions"] = True
+                logger.warning(
+                    "expert supervision: %d sample(s) of this batch contain a concept but are "
+                    "flagged has_region with an empty mask (e.g. a positive image without a "
+                    "box); they are supervised as samples without a region (Eq. 5). Said once.",
+                    int(unboxed.sum()),
+                )
+        return annotated
+
     def _expert_samples(
         self,
         region_masks: Tensor | None,
         has_region: Tensor | None,
         batch: int,
         device: torch.device,
+        present: Tensor,
     ) -> Tensor:
         """Bool (B,): the samples whose regions supervise them (none unless expert mode)."""
         expert_samples = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -396,6 +418,9 @@ class InjectionLoss(nn.Module):
             if tuple(has_region.shape) != (batch,):
                 raise ValueError(f"has_region must have shape ({batch},), got {has_region.shape}")
             expert_samples = has_region.to(device)
+            # a mask of another shape: expert_supervision_loss refuses it, saying what it takes
+            if isinstance(region_masks, Tensor) and region_masks.shape[:1] == (batch,):
+                expert_samples = self._annotated(region_masks, expert_samples, present)
         elif region_masks is not None:
             logger.debug("region_masks given but supervision=%r: ignored", self.supervision)
         return expert_samples

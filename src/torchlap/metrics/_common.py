@@ -14,9 +14,11 @@ import torch
 from torch import Tensor, nn
 
 from torchlap._checks import (
+    channel_mismatch,
     check_choice,
     check_fraction,
     check_int,
+    check_model_inputs,
     check_number,
     check_positive_int,
     is_int,
@@ -245,16 +247,6 @@ def check_batch_size(batch_size: object) -> int:
     return check_positive_int(batch_size, "batch_size")
 
 
-#: the seeds the metrics accept: torch generators and scikit-learn's ``random_state`` alike
-SEED_RANGE = (0, 2**32 - 1)
-
-
-def check_seed(seed: object, name: str = "seed") -> int:
-    """``seed`` as an int in ``[0, 2**32 - 1]`` (not a bool), checked before any work: torch's
-    ``manual_seed`` and scikit-learn would refuse a float only after the first model pass."""
-    return check_int(seed, name, minimum=SEED_RANGE[0], maximum=SEED_RANGE[1])
-
-
 def check_level_labels(labels: list[str], name: str, values: object) -> None:
     """Refuse repeated levels (``ks=(50, 50)``, ``fractions=(0.1, 0.1)``): their results
     would be written under one key, the later overwriting the earlier."""
@@ -439,20 +431,35 @@ def run_model(
     n: int,
     make_inputs: Callable[[slice], Tensor],
     batch_size: int,
+    what: str = "",
+    image_of: Tensor | None = None,
 ) -> Tensor:
     """Logits of ``model`` on ``make_inputs(chunk)`` for consecutive chunks of ``batch_size``.
 
     Inputs are built per chunk so that perturbed copies of the whole data set never live in
-    memory at once. The model runs in eval mode under ``torch.no_grad``.
+    memory at once. The model runs in eval mode under ``torch.no_grad``. NaN or infinite logits
+    raise a ValueError naming the images (``image_of[i]``: the image of input ``i``, default
+    ``i``) and ``what`` the inputs were (e.g. "on copies keeping their top 10% pixels"): a score
+    of them would be meaningless (NaN compares false, so a NaN row ranks any class first).
     """
     check_batch_size(batch_size)
     if not callable(model):
         raise TypeError(f"model must be callable (images -> logits), got {type(model)}")
     outputs = []
+    module = model if isinstance(model, nn.Module) else None
     with eval_mode(model), torch.no_grad():
         for start in range(0, n, batch_size):
             chunk = slice(start, min(n, start + batch_size))
-            logits = model(make_inputs(chunk))
+            inputs = make_inputs(chunk)
+            if module is not None and start == 0:
+                check_model_inputs(module, inputs)  # device and dtype, before the first forward
+            try:
+                logits = model(inputs)
+            except RuntimeError as error:
+                message = None if module is None else channel_mismatch(module, inputs, error)
+                if message is None:
+                    raise
+                raise ValueError(message) from error
             expected_rows = chunk.stop - chunk.start
             if (
                 not isinstance(logits, Tensor)
@@ -463,6 +470,17 @@ def run_model(
                 raise ValueError(
                     f"model must return logits of shape (batch, num_classes), got {shape} "
                     f"for a batch of {expected_rows}"
+                )
+            finite = torch.isfinite(logits).all(dim=1)
+            if not bool(finite.all()):
+                rows = torch.arange(chunk.start, chunk.stop, device=finite.device)[~finite]
+                images = rows if image_of is None else image_of.to(rows.device)[rows]
+                listed = sorted({int(i) for i in images})
+                raise ValueError(
+                    f"the model returns NaN or infinite logits for images {listed} (batch "
+                    f"indices){' ' + what if what else ''}; a metric of such logits would be "
+                    "meaningless, so nothing was scored: check the model's weights (a diverged "
+                    "run?) and its input range"
                 )
             outputs.append(logits.detach())
     return torch.cat(outputs, dim=0)

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchlap._checks import check_number, is_int
+from torchlap._checks import check_number, check_seed, is_int
 from torchlap._checks import check_positive_int as _check_positive_int
-from torchlap.metrics._common import MetricResult, check_images, check_seed
+from torchlap.metrics._common import MetricResult, check_images
 
 __all__ = [
     "EvalMode",

@@ -24,12 +24,11 @@ import logging
 import torch
 from torch import Tensor
 
-from torchlap._checks import check_bool, check_choice, check_int, check_number
+from torchlap._checks import check_bool, check_choice, check_int, check_number, check_seed
 from torchlap.metrics._common import (
     MetricResult,
     check_maps,
     check_masks,
-    check_seed,
     count_for_fraction,
     make_result,
     normalize_by_max,

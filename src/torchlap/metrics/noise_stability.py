@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from torchlap._checks import check_choice, check_fraction, check_number
+from torchlap._checks import check_choice, check_fraction, check_number, check_seed
 from torchlap.metrics._common import (
     MetricResult,
     check_batch_size,
@@ -19,7 +19,6 @@ from torchlap.metrics._common import (
     check_labels,
     check_level_labels,
     check_maps,
-    check_seed,
     higher_is_better,
     top_k_mask,
 )

@@ -33,6 +33,7 @@ from torchlap._checks import (
     check_number,
     check_positive_float,
     check_positive_int,
+    check_seed,
     is_number,
 )
 from torchlap.metrics._common import (
@@ -45,7 +46,6 @@ from torchlap.metrics._common import (
     check_labels,
     check_level_labels,
     check_maps,
-    check_seed,
     count_for_fraction,
     make_result,
     normalize_by_max,
@@ -101,12 +101,20 @@ def _kept_logits(
     if ties == "index":
         keep = top_k_mask(maps, count).unsqueeze(1)
         logits = run_model(
-            model, images.shape[0], lambda s: torch.where(keep[s], images[s], fill[s]), batch_size
+            model,
+            images.shape[0],
+            lambda s: torch.where(keep[s], images[s], fill[s]),
+            batch_size,
+            what=f"on copies keeping only their top {count} pixels",
         )
         return logits.unsqueeze(0)
     keep = top_k_mask(maps, count, tie_break="random", generator=generator).unsqueeze(1)
     first = run_model(
-        model, images.shape[0], lambda s: torch.where(keep[s], images[s], fill[s]), batch_size
+        model,
+        images.shape[0],
+        lambda s: torch.where(keep[s], images[s], fill[s]),
+        batch_size,
+        what=f"on copies keeping only their top {count} pixels",
     )
     out = first.unsqueeze(0).repeat(draws, 1, 1)
     tied = torch.nonzero(tied_at_k(maps, count)).flatten()
@@ -118,7 +126,8 @@ def _kept_logits(
             keep = top_k_mask(maps[index], count, tie_break="random", generator=generator)
             return torch.where(keep.unsqueeze(1), images[index], fill[index])
 
-        logits = run_model(model, rows.numel(), drawn, batch_size)
+        what = f"on copies keeping only their top {count} pixels (ties drawn again)"
+        logits = run_model(model, rows.numel(), drawn, batch_size, what=what, image_of=rows)
         out[1:, tied] = logits.view(draws - 1, tied.numel(), -1)
     return out
 
@@ -426,9 +435,8 @@ def drop_inc_win(
     paper multiplies by the raw ante-hoc map), the binarized variant rescales them by
     ``binarize_normalization`` (``"min_max"``, default: 0.8 keeps the top fifth of each
     map's range, the paper's "only highly important regions", also for a map with a high
-    floor; ``"max"``: divided by the maximum). ``normalize=False``: the maps must already lie
-    in [0, 1] and are used as they are by both variants. ``normalize``: True or False;
-    ``binarize_threshold``: a number in [0, 1].
+    floor; ``"max"``: divided by the maximum). ``normalize=False``: maps in [0, 1], used as
+    they are. ``binarize_threshold``: a number in [0, 1].
 
     - ``drop_pct = 100 / D * Σ_{E<I} (I^p - E^p) / I^p`` over the D samples whose
       probability drops (lower is better);
@@ -465,9 +473,9 @@ def drop_inc_win(
     results: dict[str, MetricResult] = {}
     for variant in chosen:
         weights = (unit if variant == "energy" else region).unsqueeze(1)
-        perturbed = run_model(
-            model, n, lambda s, w=weights: (x := inputs(s)) * w[s].to(x.dtype), batch_size
-        )
+        weighted = lambda s, w=weights: (x := inputs(s)) * w[s].to(x.dtype)  # noqa: E731
+        what = f"on copies weighted by their {variant} maps"
+        perturbed = run_model(model, n, weighted, batch_size, what=what)
         results.update(
             _drop_inc_win_from_probs(p_image, _probabilities(perturbed, labels), f"{variant}/")
         )

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchlap._checks import check_int, check_number
+from torchlap._checks import check_int, check_number, check_seed
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -57,7 +57,7 @@ def _check_settings(level: object, resamples: object, seed: object) -> None:
     if float(level) == 1.0:  # type: ignore[arg-type]
         raise ValueError("level must be a coverage in (0, 1), e.g. 0.95, got 1.0")
     check_int(resamples, "resamples", minimum=1, maximum=MAX_RESAMPLES)
-    check_int(seed, "seed", minimum=0, maximum=2**32 - 1)
+    check_seed(seed)
 
 
 def _scores(values: object, name: str) -> Tensor:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from torchlap.layers._state import KeepsLastMaps
+from torchlap.layers._state import kept_last_maps
 
 __all__ = ["folded_batch_norms"]
 
@@ -114,25 +114,6 @@ def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[nn.Parameter, nn.Param
 
 
 @contextlib.contextmanager
-def _kept_last_maps(model: nn.Module) -> Iterator[None]:
-    """The last maps of the modules that keep them (LAP layers, BLA pools, the ante-hoc model)
-    as they were before the block, whatever happens in it (the probes' one-image maps must
-    not replace the caller's)."""
-    saved = {
-        module: {
-            key: vars(module)[key] for key in ("maps", "_forward_index") if key in vars(module)
-        }
-        for module in model.modules()
-        if isinstance(module, KeepsLastMaps)
-    }
-    try:
-        yield
-    finally:
-        for module, state in saved.items():
-            vars(module).update(state)
-
-
-@contextlib.contextmanager
 def folded_batch_norms(model: nn.Module, probe: Tensor) -> Iterator[int]:
     """Within the block, every safely foldable eval ``BatchNorm2d`` folded into its ``Conv2d``.
 
@@ -159,7 +140,7 @@ def folded_batch_norms(model: nn.Module, probe: Tensor) -> Iterator[int]:
         with (
             torch.no_grad(),
             torch.autocast(probe.device.type, enabled=False),
-            _kept_last_maps(model),
+            kept_last_maps(model),
         ):
             pairs, reference = _conv_bn_pairs(model, probe)
             for conv, parent, child, bn in pairs:

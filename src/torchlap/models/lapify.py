@@ -84,6 +84,7 @@ from torchlap.models.lapify_sites import (
     _run_probe,
     _select,
     _Site,
+    check_single_use,
 )
 from torchlap.models.records import add_record_entry
 
@@ -130,7 +131,9 @@ def _static_channels(model: nn.Module, site: _Site) -> int | None:
 
 def _channels(
     model: nn.Module, chosen: list[_Site], probe: _Probe | None, input_size: Any
-) -> dict[str, int]:
+) -> tuple[dict[str, int], _Probe | None]:
+    """Each chosen site's input channels (from the model's structure, else from the dry forward
+    pass, run here if needed), and the dry pass if one ran."""
     channels: dict[str, int] = {}
     unknown = []
     for site in chosen:
@@ -149,7 +152,7 @@ def _channels(
                     "(B, C, H, W) tensor in the dry forward pass"
                 )
             channels[site.name] = call.in_shape[1]
-    return channels
+    return channels, probe
 
 
 def _placement(model: nn.Module, site: _Site) -> tuple[torch.device | None, torch.dtype | None]:
@@ -171,12 +174,15 @@ def _build(model: nn.Module, site: _Site, channels: int, options: dict[str, Any]
     """The fresh replacement module of ``site`` (the model is not touched)."""
     device, dtype = _placement(model, site)
     module = site.module
+    if site.kind in ("pool", "adaptive") and getattr(module, "return_indices", False):
+        raise ValueError(
+            f"{site.name}: a max pool returning indices ({module}) cannot be replaced: LAP "
+            "returns the pooled map only"
+        )
     if site.kind == "pool":
         dilation = getattr(module, "dilation", 1)
         if dilation not in (1, (1, 1)):
             raise ValueError(f"{site.name}: a dilated max pool ({module}) has no LAP equivalent")
-        if getattr(module, "return_indices", False):
-            raise ValueError(f"{site.name}: a max pool returning indices cannot be replaced")
         if isinstance(module, nn.AvgPool2d) and module.divisor_override is not None:
             logger.info("%s: divisor_override is dropped, LAP averages its windows", site.name)
         if isinstance(module, nn.AvgPool2d) and module.count_include_pad and module.padding:
@@ -273,7 +279,8 @@ def lapify(
         model = _deepcopy_without_maps(model)
     sites = _discover(model)
     chosen, probe, label = _select(model, sites, where, input_size)
-    channels = _channels(model, chosen, probe, input_size)
+    channels, probe = _channels(model, chosen, probe, input_size)
+    check_single_use(model, chosen, probe)
     replacements = [_build(model, site, channels[site.name], options) for site in chosen]
     for site, replacement in zip(chosen, replacements, strict=True):
         _swap(model, site, replacement)

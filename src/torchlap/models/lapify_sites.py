@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from torchlap.layers import LapBase
+from torchlap.layers._state import kept_last_maps
 from torchlap.models.blocks import LapConv2d, LapInceptionReduction, LapResidualBlock
 from torchlap.models.presets import PRESETS
 
@@ -253,7 +254,6 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
     pending: dict[int, list[_Call]] = {}
     handles = []
     flags = {module: module.training for module in model.modules()}
-    saved_maps = {m: (m.maps, m._forward_index) for m in model.modules() if isinstance(m, LapBase)}
 
     def make_hooks(name: str, module: nn.Module):
         def pre_hook(_module: nn.Module, args: tuple) -> None:
@@ -274,7 +274,7 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
             handles.append(module.register_forward_pre_hook(pre_hook))
             handles.append(module.register_forward_hook(post_hook))
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), kept_last_maps(model):
             try:
                 model(probe_input)
             except Exception as error:
@@ -288,9 +288,6 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
             handle.remove()
         for module, flag in flags.items():
             module.training = flag
-        for module, (maps, index) in saved_maps.items():
-            module.maps = maps
-            module._forward_index = index
     return record
 
 
@@ -433,8 +430,11 @@ def _by_names(
     if duplicates:
         raise ValueError(f"{origin}: module names listed twice: {duplicates}")
     all_names = [n for n, _ in model.named_modules() if n]
+    aliases = module_aliases(model)
     missing, unsupported, chosen = [], [], []
     for name in names:
+        if name in aliases:
+            raise ValueError(shared_module_message(name, f"registered as {aliases[name]}"))
         if name in sites:
             chosen.append(sites[name])
         elif _has_module(model, name):
@@ -454,6 +454,43 @@ def _by_names(
         )
     _check_no_overlap(chosen)
     return _ordered(chosen)
+
+
+def module_aliases(model: nn.Module) -> dict[str, list[str]]:
+    """Name -> every name of the same module object, for the modules registered under more
+    than one name (``model.p2 = model.p1``; ``named_modules`` lists each object once)."""
+    names: dict[int, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        if name:
+            names.setdefault(id(module), []).append(name)
+    return {name: group for group in names.values() if len(group) > 1 for name in group}
+
+
+def shared_module_message(name: str, uses: str) -> str:
+    """Why lapify refuses a module with several uses (``uses`` says which: names or calls)."""
+    return (
+        f"{name!r} is one module with several uses ({uses}): one LAP layer in its "
+        "place would keep the maps of only one of them (and is built for one channel count); "
+        "give each use a module of its own (e.g. copy.deepcopy) and name those"
+    )
+
+
+def check_single_use(model: nn.Module, chosen: Sequence[_Site], probe: _Probe | None) -> None:
+    """Refuse a chosen module registered under several names, or (where the dry forward pass
+    ran) called more than once in a forward pass."""
+    aliases = module_aliases(model)
+    for site in chosen:
+        if site.kind == "appended":
+            continue
+        if site.name in aliases:
+            uses = f"registered as {aliases[site.name]}"
+            raise ValueError(shared_module_message(site.name, uses))
+        if probe is not None:
+            calls = [c for c in probe.calls if c.module is site.module]
+            if len(calls) > 1:
+                shapes = ", ".join(str(c.in_shape) for c in calls)
+                uses = f"called {len(calls)} times in one forward pass, on {shapes}"
+                raise ValueError(shared_module_message(site.name, uses))
 
 
 def _check_no_overlap(chosen: list[_Site]) -> None:

@@ -19,6 +19,7 @@ from torchlap._checks import (
     check_number,
     check_positive_float,
     check_positive_int,
+    check_seed,
     is_int,
 )
 from torchlap.losses.functional import EXPERT_POSITIVE_FRACTION
@@ -272,7 +273,6 @@ class TrainConfig:
     overwrite: bool = False
     resume: bool = False
 
-    # ----------------------------------------------------------------------------------------
     def resolved_phases(self) -> list[PhaseConfig]:
         """The phases to run: ``phases``, or one phase training everything."""
         settings = {name: getattr(self, name) for name in PHASE_SETTINGS}
@@ -327,7 +327,8 @@ class TrainConfig:
             raise ValueError(
                 f"unknown supervision {self.supervision!r}; expected one of {SUPERVISIONS}"
             )
-        check_positive_int(self.image_size, "image_size")
+        # below 4 px the training crop (80-100% of the image) can leave a mask without a row
+        check_int(self.image_size, "image_size (--image-size)", minimum=4)
         check_positive_int(self.batch_size, "batch_size")
         if not self.phases:  # the one default phase: name the options the user gave
             check_int(self.epochs, "epochs (--epochs)", minimum=1, maximum=MAX_EPOCHS)
@@ -337,7 +338,7 @@ class TrainConfig:
                 check_positive_int(getattr(self, name), name)
         check_positive_int(self.num_nodes, "num_nodes")
         check_int(self.num_workers, "num_workers", minimum=0)
-        check_int(self.seed, "seed", minimum=0)
+        check_seed(self.seed)
         if not isinstance(self.data_options, dict):
             raise TypeError(f"data_options must be a dict, got {self.data_options!r}")
         check_data_options(self.data, self.data_options)
@@ -541,7 +542,6 @@ class TrainConfig:
         min_ar, max_ar, iar = ([row[i] for row in table] for i in range(3))
         return min_ar, max_ar, iar
 
-    # ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (phases as dicts)."""
         data = dataclasses.asdict(self)

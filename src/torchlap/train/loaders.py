@@ -59,10 +59,14 @@ def load_splits(config: TrainConfig) -> dict[str, Any]:
 
 
 def has_regions(dataset: Any) -> bool:
-    """Whether any sample of ``dataset`` carries a known region (boxes or a mask)."""
+    """Whether any sample of ``dataset`` carries a region (a box or a mask): an annotated
+    folder whose box columns are empty on every row has region columns but no region."""
     if isinstance(dataset, SyntheticBenchmark):
         return True  # the built-in benchmarks all have exact regions
     flag = getattr(dataset, "has_regions", None)  # annotated and image folders say it
+    records = getattr(dataset, "records", None)
+    if flag is True and isinstance(records, list):
+        return any(getattr(r, "boxes", None) or getattr(r, "mask", None) for r in records)
     if isinstance(flag, bool):
         return flag
     # no summary attribute: look at the samples (a generic dataset only gives whole samples)

@@ -38,8 +38,10 @@ from typing import Any
 import torch
 
 from torchlap import __version__
+from torchlap.data import collate_regions
 from torchlap.launch import require_multi_node_launcher
 from torchlap.layers import lap_modules
+from torchlap.layers._state import kept_last_maps
 from torchlap.logs import lightning_progress_callbacks
 from torchlap.models.recipes import TrainingModel, build_for_training, recipe_for
 from torchlap.models.wrapping import NormalizedClassifier
@@ -271,7 +273,8 @@ def _prepare(config: TrainConfig) -> _Prepared:
     if config.effective_supervision == "expert" and not has_regions(train_set):
         raise ValueError(
             f"--supervision expert needs boxes or masks, but the training split of "
-            f"{config.data!r} has none; use --supervision weak (or none)"
+            f"{config.data!r} has none (no image of it has a box or a mask); use --supervision "
+            "weak (or none)"
         )
     recipe = recipe_for(config.model, config.lap)
     # a run folder as --pretrained is read here, where the run's files are known
@@ -293,9 +296,31 @@ def _prepare(config: TrainConfig) -> _Prepared:
             set_trainable(model, phase)
         except ValueError as error:
             raise ValueError(f"phase {index + 1}: {error}") from None
+    _check_one_batch(model, train_set, config)
     facts = {"classes": classes, "in_channels": in_channels, "mean": mean, "std": std}
     run_config = _run_config(config, built, phases, facts, datasets)
     return _Prepared(datasets, classes, built, model, phases, run_config)
+
+
+def _check_one_batch(model: torch.nn.Module, train_set: Any, config: TrainConfig) -> None:
+    """Two training samples, collated as training collates them, through the model (eval mode,
+    no gradient; the RNG streams, flags and maps as they were): an ``--image-size`` too small
+    for the data's transforms or for the architecture fails here, before the run folder is
+    written, not in the first training step."""
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), kept_last_maps(model):
+            batch = collate_regions([train_set[i] for i in range(min(2, len(train_set)))])
+            model.eval()
+            model(batch["image"])
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(
+            f"one training batch at --image-size {config.image_size} does not go through "
+            f"--arch {config.arch} ({error}); use a larger --image-size (e.g. 32 or more)"
+        ) from None
+    finally:
+        for module, training in flags:
+            module.training = training
 
 
 def _drop_unused_scorers(built: TrainingModel, pretrained: str | None) -> None:
