@@ -103,3 +103,38 @@ def test_a_box_covering_no_pixel_centre_is_refused(
         return
     with pytest.raises(ValueError, match=r"line 3: box .* covers no pixel centre"):
         AnnotatedFolder(root, verify_images=verify)[1]
+
+
+def test_digit_separators_and_control_characters_are_refused(tmp_path: Path) -> None:
+    """Before: "1_0" was read as 10 (Python's float), and a NUL in a label made a new class."""
+    root = _folder(tmp_path / "data", (1, 1, 5, 6))
+    text = (root / "annotations.csv").read_text()
+    (root / "annotations.csv").write_text(
+        text.replace("img/1.png,pos,train,1,", "img/1.png,pos,train,1_0,")
+    )
+    with pytest.raises(ValueError, match=r"line 3: x_min is '1_0', not a number"):
+        AnnotatedFolder(root)
+    (root / "annotations.csv").write_text(text.replace(",neg,", ",n\x00eg,"))
+    with pytest.raises(ValueError, match=r"line 2: label 'n\\x00eg' holds a control character"):
+        AnnotatedFolder(root)
+
+
+def test_an_image_path_that_is_no_file_says_what_it_is(tmp_path: Path) -> None:
+    """Before: a folder, a dangling link or a FIFO at an image path was "not found"."""
+    import os
+
+    root = _folder(tmp_path / "data", (1, 1, 5, 6))
+    target = root / "img/1.png"
+    cases = {
+        "is a folder, not a file": target.mkdir,
+        "is a symbolic link to a missing file": lambda: target.symlink_to(root / "nowhere.png"),
+        "is not a regular file": lambda: os.mkfifo(target),
+    }
+    for said, make in cases.items():
+        if target.is_dir() and not target.is_symlink():
+            target.rmdir()
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        make()
+        with pytest.raises(FileNotFoundError, match=rf"line 3: image file .*1\.png {said}"):
+            AnnotatedFolder(root)

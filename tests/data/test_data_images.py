@@ -236,3 +236,18 @@ def test_an_image_above_pils_bomb_limit_is_refused_naming_it(tmp_path, monkeypat
     for read in (image_header, lambda p: read_image(p, 1)):
         with pytest.raises(ValueError, match=r"image .*big\.png is too large to decode safely"):
             read(path)
+
+
+def test_multi_frame_and_lab_images_are_refused_naming_them(tmp_path):
+    """Before: a multi-page TIFF was read as its first page in silence, and a LAB TIFF's "a"
+    band was taken for alpha (a false transparency warning, garbled colours)."""
+    from torchlap.data.images import image_header, read_image
+
+    pages = [Image.new("L", (8, 8), value) for value in (0, 100)]
+    pages[0].save(tmp_path / "pages.tiff", save_all=True, append_images=pages[1:])
+    Image.new("LAB", (8, 8)).save(tmp_path / "lab.tiff")
+    for read in (image_header, lambda p: read_image(p, 3)):
+        with pytest.raises(ValueError, match=r"TIFF image .*pages\.tiff holds 2 frames"):
+            read(tmp_path / "pages.tiff")
+        with pytest.raises(ValueError, match=r"lab\.tiff is in the LAB colour space"):
+            read(tmp_path / "lab.tiff")

@@ -251,3 +251,23 @@ def test_an_image_size_too_small_is_refused_before_the_run_folder(tmp_path, arch
     with pytest.raises(ValueError, match=match):
         fit(config)
     assert not out.exists()
+
+
+def test_a_validation_split_without_a_class_is_said(tmp_path: Path, caplog) -> None:
+    """Before: the best epoch was kept on a balanced accuracy of one class, in silence."""
+    from torchlap.train.run import _prepare
+
+    data = _class_only_folder(tmp_path / "images")
+    rows = ["image,label,split"]
+    rows += [f"{n}/{k}.png,{n},train" for n in ("cats", "dogs") for k in range(4)]
+    rows += ["cats/4.png,cats,val", "cats/5.png,cats,test", "dogs/5.png,dogs,test"]
+    (data / "annotations.csv").write_text("\n".join(rows) + "\n")
+    config = _config(tmp_path / "run", data=str(data), n_images=None, supervision="weak")
+    with caplog.at_level("WARNING", logger="torchlap.train.run"):
+        _prepare(config.with_resolved_data())
+    said = [r.getMessage() for r in caplog.records if "has no image of class" in r.getMessage()]
+    assert said == [
+        "the val split has no image of class(es) ['dogs']: its balanced accuracy averages the "
+        "classes it has, and the metrics of a missing class are NaN"
+    ]
+    assert not (tmp_path / "run").exists()

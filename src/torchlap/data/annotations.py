@@ -85,6 +85,8 @@ class ImageRecord:
 
 def _parse_float(value: str, column: str, where: str) -> float:
     try:
+        if "_" in value:  # Python reads "1_0" as 10; a CSV number has no digit separators
+            raise ValueError
         number = float(value)
     except ValueError:
         raise ValueError(f"{where}: {column} is {value!r}, not a number") from None
@@ -224,6 +226,8 @@ def _add_row(
     label = values["label"]
     if not label:
         raise ValueError(f"{where}: empty label for image {image!r}")
+    if not label.isprintable():  # a NUL or a control character would make a class of its own
+        raise ValueError(f"{where}: label {label!r} holds a control character; labels are text")
     split = values["split"] if "split" in columns else None
     if split is not None and split not in SPLITS:
         raise ValueError(f"{where}: unknown split value {split!r}; accepted: {', '.join(SPLITS)}")

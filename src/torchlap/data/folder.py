@@ -40,7 +40,7 @@ from torchlap.data.annotations import (
     read_annotations,
     write_annotations,
 )
-from torchlap.data.images import image_header, read_image_with_orientation, read_mask
+from torchlap.data.images import image_header, not_a_file, read_image_with_orientation, read_mask
 from torchlap.data.transforms import default_normalization, default_transforms, size_pair
 
 __all__ = ["AnnotatedFolder", "image_folder", "seeded_split"]
@@ -254,12 +254,11 @@ class AnnotatedFolder(RegionDataset):
             if record.mask is not None:
                 inside_path(record.mask, "mask", record.source)
             path = self.root / record.image
-            if not path.is_file():
-                raise FileNotFoundError(f"{record.source}: image file {path} not found")
-            if record.mask is not None and not (self.root / record.mask).is_file():
-                raise FileNotFoundError(
-                    f"{record.source}: mask file {self.root / record.mask} not found"
-                )
+            mask = record.mask and self.root / record.mask
+            for kind, file in (("image", path), ("mask", mask)):
+                if file and not file.is_file():
+                    why = not_a_file(file)
+                    raise FileNotFoundError(f"{record.source}: {kind} file {file} {why}")
             # inferred channels: 1 only if every header is grayscale, so without verification
             # headers are read until the first colour image (one gray image decides nothing);
             # an unreadable one is then left to fail when its sample loads, as verification is off

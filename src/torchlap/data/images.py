@@ -29,6 +29,7 @@ __all__ = [
     "has_transparency",
     "image_header",
     "load_image",
+    "not_a_file",
     "read_image",
     "read_image_with_orientation",
     "read_mask",
@@ -94,6 +95,17 @@ def image_header(path: Path) -> ImageHeader:
 _ORIENTATION_TAG = 0x0112
 
 
+def not_a_file(path: Path) -> str:
+    """Why ``path`` is no regular file, for a message ("image file X <this>")."""
+    if path.is_symlink() and not path.exists():
+        return "is a symbolic link to a missing file (or a link loop)"
+    if path.is_dir():
+        return "is a folder, not a file"
+    if path.exists():
+        return "is not a regular file (a pipe, socket or device)"
+    return "not found"
+
+
 @contextlib.contextmanager
 def _open_image(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
     """``Image.open`` with PIL's decompression-bomb refusal as a ValueError naming the file
@@ -106,6 +118,15 @@ def _open_image(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
             f"to PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels: downscale it"
         ) from None
     with image:
+        # not frame 0 of a multi-page TIFF or an animation in silence; nor a colour space PIL
+        # cannot convert to RGB (LAB's "a" band would be read as alpha)
+        if image.format != "MPO":  # a camera JPEG's extra frames (depth map, preview)
+            _check_single_frame(getattr(image, "n_frames", 1), kind=f"{image.format} image {path}")
+        if image.mode in ("LAB", "HSV"):
+            raise ValueError(
+                f"image {path} is in the {image.mode} colour space, which torchlap does not "
+                "convert; save it as RGB or grayscale"
+            )
         yield image
 
 
@@ -122,10 +143,10 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _check_single_frame(frames: int, detail: str = "") -> None:
+def _check_single_frame(frames: int, detail: str = "", kind: str = "DICOM file") -> None:
     if frames != 1:
         raise ValueError(
-            f"this DICOM file holds {frames} frames{detail}; torchlap reads single-frame "
+            f"this {kind} holds {frames} frames{detail}; torchlap reads single-frame "
             "images: save each frame (slice) you want as its own file"
         )
 
@@ -285,7 +306,7 @@ def load_image(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image file {path} not found")
+        raise FileNotFoundError(f"image file {path} {not_a_file(path)}")
     try:
         image = read_image(path, channels)
     except (UnidentifiedImageError, OSError, ValueError) as error:

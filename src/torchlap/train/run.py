@@ -62,7 +62,7 @@ from torchlap.runs import (
 )
 from torchlap.train.config import PhaseConfig, TrainConfig
 from torchlap.train.folder import integrity_record, is_global_zero, prepare_folder, save_weights
-from torchlap.train.loaders import has_regions, load_splits, loader_factory
+from torchlap.train.loaders import dataset_labels, has_regions, load_splits, loader_factory
 
 __all__ = ["RUN_FORMAT", "LoadedRun", "RunFolderError", "fit", "load_run"]
 
@@ -269,6 +269,7 @@ def _prepare(config: TrainConfig) -> _Prepared:
             "classifier needs at least 2 (ImageFolder: one subfolder per class; "
             "annotations.csv: at least two labels)"
         )
+    _warn_missing_classes(datasets, classes)
     in_channels = int(train_set.n_channels)
     if config.effective_supervision == "expert" and not has_regions(train_set):
         raise ValueError(
@@ -300,6 +301,25 @@ def _prepare(config: TrainConfig) -> _Prepared:
     facts = {"classes": classes, "in_channels": in_channels, "mean": mean, "std": std}
     run_config = _run_config(config, built, phases, facts, datasets)
     return _Prepared(datasets, classes, built, model, phases, run_config)
+
+
+def _warn_missing_classes(datasets: dict[str, Any], classes: list[str]) -> None:
+    """Say when a validation or test split lacks a class of the training split: its balanced
+    accuracy (which keeps the best epoch) then averages the classes it has, and the metrics
+    of a missing class (sensitivity or specificity) are NaN."""
+    for split in ("val", "test"):
+        dataset = datasets.get(split)
+        if dataset is None or len(dataset) == 0:
+            continue
+        present = set(dataset_labels(dataset).tolist())
+        missing = [name for index, name in enumerate(classes) if index not in present]
+        if missing:
+            logger.warning(
+                "the %s split has no image of class(es) %s: its balanced accuracy averages the "
+                "classes it has, and the metrics of a missing class are NaN",
+                split,
+                missing,
+            )
 
 
 def _check_one_batch(model: torch.nn.Module, train_set: Any, config: TrainConfig) -> None:
