@@ -62,7 +62,7 @@ def test_bad_settings_are_refused(changes: dict, message: str) -> None:
 
 
 def test_types_are_checked() -> None:
-    with pytest.raises(TypeError, match=r"image_size \(--image-size\) must be an int >= 4, got 32.0"):
+    with pytest.raises(TypeError, match=r"image_size \(--image-size\) must be an int >= 4, got 32"):
         _config(image_size=32.0).validate()
     with pytest.raises(TypeError, match="min_ar"):
         _config(min_ar="0.1").validate()
