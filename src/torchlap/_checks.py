@@ -24,6 +24,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_device",
+    "check_distinct",
     "check_fraction",
     "check_int",
     "check_model_inputs",
@@ -121,6 +122,15 @@ def check_seed(seed: object, name: str = "seed") -> int:
     ``manual_seed`` takes negative and 64-bit seeds (-1 and 2**64 - 1 give the same stream) and
     refuses larger ones only when used, numpy and scikit-learn refuse what is outside."""
     return check_int(seed, name, minimum=SEED_RANGE[0], maximum=SEED_RANGE[1])
+
+
+def check_distinct(values: Collection[object], name: str) -> None:
+    """``ValueError`` when ``values`` (a list option, e.g. ``--sizes``) holds an entry twice:
+    the work would be repeated and its table row printed twice."""
+    values = list(values)
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{name} lists {', '.join(repeated)} more than once; name each once")
 
 
 def check_positive_float(value: object, name: str) -> float:

@@ -333,9 +333,44 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     except (KeyError, TypeError, ValueError) as error:
         raise RunError(f"{path} does not describe a model: {error}") from None
     _load_weights(model, weights, path)  # (a model.num_classes edited: the weights differ)
+    _check_agrees_with_model(path, config, model, facts["image_size"])
     _check_outputs(path, config, facts)
     _resolve_legacy_data(run_dir, config)
     return LoadedRun(model=model, config=config, run_dir=run_dir, **facts)
+
+
+def _check_agrees_with_model(
+    path: Path, config: dict[str, Any], model: nn.Module, image_size: int
+) -> None:
+    """config.json's facts that the model also holds must be the model's: the normalization
+    (the weights' ``normalize`` buffers are what runs), the LAP layers, the training size."""
+    state = model.state_dict()
+    for key in ("mean", "std"):
+        held = [v for k, v in state.items() if k.endswith(f"normalize.{key}")]
+        if held and not torch.allclose(
+            held[0].flatten().double(), torch.tensor(config[key], dtype=torch.float64), atol=1e-6
+        ):
+            raise RunError(
+                f"{path}: '{key}' is {config[key]} but the weights normalize with "
+                f"{held[0].flatten().tolist()} (was config.json edited?)"
+            )
+    recorded = config.get("lap_layers")
+    if isinstance(recorded, list):
+        from torchlap.layers import lap_modules  # (the package's layers, loaded with models)
+
+        # the record names them in the network; the loaded model wraps it as `net`
+        present = {name.removeprefix("net.") for name in lap_modules(model)}
+        missing = [name for name in recorded if name not in present]
+        if missing:
+            raise RunError(f"{path}: 'lap_layers' names {missing}, which the model does not have")
+    trained = (config.get("train") or {}).get("image_size")
+    if isinstance(trained, list) and len(set(trained)) == 1:
+        trained = trained[0]  # a square pair, as image_size may be written
+    if trained is not None and trained != image_size:
+        raise RunError(
+            f"{path}: 'image_size' is {config['image_size']} but the run trained at {trained} "
+            "(train.image_size; was config.json edited?)"
+        )
 
 
 def _load_weights(model: nn.Module, weights: Path, config_path: Path) -> None:

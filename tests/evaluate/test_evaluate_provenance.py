@@ -248,6 +248,28 @@ def test_a_user_log_is_refused_unless_forced(tmp_path, name):
     assert guard_output_folder(folder, False) == []
 
 
+def test_a_torchlap_results_file_does_not_vouch_for_a_user_log_or_figure(tmp_path):
+    """Before: one results.json of torchlap's made the whole folder torchlap's: a user's log was
+    appended to and a user's file in figures/ overwritten."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    folder = tmp_path / "out"
+    (folder / "figures").mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"format": "torchlap-results"}))
+    mark = PngInfo()
+    mark.add_text("Software", "torchlap (matplotlib 3)")
+    Image.new("L", (4, 4)).save(folder / "figures" / "keep_k.png", pnginfo=mark)
+    assert guard_output_folder(folder, False) == []  # all of it torchlap's
+    (folder / "evaluate.log").write_text("my own notes\n")
+    with pytest.raises(FileExistsError, match=r"holds evaluate\.log, which torchlap did not"):
+        guard_output_folder(folder, False)
+    (folder / "evaluate.log").unlink()
+    Image.new("L", (4, 4)).save(folder / "figures" / "mine.png")  # no torchlap mark
+    with pytest.raises(FileExistsError, match=r"holds mine\.png, which torchlap did not write"):
+        guard_output_folder(folder, False)
+
+
 def test_cli_evaluate_does_not_append_to_a_user_log(setup, tmp_path):
     folder = tmp_path / "eo1"
     folder.mkdir()
@@ -260,3 +282,15 @@ def test_cli_evaluate_does_not_append_to_a_user_log(setup, tmp_path):
     assert "evaluate.log" in result.output
     assert (folder / "evaluate.log").read_text() == "my own notes\n"
     assert not (folder / "results.json").exists()
+
+
+def test_compare_refuses_data_of_other_classes_before_evaluating_any_run(setup, tmp_path):
+    """Before: the first run was evaluated and its results written, then the second refused."""
+    other = tmp_path / "renamed"
+    shutil.copytree(setup["vanilla"], other)
+    config = json.loads((other / "config.json").read_text())
+    config["classes"] = ["cat", "dog"]
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"run renamed was trained on \['cat', 'dog'\]"):
+        compare_runs([setup["vanilla"], other], str(setup["les"]), tmp_path / "c", _options())
+    assert not (tmp_path / "c").exists()

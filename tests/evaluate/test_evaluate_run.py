@@ -110,6 +110,12 @@ def test_evaluate_writes_the_contract_files_and_resumes(runs, tmp_path, monkeypa
     assert computed == ["gradcam", "gradcam", "gradcam"]
 
 
+def _drop_stability(text: str) -> str:
+    cached = json.loads(text)
+    del cached["results"]["stability"]
+    return json.dumps(cached)
+
+
 def _edit_value(text: str, value: str) -> str:
     cached = json.loads(text)
     cached["results"]["localization"]["iou_topk"] = {"value": "@"}
@@ -120,14 +126,17 @@ def _edit_value(text: str, value: str) -> str:
     ("damage", "why"),
     [
         (lambda text: _edit_value(text, '"abc"'), r"is invalid .*\['value'\] must be a number"),
+        (lambda text: _edit_value(text, "-5.0"), "holds results that are not the ones torchlap"),
+        (_drop_stability, r"holds results that are not the ones torchlap wrote \(edited"),
         (lambda text: _edit_value(text, "NaN"), r"is unreadable .*NaN is not a JSON number"),
         (lambda text: b"\xff" + text.encode(), r"is unreadable .*utf-8"),
     ],
-    ids=["string value", "nan", "not utf-8"],
+    ids=["string value", "a valid number", "a section deleted", "nan", "not utf-8"],
 )
 def test_a_damaged_method_cache_is_recomputed(runs, tmp_path, caplog, damage, why):
     """A cache edited with its fingerprint kept was reused, then results.json was rewritten
-    with the bad value and the report failed; non-UTF-8 bytes and NaN failed without a name."""
+    with the bad value and the report failed; non-UTF-8 bytes and NaN failed without a name;
+    a valid number edited (IoU -5) or a section deleted was reused in silence."""
     out = tmp_path / "eval"
     options = _options(methods=("gradcam",), max_images=4, max_val_images=4, stability_images=1)
     evaluate_run(runs["lap"], None, out, options, write_report=False)

@@ -83,3 +83,19 @@ def test_benchmarks_restore_the_callers_train_flags_also_on_error() -> None:
     assert [m.training for m in model.modules()] == [True, True, False]
     for function in (run_benchmark, run_scorecam_against, run_rise_vs_sise):
         assert getattr(function, "__wrapped__", None) is not None, function.__name__
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["explain", "--methods", "lap,lap", "--sizes", "16"], "--methods lists lap more"),
+        (["explain", "--sizes", "32,32"], "--sizes lists 32 more than once"),
+        (["model", "--archs", "resnet18,resnet18"], "--archs lists resnet18 more than once"),
+        (["layer", "--batches", "1,1"], "--batches lists 1 more than once"),
+    ],
+)
+def test_bench_refuses_repeated_values(args, message) -> None:
+    """Before: the work was repeated and its row printed twice."""
+    result = _invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output

@@ -277,3 +277,13 @@ def test_a_run_folder_as_pretrained_loads_its_weights_and_is_recorded_as_given(
     assert all(torch.equal(loaded[k], expected[k]) for k in expected)
     with pytest.raises(ValueError, match="is a folder"):  # models alone does not read folders
         build_classifier(arch, 2, 3, "none", 1, pretrained=str(run))
+
+
+def test_an_edited_small_arch_names_the_accepted_ones() -> None:
+    """Before: `config.json names an unknown small architecture {...the whole record...}`."""
+    from torchlap.models.backbones import _SMALL_BUILDER, SMALL_ARCHS, rebuild_backbone
+
+    record = {"builder": _SMALL_BUILDER, "arch": "resnet18", "num_classes": 2, "in_channels": 3}
+    with pytest.raises(ValueError, match=r"arch 'resnet18' is none of that builder's") as info:
+        rebuild_backbone(record)
+    assert all(name in str(info.value) for name in SMALL_ARCHS)

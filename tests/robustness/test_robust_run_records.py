@@ -85,3 +85,26 @@ def test_a_negative_batch_norm_variance_is_refused(run_copy: Path) -> None:
     save_file(state, str(weights))
     record_integrity(run_copy, weights)
     assert load_run(run_copy).image_size == 32
+
+
+def test_config_facts_the_model_also_holds_must_be_the_models(run_copy: Path) -> None:
+    """Before: an edited mean/std was checked for shape and then ignored (the weights'
+    normalize buffers ran), lap_layers could name a missing module, and an edited image_size
+    was used in silence (evaluate ran at 64 px a run trained at 32)."""
+    config = json.loads((run_copy / "config.json").read_text())
+    original = dict(config)
+    channels = len(config["mean"])
+    cases = [
+        ({"mean": [0.9] * channels}, r"'mean' is \[0\.9.*\] but the weights normalize with"),
+        ({"std": [0.01] * channels}, r"'std' is \[0\.01.*\] but the weights normalize with"),
+        ({"lap_layers": ["nothere"]}, r"'lap_layers' names \['nothere'\], which the model"),
+    ]
+    trained = (config.get("train") or {}).get("image_size")
+    if trained is not None:
+        cases.append(({"image_size": trained * 2}, r"the run trained at"))
+    for changes, message in cases:
+        _edit_config(run_copy, **changes)
+        with pytest.raises(RunError, match=message):
+            load_run(run_copy)
+        (run_copy / "config.json").write_text(json.dumps(original))
+    assert load_run(run_copy).image_size == config["image_size"]

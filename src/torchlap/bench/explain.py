@@ -24,7 +24,7 @@ import torchvision
 import typer
 from torch import nn
 
-from torchlap._checks import check_device
+from torchlap._checks import check_device, check_distinct
 from torchlap.bench.common import keeps_model_flags, time_call
 from torchlap.bench.explain_peers import (
     PEERS,
@@ -333,6 +333,7 @@ def _checked_arguments(sizes: str, classes: int, device: str, **counts: int) -> 
         raise typer.BadParameter(f"--sizes lists no size, got {sizes!r}; pass e.g. 224,64")
     if any(size < 8 for size in size_list):
         raise typer.BadParameter(f"--sizes must each be >= 8 pixels, got {sizes!r}")
+    check_distinct(size_list, "--sizes")
     for name, value in counts.items():
         if value < 1:
             raise typer.BadParameter(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -350,6 +351,7 @@ def _listed(text: str, option: str) -> list[str] | None:
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
         raise typer.BadParameter(f"{option} lists no name, got {text!r}; leave it out or name some")
+    check_distinct(names, option)
     return names
 
 

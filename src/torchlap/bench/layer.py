@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchlap._checks import check_device
+from torchlap._checks import check_device, check_distinct
 from torchlap._ext import kernel_status, lap_kernels, recorded_calls
 from torchlap.bench.common import measure
 from torchlap.layers.fused import BACKWARD_OUTPUT_ARGS, fused_layer_calls
@@ -426,6 +426,7 @@ def run_layer_command(device: str, scale: float, batches: str, rounds: int) -> s
         raise ValueError(f"--batches must be comma-separated ints, got {batches!r}") from None
     if not sizes or min(sizes) < 1 or max(sizes) > MAX_BATCH:
         raise ValueError(f"--batches must be ints from 1 to {MAX_BATCH}, got {batches!r}")
+    check_distinct(sizes, "--batches")
     if rounds < 1:
         raise ValueError(f"--rounds must be >= 1, got {rounds}")
     dev = check_device(device, "--device")

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import typer
 from torch import nn
 
-from torchlap._checks import check_device
+from torchlap._checks import check_device, check_distinct
 from torchlap._ext import kernel_status
 from torchlap.models.build import build_model
 
@@ -239,6 +239,7 @@ def register_model_bench(bench_app: object) -> None:
             raise typer.BadParameter(
                 f"--archs lists no architecture, got {archs!r}; pass some of {', '.join(MODELS)}"
             )
+        check_distinct(arch_list, "--archs")
         scaled_size = max(75, round(size * scale))
         scaled_batch = max(1, round(batch_size * scale))
         try:

@@ -290,10 +290,17 @@ _PART_NAMES = {
 def write_cache(cache: Path, key: str, parts: dict[str, Any] | None, results: Any) -> None:
     """Store ``results`` in ``cache`` with their fingerprint ``key`` (and the hash of each of
     ``parts``, see :func:`fingerprint_parts`)."""
-    entry: dict[str, Any] = {"fingerprint": key}
+    entry: dict[str, Any] = {"fingerprint": key, "results_sha256": _results_digest(results)}
     if parts is not None:
         entry["parts"] = fingerprint_parts(parts)
     atomic_write_json(cache, {**entry, "results": results})
+
+
+def _results_digest(results: Any) -> str:
+    """The hash of cached results as JSON (the same after a round trip through the file): a
+    result edited by hand, or damaged, no longer matches it."""
+    text = json.dumps(results, sort_keys=True, allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def weights_stamp(run_dir: Path) -> dict[str, Any]:
@@ -314,7 +321,8 @@ def read_cache(
     names what changed among ``parts`` (sharded: rank 0's reading, on every rank, so that all
     ranks compute the same methods). A file that is not UTF-8 JSON, holds NaN/Infinity, or
     whose results ``check`` (raising TypeError/ValueError) refuses, is a miss too: logged with
-    the file and the reason, and recomputed."""
+    the file and the reason, and recomputed; so are results that do not match the checksum
+    :func:`write_cache` stored with them (edited by hand or damaged)."""
     own = _read_own_cache(cache, key, label, parts, check) if is_writer() else None
     return broadcast_from_zero(own)
 
@@ -362,6 +370,15 @@ def _read_own_cache(
         except (TypeError, ValueError) as error:
             logger.warning("%s: %s is invalid (%s); recomputing", label, cache, error)
             return None
+    if "results_sha256" not in cached:
+        logger.info("%s: recomputing, %s was written by an earlier torchlap", label, cache)
+        return None
+    if cached["results_sha256"] != _results_digest(cached["results"]):
+        logger.warning(
+            "%s: %s holds results that are not the ones torchlap wrote (edited or damaged: "
+            "their checksum differs); recomputing", label, cache,
+        )  # fmt: skip
+        return None
     logger.info("%s: reusing %s (pass --force to recompute)", label, cache)
     return cached["results"]
 
@@ -422,7 +439,26 @@ def _written_by_torchlap(path: Path) -> bool:
             return all("fingerprint" in json.loads(p.read_text()) for p in path.glob("*.json"))
         except (OSError, ValueError, TypeError):
             return False
+    if path.name == "figures":  # each figure carries torchlap's PNG mark (report.plots)
+        return path.is_dir() and not _foreign_figures(path)
     return False
+
+
+def _foreign_figures(folder: Path) -> list[Path]:
+    """The files of ``folder`` that are not figures torchlap wrote (a PNG whose ``Software``
+    text starts with "torchlap")."""
+    from PIL import Image, UnidentifiedImageError
+
+    foreign = []
+    for path in sorted(folder.iterdir()):
+        try:
+            with Image.open(path) as image:
+                mark = str(getattr(image, "text", {}).get("Software", ""))
+        except (OSError, UnidentifiedImageError, ValueError):
+            mark = ""
+        if not mark.startswith("torchlap"):
+            foreign.append(path)
+    return foreign
 
 
 def guard_output_folder(
@@ -437,8 +473,8 @@ def guard_output_folder(
     ``force`` the files that will be replaced are logged (a foreign log is removed, since a
     log is appended to). :func:`~torchlap.evaluate.evaluate_run`,
     :func:`~torchlap.evaluate.compare_runs` and the demo call it before any work. A folder
-    whose results.json/comparison.json is torchlap's is torchlap's (its tables, figures and
-    report come with it).
+    whose results.json/comparison.json is torchlap's is torchlap's (its tables and report come
+    with it), but for its log and its figures, each checked by its own mark.
 
     ``option`` and ``flag`` name the output folder's option and the one that sets ``force``
     in the messages; ``extra``: more names the caller writes there (``torchlap demo``:
@@ -449,7 +485,11 @@ def guard_output_folder(
         raise ValueError(f"{option} {out} exists and is not a folder; pass a folder path")
     present = [out / name for name in (*_OUTPUT_NAMES, *extra) if (out / name).exists()]
     ours = any(_written_by_torchlap(out / name) for name in _OWN_FORMATS if (out / name).exists())
-    foreign = [] if ours else [p for p in present if not _written_by_torchlap(p)]
+    foreign = [p for p in present if not _written_by_torchlap(p)]
+    if ours:  # its tables and report come with it; a log and each figure say whose they are
+        figures = out / "figures"
+        foreign = [p for p in foreign if p.name in _LOGS]
+        foreign += _foreign_figures(figures) if figures.is_dir() else []
     if foreign and not force:
         raise FileExistsError(
             f"{option} {out} holds {', '.join(p.name for p in foreign)}, which torchlap did not "

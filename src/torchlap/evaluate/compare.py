@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from torchlap.data import load_dataset
 from torchlap.evaluate.checks import compare_data_randomization
 from torchlap.evaluate.common import atomic_write_json, guard_output_folder
 from torchlap.evaluate.core import evaluate_run
@@ -68,6 +69,8 @@ def compare_runs(
     # method applies to any of them
     configs, bla_runs = _read_runs(dirs, options)
     settings, note = _data_plan(data, configs)
+    if data is not None:  # every run, before the first is evaluated and written
+        _check_classes(data, settings, configs)
     if note:
         logger.warning("compare: %s", note)
     baselines = _lime_baselines(bla_runs, configs, options)
@@ -114,6 +117,24 @@ def _read_runs(
             f"run ({', '.join(dirs)}); pass --methods with methods that apply to them"
         )
     return configs, bla_runs
+
+
+def _check_classes(data: str, settings: DataSettings, configs: dict[str, dict[str, Any]]) -> None:
+    """Refuse ``data`` when its classes are not those of every run (``evaluate_run`` checks one
+    run at a time: a later run's refusal came after the earlier runs' results were written)."""
+    kwargs = dict(settings.data_options)
+    if settings.n_images is not None:
+        kwargs["n_images"] = settings.n_images
+    first = next(iter(configs.values()))
+    dataset = load_dataset(
+        data, split="test", image_size=first.get("image_size"), seed=settings.seed, **kwargs
+    )
+    for name, config in configs.items():
+        if list(dataset.classes) != list(config.get("classes", [])):
+            raise ValueError(
+                f"{data!r} has classes {list(dataset.classes)}, run {name} was trained on "
+                f"{list(config.get('classes', []))}: compare runs on data with their classes"
+            )
 
 
 def _data_plan(

@@ -153,13 +153,12 @@ def common_data_settings(
         size_note = f"; each run reads it at its own image size ({listed})"
     if len(distinct) == 1:
         (settings,) = distinct.values()
-        if settings.own:
+        owners = [name for name, each_settings in each.items() if each_settings.own]
+        if len(owners) == len(each):
             return settings, (f"evaluated on {data} with {settings.describe()}{size_note}"
                               if size_note else None)  # fmt: skip
-        return settings, (
-            f"evaluated on {data}, which no run was trained on, with {settings.describe()}"
-            f"{size_note}"
-        )
+        whose = f"the data of {', '.join(owners)}" if owners else "which no run was trained on"
+        return settings, f"evaluated on {data}, {whose}, with {settings.describe()}{size_note}"
     chosen = DataSettings()
     own = ", ".join(f"{n}: {s.describe()}" for n, s in each.items())
     return chosen, (

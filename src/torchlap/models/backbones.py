@@ -153,7 +153,11 @@ def rebuild_backbone(record: dict[str, Any]) -> nn.Module:
     builder = record.get("builder")
     if builder == _SMALL_BUILDER:
         if record.get("arch") not in SMALL_ARCHS:
-            raise ValueError(f"config.json names an unknown small architecture {record!r}")
+            raise ValueError(
+                f"config.json: the model record's builder is {_SMALL_BUILDER!r} but its arch "
+                f"{record.get('arch')!r} is none of that builder's ({', '.join(SMALL_ARCHS)}); "
+                "the file was edited: restore the arch the run was trained with"
+            )
         net = SmallCNN(
             record["num_classes"], record["in_channels"], norm=SMALL_ARCHS[record["arch"]]
         )
