@@ -294,3 +294,17 @@ def test_compare_refuses_data_of_other_classes_before_evaluating_any_run(setup, 
     with pytest.raises(ValueError, match=r"run renamed was trained on \['cat', 'dog'\]"):
         compare_runs([setup["vanilla"], other], str(setup["les"]), tmp_path / "c", _options())
     assert not (tmp_path / "c").exists()
+
+
+def test_a_rerun_with_fewer_methods_removes_the_figures_of_the_others(setup, tmp_path, caplog):
+    """Before: overlays_guided_backprop.png stayed after a rerun without that method (the report
+    no longer showed it; the folder held a figure of results it no longer had)."""
+    out = tmp_path / "eval"
+    both = _options(methods=("gradcam", "guided_backprop"), examples=True)
+    evaluate_run(setup["vanilla"], None, out, both)
+    assert (out / "figures" / "overlays_guided_backprop.png").is_file()
+    with caplog.at_level(logging.INFO, logger="torchlap.evaluate.outputs"):
+        evaluate_run(setup["vanilla"], None, out, _options(methods=("gradcam",), examples=True))
+    assert not (out / "figures" / "overlays_guided_backprop.png").exists()
+    assert (out / "figures" / "overlays_gradcam.png").is_file()
+    assert "a figure of an earlier evaluation into this folder" in caplog.text

@@ -444,21 +444,27 @@ def _written_by_torchlap(path: Path) -> bool:
     return False
 
 
-def _foreign_figures(folder: Path) -> list[Path]:
-    """The files of ``folder`` that are not figures torchlap wrote (a PNG whose ``Software``
-    text starts with "torchlap")."""
+def own_figures(folder: Path) -> list[Path]:
+    """The files of ``folder`` that are figures torchlap wrote: PNGs whose ``Software`` text
+    starts with "torchlap" (``torchlap.report.plots`` marks every figure it saves)."""
     from PIL import Image, UnidentifiedImageError
 
-    foreign = []
+    own = []
     for path in sorted(folder.iterdir()):
         try:
             with Image.open(path) as image:
                 mark = str(getattr(image, "text", {}).get("Software", ""))
         except (OSError, UnidentifiedImageError, ValueError):
             mark = ""
-        if not mark.startswith("torchlap"):
-            foreign.append(path)
-    return foreign
+        if mark.startswith("torchlap"):
+            own.append(path)
+    return own
+
+
+def _foreign_figures(folder: Path) -> list[Path]:
+    """The files of ``folder`` that are not figures torchlap wrote."""
+    own = set(own_figures(folder))
+    return [path for path in sorted(folder.iterdir()) if path not in own]
 
 
 def guard_output_folder(

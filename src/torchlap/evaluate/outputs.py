@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from torchlap.evaluate.common import own_figures
 from torchlap.explainers import display_name
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.report import plot_iou_bars, plot_keep_k, plot_lap_layers, plot_overlays, write_report
@@ -69,11 +70,23 @@ def write_run_outputs(
             figures.append((path, f"{method}: best, median and worst IoU (top-scored selection)"))
         if model is not None:
             figures.extend(_lap_layer_figures(model, data, figures_dir))
+    _remove_stale_figures(figures_dir, {path for path, _ in figures})
     names = list(results_by_run)
     title = "torchlap evaluation: " + (names[0] if len(names) == 1 else ", ".join(names))
     # the folder passed guard_output_folder before any work: a report.html there is ours, or
     # the user asked to replace it (--force)
     return write_report(out_dir, results_by_run, configs, figures, title=title, overwrite=True)
+
+
+def _remove_stale_figures(figures_dir: Path, written: set[Path]) -> None:
+    """Remove the figures an earlier evaluation into this folder wrote that this one did not
+    (e.g. ``overlays_rise.png`` after a rerun without RISE): the report would not show them,
+    and the folder would hold figures of results it no longer has. Only files with torchlap's
+    PNG mark go (the folder passed ``guard_output_folder``); each is logged."""
+    for path in own_figures(figures_dir):
+        if path.resolve() not in {p.resolve() for p in written}:
+            path.unlink()
+            logger.info("removed %s, a figure of an earlier evaluation into this folder", path)
 
 
 def _lap_layer_figures(model: Any, data: Any, figures_dir: Path) -> list[tuple[Path, str]]:
