@@ -38,3 +38,20 @@ def test_annotations_are_read_once_per_folder_per_call(tmp_path, monkeypatch) ->
     assert len(reads) == 1
     collect_images(named[:2])  # a new call reads the file again (no global cache)
     assert len(reads) == 2
+
+
+def test_files_of_a_folder_that_are_not_images_are_said(tmp_path, caplog):
+    """Before: a .gif or a .txt in a folder given to `torchlap explain` vanished in silence."""
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    Image.new("RGB", (8, 8)).save(folder / "b.gif")
+    (folder / "notes.txt").write_text("x")
+    with caplog.at_level("WARNING", logger="torchlap.evaluate.explain"):
+        found = collect_images([folder])
+    assert [image.name for image in found] == ["a"]
+    assert "skipped 2 file(s) that are not images torchlap reads (suffixes .gif, .txt" in (
+        caplog.text
+    )

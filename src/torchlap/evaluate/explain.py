@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from torchlap.evaluate.options import refuse_repeats
 from torchlap.explainers import applicability, available, display_name, explain, get
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.runs import LoadedRun, atomic_write, atomic_write_json, clean_stale_temps, load_run
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", *DICOM_SUFFIXES}
 MANIFEST = ".torchlap-explain.json"
@@ -83,9 +86,16 @@ def _folder_images(folder: Path) -> list[ImageInput]:
                 ImageInput(path, Path(record.image).with_suffix("").as_posix(), record.label)
             )
         return found
-    files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    every = sorted(p for p in folder.rglob("*") if p.is_file())
+    files = [p for p in every if p.suffix.lower() in IMAGE_SUFFIXES]
+    images = set(files)
+    skipped = sorted({p.suffix.lower() or "(none)" for p in every if p not in images})
+    if skipped:  # not in silence: a .gif or .webp the user meant would otherwise just be gone
+        logger.warning(
+            "%s: skipped %d file(s) that are not images torchlap reads (suffixes %s; accepted: "
+            "%s)", folder, len(every) - len(files), ", ".join(skipped),
+            ", ".join(sorted(IMAGE_SUFFIXES)),
+        )  # fmt: skip
     return [ImageInput(p, p.relative_to(folder).with_suffix("").as_posix()) for p in files]
 
 
