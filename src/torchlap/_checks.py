@@ -12,6 +12,7 @@ layer may use it.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection
 from typing import TypeVar
 
@@ -34,6 +35,7 @@ __all__ = [
     "check_seed",
     "is_int",
     "is_number",
+    "is_plain_number",
     "non_finite_samples",
 ]
 
@@ -51,6 +53,18 @@ def is_int(value: object) -> bool:
 def is_number(value: object) -> bool:
     """``value`` is an ``int`` or a ``float`` and not a ``bool``."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# a decimal number as people write one (ASCII digits): what float() and int() take beyond it
+# ("1_0" as 10, fullwidth digits, "nan", "inf") is bending, not reading
+_PLAIN_INT = re.compile(r"[+-]?[0-9]+")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def is_plain_number(text: str, integer: bool = False) -> bool:
+    """Whether ``text`` is a decimal number written plainly (``integer``: an int), ASCII digits
+    only: not ``1_0``, ``１``, ``nan`` or ``inf``, which ``int()``/``float()`` accept."""
+    return bool((_PLAIN_INT if integer else _PLAIN_NUMBER).fullmatch(text))
 
 
 def _int_range(minimum: int | None, maximum: int | None) -> str:

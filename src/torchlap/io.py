@@ -30,6 +30,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_json",
     "clean_stale_temps",
+    "loads_strict",
 ]
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,32 @@ def atomic_write(
             data(handle)
         handle.flush()
     return target
+
+
+def loads_strict(text: str, what: str, keys: str = "key") -> Any:
+    """JSON a user wrote (an option, a file they pass), parsed without the two liberties of
+    ``json.loads``: a key repeated in one object (json keeps the last value without a word) and
+    NaN/Infinity (not JSON numbers) raise a ValueError naming ``what`` (e.g. ``--ratios``);
+    ``keys`` says what the keys are (``"method and option"``). Malformed JSON raises
+    ``json.JSONDecodeError`` (a ValueError) as usual."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        names = [key for key, _ in items]
+        repeated = sorted({key for key in names if names.count(key) > 1})
+        if repeated:
+            raise ValueError(
+                f"{what} names {', '.join(map(repr, repeated))} twice in one object; give "
+                f"each {keys} once"
+            )
+        return dict(items)
+
+    def constant(name: str) -> Any:
+        raise ValueError(
+            f"{what} holds {name}; option values take finite numbers only (NaN and Infinity "
+            "are refused)"
+        )
+
+    return json.loads(text, parse_constant=constant, object_pairs_hook=pairs)
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any, allow_nan: bool = True) -> Path:

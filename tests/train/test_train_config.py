@@ -275,3 +275,33 @@ def test_small_cnn_shapes_and_group_norm() -> None:
         assert model(torch.rand(3, 2, 32, 32)).shape == (3, 5)
     with pytest.raises(ValueError, match="norm"):
         SmallCNN(2, norm="layer")
+
+
+@pytest.mark.parametrize("text", ["all:1_0", "all:1:1_0e-3", "all:\uff11", "all:1:inf", "all:nan"])
+def test_phase_numbers_are_read_not_bent(text) -> None:
+    """Before: int()/float() took "1_0" as 10 epochs, "1_0e-3" as lr 0.01, "１" as 1."""
+
+    with pytest.raises(ValueError, match=r"EPOCHS must be an int and LR a number, in ASCII"):
+        parse_phase(text)
+    assert parse_phase("lap:3:.001:sgd").lr == 0.001 and parse_phase("all:2:1e-4").epochs == 2
+
+
+def test_cli_json_options_refuse_a_repeated_key(tmp_path) -> None:
+    """Before: json kept the last value of a repeated key in --ratios and --concept-sets."""
+    from typer.testing import CliRunner
+
+    from torchlap.cli import app
+
+    concept_sets = tmp_path / "cs.json"
+    concept_sets.write_text(
+        '{"n_classes": 2, "n_concepts": 1, "mapping": {"0": [], "1": [0]}, "mapping": {}}'
+    )
+    base = ["train", "--data", "lesions", "--arch", "smallcnn", "--out", str(tmp_path / "r")]
+    for extra, said in (
+        (["--ratios", '{"0": [0.1, 0.5, 0.1], "0": [0.2, 0.6, 0.1]}'], "--ratios names '0'"),
+        (["--concept-sets", str(concept_sets)], "names 'mapping' twice in one object"),
+    ):
+        result = CliRunner().invoke(app, [*base, *extra])
+        assert result.exit_code == 2, result.output
+        assert said in result.output
+    assert not (tmp_path / "r").exists()

@@ -271,3 +271,20 @@ def test_a_validation_split_without_a_class_is_said(tmp_path: Path, caplog) -> N
         "classes it has, and the metrics of a missing class are NaN"
     ]
     assert not (tmp_path / "run").exists()
+
+
+def test_split_fractions_that_a_split_column_would_override_are_refused(tmp_path: Path) -> None:
+    """Before: trained on the CSV's split and recorded the fractions in config.json."""
+    data = _class_only_folder(tmp_path / "images")
+    rows = ["image,label,split"]
+    for name in ("cats", "dogs"):
+        rows += [f"{name}/{k}.png,{name},train" for k in range(4)]
+        rows += [f"{name}/4.png,{name},val", f"{name}/5.png,{name},test"]
+    (data / "annotations.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    config = _config(
+        out, data=str(data), n_images=None, data_options={"split_fractions": [0.4, 0.3, 0.3]}
+    )
+    with pytest.raises(ValueError, match="--data-option split_fractions would be ignored"):
+        fit(config)
+    assert not out.exists()

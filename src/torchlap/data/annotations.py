@@ -85,7 +85,7 @@ class ImageRecord:
 
 def _parse_float(value: str, column: str, where: str) -> float:
     try:
-        if "_" in value:  # Python reads "1_0" as 10; a CSV number has no digit separators
+        if "_" in value or not value.isascii():  # float() reads "1_0" as 10, "１" as 1
             raise ValueError
         number = float(value)
     except ValueError:

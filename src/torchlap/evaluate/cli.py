@@ -16,6 +16,7 @@ from torchlap.evaluate.compare import compare_runs
 from torchlap.evaluate.core import evaluate_run
 from torchlap.evaluate.options import DEFAULT_METHODS, MAX_TIE_DRAWS, EvaluateOptions
 from torchlap.evaluate.shard import ShardPlan, check_sharding, launch_sharded
+from torchlap.io import loads_strict
 from torchlap.logs import log_file, process_rank
 from torchlap.metrics.uncertainty import MAX_RESAMPLES
 from torchlap.runs import load_run
@@ -31,31 +32,13 @@ def _parse_methods(methods: str, option: str = "--methods") -> tuple[str, ...]:
     return names
 
 
-def _no_constant(name: str) -> object:
-    raise ValueError(
-        f"--method-options holds {name}; option values take finite numbers only (NaN and "
-        "Infinity are refused)"
-    )
-
-
-def _no_repeated_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    keys = [key for key, _ in pairs]
-    repeated = sorted({key for key in keys if keys.count(key) > 1})
-    if repeated:  # json.loads would keep the last one without a word
-        raise ValueError(
-            f"--method-options names {', '.join(map(repr, repeated))} twice in one object; "
-            "give each method and option once"
-        )
-    return dict(pairs)
-
-
 def _parse_method_options(text: str | None) -> dict:
     """``--method-options``: a JSON object of method name -> option object, with finite
     numbers only and each key once."""
     if not text:
         return {}
     try:
-        value = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_repeated_keys)
+        value = loads_strict(text, "--method-options", "method and option")
     except json.JSONDecodeError as error:
         raise typer.BadParameter(f"--method-options is not valid JSON: {error}") from None
     except ValueError as error:  # NaN/Infinity, a repeated key

@@ -12,6 +12,7 @@ import typer
 
 import torchlap.train.run as train_run
 from torchlap.cli_style import given_options
+from torchlap.io import loads_strict
 from torchlap.logs import log_file
 from torchlap.train.config import (
     PHASE_SETTINGS,
@@ -57,7 +58,7 @@ def _parse_ratios(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
     try:
-        ratios = json.loads(text)
+        ratios = loads_strict(text, "--ratios")
     except json.JSONDecodeError as error:
         raise ValueError(
             f"--ratios must be JSON {{head: [MinAR, MaxAR, IAR]}}, e.g. "
@@ -125,7 +126,7 @@ def config_from_options(*, given: Collection[str] | None = None, **options: Any)
         if not path.is_file():
             raise FileNotFoundError(f"--concept-sets {path}: no such file")
         try:
-            concept_sets = json.loads(path.read_text(encoding="utf-8"))
+            concept_sets = loads_strict(path.read_text(encoding="utf-8"), f"--concept-sets {path}")
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(
                 f"--concept-sets {path} is not JSON ({error}); expected the file a run writes "

@@ -21,6 +21,7 @@ from torchlap._checks import (
     check_positive_int,
     check_seed,
     is_int,
+    is_plain_number,
 )
 from torchlap.losses.functional import EXPERT_POSITIVE_FRACTION
 from torchlap.models.bcos import BCOS_NORMS
@@ -138,14 +139,13 @@ def parse_phase(
             f"bad phase {text!r}: expected TRAIN:EPOCHS[:LR[:OPTIMIZER]], e.g. 'lap:2:1e-4' "
             "or 'layer4,fc:3:1e-3:sgd'"
         )
-    try:
-        epochs = int(parts[1])
-        lr = float(parts[2]) if len(parts) > 2 else lr
-    except ValueError:
+    lr_text = parts[2] if len(parts) > 2 else "0"
+    if not is_plain_number(parts[1], integer=True) or not is_plain_number(lr_text):
         raise ValueError(
-            f"bad phase {text!r}: EPOCHS must be an int and LR a number "
+            f"bad phase {text!r}: EPOCHS must be an int and LR a number, in ASCII digits "
             "(TRAIN:EPOCHS[:LR[:OPTIMIZER]])"
-        ) from None
+        )
+    epochs, lr = int(parts[1]), (float(lr_text) if len(parts) > 2 else lr)
     unknown = sorted(set(settings) - set(PHASE_SETTINGS))
     if unknown:
         raise TypeError(f"unknown phase setting(s) {unknown}; accepted: {list(PHASE_SETTINGS)}")

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from torchlap._checks import is_int, is_number
+from torchlap._checks import is_int, is_number, is_plain_number
 from torchlap.data import AnnotatedFolder, builtin_names
 from torchlap.data.builtin import BUILTINS, _options_of
 
@@ -143,10 +143,8 @@ def _parse_value(key: str, raw: str, kind: str, nullable: bool) -> Any:
         value = raw
     if kind == "floats" and isinstance(value, str):
         parts = [part.strip() for part in value.split(",")]
-        try:
-            value = [float(part) for part in parts]
-        except ValueError:
-            value = raw
+        plain = all(is_plain_number(part) for part in parts)  # not "0.3_3" or fullwidth
+        value = [float(part) for part in parts] if plain else raw
     elif kind == "floats" and is_number(value):
         value = [value]
     elif kind == "float" and is_int(value):

@@ -46,6 +46,14 @@ def load_splits(config: TrainConfig) -> dict[str, Any]:
         )
         if len(datasets[split]) == 0:
             raise ValueError(f"the {split} split of {config.data!r} is empty")
+        if "split_fractions" in config.data_options and getattr(
+            datasets[split], "split_given", False
+        ):  # recorded in config.json, it would claim a split that did not happen
+            raise ValueError(
+                f"--data-option split_fractions would be ignored: {config.data!r} gives each "
+                "image's split (annotations.csv's split column); leave it out, or drop the "
+                "column to have torchlap split the images"
+            )
     if config.shuffle_labels:  # data randomization test: permuted training labels only
         datasets["train"] = ShuffledLabels(datasets["train"], seed=config.seed)
     classes = list(datasets["train"].classes)
