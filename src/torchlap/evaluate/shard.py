@@ -174,7 +174,10 @@ def _parse_devices(devices: str | int) -> int | list[int]:
                 f"--devices must be a count (2) or a comma list of CUDA ids (0,1), got {devices!r}"
             ) from None
     if count == [] or (isinstance(count, int) and count < 1):
-        raise ValueError(f"--devices {devices!r} selects no process; pass 1, 2, ... or 0,1")
+        raise ValueError(
+            f"--devices {devices!r} selects no process; pass a count of processes (1, 2, ...), "
+            "or CUDA device ids such as 0,1 on a GPU machine"
+        )
     if isinstance(count, list) and (len(set(count)) != len(count) or min(count) < 0):
         raise ValueError(f"--devices {devices!r} names a device twice or a negative id")
     return count

@@ -111,8 +111,9 @@ class ConceptSets:
         missing = sorted(set(range(num_classes)) - set(keys))
         if missing or sorted(keys) != list(range(num_classes)):
             raise ValueError(
-                f"the mapping must have every class 0..{num_classes - 1} as a key exactly once; "
-                f"got keys {sorted(keys)} (missing {missing})"
+                f"the mapping must have every class 0..{num_classes - 1} as a key exactly once "
+                f"(its {num_classes} key(s), one per class, count the classes); got keys "
+                f"{sorted(keys)} (missing {missing})"
             )
         table = torch.zeros(num_classes, n_concepts, dtype=torch.bool)
         for class_index, concepts in mapping.items():
