@@ -43,6 +43,7 @@ from torchlap.launch import require_multi_node_launcher
 from torchlap.layers import lap_modules
 from torchlap.layers._state import kept_last_maps
 from torchlap.logs import lightning_progress_callbacks
+from torchlap.metrics._common import eval_mode
 from torchlap.models.recipes import TrainingModel, build_for_training, recipe_for
 from torchlap.models.wrapping import NormalizedClassifier
 from torchlap.runs import (
@@ -327,20 +328,20 @@ def _check_one_batch(model: torch.nn.Module, train_set: Any, config: TrainConfig
     no gradient; the RNG streams, flags and maps as they were): an ``--image-size`` too small
     for the data's transforms or for the architecture fails here, before the run folder is
     written, not in the first training step."""
-    flags = [(module, module.training) for module in model.modules()]
     try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad(), kept_last_maps(model):
+        with (
+            torch.random.fork_rng(devices=[]),
+            torch.no_grad(),
+            kept_last_maps(model),
+            eval_mode(model),
+        ):
             batch = collate_regions([train_set[i] for i in range(min(2, len(train_set)))])
-            model.eval()
             model(batch["image"])
     except (RuntimeError, ValueError) as error:
         raise ValueError(
             f"one training batch at --image-size {config.image_size} does not go through "
             f"--arch {config.arch} ({error}); use a larger --image-size (e.g. 32 or more)"
         ) from None
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 def _drop_unused_scorers(built: TrainingModel, pretrained: str | None) -> None:
