@@ -34,7 +34,13 @@ from torch import Tensor, nn
 from torchlap._checks import check_fraction, check_int, check_number
 from torchlap.cli_style import given_options
 from torchlap.evaluate import load_eval_data
-from torchlap.explainers.lap import THRESHOLDS, concept_mapping, lap_all, select_lap_map
+from torchlap.explainers.lap import (
+    THRESHOLDS,
+    check_fits_a_layer,
+    concept_mapping,
+    lap_all,
+    select_lap_map,
+)
 from torchlap.io import atomic_path, clean_stale_temps
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.runs import RunError, RunFileNotFoundError, load_run, resolve_run_data
@@ -92,6 +98,8 @@ class LapExportModule(nn.Module):
                 "(torchlap train --lap auto or a preset)"
             )
         self.concept_sets: Mapping | None = concept_mapping(concept_sets)
+        if self.concept_sets is not None:
+            check_fits_a_layer(self.concept_sets, dict(lap_modules(model)))
         self.decay = decay
         self.threshold = threshold
 

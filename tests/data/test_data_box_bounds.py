@@ -119,6 +119,35 @@ def test_digit_separators_and_control_characters_are_refused(tmp_path: Path) -> 
         AnnotatedFolder(root)
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "end", "lines"),
+    [
+        ('image,label,split\n"a.png,x,train\nb.png,y,train\n', 2, "the end of the file", 2),
+        ('image,label,split\r\n\r\n"a.png,x,train\r\n\r\nb.png,y,train\r\n', 3,
+         "the end of the file", 3),
+        ('image,label,split\n\n"a.png\n",x,train\nb.png,y,train\n', 3, "line 4", 2),
+        ('image,label,split\na.png,x,train\nb.png,"y\nc.png,y,train', 3, "the end of the file", 2),
+    ],
+)  # fmt: skip
+def test_an_unclosed_quote_is_named_at_the_line_it_opens(
+    tmp_path: Path, text: str, line: int, end: str, lines: int
+) -> None:
+    """Before: the reader named the line where the quoted field ended (the file's last), with a
+    field count that hid the quote. Blank lines before the row do not shift the count."""
+    path = tmp_path / "annotations.csv"
+    path.write_bytes(text.encode())
+    match = rf"line {line}: a quote opened here runs to {end} \(a quoted field over {lines} lines\)"
+    with pytest.raises(ValueError, match=match):
+        read_annotations(path)
+
+
+def test_blank_lines_are_no_quoted_field(tmp_path: Path) -> None:
+    path = tmp_path / "annotations.csv"
+    path.write_text("image,label,split\n\na.png,x,train\n\n\nb.png,y,train\n")
+    records, has_split, _ = read_annotations(path)
+    assert [r.image for r in records] == ["a.png", "b.png"] and has_split
+
+
 def test_an_image_path_that_is_no_file_says_what_it_is(tmp_path: Path) -> None:
     """Before: a folder, a dangling link or a FIFO at an image path was "not found"."""
     import os

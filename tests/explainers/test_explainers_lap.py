@@ -206,3 +206,25 @@ def test_concept_sets_are_checked_when_given_not_at_the_first_map(concept_sets, 
     with pytest.raises(ValueError, match=match):
         LapExportModule(model, concept_sets=concept_sets)
     assert not calls
+
+
+def test_concept_sets_that_fit_no_lap_layer_are_refused():
+    """Sets naming head 3 on a model whose LAP layers have 1 and 2 heads were ignored at every
+    layer (each fell back to its shape's choice), so the user's sets changed nothing."""
+    from torchlap.export import LapExportModule
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), LocalAttentionPool2d(4, 2, n_concepts=2),
+        AdaptiveLocalAttentionPool2d(4, 1), nn.Flatten(), nn.Linear(4, 2),
+    )  # fmt: skip
+    sets = {0: [0, 3], 1: [1]}
+    match = r"concept head 3, but no LAP layer .* \(heads per layer: 1: 2, 2: 1\)"
+    with pytest.raises(ValueError, match=match):
+        LapExplainer(model, concept_sets=sets)
+    with pytest.raises(ValueError, match=match):
+        LapExportModule(model, concept_sets=sets)
+    # sets fitting the 2-head layer are used there (the 1-head layer takes its only head)
+    fitting = {0: [0], 1: [1]}
+    images, target = torch.rand(2, 3, 12, 12), torch.tensor([0, 1])
+    LapExplainer(model, concept_sets=fitting).raw(images, target)
+    LapExportModule(model, concept_sets=fitting)(images)

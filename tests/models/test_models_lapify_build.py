@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -56,14 +57,16 @@ def test_clear_errors():
         build_model("resnet18", 2, pretrained="/nonexistent/weights.safetensors")
 
 
-def test_pretrained_safetensors_are_adapted_to_gray_inputs_and_new_classes(tmp_path):
+def test_pretrained_safetensors_are_adapted_to_gray_inputs_and_new_classes(tmp_path, caplog):
     base = torchvision.models.resnet18(weights=None)  # a stand-in for ImageNet weights
     path = tmp_path / "resnet18.safetensors"
     save_file(base.state_dict(), str(path))
-    model = build_model(
-        "resnet18", num_classes=3, in_channels=1, lap="global", pretrained=str(path),
-        input_size=64,
-    )  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="torchlap"):
+        model = build_model(
+            "resnet18", num_classes=3, in_channels=1, lap="global", pretrained=str(path),
+            input_size=64,
+        )  # fmt: skip
+    assert "fc is a classifier for 1000 classes, this model has 3: left fresh" in caplog.text
     torch.testing.assert_close(model.conv1.weight, base.conv1.weight.sum(1, keepdim=True))
     torch.testing.assert_close(model.layer3[1].conv2.weight, base.layer3[1].conv2.weight)
     assert model.fc.out_features == 3  # 1000 ImageNet classes -> left fresh
@@ -90,6 +93,18 @@ def test_pretrained_safetensors_of_a_lap_model_and_of_another_arch(tmp_path):
         torch.testing.assert_close(loaded(x), model(x))
     with pytest.raises(ValueError, match="does not hold weights of this architecture"):
         build_model("mobilenet_v3_small", num_classes=3, lap="none", pretrained=str(path))
+
+
+def test_pretrained_weights_of_another_architecture_are_not_called_other_classes(tmp_path, caplog):
+    """ResNet-50 weights into a ResNet18: its fc reads 2048 features, not 512. It was dropped
+    with a warning about "another number of classes" before the architecture was refused; now
+    the refusal names the classifier's shapes among the mismatches, and nothing says classes."""
+    path = tmp_path / "resnet50.safetensors"
+    save_file(torchvision.models.resnet50(weights=None).state_dict(), str(path))
+    refused = pytest.raises(ValueError, match=r"does not hold weights.*fc\.weight \(1000, 2048\)")
+    with caplog.at_level(logging.WARNING, logger="torchlap"), refused:
+        build_model("resnet18", num_classes=3, lap="none", pretrained=str(path))
+    assert "classes" not in caplog.text
 
 
 def test_pretrained_torchlap_run_weights_strip_the_normalizer_prefix(tmp_path):

@@ -171,6 +171,40 @@ def test_truncated_checkpoint_on_resume_is_named(run_copy: Path) -> None:
         check_integrity(run_copy, checkpoint)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_damaged_checkpoint_of_a_run_without_digests_is_named(run_copy: Path, damage: str) -> None:
+    """A run from before torchlap recorded digests has no SHA-256 to check: its damaged
+    checkpoint failed with the loader's raw error after "phase 1/1: training". The archive's own
+    checks name it before anything is written; the intact checkpoint still passes them."""
+    from torchlap.train.folder import RunFolderError, _check_whole_archive
+
+    config = json.loads((run_copy / "config.json").read_text())
+    del config["integrity"]  # a run from before the record
+    (run_copy / "config.json").write_text(json.dumps(config))
+    checkpoint = run_copy / "checkpoints" / "phase1" / "last.ckpt"
+    _check_whole_archive(checkpoint)  # intact: passes
+    data = bytearray(checkpoint.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:  # same length, bytes in the middle changed: only the CRC tells
+        middle = len(data) // 2
+        data[middle : middle + 64] = bytes(64)
+    checkpoint.write_bytes(bytes(data))
+    (run_copy / "model.safetensors").unlink()  # an unfinished run, to be resumed
+    before = snapshot(run_copy)
+    before.pop("train.log", None)
+    result = CliRunner().invoke(app, [*_train_args(run_copy), "--resume"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.stderr and "phase 1/1" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert "last.ckpt is damaged (not a whole checkpoint archive" in last, last
+    after = snapshot(run_copy)
+    after.pop("train.log", None)
+    assert after == before
+    with pytest.raises(RunFolderError, match="records no SHA-256"):
+        _check_whole_archive(checkpoint)
+
+
 def test_integrity_recorded_for_weights_and_checkpoints(tiny_run: Path) -> None:
     config = json.loads((tiny_run / "config.json").read_text())
     assert set(config["integrity"]) == {"model.safetensors", "checkpoints/phase1/last.ckpt"}

@@ -147,12 +147,32 @@ def read_annotations(csv_path: Path) -> tuple[list[ImageRecord], bool, bool]:
     records: dict[str, ImageRecord] = {}
     for row in reader:
         where = f"{name} line {reader.line_num}"
+        _check_one_line(row, handle, name, reader.line_num)
         check_row_length(row, columns, where)
         values = {k: (v or "").strip() for k, v in row.items()}
         _add_row(records, values, where, columns)
     if not records:
         raise ValueError(f"{name} has a header but no rows")
     return list(records.values()), "split" in columns, has_boxes or "mask" in columns
+
+
+def _check_one_line(row: dict[Any, Any], handle: io.StringIO, name: str, last: int) -> None:
+    """A row whose quoted field runs over several lines: no field of an annotations.csv holds
+    a line break, so it is an unclosed quote, named at the line it opens (the reader reports
+    the line where the row ends, the file's last for a quote never closed)."""
+    values = [v for value in row.values() for v in (value if isinstance(value, list) else [value])]
+    fields = [v for v in values if isinstance(v, str)]  # (a short row's missing ones are None)
+    breaks = sum(v.count("\n") + v.count("\r") - v.count("\r\n") for v in fields)
+    at_end = handle.tell() == len(handle.getvalue())
+    if at_end and fields and fields[-1].endswith(("\n", "\r")):
+        breaks -= 1  # an unclosed quote took the last line's own line break too
+    if not breaks:
+        return
+    end = "the end of the file" if at_end else f"line {last}"
+    raise ValueError(
+        f"{name} line {last - breaks}: a quote opened here runs to {end} (a quoted field over "
+        f"{breaks + 1} lines); close it on its line, fields hold no line breaks"
+    )
 
 
 def _read_header(reader: csv.DictReader, name: str) -> list[str]:

@@ -191,6 +191,21 @@ def _concept_members(concept_sets: Mapping, num_classes: int, n_concepts: int) -
     return members
 
 
+def check_fits_a_layer(concept_sets: Mapping, laps: Mapping[str, LapBase]) -> None:
+    """Concept sets that fit none of the model's LAP layers (a head index beyond every layer's
+    head count) would be ignored at every layer: refused instead. Sets that fit some layers are
+    used there; the others choose their heads by shape (:func:`select_lap_map`)."""
+    highest = max((int(h) for heads in concept_sets.values() for h in heads), default=-1)
+    counts = {name: int(getattr(lap, "n_concepts", 1)) for name, lap in laps.items()}
+    if highest >= max(counts.values()):
+        shown = ", ".join(f"{name}: {count}" for name, count in counts.items())
+        raise ValueError(
+            f"concept_sets name concept head {highest}, but no LAP layer of the model has that "
+            f"many heads (heads per layer: {shown}); give concept sets of head indices below "
+            f"{max(counts.values())}, or None to choose the heads from each layer's shape"
+        )
+
+
 def select_lap_map(
     maps: LapMaps,
     target: Tensor,
@@ -320,6 +335,8 @@ class LapExplainer(Explainer):
         check_choice(variant, "variant", LAP_ALL_VARIANTS)
         check_bool(include_common, "include_common")
         self._concept_sets = concept_mapping(concept_sets)
+        if self._concept_sets is not None:
+            check_fits_a_layer(self._concept_sets, self._laps)
         self.variant = variant
         self.include_common = include_common
         self.layer = layer

@@ -330,10 +330,22 @@ def _load_safetensors(model: nn.Module, path: Path, in_channels: int) -> None:
     if stored is not None and stored.dim() == 4 and stored.shape[1] == 3 != in_channels:
         state[conv_key] = adapt_input_weight(stored, in_channels)
     classifier = _classifier_name(model)
-    for key in [f"{classifier}.weight", f"{classifier}.bias"]:
-        if key in state and key in own and state[key].shape != own[key].shape:
-            logger.warning("%s: %s has another number of classes, left fresh", path, key)
-            del state[key]
+    weight, bias = f"{classifier}.weight", f"{classifier}.bias"
+    stored, fresh = state.get(weight), own.get(weight)
+    # a classifier for another number of classes on the same features is left fresh; other
+    # features (another architecture's weights) are a shape mismatch, reported below
+    if (
+        stored is not None
+        and fresh is not None
+        and stored.shape[1:] == fresh.shape[1:]
+        and stored.shape[0] != fresh.shape[0]
+    ):
+        logger.warning(
+            "%s: %s is a classifier for %d classes, this model has %d: left fresh",
+            path, classifier, stored.shape[0], fresh.shape[0],
+        )  # fmt: skip
+        del state[weight]
+        state.pop(bias, None)
     if getattr(model, "AuxLogits", None) is None:
         for key in [k for k in state if k.startswith("AuxLogits.")]:
             del state[key]

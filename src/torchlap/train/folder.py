@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import torch
@@ -150,15 +151,36 @@ def _check_resume(out: Path, config: TrainConfig, apply: bool) -> None:
         )
     if apply:
         clean_stale_temps(out)
-    # a damaged checkpoint is named now, before anything is written or loaded (a run without a
-    # record, or with an empty one, is from before torchlap recorded digests: not checked)
+    # a damaged checkpoint is named now, before anything is written or loaded: by its SHA-256,
+    # or, in a run from before torchlap recorded digests (no record or an empty one), by the
+    # archive's own checks
     checkpoints = sorted(
         (c for c in (out / CHECKPOINTS_DIR).glob(f"phase*/{LAST_CHECKPOINT}")
          if _PHASE.fullmatch(c.parent.name)),
         key=lambda p: int(p.parent.name[5:]),
     )  # fmt: skip
-    for checkpoint in checkpoints[-1:] if integrity_record(out) else []:
-        check_integrity(out, checkpoint)
+    for checkpoint in checkpoints[-1:]:
+        if integrity_record(out):
+            check_integrity(out, checkpoint)
+        else:
+            _check_whole_archive(checkpoint)
+
+
+def _check_whole_archive(checkpoint: Path) -> None:
+    """A checkpoint of a run without a digest record: PyTorch writes checkpoints as zip
+    archives, so a truncated or overwritten one fails zip's own checks (its directory, every
+    member's CRC-32), read without unpickling anything."""
+    try:
+        with zipfile.ZipFile(checkpoint) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        bad = f"{type(error).__name__}: {error}"
+    if bad is not None:
+        raise RunFolderError(
+            f"--resume: {checkpoint} is damaged (not a whole checkpoint archive: {bad}); the run "
+            "records no SHA-256 to restore it by: remove the file to resume from the phase "
+            "before, or train the run again with --overwrite"
+        )
 
 
 def _clear_run(out: Path, present: list[str], apply: bool) -> None:
