@@ -147,7 +147,9 @@ def _root(
 def demo(
     out: str = typer.Option("demo-output", "--out", help="Folder for the runs and the report."),
     scale: float = typer.Option(1.0, "--scale", help="Grow (>1) or shrink (<1) data and eval."),
-    epochs: int = typer.Option(None, "--epochs", help="Epochs per run (default 4)."),
+    epochs: int = typer.Option(
+        None, "--epochs", help=f"Epochs per run (default {DemoSettings.epochs})."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain and re-evaluate."),
     suite: str = typer.Option(
         "main",
@@ -161,9 +163,11 @@ def demo(
     arch: str = typer.Option(
         "resnet18", "--arch", help="Architecture of every run (resnet18 uses the paper's preset)."
     ),
-    lr: float = typer.Option(None, "--lr", help="Learning rate (default 1e-3)."),
+    lr: float = typer.Option(None, "--lr", help=f"Learning rate (default {DemoSettings.lr:g})."),
     image_size: int = typer.Option(
-        None, "--image-size", help="Input size in px of every run (default: DemoSettings')."
+        None,
+        "--image-size",
+        help=f"Input size in px of every run (default {DemoSettings.image_size}).",
     ),
     bcos: bool = typer.Option(
         False, "--bcos", help="Also train and evaluate a B-cos ResNet-20 (extra torchlap[bcos])."

@@ -35,3 +35,17 @@ def test_bench_layer_rejects_bad_scale():
     result = runner.invoke(app, ["bench", "layer", "--scale", "0"])
     assert result.exit_code != 0
     assert "--scale" in result.output
+
+
+def test_demo_help_states_the_settings_defaults():
+    """The --image-size help read "(default: DemoSettings')." (a fragment); the defaults the
+    help states come from DemoSettings, so they cannot drift from what runs."""
+    import typer.main
+
+    from torchlap.demo import DemoSettings
+
+    demo = typer.main.get_command(app).commands["demo"]
+    helps = {p.name: p.help for p in demo.params}
+    assert helps["image_size"].endswith(f"(default {DemoSettings.image_size}).")
+    assert helps["epochs"].endswith(f"(default {DemoSettings.epochs}).")
+    assert helps["lr"].endswith(f"(default {DemoSettings.lr:g}).")
