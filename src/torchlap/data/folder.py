@@ -30,6 +30,7 @@ from torchlap.data._base import (
     check_folder_options,
     make_sample,
 )
+from torchlap.data._layout import refuse_other_image_folders, refuse_untrainable_class_folders
 from torchlap.data._subsets import check_cut_keeps_classes, seeded_split, stratified_cut
 from torchlap.data.annotations import (
     ANNOTATIONS,
@@ -373,13 +374,18 @@ class AnnotatedFolder(RegionDataset):
                     f"{record.image} is {width}x{height} (width x height); they must match"
                 )
             if decode_mask and record.boxes:  # decoded up front: refused before any run
-                try:
-                    mask = read_mask(mask_path)
-                except (UnidentifiedImageError, OSError, ValueError) as error:
-                    raise ValueError(
-                        f"{record.source}: mask file {mask_path} is unreadable: {error}"
-                    ) from None
-                self._check_mask_not_empty(record, mask)
+                self._check_mask_not_empty(record, self._read_mask(record))
+
+    def _read_mask(self, record: ImageRecord) -> torch.Tensor:
+        """The record's mask (:func:`read_mask`); an undecodable file (truncated, not an image)
+        is a ValueError naming the file and the CSV line, up front or when a sample loads."""
+        mask_path = self.root / str(record.mask)
+        try:
+            return read_mask(mask_path)
+        except (UnidentifiedImageError, OSError, ValueError) as error:
+            raise ValueError(
+                f"{record.source}: mask file {mask_path} is unreadable: {error}"
+            ) from None
 
     def _check_mask_not_empty(self, record: ImageRecord, mask: torch.Tensor) -> None:
         """An image with boxes needs a mask that marks some region (its boxes' region)."""
@@ -422,7 +428,7 @@ class AnnotatedFolder(RegionDataset):
             self._check_fits(record, width, height)
         boxes = torch.tensor(record.boxes, dtype=torch.float32).reshape(-1, 4)
         if record.mask is not None:
-            mask = read_mask(self.root / record.mask)
+            mask = self._read_mask(record)
             if record.boxes and not self.verified:
                 self._check_mask_not_empty(record, mask)
         else:
@@ -517,7 +523,7 @@ def image_folder(
                 f"{root_path} has split folder(s) {split_dirs} but no train folder; use "
                 "root/train/<class>/..., root/val/<class>/..., root/test/<class>/..."
             )
-        _refuse_other_image_folders(root_path, split_dirs)
+        refuse_other_image_folders(root_path, split_dirs)
         folders = [(root_path / s, s) for s in split_dirs]
     else:
         folders = [(root_path, None)]
@@ -553,47 +559,7 @@ def image_folder(
                     source=f"{root_path} image {relative}",
                 )
             )
-    _refuse_untrainable_class_folders(root_path, records, empty_folders)
+    refuse_untrainable_class_folders(root_path, records, empty_folders)
     return AnnotatedFolder.from_records(
         root_path, records, source=str(root_path), has_regions=False, split=split, **options
     )
-
-
-def _refuse_untrainable_class_folders(
-    root: Path, records: list[ImageRecord], empty_folders: list[tuple[str, str]]
-) -> None:
-    """ValueError naming the class folders without image files whose class then has no
-    training image (a class the model could not learn). An empty ``val/<class>`` or
-    ``test/<class>`` of a class with training images is fine: that split lacks the class."""
-    trained = {r.label for r in records if r.split in (None, "train")}
-    refused = [folder for folder, name in empty_folders if name not in trained]
-    if refused:
-        raise ValueError(
-            f"{root}: class folder(s) {', '.join(refused)} hold no image files (extensions "
-            f"{', '.join(IMG_EXTENSIONS)}), so their class has no training image and could "
-            "not be learnt; add images to them or remove them"
-        )
-
-
-def _refuse_other_image_folders(root: Path, split_dirs: list[str]) -> None:
-    """ValueError naming the folders with image files next to the split folders: a split layout
-    reads only train/, val/ and test/, so ``Validation/`` or ``Test/`` would be dropped (the
-    split folders are compared as files: ``Train/`` read as train/ on macOS is no other; hidden
-    files and folders and macOS' ``__MACOSX/`` resource forks are no images)."""
-    others = [
-        entry.name + "/"
-        for entry in sorted(root.iterdir())
-        if entry.is_dir() and not entry.name.startswith(".") and entry.name != "__MACOSX"
-        if not any(entry.samefile(root / split) for split in split_dirs)
-        if any(_is_image_name(f) for _, _, fs in os.walk(entry) for f in fs)
-    ]
-    if others:
-        raise ValueError(
-            f"{root} has split folders but also {', '.join(others)} holding image files, which "
-            f"would be left out: the split folders are named exactly {', '.join(SPLITS)} "
-            "(lower case); rename or move the other folder(s)"
-        )
-
-
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
