@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from torchlap.cli import app
-from torchlap.data import AnnotatedFolder
+from torchlap.data import AnnotatedFolder, rsna_pneumonia
 
 runner = CliRunner()
 
@@ -48,3 +48,59 @@ def test_a_truncated_mask_is_named_with_its_csv_line(tmp_path: Path, verify_imag
     check = runner.invoke(app, ["data", "check", str(root)])
     assert check.exit_code == 2, check.output
     assert "annotations.csv line 2: mask file" in check.output
+
+
+def _rsna(root: Path, rows: list[str], detailed: str | None = None) -> Path:
+    """The RSNA labels file (header and ``rows``) and six 40x32 images p0..p5."""
+    (root / "stage_2_train_images").mkdir(parents=True)
+    header = "patientId,x,y,width,height,Target\n"
+    (root / "stage_2_train_labels.csv").write_text(header + "".join(r + "\n" for r in rows))
+    for k in range(6):
+        Image.new("L", (40, 32), 10 * k).save(root / "stage_2_train_images" / f"p{k}.png")
+    if detailed is not None:
+        (root / "detailed.csv").write_text(detailed)
+    return root
+
+
+_RSNA_ROWS = ["p0,2,3,10,8,1", "p1,,,,,0", "p2,0,0,40,32,1", "p3,,,,,0", "p4,5,5,4,4,1", "p5,,,,,0"]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [  # before: float() read '1_0' as 10 and '١' as 1; a negative width said 'x_min >= x_max'
+        ("p0,1_0,3,10,8,1", r"line 2: x is '1_0', not a number"),
+        ("p0,\u0661,3,10,8,1", r"line 2: x is '\u0661', not a number"),
+        ("p0,12,3,-10,8,1", r"line 2: width is '-10'; a box's width and height must be > 0"),
+        ("p0,12,3,10,0,1", r"line 2: height is '0'; a box's width and height must be > 0"),
+    ],
+)
+def test_rsna_box_fields_are_plain_positive_numbers(tmp_path: Path, row: str, message: str) -> None:
+    root = _rsna(tmp_path / "rsna", [row, *_RSNA_ROWS[1:]])
+    with pytest.raises(ValueError, match=message):
+        rsna_pneumonia(root)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [  # before: a short row was AttributeError: 'NoneType' object has no attribute 'strip'; a
+        # long row and a misspelt class were taken, keeping the patients meant to be dropped
+        ("patientId,class\np1\n", r"detailed\.csv line 2: 1 field\(s\) for the 2 header"),
+        ("patientId,class\np1,Normal,x\n", r"detailed\.csv line 2: more fields than the 2"),
+        (
+            "patientId,class\np1,Normal\np3,No Lung Opacity/Not Normal\n",
+            r"detailed\.csv line 3: class is 'No Lung Opacity/Not Normal'; accepted: 'Lung "
+            r"Opacity', 'Normal', 'No Lung Opacity / Not Normal'",
+        ),
+        ("patientId,class\n,Normal\n", r"detailed\.csv line 2: empty patientId"),
+    ],
+)
+def test_rsna_detailed_class_info_rows_are_checked(tmp_path: Path, text: str, message: str) -> None:
+    root = _rsna(tmp_path / "rsna", _RSNA_ROWS, detailed=text)
+    with pytest.raises(ValueError, match=message):
+        rsna_pneumonia(root, detailed_class_info="detailed.csv")
+    drop_all = "patientId,class\n" + "".join(
+        f"p{k},No Lung Opacity / Not Normal\n" for k in range(6)
+    )
+    (root / "detailed.csv").write_text(drop_all)
+    with pytest.raises(ValueError, match=r"no patients \(6 dropped by the detailed class info\)"):
+        rsna_pneumonia(root, detailed_class_info="detailed.csv")

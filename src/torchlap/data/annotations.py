@@ -53,6 +53,7 @@ __all__ = [
     "check_box",
     "check_row_length",
     "inside_path",
+    "parse_number",
     "read_annotations",
     "read_utf8",
     "write_annotations",
@@ -83,7 +84,10 @@ class ImageRecord:
     source: str = ""
 
 
-def _parse_float(value: str, column: str, where: str) -> float:
+def parse_number(value: str, column: str, where: str) -> float:
+    """The CSV field ``value`` of ``column`` as a finite float, written plainly (ASCII digits:
+    not ``1_0`` or fullwidth digits, which ``float()`` reads as numbers); ValueError naming
+    ``where`` (file and line) otherwise."""
     try:
         if "_" in value or not value.isascii():  # float() reads "1_0" as 10, "１" as 1
             raise ValueError
@@ -213,7 +217,7 @@ def _row_box(values: dict[str, str], where: str) -> tuple[float, float, float, f
         )
     if not all(fields):
         return None
-    numbers = [_parse_float(v, c, where) for c, v in zip(BOX_COLUMNS, fields, strict=True)]
+    numbers = [parse_number(v, c, where) for c, v in zip(BOX_COLUMNS, fields, strict=True)]
     return check_box(numbers, where)
 
 

@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from torchlap.data._base import Sample, check_split
-from torchlap.data.annotations import ImageRecord, check_box, check_row_length, read_utf8
+from torchlap.data.annotations import (
+    ImageRecord,
+    check_box,
+    check_row_length,
+    parse_number,
+    read_utf8,
+)
 from torchlap.data.folder import AnnotatedFolder
 
 logger = logging.getLogger(__name__)
@@ -120,15 +126,24 @@ def _rsna_records(
                     source=where,
                 )
             if target == 1:
-                try:
-                    x, y, width, height = (float(v) for v in fields)
-                except ValueError:
-                    raise ValueError(f"{where}: box fields {fields} are not numbers") from None
-                record.boxes.append(check_box((x, y, x + width, y + height), where))
+                record.boxes.append(_rsna_box(values, where))
                 record.box_sources.append(where)
     if not records:
-        raise ValueError(f"{csv_path}: no patients")
+        dropped = f" ({len(excluded)} dropped by the detailed class info)" if excluded else ""
+        raise ValueError(f"{csv_path}: no patients{dropped}")
     return list(records.values())
+
+
+def _rsna_box(values: dict[str, str], where: str) -> tuple[float, float, float, float]:
+    """A pneumonia row's box (x, y, width, height) as XYXY; plain finite numbers (as in
+    annotations.csv: not ``1_0``), width and height > 0."""
+    x, y, width, height = (parse_number(values[c], c, where) for c in ("x", "y", "width", "height"))
+    for name, size in (("width", width), ("height", height)):
+        if size <= 0:
+            raise ValueError(
+                f"{where}: {name} is {values[name]!r}; a box's width and height must be > 0"
+            )
+    return check_box((x, y, x + width, y + height), where)
 
 
 class RsnaFolder(AnnotatedFolder):
@@ -157,18 +172,39 @@ def _rsna_image(folder: Path, patient: str, where: str, root: Path) -> str:
     raise FileNotFoundError(f"{where}: no image {patient}.dcm or {patient}.png in {folder}")
 
 
+#: the classes of stage_2_detailed_class_info.csv; patients of the last are dropped (Sec. 4.A)
+RSNA_DETAILED_CLASSES = ("Lung Opacity", "Normal", "No Lung Opacity / Not Normal")
+
+
 def _rsna_excluded(path: Path) -> set[str]:
-    """Patients of class ``No Lung Opacity / Not Normal`` in the detailed class info file."""
+    """Patients of class ``No Lung Opacity / Not Normal`` in the detailed class info file.
+
+    Every row must have its two fields and one of the three classes of the challenge: a class
+    spelled otherwise would keep the patients the file is given to drop."""
     if not path.is_file():
         raise FileNotFoundError(f"RSNA detailed class info file {path} not found")
     excluded = set()
     with io.StringIO(read_utf8(path, "RSNA detailed class info file"), newline="") as handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"patientId", "class"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: needs the columns patientId,class")
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        reader.fieldnames = columns
+        if not {"patientId", "class"} <= set(columns):
+            raise ValueError(
+                f"{path}: needs the columns patientId,class (found {', '.join(columns)})"
+            )
         for row in reader:
-            if row["class"].strip() == "No Lung Opacity / Not Normal":
-                excluded.add(row["patientId"].strip())
+            where = f"{path} line {reader.line_num}"
+            check_row_length(row, columns, where)
+            patient, kind = row["patientId"].strip(), row["class"].strip()
+            if not patient:
+                raise ValueError(f"{where}: empty patientId")
+            if kind not in RSNA_DETAILED_CLASSES:
+                raise ValueError(
+                    f"{where}: class is {kind!r}; accepted: "
+                    + ", ".join(repr(c) for c in RSNA_DETAILED_CLASSES)
+                )
+            if kind == RSNA_DETAILED_CLASSES[2]:
+                excluded.add(patient)
     return excluded
 
 
