@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from torchlap.cli import app
-from torchlap.data import AnnotatedFolder, rsna_pneumonia
+from torchlap.data import AnnotatedFolder, load_dataset, rsna_pneumonia
 
 runner = CliRunner()
 
@@ -104,3 +104,44 @@ def test_rsna_detailed_class_info_rows_are_checked(tmp_path: Path, text: str, me
     (root / "detailed.csv").write_text(drop_all)
     with pytest.raises(ValueError, match=r"no patients \(6 dropped by the detailed class info\)"):
         rsna_pneumonia(root, detailed_class_info="detailed.csv")
+
+
+def test_an_empty_dataset_name_is_refused_not_read_as_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # before: Path("") is ".", so load_dataset("") and `data check ""` read the current folder
+    _mask_only_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for name in ("", "  "):
+        with pytest.raises(ValueError, match=r"the dataset name or folder is empty"):
+            load_dataset(name)
+    check = runner.invoke(app, ["data", "check", ""])
+    assert check.exit_code == 2 and "train:" not in check.output
+    assert "the dataset name or folder is empty ('')" in check.output
+    with pytest.raises(
+        TypeError, match=r"name_or_path must be .* \(a str or os\.PathLike\), got int"
+    ):
+        load_dataset(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [  # before: float() took '0.5' and True, and '0.8,0.1,0.1' failed with "could not convert
+        # string to float: '.'", 0.5 with "'float' object is not iterable"
+        ("mean", ["0.5"], r"mean must hold numbers \(not texts or bools\), e\.g\. \(0\.5,\)"),
+        ("std", [True], r"std must hold numbers \(not texts or bools\)"),
+        ("mean", 0.5, r"mean must be a list or tuple of numbers, e\.g\. \(0\.5,\) for one"),
+        ("split_fractions", "0.8,0.1,0.1", r"split_fractions must be a list or tuple of numbers"),
+        ("split_fractions", (0.8, 0.1, "0.1"), r"split_fractions must hold numbers"),
+        ("split_fractions", None, r"split_fractions must be a list or tuple of numbers"),
+    ],
+)
+def test_normalisation_and_split_numbers_are_not_bent(
+    tmp_path: Path, option: str, value: object, message: str
+) -> None:
+    root = _mask_only_folder(tmp_path / "data")
+    with pytest.raises(TypeError, match=message):
+        load_dataset(root, **{option: value})
+    if option == "split_fractions":  # a built-in's split too
+        with pytest.raises(TypeError, match=message):
+            load_dataset("lesions", n_images=20, **{option: value})

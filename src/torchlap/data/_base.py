@@ -50,9 +50,45 @@ def check_split(split: str) -> str:
     return split
 
 
+def number_list(values: object, name: str, example: str) -> tuple[float, ...]:
+    """``values`` (a list or tuple of numbers) as floats; TypeError naming ``name`` for a text
+    (``"0.8,0.1,0.1"``), a single number, or an entry that is a text or a bool, which
+    ``float()`` would bend (``float("0.5")``, ``float(True)``). ``example`` shows an accepted
+    value in the message. Finiteness and ranges are the caller's."""
+    entries = None if isinstance(values, (str, bytes)) else _entries(values)
+    if entries is None:
+        raise TypeError(
+            f"{name} must be a list or tuple of numbers, e.g. {example}, got {values!r}"
+        )
+    try:
+        if any(isinstance(v, (str, bytes)) or _is_bool(v) for v in entries):
+            raise TypeError
+        return tuple(float(v) for v in entries)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name} must hold numbers (not texts or bools), e.g. {example}, got {values!r}"
+        ) from None
+
+
+def _entries(values: object) -> list[Any] | None:
+    """The entries of an iterable, or None for a value that is not one (a number, None)."""
+    try:
+        return list(values)  # type: ignore[call-overload]
+    except TypeError:
+        return None
+
+
+def _is_bool(value: object) -> bool:
+    """A Python or numpy bool (``float(True)`` is 1.0, not a number someone meant)."""
+    kind = type(value)
+    return isinstance(value, bool) or (
+        kind.__module__ == "numpy" and kind.__name__ in ("bool_", "bool")
+    )
+
+
 def check_split_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     """Validate (train, val, test) fractions: three non-negative numbers summing to 1, train > 0."""
-    values = tuple(float(f) for f in fractions)
+    values = number_list(fractions, "split_fractions", "(0.8, 0.1, 0.1)")
     if len(values) != 3:
         raise ValueError(
             f"split_fractions must have 3 entries (train, val, test), got {len(values)}: {values}"
@@ -316,3 +352,6 @@ def check_folder_options(
     if image_size is not None:
         size_pair(image_size)
     check_split_fractions(split_fractions)  # also when the CSV's split column wins
+    for name in ("mean", "std"):  # their count is checked with the data's channels, later
+        if others.get(name) is not None:
+            number_list(others[name], name, "(0.5,) for one channel, (0.5, 0.5, 0.5) for RGB")
