@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from torchlap.cli import app
-from torchlap.data import AnnotatedFolder, load_dataset, rsna_pneumonia
+from torchlap.data import AnnotatedFolder, imagenet_folder, load_dataset, rsna_pneumonia
 
 runner = CliRunner()
 
@@ -145,3 +145,38 @@ def test_normalisation_and_split_numbers_are_not_bent(
     if option == "split_fractions":  # a built-in's split too
         with pytest.raises(TypeError, match=message):
             load_dataset("lesions", n_images=20, **{option: value})
+
+
+def _imagenet(root: Path) -> Path:
+    """train/ (two images per wnid) and val/ (one) of three wnids."""
+    for split, n in (("train", 2), ("val", 1)):
+        for c, wnid in enumerate(["n01440764", "n01443537", "n01484850"]):
+            (root / split / wnid).mkdir(parents=True)
+            for k in range(n):
+                Image.new("RGB", (12, 9), (80 * c, 10, 10)).save(root / split / wnid / f"{k}.JPEG")
+    return root
+
+
+@pytest.mark.parametrize("folder", [".ipynb_checkpoints", "n09999999"])
+def test_imagenet_train_folders_without_images_are_named_for_every_split(
+    tmp_path: Path, folder: str
+) -> None:
+    # before: the val split took them as classes (.ipynb_checkpoints became class 0, shifting
+    # every label by one) while the train split failed with torchvision's message
+    root = _imagenet(tmp_path / "imagenet")
+    (root / "train" / folder).mkdir()
+    for split in ("train", "val"):
+        with pytest.raises(ValueError, match=rf"1 folder\(s\) hold no image files \({folder}/\)"):
+            imagenet_folder(root, split=split)
+
+
+def test_imagenet_val_images_not_sorted_into_wnid_folders_are_explained(tmp_path: Path) -> None:
+    root = _imagenet(tmp_path / "imagenet")
+    for wnid_folder in list((root / "val").iterdir()):
+        for image in wnid_folder.iterdir():
+            image.rename(root / "val" / f"{wnid_folder.name}_{image.name}")
+        wnid_folder.rmdir()
+    # before: torchvision's "Couldn't find any class folder in .../val."
+    with pytest.raises(FileNotFoundError, match=r"val holds 3 image file\(s\) .* but no wnid"):
+        imagenet_folder(root, split="val")
+    assert len(imagenet_folder(root, split="train")) == 6

@@ -29,6 +29,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
 from torchlap.data._base import Sample, check_split
 from torchlap.data.annotations import (
     ImageRecord,
@@ -347,8 +350,6 @@ def imagenet_folder(
     Classes are the sorted wnids of the train folder (or of the requested folder when there is
     no train folder).
     """
-    from torchvision.datasets import ImageFolder
-
     check_split(split)
     root_path = Path(root)
     folder_split = "train" if split == "train" else "val"
@@ -360,15 +361,13 @@ def imagenet_folder(
             f"ImageNet folder {folder} not found; expected root/train/<wnid>/*.JPEG and "
             "root/val/<wnid>/*.JPEG as prepared by torchvision.datasets.ImageNet"
         )
-    listing = ImageFolder(str(folder))
-    wnids = list(listing.classes)
-    descriptions = _imagenet_descriptions(root_path, wnids, folder)
     train_folder = root_path / "train"
-    classes = (
-        sorted(p.name for p in train_folder.iterdir() if p.is_dir())
-        if train_folder.is_dir()
-        else wnids
-    )
+    # the train folder's wnids are the classes of every split: checked before any listing
+    classes = _imagenet_classes(train_folder) if train_folder.is_dir() else None
+    listing = _imagenet_listing(folder)
+    wnids = list(listing.classes)
+    classes = wnids if classes is None else classes
+    descriptions = _imagenet_descriptions(root_path, wnids, folder)
     records = [
         ImageRecord(
             image=Path(path).relative_to(root_path).as_posix(),
@@ -393,6 +392,55 @@ def imagenet_folder(
     )
     dataset.class_descriptions = {w: descriptions.get(w, (w,)) for w in classes}  # type: ignore[attr-defined]
     return dataset
+
+
+_LAYOUT = (
+    "root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG, as torchvision.datasets.ImageNet "
+    "prepares them"
+)
+
+
+def _imagenet_classes(train: Path) -> list[str]:
+    """The sorted wnid folders of ``train``, each holding an image file (searched up to the
+    first): torchvision's ImageFolder makes every folder a class, so a folder without images
+    (``.ipynb_checkpoints``, an empty wnid) would shift or add class indices of the val split
+    while the train split is refused."""
+    folders = sorted(entry.name for entry in os.scandir(train) if entry.is_dir())
+    empty = [name for name in folders if not _holds_an_image(train / name)]
+    if empty:
+        shown = ", ".join(f"{n}/" for n in empty[:5]) + (", ..." if len(empty) > 5 else "")
+        raise ValueError(
+            f"{train}: {len(empty)} folder(s) hold no image files ({shown}); every folder of "
+            f"train/ is a class (as torchvision's ImageFolder lists them), so the class indices "
+            f"would not be ImageNet's: remove them (expected {_LAYOUT})"
+        )
+    return folders
+
+
+def _holds_an_image(folder: Path) -> bool:
+    """Whether ``folder`` (or a subfolder) holds a file with one of torchvision's image
+    extensions; stops at the first."""
+    for _, _, files in os.walk(folder, followlinks=True):
+        if any(name.lower().endswith(IMG_EXTENSIONS) for name in files):
+            return True
+    return False
+
+
+def _imagenet_listing(folder: Path) -> Any:
+    """torchvision's ``ImageFolder`` of ``folder``; its refusals (no class folder, a class
+    folder without images) with the folder and the layout it expects."""
+    try:
+        return ImageFolder(str(folder))
+    except FileNotFoundError as error:
+        loose = [f for f in os.listdir(folder) if Path(f).suffix.lower() in (".jpeg", ".jpg")]
+        if loose:
+            raise FileNotFoundError(
+                f"{folder} holds {len(loose)} image file(s) (e.g. {sorted(loose)[0]}) but no wnid "
+                f"folders: the validation images as ILSVRC2012 ships them; sort them into "
+                f"{folder}/<wnid>/ (torchvision.datasets.ImageNet(root, split='val') does it with "
+                "the devkit archive)"
+            ) from None
+        raise FileNotFoundError(f"{folder}: {error} (expected {_LAYOUT})") from None
 
 
 def _refuse_classes_without_train_folder(
