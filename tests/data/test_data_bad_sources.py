@@ -180,3 +180,39 @@ def test_imagenet_val_images_not_sorted_into_wnid_folders_are_explained(tmp_path
     with pytest.raises(FileNotFoundError, match=r"val holds 3 image file\(s\) .* but no wnid"):
         imagenet_folder(root, split="val")
     assert len(imagenet_folder(root, split="train")) == 6
+
+
+def _class_folders(root: Path, names: list[str], n: int = 10) -> Path:
+    for c, name in enumerate(names):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for k in range(n):
+            Image.new("L", (8, 8), 20 * c + k).save(root / name / f"{k}.png")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [  # before: each was read as a class of its own, the AppleDouble file as an unreadable image
+        (["cats", "dogs", ".thumbs"], r"\.thumbs/ would be read as class folder\(s\): a hidden"),
+        (["cats", "dogs", "__MACOSX"], r"__MACOSX/ would be read as class folder\(s\)"),
+        (["cats", "dogs", "a\nb"], r"class folder name 'a\\nb' holds a control character"),
+        (["cats", "dogs", "dogs "], r"class folder name 'dogs ' holds .* spaces around it"),
+        (["caf\u00e9", "cafe\u0301"], r"class folders 'cafe\\u0301' and 'caf\\xe9' have the same"),
+    ],
+)
+def test_class_folders_a_listing_would_misread_are_named(
+    tmp_path: Path, names: list[str], message: str
+) -> None:
+    root = _class_folders(tmp_path / "data", names)
+    with pytest.raises(ValueError, match=message):
+        load_dataset(root)
+    check = runner.invoke(app, ["data", "check", str(root)])
+    assert check.exit_code == 2 and "train:" not in check.output
+
+
+def test_macos_appledouble_files_are_named_not_read_as_images(tmp_path: Path) -> None:
+    root = _class_folders(tmp_path / "data", ["cats", "dogs"])
+    (root / "cats" / "._0.png").write_bytes(b"\x00\x05\x16\x07" + bytes(80))
+    # before: "image file .../._0.png is unreadable: ... cannot identify image file"
+    with pytest.raises(ValueError, match=r"1 file\(s\) named \._\* \(e\.g\. cats/\._0\.png\) are"):
+        load_dataset(root)

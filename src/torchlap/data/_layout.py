@@ -4,6 +4,7 @@ subfolders would drop or mistake for a class, refused with the folder named."""
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 from torchvision.datasets.folder import IMG_EXTENSIONS
@@ -11,7 +12,11 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchlap.data._base import SPLITS
 from torchlap.data.annotations import ImageRecord
 
-__all__ = ["refuse_other_image_folders", "refuse_untrainable_class_folders"]
+__all__ = [
+    "refuse_misread_entries",
+    "refuse_other_image_folders",
+    "refuse_untrainable_class_folders",
+]
 
 
 def refuse_untrainable_class_folders(
@@ -52,3 +57,49 @@ def refuse_other_image_folders(root: Path, split_dirs: list[str]) -> None:
 
 def _is_image_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
+
+
+def refuse_misread_entries(root: Path, folder: Path, classes: list[str], files: list[str]) -> None:
+    """ValueError for what a class-subfolder listing of ``folder`` would misread: a hidden
+    folder or macOS' ``__MACOSX/`` taken as a class, a class folder name holding a control
+    character (a label annotations.csv refuses), and macOS' AppleDouble files (``._name.png``,
+    metadata a copy from a Mac leaves next to each file) taken as images."""
+    hidden = [name + "/" for name in classes if name.startswith(".") or name == "__MACOSX"]
+    if hidden:
+        raise ValueError(
+            f"{folder}: {', '.join(hidden)} would be read as class folder(s): a hidden folder, "
+            "or the __MACOSX/ folder of resource forks that unzipping a macOS archive leaves, "
+            "is no class; remove it or move it out of the dataset folder"
+        )
+    _refuse_odd_class_names(folder, classes)
+    apple = [f for f in files if Path(f).name.startswith("._")]
+    if apple:
+        first = Path(apple[0]).relative_to(root).as_posix()
+        raise ValueError(
+            f"{root}: {len(apple)} file(s) named ._* (e.g. {first}) are macOS AppleDouble "
+            "metadata (left by copying from a Mac), not images: delete them, e.g. "
+            f"find {root} -name '._*' -delete"
+        )
+
+
+def _refuse_odd_class_names(folder: Path, classes: list[str]) -> None:
+    """ValueError for a class folder name that is no label annotations.csv keeps as it is: a
+    control character, spaces around it (the CSV strips them: ``'a '`` reads back as ``'a'``),
+    or two names that are one in Unicode's composed form (``café`` typed on Linux and copied
+    from macOS, which decomposes it): one class would be two."""
+    for name in classes:
+        if not name.isprintable() or name != name.strip():
+            raise ValueError(
+                f"{folder}: class folder name {name!r} holds a control character or spaces "
+                "around it; the folder name is the class label, and labels are printable text "
+                "without surrounding spaces (as annotations.csv reads them): rename the folder"
+            )
+    seen: dict[str, str] = {}
+    for name in classes:
+        other = seen.setdefault(unicodedata.normalize("NFC", name), name)
+        if other != name:
+            raise ValueError(
+                f"{folder}: class folders {other!a} and {name!a} have the same name in two "
+                "Unicode forms (composed and decomposed, e.g. one copied from macOS), so one "
+                "class would be two: merge them into one folder"
+            )

@@ -30,7 +30,11 @@ from torchlap.data._base import (
     check_folder_options,
     make_sample,
 )
-from torchlap.data._layout import refuse_other_image_folders, refuse_untrainable_class_folders
+from torchlap.data._layout import (
+    refuse_misread_entries,
+    refuse_other_image_folders,
+    refuse_untrainable_class_folders,
+)
 from torchlap.data._subsets import check_cut_keeps_classes, seeded_split, stratified_cut
 from torchlap.data.annotations import (
     ANNOTATIONS,
@@ -536,6 +540,7 @@ def image_folder(
         samples = make_dataset(
             str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True
         )
+        refuse_misread_entries(root_path, folder, folder_classes, [f for f, _ in samples])
         if not samples:
             entries = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
             raise ValueError(
