@@ -12,7 +12,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from torchlap.cli import app
-from torchlap.data import AnnotatedFolder, imagenet_folder, load_dataset, rsna_pneumonia
+from torchlap.data import (
+    AnnotatedFolder,
+    celeba,
+    imagenet_folder,
+    load_dataset,
+    rsna_pneumonia,
+)
 
 runner = CliRunner()
 
@@ -216,3 +222,19 @@ def test_macos_appledouble_files_are_named_not_read_as_images(tmp_path: Path) ->
     # before: "image file .../._0.png is unreadable: ... cannot identify image file"
     with pytest.raises(ValueError, match=r"1 file\(s\) named \._\* \(e\.g\. cats/\._0\.png\) are"):
         load_dataset(root)
+
+
+@pytest.mark.parametrize("count", ["4_0", "\uff14", "image_id,Smiling,Young"])
+def test_celeba_image_count_is_plain_digits(tmp_path: Path, count: str) -> None:
+    # before: int() read '4_0' as 40 ("line 1 announces 40 images") and a fullwidth 4 as 4;
+    # the Kaggle CSV's header was "expected the number of images", without what was found
+    root = tmp_path / "celeba"
+    (root / "img_align_celeba").mkdir(parents=True)
+    lines = [count, "Smiling Young"]
+    for k in range(4):
+        Image.new("RGB", (8, 10), (30 * k, 0, 0)).save(root / "img_align_celeba" / f"{k}.jpg")
+        lines.append(f"{k}.jpg {'1' if k % 2 else '-1'} 1")
+    (root / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+    message = rf"line 1: expected the number of images \(ASCII digits\), got {count!r}"
+    with pytest.raises(ValueError, match=message):
+        celeba(root)

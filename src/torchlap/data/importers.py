@@ -240,10 +240,14 @@ def celeba(
     lines = read_utf8(attr_path, "CelebA attribute file").splitlines()
     if len(lines) < 2:
         raise ValueError(f"{attr_path}: needs the image count and the attribute-name line")
-    try:
-        expected = int(lines[0].strip())
-    except ValueError:
-        raise ValueError(f"{attr_path} line 1: expected the number of images") from None
+    count = lines[0].strip()
+    if not (count.isascii() and count.isdigit()):  # int() reads "8_0" as 80, "８" as 8
+        raise ValueError(
+            f"{attr_path} line 1: expected the number of images (ASCII digits), got {count!r}; "
+            "the attribute file is CelebA's list_attr_celeba.txt: the image count, the "
+            "attribute names, then one line per image of 1/-1 values, separated by spaces"
+        )
+    expected = int(count)
     names = lines[1].split()
     if attribute not in names:
         raise ValueError(
