@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dicom_files import write_dicom
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -19,12 +20,13 @@ from torchlap.data import (
     load_dataset,
     rsna_pneumonia,
 )
+from torchlap.data.images import load_image
 
 runner = CliRunner()
 
 
 def _mask_only_folder(root: Path) -> Path:
-    """Four 12x10 images of two classes in train, val and test; image 0 has a mask and no
+    """Eight 12x10 images of two classes in train, val and test; image 0 has a mask and no
     box (a mask-only region, which loading does not decode up front)."""
     (root / "img").mkdir(parents=True)
     rows = []
@@ -238,3 +240,25 @@ def test_celeba_image_count_is_plain_digits(tmp_path: Path, count: str) -> None:
     message = rf"line 1: expected the number of images \(ASCII digits\), got {count!r}"
     with pytest.raises(ValueError, match=message):
         celeba(root)
+
+
+@pytest.mark.parametrize("element", ["BitsStored", "PixelData"])
+def test_a_dicom_file_whose_pixels_cannot_be_decoded_is_named(tmp_path: Path, element: str) -> None:
+    # before: pydicom's AttributeError ("Missing required element: (0028,0101) 'Bits
+    # Stored'") left load_image and the dataset without the file or the CSV line, exit 1
+    pydicom = pytest.importorskip("pydicom")
+
+    root = _mask_only_folder(tmp_path / "data")
+    write_dicom(root / "img/0.dcm", np.full((10, 12), 40))
+    header = pydicom.dcmread(root / "img/0.dcm")
+    delattr(header, element)
+    header.save_as(root / "img/0.dcm")
+    text = (root / "annotations.csv").read_text().replace("img/0.png", "img/0.dcm")
+    (root / "annotations.csv").write_text(text.replace(",img/mask0.png", ","))
+    with pytest.raises(
+        ValueError, match=r"0\.dcm is not a readable image: the pixels of this DICOM"
+    ):
+        load_image(root / "img/0.dcm", channels=1)
+    check = runner.invoke(app, ["data", "check", str(root)])
+    assert check.exit_code == 2, check.output
+    assert "line 2: image file" in check.output and "cannot be decoded" in check.output

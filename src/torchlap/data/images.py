@@ -278,7 +278,10 @@ def _read_dicom(path: Path) -> np.ndarray:
         raise ValueError(f"not a readable DICOM file: {error}") from error
     _check_single_frame(int(getattr(dataset, "NumberOfFrames", 1) or 1))
     samples = int(getattr(dataset, "SamplesPerPixel", 1))
-    array = dataset.pixel_array.astype(np.float32)
+    try:
+        array = dataset.pixel_array.astype(np.float32)
+    except Exception as error:  # pydicom: AttributeError for a missing element, and others
+        raise ValueError(f"the pixels of this DICOM file cannot be decoded: {error}") from None
     expected = 2 if samples == 1 else 3
     if array.ndim != expected:  # frames without a NumberOfFrames tag, or a broken header
         shape = f"pixel array of shape {tuple(array.shape)} for {samples} sample(s) per pixel"
