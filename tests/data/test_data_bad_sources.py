@@ -262,3 +262,13 @@ def test_a_dicom_file_whose_pixels_cannot_be_decoded_is_named(tmp_path: Path, el
     check = runner.invoke(app, ["data", "check", str(root)])
     assert check.exit_code == 2, check.output
     assert "line 2: image file" in check.output and "cannot be decoded" in check.output
+
+
+def test_a_csv_path_written_with_backslashes_says_so(tmp_path: Path) -> None:
+    # before: "image file .../img\0.png not found", with nothing on why
+    root = _mask_only_folder(tmp_path / "data")
+    text = (root / "annotations.csv").read_text()
+    (root / "annotations.csv").write_text(text.replace("img/0.png", "img\\0.png", 1))
+    message = r"line 2: image file .*img\\0\.png not found: paths use '/' between folders .* exists"
+    with pytest.raises(FileNotFoundError, match=message):
+        load_dataset(root)

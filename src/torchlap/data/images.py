@@ -103,6 +103,12 @@ def not_a_file(path: Path) -> str:
         return "is a folder, not a file"
     if path.exists():
         return "is not a regular file (a pipe, socket or device)"
+    slashed = Path(str(path).replace("\\", "/"))
+    if slashed != path and slashed.is_file():  # a CSV written on Windows
+        return (
+            f"not found: paths use '/' between folders (a '\\' is part of a file name here), "
+            f"and {slashed} exists; write the path with '/'"
+        )
     return "not found"
 
 
