@@ -272,3 +272,16 @@ def test_a_csv_path_written_with_backslashes_says_so(tmp_path: Path) -> None:
     message = r"line 2: image file .*img\\0\.png not found: paths use '/' between folders .* exists"
     with pytest.raises(FileNotFoundError, match=message):
         load_dataset(root)
+
+
+def test_data_check_says_which_classes_a_split_lacks(tmp_path: Path) -> None:
+    # before: "val: 3 images, classes ['a', 'b']" for a val split without an image of 'b'
+    for split in ("train", "val", "test"):
+        for label in ("a", "b") if split != "val" else ("a",):
+            (tmp_path / split / label).mkdir(parents=True)
+            for k in range(3):
+                Image.new("L", (8, 8), 40 * k).save(tmp_path / split / label / f"{k}.png")
+    check = runner.invoke(app, ["data", "check", str(tmp_path)])
+    assert check.exit_code == 0, check.output
+    assert "val: 3 images, classes ['a', 'b'] (no image of class(es) ['b'])" in check.output
+    assert "test: 6 images, classes ['a', 'b']\n" in check.output

@@ -98,7 +98,7 @@ def check(
         # is named here, not in the middle of a training run
         for index in range(len(dataset)):
             dataset[index]
-        typer.echo(f"{split}: {len(dataset)} images, classes {dataset.classes}")
+        typer.echo(f"{split}: {len(dataset)} images, classes {dataset.classes}{_absent(dataset)}")
         _report_transparency(dataset, split)
         if split == "train":
             _check_training_split(path, dataset)
@@ -110,6 +110,17 @@ def check(
             "annotations.csv, root/val/<class>/... and root/test/<class>/... folders, or "
             "more images per class where the split is seeded)"
         )
+
+
+def _absent(dataset: object) -> str:
+    """``" (no image of class(es) [...])"`` for the classes of the dataset that its split
+    lacks (a folder's val or test split may), else ``""``."""
+    records = getattr(dataset, "records", None)
+    if records is None:  # a built-in benchmark: every split cycles every class
+        return ""
+    present = {r.label for r in records}
+    absent = [name for name in getattr(dataset, "classes", []) if name not in present]
+    return f" (no image of class(es) {absent})" if absent else ""
 
 
 def _check_training_split(path: Path, dataset: object) -> None:
