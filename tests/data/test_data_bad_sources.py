@@ -285,3 +285,27 @@ def test_data_check_says_which_classes_a_split_lacks(tmp_path: Path) -> None:
     assert check.exit_code == 0, check.output
     assert "val: 3 images, classes ['a', 'b'] (no image of class(es) ['b'])" in check.output
     assert "test: 6 images, classes ['a', 'b']\n" in check.output
+
+
+def test_an_importer_image_folder_outside_the_root_is_named(tmp_path: Path) -> None:
+    # before: RSNA raised pathlib's "'/x/p0.png' is not in the subpath of '/root'", CelebA
+    # blamed its attribute file ("line 3: image path '/.../000001.jpg' is absolute") for an
+    # image folder given as an absolute path, even one inside the root
+    root = _rsna(tmp_path / "rsna", _RSNA_ROWS)
+    elsewhere = _rsna(tmp_path / "other", _RSNA_ROWS) / "stage_2_train_images"
+    for images_dir in (str(elsewhere), "../other/stage_2_train_images"):
+        with pytest.raises(ValueError, match=r"images_dir .* is not a folder inside the root"):
+            rsna_pneumonia(root, images_dir=images_dir)
+    inside = str(root / "stage_2_train_images")
+    assert len(rsna_pneumonia(root, images_dir=inside, split_fractions=(1.0, 0.0, 0.0))) == 6
+    celeb = tmp_path / "celeba"
+    (celeb / "img").mkdir(parents=True)
+    lines = ["4", "Smiling"]
+    for k in range(4):
+        Image.new("RGB", (8, 10), (30 * k, 0, 0)).save(celeb / "img" / f"{k}.jpg")
+        lines.append(f"{k}.jpg {'1' if k % 2 else '-1'}")
+    (celeb / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+    dataset = celeba(celeb, images_dir=str(celeb / "img"), split_fractions=(0.5, 0.0, 0.5))
+    assert dataset.records[0].image == "img/0.jpg"
+    with pytest.raises(ValueError, match=r"images_dir .* is not a folder inside the root"):
+        celeba(celeb, images_dir=str(elsewhere))

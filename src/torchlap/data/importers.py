@@ -69,6 +69,7 @@ def rsna_pneumonia(
     csv_path = root_path / labels_csv
     if not csv_path.is_file():
         raise FileNotFoundError(f"RSNA labels file {csv_path} not found")
+    images_dir = _inside_root(root_path, images_dir)
     image_folder = root_path / images_dir
     if not image_folder.is_dir():
         raise FileNotFoundError(f"RSNA image folder {image_folder} not found")
@@ -84,6 +85,27 @@ def rsna_pneumonia(
         seed=seed,
         **options,
     )
+
+
+def _inside_root(root: Path, images_dir: str | os.PathLike[str]) -> str:
+    """``images_dir`` as a POSIX path relative to ``root`` (an absolute path inside ``root`` is
+    made relative): the dataset's image paths are relative to its root, so an image folder
+    outside it is refused here, naming the argument, not at the first image's line."""
+    folder = Path(images_dir)
+    if folder.is_absolute():
+        absolute_root = Path(os.path.abspath(root))
+        try:
+            folder = Path(os.path.abspath(folder)).relative_to(absolute_root)
+        except ValueError:
+            folder = Path("..")  # outside: refused below
+    if ".." in Path(os.path.normpath(folder)).parts or ".." in folder.parts:
+        raise ValueError(
+            f"images_dir {os.fspath(images_dir)!r} is not a folder inside the root {root} (it "
+            "is absolute outside it, or climbs with '..'); the images are read by paths "
+            "relative to the root: pass a root that holds both the label file and the image "
+            "folder (and the file and folder names relative to it)"
+        )
+    return folder.as_posix()
 
 
 def _rsna_records(
@@ -234,6 +256,7 @@ def celeba(
     attr_path = root_path / attr_file
     if not attr_path.is_file():
         raise FileNotFoundError(f"CelebA attribute file {attr_path} not found")
+    images_dir = _inside_root(root_path, images_dir)
     image_folder = root_path / images_dir
     if not image_folder.is_dir():
         raise FileNotFoundError(f"CelebA image folder {image_folder} not found")
