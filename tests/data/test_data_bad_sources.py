@@ -309,3 +309,17 @@ def test_an_importer_image_folder_outside_the_root_is_named(tmp_path: Path) -> N
     assert dataset.records[0].image == "img/0.jpg"
     with pytest.raises(ValueError, match=r"images_dir .* is not a folder inside the root"):
         celeba(celeb, images_dir=str(elsewhere))
+
+
+def test_dicom_files_in_class_folders_are_images(tmp_path: Path) -> None:
+    # before: the class-folder listing took torchvision's extensions only: .dcm files were
+    # dropped in silence (or the folder "held no image files"), while explain read them
+    pytest.importorskip("pydicom")
+    root = _class_folders(tmp_path / "data", ["cats", "dogs"], n=5)
+    for name in ("cats", "dogs"):
+        for k in range(5, 10):
+            write_dicom(root / name / f"{k}.dcm", np.full((8, 8), 20 * k))
+    train = load_dataset(root, split="train")
+    assert sum(r.image.endswith(".dcm") for r in train.records) > 0
+    total = sum(len(load_dataset(root, split=s)) for s in ("train", "val", "test"))
+    assert total == 20

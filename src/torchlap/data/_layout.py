@@ -11,12 +11,18 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from torchlap.data._base import SPLITS
 from torchlap.data.annotations import ImageRecord
+from torchlap.data.images import DICOM_SUFFIXES
 
 __all__ = [
+    "FOLDER_IMAGE_SUFFIXES",
     "refuse_misread_entries",
     "refuse_other_image_folders",
     "refuse_untrainable_class_folders",
 ]
+
+#: the files a class subfolder lists as images: torchvision's image extensions and DICOM, the
+#: files torchlap's decoder reads (as ``torchlap explain`` lists a folder)
+FOLDER_IMAGE_SUFFIXES: tuple[str, ...] = (*IMG_EXTENSIONS, *DICOM_SUFFIXES)
 
 
 def refuse_untrainable_class_folders(
@@ -30,7 +36,7 @@ def refuse_untrainable_class_folders(
     if refused:
         raise ValueError(
             f"{root}: class folder(s) {', '.join(refused)} hold no image files (extensions "
-            f"{', '.join(IMG_EXTENSIONS)}), so their class has no training image and could "
+            f"{', '.join(FOLDER_IMAGE_SUFFIXES)}), so their class has no training image and could "
             "not be learnt; add images to them or remove them"
         )
 
@@ -56,7 +62,7 @@ def refuse_other_image_folders(root: Path, split_dirs: list[str]) -> None:
 
 
 def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
+    return not name.startswith(".") and name.lower().endswith(FOLDER_IMAGE_SUFFIXES)
 
 
 def refuse_misread_entries(root: Path, folder: Path, classes: list[str], files: list[str]) -> None:

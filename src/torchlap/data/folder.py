@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from PIL import UnidentifiedImageError
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import find_classes, make_dataset
 
 from torchlap._checks import check_bool
 from torchlap.data._base import (
@@ -31,6 +31,7 @@ from torchlap.data._base import (
     make_sample,
 )
 from torchlap.data._layout import (
+    FOLDER_IMAGE_SUFFIXES,
     refuse_misread_entries,
     refuse_other_image_folders,
     refuse_untrainable_class_folders,
@@ -497,10 +498,11 @@ def image_folder(
 
     Two layouts: ``root/<class>/<image>`` (a seeded split is made), or
     ``root/{train,val,test}/<class>/<image>`` (the split folders; ``train`` must exist).
-    Files are listed with torchvision's ``make_dataset`` (its image extensions). A class
-    folder without image files is refused (ValueError naming it) when its class then has no
-    training image; an empty ``val/<class>`` or ``test/<class>`` of a class that has training
-    images only means that split lacks the class.
+    Files are listed with torchvision's ``make_dataset`` (its image extensions, and DICOM's
+    ``.dcm``/``.dicom``, which torchlap reads as ``torchlap explain`` does). A class folder
+    without image files is refused (ValueError naming it) when its class then has no training
+    image; an empty ``val/<class>`` or ``test/<class>`` of a class that has training images
+    only means that split lacks the class.
     """
     root_path = Path(root)
     if not root_path.is_dir():
@@ -538,7 +540,7 @@ def image_folder(
         except FileNotFoundError as error:
             raise ValueError(f"{folder}: no class subfolders ({error})") from None
         samples = make_dataset(
-            str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True
+            str(folder), class_to_idx, extensions=FOLDER_IMAGE_SUFFIXES, allow_empty=True
         )
         refuse_misread_entries(root_path, folder, folder_classes, [f for f, _ in samples])
         if not samples:
