@@ -323,3 +323,22 @@ def test_dicom_files_in_class_folders_are_images(tmp_path: Path) -> None:
     assert sum(r.image.endswith(".dcm") for r in train.records) > 0
     total = sum(len(load_dataset(root, split=s)) for s in ("train", "val", "test"))
     assert total == 20
+
+
+def test_files_a_class_folder_listing_leaves_out_are_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # before: a loose image in the root and a .gif next to the PNGs were left out in silence
+    root = _class_folders(tmp_path / "data", ["cats", "dogs"])
+    Image.new("L", (8, 8)).save(root / "stray.png")
+    Image.new("L", (8, 8)).save(root / "cats" / "x.gif")
+    (root / "dogs" / "notes.txt").write_text("not an image")
+    (root / "dogs" / ".DS_Store").write_bytes(b"\0")
+    with caplog.at_level("WARNING", logger="torchlap.data._layout"):
+        for split in ("train", "val", "test"):
+            load_dataset(root, split=split)
+    messages = [r.getMessage() for r in caplog.records if r.name == "torchlap.data._layout"]
+    assert len(messages) == 2, messages  # said once, not once per split
+    assert "1 image file(s) directly in the folder (e.g. stray.png)" in messages[0]
+    assert "2 file(s) in the class folders are not images torchlap reads" in messages[1]
+    assert "(.gif: 1, .txt: 1)" in messages[1]

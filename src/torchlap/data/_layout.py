@@ -3,8 +3,10 @@ subfolders would drop or mistake for a class, refused with the folder named."""
 
 from __future__ import annotations
 
+import logging
 import os
 import unicodedata
+from collections import Counter
 from pathlib import Path
 
 from torchvision.datasets.folder import IMG_EXTENSIONS
@@ -15,10 +17,13 @@ from torchlap.data.images import DICOM_SUFFIXES
 
 __all__ = [
     "FOLDER_IMAGE_SUFFIXES",
+    "log_left_out_files",
     "refuse_misread_entries",
     "refuse_other_image_folders",
     "refuse_untrainable_class_folders",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: the files a class subfolder lists as images: torchvision's image extensions and DICOM, the
 #: files torchlap's decoder reads (as ``torchlap explain`` lists a folder)
@@ -109,3 +114,46 @@ def _refuse_odd_class_names(folder: Path, classes: list[str]) -> None:
                 "Unicode forms (composed and decomposed, e.g. one copied from macOS), so one "
                 "class would be two: merge them into one folder"
             )
+
+
+_warned_folders: set[str] = set()
+
+
+def log_left_out_files(folder: Path, classes: list[str]) -> None:
+    """Warn (once per folder and process: each split loads the listing) about the files the
+    class-subfolder listing of ``folder`` leaves out: image files directly in ``folder`` (in no
+    class folder), and files of other types in the class folders (``.gif``, ``.heic``, ...),
+    by count and suffix. Hidden files (``.DS_Store``) are not counted."""
+    key = os.path.abspath(folder)
+    if key in _warned_folders:
+        return
+    _warned_folders.add(key)
+    loose = [
+        entry.name for entry in os.scandir(folder) if entry.is_file() and _is_image_name(entry.name)
+    ]
+    others: Counter[str] = Counter()
+    for name in classes:
+        for _, _, files in os.walk(folder / name, followlinks=True):
+            others.update(
+                Path(f).suffix.lower() or "(no suffix)"
+                for f in files
+                if not f.startswith(".") and not f.lower().endswith(FOLDER_IMAGE_SUFFIXES)
+            )
+    if loose:
+        logger.warning(
+            "%s: %d image file(s) directly in the folder (e.g. %s) are in no class folder and "
+            "are left out; move them into a class folder",
+            folder,
+            len(loose),
+            sorted(loose)[0],
+        )
+    if others:
+        counts = ", ".join(f"{suffix}: {n}" for suffix, n in sorted(others.items()))
+        logger.warning(
+            "%s: %d file(s) in the class folders are not images torchlap reads and are left "
+            "out (%s); images are %s",
+            folder,
+            sum(others.values()),
+            counts,
+            ", ".join(FOLDER_IMAGE_SUFFIXES),
+        )

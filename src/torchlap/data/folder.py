@@ -32,6 +32,7 @@ from torchlap.data._base import (
 )
 from torchlap.data._layout import (
     FOLDER_IMAGE_SUFFIXES,
+    log_left_out_files,
     refuse_misread_entries,
     refuse_other_image_folders,
     refuse_untrainable_class_folders,
@@ -543,6 +544,7 @@ def image_folder(
             str(folder), class_to_idx, extensions=FOLDER_IMAGE_SUFFIXES, allow_empty=True
         )
         refuse_misread_entries(root_path, folder, folder_classes, [f for f, _ in samples])
+        log_left_out_files(folder, folder_classes)
         if not samples:
             entries = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
             raise ValueError(
