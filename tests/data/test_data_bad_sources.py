@@ -342,3 +342,16 @@ def test_files_a_class_folder_listing_leaves_out_are_said_once(
     assert "1 image file(s) directly in the folder (e.g. stray.png)" in messages[0]
     assert "2 file(s) in the class folders are not images torchlap reads" in messages[1]
     assert "(.gif: 1, .txt: 1)" in messages[1]
+
+
+@pytest.mark.parametrize("out", ["", ".", ".."])
+def test_data_export_into_the_current_or_a_parent_folder_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, out: str
+) -> None:
+    # before: "Error: PosixPath('.') has an empty name" (pathlib's, from the rename)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    result = runner.invoke(app, ["data", "export", "lesions", "--out", out, "--n-images", "10"])
+    assert result.exit_code == 2, result.output
+    assert "names no new folder (it is the current, a parent or the root folder)" in result.output
+    assert not any((tmp_path / "cwd").iterdir())
