@@ -355,3 +355,17 @@ def test_data_export_into_the_current_or_a_parent_folder_says_so(
     assert result.exit_code == 2, result.output
     assert "names no new folder (it is the current, a parent or the root folder)" in result.output
     assert not any((tmp_path / "cwd").iterdir())
+
+
+def test_save_annotations_to_a_folder_or_under_a_file_says_so(tmp_path: Path) -> None:
+    # before: a folder was "already exists; pass overwrite=True", and with overwrite=True an
+    # IsADirectoryError naming the temporary file; under a file "[Errno 17] File exists"
+    dataset = AnnotatedFolder(_mask_only_folder(tmp_path / "data"))
+    (tmp_path / "out").mkdir()
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match=r"out is a folder; pass the path of the CSV"):
+            dataset.save_annotations(tmp_path / "out", overwrite=overwrite)
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"afile is a file, so .* cannot be written under"):
+        dataset.save_annotations(tmp_path / "afile" / "annotations.csv")
+    assert (tmp_path / "afile").read_text() == "mine" and not any((tmp_path / "out").iterdir())

@@ -320,6 +320,7 @@ def write_annotations(
             f"regions=False, but {len(with_regions)} record(s) have boxes or a mask (first: "
             f"{with_regions[0].image}); pass regions=True to write them"
         )
+    _check_file_path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(
             f"{path} already exists; pass overwrite=True to replace it (its rows and any "
@@ -341,6 +342,21 @@ def write_annotations(
     # the usual file mode, fsync, temp cleaned on error; without overwrite, a file that
     # appeared meanwhile is refused, not replaced
     atomic_write(path, text.getvalue(), replace=overwrite)
+
+
+def _check_file_path(path: Path) -> None:
+    """FileExistsError when ``path`` is a folder (``""`` is ``.``) or lies under a file: no
+    CSV can be written there, whatever ``overwrite`` says."""
+    if path.is_dir():
+        raise FileExistsError(
+            f"{path} is a folder; pass the path of the CSV file to write, e.g. {path / ANNOTATIONS}"
+        )
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise FileExistsError(
+            f"{blocking} is a file, so {path} cannot be written under it; pass a path whose "
+            "parent folders are folders (or do not exist yet)"
+        )
 
 
 def check_row_length(row: dict[Any, Any], columns: list[str], where: str) -> None:
