@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from dicom_files import write_dicom
 from PIL import Image
+from torchvision import transforms as v1
 from typer.testing import CliRunner
 
 from torchlap.cli import app
@@ -369,3 +370,22 @@ def test_save_annotations_to_a_folder_or_under_a_file_says_so(tmp_path: Path) ->
     with pytest.raises(FileExistsError, match=r"afile is a file, so .* cannot be written under"):
         dataset.save_annotations(tmp_path / "afile" / "annotations.csv")
     assert (tmp_path / "afile").read_text() == "mine" and not any((tmp_path / "out").iterdir())
+
+
+def test_transforms_that_do_not_take_the_sample_dict_are_named(tmp_path: Path) -> None:
+
+    root = _mask_only_folder(tmp_path / "data")
+    # before: torchvision's "Unexpected type <class 'dict'>" at the first sample
+    for transform in (v1.Resize(8), v1.Compose([v1.Resize(8)])):
+        with pytest.raises(TypeError, match=r"is of torchvision\.transforms \(v1\), which takes"):
+            load_dataset(root, transform=transform)
+        with pytest.raises(TypeError, match=r"torchvision\.transforms \(v1\)"):
+            load_dataset("lesions", n_images=20, transform=transform)
+    # before: "No bounding boxes were found in the sample" and KeyError: 'mask'
+    for transform, got in (
+        (lambda s: s["image"], "got Image"),
+        (lambda s: {k: v for k, v in s.items() if k != "mask"}, r"got a dict without \['mask'\]"),
+    ):
+        dataset = load_dataset(root, transform=transform)
+        with pytest.raises(TypeError, match=rf"must take and return the whole sample dict .*{got}"):
+            dataset[0]

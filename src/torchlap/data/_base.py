@@ -221,7 +221,15 @@ def apply_transform(sample: Sample, transform: Callable[[Sample], Sample] | None
     """
     if transform is None:
         return sample
-    out = _SANITIZE(transform(sample))
+    out = transform(sample)
+    missing = [key for key in sample if key not in out] if isinstance(out, dict) else None
+    if missing is None or missing:
+        got = type(out).__name__ if missing is None else f"a dict without {missing}"
+        raise TypeError(
+            "the transform must take and return the whole sample dict (image, label, boxes, "
+            f"mask, has_region, index), as torchvision.transforms.v2 transforms do; got {got}"
+        )
+    out = _SANITIZE(out)
     image = out["image"]
     if not isinstance(image, Tensor) or image.ndim != 3:
         raise TypeError(
@@ -315,6 +323,22 @@ _OPTION_NAMES = (
 )  # fmt: skip
 
 
+def check_transform(transform: object) -> None:
+    """TypeError unless ``transform`` is None or a callable on the sample dict; a transform of
+    ``torchvision.transforms`` (v1), which takes an image, not the dict, is named as such."""
+    if transform is not None and not callable(transform):
+        raise TypeError(
+            "transform must be a callable taking and returning the sample dict (e.g. a "
+            f"torchvision transforms.v2 transform) or None (the default), got {transform!r}"
+        )
+    if type(transform).__module__ == "torchvision.transforms.transforms":
+        raise TypeError(
+            f"transform {transform!r} is of torchvision.transforms (v1), which takes an image; "
+            "torchlap's transforms take the sample dict so that boxes and masks follow the "
+            "image: use the same transform from torchvision.transforms.v2"
+        )
+
+
 def check_folder_options(
     split: str,
     transform: Callable[[Sample], Sample] | None = None,
@@ -344,11 +368,7 @@ def check_folder_options(
     check_seed(seed)
     check_bool(verify_images, "verify_images")
     check_bool(augment, "augment")
-    if transform is not None and not callable(transform):
-        raise TypeError(
-            "transform must be a callable taking and returning the sample dict (e.g. a "
-            f"torchvision transforms.v2 transform) or None (the default), got {transform!r}"
-        )
+    check_transform(transform)
     if image_size is not None:
         size_pair(image_size)
     check_split_fractions(split_fractions)  # also when the CSV's split column wins
