@@ -50,9 +50,45 @@ def check_split(split: str) -> str:
     return split
 
 
+def number_list(values: object, name: str, example: str) -> tuple[float, ...]:
+    """``values`` (a list or tuple of numbers) as floats; TypeError naming ``name`` for a text
+    (``"0.8,0.1,0.1"``), a single number, or an entry that is a text or a bool, which
+    ``float()`` would bend (``float("0.5")``, ``float(True)``). ``example`` shows an accepted
+    value in the message. Finiteness and ranges are the caller's."""
+    entries = None if isinstance(values, (str, bytes)) else _entries(values)
+    if entries is None:
+        raise TypeError(
+            f"{name} must be a list or tuple of numbers, e.g. {example}, got {values!r}"
+        )
+    try:
+        if any(isinstance(v, (str, bytes)) or _is_bool(v) for v in entries):
+            raise TypeError
+        return tuple(float(v) for v in entries)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name} must hold numbers (not texts or bools), e.g. {example}, got {values!r}"
+        ) from None
+
+
+def _entries(values: object) -> list[Any] | None:
+    """The entries of an iterable, or None for a value that is not one (a number, None)."""
+    try:
+        return list(values)  # type: ignore[call-overload]
+    except TypeError:
+        return None
+
+
+def _is_bool(value: object) -> bool:
+    """A Python or numpy bool (``float(True)`` is 1.0, not a number someone meant)."""
+    kind = type(value)
+    return isinstance(value, bool) or (
+        kind.__module__ == "numpy" and kind.__name__ in ("bool_", "bool")
+    )
+
+
 def check_split_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     """Validate (train, val, test) fractions: three non-negative numbers summing to 1, train > 0."""
-    values = tuple(float(f) for f in fractions)
+    values = number_list(fractions, "split_fractions", "(0.8, 0.1, 0.1)")
     if len(values) != 3:
         raise ValueError(
             f"split_fractions must have 3 entries (train, val, test), got {len(values)}: {values}"
@@ -185,7 +221,15 @@ def apply_transform(sample: Sample, transform: Callable[[Sample], Sample] | None
     """
     if transform is None:
         return sample
-    out = _SANITIZE(transform(sample))
+    out = transform(sample)
+    missing = [key for key in sample if key not in out] if isinstance(out, dict) else None
+    if missing is None or missing:
+        got = type(out).__name__ if missing is None else f"a dict without {missing}"
+        raise TypeError(
+            "the transform must take and return the whole sample dict (image, label, boxes, "
+            f"mask, has_region, index), as torchvision.transforms.v2 transforms do; got {got}"
+        )
+    out = _SANITIZE(out)
     image = out["image"]
     if not isinstance(image, Tensor) or image.ndim != 3:
         raise TypeError(
@@ -279,6 +323,22 @@ _OPTION_NAMES = (
 )  # fmt: skip
 
 
+def check_transform(transform: object) -> None:
+    """TypeError unless ``transform`` is None or a callable on the sample dict; a transform of
+    ``torchvision.transforms`` (v1), which takes an image, not the dict, is named as such."""
+    if transform is not None and not callable(transform):
+        raise TypeError(
+            "transform must be a callable taking and returning the sample dict (e.g. a "
+            f"torchvision transforms.v2 transform) or None (the default), got {transform!r}"
+        )
+    if type(transform).__module__ == "torchvision.transforms.transforms":
+        raise TypeError(
+            f"transform {transform!r} is of torchvision.transforms (v1), which takes an image; "
+            "torchlap's transforms take the sample dict so that boxes and masks follow the "
+            "image: use the same transform from torchvision.transforms.v2"
+        )
+
+
 def check_folder_options(
     split: str,
     transform: Callable[[Sample], Sample] | None = None,
@@ -308,11 +368,10 @@ def check_folder_options(
     check_seed(seed)
     check_bool(verify_images, "verify_images")
     check_bool(augment, "augment")
-    if transform is not None and not callable(transform):
-        raise TypeError(
-            "transform must be a callable taking and returning the sample dict (e.g. a "
-            f"torchvision transforms.v2 transform) or None (the default), got {transform!r}"
-        )
+    check_transform(transform)
     if image_size is not None:
         size_pair(image_size)
     check_split_fractions(split_fractions)  # also when the CSV's split column wins
+    for name in ("mean", "std"):  # their count is checked with the data's channels, later
+        if others.get(name) is not None:
+            number_list(others[name], name, "(0.5,) for one channel, (0.5, 0.5, 0.5) for RGB")

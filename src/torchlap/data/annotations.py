@@ -53,6 +53,7 @@ __all__ = [
     "check_box",
     "check_row_length",
     "inside_path",
+    "parse_number",
     "read_annotations",
     "read_utf8",
     "write_annotations",
@@ -83,7 +84,10 @@ class ImageRecord:
     source: str = ""
 
 
-def _parse_float(value: str, column: str, where: str) -> float:
+def parse_number(value: str, column: str, where: str) -> float:
+    """The CSV field ``value`` of ``column`` as a finite float, written plainly (ASCII digits:
+    not ``1_0`` or fullwidth digits, which ``float()`` reads as numbers); ValueError naming
+    ``where`` (file and line) otherwise."""
     try:
         if "_" in value or not value.isascii():  # float() reads "1_0" as 10, "１" as 1
             raise ValueError
@@ -213,7 +217,7 @@ def _row_box(values: dict[str, str], where: str) -> tuple[float, float, float, f
         )
     if not all(fields):
         return None
-    numbers = [_parse_float(v, c, where) for c, v in zip(BOX_COLUMNS, fields, strict=True)]
+    numbers = [parse_number(v, c, where) for c, v in zip(BOX_COLUMNS, fields, strict=True)]
     return check_box(numbers, where)
 
 
@@ -316,6 +320,7 @@ def write_annotations(
             f"regions=False, but {len(with_regions)} record(s) have boxes or a mask (first: "
             f"{with_regions[0].image}); pass regions=True to write them"
         )
+    _check_file_path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(
             f"{path} already exists; pass overwrite=True to replace it (its rows and any "
@@ -337,6 +342,21 @@ def write_annotations(
     # the usual file mode, fsync, temp cleaned on error; without overwrite, a file that
     # appeared meanwhile is refused, not replaced
     atomic_write(path, text.getvalue(), replace=overwrite)
+
+
+def _check_file_path(path: Path) -> None:
+    """FileExistsError when ``path`` is a folder (``""`` is ``.``) or lies under a file: no
+    CSV can be written there, whatever ``overwrite`` says."""
+    if path.is_dir():
+        raise FileExistsError(
+            f"{path} is a folder; pass the path of the CSV file to write, e.g. {path / ANNOTATIONS}"
+        )
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise FileExistsError(
+            f"{blocking} is a file, so {path} cannot be written under it; pass a path whose "
+            "parent folders are folders (or do not exist yet)"
+        )
 
 
 def check_row_length(row: dict[Any, Any], columns: list[str], where: str) -> None:

@@ -12,6 +12,21 @@ from torchlap.data.builtin import BUILTINS, DEFAULT_N_IMAGES, builtin_dataset, b
 from torchlap.data.folder import AnnotatedFolder, image_folder
 
 
+def check_dataset_name(name_or_path: object) -> None:
+    """TypeError unless ``name_or_path`` is a str or os.PathLike; ValueError when it is empty
+    (``Path("")`` is ``.``: the current folder would be read as the dataset)."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(
+            "name_or_path must be a built-in name or a dataset folder (a str or os.PathLike), "
+            f"got {type(name_or_path).__name__}"
+        )
+    if not os.fspath(name_or_path).strip():  # Path("") is ".": the current folder, read as data
+        raise ValueError(
+            f"the dataset name or folder is empty ({os.fspath(name_or_path)!r}); pass a built-in "
+            f"({', '.join(builtin_names())}) or a folder path (the current folder is '.')"
+        )
+
+
 def load_dataset(
     name_or_path: str | os.PathLike[str],
     split: str = "train",
@@ -34,6 +49,7 @@ def load_dataset(
     folder images at their native size).
     """
     check_split(split)
+    check_dataset_name(name_or_path)
     if isinstance(name_or_path, str) and name_or_path in BUILTINS:
         if image_size is None or not isinstance(image_size, int):
             raise ValueError(f"built-in benchmarks need an int image_size, got {image_size!r}")

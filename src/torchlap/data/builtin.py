@@ -35,6 +35,7 @@ from torchlap.data._base import (
     apply_transform,
     check_split,
     check_split_fractions,
+    check_transform,
     make_sample,
     split_counts,
 )
@@ -104,6 +105,7 @@ class SyntheticBenchmark(RegionDataset):
         self.size = image_size
         self.image_size = (image_size, image_size)
         self.seed = seed
+        check_transform(transform)
         self.transform = transform
         self.classes = list(self.class_names)
         self.n_channels = self.channels

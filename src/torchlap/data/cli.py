@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from torchlap.data._base import SPLITS
-from torchlap.data.api import load_dataset
+from torchlap.data.api import check_dataset_name, load_dataset
 from torchlap.data.builtin import DEFAULT_N_IMAGES, builtin_dataset, builtin_names
 from torchlap.data.export import export_builtin
 from torchlap.data.images import has_transparency
@@ -58,8 +58,10 @@ def list_builtins() -> None:
 
 @data_app.command("check")
 def check(
-    path: Path = typer.Argument(
-        ..., help="Dataset folder (annotations.csv or ImageFolder), or a built-in name."
+    name: str = typer.Argument(
+        ...,
+        metavar="path",
+        help="Dataset folder (annotations.csv or ImageFolder), or a built-in name.",
     ),
 ) -> None:
     """Load every split of a dataset folder and report its size and classes, or the error.
@@ -72,7 +74,8 @@ def check(
 
     Cost: reads every image once (seconds for a few thousand small images).
     """
-    name = str(path)
+    check_dataset_name(name)  # typer would make "" the current folder, Path(".")
+    path = Path(name)
     if name in builtin_names():
         if not path.exists():
             _describe_builtin(name)
@@ -95,7 +98,7 @@ def check(
         # is named here, not in the middle of a training run
         for index in range(len(dataset)):
             dataset[index]
-        typer.echo(f"{split}: {len(dataset)} images, classes {dataset.classes}")
+        typer.echo(f"{split}: {len(dataset)} images, classes {dataset.classes}{_absent(dataset)}")
         _report_transparency(dataset, split)
         if split == "train":
             _check_training_split(path, dataset)
@@ -107,6 +110,17 @@ def check(
             "annotations.csv, root/val/<class>/... and root/test/<class>/... folders, or "
             "more images per class where the split is seeded)"
         )
+
+
+def _absent(dataset: object) -> str:
+    """``" (no image of class(es) [...])"`` for the classes of the dataset that its split
+    lacks (a folder's val or test split may), else ``""``."""
+    records = getattr(dataset, "records", None)
+    if records is None:  # a built-in benchmark: every split cycles every class
+        return ""
+    present = {r.label for r in records}
+    absent = [name for name in getattr(dataset, "classes", []) if name not in present]
+    return f" (no image of class(es) {absent})" if absent else ""
 
 
 def _check_training_split(path: Path, dataset: object) -> None:

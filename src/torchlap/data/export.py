@@ -34,6 +34,12 @@ def export_builtin(name: str, out: str | os.PathLike[str], **options: Any) -> Pa
     if "seed" in options:
         check_seed(options["seed"])
     out_path = Path(out)
+    if out_path.name in ("", ".."):  # "", ".", "/", "..": a folder the rename cannot replace
+        raise FileExistsError(
+            f"{os.fspath(out)!r} names no new folder (it is the current, a parent or the root "
+            "folder); the export writes a new folder: pass a path that does not exist yet, "
+            "e.g. data/lesions"
+        )
     if out_path.is_symlink():
         raise FileExistsError(
             f"{out_path} is a symbolic link; the export renames a finished folder into place, "

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from PIL import UnidentifiedImageError
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import find_classes, make_dataset
 
 from torchlap._checks import check_bool
 from torchlap.data._base import (
@@ -29,6 +29,13 @@ from torchlap.data._base import (
     boxes_to_mask,
     check_folder_options,
     make_sample,
+)
+from torchlap.data._layout import (
+    FOLDER_IMAGE_SUFFIXES,
+    log_left_out_files,
+    refuse_misread_entries,
+    refuse_other_image_folders,
+    refuse_untrainable_class_folders,
 )
 from torchlap.data._subsets import check_cut_keeps_classes, seeded_split, stratified_cut
 from torchlap.data.annotations import (
@@ -373,13 +380,18 @@ class AnnotatedFolder(RegionDataset):
                     f"{record.image} is {width}x{height} (width x height); they must match"
                 )
             if decode_mask and record.boxes:  # decoded up front: refused before any run
-                try:
-                    mask = read_mask(mask_path)
-                except (UnidentifiedImageError, OSError, ValueError) as error:
-                    raise ValueError(
-                        f"{record.source}: mask file {mask_path} is unreadable: {error}"
-                    ) from None
-                self._check_mask_not_empty(record, mask)
+                self._check_mask_not_empty(record, self._read_mask(record))
+
+    def _read_mask(self, record: ImageRecord) -> torch.Tensor:
+        """The record's mask (:func:`read_mask`); an undecodable file (truncated, not an image)
+        is a ValueError naming the file and the CSV line, up front or when a sample loads."""
+        mask_path = self.root / str(record.mask)
+        try:
+            return read_mask(mask_path)
+        except (UnidentifiedImageError, OSError, ValueError) as error:
+            raise ValueError(
+                f"{record.source}: mask file {mask_path} is unreadable: {error}"
+            ) from None
 
     def _check_mask_not_empty(self, record: ImageRecord, mask: torch.Tensor) -> None:
         """An image with boxes needs a mask that marks some region (its boxes' region)."""
@@ -422,7 +434,7 @@ class AnnotatedFolder(RegionDataset):
             self._check_fits(record, width, height)
         boxes = torch.tensor(record.boxes, dtype=torch.float32).reshape(-1, 4)
         if record.mask is not None:
-            mask = read_mask(self.root / record.mask)
+            mask = self._read_mask(record)
             if record.boxes and not self.verified:
                 self._check_mask_not_empty(record, mask)
         else:
@@ -487,10 +499,11 @@ def image_folder(
 
     Two layouts: ``root/<class>/<image>`` (a seeded split is made), or
     ``root/{train,val,test}/<class>/<image>`` (the split folders; ``train`` must exist).
-    Files are listed with torchvision's ``make_dataset`` (its image extensions). A class
-    folder without image files is refused (ValueError naming it) when its class then has no
-    training image; an empty ``val/<class>`` or ``test/<class>`` of a class that has training
-    images only means that split lacks the class.
+    Files are listed with torchvision's ``make_dataset`` (its image extensions, and DICOM's
+    ``.dcm``/``.dicom``, which torchlap reads as ``torchlap explain`` does). A class folder
+    without image files is refused (ValueError naming it) when its class then has no training
+    image; an empty ``val/<class>`` or ``test/<class>`` of a class that has training images
+    only means that split lacks the class.
     """
     root_path = Path(root)
     if not root_path.is_dir():
@@ -517,7 +530,7 @@ def image_folder(
                 f"{root_path} has split folder(s) {split_dirs} but no train folder; use "
                 "root/train/<class>/..., root/val/<class>/..., root/test/<class>/..."
             )
-        _refuse_other_image_folders(root_path, split_dirs)
+        refuse_other_image_folders(root_path, split_dirs)
         folders = [(root_path / s, s) for s in split_dirs]
     else:
         folders = [(root_path, None)]
@@ -528,8 +541,10 @@ def image_folder(
         except FileNotFoundError as error:
             raise ValueError(f"{folder}: no class subfolders ({error})") from None
         samples = make_dataset(
-            str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True
+            str(folder), class_to_idx, extensions=FOLDER_IMAGE_SUFFIXES, allow_empty=True
         )
+        refuse_misread_entries(root_path, folder, folder_classes, [f for f, _ in samples])
+        log_left_out_files(folder, folder_classes)
         if not samples:
             entries = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
             raise ValueError(
@@ -553,47 +568,7 @@ def image_folder(
                     source=f"{root_path} image {relative}",
                 )
             )
-    _refuse_untrainable_class_folders(root_path, records, empty_folders)
+    refuse_untrainable_class_folders(root_path, records, empty_folders)
     return AnnotatedFolder.from_records(
         root_path, records, source=str(root_path), has_regions=False, split=split, **options
     )
-
-
-def _refuse_untrainable_class_folders(
-    root: Path, records: list[ImageRecord], empty_folders: list[tuple[str, str]]
-) -> None:
-    """ValueError naming the class folders without image files whose class then has no
-    training image (a class the model could not learn). An empty ``val/<class>`` or
-    ``test/<class>`` of a class with training images is fine: that split lacks the class."""
-    trained = {r.label for r in records if r.split in (None, "train")}
-    refused = [folder for folder, name in empty_folders if name not in trained]
-    if refused:
-        raise ValueError(
-            f"{root}: class folder(s) {', '.join(refused)} hold no image files (extensions "
-            f"{', '.join(IMG_EXTENSIONS)}), so their class has no training image and could "
-            "not be learnt; add images to them or remove them"
-        )
-
-
-def _refuse_other_image_folders(root: Path, split_dirs: list[str]) -> None:
-    """ValueError naming the folders with image files next to the split folders: a split layout
-    reads only train/, val/ and test/, so ``Validation/`` or ``Test/`` would be dropped (the
-    split folders are compared as files: ``Train/`` read as train/ on macOS is no other; hidden
-    files and folders and macOS' ``__MACOSX/`` resource forks are no images)."""
-    others = [
-        entry.name + "/"
-        for entry in sorted(root.iterdir())
-        if entry.is_dir() and not entry.name.startswith(".") and entry.name != "__MACOSX"
-        if not any(entry.samefile(root / split) for split in split_dirs)
-        if any(_is_image_name(f) for _, _, fs in os.walk(entry) for f in fs)
-    ]
-    if others:
-        raise ValueError(
-            f"{root} has split folders but also {', '.join(others)} holding image files, which "
-            f"would be left out: the split folders are named exactly {', '.join(SPLITS)} "
-            "(lower case); rename or move the other folder(s)"
-        )
-
-
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)

@@ -103,6 +103,12 @@ def not_a_file(path: Path) -> str:
         return "is a folder, not a file"
     if path.exists():
         return "is not a regular file (a pipe, socket or device)"
+    slashed = Path(str(path).replace("\\", "/"))
+    if slashed != path and slashed.is_file():  # a CSV written on Windows
+        return (
+            f"not found: paths use '/' between folders (a '\\' is part of a file name here), "
+            f"and {slashed} exists; write the path with '/'"
+        )
     return "not found"
 
 
@@ -278,7 +284,10 @@ def _read_dicom(path: Path) -> np.ndarray:
         raise ValueError(f"not a readable DICOM file: {error}") from error
     _check_single_frame(int(getattr(dataset, "NumberOfFrames", 1) or 1))
     samples = int(getattr(dataset, "SamplesPerPixel", 1))
-    array = dataset.pixel_array.astype(np.float32)
+    try:
+        array = dataset.pixel_array.astype(np.float32)
+    except Exception as error:  # pydicom: AttributeError for a missing element, and others
+        raise ValueError(f"the pixels of this DICOM file cannot be decoded: {error}") from None
     expected = 2 if samples == 1 else 3
     if array.ndim != expected:  # frames without a NumberOfFrames tag, or a broken header
         shape = f"pixel array of shape {tuple(array.shape)} for {samples} sample(s) per pixel"

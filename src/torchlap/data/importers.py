@@ -29,8 +29,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
 from torchlap.data._base import Sample, check_split
-from torchlap.data.annotations import ImageRecord, check_box, check_row_length, read_utf8
+from torchlap.data.annotations import (
+    ImageRecord,
+    check_box,
+    check_row_length,
+    parse_number,
+    read_utf8,
+)
 from torchlap.data.folder import AnnotatedFolder
 
 logger = logging.getLogger(__name__)
@@ -60,6 +69,7 @@ def rsna_pneumonia(
     csv_path = root_path / labels_csv
     if not csv_path.is_file():
         raise FileNotFoundError(f"RSNA labels file {csv_path} not found")
+    images_dir = _inside_root(root_path, images_dir)
     image_folder = root_path / images_dir
     if not image_folder.is_dir():
         raise FileNotFoundError(f"RSNA image folder {image_folder} not found")
@@ -75,6 +85,27 @@ def rsna_pneumonia(
         seed=seed,
         **options,
     )
+
+
+def _inside_root(root: Path, images_dir: str | os.PathLike[str]) -> str:
+    """``images_dir`` as a POSIX path relative to ``root`` (an absolute path inside ``root`` is
+    made relative): the dataset's image paths are relative to its root, so an image folder
+    outside it is refused here, naming the argument, not at the first image's line."""
+    folder = Path(images_dir)
+    if folder.is_absolute():
+        absolute_root = Path(os.path.abspath(root))
+        try:
+            folder = Path(os.path.abspath(folder)).relative_to(absolute_root)
+        except ValueError:
+            folder = Path("..")  # outside: refused below
+    if ".." in Path(os.path.normpath(folder)).parts or ".." in folder.parts:
+        raise ValueError(
+            f"images_dir {os.fspath(images_dir)!r} is not a folder inside the root {root} (it "
+            "is absolute outside it, or climbs with '..'); the images are read by paths "
+            "relative to the root: pass a root that holds both the label file and the image "
+            "folder (and the file and folder names relative to it)"
+        )
+    return folder.as_posix()
 
 
 def _rsna_records(
@@ -120,15 +151,24 @@ def _rsna_records(
                     source=where,
                 )
             if target == 1:
-                try:
-                    x, y, width, height = (float(v) for v in fields)
-                except ValueError:
-                    raise ValueError(f"{where}: box fields {fields} are not numbers") from None
-                record.boxes.append(check_box((x, y, x + width, y + height), where))
+                record.boxes.append(_rsna_box(values, where))
                 record.box_sources.append(where)
     if not records:
-        raise ValueError(f"{csv_path}: no patients")
+        dropped = f" ({len(excluded)} dropped by the detailed class info)" if excluded else ""
+        raise ValueError(f"{csv_path}: no patients{dropped}")
     return list(records.values())
+
+
+def _rsna_box(values: dict[str, str], where: str) -> tuple[float, float, float, float]:
+    """A pneumonia row's box (x, y, width, height) as XYXY; plain finite numbers (as in
+    annotations.csv: not ``1_0``), width and height > 0."""
+    x, y, width, height = (parse_number(values[c], c, where) for c in ("x", "y", "width", "height"))
+    for name, size in (("width", width), ("height", height)):
+        if size <= 0:
+            raise ValueError(
+                f"{where}: {name} is {values[name]!r}; a box's width and height must be > 0"
+            )
+    return check_box((x, y, x + width, y + height), where)
 
 
 class RsnaFolder(AnnotatedFolder):
@@ -157,18 +197,39 @@ def _rsna_image(folder: Path, patient: str, where: str, root: Path) -> str:
     raise FileNotFoundError(f"{where}: no image {patient}.dcm or {patient}.png in {folder}")
 
 
+#: the classes of stage_2_detailed_class_info.csv; patients of the last are dropped (Sec. 4.A)
+RSNA_DETAILED_CLASSES = ("Lung Opacity", "Normal", "No Lung Opacity / Not Normal")
+
+
 def _rsna_excluded(path: Path) -> set[str]:
-    """Patients of class ``No Lung Opacity / Not Normal`` in the detailed class info file."""
+    """Patients of class ``No Lung Opacity / Not Normal`` in the detailed class info file.
+
+    Every row must have its two fields and one of the three classes of the challenge: a class
+    spelled otherwise would keep the patients the file is given to drop."""
     if not path.is_file():
         raise FileNotFoundError(f"RSNA detailed class info file {path} not found")
     excluded = set()
     with io.StringIO(read_utf8(path, "RSNA detailed class info file"), newline="") as handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"patientId", "class"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: needs the columns patientId,class")
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        reader.fieldnames = columns
+        if not {"patientId", "class"} <= set(columns):
+            raise ValueError(
+                f"{path}: needs the columns patientId,class (found {', '.join(columns)})"
+            )
         for row in reader:
-            if row["class"].strip() == "No Lung Opacity / Not Normal":
-                excluded.add(row["patientId"].strip())
+            where = f"{path} line {reader.line_num}"
+            check_row_length(row, columns, where)
+            patient, kind = row["patientId"].strip(), row["class"].strip()
+            if not patient:
+                raise ValueError(f"{where}: empty patientId")
+            if kind not in RSNA_DETAILED_CLASSES:
+                raise ValueError(
+                    f"{where}: class is {kind!r}; accepted: "
+                    + ", ".join(repr(c) for c in RSNA_DETAILED_CLASSES)
+                )
+            if kind == RSNA_DETAILED_CLASSES[2]:
+                excluded.add(patient)
     return excluded
 
 
@@ -195,16 +256,21 @@ def celeba(
     attr_path = root_path / attr_file
     if not attr_path.is_file():
         raise FileNotFoundError(f"CelebA attribute file {attr_path} not found")
+    images_dir = _inside_root(root_path, images_dir)
     image_folder = root_path / images_dir
     if not image_folder.is_dir():
         raise FileNotFoundError(f"CelebA image folder {image_folder} not found")
     lines = read_utf8(attr_path, "CelebA attribute file").splitlines()
     if len(lines) < 2:
         raise ValueError(f"{attr_path}: needs the image count and the attribute-name line")
-    try:
-        expected = int(lines[0].strip())
-    except ValueError:
-        raise ValueError(f"{attr_path} line 1: expected the number of images") from None
+    count = lines[0].strip()
+    if not (count.isascii() and count.isdigit()):  # int() reads "8_0" as 80, "８" as 8
+        raise ValueError(
+            f"{attr_path} line 1: expected the number of images (ASCII digits), got {count!r}; "
+            "the attribute file is CelebA's list_attr_celeba.txt: the image count, the "
+            "attribute names, then one line per image of 1/-1 values, separated by spaces"
+        )
+    expected = int(count)
     names = lines[1].split()
     if attribute not in names:
         raise ValueError(
@@ -311,8 +377,6 @@ def imagenet_folder(
     Classes are the sorted wnids of the train folder (or of the requested folder when there is
     no train folder).
     """
-    from torchvision.datasets import ImageFolder
-
     check_split(split)
     root_path = Path(root)
     folder_split = "train" if split == "train" else "val"
@@ -324,15 +388,13 @@ def imagenet_folder(
             f"ImageNet folder {folder} not found; expected root/train/<wnid>/*.JPEG and "
             "root/val/<wnid>/*.JPEG as prepared by torchvision.datasets.ImageNet"
         )
-    listing = ImageFolder(str(folder))
-    wnids = list(listing.classes)
-    descriptions = _imagenet_descriptions(root_path, wnids, folder)
     train_folder = root_path / "train"
-    classes = (
-        sorted(p.name for p in train_folder.iterdir() if p.is_dir())
-        if train_folder.is_dir()
-        else wnids
-    )
+    # the train folder's wnids are the classes of every split: checked before any listing
+    classes = _imagenet_classes(train_folder) if train_folder.is_dir() else None
+    listing = _imagenet_listing(folder)
+    wnids = list(listing.classes)
+    classes = wnids if classes is None else classes
+    descriptions = _imagenet_descriptions(root_path, wnids, folder)
     records = [
         ImageRecord(
             image=Path(path).relative_to(root_path).as_posix(),
@@ -357,6 +419,55 @@ def imagenet_folder(
     )
     dataset.class_descriptions = {w: descriptions.get(w, (w,)) for w in classes}  # type: ignore[attr-defined]
     return dataset
+
+
+_LAYOUT = (
+    "root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG, as torchvision.datasets.ImageNet "
+    "prepares them"
+)
+
+
+def _imagenet_classes(train: Path) -> list[str]:
+    """The sorted wnid folders of ``train``, each holding an image file (searched up to the
+    first): torchvision's ImageFolder makes every folder a class, so a folder without images
+    (``.ipynb_checkpoints``, an empty wnid) would shift or add class indices of the val split
+    while the train split is refused."""
+    folders = sorted(entry.name for entry in os.scandir(train) if entry.is_dir())
+    empty = [name for name in folders if not _holds_an_image(train / name)]
+    if empty:
+        shown = ", ".join(f"{n}/" for n in empty[:5]) + (", ..." if len(empty) > 5 else "")
+        raise ValueError(
+            f"{train}: {len(empty)} folder(s) hold no image files ({shown}); every folder of "
+            f"train/ is a class (as torchvision's ImageFolder lists them), so the class indices "
+            f"would not be ImageNet's: remove them (expected {_LAYOUT})"
+        )
+    return folders
+
+
+def _holds_an_image(folder: Path) -> bool:
+    """Whether ``folder`` (or a subfolder) holds a file with one of torchvision's image
+    extensions; stops at the first."""
+    for _, _, files in os.walk(folder, followlinks=True):
+        if any(name.lower().endswith(IMG_EXTENSIONS) for name in files):
+            return True
+    return False
+
+
+def _imagenet_listing(folder: Path) -> Any:
+    """torchvision's ``ImageFolder`` of ``folder``; its refusals (no class folder, a class
+    folder without images) with the folder and the layout it expects."""
+    try:
+        return ImageFolder(str(folder))
+    except FileNotFoundError as error:
+        loose = [f for f in os.listdir(folder) if Path(f).suffix.lower() in (".jpeg", ".jpg")]
+        if loose:
+            raise FileNotFoundError(
+                f"{folder} holds {len(loose)} image file(s) (e.g. {sorted(loose)[0]}) but no wnid "
+                f"folders: the validation images as ILSVRC2012 ships them; sort them into "
+                f"{folder}/<wnid>/ (torchvision.datasets.ImageNet(root, split='val') does it with "
+                "the devkit archive)"
+            ) from None
+        raise FileNotFoundError(f"{folder}: {error} (expected {_LAYOUT})") from None
 
 
 def _refuse_classes_without_train_folder(
