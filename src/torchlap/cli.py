@@ -143,13 +143,17 @@ def _root(
     ctx.meta["torchlap.debug"] = debug
 
 
+# "(default N)" of the demo's options that default to DemoSettings' values
+_DEFAULT = {
+    name: f"(default {getattr(DemoSettings, name):g})" for name in ("epochs", "lr", "image_size")
+}
+
+
 @app.command("demo")
 def demo(
     out: str = typer.Option("demo-output", "--out", help="Folder for the runs and the report."),
     scale: float = typer.Option(1.0, "--scale", help="Grow (>1) or shrink (<1) data and eval."),
-    epochs: int = typer.Option(
-        None, "--epochs", help=f"Epochs per run (default {DemoSettings.epochs})."
-    ),
+    epochs: int = typer.Option(None, "--epochs", help=f"Epochs per run {_DEFAULT['epochs']}."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Retrain and re-evaluate."),
     suite: str = typer.Option(
         "main",
@@ -163,11 +167,9 @@ def demo(
     arch: str = typer.Option(
         "resnet18", "--arch", help="Architecture of every run (resnet18 uses the paper's preset)."
     ),
-    lr: float = typer.Option(None, "--lr", help=f"Learning rate (default {DemoSettings.lr:g})."),
+    lr: float = typer.Option(None, "--lr", help=f"Learning rate {_DEFAULT['lr']}."),
     image_size: int = typer.Option(
-        None,
-        "--image-size",
-        help=f"Input size in px of every run (default {DemoSettings.image_size}).",
+        None, "--image-size", help=f"Input size in px of every run {_DEFAULT['image_size']}."
     ),
     bcos: bool = typer.Option(
         False, "--bcos", help="Also train and evaluate a B-cos ResNet-20 (extra torchlap[bcos])."
