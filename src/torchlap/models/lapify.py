@@ -84,6 +84,7 @@ from torchlap.models.lapify_sites import (
     _run_probe,
     _select,
     _Site,
+    check_changeable,
     check_single_use,
 )
 from torchlap.models.records import add_record_entry
@@ -270,6 +271,7 @@ def lapify(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_changeable(model, "lapify")
     if not isinstance(inplace, bool):
         raise TypeError(f"inplace must be a bool, got {inplace!r}")
     options = _options(n_concepts, hidden_channels, aggregation, alpha, eps)

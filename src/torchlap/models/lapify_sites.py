@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchlap._checks import check_bool
 from torchlap.layers import LapBase
 from torchlap.layers._state import kept_last_maps
 from torchlap.models.blocks import LapConv2d, LapInceptionReduction, LapResidualBlock
@@ -201,8 +202,20 @@ def _nested_in(name: str, others: Sequence[str]) -> str | None:
 # ----------------------------------------------------------------------------- the dry forward
 
 
-def _first_conv(model: nn.Module) -> nn.Conv2d | None:
-    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+def _first_conv(model: nn.Module) -> nn.Module | None:
+    """The first 2-D convolution, also inside a TorchScript part (a scripted ``Conv2d``)."""
+    return next(
+        (
+            m
+            for m in model.modules()
+            if isinstance(m, nn.Conv2d)
+            or (
+                isinstance(m, torch.jit.ScriptModule)
+                and getattr(m, "original_name", "") == "Conv2d"
+            )
+        ),
+        None,
+    )
 
 
 def _probe_shape(model: nn.Module, input_size: Any) -> tuple[int, int, int]:
@@ -221,6 +234,21 @@ def _probe_shape(model: nn.Module, input_size: Any) -> tuple[int, int, int]:
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size):
         raise ValueError(f"input_size entries must be positive ints, got {input_size!r}")
     return size  # type: ignore[return-value]
+
+
+def _channels_hint(model: nn.Module, input_size: Any) -> str:
+    """Where the probe's channel count came from, unless the user gave it as (C, H, W)."""
+    if isinstance(input_size, Sequence) and len(input_size) == 3:
+        return ""
+    conv = _first_conv(model)
+    if conv is None:
+        return " (the probe has 3 channels: the model has no Conv2d to read them from)"
+    name = next(n for n, m in model.named_modules() if m is conv)
+    return (
+        f" (the probe's {conv.in_channels} channels are the in_channels of the first Conv2d, "
+        f"{name!r}; a model whose stem changes the channel count before it takes another: "
+        "pass input_size=(C, H, W))"
+    )
 
 
 def _reference_tensor(model: nn.Module) -> torch.Tensor | None:
@@ -270,6 +298,8 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
 
     try:
         for name, module in model.named_modules():
+            if isinstance(module, torch.jit.ScriptModule):
+                continue  # TorchScript parts take no hooks; nothing in them is a site
             pre_hook, post_hook = make_hooks(name, module)
             handles.append(module.register_forward_pre_hook(pre_hook))
             handles.append(module.register_forward_hook(post_hook))
@@ -281,7 +311,7 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
                 raise ValueError(
                     f"the dry forward pass on a probe input of shape {tuple(probe_input.shape)} "
                     f"failed ({type(error).__name__}: {error}); pass input_size= a size the "
-                    "model accepts"
+                    f"model accepts{_channels_hint(model, input_size)}"
                 ) from error
     finally:
         for handle in handles:
@@ -386,7 +416,7 @@ def _select(
                     f"preset {where!r} does not fit this model: it names modules "
                     f"{', '.join(missing)} that the model does not have (the preset is for "
                     f"torchvision {', '.join(preset.architectures)}; use where='auto' or "
-                    "module names for other models)"
+                    f"module names for other models){_wrapper_hint(model)}"
                 )
             return _by_names(model, sites, preset.sites, f"preset {where!r}"), None, where
         known = ["auto", "global", *PRESETS]
@@ -396,7 +426,7 @@ def _select(
             f"predicate (name, module) -> bool{hint}"
         )
     if callable(where):
-        chosen = [s for s in sites.values() if s.kind != "appended" and where(s.name, s.module)]
+        chosen = [s for s in sites.values() if s.kind != "appended" and _asks(where, s)]
         if not chosen:
             raise ValueError("the where= predicate selected no module that lapify can replace")
         _check_no_overlap(chosen)
@@ -407,6 +437,23 @@ def _select(
         f"where must be 'auto', 'global', a preset name, a list of module names or a predicate,"
         f" got {type(where).__name__}"
     )
+
+
+def _wrapper_hint(model: nn.Module) -> str:
+    """For a DataParallel/DistributedDataParallel model: its modules are 'module.<name>'."""
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        return (
+            f"; the model is a {type(model).__name__} wrapper, whose modules are named "
+            "'module.<name>': lapify model.module (before wrapping it) instead"
+        )
+    return ""
+
+
+def _asks(predicate: Callable[[str, nn.Module], bool], site: _Site) -> bool:
+    """The where= predicate's answer for ``site``: True or False (numpy's bools too), never
+    the truth of another value (a string "no" is truthy)."""
+    answer = predicate(site.name, site.module)
+    return check_bool(answer, f"the where= predicate's answer for {site.name!r}")
 
 
 def _has_module(model: nn.Module, name: str) -> bool:
@@ -473,6 +520,25 @@ def shared_module_message(name: str, uses: str) -> str:
         "place would keep the maps of only one of them (and is built for one channel count); "
         "give each use a module of its own (e.g. copy.deepcopy) and name those"
     )
+
+
+def check_changeable(model: nn.Module, caller: str) -> None:
+    """Refuse a model whose modules ``caller`` (lapify, blaify) cannot swap: a TorchScript
+    module, or a torch.compile wrapper (its modules are named ``_orig_mod.<name>``)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(
+            f"model is a TorchScript module ({type(model).__name__}, from torch.jit.script or "
+            f"torch.jit.trace), whose compiled code {caller} cannot change (it swaps Python "
+            f"modules): {caller} the nn.Module first, then script or trace the result"
+        )
+    dynamo = sys.modules.get("torch._dynamo.eval_frame")
+    compiled = getattr(dynamo, "OptimizedModule", None)
+    if isinstance(compiled, type) and isinstance(model, compiled):
+        raise TypeError(
+            "model is a torch.compile wrapper (OptimizedModule), whose modules are named "
+            f"'_orig_mod.<name>' (no preset or module name fits them): {caller} "
+            "model._orig_mod (the module you compiled), then call torch.compile on the result"
+        )
 
 
 def check_single_use(model: nn.Module, chosen: Sequence[_Site], probe: _Probe | None) -> None:

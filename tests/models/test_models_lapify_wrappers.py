@@ -1,0 +1,112 @@
+"""lapify on models it cannot change in place, models with TorchScript parts, odd stems, and
+where= predicates answering something else than a bool.
+
+Before: a scripted or traced model failed deep inside the dry pass (``register_forward_pre_hook
+is not supported on ScriptModules``) or said it found nothing to replace; a torch.compile
+wrapper was told that its own ResNet blocks cannot be replaced; a DataParallel model was told
+the preset does not fit without a word on ``model.module``; a model with a scripted stem failed
+its dry pass (hooks refused, then a probe of the wrong channel count); a failed dry pass did
+not say that its channel count was read from the first Conv2d.
+"""
+
+import warnings
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from torchlap import lapify
+
+
+def _resnet() -> nn.Module:
+    return torchvision.models.resnet18(num_classes=3).eval()
+
+
+@pytest.mark.parametrize("wrap", ["script", "trace"])
+def test_a_torchscript_model_is_refused_before_any_work(wrap):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if wrap == "script":
+            model = torch.jit.script(_resnet())
+        else:
+            model = torch.jit.trace(_resnet(), torch.randn(1, 3, 32, 32))
+    for where in ("auto", "resnet18", ["avgpool"]):
+        with pytest.raises(TypeError, match=r"TorchScript module .*lapify the nn.Module first"):
+            lapify(model, where, input_size=32)
+
+
+def test_a_torch_compile_wrapper_is_refused_and_named():
+    model = torch.compile(_resnet())  # compiles lazily: nothing runs here
+    with pytest.raises(TypeError, match=r"torch.compile wrapper .*lapify model._orig_mod"):
+        lapify(model, "resnet18")
+
+
+def test_a_preset_on_data_parallel_names_model_module():
+    model = nn.DataParallel(_resnet())
+    with pytest.raises(ValueError, match=r"DataParallel wrapper.*lapify model\.module"):
+        lapify(model, "resnet18")
+    names = lapify(model.module, "resnet18")[1]
+    assert names == ["layer2.0", "layer3.0", "layer4.0", "avgpool"]
+
+
+class _ScriptedStem(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.stem = torch.jit.script(nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU()))
+        self.body = nn.Sequential(nn.Conv2d(8, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.body(self.stem(x))).flatten(1))
+
+
+def test_a_model_with_a_scripted_part_gets_its_dry_pass():
+    model = _ScriptedStem().train()
+    x = torch.randn(2, 3, 32, 32)
+    before = model.eval()(x)
+    model.train()
+    names = lapify(model, "global", input_size=32)[1]
+    assert names == ["pool"]
+    assert all(m.training for m in model.modules())
+    python_modules = [m for m in model.modules() if not isinstance(m, torch.jit.ScriptModule)]
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in python_modules)
+    torch.testing.assert_close(model.eval()(x), before)
+
+
+def test_blaify_refuses_torchscript_and_compiled_models_by_name():
+    from torchlap.models.bla import blaify
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(_resnet())
+    # before: "RecursiveScriptModule has no global average pool"
+    with pytest.raises(TypeError, match=r"TorchScript module .*blaify the nn.Module first"):
+        blaify(scripted)
+    with pytest.raises(TypeError, match=r"torch.compile wrapper .*blaify model._orig_mod"):
+        blaify(torch.compile(_resnet()))
+
+
+def test_a_stem_that_changes_the_channels_is_named_when_the_probe_fails():
+    # a space-to-depth stem (as timm's TResNet): the first Conv2d takes 12 channels, the model 3
+    model = nn.Sequential(
+        nn.PixelUnshuffle(2), nn.Conv2d(12, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1)
+    ).train()
+    with pytest.raises(
+        ValueError, match=r"12 channels are the in_channels of the first Conv2d, '1'"
+    ):
+        lapify(model, "global", input_size=32)
+    assert all(m.training for m in model.modules())
+    assert lapify(model, "global", input_size=(3, 32, 32))[1] == ["2"]
+
+
+def test_a_predicate_answering_something_else_than_a_bool_is_refused():
+    # before: "no" is truthy, every site was chosen and lapify said 'layer2.0.conv1' lies
+    # inside 'layer2.0'
+    model = _resnet()
+    with pytest.raises(TypeError, match=r"predicate's answer for 'conv1' must be True or False"):
+        lapify(model, lambda name, module: "no")
+    assert not any(type(m).__name__.startswith("Lap") for m in model.modules())
