@@ -117,3 +117,26 @@ def test_torch_func_transforms_run_the_layer(kind):
     layer(x).square().sum().backward()
     for name, parameter in layer.named_parameters():
         torch.testing.assert_close(grads[name], parameter.grad)
+
+
+@pytest.mark.parametrize("eps", [1e-50, 1e-39, 2e29, 1e39])
+def test_an_eps_that_float32_cannot_hold_is_refused(eps):
+    # before: 1e-50 is 0 in float32 (windows of zero scores divided 0 by 0 on the fused path,
+    # not on the per-op path); 1e39 is inf (every weight NaN)
+    with pytest.raises(ValueError, match=r"eps must be a finite float > 0, from 1.2e-38"):
+        LocalAttentionPool2d(4, 2, eps=eps)
+    with pytest.raises(ValueError, match="eps must be"):
+        local_attention_pool2d(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2), 2, eps=eps)
+
+
+@pytest.mark.parametrize("fused", ["1", "0"])
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+@pytest.mark.parametrize("eps", [1.2e-38, 1e29])
+def test_the_extreme_accepted_eps_give_the_average_of_zero_scores(monkeypatch, kind, eps, fused):
+    monkeypatch.setenv("TORCHLAP_FUSED_LAYER", fused)
+    layer = LAYERS[kind](eps=eps)
+    with torch.no_grad():
+        layer.scorer.heads[-1].bias.fill_(-1000.0)  # every concept probability is exactly 0
+    x = torch.randn(2, 4, 7, 9)
+    average = LAYERS[kind]()  # a fresh layer computes the plain average
+    torch.testing.assert_close(layer(x), average(x))

@@ -109,9 +109,12 @@ def _adaptive_output_args(output_size: object) -> tuple[int | None, int | None]:
 
 
 def _check_eps(eps: object) -> float:
-    """``eps`` of Eq. 4 as a float: finite and > 0 (it keeps every weight positive)."""
-    accepted = "a finite float > 0 (it keeps the weights positive)"
-    return check_number(eps, "eps", minimum=0.0, strict_minimum=True, accepted=accepted)
+    """``eps`` of Eq. 4 as a float that keeps every weight positive and every sum finite."""
+    accepted = (
+        "a finite float > 0, from 1.2e-38 (float32's smallest normal number: below it eps is 0 "
+        "in the float32 kernels) to 1e29 (a window's weight sum must stay finite in float32)"
+    )
+    return check_number(eps, "eps", minimum=1.2e-38, maximum=1e29, accepted=accepted)
 
 
 def _check_call(x: object, score: object, alpha: object, eps: object, backend: object) -> None:
@@ -257,7 +260,6 @@ class _WeightedWindowSum(torch.autograd.Function):
                 ctx.library, x, weights, grad_out.contiguous(), ctx.geometry, ctx.needs_input_grad
             )
             return grad_x, grad_weights, None, None, None, None
-        # differentiable strided updates: also a double backward of the kernel's forward
         plan = _plan(x.shape[-2:], weights.shape[-2:], *ctx.geometry)
         if ctx.needs_input_grad[0]:
             grad_x = torch.zeros_like(x)
@@ -397,7 +399,7 @@ def local_attention_pool2d(
     any work): ``x`` and ``score`` floating-point tensors on one device; ``kernel_size`` and
     ``stride`` ints >= 1 or pairs of them, ``padding`` >= 0 and at most half the kernel (never a
     bool); ``alpha`` a finite float or a one-element floating-point tensor (its value is not
-    read: a tensor is not checked for NaN); ``eps`` a finite float > 0; ``ceil_mode`` True or
+    read: a tensor is not checked for NaN); ``eps`` from 1.2e-38 to 1e29; ``ceil_mode`` True or
     False. ``score`` should be >= 0, as Eq. 4 needs (not checked: that would read the map).
 
     ``backend``: ``"auto"`` (the compiled CPU kernel of :mod:`torchlap._ext` for contiguous
@@ -427,8 +429,7 @@ def _local_attention_pool2d(
     constructor and ``_check_input`` did them), with the window as checked pairs."""
     score = _plain.eq4_precision(score)
     weights, _ = window_weights(score, kernel, stride, padding, ceil_mode, alpha, eps)
-    # Eq. 1 divides by the window's weight sum: dividing the one-channel weights first is the
-    # same average and keeps a full-size division (and its backward) off the feature tensor
+    # Eq. 1's division on the one-channel weights first: the same average, off the features
     weights = (weights / weights.sum(dim=1, keepdim=True)).to(x.dtype)
     if _plain.functorch_wrapped(x, weights):  # torch.func transforms: PyTorch's own ops
         return _plain.window_sum(x, weights, kernel, stride, padding)
@@ -571,8 +572,7 @@ def _adaptive_local_attention_pool2d(
     batch = x.shape[0]
     flat_score = _plain.eq4_precision(score).reshape(batch, 1, height * width)
     if out_h == 1 and out_w == 1:
-        # the global pool: Eq. 4 over the whole map, then Eq. 1 with the weights divided by
-        # their sum first (one-channel), pooled by the compiled kernel when it applies
+        # the global pool: Eq. 4 over the whole map, Eq. 1's division on the one-channel weights
         gauss = torch.exp(-((alpha * (flat_score.amax(dim=2, keepdim=True) - flat_score)) ** 2))
         weights = gauss * flat_score + eps
         weights = (weights / weights.sum(dim=2, keepdim=True)).to(x.dtype)  # (B, 1, HW)
