@@ -110,3 +110,39 @@ def test_a_predicate_answering_something_else_than_a_bool_is_refused():
     with pytest.raises(TypeError, match=r"predicate's answer for 'conv1' must be True or False"):
         lapify(model, lambda name, module: "no")
     assert not any(type(m).__name__.startswith("Lap") for m in model.modules())
+
+
+class _StandardisedConv(nn.Conv2d):
+    """A Conv2d subclass with its own forward, as timm's StdConv2d (weight standardisation)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight - self.weight.mean(dim=(1, 2, 3), keepdim=True)
+        return self._conv_forward(
+            x, weight / (weight.std(dim=(1, 2, 3), keepdim=True) + 1e-5), None
+        )
+
+
+def _standardised_net() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, 2, 1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, 2, 1),
+        nn.ReLU(),
+        _StandardisedConv(8, 8, 3, 2, 1, bias=False),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, 2, 1),
+        nn.AdaptiveAvgPool2d(1),
+    ).eval()
+
+
+def test_a_conv2d_subclass_with_its_own_forward_is_never_made_a_plain_lap_conv(caplog):
+    # before: replaced by LapConv2d, a plain nn.Conv2d at stride 1: the weight standardisation
+    # was dropped in silence (timm's Conv2dSame lost its padding and the model failed later)
+    model = _standardised_net()
+    with pytest.raises(ValueError, match=r"cannot replace '4': _StandardisedConv is a Conv2d"):
+        lapify(model, ["4", "7"])
+    assert type(model[4]) is _StandardisedConv and type(model[7]) is nn.AdaptiveAvgPool2d
+    names = lapify(model, "auto", input_size=32)[1]
+    assert "4" not in names and type(model[4]) is _StandardisedConv
+    assert names == ["6", "7"]
+    assert "left ['4'] as they are" in caplog.text

@@ -86,6 +86,7 @@ from torchlap.models.lapify_sites import (
     _Site,
     check_changeable,
     check_single_use,
+    foreign_conv,
 )
 from torchlap.models.records import add_record_entry
 
@@ -201,6 +202,12 @@ def _build(model: nn.Module, site: _Site, channels: int, options: dict[str, Any]
         lap = make_adaptive_lap(channels, 1, options, device, dtype)
         return nn.Sequential(lap, nn.Flatten(1)) if module.flatten else lap
     if site.kind == "strided_conv":
+        reason = foreign_conv(module)
+        if reason is not None:
+            raise ValueError(
+                f"lapify cannot replace {site.name!r}: {reason}; choose other sites "
+                "(where='auto' leaves such convolutions as they are)"
+            )
         return LapConv2d.from_conv(module, options)
     if site.kind == "resnet_block":
         return LapResidualBlock(module, options, device, dtype).train(module.training)

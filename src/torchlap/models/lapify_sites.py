@@ -125,6 +125,23 @@ def _timm_fast_avg_pool() -> tuple[type, ...]:
     return (fast,) if isinstance(fast, type) else ()
 
 
+def foreign_conv(module: nn.Module) -> str | None:
+    """Why a strided ``Conv2d`` subclass cannot become a :class:`LapConv2d`, or None.
+
+    A subclass with its own ``forward`` (timm's ``StdConv2d`` standardises its weights,
+    ``Conv2dSame`` pads per input size) would lose that computation in the stride-1
+    ``nn.Conv2d`` of a ``LapConv2d``: a silently different network, or one that fails later.
+    """
+    kind = type(module)
+    if kind.forward is nn.Conv2d.forward and kind._conv_forward is nn.Conv2d._conv_forward:
+        return None
+    return (
+        f"{kind.__name__} is a Conv2d subclass with its own forward (e.g. weight "
+        "standardisation, or 'same' padding computed per input), which the stride-1 nn.Conv2d "
+        "of a LapConv2d would not compute"
+    )
+
+
 def _stride_of(module: nn.Module) -> int:
     stride = getattr(module, "stride", 1)
     if stride is None:
@@ -385,7 +402,14 @@ def _auto_steps(sites: dict[str, _Site], probe: _Probe) -> list[_Site]:
         output_stride *= max(site.stride for site, _ in members)
         if output_stride >= AUTO_MIN_OUTPUT_STRIDE:
             chosen.extend(site for site, _ in members)
-    return chosen
+    foreign = [s for s in chosen if s.kind == "strided_conv" and foreign_conv(s.module)]
+    if foreign:
+        logger.warning(
+            "lapify(where='auto'): left %s as they are: %s",
+            [s.name for s in foreign],
+            foreign_conv(foreign[0].module),
+        )
+    return [s for s in chosen if s not in foreign]
 
 
 def _select(
