@@ -146,3 +146,25 @@ def test_a_conv2d_subclass_with_its_own_forward_is_never_made_a_plain_lap_conv(c
     assert "4" not in names and type(model[4]) is _StandardisedConv
     assert names == ["6", "7"]
     assert "left ['4'] as they are" in caplog.text
+
+
+class _SamePaddedMaxPool(nn.MaxPool2d):
+    """As timm's MaxPool2dSame: pads each input to 'same' size before pooling."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = max(
+            (-(-x.shape[-1] // self.stride) - 1) * self.stride + self.kernel_size - x.shape[-1], 0
+        )
+        x = nn.functional.pad(x, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2), value=-1e9)
+        return super().forward(x)
+
+
+def test_a_pool_subclass_with_its_own_forward_is_left_alone():
+    # before: replaced by a LAP without its 'same' padding: 16 px became 7 px instead of 8
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, 1, 1), _SamePaddedMaxPool(3, 2), nn.Conv2d(8, 8, 3, 1, 1)
+    ).eval()
+    assert model(torch.randn(1, 3, 16, 16)).shape[-1] == 8
+    with pytest.raises(ValueError, match=r"'1': _SamePaddedMaxPool is a MaxPool2d subclass"):
+        lapify(model, ["1"])
+    assert type(model[1]) is _SamePaddedMaxPool

@@ -104,7 +104,8 @@ from torchlap.models.bla_pools import (
     bla_parameters,
     freeze_all_but_bla,
 )
-from torchlap.models.lapify_sites import _probe_shape, check_changeable
+from torchlap.models.lapify_refusals import check_changeable
+from torchlap.models.lapify_sites import _probe_shape
 from torchlap.models.records import add_record_entry
 
 __all__ = [

@@ -74,6 +74,7 @@ from torchlap.models.blocks import (
     make_adaptive_lap,
     make_lap,
 )
+from torchlap.models.lapify_refusals import check_changeable, foreign_forward
 from torchlap.models.lapify_sites import (
     Where,
     _discover,
@@ -84,9 +85,7 @@ from torchlap.models.lapify_sites import (
     _run_probe,
     _select,
     _Site,
-    check_changeable,
     check_single_use,
-    foreign_conv,
 )
 from torchlap.models.records import add_record_entry
 
@@ -176,6 +175,12 @@ def _build(model: nn.Module, site: _Site, channels: int, options: dict[str, Any]
     """The fresh replacement module of ``site`` (the model is not touched)."""
     device, dtype = _placement(model, site)
     module = site.module
+    reason = None if site.is_block or site.kind == "appended" else foreign_forward(module)
+    if reason is not None:
+        raise ValueError(
+            f"lapify cannot replace {site.name!r}: {reason}; choose other sites "
+            "(where='auto' leaves such modules as they are)"
+        )
     if site.kind in ("pool", "adaptive") and getattr(module, "return_indices", False):
         raise ValueError(
             f"{site.name}: a max pool returning indices ({module}) cannot be replaced: LAP "
@@ -202,12 +207,6 @@ def _build(model: nn.Module, site: _Site, channels: int, options: dict[str, Any]
         lap = make_adaptive_lap(channels, 1, options, device, dtype)
         return nn.Sequential(lap, nn.Flatten(1)) if module.flatten else lap
     if site.kind == "strided_conv":
-        reason = foreign_conv(module)
-        if reason is not None:
-            raise ValueError(
-                f"lapify cannot replace {site.name!r}: {reason}; choose other sites "
-                "(where='auto' leaves such convolutions as they are)"
-            )
         return LapConv2d.from_conv(module, options)
     if site.kind == "resnet_block":
         return LapResidualBlock(module, options, device, dtype).train(module.training)

@@ -24,6 +24,7 @@ from torchlap._checks import check_bool
 from torchlap.layers import LapBase
 from torchlap.layers._state import kept_last_maps
 from torchlap.models.blocks import LapConv2d, LapInceptionReduction, LapResidualBlock
+from torchlap.models.lapify_refusals import foreign_forward
 from torchlap.models.presets import PRESETS
 
 logger = logging.getLogger("torchlap.models.lapify")
@@ -123,23 +124,6 @@ def _timm_fast_avg_pool() -> tuple[type, ...]:
     module = sys.modules.get("timm.layers.adaptive_avgmax_pool")
     fast = getattr(module, "FastAdaptiveAvgPool", None)
     return (fast,) if isinstance(fast, type) else ()
-
-
-def foreign_conv(module: nn.Module) -> str | None:
-    """Why a strided ``Conv2d`` subclass cannot become a :class:`LapConv2d`, or None.
-
-    A subclass with its own ``forward`` (timm's ``StdConv2d`` standardises its weights,
-    ``Conv2dSame`` pads per input size) would lose that computation in the stride-1
-    ``nn.Conv2d`` of a ``LapConv2d``: a silently different network, or one that fails later.
-    """
-    kind = type(module)
-    if kind.forward is nn.Conv2d.forward and kind._conv_forward is nn.Conv2d._conv_forward:
-        return None
-    return (
-        f"{kind.__name__} is a Conv2d subclass with its own forward (e.g. weight "
-        "standardisation, or 'same' padding computed per input), which the stride-1 nn.Conv2d "
-        "of a LapConv2d would not compute"
-    )
 
 
 def _stride_of(module: nn.Module) -> int:
@@ -348,7 +332,7 @@ def _find_global(sites: dict[str, _Site], probe: _Probe) -> _Site | None:
     found = None
     for position, call in enumerate(probe.calls):
         site = by_module.get(id(call.module))
-        if site is None or call.out_shape is None:
+        if site is None or call.out_shape is None or foreign_forward(site.module):
             continue
         out_area = 1
         if len(call.out_shape) == 4:
@@ -402,12 +386,12 @@ def _auto_steps(sites: dict[str, _Site], probe: _Probe) -> list[_Site]:
         output_stride *= max(site.stride for site, _ in members)
         if output_stride >= AUTO_MIN_OUTPUT_STRIDE:
             chosen.extend(site for site, _ in members)
-    foreign = [s for s in chosen if s.kind == "strided_conv" and foreign_conv(s.module)]
+    foreign = [s for s in chosen if not s.is_block and foreign_forward(s.module)]
     if foreign:
         logger.warning(
             "lapify(where='auto'): left %s as they are: %s",
             [s.name for s in foreign],
-            foreign_conv(foreign[0].module),
+            foreign_forward(foreign[0].module),
         )
     return [s for s in chosen if s not in foreign]
 
@@ -544,25 +528,6 @@ def shared_module_message(name: str, uses: str) -> str:
         "place would keep the maps of only one of them (and is built for one channel count); "
         "give each use a module of its own (e.g. copy.deepcopy) and name those"
     )
-
-
-def check_changeable(model: nn.Module, caller: str) -> None:
-    """Refuse a model whose modules ``caller`` (lapify, blaify) cannot swap: a TorchScript
-    module, or a torch.compile wrapper (its modules are named ``_orig_mod.<name>``)."""
-    if isinstance(model, torch.jit.ScriptModule):
-        raise TypeError(
-            f"model is a TorchScript module ({type(model).__name__}, from torch.jit.script or "
-            f"torch.jit.trace), whose compiled code {caller} cannot change (it swaps Python "
-            f"modules): {caller} the nn.Module first, then script or trace the result"
-        )
-    dynamo = sys.modules.get("torch._dynamo.eval_frame")
-    compiled = getattr(dynamo, "OptimizedModule", None)
-    if isinstance(compiled, type) and isinstance(model, compiled):
-        raise TypeError(
-            "model is a torch.compile wrapper (OptimizedModule), whose modules are named "
-            f"'_orig_mod.<name>' (no preset or module name fits them): {caller} "
-            "model._orig_mod (the module you compiled), then call torch.compile on the result"
-        )
 
 
 def check_single_use(model: nn.Module, chosen: Sequence[_Site], probe: _Probe | None) -> None:
