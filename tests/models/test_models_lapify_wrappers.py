@@ -168,3 +168,33 @@ def test_a_pool_subclass_with_its_own_forward_is_left_alone():
     with pytest.raises(ValueError, match=r"'1': _SamePaddedMaxPool is a MaxPool2d subclass"):
         lapify(model, ["1"])
     assert type(model[1]) is _SamePaddedMaxPool
+
+
+def _strided_net() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, 1, 1), nn.Conv2d(8, 8, 3, 2, 1), nn.AdaptiveAvgPool2d(1)
+    )
+
+
+@pytest.mark.parametrize(
+    ("setup", "match"),
+    [
+        (
+            lambda m: nn.utils.parametrizations.spectral_norm(m[1]),
+            r"'1': ParametrizedConv2d carries parametrizations of \['weight'\]",
+        ),
+        (lambda m: nn.utils.weight_norm(m[1]), r"'1': Conv2d carries forward pre hooks"),
+        (lambda m: m[2].register_forward_hook(lambda *args: None), r"'2': .* forward hooks"),
+    ],
+)
+def test_a_module_with_parametrizations_or_hooks_is_not_replaced_in_silence(setup, match):
+    # before: spectral norm and weight norm (weight_g, weight_v) were dropped, the weight frozen
+    # at its current value; a user's hook on the pool never ran again
+    model = _strided_net()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # weight_norm's deprecation
+        setup(model)
+    kinds = [type(m) for m in model]
+    with pytest.raises(ValueError, match=match):
+        lapify(model, ["1", "2"])
+    assert [type(m) for m in model] == kinds

@@ -74,7 +74,7 @@ from torchlap.models.blocks import (
     make_adaptive_lap,
     make_lap,
 )
-from torchlap.models.lapify_refusals import check_changeable, foreign_forward
+from torchlap.models.lapify_refusals import check_changeable, foreign_forward, lost_on_swap
 from torchlap.models.lapify_sites import (
     Where,
     _discover,
@@ -175,10 +175,13 @@ def _build(model: nn.Module, site: _Site, channels: int, options: dict[str, Any]
     """The fresh replacement module of ``site`` (the model is not touched)."""
     device, dtype = _placement(model, site)
     module = site.module
-    reason = None if site.is_block or site.kind == "appended" else foreign_forward(module)
-    if reason is not None:
+    lost = None if site.kind == "appended" else lost_on_swap(module)
+    if lost is not None:
+        raise ValueError(f"lapify cannot replace {site.name!r}: {lost}")
+    foreign = None if site.is_block or site.kind == "appended" else foreign_forward(module)
+    if foreign is not None:
         raise ValueError(
-            f"lapify cannot replace {site.name!r}: {reason}; choose other sites "
+            f"lapify cannot replace {site.name!r}: {foreign}; choose other sites "
             "(where='auto' leaves such modules as they are)"
         )
     if site.kind in ("pool", "adaptive") and getattr(module, "return_indices", False):

@@ -2,7 +2,8 @@
 
 :func:`check_changeable` refuses whole models whose modules cannot be swapped (TorchScript,
 torch.compile wrappers); :func:`foreign_forward` says why a subclass of a module lapify
-replaces (a ``Conv2d``, a pool) would be changed in silence by the LAP put in its place.
+replaces (a ``Conv2d``, a pool) would be changed in silence by the LAP put in its place;
+:func:`lost_on_swap` what a replaced module carries that its replacement would not.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import sys
 
 from torch import jit, nn
+from torch.nn.utils import parametrize
 
-__all__ = ["check_changeable", "foreign_forward"]
+__all__ = ["check_changeable", "foreign_forward", "lost_on_swap"]
 
 
 def check_changeable(model: nn.Module, caller: str) -> None:
@@ -61,4 +63,27 @@ def foreign_forward(module: nn.Module) -> str | None:
         f"{kind.__name__} is a {base.__name__} subclass with its own forward (e.g. weight "
         "standardisation, or 'same' padding computed per input), which the LAP put in its "
         "place would not compute"
+    )
+
+
+_HOOKS = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks")
+
+
+def lost_on_swap(module: nn.Module) -> str | None:
+    """What replacing ``module`` would drop in silence, or None: its parametrizations
+    (``torch.nn.utils.parametrize``, e.g. ``spectral_norm``) or its hooks (a user's feature
+    hook, the old ``torch.nn.utils.weight_norm``, whose ``weight_g``/``weight_v`` would go)."""
+    lost = []
+    if parametrize.is_parametrized(module):
+        names = sorted(module.parametrizations.keys())  # type: ignore[union-attr]
+        lost.append(f"parametrizations of {names} (torch.nn.utils.parametrize)")
+    hooks = [name.strip("_").replace("_", " ") for name in _HOOKS if getattr(module, name, None)]
+    if hooks:
+        lost.append(", ".join(hooks))
+    if not lost:
+        return None
+    return (
+        f"{type(module).__name__} carries {' and '.join(lost)}, which the module put in its "
+        "place would not have (torch.nn.utils.weight_norm works by a forward pre hook): "
+        "remove them first, and put them on the new module after lapify if needed"
     )
