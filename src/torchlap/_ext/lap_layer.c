@@ -860,8 +860,9 @@ static void FN(score_pixels)(const T *xb, const FN(weights) *wg, const T *b1, co
 
 /* Eq. 4 and the normalisation of Eq. 1 for every window of one sample */
 static void FN(window_weights)(const T *sc, T *wn, const lap_geometry *g, T alpha, T eps) {
+    /* exp(-(alpha d)^2), never exp(-alpha^2 d^2): alpha^2 overflows float for |alpha| > 1.8e19,
+     * and inf * 0 at the window's maximum (d = 0) made the weight NaN */
     const int64_t O = g->Ho * g->Wo;
-    const T a2 = alpha * alpha;
     for (int64_t i = 0; i < g->Ho; ++i)
         for (int64_t j = 0; j < g->Wo; ++j) {
             const int64_t o = i * g->Wo + j;
@@ -882,8 +883,8 @@ static void FN(window_weights)(const T *sc, T *wn, const lap_geometry *g, T alph
                         wn[k * O + o] = 0;
                         continue;
                     }
-                    const T v = sc[r * g->W + col], d = m - v;
-                    const T w = EXP(-a2 * (d * d)) * v + eps;
+                    const T v = sc[r * g->W + col], ad = alpha * (m - v);
+                    const T w = EXP(-(ad * ad)) * v + eps;
                     wn[k * O + o] = w;
                     total += w;
                 }
@@ -896,7 +897,6 @@ static void FN(window_weights)(const T *sc, T *wn, const lap_geometry *g, T alph
 static double FN(window_weights_backward)(const T *sc, const T *wn, const T *gwn, T *gs,
                                           const lap_geometry *g, T alpha, T eps) {
     const int64_t O = g->Ho * g->Wo;
-    const T a2 = alpha * alpha;
     double galpha = 0;
     for (int64_t i = 0; i < g->Ho; ++i)
         for (int64_t j = 0; j < g->Wo; ++j) {
@@ -925,8 +925,8 @@ static double FN(window_weights_backward)(const T *sc, const T *wn, const T *gwn
                 for (int64_t q = 0; q < g->kw; ++q) {
                     const int64_t col = j * g->sw - g->pw + q;
                     if (col < 0 || col >= g->W) continue;
-                    const T v = sc[r * g->W + col], d = m - v;
-                    total += EXP(-a2 * (d * d)) * v + eps;
+                    const T v = sc[r * g->W + col], ad = alpha * (m - v);
+                    total += EXP(-(ad * ad)) * v + eps;
                 }
             }
             for (int64_t a = 0; a < g->kh; ++a) {
@@ -935,12 +935,14 @@ static double FN(window_weights_backward)(const T *sc, const T *wn, const T *gwn
                 for (int64_t q = 0; q < g->kw; ++q) {
                     const int64_t col = j * g->sw - g->pw + q, k = a * g->kw + q;
                     if (col < 0 || col >= g->W) continue;
-                    const T v = sc[r * g->W + col], d = m - v;
-                    const T gauss = EXP(-a2 * (d * d));
+                    const T v = sc[r * g->W + col], d = m - v, ad = alpha * d;
+                    const T gauss = EXP(-(ad * ad));
                     const T gw = (gwn[k * O + o] - dot) / total;
-                    gs[r * g->W + col] += gw * (gauss + 2 * a2 * v * gauss * d);
-                    gm -= gw * 2 * a2 * v * gauss * d;
-                    galpha -= (double)(gw * 2 * alpha * d * d * v * gauss);
+                    /* 2 alpha^2 d gauss; 0 where gauss vanished (not inf * 0 for a huge alpha d) */
+                    const T slope = gauss > 0 ? 2 * alpha * ad * gauss : 0;
+                    gs[r * g->W + col] += gw * (gauss + slope * v);
+                    gm -= gw * slope * v;
+                    if (gauss > 0) galpha -= (double)(gw * 2 * ad * d * v * gauss);
                 }
             }
             if (gm != 0) {

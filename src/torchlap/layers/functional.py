@@ -32,6 +32,7 @@ from torch import Tensor
 
 from torchlap._checks import check_bool, check_number, is_int
 from torchlap._ext import LapGeometry, check_status, lap_kernels
+from torchlap.layers import _plain
 
 __all__ = [
     "adaptive_bounds",
@@ -108,9 +109,12 @@ def _adaptive_output_args(output_size: object) -> tuple[int | None, int | None]:
 
 
 def _check_eps(eps: object) -> float:
-    """``eps`` of Eq. 4 as a float: finite and > 0 (it keeps every weight positive)."""
-    accepted = "a finite float > 0 (it keeps the weights positive)"
-    return check_number(eps, "eps", minimum=0.0, strict_minimum=True, accepted=accepted)
+    """``eps`` of Eq. 4 as a float that keeps every weight positive and every sum finite."""
+    accepted = (
+        "a finite float > 0, from 1.2e-38 (float32's smallest normal number: below it eps is 0 "
+        "in the float32 kernels) to 1e29 (a window's weight sum must stay finite in float32)"
+    )
+    return check_number(eps, "eps", minimum=1.2e-38, maximum=1e29, accepted=accepted)
 
 
 def _check_call(x: object, score: object, alpha: object, eps: object, backend: object) -> None:
@@ -168,7 +172,7 @@ def lap_normalize(scores: Tensor, valid: Tensor, alpha: Tensor | float, eps: flo
     """
     masked = scores.masked_fill(~valid, float("-inf"))
     window_max = masked.amax(dim=1, keepdim=True)
-    gauss = torch.exp(-(alpha**2) * (window_max - scores) ** 2)
+    gauss = torch.exp(-((alpha * (window_max - scores)) ** 2))  # no alpha**2: it overflows
     weights = gauss * scores + eps
     return weights.masked_fill(~valid, 0.0)
 
@@ -198,7 +202,7 @@ def window_weights(
     if not any(pads):
         # every window lies inside the map: Eq. 4 without the padding mask (fewer small ops)
         scores = F.unfold(score, **unfold)[:, :, : out_h * out_w]
-        gauss = torch.exp(-(alpha**2) * (scores.amax(dim=1, keepdim=True) - scores) ** 2)
+        gauss = torch.exp(-((alpha * (scores.amax(dim=1, keepdim=True) - scores)) ** 2))
         weights = gauss * scores + eps
         return weights.reshape(score.shape[0], kh * kw, out_h, out_w), (out_h, out_w)
     padded = F.pad(score, pads)
@@ -245,27 +249,27 @@ class _WeightedWindowSum(torch.autograd.Function):
         plan = _plan(x.shape[-2:], (out_h, out_w), kernel_size, stride, padding)
         for k, rows, cols, orow, ocol in plan:
             out[:, :, orow, ocol].addcmul_(x[:, :, rows, cols], weights[:, k : k + 1, orow, ocol])
-        ctx.plan = plan
         return out
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         x, weights = ctx.saved_tensors
         grad_x = grad_weights = None
-        if ctx.library is not None:
+        if ctx.library is not None and not torch.is_grad_enabled():
             grad_x, grad_weights = _kernel_backward(
                 ctx.library, x, weights, grad_out.contiguous(), ctx.geometry, ctx.needs_input_grad
             )
             return grad_x, grad_weights, None, None, None, None
+        plan = _plan(x.shape[-2:], weights.shape[-2:], *ctx.geometry)
         if ctx.needs_input_grad[0]:
             grad_x = torch.zeros_like(x)
-            for k, rows, cols, orow, ocol in ctx.plan:
+            for k, rows, cols, orow, ocol in plan:
                 grad_x[:, :, rows, cols].addcmul_(
                     grad_out[:, :, orow, ocol], weights[:, k : k + 1, orow, ocol]
                 )
         if ctx.needs_input_grad[1]:
             grad_weights = torch.zeros_like(weights)
-            for k, rows, cols, orow, ocol in ctx.plan:
+            for k, rows, cols, orow, ocol in plan:
                 grad_weights[:, k, orow, ocol] = (
                     grad_out[:, :, orow, ocol] * x[:, :, rows, cols]
                 ).sum(1)
@@ -395,7 +399,7 @@ def local_attention_pool2d(
     any work): ``x`` and ``score`` floating-point tensors on one device; ``kernel_size`` and
     ``stride`` ints >= 1 or pairs of them, ``padding`` >= 0 and at most half the kernel (never a
     bool); ``alpha`` a finite float or a one-element floating-point tensor (its value is not
-    read: a tensor is not checked for NaN); ``eps`` a finite float > 0; ``ceil_mode`` True or
+    read: a tensor is not checked for NaN); ``eps`` from 1.2e-38 to 1e29; ``ceil_mode`` True or
     False. ``score`` should be >= 0, as Eq. 4 needs (not checked: that would read the map).
 
     ``backend``: ``"auto"`` (the compiled CPU kernel of :mod:`torchlap._ext` for contiguous
@@ -423,10 +427,12 @@ def _local_attention_pool2d(
 ) -> Tensor:
     """:func:`local_attention_pool2d` without its argument checks: the LAP module's path (its
     constructor and ``_check_input`` did them), with the window as checked pairs."""
+    score = _plain.eq4_precision(score)
     weights, _ = window_weights(score, kernel, stride, padding, ceil_mode, alpha, eps)
-    # Eq. 1 divides by the window's weight sum: dividing the one-channel weights first is the
-    # same average and keeps a full-size division (and its backward) off the feature tensor
+    # Eq. 1's division on the one-channel weights first: the same average, off the features
     weights = (weights / weights.sum(dim=1, keepdim=True)).to(x.dtype)
+    if _plain.functorch_wrapped(x, weights):  # torch.func transforms: PyTorch's own ops
+        return _plain.window_sum(x, weights, kernel, stride, padding)
     return _WeightedWindowSum.apply(x, weights, kernel, stride, padding, backend)
 
 
@@ -451,9 +457,11 @@ class _WindowMatrixSum(torch.autograd.Function):
         x, weights = ctx.saved_tensors
         batch, channels, height, width = x.shape
         grad_x = grad_weights = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.empty_like(x, memory_format=torch.contiguous_format)
-            torch.bmm(grad_out, weights, out=grad_x.view(batch, channels, height * width))
+        if ctx.needs_input_grad[0]:  # out= is not differentiable: none in a double backward
+            out = (
+                None if torch.is_grad_enabled() else x.new_empty((batch, channels, height * width))
+            )
+            grad_x = torch.bmm(grad_out, weights, out=out).view(x.shape)
         if ctx.needs_input_grad[1]:
             flat = x.reshape(batch, channels, height * width)
             grad_weights = torch.bmm(grad_out.transpose(1, 2), flat)
@@ -479,6 +487,8 @@ class _GlobalWeightedSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         x, weights = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a double backward: differentiable operations
+            return (*_plain.global_sum_backward(x, weights, grad_out, ctx.needs_input_grad), None)
         batch, channels = x.shape[:2]
         pixels = weights.shape[1]
         grad_out = grad_out.contiguous()
@@ -560,15 +570,16 @@ def _adaptive_local_attention_pool2d(
     out_h = height if output[0] is None else output[0]
     out_w = width if output[1] is None else output[1]
     batch = x.shape[0]
-    flat_score = score.reshape(batch, 1, height * width)
+    flat_score = _plain.eq4_precision(score).reshape(batch, 1, height * width)
     if out_h == 1 and out_w == 1:
-        # the global pool: Eq. 4 over the whole map, then Eq. 1 with the weights divided by
-        # their sum first (one-channel), pooled by the compiled kernel when it applies
-        gauss = torch.exp(-(alpha**2) * (flat_score.amax(dim=2, keepdim=True) - flat_score) ** 2)
+        # the global pool: Eq. 4 over the whole map, Eq. 1's division on the one-channel weights
+        gauss = torch.exp(-((alpha * (flat_score.amax(dim=2, keepdim=True) - flat_score)) ** 2))
         weights = gauss * flat_score + eps
         weights = (weights / weights.sum(dim=2, keepdim=True)).to(x.dtype)  # (B, 1, HW)
         library = _kernel_library(x, weights, (1, 1), backend)
-        if library is not None:
+        if _plain.functorch_wrapped(x, weights):  # torch.func transforms: PyTorch's own ops
+            pooled = _plain.matrix_sum(x, weights)
+        elif library is not None:
             pooled = _GlobalWeightedSum.apply(x, weights.reshape(batch, height * width), library)
         else:
             pooled = _WindowMatrixSum.apply(x, weights)
@@ -584,5 +595,6 @@ def _adaptive_local_attention_pool2d(
         ).transpose(1, 2)
     # here the output (B, C, P) is small, so Eq. 1's division goes there (measured faster)
     weights = weights.to(x.dtype)
-    pooled = _WindowMatrixSum.apply(x, weights) / weights.sum(dim=2).unsqueeze(1)
+    summed = _plain.matrix_sum if _plain.functorch_wrapped(x, weights) else _WindowMatrixSum.apply
+    pooled = summed(x, weights) / weights.sum(dim=2).unsqueeze(1)
     return pooled.reshape(batch, x.shape[1], out_h, out_w)

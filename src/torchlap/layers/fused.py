@@ -97,8 +97,9 @@ class _FusedLapLayer(torch.autograd.Function):
     def backward(ctx, grad_pooled, grad_concepts, grad_score):  # type: ignore[override]
         if torch.is_grad_enabled():
             raise RuntimeError(
-                "the fused CPU LAP layer has no double backward (create_graph=True); run with "
-                "TORCHLAP_NO_EXT=1 to use the PyTorch path, which has one"
+                "the fused CPU LAP layer has no double backward (create_graph=True); set "
+                "TORCHLAP_FUSED_LAYER=0 (read at every call) or start with TORCHLAP_NO_EXT=1 to "
+                "use the per-op path, which has one"
             )
         x, w1, w2, hid, concepts, score, weights, agg = ctx.saved_tensors
         (geometry, spec), library, alpha, eps = ctx.layer

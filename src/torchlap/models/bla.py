@@ -104,6 +104,7 @@ from torchlap.models.bla_pools import (
     bla_parameters,
     freeze_all_but_bla,
 )
+from torchlap.models.lapify_refusals import check_changeable
 from torchlap.models.lapify_sites import _probe_shape
 from torchlap.models.records import add_record_entry
 
@@ -406,7 +407,9 @@ def _check_gamma_factor(variant: object, gamma: object, gamma_factor: object) ->
 
 
 def _check_model(model: nn.Module, input_size: Any) -> None:
-    """A valid ``input_size`` for the probe, and no BLA/L2X-F module in ``model`` yet."""
+    """A model blaify can change, a valid ``input_size`` for the probe, and no BLA/L2X-F
+    module in ``model`` yet."""
+    check_changeable(model, "blaify")
     if input_size is not None:
         _probe_size(model, input_size)
     existing = bla_modules(model)

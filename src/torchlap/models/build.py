@@ -22,6 +22,7 @@ from torch import nn
 
 from torchlap._checks import check_positive_int
 from torchlap.layers import LapBase
+from torchlap.models.lapify import _options as lap_options
 from torchlap.models.lapify import lapify
 from torchlap.models.presets import PRESETS
 from torchlap.models.published import (
@@ -231,6 +232,25 @@ def _base_model(
     return model
 
 
+def _check_lap_args(
+    lap: object, n_concepts: int, hidden_channels: int, aggregation: Any, alpha: float, eps: float
+) -> None:
+    """``lap`` and the LAP options of :func:`build_model`, checked before any weights are
+    downloaded or read (they were checked by lapify, after the download)."""
+    if lap is not None and not isinstance(lap, (str, Sequence)):
+        raise TypeError(f"lap must be a str, a list of module names or None, got {lap!r}")
+    if isinstance(lap, str) and lap not in ("auto", "global", "none", *PRESETS):
+        raise ValueError(
+            f"unknown lap={lap!r}: expected 'auto', 'global', 'none', None, a list of module "
+            f"names or a preset {sorted(PRESETS)}"
+        )
+    if lap is None or lap == "none":
+        return
+    if not isinstance(lap, str) and not all(isinstance(name, str) for name in lap):
+        raise TypeError(f"lap must be a str, a list of module names or None, got {list(lap)!r}")
+    lap_options(n_concepts, hidden_channels, aggregation, alpha, eps)
+
+
 def build_model(
     arch: str,
     num_classes: int,
@@ -270,13 +290,7 @@ def build_model(
         json.dumps(arch_kwargs)
     except TypeError as error:
         raise TypeError(f"arch_kwargs must be JSON-serialisable: {error}") from None
-    if lap is not None and not isinstance(lap, (str, Sequence)):
-        raise TypeError(f"lap must be a str, a list of module names or None, got {lap!r}")
-    if isinstance(lap, str) and lap not in ("auto", "global", "none", *PRESETS):
-        raise ValueError(
-            f"unknown lap={lap!r}: expected 'auto', 'global', 'none', None, a list of module "
-            f"names or a preset {sorted(PRESETS)}"
-        )
+    _check_lap_args(lap, n_concepts, hidden_channels, aggregation, alpha, eps)
     weights, path = None, None
     if pretrained is not None:
         if not isinstance(pretrained, (str, os.PathLike)):

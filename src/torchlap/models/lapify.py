@@ -74,6 +74,7 @@ from torchlap.models.blocks import (
     make_adaptive_lap,
     make_lap,
 )
+from torchlap.models.lapify_refusals import check_changeable, foreign_forward, lost_on_swap
 from torchlap.models.lapify_sites import (
     Where,
     _discover,
@@ -174,6 +175,15 @@ def _build(model: nn.Module, site: _Site, channels: int, options: dict[str, Any]
     """The fresh replacement module of ``site`` (the model is not touched)."""
     device, dtype = _placement(model, site)
     module = site.module
+    lost = None if site.kind == "appended" else lost_on_swap(module)
+    if lost is not None:
+        raise ValueError(f"lapify cannot replace {site.name!r}: {lost}")
+    foreign = None if site.is_block or site.kind == "appended" else foreign_forward(module)
+    if foreign is not None:
+        raise ValueError(
+            f"lapify cannot replace {site.name!r}: {foreign}; choose other sites "
+            "(where='auto' leaves such modules as they are)"
+        )
     if site.kind in ("pool", "adaptive") and getattr(module, "return_indices", False):
         raise ValueError(
             f"{site.name}: a max pool returning indices ({module}) cannot be replaced: LAP "
@@ -270,6 +280,7 @@ def lapify(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_changeable(model, "lapify")
     if not isinstance(inplace, bool):
         raise TypeError(f"inplace must be a bool, got {inplace!r}")
     options = _options(n_concepts, hidden_channels, aggregation, alpha, eps)

@@ -20,9 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchlap._checks import check_bool
 from torchlap.layers import LapBase
 from torchlap.layers._state import kept_last_maps
 from torchlap.models.blocks import LapConv2d, LapInceptionReduction, LapResidualBlock
+from torchlap.models.lapify_refusals import foreign_forward
 from torchlap.models.presets import PRESETS
 
 logger = logging.getLogger("torchlap.models.lapify")
@@ -201,8 +203,20 @@ def _nested_in(name: str, others: Sequence[str]) -> str | None:
 # ----------------------------------------------------------------------------- the dry forward
 
 
-def _first_conv(model: nn.Module) -> nn.Conv2d | None:
-    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+def _first_conv(model: nn.Module) -> nn.Module | None:
+    """The first 2-D convolution, also inside a TorchScript part (a scripted ``Conv2d``)."""
+    return next(
+        (
+            m
+            for m in model.modules()
+            if isinstance(m, nn.Conv2d)
+            or (
+                isinstance(m, torch.jit.ScriptModule)
+                and getattr(m, "original_name", "") == "Conv2d"
+            )
+        ),
+        None,
+    )
 
 
 def _probe_shape(model: nn.Module, input_size: Any) -> tuple[int, int, int]:
@@ -221,6 +235,21 @@ def _probe_shape(model: nn.Module, input_size: Any) -> tuple[int, int, int]:
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size):
         raise ValueError(f"input_size entries must be positive ints, got {input_size!r}")
     return size  # type: ignore[return-value]
+
+
+def _channels_hint(model: nn.Module, input_size: Any) -> str:
+    """Where the probe's channel count came from, unless the user gave it as (C, H, W)."""
+    if isinstance(input_size, Sequence) and len(input_size) == 3:
+        return ""
+    conv = _first_conv(model)
+    if conv is None:
+        return " (the probe has 3 channels: the model has no Conv2d to read them from)"
+    name = next(n for n, m in model.named_modules() if m is conv)
+    return (
+        f" (the probe's {conv.in_channels} channels are the in_channels of the first Conv2d, "
+        f"{name!r}; a model whose stem changes the channel count before it takes another: "
+        "pass input_size=(C, H, W))"
+    )
 
 
 def _reference_tensor(model: nn.Module) -> torch.Tensor | None:
@@ -270,6 +299,8 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
 
     try:
         for name, module in model.named_modules():
+            if isinstance(module, torch.jit.ScriptModule):
+                continue  # TorchScript parts take no hooks; nothing in them is a site
             pre_hook, post_hook = make_hooks(name, module)
             handles.append(module.register_forward_pre_hook(pre_hook))
             handles.append(module.register_forward_hook(post_hook))
@@ -281,7 +312,7 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
                 raise ValueError(
                     f"the dry forward pass on a probe input of shape {tuple(probe_input.shape)} "
                     f"failed ({type(error).__name__}: {error}); pass input_size= a size the "
-                    "model accepts"
+                    f"model accepts{_channels_hint(model, input_size)}"
                 ) from error
     finally:
         for handle in handles:
@@ -301,7 +332,7 @@ def _find_global(sites: dict[str, _Site], probe: _Probe) -> _Site | None:
     found = None
     for position, call in enumerate(probe.calls):
         site = by_module.get(id(call.module))
-        if site is None or call.out_shape is None:
+        if site is None or call.out_shape is None or foreign_forward(site.module):
             continue
         out_area = 1
         if len(call.out_shape) == 4:
@@ -355,7 +386,14 @@ def _auto_steps(sites: dict[str, _Site], probe: _Probe) -> list[_Site]:
         output_stride *= max(site.stride for site, _ in members)
         if output_stride >= AUTO_MIN_OUTPUT_STRIDE:
             chosen.extend(site for site, _ in members)
-    return chosen
+    foreign = [s for s in chosen if not s.is_block and foreign_forward(s.module)]
+    if foreign:
+        logger.warning(
+            "lapify(where='auto'): left %s as they are: %s",
+            [s.name for s in foreign],
+            foreign_forward(foreign[0].module),
+        )
+    return [s for s in chosen if s not in foreign]
 
 
 def _select(
@@ -386,7 +424,7 @@ def _select(
                     f"preset {where!r} does not fit this model: it names modules "
                     f"{', '.join(missing)} that the model does not have (the preset is for "
                     f"torchvision {', '.join(preset.architectures)}; use where='auto' or "
-                    "module names for other models)"
+                    f"module names for other models){_wrapper_hint(model)}"
                 )
             return _by_names(model, sites, preset.sites, f"preset {where!r}"), None, where
         known = ["auto", "global", *PRESETS]
@@ -396,7 +434,7 @@ def _select(
             f"predicate (name, module) -> bool{hint}"
         )
     if callable(where):
-        chosen = [s for s in sites.values() if s.kind != "appended" and where(s.name, s.module)]
+        chosen = [s for s in sites.values() if s.kind != "appended" and _asks(where, s)]
         if not chosen:
             raise ValueError("the where= predicate selected no module that lapify can replace")
         _check_no_overlap(chosen)
@@ -407,6 +445,23 @@ def _select(
         f"where must be 'auto', 'global', a preset name, a list of module names or a predicate,"
         f" got {type(where).__name__}"
     )
+
+
+def _wrapper_hint(model: nn.Module) -> str:
+    """For a DataParallel/DistributedDataParallel model: its modules are 'module.<name>'."""
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        return (
+            f"; the model is a {type(model).__name__} wrapper, whose modules are named "
+            "'module.<name>': lapify model.module (before wrapping it) instead"
+        )
+    return ""
+
+
+def _asks(predicate: Callable[[str, nn.Module], bool], site: _Site) -> bool:
+    """The where= predicate's answer for ``site``: True or False (numpy's bools too), never
+    the truth of another value (a string "no" is truthy)."""
+    answer = predicate(site.name, site.module)
+    return check_bool(answer, f"the where= predicate's answer for {site.name!r}")
 
 
 def _has_module(model: nn.Module, name: str) -> bool:
