@@ -190,16 +190,7 @@ def _check_outputs(out: Path, images: list[ImageInput]) -> list[Path]:
         raise ValueError(f"--out {out} exists and is not a folder; pass a folder path")
     targets = [out / f"{image.name}{suffix}" for image in images for suffix in (".png", ".npz")]
     inputs = {image.path.resolve() for image in images}
-    manifest = out / MANIFEST
-    owned: set[str] = set()
-    if manifest.is_file():
-        try:
-            owned = set(json.loads(manifest.read_text()).get("files", []))
-        except (ValueError, AttributeError):
-            raise ValueError(
-                f"{manifest} is damaged; delete it (torchlap then treats the folder's files as "
-                "not its own) or choose another --out"
-            ) from None
+    owned = _read_manifest(out)
     for target in targets:
         relative = target.relative_to(out).as_posix()
         if target.resolve() in inputs:
@@ -219,12 +210,35 @@ def _claim_outputs(out: Path, targets: list[Path]) -> None:
     """Record the outputs in ``out``'s manifest before any is written (one write), so that a
     rerun after a kill knows them as its own; a rerun replaces a claimed file only if it
     carries torchlap's mark (:func:`_written_by_torchlap`)."""
-    manifest = out / MANIFEST
-    owned: set[str] = set()
-    if manifest.is_file():
-        owned = set(json.loads(manifest.read_text()).get("files", []))
+    owned = _read_manifest(out)
     claimed = sorted(owned | {t.relative_to(out).as_posix() for t in targets})
-    atomic_write_json(manifest, {"format": "torchlap-explain", "files": claimed})
+    atomic_write_json(out / MANIFEST, {"format": "torchlap-explain", "files": claimed})
+
+
+def _read_manifest(out: Path) -> set[str]:
+    """The output files (relative to ``out``) that ``out``'s manifest claims; empty without a
+    manifest. A manifest that is not a file, not JSON or not ``{"files": [text, ...]}`` is
+    refused (ValueError saying how to go on), never half-read."""
+    manifest = out / MANIFEST
+    if not manifest.exists() and not manifest.is_symlink():
+        return set()
+
+    def damaged(why: str) -> ValueError:
+        return ValueError(
+            f"{manifest} is damaged ({why}); delete it (torchlap then treats the folder's "
+            "files as not its own) or choose another --out"
+        )
+
+    if not manifest.is_file():
+        raise damaged("it is not a file")
+    try:
+        record = json.loads(manifest.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:
+        raise damaged(f"not JSON: {error}") from None
+    files = record.get("files", []) if isinstance(record, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise damaged('explain writes {"files": [relative paths]}')
+    return set(files)
 
 
 def explain_files(
@@ -274,12 +288,9 @@ def explain_files(
 def _entries(inputs: list[Path], out: Path) -> list[ImageInput]:
     """The images to explain, without explain's own outputs (``--out`` inside an input)."""
     entries = collect_images(inputs)
-    manifest = out / MANIFEST
-    if manifest.is_file():  # --out inside an input folder: never explain our own figures
-        try:
-            ours = {(out / f).resolve() for f in json.loads(manifest.read_text())["files"]}
-        except (ValueError, KeyError, TypeError):
-            ours = set()
+    owned = _read_manifest(out)
+    if owned:  # --out inside an input folder: never explain our own figures
+        ours = {(out / f).resolve() for f in owned}
         entries = [entry for entry in entries if entry.path.resolve() not in ours]
         if not entries:
             raise ValueError(f"no image files to explain: {out} holds only explain's outputs")

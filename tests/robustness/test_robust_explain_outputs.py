@@ -1,0 +1,46 @@
+"""`torchlap explain` and the manifest of its --out folder: a manifest of the wrong shape is
+named as damaged (it was ``'int' object is not iterable``, ``unhashable type: 'list'`` or, for
+a folder in its place, ``[Errno 21] Is a directory`` after the output folder was set up)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli_errors import error_line
+from torchlap.evaluate.explain import MANIFEST
+
+
+@pytest.mark.parametrize(
+    ("manifest", "why"),
+    [
+        ({"files": 5}, "explain writes"),
+        ({"files": [["x.png"]]}, "explain writes"),
+        ({"files": "x.png"}, "explain writes"),
+        ([1], "explain writes"),
+        ("folder", "it is not a file"),
+        ("not json", "not JSON"),
+    ],
+)
+def test_a_damaged_manifest_is_named(tiny_run: Path, tmp_path: Path, manifest, why) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.full((32, 32), 40, np.uint8)).save(images / "x.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    if manifest == "folder":
+        (out / MANIFEST).mkdir()
+    elif manifest == "not json":
+        (out / MANIFEST).write_text("{")
+    else:
+        (out / MANIFEST).write_text(json.dumps(manifest))
+    before = sorted(p.name for p in out.iterdir())
+    line = error_line(["explain", str(images), "--run", str(tiny_run), "--methods", "gradcam",
+                       "--out", str(out)])  # fmt: skip
+    assert f"{MANIFEST} is damaged ({why}" in line, line
+    assert "delete it" in line and "choose another --out" in line
+    assert sorted(p.name for p in out.iterdir()) == before
