@@ -44,3 +44,34 @@ def test_a_damaged_manifest_is_named(tiny_run: Path, tmp_path: Path, manifest, w
     assert f"{MANIFEST} is damaged ({why}" in line, line
     assert "delete it" in line and "choose another --out" in line
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("inputs", "methods", "error", "match"),
+    [
+        ("IMAGES", ["gradcam"], TypeError, r"inputs must be a list of image files or folders"),
+        (Path("IMAGES"), ["gradcam"], TypeError, r"got PosixPath\('.*images'\); pass \["),
+        ([], ["gradcam"], ValueError, r"inputs is empty; pass at least one"),
+        ([5], ["gradcam"], TypeError, r"inputs must be paths \(str or os.PathLike\), got 5"),
+        (["IMAGES"], "gradcam", TypeError, r"methods must be a list of method names, got 'grad"),
+        (["IMAGES"], [], ValueError, r"methods is empty; pass at least one"),
+    ],
+)
+def test_explain_files_refuses_arguments_of_the_wrong_shape(
+    tiny_run: Path, tmp_path: Path, inputs, methods, error, match
+) -> None:
+    """Before: a str was iterated (``i does not exist``; ``unknown method(s) ['g', 'r', ...]``),
+    a Path was ``not iterable``, and ``methods=[]`` wrote figures of no method."""
+    from torchlap.evaluate.explain import explain_files
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.full((32, 32), 40, np.uint8)).save(images / "x.png")
+    if inputs == "IMAGES" or isinstance(inputs, Path):
+        inputs = type(inputs)(images)
+    elif inputs == ["IMAGES"]:
+        inputs = [images]
+    out = tmp_path / "out"
+    with pytest.raises(error, match=match):
+        explain_files(tiny_run, inputs, methods, out)
+    assert not out.exists()

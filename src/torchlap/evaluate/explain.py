@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,12 +254,7 @@ def explain_files(
     else the parent folder's name when it is one of the run's classes. Every check (methods,
     files, decoding, finite pixels, output names) happens before anything is written.
     """
-    unknown = [m for m in methods if m not in available()]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; available: {', '.join(available())}")
-    refuse_repeats(methods, "--methods")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+    _check_arguments(inputs, methods, batch_size)
     run = load_run(run_dir)
     out = Path(out)
     entries = _entries(inputs, out)
@@ -283,6 +279,30 @@ def explain_files(
         chunk = entries[start : start + batch_size]
         written += _explain_batch(run, images[start : start + batch_size], chunk, methods, out)
     return written
+
+
+def _check_arguments(inputs: object, methods: object, batch_size: object) -> None:
+    """:func:`explain_files`'s arguments, before the run is read: ``inputs`` a non-empty list
+    of paths (a single path or str is refused: iterating it gave its characters), ``methods``
+    a non-empty list of known names without repeats, ``batch_size`` an int >= 1."""
+    for name, value, kind in (("inputs", inputs, "image files or folders"),
+                              ("methods", methods, "method names")):  # fmt: skip
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(
+                f"{name} must be a list of {kind}, got {value!r}; "
+                f"pass [{value!r}] for one"
+            )
+        if not value:
+            raise ValueError(f"{name} is empty; pass at least one of the {kind}")
+    bad = [item for item in inputs if not isinstance(item, (str, os.PathLike))]
+    if bad:
+        raise TypeError(f"inputs must be paths (str or os.PathLike), got {bad[0]!r}")
+    unknown = [m for m in methods if not isinstance(m, str) or m not in available()]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; available: {', '.join(available())}")
+    refuse_repeats(methods, "--methods")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
 
 
 def _entries(inputs: list[Path], out: Path) -> list[ImageInput]:
