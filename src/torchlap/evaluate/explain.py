@@ -289,8 +289,7 @@ def _check_arguments(inputs: object, methods: object, batch_size: object) -> Non
                               ("methods", methods, "method names")):  # fmt: skip
         if not isinstance(value, (list, tuple)):
             raise TypeError(
-                f"{name} must be a list of {kind}, got {value!r}; "
-                f"pass [{value!r}] for one"
+                f"{name} must be a list of {kind}, got {value!r}; pass [{value!r}] for one"
             )
         if not value:
             raise ValueError(f"{name} is empty; pass at least one of the {kind}")

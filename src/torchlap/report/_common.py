@@ -200,7 +200,7 @@ _FAITHFULNESS_KEYS = ("drop", "increase", "win")
 
 
 def _check_run(run: Mapping[str, Any], path: str) -> None:
-    for section in RESULT_KEYS & set(run):
+    for section in (RESULT_KEYS | {"protocol"}) & set(run):  # protocol: read by glance
         _check_mapping(run[section], f"{path}[{section!r}]")
     for key, metric in run.get("model", {}).items():
         _check_metric(metric, f"{path}['model'][{key!r}]")
