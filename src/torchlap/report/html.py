@@ -455,6 +455,8 @@ def _report_target(out_dir: str | os.PathLike[str], overwrite: object) -> Path:
             f"out_dir {folder} {where} a file; pass a folder (report.html is written into it)"
         )
     target = folder / REPORT_NAME
+    if target.is_dir():  # never replaced, overwrite or not
+        raise IsADirectoryError(f"{target} is a folder; report.html is written as a file there")
     if target.exists() and not overwrite:
         raise FileExistsError(
             f"{target} already exists; pass overwrite=True to replace it, or choose another out_dir"
