@@ -75,3 +75,19 @@ def test_explain_files_refuses_arguments_of_the_wrong_shape(
     with pytest.raises(error, match=match):
         explain_files(tiny_run, inputs, methods, out)
     assert not out.exists()
+
+
+def test_an_out_folder_that_cannot_be_made_is_named(tiny_run: Path, tmp_path: Path) -> None:
+    """Before: ``[Errno 17] File exists: 'dl'`` (a dangling symlink) and ``[Errno 20] Not a
+    directory`` (a path inside a file), after every image was decoded."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.full((32, 32), 40, np.uint8)).save(images / "x.png")
+    dangling = tmp_path / "dl"
+    dangling.symlink_to(tmp_path / "nowhere")
+    args = ["explain", str(images), "--run", str(tiny_run), "--methods", "gradcam", "--out"]
+    line = error_line([*args, str(dangling)])
+    assert "is a symlink to" in line and "which does not exist; create that folder" in line
+    line = error_line([*args, str(images / "x.png" / "sub")])
+    assert "is inside" in line and "x.png, which is not a folder; pass a folder path" in line
+    assert not (tmp_path / "nowhere").exists()

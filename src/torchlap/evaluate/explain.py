@@ -189,6 +189,16 @@ def _check_outputs(out: Path, images: list[ImageInput]) -> list[Path]:
     inputs themselves are never replaced. Writes nothing."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder; pass a folder path")
+    if out.is_symlink() and not out.exists():  # mkdir said only "[Errno 17] File exists"
+        raise ValueError(
+            f"--out {out} is a symlink to {os.readlink(out)}, which does not exist; create that "
+            "folder, or pass another --out"
+        )
+    above = next((p for p in out.parents if p.exists() or p.is_symlink()), None)
+    if above is not None and not above.is_dir():  # mkdir said "[Errno 20] Not a directory"
+        raise ValueError(
+            f"--out {out} is inside {above}, which is not a folder; pass a folder path"
+        )
     targets = [out / f"{image.name}{suffix}" for image in images for suffix in (".png", ".npz")]
     inputs = {image.path.resolve() for image in images}
     owned = _read_manifest(out)
