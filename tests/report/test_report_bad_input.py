@@ -76,6 +76,9 @@ def test_an_out_dir_that_is_a_file_is_named_before_rendering(tmp_path: Path) -> 
     with pytest.raises(NotADirectoryError, match=r"is inside .*mine\.txt, which is a file"):
         write_report(mine / "sub", results_by_run())
     assert mine.read_text() == "keep"
+    (tmp_path / "dl").symlink_to(tmp_path / "nowhere")  # was: [Errno 17] after rendering
+    with pytest.raises(NotADirectoryError, match=r"dl is a symlink to nothing; pass a folder"):
+        write_report(tmp_path / "dl", results_by_run())
     (tmp_path / "out" / "report.html").mkdir(parents=True)  # was: [Errno 21] after rendering
     with pytest.raises(IsADirectoryError, match=r"report\.html is a folder"):
         write_report(tmp_path / "out", results_by_run(), overwrite=True)

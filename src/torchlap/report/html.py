@@ -448,11 +448,13 @@ def _report_target(out_dir: str | os.PathLike[str], overwrite: object) -> Path:
     """``out_dir/report.html``; FileExistsError when it exists and ``overwrite`` is False."""
     check_bool(overwrite, "overwrite")
     folder = Path(out_dir)
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    found = (p for p in (folder, *folder.parents) if p.exists() or p.is_symlink())
+    existing = next(found, None)
     if existing is not None and not existing.is_dir():  # (mkdir failed after the rendering)
+        what = "a symlink to nothing" if not existing.exists() else "a file"
         where = "is" if existing == folder else f"is inside {existing}, which is"
         raise NotADirectoryError(
-            f"out_dir {folder} {where} a file; pass a folder (report.html is written into it)"
+            f"out_dir {folder} {where} {what}; pass a folder (report.html is written into it)"
         )
     target = folder / REPORT_NAME
     if target.is_dir():  # never replaced, overwrite or not
