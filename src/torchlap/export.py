@@ -21,6 +21,7 @@ the largest difference from PyTorch per output.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,7 +32,13 @@ import torch.nn.functional as F
 import typer
 from torch import Tensor, nn
 
-from torchlap._checks import check_fraction, check_int, check_number
+from torchlap._checks import (
+    check_bool,
+    check_fraction,
+    check_int,
+    check_number,
+    non_finite_samples,
+)
 from torchlap.cli_style import given_options
 from torchlap.evaluate import load_eval_data
 from torchlap.explainers.lap import (
@@ -185,8 +192,10 @@ def export_run(
     (which replaces the link, not its target) and a wrong suffix for the format. Without
     ``overwrite`` a file someone creates at ``out`` while the export runs is left as it is
     (FileExistsError; nothing is written). Removes the temporary files killed torchlap
-    processes left in ``out``'s folder.
+    processes left in ``out``'s folder. ``overwrite`` must be a bool (``"no"`` is refused,
+    never taken as true).
     """
+    overwrite = check_bool(overwrite, "overwrite")
     check_batch_size(batch_size)
     out = _checked_out(Path(out), format, overwrite)
     run = load_run(run_dir)
@@ -308,9 +317,20 @@ def verify_onnx(
     path: str | os.PathLike[str], module: LapExportModule, images: Tensor, batch_size: int = 16
 ) -> dict[str, float]:
     """Largest absolute difference per output between onnxruntime on ``path`` and PyTorch's
-    ``module`` on ``images`` (batches of ``batch_size``)."""
+    ``module`` on ``images`` (batches of ``batch_size``, an int from 1 to
+    :data:`MAX_EXPORT_BATCH`).
+
+    ``images``: a non-empty ``(B, C, H, W)`` floating-point tensor of finite pixels of the
+    file's input shape, else ValueError/TypeError before onnxruntime runs. An output whose
+    shapes differ (never compared by broadcasting) or whose difference is NaN (a NaN on one
+    side only) gives ``nan``, never a difference that looks like agreement.
+    """
+    check_int(batch_size, "batch_size", minimum=1, maximum=MAX_EXPORT_BATCH)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such ONNX file")
     onnxruntime = _require_onnxruntime()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    _check_verify_images(images, session.get_inputs()[0].shape, path)
     names = output_names(module)
     worst = dict.fromkeys(names, 0.0)
     with torch.no_grad():
@@ -319,9 +339,45 @@ def verify_onnx(
             expected = module(batch)
             got = session.run(names, {"images": batch.numpy()})
             for name, want, have in zip(names, expected, got, strict=True):
-                diff = (want - torch.from_numpy(have)).abs().max().item()
-                worst[name] = max(worst[name], float(diff))
+                have = torch.from_numpy(have)
+                if want.shape != have.shape:  # broadcasting would compare other pixels
+                    worst[name] = math.nan
+                    continue
+                diff = float((want - have).abs().max()) if want.numel() else 0.0
+                if math.isnan(diff) or math.isnan(worst[name]):
+                    worst[name] = math.nan  # max(0.0, nan) is 0.0: NaN is kept
+                else:
+                    worst[name] = max(worst[name], diff)
     return worst
+
+
+def _check_verify_images(images: object, input_shape: Any, path: object) -> None:
+    """``images`` as :func:`verify_onnx` takes them: a non-empty floating (B, C, H, W) tensor
+    of finite pixels whose (C, H, W) are the ONNX file's (``input_shape``, symbolic batch)."""
+    if not isinstance(images, Tensor) or not images.is_floating_point() or images.dim() != 4:
+        got = (
+            f"{images.dtype} of shape {tuple(images.shape)}"
+            if isinstance(images, Tensor)
+            else type(images).__name__
+        )
+        raise TypeError(f"images must be a floating-point (B, C, H, W) tensor, got {got}")
+    if len(images) == 0:
+        raise ValueError(
+            "images hold no image (shape (0, ...)); verifying needs at least one, or the "
+            "differences would be 0 without any comparison"
+        )
+    fixed = [(i, d) for i, d in enumerate(input_shape[1:], 1) if isinstance(d, int)]
+    if any(images.shape[i] != d for i, d in fixed):
+        wanted = ", ".join(str(d) for d in input_shape[1:])
+        raise ValueError(
+            f"images have shape {tuple(images.shape)}, but {path} takes (B, {wanted}) images"
+        )
+    bad = non_finite_samples(images)
+    if bad:
+        raise ValueError(
+            f"images {bad} (batch indices) hold NaN or infinite pixels; only finite images "
+            "are accepted"
+        )
 
 
 #: how to export without the ONNX check, named by every error of its test images

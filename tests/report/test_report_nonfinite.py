@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from report_synthetic import lap_results
+from report_synthetic import lap_results, results_by_run
 
 from torchlap.report import tables_markdown, write_report
 
@@ -130,3 +130,16 @@ def test_a_report_that_appears_while_rendering_is_not_replaced(tmp_path: Path, m
         write_report(tmp_path, {"r": _run()})
     assert mine.read_text() == "<p>written meanwhile</p>"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary left
+
+
+@pytest.mark.parametrize("protocol", ["x", 8, [8], True])
+def test_a_protocol_that_is_not_a_dict_is_named(tmp_path, protocol) -> None:
+    """Before: ``AttributeError: 'str' object has no attribute 'get'`` from the at-a-glance
+    revision warning, with no key named."""
+    results = results_by_run()
+    results["vanilla"]["protocol"] = protocol
+    with pytest.raises(
+        TypeError, match=r"results_by_run\['vanilla'\]\['protocol'\] must be a dict"
+    ):
+        write_report(tmp_path, results)
+    assert not (tmp_path / "report.html").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,18 +189,19 @@ def _check_outputs(out: Path, images: list[ImageInput]) -> list[Path]:
     inputs themselves are never replaced. Writes nothing."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder; pass a folder path")
+    if out.is_symlink() and not out.exists():  # mkdir said only "[Errno 17] File exists"
+        raise ValueError(
+            f"--out {out} is a symlink to {os.readlink(out)}, which does not exist; create that "
+            "folder, or pass another --out"
+        )
+    above = next((p for p in out.parents if p.exists() or p.is_symlink()), None)
+    if above is not None and not above.is_dir():  # mkdir said "[Errno 20] Not a directory"
+        raise ValueError(
+            f"--out {out} is inside {above}, which is not a folder; pass a folder path"
+        )
     targets = [out / f"{image.name}{suffix}" for image in images for suffix in (".png", ".npz")]
     inputs = {image.path.resolve() for image in images}
-    manifest = out / MANIFEST
-    owned: set[str] = set()
-    if manifest.is_file():
-        try:
-            owned = set(json.loads(manifest.read_text()).get("files", []))
-        except (ValueError, AttributeError):
-            raise ValueError(
-                f"{manifest} is damaged; delete it (torchlap then treats the folder's files as "
-                "not its own) or choose another --out"
-            ) from None
+    owned = _read_manifest(out)
     for target in targets:
         relative = target.relative_to(out).as_posix()
         if target.resolve() in inputs:
@@ -219,12 +221,35 @@ def _claim_outputs(out: Path, targets: list[Path]) -> None:
     """Record the outputs in ``out``'s manifest before any is written (one write), so that a
     rerun after a kill knows them as its own; a rerun replaces a claimed file only if it
     carries torchlap's mark (:func:`_written_by_torchlap`)."""
-    manifest = out / MANIFEST
-    owned: set[str] = set()
-    if manifest.is_file():
-        owned = set(json.loads(manifest.read_text()).get("files", []))
+    owned = _read_manifest(out)
     claimed = sorted(owned | {t.relative_to(out).as_posix() for t in targets})
-    atomic_write_json(manifest, {"format": "torchlap-explain", "files": claimed})
+    atomic_write_json(out / MANIFEST, {"format": "torchlap-explain", "files": claimed})
+
+
+def _read_manifest(out: Path) -> set[str]:
+    """The output files (relative to ``out``) that ``out``'s manifest claims; empty without a
+    manifest. A manifest that is not a file, not JSON or not ``{"files": [text, ...]}`` is
+    refused (ValueError saying how to go on), never half-read."""
+    manifest = out / MANIFEST
+    if not manifest.exists() and not manifest.is_symlink():
+        return set()
+
+    def damaged(why: str) -> ValueError:
+        return ValueError(
+            f"{manifest} is damaged ({why}); delete it (torchlap then treats the folder's "
+            "files as not its own) or choose another --out"
+        )
+
+    if not manifest.is_file():
+        raise damaged("it is not a file")
+    try:
+        record = json.loads(manifest.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:
+        raise damaged(f"not JSON: {error}") from None
+    files = record.get("files", []) if isinstance(record, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise damaged('explain writes {"files": [relative paths]}')
+    return set(files)
 
 
 def explain_files(
@@ -239,12 +264,7 @@ def explain_files(
     else the parent folder's name when it is one of the run's classes. Every check (methods,
     files, decoding, finite pixels, output names) happens before anything is written.
     """
-    unknown = [m for m in methods if m not in available()]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; available: {', '.join(available())}")
-    refuse_repeats(methods, "--methods")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+    _check_arguments(inputs, methods, batch_size)
     run = load_run(run_dir)
     out = Path(out)
     entries = _entries(inputs, out)
@@ -271,15 +291,35 @@ def explain_files(
     return written
 
 
+def _check_arguments(inputs: object, methods: object, batch_size: object) -> None:
+    """:func:`explain_files`'s arguments, before the run is read: ``inputs`` a non-empty list
+    of paths (a single path or str is refused: iterating it gave its characters), ``methods``
+    a non-empty list of known names without repeats, ``batch_size`` an int >= 1."""
+    for name, value, kind in (("inputs", inputs, "image files or folders"),
+                              ("methods", methods, "method names")):  # fmt: skip
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(
+                f"{name} must be a list of {kind}, got {value!r}; pass [{value!r}] for one"
+            )
+        if not value:
+            raise ValueError(f"{name} is empty; pass at least one of the {kind}")
+    bad = [item for item in inputs if not isinstance(item, (str, os.PathLike))]
+    if bad:
+        raise TypeError(f"inputs must be paths (str or os.PathLike), got {bad[0]!r}")
+    unknown = [m for m in methods if not isinstance(m, str) or m not in available()]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; available: {', '.join(available())}")
+    refuse_repeats(methods, "--methods")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+
+
 def _entries(inputs: list[Path], out: Path) -> list[ImageInput]:
     """The images to explain, without explain's own outputs (``--out`` inside an input)."""
     entries = collect_images(inputs)
-    manifest = out / MANIFEST
-    if manifest.is_file():  # --out inside an input folder: never explain our own figures
-        try:
-            ours = {(out / f).resolve() for f in json.loads(manifest.read_text())["files"]}
-        except (ValueError, KeyError, TypeError):
-            ours = set()
+    owned = _read_manifest(out)
+    if owned:  # --out inside an input folder: never explain our own figures
+        ours = {(out / f).resolve() for f in owned}
         entries = [entry for entry in entries if entry.path.resolve() not in ours]
         if not entries:
             raise ValueError(f"no image files to explain: {out} holds only explain's outputs")

@@ -39,7 +39,7 @@ def write_run_outputs(
     out_dir = Path(out_dir)
     figures_dir = out_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
-    write_markdown_tables(results_by_run, out_dir / "tables.md")
+    write_markdown_tables(results_by_run, out_dir / "tables.md", overwrite=True)  # folder checked
     figures: list[tuple[Path, str]] = []
     if any(r.get("faithfulness") for r in results_by_run.values()):
         path = plot_keep_k(results_by_run, figures_dir / "keep_k.png")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torchlap._checks import check_bool
 from torchlap.io import atomic_write
 
 __all__ = [
@@ -165,6 +166,16 @@ def _check_metric(value: object, path: str) -> None:
     number = value["value"]
     if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))):
         raise TypeError(f"{path}['value'] must be a number or None, got {number!r}")
+    if value.get("higher_is_better") is not None:  # "no" would be true: the wrong best bolded
+        check_bool(value["higher_is_better"], f"{path}['higher_is_better']")
+    for key in ("n", "n_excluded"):  # NaN/inf: shown as missing, as every non-finite number
+        count = value.get(key)
+        if count is None or (_is_number(count) and not math.isfinite(count)):
+            continue
+        if not _is_number(count) or count < 0 or count != int(count):
+            raise TypeError(
+                f"{path}[{key!r}] must be a count (an int >= 0) or None, got {count!r:.80}"
+            )
     _check_interval(value.get("interval"), f"{path}['interval']")
 
 
@@ -194,14 +205,27 @@ def _check_paired(paired: object, path: str) -> None:
                 _check_interval(entry.get("interval"), f"{where}[{other!r}]['interval']")
 
 
+# sections keyed by method, layer or metric names
+_NAMED_SECTIONS = frozenset(
+    {"model", "lap_predictors", "localization", "faithfulness", "stability", "timing", "maps",
+     "methods", "sanity", "grid_pointing_game", "notes", "examples", "skipped"}
+)  # fmt: skip
+
 # metric keys checked in each section (other keys, e.g. "threshold", "rule", are free-form)
 _LOCALIZATION_KEYS = ("iou_threshold", "iou_topk", "ebpg", "miou_top20", "bbox", "pointing_game")
 _FAITHFULNESS_KEYS = ("drop", "increase", "win")
 
 
 def _check_run(run: Mapping[str, Any], path: str) -> None:
-    for section in RESULT_KEYS & set(run):
+    for section in (RESULT_KEYS | {"protocol"}) & set(run):  # protocol: read by glance
         _check_mapping(run[section], f"{path}[{section!r}]")
+    for section in _NAMED_SECTIONS & set(run):  # names are shown, escaped and sorted as text
+        for name in _check_mapping(run[section] or {}, f"{path}[{section!r}]"):
+            if not isinstance(name, str):
+                raise TypeError(
+                    f"{path}[{section!r}] keys must be names (str), as results.json holds "
+                    f"them, got {name!r} ({type(name).__name__})"
+                )
     for key, metric in run.get("model", {}).items():
         _check_metric(metric, f"{path}['model'][{key!r}]")
     for layer, entry in run.get("lap_predictors", {}).items():
@@ -362,12 +386,16 @@ def format_number(value: float, decimals: int = 2) -> str:
 
 
 def _k_value(k: object, path: str) -> float:
+    """A keep-k% level: a percentage in (0, 100], as ``keep_top_k`` takes its ``ks``."""
     try:
-        return float(str(k))
+        value = float(str(k))
     except ValueError:
+        value = math.nan
+    if not 0.0 < value <= 100.0:  # NaN too
         raise ValueError(
-            f"{path} keys must be percentages such as '10' or '30', got {k!r}"
-        ) from None
+            f"{path} keys must be percentages in (0, 100] such as '10' or '30', got {k!r}"
+        )
+    return value
 
 
 def metric_value(metric: Mapping[str, Any] | None) -> float | None:

@@ -286,7 +286,14 @@ def _cell_html(cell: Cell, column: Column) -> str:
 def render_table(table: Table, *, notes: bool = True) -> str:
     """HTML of a :class:`~torchlap.report.tables.Table` (same cells, marks and bolding as its
     Markdown), in a box that scrolls horizontally when scripts are off (the report's script
-    shows a table wider than its box as cards), with its notes below (``notes=False``: none)."""
+    shows a table wider than its box as cards), with its notes below (``notes=False``: none).
+    ``table`` must be a ``Table`` and ``notes`` a bool (TypeError otherwise)."""
+    if not isinstance(table, Table):
+        raise TypeError(
+            f"table must be a torchlap.report.Table (e.g. from all_tables(results)), got "
+            f"{type(table).__name__}"
+        )
+    notes = check_bool(notes, "notes")
     body = []
     for row in table.rows:
         cells = [
@@ -440,7 +447,18 @@ def _config_html(name: str, config: Mapping[str, Any]) -> str:
 def _report_target(out_dir: str | os.PathLike[str], overwrite: object) -> Path:
     """``out_dir/report.html``; FileExistsError when it exists and ``overwrite`` is False."""
     check_bool(overwrite, "overwrite")
-    target = Path(out_dir) / REPORT_NAME
+    folder = Path(out_dir)
+    found = (p for p in (folder, *folder.parents) if p.exists() or p.is_symlink())
+    existing = next(found, None)
+    if existing is not None and not existing.is_dir():  # (mkdir failed after the rendering)
+        what = "a symlink to nothing" if not existing.exists() else "a file"
+        where = "is" if existing == folder else f"is inside {existing}, which is"
+        raise NotADirectoryError(
+            f"out_dir {folder} {where} {what}; pass a folder (report.html is written into it)"
+        )
+    target = folder / REPORT_NAME
+    if target.is_dir():  # never replaced, overwrite or not
+        raise IsADirectoryError(f"{target} is a folder; report.html is written as a file there")
     if target.exists() and not overwrite:
         raise FileExistsError(
             f"{target} already exists; pass overwrite=True to replace it, or choose another out_dir"

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from torchlap._checks import check_bool
 from torchlap.report._common import (
     MISSING,
     UNDEFINED,
@@ -573,8 +574,22 @@ def tables_markdown(results_by_run: object) -> str:
     return text
 
 
-def write_tables(results_by_run: object, path: str | os.PathLike[str]) -> Path:
+def write_tables(
+    results_by_run: object, path: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
     """Write :func:`tables_markdown` to ``path`` (e.g. ``tables.md``) atomically; returns the
-    path. Parent folders are created."""
+    path. Parent folders are created.
+
+    ``overwrite`` (True or False): an existing file at ``path`` is refused (FileExistsError,
+    before anything is written) unless True, as :func:`~torchlap.report.write_report` refuses
+    one; a folder at ``path`` is refused (IsADirectoryError). ``torchlap evaluate`` and
+    ``compare`` pass True for the output folders they have checked are theirs."""
+    overwrite = check_bool(overwrite, "overwrite")
     text = tables_markdown(results_by_run)  # validates before anything is written
-    return atomic_write_text(path, text)
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a folder; pass the path of the Markdown file")
+    if (target.exists() or target.is_symlink()) and not overwrite:
+        raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
+    # without overwrite, published without replacing a file that appeared meanwhile
+    return atomic_write_text(target, text, replace=overwrite)

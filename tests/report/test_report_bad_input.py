@@ -1,0 +1,99 @@
+"""The report's Python API on input of the wrong shape: names that are not str, keep-k%
+levels that are not percentages, metric flags and counts of the wrong type, a table that is
+not a Table, an out_dir that is a file, and a tables.md that exists (each was an
+AttributeError/TypeError deep in the rendering, a wrong bold, or a silently replaced file)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from report_synthetic import results_by_run
+
+from torchlap.report import render_table, runs_table, tables_markdown, write_report, write_tables
+
+
+def _edit(change) -> dict:
+    runs = copy.deepcopy(results_by_run())
+    change(runs["WS-LAP"])
+    return runs
+
+
+def _int_method(run: dict) -> None:
+    run["localization"][5] = run["localization"]["gradcam"]
+
+
+def _keep_k(level: str):
+    def change(run: dict) -> None:
+        keep = run["faithfulness"]["gradcam"]["keep_top_k"]
+        keep[level] = keep[next(iter(keep))]
+
+    return change
+
+
+def _metric(key: str, value: object):
+    def change(run: dict) -> None:
+        run["model"]["accuracy"][key] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        (_int_method, TypeError, r"\['localization'\] keys must be names \(str\).* got 5 \(int\)"),
+        (_keep_k("nan"), ValueError, r"\['keep_top_k'\] keys must be percentages in \(0, 100\]"),
+        (_keep_k("-5"), ValueError, r"percentages in \(0, 100\] .* got '-5'"),
+        (_keep_k("1000"), ValueError, r"percentages in \(0, 100\] .* got '1000'"),
+        (_metric("higher_is_better", "no"), TypeError, r"\['higher_is_better'\] must be True or"),
+        (_metric("n", -3), TypeError, r"\['accuracy'\]\['n'\] must be a count .* got -3"),
+        (_metric("n", "x"), TypeError, r"\['n'\] must be a count"),
+        (_metric("n_excluded", 1.5), TypeError, r"\['n_excluded'\] must be a count"),
+    ],
+)
+def test_malformed_names_levels_and_metric_fields_are_named(change, error, match) -> None:
+    """Before: an int method name was ``expected string or bytes-like object`` (tables) or
+    ``'int' object has no attribute 'replace'`` (report); 'nan', '-5' and '1000' became keep-k%
+    columns; ``higher_is_better="no"`` was true, so the highest value was bolded as best."""
+    with pytest.raises(error, match=r"results_by_run\['WS-LAP'\].*" + match):
+        tables_markdown(_edit(change))
+
+
+def test_render_table_checks_its_arguments() -> None:
+    with pytest.raises(TypeError, match=r"table must be a torchlap.report.Table .* got str"):
+        render_table("Table I")  # was: 'str' object has no attribute 'rows'
+    with pytest.raises(TypeError, match=r"notes must be True or False, got 'no'"):
+        render_table(runs_table(results_by_run()), notes="no")  # was: notes shown
+
+
+def test_an_out_dir_that_is_a_file_is_named_before_rendering(tmp_path: Path) -> None:
+    """Before: ``[Errno 17] File exists`` from mkdir, after the report was rendered."""
+    mine = tmp_path / "mine.txt"
+    mine.write_text("keep")
+    with pytest.raises(NotADirectoryError, match=r"out_dir .*mine\.txt is a file; pass a folder"):
+        write_report(mine, results_by_run())
+    with pytest.raises(NotADirectoryError, match=r"is inside .*mine\.txt, which is a file"):
+        write_report(mine / "sub", results_by_run())
+    assert mine.read_text() == "keep"
+    (tmp_path / "dl").symlink_to(tmp_path / "nowhere")  # was: [Errno 17] after rendering
+    with pytest.raises(NotADirectoryError, match=r"dl is a symlink to nothing; pass a folder"):
+        write_report(tmp_path / "dl", results_by_run())
+    (tmp_path / "out" / "report.html").mkdir(parents=True)  # was: [Errno 21] after rendering
+    with pytest.raises(IsADirectoryError, match=r"report\.html is a folder"):
+        write_report(tmp_path / "out", results_by_run(), overwrite=True)
+
+
+def test_write_tables_does_not_replace_a_file_without_overwrite(tmp_path: Path) -> None:
+    """Before: a tables.md torchlap did not write was replaced in silence."""
+    target = tmp_path / "tables.md"
+    target.write_text("my notes")
+    with pytest.raises(FileExistsError, match=r"tables\.md already exists; pass overwrite=True"):
+        write_tables(results_by_run(), target)
+    assert target.read_text() == "my notes"
+    assert write_tables(results_by_run(), target, overwrite=True) == target
+    assert target.read_text() == tables_markdown(results_by_run())
+    with pytest.raises(TypeError, match=r"overwrite must be True or False"):
+        write_tables(results_by_run(), target, overwrite="no")
+    with pytest.raises(IsADirectoryError, match=r"is a folder; pass the path of the Markdown"):
+        write_tables(results_by_run(), tmp_path)
