@@ -115,3 +115,27 @@ def test_evaluate_options_validate_refuses_them() -> None:
     # the library accepts options of a method it does not evaluate (the demo passes its RISE
     # and SISE options to every suite); finite values only
     EvaluateOptions(methods=("gradcam",), method_options={"rise": {"n_masks": 8}}).validate()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (dict(ks=(50, 50)), r"ks repeats the level\(s\) 50"),
+        (dict(ks=("a",)), r"every element of ks must be a percentage in \(0, 100\], got 'a'"),
+        (dict(ks=(True,)), r"every element of ks must be a percentage in \(0, 100\], got True"),
+        (dict(ks=()), r"ks must be a number or a non-empty sequence of percentages"),
+        (dict(stability_fractions=(0.1, 0.1)), r"stability_fractions repeats the level\(s\) 0.1"),
+        (dict(stability_fractions="0.1"), r"stability_fractions must be a number or a non-empty"),
+        (dict(stability_fractions=()), r"stability_fractions must be a number or a non-empty"),
+        (dict(stability_fractions=(1.0,)), r"stability_fractions must be in \(0, 1\)"),
+        (dict(split="foo"), r"split must be one of 'train', 'val', 'test', got 'foo'"),
+        (dict(examples="no"), r"examples must be True or False, got 'no'"),
+        (dict(methods="gradcam"), r"methods must be a tuple of method names, e.g. \('gradcam',\)"),
+    ],
+)
+def test_evaluate_options_validate_refuses_levels_split_and_flags(fields, message) -> None:
+    # the metrics refused these only after the first method's maps (ks=("a",) as a bare
+    # "'<' not supported"), examples="no" was taken as True and methods="gradcam" was read
+    # as the methods g, r, a, ...
+    with pytest.raises(ValueError, match=message):
+        EvaluateOptions(**fields).validate()
