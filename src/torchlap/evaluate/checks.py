@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CHECK_OPTION_FIELDS",
+    "check_grid_request",
     "compare_data_randomization",
     "data_randomization",
     "method_fingerprint_options",
@@ -132,6 +133,18 @@ def validate_check_options(options: Any) -> None:
         raise ValueError(f"grid_pg_confidence must be a number in [0, 1), got {confidence!r}")
     if isinstance(options.grid_pg_shape, str) and options.grid_pg_shape.strip() != "auto":
         resolve_grid_shape(options.grid_pg_shape, 10**6)  # syntax only; classes checked later
+
+
+def check_grid_request(options: Any, n_classes: int) -> None:
+    """``ValueError`` when ``grid_pg`` asks for a grid of more cells than the data has classes
+    (each cell shows another class), here before any work: it was a game skipped with the
+    reason in ``results.json``, exit 0, after every method ran. (Too few *confidently
+    classified* classes are known only then, and still skip the game.)"""
+    if options.grid_pg and options.grid_pg_shape != "auto":
+        try:
+            resolve_grid_shape(options.grid_pg_shape, n_classes)
+        except ValueError as error:
+            raise ValueError(f"--grid-pg-shape {options.grid_pg_shape}: {error}") from None
 
 
 def _sanity_options(options: Any) -> dict[str, Any]:
