@@ -139,3 +139,19 @@ def test_evaluate_options_validate_refuses_levels_split_and_flags(fields, messag
     # as the methods g, r, a, ...
     with pytest.raises(ValueError, match=message):
         EvaluateOptions(**fields).validate()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+@pytest.mark.parametrize("out", ["", "  "])
+def test_an_empty_out_is_refused(tmp_path, monkeypatch, command, out) -> None:
+    # --out "" (an unset shell variable) was the current folder: results.json, figures/ and
+    # methods/ written next to the user's files (torchlap train refuses it)
+    monkeypatch.chdir(tmp_path)
+    run = str(tmp_path / "nowhere")
+    args = ["evaluate", "--run", run] if command == "evaluate" else ["compare", run]
+    error = error_line([*args, "--out", out, "--methods", "gradcam"])
+    assert error == (
+        "Error: Invalid value: --out is empty or blank; pass the output folder (. for the "
+        "current folder)"
+    )
+    assert list(tmp_path.iterdir()) == []
