@@ -135,14 +135,15 @@ def validate_check_options(options: Any) -> None:
         resolve_grid_shape(options.grid_pg_shape, 10**6)  # syntax only; classes checked later
 
 
-def check_grid_request(options: Any, n_classes: int) -> None:
-    """``ValueError`` when ``grid_pg`` asks for a grid of more cells than the data has classes
-    (each cell shows another class), here before any work: it was a game skipped with the
-    reason in ``results.json``, exit 0, after every method ran. (Too few *confidently
-    classified* classes are known only then, and still skip the game.)"""
+def check_grid_request(options: Any, run: Any) -> None:
+    """``ValueError`` when ``grid_pg`` asks for a grid of more cells than ``run`` has classes
+    (the evaluated data has the run's classes; each cell shows another class), here before any
+    work: it was a game skipped with the reason in ``results.json``, exit 0, after every
+    method ran. (Too few *confidently classified* classes are known only then, and still skip
+    the game.)"""
     if options.grid_pg and options.grid_pg_shape != "auto":
         try:
-            resolve_grid_shape(options.grid_pg_shape, n_classes)
+            resolve_grid_shape(options.grid_pg_shape, len(run.classes))
         except ValueError as error:
             raise ValueError(f"--grid-pg-shape {options.grid_pg_shape}: {error}") from None
 

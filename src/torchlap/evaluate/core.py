@@ -276,7 +276,7 @@ def _prepare(
 ) -> tuple[_Evaluation, Tensor]:
     """The run rebuilt, its splits read and the targets chosen; and the test logits."""
     run = load_run(run_dir)
-    check_grid_request(options, len(run.classes))  # the test data has the run's classes
+    check_grid_request(options, run)  # before any work
     # the run's own data: a folder recorded as a relative path (runs saved before torchlap
     # recorded absolute ones) is looked up where resolve_run_data says, and named when missing
     data = request.data or resolve_run_data(run_dir, run.config)
