@@ -155,3 +155,14 @@ def test_an_empty_out_is_refused(tmp_path, monkeypatch, command, out) -> None:
         "current folder)"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_grid_pointing_grids_are_bounded(tmp_path) -> None:
+    # every grid is built as an image up front: 10**9 grids asked torch's allocator for
+    # gigabytes (terabytes at 224 px) after every method had run
+    with pytest.raises(ValueError, match=r"grid_pg_grids must be an int from 1 to 10000, got 10"):
+        EvaluateOptions(grid_pg=True, grid_pg_grids=10**9).validate()
+    EvaluateOptions(grid_pg=True, grid_pg_grids=10_000).validate()
+    error = error_line(_evaluate(tmp_path, "--grid-pg", "--grid-pg-grids", "1000000000"))
+    assert "grid_pg_grids must be an int from 1 to 10000, got 1000000000" in error
+    assert not (tmp_path / "out").exists()

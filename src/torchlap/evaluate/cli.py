@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from torchlap.cli_style import given_options
+from torchlap.evaluate.checks import MAX_GRID_PG_GRIDS
 from torchlap.evaluate.common import guard_output_folder
 from torchlap.evaluate.compare import compare_runs
 from torchlap.evaluate.core import evaluate_run
@@ -247,7 +248,9 @@ GridPgShape = Annotated[
     str,
     typer.Option("--grid-pg-shape", help="auto (2x2, or 1xK with K < 4 classes) or RxC."),
 ]
-GridPgGrids = Annotated[int, typer.Option("--grid-pg-grids", help="Grids to build.")]
+GridPgGrids = Annotated[
+    int, typer.Option("--grid-pg-grids", help=f"Grids to build, 1 to {MAX_GRID_PG_GRIDS}.")
+]
 GridPgConfidence = Annotated[
     float, typer.Option("--grid-pg-confidence", help="Minimum softmax probability of a cell.")
 ]
