@@ -298,3 +298,17 @@ def test_rise_options_are_not_coerced():
         RiseMasks(3, "ab")
     with pytest.raises(ValueError, match=r"size\[0\] \(height\) must be an int >= 1"):
         RiseMasks(3, (0, 8))
+
+
+def test_rise_masks_that_would_not_fit_in_memory_are_refused():
+    # the grids are drawn up front: n_masks=10**11 failed in torch's allocator (a C++ stack,
+    # exit 1) when RISE's turn came, after the other methods had run
+    model = lap_cnn()
+    message = r"n_masks 100000000000 of 8x8 grids draw 6400000000000 grid cells up front"
+    with pytest.raises(ValueError, match=message):
+        Rise(model, n_masks=10**11)
+    with pytest.raises(ValueError, match=message):
+        RiseMasks(10**11, (8, 8))
+    with pytest.raises(ValueError, match=r"pass n_masks <= 4194304 at this grid_size"):
+        Rise(model, n_masks=4194305)
+    Rise(model, n_masks=4194304)

@@ -240,6 +240,23 @@ def _check_rise_grid(grid_size: object) -> int:
     return grid_size  # type: ignore[return-value]
 
 
+#: the most grid cells RISE draws up front (``n_masks * grid_size**2`` floats: 1 GiB); the
+#: RISE paper's 4000 or 8000 masks of 7x7 or 8x8 cells take 2 MB
+MAX_RISE_CELLS = 2**28
+
+
+def _check_rise_cells(n_masks: int, grid_size: int) -> None:
+    """``ValueError`` when the masks' grids (drawn up front) would not fit in memory (a grid
+    of more cells than that alone is larger than any image: refused as such, with the image)."""
+    if grid_size * grid_size <= MAX_RISE_CELLS < n_masks * grid_size * grid_size:
+        raise ValueError(
+            f"n_masks {n_masks} of {grid_size}x{grid_size} grids draw "
+            f"{n_masks * grid_size * grid_size} grid cells up front, above the {MAX_RISE_CELLS} "
+            f"(1 GiB) RISE takes; pass n_masks <= {MAX_RISE_CELLS // (grid_size * grid_size)} at "
+            "this grid_size (the RISE paper uses 4000 to 8000 masks)"
+        )
+
+
 def _check_rise_p(p: object) -> float:
     """RISE's ``p``: a number in (0, 1) (at 1 every cell of every mask is kept: a flat map)."""
     value = check_number(
@@ -299,6 +316,7 @@ class RiseMasks:
                 "images: RISE's grid cells must hold at least one pixel (grid_size <= "
                 f"{min(self.size)} here; the RISE paper uses 7 or 8 at 224 px)"
             )
+        _check_rise_cells(n_masks, grid_size)
         self.grid_size = grid_size
         self.cell = (math.ceil(self.size[0] / grid_size), math.ceil(self.size[1] / grid_size))
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -373,6 +391,7 @@ class Rise(Explainer):
         self.precision = check_precision(precision)
         self.n_masks = _check_positive_int(n_masks, "n_masks")
         self.grid_size = _check_rise_grid(grid_size)
+        _check_rise_cells(self.n_masks, self.grid_size)
         self.p = _check_rise_p(p)
         self.seed = check_seed(seed)
         self.mask_batch_size = _check_positive_int(mask_batch_size, "mask_batch_size")
