@@ -128,7 +128,7 @@ def test_evaluate_options_validate_refuses_them() -> None:
         (dict(stability_fractions="0.1"), r"stability_fractions must be a number or a non-empty"),
         (dict(stability_fractions=()), r"stability_fractions must be a number or a non-empty"),
         (dict(stability_fractions=(1.0,)), r"stability_fractions must be in \(0, 1\)"),
-        (dict(split="foo"), r"split must be one of 'train', 'val', 'test', got 'foo'"),
+        (dict(split="foo"), r"unknown split 'foo'; accepted splits are train, val, test"),
         (dict(examples="no"), r"examples must be True or False, got 'no'"),
         (dict(methods="gradcam"), r"methods must be a tuple of method names, e.g. \('gradcam',\)"),
     ],

@@ -151,7 +151,10 @@ class EvaluateOptions:
         ):
             check_choice(getattr(self, name), name, accepted)
         self._validate_levels()
-        check_choice(self.split, "split", SPLITS)
+        if not isinstance(self.split, str) or self.split not in SPLITS:  # the data's words
+            raise ValueError(
+                f"unknown split {self.split!r}; accepted splits are {', '.join(SPLITS)}"
+            )
         validate_check_options(self)
         if self.check_methods is not None:
             refuse_repeats(self.check_methods, "check_methods")
