@@ -8,8 +8,21 @@ forever), and sharded evaluation starts its own processes only when no launcher 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 
-__all__ = ["external_launcher", "multi_node_launcher", "require_multi_node_launcher"]
+__all__ = [
+    "claim_worker_report",
+    "ended_workers",
+    "external_launcher",
+    "multi_node_launcher",
+    "require_multi_node_launcher",
+    "say_when_a_worker_dies",
+    "worker_failure",
+]
 
 
 def external_launcher() -> bool:
@@ -40,3 +53,85 @@ def require_multi_node_launcher(num_nodes: int, command: str) -> None:
             f"torchlap {command} ...` in a SLURM job of {num_nodes} nodes; on one machine pass "
             "--num-nodes 1"
         )
+
+
+#: the other local ranks Lightning's launcher started from this process; their end is said
+#: once, by whoever claims it first (the watcher thread or the main thread's error)
+_children: list[subprocess.Popen] = []
+_claim = threading.Lock()
+
+
+def claim_worker_report() -> bool:
+    """``True`` once: the caller says how the other ranks ended (later callers must not)."""
+    return _claim.acquire(blocking=False)
+
+
+def _ending(code: int) -> str:
+    """How a process ended, from its ``returncode`` (negative: the signal that killed it)."""
+    if code >= 0:
+        return f"ended with exit code {code} (its error is printed above)"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    text = f"was killed by {name}"
+    if -code == signal.SIGKILL:
+        text += " (the kernel's out-of-memory killer sends it when memory runs out)"
+    return text
+
+
+def ended_workers(wait: float = 3.0) -> str | None:
+    """The other local ranks started from this process that ended with a non-zero code, said
+    in words (``local rank 1 was killed by SIGKILL ...``), waiting up to ``wait`` seconds for
+    one to end; ``None`` when none did (or this process started none)."""
+    deadline = time.monotonic() + wait
+    while _children:
+        ended = [(rank, process.poll()) for rank, process in enumerate(_children, 1)]
+        failed = [(rank, code) for rank, code in ended if code]
+        if failed:
+            return "; ".join(f"local rank {rank} {_ending(code)}" for rank, code in failed)
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    return None
+
+
+def say_when_a_worker_dies(command: str) -> None:
+    """In the process that Lightning's launcher started the other local ranks from: when one of
+    them ends with a non-zero code, end the others and this process with exit code 1 after one
+    line ``Error: a process of the sharded COMMAND stopped: local rank N ...`` (a process killed
+    by a signal says nothing itself; one that failed with an error printed its own line).
+
+    Lightning's watcher (its ``child-process-observer`` thread) killed every process, this one
+    included, with SIGKILL and without a word: the shell's "Killed" and exit code 137. Without
+    that watcher (torchrun, SLURM, one process), nothing changes.
+    """
+    for thread in threading.enumerate():
+        children = getattr(thread, "_child_processes", None)
+        if thread.name != "child-process-observer" or not hasattr(thread, "_terminate_all"):
+            continue
+        if not isinstance(children, list):
+            continue
+        _children[:] = children
+
+        def end_all() -> None:
+            named = ended_workers(wait=0.0)
+            for process in _children:
+                if process.poll() is None:
+                    process.kill()  # SIGKILL, as Lightning: SIGTERM is lost in a collective
+            if named and claim_worker_report():
+                sys.stderr.write(f"Error: {worker_failure(command, named)}\n")
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(1)  # the others may be blocked in a collective: no clean unwinding
+
+        thread._terminate_all = end_all  # type: ignore[attr-defined]
+
+
+def worker_failure(command: str, named: str) -> str:
+    """The message for the other ranks' end ``named`` by :func:`ended_workers`."""
+    return (
+        f"a process of the sharded {command} stopped: {named}; every process was ended. Rerun "
+        "the command (results already written are reused), with fewer --devices or a smaller "
+        "--batch-size if memory ran out"
+    )

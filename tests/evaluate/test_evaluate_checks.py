@@ -119,6 +119,24 @@ def test_cli_options_and_refusals(real_run, tmp_path):
         _options(sanity_modes=("downward",)).validate()
 
 
+def test_a_grid_of_more_cells_than_classes_is_refused_before_any_work(real_run, tmp_path):
+    """A 2x2 grid on the 2-class lesions was a game skipped in results.json, exit 0, after
+    every method ran."""
+    out = tmp_path / "e"
+    with pytest.raises(ValueError, match=r"--grid-pg-shape 2x2: a 2x2 grid needs 4 distinct "):
+        evaluate_run(real_run, None, out, _options(grid_pg_shape="2x2", sanity=False))
+    assert not out.exists()
+    result = CliRunner().invoke(app, ["evaluate", "--run", str(real_run), "--out", str(out),
+                                      "--methods", "gradcam", "--grid-pg", "--grid-pg-shape",
+                                      "3x3"])  # fmt: skip
+    assert result.exit_code == 2
+    assert (
+        "Error: --grid-pg-shape 3x3: a 3x3 grid needs 9 distinct classes, the data has 2; "
+        "use a smaller grid (e.g. 1x2) or 'auto'" in result.output
+    )
+    assert not out.exists()
+
+
 def test_checks_report_progress(real_run, tmp_path, caplog, monkeypatch):
     # the sanity checks take minutes on real models: they show progress like the evaluation
     # does (plain lines here, as when stderr is a log file)

@@ -115,3 +115,54 @@ def test_evaluate_options_validate_refuses_them() -> None:
     # the library accepts options of a method it does not evaluate (the demo passes its RISE
     # and SISE options to every suite); finite values only
     EvaluateOptions(methods=("gradcam",), method_options={"rise": {"n_masks": 8}}).validate()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (dict(ks=(50, 50)), r"ks repeats the level\(s\) 50"),
+        (dict(ks=("a",)), r"every element of ks must be a percentage in \(0, 100\], got 'a'"),
+        (dict(ks=(True,)), r"every element of ks must be a percentage in \(0, 100\], got True"),
+        (dict(ks=()), r"ks must be a number or a non-empty sequence of percentages"),
+        (dict(stability_fractions=(0.1, 0.1)), r"stability_fractions repeats the level\(s\) 0.1"),
+        (dict(stability_fractions="0.1"), r"stability_fractions must be a number or a non-empty"),
+        (dict(stability_fractions=()), r"stability_fractions must be a number or a non-empty"),
+        (dict(stability_fractions=(1.0,)), r"stability_fractions must be in \(0, 1\)"),
+        (dict(split="foo"), r"unknown split 'foo'; accepted splits are train, val, test"),
+        (dict(examples="no"), r"examples must be True or False, got 'no'"),
+        (dict(methods="gradcam"), r"methods must be a tuple of method names, e.g. \('gradcam',\)"),
+    ],
+)
+def test_evaluate_options_validate_refuses_levels_split_and_flags(fields, message) -> None:
+    # the metrics refused these only after the first method's maps (ks=("a",) as a bare
+    # "'<' not supported"), examples="no" was taken as True and methods="gradcam" was read
+    # as the methods g, r, a, ...
+    with pytest.raises(ValueError, match=message):
+        EvaluateOptions(**fields).validate()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+@pytest.mark.parametrize("out", ["", "  "])
+def test_an_empty_out_is_refused(tmp_path, monkeypatch, command, out) -> None:
+    # --out "" (an unset shell variable) was the current folder: results.json, figures/ and
+    # methods/ written next to the user's files (torchlap train refuses it)
+    monkeypatch.chdir(tmp_path)
+    run = str(tmp_path / "nowhere")
+    args = ["evaluate", "--run", run] if command == "evaluate" else ["compare", run]
+    error = error_line([*args, "--out", out, "--methods", "gradcam"])
+    assert error == (
+        "Error: Invalid value: --out is empty or blank; pass the output folder (. for the "
+        "current folder)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_grid_pointing_grids_are_bounded(tmp_path) -> None:
+    # every grid is built as an image up front: 10**9 grids asked torch's allocator for
+    # gigabytes (terabytes at 224 px) after every method had run
+    with pytest.raises(ValueError, match=r"grid_pg_grids must be an int from 1 to 10000, got 10"):
+        EvaluateOptions(grid_pg=True, grid_pg_grids=10**9).validate()
+    EvaluateOptions(grid_pg=True, grid_pg_grids=10_000).validate()
+    error = error_line(_evaluate(tmp_path, "--grid-pg", "--grid-pg-grids", "1000000000"))
+    assert "grid_pg_grids must be an int from 1 to 10000, got 1000000000" in error
+    assert not (tmp_path / "out").exists()

@@ -300,6 +300,40 @@ def test_an_error_on_another_rank_is_shown_once_naming_the_rank(tiny_run, tmp_pa
     assert not any(line.startswith("rank 0:") for line in lines)
 
 
+_KILLED_ON_RANK_ONE = """
+import os
+import signal
+
+if os.environ.get("LOCAL_RANK") == "1":
+    import torchlap.evaluate.core as core
+
+    def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer does
+
+    core._logits = die
+from torchlap.cli import main
+
+main()
+"""
+
+
+@pytest.mark.skipif((_CORES or 1) < 2, reason="two CPU processes need two cores")
+def test_a_rank_killed_by_a_signal_is_named(tiny_run, tmp_path):
+    """A rank killed by a signal prints nothing; rank 0 printed gloo's 'Connection reset by
+    peer ... GLHF!', or Lightning's watcher killed it with SIGKILL (exit 137, no line)."""
+    script = tmp_path / "killed_on_rank_one.py"
+    script.write_text(_KILLED_ON_RANK_ONE)
+    done = _evaluate_sharded(tiny_run, tmp_path / "eval", 2, script, methods=("gradcam",))
+    assert done.returncode == 1, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if "Error" in line]
+    assert errors == [
+        "Error: a process of the sharded evaluation stopped: local rank 1 was killed by SIGKILL "
+        "(the kernel's out-of-memory killer sends it when memory runs out); every process was "
+        "ended. Rerun the command (results already written are reused), with fewer --devices "
+        "or a smaller --batch-size if memory ran out"
+    ], done.stderr[-3000:]
+
+
 def test_another_ranks_error_line_names_its_rank(tmp_path, monkeypatch):
     for name in ("RANK", "NODE_RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
         monkeypatch.delenv(name, raising=False)

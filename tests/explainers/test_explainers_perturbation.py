@@ -190,6 +190,18 @@ def test_rise_options_are_checked():
     assert RiseMasks(2, (8, 12), grid_size=8).grid_size == 8
 
 
+def test_rise_options_that_make_constant_masks_are_refused():
+    # a 1x1 grid upsamples to a constant mask and p=1 keeps every cell: every mask was the
+    # whole image kept (or removed), and every map came out flat without a word
+    model = lap_cnn()
+    for build in (lambda **kw: Rise(model, **kw), lambda **kw: RiseMasks(3, (8, 8), **kw)):
+        with pytest.raises(ValueError, match=r"grid_size must be an int >= 2, got 1: a 1x1"):
+            build(grid_size=1)
+        with pytest.raises(ValueError, match=r"p must be a number in \(0, 1\) .*got 1"):
+            build(p=1)
+    assert RiseMasks(3, (8, 8), grid_size=2, p=0.99).grid_size == 2
+
+
 def bn_lap_cnn() -> nn.Sequential:
     """lap_cnn with eval batch norms after its convolutions (running statistics far from
     identity), whose masked forwards fold them."""
@@ -271,11 +283,11 @@ def test_masked_forwards_restore_the_model_when_they_fail():
 
 def test_rise_options_are_not_coerced():
     model = lap_cnn()
-    with pytest.raises(TypeError, match=r"p must be a number in \(0, 1\]"):
+    with pytest.raises(TypeError, match=r"p must be a number in \(0, 1\)"):
         Rise(model, p=True)
-    with pytest.raises(TypeError, match=r"p must be a number in \(0, 1\]"):
+    with pytest.raises(TypeError, match=r"p must be a number in \(0, 1\)"):
         Rise(model, p="0.5")
-    with pytest.raises(ValueError, match=r"p must be a number in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"p must be a number in \(0, 1\)"):
         Rise(model, p=float("nan"))
     # RiseMasks truncated a float seed (1.7 -> 1) and took p=True as 1.0
     with pytest.raises(TypeError, match="seed must be an int"):
@@ -286,3 +298,17 @@ def test_rise_options_are_not_coerced():
         RiseMasks(3, "ab")
     with pytest.raises(ValueError, match=r"size\[0\] \(height\) must be an int >= 1"):
         RiseMasks(3, (0, 8))
+
+
+def test_rise_masks_that_would_not_fit_in_memory_are_refused():
+    # the grids are drawn up front: n_masks=10**11 failed in torch's allocator (a C++ stack,
+    # exit 1) when RISE's turn came, after the other methods had run
+    model = lap_cnn()
+    message = r"n_masks 100000000000 of 8x8 grids draw 6400000000000 grid cells up front"
+    with pytest.raises(ValueError, match=message):
+        Rise(model, n_masks=10**11)
+    with pytest.raises(ValueError, match=message):
+        RiseMasks(10**11, (8, 8))
+    with pytest.raises(ValueError, match=r"pass n_masks <= 4194304 at this grid_size"):
+        Rise(model, n_masks=4194305)
+    Rise(model, n_masks=4194304)

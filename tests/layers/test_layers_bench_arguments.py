@@ -31,6 +31,16 @@ def test_bench_explain_help_example_is_a_real_command() -> None:
         (("--against", "magic"), "unknown --against peer(s) ['magic']"),
         (("--methods", ","), "--methods lists no name"),
         (("--methods", "magic"), "unknown explainer 'magic'"),
+        # a C++ allocator stack (exit 1) before; ignored without a word before
+        (("--sizes", "99999"), "--sizes must each be from 8 to 8192 pixels, got '99999'"),
+        (("--batch-size", "5000"), "--batch-size must be from 1 to 4096, got 5000"),
+        (("--rise-vs-sise", "--methods", "gradcam"), "--methods is not used with --rise-vs-sise"),
+        (("--against", "torchcam", "--methods", "lap"), "--methods is not used with --against"),
+        (
+            ("--precision", "bfloat16", "--methods", "gradcam,lap"),
+            "--precision bfloat16 sets the masked forwards of scorecam, rise, sise, and "
+            "--methods lists none of them",
+        ),
     ],
 )
 def test_bench_explain_refuses_bad_arguments_before_printing(args, message) -> None:
@@ -46,6 +56,9 @@ def test_bench_explain_refuses_bad_arguments_before_printing(args, message) -> N
         (("--archs", ","), "--archs lists no architecture"),
         (("--rounds", "0"), "--rounds must be >= 1, got 0"),
         (("--repeats", "0"), "--repeats must be >= 1, got 0"),
+        # a C++ allocator stack (exit 1) before
+        (("--size", "100000"), "--size must be from 75 (Inception-v3's smallest) to 8192"),
+        (("--batch-size", "5000"), "--batch-size must be from 1 to 4096, got 5000"),
     ],
 )
 def test_bench_model_refuses_bad_arguments(args, message) -> None:

@@ -57,7 +57,7 @@ def test_binary_rule_matches_reference(positive):
 def test_concept_indices_and_threshold_are_not_coerced():
     concepts = concept_maps(0)
     # NaN predicted all zeros; 1.7 and "1" were read as concept 1 by int()
-    with pytest.raises(ValueError, match="threshold must be a finite number"):
+    with pytest.raises(ValueError, match=r"threshold must be a number in \[0, 1\]"):
         binary_rule(concepts, float("nan"))
     with pytest.raises(TypeError, match="threshold"):
         binary_rule(concepts, "0.5")
@@ -147,3 +147,18 @@ def test_predictivity_and_faithfulness_reference():
         faithfulness(predictions, model_predictions[:2])
     with pytest.raises(TypeError, match="integer"):
         predictivity(predictions.float(), labels)
+
+
+def test_binary_rule_takes_probabilities_and_a_threshold_in_0_1():
+    # a threshold of 2 predicted 0 for every image and -1 predicted 1; logits (values from -5)
+    # were thresholded as if they were probabilities
+    concepts = concept_maps(0)
+    for threshold in (2.0, -1.0, 1.5):
+        with pytest.raises(ValueError, match=r"threshold must be a number in \[0, 1\] \(the "):
+            binary_rule(concepts, threshold)
+    with pytest.raises(
+        ValueError, match=r"concepts must hold probabilities in \[0, 1\] .* from -5"
+    ):
+        binary_rule(concepts - 5)
+    assert binary_rule(concepts, 1.0).tolist() == [0] * concepts.shape[0]  # the ends are taken
+    binary_rule(concepts, 0.0)

@@ -323,7 +323,12 @@ OTHER_CASES = [
     ),
     ("demo scale", ["demo", "--scale", "0", "--out", "{tmp}/out"], r"scale must .*\(0, 100", None),
     ("bench layer scale", ["bench", "layer", "--scale", "2"], r"--scale must be in \(0, 1\]", None),
-    ("bench model size", ["bench", "model", "--size", "32"], r"--size must be >= 75", None),
+    (
+        "bench model size",
+        ["bench", "model", "--size", "32"],
+        r"--size must be from 75 \(Inception-v3.s smallest\) to 8192",
+        None,
+    ),
     ("bench layer device", ["bench", "layer", "--device", "gpu0"], r"'gpu0' is not a device", None),
     ("bench model batch", ["bench", "model", "--batch-size", "0"], r"--batch-size must be", None),
     ("bench explain repeats", ["bench", "explain", "--repeats", "0"], r"--repeats must be", None),

@@ -23,6 +23,13 @@ from torchlap.metrics._common import eval_mode
 logger = logging.getLogger(__name__)
 
 
+#: the largest batch a benchmark option takes (the default shapes' batches are 16 to 32; a
+#: larger one asks torch for more memory than any machine has and fails with a C++ stack)
+MAX_BATCH = 4096
+#: the largest input side a benchmark option takes (training's limit, MAX_IMAGE_SIDE)
+MAX_SIDE = 8192
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -25,7 +25,7 @@ import typer
 from torch import nn
 
 from torchlap._checks import check_device, check_distinct
-from torchlap.bench.common import keeps_model_flags, time_call
+from torchlap.bench.common import MAX_BATCH, MAX_SIDE, keeps_model_flags, time_call
 from torchlap.bench.explain_peers import (
     PEERS,
     format_peer_rows,
@@ -289,6 +289,7 @@ def register_bench(bench_app: object) -> None:
             mask_batch_size=mask_batch_size, repeats=repeats, rounds=rounds,
         )  # fmt: skip
         method_list = _checked_choices(methods, against, precision)
+        _refuse_ignored(method_list, against, rise_vs_sise, precision)
         if against or rise_vs_sise:
             try:
                 typer.echo(
@@ -331,8 +332,12 @@ def _checked_arguments(sizes: str, classes: int, device: str, **counts: int) -> 
         raise typer.BadParameter(f"--sizes must be comma-separated ints, got {sizes!r}") from None
     if not size_list:
         raise typer.BadParameter(f"--sizes lists no size, got {sizes!r}; pass e.g. 224,64")
-    if any(size < 8 for size in size_list):
-        raise typer.BadParameter(f"--sizes must each be >= 8 pixels, got {sizes!r}")
+    if any(not 8 <= size <= MAX_SIDE for size in size_list):
+        raise typer.BadParameter(f"--sizes must each be from 8 to {MAX_SIDE} pixels, got {sizes!r}")
+    if counts.get("batch_size", 1) > MAX_BATCH:
+        raise typer.BadParameter(
+            f"--batch-size must be from 1 to {MAX_BATCH}, got {counts['batch_size']}"
+        )
     check_distinct(size_list, "--sizes")
     for name, value in counts.items():
         if value < 1:
@@ -370,6 +375,32 @@ def _checked_choices(methods: str, against: str, precision: str) -> list[str] | 
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     return method_list
+
+
+def _refuse_ignored(
+    method_list: list[str] | None, against: str, rise_vs_sise: bool, precision: str
+) -> None:
+    """Options the run would ignore without a word: ``--methods`` with ``--against`` or
+    ``--rise-vs-sise`` (which time their own methods), ``--precision`` other than float32 when
+    no listed method makes masked forwards."""
+    if method_list is not None and (against or rise_vs_sise):
+        given = "--against" if against else "--rise-vs-sise"
+        raise typer.BadParameter(
+            f"--methods is not used with {given}, which times its own methods (Score-CAM "
+            "against its peers, or RISE against SISE): drop --methods, or drop "
+            f"{given} to time the listed methods"
+        )
+    masked = [m for m in method_list or () if m in _MASKED_FORWARDS]
+    if precision != "float32" and method_list is not None and not masked and not rise_vs_sise:
+        raise typer.BadParameter(
+            f"--precision {precision} sets the masked forwards of "
+            f"{', '.join(_MASKED_FORWARDS)}, and --methods lists none of them: add one, or "
+            "drop --precision"
+        )
+
+
+#: the methods whose masked forwards --precision sets
+_MASKED_FORWARDS = ("scorecam", "rise", "sise")
 
 
 def _best_of(rounds: int, run: Callable[[], list]) -> list:

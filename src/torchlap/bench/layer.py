@@ -29,7 +29,7 @@ from torch import nn
 
 from torchlap._checks import check_device, check_distinct
 from torchlap._ext import kernel_status, lap_kernels, recorded_calls
-from torchlap.bench.common import measure
+from torchlap.bench.common import MAX_BATCH, measure
 from torchlap.layers.fused import BACKWARD_OUTPUT_ARGS, fused_layer_calls
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LapBase, LocalAttentionPool2d
 
@@ -406,11 +406,6 @@ def summary(rows: list[LayerBenchRow]) -> str:
             f"{_span([r.autograd_floor_ratio_max for r in slow])})"
         )
     return "\n".join(lines)
-
-
-#: the largest ``--batches`` entry (the default shapes' batch is 32; a larger one asks torch for
-#: more memory than any machine has and fails with a C++ stack)
-MAX_BATCH = 4096
 
 
 def run_layer_command(device: str, scale: float, batches: str, rounds: int) -> str:

@@ -22,6 +22,7 @@ from torch import nn
 
 from torchlap._checks import check_device, check_distinct
 from torchlap._ext import kernel_status
+from torchlap.bench.common import MAX_BATCH, MAX_SIDE
 from torchlap.models.build import build_model
 
 logger = logging.getLogger(__name__)
@@ -226,10 +227,14 @@ def register_model_bench(bench_app: object) -> None:
         if not 0 < scale <= 1:
             raise typer.BadParameter(f"--scale must be in (0, 1], got {scale}")
         # checked before scaling, which keeps a quick look at Inception-v3's smallest input
-        if size < 75:
-            raise typer.BadParameter(f"--size must be >= 75 (Inception-v3's smallest), got {size}")
-        if batch_size < 1:
-            raise typer.BadParameter(f"--batch-size must be >= 1, got {batch_size}")
+        if not 75 <= size <= MAX_SIDE:
+            raise typer.BadParameter(
+                f"--size must be from 75 (Inception-v3's smallest) to {MAX_SIDE}, got {size}"
+            )
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise typer.BadParameter(
+                f"--batch-size must be from 1 to {MAX_BATCH}, got {batch_size}"
+            )
         for option, value in (("--repeats", repeats), ("--rounds", rounds)):
             if value < 1:
                 raise typer.BadParameter(f"{option} must be >= 1, got {value}")

@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CHECK_OPTION_FIELDS",
+    "MAX_GRID_PG_GRIDS",
+    "check_grid_request",
     "compare_data_randomization",
     "data_randomization",
     "method_fingerprint_options",
@@ -74,6 +76,10 @@ CHECK_OPTION_FIELDS = (
 #: EvaluateOptions fields read after every method, from the cached per-image scores (the
 #: bootstrap intervals): left out of the per-method fingerprint too
 RUN_LEVEL_OPTION_FIELDS = ("bootstrap_resamples", "bootstrap_level")
+#: the most grids of the grid pointing game: every grid is built as an image up front (a 2x2
+#: grid of 224 px images is 2.4 MB), so 10**9 asked torch for terabytes and failed in its
+#: allocator; the mean of 10000 grids is within 0.5 points of its limit (standard error)
+MAX_GRID_PG_GRIDS = 10_000
 
 
 def method_fingerprint_options(options: Any) -> dict[str, Any]:
@@ -113,6 +119,12 @@ def validate_check_options(options: Any) -> None:
         value = getattr(options, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if options.grid_pg_grids > MAX_GRID_PG_GRIDS:
+        raise ValueError(
+            f"grid_pg_grids must be an int from 1 to {MAX_GRID_PG_GRIDS}, got "
+            f"{options.grid_pg_grids!r} (every grid is built as an image up front; the mean of "
+            f"{MAX_GRID_PG_GRIDS} grids is within 0.5 points of its limit)"
+        )
     modes = tuple(options.sanity_modes)
     if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
         raise ValueError(f"sanity_modes must be distinct names from {MODES}, got {modes!r}")
@@ -132,6 +144,19 @@ def validate_check_options(options: Any) -> None:
         raise ValueError(f"grid_pg_confidence must be a number in [0, 1), got {confidence!r}")
     if isinstance(options.grid_pg_shape, str) and options.grid_pg_shape.strip() != "auto":
         resolve_grid_shape(options.grid_pg_shape, 10**6)  # syntax only; classes checked later
+
+
+def check_grid_request(options: Any, run: Any) -> None:
+    """``ValueError`` when ``grid_pg`` asks for a grid of more cells than ``run`` has classes
+    (the evaluated data has the run's classes; each cell shows another class), here before any
+    work: it was a game skipped with the reason in ``results.json``, exit 0, after every
+    method ran. (Too few *confidently classified* classes are known only then, and still skip
+    the game.)"""
+    if options.grid_pg and options.grid_pg_shape != "auto":
+        try:
+            resolve_grid_shape(options.grid_pg_shape, len(run.classes))
+        except ValueError as error:
+            raise ValueError(f"--grid-pg-shape {options.grid_pg_shape}: {error}") from None
 
 
 def _sanity_options(options: Any) -> dict[str, Any]:

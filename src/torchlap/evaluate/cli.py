@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from torchlap.cli_style import given_options
+from torchlap.evaluate.checks import MAX_GRID_PG_GRIDS
 from torchlap.evaluate.common import guard_output_folder
 from torchlap.evaluate.compare import compare_runs
 from torchlap.evaluate.core import evaluate_run
@@ -247,7 +248,9 @@ GridPgShape = Annotated[
     str,
     typer.Option("--grid-pg-shape", help="auto (2x2, or 1xK with K < 4 classes) or RxC."),
 ]
-GridPgGrids = Annotated[int, typer.Option("--grid-pg-grids", help="Grids to build.")]
+GridPgGrids = Annotated[
+    int, typer.Option("--grid-pg-grids", help=f"Grids to build, 1 to {MAX_GRID_PG_GRIDS}.")
+]
 GridPgConfidence = Annotated[
     float, typer.Option("--grid-pg-confidence", help="Minimum softmax probability of a cell.")
 ]
@@ -260,6 +263,19 @@ Devices = Annotated[
     ),
 ]
 NumNodes = Annotated[int, typer.Option("--num-nodes", help="Nodes (torchrun/SLURM; DDP).")]
+
+
+def _out_folder(out: str | None) -> Path | None:
+    """``--out`` as a path (``None`` when not given); an empty value is refused: as a path it
+    is the current folder, which would receive results.json, figures/ and methods/ (an unset
+    shell variable, ``--out "$OUT"``, not a request), as ``torchlap train`` refuses it."""
+    if out is None:
+        return None
+    if not out.strip():
+        raise typer.BadParameter(
+            "--out is empty or blank; pass the output folder (. for the current folder)"
+        )
+    return Path(out)
 
 
 def _shard_plan(devices: str, num_nodes: int, device: str) -> ShardPlan:
@@ -295,7 +311,9 @@ def evaluate_command(
     data: str = typer.Option(None, "--data", help="Built-in name or folder (default: the run's)."),
     split: Split = "test",
     methods: Methods = _DEFAULT_METHODS,
-    out: Path = typer.Option(None, "--out", help="Output folder (default RUN/eval-SPLIT)."),
+    out: str = typer.Option(
+        None, "--out", metavar="<path>", help="Output folder (default RUN/eval-SPLIT)."
+    ),
     force: Force = False,
     batch_size: BatchSize = 32,
     max_images: MaxImages = None,
@@ -346,7 +364,7 @@ def evaluate_command(
     `--device cuda`; torchrun and SLURM too): rank 0 writes what one process writes.
     """
     options = _options(locals())
-    out_dir = out or run / f"eval-{split}"
+    out_dir = _out_folder(out) or run / f"eval-{split}"
     plan = _shard_plan(devices, num_nodes, device)
     if _is_rank_zero():
         guard_output_folder(out_dir, force)
@@ -367,7 +385,7 @@ def compare_command(
     ctx: typer.Context,
     runs: list[Path] = typer.Argument(..., help="Run folders to put side by side."),
     data: str = typer.Option(None, "--data", help="Built-in name or folder (default: each run's)."),
-    out: Path = typer.Option(Path("comparison"), "--out", help="Output folder."),
+    out_text: str = typer.Option("comparison", "--out", metavar="<path>", help="Output folder."),
     split: Split = "test",
     methods: Methods = _DEFAULT_METHODS,
     force: Force = False,
@@ -407,6 +425,7 @@ def compare_command(
     images with the demo's settings; tens of minutes per run with the defaults).
     """
     options = _options(locals())
+    out = _out_folder(out_text) or Path("comparison")
     plan = _shard_plan(devices, num_nodes, device)
     if _is_rank_zero():
         guard_output_folder(out, force)

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from torchlap.evaluate.bla_comparison import lime_grid, lime_section
-from torchlap.evaluate.checks import method_fingerprint_options, run_checks
+from torchlap.evaluate.checks import check_grid_request, method_fingerprint_options, run_checks
 from torchlap.evaluate.common import (
     METRICS_REVISION,
     EvalData,
@@ -276,6 +276,7 @@ def _prepare(
 ) -> tuple[_Evaluation, Tensor]:
     """The run rebuilt, its splits read and the targets chosen; and the test logits."""
     run = load_run(run_dir)
+    check_grid_request(options, run)  # before any work
     # the run's own data: a folder recorded as a relative path (runs saved before torchlap
     # recorded absolute ones) is looked up where resolve_run_data says, and named when missing
     data = request.data or resolve_run_data(run_dir, run.config)
@@ -342,8 +343,7 @@ def _note_fit_on_evaluated(run_dir: Path, notes: dict[str, list[str]]) -> None:
 def _check_applicable(
     run_dir: Path, model: nn.Module, options: EvaluateOptions, require: bool
 ) -> None:
-    """Refuse a request none of whose methods applies to the model (as ``explain`` does);
-    otherwise one warning per method skipped."""
+    """Refuse a request none of whose methods applies to the model; else warn per skip."""
     skipped = {m: why for m in options.methods if (why := applicability(m, model)) is not None}
     if require and len(skipped) == len(options.methods):
         listed = "; ".join(f"{method} ({why})" for method, why in skipped.items())

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from torchlap._checks import check_choice, check_device, check_seed, is_int, is_number
+from torchlap._checks import check_bool, check_choice, check_device, check_seed, is_int, is_number
+from torchlap.data import SPLITS
 from torchlap.evaluate.checks import validate_check_options
 from torchlap.explainers import available, check_options, comparison_methods
 from torchlap.explainers.lap import LAP_ALL_VARIANTS
 from torchlap.metrics.localization import THRESHOLD_CLASSIFIERS
-from torchlap.metrics.perturbation import BASELINES, TIE_RULES
+from torchlap.metrics.noise_stability import check_noise_fractions
+from torchlap.metrics.perturbation import BASELINES, TIE_RULES, check_ks
 from torchlap.metrics.uncertainty import DEFAULT_LEVEL, DEFAULT_RESAMPLES, MAX_RESAMPLES
 
 __all__ = [
@@ -134,6 +137,7 @@ class EvaluateOptions:
         self._validate_counts()
         try:  # the metrics' own check, here before any work (it ran after the first method)
             check_seed(self.seed)
+            check_bool(self.examples, "examples")
         except TypeError as error:  # ValueError, as the CLI reports it
             raise ValueError(str(error)) from None
         if self.target not in ("prediction", "label"):
@@ -146,11 +150,10 @@ class EvaluateOptions:
             ("threshold_classifier", THRESHOLD_CLASSIFIERS),
         ):
             check_choice(getattr(self, name), name, accepted)
-        if any(not 0 < k <= 100 for k in self.ks):
-            raise ValueError(f"ks are percentages in (0, 100], got {self.ks}")
-        if any(not 0 < f < 1 for f in self.stability_fractions):
+        self._validate_levels()
+        if not isinstance(self.split, str) or self.split not in SPLITS:  # the data's words
             raise ValueError(
-                f"stability_fractions must be in (0, 1), got {self.stability_fractions}"
+                f"unknown split {self.split!r}; accepted splits are {', '.join(SPLITS)}"
             )
         validate_check_options(self)
         if self.check_methods is not None:
@@ -162,7 +165,28 @@ class EvaluateOptions:
             check_options(method, options)  # an unknown method or option is named, not ignored
             _refuse_nonfinite(options, method)
 
+    def _validate_levels(self) -> None:
+        """``ks`` and ``stability_fractions`` by the metrics' own rules (each level once, no
+        bool or string), here before any work (the metrics ran them after the first method's
+        maps); the stability fractions also below 1 (a fully noised image)."""
+        try:
+            check_ks(self.ks)
+            fractions = check_noise_fractions(self.stability_fractions)
+        except (TypeError, ValueError) as error:  # ValueError, as the CLI reports it
+            text = str(error).replace("every k ", "every element of ks ")
+            text = re.sub(r"\b(?<!noise )fractions\b", "stability_fractions", text)
+            raise ValueError(text) from None
+        if any(f >= 1 for f in fractions):
+            raise ValueError(
+                f"stability_fractions must be in (0, 1), got {self.stability_fractions}"
+            )
+
     def _validate_methods(self) -> None:
+        if isinstance(self.methods, str):
+            raise ValueError(
+                f"methods must be a tuple of method names, e.g. ({self.methods!r},), got the "
+                f"string {self.methods!r}"
+            )
         if not self.methods:
             raise ValueError("methods is empty; name at least one of " + ", ".join(available()))
         unknown = [m for m in self.methods if m not in available()]

@@ -31,7 +31,14 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from torchlap.launch import external_launcher, require_multi_node_launcher
+from torchlap.launch import (
+    claim_worker_report,
+    ended_workers,
+    external_launcher,
+    require_multi_node_launcher,
+    say_when_a_worker_dies,
+    worker_failure,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -279,6 +286,7 @@ def launch_sharded(plan: ShardPlan, function: Callable[[], T]) -> T | None:
                 strategy="ddp",
             )
             fabric.launch()
+        say_when_a_worker_dies("evaluation")
     finally:
         for each, level in zip(quiet, levels, strict=True):
             each.setLevel(level)
@@ -288,6 +296,15 @@ def launch_sharded(plan: ShardPlan, function: Callable[[], T]) -> T | None:
         with sharding(context):
             value = function()
         dist.barrier()  # nobody leaves (and tears the group down) while another still works
+    except Exception as error:
+        # gloo's "Connection reset by peer" when a local rank this process started died: say
+        # which and how (the watcher says it when this process was not waiting on the group)
+        named = ended_workers(wait=3.0 if "by peer" in str(error) else 0.0)
+        if named is None:
+            raise
+        if not claim_worker_report():
+            raise SystemExit(1) from None  # the watcher said it, and ends this process
+        raise RuntimeError(worker_failure("evaluation", named)) from error
     finally:
         if owned and dist.is_initialized():
             dist.destroy_process_group()

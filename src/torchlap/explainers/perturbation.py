@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchlap._checks import check_fraction, check_seed
+from torchlap._checks import check_number, check_seed
 from torchlap._checks import check_positive_int as _check_positive_int
 from torchlap.explainers.base import (
     Explainer,
@@ -227,6 +227,50 @@ class ScoreCam(Explainer):
         return torch.relu((weights[:, :, None, None] * activations).sum(dim=1))
 
 
+def _check_rise_grid(grid_size: object) -> int:
+    """RISE's ``grid_size``: an int >= 2 (a 1x1 grid upsamples to a constant mask, all kept or
+    all removed, so every map would be flat)."""
+    _check_positive_int(grid_size, "grid_size")
+    if grid_size < 2:  # type: ignore[operator]
+        raise ValueError(
+            f"grid_size must be an int >= 2, got {grid_size!r}: a 1x1 grid makes every RISE mask "
+            "constant (the whole image kept or removed), so every map would be flat; the RISE "
+            "paper uses 7 or 8"
+        )
+    return grid_size  # type: ignore[return-value]
+
+
+#: the most grid cells RISE draws up front (``n_masks * grid_size**2`` floats: 1 GiB); the
+#: RISE paper's 4000 or 8000 masks of 7x7 or 8x8 cells take 2 MB
+MAX_RISE_CELLS = 2**28
+
+
+def _check_rise_cells(n_masks: int, grid_size: int) -> None:
+    """``ValueError`` when the masks' grids (drawn up front) would not fit in memory (a grid
+    of more cells than that alone is larger than any image: refused as such, with the image)."""
+    if grid_size * grid_size <= MAX_RISE_CELLS < n_masks * grid_size * grid_size:
+        raise ValueError(
+            f"n_masks {n_masks} of {grid_size}x{grid_size} grids draw "
+            f"{n_masks * grid_size * grid_size} grid cells up front, above the {MAX_RISE_CELLS} "
+            f"(1 GiB) RISE takes; pass n_masks <= {MAX_RISE_CELLS // (grid_size * grid_size)} at "
+            "this grid_size (the RISE paper uses 4000 to 8000 masks)"
+        )
+
+
+def _check_rise_p(p: object) -> float:
+    """RISE's ``p``: a number in (0, 1) (at 1 every cell of every mask is kept: a flat map)."""
+    value = check_number(
+        p, "p", minimum=0.0, maximum=1.0, strict_minimum=True,
+        accepted="a number in (0, 1) (the probability that a grid cell is kept)",
+    )  # fmt: skip
+    if value == 1.0:
+        raise ValueError(
+            "p must be a number in (0, 1) (the probability that a grid cell is kept), got "
+            f"{p!r}: at 1 every mask keeps the whole image, so every map would be flat"
+        )
+    return value
+
+
 class RiseMasks:
     """RISE's random masks (Petsiuk et al. 2018, section 3.2), generated lazily by index.
 
@@ -236,9 +280,10 @@ class RiseMasks:
     ``torch.Generator`` seeded with ``seed`` (on the CPU, so that a seed gives the same masks on
     every device); :meth:`__call__` builds the requested masks on ``device``.
 
-    Accepted: ``n_masks`` and ``grid_size`` positive ints, ``size`` two positive ints,
-    ``p`` a number in (0, 1], ``seed`` an int in [0, 2**32 - 1] (never a float or bool truncated by
-    ``int()``), ``grid_size`` at most the image's smaller side.
+    Accepted: ``n_masks`` a positive int, ``grid_size`` an int from 2 to the image's smaller
+    side, ``size`` two positive ints, ``p`` a number in (0, 1) (a 1x1 grid or ``p = 1`` makes
+    constant masks, hence flat maps), ``seed`` an int in [0, 2**32 - 1] (never a float or bool
+    truncated by ``int()``).
     """
 
     def __init__(
@@ -251,8 +296,8 @@ class RiseMasks:
         device: torch.device | str | None = None,
     ) -> None:
         _check_positive_int(n_masks, "n_masks")
-        _check_positive_int(grid_size, "grid_size")
-        self.p = check_fraction(p, "p")
+        _check_rise_grid(grid_size)
+        self.p = _check_rise_p(p)
         check_seed(seed)
         if (
             isinstance(size, (str, bytes))
@@ -271,6 +316,7 @@ class RiseMasks:
                 "images: RISE's grid cells must hold at least one pixel (grid_size <= "
                 f"{min(self.size)} here; the RISE paper uses 7 or 8 at 224 px)"
             )
+        _check_rise_cells(n_masks, grid_size)
         self.grid_size = grid_size
         self.cell = (math.ceil(self.size[0] / grid_size), math.ceil(self.size[1] / grid_size))
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -318,8 +364,8 @@ def rise_masks(
 class Rise(Explainer):
     """RISE (Petsiuk et al., BMVC 2018): ``S(x) = 1 / (N p) sum_i P(c | I * M_i) M_i``.
 
-    Options: ``n_masks`` (N, default 4000), ``grid_size`` (s, default 8, at most the image's
-    smaller side), ``p`` (a number in (0, 1], default 0.5), ``seed`` (an int in [0, 2**32 - 1],
+    Options: ``n_masks`` (N, default 4000), ``grid_size`` (s, default 8, from 2 to the image's
+    smaller side), ``p`` (a number in (0, 1), default 0.5), ``seed`` (an int in [0, 2**32 - 1],
     default 0; the same seed gives the same masks), ``mask_batch_size`` (masked images per
     forward, default 64), ``precision`` (as for :class:`ScoreCam`). The same masks explain
     every image of the batch. Cost: ``N`` forwards per image (plus one when ``target`` is
@@ -344,8 +390,9 @@ class Rise(Explainer):
         super().__init__(model)
         self.precision = check_precision(precision)
         self.n_masks = _check_positive_int(n_masks, "n_masks")
-        self.grid_size = _check_positive_int(grid_size, "grid_size")
-        self.p = check_fraction(p, "p")
+        self.grid_size = _check_rise_grid(grid_size)
+        _check_rise_cells(self.n_masks, self.grid_size)
+        self.p = _check_rise_p(p)
         self.seed = check_seed(seed)
         self.mask_batch_size = _check_positive_int(mask_batch_size, "mask_batch_size")
 

@@ -104,11 +104,21 @@ def binary_rule(
 
     With several concepts, ``positive_concepts`` names the maps that signal the positive
     class (default: all of them; any pixel of any of them suffices). Returns (B,) long.
-    ``threshold``: a finite number; ``positive_concepts``: None or a non-empty list of int
-    indices.
+    ``threshold``: a number in [0, 1]; ``concepts``: probabilities in [0, 1] (outside, a
+    threshold above 1 or below 0 predicts one class for every image); ``positive_concepts``:
+    None or a non-empty list of int indices.
     """
-    check_number(threshold, "threshold")
+    check_number(
+        threshold, "threshold", minimum=0.0, maximum=1.0,
+        accepted="a number in [0, 1] (the concept maps hold probabilities)",
+    )  # fmt: skip
     tensor = _concepts(concepts)
+    if tensor.numel() and bool((tensor.amin() < 0) | (tensor.amax() > 1)):
+        raise ValueError(
+            "concepts must hold probabilities in [0, 1] (a LAP layer's sigmoid outputs, not "
+            f"logits); they hold values from {float(tensor.amin()):.3g} to "
+            f"{float(tensor.amax()):.3g}"
+        )
     chosen = _concept_indices(positive_concepts, tensor.shape[1], "positive_concepts")
     return (tensor[:, chosen] > threshold).flatten(1).any(dim=1).long()
 

@@ -29,7 +29,7 @@ from torchlap.metrics.perturbation import (
     drop_inc_win,
 )
 
-__all__ = ["salt_and_pepper", "stability"]
+__all__ = ["check_noise_fractions", "salt_and_pepper", "stability"]
 
 
 def salt_and_pepper(
@@ -106,7 +106,10 @@ def _explain_in_chunks(
     return check_maps(out, "explain_fn output")
 
 
-def _check_fractions(fractions: object) -> tuple[float, ...]:
+def check_noise_fractions(fractions: object) -> tuple[float, ...]:
+    """``fractions`` of :func:`stability` as a tuple: a noise fraction or a non-empty sequence of
+    distinct fractions in (0, 1] (never a bool or a string); ``ValueError``/``TypeError``
+    otherwise."""
     levels = _levels(fractions, "fractions", "noise fractions in (0, 1]")
     for fraction in levels:
         check_fraction(fraction, "every element of fractions")
@@ -158,7 +161,7 @@ def stability(
     check_choice(variant, "variant", _VARIANTS)
     if not callable(explain_fn):
         raise TypeError("explain_fn must be callable: (images, labels) -> maps (B, H, W)")
-    levels = _check_fractions(fractions)
+    levels = check_noise_fractions(fractions)
     check_seed(seed)
     _check_drop_inc_win_options(normalize, binarize_threshold, binarize_normalization, to_input)
 

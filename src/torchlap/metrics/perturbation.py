@@ -59,6 +59,7 @@ __all__ = [
     "BASELINES",
     "TIE_RULES",
     "baseline_images",
+    "check_ks",
     "drop_inc_win",
     "drop_increase",
     "keep_top_k",
@@ -170,7 +171,10 @@ def baseline_images(
     return gaussian_blur(images, [kernel_w, kernel_h], [sigma, sigma])
 
 
-def _check_ks(ks: Sequence[float]) -> tuple[float, ...]:
+def check_ks(ks: Sequence[float]) -> tuple[float, ...]:
+    """``ks`` of :func:`keep_top_k` as a tuple: a percentage or a non-empty sequence of distinct
+    percentages in (0, 100] (never a bool or a string); ``ValueError``/``TypeError`` otherwise.
+    """
     values = _levels(ks, "ks", "percentages in (0, 100]")
     for k in values:
         check_number(
@@ -240,7 +244,7 @@ def keep_top_k(
     check_images(images, maps)
     labels = check_labels(labels, images.shape[0])
     check_batch_size(batch_size)
-    percents = _check_ks(ks)
+    percents = check_ks(ks)
     draws = _check_ties(ties, tie_draws, seed)
     fill = baseline_images(images, baseline, blur_sigma)
     n = images.shape[0]
