@@ -178,3 +178,30 @@ def test_the_cli_refuses_epochs_beyond_the_bound(
     assert result.exit_code == 2, result.output
     assert re.search(message, result.output), result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("variables", "zero"),
+    [
+        ({}, True),
+        ({"RANK": "0"}, True),
+        ({"RANK": "1"}, False),
+        ({"LOCAL_RANK": "1"}, False),
+        ({"NODE_RANK": "1", "LOCAL_RANK": "0"}, False),
+        ({"SLURM_PROCID": "2"}, False),
+        ({"RANK": "x", "LOCAL_RANK": "0"}, True),  # int('x') was a ValueError in train only
+    ],
+)
+def test_train_reads_the_rank_as_the_logs_do(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], zero: bool
+) -> None:
+    """One reader of the launchers' rank variables (torchlap.logs.process_rank): train's own
+    copy raised on a value the logs ignore."""
+    from torchlap.logs import process_rank
+    from torchlap.train.folder import is_global_zero
+
+    for name in (*LAUNCHER_VARIABLES, "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert is_global_zero() is zero and (process_rank() == 0) is zero

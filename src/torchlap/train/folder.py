@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import shutil
 import zipfile
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save
 
+from torchlap.logs import process_rank
 from torchlap.runs import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
@@ -50,11 +50,9 @@ _PHASE = re.compile(r"phase\d+")
 
 
 def is_global_zero() -> bool:
-    """Rank zero before any Trainer exists (Lightning's launchers set these variables)."""
-    for name in ("RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
-        if name in os.environ:
-            return int(os.environ[name]) == 0
-    return int(os.environ.get("NODE_RANK", 0)) == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
+    """Rank zero before any Trainer exists (by the launchers' variables, read as the logs read
+    them: :func:`torchlap.logs.process_rank`)."""
+    return process_rank() == 0
 
 
 def integrity_record(out: Path | str) -> dict:
