@@ -97,3 +97,29 @@ def test_write_tables_does_not_replace_a_file_without_overwrite(tmp_path: Path) 
         write_tables(results_by_run(), target, overwrite="no")
     with pytest.raises(IsADirectoryError, match=r"is a folder; pass the path of the Markdown"):
         write_tables(results_by_run(), tmp_path)
+
+
+def test_figures_replace_only_their_own_files(tmp_path: Path) -> None:
+    """The plot functions replaced any file at their path, a user's own PNG included; now
+    only a figure torchlap wrote (its PNG mark), or any file with overwrite=True. Checked
+    before any drawing; a folder at the path is named."""
+    from PIL import Image
+
+    from torchlap.report.plots import is_torchlap_figure, plot_iou_bars, plot_keep_k
+    from torchlap.report.sanity import plot_sanity_curves
+
+    runs = results_by_run()
+    mine = tmp_path / "keep_k.png"
+    Image.new("RGB", (4, 4)).save(mine)
+    before = mine.read_bytes()
+    for plot in (plot_keep_k, plot_iou_bars, plot_sanity_curves):
+        with pytest.raises(FileExistsError, match=r"keep_k\.png exists and is not a figure"):
+            plot(runs, mine)
+        assert mine.read_bytes() == before and not is_torchlap_figure(mine)
+    assert plot_keep_k(runs, mine, overwrite=True) == mine and is_torchlap_figure(mine)
+    plot_iou_bars(runs, mine)  # torchlap's own figure: replaced without the flag
+    with pytest.raises(TypeError, match="overwrite must be True or False, got 'no'"):
+        plot_keep_k(runs, mine, overwrite="no")  # type: ignore[arg-type]
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"folder\.png is a folder"):
+        plot_keep_k(runs, tmp_path / "folder.png", overwrite=True)

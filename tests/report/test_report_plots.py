@@ -171,7 +171,7 @@ def test_failed_save_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     target.write_bytes(b"old")
     monkeypatch.setattr(Figure, "savefig", broken_savefig)
     with pytest.raises(OSError, match="disk full"):
-        plot_keep_k(results_by_run(), target)
+        plot_keep_k(results_by_run(), target, overwrite=True)  # (not torchlap's figure)
     assert target.read_bytes() == b"old"
     assert only_file(tmp_path) == ["keep_k.png"]
 

@@ -292,6 +292,7 @@ def _grid_pointing(
                 test.classes,
                 out_dir / "figures" / "grid_pg_examples.png",
                 method_facts(example_maps),
+                overwrite=True,  # the output folder passed guard_output_folder
             )
         except (ValueError, OSError) as error:  # a figure must not lose the numbers
             logger.warning("grid pointing game figure not written: %s", error)

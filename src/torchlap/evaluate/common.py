@@ -445,20 +445,11 @@ def _written_by_torchlap(path: Path) -> bool:
 
 
 def own_figures(folder: Path) -> list[Path]:
-    """The files of ``folder`` that are figures torchlap wrote: PNGs whose ``Software`` text
-    starts with "torchlap" (``torchlap.report.plots`` marks every figure it saves)."""
-    from PIL import Image, UnidentifiedImageError
+    """The files of ``folder`` that are figures torchlap wrote
+    (:func:`torchlap.report.plots.is_torchlap_figure`: the PNG mark of every figure it saves)."""
+    from torchlap.report.plots import is_torchlap_figure  # matplotlib: loaded on first use
 
-    own = []
-    for path in sorted(folder.iterdir()):
-        try:
-            with Image.open(path) as image:
-                mark = str(getattr(image, "text", {}).get("Software", ""))
-        except (OSError, UnidentifiedImageError, ValueError):
-            mark = ""
-        if mark.startswith("torchlap"):
-            own.append(path)
-    return own
+    return [path for path in sorted(folder.iterdir()) if is_torchlap_figure(path)]
 
 
 def _foreign_figures(folder: Path) -> list[Path]:

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import typer
-from PIL import Image
 from torch import Tensor
 
 from torchlap._checks import non_finite_samples
@@ -172,12 +171,11 @@ def _written_by_torchlap(path: Path) -> bool:
     zip comment says so. A manifest claims every planned output before the first write (one
     write, however many images), so after a kill a claimed path may hold a file the user put
     there since: only a file with torchlap's mark is replaced."""
-    from torchlap.report.plots import PNG_SOFTWARE  # matplotlib: loaded on first use
+    from torchlap.report.plots import is_torchlap_figure  # matplotlib: loaded on first use
 
+    if path.suffix == ".png":
+        return is_torchlap_figure(path)
     try:
-        if path.suffix == ".png":
-            with Image.open(path) as image:
-                return str(image.info.get("Software", "")).startswith(PNG_SOFTWARE)
         with zipfile.ZipFile(path) as archive:
             return archive.comment == _NPZ_COMMENT
     except (OSError, zipfile.BadZipFile, ValueError):

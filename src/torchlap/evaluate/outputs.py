@@ -40,14 +40,16 @@ def write_run_outputs(
     figures_dir = out_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
     write_markdown_tables(results_by_run, out_dir / "tables.md", overwrite=True)  # folder checked
+    # the folder passed guard_output_folder before any work: its figures are torchlap's, or
+    # the user asked to replace them (--force)
     figures: list[tuple[Path, str]] = []
     if any(r.get("faithfulness") for r in results_by_run.values()):
-        path = plot_keep_k(results_by_run, figures_dir / "keep_k.png")
+        path = plot_keep_k(results_by_run, figures_dir / "keep_k.png", overwrite=True)
         figures.append((path, "keep-k%: agreement with the original prediction (paper 000 Fig. 4)"))
     if any(r.get("localization") for r in results_by_run.values()):
-        path = plot_iou_bars(results_by_run, figures_dir / "iou_bars.png")
+        path = plot_iou_bars(results_by_run, figures_dir / "iou_bars.png", overwrite=True)
         figures.append((path, "IoU with the ground-truth regions, by thresholding and top-k"))
-    figures.extend(sanity_figures(results_by_run, figures_dir, out_dir))
+    figures.extend(sanity_figures(results_by_run, figures_dir, out_dir, overwrite=True))
     if data is not None:
         classes = data.classes
         for method, (indices, maps) in example_maps.items():
@@ -66,6 +68,7 @@ def write_run_outputs(
                 titles,
                 figures_dir / f"overlays_{method}.png",
                 names={method: display_name(method)},
+                overwrite=True,
             )
             figures.append((path, f"{method}: best, median and worst IoU (top-scored selection)"))
         if model is not None:
@@ -106,5 +109,6 @@ def _lap_layer_figures(model: Any, data: Any, figures_dir: Path) -> list[tuple[P
         maps,
         figures_dir / "lap_layers.png",
         title=f"LAP concept maps per layer ({data.classes[int(data.labels[index])]})",
+        overwrite=True,
     )
     return [(path, "LAP's own maps per layer, one colour per concept head (paper 000 Fig. 3)")]

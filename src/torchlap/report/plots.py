@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.text import Text
 from matplotlib.ticker import FixedFormatter
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from torchlap.report._common import (
@@ -48,6 +49,7 @@ from torchlap.report._common import (
 __all__ = [
     "EXAMPLE_KINDS",
     "example_rows",
+    "is_torchlap_figure",
     "plot_iou_bars",
     "plot_keep_k",
     "plot_lap_layers",
@@ -62,12 +64,24 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
 # ------------------------------------------------------------------------------- helpers
 
 
-def _png_path(path: object) -> Path:
+def _png_path(path: object, overwrite: object = False) -> Path:
+    """``path`` checked before any drawing: a ``.png`` path where a figure may be written (no
+    folder there, and a file only if torchlap wrote it, see :func:`is_torchlap_figure`, or
+    ``overwrite`` is True)."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike ending in .png, got {type(path)}")
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
     target = Path(path)
     if target.suffix.lower() != ".png":
         raise ValueError(f"path must end in .png (figures are written as PNG), got {str(path)!r}")
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a folder; pass the path of the PNG file to write")
+    if target.exists() and not overwrite and not is_torchlap_figure(target):
+        raise FileExistsError(
+            f"{target} exists and is not a figure torchlap wrote; pass overwrite=True to "
+            "replace it, or another path"
+        )
     return target
 
 
@@ -101,6 +115,17 @@ def _literal_text(figure: Figure) -> None:
 
 #: the PNG "Software" text of every figure torchlap writes (explain tells its own files by it)
 PNG_SOFTWARE = "torchlap"
+
+
+def is_torchlap_figure(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a PNG torchlap wrote: its ``Software`` text starts with
+    :data:`PNG_SOFTWARE` (every figure of this module carries it). False for anything else,
+    unreadable files included."""
+    try:
+        with Image.open(path) as image:
+            return str(getattr(image, "text", {}).get("Software", "")).startswith(PNG_SOFTWARE)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return False
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -147,14 +172,18 @@ def _curves(
 
 
 def plot_keep_k(
-    results: object, path: str | os.PathLike[str], *, reference: str = "prediction"
+    results: object,
+    path: str | os.PathLike[str],
+    *,
+    reference: str = "prediction",
+    overwrite: bool = False,
 ) -> Path:
     """keep-k% faithfulness curves (paper 000, Fig. 4): x = percentage k of top-scored pixels
     kept (the rest zeroed), y = how often the top-1 (left) and top-5 (right) classes of the
     modified image contain the original prediction (``reference="label"``: the label). One
     line per method (and line style per run when several runs are given). With fewer than 5
     classes the right panel shows the top-t stored in the results. Returns ``path``."""
-    target = _png_path(path)
+    target = _png_path(path, overwrite)
     if reference not in ("prediction", "label"):
         raise ValueError(f"reference must be 'prediction' or 'label', got {reference!r}")
     runs = as_runs(results, "results")
@@ -213,10 +242,12 @@ def plot_keep_k(
 # ------------------------------------------------------------------------------ IoU bars
 
 
-def plot_iou_bars(results: object, path: str | os.PathLike[str]) -> Path:
+def plot_iou_bars(
+    results: object, path: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
     """Grouped bars of IoU by thresholding and by top-scored selection per method (paper
     000, Table II), one panel per run; undefined values are marked ``n/a``. Returns ``path``."""
-    target = _png_path(path)
+    target = _png_path(path, overwrite)
     runs = as_runs(results, "results")
     facts = method_facts(runs.values())
     panels = [(name, run) for name, run in runs.items() if section(run, "localization")]
@@ -341,6 +372,7 @@ def plot_overlays(
     cmap: str = "jet",
     alpha: float = 0.5,
     names: Mapping[str, str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Grid of explanations like paper 000, Fig. 2: one row per image; the first column is
     the input with the annotated region's contour (green), then one column per method with
@@ -353,7 +385,7 @@ def plot_overlays(
     per image (e.g. label and prediction) or ``None``. ``names``: the methods' display names
     (``{"gradcam": "GC"}``; a method not in it is shown by its name). Returns ``path``.
     """
-    target = _png_path(path)
+    target = _png_path(path, overwrite)
     images = _check_images(images)
     n, _, height, width = images.shape
     if not isinstance(maps_by_method, Mapping) or not maps_by_method:
@@ -442,6 +474,7 @@ def plot_explanation(
     cmap: str = "jet",
     alpha: float = 0.5,
     names: Mapping[str, str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """One image explained (``torchlap explain``): the input, then each method's map overlaid
     (divided by its maximum, as in :func:`plot_overlays`); below, when the model has LAP layers,
@@ -449,7 +482,7 @@ def plot_explanation(
     predicted and true class; ``names``: the methods' display names (as in
     :func:`plot_overlays`). Returns ``path``.
     """
-    target = _png_path(path)
+    target = _png_path(path, overwrite)
     if isinstance(image, Tensor) and image.dim() == 3:
         image = image[None]
     image = _check_images(image, "image")[0]
@@ -494,6 +527,7 @@ def plot_lap_layers(
     concept_names: Sequence[str] | None = None,
     max_concepts: int = 10,
     title: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """LAP concept maps of one image, like paper 000, Fig. 3: one panel per LAP layer, the
     image in gray with each concept head in its own color, opacity = the head's probability.
@@ -504,7 +538,7 @@ def plot_lap_layers(
     than ``max_concepts`` heads (at most 20) show the heads with the highest peak
     probability. ``concept_names`` label the heads in the legends. Returns ``path``.
     """
-    target = _png_path(path)
+    target = _png_path(path, overwrite)
     if isinstance(image, Tensor) and image.dim() == 3:
         image = image[None]
     image = _check_images(image, "image")[0]

@@ -49,10 +49,12 @@ def _runs_with(results_by_run: Mapping[str, Mapping[str, Any]], key: str) -> dic
     return {name: run[key] for name, run in results_by_run.items() if run.get(key)}
 
 
-def plot_sanity_curves(results_by_run: Mapping[str, Mapping[str, Any]], path: Any) -> Path:
+def plot_sanity_curves(
+    results_by_run: Mapping[str, Mapping[str, Any]], path: Any, *, overwrite: bool = False
+) -> Path:
     """Adebayo et al.'s Fig. 2 curves for every run with a ``sanity`` key (one row per run and
     measure, one column per randomization mode)."""
-    path = _png_path(path)
+    path = _png_path(path, overwrite)
     runs = _runs_with(results_by_run, "sanity")
     if not runs:
         raise ValueError("no run has sanity results to plot")
@@ -104,9 +106,11 @@ def plot_sanity_curves(results_by_run: Mapping[str, Mapping[str, Any]], path: An
     return _save(figure, path)
 
 
-def plot_grid_pg_distribution(results_by_run: Mapping[str, Mapping[str, Any]], path: Any) -> Path:
+def plot_grid_pg_distribution(
+    results_by_run: Mapping[str, Mapping[str, Any]], path: Any, *, overwrite: bool = False
+) -> Path:
     """Box plots of the grid pointing game scores per method (one panel per run)."""
-    path = _png_path(path)
+    path = _png_path(path, overwrite)
     runs = _runs_with(results_by_run, "grid_pointing_game")
     if not runs:
         raise ValueError("no run has grid pointing game results to plot")
@@ -136,11 +140,13 @@ def plot_grid_examples(
     class_names: Sequence[str],
     path: Any,
     facts: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    overwrite: bool = False,
 ) -> Path:
     """Rows: grids ``(G, C, H, W)`` in [0, 1]; columns: the grid (the explained cell framed)
     and each method's map ``(G, H, W)`` for ``classes_explained`` (the class of cell 0).
     ``facts``: the methods' facts (display name, column order; as ``results["methods"]``)."""
-    path = _png_path(path)
+    path = _png_path(path, overwrite)
     if grids.dim() != 4 or not maps:
         raise ValueError("plot_grid_examples needs grids (G, C, H, W) and at least one map set")
     methods = order_methods(maps, facts)
@@ -178,13 +184,19 @@ def plot_grid_examples(
 
 
 def sanity_figures(
-    results_by_run: Mapping[str, Mapping[str, Any]], figures_dir: Path, out_dir: Path
+    results_by_run: Mapping[str, Mapping[str, Any]],
+    figures_dir: Path,
+    out_dir: Path,
+    overwrite: bool = False,
 ) -> list[tuple[Path, str]]:
-    """The curves and the distribution plot (written to ``figures_dir``) and the grid example
-    figures the evaluations left (``out_dir/figures`` or ``out_dir/<run>/figures``)."""
+    """The curves and the distribution plot (written to ``figures_dir``; ``overwrite`` as the
+    plot functions take it) and the grid example figures the evaluations left
+    (``out_dir/figures`` or ``out_dir/<run>/figures``)."""
     figures: list[tuple[Path, str]] = []
     if _runs_with(results_by_run, "sanity"):
-        path = plot_sanity_curves(results_by_run, Path(figures_dir) / "sanity_curves.png")
+        path = plot_sanity_curves(
+            results_by_run, Path(figures_dir) / "sanity_curves.png", overwrite=overwrite
+        )
         figures.append(
             (
                 path,
@@ -193,7 +205,9 @@ def sanity_figures(
             )
         )
     if _runs_with(results_by_run, "grid_pointing_game"):
-        path = plot_grid_pg_distribution(results_by_run, Path(figures_dir) / "grid_pg.png")
+        path = plot_grid_pg_distribution(
+            results_by_run, Path(figures_dir) / "grid_pg.png", overwrite=overwrite
+        )
         figures.append(
             (
                 path,
