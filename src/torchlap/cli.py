@@ -23,7 +23,7 @@ from torchlap.cli_style import decorate_commands
 from torchlap.data import builtin_names
 from torchlap.demo import SUITES, DemoSettings, run_demo
 from torchlap.evaluate.common import guard_output_folder
-from torchlap.logs import log_file, process_rank
+from torchlap.logs import launcher_rank, log_file, process_rank
 
 _DEBUG_ENV = "TORCHLAP_DEBUG"
 # bad input the user fixes by changing the command or its files: exit 2 (as click's usage
@@ -63,9 +63,9 @@ def _other_rank() -> str | None:
     Lightning's launcher on several nodes gives only those)."""
     if process_rank() == 0:
         return None
-    for name in ("RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
-        if os.environ.get(name, "").isdigit():
-            return f"rank {os.environ[name]}"
+    found = launcher_rank()
+    if found is not None:
+        return f"rank {found[1]}"
     node, local = os.environ.get("NODE_RANK", "0"), os.environ.get("LOCAL_RANK", "0")
     return f"rank {local}" if node in ("", "0") else f"node {node} local rank {local}"
 

@@ -33,6 +33,7 @@ __all__ = [
     "LIGHTNING_LOGGERS",
     "PLAIN_INTERVAL_SECONDS",
     "adopt_lightning_loggers",
+    "launcher_rank",
     "lightning_progress_callbacks",
     "log_file",
     "process_rank",
@@ -61,12 +62,35 @@ _MARK = "_torchlap_handler"
 _progress_logger = logging.getLogger("torchlap.progress")
 
 
+#: each launcher's global-rank variable and the variable of its process count
+#: (torchrun and Lightning, SLURM's srun, MPICH/Intel MPI, Open MPI)
+RANK_VARIABLES = (
+    ("RANK", "WORLD_SIZE"),
+    ("SLURM_PROCID", "SLURM_NTASKS"),
+    ("PMI_RANK", "PMI_SIZE"),
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+)
+
+
+def launcher_rank() -> tuple[str, int] | None:
+    """``(variable, value)`` of the first global-rank variable a launcher set, or None. A rank
+    counts only next to its launcher's process count above 1 (every launcher sets both;
+    Lightning's SLURM detection needs ``SLURM_NTASKS`` too): a ``RANK=1`` left in a shell,
+    alone or with ``WORLD_SIZE=1``, is no launch of several processes, and such a process was
+    taken for a worker (no console warnings, no log file)."""
+    for name, size_name in RANK_VARIABLES:
+        value, size = os.environ.get(name, ""), os.environ.get(size_name, "")
+        if value.isdigit() and size.isdigit() and int(size) > 1:
+            return name, int(value)
+    return None
+
+
 def process_rank() -> int:
-    """The global rank of this process under Lightning/torchrun/SLURM/MPI launchers, else 0."""
-    for name in ("RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
-        value = os.environ.get(name, "")
-        if value.isdigit():
-            return int(value)
+    """The global rank of this process under Lightning/torchrun/SLURM/MPI launchers, else 0
+    (see :func:`launcher_rank`; Lightning's own launcher: ``NODE_RANK`` + ``LOCAL_RANK``)."""
+    found = launcher_rank()
+    if found is not None:
+        return found[1]
     node = os.environ.get("NODE_RANK", "0")
     local = os.environ.get("LOCAL_RANK", "0")
     return (int(node) if node.isdigit() else 0) + (int(local) if local.isdigit() else 0)

@@ -345,7 +345,8 @@ def test_another_ranks_error_line_names_its_rank(tmp_path, monkeypatch):
     monkeypatch.setenv("NODE_RANK", "1")  # Lightning's launcher on a second node
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert CliRunner().invoke(app, missing).output.startswith("node 1 local rank 0: Error: ")
-    monkeypatch.setenv("RANK", "3")  # torchrun's global rank
+    monkeypatch.setenv("RANK", "3")  # torchrun's global rank, with its process count
+    monkeypatch.setenv("WORLD_SIZE", "4")
     assert CliRunner().invoke(app, missing).output.startswith("rank 3: Error: ")
     monkeypatch.setenv("RANK", "0")
     assert CliRunner().invoke(app, missing).output.startswith("Error: run folder ")

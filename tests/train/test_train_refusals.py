@@ -184,12 +184,18 @@ def test_the_cli_refuses_epochs_beyond_the_bound(
     ("variables", "zero"),
     [
         ({}, True),
-        ({"RANK": "0"}, True),
-        ({"RANK": "1"}, False),
+        ({"RANK": "0", "WORLD_SIZE": "2"}, True),
+        ({"RANK": "1", "WORLD_SIZE": "2"}, False),
         ({"LOCAL_RANK": "1"}, False),
         ({"NODE_RANK": "1", "LOCAL_RANK": "0"}, False),
-        ({"SLURM_PROCID": "2"}, False),
+        ({"SLURM_PROCID": "2", "SLURM_NTASKS": "4"}, False),
         ({"RANK": "x", "LOCAL_RANK": "0"}, True),  # int('x') was a ValueError in train only
+        # a rank variable left in a shell, no launch of several processes: rank 0 (it was
+        # taken for a worker: no console warnings, no log file)
+        ({"RANK": "1"}, True),
+        ({"RANK": "1", "WORLD_SIZE": "1"}, True),
+        ({"SLURM_PROCID": "1", "SLURM_NTASKS": "1"}, True),
+        ({"OMPI_COMM_WORLD_RANK": "2"}, True),
     ],
 )
 def test_train_reads_the_rank_as_the_logs_do(
@@ -200,7 +206,8 @@ def test_train_reads_the_rank_as_the_logs_do(
     from torchlap.logs import process_rank
     from torchlap.train.folder import is_global_zero
 
-    for name in (*LAUNCHER_VARIABLES, "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+    counts = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+    for name in (*LAUNCHER_VARIABLES, *counts, "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
         monkeypatch.delenv(name, raising=False)
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
