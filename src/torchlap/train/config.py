@@ -526,7 +526,8 @@ class TrainConfig:
         if ratios is None and tuple(getattr(self, n) for n in RATIO_FIELDS) == defaults:
             ratios = self.lap_options()[1].get("ratios")
         table = [[self.min_ar, self.max_ar, self.iar] for _ in range(n_concepts)]
-        for key, values in (ratios or {}).items():
+        # "*" first: a named head's row wins over "*" wherever the dict puts it
+        for key, values in sorted((ratios or {}).items(), key=lambda item: item[0] != "*"):
             heads = range(n_concepts) if key == "*" else [int(key)]
             if key != "*" and not int(key) < n_concepts:
                 last = n_concepts - 1
