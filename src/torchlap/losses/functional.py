@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -310,7 +311,7 @@ def _check_expert_inputs(
     return has_region, heads, selector
 
 
-def _check_region_masks(region_masks: object, batch: int) -> Tensor:
+def _check_region_masks(region_masks: object, batch: int, against: str = "probs") -> Tensor:
     """``region_masks`` if it is a tensor (B, H0, W0) (its values: :func:`check_values`)."""
     if not isinstance(region_masks, Tensor) or region_masks.dim() != 3:
         raise ValueError(
@@ -318,7 +319,9 @@ def _check_region_masks(region_masks: object, batch: int) -> Tensor:
             f"{getattr(region_masks, 'shape', type(region_masks).__name__)}"
         )
     if region_masks.shape[0] != batch:
-        raise ValueError(f"region_masks has batch size {region_masks.shape[0]}, probs has {batch}")
+        raise ValueError(
+            f"region_masks has batch size {region_masks.shape[0]}, {against} has {batch}"
+        )
     if region_masks.shape[1] == 0 or region_masks.shape[2] == 0:
         raise ValueError(
             "region_masks must have at least one pixel per image (B, H0, W0 >= 1), got "
@@ -354,6 +357,10 @@ def annotated_samples(region_masks: Tensor, has_region: Tensor) -> Tensor:
     sample without a region (:class:`~torchlap.losses.InjectionLoss`: Eq. 5 for it), rather
     than as "the concept nowhere in this image".
     """
+    if not isinstance(has_region, Tensor) or has_region.dim() != 1:
+        raise TypeError(f"has_region must be a bool tensor (B,), got {has_region!r:.80}")
+    has_region = check_bool_mask(has_region, tuple(has_region.shape), "has_region", "(B,)")
+    region_masks = _check_region_masks(region_masks, has_region.shape[0], "has_region")
     return has_region & (region_masks.flatten(1) > 0).any(1).to(has_region.device)
 
 
@@ -557,6 +564,16 @@ def suggest_ratios(area_fractions: Tensor | Sequence[float]) -> dict[str, float]
     The paper set MinAR to the median and MaxAR to the maximum of these, and IAR low enough
     not to fade; its three models used IAR between MinAR / 2 and MinAR, so IAR = MinAR here.
     """
+    accepted = "a 1-D floating tensor or a list of numbers in (0, 1], one per positive sample"
+    if hasattr(area_fractions, "__array__") and not isinstance(area_fractions, Tensor):
+        area_fractions = torch.as_tensor(area_fractions)  # a numpy array: its dtype is checked
+    if isinstance(area_fractions, Tensor):
+        if not area_fractions.dtype.is_floating_point:
+            raise TypeError(f"area_fractions must be {accepted}, got dtype {area_fractions.dtype}")
+    elif isinstance(area_fractions, (str, bytes)) or not isinstance(area_fractions, Sequence):
+        raise TypeError(f"area_fractions must be {accepted}, got {area_fractions!r:.80}")
+    elif not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in area_fractions):
+        raise TypeError(f"area_fractions must be {accepted}, got {list(area_fractions)!r:.80}")
     values = torch.as_tensor(area_fractions, dtype=torch.float64).flatten()
     if values.numel() == 0:
         raise ValueError("area_fractions is empty: give the region sizes of positive samples")
