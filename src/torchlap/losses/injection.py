@@ -278,6 +278,17 @@ class InjectionLoss(nn.Module):
         for name, lap in items:
             if not isinstance(lap, LapMaps):
                 raise TypeError(f"maps[{name!r}] must be a LapMaps, got {type(lap).__name__}")
+            if not isinstance(lap.concepts, Tensor) or lap.concepts.dim() != 4:
+                raise ValueError(
+                    f"maps[{name!r}].concepts must be a tensor (B, h, H, W), got "
+                    f"{getattr(lap.concepts, 'shape', type(lap.concepts).__name__)}"
+                )
+            disc = lap.discriminative
+            if disc is not None and getattr(disc, "shape", None) != lap.concepts.shape:
+                raise ValueError(
+                    f"maps[{name!r}].discriminative must have the shape of its concepts "
+                    f"{tuple(lap.concepts.shape)}, got {getattr(disc, 'shape', type(disc))}"
+                )
             heads = lap.concepts.shape[1]
             if heads != self.concept_sets.n_concepts:
                 raise ValueError(
