@@ -74,6 +74,25 @@ def test_from_dict_validates():
         ConceptSets.from_dict({"n_concepts": 1, "mapping": {"a": [0]}})
 
 
+@pytest.mark.parametrize("key", ["1_0", " 1", "+1", "\uff11", 1.7, 1.0, True], ids=repr)
+def test_from_dict_refuses_class_keys_int_would_bend(key):
+    """int() read "1_0" as class 10, "\uff11" (fullwidth), " 1", 1.7 and True as class 1."""
+    data = {"n_concepts": 2, "mapping": {"0": [0], key: [1]}}
+    with pytest.raises(ValueError, match=r"class keys must be integers \(class indices\)"):
+        ConceptSets.from_dict(data)
+
+
+def test_from_dict_refuses_unknown_keys_and_a_non_int_n_classes():
+    mapping = {"0": [0], "1": [1]}
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['n_clases'\]"):
+        ConceptSets.from_dict({"n_concepts": 2, "n_clases": 3, "mapping": mapping})
+    for n_classes in (2.0, True, "2"):
+        with pytest.raises(ValueError, match="'n_classes' must be an int equal"):
+            ConceptSets.from_dict({"n_concepts": 2, "n_classes": n_classes, "mapping": mapping})
+    sets = ConceptSets.from_dict({"n_concepts": 2, "n_classes": 2, "mapping": {0: [0], "1": [1]}})
+    assert sets.to_mapping() == {0: [0], 1: [1]}
+
+
 def test_presence_validates_labels():
     sets = ConceptSets.default(2, 2)
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):

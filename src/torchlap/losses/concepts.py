@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchlap._checks import check_positive_int
+from torchlap._checks import check_positive_int, is_int
 
 __all__ = ["ConceptSets"]
 
@@ -157,23 +157,37 @@ class ConceptSets:
                 "expected a dict with keys 'n_concepts' and 'mapping' (and optionally "
                 f"'n_classes'), as written by ConceptSets.to_dict; got {data!r}"
             )
+        unknown = sorted(str(key) for key in set(data) - {"n_classes", "n_concepts", "mapping"})
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {unknown}; ConceptSets.to_dict writes 'n_classes', "
+                "'n_concepts' and 'mapping'"
+            )
         raw = data["mapping"]
         if not isinstance(raw, Mapping):
             raise TypeError(f"'mapping' must be a dict, got {raw!r}")
         mapping: dict[int, Any] = {}
         for key, value in raw.items():
-            try:
+            # int() would bend "1_0" into 10, a fullwidth digit or " 1" into 1, 1.7 and True into 1
+            if is_int(key):
+                index = key
+            elif isinstance(key, str) and key.isascii() and key.isdigit():
                 index = int(key)
-            except (TypeError, ValueError):
-                raise ValueError(f"class keys must be integers, got {key!r}") from None
+            else:
+                raise ValueError(
+                    "class keys must be integers (class indices): ints or strings of ASCII "
+                    f"digits ('0', '1', ... as to_dict writes them), got {key!r}"
+                )
             if index in mapping:
                 raise ValueError(f"class {index} appears twice in the mapping")
             mapping[index] = value
         sets = cls.from_mapping(mapping, data["n_concepts"])
-        if "n_classes" in data and data["n_classes"] != sets.num_classes:
+        if "n_classes" in data and (
+            not is_int(data["n_classes"]) or data["n_classes"] != sets.num_classes
+        ):
             raise ValueError(
-                f"'n_classes' is {data['n_classes']!r} but the mapping has {sets.num_classes} "
-                "classes"
+                f"'n_classes' must be an int equal to the number of classes of the mapping "
+                f"({sets.num_classes}), got {data['n_classes']!r}"
             )
         return sets
 

@@ -15,6 +15,8 @@ Conventions shared by every function here:
   outputs saturate to exactly 0 or 1 in float32, and ``ln 0`` would make the loss infinite; the
   clamp bounds one pixel's term by ``-ln(1e-6) ~ 13.8``. (Where the clamp is active the gradient
   is zero, but the sigmoid's own gradient there is below ``1e-6`` anyway.)
+- Maps in float16 or bfloat16 (autocast) are summed in float32, and the loss is float32: a
+  float16 sum of a few thousand clamped ``ln p`` passes 65504 and made the loss NaN.
 - A pixel count from a ratio is ``ceil(ratio * HW)`` computed exactly on the decimal value of the
   ratio (``0.1 * 100`` gives 10, not the 11 that float rounding would give).
 - A term whose sample set is empty (``N_c = 0`` or ``N_c-bar = 0`` in Eq. 5, ``M_s = 0`` in
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -81,6 +84,12 @@ EXPERT_POSITIVE_RANKINGS = ("concepts", "selector")
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _wide(t: Tensor) -> Tensor:
+    """``t`` in float32 when it is a 16-bit float (sums of thousands of ``ln p`` overflow
+    float16's 65504 and bfloat16 keeps 8 bits: the losses add in float32)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def _log(p: Tensor, eps: float) -> Tensor:
@@ -179,7 +188,7 @@ def concept_discrimination_loss(
     k2 = [0 if hi is None else ratio_count(1 - _exact(hi), n_pixels) for _, hi, _ in ratios]
     k3 = [0 if ia is None else ratio_count(ia, n_pixels) for _, _, ia in ratios]
 
-    flat = probs.flatten(2)
+    flat = _wide(probs).flatten(2)
     chooser = (probs if selector is None else selector).detach().flatten(2)
     zeros = flat.new_zeros(batch, heads)
     top_term, bottom_term, inactive_term = zeros, zeros, zeros
@@ -228,6 +237,7 @@ def discriminative_scorer_loss(
     eps = check_eps(eps)
     include = check_include(include, probs)
     check_values([("disc_probs", probs, PROBABILITIES)])
+    probs = _wide(probs)
     active = _log(probs, eps).mean(dim=(-2, -1))  # sum over all HW pixels / k1, k1 = HW
     inactive = _log1m(probs, eps).mean(dim=(-2, -1))
     per_head = _masked_sample_mean(active, present & include)
@@ -301,7 +311,7 @@ def _check_expert_inputs(
     return has_region, heads, selector
 
 
-def _check_region_masks(region_masks: object, batch: int) -> Tensor:
+def _check_region_masks(region_masks: object, batch: int, against: str = "probs") -> Tensor:
     """``region_masks`` if it is a tensor (B, H0, W0) (its values: :func:`check_values`)."""
     if not isinstance(region_masks, Tensor) or region_masks.dim() != 3:
         raise ValueError(
@@ -309,7 +319,9 @@ def _check_region_masks(region_masks: object, batch: int) -> Tensor:
             f"{getattr(region_masks, 'shape', type(region_masks).__name__)}"
         )
     if region_masks.shape[0] != batch:
-        raise ValueError(f"region_masks has batch size {region_masks.shape[0]}, probs has {batch}")
+        raise ValueError(
+            f"region_masks has batch size {region_masks.shape[0]}, {against} has {batch}"
+        )
     if region_masks.shape[1] == 0 or region_masks.shape[2] == 0:
         raise ValueError(
             "region_masks must have at least one pixel per image (B, H0, W0 >= 1), got "
@@ -345,6 +357,10 @@ def annotated_samples(region_masks: Tensor, has_region: Tensor) -> Tensor:
     sample without a region (:class:`~torchlap.losses.InjectionLoss`: Eq. 5 for it), rather
     than as "the concept nowhere in this image".
     """
+    if not isinstance(has_region, Tensor) or has_region.dim() != 1:
+        raise TypeError(f"has_region must be a bool tensor (B,), got {has_region!r:.80}")
+    has_region = check_bool_mask(has_region, tuple(has_region.shape), "has_region", "(B,)")
+    region_masks = _check_region_masks(region_masks, has_region.shape[0], "has_region")
     return has_region & (region_masks.flatten(1) > 0).any(1).to(has_region.device)
 
 
@@ -448,12 +464,12 @@ def expert_supervision_loss(
          "selector": selector, "positive_ranking": positive_ranking, "resize": resize},
     )  # fmt: skip
     inside = _inside_cells(region_masks, (height, width), resize, probs.device)
-    flat = probs.flatten(2)  # (B, h, HW)
+    flat = _wide(probs).flatten(2)  # (B, h, HW)
     # term 1: the top ceil(fraction * |I_s|) inside pixels, ranked by the head's probability
     source = flat if positive_ranking == "concepts" else selector.flatten(2)
     term_top = _top_inside_term(flat, source, inside, positive_fraction, eps)
     # term 2: every pixel outside the regions
-    outside = (~inside).to(probs.dtype)[:, None, :]
+    outside = (~inside).to(flat.dtype)[:, None, :]
     term_out = (_log1m(flat, eps) * outside).sum(-1) / outside.sum(-1).clamp_min(1)
     # term 3: as Eq. 5, on the samples without the concept
     term_neg = _negative_term(flat, selector, k3, negative_pixels, eps)
@@ -518,6 +534,7 @@ def concordance_loss(
                 f"has {tuple(maps[0].shape[:2])}; consecutive LAP layers must share batch and heads"
             )
     check_values([(f"maps_per_layer[{i}]", m, PROBABILITIES) for i, m in enumerate(maps)])
+    maps = [_wide(m) for m in maps]
     if len(maps) == 1:
         return maps[0].sum() * 0.0
     pooling = F.adaptive_max_pool2d if pool == "max" else F.adaptive_avg_pool2d
@@ -547,6 +564,16 @@ def suggest_ratios(area_fractions: Tensor | Sequence[float]) -> dict[str, float]
     The paper set MinAR to the median and MaxAR to the maximum of these, and IAR low enough
     not to fade; its three models used IAR between MinAR / 2 and MinAR, so IAR = MinAR here.
     """
+    accepted = "a 1-D floating tensor or a list of numbers in (0, 1], one per positive sample"
+    if hasattr(area_fractions, "__array__") and not isinstance(area_fractions, Tensor):
+        area_fractions = torch.as_tensor(area_fractions)  # a numpy array: its dtype is checked
+    if isinstance(area_fractions, Tensor):
+        if not area_fractions.dtype.is_floating_point:
+            raise TypeError(f"area_fractions must be {accepted}, got dtype {area_fractions.dtype}")
+    elif isinstance(area_fractions, (str, bytes)) or not isinstance(area_fractions, Sequence):
+        raise TypeError(f"area_fractions must be {accepted}, got {area_fractions!r:.80}")
+    elif not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in area_fractions):
+        raise TypeError(f"area_fractions must be {accepted}, got {list(area_fractions)!r:.80}")
     values = torch.as_tensor(area_fractions, dtype=torch.float64).flatten()
     if values.numel() == 0:
         raise ValueError("area_fractions is empty: give the region sizes of positive samples")

@@ -278,6 +278,17 @@ class InjectionLoss(nn.Module):
         for name, lap in items:
             if not isinstance(lap, LapMaps):
                 raise TypeError(f"maps[{name!r}] must be a LapMaps, got {type(lap).__name__}")
+            if not isinstance(lap.concepts, Tensor) or lap.concepts.dim() != 4:
+                raise ValueError(
+                    f"maps[{name!r}].concepts must be a tensor (B, h, H, W), got "
+                    f"{getattr(lap.concepts, 'shape', type(lap.concepts).__name__)}"
+                )
+            disc = lap.discriminative
+            if disc is not None and getattr(disc, "shape", None) != lap.concepts.shape:
+                raise ValueError(
+                    f"maps[{name!r}].discriminative must have the shape of its concepts "
+                    f"{tuple(lap.concepts.shape)}, got {getattr(disc, 'shape', type(disc))}"
+                )
             heads = lap.concepts.shape[1]
             if heads != self.concept_sets.n_concepts:
                 raise ValueError(
@@ -324,6 +335,8 @@ class InjectionLoss(nn.Module):
         batch = first.shape[0]
         if present.shape[0] != batch:
             raise ValueError(f"labels has {present.shape[0]} entries, the maps have batch {batch}")
+        if logits is not None:
+            self._check_logits(logits, batch)
         present = present.to(first.device)
 
         expert_samples = self._expert_samples(
@@ -483,17 +496,28 @@ class InjectionLoss(nn.Module):
                 )
         return terms
 
-    def _cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
+    def _check_logits(self, logits: object, batch: int) -> None:
+        """``logits`` a floating tensor (B, num_classes), or (B,) / (B, 1) for a binary task,
+        checked before any loss is computed."""
         num_classes = self.concept_sets.num_classes
-        if logits.dim() == 2 and logits.shape[1] == num_classes:
-            return F.cross_entropy(logits, labels.to(logits.device))
-        if num_classes == 2 and (logits.dim() == 1 or (logits.dim() == 2 and logits.shape[1] == 1)):
-            return F.binary_cross_entropy_with_logits(
-                logits.reshape(-1), labels.to(logits.device, logits.dtype)
+        accepted = f"(B, {num_classes})" + (" (or (B,) / (B, 1))" if num_classes == 2 else "")
+        if not isinstance(logits, Tensor) or not logits.dtype.is_floating_point:
+            raise TypeError(
+                f"logits must be a floating tensor {accepted} of class logits, got "
+                f"{getattr(logits, 'dtype', type(logits).__name__)}"
             )
-        raise ValueError(
-            f"logits must be (B, {num_classes}) (or (B,) / (B, 1) for a binary task), "
-            f"got {tuple(logits.shape)}"
+        shape = tuple(logits.shape)
+        binary = num_classes == 2 and shape in ((batch,), (batch, 1))
+        if shape != (batch, num_classes) and not binary:
+            raise ValueError(
+                f"logits must be {accepted}, one row per label ({batch} labels), got {shape}"
+            )
+
+    def _cross_entropy(self, logits: Tensor, labels: Tensor) -> Tensor:
+        if logits.dim() == 2 and logits.shape[1] == self.concept_sets.num_classes:
+            return F.cross_entropy(logits, labels.to(logits.device))
+        return F.binary_cross_entropy_with_logits(  # (B,) or (B, 1) of a binary task
+            logits.reshape(-1), labels.to(logits.device, logits.dtype)
         )
 
     def extra_repr(self) -> str:

@@ -259,10 +259,12 @@ def check_head_ratios(ratios: object) -> dict[str, list[float | None]]:
     if not isinstance(ratios, Mapping):
         raise TypeError(f"ratios must be a dict {{head: [MinAR, MaxAR, IAR]}}, e.g. {example}")
     for key, values in ratios.items():
-        if not isinstance(key, str) or not (key == "*" or (key.isdigit() and key.isascii())):
+        # one spelling per head: "00" would name head 0 a second time, and one row be lost
+        digits = isinstance(key, str) and key.isdigit() and key.isascii()
+        if not isinstance(key, str) or not (key == "*" or (digits and key == str(int(key)))):
             raise ValueError(
-                f"ratios key {key!r} must be a head index ('0', '1', ...) or '*' (every head), "
-                f"e.g. {example}"
+                f"ratios key {key!r} must be a head index ('0', '1', ..., no leading zero) or "
+                f"'*' (every head), e.g. {example}"
             )
         if not isinstance(values, (list, tuple)) or len(values) != 3:
             raise ValueError(

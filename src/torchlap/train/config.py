@@ -519,14 +519,14 @@ class TrainConfig:
 
         ``ratios`` entries (or, when ``ratios`` is ``None`` and ``min_ar``/``max_ar``/``iar``
         are at their defaults, the ``--lap`` preset's paper ratios) over ``min_ar``/``max_ar``/
-        ``iar``. A head index beyond ``n_concepts`` raises ``ValueError``.
+        ``iar``, a named head's over ``"*"``'s. A head index beyond ``n_concepts`` raises.
         """
         ratios = self.ratios
         defaults = tuple(TrainConfig.__dataclass_fields__[n].default for n in RATIO_FIELDS)
         if ratios is None and tuple(getattr(self, n) for n in RATIO_FIELDS) == defaults:
             ratios = self.lap_options()[1].get("ratios")
         table = [[self.min_ar, self.max_ar, self.iar] for _ in range(n_concepts)]
-        for key, values in (ratios or {}).items():
+        for key, values in sorted((ratios or {}).items(), key=lambda item: item[0] != "*"):
             heads = range(n_concepts) if key == "*" else [int(key)]
             if key != "*" and not int(key) < n_concepts:
                 last = n_concepts - 1
