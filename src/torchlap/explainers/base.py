@@ -26,7 +26,8 @@ class does the rest:
 - upsampling to the input resolution, by one shared helper, :func:`upsample` (bilinear).
 
 Explainers are also context managers: inside ``with explainer:`` the model stays in the
-explanation state across several calls, and is restored on exit.
+explanation state across several calls, and is restored on exit. One thread at a time explains
+a model (:mod:`~torchlap.explainers.exclusive`): another thread's call waits for it.
 
 What the package knows about a method is a class attribute of its explainer (display name,
 kind, :meth:`Explainer.applies_to`, native threshold, comparison and column ranks, run facts),
@@ -45,6 +46,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from torchlap.explainers.exclusive import model_lock
 from torchlap.explainers.inputs import (
     autograd_copies,
     channel_mismatch,
@@ -308,37 +310,46 @@ class Explainer:
         self._handles: list[RemovableHandle] = []
         self._probes: dict[tuple[int, ...], FeatureProbe] = {}
         self._counts = [0, 0]
+        self._lock = model_lock(model)
 
     # -- context ---------------------------------------------------------------------------
     def __enter__(self) -> Explainer:
-        if self._depth == 0:
-            # the caller's last maps (LAP, BLA, ante-hoc) again afterwards, not the method's
-            self._kept_maps = kept_last_maps(self.model)
-            self._kept_maps.__enter__()
-            self._saved_flags = [
-                (
-                    m,
-                    m.training,
-                    m.inplace if isinstance(getattr(m, "inplace", None), bool) else None,
-                )
-                for m in self.model.modules()
-            ]
-            try:
-                for module, _, inplace in self._saved_flags:
-                    module.training = False
-                    if inplace is not None:
-                        module.inplace = False
-            except BaseException:
-                self._restore()
-                raise
+        self._lock.acquire()  # one explanation of the model at a time (explainers.exclusive)
+        try:
+            if self._depth == 0:
+                self._start()
+        except BaseException:
+            self._lock.release()
+            raise
         self._depth += 1
         return self
 
-    def __exit__(self, *exc_info: object) -> bool:
-        self._depth -= 1
-        if self._depth == 0:
-            self._remove_hooks()
+    def _start(self) -> None:
+        """Enter the explanation state: save every module's flags, switch them (see above)."""
+        # the caller's last maps (LAP, BLA, ante-hoc) again afterwards, not the method's
+        self._kept_maps = kept_last_maps(self.model)
+        self._kept_maps.__enter__()
+        self._saved_flags = [
+            (m, m.training, m.inplace if isinstance(getattr(m, "inplace", None), bool) else None)
+            for m in self.model.modules()
+        ]
+        try:
+            for module, _, inplace in self._saved_flags:
+                module.training = False
+                if inplace is not None:
+                    module.inplace = False
+        except BaseException:
             self._restore()
+            raise
+
+    def __exit__(self, *exc_info: object) -> bool:
+        try:
+            self._depth -= 1
+            if self._depth == 0:
+                self._remove_hooks()
+                self._restore()
+        finally:
+            self._lock.release()
         return False
 
     @contextmanager

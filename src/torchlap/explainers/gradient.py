@@ -245,6 +245,14 @@ def _unshared(model: nn.Module, shared: dict[str, int], explainer: Explainer) ->
                     delattr(module, key)
 
 
+def deeplift_eps(dtype: torch.dtype) -> float:
+    """The input change below which DeepLIFT's Rescale rule takes the gradient instead of
+    ``delta_out / delta_in``: captum's 1e-10, or ``dtype``'s smallest normal number when 1e-10
+    is below it (in float16 1e-10 rounds to 0, so a nonlinearity whose input equals its
+    baseline's divided 0 by 0 and the map held NaN pixels)."""
+    return max(1e-10, float(torch.finfo(dtype).tiny))
+
+
 @register("deeplift")
 class DeepLift(Explainer):
     """DeepLIFT (Shrikumar et al. 2017, Rescale rule) through captum ``DeepLift``.
@@ -256,6 +264,8 @@ class DeepLift(Explainer):
     NaN, so they are refused). A nonlinearity module that runs several
     times per forward pass (torchvision ResNet's ``relu``) is replaced, for the call only, by a
     stand-in that sends each call to its own copy; the original module is put back afterwards.
+    The Rescale rule's ``eps`` is :func:`deeplift_eps` of the images' dtype (float16: its
+    smallest normal number, where captum's 1e-10 would be 0 and give NaN pixels).
     """
 
     display_name = "DL"
@@ -319,7 +329,7 @@ class DeepLift(Explainer):
 
         self.add_hook(self.model.register_forward_hook(check_logits))
         with _unshared(self.model, shared, self), _quiet_captum():
-            attributions = CaptumDeepLift(self.model).attribute(
+            attributions = CaptumDeepLift(self.model, eps=deeplift_eps(images.dtype)).attribute(
                 _gradient_input(images), baselines=baseline, target=target
             )
         return reduce_channels(attributions, self.sign)

@@ -42,6 +42,11 @@ def check_images(images: object) -> Tensor:
         raise TypeError(f"images must be a floating-point tensor, got dtype {images.dtype}")
     if images.shape[0] == 0:
         raise ValueError("images is an empty batch (B = 0)")
+    if images.device.type == "meta":  # no pixel values: every check and map would fail later
+        raise ValueError(
+            "images are on the meta device, which holds shapes but no pixel values; an "
+            "explainer reads the pixels: pass images on the model's device (e.g. 'cpu')"
+        )
     bad = non_finite_samples(images)
     if bad:
         raise ValueError(

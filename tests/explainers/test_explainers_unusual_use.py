@@ -1,0 +1,138 @@
+"""Explainers on unusual models and inputs: images on the meta device, a float16 model under
+DeepLIFT, a LAP layer index past the layers that ran, two threads explaining one model."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import torchlap
+from torchlap.explainers import explain
+
+
+class Small(nn.Module):
+    """A conv-BN-ReLU net with in-place ReLUs and dropout (train mode changes its outputs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(8, 16, 3, padding=1, stride=2),
+            nn.ReLU(inplace=True),
+        )
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.drop(self.features(x).mean((2, 3))))
+
+
+def test_images_on_the_meta_device_are_refused_saying_so() -> None:
+    # before: RuntimeError "Tensor.item() cannot be called on meta tensors" from the NaN check
+    with pytest.raises(ValueError, match="meta device, which holds shapes but no pixel values"):
+        explain(Small(), torch.rand(2, 3, 16, 16, device="meta"), "gradcam")
+
+
+def test_deeplift_of_a_float16_model_has_no_nan_pixels() -> None:
+    # captum's eps 1e-10 is 0 in float16: a ReLU whose input equals its baseline's gave 0 / 0
+    model = Small().half().eval()
+    torch.manual_seed(1)
+    images = torch.rand(2, 3, 32, 24).half()
+    maps = explain(model, images, "deeplift")
+    assert maps.dtype == torch.float16
+    assert bool(maps.isfinite().all())
+    reference = explain(Small().eval(), images.float(), "deeplift")
+    # the float32 map up to float16 rounding (its pixels are ~1e-4, float16 subnormals)
+    pair = torch.stack([maps.float().flatten(), reference.flatten()])
+    assert float(torch.corrcoef(pair)[0, 1]) > 0.99
+
+
+class Branching(nn.Module):
+    """Four LAP sites; ``p3`` runs only while ``both`` is True (as during ``lapify``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.p1 = nn.MaxPool2d(2)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.p2 = nn.MaxPool2d(2)
+        self.p3 = nn.MaxPool2d(2)
+        self.g = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 3)
+        self.both = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = torch.relu(self.c2(self.p1(torch.relu(self.c1(x)))))
+        if self.both:
+            self.p3(x)
+        return self.fc(self.g(self.p2(x)).flatten(1))
+
+
+@pytest.mark.parametrize("layer", [3, -4])
+def test_a_lap_layer_index_past_the_layers_that_ran_is_named(layer: int) -> None:
+    torch.manual_seed(0)
+    model, names = torchlap.lapify(Branching(), ["p1", "p2", "p3", "g"])
+    assert names == ["p1", "p2", "p3", "g"]
+    model.both = False
+    # before: IndexError "list index out of range"
+    with pytest.raises(ValueError, match=r"3 of the model's 4 LAP layers ran .*skipped: p3"):
+        explain(model, torch.rand(2, 3, 32, 32), "lap", layer=layer)
+    assert explain(model, torch.rand(2, 3, 32, 32), "lap", layer=-1).shape == (2, 32, 32)
+
+
+class Slow(Small):
+    """Its first forward in thread ``first`` waits until the other thread has started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.other_started = threading.Event()
+        self.waited = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        if threading.current_thread().name == "first" and not self.waited:
+            self.waited = True
+            self.other_started.wait(timeout=5)
+            threading.Event().wait(0.3)  # the other thread's explainer enters meanwhile
+        return super().forward(x)
+
+
+def test_two_threads_explaining_one_model_take_turns() -> None:
+    # before: the second explanation saved the first's eval flags as the model's own, so the
+    # model was left in eval mode with its ReLUs out of place, and hooks crossed threads
+    model = Slow()
+    model.train()
+    torch.manual_seed(2)
+    images = torch.rand(2, 3, 16, 16)
+    twin = Small()
+    twin.load_state_dict(model.state_dict())
+    reference = explain(twin, images, "guided_backprop")
+    results: dict[str, Tensor] = {}
+    errors: list[BaseException] = []
+
+    def work(name: str, method: str) -> None:
+        try:
+            if name == "second":
+                model.other_started.set()
+            results[name] = explain(model, images, method)
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=work, args=("first", "gradcam"), name="first"),
+        threading.Thread(target=work, args=("second", "guided_backprop"), name="second"),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert model.training and all(m.training for m in model.modules())
+    assert [getattr(m, "inplace", None) for m in model.features] == [None, None, True, None, True]
+    assert torch.allclose(results["second"], reference, atol=1e-6)
+    assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
