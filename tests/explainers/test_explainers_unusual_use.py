@@ -39,6 +39,13 @@ def test_images_on_the_meta_device_are_refused_saying_so() -> None:
         explain(Small(), torch.rand(2, 3, 16, 16, device="meta"), "gradcam")
 
 
+def test_a_model_on_the_meta_device_is_refused_saying_so() -> None:
+    # before: "images are on cpu but the model's parameters are on meta: move them with
+    # images.to('meta')", advice the images check then refuses
+    with pytest.raises(ValueError, match="model's parameters are on the meta device"):
+        explain(Small().to("meta"), torch.rand(2, 3, 16, 16), "rise", n_masks=4)
+
+
 def test_deeplift_of_a_float16_model_has_no_nan_pixels() -> None:
     # captum's eps 1e-10 is 0 in float16: a ReLU whose input equals its baseline's gave 0 / 0
     model = Small().half().eval()
