@@ -143,3 +143,31 @@ def test_two_threads_explaining_one_model_take_turns() -> None:
     assert [getattr(m, "inplace", None) for m in model.features] == [None, None, True, None, True]
     assert torch.allclose(results["second"], reference, atol=1e-6)
     assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
+
+
+class InPlaceFirst(Small):
+    """Its first module is an in-place ReLU on the input image itself."""
+
+    def __init__(self, inplace: bool = True) -> None:
+        super().__init__()
+        self.pre = nn.ReLU(inplace=inplace)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(self.pre(x))
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [("scorecam", {}), ("rise", {"n_masks": 8, "grid_size": 4}), ("sise", {})],
+)
+def test_an_in_place_first_module_leaves_the_callers_images_alone(method, options) -> None:
+    # before: the batch-norm folding's probe forwards (a view of the images, in-place flags
+    # on) wrote the caller's images, and the maps were of the rectified images
+    model = InPlaceFirst().eval()
+    twin = InPlaceFirst(inplace=False).eval()
+    torch.manual_seed(3)
+    images = torch.randn(2, 3, 16, 16)
+    copy = images.clone()
+    maps = explain(model, images, method, **options)
+    assert torch.equal(images, copy)
+    assert torch.allclose(maps, explain(twin, images, method, **options), atol=1e-5)
