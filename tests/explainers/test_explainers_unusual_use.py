@@ -39,6 +39,13 @@ def test_images_on_the_meta_device_are_refused_saying_so() -> None:
         explain(Small(), torch.rand(2, 3, 16, 16, device="meta"), "gradcam")
 
 
+def test_a_target_on_the_meta_device_is_refused_saying_so() -> None:
+    # before: RuntimeError "Tensor.item() cannot be called on meta tensors"
+    target = torch.tensor([0, 1], device="meta")
+    with pytest.raises(ValueError, match="target is on the meta device"):
+        explain(Small(), torch.rand(2, 3, 16, 16), "gradcam", target=target)
+
+
 def test_a_model_on_the_meta_device_is_refused_saying_so() -> None:
     # before: "images are on cpu but the model's parameters are on meta: move them with
     # images.to('meta')", advice the images check then refuses

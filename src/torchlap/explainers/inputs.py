@@ -80,6 +80,11 @@ def check_target(target: object, images: Tensor) -> Tensor | None:
     if isinstance(target, Tensor):
         if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
             raise TypeError(f"a target tensor must hold integer classes, got {target.dtype}")
+        if target.device.type == "meta":
+            raise ValueError(
+                "target is on the meta device, which holds no values; pass the classes on the "
+                "images' device (or as an int)"
+            )
         if target.dim() == 0:
             target = target.expand(batch)
         if target.dim() != 1 or target.shape[0] != batch:
