@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 import torchlap
-from torchlap.explainers import explain
+from torchlap.explainers import explain, get
 
 
 class Small(nn.Module):
@@ -178,3 +178,36 @@ def test_an_in_place_first_module_leaves_the_callers_images_alone(method, option
     maps = explain(model, images, method, **options)
     assert torch.equal(images, copy)
     assert torch.allclose(maps, explain(twin, images, method, **options), atol=1e-5)
+
+
+class TupleBlock(nn.Module):
+    """A block returning (feature map, a scalar aside), as some backbones' stages do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        y = torch.relu(self.conv(x))
+        return y, y.mean()
+
+
+class TupleLayerModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = TupleBlock()
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        features, _ = self.block(x)
+        return self.fc(features.mean((2, 3)))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "guided_gradcam", "relevance_cam", "scorecam"])
+def test_a_layer_returning_a_tuple_is_named_when_resolved(method: str) -> None:
+    # before: gradcam failed inside captum ("zero-dimensional tensor (at position 0) cannot be
+    # concatenated"), the others with a TypeError during the work, not on the layer check
+    with pytest.raises(ValueError, match="layer 'block' returns a tuple, not a tensor"):
+        get(method)(TupleLayerModel().eval(), layer="block").check_layers(torch.rand(1, 3, 8, 8))
+    maps = explain(TupleLayerModel().eval(), torch.rand(2, 3, 8, 8), method, layer="block.conv")
+    assert maps.shape == (2, 8, 8)

@@ -549,9 +549,7 @@ class Explainer:
             name = layer
         check_layer_name(name, modules)
         probe = self.feature_probe(images)
-        calls = probe.calls.get(name, 0)
-        if calls == 0:
-            raise ValueError(f"layer {name!r} did not run in a forward pass of the model")
+        calls = probe.ran(name)  # ValueError: the layer did not run, or returned no tensor
         shape = probe.shapes.get(name)
         if shape is not None and len(shape) != 4:
             default = f" (the default here: {probe.cam_layer!r})" if probe.cam_layer else ""
