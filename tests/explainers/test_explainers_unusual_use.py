@@ -211,3 +211,31 @@ def test_a_layer_returning_a_tuple_is_named_when_resolved(method: str) -> None:
         get(method)(TupleLayerModel().eval(), layer="block").check_layers(torch.rand(1, 3, 8, 8))
     maps = explain(TupleLayerModel().eval(), torch.rand(2, 3, 8, 8), method, layer="block.conv")
     assert maps.shape == (2, 8, 8)
+
+
+class Squeezing(Small):
+    """Drops every dimension of size 1 from its logits (and so the batch of one image)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x).squeeze()
+
+
+class OneScore(Small):
+    """A single-output model returning (B,), not (B, 1)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x)[:, 0]
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (Squeezing, r"got \(3,\) for a batch of 1 image: the model drops the batch dimension"),
+        (OneScore, r"got \(1,\) for a batch of 1 image\(s\): one score per image without its"),
+    ],
+)
+def test_a_one_dimensional_output_is_explained(model: type[nn.Module], message: str) -> None:
+    # before: "got (3,)" only, though the user's batch of 2 gave (2, 3): the one-image forward
+    # of the target check is where the squeeze bit
+    with pytest.raises(TypeError, match=message):
+        explain(model().eval(), torch.rand(2, 3, 16, 16), "gradcam", target=0)

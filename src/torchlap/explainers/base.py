@@ -55,6 +55,7 @@ from torchlap.explainers.inputs import (
     check_model_inputs,
     check_target,
     class_scores,
+    logits_error,
     needs_autograd_copies,
     non_finite_outputs,
 )
@@ -465,11 +466,7 @@ class Explainer:
         """Call the model and check that it returns logits ``(N, num_classes)``."""
         logits = self.model(images)
         if not isinstance(logits, Tensor) or logits.dim() != 2:
-            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-            raise TypeError(
-                f"the model must return logits of shape (B, num_classes), got {shape}; "
-                "wrap models with other outputs in an nn.Module returning the class scores"
-            )
+            raise logits_error(logits, images.shape[0])
         return logits
 
     def resolve_target(self, target: Tensor | None, logits: Tensor) -> Tensor:

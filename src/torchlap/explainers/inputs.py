@@ -27,6 +27,7 @@ __all__ = [
     "check_model_inputs",
     "check_target",
     "class_scores",
+    "logits_error",
     "needs_autograd_copies",
     "non_finite_outputs",
 ]
@@ -97,6 +98,32 @@ def check_target(target: object, images: Tensor) -> Tensor | None:
         return target.to(device=images.device, dtype=torch.long)
     raise TypeError(
         f"target must be None, an int or an integer tensor, got {type(target).__name__}"
+    )
+
+
+def logits_error(output: object, batch: int) -> TypeError:
+    """The error of a model output that is not logits ``(batch, num_classes)``, with the likely
+    cause of a 1-D output: a batch dimension dropped (``.squeeze()`` on a batch of one image,
+    which explainers run for their checks and probes) or one score per image without its
+    class dimension."""
+    if not isinstance(output, Tensor):
+        got, hint = type(output).__name__, ""
+    else:
+        got, hint = str(tuple(output.shape)), ""
+        if output.dim() == 1 and output.shape[0] == batch:
+            hint = (
+                f" for a batch of {batch} image(s): one score per image without its class "
+                "dimension; return (B, 1) for a single-output model (logits.unsqueeze(1))"
+            )
+        elif output.dim() == 1 and batch == 1:
+            hint = (
+                " for a batch of 1 image: the model drops the batch dimension (e.g. "
+                "logits.squeeze(), which explainers hit on the one-image batches they run); "
+                "keep it (logits.flatten(1), or squeeze(-1) of a (B, C, 1) tensor)"
+            )
+    return TypeError(
+        f"the model must return logits of shape (B, num_classes), got {got}{hint}; wrap "
+        "models with other outputs in an nn.Module returning the class scores"
     )
 
 
