@@ -7,6 +7,7 @@ import threading
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 import torchlap
@@ -239,3 +240,39 @@ def test_a_one_dimensional_output_is_explained(model: type[nn.Module], message: 
     # of the target check is where the squeeze bit
     with pytest.raises(TypeError, match=message):
         explain(model().eval(), torch.rand(2, 3, 16, 16), "gradcam", target=0)
+
+
+class FunctionalRelus(Small):
+    """``Small`` with its ReLUs applied as functions (as torchvision's Inception v3 does)."""
+
+    def __init__(self, style: str) -> None:
+        super().__init__()
+        self.style = style
+
+    def forward(self, x: Tensor) -> Tensor:
+        conv1, bn, _, conv2, _ = self.features
+        y = bn(conv1(x))
+        if self.style == "inplace":
+            y = F.relu(y, inplace=True)
+            z = conv2(y)
+            z.relu_()
+        else:
+            z = conv2(torch.relu(y)).relu()
+        return self.fc(self.drop(z.mean((2, 3))))
+
+
+@pytest.mark.parametrize("style", ["inplace", "out_of_place"])
+def test_guided_backprop_guides_relus_applied_as_functions(style: str) -> None:
+    # before: captum hooks nn.ReLU modules only, so F.relu / torch.relu / x.relu_() passed
+    # negative gradients and the map was a plain gradient map there (half its pixels off)
+    modules = Small().eval()
+    functional = FunctionalRelus(style).eval()
+    functional.load_state_dict(modules.state_dict())
+    torch.manual_seed(4)
+    images = torch.rand(2, 3, 16, 16)
+    copy = images.clone()
+    assert torch.allclose(functional(images), modules(images))
+    expected = explain(modules, images, "guided_backprop", sign="signed")
+    maps = explain(functional, images, "guided_backprop", sign="signed")
+    assert torch.allclose(maps, expected, atol=1e-9)
+    assert torch.equal(images, copy)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from torchlap._checks import check_bool, check_number
 from torchlap.explainers.base import Explainer, register
+from torchlap.explainers.guided import guided_functional_relus
 from torchlap.explainers.inputs import check_layer_option
 
 __all__ = ["DeepLift", "GradCam", "GuidedBackprop", "GuidedGradCam", "reduce_channels"]
@@ -166,7 +167,9 @@ class GuidedGradCam(_LayerExplainer):
 @register("guided_backprop")
 class GuidedBackprop(Explainer):
     """Guided Backpropagation (Springenberg et al. 2014): the input gradient of the target logit
-    with negative gradients zeroed at every ReLU (captum ``GuidedBackprop``).
+    with negative gradients zeroed at every ReLU (captum ``GuidedBackprop`` for ``nn.ReLU``
+    modules; :func:`~torchlap.explainers.guided.guided_functional_relus` for ReLUs applied as
+    functions, e.g. ``F.relu`` in torchvision's Inception v3).
 
     Options: ``sign`` (channel reduction, default ``"absolute"``).
     """
@@ -183,7 +186,7 @@ class GuidedBackprop(Explainer):
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
         from captum.attr import GuidedBackprop as CaptumGuidedBackprop
 
-        with _quiet_captum():
+        with _quiet_captum(), guided_functional_relus():  # F.relu too, not only nn.ReLU
             attributions = CaptumGuidedBackprop(_TargetScore(self, target)).attribute(
                 _gradient_input(images)
             )
