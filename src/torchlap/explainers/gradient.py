@@ -136,7 +136,8 @@ class GradCam(_LayerExplainer):
 @register("guided_gradcam")
 class GuidedGradCam(_LayerExplainer):
     """Guided Grad-CAM (Selvaraju et al. 2017): Guided Backprop times the Grad-CAM map upsampled
-    to the input (captum ``GuidedGradCam``, with bilinear upsampling as everywhere in torchlap).
+    to the input (captum ``GuidedGradCam``'s computation, with bilinear upsampling as everywhere
+    in torchlap; its guided half guides ReLUs applied as functions too, as :class:`GuidedBackprop`).
 
     Options: ``layer`` (as :class:`GradCam`), ``sign`` (channel reduction, default
     ``"absolute"``). Raw maps are at the input resolution.
@@ -154,14 +155,21 @@ class GuidedGradCam(_LayerExplainer):
         self.sign = _check_sign(sign)
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
-        from captum.attr import GuidedGradCam as CaptumGuidedGradCam
+        from captum.attr import GuidedBackprop as CaptumGuidedBackprop
+        from captum.attr import LayerAttribution, LayerGradCam
 
+        # captum GuidedGradCam's two passes and product, with the guided half guiding ReLUs
+        # applied as functions too (guided_functional_relus), as GuidedBackprop does
         layer = self._layer_module(images)
+        score = _TargetScore(self, target)
         with _quiet_captum():
-            attributions = CaptumGuidedGradCam(_TargetScore(self, target), layer).attribute(
-                _gradient_input(images), interpolate_mode="bilinear"
+            cam = LayerGradCam(score, layer).attribute(
+                _gradient_input(images), relu_attributions=True
             )
-        return reduce_channels(attributions, self.sign)
+            with guided_functional_relus():
+                guided = CaptumGuidedBackprop(score).attribute(_gradient_input(images))
+        upsampled = LayerAttribution.interpolate(cam, tuple(images.shape[2:]), "bilinear")
+        return reduce_channels(guided * upsampled, self.sign)
 
 
 @register("guided_backprop")
