@@ -234,6 +234,12 @@ def check_model_inputs(model: nn.Module, images: Tensor) -> None:
     dtypes = {p.dtype for p in parameters}
     if len(devices) == 1:
         (device,) = devices
+        if device.type == "meta":  # moving the images there would not help: no values
+            raise ValueError(
+                "the model's parameters are on the meta device, which holds shapes but no "
+                "values; materialise the model first (e.g. model.to_empty(device='cpu'), then "
+                "load its weights with load_state_dict)"
+            )
         if images.device != device:
             raise ValueError(
                 f"images are on {images.device} but the model's parameters are on {device}: "

@@ -26,7 +26,8 @@ class does the rest:
 - upsampling to the input resolution, by one shared helper, :func:`upsample` (bilinear).
 
 Explainers are also context managers: inside ``with explainer:`` the model stays in the
-explanation state across several calls, and is restored on exit.
+explanation state across several calls, and is restored on exit. One thread at a time explains
+a model (:mod:`~torchlap.explainers.exclusive`): another thread's call waits for it.
 
 What the package knows about a method is a class attribute of its explainer (display name,
 kind, :meth:`Explainer.applies_to`, native threshold, comparison and column ranks, run facts),
@@ -45,6 +46,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from torchlap.explainers.exclusive import model_lock
 from torchlap.explainers.inputs import (
     autograd_copies,
     channel_mismatch,
@@ -53,6 +55,7 @@ from torchlap.explainers.inputs import (
     check_model_inputs,
     check_target,
     class_scores,
+    logits_error,
     needs_autograd_copies,
     non_finite_outputs,
 )
@@ -308,37 +311,46 @@ class Explainer:
         self._handles: list[RemovableHandle] = []
         self._probes: dict[tuple[int, ...], FeatureProbe] = {}
         self._counts = [0, 0]
+        self._lock = model_lock(model)
 
     # -- context ---------------------------------------------------------------------------
     def __enter__(self) -> Explainer:
-        if self._depth == 0:
-            # the caller's last maps (LAP, BLA, ante-hoc) again afterwards, not the method's
-            self._kept_maps = kept_last_maps(self.model)
-            self._kept_maps.__enter__()
-            self._saved_flags = [
-                (
-                    m,
-                    m.training,
-                    m.inplace if isinstance(getattr(m, "inplace", None), bool) else None,
-                )
-                for m in self.model.modules()
-            ]
-            try:
-                for module, _, inplace in self._saved_flags:
-                    module.training = False
-                    if inplace is not None:
-                        module.inplace = False
-            except BaseException:
-                self._restore()
-                raise
+        self._lock.acquire()  # one explanation of the model at a time (explainers.exclusive)
+        try:
+            if self._depth == 0:
+                self._start()
+        except BaseException:
+            self._lock.release()
+            raise
         self._depth += 1
         return self
 
-    def __exit__(self, *exc_info: object) -> bool:
-        self._depth -= 1
-        if self._depth == 0:
-            self._remove_hooks()
+    def _start(self) -> None:
+        """Enter the explanation state: save every module's flags, switch them (see above)."""
+        # the caller's last maps (LAP, BLA, ante-hoc) again afterwards, not the method's
+        self._kept_maps = kept_last_maps(self.model)
+        self._kept_maps.__enter__()
+        self._saved_flags = [
+            (m, m.training, m.inplace if isinstance(getattr(m, "inplace", None), bool) else None)
+            for m in self.model.modules()
+        ]
+        try:
+            for module, _, inplace in self._saved_flags:
+                module.training = False
+                if inplace is not None:
+                    module.inplace = False
+        except BaseException:
             self._restore()
+            raise
+
+    def __exit__(self, *exc_info: object) -> bool:
+        try:
+            self._depth -= 1
+            if self._depth == 0:
+                self._remove_hooks()
+                self._restore()
+        finally:
+            self._lock.release()
         return False
 
     @contextmanager
@@ -454,11 +466,7 @@ class Explainer:
         """Call the model and check that it returns logits ``(N, num_classes)``."""
         logits = self.model(images)
         if not isinstance(logits, Tensor) or logits.dim() != 2:
-            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-            raise TypeError(
-                f"the model must return logits of shape (B, num_classes), got {shape}; "
-                "wrap models with other outputs in an nn.Module returning the class scores"
-            )
+            raise logits_error(logits, images.shape[0])
         return logits
 
     def resolve_target(self, target: Tensor | None, logits: Tensor) -> Tensor:
@@ -538,9 +546,7 @@ class Explainer:
             name = layer
         check_layer_name(name, modules)
         probe = self.feature_probe(images)
-        calls = probe.calls.get(name, 0)
-        if calls == 0:
-            raise ValueError(f"layer {name!r} did not run in a forward pass of the model")
+        calls = probe.ran(name)  # ValueError: the layer did not run, or returned no tensor
         shape = probe.shapes.get(name)
         if shape is not None and len(shape) != 4:
             default = f" (the default here: {probe.cam_layer!r})" if probe.cam_layer else ""

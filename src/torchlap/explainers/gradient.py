@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from torchlap._checks import check_bool, check_number
 from torchlap.explainers.base import Explainer, register
+from torchlap.explainers.guided import guided_functional_relus
 from torchlap.explainers.inputs import check_layer_option
 
 __all__ = ["DeepLift", "GradCam", "GuidedBackprop", "GuidedGradCam", "reduce_channels"]
@@ -135,7 +136,8 @@ class GradCam(_LayerExplainer):
 @register("guided_gradcam")
 class GuidedGradCam(_LayerExplainer):
     """Guided Grad-CAM (Selvaraju et al. 2017): Guided Backprop times the Grad-CAM map upsampled
-    to the input (captum ``GuidedGradCam``, with bilinear upsampling as everywhere in torchlap).
+    to the input (captum ``GuidedGradCam``'s computation, with bilinear upsampling as everywhere
+    in torchlap; its guided half guides ReLUs applied as functions too, as :class:`GuidedBackprop`).
 
     Options: ``layer`` (as :class:`GradCam`), ``sign`` (channel reduction, default
     ``"absolute"``). Raw maps are at the input resolution.
@@ -153,20 +155,29 @@ class GuidedGradCam(_LayerExplainer):
         self.sign = _check_sign(sign)
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
-        from captum.attr import GuidedGradCam as CaptumGuidedGradCam
+        from captum.attr import GuidedBackprop as CaptumGuidedBackprop
+        from captum.attr import LayerAttribution, LayerGradCam
 
+        # captum GuidedGradCam's two passes and product, with the guided half guiding ReLUs
+        # applied as functions too (guided_functional_relus), as GuidedBackprop does
         layer = self._layer_module(images)
+        score = _TargetScore(self, target)
         with _quiet_captum():
-            attributions = CaptumGuidedGradCam(_TargetScore(self, target), layer).attribute(
-                _gradient_input(images), interpolate_mode="bilinear"
+            cam = LayerGradCam(score, layer).attribute(
+                _gradient_input(images), relu_attributions=True
             )
-        return reduce_channels(attributions, self.sign)
+            with guided_functional_relus():
+                guided = CaptumGuidedBackprop(score).attribute(_gradient_input(images))
+        upsampled = LayerAttribution.interpolate(cam, tuple(images.shape[2:]), "bilinear")
+        return reduce_channels(guided * upsampled, self.sign)
 
 
 @register("guided_backprop")
 class GuidedBackprop(Explainer):
     """Guided Backpropagation (Springenberg et al. 2014): the input gradient of the target logit
-    with negative gradients zeroed at every ReLU (captum ``GuidedBackprop``).
+    with negative gradients zeroed at every ReLU (captum ``GuidedBackprop`` for ``nn.ReLU``
+    modules; :func:`~torchlap.explainers.guided.guided_functional_relus` for ReLUs applied as
+    functions, e.g. ``F.relu`` in torchvision's Inception v3).
 
     Options: ``sign`` (channel reduction, default ``"absolute"``).
     """
@@ -183,7 +194,7 @@ class GuidedBackprop(Explainer):
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
         from captum.attr import GuidedBackprop as CaptumGuidedBackprop
 
-        with _quiet_captum():
+        with _quiet_captum(), guided_functional_relus():  # F.relu too, not only nn.ReLU
             attributions = CaptumGuidedBackprop(_TargetScore(self, target)).attribute(
                 _gradient_input(images)
             )
@@ -245,6 +256,14 @@ def _unshared(model: nn.Module, shared: dict[str, int], explainer: Explainer) ->
                     delattr(module, key)
 
 
+def deeplift_eps(dtype: torch.dtype) -> float:
+    """The input change below which DeepLIFT's Rescale rule takes the gradient instead of
+    ``delta_out / delta_in``: captum's 1e-10, or ``dtype``'s smallest normal number when 1e-10
+    is below it (in float16 1e-10 rounds to 0, so a nonlinearity whose input equals its
+    baseline's divided 0 by 0 and the map held NaN pixels)."""
+    return max(1e-10, float(torch.finfo(dtype).tiny))
+
+
 @register("deeplift")
 class DeepLift(Explainer):
     """DeepLIFT (Shrikumar et al. 2017, Rescale rule) through captum ``DeepLift``.
@@ -256,6 +275,8 @@ class DeepLift(Explainer):
     NaN, so they are refused). A nonlinearity module that runs several
     times per forward pass (torchvision ResNet's ``relu``) is replaced, for the call only, by a
     stand-in that sends each call to its own copy; the original module is put back afterwards.
+    The Rescale rule's ``eps`` is :func:`deeplift_eps` of the images' dtype (float16: its
+    smallest normal number, where captum's 1e-10 would be 0 and give NaN pixels).
     """
 
     display_name = "DL"
@@ -319,7 +340,7 @@ class DeepLift(Explainer):
 
         self.add_hook(self.model.register_forward_hook(check_logits))
         with _unshared(self.model, shared, self), _quiet_captum():
-            attributions = CaptumDeepLift(self.model).attribute(
+            attributions = CaptumDeepLift(self.model, eps=deeplift_eps(images.dtype)).attribute(
                 _gradient_input(images), baselines=baseline, target=target
             )
         return reduce_channels(attributions, self.sign)

@@ -27,6 +27,7 @@ __all__ = [
     "check_model_inputs",
     "check_target",
     "class_scores",
+    "logits_error",
     "needs_autograd_copies",
     "non_finite_outputs",
 ]
@@ -42,6 +43,11 @@ def check_images(images: object) -> Tensor:
         raise TypeError(f"images must be a floating-point tensor, got dtype {images.dtype}")
     if images.shape[0] == 0:
         raise ValueError("images is an empty batch (B = 0)")
+    if images.device.type == "meta":  # no pixel values: every check and map would fail later
+        raise ValueError(
+            "images are on the meta device, which holds shapes but no pixel values; an "
+            "explainer reads the pixels: pass images on the model's device (e.g. 'cpu')"
+        )
     bad = non_finite_samples(images)
     if bad:
         raise ValueError(
@@ -75,6 +81,11 @@ def check_target(target: object, images: Tensor) -> Tensor | None:
     if isinstance(target, Tensor):
         if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
             raise TypeError(f"a target tensor must hold integer classes, got {target.dtype}")
+        if target.device.type == "meta":
+            raise ValueError(
+                "target is on the meta device, which holds no values; pass the classes on the "
+                "images' device (or as an int)"
+            )
         if target.dim() == 0:
             target = target.expand(batch)
         if target.dim() != 1 or target.shape[0] != batch:
@@ -87,6 +98,32 @@ def check_target(target: object, images: Tensor) -> Tensor | None:
         return target.to(device=images.device, dtype=torch.long)
     raise TypeError(
         f"target must be None, an int or an integer tensor, got {type(target).__name__}"
+    )
+
+
+def logits_error(output: object, batch: int) -> TypeError:
+    """The error of a model output that is not logits ``(batch, num_classes)``, with the likely
+    cause of a 1-D output: a batch dimension dropped (``.squeeze()`` on a batch of one image,
+    which explainers run for their checks and probes) or one score per image without its
+    class dimension."""
+    if not isinstance(output, Tensor):
+        got, hint = type(output).__name__, ""
+    else:
+        got, hint = str(tuple(output.shape)), ""
+        if output.dim() == 1 and output.shape[0] == batch:
+            hint = (
+                f" for a batch of {batch} image(s): one score per image without its class "
+                "dimension; return (B, 1) for a single-output model (logits.unsqueeze(1))"
+            )
+        elif output.dim() == 1 and batch == 1:
+            hint = (
+                " for a batch of 1 image: the model drops the batch dimension (e.g. "
+                "logits.squeeze(), which explainers hit on the one-image batches they run); "
+                "keep it (logits.flatten(1), or squeeze(-1) of a (B, C, 1) tensor)"
+            )
+    return TypeError(
+        f"the model must return logits of shape (B, num_classes), got {got}{hint}; wrap "
+        "models with other outputs in an nn.Module returning the class scores"
     )
 
 

@@ -367,6 +367,13 @@ class LapExplainer(Explainer):
         if self.layer == "all":
             return lap_all(list(selected.values()), self.decay, self.threshold, self.variant)
         names = list(selected)
+        if isinstance(self.layer, int) and not -len(names) <= self.layer < len(names):
+            raise ValueError(
+                f"layer index {self.layer} is out of range: {len(names)} of the model's "
+                f"{len(self._laps)} LAP layers ran in the forward pass ({', '.join(names)}; "
+                f"skipped: {', '.join(n for n in self._laps if n not in selected)}), and the "
+                "index counts those in forward order; pass a layer name or an index in range"
+            )
         name = names[self.layer] if isinstance(self.layer, int) else self.layer
         if name not in selected:
             raise ValueError(f"LAP layer {name!r} did not run in the forward pass")

@@ -53,7 +53,8 @@ class FeatureProbe:
     ``shapes``: the shape of each module's tensor output (its first call; modules inside a LAP
     layer and modules returning no tensor are absent). ``order``: the position of each
     module's first call in forward order (when its output was computed; a container after its
-    children; modules inside a LAP layer are absent).
+    children; modules inside a LAP layer are absent). ``non_tensor``: the type of the output
+    of each module returning no tensor (a tuple, a dict; its first call).
     """
 
     cam_layer: str | None
@@ -61,6 +62,20 @@ class FeatureProbe:
     calls: dict[str, int] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     order: dict[str, int] = field(default_factory=dict)
+    non_tensor: dict[str, str] = field(default_factory=dict)
+
+    def ran(self, name: str) -> int:
+        """How often layer ``name`` ran in the probe's pass; ``ValueError`` when it did not run
+        or returned no tensor (a tuple or a dict is no feature map to explain)."""
+        calls = self.calls.get(name, 0)
+        if calls == 0:
+            raise ValueError(f"layer {name!r} did not run in a forward pass of the model")
+        if name in self.non_tensor:
+            raise ValueError(
+                f"layer {name!r} returns a {self.non_tensor[name]}, not a tensor; choose a layer "
+                "whose output is a (B, C, h, w) feature map (e.g. a submodule of it)"
+            )
+        return calls
 
 
 def _is_spatial(t: object) -> bool:
@@ -73,7 +88,7 @@ def _pixels(t: Tensor) -> int:
 
 def _record(
     model: nn.Module, sample: Tensor, hooks: list[RemovableHandle]
-) -> tuple[list[_Event], dict[str, int]]:
+) -> tuple[list[_Event], dict[str, int], dict[str, str]]:
     """Every module call of one forward pass (modules inside a LAP layer are counted, not
     recorded: the concept scorer is no feature layer)."""
     inside_lap = set()
@@ -82,12 +97,15 @@ def _record(
             inside_lap.update(id(m) for m in module.modules() if m is not module)
     events: list[_Event] = []
     calls: dict[str, int] = {}
+    non_tensor: dict[str, str] = {}
 
     def make_hook(name: str, record: bool) -> Callable:
         def hook(module: nn.Module, args: tuple, output: object) -> None:
             calls[name] = calls.get(name, 0) + 1
             if not record:
                 return
+            if not isinstance(output, Tensor):
+                non_tensor.setdefault(name, type(output).__name__)
             tensors = tuple(a for a in args if isinstance(a, Tensor))
             out = output if isinstance(output, Tensor) else None
             events.append(_Event(len(events), name, tensors, out))
@@ -103,7 +121,7 @@ def _record(
     for handle in hooks:
         handle.remove()
     hooks.clear()
-    return events, calls
+    return events, calls, non_tensor
 
 
 def _producers(events: list[_Event]) -> dict[int, _Event]:
@@ -213,7 +231,7 @@ def probe_features(model: nn.Module, sample: Tensor, hooks: list[RemovableHandle
     layer itself counts as a (down-sampling) pool. Hook handles go to ``hooks`` (the caller
     removes them in ``finally``).
     """
-    events, calls = _record(model, sample, hooks)
+    events, calls, non_tensor = _record(model, sample, hooks)
     producer = _producers(events)
     spatial = [e for e in events if _is_spatial(e.output)]
     shapes: dict[str, tuple[int, ...]] = {}
@@ -222,7 +240,7 @@ def probe_features(model: nn.Module, sample: Tensor, hooks: list[RemovableHandle
         order.setdefault(event.name, event.index)
         if event.output is not None:
             shapes.setdefault(event.name, tuple(event.output.shape))
-    facts = {"calls": dict(calls), "shapes": shapes, "order": order}
+    facts = {"calls": dict(calls), "shapes": shapes, "order": order, "non_tensor": non_tensor}
     if not spatial:
         return FeatureProbe(cam_layer=None, block_layers=[], **facts)
     modules = dict(model.named_modules())

@@ -71,7 +71,7 @@ def _conv_bn_pairs(model: nn.Module, probe: Tensor) -> tuple[list[tuple], Tensor
                 handles.append(module.register_forward_hook(after_conv))
             elif type(module) is nn.BatchNorm2d:
                 handles.append(module.register_forward_pre_hook(before_bn))
-        logits = model(probe)
+        logits = model(probe.clone())  # a module may write its input in place
     finally:
         for handle in handles:
             handle.remove()
@@ -123,8 +123,10 @@ def folded_batch_norms(model: nn.Module, probe: Tensor) -> Iterator[int]:
     folded pairs (0: the model runs unchanged). A model with any module in train mode is not
     probed at all (a training batch norm is not an affine map, and a probe forward would
     update its running statistics): it yields 0 and the model runs unchanged. The probes
-    leave the LAP layers' last maps as they were. The model's parameters and modules are
-    restored when the block ends, also on error. Meant for forwards under
+    leave the LAP layers' last maps as they were, and ``probe`` as it was (each forward gets a
+    copy: a first module in place, ``nn.ReLU(inplace=True)`` on the input, would write it, and
+    the second forward would see other pixels than the first). The model's parameters and
+    modules are restored when the block ends, also on error. Meant for forwards under
     ``torch.inference_mode`` or ``torch.no_grad``: the folded weights do not require grad.
     """
     if not isinstance(model, nn.Module):
@@ -150,7 +152,7 @@ def folded_batch_norms(model: nn.Module, probe: Tensor) -> Iterator[int]:
                 conv._parameters["weight"], conv._parameters["bias"] = weight, bias
                 parent._modules[child] = nn.Identity()
             if pairs:
-                folded_logits = model(probe)
+                folded_logits = model(probe.clone())  # see the docstring
                 error = scale = float("nan")  # a model without tensor logits is not folded
                 comparable = (
                     isinstance(reference, Tensor)

@@ -1,0 +1,68 @@
+"""Guided Backpropagation's ReLU rule for ReLUs applied as functions.
+
+captum's ``GuidedBackprop`` puts its rule (the gradient of a ReLU passes only where it is
+positive) on ``nn.ReLU`` modules, through module hooks. A ReLU applied as a function,
+``F.relu(x)``, ``torch.relu(x)`` or ``x.relu()`` (torchvision's Inception v3 and GoogLeNet apply
+every ReLU so, in ``BasicConv2d``), has no module to hook: its gradient went through unguided,
+so the map of such a model was a plain gradient map there, with nothing said.
+:func:`guided_functional_relus` applies the rule to those calls as well, while a guided backward
+pass is built; ``nn.ReLU`` modules are unchanged (the rule is idempotent, so a module's ReLU seen
+by both gives the same gradient).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["guided_functional_relus"]
+
+
+class _GuidedRelu(torch.autograd.Function):
+    """``max(x, 0)``, whose backward passes the positive part of the gradient where x > 0."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        out = x.clamp(min=0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (out,) = ctx.saved_tensors
+        return grad.clamp(min=0) * (out > 0)
+
+
+_OUT_OF_PLACE: set[Callable] = {F.relu, torch.relu, Tensor.relu}
+_IN_PLACE: set[Callable] = {F.relu_, torch.relu_, Tensor.relu_}
+
+
+class _GuidedReluMode(TorchFunctionMode):
+    def __torch_function__(
+        self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        grad = torch.is_grad_enabled()
+        if grad and func in _OUT_OF_PLACE and isinstance(args[0], Tensor):
+            inplace = kwargs.get("inplace", args[1] if len(args) > 1 else False)
+            if not inplace:
+                return _GuidedRelu.apply(args[0])
+            func = F.relu_  # F.relu(x, inplace=True): as x.relu_(), below
+        if grad and func in _IN_PLACE and isinstance(args[0], Tensor):
+            x = args[0]
+            return x.copy_(_GuidedRelu.apply(x.clone()))  # written in place, as asked
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def guided_functional_relus() -> Iterator[None]:
+    """Within the block, ReLUs applied as functions follow Guided Backpropagation's rule in the
+    graphs built with gradients enabled (see the module docstring)."""
+    with _GuidedReluMode():
+        yield
