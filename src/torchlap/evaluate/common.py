@@ -77,8 +77,12 @@ __all__ = [
 #: per-channel min/max); binary model metrics predict logits.argmax(1). 8: the ``bla``
 #: method's map is BLA's hard explanation delta (paper 002, 3; earlier the soft q); the LIME
 #: check's cells are the cells of BLA's feature map, as equal bands of the image (earlier
-#: round(32 S/224)-px squares, with slivers at the border))
-METRICS_REVISION = 8
+#: round(32 S/224)-px squares, with slivers at the border). 9: Guided Backprop and Guided
+#: Grad-CAM guide ReLUs applied as functions too (torchvision's Inception-v3 and GoogLeNet,
+#: DenseNet's last ReLU, lapified Inception reductions; earlier only nn.ReLU modules: a plain
+#: gradient there); DeepLIFT of float16 models has no NaN pixels. Models whose ReLUs are all
+#: nn.ReLU modules (ResNets, the small CNN) give the numbers of revision 8)
+METRICS_REVISION = 9
 
 
 @dataclass
