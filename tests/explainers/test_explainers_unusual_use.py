@@ -280,3 +280,28 @@ def test_guided_methods_guide_relus_applied_as_functions(style, method, options)
     maps = explain(functional, images, method, sign="signed", **options)
     assert torch.allclose(maps, expected, atol=1e-6 * float(expected.abs().max()))
     assert torch.equal(images, copy)
+
+
+@pytest.mark.parametrize("style", ["inplace", "out_of_place"])
+def test_deeplift_rescales_relus_applied_as_functions(style) -> None:
+    # before: captum's Rescale rule hooks nn.ReLU modules only, so DeepLIFT took F.relu /
+    # torch.relu / x.relu_() for linear functions (their plain gradient), a different map
+    modules = Small().eval()
+    functional = FunctionalRelus(style).eval()
+    functional.load_state_dict(modules.state_dict())
+    torch.manual_seed(5)
+    images = torch.rand(3, 3, 16, 16)
+    expected = explain(modules, images, "deeplift", sign="signed")
+    maps = explain(functional, images, "deeplift", sign="signed")
+    assert torch.allclose(maps, expected, atol=1e-5 * float(expected.abs().max()))
+    # and DeepLIFT's completeness holds for the functional model too: the attributions of an
+    # image sum to its target logit minus the zero baseline's
+    from captum.attr import DeepLift as CaptumDeepLift
+
+    from torchlap.explainers.guided import rescale_functional_relus
+
+    with rescale_functional_relus(1e-10):
+        _, delta = CaptumDeepLift(functional).attribute(
+            images, baselines=torch.zeros_like(images), target=0, return_convergence_delta=True
+        )
+    assert float(delta.abs().max()) < 1e-4, delta

@@ -80,7 +80,8 @@ __all__ = [
 #: round(32 S/224)-px squares, with slivers at the border). 9: Guided Backprop and Guided
 #: Grad-CAM guide ReLUs applied as functions too (torchvision's Inception-v3 and GoogLeNet,
 #: DenseNet's last ReLU, lapified Inception reductions; earlier only nn.ReLU modules: a plain
-#: gradient there); DeepLIFT of float16 models has no NaN pixels. Models whose ReLUs are all
+#: gradient there), and DeepLIFT applies its Rescale rule to them (earlier: linear); DeepLIFT
+#: of float16 models has no NaN pixels. Models whose ReLUs are all
 #: nn.ReLU modules (ResNets, the small CNN) give the numbers of revision 8)
 METRICS_REVISION = 9
 

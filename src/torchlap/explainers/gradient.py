@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from torchlap._checks import check_bool, check_number
 from torchlap.explainers.base import Explainer, register
-from torchlap.explainers.guided import guided_functional_relus
+from torchlap.explainers.guided import guided_functional_relus, rescale_functional_relus
 from torchlap.explainers.inputs import check_layer_option
 
 __all__ = ["DeepLift", "GradCam", "GuidedBackprop", "GuidedGradCam", "reduce_channels"]
@@ -276,7 +276,10 @@ class DeepLift(Explainer):
     times per forward pass (torchvision ResNet's ``relu``) is replaced, for the call only, by a
     stand-in that sends each call to its own copy; the original module is put back afterwards.
     The Rescale rule's ``eps`` is :func:`deeplift_eps` of the images' dtype (float16: its
-    smallest normal number, where captum's 1e-10 would be 0 and give NaN pixels).
+    smallest normal number, where captum's 1e-10 would be 0 and give NaN pixels). ReLUs applied
+    as functions (``F.relu``, as in torchvision's Inception-v3) get the Rescale rule too
+    (:func:`~torchlap.explainers.guided.rescale_functional_relus`; captum's hooks reach
+    ``nn.ReLU`` modules only).
     """
 
     display_name = "DL"
@@ -339,8 +342,10 @@ class DeepLift(Explainer):
                 self.check_finite_rows(logits, rows[: logits.shape[0]])
 
         self.add_hook(self.model.register_forward_hook(check_logits))
-        with _unshared(self.model, shared, self), _quiet_captum():
-            attributions = CaptumDeepLift(self.model, eps=deeplift_eps(images.dtype)).attribute(
+        eps = deeplift_eps(images.dtype)
+        # captum's Rescale rule for nn.ReLU modules; rescale_functional_relus for F.relu & co.
+        with _unshared(self.model, shared, self), _quiet_captum(), rescale_functional_relus(eps):
+            attributions = CaptumDeepLift(self.model, eps=eps).attribute(
                 _gradient_input(images), baselines=baseline, target=target
             )
         return reduce_channels(attributions, self.sign)
