@@ -46,3 +46,13 @@ def test_accepted_logits_shapes_of_a_binary_task() -> None:
     maps = {"lap": LapMaps(torch.rand(4, 3, 6, 6), torch.rand(4, 1, 6, 6), None)}
     with pytest.raises(ValueError, match=r"logits must be \(B, 3\), one row"):
         three(maps, torch.tensor([0, 1, 2, 1]), logits=torch.zeros(4))
+
+
+def test_per_head_ratios_are_kept_as_given_not_by_reference() -> None:
+    """The loss kept the caller's per-head list itself: a later change (a ratio of 5) skipped
+    the check made at construction and reached Eq. 5."""
+    sets = ConceptSets.default(2, 2)
+    ratios = [0.1, 0.2]
+    loss = InjectionLoss(sets, min_ar=ratios, max_ar=0.5, iar=0.05)
+    ratios[0] = 5.0
+    assert loss.min_ar == (0.1, 0.2)
