@@ -55,4 +55,4 @@ def test_per_head_ratios_are_kept_as_given_not_by_reference() -> None:
     ratios = [0.1, 0.2]
     loss = InjectionLoss(sets, min_ar=ratios, max_ar=0.5, iar=0.05)
     ratios[0] = 5.0
-    assert loss.min_ar == (0.1, 0.2)
+    assert loss.min_ar == [0.1, 0.2] and loss.min_ar is not ratios

@@ -8,7 +8,7 @@ loss (Eq. 6) between consecutive LAP layers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -254,10 +254,9 @@ class InjectionLoss(nn.Module):
         per_head_ratios(min_ar, max_ar, iar, concept_sets.n_concepts)  # validate now
         merged = _merged_weights(supervision, weights)
         self.concept_sets = concept_sets
-        # per-head lists kept as tuples: a caller's list changed later would skip the check
+        # per-head lists copied: a caller's list changed later would skip the check
         self.min_ar, self.max_ar, self.iar = (
-            tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
-            for v in (min_ar, max_ar, iar)
+            list(v) if isinstance(v, list) else v for v in (min_ar, max_ar, iar)
         )
         self.supervision = supervision
         self.use_discriminative = bool(use_discriminative)
