@@ -26,6 +26,7 @@ import torch
 
 from torchlap.layers import LapMaps
 from torchlap.losses import ConceptSets, InjectionLoss
+from torchlap.models.recipes import paper_loss_weights
 
 LABELS = [0, 1, 1, 0, 1, 0]
 COMMON = 2  # ConceptSets.default(2, 3): head c in class c, head 2 in every class
@@ -265,3 +266,23 @@ def test_common_head_sets_on_its_own_map(supervision: str) -> None:
 def test_common_head_sets_refuses_other_values() -> None:
     with pytest.raises(ValueError, match="common_head_sets must be one of"):
         InjectionLoss(ConceptSets.default(2, 3), common_head_sets="main")
+
+
+@pytest.mark.parametrize("supervision", ["weak", "expert"])
+def test_training_reduction_matches_the_appendix_weights(supervision: str) -> None:
+    """``torchlap train``'s loss (layer means weighted by ``paper_loss_weights``) against the
+    loops: the same total as 0.25 per LAP and 0.25 per LAP pair."""
+    maps, logits = _maps(5), _logits()
+    boxes = MIXED if supervision == "expert" else None
+    weights = paper_loss_weights(len(SIZES), supervision)
+    loss = InjectionLoss(
+        ConceptSets.default(2, 3), MIN_AR, MAX_AR, IAR, supervision=supervision,
+        weights=weights, layer_reduction="mean",
+    )  # fmt: skip
+    extra = {} if boxes is None else {
+        "region_masks": _masks(boxes),
+        "has_region": torch.tensor([s in boxes for s in range(len(LABELS))]),
+    }  # fmt: skip
+    out = loss(maps, torch.tensor(LABELS), logits=logits, **extra)
+    want = _reference(maps, logits, boxes)
+    torch.testing.assert_close(out["total"].item(), want["total"])
