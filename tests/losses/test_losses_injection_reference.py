@@ -26,6 +26,7 @@ import torch
 
 from torchlap.layers import LapMaps
 from torchlap.losses import ConceptSets, InjectionLoss
+from torchlap.models.recipes import paper_loss_weights
 
 LABELS = [0, 1, 1, 0, 1, 0]
 COMMON = 2  # ConceptSets.default(2, 3): head c in class c, head 2 in every class
@@ -101,13 +102,17 @@ def _expert_positive(p, box: tuple[int, int, int, int]) -> float:
     return value + (sum(math.log(1 - p[i][j]) for i, j in outside) / len(outside) if outside else 0)
 
 
-def _concept_loss(p_all, d_all, boxes: dict | None, rule: str = "all") -> float:
+def _concept_loss(
+    p_all, d_all, boxes: dict | None, rule: str = "all", own_common: bool = False
+) -> float:
     """One layer's Eq. 5 (``boxes`` None) or expert loss (``boxes``: sample -> box; the common
     head gets Eq. 5, a class region being no target for it). ``rule="all"``: every positive of
     a head counts in its N_c; ``"split"``: boxed and unboxed positives each over their own
-    count (torchlap before the fix), to show that the two differ on a mixed batch."""
+    count (torchlap before the fix), to show that the two differ on a mixed batch.
+    ``own_common``: the common head's sets are chosen on its own map ``p``, not on ``d``."""
     total = 0.0
     for c in range(3):
+        chooser = p_all if own_common and c == COMMON else d_all
         pos = [s for s in range(len(LABELS)) if _present(s, c)]
         neg = [s for s in range(len(LABELS)) if not _present(s, c)]
         boxed = {s for s in pos if boxes is not None and s in boxes and c != COMMON}
@@ -115,11 +120,11 @@ def _concept_loss(p_all, d_all, boxes: dict | None, rule: str = "all") -> float:
             if s in boxed:
                 value = _expert_positive(p_all[s][c], boxes[s])
             else:
-                value = _eq5_positive(p_all[s][c], d_all[s][c], c)
+                value = _eq5_positive(p_all[s][c], chooser[s][c], c)
             group = boxed if s in boxed else set(pos) - boxed
             total -= value / (len(pos) if rule == "all" else len(group))
         for s in neg:
-            total -= _eq5_negative(p_all[s][c], d_all[s][c], c) / len(neg)
+            total -= _eq5_negative(p_all[s][c], chooser[s][c], c) / len(neg)
     return total
 
 
@@ -172,9 +177,9 @@ def _cross_entropy(logits: list[list[float]]) -> float:
     ) / len(LABELS)
 
 
-def _reference(maps, logits, boxes=None, rule="all") -> dict[str, float]:
+def _reference(maps, logits, boxes=None, rule="all", own_common=False) -> dict[str, float]:
     layers = [(m.concepts.tolist(), m.discriminative.tolist()) for m in maps.values()]
-    concept = sum(_concept_loss(p, d, boxes, rule) for p, d in layers)
+    concept = sum(_concept_loss(p, d, boxes, rule, own_common) for p, d in layers)
     scorer = sum(_discriminative_loss(d) for _, d in layers)
     pairs = sum(_concordance(a[0], b[0]) for a, b in itertools.pairwise(layers))
     ce = _cross_entropy(logits.tolist())
@@ -234,3 +239,50 @@ def test_expert_mode_with_every_positive_boxed_is_unchanged_by_the_n_c_rule() ->
     assert want["concept"] == pytest.approx(_reference(maps, logits, EVERY, "split")["concept"])
     torch.testing.assert_close(out["total"].item(), want["total"])
     assert out["discrimination"].item() > 0  # the common head keeps Eq. 5
+
+
+@pytest.mark.parametrize("supervision", ["weak", "expert"])
+def test_common_head_sets_on_its_own_map(supervision: str) -> None:
+    """``common_head_sets="own"``: the common head's Eq. 5 sets are its own top/bottom pixels
+    (the discriminative module's loss pushes a common head up at every pixel of every sample,
+    so its map ranks by no concept); the class heads keep the discriminative module's sets."""
+    maps, logits = _maps(4), _logits()
+    boxes = MIXED if supervision == "expert" else None
+    kwargs = {"supervision": supervision, "common_head_sets": "own"}
+    loss = InjectionLoss(ConceptSets.default(2, 3), MIN_AR, MAX_AR, IAR, **kwargs)
+    extra = {} if boxes is None else {
+        "region_masks": _masks(boxes),
+        "has_region": torch.tensor([s in boxes for s in range(len(LABELS))]),
+    }  # fmt: skip
+    out = loss(maps, torch.tensor(LABELS), logits=logits, **extra)
+    want = _reference(maps, logits, boxes, own_common=True)
+    concept = out["discrimination"] + out["expert"]
+    torch.testing.assert_close(concept.item(), want["concept"])
+    torch.testing.assert_close(out["total"].item(), want["total"])
+    default = _reference(maps, logits, boxes)["concept"]
+    assert abs(default - want["concept"]) > 1e-3  # the two rules differ on these maps
+
+
+def test_common_head_sets_refuses_other_values() -> None:
+    with pytest.raises(ValueError, match="common_head_sets must be one of"):
+        InjectionLoss(ConceptSets.default(2, 3), common_head_sets="main")
+
+
+@pytest.mark.parametrize("supervision", ["weak", "expert"])
+def test_training_reduction_matches_the_appendix_weights(supervision: str) -> None:
+    """``torchlap train``'s loss (layer means weighted by ``paper_loss_weights``) against the
+    loops: the same total as 0.25 per LAP and 0.25 per LAP pair."""
+    maps, logits = _maps(5), _logits()
+    boxes = MIXED if supervision == "expert" else None
+    weights = paper_loss_weights(len(SIZES), supervision)
+    loss = InjectionLoss(
+        ConceptSets.default(2, 3), MIN_AR, MAX_AR, IAR, supervision=supervision,
+        weights=weights, layer_reduction="mean",
+    )  # fmt: skip
+    extra = {} if boxes is None else {
+        "region_masks": _masks(boxes),
+        "has_region": torch.tensor([s in boxes for s in range(len(LABELS))]),
+    }  # fmt: skip
+    out = loss(maps, torch.tensor(LABELS), logits=logits, **extra)
+    want = _reference(maps, logits, boxes)
+    torch.testing.assert_close(out["total"].item(), want["total"])

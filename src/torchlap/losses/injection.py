@@ -41,6 +41,7 @@ from torchlap.losses.functional import (
 )
 
 __all__ = [
+    "COMMON_HEAD_SETS",
     "DEFAULT_WEIGHTS",
     "LAYER_REDUCTIONS",
     "SUPERVISION_MODES",
@@ -56,6 +57,12 @@ SUPERVISION_MODES = ("weak", "expert", "none")
 #: how :class:`InjectionLoss` combines a term over LAP layers (and the concordance over pairs):
 #: ``"sum"`` (the paper's "0.25 per LAP", "0.25 per LAP pair") or ``"mean"``
 LAYER_REDUCTIONS = ("sum", "mean")
+
+#: what chooses the pixel sets of Eq. 5 for a *common* head (its concept in every class):
+#: ``"discriminative"`` (the paper's rule for every head: the discriminative scoring module) or
+#: ``"own"`` (the head's own probabilities). The module's loss for a common head has one target,
+#: 1 at every pixel of every sample, so its map ranks the pixels by no concept.
+COMMON_HEAD_SETS = ("discriminative", "own")
 
 # Paper 000, Appendix A (RSNA): 0.25 per LAP for the concept loss, 0.25 per LAP pair for the
 # concordance, 0.25 per LAP for the expert cross-entropy: weights of each layer's (pair's) term,
@@ -113,10 +120,12 @@ def _check_options(
     expert_positive_ranking: str,
     use_discriminative: bool,
     layer_reduction: str,
+    common_head_sets: str,
 ) -> None:
     """The options of :class:`InjectionLoss` (raise naming the bad one and what is accepted)."""
     check_bool(use_discriminative, "use_discriminative")
     check_choice(layer_reduction, "layer_reduction", LAYER_REDUCTIONS)
+    check_choice(common_head_sets, "common_head_sets", COMMON_HEAD_SETS)
     if supervision not in SUPERVISION_MODES:
         raise ValueError(f"supervision must be one of {SUPERVISION_MODES}, got {supervision!r}")
     if concordance_mode not in CONCORDANCE_MODES:
@@ -211,6 +220,11 @@ class InjectionLoss(nn.Module):
             discriminative scorer, as Eq. 5's sets are; needs ``use_discriminative``).
         eps: the clamp of the logarithms, a number in (0, 0.5) (checked here, not at the first
             forward).
+        common_head_sets: what chooses Eq. 5's pixel sets for a head whose concept is in
+            every class (the paper's CelebA common head), with ``use_discriminative``:
+            ``"discriminative"`` (default, the paper's rule for every head) or ``"own"`` (the
+            head's own probabilities: the discriminative module's loss pushes such a head up
+            at every pixel of every sample, so its map ranks the pixels by no concept).
 
     ``forward`` returns a dict of scalars: ``"discrimination"``, ``"discriminative"``,
     ``"expert"`` (each the sum, or with ``layer_reduction="mean"`` the mean, over LAP layers),
@@ -239,6 +253,7 @@ class InjectionLoss(nn.Module):
         expert_positive_ranking: str = "concepts",
         eps: float = LOG_EPS,
         layer_reduction: str = "sum",
+        common_head_sets: str = "discriminative",
     ) -> None:
         super().__init__()
         if not isinstance(concept_sets, ConceptSets):
@@ -249,7 +264,7 @@ class InjectionLoss(nn.Module):
         _check_options(
             supervision, concordance_mode, concordance_pool, mask_resize, concordance_threshold,
             expert_positive_fraction, expert_negative_pixels, expert_positive_ranking,
-            use_discriminative, layer_reduction,
+            use_discriminative, layer_reduction, common_head_sets,
         )  # fmt: skip
         per_head_ratios(min_ar, max_ar, iar, concept_sets.n_concepts)  # validate now
         merged = _merged_weights(supervision, weights)
@@ -269,6 +284,7 @@ class InjectionLoss(nn.Module):
         self.expert_positive_ranking = expert_positive_ranking
         self.eps = check_eps(eps)
         self.layer_reduction = layer_reduction
+        self.common_head_sets = common_head_sets
         self.weights = merged
 
     def _check_maps(self, maps: Mapping[str, LapMaps]) -> list[tuple[str, LapMaps]]:
@@ -461,6 +477,8 @@ class InjectionLoss(nn.Module):
                 terms["discriminative"].append(
                     discriminative_scorer_loss(lap.discriminative, present, eps=self.eps)
                 )
+                if self.common_head_sets == "own":  # common heads: sets on their own maps
+                    selector = torch.where(common[:, None, None], probs.detach(), selector)
             terms["discrimination"].append(
                 concept_discrimination_loss(
                     probs,
@@ -530,5 +548,6 @@ class InjectionLoss(nn.Module):
             f"concordance=({self.concordance_threshold}, {self.concordance_mode!r}), "
             f"expert=({self.expert_positive_fraction}, {self.expert_negative_pixels!r}, "
             f"{self.expert_positive_ranking!r}), weights={self.weights}, "
-            f"layer_reduction={self.layer_reduction!r}"
+            f"layer_reduction={self.layer_reduction!r}, "
+            f"common_head_sets={self.common_head_sets!r}"
         )
