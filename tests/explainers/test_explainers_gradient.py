@@ -267,3 +267,21 @@ def test_deeplift_leaves_no_captum_tensors_on_the_modules():
         if key in vars(module)
     }
     assert left == {}
+
+
+def test_guided_gradcam_interpolation_of_captum_is_an_option():
+    # paper 000 ran captum's GuidedGradCam, whose attribute() upsamples the Grad-CAM factor by
+    # nearest neighbour unless told otherwise; torchlap's default is bilinear (every map alike)
+    model = resnet(lap=False)
+    images = torch.randn(2, 3, 64, 64)  # layer4 is 2x2: the two upsamplings differ
+    target = torch.tensor([2, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        captum_default = CaptumGuidedGradCam(model, model.layer4).attribute(images, target=target)
+    nearest = GuidedGradCam(model, layer="layer4", interpolate_mode="nearest")(images, target)
+    torch.testing.assert_close(nearest, captum_default.abs().sum(1))
+    bilinear = GuidedGradCam(model, layer="layer4")(images, target)
+    assert not torch.allclose(bilinear, nearest)
+    with pytest.raises(ValueError, match="interpolate_mode must be one of 'bilinear', 'nearest'"):
+        GuidedGradCam(model, interpolate_mode="bicubic")
+    explainers.check_options("guided_gradcam", {"interpolate_mode": "nearest"})

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import check_bool, check_number
+from torchlap._checks import check_bool, check_choice, check_number
 from torchlap.explainers.base import Explainer, register
 from torchlap.explainers.guided import guided_functional_relus, rescale_functional_relus
 from torchlap.explainers.inputs import check_layer_option
@@ -28,6 +28,9 @@ from torchlap.explainers.inputs import check_layer_option
 __all__ = ["DeepLift", "GradCam", "GuidedBackprop", "GuidedGradCam", "reduce_channels"]
 
 SIGNS = ("absolute", "signed", "positive")
+#: how Guided Grad-CAM brings its Grad-CAM factor to the input resolution (``"nearest"``:
+#: captum ``GuidedGradCam``'s default)
+INTERPOLATE_MODES = ("bilinear", "nearest")
 
 
 def reduce_channels(attributions: Tensor, sign: str = "absolute") -> Tensor:
@@ -136,11 +139,14 @@ class GradCam(_LayerExplainer):
 @register("guided_gradcam")
 class GuidedGradCam(_LayerExplainer):
     """Guided Grad-CAM (Selvaraju et al. 2017): Guided Backprop times the Grad-CAM map upsampled
-    to the input (captum ``GuidedGradCam``'s computation, with bilinear upsampling as everywhere
-    in torchlap; its guided half guides ReLUs applied as functions too, as :class:`GuidedBackprop`).
+    to the input (captum ``GuidedGradCam``'s computation; its guided half guides ReLUs applied as
+    functions too, as :class:`GuidedBackprop`).
 
     Options: ``layer`` (as :class:`GradCam`), ``sign`` (channel reduction, default
-    ``"absolute"``). Raw maps are at the input resolution.
+    ``"absolute"``), ``interpolate_mode``: how the Grad-CAM factor reaches the input resolution,
+    ``"bilinear"`` (default: as every map in torchlap, so that it is the GC column's map) or
+    ``"nearest"`` (captum ``GuidedGradCam.attribute``'s default, the library paper 000 ran).
+    Raw maps are at the input resolution.
     """
 
     display_name = "GGC"
@@ -149,10 +155,16 @@ class GuidedGradCam(_LayerExplainer):
     column_rank = 1
 
     def __init__(
-        self, model: nn.Module, layer: str | nn.Module | None = None, sign: str = "absolute"
+        self,
+        model: nn.Module,
+        layer: str | nn.Module | None = None,
+        sign: str = "absolute",
+        interpolate_mode: str = "bilinear",
     ) -> None:
         super().__init__(model, layer)
         self.sign = _check_sign(sign)
+        check_choice(interpolate_mode, "interpolate_mode", INTERPOLATE_MODES)
+        self.interpolate_mode = interpolate_mode
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
         from captum.attr import GuidedBackprop as CaptumGuidedBackprop
@@ -168,7 +180,8 @@ class GuidedGradCam(_LayerExplainer):
             )
             with guided_functional_relus():
                 guided = CaptumGuidedBackprop(score).attribute(_gradient_input(images))
-        upsampled = LayerAttribution.interpolate(cam, tuple(images.shape[2:]), "bilinear")
+        size = tuple(images.shape[2:])
+        upsampled = LayerAttribution.interpolate(cam, size, self.interpolate_mode)
         return reduce_channels(guided * upsampled, self.sign)
 
 

@@ -17,8 +17,9 @@ def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
 
     ``align_corners=False`` (pixel centres aligned, as ``torchvision`` and captum do). Every
     explainer brings its maps to the input resolution with this helper (and the masks of
-    Score-CAM, RISE and SISE, and captum's Guided Grad-CAM, use the same interpolation), so
-    methods are compared on the same footing.
+    Score-CAM, RISE and SISE, and Guided Grad-CAM's Grad-CAM factor unless its
+    ``interpolate_mode`` says ``"nearest"``, use the same interpolation), so methods are
+    compared on the same footing.
     """
     if not isinstance(maps, Tensor) or maps.dim() != 3:
         shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
