@@ -77,9 +77,3 @@ def test_the_cam_of_the_lime_check_matches_a_loop_reference(relu: bool) -> None:
         )
     assert negative > 0  # some cells have negative evidence: the ReLU changes the ranking
     assert result.n >= 1 and result.n + result.n_excluded == 3
-
-
-def test_cam_relu_is_a_bool() -> None:
-    bla_model, _ = blaify(stride32_net(), "bla", input_size=64, init="glorot")
-    with pytest.raises(TypeError, match="cam_relu must be True or False"):
-        bla_lime_faithfulness(bla_model, torch.rand(1, 3, 64, 64), cam_relu="no")
