@@ -123,6 +123,8 @@ def test_bad_lime_arguments_are_refused_before_any_pass() -> None:
         ({"score": "odds"}, ValueError, r"score must be one of"),
         ({"perturbations_per_eval": 0}, ValueError, r"perturbations_per_eval must be an int"),
         ({"kernel": 1}, TypeError, r"unknown LIME option\(s\) \['kernel'\]; accepted: baseline"),
+        ({"weighting": "cosine"}, ValueError, r"weighting must be one of"),
+        ({"cam_relu": "no"}, TypeError, r"cam_relu must be True or False"),
     ]
     for kwargs, error, message in cases:
         with pytest.raises(error, match=message):

@@ -25,10 +25,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import check_choice, check_int, check_number, check_positive_int, check_seed
+from torchlap._checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_positive_int,
+    check_seed,
+)
 from torchlap.explainers import GradCam
 from torchlap.metrics._common import MetricResult
 from torchlap.metrics.lime_faithfulness import (
+    LIME_WEIGHTINGS,
     EvalMode,
     cell_means,
     check_images,
@@ -42,7 +50,7 @@ from torchlap.models.bla import bla_maps
 __all__ = ["band_feature_mask", "bla_lime_faithfulness", "lime_section"]
 
 #: the options LIME takes besides the grid (as ``lime_patch_scores``)
-_LIME_OPTIONS = ("baseline", "perturbations_per_eval", "score")
+_LIME_OPTIONS = ("baseline", "perturbations_per_eval", "score", "weighting")
 
 
 def band_feature_mask(
@@ -123,6 +131,7 @@ def _check_lime_arguments(
     check_number(lime_options.get("baseline", 0.0), "baseline")
     check_positive_int(lime_options.get("perturbations_per_eval", 50), "perturbations_per_eval")
     check_choice(lime_options.get("score", "probability"), "score", ("probability", "logit"))
+    check_choice(lime_options.get("weighting", "kernel"), "weighting", LIME_WEIGHTINGS)
 
 
 def _soft_map(bla_model: nn.Module, images: Tensor) -> Tensor:
@@ -141,6 +150,7 @@ def bla_lime_faithfulness(
     n_samples: int = 1000,
     seed: int = 0,
     gradcam_layer: str | None = None,
+    cam_relu: bool = True,
     **lime_options: Any,
 ) -> dict[str, MetricResult]:
     """Paper 002, section 4.3 / Table 2: rank correlation of LIME with BLA-T and with Grad-CAM.
@@ -156,12 +166,19 @@ def bla_lime_faithfulness(
     is refused, after the BLA pass and before LIME. ``n_samples`` (positive int) occlusion
     patterns, seeded with ``seed`` (int); ``lime_options``: ``baseline`` (a number, the value
     of an occluded pixel, 0), ``perturbations_per_eval`` (positive int, 50), ``score``
-    (``"probability"``, default, or ``"logit"``). ``target`` defaults to the reference model's
-    predicted class; Grad-CAM uses ``gradcam_layer`` (default: the input of the global pool).
+    (``"probability"``, default, or ``"logit"``), ``weighting`` (``"kernel"``, default: LIME's
+    proximity weights as captum computes them, or ``"none"``: plain least squares; see
+    :func:`~torchlap.metrics.lime_faithfulness.lime_cell_scores`). ``target`` defaults to the
+    reference model's predicted class; Grad-CAM uses ``gradcam_layer`` (default: the input
+    of the global pool) and, with ``cam_relu=True`` (default), Grad-CAM's ReLU;
+    ``cam_relu=False`` ranks the signed map ``sum_k alpha_k A_k``, which for a global pool and
+    a linear head is CAM (Zhou et al.) divided by the number of positions (Table 2's column
+    reads "LIME/CAM", the text "(Grad-)CAM").
     Returns ``{"bla": MetricResult, "gradcam": MetricResult}``; images whose map or LIME
     scores are constant (no ranking) are excluded (``n_excluded``).
     """
     _check_lime_arguments(images, patch, n_samples, seed, lime_options)
+    check_bool(cam_relu, "cam_relu")
     reference = bla_model if baseline_model is None else baseline_model
     soft = _soft_map(bla_model, images)
     grid = _grid(soft, (int(images.shape[-2]), int(images.shape[-1])), patch)
@@ -170,7 +187,7 @@ def bla_lime_faithfulness(
     scores = lime_cell_scores(
         reference, images, grid.mask, classes, n_samples, seed, **lime_options
     )
-    with GradCam(reference, layer=gradcam_layer) as explainer:
+    with GradCam(reference, layer=gradcam_layer, relu=cam_relu) as explainer:
         cam = explainer.raw(images, classes)
     return {
         "bla": mean_spearman(cell_means(soft.detach().float(), grid.mask, grid.shape), scores),

@@ -21,6 +21,7 @@ from torchlap._checks import check_positive_int as _check_positive_int
 from torchlap.metrics._common import MetricResult, check_images
 
 __all__ = [
+    "LIME_WEIGHTINGS",
     "EvalMode",
     "cell_means",
     "check_images",
@@ -249,6 +250,15 @@ def _target_tensor(target: object, batch: int, device: torch.device) -> Tensor:
     )
 
 
+#: how :func:`lime_cell_scores` weights LIME's samples: captum's proximity kernel, or not at all
+LIME_WEIGHTINGS = ("kernel", "none")
+
+
+def _unit_weight(*_args: Any, **_kwargs: Any) -> float:
+    """Every LIME sample weighs 1 (``weighting="none"``: plain least squares)."""
+    return 1.0
+
+
 class EvalMode:
     """Context: every module of ``model`` in eval mode, flags restored on exit (also on error)."""
 
@@ -277,6 +287,7 @@ def lime_patch_scores(
     baseline: float = 0.0,
     perturbations_per_eval: int = 50,
     score: str = "probability",
+    weighting: str = "kernel",
 ) -> Tensor:
     """LIME scores of square patches (paper 002, section 4.3), one row per image: (B, n_patches).
 
@@ -288,8 +299,9 @@ def lime_patch_scores(
     height, width = images.shape[-2:]
     mask = patch_feature_mask(height, width, patch, images.device)
     return lime_cell_scores(
-        model, images, mask, target, n_samples, seed, baseline, perturbations_per_eval, score
-    )
+        model, images, mask, target, n_samples, seed, baseline, perturbations_per_eval, score,
+        weighting,
+    )  # fmt: skip
 
 
 def lime_cell_scores(
@@ -302,14 +314,18 @@ def lime_cell_scores(
     baseline: float = 0.0,
     perturbations_per_eval: int = 50,
     score: str = "probability",
+    weighting: str = "kernel",
 ) -> Tensor:
     """LIME's coefficient of every cell of ``mask``, one row per image: (B, n_cells).
 
     ``mask`` (H, W) integer cell ids 0..n_cells-1 (e.g. :func:`patch_feature_mask`). captum's
     ``Lime`` with ``n_samples`` random occlusion patterns (each cell kept with probability 1/2,
     an absent cell set to ``baseline``: black for un-normalised images, the mean for normalised
-    ones), weighted by captum's default exponential cosine kernel, and a least-squares linear
-    model (``SkLearnLinearRegression``), as paper 002 fits "a least squares model". ``target``:
+    ones) and a least-squares linear model with an intercept (``SkLearnLinearRegression``), as
+    paper 002 fits "a least squares model". The paper does not say how samples are weighted:
+    ``weighting="kernel"`` (default) is LIME's proximity weight as captum computes it,
+    ``exp(-d^2 / 2)`` with ``d`` the cosine distance between the image and the occluded copy
+    (all pixels and channels); ``"none"`` weights every sample 1 (plain least squares). ``target``:
     the class scored per image (``None``: the model's prediction); ``score``:
     ``"probability"`` (softmax of the target class) or ``"logit"``. The occlusion patterns are
     drawn from a generator seeded with ``seed`` for every image (the same patterns for each
@@ -333,6 +349,8 @@ def lime_cell_scores(
     _check_positive_int(perturbations_per_eval, "perturbations_per_eval")
     if score not in ("probability", "logit"):
         raise ValueError(f"score must be 'probability' or 'logit', got {score!r}")
+    if weighting not in LIME_WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {LIME_WEIGHTINGS}, got {weighting!r}")
     check_seed(seed)
     check_number(baseline, "baseline", accepted="a finite number (the value of an occluded pixel)")
     feature_mask = mask.to(images.device).expand(1, images.shape[1], height, width)
@@ -344,7 +362,11 @@ def lime_cell_scores(
     rows = []
     with EvalMode(model), torch.no_grad():
         classes = resolve_target(model, images, target)
-        lime = Lime(forward, interpretable_model=SkLearnLinearRegression())
+        lime = Lime(
+            forward,
+            interpretable_model=SkLearnLinearRegression(),
+            similarity_func=_unit_weight if weighting == "none" else None,  # None: captum's kernel
+        )
         # captum fits one surrogate per example (it warns for batches and loops itself)
         for index in range(images.shape[0]):
             with torch.random.fork_rng(devices=[]):

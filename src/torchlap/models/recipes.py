@@ -338,8 +338,7 @@ class BlaRecipe(Recipe):
         ``freeze_features`` True, or ``"auto"`` with ``spec.pretrained`` set; BLA-PH always)."""
         net, record = build_backbone(dataclasses.replace(spec, lap="none"))
         # Glorot-uniform scorer, as the paper initialises new parameters (section 4.2; also
-        # blaify's default): a zero scorer gives logits exactly 0, where min(g, 0) has zero
-        # gradient (torch's clamp), so the scorer would never learn from scratch
+        # blaify's default; init="zeros" would start as the exact average pool)
         # L2X-F keeps the paper's share of positions (8 of 7x7) on this input size's map;
         # BLA-T/BLA-PH threshold at section 4.2's gamma = 0.98 / n (blaify's default: 1/n)
         extra: dict[str, Any] = {"k": "auto"} if self.name == "l2x-f" else {}
