@@ -3,7 +3,8 @@
 Four phases:
 
 1. block-wise layer selection: the last layer of each convolutional block, i.e. each layer whose
-   output feeds a spatial down-sampling (see :class:`~torchlap.explainers.base.FeatureProbe`);
+   output feeds a spatial down-sampling, with a convolution since the previous one (B layers for
+   B blocks, Eq. 12; see :class:`~torchlap.explainers.base.FeatureProbe`);
 2. feature-map selection: ``alpha_k = sum_lambda dPsi/dA_k(lambda)`` (Eq. 6), keep the maps
    with ``alpha_k > mu * beta`` where ``beta = max_k alpha_k`` (Eq. 7-8); ``mu = 0`` keeps the
    positive-gradient maps. With ``mu`` in [0, 1) the rule keeps positive-gradient maps only:
