@@ -309,3 +309,15 @@ def test_the_threshold_classifier_is_an_option_of_both_commands(command, monkeyp
     monkeypatch.undo()
     result = CliRunner().invoke(app, [command, *runs, "--threshold-classifier", "svm"])
     assert result.exit_code == 2 and "threshold_classifier must be one of" in result.output
+
+
+def test_baseline_help_names_drop_increase_too():
+    """``--baseline`` fills the pixels Drop%/Increase% remove as well as keep-k%'s (the
+    evaluation passes it to both, as the protocol records); its help named keep-k% alone."""
+    import typing
+
+    from torchlap.evaluate.cli import Baseline
+
+    help_text = typing.get_args(Baseline)[1].help
+    assert "keep-k%" in help_text and "Drop%/Increase%" in help_text
+    assert "Drop%/Increase%" in protocol(EvaluateOptions(), None)["energy_map_space"]

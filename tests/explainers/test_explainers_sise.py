@@ -149,3 +149,44 @@ def test_mu_outside_0_1_is_refused(mu):
     with pytest.raises(error, match=r"mu must be a number in \[0, 1\)"):
         Sise(cnn(False), mu=mu)
     assert Sise(cnn(False), mu=0.99).mu == 0.99
+
+
+def reference_min_max(v):
+    """A map rescaled to [0, 1] pixel by pixel (a constant map becomes all zeros)."""
+    values = [float(x) for x in v.flatten()]
+    low, high = min(values), max(values)
+    out = torch.zeros_like(v)
+    for r in range(v.shape[0]):
+        for c in range(v.shape[1]):
+            out[r, c] = (float(v[r, c]) - low) / (high - low) if high > low else 0.0
+    return out
+
+
+def test_min_max_fusion_matches_reference():
+    """``normalization="min_max"``: each visualisation map to [0, 1], then the cascade."""
+    maps = torch.rand(3, 2, 7, 9, dtype=torch.float64)
+    maps[0] = maps[0] * 50 + 3  # scales far apart: the normalisation matters
+    maps[2, 1] = 0.4  # a constant last map: its Otsu mask keeps nothing
+    fused = sise_fusion(maps, "min_max")
+    for b in range(2):
+        expected = reference_fusion([reference_min_max(m[b]) for m in maps])
+        torch.testing.assert_close(fused[b], expected)
+    # Otsu's threshold follows the rescaling: the binary masks, hence the support, are the same
+    assert torch.equal(fused != 0, sise_fusion(maps) != 0)
+    assert not torch.allclose(fused, sise_fusion(maps))
+    with pytest.raises(ValueError, match="normalization must be one of 'none', 'min_max'"):
+        sise_fusion(maps, "max")
+
+
+def test_sise_min_max_fusion_matches_slow_reference():
+    model = cnn(False)
+    images = torch.randn(2, 3, 16, 16)
+    target = torch.tensor([2, 0])
+    explainer = Sise(model, fusion_normalization="min_max")
+    ours = explainer(images, target)
+    for i in range(2):
+        _, layers_maps = reference_sise(model, ["1", "4", "7"], images[i], int(target[i]))
+        expected = reference_fusion([reference_min_max(v) for v in layers_maps])
+        torch.testing.assert_close(ours[i], expected)
+    with pytest.raises(ValueError, match="fusion_normalization must be one of"):
+        Sise(model, fusion_normalization="otsu")

@@ -10,7 +10,10 @@ block, is opened into its layers), records their output shapes in execution orde
 each layer after which the spatial size shrinks (the next layer down-samples: a pool, a strided
 convolution, a stage that starts with one, the global pool) or the feature maps end (flatten):
 the last layer of each block, named by the outermost module returning its output (an opened
-Sequential's last layer is the Sequential). It is compared with ``Sise.layer_names``.
+Sequential's last layer is the Sequential). A block is convolutional: an end with no
+convolution since the previous end (a pooled output flattened or pooled again) ends none, as
+"for each CNN containing B convolutional blocks, the last layer of each block is indicated as
+l_b in {1, ..., B}" (Eq. 12). It is compared with ``Sise.layer_names``.
 """
 
 from __future__ import annotations
@@ -68,14 +71,39 @@ def pixels(shape: tuple) -> int:
     return shape[2] * shape[3] if len(shape) == 4 else 0
 
 
-def block_ends(events: list[tuple[str, tuple]]) -> list[str]:
+def convolutional_names(model: nn.Module) -> set[str]:
+    """The names ``top_level_shapes`` gives, of the layers that are or hold a convolution."""
+    names = set()
+    for name, child in model.named_children():
+        if _is_plain_sequential(child) and model is not child:
+            inner = list(child.named_children())
+            for index, (sub, layer) in enumerate(inner):
+                if isinstance(layer, nn.Conv2d):
+                    names.add(name if index == len(inner) - 1 else f"{name}.{sub}")
+        elif not isinstance(child, LapBase) and any(
+            isinstance(m, nn.Conv2d) for m in child.modules()
+        ):
+            names.add(name)
+    return names
+
+
+def block_ends(events: list[tuple[str, tuple]], convolutional: set[str]) -> list[str]:
     """The last layer of each convolutional block: a feature map (more than one pixel) whose
-    successor has fewer pixels or is no feature map."""
+    successor has fewer pixels or is no feature map, with a convolution (a layer named in
+    ``convolutional``) since the previous block's end."""
     ends = []
+    convolved = False
     for (name, shape), (_, following) in pairwise(events):
+        convolved = convolved or name in convolutional
         if pixels(shape) > 1 and pixels(following) < pixels(shape):
-            ends.append(name)
+            if convolved:
+                ends.append(name)
+            convolved = False
     return ends
+
+
+def reference_blocks(model: nn.Module, images: torch.Tensor) -> list[str]:
+    return block_ends(top_level_shapes(model, images), convolutional_names(model))
 
 
 def flat_cnn() -> nn.Sequential:
@@ -118,7 +146,7 @@ def test_resnet18_blocks_match_the_papers_rule(size: int) -> None:
     assert [name for name, _ in events] == [
         "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc",
     ]  # fmt: skip
-    expected = block_ends(events)
+    expected = block_ends(events, convolutional_names(model))
     shapes = dict(events)
     # the stem (before the max pool) and the four stages, each at half the previous resolution
     sides = [size // 2, size // 4, size // 8, size // 16, size // 32]
@@ -142,7 +170,7 @@ def vgg_like() -> nn.Sequential:
         nn.MaxPool2d(2),
         nn.Conv2d(16, 16, 3, padding=1),
         nn.ReLU(),  # "11": end of the 4x4 block
-        nn.MaxPool2d(2),  # "12": the last feature maps (2x2), flattened next
+        nn.MaxPool2d(2),  # "12": the last feature maps (2x2), flattened next: no block's end
         nn.Flatten(),
         nn.Linear(16 * 2 * 2, 5),
     )
@@ -150,26 +178,38 @@ def vgg_like() -> nn.Sequential:
 
 def test_hand_built_cnns_match_the_papers_rule() -> None:
     images = torch.randn(2, 3, 16, 16)
-    for build, count in ((flat_cnn, 3), (nested_cnn, 3), (vgg_like, 4)):
+    for build, count in ((flat_cnn, 3), (nested_cnn, 3), (vgg_like, 3)):
         torch.manual_seed(0)
         model = build()
-        expected = block_ends(top_level_shapes(model, images))
+        expected = reference_blocks(model, images)
         assert len(expected) == count, expected
         assert Sise(model).layer_names(images) == expected
-    assert block_ends(top_level_shapes(flat_cnn(), images)) == ["3", "6", "10"]
-    assert block_ends(top_level_shapes(nested_cnn(), images)) == ["0", "2", "4"]
-    assert block_ends(top_level_shapes(vgg_like(), images)) == ["3", "8", "11", "12"]
+    assert reference_blocks(flat_cnn(), images) == ["3", "6", "10"]
+    assert reference_blocks(nested_cnn(), images) == ["0", "2", "4"]
+    # three convolutional blocks, three layers (the pooled "12" used to be a fourth)
+    assert reference_blocks(vgg_like(), images) == ["3", "8", "11"]
+
+
+def test_vgg16_has_the_papers_five_blocks() -> None:
+    """Paper 003 visualises VGG16 (Fig. 5: "a CNN with 5 convolutional blocks"): the ReLU
+    before each of the five max pools. torchvision's ``avgpool`` (7x7 to 7x7 at 224 px, after
+    the fifth max pool) holds no convolution; it used to be a sixth layer."""
+    model = torchvision.models.vgg16(weights=None).eval()
+    images = torch.randn(1, 3, 64, 64)
+    expected = ["features.3", "features.8", "features.15", "features.22", "features.29"]
+    assert Sise(model).layer_names(images) == expected
 
 
 @pytest.mark.parametrize("size", [32, 64])
 def test_smallcnn_blocks_match_the_papers_rule(size: int) -> None:
     """SmallCNN's stages are conv-BN-ReLU-pool: each block ends at ``layerN.relu`` (the pool
-    joins it to the next block); the last pooled output feeds the global pool. It used to
-    take the pooled stage outputs ``layerN`` (the next block's input)."""
+    joins it to the next block). The last pooled output, which feeds the global pool, holds no
+    convolution of its own: no fourth block (it used to be one). Before that the pooled stage
+    outputs ``layerN`` (the next block's input) were taken."""
     images = torch.randn(1, 3, size, size)
     for model in (SmallCNN(4), torchlap.lapify(SmallCNN(4))[0]):
-        expected = block_ends(top_level_shapes(model, images))
-        assert expected == ["layer1.relu", "layer2.relu", "layer3.relu", "layer3"]
+        expected = reference_blocks(model, images)
+        assert expected == ["layer1.relu", "layer2.relu", "layer3.relu"]
         assert Sise(model).layer_names(images) == expected
 
 
@@ -202,3 +242,15 @@ def test_convnext_blocks_are_its_stages() -> None:
     model = torchvision.models.convnext_tiny(num_classes=3).eval()
     images = torch.randn(1, 3, 64, 64)
     assert Sise(model).layer_names(images) == ["features.1", "features.3", "features.5", "features"]
+
+
+def test_resnet50_blocks_hold_the_papers_3904_feature_maps() -> None:
+    """Paper 003's ablation: "a total of 3904 feature maps initially extracted from the same
+    ResNet-50 model" = 64 (stem) + 256 + 512 + 1024 + 2048 (the four stages)."""
+    model = torchvision.models.resnet50(weights=None).eval()
+    images = torch.randn(1, 3, 64, 64)
+    explainer = Sise(model)
+    names = explainer.layer_names(images)
+    shapes = explainer.feature_probe(images).shapes
+    assert names == ["relu", "layer1", "layer2", "layer3", "layer4"]
+    assert sum(shapes[name][1] for name in names) == 3904

@@ -552,3 +552,25 @@ def test_images_that_do_not_fit_the_model_are_refused_before_it_runs():
         ValueError, match=r"images have 1 channels .* first convolution '0' takes 3"
     ):
         drop_increase(model, torch.rand(2, 1, 8, 8), maps)
+
+
+def test_drop_increase_of_a_single_output_model_reads_its_sigmoid():
+    """A single-output model's confidence is the sigmoid of its logit (the explainers' Psi): a
+    softmax over one logit is 1 on every image, which made Drop% and Increase% 0 whatever the
+    maps."""
+    generator = torch.Generator().manual_seed(7)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(C * H * W, 1)).double().eval()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.randn(1, C * H * W, generator=generator))
+    images, maps, _ = data(seed=8, batch=12)
+    result = drop_increase(model, images, maps, ties="index")
+    drops, increases = [], []
+    for i in range(images.shape[0]):
+        masked = ref_keep(images[i], maps[i], ref_count(0.15, H * W), torch.zeros_like(images[i]))
+        p = 1 / (1 + math.exp(-float(predict_one(model, images[i])[0])))
+        p_masked = 1 / (1 + math.exp(-float(predict_one(model, masked)[0])))
+        drops.append(max(0.0, p - p_masked) / p * 100)
+        increases.append(100.0 if p_masked > p else 0.0)
+    torch.testing.assert_close(result["drop_pct"].value, sum(drops) / len(drops))
+    torch.testing.assert_close(result["increase_pct"].value, sum(increases) / len(increases))
+    assert result["drop_pct"].value > 0 and 0 < result["increase_pct"].value < 100

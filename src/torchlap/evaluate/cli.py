@@ -142,7 +142,13 @@ BatchSize = Annotated[int, typer.Option("--batch-size")]
 MaxImages = Annotated[int | None, typer.Option("--max-images", help="Cap on evaluation images.")]
 MaxValImages = Annotated[int, typer.Option("--max-val-images")]
 StabilityImages = Annotated[int, typer.Option("--stability-images")]
-Baseline = Annotated[str, typer.Option("--baseline", help="keep-k% fill: zero, mean, blur.")]
+Baseline = Annotated[
+    str,
+    typer.Option(
+        "--baseline",
+        help="Fill of the pixels keep-k% and Drop%/Increase% remove: zero (papers'), mean, blur.",
+    ),
+]
 Target = Annotated[str, typer.Option("--target", help="prediction or label.")]
 MethodOptions = Annotated[
     str | None,

@@ -41,8 +41,10 @@ class FeatureProbe:
     ``block_layers``: SISE's block-wise selection (paper 003, "Block-Wise Feature Explanation"):
     the layers whose output feeds a spatial down-sampling (a module whose 4-D output has at most
     half the pixels of its 4-D input), i.e. the last layer of each block, plus ``cam_layer``; in
-    forward order. Of the modules returning the same tensor the outermost is named (``layer1``,
-    not ``layer1.1.relu``); branches inside a reduction block are skipped for the block's input,
+    forward order; a layer with no convolution since the previous one is left out (its "block"
+    holds no convolution: a VGG's last pooled maps before its flatten). Of the modules
+    returning the same tensor the outermost is named (``layer1``, not ``layer1.1.relu``);
+    branches inside a reduction block are skipped for the block's input,
     except in a block ending with the reduction after a convolution of its own (a stage
     conv-BN-ReLU-pool: ``layer1.relu`` of SmallCNN), where the container (``layer2``, whose
     input is the previous stage's pooled output) is skipped instead. Layers that ran before the
@@ -267,8 +269,24 @@ def probe_features(model: nn.Module, sample: Tensor, hooks: list[RemovableHandle
         block.append(cam)
     block.sort(key=lambda e: e.index)
     # a block layer must come no later than the CAM layer (layers after it are the classifier)
-    names = [e.name for e in block if e.index <= cam.index]
-    return FeatureProbe(cam_layer=cam.name, block_layers=names, **facts)
+    block = _convolutional([e for e in block if e.index <= cam.index], convs)
+    return FeatureProbe(cam_layer=cam.name, block_layers=[e.name for e in block], **facts)
+
+
+def _convolutional(block: list[_Event], convs: list[_Event]) -> list[_Event]:
+    """The block ends (forward order) whose block holds a convolution: one ran after the
+    previous block end and no later than this one. Paper 003 visualises B layers for B
+    convolutional blocks; a pooled output that feeds only another pool or the classifier (a
+    VGG's last max pool before its flatten, SmallCNN's last stage pooled before the global
+    pool) ends none. Without recorded convolutions (functional ones) every end is kept."""
+    if not convs:
+        return block
+    kept, previous = [], -1
+    for event in block:
+        if any(previous < c.index <= event.index for c in convs):
+            kept.append(event)
+        previous = event.index
+    return kept
 
 
 class Capture:

@@ -3,7 +3,8 @@
 Four phases:
 
 1. block-wise layer selection: the last layer of each convolutional block, i.e. each layer whose
-   output feeds a spatial down-sampling (see :class:`~torchlap.explainers.base.FeatureProbe`);
+   output feeds a spatial down-sampling, with a convolution since the previous one (B layers for
+   B blocks, Eq. 12; see :class:`~torchlap.explainers.base.FeatureProbe`);
 2. feature-map selection: ``alpha_k = sum_lambda dPsi/dA_k(lambda)`` (Eq. 6), keep the maps
    with ``alpha_k > mu * beta`` where ``beta = max_k alpha_k`` (Eq. 7-8); ``mu = 0`` keeps the
    positive-gradient maps. With ``mu`` in [0, 1) the rule keeps positive-gradient maps only:
@@ -13,7 +14,10 @@ Four phases:
    give no mask), and the layer's visualisation map is
    ``V(lambda) = mean_m Psi(I * m) * m(lambda) / sum m`` (Eq. 10-12);
 4. fusion (:func:`sise_fusion`): cascaded from the first block to the last, each step adds the
-   next visualisation map and keeps only the pixels above that map's Otsu threshold.
+   next visualisation map and keeps only the pixels above that map's Otsu threshold. The paper
+   does not say whether the maps are rescaled before the addition: by default they are added
+   as Eq. 12 gives them (each integrates to its layer's mean masked score);
+   ``fusion_normalization="min_max"`` rescales each to [0, 1] first.
 
 ``Psi`` is the target class's softmax probability (the sigmoid for a single-output model), used
 both for the gradients of phase 2 and the scores of phase 3. Masked forwards are batched. A layer
@@ -26,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchlap._checks import check_number
+from torchlap._checks import check_choice, check_number
 from torchlap._checks import check_positive_int as _check_positive_int
 from torchlap.explainers.base import (
     Explainer,
@@ -43,7 +47,11 @@ from torchlap.explainers.perturbation import (
 )
 from torchlap.logs import track
 
-__all__ = ["Sise", "otsu_threshold", "sise_fusion"]
+__all__ = ["FUSION_NORMALIZATIONS", "Sise", "otsu_threshold", "sise_fusion"]
+
+#: how :func:`sise_fusion` scales the visualisation maps before adding them (paper 003 is
+#: silent): ``"none"`` (Eq. 12's maps as they are) or ``"min_max"`` (each map to [0, 1])
+FUSION_NORMALIZATIONS = ("none", "min_max")
 
 
 def otsu_threshold(maps: Tensor, bins: int = 256) -> Tensor:
@@ -76,15 +84,23 @@ def otsu_threshold(maps: Tensor, bins: int = 256) -> Tensor:
     return torch.where(span[:, 0] > 0, threshold, low[:, 0]).to(maps.dtype)
 
 
-def sise_fusion(maps: Tensor) -> Tensor:
+def sise_fusion(maps: Tensor, normalization: str = "none") -> Tensor:
     """SISE's cascaded fusion (paper 003, "Fusion Module", Fig. 5) of ``(L, B, H, W)`` maps.
 
     ``F_1 = V_1``; ``F_l = (F_{l-1} + V_l) * [V_l > otsu(V_l)]`` for ``l = 2..L`` (layers from
     the first block to the last): the sum keeps the detail of the shallower maps, the binary mask
     of the deeper map removes what the deeper layer does not see. Returns ``F_L`` ``(B, H, W)``.
+
+    ``normalization`` (one of :data:`FUSION_NORMALIZATIONS`; the paper does not say): ``"none"``
+    adds the maps as given; ``"min_max"`` first rescales each ``V_l`` of each image to [0, 1]
+    (a constant map becomes 0), so that every layer weighs alike in the sums. Otsu's threshold
+    moves with the map, so the binary masks are the same either way.
     """
+    check_choice(normalization, "normalization", FUSION_NORMALIZATIONS)
     if maps.dim() != 4 or maps.shape[0] < 1:
         raise ValueError(f"sise_fusion expects maps (L, B, H, W), got {tuple(maps.shape)}")
+    if normalization == "min_max":
+        maps = minmax_normalize(maps)
     fused = maps[0]
     for later in maps[1:]:
         keep = later > otsu_threshold(later)[:, None, None]
@@ -112,7 +128,9 @@ class Sise(Explainer):
     than one pixel; repeated names are refused when the explainer is built, the order and
     shapes on the first call's probe, before any work), ``mu`` (Eq. 7's threshold, a number
     in [0, 1), default 0: a map is kept when ``alpha_k > mu * max_k alpha_k``, so ``mu >= 1``
-    would keep none), ``mask_batch_size`` (masked images per forward, default 64),
+    would keep none), ``fusion_normalization`` (``"none"``, default: the visualisation maps are
+    added as Eq. 12 gives them; ``"min_max"``: each rescaled to [0, 1] first, see
+    :func:`sise_fusion`), ``mask_batch_size`` (masked images per forward, default 64),
     ``deduplicate`` (default True: kept maps of an image that give the same mask share one
     forward, see
     :func:`torchlap.explainers.perturbation.unique_masks`), ``precision`` (``"float32"``
@@ -135,9 +153,13 @@ class Sise(Explainer):
         mask_batch_size: int = 64,
         deduplicate: bool = True,
         precision: str = "float32",
+        fusion_normalization: str = "none",
     ) -> None:
         super().__init__(model)
         self.precision = check_precision(precision)
+        self.fusion_normalization = check_choice(
+            fusion_normalization, "fusion_normalization", FUSION_NORMALIZATIONS
+        )
         if not isinstance(deduplicate, bool):
             raise TypeError(f"deduplicate must be a bool, got {deduplicate!r}")
         self.deduplicate = deduplicate
@@ -257,4 +279,4 @@ class Sise(Explainer):
         return self.run(images, target, self._visualization)
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
-        return sise_fusion(self._visualization(images, target))
+        return sise_fusion(self._visualization(images, target), self.fusion_normalization)

@@ -274,7 +274,11 @@ def keep_top_k(
 
 
 def _probabilities(logits: Tensor, targets: Tensor) -> Tensor:
-    return logits.double().softmax(dim=1).gather(1, targets[:, None]).squeeze(1)
+    """The target class's probability: the softmax, or the sigmoid of a single-output model's
+    logit (the explainers' score; a softmax over one logit is always 1)."""
+    logits = logits.double()
+    probs = torch.sigmoid(logits) if logits.shape[1] == 1 else logits.softmax(dim=1)
+    return probs.gather(1, targets[:, None]).squeeze(1)
 
 
 def drop_increase(
@@ -297,7 +301,8 @@ def drop_increase(
 
     The top 15% pixels of each map are kept (the rest set to the baseline, 0 = pointwise
     multiplication by the binary mask T(I), as in the paper) and Ψ is the softmax
-    probability of the target class:
+    probability of the target class (the sigmoid of a single-output model's logit, as the
+    explainers score it):
 
     - ``drop_pct = 100 / K * Σ_i max(0, Ψ(I_i) - Ψ(I_i ⊙ T(I_i))) / Ψ(I_i)`` (lower is
       better). The paper's typeset formula lost the division by Ψ(I_i); we follow the
