@@ -48,6 +48,9 @@ SCORERS = [
     (3, 0, "conv"),  # the paper's ImageNet scorer: one 1x1 convolution, a 1x1 aggregation
     (2, 4, "conv"),
     (3, 2, "module"),  # an nn.Module aggregation (always the per-op path)
+    # every head with its own hidden channels (head_hidden="per_head"; the per-op path)
+    (3, 4, "sum", "per_head"),
+    (2, 3, "conv", "per_head"),
 ]
 GEOMETRIES = [
     # (height, width, geometry): a window (kernel, stride, padding, ceil_mode) or ("adaptive", out)
@@ -76,13 +79,14 @@ def path(request, monkeypatch):
     return request.param
 
 
-def make_layer(geometry, channels, n_concepts, hidden, aggregation, dtype):
+def make_layer(geometry, channels, n_concepts, hidden, aggregation, dtype, head_hidden="shared"):
     torch.manual_seed(7)
     if aggregation == "module":
         aggregation = SoftplusAggregation(n_concepts).to(dtype)
     options = dict(
-        n_concepts=n_concepts, hidden_channels=hidden, aggregation=aggregation, alpha=1.4, eps=EPS
-    )
+        n_concepts=n_concepts, hidden_channels=hidden, aggregation=aggregation, alpha=1.4,
+        eps=EPS, head_hidden=head_hidden,
+    )  # fmt: skip
     if geometry[0] == "adaptive":
         layer = AdaptiveLocalAttentionPool2d(channels, geometry[1], **options, dtype=dtype)
     else:
@@ -102,23 +106,31 @@ def reference_scorer(layer, x):
     scorer = layer.scorer
     params = dict(scorer.named_parameters())
     batch, _, height, width = x.shape
-    convs = [(params["heads.0.weight"][:, :, 0, 0], params["heads.0.bias"])]
-    if scorer.hidden_channels > 0:
-        convs.append((params["heads.2.weight"][:, :, 0, 0], params["heads.2.bias"]))
-    concepts = torch.zeros(batch, scorer.n_concepts, height, width, dtype=x.dtype)
+    n = scorer.n_concepts
+    concepts = torch.zeros(batch, n, height, width, dtype=x.dtype)
     score = torch.zeros(batch, 1, height, width, dtype=x.dtype)
     for b in range(batch):
         for r in range(height):
             for q in range(width):
-                units = x[b, :, r, q]
-                for index, (weight, bias) in enumerate(convs):
-                    units = weight @ units + bias
-                    if index < len(convs) - 1:
-                        units = torch.relu(units)
-                probabilities = torch.sigmoid(units)
+                logits = [head_logit(scorer, params, k, x[b, :, r, q]) for k in range(n)]
+                probabilities = torch.sigmoid(torch.stack(logits))
                 concepts[b, :, r, q] = probabilities
                 score[b, 0, r, q] = aggregate(scorer, params, probabilities)
     return concepts, score
+
+
+def head_logit(scorer, params, k, feature):
+    """``S_C(x)_k``: head ``k``'s logit for one pixel's feature vector. Its hidden units are all
+    ``hidden_channels`` units of the first convolution (shared), or its own block of them
+    (``head_hidden="per_head"``: units ``k * hidden ... (k + 1) * hidden``)."""
+    w1, b1 = params["heads.0.weight"][:, :, 0, 0], params["heads.0.bias"]
+    hidden = scorer.hidden_channels
+    if hidden == 0:
+        return w1[k] @ feature + b1[k]
+    units = torch.relu(w1 @ feature + b1)
+    if scorer.head_hidden == "per_head" and scorer.n_concepts > 1:
+        units = units[k * hidden : (k + 1) * hidden]
+    return params["heads.2.weight"][k, :, 0, 0] @ units + params["heads.2.bias"][k]
 
 
 def aggregate(scorer, params, probabilities):
@@ -188,8 +200,7 @@ def outputs_and_gradients(layer, x, forward):
 @pytest.mark.parametrize("case", GEOMETRIES, ids=lambda c: str(c))
 def test_per_op_layer_matches_the_slow_references(path, case, scorer, dtype):
     height, width, geometry = case
-    n_concepts, hidden, aggregation = scorer
-    layer = make_layer(geometry, 5, n_concepts, hidden, aggregation, dtype)
+    layer = make_layer(geometry, 5, *scorer[:3], dtype, *scorer[3:])
     x = torch.randn(2, 5, height, width, generator=torch.Generator().manual_seed(3), dtype=dtype)
     got = outputs_and_gradients(layer, x, lambda inp: layer_forward(layer, inp))
     want = outputs_and_gradients(layer, x, lambda inp: reference_forward(layer, inp, geometry))
@@ -198,3 +209,22 @@ def test_per_op_layer_matches_the_slow_references(path, case, scorer, dtype):
     assert len(names) == len(got) == len(want)
     for name, g, w in zip(names, got, want, strict=True):
         torch.testing.assert_close(g, w, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "conv"])
+def test_a_fresh_layer_with_per_head_hidden_channels_is_the_average(path, aggregation):
+    """Each head its own hidden units, the last convolution at zero: probabilities 0.5, the
+    window average (``avg_pool2d(count_include_pad=False)``)."""
+    layer = LocalAttentionPool2d(4, 3, 2, 1, n_concepts=3, aggregation=aggregation,
+                                 head_hidden="per_head", ceil_mode=True)  # fmt: skip
+    assert layer.scorer.heads[0].out_channels == 3 * 8 and layer.scorer.heads[2].groups == 3
+    x = torch.randn(2, 4, 9, 8)
+    expected = nn.functional.avg_pool2d(x, 3, 2, 1, True, count_include_pad=False)
+    torch.testing.assert_close(layer_forward(layer, x)[0], expected)
+    assert bool((layer.maps.concepts == 0.5).all())
+
+
+@pytest.mark.parametrize("bad", ["separate", None, 1])
+def test_an_unknown_head_hidden_is_refused(bad):
+    with pytest.raises(ValueError, match=r"head_hidden must be one of \('shared', 'per_head'\)"):
+        LocalAttentionPool2d(4, 2, n_concepts=2, head_hidden=bad)
