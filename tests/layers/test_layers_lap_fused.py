@@ -377,6 +377,9 @@ FALLBACKS = {
     "65 concepts": lambda: LocalAttentionPool2d(4, 2, n_concepts=65, hidden_channels=0),
     "65 hidden channels": lambda: LocalAttentionPool2d(4, 2, hidden_channels=65),
     "adaptive 2x2": lambda: AdaptiveLocalAttentionPool2d(4, 2),
+    "per-head hidden channels": lambda: LocalAttentionPool2d(
+        4, 2, n_concepts=3, head_hidden="per_head"
+    ),
 }
 
 

@@ -6,12 +6,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from torchlap.layers.functional import (
-    adaptive_bounds,
-    adaptive_local_attention_pool2d,
-    local_attention_pool2d,
-    pool_output_size,
-)
+from torchlap.layers.functional import adaptive_local_attention_pool2d, local_attention_pool2d
+
+
+def pooled_length(size, kernel, stride, padding, ceil_mode):
+    """Windows along one axis, the rule of ``nn.MaxPool2d``'s documentation: floor (or ceil)
+    of ``(size + 2 padding - kernel) / stride`` plus one; in ceil mode a last window that would
+    start in the right padding is dropped."""
+    span = size + 2 * padding - kernel
+    count = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (count - 1) * stride >= size + padding:
+        count -= 1
+    return count
+
+
+def adaptive_cells(size, out):
+    """Cell ``i`` of ``nn.AdaptiveAvgPool2d``: rows ``floor(i size / out)`` up to (not
+    including) ``ceil((i + 1) size / out)``."""
+    return [(math.floor(i * size / out), math.ceil((i + 1) * size / out)) for i in range(out)]
 
 
 def reference_lap(x, score, kernel, stride, padding, alpha, eps, ceil_mode=False):
@@ -20,8 +32,8 @@ def reference_lap(x, score, kernel, stride, padding, alpha, eps, ceil_mode=False
     sh, sw = stride
     ph, pw = padding
     batch, channels, height, width = x.shape
-    out_h = pool_output_size(height, kh, sh, ph, ceil_mode)
-    out_w = pool_output_size(width, kw, sw, pw, ceil_mode)
+    out_h = pooled_length(height, kh, sh, ph, ceil_mode)
+    out_w = pooled_length(width, kw, sw, pw, ceil_mode)
     out = torch.zeros(batch, channels, out_h, out_w, dtype=x.dtype)
     for b in range(batch):
         for i in range(out_h):
@@ -42,14 +54,13 @@ def reference_lap(x, score, kernel, stride, padding, alpha, eps, ceil_mode=False
 def reference_adaptive(x, score, output_size, alpha, eps):
     batch, channels, height, width = x.shape
     out_h, out_w = output_size
-    rs, re = adaptive_bounds(height, out_h)
-    cs, ce = adaptive_bounds(width, out_w)
+    rows, cols = adaptive_cells(height, out_h), adaptive_cells(width, out_w)
     out = torch.zeros(batch, channels, out_h, out_w, dtype=x.dtype)
     for b in range(batch):
-        for i in range(out_h):
-            for j in range(out_w):
-                v = score[b, 0, rs[i] : re[i], cs[j] : ce[j]].reshape(-1)
-                feats = x[b, :, rs[i] : re[i], cs[j] : ce[j]].reshape(channels, -1)
+        for i, (r0, r1) in enumerate(rows):
+            for j, (c0, c1) in enumerate(cols):
+                v = score[b, 0, r0:r1, c0:c1].reshape(-1)
+                feats = x[b, :, r0:r1, c0:c1].reshape(channels, -1)
                 weights = torch.exp(-(alpha**2) * (v.max() - v) ** 2) * v + eps
                 out[b, :, i, j] = (feats * weights).sum(1) / weights.sum()
     return out

@@ -261,6 +261,24 @@ def test_config_is_json_and_rebuilds_the_same_model(resnet18_base, resnet18):
     assert fresh.torchlap_config["lapify"][0]["sites"] == call["sites"]
 
 
+def test_per_head_hidden_channels_are_recorded_and_rebuilt(resnet18_base, resnet18):
+    """``head_hidden`` reaches every LAP, the record, and a model rebuilt from the record; a
+    record written before the option existed rebuilds with shared hidden channels."""
+    lapify(resnet18, where=["layer4.0", "avgpool"], n_concepts=3, head_hidden="per_head",
+           input_size=64)  # fmt: skip
+    for lap in lap_modules(resnet18).values():
+        assert lap.scorer.head_hidden == "per_head" and lap.scorer.heads[2].groups == 3
+    (call,) = json.loads(json.dumps(resnet18.torchlap_config))["lapify"]
+    assert call["head_hidden"] == "per_head"
+    fresh = apply_lapify_config(copy.deepcopy(resnet18_base), [call])
+    fresh.load_state_dict(resnet18.state_dict())  # the same parameter shapes
+    old = {key: value for key, value in call.items() if key != "head_hidden"}
+    shared = apply_lapify_config(copy.deepcopy(resnet18_base), [old])
+    assert all(m.scorer.head_hidden == "shared" for m in lap_modules(shared).values())
+    with pytest.raises(ValueError, match="head_hidden must be one of"):
+        lapify(copy.deepcopy(resnet18_base), where=["avgpool"], head_hidden="each")
+
+
 def test_aggregation_module_is_not_shared(resnet18):
     aggregation = nn.Sequential(nn.Conv2d(3, 1, 1), nn.Sigmoid())
     lapify(resnet18, where=["layer2.0", "avgpool"], n_concepts=3, aggregation=aggregation,

@@ -8,7 +8,6 @@ each window pooled by ``O = sum(F(X) X) / sum(F(X))`` with ``F = exp(-a^2 (max V
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
@@ -20,14 +19,24 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchlap.models import LapConv2d, LapInceptionReduction, LapResidualBlock
 
 
-def reference_window(values: torch.Tensor, scores: torch.Tensor, alpha: float, eps: float):
-    """Eq. 1 with Eq. 4 on one window: values (C, K), scores (K,)."""
-    top = max(scores.tolist())
-    weights = torch.tensor(
-        [math.exp(-(alpha**2) * (top - v) ** 2) * v + eps for v in scores.tolist()],
-        dtype=values.dtype,
-    )
+def reference_window(values: torch.Tensor, scores: torch.Tensor, alpha, eps: float):
+    """Eq. 1 with Eq. 4 on one window: values (C, K), scores (K,) (differentiable)."""
+    weights = torch.exp(-(alpha**2) * (scores.max() - scores) ** 2) * scores + eps
     return (values * weights).sum(dim=1) / weights.sum()
+
+
+def reference_score(lap: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Eq. 3 of a one-concept LAP pixel by pixel: sigmoid(w2 . relu(W1 x + b1) + b2)."""
+    first, last = lap.scorer.heads[0], lap.scorer.heads[-1]
+    w1, b1 = first.weight[:, :, 0, 0], first.bias
+    w2, b2 = last.weight[0, :, 0, 0], last.bias[0]
+    batch, _, height, width = x.shape
+    rows = []
+    for b in range(batch):
+        for r in range(height):
+            for c in range(width):
+                rows.append(torch.sigmoid(w2 @ torch.relu(w1 @ x[b, :, r, c] + b1) + b2))
+    return torch.stack(rows).reshape(batch, 1, height, width)
 
 
 def reference_pool(x, score, kernel, stride, out_size, alpha, eps, offset=(0, 0)):
@@ -105,7 +114,7 @@ def test_lapconv_matches_loop_reference(case):
         dense = F.conv2d(
             x, conv.weight, conv.bias, 1, conv.padding, conv.dilation, conv.groups
         )  # the paper's "convolution with the stride of one"
-        score = lap_conv.lap.scorer(dense)[1]
+        score = reference_score(lap_conv.lap, dense)
         expected = reference_pool(
             dense, score, stride, stride, conv(x).shape[-2:], 1.7, lap_conv.lap.eps
         )
@@ -139,8 +148,8 @@ def _downsample(inplanes: int, outplanes: int) -> nn.Sequential:
 
 def reference_resnet_block(block: nn.Module, lap: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The original block at stride 1 with each strided conv followed by the shared LAP."""
-    score = lap.scorer(x)[1]
-    alpha, eps = float(lap.alpha), lap.eps
+    score = reference_score(lap, x)
+    alpha, eps = lap.alpha, lap.eps
     convs = [n for n in ("conv1", "conv2", "conv3") if hasattr(block, n)]
     out = x
     for index, name in enumerate(convs):
@@ -176,11 +185,24 @@ def test_resnet_block_matches_reference(block):
     # the original block is untouched (the wrapper works on a copy)
     assert any(tuple(c.stride) == (2, 2) for c in original.modules() if isinstance(c, nn.Conv2d))
     x = torch.randn(2, 4, 7, 6, dtype=torch.float64)
+    out = wrapped(x)
     with torch.no_grad():
-        out = wrapped(x)
         assert out.shape == original(x).shape
-        torch.testing.assert_close(out, reference_resnet_block(original, wrapped.lap, x))
-        assert wrapped.lap.maps.score.shape == (2, 1, 7, 6)  # the map is at the block input
+    assert wrapped.lap.maps.score.shape == (2, 1, 7, 6)  # the map is at the block input
+    expected = reference_resnet_block(original, wrapped.lap, x)
+    torch.testing.assert_close(out, expected)
+    assert_same_lap_gradients(wrapped.lap, out, expected)
+
+
+def assert_same_lap_gradients(lap: nn.Module, out: torch.Tensor, expected: torch.Tensor) -> None:
+    """The gradients of a random probe of the block output reach the block's LAP (scorer and
+    alpha, through every path its score map pools) as they reach it in the reference."""
+    probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+    params = list(lap.parameters())
+    got = torch.autograd.grad((out * probe).sum(), params)
+    want = torch.autograd.grad((expected * probe).sum(), params)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
 
 
 def test_resnet_block_lap_learns_from_both_paths():
@@ -197,8 +219,8 @@ def test_resnet_block_lap_learns_from_both_paths():
 
 
 def reference_inception(block: nn.Module, lap: nn.Module, x: torch.Tensor, layout) -> torch.Tensor:
-    score = lap.scorer(x)[1]
-    alpha, eps = float(lap.alpha), lap.eps
+    score = reference_score(lap, x)
+    alpha, eps = lap.alpha, lap.eps
     outputs = []
     for branch in layout:
         out = x
@@ -235,8 +257,9 @@ def test_inception_reduction_matches_reference(make, layout):
     make_scores_nonuniform(wrapped.lap)
     for size in ((9, 8), (3, 3)):  # (3, 3): the smallest map a reduction block accepts
         x = torch.randn(1, 4, *size, dtype=torch.float64)
+        out = wrapped(x)
         with torch.no_grad():
-            out = wrapped(x)
             assert out.shape == original(x).shape
-            expected = reference_inception(copy.deepcopy(original), wrapped.lap, x, layout)
-            torch.testing.assert_close(out, expected)
+        expected = reference_inception(copy.deepcopy(original), wrapped.lap, x, layout)
+        torch.testing.assert_close(out, expected)
+        assert_same_lap_gradients(wrapped.lap, out, expected)

@@ -3,6 +3,7 @@
 from torchlap.layers.functional import adaptive_local_attention_pool2d, local_attention_pool2d
 from torchlap.layers.lap import (
     AGGREGATIONS,
+    HEAD_HIDDEN,
     AdaptiveLocalAttentionPool2d,
     ConceptScorer,
     LapBase,
@@ -15,6 +16,7 @@ from torchlap.layers.lap import (
 
 __all__ = [
     "AGGREGATIONS",
+    "HEAD_HIDDEN",
     "AdaptiveLocalAttentionPool2d",
     "ConceptScorer",
     "LapBase",

@@ -1,8 +1,9 @@
-"""LAP modules: the concept scorer (Eq. 3) and the local attention pools (Eq. 1-4).
+"""LAP modules: the local attention pools (Eq. 1-4) around the concept scorer (Eq. 3).
 
 Paper 000, section III.A. A LAP layer scores every pixel for ``n_concepts`` concepts with small
-1x1-convolution heads, turns the scores into concept probabilities with a sigmoid, aggregates them
-into one score map, and pools each window by the window-normalised scores.
+1x1-convolution heads (:mod:`torchlap.layers.scorer`), turns the scores into concept
+probabilities with a sigmoid, aggregates them into one score map, and pools each window by the
+window-normalised scores.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as _module_globals
 
-from torchlap._checks import check_bool, check_int, check_number, check_positive_int
+from torchlap._checks import check_bool, check_number
 from torchlap.layers._state import KeepsLastMaps
 from torchlap.layers.functional import (
     _adaptive_local_attention_pool2d,
@@ -26,9 +27,11 @@ from torchlap.layers.functional import (
     pool_output_size,
 )
 from torchlap.layers.fused import fused_lap_layer
+from torchlap.layers.scorer import AGGREGATIONS, HEAD_HIDDEN, ConceptScorer
 
 __all__ = [
     "AGGREGATIONS",
+    "HEAD_HIDDEN",
     "AdaptiveLocalAttentionPool2d",
     "ConceptScorer",
     "LapBase",
@@ -38,8 +41,6 @@ __all__ = [
     "clear_attention_maps",
     "lap_modules",
 ]
-
-AGGREGATIONS = ("max", "sum", "mean", "conv")
 
 # Forward-order stamps for attention_maps(): registration order is not always execution order
 # (models may register modules in any order), so each pass stamps the maps it leaves.
@@ -67,117 +68,6 @@ class LapMaps:
         return LapMaps(self.concepts.detach(), self.score.detach(), disc, self.input_size)
 
 
-class ConceptScorer(nn.Module):
-    """Pixel-wise concept scoring ``S(x) = A(sigmoid(S_C(x)))`` of Eq. 3.
-
-    ``S_C`` is two 1x1 convolutions with ``hidden_channels`` hidden units and a ReLU between them
-    (the paper's RSNA model). ``hidden_channels=0`` uses a single 1x1 convolution (the paper's
-    ImageNet model). The last convolution starts at zero, so every concept probability starts at
-    exactly 0.5 everywhere: uniform scores, which make LAP compute the plain average at first.
-
-    Aggregation ``A`` (only when ``n_concepts > 1``):
-      - ``"max"`` and ``"mean"`` keep the score in (0, 1);
-      - ``"sum"`` (the paper's CelebA model) gives a score in (0, n_concepts): Eq. 4's Gaussian
-        then acts on a scale ``n_concepts`` times larger, which the trainable ``alpha`` absorbs;
-      - ``"conv"`` (the paper's ImageNet model) is a trainable 1x1 convolution over the
-        probabilities followed by a sigmoid, so the score stays in (0, 1) and positive, as Eq. 4
-        needs (a weight must never be negative);
-      - an ``nn.Module`` mapping (B, n_concepts, H, W) to (B, 1, H, W) non-negative scores.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        n_concepts: int = 1,
-        hidden_channels: int = 8,
-        aggregation: str | nn.Module = "max",
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        check_positive_int(in_channels, "in_channels")
-        check_positive_int(n_concepts, "n_concepts")
-        check_int(hidden_channels, "hidden_channels", minimum=0)
-        _check_dtype(dtype)
-        if not isinstance(aggregation, nn.Module) and aggregation not in AGGREGATIONS:
-            raise ValueError(
-                f"unknown aggregation {aggregation!r}; expected one of {AGGREGATIONS} "
-                "or an nn.Module mapping (B, n_concepts, H, W) to (B, 1, H, W)"
-            )
-        factory = {"device": device, "dtype": dtype}
-        self.in_channels = in_channels
-        self.n_concepts = n_concepts
-        self.hidden_channels = hidden_channels
-        if hidden_channels > 0:
-            self.heads = nn.Sequential(
-                nn.Conv2d(in_channels, hidden_channels, 1, **factory),
-                nn.ReLU(),
-                nn.Conv2d(hidden_channels, n_concepts, 1, **factory),
-            )
-        else:
-            self.heads = nn.Sequential(nn.Conv2d(in_channels, n_concepts, 1, **factory))
-        nn.init.zeros_(self.heads[-1].weight)
-        nn.init.zeros_(self.heads[-1].bias)
-        self.aggregation_name = aggregation if isinstance(aggregation, str) else "module"
-        self.aggregate: nn.Module | None = None
-        if isinstance(aggregation, nn.Module):
-            self.aggregate = aggregation
-        elif aggregation == "conv" and n_concepts > 1:
-            conv = nn.Conv2d(n_concepts, 1, 1, **factory)
-            nn.init.zeros_(conv.weight)
-            nn.init.zeros_(conv.bias)
-            self.aggregate = nn.Sequential(conv, nn.Sigmoid())
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Return ``(concept probabilities (B, h, H, W), aggregated score (B, 1, H, W))``."""
-        hidden = x
-        for module in self.heads:
-            hidden = _pointwise(module, hidden) if isinstance(module, nn.Conv2d) else module(hidden)
-        concepts = torch.sigmoid(hidden)
-        if self.n_concepts == 1:
-            return concepts, concepts
-        if self.aggregate is not None:
-            score = self.aggregate(concepts)
-            expected = (x.shape[0], 1, *x.shape[-2:])
-            if tuple(score.shape) != expected:
-                raise ValueError(
-                    f"the aggregation module returned shape {tuple(score.shape)}, "
-                    f"expected {expected}"
-                )
-            return concepts, score
-        if self.aggregation_name == "max":
-            return concepts, concepts.amax(dim=1, keepdim=True)
-        if self.aggregation_name == "sum":
-            return concepts, concepts.sum(dim=1, keepdim=True)
-        return concepts, concepts.mean(dim=1, keepdim=True)
-
-
-def _check_dtype(dtype: object) -> None:
-    """``dtype`` None or a floating-point ``torch.dtype`` (the parameters learn: integer and
-    complex parameters cannot)."""
-    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise TypeError(
-            "dtype must be a floating-point torch.dtype (e.g. torch.float32) or None, "
-            f"got {dtype!r}"
-        )
-
-
-def _pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """A 1x1 convolution as one batched matmul.
-
-    Same result as ``conv(x)``. The scorer sees the largest feature maps of the network, and on
-    the CPU backend both the convolution's backward and ``torch.matmul``'s (which folds the
-    broadcast batch) allocate an extra copy of ``x``; ``bmm`` with an expanded weight does not
-    (measured with ``torchlap bench layer``).
-    """
-    batch, channels, height, width = x.shape
-    weight = conv.weight.reshape(conv.out_channels, channels).expand(batch, -1, -1)
-    out = torch.bmm(weight, x.reshape(batch, channels, height * width))
-    if conv.bias is not None:
-        out = out + conv.bias[:, None]
-    return out.reshape(batch, conv.out_channels, height, width)
-
-
 class LapBase(KeepsLastMaps, nn.Module):
     """Shared parts of the LAP layers: the scorer, ``alpha``, ``eps`` and the stored maps.
 
@@ -199,13 +89,15 @@ class LapBase(KeepsLastMaps, nn.Module):
         eps: float = 1e-6,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        head_hidden: str = "shared",
     ) -> None:
         super().__init__()
         check_number(alpha, "alpha", accepted="a finite float (Eq. 4's sharpness)")
         _check_eps(eps)
         self.scorer = ConceptScorer(
-            in_channels, n_concepts, hidden_channels, aggregation, device=device, dtype=dtype
-        )
+            in_channels, n_concepts, hidden_channels, aggregation, device=device, dtype=dtype,
+            head_hidden=head_hidden,
+        )  # fmt: skip
         self.alpha = nn.Parameter(torch.tensor(float(alpha), device=device, dtype=dtype))
         self.eps = float(eps)
         self.discriminative_scorer: ConceptScorer | None = None
@@ -346,6 +238,7 @@ class LocalAttentionPool2d(LapBase):
         aggregation: ``"max"``, ``"sum"``, ``"mean"``, ``"conv"`` or an ``nn.Module``.
         alpha: initial value of the trainable sharpness of Eq. 4 (``nn.Parameter`` ``alpha``).
         eps: the ``epsilon`` of Eq. 4 (attribute ``eps``).
+        head_hidden: ``"shared"`` or ``"per_head"`` hidden channels (:class:`ConceptScorer`).
     """
 
     def __init__(
@@ -362,11 +255,13 @@ class LocalAttentionPool2d(LapBase):
         ceil_mode: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        head_hidden: str = "shared",
     ) -> None:
         kernel, stride_, pad = _window_args(kernel_size, stride, padding)
         super().__init__(
-            in_channels, n_concepts, hidden_channels, aggregation, alpha, eps, device, dtype
-        )
+            in_channels, n_concepts, hidden_channels, aggregation, alpha, eps, device, dtype,
+            head_hidden,
+        )  # fmt: skip
         self.kernel_size = kernel
         self.stride = stride_
         self.padding = pad
@@ -431,11 +326,13 @@ class AdaptiveLocalAttentionPool2d(LapBase):
         eps: float = 1e-6,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        head_hidden: str = "shared",
     ) -> None:
         output = _adaptive_output_args(output_size)
         super().__init__(
-            in_channels, n_concepts, hidden_channels, aggregation, alpha, eps, device, dtype
-        )
+            in_channels, n_concepts, hidden_channels, aggregation, alpha, eps, device, dtype,
+            head_hidden,
+        )  # fmt: skip
         self.output_size = output
 
     def forward(self, x: Tensor) -> Tensor:

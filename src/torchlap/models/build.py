@@ -409,7 +409,8 @@ def _enable_stored_scorers(model: nn.Module, state: dict[str, Any], path: Path) 
 
 
 #: the keys of a recorded ``lapify`` call (``model.torchlap_config["lapify"][i]``) that
-#: :func:`apply_lapify_config` replays (``input_size`` may be missing)
+#: :func:`apply_lapify_config` replays (``input_size`` may be missing, and ``head_hidden``,
+#: which records written before it existed lack: ``"shared"``)
 LAPIFY_KEYS = ("sites", "n_concepts", "hidden_channels", "aggregation", "alpha", "eps")
 
 
@@ -460,6 +461,7 @@ def apply_lapify_config(
                 model, where=list(call["sites"]), n_concepts=call["n_concepts"],
                 hidden_channels=call["hidden_channels"], aggregation=call["aggregation"],
                 alpha=call["alpha"], eps=call["eps"], input_size=call.get("input_size"),
+                head_hidden=call.get("head_hidden", "shared"),
             )  # fmt: skip
         except (TypeError, ValueError) as error:
             kind = TypeError if isinstance(error, TypeError) else ValueError

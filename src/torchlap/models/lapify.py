@@ -236,7 +236,12 @@ def _swap(model: nn.Module, site: _Site, replacement: nn.Module) -> None:
 
 
 def _options(
-    n_concepts: int, hidden_channels: int, aggregation: str | nn.Module, alpha: float, eps: float
+    n_concepts: int,
+    hidden_channels: int,
+    aggregation: str | nn.Module,
+    alpha: float,
+    eps: float,
+    head_hidden: str = "shared",
 ) -> dict[str, Any]:
     options = {
         "n_concepts": n_concepts,
@@ -244,6 +249,7 @@ def _options(
         "aggregation": aggregation,
         "alpha": alpha,
         "eps": eps,
+        "head_hidden": head_hidden,
     }
     LocalAttentionPool2d(1, 1, **options)  # the layer's own checks, before any work
     return options
@@ -262,16 +268,17 @@ def lapify(
     eps: float = 1e-6,
     input_size: int | Sequence[int] | None = None,
     inplace: bool = True,
+    head_hidden: str = "shared",
 ) -> tuple[nn.Module, list[str]]:
     """Put LAP layers into ``model`` (paper 000, section III.C); returns ``(model, names)``.
 
     ``names`` are the replaced modules (model order); the LAP layers are ``<name>`` for pools,
     ``<name>.lap`` for strided convolutions and blocks (see the module docstring). Every LAP is a
     fresh module on the device and dtype of the module it replaces, starting with uniform scores.
-    The LAP options (``n_concepts``, ``hidden_channels``, ``aggregation``, ``alpha``, ``eps``)
-    are those of :class:`torchlap.LocalAttentionPool2d`. ``input_size`` is the probe input
-    (int, (H, W) or (C, H, W)) when a dry forward pass is needed. ``inplace=False`` works on a
-    deep copy.
+    The LAP options (``n_concepts``, ``hidden_channels``, ``aggregation``, ``alpha``, ``eps``,
+    ``head_hidden``) are those of :class:`torchlap.LocalAttentionPool2d`. ``input_size`` is the
+    probe input (int, (H, W) or (C, H, W)) when a dry forward pass is needed. ``inplace=False``
+    works on a deep copy.
 
     All replacements are built before any is put in: on any error the model is unchanged. The
     settings are recorded, JSON-serialisable, in ``model.torchlap_config["lapify"]`` (a list,
@@ -283,7 +290,7 @@ def lapify(
     check_changeable(model, "lapify")
     if not isinstance(inplace, bool):
         raise TypeError(f"inplace must be a bool, got {inplace!r}")
-    options = _options(n_concepts, hidden_channels, aggregation, alpha, eps)
+    options = _options(n_concepts, hidden_channels, aggregation, alpha, eps, head_hidden)
     if input_size is not None:
         _probe_shape(model, input_size)
     if not inplace:
@@ -318,6 +325,7 @@ def _record(
         "aggregation": aggregation if isinstance(aggregation, str) else "module",
         "alpha": float(options["alpha"]),
         "eps": float(options["eps"]),
+        "head_hidden": options["head_hidden"],
         "input_size": list(input_size) if isinstance(input_size, Sequence) else input_size,
     }
     add_record_entry(model, "lapify", entry, append=True)
