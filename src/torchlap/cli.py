@@ -192,10 +192,9 @@ def demo(
     Example: `torchlap demo --out demo-output` (quick look: `--scale 0.1 --epochs 1`)
 
     Cost with the defaults: 4-6 min on a quiet 2-core CPU with AVX-512 with the sanity checks
-    and the grid pointing game (measured: 212-253 s on 2026-12-03, training 36-45 s per run;
-    346 s on 2026-12-06 in a slower spell of the host, training 54-64 s per run, where one
-    training epoch took the same time at c719282, the 12-03 code), plus the venv install
-    (about 1.5 min); about 11 min on a 2-core AVX2 CPU (645 s, 2026-12-02).
+    and the grid pointing game (212-253 s on 2026-12-03; 346 s on 2026-12-06 in a slower spell
+    of the host, where an epoch took as long with the 12-03 code), plus the venv install (about
+    1.5 min); about 11 min on a 2-core AVX2 CPU (645 s, 2026-12-02).
     """
     if suite not in SUITES:
         raise typer.BadParameter(f"unknown --suite {suite!r}; expected one of {', '.join(SUITES)}")
