@@ -82,8 +82,12 @@ __all__ = [
 #: DenseNet's last ReLU, lapified Inception reductions; earlier only nn.ReLU modules: a plain
 #: gradient there), and DeepLIFT applies its Rescale rule to them (earlier: linear); DeepLIFT
 #: of float16 models has no NaN pixels. Models whose ReLUs are all
-#: nn.ReLU modules (ResNets, the small CNN) give the numbers of revision 8)
-METRICS_REVISION = 9
+#: nn.ReLU modules (ResNets, the small CNN) give the numbers of revision 8. 10: SISE's
+#: block-wise layers leave out a block end with no convolution since the previous one (paper
+#: 003, Eq. 12: B layers for B convolutional blocks; the small CNN's pooled ``layer3`` and
+#: torchvision VGG16's ``avgpool`` are gone); Drop%/Increase% and Drop/Inc/Win score a model with
+#: one output by the sigmoid of its logit (the softmax over one logit was 1: both were 0))
+METRICS_REVISION = 10
 
 
 @dataclass
