@@ -272,3 +272,53 @@ def test_a_negative_target_logit_does_not_flip_the_map():
         maps.append(RelevanceCam(net, layer="layer2")(images, 1))
     assert (maps[0] > 0).any()
     torch.testing.assert_close(maps[1], maps[0], rtol=1e-4, atol=1e-9)
+
+
+def test_a_canonizer_failing_midway_leaves_the_model_as_it_was():
+    """zennit's composite context undid nothing when registering failed: the batch norm a
+    first canonizer had merged stayed merged into the convolution's weights for good, and an
+    attribute canonizer's first module kept its replaced forward."""
+    from zennit.canonizers import AttributeCanonizer, SequentialMergeBatchNorm
+
+    seen = []
+
+    def fails_on_the_second_conv(name: str, module: nn.Module) -> dict | None:
+        if not isinstance(module, nn.Conv2d):
+            return None
+        seen.append(name)
+        if len(seen) > 1:
+            raise RuntimeError("a user's canonizer failing")
+        return {"forward": lambda x: x, "extra": nn.Identity()}
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    )
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-1, 1)
+        net[1].running_var.uniform_(0.5, 2)
+        net[1].weight.uniform_(0.5, 2)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    attributes = [set(vars(m)) for m in net.modules()]
+    children = [dict(m._modules) for m in net.modules()]
+    canonizers = [SequentialMergeBatchNorm(), AttributeCanonizer(fails_on_the_second_conv)]
+    with pytest.raises(RuntimeError, match="a user's canonizer failing"):
+        RelevanceCam(net, layer="2", canonizers=canonizers)(torch.randn(1, 3, 8, 8))
+    assert net.state_dict().keys() == state.keys()
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0, msg=key)
+    assert [set(vars(m)) for m in net.modules()] == attributes
+    assert [dict(m._modules) for m in net.modules()] == children
+    assert not any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in net.modules()
+    )
+    # and the model explains as a fresh copy does
+    fresh = RelevanceCam(net, layer="2")(torch.ones(1, 3, 8, 8))
+    assert torch.isfinite(fresh).all()

@@ -42,7 +42,8 @@ are shared by all channels and sum to one, so it commutes with a per-channel aff
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +76,63 @@ COMPOSITES = (
     "epsilon_alpha2_beta1",
     "epsilon_alpha2_beta1_flat",
 )
+
+
+def _module_state(model: nn.Module) -> list[tuple[nn.Module, dict, dict, dict, set, dict]]:
+    """What a canonizer may change on each module: its parameter, buffer and child dicts, the
+    tensors behind its parameters and buffers (``.data``), and its instance attributes."""
+    state = []
+    for module in model.modules():
+        tensors = {
+            (kind, key): value.data
+            for kind, entries in (("p", module._parameters), ("b", module._buffers))
+            for key, value in entries.items()
+            if value is not None
+        }
+        entries = (dict(module._parameters), dict(module._buffers), dict(module._modules))
+        state.append((module, *entries, set(vars(module)), tensors))
+    return state
+
+
+def _put_back(state: list[tuple[nn.Module, dict, dict, dict, set, dict]]) -> None:
+    """Undo every change :func:`_module_state` describes (last module first)."""
+    for module, parameters, buffers, children, names, tensors in reversed(state):
+        for current, saved in (
+            (module._parameters, parameters),
+            (module._buffers, buffers),
+            (module._modules, children),
+        ):
+            current.clear()
+            current.update(saved)
+        for key in set(vars(module)) - names:
+            delattr(module, key)
+        for (kind, key), data in tensors.items():
+            (parameters if kind == "p" else buffers)[key].data = data
+
+
+@contextmanager
+def composite_on(composite: object, model: nn.Module) -> Iterator[nn.Module]:
+    """zennit's ``composite.context(model)``, also undone when registering fails midway.
+
+    zennit's context leaves whatever a failed ``register`` did in place: a canonizer that
+    raises on its third module (``SequentialMergeBatchNorm`` on a batch norm without affine
+    parameters) keeps the first two batch norms merged into the weights before them, for good.
+    Here a failed registration removes zennit's hooks and canonizers and puts back every
+    parameter, buffer, child module and instance attribute the canonizers changed.
+    """
+    state = _module_state(model)
+    try:
+        composite.register(model)  # type: ignore[attr-defined]
+    except BaseException:
+        try:
+            composite.remove()  # type: ignore[attr-defined]
+        finally:
+            _put_back(state)
+        raise
+    try:
+        yield model
+    finally:
+        composite.remove()  # type: ignore[attr-defined]
 
 
 def _lap_forward_constant_weights(self: LapBase, x: Tensor) -> Tensor:
@@ -241,7 +299,7 @@ class RelevanceCam(Explainer):
         composite = self._make_composite()
         capture = self.capture(name)
         inputs = images.clone().requires_grad_(True)
-        with composite.context(self.model), torch.enable_grad():
+        with composite_on(composite, self.model), torch.enable_grad():
             logits = self.forward(inputs)
             target = self.resolve_target(target, logits)
             activations = capture.get()
