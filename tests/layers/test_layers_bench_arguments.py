@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -112,3 +114,57 @@ def test_bench_refuses_repeated_values(args, message) -> None:
     result = _invoke(*args)
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+class _StopError(RuntimeError):
+    pass
+
+
+def _stop(*args: object, **kwargs: object) -> None:
+    raise _StopError("stopped after the benchmark seeded torch")
+
+
+def test_benchmarks_hand_back_the_callers_random_state(monkeypatch) -> None:
+    """Before: run_benchmark, run_comparisons and run_model_bench re-seeded torch's global
+    generator with their ``seed`` for good (a caller's next torch.rand was the benchmark's)."""
+    from torchlap import AdaptiveLocalAttentionPool2d
+    from torchlap.bench import explain, model
+
+    torch.manual_seed(1234)
+    tiny = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        AdaptiveLocalAttentionPool2d(4, 1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    )
+    state = torch.get_rng_state()
+    rows, _ = explain.run_benchmark(
+        sizes=(8,), batch_size=1, methods=["lap"], repeats=1, rounds=1, model=tiny
+    )
+    assert len(rows) == 1
+    assert torch.equal(torch.get_rng_state(), state)
+    monkeypatch.setattr(explain, "build_lap_resnet18", _stop)
+    with pytest.raises(_StopError):
+        explain.run_comparisons("grad-cam", False, 8, 1, 4, 4, "cpu", "float32", seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
+    monkeypatch.setattr(model, "_build", _stop)
+    with pytest.raises(_StopError):
+        model.run_model_bench(archs=("resnet18",), size=75, batch=1, repeats=1, rounds=1)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_peak_memory_leaves_the_environment_as_it_was(monkeypatch) -> None:
+    """Before: measuring CPU memory set KINETO_LOG_LEVEL=6 in the caller's environment for
+    good (every process it started later inherited it); a user's own value is kept."""
+    from torchlap.bench.common import peak_memory_bytes
+
+    monkeypatch.delenv("KINETO_LOG_LEVEL", raising=False)
+    assert peak_memory_bytes(lambda: torch.ones(64, 64) * 2, torch.device("cpu")) > 0
+    assert "KINETO_LOG_LEVEL" not in os.environ
+    with pytest.raises(_StopError):
+        peak_memory_bytes(_stop, torch.device("cpu"))
+    assert "KINETO_LOG_LEVEL" not in os.environ
+    monkeypatch.setenv("KINETO_LOG_LEVEL", "3")
+    peak_memory_bytes(lambda: torch.ones(8), torch.device("cpu"))
+    assert os.environ["KINETO_LOG_LEVEL"] == "3"

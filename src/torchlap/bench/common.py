@@ -12,7 +12,8 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +55,22 @@ def time_call(
     return times[0] if best else times[len(times) // 2]
 
 
+@contextmanager
+def _quiet_kineto() -> Iterator[None]:
+    """The profiler's C++ library (kineto) prints every start and stop, and a failed GPU probe,
+    to stderr; ``KINETO_LOG_LEVEL=6`` silences it. Kineto reads the variable at its first use
+    in the process, so it is set for the block only (a user's own value wins) and the
+    environment is the caller's again afterwards, also on error: later profiles stay quiet."""
+    key = "KINETO_LOG_LEVEL"
+    had = key in os.environ
+    os.environ.setdefault(key, "6")
+    try:
+        yield
+    finally:
+        if not had:
+            os.environ.pop(key, None)
+
+
 def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
     """Peak bytes allocated while ``fn()`` runs, above what was allocated before it.
 
@@ -70,14 +87,11 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int:
         fn()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
-    # the profiler's C++ library (kineto) prints every start and stop, and a failed GPU probe,
-    # to stderr; level 6 silences it. Read at its first use, so set here; a user's value wins.
-    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     from torch.profiler import ProfilerActivity, profile
     from torch.profiler._memory_profiler import MemoryProfileTimeline
 
     kernel_work_peak(reset=True)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_kineto():
         warnings.simplefilter("ignore")
         with profile(
             activities=[ProfilerActivity.CPU],
@@ -134,6 +148,20 @@ def keeps_model_flags(function: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         model = signature.bind_partial(*args, **kwargs).arguments.get("model")
         with eval_mode(model):
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def keeps_rng_state(function: Callable) -> Callable:
+    """Run ``function`` with the caller's random state kept: a benchmark seeds torch's global
+    generators (CPU, and every CUDA device) for its own models and inputs, and hands them back
+    as they were afterwards, also on error."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
             return function(*args, **kwargs)
 
     return wrapper

@@ -25,7 +25,13 @@ import typer
 from torch import nn
 
 from torchlap._checks import check_device, check_distinct
-from torchlap.bench.common import MAX_BATCH, MAX_SIDE, keeps_model_flags, time_call
+from torchlap.bench.common import (
+    MAX_BATCH,
+    MAX_SIDE,
+    keeps_model_flags,
+    keeps_rng_state,
+    time_call,
+)
 from torchlap.bench.explain_peers import (
     PEERS,
     format_peer_rows,
@@ -67,6 +73,7 @@ def build_lap_resnet18(num_classes: int = 1000) -> tuple[nn.Module, str]:
     return model, "torchlap.lapify(resnet18, where='resnet18')"
 
 
+@keeps_rng_state
 @keeps_model_flags
 def run_benchmark(
     sizes: Sequence[int] = (224, 64),
@@ -174,6 +181,7 @@ def _options(
     return {}
 
 
+@keeps_rng_state
 def run_comparisons(
     against: str,
     rise_vs_sise: bool,

@@ -22,7 +22,7 @@ from torch import nn
 
 from torchlap._checks import check_device, check_distinct
 from torchlap._ext import kernel_status
-from torchlap.bench.common import MAX_BATCH, MAX_SIDE
+from torchlap.bench.common import MAX_BATCH, MAX_SIDE, keeps_rng_state
 from torchlap.models.build import build_model
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ def _time(fn, device: torch.device, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+@keeps_rng_state
 def run_model_bench(
     archs: tuple[str, ...] = tuple(MODELS),
     size: int = 224,
