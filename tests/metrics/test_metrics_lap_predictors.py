@@ -162,3 +162,27 @@ def test_binary_rule_takes_probabilities_and_a_threshold_in_0_1():
         binary_rule(concepts - 5)
     assert binary_rule(concepts, 1.0).tolist() == [0] * concepts.shape[0]  # the ends are taken
     binary_rule(concepts, 0.0)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_fit_gives_back_each_submodules_own_train_flag(fail: bool, monkeypatch) -> None:
+    """Before: fit restored the flag of the predictor with ``train(was_training)``, which set
+    every submodule to the predictor's flag (an MLP layer the caller had in eval mode came
+    back in train mode)."""
+    predictor = LearnedConceptPredictor(3, 3, hidden_features=4, epochs=2, seed=0)
+    predictor.train()
+    predictor.mlp[1].eval()
+    before = [m.training for m in predictor.modules()]
+    features = torch.randn(8, 3)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    if fail:
+
+        def interrupted(*args: object, **kwargs: object) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(torch.optim.Adam, "step", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            predictor.fit(features, labels)
+    else:
+        predictor.fit(features, labels)
+    assert [m.training for m in predictor.modules()] == before

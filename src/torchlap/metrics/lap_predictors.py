@@ -226,7 +226,7 @@ class LearnedConceptPredictor(nn.Module):
         generator = torch.Generator().manual_seed(self.seed)
         optimizer = torch.optim.Adam(self.mlp.parameters(), lr=self.lr)
         loss_fn = nn.CrossEntropyLoss()
-        was_training = self.training
+        flags = [(module, module.training) for module in self.modules()]
         last_loss = torch.tensor(float("nan"))
         self.train()
         try:
@@ -241,8 +241,9 @@ class LearnedConceptPredictor(nn.Module):
                         loss.backward()
                         optimizer.step()
                         last_loss = loss.detach()
-        finally:
-            self.train(was_training)
+        finally:  # every submodule's own flag again, also on error
+            for module, training in flags:
+                module.training = training
         self.fitted = True
         logger.info("LearnedConceptPredictor fitted, final mini-batch loss %.4f", float(last_loss))
         return self
