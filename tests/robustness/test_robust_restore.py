@@ -279,3 +279,78 @@ def test_the_peers_models_come_back_as_they_were(method: str, fault: str) -> Non
         interrupt_from_a_hook(model, 1)
     outcome = explain_and_check(mixed_flags(model), method, None)
     assert outcome == ("ran" if fault == "none" else "KeyboardInterrupt")
+
+
+def _library_calls() -> dict:
+    from torchlap.data.grid import confident_images
+    from torchlap.metrics import drop_inc_win, drop_increase, keep_top_k, stability
+    from torchlap.metrics.lime_faithfulness import lime_patch_scores
+    from torchlap.models import lapify
+    from torchlap.models.folding import folded_batch_norms
+
+    images, labels, maps = (
+        torch.rand(4, 3, 16, 16),
+        torch.tensor([0, 1, 2, 0]),
+        torch.rand(4, 16, 16),
+    )
+
+    def folded(model: nn.Module) -> None:
+        with folded_batch_norms(model, images[:1]):
+            model(images)
+
+    return {
+        "drop_increase": lambda m: drop_increase(m, images, maps, labels),
+        "keep_top_k": lambda m: keep_top_k(m, images, maps, labels, ks=(10,)),
+        "drop_inc_win": lambda m: drop_inc_win(m, images, maps, labels),
+        "stability": lambda m: stability(
+            m, lambda x, y: explainers.GradCam(m)(x, y), images, labels, fractions=(0.1,)
+        ),
+        "lime": lambda m: lime_patch_scores(m, images[:1], patch=8, n_samples=8),
+        "confident_images": lambda m: confident_images(m, images, labels),
+        "lapify": lambda m: lapify(m, input_size=16),
+        "blaify": lambda m: blaify(m, input_size=16),
+        "folded_batch_norms": folded,
+    }
+
+
+@pytest.mark.parametrize("call", sorted(_library_calls()))
+@pytest.mark.parametrize("flags", ["mixed", "eval"])
+def test_library_calls_that_run_the_model_give_it_back_on_an_interrupt(
+    call: str, flags: str
+) -> None:
+    """Metrics, the data grid's confidence pass, lapify's and blaify's dry passes and the
+    batch-norm folding, with a KeyboardInterrupt from a user's hook in the first forward:
+    the model as it was (flags of each submodule, hooks, weights, children) and the process."""
+    model = tiny_cnn()
+    interrupt_from_a_hook(model, 1)
+    model = mixed_flags(model) if flags == "mixed" else model.eval()
+    run = _library_calls()[call]  # its inputs drawn before the random state is read
+    before, process = model_state(model), process_state()
+    with pytest.raises(KeyboardInterrupt):
+        run(model)
+    assert_same(before, model_state(model))
+    if call in ("lapify", "blaify"):  # they build layers (an options check first), and module
+        process = (*process[:7], torch.get_rng_state(), *process[8:])  # constructors draw
+    assert_process_same(process, process_state())
+
+
+@pytest.mark.parametrize("mode", ["current", "eval"])
+def test_antehoc_second_pass_and_maps_give_the_model_back_on_an_interrupt(mode: str) -> None:
+    from torchlap.models.antehoc import antehoc_pass_two_loss
+
+    model = peer_model("antehoc")
+    interrupt_from_a_hook(model, 2)  # the second pass (on the energy maps) is interrupted
+    model = mixed_flags(model)
+    images = torch.rand(2, 3, 16, 16)
+    before, process = model_state(model), process_state()
+    with pytest.raises(KeyboardInterrupt):
+        antehoc_pass_two_loss(model, images, mode)
+    after = model_state(model)
+    # the cached maps (model.maps) are the loss's own result: only set when it returns
+    assert_same(before, after)
+    assert_process_same(process, process_state())
+    interrupt_from_a_hook(model, 1)
+    before = model_state(model)
+    with pytest.raises(KeyboardInterrupt):
+        model.interpretation_map(images)
+    assert_same(before, model_state(model))
