@@ -64,6 +64,7 @@ from torchlap.runs import (
 from torchlap.train.config import PhaseConfig, TrainConfig
 from torchlap.train.folder import integrity_record, is_global_zero, prepare_folder, save_weights
 from torchlap.train.loaders import dataset_labels, has_regions, load_splits, loader_factory
+from torchlap.train.process import callers_random_state
 
 __all__ = ["RUN_FORMAT", "LoadedRun", "RunFolderError", "fit", "load_run"]
 
@@ -217,8 +218,16 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     Checks everything (settings, data, model, phases, output folder) before writing anything;
     then runs the phases (each its own Lightning ``Trainer.fit``), tests on the test split,
     and writes ``model.safetensors``, ``config.json`` and ``metrics.json``. ``callbacks`` are
-    extra Lightning callbacks given to every phase's Trainer.
+    extra Lightning callbacks given to every phase's Trainer. The run seeds the process for
+    itself; the caller's random state and environment are handed back when it returns or
+    raises (:func:`~torchlap.train.process.callers_random_state`).
     """
+    with callers_random_state():
+        return _run(config, callbacks)
+
+
+def _run(config: TrainConfig, callbacks: Sequence[Any]) -> Path:
+    """:func:`fit`, inside the caller's random state."""
     # Lightning loads here, not at module top: importing it takes seconds, and the torchlap
     # command imports this module for every subcommand (measured: `torchlap --help`)
     import lightning as L
