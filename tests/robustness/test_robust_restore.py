@@ -205,9 +205,9 @@ def assert_process_same(before: tuple, after: tuple) -> None:
     assert before[:7] + before[8:] == after[:7] + after[8:]
 
 
-def explain_and_check(model: nn.Module, method: str, target: int | None) -> str:
+def explain_and_check(model: nn.Module, method: str, target: int | None, **options) -> str:
     images = torch.rand(2, 3, 16, 16)
-    explainer = explainers.get(method)(model, **FAST.get(method, {}))
+    explainer = explainers.get(method)(model, **{**FAST.get(method, {}), **options})
     before, process = model_state(model), process_state()
     try:
         explainer(images, target)
@@ -267,6 +267,18 @@ def test_the_model_and_the_process_come_back_as_they_were(
         assert outcome == "ran"
     else:
         assert outcome == ("BoomError" if fault == "forward" else "KeyboardInterrupt")
+
+
+@pytest.mark.parametrize("method", sorted(MASKED))
+@pytest.mark.parametrize("fault", ["forward", "interrupt"])
+def test_masked_forwards_in_bfloat16_leave_autocast_off(method: str, fault: str) -> None:
+    """The masked forwards run under autocast, batch norms folded: a fault in one of them
+    (call 5) leaves autocast as it was, the model unfolded."""
+    model = lap_cnn(fault, 5)
+    if fault == "interrupt":
+        interrupt_from_a_hook(model, 5)
+    outcome = explain_and_check(model.eval(), method, None, precision="bfloat16")
+    assert outcome == ("BoomError" if fault == "forward" else "KeyboardInterrupt")
 
 
 @pytest.mark.parametrize("method", ["bla", "antehoc", "bcos"])
