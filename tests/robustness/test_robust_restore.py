@@ -142,6 +142,10 @@ def interrupt_from_a_hook(model: nn.Module, at: int) -> None:
     conv.register_forward_hook(hook)
 
 
+def _clone(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return None if tensor is None else tensor.clone()
+
+
 def model_state(model: nn.Module) -> list:
     rows = []
     for name, module in model.named_modules():
@@ -152,7 +156,9 @@ def model_state(model: nn.Module) -> list:
             list(module._backward_pre_hooks.values()),
         )
         parameters = [
-            (key, p, p.requires_grad, p.detach().clone()) if p is not None else (key, None)
+            (key, p, p.requires_grad, p.detach().clone(), p.grad, _clone(p.grad))
+            if p is not None
+            else (key, None)
             for key, p in module._parameters.items()
         ]
         buffers = [(key, b if b is None else b.clone()) for key, b in module._buffers.items()]
@@ -190,6 +196,9 @@ def assert_same(before: list, after: list) -> None:
             assert p_old[:3] == p_new[:3], f"{name}.{p_old[0]}: parameter object or flag changed"
             if len(p_old) > 3:
                 assert torch.equal(p_old[3], p_new[3]), f"{name}.{p_old[0]}: values changed"
+                assert p_old[4] is p_new[4], f"{name}.{p_old[0]}: its .grad was replaced"
+                same = p_old[5] is None or torch.equal(p_old[5], p_new[5])
+                assert same, f"{name}.{p_old[0]}: its .grad changed"
         assert len(old[5]) == len(new[5]) and len(old[6]) == len(new[6]), name
         for b_old, b_new in zip(old[6], new[6], strict=True):
             assert b_old[0] == b_new[0] and (b_old[1] is None) == (b_new[1] is None), name
@@ -208,6 +217,9 @@ def assert_process_same(before: tuple, after: tuple) -> None:
 def explain_and_check(model: nn.Module, method: str, target: int | None, **options) -> str:
     images = torch.rand(2, 3, 16, 16)
     explainer = explainers.get(method)(model, **{**FAST.get(method, {}), **options})
+    for parameter in model.parameters():  # gradients the caller accumulated: left alone
+        if parameter.requires_grad:
+            parameter.grad = torch.full_like(parameter, 0.5)
     before, process = model_state(model), process_state()
     try:
         explainer(images, target)
