@@ -305,3 +305,34 @@ def test_deeplift_rescales_relus_applied_as_functions(style) -> None:
             images, baselines=torch.zeros_like(images), target=0, return_convergence_delta=True
         )
     assert float(delta.abs().max()) < 1e-4, delta
+
+
+class _ReadOnlyInplace(nn.Module):
+    """An activation whose ``inplace`` is a read-only property (always out of place)."""
+
+    @property
+    def inplace(self) -> bool:
+        return False
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(x)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "rise"])
+def test_a_read_only_inplace_flag_that_is_off_is_left_alone(method: str) -> None:
+    """Before: every explainer raised AttributeError ("property 'inplace' ... has no setter")
+    switching off a flag that was already off."""
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        _ReadOnlyInplace(),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    ).train()
+    model[0].eval()
+    options = {"n_masks": 4, "mask_batch_size": 4} if method == "rise" else {}
+    maps = explain(model, torch.rand(1, 3, 8, 8), method, **options)
+    assert maps.shape == (1, 8, 8)
+    assert [m.training for m in model.modules()] == [True, False, True, True, True, True, True]
+    assert model[2].inplace is True

@@ -337,7 +337,7 @@ class Explainer:
         try:
             for module, _, inplace in self._saved_flags:
                 module.training = False
-                if inplace is not None:
+                if inplace:  # only the flags that are on: a read-only False one is left alone
                     module.inplace = False
         except BaseException:
             self._restore()
@@ -375,7 +375,7 @@ class Explainer:
     def _restore(self) -> None:
         for module, training, inplace in self._saved_flags:
             module.training = training
-            if inplace is not None:
+            if inplace is not None and module.inplace != inplace:
                 module.inplace = inplace
         self._saved_flags = []
         kept, self._kept_maps = self._kept_maps, None
