@@ -322,3 +322,34 @@ def test_a_canonizer_failing_midway_leaves_the_model_as_it_was():
     # and the model explains as a fresh copy does
     fresh = RelevanceCam(net, layer="2")(torch.ones(1, 3, 8, 8))
     assert torch.isfinite(fresh).all()
+
+
+@pytest.mark.parametrize(
+    ("batch_norm", "missing"),
+    [
+        (nn.BatchNorm2d(4, affine=False), r"affine parameters \(affine=False\)"),
+        (
+            nn.BatchNorm2d(4, track_running_stats=False),
+            r"running statistics \(track_running_stats=False\)",
+        ),
+    ],
+)
+def test_a_batch_norm_the_default_canonizers_cannot_merge_is_named(batch_norm, missing):
+    """Before: AttributeError ("'NoneType' object has no attribute 'data'") from inside
+    zennit at the first call, with the batch norm before it left merged into the weights."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1),
+        batch_norm,
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    ).eval()
+    with pytest.raises(ValueError, match=rf"'4' has no {missing}; pass canonizers=\[\]"):
+        RelevanceCam(net)
+    maps = RelevanceCam(net, canonizers=[])(torch.rand(1, 3, 8, 8))
+    assert maps.shape == (1, 8, 8) and torch.isfinite(maps).all()

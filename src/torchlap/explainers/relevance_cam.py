@@ -231,6 +231,35 @@ def _check_canonizers(canonizers: object) -> None:
             )
 
 
+def _check_mergeable_batch_norms(model: nn.Module) -> None:
+    """``ValueError`` for a batch norm that the default canonizers would merge into the layer
+    before it (zennit's ``SequentialMergeBatchNorm``: a batch norm right after a linear or
+    convolutional leaf) but cannot: one without affine parameters or running statistics.
+    zennit failed on it deep inside the first call (``'NoneType' object has no attribute
+    'data'``), with the batch norms merged before it left in the weights."""
+    from zennit.core import collect_leaves
+    from zennit.types import BatchNorm, Linear
+
+    names = {id(module): name for name, module in model.named_modules()}
+    previous = None
+    for leaf in collect_leaves(model):
+        if isinstance(previous, Linear) and isinstance(leaf, BatchNorm):
+            missing = None
+            if leaf.weight is None or leaf.bias is None:
+                missing = "affine parameters (affine=False)"
+            elif leaf.running_mean is None or leaf.running_var is None:
+                missing = "running statistics (track_running_stats=False)"
+            if missing is not None:
+                raise ValueError(
+                    f"relevance_cam's default canonizers merge each batch norm into the layer "
+                    f"before it, which needs the batch norm's weight, bias and running "
+                    f"statistics; {names.get(id(leaf), type(leaf).__name__)!r} has no "
+                    f"{missing}; pass canonizers=[] (LRP without merging) or canonizers of "
+                    "your own"
+                )
+        previous = leaf
+
+
 @register("relevance_cam")
 class RelevanceCam(Explainer):
     """Relevance-CAM (Lee et al. 2021) on zennit (see the module docstring).
@@ -270,6 +299,8 @@ class RelevanceCam(Explainer):
         if composite not in COMPOSITES:
             raise ValueError(f"unknown composite {composite!r}; expected one of {COMPOSITES}")
         _check_canonizers(canonizers)
+        if canonizers == "auto":
+            _check_mergeable_batch_norms(model)
         self.layer = check_layer_option(model, layer)
         self.composite = composite
         self.canonizers = canonizers
