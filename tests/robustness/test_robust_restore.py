@@ -5,7 +5,9 @@ a user's hook: afterwards each submodule has its own train/eval and in-place fla
 model with some submodules in eval mode and others in train mode comes back exactly so), the
 user's hooks and no other, the same parameters (objects, values, ``requires_grad``), buffers,
 children and attributes, and the process its grad mode, torch function modes, default dtype,
-threads, deterministic flag, autocast state and random state.
+threads, deterministic flag, autocast state and random state. The library calls that run a
+user's model (the metrics, the data grid's confidence pass, lapify's and blaify's dry passes,
+the batch-norm folding, the ante-hoc second pass) are held to the same on a KeyboardInterrupt.
 """
 
 from __future__ import annotations
