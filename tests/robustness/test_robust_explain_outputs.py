@@ -46,6 +46,26 @@ def test_a_damaged_manifest_is_named(tiny_run: Path, tmp_path: Path, manifest, w
     assert sorted(p.name for p in out.iterdir()) == before
 
 
+@pytest.mark.parametrize("manifest", [{}, {"files": []}, {"files": ["x.png"], "format": "mine"}])
+def test_a_manifest_explain_did_not_write_is_refused_and_kept(
+    tiny_run: Path, tmp_path: Path, manifest
+) -> None:
+    """Before: a ``.torchlap-explain.json`` of the right shape without explain's format was read
+    as explain's and replaced by its claim (and ``x.png`` counted as explain's output)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.full((32, 32), 40, np.uint8)).save(images / "x.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    text = json.dumps(manifest)
+    (out / MANIFEST).write_text(text)
+    line = error_line(["explain", str(images), "--run", str(tiny_run), "--methods", "gradcam",
+                       "--out", str(out)])  # fmt: skip
+    assert f"{out / MANIFEST} was not written by torchlap explain" in line, line
+    assert (out / MANIFEST).read_text() == text
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST]
+
+
 @pytest.mark.parametrize(
     ("inputs", "methods", "error", "match"),
     [
