@@ -95,8 +95,8 @@ def _publish_new(temporary: Path, target: Path) -> None:
     """Give ``temporary`` the name ``target`` unless ``target`` exists (FileExistsError)."""
     appeared = FileExistsError(
         errno.EEXIST,
-        "created by someone else while torchlap wrote it; left as it is (pass overwrite, or "
-        "another path)",
+        "exists (made while torchlap wrote, or a link to nothing); torchlap left it as it is "
+        "and did not publish its file: pass overwrite to replace it, or another path",
         str(target),
     )
     try:

@@ -141,7 +141,7 @@ def test_a_file_that_appears_while_a_figure_is_drawn_is_not_replaced(
         draw(figure)
 
     monkeypatch.setattr(plots, "_literal_text", draw_while_someone_writes)
-    with pytest.raises(FileExistsError, match=r"created by someone else.*keep_k\.png"):
+    with pytest.raises(FileExistsError, match=r"torchlap left it as it is.*keep_k\.png"):
         plots.plot_keep_k(results_by_run(), target)
     assert target.read_bytes() == b"my own picture"
     assert [p.name for p in tmp_path.iterdir()] == ["keep_k.png"]  # no temporary left
