@@ -77,7 +77,11 @@ def _png_path(path: object, overwrite: object = False) -> Path:
         raise ValueError(f"path must end in .png (figures are written as PNG), got {str(path)!r}")
     if target.is_dir():
         raise IsADirectoryError(f"{target} is a folder; pass the path of the PNG file to write")
-    if target.exists() and not overwrite and not is_torchlap_figure(target):
+    if (
+        (target.exists() or target.is_symlink())
+        and not overwrite
+        and not is_torchlap_figure(target)
+    ):
         raise FileExistsError(
             f"{target} exists and is not a figure torchlap wrote; pass overwrite=True to "
             "replace it, or another path"
