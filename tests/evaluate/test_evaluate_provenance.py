@@ -248,6 +248,20 @@ def test_a_user_log_is_refused_unless_forced(tmp_path, name):
     assert guard_output_folder(folder, False) == []
 
 
+@pytest.mark.parametrize("name", ["evaluate.log", "compare.log"])
+def test_a_log_that_is_a_link_to_nothing_is_refused_and_never_followed(tmp_path, name):
+    """Before: exists() is False for a dangling link, so the folder passed and the log was
+    appended through the link: a new file at the link's target, outside --out."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    elsewhere = tmp_path / "elsewhere.txt"
+    (folder / name).symlink_to(elsewhere)
+    with pytest.raises(FileExistsError, match=rf"holds {name}, which torchlap did not write"):
+        guard_output_folder(folder, False)
+    guard_output_folder(folder, True)  # --force: the link goes, nothing is made at its target
+    assert not (folder / name).is_symlink() and not elsewhere.exists()
+
+
 def test_a_torchlap_results_file_does_not_vouch_for_a_user_log_or_figure(tmp_path):
     """Before: one results.json of torchlap's made the whole folder torchlap's: a user's log was
     appended to and a user's file in figures/ overwritten."""

@@ -491,7 +491,10 @@ def guard_output_folder(
         return []
     if not out.is_dir():
         raise ValueError(f"{option} {out} exists and is not a folder; pass a folder path")
-    present = [out / name for name in (*OUTPUT_NAMES, *extra) if (out / name).exists()]
+    # a link to nothing too: the log would be appended through it, at the link's target
+    present = [
+        out / n for n in (*OUTPUT_NAMES, *extra) if (out / n).is_symlink() or (out / n).exists()
+    ]
     ours = any(_written_by_torchlap(out / name) for name in _OWN_FORMATS if (out / name).exists())
     foreign = [p for p in present if not _written_by_torchlap(p)]
     if ours:  # its tables and report come with it; a log and each figure say whose they are
@@ -506,7 +509,7 @@ def guard_output_folder(
     if foreign:
         logger.warning("%s: replacing %s", flag, ", ".join(str(p) for p in foreign))
         for path in foreign:  # a log is appended to: the user's one goes before ours starts
-            if path.name in _LOGS and path.is_file():
+            if path.name in _LOGS and (path.is_file() or path.is_symlink()):
                 path.unlink()
     clean_stale_temps(out)  # temp files of an evaluation killed mid-write
     return foreign
