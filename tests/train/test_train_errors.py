@@ -173,6 +173,18 @@ def test_foreign_folder_and_missing_resume_are_refused(tmp_path: Path) -> None:
         fit(_config(tmp_path / "nothing", resume=True))
 
 
+@pytest.mark.parametrize("name", ["model.safetensors", "metrics.json", "config.json"])
+def test_a_run_file_name_that_is_a_link_to_nothing_is_refused(tmp_path: Path, name) -> None:
+    """Before: the folder passed as empty (the link was in neither list) and the run replaced
+    the user's link with its own file."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / name).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(RunFolderError, match=r"torchlap did not write them and will not replace"):
+        _prepare_folder(out, _config(out), apply=True)
+    assert (out / name).is_symlink() and [p.name for p in out.iterdir()] == [name]
+
+
 def test_overwrite_removes_only_run_files(tmp_path: Path) -> None:
     out = tmp_path / "run"
     _fake_run(out, _config(out, seed=1))

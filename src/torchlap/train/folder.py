@@ -99,7 +99,8 @@ def prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
         return
     if apply:
         clean_stale_temps(out)
-    present = [name for name in RUN_FILES if (out / name).exists()]
+    # a link to nothing too (exists() is False for it): the run would replace the user's link
+    present = [n for n in RUN_FILES if (out / n).exists() or (out / n).is_symlink()]
     others = [p.name for p in out.iterdir() if p.name not in RUN_FILES]
     if present and not ours:
         # metrics.json, model.safetensors or checkpoints/ without torchlap's config.json:
