@@ -66,6 +66,21 @@ def test_a_manifest_explain_did_not_write_is_refused_and_kept(
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST]
 
 
+def test_an_output_name_that_is_a_link_to_nothing_is_refused(tiny_run: Path, tmp_path: Path):
+    """Before: exists() is False for a dangling link, so the check passed and the .npz write
+    replaced the user's link."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.full((32, 32), 40, np.uint8)).save(images / "x.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.npz").symlink_to(tmp_path / "elsewhere.npz")
+    line = error_line(["explain", str(images), "--run", str(tiny_run), "--methods", "gradcam",
+                       "--out", str(out)])  # fmt: skip
+    assert f"already holds {out / 'x.npz'}, which torchlap explain did not write" in line, line
+    assert (out / "x.npz").is_symlink() and [p.name for p in out.iterdir()] == ["x.npz"]
+
+
 @pytest.mark.parametrize(
     ("inputs", "methods", "error", "match"),
     [

@@ -208,7 +208,9 @@ def _check_outputs(out: Path, images: list[ImageInput]) -> list[Path]:
                 f"--out {out}: writing {target} would replace an input image; choose an --out "
                 "folder outside the inputs"
             )
-        if target.exists() and (relative not in owned or not _written_by_torchlap(target)):
+        if (target.exists() or target.is_symlink()) and (
+            relative not in owned or not _written_by_torchlap(target)
+        ):
             raise FileExistsError(
                 f"--out {out} already holds {target}, which torchlap explain did not write; "
                 "choose another (empty or new) --out folder"
