@@ -185,6 +185,24 @@ def test_a_run_file_name_that_is_a_link_to_nothing_is_refused(tmp_path: Path, na
     assert (out / name).is_symlink() and [p.name for p in out.iterdir()] == [name]
 
 
+@pytest.mark.parametrize("name", ["metrics.json", "model.safetensors", "checkpoints"])
+def test_a_run_entry_of_the_wrong_kind_is_refused_even_with_overwrite(tmp_path: Path, name):
+    """Before: --overwrite of a run whose metrics.json was a folder deleted the whole folder
+    (shutil.rmtree), and a file named checkpoints was deleted; torchlap wrote neither."""
+    out = tmp_path / "run"
+    _fake_run(out, _config(out, seed=1))
+    if name == "checkpoints":
+        (out / name).write_text("my notes")
+    else:
+        (out / name).unlink(missing_ok=True)  # the fake run's metrics.json
+        (out / name).mkdir()
+        (out / name / "mine.txt").write_text("my notes")
+    kind = "file" if name == "checkpoints" else "folder"
+    with pytest.raises(RunFolderError, match=rf"{re.escape(name)} is a {kind} \(torchlap train"):
+        _prepare_folder(out, _config(out, overwrite=True), apply=True)
+    assert (out / name).exists() and (out / "config.json").exists()
+
+
 def test_overwrite_removes_only_run_files(tmp_path: Path) -> None:
     out = tmp_path / "run"
     _fake_run(out, _config(out, seed=1))
