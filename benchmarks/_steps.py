@@ -4,11 +4,16 @@ in its own process, skipped when its output exists, its wall time kept in ``OUT/
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from torchlap.io import atomic_write_json
+
+#: the ``format`` of ``OUT/study.json`` (a file without it is the study's only when it holds
+#: nothing but ``{"steps": {step: {...}}}``, as studies wrote it before the mark)
+STUDY_FORMAT = "torchlap-study"
 
 
 def torchlap_command() -> list[str]:
@@ -17,17 +22,39 @@ def torchlap_command() -> list[str]:
 
 
 def load_state(out: Path) -> dict:
-    """``OUT/study.json`` (wall time per finished step), or an empty state."""
+    """``OUT/study.json`` (wall time per finished step), or an empty state. A file of that
+    name that a study did not write is refused (ValueError naming it): the study would
+    replace it."""
     path = out / "study.json"
-    return json.loads(path.read_text()) if path.is_file() else {"steps": {}}
+    if not path.exists() and not path.is_symlink():
+        return {"format": STUDY_FORMAT, "steps": {}}
+    refused = ValueError(
+        f'{path} was not written by a torchlap study (expected {{"format": '
+        f'"{STUDY_FORMAT}", "steps": {{...}}}}); the study records its steps there and '
+        "would replace it: move the file, or pass another --out"
+    )
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise refused from None
+    if not _is_study_state(state):
+        raise refused
+    return {**state, "format": STUDY_FORMAT}
+
+
+def _is_study_state(state: object) -> bool:
+    """Whether ``state`` is what :func:`save_state` writes (or wrote before the mark)."""
+    if not isinstance(state, dict) or not isinstance(state.get("steps"), dict):
+        return False
+    if not all(isinstance(step, dict) for step in state["steps"].values()):
+        return False
+    return state.get("format") == STUDY_FORMAT or set(state) == {"steps"}
 
 
 def save_state(out: Path, state: dict) -> None:
-    """Write ``OUT/study.json`` atomically (temp file, then rename)."""
-    path = out / "study.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, path)
+    """Write ``OUT/study.json`` through torchlap's atomic writer (a temp file in ``OUT``,
+    fsync, rename; the temp file removed if the write fails)."""
+    atomic_write_json(out / "study.json", {**state, "format": STUDY_FORMAT})
 
 
 def run_step(out: Path, state: dict, key: str, command: list[str], done: Path) -> None:
@@ -35,6 +62,7 @@ def run_step(out: Path, state: dict, key: str, command: list[str], done: Path) -
     under ``key``."""
     if done.exists():
         return
+    load_state(out)  # a study.json the study did not write: refused before the step runs
     print(f"[study] {key}: {' '.join(command[3:])}", flush=True)
     started = time.perf_counter()
     subprocess.run(command, check=True)

@@ -93,13 +93,19 @@ def atomic_path(path: str | os.PathLike[str], replace: bool = True) -> Iterator[
 
 def _publish_new(temporary: Path, target: Path) -> None:
     """Give ``temporary`` the name ``target`` unless ``target`` exists (FileExistsError)."""
+    appeared = FileExistsError(
+        errno.EEXIST,
+        "exists (made while torchlap wrote, or a link to nothing); torchlap left it as it is "
+        "and did not publish its file: pass overwrite to replace it, or another path",
+        str(target),
+    )
     try:
         os.link(temporary, target)  # atomic, and never replaces an existing file
     except FileExistsError:
-        raise
+        raise appeared from None
     except (OSError, AttributeError, NotImplementedError):  # no hard links here
         if os.path.lexists(target):
-            raise FileExistsError(errno.EEXIST, "file exists", str(target)) from None
+            raise appeared from None
         os.replace(temporary, target)
         return
     temporary.unlink()
@@ -195,7 +201,7 @@ def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) ->
     """Remove the temporary files :func:`atomic_write` left in ``folder`` when its process
     was killed (only torchlap's own temp names, and the ``.data`` side file an ONNX export
     writes next to one; only when that process is gone).
-    Returns the removed paths."""
+    Returns the removed paths; one that cannot be removed (permissions) is logged, not counted."""
     root = Path(folder)
     if not root.is_dir():
         return []
@@ -209,8 +215,12 @@ def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) ->
         if candidate.is_dir() and not candidate.is_symlink():
             shutil.rmtree(candidate, ignore_errors=True)
         elif candidate.is_file():
-            candidate.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # said below, as a folder that stays
+                candidate.unlink(missing_ok=True)
         else:
+            continue
+        if os.path.lexists(candidate):
+            logger.warning("could not remove %s, left by a killed process", candidate)
             continue
         removed.append(candidate)
     if removed:

@@ -218,6 +218,19 @@ def test_save_annotations_does_not_replace_a_file_without_overwrite(tmp_path: Pa
     assert target.read_text().startswith("image,label,split\n")
 
 
+def test_write_annotations_refuses_a_link_to_nothing_without_overwrite(tmp_path: Path) -> None:
+    """Before: exists() is False for a dangling link: the CSV was built, then publication
+    failed with ``[Errno 17]`` naming the temporary file."""
+    link = tmp_path / "annotations.csv"
+    link.symlink_to(tmp_path / "elsewhere.csv")
+    records = [ImageRecord("a.png", "a", "train")]
+    with pytest.raises(FileExistsError, match=r"annotations\.csv already exists; pass overwrite"):
+        write_annotations(link, records, regions=False)
+    assert link.is_symlink() and not link.exists()
+    write_annotations(link, records, regions=False, overwrite=True)
+    assert not link.is_symlink() and link.read_text().startswith("image,label,split")
+
+
 # ------------------------------------------------------------------------------ ImageNet
 
 

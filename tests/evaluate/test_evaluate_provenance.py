@@ -248,6 +248,20 @@ def test_a_user_log_is_refused_unless_forced(tmp_path, name):
     assert guard_output_folder(folder, False) == []
 
 
+@pytest.mark.parametrize("name", ["evaluate.log", "compare.log"])
+def test_a_log_that_is_a_link_to_nothing_is_refused_and_never_followed(tmp_path, name):
+    """Before: exists() is False for a dangling link, so the folder passed and the log was
+    appended through the link: a new file at the link's target, outside --out."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    elsewhere = tmp_path / "elsewhere.txt"
+    (folder / name).symlink_to(elsewhere)
+    with pytest.raises(FileExistsError, match=rf"holds {name}, which torchlap did not write"):
+        guard_output_folder(folder, False)
+    guard_output_folder(folder, True)  # --force: the link goes, nothing is made at its target
+    assert not (folder / name).is_symlink() and not elsewhere.exists()
+
+
 def test_a_torchlap_results_file_does_not_vouch_for_a_user_log_or_figure(tmp_path):
     """Before: one results.json of torchlap's made the whole folder torchlap's: a user's log was
     appended to and a user's file in figures/ overwritten."""
@@ -268,6 +282,43 @@ def test_a_torchlap_results_file_does_not_vouch_for_a_user_log_or_figure(tmp_pat
     Image.new("L", (4, 4)).save(folder / "figures" / "mine.png")  # no torchlap mark
     with pytest.raises(FileExistsError, match=r"holds mine\.png, which torchlap did not write"):
         guard_output_folder(folder, False)
+
+
+@pytest.mark.parametrize("content", ["file", "list", "int"])
+def test_a_methods_entry_that_is_not_a_folder_of_caches_is_refused(tmp_path, content):
+    """Before: a file named ``methods`` (no cache in it to check) and a ``methods/x.json`` list
+    holding the word "fingerprint" passed as torchlap's; the file failed only at the first
+    cache write, after that method's maps were computed."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    if content == "file":
+        (folder / "methods").write_text("my notes")
+    else:
+        (folder / "methods").mkdir()
+        value = ["fingerprint"] if content == "list" else 5
+        (folder / "methods" / "x.json").write_text(json.dumps(value))
+    with pytest.raises(FileExistsError, match=r"holds methods, which torchlap did not write"):
+        guard_output_folder(folder, False)
+
+
+@pytest.mark.parametrize("name", ["report.html", "methods", "figures", "compare.log"])
+def test_a_run_named_as_a_compare_output_is_refused_before_any_work(tmp_path, name):
+    """Before: a run ``report.html`` made ``OUT/report.html`` a folder (IsADirectoryError once
+    every run was evaluated), a run ``methods`` or ``figures`` made every rerun refuse ``OUT``;
+    and under ``--force`` the output folders' logs were removed before that."""
+    runs = [tmp_path / "runs" / "vanilla", tmp_path / "runs" / name]
+    for run in runs:
+        run.mkdir(parents=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "evaluate.log").write_text("my own notes\n")
+    refusal = r"run folder name\(s\) \['.*'\] are also names compare writes in --out"
+    with pytest.raises(ValueError, match=refusal):
+        compare_runs(runs, None, out)
+    result = CliRunner().invoke(app, ["compare", *map(str, runs), "--out", str(out), "--force"])
+    assert result.exit_code == 2 and "are also names compare writes" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["evaluate.log"]  # nothing replaced
+    assert (out / "evaluate.log").read_text() == "my own notes\n"
 
 
 def test_cli_evaluate_does_not_append_to_a_user_log(setup, tmp_path):

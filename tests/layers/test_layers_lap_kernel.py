@@ -289,3 +289,21 @@ def test_declare_refuses_a_library_of_another_abi_version():
 
     with pytest.raises(RuntimeError, match=r"ABI version 2, expected \(7,\)"):
         declare(Library())
+
+
+def test_a_build_killed_midway_leaves_no_temporary_in_the_cache(tmp_path: Path, monkeypatch):
+    """Before: the temporary library a killed build left in ``$TORCHLAP_EXT_DIR`` stayed there
+    for good (the other folders torchlap writes are cleaned when a command writes there)."""
+    import torchlap._ext as ext
+    import torchlap.io as io_module
+
+    compiler = ext._compiler()
+    if compiler is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("TORCHLAP_EXT_DIR", str(tmp_path))
+    library = ext._build(compiler)
+    stale = tmp_path / f".{library.name}.4194000.0123abcd.torchlap-tmp"
+    stale.write_bytes(b"\x7fELF half a library")
+    monkeypatch.setattr(io_module, "_pid_alive", lambda pid: False)
+    assert ext._build(compiler) == library  # cached: not rebuilt
+    assert sorted(p.name for p in tmp_path.iterdir()) == [library.name]

@@ -123,3 +123,63 @@ def test_figures_replace_only_their_own_files(tmp_path: Path) -> None:
     (tmp_path / "folder.png").mkdir()
     with pytest.raises(IsADirectoryError, match=r"folder\.png is a folder"):
         plot_keep_k(runs, tmp_path / "folder.png", overwrite=True)
+
+
+def test_a_file_that_appears_while_a_figure_is_drawn_is_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The existence check runs before drawing; a PNG written at the path meanwhile (another
+    process, the user) was replaced at publication. Now it is refused, named, and kept;
+    torchlap's own figure is still replaced, and any file with overwrite=True."""
+    import torchlap.report.plots as plots
+
+    target = tmp_path / "keep_k.png"
+    draw = plots._literal_text
+
+    def draw_while_someone_writes(figure) -> None:
+        target.write_bytes(b"my own picture")
+        draw(figure)
+
+    monkeypatch.setattr(plots, "_literal_text", draw_while_someone_writes)
+    with pytest.raises(FileExistsError, match=r"torchlap left it as it is.*keep_k\.png"):
+        plots.plot_keep_k(results_by_run(), target)
+    assert target.read_bytes() == b"my own picture"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep_k.png"]  # no temporary left
+    assert plots.plot_keep_k(results_by_run(), target, overwrite=True) == target
+    assert plots.is_torchlap_figure(target)
+    monkeypatch.setattr(plots, "_literal_text", draw)
+    plots.plot_iou_bars(results_by_run(), target)  # torchlap's own figure: replaced
+    assert plots.is_torchlap_figure(target)
+
+
+def test_a_report_html_link_to_nothing_is_refused_before_rendering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: exists() is False for a dangling link, so the report was rendered and the
+    publication refused it afterwards, with an OS error naming the temporary file."""
+    import torchlap.report.html as html_module
+
+    (tmp_path / "report.html").symlink_to(tmp_path / "elsewhere.html")
+    rendered = []
+    render = html_module.all_tables
+    monkeypatch.setattr(html_module, "all_tables", lambda runs: rendered.append(1) or render(runs))
+    with pytest.raises(FileExistsError, match=r"report\.html already exists; pass overwrite=True"):
+        write_report(tmp_path, results_by_run())
+    assert rendered == [] and (tmp_path / "report.html").is_symlink()
+    assert write_report(tmp_path, results_by_run(), overwrite=True) == tmp_path / "report.html"
+    assert not (tmp_path / "report.html").is_symlink()
+
+
+def test_a_figure_path_that_is_a_link_to_nothing_is_refused_before_drawing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: drawn, then refused at publication with an OS error."""
+    import torchlap.report.plots as plots
+
+    link = tmp_path / "keep_k.png"
+    link.symlink_to(tmp_path / "elsewhere.png")
+    drawn = []
+    monkeypatch.setattr(plots, "_new_figure", lambda *a: drawn.append(1))
+    with pytest.raises(FileExistsError, match=r"keep_k\.png exists and is not a figure"):
+        plots.plot_keep_k(results_by_run(), link)
+    assert drawn == [] and link.is_symlink()

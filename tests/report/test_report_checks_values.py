@@ -81,7 +81,9 @@ def test_sanity_curves_start_at_the_trained_model(
 ) -> None:
     """Each curve is (0, 1.0) for the trained model, then (k, value k) per randomized unit."""
     drawn = []
-    monkeypatch.setattr(sanity_module, "_save", lambda figure, path: drawn.append(figure) or path)
+    monkeypatch.setattr(
+        sanity_module, "_save", lambda figure, path, *_: drawn.append(figure) or path
+    )
     plot_sanity_curves({"r": _run()}, tmp_path / "curves.png")
     (figure,) = drawn
     curves = {}

@@ -126,7 +126,9 @@ def test_sanity_curves_label_every_run_and_show_every_value(tmp_path: Path, monk
     # the second run explains one more method, whose curve dips below -0.25
     runs[names[1]]["sanity"]["lap"] = _sanity([0.2, -0.1, -0.46, -0.3, -0.2], True)
     drawn = []
-    monkeypatch.setattr(sanity_module, "_save", lambda figure, path: drawn.append(figure) or path)
+    monkeypatch.setattr(
+        sanity_module, "_save", lambda figure, path, *_: drawn.append(figure) or path
+    )
     plot_sanity_curves(runs, tmp_path / "curves.png")
     (figure,) = drawn
     axes = figure.get_axes()

@@ -46,6 +46,41 @@ def test_a_damaged_manifest_is_named(tiny_run: Path, tmp_path: Path, manifest, w
     assert sorted(p.name for p in out.iterdir()) == before
 
 
+@pytest.mark.parametrize("manifest", [{}, {"files": []}, {"files": ["x.png"], "format": "mine"}])
+def test_a_manifest_explain_did_not_write_is_refused_and_kept(
+    tiny_run: Path, tmp_path: Path, manifest
+) -> None:
+    """Before: a ``.torchlap-explain.json`` of the right shape without explain's format was read
+    as explain's and replaced by its claim (and ``x.png`` counted as explain's output)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.full((32, 32), 40, np.uint8)).save(images / "x.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    text = json.dumps(manifest)
+    (out / MANIFEST).write_text(text)
+    line = error_line(["explain", str(images), "--run", str(tiny_run), "--methods", "gradcam",
+                       "--out", str(out)])  # fmt: skip
+    assert f"{out / MANIFEST} was not written by torchlap explain" in line, line
+    assert (out / MANIFEST).read_text() == text
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST]
+
+
+def test_an_output_name_that_is_a_link_to_nothing_is_refused(tiny_run: Path, tmp_path: Path):
+    """Before: exists() is False for a dangling link, so the check passed and the .npz write
+    replaced the user's link."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.full((32, 32), 40, np.uint8)).save(images / "x.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.npz").symlink_to(tmp_path / "elsewhere.npz")
+    line = error_line(["explain", str(images), "--run", str(tiny_run), "--methods", "gradcam",
+                       "--out", str(out)])  # fmt: skip
+    assert f"already holds {out / 'x.npz'}, which torchlap explain did not write" in line, line
+    assert (out / "x.npz").is_symlink() and [p.name for p in out.iterdir()] == ["x.npz"]
+
+
 @pytest.mark.parametrize(
     ("inputs", "methods", "error", "match"),
     [

@@ -4,6 +4,7 @@ temporaries. The same command afterwards leaves no temp file and no half-written
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -299,3 +300,34 @@ def test_data_export_refuses_then_keeps_user_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["data", "export", "lesions", "--out", str(out)])
     assert result.exit_code == 2 and (out / "keep.txt").read_text() == "mine"
     shutil.rmtree(out)
+
+
+def test_a_stale_temp_that_cannot_be_removed_is_named_not_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: a staging folder rmtree(ignore_errors=True) could not remove was counted (and
+    logged) as removed, and a file unlink could not remove raised out of every command."""
+    import torchlap.io as io_module
+
+    monkeypatch.setattr(io_module, "_pid_alive", lambda pid: False)
+    staging = tmp_path / ".data.12345.0123abcd.torchlap-tmp"
+    (staging / "images").mkdir(parents=True)
+    stuck = tmp_path / ".x.json.12345.89abcdef.torchlap-tmp"
+    stuck.write_text("{")
+    gone = tmp_path / ".y.json.12345.01234567.torchlap-tmp"
+    gone.write_text("{")
+    monkeypatch.setattr(io_module.shutil, "rmtree", lambda path, ignore_errors=False: None)
+    unlink = Path.unlink
+
+    def refusing(self: Path, missing_ok: bool = False) -> None:
+        if self == stuck:
+            raise PermissionError(13, "Permission denied", str(self))
+        unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refusing)
+    with caplog.at_level(logging.INFO, logger="torchlap.io"):
+        assert clean_stale_temps(tmp_path) == [gone]
+    assert staging.exists() and stuck.exists() and not gone.exists()
+    assert f"could not remove {staging}" in caplog.text
+    assert f"could not remove {stuck}" in caplog.text
+    assert "removed 1 temporary file(s)" in caplog.text

@@ -173,6 +173,36 @@ def test_foreign_folder_and_missing_resume_are_refused(tmp_path: Path) -> None:
         fit(_config(tmp_path / "nothing", resume=True))
 
 
+@pytest.mark.parametrize("name", ["model.safetensors", "metrics.json", "config.json"])
+def test_a_run_file_name_that_is_a_link_to_nothing_is_refused(tmp_path: Path, name) -> None:
+    """Before: the folder passed as empty (the link was in neither list) and the run replaced
+    the user's link with its own file."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / name).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(RunFolderError, match=r"torchlap did not write them and will not replace"):
+        _prepare_folder(out, _config(out), apply=True)
+    assert (out / name).is_symlink() and [p.name for p in out.iterdir()] == [name]
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "model.safetensors", "checkpoints"])
+def test_a_run_entry_of_the_wrong_kind_is_refused_even_with_overwrite(tmp_path: Path, name):
+    """Before: --overwrite of a run whose metrics.json was a folder deleted the whole folder
+    (shutil.rmtree), and a file named checkpoints was deleted; torchlap wrote neither."""
+    out = tmp_path / "run"
+    _fake_run(out, _config(out, seed=1))
+    if name == "checkpoints":
+        (out / name).write_text("my notes")
+    else:
+        (out / name).unlink(missing_ok=True)  # the fake run's metrics.json
+        (out / name).mkdir()
+        (out / name / "mine.txt").write_text("my notes")
+    kind = "file" if name == "checkpoints" else "folder"
+    with pytest.raises(RunFolderError, match=rf"{re.escape(name)} is a {kind} \(torchlap train"):
+        _prepare_folder(out, _config(out, overwrite=True), apply=True)
+    assert (out / name).exists() and (out / "config.json").exists()
+
+
 def test_overwrite_removes_only_run_files(tmp_path: Path) -> None:
     out = tmp_path / "run"
     _fake_run(out, _config(out, seed=1))

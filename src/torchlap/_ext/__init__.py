@@ -5,7 +5,8 @@ build takes about a second with the system C compiler (``$CC``, else ``cc``/``gc
 instead of a minute, and nothing is compiled at ``pip install`` time. The shared library is
 cached in ``$TORCHLAP_EXT_DIR`` (default ``~/.cache/torchlap/ext``), keyed by the source, the
 compiler and the CPU's instruction-set flags, and written through
-:func:`torchlap.io.atomic_path` (temp file, then a rename), so concurrent processes are safe.
+:func:`torchlap.io.atomic_path` (temp file, then a rename), so concurrent processes are safe;
+the temporary file of a killed build is removed by the next one.
 The library holds the weighted window sums of LAP's pooling and the fused LAP layer (scorer,
 Eq. 4 and Eq. 1 in one call each way, ``lap_layer.c``, used by
 :func:`torchlap.layers.fused.fused_lap_layer`).
@@ -30,7 +31,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from torchlap.io import atomic_path
+from torchlap.io import atomic_path, clean_stale_temps
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ def _build(compiler: str, vector_bytes: int | None = None) -> Path:
     ).hexdigest()[:16]
     folder = _cache_dir()
     target = folder / f"lap_cpu_{key}.so"
+    clean_stale_temps(folder, recursive=False)  # the temporaries of killed builds
     if target.exists():
         return target
     logger.info("torchlap: compiling the CPU LAP kernel with %s (once)", compiler)

@@ -321,7 +321,7 @@ def write_annotations(
             f"{with_regions[0].image}); pass regions=True to write them"
         )
     _check_file_path(path)
-    if path.exists() and not overwrite:
+    if (path.exists() or path.is_symlink()) and not overwrite:  # a link to nothing too
         raise FileExistsError(
             f"{path} already exists; pass overwrite=True to replace it (its rows and any "
             "columns torchlap does not read would be lost), or choose another path"

@@ -13,7 +13,7 @@ import typer
 from torchlap.cli_style import given_options
 from torchlap.evaluate.checks import MAX_GRID_PG_GRIDS
 from torchlap.evaluate.common import guard_output_folder
-from torchlap.evaluate.compare import compare_runs
+from torchlap.evaluate.compare import compare_runs, run_names
 from torchlap.evaluate.core import evaluate_run
 from torchlap.evaluate.options import DEFAULT_METHODS, MAX_TIE_DRAWS, EvaluateOptions
 from torchlap.evaluate.shard import ShardPlan, check_sharding, launch_sharded
@@ -433,9 +433,10 @@ def compare_command(
     options = _options(locals())
     out = _out_folder(out_text) or Path("comparison")
     plan = _shard_plan(devices, num_nodes, device)
+    names = run_names(runs)  # refused before a guard replaces anything under --force
     if _is_rank_zero():
         guard_output_folder(out, force)
-        for name in {r.resolve().name for r in runs}:
+        for name in names:
             guard_output_folder(out / name, force)
     report = _launch(
         plan, out / "compare.log", lambda: compare_runs(runs, data, out, options, force=force)

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "FLAT_TOLERANCE",
     "METRICS_REVISION",
+    "OUTPUT_NAMES",
     "EvalData",
     "atomic_write_json",
     "explain_all",
@@ -405,8 +406,8 @@ def _miss_reason(stored: Any, parts: dict[str, Any] | None, cache: Path) -> str:
     return f"{names} changed since {cache}"
 
 
-# the files an evaluation (or comparison) writes into its output folder
-_OUTPUT_NAMES = (
+#: the files an evaluation (or comparison) writes into its output folder
+OUTPUT_NAMES = (
     "results.json",
     "comparison.json",
     "tables.md",
@@ -443,11 +444,12 @@ def _written_by_torchlap(path: Path) -> bool:
             return json.loads(path.read_text()).get("format") == _OWN_FORMATS[path.name]
         except (OSError, ValueError, AttributeError):
             return False
-    if path.name == "methods":  # per-method caches, each with its fingerprint
+    if path.name == "methods":  # a folder of per-method caches, each with its fingerprint
         try:
-            return all("fingerprint" in json.loads(p.read_text()) for p in path.glob("*.json"))
-        except (OSError, ValueError, TypeError):
+            caches = [json.loads(p.read_text()) for p in path.glob("*.json")]
+        except (OSError, ValueError):
             return False
+        return path.is_dir() and all(isinstance(c, dict) and "fingerprint" in c for c in caches)
     if path.name == "figures":  # each figure carries torchlap's PNG mark (report.plots)
         return path.is_dir() and not _foreign_figures(path)
     return False
@@ -489,7 +491,10 @@ def guard_output_folder(
         return []
     if not out.is_dir():
         raise ValueError(f"{option} {out} exists and is not a folder; pass a folder path")
-    present = [out / name for name in (*_OUTPUT_NAMES, *extra) if (out / name).exists()]
+    # a link to nothing too: the log would be appended through it, at the link's target
+    present = [
+        out / n for n in (*OUTPUT_NAMES, *extra) if (out / n).is_symlink() or (out / n).exists()
+    ]
     ours = any(_written_by_torchlap(out / name) for name in _OWN_FORMATS if (out / name).exists())
     foreign = [p for p in present if not _written_by_torchlap(p)]
     if ours:  # its tables and report come with it; a log and each figure say whose they are
@@ -504,7 +509,7 @@ def guard_output_folder(
     if foreign:
         logger.warning("%s: replacing %s", flag, ", ".join(str(p) for p in foreign))
         for path in foreign:  # a log is appended to: the user's one goes before ours starts
-            if path.name in _LOGS and path.is_file():
+            if path.name in _LOGS and (path.is_file() or path.is_symlink()):
                 path.unlink()
     clean_stale_temps(out)  # temp files of an evaluation killed mid-write
     return foreign

@@ -11,7 +11,7 @@ from typing import Any
 
 from torchlap.data import load_dataset
 from torchlap.evaluate.checks import compare_data_randomization
-from torchlap.evaluate.common import atomic_write_json, guard_output_folder
+from torchlap.evaluate.common import OUTPUT_NAMES, atomic_write_json, guard_output_folder
 from torchlap.evaluate.core import evaluate_run
 from torchlap.evaluate.options import EvaluateOptions
 from torchlap.evaluate.provenance import (
@@ -27,7 +27,7 @@ from torchlap.runs import load_run
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["check_protocols", "compare_runs"]
+__all__ = ["check_protocols", "compare_runs", "run_names"]
 
 
 def compare_runs(
@@ -61,9 +61,7 @@ def compare_runs(
     options = options or EvaluateOptions()
     options.validate()
     out = Path(out)
-    names = [Path(r).resolve().name for r in run_dirs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"run folders must have distinct names, got {names}")
+    names = run_names(run_dirs)
     dirs = dict(zip(names, run_dirs, strict=True))
     # fail before any work when a folder is not a finished run, the runs' data differ or no
     # method applies to any of them
@@ -95,6 +93,24 @@ def compare_runs(
     if not is_writer():  # sharded evaluation: rank 0 alone writes
         return out / "report.html"
     return write_run_outputs(out, results, configs, None, {})
+
+
+def run_names(run_dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The runs' names in the comparison: their folders' names, each run's results going to
+    ``OUT/<name>``. Refused (ValueError): two runs of one name, and a name of a file or folder
+    compare writes in ``OUT`` itself (a run ``report.html`` made ``OUT/report.html`` a folder,
+    refused only after every run was evaluated; a run ``methods`` made a rerun refuse ``OUT``)."""
+    names = [Path(r).resolve().name for r in run_dirs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"run folders must have distinct names, got {names}")
+    clashing = sorted(set(names) & set(OUTPUT_NAMES))
+    if clashing:
+        raise ValueError(
+            f"run folder name(s) {clashing} are also names compare writes in --out ("
+            f"{', '.join(OUTPUT_NAMES)}), and each run's results go to OUT/<run folder name>: "
+            "rename the run folder, or link it under another name"
+        )
+    return names
 
 
 def _read_runs(

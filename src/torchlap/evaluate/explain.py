@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", *DICOM_SUFFIXES}
 MANIFEST = ".torchlap-explain.json"
+_MANIFEST_FORMAT = "torchlap-explain"  # the manifest's "format": a file without it is not ours
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,9 @@ def _check_outputs(out: Path, images: list[ImageInput]) -> list[Path]:
                 f"--out {out}: writing {target} would replace an input image; choose an --out "
                 "folder outside the inputs"
             )
-        if target.exists() and (relative not in owned or not _written_by_torchlap(target)):
+        if (target.exists() or target.is_symlink()) and (
+            relative not in owned or not _written_by_torchlap(target)
+        ):
             raise FileExistsError(
                 f"--out {out} already holds {target}, which torchlap explain did not write; "
                 "choose another (empty or new) --out folder"
@@ -221,7 +224,7 @@ def _claim_outputs(out: Path, targets: list[Path]) -> None:
     carries torchlap's mark (:func:`_written_by_torchlap`)."""
     owned = _read_manifest(out)
     claimed = sorted(owned | {t.relative_to(out).as_posix() for t in targets})
-    atomic_write_json(out / MANIFEST, {"format": "torchlap-explain", "files": claimed})
+    atomic_write_json(out / MANIFEST, {"format": _MANIFEST_FORMAT, "files": claimed})
 
 
 def _read_manifest(out: Path) -> set[str]:
@@ -247,6 +250,12 @@ def _read_manifest(out: Path) -> set[str]:
     files = record.get("files", []) if isinstance(record, dict) else None
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
         raise damaged('explain writes {"files": [relative paths]}')
+    if record.get("format") != _MANIFEST_FORMAT:  # not ours: explain would replace it
+        raise ValueError(
+            f"{manifest} was not written by torchlap explain (its format is not "
+            f"{_MANIFEST_FORMAT!r}), and explain records its outputs there: move the file, or "
+            "choose another --out"
+        )
     return set(files)
 
 

@@ -459,7 +459,7 @@ def _report_target(out_dir: str | os.PathLike[str], overwrite: object) -> Path:
     target = folder / REPORT_NAME
     if target.is_dir():  # never replaced, overwrite or not
         raise IsADirectoryError(f"{target} is a folder; report.html is written as a file there")
-    if target.exists() and not overwrite:
+    if (target.exists() or target.is_symlink()) and not overwrite:  # a link to nothing too
         raise FileExistsError(
             f"{target} already exists; pass overwrite=True to replace it, or choose another out_dir"
         )

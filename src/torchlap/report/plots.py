@@ -77,7 +77,11 @@ def _png_path(path: object, overwrite: object = False) -> Path:
         raise ValueError(f"path must end in .png (figures are written as PNG), got {str(path)!r}")
     if target.is_dir():
         raise IsADirectoryError(f"{target} is a folder; pass the path of the PNG file to write")
-    if target.exists() and not overwrite and not is_torchlap_figure(target):
+    if (
+        (target.exists() or target.is_symlink())
+        and not overwrite
+        and not is_torchlap_figure(target)
+    ):
         raise FileExistsError(
             f"{target} exists and is not a figure torchlap wrote; pass overwrite=True to "
             "replace it, or another path"
@@ -128,16 +132,17 @@ def is_torchlap_figure(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def _save(figure: Figure, path: Path) -> Path:
-    """Write ``figure`` as PNG to ``path`` atomically (temp file in the folder + os.replace).
+def _save(figure: Figure, path: Path, overwrite: bool = False) -> Path:
+    """Write ``figure`` as PNG to ``path`` atomically (temp file in the folder + os.replace);
+    without ``overwrite`` only a figure torchlap wrote is replaced: a file that appeared at
+    ``path`` while the figure was drawn is left as it is (FileExistsError).
 
     All text torchlap set is drawn literally first (see :func:`_literal_text`).
     """
     _literal_text(figure)
     metadata = {"Software": f"{PNG_SOFTWARE} (matplotlib {matplotlib.__version__})"}
-    return atomic_write(
-        path, lambda handle: figure.savefig(handle, format="png", metadata=metadata)
-    )
+    write = lambda handle: figure.savefig(handle, format="png", metadata=metadata)  # noqa: E731
+    return atomic_write(path, write, replace=overwrite or is_torchlap_figure(path))
 
 
 def _method_colors(methods: Sequence[str]) -> dict[str, Any]:
@@ -236,7 +241,7 @@ def plot_keep_k(
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)))
-    return _save(figure, target)
+    return _save(figure, target, overwrite)
 
 
 # ------------------------------------------------------------------------------ IoU bars
@@ -276,7 +281,7 @@ def plot_iou_bars(
         ax.set_title(run_name, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(loc="upper right", fontsize=8)
-    return _save(figure, target)
+    return _save(figure, target, overwrite)
 
 
 # ------------------------------------------------------------------------------ overlays
@@ -436,7 +441,7 @@ def plot_overlays(
     axes[0, 0].set_title("Input", fontsize=9)
     for column, method in enumerate(maps, start=1):
         axes[0, column].set_title((names or {}).get(method, method), fontsize=9)
-    return _save(figure, target)
+    return _save(figure, target, overwrite)
 
 
 # ---------------------------------------------------------------------------- LAP layers
@@ -516,7 +521,7 @@ def plot_explanation(
             _draw_concepts(ax, gray, concepts, size, palette, 10)
             ax.set_title(f"LAP {layer}", fontsize=8)
     figure.suptitle(title, fontsize=10)
-    return _save(figure, target)
+    return _save(figure, target, overwrite)
 
 
 def plot_lap_layers(
@@ -592,4 +597,4 @@ def plot_lap_layers(
         )
     if title:
         figure.suptitle(title, fontsize=10)
-    return _save(figure, target)
+    return _save(figure, target, overwrite)

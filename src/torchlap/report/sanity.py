@@ -103,7 +103,7 @@ def plot_sanity_curves(
             ax.set_title(f"{name}: {mode}", fontsize=9)
             if measure == _MEASURES[0][0] and c == 0 and ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=6, ncols=2)  # each run's methods, on its first panel
-    return _save(figure, path)
+    return _save(figure, path, overwrite)
 
 
 def plot_grid_pg_distribution(
@@ -129,7 +129,7 @@ def plot_grid_pg_distribution(
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("positive share in cell", fontsize=8)
         ax.set_title(f"{name}: grid pointing game", fontsize=9)
-    return _save(figure, path)
+    return _save(figure, path, overwrite)
 
 
 def plot_grid_examples(
@@ -180,7 +180,7 @@ def plot_grid_examples(
             ax.add_patch(
                 Rectangle((-0.5, -0.5), cell_w, cell_h, fill=False, edgecolor="lime", linewidth=1.2)
             )
-    return _save(figure, path)
+    return _save(figure, path, overwrite)
 
 
 def sanity_figures(

@@ -99,8 +99,10 @@ def prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
         return
     if apply:
         clean_stale_temps(out)
-    present = [name for name in RUN_FILES if (out / name).exists()]
+    # a link to nothing too (exists() is False for it): the run would replace the user's link
+    present = [n for n in RUN_FILES if (out / n).exists() or (out / n).is_symlink()]
     others = [p.name for p in out.iterdir() if p.name not in RUN_FILES]
+    _refuse_odd_kinds(out, present)
     if present and not ours:
         # metrics.json, model.safetensors or checkpoints/ without torchlap's config.json:
         # not a run torchlap can vouch for, so not torchlap's to replace
@@ -119,6 +121,20 @@ def prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
             f"--out {out} is not empty and holds no torchlap run (found "
             f"{sorted(present + others)[:5]}); choose an empty or new folder"
             + (hint if config.overwrite else "")
+        )
+
+
+def _refuse_odd_kinds(out: Path, present: list[str]) -> None:
+    """A run's files are files and its ``checkpoints`` a folder: an entry of the other kind
+    is not torchlap's, and ``--overwrite`` would have deleted it (a whole folder) too."""
+    odd = [n for n in present if (out / n).is_dir() != (n == CHECKPOINTS_DIR)]
+    if odd:
+        kinds = ", ".join(f"{n} is a {'folder' if (out / n).is_dir() else 'file'}" for n in odd)
+        raise RunFolderError(
+            f"--out {out}: {kinds} (torchlap train writes {CONFIG_FILE}, {METRICS_FILE} and "
+            f"{WEIGHTS_FILE} as files, {CHECKPOINTS_DIR} as a folder), so torchlap did not "
+            "write it and will not replace it, --overwrite or not: move it, or choose another "
+            "folder"
         )
 
 
