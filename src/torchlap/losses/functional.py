@@ -184,10 +184,9 @@ def concept_discrimination_loss(
     counted = include if counted is None else check_include(counted, probs, "counted") | include
     check_values([("probs", probs, PROBABILITIES)], [("selector", selector)])  # one sync
     n_pixels = height * width
-    k1 = _head_counts([lo for lo, _, _ in ratios], n_pixels)
-    k2 = _head_counts([hi for _, hi, _ in ratios], n_pixels, complement=True)
-    k3 = _head_counts([ia for _, _, ia in ratios], n_pixels)
-
+    lows, highs, iars = zip(*ratios, strict=True)
+    k1, k3 = _head_counts(lows, n_pixels), _head_counts(iars, n_pixels)
+    k2 = _head_counts(highs, n_pixels, complement=True)
     flat = _wide(probs).flatten(2)
     chooser = (probs if selector is None else selector).detach().flatten(2)
     zeros = flat.new_zeros(batch, heads)
@@ -210,9 +209,8 @@ def concept_discrimination_loss(
 def _head_counts(
     ratios: Sequence[float | Fraction | None], n_pixels: int, complement: bool = False
 ) -> list[int]:
-    """Eq. 5's ``k`` of each head: :func:`ratio_count` of its ratio (of one minus it with
-    ``complement``), 0 for ``None``; each distinct ratio counted once (a single ratio for
-    every head is one exact-decimal count per step, not one per head)."""
+    """Eq. 5's ``k`` per head: :func:`ratio_count` of its ratio (``complement``: of 1 minus
+    it), 0 for ``None``; once per distinct ratio, not per head."""
     known: dict[float | Fraction, int] = {}
     for ratio in ratios:
         if ratio is not None and ratio not in known:
@@ -226,8 +224,7 @@ def _prefix_mean(values: Tensor, counts: list[int]) -> Tensor:
     if len(set(counts)) == 1:  # one count for every head: a Python int, nothing to copy
         keep = (rank < counts[0]).to(values.dtype)
         return (values * keep).sum(-1) / max(counts[0], 1)
-    # per-head ratios: the counts (Python ints, from the exact decimal ratios) go to the device
-    k = torch.tensor(counts, device=values.device)
+    k = torch.tensor(counts, device=values.device)  # per-head ratios: host ints to the device
     keep = (rank[None, :] < k[:, None]).to(values.dtype)  # (h, k_max)
     return (values * keep).sum(-1) / k.clamp_min(1).to(values.dtype)
 
