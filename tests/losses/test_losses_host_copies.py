@@ -49,3 +49,40 @@ def test_one_ratio_for_every_head_builds_no_tensor_from_a_list(monkeypatch) -> N
     torch.testing.assert_close(expert, expected_expert, rtol=0, atol=0)
     weak.backward()
     assert torch.isfinite(probs.grad).all()
+
+
+class _CountingTable(torch.Tensor):
+    """A concept table that counts the copies asked of it (``Tensor.to``)."""
+
+    copies = 0
+    watched = None
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.to and args and args[0] is cls.watched:
+            cls.copies += 1
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+@pytest.mark.parametrize("supervision", ["weak", "expert"])
+def test_injection_loss_copies_the_concept_table_once_not_every_step(supervision) -> None:
+    from test_losses_injection import _batch, tiny_model
+
+    from torchlap import attention_maps
+    from torchlap.losses import ConceptSets, InjectionLoss, enable_discriminative_scorers
+
+    model = tiny_model(n_concepts=3)
+    enable_discriminative_scorers(model)
+    images, labels, masks = _batch()
+    sets = ConceptSets.default(2, 3)
+    loss = InjectionLoss(sets, supervision=supervision)
+    kwargs = {"region_masks": masks} if supervision == "expert" else {}
+    model(images)
+    expected = loss(attention_maps(model, detach=False), labels, **kwargs)
+    sets.table = _CountingTable.watched = sets.table.as_subclass(_CountingTable)
+    _CountingTable.copies = 0
+    for _ in range(3):
+        model(images)
+        out = loss(attention_maps(model, detach=False), labels, **kwargs)
+        torch.testing.assert_close(out["injection"], expected["injection"], rtol=0, atol=0)
+    assert _CountingTable.copies == 1  # on the first step (before: one or two on every step)
