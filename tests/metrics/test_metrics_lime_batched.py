@@ -101,5 +101,9 @@ def test_a_forward_takes_copies_of_several_images() -> None:
     ``ceil(n_samples / perturbations_per_eval)`` forwards per image)."""
     images = torch.rand(4, 3, 9, 11, generator=torch.Generator().manual_seed(5))
     model = Small().eval()
-    lime_cell_scores(model, images, ragged_mask(), 1, n_samples=30, perturbations_per_eval=40)
+    images.requires_grad_(True)  # no graph is built (the scores are numbers, not a loss)
+    scores = lime_cell_scores(
+        model, images, ragged_mask(), 1, n_samples=30, perturbations_per_eval=40
+    )
     assert model.calls == 1 + 3  # the target check, then 120 copies in forwards of 40
+    assert not scores.requires_grad

@@ -365,11 +365,11 @@ def lime_cell_scores(
         outputs = _lime_outputs(
             model, images, cells, patterns, classes, baseline, perturbations_per_eval, score
         )
-    if weighting == "kernel":
-        weights = _kernel_weights(images, cells, patterns, baseline)
-    else:
-        weights = torch.ones_like(outputs)
-    return _weighted_fit(patterns, outputs, weights).to(images.device, torch.float32)
+        if weighting == "kernel":
+            weights = _kernel_weights(images, cells, patterns, baseline)
+        else:
+            weights = torch.ones_like(outputs)
+        return _weighted_fit(patterns, outputs, weights).to(images.device, torch.float32)
 
 
 def _lime_outputs(
