@@ -213,7 +213,7 @@ def explain_all(
             for start in progress(starts, len(starts), method):
                 end = min(start + batch_size, stop)
                 maps = explainer(images[start:end].to(device), targets[start:end].to(device))
-                chunks.append(maps.detach().float().cpu())
+                chunks.append(maps.detach().float().cpu())  # the test set's maps: host memory
     maps = torch.cat(chunks) if chunks else None
     if shard is not None:
         maps = gather_rows(maps, shard)  # every rank gets every map, in image order

@@ -494,7 +494,7 @@ def _input_space(model: nn.Module) -> tuple[Any, Any]:
 
 @torch.no_grad()
 def _predictions(explain: _Explaining, test: EvalData) -> Tensor:
-    """The model's class per test image, batched."""
+    """The model's class per test image, batched (to the host, where the test labels are)."""
     size = explain.batch_size
     return torch.cat([
         explain.model(test.images[i : i + size].to(explain.device)).argmax(dim=1).cpu()

@@ -237,6 +237,16 @@ def select_lap_map(
         raise ValueError(f"head must be None, an int or 'score', got {head!r}")
     sets = concept_mapping(concept_sets)
     members = None if sets is None else _concept_members(sets, num_classes, n_concepts)
+    return _map_of_targets(maps, target, num_classes, members, include_common)
+
+
+def _map_of_targets(
+    maps: LapMaps, target: Tensor, num_classes: int, members: Tensor | None, include_common: bool
+) -> Tensor:
+    """:func:`select_lap_map` with ``head=None``, the concept sets given as their
+    ``(num_classes, n_concepts)`` membership table (``None``: the heads chosen by shape)."""
+    concepts, score = maps.concepts, maps.score[:, 0]
+    n_concepts = concepts.shape[1]
     if members is not None:
         if not include_common:
             own = members & ~members.all(dim=0, keepdim=True)
@@ -335,6 +345,7 @@ class LapExplainer(Explainer):
         check_choice(variant, "variant", LAP_ALL_VARIANTS)
         check_bool(include_common, "include_common")
         self._concept_sets = concept_mapping(concept_sets)
+        self._members: dict[tuple[int, int, torch.device], Tensor | None] = {}
         if self._concept_sets is not None:
             check_fits_a_layer(self._concept_sets, self._laps)
         self.variant = variant
@@ -357,12 +368,8 @@ class LapExplainer(Explainer):
         found = attention_maps(self.model)
         if not found:
             raise ValueError("no LAP layer ran in the forward pass")
-        sets = self.concept_sets
         selected = {
-            name: select_lap_map(
-                maps, target, logits.shape[1], self.head, sets, self.include_common
-            )
-            for name, maps in found.items()
+            name: self._select(maps, target, logits.shape[1]) for name, maps in found.items()
         }
         if self.layer == "all":
             return lap_all(list(selected.values()), self.decay, self.threshold, self.variant)
@@ -378,6 +385,19 @@ class LapExplainer(Explainer):
         if name not in selected:
             raise ValueError(f"LAP layer {name!r} did not run in the forward pass")
         return selected[name]
+
+    def _select(self, maps: LapMaps, target: Tensor, num_classes: int) -> Tensor:
+        """:func:`select_lap_map` with this explainer's options; the concept sets' membership
+        table is built once per (classes, heads, device), not on every batch and layer (a loop
+        over the classes and a copy to the device)."""
+        if self.head is not None or self._concept_sets is None:
+            sets = self._concept_sets
+            return select_lap_map(maps, target, num_classes, self.head, sets, self.include_common)
+        key = (num_classes, maps.concepts.shape[1], maps.concepts.device)
+        if key not in self._members:
+            members = _concept_members(self._concept_sets, num_classes, key[1])
+            self._members[key] = None if members is None else members.to(key[2])
+        return _map_of_targets(maps, target, num_classes, self._members[key], self.include_common)
 
     @property
     def lap_layers(self) -> dict[str, LapBase]:

@@ -520,11 +520,9 @@ def adaptive_bounds(size: int, out: int) -> tuple[list[int], list[int]]:
 
 def _adaptive_membership(size: int, out: int, device: torch.device) -> Tensor:
     """(out, size) bool matrix: pixel ``p`` belongs to adaptive window ``o``."""
-    starts, ends = adaptive_bounds(size, out)
-    idx = torch.arange(size, device=device)
-    start = torch.tensor(starts, device=device)[:, None]
-    end = torch.tensor(ends, device=device)[:, None]
-    return (idx >= start) & (idx < end)
+    # adaptive_bounds on the device: floor(o S / n) <= p < ceil((o + 1) S / n) for integer p
+    window, pixel = torch.arange(out, device=device)[:, None], torch.arange(size, device=device)
+    return ((pixel + 1) * out > window * size) & (pixel * out < (window + 1) * size)
 
 
 def adaptive_local_attention_pool2d(

@@ -193,6 +193,12 @@ class ConceptSets:
 
     def presence(self, labels: Tensor) -> Tensor:
         """Bool (B, n_concepts): ``present[s, c]`` is True when concept ``c`` is in ``C_s``."""
+        self.check_labels(labels)
+        return self.table.to(labels.device)[labels.long()]
+
+    def check_labels(self, labels: object) -> None:
+        """``labels`` an integer (B,) tensor of class indices in [0, num_classes): else
+        ``TypeError``/``ValueError``. One device sync (the range, read as a pair)."""
         if not isinstance(labels, Tensor):
             raise TypeError(f"labels must be a LongTensor (B,), got {type(labels).__name__}")
         if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
@@ -200,12 +206,14 @@ class ConceptSets:
                 f"labels must be an integer tensor of shape (B,), got dtype {labels.dtype} "
                 f"and shape {tuple(labels.shape)}"
             )
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+        if not labels.numel():
+            return
+        low, high = torch.stack(labels.aminmax()).tolist()  # the sync: a ValueError needs it
+        if low < 0 or high >= self.num_classes:
             raise ValueError(
                 f"labels must be in [0, {self.num_classes - 1}] (num_classes={self.num_classes}), "
-                f"got values in [{int(labels.min())}, {int(labels.max())}]"
+                f"got values in [{low}, {high}]"
             )
-        return self.table.to(labels.device)[labels.long()]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ConceptSets):

@@ -184,10 +184,9 @@ def concept_discrimination_loss(
     counted = include if counted is None else check_include(counted, probs, "counted") | include
     check_values([("probs", probs, PROBABILITIES)], [("selector", selector)])  # one sync
     n_pixels = height * width
-    k1 = [0 if lo is None else ratio_count(lo, n_pixels) for lo, _, _ in ratios]
-    k2 = [0 if hi is None else ratio_count(1 - _exact(hi), n_pixels) for _, hi, _ in ratios]
-    k3 = [0 if ia is None else ratio_count(ia, n_pixels) for _, _, ia in ratios]
-
+    lows, highs, iars = zip(*ratios, strict=True)
+    k1, k3 = _head_counts(lows, n_pixels), _head_counts(iars, n_pixels)
+    k2 = _head_counts(highs, n_pixels, complement=True)
     flat = _wide(probs).flatten(2)
     chooser = (probs if selector is None else selector).detach().flatten(2)
     zeros = flat.new_zeros(batch, heads)
@@ -207,10 +206,25 @@ def concept_discrimination_loss(
     return -per_head.sum()
 
 
+def _head_counts(
+    ratios: Sequence[float | Fraction | None], n_pixels: int, complement: bool = False
+) -> list[int]:
+    """Eq. 5's ``k`` per head: :func:`ratio_count` of its ratio (``complement``: of 1 minus
+    it), 0 for ``None``; once per distinct ratio, not per head."""
+    known: dict[float | Fraction, int] = {}
+    for ratio in ratios:
+        if ratio is not None and ratio not in known:
+            known[ratio] = ratio_count(1 - _exact(ratio) if complement else ratio, n_pixels)
+    return [0 if ratio is None else known[ratio] for ratio in ratios]
+
+
 def _prefix_mean(values: Tensor, counts: list[int]) -> Tensor:
     """Mean of the first ``counts[c]`` entries along the last dim, per head ``c`` (0 if none)."""
-    k = torch.tensor(counts, device=values.device)
     rank = torch.arange(values.shape[-1], device=values.device)
+    if len(set(counts)) == 1:  # one count for every head: a Python int, nothing to copy
+        keep = (rank < counts[0]).to(values.dtype)
+        return (values * keep).sum(-1) / max(counts[0], 1)
+    k = torch.tensor(counts, device=values.device)  # per-head ratios: host ints to the device
     keep = (rank[None, :] < k[:, None]).to(values.dtype)  # (h, k_max)
     return (values * keep).sum(-1) / k.clamp_min(1).to(values.dtype)
 
@@ -457,7 +471,7 @@ def expert_supervision_loss(
     probs, eps = check_probs(probs), check_eps(eps)
     present = check_present(present, probs)
     _, n_heads, height, width = probs.shape
-    k3 = [0 if ia is None else ratio_count(ia, height * width) for ia in _iars(iar, n_heads)]
+    k3 = _head_counts(_iars(iar, n_heads), height * width)
     has_region, heads, selector = _check_expert_inputs(
         probs, region_masks, has_region, heads,
         {"positive_fraction": positive_fraction, "negative_pixels": negative_pixels,

@@ -349,7 +349,9 @@ class InjectionLoss(nn.Module):
                 ``"total"``.
         """
         items = self._check_maps(maps)
-        present = self.concept_sets.presence(labels)
+        self.concept_sets.check_labels(labels)
+        table, common = self._tables(labels.device)
+        present = table[labels.long()]
         first = items[0][1].concepts
         batch = first.shape[0]
         if present.shape[0] != batch:
@@ -363,7 +365,7 @@ class InjectionLoss(nn.Module):
         )
         # heads whose concept is in every class get no class region as target: weak loss for
         # them, and for the present concepts of samples without a region (expert mode)
-        common = self.concept_sets.common.to(first.device)
+        common = common.to(first.device)
         weak_pairs = None
         if self.supervision == "expert":
             weak_pairs = common[None, :] | (present & ~expert_samples[:, None])
@@ -397,6 +399,21 @@ class InjectionLoss(nn.Module):
             out["total"] = self.weights["cross_entropy"] * out["cross_entropy"] + out["injection"]
         return out
 
+    def _tables(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The concept table and its common heads on ``device``, copied from the host once per
+        device and table, not on every step (such a copy waits for a GPU)."""
+        table = self.concept_sets.table
+        cache = self.__dict__.setdefault("_device_tables", {})
+        held = cache.get(device)
+        if held is None or held[0] is not table or held[1] != table._version:
+            held = cache[device] = (
+                table,
+                table._version,
+                table.to(device),
+                table.all(0).to(device),
+            )
+        return held[2], held[3]
+
     def _check_values(self, items: list[tuple[str, LapMaps]], region_masks: Tensor | None) -> None:
         """Every map the losses will read in [0, 1], NaN refused (one device sync)."""
         ranged = [(f"maps[{name!r}].concepts", lap.concepts, PROBABILITIES) for name, lap in items]
@@ -415,7 +432,7 @@ class InjectionLoss(nn.Module):
         annotated = annotated_samples(region_masks, has_region)
         if not self.__dict__.get("_warned_empty_regions"):
             # a concept of the sample's own (heads common to every class need no region)
-            common = self.concept_sets.common.to(present.device)
+            common = self._tables(present.device)[1]
             unboxed = has_region & ~annotated & (present & ~common[None, :]).any(1)
             if bool(unboxed.any()):  # one sync per step, in expert mode only until said once
                 self.__dict__["_warned_empty_regions"] = True

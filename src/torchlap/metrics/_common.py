@@ -471,19 +471,20 @@ def run_model(
                     f"model must return logits of shape (batch, num_classes), got {shape} "
                     f"for a batch of {expected_rows}"
                 )
-            finite = torch.isfinite(logits).all(dim=1)
-            if not bool(finite.all()):
-                rows = torch.arange(chunk.start, chunk.stop, device=finite.device)[~finite]
-                images = rows if image_of is None else image_of.to(rows.device)[rows]
-                listed = sorted({int(i) for i in images})
-                raise ValueError(
-                    f"the model returns NaN or infinite logits for images {listed} (batch "
-                    f"indices){' ' + what if what else ''}; a metric of such logits would be "
-                    "meaningless, so nothing was scored: check the model's weights (a diverged "
-                    "run?) and its input range"
-                )
             outputs.append(logits.detach())
-    return torch.cat(outputs, dim=0)
+    logits = torch.cat(outputs, dim=0)
+    finite = torch.isfinite(logits).all(dim=1)
+    if not bool(finite.all()):  # one sync after every chunk, not one per chunk
+        rows = torch.nonzero(~finite).flatten()
+        images = rows if image_of is None else image_of.to(rows.device)[rows]
+        listed = sorted({int(i) for i in images})
+        raise ValueError(
+            f"the model returns NaN or infinite logits for images {listed} (batch "
+            f"indices){' ' + what if what else ''}; a metric of such logits would be "
+            "meaningless, so nothing was scored: check the model's weights (a diverged "
+            "run?) and its input range"
+        )
+    return logits
 
 
 def topk_hits(logits: Tensor, targets: Tensor, k: int) -> Tensor:

@@ -1,8 +1,8 @@
 """LIME faithfulness of explanation maps: paper 002, section 4.3 (Table 2).
 
-The Spearman rank correlation between LIME scores of square patches (captum ``Lime``, a
-least-squares surrogate) and an explanation map averaged over the same patches:
-:func:`lime_patch_scores`, :func:`patch_means`, :func:`spearman_correlation` and
+The Spearman rank correlation between LIME scores of square patches (captum's ``Lime``
+algorithm, batched; a least-squares surrogate) and an explanation map averaged over the same
+patches: :func:`lime_patch_scores`, :func:`patch_means`, :func:`spearman_correlation` and
 :func:`lime_spearman`. The comparison protocol of the paper (BLA-T against Grad-CAM) is
 :func:`torchlap.evaluate.bla_comparison.bla_lime_faithfulness`.
 """
@@ -319,17 +319,22 @@ def lime_cell_scores(
     """LIME's coefficient of every cell of ``mask``, one row per image: (B, n_cells).
 
     ``mask`` (H, W) integer cell ids 0..n_cells-1 (e.g. :func:`patch_feature_mask`). captum's
-    ``Lime`` with ``n_samples`` random occlusion patterns (each cell kept with probability 1/2,
-    an absent cell set to ``baseline``: black for un-normalised images, the mean for normalised
-    ones) and a least-squares linear model with an intercept (``SkLearnLinearRegression``), as
-    paper 002 fits "a least squares model". The paper does not say how samples are weighted:
+    ``Lime`` algorithm with ``n_samples`` random occlusion patterns (each cell kept with
+    probability 1/2, an absent cell set to ``baseline``: black for un-normalised images, the
+    mean for normalised ones) and a least-squares linear model with an intercept (its
+    ``SkLearnLinearRegression``), as paper 002 fits "a least squares model", computed for the
+    whole batch at once on the images' device (captum loops over images and samples in Python;
+    the same patterns, weights and fit, tested against it). ``perturbations_per_eval``: the
+    occluded copies per model forward (they may come from several images). The paper does not
+    say how samples are weighted:
     ``weighting="kernel"`` (default) is LIME's proximity weight as captum computes it,
     ``exp(-d^2 / 2)`` with ``d`` the cosine distance between the image and the occluded copy
     (all pixels and channels); ``"none"`` weights every sample 1 (plain least squares). ``target``:
     the class scored per image (``None``: the model's prediction); ``score``:
     ``"probability"`` (softmax of the target class) or ``"logit"``. The occlusion patterns are
-    drawn from a generator seeded with ``seed`` for every image (the same patterns for each
-    image; the global RNG is left untouched). The model runs in eval mode, flags restored.
+    drawn from a CPU generator seeded with ``seed`` (the same patterns for each image and on
+    every device, captum's draws under ``torch.manual_seed(seed)``; the global RNG is left
+    untouched). The model runs in eval mode, flags restored.
 
     Checked before any model pass: ``images`` a non-empty, finite, floating (B, C, H, W)
     tensor; ``baseline`` a finite number; ``seed`` an int in [0, 2**32 - 1]; ``n_samples`` and
@@ -337,14 +342,9 @@ def lime_cell_scores(
     indices in [0, n_classes), its range checked after one forward of the first image (or the
     prediction pass, ``target=None``), before LIME runs.
     """
-    # captum (with scikit-learn) loads here: importing it at module top would add about a
-    # second to every `torchlap` command (measured: `torchlap --help`), and only LIME needs it
-    from captum._utils.models.linear_model import SkLearnLinearRegression
-    from captum.attr import Lime
-
     check_images(images)
     height, width = images.shape[-2:]
-    _cell_counts(mask, None, size=(int(height), int(width)))
+    n_cells = _cell_counts(mask, None, size=(int(height), int(width))).numel()
     _check_positive_int(n_samples, "n_samples")
     _check_positive_int(perturbations_per_eval, "perturbations_per_eval")
     if score not in ("probability", "logit"):
@@ -353,31 +353,96 @@ def lime_cell_scores(
         raise ValueError(f"weighting must be one of {LIME_WEIGHTINGS}, got {weighting!r}")
     check_seed(seed)
     check_number(baseline, "baseline", accepted="a finite number (the value of an occluded pixel)")
-    feature_mask = mask.to(images.device).expand(1, images.shape[1], height, width)
-
-    def forward(x: Tensor) -> Tensor:
-        logits = model(x)
-        return logits.softmax(dim=1) if score == "probability" else logits
-
-    rows = []
+    cells = mask.to(images.device).long()
+    # the patterns come from a seeded CPU generator (captum's draws, the same on every device),
+    # one (n_samples, n_cells) transfer per call
+    generator = torch.Generator().manual_seed(seed)
+    patterns = torch.bernoulli(torch.full((n_samples, n_cells), 0.5), generator=generator)
+    patterns = patterns.to(images.device, torch.bool)
+    baseline = float(torch.tensor(baseline, dtype=images.dtype))  # the copies' value (host)
     with EvalMode(model), torch.no_grad():
         classes = resolve_target(model, images, target)
-        lime = Lime(
-            forward,
-            interpretable_model=SkLearnLinearRegression(),
-            similarity_func=_unit_weight if weighting == "none" else None,  # None: captum's kernel
+        outputs = _lime_outputs(
+            model, images, cells, patterns, classes, baseline, perturbations_per_eval, score
         )
-        # captum fits one surrogate per example (it warns for batches and loops itself)
-        for index in range(images.shape[0]):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                coefficients = lime.attribute(
-                    images[index : index + 1], baselines=baseline,
-                    target=int(classes[index]), feature_mask=feature_mask, n_samples=n_samples,
-                    perturbations_per_eval=perturbations_per_eval, return_input_shape=False,
-                )  # fmt: skip
-            rows.append(coefficients.reshape(1, -1).to(images.device, torch.float32))
-    return torch.cat(rows, dim=0)
+        if weighting == "kernel":
+            weights = _kernel_weights(images, cells, patterns, baseline)
+        else:
+            weights = torch.ones_like(outputs)
+        return _weighted_fit(patterns, outputs, weights).to(images.device, torch.float32)
+
+
+def _lime_outputs(
+    model: nn.Module,
+    images: Tensor,
+    cells: Tensor,
+    patterns: Tensor,
+    classes: Tensor,
+    baseline: float,
+    per_eval: int,
+    score: str,
+) -> Tensor:
+    """The model's score of the target class for every (image, pattern) pair, (B, n_samples):
+    the pairs in image-major order, ``per_eval`` occluded copies per forward (they span
+    images), each cell of a pattern kept or set to ``baseline``."""
+    n_images, n_samples = images.shape[0], patterns.shape[0]
+    outputs = images.new_empty((n_images * n_samples,), dtype=torch.float32)
+    for start in range(0, n_images * n_samples, per_eval):  # chunks of copies bound the memory
+        stop = min(start + per_eval, n_images * n_samples)
+        pair = torch.arange(start, stop, device=cells.device)
+        rows, drawn = pair // n_samples, pair % n_samples
+        keep = patterns[drawn][:, cells]  # (n, H, W): each pixel's cell present or not
+        copies = torch.where(keep[:, None], images[rows], baseline).to(images.dtype)
+        logits = model(copies)
+        scored = logits.softmax(dim=1) if score == "probability" else logits
+        outputs[start:stop] = scored.gather(1, classes[rows, None])[:, 0].float()
+    return outputs.reshape(n_images, n_samples)
+
+
+def _kernel_weights(images: Tensor, cells: Tensor, patterns: Tensor, baseline: float) -> Tensor:
+    """captum's LIME weight ``exp(-d^2 / 2)`` of every (image, pattern) pair, (B, n_samples),
+    ``d`` one minus the cosine (norms clamped at 1e-8, as ``torch.cosine_similarity``) between
+    the image and its copy with the pattern's absent cells set to ``baseline``, from per-cell
+    sums: a copy's dot product with the image is ``sum_c z_c Q_c + (1 - z_c) b L_c`` and its
+    squared norm ``sum_c z_c Q_c + (1 - z_c) b^2 N_c`` (``Q_c``, ``L_c``, ``N_c`` the sum of
+    squares, the sum and the count of cell ``c``'s values over every channel)."""
+    n_cells = patterns.shape[1]
+    flat = images.flatten(2).to(torch.float64)  # (B, C, HW)
+    index = cells.flatten()
+    squares = flat.new_zeros(flat.shape[0], n_cells).index_add_(1, index, (flat * flat).sum(1))
+    sums = flat.new_zeros(flat.shape[0], n_cells).index_add_(1, index, flat.sum(1))
+    counts = torch.bincount(index, minlength=n_cells).to(torch.float64) * flat.shape[1]
+    kept = patterns.to(torch.float64).t()  # (n_cells, S)
+    shared = squares @ kept
+    dot = shared + baseline * (sums @ (1 - kept))
+    copy_norm = (shared + baseline**2 * (counts @ (1 - kept))[None]).sqrt().clamp_min(1e-8)
+    image_norm = squares.sum(dim=1, keepdim=True).sqrt().clamp_min(1e-8)
+    distance = 1 - dot / (image_norm * copy_norm)
+    return (-(distance**2) / 2).exp().float()
+
+
+def _weighted_fit(patterns: Tensor, outputs: Tensor, weights: Tensor) -> Tensor:
+    """Each image's least-squares coefficients (B, n_cells) of ``outputs`` (B, S) on the
+    ``patterns`` (S, n_cells) with an intercept, sample ``s`` weighted by ``weights[:, s]``:
+    scikit-learn's ``LinearRegression`` as captum's ``SkLearnLinearRegression`` calls it
+    (weighted centring, rows scaled by the root weights, the minimum-norm solution with
+    singular values below 1e-6 of the largest dropped), in float64, a few images at a time."""
+    design = patterns.to(torch.float64)
+    n_images = outputs.shape[0]
+    group = max(1, (1 << 22) // max(1, design.numel()))  # at most 32 MiB of design per group
+    parts = []
+    for first in range(0, n_images, group):  # chunks of images bound the memory
+        y = outputs[first : first + group].to(torch.float64)
+        w = weights[first : first + group].to(torch.float64)
+        total = w.sum(dim=1, keepdim=True)
+        x_mean = (w @ design) / total  # (g, n_cells)
+        y_mean = (w * y).sum(dim=1, keepdim=True) / total
+        root = w.sqrt()
+        centred = root[:, :, None] * (design[None] - x_mean[:, None, :])  # (g, S, n_cells)
+        response = root * (y - y_mean)
+        solution = torch.linalg.pinv(centred, rtol=1e-6) @ response[:, :, None]
+        parts.append(solution[:, :, 0])
+    return torch.cat(parts)
 
 
 def lime_spearman(

@@ -55,7 +55,8 @@ def load_splits(config: TrainConfig) -> dict[str, Any]:
                 "column to have torchlap split the images"
             )
     if config.shuffle_labels:  # data randomization test: permuted training labels only
-        datasets["train"] = ShuffledLabels(datasets["train"], seed=config.seed)
+        train = datasets["train"]
+        datasets["train"] = ShuffledLabels(train, seed=config.seed, labels=dataset_labels(train))
     classes = list(datasets["train"].classes)
     for split in ("val", "test"):
         if list(datasets[split].classes) != classes:

@@ -308,6 +308,7 @@ class ClassifierModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """The objective's loss; stops the run on a NaN/infinite loss."""
         loss, terms, logits = self._loss_terms(batch)
+        # the one host read of a step: a NaN loss must stop every process (NonFiniteLossError)
         finite = bool(torch.isfinite(loss.detach()).item())
         if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
             shown = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())

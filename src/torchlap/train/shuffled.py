@@ -19,15 +19,23 @@ __all__ = ["ShuffledLabels"]
 class ShuffledLabels(Dataset):
     """``dataset`` with sample ``i`` labelled as sample ``permutation[i]`` (seeded by ``seed``).
 
-    The labels are read once (one pass over ``dataset``); every other attribute (``classes``,
+    The labels are read once: ``labels`` when given (training passes ``dataset_labels``, which
+    reads them without decoding images where the data says them), else one pass over
+    ``dataset``; every other attribute (``classes``,
     ``n_channels``, ``mean``, ``std``, ...) is the wrapped dataset's.
     """
 
-    def __init__(self, dataset: Any, seed: int = 0) -> None:
+    def __init__(self, dataset: Any, seed: int = 0, labels: torch.Tensor | None = None) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {seed!r}")
         self.dataset = dataset
-        labels = torch.tensor([int(dataset[i]["label"]) for i in range(len(dataset))])
+        if labels is None:
+            labels = torch.tensor([int(dataset[i]["label"]) for i in range(len(dataset))])
+        elif not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (len(dataset),):
+            got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise ValueError(
+                f"labels must be a ({len(dataset)},) tensor, one per sample, got {got}"
+            )
         generator = torch.Generator().manual_seed(seed)
         self.permutation = torch.randperm(len(labels), generator=generator)
         self.labels = labels[self.permutation]
