@@ -87,7 +87,9 @@ __all__ = [
 #: block-wise layers leave out a block end with no convolution since the previous one (paper
 #: 003, Eq. 12: B layers for B convolutional blocks; the small CNN's pooled ``layer3`` and
 #: torchvision VGG16's ``avgpool`` are gone); Drop%/Increase% and Drop/Inc/Win score a model with
-#: one output by the sigmoid of its logit (the softmax over one logit was 1: both were 0))
+#: one output by the sigmoid of its logit (the softmax over one logit was 1: both were 0); the
+#: LIME check fits every image's weighted least squares at once in float64 (captum's per-image
+#: fit before: scores equal to float32 rounding, nearly tied cells may rank otherwise))
 METRICS_REVISION = 10
 
 
