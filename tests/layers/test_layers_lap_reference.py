@@ -52,8 +52,10 @@ def reference_lap(x, score, kernel, stride, padding, alpha, eps, ceil_mode=False
 
 
 def reference_adaptive(x, score, output_size, alpha, eps):
+    """Eq. 1 and 4 on each cell of ``nn.AdaptiveAvgPool2d(output_size)`` (None keeps a side)."""
     batch, channels, height, width = x.shape
-    out_h, out_w = output_size
+    out_h = height if output_size[0] is None else output_size[0]
+    out_w = width if output_size[1] is None else output_size[1]
     rows, cols = adaptive_cells(height, out_h), adaptive_cells(width, out_w)
     out = torch.zeros(batch, channels, out_h, out_w, dtype=x.dtype)
     for b in range(batch):

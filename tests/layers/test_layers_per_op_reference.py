@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_layers_lap_reference import adaptive_cells, reference_lap
+from test_layers_lap_reference import reference_adaptive, reference_lap
 from torch import Tensor, nn
 
 import torchlap._ext as ext
@@ -151,27 +151,10 @@ def aggregate(scorer, params, probabilities):
     return nn.functional.softplus(weight @ probabilities + bias)
 
 
-def reference_adaptive_cells(x, score, output_size, alpha, eps):
-    """Eq. 1 and 4 on each cell of ``nn.AdaptiveAvgPool2d(output_size)`` (None keeps a side)."""
-    batch, channels, height, width = x.shape
-    out_h = height if output_size[0] is None else output_size[0]
-    out_w = width if output_size[1] is None else output_size[1]
-    rows, cols = adaptive_cells(height, out_h), adaptive_cells(width, out_w)
-    out = torch.zeros(batch, channels, out_h, out_w, dtype=x.dtype)
-    for b in range(batch):
-        for i, (r0, r1) in enumerate(rows):
-            for j, (c0, c1) in enumerate(cols):
-                v = score[b, 0, r0:r1, c0:c1].reshape(-1)
-                weights = torch.exp(-(alpha**2) * (v.max() - v) ** 2) * v + eps  # Eq. 4
-                feats = x[b, :, r0:r1, c0:c1].reshape(channels, -1)
-                out[b, :, i, j] = (feats * weights).sum(1) / weights.sum()  # Eq. 1
-    return out
-
-
 def reference_forward(layer, x, geometry):
     concepts, score = reference_scorer(layer, x)
     if geometry[0] == "adaptive":
-        pooled = reference_adaptive_cells(x, score, geometry[1], layer.alpha, EPS)
+        pooled = reference_adaptive(x, score, geometry[1], layer.alpha, EPS)
     else:
         kernel, stride, padding, ceil_mode = geometry
         pooled = reference_lap(x, score, kernel, stride, padding, layer.alpha, EPS, ceil_mode)

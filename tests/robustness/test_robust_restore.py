@@ -30,17 +30,9 @@ FAST = {
     "scorecam": {"mask_batch_size": 8},
     "sise": {"mu": 0.5},
 }
-POST_HOC = [
-    "lap",
-    "gradcam",
-    "guided_gradcam",
-    "guided_backprop",
-    "deeplift",
-    "relevance_cam",
-    "scorecam",
-    "rise",
-    "sise",
-]
+#: every method of the comparison (LAP and the eight post-hoc methods), from the registry, so a
+#: method added there is checked here too
+COMPARISON = explainers.comparison_methods()
 
 
 class BoomError(RuntimeError):
@@ -247,7 +239,7 @@ DIFFERENTIATE = {
 }
 
 
-@pytest.mark.parametrize("method", POST_HOC)
+@pytest.mark.parametrize("method", COMPARISON)
 @pytest.mark.parametrize(
     ("fault", "at"),
     [
