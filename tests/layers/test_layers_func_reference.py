@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 from test_layers_lap_kernel import GEOMETRIES, _tiny_geometries, slow_lap
-from test_layers_per_op_reference import reference_adaptive_cells
+from test_layers_lap_reference import reference_adaptive
 from torch.func import grad, vmap
 
 from torchlap.layers.functional import adaptive_local_attention_pool2d, local_attention_pool2d
@@ -62,6 +62,6 @@ def test_adaptive_pool_under_torch_func_matches_the_slow_reference(output_size):
         return adaptive_local_attention_pool2d(x, score, output_size, alpha, EPS)
 
     def reference(x, score, alpha):
-        return reference_adaptive_cells(x, score, output_size, alpha, EPS)
+        return reference_adaptive(x, score, output_size, alpha, EPS)
 
     check_against_reference(pool, reference, x, score, alpha)
