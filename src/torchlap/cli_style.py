@@ -7,13 +7,14 @@ command registered by any area gets the same options without declaring them.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import typer
 
 from torchlap.logs import setup_logging
 
-__all__ = ["OUTPUT_PANEL", "PANELS", "decorate_commands", "given_options"]
+__all__ = ["OUTPUT_PANEL", "PANELS", "decorate_commands", "given_options", "key_values"]
 
 #: the help panel of the options every command shares
 OUTPUT_PANEL = "Output"
@@ -61,6 +62,7 @@ _EVALUATE_PANELS = {
     "Inputs and outputs": ("run", "data", "split", "out", "force"),
     "Methods": ("methods", "method_options", "target", "batch_size", "device", "seed"),
     "Sizes (cost)": ("max_images", "max_val_images", "stability_images", "lime_images"),
+    "LIME check (paper 002, BLA runs)": ("lime_option", "lime_baseline"),
     "Protocol": ("baseline", "threshold_fit", "threshold_classifier", "ties", "tie_draws",
                  "lap_all_ranking", "bootstrap_resamples", "bootstrap_level"),
     "Extra checks": ("sanity", "sanity_images", "sanity_threshold", "grid_pg", "grid_pg_shape",
@@ -72,7 +74,7 @@ PANELS: dict[str, dict[str, tuple[str, ...]]] = {
         "Data": ("data", "image_size", "n_images", "data_option", "batch_size", "num_workers"),
         "Model": ("arch", "lap", "model", "pretrained", "n_concepts", "concept_sets"),
         "Knowledge injection": ("supervision", "min_ar", "max_ar", "iar", "no_discriminative",
-                                "loss_weight"),
+                                "common_head_sets", "loss_weight"),
         "Schedule": ("epochs", "lr", "optimizer", "weight_decay", "schedule", "phase", "seed"),
         "Hardware": ("devices", "num_nodes", "strategy", "accelerator", "precision"),
         "Run folder": ("out", "overwrite", "resume", "checkpoint_every_n_steps", "progress_bar"),
@@ -115,6 +117,25 @@ def decorate_commands(command: Any, _options: list[Any] | None = None, name: str
         command._torchlap_help_patched = True
     for sub_name, sub in getattr(command, "commands", {}).items():
         decorate_commands(sub, options, sub_name)
+
+
+def key_values(items: list[str] | None, option: str, parse: bool = True) -> dict[str, Any]:
+    """A repeatable ``KEY=VALUE`` option as a dict: ``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``
+    (each value parsed as JSON when it is JSON, else kept as its string; every value a string
+    without ``parse``). ``ValueError`` naming ``option`` for an item without ``=`` or a key, or
+    a key given twice."""
+    result: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{option} expects KEY=VALUE, got {item!r}")
+        if key.strip() in result:
+            raise ValueError(f"{option} {key.strip()} is given twice; give each key once")
+        try:
+            result[key.strip()] = json.loads(raw) if parse else raw
+        except json.JSONDecodeError:
+            result[key.strip()] = raw
+    return result
 
 
 def given_options(context: object) -> set[str]:

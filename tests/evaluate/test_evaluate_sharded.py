@@ -49,12 +49,19 @@ _SETTINGS = dict(max_images=5, max_val_images=5, batch_size=2, stability_images=
 
 
 def _evaluate_sharded(
-    run: Path, out: Path, devices: int, script: Path | None = None, methods=_METHODS
+    run: Path,
+    out: Path,
+    devices: int,
+    script: Path | None = None,
+    methods=_METHODS,
+    extra: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess:
     """`torchlap evaluate --devices N` in its own process (Lightning's launcher re-runs this
     command line for the other ranks, so it must be a real command line, not pytest's);
-    ``script``: a Python file running torchlap's CLI instead (its exit code is not checked)."""
+    ``script``: a Python file running torchlap's CLI instead (its exit code is not checked);
+    ``extra``: more flags."""
     flags = [f"--{key.replace('_', '-')}={value}" for key, value in _SETTINGS.items()]
+    flags += extra
     # options of the evaluated methods only (the CLI refuses those of a method not evaluated)
     chosen = {method: options for method, options in _RISE.items() if method in methods}
     if chosen:
@@ -123,6 +130,26 @@ def test_two_processes_write_what_one_process_writes(tiny_run, tmp_path):
     assert "rank 1" not in log and "rank 1" not in done.stderr
     assert log.count("gradcam: reusing") == 1 and "rise: reusing" not in log
     assert done.stdout.count("results:") == 1
+
+
+@pytest.mark.skipif((_CORES or 1) < 2, reason="two CPU processes need two cores")
+def test_the_lime_options_reach_the_check_of_a_sharded_evaluation(tmp_path):
+    # every rank re-runs the command line; rank 0 runs the LIME check with --lime-option's
+    run = fit(TrainConfig(
+        data="lesions", out=str(tmp_path / "bla"), arch="smallcnn", model="bla-t", lap="none",
+        supervision="none", epochs=1, n_images=40, image_size=32, batch_size=16,
+        progress_bar=False,
+    ))  # fmt: skip
+    chosen = {"weighting": "none", "cam_relu": False}
+    flags = ("--lime-images", "2", "--lime-option", "weighting=none", "--lime-option",
+             "cam_relu=false")  # fmt: skip
+    _evaluate_sharded(run, tmp_path / "two", 2, methods=("bla",), extra=flags)
+    sharded = json.loads((tmp_path / "two" / "results.json").read_text())
+    options = EvaluateOptions(methods=("bla",), lime_images=2, lime_options=chosen, **_SETTINGS)
+    alone = evaluate_run(run, None, tmp_path / "one", options)
+    assert sharded["options"]["lime_options"] == chosen
+    assert sharded["lime_spearman"]["options"] == {"cam_relu": False, "weighting": "none"}
+    _assert_same(json.loads(json.dumps(alone["lime_spearman"])), sharded["lime_spearman"])
 
 
 def _dealt_by_loop(n: int, batch_size: int, world: int) -> list[list[int]]:

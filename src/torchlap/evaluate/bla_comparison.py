@@ -19,6 +19,7 @@ over them after bilinear upsampling.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,10 +48,27 @@ from torchlap.metrics.lime_faithfulness import (
 )
 from torchlap.models.bla import bla_maps
 
-__all__ = ["band_feature_mask", "bla_lime_faithfulness", "lime_section"]
+__all__ = [
+    "LIME_CHECK_DEFAULTS",
+    "band_feature_mask",
+    "bla_lime_faithfulness",
+    "check_lime_check_options",
+    "lime_check_settings",
+    "lime_section",
+]
 
 #: the options LIME takes besides the grid (as ``lime_patch_scores``)
 _LIME_OPTIONS = ("baseline", "perturbations_per_eval", "score", "weighting")
+#: the options of the LIME check that an evaluation passes on (``EvaluateOptions.lime_options``,
+#: ``--lime-option KEY=VALUE``): LIME's and ``cam_relu``, with the defaults of
+#: :func:`bla_lime_faithfulness`
+LIME_CHECK_DEFAULTS: dict[str, Any] = {
+    "baseline": 0.0,
+    "perturbations_per_eval": 50,
+    "score": "probability",
+    "weighting": "kernel",
+    "cam_relu": True,
+}
 
 
 def band_feature_mask(
@@ -128,10 +146,45 @@ def _check_lime_arguments(
     unknown = sorted(set(lime_options) - set(_LIME_OPTIONS))
     if unknown:
         raise TypeError(f"unknown LIME option(s) {unknown}; accepted: {', '.join(_LIME_OPTIONS)}")
+    _check_lime_values(lime_options)
+
+
+def _check_lime_values(lime_options: Mapping[str, Any]) -> None:
+    """The values of LIME's options (those given; ``TypeError``/``ValueError`` naming one)."""
     check_number(lime_options.get("baseline", 0.0), "baseline")
     check_positive_int(lime_options.get("perturbations_per_eval", 50), "perturbations_per_eval")
     check_choice(lime_options.get("score", "probability"), "score", ("probability", "logit"))
     check_choice(lime_options.get("weighting", "kernel"), "weighting", LIME_WEIGHTINGS)
+
+
+def check_lime_check_options(options: object) -> dict[str, Any]:
+    """``options`` (a dict of the LIME check's options, :data:`LIME_CHECK_DEFAULTS`: LIME's
+    ``baseline``, ``perturbations_per_eval``, ``score``, ``weighting`` and Grad-CAM's
+    ``cam_relu``, as :func:`bla_lime_faithfulness` takes them) checked: ``TypeError`` for
+    another type, ``ValueError`` for an unknown key (naming the accepted ones) and
+    ``TypeError``/``ValueError`` for a bad value, as :func:`bla_lime_faithfulness` raises.
+    Returns a copy, ``baseline`` as a float."""
+    if not isinstance(options, Mapping):
+        raise TypeError(f"lime_options must be a dict of LIME check options, got {options!r}")
+    unknown = sorted(set(options) - set(LIME_CHECK_DEFAULTS))
+    if unknown:
+        accepted = ", ".join(LIME_CHECK_DEFAULTS)
+        raise ValueError(f"unknown LIME check option(s) {unknown}; accepted: {accepted}")
+    _check_lime_values(options)
+    checked = dict(options)
+    if "cam_relu" in checked:
+        check_bool(checked["cam_relu"], "cam_relu")
+    if "baseline" in checked:
+        checked["baseline"] = float(checked["baseline"])
+    return checked
+
+
+def lime_check_settings(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of ``options`` (checked LIME check options) that differ from
+    :data:`LIME_CHECK_DEFAULTS`, sorted by name: what the check did differently from its
+    defaults (``{}``: nothing), as the cache key and the results record it."""
+    defaults = LIME_CHECK_DEFAULTS
+    return {name: options[name] for name in sorted(options) if options[name] != defaults[name]}
 
 
 def _soft_map(bla_model: nn.Module, images: Tensor) -> Tensor:
@@ -211,7 +264,9 @@ def lime_section(
     run of the same architecture and data) when it is given, else ``model`` itself. The class
     explained is ``labels`` (``options.target == "label"``) or, with ``labels=None``, the
     predicted class of the model LIME explains. ``"patch"`` in the result is the cells' size in
-    pixels (``"9-10"`` for ragged bands), ``"grid"`` their ``[rows, cols]``."""
+    pixels (``"9-10"`` for ragged bands), ``"grid"`` their ``[rows, cols]``. The LIME and
+    Grad-CAM options are ``options.lime_options`` (:data:`LIME_CHECK_DEFAULTS`), recorded under
+    ``"options"`` where they differ from the defaults."""
     count = min(options.lime_images, len(images))
     chosen = images[:count].to(device)
     # the grid bla_lime_faithfulness will use, from one image (refused here before any LIME)
@@ -226,11 +281,14 @@ def lime_section(
         patch=options.lime_patch,
         n_samples=options.lime_samples,
         seed=options.seed,
+        **options.lime_options,
     )
+    settings = lime_check_settings(options.lime_options)
     return {
         **{name: value.to_dict() for name, value in metrics.items()},
         "patch": grid.describe(),
         "grid": list(grid.shape),
         "n_samples": options.lime_samples,
+        **({"options": settings} if settings else {}),
         "seconds": time.perf_counter() - started,
     }

@@ -10,7 +10,8 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from torchlap.cli_style import given_options
+from torchlap.cli_style import given_options, key_values
+from torchlap.evaluate.bla_comparison import LIME_CHECK_DEFAULTS
 from torchlap.evaluate.checks import MAX_GRID_PG_GRIDS
 from torchlap.evaluate.common import guard_output_folder
 from torchlap.evaluate.compare import compare_runs, run_names
@@ -68,6 +69,16 @@ def _parse_check_methods(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else _parse_methods(text, "--check-methods")
 
 
+def _parse_lime_options(items: list[str] | None) -> dict:
+    """``--lime-option KEY=VALUE`` (repeatable): the LIME check's options, each value parsed
+    as JSON when it is (``baseline=0.5``, ``cam_relu=false``), else kept as its text
+    (``score=logit``); the keys and values are checked by ``EvaluateOptions.validate``."""
+    try:
+        return key_values(items, "--lime-option")
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 def _options(params: dict[str, object]) -> EvaluateOptions:
     """The command's ``EvaluateOptions`` from its parameters (``locals()`` of the command,
     whose ``ctx`` tells the options the user gave from their defaults)."""
@@ -75,6 +86,7 @@ def _options(params: dict[str, object]) -> EvaluateOptions:
         methods=_parse_methods(str(params["methods"])),
         method_options=_parse_method_options(params["method_options"]),  # type: ignore[arg-type]
         check_methods=_parse_check_methods(params["check_methods"]),  # type: ignore[arg-type]
+        lime_options=_parse_lime_options(params["lime_option"]),  # type: ignore[arg-type]
         **{name: params[name] for name in _OPTION_FIELDS},  # type: ignore[arg-type]
     )
     try:
@@ -89,7 +101,8 @@ def _refuse_ignored(options: EvaluateOptions, given: set[str]) -> None:
     """``ValueError`` for a setting the evaluation would ignore without a word: options of a
     method not in ``--methods`` (every method that runs, the checks' included, is among them),
     ``--check-methods`` without ``--sanity``/``--grid-pg`` or naming a method not in
-    ``--methods``, ``--tie-draws`` (given) with ``--ties index``. (The library's
+    ``--methods``, ``--tie-draws`` (given) with ``--ties index``, ``--lime-option`` without the
+    LIME check (``bla`` not among ``--methods``, or ``--lime-images 0``). (The library's
     ``EvaluateOptions`` accepts them: the demo passes its RISE and SISE options and its check
     methods to every suite.)"""
     unused = [method for method in options.method_options if method not in options.methods]
@@ -109,6 +122,12 @@ def _refuse_ignored(options: EvaluateOptions, given: set[str]) -> None:
             f"--check-methods names {', '.join(unchecked)}, which is not evaluated (--methods: "
             f"{', '.join(options.methods)}); the checks run on evaluated methods only: add it "
             "to --methods or drop it from --check-methods"
+        )
+    if options.lime_options and ("bla" not in options.methods or options.lime_images == 0):
+        raise ValueError(
+            "--lime-option sets paper 002's LIME check, which runs for a BLA run evaluated with "
+            "bla among --methods and --lime-images > 0: add bla to --methods (and --lime-images "
+            "N), or drop --lime-option"
         )
     if "tie_draws" in given and options.ties != "random":
         raise ValueError(
@@ -159,6 +178,20 @@ LimeImages = Annotated[
     typer.Option(
         "--lime-images",
         help="BLA models: images for paper 002's LIME rank correlation (0: off).",
+    ),
+]
+#: the LIME check's options as --lime-option writes them, with their defaults
+_LIME_DEFAULTS = ", ".join(
+    f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+    for key, value in LIME_CHECK_DEFAULTS.items()
+)
+LimeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--lime-option",
+        help="KEY=VALUE of paper 002's LIME check (repeatable; BLA runs, bla among --methods), "
+        f"the keys and their defaults: {_LIME_DEFAULTS}; e.g. --lime-option weighting=none "
+        "--lime-option cam_relu=false. A cached check computed with other options is recomputed.",
     ),
 ]
 Device = Annotated[str, typer.Option("--device")]
@@ -329,6 +362,7 @@ def evaluate_command(
     target: Target = "prediction",
     method_options: MethodOptions = None,
     lime_images: LimeImages = 8,
+    lime_option: LimeOption = None,
     device: Device = "cpu",
     seed: Seed = 0,
     threshold_fit: ThresholdFit = "all",
@@ -403,6 +437,7 @@ def compare_command(
     target: Target = "prediction",
     method_options: MethodOptions = None,
     lime_images: LimeImages = 8,
+    lime_option: LimeOption = None,
     device: Device = "cpu",
     seed: Seed = 0,
     threshold_fit: ThresholdFit = "all",

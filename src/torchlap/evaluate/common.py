@@ -296,6 +296,7 @@ _PART_NAMES = {
     "method_options": "the method's options",
     "concept_sets": "the run's concept sets",
     "baseline": "the LIME baseline run",
+    "lime_options": "the LIME check's options (--lime-option)",
 }
 
 

@@ -28,7 +28,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchlap.evaluate.bla_comparison import lime_grid, lime_section
 from torchlap.evaluate.checks import check_grid_request, method_fingerprint_options, run_checks
 from torchlap.evaluate.common import (
     METRICS_REVISION,
@@ -47,6 +46,7 @@ from torchlap.evaluate.common import (
 )
 from torchlap.evaluate.intervals import add_intervals, check_per_sample
 from torchlap.evaluate.lap_predictors import lap_predictor_results
+from torchlap.evaluate.lime_check import lime_applies, lime_results
 from torchlap.evaluate.method import evaluate_method, protocol
 from torchlap.evaluate.options import DEFAULT_METHODS, THRESHOLD_FIT_SETS, EvaluateOptions
 from torchlap.evaluate.provenance import (
@@ -56,7 +56,7 @@ from torchlap.evaluate.provenance import (
     same_data,
     tensor_fingerprint,
 )
-from torchlap.evaluate.shard import active, broadcast_from_zero, is_writer, on_rank_zero
+from torchlap.evaluate.shard import active, broadcast_from_zero, is_writer
 from torchlap.explainers import applicability, available, get, method_facts
 from torchlap.logs import track
 from torchlap.metrics import binary_classification_metrics, multiclass_classification_metrics
@@ -209,11 +209,11 @@ def evaluate_run(
         )  # fmt: skip
     request = _Request(data, data_settings, lime_baseline, require_applicable)
     job, test_logits = _prepare(Path(run_dir), request, out, options, force)
-    lime = _lime_applies(job)  # (its cells checked before any method runs)
+    lime = lime_applies(job)  # (its cells checked before any method runs)
     results = _results_head(job, test_logits)
     example_maps = _evaluate_methods(job, results, on_method)
     if lime:
-        results["lime_spearman"], results["lime_reference"] = _lime(job)
+        results["lime_spearman"], results["lime_reference"] = lime_results(job)
     for topic, texts in job.notes.items():  # data and LIME notes, after the methods' own
         results.setdefault("notes", {}).setdefault(topic, []).extend(texts)
     if options.sanity or options.grid_pg:  # sanity checks, grid pointing game (issue 13)
@@ -543,58 +543,3 @@ def _examples(
         job.model, job.test.images[indices], job.test_targets[indices], method,
         job.method_options(method), job.options.batch_size, job.device,
     )  # fmt: skip
-
-
-def _lime_applies(job: _Evaluation) -> bool:
-    """Whether paper 002's LIME check runs (``bla`` among the methods and applicable to the
-    model, ``lime_images > 0``); when it does, its cells are checked on one image (a BLA map of
-    one cell is refused here, before any method runs, not after them all)."""
-    options = job.options
-    if options.lime_images == 0 or "bla" not in options.methods:
-        return False
-    if applicability("bla", job.model) is not None:
-        return False
-    lime_grid(job.model, job.test.images[:1].to(job.device), options.lime_patch)
-    return True
-
-
-def _lime(job: _Evaluation) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``results["lime_spearman"]``, cached like a method, and ``results["lime_reference"]``:
-    which model LIME and Grad-CAM explained (also noted in the report)."""
-    baseline = job.lime_baseline
-    if baseline is None:
-        reference: dict[str, Any] = {"model": "the BLA model itself"}
-        note = (
-            "LIME rank correlation (paper 002, section 4.3): LIME and Grad-CAM computed on the "
-            "BLA model itself, not on an uninterpretable baseline as in the paper; pass "
-            "--lime-baseline RUN (a vanilla run of the same data), or compare with one"
-        )
-    else:
-        name = baseline.run_dir.resolve().name
-        reference = {"model": "baseline run", "run": name, "run_dir": str(baseline.run_dir)}
-        note = (
-            "LIME rank correlation (paper 002, section 4.3): LIME and Grad-CAM computed on the "
-            f"uninterpretable baseline run {name}"
-        )
-    job.notes.setdefault("bla", []).append(note)
-    logger.info("%s", note)
-    cache = job.out_dir / "methods" / "lime_spearman.json"
-    parts = {
-        "lime": True,
-        "options": asdict(job.options) | {"methods": None},
-        "weights": job.stamp,
-        "data": job.data_key,
-        "baseline": None if baseline is None else weights_stamp(baseline.run_dir),
-    }
-    key = fingerprint(parts)
-    lime = None if job.force else read_cache(cache, key, "lime_spearman", parts)
-    if lime is None:
-        labels = job.test.labels if job.options.target == "label" else None
-        reference_model = None if baseline is None else baseline.model
-        lime = on_rank_zero(
-            lambda: lime_section(
-                job.model, job.test.images, labels, job.options, job.device, reference_model
-            )
-        )
-        write_cache(cache, key, parts, lime)
-    return lime, reference

@@ -10,6 +10,7 @@ from typing import Any
 
 from torchlap._checks import check_bool, check_choice, check_device, check_seed, is_int, is_number
 from torchlap.data import SPLITS
+from torchlap.evaluate.bla_comparison import check_lime_check_options
 from torchlap.evaluate.checks import validate_check_options
 from torchlap.explainers import available, check_options, comparison_methods
 from torchlap.explainers.lap import LAP_ALL_VARIANTS
@@ -93,6 +94,10 @@ class EvaluateOptions:
     paper's uninterpretable baseline when one is given (``evaluate_run(lime_baseline=...)``,
     ``--lime-baseline``; ``compare`` takes a vanilla run of the same architecture and data
     among its runs), else the BLA model itself (results key ``lime_reference`` says which).
+    ``lime_options``: the check's LIME and Grad-CAM options (``--lime-option KEY=VALUE``):
+    ``baseline``, ``perturbations_per_eval``, ``score``, ``weighting`` and ``cam_relu`` of
+    :func:`~torchlap.evaluate.bla_comparison.bla_lime_faithfulness` (an unknown key refused,
+    naming the accepted ones); the check's cache and results record those off their defaults.
     """
 
     split: str = "test"
@@ -115,6 +120,7 @@ class EvaluateOptions:
     lime_images: int = 8
     lime_samples: int = 1000
     lime_patch: int | None = None
+    lime_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: str = "cpu"
     bootstrap_resamples: int = DEFAULT_RESAMPLES
@@ -138,6 +144,7 @@ class EvaluateOptions:
         try:  # the metrics' own check, here before any work (it ran after the first method)
             check_seed(self.seed)
             check_bool(self.examples, "examples")
+            self.lime_options = check_lime_check_options(self.lime_options)
         except TypeError as error:  # ValueError, as the CLI reports it
             raise ValueError(str(error)) from None
         if self.target not in ("prediction", "label"):

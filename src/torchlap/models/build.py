@@ -233,7 +233,13 @@ def _base_model(
 
 
 def _check_lap_args(
-    lap: object, n_concepts: int, hidden_channels: int, aggregation: Any, alpha: float, eps: float
+    lap: object,
+    n_concepts: int,
+    hidden_channels: int,
+    aggregation: Any,
+    alpha: float,
+    eps: float,
+    head_hidden: str = "shared",
 ) -> None:
     """``lap`` and the LAP options of :func:`build_model`, checked before any weights are
     downloaded or read (they were checked by lapify, after the download)."""
@@ -248,7 +254,7 @@ def _check_lap_args(
         return
     if not isinstance(lap, str) and not all(isinstance(name, str) for name in lap):
         raise TypeError(f"lap must be a str, a list of module names or None, got {list(lap)!r}")
-    lap_options(n_concepts, hidden_channels, aggregation, alpha, eps)
+    lap_options(n_concepts, hidden_channels, aggregation, alpha, eps, head_hidden)
 
 
 def build_model(
@@ -264,6 +270,7 @@ def build_model(
     pretrained: str | None = None,
     input_size: int | Sequence[int] | None = None,
     arch_kwargs: dict[str, Any] | None = None,
+    head_hidden: str = "shared",
 ) -> nn.Module:
     """A torchvision classifier with LAP layers (paper 000, III.C), ready to train.
 
@@ -280,7 +287,8 @@ def build_model(
     first-convolution RGB weights are adapted to ``in_channels``: summed for one channel).
     Weights of a dtype other than the model's, or holding NaN/inf, are refused
     (:func:`check_state_tensors`). Inception v3 / GoogLeNet are built without auxiliary
-    classifiers.
+    classifiers. The LAP options (``n_concepts``, ``hidden_channels``, ``aggregation``,
+    ``alpha``, ``eps``, ``head_hidden``) are :func:`lapify`'s.
     """
     _check_arch(arch)
     check_positive_int(num_classes, "num_classes")
@@ -290,7 +298,7 @@ def build_model(
         json.dumps(arch_kwargs)
     except TypeError as error:
         raise TypeError(f"arch_kwargs must be JSON-serialisable: {error}") from None
-    _check_lap_args(lap, n_concepts, hidden_channels, aggregation, alpha, eps)
+    _check_lap_args(lap, n_concepts, hidden_channels, aggregation, alpha, eps, head_hidden)
     weights, path = None, None
     if pretrained is not None:
         if not isinstance(pretrained, (str, os.PathLike)):
@@ -306,6 +314,7 @@ def build_model(
         lapify(
             model, where=where, n_concepts=n_concepts, hidden_channels=hidden_channels,
             aggregation=aggregation, alpha=alpha, eps=eps, input_size=input_size,
+            head_hidden=head_hidden,
         )  # fmt: skip
     if path is not None:
         _load_safetensors(model, path, in_channels)

@@ -77,6 +77,7 @@ SUPERVISION_SETTINGS = {
     "min_ar": ("--min-ar", _SUPERVISED), "max_ar": ("--max-ar", _SUPERVISED),
     "iar": ("--iar", _SUPERVISED), "ratios": ("--ratios", _SUPERVISED),
     "use_discriminative": ("--no-discriminative", _SUPERVISED),
+    "common_head_sets": ("--common-head-sets", _SUPERVISED),
     "expert_positive_fraction": ("expert_positive_fraction", ("expert",)),
 }  # fmt: skip
 # the concept terms a --loss-weight may weigh, and the modes that compute them
@@ -93,7 +94,8 @@ def unused_supervision_settings(config: Any, defaults: Mapping[str, Any]) -> lis
 
     ``defaults``: the configuration's defaults; a setting at its default is not counted. The
     settings: :data:`SUPERVISION_SETTINGS` (MinAR/MaxAR/IAR, ``ratios``, the discriminative
-    scorers: weak or expert; ``expert_positive_fraction``: expert), a nonzero ``loss_weights``
+    scorers, ``common_head_sets``: weak or expert, the last with the scorers too;
+    ``expert_positive_fraction``: expert), a nonzero ``loss_weights``
     entry of a concept term the mode does not compute (``expert`` needs expert supervision,
     ``discriminative`` the scorers), and ``concordance_threshold``/``concordance_mode`` when
     the concordance term has weight 0 (``supervision="none"`` or ``"expert"`` without
@@ -109,6 +111,13 @@ def unused_supervision_settings(config: Any, defaults: Mapping[str, Any]) -> lis
             unused.append(f"--loss-weight {term} needs --supervision {' or '.join(modes)}")
     if weights.get("discriminative") and not config.use_discriminative and mode != "none":
         unused.append("--loss-weight discriminative needs the scorers (no --no-discriminative)")
+    own_sets = config.common_head_sets != defaults["common_head_sets"]
+    if own_sets and not config.use_discriminative and mode != "none":  # (all sets are own ones)
+        unused.append(
+            f"--common-head-sets {config.common_head_sets} chooses between the scorers' sets "
+            "and a common head's own; with --no-discriminative every head's sets are its own "
+            "(leave --no-discriminative out)"
+        )
     concordance = weights.get("concordance", config.concordance_weight)
     if concordance is None:  # the paper's: 0.25 per pair for weak supervision only
         concordance = 0.25 if mode == "weak" else 0.0

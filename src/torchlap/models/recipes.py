@@ -280,7 +280,7 @@ class LapRecipe(Recipe):
         discriminative = bool(config.use_discriminative and supervision != "none")
         if discriminative:
             enable_discriminative_scorers(net)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"common_head_sets": config.common_head_sets}
         if config.concordance_threshold is not None:
             extra["concordance_threshold"] = config.concordance_threshold
         if config.concordance_mode is not None:
@@ -571,8 +571,8 @@ def build_classifier(
 
     ``model`` is the ``--model`` value; other than ``"lap"``, ``lap`` must be ``"none"`` or
     ``"auto"`` (then ignored: the peers are built on the vanilla network). ``lap_options``:
-    ``hidden_channels``, ``aggregation``, ``alpha`` of every LAP layer. ``image_size`` is the
-    input side BLA's channel probe uses. ``pretrained_file``: see :class:`ModelSpec`.
+    ``hidden_channels``, ``aggregation``, ``alpha``, ``head_hidden`` of every LAP layer;
+    ``image_size``: BLA's channel probe's input side. ``pretrained_file``: see :class:`ModelSpec`.
     """
     recipe = recipe_for(model, lap)
     if not recipe.uses_lap and recipe.name != "vanilla":

@@ -475,7 +475,8 @@ def _lime_grid(lime: Mapping) -> str:
 def lime_table(results_by_run: object) -> Table:
     """Paper 002's faithfulness check (section 4.3, Table 2) as data: per run with a BLA
     module, the Spearman correlation of LIME patch scores with BLA's soft explanation and with
-    Grad-CAM. Best per row in bold."""
+    Grad-CAM (a note per run names the LIME check's options off their defaults). Best per row
+    in bold."""
     runs = as_runs(results_by_run)
     labels, grid, notes = [], [], []
     for name, run in runs.items():
@@ -483,9 +484,11 @@ def lime_table(results_by_run: object) -> Table:
         if isinstance(lime, Mapping):
             labels.append((name,))
             grid.append([_Entry(lime.get("bla"), 1.0, 3), _Entry(lime.get("gradcam"), 1.0, 3)])
+            told = lime.get("options")  # the check's options off their defaults (--lime-option)
+            told = "".join(f", {k}={v}" for k, v in told.items()) if told is not None else ""
             notes.append(
                 f"{name}: {_lime_grid(lime)}{lime.get('patch')}-px patches, "
-                f"{lime.get('n_samples')} LIME samples."
+                f"{lime.get('n_samples')} LIME samples{told}."
             )
     comparisons = [[(r, 0), (r, 1)] for r in range(len(grid))]
     cells, ties = _cells(grid, comparisons)

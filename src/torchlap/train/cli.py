@@ -11,38 +11,16 @@ from typing import Annotated, Any
 import typer
 
 import torchlap.train.run as train_run
-from torchlap.cli_style import given_options
+from torchlap.cli_style import given_options, key_values
 from torchlap.io import loads_strict
 from torchlap.logs import log_file
-from torchlap.train.config import (
-    PHASE_SETTINGS,
-    PhaseConfig,
-    TrainConfig,
-    check_head_ratios,
-    parse_phase,
-)
+from torchlap.models.objectives import check_head_ratios
+from torchlap.train.config import PHASE_SETTINGS, PhaseConfig, TrainConfig, parse_phase
 from torchlap.train.data_options import parse_data_options
 
 __all__ = ["config_from_options", "register_train", "train"]
 
 logger = logging.getLogger(__name__)
-
-
-def _key_values(items: list[str] | None, option: str, parse: bool = True) -> dict[str, Any]:
-    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as JSON when they are, or
-    kept as strings without ``parse``)."""
-    result: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{option} expects KEY=VALUE, got {item!r}")
-        if key.strip() in result:
-            raise ValueError(f"{option} {key.strip()} is given twice; give each key once")
-        try:
-            result[key.strip()] = json.loads(raw) if parse else raw
-        except json.JSONDecodeError:
-            result[key.strip()] = raw
-    return result
 
 
 def _freeze_choice(text: str) -> str | bool:
@@ -113,9 +91,9 @@ def config_from_options(*, given: Collection[str] | None = None, **options: Any)
         }
     if not options["resume"]:  # a run made before the refusal resumes with its own command
         _refuse_unused_fillers(texts, options, set(given))
-    weights = _key_values(options.pop("loss_weight"), "--loss-weight")
+    weights = key_values(options.pop("loss_weight"), "--loss-weight")
     # each value parsed by its option's type; flag keys, non-data and unknown keys refused
-    raw_options = _key_values(options.pop("data_option"), "--data-option", parse=False)
+    raw_options = key_values(options.pop("data_option"), "--data-option", parse=False)
     data_options = parse_data_options(options["data"], raw_options)
     concept_file = options.pop("concept_sets")
     concept_sets = None
@@ -285,6 +263,15 @@ _Aggregation = Annotated[
         "paper value (sum for resnet18/inception_v3, conv for resnet50-imagenet), else max.",
     ),
 ]
+_HeadHidden = Annotated[
+    str,
+    typer.Option(
+        "--head-hidden",
+        help="How the concept heads of a LAP use the hidden channels (the paper does not say): "
+        "shared (one set of --hidden-channels for all heads) or per_head (each head its own); "
+        "needs hidden channels and more than one head.",
+    ),
+]
 _Alpha = Annotated[
     float | None,
     typer.Option("--alpha", help="Initial LAP sharpness alpha of Eq. 4 (trainable; default 1)."),
@@ -315,6 +302,15 @@ _SelectMetric = Annotated[
 ]
 _NoDiscriminative = Annotated[
     bool, typer.Option("--no-discriminative", help="Choose Eq. 5's pixels on the heads themselves.")
+]
+_CommonHeadSets = Annotated[
+    str,
+    typer.Option(
+        "--common-head-sets",
+        help="What chooses Eq. 5's pixel sets of a head present in every class: discriminative "
+        "(the scorers, the paper's rule for every head) or own (the head's own probabilities); "
+        "weak or expert supervision, without --no-discriminative.",
+    ),
 ]
 _LossWeight = Annotated[
     list[str] | None,
@@ -403,11 +399,13 @@ def train(
     ratios: _Ratios = None,
     hidden_channels: _HiddenChannels = None,
     aggregation: _Aggregation = None,
+    head_hidden: _HeadHidden = "shared",
     alpha: _Alpha = None,
     concordance_weight: _ConcordanceWeight = None,
     keep_epoch: _KeepEpoch = "best",
     select_metric: _SelectMetric = "balanced_accuracy",
     no_discriminative: _NoDiscriminative = False,
+    common_head_sets: _CommonHeadSets = "discriminative",
     loss_weight: _LossWeight = None,
     seed: _Seed = 0,
     balanced_batches: _BalancedBatches = None,

@@ -20,12 +20,11 @@ from torchlap._checks import (
     check_positive_float,
     check_positive_int,
     check_seed,
-    is_int,
     is_plain_number,
 )
 from torchlap.losses.functional import EXPERT_POSITIVE_FRACTION
 from torchlap.models.bcos import BCOS_NORMS
-from torchlap.models.objectives import RATIO_FIELDS, check_head_ratios, unused_supervision_settings
+from torchlap.models.objectives import RATIO_FIELDS, unused_supervision_settings
 from torchlap.models.presets import PRESETS
 from torchlap.models.recipes import (
     RECIPES,
@@ -35,6 +34,7 @@ from torchlap.models.recipes import (
     recipe_for,
 )
 from torchlap.train.data_options import check_data_options, resolve_data_source
+from torchlap.train.lap_settings import KEEP_EPOCHS, SELECT_METRICS, check_lap_settings
 
 __all__ = [
     "EXECUTION_FIELDS", "KEEP_EPOCHS", "MAX_EPOCHS", "MODELS", "OPTIMIZERS", "PHASE_SETTINGS",
@@ -47,7 +47,7 @@ SUPERVISIONS = ("weak", "expert", "none")
 LAP_ONLY_SETTINGS = (
     "n_concepts", "concept_sets", "min_ar", "max_ar", "iar", "use_discriminative",
     "expert_positive_fraction", "concordance_threshold", "concordance_mode", "hidden_channels",
-    "aggregation", "alpha", "ratios", "concordance_weight",
+    "aggregation", "alpha", "ratios", "concordance_weight", "head_hidden", "common_head_sets",
 )  # fmt: skip
 # --model: the families of torchlap.models.recipes: LAP (paper 000), BLA (paper 002), ante-hoc
 # (paper 004), B-cos (Böhle et al. 2022, the `bcos` package: --arch names one of its models)
@@ -57,12 +57,6 @@ SCHEDULES = ("cosine", "constant")
 #: the settings every phase has, which TrainConfig also has for its one default phase
 PHASE_SETTINGS = ("weight_decay", "schedule", "momentum")
 PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed")
-# model selection (paper 000, App. A: "the epoch with the best performance on validation data"):
-# the best validation epoch or the last; the value ranking epochs ("loss": the total objective,
-# "cross_entropy": the classification loss alone, the same quantity for every kind of model)
-KEEP_EPOCHS = ("best", "last")
-SELECT_METRICS = ("balanced_accuracy", "accuracy", "loss", "cross_entropy")
-AGGREGATION_NAMES = ("max", "sum", "mean", "conv")
 MAX_EPOCHS = 100_000  # epochs of a phase or --epochs: beyond, a typo (not a cost limit)
 
 # Fields that say how a run is executed, not what it computes: they may differ between the
@@ -189,13 +183,19 @@ class TrainConfig:
 
     LAP layers: ``hidden_channels``, ``aggregation`` and ``alpha`` (initial value) of every LAP;
     ``None`` takes the ``--lap`` preset's paper value (:data:`torchlap.models.PRESETS`
-    ``paper_options``), else the layer's default (8, ``"max"``, 1.0). ``ratios`` maps a head
-    index (a string, or ``"*"`` for every head) to ``[MinAR, MaxAR, IAR]``, ``None`` switching
-    that term off for that head (the paper's CelebA common head: ``{"2": [None, 0.1, None]}``);
-    other heads use ``min_ar``/``max_ar``/``iar``. When ``ratios`` is ``None`` and the three are
-    at their defaults, a preset's paper ratios apply (``resnet50-imagenet``: MinAR = IAR = 0.01,
-    no MaxAR). ``concordance_weight``: the weight per pair of consecutive LAP layers (``None``:
-    the paper's 0.25 for weak supervision, 0 for expert, whose appendix names no concordance).
+    ``paper_options``), else the layer's default (8, ``"max"``, 1.0); ``head_hidden``:
+    ``"shared"`` (default) or ``"per_head"``, each head its own hidden channels
+    (:class:`~torchlap.layers.ConceptScorer`; refused without them or with one head). ``ratios``
+    maps a head index (a string, or ``"*"`` for every head) to ``[MinAR, MaxAR, IAR]``, ``None``
+    switching that term off for that head (the paper's CelebA common head: ``{"2": [None, 0.1,
+    None]}``); other heads use ``min_ar``/``max_ar``/``iar``. When ``ratios`` is ``None`` and
+    the three are at their defaults, a preset's paper ratios apply (``resnet50-imagenet``: MinAR
+    = IAR = 0.01, no MaxAR). ``concordance_weight``: the weight per pair of consecutive LAP
+    layers (``None``: the paper's 0.25 for weak supervision, 0 for expert, whose appendix names
+    no concordance). ``common_head_sets``: what chooses Eq. 5's pixel sets of a head present in
+    every class, ``"discriminative"`` (default) or ``"own"``
+    (:class:`~torchlap.losses.InjectionLoss`; needs weak or expert supervision and the
+    discriminative scorers).
 
     Model selection: ``keep_epoch`` ``"best"`` (the paper: the epoch with the best
     ``select_metric`` on the validation split, ties to the lower validation cross-entropy;
@@ -255,6 +255,8 @@ class TrainConfig:
     alpha: float | None = None
     ratios: dict[str, list[float | None]] | None = None
     concordance_weight: float | None = None
+    head_hidden: str = "shared"
+    common_head_sets: str = "discriminative"
     keep_epoch: str = "best"
     select_metric: str = "balanced_accuracy"
     seed: int = 0
@@ -427,7 +429,7 @@ class TrainConfig:
                 f"MinAR ({self.min_ar}) must not exceed MaxAR ({self.max_ar}): a concept cannot "
                 "need more active pixels than it may have"
             )
-        self._validate_lap_options()
+        check_lap_settings(self)
         if self.loss_weights is not None:
             if not isinstance(self.loss_weights, dict):
                 raise TypeError(f"loss_weights must be a dict, got {self.loss_weights!r}")
@@ -476,33 +478,10 @@ class TrainConfig:
                     "layers; train 'all' or named modules instead"
                 )
 
-    def _validate_lap_options(self) -> None:
-        hidden = self.hidden_channels
-        if hidden is not None and (not is_int(hidden) or hidden < 0):
-            raise ValueError(
-                f"hidden_channels must be an int >= 0 (0: one 1x1 convolution per LAP head), "
-                f"got {hidden!r}"
-            )
-        if self.aggregation is not None and self.aggregation not in AGGREGATION_NAMES:
-            raise ValueError(
-                f"unknown aggregation {self.aggregation!r}; expected one of {AGGREGATION_NAMES}"
-            )
-        if self.alpha is not None:
-            check_positive_float(self.alpha, "alpha")
-        if self.ratios is not None:
-            check_head_ratios(self.ratios)
-        if self.concordance_weight is not None:
-            check_number(self.concordance_weight, "concordance_weight", minimum=0.0)
-        if self.keep_epoch not in KEEP_EPOCHS:
-            raise ValueError(f"keep_epoch must be one of {KEEP_EPOCHS}, got {self.keep_epoch!r}")
-        if self.select_metric not in SELECT_METRICS:
-            raise ValueError(
-                f"select_metric must be one of {SELECT_METRICS}, got {self.select_metric!r}"
-            )
-
     def lap_options(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(options, preset)``: the LAP options to build with (``hidden_channels``,
-        ``aggregation``, ``alpha``: the user's, else the ``--lap`` preset's paper values) and the
+        ``aggregation``, ``alpha``: the user's, else the ``--lap`` preset's paper values;
+        ``head_hidden`` when it is not the default ``"shared"``) and the
         preset's paper options (empty when ``lap`` is not a preset)."""
         preset = dict(PRESETS[self.lap].paper_options) if self.lap in PRESETS else {}
         options: dict[str, Any] = {}
@@ -510,6 +489,8 @@ class TrainConfig:
             value = preset.get(name) if getattr(self, name) is None else getattr(self, name)
             if value is not None:
                 options[name] = value
+        if self.head_hidden != "shared":  # (the layer's default, left out as the others are)
+            options["head_hidden"] = self.head_hidden
         return options, preset
 
     def head_ratios(

@@ -44,7 +44,12 @@ from torchlap.layers import lap_modules
 from torchlap.layers._state import kept_last_maps
 from torchlap.logs import lightning_progress_callbacks
 from torchlap.metrics._common import eval_mode
-from torchlap.models.recipes import TrainingModel, build_for_training, recipe_for
+from torchlap.models.recipes import (
+    TrainingModel,
+    build_for_training,
+    default_n_concepts,
+    recipe_for,
+)
 from torchlap.models.wrapping import NormalizedClassifier
 from torchlap.runs import (
     CHECKPOINTS_DIR,
@@ -287,6 +292,13 @@ def _prepare(config: TrainConfig) -> _Prepared:
             f"{config.data!r} has none (no image of it has a box or a mask); use --supervision "
             "weak (or none)"
         )
+    heads = config.n_concepts or default_n_concepts(len(classes))
+    if config.uses_lap and config.head_hidden == "per_head" and heads == 1:
+        raise ValueError(
+            f"--head-hidden per_head gives each concept head its own hidden channels, but the "
+            f"LAP layers have one head ({len(classes)} classes, n_concepts 1), which is the "
+            "same network as shared: give --n-concepts N > 1, or leave --head-hidden out"
+        )
     recipe = recipe_for(config.model, config.lap)
     # a run folder as --pretrained is read here, where the run's files are known
     pretrained_file = None if config.pretrained is None else pretrained_weights(config.pretrained)
@@ -409,6 +421,7 @@ def _run_config(
             "weights": None if injection is None else dict(injection.weights),
             "concordance_threshold": None if injection is None else injection.concordance_threshold,
             "concordance_mode": None if injection is None else injection.concordance_mode,
+            "common_head_sets": None if injection is None else injection.common_head_sets,
         },
         "seed": config.seed,
         "shuffle_labels": config.shuffle_labels,
