@@ -126,6 +126,8 @@ def boxes_to_mask(boxes: Tensor, height: int, width: int) -> Tensor:
     check_positive_int(width, "width")
     if not isinstance(boxes, Tensor):
         raise TypeError(f"boxes must be a torch.Tensor (N, 4), got {type(boxes).__name__}")
+    if boxes.dtype == torch.bool or boxes.is_complex():
+        raise TypeError(f"boxes must hold pixel coordinates (numbers), got dtype {boxes.dtype}")
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
     if boxes.shape[0]:
@@ -175,6 +177,9 @@ def masks_to_tight_boxes(masks: Tensor) -> tuple[Tensor, Tensor]:
     Unlike ``torchvision.ops.masks_to_boxes`` (inclusive pixel indices) the max side is the edge
     after the last pixel, so ``boxes_to_mask`` of the box covers exactly the mask's extent.
     """
+    if not isinstance(masks, Tensor) or masks.dim() < 2:
+        got = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
+        raise TypeError(f"masks must be a bool torch.Tensor (..., H, W), got {got}")
     height, width = masks.shape[-2:]
     cols = masks.any(dim=-2)  # (..., W)
     rows = masks.any(dim=-1)  # (..., H)
