@@ -15,6 +15,7 @@ from PIL import Image
 
 import torchlap
 from torchlap import data, explainers, losses, metrics, models, report
+from torchlap.export import output_names
 from torchlap.layers import LapMaps
 
 NAN = float("nan")
@@ -458,3 +459,86 @@ def test_plot_overlays_refuses_a_bool_alpha(tmp_path: Path) -> None:
             torch.rand(1, 3, 8, 8), {"gradcam": torch.rand(1, 8, 8)}, None, None, path, alpha=True
         )
     assert not path.exists()
+
+
+# ----------------------------------------------------------------------------- training helpers
+
+
+def _antehoc() -> models.AnteHocModel:
+    torch.manual_seed(0)
+    return models.AnteHocModel(models.SmallCNN(3), eta=2)
+
+
+TRAINING: list[tuple[str, Callable[[], object], type, str]] = [
+    (
+        "pass_one-images-list",
+        lambda: models.antehoc_pass_one_loss(_antehoc(), [[0.0]], torch.tensor([0])),
+        ValueError,
+        r"images must be a float \(B, C, H, W\) tensor, got list",
+    ),
+    (
+        "pass_one-images-float64",
+        lambda: models.antehoc_pass_one_loss(
+            _antehoc(), torch.rand(2, 3, 32, 32, dtype=torch.float64), torch.tensor([0, 1])
+        ),
+        TypeError,
+        r"images are torch\.float64 but the model's parameters are torch\.float32",
+    ),
+    (
+        "pass_one-targets-0d",
+        lambda: models.antehoc_pass_one_loss(_antehoc(), torch.rand(2, 3, 32, 32), torch.tensor(1)),
+        ValueError,
+        r"a 0-d target \(no batch dim\) for 2 images; give one row per image",
+    ),
+    (
+        "pass_one-targets-bool",
+        lambda: models.antehoc_pass_one_loss(
+            _antehoc(), torch.rand(2, 3, 32, 32), torch.tensor([True, False])
+        ),
+        TypeError,
+        r"takes integer class indices or float class probabilities, got dtype torch\.bool",
+    ),
+    (
+        "antehoc-forward-float16",
+        lambda: _antehoc()(torch.rand(2, 3, 32, 32).half()),
+        TypeError,
+        r"images are torch\.float16 but the model's parameters are torch\.float32",
+    ),
+    (
+        "collate_regions-tensor",
+        lambda: data.collate_regions(torch.rand(2, 3)),
+        TypeError,
+        r"batch must be a list of sample dicts, got Tensor",
+    ),
+    (
+        "collate_regions-tensors",
+        lambda: data.collate_regions([torch.rand(3, 8, 8)]),
+        TypeError,
+        r"batch must be a list of sample dicts \(a dataset's items\), got \['Tensor'\]",
+    ),
+    (
+        "output_names-model",
+        lambda: output_names(models.SmallCNN(3)),
+        TypeError,
+        r"module must be a LapExportModule, got SmallCNN",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [pytest.param(call, error, message, id=name) for name, call, error, message in TRAINING],
+)
+def test_training_and_export_helpers_name_bad_input(
+    call: Callable[[], object], error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_bla_maps_refuses_a_text_flag() -> None:
+    model, _ = torchlap.blaify(models.SmallCNN(3), input_size=32)
+    model.eval()(torch.rand(1, 3, 32, 32))
+    with pytest.raises(TypeError, match=r"detach must be True or False, got 'no'"):
+        models.bla_maps(model, detach="no")  # it detached the maps: bool("no") is True
+    assert not models.bla_maps(model)["soft"].requires_grad

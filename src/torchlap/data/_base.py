@@ -26,7 +26,7 @@ Conventions (documented once here, used everywhere in ``torchlap.data``):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -259,8 +259,13 @@ def collate_regions(batch: Sequence[Sample]) -> dict[str, Any]:
     Returns ``{"image": (B, C, H, W) float, "label": (B,) int64, "boxes": list of B
     BoundingBoxes, "mask": (B, H, W) uint8, "has_region": (B,) bool, "index": (B,) int64}``.
     """
+    if isinstance(batch, (Tensor, str, bytes)) or not isinstance(batch, Sequence):
+        raise TypeError(f"batch must be a list of sample dicts, got {type(batch).__name__}")
     if len(batch) == 0:
         raise ValueError("collate_regions got an empty batch")
+    if not all(isinstance(sample, Mapping) for sample in batch):
+        kinds = sorted({type(sample).__name__ for sample in batch})
+        raise TypeError(f"batch must be a list of sample dicts (a dataset's items), got {kinds}")
     shapes = {tuple(sample["image"].shape) for sample in batch}
     if len(shapes) != 1:
         raise ValueError(

@@ -67,6 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlap._checks import check_model_inputs
 from torchlap.layers._state import KeepsLastMaps
 from torchlap.metrics import binarize_map
 from torchlap.metrics._common import check_binarize_options
@@ -262,6 +263,7 @@ class AnteHocModel(KeepsLastMaps, nn.Module):
         if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"images must be a float (B, C, H, W) tensor, got {shape}")
+        check_model_inputs(self, x)  # the parameters' device and dtype (outside autocast)
 
     def backbone_with_sams(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Run the backbone on ``x``: ``(output, SAMs (B, eta, H, W))``. The hooks live only
@@ -461,6 +463,11 @@ def _task_loss(task_loss: TaskLoss, output: Tensor, targets: Tensor) -> Tensor:
                     f"{tuple(targets.shape)} (regression targets? use task_loss='mse')"
                 )
         else:
+            if targets.dtype == torch.bool or targets.is_complex():
+                raise TypeError(
+                    "task_loss='cross_entropy' takes integer class indices or float class "
+                    f"probabilities, got dtype {targets.dtype}"
+                )
             if targets.shape != output.shape[:1]:
                 raise ValueError(
                     f"task_loss='cross_entropy': class indices must be ({output.shape[0]},), "
@@ -493,9 +500,10 @@ def antehoc_pass_one_loss(
         raise TypeError(f"targets must be a tensor, got {type(targets).__name__}")
     if not (callable(task_loss) or task_loss in TASK_LOSSES):
         raise ValueError(f"unknown task_loss {task_loss!r}; expected one of {TASK_LOSSES}")
-    if targets.shape[:1] != images.shape[:1]:
-        raise ValueError(f"{targets.shape[0]} targets for {images.shape[0]} images")
     model._check_images(images)
+    if targets.dim() == 0 or targets.shape[0] != images.shape[0]:
+        got = f"{targets.shape[0]} targets" if targets.dim() else "a 0-d target (no batch dim)"
+        raise ValueError(f"{got} for {images.shape[0]} images; give one row per image")
     output = model.backbone(images)  # the weight network plays no part in Eq. 2
     if not isinstance(output, Tensor):
         raise TypeError(f"the backbone returned {type(output).__name__}, expected a tensor")
