@@ -10,6 +10,7 @@ import torch
 
 from torchlap._checks import (
     check_bool,
+    check_channels,
     check_choice,
     check_device,
     check_fraction,
@@ -18,6 +19,7 @@ from torchlap._checks import (
     check_positive_float,
     check_positive_int,
     check_seed,
+    check_size_pair,
 )
 
 
@@ -121,3 +123,23 @@ def test_bool_check_takes_numpy_bools_and_nothing_else() -> None:
     for value in ("no", 1, 0.0, None, np.int64(1)):
         with pytest.raises(TypeError, match=r"flag must be True or False, got"):
             check_bool(value, "flag")
+
+
+def test_channel_counts_are_one_or_three_and_never_a_bool() -> None:
+    assert check_channels(1) == 1 and check_channels(3, "n_channels") == 3
+    for bad in (0, 2, 4, -1):
+        with pytest.raises(
+            ValueError, match=rf"channels must be 1 \(grayscale\) or 3 \(RGB\), got {bad}"
+        ):
+            check_channels(bad)
+    for bad in (True, 3.0, "3", None):  # True == 1 and 3.0 == 3 pass a plain `in (1, 3)`
+        with pytest.raises(TypeError, match=r"n_channels must be 1 \(grayscale\) or 3"):
+            check_channels(bad, "n_channels")
+
+
+def test_size_pairs_are_two_positive_ints() -> None:
+    assert check_size_pair((4, 5)) == (4, 5)
+    assert check_size_pair(torch.Size([4, 5])) == (4, 5) and check_size_pair([1, 1]) == (1, 1)
+    for bad in ((0, 4), (-1, 4), (2.5, 4), (True, 4), (4,), (4, 4, 4), "44", 4, None):
+        with pytest.raises(ValueError, match=r"size must be \(H, W\), two positive ints, got"):
+            check_size_pair(bad)

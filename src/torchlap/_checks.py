@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import TypeVar
 
 import torch
@@ -23,6 +23,7 @@ __all__ = [
     "SEED_RANGE",
     "channel_mismatch",
     "check_bool",
+    "check_channels",
     "check_choice",
     "check_device",
     "check_distinct",
@@ -33,6 +34,7 @@ __all__ = [
     "check_positive_float",
     "check_positive_int",
     "check_seed",
+    "check_size_pair",
     "is_int",
     "is_number",
     "is_plain_number",
@@ -138,6 +140,19 @@ def check_seed(seed: object, name: str = "seed") -> int:
     return check_int(seed, name, minimum=SEED_RANGE[0], maximum=SEED_RANGE[1])
 
 
+def check_size_pair(value: object, name: str = "size") -> tuple[int, int]:
+    """``value`` as ``(H, W)``: a pair (tuple, list, ``torch.Size``) of two ints >= 1, never a
+    bool, a float or a text; else ``ValueError`` naming ``name``."""
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, Sequence)
+        or len(value) != 2
+        or not all(is_int(n) and n >= 1 for n in value)
+    ):
+        raise ValueError(f"{name} must be (H, W), two positive ints, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
 def check_distinct(values: Collection[object], name: str) -> None:
     """``ValueError`` when ``values`` (a list option, e.g. ``--sizes``) holds an entry twice:
     the work would be repeated and its table row printed twice."""
@@ -168,6 +183,17 @@ def check_choice(value: T, name: str, choices: Collection[T]) -> T:
     if not known:
         listed = ", ".join(repr(choice) for choice in choices)
         raise ValueError(f"{name} must be one of {listed}, got {value!r}")
+    return value
+
+
+def check_channels(value: object, name: str = "channels") -> int:
+    """``value`` as an image's channel count, 1 (grayscale) or 3 (RGB): ``TypeError`` for a
+    non-int (or a bool, which ``True == 1`` would let through), ``ValueError`` for another
+    int."""
+    if not is_int(value):
+        raise TypeError(f"{name} must be 1 (grayscale) or 3 (RGB), got {value!r}")
+    if value not in (1, 3):
+        raise ValueError(f"{name} must be 1 (grayscale) or 3 (RGB), got {value!r}")
     return value
 
 

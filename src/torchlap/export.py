@@ -139,6 +139,8 @@ class LapExportModule(nn.Module):
 
 def output_names(module: LapExportModule) -> list[str]:
     """``["logits", "lap_<layer>", ..., "lap_all"]`` in the order ``forward`` returns them."""
+    if not isinstance(module, LapExportModule):
+        raise TypeError(f"module must be a LapExportModule, got {type(module).__name__}")
     return ["logits", *(_output_name(n) for n in module.layers), "lap_all"]
 
 

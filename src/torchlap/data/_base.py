@@ -26,7 +26,7 @@ Conventions (documented once here, used everywhere in ``torchlap.data``):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -126,6 +126,8 @@ def boxes_to_mask(boxes: Tensor, height: int, width: int) -> Tensor:
     check_positive_int(width, "width")
     if not isinstance(boxes, Tensor):
         raise TypeError(f"boxes must be a torch.Tensor (N, 4), got {type(boxes).__name__}")
+    if boxes.dtype == torch.bool or boxes.is_complex():
+        raise TypeError(f"boxes must hold pixel coordinates (numbers), got dtype {boxes.dtype}")
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
     if boxes.shape[0]:
@@ -175,6 +177,9 @@ def masks_to_tight_boxes(masks: Tensor) -> tuple[Tensor, Tensor]:
     Unlike ``torchvision.ops.masks_to_boxes`` (inclusive pixel indices) the max side is the edge
     after the last pixel, so ``boxes_to_mask`` of the box covers exactly the mask's extent.
     """
+    if not isinstance(masks, Tensor) or masks.dim() < 2:
+        got = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
+        raise TypeError(f"masks must be a bool torch.Tensor (..., H, W), got {got}")
     height, width = masks.shape[-2:]
     cols = masks.any(dim=-2)  # (..., W)
     rows = masks.any(dim=-1)  # (..., H)
@@ -254,8 +259,13 @@ def collate_regions(batch: Sequence[Sample]) -> dict[str, Any]:
     Returns ``{"image": (B, C, H, W) float, "label": (B,) int64, "boxes": list of B
     BoundingBoxes, "mask": (B, H, W) uint8, "has_region": (B,) bool, "index": (B,) int64}``.
     """
+    if isinstance(batch, (Tensor, str, bytes)) or not isinstance(batch, Sequence):
+        raise TypeError(f"batch must be a list of sample dicts, got {type(batch).__name__}")
     if len(batch) == 0:
         raise ValueError("collate_regions got an empty batch")
+    if not all(isinstance(sample, Mapping) for sample in batch):
+        kinds = sorted({type(sample).__name__ for sample in batch})
+        raise TypeError(f"batch must be a list of sample dicts (a dataset's items), got {kinds}")
     shapes = {tuple(sample["image"].shape) for sample in batch}
     if len(shapes) != 1:
         raise ValueError(

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from torchlap._checks import check_seed
+from torchlap._checks import check_int, check_seed
 from torchlap.data._base import check_split_fractions, split_counts
 from torchlap.data.annotations import ImageRecord
 
@@ -79,6 +79,8 @@ def first_images(dataset: Any, n_images: int, seed: int) -> list[int]:
     give cats only; other datasets their first ``n_images`` (the built-in benchmarks cycle their
     labels, so their first images are balanced already). Indices in dataset order.
     """
+    check_int(n_images, "n_images", minimum=1)
+    check_seed(seed)
     records = getattr(dataset, "records", None)
     if records is None or n_images >= len(records):
         return list(range(min(n_images, len(dataset))))

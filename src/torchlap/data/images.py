@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torchvision.transforms.v2.functional import resize
 
+from torchlap._checks import check_channels
 from torchlap.data.transforms import size_pair
 
 __all__ = [
@@ -247,6 +248,7 @@ def read_image(path: Path, channels: int) -> Tensor:
 
 def read_image_with_orientation(path: Path, channels: int) -> tuple[Tensor, int]:
     """:func:`read_image` and the image's EXIF orientation tag (1 when absent, or DICOM)."""
+    check_channels(channels)
     orientation = 1
     if _is_dicom(path):
         array = _read_dicom(path)

@@ -21,6 +21,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
+from torchlap._checks import check_bool, check_channels
+
 # ImageNet statistics: the conventional choice for RGB images and for backbones pretrained on
 # ImageNet; for grayscale images their channel average (the usual way to feed gray X-rays to
 # such a backbone after averaging its first convolution's input channels).
@@ -32,11 +34,9 @@ GRAY_STD = (0.226,)
 
 def default_normalization(n_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Default (mean, std) for ``n_channels`` 1 (grayscale, e.g. X-ray) or 3 (RGB)."""
-    if n_channels == 1:
+    if check_channels(n_channels, "n_channels") == 1:
         return GRAY_MEAN, GRAY_STD
-    if n_channels == 3:
-        return IMAGENET_MEAN, IMAGENET_STD
-    raise ValueError(f"n_channels must be 1 (grayscale) or 3 (RGB), got {n_channels}")
+    return IMAGENET_MEAN, IMAGENET_STD
 
 
 MAX_IMAGE_SIDE = 8192
@@ -123,8 +123,8 @@ def default_transforms(
         a left and a right);
       * RGB: random resized crop keeping 80-100 % of the area, horizontal flip, colour jitter.
     """
-    if n_channels not in (1, 3):
-        raise ValueError(f"n_channels must be 1 (grayscale) or 3 (RGB), got {n_channels}")
+    check_channels(n_channels, "n_channels")
+    check_bool(train, "train")
     if image_size is None:
         if train:
             raise ValueError("training transforms need an image_size")

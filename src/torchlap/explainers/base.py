@@ -199,6 +199,8 @@ def table_order(names: Iterable[str] | None = None) -> list[str]:
     """``names`` (default: every registered method) in the column order of the report's tables
     (:attr:`Explainer.column_rank`: paper 000's Table II, then papers 002-004), methods without
     a rank (and unknown names) after them in the order given."""
+    if isinstance(names, (str, bytes)):
+        raise TypeError(f"names must be a list of method names (or None), got {names!r}")
     names = list(dict.fromkeys(available() if names is None else names))
 
     def rank(name: str) -> tuple[int, int]:
@@ -219,6 +221,8 @@ def applicability(name: str, model: nn.Module) -> str | None:
     """``None`` when method ``name`` can explain ``model``, else why not (e.g. ``"the model has
     no LAP layer"``; evaluate records it under ``results["skipped"]``)."""
     cls = get(name)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     return None if cls.applies_to(model) else cls.not_applicable
 
 

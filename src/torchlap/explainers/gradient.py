@@ -24,6 +24,7 @@ from torchlap._checks import check_bool, check_choice, check_number
 from torchlap.explainers.base import Explainer, register
 from torchlap.explainers.guided import guided_functional_relus, rescale_functional_relus
 from torchlap.explainers.inputs import check_layer_option
+from torchlap.explainers.maps import check_float_maps
 
 __all__ = ["DeepLift", "GradCam", "GuidedBackprop", "GuidedGradCam", "reduce_channels"]
 
@@ -34,7 +35,10 @@ INTERPOLATE_MODES = ("bilinear", "nearest")
 
 
 def reduce_channels(attributions: Tensor, sign: str = "absolute") -> Tensor:
-    """Reduce ``(B, C, H, W)`` attributions to ``(B, H, W)`` maps (see the module docstring)."""
+    """Reduce ``(B, C, H, W)`` attributions to ``(B, H, W)`` maps (see the module docstring).
+
+    ``attributions``: a floating tensor (B, C, H, W) (its values are not checked)."""
+    check_float_maps(attributions, "attributions", "(B, C, H, W)")
     if sign == "absolute":
         return attributions.abs().sum(dim=1)
     if sign == "signed":

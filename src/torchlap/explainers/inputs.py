@@ -186,14 +186,17 @@ def class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tenso
     """The score of class ``target[i]`` for every row ``i`` of ``logits`` ``(N, K)``.
 
     ``kind="softmax"``: the class probability (a single-output model uses the sigmoid of its
-    logit); ``kind="logit"``: the raw logit. ``target``: an integer tensor of ``N`` class
-    indices in ``[0, K)`` (checked with one reduction; anything else raises, naming the range).
+    logit); ``kind="logit"``: the raw logit. ``logits``: finite, floating. ``target``: an
+    integer tensor of ``N`` class indices in ``[0, K)`` (both checked with one device sync;
+    anything else raises, naming the range).
     """
     if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[1] == 0:
         raise ValueError(
             "logits must be a tensor (N, K) with K >= 1 classes, got "
             f"{tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__}"
         )
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating tensor (N, K), got dtype {logits.dtype}")
     count, num_classes = logits.shape
     accepted = f"an integer tensor of {count} class indices (one per row of logits)"
     if (
@@ -209,7 +212,10 @@ def class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tenso
     if kind not in ("softmax", "logit"):
         raise ValueError(f"unknown score kind {kind!r}; expected 'softmax' or 'logit'")
     if count:
-        low, high = torch.stack(target.aminmax()).tolist()  # one sync
+        finite = torch.isfinite(logits).all().to(target.dtype)
+        low, high, all_finite = torch.stack([*target.aminmax(), finite]).tolist()  # one sync
+        if not all_finite:
+            raise ValueError("logits hold NaN or infinite values; only finite logits are accepted")
         if low < 0 or high >= num_classes:
             raise ValueError(
                 f"target classes must lie in [0, {num_classes}) for these logits, got "

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import check_bool, check_choice, check_fraction, check_number
+from torchlap._checks import check_bool, check_choice, check_fraction, check_int, check_number
 from torchlap.explainers.base import Explainer, register
 from torchlap.layers.lap import LapBase, LapMaps, attention_maps, clear_attention_maps, lap_modules
 
@@ -111,6 +111,10 @@ def _check_lap_all_options(
             raise ValueError(
                 "lap_all expects maps of shape (B, h, w) with the same B, got "
                 f"{[tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__ for t in maps]}"
+            )
+        if not m.is_floating_point():
+            raise TypeError(
+                f"lap_all expects floating maps (a LAP layer's probabilities), got {m.dtype}"
             )
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return  # no data-dependent branch in an exported graph (torchlap.export)
@@ -235,9 +239,34 @@ def select_lap_map(
         return concepts[:, head]
     if head is not None:
         raise ValueError(f"head must be None, an int or 'score', got {head!r}")
+    check_int(num_classes, "num_classes", minimum=1)
+    check_bool(include_common, "include_common")
+    _check_target(target, concepts.shape[0], num_classes)
     sets = concept_mapping(concept_sets)
     members = None if sets is None else _concept_members(sets, num_classes, n_concepts)
     return _map_of_targets(maps, target, num_classes, members, include_common)
+
+
+def _check_target(target: object, batch: int, num_classes: int) -> None:
+    """``target`` of :func:`select_lap_map`: an integer tensor (B,) of class indices in
+    ``[0, num_classes)`` (the range with one device sync, skipped while ``torch.export`` or
+    ``torch.compile`` traces)."""
+    accepted = f"an integer tensor of {batch} class indices in [0, {num_classes})"
+    if (
+        not isinstance(target, Tensor)
+        or target.dtype == torch.bool
+        or target.is_floating_point()
+        or target.is_complex()
+    ):
+        got = target.dtype if isinstance(target, Tensor) else type(target).__name__
+        raise TypeError(f"target must be {accepted}, got {got}")
+    if tuple(target.shape) != (batch,):
+        raise ValueError(f"target must be {accepted}, got shape {tuple(target.shape)}")
+    if batch == 0 or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return
+    low, high = torch.stack(target.aminmax()).tolist()  # one sync
+    if low < 0 or high >= num_classes:
+        raise ValueError(f"target must be {accepted}, got classes from {low} to {high}")
 
 
 def _map_of_targets(

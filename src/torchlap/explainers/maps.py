@@ -9,7 +9,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["minmax_normalize", "upsample"]
+from torchlap._checks import check_size_pair
+
+__all__ = ["check_float_maps", "minmax_normalize", "upsample"]
+
+
+def check_float_maps(maps: object, name: str, shape: str) -> Tensor:
+    """``maps`` if it is a floating tensor with as many dimensions as ``shape`` names (e.g.
+    ``"(B, h, w)"``), else ``TypeError``/``ValueError`` naming ``name``. No device sync: the
+    values are not read (the helpers using it run on every explanation)."""
+    ndim = shape.count(",") + 1
+    if not isinstance(maps, Tensor):
+        got = type(maps).__name__
+        raise TypeError(f"{name} must be a floating torch.Tensor {shape}, got {got}")
+    if maps.dim() != ndim:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(maps.shape)}")
+    if not maps.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor {shape}, got dtype {maps.dtype}")
+    return maps
 
 
 def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
@@ -20,18 +37,27 @@ def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
     Score-CAM, RISE and SISE, and Guided Grad-CAM's Grad-CAM factor unless its
     ``interpolate_mode`` says ``"nearest"``, use the same interpolation), so methods are
     compared on the same footing.
+
+    ``maps``: a floating tensor; ``size``: two positive ints (a ``torch.Size`` too).
     """
     if not isinstance(maps, Tensor) or maps.dim() != 3:
         shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
         raise ValueError(f"upsample expects maps of shape (B, h, w), got {shape}")
-    size = (int(size[0]), int(size[1]))
+    check_float_maps(maps, "maps", "(B, h, w)")
+    size = check_size_pair(size, "size")
     if tuple(maps.shape[-2:]) == size:
         return maps
     return F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
 def minmax_normalize(maps: Tensor, dims: Sequence[int] = (-2, -1)) -> Tensor:
-    """Rescale each map to [0, 1] over ``dims`` (a constant map becomes all zeros)."""
+    """Rescale each map to [0, 1] over ``dims`` (a constant map becomes all zeros).
+
+    ``maps``: a floating tensor (its values are not checked: a NaN stays NaN).
+    """
+    if not isinstance(maps, Tensor) or not maps.is_floating_point():
+        got = maps.dtype if isinstance(maps, Tensor) else type(maps).__name__
+        raise TypeError(f"maps must be a floating torch.Tensor, got {got}")
     low = maps.amin(dim=tuple(dims), keepdim=True)
     high = maps.amax(dim=tuple(dims), keepdim=True)
     span = high - low

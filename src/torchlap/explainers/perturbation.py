@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchlap._checks import check_number, check_seed
+from torchlap._checks import check_device, check_number, check_seed
 from torchlap._checks import check_positive_int as _check_positive_int
 from torchlap.explainers.base import (
     Explainer,
@@ -319,7 +319,7 @@ class RiseMasks:
         _check_rise_cells(n_masks, grid_size)
         self.grid_size = grid_size
         self.cell = (math.ceil(self.size[0] / grid_size), math.ceil(self.size[1] / grid_size))
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.device = check_device(device) if device is not None else torch.device("cpu")
         generator = torch.Generator().manual_seed(seed)
         grids = torch.rand(n_masks, grid_size, grid_size, generator=generator) < self.p
         shift_y = torch.randint(0, self.cell[0], (n_masks,), generator=generator)

@@ -39,6 +39,7 @@ from torchlap.explainers.base import (
 )
 from torchlap.explainers.inputs import _class_scores as class_scores  # target checked once
 from torchlap.explainers.inputs import check_layer_option
+from torchlap.explainers.maps import check_float_maps
 from torchlap.explainers.perturbation import (
     check_precision,
     masked_batch,
@@ -61,9 +62,30 @@ def otsu_threshold(maps: Tensor, bins: int = 256) -> Tensor:
     maximises the between-class variance ``w_0 w_1 (mu_0 - mu_1)^2`` of the split after it (the
     binning and tie rule of ``skimage.filters.threshold_otsu``). A constant map's threshold is
     its value.
+
+    ``maps``: a non-empty, finite floating tensor (checked, one device sync); ``bins``: an int
+    >= 2.
     """
-    if maps.dim() != 3:
-        raise ValueError(f"otsu_threshold expects maps (B, H, W), got {tuple(maps.shape)}")
+    check_float_maps(maps, "maps", "(B, H, W)")
+    _check_positive_int(bins, "bins")
+    if bins < 2:
+        raise ValueError(f"bins must be an int >= 2 (a histogram to split in two), got {bins!r}")
+    _check_finite_maps(maps, "otsu_threshold")
+    return _otsu_threshold(maps, bins)
+
+
+def _check_finite_maps(maps: Tensor, caller: str) -> None:
+    """``ValueError`` for an empty map or a NaN or infinite value in ``maps`` (one sync)."""
+    if maps.numel() == 0:
+        raise ValueError(f"{caller} needs non-empty maps, got shape {tuple(maps.shape)}")
+    if not bool(torch.isfinite(maps).all()):
+        raise ValueError(
+            f"{caller} got NaN or infinite values in its maps; only finite maps are accepted"
+        )
+
+
+def _otsu_threshold(maps: Tensor, bins: int = 256) -> Tensor:
+    """:func:`otsu_threshold` without the checks (:func:`sise_fusion` checked its maps)."""
     flat = maps.flatten(1).double()
     low = flat.amin(dim=1, keepdim=True)
     high = flat.amax(dim=1, keepdim=True)
@@ -97,13 +119,15 @@ def sise_fusion(maps: Tensor, normalization: str = "none") -> Tensor:
     moves with the map, so the binary masks are the same either way.
     """
     check_choice(normalization, "normalization", FUSION_NORMALIZATIONS)
-    if maps.dim() != 4 or maps.shape[0] < 1:
+    check_float_maps(maps, "maps", "(L, B, H, W)")
+    if maps.shape[0] < 1:
         raise ValueError(f"sise_fusion expects maps (L, B, H, W), got {tuple(maps.shape)}")
+    _check_finite_maps(maps, "sise_fusion")  # one sync per explanation
     if normalization == "min_max":
         maps = minmax_normalize(maps)
     fused = maps[0]
     for later in maps[1:]:
-        keep = later > otsu_threshold(later)[:, None, None]
+        keep = later > _otsu_threshold(later)[:, None, None]
         fused = (fused + later) * keep
     return fused
 

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchlap._checks import check_fraction, check_int, check_number, is_int
+from torchlap._checks import check_fraction, check_int, check_number
 from torchlap.losses._validation import (
     PROBABILITIES,
     REGION_VALUES,
@@ -52,6 +52,14 @@ from torchlap.losses._validation import (
     check_selector,
     check_values,
     per_head_ratios,
+)
+from torchlap.losses.regions import (
+    MASK_RESIZE_MODES,
+    _annotated_samples,
+    _check_region_masks,
+    _inside_cells,
+    annotated_samples,
+    resize_region_masks,
 )
 
 __all__ = [
@@ -73,7 +81,6 @@ __all__ = [
 
 LOG_EPS = 1e-6
 CONCORDANCE_MODES = ("both", "high_low")
-MASK_RESIZE_MODES = ("any", "area")
 CONCORDANCE_POOLS = ("max", "avg")
 
 # Paper 000, Appendix A: term 1 of the expert loss takes "half of the pixels with higher
@@ -262,35 +269,6 @@ def discriminative_scorer_loss(
 # ----------------------------------------------------------------------------- expert
 
 
-def resize_region_masks(region_masks: Tensor, size: tuple[int, int], mode: str = "any") -> Tensor:
-    """Resize (B, H0, W0) region masks in [0, 1] to a LAP layer's input size (B, H, W).
-
-    ``mode="any"`` (default): adaptive max pooling; a LAP pixel is inside the region when any
-    image pixel of its cell is, as the pixel's features see that part of the image.
-    ``mode="area"``: adaptive average pooling; the target is the fraction of the cell covered.
-    Both use PyTorch's adaptive cells (start ``floor(i H0 / H)``, end ``ceil((i + 1) H0 / H)``),
-    so they also work when the map is larger than the mask. ``size``: ``(H, W)``, two positive
-    ints.
-    """
-    if mode not in MASK_RESIZE_MODES:
-        raise ValueError(f"mode must be one of {MASK_RESIZE_MODES}, got {mode!r}")
-    if (
-        isinstance(size, (str, bytes))
-        or not isinstance(size, Sequence)
-        or len(size) != 2
-        or not all(is_int(n) and n > 0 for n in size)
-    ):
-        raise ValueError(f"size must be (H, W), two positive ints, got {size!r}")
-    if not isinstance(region_masks, Tensor) or region_masks.dim() != 3:
-        raise ValueError(
-            "region_masks must be a tensor (B, H0, W0) at image resolution, got "
-            f"{getattr(region_masks, 'shape', type(region_masks).__name__)}"
-        )
-    masks = region_masks if region_masks.dtype.is_floating_point else region_masks.float()
-    pool = F.adaptive_max_pool2d if mode == "any" else F.adaptive_avg_pool2d
-    return pool(masks.unsqueeze(1), tuple(size)).squeeze(1)
-
-
 def _check_expert_inputs(
     probs: Tensor,
     region_masks: object,
@@ -323,59 +301,6 @@ def _check_expert_inputs(
         [("selector", selector)],
     )  # one sync
     return has_region, heads, selector
-
-
-def _check_region_masks(region_masks: object, batch: int, against: str = "probs") -> Tensor:
-    """``region_masks`` if it is a tensor (B, H0, W0) (its values: :func:`check_values`)."""
-    if not isinstance(region_masks, Tensor) or region_masks.dim() != 3:
-        raise ValueError(
-            "region_masks must be a tensor (B, H0, W0) at image resolution, got "
-            f"{getattr(region_masks, 'shape', type(region_masks).__name__)}"
-        )
-    if region_masks.shape[0] != batch:
-        raise ValueError(
-            f"region_masks has batch size {region_masks.shape[0]}, {against} has {batch}"
-        )
-    if region_masks.shape[1] == 0 or region_masks.shape[2] == 0:
-        raise ValueError(
-            "region_masks must have at least one pixel per image (B, H0, W0 >= 1), got "
-            f"{tuple(region_masks.shape)}"
-        )
-    return region_masks
-
-
-def _inside_cells(
-    region_masks: Tensor, size: tuple[int, int], resize: str, device: torch.device
-) -> Tensor:
-    """Bool (B, H*W): the map cells inside the experts' regions.
-
-    ``resize="area"`` keeps the cells at least half covered; a region that covers no cell by
-    half (smaller than half a cell, e.g. a small lesion at a coarse layer) keeps the cells it
-    touches instead (the ``"any"`` rule), so that it does not vanish and leave its sample
-    supervised as "no concept anywhere".
-    """
-    region = resize_region_masks(region_masks.to(device), size, resize)
-    touched = region > 0
-    if resize == "any":
-        return touched.flatten(1)
-    covered = region >= 0.5
-    vanished = ~covered.flatten(1).any(1)
-    return torch.where(vanished[:, None, None], touched, covered).flatten(1)
-
-
-def annotated_samples(region_masks: Tensor, has_region: Tensor) -> Tensor:
-    """Bool (B,): the samples flagged ``has_region`` whose mask holds a region pixel (> 0).
-
-    A sample flagged ``has_region`` with an empty mask (a known "no region", as for a negative
-    image) has no region to supervise its present concepts with: the expert loss treats it as a
-    sample without a region (:class:`~torchlap.losses.InjectionLoss`: Eq. 5 for it), rather
-    than as "the concept nowhere in this image".
-    """
-    if not isinstance(has_region, Tensor) or has_region.dim() != 1:
-        raise TypeError(f"has_region must be a bool tensor (B,), got {has_region!r:.80}")
-    has_region = check_bool_mask(has_region, tuple(has_region.shape), "has_region", "(B,)")
-    region_masks = _check_region_masks(region_masks, has_region.shape[0], "has_region")
-    return has_region & (region_masks.flatten(1) > 0).any(1).to(has_region.device)
 
 
 def _top_inside_term(
@@ -487,7 +412,7 @@ def expert_supervision_loss(
     term_out = (_log1m(flat, eps) * outside).sum(-1) / outside.sum(-1).clamp_min(1)
     # term 3: as Eq. 5, on the samples without the concept
     term_neg = _negative_term(flat, selector, k3, negative_pixels, eps)
-    positive = present & annotated_samples(region_masks, has_region)[:, None] & heads[None, :]
+    positive = present & _annotated_samples(region_masks, has_region)[:, None] & heads[None, :]
     negative = ~present & heads[None, :]
     per_head = _masked_sample_mean(2.0 * term_top + term_out, positive, present & heads[None, :])
     per_head = per_head + _masked_sample_mean(term_neg, negative)

@@ -359,6 +359,7 @@ class InjectionLoss(nn.Module):
         if logits is not None:
             self._check_logits(logits, batch)
         present = present.to(first.device)
+        self._check_values(items, region_masks)  # every map at once: one sync
 
         expert_samples = self._expert_samples(
             region_masks, has_region, batch, first.device, present
@@ -371,7 +372,6 @@ class InjectionLoss(nn.Module):
             weak_pairs = common[None, :] | (present & ~expert_samples[:, None])
 
         zero = first.sum() * 0.0
-        self._check_values(items, region_masks)  # every map at once: one sync
         with values_checked():
             terms = self._layer_terms(
                 items, present, region_masks, expert_samples, weak_pairs, common
@@ -429,7 +429,8 @@ class InjectionLoss(nn.Module):
     def _annotated(self, region_masks: Tensor, has_region: Tensor, present: Tensor) -> Tensor:
         """``has_region`` without the samples whose mask is empty (``annotated_samples``):
         their present concepts get Eq. 5 instead of "this concept nowhere"; said once."""
-        annotated = annotated_samples(region_masks, has_region)
+        with values_checked():  # the masks' values: checked with the maps' (_check_values)
+            annotated = annotated_samples(region_masks, has_region)
         if not self.__dict__.get("_warned_empty_regions"):
             # a concept of the sample's own (heads common to every class need no region)
             common = self._tables(present.device)[1]

@@ -120,6 +120,8 @@ METRIC_DIRECTIONS: Mapping[str, bool] = MappingProxyType(
 def higher_is_better(name: str) -> bool:
     """Direction of metric ``name`` (a key of :data:`METRIC_DIRECTIONS`, optionally with
     ``"group/"`` prefixes such as ``"keep_10/top1_vs_label"``)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a metric name (a str), got {name!r}")
     key = name.rsplit("/", 1)[-1]
     if key not in METRIC_DIRECTIONS:
         raise ValueError(f"unknown metric name {name!r}; known names: {sorted(METRIC_DIRECTIONS)}")

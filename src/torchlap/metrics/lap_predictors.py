@@ -29,6 +29,7 @@ from torchlap._checks import (
     check_number,
     check_positive_float,
     check_positive_int,
+    check_seed,
     is_int,
 )
 from torchlap.metrics._common import MetricResult, check_labels, make_result
@@ -181,6 +182,7 @@ class LearnedConceptPredictor(nn.Module):
         ):
             check_int(value, name, minimum=minimum)
         check_positive_float(lr, "lr")
+        check_seed(seed)
         self.n_concepts, self.num_classes = n_concepts, num_classes
         self.epochs, self.lr, self.batch_size, self.seed = epochs, lr, batch_size, seed
         with torch.random.fork_rng(devices=[]):
@@ -199,6 +201,11 @@ class LearnedConceptPredictor(nn.Module):
             features = concepts_or_features
             if not features.is_floating_point():
                 raise TypeError(f"features must be floating, got {features.dtype}")
+            if not bool(torch.isfinite(features).all()):
+                raise ValueError(
+                    "features (B, n_concepts) contain NaN or infinite values; only finite concept "
+                    "size features are accepted"
+                )
         else:
             features = concept_size_features(concepts_or_features)
         if features.shape[1] != self.n_concepts:
@@ -306,6 +313,8 @@ def paper_primary_rule(num_classes: int, available: Sequence[str]) -> str:
     ``concept_sum``. Raises ``ValueError`` when none of them is available.
     """
     check_int(num_classes, "num_classes", minimum=2)
+    if isinstance(available, (str, bytes)) or not isinstance(available, Sequence):
+        raise TypeError(f"available must be a list of rule names, got {available!r:.80}")
     order = PRIMARY_RULE_ORDER["two_classes" if num_classes == 2 else "more_classes"]
     for rule in order:
         if rule in available:

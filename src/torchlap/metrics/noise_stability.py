@@ -59,6 +59,8 @@ def salt_and_pepper(
     for name, value in (("low", low), ("high", high)):
         if value is not None and not isinstance(value, Tensor):
             check_number(value, name)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r:.80}")
     if generator is not None and generator.device != images.device:
         raise ValueError(f"generator is on {generator.device} but images are on {images.device}")
     low_values, high_values = low, high

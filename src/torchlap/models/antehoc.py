@@ -67,9 +67,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlap._checks import check_model_inputs
 from torchlap.layers._state import KeepsLastMaps
 from torchlap.metrics import binarize_map
 from torchlap.metrics._common import check_binarize_options
+from torchlap.models.antehoc_maps import (
+    interpretation_from_maps,
+    select_conv_layers,
+    soft_attention_map,
+)
 from torchlap.models.records import model_record, set_model_record
 
 __all__ = [
@@ -109,54 +115,6 @@ class AnteHocMaps:
         return AnteHocMaps(
             self.sams.detach(), self.weight_maps.detach(), self.interpretation.detach()
         )
-
-
-def soft_attention_map(activation: Tensor, size: Sequence[int] | None = None) -> Tensor:
-    """The soft attention map of one layer's activation (B, C, h, w): (B, 1, H, W).
-
-    Channel mean, softmax over the ``h*w`` positions divided by its maximum (values in (0, 1],
-    peak 1), bilinear resize to ``size`` (default: keep h x w). See the module docstring.
-    """
-    if not isinstance(activation, Tensor) or activation.dim() != 4:
-        shape = tuple(activation.shape) if isinstance(activation, Tensor) else type(activation)
-        raise ValueError(f"activation must be a (B, C, h, w) tensor, got {shape}")
-    batch, _, height, width = activation.shape
-    mean = activation.float().mean(dim=1).reshape(batch, height * width)
-    soft = torch.softmax(mean, dim=1)
-    sam = (soft / soft.amax(dim=1, keepdim=True)).reshape(batch, 1, height, width)
-    if size is not None and tuple(size) != (height, width):
-        sam = F.interpolate(sam, size=tuple(size), mode="bilinear", align_corners=False)
-    return sam.to(activation.dtype)
-
-
-def interpretation_from_maps(sams: Tensor, weight_maps: Tensor) -> Tensor:
-    """Eq. 1: ``I_map = sum_n WM_n * SAM_n`` for (B, eta, H, W) inputs: (B, 1, H, W)."""
-    if sams.shape != weight_maps.shape or sams.dim() != 4:
-        raise ValueError(
-            f"sams and weight_maps must both be (B, eta, H, W), got {tuple(sams.shape)} and "
-            f"{tuple(weight_maps.shape)}"
-        )
-    return (weight_maps * sams).sum(dim=1, keepdim=True)
-
-
-def select_conv_layers(backbone: nn.Module, eta: int) -> list[str]:
-    """Names of ``eta`` convolution layers of ``backbone`` at fixed intervals, first and last
-    included: indices ``round(i (L - 1) / (eta - 1))`` of its ``L`` ``nn.Conv2d`` modules in
-    registration order (``eta = 1``: the last)."""
-    if isinstance(eta, bool) or not isinstance(eta, int):
-        raise TypeError(f"eta must be a positive int, got {eta!r}")
-    if eta < 1:
-        raise ValueError(f"eta must be >= 1, got {eta}")
-    convs = [name for name, m in backbone.named_modules() if isinstance(m, nn.Conv2d) and name]
-    if eta > len(convs):
-        raise ValueError(
-            f"eta={eta} is larger than the number of convolutional layers of the backbone "
-            f"({len(convs)}); use eta <= {len(convs)} or pass layer_names"
-        )
-    if eta == 1:
-        return [convs[-1]]
-    step = (len(convs) - 1) / (eta - 1)
-    return [convs[int(i * step + 0.5)] for i in range(eta)]
 
 
 class WeightNetwork(nn.Module):
@@ -305,6 +263,7 @@ class AnteHocModel(KeepsLastMaps, nn.Module):
         if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"images must be a float (B, C, H, W) tensor, got {shape}")
+        check_model_inputs(self, x)  # the parameters' device and dtype (outside autocast)
 
     def backbone_with_sams(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Run the backbone on ``x``: ``(output, SAMs (B, eta, H, W))``. The hooks live only
@@ -504,6 +463,11 @@ def _task_loss(task_loss: TaskLoss, output: Tensor, targets: Tensor) -> Tensor:
                     f"{tuple(targets.shape)} (regression targets? use task_loss='mse')"
                 )
         else:
+            if targets.dtype == torch.bool or targets.is_complex():
+                raise TypeError(
+                    "task_loss='cross_entropy' takes integer class indices or float class "
+                    f"probabilities, got dtype {targets.dtype}"
+                )
             if targets.shape != output.shape[:1]:
                 raise ValueError(
                     f"task_loss='cross_entropy': class indices must be ({output.shape[0]},), "
@@ -536,9 +500,10 @@ def antehoc_pass_one_loss(
         raise TypeError(f"targets must be a tensor, got {type(targets).__name__}")
     if not (callable(task_loss) or task_loss in TASK_LOSSES):
         raise ValueError(f"unknown task_loss {task_loss!r}; expected one of {TASK_LOSSES}")
-    if targets.shape[:1] != images.shape[:1]:
-        raise ValueError(f"{targets.shape[0]} targets for {images.shape[0]} images")
     model._check_images(images)
+    if targets.dim() == 0 or targets.shape[0] != images.shape[0]:
+        got = f"{targets.shape[0]} targets" if targets.dim() else "a 0-d target (no batch dim)"
+        raise ValueError(f"{got} for {images.shape[0]} images; give one row per image")
     output = model.backbone(images)  # the weight network plays no part in Eq. 2
     if not isinstance(output, Tensor):
         raise TypeError(f"the backbone returned {type(output).__name__}, expected a tensor")

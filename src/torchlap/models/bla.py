@@ -386,6 +386,9 @@ def _check_blaify_args(
         check_positive_int(in_channels, "in_channels")
     if k == "auto" and variant != "l2x-f":
         raise ValueError(f"k='auto' is the selection size of 'l2x-f', not of {variant!r}")
+    # used by 'l2x-f' only, but a value that no variant takes is refused whatever the variant
+    if k != "auto":
+        check_positive_int(k, "k")
 
 
 def _check_gamma_factor(variant: object, gamma: object, gamma_factor: object) -> float | None:
@@ -488,6 +491,7 @@ def blaify(
     :func:`apply_blaify_config`.
     """
     _check_blaify_args(model, variant, gamma, k, where, in_channels, resize_head, inplace)
+    check_positive_float(tau, "tau")  # as k: checked for every variant
     gamma_factor = _check_gamma_factor(variant, gamma, gamma_factor)
     auto_k = k == "auto"
     options = {

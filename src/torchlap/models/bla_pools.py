@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import check_positive_float, check_positive_int
+from torchlap._checks import check_bool, check_positive_float, check_positive_int
 from torchlap.layers._state import KeepsLastMaps
 
 __all__ = [
@@ -352,6 +352,7 @@ def bla_maps(model: nn.Module, name: str | None = None, detach: bool = True) -> 
     resolution (see :class:`BlaMaps`). ``name`` picks the module when there are several;
     ``detach=False`` keeps the autograd graph.
     """
+    check_bool(detach, "detach")  # as attention_maps: "no" is not False
     module_name, module = _one_module(model, name)
     if module.maps is None:
         raise ValueError(f"the module {module_name!r} has no maps yet: run a forward pass first")

@@ -160,7 +160,17 @@ def adapt_input_weight(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     model gives to ``(g, g, g)``). Otherwise the RGB filters repeated cyclically and scaled by
     ``3 / in_channels`` (timm's rule): the response to a constant image is kept exactly when
     ``in_channels`` is a multiple of 3, and in expectation otherwise.
+
+    ``weight``: a floating (out, C, kh, kw) tensor; ``in_channels``: an int >= 1.
     """
+    check_positive_int(in_channels, "in_channels")
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4 or not weight.is_floating_point():
+        got = (
+            f"shape {tuple(weight.shape)} and dtype {weight.dtype}"
+            if isinstance(weight, torch.Tensor)
+            else type(weight).__name__
+        )
+        raise TypeError(f"weight must be a floating tensor (out, C, kh, kw), got {got}")
     if in_channels == weight.shape[1]:
         return weight
     if in_channels == 1:

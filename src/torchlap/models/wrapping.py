@@ -33,13 +33,23 @@ class Normalize(nn.Module):
                 f"mean and std must be equal-length lists of per-channel values, got "
                 f"{list(mean)!r} and {list(std)!r}"
             )
-        if not bool(torch.isfinite(mean_t).all()) or not bool((std_t > 0).all()):
-            raise ValueError(f"std must be > 0 and mean finite, got mean={mean!r}, std={std!r}")
+        finite = bool(torch.isfinite(mean_t).all() & torch.isfinite(std_t).all())
+        if not finite or not bool((std_t > 0).all()):
+            raise ValueError(
+                f"std must be > 0 and finite, and mean finite, got mean={mean!r}, std={std!r}"
+            )
         self.register_buffer("mean", mean_t.view(1, -1, 1, 1))
         self.register_buffer("std", std_t.view(1, -1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        """Normalize ``x`` (B, C, H, W)."""
+        """Normalize ``x`` (B, C, H, W), a floating tensor of images in [0, 1]."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"images must be a torch.Tensor (B, C, H, W), got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(
+                f"images must be a floating tensor in [0, 1], got dtype {x.dtype} (for 0-255 "
+                "uint8 images: images.float() / 255)"
+            )
         if x.dim() != 4 or x.shape[1] != self.mean.shape[1]:
             raise ValueError(
                 f"expected (B, {self.mean.shape[1]}, H, W) images, got shape {tuple(x.shape)}"

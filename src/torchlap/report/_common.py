@@ -81,6 +81,8 @@ def method_facts(runs: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, An
 def method_display_name(method: str, facts: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """Short display name of an explainer from ``facts`` (:func:`method_facts`: ``"gradcam"``
     -> ``"GC"``); a method the facts do not name is shown as-is."""
+    if facts is not None and not isinstance(facts, Mapping):
+        raise TypeError(f"facts must be a mapping method -> facts, or None, got {facts!r:.80}")
     name = (facts or {}).get(method, {}).get("display_name")
     return name if isinstance(name, str) and name else method
 

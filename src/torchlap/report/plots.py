@@ -36,6 +36,7 @@ from matplotlib.ticker import FixedFormatter
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from torchlap._checks import check_fraction
 from torchlap.report._common import (
     as_runs,
     atomic_write,
@@ -413,8 +414,7 @@ def plot_overlays(
         titles = [str(t) for t in titles]
     if cmap not in colormaps:
         raise ValueError(f"unknown colormap {cmap!r}; use a matplotlib name such as 'jet'")
-    if not 0 < alpha <= 1:
-        raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+    check_fraction(alpha, "alpha")  # not a bool: True is no blending weight
 
     # display normalization: divide by the per-map maximum, clip negatives (batched)
     for method, method_maps in maps.items():
