@@ -38,6 +38,7 @@ from torchlap.bench.explain_peers import (
     run_rise_vs_sise,
     run_scorecam_against,
 )
+from torchlap.cli_style import listed_names
 from torchlap.explainers import available, comparison_methods, get
 from torchlap.explainers.perturbation import check_precision
 from torchlap.models.lapify import lapify
@@ -335,7 +336,11 @@ def _checked_arguments(sizes: str, classes: int, device: str, **counts: int) -> 
     """``bench explain``'s sizes (parsed), counts (keyword: the option's name) and device,
     checked before any model is built; the errors name the option."""
     try:
-        size_list = [int(s) for s in sizes.split(",") if s.strip()]
+        texts = listed_names(sizes, "--sizes")
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    try:
+        size_list = [int(s) for s in texts]
     except ValueError:
         raise typer.BadParameter(f"--sizes must be comma-separated ints, got {sizes!r}") from None
     if not size_list:
@@ -361,7 +366,7 @@ def _listed(text: str, option: str) -> list[str] | None:
     text names nothing (``","``)."""
     if not text:
         return None
-    names = [name.strip() for name in text.split(",") if name.strip()]
+    names = listed_names(text, option)  # (a ValueError: the caller's BadParameter)
     if not names:
         raise typer.BadParameter(f"{option} lists no name, got {text!r}; leave it out or name some")
     check_distinct(names, option)

@@ -128,6 +128,13 @@ def _check_engine_names(accelerator: str, strategy: str) -> None:
         raise ValueError(
             f"unknown --accelerator {accelerator!r}; expected one of {', '.join(accelerators)}"
         )
+    # tpu without torch_xla, mps off a Mac (Lightning said so after config.json was written)
+    engine = dict.get(AcceleratorRegistry, accelerator, {}).get("accelerator")
+    if engine is not None and accelerator != "cuda" and not engine.is_available():
+        raise ValueError(
+            f"--accelerator {accelerator!r}: this machine has no such device (Lightning's "
+            f"{engine.__name__} is not available here); pass --accelerator cpu (or auto)"
+        )
     strategies = ["auto", *StrategyRegistry.available_strategies()]
     if strategy not in strategies:
         shown = [s for s in strategies if "find_unused" not in s]
