@@ -47,6 +47,11 @@ CASES = [
         [*TRAIN, "--hidden-channels", HUGE],
         r"hidden_channels must be an int from 0 to 65536",
     ),
+    (
+        "train out under a file",
+        [*TRAIN[:-1], "{tmp}/img.png/sub"],
+        r"--out .*img\.png/sub is inside .*img\.png, which is not a folder; pass a folder path",
+    ),
     # evaluate / compare
     (
         "evaluate data empty",

@@ -25,6 +25,7 @@ from torchlap.cli_style import listed_names, nonblank_path
 from torchlap.data import ANNOTATIONS, DICOM_SUFFIXES, load_image, read_annotations
 from torchlap.evaluate.options import refuse_repeats
 from torchlap.explainers import applicability, available, display_name, explain, get
+from torchlap.io import check_folder_path
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.runs import LoadedRun, atomic_write, atomic_write_json, clean_stale_temps, load_run
 
@@ -194,11 +195,7 @@ def _check_outputs(out: Path, images: list[ImageInput]) -> list[Path]:
             f"--out {out} is a symlink to {os.readlink(out)}, which does not exist; create that "
             "folder, or pass another --out"
         )
-    above = next((p for p in out.parents if p.exists() or p.is_symlink()), None)
-    if above is not None and not above.is_dir():  # mkdir said "[Errno 20] Not a directory"
-        raise ValueError(
-            f"--out {out} is inside {above}, which is not a folder; pass a folder path"
-        )
+    check_folder_path(out)  # mkdir said "[Errno 20] Not a directory"
     targets = [out / f"{image.name}{suffix}" for image in images for suffix in (".png", ".npz")]
     inputs = {image.path.resolve() for image in images}
     owned = _read_manifest(out)
