@@ -159,6 +159,11 @@ CASES = [
         r"--methods 'gradcam,,lap' " + EMPTY_NAME,
     ),
     (
+        "bench explain num-classes huge",
+        ["bench", "explain", "--sizes", "8", "--num-classes", HUGE],
+        r"--num-classes must be >= 2 and <= 100000",
+    ),
+    (
         "bench model archs a,",
         ["bench", "model", "--archs", "resnet18,"],
         r"--archs 'resnet18,' " + EMPTY_NAME,

@@ -332,6 +332,10 @@ def register_bench(bench_app: object) -> None:
         typer.echo(f"model: {how}")
 
 
+#: the most ``--num-classes``: ImageNet-21k has 21841 classes (10**8 asked torch for 205 GB)
+MAX_CLASSES = 100_000
+
+
 def _checked_arguments(sizes: str, classes: int, device: str, **counts: int) -> list[int]:
     """``bench explain``'s sizes (parsed), counts (keyword: the option's name) and device,
     checked before any model is built; the errors name the option."""
@@ -355,8 +359,11 @@ def _checked_arguments(sizes: str, classes: int, device: str, **counts: int) -> 
     for name, value in counts.items():
         if value < 1:
             raise typer.BadParameter(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if classes < 2:
-        raise typer.BadParameter(f"--num-classes must be >= 2, got {classes}")
+    if not 2 <= classes <= MAX_CLASSES:  # past it torch's allocator failed after the header
+        raise typer.BadParameter(
+            f"--num-classes must be >= 2 and <= {MAX_CLASSES} (the random LAP-ResNet18's last "
+            f"layer has that many outputs), got {classes}"
+        )
     check_device(device, "--device")  # a ValueError: the command's handler, exit 2
     return size_list
 
