@@ -52,6 +52,12 @@ CASES = [
         [*TRAIN[:-1], "{tmp}/img.png/sub"],
         r"--out .*img\.png/sub is inside .*img\.png, which is not a folder; pass a folder path",
     ),
+    (
+        "train devices empty",
+        [*TRAIN, "--devices", ""],
+        r"--devices must be 'auto', a count \(2\) or a comma list of ids \(0,1\), got ''",
+    ),
+    ("train devices a,,b", [*TRAIN, "--devices", "0,,1"], r"comma list of ids \(0,1\), got '0,,1'"),
     # evaluate / compare
     (
         "evaluate data empty",

@@ -87,7 +87,7 @@ def _resolve_devices(devices: str | int) -> Any:
     if text.isdigit():
         return int(text)
     try:
-        ids = [int(part) for part in text.split(",") if part.strip()]
+        ids = [int(part) for part in text.split(",")]  # "0,,1", "": refused, not skipped
     except ValueError:
         raise ValueError(
             f"--devices must be 'auto', a count (2) or a comma list of ids (0,1), got {devices!r}"
