@@ -70,6 +70,11 @@ CASES = [
         r"--data is empty or blank",
     ),
     (
+        "evaluate devices a,,b",
+        [*EVALUATE, "--devices", "0,,1"],
+        r"--devices must be a count \(2\) or a comma list of CUDA ids \(0,1\), got '0,,1'",
+    ),
+    (
         "evaluate batch huge",
         [*EVALUATE, "--batch-size", HUGE],
         r"batch_size must be an int from 1 to 65536",
