@@ -283,7 +283,7 @@ def register_bench(bench_app: object) -> None:
         ),
         precision: str = typer.Option(
             "float32",
-            help="Masked forwards of scorecam/rise/sise: float32 or bfloat16 (autocast).",
+            help="Masked forwards of scorecam/rise/sise: float32, bfloat16 or float16 (autocast).",
         ),
     ) -> None:
         """Time every explainer on one LAP-ResNet18 (images/s, ratio to `lap`, passes/image).
