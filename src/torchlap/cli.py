@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 from torchlap import __version__
 from torchlap.allocator import keep_freed_memory
 from torchlap.bench.layer import run_layer_command
-from torchlap.cli_style import decorate_commands
+from torchlap.cli_style import decorate_commands, nonblank_path
 from torchlap.data import builtin_names
 from torchlap.demo import SUITES, DemoSettings, run_demo
 from torchlap.evaluate.common import guard_output_folder
@@ -211,8 +211,7 @@ def demo(
         if not lr > 0:
             raise typer.BadParameter(f"--lr must be > 0, got {lr}")
         settings.lr = lr
-    settings.bcos = bcos
-    settings.perturbation = perturbation
+    settings.bcos, settings.perturbation = bcos, perturbation
     if image_size is not None:
         if image_size < 32:
             raise typer.BadParameter(f"--image-size must be >= 32 px, got {image_size}")
@@ -222,7 +221,8 @@ def demo(
             raise typer.BadParameter(f"--epochs must be >= 1, got {epochs}")
         settings.epochs = epochs
     # before the log opens: a demo.log torchlap did not write is refused (replaced with
-    # --overwrite), never appended to
+    # --overwrite), never appended to; "" (the current folder, to fill with runs/) refused
+    out = nonblank_path(out, "--out")
     guard_output_folder(Path(out), overwrite, flag="--overwrite", extra=("demo.log",))
     started = time.perf_counter()
     with log_file(Path(out) / "demo.log"):  # every line of the demo, its runs included

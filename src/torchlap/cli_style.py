@@ -14,7 +14,15 @@ import typer
 
 from torchlap.logs import setup_logging
 
-__all__ = ["OUTPUT_PANEL", "PANELS", "decorate_commands", "given_options", "key_values"]
+__all__ = [
+    "OUTPUT_PANEL",
+    "PANELS",
+    "decorate_commands",
+    "given_options",
+    "key_values",
+    "listed_names",
+    "nonblank_path",
+]
 
 #: the help panel of the options every command shares
 OUTPUT_PANEL = "Output"
@@ -152,3 +160,29 @@ def given_options(context: object) -> set[str]:
         if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
             given.add(name)
     return given
+
+
+def nonblank_path(text: str, option: str, accepted: str = "the output folder") -> str:
+    """``text`` of a path option, refused (``ValueError`` naming ``option``) when it is empty or
+    blank: as a path it is the current folder, which the command would read or fill (an unset
+    shell variable, ``--out "$OUT"``, not a request; ``.`` says it)."""
+    if not text.strip():
+        raise ValueError(f"{option} is empty or blank; pass {accepted} (. for the current folder)")
+    return text
+
+
+def listed_names(text: str, option: str) -> list[str]:
+    """The comma-separated names of a list option, stripped (``"lap, gradcam"`` ->
+    ``["lap", "gradcam"]``); ``[]`` when ``text`` names nothing (``""``, ``","``: the caller
+    says what it needs). ``ValueError`` naming ``option`` for an empty name between or after
+    others (``"gradcam,,lap"``, ``"gradcam,"``): a name left out, e.g. an unset shell variable,
+    that was skipped without a word."""
+    names = [name.strip() for name in text.split(",")]
+    if not any(names):
+        return []
+    if not all(names):
+        raise ValueError(
+            f"{option} {text!r} has an empty name (two commas in a row, or one at an end); "
+            "separate the names with single commas, e.g. lap,gradcam"
+        )
+    return names

@@ -29,6 +29,7 @@ __all__ = [
     "atomic_path",
     "atomic_write",
     "atomic_write_json",
+    "check_folder_path",
     "clean_stale_temps",
     "loads_strict",
 ]
@@ -228,3 +229,14 @@ def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) ->
             "removed %d temporary file(s) left by a killed process in %s", len(removed), root
         )
     return removed
+
+
+def check_folder_path(path: str | os.PathLike[str], option: str = "--out") -> None:
+    """``ValueError`` naming ``option`` when ``path`` cannot become a folder because an entry
+    above it is a file (creating it said only ``[Errno 20] Not a directory``, after work)."""
+    path = Path(path)
+    above = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
+    if above is not None and not above.is_dir():
+        raise ValueError(
+            f"{option} {path} is inside {above}, which is not a folder; pass a folder path"
+        )

@@ -45,7 +45,7 @@ def test_from_dict_refuses_unknown_keys() -> None:
         ({"max_ar": 1.5}, r"max_ar \(MaxAR\) must be a number in \(0, 1\]"),
         ({"iar": -0.1}, r"iar \(IAR\) must be a number in \(0, 1\]"),
         ({"supervision": "strong"}, "unknown supervision"),
-        ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
+        ({"batch_size": 0}, "batch_size must be an int from 1 to 65536, got 0"),
         ({"seed": -1}, "seed must be an int from 0 to 4294967295, got -1"),
         ({"alpha": float("inf")}, "alpha must be a finite number > 0, got inf"),
         ({"overwrite": True, "resume": True}, "exclude each other"),

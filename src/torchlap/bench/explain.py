@@ -38,6 +38,7 @@ from torchlap.bench.explain_peers import (
     run_rise_vs_sise,
     run_scorecam_against,
 )
+from torchlap.cli_style import listed_names
 from torchlap.explainers import available, comparison_methods, get
 from torchlap.explainers.perturbation import check_precision
 from torchlap.models.lapify import lapify
@@ -282,7 +283,7 @@ def register_bench(bench_app: object) -> None:
         ),
         precision: str = typer.Option(
             "float32",
-            help="Masked forwards of scorecam/rise/sise: float32 or bfloat16 (autocast).",
+            help="Masked forwards of scorecam/rise/sise: float32, bfloat16 or float16 (autocast).",
         ),
     ) -> None:
         """Time every explainer on one LAP-ResNet18 (images/s, ratio to `lap`, passes/image).
@@ -331,11 +332,19 @@ def register_bench(bench_app: object) -> None:
         typer.echo(f"model: {how}")
 
 
+#: the most ``--num-classes``: ImageNet-21k has 21841 classes (10**8 asked torch for 205 GB)
+MAX_CLASSES = 100_000
+
+
 def _checked_arguments(sizes: str, classes: int, device: str, **counts: int) -> list[int]:
     """``bench explain``'s sizes (parsed), counts (keyword: the option's name) and device,
     checked before any model is built; the errors name the option."""
     try:
-        size_list = [int(s) for s in sizes.split(",") if s.strip()]
+        texts = listed_names(sizes, "--sizes")
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    try:
+        size_list = [int(s) for s in texts]
     except ValueError:
         raise typer.BadParameter(f"--sizes must be comma-separated ints, got {sizes!r}") from None
     if not size_list:
@@ -350,8 +359,11 @@ def _checked_arguments(sizes: str, classes: int, device: str, **counts: int) -> 
     for name, value in counts.items():
         if value < 1:
             raise typer.BadParameter(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if classes < 2:
-        raise typer.BadParameter(f"--num-classes must be >= 2, got {classes}")
+    if not 2 <= classes <= MAX_CLASSES:  # past it torch's allocator failed after the header
+        raise typer.BadParameter(
+            f"--num-classes must be >= 2 and <= {MAX_CLASSES} (the random LAP-ResNet18's last "
+            f"layer has that many outputs), got {classes}"
+        )
     check_device(device, "--device")  # a ValueError: the command's handler, exit 2
     return size_list
 
@@ -361,7 +373,7 @@ def _listed(text: str, option: str) -> list[str] | None:
     text names nothing (``","``)."""
     if not text:
         return None
-    names = [name.strip() for name in text.split(",") if name.strip()]
+    names = listed_names(text, option)  # (a ValueError: the caller's BadParameter)
     if not names:
         raise typer.BadParameter(f"{option} lists no name, got {text!r}; leave it out or name some")
     check_distinct(names, option)

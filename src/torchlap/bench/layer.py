@@ -30,6 +30,7 @@ from torch import nn
 from torchlap._checks import check_device, check_distinct
 from torchlap._ext import kernel_status, lap_kernels, recorded_calls
 from torchlap.bench.common import MAX_BATCH, measure
+from torchlap.cli_style import listed_names
 from torchlap.layers.fused import BACKWARD_OUTPUT_ARGS, fused_layer_calls
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LapBase, LocalAttentionPool2d
 
@@ -415,8 +416,9 @@ def run_layer_command(device: str, scale: float, batches: str, rounds: int) -> s
     ``rounds`` >= 1 (ValueError naming the option otherwise, before any tensor is built)."""
     if not 0 < scale <= 1:
         raise ValueError(f"--scale must be in (0, 1], got {scale}")
+    texts = listed_names(batches, "--batches")  # "1,,2": a ValueError naming the option
     try:
-        sizes = tuple(int(b) for b in batches.split(",") if b.strip())
+        sizes = tuple(int(b) for b in texts)
     except ValueError:
         raise ValueError(f"--batches must be comma-separated ints, got {batches!r}") from None
     if not sizes or min(sizes) < 1 or max(sizes) > MAX_BATCH:

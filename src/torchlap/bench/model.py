@@ -23,6 +23,7 @@ from torch import nn
 from torchlap._checks import check_device, check_distinct
 from torchlap._ext import kernel_status
 from torchlap.bench.common import MAX_BATCH, MAX_SIDE, keeps_rng_state
+from torchlap.cli_style import listed_names
 from torchlap.models.build import build_model
 
 logger = logging.getLogger(__name__)
@@ -240,7 +241,10 @@ def register_model_bench(bench_app: object) -> None:
             if value < 1:
                 raise typer.BadParameter(f"{option} must be >= 1, got {value}")
         check_device(device, "--device")  # a ValueError: the command's handler, exit 2
-        arch_list = tuple(a.strip() for a in archs.split(",") if a.strip())
+        try:
+            arch_list = tuple(listed_names(archs, "--archs"))
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
         if not arch_list:
             raise typer.BadParameter(
                 f"--archs lists no architecture, got {archs!r}; pass some of {', '.join(MODELS)}"

@@ -10,7 +10,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from torchlap.cli_style import given_options, key_values
+from torchlap.cli_style import given_options, key_values, listed_names, nonblank_path
 from torchlap.evaluate.bla_comparison import LIME_CHECK_DEFAULTS
 from torchlap.evaluate.checks import MAX_GRID_PG_GRIDS
 from torchlap.evaluate.common import guard_output_folder
@@ -28,7 +28,10 @@ T = TypeVar("T")
 
 
 def _parse_methods(methods: str, option: str = "--methods") -> tuple[str, ...]:
-    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    try:
+        names = tuple(listed_names(methods, option))
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     if not names:
         raise typer.BadParameter(f"{option} needs at least one method name")
     return names
@@ -82,6 +85,11 @@ def _parse_lime_options(items: list[str] | None) -> dict:
 def _options(params: dict[str, object]) -> EvaluateOptions:
     """The command's ``EvaluateOptions`` from its parameters (``locals()`` of the command,
     whose ``ctx`` tells the options the user gave from their defaults)."""
+    if params["data"] is not None:  # "" would fall back to the run's data without a word
+        try:
+            nonblank_path(str(params["data"]), "--data", "a built-in name or a dataset folder")
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
     options = EvaluateOptions(
         methods=_parse_methods(str(params["methods"])),
         method_options=_parse_method_options(params["method_options"]),  # type: ignore[arg-type]
@@ -129,11 +137,37 @@ def _refuse_ignored(options: EvaluateOptions, given: set[str]) -> None:
             "bla among --methods and --lime-images > 0: add bla to --methods (and --lime-images "
             "N), or drop --lime-option"
         )
+    _refuse_unused_settings(options, given)
     if "tie_draws" in given and options.ties != "random":
         raise ValueError(
             f"--tie-draws applies to --ties random only (the mean of seeded random "
             f"tie-breaks); --ties {options.ties} breaks ties one way: drop --tie-draws"
         )
+
+
+#: settings given (off their defaults or not) that only the part named after them reads:
+#: (the settings, whether that part runs, what turns it on)
+_PART_SETTINGS = (
+    (("sanity_images", "sanity_threshold"), lambda o: o.sanity, "--sanity"),
+    (("grid_pg_shape", "grid_pg_grids", "grid_pg_confidence"), lambda o: o.grid_pg, "--grid-pg"),
+    (("bootstrap_level",), lambda o: o.bootstrap_resamples > 0, "--bootstrap-resamples > 0"),
+    (("lime_images",), lambda o: "bla" in o.methods or o.lime_images == 0, "bla among --methods"),
+)
+
+
+def _refuse_unused_settings(options: EvaluateOptions, given: set[str]) -> None:
+    """``ValueError`` for a setting given on the command line whose part of the evaluation does
+    not run (``--sanity-images`` without ``--sanity``, ``--grid-pg-grids`` without
+    ``--grid-pg``, ``--bootstrap-level`` with ``--bootstrap-resamples 0``, ``--lime-images N``
+    without ``bla`` among ``--methods``): it would be ignored without a word."""
+    for names, runs, switch in _PART_SETTINGS:
+        unused = [name for name in names if name in given]
+        if unused and not runs(options):
+            flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+            raise ValueError(
+                f"{flags} set{'s' if len(unused) == 1 else ''} a part of the evaluation that "
+                f"runs only with {switch}, which is not given: add {switch}, or drop {flags}"
+            )
 
 
 _METHODS_HELP = "Comma-separated explainer names."
@@ -310,11 +344,10 @@ def _out_folder(out: str | None) -> Path | None:
     shell variable, ``--out "$OUT"``, not a request), as ``torchlap train`` refuses it."""
     if out is None:
         return None
-    if not out.strip():
-        raise typer.BadParameter(
-            "--out is empty or blank; pass the output folder (. for the current folder)"
-        )
-    return Path(out)
+    try:
+        return Path(nonblank_path(out, "--out"))
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 def _shard_plan(devices: str, num_nodes: int, device: str) -> ShardPlan:

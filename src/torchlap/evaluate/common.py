@@ -31,7 +31,7 @@ from torchlap.evaluate.shard import (
     shard_bounds,
 )
 from torchlap.explainers import get
-from torchlap.io import atomic_write
+from torchlap.io import atomic_write, check_folder_path
 from torchlap.logs import track
 from torchlap.runs import WEIGHTS_FILE, clean_stale_temps
 
@@ -491,6 +491,7 @@ def guard_output_folder(
     in the messages; ``extra``: more names the caller writes there (``torchlap demo``:
     ``("demo.log",)``). Returns the entries that are not torchlap's (replaced under ``force``)."""
     if not out.exists():
+        check_folder_path(out, option)  # "[Errno 20] Not a directory" after the work, else
         return []
     if not out.is_dir():
         raise ValueError(f"{option} {out} exists and is not a folder; pass a folder path")

@@ -21,9 +21,11 @@ import typer
 from torch import Tensor
 
 from torchlap._checks import non_finite_samples
+from torchlap.cli_style import listed_names, nonblank_path
 from torchlap.data import ANNOTATIONS, DICOM_SUFFIXES, load_image, read_annotations
 from torchlap.evaluate.options import refuse_repeats
 from torchlap.explainers import applicability, available, display_name, explain, get
+from torchlap.io import check_folder_path
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.runs import LoadedRun, atomic_write, atomic_write_json, clean_stale_temps, load_run
 
@@ -193,11 +195,7 @@ def _check_outputs(out: Path, images: list[ImageInput]) -> list[Path]:
             f"--out {out} is a symlink to {os.readlink(out)}, which does not exist; create that "
             "folder, or pass another --out"
         )
-    above = next((p for p in out.parents if p.exists() or p.is_symlink()), None)
-    if above is not None and not above.is_dir():  # mkdir said "[Errno 20] Not a directory"
-        raise ValueError(
-            f"--out {out} is inside {above}, which is not a folder; pass a folder path"
-        )
+    check_folder_path(out)  # mkdir said "[Errno 20] Not a directory"
     targets = [out / f"{image.name}{suffix}" for image in images for suffix in (".png", ".npz")]
     inputs = {image.path.resolve() for image in images}
     owned = _read_manifest(out)
@@ -381,10 +379,11 @@ def register_explain(app: typer.Typer) -> None:
 
     @app.command("explain")
     def explain_command(
-        inputs: list[Path] = typer.Argument(..., help="Image files or folders."),
+        # (as text: typer turns "" into Path("."), the current folder)
+        inputs: list[str] = typer.Argument(..., metavar="PATH...", help="Image files or folders."),
         run: Path = typer.Option(..., "--run", help="A run folder written by `torchlap train`."),
         methods: str = typer.Option("lap,gradcam", "--methods", help="Comma-separated names."),
-        out: Path = typer.Option(Path("explanations"), "--out", help="Output folder."),
+        out: str = typer.Option("explanations", "--out", metavar="PATH", help="Output folder."),
         batch_size: int = typer.Option(16, "--batch-size"),
     ) -> None:
         """Explain a run's predictions on images: one PNG figure and one .npz of maps each.
@@ -393,9 +392,14 @@ def register_explain(app: typer.Typer) -> None:
 
         Cost with the defaults (lap, gradcam): about a second per image on a 2-core CPU.
         """
-        names = [m.strip() for m in methods.split(",") if m.strip()]
+        names = listed_names(methods, "--methods")
         if not names:
             raise typer.BadParameter("--methods needs at least one method name")
+        # an empty input or --out is the current folder: read whole, or filled, without a word
+        paths = [
+            Path(nonblank_path(item, "an input", "an image file or folder")) for item in inputs
+        ]
+        out_dir = Path(nonblank_path(out, "--out"))
         # errors reach the torchlap command's one-line handler (exit 2 input, 1 failure)
-        written = explain_files(run, inputs, names, out, batch_size)
-        typer.echo(f"wrote {len(written)} figures and {len(written)} .npz maps to {out}")
+        written = explain_files(run, paths, names, out_dir, batch_size)
+        typer.echo(f"wrote {len(written)} figures and {len(written)} .npz maps to {out_dir}")

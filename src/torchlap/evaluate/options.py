@@ -21,6 +21,7 @@ from torchlap.metrics.uncertainty import DEFAULT_LEVEL, DEFAULT_RESAMPLES, MAX_R
 
 __all__ = [
     "DEFAULT_METHODS",
+    "MAX_BATCH_SIZE",
     "MAX_TIE_DRAWS",
     "THRESHOLD_FIT_SETS",
     "EvaluateOptions",
@@ -36,6 +37,9 @@ THRESHOLD_FIT_SETS = ("all", "with_region")
 #: standard error is 1/sqrt(draws) of it), and every draw re-runs the model on each tied image
 #: (a larger count only costs time, and memory for its logits, before failing)
 MAX_TIE_DRAWS = 10_000
+#: the most ``batch_size``: beyond, a typo (a batch past 2**63 images failed inside the image
+#: loop with an itertools message, after the run and its data were loaded)
+MAX_BATCH_SIZE = 65_536
 
 
 @dataclass
@@ -212,6 +216,10 @@ class EvaluateOptions:
             value = getattr(self, name)
             if not is_int(value) or value < low:  # ValueError, as the CLI reports it
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise ValueError(
+                f"batch_size must be an int from 1 to {MAX_BATCH_SIZE}, got {self.batch_size!r}"
+            )
         resamples = self.bootstrap_resamples
         if not is_int(resamples) or not 0 <= resamples <= MAX_RESAMPLES:
             raise ValueError(

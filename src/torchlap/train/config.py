@@ -58,6 +58,12 @@ SCHEDULES = ("cosine", "constant")
 PHASE_SETTINGS = ("weight_decay", "schedule", "momentum")
 PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed")
 MAX_EPOCHS = 100_000  # epochs of a phase or --epochs: beyond, a typo (not a cost limit)
+#: the most of --batch-size, --n-concepts and --hidden-channels: beyond, a typo (a value past
+#: 2**63 failed inside torch after config.json was written, a huge head count hung building)
+MAX_WIDTH = 65_536
+#: the most DataLoader worker processes: each is a process of its own (100000 forked until the
+#: machine gave out)
+MAX_NUM_WORKERS = 256
 
 # Fields that say how a run is executed, not what it computes: they may differ between the
 # config.json of a run folder and a --resume of it (the rest identifies the run).
@@ -331,15 +337,18 @@ class TrainConfig:
             )
         # below 4 px the training crop (80-100% of the image) can leave a mask without a row
         check_int(self.image_size, "image_size (--image-size)", minimum=4)
-        check_positive_int(self.batch_size, "batch_size")
+        check_int(self.batch_size, "batch_size", minimum=1, maximum=MAX_WIDTH)
         if not self.phases:  # the one default phase: name the options the user gave
             check_int(self.epochs, "epochs (--epochs)", minimum=1, maximum=MAX_EPOCHS)
             check_positive_float(self.lr, "lr (--lr)")
-        for name in ("n_images", "n_concepts", "checkpoint_every_n_steps"):
+        for name in ("n_images", "checkpoint_every_n_steps"):
             if getattr(self, name) is not None:
                 check_positive_int(getattr(self, name), name)
+        for name, low in (("n_concepts", 1), ("hidden_channels", 0)):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, minimum=low, maximum=MAX_WIDTH)
         check_positive_int(self.num_nodes, "num_nodes")
-        check_int(self.num_workers, "num_workers", minimum=0)
+        check_int(self.num_workers, "num_workers", minimum=0, maximum=MAX_NUM_WORKERS)
         check_seed(self.seed)
         if not isinstance(self.data_options, dict):
             raise TypeError(f"data_options must be a dict, got {self.data_options!r}")

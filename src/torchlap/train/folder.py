@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save
 
+from torchlap.io import check_folder_path
 from torchlap.logs import process_rank
 from torchlap.runs import (
     CHECKPOINTS_DIR,
@@ -85,6 +86,10 @@ def prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
     run's files for an overwrite (other files in the folder are left alone)."""
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} exists and is not a folder; pass a folder path")
+    try:
+        check_folder_path(out)  # mkdir said only "[Errno 20] Not a directory"
+    except ValueError as error:
+        raise RunFolderError(str(error)) from None
     config_path = out / CONFIG_FILE
     ours = config_path.is_file() and is_run_config(config_path)
     if config_path.is_file() and not ours:

@@ -87,7 +87,7 @@ def _resolve_devices(devices: str | int) -> Any:
     if text.isdigit():
         return int(text)
     try:
-        ids = [int(part) for part in text.split(",") if part.strip()]
+        ids = [int(part) for part in text.split(",")]  # "0,,1", "": refused, not skipped
     except ValueError:
         raise ValueError(
             f"--devices must be 'auto', a count (2) or a comma list of ids (0,1), got {devices!r}"
@@ -127,6 +127,13 @@ def _check_engine_names(accelerator: str, strategy: str) -> None:
     if accelerator not in accelerators:
         raise ValueError(
             f"unknown --accelerator {accelerator!r}; expected one of {', '.join(accelerators)}"
+        )
+    # tpu without torch_xla, mps off a Mac (Lightning said so after config.json was written)
+    engine = dict.get(AcceleratorRegistry, accelerator, {}).get("accelerator")
+    if engine is not None and accelerator != "cuda" and not engine.is_available():
+        raise ValueError(
+            f"--accelerator {accelerator!r}: this machine has no such device (Lightning's "
+            f"{engine.__name__} is not available here); pass --accelerator cpu (or auto)"
         )
     strategies = ["auto", *StrategyRegistry.available_strategies()]
     if strategy not in strategies:
