@@ -27,6 +27,7 @@ __all__ = [
     "check_choice",
     "check_device",
     "check_distinct",
+    "check_feature_input",
     "check_fraction",
     "check_int",
     "check_model_inputs",
@@ -246,6 +247,56 @@ def non_finite_samples(batch: torch.Tensor, limit: int = 10) -> list[int]:
     if bool(finite.all()):
         return []
     return torch.nonzero(~finite).flatten()[:limit].tolist()
+
+
+def check_feature_input(
+    module: nn.Module, x: object, channels: int, parameter: Tensor, min_size: int = 0
+) -> None:
+    """A building block's input ``x`` before its forward pass: a (B, ``channels``, H, W)
+    tensor (H, W >= ``min_size``), floating point of ``parameter``'s dtype (any floating dtype
+    under ``torch.autocast``, which casts it) and on ``parameter``'s device; ``TypeError`` for
+    the type or dtype, ``ValueError`` for the rest, naming ``module``'s class and what it takes.
+
+    On every forward pass of a layer, so it reads only the tensor's metadata (no value, no
+    device sync) and takes ``channels`` and ``parameter`` from its caller, which can read
+    them from the module's dicts (cheaper than ``nn.Module.__getattr__``)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            f"{type(module).__name__} expects a (B, C, H, W) torch.Tensor, got "
+            f"{type(x).__name__}; convert it with torch.as_tensor"
+        )
+    shape = x.shape
+    if len(shape) != 4:
+        raise ValueError(
+            f"{type(module).__name__} expects (B, C, H, W) input, got shape {tuple(shape)}"
+        )
+    if shape[1] != channels:
+        raise ValueError(
+            f"{type(module).__name__} was built for {channels} input channels, "
+            f"got an input with {shape[1]} channels (shape {tuple(shape)})"
+        )
+    if shape[2] < min_size or shape[3] < min_size:
+        raise ValueError(
+            f"{type(module).__name__} needs a feature map of at least {min_size}x{min_size} "
+            f"pixels, got shape {tuple(shape)}"
+        )
+    floating = x.is_floating_point()  # autocast casts floats only
+    if not floating or (
+        x.dtype != parameter.dtype and not torch.is_autocast_enabled(x.device.type)
+    ):
+        # not cast silently (as nn.Conv2d, which raises a less clear error)
+        kind = "floating-point" if floating else "non-floating-point"
+        raise TypeError(
+            f"{type(module).__name__} has {parameter.dtype} parameters but got a {kind} "
+            f"{x.dtype} input; convert the input (x.to({parameter.dtype})) or the layer "
+            f"(layer.to(dtype)), or run under torch.autocast"
+        )
+    if x.device != parameter.device:
+        raise ValueError(
+            f"{type(module).__name__} has its parameters on {parameter.device} but got an "
+            f"input on {x.device}; move the input (x.to({str(parameter.device)!r})) or the "
+            "layer (layer.to(device))"
+        )
 
 
 def check_model_inputs(model: nn.Module, images: Tensor) -> None:

@@ -105,7 +105,8 @@ def test_a_one_cell_bla_map_is_refused_before_lime(monkeypatch) -> None:
         lime_section(bla_net(), torch.rand(1, 3, 32, 32), None, _options(), torch.device("cpu"))
     with pytest.raises(
         ValueError,
-        match=r"1x1 feature map .* \(--lime-images 0\); in Python square patches also work",
+        match=r"1x1 feature map .* \(--lime-images 0\); square patches also work \(--lime-option "
+        r"patch=N; in Python EvaluateOptions\(lime_patch=N\), patch=N\)",
     ):
         bla_lime_faithfulness(bla_net(), torch.rand(1, 3, 32, 32), n_samples=8)
 

@@ -71,6 +71,39 @@ def test_the_flag_reaches_the_check_and_is_recorded(bla_run, tmp_path, lime_call
     assert "cam_relu=False" in (out / "tables.md").read_text()
 
 
+def test_the_sample_count_and_cell_size_reach_their_fields(bla_run, tmp_path, lime_calls):
+    out = tmp_path / "eval"
+    args = ["evaluate", "--run", str(bla_run), "--out", str(out), "--methods", "bla", *_FLAGS]
+    args += ["--lime-option", "n_samples=24", "--lime-option", "patch=8"]
+    args += ["--lime-option", "score=logit"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    (call,) = lime_calls
+    assert (call["n_samples"], call["patch"], call["score"]) == (24, 8, "logit")
+    results = json.loads((out / "results.json").read_text())
+    recorded = results["options"]
+    assert (recorded["lime_samples"], recorded["lime_patch"]) == (24, 8)
+    assert recorded["lime_options"] == {"score": "logit"}  # each setting in one place
+    lime = results["lime_spearman"]
+    assert (lime["n_samples"], lime["patch"], lime["grid"]) == (24, "8", [4, 4])
+
+
+def test_the_sample_count_and_cell_size_recompute_the_check_only(bla_run, tmp_path, lime_calls):
+    out, methods = tmp_path / "eval", []
+
+    def run(**fields):
+        options = EvaluateOptions(methods=("bla",), **(QUICK | fields))
+        return evaluate_run(bla_run, None, out, options, on_method=lambda m, s: methods.append(m))
+
+    run()
+    run(lime_samples=24)
+    assert [call["n_samples"] for call in lime_calls] == [16, 24]
+    run(lime_samples=24, lime_patch=8)
+    run(lime_samples=24, lime_patch=8)  # the same settings: the cached check
+    assert [call["patch"] for call in lime_calls] == [None, None, 8]
+    assert methods == ["bla"]  # bla's own maps computed once: they do not depend on LIME's
+
+
 def test_other_lime_options_recompute_the_check_and_not_the_methods(
     bla_run, tmp_path, lime_calls, caplog
 ):
@@ -103,7 +136,12 @@ def test_other_lime_options_recompute_the_check_and_not_the_methods(
     ("flags", "message"),
     [
         (["--lime-option", "kernel=1"], "unknown LIME check option(s) ['kernel']; accepted: "
-         "baseline, perturbations_per_eval, score, weighting, cam_relu"),
+         "baseline, perturbations_per_eval, score, weighting, cam_relu, n_samples, patch"),
+        (["--lime-option", "n_samples=0"],
+         "lime_samples must be an int >= 1, got 0 (--lime-option n_samples)"),
+        (["--lime-option", "patch=2.5"],
+         "lime_patch must be None or an int >= 1, got 2.5 (--lime-option patch)"),
+        (["--lime-option", "patch=8", "--lime-images", "0"], "--lime-option sets paper"),
         (["--lime-option", "score=odds"], "score must be one of 'probability', 'logit'"),
         (["--lime-option", "cam_relu=no"], "cam_relu must be True or False, got 'no'"),
         (["--lime-option", "baseline=NaN"], "baseline must be a finite number, got nan"),
@@ -128,8 +166,12 @@ def test_bad_or_ignored_options_are_refused_before_any_work(
 
 
 def test_the_library_option_is_checked_as_the_flag_is():
-    with pytest.raises(ValueError, match=r"unknown LIME check option\(s\) \['n_samples'\]"):
-        _options(n_samples=10).validate()
+    with pytest.raises(ValueError, match=r"unknown LIME check option\(s\) \['kernel'\]"):
+        _options(kernel=10).validate()
+    # the sample count and cell size have one place in Python, their own fields
+    message = r"\['n_samples', 'patch'\].*n_samples is EvaluateOptions.lime_samples; patch is"
+    with pytest.raises(ValueError, match=message):
+        _options(n_samples=10, patch=8).validate()
     with pytest.raises(ValueError, match="lime_options must be a dict"):
         EvaluateOptions(lime_options=[("score", "logit")]).validate()  # type: ignore[arg-type]
     options = _options(baseline=1)

@@ -215,7 +215,7 @@ def test_automatic_and_named_target_layers():
     wrapped = torch.nn.Sequential()
     wrapped.add_module("net", model)
     with pytest.raises(
-        ValueError, match=r"\(e\.g\. 'net\.layer4'\); did you mean one of \['net\.fc'\]"
+        ValueError, match=r"\(e\.g\. 'net\.layer4', .*\); did you mean one of \['net\.fc'\]"
     ):
         GradCam(wrapped, layer="fc")
     with pytest.raises(ValueError, match="runs 2 times"):

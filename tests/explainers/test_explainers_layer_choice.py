@@ -1,14 +1,19 @@
 """Layer choices that cannot give a map are refused before any work: a 1x1 layer (the global
-pool's output) for the CAM-style methods, repeated or out-of-order SISE layers."""
+pool's output) for the CAM-style methods, repeated or out-of-order SISE layers; an unknown
+layer name is refused suggesting the layers a CAM-style method is usually given."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
+from torchvision.models import resnet18
 
-from torchlap.explainers import GradCam, RelevanceCam, ScoreCam, Sise, explain
-from torchlap.models.wrapping import SmallCNN
+from torchlap.explainers import GradCam, GuidedGradCam, RelevanceCam, ScoreCam, Sise, explain
+from torchlap.models import lapify
+from torchlap.models.antehoc import AnteHocModel
+from torchlap.models.bla import blaify
+from torchlap.models.wrapping import NormalizedClassifier, SmallCNN
 
 
 def counted(model: nn.Module) -> tuple[nn.Module, list[int]]:
@@ -114,3 +119,39 @@ def test_sise_block_layers_skip_a_shared_module():
     torch.manual_seed(0)
     model, images = _SharedRelu(), torch.rand(2, 3, 12, 12)
     assert Sise(model).raw(images).shape[0] == 2
+
+
+def _run_like(net: nn.Module) -> nn.Module:
+    """``net`` as a run's model holds it: a normalizing wrapper, its layers ``net.<layer>``."""
+    return NormalizedClassifier(net, [0.5] * 3, [0.25] * 3).eval()
+
+
+@pytest.mark.parametrize("explainer", [GradCam, GuidedGradCam, ScoreCam, RelevanceCam])
+@pytest.mark.parametrize(
+    ("model", "examples"),
+    [
+        # the LAP pool's concept scorer (a convolution) comes last and is no feature layer
+        (lambda: _run_like(lapify(SmallCNN(3), where="global")[0]),
+         "'net.layer3', 'net.layer3.conv'"),
+        (lambda: _run_like(lapify(resnet18(num_classes=3), where="resnet18")[0]),
+         "'net.layer4', 'net.layer4.1', 'net.layer4.1.conv2'"),
+        (lambda: _run_like(blaify(SmallCNN(3), input_size=32)[0]),
+         "'net.layer3', 'net.layer3.conv'"),
+        (lambda: _run_like(AnteHocModel(SmallCNN(3), eta=2)),
+         "'net.backbone.layer3', 'net.backbone.layer3.conv'"),
+    ],
+)  # fmt: skip
+def test_an_unknown_layer_suggests_the_blocks_of_the_last_convolution(explainer, model, examples):
+    # the example was the first module not named '...layer4': the wrapper's 'normalize'
+    with pytest.raises(ValueError) as error:
+        explainer(model(), layer="nosuch")
+    message = str(error.value)
+    first = "unknown layer 'nosuch': give the name of a submodule as in model.named_modules() ("
+    assert message.startswith(first)
+    assert f"(e.g. {examples}: the model's last convolution and the blocks holding it)" in message
+    assert "normalize" not in message
+
+
+def test_a_model_without_convolutions_is_offered_its_last_module():
+    with pytest.raises(ValueError, match=r"named_modules\(\) \(e\.g\. '1'\)$"):
+        GradCam(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), layer="nosuch")

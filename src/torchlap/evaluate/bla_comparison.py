@@ -50,6 +50,7 @@ from torchlap.models.bla import bla_maps
 
 __all__ = [
     "LIME_CHECK_DEFAULTS",
+    "LIME_CHECK_FIELDS",
     "band_feature_mask",
     "bla_lime_faithfulness",
     "check_lime_check_options",
@@ -69,6 +70,10 @@ LIME_CHECK_DEFAULTS: dict[str, Any] = {
     "weighting": "kernel",
     "cam_relu": True,
 }
+#: the LIME check's sample count and cell size: ``--lime-option`` keys (the names
+#: :func:`bla_lime_faithfulness` gives them) whose values are ``EvaluateOptions`` fields of
+#: their own (one place for each setting: ``lime_options`` refuses them)
+LIME_CHECK_FIELDS: dict[str, str] = {"n_samples": "lime_samples", "patch": "lime_patch"}
 
 
 def band_feature_mask(
@@ -120,8 +125,8 @@ def _grid(soft: Tensor, image_size: tuple[int, int], patch: int | None) -> _Grid
         raise ValueError(
             f"LIME faithfulness (paper 002, 4.3) pairs LIME's cells with the cells of BLA's "
             f"explanation, here a {rows}x{cols} feature map of a {height}x{width} image: {what}; "
-            "use a larger input, or turn the check off (--lime-images 0); in Python square "
-            "patches also work (patch=N; EvaluateOptions(lime_patch=N))"
+            "use a larger input, or turn the check off (--lime-images 0); square patches also "
+            "work (--lime-option patch=N; in Python EvaluateOptions(lime_patch=N), patch=N)"
         )
     return _Grid(band_feature_mask(height, width, rows, cols, soft.device), (rows, cols), None)
 
@@ -161,7 +166,8 @@ def check_lime_check_options(options: object) -> dict[str, Any]:
     """``options`` (a dict of the LIME check's options, :data:`LIME_CHECK_DEFAULTS`: LIME's
     ``baseline``, ``perturbations_per_eval``, ``score``, ``weighting`` and Grad-CAM's
     ``cam_relu``, as :func:`bla_lime_faithfulness` takes them) checked: ``TypeError`` for
-    another type, ``ValueError`` for an unknown key (naming the accepted ones) and
+    another type, ``ValueError`` for an unknown key (naming the accepted ones; for a key of
+    :data:`LIME_CHECK_FIELDS`, the ``EvaluateOptions`` field that holds it) and
     ``TypeError``/``ValueError`` for a bad value, as :func:`bla_lime_faithfulness` raises.
     Returns a copy, ``baseline`` as a float."""
     if not isinstance(options, Mapping):
@@ -169,7 +175,9 @@ def check_lime_check_options(options: object) -> dict[str, Any]:
     unknown = sorted(set(options) - set(LIME_CHECK_DEFAULTS))
     if unknown:
         accepted = ", ".join(LIME_CHECK_DEFAULTS)
-        raise ValueError(f"unknown LIME check option(s) {unknown}; accepted: {accepted}")
+        fields = [key for key in unknown if key in LIME_CHECK_FIELDS]
+        hint = "".join(f"; {key} is EvaluateOptions.{LIME_CHECK_FIELDS[key]}" for key in fields)
+        raise ValueError(f"unknown LIME check option(s) {unknown}; accepted: {accepted}{hint}")
     _check_lime_values(options)
     checked = dict(options)
     if "cam_relu" in checked:

@@ -75,8 +75,11 @@ CHECK_OPTION_FIELDS = (
 
 #: EvaluateOptions fields read after every method, from the cached per-image scores (the
 #: bootstrap intervals), or only by the LIME check, whose cache keys them: left out of the
-#: per-method fingerprint too
-RUN_LEVEL_OPTION_FIELDS = ("bootstrap_resamples", "bootstrap_level", "lime_options")
+#: per-method fingerprint too (a method's maps and scores do not depend on them)
+RUN_LEVEL_OPTION_FIELDS = (
+    "bootstrap_resamples", "bootstrap_level", "lime_images", "lime_samples", "lime_patch",
+    "lime_options",
+)  # fmt: skip
 #: the most grids of the grid pointing game: every grid is built as an image up front (a 2x2
 #: grid of 224 px images is 2.4 MB), so 10**9 asked torch for terabytes and failed in its
 #: allocator; the mean of 10000 grids is within 0.5 points of its limit (standard error)

@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from torchlap.cli_style import given_options, key_values, listed_names, nonblank_path
-from torchlap.evaluate.bla_comparison import LIME_CHECK_DEFAULTS
+from torchlap.evaluate.bla_comparison import LIME_CHECK_DEFAULTS, LIME_CHECK_FIELDS
 from torchlap.evaluate.checks import MAX_GRID_PG_GRIDS
 from torchlap.evaluate.common import guard_output_folder
 from torchlap.evaluate.compare import compare_runs, run_names
@@ -72,14 +72,23 @@ def _parse_check_methods(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else _parse_methods(text, "--check-methods")
 
 
-def _parse_lime_options(items: list[str] | None) -> dict:
+def _parse_lime_options(items: list[str] | None) -> tuple[dict, dict]:
     """``--lime-option KEY=VALUE`` (repeatable): the LIME check's options, each value parsed
     as JSON when it is (``baseline=0.5``, ``cam_relu=false``), else kept as its text
-    (``score=logit``); the keys and values are checked by ``EvaluateOptions.validate``."""
+    (``score=logit``), as ``(lime_options, fields)``: the keys of ``LIME_CHECK_FIELDS``
+    (``n_samples``, ``patch``) go to their ``EvaluateOptions`` fields (``lime_samples``,
+    ``lime_patch``), the others to ``lime_options``; an unknown key is refused here (the
+    flag accepts both kinds), the values are checked by ``EvaluateOptions.validate``."""
     try:
-        return key_values(items, "--lime-option")
+        given = key_values(items, "--lime-option")
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+    unknown = sorted(set(given) - set(LIME_CHECK_DEFAULTS) - set(LIME_CHECK_FIELDS))
+    if unknown:
+        accepted = ", ".join([*LIME_CHECK_DEFAULTS, *LIME_CHECK_FIELDS])
+        raise typer.BadParameter(f"unknown LIME check option(s) {unknown}; accepted: {accepted}")
+    fields = {name: given.pop(key) for key, name in LIME_CHECK_FIELDS.items() if key in given}
+    return given, fields
 
 
 def _options(params: dict[str, object]) -> EvaluateOptions:
@@ -90,11 +99,13 @@ def _options(params: dict[str, object]) -> EvaluateOptions:
             nonblank_path(str(params["data"]), "--data", "a built-in name or a dataset folder")
         except ValueError as error:
             raise typer.BadParameter(str(error)) from None
+    lime_options, lime_fields = _parse_lime_options(params["lime_option"])  # type: ignore[arg-type]
     options = EvaluateOptions(
         methods=_parse_methods(str(params["methods"])),
         method_options=_parse_method_options(params["method_options"]),  # type: ignore[arg-type]
         check_methods=_parse_check_methods(params["check_methods"]),  # type: ignore[arg-type]
-        lime_options=_parse_lime_options(params["lime_option"]),  # type: ignore[arg-type]
+        lime_options=lime_options,
+        **lime_fields,
         **{name: params[name] for name in _OPTION_FIELDS},  # type: ignore[arg-type]
     )
     try:
@@ -131,7 +142,8 @@ def _refuse_ignored(options: EvaluateOptions, given: set[str]) -> None:
             f"{', '.join(options.methods)}); the checks run on evaluated methods only: add it "
             "to --methods or drop it from --check-methods"
         )
-    if options.lime_options and ("bla" not in options.methods or options.lime_images == 0):
+    lime_given = options.lime_options or "lime_option" in given
+    if lime_given and ("bla" not in options.methods or options.lime_images == 0):
         raise ValueError(
             "--lime-option sets paper 002's LIME check, which runs for a BLA run evaluated with "
             "bla among --methods and --lime-images > 0: add bla to --methods (and --lime-images "
@@ -217,15 +229,20 @@ LimeImages = Annotated[
 #: the LIME check's options as --lime-option writes them, with their defaults
 _LIME_DEFAULTS = ", ".join(
     f"{key}={value if isinstance(value, str) else json.dumps(value)}"
-    for key, value in LIME_CHECK_DEFAULTS.items()
+    for key, value in {
+        **LIME_CHECK_DEFAULTS,
+        **{key: getattr(EvaluateOptions(), name) for key, name in LIME_CHECK_FIELDS.items()},
+    }.items()
 )
 LimeOption = Annotated[
     list[str] | None,
     typer.Option(
         "--lime-option",
         help="KEY=VALUE of paper 002's LIME check (repeatable; BLA runs, bla among --methods), "
-        f"the keys and their defaults: {_LIME_DEFAULTS}; e.g. --lime-option weighting=none "
-        "--lime-option cam_relu=false. A cached check computed with other options is recomputed.",
+        f"the keys and their defaults: {_LIME_DEFAULTS} (n_samples: LIME's occlusion "
+        "patterns; patch: square cells of N px, null: the cells of BLA's feature map); e.g. "
+        "--lime-option weighting=none --lime-option cam_relu=false. A cached check computed "
+        "with other options is recomputed.",
     ),
 ]
 Device = Annotated[str, typer.Option("--device")]

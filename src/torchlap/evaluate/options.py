@@ -10,7 +10,7 @@ from typing import Any
 
 from torchlap._checks import check_bool, check_choice, check_device, check_seed, is_int, is_number
 from torchlap.data import SPLITS
-from torchlap.evaluate.bla_comparison import check_lime_check_options
+from torchlap.evaluate.bla_comparison import LIME_CHECK_FIELDS, check_lime_check_options
 from torchlap.evaluate.checks import validate_check_options
 from torchlap.explainers import available, check_options, comparison_methods
 from torchlap.explainers.lap import LAP_ALL_VARIANTS
@@ -102,6 +102,9 @@ class EvaluateOptions:
     ``baseline``, ``perturbations_per_eval``, ``score``, ``weighting`` and ``cam_relu`` of
     :func:`~torchlap.evaluate.bla_comparison.bla_lime_faithfulness` (an unknown key refused,
     naming the accepted ones); the check's cache and results record those off their defaults.
+    The flag's keys ``n_samples`` and ``patch`` set ``lime_samples`` and ``lime_patch`` (the
+    fields hold them; ``lime_options`` refuses them), which key the check's cache as every
+    field does and which ``results["lime_spearman"]`` records (``n_samples``, ``patch``).
     """
 
     split: str = "test"
@@ -215,7 +218,7 @@ class EvaluateOptions:
         for name, low in minimums.items():
             value = getattr(self, name)
             if not is_int(value) or value < low:  # ValueError, as the CLI reports it
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}{_flag(name)}")
         if self.batch_size > MAX_BATCH_SIZE:
             raise ValueError(
                 f"batch_size must be an int from 1 to {MAX_BATCH_SIZE}, got {self.batch_size!r}"
@@ -240,7 +243,14 @@ class EvaluateOptions:
         for name in ("max_images", "max_val_images", "lime_patch"):
             value = getattr(self, name)
             if value is not None and (not is_int(value) or value < 1):
-                raise ValueError(f"{name} must be None or an int >= 1, got {value!r}")
+                raise ValueError(f"{name} must be None or an int >= 1, got {value!r}{_flag(name)}")
+
+
+def _flag(name: str) -> str:
+    """The ``--lime-option`` key that sets field ``name`` on the command line, as a note for
+    its error message ("" for another field)."""
+    keys = [key for key, field_name in LIME_CHECK_FIELDS.items() if field_name == name]
+    return f" (--lime-option {keys[0]})" if keys else ""
 
 
 def refuse_repeats(names: Iterable[str], field_name: str) -> None:

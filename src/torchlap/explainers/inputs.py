@@ -17,6 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from torchlap._checks import channel_mismatch, check_model_inputs, non_finite_samples
+from torchlap.layers.lap import LapBase
+from torchlap.models.antehoc import WeightNetwork
+from torchlap.models.bla_pools import FeatureSelectionPool
 
 __all__ = [
     "autograd_copies",
@@ -160,11 +163,38 @@ def check_layer_name(name: object, modules: dict[str, nn.Module]) -> None:
         nested = [n for n in names if n.endswith(f".{name}")][:5]
         close = nested or difflib.get_close_matches(str(name), names, n=5)
         hint = f"; did you mean one of {close}?" if close else ""
-        example = next((n for n in names if n.endswith("layer4")), names[0] if names else "")
         raise ValueError(
             f"unknown layer {name!r}: give the name of a submodule as in "
-            f"model.named_modules() (e.g. {example!r}){hint}"
+            f"model.named_modules() ({_layer_examples(modules)}){hint}"
         )
+
+
+#: the modules whose convolutions compute a model's own explanation (LAP's concept scorers,
+#: BLA's attention, the ante-hoc weight network), not the features a Grad-CAM explains
+_EXPLANATION_MODULES = (LapBase, FeatureSelectionPool, WeightNetwork)
+
+
+def _layer_examples(modules: dict[str, nn.Module]) -> str:
+    """Layer names to suggest, from the model's ``named_modules()``: its last convolution
+    outside :data:`_EXPLANATION_MODULES` and the blocks holding it that do not hold every
+    such convolution (on a run's ResNet18 ``'net.layer4'``, ``'net.layer4.1'``,
+    ``'net.layer4.1.conv2'``; Grad-CAM's usual layer is the first); without a convolution,
+    the last submodule."""
+    own = tuple(f"{n}." for n, m in modules.items() if n and isinstance(m, _EXPLANATION_MODULES))
+    convs = [
+        n
+        for n, m in modules.items()
+        if n and isinstance(m, nn.modules.conv._ConvNd) and not n.startswith(own)
+    ]
+    if not convs:
+        names = [n for n in modules if n]
+        return f"e.g. {names[-1]!r}" if names else "this model has no submodule"
+    last = convs[-1]
+    parts = last.split(".")
+    blocks = [".".join(parts[:i]) for i in range(1, len(parts))]
+    blocks = [b for b in blocks if not all(c.startswith(f"{b}.") for c in convs)]
+    shown = ", ".join(repr(n) for n in [*blocks[:2], last])
+    return f"e.g. {shown}: the model's last convolution and the blocks holding it"
 
 
 def check_layer_option(model: nn.Module, layer: object) -> str | nn.Module | None:

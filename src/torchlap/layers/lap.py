@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as _module_globals
 
-from torchlap._checks import check_bool, check_number
+from torchlap._checks import check_bool, check_feature_input, check_number
 from torchlap.layers._state import KeepsLastMaps
 from torchlap.layers.functional import (
     _adaptive_local_attention_pool2d,
@@ -138,47 +138,11 @@ class LapBase(KeepsLastMaps, nn.Module):
         self.maps = None
 
     def _check_input(self, x: Tensor) -> None:
-        # on every forward pass: pure-Python checks, reading the module dicts directly (a
-        # module attribute through nn.Module.__getattr__ costs more than all of them)
-        if not isinstance(x, Tensor):
-            raise TypeError(
-                f"{type(self).__name__} expects a (B, C, H, W) torch.Tensor, got "
-                f"{type(x).__name__}; convert it with torch.as_tensor"
-            )
-        shape = x.shape
-        if len(shape) != 4:
-            raise ValueError(
-                f"{type(self).__name__} expects (B, C, H, W) input, got shape {tuple(shape)}"
-            )
+        # on every forward pass: metadata checks only, the channels and the parameter read
+        # from the module dicts directly (a module attribute through nn.Module.__getattr__
+        # costs more than all of them)
         in_channels = self._modules["scorer"].in_channels
-        if shape[1] != in_channels:
-            raise ValueError(
-                f"{type(self).__name__} was built for {in_channels} input channels, "
-                f"got an input with {shape[1]} channels (shape {tuple(shape)})"
-            )
-        if shape[2] < 1 or shape[3] < 1:
-            raise ValueError(
-                f"{type(self).__name__} needs a feature map of at least 1x1 pixels, got shape "
-                f"{tuple(shape)}"
-            )
-        alpha = self._parameters["alpha"]
-        floating = x.is_floating_point()  # autocast casts floats only
-        if not floating or (
-            x.dtype != alpha.dtype and not torch.is_autocast_enabled(x.device.type)
-        ):
-            # not cast silently (as nn.Conv2d, which raises a less clear error)
-            kind = "floating-point" if floating else "non-floating-point"
-            raise TypeError(
-                f"{type(self).__name__} has {alpha.dtype} parameters but got a {kind} "
-                f"{x.dtype} input; convert the input (x.to({alpha.dtype})) or the layer "
-                f"(layer.to(dtype)), or run under torch.autocast"
-            )
-        if x.device != alpha.device:
-            raise ValueError(
-                f"{type(self).__name__} has its parameters on {alpha.device} but got an input "
-                f"on {x.device}; move the input (x.to({str(alpha.device)!r})) or the layer "
-                "(layer.to(device))"
-            )
+        check_feature_input(self, x, in_channels, self._parameters["alpha"], min_size=1)
 
     def _keep_maps(self, x: Tensor, concepts: Tensor, score: Tensor, discriminative) -> None:
         # plain attributes (neither parameters nor modules): set directly, without the cost of

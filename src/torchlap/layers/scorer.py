@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import check_int, check_positive_int
+from torchlap._checks import check_feature_input, check_int, check_positive_int
 
 __all__ = ["AGGREGATIONS", "HEAD_HIDDEN", "ConceptScorer"]
 
@@ -86,9 +86,14 @@ class ConceptScorer(nn.Module):
             self.aggregate = nn.Sequential(conv, nn.Sigmoid())
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Return ``(concept probabilities (B, h, H, W), aggregated score (B, 1, H, W))``."""
+        """Return ``(concept probabilities (B, h, H, W), aggregated score (B, 1, H, W))``.
+
+        ``x``: (B, ``in_channels``, H, W), floating point of the parameters' dtype and on
+        their device (``TypeError``/``ValueError`` saying which, before any work)."""
+        heads = self._modules["heads"]
+        check_feature_input(self, x, self.in_channels, heads._modules["0"]._parameters["weight"])
         hidden = x
-        for module in self.heads:
+        for module in heads:
             pointwise = isinstance(module, nn.Conv2d) and module.groups == 1
             hidden = _pointwise(module, hidden) if pointwise else module(hidden)
         concepts = torch.sigmoid(hidden)

@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchlap._checks import check_model_inputs
+from torchlap._checks import check_feature_input, check_model_inputs
 from torchlap.layers._state import KeepsLastMaps
 from torchlap.metrics import binarize_map
 from torchlap.metrics._common import check_binarize_options
@@ -163,12 +163,13 @@ class WeightNetwork(nn.Module):
         nn.init.zeros_(last.bias)
 
     def scores(self, sams: Tensor) -> Tensor:
-        """The autoencoder's output (B, eta, H, W), before the pixel-wise softmax."""
-        if sams.dim() != 4 or sams.shape[1] != self.eta:
-            raise ValueError(
-                f"the weight network expects (B, {self.eta}, H, W) maps, got {tuple(sams.shape)}"
-            )
-        out = self.decoder(self.encoder(sams))
+        """The autoencoder's output (B, eta, H, W), before the pixel-wise softmax.
+
+        ``sams``: (B, ``eta``, H, W), floating point of the parameters' dtype and on their
+        device (``TypeError``/``ValueError`` saying which, before any work)."""
+        encoder = self._modules["encoder"]
+        check_feature_input(self, sams, self.eta, encoder._modules["0"]._parameters["weight"])
+        out = self.decoder(encoder(sams))
         if out.shape[-2:] != sams.shape[-2:]:
             out = F.interpolate(out, size=sams.shape[-2:], mode="bilinear", align_corners=False)
         return out
