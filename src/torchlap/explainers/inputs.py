@@ -24,6 +24,7 @@ from torchlap.models.bla_pools import FeatureSelectionPool
 __all__ = [
     "autograd_copies",
     "channel_mismatch",
+    "check_class_tensor",
     "check_images",
     "check_layer_name",
     "check_layer_option",
@@ -212,6 +213,20 @@ def check_layer_option(model: nn.Module, layer: object) -> str | nn.Module | Non
     raise TypeError(f"layer must be None, a module name or a module, got {layer!r}")
 
 
+def check_class_tensor(target: object, accepted: str) -> Tensor:
+    """``target`` if it is a tensor of an integer dtype (not bool), else ``TypeError``
+    "target must be {accepted}, got ..." naming its dtype or type (no values read)."""
+    if (
+        not isinstance(target, Tensor)
+        or target.dtype == torch.bool
+        or target.is_floating_point()
+        or target.is_complex()
+    ):
+        got = target.dtype if isinstance(target, Tensor) else type(target).__name__
+        raise TypeError(f"target must be {accepted}, got {got}")
+    return target
+
+
 def class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tensor:
     """The score of class ``target[i]`` for every row ``i`` of ``logits`` ``(N, K)``.
 
@@ -229,14 +244,7 @@ def class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tenso
         raise TypeError(f"logits must be a floating tensor (N, K), got dtype {logits.dtype}")
     count, num_classes = logits.shape
     accepted = f"an integer tensor of {count} class indices (one per row of logits)"
-    if (
-        not isinstance(target, Tensor)
-        or target.dtype == torch.bool
-        or target.is_floating_point()
-        or target.is_complex()
-    ):
-        got = target.dtype if isinstance(target, Tensor) else type(target).__name__
-        raise TypeError(f"target must be {accepted}, got {got}")
+    check_class_tensor(target, accepted)
     if target.numel() != count:
         raise ValueError(f"target must be {accepted}, got shape {tuple(target.shape)}")
     if kind not in ("softmax", "logit"):

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from torchlap._checks import check_bool, check_choice, check_fraction, check_int, check_number
 from torchlap.explainers.base import Explainer, register
+from torchlap.explainers.inputs import check_class_tensor
 from torchlap.layers.lap import LapBase, LapMaps, attention_maps, clear_attention_maps, lap_modules
 
 __all__ = ["LAP_ALL_VARIANTS", "LapExplainer", "concept_mapping", "lap_all", "select_lap_map"]
@@ -252,14 +253,7 @@ def _check_target(target: object, batch: int, num_classes: int) -> None:
     ``[0, num_classes)`` (the range with one device sync, skipped while ``torch.export`` or
     ``torch.compile`` traces)."""
     accepted = f"an integer tensor of {batch} class indices in [0, {num_classes})"
-    if (
-        not isinstance(target, Tensor)
-        or target.dtype == torch.bool
-        or target.is_floating_point()
-        or target.is_complex()
-    ):
-        got = target.dtype if isinstance(target, Tensor) else type(target).__name__
-        raise TypeError(f"target must be {accepted}, got {got}")
+    target = check_class_tensor(target, accepted)
     if tuple(target.shape) != (batch,):
         raise ValueError(f"target must be {accepted}, got shape {tuple(target.shape)}")
     if batch == 0 or torch.compiler.is_compiling() or torch.jit.is_tracing():
