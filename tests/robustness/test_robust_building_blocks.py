@@ -1,5 +1,5 @@
 """Bad input to the public building blocks that run inside a model's forward pass (LAP's
-``ConceptScorer``, the ante-hoc ``WeightNetwork``): a typed error naming the block and what
+``ConceptScorer``, the ante-hoc ``WeightNetwork``, BLA's and L2X-F's pools): a typed error naming the block and what
 it takes, where torch's internal RuntimeError (or an AttributeError) came before; the checks
 read only the input's metadata (they pass on meta tensors, which hold no values)."""
 
@@ -13,6 +13,7 @@ from torch import nn
 
 from torchlap.layers import ConceptScorer
 from torchlap.models.antehoc import WeightNetwork
+from torchlap.models.bla_pools import BoundedLogitAttention, L2XFeatureSelection
 
 #: each block with its input channels and those of its (first) output
 BLOCKS: dict[str, Callable[[], tuple[nn.Module, int, int]]] = {
@@ -72,3 +73,33 @@ def test_the_checks_read_no_values_and_let_autocast_cast(block: str) -> None:
         out = module(torch.rand(2, channels, 8, 8, dtype=torch.bfloat16))
     first = out[0] if isinstance(out, tuple) else out
     assert first.shape == (2, produced, 8, 8) and first.isfinite().all()
+
+
+#: BLA's and L2X-F's pools (paper 002): input channels; their output is (B, C, 1, 1)
+POOLS: dict[str, Callable[[], nn.Module]] = {
+    "bla": lambda: BoundedLogitAttention(4),
+    "l2x-f": lambda: L2XFeatureSelection(4, k=2),
+}
+
+
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("case", CASES)
+def test_a_bad_input_to_the_bla_pools_is_named_before_the_forward_pass(
+    pool: str, case: str
+) -> None:
+    # before: a list or a 3-D input was a ValueError without the dtype; an int, float64 or meta
+    # input reached torch's convolution (RuntimeError)
+    module = POOLS[pool]()
+    value, error, message = _bad_inputs(4)[case]
+    with pytest.raises(error, match=rf"^{type(module).__name__} .*{message}"):
+        module(value)
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_the_bla_pools_check_no_values_and_let_autocast_cast(pool: str) -> None:
+    module = POOLS[pool]().to("meta").eval()
+    assert module(torch.empty(2, 4, 8, 8, device="meta")).shape == (2, 4, 1, 1)
+    module = POOLS[pool]().eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = module(torch.rand(2, 4, 8, 8, dtype=torch.bfloat16))
+    assert out.shape == (2, 4, 1, 1) and out.float().isfinite().all()

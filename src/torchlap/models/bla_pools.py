@@ -13,7 +13,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import check_bool, check_positive_float, check_positive_int
+from torchlap._checks import (
+    check_bool,
+    check_feature_input,
+    check_positive_float,
+    check_positive_int,
+)
 from torchlap.layers._state import KeepsLastMaps
 
 __all__ = [
@@ -126,14 +131,8 @@ class FeatureSelectionPool(KeepsLastMaps, nn.Module):
         self.maps = None
 
     def _check_input(self, x: Tensor) -> None:
-        if not isinstance(x, Tensor) or x.dim() != 4:
-            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{type(self).__name__} expects (B, C, H, W) input, got {shape}")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} was built for {self.in_channels} channels, got an input "
-                f"with {x.shape[1]} channels (shape {tuple(x.shape)})"
-            )
+        # the LAP layers' metadata-only check (type, shape, channels, dtype, device; no sync)
+        check_feature_input(self, x, self.in_channels, self._modules["scorer"].weight)
 
     def _scores(self, x: Tensor) -> Tensor:
         """``g_i = u^T f_i + b`` for every position: (B, n)."""
