@@ -1,7 +1,8 @@
 """Bad input to the public building blocks that run inside a model's forward pass (LAP's
-``ConceptScorer``, the ante-hoc ``WeightNetwork``, BLA's and L2X-F's pools): a typed error naming the block and what
-it takes, where torch's internal RuntimeError (or an AttributeError) came before; the checks
-read only the input's metadata (they pass on meta tensors, which hold no values)."""
+``ConceptScorer``, the ante-hoc ``WeightNetwork``, BLA's and L2X-F's pools): a typed error
+naming the block and what it takes, where torch's internal RuntimeError (or an AttributeError)
+came before; the checks read only the input's metadata (they pass on meta tensors, which hold
+no values)."""
 
 from __future__ import annotations
 
