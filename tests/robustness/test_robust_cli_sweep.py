@@ -174,6 +174,17 @@ CASES = [
         ["bench", "explain", "--sizes", "8", "--num-classes", HUGE],
         r"--num-classes must be >= 2 and <= 100000",
     ),
+    # a RISE mask count whose grids do not fit in memory: refused after the table's header
+    (
+        "bench explain rise-masks huge",
+        ["bench", "explain", "--sizes", "8", "--methods", "rise", "--rise-masks", "5000000"],
+        r"--rise-masks: n_masks 5000000 of 8x8 grids draw 320000000 grid cells up front",
+    ),
+    (
+        "bench explain rise-vs-sise rise-masks huge",
+        ["bench", "explain", "--sizes", "8", "--rise-vs-sise", "--rise-masks", "5000000"],
+        r"--rise-masks: n_masks 5000000 of 8x8 grids",
+    ),
     (
         "bench model archs a,",
         ["bench", "model", "--archs", "resnet18,"],
@@ -202,6 +213,7 @@ def test_sweep_bad_input_is_refused_up_front(
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
     assert len(errors) == 1, result.stderr
     assert re.search(message, errors[0]), errors[0]
+    assert result.stdout == "", result.stdout  # refused before anything is printed
     assert snapshot(tmp_path) == before  # nothing created, nothing changed
     assert snapshot(tiny_run) == run_before
 

@@ -299,6 +299,8 @@ def register_bench(bench_app: object) -> None:
         )  # fmt: skip
         method_list = _checked_choices(methods, against, precision)
         _refuse_ignored(method_list, against, rise_vs_sise, precision)
+        if rise_vs_sise or (not against and (method_list is None or "rise" in method_list)):
+            _check_rise(rise_masks, mask_batch_size, precision)
         if against or rise_vs_sise:
             try:
                 typer.echo(
@@ -395,6 +397,16 @@ def _checked_choices(methods: str, against: str, precision: str) -> list[str] | 
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     return method_list
+
+
+def _check_rise(rise_masks: int, mask_batch_size: int, precision: str) -> None:
+    """``--rise-masks`` and ``--mask-batch-size`` as RISE's constructor checks them, on a
+    stand-in model (nothing built or run), before anything is printed: a mask count whose grids
+    would not fit in memory used to be refused after the table's header."""
+    try:
+        get("rise")(nn.Identity(), **_options("rise", rise_masks, mask_batch_size, precision))
+    except ValueError as error:
+        raise typer.BadParameter(f"--rise-masks: {error}") from None
 
 
 def _refuse_ignored(
