@@ -491,7 +491,7 @@ def guard_output_folder(
     in the messages; ``extra``: more names the caller writes there (``torchlap demo``:
     ``("demo.log",)``). Returns the entries that are not torchlap's (replaced under ``force``)."""
     if not out.exists():
-        check_folder_path(out, option)  # "[Errno 20] Not a directory" after the work, else
+        check_folder_path(out, option)  # else "[Errno 20] Not a directory", after the work
         return []
     if not out.is_dir():
         raise ValueError(f"{option} {out} exists and is not a folder; pass a folder path")

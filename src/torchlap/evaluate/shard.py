@@ -176,7 +176,10 @@ def _parse_devices(devices: str | int) -> int | list[int]:
         text = str(devices).strip()
         try:
             # "" selects nothing (refused below); an empty id ("0,,1", "0,") is malformed
-            count = int(text) if text.isdigit() else [int(p) for p in text.split(",") if text]
+            if text.isdigit():
+                count = int(text)
+            else:
+                count = [int(p) for p in text.split(",")] if text else []
         except ValueError:
             raise ValueError(
                 f"--devices must be a count (2) or a comma list of CUDA ids (0,1), got {devices!r}"

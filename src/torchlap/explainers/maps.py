@@ -43,7 +43,8 @@ def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
     if not isinstance(maps, Tensor) or maps.dim() != 3:
         shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
         raise ValueError(f"upsample expects maps of shape (B, h, w), got {shape}")
-    check_float_maps(maps, "maps", "(B, h, w)")
+    if not maps.is_floating_point():
+        raise TypeError(f"maps must be a floating tensor (B, h, w), got dtype {maps.dtype}")
     size = check_size_pair(size, "size")
     if tuple(maps.shape[-2:]) == size:
         return maps
