@@ -1,8 +1,10 @@
-"""Who started this process: the one owner of torchlap's launcher detection.
+"""Who started this process, and how many: the one owner of torchlap's launcher detection and
+of ``--devices``.
 
 ``torchlap train`` and ``torchlap evaluate``/``compare`` both refuse ``--num-nodes M > 1``
 without a launcher (the other nodes' processes would never come, and the run would wait
-forever), and sharded evaluation starts its own processes only when no launcher did.
+forever), sharded evaluation starts its own processes only when no launcher did, and both read
+``--devices`` with :func:`parse_devices` and count the CPU cores with :func:`usable_cpu_cores`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,45 @@ __all__ = [
     "ended_workers",
     "external_launcher",
     "multi_node_launcher",
+    "parse_devices",
     "require_multi_node_launcher",
     "say_when_a_worker_dies",
+    "usable_cpu_cores",
     "worker_failure",
 ]
+
+
+def parse_devices(devices: str | int, allow_auto: bool = False) -> str | int | list[int]:
+    """``--devices`` as Lightning takes it: a count of processes >= 1 (``2``), a comma list of
+    distinct device ids >= 0 (``0,1``), or, with ``allow_auto`` (``torchlap train``),
+    ``"auto"``. Raises ``ValueError`` naming what is accepted for anything else: an empty id
+    (``"0,,1"``, ``""``: refused, not skipped), a count of 0, a repeated or negative id, where
+    Lightning would fail only after the run folder exists; ``TypeError`` for a bool."""
+    accepted = (
+        "'auto', " if allow_auto else ""
+    ) + "a count (2) or a comma list of device ids (0,1)"
+    if isinstance(devices, bool) or not isinstance(devices, (str, int)):
+        raise TypeError(f"--devices must be {accepted}, got {devices!r}")
+    text = str(devices).strip()
+    if allow_auto and text == "auto":
+        return "auto"
+    try:
+        parsed: int | list[int] = int(text) if text.isdigit() else [int(p) for p in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--devices must be {accepted}, got {devices!r}") from None
+    if parsed == 0:
+        raise ValueError(f"--devices {devices!r} selects no process; pass {accepted}")
+    if isinstance(parsed, list) and (len(set(parsed)) != len(parsed) or min(parsed) < 0):
+        raise ValueError(
+            f"--devices {devices!r} names a device twice or a negative id; pass {accepted}"
+        )
+    return parsed
+
+
+def usable_cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the system has one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
 
 
 def external_launcher() -> bool:

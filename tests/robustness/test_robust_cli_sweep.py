@@ -55,9 +55,13 @@ CASES = [
     (
         "train devices empty",
         [*TRAIN, "--devices", ""],
-        r"--devices must be 'auto', a count \(2\) or a comma list of ids \(0,1\), got ''",
+        r"--devices must be 'auto', a count \(2\) or a comma list of device ids \(0,1\), got ''",
     ),
-    ("train devices a,,b", [*TRAIN, "--devices", "0,,1"], r"comma list of ids \(0,1\), got '0,,1'"),
+    (
+        "train devices a,,b",
+        [*TRAIN, "--devices", "0,,1"],
+        r"comma list of device ids \(0,1\), got '0,,1'",
+    ),
     # evaluate / compare
     (
         "evaluate data empty",
@@ -72,7 +76,7 @@ CASES = [
     (
         "evaluate devices a,,b",
         [*EVALUATE, "--devices", "0,,1"],
-        r"--devices must be a count \(2\) or a comma list of CUDA ids \(0,1\), got '0,,1'",
+        r"--devices must be a count \(2\) or a comma list of device ids \(0,1\), got '0,,1'",
     ),
     (
         "evaluate batch huge",

@@ -38,7 +38,10 @@ def _no_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
             r"--devices '0,1' lists device ids, which the CPU does not have \(CUDA, MPS and TPU "
             r"do\); with --accelerator cpu on the CPU pass a process count such as --devices 2",
         ),
-        ({"devices": "0", "accelerator": "cpu"}, r"--devices '0' selects no device"),
+        (
+            {"devices": "0", "accelerator": "cpu"},
+            r"--devices '0' selects no process; pass 'auto', a count",
+        ),
     ],
 )
 def test_device_ids_lightning_would_refuse_are_refused_before_the_folder(

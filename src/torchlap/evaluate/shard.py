@@ -22,7 +22,6 @@ computes (or reuses) the same methods.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,8 +34,10 @@ from torchlap.launch import (
     claim_worker_report,
     ended_workers,
     external_launcher,
+    parse_devices,
     require_multi_node_launcher,
     say_when_a_worker_dies,
+    usable_cpu_cores,
     worker_failure,
 )
 
@@ -166,34 +167,6 @@ def on_rank_zero(function: Callable[[], T]) -> T:
 # ---------------------------------------------------------------------------------- launching
 
 
-def _parse_devices(devices: str | int) -> int | list[int]:
-    """``--devices``: a count (``2``) or a comma list of CUDA ids (``0,1``)."""
-    if isinstance(devices, bool):
-        raise TypeError(f"devices must be a count or a comma list of ids, got {devices!r}")
-    if isinstance(devices, int):
-        count: int | list[int] = devices
-    else:
-        text = str(devices).strip()
-        try:
-            # "" selects nothing (refused below); an empty id ("0,,1", "0,") is malformed
-            if text.isdigit():
-                count = int(text)
-            else:
-                count = [int(p) for p in text.split(",")] if text else []
-        except ValueError:
-            raise ValueError(
-                f"--devices must be a count (2) or a comma list of CUDA ids (0,1), got {devices!r}"
-            ) from None
-    if count == [] or (isinstance(count, int) and count < 1):
-        raise ValueError(
-            f"--devices {devices!r} selects no process; pass a count of processes (1, 2, ...), "
-            "or CUDA device ids such as 0,1 on a GPU machine"
-        )
-    if isinstance(count, list) and (len(set(count)) != len(count) or min(count) < 0):
-        raise ValueError(f"--devices {devices!r} names a device twice or a negative id")
-    return count
-
-
 @dataclass(frozen=True)
 class ShardPlan:
     """The checked ``--devices``/``--num-nodes``/``--device`` of a sharded evaluation."""
@@ -215,7 +188,7 @@ def check_sharding(devices: str | int, num_nodes: int, device: str) -> ShardPlan
     SLURM, or ``MASTER_ADDR``/``NODE_RANK`` set on each node); refused otherwise (it would wait
     forever for them).
     """
-    count = _parse_devices(devices)
+    count = parse_devices(devices)
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
         raise ValueError(f"--num-nodes must be an int >= 1, got {num_nodes!r}")
     require_multi_node_launcher(num_nodes, "evaluate")  # (compare shares the rule)
@@ -230,8 +203,7 @@ def check_sharding(devices: str | int, num_nodes: int, device: str) -> ShardPlan
                 f"--devices {devices!r} lists device ids, which only CUDA has; with --device cpu "
                 "pass a process count such as --devices 2"
             )
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        cores = cores or os.cpu_count() or 1
+        cores = usable_cpu_cores()
         if n_local > cores:
             raise ValueError(
                 f"--devices {n_local} asks for {n_local} processes but this machine has {cores} "

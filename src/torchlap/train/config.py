@@ -22,6 +22,7 @@ from torchlap._checks import (
     check_seed,
     is_plain_number,
 )
+from torchlap.launch import parse_devices
 from torchlap.losses.functional import EXPERT_POSITIVE_FRACTION
 from torchlap.models.bcos import BCOS_NORMS
 from torchlap.models.objectives import RATIO_FIELDS, unused_supervision_settings
@@ -355,10 +356,7 @@ class TrainConfig:
         check_data_options(self.data, self.data_options)
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
-        if not isinstance(self.devices, (str, int)) or isinstance(self.devices, bool):
-            raise TypeError(
-                f"devices must be 'auto', a count or a comma list of ids, got {self.devices!r}"
-            )
+        parse_devices(self.devices, allow_auto=True)
         self._validate_losses()
         self._validate_supervision_settings()
         self._validate_phases()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import pickle
 import warnings
 from collections.abc import Callable, Sequence
@@ -39,7 +38,7 @@ import torch
 
 from torchlap import __version__
 from torchlap.data import collate_regions
-from torchlap.launch import require_multi_node_launcher
+from torchlap.launch import parse_devices, require_multi_node_launcher, usable_cpu_cores
 from torchlap.layers import lap_modules
 from torchlap.layers._state import kept_last_maps
 from torchlap.logs import lightning_progress_callbacks
@@ -74,30 +73,6 @@ from torchlap.train.process import callers_random_state
 __all__ = ["RUN_FORMAT", "LoadedRun", "RunFolderError", "fit", "load_run"]
 
 logger = logging.getLogger(__name__)
-
-
-def _resolve_devices(devices: str | int) -> Any:
-    """``--devices`` as Lightning takes it: ``"auto"``, a count, or a list of distinct ids >= 0
-    (a negative or repeated id is refused: Lightning would fail after the run folder exists)."""
-    if isinstance(devices, int):
-        return devices
-    text = str(devices).strip()
-    if text == "auto":
-        return "auto"
-    if text.isdigit():
-        return int(text)
-    try:
-        ids = [int(part) for part in text.split(",")]  # "0,,1", "": refused, not skipped
-    except ValueError:
-        raise ValueError(
-            f"--devices must be 'auto', a count (2) or a comma list of ids (0,1), got {devices!r}"
-        ) from None
-    if ids and (len(set(ids)) != len(ids) or min(ids) < 0):
-        raise ValueError(
-            f"--devices {devices!r} names a device twice or a negative id; pass 'auto', a count "
-            "(2) or distinct CUDA ids (0,1)"
-        )
-    return ids
 
 
 def _check_launch(config: TrainConfig, devices: Any, accelerated: bool) -> None:
@@ -168,10 +143,7 @@ def _check_devices(config: TrainConfig, devices: Any) -> int:
         count = torch.cuda.device_count() if cuda else 1
     else:
         count = int(devices)
-    if count < 1:
-        raise ValueError(f"--devices {config.devices!r} selects no device; pass 'auto', 1, 2, ...")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    available = torch.cuda.device_count() if cuda else (cores or 1)
+    available = torch.cuda.device_count() if cuda else usable_cpu_cores()
     kind = "CUDA devices" if cuda else "CPU cores"
     if count > available or (isinstance(devices, list) and max(devices) >= available):
         raise ValueError(
@@ -250,7 +222,7 @@ def _run(config: TrainConfig, callbacks: Sequence[Any]) -> Path:
     config = config.with_resolved_data()  # a folder recorded absolute: found from anywhere
     out = Path(config.out)
     global_zero = is_global_zero()
-    devices = _resolve_devices(config.devices)
+    devices = parse_devices(config.devices, allow_auto=True)
     world = _check_devices(config, devices)
     if global_zero or config.resume:
         prepare_folder(out, config, apply=False)  # refuse before any data is loaded
