@@ -155,3 +155,28 @@ def test_gradients_of_a_single_window_match_the_reference(backend) -> None:
     torch.testing.assert_close(got, expected)
     for grad, expected_grad in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(grad, expected_grad)
+
+
+@pytest.mark.parametrize("output_size", [(1, 1), (2, 3)])
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adaptive_gradients_reach_alpha_as_the_reference_does(output_size, batch, backend) -> None:
+    """Eq. 4's alpha is trainable ("adjustable by the trainable parameter alpha"): its gradient
+    through the adaptive pool ((1, 1): the global pool of every lapified classifier) equals
+    the reference's, with the features' and the scores'."""
+    generator = torch.Generator().manual_seed(5 + batch)
+    x = torch.randn(batch, 3, 4, 6, generator=generator, dtype=torch.float64)
+    score = torch.rand(batch, 1, 4, 6, generator=generator, dtype=torch.float64)
+    alpha = torch.tensor(1.7, dtype=torch.float64)
+    leaves = [t.clone().requires_grad_(True) for t in (x, score, alpha)]
+    got = adaptive_local_attention_pool2d(*leaves[:2], output_size, leaves[2], EPS, backend)
+    kernel = (4 // output_size[0], 6 // output_size[1])
+    reference_leaves = [t.clone().requires_grad_(True) for t in (x, score, alpha)]
+    expected = reference_pool(*reference_leaves[:2], kernel, kernel, (0, 0), reference_leaves[2])
+    torch.testing.assert_close(got, expected)
+    upstream = torch.randn(got.shape, generator=generator, dtype=torch.float64)
+    grads = torch.autograd.grad((got * upstream).sum(), leaves)
+    expected_grads = torch.autograd.grad((expected * upstream).sum(), reference_leaves)
+    assert float(expected_grads[2].abs()) > 1e-6  # alpha matters in this case
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad)
