@@ -320,11 +320,12 @@ class RiseMasks:
         self.grid_size = grid_size
         self.cell = (math.ceil(self.size[0] / grid_size), math.ceil(self.size[1] / grid_size))
         self.device = check_device(device) if device is not None else torch.device("cpu")
+        # drawn on the host (the same masks on every device), whatever torch's default device
         generator = torch.Generator().manual_seed(seed)
-        grids = torch.rand(n_masks, grid_size, grid_size, generator=generator) < self.p
-        shift_y = torch.randint(0, self.cell[0], (n_masks,), generator=generator)
-        shift_x = torch.randint(0, self.cell[1], (n_masks,), generator=generator)
-        self.grids = grids.float().to(self.device)
+        grids = torch.rand(n_masks, grid_size, grid_size, generator=generator, device="cpu")
+        shift_y = torch.randint(0, self.cell[0], (n_masks,), generator=generator, device="cpu")
+        shift_x = torch.randint(0, self.cell[1], (n_masks,), generator=generator, device="cpu")
+        self.grids = (grids < self.p).float().to(self.device)
         self.shift_y = shift_y.to(self.device)
         self.shift_x = shift_x.to(self.device)
 
