@@ -119,8 +119,9 @@ def unique_masks(maps: Tensor, group: Tensor) -> tuple[Tensor, Tensor]:
     low = flat.amin(dim=1, keepdim=True)
     normed = (flat - low) / (flat.amax(dim=1, keepdim=True) - low)
     key = torch.cat([group[:, None].to(normed.dtype), normed], dim=1)
-    _, inverse = torch.unique(key, dim=0, return_inverse=True)
-    n_unique = int(inverse.max()) + 1 if inverse.numel() else 0
+    # the distinct keys' count is their tensor's length: no read of ``inverse`` on the host
+    distinct, inverse = torch.unique(key, dim=0, return_inverse=True)
+    n_unique = distinct.shape[0]
     index = torch.arange(flat.shape[0], device=maps.device)
     first = torch.full((n_unique,), flat.shape[0], dtype=torch.long, device=maps.device)
     first.scatter_reduce_(0, inverse, index, reduce="amin")

@@ -271,7 +271,9 @@ class Sise(Explainer):
                 else:
                     first = inverse = torch.arange(image_index.numel(), device=images.device)
                 # Eq. 10-12 per distinct mask, counted as often as kept channels give it
-                multiplicity = torch.bincount(inverse, minlength=first.numel())
+                # a sum into a tensor of known length: bincount reads the maximum on the host
+                multiplicity = inverse.new_zeros(first.numel())
+                multiplicity.index_add_(0, inverse, torch.ones_like(inverse))
                 visual = torch.zeros(images.shape[0], *size, device=images.device)
                 starts = range(0, first.numel(), self.mask_batch_size)
                 for start in track(starts, description="sise", unit="mask batches"):
