@@ -7,9 +7,10 @@ maximum to size its output). The budgets below are the reads each call needs: th
 decide whether to raise (one read each, batched where they can be), and the output sizes that
 depend on the data. A new read must be argued for here.
 
-Before: Score-CAM and SISE read the count of distinct masks from ``inverse.max()`` after
-``torch.unique`` had already given it as a length, and SISE sized its mask multiplicities with
-``bincount`` although their length is known.
+Before: a metric's result read the count of its valid samples apart from their scores (whose
+boolean indexing gives it as a length); Score-CAM and SISE read the count of distinct masks
+from ``inverse.max()`` after ``torch.unique`` had already given it as a length, and SISE sized
+its mask multiplicities with ``bincount`` although their length is known.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from torchlap import explainers, layers, losses
+from torchlap import explainers, layers, losses, metrics
 from torchlap.explainers.perturbation import unique_masks
 
 _READS = {
@@ -105,6 +106,7 @@ def _per_op(module: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 _TARGET = torch.tensor([0, 2])
+_MAPS = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(2))
 _PROBS = torch.rand(2, 4, 8, 8, generator=torch.Generator().manual_seed(1)).clamp(0.01, 0.99)
 _PRESENT = torch.tensor([[True, False, True, False], [False, True, True, True]])
 
@@ -129,6 +131,9 @@ BUDGETS: dict[str, tuple[Callable[[], object], int]] = {
     "lap layer": (lambda: _lap()(_images()), 1),
     "lap layer, per-op path": (lambda: _per_op(_lap(), _images()), 0),
     "lap_all": (lambda: explainers.lap_all([torch.rand(2, 8, 8), torch.rand(2, 4, 4)]), 1),
+    # a localization metric: the maps are finite (one read), the valid samples' scores
+    # (boolean indexing: their count is the result's length) and their mean (one read)
+    "iou_topk": (lambda: metrics.iou_topk(_MAPS, _MAPS > 0.7), 3),
     # the value checks of every map in one read
     "concept_discrimination_loss": (
         lambda: losses.concept_discrimination_loss(_PROBS, _PRESENT),
