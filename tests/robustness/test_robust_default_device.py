@@ -5,7 +5,8 @@ lands on torch's *default* device, which a user may change (``torch.set_default_
 or ``with torch.device("cuda"):``). Before: RISE's masks, LIME's patterns, the bootstrap
 interval, the global threshold's subsample and the learned concept predictor drew from a CPU
 generator into such a tensor (a CUDA default device refuses a CPU generator); ``miou_top20``,
-the grid pointing game's quartiles and the evaluation's flat-map fill mixed one with the maps.
+the grid pointing game's quartiles and the evaluation's flat-map fill mixed one with the maps;
+lapify and blaify drew their probe image from a CPU generator on the default device.
 
 Here the default device is ``meta`` (it stands in for CUDA on a CPU-only machine: a meta tensor
 has no values, so mixing one with the CPU inputs fails, and copying one out fails too), the
@@ -247,3 +248,29 @@ def test_peer_explainers_do_not_depend_on_the_default_device(method: str) -> Non
     with torch.device("meta"):
         got = explainers.explain(model, images, method)
     _same(got, expected)
+
+
+@pytest.mark.parametrize("rebuild", ["lapify", "blaify"])
+def test_rebuilding_a_model_does_not_depend_on_the_default_device(rebuild: str) -> None:
+    """lapify and blaify probe the model with a seeded random image drawn on the host (before:
+    drawn on the default device, where a CUDA default refuses the CPU generator)."""
+
+    def build(model: nn.Module) -> nn.Module:
+        torch.manual_seed(1)
+        if rebuild == "lapify":
+            return torchlap.lapify(model, input_size=16)[0]
+        return blaify(model, input_size=16, init="glorot", k=4)[0]
+
+    expected = build(_tiny_cnn())
+    model = _tiny_cnn()  # on the CPU
+    with torch.device("meta"):
+        got = build(model)
+    assert [type(m) for m in got.modules()] == [type(m) for m in expected.modules()]
+    shapes = {k: (v.shape, v.device.type) for k, v in got.state_dict().items()}
+    assert shapes == {k: (v.shape, "cpu") for k, v in expected.state_dict().items()}
+    # the same weights give the same outputs (the initial weights differ: lapify checks its
+    # options on a throwaway layer whose initial weights draw from the global generator on the
+    # default device, which outside the context shifts the later draws)
+    got.load_state_dict(expected.state_dict())
+    images = _inputs()["images"]
+    _same(got.eval()(images), expected.eval()(images))
