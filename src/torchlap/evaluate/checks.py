@@ -275,7 +275,8 @@ def _grid_pointing(
             scores, zero = grid_pointing_scores(maps, cells, grid_set.shape)
             entry = grid_pointing_summary(scores, zero, grid_set.shape)
             write_cache(cache, key, parts, entry)
-            first = torch.arange(n_examples) * grid_set.n_cells  # cell 0 of the first grids
+            # cell 0 of the first grids
+            first = torch.arange(n_examples, device=maps.device) * grid_set.n_cells
             example_maps[method] = maps[first]
         else:
             example_maps[method] = explain_fn(

@@ -239,7 +239,7 @@ def _flatten_nonfinite(maps: Tensor) -> tuple[Tensor, int]:
     count = int(bad.sum())
     if count == 0:
         return maps, 0
-    return torch.where(bad[:, None, None], torch.zeros((), dtype=maps.dtype), maps), count
+    return torch.where(bad[:, None, None], maps.new_zeros(()), maps), count
 
 
 FLAT_TOLERANCE = 1e-6

@@ -536,7 +536,7 @@ def _examples(
     job: _Evaluation, method: str, chosen: dict[str, int], maps: Tensor | None
 ) -> tuple[Tensor, Tensor]:
     """The example images' indices and maps (recomputed when the results came from cache)."""
-    indices = torch.tensor(sorted(set(chosen.values())))
+    indices = torch.tensor(sorted(set(chosen.values())), device="cpu")  # rows of host tensors
     if maps is not None:
         return indices, maps[indices]
     return indices, explain_all(

@@ -45,7 +45,7 @@ PAIRED_KIND = "own map"
 def _scores(values: Sequence[float | None]) -> Tensor:
     """Per-image scores as results.json keeps them (``None``: an excluded image) as a tensor."""
     return torch.tensor([float("nan") if v is None else float(v) for v in values],
-                        dtype=torch.float64)  # fmt: skip
+                        dtype=torch.float64, device="cpu")  # fmt: skip
 
 
 def check_per_sample(cached: Mapping[str, Any], n_images: int) -> None:

@@ -58,7 +58,9 @@ def write_run_outputs(
             # rows in the caption's order (best, median, worst), one row per distinct image
             rows = example_rows(chosen) or [(i, "") for i in indices.tolist()]
             position = {index: p for p, index in enumerate(indices.tolist())}
-            order = torch.tensor([position[index] for index, _ in rows], dtype=torch.long)
+            order = torch.tensor(
+                [position[index] for index, _ in rows], dtype=torch.long, device=indices.device
+            )
             selected = indices[order]
             titles = [f"{kind} · {classes[int(data.labels[i])]}".strip(" ·") for i, kind in rows]
             path = plot_overlays(

@@ -175,7 +175,8 @@ def _check_concept_entries(mapping: Mapping) -> None:
 
 def _concept_members(concept_sets: Mapping, num_classes: int, n_concepts: int) -> Tensor | None:
     """Boolean ``(num_classes, n_concepts)``: which heads belong to each class (None: unusable)."""
-    members = torch.zeros(num_classes, n_concepts, dtype=torch.bool)
+    # built on the host from the Python mapping, copied once to the maps' device by the caller
+    members = torch.zeros(num_classes, n_concepts, dtype=torch.bool, device="cpu")
     for key, heads in concept_sets.items():
         try:
             cls = int(key)

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from torchlap._checks import check_size_pair
 
-__all__ = ["check_float_maps", "minmax_normalize", "upsample"]
+__all__ = ["check_float_maps", "minmax_normalize", "score_dtype", "upsample"]
 
 
 def check_float_maps(maps: object, name: str, shape: str) -> Tensor:
@@ -27,6 +27,13 @@ def check_float_maps(maps: object, name: str, shape: str) -> Tensor:
     if not maps.is_floating_point():
         raise TypeError(f"{name} must be a floating tensor {shape}, got dtype {maps.dtype}")
     return maps
+
+
+def score_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the explainers score and sum in for tensors of ``dtype``: float32 for half
+    precision and integer or bool tensors (their sums would round or overflow), the dtype
+    itself from float32 up (a float64 model's maps keep float64)."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:

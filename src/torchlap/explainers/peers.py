@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from torchlap.explainers.base import Explainer, register, upsample
+from torchlap.explainers.maps import score_dtype
 from torchlap.metrics import binarize_map
 from torchlap.metrics._common import check_binarize_options
 from torchlap.models.antehoc import AnteHocModel
@@ -169,12 +170,13 @@ class AnteHocExplainer(Explainer):
         if maps is None:
             raise ValueError("the AnteHocModel did not run in the model's forward pass")
         self.antehoc.close()
-        interpretation = maps.interpretation.detach()[:, 0].float()  # (B, h, w)
+        dtype = score_dtype(images.dtype)  # float32 for half precision, float64 kept
+        interpretation = maps.interpretation.detach()[:, 0].to(dtype)  # (B, h, w)
         # the ante-hoc model may see a resized input; the map is at its input's resolution
         interpretation = upsample(interpretation, images.shape[-2:])
         if self.map_kind == "map":
             return interpretation
         if self.map_kind == "binarized":
             region = binarize_map(interpretation, self.threshold, normalization=self.normalization)
-            interpretation = region.float()
-        return (images.float() * interpretation.unsqueeze(1)).sum(dim=1)
+            interpretation = region.to(dtype)
+        return (images.to(dtype) * interpretation.unsqueeze(1)).sum(dim=1)

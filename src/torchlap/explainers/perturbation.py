@@ -7,6 +7,8 @@ single-output model), as in both papers. The masked forwards run in ``torch.infe
 with the model's own in-place flags and its eval batch norms folded into their convolutions
 (float rounding only); ``precision="bfloat16"`` (or ``"float16"``) runs them under
 ``torch.autocast`` (see :func:`masked_forward_context`), the scores are then taken in float32.
+Scores and maps are summed in the images' dtype, float32 at least
+(:func:`~torchlap.explainers.maps.score_dtype`): a float64 model's maps keep float64.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torchlap.explainers.base import (
 )
 from torchlap.explainers.inputs import _class_scores as class_scores  # target checked once
 from torchlap.explainers.inputs import check_layer_option
+from torchlap.explainers.maps import score_dtype
 from torchlap.logs import track
 from torchlap.models.folding import folded_batch_norms
 
@@ -115,12 +118,13 @@ def unique_masks(maps: Tensor, group: Tensor) -> tuple[Tensor, Tensor]:
 
     Written here because no explainer library shares masked forwards between channels.
     """
-    flat = maps.flatten(1).float()
+    flat = maps.flatten(1).to(score_dtype(maps.dtype))
     low = flat.amin(dim=1, keepdim=True)
     normed = (flat - low) / (flat.amax(dim=1, keepdim=True) - low)
     key = torch.cat([group[:, None].to(normed.dtype), normed], dim=1)
-    _, inverse = torch.unique(key, dim=0, return_inverse=True)
-    n_unique = int(inverse.max()) + 1 if inverse.numel() else 0
+    # the distinct keys' count is their tensor's length: no read of ``inverse`` on the host
+    distinct, inverse = torch.unique(key, dim=0, return_inverse=True)
+    n_unique = distinct.shape[0]
     index = torch.arange(flat.shape[0], device=maps.device)
     first = torch.full((n_unique,), flat.shape[0], dtype=torch.long, device=maps.device)
     first.scatter_reduce_(0, inverse, index, reduce="amin")
@@ -139,13 +143,13 @@ def masked_scores(
     """Scores ``(n_items,)``: item ``i`` is the input ``make_inputs(idx)[j]`` (``idx[j] = i``)
     scored for class ``target[i]``; forwards run ``batch_size`` items at a time, without grad
     (see :func:`masked_forward_context` for ``probe`` and ``precision``)."""
-    device = probe.device
-    scores = torch.empty(n_items, device=device)
+    device, dtype = probe.device, score_dtype(probe.dtype)
+    scores = torch.empty(n_items, device=device, dtype=dtype)
     with masked_forward_context(explainer, probe, precision):
         starts = range(0, n_items, batch_size)
         for start in track(starts, description=explainer.name, unit="mask batches"):
             index = torch.arange(start, min(start + batch_size, n_items), device=device)
-            logits = explainer.forward(masked_batch(make_inputs(index), precision)).float()
+            logits = explainer.forward(masked_batch(make_inputs(index), precision)).to(dtype)
             scores[start : start + index.numel()] = class_scores(logits, target[index])
     return scores
 
@@ -320,11 +324,12 @@ class RiseMasks:
         self.grid_size = grid_size
         self.cell = (math.ceil(self.size[0] / grid_size), math.ceil(self.size[1] / grid_size))
         self.device = check_device(device) if device is not None else torch.device("cpu")
+        # drawn on the host (the same masks on every device), whatever torch's default device
         generator = torch.Generator().manual_seed(seed)
-        grids = torch.rand(n_masks, grid_size, grid_size, generator=generator) < self.p
-        shift_y = torch.randint(0, self.cell[0], (n_masks,), generator=generator)
-        shift_x = torch.randint(0, self.cell[1], (n_masks,), generator=generator)
-        self.grids = grids.float().to(self.device)
+        grids = torch.rand(n_masks, grid_size, grid_size, generator=generator, device="cpu")
+        shift_y = torch.randint(0, self.cell[0], (n_masks,), generator=generator, device="cpu")
+        shift_x = torch.randint(0, self.cell[1], (n_masks,), generator=generator, device="cpu")
+        self.grids = (grids < self.p).float().to(self.device)
         self.shift_y = shift_y.to(self.device)
         self.shift_x = shift_x.to(self.device)
 
@@ -401,7 +406,8 @@ class Rise(Explainer):
         batch = images.shape[0]
         size = (images.shape[-2], images.shape[-1])
         masks = RiseMasks(self.n_masks, size, self.grid_size, self.p, self.seed, images.device)
-        saliency = torch.zeros(batch, *size, device=images.device)
+        dtype = score_dtype(images.dtype)
+        saliency = torch.zeros(batch, *size, device=images.device, dtype=dtype)
         # one step = up to mask_batch_size (image, mask) pairs: masks_per_step masks for
         # images_per_step images
         masks_per_step = max(1, self.mask_batch_size // batch)
@@ -417,12 +423,12 @@ class Rise(Explainer):
                     chunk_target = target[image_start : image_start + images_per_step]
                     masked = chunk[:, None] * step_masks[None, :, None]  # (b, m, C, H, W)
                     masked = masked_batch(masked.flatten(0, 1), self.precision)
-                    logits = self.forward(masked).float()
+                    logits = self.forward(masked).to(dtype)
                     scores = class_scores(
                         logits, chunk_target.repeat_interleave(step_masks.shape[0])
                     ).view(chunk.shape[0], step_masks.shape[0])
                     saliency[image_start : image_start + chunk.shape[0]] += torch.einsum(
-                        "bm,mhw->bhw", scores.float(), step_masks.float()
+                        "bm,mhw->bhw", scores, step_masks.to(dtype)
                     )
         # a NaN score of a masked forward reaches every pixel of its image's map: one check
         self.check_finite_rows(saliency, masked=True)

@@ -39,7 +39,7 @@ from torchlap.explainers.base import (
 )
 from torchlap.explainers.inputs import _class_scores as class_scores  # target checked once
 from torchlap.explainers.inputs import check_layer_option
-from torchlap.explainers.maps import check_float_maps
+from torchlap.explainers.maps import check_float_maps, score_dtype
 from torchlap.explainers.perturbation import (
     check_precision,
     masked_batch,
@@ -271,8 +271,11 @@ class Sise(Explainer):
                 else:
                     first = inverse = torch.arange(image_index.numel(), device=images.device)
                 # Eq. 10-12 per distinct mask, counted as often as kept channels give it
-                multiplicity = torch.bincount(inverse, minlength=first.numel())
-                visual = torch.zeros(images.shape[0], *size, device=images.device)
+                # a sum into a tensor of known length: bincount reads the maximum on the host
+                multiplicity = inverse.new_zeros(first.numel())
+                multiplicity.index_add_(0, inverse, torch.ones_like(inverse))
+                dtype = score_dtype(images.dtype)
+                visual = torch.zeros(images.shape[0], *size, device=images.device, dtype=dtype)
                 starts = range(0, first.numel(), self.mask_batch_size)
                 for start in track(starts, description="sise", unit="mask batches"):
                     chosen = first[start : start + self.mask_batch_size]
@@ -285,10 +288,10 @@ class Sise(Explainer):
                     )
                     masks = minmax_normalize(upsampled)  # Omega: bilinear, then min-max
                     masked = masked_batch(images[rows] * masks, self.precision)
-                    logits = self.forward(masked).float()
+                    logits = self.forward(masked).to(dtype)
                     scores = class_scores(logits, target[rows])
-                    masks = masks[:, 0].float()
-                    weights = scores.float() / masks.sum(dim=(1, 2))  # Eq. 11: m / sum(m)
+                    masks = masks[:, 0].to(dtype)
+                    weights = scores / masks.sum(dim=(1, 2))  # Eq. 11: m / sum(m)
                     weights = weights * multiplicity[start : start + chosen.numel()]
                     visual.index_add_(0, rows, weights[:, None, None] * masks)  # Eq. 10, 12
                 counts = keep.sum(dim=1).clamp_min(1).to(visual.dtype)

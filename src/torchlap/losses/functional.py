@@ -505,7 +505,8 @@ def suggest_ratios(area_fractions: Tensor | Sequence[float]) -> dict[str, float]
     """
     accepted = "a 1-D floating tensor or a list of numbers in (0, 1], one per positive sample"
     if hasattr(area_fractions, "__array__") and not isinstance(area_fractions, Tensor):
-        area_fractions = torch.as_tensor(area_fractions)  # a numpy array: its dtype is checked
+        # a numpy array (on the host): its dtype is checked
+        area_fractions = torch.as_tensor(area_fractions, device="cpu")
     if isinstance(area_fractions, Tensor):
         if not area_fractions.dtype.is_floating_point:
             raise TypeError(f"area_fractions must be {accepted}, got dtype {area_fractions.dtype}")
@@ -513,7 +514,8 @@ def suggest_ratios(area_fractions: Tensor | Sequence[float]) -> dict[str, float]
         raise TypeError(f"area_fractions must be {accepted}, got {area_fractions!r:.80}")
     elif not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in area_fractions):
         raise TypeError(f"area_fractions must be {accepted}, got {list(area_fractions)!r:.80}")
-    values = torch.as_tensor(area_fractions, dtype=torch.float64).flatten()
+    # read on the host: every value below leaves as a Python float (one copy, not a sync each)
+    values = torch.as_tensor(area_fractions, dtype=torch.float64, device="cpu").flatten()
     if values.numel() == 0:
         raise ValueError("area_fractions is empty: give the region sizes of positive samples")
     if not bool(((values > 0) & (values <= 1)).all()):

@@ -136,9 +136,10 @@ def make_result(name: str, per_sample: Tensor, valid: Tensor | None = None) -> M
     per_sample = per_sample.detach().to(torch.float64)
     if valid is None:
         valid = torch.ones_like(per_sample, dtype=torch.bool)
-    n = int(valid.sum().item())
+    kept = per_sample[valid]  # its length is the count: no separate read of valid.sum()
+    n = kept.numel()
     total = per_sample.numel()
-    value = float(per_sample[valid].mean().item()) if n > 0 else float("nan")
+    value = float(kept.mean()) if n > 0 else float("nan")
     stored = torch.where(valid, per_sample, torch.full_like(per_sample, float("nan")))
     return MetricResult(
         value=value,

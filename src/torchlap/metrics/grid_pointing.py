@@ -100,7 +100,8 @@ def grid_pointing_summary(scores: Tensor, zero: Tensor, shape: Sequence[int]) ->
     values = scores.detach().double().cpu()
     if values.numel() == 0:
         raise ValueError("no grid pointing game scores to summarise")
-    quartiles = torch.quantile(values, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+    levels = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64, device=values.device)
+    quartiles = torch.quantile(values, levels)
     return {
         "mean": float(values.mean()),
         "higher_is_better": True,

@@ -140,7 +140,8 @@ def concept_sum_rule(concepts: Tensor, class_to_concepts: Sequence[Sequence[int]
             "class_to_concepts must list the concept indices of at least 2 classes, "
             f"e.g. [[0], [1]]; got {class_to_concepts!r}"
         )
-    assignment = torch.zeros(len(class_to_concepts), n_concepts, dtype=features.dtype)
+    # filled on the host from the Python lists, then one copy to the features' device
+    assignment = torch.zeros(len(class_to_concepts), n_concepts, dtype=features.dtype, device="cpu")
     for class_index, indices in enumerate(class_to_concepts):
         chosen = _concept_indices(indices, n_concepts, f"class_to_concepts[{class_index}]")
         assignment[class_index, chosen] = 1.0
@@ -234,12 +235,12 @@ class LearnedConceptPredictor(nn.Module):
         optimizer = torch.optim.Adam(self.mlp.parameters(), lr=self.lr)
         loss_fn = nn.CrossEntropyLoss()
         flags = [(module, module.training) for module in self.modules()]
-        last_loss = torch.tensor(float("nan"))
+        last_loss = features.new_tensor(float("nan"))
         self.train()
         try:
             with torch.enable_grad():
                 for _ in range(self.epochs):
-                    order = torch.randperm(features.shape[0], generator=generator)
+                    order = torch.randperm(features.shape[0], generator=generator, device="cpu")
                     order = order.to(features.device)
                     for start in range(0, features.shape[0], self.batch_size):
                         batch = order[start : start + self.batch_size]

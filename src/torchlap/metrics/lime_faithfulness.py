@@ -357,9 +357,10 @@ def lime_cell_scores(
     # the patterns come from a seeded CPU generator (captum's draws, the same on every device),
     # one (n_samples, n_cells) transfer per call
     generator = torch.Generator().manual_seed(seed)
-    patterns = torch.bernoulli(torch.full((n_samples, n_cells), 0.5), generator=generator)
-    patterns = patterns.to(images.device, torch.bool)
-    baseline = float(torch.tensor(baseline, dtype=images.dtype))  # the copies' value (host)
+    coin = torch.full((n_samples, n_cells), 0.5, device="cpu")  # each cell kept with p = 1/2
+    patterns = torch.bernoulli(coin, generator=generator).to(images.device, torch.bool)
+    # the copies' value, rounded to the images' dtype on the host
+    baseline = float(torch.tensor(baseline, dtype=images.dtype, device="cpu"))
     with EvalMode(model), torch.no_grad():
         classes = resolve_target(model, images, target)
         outputs = _lime_outputs(

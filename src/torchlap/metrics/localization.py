@@ -129,7 +129,7 @@ def fit_global_threshold(
         )
     if labels.numel() > max_pixels:
         generator = torch.Generator().manual_seed(seed)
-        keep = torch.randperm(labels.numel(), generator=generator)[:max_pixels]
+        keep = torch.randperm(labels.numel(), generator=generator, device="cpu")[:max_pixels]
         keep = keep.to(scores.device)
         scores, labels = scores[keep], labels[keep]
         if bool(labels.all()) or not bool(labels.any()):
@@ -210,7 +210,8 @@ def miou_top20(maps: Tensor, masks: Tensor, fraction: float = 0.2) -> MetricResu
     over samples. The pixel count is ``max(1, floor(fraction * H * W + 0.5))``; ``fraction``:
     a number in (0, 1] (not a bool)."""
     maps, masks, area, valid = _checked(maps, masks)
-    k = torch.tensor(count_for_fraction(fraction, maps.shape[1] * maps.shape[2]))
+    count = count_for_fraction(fraction, maps.shape[1] * maps.shape[2])
+    k = torch.full((), count, dtype=torch.long, device=maps.device)
     return make_result("miou_top20", _topk_iou(maps, masks, k, area), valid)
 
 

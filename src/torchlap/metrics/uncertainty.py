@@ -87,7 +87,8 @@ def _resampled_means(values: Tensor, resamples: int, seed: int) -> Tensor:
     rows = max(1, _CHUNK_ELEMENTS // n)
     means = []
     for start in range(0, resamples, rows):  # chunks of draws bound the index memory
-        index = torch.randint(n, (min(rows, resamples - start), n), generator=generator)
+        shape = (min(rows, resamples - start), n)
+        index = torch.randint(n, shape, generator=generator, device="cpu")
         means.append(values[index.to(values.device)].mean(dim=1))
     return torch.cat(means)
 

@@ -269,7 +269,7 @@ def _probe_feature_shape(model: nn.Module, site: _Site, input_size: Any) -> tupl
     shape = _probe_size(model, input_size)
     reference = _reference_tensor(model)
     generator = torch.Generator().manual_seed(0)
-    probe = torch.randn((1, *shape), generator=generator)
+    probe = torch.randn((1, *shape), generator=generator, device="cpu")
     if reference is not None:
         probe = probe.to(device=reference.device, dtype=reference.dtype)
     seen: list[tuple[int, ...]] = []

@@ -278,7 +278,8 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
     device = reference.device if reference is not None else None
     dtype = reference.dtype if reference is not None else None
     generator = torch.Generator().manual_seed(0)
-    probe_input = torch.randn((1, *shape), generator=generator).to(device=device, dtype=dtype)
+    probe_input = torch.randn((1, *shape), generator=generator, device="cpu")
+    probe_input = probe_input.to(device=device, dtype=dtype)
     record = _Probe()
     pending: dict[int, list[_Call]] = {}
     handles = []
