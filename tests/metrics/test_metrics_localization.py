@@ -99,7 +99,8 @@ def ref_topk_metric(maps, masks, kind):
         elif kind == "ebpg":
             total = sum(abs(float(score[rc])) for rc in pixels(score))
             inside = sum(abs(float(score[rc])) for rc in region)
-            values.append(inside / total if total > 0 else 0.0)
+            # no energy (an all-zero map): the region's share of the image, as a constant map
+            values.append(inside / total if total > 0 else len(region) / n_pixels)
     return ref_mean(values)
 
 
@@ -188,8 +189,14 @@ def test_degenerate_cases_are_defined():
     hits = pointing_game(maps, masks)
     assert hits.per_sample[:2].tolist() == [1 / 16, 4 / 16]  # an all-zero map: chance level
     assert (hits.n, hits.n_excluded) == (2, 1)
-    energy = ebpg(maps, masks)
-    assert energy.value == 0.0 and not math.isnan(energy.value)
+    energy = ebpg(maps, masks)  # no energy: the region's share, as a constant map scores
+    assert energy.per_sample[:2].tolist() == [1 / 16, 4 / 16]
+    assert energy.value == pytest.approx((1 / 16 + 4 / 16) / 2)
+    assert ebpg(torch.full_like(maps, 0.2), masks).per_sample[:2].tolist() == [1 / 16, 4 / 16]
+    old = ebpg(maps, masks, zero_map="zero")  # torchlap before metrics revision 11
+    assert old.per_sample[:2].tolist() == [0.0, 0.0] and old.value == 0.0
+    with pytest.raises(ValueError, match=r"zero_map must be one of 'share', 'zero', got 'nan'"):
+        ebpg(maps, masks, zero_map="nan")
     nobody = ebpg(maps, torch.zeros_like(masks))
     assert nobody.n == 0 and nobody.n_excluded == 3 and nobody.to_dict()["value"] is None
 

@@ -89,8 +89,11 @@ __all__ = [
 #: torchvision VGG16's ``avgpool`` are gone); Drop%/Increase% and Drop/Inc/Win score a model with
 #: one output by the sigmoid of its logit (the softmax over one logit was 1: both were 0); the
 #: LIME check fits every image's weighted least squares at once in float64 (captum's per-image
-#: fit before: scores equal to float32 rounding, nearly tied cells may rank otherwise))
-METRICS_REVISION = 10
+#: fit before: scores equal to float32 rounding, nearly tied cells may rank otherwise). 11:
+#: EBPG scores an all-zero map the region's share of the image, as a constant map and the
+#: (grid) pointing game's maps without evidence score (earlier 0, below chance); every other
+#: number is that of revision 10)
+METRICS_REVISION = 11
 
 
 @dataclass

@@ -35,6 +35,7 @@ from torchlap.metrics._common import (
 )
 
 __all__ = [
+    "EBPG_ZERO_MAPS",
     "THRESHOLD_CLASSIFIERS",
     "bbox_accuracy",
     "ebpg",
@@ -190,18 +191,30 @@ def iou_topk(maps: Tensor, masks: Tensor) -> MetricResult:
     return make_result("iou_topk", _topk_iou(maps, masks, area, area), valid)
 
 
-def ebpg(maps: Tensor, masks: Tensor) -> MetricResult:
+#: what :func:`ebpg` scores for an all-zero map (``zero_map``): ``"share"``, the region's share
+#: of the image (the default), or ``"zero"``
+EBPG_ZERO_MAPS = ("share", "zero")
+
+
+def ebpg(maps: Tensor, masks: Tensor, zero_map: str = "share") -> MetricResult:
     """Energy-Based Pointing Game (paper 003): ``EBPG = ||S ⊙ G||_1 / ||S||_1``.
 
     The L1 norm takes absolute values, so negative evidence counts as energy too (Quantus'
-    RelevanceMassAccuracy with ``abs=True``; identical for non-negative maps). An all-zero
-    map has no energy and scores 0 (not ``nan``).
+    RelevanceMassAccuracy with ``abs=True``; identical for non-negative maps).
+
+    An all-zero map has no energy and the paper's ratio is 0/0. ``zero_map="share"`` (the
+    default) scores it as every constant map scores, the region's share of the image: the
+    limit of ``c·1`` as ``c -> 0``, and the chance level the report marks, as the pointing game
+    and the grid pointing game score maps without evidence. ``zero_map="zero"`` scores it 0
+    (torchlap before metrics revision 11), below chance.
     """
-    maps, masks, _, valid = _checked(maps, masks)
+    check_choice(zero_map, "zero_map", EBPG_ZERO_MAPS)
+    maps, masks, area, valid = _checked(maps, masks)
     energy = maps.abs().double()
     inside = (energy * masks).flatten(1).sum(dim=1)
     total = energy.flatten(1).sum(dim=1)
-    per_sample = torch.where(total > 0, inside / torch.where(total > 0, total, 1.0), 0.0)
+    empty = area.double() / (maps.shape[1] * maps.shape[2]) if zero_map == "share" else 0.0
+    per_sample = torch.where(total > 0, inside / torch.where(total > 0, total, 1.0), empty)
     return make_result("ebpg", per_sample, valid)
 
 
