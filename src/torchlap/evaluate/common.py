@@ -472,6 +472,35 @@ def _foreign_figures(folder: Path) -> list[Path]:
     return [path for path in sorted(folder.iterdir()) if path not in own]
 
 
+#: the entries of an output folder that torchlap writes as folders (every other name: a file)
+_FOLDERS = {"figures": ".png", "methods": ".json"}  # folder -> the suffix of the files in it
+
+
+def _refuse_odd_kinds(out: Path, present: list[Path], option: str) -> None:
+    """``FileExistsError`` when an entry torchlap writes as a file is a folder, or one it
+    writes as a folder (``figures``, ``methods``) is not a folder, or a folder of those holds
+    a folder where a figure or cache would be written: none can be written there, whoever
+    wrote the folder, and ``--force`` replaces files, never a folder (the write used to fail
+    after all the work, or a folder torchlap vouched for let it pass without ``--force``)."""
+    odd = {
+        p.name: "a folder" if p.is_dir() else "not a folder"
+        for p in present
+        if p.is_dir() != (p.name in _FOLDERS)
+    }
+    for name, suffix in _FOLDERS.items():
+        if (out / name).is_dir():
+            inner = sorted(p for p in (out / name).glob(f"*{suffix}") if p.is_dir())
+            odd.update({f"{name}/{p.name}": "a folder" for p in inner})
+    if odd:
+        raise FileExistsError(
+            f"{option} {out} holds {', '.join(odd)}, which torchlap did not write: "
+            f"{'; '.join(f'{name} is {kind}' for name, kind in odd.items())} (torchlap writes "
+            "figures/ and methods/ as folders of .png and .json files, every other output as "
+            "a file), so nothing can be written there, --force or not: move it, or choose "
+            "another folder"
+        )
+
+
 def guard_output_folder(
     out: Path,
     force: bool,
@@ -499,6 +528,7 @@ def guard_output_folder(
     present = [
         out / n for n in (*OUTPUT_NAMES, *extra) if (out / n).is_symlink() or (out / n).exists()
     ]
+    _refuse_odd_kinds(out, present, option)
     ours = any(_written_by_torchlap(out / name) for name in _OWN_FORMATS if (out / name).exists())
     foreign = [p for p in present if not _written_by_torchlap(p)]
     if ours:  # its tables and report come with it; a log and each figure say whose they are
