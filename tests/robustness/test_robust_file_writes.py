@@ -5,9 +5,13 @@ files that were not written."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import snapshot, temp_files
@@ -96,3 +100,164 @@ def test_evaluate_force_refuses_a_folder_in_place_of_its_report_before_any_work(
     assert "report.html is a folder" in result.stderr
     assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == ["report.html"]
     assert temp_files(out) == []
+
+
+# ------------------------------------------------------------------ a write failing half-way
+
+
+class _FailAt:
+    """``os.fsync`` that raises ``error`` at the ``n``-th regular file it is given (every
+    atomic write fsyncs its temporary file before the rename: the data is written, not
+    published), counting the files it let through."""
+
+    def __init__(self, n: int, error: BaseException) -> None:
+        self.n, self.error, self.seen = n, error, 0
+        self.fsync = os.fsync
+
+    def __call__(self, descriptor: int) -> None:
+        if stat.S_ISREG(os.fstat(descriptor).st_mode):
+            self.seen += 1
+            if self.seen == self.n:
+                raise self.error
+        self.fsync(descriptor)
+
+
+def _images(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True)
+    for k in range(n):
+        Image.fromarray(np.full((32, 32), 40 * k, np.uint8)).save(folder / f"{k}.png")
+    return folder
+
+
+_ERRORS = [OSError(28, "No space left on device"), KeyboardInterrupt()]
+
+
+def _code(error: BaseException) -> int:
+    """The torchlap command's exit code for ``error``: 1 (a failure), 130 (Ctrl-C, click's)."""
+    return 130 if isinstance(error, KeyboardInterrupt) else 1
+
+
+@pytest.mark.parametrize("error", _ERRORS, ids=["disk full", "Ctrl-C"])
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_explain_failing_at_the_nth_file(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int, error
+) -> None:
+    """The manifest (file 1), then a figure and an .npz per image: the files before the failure
+    are whole (each a figure or map torchlap wrote), the one that failed is not there, no
+    temporary is left, no count is printed; the same command afterwards writes them all."""
+    from torchlap.report.plots import is_torchlap_figure
+
+    images = _images(tmp_path / "images", 3)
+    out = tmp_path / "out"
+    args = ["explain", str(images), "--run", str(tiny_run), "--methods", "gradcam",
+            "--out", str(out)]  # fmt: skip
+    failing = _FailAt(n, error)
+    monkeypatch.setattr(os, "fsync", failing)
+    result = runner.invoke(app, args)
+    monkeypatch.undo()
+    assert result.exit_code == _code(error) and "wrote" not in result.stdout, result.output
+    assert temp_files(out) == []
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    planned = [".torchlap-explain.json", *(f"{k}.{s}" for k in range(3) for s in ("npz", "png"))]
+    order = [".torchlap-explain.json", "0.png", "0.npz", "1.png", "1.npz", "2.png", "2.npz"]
+    assert written == sorted(order[: n - 1])
+    for name in written[1:]:
+        path = out / name
+        assert is_torchlap_figure(path) if name.endswith(".png") else np.load(path).files
+    rerun = runner.invoke(app, args)
+    assert rerun.exit_code == 0, rerun.output
+    assert "wrote 3 figures and 3 .npz maps" in rerun.stdout
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == sorted(planned)
+
+
+@pytest.mark.parametrize("error", _ERRORS, ids=["disk full", "Ctrl-C"])
+def test_data_export_failing_half_way_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error
+) -> None:
+    """An image write failing after 5 images (PIL's save, inside the staging folder): no
+    ``--out``, no staging folder, no count printed."""
+    save = Image.Image.save
+    calls = []
+
+    def failing_save(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:
+            raise error
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    out = tmp_path / "exported"
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "export",
+            "lesions",
+            "--out",
+            str(out),
+            "--n-images",
+            "20",
+            "--image-size",
+            "32",
+        ],
+    )
+    assert result.exit_code == _code(error) and "wrote" not in result.stdout, result.output
+    assert len(calls) == 6 and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("error", _ERRORS, ids=["disk full", "Ctrl-C"])
+def test_export_failing_while_writing_leaves_nothing(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error
+) -> None:
+    """The exported file fails at its fsync: no file, no temporary (nor ONNX's side file), no
+    "wrote" line; an existing file at --out (with --overwrite) is kept as it was."""
+    out = tmp_path / "model.pt2"
+    out.write_bytes(b"the old export")
+    monkeypatch.setattr(os, "fsync", _FailAt(1, error))
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "--run",
+            str(tiny_run),
+            "--format",
+            "exported-program",
+            "--out",
+            str(out),
+            "--overwrite",
+        ],
+    )
+    assert result.exit_code == _code(error) and "wrote" not in result.stdout, result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt2"]
+    assert out.read_bytes() == b"the old export"
+
+
+@pytest.mark.parametrize(
+    ("n", "error"),
+    [(1, _ERRORS[0]), (2, _ERRORS[1]), (4, _ERRORS[0]), (-1, _ERRORS[1])],
+    ids=["method cache", "results.json (Ctrl-C)", "a figure", "report.html (Ctrl-C)"],
+)
+def test_evaluate_failing_at_the_nth_file(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int, error
+) -> None:
+    """Files before the failure whole, no temporary, no "results:"/"report:" line; the same
+    command afterwards (no --force: every file there is torchlap's) finishes the folder."""
+    out = tmp_path / "out"
+    args = ["evaluate", "--run", str(tiny_run), "--out", str(out), *_EVALUATE]
+    if n == -1:  # the last file: count them on a first evaluation elsewhere
+        counting = _FailAt(0, error)
+        monkeypatch.setattr(os, "fsync", counting)
+        first = runner.invoke(app, [*args[:4], str(tmp_path / "count"), *args[5:]])
+        assert first.exit_code == 0, first.output
+        n = counting.seen
+    monkeypatch.setattr(os, "fsync", _FailAt(n, error))
+    result = runner.invoke(app, args)
+    monkeypatch.undo()
+    assert result.exit_code == _code(error), result.output
+    assert "results:" not in result.stdout and "report:" not in result.stdout
+    assert temp_files(out) == []
+    for path in out.rglob("*.json"):  # every JSON there whole
+        json.loads(path.read_text())
+    rerun = runner.invoke(app, args)
+    assert rerun.exit_code == 0, rerun.output
+    assert (out / "report.html").is_file() and temp_files(out) == []
