@@ -23,7 +23,7 @@ from pathlib import Path
 
 from torchlap._checks import check_number
 from torchlap.evaluate import DEFAULT_METHODS, EvaluateOptions, compare_runs
-from torchlap.evaluate.common import guard_output_folder
+from torchlap.evaluate.common import COMPARE_OUTPUTS, EVALUATE_OUTPUTS, guard_output_folder
 from torchlap.explainers import comparison_methods, get, table_order
 from torchlap.models.bcos import bcos_available
 from torchlap.runs import CONFIG_FILE, WEIGHTS_FILE, is_run_config
@@ -32,7 +32,7 @@ from torchlap.train.folder import prepare_folder
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CHECK_METHODS", "SUITES", "DemoSettings", "run_demo", "suite_runs"]
+__all__ = ["CHECK_METHODS", "DEMO_OUTPUTS", "SUITES", "DemoSettings", "run_demo", "suite_runs"]
 
 
 def _own_and_gradient_methods() -> tuple[str, ...]:
@@ -46,6 +46,9 @@ def _own_and_gradient_methods() -> tuple[str, ...]:
 #: the methods of the demo's sanity checks and grid pointing game: the models' own maps and the
 #: gradient methods (not Score-CAM, RISE and SISE: their full price on every randomized copy)
 CHECK_METHODS = _own_and_gradient_methods()
+#: what the demo writes into its ``--out`` (the comparison's files and its log; the runs go
+#: to ``runs/``, each run's evaluation to a folder of its name)
+DEMO_OUTPUTS = (*COMPARE_OUTPUTS, "demo.log")
 #: the largest ``--scale`` (x 600 training images of the default demo)
 MAX_SCALE = 100.0
 
@@ -231,8 +234,9 @@ def run_demo(
     runs = suite_runs(suite, settings)
     out = Path(out)
     # before any training: the comparison would refuse a user's own report.html... in out
-    for folder in (out, *(out / name for name, _ in runs)):
-        guard_output_folder(folder, overwrite, flag="--overwrite")
+    guard_output_folder(out, overwrite, flag="--overwrite", names=COMPARE_OUTPUTS)
+    for name, _ in runs:
+        guard_output_folder(out / name, overwrite, flag="--overwrite", names=EVALUATE_OUTPUTS)
     configs = [
         (name, _train_config(name, options, settings, out, overwrite)) for name, options in runs
     ]

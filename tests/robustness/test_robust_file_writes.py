@@ -261,3 +261,63 @@ def test_evaluate_failing_at_the_nth_file(
     rerun = runner.invoke(app, args)
     assert rerun.exit_code == 0, rerun.output
     assert (out / "report.html").is_file() and temp_files(out) == []
+
+
+# ------------------------------------------------- --force: what it replaces, and what it says
+
+
+def test_force_removes_only_the_log_the_command_appends_to(tiny_run: Path, tmp_path: Path) -> None:
+    """Before: ``evaluate --force`` deleted a user's compare.log (and ``compare --force`` a
+    user's evaluate.log, and said it replaced a results.json it never writes): every name of
+    either command was taken as the command's own. Now the names a command does not write
+    are left alone, refused by none, removed by none."""
+    out = tmp_path / "out"
+    _make(out, "compare.log", "file")
+    _make(out, "comparison.json", "file")
+    result = runner.invoke(app, ["evaluate", "--run", str(tiny_run), "--out", str(out), *_EVALUATE])
+    assert result.exit_code == 0, result.output
+    assert (out / "compare.log").read_text() == "mine\n"
+    assert (out / "comparison.json").read_text() == "mine\n"
+    assert "replacing" not in result.stderr
+
+    out = tmp_path / "comparison"
+    _make(out, "evaluate.log", "file")
+    _make(out, "results.json", "file")
+    _make(out, "methods", "folder")
+    _make(out, "report.html", "file")
+    result = runner.invoke(
+        app, ["compare", str(tiny_run), "--out", str(out), *_EVALUATE, "--force"]
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("evaluate.log", "results.json", "methods/notes.txt"):
+        assert (out / name).read_text() == "mine\n", name
+    replacing = [line for line in result.stderr.splitlines() if "--force: replacing" in line]
+    assert len(replacing) == 1 and replacing[0].endswith(str(out / "report.html")), replacing
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+
+@pytest.mark.parametrize("ours", [False, True], ids=["user folder", "torchlap's folder"])
+def test_force_does_not_claim_to_replace_a_users_figure_it_leaves(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, ours: bool
+) -> None:
+    """A user's figures/mine.png is left in place under --force (only a figure of the same
+    name is replaced): the log used to say it was replaced."""
+    import logging
+
+    out = tmp_path / "out"
+    _make(out, "figures/mine.png", "file")
+    _make(out, "tables.md", "file")
+    if ours:
+        (out / "results.json").write_text(json.dumps({"format": "torchlap-results"}))
+    with caplog.at_level(logging.WARNING, logger="torchlap.evaluate.common"):
+        foreign = guard_output_folder(out, True)
+    lines = [r.getMessage() for r in caplog.records]
+    shown = out / "figures" / ("mine.png" if ours else "")
+    assert any(
+        line.startswith(f"--force: {str(shown).rstrip('/')} hold(s) files torchlap did not")
+        and "the others are left in place" in line
+        for line in lines
+    ), lines
+    replaced = [line for line in lines if line.startswith("--force: replacing")]
+    assert replaced == ([] if ours else [f"--force: replacing {out / 'tables.md'}"])
+    assert (out / "figures" / "mine.png").read_text() == "mine\n" and foreign
