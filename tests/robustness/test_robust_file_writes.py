@@ -321,3 +321,45 @@ def test_force_does_not_claim_to_replace_a_users_figure_it_leaves(
     replaced = [line for line in lines if line.startswith("--force: replacing")]
     assert replaced == ([] if ours else [f"--force: replacing {out / 'tables.md'}"])
     assert (out / "figures" / "mine.png").read_text() == "mine\n" and foreign
+
+
+# ------------------------------------------------------------------ train --overwrite
+
+
+def _train(out: Path, *extra: str) -> list[str]:
+    from conftest import TINY
+
+    return ["train", "--data", TINY["data"], "--out", str(out), "--arch", TINY["arch"],
+            "--epochs", "1", "--n-images", str(TINY["n_images"]), "--image-size",
+            str(TINY["image_size"]), "--batch-size", str(TINY["batch_size"]), "--no-progress",
+            "--accelerator", "cpu", "--devices", "1", *extra]  # fmt: skip
+
+
+def test_train_refuses_checkpoints_leading_out_before_deleting_anything(
+    run_copy: Path, tmp_path: Path
+) -> None:
+    """``checkpoints`` a link to a folder on another disk. Before: ``--overwrite`` deleted
+    config.json, metrics.json and the weights, then rmdir refused the link (``[Errno 20] Not
+    a directory``), and every later train into the folder was refused; past that, the first
+    checkpoint's record refused a path leading out of the run folder, after an epoch."""
+    scratch = tmp_path / "scratch_disk"
+    (run_copy / "checkpoints").rename(scratch)
+    (run_copy / "checkpoints").symlink_to(scratch)
+    before, kept = snapshot(run_copy), snapshot(scratch)
+    result = runner.invoke(app, _train(run_copy, "--overwrite"))
+    assert result.exit_code == 2, result.output
+    assert "checkpoints is a link to" in result.stderr and "outside the run" in result.stderr
+    assert snapshot(run_copy) == before and snapshot(scratch) == kept
+    assert "phase 1" not in result.stderr  # nothing trained
+
+
+def test_train_overwrite_keeps_a_checkpoints_link_inside_the_run(run_copy: Path) -> None:
+    """A ``checkpoints`` link to a folder inside the run: --overwrite keeps the link (it used
+    to fail at rmdir, after the old run's files were deleted) and the new run writes through
+    it."""
+    (run_copy / "checkpoints").rename(run_copy / "kept")
+    (run_copy / "checkpoints").symlink_to("kept")
+    result = runner.invoke(app, _train(run_copy, "--overwrite"))
+    assert result.exit_code == 0, result.output
+    assert (run_copy / "checkpoints").is_symlink() and (run_copy / "kept" / "phase1").is_dir()
+    assert temp_files(run_copy) == []
