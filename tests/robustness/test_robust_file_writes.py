@@ -363,3 +363,39 @@ def test_train_overwrite_keeps_a_checkpoints_link_inside_the_run(run_copy: Path)
     assert result.exit_code == 0, result.output
     assert (run_copy / "checkpoints").is_symlink() and (run_copy / "kept" / "phase1").is_dir()
     assert temp_files(run_copy) == []
+
+
+# ------------------------------------------------------------------ stale figures
+
+
+def _torchlap_png(path: Path) -> None:
+    from PIL.PngImagePlugin import PngInfo
+
+    mark = PngInfo()
+    mark.add_text("Software", "torchlap (matplotlib 3)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (4, 4)).save(path, pnginfo=mark)
+
+
+def test_evaluate_removes_its_own_stale_figures_only(tiny_run: Path, tmp_path: Path) -> None:
+    """Before: every PNG with torchlap's mark in figures/ that this evaluation did not write was
+    deleted, so the figures of ``torchlap explain --out OUT/figures`` (or copied from another
+    evaluation) went with the next evaluation into OUT. Now only the names an evaluation
+    writes go (``overlays_rise.png`` of a run with RISE, rerun without it); every figure an
+    evaluation with the checks writes has one of those names."""
+    from torchlap.evaluate.outputs import EVALUATION_FIGURES
+
+    out = tmp_path / "out"
+    (out / "results.json").parent.mkdir(parents=True)
+    (out / "results.json").write_text(json.dumps({"format": "torchlap-results"}))
+    _torchlap_png(out / "figures" / "scan_01.png")  # torchlap explain's
+    _torchlap_png(out / "figures" / "overlays_rise.png")  # an earlier evaluation's
+    checks = ["--sanity", "--sanity-images", "2", "--grid-pg", "--grid-pg-grids", "2"]
+    args = ["evaluate", "--run", str(tiny_run), "--out", str(out), *_EVALUATE, *checks]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (out / "figures").iterdir())
+    assert "scan_01.png" in names and "overlays_rise.png" not in names
+    written = [n for n in names if n != "scan_01.png"]
+    assert {"overlays_gradcam.png", "sanity_curves.png", "keep_k.png"} <= set(written)
+    assert all(EVALUATION_FIGURES.fullmatch(n) for n in written), written
