@@ -399,3 +399,33 @@ def test_evaluate_removes_its_own_stale_figures_only(tiny_run: Path, tmp_path: P
     written = [n for n in names if n != "scan_01.png"]
     assert {"overlays_gradcam.png", "sanity_curves.png", "keep_k.png"} <= set(written)
     assert all(EVALUATION_FIGURES.fullmatch(n) for n in written), written
+
+
+# ------------------------------------------------------------------ explain's subfolders
+
+
+@pytest.mark.parametrize("kind", ["file", "dangling link"])
+def test_explain_refuses_a_subfolder_it_cannot_make_before_any_work(
+    tiny_run: Path, tmp_path: Path, kind: str
+) -> None:
+    """Outputs mirror the inputs' subfolders (``train/0.png`` -> ``OUT/train/0.png``): a file
+    (or a link to nothing) at ``OUT/train`` is refused before anything is written. Before: the
+    check passed (``OUT/train/0.png`` does not exist), the manifest was written and the first
+    batch explained, then ``[Errno 17] File exists`` / ``[Errno 20] Not a directory``."""
+    images = tmp_path / "images"
+    for split in ("train", "val"):
+        _images(images / split, 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    if kind == "file":
+        (out / "train").write_text("mine\n")
+    else:
+        (out / "train").symlink_to(tmp_path / "nowhere")
+    before = snapshot(out)
+    args = ["explain", str(images), "--run", str(tiny_run), "--methods", "gradcam",
+            "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"{out / 'train'}, which is not a folder" in result.stderr
+    assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == ["train"]
+    assert not (tmp_path / "nowhere").exists()
