@@ -517,9 +517,10 @@ def _log_replaced(out: Path, foreign: list[Path], flag: str) -> None:
         logger.warning("%s: replacing %s", flag, ", ".join(str(p) for p in replaced))
     if inside:
         logger.warning(
-            "%s: %s hold(s) files torchlap did not write: each is replaced only if torchlap "
-            "writes a file of its name there, the others are left in place",
-            flag, ", ".join(str(p) for p in inside),
+            "%s: in %s, what torchlap did not write (%s) is replaced only where torchlap "
+            "writes a file of the same name, the rest is left in place",
+            flag, " and ".join(sorted({str(p if p in folders else p.parent) for p in inside})),
+            ", ".join(p.name if p.parent in folders else f"{p.name}/" for p in inside),
         )  # fmt: skip
 
 
