@@ -21,7 +21,7 @@ from torchlap.allocator import keep_freed_memory
 from torchlap.bench.layer import run_layer_command
 from torchlap.cli_style import decorate_commands, nonblank_path
 from torchlap.data import builtin_names
-from torchlap.demo import SUITES, DemoSettings, run_demo
+from torchlap.demo import DEMO_OUTPUTS, SUITES, DemoSettings, run_demo
 from torchlap.evaluate.common import guard_output_folder
 from torchlap.logs import launcher_rank, log_file, process_rank
 
@@ -223,7 +223,7 @@ def demo(
     # before the log opens: a demo.log torchlap did not write is refused (replaced with
     # --overwrite), never appended to; "" (the current folder, to fill with runs/) refused
     out = nonblank_path(out, "--out")
-    guard_output_folder(Path(out), overwrite, flag="--overwrite", extra=("demo.log",))
+    guard_output_folder(Path(out), overwrite, flag="--overwrite", names=DEMO_OUTPUTS)
     started = time.perf_counter()
     with log_file(Path(out) / "demo.log"):  # every line of the demo, its runs included
         report = run_demo(out, settings, overwrite=overwrite, suite=suite)

@@ -23,15 +23,16 @@ from pathlib import Path
 
 from torchlap._checks import check_number
 from torchlap.evaluate import DEFAULT_METHODS, EvaluateOptions, compare_runs
-from torchlap.evaluate.common import guard_output_folder
+from torchlap.evaluate.common import COMPARE_OUTPUTS, EVALUATE_OUTPUTS, guard_output_folder
 from torchlap.explainers import comparison_methods, get, table_order
 from torchlap.models.bcos import bcos_available
-from torchlap.runs import WEIGHTS_FILE
+from torchlap.runs import CONFIG_FILE, WEIGHTS_FILE, is_run_config
 from torchlap.train import TrainConfig, fit
+from torchlap.train.folder import prepare_folder
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CHECK_METHODS", "SUITES", "DemoSettings", "run_demo", "suite_runs"]
+__all__ = ["CHECK_METHODS", "DEMO_OUTPUTS", "SUITES", "DemoSettings", "run_demo", "suite_runs"]
 
 
 def _own_and_gradient_methods() -> tuple[str, ...]:
@@ -45,6 +46,9 @@ def _own_and_gradient_methods() -> tuple[str, ...]:
 #: the methods of the demo's sanity checks and grid pointing game: the models' own maps and the
 #: gradient methods (not Score-CAM, RISE and SISE: their full price on every randomized copy)
 CHECK_METHODS = _own_and_gradient_methods()
+#: what the demo writes into its ``--out`` (the comparison's files and its log; the runs go
+#: to ``runs/``, each run's evaluation to a folder of its name)
+DEMO_OUTPUTS = (*COMPARE_OUTPUTS, "demo.log")
 #: the largest ``--scale`` (x 600 training images of the default demo)
 MAX_SCALE = 100.0
 
@@ -192,6 +196,26 @@ def _train_config(
     )
 
 
+def _check_run_folders(configs: list[tuple[str, TrainConfig]], overwrite: bool) -> set[str]:
+    """The names of the finished runs the demo reuses; every other run's folder is checked as
+    ``fit`` checks it (:func:`torchlap.train.folder.prepare_folder`, writing nothing) before the
+    first run trains: a folder of someone else's files under ``out/runs`` used to be refused
+    only when its turn came, after the runs before it had trained (under ``--overwrite``,
+    after their old files were deleted)."""
+    reused = set()
+    for name, config in configs:
+        run_dir = Path(config.out)
+        if (
+            not overwrite
+            and (run_dir / WEIGHTS_FILE).is_file()
+            and is_run_config(run_dir / CONFIG_FILE)
+        ):
+            reused.add(name)
+        else:
+            prepare_folder(run_dir, config.with_resolved_data(), apply=False)
+    return reused
+
+
 def run_demo(
     out: str | os.PathLike[str],
     settings: DemoSettings | None = None,
@@ -210,13 +234,17 @@ def run_demo(
     runs = suite_runs(suite, settings)
     out = Path(out)
     # before any training: the comparison would refuse a user's own report.html... in out
-    for folder in (out, *(out / name for name, _ in runs)):
-        guard_output_folder(folder, overwrite, flag="--overwrite")
+    guard_output_folder(out, overwrite, flag="--overwrite", names=COMPARE_OUTPUTS)
+    for name, _ in runs:
+        guard_output_folder(out / name, overwrite, flag="--overwrite", names=EVALUATE_OUTPUTS)
+    configs = [
+        (name, _train_config(name, options, settings, out, overwrite)) for name, options in runs
+    ]
+    reused = _check_run_folders(configs, overwrite)
     run_dirs = []
-    for name, model_options in runs:
-        config = _train_config(name, model_options, settings, out, overwrite)
+    for name, config in configs:
         run_dir = Path(config.out)
-        if (run_dir / WEIGHTS_FILE).is_file() and not overwrite:
+        if name in reused:
             logger.info("%s: reusing the finished run in %s", name, run_dir)
         else:
             started = time.perf_counter()

@@ -175,3 +175,50 @@ def test_demo_never_appends_to_a_users_demo_log(tmp_path: Path, monkeypatch) -> 
     result = CliRunner().invoke(app, ["demo", "--out", str(out)])  # torchlap's own: appended
     assert result.exit_code == 0, result.output
     assert (out / "demo.log").read_text().count("the demo ran") == 2
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+@pytest.mark.parametrize("blocked", ["ws-lap", "bb-lap"])
+def test_demo_checks_every_run_folder_before_the_first_run_trains(
+    tmp_path: Path, monkeypatch, blocked: str, overwrite: bool
+) -> None:
+    """Before: a folder of the user's files at out/runs/<run> was refused only when that run's
+    turn came, after the runs before it had trained (with --overwrite, after their old runs
+    were deleted). Now nothing trains and nothing is touched."""
+    import torchlap.demo as demo
+    from torchlap.runs import RunFolderError
+    from torchlap.train.folder import prepare_folder
+
+    trained: list[str] = []
+
+    def fit(config):  # fit's own refusal of the folder, then a stand-in for the training
+        prepare_folder(Path(config.out), config, apply=False)
+        trained.append(Path(config.out).name)
+
+    monkeypatch.setattr(demo, "fit", fit)
+    mine = tmp_path / "runs" / blocked / "notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("mine\n")
+    with pytest.raises(RunFolderError, match=rf"runs/{blocked} is not empty and holds no"):
+        run_demo(tmp_path, TINY, overwrite=overwrite)
+    assert trained == [] and mine.read_text() == "mine\n"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [blocked]
+
+
+def test_demo_reuses_finished_runs_and_checks_the_others(tmp_path: Path, monkeypatch) -> None:
+    """A finished run (weights and torchlap's config.json) is reused, not checked as a new
+    run; weights without torchlap's config.json are no finished run of the demo's."""
+    import torchlap.demo as demo
+    from torchlap.runs import RunFolderError
+
+    monkeypatch.setattr(demo, "fit", lambda config: pytest.fail("nothing may train"))
+    monkeypatch.setattr(demo, "compare_runs", lambda dirs, *args, **kwargs: list(dirs))
+    for name, _ in SUITES["main"]:
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        (run / "model.safetensors").write_bytes(b"weights")
+        (run / "config.json").write_text(json.dumps({"format": "torchlap-run"}))
+    assert run_demo(tmp_path, TINY) == [tmp_path / "runs" / n for n, _ in SUITES["main"]]
+    (tmp_path / "runs" / "bb-lap" / "config.json").write_text("{}")  # not torchlap's
+    with pytest.raises(RunFolderError, match=r"holds a config\.json that torchlap train did"):
+        run_demo(tmp_path, TINY)

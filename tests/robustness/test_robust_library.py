@@ -532,16 +532,24 @@ def test_library_refuses_to_overwrite_a_users_file_before_any_work(
     options = EvaluateOptions(methods=("gradcam",), max_images=2, max_val_images=2)
     with pytest.raises(FileExistsError, match=rf"holds {re.escape(name)}, which torchlap did not"):
         evaluate_run(tiny_run, None, out, options)
-    with pytest.raises(FileExistsError, match=rf"holds {re.escape(name)}, which torchlap did not"):
-        compare_runs([tiny_run], None, out, options)
+    # compare and the demo write results.json per run (OUT/<run>), none into OUT itself: a
+    # user's results.json there is theirs to keep (compare used to refuse it, and under
+    # --force say it replaced it)
+    top_level = name != "results.json"
+    if top_level:
+        with pytest.raises(FileExistsError, match=rf"holds {re.escape(name)}, which torchlap"):
+            compare_runs([tiny_run], None, out, options)
     nested = tmp_path / "nested"
     (nested / tiny_run.name).mkdir(parents=True)
     (nested / tiny_run.name / name).write_text("mine")
     with pytest.raises(FileExistsError, match=re.escape(str(nested / tiny_run.name))):
         compare_runs([tiny_run], None, nested, options)
     monkeypatch.setattr(demo, "fit", lambda config: pytest.fail("the demo trained first"))
-    with pytest.raises(FileExistsError, match=rf"holds {re.escape(name)}, which .* --overwrite"):
-        demo.run_demo(out)
+    if top_level:
+        with pytest.raises(
+            FileExistsError, match=rf"holds {re.escape(name)}, which .* --overwrite"
+        ):
+            demo.run_demo(out)
     (demo_run := out / "vanilla").mkdir()
     (out / name).unlink()
     (demo_run / name).write_text("mine")

@@ -13,7 +13,7 @@ import typer
 from torchlap.cli_style import given_options, key_values, listed_names, nonblank_path
 from torchlap.evaluate.bla_comparison import LIME_CHECK_DEFAULTS, LIME_CHECK_FIELDS
 from torchlap.evaluate.checks import MAX_GRID_PG_GRIDS
-from torchlap.evaluate.common import guard_output_folder
+from torchlap.evaluate.common import COMPARE_OUTPUTS, EVALUATE_OUTPUTS, guard_output_folder
 from torchlap.evaluate.compare import compare_runs, run_names
 from torchlap.evaluate.core import evaluate_run
 from torchlap.evaluate.options import DEFAULT_METHODS, MAX_TIE_DRAWS, EvaluateOptions
@@ -457,7 +457,7 @@ def evaluate_command(
     out_dir = _out_folder(out) or run / f"eval-{split}"
     plan = _shard_plan(devices, num_nodes, device)
     if _is_rank_zero():
-        guard_output_folder(out_dir, force)
+        guard_output_folder(out_dir, force, names=(*EVALUATE_OUTPUTS, "evaluate.log"))
     if plan.world_size > 1:
         load_run(run)  # a bad run folder is reported once, before the processes start
     results = _launch(
@@ -520,9 +520,9 @@ def compare_command(
     plan = _shard_plan(devices, num_nodes, device)
     names = run_names(runs)  # refused before a guard replaces anything under --force
     if _is_rank_zero():
-        guard_output_folder(out, force)
+        guard_output_folder(out, force, names=(*COMPARE_OUTPUTS, "compare.log"))
         for name in names:
-            guard_output_folder(out / name, force)
+            guard_output_folder(out / name, force, names=EVALUATE_OUTPUTS)
     report = _launch(
         plan, out / "compare.log", lambda: compare_runs(runs, data, out, options, force=force)
     )

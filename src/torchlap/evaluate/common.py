@@ -38,6 +38,8 @@ from torchlap.runs import WEIGHTS_FILE, clean_stale_temps
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "COMPARE_OUTPUTS",
+    "EVALUATE_OUTPUTS",
     "FLAT_TOLERANCE",
     "METRICS_REVISION",
     "OUTPUT_NAMES",
@@ -423,6 +425,10 @@ OUTPUT_NAMES = (
     "evaluate.log",
     "compare.log",
 )
+#: what an evaluation writes into its folder (``torchlap evaluate`` adds its log), and what a
+#: comparison writes into its own (``torchlap compare`` adds compare.log, the demo demo.log)
+EVALUATE_OUTPUTS = ("results.json", "tables.md", "report.html", "figures", "methods")
+COMPARE_OUTPUTS = ("comparison.json", "tables.md", "report.html", "figures")
 _OWN_FORMATS = {"results.json": "torchlap-results", "comparison.json": "torchlap-comparison"}
 _LOGS = ("evaluate.log", "compare.log", "demo.log")  # demo.log: torchlap demo's (extra name)
 #: the first line of a log torchlap writes (torchlap.logs.log_file's record format)
@@ -475,14 +481,61 @@ def _foreign_figures(folder: Path) -> list[Path]:
     return [path for path in sorted(folder.iterdir()) if path not in own]
 
 
+#: the entries of an output folder that torchlap writes as folders (every other name: a file)
+_FOLDERS = {"figures": ".png", "methods": ".json"}  # folder -> the suffix of the files in it
+
+
+def _refuse_odd_kinds(out: Path, present: list[Path], option: str) -> None:
+    """``FileExistsError`` when an entry torchlap writes as a file is a folder, or one it
+    writes as a folder (``figures``, ``methods``) is not a folder, or a folder of those holds
+    a folder where a figure or cache would be written: none can be written there, whoever
+    wrote the folder, and ``--force`` replaces files, never a folder (the write used to fail
+    after all the work, or a folder torchlap vouched for let it pass without ``--force``)."""
+    odd = {
+        p.name: "a folder" if p.is_dir() else "not a folder"
+        for p in present
+        if p.is_dir() != (p.name in _FOLDERS)
+    }
+    for folder in (p for p in present if p.name in _FOLDERS and p.is_dir()):
+        inner = sorted(p for p in folder.glob(f"*{_FOLDERS[folder.name]}") if p.is_dir())
+        odd.update({f"{folder.name}/{p.name}": "a folder" for p in inner})
+    if odd:
+        raise FileExistsError(
+            f"{option} {out} holds {', '.join(odd)}, which torchlap did not write: "
+            f"{'; '.join(f'{name} is {kind}' for name, kind in odd.items())} (torchlap writes "
+            "figures/ and methods/ as folders of .png and .json files, every other output as "
+            "a file), so nothing can be written there, --force or not: move it, or choose "
+            "another folder"
+        )
+
+
+def _log_replaced(out: Path, foreign: list[Path], flag: str) -> None:
+    """Say what ``flag`` replaces: a file torchlap writes is replaced; a user's file inside
+    ``figures/`` or ``methods/`` (or those folders, holding such files) only where torchlap
+    writes a file of the same name (before, all of them were said to be replaced)."""
+    folders = {out / name for name in _FOLDERS}
+    inside = [p for p in foreign if p in folders or p.parent in folders]
+    replaced = [p for p in foreign if p not in inside]
+    if replaced:
+        logger.warning("%s: replacing %s", flag, ", ".join(str(p) for p in replaced))
+    if inside:
+        logger.warning(
+            "%s: in %s, what torchlap did not write (%s) is replaced only where torchlap "
+            "writes a file of the same name, the rest is left in place",
+            flag, " and ".join(sorted({str(p if p in folders else p.parent) for p in inside})),
+            ", ".join(p.name if p.parent in folders else f"{p.name}/" for p in inside),
+        )  # fmt: skip
+
+
 def guard_output_folder(
     out: Path,
     force: bool,
     option: str = "--out",
     flag: str = "--force",
     extra: tuple[str, ...] = (),
+    names: tuple[str, ...] = OUTPUT_NAMES,
 ) -> list[Path]:
-    """Refuse an output folder holding files of the names evaluate writes that torchlap did
+    """Refuse an output folder holding files of the names the caller writes that torchlap did
     not write (a user's own ``results.json``, ``evaluate.log``...), unless ``force``; with
     ``force`` the files that will be replaced are logged (a foreign log is removed, since a
     log is appended to). :func:`~torchlap.evaluate.evaluate_run`,
@@ -491,30 +544,34 @@ def guard_output_folder(
     with it), but for its log and its figures, each checked by its own mark.
 
     ``option`` and ``flag`` name the output folder's option and the one that sets ``force``
-    in the messages; ``extra``: more names the caller writes there (``torchlap demo``:
-    ``("demo.log",)``). Returns the entries that are not torchlap's (replaced under ``force``)."""
+    in the messages; ``names``: the entries the caller writes there (default: every name
+    evaluate and compare write, :data:`OUTPUT_NAMES`; :data:`EVALUATE_OUTPUTS` and
+    :data:`COMPARE_OUTPUTS` are theirs, without the log), entries of other names are left
+    alone, never refused nor removed; ``extra``: more names (``torchlap demo``:
+    ``("demo.log",)``). Returns the entries that are not torchlap's (under ``force`` replaced
+    where the caller writes a file of that name: in ``figures/`` and ``methods/`` a file of
+    another name is left in place)."""
     if not out.exists():
         check_folder_path(out, option)  # else "[Errno 20] Not a directory", after the work
         return []
     if not out.is_dir():
         raise ValueError(f"{option} {out} exists and is not a folder; pass a folder path")
     # a link to nothing too: the log would be appended through it, at the link's target
-    present = [
-        out / n for n in (*OUTPUT_NAMES, *extra) if (out / n).is_symlink() or (out / n).exists()
-    ]
+    present = [out / n for n in (*names, *extra) if (out / n).is_symlink() or (out / n).exists()]
+    _refuse_odd_kinds(out, present, option)
     ours = any(_written_by_torchlap(out / name) for name in _OWN_FORMATS if (out / name).exists())
     foreign = [p for p in present if not _written_by_torchlap(p)]
     if ours:  # its tables and report come with it; a log and each figure say whose they are
         figures = out / "figures"
         foreign = [p for p in foreign if p.name in _LOGS]
-        foreign += _foreign_figures(figures) if figures.is_dir() else []
+        foreign += _foreign_figures(figures) if figures in present and figures.is_dir() else []
     if foreign and not force:
         raise FileExistsError(
             f"{option} {out} holds {', '.join(p.name for p in foreign)}, which torchlap did not "
             f"write; choose another folder, or pass {flag} to replace them"
         )
     if foreign:
-        logger.warning("%s: replacing %s", flag, ", ".join(str(p) for p in foreign))
+        _log_replaced(out, foreign, flag)
         for path in foreign:  # a log is appended to: the user's one goes before ours starts
             if path.name in _LOGS and (path.is_file() or path.is_symlink()):
                 path.unlink()

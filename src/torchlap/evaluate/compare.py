@@ -11,7 +11,13 @@ from typing import Any
 
 from torchlap.data import load_dataset
 from torchlap.evaluate.checks import compare_data_randomization
-from torchlap.evaluate.common import OUTPUT_NAMES, atomic_write_json, guard_output_folder
+from torchlap.evaluate.common import (
+    COMPARE_OUTPUTS,
+    EVALUATE_OUTPUTS,
+    OUTPUT_NAMES,
+    atomic_write_json,
+    guard_output_folder,
+)
 from torchlap.evaluate.core import evaluate_run
 from torchlap.evaluate.options import EvaluateOptions
 from torchlap.evaluate.provenance import (
@@ -73,8 +79,9 @@ def compare_runs(
         logger.warning("compare: %s", note)
     baselines = _lime_baselines(bla_runs, configs, options)
     if is_writer():  # and when out holds files of these names that torchlap did not write
-        for folder in (out, *(out / name for name in names)):
-            guard_output_folder(folder, force)
+        guard_output_folder(out, force, names=COMPARE_OUTPUTS)
+        for name in names:
+            guard_output_folder(out / name, force, names=EVALUATE_OUTPUTS)
     results: dict[str, Any] = {}
     for name, run_dir in dirs.items():
         baseline = baselines.get(name)

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from torchlap.evaluate.checks import check_grid_request, method_fingerprint_options, run_checks
 from torchlap.evaluate.common import (
+    EVALUATE_OUTPUTS,
     METRICS_REVISION,
     EvalData,
     atomic_write_json,
@@ -199,9 +200,8 @@ def evaluate_run(
     options = options or EvaluateOptions()
     options.validate()
     if is_writer():  # before any work: a user's own results.json... in out is not replaced
-        guard_output_folder(
-            Path(out) if out is not None else Path(run_dir) / f"eval-{options.split}", force
-        )
+        folder = Path(out) if out is not None else Path(run_dir) / f"eval-{options.split}"
+        guard_output_folder(folder, force, names=EVALUATE_OUTPUTS)
     if (shard := active()) is not None:
         logger.info(
             "sharded evaluation: rank %d of %d processes (%s)",

@@ -199,6 +199,7 @@ def _check_outputs(out: Path, images: list[ImageInput]) -> list[Path]:
     targets = [out / f"{image.name}{suffix}" for image in images for suffix in (".png", ".npz")]
     inputs = {image.path.resolve() for image in images}
     owned = _read_manifest(out)
+    _check_subfolders(out, targets)
     for target in targets:
         relative = target.relative_to(out).as_posix()
         if target.resolve() in inputs:
@@ -214,6 +215,19 @@ def _check_outputs(out: Path, images: list[ImageInput]) -> list[Path]:
                 "choose another (empty or new) --out folder"
             )
     return targets
+
+
+def _check_subfolders(out: Path, targets: list[Path]) -> None:
+    """The subfolders of ``out`` the outputs go to (mirroring the inputs' subfolders): a file or
+    a link to nothing in the way is refused before any work (it failed with ``[Errno 17] File
+    exists`` once the first batch was explained)."""
+    folders = {parent for target in targets for parent in target.parents if parent != out}
+    for folder in sorted(f for f in folders if f.is_relative_to(out)):
+        if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+            raise ValueError(
+                f"--out {out}: the outputs of the images under {folder.relative_to(out)}/ go to "
+                f"{folder}, which is not a folder; move it, or choose another --out"
+            )
 
 
 def _claim_outputs(out: Path, targets: list[Path]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from torchlap.report.sanity import sanity_figures
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["write_run_outputs"]
+__all__ = ["EVALUATION_FIGURES", "write_run_outputs"]
 
 
 def write_run_outputs(
@@ -83,12 +84,22 @@ def write_run_outputs(
     return write_report(out_dir, results_by_run, configs, figures, title=title, overwrite=True)
 
 
+#: the names of the figures an evaluation or a comparison writes into ``figures/``
+EVALUATION_FIGURES = re.compile(
+    r"(keep_k|iou_bars|lap_layers|sanity_curves|grid_pg|grid_pg_examples|overlays_.+)\.png"
+)
+
+
 def _remove_stale_figures(figures_dir: Path, written: set[Path]) -> None:
     """Remove the figures an earlier evaluation into this folder wrote that this one did not
     (e.g. ``overlays_rise.png`` after a rerun without RISE): the report would not show them,
     and the folder would hold figures of results it no longer has. Only files with torchlap's
-    PNG mark go (the folder passed ``guard_output_folder``); each is logged."""
+    PNG mark and a name of :data:`EVALUATION_FIGURES` go (the folder passed
+    ``guard_output_folder``): another figure torchlap made (``torchlap explain --out``
+    this folder, a figure copied from another evaluation) is left alone. Each is logged."""
     for path in own_figures(figures_dir):
+        if not EVALUATION_FIGURES.fullmatch(path.name):
+            continue
         if path.resolve() not in {p.resolve() for p in written}:
             path.unlink()
             logger.info("removed %s, a figure of an earlier evaluation into this folder", path)

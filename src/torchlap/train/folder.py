@@ -108,6 +108,7 @@ def prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
     present = [n for n in RUN_FILES if (out / n).exists() or (out / n).is_symlink()]
     others = [p.name for p in out.iterdir() if p.name not in RUN_FILES]
     _refuse_odd_kinds(out, present)
+    _refuse_checkpoints_leading_out(out)
     if present and not ours:
         # metrics.json, model.safetensors or checkpoints/ without torchlap's config.json:
         # not a run torchlap can vouch for, so not torchlap's to replace
@@ -140,6 +141,19 @@ def _refuse_odd_kinds(out: Path, present: list[str]) -> None:
             f"{WEIGHTS_FILE} as files, {CHECKPOINTS_DIR} as a folder), so torchlap did not "
             "write it and will not replace it, --overwrite or not: move it, or choose another "
             "folder"
+        )
+
+
+def _refuse_checkpoints_leading_out(out: Path) -> None:
+    """``checkpoints`` a link to a folder outside ``out``: a run's checkpoints are recorded by
+    their path inside the run folder, and one leading out is refused when the first is
+    recorded (after an epoch; under ``--overwrite`` after the old run was deleted)."""
+    link = out / CHECKPOINTS_DIR
+    if link.is_symlink() and not link.resolve().is_relative_to(out.resolve()):
+        raise RunFolderError(
+            f"--out {out}: {CHECKPOINTS_DIR} is a link to {link.resolve()}, outside the run "
+            "folder; torchlap keeps a run's checkpoints inside its folder (their SHA-256 is "
+            "recorded by their path there): remove the link, or choose another folder"
         )
 
 
@@ -241,7 +255,8 @@ def _clear_checkpoints(folder: Path, record: dict | None = None) -> list[Path]:
         if not any(phase.iterdir()):
             phase.rmdir()
     if not any(folder.iterdir()):
-        folder.rmdir()
+        if not folder.is_symlink():  # a link (checkpoints kept on another disk) is the user's:
+            folder.rmdir()  # it stays, and rmdir refused it after the old run was deleted
         return []
     return sorted(path for path in folder.rglob("*") if not path.is_dir())
 
