@@ -268,7 +268,11 @@ class EvalMode:
 
     def __enter__(self) -> nn.Module:
         self.flags = {m: m.training for m in self.model.modules()}
-        self.model.eval()
+        try:
+            self.model.eval()
+        except BaseException:  # a module's own train() failing halfway: the others back too
+            self.__exit__()
+            raise
         return self.model
 
     def __exit__(self, *exc_info: object) -> bool:
