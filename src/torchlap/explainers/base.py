@@ -46,6 +46,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from torchlap._hooks import Hooks
 from torchlap.explainers.exclusive import model_lock
 from torchlap.explainers.inputs import (
     autograd_copies,
@@ -267,7 +268,7 @@ class Explainer:
     """Base class of every explainer (see the module docstring for the contract).
 
     Subclasses override :meth:`_explain`. They may use :meth:`forward` (counted model call),
-    :meth:`resolve_target`, :meth:`add_hook`, :meth:`capture` and :meth:`feature_probe`.
+    :meth:`resolve_target`, :attr:`hooks`, :meth:`capture` and :meth:`feature_probe`.
     ``last_stats`` holds, after each call, ``forwards_per_image`` (images pushed through the
     model, divided by the batch size) and ``backwards_per_image`` (backward passes through the
     model's output, weighted the same way).
@@ -312,7 +313,9 @@ class Explainer:
         self._depth = 0
         self._saved_flags: list[tuple[nn.Module, bool, bool | None]] = []
         self._kept_maps: AbstractContextManager | None = None
-        self._handles: list[RemovableHandle] = []
+        #: hooks for the current call (``self.hooks.forward(module, fn)``, ``forward_pre``):
+        #: removed when it ends, whatever ends it, also a KeyboardInterrupt mid-registration
+        self.hooks = Hooks()
         self._probes: dict[tuple[int, ...], FeatureProbe] = {}
         self._counts = [0, 0]
         self._lock = model_lock(model)
@@ -387,13 +390,11 @@ class Explainer:
             kept.__exit__(None, None, None)
 
     def _remove_hooks(self) -> None:
-        while self._handles:
-            self._handles.pop().remove()
+        self.hooks.remove()
 
     def add_hook(self, handle: RemovableHandle) -> RemovableHandle:
         """Keep ``handle`` so that it is removed when the current call ends (also on error)."""
-        self._handles.append(handle)
-        return handle
+        return self.hooks.keep(handle)
 
     # -- calling -----------------------------------------------------------------------------
     def __call__(self, images: Tensor, target: TargetLike = None) -> Tensor:
@@ -433,7 +434,7 @@ class Explainer:
                     with torch.no_grad():
                         self.resolve_target(target, self.forward(images[:1]))
                 self._counts[:] = [0, 0]
-                self.add_hook(self.model.register_forward_hook(self._count_hook))
+                self.hooks.forward(self.model, self._count_hook)
                 result = fn(images, target)
             except RuntimeError as error:  # torch names the probe's shape, not the user's
                 message = channel_mismatch(self.model, images, error)
@@ -594,5 +595,5 @@ class Explainer:
         """Register (for this call) a hook keeping the output of layer ``name``."""
         module = dict(self.model.named_modules())[name]
         cap = Capture(name, call)
-        cap.handle = self.add_hook(module.register_forward_hook(cap))
+        cap.handle = self.hooks.forward(module, cap)
         return cap
