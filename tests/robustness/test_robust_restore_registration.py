@@ -7,7 +7,9 @@ that removed its hooks through the handles it had kept (``handles.append(module.
 inside ``try``/``finally``) left that one hook on the user's model for good. Every K from the
 first registration to the last is tried, for every explainer of the comparison and every
 library call that hooks a user's model; the model must come back exactly (hooks, flags,
-parameters, buffers, children) and the process too.
+parameters, buffers, children) and the process too. The explanation context is held to the
+same when the interrupt comes right after it switched the model, or while it takes its hooks
+off at the end.
 """
 
 from __future__ import annotations
@@ -192,3 +194,61 @@ def test_hooks_remove_only_their_own_registrations() -> None:
     assert not conv._forward_pre_hooks and len(hooks) == 0
     conv(torch.rand(1, 1, 2, 2))
     assert seen == ["hook"]
+
+
+def _lock_is_free(model: nn.Module) -> bool:
+    """Whether another thread can take the model's explanation lock (it is reentrant: this
+    thread could take it even while it leaked)."""
+    import threading
+
+    from torchlap.explainers.exclusive import model_lock
+
+    lock, got = model_lock(model), []
+
+    def take() -> None:
+        got.append(lock.acquire(timeout=5))
+        if got[-1]:
+            lock.release()
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    thread.join()
+    return got == [True]
+
+
+@pytest.mark.parametrize("where", ["after_start", "removing_hooks"])
+def test_an_interrupt_entering_or_leaving_the_explanation_context(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A KeyboardInterrupt right after the explanation context switched the model (before its
+    depth was counted), or while its hooks come off at the end: the model's flags and maps
+    come back and the model's lock is released. Before: the first left the model in eval
+    mode with its in-place flags off and the lock held (another thread explaining the model
+    waited forever); the second skipped the flags' restore."""
+    from torchlap._hooks import Hooks
+    from torchlap.explainers.base import Explainer
+
+    model = freeze_some(mixed_flags(lap_cnn()))
+    images = torch.rand(2, 3, SIDE, SIDE)
+    target = {"after_start": (Explainer, "_start"), "removing_hooks": (Hooks, "remove")}[where]
+    real = getattr(*target)
+    fired = []
+
+    def then_interrupt(self: object) -> None:
+        callers = (sys._getframe(1).f_code.co_name, sys._getframe(2).f_code.co_name)
+        real(self)
+        if not fired and (where == "after_start" or "__exit__" in callers):
+            fired.append(1)
+            raise KeyboardInterrupt
+
+    before, process = model_state(model), process_state()
+    explainer = explainers.GradCam(model)
+    with monkeypatch.context() as patch:
+        patch.setattr(*target, then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            explainer(images)
+    assert fired
+    assert_same(before, model_state(model))
+    assert_process_same(process, process_state())
+    assert _lock_is_free(model)
+    assert explainer(images).shape == (2, SIDE, SIDE)  # and the explainer works again

@@ -326,10 +326,12 @@ class Explainer:
         try:
             if self._depth == 0:
                 self._start()
-        except BaseException:
+            self._depth += 1
+        except BaseException:  # also an interrupt right after _start: the model back first
+            if self._depth == 0:
+                self._restore()
             self._lock.release()
             raise
-        self._depth += 1
         return self
 
     def _start(self) -> None:
@@ -354,8 +356,10 @@ class Explainer:
         try:
             self._depth -= 1
             if self._depth == 0:
-                self._remove_hooks()
-                self._restore()
+                try:
+                    self.hooks.remove()
+                finally:  # the flags and maps back even if the removal is interrupted
+                    self._restore()
         finally:
             self._lock.release()
         return False
@@ -388,9 +392,6 @@ class Explainer:
         kept, self._kept_maps = self._kept_maps, None
         if kept is not None:
             kept.__exit__(None, None, None)
-
-    def _remove_hooks(self) -> None:
-        self.hooks.remove()
 
     def add_hook(self, handle: RemovableHandle) -> RemovableHandle:
         """Keep ``handle`` so that it is removed when the current call ends (also on error)."""
@@ -442,7 +443,7 @@ class Explainer:
                     raise
                 raise ValueError(message) from error
             finally:
-                self._remove_hooks()
+                self.hooks.remove()
             batch = images.shape[0]
             self.last_stats = {
                 "forwards_per_image": self._counts[0] / batch,
