@@ -322,35 +322,35 @@ class Explainer:
 
     # -- context ---------------------------------------------------------------------------
     def __enter__(self) -> Explainer:
-        self._lock.acquire()  # one explanation of the model at a time (explainers.exclusive)
+        depth = None  # set once the lock is ours (one explanation at a time: exclusive.py)
         try:
-            if self._depth == 0:
+            depth = self._depth if self._lock.acquire() else None
+            if depth == 0:
                 self._start()
-            self._depth += 1
-        except BaseException:  # also an interrupt right after _start: the model back first
-            if self._depth == 0:
-                self._restore()
-            self._lock.release()
+            self._depth = depth + 1
+            return self
+        except BaseException:  # also an interrupt after _start: the model back, lock freed
+            if depth is not None:
+                self._depth = depth
+                if depth == 0:
+                    self._restore()
+                self._lock.release()
             raise
-        return self
 
     def _start(self) -> None:
         """Enter the explanation state: save every module's flags, switch them (see above)."""
         # the caller's last maps (LAP, BLA, ante-hoc) again afterwards, not the method's
-        self._kept_maps = kept_last_maps(self.model)
-        self._kept_maps.__enter__()
+        kept = kept_last_maps(self.model)
+        kept.__enter__()
+        self._kept_maps = kept  # only once entered: _restore exits it
         self._saved_flags = [
             (m, m.training, m.inplace if isinstance(getattr(m, "inplace", None), bool) else None)
             for m in self.model.modules()
         ]
-        try:
-            for module, _, inplace in self._saved_flags:
-                module.training = False
-                if inplace:  # only the flags that are on: a read-only False one is left alone
-                    module.inplace = False
-        except BaseException:
-            self._restore()
-            raise
+        for module, _, inplace in self._saved_flags:  # undone by __enter__ if this fails
+            module.training = False
+            if inplace:  # only the flags that are on: a read-only False one is left alone
+                module.inplace = False
 
     def __exit__(self, *exc_info: object) -> bool:
         try:

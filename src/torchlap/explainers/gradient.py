@@ -259,8 +259,8 @@ def _unshared(model: nn.Module, shared: dict[str, int], explainer: Explainer) ->
         for parent in model.modules():
             for child_name, child in list(parent._modules.items()):
                 if child is not None and id(child) in stand_ins:
+                    swapped.append((parent, child_name, child))  # first: undone whatever comes
                     parent._modules[child_name] = stand_ins[id(child)]
-                    swapped.append((parent, child_name, child))
         for stand_in in stand_ins.values():
             explainer.hooks.forward_pre(model, stand_in.reset)
         yield

@@ -270,10 +270,10 @@ class EvalMode:
         self.flags = {m: m.training for m in self.model.modules()}
         try:
             self.model.eval()
+            return self.model
         except BaseException:  # a module's own train() failing halfway: the others back too
             self.__exit__()
             raise
-        return self.model
 
     def __exit__(self, *exc_info: object) -> bool:
         for module, training in self.flags.items():
