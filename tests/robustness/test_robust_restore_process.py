@@ -1,8 +1,10 @@
-"""Process-wide state torchlap reads must stay as it is while torchlap reads it: the umask
-(every file torchlap writes gets mode 0666 minus it)."""
+"""Process-wide state torchlap reads or changes for a moment comes back as it was: the umask
+(every file torchlap writes gets mode 0666 minus it) and the levels of Lightning's loggers
+(quieted while a sharded evaluation starts its processes)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -64,3 +66,46 @@ def test_without_proc_the_umask_is_read_under_the_strictest_mask(
         monkeypatch.undo()
         os.umask(mask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
+
+
+class _FabricStub:
+    def __init__(self, **options: object) -> None:
+        raise RuntimeError("no processes in this test")
+
+
+def test_sharded_launch_gives_lightnings_logger_levels_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sharded evaluation quiets Lightning's loggers while Fabric starts: their levels come
+    back when Fabric fails, and when a KeyboardInterrupt lands on any line before the guarded
+    block ends. Before: the levels were lowered before the ``try``, so an interrupt between
+    the first and the second logger left the first at WARNING."""
+    import logging
+
+    import lightning.fabric
+    from test_robust_restore_lines import run_interrupted, setup_lines
+
+    from torchlap.evaluate.shard import ShardPlan, launch_sharded
+
+    monkeypatch.setattr(lightning.fabric, "Fabric", _FabricStub)
+    loggers = [logging.getLogger(n) for n in ("lightning.fabric", "lightning.pytorch")]
+    levels = [each.level for each in loggers]
+    plan = ShardPlan("cpu", 2, 1, 2)
+
+    def launch() -> None:
+        with contextlib.suppress(RuntimeError):  # the stub's; an interrupt goes through
+            launch_sharded(plan, lambda: None)
+
+    try:
+        for each in loggers:
+            each.setLevel(logging.INFO)
+        code, lines = setup_lines(launch_sharded)
+        fired = 0
+        for line, hits in lines:
+            for hit in range(1, hits + 1):
+                fired += run_interrupted(code, line, hit, launch)
+                assert [each.level for each in loggers] == [logging.INFO] * 2, (line, hit)
+        assert fired >= 3
+    finally:
+        for each, level in zip(loggers, levels, strict=True):
+            each.setLevel(level)
