@@ -64,6 +64,8 @@ def entry_points() -> dict[str, Callable[[nn.Module], object]]:
     is read)."""
     from torchlap.bench.explain import run_benchmark
     from torchlap.data.grid import build_grid_set
+    from torchlap.evaluate.common import EvalData
+    from torchlap.evaluate.lap_predictors import lap_predictor_results
     from torchlap.evaluate.sanity import randomization_units, sanity_check
     from torchlap.explainers import explain, probe_features
     from torchlap.metrics.lime_faithfulness import (
@@ -77,6 +79,8 @@ def entry_points() -> dict[str, Callable[[nn.Module], object]]:
     labels = torch.tensor([0, 1, 2, 0])
     maps = torch.rand(IMAGES, SIDE, SIDE, generator=generator)
     mask = patch_feature_mask(SIDE, SIDE, 8, images.device)
+    regions = torch.zeros(IMAGES, SIDE, SIDE, dtype=torch.bool)
+    split = EvalData(images, labels, regions, regions.flatten(1).any(1), ["a", "b", "c"], "t")
     return {
         "probe_features": lambda m: probe_features(m, images[:1], []),
         "explain": lambda m: explain(m, images, "gradcam"),
@@ -88,6 +92,9 @@ def entry_points() -> dict[str, Callable[[nn.Module], object]]:
         ),
         "randomization_units": lambda m: randomization_units(m, images[:1]),
         "sanity_check": lambda m: sanity_check(m, images[:2], labels[:2], _gradcam),
+        "lap_predictor_results": lambda m: lap_predictor_results(
+            m, split, split, labels, None, batch_size=2, device=torch.device("cpu")
+        ),
         "run_benchmark": lambda m: run_benchmark(
             sizes=(SIDE,), batch_size=2, methods=["gradcam"], repeats=1, rounds=1, model=m
         ),
