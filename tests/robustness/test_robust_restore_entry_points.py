@@ -63,11 +63,12 @@ def entry_points() -> dict[str, Callable[[nn.Module], object]]:
     """name -> a call of the entry point on a model (its inputs drawn here, before the state
     is read)."""
     from torchlap.bench.explain import run_benchmark
-    from torchlap.data.grid import build_grid_set
+    from torchlap.data.grid import build_grid_set, confident_images
     from torchlap.evaluate.common import EvalData
     from torchlap.evaluate.lap_predictors import lap_predictor_results
     from torchlap.evaluate.sanity import randomization_units, sanity_check
     from torchlap.explainers import explain, probe_features
+    from torchlap.metrics import drop_inc_win, drop_increase, keep_top_k, stability
     from torchlap.metrics.lime_faithfulness import (
         lime_cell_scores,
         lime_spearman,
@@ -95,6 +96,13 @@ def entry_points() -> dict[str, Callable[[nn.Module], object]]:
         "lap_predictor_results": lambda m: lap_predictor_results(
             m, split, split, labels, None, batch_size=2, device=torch.device("cpu")
         ),
+        "drop_increase": lambda m: drop_increase(m, images, maps, labels),
+        "keep_top_k": lambda m: keep_top_k(m, images, maps, labels, ks=(10,)),
+        "drop_inc_win": lambda m: drop_inc_win(m, images, maps, labels),
+        "stability": lambda m: stability(
+            m, lambda x, y: explainers.GradCam(m)(x, y), images, labels, fractions=(0.1,)
+        ),
+        "confident_images": lambda m: confident_images(m, images, labels),
         "run_benchmark": lambda m: run_benchmark(
             sizes=(SIDE,), batch_size=2, methods=["gradcam"], repeats=1, rounds=1, model=m
         ),
@@ -144,20 +152,7 @@ class TrainRaises(nn.Module):
         return super().train(mode)
 
 
-def _library_calls() -> dict[str, Callable[[nn.Module], object]]:
-    from torchlap.data.grid import confident_images
-    from torchlap.metrics import drop_increase
-
-    images, labels = torch.rand(2, 3, SIDE, SIDE), torch.tensor([0, 1])
-    maps = torch.rand(2, SIDE, SIDE)
-    return {
-        **entry_points(),
-        "drop_increase": lambda m: drop_increase(m, images, maps, labels),
-        "confident_images": lambda m: confident_images(m, images, labels),
-    }
-
-
-@pytest.mark.parametrize("entry", sorted(_library_calls()))
+@pytest.mark.parametrize("entry", sorted(entry_points()))
 def test_a_train_override_raising_in_eval_leaves_every_flag_as_it_was(entry: str) -> None:
     """Entry points that switch the model with ``model.eval()``: a submodule's ``train()``
     raising halfway (its parent and earlier siblings already switched) leaves every flag as
@@ -166,7 +161,7 @@ def test_a_train_override_raising_in_eval_leaves_every_flag_as_it_was(entry: str
     model = faulty_cnn("none")
     model.insert(3, TrainRaises())
     model = freeze_some(mixed_flags(model))
-    run = _library_calls()[entry]
+    run = entry_points()[entry]
     before, process = model_state(model), process_state()
     with contextlib.suppress(BoomError, ValueError):
         run(model)
