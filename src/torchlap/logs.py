@@ -33,6 +33,7 @@ __all__ = [
     "LIGHTNING_LOGGERS",
     "PLAIN_INTERVAL_SECONDS",
     "adopt_lightning_loggers",
+    "kept_rich_console",
     "launcher_rank",
     "lightning_progress_callbacks",
     "log_file",
@@ -164,6 +165,22 @@ def _stderr_is_terminal() -> bool:
 
 
 _own_console: Any = None
+
+
+@contextmanager
+def kept_rich_console() -> Iterator[None]:
+    """rich's global console as the caller had it, once the block ends (also on error):
+    Lightning's RichProgressBar ``rich.reconfigure``s it for its bar (to stderr, as torchlap
+    asks), which replaces every setting a caller gave it."""
+    import rich
+
+    console = rich.get_console()
+    saved = dict(vars(console))
+    try:
+        yield
+    finally:
+        vars(console).clear()
+        vars(console).update(saved)
 
 
 def _console() -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import rich
@@ -53,3 +54,23 @@ def test_a_failing_task_start_stops_the_display(
     with pytest.raises(RuntimeError, match="no task"):
         list(logs.track(range(2)))
     assert logs._display.progress is None and logs._display.users == 0
+
+
+def test_a_run_with_the_rich_bar_gives_the_global_console_back(
+    rich_mode: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fit`` with the rich progress bar: Lightning's RichProgressBar reconfigures rich's
+    global console (to stderr, as torchlap asks); afterwards it has the caller's settings
+    again. Before: the caller's console wrote to stderr with rich's default settings."""
+    from torchlap.train import TrainConfig, fit
+
+    console = rich.get_console()
+    monkeypatch.setattr(console, "__dict__", dict(vars(console)))
+    console.width, console.record = 77, True
+    settings = dict(vars(console))
+    config = TrainConfig(
+        data="lesions", out=str(tmp_path / "run"), arch="smallcnn", epochs=1, image_size=32,
+        batch_size=16, n_images=40, progress_bar=True, accelerator="cpu", devices="1",
+    )  # fmt: skip
+    fit(config)
+    assert dict(vars(console)) == settings
