@@ -42,9 +42,18 @@ _TEMP_PATTERN = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX)
 
 
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process's umask, read from ``/proc/self/status`` where Linux has it: setting it to
+    read it (the portable way) opens a moment in which another thread's files get mode 0666,
+    and a KeyboardInterrupt there would leave it at 0."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o077)  # the fallback: the strictest mask while it is being read
+    try:
+        return mask
+    finally:
+        os.umask(mask)
 
 
 def _temp_name(path: Path) -> Path:

@@ -33,6 +33,7 @@ __all__ = [
     "LIGHTNING_LOGGERS",
     "PLAIN_INTERVAL_SECONDS",
     "adopt_lightning_loggers",
+    "kept_rich_console",
     "launcher_rank",
     "lightning_progress_callbacks",
     "log_file",
@@ -163,14 +164,41 @@ def _stderr_is_terminal() -> bool:
         return False
 
 
-def _console() -> Any:
-    """rich's global console, writing to stderr (Lightning's RichProgressBar shares it)."""
+_own_console: Any = None
+
+
+@contextmanager
+def kept_rich_console() -> Iterator[None]:
+    """rich's global console as the caller had it, once the block ends (also on error):
+    Lightning's RichProgressBar ``rich.reconfigure``s it for its bar (to stderr, as torchlap
+    asks), which replaces every setting a caller gave it."""
     import rich
 
     console = rich.get_console()
-    if not console.stderr:
-        rich.reconfigure(stderr=True)
-    return console
+    saved = dict(vars(console))
+    try:
+        yield
+    finally:
+        vars(console).clear()
+        vars(console).update(saved)
+
+
+def _console() -> Any:
+    """The rich console torchlap prints to: rich's global console while a live display runs
+    on it and writes to stderr (Lightning's RichProgressBar: log lines then print above its
+    bar), else torchlap's own console on stderr. The global console is never reconfigured:
+    ``rich.reconfigure`` replaced all of a caller's settings of it (its file, width, theme,
+    recording) and sent their ``rich.print`` output to stderr for good."""
+    global _own_console
+    import rich
+    from rich.console import Console
+
+    shared = rich.get_console()
+    if shared.stderr and getattr(shared, "_live_stack", None):
+        return shared
+    if _own_console is None:
+        _own_console = Console(stderr=True)
+    return _own_console
 
 
 def _remove_ours(logger: logging.Logger) -> None:
@@ -341,7 +369,7 @@ class _Display:
                 TimeRemainingColumn,
             )
 
-            self.progress = Progress(
+            progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
@@ -354,7 +382,8 @@ class _Display:
                 redirect_stdout=False,
                 redirect_stderr=False,
             )
-            self.progress.start()
+            progress.start()
+            self.progress = progress  # only once started: a failed start leaves none behind
         self.users += 1
         return self.progress
 
@@ -394,17 +423,20 @@ def track(
         yield from iterable
         return
     if mode == "rich":
-        progress = _display.acquire()
-        task = progress.add_task(description, total=total, unit=unit)
-        try:
+        progress = task = None
+        try:  # the display stopped again whatever stops this (its start and the task's too)
+            progress = _display.acquire()
+            task = progress.add_task(description, total=total, unit=unit)
             for item in iterable:
                 if describe is not None:
                     progress.update(task, description=label(item))
                 yield item
                 progress.advance(task)
         finally:
-            progress.remove_task(task)
-            _display.release()
+            if task is not None:
+                progress.remove_task(task)
+            if progress is not None:
+                _display.release()
         return
     entry = _Task(description, total, unit)
     if not _display.stack:  # the first line comes PLAIN_INTERVAL_SECONDS after the start

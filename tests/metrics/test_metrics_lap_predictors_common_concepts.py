@@ -38,7 +38,6 @@ def test_binary_rule_reads_the_positive_only_concept(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(
         lap_predictors, "attention_maps", lambda m: {"lap": SimpleNamespace(concepts=m.last)}
     )
-    monkeypatch.setattr(lap_predictors, "clear_attention_maps", lambda _m: None)
     sets = ConceptSets(torch.tensor([[True, False], [True, True]]))  # concept 0 in both classes
     test = _split([0.9, 0.2, 0.7, 0.3], [1, 0, 0, 0])
     val = _split([0.9, 0.2], [0, 0])  # one class only: no learned MLP
@@ -66,7 +65,6 @@ def test_learned_predictor_is_fitted_on_the_validation_split(
     monkeypatch.setattr(
         lap_predictors, "attention_maps", lambda m: {"lap": SimpleNamespace(concepts=m.last)}
     )
-    monkeypatch.setattr(lap_predictors, "clear_attention_maps", lambda _m: None)
     fitted: list[tuple[Tensor, Tensor]] = []
 
     class Spy:

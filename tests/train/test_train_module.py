@@ -50,6 +50,17 @@ def test_unknown_phase_module_is_refused() -> None:
         set_trainable(vanilla, PhaseConfig(1, train="lap"))
 
 
+def test_a_phase_selecting_no_parameter_leaves_the_flags_as_they_were() -> None:
+    """Before: every parameter was frozen first and the empty selection refused afterwards, so
+    the ValueError left the whole model frozen (a caller catching it trained nothing)."""
+    model = _lap_model()
+    set_trainable(model, PhaseConfig(1, train="layer3,fc"))
+    before = [(name, p.requires_grad) for name, p in model.named_parameters()]
+    with pytest.raises(ValueError, match="selects no trainable parameter"):
+        set_trainable(model, PhaseConfig(1, train="layer1.relu,layer2.relu"))
+    assert [(name, p.requires_grad) for name, p in model.named_parameters()] == before
+
+
 def test_frozen_batch_norm_runs_in_eval_mode_during_lap_phase() -> None:
     model = _lap_model()
     module = ClassifierModule(model, 2, None, [PhaseConfig(1, train="lap")], seed=0)

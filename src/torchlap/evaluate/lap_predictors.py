@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from torchlap.evaluate.common import EvalData, metric
-from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
+from torchlap.layers import attention_maps, lap_modules
+from torchlap.layers._state import kept_last_maps
 from torchlap.metrics import (
     LearnedConceptPredictor,
     binary_rule,
@@ -18,6 +19,7 @@ from torchlap.metrics import (
     paper_primary_rule,
     top_k_lap_predictor_metrics,
 )
+from torchlap.metrics._common import eval_mode
 
 __all__ = ["lap_predictor_results"]
 
@@ -26,17 +28,19 @@ __all__ = ["lap_predictor_results"]
 def _concept_summaries(
     model: nn.Module, images: Tensor, batch_size: int, device: torch.device
 ) -> dict[str, dict[str, Tensor]]:
-    """Per LAP layer: concept size features F_C (B, h) and the per-concept maximum (B, h)."""
+    """Per LAP layer: concept size features F_C (B, h) and the per-concept maximum (B, h).
+
+    The model runs in eval mode (no batch-norm statistics updated, no dropout draws); every
+    module's flag and the LAP layers' last maps are the caller's again afterwards, also on
+    error."""
     sums: dict[str, list[Tensor]] = {}
     peaks: dict[str, list[Tensor]] = {}
-    try:
+    with eval_mode(model), kept_last_maps(model):
         for i in range(0, len(images), batch_size):
             model(images[i : i + batch_size].to(device))
             for name, maps in attention_maps(model).items():
                 sums.setdefault(name, []).append(maps.concepts.flatten(2).sum(2).float())
                 peaks.setdefault(name, []).append(maps.concepts.flatten(2).amax(2).float())
-    finally:
-        clear_attention_maps(model)
     return {
         name: {"features": torch.cat(sums[name]), "peaks": torch.cat(peaks[name])} for name in sums
     }

@@ -249,9 +249,9 @@ def launch_sharded(plan: ShardPlan, function: Callable[[], T]) -> T | None:
     owned = not dist.is_initialized()  # a caller's own process group is left alone
     quiet = [logging.getLogger(name) for name in ("lightning.fabric", "lightning.pytorch")]
     levels = [each.level for each in quiet]
-    for each in quiet:
-        each.setLevel(logging.WARNING)
     try:
+        for each in quiet:
+            each.setLevel(logging.WARNING)
         with warnings.catch_warnings():
             # Fabric's notes on its own defaults (seed, precision) are not the user's concern
             warnings.filterwarnings("ignore", module=r"lightning\.fabric.*")

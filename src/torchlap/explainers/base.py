@@ -46,6 +46,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from torchlap._hooks import Hooks
 from torchlap.explainers.exclusive import model_lock
 from torchlap.explainers.inputs import (
     autograd_copies,
@@ -267,7 +268,7 @@ class Explainer:
     """Base class of every explainer (see the module docstring for the contract).
 
     Subclasses override :meth:`_explain`. They may use :meth:`forward` (counted model call),
-    :meth:`resolve_target`, :meth:`add_hook`, :meth:`capture` and :meth:`feature_probe`.
+    :meth:`resolve_target`, :attr:`hooks`, :meth:`capture` and :meth:`feature_probe`.
     ``last_stats`` holds, after each call, ``forwards_per_image`` (images pushed through the
     model, divided by the batch size) and ``backwards_per_image`` (backward passes through the
     model's output, weighted the same way).
@@ -312,47 +313,53 @@ class Explainer:
         self._depth = 0
         self._saved_flags: list[tuple[nn.Module, bool, bool | None]] = []
         self._kept_maps: AbstractContextManager | None = None
-        self._handles: list[RemovableHandle] = []
+        #: hooks for the current call (``self.hooks.forward(module, fn)``, ``forward_pre``):
+        #: removed when it ends, whatever ends it, also a KeyboardInterrupt mid-registration
+        self.hooks = Hooks()
         self._probes: dict[tuple[int, ...], FeatureProbe] = {}
         self._counts = [0, 0]
         self._lock = model_lock(model)
 
     # -- context ---------------------------------------------------------------------------
     def __enter__(self) -> Explainer:
-        self._lock.acquire()  # one explanation of the model at a time (explainers.exclusive)
+        depth = None  # set once the lock is ours (one explanation at a time: exclusive.py)
         try:
-            if self._depth == 0:
+            depth = self._depth if self._lock.acquire() else None
+            if depth == 0:
                 self._start()
-        except BaseException:
-            self._lock.release()
+            self._depth = depth + 1
+            return self
+        except BaseException:  # also an interrupt after _start: the model back, lock freed
+            if depth is not None:
+                self._depth = depth
+                if depth == 0:
+                    self._restore()
+                self._lock.release()
             raise
-        self._depth += 1
-        return self
 
     def _start(self) -> None:
         """Enter the explanation state: save every module's flags, switch them (see above)."""
         # the caller's last maps (LAP, BLA, ante-hoc) again afterwards, not the method's
-        self._kept_maps = kept_last_maps(self.model)
-        self._kept_maps.__enter__()
+        kept = kept_last_maps(self.model)
+        kept.__enter__()
+        self._kept_maps = kept  # only once entered: _restore exits it
         self._saved_flags = [
             (m, m.training, m.inplace if isinstance(getattr(m, "inplace", None), bool) else None)
             for m in self.model.modules()
         ]
-        try:
-            for module, _, inplace in self._saved_flags:
-                module.training = False
-                if inplace:  # only the flags that are on: a read-only False one is left alone
-                    module.inplace = False
-        except BaseException:
-            self._restore()
-            raise
+        for module, _, inplace in self._saved_flags:  # undone by __enter__ if this fails
+            module.training = False
+            if inplace:  # only the flags that are on: a read-only False one is left alone
+                module.inplace = False
 
     def __exit__(self, *exc_info: object) -> bool:
         try:
             self._depth -= 1
             if self._depth == 0:
-                self._remove_hooks()
-                self._restore()
+                try:
+                    self.hooks.remove()
+                finally:  # the flags and maps back even if the removal is interrupted
+                    self._restore()
         finally:
             self._lock.release()
         return False
@@ -386,14 +393,9 @@ class Explainer:
         if kept is not None:
             kept.__exit__(None, None, None)
 
-    def _remove_hooks(self) -> None:
-        while self._handles:
-            self._handles.pop().remove()
-
     def add_hook(self, handle: RemovableHandle) -> RemovableHandle:
         """Keep ``handle`` so that it is removed when the current call ends (also on error)."""
-        self._handles.append(handle)
-        return handle
+        return self.hooks.keep(handle)
 
     # -- calling -----------------------------------------------------------------------------
     def __call__(self, images: Tensor, target: TargetLike = None) -> Tensor:
@@ -433,7 +435,7 @@ class Explainer:
                     with torch.no_grad():
                         self.resolve_target(target, self.forward(images[:1]))
                 self._counts[:] = [0, 0]
-                self.add_hook(self.model.register_forward_hook(self._count_hook))
+                self.hooks.forward(self.model, self._count_hook)
                 result = fn(images, target)
             except RuntimeError as error:  # torch names the probe's shape, not the user's
                 message = channel_mismatch(self.model, images, error)
@@ -441,7 +443,7 @@ class Explainer:
                     raise
                 raise ValueError(message) from error
             finally:
-                self._remove_hooks()
+                self.hooks.remove()
             batch = images.shape[0]
             self.last_stats = {
                 "forwards_per_image": self._counts[0] / batch,
@@ -594,5 +596,5 @@ class Explainer:
         """Register (for this call) a hook keeping the output of layer ``name``."""
         module = dict(self.model.named_modules())[name]
         cap = Capture(name, call)
-        cap.handle = self.add_hook(module.register_forward_hook(cap))
+        cap.handle = self.hooks.forward(module, cap)
         return cap

@@ -58,7 +58,7 @@ class BcosExplainer(Explainer):
 
         switches = [m for m in self.model.modules() if hasattr(m, "set_explanation_mode")]
         saved = [bool(getattr(m, "detach", False)) for m in switches]
-        self.add_hook(self.bcos.encode.register_forward_hook(keep_encoded))
+        self.hooks.forward(self.bcos.encode, keep_encoded)
         try:
             for module in switches:
                 module.set_explanation_mode(True)

@@ -259,10 +259,10 @@ def _unshared(model: nn.Module, shared: dict[str, int], explainer: Explainer) ->
         for parent in model.modules():
             for child_name, child in list(parent._modules.items()):
                 if child is not None and id(child) in stand_ins:
+                    swapped.append((parent, child_name, child))  # first: undone whatever comes
                     parent._modules[child_name] = stand_ins[id(child)]
-                    swapped.append((parent, child_name, child))
         for stand_in in stand_ins.values():
-            explainer.add_hook(model.register_forward_pre_hook(stand_in.reset))
+            explainer.hooks.forward_pre(model, stand_in.reset)
         yield
     finally:
         for parent, child_name, child in swapped:
@@ -358,7 +358,7 @@ class DeepLift(Explainer):
             if isinstance(logits, Tensor) and logits.dim() == 2:
                 self.check_finite_rows(logits, rows[: logits.shape[0]])
 
-        self.add_hook(self.model.register_forward_hook(check_logits))
+        self.hooks.forward(self.model, check_logits)
         eps = deeplift_eps(images.dtype)
         # captum's Rescale rule for nn.ReLU modules; rescale_functional_relus for F.relu & co.
         with _unshared(self.model, shared, self), _quiet_captum(), rescale_functional_relus(eps):

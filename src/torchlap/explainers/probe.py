@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from torchlap._hooks import Hooks
+from torchlap.layers._state import kept_last_maps
 from torchlap.layers.lap import LapBase
 
 __all__ = ["Capture", "FeatureProbe", "probe_features"]
@@ -114,15 +116,23 @@ def _record(
 
         return hook
 
-    for name, module in model.named_modules():
-        if name:
-            record = id(module) not in inside_lap
-            hooks.append(module.register_forward_hook(make_hook(name, record)))
-    with torch.no_grad():
-        model(sample)
-    for handle in hooks:
-        handle.remove()
-    hooks.clear()
+    flags = [(module, module.training) for module in model.modules()]
+    registered = Hooks()  # removes a hook whose handle never reached ``hooks`` too
+    try:
+        for name, module in model.named_modules():
+            if name:
+                record = id(module) not in inside_lap
+                hooks.append(registered.forward(module, make_hook(name, record)))
+        for module, _ in flags:  # eval: no batch-norm statistics updated, no dropout draws
+            module.training = False
+        with torch.no_grad(), kept_last_maps(model):
+            model(sample)
+    finally:  # also when the forward (or a KeyboardInterrupt) stops the probe midway
+        while hooks:
+            hooks.pop().remove()
+        registered.remove()
+        for module, training in flags:
+            module.training = training
     return events, calls, non_tensor
 
 
@@ -230,8 +240,11 @@ def probe_features(model: nn.Module, sample: Tensor, hooks: list[RemovableHandle
     """Run ``model`` once on ``sample`` with forward hooks on every module and find its layers.
 
     Modules inside a LAP layer (the concept scorer) are not feature layers and are skipped; a LAP
-    layer itself counts as a (down-sampling) pool. Hook handles go to ``hooks`` (the caller
-    removes them in ``finally``).
+    layer itself counts as a (down-sampling) pool. The forward runs in eval mode under
+    ``torch.no_grad``; afterwards, also when it raises, every module has its own train/eval
+    flag again, the LAP layers their last maps, and the probe's hooks are removed. Each hook's
+    handle is appended to ``hooks`` as soon as it is registered (a caller may remove them
+    itself too); ``hooks`` is empty again when the call ends.
     """
     events, calls, non_tensor = _record(model, sample, hooks)
     producer = _producers(events)

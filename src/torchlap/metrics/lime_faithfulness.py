@@ -268,8 +268,12 @@ class EvalMode:
 
     def __enter__(self) -> nn.Module:
         self.flags = {m: m.training for m in self.model.modules()}
-        self.model.eval()
-        return self.model
+        try:
+            self.model.eval()
+            return self.model
+        except BaseException:  # a module's own train() failing halfway: the others back too
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc_info: object) -> bool:
         for module, training in self.flags.items():

@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchlap._checks import check_feature_input, check_model_inputs
+from torchlap._hooks import Hooks
 from torchlap.layers._state import KeepsLastMaps
 from torchlap.metrics import binarize_map
 from torchlap.metrics._common import check_binarize_options
@@ -280,17 +281,16 @@ class AnteHocModel(KeepsLastMaps, nn.Module):
         size = (int(x.shape[-2]), int(x.shape[-1]))
         modules = dict(self.backbone.named_modules())
         captures = [_SamCapture(name, size) for name in self.layer_names]
-        handles = []
+        hooks = Hooks()
         try:
             for capture in captures:
-                handles.append(modules[capture.name].register_forward_hook(capture))
+                hooks.forward(modules[capture.name], capture)
             if state is None:
                 output = self.backbone(x)
             else:
                 output = torch.func.functional_call(self.backbone, state, (x,))
         finally:
-            for handle in handles:
-                handle.remove()
+            hooks.remove()
         if not isinstance(output, Tensor):
             raise TypeError(
                 f"the backbone returned {type(output).__name__}; AnteHocModel needs a model "

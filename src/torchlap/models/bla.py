@@ -93,6 +93,7 @@ import torch
 from torch import Tensor, nn
 
 from torchlap._checks import check_positive_float, check_positive_int
+from torchlap._hooks import Hooks
 from torchlap.models.bla_pools import (
     POOLS,
     BlaMaps,
@@ -283,11 +284,12 @@ def _probe_feature_shape(model: nn.Module, site: _Site, input_size: Any) -> tupl
             seen.append(tuple(output.shape))
 
     flags = {module: module.training for module in model.modules()}
-    if site.kind == "replace":
-        handle = site.module.register_forward_pre_hook(pre_hook)
-    else:
-        handle = site.module.register_forward_hook(post_hook)
+    hooks = Hooks()
     try:
+        if site.kind == "replace":
+            hooks.forward_pre(site.module, pre_hook)
+        else:
+            hooks.forward(site.module, post_hook)
         model.eval()
         with torch.no_grad():
             try:
@@ -299,7 +301,7 @@ def _probe_feature_shape(model: nn.Module, site: _Site, input_size: Any) -> tupl
                     "accepts, or in_channels="
                 ) from error
     finally:
-        handle.remove()
+        hooks.remove()
         for module, training in flags.items():
             module.training = training
     if not seen or len(seen[0]) != 4:

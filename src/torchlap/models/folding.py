@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from torchlap._hooks import Hooks
 from torchlap.layers._state import kept_last_maps
 
 __all__ = ["folded_batch_norms"]
@@ -64,17 +65,16 @@ def _conv_bn_pairs(model: nn.Module, probe: Tensor) -> tuple[list[tuple], Tensor
         if entry is not None and entry[1]() is args[0]:
             candidates.append((entry[0], module))  # type: ignore[arg-type]
 
-    handles = []
+    hooks = Hooks()
     try:
         for module in model.modules():
             if type(module) is nn.Conv2d:
-                handles.append(module.register_forward_hook(after_conv))
+                hooks.forward(module, after_conv)
             elif type(module) is nn.BatchNorm2d:
-                handles.append(module.register_forward_pre_hook(before_bn))
+                hooks.forward_pre(module, before_bn)
         logits = model(probe.clone())  # a module may write its input in place
     finally:
-        for handle in handles:
-            handle.remove()
+        hooks.remove()
     pairs = []
     for conv, bn in candidates:
         foldable = (

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from torchlap._checks import check_bool
+from torchlap._hooks import Hooks
 from torchlap.layers import LapBase
 from torchlap.layers._state import kept_last_maps
 from torchlap.models.blocks import LapConv2d, LapInceptionReduction, LapResidualBlock
@@ -282,7 +283,7 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
     probe_input = probe_input.to(device=device, dtype=dtype)
     record = _Probe()
     pending: dict[int, list[_Call]] = {}
-    handles = []
+    hooks = Hooks()
     flags = {module: module.training for module in model.modules()}
 
     def make_hooks(name: str, module: nn.Module):
@@ -303,8 +304,8 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
             if isinstance(module, torch.jit.ScriptModule):
                 continue  # TorchScript parts take no hooks; nothing in them is a site
             pre_hook, post_hook = make_hooks(name, module)
-            handles.append(module.register_forward_pre_hook(pre_hook))
-            handles.append(module.register_forward_hook(post_hook))
+            hooks.forward_pre(module, pre_hook)
+            hooks.forward(module, post_hook)
         model.eval()
         with torch.no_grad(), kept_last_maps(model):
             try:
@@ -316,8 +317,7 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
                     f"model accepts{_channels_hint(model, input_size)}"
                 ) from error
     finally:
-        for handle in handles:
-            handle.remove()
+        hooks.remove()
         for module, flag in flags.items():
             module.training = flag
     return record

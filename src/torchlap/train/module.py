@@ -91,14 +91,13 @@ def set_trainable(model: nn.Module, phase: PhaseConfig) -> list[str]:
                     f"modules: {tops} (nested names such as 'layer4.1' work too), or 'lap'/'all'"
                 )
             chosen.append(modules[name])
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    for module in chosen:
-        for parameter in module.parameters():
-            parameter.requires_grad_(True)
-    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    # the selection is checked before any flag changes: a refused phase leaves the model as is
+    selected = {id(parameter) for module in chosen for parameter in module.parameters()}
+    trainable = [name for name, p in model.named_parameters() if id(p) in selected]
     if not trainable:
         raise ValueError(f"phase {phase.train!r} selects no trainable parameter")
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in selected)
     return trainable
 
 

@@ -41,7 +41,7 @@ from torchlap.data import collate_regions
 from torchlap.launch import parse_devices, require_multi_node_launcher, usable_cpu_cores
 from torchlap.layers import lap_modules
 from torchlap.layers._state import kept_last_maps
-from torchlap.logs import lightning_progress_callbacks
+from torchlap.logs import kept_rich_console, lightning_progress_callbacks
 from torchlap.metrics._common import eval_mode
 from torchlap.models.recipes import (
     TrainingModel,
@@ -204,9 +204,10 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     and writes ``model.safetensors``, ``config.json`` and ``metrics.json``. ``callbacks`` are
     extra Lightning callbacks given to every phase's Trainer. The run seeds the process for
     itself; the caller's random state and environment are handed back when it returns or
-    raises (:func:`~torchlap.train.process.callers_random_state`).
+    raises (:func:`~torchlap.train.process.callers_random_state`), and rich's global console
+    its settings (:func:`~torchlap.logs.kept_rich_console`: Lightning's rich bar changes them).
     """
-    with callers_random_state():
+    with callers_random_state(), kept_rich_console():
         return _run(config, callbacks)
 
 
