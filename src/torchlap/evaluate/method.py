@@ -72,7 +72,8 @@ def protocol(options: EvaluateOptions, concept_sets: Any = None) -> dict[str, An
             "localization": "expectation over a uniformly random choice among tied pixels",
             "keep_top_k_and_drop_increase": (
                 f"mean of {options.tie_draws} seeded uniformly random tie-breaks "
-                f"(seed {options.seed}) for the samples whose selection depends on them"
+                f"(seed {options.seed}, seeded per image: an image's draws depend on the seed "
+                "and its index alone) for the samples whose selection depends on them"
                 if options.ties == "random"
                 else "lowest flat index first (raster order)"
             ),
@@ -370,8 +371,8 @@ def _keep_top_k(
     """keep-k% (``"<k>/<name>"``: a MetricResult): ``*_vs_prediction`` from maps of the
     predicted class, ``*_vs_label`` from maps of the label class (the explained maps where the
     class is the one scored, the rows of ``classes`` with their other-class maps, scored on
-    their own: with ``ties="random"`` their tie-break draws are not those of an evaluation of
-    the other ``target``, an estimate of the same expectation)."""
+    their own with their indices in the test set: with ``ties="random"`` they get the draws an
+    evaluation of the other ``target`` gives them, the draws being seeded per image)."""
     ties = {"ties": options.ties, "tie_draws": options.tie_draws, "seed": options.seed}
     common = {"ks": options.ks, "baseline": options.baseline, "batch_size": options.batch_size}
     keep = metrics.keep_top_k(model, test.images, rank_maps, test.labels, **common, **ties)
@@ -381,7 +382,7 @@ def _keep_top_k(
             continue
         rows, maps = again
         part = metrics.keep_top_k(model, test.images[rows], maps, test.labels[rows],
-                                  **common, **ties)  # fmt: skip
+                                  **common, **ties, image_ids=rows)  # fmt: skip
         for name, value in part.items():
             if name.endswith(scored):
                 keep[name] = _merged(keep[name], rows, value)

@@ -33,6 +33,7 @@ __all__ = [
     "count_for_fraction",
     "higher_is_better",
     "normalize_by_max",
+    "tie_keys",
     "tied_at_k",
     "top_k_mask",
 ]
@@ -285,6 +286,7 @@ def top_k_mask(
     *,
     tie_break: str = "index",
     generator: torch.Generator | None = None,
+    keys: Tensor | None = None,
 ) -> Tensor:
     """Boolean mask of the ``k`` highest-scored pixels of each map.
 
@@ -296,7 +298,8 @@ def top_k_mask(
       selected first, so a constant map selects its first ``k`` pixels (its top rows);
     - ``tie_break="random"``: a uniformly random subset of the tied pixels (one random
       permutation per map drawn from ``generator``, on the maps' device), so that no region of
-      the image is favoured.
+      the image is favoured; or, given ``keys`` (an integer or floating tensor ``(B, H*W)`` on
+      the maps' device, e.g. :func:`tie_keys`), tied pixels are taken in ascending key order.
 
     One stable descending sort plus a rank comparison handles per-sample ``k`` without a
     Python loop over samples.
@@ -322,10 +325,12 @@ def top_k_mask(
     else:
         raise TypeError(f"k must be {accepted}, got {k!r}")
     k_per_sample = k_per_sample.clamp(max=n_pixels)
+    _check_keys(keys, tie_break, flat)
     if tie_break == "random":
         # a random permutation first, then a stable sort: tied pixels keep the random order
-        keys = torch.rand(flat.shape, generator=generator, device=flat.device)
-        shuffle = keys.argsort(dim=1)
+        if keys is None:
+            keys = torch.rand(flat.shape, generator=generator, device=flat.device)
+        shuffle = keys.argsort(dim=1, stable=True)
         inner = torch.sort(flat.gather(1, shuffle), dim=1, descending=True, stable=True).indices
         order = shuffle.gather(1, inner)
     else:
@@ -333,6 +338,56 @@ def top_k_mask(
     positions = torch.arange(n_pixels, device=maps.device).expand(batch, -1)
     ranks = torch.empty_like(order).scatter_(1, order, positions)
     return (ranks < k_per_sample[:, None]).reshape(maps.shape)
+
+
+def _check_keys(keys: object, tie_break: str, flat: Tensor) -> None:
+    """``ValueError`` unless ``keys`` is None, or a real tensor ``(B, H*W)`` of ``flat``'s
+    shape on its device given with ``tie_break="random"``."""
+    if keys is None:
+        return
+    accepted = f"an integer or floating tensor of shape {tuple(flat.shape)} on {flat.device}"
+    if tie_break != "random":
+        raise ValueError('keys order tied pixels only with tie_break="random"')
+    if not isinstance(keys, Tensor) or keys.dtype == torch.bool or keys.is_complex():
+        got = keys.dtype if isinstance(keys, Tensor) else type(keys).__name__
+        raise TypeError(f"keys must be {accepted}, got {got}")
+    if keys.shape != flat.shape or keys.device != flat.device:
+        raise ValueError(f"keys must be {accepted}, got {tuple(keys.shape)} on {keys.device}")
+
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix32(values: Tensor) -> Tensor:
+    """A 32-bit integer hash (two multiply-xorshift rounds) of int64 ``values`` in
+    [0, 2**32), elementwise; every product stays below 2**59, so nothing overflows."""
+    for _ in range(2):
+        values = ((values >> 16) ^ values) * 0x45D9F3B & _MASK32
+    return (values >> 16) ^ values
+
+
+def tie_keys(
+    seed: int, image_ids: Tensor, draws: Tensor, n_pixels: int, device: torch.device | str
+) -> Tensor:
+    """Random keys ``(B, n_pixels)`` (int64, on ``device``) that order the tied pixels of
+    :func:`top_k_mask`'s random tie-break, a pure function of ``(seed, image id, draw,
+    pixel)``: an image gets the same draws whatever other images are scored with it, in which
+    batch, after which levels k, on which device or process.
+
+    A counter-based hash (no generator state), batched: ``image_ids`` and ``draws`` are
+    integer tensors ``(B,)`` of values >= 0 (the image's index in the evaluated set, the draw
+    number). Two 32-bit hashes make a 62-bit key, so tied pixels practically never share a
+    key (a shared key would fall back to pixel order).
+    """
+    image_ids = torch.as_tensor(image_ids, device=device).long()
+    draws = torch.as_tensor(draws, device=device).long()
+    base = _mix32(torch.full((), int(seed) & _MASK32, device=device, dtype=torch.long))
+    per_draw = _mix32((base + _mix32(draws & _MASK32)) & _MASK32)
+    per_image = _mix32((per_draw ^ _mix32(image_ids & _MASK32)) & _MASK32)
+    pixels = torch.arange(n_pixels, device=device, dtype=torch.long) * 0x9E3779B1
+    high = _mix32((per_image[:, None] + pixels) & _MASK32)
+    low = _mix32(high ^ 0x68E31DA4)
+    return (high << 30) | (low >> 2)
 
 
 def tied_at_k(maps: Tensor, k: int | Tensor) -> Tensor:

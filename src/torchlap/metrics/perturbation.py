@@ -50,6 +50,7 @@ from torchlap.metrics._common import (
     make_result,
     normalize_by_max,
     run_model,
+    tie_keys,
     tied_at_k,
     top_k_mask,
     topk_hits,
@@ -89,7 +90,7 @@ def _kept_logits(
     count: int,
     ties: str,
     draws: int,
-    generator: torch.Generator | None,
+    ids: _TieIds | None,
     batch_size: int,
 ) -> Tensor:
     """Logits ``(draws, B, num_classes)`` of the images reduced to their top ``count`` pixels.
@@ -97,7 +98,8 @@ def _kept_logits(
     ``ties="index"``: one selection, ties by raster order. ``ties="random"``: ``draws``
     selections, each breaking ties at the k-th score by an independent uniformly random
     choice; only the samples whose selection depends on the tie-break (:func:`tied_at_k`) are
-    re-run for draws 2.., the others repeat the first draw's logits (they are identical).
+    re-run for draws 2.., the others repeat the first draw's logits (they are identical). The
+    draws are seeded per image (``ids``: :func:`~torchlap.metrics._common.tie_keys`).
     """
     if ties == "index":
         keep = top_k_mask(maps, count).unsqueeze(1)
@@ -109,7 +111,9 @@ def _kept_logits(
             what=f"on copies keeping only their top {count} pixels",
         )
         return logits.unsqueeze(0)
-    keep = top_k_mask(maps, count, tie_break="random", generator=generator).unsqueeze(1)
+    tie_ids = ids if ids is not None else _tie_ids(maps, "random", 0, None)
+    first_keys = tie_ids.keys(None, 0, maps)
+    keep = top_k_mask(maps, count, tie_break="random", keys=first_keys).unsqueeze(1)
     first = run_model(
         model,
         images.shape[0],
@@ -121,10 +125,12 @@ def _kept_logits(
     tied = torch.nonzero(tied_at_k(maps, count)).flatten()
     if draws > 1 and tied.numel() > 0:
         rows = tied.repeat(draws - 1)  # draw-major: draw d holds rows [d * T, (d + 1) * T)
+        draw_of = torch.arange(1, draws, device=rows.device).repeat_interleave(tied.numel())
 
         def drawn(chunk: slice) -> Tensor:  # masks made per chunk: no (draws * T, H, W) copy
             index = rows[chunk]
-            keep = top_k_mask(maps[index], count, tie_break="random", generator=generator)
+            keys = tie_ids.keys(index, draw_of[chunk], maps)
+            keep = top_k_mask(maps[index], count, tie_break="random", keys=keys)
             return torch.where(keep.unsqueeze(1), images[index], fill[index])
 
         what = f"on copies keeping only their top {count} pixels (ties drawn again)"
@@ -133,10 +139,46 @@ def _kept_logits(
     return out
 
 
-def _tie_generator(maps: Tensor, ties: str, seed: int) -> torch.Generator | None:
-    if ties != "random":
-        return None
-    return torch.Generator(device=maps.device).manual_seed(seed)
+class _TieIds:
+    """The seed and each image's id (its index in the evaluated set) that seed its random
+    tie-breaks (:func:`~torchlap.metrics._common.tie_keys`)."""
+
+    def __init__(self, seed: int, image_ids: Tensor) -> None:
+        self.seed = seed
+        self.image_ids = image_ids
+
+    def keys(self, rows: Tensor | None, draw: int | Tensor, maps: Tensor) -> Tensor:
+        """The keys ``(len(rows), H*W)`` of draw ``draw`` (an int, or a tensor of one per row)
+        of the images ``rows`` (positions in ``maps``; ``None``: every image), on the maps'
+        device (where the ids are)."""
+        ids = self.image_ids if rows is None else self.image_ids[rows]
+        if not isinstance(draw, Tensor):
+            draw = torch.full(ids.shape, draw, dtype=torch.long, device=ids.device)
+        n_pixels = maps.shape[1] * maps.shape[2]
+        return tie_keys(self.seed, ids, draw, n_pixels, maps.device)
+
+
+def _tie_ids(maps: Tensor, ties: str, seed: int, image_ids: object) -> _TieIds | None:
+    """``_TieIds`` of ``image_ids`` (default: each image's position), checked: ``None`` or an
+    integer tensor ``(B,)`` of distinct ids >= 0; ``None`` for ``ties="index"``."""
+    n = maps.shape[0]
+    accepted = f"None or an integer tensor ({n},) of distinct image indices >= 0"
+    if image_ids is None:
+        ids = torch.arange(n, device=maps.device)
+    elif (
+        not isinstance(image_ids, Tensor)
+        or image_ids.dtype == torch.bool
+        or (image_ids.is_floating_point() or image_ids.is_complex())
+    ):
+        got = image_ids.dtype if isinstance(image_ids, Tensor) else type(image_ids).__name__
+        raise TypeError(f"image_ids must be {accepted}, got {got}")
+    elif image_ids.shape != (n,):
+        raise ValueError(f"image_ids must be {accepted}, got shape {tuple(image_ids.shape)}")
+    else:
+        ids = image_ids.detach().to(device=maps.device, dtype=torch.long)
+        if bool((ids < 0).any()) or ids.unique().numel() != n:  # one check per call
+            raise ValueError(f"image_ids must be {accepted}, got {ids.tolist()}")
+    return None if ties != "random" else _TieIds(seed, ids)
 
 
 def baseline_images(
@@ -218,6 +260,7 @@ def keep_top_k(
     ties: str = "random",
     tie_draws: int = 4,
     seed: int = 0,
+    image_ids: Tensor | None = None,
 ) -> dict[str, MetricResult]:
     """keep-k% faithfulness (paper 000, section IV and Fig. 4).
 
@@ -230,6 +273,14 @@ def keep_top_k(
     an unbiased estimate of its expectation over random tie-breaks (a nonlinear model has no
     closed form for it). ``ties="index"`` keeps the lowest flat index first (raster order: the
     top rows of a flat region), torchlap's rule before metrics revision 3.
+
+    The draws are seeded per image: draw ``d`` of an image is a function of ``seed``, ``d`` and
+    the image's id alone (:func:`~torchlap.metrics._common.tie_keys`), the same at every level
+    k, so an image scores the same whatever other maps are scored with it (another method's, of
+    other images) and in whichever batch. ``image_ids``: each image's index in the evaluated
+    set (default: its position in ``images``), given when scoring a subset of that set (the
+    images explained again for another class) so that it gets the whole set's draws; ``None``
+    or an integer tensor ``(B,)`` of distinct indices >= 0.
 
     Keys ``"keep_{k}/top1_vs_prediction"``, ``"keep_{k}/top5_vs_prediction"``
     (original prediction among the top-1/top-5 classes of the perturbed image) and
@@ -246,6 +297,7 @@ def keep_top_k(
     check_batch_size(batch_size)
     percents = check_ks(ks)
     draws = _check_ties(ties, tie_draws, seed)
+    ids = _tie_ids(maps, ties, seed, image_ids)
     fill = baseline_images(images, baseline, blur_sigma)
     n = images.shape[0]
     n_pixels = maps.shape[1] * maps.shape[2]
@@ -259,11 +311,10 @@ def keep_top_k(
     predictions = original.argmax(dim=1)
 
     results: dict[str, MetricResult] = {}
-    generator = _tie_generator(maps, ties, seed)
     for k in percents:
         count = count_for_fraction(k / 100.0, n_pixels)
         logits = _kept_logits(
-            model, images, fill, maps, count, ties, draws, generator, batch_size
+            model, images, fill, maps, count, ties, draws, ids, batch_size
         ).flatten(0, 1)
         for t in (1, top_t):
             for reference_name, reference in (("prediction", predictions), ("label", labels)):
@@ -295,6 +346,7 @@ def drop_increase(
     ties: str = "random",
     tie_draws: int = 4,
     seed: int = 0,
+    image_ids: Tensor | None = None,
 ) -> dict[str, MetricResult]:
     """Drop% and Increase% of paper 003 (SISE; Chattopadhay et al. 2018, as modified by
     Ramaswamy et al. and Fu et al.).
@@ -314,13 +366,14 @@ def drop_increase(
     the model predicts on the original image; ``target="label"`` uses ``labels``.
     ``labels``, whenever given (also with ``target="prediction"``, which does not read them):
     an integer tensor (B,) of class indices in [0, num_classes). Ties at the 15% boundary:
-    ``ties``, ``tie_draws`` and ``seed`` as in :func:`keep_top_k`
-    (per-sample values are the mean over the draws). ``fraction``: a number in (0, 1].
+    ``ties``, ``tie_draws``, ``seed`` and ``image_ids`` as in :func:`keep_top_k` (draws seeded
+    per image; per-sample values are the mean over the draws). ``fraction``: a number in (0, 1].
     """
     check_maps(maps)
     check_images(images, maps)
     check_batch_size(batch_size)
     draws = _check_ties(ties, tie_draws, seed)
+    ids = _tie_ids(maps, ties, seed, image_ids)
     check_fraction(fraction, "fraction")
     check_choice(target, "target", _TARGETS)
     if target == "label" and labels is None:
@@ -335,8 +388,7 @@ def drop_increase(
     if labels is not None:
         check_class_range(labels, original.shape[1])
     targets = original.argmax(dim=1) if target == "prediction" else labels
-    generator = _tie_generator(maps, ties, seed)
-    perturbed = _kept_logits(model, images, fill, maps, count, ties, draws, generator, batch_size)
+    perturbed = _kept_logits(model, images, fill, maps, count, ties, draws, ids, batch_size)
     p_original = _probabilities(original, targets).clamp_min(torch.finfo(torch.float64).tiny)
     p_perturbed = _probabilities(perturbed.flatten(0, 1), targets.repeat(draws)).view(draws, n)
     drop = ((p_original - p_perturbed).clamp_min(0) / p_original * 100).mean(dim=0)
