@@ -93,8 +93,12 @@ __all__ = [
 #: LIME check fits every image's weighted least squares at once in float64 (captum's per-image
 #: fit before: scores equal to float32 rounding, nearly tied cells may rank otherwise). 11:
 #: EBPG scores an all-zero map the region's share of the image, as a constant map and the
-#: (grid) pointing game's maps without evidence score (earlier 0, below chance); every other
-#: number is that of revision 10)
+#: (grid) pointing game's maps without evidence score (earlier 0, below chance); keep-k% and
+#: Drop%/Increase% break ties (``--ties random``) with keys that are a function of the seed,
+#: the image's index, the draw and the pixel (``metrics.tie_keys``; earlier one generator ran
+#: across the images and levels, so an image's draws depended on the other images' ties and
+#: the re-explained images took the draws of other positions); the other numbers are those
+#: of revision 10)
 METRICS_REVISION = 11
 
 
