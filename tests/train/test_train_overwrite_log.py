@@ -88,6 +88,26 @@ def test_a_refused_overwrite_leaves_the_old_run_and_its_log_as_they_were(
     assert _snapshot(run_copy) == before  # train.log byte for byte too
 
 
+def test_an_overwrite_failing_right_after_its_config_keeps_its_log(
+    run_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old run is gone once the new config.json is written: the new run's lines up to a
+    failure right after it (no line logged in between) are in the new train.log."""
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(train_run, "_metrics_writer", fail)
+    old_log = (run_copy / "train.log").read_text()
+    result = CliRunner().invoke(
+        app, ["train", "--out", str(run_copy), *_TINY, "--seed", "2", "--overwrite"]
+    )
+    assert result.exit_code != 0, result.output
+    log = (run_copy / "train.log").read_text()
+    assert old_log.splitlines()[0] not in log
+    assert "--overwrite: replacing the run in" in log
+
+
 def test_overwrite_of_a_run_without_a_log_writes_one(tmp_path: Path) -> None:
     out = tmp_path / "run"
     fit(tiny_config(out, seed=1))  # the library writes no train.log
@@ -145,3 +165,13 @@ def test_a_removal_failing_half_way_keeps_the_config_so_overwrite_can_retry(
     monkeypatch.setattr(Path, "unlink", real_unlink)
     prepare_folder(out, tiny_config(out, seed=2, overwrite=True), apply=True)  # the retry
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_two_overwrites_in_one_process_each_start_a_fresh_log(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _train(out, "--seed", "1")
+    for seed in ("2", "3"):  # the run before was written by this very process
+        _train(out, "--seed", seed, "--overwrite")
+        log = (out / "train.log").read_text()
+        assert len(_epoch_lines(log)) == 1, log
+        assert log.count("--overwrite: replacing the run in") == 1

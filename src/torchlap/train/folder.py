@@ -73,7 +73,7 @@ def run_config_written(out: Path | str) -> bool:
 
 def mark_run_config(out: Path | str | None) -> None:
     """Record that this process's fit wrote ``out``'s config.json; ``None``: forget them all
-    (a fit starts or ends)."""
+    (a fit starts: a mark is kept after it returns or raises, as its log may open then)."""
     if out is None:
         _WRITTEN.clear()
     else:

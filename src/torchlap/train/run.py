@@ -212,12 +212,9 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     itself; the caller's random state and environment are handed back when it returns or
     raises (:func:`~torchlap.train.process.callers_random_state`).
     """
-    mark_run_config(None)
-    try:
-        with callers_random_state():
-            return _run(config, callbacks)
-    finally:
-        mark_run_config(None)
+    mark_run_config(None)  # (not at its end: the log may open after it raised)
+    with callers_random_state():
+        return _run(config, callbacks)
 
 
 def _run(config: TrainConfig, callbacks: Sequence[Any]) -> Path:
