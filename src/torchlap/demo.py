@@ -242,7 +242,6 @@ def run_demo(
     runs = suite_runs(suite, settings)
     out = Path(out)
     # before any training: the comparison would refuse a user's own report.html... in out
-    # before any training: the comparison would refuse a user's own report.html... in out
     foreign = {
         folder: guard_output_folder(folder, overwrite, flag="--overwrite", names=names, apply=False)
         for folder, names in [(out, COMPARE_OUTPUTS)]
