@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from torchlap.bench.layer import run_layer_command
 from torchlap.cli_style import decorate_commands, nonblank_path
 from torchlap.data import builtin_names
 from torchlap.demo import DEMO_OUTPUTS, SUITES, DemoSettings, run_demo
-from torchlap.evaluate.common import guard_output_folder
+from torchlap.evaluate.common import clear_output_folder, guard_output_folder
 from torchlap.logs import launcher_rank, log_file, process_rank
 
 _DEBUG_ENV = "TORCHLAP_DEBUG"
@@ -220,16 +222,34 @@ def demo(
         if epochs < 1:
             raise typer.BadParameter(f"--epochs must be >= 1, got {epochs}")
         settings.epochs = epochs
-    # before the log opens: a demo.log torchlap did not write is refused (replaced with
-    # --overwrite), never appended to; "" (the current folder, to fill with runs/) refused
-    out = nonblank_path(out, "--out")
-    guard_output_folder(Path(out), overwrite, flag="--overwrite", names=DEMO_OUTPUTS)
+    # "" (the current folder, to fill with runs/) refused
+    out = Path(nonblank_path(out, "--out"))
     started = time.perf_counter()
-    with log_file(Path(out) / "demo.log"):  # every line of the demo, its runs included
-        report = run_demo(out, settings, overwrite=overwrite, suite=suite)
+    with _demo_log(out, overwrite) as on_checked:  # every line of the demo, its runs included
+        report = run_demo(out, settings, overwrite=overwrite, suite=suite, on_checked=on_checked)
     typer.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
     typer.echo(f"tables: {report.parent / 'tables.md'}")
     typer.echo(f"report: {report}")
+
+
+@contextmanager
+def _demo_log(out: Path, overwrite: bool) -> Iterator[Callable[[], None]]:
+    """``out/demo.log`` while the block runs; yields the demo's ``on_checked``. Before the log
+    opens: a demo.log torchlap did not write is refused, never appended to; with
+    ``--overwrite`` it is removed once the demo checked its folders (a refused demo removes
+    nothing), and the log opens then."""
+    foreign = guard_output_folder(
+        out, overwrite, flag="--overwrite", names=DEMO_OUTPUTS, apply=False
+    )
+    logs = [path for path in foreign if path.name == "demo.log"]
+    checked: list[bool] = []
+
+    def on_checked() -> None:
+        clear_output_folder(out, logs, "--overwrite")
+        checked.append(True)
+
+    with log_file(out / "demo.log", ready=lambda: bool(checked) and out.is_dir()):
+        yield on_checked
 
 
 @bench_app.command("layer")

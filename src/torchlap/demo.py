@@ -18,12 +18,18 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from torchlap._checks import check_number
 from torchlap.evaluate import DEFAULT_METHODS, EvaluateOptions, compare_runs
-from torchlap.evaluate.common import COMPARE_OUTPUTS, EVALUATE_OUTPUTS, guard_output_folder
+from torchlap.evaluate.common import (
+    COMPARE_OUTPUTS,
+    EVALUATE_OUTPUTS,
+    clear_output_folder,
+    guard_output_folder,
+)
 from torchlap.explainers import comparison_methods, get, table_order
 from torchlap.models.bcos import bcos_available
 from torchlap.runs import CONFIG_FILE, WEIGHTS_FILE, is_run_config
@@ -222,25 +228,33 @@ def run_demo(
     methods: tuple[str, ...] | None = None,
     overwrite: bool = False,
     suite: str = "main",
+    on_checked: Callable[[], None] | None = None,
 ) -> Path:
     """Train the suite's runs into ``out/runs``, compare them into ``out``; return report.html.
 
     ``suite``: ``"main"`` (vanilla, WS-LAP, BB-LAP; B-cos too with ``settings.bcos`` when its
     package is installed)
     or ``"peers"`` (those plus BLA, BLA-T, BLA-PH, L2X-F and the ante-hoc network). A finished
-    run is reused, so an interrupted demo resumes.
+    run is reused, so an interrupted demo resumes. ``on_checked()`` is called once the output
+    folders passed their checks, before the first run trains or a file is removed.
     """
     settings = settings or DemoSettings()
     runs = suite_runs(suite, settings)
     out = Path(out)
     # before any training: the comparison would refuse a user's own report.html... in out
-    guard_output_folder(out, overwrite, flag="--overwrite", names=COMPARE_OUTPUTS)
-    for name, _ in runs:
-        guard_output_folder(out / name, overwrite, flag="--overwrite", names=EVALUATE_OUTPUTS)
+    foreign = {
+        folder: guard_output_folder(folder, overwrite, flag="--overwrite", names=names, apply=False)
+        for folder, names in [(out, COMPARE_OUTPUTS)]
+        + [(out / name, EVALUATE_OUTPUTS) for name, _ in runs]
+    }
     configs = [
         (name, _train_config(name, options, settings, out, overwrite)) for name, options in runs
     ]
     reused = _check_run_folders(configs, overwrite)
+    for folder, found in foreign.items():  # every check passed: what is replaced is said
+        clear_output_folder(folder, found, "--overwrite")
+    if on_checked is not None:
+        on_checked()
     run_dirs = []
     for name, config in configs:
         run_dir = Path(config.out)

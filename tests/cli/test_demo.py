@@ -158,7 +158,8 @@ def test_demo_never_appends_to_a_users_demo_log(tmp_path: Path, monkeypatch) -> 
     (out / "demo.log").write_text("my notes\n")
     ran: list[Path] = []
 
-    def fake_demo(folder, settings, overwrite, suite):
+    def fake_demo(folder, settings, overwrite, suite, on_checked):
+        on_checked()  # (the demo's folders passed their checks: its log opens)
         ran.append(Path(folder))
         logging.getLogger("torchlap.demo").info("the demo ran")
         return Path(folder) / "report.html"

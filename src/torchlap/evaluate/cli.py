@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -13,7 +14,12 @@ import typer
 from torchlap.cli_style import given_options, key_values, listed_names, nonblank_path
 from torchlap.evaluate.bla_comparison import LIME_CHECK_DEFAULTS, LIME_CHECK_FIELDS
 from torchlap.evaluate.checks import MAX_GRID_PG_GRIDS
-from torchlap.evaluate.common import COMPARE_OUTPUTS, EVALUATE_OUTPUTS, guard_output_folder
+from torchlap.evaluate.common import (
+    COMPARE_OUTPUTS,
+    EVALUATE_OUTPUTS,
+    clear_output_folder,
+    guard_output_folder,
+)
 from torchlap.evaluate.compare import compare_runs, run_names
 from torchlap.evaluate.core import evaluate_run
 from torchlap.evaluate.options import DEFAULT_METHODS, MAX_TIE_DRAWS, EvaluateOptions
@@ -379,17 +385,30 @@ def _is_rank_zero() -> bool:
     return process_rank() == 0
 
 
-def _launch(plan: ShardPlan, log_path: Path, call: Callable[[], T]) -> T | None:
-    """Run ``call`` on every process of ``plan``; rank 0 logs every line to ``log_path``.
+def _launch(
+    plan: ShardPlan,
+    log_path: Path,
+    call: Callable[[Callable[[], None] | None], T],
+    foreign: Sequence[Path] = (),
+) -> T | None:
+    """Run ``call(on_checked)`` on every process of ``plan``; rank 0 logs every line to
+    ``log_path``, from when ``call`` says (``on_checked()``) that every check passed: then the
+    user's log among ``foreign`` (``--force``) is removed and the log opens (once the folder
+    exists). A refused command removes nothing and writes no log.
 
     Returns ``call``'s result on rank 0 and None on the other ranks (which print nothing)."""
     rank_zero = _is_rank_zero()  # with --devices N the other ranks re-run the command
+    checked: list[bool] = []
+
+    def on_checked() -> None:
+        clear_output_folder(log_path.parent, [p for p in foreign if p.name == log_path.name])
+        checked.append(True)
 
     def work() -> T:
         if not rank_zero:
-            return call()
-        with log_file(log_path):  # every line, once the folder exists
-            return call()
+            return call(None)
+        with log_file(log_path, ready=lambda: bool(checked) and log_path.parent.is_dir()):
+            return call(on_checked)
 
     return launch_sharded(plan, work)
 
@@ -456,15 +475,15 @@ def evaluate_command(
     options = _options(locals())
     out_dir = _out_folder(out) or run / f"eval-{split}"
     plan = _shard_plan(devices, num_nodes, device)
+    foreign = []  # refused now; a user's evaluate.log is removed once everything is checked
     if _is_rank_zero():
-        guard_output_folder(out_dir, force, names=(*EVALUATE_OUTPUTS, "evaluate.log"))
+        names = (*EVALUATE_OUTPUTS, "evaluate.log")
+        foreign = guard_output_folder(out_dir, force, names=names, apply=False)
     if plan.world_size > 1:
         load_run(run)  # a bad run folder is reported once, before the processes start
-    results = _launch(
-        plan,
-        out_dir / "evaluate.log",
-        lambda: evaluate_run(run, data, out_dir, options, force=force, lime_baseline=lime_baseline),
-    )
+    call = partial(evaluate_run, run, data, out_dir, options, force, lime_baseline=lime_baseline)
+    log = out_dir / "evaluate.log"
+    results = _launch(plan, log, lambda checked: call(on_checked=checked), foreign)
     if results is None:  # not rank 0
         return
     typer.echo(f"results: {out_dir / 'results.json'}")
@@ -519,12 +538,20 @@ def compare_command(
     out = _out_folder(out_text) or Path("comparison")
     plan = _shard_plan(devices, num_nodes, device)
     names = run_names(runs)  # refused before a guard replaces anything under --force
+    foreign = []  # refused now; a user's compare.log is removed once everything is checked
     if _is_rank_zero():
-        guard_output_folder(out, force, names=(*COMPARE_OUTPUTS, "compare.log"))
+        foreign = guard_output_folder(
+            out, force, names=(*COMPARE_OUTPUTS, "compare.log"), apply=False
+        )
         for name in names:
-            guard_output_folder(out / name, force, names=EVALUATE_OUTPUTS)
+            guard_output_folder(out / name, force, names=EVALUATE_OUTPUTS, apply=False)
     report = _launch(
-        plan, out / "compare.log", lambda: compare_runs(runs, data, out, options, force=force)
+        plan,
+        out / "compare.log",
+        lambda on_checked: compare_runs(
+            runs, data, out, options, force=force, on_checked=on_checked
+        ),
+        foreign,
     )
     if report is None:  # not rank 0
         return

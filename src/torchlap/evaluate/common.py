@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ __all__ = [
     "OUTPUT_NAMES",
     "EvalData",
     "atomic_write_json",
+    "clear_output_folder",
     "explain_all",
     "fingerprint",
     "fingerprint_parts",
@@ -538,6 +539,7 @@ def guard_output_folder(
     flag: str = "--force",
     extra: tuple[str, ...] = (),
     names: tuple[str, ...] = OUTPUT_NAMES,
+    apply: bool = True,
 ) -> list[Path]:
     """Refuse an output folder holding files of the names the caller writes that torchlap did
     not write (a user's own ``results.json``, ``evaluate.log``...), unless ``force``; with
@@ -554,7 +556,9 @@ def guard_output_folder(
     alone, never refused nor removed; ``extra``: more names (``torchlap demo``:
     ``("demo.log",)``). Returns the entries that are not torchlap's (under ``force`` replaced
     where the caller writes a file of that name: in ``figures/`` and ``methods/`` a file of
-    another name is left in place)."""
+    another name is left in place). ``apply=False`` refuses and returns them, and changes and
+    logs nothing: a command checking the rest of its input first then calls
+    :func:`clear_output_folder` (a refused command deletes nothing)."""
     if not out.exists():
         check_folder_path(out, option)  # else "[Errno 20] Not a directory", after the work
         return []
@@ -574,10 +578,20 @@ def guard_output_folder(
             f"{option} {out} holds {', '.join(p.name for p in foreign)}, which torchlap did not "
             f"write; choose another folder, or pass {flag} to replace them"
         )
+    if apply:
+        clear_output_folder(out, foreign, flag)
+    return foreign
+
+
+def clear_output_folder(out: Path, foreign: Sequence[Path], flag: str = "--force") -> None:
+    """The changes of :func:`guard_output_folder` once everything is checked: log what ``flag``
+    replaces of ``foreign`` (its answer), remove a user's log among them (a log is appended to:
+    the user's one goes before ours starts), and the temp files of an evaluation killed
+    mid-write."""
     if foreign:
-        _log_replaced(out, foreign, flag)
-        for path in foreign:  # a log is appended to: the user's one goes before ours starts
+        _log_replaced(out, list(foreign), flag)
+        for path in foreign:
             if path.name in _LOGS and (path.is_file() or path.is_symlink()):
                 path.unlink()
-    clean_stale_temps(out)  # temp files of an evaluation killed mid-write
-    return foreign
+    if out.is_dir():
+        clean_stale_temps(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ def compare_runs(
     out: str | os.PathLike[str],
     options: EvaluateOptions | None = None,
     force: bool = False,
+    on_checked: Callable[[], None] | None = None,
 ) -> Path:
     """Evaluate each run into ``out/<run name>/`` and write the joint tables and report.
 
@@ -56,7 +57,9 @@ def compare_runs(
     ``lime_reference``). A comparison none of whose methods applies to any run is
     refused. With ``options.sanity``, each run trained with ``--shuffle-labels`` is also
     compared with a real run of the same data and model (results key ``data_randomization``).
-    Returns the path of ``report.html``.
+    Returns the path of ``report.html``. ``on_checked()`` is called once the runs, the data,
+    the options and the output folders passed every check, before any file is written or
+    removed (the command line removes a user's log it was told to replace then).
     """
     # matplotlib loads with the first figure, not at `torchlap --help` (measured: importing
     # torchlap.report.plots costs about half of torch's own import time)
@@ -82,6 +85,8 @@ def compare_runs(
         guard_output_folder(out, force, names=COMPARE_OUTPUTS)
         for name in names:
             guard_output_folder(out / name, force, names=EVALUATE_OUTPUTS)
+    if on_checked is not None:
+        on_checked()
     results: dict[str, Any] = {}
     for name, run_dir in dirs.items():
         baseline = baselines.get(name)

@@ -34,6 +34,7 @@ from torchlap.evaluate.common import (
     METRICS_REVISION,
     EvalData,
     atomic_write_json,
+    clear_output_folder,
     explain_all,
     fingerprint,
     flat_map_counts,
@@ -176,6 +177,7 @@ def evaluate_run(
     data_settings: DataSettings | None = None,
     lime_baseline: str | os.PathLike[str] | None = None,
     require_applicable: bool = True,
+    on_checked: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate one run; write ``results.json`` (and tables, plots, report) into ``out``.
 
@@ -196,12 +198,17 @@ def evaluate_run(
     check (section 4.3) computes LIME and Grad-CAM for a BLA run; without it they are computed
     on the BLA model itself, and ``results.json`` and the report say so. Returns the results
     dict (the content of ``results.json``).
+
+    Everything (options, output folder, run, data, methods) is checked before any file is
+    written or removed; ``on_checked()`` is called then (the command line removes a user's log
+    it was told to replace there, and opens its own).
     """
     options = options or EvaluateOptions()
     options.validate()
-    if is_writer():  # before any work: a user's own results.json... in out is not replaced
-        folder = Path(out) if out is not None else Path(run_dir) / f"eval-{options.split}"
-        guard_output_folder(folder, force, names=EVALUATE_OUTPUTS)
+    folder = Path(out) if out is not None else Path(run_dir) / f"eval-{options.split}"
+    foreign = []  # before any work: a user's own results.json... in out is not replaced
+    if is_writer():
+        foreign = guard_output_folder(folder, force, names=EVALUATE_OUTPUTS, apply=False)
     if (shard := active()) is not None:
         logger.info(
             "sharded evaluation: rank %d of %d processes (%s)",
@@ -210,6 +217,10 @@ def evaluate_run(
     request = _Request(data, data_settings, lime_baseline, require_applicable)
     job, test_logits = _prepare(Path(run_dir), request, out, options, force)
     lime = lime_applies(job)  # (its cells checked before any method runs)
+    if is_writer():  # every check passed: what --force replaces is said, stale temps go
+        clear_output_folder(folder, foreign)
+    if on_checked is not None:
+        on_checked()
     results = _results_head(job, test_logits)
     example_maps = _evaluate_methods(job, results, on_method)
     if lime:
@@ -217,18 +228,7 @@ def evaluate_run(
     for topic, texts in job.notes.items():  # data and LIME notes, after the methods' own
         results.setdefault("notes", {}).setdefault(topic, []).extend(texts)
     if options.sanity or options.grid_pg:  # sanity checks, grid pointing game (issue 13)
-        chosen = options.check_methods
-        applicable = [
-            m
-            for m in options.methods
-            if m not in results["skipped"] and (chosen is None or m in chosen)
-        ]
-        results.update(
-            run_checks(
-                job.model, job.test, job.test_targets, options, applicable, job.method_options,
-                job.out_dir, job.stamp, job.data_key, force,
-            )
-        )  # fmt: skip
+        results.update(_checks(job, results["skipped"]))
     from torchlap.report._common import check_results  # lazily: loads matplotlib
 
     check_results(results, "results")  # as the report reads it, before results.json is replaced
@@ -243,6 +243,18 @@ def evaluate_run(
             job.out_dir, {name: results}, {name: job.run.config}, job.test, example_maps, job.model
         )
     return results
+
+
+def _checks(job: _Evaluation, skipped: Any) -> dict[str, Any]:
+    """The sanity checks' and grid pointing game's results of the applicable methods."""
+    options, chosen = job.options, job.options.check_methods
+    applicable = [
+        m for m in options.methods if m not in skipped and (chosen is None or m in chosen)
+    ]
+    return run_checks(
+        job.model, job.test, job.test_targets, options, applicable, job.method_options,
+        job.out_dir, job.stamp, job.data_key, job.force,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,8 +15,10 @@ from torchlap.cli_style import given_options, key_values
 from torchlap.io import loads_strict
 from torchlap.logs import log_file
 from torchlap.models.objectives import check_head_ratios
+from torchlap.runs import CONFIG_FILE
 from torchlap.train.config import PHASE_SETTINGS, PhaseConfig, TrainConfig, parse_phase
 from torchlap.train.data_options import parse_data_options
+from torchlap.train.folder import LOG_FILE, run_config_written
 
 __all__ = ["config_from_options", "register_train", "train"]
 
@@ -441,7 +443,7 @@ def train(
     config = config_from_options(given=given_options(options.pop("context")), **options)
     out_dir = Path(config.out)
     # RUN/train.log: every line of the run (Lightning's too), once torchlap owns the folder
-    with log_file(out_dir / "train.log", ready=(out_dir / "config.json").is_file):
+    with log_file(out_dir / LOG_FILE, ready=_log_ready(out_dir, config.overwrite)):
         run_dir = train_run.fit(config)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     test = metrics.get("test") or {}
@@ -451,6 +453,16 @@ def train(
         if k in test
     )
     typer.echo(f"run saved to {run_dir} (test: {summary})")
+
+
+def _log_ready(out_dir: Path, overwrite: bool) -> Callable[[], bool]:
+    """When the run's log file may open: once the folder holds a torchlap run (this one, or
+    the one it resumes or starts again); under ``--overwrite`` once this run wrote its
+    config.json (the old run, its log too, is gone then; a refused overwrite leaves the old
+    log as it was)."""
+    if overwrite:
+        return lambda: run_config_written(out_dir)
+    return (out_dir / CONFIG_FILE).is_file
 
 
 def register_train(app: typer.Typer) -> None:

@@ -9,6 +9,10 @@ the final weights.
 record (anything else under ``checkpoints/`` is kept, and named in the log). A run from before
 torchlap recorded digests (no record, or an empty one) cannot tell its checkpoints apart: there
 every ``checkpoints/phase<N>/last.ckpt`` is removed, torchlap's own naming, and nothing else.
+The old run's log ``train.log`` goes with it (a file: a link or a folder of that name is
+refused), and ``config.json`` goes last, so that a removal failing half-way leaves a folder
+``--overwrite`` still recognises as torchlap's. The ``torchlap train`` log file waits for the new
+run's ``config.json`` (:func:`run_config_written`), so it never opens the old run's log.
 """
 
 from __future__ import annotations
@@ -43,11 +47,37 @@ from torchlap.runs import (
 )
 from torchlap.train.config import TrainConfig
 
-__all__ = ["integrity_record", "is_global_zero", "prepare_folder", "save_weights"]
+__all__ = [
+    "LOG_FILE",
+    "integrity_record",
+    "is_global_zero",
+    "prepare_folder",
+    "run_config_written",
+    "save_weights",
+]
 
 logger = logging.getLogger(__name__)
 # the checkpoint folders torchlap writes, one per training phase (phase1, phase2, ...)
 _PHASE = re.compile(r"phase\d+")
+# the log of the run that `torchlap train` keeps in the run folder (torchlap.logs.log_file)
+LOG_FILE = "train.log"
+# the run folders into which the fit running in this process has written its config.json
+_WRITTEN: set[Path] = set()
+
+
+def run_config_written(out: Path | str) -> bool:
+    """Whether the fit running in this process has written its ``config.json`` into ``out``:
+    from then on the folder holds the new run (under ``--overwrite``, the old run is gone)."""
+    return Path(out).resolve() in _WRITTEN
+
+
+def mark_run_config(out: Path | str | None) -> None:
+    """Record that this process's fit wrote ``out``'s config.json; ``None``: forget them all
+    (a fit starts: a mark is kept after it returns or raises, as its log may open then)."""
+    if out is None:
+        _WRITTEN.clear()
+    else:
+        _WRITTEN.add(Path(out).resolve())
 
 
 def is_global_zero() -> bool:
@@ -118,6 +148,7 @@ def prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
             "(empty or new) folder"
         )
     if config.overwrite and (ours or not others):
+        _refuse_odd_log(out)
         _clear_run(out, present, apply)
     elif ours:
         _check_same_run(out, config, apply)
@@ -141,6 +172,19 @@ def _refuse_odd_kinds(out: Path, present: list[str]) -> None:
             f"{WEIGHTS_FILE} as files, {CHECKPOINTS_DIR} as a folder), so torchlap did not "
             "write it and will not replace it, --overwrite or not: move it, or choose another "
             "folder"
+        )
+
+
+def _refuse_odd_log(out: Path) -> None:
+    """``--overwrite`` removes the old run's ``train.log``, a file torchlap wrote: a link or a
+    folder of that name is not, and is refused before anything is removed."""
+    log = out / LOG_FILE
+    if log.is_symlink() or (log.exists() and not log.is_file()):
+        kind = "a link" if log.is_symlink() else "not a file"
+        raise RunFolderError(
+            f"--out {out}: {LOG_FILE} is {kind}; torchlap train writes the run's log there as a "
+            "file and --overwrite removes it with the old run, so torchlap did not write this "
+            "one and will not remove it: move it, or choose another folder"
         )
 
 
@@ -217,13 +261,16 @@ def _check_whole_archive(checkpoint: Path) -> None:
 
 
 def _clear_run(out: Path, present: list[str], apply: bool) -> None:
-    """``--overwrite``: remove the old run's files (with ``apply``)."""
+    """``--overwrite``: remove the old run's files (with ``apply``): its ``train.log`` too, and
+    ``config.json`` last (a failure half-way leaves a run folder ``--overwrite`` can clear)."""
     if not apply:
         return
+    if (out / LOG_FILE).is_file():
+        present = [*present, LOG_FILE]
     if present:
         logger.warning("--overwrite: replacing the run in %s (%s)", out, ", ".join(sorted(present)))
     record = integrity_record(out) if (out / CONFIG_FILE).is_file() else {}  # (read first)
-    for name in present:
+    for name in sorted(present, key=lambda n: n == CONFIG_FILE):
         target = out / name
         if name == CHECKPOINTS_DIR and target.is_dir():
             kept = _clear_checkpoints(target, record)

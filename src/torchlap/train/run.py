@@ -66,7 +66,13 @@ from torchlap.runs import (
     pretrained_weights,
 )
 from torchlap.train.config import PhaseConfig, TrainConfig
-from torchlap.train.folder import integrity_record, is_global_zero, prepare_folder, save_weights
+from torchlap.train.folder import (
+    integrity_record,
+    is_global_zero,
+    mark_run_config,
+    prepare_folder,
+    save_weights,
+)
 from torchlap.train.loaders import dataset_labels, has_regions, load_splits, loader_factory
 from torchlap.train.process import callers_random_state
 
@@ -207,6 +213,7 @@ def fit(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     raises (:func:`~torchlap.train.process.callers_random_state`), and rich's global console
     its settings (:func:`~torchlap.logs.kept_rich_console`: Lightning's rich bar changes them).
     """
+    mark_run_config(None)  # (not at its end: the log may open after it raised)
     with callers_random_state(), kept_rich_console():
         return _run(config, callbacks)
 
@@ -235,6 +242,7 @@ def _run(config: TrainConfig, callbacks: Sequence[Any]) -> Path:
         prepare_folder(out, config, apply=True)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / CONFIG_FILE, run.run_config)
+        mark_run_config(out)  # the folder holds this run now: its log file may open
     write_metrics = _metrics_writer(out / METRICS_FILE, run.classes, global_zero)
     module = _classifier_module(config, run, write_metrics)
     trainer = _train_phases(config, module, devices, callbacks)
