@@ -2,10 +2,7 @@
 
 Before: checking the LAP options built a throwaway ``LocalAttentionPool2d(1, 1)`` whose
 initialisation drew from the global generator, so a seeded user's later draws (the inserted
-layers' own weights, a data shuffle, ...) depended on that check. For a fixed seed, what is
-drawn after the check therefore differs from before: the LAP layers' first scorer convolution
-(the last one starts at zero either way), and under ``build_model``, which checks the options
-before it builds the backbone, every freshly initialised backbone weight too.
+layers' own weights, a data shuffle, ...) depended on that check.
 """
 
 from __future__ import annotations
