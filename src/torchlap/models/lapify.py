@@ -251,9 +251,7 @@ def _options(
         "eps": eps,
         "head_hidden": head_hidden,
     }
-    # the layer's own checks, before any work; on the meta device, whose initialisation draws
-    # nothing from torch's global random generator (a seeded user's later draws stay put)
-    LocalAttentionPool2d(1, 1, **options, device="meta")
+    LocalAttentionPool2d(1, 1, **options)  # the layer's own checks, before any work
     return options
 
 
