@@ -251,7 +251,11 @@ def _options(
         "eps": eps,
         "head_hidden": head_hidden,
     }
-    LocalAttentionPool2d(1, 1, **options)  # the layer's own checks, before any work
+    # the layer's own checks, before any work. Built on the CPU, so its initialisation draws
+    # from torch's global generator; kept so, because a draw-free check (the meta device)
+    # would change every seeded run's initial weights (the backbone's and each LAP's first
+    # scorer convolution) and with them the README's demo and dataset tables
+    LocalAttentionPool2d(1, 1, **options)
     return options
 
 
