@@ -305,9 +305,9 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     key it needs has the wrong type (``classes``: a list of distinct class names, one per model
     output; ``mean``/``std``: one finite number per input channel, ``std`` > 0;
     ``in_channels``: an int >= 1; ``image_size``: an int from 1 to 8192 or a square pair
-    ``[n, n]``; ``model``: a dict; ``concept_sets``: ``null`` or what
-    ``ConceptSets.to_dict()`` writes; ``model.lapify``: a list of the dicts lapify records,
-    each with the keys :data:`~torchlap.models.build.LAPIFY_KEYS`; ``integrity``: see
+    ``[n, n]``; ``model`` and ``train`` (if present): dicts; ``concept_sets``: ``null`` or
+    what ``ConceptSets.to_dict()`` writes; ``model.lapify``: a list of the dicts lapify
+    records, each with the keys :data:`~torchlap.models.build.LAPIFY_KEYS`; ``integrity``: see
     :func:`check_integrity`), ``model.safetensors`` leads out of the run folder (a symlink),
     the weights' SHA-256 differs from the recorded one, or the weights do not fit the model
     ``config.json`` describes (a missing, unexpected or misshaped tensor, a dtype other than
@@ -464,6 +464,8 @@ def _checked_facts(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     scorers = config.get("discriminative_scorers", False)
     if not isinstance(scorers, bool):
         raise _bad(path, "discriminative_scorers", "true or false", scorers)
+    if "train" in config and not isinstance(config["train"], dict):  # evaluate, explain, export
+        raise _bad(path, "train", "a dict (the options torchlap train ran with)", config["train"])
     return {
         "classes": list(classes),
         "mean": [float(v) for v in config["mean"]],

@@ -159,8 +159,27 @@ def _refuse_checkpoints_leading_out(out: Path) -> None:
 
 def _stored_identity(out: Path) -> dict:
     """The recorded run's identity (a relative data folder of an older run resolved as a new
-    run records it, so that resuming it from the same directory compares equal)."""
-    return TrainConfig.from_dict(read_run_config(out)["train"]).with_resolved_data().identity()
+    run records it, so that resuming it from the same directory compares equal).
+    :class:`RunFolderError` naming ``config.json`` when its ``train`` record (the options the
+    run was trained with: a dict that :meth:`TrainConfig.from_dict` reads) is missing or
+    damaged."""
+    path = out / CONFIG_FILE
+    config = read_run_config(out)
+    recorded = config.get("train")
+    if not isinstance(recorded, dict):
+        got = f"got {recorded!r}" if "train" in config else "it has none"
+        raise RunFolderError(
+            f"{path}: 'train' must be a dict (the options torchlap train ran with), {got} "
+            "(was config.json edited?); pass --overwrite to replace that run or choose another "
+            "folder"
+        )
+    try:
+        return TrainConfig.from_dict(recorded).with_resolved_data().identity()
+    except (TypeError, ValueError, KeyError) as error:
+        raise RunFolderError(
+            f"{path}: 'train' is not a record torchlap train wrote ({error}) (was config.json "
+            "edited?); pass --overwrite to replace that run or choose another folder"
+        ) from None
 
 
 def _check_resume(out: Path, config: TrainConfig, apply: bool) -> None:
@@ -192,8 +211,10 @@ def _check_resume(out: Path, config: TrainConfig, apply: bool) -> None:
          if _PHASE.fullmatch(c.parent.name)),
         key=lambda p: int(p.parent.name[5:]),
     )  # fmt: skip
+    # a damaged record (not a dict of digests: check_integrity refuses it) is not "no record"
+    recorded = read_run_config(out).get("integrity") not in (None, {})
     for checkpoint in checkpoints[-1:]:
-        if integrity_record(out):
+        if recorded:
             check_integrity(out, checkpoint)
         else:
             _check_whole_archive(checkpoint)
@@ -277,6 +298,8 @@ def _check_same_run(out: Path, config: TrainConfig, apply: bool) -> None:
     """A folder holding a run: only this run, not started yet, may start again there."""
     try:
         old = _stored_identity(out)
+    except RunFolderError:
+        raise  # (names config.json and the way out)
     except (ValueError, TypeError, KeyError) as error:
         raise RunFolderError(
             f"--out {out}: its {CONFIG_FILE} cannot be read ({error}); pass --overwrite to "

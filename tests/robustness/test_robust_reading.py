@@ -1,0 +1,130 @@
+"""Files a user hands torchlap, damaged: every one is refused naming the file, what was wrong
+and what is accepted, before any work (no output written, no model trained); never a raw
+KeyError/AttributeError, never a silent wrong result. (The damage load_run already names is in
+test_robust_library.py; checkpoints and stale temporaries in test_robust_faults.py.)"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import TINY, snapshot
+from torchlap.cli import app
+from torchlap.runs import RunError, load_run
+
+_DAMAGED_TRAIN = {"text": "lesions", "number": 3, "list": [], "null": None}
+
+
+def _edit_config(run: Path, **changes: object) -> None:
+    """Set (or, for the value ``...``, delete) top-level keys of the run's config.json."""
+    config = json.loads((run / "config.json").read_text())
+    for key, value in changes.items():
+        if value is ...:
+            del config[key]
+        else:
+            config[key] = value
+    (run / "config.json").write_text(json.dumps(config))
+
+
+def _train_args(out: Path) -> list[str]:
+    return [
+        "train", "--data", TINY["data"], "--out", str(out), "--arch", TINY["arch"],
+        "--epochs", "1", "--n-images", str(TINY["n_images"]), "--image-size",
+        str(TINY["image_size"]), "--batch-size", str(TINY["batch_size"]), "--no-progress",
+        "--accelerator", "cpu", "--devices", "1",
+    ]  # fmt: skip
+
+
+def _refused(args: list[str]) -> str:
+    """Run ``torchlap ARGS``; check it is refused as bad input (exit 2, one Error line, no
+    traceback) and return that line."""
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def _without_log(folder: Path) -> dict[str, str]:
+    files = snapshot(folder)
+    files.pop("train.log", None)  # the run's log may record the refusal
+    return files
+
+
+# ----------------------------------------------------------------------------- config.json
+
+
+@pytest.mark.parametrize("value", _DAMAGED_TRAIN.values(), ids=_DAMAGED_TRAIN)
+def test_load_run_refuses_a_train_record_that_is_not_a_dict(run_copy: Path, value) -> None:
+    """``train`` (the options the run trained with, which evaluate, explain and export read)
+    of another type gave AttributeError: 'str' object has no attribute 'get'."""
+    _edit_config(run_copy, train=value)
+    with pytest.raises(RunError, match=r"config\.json: 'train' must be a dict \(the options"):
+        load_run(run_copy)
+
+
+def test_load_run_still_reads_a_run_without_a_train_record(run_copy: Path) -> None:
+    _edit_config(run_copy, train=...)
+    assert load_run(run_copy).classes == ["negative", "positive"]
+
+
+@pytest.mark.parametrize("command", ["explain", "export", "evaluate"])
+def test_commands_name_a_damaged_train_record_before_any_work(
+    run_copy: Path, tmp_path: Path, command: str
+) -> None:
+    _edit_config(run_copy, train="lesions")
+    image = tmp_path / "image.png"
+    Image.new("L", (32, 32)).save(image)
+    out = tmp_path / "out"
+    args = {
+        "explain": ["explain", "--run", str(run_copy), str(image), "--out", str(out)],
+        "export": ["export", "--run", str(run_copy), "--out", str(tmp_path / "model.onnx")],
+        "evaluate": ["evaluate", "--run", str(run_copy), "--out", str(out)],
+    }[command]
+    line = _refused(args)
+    assert "config.json: 'train' must be a dict" in line and "got 'lesions'" in line, line
+    assert not out.exists() and not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (..., r"'train' must be a dict \(the options torchlap train ran with\), it has none"),
+        ("lesions", r"'train' must be a dict .*got 'lesions'"),
+        ([], r"'train' must be a dict .*got \[\]"),
+        ({"seed": 0}, r"'train' is not a record torchlap train wrote \(.*'data'"),
+    ],
+    ids=["missing", "text", "list", "no data"],
+)
+@pytest.mark.parametrize("resume", [True, False], ids=["--resume", "same --out"])
+def test_train_names_a_damaged_train_record_of_the_run_it_continues(
+    run_copy: Path, value, message: str, resume: bool
+) -> None:
+    """``--resume`` (and a plain train into the run's folder) compare the recorded options:
+    a damaged record failed with "missing key 'train'" or "'NoneType' object is not
+    iterable", naming no file."""
+    (run_copy / "model.safetensors").unlink()  # an unfinished run, to be resumed
+    _edit_config(run_copy, train=value)
+    before = _without_log(run_copy)
+    line = _refused([*_train_args(run_copy), *(["--resume"] if resume else [])])
+    assert str(run_copy / "config.json") in line and "--overwrite" in line, line
+    assert re.search(message, line), line
+    assert _without_log(run_copy) == before
+
+
+@pytest.mark.parametrize("value", ["sha", [], 7], ids=["text", "list", "number"])
+def test_resume_refuses_a_damaged_integrity_record(run_copy: Path, value) -> None:
+    """A record of digests that is not a dict was read as "no record" (a run from before
+    digests), so --resume trusted the checkpoint on the archive's checks alone and trained on."""
+    (run_copy / "model.safetensors").unlink()  # an unfinished run, to be resumed
+    _edit_config(run_copy, integrity=value)
+    before = _without_log(run_copy)
+    line = _refused([*_train_args(run_copy), "--resume"])
+    assert "config.json: 'integrity' must be a dict of file name" in line, line
+    assert _without_log(run_copy) == before
