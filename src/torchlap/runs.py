@@ -20,7 +20,6 @@ raising :class:`RunError` (a ``ValueError``) or :class:`RunFileNotFoundError` (a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -43,6 +42,8 @@ from torchlap.io import (
     atomic_write,
     atomic_write_json,
     clean_stale_temps,
+    not_a_file,
+    sha256_file,
 )
 from torchlap.losses import ConceptSets
 from torchlap.models.build import check_lapify_calls
@@ -104,15 +105,6 @@ class RunFileNotFoundError(RunError, FileNotFoundError):
 
 # ------------------------------------------------------------------------------------------
 # integrity
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 hex digest of a file (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _relative(run_dir: Path, path: Path) -> str:
     """``path``'s name in the integrity record: relative to ``run_dir``, symlinks followed;
     :class:`RunError` when it leads out of the run folder."""
@@ -226,6 +218,8 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"run folder {run_dir} does not exist; pass a folder written by `torchlap train`"
         )
     if not path.is_file():
+        if odd := not_a_file(path):  # a folder, a dangling link, a link loop: not "missing"
+            raise RunError(f"{path} is {odd}; torchlap train writes it as a file: restore it")
         raise RunFileNotFoundError(
             f"{run_dir} is not a torchlap run folder: no {CONFIG_FILE} in it; pass a folder "
             "written by `torchlap train`"
@@ -271,6 +265,8 @@ def pretrained_weights(pretrained: str | os.PathLike[str]) -> str:
         return os.fspath(pretrained)
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
+        if odd := not_a_file(weights):
+            raise RunError(f"{weights} is {odd}; torchlap train writes a file: restore it")
         raise RunFileNotFoundError(
             f"pretrained folder {path} holds no {WEIGHTS_FILE}: pass a .safetensors file "
             "or a finished torchlap run folder"
@@ -322,6 +318,8 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     facts = _checked_facts(path, config)
     weights = run_dir / WEIGHTS_FILE
     if not weights.is_file():
+        if odd := not_a_file(weights):
+            raise RunError(f"{weights} is {odd}; torchlap train writes a file: restore it")
         raise RunFileNotFoundError(
             f"{weights} does not exist: the run has not finished (resume it with "
             "`torchlap train ... --resume`)"

@@ -6,6 +6,7 @@ test_robust_library.py; checkpoints and stale temporaries in test_robust_faults.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 from conftest import TINY, snapshot
 from torchlap.cli import app
-from torchlap.runs import RunError, load_run
+from torchlap.runs import RunError, RunFileNotFoundError, load_run
 
 _DAMAGED_TRAIN = {"text": "lesions", "number": 3, "list": [], "null": None}
 
@@ -128,3 +129,49 @@ def test_resume_refuses_a_damaged_integrity_record(run_copy: Path, value) -> Non
     line = _refused([*_train_args(run_copy), "--resume"])
     assert "config.json: 'integrity' must be a dict of file name" in line, line
     assert _without_log(run_copy) == before
+
+
+# ----------------------------------------------------------------------------- odd entries
+
+
+def _folder(path: Path) -> None:
+    path.mkdir()
+
+
+def _loop(path: Path) -> None:
+    os.symlink(path.name, path)  # a link to itself
+
+
+def _dangling(path: Path) -> None:
+    os.symlink(path.with_name("nothing-here"), path)
+
+
+_ODD = {
+    "a folder": (_folder, "a folder"),
+    "a link loop": (_loop, "a link to nothing or a link loop"),
+    "a dangling link": (_dangling, "a link to nothing or a link loop"),
+}
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
+@pytest.mark.parametrize("odd", _ODD)
+def test_a_run_file_replaced_by_something_else_is_named_as_such(
+    run_copy: Path, name: str, odd: str
+) -> None:
+    """A folder or a broken link in place of config.json said "not a torchlap run folder: no
+    config.json in it", in place of the weights "does not exist: the run has not finished
+    (resume it)": a resume that cannot help."""
+    make, what = _ODD[odd]
+    (run_copy / name).unlink()
+    make(run_copy / name)
+    with pytest.raises(
+        RunError, match=rf"{re.escape(name)} is {what}; torchlap train writes"
+    ) as caught:
+        load_run(run_copy)
+    assert not isinstance(caught.value, RunFileNotFoundError)  # it is there, but not a file
+
+
+def test_a_missing_run_file_is_still_missing(run_copy: Path) -> None:
+    (run_copy / "model.safetensors").unlink()
+    with pytest.raises(RunFileNotFoundError, match=r"does not exist: the run has not finished"):
+        load_run(run_copy)
