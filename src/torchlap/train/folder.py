@@ -43,7 +43,13 @@ from torchlap.runs import (
 )
 from torchlap.train.config import TrainConfig
 
-__all__ = ["integrity_record", "is_global_zero", "prepare_folder", "save_weights"]
+__all__ = [
+    "check_finished_run",
+    "integrity_record",
+    "is_global_zero",
+    "prepare_folder",
+    "save_weights",
+]
 
 logger = logging.getLogger(__name__)
 # the checkpoint folders torchlap writes, one per training phase (phase1, phase2, ...)
@@ -180,6 +186,21 @@ def _stored_identity(out: Path) -> dict:
             f"{path}: 'train' is not a record torchlap train wrote ({error}) (was config.json "
             "edited?); pass --overwrite to replace that run or choose another folder"
         ) from None
+
+
+def check_finished_run(out: Path, config: TrainConfig) -> None:
+    """A finished run in ``out`` that a caller reuses instead of training ``config`` (the
+    demo, resumed): it must be that run, and its weights intact. :class:`RunFolderError`
+    naming the differing settings, :class:`RunError` naming a damaged ``config.json`` or
+    weights (their SHA-256 differs from the recorded one); nothing is written."""
+    old, new = _stored_identity(out), config.with_resolved_data().identity()
+    if old != new:
+        diff = sorted(k for k in new if old.get(k) != new.get(k))
+        raise RunFolderError(
+            f"{out} holds a finished run made with other settings (differing: {diff}), which "
+            "this run would reuse: pass --overwrite to train it again, or another --out"
+        )
+    check_integrity(out, out / WEIGHTS_FILE)
 
 
 def _check_resume(out: Path, config: TrainConfig, apply: bool) -> None:
