@@ -301,9 +301,10 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     key it needs has the wrong type (``classes``: a list of distinct class names, one per model
     output; ``mean``/``std``: one finite number per input channel, ``std`` > 0;
     ``in_channels``: an int >= 1; ``image_size``: an int from 1 to 8192 or a square pair
-    ``[n, n]``; ``model`` and ``train`` (if present): dicts; ``concept_sets``: ``null`` or
-    what ``ConceptSets.to_dict()`` writes; ``model.lapify``: a list of the dicts lapify
-    records, each with the keys :data:`~torchlap.models.build.LAPIFY_KEYS`; ``integrity``: see
+    ``[n, n]``; ``model`` and ``train`` (if present): dicts; ``concept_sets``: what
+    ``ConceptSets.to_dict()`` writes (``null`` in a run whose ``lap_layers``, the model's LAP
+    layers, are none); ``model.lapify``: a list of the dicts lapify records, each with the
+    keys :data:`~torchlap.models.build.LAPIFY_KEYS`; ``integrity``: see
     :func:`check_integrity`), ``model.safetensors`` leads out of the run folder (a symlink),
     the weights' SHA-256 differs from the recorded one, or the weights do not fit the model
     ``config.json`` describes (a missing, unexpected or misshaped tensor, a dtype other than
@@ -358,9 +359,8 @@ def _check_agrees_with_model(
 
         # the record names them in the network; the loaded model wraps it as `net`
         present = {name.removeprefix("net.") for name in lap_modules(model)}
-        missing = [name for name in recorded if name not in present]
-        if missing:
-            raise RunError(f"{path}: 'lap_layers' names {missing}, which the model does not have")
+        if set(recorded) != present:  # (none left out: a LAP run's maps need its sets)
+            raise RunError(f"{path}: 'lap_layers' is {recorded}, the model's are {sorted(present)}")
     trained = (config.get("train") or {}).get("image_size")
     if isinstance(trained, list) and len(set(trained)) == 1:
         trained = trained[0]  # a square pair, as image_size may be written
@@ -470,7 +470,7 @@ def _checked_facts(path: Path, config: dict[str, Any]) -> dict[str, Any]:
         "std": [float(v) for v in config["std"]],
         "image_size": _image_size(path, config["image_size"]),
         "in_channels": in_channels,
-        "concept_sets": _concept_sets(path, config.get("concept_sets")),
+        "concept_sets": _concept_sets(path, config.get("concept_sets"), config.get("lap_layers")),
     }
 
 
@@ -498,18 +498,19 @@ def _image_size(path: Path, value: Any) -> int:
     return size
 
 
-def _concept_sets(path: Path, value: Any) -> ConceptSets | None:
-    """``concept_sets``: ``None`` or what ``ConceptSets.to_dict()`` writes."""
-    if value is None:
+def _concept_sets(path: Path, value: Any, lap_layers: Any) -> ConceptSets | None:
+    """``concept_sets``: what ``ConceptSets.to_dict()`` writes; ``None`` only in a run without
+    LAP layers (train records a LAP run's sets, and its LAP maps are read by them)."""
+    if value is None and not lap_layers:
         return None
     try:
-        concept_sets = ConceptSets.from_dict(value)
+        return ConceptSets.from_dict(value)
     except (TypeError, ValueError) as error:
+        null = f", in a run with LAP layers ({lap_layers}), " if lap_layers else " null or "
         raise RunError(
-            f"{path}: 'concept_sets' must be null or what ConceptSets.to_dict() writes "
+            f"{path}: 'concept_sets' must be{null}what ConceptSets.to_dict() writes "
             f"({error}) (was config.json edited?)"
         ) from None
-    return concept_sets
 
 
 def _check_outputs(path: Path, config: dict[str, Any], facts: dict[str, Any]) -> None:

@@ -93,6 +93,34 @@ def test_commands_name_a_damaged_train_record_before_any_work(
     assert not out.exists() and not (tmp_path / "model.onnx").exists()
 
 
+@pytest.mark.parametrize("value", [None, ...], ids=["null", "missing"])
+def test_a_lap_run_without_its_concept_sets_is_refused(run_copy: Path, value) -> None:
+    """Deleted (or null) in a LAP run's config.json, the concept sets were read as "none":
+    the LAP explainer then built its maps without the run's class -> concept mapping, a
+    silently different map (and evaluate's LAP predictors, protocol and caches followed)."""
+    _edit_config(run_copy, concept_sets=value)
+    message = (
+        r"config\.json: 'concept_sets' must be, in a run with LAP layers \(\['layer3\.pool', "
+        r"'avgpool'\]\), what ConceptSets\.to_dict\(\) writes \(.*got None\)"
+    )
+    with pytest.raises(RunError, match=message):
+        load_run(run_copy)
+
+
+def test_concept_sets_of_a_lap_run_cannot_be_edited_away(run_copy: Path) -> None:
+    """(Runs without LAP layers record none: tests/train's vanilla and BLA runs load.)"""
+    config = json.loads((run_copy / "config.json").read_text())
+    assert config["lap_layers"] == ["layer3.pool", "avgpool"]  # the tiny run: LAP
+    _edit_config(run_copy, concept_sets="x")
+    with pytest.raises(RunError, match=r"'concept_sets' must be, in a run with LAP layers"):
+        load_run(run_copy)
+    # nor is the check bypassed by leaving the layers out of the record: the model has them
+    _edit_config(run_copy, concept_sets=None, lap_layers=[])
+    message = r"config\.json: 'lap_layers' is \[\], the model's are \['avgpool', 'layer3\.pool'\]"
+    with pytest.raises(RunError, match=message):
+        load_run(run_copy)
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
