@@ -47,7 +47,7 @@ from torchlap.io import (
 )
 from torchlap.losses import ConceptSets
 from torchlap.models.build import check_lapify_calls
-from torchlap.models.published import check_state_tensors
+from torchlap.models.published import check_running_variances, check_state_tensors
 from torchlap.models.recipes import rebuild_model
 
 __all__ = [
@@ -333,7 +333,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
         raise RunError(f"{path} does not describe a model: {error}") from None
     _load_weights(model, weights, path)  # (a model.num_classes edited: the weights differ)
     _check_agrees_with_model(path, config, model, facts["image_size"])
-    _check_outputs(path, config, facts)
+    _check_outputs(path, config, facts, model)
     _resolve_legacy_data(run_dir, config)
     return LoadedRun(model=model, config=config, run_dir=run_dir, **facts)
 
@@ -391,8 +391,9 @@ def _load_weights(model: nn.Module, weights: Path, config_path: Path) -> None:
             f"config.json edited?): missing {missing[:5]}, unexpected {unexpected[:5]}, "
             f"shape mismatches {wrong[:5]}"
         )
-    try:  # a dtype other than the model's, NaN or inf: refused, naming the tensor
+    try:  # a dtype other than the model's, NaN or inf, a negative running variance
         check_state_tensors(state, expected, str(weights))
+        check_running_variances(state, str(weights))
     except ValueError as error:
         raise RunError(f"{error} (was model.safetensors edited?)") from None
     for key in (k for k in state if k.endswith("normalize.std")):
@@ -401,23 +402,8 @@ def _load_weights(model: nn.Module, weights: Path, config_path: Path) -> None:
                 f"{weights}: tensor {key!r} must be > 0 per channel (the input normalization "
                 f"divides by it), got {state[key].flatten().tolist()} (was it edited?)"
             )
-    _check_running_variances(state, weights)
     model.load_state_dict(state, strict=True)
     model.eval()
-
-
-def _check_running_variances(state: dict[str, Any], weights: Path) -> None:
-    """Every batch-norm ``running_var`` >= 0 (its square root divides the activations: a
-    negative one gives NaN outputs); one reduction over all of them, names found on failure."""
-    keys = [k for k in state if k.endswith("running_var") and state[k].numel()]
-    if not keys or float(torch.cat([state[k].flatten().float() for k in keys]).min()) >= 0:
-        return
-    bad = [k for k in keys if bool((state[k] < 0).any())]
-    raise RunError(
-        f"{weights}: batch-norm tensor(s) {bad[:5]} must be >= 0 (a running variance; a "
-        f"negative one makes the outputs NaN), got the minimum "
-        f"{float(state[bad[0]].min()):g} (was model.safetensors edited?)"
-    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -513,9 +499,13 @@ def _concept_sets(path: Path, value: Any, lap_layers: Any) -> ConceptSets | None
         ) from None
 
 
-def _check_outputs(path: Path, config: dict[str, Any], facts: dict[str, Any]) -> None:
+def _check_outputs(
+    path: Path, config: dict[str, Any], facts: dict[str, Any], model: nn.Module
+) -> None:
     """One class name per output of the model ``config["model"]`` builds, and concept sets
-    (if any) of as many classes."""
+    (if any) of as many classes, and of as many concepts as every LAP layer has heads."""
+    from torchlap.layers import lap_modules  # (as above)
+
     classes = facts["classes"]
     outputs = config["model"].get("num_classes")
     if is_int(outputs) and outputs != len(classes):
@@ -529,6 +519,12 @@ def _check_outputs(path: Path, config: dict[str, Any], facts: dict[str, Any]) ->
         raise RunError(
             f"{path}: 'concept_sets' maps {concept_sets.num_classes} classes but 'classes' "
             f"names {len(classes)} ({classes}); they must agree (was config.json edited?)"
+        )
+    heads = {name: int(getattr(lap, "n_concepts", 1)) for name, lap in lap_modules(model).items()}
+    if concept_sets is not None and set(heads.values()) - {concept_sets.n_concepts}:
+        raise RunError(
+            f"{path}: 'concept_sets' are for {concept_sets.n_concepts} concept(s), but the LAP "
+            f"layers have {heads} heads; they must agree (was config.json edited?)"
         )
 
 

@@ -121,6 +121,19 @@ def test_concept_sets_of_a_lap_run_cannot_be_edited_away(run_copy: Path) -> None
         load_run(run_copy)
 
 
+def test_concept_sets_for_other_heads_than_the_lap_layers_are_refused(run_copy: Path) -> None:
+    """Concept sets of 3 concepts on layers of 1 head loaded, and explain failed later with a
+    message naming no file; naming only head 0 of 3 heads would have used a third of them."""
+    sets = {"n_classes": 2, "n_concepts": 3, "mapping": {"0": [1], "1": [0, 2]}}
+    _edit_config(run_copy, concept_sets=sets)
+    message = (
+        r"config\.json: 'concept_sets' are for 3 concept\(s\), but the LAP layers have "
+        r"\{'net\.layer3\.pool': 1, 'net\.avgpool': 1\} heads; they must agree"
+    )
+    with pytest.raises(RunError, match=message):
+        load_run(run_copy)
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
