@@ -6,6 +6,7 @@ test_robust_library.py; checkpoints and stale temporaries in test_robust_faults.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -216,3 +217,77 @@ def test_a_missing_run_file_is_still_missing(run_copy: Path) -> None:
     (run_copy / "model.safetensors").unlink()
     with pytest.raises(RunFileNotFoundError, match=r"does not exist: the run has not finished"):
         load_run(run_copy)
+
+
+# ----------------------------------------------------------------------------- method caches
+
+
+def _cache_damage(cache: Path, case: str) -> None:
+    from torchlap.evaluate.common import write_cache
+
+    write_cache(cache, "key", {"options": 1}, {"iou": 0.5})
+    entry = json.loads(cache.read_text())
+    if case == "empty":
+        cache.write_bytes(b"")
+    elif case == "truncated":
+        cache.write_bytes(cache.read_bytes()[:20])
+    elif case == "not UTF-8":
+        cache.write_bytes(b"\xff\xfe" + cache.read_bytes())
+    elif case == "a list":
+        cache.write_text("[]")
+    elif case == "no results":
+        cache.write_text(json.dumps({"fingerprint": "key"}))
+    elif case == "NaN":
+        cache.write_text(cache.read_text().replace("0.5", "NaN"))
+    elif case == "edited results":
+        entry["results"]["iou"] = 0.9
+        cache.write_text(json.dumps(entry))
+    elif case == "no checksum":
+        del entry["results_sha256"]
+        cache.write_text(json.dumps(entry))
+    elif case == "other settings":
+        entry["fingerprint"] = "another"
+        cache.write_text(json.dumps(entry))
+    elif case == "refused by the check":
+        entry["results"] = {"iou": "high"}
+        cache.write_text(json.dumps(entry))
+    elif case == "a dangling link":
+        cache.unlink()
+        os.symlink(cache.with_name("gone.json"), cache)
+    elif case == "a link loop":
+        cache.unlink()
+        os.symlink(cache.name, cache)
+
+
+_CACHE_CASES = [
+    "empty", "truncated", "not UTF-8", "a list", "no results", "NaN", "edited results",
+    "no checksum", "other settings", "refused by the check", "a dangling link", "a link loop",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", _CACHE_CASES)
+def test_a_damaged_method_cache_is_recomputed_and_the_log_says_so(
+    tmp_path: Path, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from torchlap.evaluate.common import read_cache
+
+    def check(results: object) -> None:
+        if not isinstance(results, dict) or not isinstance(results.get("iou"), float):
+            raise TypeError("iou must be a number")
+
+    cache = tmp_path / "methods" / "gradcam.json"
+    cache.parent.mkdir()
+    _cache_damage(cache, case)
+    with caplog.at_level(logging.INFO, logger="torchlap"):
+        assert read_cache(cache, "key", "gradcam", {"options": 1}, check) is None
+    said = [r.getMessage() for r in caplog.records if "recomputing" in r.getMessage()]
+    assert len(said) == 1 and str(cache) in said[0], caplog.text
+
+
+def test_an_intact_method_cache_is_reused(tmp_path: Path) -> None:
+    from torchlap.evaluate.common import read_cache, write_cache
+
+    cache = tmp_path / "gradcam.json"
+    write_cache(cache, "key", {"options": 1}, {"iou": 0.5})
+    assert read_cache(cache, "key", "gradcam", {"options": 1}) == {"iou": 0.5}
+    assert read_cache(tmp_path / "missing.json", "key", "gradcam") is None  # no cache yet
