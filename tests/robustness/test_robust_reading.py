@@ -291,3 +291,19 @@ def test_an_intact_method_cache_is_reused(tmp_path: Path) -> None:
     write_cache(cache, "key", {"options": 1}, {"iou": 0.5})
     assert read_cache(cache, "key", "gradcam", {"options": 1}) == {"iou": 0.5}
     assert read_cache(tmp_path / "missing.json", "key", "gradcam") is None  # no cache yet
+
+
+@pytest.mark.parametrize("odd", _ODD)
+def test_resume_names_a_checkpoint_replaced_by_something_else(run_copy: Path, odd: str) -> None:
+    """Skipped as "no checkpoint" before: the run started over from epoch 1 (its progress
+    silently lost) and then failed saving there ("[Errno 21] Is a directory", "Symlink loop
+    from ...", or "leads to ... outside the run folder"), after training."""
+    make, what = _ODD[odd]
+    checkpoint = run_copy / "checkpoints" / "phase1" / "last.ckpt"
+    checkpoint.unlink()
+    make(checkpoint)
+    (run_copy / "model.safetensors").unlink()  # an unfinished run, to be resumed
+    before = _without_log(run_copy)
+    line = _refused([*_train_args(run_copy), "--resume"])
+    assert f"--resume: {checkpoint} is {what}; torchlap writes its checkpoints as files" in line
+    assert _without_log(run_copy) == before

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save
 
-from torchlap.io import check_folder_path
+from torchlap.io import check_folder_path, not_a_file
 from torchlap.logs import process_rank
 from torchlap.runs import (
     CHECKPOINTS_DIR,
@@ -224,6 +224,15 @@ def _check_resume(out: Path, config: TrainConfig, apply: bool) -> None:
         )
     if apply:
         clean_stale_temps(out)
+    # a checkpoint's name taken by a folder or a broken link: resuming would skip it and
+    # start over (then fail to save there after the first epoch)
+    for phase in sorted((out / CHECKPOINTS_DIR).glob("phase*")):
+        entry = phase / LAST_CHECKPOINT
+        if _PHASE.fullmatch(phase.name) and phase.is_dir() and (odd := not_a_file(entry)):
+            raise RunFolderError(
+                f"--resume: {entry} is {odd}; torchlap writes its checkpoints as files: remove "
+                "it to resume from the phase before, or train the run again with --overwrite"
+            )
     # a damaged checkpoint is named now, before anything is written or loaded: by its SHA-256,
     # or, in a run from before torchlap recorded digests (no record or an empty one), by the
     # archive's own checks
