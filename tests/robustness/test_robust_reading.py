@@ -307,3 +307,55 @@ def test_resume_names_a_checkpoint_replaced_by_something_else(run_copy: Path, od
     line = _refused([*_train_args(run_copy), "--resume"])
     assert f"--resume: {checkpoint} is {what}; torchlap writes its checkpoints as files" in line
     assert _without_log(run_copy) == before
+
+
+# ----------------------------------------------------------------------------- dataset folders
+
+
+def _class_folders(root: Path, splits: bool = False) -> Path:
+    """``cats/a.png`` and ``dogs/b.png`` (under ``train/`` with ``splits``, and the same
+    under ``test/``); returns the folder holding the class folders."""
+    for split in ["train", "test"] if splits else [""]:
+        for name, colour in (("cats", 0), ("dogs", 255)):
+            (root / split / name).mkdir(parents=True)
+            Image.new("L", (32, 32), colour).save(root / split / name / f"{name[0]}.png")
+    return root / "train" if splits else root
+
+
+@pytest.mark.parametrize(
+    ("link", "target", "splits"),
+    [
+        ("cats/loop", "..", False),  # a loop: cats/loop/cats/loop/... to the link limit
+        ("cats/self", ".", False),
+        ("dogs/more", "../cats", False),  # the cats again, as dogs
+        ("train/cats/x", "../../test/cats", True),  # test images in the training split
+    ],
+    ids=["loop to the root", "loop to itself", "another class", "another split"],
+)
+def test_a_class_folder_link_back_into_the_dataset_is_refused(
+    tmp_path: Path, link: str, target: str, splits: bool
+) -> None:
+    """torchvision's listing follows links to folders: one image of a loop was listed 33
+    times (train 66 images of 2, val and test 8 each: the same images in every split)."""
+    from torchlap.data import image_folder
+
+    root = tmp_path / "data"
+    _class_folders(root, splits)
+    os.symlink(target, root / link)
+    message = rf"{re.escape(str(root / link))} is a link to .*, inside the dataset folder"
+    with pytest.raises(ValueError, match=message):
+        image_folder(root, split="train")
+    assert _refused(["data", "check", str(root)]).startswith(f"Error: {root / link} is a link")
+
+
+def test_a_class_folder_link_to_images_elsewhere_is_read_once(tmp_path: Path) -> None:
+    from torchlap.data import image_folder
+
+    store = tmp_path / "store" / "more"
+    store.mkdir(parents=True)
+    Image.new("L", (32, 32), 128).save(store / "c.png")
+    root = tmp_path / "data"
+    _class_folders(root)
+    os.symlink(store, root / "cats" / "more")
+    images = [record.image for record in image_folder(root, split="train").records_all]
+    assert sorted(images) == ["cats/c.png", "cats/more/c.png", "dogs/d.png"]
