@@ -359,3 +359,22 @@ def test_a_class_folder_link_to_images_elsewhere_is_read_once(tmp_path: Path) ->
     os.symlink(store, root / "cats" / "more")
     images = [record.image for record in image_folder(root, split="train").records_all]
     assert sorted(images) == ["cats/c.png", "cats/more/c.png", "dogs/d.png"]
+
+
+@pytest.mark.parametrize("line", [1, 3], ids=["in the header", "in a row"])
+def test_an_annotations_field_over_the_csv_limit_is_named(tmp_path: Path, line: int) -> None:
+    """csv's refusal said only "field larger than field limit (131072)", naming no file."""
+    from torchlap.data import AnnotatedFolder
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    rows = ["image,label", "images/a.png,cats", "images/b.png,dogs"]
+    for row in rows[1:]:
+        Image.new("L", (32, 32)).save(root / row.split(",")[0])
+    rows[line - 1] = rows[line - 1].replace(",", "x" * 140_000 + ",", 1)
+    (root / "annotations.csv").write_text("\n".join(rows) + "\n")
+    csv_path = root / "annotations.csv"
+    message = rf"{re.escape(str(csv_path))} line {line}: field larger than field limit"
+    with pytest.raises(ValueError, match=message):
+        AnnotatedFolder(root)
+    assert re.search(message, _refused(["data", "check", str(root)]))
