@@ -256,7 +256,8 @@ def pretrained_weights(pretrained: str | os.PathLike[str]) -> str:
 
     :func:`torchlap.models.build_model` takes files only (``models`` does not know a run's
     layout): pass it ``pretrained_weights(run_folder)``. Raises :class:`RunFileNotFoundError`
-    for a folder without weights.
+    for a folder without weights, :class:`RunError` for a run's weights whose SHA-256 is not
+    the one its ``config.json`` records.
     """
     if not isinstance(pretrained, (str, os.PathLike)):
         raise TypeError(f"pretrained must be a str or a path, got {pretrained!r}")
@@ -271,6 +272,8 @@ def pretrained_weights(pretrained: str | os.PathLike[str]) -> str:
             f"pretrained folder {path} holds no {WEIGHTS_FILE}: pass a .safetensors file "
             "or a finished torchlap run folder"
         )
+    if is_run_config(path / CONFIG_FILE):  # a torchlap run's: the weights it recorded
+        check_integrity(path, weights)
     return str(weights)
 
 

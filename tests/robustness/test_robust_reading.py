@@ -378,3 +378,27 @@ def test_an_annotations_field_over_the_csv_limit_is_named(tmp_path: Path, line: 
     with pytest.raises(ValueError, match=message):
         AnnotatedFolder(root)
     assert re.search(message, _refused(["data", "check", str(root)]))
+
+
+# ----------------------------------------------------------------------------- --pretrained
+
+
+def test_a_pretrained_run_whose_weights_changed_is_refused(run_copy: Path, tmp_path: Path) -> None:
+    """Weights of the right names, shapes and dtypes, but not the run's (replaced, or edited):
+    --pretrained RUN loaded them (only load_run compared the recorded SHA-256)."""
+    from safetensors.torch import load_file, save_file
+
+    from torchlap.runs import pretrained_weights
+
+    weights = run_copy / "model.safetensors"
+    assert pretrained_weights(run_copy) == str(weights)  # intact: taken
+    state = load_file(str(weights))
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+    state[key] = state[key] * 0.5
+    save_file(state, str(weights))
+    with pytest.raises(RunError, match=r"model\.safetensors is damaged or was changed"):
+        pretrained_weights(run_copy)
+    out = tmp_path / "new"
+    line = _refused([*_train_args(out), "--pretrained", str(run_copy)])
+    assert "model.safetensors is damaged or was changed" in line, line
+    assert not out.exists()
