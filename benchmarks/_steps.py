@@ -51,6 +51,46 @@ def _is_study_state(state: object) -> bool:
     return state.get("format") == STUDY_FORMAT or set(state) == {"steps"}
 
 
+def read_output(
+    path: Path,
+    format: str | None = None,
+    keys: tuple[str, ...] = (),
+    optional: tuple[str, ...] = (),
+) -> dict:
+    """A JSON file a step's torchlap command wrote (``comparison.json``, a run's
+    ``metrics.json``), as a dict: with ``format``, its ``"format"`` must be that; each of
+    ``keys`` must hold a dict, each of ``optional`` a dict or null (or be absent). Anything
+    else (not UTF-8 JSON, NaN/Infinity, another type, a missing key) raises a ValueError
+    naming the file, what is wrong and what is accepted, instead of a JSONDecodeError or
+    KeyError in the middle of a table."""
+
+    def constant(name: str) -> None:
+        raise ValueError(f"{name} is not a JSON number")
+
+    expected = f'a JSON object with "format": "{format}"' if format else "a JSON object"
+    if keys or optional:
+        named = [f'"{key}": {{...}}' for key in keys]
+        named += [f'"{key}": {{...}} or null' for key in optional]
+        expected += " with " + ", ".join(named)
+    advice = (
+        f"expected {expected}, as torchlap writes it (in a study: remove the step's output "
+        "folder to run the step again)"
+    )
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=constant)
+    except (OSError, ValueError) as error:  # (UnicodeDecodeError, JSONDecodeError too)
+        raise ValueError(f"{path} cannot be read ({error}); {advice}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a {type(data).__name__}; {advice}")
+    if format is not None and data.get("format") != format:
+        raise ValueError(f"{path} has the format {data.get('format')!r}; {advice}")
+    wrong = [key for key in keys if not isinstance(data.get(key), dict)]
+    wrong += [key for key in optional if not isinstance(data.get(key), (dict, type(None)))]
+    if wrong:
+        raise ValueError(f"{path}: {wrong[0]!r} is {repr(data.get(wrong[0]))[:80]}; {advice}")
+    return data
+
+
 def save_state(out: Path, state: dict) -> None:
     """Write ``OUT/study.json`` through torchlap's atomic writer (a temp file in ``OUT``,
     fsync, rename; the temp file removed if the write fails)."""

@@ -39,7 +39,7 @@ import json
 import sys
 from pathlib import Path
 
-from _steps import load_state, run_step, torchlap_command
+from _steps import load_state, read_output, run_step, torchlap_command
 
 DATASETS = ("lesions", "concepts", "digits")
 #: common training options: the demo's batch, seed and epoch selection
@@ -232,7 +232,7 @@ def merged(out: Path, data: str) -> dict | None:
         return None
     runs: dict = {}
     for path in paths:
-        for name, run in json.loads(path.read_text())["runs"].items():
+        for name, run in read_output(path, "torchlap-comparison", ("runs",))["runs"].items():
             entry = runs.setdefault(name, {})
             for key in ("model", "grid_pointing_setup"):
                 if run.get(key) is not None:  # the comparison that computed it

@@ -13,9 +13,10 @@ All numbers in %; ``n/a`` where a metric is undefined (e.g. no global threshold 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from _steps import read_output
 
 OWN = ("lap", "bla", "antehoc")
 POSTHOC = ("guided_backprop", "gradcam")
@@ -61,9 +62,10 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     for path in argv:
-        comparison = json.loads(Path(path).read_text())
-        if comparison.get("format") != "torchlap-comparison":
-            print(f"{path} is not a torchlap comparison.json", file=sys.stderr)
+        try:  # not JSON, another format, no "runs": named, not a traceback
+            comparison = read_output(Path(path), "torchlap-comparison", ("runs",))
+        except ValueError as error:
+            print(f"{path} is not a torchlap comparison.json: {error}", file=sys.stderr)
             return 1
         print(f"{path}\n")
         print("\n".join(peer_rows(comparison)) + "\n")

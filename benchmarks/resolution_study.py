@@ -57,7 +57,7 @@ import json
 import sys
 from pathlib import Path
 
-from _steps import load_state, run_step, torchlap_command
+from _steps import load_state, read_output, run_step, torchlap_command
 from dataset_tables import LAP_PRESETS, RECIPES
 
 RUNS = (  # {lap}: the dataset's LAP layout (dataset_tables.LAP_PRESETS)
@@ -151,7 +151,7 @@ def _kept_epoch(run_dir: Path) -> str:
     path = run_dir / "metrics.json"
     if not path.is_file():
         return "-"
-    selected = json.loads(path.read_text()).get("selected_epoch") or {}
+    selected = read_output(path, optional=("selected_epoch",)).get("selected_epoch") or {}
     if "global_epoch" not in selected:
         return "-"
     return f"{selected['global_epoch']}/{selected.get('of_epochs', '?')}"
@@ -160,7 +160,7 @@ def _kept_epoch(run_dir: Path) -> str:
 def _test_balanced_accuracy(run_dir: Path) -> str:
     """The run's test balanced accuracy in % from its ``metrics.json``, or ``-``."""
     path = run_dir / "metrics.json"
-    value = (json.loads(path.read_text()).get("test") or {}) if path.is_file() else {}
+    value = (read_output(path, optional=("test",)).get("test") or {}) if path.is_file() else {}
     balanced = value.get("balanced_accuracy")
     return "-" if balanced is None else f"{100 * balanced:.1f}"
 
@@ -226,7 +226,8 @@ def _cells(out: Path) -> list[tuple[Path, str, str, str, dict]]:
         length_dir = path.parent.parent
         size, data = length_dir.parent.name, length_dir.parent.parent.name
         prefix = f"{data}/{size[:-2]}/{length_dir.name}/"
-        cells.append((length_dir, data, size, prefix, json.loads(path.read_text())["runs"]))
+        runs = read_output(path, "torchlap-comparison", ("runs",))["runs"]
+        cells.append((length_dir, data, size, prefix, runs))
     return cells
 
 

@@ -34,7 +34,7 @@ from torchlap.explainers import comparison_methods, get, table_order
 from torchlap.models.bcos import bcos_available
 from torchlap.runs import CONFIG_FILE, WEIGHTS_FILE, is_run_config
 from torchlap.train import TrainConfig, fit
-from torchlap.train.folder import prepare_folder
+from torchlap.train.folder import check_finished_run, prepare_folder
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +207,9 @@ def _check_run_folders(configs: list[tuple[str, TrainConfig]], overwrite: bool) 
     ``fit`` checks it (:func:`torchlap.train.folder.prepare_folder`, writing nothing) before the
     first run trains: a folder of someone else's files under ``out/runs`` used to be refused
     only when its turn came, after the runs before it had trained (under ``--overwrite``,
-    after their old files were deleted)."""
+    after their old files were deleted). A finished run is reused only if it was trained
+    with this run's settings and its weights are intact (a run of an earlier demo with other
+    settings was reused as it was)."""
     reused = set()
     for name, config in configs:
         run_dir = Path(config.out)
@@ -216,6 +218,7 @@ def _check_run_folders(configs: list[tuple[str, TrainConfig]], overwrite: bool) 
             and (run_dir / WEIGHTS_FILE).is_file()
             and is_run_config(run_dir / CONFIG_FILE)
         ):
+            check_finished_run(run_dir, config)  # this run, intact: else refused, not reused
             reused.add(name)
         else:
             prepare_folder(run_dir, config.with_resolved_data(), apply=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -32,6 +33,8 @@ __all__ = [
     "check_folder_path",
     "clean_stale_temps",
     "loads_strict",
+    "not_a_file",
+    "sha256_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -249,3 +252,26 @@ def check_folder_path(path: str | os.PathLike[str], option: str = "--out") -> No
         raise ValueError(
             f"{option} {path} is inside {above}, which is not a folder; pass a folder path"
         )
+
+
+def not_a_file(path: str | os.PathLike[str]) -> str | None:
+    """What stands at ``path`` instead of a readable file (``"a folder"``, ``"a link to nothing
+    or a link loop"``, ``"not a regular file"``), for a message naming it; ``None`` when it is a
+    file or nothing is there (a missing file, said otherwise)."""
+    path = Path(path)
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return "a folder"
+    if path.is_symlink():
+        return "a link to nothing or a link loop"
+    return "not a regular file" if os.path.lexists(path) else None
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 hex digest of a file (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -20,7 +20,6 @@ raising :class:`RunError` (a ``ValueError``) or :class:`RunFileNotFoundError` (a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -43,10 +42,12 @@ from torchlap.io import (
     atomic_write,
     atomic_write_json,
     clean_stale_temps,
+    not_a_file,
+    sha256_file,
 )
 from torchlap.losses import ConceptSets
 from torchlap.models.build import check_lapify_calls
-from torchlap.models.published import check_state_tensors
+from torchlap.models.published import check_running_variances, check_state_tensors
 from torchlap.models.recipes import rebuild_model
 
 __all__ = [
@@ -104,15 +105,6 @@ class RunFileNotFoundError(RunError, FileNotFoundError):
 
 # ------------------------------------------------------------------------------------------
 # integrity
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 hex digest of a file (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _relative(run_dir: Path, path: Path) -> str:
     """``path``'s name in the integrity record: relative to ``run_dir``, symlinks followed;
     :class:`RunError` when it leads out of the run folder."""
@@ -226,6 +218,8 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"run folder {run_dir} does not exist; pass a folder written by `torchlap train`"
         )
     if not path.is_file():
+        if odd := not_a_file(path):  # a folder, a dangling link, a link loop: not "missing"
+            raise RunError(f"{path} is {odd}; torchlap train writes it as a file: restore it")
         raise RunFileNotFoundError(
             f"{run_dir} is not a torchlap run folder: no {CONFIG_FILE} in it; pass a folder "
             "written by `torchlap train`"
@@ -262,7 +256,8 @@ def pretrained_weights(pretrained: str | os.PathLike[str]) -> str:
 
     :func:`torchlap.models.build_model` takes files only (``models`` does not know a run's
     layout): pass it ``pretrained_weights(run_folder)``. Raises :class:`RunFileNotFoundError`
-    for a folder without weights.
+    for a folder without weights, :class:`RunError` for a run's weights whose SHA-256 is not
+    the one its ``config.json`` records.
     """
     if not isinstance(pretrained, (str, os.PathLike)):
         raise TypeError(f"pretrained must be a str or a path, got {pretrained!r}")
@@ -271,10 +266,14 @@ def pretrained_weights(pretrained: str | os.PathLike[str]) -> str:
         return os.fspath(pretrained)
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
+        if odd := not_a_file(weights):
+            raise RunError(f"{weights} is {odd}; torchlap train writes a file: restore it")
         raise RunFileNotFoundError(
             f"pretrained folder {path} holds no {WEIGHTS_FILE}: pass a .safetensors file "
             "or a finished torchlap run folder"
         )
+    if is_run_config(path / CONFIG_FILE):  # a torchlap run's: the weights it recorded
+        check_integrity(path, weights)
     return str(weights)
 
 
@@ -305,9 +304,10 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     key it needs has the wrong type (``classes``: a list of distinct class names, one per model
     output; ``mean``/``std``: one finite number per input channel, ``std`` > 0;
     ``in_channels``: an int >= 1; ``image_size``: an int from 1 to 8192 or a square pair
-    ``[n, n]``; ``model``: a dict; ``concept_sets``: ``null`` or what
-    ``ConceptSets.to_dict()`` writes; ``model.lapify``: a list of the dicts lapify records,
-    each with the keys :data:`~torchlap.models.build.LAPIFY_KEYS`; ``integrity``: see
+    ``[n, n]``; ``model`` and ``train`` (if present): dicts; ``concept_sets``: what
+    ``ConceptSets.to_dict()`` writes (``null`` in a run whose ``lap_layers``, the model's LAP
+    layers, are none); ``model.lapify``: a list of the dicts lapify records, each with the
+    keys :data:`~torchlap.models.build.LAPIFY_KEYS`; ``integrity``: see
     :func:`check_integrity`), ``model.safetensors`` leads out of the run folder (a symlink),
     the weights' SHA-256 differs from the recorded one, or the weights do not fit the model
     ``config.json`` describes (a missing, unexpected or misshaped tensor, a dtype other than
@@ -322,6 +322,8 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     facts = _checked_facts(path, config)
     weights = run_dir / WEIGHTS_FILE
     if not weights.is_file():
+        if odd := not_a_file(weights):
+            raise RunError(f"{weights} is {odd}; torchlap train writes a file: restore it")
         raise RunFileNotFoundError(
             f"{weights} does not exist: the run has not finished (resume it with "
             "`torchlap train ... --resume`)"
@@ -334,7 +336,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
         raise RunError(f"{path} does not describe a model: {error}") from None
     _load_weights(model, weights, path)  # (a model.num_classes edited: the weights differ)
     _check_agrees_with_model(path, config, model, facts["image_size"])
-    _check_outputs(path, config, facts)
+    _check_outputs(path, config, facts, model)
     _resolve_legacy_data(run_dir, config)
     return LoadedRun(model=model, config=config, run_dir=run_dir, **facts)
 
@@ -360,9 +362,8 @@ def _check_agrees_with_model(
 
         # the record names them in the network; the loaded model wraps it as `net`
         present = {name.removeprefix("net.") for name in lap_modules(model)}
-        missing = [name for name in recorded if name not in present]
-        if missing:
-            raise RunError(f"{path}: 'lap_layers' names {missing}, which the model does not have")
+        if set(recorded) != present:  # (none left out: a LAP run's maps need its sets)
+            raise RunError(f"{path}: 'lap_layers' is {recorded}, the model's are {sorted(present)}")
     trained = (config.get("train") or {}).get("image_size")
     if isinstance(trained, list) and len(set(trained)) == 1:
         trained = trained[0]  # a square pair, as image_size may be written
@@ -393,8 +394,9 @@ def _load_weights(model: nn.Module, weights: Path, config_path: Path) -> None:
             f"config.json edited?): missing {missing[:5]}, unexpected {unexpected[:5]}, "
             f"shape mismatches {wrong[:5]}"
         )
-    try:  # a dtype other than the model's, NaN or inf: refused, naming the tensor
+    try:  # a dtype other than the model's, NaN or inf, a negative running variance
         check_state_tensors(state, expected, str(weights))
+        check_running_variances(state, str(weights))
     except ValueError as error:
         raise RunError(f"{error} (was model.safetensors edited?)") from None
     for key in (k for k in state if k.endswith("normalize.std")):
@@ -403,23 +405,8 @@ def _load_weights(model: nn.Module, weights: Path, config_path: Path) -> None:
                 f"{weights}: tensor {key!r} must be > 0 per channel (the input normalization "
                 f"divides by it), got {state[key].flatten().tolist()} (was it edited?)"
             )
-    _check_running_variances(state, weights)
     model.load_state_dict(state, strict=True)
     model.eval()
-
-
-def _check_running_variances(state: dict[str, Any], weights: Path) -> None:
-    """Every batch-norm ``running_var`` >= 0 (its square root divides the activations: a
-    negative one gives NaN outputs); one reduction over all of them, names found on failure."""
-    keys = [k for k in state if k.endswith("running_var") and state[k].numel()]
-    if not keys or float(torch.cat([state[k].flatten().float() for k in keys]).min()) >= 0:
-        return
-    bad = [k for k in keys if bool((state[k] < 0).any())]
-    raise RunError(
-        f"{weights}: batch-norm tensor(s) {bad[:5]} must be >= 0 (a running variance; a "
-        f"negative one makes the outputs NaN), got the minimum "
-        f"{float(state[bad[0]].min()):g} (was model.safetensors edited?)"
-    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -464,13 +451,15 @@ def _checked_facts(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     scorers = config.get("discriminative_scorers", False)
     if not isinstance(scorers, bool):
         raise _bad(path, "discriminative_scorers", "true or false", scorers)
+    if "train" in config and not isinstance(config["train"], dict):  # evaluate, explain, export
+        raise _bad(path, "train", "a dict (the options torchlap train ran with)", config["train"])
     return {
         "classes": list(classes),
         "mean": [float(v) for v in config["mean"]],
         "std": [float(v) for v in config["std"]],
         "image_size": _image_size(path, config["image_size"]),
         "in_channels": in_channels,
-        "concept_sets": _concept_sets(path, config.get("concept_sets")),
+        "concept_sets": _concept_sets(path, config.get("concept_sets"), config.get("lap_layers")),
     }
 
 
@@ -498,23 +487,28 @@ def _image_size(path: Path, value: Any) -> int:
     return size
 
 
-def _concept_sets(path: Path, value: Any) -> ConceptSets | None:
-    """``concept_sets``: ``None`` or what ``ConceptSets.to_dict()`` writes."""
-    if value is None:
+def _concept_sets(path: Path, value: Any, lap_layers: Any) -> ConceptSets | None:
+    """``concept_sets``: what ``ConceptSets.to_dict()`` writes; ``None`` only in a run without
+    LAP layers (train records a LAP run's sets, and its LAP maps are read by them)."""
+    if value is None and not lap_layers:
         return None
     try:
-        concept_sets = ConceptSets.from_dict(value)
+        return ConceptSets.from_dict(value)
     except (TypeError, ValueError) as error:
+        null = f", in a run with LAP layers ({lap_layers}), " if lap_layers else " null or "
         raise RunError(
-            f"{path}: 'concept_sets' must be null or what ConceptSets.to_dict() writes "
+            f"{path}: 'concept_sets' must be{null}what ConceptSets.to_dict() writes "
             f"({error}) (was config.json edited?)"
         ) from None
-    return concept_sets
 
 
-def _check_outputs(path: Path, config: dict[str, Any], facts: dict[str, Any]) -> None:
+def _check_outputs(
+    path: Path, config: dict[str, Any], facts: dict[str, Any], model: nn.Module
+) -> None:
     """One class name per output of the model ``config["model"]`` builds, and concept sets
-    (if any) of as many classes."""
+    (if any) of as many classes, and of as many concepts as every LAP layer has heads."""
+    from torchlap.layers import lap_modules  # (as above)
+
     classes = facts["classes"]
     outputs = config["model"].get("num_classes")
     if is_int(outputs) and outputs != len(classes):
@@ -528,6 +522,12 @@ def _check_outputs(path: Path, config: dict[str, Any], facts: dict[str, Any]) ->
         raise RunError(
             f"{path}: 'concept_sets' maps {concept_sets.num_classes} classes but 'classes' "
             f"names {len(classes)} ({classes}); they must agree (was config.json edited?)"
+        )
+    heads = {name: int(getattr(lap, "n_concepts", 1)) for name, lap in lap_modules(model).items()}
+    if concept_sets is not None and set(heads.values()) - {concept_sets.n_concepts}:
+        raise RunError(
+            f"{path}: 'concept_sets' are for {concept_sets.n_concepts} concept(s), but the LAP "
+            f"layers have {heads} heads; they must agree (was config.json edited?)"
         )
 
 

@@ -206,6 +206,47 @@ def test_demo_checks_every_run_folder_before_the_first_run_trains(
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [blocked]
 
 
+def _finished_runs(out: Path, settings: DemoSettings) -> None:
+    """Stand-ins for the main suite's finished runs: weights, and torchlap's config.json with
+    the options the demo trains them with (no digest record: weights are not checked)."""
+    import torchlap.demo as demo
+
+    for name, options in SUITES["main"]:
+        run = out / "runs" / name
+        run.mkdir(parents=True)
+        (run / "model.safetensors").write_bytes(b"weights")
+        config = demo._train_config(name, options, settings, out, False)
+        record = {"format": "torchlap-run", "train": config.to_dict()}
+        (run / "config.json").write_text(json.dumps(record))
+
+
+def test_demo_refuses_to_reuse_a_run_of_other_settings_or_damaged_weights(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A finished run of an earlier demo was reused as it was: a demo with more epochs (or
+    another image size...) into the same --out reported the old runs as its own; a run
+    whose weights were damaged failed in the comparison, after the other runs had trained."""
+    import torchlap.demo as demo
+    from torchlap.runs import RunError, RunFolderError
+
+    monkeypatch.setattr(demo, "fit", lambda config: pytest.fail("nothing may train"))
+    monkeypatch.setattr(demo, "compare_runs", lambda dirs, *args, **kwargs: list(dirs))
+    _finished_runs(tmp_path, TINY)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    longer = dataclasses.replace(TINY, epochs=2)
+    with pytest.raises(RunFolderError, match=r"runs/vanilla holds a finished run made with "
+                       r"other settings \(differing: \['epochs'\]\).*--overwrite"):  # fmt: skip
+        run_demo(tmp_path, longer)
+    config = tmp_path / "runs" / "ws-lap" / "config.json"
+    record = json.loads(config.read_text())
+    record["integrity"] = {"model.safetensors": {"sha256": "0" * 64, "previous": None}}
+    config.write_text(json.dumps(record))
+    before[config] = config.read_bytes()
+    with pytest.raises(RunError, match=r"ws-lap/model\.safetensors is damaged or was changed"):
+        run_demo(tmp_path, TINY)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
 def test_demo_reuses_finished_runs_and_checks_the_others(tmp_path: Path, monkeypatch) -> None:
     """A finished run (weights and torchlap's config.json) is reused, not checked as a new
     run; weights without torchlap's config.json are no finished run of the demo's."""
@@ -214,11 +255,7 @@ def test_demo_reuses_finished_runs_and_checks_the_others(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(demo, "fit", lambda config: pytest.fail("nothing may train"))
     monkeypatch.setattr(demo, "compare_runs", lambda dirs, *args, **kwargs: list(dirs))
-    for name, _ in SUITES["main"]:
-        run = tmp_path / "runs" / name
-        run.mkdir(parents=True)
-        (run / "model.safetensors").write_bytes(b"weights")
-        (run / "config.json").write_text(json.dumps({"format": "torchlap-run"}))
+    _finished_runs(tmp_path, TINY)
     assert run_demo(tmp_path, TINY) == [tmp_path / "runs" / n for n, _ in SUITES["main"]]
     (tmp_path / "runs" / "bb-lap" / "config.json").write_text("{}")  # not torchlap's
     with pytest.raises(RunFolderError, match=r"holds a config\.json that torchlap train did"):

@@ -78,7 +78,8 @@ def _write_cell(out: Path) -> None:
         },
     }
     (cell / "compare").mkdir(parents=True)
-    (cell / "compare" / "comparison.json").write_text(json.dumps({"runs": runs}))
+    comparison = {"format": "torchlap-comparison", "runs": runs}
+    (cell / "compare" / "comparison.json").write_text(json.dumps(comparison))
     for name, selected, test in (
         ("ws-lap", {"global_epoch": 3, "of_epochs": 4}, {"balanced_accuracy": 0.9}),
         ("bb-lap", {}, {"balanced_accuracy": 1.0}),
@@ -266,3 +267,37 @@ def test_bad_study_options_are_refused(study, tmp_path: Path, argv: list[str], c
         study.main(["--out", str(out), *argv])
     assert "error" in capsys.readouterr().err
     assert not out.exists()  # refused before any work
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "message"),
+    [
+        ("compare/comparison.json", "{", r"comparison\.json cannot be read \(Expecting"),
+        ("compare/comparison.json", "[]", r"comparison\.json holds a list; expected a JSON"),
+        ("compare/comparison.json", '{"runs": {}}', r"comparison\.json has the format None"),
+        (
+            "compare/comparison.json",
+            '{"format": "torchlap-comparison", "runs": []}',
+            r"comparison\.json: 'runs' is \[\]; expected .*\"runs\": \{\.\.\.\}",
+        ),
+        ("runs/ws-lap/metrics.json", '{"test": NaN}', r"metrics\.json cannot be read \(NaN is"),
+        ("runs/ws-lap/metrics.json", '{"test": [0.9]}', r"metrics\.json: 'test' is \[0\.9\]"),
+        (
+            "runs/ws-lap/metrics.json",
+            '{"selected_epoch": "3"}',
+            r"metrics\.json: 'selected_epoch' is '3'; expected .* or null",
+        ),
+    ],
+    ids=["not JSON", "a list", "no format", "runs a list", "NaN", "test a list", "epoch text"],
+)
+def test_a_damaged_output_of_a_step_is_named(
+    study, tmp_path: Path, file: str, content: str, message: str
+) -> None:
+    """The table read the steps' files raw: a JSONDecodeError, KeyError or AttributeError
+    traceback, or (a NaN) a silent 'nan' in the table."""
+    _write_cell(tmp_path)
+    path = tmp_path / "lesions" / "128px" / "demo" / file
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as caught:
+        study.table(tmp_path)
+    assert str(path) in str(caught.value)

@@ -58,3 +58,74 @@ def test_a_study_json_of_an_earlier_study_is_read_and_marked(steps, tmp_path: Pa
     assert state["steps"] == {"a": {"seconds": 3.0}}
     steps.save_state(tmp_path, state)
     assert json.loads((tmp_path / "study.json").read_text())["format"] == "torchlap-study"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"cannot be read \(Expecting value"),
+        (b'{"format": "torchlap-comparison", "ru', r"cannot be read \(Unterminated string"),
+        (b"\xff\xfe{}", r"cannot be read \('utf-8' codec can't decode"),
+        (b'{"format": "torchlap-comparison", "runs": {"a": Infinity}}', r"Infinity is not a JSON"),
+        (b'"torchlap-comparison"', r"holds a str; expected a JSON object with \"format\""),
+        (b'{"format": "torchlap-results", "runs": {}}', r"has the format 'torchlap-results'"),
+        (b'{"format": "torchlap-comparison"}', r": 'runs' is None; expected"),
+        (b'{"format": "torchlap-comparison", "runs": "all"}', r": 'runs' is 'all'; expected"),
+    ],
+    ids=[
+        "empty",
+        "truncated",
+        "not UTF-8",
+        "Infinity",
+        "a string",
+        "other format",
+        "no runs",
+        "runs text",
+    ],
+)
+def test_read_output_names_a_damaged_file(steps, tmp_path: Path, content: bytes, message: str):
+    path = tmp_path / "comparison.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as caught:
+        steps.read_output(path, "torchlap-comparison", ("runs",))
+    assert str(caught.value).startswith(str(path))
+    assert "as torchlap writes it (in a study: remove the step's output folder" in str(caught.value)
+
+
+def test_read_output_names_a_missing_file_and_a_folder(steps, tmp_path: Path) -> None:
+    for path in (tmp_path / "nowhere.json", tmp_path):
+        with pytest.raises(ValueError, match=r"cannot be read \(\[Errno"):
+            steps.read_output(path)
+
+
+def test_read_output_returns_what_it_accepts(steps, tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    path.write_text('{"test": null, "selected_epoch": {"global_epoch": 2}}')
+    record = steps.read_output(path, optional=("test", "selected_epoch"))
+    assert record == {"test": None, "selected_epoch": {"global_epoch": 2}}
+
+
+@pytest.mark.parametrize("script", ["peer_table", "dataset_tables"])
+def test_the_table_scripts_name_a_damaged_comparison(
+    steps, tmp_path: Path, script: str, capsys
+) -> None:
+    """peer_table printed a JSONDecodeError (or AttributeError for a list) traceback;
+    dataset_tables a JSONDecodeError or KeyError."""
+    module = importlib.import_module(script)
+    if script == "peer_table":
+        path = tmp_path / "comparison.json"
+        path.write_text("[]")
+        assert module.main([str(path)]) == 1
+        error = capsys.readouterr().err
+        assert f"{path} is not a torchlap comparison.json: {path} holds a list" in error
+        return
+    good = {"format": "torchlap-comparison", "runs": {}}
+    for folder in module.COMPARES:
+        (tmp_path / "lesions" / folder).mkdir(parents=True)
+        (tmp_path / "lesions" / folder / "comparison.json").write_text(json.dumps(good))
+    assert module.merged(tmp_path, "lesions") == {"runs": {}}
+    damaged = tmp_path / "lesions" / list(module.COMPARES)[-1] / "comparison.json"
+    damaged.write_text('{"format": "torchlap-comparison"}')
+    with pytest.raises(ValueError, match=r": 'runs' is None; expected") as caught:
+        module.merged(tmp_path, "lesions")
+    assert str(caught.value).startswith(str(damaged))

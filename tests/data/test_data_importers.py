@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +233,16 @@ def test_imagenet_meta_problems_are_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"holds ILSVRC2012_devkit_t12 but neither "
                        r"meta\.bin nor ILSVRC2012_devkit_t12\.tar\.gz"):  # fmt: skip
         imagenet_folder(root)
+
+
+@pytest.mark.parametrize("file", ["stage_2_train_labels.csv", "detailed_class_info.csv"])
+def test_rsna_a_field_over_the_csv_limit_is_named(tmp_path: Path, file: str) -> None:
+    """csv's refusal said only "field larger than field limit (131072)", naming no file."""
+    root = _rsna_fixture(tmp_path / "rsna", ".png")
+    path = root / file
+    if file == "detailed_class_info.csv":
+        path.write_text("patientId,class\np1,Normal\n")
+    path.write_text(path.read_text().replace("p1,", "p1" + "x" * 140_000 + ",", 1))
+    options = {"detailed_class_info": file} if file == "detailed_class_info.csv" else {}
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))} line \d: field larger than"):
+        rsna_pneumonia(root, **options)

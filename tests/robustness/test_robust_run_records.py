@@ -97,7 +97,10 @@ def test_config_facts_the_model_also_holds_must_be_the_models(run_copy: Path) ->
     cases = [
         ({"mean": [0.9] * channels}, r"'mean' is \[0\.9.*\] but the weights normalize with"),
         ({"std": [0.01] * channels}, r"'std' is \[0\.01.*\] but the weights normalize with"),
-        ({"lap_layers": ["nothere"]}, r"'lap_layers' names \['nothere'\], which the model"),
+        (
+            {"lap_layers": ["nothere"]},
+            r"'lap_layers' is \['nothere'\], the model's are \['avgpool', 'layer3\.pool'\]",
+        ),
     ]
     trained = (config.get("train") or {}).get("image_size")
     if trained is not None:

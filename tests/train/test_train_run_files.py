@@ -154,7 +154,7 @@ def _edited(folder_run: Path, tmp_path: Path, edit: Any) -> Path:
         (lambda c: c.update(in_channels=True), r"'in_channels' must be an int >= 1"),
         (lambda c: c.update(std=[0.0]), r"'std' must be a list of 1 finite number\(s\)"),
         (lambda c: c.update(mean=[0.1, 0.2]), r"'mean' must be a list of 1 finite number\(s\)"),
-        (lambda c: c.update(concept_sets={"x": 1}), r"'concept_sets' must be null or what"),
+        (lambda c: c.update(concept_sets={"x": 1}), r"'concept_sets' must be, in a .*LAP .*what"),
         (lambda c: c.update(discriminative_scorers="yes"), r"'discriminative_scorers' must be"),
     ],
 )

@@ -18,6 +18,7 @@ from torchlap.data.images import DICOM_SUFFIXES
 __all__ = [
     "FOLDER_IMAGE_SUFFIXES",
     "log_left_out_files",
+    "refuse_folder_links_back",
     "refuse_misread_entries",
     "refuse_other_image_folders",
     "refuse_untrainable_class_folders",
@@ -157,3 +158,27 @@ def log_left_out_files(folder: Path, classes: list[str]) -> None:
             counts,
             ", ".join(FOLDER_IMAGE_SUFFIXES),
         )
+
+
+def refuse_folder_links_back(root: Path, folder: Path, classes: list[str]) -> None:
+    """ValueError naming a link to a folder, in the class folders of ``folder``, that leads
+    into the dataset ``root`` or above it (``cats/loop -> ..``, ``dogs/more -> ../cats``,
+    ``train/cats/x -> ../../test/cats``): the listing follows links to folders, so the same
+    images were listed again under each path (a loop until the system's link limit: one
+    image tens of times, across classes and splits). Links to folders outside ``root`` (a
+    store of images on another disk) are read."""
+    top = root.resolve()
+    for name in classes:
+        for parent, dirs, _ in os.walk(folder / name):  # (links to folders not followed)
+            for entry in dirs:
+                link = Path(parent) / entry
+                if not link.is_symlink():
+                    continue
+                target = link.resolve()
+                if target.is_relative_to(top) or top.is_relative_to(target):
+                    raise ValueError(
+                        f"{link} is a link to {target}, inside the dataset folder {root} (or "
+                        "above it), so the images there would be listed twice or, as a loop, "
+                        "endlessly: remove the link (links to folders outside the dataset "
+                        "folder are read)"
+                    )

@@ -30,12 +30,13 @@ raises.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ __all__ = [
     "ImageRecord",
     "check_box",
     "check_row_length",
+    "csv_errors_named",
     "inside_path",
     "parse_number",
     "read_annotations",
@@ -146,15 +148,16 @@ def read_annotations(csv_path: Path) -> tuple[list[ImageRecord], bool, bool]:
     name = str(csv_path)
     handle = io.StringIO(read_utf8(csv_path, ANNOTATIONS), newline="")
     reader = csv.DictReader(handle, skipinitialspace=True)
-    columns = _read_header(reader, name)
-    has_boxes = BOX_COLUMNS[0] in columns
     records: dict[str, ImageRecord] = {}
-    for row in reader:
-        where = f"{name} line {reader.line_num}"
-        _check_one_line(row, handle, name, reader.line_num)
-        check_row_length(row, columns, where)
-        values = {k: (v or "").strip() for k, v in row.items()}
-        _add_row(records, values, where, columns)
+    with csv_errors_named(reader, name):
+        columns = _read_header(reader, name)
+        for row in reader:
+            where = f"{name} line {reader.line_num}"
+            _check_one_line(row, handle, name, reader.line_num)
+            check_row_length(row, columns, where)
+            values = {k: (v or "").strip() for k, v in row.items()}
+            _add_row(records, values, where, columns)
+    has_boxes = BOX_COLUMNS[0] in columns
     if not records:
         raise ValueError(f"{name} has a header but no rows")
     return list(records.values()), "split" in columns, has_boxes or "mask" in columns
@@ -357,6 +360,20 @@ def _check_file_path(path: Path) -> None:
             f"{blocking} is a file, so {path} cannot be written under it; pass a path whose "
             "parent folders are folders (or do not exist yet)"
         )
+
+
+@contextlib.contextmanager
+def csv_errors_named(reader: csv.DictReader, name: str) -> Iterator[None]:
+    """csv's own refusals while ``reader`` reads (a field over its limit of 131072
+    characters, which said only ``field larger than field limit (131072)``) as a ValueError
+    naming the file ``name`` and the line."""
+    try:
+        yield
+    except csv.Error as error:  # (DictReader's line_num counts the rows it returned only)
+        raise ValueError(
+            f"{name} line {reader.reader.line_num}: {error}; the fields of this file are short "
+            "texts (paths, labels, numbers): is it the right file, or was a quote left open?"
+        ) from None
 
 
 def check_row_length(row: dict[Any, Any], columns: list[str], where: str) -> None:

@@ -33,6 +33,7 @@ from torchlap.data._base import (
 from torchlap.data._layout import (
     FOLDER_IMAGE_SUFFIXES,
     log_left_out_files,
+    refuse_folder_links_back,
     refuse_misread_entries,
     refuse_other_image_folders,
     refuse_untrainable_class_folders,
@@ -531,15 +532,14 @@ def image_folder(
                 "root/train/<class>/..., root/val/<class>/..., root/test/<class>/..."
             )
         refuse_other_image_folders(root_path, split_dirs)
-        folders = [(root_path / s, s) for s in split_dirs]
-    else:
-        folders = [(root_path, None)]
+    folders = [(root_path / s, s) for s in split_dirs] or [(root_path, None)]
     empty_folders: list[tuple[str, str]] = []  # (class folder, class) without image files
     for folder, split_name in folders:
         try:
             folder_classes, class_to_idx = find_classes(str(folder))
         except FileNotFoundError as error:
             raise ValueError(f"{folder}: no class subfolders ({error})") from None
+        refuse_folder_links_back(root_path, folder, folder_classes)  # make_dataset follows links
         samples = make_dataset(
             str(folder), class_to_idx, extensions=FOLDER_IMAGE_SUFFIXES, allow_empty=True
         )

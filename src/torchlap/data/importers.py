@@ -37,6 +37,7 @@ from torchlap.data.annotations import (
     ImageRecord,
     check_box,
     check_row_length,
+    csv_errors_named,
     parse_number,
     read_utf8,
 )
@@ -114,8 +115,11 @@ def _rsna_records(
     """One record per patient of the labels file (boxes gathered from its rows)."""
     records: dict[str, ImageRecord] = {}
     targets: dict[str, int] = {}
-    with io.StringIO(read_utf8(csv_path, "RSNA labels file"), newline="") as handle:
-        reader = csv.DictReader(handle)
+    text = read_utf8(csv_path, "RSNA labels file")
+    with (
+        io.StringIO(text, newline="") as handle,
+        csv_errors_named(reader := csv.DictReader(handle), str(csv_path)),
+    ):
         columns = [c.strip() for c in (reader.fieldnames or [])]
         reader.fieldnames = columns
         missing = [c for c in RSNA_COLUMNS if c not in columns]
@@ -209,8 +213,11 @@ def _rsna_excluded(path: Path) -> set[str]:
     if not path.is_file():
         raise FileNotFoundError(f"RSNA detailed class info file {path} not found")
     excluded = set()
-    with io.StringIO(read_utf8(path, "RSNA detailed class info file"), newline="") as handle:
-        reader = csv.DictReader(handle)
+    text = read_utf8(path, "RSNA detailed class info file")
+    with (
+        io.StringIO(text, newline="") as handle,
+        csv_errors_named(reader := csv.DictReader(handle), str(path)),
+    ):
         columns = [c.strip() for c in (reader.fieldnames or [])]
         reader.fieldnames = columns
         if not {"patientId", "class"} <= set(columns):

@@ -31,7 +31,7 @@ from torchlap.evaluate.shard import (
     shard_bounds,
 )
 from torchlap.explainers import get
-from torchlap.io import atomic_write, check_folder_path
+from torchlap.io import atomic_write, check_folder_path, not_a_file
 from torchlap.logs import track
 from torchlap.runs import WEIGHTS_FILE, clean_stale_temps
 
@@ -376,6 +376,8 @@ def _read_own_cache(
     check: Callable[[Any], None] | None,
 ) -> Any:
     if not cache.is_file():
+        if odd := not_a_file(cache):  # (a folder in methods/ is refused before any work)
+            logger.warning("%s: %s is %s, not a cache; recomputing", label, cache, odd)
         return None
     try:  # ValueError: not UTF-8 (UnicodeDecodeError), not JSON, NaN/Infinity
         cached = json.loads(cache.read_bytes().decode("utf-8"), parse_constant=_no_constant)

@@ -23,7 +23,13 @@ import torch
 import torch.hub
 from torch import nn
 
-__all__ = ["AUX_ARCHITECTURES", "check_state_tensors", "load_published", "weights_kwargs"]
+__all__ = [
+    "AUX_ARCHITECTURES",
+    "check_running_variances",
+    "check_state_tensors",
+    "load_published",
+    "weights_kwargs",
+]
 
 #: torchvision models with auxiliary classifiers (torchlap builds them without)
 AUX_ARCHITECTURES = ("inception_v3", "googlenet")
@@ -149,3 +155,18 @@ def check_state_tensors(
                 f"{source}: tensor {key!r} holds NaN or infinite values; accepted: finite "
                 "weights (the file is damaged, or comes from a training run that diverged)"
             )
+
+
+def check_running_variances(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """``ValueError`` naming the batch-norm tensors of ``state`` whose ``running_var`` is
+    negative (its square root divides the activations: a negative one makes the outputs NaN,
+    though the value is finite); ``source`` names the file. Accepted: every variance >= 0. One
+    reduction over all of them, the names looked up only on failure."""
+    keys = [k for k in state if k.endswith("running_var") and state[k].numel()]
+    if not keys or float(torch.cat([state[k].flatten().float() for k in keys]).min()) >= 0:
+        return
+    bad = [k for k in keys if bool((state[k] < 0).any())]
+    raise ValueError(
+        f"{source}: batch-norm tensor(s) {bad[:5]} must be >= 0 (a running variance; a "
+        f"negative one makes the outputs NaN), got the minimum {float(state[bad[0]].min()):g}"
+    )

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save
 
-from torchlap.io import check_folder_path
+from torchlap.io import check_folder_path, not_a_file
 from torchlap.logs import process_rank
 from torchlap.runs import (
     CHECKPOINTS_DIR,
@@ -49,6 +49,7 @@ from torchlap.train.config import TrainConfig
 
 __all__ = [
     "LOG_FILE",
+    "check_finished_run",
     "integrity_record",
     "is_global_zero",
     "prepare_folder",
@@ -203,8 +204,42 @@ def _refuse_checkpoints_leading_out(out: Path) -> None:
 
 def _stored_identity(out: Path) -> dict:
     """The recorded run's identity (a relative data folder of an older run resolved as a new
-    run records it, so that resuming it from the same directory compares equal)."""
-    return TrainConfig.from_dict(read_run_config(out)["train"]).with_resolved_data().identity()
+    run records it, so that resuming it from the same directory compares equal).
+    :class:`RunFolderError` naming ``config.json`` when its ``train`` record (the options the
+    run was trained with: a dict that :meth:`TrainConfig.from_dict` reads) is missing or
+    damaged."""
+    path = out / CONFIG_FILE
+    config = read_run_config(out)
+    recorded = config.get("train")
+    if not isinstance(recorded, dict):
+        got = f"got {recorded!r}" if "train" in config else "it has none"
+        raise RunFolderError(
+            f"{path}: 'train' must be a dict (the options torchlap train ran with), {got} "
+            "(was config.json edited?); pass --overwrite to replace that run or choose another "
+            "folder"
+        )
+    try:
+        return TrainConfig.from_dict(recorded).with_resolved_data().identity()
+    except (TypeError, ValueError, KeyError) as error:
+        raise RunFolderError(
+            f"{path}: 'train' is not a record torchlap train wrote ({error}) (was config.json "
+            "edited?); pass --overwrite to replace that run or choose another folder"
+        ) from None
+
+
+def check_finished_run(out: Path, config: TrainConfig) -> None:
+    """A finished run in ``out`` that a caller reuses instead of training ``config`` (the
+    demo, resumed): it must be that run, and its weights intact. :class:`RunFolderError`
+    naming the differing settings, :class:`RunError` naming a damaged ``config.json`` or
+    weights (their SHA-256 differs from the recorded one); nothing is written."""
+    old, new = _stored_identity(out), config.with_resolved_data().identity()
+    if old != new:
+        diff = sorted(k for k in new if old.get(k) != new.get(k))
+        raise RunFolderError(
+            f"{out} holds a finished run made with other settings (differing: {diff}), which "
+            "this run would reuse: pass --overwrite to train it again, or another --out"
+        )
+    check_integrity(out, out / WEIGHTS_FILE)
 
 
 def _check_resume(out: Path, config: TrainConfig, apply: bool) -> None:
@@ -228,6 +263,15 @@ def _check_resume(out: Path, config: TrainConfig, apply: bool) -> None:
         )
     if apply:
         clean_stale_temps(out)
+    # a checkpoint's name taken by a folder or a broken link: resuming would skip it and
+    # start over (then fail to save there after the first epoch)
+    for phase in sorted((out / CHECKPOINTS_DIR).glob("phase*")):
+        entry = phase / LAST_CHECKPOINT
+        if _PHASE.fullmatch(phase.name) and phase.is_dir() and (odd := not_a_file(entry)):
+            raise RunFolderError(
+                f"--resume: {entry} is {odd}; torchlap writes its checkpoints as files: remove "
+                "it to resume from the phase before, or train the run again with --overwrite"
+            )
     # a damaged checkpoint is named now, before anything is written or loaded: by its SHA-256,
     # or, in a run from before torchlap recorded digests (no record or an empty one), by the
     # archive's own checks
@@ -236,8 +280,10 @@ def _check_resume(out: Path, config: TrainConfig, apply: bool) -> None:
          if _PHASE.fullmatch(c.parent.name)),
         key=lambda p: int(p.parent.name[5:]),
     )  # fmt: skip
+    # a damaged record (not a dict of digests: check_integrity refuses it) is not "no record"
+    recorded = read_run_config(out).get("integrity") not in (None, {})
     for checkpoint in checkpoints[-1:]:
-        if integrity_record(out):
+        if recorded:
             check_integrity(out, checkpoint)
         else:
             _check_whole_archive(checkpoint)
@@ -324,6 +370,8 @@ def _check_same_run(out: Path, config: TrainConfig, apply: bool) -> None:
     """A folder holding a run: only this run, not started yet, may start again there."""
     try:
         old = _stored_identity(out)
+    except RunFolderError:
+        raise  # (names config.json and the way out)
     except (ValueError, TypeError, KeyError) as error:
         raise RunFolderError(
             f"--out {out}: its {CONFIG_FILE} cannot be read ({error}); pass --overwrite to "
