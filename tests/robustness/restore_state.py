@@ -151,3 +151,18 @@ def freeze_some(model: nn.Module) -> nn.Module:
         if index % 3 == 0:
             parameter.requires_grad_(False)
     return model
+
+
+def plain_cnn() -> nn.Sequential:
+    """A seeded small CNN without LAP layers: conv-BN-ReLU, conv-ReLU, global average pool."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3),
+    )

@@ -30,6 +30,7 @@ from restore_state import (
     freeze_some,
     mixed_flags,
     model_state,
+    plain_cnn,
     process_state,
 )
 from torch import nn
@@ -51,20 +52,6 @@ def lap_cnn() -> nn.Sequential:
         nn.BatchNorm2d(8),
         relu,
         AdaptiveLocalAttentionPool2d(8, 1),
-        nn.Flatten(),
-        nn.Linear(8, 3),
-    )
-
-
-def plain_cnn() -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
         nn.Linear(8, 3),
     )
