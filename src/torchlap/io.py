@@ -256,8 +256,9 @@ def check_folder_path(path: str | os.PathLike[str], option: str = "--out") -> No
 
 def not_a_file(path: str | os.PathLike[str]) -> str | None:
     """What stands at ``path`` instead of a readable file (``"a folder"``, ``"a link to nothing
-    or a link loop"``, ``"not a regular file"``), for a message naming it; ``None`` when it is a
-    file or nothing is there (a missing file, said otherwise)."""
+    or a link loop"``, ``"not a regular file (a pipe, socket or device)"``), for a message
+    naming it; ``None`` when it is a file or nothing is there (a missing file, said otherwise).
+    """
     path = Path(path)
     if path.is_file():
         return None
@@ -265,7 +266,7 @@ def not_a_file(path: str | os.PathLike[str]) -> str | None:
         return "a folder"
     if path.is_symlink():
         return "a link to nothing or a link loop"
-    return "not a regular file" if os.path.lexists(path) else None
+    return "not a regular file (a pipe, socket or device)" if os.path.lexists(path) else None
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -338,3 +338,23 @@ def test_write_annotations_never_replaces_a_file_that_appears_while_writing(
     with pytest.raises(FileExistsError):
         write_annotations(target, [ImageRecord("a.png", "x", "train")])
     assert target.read_text() == "theirs\n"
+
+
+@pytest.mark.parametrize("kind", ["a folder", "a link to nothing or a link loop"])
+def test_something_else_in_place_of_annotations_csv_is_named(tmp_path: Path, kind: str) -> None:
+    """Before: read as an ImageFolder whose class folders hold no images ("a dataset folder has
+    annotations.csv or one subfolder of images per class"), though it has one of that name."""
+    root = tmp_path / "data"
+    (root / "cats").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "cats" / "a.png")
+    if kind == "a folder":
+        (root / "annotations.csv").mkdir()
+    else:
+        (root / "annotations.csv").symlink_to(root / "nowhere.csv")
+    with pytest.raises(ValueError, match=rf"annotations\.csv is {kind}, not the CSV file of an"):
+        load_dataset(str(root))
+    if kind == "a folder":
+        (root / "annotations.csv").rmdir()
+    else:
+        (root / "annotations.csv").unlink()
+    assert len(load_dataset(str(root))) == 1  # without it: one subfolder of images per class

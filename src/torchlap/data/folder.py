@@ -510,6 +510,14 @@ def image_folder(
     if not root_path.is_dir():
         raise FileNotFoundError(f"dataset folder {root_path} does not exist")
     check_folder_options(split=split, **options)  # before any file is listed
+    csv_path = root_path / ANNOTATIONS
+    if os.path.lexists(csv_path) and not csv_path.is_file():
+        # read as a class folder it would hold no images, said misleadingly
+        raise ValueError(
+            f"{csv_path} {not_a_file(csv_path)}, not the CSV file of an annotated dataset "
+            f"folder: replace it with the file (columns {', '.join(REQUIRED_COLUMNS)}) or move it "
+            f"away to read {root_path} as one subfolder of images per class"
+        )
     layout = [n for n in ("images", "masks", "dataset.json") if (root_path / n).exists()]
     if "images" in layout and len(layout) > 1:
         # torchlap's annotated layout (data export) without its CSV: read as an ImageFolder it

@@ -23,6 +23,7 @@ from torchvision.transforms.v2.functional import resize
 
 from torchlap._checks import check_channels
 from torchlap.data.transforms import size_pair
+from torchlap.io import not_a_file as what_stands_there
 
 __all__ = [
     "DICOM_SUFFIXES",
@@ -97,13 +98,11 @@ _ORIENTATION_TAG = 0x0112
 
 
 def not_a_file(path: Path) -> str:
-    """Why ``path`` is no regular file, for a message ("image file X <this>")."""
-    if path.is_symlink() and not path.exists():
-        return "is a symbolic link to a missing file (or a link loop)"
-    if path.is_dir():
-        return "is a folder, not a file"
-    if path.exists():
-        return "is not a regular file (a pipe, socket or device)"
+    """Why ``path`` is no regular file, for a message ("image file X <this>"): what stands
+    there instead (:func:`torchlap.io.not_a_file`), else why it was not found."""
+    there = what_stands_there(path)
+    if there is not None:
+        return f"is {there}"
     slashed = Path(str(path).replace("\\", "/"))
     if slashed != path and slashed.is_file():  # a CSV written on Windows
         return (
