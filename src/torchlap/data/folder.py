@@ -510,23 +510,7 @@ def image_folder(
     if not root_path.is_dir():
         raise FileNotFoundError(f"dataset folder {root_path} does not exist")
     check_folder_options(split=split, **options)  # before any file is listed
-    csv_path = root_path / ANNOTATIONS
-    if os.path.lexists(csv_path) and not csv_path.is_file():
-        # read as a class folder it would hold no images, said misleadingly
-        raise ValueError(
-            f"{csv_path} {not_a_file(csv_path)}, not the CSV file of an annotated dataset "
-            f"folder: replace it with the file (columns {', '.join(REQUIRED_COLUMNS)}) or move it "
-            f"away to read {root_path} as one subfolder of images per class"
-        )
-    layout = [n for n in ("images", "masks", "dataset.json") if (root_path / n).exists()]
-    if "images" in layout and len(layout) > 1:
-        # torchlap's annotated layout (data export) without its CSV: read as an ImageFolder it
-        # would have the classes "images" and "masks" and train to a meaningless 100 %
-        raise FileNotFoundError(
-            f"{root_path} looks like an annotated dataset folder ({', '.join(layout)}) but has "
-            f"no {ANNOTATIONS}; restore it (columns {', '.join(REQUIRED_COLUMNS)}, optionally "
-            f"{', '.join(OPTIONAL_COLUMNS)}) and run `torchlap data check {root_path}`"
-        )
+    _refuse_a_missing_csv(root_path)
     try:
         next(iter(root_path.iterdir()), None)
     except PermissionError as error:
@@ -580,3 +564,26 @@ def image_folder(
     return AnnotatedFolder.from_records(
         root_path, records, source=str(root_path), has_regions=False, split=split, **options
     )
+
+
+def _refuse_a_missing_csv(root_path: Path) -> None:
+    """Refuse a folder that is an annotated dataset folder without its ``annotations.csv``:
+    something else stands in the CSV's place, or the layout ``data export`` writes is there
+    without it (read as one subfolder of images per class, either would be misread)."""
+    csv_path = root_path / ANNOTATIONS
+    if os.path.lexists(csv_path) and not csv_path.is_file():
+        # read as a class folder it would hold no images, said misleadingly
+        raise ValueError(
+            f"{csv_path} {not_a_file(csv_path)}, not the CSV file of an annotated dataset "
+            f"folder: replace it with the file (columns {', '.join(REQUIRED_COLUMNS)}) or move it "
+            f"away to read {root_path} as one subfolder of images per class"
+        )
+    layout = [n for n in ("images", "masks", "dataset.json") if (root_path / n).exists()]
+    if "images" in layout and len(layout) > 1:
+        # torchlap's annotated layout (data export) without its CSV: read as an ImageFolder it
+        # would have the classes "images" and "masks" and train to a meaningless 100 %
+        raise FileNotFoundError(
+            f"{root_path} looks like an annotated dataset folder ({', '.join(layout)}) but has "
+            f"no {ANNOTATIONS}; restore it (columns {', '.join(REQUIRED_COLUMNS)}, optionally "
+            f"{', '.join(OPTIONAL_COLUMNS)}) and run `torchlap data check {root_path}`"
+        )
