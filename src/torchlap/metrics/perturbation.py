@@ -88,20 +88,20 @@ def _kept_logits(
     fill: Tensor,
     maps: Tensor,
     count: int,
-    ties: str,
     draws: int,
     ids: _TieIds | None,
     batch_size: int,
 ) -> Tensor:
     """Logits ``(draws, B, num_classes)`` of the images reduced to their top ``count`` pixels.
 
-    ``ties="index"``: one selection, ties by raster order. ``ties="random"``: ``draws``
-    selections, each breaking ties at the k-th score by an independent uniformly random
-    choice; only the samples whose selection depends on the tie-break (:func:`tied_at_k`) are
-    re-run for draws 2.., the others repeat the first draw's logits (they are identical). The
-    draws are seeded per image (``ids``: :func:`~torchlap.metrics._common.tie_keys`).
+    ``ids=None`` (``ties="index"``): one selection, ties by raster order. Else
+    (``ties="random"``): ``draws`` selections, each breaking ties at the k-th score by an
+    independent uniformly random choice; only the samples whose selection depends on the
+    tie-break (:func:`tied_at_k`) are re-run for draws 2.., the others repeat the first draw's
+    logits (they are identical). The draws are seeded per image (``ids``:
+    :func:`~torchlap.metrics._common.tie_keys`).
     """
-    if ties == "index":
+    if ids is None:
         keep = top_k_mask(maps, count).unsqueeze(1)
         logits = run_model(
             model,
@@ -111,8 +111,7 @@ def _kept_logits(
             what=f"on copies keeping only their top {count} pixels",
         )
         return logits.unsqueeze(0)
-    tie_ids = ids if ids is not None else _tie_ids(maps, "random", 0, None)
-    first_keys = tie_ids.keys(None, 0, maps)
+    first_keys = ids.keys(None, 0, maps)
     keep = top_k_mask(maps, count, tie_break="random", keys=first_keys).unsqueeze(1)
     first = run_model(
         model,
@@ -129,7 +128,7 @@ def _kept_logits(
 
         def drawn(chunk: slice) -> Tensor:  # masks made per chunk: no (draws * T, H, W) copy
             index = rows[chunk]
-            keys = tie_ids.keys(index, draw_of[chunk], maps)
+            keys = ids.keys(index, draw_of[chunk], maps)
             keep = top_k_mask(maps[index], count, tie_break="random", keys=keys)
             return torch.where(keep.unsqueeze(1), images[index], fill[index])
 
@@ -313,9 +312,9 @@ def keep_top_k(
     results: dict[str, MetricResult] = {}
     for k in percents:
         count = count_for_fraction(k / 100.0, n_pixels)
-        logits = _kept_logits(
-            model, images, fill, maps, count, ties, draws, ids, batch_size
-        ).flatten(0, 1)
+        logits = _kept_logits(model, images, fill, maps, count, draws, ids, batch_size).flatten(
+            0, 1
+        )
         for t in (1, top_t):
             for reference_name, reference in (("prediction", predictions), ("label", labels)):
                 name = f"keep_{_k_label(k)}/top{t}_vs_{reference_name}"
@@ -388,7 +387,7 @@ def drop_increase(
     if labels is not None:
         check_class_range(labels, original.shape[1])
     targets = original.argmax(dim=1) if target == "prediction" else labels
-    perturbed = _kept_logits(model, images, fill, maps, count, ties, draws, ids, batch_size)
+    perturbed = _kept_logits(model, images, fill, maps, count, draws, ids, batch_size)
     p_original = _probabilities(original, targets).clamp_min(torch.finfo(torch.float64).tiny)
     p_perturbed = _probabilities(perturbed.flatten(0, 1), targets.repeat(draws)).view(draws, n)
     drop = ((p_original - p_perturbed).clamp_min(0) / p_original * 100).mean(dim=0)
