@@ -4,11 +4,12 @@
 ``floor(fraction * H * W + 0.5)`` pixels per image, each set in all channels to ``high`` (salt)
 or ``low`` (pepper), defaults each image's per-channel minimum / maximum, the other pixels
 untouched; a uniform choice of pixels, salt with probability 1/2; a seeded generator
-reproduces the noise.
+reproduces the noise. Its draws seeded per image (``seed``/``image_ids``/``level``) against
+:func:`reference_salt_and_pepper`, a loop over images and pixels written from the docstring.
 
 (b) ``stability``: CD / CI = |Drop(%) or Inc(%) on noisy images - on clean images|, noise
-fractions 0.1 .. 0.5 (Table 5). The noisy images come from ``salt_and_pepper`` with a generator
-seeded ``seed + index`` of the level (as ``stability`` documents one stream per level); Drop,
+fractions 0.1 .. 0.5 (Table 5). The noisy images are :func:`reference_salt_and_pepper`'s, the
+level's index drawing independent noise of each image (as ``stability`` documents); Drop,
 Inc and Win (paper 004's formulas with E and I the target-class softmax probabilities of the
 (binarized) energy map image and of the image, as ``drop_inc_win``'s docstring states them) are
 computed image by image and pixel by pixel, with the binarization of
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from torchlap.metrics import drop_inc_win, salt_and_pepper, stability
+from torchlap.metrics._common import KEY_STREAMS, tie_keys
 
 B, C, H, W = 8, 2, 5, 6
 
@@ -49,6 +51,36 @@ def noisy_pixels(images, noisy, low, high):
                     other.add((r, q))
         found.append((changed, salt, pepper, other))
     return found
+
+
+def reference_salt_and_pepper(images, fraction, seed, image_ids, level, low=None, high=None):
+    """``salt_and_pepper(images, fraction, seed=, image_ids=, level=)`` from its docstring, one
+    image and one pixel at a time: the ``floor(fraction * H * W + 0.5)`` pixels of lowest
+    ``noise_pixels`` key (ties: lower flat index first) noised, salt where the ``noise_salt``
+    key is >= 2**61; ``low``/``high`` (floats; default 0 and 1 for [0, 1] images, else each
+    image's per-channel extremes)."""
+    batch, channels, height, width = images.shape
+    n_noisy = math.floor(fraction * height * width + 0.5)
+    unit = all(0 <= float(v) <= 1 for v in images.flatten())
+    lows, highs = channel_extremes(images)
+    out = images.clone()
+    for b in range(batch):
+
+        def keys(stream, b=b):
+            ids, draws = torch.tensor([int(image_ids[b])]), torch.tensor([level])
+            return tie_keys(seed, ids, draws, height * width, "cpu", stream=KEY_STREAMS[stream])[0]
+
+        pixel_keys, salt_keys = keys("noise_pixels").tolist(), keys("noise_salt").tolist()
+        chosen = sorted(range(height * width), key=lambda i: (pixel_keys[i], i))[:n_noisy]
+        for i in chosen:
+            salt = salt_keys[i] >= 2**61
+            for c in range(channels):
+                if salt:
+                    value = high if high is not None else (1.0 if unit else highs[b][c])
+                else:
+                    value = low if low is not None else (0.0 if unit else lows[b][c])
+                out[b, c, i // width, i % width] = value
+    return out
 
 
 def channel_extremes(images):
@@ -264,8 +296,7 @@ def test_stability_matches_loops(variant, normalize, normalization, explain_fn):
     )
     assert torch.equal(seen[0], images)  # the clean maps come from the explainer
     for index, fraction in enumerate(fractions):
-        generator = torch.Generator().manual_seed(11 + index)  # one stream per level
-        noisy = salt_and_pepper(images, fraction, generator=generator)
+        noisy = reference_salt_and_pepper(images, fraction, 11, range(B), index)
         assert torch.equal(seen[index + 1], noisy)  # the explainer saw these noisy images
         drop, inc, _ = reference_drop_inc_win(
             model, noisy, explain_fn(noisy, labels), labels, variant, normalize, normalization

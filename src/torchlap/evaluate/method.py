@@ -113,6 +113,11 @@ def protocol(options: EvaluateOptions, concept_sets: Any = None) -> dict[str, An
             + (" (misclassified images explained again for their label; noisy images "
                "explained for their label)" if options.target == "prediction" else "")
         ),
+        "stability_noise": (
+            f"salt and pepper seeded per image (seed {options.seed}): an image's noisy copy "
+            "depends on the seed, its index in the split, the noise level's index and the "
+            "pixel alone (torchlap.metrics.salt_and_pepper)"
+        ),
         "nonfinite_maps": "a map holding NaN/inf is scored as a flat all-zero map, counted",
         "energy_map_space": (
             "Drop/Inc/Win and stability: the model's input (the normalised image) times the "
@@ -456,8 +461,12 @@ def _stability(
 ) -> dict[str, Any]:
     """Stability (paper 004): the change of Drop(%)/Inc(%), which score the label class, when
     the maps are recomputed on noisy copies of a subset: clean and noisy maps both explain the
-    label class (``label_maps``: the clean ones), whatever ``options.target``."""
-    subset = slice(0, min(options.stability_images, len(test)))
+    label class (``label_maps``: the clean ones), whatever ``options.target``. The subset is
+    the first ``options.stability_images`` test images; each is noised by its index in the
+    test set and ``options.seed`` (:func:`~torchlap.metrics.salt_and_pepper`'s per-image
+    draws), so its noisy copy does not depend on the subset's size or the batches."""
+    n = min(options.stability_images, len(test))
+    subset = slice(0, n)
     scorer, to_input = _input_space(model)  # noise on [0, 1] images, energy maps in input space
     stable = metrics.stability(
         scorer,
@@ -471,6 +480,7 @@ def _stability(
         binarize_threshold=BINARIZE_THRESHOLD,
         binarize_normalization=BINARIZE_NORMALIZATION,
         to_input=to_input,
+        image_ids=torch.arange(n),
     )
     by_fraction: dict[str, dict[str, Any]] = {}
     for name, value in stable.items():

@@ -27,11 +27,13 @@ from torchlap._checks import (
 
 __all__ = [
     "BINARIZE_NORMALIZATIONS",
+    "KEY_STREAMS",
     "METRIC_DIRECTIONS",
     "MetricResult",
     "binarize_map",
     "count_for_fraction",
     "higher_is_better",
+    "image_ids_of",
     "normalize_by_max",
     "tie_keys",
     "tied_at_k",
@@ -366,28 +368,70 @@ def _mix32(values: Tensor) -> Tensor:
     return (values >> 16) ^ values
 
 
+#: the ``stream`` of :func:`tie_keys` for each use of its keys: the same ``(seed, image id,
+#: draw)`` gives independent keys in each stream (0: the tie-breaks of keep-k% and
+#: Drop%/Increase%; 1 and 2: which pixels of an image :func:`salt_and_pepper
+#: <torchlap.metrics.salt_and_pepper>` noises and which of them are salt)
+KEY_STREAMS: Mapping[str, int] = MappingProxyType({"ties": 0, "noise_pixels": 1, "noise_salt": 2})
+
+
 def tie_keys(
-    seed: int, image_ids: Tensor, draws: Tensor, n_pixels: int, device: torch.device | str
+    seed: int,
+    image_ids: Tensor,
+    draws: Tensor,
+    n_pixels: int,
+    device: torch.device | str,
+    *,
+    stream: int = 0,
 ) -> Tensor:
-    """Random keys ``(B, n_pixels)`` (int64, on ``device``) that order the tied pixels of
-    :func:`top_k_mask`'s random tie-break, a pure function of ``(seed, image id, draw,
-    pixel)``: an image gets the same draws whatever other images are scored with it, in which
-    batch, after which levels k, on which device or process.
+    """Random keys ``(B, n_pixels)`` (int64 in [0, 2**62), on ``device``) that order the tied
+    pixels of :func:`top_k_mask`'s random tie-break, a pure function of ``(seed, stream, image
+    id, draw, pixel)``: an image gets the same draws whatever other images are scored with it,
+    in which batch, after which levels k, on which device or process.
 
     A counter-based hash (no generator state), batched: ``image_ids`` and ``draws`` are
     integer tensors ``(B,)`` of values >= 0 (the image's index in the evaluated set, the draw
     number). Two 32-bit hashes make a 62-bit key, so tied pixels practically never share a
-    key (a shared key would fall back to pixel order).
+    key (a shared key would fall back to pixel order). ``stream`` (an int >= 0, one per use:
+    :data:`KEY_STREAMS`) makes keys independent of another use's for the same seed, image and
+    draw; stream 0 (the tie-breaks) hashes as before streams existed.
     """
+    stream = check_int(stream, "stream", minimum=0, maximum=_MASK32)
     image_ids = torch.as_tensor(image_ids, device=device).long()
     draws = torch.as_tensor(draws, device=device).long()
     base = _mix32(torch.full((), int(seed) & _MASK32, device=device, dtype=torch.long))
+    if stream:
+        base = _mix32((base ^ _mix32(torch.full_like(base, stream) + 0x3C6EF372)) & _MASK32)
     per_draw = _mix32((base + _mix32(draws & _MASK32)) & _MASK32)
     per_image = _mix32((per_draw ^ _mix32(image_ids & _MASK32)) & _MASK32)
     pixels = torch.arange(n_pixels, device=device, dtype=torch.long) * 0x9E3779B1
     high = _mix32((per_image[:, None] + pixels) & _MASK32)
     low = _mix32(high ^ 0x68E31DA4)
     return (high << 30) | (low >> 2)
+
+
+def image_ids_of(image_ids: object, n: int, device: torch.device | str) -> Tensor:
+    """``image_ids`` (each image's index in the evaluated set, which seeds its random draws:
+    :func:`tie_keys`) as an int64 tensor ``(n,)`` on ``device``; ``None``: each image's
+    position ``0 .. n-1``. Accepted: ``None`` or an integer tensor ``(n,)`` of distinct values
+    >= 0; else ``TypeError``/``ValueError``."""
+    accepted = f"None or an integer tensor ({n},) of distinct image indices >= 0"
+    if image_ids is None:
+        return torch.arange(n, device=device)
+    if (
+        not isinstance(image_ids, Tensor)
+        or image_ids.dtype == torch.bool
+        or image_ids.is_floating_point()
+        or image_ids.is_complex()
+    ):
+        got = image_ids.dtype if isinstance(image_ids, Tensor) else type(image_ids).__name__
+        raise TypeError(f"image_ids must be {accepted}, got {got}")
+    if image_ids.shape != (n,):
+        raise ValueError(f"image_ids must be {accepted}, got shape {tuple(image_ids.shape)}")
+    ids = image_ids.detach().to(device=device, dtype=torch.long)
+    if bool((ids < 0).any()) or ids.unique().numel() != n:  # one check per call
+        raise ValueError(f"image_ids must be {accepted}, got {ids.tolist()}")
+    return ids
 
 
 def tied_at_k(maps: Tensor, k: int | Tensor) -> Tensor:

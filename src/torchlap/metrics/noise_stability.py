@@ -11,8 +11,16 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from torchlap._checks import check_choice, check_fraction, check_number, check_seed
+from torchlap._checks import (
+    SEED_RANGE,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_number,
+    check_seed,
+)
 from torchlap.metrics._common import (
+    KEY_STREAMS,
     MetricResult,
     check_batch_size,
     check_images,
@@ -20,6 +28,8 @@ from torchlap.metrics._common import (
     check_level_labels,
     check_maps,
     higher_is_better,
+    image_ids_of,
+    tie_keys,
     top_k_mask,
 )
 from torchlap.metrics.perturbation import (
@@ -39,30 +49,68 @@ def salt_and_pepper(
     generator: torch.Generator | None = None,
     low: float | Tensor | None = None,
     high: float | Tensor | None = None,
+    seed: int | None = None,
+    image_ids: Tensor | None = None,
+    level: int = 0,
 ) -> Tensor:
     """Salt-and-pepper noise on a fraction of pixels (paper 004, section 3.3: "the fraction
     of pixels affected by noise").
 
-    Exactly ``floor(fraction * H * W + 0.5)`` pixels per image are drawn without
+    Exactly ``n = floor(fraction * H * W + 0.5)`` pixels per image are noised, drawn without
     replacement; each is set, in all channels, to ``high`` (salt) or ``low`` (pepper) with
     probability 1/2. ``low``/``high`` default to 0 (black) and 1 (white), the usual pepper
     and salt of [0, 1] images, when every pixel lies in [0, 1]; for images outside [0, 1]
     (e.g. normalized inputs) to each image's per-channel minimum/maximum, so the noise stays
-    in their value range. Pass a seeded ``torch.Generator`` on the images' device for
-    reproducibility.
+    in their value range.
+
+    The draws, seeded per image (given ``seed`` or ``image_ids``): the noise of an image is a
+    pure function of ``(seed, its id, level, pixel)``, the same whatever other images are
+    noised with it and in which batch. With ``keys(stream) = tie_keys(seed, image_ids,
+    [level] * B, H * W, stream=KEY_STREAMS[stream])`` (:func:`~torchlap.metrics._common.
+    tie_keys`, pixels in row-major order), an image's noisy pixels are the ``n`` of lowest
+    ``keys("noise_pixels")`` (a shared key, practically never: the lower flat index first),
+    and a noisy pixel is salt where ``keys("noise_salt") >= 2**61`` (the top bit of the 62-bit
+    key), pepper elsewhere. ``seed``: an int in [0, 2**32 - 1] (default 0 when only
+    ``image_ids`` is given); ``image_ids``: each image's index in the evaluated set, ``None``
+    or an integer tensor ``(B,)`` of distinct values >= 0 (default: its position in
+    ``images``); ``level``: an int in [0, 2**32 - 1], the noise level's index (another level
+    draws independent noise).
+
+    Without ``seed`` and ``image_ids``: the draws come from ``generator`` (a
+    ``torch.Generator`` on the images' device; ``None``: torch's global generator), in one
+    stream across the batch: ``n`` largest of ``B x H x W`` uniform draws per image, then a
+    uniform draw below 1/2 per pixel for salt. ``generator`` cannot be given with ``seed`` or
+    ``image_ids``.
 
     ``fraction``: a number in [0, 1]; ``low``/``high``: finite numbers or tensors
     broadcastable to (B, C, 1, 1) with ``low <= high`` (pepper is the dark value).
     """
     check_images(images)
     check_number(fraction, "fraction", minimum=0.0, maximum=1.0, accepted="a number in [0, 1]")
+    low_t, high_t = _noise_values(images, low, high)
+    height, width = images.shape[2:]
+    n_noisy = math.floor(fraction * height * width + 0.5)
+    if seed is None and image_ids is None:
+        noisy, salt = _generator_draws(images, n_noisy, generator, level)
+    else:
+        if generator is not None:
+            raise ValueError(
+                "give generator (one stream across the batch) or seed/image_ids (draws seeded "
+                "per image), not both"
+            )
+        noisy, salt = _per_image_draws(images, n_noisy, seed, image_ids, level)
+    noise = torch.where(salt, high_t, low_t).expand_as(images)
+    return torch.where(noisy, noise, images)
+
+
+def _noise_values(
+    images: Tensor, low: float | Tensor | None, high: float | Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The pepper and salt values of :func:`salt_and_pepper`, checked, on the images'
+    device and dtype."""
     for name, value in (("low", low), ("high", high)):
         if value is not None and not isinstance(value, Tensor):
             check_number(value, name)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r:.80}")
-    if generator is not None and generator.device != images.device:
-        raise ValueError(f"generator is on {generator.device} but images are on {images.device}")
     low_values, high_values = low, high
     if low is None or high is None:
         unit = bool(((images >= 0) & (images <= 1)).all())
@@ -81,14 +129,48 @@ def salt_and_pepper(
             f"maximum), got low={low!r}, "
             f"high={high!r}"
         )
+    return low_t, high_t
+
+
+def _generator_draws(
+    images: Tensor, n_noisy: int, generator: object, level: object
+) -> tuple[Tensor, Tensor]:
+    """``(noisy, salt)`` masks ``(B, 1, H, W)`` drawn from ``generator`` across the batch."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r:.80}")
+    if generator is not None and generator.device != images.device:
+        raise ValueError(f"generator is on {generator.device} but images are on {images.device}")
+    if level != 0:
+        raise ValueError(
+            f"level (got {level!r}) seeds the per-image draws: give it with seed or image_ids"
+        )
     batch, _, height, width = images.shape
-    n_noisy = math.floor(fraction * height * width + 0.5)
     # the n_noisy largest of i.i.d. uniform draws are a uniform subset without replacement
     draws = torch.rand(batch, height, width, generator=generator, device=images.device)
     noisy = top_k_mask(draws, n_noisy).unsqueeze(1)
     salt = torch.rand(batch, 1, height, width, generator=generator, device=images.device) < 0.5
-    noise = torch.where(salt, high_t, low_t).expand_as(images)
-    return torch.where(noisy, noise, images)
+    return noisy, salt
+
+
+def _per_image_draws(
+    images: Tensor, n_noisy: int, seed: int | None, image_ids: object, level: object
+) -> tuple[Tensor, Tensor]:
+    """``(noisy, salt)`` masks ``(B, 1, H, W)``, a function of (seed, image id, level, pixel)
+    (:func:`salt_and_pepper`'s docstring)."""
+    seed = 0 if seed is None else check_seed(seed)
+    level = check_int(level, "level", minimum=0, maximum=SEED_RANGE[1])
+    batch, _, height, width = images.shape
+    ids = image_ids_of(image_ids, batch, images.device)
+    levels = torch.full_like(ids, level)
+
+    def keys(stream: str) -> Tensor:
+        n_pixels, stream_id = height * width, KEY_STREAMS[stream]
+        return tie_keys(seed, ids, levels, n_pixels, images.device, stream=stream_id)
+
+    flat = torch.zeros(batch, height, width, device=images.device)  # every pixel tied: by key
+    noisy = top_k_mask(flat, n_noisy, tie_break="random", keys=keys("noise_pixels"))
+    salt = keys("noise_salt") >= 2**61
+    return noisy.unsqueeze(1), salt.view(batch, 1, height, width)
 
 
 def _explain_in_chunks(
@@ -134,12 +216,14 @@ def stability(
     batch_size: int = 64,
     binarize_normalization: str = "min_max",
     to_input: Callable[[Tensor], Tensor] | None = None,
+    image_ids: Tensor | None = None,
 ) -> dict[str, MetricResult]:
     """Stability of paper 004 (section 3.3, Table 5): change in Drop(%) (CD) and in Inc(%)
     (CI) when the inputs carry salt-and-pepper noise of a given fraction of pixels.
 
-    For each fraction f, the images get :func:`salt_and_pepper` noise (seeded generator,
-    one stream per fraction; its default values: 0 and 1 for [0, 1] images),
+    For the ``index``-th fraction f, the images get :func:`salt_and_pepper` noise seeded per
+    image (``seed``, ``image_ids``, ``level=index``: an image's noisy copy depends on nothing
+    else; its default values: 0 and 1 for [0, 1] images),
     ``explain_fn(noisy_images, labels) -> (B, H, W)`` recomputes the maps (called in chunks
     of ``batch_size``), and :func:`drop_inc_win` (``variant``, ``binarize_threshold``,
     ``normalize``, ``binarize_normalization``, ``to_input``) runs on the noisy images and
@@ -155,7 +239,9 @@ def stability(
     ``maps`` if given, else ``explain_fn(images, labels)``.
     Keys: ``"noise_{f}/change_drop_pct"``, ``"noise_{f}/change_inc_pct"``; ``n`` is the
     number of images. ``fractions``: a fraction or distinct fractions in (0, 1]; ``seed``:
-    an int in [0, 2**32 - 1]; every option is checked before the first model pass.
+    an int in [0, 2**32 - 1]; ``image_ids``: the images' indices in the evaluated set (a
+    subset is noised as in the whole set; see :func:`salt_and_pepper`). Every option is
+    checked before the first model pass.
     """
     check_images(images, check_maps(maps) if maps is not None else None)
     labels = check_labels(labels, images.shape[0])
@@ -165,6 +251,7 @@ def stability(
         raise TypeError("explain_fn must be callable: (images, labels) -> maps (B, H, W)")
     levels = check_noise_fractions(fractions)
     check_seed(seed)
+    ids = image_ids_of(image_ids, images.shape[0], images.device)
     _check_drop_inc_win_options(normalize, binarize_threshold, binarize_normalization, to_input)
 
     def explain(inputs: Tensor) -> Tensor:
@@ -183,11 +270,10 @@ def stability(
     n = images.shape[0]
     results: dict[str, MetricResult] = {}
     for index, fraction in enumerate(levels):
-        generator = torch.Generator(device=images.device).manual_seed(seed + index)
         # with to_input the images are [0, 1] by contract: black and white noise, not each
         # image's own range because of one value a rounding outside [0, 1]
         bounds = {"low": 0.0, "high": 1.0} if to_input is not None else {}
-        noisy = salt_and_pepper(images, fraction, generator=generator, **bounds)
+        noisy = salt_and_pepper(images, fraction, seed=seed, image_ids=ids, level=index, **bounds)
         noisy_drop, noisy_inc = scores(noisy, explain(noisy))
         for key, change in (
             ("change_drop_pct", abs(noisy_drop - clean_drop)),

@@ -47,6 +47,7 @@ from torchlap.metrics._common import (
     check_level_labels,
     check_maps,
     count_for_fraction,
+    image_ids_of,
     make_result,
     normalize_by_max,
     run_model,
@@ -158,25 +159,9 @@ class _TieIds:
 
 
 def _tie_ids(maps: Tensor, ties: str, seed: int, image_ids: object) -> _TieIds | None:
-    """``_TieIds`` of ``image_ids`` (default: each image's position), checked: ``None`` or an
-    integer tensor ``(B,)`` of distinct ids >= 0; ``None`` for ``ties="index"``."""
-    n = maps.shape[0]
-    accepted = f"None or an integer tensor ({n},) of distinct image indices >= 0"
-    if image_ids is None:
-        ids = torch.arange(n, device=maps.device)
-    elif (
-        not isinstance(image_ids, Tensor)
-        or image_ids.dtype == torch.bool
-        or (image_ids.is_floating_point() or image_ids.is_complex())
-    ):
-        got = image_ids.dtype if isinstance(image_ids, Tensor) else type(image_ids).__name__
-        raise TypeError(f"image_ids must be {accepted}, got {got}")
-    elif image_ids.shape != (n,):
-        raise ValueError(f"image_ids must be {accepted}, got shape {tuple(image_ids.shape)}")
-    else:
-        ids = image_ids.detach().to(device=maps.device, dtype=torch.long)
-        if bool((ids < 0).any()) or ids.unique().numel() != n:  # one check per call
-            raise ValueError(f"image_ids must be {accepted}, got {ids.tolist()}")
+    """``_TieIds`` of ``image_ids`` (default: each image's position), checked
+    (:func:`~torchlap.metrics._common.image_ids_of`); ``None`` for ``ties="index"``."""
+    ids = image_ids_of(image_ids, maps.shape[0], maps.device)
     return None if ties != "random" else _TieIds(seed, ids)
 
 

@@ -1,0 +1,68 @@
+"""The evaluation's stability noise is seeded per image: an image's noisy copies (one per noise
+level) are the same whatever ``--stability-images`` and ``--batch-size`` say, i.e. whichever
+other images are noised with it, and follow ``--seed``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import torchlap.metrics.noise_stability as noise_stability
+from torchlap.evaluate.core import EvalData, EvaluateOptions, evaluate_method, protocol
+
+
+def split(n, seed):
+    generator = torch.Generator().manual_seed(seed)
+    masks = torch.zeros(n, 12, 12, dtype=torch.bool)
+    masks[:, 2:8, 3:9] = True
+    return EvalData(
+        images=torch.rand(n, 3, 12, 12, generator=generator),
+        labels=torch.randint(0, 3, (n,), generator=generator),
+        masks=masks,
+        has_region=masks.flatten(1).any(dim=1),
+        classes=["a", "b", "c"],
+        name="synthetic",
+    )
+
+
+def noisy_copies(monkeypatch, stability_images, batch_size, seed=0):
+    """The noisy images of every level in an evaluation of gradcam, ``(levels, n, C, H, W)``."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 12 * 12, 3)).eval()  # fmt: skip
+    test, val = split(6, 0), split(4, 1)
+    noised = []
+
+    def recorded(*args, **kwargs):
+        out = salt_and_pepper(*args, **kwargs)
+        noised.append(out.clone())
+        return out
+
+    salt_and_pepper = noise_stability.salt_and_pepper
+    monkeypatch.setattr(noise_stability, "salt_and_pepper", recorded)
+    options = EvaluateOptions(
+        methods=("gradcam",), stability_images=stability_images, batch_size=batch_size,
+        stability_fractions=(0.2, 0.4), ks=(50,), tie_draws=1, seed=seed,
+    )  # fmt: skip
+    evaluate_method(
+        "gradcam", model, test, val, test.labels, val.labels, options, torch.device("cpu")
+    )
+    monkeypatch.setattr(noise_stability, "salt_and_pepper", salt_and_pepper)
+    return torch.stack(noised)
+
+
+def test_an_images_noisy_copy_does_not_depend_on_the_stability_subset(monkeypatch):
+    one = noisy_copies(monkeypatch, stability_images=1, batch_size=4)
+    four = noisy_copies(monkeypatch, stability_images=4, batch_size=4)
+    six = noisy_copies(monkeypatch, stability_images=6, batch_size=1)
+    assert one.shape[:2] == (2, 1) and four.shape[:2] == (2, 4) and six.shape[:2] == (2, 6)
+    assert torch.equal(one[:, 0], four[:, 0])  # alone, then first of four
+    assert torch.equal(four, six[:, :4])  # in batches of 4 or of 1, the last of a subset or not
+    assert not torch.equal(six[0], six[1])  # each level its own noise
+    other_seed = noisy_copies(monkeypatch, stability_images=1, batch_size=4, seed=1)
+    assert not torch.equal(other_seed, one)  # --seed seeds it
+
+
+def test_the_protocol_records_how_the_noise_is_seeded():
+    recorded = protocol(EvaluateOptions(seed=7))["stability_noise"]
+    assert "seeded per image (seed 7)" in recorded and "index" in recorded
