@@ -252,7 +252,15 @@ LimeOption = Annotated[
     ),
 ]
 Device = Annotated[str, typer.Option("--device")]
-Seed = Annotated[int, typer.Option("--seed")]
+Seed = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        help="Seed of every random draw: tie-breaks, stability noise (both seeded per image), "
+        "threshold-fit subsample, bootstrap, LIME, sanity checks, grid pointing game, and "
+        "RISE's masks unless --method-options gives rise a seed.",
+    ),
+]
 ThresholdFit = Annotated[
     str,
     typer.Option(

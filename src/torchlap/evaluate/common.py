@@ -269,12 +269,13 @@ def flat_map_counts(maps: Tensor, tolerance: float = FLAT_TOLERANCE) -> dict[str
 
 def method_options(method: str, options: Any, run_facts: dict[str, Any]) -> dict[str, Any]:
     """The explainer options of ``method``: the user's (``options.method_options``), plus the
-    run facts the explainer takes (:attr:`~torchlap.explainers.Explainer.run_facts`, e.g. LAP's
-    ``concept_sets``) that the run has, unless the user gave them."""
+    facts the explainer takes (:attr:`~torchlap.explainers.Explainer.run_facts`: the run's
+    ``concept_sets`` for LAP, ``options.seed`` for RISE) that are known, unless the user did."""
+    facts = {"seed": options.seed, **run_facts}
     chosen = dict(options.method_options.get(method, {}))
     for name in get(method).run_facts:
-        if run_facts.get(name) is not None:
-            chosen.setdefault(name, run_facts[name])
+        if facts.get(name) is not None:
+            chosen.setdefault(name, facts[name])
     return chosen
 
 

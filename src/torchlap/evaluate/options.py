@@ -58,7 +58,9 @@ class EvaluateOptions:
     (default: the mean over ``tie_draws`` seeded random tie-breaks for the samples whose
     selection depends on it; ``tie_draws`` an int from 1 to :data:`MAX_TIE_DRAWS`) or
     ``"index"`` (raster order, the earlier rule); see :func:`torchlap.metrics.keep_top_k`.
-    ``seed``: an int from 0 to 2**32 - 1 (the metrics' seeds). ``lap_all_ranking``: the "LAP
+    ``seed``: an int from 0 to 2**32 - 1, the seed of every random draw (the metrics', the
+    checks', and RISE's masks unless ``method_options`` gives ``rise`` a ``seed``: the
+    explainers' :attr:`~torchlap.explainers.Explainer.run_facts`). ``lap_all_ranking``: the "LAP
     All" map of the metrics that rank pixels (IoU by top-scored selection, mIoU, Bbox, pointing
     game, keep-k%, Drop%/Increase%): ``"unclipped_sum"`` (default, the supplement's map for
     top-K selection) or ``"algorithm1"``; the metrics that read the map's values (IoU by

@@ -288,8 +288,8 @@ class Explainer:
     comparison_rank: ClassVar[int | None] = None
     #: column position in the report's tables (:func:`table_order`); None: after the ranked
     column_rank: ClassVar[int | None] = None
-    #: facts of a trained run the constructor takes as options (LAP: ``"concept_sets"``);
-    #: evaluate and explain pass them when the run has them
+    #: facts of the run or the evaluation the constructor takes as options, passed when known
+    #: (LAP: the run's ``"concept_sets"``; RISE: ``"seed"``, evaluate's ``--seed``)
     run_facts: ClassVar[tuple[str, ...]] = ()
     #: why the method does not apply to a model :meth:`applies_to` refuses
     not_applicable: ClassVar[str] = "the method does not apply to this model"

@@ -368,7 +368,8 @@ class Rise(Explainer):
 
     Options: ``n_masks`` (N, default 4000), ``grid_size`` (s, default 8, from 2 to the image's
     smaller side), ``p`` (a number in (0, 1), default 0.5), ``seed`` (an int in [0, 2**32 - 1],
-    default 0; the same seed gives the same masks), ``mask_batch_size`` (masked images per
+    default 0; the same seed gives the same masks; ``torchlap evaluate``/``compare`` give it
+    their ``--seed`` unless ``--method-options`` sets it), ``mask_batch_size`` (masked images per
     forward, default 64), ``precision`` (as for :class:`ScoreCam`). The same masks explain
     every image of the batch. Cost: ``N`` forwards per image (plus one when ``target`` is
     ``None``).
@@ -378,6 +379,7 @@ class Rise(Explainer):
     kind = "perturbation"
     comparison_rank = 7
     column_rank = 6
+    run_facts = ("seed",)  # evaluate's --seed, unless --method-options gives one
 
     def __init__(
         self,
