@@ -8,7 +8,13 @@ import torch
 from torch import nn
 
 import torchlap.metrics.noise_stability as noise_stability
-from torchlap.evaluate.core import EvalData, EvaluateOptions, evaluate_method, protocol
+from torchlap.evaluate.core import (
+    EvalData,
+    EvaluateOptions,
+    evaluate_method,
+    evaluate_run,
+    protocol,
+)
 
 
 def split(n, seed):
@@ -25,29 +31,35 @@ def split(n, seed):
     )
 
 
-def noisy_copies(monkeypatch, stability_images, batch_size, seed=0):
-    """The noisy images of every level in an evaluation of gradcam, ``(levels, n, C, H, W)``."""
-    torch.manual_seed(1)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(4 * 12 * 12, 3)).eval()  # fmt: skip
-    test, val = split(6, 0), split(4, 1)
+def recording(monkeypatch):
+    """Record every noisy batch ``stability`` draws (``noise_stability.salt_and_pepper``)."""
     noised = []
+    salt_and_pepper = noise_stability.salt_and_pepper
 
     def recorded(*args, **kwargs):
         out = salt_and_pepper(*args, **kwargs)
         noised.append(out.clone())
         return out
 
-    salt_and_pepper = noise_stability.salt_and_pepper
     monkeypatch.setattr(noise_stability, "salt_and_pepper", recorded)
-    options = EvaluateOptions(
+    return noised
+
+
+def noisy_copies(monkeypatch, stability_images, batch_size, seed=0):
+    """The noisy images of every level in an evaluation of gradcam, ``(levels, n, C, H, W)``."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 12 * 12, 3)).eval()  # fmt: skip
+    test, val = split(6, 0), split(4, 1)
+    with monkeypatch.context() as patch:
+        noised = recording(patch)
+        options = EvaluateOptions(
         methods=("gradcam",), stability_images=stability_images, batch_size=batch_size,
         stability_fractions=(0.2, 0.4), ks=(50,), tie_draws=1, seed=seed,
-    )  # fmt: skip
-    evaluate_method(
-        "gradcam", model, test, val, test.labels, val.labels, options, torch.device("cpu")
-    )
-    monkeypatch.setattr(noise_stability, "salt_and_pepper", salt_and_pepper)
+        )  # fmt: skip
+        evaluate_method(
+            "gradcam", model, test, val, test.labels, val.labels, options, torch.device("cpu")
+        )
     return torch.stack(noised)
 
 
@@ -66,3 +78,19 @@ def test_an_images_noisy_copy_does_not_depend_on_the_stability_subset(monkeypatc
 def test_the_protocol_records_how_the_noise_is_seeded():
     recorded = protocol(EvaluateOptions(seed=7))["stability_noise"]
     assert "seeded per image (seed 7)" in recorded and "index" in recorded
+
+
+def test_a_trained_runs_evaluation_noises_an_image_alike_in_any_subset(lap_run, tmp_path,
+                                                                       monkeypatch):  # fmt: skip
+    copies = {}
+    for count in (1, 4):
+        options = EvaluateOptions(
+            methods=("gradcam",), max_images=6, max_val_images=8, stability_images=count,
+            stability_fractions=(0.3,), batch_size=3, ks=(50,), tie_draws=1,
+        )  # fmt: skip
+        with monkeypatch.context() as patch:
+            noised = recording(patch)
+            evaluate_run(lap_run, out=tmp_path / str(count), options=options, write_report=False)
+        (copies[count],) = noised
+    assert copies[1].shape[0] == 1 and copies[4].shape[0] == 4
+    assert torch.equal(copies[1][0], copies[4][0])
