@@ -116,6 +116,8 @@ def test_bad_draw_arguments_are_refused():
         salt_and_pepper(images, 0.5, seed=-1)
     with pytest.raises(TypeError, match="level"):
         salt_and_pepper(images, 0.5, seed=0, level=1.5)
+    with pytest.raises(TypeError, match="level"):  # checked whichever draws: never ignored
+        salt_and_pepper(images, 0.5, level=True)
     with pytest.raises(TypeError, match="image_ids"):  # stability checks them up front
         stability(lambda x: x.flatten(1), lambda x, t: x[:, 0], images, torch.zeros(2).long(),
                   image_ids=[0, 1])  # fmt: skip

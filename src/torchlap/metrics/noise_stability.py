@@ -87,20 +87,43 @@ def salt_and_pepper(
     """
     check_images(images)
     check_number(fraction, "fraction", minimum=0.0, maximum=1.0, accepted="a number in [0, 1]")
+    per_image = _check_draws(images, generator, seed, image_ids, level)
     low_t, high_t = _noise_values(images, low, high)
     height, width = images.shape[2:]
     n_noisy = math.floor(fraction * height * width + 0.5)
-    if seed is None and image_ids is None:
-        noisy, salt = _generator_draws(images, n_noisy, generator, level)
+    if per_image is None:
+        noisy, salt = _generator_draws(images, n_noisy, generator)
     else:
-        if generator is not None:
-            raise ValueError(
-                "give generator (one stream across the batch) or seed/image_ids (draws seeded "
-                "per image), not both"
-            )
-        noisy, salt = _per_image_draws(images, n_noisy, seed, image_ids, level)
+        noisy, salt = _per_image_draws(images, n_noisy, *per_image)
     noise = torch.where(salt, high_t, low_t).expand_as(images)
     return torch.where(noisy, noise, images)
+
+
+def _check_draws(
+    images: Tensor, generator: object, seed: object, image_ids: object, level: object
+) -> tuple[int, Tensor, int] | None:
+    """The draw arguments of :func:`salt_and_pepper`, checked: ``(seed, image ids, level)``
+    of the per-image draws, or ``None`` for the draws from ``generator``."""
+    level = check_int(level, "level", minimum=0, maximum=SEED_RANGE[1])
+    if seed is None and image_ids is None:
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {generator!r:.80}")
+        if generator is not None and generator.device != images.device:
+            raise ValueError(
+                f"generator is on {generator.device} but images are on {images.device}"
+            )
+        if level != 0:
+            raise ValueError(
+                f"level (got {level!r}) seeds the per-image draws: give it with seed or image_ids"
+            )
+        return None
+    if generator is not None:
+        raise ValueError(
+            "give generator (one stream across the batch) or seed/image_ids (draws seeded per "
+            "image), not both"
+        )
+    seed = 0 if seed is None else check_seed(seed)
+    return seed, image_ids_of(image_ids, images.shape[0], images.device), level
 
 
 def _noise_values(
@@ -133,17 +156,9 @@ def _noise_values(
 
 
 def _generator_draws(
-    images: Tensor, n_noisy: int, generator: object, level: object
+    images: Tensor, n_noisy: int, generator: torch.Generator | None
 ) -> tuple[Tensor, Tensor]:
     """``(noisy, salt)`` masks ``(B, 1, H, W)`` drawn from ``generator`` across the batch."""
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r:.80}")
-    if generator is not None and generator.device != images.device:
-        raise ValueError(f"generator is on {generator.device} but images are on {images.device}")
-    if level != 0:
-        raise ValueError(
-            f"level (got {level!r}) seeds the per-image draws: give it with seed or image_ids"
-        )
     batch, _, height, width = images.shape
     # the n_noisy largest of i.i.d. uniform draws are a uniform subset without replacement
     draws = torch.rand(batch, height, width, generator=generator, device=images.device)
@@ -153,14 +168,11 @@ def _generator_draws(
 
 
 def _per_image_draws(
-    images: Tensor, n_noisy: int, seed: int | None, image_ids: object, level: object
+    images: Tensor, n_noisy: int, seed: int, ids: Tensor, level: int
 ) -> tuple[Tensor, Tensor]:
     """``(noisy, salt)`` masks ``(B, 1, H, W)``, a function of (seed, image id, level, pixel)
     (:func:`salt_and_pepper`'s docstring)."""
-    seed = 0 if seed is None else check_seed(seed)
-    level = check_int(level, "level", minimum=0, maximum=SEED_RANGE[1])
     batch, _, height, width = images.shape
-    ids = image_ids_of(image_ids, batch, images.device)
     levels = torch.full_like(ids, level)
 
     def keys(stream: str) -> Tensor:
