@@ -1,5 +1,6 @@
 """Evaluation: ``torchlap evaluate`` (one run) and ``torchlap compare`` (several runs)."""
 
+from torchlap.evaluate.common import METRICS_REVISION
 from torchlap.evaluate.compare import compare_runs
 from torchlap.evaluate.core import (
     DEFAULT_METHODS,
@@ -11,6 +12,7 @@ from torchlap.evaluate.core import (
 
 __all__ = [
     "DEFAULT_METHODS",
+    "METRICS_REVISION",
     "EvalData",
     "EvaluateOptions",
     "compare_runs",

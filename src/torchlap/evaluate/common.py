@@ -60,47 +60,9 @@ __all__ = [
     "write_cache",
 ]
 
-#: bumped whenever a metric's definition changes, so cached method results are recomputed
-#: (2: top-k metrics and the pointing game score ties by their expectation; thresholds are
-#: fitted on the validation images holding a region. 3: thresholds fitted on all validation
-#: images; keep-k% and Drop%/Increase% break ties at random (mean of seeded draws); LAP's
-#: ranking metrics read the unclipped-sum LAP All; LAP maps follow the run's concept sets;
-#: L2X-F/BLA-T train as in the BLA authors' code. 4: Drop/Inc/Win binarizes by per-image
-#: min-max normalisation, keeping >= 0.8 (torchlap.metrics.binarize_map; earlier: divided by
-#: the maximum); keep-k% "vs label" reads maps of the label class. 5: Drop/Inc/Win and
-#: stability read maps of the label class (the class they score); Drop%/Increase% score the
-#: class the maps explain (--target); keep-k% "vs prediction" reads maps of the predicted
-#: class under --target label; a map holding NaN/inf becomes a flat all-zero map, counted,
-#: instead of having those pixels zeroed. 6: SISE's block-wise layers skip a run's input
-#: normalisation and take the layer before each pool of a conv-BN-ReLU-pool stage (SmallCNN's
-#: layerN.relu, DenseNet's transition convolutions); Relevance-CAM starts LRP from the target
-#: logit's value instead of 1 (its maps no longer flip sign with a negative logit). 7: EBPG's
-#: and the pointing game's chance level averages the non-empty masks only; Drop/Inc/Win and
-#: stability form the energy map in the model's input space (normalised image ⊙ map, paper
-#: 004); stability's salt and pepper are 0 and 1 for [0, 1] images (earlier: each image's
-#: per-channel min/max); binary model metrics predict logits.argmax(1). 8: the ``bla``
-#: method's map is BLA's hard explanation delta (paper 002, 3; earlier the soft q); the LIME
-#: check's cells are the cells of BLA's feature map, as equal bands of the image (earlier
-#: round(32 S/224)-px squares, with slivers at the border). 9: Guided Backprop and Guided
-#: Grad-CAM guide ReLUs applied as functions too (torchvision's Inception-v3 and GoogLeNet,
-#: DenseNet's last ReLU, lapified Inception reductions; earlier only nn.ReLU modules: a plain
-#: gradient there), and DeepLIFT applies its Rescale rule to them (earlier: linear); DeepLIFT
-#: of float16 models has no NaN pixels. Models whose ReLUs are all
-#: nn.ReLU modules (ResNets, the small CNN) give the numbers of revision 8. 10: SISE's
-#: block-wise layers leave out a block end with no convolution since the previous one (paper
-#: 003, Eq. 12: B layers for B convolutional blocks; the small CNN's pooled ``layer3`` and
-#: torchvision VGG16's ``avgpool`` are gone); Drop%/Increase% and Drop/Inc/Win score a model with
-#: one output by the sigmoid of its logit (the softmax over one logit was 1: both were 0); the
-#: LIME check fits every image's weighted least squares at once in float64 (captum's per-image
-#: fit before: scores equal to float32 rounding, nearly tied cells may rank otherwise). 11:
-#: EBPG scores an all-zero map the region's share of the image, as a constant map and the
-#: (grid) pointing game's maps without evidence score (earlier 0, below chance); keep-k% and
-#: Drop%/Increase% break ties (``--ties random``) with keys that are a function of the seed,
-#: the image's index, the draw and the pixel (``metrics.tie_keys``; earlier one generator ran
-#: across the images and levels, so an image's draws depended on the other images' ties and
-#: the re-explained images took the draws of other positions); the other numbers are those
-#: of revision 10)
-METRICS_REVISION = 11
+#: bumped whenever a metric's definition changes, so cached method results are recomputed;
+#: what each revision changed: docs/evaluation.md, "Metrics revisions"
+METRICS_REVISION = 12
 
 
 @dataclass
