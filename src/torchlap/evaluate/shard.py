@@ -13,10 +13,10 @@ contiguous run of whole batches, so every batch, and thus every map, is the one 
 process computes. The maps are gathered on every rank in image order.
 
 What stays global: everything after the maps (the threshold fitted on the pooled validation
-maps, every metric and its aggregate, the tie-breaks and stability noise seeded per image, the stability and LIME subsets)
-is computed from the gathered maps, identically on every rank. Only rank 0 writes files; the
-per-method caches are read by rank 0 and its decision is broadcast, so that every rank
-computes (or reuses) the same methods.
+maps, every metric and its aggregate, the tie-breaks and stability noise seeded per image, the
+stability and LIME subsets) is computed from the gathered maps, identically on every rank.
+Only rank 0 writes files; the per-method caches are read by rank 0 and its decision is
+broadcast, so that every rank computes (or reuses) the same methods.
 """
 
 from __future__ import annotations
