@@ -56,9 +56,12 @@ def compare_runs(
     ``lime_reference``). A comparison none of whose methods applies to any run is
     refused. With ``options.sanity``, each run trained with ``--shuffle-labels`` is also
     compared with a real run of the same data and model (results key ``data_randomization``).
-    Returns the path of ``report.html``. ``on_checked()`` is called once the runs, the data,
-    the options and the output folders passed every check, before any file is written or
-    removed (the command line removes a user's log it was told to replace then).
+    Returns the path of ``report.html``. Every run is checked, its data read and its
+    explainers built before the first is evaluated, so a refused run leaves ``out`` as it was;
+    the runs' models and images are held until each is evaluated (runs reading the same images
+    share one copy). ``on_checked()`` is called once the runs, the data, the options and the
+    output folders passed every check, before any file is written or removed (the command line
+    removes a user's log it was told to replace then).
     """
     # matplotlib loads with the first figure, not at `torchlap --help` (measured: importing
     # torchlap.report.plots costs about half of torch's own import time)
