@@ -171,7 +171,7 @@ def _prepare_runs(
                 require_applicable=False, loaded=loaded,
             )  # fmt: skip
         except (TypeError, ValueError) as error:
-            if type(error) not in (TypeError, ValueError):  # torchlap's classes name the run
+            if type(error) not in (TypeError, ValueError):  # its own class (RunError...) kept
                 raise
             raise type(error)(f"run {name} ({run_dir}): {error}") from None
     return jobs
