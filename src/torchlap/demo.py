@@ -244,6 +244,10 @@ def run_demo(
     settings = settings or DemoSettings()
     runs = suite_runs(suite, settings)
     out = Path(out)
+    # the evaluation's options (its methods...) checked before any run trains: they were
+    # refused by the comparison, after every run had trained
+    options = _evaluate_options(settings, suite, runs, methods)
+    options.validate()
     # before any training: the comparison would refuse a user's own report.html... in out
     foreign = {
         folder: guard_output_folder(folder, overwrite, flag="--overwrite", names=names, apply=False)
@@ -251,7 +255,7 @@ def run_demo(
         + [(out / name, EVALUATE_OUTPUTS) for name, _ in runs]
     }
     configs = [
-        (name, _train_config(name, options, settings, out, overwrite)) for name, options in runs
+        (name, _train_config(name, fields, settings, out, overwrite)) for name, fields in runs
     ]
     reused = _check_run_folders(configs, overwrite)
     for folder, found in foreign.items():  # every check passed: what is replaced is said
@@ -268,12 +272,23 @@ def run_demo(
             fit(config)
             logger.info("%s: trained in %.0f s", name, time.perf_counter() - started)
         run_dirs.append(run_dir)
+    return compare_runs(run_dirs, settings.data, out, options, force=overwrite)
+
+
+def _evaluate_options(
+    settings: DemoSettings,
+    suite: str,
+    runs: tuple[tuple[str, dict[str, str]], ...],
+    methods: tuple[str, ...] | None,
+) -> EvaluateOptions:
+    """The comparison's options: ``methods``, else the suite's (with ``settings.perturbation``
+    the perturbation methods too, with a B-cos run ``bcos``), at the settings' sizes."""
     chosen = tuple(methods or SUITE_METHODS[suite])
     if settings.perturbation and not methods:
         chosen = (*chosen, *(m for m in DEFAULT_METHODS if m not in chosen))
     if any(name == "bcos" for name, _ in runs) and "bcos" not in chosen and not methods:
         chosen = (*chosen, "bcos")
-    options = EvaluateOptions(
+    return EvaluateOptions(
         methods=chosen,
         max_images=settings.eval_images,
         max_val_images=settings.val_images,
@@ -289,4 +304,3 @@ def run_demo(
         grid_pg_grids=settings.grid_pg_grids,
         check_methods=settings.check_methods,
     )
-    return compare_runs(run_dirs, settings.data, out, options, force=overwrite)

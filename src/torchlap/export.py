@@ -50,6 +50,7 @@ from torchlap.explainers.lap import (
 )
 from torchlap.io import atomic_path, clean_stale_temps
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
+from torchlap.layers._state import kept_last_maps
 from torchlap.runs import RunError, RunFileNotFoundError, load_run, resolve_run_data
 
 __all__ = [
@@ -111,13 +112,13 @@ class LapExportModule(nn.Module):
         self.threshold = threshold
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        """Logits, each LAP layer's map for the predicted class, and LAP All (input size)."""
-        clear_attention_maps(self.model)
-        try:
+        """Logits, each LAP layer's map for the predicted class, and LAP All (input size).
+        The wrapped model's last maps (its :func:`~torchlap.layers.attention_maps`) are left as
+        they were, also when the forward raises: they are the caller's."""
+        with kept_last_maps(self.model):
+            clear_attention_maps(self.model)  # this pass's layers only
             logits = self.model(images)
             found = attention_maps(self.model)
-        finally:
-            clear_attention_maps(self.model)
         missing = [name for name in self.layers if name not in found]
         if missing:
             raise ValueError(

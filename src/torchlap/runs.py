@@ -68,6 +68,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_json",
     "check_integrity",
+    "checked_integrity_record",
     "clean_stale_temps",
     "is_run_config",
     "load_run",
@@ -125,7 +126,7 @@ _INTEGRITY_FORMAT = (
 )
 
 
-def _integrity_record(config_path: Path, record: Any) -> dict[str, dict[str, Any]]:
+def checked_integrity_record(config_path: Path, record: Any) -> dict[str, dict[str, Any]]:
     """``config.json``'s ``integrity`` (``None``: an empty record), checked to be
     :data:`_INTEGRITY_FORMAT`; :class:`RunError` naming the bad entry otherwise."""
     if record is None:
@@ -159,7 +160,7 @@ def record_integrity(
     config = read_run_config(run_dir)
     digest = digest or sha256_file(path)
     key = _relative(run_dir, Path(path))
-    integrity = dict(_integrity_record(config_path, config.get("integrity")))
+    integrity = dict(checked_integrity_record(config_path, config.get("integrity")))
     old = integrity.get(key) or {}
     integrity[key] = {"sha256": digest, "previous": old.get("sha256")}
     config["integrity"] = integrity
@@ -177,7 +178,7 @@ def check_integrity(run_dir: str | os.PathLike[str], path: str | os.PathLike[str
     config = read_run_config(run_dir)
     if "integrity" not in config:
         return
-    record = _integrity_record(run_dir / CONFIG_FILE, config["integrity"])
+    record = checked_integrity_record(run_dir / CONFIG_FILE, config["integrity"])
     key = _relative(run_dir, Path(path))
     entry = record.get(key)
     if entry is None:

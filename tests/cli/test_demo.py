@@ -260,3 +260,20 @@ def test_demo_reuses_finished_runs_and_checks_the_others(tmp_path: Path, monkeyp
     (tmp_path / "runs" / "bb-lap" / "config.json").write_text("{}")  # not torchlap's
     with pytest.raises(RunFolderError, match=r"holds a config\.json that torchlap train did"):
         run_demo(tmp_path, TINY)
+
+
+@pytest.mark.parametrize(
+    ("methods", "refusal"),
+    [(("lap", "nosuch"), r"unknown method\(s\) nosuch"), (("lap", "lap"), r"listed twice")],
+)
+def test_demo_refuses_bad_methods_before_any_run_trains(
+    tmp_path: Path, monkeypatch, methods: tuple[str, ...], refusal: str
+) -> None:
+    """Before: the comparison's options were built and checked after every run had trained,
+    so a bad ``methods`` was refused only then, the runs written."""
+    import torchlap.demo as demo
+
+    monkeypatch.setattr(demo, "fit", lambda config: pytest.fail("nothing may train"))
+    with pytest.raises(ValueError, match=refusal):
+        run_demo(tmp_path / "out", TINY, methods=methods)
+    assert not (tmp_path / "out").exists()

@@ -72,7 +72,7 @@ def test_both_splits_explain_the_class_the_target_option_names(
     val_expected: list[int],
 ) -> None:
     """The validation maps (the threshold fit) explain the same kind of class as the test maps."""
-    job, _ = _prepared(monkeypatch, tmp_path, target)
+    job = _prepared(monkeypatch, tmp_path, target)
     assert job.test_targets.tolist() == test_expected
     assert job.val_targets.tolist() == val_expected
     assert job.test_predictions.tolist() == [1, 0, 1, 0]
@@ -83,7 +83,7 @@ def test_lap_predictors_compare_with_the_models_predictions(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, target: str
 ) -> None:
     """The LAP predictors' faithfulness reads the model's test predictions, whatever --target."""
-    job, test_logits = _prepared(monkeypatch, tmp_path, target)
+    job = _prepared(monkeypatch, tmp_path, target)
     seen: dict[str, Tensor] = {}
 
     def record(_model: nn.Module, _test: EvalData, _val: EvalData, predictions: Tensor, *_a):
@@ -91,5 +91,5 @@ def test_lap_predictors_compare_with_the_models_predictions(
         return {}
 
     monkeypatch.setattr(core, "lap_predictor_results", record)
-    core._results_head(job, test_logits)
+    core._results_head(job, job.test_logits)
     assert seen["predictions"].tolist() == [1, 0, 1, 0]

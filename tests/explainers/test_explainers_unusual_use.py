@@ -214,6 +214,24 @@ def test_a_layer_returning_a_tuple_is_named_when_resolved(method: str) -> None:
     assert maps.shape == (2, 8, 8)
 
 
+@pytest.mark.parametrize("method", ["gradcam", "guided_gradcam", "relevance_cam", "scorecam"])
+def test_a_tuple_returning_layer_inside_a_lap_layer_is_named_when_resolved(method: str) -> None:
+    """The concept scorer of a LAP layer returns a tuple; the probe did not look at the outputs
+    of modules inside a LAP layer, so the layer passed the check (evaluate named no bad
+    ``--method-options`` layer up front) and the explanation failed with a TypeError after the
+    methods before it had run and been cached."""
+    from torchlap.models import lapify
+    from torchlap.train.wrapping import SmallCNN
+
+    torch.manual_seed(0)
+    model, _ = lapify(SmallCNN(2, 3), "auto")
+    scorers = [n for n, m in model.named_modules() if n.endswith("pool.scorer")]
+    assert scorers
+    explainer = get(method)(model.eval(), layer=scorers[0])
+    with pytest.raises(ValueError, match=rf"layer '{scorers[0]}' returns a tuple, not a tensor"):
+        explainer.check_layers(torch.rand(1, 3, 32, 32))
+
+
 class Squeezing(Small):
     """Drops every dimension of size 1 from its logits (and so the batch of one image)."""
 

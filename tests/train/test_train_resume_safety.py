@@ -129,7 +129,10 @@ def test_overwrite_deletes_only_the_checkpoints_the_record_vouches_for(
     (folder / "phase3" / "last.ckpt").write_bytes(b"old")
     record["checkpoints/phase3/last.ckpt"]["previous"] = sha256_file(folder / "phase3/last.ckpt")
     assert [p.parent.name for p in _clear_checkpoints(folder, record)] == ["phase2"]
-    # through prepare_folder: the record is read from the run's config.json, the rest logged
+    # through prepare_folder: the record is read from the run's config.json; a checkpoint at
+    # torchlap's naming it does not vouch for is refused before anything is removed (kept,
+    # the new run would replace it, or trust it on --resume: tests/train/
+    # test_train_overwrite_record.py), a file of another name is kept and logged
     out = tmp_path / "run"
     config = tiny_config(out, seed=1)
     (out / "checkpoints" / "phase2").mkdir(parents=True)
@@ -139,11 +142,15 @@ def test_overwrite_deletes_only_the_checkpoints_the_record_vouches_for(
     run_record = {"format": "torchlap-run", "train": config.to_dict()}
     run_record["integrity"] = {"checkpoints/phase1/last.ckpt": {"sha256": digest}}
     (out / "config.json").write_text(json.dumps(run_record))
+    with pytest.raises(RunFolderError, match=r"phase2/last\.ckpt: torchlap cannot tell it"):
+        prepare_folder(out, tiny_config(out, overwrite=True), apply=True)
+    assert (out / "checkpoints" / "phase1" / "last.ckpt").read_bytes() == b"run"
+    (out / "checkpoints" / "phase2" / "last.ckpt").rename(out / "checkpoints" / "phase2" / "mine")
     with caplog.at_level(logging.WARNING, logger="torchlap.train.folder"):
         prepare_folder(out, tiny_config(out, overwrite=True), apply=True)
-    assert (out / "checkpoints" / "phase2" / "last.ckpt").read_bytes() == b"mine"
+    assert (out / "checkpoints" / "phase2" / "mine").read_bytes() == b"mine"
     assert not (out / "checkpoints" / "phase1").exists() and not (out / "config.json").exists()
-    assert "phase2/last.ckpt in place (torchlap did not write them)" in caplog.text
+    assert "phase2/mine in place (torchlap did not write them)" in caplog.text
 
 
 def test_overwrite_of_a_run_without_a_record_removes_its_phase_checkpoints(tmp_path: Path) -> None:

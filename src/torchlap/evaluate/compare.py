@@ -9,16 +9,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from torchlap.data import load_dataset
 from torchlap.evaluate.checks import compare_data_randomization
 from torchlap.evaluate.common import (
     COMPARE_OUTPUTS,
-    EVALUATE_OUTPUTS,
     OUTPUT_NAMES,
     atomic_write_json,
+    clear_output_folder,
     guard_output_folder,
 )
-from torchlap.evaluate.core import evaluate_run
+from torchlap.evaluate.core import finish_evaluation, prepare_evaluation
 from torchlap.evaluate.options import EvaluateOptions
 from torchlap.evaluate.provenance import (
     DataSettings,
@@ -57,9 +56,12 @@ def compare_runs(
     ``lime_reference``). A comparison none of whose methods applies to any run is
     refused. With ``options.sanity``, each run trained with ``--shuffle-labels`` is also
     compared with a real run of the same data and model (results key ``data_randomization``).
-    Returns the path of ``report.html``. ``on_checked()`` is called once the runs, the data,
-    the options and the output folders passed every check, before any file is written or
-    removed (the command line removes a user's log it was told to replace then).
+    Returns the path of ``report.html``. Every run is checked, its data read and its
+    explainers built before the first is evaluated, so a refused run leaves ``out`` as it was;
+    the runs' models and images are held until each is evaluated (runs reading the same images
+    share one copy). ``on_checked()`` is called once the runs, the data, the options and the
+    output folders passed every check, before any file is written or removed (the command line
+    removes a user's log it was told to replace then).
     """
     # matplotlib loads with the first figure, not at `torchlap --help` (measured: importing
     # torchlap.report.plots costs about half of torch's own import time)
@@ -76,24 +78,22 @@ def compare_runs(
     # method applies to any of them
     configs, bla_runs = _read_runs(dirs, options)
     settings, note = _data_plan(data, configs)
-    if data is not None:  # every run, before the first is evaluated and written
-        _check_classes(data, settings, configs)
     if note:
         logger.warning("compare: %s", note)
     baselines = _lime_baselines(bla_runs, configs, options)
-    if is_writer():  # and when out holds files of these names that torchlap did not write
-        guard_output_folder(out, force, names=COMPARE_OUTPUTS)
-        for name in names:
-            guard_output_folder(out / name, force, names=EVALUATE_OUTPUTS)
+    foreign = []  # and when out holds files of these names that torchlap did not write
+    if is_writer():
+        foreign = guard_output_folder(out, force, names=COMPARE_OUTPUTS, apply=False)
+    jobs = _prepare_runs(dirs, data, out, options, force, settings, baselines)
+    if is_writer():  # every run passed every check: what --force replaces goes now
+        clear_output_folder(out, foreign)
+        for job in jobs.values():
+            clear_output_folder(job.out_dir, job.foreign)
     if on_checked is not None:
         on_checked()
     results: dict[str, Any] = {}
-    for name, run_dir in dirs.items():
-        baseline = baselines.get(name)
-        results[name] = evaluate_run(
-            run_dir, data, out / name, options, force=force, data_settings=settings,
-            lime_baseline=None if baseline is None else dirs[baseline], require_applicable=False,
-        )  # fmt: skip
+    for name in list(jobs):
+        results[name] = finish_evaluation(jobs.pop(name))  # (its model and tensors freed)
     check_protocols(results)
     if options.sanity:  # data randomization test (shuffled labels)
         compare_data_randomization(dirs, configs, results, data, out, options, settings)
@@ -147,22 +147,34 @@ def _read_runs(
     return configs, bla_runs
 
 
-def _check_classes(data: str, settings: DataSettings, configs: dict[str, dict[str, Any]]) -> None:
-    """Refuse ``data`` when its classes are not those of every run (``evaluate_run`` checks one
-    run at a time: a later run's refusal came after the earlier runs' results were written)."""
-    kwargs = dict(settings.data_options)
-    if settings.n_images is not None:
-        kwargs["n_images"] = settings.n_images
-    first = next(iter(configs.values()))
-    dataset = load_dataset(
-        data, split="test", image_size=first.get("image_size"), seed=settings.seed, **kwargs
-    )
-    for name, config in configs.items():
-        if list(dataset.classes) != list(config.get("classes", [])):
-            raise ValueError(
-                f"{data!r} has classes {list(dataset.classes)}, run {name} was trained on "
-                f"{list(config.get('classes', []))}: compare runs on data with their classes"
-            )
+def _prepare_runs(
+    dirs: dict[str, Any],
+    data: str | None,
+    out: Path,
+    options: EvaluateOptions,
+    force: bool,
+    settings: DataSettings | None,
+    baselines: dict[str, str],
+) -> dict[str, Any]:
+    """Every run's evaluation prepared (checked, its data read, nothing written), before the
+    first is evaluated: a later run's refusal (its data folder missing, data of other classes,
+    a method option its model refuses...) came after the earlier runs' results were written.
+    Runs reading the same images share their tensors. A ValueError or TypeError names the run."""
+    loaded: dict[tuple, Any] = {}
+    jobs = {}
+    for name, run_dir in dirs.items():
+        baseline = baselines.get(name)
+        try:
+            jobs[name] = prepare_evaluation(
+                run_dir, data, out / name, options, force, data_settings=settings,
+                lime_baseline=None if baseline is None else dirs[baseline],
+                require_applicable=False, loaded=loaded,
+            )  # fmt: skip
+        except (TypeError, ValueError) as error:
+            if type(error) not in (TypeError, ValueError):  # its own class (RunError...) kept
+                raise
+            raise type(error)(f"run {name} ({run_dir}): {error}") from None
+    return jobs
 
 
 def _data_plan(

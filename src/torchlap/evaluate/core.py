@@ -48,12 +48,11 @@ from torchlap.evaluate.common import (
 )
 from torchlap.evaluate.intervals import add_intervals, check_per_sample
 from torchlap.evaluate.lap_predictors import lap_predictor_results
-from torchlap.evaluate.lime_check import lime_applies, lime_results
+from torchlap.evaluate.lime_check import lime_applies, lime_results, load_lime_baseline
 from torchlap.evaluate.method import evaluate_method, protocol
 from torchlap.evaluate.options import DEFAULT_METHODS, THRESHOLD_FIT_SETS, EvaluateOptions
 from torchlap.evaluate.provenance import (
     DataSettings,
-    check_lime_baseline,
     data_settings,
     same_data,
     tensor_fingerprint,
@@ -159,6 +158,12 @@ class _Evaluation:
     #: paper 002's uninterpretable baseline for the LIME check (a LoadedRun), if any
     lime_baseline: Any = None
     notes: dict[str, list[str]] = field(default_factory=dict)
+    #: the model's logits of the test images (computed once, when the splits are read)
+    test_logits: Tensor | None = None
+    #: whether paper 002's LIME check runs (its cells checked)
+    lime: bool = False
+    #: the entries of ``out_dir`` torchlap did not write that ``--force`` replaces
+    foreign: list[Path] = field(default_factory=list)
 
     def method_options(self, method: str) -> dict[str, Any]:
         """The explainer options of ``method`` with the run's facts (concept sets)."""
@@ -203,6 +208,33 @@ def evaluate_run(
     written or removed; ``on_checked()`` is called then (the command line removes a user's log
     it was told to replace there, and opens its own).
     """
+    job = prepare_evaluation(
+        run_dir, data, out, options, force, data_settings=data_settings,
+        lime_baseline=lime_baseline, require_applicable=require_applicable,
+    )  # fmt: skip
+    if is_writer():  # every check passed: what --force replaces is said, stale temps go
+        clear_output_folder(job.out_dir, job.foreign)
+    if on_checked is not None:
+        on_checked()
+    return finish_evaluation(job, write_report, on_method)
+
+
+def prepare_evaluation(
+    run_dir: str | os.PathLike[str],
+    data: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    options: EvaluateOptions | None = None,
+    force: bool = False,
+    *,
+    data_settings: DataSettings | None = None,
+    lime_baseline: str | os.PathLike[str] | None = None,
+    require_applicable: bool = True,
+    loaded: dict[tuple, EvalData] | None = None,
+) -> _Evaluation:
+    """:func:`evaluate_run`'s checks (same arguments) and what its work reads (model, splits,
+    test logits), writing and removing nothing (compare prepares every run before writing);
+    ``loaded``: splits read so far, filled here, shared by runs reading the same images.
+    Then ``clear_output_folder(job.out_dir, job.foreign)`` and :func:`finish_evaluation`."""
     options = options or EvaluateOptions()
     options.validate()
     folder = Path(out) if out is not None else Path(run_dir) / f"eval-{options.split}"
@@ -214,20 +246,27 @@ def evaluate_run(
             "sharded evaluation: rank %d of %d processes (%s)",
             shard.rank, shard.world_size, "nccl" if shard.device.type == "cuda" else "gloo",
         )  # fmt: skip
-    request = _Request(data, data_settings, lime_baseline, require_applicable)
-    job, test_logits = _prepare(Path(run_dir), request, out, options, force)
-    lime = lime_applies(job)  # (its cells checked before any method runs)
-    if is_writer():  # every check passed: what --force replaces is said, stale temps go
-        clear_output_folder(folder, foreign)
-    if on_checked is not None:
-        on_checked()
-    results = _results_head(job, test_logits)
+    request = _Request(data, data_settings, lime_baseline, require_applicable, loaded)
+    job = _prepare(Path(run_dir), request, out, options, force)
+    job.lime = lime_applies(job)  # (its cells checked before any method runs)
+    job.foreign = foreign
+    return job
+
+
+def finish_evaluation(
+    job: _Evaluation,
+    write_report: bool = True,
+    on_method: Callable[[str, float], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate_run`'s work on a :func:`prepare_evaluation`: returns the results,
+    written to ``results.json`` (with ``write_report``, the tables, plots and report too)."""
+    results = _results_head(job, job.test_logits)
     example_maps = _evaluate_methods(job, results, on_method)
-    if lime:
+    if job.lime:
         results["lime_spearman"], results["lime_reference"] = lime_results(job)
     for topic, texts in job.notes.items():  # data and LIME notes, after the methods' own
         results.setdefault("notes", {}).setdefault(topic, []).extend(texts)
-    if options.sanity or options.grid_pg:  # sanity checks, grid pointing game (issue 13)
+    if job.options.sanity or job.options.grid_pg:  # sanity checks, grid pointing game (issue 13)
         results.update(_checks(job, results["skipped"]))
     from torchlap.report._common import check_results  # lazily: loads matplotlib
 
@@ -266,6 +305,7 @@ class _Request:
     settings: DataSettings | None
     lime_baseline: str | os.PathLike[str] | None
     require_applicable: bool
+    loaded: dict[tuple, EvalData] | None = None
 
 
 def _warn_idle_ranks(n_images: int, batch_size: int) -> None:
@@ -285,8 +325,8 @@ def _warn_idle_ranks(n_images: int, batch_size: int) -> None:
 
 def _prepare(
     run_dir: Path, request: _Request, out: Any, options: EvaluateOptions, force: bool
-) -> tuple[_Evaluation, Tensor]:
-    """The run rebuilt, its splits read and the targets chosen; and the test logits."""
+) -> _Evaluation:
+    """The run rebuilt, its splits read, the test logits computed and the targets chosen."""
     run = load_run(run_dir)
     check_grid_request(options, run)  # before any work
     # the run's own data: a folder recorded as a relative path (runs saved before torchlap
@@ -295,12 +335,12 @@ def _prepare(
     device = torch.device(options.device)
     model = run.model.to(device).eval()
     _check_applicable(run_dir, model, options, request.require_applicable)
-    baseline = _load_lime_baseline(run, model, options, request.lime_baseline, device)
+    baseline = load_lime_baseline(run, model, options, request.lime_baseline, device)
     settings, notes = _data_reading(run, data, request.settings)
-    test = load_eval_data(run, data, options.split, options.max_images, options.batch_size,
-                          settings)  # fmt: skip
+    test = _read_split(run, data, options.split, options.max_images, options, settings,
+                       request.loaded)  # fmt: skip
     _build_explainers(model, options, run.concept_sets, test.images[:1].to(device))
-    val = load_eval_data(run, data, "val", options.max_val_images, options.batch_size, settings)
+    val = _read_split(run, data, "val", options.max_val_images, options, settings, request.loaded)
     data_key = tensor_fingerprint(test.images, test.labels, test.masks, test.has_region,
                                   val.images, val.labels, val.masks, val.has_region)  # fmt: skip
     _warn_idle_ranks(len(test), options.batch_size)
@@ -332,8 +372,29 @@ def _prepare(
         data_key=data_key,
         lime_baseline=baseline,
         notes=notes,
+        test_logits=test_logits,
     )
-    return job, test_logits
+    return job
+
+
+def _read_split(
+    run: Any,
+    data: str,
+    split: str,
+    max_images: int | None,
+    options: EvaluateOptions,
+    settings: DataSettings,
+    loaded: dict[tuple, EvalData] | None,
+) -> EvalData:
+    """:func:`load_eval_data`, or the tensors another run of the comparison read alike (the
+    same data, split, image count, image size, channels, classes and reading)."""
+    if loaded is None:
+        return load_eval_data(run, data, split, max_images, options.batch_size, settings)
+    key = (str(data), split, max_images, run.image_size, run.in_channels, tuple(run.classes),
+           settings.reading())  # fmt: skip
+    if key not in loaded:
+        loaded[key] = load_eval_data(run, data, split, max_images, options.batch_size, settings)
+    return replace(loaded[key], settings=settings)
 
 
 #: results["notes"]["thresholds"] of an evaluation of the validation split
@@ -367,24 +428,6 @@ def _check_applicable(
     for method, why in skipped.items():
         logger.warning("%s: skipped, it does not apply to the model of %s (%s)", method,
                        run_dir, why)  # fmt: skip
-
-
-def _load_lime_baseline(
-    run: Any, model: nn.Module, options: EvaluateOptions, path: Any, device: torch.device
-) -> Any:
-    """The vanilla run paper 002's LIME check explains for a BLA run (``--lime-baseline``),
-    checked before any work; ``None`` without one."""
-    if path is None:
-        return None
-    if "bla" not in options.methods or options.lime_images == 0 or applicability("bla", model):
-        raise ValueError(
-            f"--lime-baseline {path}: it is the baseline of paper 002's LIME check, which runs "
-            "for a BLA run evaluated with bla among --methods and --lime-images > 0"
-        )
-    baseline = load_run(path)
-    check_lime_baseline(run.config, baseline, "--lime-baseline")
-    baseline.model.to(device).eval()
-    return baseline
 
 
 def _data_reading(

@@ -1,8 +1,8 @@
-"""Paper 002's LIME check (section 4.3) in an evaluation: whether it runs, and its results,
-cached like a method's in ``methods/lime_spearman.json`` under a fingerprint of everything
-they depend on (the evaluation options, the LIME check's own options off their defaults, the
-run's weights, the evaluated data, the LIME baseline run); the computation itself is
-:func:`torchlap.evaluate.bla_comparison.lime_section`."""
+"""Paper 002's LIME check (section 4.3) in an evaluation: its baseline run, whether it runs,
+and its results, cached like a method's in ``methods/lime_spearman.json`` under a fingerprint
+of everything they depend on (the evaluation options, the LIME check's own options off their
+defaults, the run's weights, the evaluated data, the LIME baseline run); the computation
+itself is :func:`torchlap.evaluate.bla_comparison.lime_section`."""
 
 from __future__ import annotations
 
@@ -10,14 +10,20 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
+import torch
+from torch import nn
+
 from torchlap.evaluate.bla_comparison import lime_check_settings, lime_grid, lime_section
 from torchlap.evaluate.common import fingerprint, read_cache, weights_stamp, write_cache
+from torchlap.evaluate.options import EvaluateOptions
+from torchlap.evaluate.provenance import check_lime_baseline
 from torchlap.evaluate.shard import on_rank_zero
 from torchlap.explainers import applicability
+from torchlap.runs import load_run
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["lime_applies", "lime_cache_parts", "lime_results"]
+__all__ = ["lime_applies", "lime_cache_parts", "lime_results", "load_lime_baseline"]
 
 
 def lime_applies(job: Any) -> bool:
@@ -89,3 +95,21 @@ def lime_results(job: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         )
         write_cache(cache, key, parts, lime)
     return lime, reference
+
+
+def load_lime_baseline(
+    run: Any, model: nn.Module, options: EvaluateOptions, path: Any, device: torch.device
+) -> Any:
+    """The vanilla run paper 002's LIME check explains for a BLA run (``--lime-baseline``),
+    checked before any work; ``None`` without one."""
+    if path is None:
+        return None
+    if "bla" not in options.methods or options.lime_images == 0 or applicability("bla", model):
+        raise ValueError(
+            f"--lime-baseline {path}: it is the baseline of paper 002's LIME check, which runs "
+            "for a BLA run evaluated with bla among --methods and --lime-images > 0"
+        )
+    baseline = load_run(path)
+    check_lime_baseline(run.config, baseline, "--lime-baseline")
+    baseline.model.to(device).eval()
+    return baseline

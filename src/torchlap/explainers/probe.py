@@ -58,7 +58,8 @@ class FeatureProbe:
     layer and modules returning no tensor are absent). ``order``: the position of each
     module's first call in forward order (when its output was computed; a container after its
     children; modules inside a LAP layer are absent). ``non_tensor``: the type of the output
-    of each module returning no tensor (a tuple, a dict; its first call).
+    of each module returning no tensor (a tuple, a dict; its first call; inside a LAP layer
+    too).
     """
 
     cam_layer: str | None
@@ -106,10 +107,10 @@ def _record(
     def make_hook(name: str, record: bool) -> Callable:
         def hook(module: nn.Module, args: tuple, output: object) -> None:
             calls[name] = calls.get(name, 0) + 1
+            if not isinstance(output, Tensor):  # inside a LAP layer too (its concept scorer)
+                non_tensor.setdefault(name, type(output).__name__)
             if not record:
                 return
-            if not isinstance(output, Tensor):
-                non_tensor.setdefault(name, type(output).__name__)
             tensors = tuple(a for a in args if isinstance(a, Tensor))
             out = output if isinstance(output, Tensor) else None
             events.append(_Event(len(events), name, tensors, out))

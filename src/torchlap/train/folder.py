@@ -4,15 +4,20 @@ The folder's format (file names, integrity record, atomic writer) is :mod:`torch
 this module decides whether ``--out`` may take a run (new, resumed or overwritten) and saves
 the final weights.
 
-``--overwrite`` removes the old run's files: ``config.json``, ``metrics.json``,
-``model.safetensors`` and the checkpoints its integrity record lists whose SHA-256 matches the
-record (anything else under ``checkpoints/`` is kept, and named in the log). A run from before
-torchlap recorded digests (no record, or an empty one) cannot tell its checkpoints apart: there
-every ``checkpoints/phase<N>/last.ckpt`` is removed, torchlap's own naming, and nothing else.
-The old run's log ``train.log`` goes with it (a file: a link or a folder of that name is
-refused), and ``config.json`` goes last, so that a removal failing half-way leaves a folder
-``--overwrite`` still recognises as torchlap's. The ``torchlap train`` log file waits for the new
-run's ``config.json`` (:func:`run_config_written`), so it never opens the old run's log.
+``--overwrite`` removes the old run's files, each named in the log: ``config.json``,
+``metrics.json``, ``model.safetensors`` and the checkpoints its integrity record lists whose
+SHA-256 matches the record (anything else under ``checkpoints/`` is kept, and named in the
+log). A run from before torchlap recorded digests (no record, or an empty one) or those of its
+checkpoints (a record without any) cannot tell its checkpoints apart: there every
+``checkpoints/phase<N>/last.ckpt`` is removed, torchlap's own naming, and nothing else. A
+checkpoint of that naming the record does not vouch for (not listed, another SHA-256, or a
+damaged record: not a dict of digests) is refused before anything is removed: kept, the new
+run would replace it, and a ``--resume`` of the new run (whose record starts empty) would trust
+it on the archive's checks alone. The old run's log ``train.log`` goes with it (a file: a link
+or a folder of that name is refused), and ``config.json`` goes last, so that a removal failing
+half-way leaves a folder ``--overwrite`` still recognises as torchlap's. The ``torchlap
+train`` log file waits for the new run's ``config.json`` (:func:`run_config_written`), so it
+never opens the old run's log.
 """
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ from torchlap.runs import (
     METRICS_FILE,
     RUN_FILES,
     WEIGHTS_FILE,
+    RunError,
     RunFolderError,
     atomic_write,
     check_integrity,
+    checked_integrity_record,
     clean_stale_temps,
     is_run_config,
     read_run_config,
@@ -90,12 +97,15 @@ def is_global_zero() -> bool:
 def integrity_record(out: Path | str) -> dict:
     """The SHA-256 record of the run in ``out`` (``config.json``'s ``integrity``, a copy); an
     empty dict for a run without one, or with an empty one: a run from before torchlap
-    recorded digests, whose files are not checked (:func:`torchlap.runs.check_integrity`)."""
+    recorded digests, whose files are not checked (:func:`torchlap.runs.check_integrity`).
+    :class:`~torchlap.runs.RunError` naming ``config.json`` for a damaged record (not a dict
+    of digests): it is not "no record" (read so, ``--overwrite`` removed every checkpoint as a
+    pre-record run's, and ``--resume`` wrote the run's config.json without any record)."""
     try:
-        record = read_run_config(out).get("integrity")
+        config = read_run_config(out)
     except (OSError, ValueError):
         return {}
-    return dict(record) if isinstance(record, dict) else {}
+    return dict(checked_integrity_record(Path(out) / CONFIG_FILE, config.get("integrity")))
 
 
 def save_weights(
@@ -150,7 +160,8 @@ def prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
         )
     if config.overwrite and (ours or not others):
         _refuse_odd_log(out)
-        _clear_run(out, present, apply)
+        record = _vouching_record(out) if ours else {}
+        _clear_run(out, present, record, apply)
     elif ours:
         _check_same_run(out, config, apply)
     elif present or others:
@@ -280,8 +291,9 @@ def _check_resume(out: Path, config: TrainConfig, apply: bool) -> None:
          if _PHASE.fullmatch(c.parent.name)),
         key=lambda p: int(p.parent.name[5:]),
     )  # fmt: skip
-    # a damaged record (not a dict of digests: check_integrity refuses it) is not "no record"
-    recorded = read_run_config(out).get("integrity") not in (None, {})
+    # a damaged record (not a dict of digests) is not "no record": refused even without a
+    # checkpoint (the resumed run kept no record, then trusted every file of the folder)
+    recorded = bool(integrity_record(out))
     for checkpoint in checkpoints[-1:]:
         if recorded:
             check_integrity(out, checkpoint)
@@ -306,16 +318,58 @@ def _check_whole_archive(checkpoint: Path) -> None:
         )
 
 
-def _clear_run(out: Path, present: list[str], apply: bool) -> None:
-    """``--overwrite``: remove the old run's files (with ``apply``): its ``train.log`` too, and
-    ``config.json`` last (a failure half-way leaves a run folder ``--overwrite`` can clear)."""
+def _phase_checkpoints(folder: Path) -> list[Path]:
+    """``folder``'s entries at the names torchlap writes its checkpoints (``phase<N>/
+    last.ckpt``), whatever they are."""
+    phases = [p for p in folder.glob("phase*") if p.is_dir() and _PHASE.fullmatch(p.name)]
+    found = [p / LAST_CHECKPOINT for p in phases]
+    return sorted(c for c in found if c.exists() or c.is_symlink())
+
+
+def _vouching_record(out: Path) -> dict:
+    """The old run's integrity record for ``--overwrite``; :class:`RunFolderError` (before
+    anything is removed) when a checkpoint at torchlap's naming is one it does not vouch for,
+    or when the record is damaged and there is any: torchlap cannot tell it wrote them."""
+    try:
+        record, damaged = integrity_record(out), None
+    except RunError as error:
+        record, damaged = None, str(error)
+    folder = out / CHECKPOINTS_DIR
+    found = _phase_checkpoints(folder) if folder.is_dir() else []
+    alien = [
+        c for c in found
+        if record is None or not (c.is_file() and _written_by_the_run(c, folder, record))
+    ]  # fmt: skip
+    if alien:
+        why = damaged or (
+            "the run's integrity record does not vouch for them: not listed, or another SHA-256"
+        )
+        raise RunFolderError(
+            f"--overwrite: {', '.join(map(str, alien))}: torchlap cannot tell it wrote "
+            f"{'it' if len(alien) == 1 else 'them'} ({why}), so it will not delete "
+            f"{'it' if len(alien) == 1 else 'them'}; left where the new run writes and resumes "
+            "its checkpoints, the new run would replace or trust a file it did not write: move "
+            "it out of the run folder, or choose another folder"
+        )
+    return record or {}
+
+
+def _clear_run(out: Path, present: list[str], record: dict, apply: bool) -> None:
+    """``--overwrite``: remove the old run's files (with ``apply``), each named in the log: its
+    ``train.log`` too, and ``config.json`` last (a failure half-way leaves a run folder
+    ``--overwrite`` can clear). ``record``: the integrity record, every checkpoint at
+    torchlap's naming vouched for by it (:func:`_vouching_record`)."""
     if not apply:
         return
     if (out / LOG_FILE).is_file():
         present = [*present, LOG_FILE]
-    if present:
-        logger.warning("--overwrite: replacing the run in %s (%s)", out, ", ".join(sorted(present)))
-    record = integrity_record(out) if (out / CONFIG_FILE).is_file() else {}  # (read first)
+    folder = out / CHECKPOINTS_DIR
+    removed = [n for n in sorted(present) if n != CHECKPOINTS_DIR]
+    if CHECKPOINTS_DIR in present and folder.is_dir():
+        removed += [c.relative_to(out).as_posix() for c in _phase_checkpoints(folder)]
+    if removed:
+        logger.warning("--overwrite: replacing the run in %s (removing %s)", out,
+                       ", ".join(removed))  # fmt: skip
     for name in sorted(present, key=lambda n: n == CONFIG_FILE):
         target = out / name
         if name == CHECKPOINTS_DIR and target.is_dir():
@@ -337,8 +391,8 @@ def _clear_checkpoints(folder: Path, record: dict | None = None) -> list[Path]:
 
     ``record``: the run's integrity record (keys relative to the run folder, ``folder``'s
     parent): a checkpoint it does not list, or whose SHA-256 is neither its recorded digest
-    nor the previous one, is kept. Empty or ``None`` (a run from before the record): every
-    ``phase<N>/last.ckpt`` is removed."""
+    nor the previous one, is kept. Empty, ``None`` or without checkpoints (a run from before the
+    record, or before it listed checkpoints): every ``phase<N>/last.ckpt`` is removed."""
     # only torchlap's own phase folders (phase1, phase2, ...): a user's "phase1-keep/" is not
     phases = [p for p in folder.glob("phase*") if p.is_dir() and _PHASE.fullmatch(p.name)]
     for phase in phases:
@@ -356,8 +410,9 @@ def _clear_checkpoints(folder: Path, record: dict | None = None) -> list[Path]:
 
 def _written_by_the_run(checkpoint: Path, folder: Path, record: dict | None) -> bool:
     """Whether the integrity record vouches for ``checkpoint`` (every phase checkpoint of a run
-    without a record)."""
-    if not record:
+    without a record, or whose record lists no checkpoint: torchlap recorded the weights'
+    digest before it recorded the checkpoints')."""
+    if not record or not any(str(key).startswith(f"{folder.name}/") for key in record):
         return True
     key = f"{folder.name}/{checkpoint.parent.name}/{checkpoint.name}"
     entry = record.get(key)
