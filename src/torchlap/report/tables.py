@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from torchlap._checks import check_bool
+from torchlap.io import atomic_write
 from torchlap.report._common import (
     MISSING,
     UNDEFINED,
     as_runs,
-    atomic_write_text,
     method_display_name,
     method_facts,
     order_methods,
@@ -595,4 +595,4 @@ def write_tables(
     if (target.exists() or target.is_symlink()) and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
     # without overwrite, published without replacing a file that appeared meanwhile
-    return atomic_write_text(target, text, replace=overwrite)
+    return atomic_write(target, text, replace=overwrite)
