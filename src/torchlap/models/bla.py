@@ -106,7 +106,7 @@ from torchlap.models.bla_pools import (
     freeze_all_but_bla,
 )
 from torchlap.models.lapify_refusals import check_changeable
-from torchlap.models.lapify_sites import _probe_shape
+from torchlap.models.lapify_sites import _probe_input, _probe_shape, _reference_tensor
 from torchlap.models.records import add_record_entry
 
 __all__ = [
@@ -249,30 +249,13 @@ def _pool_site(name: str, module: nn.AdaptiveAvgPool2d, family: str, resize_head
     return _Site("replace", name, module, family, (int(output[0]), int(output[1])))
 
 
-def _reference_tensor(model: nn.Module) -> Tensor | None:
-    for tensor in [*model.parameters(), *model.buffers()]:
-        if tensor.is_floating_point():
-            return tensor
-    return None
-
-
-def _probe_size(model: nn.Module, input_size: Any) -> tuple[int, int, int]:
-    """(C, H, W) of the probe input: the same rule as lapify's probe."""
-    return _probe_shape(model, input_size)
-
-
 def _probe_feature_shape(model: nn.Module, site: _Site, input_size: Any) -> tuple[int, ...]:
     """Shape of the feature map the BLA module will pool, from one dry forward pass.
 
     Eval mode, no grad, on a seeded random input; the hook is removed and every module's
     train/eval flag restored whatever happens.
     """
-    shape = _probe_size(model, input_size)
-    reference = _reference_tensor(model)
-    generator = torch.Generator().manual_seed(0)
-    probe = torch.randn((1, *shape), generator=generator, device="cpu")
-    if reference is not None:
-        probe = probe.to(device=reference.device, dtype=reference.dtype)
+    probe = _probe_input(model, input_size)  # the same input as lapify's probe
     seen: list[tuple[int, ...]] = []
 
     def pre_hook(_module: nn.Module, args: tuple) -> None:
@@ -416,7 +399,7 @@ def _check_model(model: nn.Module, input_size: Any) -> None:
     module in ``model`` yet."""
     check_changeable(model, "blaify")
     if input_size is not None:
-        _probe_size(model, input_size)
+        _probe_shape(model, input_size)
     existing = bla_modules(model)
     if existing:
         raise ValueError(f"the model already has a BLA/L2X-F module at {list(existing)}")

@@ -56,10 +56,6 @@ class _Site:
         return self.kind in ("resnet_block", "inception")
 
     @property
-    def is_global_kind(self) -> bool:
-        return self.kind in ("adaptive", "fast_adaptive", "appended")
-
-    @property
     def lap_name(self) -> str:
         if self.kind in ("strided_conv", "resnet_block", "inception"):
             return f"{self.name}.lap"
@@ -260,6 +256,18 @@ def _reference_tensor(model: nn.Module) -> torch.Tensor | None:
     return None
 
 
+def _probe_input(model: nn.Module, input_size: Any) -> torch.Tensor:
+    """The dry passes' input ``(1, *_probe_shape(...))``: normal noise from a generator seeded
+    with 0 (drawn on the CPU), on the device and in the dtype of the model's first floating
+    parameter or buffer."""
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.randn((1, *_probe_shape(model, input_size)), generator=generator, device="cpu")
+    reference = _reference_tensor(model)
+    if reference is None:
+        return probe
+    return probe.to(device=reference.device, dtype=reference.dtype)
+
+
 def _shape_of(value: Any) -> tuple[int, ...] | None:
     if isinstance(value, torch.Tensor):
         return tuple(value.shape)
@@ -274,13 +282,7 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
     Hooks are removed, train/eval flags and the LAP layers' stored maps restored, whatever
     happens.
     """
-    shape = _probe_shape(model, input_size)
-    reference = _reference_tensor(model)
-    device = reference.device if reference is not None else None
-    dtype = reference.dtype if reference is not None else None
-    generator = torch.Generator().manual_seed(0)
-    probe_input = torch.randn((1, *shape), generator=generator, device="cpu")
-    probe_input = probe_input.to(device=device, dtype=dtype)
+    probe_input = _probe_input(model, input_size)
     record = _Probe()
     pending: dict[int, list[_Call]] = {}
     hooks = Hooks()
