@@ -68,7 +68,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchlap._checks import check_feature_input, check_model_inputs
-from torchlap._hooks import Hooks
+from torchlap._hooks import Hooks, kept_training_flags
 from torchlap.layers._state import KeepsLastMaps
 from torchlap.metrics import binarize_map
 from torchlap.metrics._common import check_binarize_options
@@ -316,14 +316,9 @@ class AnteHocModel(KeepsLastMaps, nn.Module):
 
     # -- explanations -------------------------------------------------------------------------
     def _explain_maps(self, x: Tensor) -> AnteHocMaps:
-        flags = {m: m.training for m in self.modules()}
-        try:
+        with kept_training_flags(self), torch.no_grad():
             self.eval()
-            with torch.no_grad():
-                self(x)
-        finally:
-            for module, training in flags.items():
-                module.training = training
+            self(x)
         return self.maps.detach()  # type: ignore[union-attr]
 
     def interpretation_map(self, x: Tensor) -> Tensor:
@@ -539,8 +534,7 @@ def antehoc_pass_two_loss(
     if backbone_mode not in ("current", "eval"):
         raise ValueError(f"backbone_mode must be 'current' or 'eval', got {backbone_mode!r}")
     backbone = model.backbone
-    flags = {m: m.training for m in backbone.modules()}
-    try:
+    with kept_training_flags(backbone):
         if backbone_mode == "eval":
             backbone.eval()
         with torch.no_grad():
@@ -548,9 +542,6 @@ def antehoc_pass_two_loss(
         weight_maps = model.weight_network(sams)
         interpretation = interpretation_from_maps(sams, weight_maps)
         second = _stateless(model, images * interpretation, with_sams=False)
-    finally:
-        for module, training in flags.items():
-            module.training = training
     model.maps = AnteHocMaps(sams, weight_maps, interpretation)
     return F.mse_loss(second, first)
 

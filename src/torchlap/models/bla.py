@@ -93,7 +93,7 @@ import torch
 from torch import Tensor, nn
 
 from torchlap._checks import check_positive_float, check_positive_int
-from torchlap._hooks import Hooks
+from torchlap._hooks import Hooks, kept_training_flags
 from torchlap.models.bla_pools import (
     POOLS,
     BlaMaps,
@@ -266,9 +266,7 @@ def _probe_feature_shape(model: nn.Module, site: _Site, input_size: Any) -> tupl
         if isinstance(output, Tensor):
             seen.append(tuple(output.shape))
 
-    flags = {module: module.training for module in model.modules()}
-    hooks = Hooks()
-    try:
+    with Hooks() as hooks, kept_training_flags(model):
         if site.kind == "replace":
             hooks.forward_pre(site.module, pre_hook)
         else:
@@ -283,10 +281,6 @@ def _probe_feature_shape(model: nn.Module, site: _Site, input_size: Any) -> tupl
                     f"({type(error).__name__}: {error}); pass input_size= a size the model "
                     "accepts, or in_channels="
                 ) from error
-    finally:
-        hooks.remove()
-        for module, training in flags.items():
-            module.training = training
     if not seen or len(seen[0]) != 4:
         raise ValueError(
             f"cannot tell the channels of the feature map at {site.name!r}: it did not see a "

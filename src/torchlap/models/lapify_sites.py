@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from torchlap._checks import check_bool
-from torchlap._hooks import Hooks
+from torchlap._hooks import Hooks, kept_training_flags
 from torchlap.layers import LapBase
 from torchlap.layers._state import kept_last_maps
 from torchlap.models.blocks import LapConv2d, LapInceptionReduction, LapResidualBlock
@@ -285,8 +285,6 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
     probe_input = _probe_input(model, input_size)
     record = _Probe()
     pending: dict[int, list[_Call]] = {}
-    hooks = Hooks()
-    flags = {module: module.training for module in model.modules()}
 
     def make_hooks(name: str, module: nn.Module):
         def pre_hook(_module: nn.Module, args: tuple) -> None:
@@ -301,7 +299,7 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
 
         return pre_hook, post_hook
 
-    try:
+    with Hooks() as hooks, kept_training_flags(model):
         for name, module in model.named_modules():
             if isinstance(module, torch.jit.ScriptModule):
                 continue  # TorchScript parts take no hooks; nothing in them is a site
@@ -318,10 +316,6 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
                     f"failed ({type(error).__name__}: {error}); pass input_size= a size the "
                     f"model accepts{_channels_hint(model, input_size)}"
                 ) from error
-    finally:
-        hooks.remove()
-        for module, flag in flags.items():
-            module.training = flag
     return record
 
 
