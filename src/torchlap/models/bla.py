@@ -106,7 +106,12 @@ from torchlap.models.bla_pools import (
     freeze_all_but_bla,
 )
 from torchlap.models.lapify_refusals import check_changeable
-from torchlap.models.lapify_sites import _probe_input, _probe_shape, _reference_tensor
+from torchlap.models.lapify_sites import (
+    _probe_input,
+    _probe_shape,
+    _reference_tensor,
+    _set_child,
+)
 from torchlap.models.records import add_record_entry
 
 __all__ = [
@@ -331,12 +336,6 @@ def _placement(model: nn.Module, site: _Site) -> tuple[torch.device | None, torc
     if reference is None:
         reference = _reference_tensor(model)
     return (None, None) if reference is None else (reference.device, reference.dtype)
-
-
-def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
 
 
 def _check_blaify_args(

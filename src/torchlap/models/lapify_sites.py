@@ -268,6 +268,14 @@ def _probe_input(model: nn.Module, input_size: Any) -> torch.Tensor:
     return probe.to(device=reference.device, dtype=reference.dtype)
 
 
+def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` at the dotted ``name`` of ``model``: lapify, blaify and the model builder
+    swap modules through here."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
 def _shape_of(value: Any) -> tuple[int, ...] | None:
     if isinstance(value, torch.Tensor):
         return tuple(value.shape)
