@@ -107,6 +107,7 @@ from torchlap.models.bla_pools import (
 )
 from torchlap.models.lapify_refusals import check_changeable
 from torchlap.models.lapify_sites import (
+    DEFAULT_PROBE_SIZE,
     _probe_input,
     _probe_shape,
     _reference_tensor,
@@ -135,7 +136,7 @@ BLA_VARIANTS = ("bla", "bla-t", "bla-ph", "l2x-f")
 _THRESHOLDED = ("bla-t", "bla-ph")
 #: the gamma_factor of records written before it was recorded (then the default, 0.98)
 _LEGACY_GAMMA_FACTOR = 0.98
-DEFAULT_PROBE_SIZE = 224
+
 # ------------------------------------------------------------------------------- blaify
 
 
@@ -353,7 +354,7 @@ def _check_blaify_args(
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if variant not in BLA_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {BLA_VARIANTS}")
-    if gamma is not None and variant not in ("bla-t", "bla-ph"):
+    if gamma is not None and variant not in _THRESHOLDED:
         raise ValueError(f"gamma is the threshold of 'bla-t'/'bla-ph', not of {variant!r}")
     for flag, label in ((resize_head, "resize_head"), (inplace, "inplace")):
         if not isinstance(flag, bool):
