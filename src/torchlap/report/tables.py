@@ -51,6 +51,7 @@ from torchlap.report._common import (
 from torchlap.report.checks_table import checks_markdown
 from torchlap.report.paired_table import faithfulness_paired_table, paired_table
 from torchlap.report.table_data import (
+    _IOU_GROUPS,
     _LEGEND,
     _TOPK_ACCURACY,
     CHANCE_MARK,
@@ -226,7 +227,7 @@ def localization_table(results_by_run: object) -> Table:
     pixels as the region), one column per method; best per row and binarization in bold."""
     runs = as_runs(results_by_run)
     methods = _methods(runs, "localization")
-    groups = (("iou_threshold", "Thresholding"), ("iou_topk", "Top-Scored Selection"))
+    groups = _IOU_GROUPS
     facts = method_facts(runs.values())
     columns = [Column(method_display_name(m, facts), group) for _, group in groups for m in methods]
     grid = []
