@@ -174,15 +174,23 @@ def _check_concept_entries(mapping: Mapping) -> None:
 
 
 def _concept_members(concept_sets: Mapping, num_classes: int, n_concepts: int) -> Tensor | None:
-    """Boolean ``(num_classes, n_concepts)``: which heads belong to each class (None: unusable).
-    ``concept_sets`` as :func:`concept_mapping` returns it (its entries checked there)."""
+    """Boolean ``(num_classes, n_concepts)``: which heads belong to each class (None: unusable)."""
     # built on the host from the Python mapping, copied once to the maps' device by the caller
     members = torch.zeros(num_classes, n_concepts, dtype=torch.bool, device="cpu")
     for key, heads in concept_sets.items():
-        cls = int(key)
+        try:
+            cls = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"concept_sets keys must be class indices, got {key!r}") from None
+        if isinstance(heads, (int, str)) or not isinstance(heads, Sequence):
+            raise ValueError(
+                f"concept_sets[{key!r}] must be a list of concept indices, got {heads!r}"
+            )
         if not 0 <= cls < num_classes:
             continue  # a class the model does not predict
         for head in heads:
+            if isinstance(head, bool) or not isinstance(head, int) or head < 0:
+                raise ValueError(f"concept index {head!r} for class {key!r} is not an int >= 0")
             if head >= n_concepts:
                 return None
             members[cls, head] = True
