@@ -6,18 +6,20 @@ raised after torch stored the hook but before its handle reached the list, which
 hook on the user's model for good. :class:`Hooks` writes the module and the hook function down
 *before* registering, and :meth:`Hooks.remove` takes off every entry of the module's hook
 dictionaries holding that very function object, whether or not the handle was ever seen.
+:func:`kept_training_flags` puts the modules' train/eval flags back the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["Hooks"]
+__all__ = ["Hooks", "kept_training_flags"]
 
 #: the dictionary a kind of hook lives in, then the dictionaries keyed by the same handle id
 _DICTS = {
@@ -80,3 +82,15 @@ class Hooks:
         traceback: TracebackType | None,
     ) -> None:
         self.remove()
+
+
+@contextmanager
+def kept_training_flags(model: nn.Module) -> Iterator[None]:
+    """Every module's ``training`` flag in ``model`` as it was before the block, whatever ends
+    it (the block may call ``model.eval()`` or set flags itself)."""
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training

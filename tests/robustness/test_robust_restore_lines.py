@@ -120,6 +120,7 @@ def run_interrupted(code: CodeType, line: int, hit: int, call: Callable[[], obje
 
 def _targets() -> dict[str, tuple[Callable, Callable[[], nn.Module], Callable]]:
     """name -> (the function interrupted, a model builder, the call on the model)."""
+    from torchlap._hooks import kept_training_flags
     from torchlap.data.grid import confident_images
     from torchlap.explainers import probe_features
     from torchlap.explainers.base import Explainer
@@ -155,6 +156,11 @@ def _targets() -> dict[str, tuple[Callable, Callable[[], nn.Module], Callable]]:
         "masked_forward_context": (masked_forward_context, folding, scorecam),
         "folded_batch_norms": (folded_batch_norms, folding, scorecam),
         "probe_features": (probe_features, mixed, lambda m: probe_features(m, images, [])),
+        "kept_training_flags": (
+            kept_training_flags,
+            mixed,
+            lambda m: probe_features(m, images, []),
+        ),
         "eval_mode": (eval_mode, mixed, lambda m: drop_increase(m, images, maps, labels)),
         "EvalMode.__enter__": (
             EvalMode.__enter__,

@@ -519,13 +519,9 @@ class Explainer:
         """The model's feature layers (see :class:`FeatureProbe`), probed once per image size."""
         key = tuple(images.shape[1:])
         if key not in self._probes:
-            hooks: list[RemovableHandle] = []
             with self:  # eval mode and no in-place activations, as in the explanation itself
-                try:
-                    self._probes[key] = probe_features(self.model, images[:1].detach(), hooks)
-                finally:
-                    for handle in hooks:
-                        handle.remove()
+                # probe_features removes its hooks itself, whatever ends it
+                self._probes[key] = probe_features(self.model, images[:1].detach(), [])
         return self._probes[key]
 
     def resolve_layer(self, layer: str | nn.Module | None, images: Tensor) -> str:

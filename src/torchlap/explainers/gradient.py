@@ -39,13 +39,12 @@ def reduce_channels(attributions: Tensor, sign: str = "absolute") -> Tensor:
 
     ``attributions``: a floating tensor (B, C, H, W) (its values are not checked)."""
     check_float_maps(attributions, "attributions", "(B, C, H, W)")
+    sign = _check_sign(sign)
     if sign == "absolute":
         return attributions.abs().sum(dim=1)
     if sign == "signed":
         return attributions.sum(dim=1)
-    if sign == "positive":
-        return attributions.sum(dim=1).clamp_min(0)
-    raise ValueError(f"unknown sign {sign!r}; expected one of {SIGNS}")
+    return attributions.sum(dim=1).clamp_min(0)  # "positive"
 
 
 def _check_sign(sign: object) -> str:

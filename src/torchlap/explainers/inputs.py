@@ -265,12 +265,10 @@ def class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tenso
 def _class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tensor:
     """:func:`class_scores` without the checks of ``target`` (the explainers' loops, whose
     target :meth:`Explainer.resolve_target` checked once: no device sync per mask batch)."""
-    if kind == "softmax":
-        probs = torch.sigmoid(logits) if logits.shape[1] == 1 else logits.softmax(dim=1)
-    elif kind == "logit":
+    if kind == "logit":
         probs = logits
-    else:
-        raise ValueError(f"unknown score kind {kind!r}; expected 'softmax' or 'logit'")
+    else:  # "softmax" (class_scores checked the kind; the explainers pass none)
+        probs = torch.sigmoid(logits) if logits.shape[1] == 1 else logits.softmax(dim=1)
     return probs.gather(1, target.view(-1, 1)).squeeze(1)
 
 

@@ -27,7 +27,8 @@ from torchlap.explainers.maps import score_dtype
 from torchlap.metrics import binarize_map
 from torchlap.metrics._common import check_binarize_options
 from torchlap.models.antehoc import AnteHocModel
-from torchlap.models.bla import FeatureSelectionPool, bla_modules
+from torchlap.models.bla import bla_modules
+from torchlap.models.bla_pools import _one_module
 
 __all__ = ["AnteHocExplainer", "BlaExplainer", "find_antehoc"]
 
@@ -66,21 +67,15 @@ class BlaExplainer(Explainer):
 
     def __init__(self, model: nn.Module, name: str | None = None, kind: str = "hard") -> None:
         super().__init__(model)
-        modules = bla_modules(model)
-        if not modules:
+        if not bla_modules(model):
             raise ValueError(
                 "the 'bla' explainer needs a model with a BLA/L2X-F module; put one in with "
                 "torchlap.models.blaify(model) (or train with --model bla), or use a post-hoc "
                 "method (e.g. method='gradcam')"
             )
-        if name is None and len(modules) > 1:
-            raise ValueError(f"the model has several BLA/L2X-F modules {list(modules)}: pass name=")
-        if name is not None and name not in modules:
-            raise ValueError(f"no BLA/L2X-F module named {name!r}; the model has {list(modules)}")
+        self.module_name, self.module = _one_module(model, name)  # name= chooses among several
         if kind not in BLA_KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {BLA_KINDS}")
-        self.module_name = name if name is not None else next(iter(modules))
-        self.module: FeatureSelectionPool = modules[self.module_name]
         self.map_kind = kind  # the option (the class fact `kind` is "own map")
 
     def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:

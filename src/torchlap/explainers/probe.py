@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from torchlap._hooks import Hooks
+from torchlap._hooks import Hooks, kept_training_flags
 from torchlap.layers._state import kept_last_maps
 from torchlap.layers.lap import LapBase
 
@@ -117,23 +117,20 @@ def _record(
 
         return hook
 
-    flags = [(module, module.training) for module in model.modules()]
-    registered = Hooks()  # removes a hook whose handle never reached ``hooks`` too
-    try:
-        for name, module in model.named_modules():
-            if name:
-                record = id(module) not in inside_lap
-                hooks.append(registered.forward(module, make_hook(name, record)))
-        for module, _ in flags:  # eval: no batch-norm statistics updated, no dropout draws
-            module.training = False
-        with torch.no_grad(), kept_last_maps(model):
-            model(sample)
-    finally:  # also when the forward (or a KeyboardInterrupt) stops the probe midway
-        while hooks:
-            hooks.pop().remove()
-        registered.remove()
-        for module, training in flags:
-            module.training = training
+    # ``registered`` also removes a hook whose handle never reached ``hooks``
+    with Hooks() as registered, kept_training_flags(model):
+        try:
+            for name, module in model.named_modules():
+                if name:
+                    record = id(module) not in inside_lap
+                    hooks.append(registered.forward(module, make_hook(name, record)))
+            for module in model.modules():  # eval: no batch-norm statistics, no dropout draws
+                module.training = False
+            with torch.no_grad(), kept_last_maps(model):
+                model(sample)
+        finally:  # also when the forward (or a KeyboardInterrupt) stops the probe midway
+            while hooks:
+                hooks.pop().remove()
     return events, calls, non_tensor
 
 

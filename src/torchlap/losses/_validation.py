@@ -84,6 +84,15 @@ def check_eps(eps: object) -> float:
     return value
 
 
+def check_threshold(value: object, name: str) -> float:
+    """Concordance's ``t``: a number in [0, 1) (``TypeError`` for a non-number or a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float in [0, 1), got {value!r}")
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return float(value)
+
+
 def _check_ratio(value: object, name: str) -> float | None:
     if value is None:
         return None

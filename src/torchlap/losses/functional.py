@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchlap._checks import check_fraction, check_int, check_number
+from torchlap._checks import check_choice, check_fraction, check_int, check_number
 from torchlap.losses._validation import (
     PROBABILITIES,
     REGION_VALUES,
@@ -50,6 +50,7 @@ from torchlap.losses._validation import (
     check_present,
     check_probs,
     check_selector,
+    check_threshold,
     check_values,
     per_head_ratios,
 )
@@ -285,13 +286,9 @@ def _check_expert_inputs(
         heads = torch.ones(n_heads, dtype=torch.bool, device=probs.device)
     heads = check_bool_mask(heads, (n_heads,), "heads", "(h,)").to(probs.device)
     check_fraction(options["positive_fraction"], "positive_fraction")
-    for name, choices, said in (
-        ("negative_pixels", EXPERT_NEGATIVE_PIXELS, "negative_pixels"),
-        ("positive_ranking", EXPERT_POSITIVE_RANKINGS, "positive_ranking"),
-        ("resize", MASK_RESIZE_MODES, "resize (the mask resize mode)"),
-    ):
-        if options[name] not in choices:
-            raise ValueError(f"{said} must be one of {choices}, got {options[name]!r}")
+    check_choice(options["negative_pixels"], "negative_pixels", EXPERT_NEGATIVE_PIXELS)
+    check_choice(options["positive_ranking"], "positive_ranking", EXPERT_POSITIVE_RANKINGS)
+    check_choice(options["resize"], "resize (the mask resize mode)", MASK_RESIZE_MODES)
     selector = check_selector(options["selector"], probs)
     if options["positive_ranking"] == "selector" and selector is None:
         raise ValueError("positive_ranking='selector' needs a selector (the discriminative maps)")
@@ -456,14 +453,9 @@ def concordance_loss(
         raise TypeError("maps_per_layer must be a list of (B, h, H, W) tensors, one per LAP layer")
     if len(maps_per_layer) == 0:
         raise ValueError("maps_per_layer is empty: give the maps of at least one LAP layer")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise TypeError(f"threshold must be a float in [0, 1), got {threshold!r}")
-    if not 0 <= threshold < 1:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
-    if mode not in CONCORDANCE_MODES:
-        raise ValueError(f"mode must be one of {CONCORDANCE_MODES}, got {mode!r}")
-    if pool not in CONCORDANCE_POOLS:
-        raise ValueError(f"pool must be one of {CONCORDANCE_POOLS}, got {pool!r}")
+    check_threshold(threshold, "threshold")
+    check_choice(mode, "mode", CONCORDANCE_MODES)
+    check_choice(pool, "pool", CONCORDANCE_POOLS)
     eps = check_eps(eps)
     maps = [check_probs(m, f"maps_per_layer[{i}]") for i, m in enumerate(maps_per_layer)]
     for i, m in enumerate(maps[1:], start=1):

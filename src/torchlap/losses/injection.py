@@ -21,6 +21,7 @@ from torchlap.losses._validation import (
     REGION_VALUES,
     RatioArg,
     check_eps,
+    check_threshold,
     check_values,
     per_head_ratios,
     values_checked,
@@ -87,8 +88,7 @@ def default_weights(supervision: str) -> dict[str, float]:
     ``weights={"concordance": 0.25}`` to add it). ``"none"``: cross-entropy only (the paper's
     "No L" ablation), concordance 0 as well.
     """
-    if supervision not in SUPERVISION_MODES:
-        raise ValueError(f"supervision must be one of {SUPERVISION_MODES}, got {supervision!r}")
+    check_choice(supervision, "supervision", SUPERVISION_MODES)
     weights = dict(DEFAULT_WEIGHTS)
     if supervision != "weak":
         weights["concordance"] = 0.0
@@ -126,35 +126,14 @@ def _check_options(
     check_bool(use_discriminative, "use_discriminative")
     check_choice(layer_reduction, "layer_reduction", LAYER_REDUCTIONS)
     check_choice(common_head_sets, "common_head_sets", COMMON_HEAD_SETS)
-    if supervision not in SUPERVISION_MODES:
-        raise ValueError(f"supervision must be one of {SUPERVISION_MODES}, got {supervision!r}")
-    if concordance_mode not in CONCORDANCE_MODES:
-        raise ValueError(
-            f"concordance_mode must be one of {CONCORDANCE_MODES}, got {concordance_mode!r}"
-        )
-    if concordance_pool not in CONCORDANCE_POOLS:
-        raise ValueError(
-            f"concordance_pool must be one of {CONCORDANCE_POOLS}, got {concordance_pool!r}"
-        )
-    if mask_resize not in MASK_RESIZE_MODES:
-        raise ValueError(f"mask_resize must be one of {MASK_RESIZE_MODES}, got {mask_resize!r}")
-    if isinstance(concordance_threshold, bool) or not isinstance(
-        concordance_threshold, (int, float)
-    ):
-        raise TypeError(f"concordance_threshold must be a float, got {concordance_threshold!r}")
-    if not 0 <= concordance_threshold < 1:
-        raise ValueError(f"concordance_threshold must be in [0, 1), got {concordance_threshold!r}")
+    check_choice(supervision, "supervision", SUPERVISION_MODES)
+    check_choice(concordance_mode, "concordance_mode", CONCORDANCE_MODES)
+    check_choice(concordance_pool, "concordance_pool", CONCORDANCE_POOLS)
+    check_choice(mask_resize, "mask_resize", MASK_RESIZE_MODES)
+    check_threshold(concordance_threshold, "concordance_threshold")
     check_fraction(expert_positive_fraction, "expert_positive_fraction")
-    if expert_negative_pixels not in EXPERT_NEGATIVE_PIXELS:
-        raise ValueError(
-            f"expert_negative_pixels must be one of {EXPERT_NEGATIVE_PIXELS}, "
-            f"got {expert_negative_pixels!r}"
-        )
-    rankings = ("concepts", "discriminative")
-    if expert_positive_ranking not in rankings:
-        raise ValueError(
-            f"expert_positive_ranking must be one of {rankings}, got {expert_positive_ranking!r}"
-        )
+    check_choice(expert_negative_pixels, "expert_negative_pixels", EXPERT_NEGATIVE_PIXELS)
+    check_choice(expert_positive_ranking, "expert_positive_ranking", ("concepts", "discriminative"))
     if expert_positive_ranking == "discriminative" and not use_discriminative:
         raise ValueError(
             "expert_positive_ranking='discriminative' ranks on the discriminative scoring "

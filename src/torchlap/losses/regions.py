@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchlap._checks import check_size_pair
+from torchlap._checks import check_choice, check_size_pair
 from torchlap.losses._validation import REGION_VALUES, check_bool_mask, check_values
 
 __all__ = ["MASK_RESIZE_MODES", "annotated_samples", "resize_region_masks"]
@@ -27,8 +27,7 @@ def resize_region_masks(region_masks: Tensor, size: tuple[int, int], mode: str =
     ints. The masks' values are checked (one device sync): a NaN, or a value outside [0, 1]
     (e.g. a 0-255 mask), raises ``ValueError``.
     """
-    if mode not in MASK_RESIZE_MODES:
-        raise ValueError(f"mode must be one of {MASK_RESIZE_MODES}, got {mode!r}")
+    check_choice(mode, "mode", MASK_RESIZE_MODES)
     size = check_size_pair(size, "size")
     if not isinstance(region_masks, Tensor) or region_masks.dim() != 3:
         raise ValueError(

@@ -68,7 +68,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from torchlap._checks import check_feature_input, check_model_inputs
-from torchlap._hooks import Hooks
+from torchlap._hooks import Hooks, kept_training_flags
 from torchlap.layers._state import KeepsLastMaps
 from torchlap.metrics import binarize_map
 from torchlap.metrics._common import check_binarize_options
@@ -316,14 +316,9 @@ class AnteHocModel(KeepsLastMaps, nn.Module):
 
     # -- explanations -------------------------------------------------------------------------
     def _explain_maps(self, x: Tensor) -> AnteHocMaps:
-        flags = {m: m.training for m in self.modules()}
-        try:
+        with kept_training_flags(self), torch.no_grad():
             self.eval()
-            with torch.no_grad():
-                self(x)
-        finally:
-            for module, training in flags.items():
-                module.training = training
+            self(x)
         return self.maps.detach()  # type: ignore[union-attr]
 
     def interpretation_map(self, x: Tensor) -> Tensor:
@@ -431,7 +426,8 @@ def antehoc_parameter_groups(model: AnteHocModel) -> dict[str, list[nn.Parameter
 
 
 def _task_loss(task_loss: TaskLoss, output: Tensor, targets: Tensor) -> Tensor:
-    if callable(task_loss) and not isinstance(task_loss, str):
+    """``task_loss`` (checked by :func:`antehoc_pass_one_loss`) of ``output`` and ``targets``."""
+    if callable(task_loss):
         loss = task_loss(output, targets)
         if not isinstance(loss, Tensor) or loss.numel() != 1:
             raise ValueError("a task_loss callable must return a scalar tensor")
@@ -450,39 +446,35 @@ def _task_loss(task_loss: TaskLoss, output: Tensor, targets: Tensor) -> Tensor:
                 f"predictions {tuple(output.shape)}"
             )
         return F.mse_loss(output, targets)
-    if task_loss == "cross_entropy":
-        if output.dim() != 2:
+    # "cross_entropy"
+    if output.dim() != 2:
+        raise ValueError(
+            f"task_loss='cross_entropy' needs (B, num_classes) outputs, got {tuple(output.shape)}"
+        )
+    if targets.is_floating_point():
+        if targets.shape != output.shape:
             raise ValueError(
-                "task_loss='cross_entropy' needs (B, num_classes) outputs, got "
-                f"{tuple(output.shape)}"
+                "task_loss='cross_entropy' takes class indices (B,) or class "
+                f"probabilities {tuple(output.shape)}; got float targets of shape "
+                f"{tuple(targets.shape)} (regression targets? use task_loss='mse')"
             )
-        if targets.is_floating_point():
-            if targets.shape != output.shape:
-                raise ValueError(
-                    "task_loss='cross_entropy' takes class indices (B,) or class "
-                    f"probabilities {tuple(output.shape)}; got float targets of shape "
-                    f"{tuple(targets.shape)} (regression targets? use task_loss='mse')"
-                )
-        else:
-            if targets.dtype == torch.bool or targets.is_complex():
-                raise TypeError(
-                    "task_loss='cross_entropy' takes integer class indices or float class "
-                    f"probabilities, got dtype {targets.dtype}"
-                )
-            if targets.shape != output.shape[:1]:
-                raise ValueError(
-                    f"task_loss='cross_entropy': class indices must be ({output.shape[0]},), "
-                    f"got shape {tuple(targets.shape)}"
-                )
-            if targets.numel() and (targets.min() < 0 or targets.max() >= output.shape[1]):
-                raise ValueError(
-                    f"class indices must lie in [0, {output.shape[1]}), got "
-                    f"[{int(targets.min())}, {int(targets.max())}]"
-                )
-        return F.cross_entropy(output, targets)
-    raise ValueError(
-        f"unknown task_loss {task_loss!r}; expected one of {TASK_LOSSES} or a callable"
-    )
+    else:
+        if targets.dtype == torch.bool or targets.is_complex():
+            raise TypeError(
+                "task_loss='cross_entropy' takes integer class indices or float class "
+                f"probabilities, got dtype {targets.dtype}"
+            )
+        if targets.shape != output.shape[:1]:
+            raise ValueError(
+                f"task_loss='cross_entropy': class indices must be ({output.shape[0]},), "
+                f"got shape {tuple(targets.shape)}"
+            )
+        if targets.numel() and (targets.min() < 0 or targets.max() >= output.shape[1]):
+            raise ValueError(
+                f"class indices must lie in [0, {output.shape[1]}), got "
+                f"[{int(targets.min())}, {int(targets.max())}]"
+            )
+    return F.cross_entropy(output, targets)
 
 
 def antehoc_pass_one_loss(
@@ -500,7 +492,9 @@ def antehoc_pass_one_loss(
     if not isinstance(targets, Tensor):
         raise TypeError(f"targets must be a tensor, got {type(targets).__name__}")
     if not (callable(task_loss) or task_loss in TASK_LOSSES):
-        raise ValueError(f"unknown task_loss {task_loss!r}; expected one of {TASK_LOSSES}")
+        raise ValueError(
+            f"unknown task_loss {task_loss!r}; expected one of {TASK_LOSSES} or a callable"
+        )
     model._check_images(images)
     if targets.dim() == 0 or targets.shape[0] != images.shape[0]:
         got = f"{targets.shape[0]} targets" if targets.dim() else "a 0-d target (no batch dim)"
@@ -539,8 +533,7 @@ def antehoc_pass_two_loss(
     if backbone_mode not in ("current", "eval"):
         raise ValueError(f"backbone_mode must be 'current' or 'eval', got {backbone_mode!r}")
     backbone = model.backbone
-    flags = {m: m.training for m in backbone.modules()}
-    try:
+    with kept_training_flags(backbone):
         if backbone_mode == "eval":
             backbone.eval()
         with torch.no_grad():
@@ -548,9 +541,6 @@ def antehoc_pass_two_loss(
         weight_maps = model.weight_network(sams)
         interpretation = interpretation_from_maps(sams, weight_maps)
         second = _stateless(model, images * interpretation, with_sams=False)
-    finally:
-        for module, training in flags.items():
-            module.training = training
     model.maps = AnteHocMaps(sams, weight_maps, interpretation)
     return F.mse_loss(second, first)
 

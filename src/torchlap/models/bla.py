@@ -93,7 +93,7 @@ import torch
 from torch import Tensor, nn
 
 from torchlap._checks import check_positive_float, check_positive_int
-from torchlap._hooks import Hooks
+from torchlap._hooks import Hooks, kept_training_flags
 from torchlap.models.bla_pools import (
     POOLS,
     BlaMaps,
@@ -106,7 +106,13 @@ from torchlap.models.bla_pools import (
     freeze_all_but_bla,
 )
 from torchlap.models.lapify_refusals import check_changeable
-from torchlap.models.lapify_sites import _probe_shape
+from torchlap.models.lapify_sites import (
+    DEFAULT_PROBE_SIZE,
+    _probe_input,
+    _probe_shape,
+    _reference_tensor,
+    _set_child,
+)
 from torchlap.models.records import add_record_entry
 
 __all__ = [
@@ -130,7 +136,7 @@ BLA_VARIANTS = ("bla", "bla-t", "bla-ph", "l2x-f")
 _THRESHOLDED = ("bla-t", "bla-ph")
 #: the gamma_factor of records written before it was recorded (then the default, 0.98)
 _LEGACY_GAMMA_FACTOR = 0.98
-DEFAULT_PROBE_SIZE = 224
+
 # ------------------------------------------------------------------------------- blaify
 
 
@@ -249,30 +255,13 @@ def _pool_site(name: str, module: nn.AdaptiveAvgPool2d, family: str, resize_head
     return _Site("replace", name, module, family, (int(output[0]), int(output[1])))
 
 
-def _reference_tensor(model: nn.Module) -> Tensor | None:
-    for tensor in [*model.parameters(), *model.buffers()]:
-        if tensor.is_floating_point():
-            return tensor
-    return None
-
-
-def _probe_size(model: nn.Module, input_size: Any) -> tuple[int, int, int]:
-    """(C, H, W) of the probe input: the same rule as lapify's probe."""
-    return _probe_shape(model, input_size)
-
-
 def _probe_feature_shape(model: nn.Module, site: _Site, input_size: Any) -> tuple[int, ...]:
     """Shape of the feature map the BLA module will pool, from one dry forward pass.
 
     Eval mode, no grad, on a seeded random input; the hook is removed and every module's
     train/eval flag restored whatever happens.
     """
-    shape = _probe_size(model, input_size)
-    reference = _reference_tensor(model)
-    generator = torch.Generator().manual_seed(0)
-    probe = torch.randn((1, *shape), generator=generator, device="cpu")
-    if reference is not None:
-        probe = probe.to(device=reference.device, dtype=reference.dtype)
+    probe = _probe_input(model, input_size)  # the same input as lapify's probe
     seen: list[tuple[int, ...]] = []
 
     def pre_hook(_module: nn.Module, args: tuple) -> None:
@@ -283,9 +272,7 @@ def _probe_feature_shape(model: nn.Module, site: _Site, input_size: Any) -> tupl
         if isinstance(output, Tensor):
             seen.append(tuple(output.shape))
 
-    flags = {module: module.training for module in model.modules()}
-    hooks = Hooks()
-    try:
+    with Hooks() as hooks, kept_training_flags(model):
         if site.kind == "replace":
             hooks.forward_pre(site.module, pre_hook)
         else:
@@ -300,10 +287,6 @@ def _probe_feature_shape(model: nn.Module, site: _Site, input_size: Any) -> tupl
                     f"({type(error).__name__}: {error}); pass input_size= a size the model "
                     "accepts, or in_channels="
                 ) from error
-    finally:
-        hooks.remove()
-        for module, training in flags.items():
-            module.training = training
     if not seen or len(seen[0]) != 4:
         raise ValueError(
             f"cannot tell the channels of the feature map at {site.name!r}: it did not see a "
@@ -356,12 +339,6 @@ def _placement(model: nn.Module, site: _Site) -> tuple[torch.device | None, torc
     return (None, None) if reference is None else (reference.device, reference.dtype)
 
 
-def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
-
-
 def _check_blaify_args(
     model: object,
     variant: object,
@@ -377,7 +354,7 @@ def _check_blaify_args(
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if variant not in BLA_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {BLA_VARIANTS}")
-    if gamma is not None and variant not in ("bla-t", "bla-ph"):
+    if gamma is not None and variant not in _THRESHOLDED:
         raise ValueError(f"gamma is the threshold of 'bla-t'/'bla-ph', not of {variant!r}")
     for flag, label in ((resize_head, "resize_head"), (inplace, "inplace")):
         if not isinstance(flag, bool):
@@ -416,7 +393,7 @@ def _check_model(model: nn.Module, input_size: Any) -> None:
     module in ``model`` yet."""
     check_changeable(model, "blaify")
     if input_size is not None:
-        _probe_size(model, input_size)
+        _probe_shape(model, input_size)
     existing = bla_modules(model)
     if existing:
         raise ValueError(f"the model already has a BLA/L2X-F module at {list(existing)}")

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from torchlap._checks import (
     check_bool,
+    check_choice,
     check_feature_input,
     check_positive_float,
     check_positive_int,
@@ -38,12 +39,6 @@ __all__ = [
 _INITS = ("glorot", "zeros")
 #: training-time pooling of BLA-T and L2X-F: the authors' raw sum, or renormalised weights
 POOLS = ("sum", "normalized")
-
-
-def _check_pool(pool: object) -> str:
-    if pool not in POOLS:
-        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
-    return str(pool)
 
 
 @dataclass
@@ -191,7 +186,7 @@ class BoundedLogitAttention(FeatureSelectionPool):
         pool: str = "sum",
     ) -> None:
         super().__init__(in_channels, eval_path, init, device, dtype)
-        self.pool = _check_pool(pool)
+        self.pool = check_choice(pool, "pool", POOLS)
         self.theta = check_positive_float(theta, "theta")
         if not isinstance(threshold, bool):
             raise TypeError(f"threshold must be a bool, got {threshold!r}")
@@ -283,7 +278,7 @@ class L2XFeatureSelection(FeatureSelectionPool):
         super().__init__(in_channels, eval_path, init, device, dtype)
         self.k = check_positive_int(k, "k")
         self.tau = check_positive_float(tau, "tau")
-        self.pool = _check_pool(pool)
+        self.pool = check_choice(pool, "pool", POOLS)
 
     variant = "l2x-f"
 

@@ -24,6 +24,7 @@ from torchlap._checks import check_positive_int
 from torchlap.layers import LapBase
 from torchlap.models.lapify import _options as lap_options
 from torchlap.models.lapify import lapify
+from torchlap.models.lapify_sites import _set_child
 from torchlap.models.presets import PRESETS
 from torchlap.models.published import (
     AUX_ARCHITECTURES,
@@ -180,12 +181,6 @@ def adapt_input_weight(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     return tiled * (weight.shape[1] / in_channels)
 
 
-def _replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
-
-
 def _set_input_channels(model: nn.Module, in_channels: int, keep_weights: bool) -> None:
     name = _first_conv_name(model)
     conv = model.get_submodule(name)
@@ -203,7 +198,7 @@ def _set_input_channels(model: nn.Module, in_channels: int, keep_weights: bool) 
             new.weight.copy_(adapt_input_weight(conv.weight, in_channels))
             if conv.bias is not None:
                 new.bias.copy_(conv.bias)
-    _replace_module(model, name, new)
+    _set_child(model, name, new)
     if hasattr(model, "transform_input") and in_channels != 3:
         model.transform_input = False  # Inception's RGB re-normalisation needs 3 channels
 
@@ -217,7 +212,7 @@ def _set_num_classes(model: nn.Module, num_classes: int) -> None:
         linear.in_features, num_classes, bias=linear.bias is not None,
         device=linear.weight.device, dtype=linear.weight.dtype,
     )  # fmt: skip
-    _replace_module(model, name, new)
+    _set_child(model, name, new)
 
 
 def _base_model(

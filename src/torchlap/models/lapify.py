@@ -84,6 +84,7 @@ from torchlap.models.lapify_sites import (
     _reference_tensor,
     _run_probe,
     _select,
+    _set_child,
     _Site,
     check_single_use,
 )
@@ -229,10 +230,8 @@ def _swap(model: nn.Module, site: _Site, replacement: nn.Module) -> None:
             site.module.add_module("relu_final", nn.ReLU(inplace=False))
         site.module.add_module("global_pool", replacement)
         return
-    parent_name, _, child_name = site.name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
     replacement.train(site.module.training)
-    setattr(parent, child_name, replacement)
+    _set_child(model, site.name, replacement)
 
 
 def _options(

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from torchlap._checks import check_bool
-from torchlap._hooks import Hooks
+from torchlap._hooks import Hooks, kept_training_flags
 from torchlap.layers import LapBase
 from torchlap.layers._state import kept_last_maps
 from torchlap.models.blocks import LapConv2d, LapInceptionReduction, LapResidualBlock
@@ -54,10 +54,6 @@ class _Site:
     @property
     def is_block(self) -> bool:
         return self.kind in ("resnet_block", "inception")
-
-    @property
-    def is_global_kind(self) -> bool:
-        return self.kind in ("adaptive", "fast_adaptive", "appended")
 
     @property
     def lap_name(self) -> str:
@@ -260,6 +256,26 @@ def _reference_tensor(model: nn.Module) -> torch.Tensor | None:
     return None
 
 
+def _probe_input(model: nn.Module, input_size: Any) -> torch.Tensor:
+    """The dry passes' input ``(1, *_probe_shape(...))``: normal noise from a generator seeded
+    with 0 (drawn on the CPU), on the device and in the dtype of the model's first floating
+    parameter or buffer."""
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.randn((1, *_probe_shape(model, input_size)), generator=generator, device="cpu")
+    reference = _reference_tensor(model)
+    if reference is None:
+        return probe
+    return probe.to(device=reference.device, dtype=reference.dtype)
+
+
+def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` at the dotted ``name`` of ``model``: lapify, blaify and the model builder
+    swap modules through here."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
 def _shape_of(value: Any) -> tuple[int, ...] | None:
     if isinstance(value, torch.Tensor):
         return tuple(value.shape)
@@ -274,17 +290,9 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
     Hooks are removed, train/eval flags and the LAP layers' stored maps restored, whatever
     happens.
     """
-    shape = _probe_shape(model, input_size)
-    reference = _reference_tensor(model)
-    device = reference.device if reference is not None else None
-    dtype = reference.dtype if reference is not None else None
-    generator = torch.Generator().manual_seed(0)
-    probe_input = torch.randn((1, *shape), generator=generator, device="cpu")
-    probe_input = probe_input.to(device=device, dtype=dtype)
+    probe_input = _probe_input(model, input_size)
     record = _Probe()
     pending: dict[int, list[_Call]] = {}
-    hooks = Hooks()
-    flags = {module: module.training for module in model.modules()}
 
     def make_hooks(name: str, module: nn.Module):
         def pre_hook(_module: nn.Module, args: tuple) -> None:
@@ -299,7 +307,7 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
 
         return pre_hook, post_hook
 
-    try:
+    with Hooks() as hooks, kept_training_flags(model):
         for name, module in model.named_modules():
             if isinstance(module, torch.jit.ScriptModule):
                 continue  # TorchScript parts take no hooks; nothing in them is a site
@@ -316,10 +324,6 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
                     f"failed ({type(error).__name__}: {error}); pass input_size= a size the "
                     f"model accepts{_channels_hint(model, input_size)}"
                 ) from error
-    finally:
-        hooks.remove()
-        for module, flag in flags.items():
-            module.training = flag
     return record
 
 

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from torchlap._checks import check_fraction
 from torchlap.layers import attention_maps, clear_attention_maps
-from torchlap.losses import InjectionLoss
+from torchlap.losses import InjectionLoss, default_weights
 from torchlap.models.antehoc import AnteHocModel, antehoc_pass_two_loss
 
 __all__ = [
@@ -119,8 +119,8 @@ def unused_supervision_settings(config: Any, defaults: Mapping[str, Any]) -> lis
             "(leave --no-discriminative out)"
         )
     concordance = weights.get("concordance", config.concordance_weight)
-    if concordance is None:  # the paper's: 0.25 per pair for weak supervision only
-        concordance = 0.25 if mode == "weak" else 0.0
+    if concordance is None:  # the paper's
+        concordance = default_weights(mode)["concordance"]
     for name in ("concordance_threshold", "concordance_mode"):
         if getattr(config, name) is not None and not concordance:
             unused.append(f"{name} needs a concordance weight > 0 (--concordance-weight)")

@@ -1,6 +1,5 @@
 """Shared pieces of the report package: reading and checking results dicts, the methods' facts
-(display names, column order) as the results carry them, value formatting and atomic file
-writes.
+(display names, column order) as the results carry them, and value formatting.
 
 A *results dict* is what ``torchlap evaluate`` writes for one run (schema in
 :mod:`torchlap.report`); a *results-by-run* dict maps run names to results dicts. Every key
@@ -12,21 +11,17 @@ A NaN or infinite number anywhere (a sanity threshold, a sample count, ...) is r
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from torchlap._checks import check_bool
-from torchlap.io import atomic_write
 
 __all__ = [
     "MISSING",
     "UNDEFINED",
     "ReportSection",
     "as_runs",
-    "atomic_write",
     "check_results",
     "format_number",
     "method_display_name",
@@ -213,9 +208,13 @@ _NAMED_SECTIONS = frozenset(
      "methods", "sanity", "grid_pointing_game", "notes", "examples", "skipped"}
 )  # fmt: skip
 
-# metric keys checked in each section (other keys, e.g. "threshold", "rule", are free-form)
-_LOCALIZATION_KEYS = ("iou_threshold", "iou_topk", "ebpg", "miou_top20", "bbox", "pointing_game")
-_FAITHFULNESS_KEYS = ("drop", "increase", "win")
+# the metric keys checked in each entry of a section (other keys, e.g. "threshold", "rule",
+# are free-form)
+_METRIC_KEYS = {
+    "lap_predictors": ("predictivity", "faithfulness"),
+    "localization": ("iou_threshold", "iou_topk", "ebpg", "miou_top20", "bbox", "pointing_game"),
+    "faithfulness": ("drop", "increase", "win"),
+}
 
 
 def _check_run(run: Mapping[str, Any], path: str) -> None:
@@ -230,24 +229,15 @@ def _check_run(run: Mapping[str, Any], path: str) -> None:
                 )
     for key, metric in run.get("model", {}).items():
         _check_metric(metric, f"{path}['model'][{key!r}]")
-    for layer, entry in run.get("lap_predictors", {}).items():
-        where = f"{path}['lap_predictors'][{layer!r}]"
-        entry = _check_mapping(entry, where)
-        for key in ("predictivity", "faithfulness"):
-            if key in entry:
-                _check_metric(entry[key], f"{where}[{key!r}]")
-    for method, entry in run.get("localization", {}).items():
-        where = f"{path}['localization'][{method!r}]"
-        entry = _check_mapping(entry, where)
-        for key in _LOCALIZATION_KEYS:
-            if key in entry:
-                _check_metric(entry[key], f"{where}[{key!r}]")
+    for section, keys in _METRIC_KEYS.items():
+        for name, entry in run.get(section, {}).items():
+            where = f"{path}[{section!r}][{name!r}]"
+            entry = _check_mapping(entry, where)
+            for key in keys:
+                if key in entry:
+                    _check_metric(entry[key], f"{where}[{key!r}]")
     for method, entry in run.get("faithfulness", {}).items():
         where = f"{path}['faithfulness'][{method!r}]"
-        entry = _check_mapping(entry, where)
-        for key in _FAITHFULNESS_KEYS:
-            if key in entry:
-                _check_metric(entry[key], f"{where}[{key!r}]")
         for k, agreements in _check_mapping(entry.get("keep_top_k", {}), where).items():
             agreements = _check_mapping(agreements, f"{where}['keep_top_k'][{k!r}]")
             _k_value(k, f"{where}['keep_top_k']")
@@ -260,11 +250,8 @@ def _check_run(run: Mapping[str, Any], path: str) -> None:
                 _check_metric(metric, f"{where}[{level!r}][{key!r}]")
     for method, entry in run.get("timing", {}).items():
         where = f"{path}['timing'][{method!r}]"
-        for key, number in _check_mapping(entry, where).items():
-            if number is not None and (
-                isinstance(number, bool) or not isinstance(number, (int, float))
-            ):
-                raise TypeError(f"{where}[{key!r}] must be a number or None, got {number!r}")
+        entry = _check_mapping(entry, where)
+        _check_numbers(entry, entry, where)  # every timing a number or None
     for method, entry in _check_mapping(run.get("maps") or {}, f"{path}['maps']").items():
         where = f"{path}['maps'][{method!r}]"
         _check_numbers(_check_mapping(entry, where), ("n", "n_flat", "tolerance"), where)
@@ -304,15 +291,20 @@ def _check_number_lists(entry: Mapping[str, Any], keys: Iterable[str], where: st
             )
 
 
+def _check_passed(entry: Mapping[str, Any], where: str) -> None:
+    """A verdict ``entry["passed"]``, when present: true, false or None."""
+    passed = entry.get("passed")
+    if passed is not None and not isinstance(passed, bool):
+        raise TypeError(f"{where}['passed'] must be true, false or None, got {passed!r:.80}")
+
+
 def _check_checks(run: Mapping[str, Any], path: str) -> None:
     """The sections of ``--sanity``/``--grid-pg`` and the notes."""
     for method, entry in _check_mapping(run.get("sanity") or {}, f"{path}['sanity']").items():
         where = f"{path}['sanity'][{method!r}]"
         entry = _check_mapping(entry, where)
         _check_numbers(entry, ("threshold",), where)
-        if entry.get("passed") is not None and not isinstance(entry["passed"], bool):
-            raise TypeError(f"{where}['passed'] must be true, false or None, got "
-                            f"{entry['passed']!r:.80}")  # fmt: skip
+        _check_passed(entry, where)
         summary = _check_mapping(entry.get("summary") or {}, f"{where}['summary']")
         _check_numbers(summary, ("spearman_abs", "ssim"), f"{where}['summary']")
         for mode in ("cascading", "independent"):
@@ -374,9 +366,7 @@ def _check_data_randomization(entry: object, where: str) -> None:
         for key in ("spearman_abs", "ssim"):
             _check_numbers(_check_mapping(values.get(key) or {}, f"{at}[{key!r}]"), ("mean",),
                            f"{at}[{key!r}]")  # fmt: skip
-        if values.get("passed") is not None and not isinstance(values["passed"], bool):
-            raise TypeError(f"{at}['passed'] must be true, false or None, got "
-                            f"{values['passed']!r:.80}")  # fmt: skip
+        _check_passed(values, at)
 
 
 def format_number(value: float, decimals: int = 2) -> str:
@@ -413,14 +403,3 @@ def metric_value(metric: Mapping[str, Any] | None) -> float | None:
 def section(run: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     """A top-level section of a results dict, empty when missing."""
     return run.get(name) or {}
-
-
-# ----------------------------------------------------------------------------- writing
-
-
-# the package's one writer (fsync, usual file mode, recognisable temp): torchlap.io
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str, replace: bool = True) -> Path:
-    """:func:`atomic_write` of UTF-8 text (``replace=False``: never over an existing file)."""
-    return atomic_write(path, text, replace)

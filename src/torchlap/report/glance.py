@@ -125,24 +125,33 @@ def _lead(
     return ""
 
 
+def _headline_accuracy(
+    run: Mapping[str, Any],
+) -> tuple[str, float | None, float | None, bool] | None:
+    """The model accuracy a glance shows (balanced for a binary task, else top-1, else plain):
+    its key, value, chance level and whether it is not above chance; ``None`` without one."""
+    model = section(run, "model")
+    key = next((k for k in ("balanced_accuracy", "top1_accuracy", "accuracy") if k in model), None)
+    if key is None:
+        return None
+    value, chance = metric_value(model[key]), model_chance(run, key)
+    return key, value, chance, chance is not None and at_chance(value, chance, model[key].get("n"))
+
+
 def glance_numbers(run: Mapping[str, Any]) -> list[GlanceNumber]:
     """The three numbers of one run: the model's accuracy (balanced accuracy for a binary
     task, else top-1), the best localization (IoU by top-scored selection, else by
     thresholding) and the best faithfulness (lowest Drop %), each with the runner-up."""
-    model = section(run, "model")
-    key = next((k for k in ("balanced_accuracy", "top1_accuracy", "accuracy") if k in model), None)
-    if key is None:
+    model, headline = section(run, "model"), _headline_accuracy(run)
+    if headline is None:
         accuracy = GlanceNumber("Model accuracy", "-", "not computed")
     else:
-        metric = model[key]
-        value = metric_value(metric)
+        key, value, chance, low = headline
         names = {"balanced_accuracy": "balanced", "top1_accuracy": "top-1", "accuracy": "plain"}
-        n = metric.get("n", "?")
+        n = model[key].get("n", "?")
         detail = f"{names[key]}, n = {'n/a' if n is None else n}"
         if "top5_accuracy" in model and metric_value(model["top5_accuracy"]) is not None:
             detail += f"; top-5: {_percent(metric_value(model['top5_accuracy']))}"  # type: ignore[arg-type]
-        chance = model_chance(run, key)
-        low = chance is not None and at_chance(value, chance, metric.get("n"))
         if low:
             detail += f"; {CHANCE_MARK} not above chance ({_percent(chance)})"  # type: ignore[arg-type]
         shown = "n/a" if value is None else _percent(value)
@@ -180,17 +189,13 @@ def glance_warnings(name: str, run: Mapping[str, Any]) -> list[str]:
             "another: its localization and faithfulness numbers say nothing about the model (an "
             "untrained or collapsed model gives such maps)."
         )
-    model = section(run, "model")
-    for key in ("balanced_accuracy", "top1_accuracy", "accuracy"):
-        if key in model:
-            chance = model_chance(run, key)
-            value = metric_value(model[key])
-            if chance is not None and at_chance(value, chance, model[key].get("n")):
-                warnings.append(
-                    f"{name}: the model's accuracy ({_percent(value)}, {key.replace('_', ' ')}) "  # type: ignore[arg-type]
-                    f"is not above chance ({_percent(chance)}): its maps may explain guesses."
-                )
-            break
+    headline = _headline_accuracy(run)
+    if headline is not None and headline[3]:
+        key, value, chance, _ = headline
+        warnings.append(
+            f"{name}: the model's accuracy ({_percent(value)}, {key.replace('_', ' ')}) "  # type: ignore[arg-type]
+            f"is not above chance ({_percent(chance)}): its maps may explain guesses."  # type: ignore[arg-type]
+        )
     return warnings
 
 

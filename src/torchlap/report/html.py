@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from torchlap._checks import check_bool
-from torchlap.report._common import ReportSection, as_runs, atomic_write_text
+from torchlap.io import atomic_write
+from torchlap.report._common import ReportSection, as_runs
 from torchlap.report.glance import (
     GlanceNumber,
     glance_figure,
@@ -543,4 +544,4 @@ def write_report(
     parts.append("</main>\n</body>\n</html>\n")
     # without overwrite, published without replacing: a report.html that appeared while
     # rendering is refused too (FileExistsError), not replaced
-    return atomic_write_text(target, "".join(parts), replace=bool(overwrite))
+    return atomic_write(target, "".join(parts), replace=bool(overwrite))

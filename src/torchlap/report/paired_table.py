@@ -17,7 +17,7 @@ from torchlap.report._common import (
     method_facts,
     order_methods,
 )
-from torchlap.report.table_data import _LEGEND, Cell, Column, Table, _table
+from torchlap.report.table_data import _IOU_GROUPS, _LEGEND, Cell, Column, Table, _table
 
 __all__ = ["faithfulness_paired_table", "lead_text", "paired_table"]
 
@@ -39,7 +39,7 @@ _LOCALIZATION = _Pairing(
     "table-paired",
     "Paired leads",
     "The own-map method's IoU minus each other method's",
-    (("iou_threshold", "Thresholding"), ("iou_topk", "Top-Scored Selection")),
+    _IOU_GROUPS,
     100.0,
     "IoU points (own minus other); bold: the interval excludes 0 (above 0: the own map "
     "localizes better on these images beyond their sampling)",

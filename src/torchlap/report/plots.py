@@ -37,9 +37,9 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from torchlap._checks import check_fraction
+from torchlap.io import atomic_write
 from torchlap.report._common import (
     as_runs,
-    atomic_write,
     method_display_name,
     method_facts,
     metric_value,

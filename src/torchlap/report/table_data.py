@@ -383,6 +383,8 @@ def _table(
 
 
 _LEGEND = "'-': not computed; 'n/a': undefined (no usable sample)."
+#: Table II's two binarizations (results key, column group), also the paired leads' groups
+_IOU_GROUPS = (("iou_threshold", "Thresholding"), ("iou_topk", "Top-Scored Selection"))
 _CHANCE_NOTE = (
     f"{CHANCE_MARK} not above chance: value ≤ chance + 1.645·√(chance·(1 − chance)/n), a "
     "one-sided 5% test (chance: the majority class's share of the test images for accuracy "

@@ -33,16 +33,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from torchlap._checks import check_bool
+from torchlap.io import atomic_write
 from torchlap.report._common import (
     MISSING,
     UNDEFINED,
     as_runs,
-    atomic_write_text,
     method_display_name,
     method_facts,
     order_methods,
@@ -51,6 +51,7 @@ from torchlap.report._common import (
 from torchlap.report.checks_table import checks_markdown
 from torchlap.report.paired_table import faithfulness_paired_table, paired_table
 from torchlap.report.table_data import (
+    _IOU_GROUPS,
     _LEGEND,
     _TOPK_ACCURACY,
     CHANCE_MARK,
@@ -59,6 +60,7 @@ from torchlap.report.table_data import (
     Column,
     Row,
     Table,
+    Tie,
     _cells,
     _column_groups,
     _Entry,
@@ -191,13 +193,41 @@ def _methods(runs: Mapping[str, Mapping[str, Any]], name: str) -> list[str]:
     return order_methods((m for run in runs.values() for m in section(run, name)), facts)
 
 
+_Row = Callable[[Mapping[str, Any], Mapping[str, Any], str], list[_Entry]]
+
+
+def _method_rows(
+    runs: Mapping[str, Mapping[str, Any]], name: str, row: _Row
+) -> tuple[list[tuple[str, str]], list[list[_Entry]]]:
+    """The rows (run, method) of the tables of section ``name``: each run's methods in the
+    tables' order, labelled by display name, with ``row(run, entry, flat)`` (``entry``: the
+    method's entry of the section; ``flat``: why its maps are flat, or ``""``)."""
+    methods, facts = _methods(runs, name), method_facts(runs.values())
+    labels, grid = [], []
+    for run_name, run in runs.items():
+        entries, flat = section(run, name), flat_maps(run)
+        for method in methods:
+            if method in entries:
+                labels.append((run_name, method_display_name(method, facts)))
+                grid.append(row(run, entries[method], flat.get(method, "")))
+    return labels, grid
+
+
+def _best_within_runs(
+    labels: Sequence[tuple[str, ...]], grid: list[list[_Entry]]
+) -> tuple[list[list[Cell]], list[Tie]]:
+    """The cells of ``grid`` and their ties (:func:`_cells`), the best of each column among a
+    run's rows in bold."""
+    return _cells(grid, [g for rows in _run_blocks(labels) for g in _column_groups(grid, rows)])
+
+
 def localization_table(results_by_run: object) -> Table:
     """Table II of paper 000 as data: rows = runs; IoU between each method's binarized map
     and the region, by thresholding (global threshold) and by top-scored selection (as many
     pixels as the region), one column per method; best per row and binarization in bold."""
     runs = as_runs(results_by_run)
     methods = _methods(runs, "localization")
-    groups = (("iou_threshold", "Thresholding"), ("iou_topk", "Top-Scored Selection"))
+    groups = _IOU_GROUPS
     facts = method_facts(runs.values())
     columns = [Column(method_display_name(m, facts), group) for _, group in groups for m in methods]
     grid = []
@@ -252,8 +282,6 @@ def faithfulness_table(results_by_run: object, agreement: str = "top1_vs_predict
             f"(e.g. 'top1_vs_prediction'), got {agreement!r}"
         )
     runs = as_runs(results_by_run)
-    methods = _methods(runs, "faithfulness")
-    facts = method_facts(runs.values())
     ks = _k_sorted(
         k
         for run in runs.values()
@@ -265,21 +293,16 @@ def faithfulness_table(results_by_run: object, agreement: str = "top1_vs_predict
     extra = (("drop", "Drop %"), ("increase", "Increase %"), ("win", "Win %"))
     columns = [Column(f"keep {k}%", keep_group) for k in ks]
     columns += [Column(label, "Perturbation") for _, label in extra]
-    labels, grid = [], []
-    for name, run in runs.items():
-        faith, flat = section(run, "faithfulness"), flat_maps(run)
-        for method in methods:
-            if method not in faith:
-                continue
-            entry = faith[method]
-            keep = entry.get("keep_top_k", {})
-            why = flat.get(method, "")
-            row = [_Entry(keep.get(k, {}).get(agreement), flat=why) for k in ks]
-            row += [_Entry(entry.get(key), scale=1.0, flat=why) for key, _ in extra]  # in %
-            labels.append((name, method_display_name(method, facts)))
-            grid.append(row)
-    comparisons = [g for rows in _run_blocks(labels) for g in _column_groups(grid, rows)]
-    cells, ties = _cells(grid, comparisons)
+
+    def row(run: Mapping[str, Any], entry: Mapping[str, Any], flat: str) -> list[_Entry]:
+        keep = entry.get("keep_top_k", {})
+        return [_Entry(keep.get(k, {}).get(agreement), flat=flat) for k in ks] + [
+            _Entry(entry.get(key), scale=1.0, flat=flat)
+            for key, _ in extra  # in %
+        ]
+
+    labels, grid = _method_rows(runs, "faithfulness", row)
+    cells, ties = _best_within_runs(labels, grid)
     return _table(
         "table-faithfulness",
         "Faithfulness",
@@ -312,28 +335,18 @@ _OTHER_LOCALIZATION = (
 def other_localization_table(results_by_run: object) -> Table:
     """Localization metrics of paper 003 as data: rows = (run, method); EBPG, mIoU of the top
     20% pixels, Bbox accuracy and pointing game. Best per column within a run in bold."""
-    runs = as_runs(results_by_run)
-    methods = _methods(runs, "localization")
-    facts = method_facts(runs.values())
-    labels, grid = [], []
-    for name, run in runs.items():
-        localization, flat = section(run, "localization"), flat_maps(run)
+
+    def row(run: Mapping[str, Any], entry: Mapping[str, Any], flat: str) -> list[_Entry]:
         chance = region_chance(run)
-        for method in methods:
-            if method in localization:
-                labels.append((name, method_display_name(method, facts)))
-                grid.append(
-                    [
-                        _Entry(
-                            localization[method].get(k),
-                            chance=chance if k in ("ebpg", "pointing_game") else None,
-                            flat=flat.get(method, ""),
-                        )
-                        for k, _ in _OTHER_LOCALIZATION
-                    ]
-                )
-    comparisons = [g for rows in _run_blocks(labels) for g in _column_groups(grid, rows)]
-    cells, ties = _cells(grid, comparisons)
+        return [
+            _Entry(
+                entry.get(k), chance=chance if k in ("ebpg", "pointing_game") else None, flat=flat
+            )
+            for k, _ in _OTHER_LOCALIZATION
+        ]
+
+    labels, grid = _method_rows(as_runs(results_by_run), "localization", row)
+    cells, ties = _best_within_runs(labels, grid)
     return _table(
         "table-other-localization",
         "Localization",
@@ -372,8 +385,6 @@ def stability_table(results_by_run: object) -> Table:
     004 (section 3.3) reads a larger jump in change at the fractions 0.4-0.5 as the more
     stable behaviour, against the usual reading that a stable explanation changes little."""
     runs = as_runs(results_by_run)
-    methods = _methods(runs, "stability")
-    facts = method_facts(runs.values())
     levels = sorted(
         {lvl for run in runs.values() for e in section(run, "stability").values() for lvl in e},
         key=_level_key,
@@ -387,21 +398,15 @@ def stability_table(results_by_run: object) -> Table:
     columns = [
         Column(_STABILITY_LABELS.get(k, k), f"Noise {level}") for level in levels for k in keys
     ]
-    labels, grid = [], []
-    for name, run in runs.items():
-        stab, flat = section(run, "stability"), flat_maps(run)
-        for method in methods:
-            if method in stab:
-                labels.append((name, method_display_name(method, facts)))
-                grid.append(
-                    [
-                        _Entry(
-                            stab[method].get(level, {}).get(k), scale=1.0, flat=flat.get(method, "")
-                        )
-                        for level in levels
-                        for k in keys
-                    ]
-                )
+
+    def row(run: Mapping[str, Any], entry: Mapping[str, Any], flat: str) -> list[_Entry]:
+        return [
+            _Entry(entry.get(level, {}).get(k), scale=1.0, flat=flat)
+            for level in levels
+            for k in keys
+        ]
+
+    labels, grid = _method_rows(runs, "stability", row)
     cells, ties = _cells(grid, [])  # no comparison groups: no best direction, nothing bold
     return _table(
         "table-stability",
@@ -434,23 +439,15 @@ def _has_stability_key(runs: Mapping[str, Mapping[str, Any]], key: str) -> Itera
 def timing_table(results_by_run: object) -> Table:
     """Seconds per method and images per second as data: rows = (run, method); fastest per
     column within a run in bold."""
-    runs = as_runs(results_by_run)
-    methods = _methods(runs, "timing")
-    facts = method_facts(runs.values())
-    labels, grid = [], []
-    for name, run in runs.items():
-        timing = section(run, "timing")
-        for method in methods:
-            if method in timing:
-                labels.append((name, method_display_name(method, facts)))
-                grid.append(
-                    [
-                        _plain(timing[method].get("seconds"), 2, higher_is_better=False),
-                        _plain(timing[method].get("images_per_second"), 1, True),
-                    ]
-                )
-    comparisons = [g for rows in _run_blocks(labels) for g in _column_groups(grid, rows)]
-    cells, ties = _cells(grid, comparisons)
+
+    def row(run: Mapping[str, Any], entry: Mapping[str, Any], flat: str) -> list[_Entry]:
+        return [
+            _plain(entry.get("seconds"), 2, higher_is_better=False),
+            _plain(entry.get("images_per_second"), 1, True),
+        ]
+
+    labels, grid = _method_rows(as_runs(results_by_run), "timing", row)
+    cells, ties = _best_within_runs(labels, grid)
     return _table(
         "table-timing",
         "Timing",
@@ -595,4 +592,4 @@ def write_tables(
     if (target.exists() or target.is_symlink()) and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
     # without overwrite, published without replacing a file that appeared meanwhile
-    return atomic_write_text(target, text, replace=overwrite)
+    return atomic_write(target, text, replace=overwrite)
