@@ -122,5 +122,21 @@ def test_a_record_of_no_checkpoint_removes_every_phase_checkpoint(tmp_path, inte
     assert not out.exists() or list(out.iterdir()) == []
 
 
+def test_overwrite_refuses_weights_changed_since_the_run_wrote_them(tmp_path: Path) -> None:
+    """model.safetensors whose SHA-256 is not the recorded one (the user's weights now, e.g.
+    edited in place) is not deleted; the recorded file (or the previous one) is."""
+    recorded = {"model.safetensors": {"sha256": _sha(b"other"), "previous": None}}
+    out = _run_folder(tmp_path / "run", recorded, {})
+    before = _listing(out)
+    with pytest.raises(RunFolderError, match=r"model\.safetensors: torchlap cannot tell it wrote"):
+        prepare_folder(out, tiny_config(out, overwrite=True), apply=True)
+    assert _listing(out) == before
+    for entry in ({"sha256": _sha(b"weights"), "previous": None},
+                  {"sha256": _sha(b"new"), "previous": _sha(b"weights")}):  # fmt: skip
+        out = _run_folder(tmp_path / entry["sha256"][:8], {"model.safetensors": entry}, {})
+        prepare_folder(out, tiny_config(out, overwrite=True), apply=True)
+        assert not (out / "model.safetensors").exists()
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

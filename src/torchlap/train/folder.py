@@ -329,7 +329,8 @@ def _phase_checkpoints(folder: Path) -> list[Path]:
 def _vouching_record(out: Path) -> dict:
     """The old run's integrity record for ``--overwrite``; :class:`RunFolderError` (before
     anything is removed) when a checkpoint at torchlap's naming is one it does not vouch for,
-    or when the record is damaged and there is any: torchlap cannot tell it wrote them."""
+    or when the record is damaged and there is any, or when ``model.safetensors`` is not the
+    file whose SHA-256 it records: torchlap cannot tell it wrote them."""
     try:
         record, damaged = integrity_record(out), None
     except RunError as error:
@@ -340,6 +341,9 @@ def _vouching_record(out: Path) -> dict:
         c for c in found
         if record is None or not (c.is_file() and _written_by_the_run(c, folder, record))
     ]  # fmt: skip
+    weights = out / WEIGHTS_FILE
+    if record and weights.is_file() and not _recorded_digest(weights, record.get(WEIGHTS_FILE)):
+        alien.insert(0, weights)  # changed since the run wrote it: someone else's weights now
     if alien:
         why = damaged or (
             "the run's integrity record does not vouch for them: not listed, or another SHA-256"
@@ -408,17 +412,24 @@ def _clear_checkpoints(folder: Path, record: dict | None = None) -> list[Path]:
     return sorted(path for path in folder.rglob("*") if not path.is_dir())
 
 
+def _recorded_digest(path: Path, entry: object) -> bool:
+    """Whether ``path``'s SHA-256 is the one its integrity entry records (or the previous one,
+    which a run killed between recording and renaming leaves); no entry: nothing to check."""
+    if entry is None:
+        return True
+    if not isinstance(entry, dict):
+        return False
+    return sha256_file(path) in {entry.get("sha256"), entry.get("previous")} - {None}
+
+
 def _written_by_the_run(checkpoint: Path, folder: Path, record: dict | None) -> bool:
     """Whether the integrity record vouches for ``checkpoint`` (every phase checkpoint of a run
     without a record, or whose record lists no checkpoint: torchlap recorded the weights'
     digest before it recorded the checkpoints')."""
     if not record or not any(str(key).startswith(f"{folder.name}/") for key in record):
         return True
-    key = f"{folder.name}/{checkpoint.parent.name}/{checkpoint.name}"
-    entry = record.get(key)
-    if not isinstance(entry, dict):
-        return False
-    return sha256_file(checkpoint) in {entry.get("sha256"), entry.get("previous")} - {None}
+    entry = record.get(f"{folder.name}/{checkpoint.parent.name}/{checkpoint.name}")
+    return entry is not None and _recorded_digest(checkpoint, entry)
 
 
 def _check_same_run(out: Path, config: TrainConfig, apply: bool) -> None:
