@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from torchlap._checks import check_bool, check_positive_int, check_seed, is_int
+from torchlap._checks import check_bool, check_has_values, check_positive_int, check_seed, is_int
 from torchlap.data.transforms import size_pair
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
@@ -130,6 +130,7 @@ def boxes_to_mask(boxes: Tensor, height: int, width: int) -> Tensor:
         raise TypeError(f"boxes must hold pixel coordinates (numbers), got dtype {boxes.dtype}")
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
+    check_has_values(boxes, "boxes")
     if boxes.shape[0]:
         x0, y0, x1, y1 = boxes.to(torch.float64).unbind(1)
         bad = ~(

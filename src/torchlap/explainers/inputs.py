@@ -16,7 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import channel_mismatch, check_model_inputs, non_finite_samples
+from torchlap._checks import (
+    channel_mismatch,
+    check_has_values,
+    check_model_inputs,
+    non_finite_samples,
+)
 from torchlap.layers.lap import LapBase
 from torchlap.models.antehoc import WeightNetwork
 from torchlap.models.bla_pools import FeatureSelectionPool
@@ -245,8 +250,15 @@ def class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tenso
     count, num_classes = logits.shape
     accepted = f"an integer tensor of {count} class indices (one per row of logits)"
     check_class_tensor(target, accepted)
-    if target.numel() != count:
+    if target.dim() != 1 or target.numel() != count:
         raise ValueError(f"target must be {accepted}, got shape {tuple(target.shape)}")
+    check_has_values(logits, "logits")
+    check_has_values(target, "target")
+    if target.device != logits.device:
+        raise ValueError(
+            f"target is on {target.device} but logits are on {logits.device}; pass them on one "
+            "device"
+        )
     if kind not in ("softmax", "logit"):
         raise ValueError(f"unknown score kind {kind!r}; expected 'softmax' or 'logit'")
     if count:

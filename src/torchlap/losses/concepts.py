@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchlap._checks import check_positive_int, is_int
+from torchlap._checks import check_has_values, check_positive_int, is_int
 
 __all__ = ["ConceptSets"]
 
@@ -29,10 +29,17 @@ class ConceptSets:
 
     def __init__(self, table: Tensor) -> None:
         if not isinstance(table, Tensor) or table.dtype != torch.bool or table.dim() != 2:
-            raise TypeError(
-                "ConceptSets expects a (num_classes, n_concepts) bool tensor; use "
-                "ConceptSets.default(...) or ConceptSets.from_mapping(...) to build one"
+            got = (
+                f"dtype {table.dtype} and shape {tuple(table.shape)}"
+                if isinstance(table, Tensor)
+                else type(table).__name__
             )
+            raise TypeError(
+                f"ConceptSets expects its table as a (num_classes, n_concepts) bool tensor, got "
+                f"{got}; use ConceptSets.default(...) or ConceptSets.from_mapping(...) to build "
+                "one"
+            )
+        check_has_values(table, "table")
         if table.shape[0] < 1 or table.shape[1] < 1:
             raise ValueError(
                 f"the table needs at least one class and one concept, got {tuple(table.shape)}"

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from torchlap._checks import (
+    check_has_values,
     check_int,
     check_number,
     check_positive_float,
@@ -69,6 +70,7 @@ def _concepts(concepts: object) -> Tensor:
             "concepts must be a floating tensor of shape (B, n_concepts, H, W), got shape "
             f"{tuple(tensor.shape)} and dtype {tensor.dtype}"
         )
+    check_has_values(tensor, "concepts")
     if not bool(torch.isfinite(tensor).all()):
         raise ValueError("concepts contain nan or inf values")
     return tensor.detach()
@@ -135,7 +137,11 @@ def concept_sum_rule(concepts: Tensor, class_to_concepts: Sequence[Sequence[int]
     """
     features = concept_size_features(concepts)
     n_concepts = features.shape[1]
-    if isinstance(class_to_concepts, (str, bytes)) or len(class_to_concepts) < 2:
+    if (
+        isinstance(class_to_concepts, (str, bytes))
+        or not isinstance(class_to_concepts, Sequence)
+        or len(class_to_concepts) < 2
+    ):
         raise ValueError(
             "class_to_concepts must list the concept indices of at least 2 classes, "
             f"e.g. [[0], [1]]; got {class_to_concepts!r}"
@@ -336,6 +342,7 @@ def top_k_lap_predictor_metrics(
         raise ValueError(f"top_k must be a (B, k) tensor of class indices, got {top_k!r:.80}")
     if top_k.dtype == torch.bool or top_k.is_floating_point() or top_k.is_complex():
         raise TypeError(f"top_k must hold integer class indices, got dtype {top_k.dtype}")
+    check_has_values(top_k, "top_k")
     if top_k.numel() and bool((top_k < 0).any()):
         raise ValueError("top_k must hold non-negative class indices")
     batch, k = top_k.shape

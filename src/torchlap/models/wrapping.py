@@ -10,7 +10,8 @@ mean and std. The mean and std are buffers (saved with the weights) and are also
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +27,19 @@ class Normalize(nn.Module):
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
+        for name, values in (("mean", mean), ("std", std)):
+            if (
+                isinstance(values, (str, bytes))
+                or not isinstance(values, Iterable)
+                or not (
+                    isinstance(values, Tensor)
+                    or all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values)
+                )
+            ):
+                raise TypeError(
+                    f"{name} must be a list of per-channel numbers (not bools or texts), got "
+                    f"{values!r:.80}"
+                )
         mean_t = torch.as_tensor(list(mean), dtype=torch.float32)
         std_t = torch.as_tensor(list(std), dtype=torch.float32)
         if mean_t.dim() != 1 or mean_t.numel() < 1 or mean_t.shape != std_t.shape:

@@ -1,0 +1,439 @@
+"""Valid arguments of the public callables that take a model (the top-level functions, the
+explainers, the perturbation metrics) or build one, for the API fuzzer (``api_fuzz``): a
+lapified :class:`~torchlap.models.SmallCNN` of width 4 on three 16x16 images."""
+
+from __future__ import annotations
+
+import torch
+from api_fuzz import Spec, counted
+
+import torchlap
+from torchlap import data, explainers, layers, losses, metrics, models
+
+
+def _g(*shape: int) -> torch.Tensor:
+    """A seeded random tensor (uniform in [0, 1))."""
+    return torch.rand(shape, generator=torch.Generator().manual_seed(sum(shape)))
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model, _ = torchlap.lapify(models.SmallCNN(num_classes=3, width=4))
+    return counted(model.eval())
+
+
+def _images() -> torch.Tensor:
+    return _g(3, 3, 16, 16)
+
+
+def _maps() -> torch.Tensor:
+    return _g(3, 16, 16)
+
+
+def _labels() -> torch.Tensor:
+    return torch.tensor([0, 1, 2])
+
+
+def _explain(**kwargs: object) -> torch.Tensor:
+    return torchlap.explain(**kwargs)
+
+
+_IMAGES_TARGET = ("images", "target")
+_ONE_TARGET = "a 0-d target is one class for every image (documented)"
+
+TOP = [
+    Spec(
+        "explain-lap",
+        torchlap.explain,
+        lambda: {"model": _model(), "images": _images(), "method": "lap", "target": _labels()},
+        batch=_IMAGES_TARGET,
+        choices=("method",),
+        names={"method": "explainer"},
+        allow={"target": {"rank-1": _ONE_TARGET}},
+    ),
+    Spec(
+        "explain-gradcam",
+        torchlap.explain,
+        lambda: {"model": _model(), "images": _images(), "method": "gradcam", "target": _labels()},
+        batch=_IMAGES_TARGET,
+        fixed=frozenset({"method"}),
+        allow={"target": {"rank-1": _ONE_TARGET}},
+    ),
+    Spec(
+        "explain-rise",
+        torchlap.explain,
+        lambda: {
+            "model": _model(),
+            "images": _images(),
+            "method": "rise",
+            "target": _labels(),
+            "n_masks": 8,
+            "grid_size": 2,
+            "seed": 0,
+            "mask_batch_size": 4,
+        },
+        batch=_IMAGES_TARGET,
+        fixed=frozenset({"method"}),
+        allow={"target": {"rank-1": _ONE_TARGET}},
+        slow=True,
+        positives=("n_masks", "grid_size", "mask_batch_size"),
+    ),
+    Spec(
+        "lapify",
+        torchlap.lapify,
+        lambda: {
+            "model": models.SmallCNN(num_classes=3, width=4),
+            "where": "auto",
+            "n_concepts": 2,
+            "hidden_channels": 4,
+            "aggregation": "max",
+            "alpha": 1.0,
+            "eps": 1e-6,
+            "inplace": True,
+            "head_hidden": "shared",
+        },
+        positives=("n_concepts", "eps"),
+        choices=("where", "aggregation", "head_hidden"),
+    ),
+    Spec(
+        "blaify",
+        torchlap.blaify,
+        lambda: {
+            "model": models.SmallCNN(num_classes=3, width=4),
+            "variant": "bla",
+            "theta": 0.1,
+            "tau": 10.0,
+            "eval_path": "hard",
+            "init": "glorot",
+            "inplace": True,
+            "pool": "sum",
+        },
+        choices=("variant", "eval_path", "init", "pool"),
+        positives=("tau",),
+    ),
+    Spec("lap_modules", layers.lap_modules, lambda: {"model": _model()}),
+    Spec(
+        "enable_discriminative_scorers",
+        losses.enable_discriminative_scorers,
+        lambda: {"model": _model()},
+    ),
+    Spec("attention_maps", torchlap.attention_maps, lambda: {"model": _model(), "detach": True}),
+    Spec("clear_attention_maps", torchlap.clear_attention_maps, lambda: {"model": _model()}),
+    Spec("lap_parameters", torchlap.lap_parameters, lambda: {"model": _model()}),
+    Spec(
+        "freeze_all_but_lap",
+        torchlap.freeze_all_but_lap,
+        lambda: {"model": _model(), "also_trainable": ["fc"]},
+    ),
+]
+
+EXPLAINERS = [
+    Spec("GradCam", explainers.GradCam, lambda: {"model": _model(), "layer": None, "relu": True}),
+    Spec(
+        "GuidedBackprop",
+        explainers.GuidedBackprop,
+        lambda: {"model": _model(), "sign": "absolute"},
+        choices=("sign",),
+    ),
+    Spec(
+        "GuidedGradCam",
+        explainers.GuidedGradCam,
+        lambda: {"model": _model(), "sign": "absolute", "interpolate_mode": "bilinear"},
+        choices=("sign", "interpolate_mode"),
+    ),
+    Spec(
+        "DeepLift",
+        explainers.DeepLift,
+        lambda: {"model": _model(), "baseline": 0.0, "sign": "absolute"},
+        choices=("sign",),
+    ),
+    Spec(
+        "LapExplainer",
+        explainers.LapExplainer,
+        lambda: {
+            "model": _model(),
+            "layer": "all",
+            "decay": 0.8,
+            "threshold": 0.5,
+            "variant": "algorithm1",
+            "include_common": False,
+        },
+        choices=("variant",),
+        positives=("decay",),
+    ),
+    Spec(
+        "Rise",
+        explainers.Rise,
+        lambda: {
+            "model": _model(),
+            "n_masks": 8,
+            "grid_size": 2,
+            "p": 0.5,
+            "seed": 0,
+            "mask_batch_size": 4,
+            "precision": "float32",
+        },
+        positives=("n_masks", "grid_size", "p", "mask_batch_size"),
+        choices=("precision",),
+    ),
+    Spec(
+        "ScoreCam",
+        explainers.ScoreCam,
+        lambda: {
+            "model": _model(),
+            "mask_batch_size": 4,
+            "deduplicate": True,
+            "precision": "float32",
+        },
+        positives=("mask_batch_size",),
+        choices=("precision",),
+    ),
+    Spec(
+        "Sise",
+        explainers.Sise,
+        lambda: {
+            "model": _model(),
+            "mu": 0.0,
+            "mask_batch_size": 4,
+            "deduplicate": True,
+            "precision": "float32",
+            "fusion_normalization": "none",
+        },
+        positives=("mask_batch_size",),
+        choices=("precision", "fusion_normalization"),
+    ),
+    Spec(
+        "RelevanceCam",
+        explainers.RelevanceCam,
+        lambda: {
+            "model": _model(),
+            "layer": None,
+            "composite": "epsilon_plus",
+            "canonizers": "auto",
+        },
+        choices=("composite",),
+    ),
+    Spec(
+        "applicability",
+        explainers.applicability,
+        lambda: {"name": "gradcam", "model": _model()},
+        choices=("name",),
+        names={"name": "explainer"},
+    ),
+    Spec(
+        "check_options",
+        explainers.check_options,
+        lambda: {"name": "rise", "options": {"n_masks": 8}},
+        choices=("name",),
+        names={"name": "explainer"},
+    ),
+    Spec(
+        "select_lap_map",
+        explainers.select_lap_map,
+        lambda: {
+            "maps": torchlap.LapMaps(_g(3, 3, 8, 8), _g(3, 1, 8, 8)),
+            "target": _labels(),
+            "num_classes": 3,
+            "head": None,
+            "include_common": False,
+        },
+        positives=("num_classes",),
+    ),
+]
+
+_PERTURB = ("images", "maps", "labels")
+_ANY_LEAD = "masks (..., H, W): any leading dimensions (documented)"
+_FORWARD = "a forward pass reads no value (no device sync): NaN propagates"
+
+METRICS = [
+    Spec(
+        "keep_top_k",
+        metrics.keep_top_k,
+        lambda: {
+            "model": _model(),
+            "images": _images(),
+            "maps": _maps(),
+            "labels": _labels(),
+            "ks": (10, 50),
+            "baseline": "zero",
+            "batch_size": 2,
+            "ties": "random",
+            "tie_draws": 2,
+            "seed": 0,
+        },
+        batch=_PERTURB,
+        positives=("batch_size", "tie_draws"),
+        choices=("baseline", "ties"),
+        slow=True,
+    ),
+    Spec(
+        "drop_increase",
+        metrics.drop_increase,
+        lambda: {
+            "model": _model(),
+            "images": _images(),
+            "maps": _maps(),
+            "labels": _labels(),
+            "target": "label",
+            "fraction": 0.15,
+            "baseline": "zero",
+            "batch_size": 2,
+            "ties": "random",
+            "tie_draws": 2,
+            "seed": 0,
+        },
+        batch=_PERTURB,
+        positives=("fraction", "batch_size", "tie_draws"),
+        choices=("target", "baseline", "ties"),
+        slow=True,
+    ),
+    Spec(
+        "drop_inc_win",
+        metrics.drop_inc_win,
+        lambda: {
+            "model": _model(),
+            "images": _images(),
+            "maps": _maps(),
+            "labels": _labels(),
+            "variants": ("energy", "binarized"),
+            "binarize_threshold": 0.8,
+            "normalize": True,
+            "batch_size": 2,
+            "binarize_normalization": "min_max",
+        },
+        batch=_PERTURB,
+        positives=("batch_size",),
+        choices=("binarize_normalization",),
+        slow=True,
+    ),
+    Spec(
+        "stability",
+        metrics.stability,
+        lambda: {
+            "model": _model(),
+            "explain_fn": lambda x, y: x.mean(dim=1),
+            "images": _images(),
+            "labels": _labels(),
+            "fractions": (0.1, 0.2),
+            "variant": "energy",
+            "binarize_threshold": 0.8,
+            "normalize": True,
+            "seed": 0,
+            "batch_size": 2,
+            "binarize_normalization": "min_max",
+        },
+        batch=("images", "labels"),
+        positives=("batch_size",),
+        choices=("variant", "binarize_normalization"),
+        slow=True,
+    ),
+]
+
+MODELS_DATA = [
+    Spec(
+        "SmallCNN",
+        models.SmallCNN,
+        lambda: {"num_classes": 3, "in_channels": 3, "width": 4, "norm": "batch"},
+        positives=("num_classes", "in_channels", "width"),
+        choices=("norm",),
+    ),
+    Spec("Normalize", models.Normalize, lambda: {"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}),
+    Spec(
+        "soft_attention_map",
+        models.soft_attention_map,
+        lambda: {"activation": _g(3, 4, 8, 8), "size": (16, 16)},
+        batch=("activation",),
+        allow={"activation": {"nan": _FORWARD, "inf": _FORWARD}},
+    ),
+    Spec(
+        "adapt_input_weight",
+        models.adapt_input_weight,
+        lambda: {"weight": _g(4, 3, 3, 3), "in_channels": 1},
+        positives=("in_channels",),
+    ),
+    Spec(
+        "select_conv_layers",
+        models.select_conv_layers,
+        lambda: {"backbone": models.SmallCNN(num_classes=3, width=4), "eta": 2},
+        positives=("eta",),
+    ),
+    Spec(
+        "boxes_to_mask",
+        data.boxes_to_mask,
+        lambda: {
+            "boxes": torch.tensor([[1.0, 2.0, 5.0, 6.0], [0.0, 0.0, 2.0, 2.0]]),
+            "height": 8,
+            "width": 8,
+        },
+        positives=("height", "width"),
+        allow={"boxes": {"int64": "pixel edges may be ints (documented: finite numbers)"}},
+    ),
+    Spec(
+        "masks_to_tight_boxes",
+        data.masks_to_tight_boxes,
+        lambda: {"masks": _g(3, 8, 8) > 0.5},
+        allow={"masks": {"rank-1": _ANY_LEAD, "rank+1": _ANY_LEAD}},
+    ),
+    Spec(
+        "default_normalization",
+        data.default_normalization,
+        lambda: {"n_channels": 3},
+        positives=("n_channels",),
+    ),
+    Spec(
+        "default_transforms",
+        data.default_transforms,
+        lambda: {"image_size": 16, "n_channels": 3, "train": False},
+        positives=("image_size", "n_channels"),
+    ),
+    Spec(
+        "Lesions",
+        data.Lesions,
+        lambda: {
+            "split": "train",
+            "n_images": 10,
+            "image_size": 32,
+            "split_fractions": (0.8, 0.1, 0.1),
+            "seed": 0,
+        },
+        positives=("n_images", "image_size"),
+        choices=("split",),
+    ),
+    Spec(
+        "builtin_dataset",
+        data.builtin_dataset,
+        lambda: {"name": "lesions"},
+        choices=("name",),
+        names={"name": "dataset"},
+    ),
+    Spec(
+        "first_images",
+        data.first_images,
+        lambda: {"dataset": data.Lesions(n_images=10, image_size=32), "n_images": 3, "seed": 0},
+        positives=("n_images",),
+    ),
+]
+
+SPECS = [*TOP, *EXPLAINERS, *METRICS, *MODELS_DATA]
+
+#: public callables of the swept packages that no spec fuzzes, and why
+NOT_FUZZED = {
+    "load_run": "reads a run folder: its bad input is swept by test_robust_reading.py",
+    "LapBase": "the LAP layers' base class: swept through its two subclasses",
+    "LapMaps": "the record every LAP pass builds, checked where it is used (InjectionLoss and "
+    "select_lap_map name the layer; test_losses_injection_map_shapes.py)",
+    "MetricResult": "a result record the metrics build (not an input)",
+    "InjectionLoss": "its options: test_losses_injection*.py; its maps come from a model",
+    "Explainer": "the base class: swept through its subclasses",
+    "FeatureProbe": "a record the explainers build (not an input)",
+    "AnteHocExplainer": "needs an ante-hoc model: test_models_antehoc*.py",
+    "BcosExplainer": "needs a B-cos model: test_models_bcos.py",
+    "BlaExplainer": "needs a BLA model: test_models_bla*.py",
+    "find_antehoc": "needs an ante-hoc model: test_models_antehoc*.py",
+    "probe_features": "an explainer's internal probe (hooks list of its caller)",
+    "register": "registration: test_robust_restore_registration.py",
+    "registered": "registration: test_robust_restore_registration.py",
+    "unregister": "registration: test_robust_restore_registration.py",
+    "available": "takes no argument",
+    "comparison_methods": "takes no argument",
+}
