@@ -174,6 +174,9 @@ def loads_strict(text: str, what: str, keys: str = "key") -> Any:
     ``keys`` says what the keys are (``"method and option"``). Malformed JSON raises
     ``json.JSONDecodeError`` (a ValueError) as usual."""
 
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise TypeError(f"{what} must be JSON text (a str), got {type(text).__name__}")
+
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         names = [key for key, _ in items]
         repeated = sorted({key for key in names if names.count(key) > 1})

@@ -14,6 +14,7 @@ import inspect
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -56,7 +57,10 @@ class Spec:
     reason is the documented behaviour); ``names``: the word the message uses for an argument
     when it is not the parameter's name (a documented alias, e.g. ``"images"`` for ``x``);
     ``batch``: the tensor arguments that share the batch dimension; ``positives``: int or
-    float arguments that must be > 0 (counts, sizes, rates)."""
+    float arguments that must be > 0 (counts, sizes, rates); ``choices``: text arguments that
+    name one of a set (an unknown name is refused); ``writes``: the argument naming the file
+    the call writes (a refusal must leave its folder as it was); ``slow``: swept only by the
+    slow test (the calls run a model many times)."""
 
     id: str
     call: Callable[..., Any]
@@ -67,6 +71,7 @@ class Spec:
     batch: tuple[str, ...] = ()
     positives: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
+    writes: str | None = None
     slow: bool = False
 
 
@@ -227,6 +232,8 @@ def _same(a: object, b: object) -> bool:
         if a.is_floating_point():
             return torch.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
         return torch.equal(a, b)
+    if isinstance(a, Path) and isinstance(b, Path):  # a written file: its bytes
+        return a.read_bytes() == b.read_bytes()
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):
@@ -238,21 +245,33 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
+def _listing(folder: Path | None) -> list[str]:
+    """The entries below ``folder`` (none without one)."""
+    if folder is None or not folder.exists():
+        return []
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
 def outcome(spec: Spec, name: str, label: str) -> str:
     """What the call did with the bad value: ``"refused"`` (a typed error naming the
     argument), ``"same"`` (a layout that gave the valid call's result), ``"meta result"`` or
     ``"empty result"`` (a meta or empty tensor in, the same out: nothing read), else the fault:
     ``"accepted"``, ``"different result"``, ``"unnamed <Error>: <message>"``, ``"refused after
-    N model pass(es)"`` or ``"<Error>: <message>"`` (an error from inside)."""
+    N model pass(es)"``, ``"refused after writing [...]"`` or ``"<Error>: <message>"`` (an
+    error from inside)."""
     valid = spec.args()
     arguments = dict(valid)
     arguments[name] = bad_value(spec, valid, name, label)
+    folder = Path(valid[spec.writes]).parent if spec.writes else None
+    before = _listing(folder)
     torch.manual_seed(0)
     FORWARDS[0] = 0
     try:
         result = spec.call(**arguments)
     except REFUSALS as error:
         message = str(error)
+        if _listing(folder) != before:
+            return f"refused after writing {sorted(set(_listing(folder)) - set(before))}"
         if FORWARDS[0]:
             return f"refused after {FORWARDS[0]} model pass(es): {message[:120]}"
         words = {spec.names.get(name, name)}

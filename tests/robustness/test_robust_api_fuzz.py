@@ -11,11 +11,12 @@ import inspect
 
 import api_fuzz
 import api_fuzz_specs
+import api_fuzz_specs_methods
 import api_fuzz_specs_models
 import pytest
 import torch
 
-SPECS = [*api_fuzz_specs.SPECS, *api_fuzz_specs_models.SPECS]
+SPECS = [*api_fuzz_specs.SPECS, *api_fuzz_specs_models.SPECS, *api_fuzz_specs_methods.SPECS]
 SWEPT_PACKAGES = (
     "torchlap",
     "torchlap.layers",

@@ -208,13 +208,19 @@ class ConceptSets:
         ``TypeError``/``ValueError``. One device sync (the range, read as a pair)."""
         if not isinstance(labels, Tensor):
             raise TypeError(f"labels must be a LongTensor (B,), got {type(labels).__name__}")
-        if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        if (
+            labels.dim() != 1
+            or labels.dtype.is_floating_point
+            or labels.dtype.is_complex
+            or labels.dtype == torch.bool
+        ):
             raise ValueError(
                 f"labels must be an integer tensor of shape (B,), got dtype {labels.dtype} "
                 f"and shape {tuple(labels.shape)}"
             )
         if not labels.numel():
             return
+        check_has_values(labels, "labels")
         low, high = torch.stack(labels.aminmax()).tolist()  # the sync: a ValueError needs it
         if low < 0 or high >= self.num_classes:
             raise ValueError(

@@ -204,15 +204,23 @@ class LearnedConceptPredictor(nn.Module):
         self.fitted = False
 
     def _features(self, concepts_or_features: Tensor) -> Tensor:
+        name, accepted = "concepts_or_features", "concept maps (B, h, H, W) or features (B, h)"
         if isinstance(concepts_or_features, Tensor) and concepts_or_features.dim() == 2:
-            features = concepts_or_features
+            features = check_has_values(concepts_or_features, name)
             if not features.is_floating_point():
-                raise TypeError(f"features must be floating, got {features.dtype}")
+                raise TypeError(f"{name} must be floating {accepted}, got {features.dtype}")
             if not bool(torch.isfinite(features).all()):
                 raise ValueError(
-                    "features (B, n_concepts) contain NaN or infinite values; only finite concept "
+                    f"{name} (B, n_concepts) contain NaN or infinite values; only finite concept "
                     "size features are accepted"
                 )
+        elif not isinstance(concepts_or_features, Tensor) or concepts_or_features.dim() != 4:
+            got = (
+                f"shape {tuple(concepts_or_features.shape)}"
+                if isinstance(concepts_or_features, Tensor)
+                else type(concepts_or_features).__name__
+            )
+            raise ValueError(f"{name} must be {accepted}, got {got}")
         else:
             features = concept_size_features(concepts_or_features)
         if features.shape[1] != self.n_concepts:
@@ -231,7 +239,7 @@ class LearnedConceptPredictor(nn.Module):
         """Train on the validation split (full passes over shuffled mini-batches)."""
         features = self._features(concepts_or_features).detach()
         if features.shape[0] == 0:
-            raise ValueError("fit needs at least one sample")
+            raise ValueError("fit needs at least one sample; concepts_or_features has none")
         labels = check_labels(labels, features.shape[0]).to(features.device)
         if bool((labels >= self.num_classes).any()):
             raise ValueError(f"labels must be < num_classes = {self.num_classes}")

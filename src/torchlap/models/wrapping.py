@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from torchlap._checks import check_feature_input
+
 __all__ = ["Normalize", "NormalizedClassifier", "SmallCNN", "unwrap_normalized_state"]
 
 
@@ -67,6 +69,11 @@ class Normalize(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.mean.shape[1]:
             raise ValueError(
                 f"expected (B, {self.mean.shape[1]}, H, W) images, got shape {tuple(x.shape)}"
+            )
+        if x.device != self.mean.device:
+            raise ValueError(
+                f"images are on {x.device} but the normalisation's mean and std on "
+                f"{self.mean.device}; move the images (or the model) to one device"
             )
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
@@ -146,6 +153,9 @@ class SmallCNN(nn.Module):
         self.fc = nn.Linear(channels[-1], num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Class logits (B, num_classes)."""
+        """Class logits (B, num_classes) of images (B, in_channels, H, W), H and W >= 8 (three
+        halvings); the input is checked as a LAP layer checks its own (no value read)."""
+        conv = self.layer1.conv
+        check_feature_input(self, x, conv.in_channels, conv.weight, min_size=8)
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(torch.flatten(self.avgpool(x), 1))

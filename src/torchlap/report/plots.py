@@ -36,7 +36,7 @@ from matplotlib.ticker import FixedFormatter
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from torchlap._checks import check_fraction
+from torchlap._checks import check_fraction, check_has_values
 from torchlap.report._common import (
     as_runs,
     atomic_write,
@@ -318,7 +318,7 @@ def _check_images(images: object, name: str = "images") -> Tensor:
         )
     if images.shape[0] == 0:
         raise ValueError(f"{name} must hold at least one image")
-    if not bool(torch.isfinite(images).all()):
+    if not bool(torch.isfinite(check_has_values(images, name)).all()):
         raise ValueError(f"{name} contains nan or inf values")
     low, high = float(images.min()), float(images.max())
     if low < -1e-3 or high > 1 + 1e-3:
