@@ -25,6 +25,10 @@ from torchlap.runs import RunError
 #: the errors a refusal may raise: Python's two, and the project's own classes (all subclass one)
 REFUSALS = (TypeError, ValueError, RunError)
 
+#: what reading a path the user named may raise: Python's own words for a missing file or a
+#: folder in its place (with the path), as ``open`` says them
+PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
 #: bad tensors that a call may accept when the spec says so (layouts are always accepted)
 TENSOR_LABELS = (
     "text",
@@ -58,9 +62,11 @@ class Spec:
     when it is not the parameter's name (a documented alias, e.g. ``"images"`` for ``x``);
     ``batch``: the tensor arguments that share the batch dimension; ``positives``: int or
     float arguments that must be > 0 (counts, sizes, rates); ``choices``: text arguments that
-    name one of a set (an unknown name is refused); ``writes``: the argument naming the file
-    the call writes (a refusal must leave its folder as it was); ``slow``: swept only by the
-    slow test (the calls run a model many times)."""
+    name one of a set (an unknown name is refused); ``paths``: arguments naming a file
+    to read (a missing file and a folder in its place are refused, the message naming the path
+    or the argument; a ``FileNotFoundError`` or ``IsADirectoryError`` is a refusal there);
+    ``writes``: the argument naming the file the call writes (a refusal must leave its folder
+    as it was); ``slow``: swept only by the slow test (the calls run a model many times)."""
 
     id: str
     call: Callable[..., Any]
@@ -72,6 +78,7 @@ class Spec:
     positives: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
     writes: str | None = None
+    paths: tuple[str, ...] = ()
     slow: bool = False
 
 
@@ -169,6 +176,9 @@ def _scalar_values(spec: Spec, name: str, value: object) -> Iterator[tuple[str, 
         yield "int", 3
         if name in spec.choices:
             yield "unknown", "no-such-choice"
+        if name in spec.paths:
+            yield "missing", str(Path(value).parent / "no-such-file")
+            yield "folder", str(Path(value).parent)
     elif (
         isinstance(value, (tuple, list))
         and value
@@ -266,9 +276,10 @@ def outcome(spec: Spec, name: str, label: str) -> str:
     before = _listing(folder)
     torch.manual_seed(0)
     FORWARDS[0] = 0
+    refusals = REFUSALS + (PATH_ERRORS if label in ("missing", "folder") else ())
     try:
         result = spec.call(**arguments)
-    except REFUSALS as error:
+    except refusals as error:
         message = str(error)
         if _listing(folder) != before:
             return f"refused after writing {sorted(set(_listing(folder)) - set(before))}"
@@ -277,6 +288,8 @@ def outcome(spec: Spec, name: str, label: str) -> str:
         words = {spec.names.get(name, name)}
         if label in PARTNER_LABELS and name in spec.batch:  # the shapes disagree: either named
             words |= {spec.names.get(n, n) for n in spec.batch}
+        if label in ("missing", "folder"):  # the path itself names what was wrong
+            words.add(str(arguments[name]))
         if not any(word in message for word in words):
             return f"unnamed {type(error).__name__}: {message[:160]}"
         return "refused"

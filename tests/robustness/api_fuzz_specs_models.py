@@ -435,5 +435,7 @@ NOT_FUZZED = {
     "registered": "registration: test_robust_restore_registration.py",
     "unregister": "registration: test_robust_restore_registration.py",
     "available": "takes no argument",
+    "read_run_config": "needs a run folder: test_robust_reading.py sweeps damaged ones",
+    "EvalData": "the record load_eval_data returns, an input of no public function",
     "comparison_methods": "takes no argument",
 }

@@ -13,10 +13,16 @@ import api_fuzz
 import api_fuzz_specs
 import api_fuzz_specs_methods
 import api_fuzz_specs_models
+import api_fuzz_specs_more
 import pytest
 import torch
 
-SPECS = [*api_fuzz_specs.SPECS, *api_fuzz_specs_models.SPECS, *api_fuzz_specs_methods.SPECS]
+SPECS = [
+    *api_fuzz_specs.SPECS,
+    *api_fuzz_specs_models.SPECS,
+    *api_fuzz_specs_methods.SPECS,
+    *api_fuzz_specs_more.SPECS,
+]
 SWEPT_PACKAGES = (
     "torchlap",
     "torchlap.layers",

@@ -90,6 +90,8 @@ class NormalizedClassifier(nn.Module):
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be the classifier (an nn.Module), got {type(net).__name__}")
         self.normalize = Normalize(mean, std)
         self.net = net
 

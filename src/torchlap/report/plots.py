@@ -407,7 +407,7 @@ def plot_overlays(
             raise ValueError(
                 f"masks must have shape (N, H, W) = {(n, height, width)}, got {tuple(masks.shape)}"
             )
-        masks = masks.detach().cpu()
+        masks = check_has_values(masks, "masks").detach().cpu()
     if titles is not None:
         if isinstance(titles, str) or len(titles) != n:
             raise ValueError(f"titles must be a list of {n} strings (one per image) or None")
