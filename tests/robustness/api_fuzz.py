@@ -47,6 +47,10 @@ TENSOR_LABELS = (
     "negative",
 )
 LAYOUTS = ("noncontiguous", "channels_last")
+#: the dtypes the exhaustive (slow) sweep adds: precisions torch computes in, and smaller ints
+OTHER_DTYPES = (torch.float16, torch.bfloat16, torch.float64, torch.uint8, torch.int8, torch.int32)
+EXHAUSTIVE_LABELS = tuple(str(dtype).removeprefix("torch.") for dtype in OTHER_DTYPES)
+
 #: bad shapes that disagree with another tensor argument: the message may name either
 PARTNER_LABELS = ("rank-1", "rank+1", "batch0", "batch-1")
 
@@ -138,7 +142,17 @@ def _tensor_values(spec: Spec, name: str, value: Tensor) -> Iterator[tuple[str, 
         yield "batch0", value[:0]
         if value.shape[0] >= 2 and len(spec.batch) >= 2:
             yield "batch-1", value[:-1]
+    if value.dim() >= 2 and value.shape[-1] and value.shape[-2]:
+        yield "empty-map", value[..., :0, :0]
     yield "meta", value.to("meta")
+
+
+def _other_dtypes(value: Tensor) -> Iterator[tuple[str, Tensor]]:
+    """The exhaustive sweep's further dtypes: each is refused naming the argument or accepted
+    (a result), never an error from inside."""
+    for dtype in OTHER_DTYPES:
+        if dtype != value.dtype:
+            yield str(dtype).removeprefix("torch."), value.to(dtype)
 
 
 def _layouts(value: Tensor) -> Iterator[tuple[str, Tensor]]:
@@ -195,12 +209,17 @@ def _scalar_values(spec: Spec, name: str, value: object) -> Iterator[tuple[str, 
         yield "text", "abc"
 
 
-def cases(spec: Spec) -> list[tuple[str, str]]:
-    """``(argument, label)`` of every bad value (and layout) fuzzed for ``spec``."""
+def cases(spec: Spec, exhaustive: bool = False) -> list[tuple[str, str]]:
+    """``(argument, label)`` of every bad value (and layout) fuzzed for ``spec``; with
+    ``exhaustive`` only the further dtypes of every tensor argument (``OTHER_DTYPES``)."""
     valid = spec.args()
     found = []
     for name, value in valid.items():
         if name in spec.fixed:
+            continue
+        if exhaustive:
+            if isinstance(value, Tensor):
+                found += [(name, label) for label, _ in _other_dtypes(value)]
             continue
         if isinstance(value, Tensor):
             labels = [label for label, _ in _tensor_values(spec, name, value)]
@@ -216,6 +235,7 @@ def bad_value(spec: Spec, valid: dict[str, Any], name: str, label: str) -> objec
     value = valid[name]
     if isinstance(value, Tensor):
         values = dict(_tensor_values(spec, name, value)) | dict(_layouts(value))
+        values |= dict(_other_dtypes(value))
     else:
         values = dict(_scalar_values(spec, name, value))
     return values[label]
@@ -298,7 +318,7 @@ def outcome(spec: Spec, name: str, label: str) -> str:
     tensors = _tensors(result)
     if label == "meta" and tensors and all(t.device.type == "meta" for t in tensors):
         return "meta result"  # shapes in, shapes out: no value read
-    if label == "batch0" and tensors and all(t.dim() >= 1 and t.shape[0] == 0 for t in tensors):
+    if label in ("batch0", "empty-map") and tensors and all(t.numel() == 0 for t in tensors):
         return "empty result"
     if label in LAYOUTS:
         torch.manual_seed(0)
@@ -315,6 +335,8 @@ def expected(spec: Spec, name: str, label: str) -> set[str]:
         return {"refused", "accepted", "empty result", "meta result"}
     if label == "meta":
         return {"refused", "meta result"}
-    if label == "batch0":
+    if label in ("batch0", "empty-map"):
         return {"refused", "empty result"}
+    if label in EXHAUSTIVE_LABELS:
+        return {"refused", "accepted", "empty result"}
     return {"refused"}

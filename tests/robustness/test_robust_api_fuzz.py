@@ -33,12 +33,21 @@ SWEPT_PACKAGES = (
 
 
 def _cases(slow: bool) -> list[object]:
-    return [
+    """The fast sweep: every bad value of the specs not marked slow; the slow one: those of the
+    slow specs, and the further dtypes of every tensor argument of all specs."""
+    found = [
         pytest.param(spec, name, label, id=f"{spec.id}-{name}-{label}")
         for spec in SPECS
         if spec.slow == slow
         for name, label in api_fuzz.cases(spec)
     ]
+    if slow:
+        found += [
+            pytest.param(spec, name, label, id=f"{spec.id}-{name}-{label}")
+            for spec in SPECS
+            for name, label in api_fuzz.cases(spec, exhaustive=True)
+        ]
+    return found
 
 
 @pytest.fixture(autouse=True)

@@ -182,6 +182,8 @@ def masks_to_tight_boxes(masks: Tensor) -> tuple[Tensor, Tensor]:
         got = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
         raise TypeError(f"masks must be a bool torch.Tensor (..., H, W), got {got}")
     height, width = masks.shape[-2:]
+    if height == 0 or width == 0:
+        raise ValueError(f"masks must have H, W >= 1, got shape {tuple(masks.shape)}")
     cols = masks.any(dim=-2)  # (..., W)
     rows = masks.any(dim=-1)  # (..., H)
     nonempty = cols.any(dim=-1)

@@ -52,6 +52,8 @@ def check_images(images: object) -> Tensor:
         raise TypeError(f"images must be a floating-point tensor, got dtype {images.dtype}")
     if images.shape[0] == 0:
         raise ValueError("images is an empty batch (B = 0)")
+    if images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(f"images must have H, W >= 1, got shape {tuple(images.shape)}")
     if images.device.type == "meta":  # no pixel values: every check and map would fail later
         raise ValueError(
             "images are on the meta device, which holds shapes but no pixel values; an "
@@ -271,7 +273,7 @@ def class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tenso
                 f"target classes must lie in [0, {num_classes}) for these logits, got "
                 f"{target.tolist() if target.numel() <= 16 else target}"
             )
-    return _class_scores(logits, target, kind)
+    return _class_scores(logits, target.long(), kind)  # gather takes int64 (or int32) only
 
 
 def _class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tensor:

@@ -260,7 +260,8 @@ def select_lap_map(
     _check_target(target, concepts.shape[0], num_classes)
     sets = concept_mapping(concept_sets)
     members = None if sets is None else _concept_members(sets, num_classes, n_concepts)
-    return _map_of_targets(maps, target, num_classes, members, include_common)
+    # class indices index the heads (gather takes int64): a uint8 or int8 target reads the same
+    return _map_of_targets(maps, target.long(), num_classes, members, include_common)
 
 
 def _check_target(target: object, batch: int, num_classes: int) -> None:

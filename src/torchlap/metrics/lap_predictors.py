@@ -65,10 +65,10 @@ def _concepts(concepts: object) -> Tensor:
             "concepts must be a (B, n_concepts, H, W) tensor or an object with a `.concepts` "
             f"tensor (torchlap.layers.LapMaps), got {type(concepts)}"
         )
-    if tensor.dim() != 4 or not tensor.is_floating_point():
+    if tensor.dim() != 4 or not tensor.is_floating_point() or 0 in tensor.shape[2:]:
         raise ValueError(
-            "concepts must be a floating tensor of shape (B, n_concepts, H, W), got shape "
-            f"{tuple(tensor.shape)} and dtype {tensor.dtype}"
+            "concepts must be a floating tensor of shape (B, n_concepts, H, W), H, W >= 1, got "
+            f"shape {tuple(tensor.shape)} and dtype {tensor.dtype}"
         )
     check_has_values(tensor, "concepts")
     if not bool(torch.isfinite(tensor).all()):
@@ -225,8 +225,8 @@ class LearnedConceptPredictor(nn.Module):
             features = concept_size_features(concepts_or_features)
         if features.shape[1] != self.n_concepts:
             raise ValueError(
-                f"expected {self.n_concepts} concepts, got {features.shape[1]} "
-                f"(input shape {tuple(features.shape)})"
+                f"concepts_or_features: expected {self.n_concepts} concepts, got "
+                f"{features.shape[1]} (input shape {tuple(features.shape)})"
             )
         return features.to(self.feature_mean.device, self.feature_mean.dtype)
 

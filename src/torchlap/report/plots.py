@@ -316,8 +316,8 @@ def _check_images(images: object, name: str = "images") -> Tensor:
             f"{name} must be a floating tensor of shape (N, C, H, W) with C = 1 or 3, got "
             f"shape {tuple(images.shape)} and dtype {images.dtype}"
         )
-    if images.shape[0] == 0:
-        raise ValueError(f"{name} must hold at least one image")
+    if images.numel() == 0:
+        raise ValueError(f"{name} must hold at least one image of at least one pixel")
     if not bool(torch.isfinite(check_has_values(images, name)).all()):
         raise ValueError(f"{name} contains nan or inf values")
     low, high = float(images.min()), float(images.max())
