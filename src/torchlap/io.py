@@ -41,6 +41,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+def _check_flag(value: object, name: str) -> None:
+    """``TypeError`` unless ``value`` is a bool (a text such as ``"no"`` would read as True)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
 def as_path(path: object, name: str = "path") -> Path:
     """``path`` (a ``str`` or an ``os.PathLike``, not empty) as a ``Path``, else ``TypeError``/
     ``ValueError`` naming ``name``: ``open`` takes an int as a file descriptor (``3`` would read
@@ -98,6 +104,7 @@ def atomic_path(path: str | os.PathLike[str], replace: bool = True) -> Iterator[
     For writers that need a file name (``trainer.save_checkpoint``, ``figure.savefig``).
     """
     target = as_path(path)
+    _check_flag(replace, "replace")
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temp_name(target)
     try:
@@ -167,7 +174,9 @@ def atomic_write(
     ``replace=False``: never replace an existing file, also one created while writing
     (FileExistsError; see :func:`atomic_path`)."""
     if not isinstance(data, (bytes, bytearray, str)) and not callable(data):
-        raise TypeError(f"atomic_write takes bytes, str or a callable, got {type(data).__name__}")
+        raise TypeError(
+            f"atomic_write takes bytes, str or a callable, got {type(data).__name__} as data"
+        )
     target = as_path(path)
     with atomic_path(target, replace) as temporary, open(temporary, "wb") as handle:
         if isinstance(data, str):
@@ -211,8 +220,7 @@ def loads_strict(text: str, what: str, keys: str = "key") -> Any:
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any, allow_nan: bool = True) -> Path:
     """Write ``data`` as indented JSON, atomically (``allow_nan=False`` refuses NaN/inf)."""
-    if not isinstance(allow_nan, bool):  # json.dumps reads any value as a flag
-        raise TypeError(f"allow_nan must be True or False, got {allow_nan!r}")
+    _check_flag(allow_nan, "allow_nan")  # json.dumps reads any value as a flag
     as_path(path)
     return atomic_write(path, json.dumps(data, indent=2, allow_nan=allow_nan) + "\n")
 
@@ -234,7 +242,8 @@ def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) ->
     was killed (only torchlap's own temp names, and the ``.data`` side file an ONNX export
     writes next to one; only when that process is gone).
     Returns the removed paths; one that cannot be removed (permissions) is logged, not counted."""
-    root = Path(folder)
+    root = as_path(folder, "folder")
+    _check_flag(recursive, "recursive")
     if not root.is_dir():
         return []
     pattern = f"*{TEMP_SUFFIX}*"  # (the regular expression below keeps torchlap's names)
@@ -278,7 +287,7 @@ def not_a_file(path: str | os.PathLike[str]) -> str | None:
     or a link loop"``, ``"not a regular file (a pipe, socket or device)"``), for a message
     naming it; ``None`` when it is a file or nothing is there (a missing file, said otherwise).
     """
-    path = Path(path)
+    path = as_path(path)
     if path.is_file():
         return None
     if path.is_dir():

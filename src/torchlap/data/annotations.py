@@ -314,7 +314,7 @@ def write_annotations(
     refused). ``overwrite`` (True or False): an existing ``path`` is refused
     (FileExistsError) unless True.
     """
-    path = Path(path)
+    path = as_path(path)
     check_bool(overwrite, "overwrite")
     check_bool(regions, "regions")
     records = list(records)
