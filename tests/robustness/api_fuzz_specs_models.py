@@ -39,6 +39,10 @@ def _explain(**kwargs: object) -> torch.Tensor:
 
 
 _IMAGES_TARGET = ("images", "target")
+_CLASS_COUNT = (
+    "the class count is the model's logits width, known after its first pass (documented: "
+    "check_class_range)"
+)
 _ONE_TARGET = "a 0-d target is one class for every image (documented)"
 
 TOP = [
@@ -49,7 +53,7 @@ TOP = [
         batch=_IMAGES_TARGET,
         choices=("method",),
         names={"method": "explainer"},
-        allow={"target": {"rank-1": _ONE_TARGET}},
+        allow={"target": {"rank-1": _ONE_TARGET, "huge": _CLASS_COUNT}},
     ),
     Spec(
         "explain-gradcam",
@@ -57,7 +61,7 @@ TOP = [
         lambda: {"model": _model(), "images": _images(), "method": "gradcam", "target": _labels()},
         batch=_IMAGES_TARGET,
         fixed=frozenset({"method"}),
-        allow={"target": {"rank-1": _ONE_TARGET}},
+        allow={"target": {"rank-1": _ONE_TARGET, "huge": _CLASS_COUNT}},
     ),
     Spec(
         "explain-rise",
@@ -74,7 +78,7 @@ TOP = [
         },
         batch=_IMAGES_TARGET,
         fixed=frozenset({"method"}),
-        allow={"target": {"rank-1": _ONE_TARGET}},
+        allow={"target": {"rank-1": _ONE_TARGET, "huge": _CLASS_COUNT}},
         slow=True,
         positives=("n_masks", "grid_size", "mask_batch_size"),
     ),
@@ -265,6 +269,7 @@ METRICS = [
         positives=("batch_size", "tie_draws"),
         choices=("baseline", "ties"),
         slow=True,
+        allow={"labels": {"huge": _CLASS_COUNT}},
     ),
     Spec(
         "drop_increase",
@@ -286,6 +291,7 @@ METRICS = [
         positives=("fraction", "batch_size", "tie_draws"),
         choices=("target", "baseline", "ties"),
         slow=True,
+        allow={"labels": {"huge": _CLASS_COUNT}},
     ),
     Spec(
         "drop_inc_win",
@@ -305,6 +311,7 @@ METRICS = [
         positives=("batch_size",),
         choices=("binarize_normalization",),
         slow=True,
+        allow={"labels": {"huge": _CLASS_COUNT}},
     ),
     Spec(
         "stability",
@@ -326,6 +333,7 @@ METRICS = [
         positives=("batch_size",),
         choices=("variant", "binarize_normalization"),
         slow=True,
+        allow={"labels": {"huge": _CLASS_COUNT}},
     ),
 ]
 
