@@ -219,7 +219,7 @@ def check_ks(ks: Sequence[float]) -> tuple[float, ...]:
     values = _levels(ks, "ks", "percentages in (0, 100]")
     for k in values:
         check_number(
-            k, "every k of ks", minimum=0, maximum=100, strict_minimum=True,
+            k, "every element of ks", minimum=0, maximum=100, strict_minimum=True,
             accepted="a percentage in (0, 100]",
         )  # fmt: skip
     check_level_labels([_k_label(k) for k in values], "ks", ks)
