@@ -29,6 +29,7 @@ __all__ = [
     "check_distinct",
     "check_feature_input",
     "check_fraction",
+    "check_has_values",
     "check_int",
     "check_model_inputs",
     "check_number",
@@ -238,6 +239,18 @@ def check_device(value: object, name: str = "device") -> torch.device:
         if available is None or not available():
             raise ValueError(f"{name} {value!r}: no {device.type} device is available here")
     return device
+
+
+def check_has_values(tensor: Tensor, name: str) -> Tensor:
+    """``tensor`` unless it is on the ``meta`` device, which holds shapes but no values:
+    ``ValueError`` naming ``name``, where torch would fail at the first value read (``.item()``,
+    a copy) deep inside. For the functions that read values (a check of NaN, of a range)."""
+    if tensor.device.type == "meta":
+        raise ValueError(
+            f"{name} is on the meta device, which holds shapes but no values; pass a tensor "
+            "with values (e.g. on 'cpu' or 'cuda')"
+        )
+    return tensor
 
 
 def non_finite_samples(batch: torch.Tensor, limit: int = 10) -> list[int]:

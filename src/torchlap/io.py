@@ -26,6 +26,7 @@ from typing import IO, Any
 
 __all__ = [
     "TEMP_SUFFIX",
+    "as_path",
     "atomic_folder",
     "atomic_path",
     "atomic_write",
@@ -38,6 +39,24 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def _check_flag(value: object, name: str) -> None:
+    """``TypeError`` unless ``value`` is a bool (a text such as ``"no"`` would read as True)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def as_path(path: object, name: str = "path") -> Path:
+    """``path`` (a ``str`` or an ``os.PathLike``, not empty) as a ``Path``, else ``TypeError``/
+    ``ValueError`` naming ``name``: ``open`` takes an int as a file descriptor (``3`` would read
+    whatever file the process has open there) and ``Path("")`` is the current folder."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (a str or os.PathLike), got {type(path).__name__}")
+    if not os.fspath(path):
+        raise ValueError(f"{name} must be a path, got an empty one")
+    return Path(path)
+
 
 TEMP_SUFFIX = ".torchlap-tmp"
 # a temporary, or the side file ONNX writes next to one (its external weights, ".data")
@@ -84,7 +103,8 @@ def atomic_path(path: str | os.PathLike[str], replace: bool = True) -> Iterator[
 
     For writers that need a file name (``trainer.save_checkpoint``, ``figure.savefig``).
     """
-    target = Path(path)
+    target = as_path(path)
+    _check_flag(replace, "replace")
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temp_name(target)
     try:
@@ -129,7 +149,7 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder next to ``path`` (the usual mode, a recognisable name); on
     success it is renamed to ``path`` (which must not exist, or be an empty folder), on error
     removed with its content. A folder then appears complete or not at all."""
-    target = Path(path)
+    target = as_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = _temp_name(target)
     staging.mkdir(mode=0o777)  # the umask applies, as for any new folder
@@ -154,8 +174,10 @@ def atomic_write(
     ``replace=False``: never replace an existing file, also one created while writing
     (FileExistsError; see :func:`atomic_path`)."""
     if not isinstance(data, (bytes, bytearray, str)) and not callable(data):
-        raise TypeError(f"atomic_write takes bytes, str or a callable, got {type(data).__name__}")
-    target = Path(path)
+        raise TypeError(
+            f"atomic_write takes bytes, str or a callable, got {type(data).__name__} as data"
+        )
+    target = as_path(path)
     with atomic_path(target, replace) as temporary, open(temporary, "wb") as handle:
         if isinstance(data, str):
             handle.write(data.encode("utf-8"))
@@ -173,6 +195,9 @@ def loads_strict(text: str, what: str, keys: str = "key") -> Any:
     NaN/Infinity (not JSON numbers) raise a ValueError naming ``what`` (e.g. ``--ratios``);
     ``keys`` says what the keys are (``"method and option"``). Malformed JSON raises
     ``json.JSONDecodeError`` (a ValueError) as usual."""
+
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise TypeError(f"{what} must be JSON text (a str), got {type(text).__name__}")
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         names = [key for key, _ in items]
@@ -195,6 +220,8 @@ def loads_strict(text: str, what: str, keys: str = "key") -> Any:
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any, allow_nan: bool = True) -> Path:
     """Write ``data`` as indented JSON, atomically (``allow_nan=False`` refuses NaN/inf)."""
+    _check_flag(allow_nan, "allow_nan")  # json.dumps reads any value as a flag
+    as_path(path)
     return atomic_write(path, json.dumps(data, indent=2, allow_nan=allow_nan) + "\n")
 
 
@@ -215,7 +242,8 @@ def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) ->
     was killed (only torchlap's own temp names, and the ``.data`` side file an ONNX export
     writes next to one; only when that process is gone).
     Returns the removed paths; one that cannot be removed (permissions) is logged, not counted."""
-    root = Path(folder)
+    root = as_path(folder, "folder")
+    _check_flag(recursive, "recursive")
     if not root.is_dir():
         return []
     pattern = f"*{TEMP_SUFFIX}*"  # (the regular expression below keeps torchlap's names)
@@ -246,7 +274,7 @@ def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) ->
 def check_folder_path(path: str | os.PathLike[str], option: str = "--out") -> None:
     """``ValueError`` naming ``option`` when ``path`` cannot become a folder because an entry
     above it is a file (creating it said only ``[Errno 20] Not a directory``, after work)."""
-    path = Path(path)
+    path = as_path(path, option)
     above = next((p for p in path.parents if p.exists() or p.is_symlink()), None)
     if above is not None and not above.is_dir():
         raise ValueError(
@@ -259,7 +287,7 @@ def not_a_file(path: str | os.PathLike[str]) -> str | None:
     or a link loop"``, ``"not a regular file (a pipe, socket or device)"``), for a message
     naming it; ``None`` when it is a file or nothing is there (a missing file, said otherwise).
     """
-    path = Path(path)
+    path = as_path(path)
     if path.is_file():
         return None
     if path.is_dir():
@@ -272,7 +300,7 @@ def not_a_file(path: str | os.PathLike[str]) -> str | None:
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """The SHA-256 hex digest of a file (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(as_path(path), "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -37,6 +37,7 @@ from torchlap._checks import is_int, is_number
 from torchlap.data import builtin_names
 from torchlap.data.transforms import MAX_IMAGE_SIDE
 from torchlap.io import (
+    as_path,
     atomic_folder,
     atomic_path,
     atomic_write,
@@ -198,8 +199,9 @@ def check_integrity(run_dir: str | os.PathLike[str], path: str | os.PathLike[str
 # reading a run
 def is_run_config(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a ``config.json`` written by torchlap train."""
+    path = as_path(path)
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError, UnicodeDecodeError):
         return False
     return isinstance(data, dict) and data.get("format") == RUN_FORMAT

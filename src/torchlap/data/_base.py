@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from torchlap._checks import check_bool, check_positive_int, check_seed, is_int
+from torchlap._checks import check_bool, check_has_values, check_positive_int, check_seed, is_int
 from torchlap.data.transforms import size_pair
 
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
@@ -130,6 +130,7 @@ def boxes_to_mask(boxes: Tensor, height: int, width: int) -> Tensor:
         raise TypeError(f"boxes must hold pixel coordinates (numbers), got dtype {boxes.dtype}")
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
+    check_has_values(boxes, "boxes")
     if boxes.shape[0]:
         x0, y0, x1, y1 = boxes.to(torch.float64).unbind(1)
         bad = ~(
@@ -181,6 +182,8 @@ def masks_to_tight_boxes(masks: Tensor) -> tuple[Tensor, Tensor]:
         got = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
         raise TypeError(f"masks must be a bool torch.Tensor (..., H, W), got {got}")
     height, width = masks.shape[-2:]
+    if height == 0 or width == 0:
+        raise ValueError(f"masks must have H, W >= 1, got shape {tuple(masks.shape)}")
     cols = masks.any(dim=-2)  # (..., W)
     rows = masks.any(dim=-1)  # (..., H)
     nonempty = cols.any(dim=-1)

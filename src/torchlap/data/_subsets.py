@@ -81,6 +81,10 @@ def first_images(dataset: Any, n_images: int, seed: int) -> list[int]:
     """
     check_int(n_images, "n_images", minimum=1)
     check_seed(seed)
+    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        raise TypeError(
+            f"dataset must be a dataset (with len() and indexing), got {type(dataset).__name__}"
+        )
     records = getattr(dataset, "records", None)
     if records is None or n_images >= len(records):
         return list(range(min(n_images, len(dataset))))

@@ -43,7 +43,7 @@ from typing import Any
 
 from torchlap._checks import check_bool
 from torchlap.data._base import SPLITS
-from torchlap.io import atomic_write
+from torchlap.io import as_path, atomic_write
 
 __all__ = [
     "ANNOTATIONS",
@@ -139,7 +139,7 @@ def read_annotations(csv_path: Path) -> tuple[list[ImageRecord], bool, bool]:
     Raises FileNotFoundError if the file is missing, ValueError naming the file and line for
     any malformed row or for a file that is not UTF-8 (:func:`read_utf8`).
     """
-    csv_path = Path(csv_path)
+    csv_path = as_path(csv_path, "csv_path")
     if not csv_path.is_file():
         raise FileNotFoundError(
             f"{csv_path} not found: an annotated dataset folder needs an {ANNOTATIONS} with "
@@ -314,7 +314,7 @@ def write_annotations(
     refused). ``overwrite`` (True or False): an existing ``path`` is refused
     (FileExistsError) unless True.
     """
-    path = Path(path)
+    path = as_path(path)
     check_bool(overwrite, "overwrite")
     check_bool(regions, "regions")
     records = list(records)

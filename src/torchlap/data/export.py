@@ -14,7 +14,7 @@ from torchlap._checks import check_seed
 from torchlap.data._base import SPLITS
 from torchlap.data.annotations import ANNOTATIONS, ImageRecord, write_annotations
 from torchlap.data.builtin import builtin_dataset
-from torchlap.io import atomic_folder, clean_stale_temps
+from torchlap.io import as_path, atomic_folder, clean_stale_temps
 
 
 def export_builtin(name: str, out: str | os.PathLike[str], **options: Any) -> Path:
@@ -33,7 +33,7 @@ def export_builtin(name: str, out: str | os.PathLike[str], **options: Any) -> Pa
     """
     if "seed" in options:
         check_seed(options["seed"])
-    out_path = Path(out)
+    out_path = as_path(out, "out")
     if out_path.name in ("", ".."):  # "", ".", "/", "..": a folder the rename cannot replace
         raise FileExistsError(
             f"{os.fspath(out)!r} names no new folder (it is the current, a parent or the root "

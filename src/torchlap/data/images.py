@@ -23,6 +23,7 @@ from torchvision.transforms.v2.functional import resize
 
 from torchlap._checks import check_channels
 from torchlap.data.transforms import size_pair
+from torchlap.io import as_path
 from torchlap.io import not_a_file as what_stands_there
 
 __all__ = [
@@ -314,7 +315,7 @@ def load_image(
     Raises FileNotFoundError for a missing file, ValueError naming the file when it cannot be
     decoded.
     """
-    path = Path(path)
+    path = as_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} {not_a_file(path)}")
     try:

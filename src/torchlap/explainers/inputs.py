@@ -16,7 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import channel_mismatch, check_model_inputs, non_finite_samples
+from torchlap._checks import (
+    channel_mismatch,
+    check_has_values,
+    check_model_inputs,
+    non_finite_samples,
+)
 from torchlap.layers.lap import LapBase
 from torchlap.models.antehoc import WeightNetwork
 from torchlap.models.bla_pools import FeatureSelectionPool
@@ -47,6 +52,8 @@ def check_images(images: object) -> Tensor:
         raise TypeError(f"images must be a floating-point tensor, got dtype {images.dtype}")
     if images.shape[0] == 0:
         raise ValueError("images is an empty batch (B = 0)")
+    if images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(f"images must have H, W >= 1, got shape {tuple(images.shape)}")
     if images.device.type == "meta":  # no pixel values: every check and map would fail later
         raise ValueError(
             "images are on the meta device, which holds shapes but no pixel values; an "
@@ -245,8 +252,15 @@ def class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tenso
     count, num_classes = logits.shape
     accepted = f"an integer tensor of {count} class indices (one per row of logits)"
     check_class_tensor(target, accepted)
-    if target.numel() != count:
+    if target.dim() != 1 or target.numel() != count:
         raise ValueError(f"target must be {accepted}, got shape {tuple(target.shape)}")
+    check_has_values(logits, "logits")
+    check_has_values(target, "target")
+    if target.device != logits.device:
+        raise ValueError(
+            f"target is on {target.device} but logits are on {logits.device}; pass them on one "
+            "device"
+        )
     if kind not in ("softmax", "logit"):
         raise ValueError(f"unknown score kind {kind!r}; expected 'softmax' or 'logit'")
     if count:
@@ -259,7 +273,7 @@ def class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tenso
                 f"target classes must lie in [0, {num_classes}) for these logits, got "
                 f"{target.tolist() if target.numel() <= 16 else target}"
             )
-    return _class_scores(logits, target, kind)
+    return _class_scores(logits, target.long(), kind)  # gather takes int64 (or int32) only
 
 
 def _class_scores(logits: Tensor, target: Tensor, kind: str = "softmax") -> Tensor:

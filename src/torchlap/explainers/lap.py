@@ -14,7 +14,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchlap._checks import check_bool, check_choice, check_fraction, check_int, check_number
+from torchlap._checks import (
+    check_bool,
+    check_choice,
+    check_fraction,
+    check_has_values,
+    check_int,
+    check_number,
+)
 from torchlap.explainers.base import Explainer, register
 from torchlap.explainers.inputs import check_class_tensor
 from torchlap.layers.lap import LapBase, LapMaps, attention_maps, clear_attention_maps, lap_modules
@@ -231,6 +238,13 @@ def select_lap_map(
     one head per class plus a common head) explains no class in particular: it is left out
     unless ``include_common=True`` or the class has no other head.
     """
+    if not isinstance(getattr(maps, "concepts", None), Tensor) or not isinstance(
+        getattr(maps, "score", None), Tensor
+    ):
+        raise TypeError(
+            "maps must be one LAP layer's LapMaps (torchlap.attention_maps(model)[name]), got "
+            f"{type(maps).__name__}"
+        )
     concepts, score = maps.concepts, maps.score[:, 0]
     n_concepts = concepts.shape[1]
     if head == "score":
@@ -246,7 +260,8 @@ def select_lap_map(
     _check_target(target, concepts.shape[0], num_classes)
     sets = concept_mapping(concept_sets)
     members = None if sets is None else _concept_members(sets, num_classes, n_concepts)
-    return _map_of_targets(maps, target, num_classes, members, include_common)
+    # class indices index the heads (gather takes int64): a uint8 or int8 target reads the same
+    return _map_of_targets(maps, target.long(), num_classes, members, include_common)
 
 
 def _check_target(target: object, batch: int, num_classes: int) -> None:
@@ -257,6 +272,7 @@ def _check_target(target: object, batch: int, num_classes: int) -> None:
     target = check_class_tensor(target, accepted)
     if tuple(target.shape) != (batch,):
         raise ValueError(f"target must be {accepted}, got shape {tuple(target.shape)}")
+    check_has_values(target, "target")
     if batch == 0 or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return
     low, high = torch.stack(target.aminmax()).tolist()  # one sync

@@ -47,9 +47,9 @@ def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
 
     ``maps``: a floating tensor; ``size``: two positive ints (a ``torch.Size`` too).
     """
-    if not isinstance(maps, Tensor) or maps.dim() != 3:
+    if not isinstance(maps, Tensor) or maps.dim() != 3 or 0 in maps.shape[1:]:
         shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
-        raise ValueError(f"upsample expects maps of shape (B, h, w), got {shape}")
+        raise ValueError(f"upsample expects maps of shape (B, h, w), h, w >= 1, got {shape}")
     if not maps.is_floating_point():
         raise TypeError(f"maps must be a floating tensor (B, h, w), got dtype {maps.dtype}")
     size = check_size_pair(size, "size")
@@ -66,6 +66,16 @@ def minmax_normalize(maps: Tensor, dims: Sequence[int] = (-2, -1)) -> Tensor:
     if not isinstance(maps, Tensor) or not maps.is_floating_point():
         got = maps.dtype if isinstance(maps, Tensor) else type(maps).__name__
         raise TypeError(f"maps must be a floating torch.Tensor, got {got}")
+    try:
+        sizes = [maps.shape[d] for d in dims]
+    except (IndexError, TypeError):
+        raise ValueError(
+            f"dims must be dimensions of maps {tuple(maps.shape)}, got {dims!r}"
+        ) from None
+    if 0 in sizes:
+        raise ValueError(
+            f"maps must have pixels over dims {tuple(dims)}, got shape {tuple(maps.shape)}"
+        )
     low = maps.amin(dim=tuple(dims), keepdim=True)
     high = maps.amax(dim=tuple(dims), keepdim=True)
     span = high - low

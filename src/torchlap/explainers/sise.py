@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchlap._checks import check_choice, check_number
+from torchlap._checks import check_choice, check_has_values, check_number
 from torchlap._checks import check_positive_int as _check_positive_int
 from torchlap.explainers.base import (
     Explainer,
@@ -78,6 +78,7 @@ def _check_finite_maps(maps: Tensor, caller: str) -> None:
     """``ValueError`` for an empty map or a NaN or infinite value in ``maps`` (one sync)."""
     if maps.numel() == 0:
         raise ValueError(f"{caller} needs non-empty maps, got shape {tuple(maps.shape)}")
+    check_has_values(maps, "maps")
     if not bool(torch.isfinite(maps).all()):
         raise ValueError(
             f"{caller} got NaN or infinite values in its maps; only finite maps are accepted"

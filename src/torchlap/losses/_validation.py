@@ -15,7 +15,7 @@ from contextvars import ContextVar
 import torch
 from torch import Tensor
 
-from torchlap._checks import check_number
+from torchlap._checks import check_has_values, check_number
 
 RatioArg = float | None | Sequence[float | None]
 
@@ -144,7 +144,7 @@ def check_probs(probs: object, name: str = "probs") -> Tensor:
         )
     if probs.shape[0] == 0 or probs.shape[-1] * probs.shape[-2] == 0:
         raise ValueError(f"{name} must have a non-empty batch and map, got {tuple(probs.shape)}")
-    return probs
+    return check_has_values(probs, name)
 
 
 def check_selector(selector: object, probs: Tensor) -> Tensor | None:
@@ -157,6 +157,7 @@ def check_selector(selector: object, probs: Tensor) -> Tensor | None:
             f"selector must be a tensor of the same shape as probs {tuple(probs.shape)}, "
             f"got {getattr(selector, 'shape', type(selector).__name__)}"
         )
+    check_has_values(selector, "selector")
     if selector.dtype == torch.bool:
         return selector.to(probs.dtype)
     if not selector.dtype.is_floating_point:
@@ -173,7 +174,7 @@ def check_bool_mask(mask: object, shape: tuple[int, ...], name: str, what: str) 
         raise TypeError(f"{name} must be a bool tensor {what}, got {mask!r:.80}")
     if tuple(mask.shape) != shape:
         raise ValueError(f"{name} must have shape {shape} {what}, got {tuple(mask.shape)}")
-    return mask
+    return check_has_values(mask, name)
 
 
 def check_present(present: object, probs: Tensor) -> Tensor:

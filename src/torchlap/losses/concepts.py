@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchlap._checks import check_positive_int, is_int
+from torchlap._checks import check_has_values, check_positive_int, is_int
 
 __all__ = ["ConceptSets"]
 
@@ -29,10 +29,17 @@ class ConceptSets:
 
     def __init__(self, table: Tensor) -> None:
         if not isinstance(table, Tensor) or table.dtype != torch.bool or table.dim() != 2:
-            raise TypeError(
-                "ConceptSets expects a (num_classes, n_concepts) bool tensor; use "
-                "ConceptSets.default(...) or ConceptSets.from_mapping(...) to build one"
+            got = (
+                f"dtype {table.dtype} and shape {tuple(table.shape)}"
+                if isinstance(table, Tensor)
+                else type(table).__name__
             )
+            raise TypeError(
+                f"ConceptSets expects its table as a (num_classes, n_concepts) bool tensor, got "
+                f"{got}; use ConceptSets.default(...) or ConceptSets.from_mapping(...) to build "
+                "one"
+            )
+        check_has_values(table, "table")
         if table.shape[0] < 1 or table.shape[1] < 1:
             raise ValueError(
                 f"the table needs at least one class and one concept, got {tuple(table.shape)}"
@@ -201,13 +208,19 @@ class ConceptSets:
         ``TypeError``/``ValueError``. One device sync (the range, read as a pair)."""
         if not isinstance(labels, Tensor):
             raise TypeError(f"labels must be a LongTensor (B,), got {type(labels).__name__}")
-        if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        if (
+            labels.dim() != 1
+            or labels.dtype.is_floating_point
+            or labels.dtype.is_complex
+            or labels.dtype == torch.bool
+        ):
             raise ValueError(
                 f"labels must be an integer tensor of shape (B,), got dtype {labels.dtype} "
                 f"and shape {tuple(labels.shape)}"
             )
         if not labels.numel():
             return
+        check_has_values(labels, "labels")
         low, high = torch.stack(labels.aminmax()).tolist()  # the sync: a ValueError needs it
         if low < 0 or high >= self.num_classes:
             raise ValueError(

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchlap._checks import check_choice, check_fraction, check_int, check_number
+from torchlap._checks import check_choice, check_fraction, check_has_values, check_int, check_number
 from torchlap.losses._validation import (
     PROBABILITIES,
     REGION_VALUES,
@@ -502,6 +502,11 @@ def suggest_ratios(area_fractions: Tensor | Sequence[float]) -> dict[str, float]
     if isinstance(area_fractions, Tensor):
         if not area_fractions.dtype.is_floating_point:
             raise TypeError(f"area_fractions must be {accepted}, got dtype {area_fractions.dtype}")
+        if area_fractions.dim() != 1:
+            raise ValueError(
+                f"area_fractions must be {accepted}, got shape {tuple(area_fractions.shape)}"
+            )
+        check_has_values(area_fractions, "area_fractions")
     elif isinstance(area_fractions, (str, bytes)) or not isinstance(area_fractions, Sequence):
         raise TypeError(f"area_fractions must be {accepted}, got {area_fractions!r:.80}")
     elif not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in area_fractions):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchlap._checks import check_choice, check_size_pair
+from torchlap._checks import check_choice, check_has_values, check_size_pair
 from torchlap.losses._validation import REGION_VALUES, check_bool_mask, check_values
 
 __all__ = ["MASK_RESIZE_MODES", "annotated_samples", "resize_region_masks"]
@@ -29,11 +29,7 @@ def resize_region_masks(region_masks: Tensor, size: tuple[int, int], mode: str =
     """
     check_choice(mode, "mode", MASK_RESIZE_MODES)
     size = check_size_pair(size, "size")
-    if not isinstance(region_masks, Tensor) or region_masks.dim() != 3:
-        raise ValueError(
-            "region_masks must be a tensor (B, H0, W0) at image resolution, got "
-            f"{getattr(region_masks, 'shape', type(region_masks).__name__)}"
-        )
+    _check_region_masks(region_masks)
     check_values([("region_masks", region_masks, REGION_VALUES)])  # one sync
     return _resize_region_masks(region_masks, size, mode)
 
@@ -46,14 +42,17 @@ def _resize_region_masks(region_masks: Tensor, size: tuple[int, int], mode: str)
     return pool(masks.unsqueeze(1), tuple(size)).squeeze(1)
 
 
-def _check_region_masks(region_masks: object, batch: int, against: str = "probs") -> Tensor:
-    """``region_masks`` if it is a tensor (B, H0, W0) (its values: :func:`check_values`)."""
+def _check_region_masks(
+    region_masks: object, batch: int | None = None, against: str = "probs"
+) -> Tensor:
+    """``region_masks`` if it is a real tensor (B, H0, W0) with values (``batch``: the B of
+    ``against``, None: any); its values: :func:`check_values`."""
     if not isinstance(region_masks, Tensor) or region_masks.dim() != 3:
         raise ValueError(
             "region_masks must be a tensor (B, H0, W0) at image resolution, got "
             f"{getattr(region_masks, 'shape', type(region_masks).__name__)}"
         )
-    if region_masks.shape[0] != batch:
+    if batch is not None and region_masks.shape[0] != batch:
         raise ValueError(
             f"region_masks has batch size {region_masks.shape[0]}, {against} has {batch}"
         )
@@ -62,7 +61,12 @@ def _check_region_masks(region_masks: object, batch: int, against: str = "probs"
             "region_masks must have at least one pixel per image (B, H0, W0 >= 1), got "
             f"{tuple(region_masks.shape)}"
         )
-    return region_masks
+    if region_masks.is_complex():
+        raise TypeError(
+            "region_masks must be a real tensor (float in [0, 1], bool or 0/1 integers), got "
+            f"dtype {region_masks.dtype}"
+        )
+    return check_has_values(region_masks, "region_masks")
 
 
 def _inside_cells(

@@ -17,6 +17,7 @@ from torchlap._checks import (
     channel_mismatch,
     check_choice,
     check_fraction,
+    check_has_values,
     check_int,
     check_model_inputs,
     check_number,
@@ -169,6 +170,7 @@ def check_maps(maps: object, name: str = "maps") -> Tensor:
         raise TypeError(f"{name} must be a floating tensor, got dtype {maps.dtype}")
     if maps.shape[0] == 0 or maps.shape[1] == 0 or maps.shape[2] == 0:
         raise ValueError(f"{name} must be non-empty, got shape {tuple(maps.shape)}")
+    check_has_values(maps, name)
     if not bool(torch.isfinite(maps).all()):
         raise ValueError(f"{name} contains nan or inf values; only finite maps are accepted")
     return maps
@@ -187,6 +189,7 @@ def check_masks(masks: object, maps: Tensor, name: str = "masks") -> Tensor:
         raise ValueError(
             f"{name} must have the shape of the maps {tuple(maps.shape)}, got {tuple(masks.shape)}"
         )
+    check_has_values(masks, name)
     if masks.device != maps.device:
         raise ValueError(f"{name} is on {masks.device} but the maps are on {maps.device}")
     return masks
@@ -204,6 +207,7 @@ def check_images(images: object, maps: Tensor | None = None) -> Tensor:
         )
     if images.numel() == 0:
         raise ValueError(f"images must be non-empty, got shape {tuple(images.shape)}")
+    check_has_values(images, "images")
     bad = non_finite_samples(images)
     if bad:
         raise ValueError(
@@ -233,6 +237,7 @@ def check_labels(labels: object, n: int, name: str = "labels") -> Tensor:
         raise ValueError(f"{name} must have shape ({n},), got {tuple(labels.shape)}")
     if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
         raise TypeError(f"{name} must hold integer class indices, got dtype {labels.dtype}")
+    check_has_values(labels, name)
     if n > 0 and bool((labels < 0).any()):
         raise ValueError(f"{name} must be non-negative class indices")
     return labels.long()

@@ -12,7 +12,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from torchlap._checks import check_number
+from torchlap._checks import check_has_values, check_number
 from torchlap.metrics._common import MetricResult, check_labels, higher_is_better, topk_hits
 
 __all__ = ["binary_classification_metrics", "multiclass_classification_metrics"]
@@ -42,7 +42,9 @@ def _result(name: str, value: Tensor | float, per_sample: Tensor, valid: Tensor)
 
 
 def _check_batch(scores: Tensor, name: str) -> None:
-    """A non-empty batch (torchmetrics fails on an empty one with a reshape error)."""
+    """A non-empty batch with values (torchmetrics fails on an empty one with a reshape
+    error)."""
+    check_has_values(scores, name)
     if scores.shape[0] == 0:
         raise ValueError(
             f"{name} hold no sample (shape {tuple(scores.shape)}); the metrics need at least one"

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from torchlap._checks import (
+    check_has_values,
     check_int,
     check_number,
     check_positive_float,
@@ -64,11 +65,12 @@ def _concepts(concepts: object) -> Tensor:
             "concepts must be a (B, n_concepts, H, W) tensor or an object with a `.concepts` "
             f"tensor (torchlap.layers.LapMaps), got {type(concepts)}"
         )
-    if tensor.dim() != 4 or not tensor.is_floating_point():
+    if tensor.dim() != 4 or not tensor.is_floating_point() or 0 in tensor.shape[2:]:
         raise ValueError(
-            "concepts must be a floating tensor of shape (B, n_concepts, H, W), got shape "
-            f"{tuple(tensor.shape)} and dtype {tensor.dtype}"
+            "concepts must be a floating tensor of shape (B, n_concepts, H, W), H, W >= 1, got "
+            f"shape {tuple(tensor.shape)} and dtype {tensor.dtype}"
         )
+    check_has_values(tensor, "concepts")
     if not bool(torch.isfinite(tensor).all()):
         raise ValueError("concepts contain nan or inf values")
     return tensor.detach()
@@ -135,7 +137,11 @@ def concept_sum_rule(concepts: Tensor, class_to_concepts: Sequence[Sequence[int]
     """
     features = concept_size_features(concepts)
     n_concepts = features.shape[1]
-    if isinstance(class_to_concepts, (str, bytes)) or len(class_to_concepts) < 2:
+    if (
+        isinstance(class_to_concepts, (str, bytes))
+        or not isinstance(class_to_concepts, Sequence)
+        or len(class_to_concepts) < 2
+    ):
         raise ValueError(
             "class_to_concepts must list the concept indices of at least 2 classes, "
             f"e.g. [[0], [1]]; got {class_to_concepts!r}"
@@ -198,21 +204,29 @@ class LearnedConceptPredictor(nn.Module):
         self.fitted = False
 
     def _features(self, concepts_or_features: Tensor) -> Tensor:
+        name, accepted = "concepts_or_features", "concept maps (B, h, H, W) or features (B, h)"
         if isinstance(concepts_or_features, Tensor) and concepts_or_features.dim() == 2:
-            features = concepts_or_features
+            features = check_has_values(concepts_or_features, name)
             if not features.is_floating_point():
-                raise TypeError(f"features must be floating, got {features.dtype}")
+                raise TypeError(f"{name} must be floating {accepted}, got {features.dtype}")
             if not bool(torch.isfinite(features).all()):
                 raise ValueError(
-                    "features (B, n_concepts) contain NaN or infinite values; only finite concept "
+                    f"{name} (B, n_concepts) contain NaN or infinite values; only finite concept "
                     "size features are accepted"
                 )
+        elif not isinstance(concepts_or_features, Tensor) or concepts_or_features.dim() != 4:
+            got = (
+                f"shape {tuple(concepts_or_features.shape)}"
+                if isinstance(concepts_or_features, Tensor)
+                else type(concepts_or_features).__name__
+            )
+            raise ValueError(f"{name} must be {accepted}, got {got}")
         else:
             features = concept_size_features(concepts_or_features)
         if features.shape[1] != self.n_concepts:
             raise ValueError(
-                f"expected {self.n_concepts} concepts, got {features.shape[1]} "
-                f"(input shape {tuple(features.shape)})"
+                f"concepts_or_features: expected {self.n_concepts} concepts, got "
+                f"{features.shape[1]} (input shape {tuple(features.shape)})"
             )
         return features.to(self.feature_mean.device, self.feature_mean.dtype)
 
@@ -225,7 +239,7 @@ class LearnedConceptPredictor(nn.Module):
         """Train on the validation split (full passes over shuffled mini-batches)."""
         features = self._features(concepts_or_features).detach()
         if features.shape[0] == 0:
-            raise ValueError("fit needs at least one sample")
+            raise ValueError("fit needs at least one sample; concepts_or_features has none")
         labels = check_labels(labels, features.shape[0]).to(features.device)
         if bool((labels >= self.num_classes).any()):
             raise ValueError(f"labels must be < num_classes = {self.num_classes}")
@@ -336,6 +350,7 @@ def top_k_lap_predictor_metrics(
         raise ValueError(f"top_k must be a (B, k) tensor of class indices, got {top_k!r:.80}")
     if top_k.dtype == torch.bool or top_k.is_floating_point() or top_k.is_complex():
         raise TypeError(f"top_k must hold integer class indices, got dtype {top_k.dtype}")
+    check_has_values(top_k, "top_k")
     if top_k.numel() and bool((top_k < 0).any()):
         raise ValueError("top_k must hold non-negative class indices")
     batch, k = top_k.shape

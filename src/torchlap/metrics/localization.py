@@ -54,10 +54,13 @@ logger = logging.getLogger(__name__)
 THRESHOLD_CLASSIFIERS = ("logistic", "ridge")
 
 
-def _checked(maps: Tensor, masks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Validated maps/masks, region areas (B,) and the valid-sample mask (B,)."""
-    check_maps(maps)
-    check_masks(masks, maps)
+def _checked(
+    maps: Tensor, masks: Tensor, names: tuple[str, str] = ("maps", "masks")
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Validated maps/masks (their argument names: ``names``), region areas (B,) and the
+    valid-sample mask (B,)."""
+    check_maps(maps, names[0])
+    check_masks(masks, maps, names[1])
     area = masks.flatten(1).sum(dim=1)
     return maps, masks, area, area > 0
 
@@ -119,7 +122,7 @@ def fit_global_threshold(
     check_choice(classifier, "classifier", THRESHOLD_CLASSIFIERS)
     check_int(max_pixels, "max_pixels", minimum=2)
     check_seed(seed)
-    maps, masks, _, _ = _checked(val_maps, val_masks)
+    maps, masks, _, _ = _checked(val_maps, val_masks, ("val_maps", "val_masks"))
     scores = normalize_by_max(maps).flatten()
     labels = masks.flatten()
     n_inside = int(labels.sum().item())

@@ -204,7 +204,7 @@ def check_ks(ks: Sequence[float]) -> tuple[float, ...]:
     values = _levels(ks, "ks", "percentages in (0, 100]")
     for k in values:
         check_number(
-            k, "every k", minimum=0, maximum=100, strict_minimum=True,
+            k, "every element of ks", minimum=0, maximum=100, strict_minimum=True,
             accepted="a percentage in (0, 100]",
         )  # fmt: skip
     check_level_labels([_k_label(k) for k in values], "ks", ks)
@@ -391,6 +391,18 @@ def _unit_maps(maps: Tensor, normalize: bool) -> Tensor:
     return maps
 
 
+def _check_variants(variants: object) -> tuple[str, ...]:
+    """``variants`` of :func:`drop_inc_win` as a tuple: one name or a non-empty sequence of
+    them, each in ``_VARIANTS``."""
+    accepted = f"a non-empty subset of {_VARIANTS}"
+    if not isinstance(variants, (str, Sequence)):
+        raise TypeError(f"variants must be {accepted}, got {type(variants).__name__}")
+    chosen = (variants,) if isinstance(variants, str) else tuple(variants)
+    if not chosen or any(v not in _VARIANTS for v in chosen):
+        raise ValueError(f"variants must be {accepted}, got {variants!r}")
+    return chosen
+
+
 def _check_drop_inc_win_options(
     normalize: object, binarize_threshold: object, binarize_normalization: object, to_input: object
 ) -> None:
@@ -499,9 +511,7 @@ def drop_inc_win(
     check_images(images, maps)
     labels = check_labels(labels, images.shape[0])
     check_batch_size(batch_size)
-    chosen = (variants,) if isinstance(variants, str) else tuple(variants)
-    if not chosen or any(v not in _VARIANTS for v in chosen):
-        raise ValueError(f"variants must be a non-empty subset of {_VARIANTS}, got {variants!r}")
+    chosen = _check_variants(variants)
     _check_drop_inc_win_options(normalize, binarize_threshold, binarize_normalization, to_input)
     unit = _unit_maps(maps, normalize)
     if "binarized" in chosen:

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchlap._checks import check_int, check_number, check_seed
+from torchlap._checks import check_has_values, check_int, check_number, check_seed
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -71,7 +71,7 @@ def _scores(values: object, name: str) -> Tensor:
             f"{name} must be a 1-D float tensor of per-image scores (nan: an excluded image), "
             f"got shape {tuple(values.shape)} and dtype {values.dtype}"
         )
-    values = values.detach().to(torch.float64)
+    values = check_has_values(values, name).detach().to(torch.float64)
     if bool(torch.isinf(values).any()):
         raise ValueError(
             f"{name} holds an infinite score; per-image scores are finite numbers, or nan for an "

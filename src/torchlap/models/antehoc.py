@@ -133,6 +133,10 @@ class WeightNetwork(nn.Module):
         super().__init__()
         if isinstance(eta, bool) or not isinstance(eta, int) or eta < 1:
             raise ValueError(f"eta must be an int >= 1, got {eta!r}")
+        if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence):
+            raise TypeError(
+                f"autoencoder_channels must be a non-empty list of ints >= 1, got {channels!r}"
+            )
         channels = list(channels)
         if not channels or not all(
             isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in channels

@@ -21,9 +21,9 @@ def soft_attention_map(activation: Tensor, size: Sequence[int] | None = None) ->
     peak 1), bilinear resize to ``size`` (default: keep h x w; else two ints >= 1). See
     :mod:`torchlap.models.antehoc`.
     """
-    if not isinstance(activation, Tensor) or activation.dim() != 4:
+    if not isinstance(activation, Tensor) or activation.dim() != 4 or 0 in activation.shape[2:]:
         shape = tuple(activation.shape) if isinstance(activation, Tensor) else type(activation)
-        raise ValueError(f"activation must be a (B, C, h, w) tensor, got {shape}")
+        raise ValueError(f"activation must be a (B, C, h, w) tensor, h, w >= 1, got {shape}")
     if not activation.is_floating_point():
         raise TypeError(f"activation must be a floating tensor, got dtype {activation.dtype}")
     if size is not None:

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlap._checks import check_bool, check_choice, check_positive_int
 from torchlap.layers import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
 from torchlap.layers.functional import _local_attention_pool2d, _pair
 
@@ -135,6 +136,31 @@ def clipped_kernel(kernel: tuple[int, int], size: tuple[int, int]) -> tuple[int,
     return (min(kernel[0], size[0]), min(kernel[1], size[1]))
 
 
+def _check_conv_args(
+    in_channels: object,
+    out_channels: object,
+    kernel_size: object,
+    padding: object,
+    dilation: object,
+    groups: object,
+    bias: object,
+    padding_mode: object,
+) -> None:
+    """The arguments :class:`LapConv2d` passes to ``nn.Conv2d``, checked with the LAP layers'
+    rules (ints, never bools; pairs of them) where ``nn.Conv2d`` takes anything and fails deep
+    inside (``torch.empty`` of a negative size, a ``%`` of None)."""
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+        check_positive_int(value, name)
+    check_positive_int(groups, "groups")
+    for name, value in (("kernel_size", kernel_size), ("dilation", dilation)):
+        if min(_pair(value, name)) < 1:  # type: ignore[arg-type]
+            raise ValueError(f"{name} must be >= 1, got {value!r}")
+    if padding not in ("valid", "same") and min(_pair(padding, "padding")) < 0:  # type: ignore[arg-type]
+        raise ValueError(f"padding must be >= 0, 'valid' or 'same', got {padding!r}")
+    check_bool(bias, "bias")
+    check_choice(padding_mode, "padding_mode", ("zeros", "reflect", "replicate", "circular"))
+
+
 class LapConv2d(nn.Conv2d):
     """A strided convolution made LAP (paper 000, III.C): conv at stride 1, then LAP.
 
@@ -165,6 +191,9 @@ class LapConv2d(nn.Conv2d):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
+        _check_conv_args(
+            in_channels, out_channels, kernel_size, padding, dilation, groups, bias, padding_mode
+        )
         super().__init__(
             in_channels, out_channels, kernel_size, 1, padding, dilation, groups, bias,
             padding_mode, device=device, dtype=dtype,

@@ -20,7 +20,7 @@ import torch
 import torch.hub
 from torch import nn
 
-from torchlap._checks import check_positive_int
+from torchlap._checks import check_has_values, check_positive_int
 from torchlap.layers import LapBase
 from torchlap.models.lapify import _options as lap_options
 from torchlap.models.lapify import lapify
@@ -172,6 +172,8 @@ def adapt_input_weight(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
             else type(weight).__name__
         )
         raise TypeError(f"weight must be a floating tensor (out, C, kh, kw), got {got}")
+    if not bool(torch.isfinite(check_has_values(weight, "weight")).all()):
+        raise ValueError("weight holds NaN or infinite values; only finite weights are adapted")
     if in_channels == weight.shape[1]:
         return weight
     if in_channels == 1:

@@ -10,10 +10,13 @@ mean and std. The mean and std are buffers (saved with the weights) and are also
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from torchlap._checks import check_feature_input
 
 __all__ = ["Normalize", "NormalizedClassifier", "SmallCNN", "unwrap_normalized_state"]
 
@@ -26,6 +29,19 @@ class Normalize(nn.Module):
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
+        for name, values in (("mean", mean), ("std", std)):
+            if (
+                isinstance(values, (str, bytes))
+                or not isinstance(values, Iterable)
+                or not (
+                    isinstance(values, Tensor)
+                    or all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values)
+                )
+            ):
+                raise TypeError(
+                    f"{name} must be a list of per-channel numbers (not bools or texts), got "
+                    f"{values!r:.80}"
+                )
         mean_t = torch.as_tensor(list(mean), dtype=torch.float32)
         std_t = torch.as_tensor(list(std), dtype=torch.float32)
         if mean_t.dim() != 1 or mean_t.numel() < 1 or mean_t.shape != std_t.shape:
@@ -54,6 +70,11 @@ class Normalize(nn.Module):
             raise ValueError(
                 f"expected (B, {self.mean.shape[1]}, H, W) images, got shape {tuple(x.shape)}"
             )
+        if x.device != self.mean.device:
+            raise ValueError(
+                f"images are on {x.device} but the normalisation's mean and std on "
+                f"{self.mean.device}; move the images (or the model) to one device"
+            )
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def extra_repr(self) -> str:
@@ -69,6 +90,8 @@ class NormalizedClassifier(nn.Module):
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be the classifier (an nn.Module), got {type(net).__name__}")
         self.normalize = Normalize(mean, std)
         self.net = net
 
@@ -132,6 +155,9 @@ class SmallCNN(nn.Module):
         self.fc = nn.Linear(channels[-1], num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Class logits (B, num_classes)."""
+        """Class logits (B, num_classes) of images (B, in_channels, H, W), H and W >= 8 (three
+        halvings); the input is checked as a LAP layer checks its own (no value read)."""
+        conv = self.layer1.conv
+        check_feature_input(self, x, conv.in_channels, conv.weight, min_size=8)
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(torch.flatten(self.avgpool(x), 1))

@@ -78,6 +78,8 @@ def method_display_name(method: str, facts: Mapping[str, Mapping[str, Any]] | No
     -> ``"GC"``); a method the facts do not name is shown as-is."""
     if facts is not None and not isinstance(facts, Mapping):
         raise TypeError(f"facts must be a mapping method -> facts, or None, got {facts!r:.80}")
+    if not isinstance(method, str):
+        raise TypeError(f"method must be an explainer's name (a str), got {method!r:.80}")
     name = (facts or {}).get(method, {}).get("display_name")
     return name if isinstance(name, str) and name else method
 

@@ -36,7 +36,7 @@ from matplotlib.ticker import FixedFormatter
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from torchlap._checks import check_fraction
+from torchlap._checks import check_fraction, check_has_values
 from torchlap.io import atomic_write
 from torchlap.report._common import (
     as_runs,
@@ -316,9 +316,9 @@ def _check_images(images: object, name: str = "images") -> Tensor:
             f"{name} must be a floating tensor of shape (N, C, H, W) with C = 1 or 3, got "
             f"shape {tuple(images.shape)} and dtype {images.dtype}"
         )
-    if images.shape[0] == 0:
-        raise ValueError(f"{name} must hold at least one image")
-    if not bool(torch.isfinite(images).all()):
+    if images.numel() == 0:
+        raise ValueError(f"{name} must hold at least one image of at least one pixel")
+    if not bool(torch.isfinite(check_has_values(images, name)).all()):
         raise ValueError(f"{name} contains nan or inf values")
     low, high = float(images.min()), float(images.max())
     if low < -1e-3 or high > 1 + 1e-3:
@@ -407,7 +407,7 @@ def plot_overlays(
             raise ValueError(
                 f"masks must have shape (N, H, W) = {(n, height, width)}, got {tuple(masks.shape)}"
             )
-        masks = masks.detach().cpu()
+        masks = check_has_values(masks, "masks").detach().cpu()
     if titles is not None:
         if isinstance(titles, str) or len(titles) != n:
             raise ValueError(f"titles must be a list of {n} strings (one per image) or None")

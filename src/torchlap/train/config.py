@@ -14,6 +14,7 @@ from typing import Any
 
 from torchlap._checks import (
     check_bool,
+    check_choice,
     check_fraction,
     check_int,
     check_number,
@@ -134,6 +135,9 @@ def parse_phase(
     ``--schedule`` and ``--momentum``); checked as :meth:`PhaseConfig.validate`."""
     if not isinstance(text, str):
         raise TypeError(f"a phase must be a string TRAIN:EPOCHS[:LR[:OPTIMIZER]], got {text!r}")
+    # the defaults are checked even when the text gives its own: a bad value is never ignored
+    check_positive_float(lr, "lr")
+    check_choice(optimizer, "optimizer", OPTIMIZERS)
     parts = text.split(":")
     if not 2 <= len(parts) <= 4:
         raise ValueError(

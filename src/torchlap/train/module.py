@@ -63,6 +63,10 @@ def set_trainable(model: nn.Module, phase: PhaseConfig) -> list[str]:
     classifier (``layer4``, ``fc``; names relative to the classifier inside the input
     normalization wrapper, full names accepted too). Unknown names raise ``ValueError``.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(phase, PhaseConfig):
+        raise TypeError(f"phase must be a PhaseConfig, got {type(phase).__name__}")
     inner = _inner(model)
     modules = dict(inner.named_modules())
     targets = phase.train_targets()
