@@ -199,9 +199,8 @@ def check_integrity(run_dir: str | os.PathLike[str], path: str | os.PathLike[str
 # reading a run
 def is_run_config(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a ``config.json`` written by torchlap train."""
-    path = as_path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(as_path(path).read_text())
     except (OSError, ValueError, UnicodeDecodeError):
         return False
     return isinstance(data, dict) and data.get("format") == RUN_FORMAT

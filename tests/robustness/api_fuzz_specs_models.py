@@ -537,6 +537,8 @@ NOT_FUZZED = {
     "apply_blaify_config": "a recorded config: test_models_run_records.py",
     "model_from_config": "a recorded config: test_models_run_records.py",
     "rebuild_model": "a recorded config: test_models_run_records.py, test_robust_run_records.py",
+    "checked_integrity_record": "a run config's record, checked: damaged ones are swept by "
+    "test_train_overwrite_record.py and test_robust_reading.py",
     "check_integrity": "a run folder's record: test_robust_integrity_previous.py",
     "record_integrity": "writes a run's config.json: test_robust_run_records.py",
     "resolve_run_data": "a run's config: test_robust_reading.py",
