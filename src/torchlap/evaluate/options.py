@@ -189,8 +189,7 @@ class EvaluateOptions:
             check_ks(self.ks)
             fractions = check_noise_fractions(self.stability_fractions)
         except (TypeError, ValueError) as error:  # ValueError, as the CLI reports it
-            text = str(error).replace("every k ", "every element of ks ")
-            text = re.sub(r"\b(?<!noise )fractions\b", "stability_fractions", text)
+            text = re.sub(r"\b(?<!noise )fractions\b", "stability_fractions", str(error))
             raise ValueError(text) from None
         if any(f >= 1 for f in fractions):
             raise ValueError(

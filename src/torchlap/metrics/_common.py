@@ -540,6 +540,7 @@ def run_model(
     batch_size: int,
     what: str = "",
     image_of: Tensor | None = None,
+    labels: Tensor | None = None,
 ) -> Tensor:
     """Logits of ``model`` on ``make_inputs(chunk)`` for consecutive chunks of ``batch_size``.
 
@@ -548,6 +549,8 @@ def run_model(
     raise a ValueError naming the images (``image_of[i]``: the image of input ``i``, default
     ``i``) and ``what`` the inputs were (e.g. "on copies keeping their top 10% pixels"): a score
     of them would be meaningless (NaN compares false, so a NaN row ranks any class first).
+    ``labels``: class indices checked against the logits' width after the first chunk (by
+    :func:`check_class_range`, not after a pass over every image).
     """
     check_batch_size(batch_size)
     if not callable(model):
@@ -578,6 +581,8 @@ def run_model(
                     f"model must return logits of shape (batch, num_classes), got {shape} "
                     f"for a batch of {expected_rows}"
                 )
+            if labels is not None and start == 0:
+                check_class_range(labels, logits.shape[1])
             outputs.append(logits.detach())
     logits = torch.cat(outputs, dim=0)
     finite = torch.isfinite(logits).all(dim=1)

@@ -41,7 +41,6 @@ from torchlap.metrics._common import (
     binarize_map,
     check_batch_size,
     check_binarize_options,
-    check_class_range,
     check_images,
     check_labels,
     check_level_labels,
@@ -286,9 +285,8 @@ def keep_top_k(
     n = images.shape[0]
     n_pixels = maps.shape[1] * maps.shape[2]
 
-    original = run_model(model, n, lambda s: images[s], batch_size)
+    original = run_model(model, n, lambda s: images[s], batch_size, labels=labels)
     num_classes = original.shape[1]
-    check_class_range(labels, num_classes)
     top_t = min(5, num_classes)
     if top_t < 5:
         logger.info("only %d classes: reporting top-%d instead of top-5", num_classes, top_t)
@@ -368,9 +366,7 @@ def drop_increase(
     fill = baseline_images(images, baseline, blur_sigma)
     count = count_for_fraction(fraction, maps.shape[1] * maps.shape[2])
 
-    original = run_model(model, n, lambda s: images[s], batch_size)
-    if labels is not None:
-        check_class_range(labels, original.shape[1])
+    original = run_model(model, n, lambda s: images[s], batch_size, labels=labels)
     targets = original.argmax(dim=1) if target == "prediction" else labels
     perturbed = _kept_logits(model, images, fill, maps, count, draws, ids, batch_size)
     p_original = _probabilities(original, targets).clamp_min(torch.finfo(torch.float64).tiny)
@@ -522,8 +518,7 @@ def drop_inc_win(
         )
     n = images.shape[0]
     inputs = _input_maker(images, to_input)
-    original = run_model(model, n, inputs, batch_size)
-    check_class_range(labels, original.shape[1])
+    original = run_model(model, n, inputs, batch_size, labels=labels)
     p_image = _probabilities(original, labels)
     results: dict[str, MetricResult] = {}
     for variant in chosen:
