@@ -129,7 +129,7 @@ def _targets() -> dict[str, tuple[Callable, Callable[[], nn.Module], Callable]]:
     from torchlap.layers._state import kept_last_maps
     from torchlap.metrics import drop_increase
     from torchlap.metrics._common import eval_mode
-    from torchlap.metrics.lime_faithfulness import EvalMode, lime_patch_scores
+    from torchlap.metrics.lime_faithfulness import lime_patch_scores
     from torchlap.models import blaify, lapify
     from torchlap.models.antehoc import AnteHocModel, antehoc_pass_two_loss
     from torchlap.models.bla import _probe_feature_shape
@@ -162,8 +162,8 @@ def _targets() -> dict[str, tuple[Callable, Callable[[], nn.Module], Callable]]:
             lambda m: probe_features(m, images, []),
         ),
         "eval_mode": (eval_mode, mixed, lambda m: drop_increase(m, images, maps, labels)),
-        "EvalMode.__enter__": (
-            EvalMode.__enter__,
+        "eval_mode of the LIME check": (
+            eval_mode,
             mixed,
             lambda m: lime_patch_scores(m, images[:1], patch=8, n_samples=8),
         ),

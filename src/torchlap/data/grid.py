@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from torchlap._checks import check_positive_int
+from torchlap._hooks import kept_training_flags
 
 __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
@@ -124,8 +125,7 @@ def confident_images(
     if not 0.0 <= float(min_confidence) < 1.0:
         raise ValueError(f"min_confidence must be in [0, 1), got {min_confidence!r}")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    training = [(m, m.training) for m in model.modules()]
-    try:
+    with kept_training_flags(model):
         model.eval()
         probs = torch.cat(
             [
@@ -133,9 +133,6 @@ def confident_images(
                 for i in range(0, len(images), batch_size)
             ]
         )
-    finally:
-        for module, flag in training:
-            module.training = flag
     confidence = probs.gather(1, labels.view(-1, 1).long()).squeeze(1)
     eligible = (probs.argmax(dim=1) == labels) & (confidence >= min_confidence)
     return eligible, confidence

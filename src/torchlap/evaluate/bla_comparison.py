@@ -35,10 +35,9 @@ from torchlap._checks import (
     check_seed,
 )
 from torchlap.explainers import GradCam
-from torchlap.metrics._common import MetricResult
+from torchlap.metrics._common import MetricResult, eval_mode
 from torchlap.metrics.lime_faithfulness import (
     LIME_WEIGHTINGS,
-    EvalMode,
     cell_means,
     check_images,
     lime_cell_scores,
@@ -197,7 +196,7 @@ def lime_check_settings(options: Mapping[str, Any]) -> dict[str, Any]:
 
 def _soft_map(bla_model: nn.Module, images: Tensor) -> Tensor:
     """BLA's soft explanation ``q`` (B, h, w) of ``images``, eval mode, flags restored."""
-    with EvalMode(bla_model), torch.no_grad():
+    with eval_mode(bla_model), torch.no_grad():
         bla_model(images)
         return bla_maps(bla_model)["soft"][:, 0]
 
@@ -243,7 +242,7 @@ def bla_lime_faithfulness(
     reference = bla_model if baseline_model is None else baseline_model
     soft = _soft_map(bla_model, images)
     grid = _grid(soft, (int(images.shape[-2]), int(images.shape[-1])), patch)
-    with EvalMode(reference):
+    with eval_mode(reference):
         classes = resolve_target(reference, images, target)
     scores = lime_cell_scores(
         reference, images, grid.mask, classes, n_samples, seed, **lime_options

@@ -25,6 +25,7 @@ from torchlap._checks import (
     is_int,
     non_finite_samples,
 )
+from torchlap._hooks import kept_training_flags
 
 __all__ = [
     "BINARIZE_NORMALIZATIONS",
@@ -524,13 +525,9 @@ def eval_mode(model: Callable[[Tensor], Tensor]) -> Iterator[None]:
     if not isinstance(model, nn.Module):
         yield
         return
-    flags = [(module, module.training) for module in model.modules()]
-    try:
+    with kept_training_flags(model):
         model.eval()
         yield
-    finally:
-        for module, flag in flags:
-            module.training = flag
 
 
 def run_model(

@@ -33,6 +33,7 @@ from torchlap._checks import (
     check_seed,
     is_int,
 )
+from torchlap._hooks import kept_training_flags
 from torchlap.metrics._common import MetricResult, check_labels, make_result
 
 __all__ = [
@@ -248,24 +249,19 @@ class LearnedConceptPredictor(nn.Module):
         generator = torch.Generator().manual_seed(self.seed)
         optimizer = torch.optim.Adam(self.mlp.parameters(), lr=self.lr)
         loss_fn = nn.CrossEntropyLoss()
-        flags = [(module, module.training) for module in self.modules()]
         last_loss = features.new_tensor(float("nan"))
-        self.train()
-        try:
-            with torch.enable_grad():
-                for _ in range(self.epochs):
-                    order = torch.randperm(features.shape[0], generator=generator, device="cpu")
-                    order = order.to(features.device)
-                    for start in range(0, features.shape[0], self.batch_size):
-                        batch = order[start : start + self.batch_size]
-                        optimizer.zero_grad(set_to_none=True)
-                        loss = loss_fn(self(features[batch]), labels[batch])
-                        loss.backward()
-                        optimizer.step()
-                        last_loss = loss.detach()
-        finally:  # every submodule's own flag again, also on error
-            for module, training in flags:
-                module.training = training
+        with kept_training_flags(self), torch.enable_grad():  # every flag back, also on error
+            self.train()
+            for _ in range(self.epochs):
+                order = torch.randperm(features.shape[0], generator=generator, device="cpu")
+                order = order.to(features.device)
+                for start in range(0, features.shape[0], self.batch_size):
+                    batch = order[start : start + self.batch_size]
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = loss_fn(self(features[batch]), labels[batch])
+                    loss.backward()
+                    optimizer.step()
+                    last_loss = loss.detach()
         self.fitted = True
         logger.info("LearnedConceptPredictor fitted, final mini-batch loss %.4f", float(last_loss))
         return self

@@ -18,11 +18,10 @@ from torch import Tensor, nn
 
 from torchlap._checks import check_number, check_seed, is_int
 from torchlap._checks import check_positive_int as _check_positive_int
-from torchlap.metrics._common import MetricResult, check_images
+from torchlap.metrics._common import MetricResult, check_images, eval_mode
 
 __all__ = [
     "LIME_WEIGHTINGS",
-    "EvalMode",
     "cell_means",
     "check_images",
     "lime_cell_scores",
@@ -259,28 +258,6 @@ def _unit_weight(*_args: Any, **_kwargs: Any) -> float:
     return 1.0
 
 
-class EvalMode:
-    """Context: every module of ``model`` in eval mode, flags restored on exit (also on error)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.flags: dict[nn.Module, bool] = {}
-
-    def __enter__(self) -> nn.Module:
-        self.flags = {m: m.training for m in self.model.modules()}
-        try:
-            self.model.eval()
-            return self.model
-        except BaseException:  # a module's own train() failing halfway: the others back too
-            self.__exit__()
-            raise
-
-    def __exit__(self, *exc_info: object) -> bool:
-        for module, training in self.flags.items():
-            module.training = training
-        return False
-
-
 def lime_patch_scores(
     model: nn.Module,
     images: Tensor,
@@ -365,7 +342,7 @@ def lime_cell_scores(
     patterns = torch.bernoulli(coin, generator=generator).to(images.device, torch.bool)
     # the copies' value, rounded to the images' dtype on the host
     baseline = float(torch.tensor(baseline, dtype=images.dtype, device="cpu"))
-    with EvalMode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         classes = resolve_target(model, images, target)
         outputs = _lime_outputs(
             model, images, cells, patterns, classes, baseline, perturbations_per_eval, score
