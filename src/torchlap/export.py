@@ -48,7 +48,7 @@ from torchlap.explainers.lap import (
     lap_all,
     select_lap_map,
 )
-from torchlap.io import atomic_path, clean_stale_temps
+from torchlap.io import atomic_path, clean_stale_temps, fitting_path
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.runs import RunError, RunFileNotFoundError, load_run, resolve_run_data
 
@@ -474,6 +474,8 @@ def register_export(app: Any) -> None:
         # everything that can refuse runs before the file is written: the numbers, --out and
         # --format, then the ONNX check's onnxruntime and test images (a missing data folder)
         _check_command(ctx, format, batch_size, verify_images)
+        for option, path in (("--run", run), ("--out", out)):
+            fitting_path(path, option)  # (a ValueError: the command's handler, exit 2)
         _checked_out(out, format, overwrite)
         verify = format == "onnx" and verify_images > 0
         if verify:

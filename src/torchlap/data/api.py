@@ -27,6 +27,24 @@ def check_dataset_name(name_or_path: object) -> None:
         )
 
 
+def check_data_option(text: str, option: str) -> None:
+    """``ValueError`` naming ``option`` (``--data``) unless ``text`` is a built-in name or an
+    existing folder: refused before a run is read or built (what the folder holds is checked
+    when it is read)."""
+    if not text.strip():  # Path("") is ".": the current folder, read as data
+        raise ValueError(
+            f"{option} is empty or blank; pass a built-in ({', '.join(builtin_names())}) or a "
+            "dataset folder (. for the current folder)"
+        )
+    if text in builtin_names() or Path(text).is_dir():
+        return
+    found = "is a file" if Path(text).exists() else "names no built-in and no folder"
+    raise ValueError(
+        f"{option} {text!r} {found}; pass a built-in ({', '.join(builtin_names())}) or a "
+        "dataset folder"
+    )
+
+
 def load_dataset(
     name_or_path: str | os.PathLike[str],
     split: str = "train",

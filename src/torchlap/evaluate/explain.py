@@ -25,7 +25,7 @@ from torchlap.cli_style import listed_names, nonblank_path
 from torchlap.data import ANNOTATIONS, DICOM_SUFFIXES, load_image, read_annotations
 from torchlap.evaluate.options import refuse_repeats
 from torchlap.explainers import applicability, available, display_name, explain, get
-from torchlap.io import check_folder_path
+from torchlap.io import check_folder_path, fitting_path
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.runs import LoadedRun, atomic_write, atomic_write_json, clean_stale_temps, load_run
 
@@ -284,10 +284,10 @@ def explain_files(
     files, decoding, finite pixels, output names) happens before anything is written.
     """
     _check_arguments(inputs, methods, batch_size)
-    run = load_run(run_dir)
     out = Path(out)
-    entries = _entries(inputs, out)
+    entries = _entries(inputs, out)  # (the images and outputs named before the run is read)
     targets = _check_outputs(out, entries)
+    run = load_run(run_dir)
     for method in methods:
         reason = applicability(method, run.model)
         if reason is not None:
@@ -327,7 +327,9 @@ def _check_arguments(inputs: object, methods: object, batch_size: object) -> Non
         raise TypeError(f"inputs must be paths (str or os.PathLike), got {bad[0]!r}")
     unknown = [m for m in methods if not isinstance(m, str) or m not in available()]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; available: {', '.join(available())}")
+        raise ValueError(
+            f"--methods names unknown method(s) {unknown}; available: {', '.join(available())}"
+        )
     refuse_repeats(methods, "--methods")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
@@ -408,12 +410,13 @@ def register_explain(app: typer.Typer) -> None:
         """
         names = listed_names(methods, "--methods")
         if not names:
-            raise typer.BadParameter("--methods needs at least one method name")
+            raise typer.BadParameter(f"--methods needs at least one method name, got {methods!r}")
         # an empty input or --out is the current folder: read whole, or filled, without a word
         paths = [
             Path(nonblank_path(item, "an input", "an image file or folder")) for item in inputs
         ]
         out_dir = Path(nonblank_path(out, "--out"))
+        fitting_path(run, "--run")
         # errors reach the torchlap command's one-line handler (exit 2 input, 1 failure)
         written = explain_files(run, paths, names, out_dir, batch_size)
         typer.echo(f"wrote {len(written)} figures and {len(written)} .npz maps to {out_dir}")
