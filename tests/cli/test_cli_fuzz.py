@@ -87,12 +87,7 @@ for _command, _taken in _TAKE.items():
 #: (command, parameter, label) -> why the refusal misses a point of the contract (strict
 #: xfail: fixing one makes its case fail until it is taken out of here)
 KNOWN_GAPS = {
-    **{
-        (command, param, "empty"): "typer turns '' into Path('.'): the message shows '.'"
-        for command, param in [("evaluate", "run"), ("compare", "runs"), ("explain", "run"),
-                               ("export", "run"), ("export", "out"), ("data export", "out"),
-                               ("evaluate", "lime_baseline")]
-    },
+    ("compare", "runs", "empty"): "typer turns '' into Path('.'): the message shows '.'",
     **{
         (command, "data", "folder"): "what a folder holds is checked when it is read: the "
         "data loader's message names the folder, not --data (evaluate: after the run is read)"

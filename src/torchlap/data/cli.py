@@ -22,7 +22,9 @@ data_app = typer.Typer(
 @data_app.command("export")
 def export(
     name: str = typer.Argument(..., help=f"Built-in benchmark: {', '.join(builtin_names())}."),
-    out: Path = typer.Option(..., "--out", help="New folder to write (must not exist)."),
+    out: str = typer.Option(
+        ..., "--out", metavar="PATH", help="New folder to write (must not exist)."
+    ),
     n_images: int = typer.Option(DEFAULT_N_IMAGES, "--n-images", help="Images, all splits."),
     image_size: int = typer.Option(64, "--image-size", help="Square image size in pixels."),
     seed: int = typer.Option(0, "--seed", help="Seed: same seed, same bytes."),
@@ -38,7 +40,7 @@ def export(
             f"unknown built-in {name!r}; choose one of {', '.join(builtin_names())}",
             param_hint="NAME",
         )
-    fitting_path(out, "--out")
+    fitting_path(out, "--out")  # (as text: typer would turn "" into Path("."))
     # errors reach the torchlap command's one-line handler (exit 2 input, 1 failure); the
     # export's refusals of its folder name the option
     try:

@@ -14,7 +14,7 @@ import typer
 from torchlap.cli_style import given_options, key_values, listed_names, nonblank_path
 from torchlap.evaluate.bla_comparison import LIME_CHECK_DEFAULTS, LIME_CHECK_FIELDS
 from torchlap.evaluate.checks import MAX_GRID_PG_GRIDS
-from torchlap.evaluate.cli_paths import check_data, check_run_paths
+from torchlap.evaluate.cli_paths import check_data, lime_baseline_path, run_paths
 from torchlap.evaluate.common import (
     COMPARE_OUTPUTS,
     EVALUATE_OUTPUTS,
@@ -426,7 +426,9 @@ def _launch(
 
 def evaluate_command(
     ctx: typer.Context,
-    run: Path = typer.Option(..., "--run", help="A run folder written by `torchlap train`."),
+    run: str = typer.Option(
+        ..., "--run", metavar="<path>", help="A run folder written by `torchlap train`."
+    ),
     data: str = typer.Option(None, "--data", help="Built-in name or folder (default: the run's)."),
     split: Split = "test",
     methods: Methods = _DEFAULT_METHODS,
@@ -460,7 +462,7 @@ def evaluate_command(
     grid_pg_grids: GridPgGrids = 16,
     grid_pg_confidence: GridPgConfidence = 0.9,
     check_methods: CheckMethods = None,
-    lime_baseline: Path = typer.Option(
+    lime_baseline: str = typer.Option(
         None,
         "--lime-baseline",
         help="BLA runs: a vanilla run of the same data on which paper 002's LIME check "
@@ -484,16 +486,17 @@ def evaluate_command(
     `--device cuda`; torchrun and SLURM too): rank 0 writes what one process writes.
     """
     options = _options(locals())
-    check_run_paths([run], "--run", lime_baseline, options)
-    out_dir = _out_folder(out) or run / f"eval-{split}"
+    (run_dir,) = run_paths([run], "--run")  # (as text: typer turns "" into Path("."))
+    baseline = lime_baseline_path(lime_baseline, options)
+    out_dir = _out_folder(out) or run_dir / f"eval-{split}"
     plan = _shard_plan(devices, num_nodes, device)
     foreign = []  # refused now; a user's evaluate.log is removed once everything is checked
     if _is_rank_zero():
         names = (*EVALUATE_OUTPUTS, "evaluate.log")
         foreign = guard_output_folder(out_dir, force, names=names, apply=False)
     if plan.world_size > 1:
-        load_run(run)  # a bad run folder is reported once, before the processes start
-    call = partial(evaluate_run, run, data, out_dir, options, force, lime_baseline=lime_baseline)
+        load_run(run_dir)  # a bad run folder is reported once, before the processes start
+    call = partial(evaluate_run, run_dir, data, out_dir, options, force, lime_baseline=baseline)
     log = out_dir / "evaluate.log"
     results = _launch(plan, log, lambda checked: call(on_checked=checked), foreign)
     if results is None:  # not rank 0
@@ -547,7 +550,7 @@ def compare_command(
     images with the demo's settings; tens of minutes per run with the defaults).
     """
     options = _options(locals())
-    check_run_paths(runs, "RUNS")
+    run_paths(runs, "RUNS")
     out = _out_folder(out_text) or Path("comparison")
     plan = _shard_plan(devices, num_nodes, device)
     names = run_names(runs)  # refused before a guard replaces anything under --force

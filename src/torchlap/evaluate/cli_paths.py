@@ -12,9 +12,8 @@ import typer
 
 from torchlap.cli_style import nonblank_path
 from torchlap.data.api import check_data_option
-from torchlap.io import fitting_path
 
-__all__ = ["check_data", "check_run_paths"]
+__all__ = ["check_data", "lime_baseline_path", "run_paths"]
 
 
 def check_data(data: str) -> None:
@@ -27,23 +26,26 @@ def check_data(data: str) -> None:
         raise typer.BadParameter(str(error)) from None
 
 
-def check_run_paths(
-    runs: Sequence[Path], option: str, lime_baseline: Path | None = None, options: Any = None
-) -> None:
-    """The run folders (``option``: ``--run`` or ``RUNS``) and ``--lime-baseline`` as paths
-    the file system takes, and ``--lime-baseline`` given only where paper 002's LIME check runs
-    (bla among ``options.methods``, ``options.lime_images`` > 0; that the run is a BLA run is
-    checked once it is read)."""
+def run_paths(runs: Sequence[str | Path], option: str) -> list[Path]:
+    """The run folders (``option``: ``--run`` or ``RUNS``) as paths: none empty (an unset
+    shell variable, not the current folder) or too long for the file system."""
     try:
-        for run in runs:
-            fitting_path(run, option)
-        if lime_baseline is not None:
-            fitting_path(lime_baseline, "--lime-baseline")
+        return [Path(nonblank_path(str(run), option, "a run folder")) for run in runs]
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    if lime_baseline is not None and ("bla" not in options.methods or options.lime_images == 0):
+
+
+def lime_baseline_path(text: str | None, options: Any) -> Path | None:
+    """``--lime-baseline`` as a path (``None`` when not given), given only where paper 002's
+    LIME check runs (bla among ``options.methods``, ``options.lime_images`` > 0; that the run is
+    a BLA run is checked once it is read)."""
+    if text is None:
+        return None
+    (path,) = run_paths([text], "--lime-baseline")
+    if "bla" not in options.methods or options.lime_images == 0:
         raise typer.BadParameter(
-            f"--lime-baseline {lime_baseline}: it is the baseline of paper 002's LIME check, "
-            "which runs for a BLA run evaluated with bla among --methods and --lime-images > 0: "
-            "add them, or drop --lime-baseline"
+            f"--lime-baseline {path}: it is the baseline of paper 002's LIME check, which runs "
+            "for a BLA run evaluated with bla among --methods and --lime-images > 0: add them, "
+            "or drop --lime-baseline"
         )
+    return path

@@ -25,7 +25,7 @@ from torchlap.cli_style import listed_names, nonblank_path
 from torchlap.data import ANNOTATIONS, DICOM_SUFFIXES, load_image, read_annotations
 from torchlap.evaluate.options import refuse_repeats
 from torchlap.explainers import applicability, available, display_name, explain, get
-from torchlap.io import check_folder_path, fitting_path
+from torchlap.io import check_folder_path
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.runs import LoadedRun, atomic_write, atomic_write_json, clean_stale_temps, load_run
 
@@ -397,7 +397,9 @@ def register_explain(app: typer.Typer) -> None:
     def explain_command(
         # (as text: typer turns "" into Path("."), the current folder)
         inputs: list[str] = typer.Argument(..., metavar="PATH...", help="Image files or folders."),
-        run: Path = typer.Option(..., "--run", help="A run folder written by `torchlap train`."),
+        run: str = typer.Option(
+            ..., "--run", metavar="PATH", help="A run folder written by `torchlap train`."
+        ),
         methods: str = typer.Option("lap,gradcam", "--methods", help="Comma-separated names."),
         out: str = typer.Option("explanations", "--out", metavar="PATH", help="Output folder."),
         batch_size: int = typer.Option(16, "--batch-size"),
@@ -416,7 +418,7 @@ def register_explain(app: typer.Typer) -> None:
             Path(nonblank_path(item, "an input", "an image file or folder")) for item in inputs
         ]
         out_dir = Path(nonblank_path(out, "--out"))
-        fitting_path(run, "--run")
+        run_dir = Path(nonblank_path(run, "--run", "a run folder"))
         # errors reach the torchlap command's one-line handler (exit 2 input, 1 failure)
-        written = explain_files(run, paths, names, out_dir, batch_size)
+        written = explain_files(run_dir, paths, names, out_dir, batch_size)
         typer.echo(f"wrote {len(written)} figures and {len(written)} .npz maps to {out_dir}")
