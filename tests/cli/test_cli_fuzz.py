@@ -88,11 +88,6 @@ for _command, _taken in _TAKE.items():
 #: xfail: fixing one makes its case fail until it is taken out of here)
 KNOWN_GAPS = {
     ("compare", "runs", "empty"): "typer turns '' into Path('.'): the message shows '.'",
-    **{
-        (command, "data", "folder"): "what a folder holds is checked when it is read: the "
-        "data loader's message names the folder, not --data (evaluate: after the run is read)"
-        for command in ("train", "evaluate", "compare")
-    },
     ("train", "lap", "json-list"): "lapify's message names its argument 'where', not --lap",
 }  # fmt: skip
 
