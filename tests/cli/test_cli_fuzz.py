@@ -1,10 +1,10 @@
 """Every option of every ``torchlap`` command under bad values (the command-line fuzzer).
 
 Each option is given, in turn, each value of :func:`cli_fuzz.bad_values` ("", "nan", "inf",
-"-1", "0", "1e400", "abc", 5000 characters, a folder where a file is expected, a missing file,
-a file where a folder is expected, repeated and empty list items, JSON that is no object,
-unknown KEY=VALUE keys) on an otherwise valid command line, in this process. A value the option
-takes (:data:`ACCEPTED`) must reach the command's work (stopped there, see
+"-1", "0", "1e400", an int past 2**63, "abc", 5000 characters, a folder where a file is
+expected, a missing file, a file where a folder is expected, repeated and empty list items,
+JSON that is no object, unknown KEY=VALUE keys) on an otherwise valid command line, in this
+process. A value the option takes (:data:`ACCEPTED`) must reach the command's work (stopped there, see
 :func:`cli_fuzz.stop_at_work`); any other must be refused: exit code 2, one ``Error`` line of
 at most 600 characters naming the option (an argument: the value given) and what was given,
 no traceback, no file written or changed, and no model forward (but for :data:`NEEDS_MODEL`).
@@ -81,8 +81,8 @@ _TAKE["compare"] = _TAKE["evaluate"]
 for _command, _taken in _TAKE.items():
     for _value, _params in _taken.items():
         for _param in _params:
-            label = "json-scalar" if _value == "3" else _value
-            ACCEPTED.setdefault((_command, _param), set()).add(label)
+            _label = "json-scalar" if _value == "3" else _value
+            ACCEPTED.setdefault((_command, _param), set()).add(_label)
 
 #: (command, parameter, label) -> why the refusal misses a point of the contract (strict
 #: xfail: fixing one makes its case fail until it is taken out of here)
