@@ -6,14 +6,18 @@ that ``torchlap --help`` lists everything.
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torchvision
 import typer
 from typer._click.exceptions import ClickException, UsageError
 from typer.core import TyperGroup
@@ -23,9 +27,12 @@ from torchlap.allocator import keep_freed_memory
 from torchlap.bench.layer import run_layer_command
 from torchlap.cli_style import decorate_commands, nonblank_path
 from torchlap.data import builtin_names
+from torchlap.data.builtin import MAX_IMAGE_SIZE
 from torchlap.demo import DEMO_OUTPUTS, SUITES, DemoSettings, run_demo
 from torchlap.evaluate.common import clear_output_folder, guard_output_folder
 from torchlap.logs import launcher_rank, log_file, process_rank
+from torchlap.models.backbones import SMALL_ARCHS
+from torchlap.train.config import MAX_EPOCHS
 
 _DEBUG_ENV = "TORCHLAP_DEBUG"
 # bad input the user fixes by changing the command or its files: exit 2 (as click's usage
@@ -34,21 +41,38 @@ _INPUT_ERRORS = (ValueError, TypeError, LookupError, FileNotFoundError, FileExis
                  NotADirectoryError, IsADirectoryError, PermissionError)  # fmt: skip
 
 
+#: the longest run of characters without a space an error line shows whole: a longer one (a
+#: 5000-character value echoed back) is cut to its start, with its length
+_LONGEST_SHOWN = 200
+_LONG_RUN = re.compile(rf"\S{{{_LONGEST_SHOWN + 1},}}")
+
+
+def _shortened(match: re.Match[str]) -> str:
+    run = match.group()
+    return f"{run[:60]}...({len(run)} characters)"
+
+
 def error_line(error: BaseException) -> str:
-    """The one line ``Error: <what was wrong>; <what is accepted>`` printed for ``error``."""
+    """The one line ``Error: <what was wrong>; <what is accepted>`` printed for ``error``; a
+    value longer than 200 characters in it is shown by its first 60 and its length."""
     if isinstance(error, ClickException):
         text = error.format_message()
     else:
         text = str(error) or type(error).__name__
         if isinstance(error, KeyError) and len(error.args) == 1:
             text = f"missing key {error.args[0]!r}"
-    return "Error: " + " ".join(text.split())
+        elif isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:
+            text = f"a path is too long for the file system: {error.filename!r}"
+    return "Error: " + _LONG_RUN.sub(_shortened, " ".join(text.split()))
 
 
 def exit_code(error: BaseException) -> int:
-    """2 for usage and input errors, 1 for failures."""
+    """2 for usage and input errors (a path too long for the file system among them), 1 for
+    failures."""
     if isinstance(error, ClickException):
         return 2 if isinstance(error, UsageError) else 1
+    if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:
+        return 2
     return 2 if isinstance(error, _INPUT_ERRORS) else 1
 
 
@@ -198,29 +222,25 @@ def demo(
     of the host, where an epoch took as long with the 12-03 code), plus the venv install (about
     1.5 min); about 11 min on a 2-core AVX2 CPU (645 s, 2026-12-02).
     """
-    if suite not in SUITES:
-        raise typer.BadParameter(f"unknown --suite {suite!r}; expected one of {', '.join(SUITES)}")
-    if data not in builtin_names():
-        raise typer.BadParameter(
-            f"unknown --data {data!r}; the demo runs on a built-in benchmark: "
-            f"{', '.join(builtin_names())}"
-        )
+    _check_demo_names(suite, data, arch)
     try:
         settings = DemoSettings(data=data, arch=arch).scaled(scale)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     if lr is not None:
-        if not lr > 0:
-            raise typer.BadParameter(f"--lr must be > 0, got {lr}")
+        if not (lr > 0 and math.isfinite(lr)):
+            raise typer.BadParameter(f"--lr must be > 0 and finite, got {lr}")
         settings.lr = lr
     settings.bcos, settings.perturbation = bcos, perturbation
     if image_size is not None:
-        if image_size < 32:
-            raise typer.BadParameter(f"--image-size must be >= 32 px, got {image_size}")
+        if not 32 <= image_size <= MAX_IMAGE_SIZE:  # (the built-in benchmarks' sizes)
+            raise typer.BadParameter(
+                f"--image-size must be >= 32 px and <= {MAX_IMAGE_SIZE}, got {image_size}"
+            )
         settings.image_size = image_size
     if epochs is not None:
-        if epochs < 1:
-            raise typer.BadParameter(f"--epochs must be >= 1, got {epochs}")
+        if not 1 <= epochs <= MAX_EPOCHS:
+            raise typer.BadParameter(f"--epochs must be >= 1 and <= {MAX_EPOCHS}, got {epochs}")
         settings.epochs = epochs
     # "" (the current folder, to fill with runs/) refused
     out = Path(nonblank_path(out, "--out"))
@@ -230,6 +250,25 @@ def demo(
     typer.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
     typer.echo(f"tables: {report.parent / 'tables.md'}")
     typer.echo(f"report: {report}")
+
+
+def _check_demo_names(suite: str, data: str, arch: str) -> None:
+    """``--suite``, ``--data`` (a built-in benchmark) and ``--arch`` (a torchvision classifier
+    or torchlap's small CNN: the demo's runs build nothing else), before the demo checks its
+    folders or opens its log."""
+    if suite not in SUITES:
+        raise typer.BadParameter(f"unknown --suite {suite!r}; expected one of {', '.join(SUITES)}")
+    if data not in builtin_names():
+        raise typer.BadParameter(
+            f"unknown --data {data!r}; the demo runs on a built-in benchmark: "
+            f"{', '.join(builtin_names())}"
+        )
+    known = torchvision.models.list_models(module=torchvision.models)
+    if arch not in SMALL_ARCHS and arch not in known:
+        raise typer.BadParameter(
+            f"unknown --arch {arch!r}; the demo's runs take a torchvision classifier (e.g. "
+            f"resnet18, resnet50; {len(known)} in all) or {', '.join(SMALL_ARCHS)}"
+        )
 
 
 @contextmanager

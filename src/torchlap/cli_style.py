@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from torchlap.io import fitting_path
 from torchlap.logs import setup_logging
 
 __all__ = [
@@ -168,7 +169,7 @@ def nonblank_path(text: str, option: str, accepted: str = "the output folder") -
     shell variable, ``--out "$OUT"``, not a request; ``.`` says it)."""
     if not text.strip():
         raise ValueError(f"{option} is empty or blank; pass {accepted} (. for the current folder)")
-    return text
+    return fitting_path(text, option)
 
 
 def listed_names(text: str, option: str) -> list[str]:

@@ -39,7 +39,7 @@ from torchlap._checks import (
     check_number,
     non_finite_samples,
 )
-from torchlap.cli_style import given_options
+from torchlap.cli_style import given_options, nonblank_path
 from torchlap.evaluate import load_eval_data
 from torchlap.explainers.lap import (
     THRESHOLDS,
@@ -438,14 +438,14 @@ def register_export(app: Any) -> None:
     @app.command("export")
     def export_command(
         ctx: typer.Context,
-        run: Path = typer.Option(
-            ..., "--run", help="A LAP run folder written by `torchlap train`."
+        run: str = typer.Option(
+            ..., "--run", metavar="PATH", help="A LAP run folder written by `torchlap train`."
         ),
         format: str = typer.Option(
             "onnx", "--format", help="onnx, torchscript or exported-program."
         ),
-        out: Path = typer.Option(
-            ..., "--out", help="File to write (.onnx, .pt for torchscript, .pt2)."
+        out: str = typer.Option(
+            ..., "--out", metavar="PATH", help="File to write (.onnx, .pt for torchscript, .pt2)."
         ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
         batch_size: int = typer.Option(
@@ -475,12 +475,17 @@ def register_export(app: Any) -> None:
         # everything that can refuse runs before the file is written: the numbers, --out and
         # --format, then the ONNX check's onnxruntime and test images (a missing data folder)
         _check_command(ctx, format, batch_size, verify_images)
-        _checked_out(out, format, overwrite)
+        # (as text: typer turns "" into Path("."); ValueErrors: the command's handler, exit 2)
+        run_dir = Path(nonblank_path(run, "--run", "a run folder"))
+        out_file = Path(nonblank_path(out, "--out", "the file to write"))
+        _checked_out(out_file, format, overwrite)
         verify = format == "onnx" and verify_images > 0
         if verify:
             _require_onnxruntime()
-            images = run_test_images(run, verify_images)
-        path, module, _ = export_run(run, out, format, overwrite=overwrite, batch_size=batch_size)
+            images = run_test_images(run_dir, verify_images)
+        path, module, _ = export_run(
+            run_dir, out_file, format, overwrite=overwrite, batch_size=batch_size
+        )
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; outputs: "
                    f"{', '.join(output_names(module))})")  # fmt: skip
         if verify:

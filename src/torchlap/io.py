@@ -33,6 +33,7 @@ __all__ = [
     "atomic_write_json",
     "check_folder_path",
     "clean_stale_temps",
+    "fitting_path",
     "loads_strict",
     "not_a_file",
     "sha256_file",
@@ -280,6 +281,24 @@ def check_folder_path(path: str | os.PathLike[str], option: str = "--out") -> No
         raise ValueError(
             f"{option} {path} is inside {above}, which is not a folder; pass a folder path"
         )
+
+
+#: the longest file or folder name, and the longest path, the usual file systems take (bytes)
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096
+
+
+def fitting_path(path: str | os.PathLike[str], option: str) -> str:
+    """``path`` as text, refused (``ValueError`` naming ``option``) when one of its names is
+    longer than 255 bytes or the whole is longer than 4096: the file system would refuse it
+    (``File name too long``) once the command is under way."""
+    text = os.fspath(path)
+    longest = max((len(os.fsencode(name)) for name in Path(text).parts), default=0)
+    if longest > MAX_NAME_BYTES or len(os.fsencode(text)) > MAX_PATH_BYTES:
+        raise ValueError(
+            f"{option} {text!r} is too long for a path: file and folder names take at most "
+            f"{MAX_NAME_BYTES} bytes each, a path {MAX_PATH_BYTES}"
+        )
+    return text
 
 
 def not_a_file(path: str | os.PathLike[str]) -> str | None:

@@ -388,8 +388,12 @@ def _checked_choices(methods: str, against: str, precision: str) -> list[str] | 
     try:
         check_precision(precision)
         method_list = _listed(methods, "--methods")
-        for method in method_list or ():
-            get(method)  # an unknown name fails here, before the table header
+        unknown = [method for method in method_list or () if method not in available()]
+        if unknown:  # before the table header
+            raise ValueError(
+                f"--methods names an unknown explainer {', '.join(map(repr, unknown))}; "
+                f"available: {', '.join(available())}"
+            )
         peers = _listed(against, "--against") or ()
         unknown = [p for p in peers if p not in PEERS]
         if unknown:

@@ -249,6 +249,12 @@ def register_model_bench(bench_app: object) -> None:
             raise typer.BadParameter(
                 f"--archs lists no architecture, got {archs!r}; pass some of {', '.join(MODELS)}"
             )
+        unknown = [arch for arch in arch_list if arch not in MODELS]
+        if unknown:
+            raise typer.BadParameter(
+                f"--archs names unknown architecture(s) {unknown}; expected some of "
+                f"{', '.join(MODELS)}"
+            )
         check_distinct(arch_list, "--archs")
         scaled_size = max(75, round(size * scale))
         scaled_batch = max(1, round(batch_size * scale))

@@ -27,6 +27,39 @@ def check_dataset_name(name_or_path: object) -> None:
         )
 
 
+def check_data_option(text: str, option: str) -> None:
+    """``ValueError`` naming ``option`` (``--data``) unless ``text`` is a built-in name or a
+    folder holding ``annotations.csv`` or subfolders (an ImageFolder's classes or splits):
+    refused before a run is read or built (the rest of the folder is checked when it is
+    read)."""
+    if not text.strip():  # Path("") is ".": the current folder, read as data
+        raise ValueError(
+            f"{option} is empty or blank; pass a built-in ({', '.join(builtin_names())}) or a "
+            "dataset folder (. for the current folder)"
+        )
+    if text in builtin_names():
+        return
+    if Path(text).is_dir():
+        try:
+            layout = (Path(text) / ANNOTATIONS).exists() or any(
+                entry.is_dir() for entry in Path(text).iterdir()
+            )
+        except PermissionError:  # (said by the reader, which names the folder)
+            return
+        if not layout:
+            raise ValueError(
+                f"{option} {text!r} holds neither {ANNOTATIONS} nor subfolders; a dataset "
+                f"folder has {ANNOTATIONS} (and its images) or class subfolders "
+                "(root/<class>/<image>, or root/train/<class>/...)"
+            )
+        return
+    found = "is a file" if Path(text).exists() else "names no built-in and no folder"
+    raise ValueError(
+        f"{option} {text!r} {found}; pass a built-in ({', '.join(builtin_names())}) or a "
+        "dataset folder"
+    )
+
+
 def load_dataset(
     name_or_path: str | os.PathLike[str],
     split: str = "train",

@@ -11,6 +11,7 @@ from torchlap.data.api import check_dataset_name, load_dataset
 from torchlap.data.builtin import DEFAULT_N_IMAGES, builtin_dataset, builtin_names
 from torchlap.data.export import export_builtin
 from torchlap.data.images import has_transparency
+from torchlap.io import fitting_path
 
 data_app = typer.Typer(
     help="Datasets: export the built-in benchmarks, check annotated folders.",
@@ -21,7 +22,9 @@ data_app = typer.Typer(
 @data_app.command("export")
 def export(
     name: str = typer.Argument(..., help=f"Built-in benchmark: {', '.join(builtin_names())}."),
-    out: Path = typer.Option(..., "--out", help="New folder to write (must not exist)."),
+    out: str = typer.Option(
+        ..., "--out", metavar="PATH", help="New folder to write (must not exist)."
+    ),
     n_images: int = typer.Option(DEFAULT_N_IMAGES, "--n-images", help="Images, all splits."),
     image_size: int = typer.Option(64, "--image-size", help="Square image size in pixels."),
     seed: int = typer.Option(0, "--seed", help="Seed: same seed, same bytes."),
@@ -37,8 +40,13 @@ def export(
             f"unknown built-in {name!r}; choose one of {', '.join(builtin_names())}",
             param_hint="NAME",
         )
-    # errors reach the torchlap command's one-line handler (exit 2 input, 1 failure)
-    path = export_builtin(name, out, n_images=n_images, image_size=image_size, seed=seed)
+    fitting_path(out, "--out")  # (as text: typer would turn "" into Path("."))
+    # errors reach the torchlap command's one-line handler (exit 2 input, 1 failure); the
+    # export's refusals of its folder name the option
+    try:
+        path = export_builtin(name, out, n_images=n_images, image_size=image_size, seed=seed)
+    except FileExistsError as error:
+        raise FileExistsError(f"--out: {error}") from None
     typer.echo(
         f"wrote {name} ({n_images} images, {image_size}x{image_size}, seed {seed}) to {path}"
     )
@@ -75,6 +83,7 @@ def check(
     Cost: reads every image once (seconds for a few thousand small images).
     """
     check_dataset_name(name)  # typer would make "" the current folder, Path(".")
+    fitting_path(name, "the dataset")
     path = Path(name)
     if name in builtin_names():
         if not path.exists():

@@ -147,7 +147,10 @@ def validate_check_options(options: Any) -> None:
     if not 0.0 <= float(confidence) < 1.0:
         raise ValueError(f"grid_pg_confidence must be a number in [0, 1), got {confidence!r}")
     if isinstance(options.grid_pg_shape, str) and options.grid_pg_shape.strip() != "auto":
-        resolve_grid_shape(options.grid_pg_shape, 10**6)  # syntax only; classes checked later
+        try:  # syntax only; classes checked later
+            resolve_grid_shape(options.grid_pg_shape, 10**6)
+        except ValueError as error:
+            raise ValueError(f"grid_pg_shape: {error}") from None
 
 
 def check_grid_request(options: Any, run: Any) -> None:

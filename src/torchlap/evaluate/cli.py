@@ -14,6 +14,7 @@ import typer
 from torchlap.cli_style import given_options, key_values, listed_names, nonblank_path
 from torchlap.evaluate.bla_comparison import LIME_CHECK_DEFAULTS, LIME_CHECK_FIELDS
 from torchlap.evaluate.checks import MAX_GRID_PG_GRIDS
+from torchlap.evaluate.cli_paths import check_data, lime_baseline_path, run_paths
 from torchlap.evaluate.common import (
     COMPARE_OUTPUTS,
     EVALUATE_OUTPUTS,
@@ -24,6 +25,7 @@ from torchlap.evaluate.compare import compare_runs, run_names
 from torchlap.evaluate.core import evaluate_run
 from torchlap.evaluate.options import DEFAULT_METHODS, MAX_TIE_DRAWS, EvaluateOptions
 from torchlap.evaluate.shard import ShardPlan, check_sharding, launch_sharded
+from torchlap.explainers import available
 from torchlap.io import loads_strict
 from torchlap.logs import log_file, process_rank
 from torchlap.metrics.uncertainty import MAX_RESAMPLES
@@ -34,30 +36,40 @@ T = TypeVar("T")
 
 
 def _parse_methods(methods: str, option: str = "--methods") -> tuple[str, ...]:
+    """The names of ``--methods`` (or ``--check-methods``), each a known method."""
     try:
         names = tuple(listed_names(methods, option))
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     if not names:
-        raise typer.BadParameter(f"{option} needs at least one method name")
+        raise typer.BadParameter(f"{option} needs at least one method name, got {methods!r}")
+    unknown = [name for name in names if name not in available()]
+    if unknown:
+        raise typer.BadParameter(
+            f"{option} names unknown method(s) {', '.join(unknown)}; available: "
+            f"{', '.join(available())}"
+        )
     return names
 
 
 def _parse_method_options(text: str | None) -> dict:
     """``--method-options``: a JSON object of method name -> option object, with finite
     numbers only and each key once."""
-    if not text:
+    if text is None:
         return {}
     try:
         value = loads_strict(text, "--method-options", "method and option")
     except json.JSONDecodeError as error:
-        raise typer.BadParameter(f"--method-options is not valid JSON: {error}") from None
+        raise typer.BadParameter(
+            f"--method-options is not valid JSON ({error}), got {text!r}; pass a JSON object "
+            'of method names and option objects, e.g. {"rise": {"n_masks": 1000}}'
+        ) from None
     except ValueError as error:  # NaN/Infinity, a repeated key
         raise typer.BadParameter(str(error)) from None
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise typer.BadParameter(
             '--method-options must map method names to option objects, e.g. {"rise": '
-            '{"n_masks": 1000}}'
+            f'{{"n_masks": 1000}}}}, got {text!r}'
         )
     return value
 
@@ -92,7 +104,9 @@ def _parse_lime_options(items: list[str] | None) -> tuple[dict, dict]:
     unknown = sorted(set(given) - set(LIME_CHECK_DEFAULTS) - set(LIME_CHECK_FIELDS))
     if unknown:
         accepted = ", ".join([*LIME_CHECK_DEFAULTS, *LIME_CHECK_FIELDS])
-        raise typer.BadParameter(f"unknown LIME check option(s) {unknown}; accepted: {accepted}")
+        raise typer.BadParameter(
+            f"--lime-option: unknown LIME check option(s) {unknown}; accepted: {accepted}"
+        )
     fields = {name: given.pop(key) for key, name in LIME_CHECK_FIELDS.items() if key in given}
     return given, fields
 
@@ -100,11 +114,8 @@ def _parse_lime_options(items: list[str] | None) -> tuple[dict, dict]:
 def _options(params: dict[str, object]) -> EvaluateOptions:
     """The command's ``EvaluateOptions`` from its parameters (``locals()`` of the command,
     whose ``ctx`` tells the options the user gave from their defaults)."""
-    if params["data"] is not None:  # "" would fall back to the run's data without a word
-        try:
-            nonblank_path(str(params["data"]), "--data", "a built-in name or a dataset folder")
-        except ValueError as error:
-            raise typer.BadParameter(str(error)) from None
+    if params["data"] is not None:
+        check_data(str(params["data"]))
     lime_options, lime_fields = _parse_lime_options(params["lime_option"])  # type: ignore[arg-type]
     options = EvaluateOptions(
         methods=_parse_methods(str(params["methods"])),
@@ -423,7 +434,9 @@ def _launch(
 
 def evaluate_command(
     ctx: typer.Context,
-    run: Path = typer.Option(..., "--run", help="A run folder written by `torchlap train`."),
+    run: str = typer.Option(
+        ..., "--run", metavar="<path>", help="A run folder written by `torchlap train`."
+    ),
     data: str = typer.Option(None, "--data", help="Built-in name or folder (default: the run's)."),
     split: Split = "test",
     methods: Methods = _DEFAULT_METHODS,
@@ -457,7 +470,7 @@ def evaluate_command(
     grid_pg_grids: GridPgGrids = 16,
     grid_pg_confidence: GridPgConfidence = 0.9,
     check_methods: CheckMethods = None,
-    lime_baseline: Path = typer.Option(
+    lime_baseline: str = typer.Option(
         None,
         "--lime-baseline",
         help="BLA runs: a vanilla run of the same data on which paper 002's LIME check "
@@ -481,15 +494,17 @@ def evaluate_command(
     `--device cuda`; torchrun and SLURM too): rank 0 writes what one process writes.
     """
     options = _options(locals())
-    out_dir = _out_folder(out) or run / f"eval-{split}"
+    (run_dir,) = run_paths([run], "--run")  # (as text: typer turns "" into Path("."))
+    baseline = lime_baseline_path(lime_baseline, options)
+    out_dir = _out_folder(out) or run_dir / f"eval-{split}"
     plan = _shard_plan(devices, num_nodes, device)
     foreign = []  # refused now; a user's evaluate.log is removed once everything is checked
     if _is_rank_zero():
         names = (*EVALUATE_OUTPUTS, "evaluate.log")
         foreign = guard_output_folder(out_dir, force, names=names, apply=False)
     if plan.world_size > 1:
-        load_run(run)  # a bad run folder is reported once, before the processes start
-    call = partial(evaluate_run, run, data, out_dir, options, force, lime_baseline=lime_baseline)
+        load_run(run_dir)  # a bad run folder is reported once, before the processes start
+    call = partial(evaluate_run, run_dir, data, out_dir, options, force, lime_baseline=baseline)
     log = out_dir / "evaluate.log"
     results = _launch(plan, log, lambda checked: call(on_checked=checked), foreign)
     if results is None:  # not rank 0
@@ -543,6 +558,7 @@ def compare_command(
     images with the demo's settings; tens of minutes per run with the defaults).
     """
     options = _options(locals())
+    run_paths(runs, "RUNS")
     out = _out_folder(out_text) or Path("comparison")
     plan = _shard_plan(devices, num_nodes, device)
     names = run_names(runs)  # refused before a guard replaces anything under --force

@@ -284,10 +284,10 @@ def explain_files(
     files, decoding, finite pixels, output names) happens before anything is written.
     """
     _check_arguments(inputs, methods, batch_size)
-    run = load_run(run_dir)
     out = Path(out)
-    entries = _entries(inputs, out)
+    entries = _entries(inputs, out)  # (the images and outputs named before the run is read)
     targets = _check_outputs(out, entries)
+    run = load_run(run_dir)
     for method in methods:
         reason = applicability(method, run.model)
         if reason is not None:
@@ -327,7 +327,9 @@ def _check_arguments(inputs: object, methods: object, batch_size: object) -> Non
         raise TypeError(f"inputs must be paths (str or os.PathLike), got {bad[0]!r}")
     unknown = [m for m in methods if not isinstance(m, str) or m not in available()]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; available: {', '.join(available())}")
+        raise ValueError(
+            f"--methods names unknown method(s) {unknown}; available: {', '.join(available())}"
+        )
     refuse_repeats(methods, "--methods")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
@@ -395,7 +397,9 @@ def register_explain(app: typer.Typer) -> None:
     def explain_command(
         # (as text: typer turns "" into Path("."), the current folder)
         inputs: list[str] = typer.Argument(..., metavar="PATH...", help="Image files or folders."),
-        run: Path = typer.Option(..., "--run", help="A run folder written by `torchlap train`."),
+        run: str = typer.Option(
+            ..., "--run", metavar="PATH", help="A run folder written by `torchlap train`."
+        ),
         methods: str = typer.Option("lap,gradcam", "--methods", help="Comma-separated names."),
         out: str = typer.Option("explanations", "--out", metavar="PATH", help="Output folder."),
         batch_size: int = typer.Option(16, "--batch-size"),
@@ -408,12 +412,13 @@ def register_explain(app: typer.Typer) -> None:
         """
         names = listed_names(methods, "--methods")
         if not names:
-            raise typer.BadParameter("--methods needs at least one method name")
+            raise typer.BadParameter(f"--methods needs at least one method name, got {methods!r}")
         # an empty input or --out is the current folder: read whole, or filled, without a word
         paths = [
             Path(nonblank_path(item, "an input", "an image file or folder")) for item in inputs
         ]
         out_dir = Path(nonblank_path(out, "--out"))
+        run_dir = Path(nonblank_path(run, "--run", "a run folder"))
         # errors reach the torchlap command's one-line handler (exit 2 input, 1 failure)
-        written = explain_files(run, paths, names, out_dir, batch_size)
+        written = explain_files(run_dir, paths, names, out_dir, batch_size)
         typer.echo(f"wrote {len(written)} figures and {len(written)} .npz maps to {out_dir}")

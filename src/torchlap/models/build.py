@@ -62,7 +62,8 @@ def _check_arch(arch: str) -> None:
         close = difflib.get_close_matches(arch, known, n=3)
         hint = f" Did you mean {close}?" if close else ""
         raise ValueError(
-            f"unknown architecture {arch!r}.{hint} Known torchvision classifiers include "
+            f"arch (--arch): unknown architecture {arch!r}.{hint} Known torchvision classifiers "
+            "include "
             "resnet18, resnet50, resnext50_32x4d, wide_resnet50_2, vgg11, densenet121, "
             "mobilenet_v2, mobilenet_v3_small, efficientnet_b0, regnet_y_400mf, convnext_tiny, "
             f"inception_v3 ({len(known)} in all: torchvision.models.list_models())"
@@ -347,7 +348,9 @@ def _load_safetensors(model: nn.Module, path: Path, in_channels: int) -> None:
     try:
         state = load_file(str(path))
     except Exception as error:
-        raise ValueError(f"cannot read {path} as a safetensors file: {error}") from error
+        raise ValueError(
+            f"pretrained (--pretrained): cannot read {path} as a safetensors file: {error}"
+        ) from error
     # a torchlap run's weights: NormalizedClassifier keeps the network under "net." next to
     # its input normalisation, which the new run records afresh from its own data
     network = unwrap_normalized_state(state)

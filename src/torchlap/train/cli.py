@@ -11,9 +11,11 @@ from typing import Annotated, Any
 import typer
 
 import torchlap.train.run as train_run
-from torchlap.cli_style import given_options, key_values
+from torchlap.cli_style import given_options, key_values, nonblank_path
+from torchlap.data.api import check_data_option
 from torchlap.io import loads_strict
 from torchlap.logs import log_file
+from torchlap.losses import ConceptSets
 from torchlap.models.objectives import check_head_ratios
 from torchlap.runs import CONFIG_FILE
 from torchlap.train.config import PHASE_SETTINGS, PhaseConfig, TrainConfig, parse_phase
@@ -41,10 +43,13 @@ def _parse_ratios(text: str | None) -> dict[str, Any] | None:
         ratios = loads_strict(text, "--ratios")
     except json.JSONDecodeError as error:
         raise ValueError(
-            f"--ratios must be JSON {{head: [MinAR, MaxAR, IAR]}}, e.g. "
+            f"--ratios {text!r} must be JSON {{head: [MinAR, MaxAR, IAR]}}, e.g. "
             f'\'{{"0": [0.02, 0.2, 0.01], "2": [null, 0.1, null]}}\': {error}'
         ) from None
-    return check_head_ratios(ratios)
+    try:
+        return check_head_ratios(ratios)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"--ratios {text!r}: {error}") from None
 
 
 def _refuse_unused_fillers(texts: list[str], values: dict[str, Any], given: set[str]) -> None:
@@ -112,6 +117,10 @@ def config_from_options(*, given: Collection[str] | None = None, **options: Any)
                 f"--concept-sets {path} is not JSON ({error}); expected the file a run writes "
                 "(ConceptSets.to_dict(): class -> concept indices)"
             ) from None
+        try:  # its form here, before a model is built (its classes are checked with the data)
+            ConceptSets.from_dict(concept_sets)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"--concept-sets {path}: {error}") from None
     options["use_discriminative"] = not options.pop("no_discriminative")
     options["freeze_features"] = _freeze_choice(options["freeze_features"])
     if options["balanced_batches"] is None:  # neither flag: the paper's choice for the run
@@ -439,20 +448,36 @@ def train(
     (the demo's 4 epochs take about 50 s).
     """
     options = dict(locals())  # first: the option values only
+    _check_paths(data, out, pretrained, concept_sets)
     # errors reach the torchlap command's one-line handler (exit 2 input, 1 failure)
     config = config_from_options(given=given_options(options.pop("context")), **options)
     out_dir = Path(config.out)
     # RUN/train.log: every line of the run (Lightning's too), once torchlap owns the folder
     with log_file(out_dir / LOG_FILE, ready=_log_ready(out_dir, config.overwrite)):
         run_dir = train_run.fit(config)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    test = metrics.get("test") or {}
-    summary = ", ".join(
+    typer.echo(f"run saved to {run_dir} (test: {_test_summary(run_dir)})")
+
+
+def _test_summary(run_dir: Path) -> str:
+    """The run's test accuracy, balanced accuracy, sensitivity and specificity, from its
+    metrics.json."""
+    test = json.loads((run_dir / "metrics.json").read_text()).get("test") or {}
+    return ", ".join(
         f"{k}={test[k]:.4f}"
         for k in ("accuracy", "balanced_accuracy", "sensitivity", "specificity")
         if k in test
     )
-    typer.echo(f"run saved to {run_dir} (test: {summary})")
+
+
+def _check_paths(data: str, out: str, pretrained: str | None, concept_sets: str | None) -> None:
+    """The path options, before a run is built (ValueErrors: the command's handler, exit 2):
+    none empty (an unset shell variable, not the current folder) or too long for the file
+    system, and ``--data`` a built-in name or an existing folder."""
+    for option, path in (("--data", data), ("--out", out), ("--pretrained", pretrained),
+                         ("--concept-sets", concept_sets)):  # fmt: skip
+        if path is not None:
+            nonblank_path(path, option, "a path")
+    check_data_option(data, "--data")
 
 
 def _log_ready(out_dir: Path, overwrite: bool) -> Callable[[], bool]:

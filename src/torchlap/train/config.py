@@ -25,6 +25,7 @@ from torchlap._checks import (
 )
 from torchlap.launch import parse_devices
 from torchlap.losses.functional import EXPERT_POSITIVE_FRACTION
+from torchlap.losses.injection import DEFAULT_WEIGHTS
 from torchlap.models.bcos import BCOS_NORMS
 from torchlap.models.objectives import RATIO_FIELDS, unused_supervision_settings
 from torchlap.models.presets import PRESETS
@@ -444,6 +445,12 @@ class TrainConfig:
         if self.loss_weights is not None:
             if not isinstance(self.loss_weights, dict):
                 raise TypeError(f"loss_weights must be a dict, got {self.loss_weights!r}")
+            unknown = sorted(set(self.loss_weights) - {*DEFAULT_WEIGHTS, "cross_entropy"})
+            if unknown:  # (here, before the model and its loss are built)
+                raise ValueError(
+                    f"unknown loss weights (--loss-weight) {unknown}; known terms: "
+                    f"{sorted({*DEFAULT_WEIGHTS, 'cross_entropy'})}"
+                )
             for key, value in self.loss_weights.items():
                 check_number(value, f"loss weight {key!r}", minimum=0.0)
         if self.concept_sets is not None and not isinstance(self.concept_sets, dict):
