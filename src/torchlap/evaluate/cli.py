@@ -515,7 +515,9 @@ def evaluate_command(
 
 def compare_command(
     ctx: typer.Context,
-    runs: list[Path] = typer.Argument(..., help="Run folders to put side by side."),
+    runs_text: list[str] = typer.Argument(
+        ..., metavar="RUNS", help="Run folders to put side by side.", show_default=False
+    ),
     data: str = typer.Option(None, "--data", help="Built-in name or folder (default: each run's)."),
     out_text: str = typer.Option("comparison", "--out", metavar="<path>", help="Output folder."),
     split: Split = "test",
@@ -558,7 +560,7 @@ def compare_command(
     images with the demo's settings; tens of minutes per run with the defaults).
     """
     options = _options(locals())
-    run_paths(runs, "RUNS")
+    runs = run_paths(runs_text, "RUNS")  # text: typer made '' the current folder
     out = _out_folder(out_text) or Path("comparison")
     plan = _shard_plan(devices, num_nodes, device)
     names = run_names(runs)  # refused before a guard replaces anything under --force

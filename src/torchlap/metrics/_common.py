@@ -546,9 +546,7 @@ def run_model(
     raise a ValueError naming the images (``image_of[i]``: the image of input ``i``, default
     ``i``) and ``what`` the inputs were (e.g. "on copies keeping their top 10% pixels"): a score
     of them would be meaningless (NaN compares false, so a NaN row ranks any class first).
-    ``labels``: class indices checked against the logits' width after the first chunk (by
-    :func:`check_class_range`, not after a pass over every image).
-    """
+    ``labels``: class indices, checked against the logits' width after the first chunk."""
     check_batch_size(batch_size)
     if not callable(model):
         raise TypeError(f"model must be callable (images -> logits), got {type(model)}")

@@ -18,9 +18,13 @@ from typing import Any
 from torch import nn
 
 from torchlap.models.bcos import build_bcos
-from torchlap.models.build import apply_lapify_config, build_model, load_pretrained_file
+from torchlap.models.build import (
+    apply_lapify_config,
+    build_model,
+    lapify_lap,
+    load_pretrained_file,
+)
 from torchlap.models.build import model_from_config as _model_from_config
-from torchlap.models.lapify import lapify
 from torchlap.models.presets import PRESETS
 from torchlap.models.records import model_record, set_model_record
 from torchlap.models.wrapping import SmallCNN
@@ -97,7 +101,7 @@ def _build_small(spec: ModelSpec) -> tuple[nn.Module, dict[str, Any]]:
     net: nn.Module = SmallCNN(spec.num_classes, spec.in_channels, norm=SMALL_ARCHS[spec.arch])
     calls: list[dict[str, Any]] = []
     if str(spec.lap).lower() != "none":
-        lapify(net, where=where, n_concepts=spec.n_concepts, **spec.lap_options)
+        lapify_lap(net, where, spec.lap, n_concepts=spec.n_concepts, **spec.lap_options)
         calls = json_copy(model_record(net)["lapify"])  # lapify's record of its calls
     source = spec.weights_source
     if source is not None:

@@ -265,6 +265,17 @@ def _check_lap_args(
     lap_options(n_concepts, hidden_channels, aggregation, alpha, eps, head_hidden)
 
 
+def lapify_lap(model: nn.Module, where: Any, lap: object, **options: Any) -> None:
+    """:func:`lapify` at ``where``, the sites of the caller's ``lap`` (``--lap``): its refusal
+    of a module list (``"where: the model has no module ..."``) names ``lap`` and its value."""
+    try:
+        lapify(model, where=where, **options)
+    except ValueError as error:
+        if not str(error).startswith("where: "):
+            raise
+        raise ValueError(f"lap (--lap) {lap!r}: {str(error).removeprefix('where: ')}") from None
+
+
 def build_model(
     arch: str,
     num_classes: int,
@@ -318,11 +329,10 @@ def build_model(
             weights = _weights(arch, pretrained)
     model = _base_model(arch, num_classes, in_channels, weights, arch_kwargs)
     if lap is not None and lap != "none":
-        where = lap if isinstance(lap, str) else list(lap)
-        lapify(
-            model, where=where, n_concepts=n_concepts, hidden_channels=hidden_channels,
-            aggregation=aggregation, alpha=alpha, eps=eps, input_size=input_size,
-            head_hidden=head_hidden,
+        lapify_lap(
+            model, lap if isinstance(lap, str) else list(lap), lap, n_concepts=n_concepts,
+            hidden_channels=hidden_channels, aggregation=aggregation, alpha=alpha, eps=eps,
+            input_size=input_size, head_hidden=head_hidden,
         )  # fmt: skip
     if path is not None:
         _load_safetensors(model, path, in_channels)
