@@ -480,7 +480,7 @@ def _stability(
         binarize_threshold=BINARIZE_THRESHOLD,
         binarize_normalization=BINARIZE_NORMALIZATION,
         to_input=to_input,
-        image_ids=torch.arange(n),
+        image_ids=torch.arange(n, device=test.images.device),
     )
     by_fraction: dict[str, dict[str, Any]] = {}
     for name, value in stable.items():
