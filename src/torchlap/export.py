@@ -33,12 +33,15 @@ import typer
 from torch import Tensor, nn
 
 from torchlap._checks import (
+    channel_mismatch,
     check_bool,
     check_fraction,
     check_int,
+    check_model_inputs,
     check_number,
     non_finite_samples,
 )
+from torchlap._hooks import kept_training_flags
 from torchlap.cli_style import given_options, nonblank_path
 from torchlap.evaluate import load_eval_data
 from torchlap.explainers.lap import (
@@ -114,10 +117,21 @@ class LapExportModule(nn.Module):
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         """Logits, each LAP layer's map for the predicted class, and LAP All (input size).
         The wrapped model's last maps (its :func:`~torchlap.layers.attention_maps`) are left as
-        they were, also when the forward raises: they are the caller's."""
+        they were, also when the forward raises: they are the caller's.
+
+        ``images``: a floating-point ``(B, C, H, W)`` tensor of the model's channels, device
+        and dtype, else a TypeError/ValueError naming ``images`` (finite pixels are not
+        required: the module is traced with symbolic inputs)."""
+        _check_module_images(self.model, images)
         with kept_last_maps(self.model):
             clear_attention_maps(self.model)  # this pass's layers only
-            logits = self.model(images)
+            try:
+                logits = self.model(images)
+            except RuntimeError as error:  # torch names a layer's weight, not the images
+                message = channel_mismatch(self.model, images, error)
+                if message is None:
+                    raise
+                raise ValueError(message) from error
             found = attention_maps(self.model)
         missing = [name for name in self.layers if name not in found]
         if missing:
@@ -136,6 +150,30 @@ class LapExportModule(nn.Module):
         size = (images.shape[-2], images.shape[-1])
         full = F.interpolate(integrated[:, None], size=size, mode="bilinear", align_corners=False)
         return (logits, *maps, full[:, 0])
+
+
+def _check_module_images(model: nn.Module, images: object) -> None:
+    """``images`` as :meth:`LapExportModule.forward` takes them: a floating-point
+    ``(B, C, H, W)`` tensor with H, W >= 1 on the model's device and of its dtype (the
+    explainers' checks but the finite pixels, which a traced input has no values for)."""
+    if not isinstance(images, Tensor):
+        raise TypeError(
+            f"images must be a floating-point torch.Tensor (B, C, H, W) in [0, 1], got "
+            f"{type(images).__name__}"
+        )
+    if images.dim() != 4:
+        raise ValueError(
+            f"images must have shape (B, C, H, W), got {tuple(images.shape)} ({images.dim()} "
+            "dimensions)"
+        )
+    if not images.is_floating_point():
+        raise TypeError(
+            f"images must be a floating-point tensor in [0, 1], got dtype {images.dtype} "
+            "(convert with images.float() / 255 for 8-bit pixels)"
+        )
+    if images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(f"images must have H, W >= 1, got shape {tuple(images.shape)}")
+    check_model_inputs(model, images)
 
 
 def output_names(module: LapExportModule) -> list[str]:
@@ -321,7 +359,8 @@ def verify_onnx(
 ) -> dict[str, float]:
     """Largest absolute difference per output between onnxruntime on ``path`` and PyTorch's
     ``module`` on ``images`` (batches of ``batch_size``, an int from 1 to
-    :data:`MAX_EXPORT_BATCH`).
+    :data:`MAX_EXPORT_BATCH`). ``module`` runs in eval mode, as it was exported; every
+    module's train/eval flag is given back afterwards, also when the check raises.
 
     ``images``: a non-empty ``(B, C, H, W)`` floating-point tensor of finite pixels of the
     file's input shape, else ValueError/TypeError before onnxruntime runs. An output whose
@@ -336,13 +375,17 @@ def verify_onnx(
     _check_verify_images(images, session.get_inputs()[0].shape, path)
     names = output_names(module)
     worst = dict.fromkeys(names, 0.0)
-    with torch.no_grad():
+    # eval mode (as the file was exported), every module's flag given back, also on errors
+    with torch.no_grad(), kept_training_flags(module):
+        module.eval()
         for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size].float().cpu()
-            expected = module(batch)
-            got = session.run(names, {"images": batch.numpy()})
+            batch = images[start : start + batch_size].float()
+            expected = module(batch)  # on the images' device
+            # onnxruntime takes numpy arrays on the host: the one copy to and from the host
+            feed = batch.detach().to("cpu", copy=False).numpy()
+            got = session.run(names, {"images": feed})
             for name, want, have in zip(names, expected, got, strict=True):
-                have = torch.from_numpy(have)
+                have = torch.from_numpy(have).to(want.device)
                 if want.shape != have.shape:  # broadcasting would compare other pixels
                     worst[name] = math.nan
                     continue

@@ -94,6 +94,7 @@ from torch import Tensor, nn
 
 from torchlap._checks import check_positive_float, check_positive_int
 from torchlap._hooks import Hooks, kept_training_flags
+from torchlap.layers._state import kept_last_maps
 from torchlap.models.bla_pools import (
     POOLS,
     BlaMaps,
@@ -259,7 +260,7 @@ def _probe_feature_shape(model: nn.Module, site: _Site, input_size: Any) -> tupl
     """Shape of the feature map the BLA module will pool, from one dry forward pass.
 
     Eval mode, no grad, on a seeded random input; the hook is removed and every module's
-    train/eval flag restored whatever happens.
+    train/eval flag and every LAP layer's last maps restored whatever happens.
     """
     probe = _probe_input(model, input_size)  # the same input as lapify's probe
     seen: list[tuple[int, ...]] = []
@@ -278,7 +279,8 @@ def _probe_feature_shape(model: nn.Module, site: _Site, input_size: Any) -> tupl
         else:
             hooks.forward(site.module, post_hook)
         model.eval()
-        with torch.no_grad():
+        # the LAP layers' (and BLA pools') last maps are the caller's, as lapify's probe keeps them
+        with torch.no_grad(), kept_last_maps(model):
             try:
                 model(probe)
             except Exception as error:

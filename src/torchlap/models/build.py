@@ -41,6 +41,7 @@ __all__ = [
     "apply_lapify_config",
     "build_model",
     "check_lapify_calls",
+    "check_pretrained_name",
     "model_from_config",
     "modules_after",
 ]
@@ -120,9 +121,26 @@ def _weights(arch: str, name: str) -> Any:
     except KeyError:
         available = [w.name for w in enum]
         raise ValueError(
-            f"unknown weights {name!r} for {arch}: expected one of {available}, 'DEFAULT', or "
-            "the path of a local .safetensors file"
+            f"pretrained (--pretrained): unknown weights {name!r} for {arch}: expected one of "
+            f"{available}, 'DEFAULT', or the path of a local .safetensors file (torchlap train "
+            "also takes a run folder)"
         ) from None
+
+
+def check_pretrained_name(arch: str, pretrained: object) -> None:
+    """Refuse ``pretrained`` if it is a torchvision weights name that ``arch`` (a torchvision
+    classifier) does not have, naming ``--pretrained`` and the names ``arch`` has; checked with
+    ``torchvision.models.get_model_weights`` (no model built, nothing downloaded).
+
+    Left to the model builder, as before: ``None``, a path (a ``.safetensors`` file, a value
+    with a path separator, an existing folder such as a run folder) and an ``arch`` that is not
+    a torchvision classifier (torchlap's small CNNs, timm or B-cos models).
+    """
+    if not isinstance(pretrained, str) or _is_path(pretrained):
+        return
+    if not isinstance(arch, str) or arch not in _classification_models():
+        return
+    _weights(arch, pretrained)
 
 
 def _first_conv_name(model: nn.Module) -> str:
