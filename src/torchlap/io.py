@@ -291,7 +291,7 @@ def fitting_path(path: str | os.PathLike[str], option: str) -> str:
     """``path`` as text, refused (``ValueError`` naming ``option``) when one of its names is
     longer than 255 bytes or the whole is longer than 4096: the file system would refuse it
     (``File name too long``) once the command is under way."""
-    text = os.fspath(path)
+    text = os.fspath(as_path(path, option)) if path != "" else ""
     longest = max((len(os.fsencode(name)) for name in Path(text).parts), default=0)
     if longest > MAX_NAME_BYTES or len(os.fsencode(text)) > MAX_PATH_BYTES:
         raise ValueError(

@@ -580,6 +580,8 @@ NOT_FUZZED = {
     "plot_keep_k": "results dicts: test_report_plots.py",
     # io
     "as_path": "the check itself: swept through every path argument",
+    "fitting_path": "the command line's path-length check: swept through every path option by "
+    "tests/cli/test_cli_fuzz.py",
     "atomic_path": "a context manager: its path is checked on entry, swept through atomic_write",
     "atomic_folder": "a context manager: its path is checked on entry (as_path)",
     "comparison_methods": "takes no argument",
