@@ -33,6 +33,7 @@ from torchlap.evaluate.shard import (
 from torchlap.explainers import get
 from torchlap.io import atomic_write, check_folder_path, not_a_file
 from torchlap.logs import track
+from torchlap.metrics._common import image_ids_of
 from torchlap.runs import WEIGHTS_FILE, clean_stale_temps
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,15 @@ METRICS_REVISION = 12
 
 @dataclass
 class EvalData:
-    """The tensors of one split: images in [0, 1], labels, region masks and flags."""
+    """The tensors of one split: images in [0, 1], labels, region masks and flags.
+
+    ``image_ids`` (int64 ``(N,)``): each image's index in the split as read before
+    ``--max-images`` cut it, the id that seeds its random draws (keep-k% and Drop%/Increase%
+    tie-breaks, stability's noise: :func:`~torchlap.metrics.tie_keys`), so that an image gets
+    the same draws whichever cut evaluates it; ``None``: ``0 .. N-1`` (an uncut split or a
+    prefix of it). Checked by :func:`~torchlap.metrics._common.image_ids_of` (distinct ints
+    >= 0, one per image).
+    """
 
     images: Tensor
     labels: Tensor
@@ -77,6 +86,11 @@ class EvalData:
     name: str
     #: how the split was read (seed, image count, data options; None: not recorded)
     settings: DataSettings | None = None
+    #: each image's index in the split before the --max-images cut (seeds its draws)
+    image_ids: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        self.image_ids = image_ids_of(self.image_ids, len(self), self.labels.device)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -109,9 +123,12 @@ def load_eval_data(
         )
     if len(dataset) == 0:
         raise ValueError(f"the {split} split of {data!r} is empty")
+    ids = None  # the split uncut: each image's id is its position
     if max_images is not None and len(dataset) > max_images:
-        # a folder's images class-stratified (its CSV may list one class first)
-        dataset = Subset(dataset, first_images(dataset, max_images, settings.seed))
+        # a folder's images class-stratified (its CSV may list one class first); each keeps
+        # its index in the split as its id (its draws do not depend on --max-images)
+        kept = first_images(dataset, max_images, settings.seed)
+        dataset, ids = Subset(dataset, kept), torch.tensor(kept, dtype=torch.long)
     parts: dict[str, list[Tensor]] = {"image": [], "label": [], "mask": [], "has_region": []}
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_regions):
         for key in parts:
@@ -129,6 +146,7 @@ def load_eval_data(
         classes=list(run.classes),
         name=str(data),
         settings=settings,
+        image_ids=ids,
     )
 
 

@@ -73,7 +73,8 @@ def protocol(options: EvaluateOptions, concept_sets: Any = None) -> dict[str, An
             "keep_top_k_and_drop_increase": (
                 f"mean of {options.tie_draws} seeded uniformly random tie-breaks "
                 f"(seed {options.seed}, seeded per image: an image's draws depend on the seed "
-                "and its index alone) for the samples whose selection depends on them"
+                "and its index in the split, before --max-images cut it, alone) for the "
+                "samples whose selection depends on them"
                 if options.ties == "random"
                 else "lowest flat index first (raster order)"
             ),
@@ -115,8 +116,8 @@ def protocol(options: EvaluateOptions, concept_sets: Any = None) -> dict[str, An
         ),
         "stability_noise": (
             f"salt and pepper seeded per image (seed {options.seed}): an image's noisy copy "
-            "depends on the seed, its index in the split, the noise level's index and the "
-            "pixel alone (torchlap.metrics.salt_and_pepper)"
+            "depends on the seed, its index in the split (before --max-images cut it), the "
+            "noise level's index and the pixel alone (torchlap.metrics.salt_and_pepper)"
         ),
         "nonfinite_maps": "a map holding NaN/inf is scored as a flat all-zero map, counted",
         "energy_map_space": (
@@ -376,18 +377,19 @@ def _keep_top_k(
     """keep-k% (``"<k>/<name>"``: a MetricResult): ``*_vs_prediction`` from maps of the
     predicted class, ``*_vs_label`` from maps of the label class (the explained maps where the
     class is the one scored, the rows of ``classes`` with their other-class maps, scored on
-    their own with their indices in the test set: with ``ties="random"`` they get the draws an
+    their own with their ids (``test.image_ids``): with ``ties="random"`` they get the draws an
     evaluation of the other ``target`` gives them, the draws being seeded per image)."""
     ties = {"ties": options.ties, "tie_draws": options.tie_draws, "seed": options.seed}
     common = {"ks": options.ks, "baseline": options.baseline, "batch_size": options.batch_size}
-    keep = metrics.keep_top_k(model, test.images, rank_maps, test.labels, **common, **ties)
+    keep = metrics.keep_top_k(model, test.images, rank_maps, test.labels, **common, **ties,
+                              image_ids=test.image_ids)  # fmt: skip
     for again, scored in ((classes.label_rank, "_vs_label"),
                           (classes.prediction_rank, "_vs_prediction")):  # fmt: skip
         if again is None:
             continue
         rows, maps = again
         part = metrics.keep_top_k(model, test.images[rows], maps, test.labels[rows],
-                                  **common, **ties, image_ids=rows)  # fmt: skip
+                                  **common, **ties, image_ids=test.image_ids[rows])  # fmt: skip
         for name, value in part.items():
             if name.endswith(scored):
                 keep[name] = _merged(keep[name], rows, value)
@@ -424,6 +426,7 @@ def _faithfulness(
     sise = metrics.drop_increase(
         model, test.images, rank_maps, test.labels, target=options.target,
         baseline=options.baseline, batch_size=options.batch_size, **ties,
+        image_ids=test.image_ids,
     )  # fmt: skip
     scorer, to_input = _input_space(model)
     antehoc = metrics.drop_inc_win(
@@ -462,9 +465,10 @@ def _stability(
     """Stability (paper 004): the change of Drop(%)/Inc(%), which score the label class, when
     the maps are recomputed on noisy copies of a subset: clean and noisy maps both explain the
     label class (``label_maps``: the clean ones), whatever ``options.target``. The subset is
-    the first ``options.stability_images`` test images; each is noised by its index in the
-    test set and ``options.seed`` (:func:`~torchlap.metrics.salt_and_pepper`'s per-image
-    draws), so its noisy copy does not depend on the subset's size or the batches."""
+    the first ``options.stability_images`` test images; each is noised by its id (its index
+    in the split before ``--max-images`` cut it: ``test.image_ids``) and ``options.seed``
+    (:func:`~torchlap.metrics.salt_and_pepper`'s per-image draws), so its noisy copy does not
+    depend on the subset's size, on ``--max-images`` or on the batches."""
     n = min(options.stability_images, len(test))
     subset = slice(0, n)
     scorer, to_input = _input_space(model)  # noise on [0, 1] images, energy maps in input space
@@ -480,7 +484,7 @@ def _stability(
         binarize_threshold=BINARIZE_THRESHOLD,
         binarize_normalization=BINARIZE_NORMALIZATION,
         to_input=to_input,
-        image_ids=torch.arange(n, device=test.images.device),
+        image_ids=test.image_ids[subset],
     )
     by_fraction: dict[str, dict[str, Any]] = {}
     for name, value in stable.items():

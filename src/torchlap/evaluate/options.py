@@ -49,7 +49,9 @@ class EvaluateOptions:
     ``split``: the split evaluated; thresholds and the learned LAP predictor are fitted on
     ``"val"``, so ``split="val"`` scores them on the images they were fitted on (a warning and
     ``results["notes"]["thresholds"]`` say so).
-    ``max_images`` caps the evaluation images (the first ones of the split) and
+    ``max_images`` caps the evaluation images (the first ones of a built-in benchmark's split,
+    a folder's class-stratified, seeded choice; each image keeps its index in the split as the
+    id that seeds its draws: :class:`~torchlap.evaluate.EvalData`) and
     ``max_val_images`` the validation images used to fit thresholds and the learned LAP
     predictor. ``threshold_fit``: which validation images fit the global threshold of the
     other methods (paper 000: "over the validation samples"): ``"all"`` (default) or

@@ -396,7 +396,7 @@ def tie_keys(
     in which batch, after which levels k, on which device or process.
 
     A counter-based hash (no generator state), batched: ``image_ids`` and ``draws`` are
-    integer tensors ``(B,)`` of values >= 0 (the image's index in the evaluated set, the draw
+    integer tensors ``(B,)`` of values >= 0 (the image's id: :func:`image_ids_of`; the draw
     number). Two 32-bit hashes make a 62-bit key, so tied pixels practically never share a
     key (a shared key would fall back to pixel order). ``stream`` (an int >= 0, one per use:
     :data:`KEY_STREAMS`) makes keys independent of another use's for the same seed, image and
@@ -417,10 +417,10 @@ def tie_keys(
 
 
 def image_ids_of(image_ids: object, n: int, device: torch.device | str) -> Tensor:
-    """``image_ids`` (each image's index in the evaluated set, which seeds its random draws:
-    :func:`tie_keys`) as an int64 tensor ``(n,)`` on ``device``; ``None``: each image's
-    position ``0 .. n-1``. Accepted: ``None`` or an integer tensor ``(n,)`` of distinct values
-    >= 0; else ``TypeError``/``ValueError``."""
+    """``image_ids`` (each image's id, seeding its draws: :func:`tie_keys`; torchlap evaluate's:
+    its index in the split before ``--max-images`` cut it) as int64 ``(n,)`` on ``device``;
+    ``None``: each image's position ``0 .. n-1``. Accepted: ``None`` or an integer tensor
+    ``(n,)`` of distinct values >= 0; else ``TypeError``/``ValueError``."""
     accepted = f"None or an integer tensor ({n},) of distinct image indices >= 0"
     if image_ids is None:
         return torch.arange(n, device=device)

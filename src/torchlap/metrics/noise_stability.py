@@ -71,7 +71,7 @@ def salt_and_pepper(
     ``keys("noise_pixels")`` (a shared key, practically never: the lower flat index first),
     and a noisy pixel is salt where ``keys("noise_salt") >= 2**61`` (the top bit of the 62-bit
     key), pepper elsewhere. ``seed``: an int in [0, 2**32 - 1] (default 0 when only
-    ``image_ids`` is given); ``image_ids``: each image's index in the evaluated set, ``None``
+    ``image_ids`` is given); ``image_ids``: each image's id (its index in the split), ``None``
     or an integer tensor ``(B,)`` of distinct values >= 0 (default: its position in
     ``images``); ``level``: an int in [0, 2**32 - 1], the noise level's index (another level
     draws independent noise).
@@ -251,7 +251,7 @@ def stability(
     ``maps`` if given, else ``explain_fn(images, labels)``.
     Keys: ``"noise_{f}/change_drop_pct"``, ``"noise_{f}/change_inc_pct"``; ``n`` is the
     number of images. ``fractions``: a fraction or distinct fractions in (0, 1]; ``seed``:
-    an int in [0, 2**32 - 1]; ``image_ids``: the images' indices in the evaluated set (a
+    an int in [0, 2**32 - 1]; ``image_ids``: the images' ids, their indices in the split (a
     subset is noised as in the whole set; see :func:`salt_and_pepper`). Every option is
     checked before the first model pass.
     """

@@ -139,7 +139,7 @@ def _kept_logits(
 
 
 class _TieIds:
-    """The seed and each image's id (its index in the evaluated set) that seed its random
+    """The seed and each image's id (its index in the split) that seed its random
     tie-breaks (:func:`~torchlap.metrics._common.tie_keys`)."""
 
     def __init__(self, seed: int, image_ids: Tensor) -> None:
@@ -260,8 +260,8 @@ def keep_top_k(
     The draws are seeded per image: draw ``d`` of an image is a function of ``seed``, ``d`` and
     the image's id alone (:func:`~torchlap.metrics._common.tie_keys`), the same at every level
     k, so an image scores the same whatever other maps are scored with it (another method's, of
-    other images) and in whichever batch. ``image_ids``: each image's index in the evaluated
-    set (default: its position in ``images``), given when scoring a subset of that set (the
+    other images) and in whichever batch. ``image_ids``: each image's id, its index in the
+    split (default: its position in ``images``), given when scoring a subset of the split (the
     images explained again for another class) so that it gets the whole set's draws; ``None``
     or an integer tensor ``(B,)`` of distinct indices >= 0.
 
