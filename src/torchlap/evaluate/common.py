@@ -128,7 +128,7 @@ def load_eval_data(
         # a folder's images class-stratified (its CSV may list one class first); each keeps
         # its index in the split as its id (its draws do not depend on --max-images)
         kept = first_images(dataset, max_images, settings.seed)
-        dataset, ids = Subset(dataset, kept), torch.tensor(kept, dtype=torch.long)
+        dataset, ids = Subset(dataset, kept), torch.tensor(kept, dtype=torch.long, device="cpu")
     parts: dict[str, list[Tensor]] = {"image": [], "label": [], "mask": [], "has_region": []}
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_regions):
         for key in parts:
