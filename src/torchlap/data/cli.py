@@ -40,7 +40,9 @@ def export(
             f"unknown built-in {name!r}; choose one of {', '.join(builtin_names())}",
             param_hint="NAME",
         )
-    fitting_path(out, "--out")  # (as text: typer would turn "" into Path("."))
+    if not out.strip():  # (as text: typer would turn "" into Path("."), the current folder)
+        raise typer.BadParameter("--out is empty or blank; pass a new folder for the dataset")
+    fitting_path(out, "--out")
     # errors reach the torchlap command's one-line handler (exit 2 input, 1 failure); the
     # export's refusals of its folder name the option
     try:
