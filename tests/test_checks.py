@@ -20,6 +20,7 @@ from torchlap._checks import (
     check_positive_int,
     check_seed,
     check_size_pair,
+    is_integer_tensor,
 )
 
 
@@ -143,3 +144,11 @@ def test_size_pairs_are_two_positive_ints() -> None:
     for bad in ((0, 4), (-1, 4), (2.5, 4), (True, 4), (4,), (4, 4, 4), "44", 4, None):
         with pytest.raises(ValueError, match=r"size must be \(H, W\), two positive ints, got"):
             check_size_pair(bad)
+
+
+def test_is_integer_tensor_takes_integer_dtypes_only() -> None:
+    for dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64):
+        assert is_integer_tensor(torch.zeros(2, dtype=dtype))
+    for dtype in (torch.bool, torch.float16, torch.bfloat16, torch.float32, torch.complex64):
+        assert not is_integer_tensor(torch.zeros(2, dtype=dtype))
+    assert not is_integer_tensor([1, 2]) and not is_integer_tensor(3)

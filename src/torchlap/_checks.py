@@ -38,6 +38,7 @@ __all__ = [
     "check_seed",
     "check_size_pair",
     "is_int",
+    "is_integer_tensor",
     "is_number",
     "is_plain_number",
     "non_finite_samples",
@@ -239,6 +240,14 @@ def check_device(value: object, name: str = "device") -> torch.device:
         if available is None or not available():
             raise ValueError(f"{name} {value!r}: no {device.type} device is available here")
     return device
+
+
+def is_integer_tensor(value: object) -> bool:
+    """Whether ``value`` is a tensor of an integer dtype (not bool, floating or complex): class
+    indices, counts, image ids."""
+    return isinstance(value, Tensor) and not (
+        value.dtype == torch.bool or value.is_floating_point() or value.is_complex()
+    )
 
 
 def check_has_values(tensor: Tensor, name: str) -> Tensor:

@@ -20,6 +20,7 @@ from torchlap._checks import (
     channel_mismatch,
     check_has_values,
     check_model_inputs,
+    is_integer_tensor,
     non_finite_samples,
 )
 from torchlap.layers.lap import LapBase
@@ -90,7 +91,7 @@ def check_target(target: object, images: Tensor) -> Tensor | None:
             "torch.as_tensor(target)"
         )
     if isinstance(target, Tensor):
-        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        if not is_integer_tensor(target):
             raise TypeError(f"a target tensor must hold integer classes, got {target.dtype}")
         if target.device.type == "meta":
             raise ValueError(
@@ -223,12 +224,7 @@ def check_layer_option(model: nn.Module, layer: object) -> str | nn.Module | Non
 def check_class_tensor(target: object, accepted: str) -> Tensor:
     """``target`` if it is a tensor of an integer dtype (not bool), else ``TypeError``
     "target must be {accepted}, got ..." naming its dtype or type (no values read)."""
-    if (
-        not isinstance(target, Tensor)
-        or target.dtype == torch.bool
-        or target.is_floating_point()
-        or target.is_complex()
-    ):
+    if not is_integer_tensor(target):
         got = target.dtype if isinstance(target, Tensor) else type(target).__name__
         raise TypeError(f"target must be {accepted}, got {got}")
     return target

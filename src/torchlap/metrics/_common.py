@@ -23,6 +23,7 @@ from torchlap._checks import (
     check_number,
     check_positive_int,
     is_int,
+    is_integer_tensor,
     non_finite_samples,
 )
 from torchlap._hooks import kept_training_flags
@@ -236,7 +237,7 @@ def check_labels(labels: object, n: int, name: str = "labels") -> Tensor:
         )
     if labels.dim() != 1 or labels.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},), got {tuple(labels.shape)}")
-    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+    if not is_integer_tensor(labels):
         raise TypeError(f"{name} must hold integer class indices, got dtype {labels.dtype}")
     check_has_values(labels, name)
     if n > 0 and bool((labels < 0).any()):
@@ -322,7 +323,7 @@ def top_k_mask(
     if isinstance(k, Tensor):
         if k.shape != (batch,):
             raise ValueError(f"k must be {accepted}, got shape {tuple(k.shape)}")
-        if k.dtype == torch.bool or k.is_floating_point() or k.is_complex():
+        if not is_integer_tensor(k):
             raise TypeError(f"k must be {accepted}, got dtype {k.dtype}")
         if bool((k < 0).any()):
             raise ValueError(f"k must be {accepted}, got {k.tolist()}")
@@ -424,12 +425,7 @@ def image_ids_of(image_ids: object, n: int, device: torch.device | str) -> Tenso
     accepted = f"None or an integer tensor ({n},) of distinct image indices >= 0"
     if image_ids is None:
         return torch.arange(n, device=device)
-    if (
-        not isinstance(image_ids, Tensor)
-        or image_ids.dtype == torch.bool
-        or image_ids.is_floating_point()
-        or image_ids.is_complex()
-    ):
+    if not is_integer_tensor(image_ids):
         got = image_ids.dtype if isinstance(image_ids, Tensor) else type(image_ids).__name__
         raise TypeError(f"image_ids must be {accepted}, got {got}")
     if image_ids.shape != (n,):

@@ -32,6 +32,7 @@ from torchlap._checks import (
     check_positive_int,
     check_seed,
     is_int,
+    is_integer_tensor,
 )
 from torchlap._hooks import kept_training_flags
 from torchlap.metrics._common import MetricResult, check_labels, make_result
@@ -344,7 +345,7 @@ def top_k_lap_predictor_metrics(
     """
     if not isinstance(top_k, Tensor) or top_k.dim() != 2 or top_k.shape[1] < 1:
         raise ValueError(f"top_k must be a (B, k) tensor of class indices, got {top_k!r:.80}")
-    if top_k.dtype == torch.bool or top_k.is_floating_point() or top_k.is_complex():
+    if not is_integer_tensor(top_k):
         raise TypeError(f"top_k must hold integer class indices, got dtype {top_k.dtype}")
     check_has_values(top_k, "top_k")
     if top_k.numel() and bool((top_k < 0).any()):

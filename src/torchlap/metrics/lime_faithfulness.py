@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchlap._checks import check_number, check_seed, is_int
+from torchlap._checks import check_number, check_seed, is_int, is_integer_tensor
 from torchlap._checks import check_positive_int as _check_positive_int
 from torchlap.metrics._common import MetricResult, check_images, eval_mode
 
@@ -148,9 +148,7 @@ def _cell_counts(
         or mask.dim() != 2
         or mask.numel() == 0
         or (size is not None and tuple(mask.shape) != size)
-        or mask.is_floating_point()
-        or mask.is_complex()
-        or mask.dtype == torch.bool
+        or not is_integer_tensor(mask)
     ):
         got = f"{tuple(mask.shape)} {mask.dtype}" if isinstance(mask, Tensor) else type(mask)
         shape = "(H, W)" if size is None else str(size)
@@ -231,13 +229,7 @@ def _target_tensor(target: object, batch: int, device: torch.device) -> Tensor:
     """``target`` (an int, or an integer tensor of 1 or ``batch`` values) as a (batch,) long."""
     if is_int(target):
         return torch.full((batch,), target, dtype=torch.long, device=device)
-    if (
-        isinstance(target, Tensor)
-        and target.dim() <= 1
-        and not target.is_floating_point()
-        and not target.is_complex()
-        and target.dtype != torch.bool
-    ):
+    if is_integer_tensor(target) and target.dim() <= 1:
         target = target.reshape(-1).to(device=device, dtype=torch.long)
         if target.numel() == 1:
             return target.expand(batch).clone()
