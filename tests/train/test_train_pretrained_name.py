@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 import torchlap.train.run as train_run
 from torchlap.cli import app
+from torchlap.models.backbones import check_pretrained
 from torchlap.models.build import check_pretrained_name
 from torchlap.train import fit
 
@@ -57,3 +58,19 @@ def test_paths_run_folders_and_other_arches_are_left_to_the_builder(tmp_path, mo
         assert check_pretrained_name("resnet18", value) is None
     for arch in ("smallcnn", "smallcnn-gn", "not_a_torchvision_model"):
         assert check_pretrained_name(arch, "IMAGENET9K") is None
+
+
+@pytest.mark.parametrize("arch", ["smallcnn", "smallcnn-gn"])
+def test_a_name_for_the_small_cnn_is_refused_before_the_data(tmp_path, monkeypatch, arch) -> None:
+    """The small CNNs have no published weights: a name (no path, nothing there) is refused
+    before the data is read (before: once the model was built, after the data); a file or run
+    folder is left to the builder."""
+    _no_work(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    config = tiny_config(tmp_path / "r", arch=arch, pretrained="IMAGENET1K_V1")
+    with pytest.raises(ValueError, match=rf"--pretrained 'IMAGENET1K_V1': '{arch}' has no publ"):
+        fit(config)
+    assert not (tmp_path / "r").exists()
+    Path("myrun").mkdir()
+    for value in ("myrun", "w.safetensors", None):
+        assert check_pretrained(arch, value) is None

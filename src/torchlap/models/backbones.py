@@ -21,6 +21,7 @@ from torchlap.models.bcos import build_bcos
 from torchlap.models.build import (
     apply_lapify_config,
     build_model,
+    check_pretrained_name,
     lapify_lap,
     load_pretrained_file,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "SMALL_ARCHS",
     "ModelSpec",
     "build_backbone",
+    "check_pretrained",
     "json_copy",
     "lap_sites",
     "rebuild_backbone",
@@ -95,6 +97,27 @@ def _looks_like_path(value: str) -> bool:
     return bool(Path(value).suffix) or "/" in value or os.sep in value
 
 
+def _no_published_weights(arch: str, pretrained: object) -> str:
+    return (
+        f"--pretrained {pretrained!r}: {arch!r} has no published weights; pass a torchlap run "
+        "folder or a .safetensors file of the same architecture"
+    )
+
+
+def check_pretrained(arch: str, pretrained: object) -> None:
+    """``--pretrained`` checked before any data is read or model built: a torchvision weights
+    name ``arch`` lacks (:func:`check_pretrained_name`), or a name (not a path, nothing there)
+    for torchlap's small CNNs, which have no published weights."""
+    check_pretrained_name(arch, pretrained)
+    if (
+        arch in SMALL_ARCHS
+        and isinstance(pretrained, str)
+        and not _looks_like_path(pretrained)
+        and not Path(pretrained).exists()
+    ):
+        raise ValueError(_no_published_weights(arch, pretrained))
+
+
 def _build_small(spec: ModelSpec) -> tuple[nn.Module, dict[str, Any]]:
     """``smallcnn``/``smallcnn-gn``: :class:`SmallCNN`, LAP put in by :func:`lapify`."""
     where = lap_sites(spec.lap)
@@ -112,10 +135,7 @@ def _build_small(spec: ModelSpec) -> tuple[nn.Module, dict[str, Any]]:
                     f"({Path(source).absolute()}); pass a torchlap run folder or a "
                     ".safetensors file of the same architecture"
                 )
-            raise ValueError(
-                f"--pretrained {spec.pretrained!r}: {spec.arch!r} has no published weights; "
-                "pass a torchlap run folder or a .safetensors file of the same architecture"
-            )
+            raise ValueError(_no_published_weights(spec.arch, spec.pretrained))
         load_pretrained_file(net, source, spec.in_channels)
     record = {
         "builder": _SMALL_BUILDER,

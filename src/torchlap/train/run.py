@@ -43,7 +43,7 @@ from torchlap.layers import lap_modules
 from torchlap.layers._state import kept_last_maps
 from torchlap.logs import kept_rich_console, lightning_progress_callbacks
 from torchlap.metrics._common import eval_mode
-from torchlap.models.build import check_pretrained_name
+from torchlap.models.backbones import check_pretrained
 from torchlap.models.recipes import (
     TrainingModel,
     build_for_training,
@@ -229,7 +229,7 @@ def _run(config: TrainConfig, callbacks: Sequence[Any]) -> Path:
         raise TypeError(f"fit expects a TrainConfig, got {type(config).__name__}")
     config.validate()
     # a weights name the arch lacks: before the data is read and the model built
-    check_pretrained_name(config.arch, config.pretrained)
+    check_pretrained(config.arch, config.pretrained)
     config = config.with_resolved_data()  # a folder recorded absolute: found from anywhere
     out = Path(config.out)
     global_zero = is_global_zero()
