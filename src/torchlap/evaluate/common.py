@@ -138,9 +138,17 @@ def load_eval_data(
         raise ValueError(
             f"{data!r} has {images.shape[1]}-channel images, the run expects {run.in_channels}"
         )
+    labels = torch.cat(parts["label"])
+    counts = torch.bincount(labels, minlength=len(run.classes)).tolist()  # (on the host)
+    if missing := [name for name, n in zip(run.classes, counts, strict=True) if n == 0]:
+        logger.warning(
+            "the %s split of %s (%d images) holds no image of class %s: the metrics that need "
+            "every class (sensitivity, specificity, balanced accuracy) are n/a on it",
+            split, data, len(labels), ", ".join(map(repr, missing)),
+        )  # fmt: skip
     return EvalData(
         images=images,
-        labels=torch.cat(parts["label"]),
+        labels=labels,
         masks=torch.cat(parts["mask"]).bool(),
         has_region=torch.cat(parts["has_region"]),
         classes=list(run.classes),
