@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from synthetic_eval import split
 from torch import nn
 
-from torchlap.evaluate.core import EvalData, EvaluateOptions, _chance_facts, evaluate_method
+from torchlap.evaluate.core import EvaluateOptions, _chance_facts, evaluate_method
 from torchlap.evaluate.method import BINARIZE_NORMALIZATION, BINARIZE_THRESHOLD
 from torchlap.explainers import explain
 from torchlap.metrics import drop_inc_win, drop_increase, ebpg, pointing_game, stability
@@ -41,20 +42,6 @@ def channel_net():
         linear.weight.copy_(torch.eye(3))
         linear.bias.zero_()
     return nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), linear).eval()
-
-
-def split(n, seed):
-    generator = torch.Generator().manual_seed(seed)
-    masks = torch.zeros(n, 12, 12, dtype=torch.bool)
-    masks[:, 2:8, 3:9] = True
-    return EvalData(
-        images=torch.rand(n, 3, 12, 12, generator=generator),
-        labels=torch.randint(0, 3, (n,), generator=generator),
-        masks=masks,
-        has_region=masks.flatten(1).any(dim=1),
-        classes=["a", "b", "c"],
-        name="synthetic",
-    )
 
 
 def test_drop_inc_win_of_a_normalized_model_multiplies_its_normalised_input():

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from synthetic_eval import recording
 from torch import nn
 
-import torchlap.metrics.noise_stability as noise_stability
 from torchlap.data.export import export_builtin
 from torchlap.evaluate import EvalData, EvaluateOptions, load_eval_data
 from torchlap.evaluate.method import evaluate_method
@@ -72,16 +72,8 @@ def scored(test: EvalData, val: EvalData, monkeypatch, target: str = "label") ->
             (test.labels, val.labels) if target == "label"
             else (model(test.images).argmax(1), model(val.images).argmax(1))
         )  # fmt: skip
-    noised = []
-    salt_and_pepper = noise_stability.salt_and_pepper
-
-    def recorded(*args, **kwargs):
-        out = salt_and_pepper(*args, **kwargs)
-        noised.append(out.clone())
-        return out
-
     with monkeypatch.context() as patch:
-        patch.setattr(noise_stability, "salt_and_pepper", recorded)
+        noised = recording(patch)
         out, _ = evaluate_method(
             "gradcam", model, test, val, test_targets, val_targets,
             EvaluateOptions(**OPTIONS, target=target), torch.device("cpu"),

@@ -5,44 +5,15 @@ other images are noised with it, and follow ``--seed``."""
 from __future__ import annotations
 
 import torch
+from synthetic_eval import recording, split
 from torch import nn
 
-import torchlap.metrics.noise_stability as noise_stability
 from torchlap.evaluate.core import (
-    EvalData,
     EvaluateOptions,
     evaluate_method,
     evaluate_run,
     protocol,
 )
-
-
-def split(n, seed):
-    generator = torch.Generator().manual_seed(seed)
-    masks = torch.zeros(n, 12, 12, dtype=torch.bool)
-    masks[:, 2:8, 3:9] = True
-    return EvalData(
-        images=torch.rand(n, 3, 12, 12, generator=generator),
-        labels=torch.randint(0, 3, (n,), generator=generator),
-        masks=masks,
-        has_region=masks.flatten(1).any(dim=1),
-        classes=["a", "b", "c"],
-        name="synthetic",
-    )
-
-
-def recording(monkeypatch):
-    """Record every noisy batch ``stability`` draws (``noise_stability.salt_and_pepper``)."""
-    noised = []
-    salt_and_pepper = noise_stability.salt_and_pepper
-
-    def recorded(*args, **kwargs):
-        out = salt_and_pepper(*args, **kwargs)
-        noised.append(out.clone())
-        return out
-
-    monkeypatch.setattr(noise_stability, "salt_and_pepper", recorded)
-    return noised
 
 
 def noisy_copies(monkeypatch, stability_images, batch_size, seed=0):
