@@ -48,6 +48,13 @@ _RISE = {"rise": {"n_masks": 24, "mask_batch_size": 24}}
 _SETTINGS = dict(max_images=5, max_val_images=5, batch_size=2, stability_images=2, tie_draws=2)
 
 
+_LAUNCHER = ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+#: what a plain process has none of, even inside a SLURM job or a torchrun worker
+_LAUNCHER_VARIABLES = frozenset(
+    name for name in os.environ if name in _LAUNCHER or name.startswith(("SLURM_", "TORCHELASTIC_"))
+)
+
+
 def _evaluate_sharded(
     run: Path,
     out: Path,
@@ -71,11 +78,8 @@ def _evaluate_sharded(
         sys.executable, *cli, "evaluate", "--run", str(run), "--out", str(out),
         "--methods", ",".join(methods), *flags, "--devices", str(devices),
     ]  # fmt: skip
-    launcher = ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
     env = {  # a plain process, even inside a SLURM job or a torchrun worker
-        name: value
-        for name, value in os.environ.items()
-        if name not in launcher and not name.startswith(("SLURM_", "TORCHELASTIC_"))
+        name: value for name, value in os.environ.items() if name not in _LAUNCHER_VARIABLES
     }
     env["OMP_NUM_THREADS"] = "1"
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -405,3 +409,44 @@ def test_another_rank_leaves_a_dropped_connection_unsaid(tmp_path, monkeypatch):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 1
         assert result.output == ("rank 1: Error: out of memory\n" if shown else "")
+
+
+_TWICE = """
+import sys
+import torch
+from torchlap.evaluate.shard import active, check_sharding, gather_rows, launch_sharded
+
+plan = check_sharding(2, 1, "cpu")
+
+
+def work(call):
+    context = active()
+    rows = torch.full((context.rank + 1, 2), float(10 * call + context.rank))
+    return gather_rows(rows, context).tolist()
+
+
+for call in (1, 2):
+    result = launch_sharded(plan, lambda: work(call))
+    if result is not None:
+        print(f"call {call}: {result}", flush=True)
+"""
+
+
+@pytest.mark.skipif((_CORES or 1) < 2, reason="two CPU processes need two cores")
+def test_a_script_may_shard_twice(tmp_path):
+    """Lightning's launcher re-runs the script for the other rank, which stays in it: the second
+    launch must join that rank (the launcher's variables kept, as Lightning keeps them), not start
+    a second set of processes and wait forever for the first."""
+    script = tmp_path / "twice.py"
+    script.write_text(_TWICE)
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCHER_VARIABLES}
+    env["OMP_NUM_THREADS"] = "1"
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines == [
+        "call 1: [[10.0, 10.0], [11.0, 11.0], [11.0, 11.0]]",
+        "call 2: [[20.0, 20.0], [21.0, 21.0], [21.0, 21.0]]",
+    ], done.stdout

@@ -17,6 +17,13 @@ maps, every metric and its aggregate, the tie-breaks and stability noise seeded 
 stability and LIME subsets) is computed from the gathered maps, identically on every rank.
 Only rank 0 writes files; the per-method caches are read by rank 0 and its decision is
 broadcast, so that every rank computes (or reuses) the same methods.
+
+A Python script may shard more than once (as it may call a Lightning ``Trainer.fit`` more than
+once): the ranks Lightning started re-run the whole script, and the launcher's variables
+(``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``, ``NODE_RANK``) stay set in
+every process afterwards, as Lightning leaves them, so that each later launch joins the ranks
+already running instead of starting new ones. Removing them after a launch would make the next
+one start a second set of processes while the first set waits in the script's next launch.
 """
 
 from __future__ import annotations
