@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -246,3 +247,36 @@ def test_rsna_a_field_over_the_csv_limit_is_named(tmp_path: Path, file: str) -> 
     options = {"detailed_class_info": file} if file == "detailed_class_info.csv" else {}
     with pytest.raises(ValueError, match=rf"{re.escape(str(path))} line \d: field larger than"):
         rsna_pneumonia(root, **options)
+
+
+def _missing_file_cases(root: Path) -> list[tuple[Any, type[Exception], str]]:
+    """(call, error, whole message) of the importers' missing label files and image folders."""
+    rsna_csv, celeba_txt = root / "stage_2_train_labels.csv", root / "list_attr_celeba.txt"
+    return [
+        (lambda: rsna_pneumonia(root, labels_csv="none.csv"), FileNotFoundError,
+         f"RSNA labels file {root / 'none.csv'} not found"),
+        (lambda: rsna_pneumonia(root, images_dir="none"), FileNotFoundError,
+         f"RSNA image folder {root / 'none'} not found"),
+        (lambda: celeba(root, attr_file="none.txt"), FileNotFoundError,
+         f"CelebA attribute file {root / 'none.txt'} not found"),
+        (lambda: celeba(root, images_dir="none"), FileNotFoundError,
+         f"CelebA image folder {root / 'none'} not found"),
+        (lambda: rsna_pneumonia(root, labels_csv=celeba_txt.name), ValueError,
+         f"{celeba_txt}: missing column(s) patientId, x, y, width, height, Target (found 8); "
+         "the RSNA labels file has columns patientId,x,y,width,height,Target"),
+        (lambda: rsna_pneumonia(root, detailed_class_info=rsna_csv.name), ValueError,
+         f"{rsna_csv}: needs the columns patientId,class (found patientId, x, y, width, "
+         "height, Target)"),
+    ]  # fmt: skip
+
+
+def test_importers_name_a_missing_file_or_column(tmp_path: Path) -> None:
+    """The refusals of the RSNA and CelebA readers' shared steps (the label file and image
+    folder looked up, a CSV's header checked), each message whole."""
+    root = _rsna_fixture(tmp_path / "both", ".png")
+    _celeba_fixture(root)
+    (root / "list_attr_celeba.txt").write_text("8\nSmiling\n")  # one column "8" as CSV
+    for call, error, message in _missing_file_cases(root):
+        with pytest.raises(error) as caught:
+            call()
+        assert str(caught.value) == message

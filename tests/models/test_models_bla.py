@@ -481,6 +481,29 @@ def test_probe_failure_leaves_model_unchanged() -> None:
     assert "torchlap_config" not in vars(model)
 
 
+def test_probe_failure_messages_of_blaify_and_lapify() -> None:
+    """blaify and lapify run their probe through one dry pass; each failure message whole."""
+    from torchlap.models import lapify
+
+    failed = (
+        "the dry forward pass on a probe input of shape (1, 3, 16, 16) failed (RuntimeError: "
+        "boom); pass input_size= a size the model accepts"
+    )
+    with pytest.raises(ValueError) as caught:
+        blaify(FailingNet(), input_size=16)
+    assert str(caught.value) == failed + ", or in_channels="
+    with pytest.raises(ValueError) as caught:
+        lapify(FailingNet(), where="auto", input_size=16)
+    assert str(caught.value) == failed + (
+        " (the probe's 3 channels are the in_channels of the first Conv2d, 'features.0'; a "
+        "model whose stem changes the channel count before it takes another: pass "
+        "input_size=(C, H, W))"
+    )
+    with pytest.raises(ValueError) as caught:
+        lapify(FailingNet(), where="auto", input_size=(3, 16, 16))
+    assert str(caught.value) == failed
+
+
 def test_bla_ph_trains_only_the_explanation_module() -> None:
     model, _ = blaify(TinyNet(), "bla-ph", input_size=16, init="glorot")
     assert [id(p) for p in bla_parameters(model)] == [

@@ -166,6 +166,18 @@ def test_figures_are_written(tmp_path: Path):
         "grid_pg.png",
         "grid_pg_examples.png",
     ]
+    assert [caption for _, caption in found] == [
+        "Sanity checks: similarity of each method's maps with the trained model's as units are "
+        "randomized (Adebayo et al. 2018, Fig. 2)",
+        "Grid pointing game: share of positive attribution in the explained cell, per method "
+        "(dashed: chance)",
+        "grid pointing game examples (the explained cell framed; red positive, blue negative)",
+    ]
+    for name in ("sanity_curves.png", "grid_pg.png"):  # overwrite reaches each plot
+        (tmp_path / "figs" / name).write_bytes(b"the user's file")
+        with pytest.raises(FileExistsError, match=name):
+            sanity_figures(runs, tmp_path / "figs", tmp_path)
+        assert len(sanity_figures(runs, tmp_path / "figs", tmp_path, overwrite=True)) == 3
     with pytest.raises(ValueError, match="sanity"):
         plot_sanity_curves(results_by_run(), tmp_path / "none.png")
     with pytest.raises(ValueError, match="maps must be"):

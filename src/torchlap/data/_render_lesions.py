@@ -221,24 +221,14 @@ def _xray_background(draws: Draws, g: Tensor, size: int) -> Tensor:
     along_y = omega * torch.cos(tilt) * coords[None, :] + 2.0 * math.pi * g[:, 3, None]
     along_x = omega * torch.sin(tilt) * coords[None, :]
     ones = torch.ones(batch, size, 1, dtype=F64)
-    left = torch.cat(
-        [
-            coarse.expand(batch, -1, -1),
-            medium.expand(batch, -1, -1),
-            torch.stack([torch.sin(along_y), torch.cos(along_y)], dim=-1),
-            ones,
-        ],
-        dim=-1,
-    )
-    right = torch.cat(
-        [
-            coarse.expand(batch, -1, -1),
-            medium.expand(batch, -1, -1),
-            torch.stack([torch.cos(along_x), torch.sin(along_x)], dim=-1),
-            ones,
-        ],
-        dim=-1,
-    )
+
+    def factor(stripes: Tensor) -> Tensor:
+        """A side's factor of the canvas: the mottling bases, the stripes' pair, the level."""
+        bases = [coarse.expand(batch, -1, -1), medium.expand(batch, -1, -1)]
+        return torch.cat([*bases, stripes, ones], dim=-1)
+
+    left = factor(torch.stack([torch.sin(along_y), torch.cos(along_y)], dim=-1))
+    right = factor(torch.stack([torch.cos(along_x), torch.sin(along_x)], dim=-1))
     middle = block_diagonal(
         [
             (0.15 + 0.35 * g[:, 4])[:, None, None] * (draws.take(4, 4) - 0.5),

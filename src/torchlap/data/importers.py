@@ -25,7 +25,7 @@ import csv
 import io
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +66,9 @@ def rsna_pneumonia(
     dropped, keeping healthy and pneumonia patients as in the paper (Sec. 4.A). The split is
     the paper's random 81/9/10 %, stratified and seeded. ``options`` go to ``AnnotatedFolder``.
     """
-    root_path = Path(root)
-    csv_path = root_path / labels_csv
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"RSNA labels file {csv_path} not found")
-    images_dir = _inside_root(root_path, images_dir)
-    image_folder = root_path / images_dir
-    if not image_folder.is_dir():
-        raise FileNotFoundError(f"RSNA image folder {image_folder} not found")
+    root_path, csv_path, images_dir, image_folder = _dataset_paths(
+        root, labels_csv, images_dir, "RSNA labels file", "RSNA image folder"
+    )
     excluded = _rsna_excluded(root_path / detailed_class_info) if detailed_class_info else set()
     records = _rsna_records(csv_path, image_folder, root_path, excluded)
     return RsnaFolder.from_records(
@@ -86,6 +81,50 @@ def rsna_pneumonia(
         seed=seed,
         **options,
     )
+
+
+def _dataset_paths(
+    root: str | os.PathLike[str],
+    label_file: str,
+    images_dir: str | os.PathLike[str],
+    label_what: str,
+    folder_what: str,
+) -> tuple[Path, Path, str, Path]:
+    """An importer's root, its label file (which must exist), its image folder's POSIX path
+    relative to the root (:func:`_inside_root`) and the image folder (which must exist), as
+    ``(root, label file, images_dir, image folder)``. ``label_what`` and ``folder_what`` name
+    the file and the folder in the FileNotFoundError (e.g. ``"RSNA labels file"``)."""
+    root_path = Path(root)
+    label_path = root_path / label_file
+    if not label_path.is_file():
+        raise FileNotFoundError(f"{label_what} {label_path} not found")
+    relative = _inside_root(root_path, images_dir)
+    image_folder = root_path / relative
+    if not image_folder.is_dir():
+        raise FileNotFoundError(f"{folder_what} {image_folder} not found")
+    return root_path, label_path, relative, image_folder
+
+
+def _csv_rows(
+    path: Path, what: str, check_header: Callable[[list[str]], None]
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """The rows of the UTF-8 CSV file ``path`` (``what`` names it, :func:`read_utf8`) as
+    ``(where, row)``, ``where`` its file and line; the header's names stripped and passed to
+    ``check_header`` (which raises for a file without the columns it needs) before the first
+    row; a row with more or fewer fields than the header, or one csv cannot read, is refused
+    naming its line."""
+    text = read_utf8(path, what)
+    with (
+        io.StringIO(text, newline="") as handle,
+        csv_errors_named(reader := csv.DictReader(handle), str(path)),
+    ):
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        reader.fieldnames = columns
+        check_header(columns)
+        for row in reader:
+            where = f"{path} line {reader.line_num}"
+            check_row_length(row, columns, where)
+            yield where, row
 
 
 def _inside_root(root: Path, images_dir: str | os.PathLike[str]) -> str:
@@ -115,48 +154,42 @@ def _rsna_records(
     """One record per patient of the labels file (boxes gathered from its rows)."""
     records: dict[str, ImageRecord] = {}
     targets: dict[str, int] = {}
-    text = read_utf8(csv_path, "RSNA labels file")
-    with (
-        io.StringIO(text, newline="") as handle,
-        csv_errors_named(reader := csv.DictReader(handle), str(csv_path)),
-    ):
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        reader.fieldnames = columns
+
+    def check_header(columns: list[str]) -> None:
         missing = [c for c in RSNA_COLUMNS if c not in columns]
         if missing:
             raise ValueError(
                 f"{csv_path}: missing column(s) {', '.join(missing)} (found {', '.join(columns)});"
                 f" the RSNA labels file has columns {','.join(RSNA_COLUMNS)}"
             )
-        for row in reader:
-            where = f"{csv_path} line {reader.line_num}"
-            check_row_length(row, columns, where)
-            values = {k: (v or "").strip() for k, v in row.items()}
-            patient = values["patientId"]
-            if not patient:
-                raise ValueError(f"{where}: empty patientId")
-            if patient in excluded:
-                continue
-            if values["Target"] not in ("0", "1"):
-                raise ValueError(f"{where}: Target is {values['Target']!r}; accepted: 0 or 1")
-            target = int(values["Target"])
-            fields = [values[c] for c in ("x", "y", "width", "height")]
-            if target == 1 and not all(fields):
-                raise ValueError(f"{where}: Target 1 (pneumonia) needs x, y, width and height")
-            if target == 0 and any(fields):
-                raise ValueError(f"{where}: Target 0 (normal) must have empty box fields")
-            if targets.setdefault(patient, target) != target:
-                raise ValueError(f"{where}: patient {patient} has rows with Target 0 and 1")
-            record = records.get(patient)
-            if record is None:
-                record = records[patient] = ImageRecord(
-                    image=_rsna_image(image_folder, patient, where, root_path),
-                    label=RSNA_CLASSES[target],
-                    source=where,
-                )
-            if target == 1:
-                record.boxes.append(_rsna_box(values, where))
-                record.box_sources.append(where)
+
+    for where, row in _csv_rows(csv_path, "RSNA labels file", check_header):
+        values = {k: (v or "").strip() for k, v in row.items()}
+        patient = values["patientId"]
+        if not patient:
+            raise ValueError(f"{where}: empty patientId")
+        if patient in excluded:
+            continue
+        if values["Target"] not in ("0", "1"):
+            raise ValueError(f"{where}: Target is {values['Target']!r}; accepted: 0 or 1")
+        target = int(values["Target"])
+        fields = [values[c] for c in ("x", "y", "width", "height")]
+        if target == 1 and not all(fields):
+            raise ValueError(f"{where}: Target 1 (pneumonia) needs x, y, width and height")
+        if target == 0 and any(fields):
+            raise ValueError(f"{where}: Target 0 (normal) must have empty box fields")
+        if targets.setdefault(patient, target) != target:
+            raise ValueError(f"{where}: patient {patient} has rows with Target 0 and 1")
+        record = records.get(patient)
+        if record is None:
+            record = records[patient] = ImageRecord(
+                image=_rsna_image(image_folder, patient, where, root_path),
+                label=RSNA_CLASSES[target],
+                source=where,
+            )
+        if target == 1:
+            record.boxes.append(_rsna_box(values, where))
+            record.box_sources.append(where)
     if not records:
         dropped = f" ({len(excluded)} dropped by the detailed class info)" if excluded else ""
         raise ValueError(f"{csv_path}: no patients{dropped}")
@@ -213,30 +246,24 @@ def _rsna_excluded(path: Path) -> set[str]:
     if not path.is_file():
         raise FileNotFoundError(f"RSNA detailed class info file {path} not found")
     excluded = set()
-    text = read_utf8(path, "RSNA detailed class info file")
-    with (
-        io.StringIO(text, newline="") as handle,
-        csv_errors_named(reader := csv.DictReader(handle), str(path)),
-    ):
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        reader.fieldnames = columns
+
+    def check_header(columns: list[str]) -> None:
         if not {"patientId", "class"} <= set(columns):
             raise ValueError(
                 f"{path}: needs the columns patientId,class (found {', '.join(columns)})"
             )
-        for row in reader:
-            where = f"{path} line {reader.line_num}"
-            check_row_length(row, columns, where)
-            patient, kind = row["patientId"].strip(), row["class"].strip()
-            if not patient:
-                raise ValueError(f"{where}: empty patientId")
-            if kind not in RSNA_DETAILED_CLASSES:
-                raise ValueError(
-                    f"{where}: class is {kind!r}; accepted: "
-                    + ", ".join(repr(c) for c in RSNA_DETAILED_CLASSES)
-                )
-            if kind == RSNA_DETAILED_CLASSES[2]:
-                excluded.add(patient)
+
+    for where, row in _csv_rows(path, "RSNA detailed class info file", check_header):
+        patient, kind = row["patientId"].strip(), row["class"].strip()
+        if not patient:
+            raise ValueError(f"{where}: empty patientId")
+        if kind not in RSNA_DETAILED_CLASSES:
+            raise ValueError(
+                f"{where}: class is {kind!r}; accepted: "
+                + ", ".join(repr(c) for c in RSNA_DETAILED_CLASSES)
+            )
+        if kind == RSNA_DETAILED_CLASSES[2]:
+            excluded.add(patient)
     return excluded
 
 
@@ -259,14 +286,9 @@ def celeba(
     split; otherwise the paper's random 70/10/20 % split is made. ``verify_images`` defaults to
     False here (202,599 images): file existence is still checked up front.
     """
-    root_path = Path(root)
-    attr_path = root_path / attr_file
-    if not attr_path.is_file():
-        raise FileNotFoundError(f"CelebA attribute file {attr_path} not found")
-    images_dir = _inside_root(root_path, images_dir)
-    image_folder = root_path / images_dir
-    if not image_folder.is_dir():
-        raise FileNotFoundError(f"CelebA image folder {image_folder} not found")
+    root_path, attr_path, images_dir, _ = _dataset_paths(
+        root, attr_file, images_dir, "CelebA attribute file", "CelebA image folder"
+    )
     lines = read_utf8(attr_path, "CelebA attribute file").splitlines()
     if len(lines) < 2:
         raise ValueError(f"{attr_path}: needs the image count and the attribute-name line")

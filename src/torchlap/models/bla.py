@@ -94,7 +94,6 @@ from torch import Tensor, nn
 
 from torchlap._checks import check_positive_float, check_positive_int
 from torchlap._hooks import Hooks, kept_training_flags
-from torchlap.layers._state import kept_last_maps
 from torchlap.models.bla_pools import (
     POOLS,
     BlaMaps,
@@ -109,6 +108,7 @@ from torchlap.models.bla_pools import (
 from torchlap.models.lapify_refusals import check_changeable
 from torchlap.models.lapify_sites import (
     DEFAULT_PROBE_SIZE,
+    _dry_forward,
     _probe_input,
     _probe_shape,
     _reference_tensor,
@@ -278,17 +278,7 @@ def _probe_feature_shape(model: nn.Module, site: _Site, input_size: Any) -> tupl
             hooks.forward_pre(site.module, pre_hook)
         else:
             hooks.forward(site.module, post_hook)
-        model.eval()
-        # the LAP layers' (and BLA pools') last maps are the caller's, as lapify's probe keeps them
-        with torch.no_grad(), kept_last_maps(model):
-            try:
-                model(probe)
-            except Exception as error:
-                raise ValueError(
-                    f"the dry forward pass on a probe input of shape {tuple(probe.shape)} failed "
-                    f"({type(error).__name__}: {error}); pass input_size= a size the model "
-                    "accepts, or in_channels="
-                ) from error
+        _dry_forward(model, probe, lambda: ", or in_channels=")  # as lapify's probe runs
     if not seen or len(seen[0]) != 4:
         raise ValueError(
             f"cannot tell the channels of the feature map at {site.name!r}: it did not see a "

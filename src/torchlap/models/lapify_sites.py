@@ -314,17 +314,25 @@ def _run_probe(model: nn.Module, input_size: Any) -> _Probe:
             pre_hook, post_hook = make_hooks(name, module)
             hooks.forward_pre(module, pre_hook)
             hooks.forward(module, post_hook)
-        model.eval()
-        with torch.no_grad(), kept_last_maps(model):
-            try:
-                model(probe_input)
-            except Exception as error:
-                raise ValueError(
-                    f"the dry forward pass on a probe input of shape {tuple(probe_input.shape)} "
-                    f"failed ({type(error).__name__}: {error}); pass input_size= a size the "
-                    f"model accepts{_channels_hint(model, input_size)}"
-                ) from error
+        _dry_forward(model, probe_input, lambda: _channels_hint(model, input_size))
     return record
+
+
+def _dry_forward(model: nn.Module, probe: torch.Tensor, hint: Callable[[], str]) -> None:
+    """``model(probe)`` in eval mode under no_grad, the LAP layers' (and BLA pools') last maps
+    kept as they were (:func:`kept_last_maps`): the dry pass of lapify's and blaify's probes. A
+    failure is a ValueError naming the probe's shape and the model's error, ending with
+    ``hint()`` (what else to pass). The caller restores the train/eval flags and its hooks."""
+    model.eval()
+    with torch.no_grad(), kept_last_maps(model):
+        try:
+            model(probe)
+        except Exception as error:
+            raise ValueError(
+                f"the dry forward pass on a probe input of shape {tuple(probe.shape)} failed "
+                f"({type(error).__name__}: {error}); pass input_size= a size the model "
+                f"accepts{hint()}"
+            ) from error
 
 
 # ----------------------------------------------------------------------------- site selection

@@ -183,6 +183,26 @@ def plot_grid_examples(
     return _save(figure, path, overwrite)
 
 
+#: the figures of :func:`sanity_figures` drawn from the results: (the results key a run must
+#: hold, the plot function, its file in the figures folder, the caption)
+_CHECK_FIGURES = (
+    (
+        "sanity",
+        plot_sanity_curves,
+        "sanity_curves.png",
+        "Sanity checks: similarity of each method's maps with the trained model's as units are "
+        "randomized (Adebayo et al. 2018, Fig. 2)",
+    ),
+    (
+        "grid_pointing_game",
+        plot_grid_pg_distribution,
+        "grid_pg.png",
+        "Grid pointing game: share of positive attribution in the explained cell, per method "
+        "(dashed: chance)",
+    ),
+)
+
+
 def sanity_figures(
     results_by_run: Mapping[str, Mapping[str, Any]],
     figures_dir: Path,
@@ -193,28 +213,10 @@ def sanity_figures(
     plot functions take it) and the grid example figures the evaluations left
     (``out_dir/figures`` or ``out_dir/<run>/figures``)."""
     figures: list[tuple[Path, str]] = []
-    if _runs_with(results_by_run, "sanity"):
-        path = plot_sanity_curves(
-            results_by_run, Path(figures_dir) / "sanity_curves.png", overwrite=overwrite
-        )
-        figures.append(
-            (
-                path,
-                "Sanity checks: similarity of each method's maps with the trained "
-                "model's as units are randomized (Adebayo et al. 2018, Fig. 2)",
-            )
-        )
-    if _runs_with(results_by_run, "grid_pointing_game"):
-        path = plot_grid_pg_distribution(
-            results_by_run, Path(figures_dir) / "grid_pg.png", overwrite=overwrite
-        )
-        figures.append(
-            (
-                path,
-                "Grid pointing game: share of positive attribution in the "
-                "explained cell, per method (dashed: chance)",
-            )
-        )
+    for key, plot, name, caption in _CHECK_FIGURES:
+        if _runs_with(results_by_run, key):
+            path = plot(results_by_run, Path(figures_dir) / name, overwrite=overwrite)
+            figures.append((path, caption))
     candidates = [(None, Path(out_dir) / "figures" / "grid_pg_examples.png")]
     candidates += [
         (name, Path(out_dir) / name / "figures" / "grid_pg_examples.png") for name in results_by_run
