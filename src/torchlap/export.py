@@ -54,7 +54,14 @@ from torchlap.explainers.lap import (
 from torchlap.io import atomic_path, clean_stale_temps
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.layers._state import kept_last_maps
-from torchlap.runs import RunError, RunFileNotFoundError, load_run, resolve_run_data
+from torchlap.runs import (
+    RunError,
+    RunFacts,
+    RunFileNotFoundError,
+    load_run,
+    read_run_facts,
+    resolve_run_data,
+)
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -216,13 +223,14 @@ def _publish(out: Path, write: Any, overwrite: bool) -> bool:
 
 
 def export_run(
-    run_dir: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str] | RunFacts,
     out: str | os.PathLike[str],
     format: str = "onnx",
     overwrite: bool = False,
     batch_size: int = 2,
 ) -> tuple[Path, LapExportModule, Tensor]:
-    """Write the run's :class:`LapExportModule` to ``out`` in ``format``; return the path, the
+    """Write the run's :class:`LapExportModule` to ``out`` in ``format`` (``run_dir``: a run
+    folder, or its :class:`~torchlap.runs.RunFacts` read already); return the path, the
     module and the example images it was traced with (random images in [0, 1] of the run's
     size: the export depends only on shapes). ONNX and exported-program files take any batch
     size from 1 to :data:`MAX_EXPORT_BATCH` (their example batch is ``max(batch_size, 2)``:
@@ -433,12 +441,14 @@ _SKIP_CHECK = (
 )
 
 
-def run_test_images(run_dir: str | os.PathLike[str], max_images: int = 32) -> Tensor:
-    """Up to ``max_images`` images of the run's own test split, as the model sees them.
+def run_test_images(run_dir: str | os.PathLike[str] | RunFacts, max_images: int = 32) -> Tensor:
+    """Up to ``max_images`` images of the run's own test split, as the model sees them (read
+    with the run's facts: its model is not built; ``run_dir`` may be those facts).
 
     Raises :class:`~torchlap.runs.RunError` (a ``ValueError``; also a ``FileNotFoundError``
     for missing data) naming the data and how to export without the check."""
-    run = load_run(run_dir)
+    run = run_dir if isinstance(run_dir, RunFacts) else read_run_facts(run_dir)
+    run_dir = run.run_dir
     data = run.config.get("train", {}).get("data")
     if not data:
         raise RunError(
@@ -523,11 +533,12 @@ def register_export(app: Any) -> None:
         out_file = Path(nonblank_path(out, "--out", "the file to write"))
         _checked_out(out_file, format, overwrite)
         verify = format == "onnx" and verify_images > 0
+        facts = read_run_facts(run_dir)  # (config.json read once; the data before the model)
         if verify:
             _require_onnxruntime()
-            images = run_test_images(run_dir, verify_images)
+            images = run_test_images(facts, verify_images)
         path, module, _ = export_run(
-            run_dir, out_file, format, overwrite=overwrite, batch_size=batch_size
+            facts, out_file, format, overwrite=overwrite, batch_size=batch_size
         )
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; outputs: "
                    f"{', '.join(output_names(module))})")  # fmt: skip

@@ -92,16 +92,26 @@ def test_the_command_line_refusal_keeps_the_folder_and_the_users_log(runs, tmp_p
 
 
 def test_runs_reading_the_same_images_read_them_once(runs, tmp_path, monkeypatch):
-    """Every run is prepared before the first is evaluated; the splits are read once for the
-    runs that read the same images (before, once per run, and the test split once more to
-    check its classes)."""
-    import torchlap.evaluate.core as core
+    """Every run is prepared before the first is evaluated; the splits are opened and decoded
+    once for the runs that read the same images (before, once per run, and the test split once
+    more to check its classes)."""
+    import torchlap.evaluate.split_data as split_data
 
-    reads = []
-    real = core.load_eval_data
-    monkeypatch.setattr(core, "load_eval_data", lambda *a, **k: reads.append(a[2]) or real(*a, **k))
+    opened, decoded = [], []
+    real_open, real_decode = split_data.open_eval_split, split_data.decode_eval_split
+
+    def counting_open(*args, **kwargs):
+        opened.append(args[2])
+        return real_open(*args, **kwargs)
+
+    def counting_decode(run, split, *args, **kwargs):
+        decoded.append(split.split)
+        return real_decode(run, split, *args, **kwargs)
+
+    monkeypatch.setattr(split_data, "open_eval_split", counting_open)
+    monkeypatch.setattr(split_data, "decode_eval_split", counting_decode)
     results = compare_runs([runs["vanilla"], runs["bla"]], None, tmp_path / "o", _options(0))
-    assert sorted(reads) == ["test", "val"]
+    assert sorted(opened) == sorted(decoded) == ["test", "val"]
     assert results.is_file()
     evaluated = [json.loads((tmp_path / "o" / n / "results.json").read_text())["data"]
                  for n in ("vanilla", "bla")]  # fmt: skip

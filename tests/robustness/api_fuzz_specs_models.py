@@ -513,6 +513,8 @@ NOT_FUZZED = {
     "unregister": "registration: test_robust_restore_registration.py",
     "available": "takes no argument",
     "read_run_config": "needs a run folder: test_robust_reading.py sweeps damaged ones",
+    "read_run_facts": "needs a run folder: load_run's config checks, which it runs first "
+    "(test_robust_reading.py sweeps damaged ones; test_evaluate_data_before_model.py)",
     "EvalData": "the record load_eval_data returns, an input of no public function",
     # records and results (built by torchlap, inputs of no public function)
     "AnteHocMaps": "the record an ante-hoc pass builds",
@@ -520,6 +522,7 @@ NOT_FUZZED = {
     "ImageRecord": "a CSV row record; read_annotations refuses malformed rows (test_data_*)",
     "Table": "a report table the table functions build",
     "LoadedRun": "the record load_run returns",
+    "RunFacts": "the record read_run_facts returns (load_run takes it back)",
     "Preset": "a LAP placement preset of the registry",
     "Recipe": "the base of the model recipes (test_models_recipes.py)",
     # no argument to fuzz

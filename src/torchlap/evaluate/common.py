@@ -1,4 +1,5 @@
-"""What every part of an evaluation shares: the split's tensors, the maps of a method, the
+"""What every part of an evaluation shares: the split's tensors (read by
+:mod:`torchlap.evaluate.split_data`, re-exported here), the maps of a method, the
 explainer options, the per-method cache (fingerprints) and the one JSON writer.
 
 :mod:`torchlap.evaluate.core` (``torchlap evaluate``), :mod:`torchlap.evaluate.method` (one
@@ -13,16 +14,12 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Subset
 
-from torchlap.data import collate_regions, first_images, load_dataset
-from torchlap.evaluate.provenance import DataSettings, data_settings
 from torchlap.evaluate.shard import (
     active,
     broadcast_from_zero,
@@ -30,10 +27,16 @@ from torchlap.evaluate.shard import (
     is_writer,
     shard_bounds,
 )
+from torchlap.evaluate.split_data import (
+    EvalData,
+    OpenedSplit,
+    decode_eval_split,
+    load_eval_data,
+    open_eval_split,
+)
 from torchlap.explainers import get
 from torchlap.io import atomic_write, check_folder_path, not_a_file
 from torchlap.logs import track
-from torchlap.metrics._common import image_ids_of
 from torchlap.runs import WEIGHTS_FILE, clean_stale_temps
 
 logger = logging.getLogger(__name__)
@@ -45,8 +48,10 @@ __all__ = [
     "METRICS_REVISION",
     "OUTPUT_NAMES",
     "EvalData",
+    "OpenedSplit",
     "atomic_write_json",
     "clear_output_folder",
+    "decode_eval_split",
     "explain_all",
     "fingerprint",
     "fingerprint_parts",
@@ -55,6 +60,7 @@ __all__ = [
     "load_eval_data",
     "method_options",
     "metric",
+    "open_eval_split",
     "read_cache",
     "section_check",
     "weights_stamp",
@@ -64,98 +70,6 @@ __all__ = [
 #: bumped whenever a metric's definition changes, so cached method results are recomputed;
 #: what each revision changed: docs/evaluation.md, "Metrics revisions"
 METRICS_REVISION = 12
-
-
-@dataclass
-class EvalData:
-    """The tensors of one split: images in [0, 1], labels, region masks and flags.
-
-    ``image_ids`` (int64 ``(N,)``): each image's index in the split as read before
-    ``--max-images`` cut it, the id that seeds its random draws (keep-k% and Drop%/Increase%
-    tie-breaks, stability's noise: :func:`~torchlap.metrics.tie_keys`), so that an image gets
-    the same draws whichever cut evaluates it; ``None``: ``0 .. N-1`` (an uncut split or a
-    prefix of it). Checked by :func:`~torchlap.metrics._common.image_ids_of` (distinct ints
-    >= 0, one per image).
-    """
-
-    images: Tensor
-    labels: Tensor
-    masks: Tensor
-    has_region: Tensor
-    classes: list[str]
-    name: str
-    #: how the split was read (seed, image count, data options; None: not recorded)
-    settings: DataSettings | None = None
-    #: each image's index in the split before the --max-images cut (seeds its draws)
-    image_ids: Tensor | None = None
-
-    def __post_init__(self) -> None:
-        self.image_ids = image_ids_of(self.image_ids, len(self), self.labels.device)
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-
-def load_eval_data(
-    run: Any,
-    data: str,
-    split: str,
-    max_images: int | None,
-    batch_size: int = 64,
-    settings: DataSettings | None = None,
-) -> EvalData:
-    """Read ``split`` of ``data`` as ``run`` saw it: with the run's own seed, image count and
-    data options when ``data`` is the run's data (however its path is spelled), else with
-    ``settings`` (default: split seed 0, the data's default image count, no data options;
-    :func:`~torchlap.evaluate.provenance.data_settings`)."""
-    if settings is None:
-        settings = data_settings(run.config, data)
-    kwargs = dict(settings.data_options)
-    if settings.n_images is not None:
-        kwargs["n_images"] = settings.n_images
-    dataset = load_dataset(
-        data, split=split, image_size=run.image_size, seed=settings.seed, **kwargs
-    )
-    if list(dataset.classes) != list(run.classes):
-        raise ValueError(
-            f"{data!r} has classes {list(dataset.classes)}, the run was trained on "
-            f"{list(run.classes)}: evaluate it on data with the same classes"
-        )
-    if len(dataset) == 0:
-        raise ValueError(f"the {split} split of {data!r} is empty")
-    ids = None  # the split uncut: each image's id is its position
-    if max_images is not None and len(dataset) > max_images:
-        # a folder's images class-stratified (its CSV may list one class first); each keeps
-        # its index in the split as its id (its draws do not depend on --max-images)
-        kept = first_images(dataset, max_images, settings.seed)
-        dataset, ids = Subset(dataset, kept), torch.tensor(kept, dtype=torch.long, device="cpu")
-    parts: dict[str, list[Tensor]] = {"image": [], "label": [], "mask": [], "has_region": []}
-    for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate_regions):
-        for key in parts:
-            parts[key].append(batch[key])
-    images = torch.cat(parts["image"]).float()
-    if images.shape[1] != run.in_channels:
-        raise ValueError(
-            f"{data!r} has {images.shape[1]}-channel images, the run expects {run.in_channels}"
-        )
-    labels = torch.cat(parts["label"])
-    counts = torch.bincount(labels, minlength=len(run.classes)).tolist()  # (on the host)
-    if missing := [name for name, n in zip(run.classes, counts, strict=True) if n == 0]:
-        logger.warning(
-            "the %s split of %s (%d images) holds no image of class %s: the metrics that need "
-            "every class (sensitivity, specificity, balanced accuracy) are n/a on it",
-            split, data, len(labels), ", ".join(map(repr, missing)),
-        )  # fmt: skip
-    return EvalData(
-        images=images,
-        labels=labels,
-        masks=torch.cat(parts["mask"]).bool(),
-        has_region=torch.cat(parts["has_region"]),
-        classes=list(run.classes),
-        name=str(data),
-        settings=settings,
-        image_ids=ids,
-    )
 
 
 # ------------------------------------------------------------------------------------ helpers

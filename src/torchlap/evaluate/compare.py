@@ -6,8 +6,9 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from torchlap.evaluate.checks import compare_data_randomization
 from torchlap.evaluate.common import (
@@ -27,10 +28,13 @@ from torchlap.evaluate.provenance import (
     lime_baseline_of,
 )
 from torchlap.evaluate.shard import is_writer
+from torchlap.evaluate.split_data import open_run_splits
 from torchlap.explainers import applicability
-from torchlap.runs import load_run
+from torchlap.runs import LoadedRun, RunFacts, load_run, read_run_facts
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 __all__ = ["check_protocols", "compare_runs", "run_names"]
 
@@ -58,10 +62,12 @@ def compare_runs(
     compared with a real run of the same data and model (results key ``data_randomization``).
     Returns the path of ``report.html``. Every run is checked, its data read and its
     explainers built before the first is evaluated, so a refused run leaves ``out`` as it was;
-    the runs' models and images are held until each is evaluated (runs reading the same images
-    share one copy). ``on_checked()`` is called once the runs, the data, the options and the
-    output folders passed every check, before any file is written or removed (the command line
-    removes a user's log it was told to replace then).
+    each run's ``config.json`` is read once, and every run's data is opened and checked
+    against it (classes, channels) before any model is built; the runs' models and images are
+    held until each is evaluated (runs reading the same images share one copy).
+    ``on_checked()`` is called once the runs, the data, the options and the output folders
+    passed every check, before any file is written or removed (the command line removes a
+    user's log it was told to replace then).
     """
     # matplotlib loads with the first figure, not at `torchlap --help` (measured: importing
     # torchlap.report.plots costs about half of torch's own import time)
@@ -74,17 +80,23 @@ def compare_runs(
     out = Path(out)
     names = run_names(run_dirs)
     dirs = dict(zip(names, run_dirs, strict=True))
-    # fail before any work when a folder is not a finished run, the runs' data differ or no
-    # method applies to any of them
-    configs, bla_runs = _read_runs(dirs, options)
+    # fail before any work when a folder is not a finished run, the runs' data differ, their
+    # data do not fit them (checked before any model is built) or no method applies to any
+    facts = {name: _named(name, run_dir, read_run_facts, run_dir) for name, run_dir in dirs.items()}
+    configs = {name: run.config for name, run in facts.items()}
     settings, note = _data_plan(data, configs)
     if note:
         logger.warning("compare: %s", note)
+    shared: dict[tuple, Any] = {}  # the splits opened and read, shared by runs reading alike
+    for name, run in facts.items():
+        _named(name, dirs[name], open_run_splits, run, data, options, settings, shared)
+    loaded, bla_runs = _load_runs(facts, options)
     baselines = _lime_baselines(bla_runs, configs, options)
     foreign = []  # and when out holds files of these names that torchlap did not write
     if is_writer():
         foreign = guard_output_folder(out, force, names=COMPARE_OUTPUTS, apply=False)
-    jobs = _prepare_runs(dirs, data, out, options, force, settings, baselines)
+    jobs = _prepare_runs(dirs, data, out, options, force, settings, baselines, loaded, shared)
+    del loaded, shared  # each run's model and tensors held by its job alone, freed with it
     if is_writer():  # every run passed every check: what --force replaces goes now
         clear_output_folder(out, foreign)
         for job in jobs.values():
@@ -125,26 +137,33 @@ def run_names(run_dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
     return names
 
 
-def _read_runs(
-    dirs: dict[str, Any], options: EvaluateOptions
-) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Every run's config, and the runs with a BLA module; refuses when no requested method
-    applies to any run (the models are not kept)."""
-    configs: dict[str, dict[str, Any]] = {}
-    bla_runs: list[str] = []
-    any_applies = False
-    for name, run_dir in dirs.items():
-        run = load_run(run_dir)
-        configs[name] = run.config
-        any_applies |= any(applicability(m, run.model) is None for m in options.methods)
-        if applicability("bla", run.model) is None:
-            bla_runs.append(name)
-    if not any_applies:
+def _named(name: str, run_dir: Any, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)``, a plain ValueError or TypeError naming the run (its own classes, such
+    as :class:`~torchlap.runs.RunError`, kept as they are)."""
+    try:
+        return call(*args)
+    except (TypeError, ValueError) as error:
+        if type(error) not in (TypeError, ValueError):
+            raise
+        raise type(error)(f"run {name} ({run_dir}): {error}") from None
+
+
+def _load_runs(
+    facts: dict[str, RunFacts], options: EvaluateOptions
+) -> tuple[dict[str, LoadedRun], list[str]]:
+    """Every run's model built from its facts, and the runs with a BLA module; refuses when no
+    requested method applies to any run."""
+    loaded = {name: load_run(run) for name, run in facts.items()}
+    applies = {
+        name: [m for m in (*options.methods, "bla") if applicability(m, run.model) is None]
+        for name, run in loaded.items()
+    }
+    if not any(set(options.methods) & set(methods) for methods in applies.values()):
         raise ValueError(
             f"no requested method ({', '.join(options.methods)}) applies to the model of any "
-            f"run ({', '.join(dirs)}); pass --methods with methods that apply to them"
+            f"run ({', '.join(facts)}); pass --methods with methods that apply to them"
         )
-    return configs, bla_runs
+    return loaded, [name for name, methods in applies.items() if "bla" in methods]
 
 
 def _prepare_runs(
@@ -155,25 +174,24 @@ def _prepare_runs(
     force: bool,
     settings: DataSettings | None,
     baselines: dict[str, str],
+    loaded: dict[str, LoadedRun],
+    shared: dict[tuple, Any],
 ) -> dict[str, Any]:
     """Every run's evaluation prepared (checked, its data read, nothing written), before the
-    first is evaluated: a later run's refusal (its data folder missing, data of other classes,
-    a method option its model refuses...) came after the earlier runs' results were written.
-    Runs reading the same images share their tensors. A ValueError or TypeError names the run."""
-    loaded: dict[tuple, Any] = {}
+    first is evaluated: a later run's refusal (a method option its model refuses...) came
+    after the earlier runs' results were written. Runs reading the same images share their
+    tensors (``shared``), a BLA run's LIME baseline is the compared run itself (``loaded``). A
+    ValueError or TypeError names the run."""
     jobs = {}
     for name, run_dir in dirs.items():
         baseline = baselines.get(name)
-        try:
-            jobs[name] = prepare_evaluation(
-                run_dir, data, out / name, options, force, data_settings=settings,
-                lime_baseline=None if baseline is None else dirs[baseline],
-                require_applicable=False, loaded=loaded,
-            )  # fmt: skip
-        except (TypeError, ValueError) as error:
-            if type(error) not in (TypeError, ValueError):  # its own class (RunError...) kept
-                raise
-            raise type(error)(f"run {name} ({run_dir}): {error}") from None
+        jobs[name] = _named(
+            name, run_dir, partial(
+                prepare_evaluation, run_dir, data, out / name, options, force,
+                data_settings=settings, require_applicable=False, loaded=shared,
+                lime_baseline=None if baseline is None else loaded[baseline], run=loaded[name],
+            ),
+        )  # fmt: skip
     return jobs
 
 

@@ -2,9 +2,10 @@
 
 The flow for one run (each step batched on the model's device):
 
-1. the run is rebuilt from its folder (:func:`torchlap.load_run`), the evaluation split is
-   generated or read the way the run saw it (same built-in seed and size when ``--data`` is the
-   run's own data);
+1. the run's facts are read from its ``config.json`` (:func:`torchlap.runs.read_run_facts`),
+   the evaluation splits opened and checked against them (classes, channels: the way the run
+   saw them, same built-in seed and size when ``--data`` is the run's own data), then the model
+   is rebuilt (:func:`torchlap.load_run`) and the images decoded;
 2. model metrics (paper 000 Table I), and the LAP layers as standalone predictors;
 3. per explainer: maps of the validation images (to fit the global threshold of the paper's
    "binarization by thresholding") and of the evaluation images, then localization, keep-k%,
@@ -21,7 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +54,14 @@ from torchlap.evaluate.method import evaluate_method, protocol
 from torchlap.evaluate.options import DEFAULT_METHODS, THRESHOLD_FIT_SETS, EvaluateOptions
 from torchlap.evaluate.provenance import (
     DataSettings,
-    data_settings,
-    same_data,
     tensor_fingerprint,
 )
 from torchlap.evaluate.shard import active, broadcast_from_zero, is_writer
+from torchlap.evaluate.split_data import decode_shared, open_run_splits
 from torchlap.explainers import applicability, available, get, method_facts
 from torchlap.logs import track
 from torchlap.metrics import binary_classification_metrics, multiclass_classification_metrics
-from torchlap.runs import load_run, resolve_run_data
+from torchlap.runs import LoadedRun, RunFacts, load_run, read_run_facts
 
 logger = logging.getLogger(__name__)
 
@@ -229,11 +229,14 @@ def prepare_evaluation(
     data_settings: DataSettings | None = None,
     lime_baseline: str | os.PathLike[str] | None = None,
     require_applicable: bool = True,
-    loaded: dict[tuple, EvalData] | None = None,
+    loaded: dict[tuple, Any] | None = None,
+    run: RunFacts | None = None,
 ) -> _Evaluation:
     """:func:`evaluate_run`'s checks (same arguments) and what its work reads (model, splits,
     test logits), writing and removing nothing (compare prepares every run before writing);
-    ``loaded``: splits read so far, filled here, shared by runs reading the same images.
+    ``loaded``: splits opened and read so far, filled here, shared by runs reading the same
+    images; ``run``: ``run_dir``'s facts (or the run loaded) when the caller read them already
+    (its ``config.json`` is not read again). ``lime_baseline`` may be a loaded run.
     Then ``clear_output_folder(job.out_dir, job.foreign)`` and :func:`finish_evaluation`."""
     options = options or EvaluateOptions()
     options.validate()
@@ -246,7 +249,7 @@ def prepare_evaluation(
             "sharded evaluation: rank %d of %d processes (%s)",
             shard.rank, shard.world_size, "nccl" if shard.device.type == "cuda" else "gloo",
         )  # fmt: skip
-    request = _Request(data, data_settings, lime_baseline, require_applicable, loaded)
+    request = _Request(data, data_settings, lime_baseline, require_applicable, loaded, run)
     job = _prepare(Path(run_dir), request, out, options, force)
     job.lime = lime_applies(job)  # (its cells checked before any method runs)
     job.foreign = foreign
@@ -305,7 +308,8 @@ class _Request:
     settings: DataSettings | None
     lime_baseline: str | os.PathLike[str] | None
     require_applicable: bool
-    loaded: dict[tuple, EvalData] | None = None
+    loaded: dict[tuple, Any] | None = None
+    run: RunFacts | None = None
 
 
 def _warn_idle_ranks(n_images: int, batch_size: int) -> None:
@@ -326,21 +330,23 @@ def _warn_idle_ranks(n_images: int, batch_size: int) -> None:
 def _prepare(
     run_dir: Path, request: _Request, out: Any, options: EvaluateOptions, force: bool
 ) -> _Evaluation:
-    """The run rebuilt, its splits read, the test logits computed and the targets chosen."""
-    run = load_run(run_dir)
-    check_grid_request(options, run)  # before any work
-    # the run's own data: a folder recorded as a relative path (runs saved before torchlap
-    # recorded absolute ones) is looked up where resolve_run_data says, and named when missing
-    data = request.data or resolve_run_data(run_dir, run.config)
+    """The run's facts read and its splits opened (the data checked against them), then the
+    model rebuilt, the images decoded, the test logits computed and the targets chosen."""
+    facts = request.run if request.run is not None else read_run_facts(run_dir)
+    check_grid_request(options, facts)  # before any work
+    # the splits opened: data of other classes or channels refused before a model is built
+    shared = request.loaded
+    splits = open_run_splits(facts, request.data, options, request.settings, shared)
+    for text in splits.notes.get("data", []):
+        logger.warning("%s: %s", run_dir, text)
+    run = facts if isinstance(facts, LoadedRun) else load_run(facts)
     device = torch.device(options.device)
     model = run.model.to(device).eval()
     _check_applicable(run_dir, model, options, request.require_applicable)
     baseline = load_lime_baseline(run, model, options, request.lime_baseline, device)
-    settings, notes = _data_reading(run, data, request.settings)
-    test = _read_split(run, data, options.split, options.max_images, options, settings,
-                       request.loaded)  # fmt: skip
+    test = decode_shared(run, splits.test, options.batch_size, shared)
     _build_explainers(model, options, run.concept_sets, test.images[:1].to(device))
-    val = _read_split(run, data, "val", options.max_val_images, options, settings, request.loaded)
+    val = decode_shared(run, splits.val, options.batch_size, shared)
     data_key = tensor_fingerprint(test.images, test.labels, test.masks, test.has_region,
                                   val.images, val.labels, val.masks, val.has_region)  # fmt: skip
     _warn_idle_ranks(len(test), options.batch_size)
@@ -353,11 +359,11 @@ def _prepare(
     test_predictions = broadcast_from_zero(test_logits.argmax(1).cpu())
     val_predictions = broadcast_from_zero(val_logits.argmax(1).cpu())
     if options.split == "val":
-        _note_fit_on_evaluated(run_dir, notes)
+        _note_fit_on_evaluated(run_dir, splits.notes)
     job = _Evaluation(
         run=run,
         run_dir=run_dir,
-        data=data,
+        data=splits.data,
         out_dir=Path(out) if out is not None else run_dir / f"eval-{options.split}",
         options=options,
         device=device,
@@ -371,30 +377,10 @@ def _prepare(
         test_predictions=test_predictions,
         data_key=data_key,
         lime_baseline=baseline,
-        notes=notes,
+        notes=splits.notes,
         test_logits=test_logits,
     )
     return job
-
-
-def _read_split(
-    run: Any,
-    data: str,
-    split: str,
-    max_images: int | None,
-    options: EvaluateOptions,
-    settings: DataSettings,
-    loaded: dict[tuple, EvalData] | None,
-) -> EvalData:
-    """:func:`load_eval_data`, or the tensors another run of the comparison read alike (the
-    same data, split, image count, image size, channels, classes and reading)."""
-    if loaded is None:
-        return load_eval_data(run, data, split, max_images, options.batch_size, settings)
-    key = (str(data), split, max_images, run.image_size, run.in_channels, tuple(run.classes),
-           settings.reading())  # fmt: skip
-    if key not in loaded:
-        loaded[key] = load_eval_data(run, data, split, max_images, options.batch_size, settings)
-    return replace(loaded[key], settings=settings)
 
 
 #: results["notes"]["thresholds"] of an evaluation of the validation split
@@ -428,32 +414,6 @@ def _check_applicable(
     for method, why in skipped.items():
         logger.warning("%s: skipped, it does not apply to the model of %s (%s)", method,
                        run_dir, why)  # fmt: skip
-
-
-def _data_reading(
-    run: Any, data: str, given: DataSettings | None
-) -> tuple[DataSettings, dict[str, list[str]]]:
-    """How ``data`` is read for ``run``: ``given`` (compare's common settings) or the run's
-    own settings for its own data (the defaults for other data); and, when that is not the
-    run's own reading, the sentence (logged, and ``results.json["notes"]["data"]``) that says
-    how it is split: the seed decides the split of a folder without a split column."""
-    own = data_settings(run.config, data)
-    if given is None:
-        settings = own
-    else:
-        settings = replace(given, own=own.own and given.reading() == own.reading())
-    if settings.own:
-        return settings, {}
-    trained = run.config.get("train", {}).get("data")
-    if same_data(data, trained):
-        text = f"evaluated on {data}, the run's training data, with {settings.describe()}"
-    else:
-        text = (
-            f"evaluated on {data}, not the run's training data ({trained}), with "
-            f"{settings.describe()}"
-        )
-    logger.warning("%s: %s", run.run_dir, text)
-    return settings, {"data": [text]}
 
 
 def _build_explainers(

@@ -27,7 +27,14 @@ from torchlap.evaluate.options import refuse_repeats
 from torchlap.explainers import applicability, available, display_name, explain, get
 from torchlap.io import check_folder_path
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
-from torchlap.runs import LoadedRun, atomic_write, atomic_write_json, clean_stale_temps, load_run
+from torchlap.runs import (
+    LoadedRun,
+    atomic_write,
+    atomic_write_json,
+    clean_stale_temps,
+    load_run,
+    read_run_facts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -281,25 +288,28 @@ def explain_files(
 
     The true class is the dataset's label for a dataset root (a folder with annotations.csv),
     else the parent folder's name when it is one of the run's classes. Every check (methods,
-    files, decoding, finite pixels, output names) happens before anything is written.
+    files, decoding, finite pixels, output names) happens before anything is written; the
+    images are decoded and checked with the run's facts (channels, size) before its model is
+    built.
     """
     _check_arguments(inputs, methods, batch_size)
     out = Path(out)
     entries = _entries(inputs, out)  # (the images and outputs named before the run is read)
     targets = _check_outputs(out, entries)
-    run = load_run(run_dir)
-    for method in methods:
-        reason = applicability(method, run.model)
-        if reason is not None:
-            raise ValueError(f"{run_dir}: method {method!r} does not apply to its model ({reason})")
+    facts = read_run_facts(run_dir)  # the images decoded and checked before the model is built
     files = [entry.path for entry in entries]
-    images = torch.stack([read_image(p, run.in_channels, run.image_size) for p in files])
+    images = torch.stack([read_image(p, facts.in_channels, facts.image_size) for p in files])
     bad = [str(files[i]) for i in non_finite_samples(images, limit=5)]
     if bad:
         raise ValueError(
             f"{', '.join(bad)} hold(s) NaN or infinite pixels; their maps would be NaN "
             "everywhere: pass images with finite pixel values"
         )
+    run = load_run(facts)
+    for method in methods:
+        reason = applicability(method, run.model)
+        if reason is not None:
+            raise ValueError(f"{run_dir}: method {method!r} does not apply to its model ({reason})")
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(out)
     _claim_outputs(out, targets)

@@ -19,7 +19,7 @@ from torchlap.evaluate.options import EvaluateOptions
 from torchlap.evaluate.provenance import check_lime_baseline
 from torchlap.evaluate.shard import on_rank_zero
 from torchlap.explainers import applicability
-from torchlap.runs import load_run
+from torchlap.runs import LoadedRun, load_run
 
 logger = logging.getLogger(__name__)
 
@@ -100,16 +100,18 @@ def lime_results(job: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 def load_lime_baseline(
     run: Any, model: nn.Module, options: EvaluateOptions, path: Any, device: torch.device
 ) -> Any:
-    """The vanilla run paper 002's LIME check explains for a BLA run (``--lime-baseline``),
-    checked before any work; ``None`` without one."""
+    """The vanilla run paper 002's LIME check explains for a BLA run (``--lime-baseline``: a
+    run folder, or the run loaded already, as compare passes one of its runs), checked before
+    any work; ``None`` without one."""
     if path is None:
         return None
     if "bla" not in options.methods or options.lime_images == 0 or applicability("bla", model):
+        named = path.run_dir if isinstance(path, LoadedRun) else path
         raise ValueError(
-            f"--lime-baseline {path}: it is the baseline of paper 002's LIME check, which runs "
+            f"--lime-baseline {named}: it is the baseline of paper 002's LIME check, which runs "
             "for a BLA run evaluated with bla among --methods and --lime-images > 0"
         )
-    baseline = load_run(path)
+    baseline = path if isinstance(path, LoadedRun) else load_run(path)
     check_lime_baseline(run.config, baseline, "--lime-baseline")
     baseline.model.to(device).eval()
     return baseline
