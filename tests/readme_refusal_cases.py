@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 Trigger = Callable[[], str]
-ERRORS = (ValueError, TypeError, FileNotFoundError, MemoryError)
+ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, MemoryError)
 
 
 class NotRefusedError(AssertionError):
@@ -280,11 +280,12 @@ def _models_and_helpers() -> dict[str, list[tuple[int, Trigger]]]:
 
 def all_cases() -> dict[str, list[tuple[int, Trigger]]]:
     """Every covered row's triggers, by row key."""
+    import readme_refusal_api
     import readme_refusal_cli
     import readme_refusal_data
 
     groups = (_layers, _losses_and_metrics, _explainers, _models_and_helpers)
-    groups += (readme_refusal_data.cases, readme_refusal_cli.cases)
+    groups += (readme_refusal_data.cases, readme_refusal_cli.cases, readme_refusal_api.cases)
     cases: dict[str, list[tuple[int, Trigger]]] = {}
     for group in groups:
         for key, triggers in group().items():
