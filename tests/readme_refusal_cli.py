@@ -169,10 +169,196 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
         "A train, evaluate or compare --out inside a file": [
             (0, lambda: _out_inside_a_file()),
         ],
+        "A file where a folder is expected, and the reverse": [
+            (0, lambda: _run_as_file()),
+        ],
+        "LAP settings for a model without LAP layers, or that change nothing": [
+            (0, lambda: cli([*TRAIN, "--model", "bla", "--min-ar", "0.2", "--out", out])),
+        ],
+        "Lightning names": [
+            (0, lambda: cli([*TRAIN, "--strategy", "ddp_spawn", "--out", out])),
+        ],
+        "BLA-PH without the network it explains": [
+            (0, lambda: cli([*TRAIN, "--model", "bla-ph", "--lap", "none", "--out", out])),
+        ],
+        "freeze_features that does not apply": [
+            (0, lambda: cli([*TRAIN, "--freeze-features", "maybe", "--out", out])),
+        ],
+        "A weights name the architecture does not have": [
+            (
+                0,
+                lambda: cli(
+                    [
+                        *TRAIN[:-4],
+                        "--arch",
+                        "resnet18",
+                        "--pretrained",
+                        "IMAGENET1K_V2",
+                        "--out",
+                        out,
+                    ]
+                ),
+            ),
+            (3, lambda: cli([*TRAIN, "--pretrained", "IMAGENET1K_V1", "--out", out])),
+        ],
+        "A `--pretrained` path that does not exist": [(0, _missing_pretrained)],
+        "An image size the run cannot train at": [
+            (0, lambda: _small_images("7")),
+            (1, lambda: cli([*TRAIN[:-2], "--image-size", "2", "--out", out])),
+        ],
+        "Device ids Lightning cannot take": [
+            (0, lambda: cli([*TRAIN, "--devices", "-1", "--out", out])),
+            (1, lambda: cli([*TRAIN, "--devices", "0,1", "--out", out])),
+        ],
+        "An accelerator this machine lacks": [
+            (0, lambda: cli([*TRAIN, "--accelerator", "tpu", "--out", out])),
+        ],
+        "JSON and numbers Python would bend in train options": [
+            (0, lambda: cli([*TRAIN, "--ratios", '{"0": 0.1, "0": 0.2}', "--out", out])),
+            (6, lambda: cli([*TRAIN, "--phase", "all:1_0", "--out", out])),
+        ],
+        "An empty path that stood for the current folder": [
+            (0, lambda: cli(["demo", "--out", ""])),
+            (1, lambda: cli(["explain", "", "--run", tiny_run(), "--out", out])),
+            (2, lambda: cli(["evaluate", "--run", tiny_run(), "--out", out, "--data", ""])),
+        ],
+        "Demo scale": [(0, lambda: cli(["demo", "--out", out, "--scale", "inf"]))],
+        "Bench options": [
+            (0, lambda: cli(["bench", "layer", "--batches", "99999999999999999999999"])),
+        ],
+        "Repeated bench values": [(0, lambda: cli(["bench", "explain", "--sizes", "32,32"]))],
+        "Explainer options that are not finite numbers": [
+            (0, lambda: _evaluate(tiny_run(), "--method-options", '{"lap": {"threshold": NaN}}')),
+        ],
+        "Options that would be ignored": [
+            (
+                0,
+                lambda: _evaluate(
+                    tiny_run(),
+                    "--methods",
+                    "gradcam",
+                    "--method-options",
+                    '{"rise": {"n_masks": 0}}',
+                ),
+            ),
+            (3, lambda: _evaluate(tiny_run(), "--ties", "index", "--tie-draws", "7")),
+            (
+                4,
+                lambda: cli(
+                    [
+                        "export",
+                        "--run",
+                        tiny_run(),
+                        "--out",
+                        out / "m.pt",
+                        "--format",
+                        "torchscript",
+                        "--verify-images",
+                        "50",
+                    ]
+                ),
+            ),
+        ],
+        "Explainer option values and layers": [
+            (
+                0,
+                lambda: _evaluate(
+                    tiny_run(),
+                    "--methods",
+                    "gradcam",
+                    "--method-options",
+                    '{"gradcam": {"layer": "net.fc"}}',
+                ),
+            ),
+        ],
+        "Out-of-range numbers in a run": [
+            (0, lambda: _evaluate(run_copy({"image_size": 1000000000}))),
+            (1, lambda: _evaluate(run_copy({"format_version": -1}))),
+        ],
+        "A file as the export folder; an export seed train refuses": [
+            (1, lambda: cli(["data", "export", "lesions", "--out", out, "--seed", "-1"])),
+        ],
+        "Export folders the rename cannot reach": [
+            (0, lambda: cli(["data", "export", "lesions", "--out", "."])),
+            (
+                4,
+                lambda: cli(
+                    ["data", "export", "lesions", "--out", out, "--n-images", "999999999999"]
+                ),
+            ),
+        ],
+        "Repeated explain methods, export paths": [
+            (
+                0,
+                lambda: cli(
+                    ["explain", _image(), "--run", tiny_run(), "--out", out, "--methods", "lap,lap"]
+                ),
+            ),
+        ],
+        "A damaged explain manifest": [(0, lambda: _explain_manifest({"files": 5}))],
+        "A manifest explain did not write": [(0, lambda: _explain_manifest({"files": []}))],
+        "An explain --out that cannot be a folder": [(0, _dangling_out)],
         "Sizes past any real use in train and evaluate": [
             (0, lambda: cli([*TRAIN, "--num-workers", "100000", "--out", out])),
         ],
     }
+
+
+def _image() -> Path:
+    from PIL import Image
+
+    path = scratch() / "x.png"
+    Image.new("L", (32, 32), 100).save(path)
+    return path
+
+
+def _small_images(size: str) -> str:
+    from readme_refusal_data import annotated_folder
+
+    data = annotated_folder()
+    return cli(
+        [
+            "train",
+            "--data",
+            data,
+            "--arch",
+            "smallcnn",
+            "--image-size",
+            size,
+            "--out",
+            scratch() / "o",
+        ]
+    )
+
+
+def _run_as_file() -> str:
+    run = tiny_run()
+    return cli(
+        ["evaluate", "--run", run / "config.json", "--out", scratch() / "o"], {run: "runs/ws-lap"}
+    )
+
+
+def _missing_pretrained() -> str:
+    import os
+
+    line = cli([*TRAIN, "--pretrained", "./nonexist.safetensors", "--out", scratch() / "o"])
+    return line.replace(os.getcwd(), "/abs")
+
+
+def _explain_manifest(manifest: object) -> str:
+    out = scratch() / "OUT"
+    out.mkdir()
+    (out / ".torchlap-explain.json").write_text(json.dumps(manifest))
+    return cli(["explain", _image(), "--run", tiny_run(), "--out", out], {out: "OUT"})
+
+
+def _dangling_out() -> str:
+    import os
+
+    folder = scratch()
+    os.symlink(folder / "nowhere", folder / "dl")
+    line = cli(["explain", _image(), "--run", tiny_run(), "--out", folder / "dl"])
+    return line.replace(str(folder) + "/", "")
 
 
 def _out_inside_a_file() -> str:

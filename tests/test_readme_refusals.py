@@ -43,7 +43,9 @@ def quoted(cell: str) -> list[str]:
 
 
 def says(fragment: str, message: str) -> bool:
-    """Whether ``message`` holds the pieces of ``fragment`` between its ``...``, in order."""
+    """Whether ``message`` holds the pieces of ``fragment`` between its ``...``, in order (the
+    message's own backticks left out: a Markdown code span cannot hold them)."""
+    message = message.replace("`", "")
     position = 0
     for piece in (p.strip() for p in fragment.split("...")):
         if not piece:
