@@ -20,11 +20,15 @@ class NotAnError(AssertionError):
 
 def cli(args: list[str], names: dict[Path, str] | None = None, code: int = 2) -> str:
     """Run ``torchlap ARGS`` in this process; return its one ``Error`` line, each path of
-    ``names`` written as its README name (exit code ``code`` checked)."""
+    ``names`` written as its README name. Checked: the exit code is ``code``, and no path among
+    ``ARGS`` (a ``Path``) that did not exist before exists after (nothing was written)."""
+    absent = [a for a in args if isinstance(a, Path) and not (a.exists() or a.is_symlink())]
     result = CliRunner().invoke(app, [str(a) for a in args])
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
     if result.exit_code != code or len(errors) != 1:
         raise NotAnError(f"torchlap {args}: exit {result.exit_code}, stderr {result.stderr!r}")
+    if made := [str(a) for a in absent if a.exists() or a.is_symlink()]:
+        raise NotAnError(f"torchlap {args} was refused but wrote {made}")
     line = errors[0]
     for path, name in sorted((names or {}).items(), key=lambda item: -len(str(item[0]))):
         line = line.replace(str(path), name)
@@ -56,7 +60,7 @@ def run_copy(edit: dict[str, object] | None = None, drop: tuple[str, ...] = ()) 
     return run
 
 
-def _evaluate(run: Path, *more: str) -> str:
+def evaluate(run: Path, *more: str) -> str:
     out = scratch() / "OUT"
     return cli(["evaluate", "--run", run, "--out", out, *more], {run: "RUN", out: "OUT"})
 
@@ -145,26 +149,26 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
             ),
         ],
         "Methods checked twice": [
-            (0, lambda: _evaluate(tiny_run(), "--check-methods", "gradcam,gradcam", "--sanity")),
+            (0, lambda: evaluate(tiny_run(), "--check-methods", "gradcam,gradcam", "--sanity")),
         ],
         "A config.json edited by hand": [
-            (0, lambda: _evaluate(run_copy({"classes": ["a"]}))),
-            (1, lambda: _evaluate(run_copy(drop=("classes",)))),
-            (2, lambda: _evaluate(run_copy({"image_size": 32.7}))),
+            (0, lambda: evaluate(run_copy({"classes": ["a"]}))),
+            (1, lambda: evaluate(run_copy(drop=("classes",)))),
+            (2, lambda: evaluate(run_copy({"image_size": 32.7}))),
         ],
-        "A run from a newer torchlap": [(0, lambda: _evaluate(run_copy({"format_version": 99})))],
-        "A folder that is not a finished run": [(0, lambda: _evaluate(scratch()))],
-        "A badly typed integrity record": [(0, lambda: _evaluate(run_copy({"integrity": ["x"]})))],
+        "A run from a newer torchlap": [(0, lambda: evaluate(run_copy({"format_version": 99})))],
+        "A folder that is not a finished run": [(0, lambda: evaluate(scratch()))],
+        "A badly typed integrity record": [(0, lambda: evaluate(run_copy({"integrity": ["x"]})))],
         "A run's `train` record edited by hand": [
-            (0, lambda: _evaluate(run_copy({"train": "lesions"}))),
+            (0, lambda: evaluate(run_copy({"train": "lesions"}))),
         ],
         "Methods that apply to none of the runs": [],
         "Impossible grids": [
-            (0, lambda: _evaluate(tiny_run(), "--grid-pg", "--grid-pg-grids", "1000000000")),
-            (1, lambda: _evaluate(tiny_run(), "--grid-pg", "--grid-pg-shape", "2x2")),
+            (0, lambda: evaluate(tiny_run(), "--grid-pg", "--grid-pg-grids", "1000000000")),
+            (1, lambda: evaluate(tiny_run(), "--grid-pg", "--grid-pg-shape", "2x2")),
         ],
         "Evaluation seeds and sizes out of range": [
-            (1, lambda: _evaluate(tiny_run(), "--tie-draws", "99999999999999")),
+            (1, lambda: evaluate(tiny_run(), "--tie-draws", "99999999999999")),
         ],
         "A train, evaluate or compare --out inside a file": [
             (0, lambda: _out_inside_a_file()),
@@ -228,12 +232,12 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
         ],
         "Repeated bench values": [(0, lambda: cli(["bench", "explain", "--sizes", "32,32"]))],
         "Explainer options that are not finite numbers": [
-            (0, lambda: _evaluate(tiny_run(), "--method-options", '{"lap": {"threshold": NaN}}')),
+            (0, lambda: evaluate(tiny_run(), "--method-options", '{"lap": {"threshold": NaN}}')),
         ],
         "Options that would be ignored": [
             (
                 0,
-                lambda: _evaluate(
+                lambda: evaluate(
                     tiny_run(),
                     "--methods",
                     "gradcam",
@@ -241,7 +245,7 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
                     '{"rise": {"n_masks": 0}}',
                 ),
             ),
-            (3, lambda: _evaluate(tiny_run(), "--ties", "index", "--tie-draws", "7")),
+            (3, lambda: evaluate(tiny_run(), "--ties", "index", "--tie-draws", "7")),
             (
                 4,
                 lambda: cli(
@@ -262,7 +266,7 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
         "Explainer option values and layers": [
             (
                 0,
-                lambda: _evaluate(
+                lambda: evaluate(
                     tiny_run(),
                     "--methods",
                     "gradcam",
@@ -272,8 +276,8 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
             ),
         ],
         "Out-of-range numbers in a run": [
-            (0, lambda: _evaluate(run_copy({"image_size": 1000000000}))),
-            (1, lambda: _evaluate(run_copy({"format_version": -1}))),
+            (0, lambda: evaluate(run_copy({"image_size": 1000000000}))),
+            (1, lambda: evaluate(run_copy({"format_version": -1}))),
         ],
         "A file as the export folder; an export seed train refuses": [
             (1, lambda: cli(["data", "export", "lesions", "--out", out, "--seed", "-1"])),
@@ -291,7 +295,16 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
             (
                 0,
                 lambda: cli(
-                    ["explain", _image(), "--run", tiny_run(), "--out", out, "--methods", "lap,lap"]
+                    [
+                        "explain",
+                        image_file(),
+                        "--run",
+                        tiny_run(),
+                        "--out",
+                        out,
+                        "--methods",
+                        "lap,lap",
+                    ]
                 ),
             ),
         ],
@@ -304,7 +317,7 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
     }
 
 
-def _image() -> Path:
+def image_file() -> Path:
     from PIL import Image
 
     path = scratch() / "x.png"
@@ -349,7 +362,7 @@ def _explain_manifest(manifest: object) -> str:
     out = scratch() / "OUT"
     out.mkdir()
     (out / ".torchlap-explain.json").write_text(json.dumps(manifest))
-    return cli(["explain", _image(), "--run", tiny_run(), "--out", out], {out: "OUT"})
+    return cli(["explain", image_file(), "--run", tiny_run(), "--out", out], {out: "OUT"})
 
 
 def _dangling_out() -> str:
@@ -357,7 +370,7 @@ def _dangling_out() -> str:
 
     folder = scratch()
     os.symlink(folder / "nowhere", folder / "dl")
-    line = cli(["explain", _image(), "--run", tiny_run(), "--out", folder / "dl"])
+    line = cli(["explain", image_file(), "--run", tiny_run(), "--out", folder / "dl"])
     return line.replace(str(folder) + "/", "")
 
 
