@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from readme_refusal_cases import Trigger, message, png_file, scratch, tiny_cnn
+from readme_refusal_cases import Trigger, message, scratch, tiny_cnn
 from torchlap import explain
 
 
@@ -270,6 +269,3 @@ def _nan(x: torch.Tensor) -> torch.Tensor:
     bad = x.clone()
     bad[1, 0, 0, 0] = math.nan
     return bad
-
-
-_ = (OrderedDict, png_file)
