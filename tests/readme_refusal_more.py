@@ -3,17 +3,21 @@ weights (not a test module; see ``readme_refusal_cases``)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+from pathlib import Path
 
 import torch
 from PIL import Image
 from torch import nn
+from typer.testing import CliRunner
 
 from readme_refusal_cases import Trigger, message, scratch, tiny_cnn
 from readme_refusal_cli import TRAIN, cli, evaluate, image_file, run_copy, tiny_run
 from readme_refusal_data import annotated_folder, class_folders, load
+from torchlap.cli import app
 
 
 def _overwrite_stray_checkpoint() -> str:
@@ -324,3 +328,103 @@ def _run_model() -> nn.Module:
     from torchlap import load_run
 
     return load_run(tiny_run()).model
+
+
+def _split_layout_extra() -> str:
+    from readme_refusal_data import scratch as fresh
+
+    root = fresh()
+    for split in ("train", "val", "test", "Validation"):
+        for label in ("a", "b"):
+            (root / split / label).mkdir(parents=True)
+            Image.new("L", (8, 8)).save(root / split / label / "0.png")
+    return load(root).replace("DATA", "root")
+
+
+def _rsna(rows: list[str]) -> str:
+    from torchlap.data import rsna_pneumonia
+
+    root = scratch()
+    (root / "stage_2_train_images").mkdir()
+    Image.new("L", (16, 16)).save(root / "stage_2_train_images" / "p1.png")
+    lines = ["patientId,x,y,width,height,Target", *rows]
+    (root / "stage_2_train_labels.csv").write_text("\n".join(lines) + "\n")
+    return message(lambda: rsna_pneumonia(root))
+
+
+def _celeba(first_line: str) -> str:
+    from torchlap.data import celeba
+
+    root = scratch()
+    (root / "img_align_celeba").mkdir()
+    (root / "list_attr_celeba.txt").write_text(f"{first_line}\nMale Smiling\n")
+    return message(lambda: celeba(root))
+
+
+@functools.cache
+def vanilla_run() -> Path:
+    """A vanilla run (no LAP layer) of the small CNN, trained like ``tiny_run``."""
+    out = scratch() / "runs" / "vanilla"
+    result = CliRunner().invoke(app, [*TRAIN, "--lap", "none", "--epochs", "1", "--out", str(out)])
+    if result.exit_code != 0:
+        raise RuntimeError(f"the vanilla run failed: {result.output}")
+    return out
+
+
+def _kernel_windows() -> str:
+    from torchlap.layers import LocalAttentionPool2d
+
+    old = os.environ.get("TORCHLAP_LAP_WINDOWS")
+    os.environ["TORCHLAP_LAP_WINDOWS"] = "rows"
+    try:
+        return message(lambda: LocalAttentionPool2d(4, 2)(torch.rand(1, 4, 8, 8)))
+    finally:
+        if old is None:
+            del os.environ["TORCHLAP_LAP_WINDOWS"]
+        else:
+            os.environ["TORCHLAP_LAP_WINDOWS"] = old
+
+
+def _other_classes() -> str:
+    other = run_copy({"classes": ["x", "y"]})
+    names = {other: "RC", other.parent: "", tiny_run(): "R"}
+    line = cli(["compare", tiny_run(), other, "--data", "lesions", "--out", scratch() / "o"])
+    for path, name in names.items():
+        line = line.replace(str(path), name)
+    return line.replace("run RUN (RC)", "run RC (RC)").replace("'lesions'", "'D'")
+
+
+def more_cases() -> dict[str, list[tuple[int, Trigger]]]:
+    """Rows of importers, kernels and extra runs."""
+    out = scratch() / "never"
+    return {
+        "Image folders a split layout would drop": [(2, _split_layout_extra)],
+        "An RSNA labels row of the wrong length": [
+            (1, lambda: _rsna(["p1,1,2"]).replace("line 2", "line N")),
+        ],
+        "RSNA box fields and detailed class rows Python would bend or skip": [
+            (0, lambda: _rsna(["p1,1_0,2,3,4,1"])),
+            (1, lambda: _rsna(["p1,1,2,-10,4,1"])),
+        ],
+        "A CelebA image count Python would bend, or another file": [(0, lambda: _celeba("8_0"))],
+        "Methods that apply to none of the runs": [
+            (
+                0,
+                lambda: cli(["evaluate", "--run", vanilla_run(), "--out", out, "--methods", "lap"]),
+            ),
+        ],
+        "A LIME baseline that is not one": [
+            (
+                1,
+                lambda: evaluate(tiny_run(), "--methods", "gradcam", "--lime-baseline", tiny_run()),
+            ),
+        ],
+        "Unknown kernel settings": [(0, _kernel_windows)],
+        "Too few built-in images for every class to train": [
+            (0, lambda: cli(["data", "export", "digits", "--n-images", "10", "--out", out])),
+        ],
+        "A `--pretrained` run of another architecture": [
+            (0, lambda: cli([*TRAIN, "--pretrained", tiny_run(), "--lap", "none", "--out", out])),
+        ],
+        "Compared runs of other classes than `--data`": [(0, _other_classes)],
+    }
