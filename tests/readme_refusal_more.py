@@ -428,3 +428,71 @@ def more_cases() -> dict[str, list[tuple[int, Trigger]]]:
         ],
         "Compared runs of other classes than `--data`": [(0, _other_classes)],
     }
+
+
+def _dicom_writer() -> object:
+    """``write_dicom`` of tests/data/dicom_files.py (that folder is not on the path here)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / "data" / "dicom_files.py"
+    spec = importlib.util.spec_from_file_location("readme_refusal_dicom", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_dicom
+
+
+def _multi_frame_dicom() -> str:
+    import numpy as np
+
+    from torchlap.data import load_image
+
+    path = scratch() / "0.dcm"
+    _dicom_writer()(path, np.zeros((3, 8, 8), dtype=np.uint8))
+    return message(lambda: load_image(path, 1)).replace("3 frames", "N frames")
+
+
+def _no_bits_stored() -> str:
+    import numpy as np
+    import pydicom
+
+    root = annotated_folder()
+    path = root / "img" / "0.dcm"
+    _dicom_writer()(path, np.zeros((20, 20), dtype=np.uint8))
+    dataset = pydicom.dcmread(path)
+    del dataset.BitsStored
+    dataset.save_as(path)
+    text = (root / "annotations.csv").read_text().replace("img/0.png", "img/0.dcm")
+    (root / "annotations.csv").write_text(text)
+    from torchlap.data import load_dataset
+
+    dataset = load_dataset(root, image_size=16)  # line 2 is the train split's first image
+    text = message(lambda: dataset[0]).replace(f"{root}/img", ".../img")
+    return text.replace(f"{root}/annotations.csv", "annotations.csv")
+
+
+def _injection_logits(logits: torch.Tensor) -> str:
+    from torchlap.layers import LapMaps
+    from torchlap.losses import ConceptSets, InjectionLoss
+
+    loss = InjectionLoss(ConceptSets(torch.eye(2, dtype=torch.bool)), use_discriminative=False)
+    maps = {"p": LapMaps(torch.rand(4, 2, 4, 4), torch.rand(4, 1, 4, 4), None, (8, 8))}
+    return message(lambda: loss(maps, torch.tensor([0, 1, 0, 1]), logits=logits))
+
+
+def last_cases() -> dict[str, list[tuple[int, Trigger]]]:
+    """Rows of DICOM files, losses and dataset options."""
+    from torchlap.data import load_dataset
+
+    root = annotated_folder()
+    return {
+        "A multi-frame DICOM file": [(0, _multi_frame_dicom)],
+        "A DICOM file whose pixels cannot be decoded": [(0, _no_bits_stored)],
+        "Logits `InjectionLoss` cannot score": [
+            (0, lambda: _injection_logits(torch.rand(3, 2))),
+            (1, lambda: _injection_logits(torch.ones(4, 2, dtype=torch.int64))),
+        ],
+        "An empty dataset name; normalisation and split numbers as texts or bools": [
+            (3, lambda: message(lambda: load_dataset(root, mean=["0.5"] * 3, std=[0.2] * 3))),
+            (4, lambda: message(lambda: load_dataset(root, split_fractions="0.8,0.1,0.1"))),
+        ],
+    }
