@@ -486,6 +486,7 @@ def last_cases() -> dict[str, list[tuple[int, Trigger]]]:
     root = annotated_folder()
     return {
         "A multi-frame DICOM file": [(0, _multi_frame_dicom)],
+        "Your file where an interrupted explain would write": [(0, _interrupted_explain)],
         "A DICOM file whose pixels cannot be decoded": [(0, _no_bits_stored)],
         "Logits `InjectionLoss` cannot score": [
             (0, lambda: _injection_logits(torch.rand(3, 2))),
@@ -496,3 +497,12 @@ def last_cases() -> dict[str, list[tuple[int, Trigger]]]:
             (4, lambda: message(lambda: load_dataset(root, split_fractions="0.8,0.1,0.1"))),
         ],
     }
+
+
+def _interrupted_explain() -> str:
+    inputs, out = scratch() / "in", scratch() / "O"
+    inputs.mkdir()
+    out.mkdir()
+    image_file().rename(inputs / "00003.png")
+    Image.new("L", (4, 4)).save(out / "00003.png")  # yours, without torchlap's mark
+    return cli(["explain", inputs, "--run", tiny_run(), "--out", out], {out: "..."})
