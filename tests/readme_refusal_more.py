@@ -506,3 +506,49 @@ def _interrupted_explain() -> str:
     image_file().rename(inputs / "00003.png")
     Image.new("L", (4, 4)).save(out / "00003.png")  # yours, without torchlap's mark
     return cli(["explain", inputs, "--run", tiny_run(), "--out", out], {out: "..."})
+
+
+def _report_results() -> dict:
+    """The synthetic results of tests/report/report_synthetic.py."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / "report" / "report_synthetic.py"
+    spec = importlib.util.spec_from_file_location("readme_refusal_report", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.results_by_run()
+
+
+def _report_refusal(key: str, value: object) -> str:
+    from torchlap.report import tables_markdown
+
+    runs = _report_results()
+    first = next(iter(runs))
+    runs[first][key] = value
+    return message(lambda: tables_markdown(runs)).replace(f"[{first!r}]", "['run']")
+
+
+def _resnet50_weights() -> str:
+    import torchvision
+    from safetensors.torch import save_file
+
+    path = scratch() / "resnet50.safetensors"
+    weights = torchvision.models.resnet50().state_dict()
+    save_file({name: tensor.contiguous() for name, tensor in weights.items()}, path)
+    data = scratch()
+    for label in ("a", "b", "c"):  # three classes, as the row's ResNet18
+        (data / label).mkdir()
+        for i in range(10):
+            Image.new("RGB", (8, 8), (20 * i, 0, 0)).save(data / label / f"{i}.png")
+    args = ["train", "--data", data, "--arch", "resnet18", "--image-size", "32"]
+    return cli([*args, "--pretrained", path, "--out", scratch() / "o"])
+
+
+def report_cases() -> dict[str, list[tuple[int, Trigger]]]:
+    """Rows of the report's input and of foreign weights."""
+    return {
+        "Results the report cannot read": [
+            (0, lambda: _report_refusal("notes", {"gradcam": 5})),
+        ],
+        "Weights of another architecture": [(0, _resnet50_weights)],
+    }
