@@ -552,3 +552,53 @@ def report_cases() -> dict[str, list[tuple[int, Trigger]]]:
         ],
         "Weights of another architecture": [(0, _resnet50_weights)],
     }
+
+
+class SkipsAPool(nn.Module):
+    """Pools ``p1, p2, p3, g``, of which ``p3`` runs only on inputs over 40 px."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.p1, self.p2, self.p3 = nn.MaxPool2d(2), nn.MaxPool2d(2), nn.MaxPool2d(2)
+        self.g, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.p2(self.p1(self.conv(x)))
+        if x.shape[-1] > 10:
+            x = self.p3(x)
+        return self.fc(self.g(x).flatten(1))
+
+
+def _skipped_lap_layer() -> str:
+    from torchlap import explain, lapify
+
+    model = SkipsAPool()
+    lapify(model, ["p1", "p2", "p3", "g"], input_size=(3, 64, 64))
+    model.eval()
+    return message(lambda: explain(model, torch.rand(2, 3, 16, 16), "lap", layer=3))
+
+
+def _rsna_saved() -> str:
+    from torchlap.data import rsna_pneumonia
+
+    root = scratch()
+    (root / "stage_2_train_images").mkdir()
+    rows = ["patientId,x,y,width,height,Target"]
+    for i in range(20):
+        Image.new("L", (16, 16)).save(root / "stage_2_train_images" / f"p{i}.png")
+        rows.append(f"p{i},1,2,3,4,1" if i % 2 else f"p{i},,,,,0")
+    (root / "stage_2_train_labels.csv").write_text("\n".join(rows) + "\n")
+    dataset = rsna_pneumonia(root)
+    return message(lambda: dataset.save_annotations(scratch() / "annotations.csv"))
+
+
+def model_cases() -> dict[str, list[tuple[int, Trigger]]]:
+    """Rows of LAP layers that did not run and of RSNA's normal images."""
+    return {
+        "A LAP layer index past the layers that ran": [(0, _skipped_lap_layer)],
+        "Saving RSNA to annotations.csv": [(0, _rsna_saved)],
+        "An RSNA labels row of the wrong length": [
+            (0, lambda: _rsna(["p1,1,2,3,4,1,7"]).replace("line 2", "line N"))
+        ],
+    }
