@@ -602,3 +602,32 @@ def model_cases() -> dict[str, list[tuple[int, Trigger]]]:
             (0, lambda: _rsna(["p1,1,2,3,4,1,7"]).replace("line 2", "line N"))
         ],
     }
+
+
+@functools.cache
+def _onnx_file() -> Path:
+    out = scratch() / "m.onnx"
+    args = ["export", "--run", str(tiny_run()), "--out", str(out), "--verify-images", "0"]
+    result = CliRunner().invoke(app, args)
+    if result.exit_code != 0:
+        raise RuntimeError(f"the export failed: {result.output}")
+    return out
+
+
+def _verify(images: torch.Tensor) -> str:
+    from torchlap import load_run
+    from torchlap.export import LapExportModule, verify_onnx
+
+    module = LapExportModule(load_run(tiny_run()).model)
+    path = _onnx_file()
+    return message(lambda: verify_onnx(path, module, images)).replace(str(path), "m.onnx")
+
+
+def export_cases() -> dict[str, list[tuple[int, Trigger]]]:
+    """Rows of the ONNX check."""
+    return {
+        "An ONNX check that compares nothing": [
+            (0, lambda: _verify(torch.rand(0, 1, 32, 32))),
+            (1, lambda: _verify(torch.rand(2, 1, 64, 64))),
+        ],
+    }
