@@ -631,3 +631,20 @@ def export_cases() -> dict[str, list[tuple[int, Trigger]]]:
             (1, lambda: _verify(torch.rand(2, 1, 64, 64))),
         ],
     }
+
+
+def _relative_data_export() -> str:
+    config = json.loads((tiny_run() / "config.json").read_text())
+    train = {**config["train"], "data": "nosplit-of-an-older-run"}  # saved as a relative path
+    run = run_copy({"train": train})
+    line = cli(["export", "--run", run, "--out", scratch() / "m.onnx"], {run: "x/runs/ns"})
+    return line.replace("nosplit-of-an-older-run", "nosplit")
+
+
+def relative_cases() -> dict[str, list[tuple[int, Trigger]]]:
+    """The row of an older run's relative data folder, as export says it."""
+    return {
+        "A data folder the ONNX check cannot read, or no onnxruntime": [
+            (0, _relative_data_export),
+        ],
+    }
