@@ -291,7 +291,7 @@ def all_cases() -> dict[str, list[tuple[int, Trigger]]]:
     groups += (readme_refusal_runs.cases, readme_refusal_more.cases, readme_refusal_more.more_cases)
     groups += (readme_refusal_more.last_cases, readme_refusal_more.report_cases)
     groups += (readme_refusal_more.model_cases, readme_refusal_more.export_cases)
-    groups += (readme_refusal_more.relative_cases,)
+    groups += (readme_refusal_more.relative_cases, readme_refusal_more.section_cases)
     cases: dict[str, list[tuple[int, Trigger]]] = {}
     for group in groups:
         for key, triggers in group().items():

@@ -648,3 +648,21 @@ def relative_cases() -> dict[str, list[tuple[int, Trigger]]]:
             (0, _relative_data_export),
         ],
     }
+
+
+def _malformed_check_section() -> str:
+    from torchlap.report import write_report
+
+    runs = _report_results()
+    first = next(iter(runs))
+    runs[first]["data_randomization"] = {"methods": {"gradcam": {"spearman_abs": [0.2]}}}
+    out = scratch() / "report"
+    text = message(lambda: write_report(out, runs))
+    if out.exists():
+        raise AssertionError(f"write_report refused {out} but wrote into it")
+    return text
+
+
+def section_cases() -> dict[str, list[tuple[int, Trigger]]]:
+    """The row of a malformed check section."""
+    return {"Malformed check sections in results": [(3, _malformed_check_section)]}
