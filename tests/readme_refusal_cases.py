@@ -292,6 +292,7 @@ def all_cases() -> dict[str, list[tuple[int, Trigger]]]:
     groups += (readme_refusal_more.last_cases, readme_refusal_more.report_cases)
     groups += (readme_refusal_more.model_cases, readme_refusal_more.export_cases)
     groups += (readme_refusal_more.relative_cases, readme_refusal_more.section_cases)
+    groups += (readme_refusal_more.imagenet_cases,)
     cases: dict[str, list[tuple[int, Trigger]]] = {}
     for group in groups:
         for key, triggers in group().items():

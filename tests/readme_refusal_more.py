@@ -666,3 +666,32 @@ def _malformed_check_section() -> str:
 def section_cases() -> dict[str, list[tuple[int, Trigger]]]:
     """The row of a malformed check section."""
     return {"Malformed check sections in results": [(3, _malformed_check_section)]}
+
+
+def _imagenet_meta(kind: str) -> str:
+    from torchlap.data import imagenet_folder
+
+    root = scratch()
+    for split in ("train", "val"):
+        for wnid in ("n01443537", "n02"):
+            (root / split / wnid).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(root / split / wnid / "0.JPEG")
+    if kind == "missing wnid":
+        torch.save(({"n02": ("b",)}, []), root / "meta.bin")
+    elif kind == "not torchvision's":
+        (root / "meta.bin").write_bytes(b"not a torch file")
+    else:
+        (root / "ILSVRC2012_devkit_t12").mkdir()
+    text = message(lambda: imagenet_folder(root))
+    return text.replace(str(root), "...").replace("for 1 wnid", "for N wnid")
+
+
+def imagenet_cases() -> dict[str, list[tuple[int, Trigger]]]:
+    """The rows of ImageNet's meta.bin."""
+    return {
+        "ImageNet `meta.bin` problems": [
+            (0, lambda: _imagenet_meta("missing wnid")),
+            (1, lambda: _imagenet_meta("not torchvision's")),
+            (3, lambda: _imagenet_meta("devkit folder")),
+        ],
+    }
