@@ -283,16 +283,13 @@ def all_cases() -> dict[str, list[tuple[int, Trigger]]]:
     import readme_refusal_api
     import readme_refusal_cli
     import readme_refusal_data
+    import readme_refusal_extra
     import readme_refusal_more
     import readme_refusal_runs
 
     groups = (_layers, _losses_and_metrics, _explainers, _models_and_helpers)
     groups += (readme_refusal_data.cases, readme_refusal_cli.cases, readme_refusal_api.cases)
-    groups += (readme_refusal_runs.cases, readme_refusal_more.cases, readme_refusal_more.more_cases)
-    groups += (readme_refusal_more.last_cases, readme_refusal_more.report_cases)
-    groups += (readme_refusal_more.model_cases, readme_refusal_more.export_cases)
-    groups += (readme_refusal_more.relative_cases, readme_refusal_more.section_cases)
-    groups += (readme_refusal_more.imagenet_cases,)
+    groups += (readme_refusal_runs.cases, readme_refusal_more.cases, readme_refusal_extra.cases)
     cases: dict[str, list[tuple[int, Trigger]]] = {}
     for group in groups:
         for key, triggers in group().items():
