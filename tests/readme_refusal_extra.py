@@ -398,7 +398,19 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
         relative_cases,
         section_cases,
         imagenet_cases,
+        process_cases,
     ):
         for key, triggers in group().items():
             rows.setdefault(key, []).extend(triggers)
     return rows
+
+
+def _one_val_image_two_processes() -> str:
+    data = annotated_folder({8: "img/6.png,neg,train,2,2,10,10,"})  # one val image is left
+    args = ["train", "--data", data, "--arch", "smallcnn", "--image-size", "32"]
+    return cli([*args, "--devices", "2", "--out", scratch() / "o"])
+
+
+def process_cases() -> dict[str, list[tuple[int, Trigger]]]:
+    """The row of splits too small for the processes."""
+    return {"Fewer val/test images than processes": [(0, _one_val_image_two_processes)]}
