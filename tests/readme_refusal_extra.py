@@ -399,6 +399,7 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
         section_cases,
         imagenet_cases,
         process_cases,
+        resume_cases,
     ):
         for key, triggers in group().items():
             rows.setdefault(key, []).extend(triggers)
@@ -414,3 +415,15 @@ def _one_val_image_two_processes() -> str:
 def process_cases() -> dict[str, list[tuple[int, Trigger]]]:
     """The row of splits too small for the processes."""
     return {"Fewer val/test images than processes": [(0, _one_val_image_two_processes)]}
+
+
+def _resume_before_balanced_batches() -> str:
+    config = json.loads((tiny_run() / "config.json").read_text())
+    train = {k: v for k, v in config["train"].items() if k != "balanced_batches"}
+    run = run_copy({"train": train}, drop=("balanced_batches",))  # as runs made before the flag
+    return cli([*TRAIN, "--epochs", "1", "--out", run, "--resume"])
+
+
+def resume_cases() -> dict[str, list[tuple[int, Trigger]]]:
+    """The row of an older run resumed."""
+    return {"An older run resumed with balanced batches": [(0, _resume_before_balanced_batches)]}
