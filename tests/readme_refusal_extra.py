@@ -400,6 +400,7 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
         imagenet_cases,
         process_cases,
         resume_cases,
+        checkpoint_cases,
     ):
         for key, triggers in group().items():
             rows.setdefault(key, []).extend(triggers)
@@ -427,3 +428,36 @@ def _resume_before_balanced_batches() -> str:
 def resume_cases() -> dict[str, list[tuple[int, Trigger]]]:
     """The row of an older run resumed."""
     return {"An older run resumed with balanced batches": [(0, _resume_before_balanced_batches)]}
+
+
+class Planted:
+    """An object whose unpickling would run code (``print``)."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("a planted checkpoint ran code",))
+
+
+def _crafted_checkpoint() -> str:
+    import hashlib
+
+    run = run_copy()
+    checkpoint = run / "checkpoints" / "phase1" / "last.ckpt"
+    torch.save({"state_dict": {}, "planted": Planted()}, checkpoint)
+    config = json.loads((run / "config.json").read_text())
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()  # recorded: it passes the SHA
+    config["integrity"]["checkpoints/phase1/last.ckpt"]["sha256"] = digest
+    (run / "config.json").write_text(json.dumps(config))
+    old = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        return cli([*TRAIN, "--epochs", "1", "--out", run, "--resume"])
+    finally:
+        if old is None:
+            del os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"]
+        else:
+            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = old
+
+
+def checkpoint_cases() -> dict[str, list[tuple[int, Trigger]]]:
+    """The row of a crafted checkpoint."""
+    return {"A crafted resume checkpoint": [(1, _crafted_checkpoint)]}
