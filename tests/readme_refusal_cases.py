@@ -1,10 +1,14 @@
 """Triggers of the README's "What torchlap refuses" rows (not a test module).
 
-``CASES`` maps a row's first cell (its "Class of bad input", verbatim) to a list of
+``all_cases()`` maps a row's first cell (its "Class of bad input", verbatim) to a list of
 ``(fragment, trigger)``: ``fragment`` is the index of a backticked quote in the row's third cell
 ("What torchlap says"), ``trigger`` a callable that runs the row's example on tiny inputs and
 returns the message torchlap gives (the text of the exception, or the CLI's ``Error`` line), with
 the temporary paths it used replaced by the names the README writes (``RUN``, ``OUT``, ``DATA``).
+The triggers live here (layers, losses, metrics, explainers, helpers) and in
+``readme_refusal_data`` (data folders), ``readme_refusal_cli`` (commands: each also checks exit
+code 2 and that no path it passed was created), ``readme_refusal_api``, ``readme_refusal_runs``,
+``readme_refusal_more`` and ``readme_refusal_extra``.
 """
 
 from __future__ import annotations
