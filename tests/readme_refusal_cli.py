@@ -355,7 +355,7 @@ def _missing_pretrained() -> str:
     import os
 
     line = cli([*TRAIN, "--pretrained", "./nonexist.safetensors", "--out", scratch() / "o"])
-    return line.replace(os.getcwd(), "/abs")
+    return line.replace(str(Path.cwd().resolve()), "/abs").replace(os.getcwd(), "/abs")
 
 
 def _explain_manifest(manifest: object) -> str:
