@@ -401,6 +401,7 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
         process_cases,
         resume_cases,
         checkpoint_cases,
+        lime_cases,
     ):
         for key, triggers in group().items():
             rows.setdefault(key, []).extend(triggers)
@@ -461,3 +462,33 @@ def _crafted_checkpoint() -> str:
 def checkpoint_cases() -> dict[str, list[tuple[int, Trigger]]]:
     """The row of a crafted checkpoint."""
     return {"A crafted resume checkpoint": [(1, _crafted_checkpoint)]}
+
+
+@functools.cache
+def bla_run() -> Path:
+    """A BLA-T run of ResNet18 on 40 lesions images of 32 px (its BLA map: one cell)."""
+    out = scratch() / "runs" / "bla"
+    args = ["train", "--data", "lesions", "--arch", "resnet18", "--model", "bla-t", "--lap"]
+    args += ["none", "--n-images", "40", "--image-size", "32", "--epochs", "1", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    if result.exit_code != 0:
+        raise RuntimeError(f"the BLA run failed: {result.output}")
+    return out
+
+
+def _evaluate_bla(*more: object) -> str:
+    return evaluate(bla_run(), "--methods", "bla", *more)
+
+
+def lime_cases() -> dict[str, list[tuple[int, Trigger]]]:
+    """The rows of paper 002's LIME check, on a BLA run."""
+    return {
+        "A BLA map of one cell in the LIME check": [(0, _evaluate_bla)],
+        "A LIME baseline that is not one": [
+            (0, lambda: _evaluate_bla("--lime-baseline", tiny_run()))
+        ],
+        "Bad LIME options": [
+            (3, lambda: _evaluate_bla("--lime-option", "kernel=1")),
+            (4, lambda: _evaluate_bla("--lime-option", "n_samples=0")),
+        ],
+    }
