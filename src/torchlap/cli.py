@@ -49,7 +49,9 @@ _LONG_RUN = re.compile(rf"\S{{{_LONGEST_SHOWN + 1},}}")
 
 def _shortened(match: re.Match[str]) -> str:
     run = match.group()
-    return f"{run[:60]}...({len(run)} characters)"
+    body = run.rstrip(",;:.!?")  # the sentence's punctuation after the value is kept
+    value = body.rstrip("'\")]}").lstrip("'\"([{")  # the length is the value's, quotes left out
+    return f"{run[:60]}...({len(value)} characters){run[len(body) :]}"
 
 
 def error_line(error: BaseException) -> str:

@@ -123,8 +123,9 @@ def run_names(run_dirs: Sequence[str | os.PathLike[str]]) -> list[str]:
     """The runs' names in the comparison: their folders' names, each run's results going to
     ``OUT/<name>``. Refused (ValueError): two runs of one name, and a name of a file or folder
     compare writes in ``OUT`` itself (a run ``report.html`` made ``OUT/report.html`` a folder,
-    refused only after every run was evaluated; a run ``methods`` made a rerun refuse ``OUT``)."""
-    names = [Path(r).resolve().name for r in run_dirs]
+    refused only after every run was evaluated; a run ``methods`` made a rerun refuse ``OUT``).
+    A link is named by itself, not its target, so that a run can be linked under another name."""
+    names = [Path(os.path.abspath(r)).name for r in run_dirs]  # "." and ".." taken, links kept
     if len(set(names)) != len(names):
         raise ValueError(f"run folders must have distinct names, got {names}")
     clashing = sorted(set(names) & set(OUTPUT_NAMES))
