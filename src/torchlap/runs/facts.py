@@ -120,14 +120,36 @@ def _checked_facts(path: Path, config: dict[str, Any]) -> dict[str, Any]:
         raise _bad(path, "discriminative_scorers", "true or false", scorers)
     if "train" in config and not isinstance(config["train"], dict):  # evaluate, explain, export
         raise _bad(path, "train", "a dict (the options torchlap train ran with)", config["train"])
+    concept_sets = _concept_sets(path, config.get("concept_sets"), config.get("lap_layers"))
+    _check_classes(path, config["model"].get("num_classes"), classes, concept_sets)
     return {
         "classes": list(classes),
         "mean": [float(v) for v in config["mean"]],
         "std": [float(v) for v in config["std"]],
         "image_size": _image_size(path, config["image_size"]),
         "in_channels": in_channels,
-        "concept_sets": _concept_sets(path, config.get("concept_sets"), config.get("lap_layers")),
+        "concept_sets": concept_sets,
     }
+
+
+def _check_classes(
+    path: Path, outputs: Any, classes: list[str], concept_sets: ConceptSets | None
+) -> None:
+    """One class name per output of the recorded model (``model.num_classes``), and concept
+    sets (if any) of as many classes: checked from config.json alone, before the data is read
+    against the classes (an edited ``classes`` is named as such, not as data of other
+    classes)."""
+    if is_int(outputs) and outputs != len(classes):
+        raise RunError(
+            f"{path}: 'classes' names {len(classes)} class(es) ({classes}) but the model has "
+            f"{outputs} outputs (model.num_classes); give one name per output (was "
+            "config.json edited?)"
+        )
+    if concept_sets is not None and concept_sets.num_classes != len(classes):
+        raise RunError(
+            f"{path}: 'concept_sets' maps {concept_sets.num_classes} classes but 'classes' "
+            f"names {len(classes)} ({classes}); they must agree (was config.json edited?)"
+        )
 
 
 def _check_lapify_record(path: Path, record: dict[str, Any]) -> None:

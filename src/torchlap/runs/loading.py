@@ -13,7 +13,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from torchlap._checks import is_int
 from torchlap.io import not_a_file
 from torchlap.models.published import check_running_variances, check_state_tensors
 from torchlap.models.recipes import rebuild_model
@@ -174,24 +173,11 @@ def _load_weights(model: nn.Module, weights: Path, config_path: Path) -> None:
 
 
 def _check_outputs(path: Path, config: dict[str, Any], facts: RunFacts, model: nn.Module) -> None:
-    """One class name per output of the model ``config["model"]`` builds, and concept sets
-    (if any) of as many classes, and of as many concepts as every LAP layer has heads."""
+    """Concept sets (if any) of as many concepts as every LAP layer has heads (their classes,
+    and one class name per output, are checked with the facts)."""
     from torchlap.layers import lap_modules  # (as above)
 
-    classes = facts.classes
-    outputs = config["model"].get("num_classes")
-    if is_int(outputs) and outputs != len(classes):
-        raise RunError(
-            f"{path}: 'classes' names {len(classes)} class(es) ({classes}) but the model has "
-            f"{outputs} outputs (model.num_classes); give one name per output (was "
-            "config.json edited?)"
-        )
     concept_sets = facts.concept_sets
-    if concept_sets is not None and concept_sets.num_classes != len(classes):
-        raise RunError(
-            f"{path}: 'concept_sets' maps {concept_sets.num_classes} classes but 'classes' "
-            f"names {len(classes)} ({classes}); they must agree (was config.json edited?)"
-        )
     heads = {name: int(getattr(lap, "n_concepts", 1)) for name, lap in lap_modules(model).items()}
     if concept_sets is not None and set(heads.values()) - {concept_sets.n_concepts}:
         raise RunError(
