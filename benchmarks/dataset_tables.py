@@ -276,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
         parser.error(f"unknown dataset(s) {unknown}; expected names from {DATASETS}")
+    try:  # a study.json the study did not write: named in one line (exit 2), not a traceback
+        load_state(out)
+    except ValueError as error:
+        parser.error(str(error))
     out.mkdir(parents=True, exist_ok=True)
     if not args.table_only:
         run_datasets(out, datasets, args.image_size, part=args.part)

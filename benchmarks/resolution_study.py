@@ -357,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.sise_mu < 1:  # SISE's Eq. 7 threshold (torchlap.explainers.sise)
         parser.error(f"--sise-mu must be a number in [0, 1), got {args.sise_mu}")
     out = Path(args.out)
+    try:  # a study.json the study did not write: named in one line (exit 2), not a traceback
+        load_state(out)
+    except ValueError as error:
+        parser.error(str(error))
     out.mkdir(parents=True, exist_ok=True)
     if not args.table_only:
         for data in datasets:

@@ -129,3 +129,19 @@ def test_the_table_scripts_name_a_damaged_comparison(
     with pytest.raises(ValueError, match=r": 'runs' is None; expected") as caught:
         module.merged(tmp_path, "lesions")
     assert str(caught.value).startswith(str(damaged))
+
+
+@pytest.mark.parametrize("script", ["dataset_tables", "resolution_study"])
+def test_the_scripts_name_a_foreign_study_file_in_one_line(
+    steps, script: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A study.json the study did not write: argparse's one error line and exit 2 (it was a
+    traceback and exit 1), the file as it was."""
+    (tmp_path / "study.json").write_text('{"a": 1}')
+    main = importlib.import_module(script).main
+    with pytest.raises(SystemExit) as ended:
+        main(["--out", str(tmp_path), "--table-only"])
+    assert ended.value.code == 2
+    err = capsys.readouterr().err
+    assert "study.json was not written by a torchlap study" in err and "Traceback" not in err
+    assert (tmp_path / "study.json").read_text() == '{"a": 1}'

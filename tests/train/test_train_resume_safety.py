@@ -179,6 +179,28 @@ def test_a_diverging_lap_run_stops_with_non_finite_loss_error(tmp_path: Path) ->
     assert (out / CKPT).is_file()  # the epoch-1 checkpoint is kept
 
 
+class _PoisonAfterLastStep(L.Callback):
+    """NaN weights after the last optimizer step of epoch 2: its loss was finite, no later step
+    computes one, so only the validation outputs show the divergence."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.current_epoch == 1 and batch_idx + 1 == trainer.num_training_batches:
+            with torch.no_grad():
+                for parameter in pl_module.model.parameters():
+                    parameter.fill_(float("nan"))
+
+
+def test_a_run_diverging_in_its_last_step_stops_at_validation(tmp_path: Path) -> None:
+    """It used to be saved as a finished run (model.safetensors of the kept epoch, exit 0), its
+    validation loss NaN, with one batch per epoch at any learning rate that diverges."""
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"validation split are not finite after phase 1 "
+                       r"\('all'\), epoch 2"):  # fmt: skip
+        fit(tiny_config(out, epochs=2), callbacks=[_PoisonAfterLastStep()])
+    assert (out / CKPT).is_file()  # the epoch-1 checkpoint is kept
+    assert not (out / "model.safetensors").exists()
+
+
 def _lap_model() -> torch.nn.Module:
     torch.manual_seed(0)
     net, _ = lapify(SmallCNN(2, 3), "auto")

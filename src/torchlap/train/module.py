@@ -48,7 +48,8 @@ STAGES = ("train", "val", "test")
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite: the run stopped, its last good checkpoint kept."""
+    """Training diverged: the training loss, or the model's outputs on the validation split,
+    became NaN or infinite. The run stopped, its last good checkpoint kept."""
 
 
 def _inner(model: nn.Module) -> nn.Module:
@@ -222,6 +223,7 @@ class ClassifierModule(L.LightningModule):
         self._resume_skip = 0
         self._frozen_bn: list[_BatchNorm] = []
         self._val_results: dict[str, float] = {}
+        self._val_finite: Tensor | None = None  # every validation logit finite (on the device)
         names = objective.terms
         # (ModuleDict keys cannot be "train": nn.Module.train exists)
         self.stage_metrics = nn.ModuleDict(
@@ -425,10 +427,25 @@ class ClassifierModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Metrics on the validation split."""
         _, terms, logits = self._loss_terms(batch)
+        finite = torch.isfinite(logits.detach()).all()  # read once, at the epoch's end
+        self._val_finite = finite if self._val_finite is None else self._val_finite & finite
         self._update("val", terms, logits, batch["label"])
 
     def on_validation_epoch_end(self) -> None:
-        """Compute the validation metrics (kept for the training epoch's record)."""
+        """Compute the validation metrics (kept for the training epoch's record); stop the run
+        when the model's outputs on the validation split are not finite: the epoch's last
+        optimizer steps diverged after their own loss was computed (a run of one batch per
+        epoch, or the run's last step), which the training loss check cannot see."""
+        finite = self._val_finite is None or bool(self._val_finite.item())
+        self._val_finite = None
+        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+            raise NonFiniteLossError(
+                f"the model's outputs on the validation split are not finite after phase "
+                f"{self.phase_index + 1} ('{self.phase.train}'), epoch {self.current_epoch + 1}: "
+                "training diverged in the epoch's last steps (their loss was still finite). "
+                "Training stopped; the last good checkpoint is kept (resume with --resume after "
+                "lowering the learning rate)"
+            )
         self._val_results = self._compute("val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
