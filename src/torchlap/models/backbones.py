@@ -176,11 +176,17 @@ def rebuild_backbone(record: dict[str, Any]) -> nn.Module:
     """The untrained backbone of a ``"model"`` record (peers not added)."""
     builder = record.get("builder")
     if builder == _SMALL_BUILDER:
-        if record.get("arch") not in SMALL_ARCHS:
+        arch = record.get("arch")
+        if not isinstance(arch, str) or arch not in SMALL_ARCHS:  # (a list is unhashable)
             raise ValueError(
                 f"config.json: the model record's builder is {_SMALL_BUILDER!r} but its arch "
-                f"{record.get('arch')!r} is none of that builder's ({', '.join(SMALL_ARCHS)}); "
+                f"{arch!r} is none of that builder's ({', '.join(SMALL_ARCHS)}); "
                 "the file was edited: restore the arch the run was trained with"
+            )
+        if missing := [key for key in ("num_classes", "in_channels") if key not in record]:
+            raise ValueError(
+                f"config.json: the model record lacks {', '.join(missing)} (an int >= 1 each, "
+                "as torchlap train records them); the file was edited: restore them"
             )
         net = SmallCNN(
             record["num_classes"], record["in_channels"], norm=SMALL_ARCHS[record["arch"]]
