@@ -50,6 +50,8 @@ CONFIG_VALUES: dict[str, Any] = {
     "list": [1, "x"],
     "dict": {"x": {"y": 1}},
     "nan": float("nan"),
+    "-1": -1,
+    "huge": 10**30,
 }
 
 
@@ -304,7 +306,7 @@ def _edit_config(change: Callable[[dict[str, Any]], None]) -> Mutation:
     return mutate
 
 
-def _set_key(keys: tuple[str, ...], value: Any) -> Callable[[dict[str, Any]], None]:
+def _set_key(keys: tuple[Any, ...], value: Any) -> Callable[[dict[str, Any]], None]:
     def change(config: dict[str, Any]) -> None:
         for key in keys[:-1]:
             config = config[key]
@@ -313,7 +315,7 @@ def _set_key(keys: tuple[str, ...], value: Any) -> Callable[[dict[str, Any]], No
     return change
 
 
-def _delete_key(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
+def _delete_key(keys: tuple[Any, ...]) -> Callable[[dict[str, Any]], None]:
     def change(config: dict[str, Any]) -> None:
         for key in keys[:-1]:
             config = config[key]
@@ -322,16 +324,24 @@ def _delete_key(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
     return change
 
 
-def config_key_paths(config: dict[str, Any]) -> list[tuple[str, ...]]:
-    """The keys the config mutations edit: every top-level key and every key of ``model``."""
-    return [(k,) for k in config] + [("model", k) for k in config["model"]]
+def config_key_paths(config: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The keys the config mutations edit: every top-level key, every key of ``model``, of its
+    first recorded lapify call and of ``concept_sets``, and ``train.image_size``."""
+    return (
+        [(k,) for k in config]
+        + [("model", k) for k in config["model"]]
+        + [("model", "lapify", 0, k) for k in config["model"]["lapify"][0]]
+        + [("concept_sets", k) for k in config["concept_sets"]]
+        + [("train", "image_size")]
+    )
 
 
-def config_cases(config: dict[str, Any]) -> dict[str, Mutation]:
-    """Every mutation of a run's ``config.json`` (``config``: the clean one)."""
+def config_cases(key_paths: list[tuple[Any, ...]]) -> dict[str, Mutation]:
+    """Every mutation of a run's ``config.json`` (``key_paths``: the keys edited, as
+    :func:`config_key_paths` lists them for the clean file)."""
     cases: dict[str, Mutation] = {}
-    for keys in config_key_paths(config):
-        name = ".".join(keys)
+    for keys in key_paths:
+        name = ".".join(map(str, keys))
         cases[f"config-deleted:{name}"] = _edit_config(_delete_key(keys))
         for label, value in CONFIG_VALUES.items():
             cases[f"config:{name}={label}"] = _edit_config(_set_key(keys, value))

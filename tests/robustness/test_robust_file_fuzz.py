@@ -76,7 +76,7 @@ SPLITS = ("train", "val", "test")
 #: Python's own messages, which say neither what was wrong in the file nor what is accepted
 LEAKS = re.compile(
     r"unhashable type|object is not|has no attribute|not subscriptable|'NoneType' object|"
-    r"unexpected keyword|invalid literal|could not convert"
+    r"unexpected keyword|invalid literal|could not convert|Exception raised from"
 )
 #: a message ending in a bare KeyError's repr (``...: 'num_classes'``), not ``got str: 'x'``
 _BARE_KEY = re.compile(r"(\w+ )?\w+: '[A-Za-z_]\w*'$")
@@ -140,6 +140,8 @@ RECORD_KEYS = {
     "balanced_batches": "a training option, a record",
     "model.lap": "the --lap option given, a record (model.lapify builds the model)",
     "model.pretrained": "the starting weights of training; the run's own weights are loaded",
+    "model.lapify.0.where": "the --lap option given, a record (sites are replayed)",
+    "model.lapify.0.lap_names": "the names lapify gave, a record (sites are replayed)",
 }
 #: other accepted config.json mutations (label -> why)
 CONFIG_ACCEPTED = {
@@ -148,6 +150,17 @@ CONFIG_ACCEPTED = {
     "config-deleted:lap_layers": "runs written before it was recorded: the model's LAP layers",
     "config-deleted:train": "runs written before the options were recorded",
     "config:train=dict": "the options a run was trained with; loading reads image_size only",
+    "config-deleted:train.image_size": "older train records; the run's image_size is read",
+    "config:train.image_size=null": "older train records; the run's image_size is read",
+    "config-deleted:model.lapify.0.head_hidden": "records before it existed: shared",
+    "config-deleted:model.lapify.0.input_size": "optional (lapify probes the sites' shapes)",
+    "config:model.lapify.0.input_size=null": "optional (lapify probes the sites' shapes)",
+    "config-deleted:concept_sets.n_classes": "optional in what ConceptSets.to_dict() writes",
+    **{
+        f"config:model.lapify.0.alpha={value}": "any finite float: alpha is a parameter, the "
+        "trained value comes from model.safetensors"
+        for value in ("-1", "huge")
+    },
 }
 #: results.json keys the report does not read (key -> why)
 RESULTS_UNREAD = {
@@ -170,10 +183,27 @@ NAMED_BY = {
     # unrecorded file, named with what to do (resume the run)
     "config-deleted:discriminative_scorers": "discriminative_scorer",  # runs from before the
     # key had none: the weights then hold the scorers' tensors, which the error names
+    "config:concept_sets.mapping=dict": "class keys",  # the mapping's keys, named as such
 }
 
 #: (case label) -> why it misses the contract (strict xfail)
-KNOWN_GAPS: dict[str, str] = {}
+_OVERFLOW = (
+    "a count of 1e30 reaches torch, whose overflow message (with its C++ source line) is the "
+    "error: the count's upper bound belongs to the LAP scorer / ConceptSets (models, layers, "
+    "losses), outside this fuzzer's fixes"
+)
+KNOWN_GAPS: dict[str, str] = {
+    "config:model.lapify.0.n_concepts=huge": _OVERFLOW,
+    "config:model.lapify.0.hidden_channels=huge": _OVERFLOW,
+    "config:model.lapify.0.input_size=huge": _OVERFLOW,
+    "config:concept_sets.n_concepts=huge": _OVERFLOW,
+    "config:model.num_classes=huge": _OVERFLOW,
+    "config:model.in_channels=huge": _OVERFLOW,
+    "config:in_channels=huge": "refused, but as \"'mean' must be a list of 1e30 finite "
+    "number(s)\": in_channels has no upper bound in runs.py's reading check (a run's is 1 or "
+    "3, but model records of other counts exist); runs.py is being restructured by another "
+    "helper",
+}
 
 
 #: cases that failed before the fix they came with: always in the fast variant
@@ -185,8 +215,9 @@ REGRESSIONS = {
 
 
 def _fast(labels: list[str], share: int, seed: int) -> list[str]:
-    """The fast variant's cases: a seeded sample of ``labels`` and the regressions among them."""
-    return sorted(set(pick(labels, share, seed)) | (REGRESSIONS & set(labels)))
+    """The fast variant's cases: a seeded sample of ``labels``, and the regressions and known
+    gaps among them."""
+    return sorted(set(pick(labels, share, seed)) | ((REGRESSIONS | set(KNOWN_GAPS)) & set(labels)))
 
 
 def _xfail(labels: list[str]) -> list[Any]:
@@ -223,7 +254,7 @@ def clean_results(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 
 HEADER = ["image", "label", "split", "x_min", "y_min", "x_max", "y_max", "mask"]
 DATA_CASES = {**csv_cases(HEADER), **picture_cases()}
-_CONFIG_KEYS = [
+_CONFIG_KEYS: list[tuple[Any, ...]] = [
     ("format",), ("format_version",), ("torchlap_version",), ("model",), ("lap_layers",),
     ("discriminative_scorers",), ("input",), ("classes",), ("in_channels",), ("image_size",),
     ("mean",), ("std",), ("concept_sets",), ("losses",), ("seed",), ("shuffle_labels",),
@@ -231,12 +262,12 @@ _CONFIG_KEYS = [
     ("train",), ("integrity",), ("model", "builder"), ("model", "arch"),
     ("model", "num_classes"), ("model", "in_channels"), ("model", "lap"), ("model", "lapify"),
     ("model", "pretrained"),
+    *[("model", "lapify", 0, key) for key in ("where", "sites", "lap_names", "n_concepts",
+      "hidden_channels", "aggregation", "alpha", "eps", "head_hidden", "input_size")],
+    ("concept_sets", "n_classes"), ("concept_sets", "n_concepts"), ("concept_sets", "mapping"),
+    ("train", "image_size"),
 ]  # fmt: skip
-#: the config a run of the suite writes (only its key names matter to the tables)
-_CONFIG_SHAPE = {"model": {k[1]: None for k in _CONFIG_KEYS if len(k) == 2}} | {
-    k[0]: None for k in _CONFIG_KEYS if len(k) == 1 and k[0] != "model"
-}
-RUN_CASES = {**config_cases(_CONFIG_SHAPE), **weights_cases()}
+RUN_CASES = {**config_cases(_CONFIG_KEYS), **weights_cases()}
 _RESULT_KEYS = ["format", "run", "data", "options", "protocol", "model", "lap_predictors",
                 "localization", "faithfulness", "stability", "timing", "examples", "skipped",
                 "methods", "maps"]  # fmt: skip
@@ -567,6 +598,6 @@ def test_tables_cover_the_clean_files(
     assert not set(SAME) & set(DATA_ACCEPTED)
     assert set(PICTURE_SAME) | set(PICTURE_ACCEPTED) <= set(PICTURE_MAKERS)
     config = json.loads((tiny_run / "config.json").read_text())
-    assert set(config_key_paths(config)) == set(_CONFIG_KEYS)
+    assert config_key_paths(config) == _CONFIG_KEYS
     assert read_rows(clean_data)[0] == HEADER
     assert list(clean_results) == _RESULT_KEYS
