@@ -170,6 +170,20 @@ def _replace_target_label(data: bytes, folder: Path, new: bytes) -> bytes:
     return b"\n".join(lines)
 
 
+def _raw_label(folder: Path, new: bytes) -> None:
+    path = folder / "annotations.csv"
+    path.write_bytes(_replace_target_label(path.read_bytes(), folder, new))
+
+
+def _csv_folder(folder: Path) -> None:
+    (folder / "annotations.csv").unlink()
+    (folder / "annotations.csv").mkdir()
+
+
+def _backslashed(folder: Path, header: list[str], row: list[str]) -> str:
+    return row[header.index("image")].replace("/", "\\")
+
+
 def _non_utf8(folder: Path) -> None:
     path = folder / "annotations.csv"
     path.write_bytes(_replace_target_label(path.read_bytes(), folder, b"caf\xe9"))
@@ -211,6 +225,14 @@ def csv_cases(header: list[str]) -> dict[str, Mutation]:
         "file-crlf": _raw(lambda data: data.replace(b"\n", b"\r\n")),
         "file-non-utf8": _non_utf8,
         "file-1mb-line": _long_line,
+        "file-nul": lambda folder: _raw_label(folder, b"neg\x00ative"),
+        "file-unclosed-quote": lambda folder: _raw_label(folder, b'"positive'),
+        "file-utf16": _raw(lambda data: data.decode().encode("utf-16")),
+        "file-binary": _raw(lambda data: b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4),
+        "file-is-folder": _csv_folder,
+        "file-blank-lines": _raw(lambda data: data.replace(b"\n", b"\n\n", 3)),
+        "image-backslashes": _set_cell("image", _backslashed),
+        "image-spaces": _set_cell("image", lambda f, h, r: f"  {r[h.index('image')]}  "),
         "row-duplicated": _edit_rows(_duplicate_row),
         "row-short": _edit_rows(lambda rows, line: rows[line].pop()),
         "row-long": _edit_rows(lambda rows, line: rows[line].append("extra")),
@@ -430,8 +452,21 @@ def weights_cases() -> dict[str, Mutation]:
 
 # ------------------------------------------------------------------------------------------
 # results.json
-def results_cases(results: dict[str, Any]) -> dict[str, Mutation]:
-    """Every mutation of ``results.json`` (``results``: the clean one)."""
+#: the nested results.json entries the mutations edit beyond the top-level keys
+RESULTS_NESTED: list[tuple[str, ...]] = [
+    *[("localization", "lap", "iou_topk", field)
+      for field in ("value", "higher_is_better", "n", "n_excluded")],
+    ("faithfulness", "lap", "keep_top_k", "10", "top1_vs_label", "value"),
+    ("stability", "lap", "0.1", "change_inc", "value"),
+    ("timing", "lap", "seconds"), ("maps", "lap", "n_flat"), ("methods", "lap", "display_name"),
+    ("examples", "lap", "best"), ("data", "n_images"), ("data", "label_counts"),
+    ("protocol", "metrics_revision"),
+]  # fmt: skip
+
+
+def results_cases(key_paths: list[tuple[str, ...]]) -> dict[str, Mutation]:
+    """Every mutation of ``results.json`` (``key_paths``: the keys edited, the top-level ones
+    and :data:`RESULTS_NESTED`)."""
     cases: dict[str, Mutation] = {}
 
     def edit(change: Callable[[dict[str, Any]], None]) -> Mutation:
@@ -443,17 +478,22 @@ def results_cases(results: dict[str, Any]) -> dict[str, Mutation]:
 
         return mutate
 
-    for key in results:
-        cases[f"results-deleted:{key}"] = edit(_delete_key((key,)))
+    for keys in key_paths:
+        name = ".".join(keys)
+        cases[f"results-deleted:{name}"] = edit(_delete_key(keys))
         for label, value in CONFIG_VALUES.items():
-            cases[f"results:{key}={label}"] = edit(_set_key((key,), value))
+            cases[f"results:{name}={label}"] = edit(_set_key(keys, value))
 
     def truncated(folder: Path) -> None:
         text = (folder / "results.json").read_text()
         (folder / "results.json").write_text(text[: len(text) // 2])
 
+    def array(folder: Path) -> None:
+        text = (folder / "results.json").read_text()
+        (folder / "results.json").write_text(f"[{text}]")
+
     cases["results-truncated"] = truncated
-    cases["results-array"] = lambda f: (f / "results.json").write_text(json.dumps([results]))
+    cases["results-array"] = array
     return cases
 
 

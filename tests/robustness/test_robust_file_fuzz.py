@@ -52,6 +52,7 @@ import pytest
 import torch
 from file_fuzz import (
     PICTURE_MAKERS,
+    RESULTS_NESTED,
     config_cases,
     config_key_paths,
     csv_cases,
@@ -63,6 +64,21 @@ from file_fuzz import (
     results_cases,
     target_line,
     weights_cases,
+)
+from file_fuzz_accepted import (
+    CONFIG_ACCEPTED,
+    DATA_ACCEPTED,
+    KNOWN_GAPS,
+    NAMED_BY,
+    PICTURE_ACCEPTED,
+    PICTURE_SAME,
+    RECORD_KEYS,
+    REGRESSIONS,
+    RESULTS_DICT,
+    RESULTS_NESTED_ACCEPTED,
+    RESULTS_NULL,
+    RESULTS_UNREAD,
+    SAME,
 )
 
 from conftest import snapshot
@@ -86,132 +102,6 @@ def leaks(message: str) -> bool:
     """Whether ``message`` ends in (or holds) Python's own words instead of torchlap's."""
     bare = _BARE_KEY.search(message)
     return LEAKS.search(message) is not None or (bare is not None and bare.group(1) != "got ")
-
-
-# ------------------------------------------------------------------------------------------
-# what torchlap accepts
-#: data mutations that must give the clean folder's result (``data check`` output, samples)
-SAME = {
-    "file-bom": "a BOM is part of UTF-8 (README: 'a BOM is fine')",
-    "file-crlf": "CSV line ends are either",
-    "image:16-bit": "16-bit greys are scaled to [0, 1] as 8-bit ones",
-    "image:la": "alpha is not a colour (README); an opaque LA image is its L image",
-    "mask:16-bit": "a mask pixel is region when it is non-zero, whatever the depth",
-    "mask:la": "alpha is not a colour; the grey values are the same",
-    "mask:cmyk": "any non-zero colour channel is region",
-    "mask:p-transparent": "palette masks are read by their colours; the transparent index is "
-    "black background in the clean mask",
-    "mask:grey-values": "a mask pixel is region when any channel is non-zero (README), 128 as 255",
-}
-#: data mutations torchlap takes with another result (label -> why that is right)
-DATA_ACCEPTED = {
-    "column-deleted:split": "split is optional: a seeded, class-stratified split is made",
-    "column-renamed:split": "an unknown column is ignored with a warning; no split column: a "
-    "seeded split is made",
-    "column-deleted:mask": "mask is optional: the mask is the union of the boxes",
-    "column-renamed:mask": "an unknown column is ignored with a warning; masks from the boxes",
-    "cell:mask=empty": "an empty mask field: the mask is the union of the row's boxes",
-    "cell:x_min=float": "box coordinates are real pixel positions (the row's mask file gives "
-    "its region)",
-    "cell:y_min=float": "box coordinates are real pixel positions",
-    "row-duplicated": "one row per box: a repeated row adds the same box again, whose union "
-    "(the mask) is unchanged",
-    "image:cmyk": "a colour mode is converted to the run's channels (CMYK's grey differs by "
-    "the conversion's rounding)",
-    "image:p-transparent": "alpha is dropped with a warning, as torchvision's ImageFolder does",
-    **{
-        f"cell:label={value}": "a label is a class name: a folder's classes are the names it holds"
-        for value in ("text", "nan", "inf", "-1", "1e30", "float")
-    },
-    "label-unknown-class": "a folder's classes are the names it holds (a run's classes are "
-    "checked by evaluate against the run)",
-}
-#: config.json keys ``load_run`` does not read: records of how the run was trained
-RECORD_KEYS = {
-    "torchlap_version": "the version that wrote the run, informational",
-    "input": "a description of the expected input, informational",
-    "losses": "the training losses, a record",
-    "seed": "the training seed, a record (evaluate's own --seed is used)",
-    "shuffle_labels": "a training option, a record",
-    "data": "the training data, a record (explain takes images)",
-    "phases": "the training phases, a record",
-    "lap_options": "the LAP options given, a record (model.lapify builds the model)",
-    "selection": "the epoch selection, a record",
-    "balanced_batches": "a training option, a record",
-    "model.lap": "the --lap option given, a record (model.lapify builds the model)",
-    "model.pretrained": "the starting weights of training; the run's own weights are loaded",
-    "model.lapify.0.where": "the --lap option given, a record (sites are replayed)",
-    "model.lapify.0.lap_names": "the names lapify gave, a record (sites are replayed)",
-}
-#: other accepted config.json mutations (label -> why)
-CONFIG_ACCEPTED = {
-    "config-deleted:format_version": "runs written before it was recorded: version 1",
-    "config-deleted:integrity": "runs written before integrity was recorded load unchecked",
-    "config-deleted:lap_layers": "runs written before it was recorded: the model's LAP layers",
-    "config-deleted:train": "runs written before the options were recorded",
-    "config:train=dict": "the options a run was trained with; loading reads image_size only",
-    "config-deleted:train.image_size": "older train records; the run's image_size is read",
-    "config:train.image_size=null": "older train records; the run's image_size is read",
-    "config-deleted:model.lapify.0.head_hidden": "records before it existed: shared",
-    "config-deleted:model.lapify.0.input_size": "optional (lapify probes the sites' shapes)",
-    "config:model.lapify.0.input_size=null": "optional (lapify probes the sites' shapes)",
-    "config-deleted:concept_sets.n_classes": "optional in what ConceptSets.to_dict() writes",
-    **{
-        f"config:model.lapify.0.alpha={value}": "any finite float: alpha is a parameter, the "
-        "trained value comes from model.safetensors"
-        for value in ("-1", "huge")
-    },
-}
-#: results.json keys the report does not read (key -> why)
-RESULTS_UNREAD = {
-    "format": "the report reads the sections, not the format stamp",
-    "options": "the options of the evaluation, not shown in the tables",
-}
-#: why the report takes the other results.json mutations it takes (kind -> why; the keys of
-#: "null" and "dict" in RESULTS_NULL / RESULTS_DICT)
-RESULTS_ACCEPTED = {
-    "deleted": "every section is optional: a partial or older evaluation shows what it has",
-    "null": "these sections are optional, null reads as none",
-    "dict": "a section of named entries whose unknown names are ignored (a newer torchlap's)",
-}
-RESULTS_NULL = {"examples", "skipped", "methods", "maps"}
-RESULTS_DICT = {"run", "data", "protocol", "lap_predictors", "localization", "faithfulness",
-                "timing", "examples", "skipped", "methods", "maps"}  # fmt: skip
-#: refusals that name something other than the mutated key (label -> the name, why)
-NAMED_BY = {
-    "config:integrity=null": "SHA-256",  # null reads as an empty record: the weights are an
-    # unrecorded file, named with what to do (resume the run)
-    "config-deleted:discriminative_scorers": "discriminative_scorer",  # runs from before the
-    # key had none: the weights then hold the scorers' tensors, which the error names
-    "config:concept_sets.mapping=dict": "class keys",  # the mapping's keys, named as such
-}
-
-#: (case label) -> why it misses the contract (strict xfail)
-_OVERFLOW = (
-    "a count of 1e30 reaches torch, whose overflow message (with its C++ source line) is the "
-    "error: the count's upper bound belongs to the LAP scorer / ConceptSets (models, layers, "
-    "losses), outside this fuzzer's fixes"
-)
-KNOWN_GAPS: dict[str, str] = {
-    "config:model.lapify.0.n_concepts=huge": _OVERFLOW,
-    "config:model.lapify.0.hidden_channels=huge": _OVERFLOW,
-    "config:model.lapify.0.input_size=huge": _OVERFLOW,
-    "config:concept_sets.n_concepts=huge": _OVERFLOW,
-    "config:model.num_classes=huge": _OVERFLOW,
-    "config:model.in_channels=huge": _OVERFLOW,
-    "config:in_channels=huge": "refused, but as \"'mean' must be a list of 1e30 finite "
-    "number(s)\": in_channels has no upper bound in runs.py's reading check (a run's is 1 or "
-    "3, but model records of other counts exist); runs.py is being restructured by another "
-    "helper",
-}
-
-
-#: cases that failed before the fix they came with: always in the fast variant
-REGRESSIONS = {
-    "config:lap_layers=string", "config:lap_layers=nan", "config:lap_layers=dict",
-    "config:lap_layers=null", "config:model.arch=list", "config:model.arch=dict",
-    "config-deleted:model.num_classes", "config-deleted:model.in_channels",
-}  # fmt: skip
 
 
 def _fast(labels: list[str], share: int, seed: int) -> list[str]:
@@ -271,7 +161,7 @@ RUN_CASES = {**config_cases(_CONFIG_KEYS), **weights_cases()}
 _RESULT_KEYS = ["format", "run", "data", "options", "protocol", "model", "lap_predictors",
                 "localization", "faithfulness", "stability", "timing", "examples", "skipped",
                 "methods", "maps"]  # fmt: skip
-RESULTS_CASES = results_cases(dict.fromkeys(_RESULT_KEYS))
+RESULTS_CASES = results_cases([(key,) for key in _RESULT_KEYS] + RESULTS_NESTED)
 
 
 def _copy(source: Path, tmp_path: Path, name: str) -> Path:
@@ -420,6 +310,9 @@ def test_damaged_run_every_case(label: str, tiny_run: Path, an_image: Path, tmp_
 def _results_accepted(label: str) -> bool:
     key, _, value = label.split(":", 1)[-1].partition("=")
     kind = "deleted" if label.startswith("results-deleted") else value
+    if "." in key:  # a nested entry
+        kinds, _why = RESULTS_NESTED_ACCEPTED.get(key, ((), ""))
+        return kind in kinds or kinds == "all"
     return (
         key in RESULTS_UNREAD
         or kind == "deleted"
@@ -439,8 +332,8 @@ def _check_results_case(label: str, clean: dict[str, Any], tmp_path: Path) -> No
         tables_markdown({"run": json.loads(text)})
     message = str(raised.value)
     if label.startswith("results:"):
-        key = label.split(":", 1)[1].split("=", 1)[0]
-        assert f"[{key!r}]" in message, message
+        key = label.split(":", 1)[1].split("=", 1)[0].rsplit(".", 1)[-1]
+        assert f"[{key!r}]" in message, message  # the entry, in the report's path
     assert not leaks(message), message
 
 
@@ -462,19 +355,6 @@ def test_damaged_results_every_case(
 
 # ------------------------------------------------------------------------------------------
 # an image given to explain, an image of an ImageFolder
-#: picture damages that must give the clean picture's result (explain: its maps; an
-#: ImageFolder: its ``data check`` output and samples)
-PICTURE_SAME = {
-    "16-bit": "16-bit greys are scaled to [0, 1] as 8-bit ones",
-    "la": "alpha is not a colour; an opaque LA image is its L image",
-}
-#: picture damages taken with another result (label -> why)
-PICTURE_ACCEPTED = {
-    "cmyk": "a colour mode is converted to the run's channels (rounding differs)",
-    "p-transparent": "alpha is dropped with a warning, as torchvision's ImageFolder does",
-    "1x1": "an image without regions is resized to the run's (the data's) size, any size",
-    "other-size": "an image without regions is resized to the run's (the data's) size",
-}
 _PICTURE_LABELS = sorted(PICTURE_MAKERS)
 
 
