@@ -498,11 +498,76 @@ def results_cases(key_paths: list[tuple[str, ...]]) -> dict[str, Mutation]:
 
 
 # ------------------------------------------------------------------------------------------
+# a --concept-sets file
+#: the concept sets of the built-in lesions data (2 classes, 1 concept), as a run writes them
+CLEAN_CONCEPT_SETS = {"n_classes": 2, "n_concepts": 1, "mapping": {"0": [], "1": [0]}}
+
+
+def concept_set_cases() -> dict[str, Mutation]:
+    """Every mutation of ``sets.json`` (:data:`CLEAN_CONCEPT_SETS`) in the case folder."""
+
+    def edit(change: Callable[[dict[str, Any]], None]) -> Mutation:
+        def mutate(folder: Path) -> None:
+            sets = json.loads((folder / "sets.json").read_text())
+            change(sets)
+            (folder / "sets.json").write_text(json.dumps(sets))
+
+        return mutate
+
+    def raw(change: Callable[[bytes], bytes]) -> Mutation:
+        def mutate(folder: Path) -> None:
+            path = folder / "sets.json"
+            path.write_bytes(change(path.read_bytes()))
+
+        return mutate
+
+    cases: dict[str, Mutation] = {}
+    for key in CLEAN_CONCEPT_SETS:
+        cases[f"concept-sets-deleted:{key}"] = edit(_delete_key((key,)))
+        for label, value in CONFIG_VALUES.items():
+            cases[f"concept-sets:{key}={label}"] = edit(_set_key((key,), value))
+    cases.update({
+        "concept-sets-index-out-of-range": edit(_set_key(("mapping", "1"), [5])),
+        "concept-sets-class-beyond": edit(_set_key(("mapping", "7"), [0])),
+        "concept-sets-class-not-int": edit(_set_key(("mapping", "x"), [0])),
+        "concept-sets-more-concepts": edit(_set_key(("n_concepts",), 3)),
+        "concept-sets-more-classes": edit(_set_key(("n_classes",), 3)),
+        "concept-sets-empty": raw(lambda data: b""),
+        "concept-sets-truncated": raw(lambda data: data[: len(data) // 2]),
+        "concept-sets-array": raw(lambda data: b"[" + data + b"]"),
+        "concept-sets-bom": raw(lambda data: b"\xef\xbb\xbf" + data),
+        "concept-sets-non-utf8": raw(lambda data: data[:-1] + b', "caf\xe9": 1}'),
+        "concept-sets-crlf": raw(lambda data: data.replace(b", ", b",\r\n")),
+        "concept-sets-folder": lambda folder: ((folder / "sets.json").unlink(),
+                                               (folder / "sets.json").mkdir()),
+    })  # fmt: skip
+    return cases
+
+
+class Reached(BaseException):
+    """Raised where ``torchlap train`` would start writing its run: every check passed."""
+
+
+def stop_train_at_work(monkeypatch: Any) -> None:
+    """Patch ``torchlap train`` to raise :class:`Reached` where it would write its folder."""
+    import torchlap.train.run as train_run
+
+    prepare_folder = train_run.prepare_folder
+
+    def stop(out: Any, config: Any, apply: bool = True) -> Any:
+        if apply:
+            raise Reached
+        return prepare_folder(out, config, apply=apply)
+
+    monkeypatch.setattr(train_run, "prepare_folder", stop)
+
+
+# ------------------------------------------------------------------------------------------
 # running a case
 class Outcome(NamedTuple):
     """What ``torchlap ARGS`` did: its exit code, output, and the files it changed."""
 
-    code: int
+    code: int | None  # None: the command reached its work (:class:`Reached`)
     output: str
     changed: list[str]
 
@@ -518,15 +583,19 @@ def listing(folder: Path) -> dict[str, tuple[int, int]]:
 def invoke(args: list[str], watched: Path) -> Outcome:
     """Run ``torchlap ARGS`` in this process (a traceback it lets out joins the output)."""
     before = listing(watched)
-    result = CliRunner().invoke(app, args, env={"COLUMNS": "400", "TORCHLAP_DEBUG": ""})
-    output = result.stdout + result.stderr
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        import traceback
+    code: int | None
+    try:
+        result = CliRunner().invoke(app, args, env={"COLUMNS": "400", "TORCHLAP_DEBUG": ""})
+        code, output = result.exit_code, result.stdout + result.stderr
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            import traceback
 
-        output += "".join(traceback.format_exception(result.exception))
+            output += "".join(traceback.format_exception(result.exception))
+    except Reached:  # every check passed (see stop_train_at_work)
+        code, output = None, "reached"
     after = listing(watched)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    return Outcome(result.exit_code, output, changed)
+    return Outcome(code, output, changed)
 
 
 def error_lines(output: str) -> list[str]:

@@ -116,6 +116,10 @@ KNOWN_GAPS: dict[str, str] = {
     "config:concept_sets.n_concepts=huge": _OVERFLOW,
     "config:model.num_classes=huge": _OVERFLOW,
     "config:model.in_channels=huge": _OVERFLOW,
+    "concept-sets:n_concepts=huge": _OVERFLOW,
+    "concept-sets-more-concepts": "refused by the model recipe (models/recipes.py) as "
+    "'concept_sets are for 2 classes x 3 concepts; ... the model 1 concepts', naming neither "
+    "--concept-sets nor its file, nor --n-concepts (which would take them)",
     "config:in_channels=huge": "refused, but as \"'mean' must be a list of 1e30 finite "
     "number(s)\": in_channels has no upper bound in runs.py's reading check (a run's is 1 or "
     "3, but model records of other counts exist); runs.py is being restructured by another "
@@ -127,7 +131,7 @@ KNOWN_GAPS: dict[str, str] = {
 REGRESSIONS = {
     "config:lap_layers=string", "config:lap_layers=nan", "config:lap_layers=dict",
     "config:lap_layers=null", "config:model.arch=list", "config:model.arch=dict",
-    "config-deleted:model.num_classes", "config-deleted:model.in_channels",
+    "config-deleted:model.num_classes", "concept-sets-bom", "config-deleted:model.in_channels",
 }  # fmt: skip
 
 
@@ -143,6 +147,12 @@ PICTURE_ACCEPTED = {
     "p-transparent": "alpha is dropped with a warning, as torchvision's ImageFolder does",
     "1x1": "an image without regions is resized to the run's (the data's) size, any size",
     "other-size": "an image without regions is resized to the run's (the data's) size",
+}
+#: --concept-sets mutations train takes (label -> why)
+CONCEPT_SETS_ACCEPTED = {
+    "concept-sets-deleted:n_classes": "optional: the mapping's keys count the classes",
+    "concept-sets-crlf": "JSON white space",
+    "concept-sets-bom": "a BOM is part of UTF-8, as in annotations.csv",
 }
 _NUMBER_KINDS = ("null", "nan", "-1", "huge")  # a number or None (NaN shown as missing)
 _COUNT_KINDS = ("deleted", "null", "nan", "huge")  # a count >= 0 or None (NaN: missing)

@@ -51,8 +51,10 @@ from typing import Any
 import pytest
 import torch
 from file_fuzz import (
+    CLEAN_CONCEPT_SETS,
     PICTURE_MAKERS,
     RESULTS_NESTED,
+    concept_set_cases,
     config_cases,
     config_key_paths,
     csv_cases,
@@ -62,10 +64,12 @@ from file_fuzz import (
     picture_cases,
     read_rows,
     results_cases,
+    stop_train_at_work,
     target_line,
     weights_cases,
 )
 from file_fuzz_accepted import (
+    CONCEPT_SETS_ACCEPTED,
     CONFIG_ACCEPTED,
     DATA_ACCEPTED,
     KNOWN_GAPS,
@@ -462,6 +466,46 @@ def test_damaged_image_in_image_folder_every_case(
 
 
 # ------------------------------------------------------------------------------------------
+# a --concept-sets file of train
+CONCEPT_SET_CASES = concept_set_cases()
+_CONCEPT_SET_LABELS = sorted(CONCEPT_SET_CASES)
+
+
+def _check_concept_sets(label: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stop_train_at_work(monkeypatch)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "sets.json").write_text(json.dumps(CLEAN_CONCEPT_SETS))
+    CONCEPT_SET_CASES[label](folder)
+    before = snapshot(folder)
+    out = tmp_path / "out"
+    args = ["train", "--data", "lesions", "--arch", "smallcnn", "--n-images", "40",
+            "--image-size", "32", "--epochs", "1", "--out", str(out),
+            "--concept-sets", str(folder / "sets.json")]  # fmt: skip
+    outcome = invoke(args, folder)
+    assert "Traceback" not in outcome.output, outcome.output
+    assert outcome.changed == [] and snapshot(folder) == before
+    assert not out.exists()
+    if label in CONCEPT_SETS_ACCEPTED:
+        assert outcome.code is None, outcome.output  # reached the training
+        return
+    _check_refusal(outcome, ["--concept-sets", str(folder / "sets.json")])
+
+
+@pytest.mark.parametrize("label", _xfail(_fast(_CONCEPT_SET_LABELS, 3, seed=3)))
+def test_damaged_concept_sets(label: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _check_concept_sets(label, tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("label", _xfail(_CONCEPT_SET_LABELS))
+def test_damaged_concept_sets_every_case(
+    label: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _check_concept_sets(label, tmp_path, monkeypatch)
+
+
+# ------------------------------------------------------------------------------------------
 # the tables themselves
 def test_tables_cover_the_clean_files(
     tiny_run: Path, clean_data: Path, clean_results: dict[str, Any]
@@ -473,8 +517,9 @@ def test_tables_cover_the_clean_files(
         assert label in DATA_CASES, label
     for label in [*CONFIG_ACCEPTED, *NAMED_BY]:
         assert label in RUN_CASES, label
-    for label in [*KNOWN_GAPS, *REGRESSIONS]:
-        assert label in {**DATA_CASES, **RUN_CASES, **RESULTS_CASES}, label
+    every = {**DATA_CASES, **RUN_CASES, **RESULTS_CASES, **CONCEPT_SET_CASES}
+    for label in [*KNOWN_GAPS, *REGRESSIONS, *CONCEPT_SETS_ACCEPTED]:
+        assert label in every, label
     assert not set(SAME) & set(DATA_ACCEPTED)
     assert set(PICTURE_SAME) | set(PICTURE_ACCEPTED) <= set(PICTURE_MAKERS)
     config = json.loads((tiny_run / "config.json").read_text())
