@@ -154,6 +154,11 @@ CONCEPT_SETS_ACCEPTED = {
     "concept-sets-crlf": "JSON white space",
     "concept-sets-bom": "a BOM is part of UTF-8, as in annotations.csv",
 }
+#: --pretrained file mutations train takes (label -> why)
+PRETRAINED_ACCEPTED = {
+    "weights-dropped": "pretrained weights may lack tensors of the new model (its LAP scorers, "
+    "a new head), which keep their initialisation",
+}
 _NUMBER_KINDS = ("null", "nan", "-1", "huge")  # a number or None (NaN shown as missing)
 _COUNT_KINDS = ("deleted", "null", "nan", "huge")  # a count >= 0 or None (NaN: missing)
 _METRIC = "localization.lap.iou_topk"

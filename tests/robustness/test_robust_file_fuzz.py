@@ -76,6 +76,7 @@ from file_fuzz_accepted import (
     NAMED_BY,
     PICTURE_ACCEPTED,
     PICTURE_SAME,
+    PRETRAINED_ACCEPTED,
     RECORD_KEYS,
     REGRESSIONS,
     RESULTS_DICT,
@@ -468,6 +469,9 @@ def test_damaged_image_in_image_folder_every_case(
 # ------------------------------------------------------------------------------------------
 # a --concept-sets file of train
 CONCEPT_SET_CASES = concept_set_cases()
+#: a train command line of the suite's tiny run (without --out)
+_TRAIN = ["train", "--data", "lesions", "--arch", "smallcnn", "--n-images", "40",
+          "--image-size", "32", "--epochs", "1"]  # fmt: skip
 _CONCEPT_SET_LABELS = sorted(CONCEPT_SET_CASES)
 
 
@@ -479,9 +483,7 @@ def _check_concept_sets(label: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     CONCEPT_SET_CASES[label](folder)
     before = snapshot(folder)
     out = tmp_path / "out"
-    args = ["train", "--data", "lesions", "--arch", "smallcnn", "--n-images", "40",
-            "--image-size", "32", "--epochs", "1", "--out", str(out),
-            "--concept-sets", str(folder / "sets.json")]  # fmt: skip
+    args = [*_TRAIN, "--out", str(out), "--concept-sets", str(folder / "sets.json")]
     outcome = invoke(args, folder)
     assert "Traceback" not in outcome.output, outcome.output
     assert outcome.changed == [] and snapshot(folder) == before
@@ -506,6 +508,40 @@ def test_damaged_concept_sets_every_case(
 
 
 # ------------------------------------------------------------------------------------------
+# a --pretrained .safetensors file of train
+PRETRAINED_CASES = {k: v for k, v in weights_cases().items() if not k.endswith("+rehash")}
+_PRETRAINED_LABELS = sorted(PRETRAINED_CASES)
+
+
+def _check_pretrained(
+    label: str, run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stop_train_at_work(monkeypatch)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(run / "model.safetensors", folder / "model.safetensors")
+    PRETRAINED_CASES[label](folder)
+    before = snapshot(folder)
+    out = tmp_path / "out"
+    args = [*_TRAIN, "--out", str(out), "--pretrained", str(folder / "model.safetensors")]
+    outcome = invoke(args, folder)
+    assert "Traceback" not in outcome.output, outcome.output
+    assert outcome.changed == [] and snapshot(folder) == before
+    assert not out.exists()
+    if label in PRETRAINED_ACCEPTED:
+        assert outcome.code is None, outcome.output  # reached the training
+        return
+    _check_refusal(outcome, [str(folder / "model.safetensors")])
+
+
+@pytest.mark.parametrize("label", _PRETRAINED_LABELS)
+def test_damaged_pretrained_file(
+    label: str, tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _check_pretrained(label, tiny_run, tmp_path, monkeypatch)
+
+
+# ------------------------------------------------------------------------------------------
 # the tables themselves
 def test_tables_cover_the_clean_files(
     tiny_run: Path, clean_data: Path, clean_results: dict[str, Any]
@@ -520,6 +556,7 @@ def test_tables_cover_the_clean_files(
     every = {**DATA_CASES, **RUN_CASES, **RESULTS_CASES, **CONCEPT_SET_CASES}
     for label in [*KNOWN_GAPS, *REGRESSIONS, *CONCEPT_SETS_ACCEPTED]:
         assert label in every, label
+    assert set(PRETRAINED_ACCEPTED) <= set(PRETRAINED_CASES)
     assert not set(SAME) & set(DATA_ACCEPTED)
     assert set(PICTURE_SAME) | set(PICTURE_ACCEPTED) <= set(PICTURE_MAKERS)
     config = json.loads((tiny_run / "config.json").read_text())
