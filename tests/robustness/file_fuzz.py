@@ -21,15 +21,12 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from typer.testing import CliRunner
-
-from torchlap.cli import app
 
 Mutation = Callable[[Path], None]
 
@@ -542,69 +539,3 @@ def concept_set_cases() -> dict[str, Mutation]:
                                                (folder / "sets.json").mkdir()),
     })  # fmt: skip
     return cases
-
-
-class Reached(BaseException):
-    """Raised where ``torchlap train`` would start writing its run: every check passed."""
-
-
-def stop_train_at_work(monkeypatch: Any) -> None:
-    """Patch ``torchlap train`` to raise :class:`Reached` where it would write its folder."""
-    import torchlap.train.run as train_run
-
-    prepare_folder = train_run.prepare_folder
-
-    def stop(out: Any, config: Any, apply: bool = True) -> Any:
-        if apply:
-            raise Reached
-        return prepare_folder(out, config, apply=apply)
-
-    monkeypatch.setattr(train_run, "prepare_folder", stop)
-
-
-# ------------------------------------------------------------------------------------------
-# running a case
-class Outcome(NamedTuple):
-    """What ``torchlap ARGS`` did: its exit code, output, and the files it changed."""
-
-    code: int | None  # None: the command reached its work (:class:`Reached`)
-    output: str
-    changed: list[str]
-
-
-def listing(folder: Path) -> dict[str, tuple[int, int]]:
-    """Relative path -> (size, modification time) of everything below ``folder``."""
-    return {
-        p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in sorted(folder.rglob("*"))
-    }
-
-
-def invoke(args: list[str], watched: Path) -> Outcome:
-    """Run ``torchlap ARGS`` in this process (a traceback it lets out joins the output)."""
-    before = listing(watched)
-    code: int | None
-    try:
-        result = CliRunner().invoke(app, args, env={"COLUMNS": "400", "TORCHLAP_DEBUG": ""})
-        code, output = result.exit_code, result.stdout + result.stderr
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            import traceback
-
-            output += "".join(traceback.format_exception(result.exception))
-    except Reached:  # every check passed (see stop_train_at_work)
-        code, output = None, "reached"
-    after = listing(watched)
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    return Outcome(code, output, changed)
-
-
-def error_lines(output: str) -> list[str]:
-    """The lines of ``output`` that start with ``Error``."""
-    return [line for line in output.splitlines() if line.startswith("Error")]
-
-
-def pick(labels: list[str], share: int, seed: int) -> list[str]:
-    """A seeded sample of ``labels``: every ``share``-th after a fixed shuffle (all: 1)."""
-    order = sorted(labels)
-    np.random.default_rng(seed).shuffle(order)
-    return sorted(order[::share])

@@ -101,6 +101,9 @@ NAMED_BY = {
     "config-deleted:discriminative_scorers": "discriminative_scorer",  # runs from before the
     # key had none: the weights then hold the scorers' tensors, which the error names
     "config:concept_sets.mapping=dict": "class keys",  # the mapping's keys, named as such
+    "resnet18/config-deleted:model.in_channels": "conv1",  # reads as torchvision's 3: the
+    # weights' first convolution does not fit, which the error names
+    "resnet18/config-deleted:model.lapify": "lapify",  # no LAP layer: named as lapify's
 }
 
 #: (case label) -> why it misses the contract (strict xfail)
@@ -115,6 +118,8 @@ KNOWN_GAPS: dict[str, str] = {
     "config:model.lapify.0.input_size=huge": _OVERFLOW,
     "config:concept_sets.n_concepts=huge": _OVERFLOW,
     "config:model.num_classes=huge": _OVERFLOW,
+    "resnet18/config:model.num_classes=huge": _OVERFLOW,
+    "resnet18/config:model.in_channels=huge": _OVERFLOW,
     "config:model.in_channels=huge": _OVERFLOW,
     "concept-sets:n_concepts=huge": _OVERFLOW,
     "concept-sets-more-concepts": "refused by the model recipe (models/recipes.py) as "
@@ -153,6 +158,11 @@ CONCEPT_SETS_ACCEPTED = {
     "concept-sets-deleted:n_classes": "optional: the mapping's keys count the classes",
     "concept-sets-crlf": "JSON white space",
     "concept-sets-bom": "a BOM is part of UTF-8, as in annotations.csv",
+}
+#: model-record mutations of a torchvision run it loads (besides the records of RECORD_KEYS)
+TORCHVISION_ACCEPTED = {
+    "config-deleted:model.arch_kwargs": "optional: no keyword arguments",
+    "config:model.arch_kwargs=null": "optional: no keyword arguments",
 }
 #: --pretrained file mutations train takes (label -> why)
 PRETRAINED_ACCEPTED = {
