@@ -8,15 +8,22 @@ of the tables in :mod:`file_fuzz` is applied to a private copy:
   masked row emptied or set to text, NaN, inf, -1, 1e30, a float; boxes outside the image,
   zero-area, ``x2 < x1``; an unknown class; a path that does not exist, leaves the folder
   (``../x.png``, absolute) or is a folder; an empty file, header only, BOM, a non-UTF-8 byte,
-  CRLF, a 1 MB line, a duplicated / short / long row;
+  CRLF, a 1 MB line, a duplicated / short / long row, a NUL, an unclosed quote, UTF-16,
+  binary bytes, a folder in its place, blank lines, backslashes, spaces around a path;
 - that row's image and mask: zero bytes, truncated, text, 16-bit, CMYK, LA, P with
   transparency, 1x1 px, another size; a mask of grey (non-binary) values;
-- the run's ``config.json``: every top-level key and every key of ``model`` deleted or set to
-  null / a string / a list / a nested dict / NaN; truncated, empty, an array; its
+- the run's ``config.json``: every top-level key, every key of ``model``, of its first lapify
+  record and of ``concept_sets``, and ``train.image_size``, deleted or set to null / a string /
+  a list / a nested dict / NaN / -1 / 1e30; truncated, empty, an array; its
   ``model.safetensors`` truncated, emptied, text, a tensor's dtype or shape changed, a tensor
   dropped, added or made NaN (each also with the damaged file's SHA-256 recorded, so that the
   checks behind the integrity record are reached);
-- ``results.json``: every top-level key deleted or retyped; truncated; an array.
+- ``results.json``: every top-level key and some nested entries (a metric's fields, a timing,
+  a method's display name...) deleted or retyped; truncated; an array.
+
+``test_robust_file_fuzz_inputs.py`` holds the other inputs under the same contract: an image
+given to ``torchlap explain``, an image of an ImageFolder, a torchvision run's model record,
+``train --concept-sets FILE`` and ``train --pretrained FILE``.
 
 The contract of a case:
 
@@ -24,7 +31,8 @@ The contract of a case:
   RUN`` for the run): exit code 2 (no command documents 1 for a damaged file: the CLI fuzzer's
   contract), one ``Error`` line that names the file (and, for a row, its ``line N``; for a
   config key, the key) and says what is accepted without a leaked Python message (a bare
-  ``KeyError`` repr, ``unhashable type``, ``has no attribute``... see :data:`LEAKS`), no
+  ``KeyError`` repr, ``unhashable type``, ``has no attribute``, torch's overflow text... see
+  :data:`file_fuzz_checks.LEAKS`), no
   traceback, nothing written or changed in the folder (and no output folder);
 - through the Python API (:func:`torchlap.data.load_dataset` and decoding every sample,
   :func:`torchlap.runs.load_run`; ``json.loads`` and :func:`torchlap.report.tables_markdown`
@@ -33,9 +41,11 @@ The contract of a case:
   key, as the report's path ``results_by_run[...]``);
 - a mutation torchlap legitimately accepts is listed in :data:`SAME` (it must give the clean
   file's result: the same ``data check`` output and the same samples) or in an ``ACCEPTED``
-  table with the reason (exit 0, nothing changed in the folder, the Python API loads it).
+  table with the reason (exit 0, nothing changed in the folder, the Python API loads it); the
+  tables are in :mod:`file_fuzz_accepted`.
 
-:data:`KNOWN_GAPS` lists a case that misses the contract, as a strict xfail.
+``KNOWN_GAPS`` (:mod:`file_fuzz_accepted`) lists a case that misses the contract, as a strict
+xfail; ``REGRESSIONS`` the cases that failed before their fix, always run.
 The fast variant samples each table with a fixed seed (every case of a table is covered over
 the exhaustive ``slow`` variant, which tries them all).
 """
