@@ -495,6 +495,48 @@ def results_cases(key_paths: list[tuple[str, ...]]) -> dict[str, Mutation]:
 
 
 # ------------------------------------------------------------------------------------------
+# a DICOM image
+#: DICOM header elements the mutations edit (element -> the values tried besides deleting it)
+DICOM_VALUES: dict[str, list[Any]] = {
+    "Rows": [0, 9, 11, 65535],
+    "Columns": [0, 13],
+    "SamplesPerPixel": [0, 3, 4],
+    "PhotometricInterpretation": ["RGB", "PALETTE COLOR", "YBR_FULL", "abc", ""],
+    "BitsAllocated": [0, 1, 12, 16, 64],
+    "BitsStored": [0, 1, 12, 33],
+    "HighBit": [0, 40],
+    "PixelRepresentation": [1, 2],
+    "PixelData": [b"", b"\0" * 7],
+}
+
+
+def dicom_cases() -> dict[str, Mutation]:
+    """Every mutation of ``a.dcm`` (a 10 x 12 grey DICOM image) in the case folder."""
+    import pydicom
+
+    def edit(element: str, value: Any, delete: bool = False) -> Mutation:
+        def mutate(folder: Path) -> None:
+            dataset = pydicom.dcmread(folder / "a.dcm")
+            if delete:
+                delattr(dataset, element)
+            else:
+                setattr(dataset, element, value)
+            dataset.save_as(folder / "a.dcm")
+
+        return mutate
+
+    cases: dict[str, Mutation] = {}
+    for element, values in DICOM_VALUES.items():
+        cases[f"dicom-deleted:{element}"] = edit(element, None, delete=True)
+        for value in values:
+            cases[f"dicom:{element}={value!r}"] = edit(element, value)
+    for label, make in (("zero-bytes", PICTURE_MAKERS["zero-bytes"]),
+                        ("truncated", _truncated), ("text", PICTURE_MAKERS["text"])):  # fmt: skip
+        cases[f"dicom-{label}"] = lambda folder, make=make: make(folder / "a.dcm")
+    return cases
+
+
+# ------------------------------------------------------------------------------------------
 # a --concept-sets file
 #: the concept sets of the built-in lesions data (2 classes, 1 concept), as a run writes them
 CLEAN_CONCEPT_SETS = {"n_classes": 2, "n_concepts": 1, "mapping": {"0": [], "1": [0]}}

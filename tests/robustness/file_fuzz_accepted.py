@@ -136,7 +136,9 @@ KNOWN_GAPS: dict[str, str] = {
 REGRESSIONS = {
     "config:lap_layers=string", "config:lap_layers=nan", "config:lap_layers=dict",
     "config:lap_layers=null", "config:model.arch=list", "config:model.arch=dict",
-    "config-deleted:model.num_classes", "concept-sets-bom", "config-deleted:model.in_channels",
+    "config-deleted:model.num_classes", "concept-sets-bom", "dicom:Rows=9",
+    "dicom:PhotometricInterpretation='YBR_FULL'", "dicom:PixelData=b''",
+    "dicom:PhotometricInterpretation='RGB'", "config-deleted:model.in_channels",
 }  # fmt: skip
 
 
@@ -163,6 +165,14 @@ CONCEPT_SETS_ACCEPTED = {
 TORCHVISION_ACCEPTED = {
     "config-deleted:model.arch_kwargs": "optional: no keyword arguments",
     "config:model.arch_kwargs=null": "optional: no keyword arguments",
+}
+#: DICOM mutations torchlap reads (label -> why)
+DICOM_ACCEPTED = {
+    "dicom-deleted:HighBit": "pydicom decodes by BitsAllocated/BitsStored; HighBit is not read",
+    "dicom:HighBit=0": "HighBit is not read",
+    "dicom:HighBit=40": "HighBit is not read",
+    "dicom:BitsStored=1": "the header's depth: one stored bit of each byte is read, as stored",
+    "dicom:PixelRepresentation=1": "the header's signed pixels: shifted to unsigned, as stored",
 }
 #: --pretrained file mutations train takes (label -> why)
 PRETRAINED_ACCEPTED = {

@@ -23,7 +23,8 @@ SPLITS = ("train", "val", "test")
 #: Python's own messages, which say neither what was wrong in the file nor what is accepted
 LEAKS = re.compile(
     r"unhashable type|object is not|has no attribute|not subscriptable|'NoneType' object|"
-    r"unexpected keyword|invalid literal|could not convert|Exception raised from"
+    r"unexpected keyword|invalid literal|could not convert|Exception raised from|"
+    r"could not be broadcast|has no len\(\)|object of type"
 )
 #: a message ending in a bare KeyError's repr (``...: 'num_classes'``), not ``got str: 'x'``
 _BARE_KEY = re.compile(r"(\w+ )?\w+: '[A-Za-z_]\w*'$")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,12 @@ from file_fuzz import (
     PICTURE_MAKERS,
     concept_set_cases,
     config_cases,
+    dicom_cases,
     weights_cases,
 )
 from file_fuzz_accepted import (
     CONCEPT_SETS_ACCEPTED,
+    DICOM_ACCEPTED,
     KNOWN_GAPS,
     NAMED_BY,
     PICTURE_ACCEPTED,
@@ -162,6 +165,52 @@ def test_damaged_image_in_image_folder_every_case(
     label: str, clean_data: Path, tmp_path: Path
 ) -> None:
     _check_image_folder(label, clean_data, tmp_path)
+
+
+# ------------------------------------------------------------------------------------------
+# a DICOM image given to explain
+DICOM_CASES = dicom_cases()
+
+
+def _write_clean_dicom(path: Path) -> None:
+    import numpy as np
+
+    pytest.importorskip("pydicom")
+    sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
+    from dicom_files import write_dicom
+
+    write_dicom(path, (np.arange(10 * 12).reshape(10, 12) % 200).astype(np.uint8))
+
+
+def _check_dicom(label: str, run: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _write_clean_dicom(folder / "a.dcm")
+    DICOM_CASES[label](folder)
+    before = snapshot(folder)
+    outcome = explain(folder / "a.dcm", run, tmp_path / "out", folder)
+    assert "Traceback" not in outcome.output, outcome.output
+    assert outcome.changed == [] and snapshot(folder) == before
+    if label in DICOM_ACCEPTED:
+        assert outcome.code == 0, outcome.output
+        load_image(folder / "a.dcm", channels=1)
+        return
+    assert not (tmp_path / "out").exists()
+    check_refusal(outcome, ["a.dcm"])
+    with pytest.raises((ValueError, TypeError)) as raised:
+        load_image(folder / "a.dcm", channels=1)
+    assert "a.dcm" in str(raised.value) and not leaks(str(raised.value))
+
+
+@pytest.mark.parametrize("label", xfail_params(fast(sorted(DICOM_CASES), 3, seed=4)))
+def test_damaged_dicom_to_explain(label: str, tiny_run: Path, tmp_path: Path) -> None:
+    _check_dicom(label, tiny_run, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("label", xfail_params(sorted(DICOM_CASES)))
+def test_damaged_dicom_to_explain_every_case(label: str, tiny_run: Path, tmp_path: Path) -> None:
+    _check_dicom(label, tiny_run, tmp_path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -336,7 +385,8 @@ def test_tables_name_only_existing_cases() -> None:
         assert f"resnet18/{label}" in TORCHVISION_CASES, label
     assert set(CONCEPT_SETS_ACCEPTED) <= set(CONCEPT_SET_CASES)
     assert set(PRETRAINED_ACCEPTED) <= set(PRETRAINED_CASES)
-    ours = ("resnet18/", "concept-sets")
-    every = {**TORCHVISION_CASES, **CONCEPT_SET_CASES}
+    assert set(DICOM_ACCEPTED) <= set(DICOM_CASES)
+    ours = ("resnet18/", "concept-sets", "dicom")
+    every = {**TORCHVISION_CASES, **CONCEPT_SET_CASES, **DICOM_CASES}
     for label in [*KNOWN_GAPS, *REGRESSIONS, *NAMED_BY]:
         assert not label.startswith(ours) or label in every, label
