@@ -20,7 +20,10 @@ from file_fuzz import (
     concept_set_cases,
     config_cases,
     dicom_cases,
+    read_rows,
+    target_line,
     weights_cases,
+    write_rows,
 )
 from file_fuzz_accepted import (
     CONCEPT_SETS_ACCEPTED,
@@ -50,7 +53,7 @@ from file_fuzz_checks import (
 )
 
 from conftest import TINY, snapshot
-from torchlap.data import load_image
+from torchlap.data import load_dataset, load_image
 
 
 @pytest.fixture(scope="module")
@@ -172,14 +175,19 @@ def test_damaged_image_in_image_folder_every_case(
 DICOM_CASES = dicom_cases()
 
 
-def _write_clean_dicom(path: Path) -> None:
-    import numpy as np
-
+def _dicom_writer() -> Any:
+    """``tests/data/dicom_files.write_dicom`` (the test is skipped without pydicom)."""
     pytest.importorskip("pydicom")
     sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
     from dicom_files import write_dicom
 
-    write_dicom(path, (np.arange(10 * 12).reshape(10, 12) % 200).astype(np.uint8))
+    return write_dicom
+
+
+def _write_clean_dicom(path: Path) -> None:
+    import numpy as np
+
+    _dicom_writer()(path, (np.arange(10 * 12).reshape(10, 12) % 200).astype(np.uint8))
 
 
 def _check_dicom(label: str, run: Path, tmp_path: Path) -> None:
@@ -211,6 +219,37 @@ def test_damaged_dicom_to_explain(label: str, tiny_run: Path, tmp_path: Path) ->
 @pytest.mark.parametrize("label", xfail_params(sorted(DICOM_CASES)))
 def test_damaged_dicom_to_explain_every_case(label: str, tiny_run: Path, tmp_path: Path) -> None:
     _check_dicom(label, tiny_run, tmp_path)
+
+
+def test_dicom_colour_model_refused_when_the_folder_is_loaded(
+    clean_data: Path, tmp_path: Path
+) -> None:
+    """A palette DICOM is refused by loading (headers only), not first when training decodes
+    it: the refusal comes before any work."""
+    import numpy as np
+    import pydicom
+
+    folder = copy_tree(clean_data, tmp_path, "data")
+    rows = read_rows(folder)
+    line = target_line(rows)
+    image = folder / rows[line][rows[0].index("image")]
+    _dicom_writer()(folder / "images" / "a.dcm", np.zeros(image_size(image), np.uint8))
+    header = pydicom.dcmread(folder / "images" / "a.dcm")
+    header.PhotometricInterpretation = "PALETTE COLOR"
+    header.save_as(folder / "images" / "a.dcm")
+    rows[line][rows[0].index("image")] = "images/a.dcm"
+    write_rows(folder, rows)
+    split = rows[line][rows[0].index("split")]
+    with pytest.raises(ValueError, match=r"a\.dcm.*PhotometricInterpretation 'PALETTE COLOR'"):
+        load_dataset(folder, split=split, image_size=None)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of a PNG."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.height, image.width
 
 
 # ------------------------------------------------------------------------------------------

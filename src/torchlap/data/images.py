@@ -85,6 +85,7 @@ def image_header(path: Path) -> ImageHeader:
         except Exception as error:  # pydicom raises many types for broken files
             raise ValueError(f"not a readable DICOM file: {error}") from error
         _check_single_frame(frames)
+        _check_dicom_header(header, samples)  # (its colour model; no pixels read here)
         return ImageHeader(columns, rows, samples)
     try:
         with _open_image(path) as image:
