@@ -155,7 +155,7 @@ def _expected_names(label: str, folder: Path) -> list[str]:
         line = target_line(rows)
         return [
             f"annotations.csv line {line + 1}",
-            rows[line][rows[0].index(label[:5].rstrip(":"))],
+            rows[line][rows[0].index(label.split(":", 1)[0])],  # the image's or mask's path
         ]
     if label.startswith(("cell:", "box-", "image-", "mask-", "row-", "file-non-utf8", "file-1mb")):
         return ["annotations.csv line"]
@@ -181,7 +181,6 @@ def _check_data_case(label: str, clean: Path, tmp_path: Path) -> None:
     check_refusal(outcome, names)
     with pytest.raises((ValueError, TypeError, FileNotFoundError)) as raised:
         samples(folder)
-    assert not isinstance(raised.value, AssertionError)
     for name in names:
         assert name in str(raised.value), (name, str(raised.value))
     assert snapshot(folder) == before
