@@ -95,6 +95,8 @@ def check_int(
         raise TypeError(f"{name} must be {accepted}, got {value!r}")
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise ValueError(f"{name} must be {accepted}, got {value!r}")
+    if not -(2**63) <= value < 2**63:  # a size or count torch would fail to unpack
+        raise ValueError(f"{name} must be {accepted} that fits in 64 bits, got {value!r}")
     return value
 
 

@@ -85,6 +85,7 @@ def image_header(path: Path) -> ImageHeader:
         except Exception as error:  # pydicom raises many types for broken files
             raise ValueError(f"not a readable DICOM file: {error}") from error
         _check_single_frame(frames)
+        _check_dicom_header(header, samples)  # (its colour model; no pixels read here)
         return ImageHeader(columns, rows, samples)
     try:
         with _open_image(path) as image:
@@ -277,6 +278,47 @@ def read_image_with_orientation(path: Path, channels: int) -> tuple[Tensor, int]
     return (tensor[:3] * weights).sum(dim=0, keepdim=True), orientation
 
 
+#: the colour models of the DICOM files torchlap decodes, by samples per pixel
+_DICOM_PHOTOMETRIC = {1: ("MONOCHROME1", "MONOCHROME2")}
+
+
+def _check_dicom_header(dataset: Any, samples: int) -> None:
+    """Refuse a DICOM header that does not describe its pixels: a grey image (one sample per
+    pixel) of another colour model (a palette's indices would be read as greys), empty pixel
+    data, or uncompressed pixel data longer than ``Rows x Columns`` (pydicom drops the rest
+    with a warning: the header's size is not the image's)."""
+    photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2"))
+    accepted = _DICOM_PHOTOMETRIC.get(samples)
+    if accepted is not None and photometric not in accepted:
+        raise ValueError(
+            f"this DICOM file has PhotometricInterpretation {photometric!r} with {samples} "
+            f"sample(s) per pixel; torchlap reads {' or '.join(accepted)} (grey) with one "
+            "sample per pixel, RGB with three"
+        )
+    if "PixelData" not in dataset:
+        return  # (pydicom names the missing element)
+    data = dataset.PixelData
+    if not data:
+        raise ValueError("this DICOM file's PixelData is empty: it holds no pixels")
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or syntax.is_compressed or samples not in (1, 3):
+        return  # (pydicom decodes, or names the bad element)
+    try:
+        size = int(dataset.Rows) * int(dataset.Columns) * samples * int(dataset.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        return  # (pydicom names the missing or bad element)
+    expected = (size + 7) // 8
+    if expected and len(data) > expected + 1:  # (one byte pads an odd length)
+        if len(data) % expected in (0, 1):  # whole frames without a NumberOfFrames tag
+            frames = len(data) // expected
+            _check_single_frame(frames, f" ({len(data)} bytes of {expected}-byte frames)")
+        raise ValueError(
+            f"this DICOM file holds {len(data)} bytes of pixels, but its header describes "
+            f"{dataset.Rows} x {dataset.Columns} pixels of {dataset.BitsAllocated} bits "
+            f"({expected} bytes): its Rows/Columns do not fit its pixels"
+        )
+
+
 def _read_dicom(path: Path) -> np.ndarray:
     """DICOM pixels scaled to [0, 1] by BitsStored; MONOCHROME1 is inverted."""
     pydicom = _import_pydicom()
@@ -286,6 +328,7 @@ def _read_dicom(path: Path) -> np.ndarray:
         raise ValueError(f"not a readable DICOM file: {error}") from error
     _check_single_frame(int(getattr(dataset, "NumberOfFrames", 1) or 1))
     samples = int(getattr(dataset, "SamplesPerPixel", 1))
+    _check_dicom_header(dataset, samples)
     try:
         array = dataset.pixel_array.astype(np.float32)
     except Exception as error:  # pydicom: AttributeError for a missing element, and others

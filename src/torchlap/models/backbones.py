@@ -176,12 +176,14 @@ def rebuild_backbone(record: dict[str, Any]) -> nn.Module:
     """The untrained backbone of a ``"model"`` record (peers not added)."""
     builder = record.get("builder")
     if builder == _SMALL_BUILDER:
-        if record.get("arch") not in SMALL_ARCHS:
+        arch = record.get("arch")
+        if not isinstance(arch, str) or arch not in SMALL_ARCHS:  # (a list is unhashable)
             raise ValueError(
                 f"config.json: the model record's builder is {_SMALL_BUILDER!r} but its arch "
-                f"{record.get('arch')!r} is none of that builder's ({', '.join(SMALL_ARCHS)}); "
+                f"{arch!r} is none of that builder's ({', '.join(SMALL_ARCHS)}); "
                 "the file was edited: restore the arch the run was trained with"
             )
+        _check_record_keys(record, ("num_classes", "in_channels"))
         net = SmallCNN(
             record["num_classes"], record["in_channels"], norm=SMALL_ARCHS[record["arch"]]
         )
@@ -189,8 +191,42 @@ def rebuild_backbone(record: dict[str, Any]) -> nn.Module:
     if builder == BCOS_BUILDER:
         # records written before the norm option existed used the package's position norm
         norm = record.get("norm", "position")
+        _check_record_keys(record, ("arch", "num_classes", "in_channels"))
         return build_bcos(record["arch"], record["num_classes"], record["in_channels"], norm)
     if builder == _TORCHVISION_BUILDER:
         fields = {k: v for k, v in record.items() if k not in ("builder", "blaify", "antehoc")}
-        return _model_from_config(fields)
+        return _torchvision_from_record(fields)
     raise ValueError(f"config.json names an unknown model builder {builder!r}")
+
+
+def _check_record_keys(record: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """ValueError naming the ``keys`` a model record lacks (each a key torchlap train writes)."""
+    if missing := [key for key in keys if key not in record]:
+        raise ValueError(
+            f"config.json: the model record lacks {', '.join(missing)} (torchlap train records "
+            f"{', '.join(keys)}); the file was edited: restore them"
+        )
+
+
+def _torchvision_from_record(fields: dict[str, Any]) -> nn.Module:
+    """The torchvision network of a ``"model"`` record; its ``arch_kwargs`` (keyword
+    arguments of the torchvision constructor, or null) checked to be that, naming the key."""
+    kwargs = fields.get("arch_kwargs")
+    accepted = "a dict of keyword arguments of the torchvision constructor (or null)"
+    if kwargs is not None and not (
+        isinstance(kwargs, dict) and all(isinstance(key, str) for key in kwargs)
+    ):
+        raise ValueError(
+            f"config.json: the model record's arch_kwargs must be {accepted}, got {kwargs!r}; "
+            "the file was edited: restore it"
+        )
+    try:
+        return _model_from_config(fields)
+    except TypeError as error:
+        if not kwargs or "keyword argument" not in str(error):
+            raise
+        raise ValueError(
+            f"config.json: the model record's arch_kwargs {kwargs!r} are not all keyword "
+            f"arguments of torchvision's {fields.get('arch')!r}; arch_kwargs must be {accepted}: "
+            "restore them"
+        ) from None

@@ -102,8 +102,8 @@ def _checked_facts(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     ):
         raise _bad(path, "classes", "a list of distinct class names (non-empty strings)", classes)
     in_channels = config["in_channels"]
-    if not is_int(in_channels) or in_channels < 1:
-        raise _bad(path, "in_channels", "an int >= 1", in_channels)
+    if not is_int(in_channels) or not 1 <= in_channels < 2**63:
+        raise _bad(path, "in_channels", "an int >= 1 that fits in 64 bits", in_channels)
     for key in ("mean", "std"):
         values = config[key]
         if (
@@ -122,6 +122,12 @@ def _checked_facts(path: Path, config: dict[str, Any]) -> dict[str, Any]:
         raise _bad(path, "train", "a dict (the options torchlap train ran with)", config["train"])
     concept_sets = _concept_sets(path, config.get("concept_sets"), config.get("lap_layers"))
     _check_classes(path, config["model"].get("num_classes"), classes, concept_sets)
+    recorded = config["model"].get("in_channels")
+    if is_int(recorded) and recorded != in_channels:  # (read from config.json alone)
+        raise RunError(
+            f"{path}: 'model.in_channels' is {recorded} but 'in_channels' is {in_channels}; "
+            "they must agree (was config.json edited?)"
+        )
     return {
         "classes": list(classes),
         "mean": [float(v) for v in config["mean"]],

@@ -120,13 +120,13 @@ def _check_agrees_with_model(
                 f"{held[0].flatten().tolist()} (was config.json edited?)"
             )
     recorded = config.get("lap_layers")
-    if isinstance(recorded, list):
+    if "lap_layers" in config:  # (absent: a run saved before it was recorded)
         from torchlap.layers import lap_modules  # (the package's layers, loaded with models)
 
         # the record names them in the network; the loaded model wraps it as `net`
-        present = {name.removeprefix("net.") for name in lap_modules(model)}
-        if set(recorded) != present:  # (none left out: a LAP run's maps need its sets)
-            raise RunError(f"{path}: 'lap_layers' is {recorded}, the model's are {sorted(present)}")
+        present = sorted(name.removeprefix("net.") for name in lap_modules(model))
+        if not isinstance(recorded, list) or sorted(map(str, recorded)) != present:
+            raise RunError(f"{path}: 'lap_layers' is {recorded!r}, the model's are {present}")
     trained = (config.get("train") or {}).get("image_size")
     if isinstance(trained, list) and len(set(trained)) == 1:
         trained = trained[0]  # a square pair, as image_size may be written

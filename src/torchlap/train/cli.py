@@ -111,7 +111,8 @@ def config_from_options(*, given: Collection[str] | None = None, **options: Any)
         if not path.is_file():
             raise FileNotFoundError(f"--concept-sets {path}: no such file")
         try:
-            concept_sets = loads_strict(path.read_text(encoding="utf-8"), f"--concept-sets {path}")
+            text = path.read_text(encoding="utf-8-sig")  # (a BOM is fine, as in a CSV)
+            concept_sets = loads_strict(text, f"--concept-sets {path}")
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(
                 f"--concept-sets {path} is not JSON ({error}); expected the file a run writes "
