@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from torchlap.cli import app
 from torchlap.data import load_dataset
+from torchlap.losses import ConceptSets
 from torchlap.models.recipes import RECIPES
 from torchlap.runs import RUN_FORMAT
 from torchlap.train import NonFiniteLossError, PhaseConfig, RunFolderError, TrainConfig, fit
@@ -264,6 +265,27 @@ def test_concept_sets_that_are_not_json_are_named(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert re.search(r"--concept-sets .*sets\.json is not JSON \(.*\); expected", result.output)
     assert not out.exists()
+
+
+def test_a_concept_sets_file_gives_its_concept_count(tmp_path: Path) -> None:
+    """Three concepts for two classes: taken without --n-concepts (it was refused by the model
+    recipe, naming neither the option nor the file), refused naming both with a different one."""
+    sets = tmp_path / "sets.json"
+    sets.write_text(json.dumps(ConceptSets.default(2, 3).to_dict()))  # (with a common head)
+    args = ["train", "--data", "lesions", "--arch", "smallcnn", "--n-images", "40",
+            "--image-size", "32", "--epochs", "1", "--no-progress",
+            "--concept-sets", str(sets)]  # fmt: skip
+    refused = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a"), "--n-concepts", "1"])
+    assert refused.exit_code == 2, refused.output
+    assert re.search(r"--concept-sets .*sets\.json holds 3 concept\(s\) per LAP layer, but "
+                     r"--n-concepts is 1: they must agree", refused.output)  # fmt: skip
+    assert not (tmp_path / "a").exists()
+    taken = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b")])
+    assert taken.exit_code == 0, taken.output
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert config["concept_sets"]["n_concepts"] == 3
+    heads = {call["n_concepts"] for call in config["model"]["lapify"]}
+    assert heads == {3}, config["model"]["lapify"]
 
 
 @pytest.mark.parametrize(

@@ -229,8 +229,10 @@ def _probe_shape(model: nn.Module, input_size: Any) -> tuple[int, int, int]:
             size = (channels, *size)
     else:
         raise TypeError(f"input_size must be an int, (H, W) or (C, H, W), got {input_size!r}")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size):
-        raise ValueError(f"input_size entries must be positive ints, got {input_size!r}")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v < 2**63 for v in size):
+        raise ValueError(
+            f"input_size entries must be positive ints that fit in 64 bits, got {input_size!r}"
+        )
     return size  # type: ignore[return-value]
 
 

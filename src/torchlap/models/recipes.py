@@ -91,8 +91,11 @@ __all__ = [
 ]
 
 
-def default_n_concepts(num_classes: int) -> int:
-    """One concept present in the positive class for two classes, one per class otherwise."""
+def default_n_concepts(num_classes: int, concept_sets: dict[str, Any] | None = None) -> int:
+    """The count of ``concept_sets`` (``ConceptSets.to_dict()``) when given, else one concept
+    present in the positive class for two classes, one per class otherwise."""
+    if concept_sets is not None:  # (its form is checked where it is read)
+        return ConceptSets.from_dict(concept_sets).n_concepts
     return 1 if num_classes == 2 else num_classes
 
 
@@ -259,7 +262,7 @@ class LapRecipe(Recipe):
         self, config: Any, num_classes: int, in_channels: int, pretrained_file: str | None = None
     ) -> TrainingModel:
         """Network + :class:`InjectionObjective` with the paper's (or the given) weights."""
-        n_concepts = config.n_concepts or default_n_concepts(num_classes)
+        n_concepts = config.n_concepts or default_n_concepts(num_classes, config.concept_sets)
         # the --lap preset's paper options (hidden channels, aggregation, ratios, ...)
         lap_options, preset_options = config.lap_options()
         head_ratios = config.head_ratios(n_concepts)
@@ -305,11 +308,9 @@ class LapRecipe(Recipe):
 
 
 def _concept_sets(config: Any, num_classes: int, n_concepts: int) -> ConceptSets:
-    concept_sets = (
-        ConceptSets.from_dict(config.concept_sets)
-        if config.concept_sets is not None
-        else ConceptSets.default(num_classes, n_concepts)
-    )
+    if config.concept_sets is None:
+        return ConceptSets.default(num_classes, n_concepts)
+    concept_sets = ConceptSets.from_dict(config.concept_sets)
     if concept_sets.num_classes != num_classes or concept_sets.n_concepts != n_concepts:
         raise ValueError(
             f"concept_sets are for {concept_sets.num_classes} classes x "

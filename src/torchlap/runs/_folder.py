@@ -101,3 +101,15 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{', '.join(map(str, range(1, RUN_FORMAT_VERSION + 1)))}); was config.json edited?"
         )
     return data
+
+
+def present_weights(folder: Path, missing: str) -> Path:
+    """``folder``'s weights file; :class:`RunError` when that name is something other than a
+    file (a folder, a dangling link), :class:`RunFileNotFoundError` with ``missing`` (what the
+    caller says a folder without weights is) when it is absent."""
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        if odd := not_a_file(weights):
+            raise RunError(f"{weights} is {odd}; torchlap train writes a file: restore it")
+        raise RunFileNotFoundError(missing)
+    return weights

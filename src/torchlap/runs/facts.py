@@ -17,7 +17,6 @@ from typing import Any
 from torchlap._checks import is_int, is_number
 from torchlap.data import builtin_names
 from torchlap.data.transforms import MAX_IMAGE_SIDE
-from torchlap.io import not_a_file
 from torchlap.losses import ConceptSets
 from torchlap.models.build import check_lapify_calls
 from torchlap.runs._folder import (
@@ -25,6 +24,7 @@ from torchlap.runs._folder import (
     WEIGHTS_FILE,
     RunError,
     RunFileNotFoundError,
+    present_weights,
     read_run_config,
 )
 
@@ -64,14 +64,11 @@ def read_run_facts(run_dir: str | os.PathLike[str]) -> RunFacts:
     path = run_dir / CONFIG_FILE
     facts = _checked_facts(path, config)
     _check_lapify_record(path, config["model"])
-    weights = run_dir / WEIGHTS_FILE
-    if not weights.is_file():
-        if odd := not_a_file(weights):
-            raise RunError(f"{weights} is {odd}; torchlap train writes a file: restore it")
-        raise RunFileNotFoundError(
-            f"{weights} does not exist: the run has not finished (resume it with "
-            "`torchlap train ... --resume`)"
-        )
+    weights = present_weights(
+        run_dir,
+        f"{run_dir / WEIGHTS_FILE} does not exist: the run has not finished (resume it with "
+        "`torchlap train ... --resume`)",
+    )
     _resolve_legacy_data(run_dir, config)
     return RunFacts(config=config, run_dir=run_dir, weights=weights, **facts)
 

@@ -13,15 +13,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from torchlap.io import not_a_file
 from torchlap.models.published import check_running_variances, check_state_tensors
 from torchlap.models.recipes import rebuild_model
 from torchlap.runs._folder import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     RunError,
-    RunFileNotFoundError,
     is_run_config,
+    present_weights,
 )
 from torchlap.runs.facts import RunFacts, read_run_facts
 from torchlap.runs.integrity import check_integrity, check_recorded_digest
@@ -44,14 +43,11 @@ def pretrained_weights(pretrained: str | os.PathLike[str]) -> str:
     path = Path(pretrained)
     if not path.is_dir():
         return os.fspath(pretrained)
-    weights = path / WEIGHTS_FILE
-    if not weights.is_file():
-        if odd := not_a_file(weights):
-            raise RunError(f"{weights} is {odd}; torchlap train writes a file: restore it")
-        raise RunFileNotFoundError(
-            f"pretrained folder {path} holds no {WEIGHTS_FILE}: pass a .safetensors file "
-            "or a finished torchlap run folder"
-        )
+    weights = present_weights(
+        path,
+        f"pretrained folder {path} holds no {WEIGHTS_FILE}: pass a .safetensors file or a "
+        "finished torchlap run folder",
+    )
     if is_run_config(path / CONFIG_FILE):  # a torchlap run's: the weights it recorded
         check_integrity(path, weights)
     return str(weights)

@@ -102,26 +102,7 @@ def config_from_options(*, given: Collection[str] | None = None, **options: Any)
     # each value parsed by its option's type; flag keys, non-data and unknown keys refused
     raw_options = key_values(options.pop("data_option"), "--data-option", parse=False)
     data_options = parse_data_options(options["data"], raw_options)
-    concept_file = options.pop("concept_sets")
-    concept_sets = None
-    if concept_file is not None:
-        path = Path(concept_file)
-        if path.is_dir():
-            raise ValueError(f"--concept-sets {path} is a folder; pass the JSON file")
-        if not path.is_file():
-            raise FileNotFoundError(f"--concept-sets {path}: no such file")
-        try:
-            text = path.read_text(encoding="utf-8-sig")  # (a BOM is fine, as in a CSV)
-            concept_sets = loads_strict(text, f"--concept-sets {path}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(
-                f"--concept-sets {path} is not JSON ({error}); expected the file a run writes "
-                "(ConceptSets.to_dict(): class -> concept indices)"
-            ) from None
-        try:  # its form here, before a model is built (its classes are checked with the data)
-            ConceptSets.from_dict(concept_sets)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"--concept-sets {path}: {error}") from None
+    concept_sets = _read_concept_sets(options.pop("concept_sets"), options.get("n_concepts"))
     options["use_discriminative"] = not options.pop("no_discriminative")
     options["freeze_features"] = _freeze_choice(options["freeze_features"])
     if options["balanced_batches"] is None:  # neither flag: the paper's choice for the run
@@ -239,7 +220,11 @@ _Pretrained = Annotated[
 ]
 _NConcepts = Annotated[
     int | None,
-    typer.Option("--n-concepts", help="Concept heads per LAP (default: 1 for 2 classes, else C)."),
+    typer.Option(
+        "--n-concepts",
+        help="Concept heads per LAP (default: the --concept-sets file's, else 1 for 2 classes, "
+        "else C).",
+    ),
 ]
 _ConceptSets = Annotated[
     str | None,
@@ -381,6 +366,38 @@ _ProgressBar = Annotated[
 ]
 _Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the run in --out.")]
 _Resume = Annotated[bool, typer.Option("--resume", help="Resume the run in --out.")]
+
+
+def _read_concept_sets(concept_file: str | None, n_concepts: Any) -> dict[str, Any] | None:
+    """``--concept-sets FILE`` read and its form checked (its classes are checked with the
+    data), before a model is built; its concept count must be ``--n-concepts`` when both are
+    given (without ``--n-concepts`` the run takes the file's)."""
+    if concept_file is None:
+        return None
+    path = Path(concept_file)
+    if path.is_dir():
+        raise ValueError(f"--concept-sets {path} is a folder; pass the JSON file")
+    if not path.is_file():
+        raise FileNotFoundError(f"--concept-sets {path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # (a BOM is fine, as in a CSV)
+        concept_sets = loads_strict(text, f"--concept-sets {path}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"--concept-sets {path} is not JSON ({error}); expected the file a run writes "
+            "(ConceptSets.to_dict(): class -> concept indices)"
+        ) from None
+    try:
+        sets = ConceptSets.from_dict(concept_sets)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"--concept-sets {path}: {error}") from None
+    if n_concepts is not None and n_concepts != sets.n_concepts:
+        raise ValueError(
+            f"--concept-sets {path} holds {sets.n_concepts} concept(s) per LAP layer, but "
+            f"--n-concepts is {n_concepts}: they must agree (leave --n-concepts out to take "
+            "the file's)"
+        )
+    return concept_sets
 
 
 def train(

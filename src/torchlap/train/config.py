@@ -167,8 +167,9 @@ class TrainConfig:
 
     Model: ``arch`` (a torchvision/timm name of :func:`torchlap.models.build_model`, or
     ``smallcnn``), ``lap`` (a preset, ``"auto"`` or ``"none"`` for the vanilla baseline),
-    ``n_concepts`` (``None``: 1 concept present in the positive class for two classes, one
-    concept per class otherwise), ``pretrained`` (torchvision weights name or local file).
+    ``n_concepts`` (``None``: the count of ``concept_sets`` when given, else 1 concept present
+    in the positive class for two classes, one concept per class otherwise), ``pretrained``
+    (torchvision weights name or local file).
     ``model``: ``"lap"`` (default: the classifier with the LAP layers of ``lap``), a BLA variant
     ``"bla"``, ``"bla-t"``, ``"bla-ph"``, ``"l2x-f"`` (paper 002: :func:`torchlap.models.blaify`
     on the vanilla network; BLA-PH trains only the BLA module in every phase, on the trained

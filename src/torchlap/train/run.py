@@ -283,7 +283,7 @@ def _prepare(config: TrainConfig) -> _Prepared:
             f"{config.data!r} has none (no image of it has a box or a mask); use --supervision "
             "weak (or none)"
         )
-    heads = config.n_concepts or default_n_concepts(len(classes))
+    heads = config.n_concepts or default_n_concepts(len(classes), config.concept_sets)
     if config.uses_lap and config.head_hidden == "per_head" and heads == 1:
         raise ValueError(
             f"--head-hidden per_head gives each concept head its own hidden channels, but the "
