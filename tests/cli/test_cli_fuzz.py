@@ -46,15 +46,16 @@ ACCEPTED: dict[tuple[str, str], set[str]] = {
     ("bench explain", "methods"): {"empty"}, ("bench explain", "against"): {"empty"},
 }  # fmt: skip
 #: caps (an image count larger than the data's: all of them), repetitions and numbers with no
-#: upper bound, which take a count past 2**63
+#: upper bound, which take a count past 2**63 (the counts checked as ints, such as
+#: --mask-batch-size and --checkpoint-every, stop at 2**63 - 1: torch's and the kernels' sizes)
 for _key in [("evaluate", "max_images"), ("evaluate", "max_val_images"),
              ("evaluate", "stability_images"), ("evaluate", "sanity_images"),
              ("evaluate", "lime_images"), ("export", "verify_images"), ("explain", "batch_size"),
              ("bench explain", "repeats"), ("bench explain", "rounds"),
-             ("bench explain", "mask_batch_size"), ("bench layer", "rounds"),
+             ("bench layer", "rounds"),
              ("bench model", "repeats"), ("bench model", "rounds"), ("demo", "lr"),
              ("train", "alpha"), ("train", "concordance_weight"), ("train", "lr"),
-             ("train", "weight_decay"), ("train", "checkpoint_every_n_steps")]:  # fmt: skip
+             ("train", "weight_decay")]:  # fmt: skip
     for _command in {_key[0], "compare"} if _key[0] == "evaluate" else {_key[0]}:
         ACCEPTED.setdefault((_command, _key[1]), set()).add("huge")
 #: the counts and numbers that take 3 ("json-scalar"), 0, or both

@@ -189,6 +189,11 @@ CASES = [
         ["bench", "explain", "--sizes", "8", "--rise-vs-sise", "--rise-masks", "5000000"],
         r"--rise-masks: n_masks 5000000 of 8x8 grids",
     ),
+    (  # (it was named --rise-masks)
+        "bench explain mask-batch-size huge",
+        ["bench", "explain", "--sizes", "8", "--methods", "rise", "--mask-batch-size", HUGE],
+        r"--mask-batch-size: mask_batch_size must be an int >= 1 that fits in 64 bits",
+    ),
     (
         "bench model archs a,",
         ["bench", "model", "--archs", "resnet18,"],

@@ -409,8 +409,10 @@ def _check_rise(rise_masks: int, mask_batch_size: int, precision: str) -> None:
     would not fit in memory used to be refused after the table's header."""
     try:
         get("rise")(nn.Identity(), **_options("rise", rise_masks, mask_batch_size, precision))
-    except ValueError as error:
-        raise typer.BadParameter(f"--rise-masks: {error}") from None
+    except ValueError as error:  # named by the flag of the argument it names first
+        text = str(error)
+        flag = "--mask-batch-size" if text.startswith("mask_batch_size") else "--rise-masks"
+        raise typer.BadParameter(f"{flag}: {text}") from None
 
 
 def _refuse_ignored(
