@@ -54,3 +54,19 @@ def snapshot(folder: Path) -> dict[str, str]:
 def temp_files(folder: Path) -> list[Path]:
     """Temporary files or folders of any writer (torchlap's or the old ``*.tmp`` names)."""
     return [p for p in folder.rglob("*") if p.name.endswith((".tmp", ".torchlap-tmp"))]
+
+
+# the file fuzzer's clean data folder (tests/robustness/test_robust_file_fuzz*.py)
+@pytest.fixture(scope="module")
+def clean_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny annotated folder (40 lesion images of 32 px, boxes and masks); the fuzzer
+    copies it before each mutation."""
+    from file_fuzz_checks import make_clean_data
+
+    return make_clean_data(tmp_path_factory.mktemp("filefuzz") / "data")
+
+
+@pytest.fixture(scope="module")
+def an_image(clean_data: Path) -> Path:
+    """One clean test image of :func:`clean_data`."""
+    return next((clean_data / "images" / "test").glob("*.png"))

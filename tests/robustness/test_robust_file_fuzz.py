@@ -87,7 +87,6 @@ from file_fuzz_checks import (
     fast,
     invoke,
     leaks,
-    make_clean_data,
     same_samples,
     samples,
     xfail_params,
@@ -102,12 +101,6 @@ from torchlap.runs import RunError, load_run
 # ------------------------------------------------------------------------------------------
 # the clean files
 @pytest.fixture(scope="module")
-def clean_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny annotated folder (40 lesion images of 32 px, boxes and masks)."""
-    return make_clean_data(tmp_path_factory.mktemp("filefuzz") / "data")
-
-
-@pytest.fixture(scope="module")
 def clean_results(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The results of a tiny evaluation of the tiny run (lap and Grad-CAM, 4 images)."""
     options = EvaluateOptions(
@@ -117,11 +110,6 @@ def clean_results(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     out = tmp_path_factory.mktemp("filefuzz") / "eval"
     evaluate_run(tiny_run, out=out, options=options, write_report=False)
     return json.loads((out / "results.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def an_image(clean_data: Path) -> Path:
-    return next((clean_data / "images" / "test").glob("*.png"))
 
 
 HEADER = ["image", "label", "split", "x_min", "y_min", "x_max", "y_max", "mask"]

@@ -45,7 +45,6 @@ from file_fuzz_checks import (
     fast,
     invoke,
     leaks,
-    make_clean_data,
     same_samples,
     samples,
     stop_train_at_work,
@@ -54,18 +53,6 @@ from file_fuzz_checks import (
 
 from conftest import TINY, snapshot
 from torchlap.data import load_dataset, load_image
-
-
-@pytest.fixture(scope="module")
-def clean_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny annotated folder (40 lesion images of 32 px): its images are the clean ones."""
-    return make_clean_data(tmp_path_factory.mktemp("filefuzz") / "data")
-
-
-@pytest.fixture(scope="module")
-def an_image(clean_data: Path) -> Path:
-    return next((clean_data / "images" / "test").glob("*.png"))
-
 
 # ------------------------------------------------------------------------------------------
 # an image given to explain, an image of an ImageFolder
