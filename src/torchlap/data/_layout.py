@@ -12,12 +12,13 @@ from pathlib import Path
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from torchlap.data._base import SPLITS
-from torchlap.data.annotations import ImageRecord
-from torchlap.data.images import DICOM_SUFFIXES
+from torchlap.data.annotations import ANNOTATIONS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, ImageRecord
+from torchlap.data.images import DICOM_SUFFIXES, not_a_file
 
 __all__ = [
     "FOLDER_IMAGE_SUFFIXES",
     "log_left_out_files",
+    "refuse_a_missing_csv",
     "refuse_folder_links_back",
     "refuse_misread_entries",
     "refuse_other_image_folders",
@@ -182,3 +183,26 @@ def refuse_folder_links_back(root: Path, folder: Path, classes: list[str]) -> No
                         "endlessly: remove the link (links to folders outside the dataset "
                         "folder are read)"
                     )
+
+
+def refuse_a_missing_csv(root_path: Path) -> None:
+    """Refuse a folder that is an annotated dataset folder without its ``annotations.csv``:
+    something else stands in the CSV's place, or the layout ``data export`` writes is there
+    without it (read as one subfolder of images per class, either would be misread)."""
+    csv_path = root_path / ANNOTATIONS
+    if os.path.lexists(csv_path) and not csv_path.is_file():
+        # read as a class folder it would hold no images, said misleadingly
+        raise ValueError(
+            f"{csv_path} {not_a_file(csv_path)}, not the CSV file of an annotated dataset "
+            f"folder: replace it with the file (columns {', '.join(REQUIRED_COLUMNS)}) or move it "
+            f"away to read {root_path} as one subfolder of images per class"
+        )
+    layout = [n for n in ("images", "masks", "dataset.json") if (root_path / n).exists()]
+    if "images" in layout and len(layout) > 1:
+        # torchlap's annotated layout (data export) without its CSV: read as an ImageFolder it
+        # would have the classes "images" and "masks" and train to a meaningless 100 %
+        raise FileNotFoundError(
+            f"{root_path} looks like an annotated dataset folder ({', '.join(layout)}) but has "
+            f"no {ANNOTATIONS}; restore it (columns {', '.join(REQUIRED_COLUMNS)}, optionally "
+            f"{', '.join(OPTIONAL_COLUMNS)}) and run `torchlap data check {root_path}`"
+        )

@@ -6,6 +6,7 @@ the images by :mod:`torchlap.data.images` (the one decoder).
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -28,11 +29,13 @@ from torchlap.data._base import (
     box_covers_a_pixel,
     boxes_to_mask,
     check_folder_options,
+    check_split,
     make_sample,
 )
 from torchlap.data._layout import (
     FOLDER_IMAGE_SUFFIXES,
     log_left_out_files,
+    refuse_a_missing_csv,
     refuse_folder_links_back,
     refuse_misread_entries,
     refuse_other_image_folders,
@@ -41,8 +44,6 @@ from torchlap.data._layout import (
 from torchlap.data._subsets import check_cut_keeps_classes, seeded_split, stratified_cut
 from torchlap.data.annotations import (
     ANNOTATIONS,
-    OPTIONAL_COLUMNS,
-    REQUIRED_COLUMNS,
     ImageRecord,
     inside_path,
     read_annotations,
@@ -186,7 +187,6 @@ class AnnotatedFolder(RegionDataset):
         n_images: int | None = None,
     ) -> None:
         # the options were checked (check_folder_options) by __init__ or from_records
-        self.split = split
         self.root = root
         self.source = source
         self.has_regions = bool(has_regions)
@@ -197,15 +197,39 @@ class AnnotatedFolder(RegionDataset):
         self.records_all = records = self._assign_splits(records, split_fractions, seed)
         self.classes = self._classes(records, classes)
         self.class_to_index = {name: i for i, name in enumerate(self.classes)}
-        in_split = [r for r in records if r.split == self.split]
-        self.records = in_split if n_images is None else stratified_cut(in_split, n_images, seed)
-        if not self.records:
-            raise ValueError(f"{source}: the {self.split!r} split has no images")
-        if self.split == "train" and n_images is not None:
-            check_cut_keeps_classes(in_split, self.records, n_images, source)
+        self._cut = (n_images, seed, image_size, transform, augment)  # (what a split depends on)
+        self._select(split)
         self.n_channels = self._check_files(records, channels, verify_images)
         self._set_size_and_transform(image_size, transform, augment)
         self._set_normalization(mean, std)
+
+    def _select(self, split: str) -> None:
+        """``self.records``: the images of ``split``, cut to ``n_images``; refused when none."""
+        n_images, seed = self._cut[:2]
+        self.split = split
+        in_split = [r for r in self.records_all if r.split == split]
+        self.records = in_split if n_images is None else stratified_cut(in_split, n_images, seed)
+        if not self.records:
+            raise ValueError(f"{self.source}: the {split!r} split has no images")
+        if split == "train" and n_images is not None:
+            check_cut_keeps_classes(in_split, self.records, n_images, self.source)
+
+    def with_split(self, split: str) -> AnnotatedFolder:
+        """The ``split`` split (``train``, ``val`` or ``test``) of the same data with the same
+        options, as loading it anew would give, from what this dataset read: ``annotations.csv``
+        is not parsed again and no image header is opened again (with ``verify_images``, the
+        masks of that split's images with boxes are decoded, once each, to refuse an empty
+        one). Refused (ValueError) as loading it: an empty split, a cut training split that
+        loses a class."""
+        check_split(split)
+        view = copy.copy(self)
+        view._select(split)
+        if view.verified:  # the headers were read (and checked) for every image already
+            for record in view.records:
+                if record.mask is not None and record.boxes:
+                    view._check_mask_not_empty(record, view._read_mask(record))
+        view._set_size_and_transform(*view._cut[2:])
+        return view
 
     def _assign_splits(
         self, records: list[ImageRecord], fractions: Sequence[float], seed: int
@@ -510,7 +534,7 @@ def image_folder(
     if not root_path.is_dir():
         raise FileNotFoundError(f"dataset folder {root_path} does not exist")
     check_folder_options(split=split, **options)  # before any file is listed
-    _refuse_a_missing_csv(root_path)
+    refuse_a_missing_csv(root_path)
     try:
         next(iter(root_path.iterdir()), None)
     except PermissionError as error:
@@ -564,26 +588,3 @@ def image_folder(
     return AnnotatedFolder.from_records(
         root_path, records, source=str(root_path), has_regions=False, split=split, **options
     )
-
-
-def _refuse_a_missing_csv(root_path: Path) -> None:
-    """Refuse a folder that is an annotated dataset folder without its ``annotations.csv``:
-    something else stands in the CSV's place, or the layout ``data export`` writes is there
-    without it (read as one subfolder of images per class, either would be misread)."""
-    csv_path = root_path / ANNOTATIONS
-    if os.path.lexists(csv_path) and not csv_path.is_file():
-        # read as a class folder it would hold no images, said misleadingly
-        raise ValueError(
-            f"{csv_path} {not_a_file(csv_path)}, not the CSV file of an annotated dataset "
-            f"folder: replace it with the file (columns {', '.join(REQUIRED_COLUMNS)}) or move it "
-            f"away to read {root_path} as one subfolder of images per class"
-        )
-    layout = [n for n in ("images", "masks", "dataset.json") if (root_path / n).exists()]
-    if "images" in layout and len(layout) > 1:
-        # torchlap's annotated layout (data export) without its CSV: read as an ImageFolder it
-        # would have the classes "images" and "masks" and train to a meaningless 100 %
-        raise FileNotFoundError(
-            f"{root_path} looks like an annotated dataset folder ({', '.join(layout)}) but has "
-            f"no {ANNOTATIONS}; restore it (columns {', '.join(REQUIRED_COLUMNS)}, optionally "
-            f"{', '.join(OPTIONAL_COLUMNS)}) and run `torchlap data check {root_path}`"
-        )

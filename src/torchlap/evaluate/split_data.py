@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from torchlap.data import collate_regions, first_images, load_dataset
+from torchlap.data import AnnotatedFolder, collate_regions, first_images, load_dataset
 from torchlap.evaluate.provenance import DataSettings, data_settings, same_data
 from torchlap.metrics._common import image_ids_of
 from torchlap.runs import resolve_run_data
@@ -102,19 +102,17 @@ def open_eval_split(
     split: str,
     max_images: int | None,
     settings: DataSettings | None = None,
+    folders: dict[tuple, Any] | None = None,
 ) -> OpenedSplit:
     """:func:`load_eval_data`'s checks before any image is decoded: the split opened with
     :func:`~torchlap.data.load_dataset` (a folder's annotations parsed, its files checked),
     refused (ValueError) when its classes or channel count are not the run's or it is empty,
-    and cut to ``max_images``."""
+    and cut to ``max_images``. ``folders``: the folders read so far (filled here), so that
+    another split of a folder read alike is taken from it
+    (:meth:`~torchlap.data.AnnotatedFolder.with_split`: its CSV and image headers read once)."""
     if settings is None:
         settings = data_settings(run.config, data)
-    kwargs = dict(settings.data_options)
-    if settings.n_images is not None:
-        kwargs["n_images"] = settings.n_images
-    dataset = load_dataset(
-        data, split=split, image_size=run.image_size, seed=settings.seed, **kwargs
-    )
+    dataset = _load_split(run, data, split, settings, folders)
     if list(dataset.classes) != list(run.classes):
         raise ValueError(
             f"{data!r} has classes {list(dataset.classes)}, the run was trained on "
@@ -131,6 +129,25 @@ def open_eval_split(
         opened.dataset = Subset(dataset, kept)
         opened.ids = torch.tensor(kept, dtype=torch.long, device="cpu")
     return opened
+
+
+def _load_split(
+    run: Any, data: str, split: str, settings: DataSettings, folders: dict[tuple, Any] | None
+) -> Any:
+    """``split`` of ``data`` read with ``settings`` at the run's image size: from a folder
+    read alike in ``folders`` (none parsed or opened again) or loaded (and kept there)."""
+    key = ("folder", str(data), run.image_size, settings.reading())
+    if folders is not None and key in folders:
+        return folders[key].with_split(split)
+    kwargs = dict(settings.data_options)
+    if settings.n_images is not None:
+        kwargs["n_images"] = settings.n_images
+    dataset = load_dataset(
+        data, split=split, image_size=run.image_size, seed=settings.seed, **kwargs
+    )
+    if folders is not None and isinstance(dataset, AnnotatedFolder):
+        folders[key] = dataset
+    return dataset
 
 
 def _check_channels(run: Any, data: str, channels: int) -> None:
@@ -190,7 +207,7 @@ def open_shared(
         return open_eval_split(run, data, split, max_images, settings)
     key = ("opened", *_reading_key(run, data, split, max_images, settings))
     if key not in shared:
-        shared[key] = open_eval_split(run, data, split, max_images, settings)
+        shared[key] = open_eval_split(run, data, split, max_images, settings, folders=shared)
     return replace(shared[key], settings=settings)  # (the dataset itself shared)
 
 
@@ -231,9 +248,12 @@ def open_run_splits(
     validation split (``options.max_val_images``) of ``data`` (default: the run's own, a
     relative folder of an older run looked up where :func:`~torchlap.runs.resolve_run_data`
     says), opened and checked against ``run`` (its :class:`~torchlap.runs.RunFacts`: no model
-    needed); read with ``given`` or the run's own settings (:func:`data_reading`)."""
+    needed); read with ``given`` or the run's own settings (:func:`data_reading`). A folder's
+    ``annotations.csv`` is parsed and its image headers opened once for both splits (and once
+    for the runs of a comparison that read it alike: ``shared``)."""
     data = data or resolve_run_data(run.run_dir, run.config)
     settings, notes = data_reading(run, data, given)
+    shared = {} if shared is None else shared  # (a folder's two splits read from one parse)
     test = open_shared(run, data, options.split, options.max_images, settings, shared)
     val = open_shared(run, data, "val", options.max_val_images, settings, shared)
     return RunSplits(data, settings, notes, test, val)
