@@ -4,6 +4,7 @@ killed between recording and renaming the new file still finds the old file vali
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,15 @@ def check_integrity(run_dir: str | os.PathLike[str], path: str | os.PathLike[str
 
 
 def check_recorded_digest(
-    run_dir: str | os.PathLike[str], config: dict[str, Any], path: str | os.PathLike[str]
+    run_dir: str | os.PathLike[str],
+    config: dict[str, Any],
+    path: str | os.PathLike[str],
+    content: bytes | None = None,
 ) -> None:
     """:func:`check_integrity` against ``config``, ``run_dir``'s ``config.json`` already read
-    (:func:`~torchlap.runs.load_run` reads it once)."""
+    (:func:`~torchlap.runs.load_run` reads it once). ``content``: ``path``'s bytes as the
+    caller read them (what is checked is then what the caller uses, not a second read of the
+    file, which may have been swapped in between); ``None``: the file is read here."""
     run_dir = Path(run_dir)
     if "integrity" not in config:
         return
@@ -106,7 +112,7 @@ def check_recorded_digest(
             f"{path}: config.json records no SHA-256 for this file, so the run did not finish "
             "writing it; resume the run with --resume (or train it again)"
         )
-    actual = sha256_file(path)
+    actual = sha256_file(path) if content is None else hashlib.sha256(content).hexdigest()
     if actual not in {entry.get("sha256"), entry.get("previous")} - {None}:
         raise RunError(
             f"{path} is damaged or was changed: its SHA-256 is {actual[:16]}..., config.json "

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load
 from torch import nn
 
 from torchlap.models.published import check_running_variances, check_state_tensors
@@ -85,15 +85,24 @@ def load_run(run_dir: str | os.PathLike[str] | RunFacts) -> LoadedRun:
     resolved, see :func:`resolve_run_data`.
     ``run_dir`` may be the run's :class:`RunFacts` (:func:`read_run_facts`, which checks
     ``config.json`` without building the model): its ``config.json`` is not read again.
+
+    ``model.safetensors`` is read once: its SHA-256 is checked on the bytes read and the
+    tensors are loaded from those same bytes (a file swapped after the check is not loaded).
+    Memory: the file's bytes, the rebuilt model and the loaded tensors are alive together for
+    a moment, about three times the weights' size (a ResNet-50's are about 100 MB); an
+    unreadable file is a :class:`RunError` naming it.
     """
     facts = run_dir if isinstance(run_dir, RunFacts) else read_run_facts(run_dir)
     config, path = facts.config, facts.run_dir / CONFIG_FILE
-    check_recorded_digest(facts.run_dir, config, facts.weights)
+    content = _read_weights(facts.weights)  # read once: the bytes checked are those loaded
+    check_recorded_digest(facts.run_dir, config, facts.weights, content)
     try:
         model = rebuild_model(config)
     except (KeyError, TypeError, ValueError) as error:
         raise RunError(f"{path} does not describe a model: {error}") from None
-    _load_weights(model, facts.weights, path)  # (a model.num_classes edited: the weights differ)
+    # (a model.num_classes edited: the weights differ)
+    _load_weights(model, content, facts.weights, path)
+    del content  # (the file's bytes freed before the checks below)
     _check_agrees_with_model(path, config, model, facts.image_size)
     _check_outputs(path, config, facts, model)
     fields = {key: value for key, value in vars(facts).items() if key != "model"}
@@ -133,10 +142,23 @@ def _check_agrees_with_model(
         )
 
 
-def _load_weights(model: nn.Module, weights: Path, config_path: Path) -> None:
-    """``weights`` into ``model`` (eval mode), refusing a file that does not fit it."""
+def _read_weights(weights: Path) -> bytes:
+    """The bytes of the weights file; an unreadable one (permission denied, an I/O error) a
+    :class:`RunError` naming it."""
     try:
-        state = load_file(str(weights))
+        return weights.read_bytes()
+    except OSError as error:
+        raise RunError(
+            f"{weights} cannot be read ({error.strerror or error}); torchlap needs read "
+            "access to the run's weights: fix the file's permissions or restore it"
+        ) from None
+
+
+def _load_weights(model: nn.Module, content: bytes, weights: Path, config_path: Path) -> None:
+    """The tensors of ``content`` (the bytes of ``weights``) into ``model`` (eval mode),
+    refusing a file that does not fit it."""
+    try:
+        state = load(content)
     except (SafetensorError, OSError, ValueError) as error:
         raise RunError(f"{weights} is not a readable safetensors file: {error}") from None
     expected = model.state_dict()
