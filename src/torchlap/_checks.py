@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Sequence
-from typing import TypeVar
+import reprlib
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +32,7 @@ __all__ = [
     "check_fraction",
     "check_has_values",
     "check_int",
+    "check_keyword_dict",
     "check_model_inputs",
     "check_number",
     "check_positive_float",
@@ -211,6 +213,27 @@ def check_bool(value: object, name: str) -> bool:
     ):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def check_keyword_dict(value: object, name: str, accepted: str) -> dict[str, Any]:
+    """``value`` (a mapping whose keys are str, the keyword arguments passed on with ``**``;
+    None: none) as a new dict, else ``TypeError`` naming ``name``, what it got and
+    ``accepted`` (what the keywords are for): ``dict(value or {})`` would take a text as
+    pairs, a list of pairs, and a 0 or an empty text as no keyword at all."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"{name} must be a dict of keyword arguments ({accepted}) or None, got "
+            f"{type(value).__name__} {reprlib.repr(value)}"
+        )
+    if keys := [key for key in value if not isinstance(key, str)]:
+        raise TypeError(
+            f"{name} must be a dict of keyword arguments ({accepted}) whose keys are str "
+            f"(the keywords' names), got the key {reprlib.repr(keys[0])} "
+            f"({type(keys[0]).__name__})"
+        )
+    return dict(value)
 
 
 def check_device(value: object, name: str = "device") -> torch.device:

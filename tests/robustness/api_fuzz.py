@@ -70,7 +70,9 @@ class Spec:
     to read (a missing file and a folder in its place are refused, the message naming the path
     or the argument; a ``FileNotFoundError`` or ``IsADirectoryError`` is a refusal there);
     ``writes``: the argument naming the file the call writes (a refusal must leave its folder
-    as it was); ``slow``: swept only by the slow test (the calls run a model many times)."""
+    as it was); ``keywords``: dict arguments passed on as keyword arguments (a text, a list of
+    pairs and a key that is not a str are refused); ``slow``: swept only by the slow test (the
+    calls run a model many times)."""
 
     id: str
     call: Callable[..., Any]
@@ -83,6 +85,7 @@ class Spec:
     choices: tuple[str, ...] = ()
     writes: str | None = None
     paths: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
     slow: bool = False
 
 
@@ -204,6 +207,10 @@ def _scalar_values(spec: Spec, name: str, value: object) -> Iterator[tuple[str, 
         yield "nan-item", type(value)([math.nan, *value[1:]])
         yield "text-item", type(value)(["x", *value[1:]])
         yield "bool-item", type(value)([True, *value[1:]])
+    elif isinstance(value, dict) and name in spec.keywords:
+        yield "text", "abc"
+        yield "pairs", list(value.items())
+        yield "int-key", {1: 1, **value}
     elif isinstance(value, nn.Module):
         yield "text", "model"
     elif callable(value):

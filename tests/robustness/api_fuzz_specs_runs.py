@@ -146,9 +146,11 @@ SPECS = [
             "alpha": 1.0,
             "eps": 1e-6,
             "head_hidden": "shared",
+            "arch_kwargs": {"zero_init_residual": False},
         },
         positives=("num_classes", "in_channels", "n_concepts", "eps"),
         choices=("arch", "lap", "aggregation", "head_hidden"),
+        keywords=("arch_kwargs",),
         slow=True,
     ),
     Spec(

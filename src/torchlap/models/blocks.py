@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchlap._checks import check_bool, check_choice, check_positive_int
+from torchlap._checks import check_bool, check_choice, check_keyword_dict, check_positive_int
 from torchlap.layers import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
 from torchlap.layers.functional import _local_attention_pool2d, _pair
 
@@ -68,6 +68,13 @@ def make_adaptive_lap(
     """A fresh :class:`AdaptiveLocalAttentionPool2d` with the LAP ``options``."""
     return AdaptiveLocalAttentionPool2d(
         in_channels, output_size, **_fresh_options(options), device=device, dtype=dtype
+    )
+
+
+def _lap_options(options: object) -> dict[str, Any]:
+    """A block's ``lap_options`` checked (:func:`check_keyword_dict`) before anything is built."""
+    return check_keyword_dict(
+        options, "lap_options", "of LocalAttentionPool2d, e.g. {'hidden_channels': 8}"
     )
 
 
@@ -191,6 +198,7 @@ class LapConv2d(nn.Conv2d):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
+        lap_options = _lap_options(lap_options)
         _check_conv_args(
             in_channels, out_channels, kernel_size, padding, dilation, groups, bias, padding_mode
         )
@@ -202,7 +210,7 @@ class LapConv2d(nn.Conv2d):
         if min(pool_stride) < 1:
             raise ValueError(f"stride must be >= 1, got {stride!r}")
         self.lap = make_lap(
-            out_channels, lap_options or {}, device, dtype,
+            out_channels, lap_options, device, dtype,
             kernel_size=pool_stride, stride=pool_stride, ceil_mode=True,
         )  # fmt: skip
 
@@ -211,6 +219,7 @@ class LapConv2d(nn.Conv2d):
         """The LAP version of ``conv`` (weights copied; ``conv`` itself is left untouched)."""
         if not isinstance(conv, nn.Conv2d):
             raise TypeError(f"expected an nn.Conv2d, got {type(conv).__name__}")
+        lap_options = _lap_options(lap_options)
         new = cls(
             conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
             conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
@@ -293,6 +302,7 @@ class LapResidualBlock(SharedScoreBlock):
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
+        lap_options = _lap_options(lap_options)
         super().__init__()
         block = copy.deepcopy(block)
         convs = [name for name in ("conv1", "conv2", "conv3") if hasattr(block, name)]
@@ -328,7 +338,7 @@ class LapResidualBlock(SharedScoreBlock):
         _restride(self.downsample[0])
         in_channels = getattr(self, convs[0]).in_channels
         self.lap = make_lap(
-            in_channels, lap_options or {}, device, dtype,
+            in_channels, lap_options, device, dtype,
             kernel_size=stride, stride=stride, ceil_mode=True,
         )  # fmt: skip
 
@@ -386,6 +396,7 @@ class LapInceptionReduction(SharedScoreBlock):
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
+        lap_options = _lap_options(lap_options)
         super().__init__()
         layout = _INCEPTION_BRANCHES.get(type(block).__name__)
         if layout is None:
@@ -412,7 +423,7 @@ class LapInceptionReduction(SharedScoreBlock):
                     self._offsets[name] = conv_center_offset(conv)
                     self._strides[name] = _restride(conv)
         in_channels = getattr(self, layout[0][0]).conv.in_channels
-        self.lap = make_lap(in_channels, lap_options or {}, device, dtype, kernel_size=3, stride=2)
+        self.lap = make_lap(in_channels, lap_options, device, dtype, kernel_size=3, stride=2)
 
     def shared_pools(self) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
         """``{unit name: (stride, offset)}`` of the convolutions pooled by the LAP's score."""

@@ -20,7 +20,7 @@ import torch
 import torch.hub
 from torch import nn
 
-from torchlap._checks import check_has_values, check_positive_int
+from torchlap._checks import check_has_values, check_keyword_dict, check_positive_int
 from torchlap.layers import LapBase
 from torchlap.models.lapify import _options as lap_options
 from torchlap.models.lapify import lapify
@@ -330,7 +330,9 @@ def build_model(
     _check_arch(arch)
     check_positive_int(num_classes, "num_classes")
     check_positive_int(in_channels, "in_channels")
-    arch_kwargs = dict(arch_kwargs or {})
+    arch_kwargs = check_keyword_dict(
+        arch_kwargs, "arch_kwargs", f"of torchvision's {arch!r} constructor"
+    )
     try:
         json.dumps(arch_kwargs)
     except TypeError as error:

@@ -37,6 +37,7 @@ from typing import Any
 
 from torch import nn
 
+from torchlap._checks import check_keyword_dict
 from torchlap.layers import lap_modules
 from torchlap.losses import (
     ConceptSets,
@@ -586,7 +587,8 @@ def build_classifier(
     lap_sites(lap)  # an unknown --lap fails for every family
     spec = ModelSpec(
         arch, num_classes, in_channels, lap, n_concepts, pretrained, image_size,
-        dict(lap_options or {}), pretrained_file,
+        check_keyword_dict(lap_options, "lap_options", "of every LAP layer, e.g. "
+                           "{'hidden_channels': 8}"), pretrained_file,
     )  # fmt: skip
     return recipe.build(spec)
 
