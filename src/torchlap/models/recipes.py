@@ -579,16 +579,13 @@ def build_classifier(
     recipe = recipe_for(model, lap)
     if not recipe.uses_lap and recipe.name != "vanilla":
         if str(lap).lower() not in ("auto", "none"):
-            raise ValueError(
-                f"model {model!r} builds a network without LAP layers; lap must be 'none', "
-                f"got {lap!r}"
-            )
+            message = f"model {model!r} builds a network without LAP layers; lap must be 'none'"
+            raise ValueError(f"{message}, got {lap!r}")
         lap = "none"
     lap_sites(lap)  # an unknown --lap fails for every family
     spec = ModelSpec(
         arch, num_classes, in_channels, lap, n_concepts, pretrained, image_size,
-        check_keyword_dict(lap_options, "lap_options", "of every LAP layer, e.g. "
-                           "{'hidden_channels': 8}"), pretrained_file,
+        check_keyword_dict(lap_options, "lap_options", "of every LAP layer"), pretrained_file,
     )  # fmt: skip
     return recipe.build(spec)
 
