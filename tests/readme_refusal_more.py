@@ -3,17 +3,23 @@ weights (not a test module; see ``readme_refusal_cases``)."""
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import io
 import json
 import os
 import shutil
+from collections.abc import Iterator
 
 import torch
 from PIL import Image
 from torch import nn
+from typer.testing import CliRunner
 
 from readme_refusal_cases import Trigger, message, scratch, tiny_cnn
 from readme_refusal_cli import TRAIN, cli, evaluate, image_file, run_copy, tiny_run
 from readme_refusal_data import annotated_folder, class_folders, load
+from torchlap.cli import app
 
 
 def _overwrite_stray_checkpoint() -> str:
@@ -51,6 +57,39 @@ def _empty_mask_next_to_boxes() -> str:
 def _backslash_path() -> str:
     root = annotated_folder({2: "img\\0.png,neg,train,2,2,10,10,"})
     return load(root)
+
+
+@contextlib.contextmanager
+def _may_not_read(path: os.PathLike) -> Iterator[None]:
+    """Opening ``path`` is denied (the tests run as root, who may read a ``chmod 000`` file)."""
+    locked, real = os.path.realpath(path), io.open
+
+    def denied(file: object, *args: object, **kwargs: object) -> object:
+        if isinstance(file, (str, os.PathLike)) and os.path.realpath(file) == locked:
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        return real(file, *args, **kwargs)
+
+    builtins.open = io.open = denied
+    try:
+        yield
+    finally:
+        builtins.open = io.open = real
+
+
+def _unreadable_config() -> str:
+    run = run_copy()
+    with _may_not_read(run / "config.json"):
+        return evaluate(run)
+
+
+def _unreadable_results() -> str:
+    out = scratch() / "OUT"
+    args = ["evaluate", "--run", tiny_run(), "--methods", "gradcam", "--max-images", "4"]
+    args += ["--max-val-images", "4", "--stability-images", "1", "--out", out]
+    if CliRunner().invoke(app, [str(a) for a in args]).exit_code != 0:
+        raise RuntimeError("the evaluation whose results.json is locked failed")
+    with _may_not_read(out / "results.json"):
+        return cli(args, {out: "OUT"})
 
 
 def _own_results_json() -> str:
@@ -257,6 +296,7 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
         "Paths the file system cannot hold; very long values": [(0, _long_out)],
         "An empty mask next to boxes": [(0, _empty_mask_next_to_boxes)],
         "Missing or unreadable files": [(2, _backslash_path)],
+        "Files torchlap may not read": [(0, _unreadable_config), (2, _unreadable_results)],
         "An output entry of the other kind": [(4, _own_results_json)],
         "Bad methods for the demo's comparison": [
             (0, lambda: _demo_methods(("lap", "nosuch"))),

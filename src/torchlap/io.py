@@ -36,6 +36,7 @@ __all__ = [
     "fitting_path",
     "loads_strict",
     "not_a_file",
+    "read_file",
     "sha256_file",
 ]
 
@@ -314,6 +315,24 @@ def not_a_file(path: str | os.PathLike[str]) -> str | None:
     if path.is_symlink():
         return "a link to nothing or a link loop"
     return "not a regular file (a pipe, socket or device)" if os.path.lexists(path) else None
+
+
+def read_file(path: str | os.PathLike[str], what: str = "it") -> bytes:
+    """The bytes of the file ``path``. A file that is there but cannot be read (permission
+    denied, an I/O error) raises the same ``OSError`` subclass (``PermissionError``...) with a
+    message naming the file and saying it cannot be read and why (``what``: what torchlap
+    needs read access to, for the message); a missing file, or a folder in its place, raises
+    Python's own error, which names the path."""
+    path = as_path(path)
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise
+    except OSError as error:
+        raise type(error)(
+            f"{path} cannot be read ({error.strerror or error}); torchlap needs read access to "
+            f"{what}: fix the file's permissions (or restore it)"
+        ) from None
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -77,6 +77,13 @@ SPECS = [
     ),
     Spec("sha256_file", io.sha256_file, lambda: {"path": _text_file()}, paths=("path",)),
     Spec(
+        "read_file",
+        io.read_file,
+        lambda: {"path": _text_file(), "what": "the file"},
+        paths=("path",),
+        fixed=frozenset({"what"}),  # (a word of the message only)
+    ),
+    Spec(
         "atomic_write_json",
         io.atomic_write_json,
         lambda: {"path": str(_folder() / "out.json"), "data": {"a": 1.5}, "allow_nan": False},

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import torchlap.runs.loading as loading
-from torchlap.runs import RunError, load_run
+from torchlap.runs import RunError, load_run, pretrained_weights
 
 
 def _other_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -74,5 +74,23 @@ def test_unreadable_weights_are_refused_naming_the_file(run_copy: Path, monkeypa
         return read(self)
 
     monkeypatch.setattr(Path, "read_bytes", denied)
-    with pytest.raises(RunError, match=r"model\.safetensors cannot be read \(Permission denied\)"):
+    with pytest.raises(PermissionError, match=r"model\.safetensors cannot be read \(Permission"):
         load_run(run_copy)
+
+
+def test_a_run_folder_whose_config_cannot_be_read_is_not_taken_for_weights(
+    run_copy: Path, monkeypatch
+) -> None:
+    """``--pretrained RUN``: a config.json torchlap may not read is said, not taken for "not a
+    run" (which would load the weights without the run's integrity check)."""
+    config = run_copy / "config.json"
+    read = Path.read_bytes
+
+    def denied(self: Path) -> bytes:
+        if self == config:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(PermissionError, match=r"config\.json cannot be read \(Permission denied"):
+        pretrained_weights(run_copy)

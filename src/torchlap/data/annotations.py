@@ -43,7 +43,7 @@ from typing import Any
 
 from torchlap._checks import check_bool
 from torchlap.data._base import SPLITS
-from torchlap.io import as_path, atomic_write
+from torchlap.io import as_path, atomic_write, read_file
 
 __all__ = [
     "ANNOTATIONS",
@@ -120,7 +120,7 @@ def read_utf8(path: Path, what: str = "file") -> str:
     files): a file in another encoding (Latin-1, UTF-16, ...) raises ValueError naming the file,
     the line of the first byte that is not UTF-8 and the accepted encoding, instead of Python's
     bare ``'utf-8' codec can't decode byte``. ``what`` names the file in the message."""
-    data = Path(path).read_bytes()
+    data = read_file(path, f"the {what}")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:

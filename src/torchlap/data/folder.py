@@ -49,7 +49,13 @@ from torchlap.data.annotations import (
     read_annotations,
     write_annotations,
 )
-from torchlap.data.images import image_header, not_a_file, read_image_with_orientation, read_mask
+from torchlap.data.images import (
+    image_header,
+    not_a_file,
+    read_image_with_orientation,
+    read_mask,
+    said_unreadable,
+)
 from torchlap.data.transforms import default_normalization, default_transforms, size_pair
 
 __all__ = ["AnnotatedFolder", "image_folder", "seeded_split"]
@@ -372,7 +378,8 @@ class AnnotatedFolder(RegionDataset):
         try:
             header = image_header(path)
         except ValueError as error:
-            raise ValueError(f"{record.source}: image file {path} is unreadable: {error}") from None
+            why = said_unreadable(error)
+            raise ValueError(f"{record.source}: image file {path} {why}") from None
         self._sizes[record.image] = (header.width, header.height)
         return header.width, header.height, header.channels, header.orientation
 
@@ -397,7 +404,7 @@ class AnnotatedFolder(RegionDataset):
                 mask_width, mask_height = image_header(mask_path)[:2]
             except ValueError as error:
                 raise ValueError(
-                    f"{record.source}: mask file {mask_path} is unreadable: {error}"
+                    f"{record.source}: mask file {mask_path} {said_unreadable(error)}"
                 ) from None
             if (mask_width, mask_height) != (width, height):
                 raise ValueError(
@@ -415,7 +422,7 @@ class AnnotatedFolder(RegionDataset):
             return read_mask(mask_path)
         except (UnidentifiedImageError, OSError, ValueError) as error:
             raise ValueError(
-                f"{record.source}: mask file {mask_path} is unreadable: {error}"
+                f"{record.source}: mask file {mask_path} {said_unreadable(error)}"
             ) from None
 
     def _check_mask_not_empty(self, record: ImageRecord, mask: torch.Tensor) -> None:
@@ -451,7 +458,8 @@ class AnnotatedFolder(RegionDataset):
         try:
             image, orientation = read_image_with_orientation(path, self.n_channels)
         except (UnidentifiedImageError, OSError, ValueError) as error:
-            raise ValueError(f"{record.source}: image file {path} is unreadable: {error}") from None
+            why = said_unreadable(error)
+            raise ValueError(f"{record.source}: image file {path} {why}") from None
         if orientation != 1:
             self._warn_orientation(path, orientation)
         height, width = image.shape[-2:]

@@ -36,6 +36,7 @@ __all__ = [
     "read_image",
     "read_image_with_orientation",
     "read_mask",
+    "said_unreadable",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,24 @@ class ImageHeader(NamedTuple):
     orientation: int = 1
 
 
+def _unreadable(error: BaseException) -> str:
+    """Why an image cannot be read: a file torchlap may not read said so (not "not an image")."""
+    if isinstance(error, PermissionError):
+        return (
+            f"cannot be read ({error.strerror or error}); torchlap needs read access to it: "
+            "fix the file's permissions"
+        )
+    return f"not a readable image: {error}"
+
+
+def said_unreadable(error: BaseException) -> str:
+    """What follows a file's name in a message refusing it for ``error`` (raised reading it,
+    or by :func:`image_header` from it): ``cannot be read (Permission denied); ...`` for a
+    file torchlap may not read, else ``is unreadable: <error>``."""
+    denied = error if isinstance(error, PermissionError) else error.__cause__
+    return _unreadable(denied) if isinstance(denied, PermissionError) else f"is unreadable: {error}"
+
+
 def image_header(path: Path) -> ImageHeader:
     """(width, height, channels, orientation) of an image or DICOM file without decoding its
     pixels.
@@ -93,7 +112,7 @@ def image_header(path: Path) -> ImageHeader:
             channels = 1 if image.mode in _GRAY_MODES else 3
             return ImageHeader(width, height, channels, _orientation(image))
     except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"not a readable image: {error}") from error
+        raise ValueError(_unreadable(error)) from error
 
 
 _ORIENTATION_TAG = 0x0112
@@ -363,6 +382,8 @@ def load_image(
         raise FileNotFoundError(f"image file {path} {not_a_file(path)}")
     try:
         image = read_image(path, channels)
+    except PermissionError as error:  # (the file is fine, its permissions are not)
+        raise ValueError(f"{path} {_unreadable(error)}") from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise ValueError(f"{path} is not a readable image: {error}") from None
     if image_size is None:

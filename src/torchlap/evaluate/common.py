@@ -35,7 +35,7 @@ from torchlap.evaluate.split_data import (
     open_eval_split,
 )
 from torchlap.explainers import get
-from torchlap.io import atomic_write, check_folder_path, not_a_file
+from torchlap.io import atomic_write, check_folder_path, not_a_file, read_file
 from torchlap.logs import track
 from torchlap.runs import WEIGHTS_FILE, clean_stale_temps
 
@@ -357,21 +357,23 @@ def _torchlap_log(path: Path) -> bool:
     return not first or _LOG_LINE.match(first) is not None
 
 
-def _written_by_torchlap(path: Path) -> bool:
-    """Whether an output-folder entry is one torchlap evaluate/compare wrote."""
+def _written_by_torchlap(path: Path, locked: list[PermissionError] | None = None) -> bool:
+    """Whether an output-folder entry is one torchlap evaluate/compare wrote (``locked``: the
+    errors of the files torchlap may not read, which cannot tell, are added to it)."""
     if path.name in _LOGS:
         return path.is_file() and _torchlap_log(path)
-    if path.name in _OWN_FORMATS:
-        try:
-            return json.loads(path.read_text()).get("format") == _OWN_FORMATS[path.name]
-        except (OSError, ValueError, AttributeError):
-            return False
-    if path.name == "methods":  # a folder of per-method caches, each with its fingerprint
-        try:
-            caches = [json.loads(p.read_text()) for p in path.glob("*.json")]
-        except (OSError, ValueError):
-            return False
-        return path.is_dir() and all(isinstance(c, dict) and "fingerprint" in c for c in caches)
+    try:
+        if path.name in _OWN_FORMATS:
+            own = json.loads(read_file(path, f"{path.name} to tell whether it wrote it"))
+            return own.get("format") == _OWN_FORMATS[path.name]
+        if path.name == "methods":  # a folder of per-method caches, each with its fingerprint
+            caches = [json.loads(read_file(p, "the method caches")) for p in path.glob("*.json")]
+            return path.is_dir() and all(isinstance(c, dict) and "fingerprint" in c for c in caches)
+    except PermissionError as error:
+        (locked if locked is not None else []).append(error)
+        return False
+    except (OSError, ValueError, AttributeError):
+        return False
     if path.name == "figures":  # each figure carries torchlap's PNG mark (report.plots)
         return path.is_dir() and not _foreign_figures(path)
     return False
@@ -472,8 +474,15 @@ def guard_output_folder(
     # a link to nothing too: the log would be appended through it, at the link's target
     present = [out / n for n in (*names, *extra) if (out / n).is_symlink() or (out / n).exists()]
     _refuse_odd_kinds(out, present, option)
-    ours = any(_written_by_torchlap(out / name) for name in _OWN_FORMATS if (out / name).exists())
-    foreign = [p for p in present if not _written_by_torchlap(p)]
+    locked: list[PermissionError] = []  # (files torchlap may not read cannot say whose they are)
+    ours = any(
+        _written_by_torchlap(out / name, locked) for name in _OWN_FORMATS if (out / name).exists()
+    )
+    foreign = [p for p in present if not _written_by_torchlap(p, locked)]
+    if locked and not force:
+        raise PermissionError(
+            f"{option} {out}: {locked[0]}; or pass {flag} to replace what is there"
+        )
     if ours:  # its tables and report come with it; a log and each figure say whose they are
         figures = out / "figures"
         foreign = [p for p in foreign if p.name in _LOGS]

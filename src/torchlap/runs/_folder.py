@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from torchlap.io import as_path, not_a_file
+from torchlap.io import not_a_file, read_file
 
 __all__ = [
     "CHECKPOINTS_DIR",
@@ -50,10 +50,14 @@ class RunFileNotFoundError(RunError, FileNotFoundError):
 
 
 def is_run_config(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a ``config.json`` written by torchlap train."""
+    """Whether ``path`` is a ``config.json`` written by torchlap train; a file there that
+    torchlap may not read raises the ``PermissionError`` of :func:`~torchlap.io.read_file`
+    naming it (it may be a run's: "no" would skip a run's checks)."""
     try:
-        data = json.loads(as_path(path).read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
+        data = json.loads(read_file(path, "the run's config.json"))
+    except PermissionError:
+        raise
+    except (OSError, ValueError):
         return False
     return isinstance(data, dict) and data.get("format") == RUN_FORMAT
 
@@ -78,8 +82,9 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{run_dir} is not a torchlap run folder: no {CONFIG_FILE} in it; pass a folder "
             "written by `torchlap train`"
         )
+    content = read_file(path, "the run's config.json")  # (an unreadable one named, exit 2)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(content.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RunError(f"{path} is not valid JSON ({error}); it is damaged") from None
     if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:

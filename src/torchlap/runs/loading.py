@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load
 from torch import nn
 
+from torchlap.io import read_file
 from torchlap.models.published import check_running_variances, check_state_tensors
 from torchlap.models.recipes import rebuild_model
 from torchlap.runs._folder import (
@@ -89,12 +90,13 @@ def load_run(run_dir: str | os.PathLike[str] | RunFacts) -> LoadedRun:
     ``model.safetensors`` is read once: its SHA-256 is checked on the bytes read and the
     tensors are loaded from those same bytes (a file swapped after the check is not loaded).
     Memory: the file's bytes, the rebuilt model and the loaded tensors are alive together for
-    a moment, about three times the weights' size (a ResNet-50's are about 100 MB); an
-    unreadable file is a :class:`RunError` naming it.
+    a moment, about three times the weights' size (a ResNet-50's are about 100 MB). An
+    unreadable ``config.json`` or ``model.safetensors`` raises the ``OSError`` of
+    :func:`~torchlap.io.read_file` (``PermissionError``...), naming the file.
     """
     facts = run_dir if isinstance(run_dir, RunFacts) else read_run_facts(run_dir)
     config, path = facts.config, facts.run_dir / CONFIG_FILE
-    content = _read_weights(facts.weights)  # read once: the bytes checked are those loaded
+    content = read_file(facts.weights, "the run's weights")  # once: checked bytes are loaded
     check_recorded_digest(facts.run_dir, config, facts.weights, content)
     try:
         model = rebuild_model(config)
@@ -140,18 +142,6 @@ def _check_agrees_with_model(
             f"{path}: 'image_size' is {config['image_size']} but the run trained at {trained} "
             "(train.image_size; was config.json edited?)"
         )
-
-
-def _read_weights(weights: Path) -> bytes:
-    """The bytes of the weights file; an unreadable one (permission denied, an I/O error) a
-    :class:`RunError` naming it."""
-    try:
-        return weights.read_bytes()
-    except OSError as error:
-        raise RunError(
-            f"{weights} cannot be read ({error.strerror or error}); torchlap needs read "
-            "access to the run's weights: fix the file's permissions or restore it"
-        ) from None
 
 
 def _load_weights(model: nn.Module, content: bytes, weights: Path, config_path: Path) -> None:

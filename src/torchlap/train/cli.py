@@ -13,7 +13,7 @@ import typer
 import torchlap.train.run as train_run
 from torchlap.cli_style import given_options, key_values, nonblank_path
 from torchlap.data.api import check_data_option
-from torchlap.io import loads_strict
+from torchlap.io import loads_strict, read_file
 from torchlap.logs import log_file
 from torchlap.losses import ConceptSets
 from torchlap.models.objectives import check_head_ratios
@@ -380,7 +380,8 @@ def _read_concept_sets(concept_file: str | None, n_concepts: Any) -> dict[str, A
     if not path.is_file():
         raise FileNotFoundError(f"--concept-sets {path}: no such file")
     try:
-        text = path.read_text(encoding="utf-8-sig")  # (a BOM is fine, as in a CSV)
+        # (a BOM is fine, as in a CSV); an unreadable file named (read_file)
+        text = read_file(path, "the --concept-sets file").decode("utf-8-sig")
         concept_sets = loads_strict(text, f"--concept-sets {path}")
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(
