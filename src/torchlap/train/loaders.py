@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from torchlap.data import SyntheticBenchmark, collate_regions, load_dataset
+from torchlap.data import AnnotatedFolder, SyntheticBenchmark, collate_regions, load_dataset
 from torchlap.runs import CONFIG_FILE, is_run_config
 from torchlap.train.config import TrainConfig
 from torchlap.train.sampling import EpochOrderSampler, ResumableBatchSampler, SeededItems
@@ -28,7 +28,9 @@ SPLITS = ("train", "val", "test")
 
 def load_splits(config: TrainConfig) -> dict[str, Any]:
     """The train, val and test datasets of ``config`` (training labels permuted for the data
-    randomization test); raises ``ValueError`` on an empty split or classes that differ."""
+    randomization test); raises ``ValueError`` on an empty split or classes that differ. A
+    folder's ``annotations.csv`` is parsed and its image headers read once for the three
+    (:meth:`~torchlap.data.AnnotatedFolder.with_split`)."""
     data = Path(config.data)
     if data.is_dir() and is_run_config(data / CONFIG_FILE):  # runs owns the run-folder format
         raise ValueError(
@@ -36,14 +38,17 @@ def load_splits(config: TrainConfig) -> dict[str, Any]:
             "pass the data a run is trained on "
             "(a built-in name, or a folder with annotations.csv or one subfolder per class)"
         )
-    datasets = {}
+    datasets: dict[str, Any] = {}
+    kwargs = dict(config.data_options)
+    if config.n_images is not None:
+        kwargs["n_images"] = config.n_images
     for split in SPLITS:
-        kwargs = dict(config.data_options)
-        if config.n_images is not None:
-            kwargs["n_images"] = config.n_images
-        datasets[split] = load_dataset(
-            config.data, split=split, image_size=config.image_size, seed=config.seed, **kwargs
-        )
+        if isinstance(datasets.get("train"), AnnotatedFolder):  # its CSV and headers read once
+            datasets[split] = datasets["train"].with_split(split)
+        else:
+            datasets[split] = load_dataset(
+                config.data, split=split, image_size=config.image_size, seed=config.seed, **kwargs
+            )
         if len(datasets[split]) == 0:
             raise ValueError(f"the {split} split of {config.data!r} is empty")
         if "split_fractions" in config.data_options and getattr(
