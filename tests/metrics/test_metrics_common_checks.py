@@ -178,3 +178,18 @@ def test_run_model_refusals():
         run_model(lambda x: [x], 3, inputs, 2)
     with pytest.raises(ValueError, match=r"NaN or infinite logits for images \[1\]"):
         run_model(one_nan_row, 3, inputs, 2)
+
+
+def test_shared_keys_fall_back_to_pixel_order_and_masks_must_be_tensors():
+    """tie_keys: "a shared key would fall back to pixel order" (a stable sort of the keys)."""
+    maps = torch.zeros(2, 50, 100)
+    keys = torch.randint(0, 3, (2, 5000), generator=torch.Generator().manual_seed(0))
+    chosen = top_k_mask(maps, 2000, tie_break="random", keys=keys).flatten(1)
+    for s in range(2):
+        # pixels by (key, index): the 2000 first are kept
+        order = sorted(range(5000), key=lambda p: (int(keys[s, p]), p))
+        expected = torch.zeros(5000, dtype=torch.bool)
+        expected[order[:2000]] = True
+        assert torch.equal(chosen[s], expected)
+    with pytest.raises(TypeError, match=r"masks must be a bool torch\.Tensor of shape"):
+        check_masks([[[True]]], torch.zeros(1, 1, 1))
