@@ -173,7 +173,7 @@ def _topk_intersection(maps: Tensor, masks: Tensor, k: Tensor) -> Tensor:
     flat, region = maps.flatten(1), masks.flatten(1)
     k = k.to(device=flat.device, dtype=torch.long).expand(flat.shape[0])
     ordered = flat.sort(dim=1, descending=True).values
-    kth = ordered.gather(1, (k - 1).clamp(0, flat.shape[1] - 1)[:, None])
+    kth = ordered.gather(1, (k - 1).clamp_min(0)[:, None])  # k <= H*W; 0 for empty regions
     above, tied = flat > kth, flat == kth
     above_in = (above & region).sum(dim=1).double()
     tied_in = (tied & region).sum(dim=1).double()
