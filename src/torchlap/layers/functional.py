@@ -215,7 +215,7 @@ def window_weights(
 
 
 def _offset_slices(
-    offset: int, kernel: int, stride: int, padding: int, size: int, out: int
+    offset: int, stride: int, padding: int, size: int, out: int
 ) -> tuple[slice, slice] | None:
     """Input rows and output rows that kernel offset ``offset`` connects (None if none)."""
     # output index o reads input row o * stride - padding + offset; keep those inside [0, size)
@@ -367,11 +367,11 @@ def _plan(in_size, out_size, kernel_size, stride, padding):
     """For every kernel offset, the strided input view and the output block it feeds."""
     plan = []
     for a in range(kernel_size[0]):
-        rows = _offset_slices(a, kernel_size[0], stride[0], padding[0], in_size[0], out_size[0])
+        rows = _offset_slices(a, stride[0], padding[0], in_size[0], out_size[0])
         if rows is None:
             continue
         for b in range(kernel_size[1]):
-            cols = _offset_slices(b, kernel_size[1], stride[1], padding[1], in_size[1], out_size[1])
+            cols = _offset_slices(b, stride[1], padding[1], in_size[1], out_size[1])
             if cols is None:
                 continue
             plan.append((a * kernel_size[1] + b, rows[0], cols[0], rows[1], cols[1]))
