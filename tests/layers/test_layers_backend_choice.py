@@ -274,3 +274,28 @@ def test_adaptive_gradients_of_x_score_and_alpha_match_the_loop(output_size, bac
     wants = torch.autograd.grad((want * probe).sum(), leaves)
     for got, expected in zip(grads, wants, strict=True):
         torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 5), (4, 1)])
+def test_adaptive_pool_accepts_maps_of_one_row_or_column(size) -> None:
+    """The functional adaptive pool takes any map of at least 1x1 pixels (an empty one is
+    refused): one row or one column is a map, and its global pool is Eq. 1 over it."""
+    x = torch.rand(2, 3, *size, dtype=torch.float64)
+    score = torch.rand(2, 1, *size, dtype=torch.float64)
+    got = adaptive_local_attention_pool2d(x, score, 1, 1.3)
+    torch.testing.assert_close(got, _adaptive_loop(x, score, 1, 1, 1.3))
+    with pytest.raises(ValueError, match="at least 1x1 pixels"):
+        adaptive_local_attention_pool2d(x[:, :, :0], score[:, :, :0], 1)
+
+
+def test_adaptive_pool_defaults_to_alpha_one() -> None:
+    """``alpha`` defaults to 1 in the adaptive pool as in the windowed one (the module's
+    initial value)."""
+    x, score = _inputs(torch.float64, seed=6)
+    x, score = x.detach(), score.detach()
+    torch.testing.assert_close(
+        adaptive_local_attention_pool2d(x, score, (2, 2)), _adaptive_loop(x, score, 2, 2, 1.0)
+    )
+    torch.testing.assert_close(
+        adaptive_local_attention_pool2d(x, score, 1), _adaptive_loop(x, score, 1, 1, 1.0)
+    )
