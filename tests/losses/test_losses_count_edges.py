@@ -144,3 +144,31 @@ def test_expert_loss_without_term_3_matches_the_loop() -> None:
             term2 = sum(math.log(1 - float(probs[s, c, i, j])) for i, j in outside) / len(outside)
             total += (2 * term1 + term2) / n_c
     torch.testing.assert_close(got, torch.tensor(-total, dtype=torch.float64))
+
+
+def _expert_call(**kwargs):
+    from torchlap.layers import LapMaps
+    from torchlap.losses import ConceptSets, InjectionLoss
+
+    probs = torch.full((2, 2, 4, 4), 0.5)
+    maps = {"lap": LapMaps(probs, probs.amax(1, keepdim=True), None, (4, 4))}
+    loss = InjectionLoss(ConceptSets.default(2, 2), supervision="expert", use_discriminative=False)
+    return loss(maps, torch.tensor([0, 1]), **kwargs)
+
+
+def test_expert_supervision_refuses_a_call_without_region_masks() -> None:
+    with pytest.raises(ValueError, match=r"supervision='expert' needs region_masks \(B, H0, W0\)"):
+        _expert_call()
+
+
+@pytest.mark.parametrize("has_region", [[True, False], torch.tensor([1, 0])])
+def test_expert_supervision_refuses_has_region_that_is_not_a_bool_tensor(has_region) -> None:
+    masks = torch.ones(2, 8, 8, dtype=torch.bool)
+    with pytest.raises(TypeError, match=r"has_region must be a bool tensor \(B,\)"):
+        _expert_call(region_masks=masks, has_region=has_region)
+
+
+def test_expert_supervision_refuses_has_region_of_another_length() -> None:
+    masks = torch.ones(2, 8, 8, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"has_region must have shape \(2,\)"):
+        _expert_call(region_masks=masks, has_region=torch.ones(3, dtype=torch.bool))
