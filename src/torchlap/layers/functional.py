@@ -215,7 +215,7 @@ def window_weights(
 
 
 def _offset_slices(
-    offset: int, kernel: int, stride: int, padding: int, size: int, out: int
+    offset: int, stride: int, padding: int, size: int, out: int
 ) -> tuple[slice, slice] | None:
     """Input rows and output rows that kernel offset ``offset`` connects (None if none)."""
     # output index o reads input row o * stride - padding + offset; keep those inside [0, size)
@@ -235,7 +235,7 @@ class _WeightedWindowSum(torch.autograd.Function):
     def forward(ctx, x, weights, kernel_size, stride, padding, backend):  # type: ignore[override]
         out_h, out_w = weights.shape[-2:]
         ctx.save_for_backward(x, weights)
-        library = _kernel_library(x, weights, kernel_size, backend)
+        library = _kernel_library(x, weights, backend)
         ctx.geometry = (kernel_size, stride, padding)
         ctx.library = library
         if library is not None:
@@ -279,7 +279,7 @@ class _WeightedWindowSum(torch.autograd.Function):
 BACKENDS = ("auto", "torch", "kernel")
 
 
-def _kernel_library(x: Tensor, weights: Tensor, kernel_size: tuple[int, int], backend: str):
+def _kernel_library(x: Tensor, weights: Tensor, backend: str):
     """The compiled CPU kernel library when it applies to these tensors, else None.
 
     It applies to contiguous float32/float64 CPU tensors (any kernel size); anything else,
@@ -367,11 +367,11 @@ def _plan(in_size, out_size, kernel_size, stride, padding):
     """For every kernel offset, the strided input view and the output block it feeds."""
     plan = []
     for a in range(kernel_size[0]):
-        rows = _offset_slices(a, kernel_size[0], stride[0], padding[0], in_size[0], out_size[0])
+        rows = _offset_slices(a, stride[0], padding[0], in_size[0], out_size[0])
         if rows is None:
             continue
         for b in range(kernel_size[1]):
-            cols = _offset_slices(b, kernel_size[1], stride[1], padding[1], in_size[1], out_size[1])
+            cols = _offset_slices(b, stride[1], padding[1], in_size[1], out_size[1])
             if cols is None:
                 continue
             plan.append((a * kernel_size[1] + b, rows[0], cols[0], rows[1], cols[1]))
@@ -574,7 +574,7 @@ def _adaptive_local_attention_pool2d(
         gauss = torch.exp(-((alpha * (flat_score.amax(dim=2, keepdim=True) - flat_score)) ** 2))
         weights = gauss * flat_score + eps
         weights = (weights / weights.sum(dim=2, keepdim=True)).to(x.dtype)  # (B, 1, HW)
-        library = _kernel_library(x, weights, (1, 1), backend)
+        library = _kernel_library(x, weights, backend)
         if _plain.functorch_wrapped(x, weights):  # torch.func transforms: PyTorch's own ops
             pooled = _plain.matrix_sum(x, weights)
         elif library is not None:
