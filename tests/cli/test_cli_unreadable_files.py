@@ -24,9 +24,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tiny_runs import tiny_lesions, tiny_run
 from torchlap.cli import app
-from torchlap.data.export import export_builtin
-from torchlap.train import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +34,8 @@ def made(tmp_path_factory) -> dict[str, Path]:
     and an evaluation of the run (its results.json)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("unreadable")
-    data = export_builtin("lesions", root / "les", n_images=40, image_size=32)
-    config = TrainConfig(
-        data=str(data), out=str(root / "run"), arch="smallcnn", lap="none", supervision="none",
-        epochs=1, image_size=32, batch_size=16, progress_bar=False,
-    )  # fmt: skip
-    run = fit(config)
+    data = tiny_lesions(root)
+    run = tiny_run(data, root / "run")
     concepts = root / "concepts.json"
     concepts.write_text(json.dumps({"healthy": [0], "lesion": [0]}))
     result = CliRunner().invoke(app, [*_evaluate(run), "--out", str(root / "eval")])

@@ -16,10 +16,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tiny_runs import tiny_lesions, tiny_run
 from torchlap.cli import app
-from torchlap.data.export import export_builtin
 from torchlap.evaluate import EvaluateOptions, compare_runs
-from torchlap.train import TrainConfig, fit
 
 QUICK = dict(max_images=4, max_val_images=4, stability_images=1, stability_fractions=(0.1,),
              batch_size=8, ks=(50,), tie_draws=1)  # fmt: skip
@@ -32,15 +31,11 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     (BLA's map there is one cell: paper 002's LIME check cannot run on it)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("compare-checks")
-    data = export_builtin("lesions", root / "les", n_images=40, image_size=32)
+    data = tiny_lesions(root)
     made = {}
     for name, model in (("vanilla", "lap"), ("bla", "bla-t")):
-        config = TrainConfig(
-            data=str(data), out=str(root / name), arch="smallcnn", model=model,
-            lap="auto" if model == "bla-t" else "none", supervision="none", epochs=1,
-            image_size=8, batch_size=16, progress_bar=False,
-        )  # fmt: skip
-        made[name] = fit(config)
+        lap = "auto" if model == "bla-t" else "none"
+        made[name] = tiny_run(data, root / name, model=model, lap=lap, image_size=8)
     return made
 
 

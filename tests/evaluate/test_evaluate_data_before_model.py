@@ -29,12 +29,11 @@ from typer.testing import CliRunner
 
 import torchlap
 import torchlap.runs
+from tiny_runs import tiny_lesions, tiny_run
 from torchlap.cli import app
-from torchlap.data.export import export_builtin
 from torchlap.evaluate import EvaluateOptions, compare_runs
 from torchlap.export import run_test_images
 from torchlap.runs import RunError, load_run, read_run_facts
-from torchlap.train import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +42,10 @@ def made(tmp_path_factory) -> dict[str, Path]:
     it, a copy of that run under another name (for compare) and a LAP run of it (for export)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("data-before-model")
-    data = export_builtin("lesions", root / "les", n_images=40, image_size=32)
+    data = tiny_lesions(root)
     runs = {"data": data}
     for name, lap in (("first", "none"), ("lap", "auto")):
-        config = TrainConfig(
-            data=str(data), out=str(root / name), arch="smallcnn", lap=lap, supervision="none",
-            epochs=1, image_size=32, batch_size=16, progress_bar=False,
-        )  # fmt: skip
-        runs[name] = fit(config)
+        runs[name] = tiny_run(data, root / name, lap=lap)
     runs["second"] = Path(shutil.copytree(runs["first"], root / "second"))
     return runs
 

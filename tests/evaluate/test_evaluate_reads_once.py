@@ -19,9 +19,8 @@ import torch
 
 import torchlap.data.folder as folder
 import torchlap.evaluate.split_data as split_data
-from torchlap.data.export import export_builtin
+from tiny_runs import tiny_lesions, tiny_run
 from torchlap.evaluate import EvaluateOptions, compare_runs, evaluate_run
-from torchlap.train import TrainConfig, fit
 
 OPTIONS = dict(methods=("gradcam",), max_images=6, max_val_images=6, stability_images=1)
 
@@ -31,12 +30,8 @@ def made(tmp_path_factory) -> dict[str, Path]:
     """A 40-image `lesions` folder (32 px, masks) and a small CNN trained one epoch on it."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("reads-once")
-    data = export_builtin("lesions", root / "les", n_images=40, image_size=32)
-    config = TrainConfig(
-        data=str(data), out=str(root / "run"), arch="smallcnn", lap="none", supervision="none",
-        epochs=1, image_size=32, batch_size=16, progress_bar=False,
-    )  # fmt: skip
-    return {"data": data, "run": fit(config)}
+    data = tiny_lesions(root)
+    return {"data": data, "run": tiny_run(data, root / "run")}
 
 
 def _count(monkeypatch) -> tuple[Counter, Counter]:
