@@ -206,3 +206,17 @@ def test_the_defaults_are_the_papers_32_pixel_patches_and_1000_patterns() -> Non
     by_default = lime_spearman(model, images, maps)
     explicit = lime_spearman(model, images, maps, lime_scores=expected)
     assert by_default.value == explicit.value
+
+
+def test_lime_spearman_asks_lime_for_the_papers_patches_and_patterns(monkeypatch) -> None:
+    import torchlap.metrics.lime_faithfulness as module
+
+    asked: list[dict] = []
+
+    def recording(model, images, target, **kwargs):
+        asked.append(kwargs)
+        return torch.rand(images.shape[0], 4, generator=torch.Generator().manual_seed(4))
+
+    monkeypatch.setattr(module, "lime_patch_scores", recording)
+    lime_spearman(Tiny(), torch.rand(2, 3, 64, 64), torch.rand(2, 64, 64))
+    assert asked == [{"patch": 32, "n_samples": 1000, "seed": 0}]
