@@ -157,7 +157,7 @@ def _cell_counts(
         )
     low, high = (int(v) for v in torch.stack(torch.aminmax(mask.long())).tolist())
     if n_cells is None:  # the ids say the cells: captum fits one coefficient per id 0..max
-        counts = torch.bincount(mask.flatten().long(), minlength=high + 1) if low >= 0 else None
+        counts = torch.bincount(mask.flatten().long()) if low >= 0 else None
         if counts is None or not bool(counts.all()):
             distinct = torch.unique(mask).numel()
             raise ValueError(
@@ -245,11 +245,6 @@ def _target_tensor(target: object, batch: int, device: torch.device) -> Tensor:
 LIME_WEIGHTINGS = ("kernel", "none")
 
 
-def _unit_weight(*_args: Any, **_kwargs: Any) -> float:
-    """Every LIME sample weighs 1 (``weighting="none"``: plain least squares)."""
-    return 1.0
-
-
 def lime_patch_scores(
     model: nn.Module,
     images: Tensor,
@@ -268,9 +263,8 @@ def lime_patch_scores(
     and column of squares cut by the image border); the other arguments are its own.
     """
     check_images(images)
-    _check_positive_int(patch, "patch")
     height, width = images.shape[-2:]
-    mask = patch_feature_mask(height, width, patch, images.device)
+    mask = patch_feature_mask(height, width, patch, images.device)  # checks ``patch``
     return lime_cell_scores(
         model, images, mask, target, n_samples, seed, baseline, perturbations_per_eval, score,
         weighting,
