@@ -220,3 +220,8 @@ def test_lime_spearman_asks_lime_for_the_papers_patches_and_patterns(monkeypatch
     monkeypatch.setattr(module, "lime_patch_scores", recording)
     lime_spearman(Tiny(), torch.rand(2, 3, 64, 64), torch.rand(2, 64, 64))
     assert asked == [{"patch": 32, "n_samples": 1000, "seed": 0}]
+
+
+def test_spearman_is_float64_whatever_the_inputs_dtype():
+    a = torch.tensor([[0.1, 0.4, 0.2]], dtype=torch.float32)
+    assert spearman_correlation(a, a.flip(-1)).dtype == torch.float64

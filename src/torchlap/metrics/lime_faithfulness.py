@@ -36,7 +36,8 @@ __all__ = [
 
 
 def spearman_correlation(a: Tensor, b: Tensor) -> Tensor:
-    """Spearman's rank correlation of each row pair of ``a``, ``b`` (N, n): (N,).
+    """Spearman's rank correlation of each row pair of ``a``, ``b`` (N, n): (N,), float64
+    whatever the inputs' dtype (the ranks are computed in float64).
 
     Ties get their average rank (as ``scipy.stats.spearmanr``); a row whose ranks are constant
     has no correlation: ``nan``, and so has a row of ``a`` or ``b`` holding a NaN (scipy's
