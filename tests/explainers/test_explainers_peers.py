@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import torchlap
+from loop_resize import bilinear
 from torchlap.explainers import AnteHocExplainer, BlaExplainer
 from torchlap.explainers.base import upsample
 from torchlap.metrics import pointing_game
@@ -128,28 +129,6 @@ def test_the_hard_maps_ties_are_exact_so_the_tie_rules_apply():
     torch.testing.assert_close(pointing_game(maps, masks).per_sample, expected)
 
 
-def _bilinear(grid: list[list[float]], size: int) -> list[list[float]]:
-    """Bilinear resize (``align_corners=False``: source ``(i + 0.5) h / H - 0.5``, clamped)."""
-    h = len(grid)
-
-    def source(i: int) -> tuple[int, int, float]:
-        position = max((i + 0.5) * h / size - 0.5, 0.0)
-        low = min(int(position), h - 1)
-        return low, min(low + 1, h - 1), position - low
-
-    out = []
-    for i in range(size):
-        r0, r1, dr = source(i)
-        row = []
-        for j in range(size):
-            c0, c1, dc = source(j)
-            top = (1 - dc) * grid[r0][c0] + dc * grid[r0][c1]
-            bottom = (1 - dc) * grid[r1][c0] + dc * grid[r1][c1]
-            row.append((1 - dr) * top + dr * bottom)
-        out.append(row)
-    return out
-
-
 def antehoc_reference(model: AnteHocModel, images: torch.Tensor) -> torch.Tensor:
     """Paper 004's interpretation map (Eq. 1) by loops, eval mode: each selected layer's
     output (this test's own hooks), its SAM (channel mean, softmax over positions divided by its
@@ -176,7 +155,7 @@ def antehoc_reference(model: AnteHocModel, images: torch.Tensor) -> torch.Tensor
             total = sum(math.exp(v) for row in means for v in row)
             peak = max(math.exp(v) / total for row in means for v in row)
             sam = [[math.exp(v) / total / peak for v in row] for row in means]
-            sams[b, n] = torch.tensor(_bilinear(sam, side) if h != side else sam)
+            sams[b, n] = torch.tensor(bilinear(sam, side, side) if h != side else sam)
     with torch.no_grad():
         scores = model.weight_network.decoder(model.weight_network.encoder(sams))
     interpretation = torch.zeros(batch, side, side)

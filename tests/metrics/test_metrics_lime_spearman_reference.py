@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from loop_resize import bilinear
 from torchlap.metrics.lime_faithfulness import (
     lime_cell_scores,
     lime_patch_scores,
@@ -95,28 +96,6 @@ def test_mean_spearman_averages_the_rows_that_rank() -> None:
         mean_spearman(maps.tolist(), lime)
     with pytest.raises(TypeError, match=r"a and b must be tensors"):
         mean_spearman(maps, lime.tolist())
-
-
-def bilinear(image: list[list[float]], height: int, width: int) -> list[list[float]]:
-    """Bilinear resize, ``align_corners=False``: pixel centres, source clamped at the border."""
-    in_h, in_w = len(image), len(image[0])
-
-    def source(dst: int, size_in: int, size_out: int) -> tuple[int, int, float]:
-        src = max((dst + 0.5) * size_in / size_out - 0.5, 0.0)
-        low = min(math.floor(src), size_in - 1)
-        return low, min(low + 1, size_in - 1), src - low
-
-    out = []
-    for r in range(height):
-        r0, r1, fr = source(r, in_h, height)
-        row = []
-        for c in range(width):
-            c0, c1, fc = source(c, in_w, width)
-            top = image[r0][c0] * (1 - fc) + image[r0][c1] * fc
-            bottom = image[r1][c0] * (1 - fc) + image[r1][c1] * fc
-            row.append(top * (1 - fr) + bottom * fr)
-        out.append(row)
-    return out
 
 
 def patch_average(image: list[list[float]], patch: int) -> list[float]:

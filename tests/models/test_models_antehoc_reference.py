@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from loop_resize import bilinear
 from torchlap.models.antehoc import AnteHocModel, antehoc_pass_two_loss
 
 HEIGHT, WIDTH = 12, 10  # 10 is no multiple of 4: the autoencoder's output is resized back
@@ -84,15 +85,6 @@ def capture(backbone: nn.Module, names: list[str], x: torch.Tensor):
     return output, [activations[name] for name in names]
 
 
-def source_index(out_index: int, in_size: int, out_size: int) -> tuple[int, int, float]:
-    """Bilinear sampling with ``align_corners=False``: the two input rows and the weight of the
-    second (pixel centres: ``(i + 0.5) * in / out - 0.5``, clamped at 0)."""
-    position = max((out_index + 0.5) * in_size / out_size - 0.5, 0.0)
-    low = min(math.floor(position), in_size - 1)
-    high = min(low + 1, in_size - 1)
-    return low, high, position - low
-
-
 def reference_sam(activation: torch.Tensor, sample: int, size: tuple[int, int]) -> list[list]:
     """The SAM of one sample's activation (C, h, w), resized to ``size``, as nested lists."""
     channels, height, width = activation.shape[1:]
@@ -106,17 +98,7 @@ def reference_sam(activation: torch.Tensor, sample: int, size: tuple[int, int]) 
     peak = max(v for row in soft for v in row)
     sam = [[v / peak for v in row] for row in soft]
     out_h, out_w = size
-    resized = []
-    for i in range(out_h):
-        r0, r1, dr = source_index(i, height, out_h)
-        row = []
-        for j in range(out_w):
-            c0, c1, dc = source_index(j, width, out_w)
-            top = (1 - dc) * sam[r0][c0] + dc * sam[r0][c1]
-            bottom = (1 - dc) * sam[r1][c0] + dc * sam[r1][c1]
-            row.append((1 - dr) * top + dr * bottom)
-        resized.append(row)
-    return resized
+    return bilinear(sam, out_h, out_w)
 
 
 def reference_sams(activations: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
