@@ -64,16 +64,22 @@ def test_a_file_swapped_after_the_check_is_not_what_is_loaded(run_copy: Path, mo
         load_run(run_copy)
 
 
-def test_unreadable_weights_are_refused_naming_the_file(run_copy: Path, monkeypatch) -> None:
-    weights = run_copy / "model.safetensors"
+def _deny_reading(monkeypatch, denied_path: Path) -> None:
+    """``denied_path`` cannot be read (as a file without read permission, which root, who runs
+    these tests, could still read); every other file reads as before."""
     read = Path.read_bytes
 
     def denied(self: Path) -> bytes:
-        if self == weights:
+        if self == denied_path:
             raise PermissionError(13, "Permission denied", str(self))
         return read(self)
 
     monkeypatch.setattr(Path, "read_bytes", denied)
+
+
+def test_unreadable_weights_are_refused_naming_the_file(run_copy: Path, monkeypatch) -> None:
+    weights = run_copy / "model.safetensors"
+    _deny_reading(monkeypatch, weights)
     with pytest.raises(PermissionError, match=r"model\.safetensors cannot be read \(Permission"):
         load_run(run_copy)
 
@@ -84,13 +90,6 @@ def test_a_run_folder_whose_config_cannot_be_read_is_not_taken_for_weights(
     """``--pretrained RUN``: a config.json torchlap may not read is said, not taken for "not a
     run" (which would load the weights without the run's integrity check)."""
     config = run_copy / "config.json"
-    read = Path.read_bytes
-
-    def denied(self: Path) -> bytes:
-        if self == config:
-            raise PermissionError(13, "Permission denied", str(self))
-        return read(self)
-
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    _deny_reading(monkeypatch, config)
     with pytest.raises(PermissionError, match=r"config\.json cannot be read \(Permission denied"):
         pretrained_weights(run_copy)
