@@ -238,6 +238,30 @@ def _pretrained_changed() -> str:
     return cli([*TRAIN, "--pretrained", run, "--out", scratch() / "o"], {run: "RUN"})
 
 
+def _pretrained_swapped() -> str:
+    """The weights swapped right after the integrity check, before the model builder reads
+    them."""
+    from safetensors.torch import load_file, save_file
+
+    import torchlap.runs.loading as loading
+
+    run = run_copy()
+    tensors = load_file(run / "model.safetensors")
+    tensors["net.fc.bias"] = tensors["net.fc.bias"] + 1
+    check = loading.check_integrity
+
+    def check_then_swap(*args: object) -> str | None:
+        digest = check(*args)
+        save_file(tensors, run / "model.safetensors")
+        return digest
+
+    loading.check_integrity = check_then_swap
+    try:
+        return cli([*TRAIN, "--pretrained", run, "--out", scratch() / "o"], {run: "RUN"})
+    finally:
+        loading.check_integrity = check
+
+
 def _stale_checkpoint() -> str:
     run = run_copy(drop=("integrity",))
     checkpoint = run / "checkpoints" / "phase1" / "last.ckpt"
@@ -353,7 +377,10 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
             (0, lambda: evaluate(run_copy({"concept_sets": None}))),
             (1, lambda: evaluate(run_copy({"lap_layers": []}))),
         ],
-        "Changed weights of a `--pretrained` run": [(0, _pretrained_changed)],
+        "Changed weights of a `--pretrained` run": [
+            (0, _pretrained_changed),
+            (2, _pretrained_swapped),
+        ],
         "A planted or altered torchvision weights file": [(0, _planted_hub_file)],
         "Runs that saw other images": [(0, _other_images)],
         "A link to nothing where a report, figure or annotations.csv goes": [(0, _dangling_report)],

@@ -20,12 +20,13 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
     "TEMP_SUFFIX",
+    "PinnedPath",
     "as_path",
     "atomic_folder",
     "atomic_path",
@@ -317,22 +318,71 @@ def not_a_file(path: str | os.PathLike[str]) -> str | None:
     return "not a regular file (a pipe, socket or device)" if os.path.lexists(path) else None
 
 
+class PinnedPath(str):
+    """A file's path (a ``str``, usable wherever one is) that also holds the SHA-256 digests
+    its bytes were checked to have.
+
+    :func:`read_file` refuses a pinned file whose bytes have another digest, so a reader that
+    takes the path after a check (``build_model(pretrained=...)`` after
+    :func:`torchlap.runs.pretrained_weights` checked a run's weights) loads what was checked or
+    nothing: a file swapped in between is refused, not loaded. ``sha256``: one or more
+    lowercase hex digests (64 characters each).
+    """
+
+    sha256: frozenset[str]
+
+    def __new__(cls, path: str | os.PathLike[str], sha256: str | Iterable[str]) -> PinnedPath:
+        try:
+            digests = frozenset([sha256] if isinstance(sha256, str) else sha256)
+        except TypeError:
+            raise TypeError(
+                "PinnedPath's sha256 must be a digest or an iterable of digests, got "
+                f"{type(sha256).__name__}"
+            ) from None
+        bad = [d for d in digests if not isinstance(d, str) or not _SHA256.fullmatch(d)]
+        if not digests or bad:
+            raise ValueError(
+                "PinnedPath's sha256 must be one or more SHA-256 digests (64 lowercase hex "
+                "characters each), "
+                f"got {sorted(map(repr, bad)) or 'none'}"
+            )
+        pinned = super().__new__(cls, os.fspath(as_path(path)))
+        pinned.sha256 = digests
+        return pinned
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return PinnedPath, (str(self), sorted(self.sha256))
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 def read_file(path: str | os.PathLike[str], what: str = "it") -> bytes:
     """The bytes of the file ``path``. A file that is there but cannot be read (permission
     denied, an I/O error) raises the same ``OSError`` subclass (``PermissionError``...) with a
     message naming the file and saying it cannot be read and why (``what``: what torchlap
     needs read access to, for the message); a missing file, or a folder in its place, raises
-    Python's own error, which names the path."""
-    path = as_path(path)
+    Python's own error, which names the path. A :class:`PinnedPath` whose bytes have none of
+    its digests raises ``ValueError`` (the file changed after it was checked)."""
+    file = as_path(path)
     try:
-        return path.read_bytes()
+        data = file.read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise
     except OSError as error:
         raise type(error)(
-            f"{path} cannot be read ({error.strerror or error}); torchlap needs read access to "
+            f"{file} cannot be read ({error.strerror or error}); torchlap needs read access to "
             f"{what}: fix the file's permissions (or restore it)"
         ) from None
+    if isinstance(path, PinnedPath):
+        actual = hashlib.sha256(data).hexdigest()
+        if actual not in path.sha256:
+            raise ValueError(
+                f"{file} changed after it was checked: its SHA-256 is now {actual[:16]}..., "
+                f"the checked file's was {', '.join(sorted(d[:16] for d in path.sha256))}...; "
+                "nothing was loaded from it: restore the file (or check it again)"
+            )
+    return data
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -84,6 +84,11 @@ SPECS = [
         fixed=frozenset({"what"}),  # (a word of the message only)
     ),
     Spec(
+        "PinnedPath",
+        io.PinnedPath,
+        lambda: {"path": _text_file(), "sha256": "0123456789abcdef" * 4},
+    ),
+    Spec(
         "atomic_write_json",
         io.atomic_write_json,
         lambda: {"path": str(_folder() / "out.json"), "data": {"a": 1.5}, "allow_nan": False},

@@ -21,6 +21,7 @@ import torch.hub
 from torch import nn
 
 from torchlap._checks import check_has_values, check_keyword_dict, check_positive_int
+from torchlap.io import PinnedPath, read_file
 from torchlap.layers import LapBase
 from torchlap.models.lapify import _options as lap_options
 from torchlap.models.lapify import lapify
@@ -91,14 +92,17 @@ def load_pretrained_file(
     does not fit refuses the file (``ValueError``). Returns the file read. A run
     folder is resolved to its weights file by the caller (:func:`torchlap.runs.pretrained_weights`).
     """
-    path = _weights_file(Path(pretrained))
+    path = _weights_file(pretrained)
     _load_safetensors(model, path, in_channels)
-    return path
+    return Path(path)
 
 
-def _weights_file(path: Path) -> Path:
-    """``path``, checked to be a file (the run folders' layout is :mod:`torchlap.runs`'s, so a
-    folder is refused here: its caller resolves a run folder to its weights file)."""
+def _weights_file(pretrained: str | os.PathLike[str]) -> Path | PinnedPath:
+    """``pretrained``, checked to be a file (the run folders' layout is :mod:`torchlap.runs`'s,
+    so a folder is refused here: its caller resolves a run folder to its weights file); a
+    :class:`~torchlap.io.PinnedPath` stays pinned, so the file is loaded only if its bytes are
+    the ones checked."""
+    path = Path(pretrained)
     if path.is_dir():
         raise ValueError(
             f"pretrained {str(path)!r} is a folder: pass a .safetensors file; for a torchlap run "
@@ -107,7 +111,7 @@ def _weights_file(path: Path) -> Path:
         )
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights file not found: {path}")
-    return path
+    return pretrained if isinstance(pretrained, PinnedPath) else path
 
 
 def _weights(arch: str, name: str) -> Any:
@@ -344,7 +348,7 @@ def build_model(
             raise TypeError(f"pretrained must be a str or a path, got {pretrained!r}")
         pretrained = os.fspath(pretrained)
         if _is_path(pretrained):
-            path = _weights_file(Path(pretrained))
+            path = _weights_file(pretrained)
         else:
             weights = _weights(arch, pretrained)
     model = _base_model(arch, num_classes, in_channels, weights, arch_kwargs)
@@ -372,11 +376,15 @@ def build_model(
     return model
 
 
-def _load_safetensors(model: nn.Module, path: Path, in_channels: int) -> None:
-    from safetensors.torch import load_file
+def _load_safetensors(model: nn.Module, path: Path | PinnedPath, in_channels: int) -> None:
+    """Load the ``.safetensors`` file ``path`` into ``model``. The file is read once, and the
+    tensors are loaded from those bytes (a :class:`~torchlap.io.PinnedPath` is checked on them):
+    for a moment the bytes and the tensors are both in memory, twice the weights' size."""
+    from safetensors.torch import load
 
+    data = read_file(path, "the pretrained weights (--pretrained)")
     try:
-        state = load_file(str(path))
+        state = dict(sorted(load(data).items()))  # (by name, as load_file gives them)
     except Exception as error:
         raise ValueError(
             f"pretrained (--pretrained): cannot read {path} as a safetensors file: {error}"

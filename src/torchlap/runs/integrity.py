@@ -81,14 +81,15 @@ def record_integrity(
     atomic_write_json(config_path, config)
 
 
-def check_integrity(run_dir: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+def check_integrity(run_dir: str | os.PathLike[str], path: str | os.PathLike[str]) -> str | None:
     """Raise :class:`RunError` naming ``path`` when its SHA-256 is not the one ``config.json``
-    recorded. Runs written before integrity was recorded (no ``integrity`` key) pass.
+    recorded; return the SHA-256 checked. Runs written before integrity was recorded (no
+    ``integrity`` key) pass unchecked (``None``).
 
     ``integrity`` must be a dict of file name (relative to the run folder) -> ``{"sha256":
     str, "previous": str or null}`` (or null), and ``path`` a file inside the run folder (not
     a symlink leading out of it); :class:`RunError` otherwise."""
-    check_recorded_digest(run_dir, read_run_config(run_dir), path)
+    return check_recorded_digest(run_dir, read_run_config(run_dir), path)
 
 
 def check_recorded_digest(
@@ -96,14 +97,15 @@ def check_recorded_digest(
     config: dict[str, Any],
     path: str | os.PathLike[str],
     content: bytes | None = None,
-) -> None:
+) -> str | None:
     """:func:`check_integrity` against ``config``, ``run_dir``'s ``config.json`` already read
     (:func:`~torchlap.runs.load_run` reads it once). ``content``: ``path``'s bytes as the
     caller read them (what is checked is then what the caller uses, not a second read of the
-    file, which may have been swapped in between); ``None``: the file is read here."""
+    file, which may have been swapped in between); ``None``: the file is read here. Returns
+    the SHA-256 checked (``None`` for a run without an ``integrity`` record)."""
     run_dir = Path(run_dir)
     if "integrity" not in config:
-        return
+        return None
     record = checked_integrity_record(run_dir / CONFIG_FILE, config["integrity"])
     key = _relative(run_dir, Path(path))
     entry = record.get(key)
@@ -118,3 +120,4 @@ def check_recorded_digest(
             f"{path} is damaged or was changed: its SHA-256 is {actual[:16]}..., config.json "
             f"records {str(entry.get('sha256'))[:16]}...; restore the file or train the run again"
         )
+    return actual

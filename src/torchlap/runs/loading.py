@@ -13,7 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load
 from torch import nn
 
-from torchlap.io import read_file
+from torchlap.io import PinnedPath, read_file
 from torchlap.models.published import check_running_variances, check_state_tensors
 from torchlap.models.recipes import rebuild_model
 from torchlap.runs._folder import (
@@ -37,7 +37,10 @@ def pretrained_weights(pretrained: str | os.PathLike[str]) -> str:
     :func:`torchlap.models.build_model` takes files only (``models`` does not know a run's
     layout): pass it ``pretrained_weights(run_folder)``. Raises :class:`RunFileNotFoundError`
     for a folder without weights, :class:`RunError` for a run's weights whose SHA-256 is not
-    the one its ``config.json`` records.
+    the one its ``config.json`` records. A run's checked weights come back as a
+    :class:`~torchlap.io.PinnedPath` (a ``str``) holding the digest checked: ``build_model``
+    loads that file only if its bytes still have it (a file swapped after the check is refused
+    with ``ValueError``).
     """
     if not isinstance(pretrained, (str, os.PathLike)):
         raise TypeError(f"pretrained must be a str or a path, got {pretrained!r}")
@@ -50,7 +53,9 @@ def pretrained_weights(pretrained: str | os.PathLike[str]) -> str:
         "finished torchlap run folder",
     )
     if is_run_config(path / CONFIG_FILE):  # a torchlap run's: the weights it recorded
-        check_integrity(path, weights)
+        digest = check_integrity(path, weights)
+        if digest is not None:  # the builder loads these bytes or nothing (read_file checks)
+            return PinnedPath(weights, digest)
     return str(weights)
 
 
