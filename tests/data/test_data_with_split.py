@@ -5,7 +5,6 @@ loading that split anew."""
 from __future__ import annotations
 
 import csv
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-import torchlap.data.folder as folder
+from folder_reads import count_folder_reads
 from torchlap.data import AnnotatedFolder, load_dataset
 from torchlap.data.export import export_builtin
 
@@ -36,25 +35,6 @@ def unsplit(tmp_path) -> Path:
     with open(tmp_path / "annotations.csv", "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows(rows)
     return tmp_path
-
-
-def _count(monkeypatch) -> tuple[Counter, list]:
-    """The image headers opened (by path) and the CSVs parsed by the folder loader."""
-    headers: Counter = Counter()
-    parses: list = []
-    header, read = folder.image_header, folder.read_annotations
-
-    def counted_header(path, *args, **kwargs):
-        headers[Path(path)] += 1
-        return header(path, *args, **kwargs)
-
-    def counted_read(path, *args, **kwargs):
-        parses.append(path)
-        return read(path, *args, **kwargs)
-
-    monkeypatch.setattr(folder, "image_header", counted_header)
-    monkeypatch.setattr(folder, "read_annotations", counted_read)
-    return headers, parses
 
 
 def _rows(data: Path) -> list[list[str]]:
@@ -102,13 +82,13 @@ def test_a_seeded_split_at_native_size_is_the_split_loaded_anew(unsplit) -> None
 
 
 def test_another_split_opens_no_header_and_parses_no_csv(lesions, monkeypatch) -> None:
-    headers, parses = _count(monkeypatch)
+    headers, parses = count_folder_reads(monkeypatch)
     first = load_dataset(lesions, split="test", image_size=32)
     opened = sum(headers.values())
-    assert len(parses) == 1 and opened > 0 and max(headers.values()) == 1
+    assert sum(parses.values()) == 1 and opened > 0 and max(headers.values()) == 1
     first.with_split("val")
     first.with_split("train")
-    assert len(parses) == 1 and sum(headers.values()) == opened
+    assert sum(parses.values()) == 1 and sum(headers.values()) == opened
 
 
 def test_another_split_is_refused_as_loading_it(unsplit, lesions, tmp_path) -> None:

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import torch
 
-import torchlap.data.folder as folder
 import torchlap.evaluate.split_data as split_data
+from folder_reads import count_folder_reads
 from tiny_runs import tiny_lesions, tiny_run
 from torchlap.evaluate import EvaluateOptions, compare_runs, evaluate_run
 
@@ -34,31 +34,12 @@ def made(tmp_path_factory) -> dict[str, Path]:
     return {"data": data, "run": tiny_run(data, root / "run")}
 
 
-def _count(monkeypatch) -> tuple[Counter, Counter]:
-    """The image and mask headers opened and the CSVs parsed by the folder loader (by path)."""
-    headers: Counter = Counter()
-    parses: Counter = Counter()
-    header, read = folder.image_header, folder.read_annotations
-
-    def counted_header(path: Any, *args: Any, **kwargs: Any) -> Any:
-        headers[Path(path)] += 1
-        return header(path, *args, **kwargs)
-
-    def counted_read(path: Any, *args: Any, **kwargs: Any) -> Any:
-        parses[Path(path)] += 1
-        return read(path, *args, **kwargs)
-
-    monkeypatch.setattr(folder, "image_header", counted_header)
-    monkeypatch.setattr(folder, "read_annotations", counted_read)
-    return headers, parses
-
-
 def _files(data: Path) -> set[Path]:
     return {p for p in data.rglob("*.png")}
 
 
 def test_an_evaluation_reads_the_csv_and_each_header_once(made, tmp_path, monkeypatch) -> None:
-    headers, parses = _count(monkeypatch)
+    headers, parses = count_folder_reads(monkeypatch)
     evaluate_run(made["run"], out=tmp_path / "eval", options=EvaluateOptions(**OPTIONS),
                  write_report=False)  # fmt: skip
     assert parses == Counter({made["data"] / "annotations.csv": 1})
@@ -76,7 +57,7 @@ def test_the_results_are_those_of_reading_each_split_anew(made, tmp_path, monkey
         split_data, "_load_split", lambda run, data, split, settings, folders: opened(
             run, data, split, settings, None)
     )  # fmt: skip
-    headers, parses = _count(monkeypatch)
+    headers, parses = count_folder_reads(monkeypatch)
     anew = evaluate_run(made["run"], out=tmp_path / "two", options=options, write_report=False)
     assert sum(parses.values()) == 2 and max(headers.values()) == 2  # (read per split)
     assert _without_times(shared) == _without_times(anew)
@@ -102,7 +83,7 @@ def _timing(key: str) -> bool:
 
 def test_a_comparison_reads_the_folder_once_for_its_runs(made, tmp_path, monkeypatch) -> None:
     second = Path(shutil.copytree(made["run"], tmp_path / "second"))
-    headers, parses = _count(monkeypatch)
+    headers, parses = count_folder_reads(monkeypatch)
     compare_runs([made["run"], second], None, tmp_path / "cmp", EvaluateOptions(**OPTIONS))
     assert parses == Counter({made["data"] / "annotations.csv": 1})
     assert set(headers) == _files(made["data"]) and set(headers.values()) == {1}
