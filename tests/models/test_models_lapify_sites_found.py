@@ -270,3 +270,11 @@ def test_a_preset_naming_a_module_lapify_cannot_replace_says_so():
     with pytest.raises(ValueError, match=r"preset 'resnet18': lapify cannot replace avgpool"):
         lapify(model, where="resnet18")
     assert not lap_modules(model)
+
+
+def test_a_predicate_choosing_a_module_registered_twice_is_refused():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3))
+    model.add_module("again", model[1])
+    with pytest.raises(ValueError, match=r"'1' is one module .*\(registered as \['1', 'again'\]\)"):
+        lapify(model, where=lambda name, module: isinstance(module, nn.MaxPool2d))
+    assert type(model[1]) is nn.MaxPool2d
