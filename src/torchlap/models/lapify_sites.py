@@ -77,9 +77,6 @@ class _Call:
 class _Probe:
     calls: list[_Call] = field(default_factory=list)
 
-    def first(self, name: str) -> _Call | None:
-        return next((c for c in self.calls if c.name == name), None)
-
 
 # ----------------------------------------------------------------------------- site discovery
 
