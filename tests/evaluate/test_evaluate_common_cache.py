@@ -123,3 +123,14 @@ def test_the_weights_stamp_is_their_size_and_modification_time(tmp_path: Path) -
     weights.write_bytes(b"123456789")
     os.utime(weights, ns=(1_000_000_000, 2_000_000_123))
     assert weights_stamp(tmp_path) == {"size": 9, "mtime_ns": 2_000_000_123}
+
+
+def test_results_rewritten_in_another_key_order_are_still_reused(tmp_path: Path, caplog) -> None:
+    # the checksum is of the results' content: a JSON tool that re-sorts the keys edits nothing
+    cache = tmp_path / "gradcam.json"
+    results = {"iou": 0.5, "ebpg": {"value": 0.25, "n": 3}, "auc": [1, 2]}
+    write_cache(cache, fingerprint(PARTS), PARTS, results)
+    entry = json.loads(cache.read_text())
+    entry["results"] = {"auc": [1, 2], "ebpg": {"n": 3, "value": 0.25}, "iou": 0.5}
+    cache.write_text(json.dumps(entry))
+    assert read(cache, PARTS, caplog) == results
