@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from torchlap.evaluate.common import (
+    atomic_write_json,
     fingerprint,
     fingerprint_parts,
     read_cache,
@@ -134,3 +135,15 @@ def test_results_rewritten_in_another_key_order_are_still_reused(tmp_path: Path,
     entry["results"] = {"auc": [1, 2], "ebpg": {"n": 3, "value": 0.25}, "iou": 0.5}
     cache.write_text(json.dumps(entry))
     assert read(cache, PARTS, caplog) == results
+
+
+def test_results_are_written_in_the_order_built_and_never_with_nan(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    atomic_write_json(path, {"methods": ["lap", "gradcam"], "lap": {"b": 1, "a": 2}})
+    assert path.read_text() == (
+        '{\n  "methods": [\n    "lap",\n    "gradcam"\n  ],\n  "lap": {\n    "b": 1,\n'
+        '    "a": 2\n  }\n}\n'
+    )
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        atomic_write_json(path, {"value": float("nan")})  # NaN is not JSON: None is written
+    assert json.loads(path.read_text())["lap"] == {"b": 1, "a": 2}  # the earlier file stays

@@ -134,3 +134,24 @@ def test_a_method_receives_the_known_run_facts_it_takes_unless_the_user_gives_th
         }  # fmt: skip
         # the run's facts are never the user's options: the options dict is not changed
         assert given.method_options == {"seeded": {"seed": 9, "n": 2}}
+
+
+class OneBad(Explainer):
+    """The channel mean, with one -inf pixel in the map of the image whose mean is largest."""
+
+    def _explain(self, images: Tensor, target: Tensor | None) -> Tensor:
+        maps = images.mean(dim=1).clone()
+        maps[images.flatten(1).mean(dim=1).argmax(), 2, 2] = float("-inf")
+        return maps
+
+
+def test_a_single_non_finite_map_is_made_flat_and_counted() -> None:
+    counts: list[int] = []
+    images = torch.rand(3, 3, 5, 5, generator=torch.Generator().manual_seed(3)) * 0.5
+    images[1] += 0.5  # image 1's map is the one with -inf (one batch of all three)
+    with registered("one_bad", OneBad):
+        maps = explain_all(model(), images, torch.zeros(3, dtype=torch.long), "one_bad", {}, 3,
+                           torch.device("cpu"), nonfinite=counts)  # fmt: skip
+    assert counts == [1]
+    assert torch.equal(maps[1], torch.zeros(5, 5))
+    torch.testing.assert_close(maps[[0, 2]], images[[0, 2]].mean(dim=1))
