@@ -1,0 +1,98 @@
+"""What :func:`torchlap.evaluate.common.guard_output_folder` takes for torchlap's own: an empty
+log (an evaluation stopped before its first record) or one whose first line is a torchlap
+record; a ``methods/`` folder of caches; results of torchlap's format. What it refuses, and
+what ``apply=False`` leaves in place."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from torchlap.evaluate.common import clear_output_folder, guard_output_folder
+
+RECORD = "2026-01-02 03:04:05,678 WARNING torchlap.evaluate.core: lap: skipped\n"
+
+
+def folder_with(tmp_path: Path, entries: dict[str, str]) -> Path:
+    out = tmp_path / "out"
+    for name, text in entries.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    out.mkdir(exist_ok=True)
+    return out
+
+
+@pytest.mark.parametrize("text", ["", RECORD, RECORD + "my own line\n"])
+def test_an_empty_log_or_one_opening_with_a_record_is_torchlaps(tmp_path: Path, text) -> None:
+    out = folder_with(tmp_path, {"evaluate.log": text})
+    assert guard_output_folder(out, False) == []
+    assert (out / "evaluate.log").read_text() == text
+
+
+@pytest.mark.parametrize("text", ["\n", "my notes\n" + RECORD, RECORD.replace("WARNING", "NOTE")])
+def test_a_log_not_opening_with_a_record_is_refused(tmp_path: Path, text) -> None:
+    out = folder_with(tmp_path, {"compare.log": text})
+    with pytest.raises(FileExistsError, match=r"holds compare\.log, which torchlap did not write"):
+        guard_output_folder(out, False)
+
+
+def test_a_methods_folder_of_caches_and_torchlaps_results_pass(tmp_path: Path) -> None:
+    out = folder_with(
+        tmp_path,
+        {
+            "methods/gradcam.json": json.dumps({"fingerprint": "abc", "results": {}}),
+            "methods/lap.json": json.dumps({"fingerprint": "def", "results": {}}),
+            "comparison.json": json.dumps({"format": "torchlap-comparison"}),
+        },
+    )
+    assert guard_output_folder(out, False) == []
+    (out / "methods" / "mine.json").write_text(json.dumps({"results": {}}))  # no fingerprint
+    assert guard_output_folder(out, False) == []  # torchlap's comparison.json vouches for it
+    (out / "comparison.json").unlink()
+    with pytest.raises(FileExistsError, match=r"holds methods, which torchlap did not write"):
+        guard_output_folder(out, False)
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("results.json", json.dumps({"format": "torchlap-comparison"})),  # the other format
+        ("comparison.json", json.dumps({"format": "torchlap-results"})),
+        ("results.json", json.dumps(["torchlap-results"])),  # not a dict
+        ("results.json", "{not json"),
+    ],
+)
+def test_a_results_file_not_of_its_own_format_is_refused(tmp_path: Path, name, text) -> None:
+    out = folder_with(tmp_path, {name: text})
+    with pytest.raises(FileExistsError, match=rf"holds {name}, which torchlap did not write"):
+        guard_output_folder(out, False)
+    assert guard_output_folder(out, True) == [out / name]  # --force: replaced by the write
+
+
+def test_apply_false_refuses_and_returns_but_changes_nothing(tmp_path: Path, caplog) -> None:
+    out = folder_with(tmp_path, {"evaluate.log": "my notes\n", "tables.md": "mine\n"})
+    foreign = guard_output_folder(out, True, apply=False)
+    assert sorted(p.name for p in foreign) == ["evaluate.log", "tables.md"]
+    assert (out / "evaluate.log").read_text() == "my notes\n" and not caplog.records
+    clear_output_folder(out, foreign)  # once the rest is checked: the user's log goes
+    assert not (out / "evaluate.log").exists() and (out / "tables.md").read_text() == "mine\n"
+    said = [record.getMessage() for record in caplog.records]
+    assert said == [f"--force: replacing {out / 'tables.md'}, {out / 'evaluate.log'}"]
+
+
+def test_names_the_caller_does_not_write_are_left_alone(tmp_path: Path) -> None:
+    out = folder_with(tmp_path, {"comparison.json": "mine\n", "compare.log": "mine\n"})
+    names = ("results.json", "tables.md", "report.html", "figures", "methods")
+    assert guard_output_folder(out, False, names=names, extra=("evaluate.log",)) == []
+    with pytest.raises(FileExistsError, match=r"holds compare\.log, which torchlap"):
+        guard_output_folder(out, False, names=names, extra=("compare.log",))
+
+
+def test_a_path_that_is_a_file_is_refused_as_a_folder(tmp_path: Path) -> None:
+    path = tmp_path / "out"
+    path.write_text("mine\n")
+    with pytest.raises(ValueError, match=r"--where .* exists and is not a folder; pass a folder"):
+        guard_output_folder(path, True, option="--where")
+    assert path.read_text() == "mine\n"
