@@ -96,3 +96,18 @@ def test_a_path_that_is_a_file_is_refused_as_a_folder(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"--where .* exists and is not a folder; pass a folder"):
         guard_output_folder(path, True, option="--where")
     assert path.read_text() == "mine\n"
+
+
+def test_a_log_it_cannot_read_is_not_taken_for_its_own(tmp_path: Path, monkeypatch) -> None:
+    # (tests may run as root, who reads every file: the failing read is simulated)
+    out = folder_with(tmp_path, {"evaluate.log": RECORD})
+    real_open = Path.open
+
+    def refuse(self: Path, *args, **kwargs):
+        if self.name == "evaluate.log":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(FileExistsError, match=r"holds evaluate\.log, which torchlap did not"):
+        guard_output_folder(out, False)
