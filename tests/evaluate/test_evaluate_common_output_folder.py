@@ -111,3 +111,22 @@ def test_a_log_it_cannot_read_is_not_taken_for_its_own(tmp_path: Path, monkeypat
     monkeypatch.setattr(Path, "open", refuse)
     with pytest.raises(FileExistsError, match=r"holds evaluate\.log, which torchlap did not"):
         guard_output_folder(out, False)
+
+
+def test_a_methods_folder_of_caches_alone_is_torchlaps(tmp_path: Path) -> None:
+    out = folder_with(tmp_path, {"methods/gradcam.json": json.dumps({"fingerprint": "abc"})})
+    assert guard_output_folder(out, False) == []
+
+
+def test_a_results_file_it_cannot_read_is_refused_unless_forced(tmp_path, monkeypatch) -> None:
+    import torchlap.evaluate.common as common
+
+    out = folder_with(tmp_path, {"results.json": json.dumps({"format": "torchlap-results"})})
+
+    def refuse(path, what="it"):
+        raise PermissionError(13, f"cannot read {path} ({what})")
+
+    monkeypatch.setattr(common, "read_file", refuse)
+    with pytest.raises(PermissionError, match=r"--out .*: \[Errno 13\] cannot read .*results"):
+        guard_output_folder(out, False)
+    assert guard_output_folder(out, True) == [out / "results.json"]  # --force: replaced
