@@ -130,3 +130,26 @@ def test_a_results_file_it_cannot_read_is_refused_unless_forced(tmp_path, monkey
     with pytest.raises(PermissionError, match=r"--out .*: \[Errno 13\] cannot read .*results"):
         guard_output_folder(out, False)
     assert guard_output_folder(out, True) == [out / "results.json"]  # --force: replaced
+
+
+def test_a_figures_folder_of_torchlap_figures_alone_is_torchlaps(tmp_path: Path) -> None:
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    out = folder_with(tmp_path, {})
+    (out / "figures").mkdir()
+    mark = PngInfo()
+    mark.add_text("Software", "torchlap (matplotlib 3)")
+    Image.new("L", (4, 4)).save(out / "figures" / "keep_k.png", pnginfo=mark)
+    assert guard_output_folder(out, False) == []
+    Image.new("L", (4, 4)).save(out / "figures" / "mine.png")  # no torchlap mark
+    with pytest.raises(FileExistsError, match=r"holds figures, which torchlap did not write"):
+        guard_output_folder(out, False)
+
+
+def test_an_entry_of_the_wrong_kind_is_named_with_its_kind(tmp_path: Path) -> None:
+    out = folder_with(tmp_path, {"figures": "mine\n", "tables.md/notes.txt": "mine\n"})
+    with pytest.raises(FileExistsError) as refused:
+        guard_output_folder(out, True)
+    said = str(refused.value)
+    assert "tables.md is a folder; figures is not a folder" in said, said
