@@ -153,3 +153,10 @@ def test_an_entry_of_the_wrong_kind_is_named_with_its_kind(tmp_path: Path) -> No
         guard_output_folder(out, True)
     said = str(refused.value)
     assert "tables.md is a folder; figures is not a folder" in said, said
+
+
+def test_a_new_folder_under_a_file_is_refused_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine\n")
+    with pytest.raises(ValueError, match=r"--out"):
+        guard_output_folder(tmp_path / "notes.txt" / "out", False)
+    assert guard_output_folder(tmp_path / "new" / "out", False) == []  # to be made: fine
