@@ -160,3 +160,24 @@ def test_a_new_folder_under_a_file_is_refused_before_any_work(tmp_path: Path) ->
     with pytest.raises(ValueError, match=r"--out"):
         guard_output_folder(tmp_path / "notes.txt" / "out", False)
     assert guard_output_folder(tmp_path / "new" / "out", False) == []  # to be made: fine
+
+
+def test_an_unreadable_method_cache_is_refused_unless_forced(tmp_path, monkeypatch) -> None:
+    import torchlap.evaluate.common as common
+
+    out = folder_with(tmp_path, {"methods/gradcam.json": json.dumps({"fingerprint": "abc"})})
+
+    def refuse(path, what="it"):
+        raise PermissionError(13, f"cannot read {path} ({what})")
+
+    monkeypatch.setattr(common, "read_file", refuse)
+    with pytest.raises(PermissionError, match=r"cannot read .*gradcam\.json \(the method caches"):
+        guard_output_folder(out, False)
+
+
+def test_the_temp_files_of_a_killed_evaluation_are_removed(tmp_path: Path) -> None:
+    # atomic_write's temp name: ".<name>.<pid>.<8 hex>.torchlap-tmp"; pid 2**22 + 1 is not alive
+    stale = ".results.json.4194305.0123abcd.torchlap-tmp"
+    out = folder_with(tmp_path, {stale: "{", "tables.md": "mine\n"})
+    clear_output_folder(out, [])
+    assert sorted(p.name for p in out.iterdir()) == ["tables.md"]
