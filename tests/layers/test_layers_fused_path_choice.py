@@ -234,3 +234,32 @@ def test_a_subclass_of_the_scorer_is_used():
     assert torch.equal(layer.maps.score, score)
     want = slow_lap(x, score, (3, 3), (2, 2), (1, 1), 1.2, 1e-3, ceil_mode=True)
     torch.testing.assert_close(pooled.detach(), want)
+
+
+def _module_aggregation(n: int) -> nn.Module:
+    generator = torch.Generator().manual_seed(10)
+    conv = nn.Conv2d(n, 1, 1, dtype=torch.float64)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator, dtype=torch.float64))
+    return nn.Sequential(conv, nn.Sigmoid())
+
+
+@pytest.mark.parametrize("kind", ["window", "global"])
+def test_a_module_aggregation_of_two_concepts_is_used(kind):
+    layer = _layer(kind, n=2)
+    layer.scorer = ConceptScorer(4, 2, 3, _module_aggregation(2), dtype=torch.float64)
+    _run(layer)
+
+
+@needs_kernel
+def test_one_concept_takes_the_fused_path_whatever_its_aggregation():
+    """``_fused_forward``: the fused layer serves "aggregation max/sum/mean/conv or one concept":
+    one concept's score is its probability, the aggregation module is never called."""
+    layer = _layer(n=1)
+    layer.scorer = ConceptScorer(4, 1, 3, _module_aggregation(1), dtype=torch.float64)
+    layer.scorer.heads.load_state_dict(_layer(n=1).scorer.heads.state_dict())
+    x = torch.randn(2, 4, 7, 6, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    calls = sum(fused.fused_layer_calls.values())
+    pooled = layer(x)
+    assert sum(fused.fused_layer_calls.values()) == calls + 1
+    torch.testing.assert_close(pooled.detach(), reference(layer, x))
