@@ -59,10 +59,13 @@ def test_adaptive_layer_defaults_are_those_of_the_readme():
     torch.testing.assert_close(out, x.mean(dim=(2, 3), keepdim=True))
 
 
+@pytest.mark.parametrize("fused", ["1", "0"], ids=["default_path", "per_op_path"])
 @pytest.mark.parametrize("hidden", [0, 4])
-def test_the_discriminative_scorer_starts_apart_from_the_main_heads(hidden):
+def test_the_discriminative_scorer_starts_apart_from_the_main_heads(hidden, fused, monkeypatch):
     """A fresh layer's heads end in a zero convolution (every probability 0.5); the
-    discriminative module is re-initialised, so its probabilities vary over the pixels."""
+    discriminative module is re-initialised, so its probabilities (one map per concept, on
+    either CPU path of the layer) vary over the pixels."""
+    monkeypatch.setenv("TORCHLAP_FUSED_LAYER", fused)
     layer = LocalAttentionPool2d(3, 2, n_concepts=2, hidden_channels=hidden)
     torch.manual_seed(0)
     disc = layer.enable_discriminative_scorer()
