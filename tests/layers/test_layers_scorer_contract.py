@@ -11,6 +11,8 @@ work". The values are held to the loop-over-pixels reference of paper 000's Eq. 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from test_layers_scorer_reference import randomize, reference_scorer
@@ -66,3 +68,32 @@ def test_the_scorer_refuses_a_wrong_input_on_its_own(x, error, match):
     scorer = ConceptScorer(4, 2, 3)
     with pytest.raises(error, match=match):
         scorer(x)
+
+
+def test_per_head_hidden_channels_of_two_heads_match_the_loops():
+    """``head_hidden="per_head"``: head ``k`` reads only its own ``hidden_channels`` units
+    (``k * hidden ... (k + 1) * hidden - 1`` of the first convolution)."""
+    hidden, n = 3, 2
+    scorer = ConceptScorer(4, n, hidden, "mean", dtype=torch.float64, head_hidden="per_head")
+    randomize(scorer, seed=12)
+    x = torch.randn(2, 4, 3, 4, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+    with torch.no_grad():
+        concepts, score = scorer(x)
+    params = {name: p.detach() for name, p in scorer.named_parameters()}
+    w1, b1 = params["heads.0.weight"], params["heads.0.bias"]
+    w2, b2 = params["heads.2.weight"], params["heads.2.bias"]
+    for b in range(2):
+        for r in range(3):
+            for q in range(4):
+                probabilities = []
+                for k in range(n):
+                    logit = float(b2[k])
+                    for u in range(hidden):
+                        unit = k * hidden + u
+                        total = float(b1[unit]) + sum(
+                            float(w1[unit, c, 0, 0]) * float(x[b, c, r, q]) for c in range(4)
+                        )
+                        logit += float(w2[k, u, 0, 0]) * max(total, 0.0)
+                    probabilities.append(1.0 / (1.0 + math.exp(-logit)))
+                    assert float(concepts[b, k, r, q]) == pytest.approx(probabilities[k], rel=1e-9)
+                assert float(score[b, 0, r, q]) == pytest.approx(sum(probabilities) / n, rel=1e-9)
