@@ -39,3 +39,11 @@ def test_the_check_before_any_work_reads_the_map_not_the_channels():
     layer = LocalAttentionPool2d(1, 3)
     x = torch.randn(2, 1, 6, 7)
     assert layer(x).shape == nn.MaxPool2d(3)(x).shape
+
+
+def test_the_check_before_any_work_reads_each_side_with_its_own_window():
+    """A 1x4 window on a 2x6 map: the height holds one-row windows, the width four-column ones
+    (the width's window on the height, or the height's on the width, would not fit)."""
+    layer = LocalAttentionPool2d(2, (1, 4))
+    x = torch.randn(1, 2, 2, 6)
+    assert layer(x).shape == nn.MaxPool2d((1, 4))(x).shape == (1, 2, 2, 1)
