@@ -12,6 +12,8 @@ import pytest
 import torch
 from test_layers_lap_reference import reference_adaptive
 
+from torchlap._ext import lap_kernels
+from torchlap.layers import fused
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
 
 
@@ -31,7 +33,9 @@ def test_the_adaptive_layer_refuses_a_wrong_input(x, error, match):
     assert layer.maps is None  # before any work
 
 
-def test_a_map_smaller_than_the_window_is_refused_before_the_scorer_runs():
+@pytest.mark.parametrize("fused", ["1", "0"], ids=["default_path", "per_op_path"])
+def test_a_map_smaller_than_the_window_is_refused_before_the_scorer_runs(fused, monkeypatch):
+    monkeypatch.setenv("TORCHLAP_FUSED_LAYER", fused)
     layer = LocalAttentionPool2d(2, 5)
     with pytest.raises(ValueError):
         layer(torch.randn(1, 2, 3, 3))
@@ -48,7 +52,11 @@ def test_outputs_with_a_side_kept_as_none(output_size, size):
         for parameter in layer.scorer.parameters():
             parameter.normal_()
     x = torch.randn(2, 1, *size, dtype=torch.float64)
+    calls = fused.fused_layer_calls["global"]
     got = layer(x)
+    if lap_kernels() is not None:  # one row and one column: the fused global pool
+        one_by_one = got.shape[-2:] == (1, 1)
+        assert fused.fused_layer_calls["global"] == calls + int(one_by_one)
     with torch.no_grad():
         score = layer.scorer(x)[1]
     want = reference_adaptive(x, score, output_size, 1.3, layer.eps)
