@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules import module as _module_globals
 
 from torchlap._checks import check_bool, check_feature_input, check_number
 from torchlap.layers._state import KeepsLastMaps
@@ -27,7 +26,14 @@ from torchlap.layers.functional import (
     pool_output_size,
 )
 from torchlap.layers.fused import fused_lap_layer
-from torchlap.layers.scorer import AGGREGATIONS, HEAD_HIDDEN, ConceptScorer
+from torchlap.layers.scorer import (
+    AGGREGATIONS,
+    HEAD_HIDDEN,
+    ConceptScorer,
+    _global_hooks,
+    _hooked,
+    _is_plain_pointwise,
+)
 
 __all__ = [
     "AGGREGATIONS",
@@ -366,19 +372,10 @@ def _fusable_heads(
 
 def _plain_pointwise(conv: nn.Module) -> tuple[Tensor, Tensor] | None:
     """``(weight (out, in, 1, 1), bias)`` of an unhooked plain 1x1 ``nn.Conv2d`` with a bias
-    (stride 1, no padding, dilation or groups), else None."""
-    if type(conv) is not nn.Conv2d:
+    (:func:`~torchlap.layers.scorer._is_plain_pointwise`), else None."""
+    if not _is_plain_pointwise(conv):
         return None
     conv_state = conv.__dict__
-    if (
-        _hooked(conv_state)
-        or conv_state["kernel_size"] != (1, 1)
-        or conv_state["stride"] != (1, 1)
-        or conv_state["padding"] != (0, 0)
-        or conv_state["dilation"] != (1, 1)
-        or conv_state["groups"] != 1
-    ):
-        return None
     params = conv_state["_parameters"]
     weight, bias = params["weight"], params.get("bias")
     if weight is None or bias is None:
@@ -399,26 +396,6 @@ def _fusable_aggregate(scorer: ConceptScorer) -> tuple[Tensor, Tensor] | None:
     if pair is None or tuple(pair[0].shape) != (1, scorer.n_concepts, 1, 1):
         return None
     return pair
-
-
-def _hooked(state: dict) -> bool:
-    """A forward or backward hook in a module's ``__dict__`` (the fused layer would bypass it)."""
-    return bool(
-        state["_forward_hooks"]
-        or state["_forward_pre_hooks"]
-        or state["_backward_hooks"]
-        or state["_backward_pre_hooks"]
-    )
-
-
-def _global_hooks() -> bool:
-    """A module hook registered globally (``nn.modules.module.register_module_*_hook``)."""
-    return bool(
-        _module_globals._global_forward_hooks
-        or _module_globals._global_forward_pre_hooks
-        or _module_globals._global_backward_hooks
-        or _module_globals._global_backward_pre_hooks
-    )
 
 
 def lap_modules(model: nn.Module) -> dict[str, LapBase]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules import module as _module_globals
 
 from torchlap._checks import check_feature_input, check_int, check_positive_int
 
@@ -91,11 +92,17 @@ class ConceptScorer(nn.Module):
         ``x``: (B, ``in_channels``, H, W), floating point of the parameters' dtype and on
         their device (``TypeError``/``ValueError`` saying which, before any work)."""
         heads = self._modules["heads"]
-        check_feature_input(self, x, self.in_channels, heads._modules["0"]._parameters["weight"])
-        hidden = x
-        for module in heads:
-            pointwise = isinstance(module, nn.Conv2d) and module.groups == 1
-            hidden = _pointwise(module, hidden) if pointwise else module(hidden)
+        first = heads._modules["0"]
+        weight = first._parameters.get("weight")  # (read directly: this runs on every forward)
+        # a weight reparametrised (pruning, torch.nn.utils.parametrize) is no parameter
+        check_feature_input(self, x, self.in_channels, first.weight if weight is None else weight)
+        if _hooked(heads.__dict__) or _global_hooks():
+            hidden = heads(x)  # its hooks, and every module's, run
+        else:
+            hidden = x
+            for module in heads:
+                direct = _is_plain_pointwise(module)  # else its own call, hooks and all
+                hidden = _pointwise(module, hidden) if direct else module(hidden)
         concepts = torch.sigmoid(hidden)
         if self.n_concepts == 1:
             return concepts, concepts
@@ -132,6 +139,47 @@ def _check_dtype(dtype: object) -> None:
             "dtype must be a floating-point torch.dtype (e.g. torch.float32) or None, "
             f"got {dtype!r}"
         )
+
+
+def _hooked(state: dict) -> bool:
+    """A forward or backward hook in a module's ``__dict__`` (a call that bypasses the module,
+    the fused layer or :func:`_pointwise`, would bypass the hook)."""
+    return bool(
+        state["_forward_hooks"]
+        or state["_forward_pre_hooks"]
+        or state["_backward_hooks"]
+        or state["_backward_pre_hooks"]
+    )
+
+
+def _global_hooks() -> bool:
+    """A module hook registered globally (``nn.modules.module.register_module_*_hook``)."""
+    return bool(
+        _module_globals._global_forward_hooks
+        or _module_globals._global_forward_pre_hooks
+        or _module_globals._global_backward_hooks
+        or _module_globals._global_backward_pre_hooks
+    )
+
+
+def _is_plain_pointwise(module: nn.Module) -> bool:
+    """Whether ``module`` is an unhooked plain 1x1 ``nn.Conv2d`` (stride 1, no padding,
+    dilation or groups) whose weight is a parameter: a call that computes it directly
+    (:func:`_pointwise`, the fused layer) gives what its own call gives. A subclass, a hook, or
+    a reparametrised weight (pruning adds a pre-hook; ``parametrize`` changes the class) keeps
+    the module's own call."""
+    if type(module) is not nn.Conv2d:
+        return False
+    state = module.__dict__
+    return not (
+        _hooked(state)
+        or state["kernel_size"] != (1, 1)
+        or state["stride"] != (1, 1)
+        or state["padding"] != (0, 0)
+        or state["dilation"] != (1, 1)
+        or state["groups"] != 1
+        or state["_parameters"].get("weight") is None
+    )
 
 
 def _pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
