@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from synthetic_eval import channel_model
+from synthetic_eval import split as synthetic_split
 from torch import nn
 
 from torchlap.evaluate.core import EvalData, EvaluateOptions, evaluate_method
@@ -18,24 +20,13 @@ DEVICE = torch.device("cpu")
 OPTIONS = dict(ks=(50,), stability_images=1, stability_fractions=(0.1,), tie_draws=1)
 
 
-def channel_net() -> nn.Module:
-    """Logit c = mean of channel c."""
-    conv, linear = nn.Conv2d(3, 3, 1), nn.Linear(3, 3)
-    with torch.no_grad():
-        conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
-        conv.bias.zero_()
-        linear.weight.copy_(torch.eye(3))
-        linear.bias.zero_()
-    return nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), linear).eval()
-
-
 class Shifted(nn.Module):
     """A model holding its classifier as ``net`` behind a transform of its own (no
     ``normalize``): its logits are not ``net``'s on the same images."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.net = channel_net()
+        self.net = channel_model()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images.flip(1) * 3.0)
@@ -46,7 +37,7 @@ class Named(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.body = channel_net()
+        self.body = channel_model()
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return images - 10.0
@@ -56,21 +47,12 @@ class Named(nn.Module):
 
 
 def split(n: int, seed: int) -> EvalData:
-    generator = torch.Generator().manual_seed(seed)
-    masks = torch.zeros(n, SIZE, SIZE, dtype=torch.bool)
-    masks[:, 1:5, 2:6] = True
-    return EvalData(
-        images=torch.rand(n, 3, SIZE, SIZE, generator=generator),
-        labels=torch.randint(0, 3, (n,), generator=generator),
-        masks=masks,
-        has_region=masks.flatten(1).any(dim=1),
-        classes=["a", "b", "c"],
-        name="synthetic",
-    )
+    """``n`` random 8-pixel images, each with the box of rows 1-4, columns 2-5."""
+    return synthetic_split(n, seed, SIZE, [(1, 2, 4, 4)] * n)
 
 
 def test_under_target_label_no_map_is_explained_again_for_drop_inc_win() -> None:
-    model = channel_net()
+    model = channel_model()
     test, val = split(7, 0), split(3, 1)
     with torch.no_grad():
         wrong = int((model(test.images).argmax(1) != test.labels).sum())

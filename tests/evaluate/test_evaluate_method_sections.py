@@ -8,6 +8,8 @@ import time
 
 import pytest
 import torch
+from synthetic_eval import channel_model
+from synthetic_eval import split as synthetic_split
 from torch import nn
 
 import torchlap.metrics
@@ -18,32 +20,10 @@ DEVICE = torch.device("cpu")
 OPTIONS = dict(ks=(50,), stability_images=1, stability_fractions=(0.1,), tie_draws=1)
 
 
-def channel_model() -> nn.Module:
-    """Logit c = mean of channel c (Grad-CAM of class c: channel c where it is bright)."""
-    conv, linear = nn.Conv2d(3, 3, 1), nn.Linear(3, 3)
-    with torch.no_grad():
-        conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
-        conv.bias.zero_()
-        linear.weight.copy_(torch.eye(3))
-        linear.bias.zero_()
-    return nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), linear).eval()
-
-
 def split(n: int, seed: int, boxes: list[tuple[int, int, int, int]]) -> EvalData:
     """``n`` random images; image i holds the box ``boxes[i]`` (top, left, height, width) when
     there is one, the others no region."""
-    generator = torch.Generator().manual_seed(seed)
-    masks = torch.zeros(n, SIZE, SIZE, dtype=torch.bool)
-    for i, (top, left, height, width) in enumerate(boxes):
-        masks[i, top : top + height, left : left + width] = True
-    return EvalData(
-        images=torch.rand(n, 3, SIZE, SIZE, generator=generator),
-        labels=torch.randint(0, 3, (n,), generator=generator),
-        masks=masks,
-        has_region=masks.flatten(1).any(dim=1),
-        classes=["a", "b", "c"],
-        name="synthetic",
-    )
+    return synthetic_split(n, seed, SIZE, boxes)
 
 
 def regions(data: EvalData) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from synthetic_eval import channel_model
 from torch import nn
 
 import torchlap.evaluate.method as method_module
@@ -125,18 +126,6 @@ def test_protocol_records_the_choices_and_options_are_checked():
     ):
         with pytest.raises(ValueError, match=field):
             EvaluateOptions(**{field: value}).validate()
-
-
-def channel_model():
-    """Logit c = mean of channel c: Grad-CAM of class c highlights the pixels bright in
-    channel c, so keeping them keeps class c (a model whose keep-k% depends on the class)."""
-    conv, linear = nn.Conv2d(3, 3, 1), nn.Linear(3, 3)
-    with torch.no_grad():
-        conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
-        conv.bias.zero_()
-        linear.weight.copy_(torch.eye(3))
-        linear.bias.zero_()
-    return nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), linear).eval()
 
 
 def test_keep_k_vs_label_reads_maps_of_the_label_class():
