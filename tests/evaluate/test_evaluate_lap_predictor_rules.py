@@ -16,51 +16,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from lap_table_i import lap_model, split
 from torch import nn
 
-from torchlap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
 from torchlap.evaluate.common import EvalData
 from torchlap.evaluate.lap_predictors import lap_predictor_results
-from torchlap.layers import LapBase, attention_maps, clear_attention_maps
+from torchlap.layers import attention_maps, clear_attention_maps
 from torchlap.losses import ConceptSets
 from torchlap.metrics import LearnedConceptPredictor
-
-
-def lap_model(num_classes: int, seed: int) -> nn.Module:
-    """A small CNN with a windowed and a global LAP layer of one concept per class."""
-    torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1),
-        nn.ReLU(),
-        LocalAttentionPool2d(6, 2, n_concepts=num_classes, aggregation="mean"),
-        nn.Conv2d(6, 6, 3, padding=1),
-        nn.ReLU(),
-        AdaptiveLocalAttentionPool2d(6, 1, n_concepts=num_classes, aggregation="mean"),
-        nn.Flatten(),
-        nn.Linear(6, num_classes),
-    )
-    for module in model.modules():  # scores away from the uniform start
-        if isinstance(module, LapBase):
-            for conv in module.scorer.heads:
-                if isinstance(conv, nn.Conv2d):
-                    nn.init.normal_(conv.weight, std=1.0)
-                    nn.init.normal_(conv.bias, std=0.5)
-    return model.eval()
-
-
-def split(n: int, num_classes: int, seed: int) -> EvalData:
-    generator = torch.Generator().manual_seed(seed)
-    masks = torch.zeros(n, 8, 8, dtype=torch.bool)
-    return EvalData(
-        images=torch.rand(n, 3, 8, 8, generator=generator)
-        * 3
-        * torch.rand(n, 3, 1, 1, generator=generator),
-        labels=torch.arange(n) % num_classes,
-        masks=masks,
-        has_region=masks.flatten(1).any(1),
-        classes=[f"c{k}" for k in range(num_classes)],
-        name="synthetic",
-    )
 
 
 def ref_features(model: nn.Module, images: torch.Tensor) -> dict[str, list[list[float]]]:
@@ -82,8 +45,9 @@ def ref_features(model: nn.Module, images: torch.Tensor) -> dict[str, list[list[
 def _results(
     num_classes: int, n_test: int, n_val: int
 ) -> tuple[dict, nn.Module, EvalData, EvalData]:
-    model = lap_model(num_classes, seed=5)
-    test, val = split(n_test, num_classes, 0), split(n_val, num_classes, 1)
+    model = lap_model(num_classes, num_classes, seed=5)
+    classes = [f"c{k}" for k in range(num_classes)]
+    test, val = split(n_test, 0, classes), split(n_val, 1, classes)
     with torch.no_grad():
         predictions = model(test.images).argmax(1)
     sets = ConceptSets.default(num_classes, num_classes)

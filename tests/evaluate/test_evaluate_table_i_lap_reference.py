@@ -17,50 +17,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from lap_table_i import lap_model, split
 from torch import nn
 
-from torchlap import AdaptiveLocalAttentionPool2d, LocalAttentionPool2d
-from torchlap.evaluate.common import EvalData
 from torchlap.evaluate.lap_predictors import lap_predictor_results
-from torchlap.layers import LapBase, attention_maps, clear_attention_maps
+from torchlap.layers import attention_maps, clear_attention_maps
 from torchlap.losses import ConceptSets
-
-
-def two_class_lap_model(n_concepts: int, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1),
-        nn.ReLU(),
-        LocalAttentionPool2d(6, 2, n_concepts=n_concepts, aggregation="mean"),
-        nn.Conv2d(6, 6, 3, padding=1),
-        nn.ReLU(),
-        AdaptiveLocalAttentionPool2d(6, 1, n_concepts=n_concepts, aggregation="mean"),
-        nn.Flatten(),
-        nn.Linear(6, 2),
-    )
-    for module in model.modules():  # scores spread around 0.5: both rules see both outcomes
-        if isinstance(module, LapBase):
-            for conv in module.scorer.heads:
-                if isinstance(conv, nn.Conv2d):
-                    nn.init.normal_(conv.weight, std=1.0)
-                    nn.init.normal_(conv.bias, std=0.5)
-    return model.eval()
-
-
-def split(n: int, seed: int) -> EvalData:
-    generator = torch.Generator().manual_seed(seed)
-    masks = torch.zeros(n, 8, 8, dtype=torch.bool)
-    return EvalData(
-        # each image's channels scaled differently: the layers' maps differ between images
-        images=torch.rand(n, 3, 8, 8, generator=generator)
-        * 3
-        * torch.rand(n, 3, 1, 1, generator=generator),
-        labels=torch.arange(n) % 2,
-        masks=masks,
-        has_region=masks.flatten(1).any(1),
-        classes=["negative", "positive"],
-        name="synthetic",
-    )
 
 
 def ref_layer_concepts(model: nn.Module, image: torch.Tensor) -> dict[str, list]:
@@ -85,9 +47,10 @@ def ref_higher_sum(heads: list, class_heads: list[list[int]]) -> int:
 @pytest.mark.parametrize("layout, seed", [("rsna", 3), ("celeba", 4)])
 def test_lap_predictions_and_faithfulness_match_the_papers_rules(layout: str, seed: int) -> None:
     n_concepts = 1 if layout == "rsna" else 3
-    model = two_class_lap_model(n_concepts, seed)
+    model = lap_model(n_concepts, 2, seed)
     sets = ConceptSets.default(2, n_concepts)
-    test, val = split(12, 0), split(4, 1)
+    classes = ["negative", "positive"]
+    test, val = split(12, 0, classes), split(4, 1, classes)
     with torch.no_grad():
         predictions = model(test.images).argmax(1)
     out = lap_predictor_results(
