@@ -34,7 +34,20 @@ def check_against_reference(pool, reference, x, score, alpha):
         torch.testing.assert_close(g, w, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
-@pytest.mark.parametrize("geometry", GEOMETRIES[:10] + _tiny_geometries(15, seed=5))
+# ceil-mode windows that start in the map (or its left padding) and end past the right padding:
+# the out-of-place window sum under vmap and grad (torchlap.layers._plain.window_sum) must pad
+# the map further than the layer's own padding, on the rows only, the columns only, or both
+CEIL_PAST_PADDING = [
+    (6, 6, (3, 3), (2, 2), (1, 1), True),
+    (6, 5, (3, 3), (2, 2), (1, 1), True),  # the rows only
+    (5, 6, (3, 3), (2, 2), (1, 1), True),  # the columns only
+    (5, 8, (4, 4), (3, 3), (2, 2), True),  # two pixels of padding, one past them
+]
+
+
+@pytest.mark.parametrize(
+    "geometry", GEOMETRIES[:10] + _tiny_geometries(15, seed=5) + CEIL_PAST_PADDING
+)
 def test_windowed_pool_under_torch_func_matches_the_slow_reference(geometry):
     height, width, kernel, stride, padding, ceil_mode = geometry
     generator = torch.Generator().manual_seed(1)
