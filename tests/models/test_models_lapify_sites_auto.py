@@ -137,28 +137,6 @@ def test_an_inception_reduction_is_one_step_of_stride_two(stem_stride, expected)
     outputs_keep_their_shape(model, x, before)
 
 
-class Reused(nn.Module):
-    """``p`` runs first at output stride 2 and again at 16."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.p, self.q, self.r = nn.MaxPool2d(2), nn.MaxPool2d(2), nn.MaxPool2d(2)
-        self.gap = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(4, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.p(self.r(self.q(self.p(self.conv(x)))))
-        return self.fc(self.gap(x).flatten(1))
-
-
-def test_a_module_run_twice_steps_where_it_first_runs():
-    # p (2), q (4), r (8: LAP); p's second run is not a step of its own
-    model = Reused()
-    _, names = lapify(model, input_size=16)
-    assert names == ["r", "gap"] and type(model.p) is nn.MaxPool2d
-
-
 def test_no_shrink_is_refused_naming_the_map_height_then_width():
     # 1x2 map: the 2x2/2 pool with padding 1 gives 1x2 again
     model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.MaxPool2d(2, 2, 1), *head(4))

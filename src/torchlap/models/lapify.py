@@ -44,7 +44,10 @@ the old statistics; the averaged features have the same mean and a smaller varia
   ``resnet18`` and ``inception_v3`` presets. A step is all down-sampling modules that read the
   same resolution; known blocks (torchvision ResNet blocks, Inception reductions) count as one
   module, elsewhere each module of the step gets its own LAP (e.g. RegNet's shortcut and main
-  path, timm ResNet-D's shortcut pool and strided conv). Needs one dry forward pass.
+  path, timm ResNet-D's shortcut pool and strided conv). Each run of a module is a step (a
+  pool called twice in ``forward`` shrinks the map twice); a module that runs more than once
+  and once at output stride 8 or more is refused (give each use a module of its own). Needs
+  one dry forward pass.
 - ``"global"``: the global pool only (the function-preserving insertion).
 - a preset name (:data:`torchlap.models.presets.PRESETS`).
 - a list of module names (sites listed above; a block name for the block replacements).

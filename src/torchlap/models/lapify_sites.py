@@ -375,13 +375,14 @@ def _auto_steps(sites: dict[str, _Site], probe: _Probe) -> list[_Site]:
         and s.stride > 1
         and _nested_in(s.name, blocks) is None
     }
-    groups: dict[tuple[int, int], list[tuple[_Site, _Call]]] = {}
-    seen: set[int] = set()
+    # Every call of a step counts towards the output stride: a pool module run twice shrinks
+    # the map twice. A module that runs at output stride >= AUTO_MIN_OUTPUT_STRIDE is chosen even
+    # when it ran earlier too; replacing such a shared module is refused later, naming its uses.
+    groups: dict[tuple[int, int], list[_Site]] = {}
     for call in probe.calls:
         site = candidates.get(id(call.module))
-        if site is None or id(call.module) in seen:
+        if site is None:
             continue
-        seen.add(id(call.module))
         if call.in_shape is None or len(call.in_shape) != 4 or call.out_shape is None:
             continue
         before, after = call.in_shape[-2:], call.out_shape[-2:]
@@ -391,13 +392,13 @@ def _auto_steps(sites: dict[str, _Site], probe: _Probe) -> list[_Site]:
                 f"{before[0]}x{before[1]} map and does not shrink it, so its down-sampling step "
                 "cannot be told apart; pass a larger input_size"
             )
-        groups.setdefault((before[0], before[1]), []).append((site, call))
+        groups.setdefault((before[0], before[1]), []).append(site)
     chosen: list[_Site] = []
     output_stride = 1
     for members in groups.values():  # insertion order = forward order of the steps
-        output_stride *= max(site.stride for site, _ in members)
+        output_stride *= max(site.stride for site in members)
         if output_stride >= AUTO_MIN_OUTPUT_STRIDE:
-            chosen.extend(site for site, _ in members)
+            chosen.extend(site for site in members if site not in chosen)
     foreign = [s for s in chosen if not s.is_block and foreign_forward(s.module)]
     if foreign:
         logger.warning(
