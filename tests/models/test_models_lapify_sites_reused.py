@@ -1,10 +1,11 @@
-"""lapify(where="auto") on models that run one pool module more than once per forward pass.
+"""lapify(where="auto") on models that run a pool module twice, or on unbatched samples.
 
 Each run of a down-sampling module shrinks the map, so each counts towards the output stride of
 the steps after it (paper 000, III.C: LAPs where the output stride is 8 or more). A module is
 one set of weights for all its runs: when one of its runs is at output stride 8 or more, lapify
-refuses it as a shared module (one LAP would pool at every run) and says how to split it. The
-output strides below are worked out by hand from the forward methods.
+refuses it as a shared module (one LAP would pool at every run) and says how to split it. A pool
+run on (C, H, W) samples one by one counts too, but is left as it is (LAP layers take
+(B, C, H, W)), with a warning. The output strides below are worked out by hand from the forward methods.
 """
 
 from __future__ import annotations
@@ -67,3 +68,33 @@ def test_a_pool_run_twice_and_once_at_output_stride_8_is_refused_as_shared(order
     assert f"called 2 times in one forward pass, on {shapes}" in str(refusal.value)
     assert "copy.deepcopy" in str(refusal.value)
     assert all(type(getattr(model, n)) is nn.MaxPool2d for n in "pqr")  # nothing replaced
+
+
+class Unbatched(Reused):
+    """As :class:`Reused`, but ``p`` pools each sample on its own, as a (C, H, W) tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        for name in self.order:
+            pool = getattr(self, name)
+            x = torch.stack([pool(sample) for sample in x]) if name == "p" else pool(x)
+        return self.fc(self.gap(x).flatten(1))
+
+
+def test_a_step_run_on_unbatched_samples_counts_but_is_left_with_a_warning(caplog):
+    # q: 2, r: 4, p (unbatched): 8 -> left; LAP layers take (B, C, H, W) only
+    model = Unbatched("qrp")
+    with caplog.at_level(logging.WARNING, logger="torchlap.models.lapify"):
+        _, names = lapify(model, input_size=64)
+    assert names == ["gap"]
+    assert "left ['p'] as they are: they ran on unbatched (C, H, W) tensors" in caplog.text
+    assert type(model.p) is nn.MaxPool2d
+
+
+def test_an_unbatched_step_shrinks_the_output_stride_of_the_steps_after_it(caplog):
+    # p (unbatched): 2, q: 4, r: 8 -> LAP
+    model = Unbatched("pqr")
+    with caplog.at_level(logging.WARNING, logger="torchlap.models.lapify"):
+        _, names = lapify(model, input_size=64)
+    assert names == ["r", "gap"] and isinstance(model.r, LocalAttentionPool2d)
+    assert "unbatched" not in caplog.text

@@ -378,13 +378,18 @@ def _auto_steps(sites: dict[str, _Site], probe: _Probe) -> list[_Site]:
     # Every call of a step counts towards the output stride: a pool module run twice shrinks
     # the map twice. A module that runs at output stride >= AUTO_MIN_OUTPUT_STRIDE is chosen even
     # when it ran earlier too; replacing such a shared module is refused later, naming its uses.
+    # A step run on one unbatched (C, H, W) sample shrinks the map as well, but no LAP can
+    # take its place: LAP layers take (B, C, H, W).
     groups: dict[tuple[int, int], list[_Site]] = {}
+    unbatched: list[str] = []
     for call in probe.calls:
         site = candidates.get(id(call.module))
-        if site is None:
+        if site is None or call.in_shape is None or call.out_shape is None:
             continue
-        if call.in_shape is None or len(call.in_shape) != 4 or call.out_shape is None:
-            continue
+        if len(call.in_shape) != 4:
+            if len(call.in_shape) != 3 or len(call.out_shape) != 3:
+                continue
+            unbatched.append(site.name)
         before, after = call.in_shape[-2:], call.out_shape[-2:]
         if not (after[0] < before[0] or after[1] < before[1]):
             raise ValueError(
@@ -399,6 +404,13 @@ def _auto_steps(sites: dict[str, _Site], probe: _Probe) -> list[_Site]:
         output_stride *= max(site.stride for site in members)
         if output_stride >= AUTO_MIN_OUTPUT_STRIDE:
             chosen.extend(site for site in members if site not in chosen)
+    if any(s.name in unbatched for s in chosen):
+        logger.warning(
+            "lapify(where='auto'): left %s as they are: they ran on unbatched (C, H, W) "
+            "tensors in the dry forward pass, and LAP layers take (B, C, H, W)",
+            sorted({s.name for s in chosen if s.name in unbatched}),
+        )
+        chosen = [s for s in chosen if s.name not in unbatched]
     foreign = [s for s in chosen if not s.is_block and foreign_forward(s.module)]
     if foreign:
         logger.warning(
