@@ -81,9 +81,11 @@ def _options(**fields: Any) -> EvaluateOptions:
 
 
 def _run(test: EvalData, options: EvaluateOptions, out: Path, force: bool = False) -> dict:
+    """``run_checks`` with ``force`` left at its default (the caches read) unless set."""
+    forced = {"force": True} if force else {}
     return checks.run_checks(
         TwoClassNet().eval(), test, test.labels.flip(0), options, options.methods,
-        lambda _m: {}, out, {"weights": "w"}, "two", force=force,
+        lambda _m: {}, out, {"weights": "w"}, "two", **forced,
     )  # fmt: skip
 
 
