@@ -168,9 +168,11 @@ def test_grid_pointing_scores_match_a_slow_reference(recorder, tmp_path, monkeyp
     cached = json.loads((tmp_path / "methods" / "grid_pg_gradcam.json").read_text())
     assert cached["results"] == game
     # the figure: the first three grids, each explained for the class of its cell 0, computed
-    # then read back from the cache
+    # then read back from the cache (the maps of the game itself not computed again)
+    calls = len(recorder.calls)
     again = _run(test, _options(sanity=False), tmp_path)
     assert again["grid_pointing_game"]["gradcam"] == game
+    assert [len(images) for images, _ in recorder.calls[calls:]] == [3]
     assert len(figures) == 2
     classes = torch.tensor(setup["cell_classes"])[:3, 0]
     for figure in figures:
@@ -181,3 +183,13 @@ def test_grid_pointing_scores_match_a_slow_reference(recorder, tmp_path, monkeyp
         torch.testing.assert_close(
             figure["maps"]["gradcam"], fake_map(TwoClassNet(), figure["grids"], classes)
         )
+
+
+def test_a_game_without_enough_confident_classes_is_skipped_and_said(recorder, tmp_path, caplog):
+    test = _data()
+    with caplog.at_level("WARNING", logger="torchlap.evaluate.checks"):
+        results = _run(test, _options(sanity=False, grid_pg_confidence=0.99), tmp_path)
+    assert results["grid_pointing_game"] == {} and not recorder.calls
+    reason = results["grid_pointing_setup"]["skipped"]
+    assert "a 1x2 grid needs 2 classes with a correctly and confidently (p >= 0.99)" in reason
+    assert f"grid pointing game skipped: {reason}" in caplog.text

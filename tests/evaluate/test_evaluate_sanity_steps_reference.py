@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from torchlap.evaluate.sanity import sanity_check
 
-SEED = 4
+SEED = 0  # sanity_check's default seed
 
 
 def _model() -> nn.Sequential:
@@ -94,10 +94,27 @@ def test_each_step_and_the_cascading_summary_match_the_written_out_test(case) ->
 
 def test_the_independent_summary_is_the_mean_over_its_steps(case) -> None:
     model, images, targets, expected = case
-    result = sanity_check(model, images, targets, _explain, modes=("independent",), seed=SEED)
+    result = sanity_check(model, images, targets, _explain, modes=("independent",))
     assert "cascading" not in result
     summary = result["summary"]
     assert summary["at"] == "mean over the independent steps"
     assert summary["spearman_abs"] == pytest.approx(sum(expected["independent"]) / 2, abs=1e-6)
     assert summary["ssim"] == pytest.approx(sum(result["independent"]["ssim"]) / 2)
     assert result["passed"] is (summary["spearman_abs"] < 0.5)
+
+
+def test_images_that_are_not_a_non_empty_batch_are_refused_before_any_map() -> None:
+    calls: list[int] = []
+
+    def spy(model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
+        calls.append(1)
+        return _explain(model, images, targets)
+
+    model = _model()
+    message = r"images must be a non-empty \(N, C, H, W\) tensor"
+    for images in (torch.rand(0, 3, 5, 5), torch.rand(3, 5, 5), [[0.0]]):
+        with pytest.raises(ValueError, match=message):
+            sanity_check(model, images, torch.zeros(0, dtype=torch.long), spy)  # type: ignore[arg-type]
+    assert not calls
+    one = sanity_check(model, torch.rand(1, 3, 5, 5), torch.tensor([1]), spy, modes=("cascading",))
+    assert one["n_images"] == 1 and len(one["cascading"]["spearman_abs"]) == 2
