@@ -193,3 +193,24 @@ def test_a_game_without_enough_confident_classes_is_skipped_and_said(recorder, t
     reason = results["grid_pointing_setup"]["skipped"]
     assert "a 1x2 grid needs 2 classes with a correctly and confidently (p >= 0.99)" in reason
     assert f"grid pointing game skipped: {reason}" in caplog.text
+
+
+def test_the_figure_is_left_to_rank_zero_and_its_failure_keeps_the_numbers(
+    recorder, tmp_path, monkeypatch, caplog
+):
+    drawn: list[Path] = []
+
+    def plot(*args, **kwargs):
+        drawn.append(Path(args[5]))
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report_sanity, "plot_grid_examples", plot)
+    monkeypatch.setattr(checks, "is_writer", lambda: False)  # another rank of a sharded run
+    first = _run(_data(), _options(sanity=False), tmp_path / "a")
+    assert not drawn and first["grid_pointing_game"]["gradcam"]["n"] == 10
+    monkeypatch.setattr(checks, "is_writer", lambda: True)
+    with caplog.at_level("WARNING", logger="torchlap.evaluate.checks"):
+        second = _run(_data(), _options(sanity=False), tmp_path / "b")
+    assert drawn == [tmp_path / "b" / "figures" / "grid_pg_examples.png"]
+    assert "grid pointing game figure not written: disk full" in caplog.text
+    assert second["grid_pointing_game"] == first["grid_pointing_game"]

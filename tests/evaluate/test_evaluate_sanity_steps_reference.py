@@ -115,6 +115,11 @@ def test_images_that_are_not_a_non_empty_batch_are_refused_before_any_map() -> N
     for images in (torch.rand(0, 3, 5, 5), torch.rand(3, 5, 5), [[0.0]]):
         with pytest.raises(ValueError, match=message):
             sanity_check(model, images, torch.zeros(0, dtype=torch.long), spy)  # type: ignore[arg-type]
+    images, targets = torch.rand(2, 3, 5, 5), torch.tensor([0, 1])
+    with pytest.raises(ValueError, match=r"targets must be a \(2,\) tensor of classes"):
+        sanity_check(model, images, targets[:1], spy)
+    with pytest.raises(ValueError, match=r"constant_maps must be one of \('score', 'exclude'\)"):
+        sanity_check(model, images, targets, spy, constant_maps="drop")
     assert not calls
     one = sanity_check(model, torch.rand(1, 3, 5, 5), torch.tensor([1]), spy, modes=("cascading",))
     assert one["n_images"] == 1 and len(one["cascading"]["spearman_abs"]) == 2
