@@ -1,5 +1,5 @@
 """``sanity_check``'s numbers against the model-parameter randomization test written out
-(Adebayo et al. 2018, section 3): a two-unit model re-initialised by hand, cascading from the
+(Adebayo et al. 2018, section 3): a three-unit model re-initialised by hand, cascading from the
 classifier down and one unit at a time, each unit after ``torch.manual_seed(seed + its forward
 position)``; per step the mean over the images of Spearman's rho of the absolute maps (slow
 average ranks); the summary at full cascading randomization, or the mean over the independent
@@ -21,8 +21,8 @@ SEED = 0  # sanity_check's default seed
 
 def _model() -> nn.Sequential:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(2 * 5 * 5, 3)).eval()  # fmt: skip
+    return nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 3, padding=1),
+                         nn.ReLU(), nn.Flatten(), nn.Linear(2 * 5 * 5, 3)).eval()  # fmt: skip
 
 
 def _explain(model: nn.Module, images: Tensor, targets: Tensor) -> Tensor:
@@ -51,7 +51,7 @@ def _mean_rho(reference: Tensor, maps: Tensor) -> float:
 
 
 def _reference(model: nn.Sequential, images: Tensor, targets: Tensor) -> dict[str, list]:
-    units = [0, 3]  # the layers with parameters, in forward order (position = index here)
+    units = [0, 2, 5]  # the layers with parameters, in forward order
     reference = _explain(model, images, targets)
     out: dict[str, list] = {"cascading": [], "independent": []}
     cascade = copy.deepcopy(model)
@@ -77,14 +77,14 @@ def case() -> tuple[nn.Sequential, Tensor, Tensor, dict[str, list]]:
 def test_each_step_and_the_cascading_summary_match_the_written_out_test(case) -> None:
     model, images, targets, expected = case
     result = sanity_check(model, images, targets, _explain, seed=SEED, threshold=0.9)
-    assert result["units_forward_order"] == ["0", "3"] and result["n_images"] == 2
+    assert result["units_forward_order"] == ["0", "2", "5"] and result["n_images"] == 2
     for mode in ("cascading", "independent"):
-        assert result[mode]["steps"] == ["3", "0"]
+        assert result[mode]["steps"] == ["5", "2", "0"]
         torch.testing.assert_close(
             torch.tensor(result[mode]["spearman_abs"], dtype=torch.float64),
             torch.tensor(expected[mode], dtype=torch.float64), atol=1e-6, rtol=0,
         )  # fmt: skip
-        assert len(result[mode]["ssim"]) == 2 and result[mode]["n_excluded"] == [0, 0]
+        assert len(result[mode]["ssim"]) == 3 and result[mode]["n_excluded"] == [0, 0, 0]
     summary = result["summary"]
     assert summary["at"] == "full cascading randomization"
     assert summary["spearman_abs"] == result["cascading"]["spearman_abs"][-1]
@@ -98,8 +98,8 @@ def test_the_independent_summary_is_the_mean_over_its_steps(case) -> None:
     assert "cascading" not in result
     summary = result["summary"]
     assert summary["at"] == "mean over the independent steps"
-    assert summary["spearman_abs"] == pytest.approx(sum(expected["independent"]) / 2, abs=1e-6)
-    assert summary["ssim"] == pytest.approx(sum(result["independent"]["ssim"]) / 2)
+    assert summary["spearman_abs"] == pytest.approx(sum(expected["independent"]) / 3, abs=1e-6)
+    assert summary["ssim"] == pytest.approx(sum(result["independent"]["ssim"]) / 3)
     assert result["passed"] is (summary["spearman_abs"] < 0.5)
 
 
@@ -122,4 +122,4 @@ def test_images_that_are_not_a_non_empty_batch_are_refused_before_any_map() -> N
         sanity_check(model, images, targets, spy, constant_maps="drop")
     assert not calls
     one = sanity_check(model, torch.rand(1, 3, 5, 5), torch.tensor([1]), spy, modes=("cascading",))
-    assert one["n_images"] == 1 and len(one["cascading"]["spearman_abs"]) == 2
+    assert one["n_images"] == 1 and len(one["cascading"]["spearman_abs"]) == 3
