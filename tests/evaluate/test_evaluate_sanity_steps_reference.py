@@ -20,7 +20,7 @@ SEED = 0  # sanity_check's default seed
 
 
 def _model() -> nn.Sequential:
-    torch.manual_seed(0)
+    torch.manual_seed(7)  # not the seeds of the re-initialisations
     return nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 3, padding=1),
                          nn.ReLU(), nn.Flatten(), nn.Linear(2 * 5 * 5, 3)).eval()  # fmt: skip
 
