@@ -1,13 +1,14 @@
 """``band_feature_mask`` on non-square images and grids against the bands written out (band
 ``i`` of an axis of ``S`` pixels cut in ``n``: ``[floor(i S / n), floor((i + 1) S / n))``, the
-cells row-major), and its refusals naming the axis that is wrong."""
+cells row-major), its refusals naming the axis that is wrong, and the LIME grid (shape and the
+cells' size the results report) of a non-square map."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from torchlap.evaluate.bla_comparison import band_feature_mask
+from torchlap.evaluate.bla_comparison import _grid, band_feature_mask
 
 
 @pytest.mark.parametrize(("height", "width", "rows", "cols"), [(10, 7, 3, 4), (5, 9, 5, 2)])
@@ -28,3 +29,14 @@ def test_a_bad_axis_is_named() -> None:
         band_feature_mask(4, 0, 1, 1)
     with pytest.raises(ValueError, match=r"rows must be an int from 1 to 3"):
         band_feature_mask(3, 8, 4, 2)
+
+
+def test_the_lime_grid_of_a_non_square_map_and_its_cell_sizes() -> None:
+    """The grid of a 3x4 BLA map on a 10x7 image: rows of 3-4 pixels, columns of 1-2, so the
+    cells' size reads "1-4"; square patches of 4 pixels: a 3x2 grid whose size reads "4"."""
+    grid = _grid(torch.zeros(1, 3, 4), (10, 7), None)
+    assert grid.shape == (3, 4) and grid.describe() == "1-4"
+    assert torch.equal(grid.mask, band_feature_mask(10, 7, 3, 4))
+    squares = _grid(torch.zeros(1, 3, 4), (10, 7), 4)
+    assert squares.shape == (3, 2) and squares.describe() == "4"
+    assert int(squares.mask[9, 6]) == 5 and int(squares.mask[3, 4]) == 1
