@@ -40,3 +40,17 @@ def test_the_lime_grid_of_a_non_square_map_and_its_cell_sizes() -> None:
     squares = _grid(torch.zeros(1, 3, 4), (10, 7), 4)
     assert squares.shape == (3, 2) and squares.describe() == "4"
     assert int(squares.mask[9, 6]) == 5 and int(squares.mask[3, 4]) == 1
+
+
+def test_the_lime_grid_refuses_one_cell_and_more_cells_than_pixels_only() -> None:
+    for soft, size in (((1, 2), (4, 4)), ((4, 2), (4, 8)), ((2, 4), (8, 4))):
+        assert _grid(torch.zeros(1, *soft), size, None).shape == soft  # at the edges: accepted
+    for soft, size, what in (
+        ((1, 1), (4, 4), "one cell, which no rank correlation compares"),
+        ((1, 5), (4, 4), "more cells than pixels"),
+        ((5, 1), (4, 4), "more cells than pixels"),
+        ((1, 2), (4, 1), "more cells than pixels"),
+    ):
+        with pytest.raises(ValueError, match=rf"here a {soft[0]}x{soft[1]} feature map of a "
+                           rf"{size[0]}x{size[1]} image: {what};"):  # fmt: skip
+            _grid(torch.zeros(1, *soft), size, None)
