@@ -1,14 +1,17 @@
 """``band_feature_mask`` on non-square images and grids against the bands written out (band
 ``i`` of an axis of ``S`` pixels cut in ``n``: ``[floor(i S / n), floor((i + 1) S / n))``, the
 cells row-major), its refusals naming the axis that is wrong, and the LIME grid (shape and the
-cells' size the results report) of a non-square map."""
+cells' size the results report) of a non-square map, and the LIME check on non-square images."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-from torchlap.evaluate.bla_comparison import _grid, band_feature_mask
+from torchlap.evaluate import EvaluateOptions
+from torchlap.evaluate.bla_comparison import _grid, band_feature_mask, lime_section
+from torchlap.models.bla import blaify
 
 
 @pytest.mark.parametrize(("height", "width", "rows", "cols"), [(10, 7, 3, 4), (5, 9, 5, 2)])
@@ -54,3 +57,18 @@ def test_the_lime_grid_refuses_one_cell_and_more_cells_than_pixels_only() -> Non
         with pytest.raises(ValueError, match=rf"here a {soft[0]}x{soft[1]} feature map of a "
                            rf"{size[0]}x{size[1]} image: {what};"):  # fmt: skip
             _grid(torch.zeros(1, *soft), size, None)
+
+
+def test_lime_section_on_non_square_images_takes_the_first_lime_images() -> None:
+    """A 64x96 image has a 2x3 stride-32 BLA map: LIME's cells are its 2x3 bands (height and
+    width each their own); ``lime_images=2`` of 3 images: 2 scored."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 32, stride=32), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 3))  # fmt: skip
+    model = blaify(net, "bla-t", input_size=64, init="glorot")[0].eval()
+    images = torch.rand(3, 3, 64, 96, generator=torch.Generator().manual_seed(2))
+    options = EvaluateOptions(methods=("bla",), lime_images=2, lime_samples=8)
+    result = lime_section(model, images, None, options, torch.device("cpu"))
+    assert result["grid"] == [2, 3] and result["patch"] == "32"
+    for method in ("bla", "gradcam"):
+        assert result[method]["n"] + result[method]["n_excluded"] == 2
