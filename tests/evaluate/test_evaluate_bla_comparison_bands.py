@@ -5,6 +5,8 @@ cells' size the results report) of a non-square map, and the LIME check on non-s
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -68,7 +70,9 @@ def test_lime_section_on_non_square_images_takes_the_first_lime_images() -> None
     model = blaify(net, "bla-t", input_size=64, init="glorot")[0].eval()
     images = torch.rand(3, 3, 64, 96, generator=torch.Generator().manual_seed(2))
     options = EvaluateOptions(methods=("bla",), lime_images=2, lime_samples=8)
+    started = time.perf_counter()
     result = lime_section(model, images, None, options, torch.device("cpu"))
+    assert 0.0 <= result["seconds"] <= time.perf_counter() - started
     assert result["grid"] == [2, 3] and result["patch"] == "32"
     for method in ("bla", "gradcam"):
         assert result[method]["n"] + result[method]["n_excluded"] == 2
