@@ -330,7 +330,10 @@ def ssim_abs(a: Tensor, b: Tensor) -> Tensor:
     """SSIM of the min-max-normalised absolute maps ``(N, H, W)`` -> ``(N,)`` (torchmetrics).
 
     Gaussian window of width 11 (sigma 1.5, Wang et al.'s), shrunk to the largest odd size
-    that fits maps smaller than 11 pixels; data range 1.
+    that fits maps smaller than 11 pixels (sigma shrunk with it: ``1.5 * width / 11``); data
+    range 1. The windows are centred on every pixel, the map mirrored past its border
+    (torchmetrics' reflect padding), and averaged; Wang et al. average only the windows that
+    lie inside the map, which gives other values near the border of small maps.
     """
     from torchmetrics.functional.image import structural_similarity_index_measure
 
