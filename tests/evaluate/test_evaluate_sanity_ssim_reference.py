@@ -1,9 +1,8 @@
 """``ssim_abs`` against SSIM written from its definition (Wang et al. 2004, as the sanity
 checks of Adebayo et al. 2018 use it): the min-max-normalised absolute maps compared in a
 Gaussian window (width 11, sigma 1.5; a map under 11 pixels: the largest odd width that fits,
-sigma shrunk with it, 1.5 * width / 11) centred on every pixel, the map mirrored past its
-border (torchmetrics' reflect padding; Wang et al. average the windows inside the map only),
-averaged; data range 1."""
+sigma shrunk with it, 1.5 * width / 11), averaged over the windows that lie inside the map
+(Wang et al.'s mean SSIM); data range 1."""
 
 from __future__ import annotations
 
@@ -24,9 +23,6 @@ def _normalised_abs(values: list[list[float]]) -> list[list[float]]:
 def slow_ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     """SSIM of two maps (H, W) with loops over the windows and their pixels."""
 
-    def mirrored(index: int, length: int) -> int:  # reflect: -1 -> 1, length -> length - 2
-        return -index if index < 0 else 2 * (length - 1) - index if index >= length else index
-
     x, y = _normalised_abs(a.tolist()), _normalised_abs(b.tolist())
     height, width = len(x), len(x[0])
     side = min(height, width)
@@ -38,14 +34,13 @@ def slow_ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     total_weight = sum(sum(row) for row in weights)
     c1, c2 = 0.01**2, 0.03**2
     values = []
-    for row in range(height):
-        for col in range(width):
+    for row in range(half, height - half):  # windows inside the map only
+        for col in range(half, width - half):
             mx = my = sxx = syy = sxy = 0.0
             for i in range(size):
                 for j in range(size):
                     w = weights[i][j] / total_weight
-                    r, c = mirrored(row + i - half, height), mirrored(col + j - half, width)
-                    p, q = x[r][c], y[r][c]
+                    p, q = x[row + i - half][col + j - half], y[row + i - half][col + j - half]
                     mx, my = mx + w * p, my + w * q
                     sxx, syy, sxy = sxx + w * p * p, syy + w * q * q, sxy + w * p * q
             vx, vy, cxy = sxx - mx * mx, syy - my * my, sxy - mx * my

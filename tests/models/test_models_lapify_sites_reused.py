@@ -5,7 +5,8 @@ the steps after it (paper 000, III.C: LAPs where the output stride is 8 or more)
 one set of weights for all its runs: when one of its runs is at output stride 8 or more, lapify
 refuses it as a shared module (one LAP would pool at every run) and says how to split it. A pool
 run on (C, H, W) samples one by one counts too, but is left as it is (LAP layers take
-(B, C, H, W)), with a warning. The output strides below are worked out by hand from the forward methods.
+(B, C, H, W)), with a warning. The output strides below are worked out by hand from the
+forward methods.
 """
 
 from __future__ import annotations

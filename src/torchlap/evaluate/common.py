@@ -68,8 +68,8 @@ __all__ = [
 ]
 
 #: bumped whenever a metric's definition changes, so cached method results are recomputed;
-#: what each revision changed: docs/evaluation.md, "Metrics revisions"
-METRICS_REVISION = 12
+#: what each revision changed: docs/metrics-revisions.md
+METRICS_REVISION = 13
 
 
 # ------------------------------------------------------------------------------------ helpers
