@@ -23,7 +23,7 @@ from torchlap.train.wrapping import NormalizedClassifier, SmallCNN
 
 
 def lap_model() -> nn.Module:
-    torch.manual_seed(0)
+    torch.manual_seed(7)  # not the sanity seed: re-initialising layer1 must change it
     net = SmallCNN(3, width=4)
     lapify(net)
     return NormalizedClassifier(net, [0.5] * 3, [0.25] * 3).eval()
