@@ -85,3 +85,17 @@ def test_masked_batch_layout_by_device_and_precision():
     for rank3 in (torch.randn(2, 3, 5), torch.empty(2, 3, 5, device="meta")):
         for precision in ("float32", "bfloat16"):
             assert masked_batch(rank3, precision) is rank3
+
+
+def test_scorecam_masked_forwards_carry_no_capture_hook():
+    """The capture of the explained layer is removed before the masked forwards (it would
+    keep a masked batch's activations alive)."""
+    model = small_cnn()
+    hooks_seen = []
+    model[4].register_forward_pre_hook(
+        lambda module, args: hooks_seen.append((args[0].shape[0], len(module._forward_hooks)))
+    )
+    ScoreCam(model, layer="4").raw(torch.randn(1, 3, 8, 8), 1)
+    assert (1, 1) in hooks_seen  # the capturing forward (of the one image)
+    masked = [count for batch, count in hooks_seen if batch > 1]
+    assert masked and masked == [0] * len(masked), hooks_seen
