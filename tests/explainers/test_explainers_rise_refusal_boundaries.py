@@ -1,0 +1,36 @@
+"""RISE's option refusals at their boundaries: ``grid_size`` must be an int (not a float or a
+string that compares with 2), and the up-front grid memory cap at exactly 2**28 cells."""
+
+import pytest
+import torch
+from torch import nn
+
+from torchlap.explainers import Rise, RiseMasks
+from torchlap.explainers.perturbation import MAX_RISE_CELLS
+
+
+def tiny_model() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+
+
+@pytest.mark.parametrize("grid_size", [2.5, 8.0, "8", True, None])
+def test_grid_size_that_is_not_an_int_is_refused(grid_size):
+    with pytest.raises(TypeError, match="grid_size must be an int"):
+        Rise(tiny_model(), grid_size=grid_size)
+    with pytest.raises(TypeError, match="grid_size must be an int"):
+        RiseMasks(3, (8, 8), grid_size=grid_size)
+
+
+def test_grid_memory_cap_at_exactly_max_cells():
+    """A 16384x16384 grid holds exactly MAX_RISE_CELLS cells: two such masks draw twice the
+    cap and are refused when RISE is built; one mask of that grid fits the cap. A grid larger
+    than the cap on its own is left to the image-size refusal (it is larger than any image)."""
+    side = 2**14
+    assert side * side == MAX_RISE_CELLS
+    message = rf"n_masks 2 of {side}x{side} grids draw {2 * MAX_RISE_CELLS} grid cells up front"
+    with pytest.raises(ValueError, match=message):
+        Rise(tiny_model(), n_masks=2, grid_size=side)
+    Rise(tiny_model(), n_masks=1, grid_size=side)  # exactly the cap: accepted
+    larger = Rise(tiny_model(), n_masks=2, grid_size=side + 1)  # refused with the image
+    with pytest.raises(ValueError, match=rf"grid_size {side + 1} is larger than the 8x8 images"):
+        larger(torch.rand(1, 3, 8, 8))
