@@ -34,3 +34,29 @@ def test_grid_memory_cap_at_exactly_max_cells():
     larger = Rise(tiny_model(), n_masks=2, grid_size=side + 1)  # refused with the image
     with pytest.raises(ValueError, match=rf"grid_size {side + 1} is larger than the 8x8 images"):
         larger(torch.rand(1, 3, 8, 8))
+
+
+def test_p_of_zero_is_refused():
+    """p = 0 keeps no cell: every mask removes the whole image (the lower bound is strict)."""
+    with pytest.raises(ValueError, match=r"p must be a number in \(0, 1\)"):
+        Rise(tiny_model(), p=0)
+    with pytest.raises(ValueError, match=r"p must be a number in \(0, 1\)"):
+        RiseMasks(3, (8, 8), p=0.0)
+    assert RiseMasks(3, (8, 8), p=1e-6).p == 1e-6
+
+
+def test_rise_masks_refuse_a_non_positive_or_non_int_count():
+    with pytest.raises(ValueError, match="n_masks must be an int >= 1"):
+        RiseMasks(0, (8, 8))
+    with pytest.raises(TypeError, match="n_masks must be an int"):
+        RiseMasks(2.0, (8, 8))
+
+
+def test_rise_masks_defaults_are_the_papers_p_and_seed_zero():
+    """RiseMasks' defaults (p = 0.5 as in the RISE paper, seed 0) are those of rise_masks and
+    Rise: the same masks whichever entry point builds them."""
+    default = RiseMasks(6, (8, 8))
+    assert default.p == 0.5 and default.grid_size == 8
+    explicit = RiseMasks(6, (8, 8), grid_size=8, p=0.5, seed=0)
+    index = torch.arange(6)
+    assert torch.equal(default(index), explicit(index))
