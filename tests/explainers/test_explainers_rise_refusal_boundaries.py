@@ -60,3 +60,28 @@ def test_rise_masks_defaults_are_the_papers_p_and_seed_zero():
     explicit = RiseMasks(6, (8, 8), grid_size=8, p=0.5, seed=0)
     index = torch.arange(6)
     assert torch.equal(default(index), explicit(index))
+
+
+def test_a_grid_size_above_the_smaller_side_names_that_side():
+    with pytest.raises(ValueError, match=r"8x12 images: .*\(grid_size <= 8 here"):
+        RiseMasks(3, (8, 12), grid_size=9)
+    with pytest.raises(ValueError, match=r"12x8 images: .*\(grid_size <= 8 here"):
+        RiseMasks(3, (12, 8), grid_size=9)
+
+
+def test_a_cell_is_kept_when_its_draw_is_below_p():
+    """Each cell is 1 with probability p: kept when its uniform draw u in [0, 1) has u < p
+    (u <= p would keep it with probability above p). With p equal to the first cell's own
+    draw, that cell is dropped; a p just above keeps it."""
+    draw = float(torch.rand(1, generator=torch.Generator().manual_seed(7))[0])
+    assert 0.0 < draw < 1.0
+    at_draw = RiseMasks(1, (2, 2), grid_size=2, p=draw, seed=7)
+    assert at_draw.grids[0, 0, 0].item() == 0.0
+    above = RiseMasks(
+        1,
+        (2, 2),
+        grid_size=2,
+        p=float(torch.nextafter(torch.tensor(draw), torch.tensor(1.0))),
+        seed=7,
+    )
+    assert above.grids[0, 0, 0].item() == 1.0
