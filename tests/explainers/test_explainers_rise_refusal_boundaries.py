@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from torchlap.explainers import Rise, RiseMasks
+from torchlap.explainers import Rise, RiseMasks, rise_masks
 from torchlap.explainers.perturbation import MAX_RISE_CELLS
 
 
@@ -60,6 +60,15 @@ def test_rise_masks_defaults_are_the_papers_p_and_seed_zero():
     explicit = RiseMasks(6, (8, 8), grid_size=8, p=0.5, seed=0)
     index = torch.arange(6)
     assert torch.equal(default(index), explicit(index))
+    assert torch.equal(rise_masks(6, (16, 16)), RiseMasks(6, (16, 16))(index))
+
+
+def test_rise_defaults_are_the_documented_ones():
+    """N = 4000 masks of an 8x8 grid at p = 0.5 (the RISE paper's ImageNet setting), seed 0,
+    64 masked images per forward."""
+    rise = Rise(tiny_model())
+    assert (rise.n_masks, rise.grid_size, rise.p, rise.seed) == (4000, 8, 0.5, 0)
+    assert rise.mask_batch_size == 64
 
 
 def test_a_grid_size_above_the_smaller_side_names_that_side():
