@@ -99,3 +99,25 @@ def test_scorecam_masked_forwards_carry_no_capture_hook():
     assert (1, 1) in hooks_seen  # the capturing forward (of the one image)
     masked = [count for batch, count in hooks_seen if batch > 1]
     assert masked and masked == [0] * len(masked), hooks_seen
+
+
+@pytest.mark.parametrize("method", sorted(EXPLAINERS))
+@pytest.mark.parametrize("mask_batch_size", [1, 2, 4])
+def test_masked_forwards_never_exceed_mask_batch_size(method, mask_batch_size):
+    """Three images, five RISE masks: every masked forward (the ones in inference mode) holds
+    at most ``mask_batch_size`` images, whichever of images or masks outnumbers the other."""
+    model = small_cnn()
+    sizes = []
+    model[0].register_forward_pre_hook(
+        lambda module, args: (
+            sizes.append(args[0].shape[0]) if torch.is_inference_mode_enabled() else None
+        )
+    )
+    options = {"mask_batch_size": mask_batch_size}
+    explainer = {
+        "scorecam": lambda: ScoreCam(model, **options),
+        "rise": lambda: Rise(model, n_masks=5, **options),
+        "sise": lambda: Sise(model, **options),
+    }[method]()
+    explainer.raw(torch.randn(3, 3, 8, 8), torch.tensor([0, 1, 2]))
+    assert sizes and max(sizes) <= mask_batch_size, sizes
