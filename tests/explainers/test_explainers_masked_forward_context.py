@@ -121,3 +121,12 @@ def test_masked_forwards_never_exceed_mask_batch_size(method, mask_batch_size):
     }[method]()
     explainer.raw(torch.randn(3, 3, 8, 8), torch.tensor([0, 1, 2]))
     assert sizes and max(sizes) <= mask_batch_size, sizes
+
+
+def test_the_documented_defaults_of_score_cam_and_sise():
+    """64 masked images per forward, deduplicated masks, float32 forwards; SISE's mu = 0."""
+    scorecam, sise = ScoreCam(small_cnn()), Sise(small_cnn())
+    assert (scorecam.layer, scorecam.mask_batch_size, scorecam.deduplicate) == (None, 64, True)
+    assert (sise.layers, sise.mask_batch_size, sise.deduplicate, sise.mu) == (None, 64, True, 0.0)
+    assert scorecam.precision == sise.precision == "float32"
+    assert sise.fusion_normalization == "none"
