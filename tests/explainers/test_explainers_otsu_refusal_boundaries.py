@@ -54,3 +54,18 @@ def test_maps_without_values_are_refused():
         otsu_threshold(torch.empty(2, 4, 4, device="meta"))
     with pytest.raises(ValueError, match="maps is on the meta device"):
         sise_fusion(torch.empty(2, 2, 4, 4, device="meta"))
+
+
+def test_a_lone_outlier_makes_a_one_pixel_class_as_in_skimage():
+    """One pixel far below (or above) two clusters: the best split isolates it, a class of a
+    single pixel whose mean is that pixel's bin centre (not halved, not dropped)."""
+    generator = torch.Generator().manual_seed(0)
+    clusters = torch.rand(20, 3, 4, generator=generator, dtype=torch.float64) * 0.3
+    clusters += (torch.rand(20, 3, 4, generator=generator, dtype=torch.float64) > 0.5) * 0.5
+    outliers = 1 + torch.rand(20, generator=generator, dtype=torch.float64) * 3
+    maps = torch.cat([clusters, clusters])
+    maps[:20, 0, 0] = -outliers
+    maps[20:, 0, 0] = 1 + outliers
+    ours = otsu_threshold(maps)
+    for i in range(40):
+        assert ours[i].item() == pytest.approx(threshold_otsu(maps[i].numpy()), rel=1e-12), i
