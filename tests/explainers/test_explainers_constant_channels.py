@@ -74,3 +74,16 @@ def test_sise_keeps_no_mask_for_a_constant_map():
         for i in range(2):
             expected = loop_sise_layer(model, images[i], 0)
             torch.testing.assert_close(maps[i], expected, rtol=1e-4, atol=1e-7)
+
+
+def test_sise_on_a_frozen_model_matches_the_loop():
+    """Parameters that do not require grad (a frozen backbone): Eq. 6's gradients still flow
+    from the input to the layer."""
+    model = constant_channel_cnn().requires_grad_(False)
+    images = torch.randn(2, 3, 6, 6)
+    maps = Sise(model, layers=["1"])(images, torch.tensor([0, 0]))
+    with torch.enable_grad():
+        for i in range(2):
+            image = images[i].clone().requires_grad_(True)
+            expected = loop_sise_layer(model, image, 0)
+            torch.testing.assert_close(maps[i], expected, rtol=1e-4, atol=1e-7)

@@ -130,3 +130,15 @@ def test_the_documented_defaults_of_score_cam_and_sise():
     assert (sise.layers, sise.mask_batch_size, sise.deduplicate, sise.mu) == (None, 64, True, 0.0)
     assert scorecam.precision == sise.precision == "float32"
     assert sise.fusion_normalization == "none"
+
+
+def test_sise_masked_forwards_carry_no_capture_hook():
+    model = small_cnn()
+    hooks_seen = []
+    model[4].register_forward_pre_hook(
+        lambda module, args: hooks_seen.append((args[0].shape[0], len(module._forward_hooks)))
+    )
+    Sise(model, layers=["4"]).raw(torch.randn(1, 3, 8, 8), 1)
+    assert (1, 1) in hooks_seen  # the capturing forward (of the one image)
+    masked = [count for batch, count in hooks_seen if batch > 1]
+    assert masked and masked == [0] * len(masked), hooks_seen
