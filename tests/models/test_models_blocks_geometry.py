@@ -73,6 +73,40 @@ def test_shared_score_pooling_refuses_a_score_map_that_does_not_cover_the_featur
         pool_with_shared_score(features, covering, (2, 2), (1, 2), lap)
 
 
+def reference_shared_pool(features, score, stride, offset, alpha, eps):
+    """Eq. 1 and 4 of paper 000 window by window: windows ``kernel = stride`` (ceil mode, cut at
+    the border), each feature pixel weighted by the score at ``pixel + offset``."""
+    batch, channels, height, width = features.shape
+    rows, cols = -(-height // stride[0]), -(-width // stride[1])
+    out = torch.zeros(batch, channels, rows, cols, dtype=features.dtype)
+    for b in range(batch):
+        for i in range(rows):
+            for j in range(cols):
+                pixels, scores = [], []
+                for r in range(i * stride[0], min((i + 1) * stride[0], height)):
+                    for c in range(j * stride[1], min((j + 1) * stride[1], width)):
+                        pixels.append(features[b, :, r, c])
+                        scores.append(score[b, 0, r + offset[0], c + offset[1]])
+                values, v = torch.stack(pixels, 1), torch.stack(scores)
+                weights = torch.exp(-(alpha**2) * (v.max() - v) ** 2) * v + eps
+                out[b, :, i, j] = (values * weights).sum(1) / weights.sum()
+    return out
+
+
+@pytest.mark.parametrize(
+    ("stride", "offset"), [((2, 2), (2, 0)), ((2, 3), (0, 1)), ((3, 2), (1, 2))]
+)
+def test_shared_score_pooling_reads_the_score_at_the_offset(stride, offset):
+    lap = LapConv2d(2, 2, 1, 2, dtype=torch.float64).lap
+    with torch.no_grad():
+        lap.alpha.fill_(1.7)
+    features = torch.randn(2, 3, 5, 7, dtype=torch.float64)
+    score = torch.rand(2, 1, 5 + offset[0] + 1, 7 + offset[1] + 2, dtype=torch.float64)
+    got = pool_with_shared_score(features, score, stride, offset, lap)
+    expected = reference_shared_pool(features, score, stride, offset, 1.7, lap.eps)
+    torch.testing.assert_close(got, expected)
+
+
 def test_lapconv_accepts_the_smallest_values():
     conv = LapConv2d(1, 1, kernel_size=1, stride=1, padding=0, dilation=1, groups=1)
     assert tuple(conv.lap.kernel_size) == (1, 1)
