@@ -69,7 +69,9 @@ def test_shared_score_pooling_refuses_a_score_map_that_does_not_cover_the_featur
     features = torch.randn(1, 2, 6, 6)
     covering = torch.rand(1, 1, 7, 7)
     assert pool_with_shared_score(features, covering, (2, 2), (1, 1), lap).shape == (1, 2, 3, 3)
-    with pytest.raises(RuntimeError, match="does not cover the convolution output"):
+    message = r"score map \(7, 7\) does not cover the convolution output \(6, 6\) at offset "
+    message += r"\(1, 2\)"
+    with pytest.raises(RuntimeError, match=message):
         pool_with_shared_score(features, covering, (2, 2), (1, 2), lap)
 
 
