@@ -109,6 +109,38 @@ def test_shared_score_pooling_reads_the_score_at_the_offset(stride, offset):
     torch.testing.assert_close(got, expected)
 
 
+def reference_score(lap: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Eq. 3 of a one-concept LAP pixel by pixel: sigmoid(w2 . relu(W1 x + b1) + b2)."""
+    first, last = lap.scorer.heads[0], lap.scorer.heads[-1]
+    w1, b1, w2, b2 = first.weight[:, :, 0, 0], first.bias, last.weight[0, :, 0, 0], last.bias[0]
+    score = torch.zeros(x.shape[0], 1, *x.shape[-2:], dtype=x.dtype)
+    for b in range(x.shape[0]):
+        for r in range(x.shape[-2]):
+            for c in range(x.shape[-1]):
+                score[b, 0, r, c] = torch.sigmoid(w2 @ torch.relu(w1 @ x[b, :, r, c] + b1) + b2)
+    return score
+
+
+@pytest.mark.parametrize(
+    ("stride", "size"), [((3, 2), (4, 1)), ((2, 3), (1, 4)), ((3, 2), (2, 5)), ((2, 2), (1, 1))]
+)
+def test_lapconv_pools_the_part_of_a_window_that_exists(stride, size):
+    """A stride-1 output smaller than one window along an axis: the windows cut at the border,
+    as the strided convolution (which still gives one output there) and ceil-mode pools do."""
+    conv = nn.Conv2d(2, 3, 1, stride=stride).double()
+    lap_conv = LapConv2d.from_conv(conv)
+    with torch.no_grad():
+        lap_conv.lap.scorer.heads[-1].weight.normal_(0.0, 2.0)
+        lap_conv.lap.alpha.fill_(1.7)
+    x = torch.randn(2, 2, *size, dtype=torch.float64)
+    with torch.no_grad():
+        dense = torch.nn.functional.conv2d(x, conv.weight, conv.bias)  # at stride 1
+        score = reference_score(lap_conv.lap, dense)
+        expected = reference_shared_pool(dense, score, stride, (0, 0), 1.7, lap_conv.lap.eps)
+        assert expected.shape == conv(x).shape
+        torch.testing.assert_close(lap_conv(x), expected)
+
+
 def test_lapconv_accepts_the_smallest_values():
     conv = LapConv2d(1, 1, kernel_size=1, stride=1, padding=0, dilation=1, groups=1)
     assert tuple(conv.lap.kernel_size) == (1, 1)
@@ -122,16 +154,16 @@ def test_lapconv_accepts_the_smallest_values():
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        (dict(in_channels=0), ValueError, "in_channels"),
-        (dict(out_channels=True), TypeError, "out_channels"),
-        (dict(groups=0), ValueError, "groups"),
+        (dict(in_channels=0), ValueError, r"in_channels must be .*, got 0"),
+        (dict(out_channels=True), TypeError, r"out_channels must be .*, got True"),
+        (dict(groups=0), ValueError, r"groups must be .*, got 0"),
         (dict(kernel_size=0), ValueError, "kernel_size must be >= 1"),
         (dict(kernel_size=(3, 0)), ValueError, "kernel_size must be >= 1"),
         (dict(dilation=(1, 0)), ValueError, "dilation must be >= 1"),
         (dict(padding=-1), ValueError, "padding must be >= 0"),
         (dict(padding=(0, -1)), ValueError, "padding must be >= 0"),
-        (dict(bias="yes"), TypeError, "bias"),
-        (dict(padding_mode="mirror"), ValueError, "padding_mode"),
+        (dict(bias="yes"), TypeError, r"bias must be True or False"),
+        (dict(padding_mode="mirror"), ValueError, r"padding_mode must be one of .*, got 'mirror'"),
         (dict(stride=0), ValueError, "stride must be >= 1"),
         (dict(stride=(2, 0)), ValueError, "stride must be >= 1"),
         (dict(lap_options=["hidden_channels"]), TypeError, "lap_options"),
