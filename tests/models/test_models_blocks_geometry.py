@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from torch import nn
@@ -245,3 +247,19 @@ def test_inception_reduction_refusals():
     del block.branch3x3.bn
     with pytest.raises(ValueError, match="branch unit 'branch3x3' must be a BasicConv2d"):
         LapInceptionReduction(block)
+
+
+def test_lapconv_defaults_are_nn_conv2ds():
+    """A LapConv2d built by hand is the strided nn.Conv2d with the same arguments, made LAP."""
+    ours = inspect.signature(LapConv2d).parameters
+    theirs = inspect.signature(nn.Conv2d).parameters
+    shared = ("padding", "dilation", "groups", "bias", "padding_mode", "device", "dtype")
+    assert {n: ours[n].default for n in shared} == {n: theirs[n].default for n in shared}
+    conv = nn.Conv2d(2, 3, 3, 2)
+    lap_conv = LapConv2d(2, 3, 3, 2)
+    assert (lap_conv.padding, lap_conv.dilation, lap_conv.groups) == (
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+    )
+    assert lap_conv.bias is not None and lap_conv.padding_mode == conv.padding_mode
