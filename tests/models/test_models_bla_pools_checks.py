@@ -67,3 +67,14 @@ def test_l2x_takes_k_up_to_the_number_of_positions():
     assert module.maps.hard.all()
     with pytest.raises(ValueError, match=r"k=6 positions but the feature map has only 4 \(2x2\)"):
         module(torch.randn(1, 2, 2, 2))
+
+
+def test_defaults_are_the_papers_and_the_authors_code():
+    # paper 002, section 4: "temperature theta = 0.1"; plain BLA unless thresholding is asked
+    bla = BoundedLogitAttention(4)
+    assert (bla.theta, bla.threshold, bla.gamma, bla.eval_path) == (0.1, False, None, "hard")
+    assert bla.variant == "bla" and BoundedLogitAttention(4, threshold=True).variant == "bla-t"
+    # L2X-F: the authors' code, softmax((G + l) * 0.1) pooled by sum; evaluated on the top k
+    l2x = L2XFeatureSelection(4)
+    assert (l2x.tau, l2x.pool, l2x.eval_path) == (10.0, "sum", "hard")
+    assert BoundedLogitAttention(4, threshold=True).pool == "sum"
