@@ -263,3 +263,18 @@ def test_lapconv_defaults_are_nn_conv2ds():
         conv.groups,
     )
     assert lap_conv.bias is not None and lap_conv.padding_mode == conv.padding_mode
+
+
+@pytest.mark.parametrize("frozen", ["weight", "bias"])
+def test_from_conv_keeps_which_parameters_are_frozen_and_the_mode(frozen):
+    """A frozen (pretrained) convolution stays frozen once made LAP; its LAP trains."""
+    conv = nn.Conv2d(2, 3, 3, stride=2).eval()
+    getattr(conv, frozen).requires_grad_(False)
+    lap_conv = LapConv2d.from_conv(conv)
+    assert {n: p.requires_grad for n, p in lap_conv.named_parameters() if "." not in n} == {
+        "weight": frozen != "weight",
+        "bias": frozen != "bias",
+    }
+    assert all(p.requires_grad for p in lap_conv.lap.parameters())
+    assert not lap_conv.training and not lap_conv.lap.training
+    assert LapConv2d.from_conv(conv.train()).training
