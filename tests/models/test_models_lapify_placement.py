@@ -43,6 +43,17 @@ def dtypes_of(model: nn.Module) -> set[torch.dtype]:
             ),
             "2.1.1", torch.float64,
         ),
+        # the nearest of several enclosing blocks with tensors
+        (
+            lambda: nn.Sequential(
+                nn.Conv2d(3, 4, 1),
+                nn.Sequential(
+                    nn.Conv2d(4, 4, 1),
+                    nn.Sequential(nn.Conv2d(4, 4, 1).double(), nn.MaxPool2d(2)),
+                ),
+            ),
+            "1.1.1", torch.float64,
+        ),
         # the other way round: a float32 block inside a float64 model
         (
             lambda: nn.Sequential(
@@ -58,7 +69,7 @@ def dtypes_of(model: nn.Module) -> set[torch.dtype]:
             "1", torch.float64,
         ),
     ],
-    ids=["parent", "grandparent", "float32-block", "top-level", "own"],
+    ids=["parent", "grandparent", "nearest", "float32-block", "top-level", "own"],
 )  # fmt: skip
 def test_a_lap_takes_the_dtype_of_its_nearest_owner(make, where, dtype):
     model = make()
