@@ -124,12 +124,19 @@ def reference_score(lap: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    ("stride", "size"), [((3, 2), (4, 1)), ((2, 3), (1, 4)), ((3, 2), (2, 5)), ((2, 2), (1, 1))]
+    ("stride", "size", "channels"),
+    [
+        ((3, 2), (4, 1), 3),
+        ((2, 3), (1, 4), 3),
+        ((3, 2), (2, 5), 3),
+        ((2, 2), (1, 1), 3),
+        ((2, 2), (6, 5), 1),  # fewer channels than the window is wide: never read as a size
+    ],
 )
-def test_lapconv_pools_the_part_of_a_window_that_exists(stride, size):
+def test_lapconv_pools_the_part_of_a_window_that_exists(stride, size, channels):
     """A stride-1 output smaller than one window along an axis: the windows cut at the border,
     as the strided convolution (which still gives one output there) and ceil-mode pools do."""
-    conv = nn.Conv2d(2, 3, 1, stride=stride).double()
+    conv = nn.Conv2d(2, channels, 1, stride=stride).double()
     lap_conv = LapConv2d.from_conv(conv)
     with torch.no_grad():
         lap_conv.lap.scorer.heads[-1].weight.normal_(0.0, 2.0)
