@@ -107,3 +107,17 @@ def test_exact_avg_pools_log_nothing_about_a_change(pool, caplog):
     with caplog.at_level(logging.INFO, logger="torchlap"):
         lapify(model, where=["1"])
     assert "divisor_override" not in caplog.text and "counts padding" not in caplog.text
+
+
+@pytest.mark.parametrize("dilation", [2, (2, 1), (1, 2)], ids=str)
+def test_a_dilated_max_pool_is_refused_on_either_axis(dilation):
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.MaxPool2d(2, dilation=dilation))
+    with pytest.raises(ValueError, match=r"1: a dilated max pool .* has no LAP equivalent"):
+        lapify(model, where=["1"])
+    assert type(model[1]) is nn.MaxPool2d
+
+
+@pytest.mark.parametrize("dilation", [1, (1, 1)], ids=str)
+def test_an_undilated_max_pool_is_replaced_whatever_the_spelling(dilation):
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.MaxPool2d(2, dilation=dilation))
+    assert lapify(model, where=["1"])[1] == ["1"] and isinstance(model[1], LapBase)
