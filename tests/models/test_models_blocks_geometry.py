@@ -18,7 +18,7 @@ from torchvision.models.inception import InceptionB
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from torchlap.models import LapConv2d, LapInceptionReduction, LapResidualBlock
-from torchlap.models.blocks import conv_center_offset, pool_with_shared_score
+from torchlap.models.blocks import SharedScoreBlock, conv_center_offset, pool_with_shared_score
 
 
 def reach_centre(conv: nn.Conv2d, size: int = 15, pixel: int = 6) -> tuple[int, int]:
@@ -285,3 +285,8 @@ def test_from_conv_keeps_which_parameters_are_frozen_and_the_mode(frozen):
     assert all(p.requires_grad for p in lap_conv.lap.parameters())
     assert not lap_conv.training and not lap_conv.lap.training
     assert LapConv2d.from_conv(conv.train()).training
+
+
+def test_the_shared_score_base_names_no_pools_of_its_own():
+    with pytest.raises(NotImplementedError):
+        SharedScoreBlock().shared_pools()
