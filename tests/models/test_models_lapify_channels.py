@@ -80,6 +80,9 @@ def test_appended_global_pool_takes_the_last_batchnorm_without_a_dry_pass():
     assert model.features[-2][1].num_features == channels_of(model, "features.global_pool") == 1280
     with torch.no_grad():
         torch.testing.assert_close(model(x), before)  # the global average, exactly
+        # one LAP window over the whole map (a 2x2 LAP averaged again would equal it only at
+        # the uniform start)
+        assert model.features(x).shape == (1, 1280, 1, 1)
 
 
 def reference_average_pool(x: torch.Tensor, kernel: int) -> torch.Tensor:
