@@ -16,10 +16,7 @@ from torchlap.explainers.gradient import deeplift_eps, reduce_channels
 
 
 class NanForMarkedImages(Tiny):
-    """``Tiny`` (one shared ReLU) whose logits are NaN for an image whose first pixel is 7."""
-
-    def __init__(self) -> None:
-        super().__init__("shared")
+    """``Tiny`` whose logits are NaN for an image whose first pixel is 7."""
 
     def forward(self, x: Tensor) -> Tensor:
         poisoned = torch.where(x[:, 0, 0, 0] == 7.0, float("nan"), 0.0)
@@ -39,17 +36,18 @@ def _hooks(model: nn.Module) -> list[int]:
     ]
 
 
-def test_deeplift_puts_back_a_shared_relu_and_clears_captum_tensors_on_error() -> None:
-    model = NanForMarkedImages().train()
-    relu = model.act1
+@pytest.mark.parametrize("relus", ["modules", "shared"])
+def test_deeplift_puts_back_a_shared_relu_and_clears_captum_tensors_on_error(relus: str) -> None:
+    model = NanForMarkedImages(relus).train()
+    children = dict(model.named_children())
     hooks = _hooks(model)
-    images = _images()
+    torch.manual_seed(2)
+    images = torch.rand(4, 3, 8, 8, dtype=torch.float64)  # more images than channels
     baseline = torch.zeros_like(images)
-    baseline[0, 0, 0, 0] = 7.0  # the baseline of image 0: row 2 of captum's doubled batch
-    with pytest.raises(ValueError, match=r"NaN or infinite logits for images \[0\]"):
-        DeepLift(model, baseline=baseline)(images, torch.tensor([0, 1]))
-    assert model.act1 is relu and model.act2 is relu
-    assert dict(model.named_children()).keys() == {"conv1", "act1", "conv2", "fc"}
+    baseline[2, 0, 0, 0] = 7.0  # the baseline of image 2: row 6 of captum's doubled batch
+    with pytest.raises(ValueError, match=r"NaN or infinite logits for images \[2\]"):
+        DeepLift(model, baseline=baseline)(images, torch.tensor([0, 1, 2, 0]))
+    assert dict(model.named_children()) == children
     keys = ("input", "output")
     assert [(name, k) for name, m in model.named_modules() for k in keys if k in vars(m)] == []
     assert _hooks(model) == hooks
@@ -81,6 +79,20 @@ def test_captums_informational_warnings_are_silenced(explainer: type, options: d
         warnings.simplefilter("always")
         explainer(model, **options)(_images(), torch.tensor([0, 1]))
     assert [str(w.message) for w in caught] == []
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.complex64])
+def test_deeplift_refuses_a_baseline_tensor_that_is_not_real_numbers(dtype: torch.dtype) -> None:
+    with pytest.raises(TypeError, match=f"baseline must be .* a real tensor, got dtype {dtype}"):
+        DeepLift(Tiny(), baseline=torch.zeros(3, 1, 1, dtype=dtype))
+    DeepLift(Tiny(), baseline=torch.zeros(3, 1, 1, dtype=torch.int64))  # integers are accepted
+
+
+def test_deeplift_refuses_a_baseline_with_one_nan_pixel() -> None:
+    baseline = torch.zeros(3, 8, 8, dtype=torch.float64)
+    baseline[1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="baseline must be finite"):
+        DeepLift(Tiny(), baseline=baseline)
 
 
 def test_deeplift_eps_is_captums_unless_the_dtype_cannot_hold_it() -> None:

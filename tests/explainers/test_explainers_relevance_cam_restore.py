@@ -1,0 +1,74 @@
+"""Relevance-CAM leaves the model as it found it when the explanation fails inside zennit's
+composite (the batch norms merged back out of the weights, zennit's hooks and the canonizers'
+attributes removed, the train flag back)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from torchlap.explainers import RelevanceCam
+
+
+class NanForMarkedImages(nn.Module):
+    """A conv-BN-ReLU net whose logits are NaN for an image whose first pixel is 7."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Conv2d(4, 5, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(5, 3),
+        )
+        with torch.no_grad():
+            self.net[1].running_mean.uniform_(-0.5, 0.5)
+            self.net[1].running_var.uniform_(0.5, 2.0)
+            self.net[1].weight.uniform_(0.5, 1.5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        poisoned = torch.where(x[:, 0, 0, 0] == 7.0, float("nan"), 0.0)
+        return self.net(x) + poisoned[:, None]
+
+
+def _state(model: nn.Module) -> dict[str, object]:
+    return {
+        "tensors": {k: v.clone() for k, v in model.state_dict().items()},
+        "data": [p.data.data_ptr() for p in model.parameters()],
+        "attributes": {name: set(vars(m)) for name, m in model.named_modules()},
+        "children": {name: dict(m._modules) for name, m in model.named_modules()},
+        "hooks": [
+            len(getattr(m, kind))
+            for m in model.modules()
+            for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks")
+        ],
+    }
+
+
+def test_an_error_inside_the_composite_leaves_the_model_as_it_was() -> None:
+    model = NanForMarkedImages().train()
+    before = _state(model)
+    images = torch.rand(2, 3, 8, 8)
+    images[1, 0, 0, 0] = 7.0  # image 1: the one-image target check sees image 0 only
+    with pytest.raises(ValueError, match=r"NaN or infinite logits for images \[1\]"):
+        RelevanceCam(model, layer="net.2")(images, torch.tensor([0, 1]))
+    after = _state(model)
+    assert after["hooks"] == before["hooks"]
+    assert after["attributes"] == before["attributes"]
+    assert after["children"] == before["children"]
+    assert after["data"] == before["data"]
+    for key, value in before["tensors"].items():
+        torch.testing.assert_close(after["tensors"][key], value, rtol=0, atol=0, msg=key)
+    assert all(m.training for m in model.modules())
+    # and the model explains its finite images afterwards as a fresh copy does
+    images[1, 0, 0, 0] = 0.5
+    fresh = NanForMarkedImages()
+    torch.testing.assert_close(
+        RelevanceCam(model, layer="net.2")(images), RelevanceCam(fresh, layer="net.2")(images)
+    )
