@@ -23,8 +23,8 @@ CALLS: dict[str, Callable[[Tensor], Tensor]] = {
     "torch.relu_": torch.relu_,
     "Tensor.relu_": Tensor.relu_,
 }
-IN_PLACE = {"F.relu inplace keyword", "F.relu inplace positional", "F.relu_", "torch.relu_"}
-IN_PLACE.add("Tensor.relu_")
+
+IN_PLACE = {CALLS[name] for name in CALLS if "inplace" in name or name.endswith("_")}
 
 
 def _values() -> tuple[Tensor, Tensor]:
@@ -38,8 +38,14 @@ def _backward(call: Callable[[Tensor], Tensor], x: Tensor, grad: Tensor) -> tupl
     """``call``'s output and the gradient of ``x`` for ``grad`` (through a clone for the in-place
     calls, as a network's intermediate tensor)."""
     leaf = x.clone().requires_grad_(True)
-    out = call(leaf * 1.0)
+    hidden = leaf * 1.0
+    out = call(hidden)
     out.backward(grad)
+    if call in IN_PLACE:  # the in-place calls write their input, as asked
+        assert out is hidden
+    else:  # the others leave it alone
+        assert out is not hidden
+        torch.testing.assert_close(hidden.detach(), x, rtol=0, atol=0)
     return out.detach(), leaf.grad
 
 

@@ -72,3 +72,38 @@ def test_an_error_inside_the_composite_leaves_the_model_as_it_was() -> None:
     torch.testing.assert_close(
         RelevanceCam(model, layer="net.2")(images), RelevanceCam(fresh, layer="net.2")(images)
     )
+
+
+def test_a_canonizer_failing_after_one_that_hooked_the_model_leaves_no_hook() -> None:
+    from zennit.canonizers import Canonizer
+
+    class Hooking(Canonizer):
+        """A user's canonizer that puts a forward hook on the model (undone by ``remove``)."""
+
+        def apply(self, root_module: nn.Module) -> list:
+            self.handle = root_module.register_forward_hook(lambda *args: None)
+            return [self]
+
+        def register(self) -> None:
+            pass
+
+        def remove(self) -> None:
+            self.handle.remove()
+
+    class Failing(Hooking):
+        def apply(self, root_module: nn.Module) -> list:
+            raise RuntimeError("a user's canonizer failing")
+
+    model = NanForMarkedImages()
+    hooks = _state(model)["hooks"]
+    with pytest.raises(RuntimeError, match="a user's canonizer failing"):
+        RelevanceCam(model, layer="net.2", canonizers=[Hooking(), Failing()])(
+            torch.rand(1, 3, 8, 8)
+        )
+    assert _state(model)["hooks"] == hooks
+
+
+@pytest.mark.parametrize("canonizers", [5, {"a set"}, None])
+def test_canonizers_that_are_no_list_are_refused_saying_what_is_accepted(canonizers) -> None:
+    with pytest.raises(TypeError, match=r"canonizers must be 'auto' or a list of zennit"):
+        RelevanceCam(NanForMarkedImages(), canonizers=canonizers)
