@@ -107,3 +107,19 @@ def test_a_canonizer_failing_after_one_that_hooked_the_model_leaves_no_hook() ->
 def test_canonizers_that_are_no_list_are_refused_saying_what_is_accepted(canonizers) -> None:
     with pytest.raises(TypeError, match=r"canonizers must be 'auto' or a list of zennit"):
         RelevanceCam(NanForMarkedImages(), canonizers=canonizers)
+
+
+def test_a_lap_layer_type_without_an_lrp_rule_is_named() -> None:
+    from torchlap.layers import LapBase
+
+    class WeightedMeanLap(LapBase):
+        """A LAP layer of a type torchlap has no LRP rule for: the score-weighted mean."""
+
+        def forward(self, x: Tensor) -> Tensor:
+            weights = self._score(x).flatten(2).softmax(dim=-1)
+            return (x.flatten(2) * weights).sum(dim=-1)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), WeightedMeanLap(4), nn.Linear(4, 3))
+    with pytest.raises(TypeError, match="no LRP rule for LAP layer type WeightedMeanLap"):
+        RelevanceCam(model, layer="1")(torch.rand(2, 3, 8, 8))
