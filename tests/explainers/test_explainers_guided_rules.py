@@ -86,9 +86,9 @@ def _rescale_reference(x: Tensor, grad: Tensor, eps: float) -> Tensor:
 @pytest.mark.parametrize("name", ["F.relu", "Tensor.relu", "F.relu inplace keyword", "F.relu_"])
 def test_rescale_rule_over_the_input_and_baseline_halves(name: str) -> None:
     # columns: both positive, crossing zero, both negative, |delta| = eps exactly (the ratio),
-    # delta = 0 (the ReLU's gradient)
-    inputs = torch.tensor([[2.0, 1.5, -1.0, 0.25, 0.5], [1.0, -2.0, -3.0, -0.25, 0.75]])
-    baselines = torch.tensor([[0.5, -0.5, -2.0, -0.25, 0.5], [3.0, 1.0, -1.0, 0.25, 0.75]])
+    # delta = 0 (the ReLU's gradient, 0 at x = 0)
+    inputs = torch.tensor([[2.0, 1.5, -1.0, 0.25, 0.5], [1.0, -2.0, -3.0, -0.25, 0.0]])
+    baselines = torch.tensor([[0.5, -0.5, -2.0, -0.25, 0.5], [3.0, 1.0, -1.0, 0.25, 0.0]])
     x = torch.cat([inputs, baselines])
     grad = torch.tensor([[1.0, 2.0, -1.0, 3.0, -2.0], [0.5, -1.0, 2.0, 1.5, 4.0]]).repeat(2, 1)
     eps = 0.5
