@@ -123,3 +123,13 @@ def test_a_lap_layer_type_without_an_lrp_rule_is_named() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), WeightedMeanLap(4), nn.Linear(4, 3))
     with pytest.raises(TypeError, match="no LRP rule for LAP layer type WeightedMeanLap"):
         RelevanceCam(model, layer="1")(torch.rand(2, 3, 8, 8))
+
+
+def test_a_frozen_model_gives_the_same_map() -> None:
+    # the relevance flows back from the logits to the layer through the images' graph: a model
+    # whose parameters do not require gradients (frozen for evaluation) is explained alike
+    images = torch.rand(2, 3, 8, 8)
+    expected = RelevanceCam(NanForMarkedImages(), layer="net.4")(images, 0)
+    frozen = NanForMarkedImages().requires_grad_(False)
+    torch.testing.assert_close(RelevanceCam(frozen, layer="net.4")(images, 0), expected)
+    assert bool((expected > 0).any())
