@@ -86,8 +86,8 @@ class _FunctionalReluMode(TorchFunctionMode):
         kwargs = kwargs or {}
         grad = torch.is_grad_enabled()
         if grad and func in _OUT_OF_PLACE and isinstance(args[0], Tensor):
-            inplace = kwargs.get("inplace", args[1] if len(args) > 1 else False)
-            if not inplace:
+            # F.relu hands its inplace flag to the mode as a keyword, even when given by position
+            if not kwargs.get("inplace", False):
                 return self.rule(args[0])
             func = F.relu_  # F.relu(x, inplace=True): as x.relu_(), below
         if grad and func in _IN_PLACE and isinstance(args[0], Tensor):
