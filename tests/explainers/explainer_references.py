@@ -2,6 +2,7 @@
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def reference_scorecam(model, layer, image, target, clip=True):
@@ -58,3 +59,19 @@ def reference_lap_all(maps, decay=0.8, threshold=0.5):
                             out[b, y, x] = result[a, c]
         integrated = out
     return integrated
+
+
+def two_conv_cnn(seed: int) -> nn.Sequential:
+    """conv(3->5)-ReLU-maxpool-conv(5->6)-ReLU-GAP-linear(6->3) in eval mode, drawn after
+    ``torch.manual_seed(seed)``: layer "0" has signed maps, "3" a 2x smaller map."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 5, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(5, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 3),
+    ).eval()

@@ -4,24 +4,9 @@ mask by mask (Petsiuk et al. 2018: grid, bilinear upsampling, random crop, then
 
 import torch
 import torch.nn.functional as F
-from explainer_references import reference_scorecam
-from torch import nn
+from explainer_references import reference_scorecam, two_conv_cnn
 
 from torchlap.explainers import Rise, ScoreCam
-
-
-def small_cnn() -> nn.Sequential:
-    torch.manual_seed(4)
-    return nn.Sequential(
-        nn.Conv2d(3, 5, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(5, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(6, 3),
-    ).eval()
 
 
 def loop_rise(model, image, target, n, grid, p, seed):
@@ -47,7 +32,7 @@ def loop_rise(model, image, target, n, grid, p, seed):
 
 
 def test_rise_on_non_square_images_matches_the_loop():
-    model = small_cnn()
+    model = two_conv_cnn(4)
     for size in ((12, 16), (16, 10)):
         images = torch.randn(2, 3, *size)
         target = torch.tensor([2, 0])
@@ -61,7 +46,7 @@ def test_rise_on_non_square_images_matches_the_loop():
 
 
 def test_scorecam_on_non_square_images_matches_the_loop():
-    model = small_cnn()
+    model = two_conv_cnn(4)
     images = torch.randn(2, 3, 8, 14)
     target = torch.tensor([1, 2])
     ours = ScoreCam(model, layer="4", mask_batch_size=4).raw(images, target)

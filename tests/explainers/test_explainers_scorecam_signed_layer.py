@@ -2,30 +2,14 @@
 output): ``ReLU(sum_k w_k A_k)`` against a channel-by-channel loop."""
 
 import torch
-from explainer_references import reference_scorecam
-from torch import nn
+from explainer_references import reference_scorecam, two_conv_cnn
 
 from torchlap.explainers import ScoreCam
 
 
-def _signed_cnn() -> nn.Sequential:
-    torch.manual_seed(3)
-    model = nn.Sequential(
-        nn.Conv2d(3, 5, 3, padding=1),  # "0": signed activations
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(5, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(6, 3),
-    )
-    return model.eval()
-
-
 def test_scorecam_clips_negative_sums_on_a_signed_layer() -> None:
     """Pixels where the weighted sum of signed activations is negative become 0, the rest match."""
-    model = _signed_cnn()
+    model = two_conv_cnn(3)
     images = torch.randn(2, 3, 8, 8)
     target = torch.tensor([0, 2])
     ours = ScoreCam(model, layer="0", mask_batch_size=4).raw(images, target)
