@@ -23,6 +23,7 @@ import os
 import sys
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -183,19 +184,25 @@ def kept_rich_console() -> Iterator[None]:
         vars(console).update(saved)
 
 
+# torchlap's training bars (Lightning's RichProgressBar): weak, so a finished run's bar goes
+_training_bars: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def _console() -> Any:
-    """The rich console torchlap prints to: rich's global console while a live display runs
-    on it and writes to stderr (Lightning's RichProgressBar: log lines then print above its
-    bar), else torchlap's own console on stderr. The global console is never reconfigured:
-    ``rich.reconfigure`` replaced all of a caller's settings of it (its file, width, theme,
-    recording) and sent their ``rich.print`` output to stderr for good."""
+    """The rich console torchlap prints to: the console of a torchlap training bar while its
+    display runs and writes to stderr (Lightning's RichProgressBar, on rich's global console:
+    log lines then print above its bar), else torchlap's own console on stderr. The global
+    console is never reconfigured: ``rich.reconfigure`` replaced all of a caller's settings
+    of it (its file, width, theme, recording) and sent their ``rich.print`` output to stderr
+    for good. Only public attributes are read (the bar's ``progress``, rich's ``Progress.live``
+    and ``Live.is_started``), not rich's private stack of live displays."""
     global _own_console
-    import rich
     from rich.console import Console
 
-    shared = rich.get_console()
-    if shared.stderr and getattr(shared, "_live_stack", None):
-        return shared
+    for bar in list(_training_bars):
+        progress = getattr(bar, "progress", None)
+        if progress is not None and progress.live.is_started and progress.console.stderr:
+            return progress.console
     if _own_console is None:
         _own_console = Console(stderr=True)
     return _own_console
@@ -489,7 +496,9 @@ def _epoch_from_one_bar() -> Any:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return EpochFromOneBar(console_kwargs={"stderr": True})
+        bar = EpochFromOneBar(console_kwargs={"stderr": True})
+    _training_bars.add(bar)
+    return bar
 
 
 def _plain_training_progress() -> Any:
