@@ -6,25 +6,14 @@ torchlap's own stderr console. Found through public attributes only (the bar's
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import torch
 from rich.console import Console
 from rich.progress import Progress
 from torch import nn
 
 from torchlap import logs
-
-
-@pytest.fixture
-def rich_mode() -> Iterator[None]:
-    logs.set_progress_mode("rich")
-    try:
-        yield
-    finally:
-        logs.set_progress_mode("auto")
 
 
 def _progress(stderr: bool) -> Progress:

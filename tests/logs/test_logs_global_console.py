@@ -4,7 +4,6 @@ as the caller set it up, and its live display stops whatever stops the loop it t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,6 @@ import rich
 from rich.progress import Progress
 
 from torchlap import logs
-
-
-@pytest.fixture
-def rich_mode() -> Iterator[None]:
-    logs.set_progress_mode("rich")
-    try:
-        yield
-    finally:
-        logs.set_progress_mode("auto")
 
 
 def test_progress_and_log_lines_leave_the_global_console_alone(
