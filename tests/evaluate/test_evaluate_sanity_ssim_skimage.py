@@ -4,10 +4,10 @@ an 11x11 window, population covariance, data range 1 for maps in [0, 1]). scikit
 averages only the windows that lie inside the image (it crops the filtered image by the
 window's half-width before the mean), so the two agree to float32 rounding.
 
-The sanity checks' authors (Adebayo et al. 2018) called scikit-image's SSIM with Gaussian
-weights and its defaults of the time: the sample covariance (``N / (N - 1)``) and, for float
-maps, a data range of 2 (the float dtype's range -1..1), which scikit-image now refuses to
-guess. The last test measures what those two settings change, so the README's figure for the
+The sanity checks' authors (Adebayo et al. 2018) imported scikit-image's SSIM; a port of their
+notebook calls it with Gaussian weights and its defaults of the time: the sample covariance
+(``N / (N - 1)``) and, for float maps, a data range of 2 (the float dtype's range -1..1),
+which scikit-image now refuses to guess. The last test measures what those two settings change, so the README's figure for the
 difference is one a test recomputes."""
 
 from __future__ import annotations

@@ -338,8 +338,9 @@ def ssim_abs(a: Tensor, b: Tensor) -> Tensor:
     which moved random related maps' SSIM by 0.10-0.22 at 7x7 to 14x14 pixels (a 7x7 map has one
     inside window of width 7 and 48 partly mirrored ones), so only the inside windows are kept
     (metrics revision 13). This equals scikit-image's ``structural_similarity`` with Gaussian
-    weights, ``use_sample_covariance=False`` and ``data_range=1`` (the sanity-check authors'
-    code left scikit-image's defaults of the time: sample covariance, data range 2)."""
+    weights, ``use_sample_covariance=False`` and ``data_range=1`` (a port of the sanity-check
+    authors' notebook leaves scikit-image's defaults of the time: sample covariance, data
+    range 2 for float maps)."""
     from torchmetrics.functional.image import structural_similarity_index_measure
 
     if not isinstance(a, Tensor) or a.dim() != 3 or a.shape != getattr(b, "shape", None):
