@@ -7,8 +7,8 @@ window's half-width before the mean), so the two agree to float32 rounding.
 The sanity checks' authors (Adebayo et al. 2018) imported scikit-image's SSIM; a port of their
 notebook calls it with Gaussian weights and its defaults of the time: the sample covariance
 (``N / (N - 1)``) and, for float maps, a data range of 2 (the float dtype's range -1..1),
-which scikit-image now refuses to guess. The last test measures what those two settings change, so the README's figure for the
-difference is one a test recomputes."""
+which scikit-image now refuses to guess. The last test measures what those two settings
+change, so the README's figure for the difference is one a test recomputes."""
 
 from __future__ import annotations
 

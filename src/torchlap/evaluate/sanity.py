@@ -17,7 +17,9 @@ pass, so a block whose forward calls its own LAP layer first comes after that LA
   ``layer1``) are opened; every other child with parameters is a unit (``conv1``, ``bn1``,
   ``layer1.0``, ..., ``fc``; a SmallCNN stage ``layer1``). A LAP layer is always a unit of its
   own (its concept heads are re-initialised like any other layer, in their own step), and is
-  left out of the unit that contains it.
+  left out of the unit that contains it. An opened module that also owns parameters directly
+  (a root's temperature) is a unit for those alone, placed at its own first call (so cascading
+  randomizes a root's parameters last), its children being units of their own.
 - ``granularity="layer"``: every module that owns parameters directly (Quantus' MPRT walks
   the same modules when they have ``reset_parameters``).
 
@@ -123,7 +125,9 @@ def randomization_units(
         candidates = _block_candidates(model, lap_names)
     if not candidates:
         raise ValueError(f"{type(model).__name__} has no parameters to randomize")
-    members = {name: _members(model, name, lap_names, granularity) for name in candidates}
+    members = {
+        name: _members(model, name, [*lap_names, *candidates], granularity) for name in candidates
+    }
     started = _forward_starts(model, members, sample)
     ordered = sorted(candidates, key=lambda n: (n in started, started.get(n, -1)))
     return [
@@ -133,18 +137,23 @@ def randomization_units(
 
 
 def _members(
-    model: nn.Module, name: str, lap_names: list[str], granularity: str
+    model: nn.Module, name: str, units: list[str], granularity: str
 ) -> tuple[str, ...]:
     """The modules unit ``name`` re-initialises: those under it holding state, without the
-    LAP layers inside it (units of their own); ``granularity="layer"``: the module itself."""
-    if granularity == "layer" and name not in lap_names:
+    other units inside it (LAP layers, and the children of a unit that also owns parameters
+    directly: units of their own); ``granularity="layer"``: the module itself."""
+    if granularity == "layer" and not isinstance(model.get_submodule(name), LapBase):
         return (name,)
+
+    def under(n: str, unit: str) -> bool:
+        return n == unit or n.startswith(f"{unit}." if unit else "")
+
     return tuple(
         n
         for n, m in model.named_modules()
-        if (n == name or n.startswith(f"{name}." if name else ""))
+        if under(n, name)
         and _own_state(m)
-        and not any(lap != name and (n == lap or n.startswith(f"{lap}.")) for lap in lap_names)
+        and not any(unit != name and under(unit, name) and under(n, unit) for unit in units)
     )
 
 
@@ -176,8 +185,8 @@ def _block_candidates(model: nn.Module, lap_names: list[str]) -> list[str]:
             # LAP layers inside this unit are units of their own
             candidates.extend(n for n in lap_names if n.startswith(f"{prefix}."))
             return
-        if prefix and any(True for _ in module.parameters(recurse=False)):
-            candidates.append(prefix)
+        if any(True for _ in module.parameters(recurse=False)):
+            candidates.append(prefix)  # its own parameters (the root's too: name "")
         holders = [(n, c) for n, c in module.named_children() if _has_parameters(c)]
         for child_name, child in holders:
             child_opened = (
