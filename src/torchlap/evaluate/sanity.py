@@ -136,9 +136,7 @@ def randomization_units(
     ]
 
 
-def _members(
-    model: nn.Module, name: str, units: list[str], granularity: str
-) -> tuple[str, ...]:
+def _members(model: nn.Module, name: str, units: list[str], granularity: str) -> tuple[str, ...]:
     """The modules unit ``name`` re-initialises: those under it holding state, without the
     other units inside it (LAP layers, and the children of a unit that also owns parameters
     directly: units of their own); ``granularity="layer"``: the module itself."""
