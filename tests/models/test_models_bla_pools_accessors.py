@@ -104,3 +104,16 @@ def test_freeze_returns_the_names_it_left_trainable():
     pools = ["1.bla.scorer.weight", "1.bla.scorer.bias", "1.l2x.scorer.weight", "1.l2x.scorer.bias"]
     assert trainable == pools
     assert [n for n, p in model.named_parameters() if p.requires_grad] == pools
+
+
+@pytest.mark.parametrize("pool", [BoundedLogitAttention(4), L2XFeatureSelection(4, k=2)])
+def test_each_pool_refuses_input_it_was_not_built_for_before_scoring(pool: nn.Module) -> None:
+    """Every pool runs the LAP layers' input check first: the message names the module and
+    what it accepts, not a convolution's shape error from inside the scorer."""
+    name = type(pool).__name__
+    with pytest.raises(ValueError, match=rf"{name} was built for 4 input channels, got an input"):
+        pool(torch.rand(2, 3, 5, 5))
+    with pytest.raises(ValueError, match=rf"{name} expects \(B, C, H, W\) input, got shape"):
+        pool(torch.rand(4, 5, 5))
+    with pytest.raises(TypeError, match=rf"{name} expects a \(B, C, H, W\) torch.Tensor"):
+        pool([[0.0]])
