@@ -111,3 +111,8 @@ def test_upsample_refuses_maps_without_pixels(shape) -> None:
 def test_upsample_refuses_integer_maps() -> None:
     with pytest.raises(TypeError, match=r"maps must be a floating tensor .* got dtype torch.int64"):
         upsample(torch.ones(1, 2, 2, dtype=torch.int64), (4, 4))
+
+
+def test_upsample_names_what_is_no_tensor() -> None:
+    with pytest.raises(ValueError, match=r"\(B, h, w\), h, w >= 1, got list"):
+        upsample([[[0.0, 1.0]]], (4, 4))
