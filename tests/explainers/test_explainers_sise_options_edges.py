@@ -71,3 +71,11 @@ def test_check_layers_refuses_layers_out_of_forward_order() -> None:
 def test_check_layers_checks_the_images(images: torch.Tensor, said: str) -> None:
     with pytest.raises(ValueError, match=said):
         Sise(cnn(False), layers=["1", "4"]).check_layers(images)
+
+
+def test_a_model_without_a_convolutional_block_is_said() -> None:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2)).eval()
+    with pytest.raises(ValueError, match="found no convolutional block"):
+        Sise(model).check_layers(torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="found no convolutional block"):
+        Sise(model)(torch.rand(1, 3, 8, 8))
