@@ -136,10 +136,14 @@ def _check_lap_all_options(
 
 
 def concept_mapping(concept_sets: object) -> Mapping | None:
-    """``concept_sets`` as a mapping class index -> concept indices.
+    """``concept_sets`` as a new dict class index -> list of concept indices, checked.
 
     Accepts ``None``, a :class:`~torchlap.losses.ConceptSets`, its ``to_dict()`` form (as a run's
-    ``config.json`` stores it) or a plain mapping; raises ``TypeError`` for anything else.
+    ``config.json`` stores it) or a plain mapping; raises ``TypeError`` for anything else and
+    ``ValueError`` for entries that are no class index -> list of concept indices. The result is
+    a copy (keys as given, each list copied), so a caller that keeps it (the ``lap`` explainer,
+    the export module) is not changed by later edits of the user's mapping: the entries are
+    checked here, once, and nowhere after.
     """
     if concept_sets is None:
         return None
@@ -155,12 +159,13 @@ def concept_mapping(concept_sets: object) -> Mapping | None:
             "concept_sets must be None, a ConceptSets, its to_dict() form or a mapping class "
             f"index -> list of concept indices, got {type(concept_sets).__name__}"
         )
-    _check_concept_entries(mapping)  # when given, not at the first map
-    return mapping
+    return _checked_copy(mapping)  # when given, not at the first map
 
 
-def _check_concept_entries(mapping: Mapping) -> None:
-    """Class indices (ints, or their decimal strings as JSON keys) -> lists of ints >= 0."""
+def _checked_copy(mapping: Mapping) -> dict[Any, list[int]]:
+    """Class indices (ints, or their decimal strings as JSON keys) -> lists of ints >= 0,
+    copied into a new dict of new lists (the one place these entries are checked)."""
+    copied: dict[Any, list[int]] = {}
     for key, heads in mapping.items():
         try:
             valid_key = not isinstance(key, bool) and int(key) >= 0
@@ -175,29 +180,25 @@ def _check_concept_entries(mapping: Mapping) -> None:
             raise ValueError(
                 f"concept_sets[{key!r}] must be a list of concept indices, got {heads!r}"
             )
-        for head in heads:
+        copied[key] = list(heads)
+        for head in copied[key]:
             if isinstance(head, bool) or not isinstance(head, int) or head < 0:
                 raise ValueError(f"concept index {head!r} for class {key!r} is not an int >= 0")
+    return copied
 
 
 def _concept_members(concept_sets: Mapping, num_classes: int, n_concepts: int) -> Tensor | None:
-    """Boolean ``(num_classes, n_concepts)``: which heads belong to each class (None: unusable)."""
+    """Boolean ``(num_classes, n_concepts)``: which heads belong to each class (None: unusable).
+
+    ``concept_sets`` is :func:`concept_mapping`'s checked copy (class indices -> lists of ints
+    >= 0): its entries are not checked again here."""
     # built on the host from the Python mapping, copied once to the maps' device by the caller
     members = torch.zeros(num_classes, n_concepts, dtype=torch.bool, device="cpu")
     for key, heads in concept_sets.items():
-        try:
-            cls = int(key)
-        except (TypeError, ValueError):
-            raise ValueError(f"concept_sets keys must be class indices, got {key!r}") from None
-        if isinstance(heads, (int, str)) or not isinstance(heads, Sequence):
-            raise ValueError(
-                f"concept_sets[{key!r}] must be a list of concept indices, got {heads!r}"
-            )
-        if not 0 <= cls < num_classes:
+        cls = int(key)
+        if cls >= num_classes:
             continue  # a class the model does not predict
         for head in heads:
-            if isinstance(head, bool) or not isinstance(head, int) or head < 0:
-                raise ValueError(f"concept index {head!r} for class {key!r} is not an int >= 0")
             if head >= n_concepts:
                 return None
             members[cls, head] = True
