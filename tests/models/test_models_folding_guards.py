@@ -9,7 +9,7 @@ import logging
 
 import pytest
 import torch
-from test_models_folding import conv_bn_net, randomized_bn
+from test_models_folding import Residual, conv_bn_net, randomized_bn
 from torch import nn
 
 from torchlap.models.folding import folded_batch_norms
@@ -78,18 +78,12 @@ def test_rounding_is_judged_against_the_largest_logit():
         torch.testing.assert_close(model(images), expected, rtol=1e-4, atol=1e-2)
 
 
-class ResidualAndConstant(nn.Module):
+class ResidualAndConstant(Residual):
     """Logit 0 reads the convolution's output twice (a wrong fold changes it); logit 1 is a
     constant that no fold changes."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 3, 3, padding=1)
-        self.bn = nn.BatchNorm2d(3)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
-        first = (self.bn(y) + y).mean(dim=(1, 2, 3))
+        first = super().forward(x).mean(dim=1)
         return torch.stack((first, torch.zeros_like(first)), dim=1)
 
 

@@ -61,7 +61,10 @@ def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
 def minmax_normalize(maps: Tensor, dims: Sequence[int] = (-2, -1)) -> Tensor:
     """Rescale each map to [0, 1] over ``dims`` (a constant map becomes all zeros).
 
-    ``maps``: a floating tensor (its values are not checked: a NaN stays NaN).
+    ``maps``: a floating tensor (its values are not checked: a map holding a NaN becomes all
+    NaN, so callers that count non-finite results count it, instead of scoring it as a
+    constant map; an infinite value gives NaN pixels). A spread below the dtype's smallest
+    normal number (subnormal) is still divided by exactly, so the map reaches 1.
     """
     if not isinstance(maps, Tensor) or not maps.is_floating_point():
         got = maps.dtype if isinstance(maps, Tensor) else type(maps).__name__
@@ -79,4 +82,6 @@ def minmax_normalize(maps: Tensor, dims: Sequence[int] = (-2, -1)) -> Tensor:
     low = maps.amin(dim=tuple(dims), keepdim=True)
     high = maps.amax(dim=tuple(dims), keepdim=True)
     span = high - low
-    return torch.where(span > 0, (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
+    spread = span > 0
+    scaled = torch.where(spread, (maps - low) / torch.where(spread, span, 1.0), 0.0)
+    return torch.where(span.isnan(), float("nan"), scaled)  # a NaN anywhere: the map is NaN
