@@ -160,9 +160,15 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
         "Layers that give flat maps": [
             (0, lambda: message(lambda: explain(small, x, "scorecam", layer="avgpool"))),
         ],
-        "SISE layers repeated or out of order": [
+        "SISE layers repeated, out of order or inside a LAP layer": [
             (0, lambda: message(lambda: explain(small, x, "sise", layers=["layer1", "layer1"]))),
             (1, lambda: message(lambda: explain(small, x, "sise", layers=["layer2", "layer1"]))),
+            (
+                2,
+                lambda: message(
+                    lambda: explain(_lap_model(), x, "sise", layers=["net.layer3.pool.scorer"])
+                ),
+            ),
         ],
         "Seeds and RISE grids out of range": [
             (0, lambda: message(lambda: explain(model, x, "rise", seed=-1))),

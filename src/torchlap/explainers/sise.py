@@ -46,6 +46,7 @@ from torchlap.explainers.perturbation import (
     masked_forward_context,
     unique_masks,
 )
+from torchlap.layers.lap import LapBase
 from torchlap.logs import track
 
 __all__ = ["FUSION_NORMALIZATIONS", "Sise", "otsu_threshold", "sise_fusion"]
@@ -198,8 +199,17 @@ class Sise(Explainer):
             )
         self.mu = _check_mu(mu)
         self.layers = None if layers is None else list(layers)
+        laps = [n for n, m in model.named_modules() if n and isinstance(m, LapBase)]
         for name in self.layers or ():
             check_layer_option(model, name)
+            inside = [lap for lap in laps if name.startswith(f"{lap}.")]
+            if inside:
+                raise ValueError(
+                    f"layers lists {name!r}, a module inside the LAP layer {inside[0]!r}: its "
+                    "concept scorer is no feature layer, and SISE orders its layers by the "
+                    "feature probe's forward pass, which leaves it out; give feature layers "
+                    f"outside LAP layers (the LAP layer {inside[0]!r} itself is one)"
+                )
         if self.layers is not None and len(set(self.layers)) < len(self.layers):
             repeated = sorted({n for n in self.layers if self.layers.count(n) > 1})
             raise ValueError(
