@@ -90,13 +90,14 @@ def test_images_with_non_finite_pixels_are_refused_naming_five_before_the_model(
 def test_an_out_folder_is_made_with_its_parents_reused_by_a_rerun_and_not_explained(
     fake_run, tmp_path
 ) -> None:
-    image = _image(tmp_path / "in" / "x.png")
+    _image(tmp_path / "in" / "deep" / "er" / "x.png")  # its outputs go two folders down
     out = tmp_path / "new" / "nested" / "out"
+    sub = out / "deep" / "er"
     for batch_size in (1, 16):
-        written = explain_files(tmp_path / "run", [image], ["gradcam"], out, batch_size)
-        assert written == [out / "x.png"] and (out / "x.npz").is_file()
+        written = explain_files(tmp_path / "run", [tmp_path / "in"], ["gradcam"], out, batch_size)
+        assert written == [sub / "x.png"] and (sub / "x.npz").is_file()
         # what a write killed mid-way leaves (a process id no process has): removed by a rerun
-        stale = out / f".x.npz.{4194303}.0123abcd{TEMP_SUFFIX}"
+        stale = sub / f".x.npz.{4194303}.0123abcd{TEMP_SUFFIX}"
         assert not stale.exists()
         stale.write_bytes(b"half")
     # --out named as the input: its own figures are not explained again, and nothing is left
@@ -168,3 +169,37 @@ def test_repeated_methods_and_bad_batch_sizes_are_refused_before_the_run_is_read
     with pytest.raises(error, match=message):
         explain_files(tmp_path / "no_run", [image], methods, tmp_path / "out", batch_size)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_lap_run_gets_its_concept_sets_and_its_maps_are_cleared(tmp_path, monkeypatch) -> None:
+    # the run facts a method takes (LAP's concept sets) reach that method only; the concept
+    # maps of the prediction pass are saved per LAP layer, then dropped from the model
+    from torchlap.evaluate import explain as explain_module
+    from torchlap.layers import lap_modules
+    from torchlap.models import lapify
+    from torchlap.models.wrapping import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(3, width=4)
+    lapify(model)
+    sets = object()  # whatever the run holds, passed on as it is
+    facts = SimpleNamespace(in_channels=3, image_size=16)
+    run = SimpleNamespace(model=model.eval(), classes=["a", "b", "c"], concept_sets=sets)
+    monkeypatch.setattr(explain_module, "read_run_facts", lambda run_dir: facts)
+    monkeypatch.setattr(explain_module, "load_run", lambda given: run)
+    calls: list[tuple[str, dict]] = []
+
+    def spy(model, images, method, target, **options) -> torch.Tensor:
+        calls.append((method, options))
+        return torch.zeros(len(images), 16, 16)
+
+    monkeypatch.setattr(explain_module, "explain", spy)
+    image = _image(tmp_path / "in" / "x.png")
+    explain_files(tmp_path / "run", [image], ["lap", "gradcam"], tmp_path / "out")
+    assert calls == [("lap", {"concept_sets": sets}), ("gradcam", {})]
+    layers = list(lap_modules(model))
+    arrays = np.load(tmp_path / "out" / "x.npz")
+    assert layers and sorted(arrays.files) == sorted(
+        ["lap", "gradcam", *(f"lap_concepts/{n}" for n in layers)]
+    )
+    assert all(getattr(m, "maps", None) is None for m in lap_modules(model).values())

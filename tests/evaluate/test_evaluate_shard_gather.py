@@ -104,7 +104,7 @@ def test_every_rank_gets_every_ranks_rows_in_rank_order(counts, monkeypatch) -> 
         assert got.device == CPU
 
 
-def test_rows_of_more_dimensions_and_another_dtype_keep_them(monkeypatch) -> None:
+def test_rows_of_more_or_fewer_dimensions_and_another_dtype_keep_them(monkeypatch) -> None:
     local = [torch.full((2, 2, 3), 7, dtype=torch.int64), None, torch.ones(1, 2, 3).long()]
 
     def work(rank: int) -> Tensor:
@@ -114,6 +114,13 @@ def test_rows_of_more_dimensions_and_another_dtype_keep_them(monkeypatch) -> Non
     for got in _on_ranks(3, work, monkeypatch):
         assert got.dtype == torch.int64
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    flat = [torch.tensor([1.0, 2.0]), torch.tensor([3.0])]  # one value per image
+
+    def work_flat(rank: int) -> Tensor:
+        return gather_rows(flat[rank], ShardContext(rank, 2, CPU))
+
+    for got in _on_ranks(2, work_flat, monkeypatch):
+        torch.testing.assert_close(got, torch.tensor([1.0, 2.0, 3.0]), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(
