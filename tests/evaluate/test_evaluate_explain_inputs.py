@@ -203,3 +203,39 @@ def test_a_lap_run_gets_its_concept_sets_and_its_maps_are_cleared(tmp_path, monk
         ["lap", "gradcam", *(f"lap_concepts/{n}" for n in layers)]
     )
     assert all(getattr(m, "maps", None) is None for m in lap_modules(model).values())
+
+
+def test_outputs_that_would_replace_what_explain_did_not_write_are_refused(
+    fake_run, tmp_path
+) -> None:
+    # every case is refused before anything is written, and leaves what was there untouched
+    run = tmp_path / "run"
+    image = _image(tmp_path / "in" / "x.png")
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    with pytest.raises(ValueError, match=rf"--out {afile} exists and is not a folder"):
+        explain_files(run, [image], ["gradcam"], afile)
+    with pytest.raises(ValueError, match=r"would replace an input image; choose an --out"):
+        explain_files(run, [image], ["gradcam"], tmp_path / "in")  # x.png is the input
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.npz").write_text("a file of the user's")
+    with pytest.raises(FileExistsError, match=r"already holds .*x\.npz, which torchlap"):
+        explain_files(run, [image], ["gradcam"], out)
+    assert sorted(p.name for p in out.iterdir()) == ["x.npz"]
+    _image(tmp_path / "in2" / "sub" / "y.png")
+    (out / "sub").write_text("a file where a folder of outputs goes")
+    with pytest.raises(ValueError, match=r"images under sub/ go to .*sub, which is not a folder"):
+        explain_files(run, [tmp_path / "in2"], ["gradcam"], out)
+    assert (out / "sub").read_text().startswith("a file")
+
+
+def test_a_claimed_output_replaced_by_another_file_is_not_overwritten(fake_run, tmp_path) -> None:
+    # the manifest claims x.npz, but the file there now is not one explain wrote
+    image = _image(tmp_path / "in" / "x.png")
+    out = tmp_path / "out"
+    explain_files(tmp_path / "run", [image], ["gradcam"], out)
+    (out / "x.npz").write_text("not a zip: the user's file")
+    with pytest.raises(FileExistsError, match=r"already holds .*x\.npz, which torchlap"):
+        explain_files(tmp_path / "run", [image], ["gradcam"], out)
+    assert (out / "x.npz").read_text() == "not a zip: the user's file"
