@@ -259,9 +259,9 @@ def test_an_independent_layer_step_changes_only_that_layers_own_parameters() -> 
     }
 
 
-@pytest.mark.xfail(strict=True, reason="a block unit that owns parameters re-initialises the "
-                   "units below it too (session-34 finding, reported, not fixed)")  # fmt: skip
 def test_an_independent_block_step_changes_only_that_blocks_parameters() -> None:
+    """Before metrics revision 14 the unit ``net`` (own ``scale`` next to its body) also
+    re-initialised every unit under it."""
     model = _shifted(_Wrapper())
     units = randomization_units(model, torch.rand(1, 3, 5, 5))
     steps = {}
@@ -294,9 +294,8 @@ class _Tempered(nn.Module):
         return self.fc(self.conv(x).flatten(1)) * self.temperature
 
 
-@pytest.mark.xfail(strict=True, reason="granularity='block' never re-initialises parameters the "
-                   "root owns directly (session-34 finding, reported, not fixed)")  # fmt: skip
 def test_full_block_cascade_reinitialises_a_parameter_the_root_owns() -> None:
+    """Before metrics revision 14 the root's own parameters were in no block unit."""
     model = _shifted(_Tempered())
     units = randomization_units(model, torch.rand(1, 3, 5, 5))
     *_, (_, last) = randomized_models(model, units, mode="cascading")
