@@ -101,7 +101,7 @@ def test_layer_names_are_refused_at_construction(kwargs, error, match) -> None:
 
 
 def test_a_backbone_must_be_a_module() -> None:
-    with pytest.raises(TypeError, match="backbone must be an nn.Module"):
+    with pytest.raises(TypeError, match=r"backbone must be an nn\.Module"):
         AnteHocModel(lambda x: x)  # type: ignore[arg-type]
 
 
