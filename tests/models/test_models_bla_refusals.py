@@ -127,3 +127,11 @@ def test_apply_blaify_config_refuses_what_blaify_did_not_record() -> None:
     for entry in ({}, {"theta": 0.1}, [("variant", "bla")]):
         with pytest.raises(ValueError, match="entry must be the dict blaify recorded"):
             apply_blaify_config(TinyNet(), entry)
+
+
+def test_a_grid_pool_without_resize_head_is_refused_naming_its_grid() -> None:
+    model = GridPoolWithoutHead()
+    model.avgpool = nn.AdaptiveAvgPool2d((2, 3))
+    with pytest.raises(ValueError, match=r"flattens the 2x3 grid .* nn\.Linear\(C\*6, d\)"):
+        blaify(model, input_size=8)
+    assert isinstance(model.avgpool, nn.AdaptiveAvgPool2d)
