@@ -252,3 +252,11 @@ def test_two_pass_step_refuses_optimizers_of_the_wrong_network() -> None:
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     losses = model.two_pass_step(x, y, "cross_entropy", cnn, weights)
     assert set(losses) == {"task_loss", "interpret_loss"}
+
+
+def test_images_of_another_dtype_than_the_model_are_refused_naming_both() -> None:
+    model = _model()
+    with pytest.raises(TypeError, match=r"images are torch\.float64 but .* torch\.float32"):
+        model(torch.randn(1, 3, 8, 8, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"images are torch\.float64"):
+        antehoc_pass_two_loss(model, torch.randn(1, 3, 8, 8, dtype=torch.float64))

@@ -51,6 +51,13 @@ class PoolNeverRuns(TinyNet):
         return self.fc(self.features(x).mean(dim=(2, 3)))
 
 
+class PoolByKeyword(TinyNet):
+    """The pool is called with a keyword argument: its pre-hook sees no positional input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.avgpool(input=self.features(x)), 1))
+
+
 class GridPoolWithoutHead(nn.Module):
     """VGG's 2x2 pool, but no ``nn.Linear`` reads its ``C*4`` flattened values."""
 
@@ -71,7 +78,7 @@ def test_a_pool_keeping_an_input_dimension_is_refused() -> None:
     assert isinstance(model.avgpool, nn.AdaptiveAvgPool2d)
 
 
-@pytest.mark.parametrize("net", [PoolOnUnbatched, PoolNeverRuns])
+@pytest.mark.parametrize("net", [PoolOnUnbatched, PoolNeverRuns, PoolByKeyword])
 def test_a_pool_that_sees_no_batch_of_feature_maps_is_refused(net) -> None:
     model = net()
     with pytest.raises(ValueError, match="cannot tell the channels"):
@@ -135,3 +142,25 @@ def test_a_grid_pool_without_resize_head_is_refused_naming_its_grid() -> None:
     with pytest.raises(ValueError, match=r"flattens the 2x3 grid .* nn\.Linear\(C\*6, d\)"):
         blaify(model, input_size=8)
     assert isinstance(model.avgpool, nn.AdaptiveAvgPool2d)
+
+
+class NonSquareGrid(nn.Module):
+    """VGG's layout with a 2x3 grid: the head reads C * 6 values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.avgpool = nn.AdaptiveAvgPool2d((2, 3))
+        self.classifier = nn.Sequential(nn.Linear(8 * 6, 5), nn.ReLU(), nn.Linear(5, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def test_resize_head_finds_the_head_of_a_non_square_grid() -> None:
+    model, names = blaify(NonSquareGrid(), input_size=8, resize_head=True)
+    assert names == ["avgpool"] and isinstance(model.avgpool, BoundedLogitAttention)
+    head = model.classifier[0]
+    assert (head.in_features, head.out_features) == (8, 5)
+    assert model.torchlap_config["blaify"]["resized_head"] == "classifier.0"
+    assert model(torch.rand(2, 3, 8, 8)).shape == (2, 3)
