@@ -85,3 +85,17 @@ def test_the_context_manager_frees_the_maps_and_lets_errors_through() -> None:
         assert model.maps is not None
         raise RuntimeError("inside")
     assert model.maps is None
+
+
+def test_bad_mask_options_are_refused_before_the_forward_pass() -> None:
+    model = _model()
+    calls = []
+    model.backbone.register_forward_pre_hook(lambda _m, _a: calls.append(1))
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model.interpretation_mask(x, 1.5)
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        model.binarized_energy_map(x, normalization="minmax")
+    assert calls == []
+    model.interpretation_mask(x, 1.0)  # the boundary is accepted (keeps the maxima)
+    assert calls == [1]
