@@ -164,3 +164,25 @@ def test_resize_head_finds_the_head_of_a_non_square_grid() -> None:
     assert (head.in_features, head.out_features) == (8, 5)
     assert model.torchlap_config["blaify"]["resized_head"] == "classifier.0"
     assert model(torch.rand(2, 3, 8, 8)).shape == (2, 3)
+
+
+class LinearBeforeThePool(NonSquareGrid):
+    """A ``Linear(48, 48)`` registered before the pool (a stem over the flattened input): not
+    the head; the head is the first such ``nn.Linear`` after the pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(48, 48)
+        self._modules = {"stem": self._modules.pop("stem"), **self._modules}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x.flatten(1)).view(-1, 3, 4, 4)
+        return super().forward(x)
+
+
+def test_resize_head_takes_the_first_linear_after_the_pool() -> None:
+    model, _ = blaify(LinearBeforeThePool(), input_size=4, resize_head=True)
+    assert list(model._modules)[:2] == ["stem", "features"]
+    assert (model.stem.in_features, model.stem.out_features) == (48, 48)
+    assert model.torchlap_config["blaify"]["resized_head"] == "classifier.0"
+    assert model(torch.rand(2, 3, 4, 4)).shape == (2, 3)
