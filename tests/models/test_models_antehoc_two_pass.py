@@ -14,12 +14,18 @@ from __future__ import annotations
 import copy
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from loop_resize import bilinear
-from torchlap.models.antehoc import AnteHocModel, antehoc_parameter_groups
+from torchlap.models.antehoc import (
+    AnteHocModel,
+    antehoc_parameter_groups,
+    antehoc_pass_one_loss,
+    antehoc_pass_two_loss,
+)
 
 LR = 0.5
 SIZE = 6
@@ -100,3 +106,14 @@ def test_two_steps_match_the_papers_procedure_by_hand() -> None:
         ):
             torch.testing.assert_close(got, expected, msg=name)
     assert float(interpret.detach()) > 1e-4  # the energy map changes the prediction: a real loss
+
+
+def test_pass_two_in_eval_mode_restores_the_flags_and_keeps_the_maps() -> None:
+    model = AnteHocModel(Backbone(), layer_names=["conv1", "conv2"], autoencoder_channels=[3])
+    model.train()
+    x = torch.rand(2, 3, SIZE, SIZE)
+    loss = antehoc_pass_two_loss(model, x, backbone_mode="eval")
+    assert model.training and all(m.training for m in model.modules())
+    assert loss.requires_grad and model.maps.interpretation.shape == (2, 1, SIZE, SIZE)
+    with pytest.raises(ValueError, match=r"images must be a float \(B, C, H, W\) tensor"):
+        antehoc_pass_one_loss(model, torch.rand(3, SIZE, SIZE), torch.tensor([0, 1, 2]))
