@@ -186,3 +186,11 @@ def test_resize_head_takes_the_first_linear_after_the_pool() -> None:
     assert (model.stem.in_features, model.stem.out_features) == (48, 48)
     assert model.torchlap_config["blaify"]["resized_head"] == "classifier.0"
     assert model(torch.rand(2, 3, 4, 4)).shape == (2, 3)
+
+
+def test_blaify_names_what_it_refuses_first() -> None:
+    with pytest.raises(TypeError, match=r"^model must be an nn\.Module, got str$"):
+        blaify("resnet18")  # type: ignore[arg-type]
+    for variant in ("bla", "l2x-f"):
+        with pytest.raises(ValueError, match=rf"^gamma is the threshold of .*, not of '{variant}'"):
+            blaify(TinyNet(), variant, gamma=0.1, input_size=4)
