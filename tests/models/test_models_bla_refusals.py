@@ -194,3 +194,8 @@ def test_blaify_names_what_it_refuses_first() -> None:
     for variant in ("bla", "l2x-f"):
         with pytest.raises(ValueError, match=rf"^gamma is the threshold of .*, not of '{variant}'"):
             blaify(TinyNet(), variant, gamma=0.1, input_size=4)
+
+
+def test_a_scripted_model_is_refused() -> None:
+    with pytest.raises(TypeError, match="TorchScript module .* blaify cannot change"):
+        blaify(torch.jit.script(TinyNet()), input_size=4)
