@@ -197,5 +197,5 @@ def test_blaify_names_what_it_refuses_first() -> None:
 
 
 def test_a_scripted_model_is_refused() -> None:
-    with pytest.raises(TypeError, match="TorchScript module .* blaify cannot change"):
+    with pytest.raises(TypeError, match=r"TorchScript module .* blaify cannot change"):
         blaify(torch.jit.script(TinyNet()), input_size=4)
