@@ -100,3 +100,4 @@ def test_default_autoencoder_is_the_signatures() -> None:
     model = AnteHocModel(backbone, eta=2)
     assert model.weight_network.channels == (16, 32)
     assert model.torchlap_config["antehoc"]["autoencoder_channels"] == [16, 32]
+    assert WeightNetwork(2).channels == (16, 32)  # the class's own default, the same
