@@ -260,3 +260,8 @@ def test_images_of_another_dtype_than_the_model_are_refused_naming_both() -> Non
         model(torch.randn(1, 3, 8, 8, dtype=torch.float64))
     with pytest.raises(TypeError, match=r"images are torch\.float64"):
         antehoc_pass_two_loss(model, torch.randn(1, 3, 8, 8, dtype=torch.float64))
+
+
+def test_a_layer_with_no_image_output_is_refused_naming_its_shape() -> None:
+    with pytest.raises(ValueError, match=r"layer 'fc' outputs \(1, 3\); a soft attention map"):
+        AnteHocModel(Tiny(), layer_names=["conv1", "fc"])(torch.randn(1, 3, 8, 8))

@@ -110,3 +110,14 @@ def test_a_bad_probe_size_is_refused_before_the_model_changes() -> None:
     with pytest.raises(ValueError, match="input_size"):
         blaify(model, input_size=(0, 4))
     assert isinstance(model.avgpool, nn.AdaptiveAvgPool2d)
+
+
+class ForwardFails(TinyNet):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("no forward pass expected")
+
+
+def test_the_papers_temperature_and_no_probe_when_the_channels_are_given() -> None:
+    model, _ = blaify(ForwardFails(), in_channels=16)  # a global pool: no dry forward pass
+    assert model.avgpool.theta == 0.1  # paper 002, section 4.2: "temperature theta = 0.1"
+    assert model.torchlap_config["blaify"]["theta"] == 0.1
