@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from test_models_bla_refusals import TinyNet
 from torch import nn
 
 from torchlap.models.bla import (
@@ -16,19 +17,6 @@ from torchlap.models.bla import (
     apply_blaify_config,
     blaify,
 )
-
-
-class TinyNet(nn.Module):
-    """16 channels; at input 4 a 2x2 feature map (4 positions)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(16, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 class GridHead(nn.Module):
