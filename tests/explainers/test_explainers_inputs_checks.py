@@ -117,6 +117,8 @@ def test_non_finite_outputs_names_the_images() -> None:
     assert f"{list(range(16))} ..." in message
     message = str(non_finite_outputs("m", torch.zeros(16, dtype=torch.bool)))
     assert f"{list(range(16))} (batch" in message
+    message = str(non_finite_outputs("m", torch.zeros(17, dtype=torch.bool)))
+    assert f"{list(range(16))} ... (batch" in message  # the first 16, then "..."
 
 
 # ------------------------------------------------------------------------------ layers

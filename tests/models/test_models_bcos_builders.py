@@ -21,6 +21,7 @@ if not bcos_available():  # pragma: no cover - `make test` installs the extra
     )
 
 from torchlap.models.bcos import (
+    BcosClassifier,
     BcosSmallCNN,
     bcos_architectures,
     build_bcos,
@@ -77,6 +78,12 @@ def test_classifier_arguments_are_refused(kwargs: dict, match: str) -> None:
     arguments = {"arch": "smallcnn", "num_classes": 2, "in_channels": 1, **kwargs}
     with pytest.raises(ValueError, match=match):
         build_bcos(**arguments)
+
+
+def test_the_classifier_defaults_to_rgb_images_and_the_position_norm() -> None:
+    config = BcosClassifier("smallcnn", 2).torchlap_config
+    assert config == {"arch": "smallcnn", "num_classes": 2, "in_channels": 3, "norm": "position"}
+    assert build_bcos("smallcnn", 2).torchlap_config == config
 
 
 def test_the_classifier_checks_its_images_and_is_found_inside_a_wrapper() -> None:
