@@ -157,9 +157,9 @@ def test_check_layer_name_accepts_a_submodule_and_suggests_close_names() -> None
 
 
 def test_layer_examples_without_a_convolution_and_without_submodules() -> None:
-    with pytest.raises(ValueError, match=r"e.g. 'fc2'"):
-        check_layer_name("x", dict(nn.Sequential().named_modules()) | {
-            "fc1": nn.Linear(1, 1), "fc2": nn.Linear(1, 1)})  # fmt: skip
+    linears = nn.Sequential(nn.Linear(1, 1), nn.Linear(1, 1), nn.Linear(1, 1))
+    with pytest.raises(ValueError, match=r"\(e.g. '2'\)"):  # the last submodule
+        check_layer_name("x", dict(linears.named_modules()))
     with pytest.raises(ValueError, match="this model has no submodule"):
         check_layer_name("x", dict(nn.Identity().named_modules()))
 
@@ -249,3 +249,20 @@ def test_autograd_copies_outside_inference_mode() -> None:
         copied, same = autograd_copies(frozen, target)
     assert isinstance(copied, torch.Tensor) and not copied.is_inference()
     assert torch.equal(copied, frozen) and same is target
+
+
+def test_at_most_five_layer_names_are_suggested() -> None:
+    blocks = nn.Sequential(*(nn.Sequential() for _ in range(7)))
+    for block in blocks:
+        block.add_module("conv", nn.Conv2d(1, 1, 1))
+    modules = dict(blocks.named_modules())
+    with pytest.raises(ValueError, match=r"did you mean one of \[[^]]*\]") as info:
+        check_layer_name("conv", modules)  # 7 names end in '.conv': the first 5 are offered
+    expected = [f"{i}.conv" for i in range(5)]
+    assert f"did you mean one of {expected}?" in str(info.value)
+    layers = nn.Module()
+    for i in range(7):
+        layers.add_module(f"layer{i}", nn.Conv2d(1, 1, 1))
+    with pytest.raises(ValueError, match=r"did you mean one of \[[^]]*\]") as info:
+        check_layer_name("layer", dict(layers.named_modules()))  # 7 close names: 5 offered
+    assert str(info.value).split("did you mean one of ")[1].count("'layer") == 5
