@@ -215,8 +215,12 @@ def test_class_scores_against_the_definition() -> None:
         (torch.zeros(2, 2), [0, 1], "softmax", TypeError, "got list"),
         (torch.zeros(2, 2), torch.tensor([0, 1, 1]), "softmax", ValueError, r"got shape \(3,\)"),
         (torch.zeros(2, 2), torch.tensor([[0, 1]]), "softmax", ValueError, r"got shape \(1, 2\)"),
-        (torch.empty(2, 2, device="meta"), torch.tensor([0, 1]), "softmax", ValueError, "meta"),
-        (torch.zeros(2, 2), torch.tensor([0, 1], device="meta"), "softmax", ValueError, "meta"),
+        (torch.empty(2, 2, device="meta"), torch.tensor([0, 1], device="meta"), "softmax",
+         ValueError, "logits is on the meta device"),
+        (torch.empty(2, 2, device="meta"), torch.tensor([0, 1]), "softmax", ValueError,
+         "logits is on the meta device"),
+        (torch.zeros(2, 2), torch.tensor([0, 1], device="meta"), "softmax", ValueError,
+         "target is on the meta device"),
         (torch.zeros(2, 2), torch.tensor([0, 1]), "probability", ValueError, "unknown score"),
         (torch.tensor([[0.0, float("nan")], [0.0, 0.0]]), torch.tensor([0, 1]), "softmax",
          ValueError, "NaN or infinite"),
@@ -230,6 +234,15 @@ def test_class_scores_refuses(
 ) -> None:
     with pytest.raises(error, match=match):
         class_scores(logits, target, kind)  # type: ignore[arg-type]
+
+
+def test_an_out_of_range_target_is_listed_up_to_16_classes() -> None:
+    with pytest.raises(
+        ValueError, match=r"got \[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2\]$"
+    ):
+        class_scores(torch.zeros(16, 2), torch.tensor([0] * 15 + [2]))
+    with pytest.raises(ValueError, match=r"got tensor\(\[0, 0,"):  # 17: the tensor's summary
+        class_scores(torch.zeros(17, 2), torch.tensor([0] * 16 + [2]))
 
 
 def test_class_scores_accepts_the_last_class() -> None:
