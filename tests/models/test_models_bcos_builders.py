@@ -5,6 +5,7 @@ written from the B-cos definition (Böhle et al. 2022; the ``bcos`` package's ``
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import math
 import sys
@@ -15,7 +16,8 @@ from torch import Tensor, nn
 
 from torchlap.models.bcos import bcos_available
 
-if not bcos_available():  # pragma: no cover - `make test` installs the extra
+# the package's own presence, not bcos_available(), which the first test checks
+if importlib.util.find_spec("bcos") is None:  # pragma: no cover - `make test` installs it
     pytest.skip(
         "the bcos extra is not installed (pip install 'torchlap[bcos]')", allow_module_level=True
     )
@@ -27,6 +29,11 @@ from torchlap.models.bcos import (
     build_bcos,
     find_bcos,
 )
+
+
+def test_with_the_package_installed_b_cos_is_available() -> None:
+    assert bcos_available()
+    assert "smallcnn" in bcos_architectures()
 
 
 def test_without_the_package_every_builder_names_the_extra(monkeypatch) -> None:  # type: ignore[no-untyped-def]
