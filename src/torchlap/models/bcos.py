@@ -157,8 +157,6 @@ class BcosClassifier(nn.Module):
     ``2 * in_channels`` inputs. ``torchlap_config`` records how to rebuild it.
     """
 
-    torchlap_bcos = True
-
     def __init__(
         self, arch: str, num_classes: int, in_channels: int = 3, norm: str = "position"
     ) -> None:
