@@ -227,6 +227,14 @@ class RsnaFolder(AnnotatedFolder):
 
 
 def _rsna_image(folder: Path, patient: str, where: str, root: Path) -> str:
+    """The image of ``patient`` relative to ``root``: ``<patient>.dcm`` or ``<patient>.png`` in
+    ``folder``; a patient id that is an absolute path or climbs with '..' is refused before
+    any file is looked up (it would name a file outside the image folder)."""
+    if Path(patient).anchor or ".." in Path(patient.replace("\\", "/")).parts:
+        raise ValueError(
+            f"{where}: patientId {patient!r} is a path, not a patient id; the image of a patient "
+            f"is <patientId>.dcm or <patientId>.png in the image folder {folder}"
+        )
     for suffix in (".dcm", ".png"):
         path = folder / f"{patient}{suffix}"
         if path.is_file():
