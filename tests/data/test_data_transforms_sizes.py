@@ -151,3 +151,49 @@ def test_default_transforms_follow_the_documented_settings() -> None:
     assert jitter.brightness == jitter.contrast == jitter.saturation == (0.8, 1.2)
     with pytest.raises(ValueError, match="image_size must be a positive int"):
         default_transforms(0, 3)
+
+
+@pytest.mark.parametrize(
+    ("size", "channels", "train", "error", "message"),
+    [
+        (None, 2, False, ValueError, "n_channels must be 1 (grayscale) or 3 (RGB), got 2"),
+        (12, 4, True, ValueError, "n_channels must be 1 (grayscale) or 3 (RGB), got 4"),
+        (None, 1, "yes", TypeError, "train must be True or False, got 'yes'"),
+        (12, 3, 0, TypeError, "train must be True or False, got 0"),
+    ],
+)
+def test_default_transforms_refuses_channels_and_flags_before_anything(
+    size: int | None, channels: int, train: object, error: type[Exception], message: str
+) -> None:
+    """Checked up front, also where the answer would not need them (no size: no pipeline)."""
+    with pytest.raises(error) as caught:
+        default_transforms(size, channels, train=train)  # type: ignore[arg-type]
+    assert str(caught.value) == message
+
+
+def _antialiased_row(values: list[float], out: int) -> list[float]:
+    """A row shrunk by an integer factor s with the antialiased bilinear (triangle) filter:
+    output pixel i is the average of the input pixels j weighted by
+    max(0, 1 - |(j + 0.5) - (i + 0.5) * s| / s), the weights normalised to sum 1."""
+    scale = len(values) // out
+    row = []
+    for i in range(out):
+        centre = (i + 0.5) * scale
+        weights = [max(0.0, 1 - abs(j + 0.5 - centre) / scale) for j in range(len(values))]
+        row.append(sum(w * v for w, v in zip(weights, values, strict=True)) / sum(weights))
+    return row
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("train", [False, True])
+def test_the_default_resize_antialiases_a_shrunk_image(channels: int, train: bool) -> None:
+    """A 1x12 row of 0/1 stripes shrunk to 1x4 (factor 3): without antialiasing each output
+    pixel would be one input pixel (0 or 1), with it the triangle-weighted average."""
+    stripes = [float(k % 2) for k in range(12)]
+    image = tv_tensors.Image(torch.tensor(stripes).reshape(1, 1, 12).expand(channels, 1, 12))
+    pipeline = default_transforms((1, 4), channels, train=train)
+    resize = pipeline.transforms[0]
+    if type(resize) is MaskAlignedRandomResizedCrop:  # RGB training: the crop is random
+        resize = MaskAlignedResize(resize.size, antialias=resize.antialias)
+    expected = torch.tensor(_antialiased_row(stripes, 4)).expand(channels, 1, 4)
+    torch.testing.assert_close(resize(image).as_subclass(torch.Tensor), expected)
