@@ -231,7 +231,7 @@ def test_parse_number_and_check_box_called_directly() -> None:
 def test_write_annotations_writes_one_row_per_box(tmp_path: Path) -> None:
     records = [
         ImageRecord("a.png", "pos", "train", boxes=[(1.0, 2.0, 3.5, 4.0), (0, 0, 1e20, 0.25)]),
-        ImageRecord("b.png", "neg", None, mask="m/b.png"),
+        ImageRecord("b.png", "neg", "val", mask="m/b.png"),
     ]
     path = tmp_path / "out.csv"
     write_annotations(path, records)
@@ -239,7 +239,7 @@ def test_write_annotations_writes_one_row_per_box(tmp_path: Path) -> None:
         "image,label,split,x_min,y_min,x_max,y_max,mask\r\n"
         "a.png,pos,train,1,2,3.5,4,\r\n"
         "a.png,pos,train,0,0,100000000000000000000,0.25,\r\n"
-        "b.png,neg,,,,,,m/b.png\r\n"
+        "b.png,neg,val,,,,,m/b.png\r\n"
     )
     write_annotations(path, [ImageRecord("c.png", "x", "val")], regions=False, overwrite=True)
     assert path.read_bytes().decode() == "image,label,split\r\nc.png,x,val\r\n"
@@ -250,3 +250,17 @@ def test_write_annotations_writes_one_row_per_box(tmp_path: Path) -> None:
         "regions=True to write them"
     )
     assert not (tmp_path / "new.csv").exists()
+
+
+def test_unknown_columns_are_read_past_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _csv(tmp_path, "image,notes,label,source\na.png,hello,x,scan\n")
+    with caplog.at_level("WARNING", logger="torchlap.data.annotations"):
+        records, _, _ = read_annotations(path)
+    assert [(r.image, r.label) for r in records] == [("a.png", "x")]
+    assert caplog.messages == [f"{path}: ignoring unknown column(s) notes, source"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="torchlap.data.annotations"):
+        read_annotations(_csv(tmp_path, HEADER + "a.png,x,train,,,,,\n"))
+    assert caplog.messages == []
