@@ -264,3 +264,15 @@ def test_unknown_columns_are_read_past_with_one_warning(
     with caplog.at_level("WARNING", logger="torchlap.data.annotations"):
         read_annotations(_csv(tmp_path, HEADER + "a.png,x,train,,,,,\n"))
     assert caplog.messages == []
+
+
+@pytest.mark.parametrize("value", ["img\\..\\..\\x.png", "..\\x.png"])
+def test_a_path_climbing_with_backslashes_is_refused(tmp_path: Path, value: str) -> None:
+    """A Windows-written '..' (backslashes) leaves the folder too, wherever it is read."""
+    path = _csv(tmp_path, f"image,label\n{value},x\n")
+    with pytest.raises(ValueError) as caught:
+        read_annotations(path)
+    assert str(caught.value) == (
+        f"{path} line 2: image path {value!r} leaves the dataset folder ('..'); paths are "
+        "relative to the folder and stay inside it"
+    )

@@ -126,3 +126,16 @@ def test_a_header_without_a_column_names_each_missing_one(tmp_path: Path) -> Non
     (root / "stage_2_train_labels.csv").write_text(HEADER)
     with pytest.raises(ValueError, match=r"stage_2_train_labels\.csv: no patients$"):
         rsna_pneumonia(root)
+
+
+@pytest.mark.parametrize("images_dir", ["stage_2_train_images/..", "x/../stage_2_train_images"])
+def test_an_images_dir_with_a_dot_dot_part_is_refused(tmp_path: Path, images_dir: str) -> None:
+    """Any '..' part is refused, even one that stays in the root once normalised."""
+    root = _rsna(tmp_path / "rsna", ROWS)
+    (root / "x").mkdir()
+    with pytest.raises(ValueError) as caught:
+        rsna_pneumonia(root, images_dir=images_dir)
+    assert str(caught.value).startswith(
+        f"images_dir {images_dir!r} is not a folder inside the root {root} (it is absolute "
+        "outside it, or climbs with '..'); the images are read by paths relative to the root"
+    )
