@@ -139,3 +139,27 @@ def test_an_images_dir_with_a_dot_dot_part_is_refused(tmp_path: Path, images_dir
         f"images_dir {images_dir!r} is not a folder inside the root {root} (it is absolute "
         "outside it, or climbs with '..'); the images are read by paths relative to the root"
     )
+
+
+@pytest.mark.parametrize(
+    ("file", "header", "repeated"),
+    [
+        ("stage_2_train_labels.csv", "patientId,x,y,width,height,Target,x", "x"),
+        ("detailed.csv", "patientId,class,class", "class"),
+    ],
+)
+def test_a_column_named_twice_is_refused(
+    tmp_path: Path, file: str, header: str, repeated: str
+) -> None:
+    """before: csv.DictReader kept the last of two equal names, so a second x column silently
+    replaced the box's x (as annotations.csv, each column may appear once)."""
+    root = _rsna(tmp_path / "rsna", ROWS, detailed="patientId,class\np1,Normal\n")
+    path = root / file
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([header, *(f"{line},1" for line in lines[1:])]) + "\n")
+    with pytest.raises(ValueError) as caught:
+        rsna_pneumonia(root, detailed_class_info="detailed.csv")
+    assert str(caught.value) == (
+        f"{path}: column(s) {repeated} appear more than once in the header "
+        f"({', '.join(header.split(','))}); each column may appear once"
+    )
