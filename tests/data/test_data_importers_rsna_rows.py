@@ -163,3 +163,10 @@ def test_a_column_named_twice_is_refused(
         f"{path}: column(s) {repeated} appear more than once in the header "
         f"({', '.join(header.split(','))}); each column may appear once"
     )
+
+
+def test_a_one_pixel_box_is_a_box(tmp_path: Path) -> None:
+    """width and height need only be > 0: 1 x 1 at (5, 5) is the box (5, 5)-(6, 6), the
+    pixel whose centre is (5.5, 5.5)."""
+    root = _rsna(tmp_path / "rsna", [*ROWS[:4], "p4,5,5,1,1,1", ROWS[5]])
+    assert _all(root)["p4"].boxes == [(5.0, 5.0, 6.0, 6.0)]
