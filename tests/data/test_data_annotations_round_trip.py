@@ -62,3 +62,14 @@ def test_splits_the_file_could_not_hold_are_refused_before_writing(
         write_annotations(path, records)
     assert str(caught.value) == message
     assert not path.exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("overwrite", "yes"), ("regions", 1)])
+def test_flags_that_are_not_bools_are_refused_before_writing(
+    tmp_path: Path, option: str, value: object
+) -> None:
+    path = tmp_path / "annotations.csv"
+    with pytest.raises(TypeError) as caught:
+        write_annotations(path, [ImageRecord("a.png", "x", "train")], **{option: value})
+    assert str(caught.value) == f"{option} must be True or False, got {value!r}"
+    assert not path.exists()
