@@ -116,3 +116,12 @@ def test_malformed_partition_files_are_named(tmp_path: Path, text: str, message:
     with pytest.raises(FileNotFoundError) as missing:
         celeba(root, partition_file="none.txt")
     assert str(missing.value) == f"CelebA partition file {root / 'none.txt'} not found"
+
+
+def test_a_file_of_the_two_header_lines_alone_has_no_images(tmp_path: Path) -> None:
+    """The count and names lines are enough to be read: 0 images announced and found is then
+    refused as a dataset without images, not as a file missing its header."""
+    root = _celeba(tmp_path / "c", ["0", NAMES])
+    with pytest.raises(ValueError) as caught:
+        celeba(root)
+    assert str(caught.value) == f"{root / 'list_attr_celeba.txt'}: no images"
