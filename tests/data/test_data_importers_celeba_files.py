@@ -125,3 +125,18 @@ def test_a_file_of_the_two_header_lines_alone_has_no_images(tmp_path: Path) -> N
     with pytest.raises(ValueError) as caught:
         celeba(root)
     assert str(caught.value) == f"{root / 'list_attr_celeba.txt'}: no images"
+
+
+def test_images_are_not_decoded_up_front_unless_asked(tmp_path: Path) -> None:
+    """verify_images defaults to False for CelebA (202,599 images): an unreadable image is
+    found when its sample loads, or up front with verify_images=True; a missing one always
+    up front."""
+    root = _celeba(tmp_path / "c")
+    (root / IMAGES / "2.jpg").write_bytes(b"not a jpeg")
+    dataset = celeba(root, partition_file="list_eval_partition.txt")
+    assert [Path(r.image).name for r in dataset.records] == ["1.jpg", "2.jpg"]
+    with pytest.raises(ValueError, match=r"line 4: image file .*2\.jpg is unreadable"):
+        celeba(root, partition_file="list_eval_partition.txt", verify_images=True)
+    (root / IMAGES / "2.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=r"line 4: image file .*2\.jpg"):
+        celeba(root, partition_file="list_eval_partition.txt")
