@@ -312,12 +312,15 @@ def write_annotations(
     is then read back as a known empty region: a negative); False writes ``image,label,split``
     only, so class-only data reads back without regions (records with boxes or a mask are then
     refused). ``overwrite`` (True or False): an existing ``path`` is refused
-    (FileExistsError) unless True.
+    (FileExistsError) unless True. Every record has a split (``train``, ``val`` or ``test``),
+    or none has one: the file then has no split column (reading it makes the seeded split);
+    other splits are refused (ValueError) before anything is written.
     """
     path = as_path(path)
     check_bool(overwrite, "overwrite")
     check_bool(regions, "regions")
     records = list(records)
+    with_split = _check_record_splits(records)
     if not regions and (with_regions := [r for r in records if r.boxes or r.mask]):
         raise ValueError(
             f"regions=False, but {len(with_regions)} record(s) have boxes or a mask (first: "
@@ -332,10 +335,10 @@ def write_annotations(
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     region_columns = [*BOX_COLUMNS, "mask"] if regions else []
-    writer.writerow(["image", "label", "split", *region_columns])
+    writer.writerow(["image", "label", *(["split"] if with_split else []), *region_columns])
     for record in records:
         tail = [record.mask or ""]
-        head = [record.image, record.label, record.split or ""]
+        head = [record.image, record.label, *([record.split] if with_split else [])]
         if not regions:
             writer.writerow(head)
         elif not record.boxes:
@@ -345,6 +348,27 @@ def write_annotations(
     # the usual file mode, fsync, temp cleaned on error; without overwrite, a file that
     # appeared meanwhile is refused, not replaced
     atomic_write(path, text.getvalue(), replace=overwrite)
+
+
+def _check_record_splits(records: list[ImageRecord]) -> bool:
+    """Whether the records have splits (all of them); ValueError for a split the file cannot
+    hold (another name, or records with and without one, which reading would refuse)."""
+    for number, record in enumerate(records, start=1):
+        if record.split is not None and record.split not in SPLITS:
+            raise ValueError(
+                f"record {number} ({record.image}) has split {record.split!r}; accepted: "
+                f"{', '.join(SPLITS)} (or None for all)"
+            )
+    given = [k for k, r in enumerate(records) if r.split is not None]
+    if given and len(given) != len(records):
+        first_none = next(k for k, r in enumerate(records) if r.split is None)
+        named = records[given[0]]
+        raise ValueError(
+            f"record {first_none + 1} ({records[first_none].image}) has no split but record "
+            f"{given[0] + 1} ({named.image}) has {named.split!r}; every record has a split "
+            "(train, val or test) or none has one (the file then has no split column)"
+        )
+    return bool(given)
 
 
 def _check_file_path(path: Path) -> None:

@@ -111,8 +111,8 @@ def _csv_rows(
     """The rows of the UTF-8 CSV file ``path`` (``what`` names it, :func:`read_utf8`) as
     ``(where, row)``, ``where`` its file and line; the header's names stripped and passed to
     ``check_header`` (which raises for a file without the columns it needs) before the first
-    row; a row with more or fewer fields than the header, or one csv cannot read, is refused
-    naming its line."""
+    row. Refused: a column named twice (csv would keep the last), a row with more or fewer
+    fields than the header, or one csv cannot read (naming its line)."""
     text = read_utf8(path, what)
     with (
         io.StringIO(text, newline="") as handle,
@@ -120,6 +120,12 @@ def _csv_rows(
     ):
         columns = [c.strip() for c in (reader.fieldnames or [])]
         reader.fieldnames = columns
+        if repeated := sorted({c for c in columns if columns.count(c) > 1}):
+            # csv.DictReader keeps the last of equal names: a second x column would win
+            raise ValueError(
+                f"{path}: column(s) {', '.join(repeated)} appear more than once in the header "
+                f"({', '.join(columns)}); each column may appear once"
+            )
         check_header(columns)
         for row in reader:
             where = f"{path} line {reader.line_num}"
@@ -227,6 +233,14 @@ class RsnaFolder(AnnotatedFolder):
 
 
 def _rsna_image(folder: Path, patient: str, where: str, root: Path) -> str:
+    """The image of ``patient`` relative to ``root``: ``<patient>.dcm`` or ``<patient>.png`` in
+    ``folder``; a patient id that is an absolute path or climbs with '..' is refused before
+    any file is looked up (it would name a file outside the image folder)."""
+    if Path(patient).anchor or ".." in Path(patient.replace("\\", "/")).parts:
+        raise ValueError(
+            f"{where}: patientId {patient!r} is a path, not a patient id; the image of a patient "
+            f"is <patientId>.dcm or <patientId>.png in the image folder {folder}"
+        )
     for suffix in (".dcm", ".png"):
         path = folder / f"{patient}{suffix}"
         if path.is_file():
