@@ -30,13 +30,13 @@ def _split_layout_extra() -> str:
     return load(root).replace("DATA", "root")
 
 
-def _rsna(rows: list[str]) -> str:
+def _rsna(rows: list[str], header: str = "patientId,x,y,width,height,Target") -> str:
     from torchlap.data import rsna_pneumonia
 
     root = scratch()
     (root / "stage_2_train_images").mkdir()
     Image.new("L", (16, 16)).save(root / "stage_2_train_images" / "p1.png")
-    lines = ["patientId,x,y,width,height,Target", *rows]
+    lines = [header, *rows]
     (root / "stage_2_train_labels.csv").write_text("\n".join(lines) + "\n")
     return message(lambda: rsna_pneumonia(root))
 
@@ -96,6 +96,10 @@ def more_cases() -> dict[str, list[tuple[int, Trigger]]]:
             (1, lambda: _rsna(["p1,1,2,-10,4,1"])),
         ],
         "A CelebA image count Python would bend, or another file": [(0, lambda: _celeba("8_0"))],
+        "An RSNA patient id that is a path, or a column named twice": [
+            (0, lambda: _rsna(["../p1,1,2,3,4,1"])),
+            (1, lambda: _rsna(["p1,1,2,3,4,1,5"], header="patientId,x,y,width,height,Target,x")),
+        ],
         "Methods that apply to none of the runs": [
             (
                 0,
