@@ -317,11 +317,12 @@ def test_the_cosine_schedule_decays_per_step_to_zero_over_the_run() -> None:
 # ---------------------------------------------------------------------------------- rates
 def test_per_class_rates_by_hand() -> None:
     """Rows (tp, fp, tn, fn, support): recall tp/(tp+fn), specificity tn/(tn+fp)."""
-    stats = torch.tensor([[3, 1, 4, 2, 5], [0, 0, 10, 0, 0], [2, 3, 0, 0, 2]])
+    stats = torch.tensor([[3, 1, 4, 2, 5], [0, 0, 10, 0, 0], [2, 3, 0, 0, 2], [1, 0, 1, 0, 1]])
     recall, specificity = per_class_rates(stats)
-    torch.testing.assert_close(recall, torch.tensor([0.6, math.nan, 1.0], dtype=torch.float64),
-                               equal_nan=True)  # fmt: skip
-    torch.testing.assert_close(specificity, torch.tensor([0.8, 1.0, 0.0], dtype=torch.float64))
+    expected_recall = torch.tensor([0.6, math.nan, 1.0, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(recall, expected_recall, equal_nan=True)
+    expected_specificity = torch.tensor([0.8, 1.0, 0.0, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(specificity, expected_specificity)
     _, none = per_class_rates(torch.tensor([[4, 0, 0, 1, 5]]))
     assert math.isnan(float(none[0]))
 

@@ -168,6 +168,10 @@ def test_balanced_evaluation_order_keeps_its_length_without_padding() -> None:
     assert len(sampler.global_order()) == 7
     padded = EpochOrderSampler(7, labels=labels, batch_size=4, world_size=2)
     assert len(padded.global_order()) == 8
+    # fewer items than one batch: one short batch, class 0 first with the remainder's draw
+    small = EpochOrderSampler(3, labels=[1, 0, 0], batch_size=4)
+    assert _classes(small, [1, 0, 0]) == [0, 0, 1]
+    assert sorted(small.global_order().tolist()) == [0, 1, 2]
 
 
 # ---------------------------------------------------------------------------- refusals
