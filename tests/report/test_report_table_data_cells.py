@@ -4,6 +4,8 @@ lower is better, on the shown rounding), ties and groups whose values are all eq
 
 from __future__ import annotations
 
+import math
+
 from torchlap.report.table_data import (
     CHANCE_MARK,
     FLAT_MARK,
@@ -14,6 +16,7 @@ from torchlap.report.table_data import (
     _Entry,
     _plain,
     _table,
+    at_chance,
 )
 
 
@@ -129,3 +132,14 @@ def test_a_tie_across_columns_is_named_by_its_columns() -> None:
         "Tied for the best, so not bold: r1, IoU: LAP = RISE (30.00). "
         "All values equal, so nothing bold: r1, IoU (30.00).",
     )
+
+
+def test_at_chance_at_its_boundaries_by_hand() -> None:
+    """value <= chance + 1.645 * sqrt(chance * (1 - chance) / n); one image is a sample
+    (n = 1: 0.5 + 1.645 * 0.5 = 1.32 > 1); a chance level of 0 or 1 is degenerate: False."""
+    assert at_chance(1.0, 0.5, 1) is True
+    assert at_chance(0.5, 0.5, 0) is False
+    assert at_chance(0.0, 0.0, 10) is False
+    assert at_chance(1.0, 1.0, 10) is False
+    bound = 0.2 + 1.6449 * math.sqrt(0.2 * 0.8 / 25)  # 0.33159...
+    assert at_chance(bound - 1e-4, 0.2, 25) is True and at_chance(bound + 1e-4, 0.2, 25) is False
