@@ -28,3 +28,22 @@ def test_the_majority_share_from_one_positive_and_three_negatives() -> None:
 def test_counts_that_are_not_ints_from_1_give_one_over_two_classes(positives: object) -> None:
     """Not a count: the old rule's 1/classes, two classes (sensitivity is reported)."""
     assert _label_chance(_binary(positives, 3)) == pytest.approx(1 / 2)
+
+
+def test_a_class_absent_from_the_test_split_counts_zero() -> None:
+    run = {"data": {"n_classes": 3, "label_counts": [3, 0, 1]}, "model": {}}
+    assert model_chance(run, "top1_accuracy") == pytest.approx(3 / 4)
+    assert model_chance(run, "top2_accuracy") == pytest.approx(4 / 4)
+
+
+@pytest.mark.parametrize("counts", [5, [], "12", [2, -1], None])
+def test_label_counts_that_are_not_a_list_of_counts_are_ignored(counts: object) -> None:
+    run = {"data": {"n_classes": 4, "label_counts": counts}, "model": {}}
+    assert model_chance(run, "accuracy") == pytest.approx(1 / 4)
+
+
+@pytest.mark.parametrize("key", ["sensitivity", "specificity"])
+def test_either_binary_rate_says_two_classes(key: str) -> None:
+    run = {"model": {key: {"value": 0.5, "n": 4}}}
+    assert model_chance(run, "balanced_accuracy") == pytest.approx(1 / 2)
+    assert model_chance({"model": {}}, "balanced_accuracy") is None

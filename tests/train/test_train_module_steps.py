@@ -172,15 +172,15 @@ def test_the_epoch_record_and_the_kept_best_weights() -> None:
 def test_keep_last_leaves_the_weights_and_keeps_no_copy() -> None:
     module = _module()
     assert module.selected_epoch() is None
-    for value in (0.5, 0.9):
+    for value in (0.5, 0.9, 0.7):
         module.training_step(_batch(), 0)
         module._val_results = {"balanced_accuracy": value}
         module.on_train_epoch_end()
     weight = module.model[1].weight.clone()
     chosen = module.restore_selected_epoch()
     assert module._best_state is None and torch.equal(module.model[1].weight, weight)
-    assert chosen["keep_epoch"] == "last" and chosen["global_epoch"] == 2
-    assert chosen["value"] == 0.9
+    assert chosen["keep_epoch"] == "last" and chosen["global_epoch"] == 3
+    assert chosen["value"] == 0.7
 
 
 def _record(epoch: int, **val: float) -> dict:
