@@ -47,3 +47,12 @@ def test_either_binary_rate_says_two_classes(key: str) -> None:
     run = {"model": {key: {"value": 0.5, "n": 4}}}
     assert model_chance(run, "balanced_accuracy") == pytest.approx(1 / 2)
     assert model_chance({"model": {}}, "balanced_accuracy") is None
+
+
+def test_n_classes_counts_from_two_and_label_counts_need_an_image() -> None:
+    assert model_chance({"data": {"n_classes": 2}}, "balanced_accuracy") == pytest.approx(1 / 2)
+    assert model_chance({"data": {"n_classes": 1}}, "balanced_accuracy") is None
+    one_image = {"data": {"n_classes": 2, "label_counts": [1, 0]}}
+    assert model_chance(one_image, "accuracy") == pytest.approx(1.0)
+    no_image = {"data": {"n_classes": 2, "label_counts": [0, 0]}}
+    assert model_chance(no_image, "accuracy") == pytest.approx(1 / 2)  # the old rule
