@@ -143,3 +143,12 @@ def test_at_chance_at_its_boundaries_by_hand() -> None:
     assert at_chance(1.0, 1.0, 10) is False
     bound = 0.2 + 1.6449 * math.sqrt(0.2 * 0.8 / 25)  # 0.33159...
     assert at_chance(bound - 1e-4, 0.2, 25) is True and at_chance(bound + 1e-4, 0.2, 25) is False
+
+
+def test_a_tie_across_a_grouped_and_an_ungrouped_column() -> None:
+    columns = [Column("A", "G"), Column("B")]
+    grid = [[_Entry(_m(0.3)), _Entry(_m(0.3)), _Entry(_m(0.1))]]
+    cells, ties = _cells(grid, [[(0, 0), (0, 1), (0, 2)]])
+    columns.append(Column("C"))
+    table = _table("t", "T", "c", ("Run",), columns, [("r1",)], cells, [], ties)
+    assert table.notes == ("Tied for the best, so not bold: r1: G / A = B (30.00).",)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from torchlap.report.table_data import _label_chance, model_chance
+from torchlap.report.table_data import _label_chance, flat_maps, model_chance, region_chance
 
 
 def _binary(positives: object, negatives: object) -> dict:
@@ -56,3 +56,28 @@ def test_n_classes_counts_from_two_and_label_counts_need_an_image() -> None:
     assert model_chance(one_image, "accuracy") == pytest.approx(1.0)
     no_image = {"data": {"n_classes": 2, "label_counts": [0, 0]}}
     assert model_chance(no_image, "accuracy") == pytest.approx(1 / 2)  # the old rule
+
+
+@pytest.mark.parametrize(
+    ("fraction", "chance"),
+    [(0.25, 0.25), (0.999, 0.999), (1, None), (1.0, None), (1.2, None), (0.0, None),
+     (-0.1, None), (True, None), ("0.2", None)],
+)  # fmt: skip
+def test_region_chance_is_a_share_strictly_between_0_and_1(fraction, chance) -> None:
+    assert region_chance({"data": {"region_fraction": fraction}}) == chance
+
+
+def test_flat_maps_name_the_methods_with_a_flat_map() -> None:
+    run = {
+        "maps": {
+            "lap": {"n": 4, "n_flat": 1, "tolerance": 0.001},
+            "rise": {"n": 4, "n_flat": 2, "tolerance": "?"},
+            "gradcam": {"n": 4, "n_flat": 0, "tolerance": 0.001},
+            "sise": {"n": 4.0, "n_flat": 1},
+            "odd": "not a mapping",
+        }
+    }
+    assert flat_maps(run) == {
+        "lap": "1 of 4 maps flat, constant within 0.001",
+        "rise": "2 of 4 maps flat",
+    }

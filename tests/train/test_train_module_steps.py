@@ -99,7 +99,10 @@ def test_non_finite_validation_outputs_stop_the_run_and_finite_ones_are_recorded
     with torch.no_grad():
         module.model[1].bias[1] = float("inf")
     module.validation_step(_batch(3), 1)
-    with pytest.raises(NonFiniteLossError, match=r"validation split are not finite after phase 1"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"validation split are not finite after phase 1 \('all'\), epoch 3:",
+    ):
         module.on_validation_epoch_end()
     with torch.no_grad():
         module.model[1].bias[1] = 0.0
