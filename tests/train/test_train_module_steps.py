@@ -312,9 +312,14 @@ def test_the_cosine_schedule_decays_per_step_to_zero_over_the_run() -> None:
         scheduler.step()
     expected = [0.1 * (1 + math.cos(math.pi * min(s, 8) / 8)) / 2 for s in range(10)]
     assert rates == pytest.approx(expected, abs=1e-12)
-    module.trainer.estimated_stepping_batches = 0  # at least one step
-    optimizer = module.configure_optimizers()["optimizer"]
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    for steps in (0, 1):  # a run of one step (or none counted): 0.1, then 0 after it
+        module.trainer.estimated_stepping_batches = steps
+        config = module.configure_optimizers()
+        optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+        optimizer.step()
+        scheduler.step()
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
 # ---------------------------------------------------------------------------------- rates
