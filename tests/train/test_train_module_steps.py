@@ -342,3 +342,22 @@ def test_the_summary_of_three_classes_averages_the_defined_rates() -> None:
     assert out == pytest.approx(
         {"accuracy": 0.6, "sensitivity": 0.75, "specificity": 0.3, "balanced_accuracy": 0.75}
     )
+
+
+def test_a_fresh_module_skips_nothing_and_checkpoints_its_metric_states() -> None:
+    calls = []
+    module = _module(make_loader=lambda *a: calls.append(a))
+    module.train_dataloader()
+    assert calls == [("train", 0, 0, 1, 0)]
+    keys = set(module.state_dict())
+    for stage in ("train", "val", "test"):  # a resumed epoch reports the same numbers
+        assert any(k.startswith(f"stage_metrics.{stage}_metrics.") for k in keys), stage
+        assert any(k.startswith(f"stage_losses.{stage}_losses.cross_entropy") for k in keys)
+
+
+def test_trained_batch_norm_stays_in_training_mode() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, 3))
+    module = ClassifierModule(model, 3, None, [PhaseConfig(1, train="all")], seed=0)
+    module.set_phase(0)
+    module.on_train_batch_start(None, 0)
+    assert module.model[1].training and module._frozen_bn == []
