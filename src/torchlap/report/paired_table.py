@@ -60,8 +60,8 @@ _FAITHFULNESS = _Pairing(
 )
 
 
-def _signed(value: float, scale: float = 100.0) -> str:
-    """A difference shown ``scale`` times (IoU points by default) with its sign (``+3.61``,
+def _signed(value: float, scale: float) -> str:
+    """A difference shown ``scale`` times (100: IoU points) with its sign (``+3.61``,
     ``-0.52``, ``0.00``)."""
     shown = scale * value
     return f"{shown:+.2f}" if round(shown, 2) != 0 else "0.00"
