@@ -1,0 +1,58 @@
+"""``evaluate_run``'s output folder: a ``results.json`` torchlap did not write is refused unless
+forced; :func:`prepare_evaluation` (its checks) writes, removes and logs nothing, and refuses a
+request none of whose methods applies; once every check passed the forced replacement is said
+once and the temp files of a killed evaluation are removed."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from torchlap.evaluate import EvaluateOptions, evaluate_run
+from torchlap.evaluate.core import prepare_evaluation
+
+OPTIONS = dict(
+    methods=("gradcam",), ks=(50,), stability_images=1, stability_fractions=(0.2,),
+    batch_size=8, max_images=4, max_val_images=4, examples=False, bootstrap_resamples=20,
+)  # fmt: skip
+#: the temp file of an evaluation killed mid-write (a process id above Linux's maximum)
+STALE = ".results.json.4194305.0123abcd.torchlap-tmp"
+
+
+def _occupied(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps({"mine": 1}))
+    (folder / STALE).write_text("{")
+    return folder
+
+
+def _replacing(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "--force: replacing" in r.getMessage()]
+
+
+def test_a_foreign_results_file_is_refused_unless_forced(lap_run, tmp_path, caplog) -> None:
+    out = _occupied(tmp_path / "eval")
+    options = EvaluateOptions(**OPTIONS)
+    for call in (evaluate_run, prepare_evaluation):  # force defaults to False
+        with pytest.raises(FileExistsError, match=r"holds results\.json, which torchlap did not"):
+            call(lap_run, out=out, options=options)
+    with caplog.at_level(logging.WARNING):
+        prepare_evaluation(lap_run, out=out, options=options, force=True)
+    assert (out / STALE).is_file()  # the checks remove nothing ...
+    assert json.loads((out / "results.json").read_text()) == {"mine": 1}
+    assert _replacing(caplog) == []  # ... and say nothing yet
+    with caplog.at_level(logging.WARNING):
+        results = evaluate_run(lap_run, out=out, options=options, force=True, write_report=False)
+    assert _replacing(caplog) == [f"--force: replacing {out / 'results.json'}"]
+    assert not (out / STALE).exists()
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+
+
+def test_prepare_refuses_a_request_none_of_whose_methods_applies(lap_run, tmp_path) -> None:
+    options = EvaluateOptions(**{**OPTIONS, "methods": ("bla",)})
+    with pytest.raises(ValueError, match=r"no requested method applies to its model: bla \("):
+        prepare_evaluation(lap_run, out=tmp_path / "eval", options=options)
+    assert not (tmp_path / "eval").exists()
