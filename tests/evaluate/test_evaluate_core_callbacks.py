@@ -1,5 +1,6 @@
 """``evaluate_run``'s callbacks: ``on_checked()`` once, after every check and before any method
-runs; ``on_method(method, seconds)`` per method computed, with the seconds it took."""
+runs; ``on_method(method, seconds)`` per method computed, with the seconds it took; and
+``write_report=False``: results.json and the method caches alone."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ OPTIONS = dict(
 def test_on_checked_comes_first_and_on_method_gets_the_seconds_taken(lap_run, tmp_path) -> None:
     events: list[tuple] = []
     started = time.perf_counter()
+    out = tmp_path / "eval"
     evaluate_run(
-        lap_run, out=tmp_path / "eval", options=EvaluateOptions(**OPTIONS), write_report=False,
+        lap_run, out=out, options=EvaluateOptions(**OPTIONS), write_report=False,
         on_method=lambda method, seconds: events.append((method, seconds)),
         on_checked=lambda: events.append(("checked",)),
     )  # fmt: skip
@@ -25,3 +27,4 @@ def test_on_checked_comes_first_and_on_method_gets_the_seconds_taken(lap_run, tm
     assert [event[0] for event in events] == ["checked", "gradcam"]
     seconds = events[1][1]
     assert 0 < seconds <= elapsed
+    assert sorted(p.name for p in out.iterdir()) == ["methods", "results.json"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,13 @@ def test_prepare_refuses_a_request_none_of_whose_methods_applies(lap_run, tmp_pa
     with pytest.raises(ValueError, match=r"no requested method applies to its model: bla \("):
         prepare_evaluation(lap_run, out=tmp_path / "eval", options=options)
     assert not (tmp_path / "eval").exists()
+
+
+def test_the_default_output_folder_is_the_runs_eval_split(lap_run, tmp_path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(lap_run, run)  # (the session's run is only read)
+    options = EvaluateOptions(**{**OPTIONS, "split": "val"})
+    assert prepare_evaluation(run, options=options).out_dir == run / "eval-val"
+    _occupied(run / "eval-val")  # checked there before any work
+    with pytest.raises(FileExistsError, match=r"eval-val holds results\.json, which torchlap"):
+        prepare_evaluation(run, options=options)
