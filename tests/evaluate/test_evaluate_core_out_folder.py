@@ -67,3 +67,11 @@ def test_the_default_output_folder_is_the_runs_eval_split(lap_run, tmp_path) -> 
     _occupied(run / "eval-val")  # checked there before any work
     with pytest.raises(FileExistsError, match=r"eval-val holds results\.json, which torchlap"):
         prepare_evaluation(run, options=options)
+
+
+def test_bad_options_are_refused_by_prepare_before_any_work(lap_run, tmp_path) -> None:
+    """(A bootstrap level is read only once every method ran: the check comes first.)"""
+    options = EvaluateOptions(**{**OPTIONS, "bootstrap_level": 1.5})
+    with pytest.raises(ValueError, match=r"bootstrap_level must be a coverage in \(0, 1\)"):
+        prepare_evaluation(lap_run, out=tmp_path / "eval", options=options)
+    assert not (tmp_path / "eval").exists()
