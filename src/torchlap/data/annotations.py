@@ -102,10 +102,18 @@ def parse_number(value: str, column: str, where: str) -> float:
 
 
 def check_box(box: Sequence[float], where: str) -> tuple[float, float, float, float]:
-    """Validate one XYXY box: finite and ``x_min < x_max``, ``y_min < y_max``."""
+    """Validate one XYXY box: finite, no coordinate below 0 (outside every image, refused
+    before any image header is read) and ``x_min < x_max``, ``y_min < y_max``. The upper bounds
+    need the image's size: the dataset checks them when it reads the header."""
     x_min, y_min, x_max, y_max = (float(v) for v in box)
     if not all(math.isfinite(v) for v in (x_min, y_min, x_max, y_max)):
         raise ValueError(f"{where}: box {list(box)} has a non-finite coordinate")
+    if min(x_min, y_min, x_max, y_max) < 0:
+        raise ValueError(
+            f"{where}: box ({x_min:g}, {y_min:g}, {x_max:g}, {y_max:g}) lies outside every "
+            "image: a coordinate is below 0; boxes are in pixel-edge coordinates, "
+            "0 <= x <= width and 0 <= y <= height of the image, and are rejected, not clipped"
+        )
     if x_min >= x_max:
         raise ValueError(f"{where}: box has x_min={x_min:g} >= x_max={x_max:g}; need x_min < x_max")
     if y_min >= y_max:
