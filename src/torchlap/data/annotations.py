@@ -190,18 +190,23 @@ def _check_one_line(row: dict[Any, Any], handle: io.StringIO, name: str, last: i
     )
 
 
+def check_unique_columns(columns: Sequence[str], name: str) -> None:
+    """ValueError when a CSV header names a column twice: ``csv.DictReader`` keeps the last of
+    equal names, so a second ``label`` (or RSNA ``x``) column would silently win."""
+    if repeated := sorted({c for c in columns if columns.count(c) > 1}):
+        raise ValueError(
+            f"{name}: column(s) {', '.join(repeated)} appear more than once in the header "
+            f"({', '.join(columns)}); each column may appear once"
+        )
+
+
 def _read_header(reader: csv.DictReader, name: str) -> list[str]:
     """The stripped column names; the required ones and the four box columns together."""
     if reader.fieldnames is None:
         raise ValueError(f"{name} is empty: the first line must be the header")
     columns = [c.strip() for c in reader.fieldnames]
     reader.fieldnames = columns
-    if repeated := sorted({c for c in columns if columns.count(c) > 1}):
-        # csv.DictReader keeps the last of equal names: a second label column would win
-        raise ValueError(
-            f"{name}: column(s) {', '.join(repeated)} appear more than once in the header "
-            f"({', '.join(columns)}); each column may appear once"
-        )
+    check_unique_columns(columns, name)
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     present_boxes = [c for c in BOX_COLUMNS if c in columns]
     if present_boxes and len(present_boxes) != len(BOX_COLUMNS):

@@ -37,6 +37,7 @@ from torchlap.data.annotations import (
     ImageRecord,
     check_box,
     check_row_length,
+    check_unique_columns,
     csv_errors_named,
     parse_number,
     read_utf8,
@@ -120,12 +121,7 @@ def _csv_rows(
     ):
         columns = [c.strip() for c in (reader.fieldnames or [])]
         reader.fieldnames = columns
-        if repeated := sorted({c for c in columns if columns.count(c) > 1}):
-            # csv.DictReader keeps the last of equal names: a second x column would win
-            raise ValueError(
-                f"{path}: column(s) {', '.join(repeated)} appear more than once in the header "
-                f"({', '.join(columns)}); each column may appear once"
-            )
+        check_unique_columns(columns, str(path))
         check_header(columns)
         for row in reader:
             where = f"{path} line {reader.line_num}"
