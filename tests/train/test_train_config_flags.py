@@ -119,19 +119,35 @@ def test_conflicting_supervision_flags_fail_before_the_run_folder(tmp_path: Path
 
 
 # ------------------------------------------------------------------------ balanced batches
-def test_balanced_batches_auto_follows_the_supervision_of_the_lap_heads() -> None:
-    assert _config().uses_balanced_batches  # weak LAP: as paper 000 trains it
+def test_balanced_batches_by_default_for_every_run_as_paper_000_trains_its_models() -> None:
+    assert TrainConfig(data="lesions", out="x").balanced_batches is True
+    assert _config().uses_balanced_batches  # weak LAP
     assert _config(supervision="expert").uses_balanced_batches
-    assert not _config(supervision="none").uses_balanced_batches
-    assert not _config(lap="none", supervision="none").uses_balanced_batches
-    assert not _config(model="bla", lap="none").uses_balanced_batches
+    assert _config(supervision="none").uses_balanced_batches
+    assert _config(lap="none", supervision="none").uses_balanced_batches  # vanilla too
+    assert _config(model="bla", lap="none").uses_balanced_batches  # and the peers
     assert not _config(balanced_batches=False).uses_balanced_batches
-    assert _config(lap="none", balanced_batches=True).uses_balanced_batches
+    assert not _config(lap="none", supervision="none", balanced_batches=False).uses_balanced_batches
+
+
+def test_balanced_batches_auto_follows_the_supervision_of_the_lap_heads() -> None:
+    # "auto": the default before 2026-12-07, which older runs' config.json records
+    auto = {"balanced_batches": "auto"}
+    assert _config(**auto).uses_balanced_batches  # weak LAP
+    assert _config(supervision="expert", **auto).uses_balanced_batches
+    assert not _config(supervision="none", **auto).uses_balanced_batches
+    assert not _config(lap="none", supervision="none", **auto).uses_balanced_batches
+    assert not _config(model="bla", lap="none", **auto).uses_balanced_batches
 
 
 def test_balanced_batches_identify_a_run_by_what_they_resolve_to() -> None:
-    assert _config().identity() == _config(balanced_batches=True).identity()
-    assert _config().identity() != _config(balanced_batches=False).identity()
+    assert _config(balanced_batches="auto").identity() == _config(balanced_batches=True).identity()
+    assert _config(balanced_batches="auto").identity() != _config(balanced_batches=False).identity()
+    vanilla = {"lap": "none", "supervision": "none"}
+    assert _config(**vanilla, balanced_batches="auto").identity() == _config(
+        **vanilla, balanced_batches=False
+    ).identity()  # an older vanilla run's "auto" meant random batches, and still does
+    assert _config(**vanilla).identity() != _config(**vanilla, balanced_batches="auto").identity()
     # a config.json written before the option: random batches, so a resume keeps them
     data = _config().to_dict()
     del data["balanced_batches"]
@@ -153,7 +169,7 @@ def built_configs(monkeypatch: pytest.MonkeyPatch) -> list[TrainConfig]:
 
 @pytest.mark.parametrize(
     ("flag", "expected"),
-    [([], "auto"), (["--balanced-batches"], True), (["--no-balanced-batches"], False)],
+    [([], True), (["--balanced-batches"], True), (["--no-balanced-batches"], False)],
 )
 def test_the_cli_flags_set_balanced_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str], expected: object

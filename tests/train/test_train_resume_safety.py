@@ -78,7 +78,7 @@ def test_a_run_from_before_balanced_batches_resumes_with_random_batches(
     run = _copy(stopped_run, tmp_path / "older")
     _edit_config(run, lambda c: c["train"].pop("balanced_batches"))
     with pytest.raises(RunFolderError, match=r"\['balanced_batches'\].*--no-balanced-batches"):
-        fit(tiny_config(run, epochs=2, resume=True))  # "auto" would balance a weak LAP run
+        fit(tiny_config(run, epochs=2, resume=True))  # the default balances every run
     fit(tiny_config(run, epochs=2, resume=True, balanced_batches=False))
     assert json.loads((run / "metrics.json").read_text())["status"] == "finished"
 
@@ -232,5 +232,5 @@ def test_injection_objective_drops_the_maps_when_the_loss_refuses_its_input() ->
 
 def test_config_json_records_whether_batches_were_balanced(stopped_run: Path) -> None:
     config = json.loads((stopped_run / "config.json").read_text())
-    assert config["balanced_batches"] is True  # a weak-LAP run: balanced, as the paper's
-    assert config["train"]["balanced_batches"] == "auto"
+    assert config["balanced_batches"] is True  # balanced, as the paper's
+    assert config["train"]["balanced_batches"] is True

@@ -105,8 +105,8 @@ def config_from_options(*, given: Collection[str] | None = None, **options: Any)
     concept_sets = _read_concept_sets(options.pop("concept_sets"), options.get("n_concepts"))
     options["use_discriminative"] = not options.pop("no_discriminative")
     options["freeze_features"] = _freeze_choice(options["freeze_features"])
-    if options["balanced_batches"] is None:  # neither flag: the paper's choice for the run
-        options["balanced_batches"] = "auto"
+    if options["balanced_batches"] is None:  # neither flag: the paper's batches for every run
+        options["balanced_batches"] = True
     options["ratios"] = _parse_ratios(options.pop("ratios"))
     config = TrainConfig(
         phases=phases,
@@ -319,8 +319,8 @@ _BalancedBatches = Annotated[
     typer.Option(
         "--balanced-batches/--no-balanced-batches",
         help="Training batches drawing the classes in equal shares (paper 000: 32 healthy and "
-        "32 pneumonia samples), epoch length unchanged, or random batches. Default: balanced "
-        "when the LAP heads get weak or expert supervision, random otherwise.",
+        "32 pneumonia samples, for all its models), epoch length unchanged, or random "
+        "batches. Default: balanced.",
     ),
 ]
 _ShuffleLabels = Annotated[
