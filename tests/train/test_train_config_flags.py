@@ -144,9 +144,10 @@ def test_balanced_batches_identify_a_run_by_what_they_resolve_to() -> None:
     assert _config(balanced_batches="auto").identity() == _config(balanced_batches=True).identity()
     assert _config(balanced_batches="auto").identity() != _config(balanced_batches=False).identity()
     vanilla = {"lap": "none", "supervision": "none"}
-    assert _config(**vanilla, balanced_batches="auto").identity() == _config(
-        **vanilla, balanced_batches=False
-    ).identity()  # an older vanilla run's "auto" meant random batches, and still does
+    assert (
+        _config(**vanilla, balanced_batches="auto").identity()
+        == _config(**vanilla, balanced_batches=False).identity()
+    )  # an older vanilla run's "auto" meant random batches, and still does
     assert _config(**vanilla).identity() != _config(**vanilla, balanced_batches="auto").identity()
     # a config.json written before the option: random batches, so a resume keeps them
     data = _config().to_dict()
