@@ -227,14 +227,11 @@ class TrainConfig:
     needs an sgd phase) and ``schedule``; a given phase has its own, which a top-level value
     off its default must equal: ``torchlap train`` copies those flags into each ``--phase``),
     ``batch_size`` (global: W processes take ``batch_size / W`` each), ``seed``,
-    ``balanced_batches`` (``True`` (default): each training batch draws the classes equally,
-    the remainder in turn, paper 000 App. A's "32 healthy and 32 pneumonia samples", which it
-    says of all its models; ``False``: random; ``"auto"``: balanced only when the LAP heads get
-    weak or expert supervision (Eq. 5 counts each batch's positives and negatives), random for
-    every other run: the default of torchlap before 2026-12-07, which older runs' config.json
-    records); execution: ``devices``,
-    ``num_nodes``, ``strategy``, ``accelerator``, ``precision`` (``auto``: 16-bit mixed on
-    CUDA, 32-bit elsewhere), ``checkpoint_every_n_steps`` (mid-epoch checkpoints too).
+    ``balanced_batches`` (``True``, default: each batch draws the classes equally, the rest in
+    turn, as paper 000 App. A trains all its models; ``False``: random; ``"auto"``, the default
+    before 2026-12-07 that older runs record: balanced only with weak or expert supervision);
+    execution: ``devices``, ``num_nodes``, ``strategy``, ``accelerator``, ``precision``
+    (``auto``: 16-bit mixed on CUDA, 32-bit elsewhere), ``checkpoint_every_n_steps``.
     """
 
     data: str
@@ -315,8 +312,7 @@ class TrainConfig:
 
     @property
     def uses_balanced_batches(self) -> bool:
-        """``balanced_batches`` resolved ("auto": when the LAP heads get weak or expert
-        supervision)."""
+        """``balanced_batches`` resolved ("auto": with weak or expert LAP supervision)."""
         if isinstance(self.balanced_batches, str) and self.balanced_batches == "auto":
             return self.effective_supervision in ("weak", "expert")
         return bool(self.balanced_batches)
