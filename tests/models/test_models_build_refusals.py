@@ -20,7 +20,7 @@ import torchvision
 from torch import nn
 
 from torchlap.layers import lap_modules
-from torchlap.models import PRESETS, build
+from torchlap.models import PRESETS, apply_lapify_config, build, lapify
 from torchlap.models.build import build_model, check_pretrained_name, model_from_config
 
 
@@ -200,8 +200,6 @@ def test_model_from_config_refusals_and_the_recorded_pretrained() -> None:
 
 def test_build_models_lap_options_default_to_lapifys() -> None:
     """The docstring: "The LAP options (...) are lapify's" (defaults included)."""
-    from torchlap.models import lapify
-
     model = build_model("resnet18", 2, lap=["layer4.0"], input_size=64)
     (call,) = model.torchlap_config["lapify"]
     defaults = inspect.signature(lapify).parameters
@@ -221,8 +219,6 @@ def test_build_models_lap_options_default_to_lapifys() -> None:
     ],
 )
 def test_a_recorded_lapify_call_is_checked_before_it_is_replayed(edit, error, message) -> None:
-    from torchlap.models import apply_lapify_config
-
     model = build_model("resnet18", 2, lap=["layer4.0"], input_size=64)
     call = {**model.torchlap_config["lapify"][0], **edit}
     fresh = build_model("resnet18", 2, lap="none")

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from torchlap.layers import lap_modules
+from torchlap.layers import AdaptiveLocalAttentionPool2d, lap_modules
 from torchlap.losses import enable_discriminative_scorers
 from torchlap.models import build, lapify
 from torchlap.models.build import (
@@ -295,8 +295,6 @@ class _Tree(nn.Module):
 
 
 def test_a_lap_layer_as_the_model_gets_its_stored_scorer() -> None:
-    from torchlap.layers import AdaptiveLocalAttentionPool2d
-
     layer = AdaptiveLocalAttentionPool2d(4)
     trained = AdaptiveLocalAttentionPool2d(4)
     trained.enable_discriminative_scorer()

@@ -13,6 +13,7 @@ import torch
 
 from torchlap.layers import lap_modules
 from torchlap.losses import ConceptSets
+from torchlap.models.backbones import ModelSpec
 from torchlap.models.recipes import (
     RECIPES,
     BlaRecipe,
@@ -28,6 +29,7 @@ from torchlap.models.recipes import (
 )
 from torchlap.models.wrapping import NormalizedClassifier
 from torchlap.train import TrainConfig
+from torchlap.train.config import PhaseConfig
 
 SIZE = 32
 
@@ -204,8 +206,6 @@ def test_bla_keeps_blaifys_threshold_and_frozen_features_are_recorded() -> None:
 
 
 def test_bla_ph_phases_must_train_all() -> None:
-    from torchlap.train.config import PhaseConfig
-
     assert RECIPES["bla-ph"].phase_problem(PhaseConfig(1, train="all")) is None
     problem = RECIPES["bla-ph"].phase_problem(PhaseConfig(1, train="fc"))
     assert problem is not None and "trains only the BLA module" in problem
@@ -214,8 +214,6 @@ def test_bla_ph_phases_must_train_all() -> None:
 
 
 def test_bcos_takes_no_pretrained_weights() -> None:
-    from torchlap.models.backbones import ModelSpec
-
     spec = ModelSpec("resnet18", 2, 3, pretrained="IMAGENET1K_V1")
     with pytest.raises(ValueError, match="--model bcos trains from scratch here"):
         RECIPES["bcos"].build(spec)
