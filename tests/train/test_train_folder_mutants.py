@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -359,3 +360,30 @@ def test_overwrite_keeps_a_checkpoints_link_and_what_is_not_torchlaps(tmp_path: 
     (out / "checkpoints").symlink_to(target)
     _overwrite(out)
     assert _listing(out) == {"checkpoints": "link", "disk": "folder"}
+
+
+# ---------------------------------------------- the temp file of a run killed writing config.json
+@pytest.mark.parametrize("flag", ["", "overwrite"])
+def test_a_folder_holding_only_a_killed_runs_temp_file_takes_the_run(
+    tmp_path: Path, flag: str
+) -> None:
+    """A run killed while writing its first config.json leaves only torchlap's temp file:
+    before, the dry check (``fit`` runs it before loading the data) refused the folder as
+    "not empty and holds no torchlap run", naming torchlap's own leftover, while the real
+    check removes it first. A temp file of a live process (one writing there now) is still
+    refused, and so is a file of another name."""
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = out / ".config.json.4194305.0123abcd.torchlap-tmp"
+    stale.write_text("{")
+    config = tiny_config(out, **({flag: True} if flag else {}))
+    prepare_folder(out, config, apply=False)
+    assert stale.exists()
+    prepare_folder(out, config, apply=True)
+    assert list(out.iterdir()) == []
+    live = out / f".config.json.{os.getpid()}.0123abcd.torchlap-tmp"
+    live.write_text("{")
+    for apply in (False, True):
+        with pytest.raises(RunFolderError, match=r"not empty and holds no torchlap run"):
+            prepare_folder(out, config, apply=apply)
+    assert live.exists()
