@@ -35,6 +35,7 @@ __all__ = [
     "check_folder_path",
     "clean_stale_temps",
     "fitting_path",
+    "is_stale_temp",
     "loads_strict",
     "not_a_file",
     "read_file",
@@ -240,6 +241,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def is_stale_temp(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is named as :func:`atomic_write`'s temporary files (or the ``.data``
+    side file an ONNX export writes next to one) by a process that is gone: what
+    :func:`clean_stale_temps` removes."""
+    match = _TEMP_PATTERN.match(as_path(path).name)
+    return match is not None and not _pid_alive(int(match.group(1)))
+
+
 def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
     """Remove the temporary files :func:`atomic_write` left in ``folder`` when its process
     was killed (only torchlap's own temp names, and the ``.data`` side file an ONNX export
@@ -253,8 +262,7 @@ def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) ->
     candidates = root.rglob(pattern) if recursive else root.glob(pattern)
     removed = []
     for candidate in list(candidates):
-        match = _TEMP_PATTERN.match(candidate.name)
-        if not match or _pid_alive(int(match.group(1))):
+        if not is_stale_temp(candidate):
             continue
         if candidate.is_dir() and not candidate.is_symlink():
             shutil.rmtree(candidate, ignore_errors=True)

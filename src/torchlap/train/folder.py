@@ -25,14 +25,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import shutil
 import zipfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save
 
-from torchlap.io import check_folder_path, not_a_file
+from torchlap.io import check_folder_path, is_stale_temp, not_a_file
 from torchlap.logs import process_rank
 from torchlap.runs import (
     CHECKPOINTS_DIR,
@@ -147,7 +146,8 @@ def prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
         clean_stale_temps(out)
     # a link to nothing too (exists() is False for it): the run would replace the user's link
     present = [n for n in RUN_FILES if (out / n).exists() or (out / n).is_symlink()]
-    others = [p.name for p in out.iterdir() if p.name not in RUN_FILES]
+    # (a killed torchlap's temp files are removed when applying: the dry check skips them too)
+    others = [p.name for p in out.iterdir() if p.name not in RUN_FILES and not is_stale_temp(p)]
     _refuse_odd_kinds(out, present)
     _refuse_checkpoints_leading_out(out)
     if present and not ours:
@@ -383,9 +383,7 @@ def _clear_run(out: Path, present: list[str], record: dict, apply: bool) -> None
                     "--overwrite: left %s in place (torchlap did not write them)",
                     ", ".join(str(p) for p in kept),
                 )
-        elif target.is_dir():
-            shutil.rmtree(target)
-        else:
+        else:  # a file: a folder of a run file's name was refused (_refuse_odd_kinds)
             target.unlink()
 
 
