@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
-from train_configs import tiny_config
+from train_configs import fake_run_folder, tiny_config
 
 from torchlap.train import RunFolderError
 from torchlap.train.folder import prepare_folder
@@ -40,18 +40,7 @@ def _listing(folder: Path) -> dict[str, str]:
     return listing
 
 
-def _run_folder(out: Path, integrity: object = "unset", **changes: object) -> Path:
-    """A finished run as torchlap train leaves it (config.json, metrics.json, weights, log);
-    ``integrity``: config.json's record ("unset": none); ``changes``: its TrainConfig's."""
-    out.mkdir(parents=True)
-    record = {"format": "torchlap-run", "train": tiny_config(out, **changes).to_dict()}
-    if integrity != "unset":
-        record["integrity"] = integrity
-    (out / "config.json").write_text(json.dumps(record))
-    (out / "metrics.json").write_text("{}")
-    (out / "model.safetensors").write_bytes(b"weights")
-    (out / "train.log").write_text("old log\n")
-    return out
+_run_folder = fake_run_folder
 
 
 def _checkpoint(out: Path, phase: str, data: bytes) -> Path:

@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from train_configs import tiny_config
+from train_configs import fake_run_folder, tiny_config
 
 from torchlap.runs import RunError, sha256_file
 from torchlap.train import RunFolderError
@@ -27,20 +27,7 @@ from torchlap.train.folder import prepare_folder
 DAMAGED = {"text": "sha", "list": [], "number": 7, "bad entry": {"model.safetensors": "x"}}
 
 
-def _run_folder(out: Path, integrity: object, checkpoints: dict[str, bytes]) -> Path:
-    """A run folder as torchlap train leaves it, its record ``integrity`` (unset: absent)."""
-    out.mkdir(parents=True)
-    record = {"format": "torchlap-run", "train": tiny_config(out).to_dict()}
-    if integrity != "unset":
-        record["integrity"] = integrity
-    (out / "config.json").write_text(json.dumps(record))
-    (out / "metrics.json").write_text("{}")
-    (out / "model.safetensors").write_bytes(b"weights")
-    (out / "train.log").write_text("old log\n")
-    for name, data in checkpoints.items():
-        (out / "checkpoints" / name).mkdir(parents=True)
-        (out / "checkpoints" / name / "last.ckpt").write_bytes(data)
-    return out
+_run_folder = fake_run_folder
 
 
 def _listing(folder: Path) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,3 +26,26 @@ def tiny_config(out: Path | str, n_images: int = 40, **changes: Any) -> TrainCon
     }
     base.update(changes)
     return TrainConfig(**base)
+
+
+def fake_run_folder(
+    out: Path,
+    integrity: object = "unset",
+    checkpoints: dict[str, bytes] | None = None,
+    **changes: Any,
+) -> Path:
+    """A finished run as torchlap train leaves it (config.json, metrics.json, weights, log),
+    without training: ``integrity`` is config.json's record ("unset": none), ``checkpoints``
+    maps phase folders to their ``last.ckpt`` bytes, ``changes`` are its TrainConfig's."""
+    out.mkdir(parents=True)
+    record = {"format": "torchlap-run", "train": tiny_config(out, **changes).to_dict()}
+    if integrity != "unset":
+        record["integrity"] = integrity
+    (out / "config.json").write_text(json.dumps(record))
+    (out / "metrics.json").write_text("{}")
+    (out / "model.safetensors").write_bytes(b"weights")
+    (out / "train.log").write_text("old log\n")
+    for name, data in (checkpoints or {}).items():
+        (out / "checkpoints" / name).mkdir(parents=True)
+        (out / "checkpoints" / name / "last.ckpt").write_bytes(data)
+    return out
