@@ -176,6 +176,7 @@ SPECS = [
         names={"pretrained": "pretrained"},
     ),
     Spec("not_a_file", io.not_a_file, lambda: {"path": _written()}),
+    Spec("is_stale_temp", io.is_stale_temp, lambda: {"path": _written()}),
     Spec(
         "clean_stale_temps",
         io.clean_stale_temps,
