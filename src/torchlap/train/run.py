@@ -67,6 +67,7 @@ from torchlap.runs import (
     pretrained_weights,
 )
 from torchlap.train.config import PhaseConfig, TrainConfig
+from torchlap.train.environment import training_environment
 from torchlap.train.folder import (
     integrity_record,
     is_global_zero,
@@ -182,6 +183,17 @@ def _uses_cuda(accelerator: str) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
+def _execution(config: TrainConfig) -> tuple[str, str]:
+    """The accelerator and precision the run trains with (``"auto"`` resolved)."""
+    accelerator = "cuda" if _uses_cuda(config.accelerator) else config.accelerator
+    if accelerator == "auto":
+        accelerator = "mps" if torch.backends.mps.is_available() else "cpu"
+    precision = config.precision
+    if precision == "auto":
+        precision = "16-mixed" if accelerator == "cuda" else "32-true"
+    return accelerator, precision
+
+
 def _ignore_lightning_pytree_warning() -> None:
     """Inside ``warnings.catch_warnings()``: drop the FutureWarning that recent torch releases
     raise on every ``LeafSpec()`` Lightning's own pytree copy builds (a message for Lightning's
@@ -246,7 +258,9 @@ def _run(config: TrainConfig, callbacks: Sequence[Any]) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / CONFIG_FILE, run.run_config)
         mark_run_config(out)  # the folder holds this run now: its log file may open
-    write_metrics = _metrics_writer(out / METRICS_FILE, run.classes, global_zero)
+    environment = training_environment(*_execution(config))
+    logger.info("environment (a run repeats bit for bit with the same): %s", environment)
+    write_metrics = _metrics_writer(out / METRICS_FILE, run.classes, global_zero, environment)
     module = _classifier_module(config, run, write_metrics)
     trainer = _train_phases(config, module, devices, callbacks)
     # the paper keeps the best validation epoch: test it and save its weights (keep_epoch)
@@ -435,7 +449,9 @@ def _run_config(
     return run_config
 
 
-def _metrics_writer(path: Path, classes: list[str], enabled: bool) -> Callable[..., None]:
+def _metrics_writer(
+    path: Path, classes: list[str], enabled: bool, environment: dict[str, Any]
+) -> Callable[..., None]:
     """``write(history, test=None, selected=None)``: ``metrics.json`` (rank zero only)."""
 
     def write(
@@ -450,6 +466,7 @@ def _metrics_writer(path: Path, classes: list[str], enabled: bool) -> Callable[.
                     "epochs": history,
                     "selected_epoch": selected if test is not None else None,
                     "test": test,
+                    "environment": environment,
                 },
             )
 
@@ -498,10 +515,7 @@ def _trainer(config: TrainConfig, devices: Any, **options: Any) -> Any:
     """A Lightning Trainer with the run's execution settings (``options`` added)."""
     import lightning as L  # (see fit)
 
-    use_cuda = _uses_cuda(config.accelerator)
-    precision = config.precision
-    if precision == "auto":
-        precision = "16-mixed" if use_cuda else "32-true"
+    precision = _execution(config)[1]
     # rich bar (epochs from 1) on a terminal, plain periodic lines otherwise; off with -q
     progress, enabled = lightning_progress_callbacks(config.progress_bar)  # a bar per Trainer
     return L.Trainer(
