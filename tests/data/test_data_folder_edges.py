@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from folder_files import SPLIT_ROWS, make_folder
+from PIL import Image
 
 from torchlap.data import AnnotatedFolder
 from torchlap.data import folder as folder_module
@@ -39,3 +40,27 @@ def test_without_verification_given_channels_open_no_header(tmp_path: Path, monk
     assert dataset[0]["image"].shape == (1, 8, 10)
     AnnotatedFolder(root, verify_images=False)  # channels inferred: the grey headers are read
     assert len(opened) == len(SPLIT_ROWS)
+
+
+def test_with_split_decodes_only_masks_next_to_boxes(tmp_path: Path) -> None:
+    # another split's images: one with boxes and no mask file (its boxes are its region), one
+    # with an empty mask and no boxes (a negative): both taken, nothing else decoded
+    rows = [
+        "t0.png,a,train,,,,,",
+        "t1.png,b,train,,,,,",
+        "v0.png,a,val,1,1,4,4,",
+        "v1.png,b,val,,,,,empty.png",
+    ]
+    root = make_folder(tmp_path / "d", rows)
+    Image.new("L", (10, 8), 0).save(root / "empty.png")
+    val = AnnotatedFolder(root).with_split("val")
+    assert int(val[0]["mask"].sum()) == 3 * 3 and int(val[1]["mask"].sum()) == 0
+
+
+def test_a_class_list_of_eleven_is_shown_cut_after_ten(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "d", ["0.png,zz,train,,,,,"])
+    records = AnnotatedFolder(root, verify_images=False).records
+    eleven = [f"c{k:02d}" for k in range(11)]
+    message = r"the 11 known classes are c00, c01, .*, c09, \.\.\.$"
+    with pytest.raises(ValueError, match=message):
+        AnnotatedFolder.from_records(root, records, source="s", has_regions=False, classes=eleven)
