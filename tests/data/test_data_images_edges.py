@@ -19,7 +19,13 @@ from dicom_files import write_dicom
 from PIL import Image
 from test_data_transforms_sizes import _antialiased_row
 
-from torchlap.data.images import image_header, load_image, read_image, read_image_with_orientation
+from torchlap.data.images import (
+    has_transparency,
+    image_header,
+    load_image,
+    read_image,
+    read_image_with_orientation,
+)
 
 # --- the EXIF orientation: 1 when absent ----------------------------------------------------
 
@@ -159,3 +165,12 @@ def test_a_missing_path_with_a_backslash_is_only_not_found(tmp_path: Path) -> No
     Image.new("L", (2, 2)).save(tmp_path / "a" / "b.png")
     with pytest.raises(FileNotFoundError, match=r"not found: paths use '/' between folders"):
         load_image(tmp_path / "a\\b.png", 1)
+
+
+def test_images_without_an_alpha_band_have_no_transparency(tmp_path: Path) -> None:
+    # no alpha band and no transparent colour: every pixel opaque; DICOM files have no alpha
+    Image.new("L", (3, 2), 0).save(tmp_path / "l.png")
+    Image.new("RGB", (3, 2), (0, 0, 0)).save(tmp_path / "rgb.png")
+    write_dicom(tmp_path / "x.dcm", np.zeros((2, 3), np.uint8))
+    for name in ("l.png", "rgb.png", "x.dcm"):
+        assert has_transparency(tmp_path / name) is False, name
