@@ -13,7 +13,7 @@ import pytest
 from folder_files import SPLIT_ROWS, make_folder
 from PIL import Image
 
-from torchlap.data import AnnotatedFolder
+from torchlap.data import AnnotatedFolder, ImageRecord
 from torchlap.data import folder as folder_module
 
 
@@ -64,3 +64,15 @@ def test_a_class_list_of_eleven_is_shown_cut_after_ten(tmp_path: Path) -> None:
     message = r"the 11 known classes are c00, c01, .*, c09, \.\.\.$"
     with pytest.raises(ValueError, match=message):
         AnnotatedFolder.from_records(root, records, source="s", has_regions=False, classes=eleven)
+
+
+def test_a_record_with_boxes_but_no_box_sources_is_refused(tmp_path: Path) -> None:
+    # every box is checked against its image: a record from an importer whose box sources
+    # do not pair with its boxes is refused, not read with boxes left unchecked
+    root = make_folder(tmp_path / "d", SPLIT_ROWS[:2])
+    records = [
+        ImageRecord("a0.png", "a", "train", boxes=[(0.0, 0.0, 99.0, 99.0)], box_sources=[]),
+        ImageRecord("b0.png", "b", "train"),
+    ]
+    with pytest.raises(ValueError):
+        AnnotatedFolder.from_records(root, records, source="s", has_regions=True)

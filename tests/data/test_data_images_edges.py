@@ -174,3 +174,15 @@ def test_images_without_an_alpha_band_have_no_transparency(tmp_path: Path) -> No
     write_dicom(tmp_path / "x.dcm", np.zeros((2, 3), np.uint8))
     for name in ("l.png", "rgb.png", "x.dcm"):
         assert has_transparency(tmp_path / name) is False, name
+
+
+def test_an_empty_pixel_data_element_is_refused_as_such(tmp_path: Path) -> None:
+    pydicom = pytest.importorskip("pydicom")
+    path = tmp_path / "x.dcm"
+    write_dicom(path, np.zeros((2, 3), np.uint8))
+    dataset = pydicom.dcmread(path)
+    dataset.PixelData = b""
+    dataset.save_as(path)
+    assert tuple(image_header(path)) == (3, 2, 1, 1)  # (the header reads no pixels)
+    with pytest.raises(ValueError, match=r"^this DICOM file's PixelData is empty: it holds no"):
+        read_image(path, 1)
