@@ -186,3 +186,19 @@ def test_an_empty_pixel_data_element_is_refused_as_such(tmp_path: Path) -> None:
     assert tuple(image_header(path)) == (3, 2, 1, 1)  # (the header reads no pixels)
     with pytest.raises(ValueError, match=r"^this DICOM file's PixelData is empty: it holds no"):
         read_image(path, 1)
+
+
+def test_compressed_pixel_data_is_not_held_to_the_uncompressed_length(tmp_path: Path) -> None:
+    # RLE: 92 bytes for 2 x 3 pixels of 8 bits (6 bytes uncompressed); pydicom decodes them
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.uid import RLELossless
+
+    path = tmp_path / "x.dcm"
+    stored = np.arange(6).reshape(2, 3) * 40
+    write_dicom(path, stored)
+    dataset = pydicom.dcmread(path)
+    dataset.compress(RLELossless)
+    dataset.save_as(path)
+    assert len(pydicom.dcmread(path).PixelData) > 6 + 1
+    expected = torch.from_numpy(stored).float()[None] / 255
+    torch.testing.assert_close(read_image(path, 1), expected)
