@@ -76,3 +76,12 @@ def test_a_record_with_boxes_but_no_box_sources_is_refused(tmp_path: Path) -> No
     ]
     with pytest.raises(ValueError):
         AnnotatedFolder.from_records(root, records, source="s", has_regions=True)
+
+
+def test_an_empty_mask_without_boxes_loads_without_verification(tmp_path: Path) -> None:
+    # a mask file with no region and no boxes is a negative, also when checked only on loading
+    rows = ["a0.png,a,train,,,,,empty.png", "b0.png,b,train,,,,,"]
+    root = make_folder(tmp_path / "d", rows)
+    Image.new("L", (10, 8), 0).save(root / "empty.png")
+    sample = AnnotatedFolder(root, verify_images=False)[0]
+    assert int(sample["mask"].sum()) == 0 and sample["boxes"].shape == (0, 4)
