@@ -13,7 +13,7 @@ import pytest
 from folder_files import SPLIT_ROWS, make_folder
 from PIL import Image
 
-from torchlap.data import AnnotatedFolder, ImageRecord
+from torchlap.data import AnnotatedFolder, ImageRecord, image_folder
 from torchlap.data import folder as folder_module
 
 
@@ -85,3 +85,12 @@ def test_an_empty_mask_without_boxes_loads_without_verification(tmp_path: Path) 
     Image.new("L", (10, 8), 0).save(root / "empty.png")
     sample = AnnotatedFolder(root, verify_images=False)[0]
     assert int(sample["mask"].sum()) == 0 and sample["boxes"].shape == (0, 4)
+
+
+def test_image_folder_checks_its_options_before_listing_any_file(tmp_path: Path) -> None:
+    # called directly (not through load_dataset): a bad option is named, not the folder
+    (tmp_path / "readme.txt").write_text("no class folders here")
+    with pytest.raises(TypeError, match=r"^seed must be an int from 0 to 4294967295, got 1\.7"):
+        image_folder(tmp_path, seed=1.7)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"unknown split 'dev'"):
+        image_folder(tmp_path, split="dev")
