@@ -94,3 +94,14 @@ def test_image_folder_checks_its_options_before_listing_any_file(tmp_path: Path)
         image_folder(tmp_path, seed=1.7)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"unknown split 'dev'"):
         image_folder(tmp_path, split="dev")
+
+
+def test_a_folder_without_class_images_shows_eight_entries_then_dots(tmp_path: Path) -> None:
+    # the message lists the folder's first 8 entries, with ", ..." only when there are more
+    for notes, shown in ((7, r"note6\.txt\); a dataset"), (8, r"note6\.txt, \.\.\.\); a dataset")):
+        root = tmp_path / str(notes)
+        (root / "cat").mkdir(parents=True)  # a class folder without images
+        for k in range(notes):
+            (root / f"note{k}.txt").write_text("x")
+        with pytest.raises(ValueError, match=r"\(it holds cat/, note0\.txt, .*" + shown):
+            image_folder(root)
