@@ -87,13 +87,20 @@ def test_an_empty_mask_without_boxes_loads_without_verification(tmp_path: Path) 
     assert int(sample["mask"].sum()) == 0 and sample["boxes"].shape == (0, 4)
 
 
-def test_image_folder_checks_its_options_before_listing_any_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("option", "error", "message"),
+    [
+        ({"seed": 1.7}, TypeError, r"^seed must be an int from 0 to 4294967295, got 1\.7"),
+        ({"split": "dev"}, ValueError, r"^unknown split 'dev'"),
+    ],
+)
+def test_image_folder_checks_its_options_before_listing_any_file(
+    tmp_path: Path, option: dict, error: type, message: str
+) -> None:
     # called directly (not through load_dataset): a bad option is named, not the folder
     (tmp_path / "readme.txt").write_text("no class folders here")
-    with pytest.raises(TypeError, match=r"^seed must be an int from 0 to 4294967295, got 1\.7"):
-        image_folder(tmp_path, seed=1.7)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"unknown split 'dev'"):
-        image_folder(tmp_path, split="dev")
+    with pytest.raises(error, match=message):
+        image_folder(tmp_path, **option)
 
 
 def test_a_folder_without_class_images_shows_eight_entries_then_dots(tmp_path: Path) -> None:
