@@ -1,6 +1,6 @@
 """imagenet_folder's documented defaults and up-front checks: headers are not opened unless
-asked (``verify_images=False``), an unknown split is refused before any folder is looked at,
-and ``split='test'`` says that it reads the labelled val folder.
+asked (``verify_images=False``), no region is known, an unknown split is refused before any
+folder is looked at, and ``split='test'`` says that it reads the labelled val folder.
 
 Written from a mutation run of torchlap/data/importers.py lines 403-470 (session 37).
 """
@@ -18,7 +18,10 @@ from torchlap.data import imagenet_folder
 
 def test_headers_are_not_opened_unless_asked(tmp_path: Path) -> None:
     root = _imagenet(tmp_path / "in")
-    assert imagenet_folder(root).verified is False
+    dataset = imagenet_folder(root)
+    assert dataset.verified is False
+    # no region is annotated: not an empty region (a negative for the localization metrics)
+    assert dataset.has_regions is False and dataset[0]["has_region"] is False
     assert imagenet_folder(root, verify_images=True).verified is True
 
 
