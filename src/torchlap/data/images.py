@@ -154,7 +154,23 @@ def _open_image(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
                 f"image {path} is in the {image.mode} colour space, which torchlap does not "
                 "convert; save it as RGB or grayscale"
             )
+        if image.format == "TIFF":
+            _refuse_tiff_orientation(image, path)
         yield image
+
+
+def _refuse_tiff_orientation(image: Image.Image, path: str | os.PathLike[str]) -> None:
+    """PIL applies a TIFF's orientation tag when it opens and decodes it (Pillow 13: the size
+    of 5-8 is swapped at once, the pixels flipped or scrambled): torchlap, which reads stored
+    pixels, cannot read such a file as stored, so it is refused naming the file."""
+    orientation = _orientation(image)
+    if orientation != 1:
+        raise ValueError(
+            f"image {path} is a TIFF with EXIF orientation {orientation}, which PIL applies "
+            "when it reads the file, so its stored pixels (in whose coordinates torchlap reads "
+            "images, boxes and masks) cannot be read: save it with the orientation tag removed "
+            "(or set to 1), e.g. as PNG"
+        )
 
 
 def _orientation(image: Image.Image) -> int:
@@ -260,8 +276,9 @@ def read_image(path: Path, channels: int) -> Tensor:
     An alpha channel is dropped, as torchvision's ``ImageFolder`` does (a warning, once per
     process, names the first image with transparent pixels). 32-bit integer and float images
     must hold values in [0, 65535] and [0, 1]; ValueError otherwise. The stored pixels are
-    read: an EXIF orientation tag is not applied (as torchvision does not). A DICOM file of
-    several frames is refused (ValueError).
+    read: an EXIF orientation tag is not applied (as torchvision does not); a TIFF with one
+    other than 1, which PIL applies when reading it, is refused (ValueError), as is a DICOM
+    file of several frames.
     """
     return read_image_with_orientation(path, channels)[0]
 
