@@ -66,15 +66,33 @@ def test_a_class_list_of_eleven_is_shown_cut_after_ten(tmp_path: Path) -> None:
         AnnotatedFolder.from_records(root, records, source="s", has_regions=False, classes=eleven)
 
 
-def test_a_record_with_boxes_but_no_box_sources_is_refused(tmp_path: Path) -> None:
-    # every box is checked against its image: a record from an importer whose box sources
-    # do not pair with its boxes is refused, not read with boxes left unchecked
+def test_a_record_without_box_sources_has_its_boxes_checked_all_the_same(tmp_path: Path) -> None:
+    # every box is checked against its image: a record built by hand names no source per box,
+    # and its boxes are still checked (named by the record's source), not left unchecked
     root = make_folder(tmp_path / "d", SPLIT_ROWS[:2])
     records = [
-        ImageRecord("a0.png", "a", "train", boxes=[(0.0, 0.0, 99.0, 99.0)], box_sources=[]),
+        ImageRecord("a0.png", "a", "train", boxes=[(0.0, 0.0, 99.0, 99.0)], source="my list"),
         ImageRecord("b0.png", "b", "train"),
     ]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^my list: box \(0, 0, 99, 99\) lies outside image a0"):
+        AnnotatedFolder.from_records(root, records, source="s", has_regions=True)
+    records[0] = ImageRecord("a0.png", "a", "train", boxes=[(0.0, 0.0, 99.0, 99.0)])
+    with pytest.raises(ValueError, match=r"^image a0.png: box \(0, 0, 99, 99\) lies outside"):
+        AnnotatedFolder.from_records(root, records, source="s", has_regions=True)
+    records[0] = ImageRecord("a0.png", "a", "train", boxes=[(0.0, 0.0, 2.0, 2.0)])
+    folder = AnnotatedFolder.from_records(root, records, source="s", has_regions=True)
+    assert folder[0]["boxes"].tolist() == [[0.0, 0.0, 2.0, 2.0]]
+
+
+def test_box_sources_that_do_not_pair_with_the_boxes_are_refused(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "d", SPLIT_ROWS[:2])
+    two_sources = ["line 2", "line 3"]
+    records = [
+        ImageRecord("a0.png", "a", "train", boxes=[(0.0, 0.0, 2.0, 2.0)], box_sources=two_sources),
+        ImageRecord("b0.png", "b", "train"),
+    ]
+    message = r"^s: the record of image 'a0.png' has 1 boxes but 2 box_sources; .* one per box"
+    with pytest.raises(ValueError, match=message):
         AnnotatedFolder.from_records(root, records, source="s", has_regions=True)
 
 
