@@ -376,3 +376,23 @@ def test_a_folder_holding_only_a_killed_runs_temp_file_takes_the_run(
         with pytest.raises(RunFolderError, match=r"not empty and holds no torchlap run"):
             prepare_folder(out, config, apply=apply)
     assert live.exists()
+
+
+@pytest.mark.parametrize("flag", ["", "overwrite"])
+def test_a_checkpoints_link_leading_out_of_the_run_is_refused_before_anything_goes(
+    tmp_path: Path, flag: str
+) -> None:
+    """A run's checkpoints are recorded by their path inside its folder: ``checkpoints`` a
+    link to a folder elsewhere is refused, by the dry check too, and nothing is removed on
+    either side of the link (a link to a folder inside the run is kept: test above)."""
+    out = _run_folder(tmp_path / "run")
+    disk = tmp_path / "disk"
+    (disk / "phase1").mkdir(parents=True)
+    (disk / "phase1" / "last.ckpt").write_bytes(b"ckpt")
+    (out / "checkpoints").symlink_to(disk)
+    before, kept = _listing(out), _listing(disk)
+    config = tiny_config(out, **({flag: True} if flag else {}))
+    for apply in (False, True):
+        with pytest.raises(RunFolderError, match=r"checkpoints is a link to .*disk, outside the"):
+            prepare_folder(out, config, apply=apply)
+    assert _listing(out) == before and _listing(disk) == kept

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import re
 import warnings
@@ -25,6 +26,7 @@ import torchlap.train.run as run
 from torchlap.data import load_dataset
 from torchlap.train import PhaseConfig, RunFolderError, fit
 from torchlap.train.checkpoint import AtomicCheckpoint
+from torchlap.train.folder import run_config_written
 
 
 def _sha(data: bytes) -> str:
@@ -235,6 +237,30 @@ def test_the_integrity_record_a_run_starts_with(tmp_path: Path, monkeypatch, kin
         fit(tiny_config(out, **({kind: True} if kind != "new" else {})))
     written = json.loads((out / "config.json").read_text())
     assert written["integrity"] == (record if kind == "resume" else {})
+    assert run_config_written(out)  # the folder holds this run now: its log file may open
+    if kind == "overwrite":  # the old run's files went before the new config.json came
+        assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+
+
+def test_the_run_seeds_itself_whatever_the_callers_random_state(tmp_path, monkeypatch) -> None:
+    """The model's first weights come from the run's seed, not from the caller's generator;
+    the data loaders' workers are seeded too (Lightning's PL_SEED_WORKERS, during the run)."""
+    seen: list[tuple[dict[str, torch.Tensor], str | None]] = []
+
+    def stop(config: Any, prepared: Any, write: Any) -> None:
+        state = {k: v.clone() for k, v in prepared.model.state_dict().items()}
+        seen.append((state, os.environ.get("PL_SEED_WORKERS")))
+        raise _StopError
+
+    monkeypatch.setattr(run, "_classifier_module", stop)
+    for caller_seed in (1, 2):
+        torch.manual_seed(caller_seed)
+        with pytest.raises(_StopError):
+            fit(tiny_config(tmp_path / f"run{caller_seed}", seed=5))
+    (first, workers), (second, _) = seen
+    assert workers == "1" and first.keys() == second.keys()
+    for key in first:
+        torch.testing.assert_close(first[key], second[key], rtol=0, atol=0)
 
 
 # ------------------------------------------------------------------------------ the resume point
