@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from train_configs import fake_run_folder, tiny_config
 
+from torchlap.runs import RunError
 from torchlap.train import RunFolderError
-from torchlap.train.folder import prepare_folder
+from torchlap.train.folder import check_finished_run, prepare_folder
 
 #: the temp file of a writer killed mid-write (a process id above Linux's maximum: gone)
 STALE = ".model.safetensors.4194305.0123abcd.torchlap-tmp"
@@ -396,3 +397,53 @@ def test_a_checkpoints_link_leading_out_of_the_run_is_refused_before_anything_go
         with pytest.raises(RunFolderError, match=r"checkpoints is a link to .*disk, outside the"):
             prepare_folder(out, config, apply=apply)
     assert _listing(out) == before and _listing(disk) == kept
+
+
+# ---------------------------------------------------------- a finished run reused, a resume
+def test_a_finished_run_is_reused_only_with_its_settings_and_its_recorded_weights(
+    tmp_path: Path,
+) -> None:
+    record = {"model.safetensors": {"sha256": _sha(b"weights"), "previous": None}}
+    out = _run_folder(tmp_path / "run", record)
+    before = _listing(out)
+    check_finished_run(out, tiny_config(out))  # this run, its weights as recorded
+    with pytest.raises(
+        RunFolderError, match=r"holds a finished run made with other settings \(differing: \['seed'"
+    ):
+        check_finished_run(out, tiny_config(out, seed=7))
+    assert _listing(out) == before
+    (out / "model.safetensors").write_bytes(b"changed since")
+    with pytest.raises(RunError, match=r"model\.safetensors"):
+        check_finished_run(out, tiny_config(out))
+
+
+@pytest.mark.parametrize(
+    ("recorded", "given", "said"),
+    [
+        ({}, {"seed": 7}, r"\['seed'\]\); resume it with its own settings$"),
+        (
+            {"balanced_batches": False},
+            {},
+            r"\['balanced_batches'\]\); resume it with its own settings \(it trains with random "
+            r"batches: add --no-balanced-batches\)$",
+        ),
+        (
+            {"balanced_batches": False},
+            {"balanced_batches": False, "seed": 7},
+            r"\['seed'\]\); resume it with its own settings$",
+        ),
+        (
+            {"seed": 7},
+            {"balanced_batches": False},
+            r"\['balanced_batches', 'seed'\]\); resume it with its own settings$",
+        ),
+    ],
+)
+def test_a_resume_with_other_settings_names_them_and_the_flag_to_add(
+    tmp_path: Path, recorded: dict, given: dict, said: str
+) -> None:
+    out = _run_folder(tmp_path / "run", **recorded)
+    with pytest.raises(
+        RunFolderError, match=r"--resume: the run in .* settings \(differing: " + said
+    ):
+        prepare_folder(out, tiny_config(out, resume=True, **given), apply=False)
