@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -447,3 +448,37 @@ def test_a_resume_with_other_settings_names_them_and_the_flag_to_add(
         RunFolderError, match=r"--resume: the run in .* settings \(differing: " + said
     ):
         prepare_folder(out, tiny_config(out, resume=True, **given), apply=False)
+
+
+def test_resume_checks_only_the_checkpoint_it_resumes_from(tmp_path: Path) -> None:
+    """Of three phase checkpoints, the latest is the one resumed: a damaged earlier one (not
+    the first either) does not stop the resume."""
+    ok = _zip_bytes("ok")
+    record = {
+        f"checkpoints/phase{n}/last.ckpt": {"sha256": _sha(ok), "previous": None} for n in (1, 2, 3)
+    }
+    out = _run_folder(tmp_path / "run", record)
+    for n in (1, 3):
+        _checkpoint(out, f"phase{n}", ok)
+    _checkpoint(out, "phase2", b"damaged")
+    _resume(out)
+
+
+def test_overwrite_leaves_a_users_phase_like_folder_out_of_what_it_removes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``checkpoints/phase1-keep/last.ckpt`` is not at torchlap's naming: not a checkpoint the
+    record must vouch for, not removed, not named among the removed files."""
+    record = {"checkpoints/phase1/last.ckpt": {"sha256": _sha(b"one"), "previous": None}}
+    out = _run_folder(tmp_path / "run", record)
+    _checkpoint(out, "phase1", b"one")
+    _checkpoint(out, "phase1-keep", b"mine")
+    with caplog.at_level(logging.WARNING, logger="torchlap.train.folder"):
+        _overwrite(out)
+    assert _listing(out) == {
+        "checkpoints": "folder",
+        "checkpoints/phase1-keep": "folder",
+        "checkpoints/phase1-keep/last.ckpt": _sha(b"mine"),
+    }
+    (removal,) = [r.getMessage() for r in caplog.records if "replacing the run" in r.getMessage()]
+    assert "checkpoints/phase1/last.ckpt" in removal and "phase1-keep" not in removal
