@@ -464,21 +464,35 @@ def test_resume_checks_only_the_checkpoint_it_resumes_from(tmp_path: Path) -> No
     _resume(out)
 
 
-def test_overwrite_leaves_a_users_phase_like_folder_out_of_what_it_removes(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("integrity", ["unset", "recorded"])
+def test_overwrite_removes_and_names_torchlaps_checkpoints_and_names_what_it_keeps(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, integrity: str
 ) -> None:
-    """``checkpoints/phase1-keep/last.ckpt`` is not at torchlap's naming: not a checkpoint the
-    record must vouch for, not removed, not named among the removed files."""
+    """``checkpoints/phase1-keep/last.ckpt`` is not at torchlap's naming (not a checkpoint the
+    record must vouch for, not removed, not among the removed files), a phase folder without
+    a checkpoint holds only the user's file: both stay, and the log names them, in a run with
+    a record and in one from before it."""
     record = {"checkpoints/phase1/last.ckpt": {"sha256": _sha(b"one"), "previous": None}}
-    out = _run_folder(tmp_path / "run", record)
+    out = _run_folder(tmp_path / "run", record if integrity == "recorded" else "unset")
     _checkpoint(out, "phase1", b"one")
     _checkpoint(out, "phase1-keep", b"mine")
+    (out / "checkpoints" / "phase3").mkdir()
+    (out / "checkpoints" / "phase3" / "notes.txt").write_text("mine")
     with caplog.at_level(logging.WARNING, logger="torchlap.train.folder"):
         _overwrite(out)
     assert _listing(out) == {
         "checkpoints": "folder",
         "checkpoints/phase1-keep": "folder",
         "checkpoints/phase1-keep/last.ckpt": _sha(b"mine"),
+        "checkpoints/phase3": "folder",
+        "checkpoints/phase3/notes.txt": _sha(b"mine"),
     }
-    (removal,) = [r.getMessage() for r in caplog.records if "replacing the run" in r.getMessage()]
+    said = [r.getMessage() for r in caplog.records]
+    (removal,) = [m for m in said if "replacing the run" in m]
     assert "checkpoints/phase1/last.ckpt" in removal and "phase1-keep" not in removal
+    kept = [m for m in said if "in place" in m]
+    folder = out / "checkpoints"
+    assert kept == [
+        f"--overwrite: left {folder / 'phase1-keep' / 'last.ckpt'}, "
+        f"{folder / 'phase3' / 'notes.txt'} in place (torchlap did not write them)"
+    ]
