@@ -26,7 +26,7 @@ import torchlap.train.run as run
 from torchlap.data import load_dataset
 from torchlap.train import PhaseConfig, RunFolderError, fit
 from torchlap.train.checkpoint import AtomicCheckpoint
-from torchlap.train.folder import run_config_written
+from torchlap.train.folder import mark_run_config, run_config_written
 
 
 def _sha(data: bytes) -> str:
@@ -149,6 +149,36 @@ def test_a_folder_of_other_files_is_refused_before_the_data_is_loaded(
     with pytest.raises(RunFolderError, match=r"--resume: .* holds no run \(no config\.json\)"):
         fit(tiny_config(tmp_path / "nothing", resume=True))
     assert (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": 0}, r"epochs \(--epochs\) must be an int from 1 to 100000, got 0"),
+        ({"seed": -1}, r"seed must be an int from 0 to 4294967295, got -1"),
+    ],
+)
+def test_bad_settings_are_refused_before_the_folder_and_the_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changes: dict, message: str
+) -> None:
+    _no_data(monkeypatch)
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=message):
+        fit(tiny_config(out, **changes))
+    assert not out.exists()
+    with pytest.raises(TypeError, match=r"fit expects a TrainConfig, got dict"):
+        fit(tiny_config(out).to_dict())  # type: ignore[arg-type]
+
+
+def test_a_fit_forgets_the_config_json_an_earlier_fit_wrote(tmp_path, monkeypatch) -> None:
+    """The log of ``torchlap train`` opens in a folder once this fit wrote its config.json: a
+    mark left by an earlier fit must not open it for a run refused before writing."""
+    _no_data(monkeypatch)
+    out = fake_run_folder(tmp_path / "run")
+    mark_run_config(out)  # an earlier fit of this process wrote it
+    with pytest.raises(RunFolderError, match=r"already holds this run"):
+        fit(tiny_config(out))
+    assert not run_config_written(out)
 
 
 def test_the_check_before_the_data_removes_nothing(tmp_path: Path, monkeypatch) -> None:
