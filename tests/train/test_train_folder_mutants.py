@@ -18,7 +18,7 @@ from train_configs import fake_run_folder, tiny_config
 
 from torchlap.runs import RunError
 from torchlap.train import RunFolderError
-from torchlap.train.folder import check_finished_run, prepare_folder
+from torchlap.train.folder import check_finished_run, prepare_folder, save_weights
 
 #: the temp file of a writer killed mid-write (a process id above Linux's maximum: gone)
 STALE = ".model.safetensors.4194305.0123abcd.torchlap-tmp"
@@ -496,3 +496,17 @@ def test_overwrite_removes_and_names_torchlaps_checkpoints_and_names_what_it_kee
         f"--overwrite: left {folder / 'phase1-keep' / 'last.ckpt'}, "
         f"{folder / 'phase3' / 'notes.txt'} in place (torchlap did not write them)"
     ]
+
+
+def test_save_weights_records_their_sha256_in_the_run_they_are_written_to(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    out = _run_folder(tmp_path / "run", {})
+    path = out / "model.safetensors"
+    digest = save_weights(path, {"w": torch.ones(2)}, {"format": "torchlap-run"}, run_dir=out)
+    assert digest == _sha(path.read_bytes()) and load_file(str(path))["w"].tolist() == [1.0, 1.0]
+    integrity = json.loads((out / "config.json").read_text())["integrity"]
+    assert integrity["model.safetensors"]["sha256"] == digest
+    other = tmp_path / "other.safetensors"  # no run folder: written, recorded nowhere
+    assert save_weights(other, {"w": torch.zeros(1)}, {}) == _sha(other.read_bytes())
