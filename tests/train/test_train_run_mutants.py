@@ -18,8 +18,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import pytest
 import torch
+from safetensors.torch import load_file
 from train_configs import fake_run_folder, tiny_config
 
 import torchlap.train.run as run
@@ -499,3 +501,41 @@ def test_metrics_json_is_running_until_the_test_and_then_names_the_kept_epoch(tm
     other = tmp_path / "other.json"
     run._metrics_writer(other, ["a", "b"], enabled=False)(history)  # not rank zero
     assert not other.exists()
+
+
+# ------------------------------------------------------------------- the epoch a run keeps
+class _WorseSecondEpoch(L.Callback):
+    """Keeps the weights validated after epoch 1; before epoch 2's validation, makes the
+    classifier predict class 0 for everything with certainty (a cross-entropy of about 100
+    per image of class 1), so that epoch 1 is the best."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, torch.Tensor] = {}
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if trainer.current_epoch == 0:
+            self.first = {k: v.clone() for k, v in pl_module.model.state_dict().items()}
+        else:
+            last = [m for m in pl_module.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+            with torch.no_grad():
+                last.weight.zero_()
+                last.bias.copy_(torch.tensor([100.0, -100.0]))
+
+
+def test_a_run_saves_and_tests_the_kept_epochs_weights_not_the_last(tmp_path: Path) -> None:
+    """Paper 000, appendix: "We selected the model related to the epoch with the best
+    performance on validation data as the final model"; Lightning's pytree warning is not
+    passed on (fit and test)."""
+    callback = _WorseSecondEpoch()
+    config = tiny_config(tmp_path / "run", epochs=2, select_metric="cross_entropy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fit(config, callbacks=[callback])
+    assert not [w for w in caught if "LeafSpec" in str(w.message)]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["selected_epoch"]["global_epoch"] == 1
+    assert metrics["epochs"][1]["val"]["loss_cross_entropy"] > 10  # (the worse epoch)
+    saved = load_file(str(out / "model.safetensors"))
+    assert saved.keys() == callback.first.keys()
+    for key, value in callback.first.items():
+        torch.testing.assert_close(saved[key], value, rtol=0, atol=0)
