@@ -229,6 +229,22 @@ def test_a_normalization_not_of_the_datas_channels_is_refused(tmp_path, monkeypa
     assert not out.exists()
 
 
+def test_per_head_hidden_channels_need_more_than_one_head(tmp_path, monkeypatch) -> None:
+    """Two classes give one concept head by default: per-head hidden channels are then the
+    shared ones, refused before the folder; with two heads (``n_concepts``) the model is built."""
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"--head-hidden per_head .* one head \(2 classes, n_c"):
+        fit(tiny_config(out, lap="auto", head_hidden="per_head"))
+    assert not out.exists()
+
+    def built(*args: Any) -> None:
+        raise _StopError
+
+    monkeypatch.setattr(run, "build_for_training", built)
+    with pytest.raises(_StopError):  # past the check: the model is being built
+        fit(tiny_config(out, lap="auto", head_hidden="per_head", n_concepts=2))
+
+
 def test_one_training_sample_goes_through_the_model_alone() -> None:
     """The check before the run takes two samples, or the one a training split has."""
     train = load_dataset("lesions", split="train", image_size=32, n_images=40, seed=0)
