@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
 import pytest
 from train_configs import fake_run_folder, tiny_config
 
+from torchlap.runs import RunError
 from torchlap.train import RunFolderError
-from torchlap.train.folder import prepare_folder
+from torchlap.train.folder import check_finished_run, prepare_folder, save_weights
 
 #: the temp file of a writer killed mid-write (a process id above Linux's maximum: gone)
 STALE = ".model.safetensors.4194305.0123abcd.torchlap-tmp"
@@ -376,3 +378,135 @@ def test_a_folder_holding_only_a_killed_runs_temp_file_takes_the_run(
         with pytest.raises(RunFolderError, match=r"not empty and holds no torchlap run"):
             prepare_folder(out, config, apply=apply)
     assert live.exists()
+
+
+@pytest.mark.parametrize("flag", ["", "overwrite"])
+def test_a_checkpoints_link_leading_out_of_the_run_is_refused_before_anything_goes(
+    tmp_path: Path, flag: str
+) -> None:
+    """A run's checkpoints are recorded by their path inside its folder: ``checkpoints`` a
+    link to a folder elsewhere is refused, by the dry check too, and nothing is removed on
+    either side of the link (a link to a folder inside the run is kept: test above)."""
+    out = _run_folder(tmp_path / "run")
+    disk = tmp_path / "disk"
+    (disk / "phase1").mkdir(parents=True)
+    (disk / "phase1" / "last.ckpt").write_bytes(b"ckpt")
+    (out / "checkpoints").symlink_to(disk)
+    before, kept = _listing(out), _listing(disk)
+    config = tiny_config(out, **({flag: True} if flag else {}))
+    for apply in (False, True):
+        with pytest.raises(RunFolderError, match=r"checkpoints is a link to .*disk, outside the"):
+            prepare_folder(out, config, apply=apply)
+    assert _listing(out) == before and _listing(disk) == kept
+
+
+# ---------------------------------------------------------- a finished run reused, a resume
+def test_a_finished_run_is_reused_only_with_its_settings_and_its_recorded_weights(
+    tmp_path: Path,
+) -> None:
+    record = {"model.safetensors": {"sha256": _sha(b"weights"), "previous": None}}
+    out = _run_folder(tmp_path / "run", record)
+    before = _listing(out)
+    check_finished_run(out, tiny_config(out))  # this run, its weights as recorded
+    with pytest.raises(
+        RunFolderError, match=r"holds a finished run made with other settings \(differing: \['seed'"
+    ):
+        check_finished_run(out, tiny_config(out, seed=7))
+    assert _listing(out) == before
+    (out / "model.safetensors").write_bytes(b"changed since")
+    with pytest.raises(RunError, match=r"model\.safetensors"):
+        check_finished_run(out, tiny_config(out))
+
+
+@pytest.mark.parametrize(
+    ("recorded", "given", "said"),
+    [
+        ({}, {"seed": 7}, r"\['seed'\]\); resume it with its own settings$"),
+        (
+            {"balanced_batches": False},
+            {},
+            r"\['balanced_batches'\]\); resume it with its own settings \(it trains with random "
+            r"batches: add --no-balanced-batches\)$",
+        ),
+        (
+            {"balanced_batches": False},
+            {"balanced_batches": False, "seed": 7},
+            r"\['seed'\]\); resume it with its own settings$",
+        ),
+        (
+            {"seed": 7},
+            {"balanced_batches": False},
+            r"\['balanced_batches', 'seed'\]\); resume it with its own settings$",
+        ),
+    ],
+)
+def test_a_resume_with_other_settings_names_them_and_the_flag_to_add(
+    tmp_path: Path, recorded: dict, given: dict, said: str
+) -> None:
+    out = _run_folder(tmp_path / "run", **recorded)
+    with pytest.raises(
+        RunFolderError, match=r"--resume: the run in .* settings \(differing: " + said
+    ):
+        prepare_folder(out, tiny_config(out, resume=True, **given), apply=False)
+
+
+def test_resume_checks_only_the_checkpoint_it_resumes_from(tmp_path: Path) -> None:
+    """Of three phase checkpoints, the latest is the one resumed: a damaged earlier one (not
+    the first either) does not stop the resume."""
+    ok = _zip_bytes("ok")
+    record = {
+        f"checkpoints/phase{n}/last.ckpt": {"sha256": _sha(ok), "previous": None} for n in (1, 2, 3)
+    }
+    out = _run_folder(tmp_path / "run", record)
+    for n in (1, 3):
+        _checkpoint(out, f"phase{n}", ok)
+    _checkpoint(out, "phase2", b"damaged")
+    _resume(out)
+
+
+@pytest.mark.parametrize("integrity", ["unset", "recorded"])
+def test_overwrite_removes_and_names_torchlaps_checkpoints_and_names_what_it_keeps(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, integrity: str
+) -> None:
+    """``checkpoints/phase1-keep/last.ckpt`` is not at torchlap's naming (not a checkpoint the
+    record must vouch for, not removed, not among the removed files), a phase folder without
+    a checkpoint holds only the user's file: both stay, and the log names them, in a run with
+    a record and in one from before it."""
+    record = {"checkpoints/phase1/last.ckpt": {"sha256": _sha(b"one"), "previous": None}}
+    out = _run_folder(tmp_path / "run", record if integrity == "recorded" else "unset")
+    _checkpoint(out, "phase1", b"one")
+    _checkpoint(out, "phase1-keep", b"mine")
+    (out / "checkpoints" / "phase3").mkdir()
+    (out / "checkpoints" / "phase3" / "notes.txt").write_text("mine")
+    with caplog.at_level(logging.WARNING, logger="torchlap.train.folder"):
+        _overwrite(out)
+    assert _listing(out) == {
+        "checkpoints": "folder",
+        "checkpoints/phase1-keep": "folder",
+        "checkpoints/phase1-keep/last.ckpt": _sha(b"mine"),
+        "checkpoints/phase3": "folder",
+        "checkpoints/phase3/notes.txt": _sha(b"mine"),
+    }
+    said = [r.getMessage() for r in caplog.records]
+    (removal,) = [m for m in said if "replacing the run" in m]
+    assert "checkpoints/phase1/last.ckpt" in removal and "phase1-keep" not in removal
+    kept = [m for m in said if "in place" in m]
+    folder = out / "checkpoints"
+    assert kept == [
+        f"--overwrite: left {folder / 'phase1-keep' / 'last.ckpt'}, "
+        f"{folder / 'phase3' / 'notes.txt'} in place (torchlap did not write them)"
+    ]
+
+
+def test_save_weights_records_their_sha256_in_the_run_they_are_written_to(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    out = _run_folder(tmp_path / "run", {})
+    path = out / "model.safetensors"
+    digest = save_weights(path, {"w": torch.ones(2)}, {"format": "torchlap-run"}, run_dir=out)
+    assert digest == _sha(path.read_bytes()) and load_file(str(path))["w"].tolist() == [1.0, 1.0]
+    integrity = json.loads((out / "config.json").read_text())["integrity"]
+    assert integrity["model.safetensors"]["sha256"] == digest
+    other = tmp_path / "other.safetensors"  # no run folder: written, recorded nowhere
+    assert save_weights(other, {"w": torch.zeros(1)}, {}) == _sha(other.read_bytes())
