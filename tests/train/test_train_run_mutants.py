@@ -503,19 +503,20 @@ def test_lightnings_pytree_warning_is_dropped_and_no_other() -> None:
 # ------------------------------------------------------------------------------ metrics.json
 def test_metrics_json_is_running_until_the_test_and_then_names_the_kept_epoch(tmp_path) -> None:
     path = tmp_path / "metrics.json"
-    write = run._metrics_writer(path, ["a", "b"], enabled=True)
+    environment = {"threads": 3}
+    write = run._metrics_writer(path, ["a", "b"], enabled=True, environment=environment)
     history = [{"phase": 1, "epoch": 1}]
     write(history, None, {"global_epoch": 1})
     assert json.loads(path.read_text()) == {
         "status": "running", "classes": ["a", "b"], "epochs": history, "selected_epoch": None,
-        "test": None,
+        "test": None, "environment": environment,
     }  # fmt: skip
     write(history, {"accuracy": 0.5}, {"global_epoch": 1})
     written = json.loads(path.read_text())
     assert written["status"] == "finished" and written["selected_epoch"] == {"global_epoch": 1}
     assert written["test"] == {"accuracy": 0.5}
     other = tmp_path / "other.json"
-    run._metrics_writer(other, ["a", "b"], enabled=False)(history)  # not rank zero
+    run._metrics_writer(other, ["a", "b"], enabled=False, environment=environment)(history)
     assert not other.exists()
 
 
