@@ -6,10 +6,9 @@ the layers sees one image."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
+from test_explainers_contract import vanilla_cnn
 from torch import Tensor, nn
 
 from torchlap.explainers import (
@@ -22,22 +21,6 @@ from torchlap.explainers import (
     registered,
     table_order,
 )
-from torchlap.explainers.exclusive import model_lock
-
-
-def _cnn(num_classes: int = 3) -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.BatchNorm2d(4),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
-        nn.Conv2d(4, 4, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, num_classes),
-    )
 
 
 def _hook_count(model: nn.Module) -> int:
@@ -146,7 +129,7 @@ def test_table_order_puts_unranked_and_unknown_names_last_in_the_order_given() -
 
 
 def test_nested_contexts_keep_the_model_switched_until_the_outermost_exit() -> None:
-    model = _cnn().train()
+    model = vanilla_cnn().train()
     before = _state(model)
     explainer = GradCam(model)
     images = torch.rand(2, 3, 8, 8)
@@ -161,20 +144,20 @@ def test_nested_contexts_keep_the_model_switched_until_the_outermost_exit() -> N
 
 
 def test_hooks_added_inside_the_context_come_off_at_its_end() -> None:
-    model = _cnn()
+    model = vanilla_cnn()
     explainer = GradCam(model)
     with explainer:
         capture = explainer.capture("2")
         explainer.add_hook(model[4].register_forward_hook(lambda *args: None))
         model(torch.rand(1, 3, 8, 8))
-        assert capture.get().shape == (1, 4, 8, 8)
+        assert capture.get().shape == (1, 8, 8, 8)
         assert _hook_count(model) == 2
     assert _hook_count(model) == 0
 
 
 def test_a_calls_hooks_come_off_when_the_call_ends() -> None:
     """Inside one ``with`` block, each call counts its own passes only."""
-    model = _cnn()
+    model = vanilla_cnn()
     explainer = GradCam(model)
     images = torch.rand(2, 3, 8, 8)
     explainer.check_layers(images)  # the one-image probe, cached: not counted below
@@ -186,31 +169,6 @@ def test_a_calls_hooks_come_off_when_the_call_ends() -> None:
         assert explainer.last_stats == first
     # Grad-CAM: one forward and one backward pass per image
     assert first == {"forwards_per_image": 1.0, "backwards_per_image": 1.0}
-
-
-def _free_elsewhere(model: nn.Module) -> bool:
-    got: list[bool] = []
-    lock = model_lock(model)
-
-    def take() -> None:
-        got.append(lock.acquire(timeout=2))
-        if got[-1]:
-            lock.release()
-
-    thread = threading.Thread(target=take)
-    thread.start()
-    thread.join()
-    return got == [True]
-
-
-def test_the_models_lock_is_free_after_a_call_and_after_a_failing_one() -> None:
-    model = _cnn()
-    explainer = GradCam(model)
-    explainer(torch.rand(1, 3, 8, 8))
-    assert _free_elsewhere(model)
-    with pytest.raises(ValueError):
-        explainer(torch.rand(1, 3, 8, 8), 5)
-    assert _free_elsewhere(model)
 
 
 class _Shaped(Explainer):
@@ -232,26 +190,30 @@ class _Shaped(Explainer):
 )
 def test_raw_refuses_maps_that_are_not_one_per_image(result: object, shape: str) -> None:
     with pytest.raises(RuntimeError, match=rf"_Shaped returned {shape}, expected \(B, h, w\)"):
-        _Shaped(_cnn(), result).raw(torch.rand(2, 3, 8, 8))
-    assert _Shaped(_cnn(), torch.zeros(2, 4, 4)).raw(torch.rand(2, 3, 8, 8)).shape == (2, 4, 4)
+        _Shaped(vanilla_cnn(), result).raw(torch.rand(2, 3, 8, 8))
+    assert _Shaped(vanilla_cnn(), torch.zeros(2, 4, 4)).raw(torch.rand(2, 3, 8, 8)).shape == (
+        2,
+        4,
+        4,
+    )
 
 
 def test_maps_that_are_no_tensor_are_named() -> None:
     """Before: AttributeError "'list' object has no attribute 'detach'" from inside ``run``."""
     with pytest.raises(RuntimeError, match=r"_Shaped returned list, expected a tensor"):
-        _Shaped(_cnn(), [[0.0]]).raw(torch.rand(2, 3, 8, 8))
+        _Shaped(vanilla_cnn(), [[0.0]]).raw(torch.rand(2, 3, 8, 8))
 
 
 def test_the_base_class_explains_nothing() -> None:
     with pytest.raises(NotImplementedError):
-        Explainer(_cnn())(torch.rand(1, 3, 8, 8))
+        Explainer(vanilla_cnn())(torch.rand(1, 3, 8, 8))
 
 
 # ------------------------------------------------------------------ targets, rows and layers
 
 
 def test_resolve_target_refuses_classes_outside_the_logits_at_both_ends() -> None:
-    explainer = _Mean(_cnn())
+    explainer = _Mean(vanilla_cnn())
     logits = torch.zeros(2, 3)
     for target in ([0, 3], [3, 0], [-1, 1], [1, -1]):
         with pytest.raises(ValueError, match=r"target classes must lie in \[0, 3\) for this"):
@@ -268,11 +230,11 @@ def test_resolve_target_refuses_a_row_with_one_non_finite_logit(target: Tensor |
     logits = torch.tensor([[0.0, 1.0, 2.0], [0.0, float("nan"), 2.0], [0.0, 1.0, 2.0]])
     with pytest.raises(ValueError, match=r"_Mean: the model returns NaN or infinite logits for "
                        r"images \[1\] \(batch indices\)"):  # fmt: skip
-        _Mean(_cnn()).resolve_target(target, logits)
+        _Mean(vanilla_cnn()).resolve_target(target, logits)
 
 
 def test_check_finite_rows_looks_at_every_value_of_a_row() -> None:
-    explainer = _Mean(_cnn())
+    explainer = _Mean(vanilla_cnn())
     values = torch.zeros(3, 2, 2)
     explainer.check_finite_rows(values)
     values[2, 1, 0] = float("inf")
@@ -285,14 +247,14 @@ def test_check_finite_rows_looks_at_every_value_of_a_row() -> None:
 def test_a_layer_without_a_feature_map_output_is_refused_naming_the_default() -> None:
     with pytest.raises(
         ValueError,
-        match=r"layer '7' outputs shape \(B, 4\); GradCam explains a layer with a \(B, C, h, w\) "
+        match=r"layer '8' outputs shape \(B, 16\); GradCam explains a layer with a \(B, C, h, w\) "
         r"output \(the default here: '5'\)",
     ):
-        GradCam(_cnn(), layer="7")(torch.rand(1, 3, 8, 8))
+        GradCam(vanilla_cnn(), layer="8")(torch.rand(1, 3, 8, 8))
 
 
 def test_the_layer_check_probes_one_image() -> None:
-    model = _cnn()
+    model = vanilla_cnn()
     batches: list[int] = []
     model.register_forward_pre_hook(lambda module, args: batches.append(len(args[0])))
     explainer = GradCam(model, layer="4")

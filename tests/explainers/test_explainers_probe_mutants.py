@@ -31,6 +31,13 @@ def _conv(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, padding=1)
 
 
+def _net(*layers: nn.Module, channels: int = 4) -> nn.Sequential:
+    """``layers``, then the global pool and a linear classifier of 3 classes."""
+    torch.manual_seed(0)
+    head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 3)]
+    return nn.Sequential(*layers, *head)
+
+
 def test_a_convolution_feeding_a_pool_directly_ends_its_block() -> None:
     """No ReLU between: the convolution itself is the block's last layer (the model's first
     one too), and a pooled output flattened next ends no block but is the CAM layer."""
@@ -47,15 +54,7 @@ def test_a_convolution_feeding_a_pool_directly_ends_its_block() -> None:
 
 
 def test_a_convolution_feeding_the_global_pool_is_the_cam_layer() -> None:
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        _conv(3, 4),
-        nn.MaxPool2d(2),
-        _conv(4, 4),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, 3),
-    )
+    model = _net(_conv(3, 4), nn.MaxPool2d(2), _conv(4, 4))
     images = torch.rand(1, 3, 16, 16)
     probe = _probe(model, images)
     assert probe.cam_layer == "2"
@@ -64,34 +63,14 @@ def test_a_convolution_feeding_the_global_pool_is_the_cam_layer() -> None:
 
 def test_a_pool_halving_the_pixels_exactly_is_a_down_sampling() -> None:
     """``MaxPool2d((2, 1))`` keeps half the pixels: "at most half" includes it."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        _conv(3, 4),
-        nn.ReLU(),
-        nn.MaxPool2d((2, 1)),
-        _conv(4, 4),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, 3),
-    )
+    model = _net(_conv(3, 4), nn.ReLU(), nn.MaxPool2d((2, 1)), _conv(4, 4), nn.ReLU())
     images = torch.rand(1, 3, 8, 8)
     assert _probe(model, images).block_layers == reference_blocks(model, images) == ["1", "4"]
 
 
 def test_feature_maps_one_pixel_high_are_feature_maps() -> None:
     """A 1x2 map has 2 pixels (more than one): a feature map, and the global pool's input."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        _conv(3, 4),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        _conv(4, 4),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, 3),
-    )
+    model = _net(_conv(3, 4), nn.ReLU(), nn.MaxPool2d(2), _conv(4, 4), nn.ReLU())
     images = torch.rand(1, 3, 2, 4)  # 1x2 maps after the pool
     probe = _probe(model, images)
     assert probe.cam_layer == "4"
@@ -100,10 +79,7 @@ def test_feature_maps_one_pixel_high_are_feature_maps() -> None:
 
 
 def test_one_pixel_images_have_no_feature_layer() -> None:
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
-    )
+    model = _net(nn.Conv2d(3, 4, 1), nn.ReLU())
     images = torch.rand(2, 3, 1, 1)
     probe = _probe(model, images)
     assert probe.cam_layer is None and probe.block_layers == []
@@ -124,15 +100,7 @@ class _FunctionalConv(nn.Module):
 
 def test_without_recorded_convolutions_every_block_end_is_kept() -> None:
     """The first module ran first (index 0): it still ends the first block."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        _FunctionalConv(3, 4),
-        nn.MaxPool2d(2),
-        _FunctionalConv(4, 4),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(4, 3),
-    )
+    model = _net(_FunctionalConv(3, 4), nn.MaxPool2d(2), _FunctionalConv(4, 4))
     probe = _probe(model, torch.rand(1, 3, 16, 16))
     assert probe.block_layers == ["0", "2"] and probe.cam_layer == "2"
 
@@ -140,18 +108,8 @@ def test_without_recorded_convolutions_every_block_end_is_kept() -> None:
 def test_a_squeeze_and_excitation_pool_is_not_the_global_pool() -> None:
     """The gate's pool to 1x1 (EfficientNet's, MobileNetV3's) ends no block: only the last
     pool to 1x1 is the model's global pool."""
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        _conv(3, 8),
-        nn.ReLU(),
-        SqueezeExcitation(8, 4),
-        nn.MaxPool2d(2),
-        _conv(8, 8),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 3),
-    )
+    gate = SqueezeExcitation(8, 4)
+    model = _net(_conv(3, 8), nn.ReLU(), gate, nn.MaxPool2d(2), _conv(8, 8), nn.ReLU(), channels=8)
     images = torch.rand(1, 3, 16, 16)
     probe = _probe(model, images)
     assert probe.block_layers == reference_blocks(model, images) == ["2", "5"]
