@@ -61,9 +61,10 @@ def test_a_convolution_feeding_the_global_pool_is_the_cam_layer() -> None:
     assert probe.block_layers == reference_blocks(model, images) == ["0", "2"]
 
 
-def test_a_pool_halving_the_pixels_exactly_is_a_down_sampling() -> None:
-    """``MaxPool2d((2, 1))`` keeps half the pixels: "at most half" includes it."""
-    model = _net(_conv(3, 4), nn.ReLU(), nn.MaxPool2d((2, 1)), _conv(4, 4), nn.ReLU())
+@pytest.mark.parametrize("kernel", [(2, 1), (1, 2)])
+def test_a_pool_halving_the_pixels_exactly_is_a_down_sampling(kernel: tuple[int, int]) -> None:
+    """Halving the height or the width keeps half the pixels: "at most half" includes it."""
+    model = _net(_conv(3, 4), nn.ReLU(), nn.MaxPool2d(kernel), _conv(4, 4), nn.ReLU())
     images = torch.rand(1, 3, 8, 8)
     assert _probe(model, images).block_layers == reference_blocks(model, images) == ["1", "4"]
 
@@ -236,3 +237,28 @@ def test_an_explained_layer_changed_in_place_by_the_forward_is_refused(explainer
     torch.manual_seed(0)
     with pytest.raises(ValueError, match=r"output of layer 'conv' was modified in place"):
         explainer(_AddsInPlace().eval(), layer="conv")(torch.rand(1, 3, 8, 8), 0)
+
+
+class _Reduction(nn.Module):
+    """Inception's Mixed_6a in small: a 1x1 then a strided 3x3 convolution beside a strided
+    max pool, concatenated (a down-sampling block with a branch at its input resolution)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.branch = nn.Sequential(
+            nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, channels, 3, 2, 1)
+        )
+        self.pool = nn.MaxPool2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch(x), self.pool(x)], 1)
+
+
+def test_a_branch_inside_a_reduction_block_ends_no_block() -> None:
+    """The branch's ReLU feeds the strided convolution at the block's input resolution: the
+    block's input ends the block before it, not the branch."""
+    model = _net(_conv(3, 4), nn.ReLU(), _Reduction(4), _conv(8, 4), nn.ReLU())
+    images = torch.rand(1, 3, 16, 16)
+    probe = _probe(model, images)
+    assert probe.block_layers == reference_blocks(model, images) == ["1", "4"]
+    assert probe.cam_layer == "4"
