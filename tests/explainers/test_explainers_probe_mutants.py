@@ -32,8 +32,8 @@ def _conv(cin: int, cout: int) -> nn.Conv2d:
 
 
 def _net(*layers: nn.Module, channels: int = 4) -> nn.Sequential:
-    """``layers``, then the global pool and a linear classifier of 3 classes."""
-    torch.manual_seed(0)
+    """``layers``, then the global pool and a linear classifier of 3 classes (the probe reads
+    shapes only: no seed needed)."""
     head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 3)]
     return nn.Sequential(*layers, *head)
 
@@ -262,3 +262,28 @@ def test_a_branch_inside_a_reduction_block_ends_no_block() -> None:
     probe = _probe(model, images)
     assert probe.block_layers == reference_blocks(model, images) == ["1", "4"]
     assert probe.cam_layer == "4"
+
+
+def test_a_strided_convolution_keeping_every_value_is_a_down_sampling() -> None:
+    """4 to 16 channels at half the side: as many values as its input, but no reordering of
+    them (as ConvNeXt's ``Permute`` is): the pixels shrink, a block ends before it."""
+    strided = nn.Conv2d(4, 16, 3, stride=2, padding=1)
+    model = _net(_conv(3, 4), nn.ReLU(), strided, nn.ReLU(), channels=16)
+    images = torch.rand(1, 3, 8, 8)
+    assert _probe(model, images).block_layers == reference_blocks(model, images) == ["1", "3"]
+
+
+def test_a_stage_of_a_convolution_and_a_pool_ends_at_its_convolution() -> None:
+    """VGG-like stages without an activation: the convolution inside the stage feeds its pool
+    (the stage ends with the pool after a convolution of its own)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Sequential(_conv(3, 4), nn.MaxPool2d(2)),
+        nn.Sequential(_conv(4, 4), nn.MaxPool2d(2)),
+        nn.Flatten(),
+        nn.Linear(64, 3),
+    )
+    images = torch.rand(1, 3, 16, 16)
+    probe = _probe(model, images)
+    assert probe.block_layers == reference_blocks(model, images) == ["0.0", "1.0"]
+    assert probe.cam_layer == "1"
