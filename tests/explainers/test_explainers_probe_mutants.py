@@ -107,14 +107,15 @@ def test_without_recorded_convolutions_every_block_end_is_kept() -> None:
 
 
 def test_a_squeeze_and_excitation_pool_is_not_the_global_pool() -> None:
-    """The gate's pool to 1x1 (EfficientNet's, MobileNetV3's) ends no block: only the last
-    pool to 1x1 is the model's global pool."""
-    gate = SqueezeExcitation(8, 4)
-    model = _net(_conv(3, 8), nn.ReLU(), gate, nn.MaxPool2d(2), _conv(8, 8), nn.ReLU(), channels=8)
+    """The gates' pools to 1x1 (EfficientNet's, MobileNetV3's; one in each block) end no
+    block: only the last pool to 1x1 is the model's global pool."""
+    first, second = SqueezeExcitation(8, 4), SqueezeExcitation(8, 4)
+    layers = [_conv(3, 8), nn.ReLU(), first, nn.MaxPool2d(2), _conv(8, 8), nn.ReLU(), second]
+    model = _net(*layers, channels=8)
     images = torch.rand(1, 3, 16, 16)
     probe = _probe(model, images)
-    assert probe.block_layers == reference_blocks(model, images) == ["2", "5"]
-    assert probe.cam_layer == "5"
+    assert probe.block_layers == reference_blocks(model, images) == ["2", "6"]
+    assert probe.cam_layer == "6"
 
 
 def test_an_identity_after_the_last_layer_is_not_named() -> None:
@@ -287,3 +288,44 @@ def test_a_stage_of_a_convolution_and_a_pool_ends_at_its_convolution() -> None:
     probe = _probe(model, images)
     assert probe.block_layers == reference_blocks(model, images) == ["0.0", "1.0"]
     assert probe.cam_layer == "1"
+
+
+def test_stages_ending_with_a_strided_convolution_end_before_it() -> None:
+    """The stage's strided convolution is its reduction; the stage container's own input (the
+    previous stage's output) ends no block of its own."""
+    model = _net(
+        nn.Sequential(_conv(3, 4), nn.ReLU(), nn.Conv2d(4, 4, 3, 2, 1)),
+        nn.Sequential(_conv(4, 4), nn.ReLU(), nn.Conv2d(4, 4, 3, 2, 1)),
+        nn.Sequential(_conv(4, 4), nn.ReLU()),
+    )
+    images = torch.rand(1, 3, 16, 16)
+    assert _probe(model, images).block_layers == reference_blocks(model, images)
+    assert reference_blocks(model, images) == ["0.1", "1.1", "2"]
+
+
+def test_without_a_global_pool_the_last_feature_map_is_the_cam_layer() -> None:
+    """The last pool gives 1x2 maps, flattened next: no pool to 1x1, so the pooled maps (more
+    than one pixel) are the CAM layer, not the pool's input."""
+    model = nn.Sequential(_conv(3, 4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3))
+    assert _probe(model, torch.rand(1, 3, 2, 4)).cam_layer == "2"
+
+
+class _AuxHead(nn.Module):
+    """A second head on the feature maps, computed after the global pool (its maps are the
+    last spatial output of the pass, though they feed no logit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv(3, 4), nn.ReLU())
+        self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(4, 3)
+        self.aux = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.body(x)
+        logits = self.fc(self.pool(features).flatten(1))
+        self.aux_maps = self.aux(features)
+        return logits
+
+
+def test_the_cam_layer_is_the_global_pools_input_not_the_last_feature_map() -> None:
+    assert _probe(_AuxHead(), torch.rand(1, 3, 8, 8)).cam_layer == "body"
