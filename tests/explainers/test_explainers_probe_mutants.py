@@ -329,3 +329,31 @@ class _AuxHead(nn.Module):
 
 def test_the_cam_layer_is_the_global_pools_input_not_the_last_feature_map() -> None:
     assert _probe(_AuxHead(), torch.rand(1, 3, 8, 8)).cam_layer == "body"
+
+
+class _SharedAfterFunctional(nn.Module):
+    """One module applied after each convolution, to a tensor no module returned: a ReLU
+    after a functional scaling, or an eval-mode Dropout (it returns its input) after a
+    functional ReLU. No layer ran once where the shared module's call read its input."""
+
+    def __init__(self, shared: nn.Module) -> None:
+        super().__init__()
+        self.c1, self.c2, self.shared = _conv(3, 4), _conv(4, 4), shared
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in (self.c1, self.c2):
+            y = conv(x)
+            x = self.shared(y * 2.0 if isinstance(self.shared, nn.ReLU) else F.relu(y))
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("shared", [nn.ReLU(), nn.Dropout(0.5)])
+def test_a_shared_module_after_functional_ops_is_named_itself(shared: nn.Module) -> None:
+    """The probe ends (the Dropout's input is its own output: no earlier layer to take) and
+    names the shared module, which then is refused as running twice."""
+    model = _SharedAfterFunctional(shared).eval()
+    probe = probe_features(model, torch.rand(1, 3, 8, 8), [])
+    assert probe.cam_layer == "shared" and probe.calls["shared"] == 2
+    with pytest.raises(ValueError, match="'shared' runs 2 times"):
+        GradCam(model)(torch.rand(1, 3, 8, 8))
