@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_explainers_contract import vanilla_cnn
+from test_explainers_contract import lap_cnn, vanilla_cnn
 from torch import Tensor, nn
 
 from torchlap.explainers import (
@@ -264,3 +264,13 @@ def test_the_layer_check_probes_one_image() -> None:
     assert batches == [1]
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         explainer.check_layers(torch.rand(3, 8, 8))
+
+
+@pytest.mark.parametrize("method", ["guided_backprop", "deeplift", "rise", "lap"])
+def test_a_class_past_the_logits_is_refused_before_the_method_runs(method: str) -> None:
+    """Every method, also those that hand the target to captum or never read the logits:
+    the call's one-image target check names the range."""
+    model = lap_cnn(num_classes=3)
+    options = {"n_masks": 2} if method == "rise" else {}
+    with pytest.raises(ValueError, match=r"target classes must lie in \[0, 3\) for this model"):
+        get(method)(model, **options)(torch.rand(2, 3, 8, 8), 3)
