@@ -404,9 +404,9 @@ class Explainer:
 
     def raw(self, images: Tensor, target: TargetLike = None) -> Tensor:
         """Maps ``(B, h, w)`` at the resolution the method works at."""
-        maps = self.run(images, target, self._explain)
-        if not isinstance(maps, Tensor) or maps.dim() != 3 or maps.shape[0] != images.shape[0]:
-            shape = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
+        maps = self.run(images, target, self._explain)  # a tensor (run checks)
+        if maps.dim() != 3 or maps.shape[0] != images.shape[0]:
+            shape = tuple(maps.shape)
             raise RuntimeError(f"{type(self).__name__} returned {shape}, expected (B, h, w)")
         return maps
 
@@ -449,6 +449,9 @@ class Explainer:
                 "forwards_per_image": self._counts[0] / batch,
                 "backwards_per_image": self._counts[1] / batch,
             }
+        if not isinstance(result, Tensor):  # a subclass's bug, named (not "no .detach")
+            kind = type(result).__name__
+            raise RuntimeError(f"{type(self).__name__} returned {kind}, expected a tensor")
         dtype = images.dtype if images.is_floating_point() else torch.float32
         return result.detach().to(device=images.device, dtype=dtype)
 
