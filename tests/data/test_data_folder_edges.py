@@ -91,7 +91,7 @@ def test_box_sources_that_do_not_pair_with_the_boxes_are_refused(tmp_path: Path)
         ImageRecord("a0.png", "a", "train", boxes=[(0.0, 0.0, 2.0, 2.0)], box_sources=two_sources),
         ImageRecord("b0.png", "b", "train"),
     ]
-    message = r"^s: the record of image 'a0.png' has 1 boxes but 2 box_sources; .* one per box"
+    message = r"^a record: the record of image 'a0.png' has 1 boxes but 2 box_sources; .* one per"
     with pytest.raises(ValueError, match=message):
         AnnotatedFolder.from_records(root, records, source="s", has_regions=True)
 

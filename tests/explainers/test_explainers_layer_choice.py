@@ -61,6 +61,17 @@ def test_a_layer_that_is_1x1_at_this_image_size_is_refused_by_check_layers():
             explainer.check_layers(torch.rand(1, 3, 8, 8))
 
 
+@pytest.mark.parametrize("size", [(32, 8), (8, 32)])
+def test_a_layer_of_one_row_or_one_column_is_explained(size):
+    # only 1x1 maps are flat: a 4x1 or 1x4 layer (a tall or wide image) keeps 4 pixels to weigh
+    model = SmallCNN(3).eval()
+    images = torch.rand(1, 3, *size)
+    for explainer in (GradCam(model, layer="layer3"), Sise(model, layers=["layer3"])):
+        explainer.check_layers(images)
+    maps = GradCam(model, layer="layer3")(images)
+    assert maps.shape[-2:] == size and torch.isfinite(maps).all()
+
+
 def test_sise_refuses_repeated_layers_when_built():
     with pytest.raises(
         ValueError, match=r"layers lists \['layer1'\] more than once.*give distinct module names"

@@ -85,6 +85,19 @@ class ImageRecord:
     mask: str | None = None
     source: str = ""
 
+    def named_boxes(self) -> list[tuple[tuple[float, float, float, float], str]]:
+        """Each box with where it came from: ``box_sources``, or the record's ``source`` for
+        every box when it names none (a record built by hand); ValueError when ``box_sources``
+        does not pair with ``boxes``."""
+        if self.box_sources and len(self.box_sources) != len(self.boxes):
+            raise ValueError(
+                f"{self.source or 'a record'}: the record of image {self.image!r} has "
+                f"{len(self.boxes)} boxes but {len(self.box_sources)} box_sources; box_sources "
+                "names where each box came from: one per box, or none (the record's source is used)"
+            )
+        names = self.box_sources or [self.source or f"image {self.image}"] * len(self.boxes)
+        return list(zip(self.boxes, names, strict=True))
+
 
 def parse_number(value: str, column: str, where: str) -> float:
     """The CSV field ``value`` of ``column`` as a finite float, written plainly (ASCII digits:

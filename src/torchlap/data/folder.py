@@ -154,13 +154,8 @@ class AnnotatedFolder(RegionDataset):
         """
         check_folder_options(split=split, **options)  # the options of every path reach it
         dataset = cls.__new__(cls)
-        for record in records:
-            if record.box_sources and len(record.box_sources) != len(record.boxes):
-                raise ValueError(
-                    f"{source}: the record of image {record.image!r} has {len(record.boxes)} "
-                    f"boxes but {len(record.box_sources)} box_sources; box_sources names where "
-                    "each box came from: one per box, or none (the record's source is used)"
-                )
+        for record in records:  # box_sources that do not pair with the boxes: refused first
+            record.named_boxes()
         split_given = bool(records) and all(r.split is not None for r in records)
         if not split_given and any(r.split is not None for r in records):
             raise ValueError(f"{source}: either every image has a split or none has one")
@@ -395,11 +390,7 @@ class AnnotatedFolder(RegionDataset):
     ) -> None:
         """Boxes inside the image (never clipped) holding a pixel; mask of the same size and,
         with ``decode_mask``, not empty when the image has boxes."""
-        # a record built by hand may name no source per box: its own source stands for them
-        sources = record.box_sources or [record.source or f"image {record.image}"] * len(
-            record.boxes
-        )
-        for box, where in zip(record.boxes, sources, strict=True):
+        for box, where in record.named_boxes():
             x_min, y_min, x_max, y_max = box
             if x_min < 0 or y_min < 0 or x_max > width or y_max > height:
                 raise ValueError(
