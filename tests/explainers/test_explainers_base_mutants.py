@@ -274,3 +274,32 @@ def test_a_class_past_the_logits_is_refused_before_the_method_runs(method: str) 
     options = {"n_masks": 2} if method == "rise" else {}
     with pytest.raises(ValueError, match=r"target classes must lie in \[0, 3\) for this model"):
         get(method)(model, **options)(torch.rand(2, 3, 8, 8), 3)
+
+
+class _Output(nn.Module):
+    """A 'model' returning ``make(images)`` instead of logits."""
+
+    def __init__(self, make) -> None:
+        super().__init__()
+        self.make = make
+
+    def forward(self, images: Tensor):
+        return self.make(images)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda x: (x.flatten(1)[:, :2],), r"model must return logits .*tuple"),
+        (lambda x: x.flatten(1)[:, :2, None], r"\(2, 2, 1\)"),
+        (lambda x: x.flatten(1)[:, 0], r"\(2,\) for a batch of 2 image\(s\): one score per image"),
+    ],
+)
+def test_forward_refuses_an_output_that_is_no_logits(make, message: str) -> None:
+    # Explainer.forward is what every method calls for its logits: a tuple, a 3-D tensor or
+    # one score per image (the batch here is 2 images of 3 channels) are named, not used
+    explainer = _Mean(_Output(make))
+    with pytest.raises(TypeError, match=message):
+        explainer.forward(torch.rand(2, 3, 4, 4))
+    logits = _Mean(_Output(lambda x: x.flatten(1)[:, :2])).forward(torch.rand(2, 3, 4, 4))
+    assert logits.shape == (2, 2)
