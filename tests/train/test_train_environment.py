@@ -59,7 +59,7 @@ def test_environment_follows_the_thread_count_and_the_deterministic_flag() -> No
 
 
 def test_lap_pooling_path_off_the_cpu_is_pure_pytorch() -> None:
-    assert training_environment("cuda", "16-mixed")["lap_pooling"] == "pure PyTorch"
+    assert training_environment("cuda", "16-mixed")["lap_pooling"].startswith("pure PyTorch")
     assert training_environment("cuda", "16-mixed")["precision"] == "16-mixed"
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "kernel_status",
     "kernel_work_peak",
     "lap_kernels",
+    "pooling_path",
     "recorded_calls",
 ]
 
@@ -305,6 +306,13 @@ def kernel_status() -> str:
     if library is not None and hasattr(library, "lap_vector_bytes"):
         status += f" ({library.lap_vector_bytes()}-byte vectors)"
     return status
+
+
+def pooling_path(device_type: str) -> str:
+    """Which path LAP's windowed pooling takes on a device of type ``device_type`` (``"cpu"``,
+    ``"cuda"``, ...): :func:`kernel_status` on the CPU, pure PyTorch elsewhere (the compiled
+    kernels are CPU code)."""
+    return kernel_status() if device_type == "cpu" else "pure PyTorch (non-CPU device)"
 
 
 class _Recorder:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchlap._checks import check_device, check_distinct
-from torchlap._ext import kernel_status, lap_kernels, recorded_calls
+from torchlap._ext import lap_kernels, pooling_path, recorded_calls
 from torchlap.bench.common import MAX_BATCH, measure
 from torchlap.cli_style import listed_names
 from torchlap.layers.fused import BACKWARD_OUTPUT_ARGS, fused_layer_calls
@@ -427,7 +427,7 @@ def run_layer_command(device: str, scale: float, batches: str, rounds: int) -> s
     if rounds < 1:
         raise ValueError(f"--rounds must be >= 1, got {rounds}")
     dev = check_device(device, "--device")
-    path = kernel_status() if dev.type == "cpu" else "pure PyTorch (non-CPU device)"
+    path = pooling_path(dev.type)
     fused_before = sum(fused_layer_calls.values())
     rows = run_layer_benchmark(device=dev, scale=scale, batches=sizes, rounds=rounds)
     # the whole layer in one compiled call each way, or the per-op scorer and Eq. 4

@@ -21,7 +21,7 @@ import typer
 from torch import nn
 
 from torchlap._checks import check_device, check_distinct
-from torchlap._ext import kernel_status
+from torchlap._ext import pooling_path
 from torchlap.bench.common import MAX_BATCH, MAX_SIDE, keeps_rng_state
 from torchlap.cli_style import listed_names
 from torchlap.models.build import build_model
@@ -266,7 +266,7 @@ def register_model_bench(bench_app: object) -> None:
             raise typer.BadParameter(str(error)) from None
         typer.echo(
             f"device {device}; threads {torch.get_num_threads()}; LAP pooling path: "
-            f"{kernel_status() if torch.device(device).type == 'cpu' else 'pure PyTorch'}; "
+            f"{pooling_path(torch.device(device).type)}; "
             "LAP options: lapify defaults (1 concept, 8 hidden channels)"
         )
         typer.echo(format_model_rows(rows))

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from torchlap import __version__
-from torchlap._ext import kernel_status
+from torchlap._ext import pooling_path
 
 __all__ = ["training_environment"]
 
@@ -39,6 +39,6 @@ def training_environment(accelerator: str = "cpu", precision: str = "32-true") -
         "threads": torch.get_num_threads(),
         "accelerator": accelerator,
         "precision": precision,
-        "lap_pooling": kernel_status() if accelerator == "cpu" else "pure PyTorch",
+        "lap_pooling": pooling_path(accelerator),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
     }
