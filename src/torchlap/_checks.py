@@ -263,7 +263,9 @@ def check_device(value: object, name: str = "device") -> torch.device:
         backend = getattr(torch, device.type, None)
         available = getattr(backend, "is_available", None)
         if available is None or not available():
-            raise ValueError(f"{name} {value!r}: no {device.type} device is available here")
+            raise ValueError(
+                f"{name} {value!r}: no {device.type} device is available here; use 'cpu'"
+            )
     return device
 
 
