@@ -158,3 +158,16 @@ def test_other_errors_and_models_give_no_channel_message() -> None:
     assert channel_mismatch(nn.Linear(1, 1), images, complaint) is None  # no convolution
     fits = torch.zeros(2, 3, 5, 5)  # the first convolution takes these: about another one
     assert channel_mismatch(_two_convs(), fits, complaint) is None
+
+
+def test_inputs_on_the_meta_device_of_another_dtype_are_a_type_error() -> None:
+    """torch's autocast does not know the meta device (``torch.is_autocast_enabled("meta")``
+    raises); before, a meta input of another dtype got torch's "unknown device type for
+    autocast" RuntimeError instead of the dtype's refusal."""
+    block = Block().to("meta")
+    images = torch.zeros(1, 3, 3, 3, device="meta", dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"^Block has torch.float32 parameters but got a floating"):
+        check_feature_input(block, images, 3, block.weight)
+    split = nn.Sequential(nn.Conv2d(3, 2, 1), nn.Conv2d(2, 2, 1, device="meta"))
+    with pytest.raises(TypeError, match=r"^images are torch.float64 but the model's parameters"):
+        check_model_inputs(split, images)

@@ -330,9 +330,7 @@ def check_feature_input(
             f"pixels, got shape {tuple(shape)}"
         )
     floating = x.is_floating_point()  # autocast casts floats only
-    if not floating or (
-        x.dtype != parameter.dtype and not torch.is_autocast_enabled(x.device.type)
-    ):
+    if not floating or (x.dtype != parameter.dtype and not _autocast_on(x.device.type)):
         # not cast silently (as nn.Conv2d, which raises a less clear error)
         kind = "floating-point" if floating else "non-floating-point"
         raise TypeError(
@@ -371,7 +369,7 @@ def check_model_inputs(model: nn.Module, images: Tensor) -> None:
                 f"images are on {images.device} but the model's parameters are on {device}: "
                 f"move them with images.to({str(device)!r})"
             )
-    if len(dtypes) == 1 and not torch.is_autocast_enabled(images.device.type):
+    if len(dtypes) == 1 and not _autocast_on(images.device.type):
         (dtype,) = dtypes
         if images.dtype != dtype:
             raise TypeError(
@@ -400,3 +398,12 @@ def channel_mismatch(model: nn.Module, images: Tensor, error: BaseException) -> 
         f"first convolution {name!r} takes {conv.in_channels}: pass {conv.in_channels}-channel "
         "images, read as the model was trained (see torchlap.data.load_image's channels)"
     )
+
+
+def _autocast_on(device_type: str) -> bool:
+    """Whether ``torch.autocast`` casts on ``device_type``; False for a device type autocast
+    does not know (``meta``), where ``torch.is_autocast_enabled`` raises instead."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False
