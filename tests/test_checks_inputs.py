@@ -28,7 +28,8 @@ def _check(x: object, min_size: int = 0) -> None:
 def test_a_feature_input_of_the_right_shape_dtype_and_device_passes() -> None:
     _check(torch.zeros(2, 3, 5, 4))
     _check(torch.zeros(1, 3, 3, 3), min_size=3)  # exactly the smallest map
-    _check(torch.zeros(1, 3, 0, 4))  # no smallest map by default: an empty one is torch's
+    block = Block()  # no smallest map by default: an empty one is left to torch
+    check_feature_input(block, torch.zeros(1, 3, 0, 4), 3, block.weight)
 
 
 def test_a_feature_input_that_is_not_a_tensor_is_a_type_error() -> None:

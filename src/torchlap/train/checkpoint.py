@@ -88,8 +88,7 @@ class AtomicCheckpoint(Checkpoint):
                 self.last_path,
             )
             return
-        if trainer.is_global_zero:
-            self.dirpath.mkdir(parents=True, exist_ok=True)
+        if trainer.is_global_zero:  # (atomic_path makes the folder)
             with atomic_path(self.last_path) as tmp:
                 trainer.save_checkpoint(str(tmp), weights_only=False)  # collective
                 if self.run_dir is not None:  # digest recorded before the rename
