@@ -1,13 +1,15 @@
 """What an evaluation was computed on: the per-method cache follows the evaluated tensors, a
 run's own folder keeps its split seed however its path is spelled, compare evaluates every run
 on the same images, a BLA run's LIME check runs on the vanilla baseline, a request without any
-applicable method is refused, and a user's own log is never appended to."""
+applicable method is refused, a user's own log is never appended to, and the results record
+the software and threads they were computed with."""
 
 from __future__ import annotations
 
 import csv
 import json
 import logging
+import platform
 import shutil
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import torchlap
 from torchlap.cli import app
 from torchlap.data.export import export_builtin
 from torchlap.evaluate import (
@@ -360,3 +363,25 @@ def test_a_rerun_with_fewer_methods_removes_the_figures_of_the_others(setup, tmp
     assert not (out / "figures" / "overlays_guided_backprop.png").exists()
     assert (out / "figures" / "overlays_gradcam.png").is_file()
     assert "a figure of an earlier evaluation into this folder" in caplog.text
+
+
+# ---------------------------------------------------------------------------- environment
+
+
+def test_results_record_the_software_and_threads_they_were_computed_with(setup, tmp_path):
+    results = evaluate_run(setup["run_dsA"], None, tmp_path / "env", _options())
+    environment = results["environment"]
+    assert json.loads((tmp_path / "env" / "results.json").read_text())["environment"] == (
+        environment
+    )
+    assert environment["lap_pooling"].startswith(("compiled CPU kernel", "pure PyTorch"))
+    assert {k: v for k, v in environment.items() if k != "lap_pooling"} == {
+        "torchlap": torchlap.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "accelerator": "cpu",
+        "precision": "32-true",
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "processes": 1,
+    }

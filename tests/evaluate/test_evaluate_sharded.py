@@ -20,8 +20,9 @@ from torchlap.evaluate.core import _warn_idle_ranks
 from torchlap.evaluate.shard import ShardContext, check_sharding, shard_bounds, sharding
 from torchlap.train import TrainConfig, fit
 
-# values that measure the wall clock, not the evaluation
-_CLOCK_KEYS = {"seconds", "images_per_second"}
+# values that say how the evaluation ran, not what it found: the wall clock, and the threads
+# and processes of results["environment"] (checked on their own below)
+_CLOCK_KEYS = {"seconds", "images_per_second", "threads", "processes"}
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +120,8 @@ def test_two_processes_write_what_one_process_writes(tiny_run, tmp_path):
     done = _evaluate_sharded(tiny_run, two, 2)
     second = json.loads((two / "results.json").read_text())
     _assert_same(json.loads(json.dumps(first)), second)
+    assert (first["environment"]["processes"], second["environment"]["processes"]) == (1, 2)
+    assert first["environment"]["threads"] == torch.get_num_threads()
     assert second["data"]["n_images"] == second["maps"]["rise"]["n"] == 5  # not one shard's
     assert second["data"]["n_val_images"] == 5
     # the same files, written once: rank 1 writes nothing and prints nothing

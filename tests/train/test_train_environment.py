@@ -13,8 +13,8 @@ import torch
 from train_configs import tiny_config
 
 import torchlap
+from torchlap.environment import run_environment
 from torchlap.train import fit
-from torchlap.train.environment import training_environment
 from torchlap.train.run import _execution
 
 
@@ -51,7 +51,7 @@ def test_environment_follows_the_thread_count_and_the_deterministic_flag() -> No
     try:
         torch.set_num_threads(1)
         torch.use_deterministic_algorithms(True)
-        environment = training_environment()
+        environment = run_environment()
         assert environment["threads"] == 1 and environment["deterministic_algorithms"] is True
     finally:
         torch.set_num_threads(before[0])
@@ -59,16 +59,16 @@ def test_environment_follows_the_thread_count_and_the_deterministic_flag() -> No
 
 
 def test_lap_pooling_path_off_the_cpu_is_pure_pytorch() -> None:
-    assert training_environment("cuda", "16-mixed")["lap_pooling"].startswith("pure PyTorch")
-    assert training_environment("cuda", "16-mixed")["precision"] == "16-mixed"
+    assert run_environment("cuda", "16-mixed")["lap_pooling"].startswith("pure PyTorch")
+    assert run_environment("cuda", "16-mixed")["precision"] == "16-mixed"
 
 
 @pytest.mark.parametrize("bad", ["", None, 3])
 def test_environment_refuses_a_name_that_is_no_string(bad: object) -> None:
     with pytest.raises(ValueError, match="accelerator must be a non-empty string"):
-        training_environment(bad)  # type: ignore[arg-type]
+        run_environment(bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="precision must be a non-empty string"):
-        training_environment("cpu", bad)  # type: ignore[arg-type]
+        run_environment("cpu", bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="resolves 'auto' on a CPU-only machine")

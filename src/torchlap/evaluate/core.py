@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchlap.environment import run_environment
 from torchlap.evaluate.checks import check_grid_request, method_fingerprint_options, run_checks
 from torchlap.evaluate.common import (
     EVALUATE_OUTPUTS,
@@ -449,6 +450,15 @@ def _chance_facts(labels: Tensor, masks: Tensor, n_classes: int) -> dict[str, An
     }
 
 
+def _environment(device: torch.device) -> dict[str, Any]:
+    """``results["environment"]``: the software and threads of the evaluation (rank 0's in a
+    sharded one; :func:`~torchlap.environment.run_environment`; the weights load in float32)
+    and ``processes``, the number of processes that shared its images."""
+    shard = active()
+    processes = 1 if shard is None else shard.world_size
+    return {**run_environment(device.type, "32-true"), "processes": processes}
+
+
 def _results_head(job: _Evaluation, test_logits: Tensor) -> dict[str, Any]:
     """``results.json`` before the methods: run, data, options, protocol, model metrics, LAP
     predictors, the facts of the methods (display name, kind) the report reads."""
@@ -467,6 +477,7 @@ def _results_head(job: _Evaluation, test_logits: Tensor) -> dict[str, Any]:
         },
         "options": asdict(options),
         "protocol": protocol(options, job.run.concept_sets),
+        "environment": _environment(job.device),
         "model": model_metrics(test_logits.cpu(), test.labels),
         "lap_predictors": lap_predictor_results(
             job.model,

@@ -38,6 +38,7 @@ import torch
 
 from torchlap import __version__
 from torchlap.data import collate_regions
+from torchlap.environment import run_environment
 from torchlap.launch import parse_devices, require_multi_node_launcher, usable_cpu_cores
 from torchlap.layers import lap_modules
 from torchlap.layers._state import kept_last_maps
@@ -67,7 +68,6 @@ from torchlap.runs import (
     pretrained_weights,
 )
 from torchlap.train.config import PhaseConfig, TrainConfig
-from torchlap.train.environment import training_environment
 from torchlap.train.folder import (
     integrity_record,
     is_global_zero,
@@ -258,7 +258,7 @@ def _run(config: TrainConfig, callbacks: Sequence[Any]) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / CONFIG_FILE, run.run_config)
         mark_run_config(out)  # the folder holds this run now: its log file may open
-    environment = training_environment(*_execution(config))
+    environment = run_environment(*_execution(config))
     logger.info("environment (a run repeats bit for bit with the same): %s", environment)
     write_metrics = _metrics_writer(out / METRICS_FILE, run.classes, global_zero, environment)
     module = _classifier_module(config, run, write_metrics)
