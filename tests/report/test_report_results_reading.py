@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from report_synthetic import lap_results, metric
+from report_synthetic import lap_results
 
 from torchlap.report._common import as_runs, check_results, method_display_name, order_methods
 
