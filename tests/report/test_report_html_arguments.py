@@ -44,12 +44,18 @@ def test_bad_arguments_are_refused_before_writing(
     assert not out.exists()
 
 
-def test_a_file_too_short_for_a_png_header_is_refused(tmp_path: Path) -> None:
-    # the signature alone: no IHDR chunk to read the size from
-    short = tmp_path / "short.png"
+def test_figures_that_are_no_png_files_are_refused(tmp_path: Path) -> None:
+    short = tmp_path / "short.png"  # the signature, but no complete IHDR to read the size from
     short.write_bytes(PNG + b"\x00" * 15)  # 23 bytes
-    with pytest.raises(ValueError, match=r"short\.png' is not a PNG file \(only PNG"):
-        write_report(tmp_path / "out", _runs(), figures=[short])
+    gif = tmp_path / "plot.gif"
+    gif.write_bytes(b"GIF89a" + b"\x00" * 100)
+    (tmp_path / "figs.png").mkdir()
+    for path in (short, gif):
+        with pytest.raises(ValueError, match=rf"{path.stem}\.\w+' is not a PNG file \(only PNG"):
+            write_report(tmp_path / "out", _runs(), figures=[path])
+    for path in (tmp_path / "missing.png", tmp_path / "figs.png"):
+        with pytest.raises(FileNotFoundError, match=rf"figure '.*{path.stem}\.png' does not exist"):
+            write_report(tmp_path / "out", _runs(), figures=[path])
     assert not (tmp_path / "out").exists()
 
 
