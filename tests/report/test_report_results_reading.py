@@ -8,7 +8,13 @@ import copy
 import pytest
 from report_synthetic import lap_results
 
-from torchlap.report._common import as_runs, check_results, method_display_name, order_methods
+from torchlap.report._common import (
+    as_runs,
+    check_results,
+    format_number,
+    method_display_name,
+    order_methods,
+)
 
 
 def _run() -> dict:
@@ -130,7 +136,15 @@ def test_the_accepted_edges_are_read() -> None:
     run["localization"]["lap"]["iou_topk"]["interval"] = [0.3, 0.3]  # a zero-width interval
     run["sanity"] = {"lap": {"cascading": {"steps": ["fc"], "ssim": [None, 0.5]}, "passed": None}}
     run["model"]["accuracy"]["n"] = 0
+    keep = run["faithfulness"]["lap"]["keep_top_k"]
+    for level in ("0.5", "100"):  # keep-k% levels in (0, 100]
+        keep[level] = keep["10"]
     check_results(run)
+    for level in ("100.5", "120"):
+        edited = copy.deepcopy(run)
+        edited["faithfulness"]["lap"]["keep_top_k"][level] = keep["10"]
+        with pytest.raises(ValueError, match=rf"percentages in \(0, 100\] .* got '{level}'"):
+            check_results(edited)
     assert as_runs({"r": run})["r"]["localization"]["lap"]["iou_topk"]["interval"] == [0.3, 0.3]
 
 
@@ -147,3 +161,12 @@ def test_display_names_and_column_order_come_from_the_facts() -> None:
     assert order_methods(["b", "a"]) == ["b", "a"]
     with pytest.raises(TypeError, match=r"method must be an explainer's name \(a str\), got 5"):
         method_display_name(5, facts)  # type: ignore[arg-type]
+
+
+def test_numbers_are_shown_with_their_decimals_and_huge_ones_in_scientific_notation() -> None:
+    assert format_number(0.125, 3) == "0.125"
+    assert format_number(12.3456) == "12.35"  # two decimals by default
+    assert format_number(999999.994) == "999999.99"
+    assert format_number(1e6) == "1.00e+06"  # from 1e6 in magnitude
+    assert format_number(-1e6, 1) == "-1.0e+06"
+    assert format_number(1.2e300) == "1.20e+300"
