@@ -99,6 +99,21 @@ _IOU = ("localization", "lap", "iou_topk")
             TypeError,
             r"\['maps'\]\['lap'\]\['n_flat'\] must be a number or None",
         ),
+        (
+            _set(("faithfulness", "lap", "keep_top_k", "10", "top1_vs_label"), 0.5),
+            TypeError,
+            r"\['keep_top_k'\]\['10'\]\['top1_vs_label'\] must be a metric dict",
+        ),
+        (
+            _set(("paired", "references", "lap", "iou_topk", "gradcam"), {"interval": [0.5, 0.1]}),
+            TypeError,
+            r"\['paired'\]\['lap'\]\['iou_topk'\]\['gradcam'\]\['interval'\] must be None",
+        ),
+        (
+            _set(("sanity", "lap", "threshold"), "0.5"),
+            TypeError,
+            r"\['sanity'\]\['lap'\]\['threshold'\] must be a number or None",
+        ),
         (_set(("notes", "sanity"), 5), TypeError, r"\['notes'\]\['sanity'\] must be a text"),
         (
             _set(("sanity", "lap"), {"cascading": {"steps": ["fc"], "ssim": [0.5, "x"]}}),
