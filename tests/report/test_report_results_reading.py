@@ -131,6 +131,16 @@ _IOU = ("localization", "lap", "iou_topk")
             r"\['sanity'\]\['lap'\]\['passed'\] must be true, false or None",
         ),
         (
+            _set(("grid_pointing_game", "lap"), {"mean": "0.5"}),
+            TypeError,
+            r"\['grid_pointing_game'\]\['lap'\]\['mean'\] must be a number or None",
+        ),
+        (
+            _set(("grid_pointing_game", "lap"), {"distribution": {"q25": "x"}}),
+            TypeError,
+            r"\['grid_pointing_game'\]\['lap'\]\['distribution'\]\['q25'\] must be a number",
+        ),
+        (
             _set(("grid_pointing_game", "lap"), {"scores": "0.5"}),
             TypeError,
             r"\['grid_pointing_game'\]\['lap'\]\['scores'\] must be a list of numbers",
