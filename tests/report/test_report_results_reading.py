@@ -141,6 +141,16 @@ _IOU = ("localization", "lap", "iou_topk")
             r"\['grid_pointing_game'\]\['lap'\]\['distribution'\]\['q25'\] must be a number",
         ),
         (
+            _set(("grid_pointing_setup",), {"shape": [2, "2"], "n_grids": 1}),
+            TypeError,
+            r"\['grid_pointing_setup'\]\['shape'\] must be a list of cell counts",
+        ),
+        (
+            _set(("data_randomization",), {"threshold": "0.5", "methods": {}}),
+            TypeError,
+            r"\['data_randomization'\]\['threshold'\] must be a number or None",
+        ),
+        (
             _set(("grid_pointing_game", "lap"), {"scores": "0.5"}),
             TypeError,
             r"\['grid_pointing_game'\]\['lap'\]\['scores'\] must be a list of numbers",
