@@ -1,9 +1,13 @@
 """render_table on hand-built tables: the header spans, each cell's attributes and the notes,
-checked against what the HTML table model says they must be (not against the renderer)."""
+checked against what the HTML table model says they must be (not against the renderer); a
+table whose row does not fill its columns is refused when built."""
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
+
+import pytest
 
 from torchlap.report import render_table
 from torchlap.report.tables import Cell, Column, Row, Table
@@ -126,3 +130,22 @@ def test_long_labels_may_wrap_after_their_underscores() -> None:
         "abcdef_<wbr>ghijkl",
         "top_<wbr>1_<wbr>vs_<wbr>label",
     ]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (Row(("a",), (Cell("1"),)), "row 1 (a) has 1 cell(s) for the table's 2 column(s)"),
+        (Row(("a",), (Cell("1"),) * 3), "row 1 (a) has 3 cell(s) for the table's 2 column(s)"),
+        (Row((), (Cell("1"),) * 2), "row 1 () has 0 label(s) for the table's 1 stub column(s)"),
+        (
+            Row(("a", "b"), (Cell("1"),) * 2),
+            "row 1 (a, b) has 2 label(s) for the table's 1 stub column(s)",
+        ),
+    ],
+)
+def test_a_table_with_a_row_of_another_width_is_refused_by_name(row: Row, message: str) -> None:
+    columns = (Column("x"), Column("y"))
+    whole = Row(("r",), (Cell("1"), Cell("2")))
+    with pytest.raises(ValueError, match=re.escape(f"table 't': {message}")):
+        Table("t", "T", "", ("Run",), columns, (whole, row))

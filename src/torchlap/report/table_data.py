@@ -85,6 +85,21 @@ class Table:
     notes: tuple[str, ...] = ()
     split_groups: bool = False  # HTML: one table per column group (e.g. per binarization)
 
+    def __post_init__(self) -> None:
+        """A row with another number of labels than ``stub`` or of cells than ``columns`` is
+        refused here, naming it, rather than cut short or failing in a renderer."""
+        for index, row in enumerate(self.rows):
+            for kind, have, expected in (
+                ("label", row.labels, ("stub column", len(self.stub))),
+                ("cell", row.cells, ("column", len(self.columns))),
+            ):
+                if len(have) != expected[1]:
+                    raise ValueError(
+                        f"table {self.id!r}: row {index} ({', '.join(map(str, row.labels))}) has "
+                        f"{len(have)} {kind}(s) for the table's {expected[1]} {expected[0]}(s); "
+                        f"give every row one {kind} per {expected[0]}"
+                    )
+
     @property
     def has_values(self) -> bool:
         """True when at least one cell holds something other than ``-``."""
