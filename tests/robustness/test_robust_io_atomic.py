@@ -143,7 +143,7 @@ def test_replace_false_never_replaces_a_file_that_is_there(
 def test_atomic_folder_appears_complete_with_the_usual_mode(
     tmp_path: Path, umask_022: None
 ) -> None:
-    target = tmp_path / "made" / "export"
+    target = tmp_path / "made" / "for it" / "export"  # missing folders above are made
     with atomic_folder(target) as staging:
         pattern = TEMP_NAME.format(name="export", pid=os.getpid())
         assert re.fullmatch(pattern, staging.name) and staging.parent == target.parent
@@ -170,6 +170,24 @@ def test_atomic_folder_removes_its_staging_folder_on_error(tmp_path: Path) -> No
         (staging / "sub" / "a.txt").write_text("a")
         raise KeyboardInterrupt
     assert _entries(tmp_path) == []
+
+
+def test_a_staging_folder_left_half_removed_does_not_hide_the_writers_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error that stopped the writer is what the caller sees, not the cleanup's."""
+    unlink = os.unlink
+
+    def refusing(path, *args, **kwargs) -> None:
+        if os.fspath(path).endswith("stuck.png"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refusing)
+    with pytest.raises(ValueError, match="the writer's"), atomic_folder(tmp_path / "x") as staging:
+        (staging / "stuck.png").write_bytes(b"png")
+        raise ValueError("the writer's")
+    assert not (tmp_path / "x").exists()
 
 
 def test_atomic_write_writes_text_as_utf8_and_bytes_as_they_are(tmp_path: Path) -> None:
