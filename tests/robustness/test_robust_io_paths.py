@@ -76,7 +76,8 @@ def test_a_live_processs_temporary_is_kept_and_the_process_not_signalled(
         assert not is_stale_temp(live) and not is_stale_temp(mine) and is_stale_temp(dead)
         assert clean_stale_temps(tmp_path) == [dead]
         assert live.exists() and mine.exists() and not dead.exists()
-        assert other.poll() is None  # still running
+        with pytest.raises(subprocess.TimeoutExpired):  # still running: not signalled
+            other.wait(timeout=0.5)
     finally:
         other.send_signal(signal.SIGKILL)
         other.wait()

@@ -6,9 +6,11 @@ folders made by hand: the weights of a run with a digest come back pinned to it.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -40,23 +42,47 @@ def _edit_train(run: Path, **changes: object) -> None:
 
 
 def test_weights_that_do_not_fit_the_model_are_named(tiny_run: Path, run_copy: Path) -> None:
+    """Seven of each kind: the message names five of each (the first five missing and
+    misshaped in the model's order; the file's unexpected names come in no fixed order)."""
     order = list(load_run(tiny_run).model.state_dict())  # the model's keys, in its order
     state = load_file(str(run_copy / WEIGHTS_FILE))
-    gone, reshaped = order[:7], order[-1]
+    gone, reshaped = order[:7], order[-7:]
+    extras = {f"extra{i}.weight" for i in range(7)}
     edited = {k: v for k, v in state.items() if k not in gone}
-    edited["extra.weight"] = torch.zeros(2)
-    edited[reshaped] = torch.zeros(*state[reshaped].shape, 2, dtype=state[reshaped].dtype)
+    edited.update({name: torch.zeros(2) for name in extras})
+    edited.update({k: torch.zeros(*state[k].shape, 2, dtype=state[k].dtype) for k in reshaped})
     _save(run_copy, edited)
+    wrong = [f"{k}: file {tuple(edited[k].shape)}, model {tuple(state[k].shape)}" for k in reshaped]
     with pytest.raises(RunError) as raised:
         load_run(run_copy)
-    wrong = (
-        f"{reshaped}: file {tuple(edited[reshaped].shape)}, model {tuple(state[reshaped].shape)}"
+    said = re.fullmatch(
+        rf"{re.escape(str(run_copy / WEIGHTS_FILE))} does not match the model "
+        rf"{re.escape(str(run_copy / CONFIG_FILE))} describes \(was config\.json edited\?\): "
+        r"missing (\[.*\]), unexpected (\[.*\]), shape mismatches (\[.*\])",
+        str(raised.value),
     )
-    assert str(raised.value) == (
-        f"{run_copy / WEIGHTS_FILE} does not match the model {run_copy / CONFIG_FILE} "
-        f"describes (was config.json edited?): missing {gone[:5]}, unexpected "
-        f"['extra.weight'], shape mismatches {[wrong]}"
-    )
+    assert said is not None, str(raised.value)
+    missing, unexpected, mismatches = map(ast.literal_eval, said.groups())
+    assert missing == gone[:5] and mismatches == wrong[:5]
+    assert len(set(unexpected)) == 5 and set(unexpected) <= extras
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.double(), r"is torch\.float64 in the file but torch\.float32 in the model"),
+        (lambda t: t.clone().fill_(float("nan")), r"holds NaN or infinite values"),
+    ],
+    ids=["dtype", "NaN"],
+)
+def test_weights_of_another_dtype_or_not_finite_are_refused(
+    run_copy: Path, change, message: str
+) -> None:
+    state = load_file(str(run_copy / WEIGHTS_FILE))
+    key = next(k for k, v in state.items() if v.dtype == torch.float32 and "normalize" not in k)
+    _save(run_copy, {**state, key: change(state[key])})
+    with pytest.raises(RunError, match=message + r".*\(was model\.safetensors edited\?\)$"):
+        load_run(run_copy)
 
 
 @pytest.mark.parametrize("value", [0.0, -0.5])
@@ -86,6 +112,14 @@ def test_a_square_training_size_pair_is_its_side(run_copy: Path) -> None:
     assert load_run(run_copy).image_size == side
     _edit_train(run_copy, image_size=[side, side // 2])
     with pytest.raises(RunError, match=rf"the run trained at \[{side}, {side // 2}\]"):
+        load_run(run_copy)
+
+
+def test_a_model_record_no_builder_owns_is_named(run_copy: Path) -> None:
+    config = json.loads((run_copy / CONFIG_FILE).read_text())
+    config["model"]["builder"] = "nowhere"
+    (run_copy / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(RunError, match=r"config\.json does not describe a model: .*'nowhere'"):
         load_run(run_copy)
 
 
