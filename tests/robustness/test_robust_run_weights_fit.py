@@ -67,6 +67,21 @@ def test_weights_that_do_not_fit_the_model_are_named(tiny_run: Path, run_copy: P
     assert len(set(unexpected)) == 5 and set(unexpected) <= extras
 
 
+@pytest.mark.parametrize("kind", ["missing", "unexpected", "misshaped"])
+def test_one_misfit_tensor_alone_is_refused(run_copy: Path, kind: str) -> None:
+    state = load_file(str(run_copy / WEIGHTS_FILE))
+    key = sorted(state)[0]
+    if kind == "missing":
+        del state[key]
+    elif kind == "unexpected":
+        state["extra.weight"] = torch.zeros(2)
+    else:
+        state[key] = torch.zeros(*state[key].shape, 2, dtype=state[key].dtype)
+    _save(run_copy, state)
+    with pytest.raises(RunError, match=r"does not match the model .*config\.json describes"):
+        load_run(run_copy)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
