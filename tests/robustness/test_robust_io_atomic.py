@@ -173,17 +173,9 @@ def test_atomic_folder_removes_its_staging_folder_on_error(tmp_path: Path) -> No
 
 
 def test_a_staging_folder_left_half_removed_does_not_hide_the_writers_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, stuck_png: None
 ) -> None:
     """The error that stopped the writer is what the caller sees, not the cleanup's."""
-    unlink = os.unlink
-
-    def refusing(path, *args, **kwargs) -> None:
-        if os.fspath(path).endswith("stuck.png"):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        unlink(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "unlink", refusing)
     with pytest.raises(ValueError, match="the writer's"), atomic_folder(tmp_path / "x") as staging:
         (staging / "stuck.png").write_bytes(b"png")
         raise ValueError("the writer's")
