@@ -241,12 +241,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+#: the largest pid (``pid_t`` is a 32-bit int): a larger number is no process's
+_MAX_PID = 2**31 - 1
+
+
 def is_stale_temp(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is named as :func:`atomic_write`'s temporary files (or the ``.data``
     side file an ONNX export writes next to one) by a process that is gone: what
-    :func:`clean_stale_temps` removes."""
+    :func:`clean_stale_temps` removes. A name whose number no process can have (above
+    2**31 - 1) is not torchlap's: it is not stale (``os.kill`` raised OverflowError on it)."""
     match = _TEMP_PATTERN.match(as_path(path).name)
-    return match is not None and not _pid_alive(int(match.group(1)))
+    if match is None or int(match.group(1)) > _MAX_PID:
+        return False
+    return not _pid_alive(int(match.group(1)))
 
 
 def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -49,6 +50,20 @@ def snapshot(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+@pytest.fixture
+def stuck_png(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``os.unlink`` refuses (PermissionError) every file named ``stuck.png`` while the test
+    runs: a file that cannot be removed (the tests may run as root, whom chmod does not stop)."""
+    unlink = os.unlink
+
+    def refusing(path, *args, **kwargs) -> None:
+        if os.fspath(path).endswith("stuck.png"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refusing)
 
 
 def temp_files(folder: Path) -> list[Path]:

@@ -57,7 +57,7 @@ def is_run_config(path: str | os.PathLike[str]) -> bool:
         data = json.loads(read_file(path, "the run's config.json"))
     except PermissionError:
         raise
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # (nested deeper than json parses: damaged)
         return False
     return isinstance(data, dict) and data.get("format") == RUN_FORMAT
 
@@ -85,7 +85,7 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     content = read_file(path, "the run's config.json")  # (an unreadable one named, exit 2)
     try:
         data = json.loads(content.decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:  # (too deep)
         raise RunError(f"{path} is not valid JSON ({error}); it is damaged") from None
     if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
         raise RunError(
