@@ -142,7 +142,7 @@ def key_values(items: list[str] | None, option: str, parse: bool = True) -> dict
             raise ValueError(f"{option} {key.strip()} is given twice; give each key once")
         try:
             result[key.strip()] = json.loads(raw) if parse else raw
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # not JSON (or too deep): the text
             result[key.strip()] = raw
     return result
 

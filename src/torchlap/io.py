@@ -198,7 +198,8 @@ def loads_strict(text: str, what: str, keys: str = "key") -> Any:
     ``json.loads``: a key repeated in one object (json keeps the last value without a word) and
     NaN/Infinity (not JSON numbers) raise a ValueError naming ``what`` (e.g. ``--ratios``);
     ``keys`` says what the keys are (``"method and option"``). Malformed JSON raises
-    ``json.JSONDecodeError`` (a ValueError) as usual."""
+    ``json.JSONDecodeError`` (a ValueError) as usual, and so does JSON nested deeper than
+    Python's parser goes (its RecursionError)."""
 
     if not isinstance(text, (str, bytes, bytearray)):
         raise TypeError(f"{what} must be JSON text (a str), got {type(text).__name__}")
@@ -219,7 +220,12 @@ def loads_strict(text: str, what: str, keys: str = "key") -> Any:
             "are refused)"
         )
 
-    return json.loads(text, parse_constant=constant, object_pairs_hook=pairs)
+    try:
+        return json.loads(text, parse_constant=constant, object_pairs_hook=pairs)
+    except RecursionError:
+        raise json.JSONDecodeError(
+            f"{what} is nested deeper than JSON can be read here", str(text[:40]), 0
+        ) from None
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any, allow_nan: bool = True) -> Path:

@@ -286,7 +286,7 @@ def _read_own_cache(
         cached = json.loads(cache.read_bytes().decode("utf-8"), parse_constant=_no_constant)
         if not isinstance(cached, dict) or "results" not in cached:
             raise ValueError("not a torchlap cache (a dict with 'fingerprint' and 'results')")
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:  # (nested deeper than json parses)
         logger.warning("%s: %s is unreadable (%s); recomputing", label, cache, error)
         return None
     if cached.get("fingerprint") != key:
@@ -372,7 +372,7 @@ def _written_by_torchlap(path: Path, locked: list[PermissionError] | None = None
     except PermissionError as error:
         (locked if locked is not None else []).append(error)
         return False
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
     if path.name == "figures":  # each figure carries torchlap's PNG mark (report.plots)
         return path.is_dir() and not _foreign_figures(path)

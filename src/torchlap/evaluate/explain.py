@@ -264,7 +264,7 @@ def _read_manifest(out: Path) -> set[str]:
         raise damaged("it is not a file")
     try:
         record = json.loads(manifest.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, RecursionError) as error:  # (nested deeper than json parses)
         raise damaged(f"not JSON: {error}") from None
     files = record.get("files", []) if isinstance(record, dict) else None
     if not isinstance(files, list) or not all(isinstance(f, str) for f in files):

@@ -139,7 +139,7 @@ def _parse_value(key: str, raw: str, kind: str, nullable: bool) -> Any:
         return raw
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # not JSON (or deeper than it parses): text
         value = raw
     if kind == "floats" and isinstance(value, str):
         parts = [part.strip() for part in value.split(",")]
