@@ -44,8 +44,11 @@ def test_defaults_are_the_settings_paper_000_states(name: str, value: object) ->
 def test_the_default_phase_trains_everything_with_the_papers_optimizer_and_decay() -> None:
     (phase,) = _config().resolved_phases()
     assert (phase.train, phase.optimizer, phase.weight_decay) == ("all", "adam", 1e-6)
-    # a phase of its own (parse_phase, PhaseConfig) has the same defaults
-    assert PhaseConfig(1).optimizer == "adam" and PhaseConfig(1).weight_decay == 1e-6
+    # a phase of its own (PhaseConfig) has the defaults of the one default phase
+    config, own = _config(), PhaseConfig(1)
+    for name in ("lr", "optimizer", "weight_decay", "schedule", "momentum"):
+        assert getattr(own, name) == getattr(config, name), name
+    assert own.train == "all"
 
 
 def _command_defaults() -> dict[str, object]:

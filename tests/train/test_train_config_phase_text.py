@@ -1,6 +1,7 @@
 """``parse_phase``'s text TRAIN:EPOCHS[:LR[:OPTIMIZER]] at its edges: two to four fields, no
 more (a fifth was dropped without a word, and the fourth with it) and no fewer; EPOCHS a whole
-number in ASCII digits (a decimal or an exponent is not an epoch count)."""
+number in ASCII digits (a decimal or an exponent is not an epoch count). A phase the model
+cannot train is named by its number."""
 
 from __future__ import annotations
 
@@ -27,3 +28,22 @@ def test_the_four_fields_are_all_read() -> None:
 def test_epochs_must_be_written_as_a_whole_number(epochs: str) -> None:
     with pytest.raises(ValueError, match=r"EPOCHS must be an int and LR a number"):
         parse_phase(f"lap:{epochs}")
+
+
+def test_a_phase_the_model_cannot_train_is_named_by_its_number() -> None:
+    from torchlap.train import PhaseConfig, TrainConfig
+
+    config = TrainConfig(
+        data="lesions", out="runs/x", model="bla-ph", lap="none", pretrained="w.safetensors",
+        phases=[PhaseConfig(1), PhaseConfig(1, train="layer4")],
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"^phase 2 trains 'layer4', but --model bla-ph trains"):
+        config.validate()
+    config = TrainConfig(
+        data="lesions",
+        out="runs/x",
+        lap="none",
+        phases=[PhaseConfig(1), PhaseConfig(1, train="lap")],
+    )
+    with pytest.raises(ValueError, match=r"^phase 2 trains 'lap' but --lap none builds a model"):
+        config.validate()
