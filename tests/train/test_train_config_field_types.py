@@ -1,7 +1,8 @@
 """TrainConfig.validate() on fields of the wrong kind, which the API fuzzer does not sweep: the
-four names (``data``, ``out``, ``arch``, ``lap``) must be non-empty strings, ``concept_sets`` a
-dict and ``phases`` a list of PhaseConfig; and a bad top-level phase setting (``--schedule``,
-``--weight-decay``) without a ``--phase`` is named as the option, not as a phase's."""
+four names (``data``, ``out``, ``arch``, ``lap``) must be non-empty strings, ``concept_sets``
+and ``data_options`` dicts, ``phases`` a list of PhaseConfig, ``num_nodes`` an int >= 1; and a
+bad top-level phase setting (``--schedule``, ``--weight-decay``) without a ``--phase`` is named
+as the option, not as a phase's."""
 
 from __future__ import annotations
 
@@ -42,4 +43,18 @@ def test_phases_must_be_a_list_of_phase_configs(phases: object) -> None:
 )
 def test_a_bad_top_level_phase_setting_is_named_as_the_option(changes, message) -> None:
     with pytest.raises(ValueError, match=message):
+        _config(**changes).validate()
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"num_nodes": 0}, ValueError, r"^num_nodes must be an int >= 1, got 0"),
+        ({"num_nodes": True}, TypeError, r"^num_nodes must be an int >= 1, got True"),
+        ({"data_options": [("split_fractions", [0.8, 0.1, 0.1])]}, TypeError,
+         r"^data_options must be a dict, got \["),
+    ],
+)  # fmt: skip
+def test_num_nodes_and_data_options_are_checked(changes, error, message) -> None:
+    with pytest.raises(error, match=message):
         _config(**changes).validate()
