@@ -1,7 +1,7 @@
 """``parse_phase``'s text TRAIN:EPOCHS[:LR[:OPTIMIZER]] at its edges: two to four fields, no
 more (a fifth was dropped without a word, and the fourth with it) and no fewer; EPOCHS a whole
 number in ASCII digits (a decimal or an exponent is not an epoch count). A phase the model
-cannot train is named by its number."""
+cannot train is named by its number; the fallback optimizer is checked even when unused."""
 
 from __future__ import annotations
 
@@ -47,3 +47,11 @@ def test_a_phase_the_model_cannot_train_is_named_by_its_number() -> None:
     )
     with pytest.raises(ValueError, match=r"^phase 2 trains 'lap' but --lap none builds a model"):
         config.validate()
+
+
+def test_the_fallback_optimizer_is_checked_also_when_the_text_names_its_own() -> None:
+    """``torchlap train --optimizer bogus --phase lap:2:1e-4:sgd``: a bad value is refused,
+    never ignored because every phase has its own."""
+    with pytest.raises(ValueError, match=r"^optimizer must be one of 'adam', 'adamw', 'sgd'"):
+        parse_phase("lap:2:1e-4:sgd", optimizer="bogus")
+    assert parse_phase("lap:2:1e-4:sgd", optimizer="adamw").optimizer == "sgd"
