@@ -85,3 +85,20 @@ def test_overwrite_reports_a_replacement_only_when_something_was_there(tmp_path)
     assert not (tmp_path / "link.onnx").is_symlink() and not (tmp_path / "nowhere.onnx").exists()
     for name in ("new.onnx", "old.onnx", "link.onnx"):
         assert (tmp_path / name).read_bytes() == b"export"
+
+
+def test_an_existing_file_is_refused_before_the_run_is_read(tmp_path, monkeypatch) -> None:
+    """Without ``overwrite`` a file at ``out`` (torchlap's or anyone's) is refused up front,
+    with the advice to pass --overwrite, not after the export's work (where publishing would
+    say it was created 'while torchlap exported')."""
+    import torchlap.export as export
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the export started")
+
+    monkeypatch.setattr(export, "load_run", no_work)
+    out = tmp_path / "mine.pt2"
+    out.write_text("not torchlap's")
+    with pytest.raises(FileExistsError, match=r"mine\.pt2 exists; pass --overwrite to replace it"):
+        export.export_run(tmp_path / "run", out, "exported-program")
+    assert out.read_text() == "not torchlap's" and _files(tmp_path) == ["mine.pt2"]

@@ -2,7 +2,7 @@
 four names (``data``, ``out``, ``arch``, ``lap``) must be non-empty strings, ``concept_sets``
 and ``data_options`` dicts, ``phases`` a list of PhaseConfig, ``num_nodes`` an int >= 1; and a
 bad top-level phase setting (``--schedule``, ``--weight-decay``) without a ``--phase`` is named
-as the option, not as a phase's."""
+as the option, not as a phase's; an unknown model is refused saying what each family is."""
 
 from __future__ import annotations
 
@@ -58,3 +58,9 @@ def test_a_bad_top_level_phase_setting_is_named_as_the_option(changes, message) 
 def test_num_nodes_and_data_options_are_checked(changes, error, message) -> None:
     with pytest.raises(error, match=message):
         _config(**changes).validate()
+
+
+def test_an_unknown_model_is_refused_with_what_each_family_is() -> None:
+    message = r"^unknown model 'vit'; expected one of .*\(lap: LAP layers; .*paper 002; antehoc"
+    with pytest.raises(ValueError, match=message):
+        _config(model="vit").validate()
