@@ -1,8 +1,9 @@
 """TrainConfig.validate() on fields of the wrong kind, which the API fuzzer does not sweep: the
 four names (``data``, ``out``, ``arch``, ``lap``) must be non-empty strings, ``concept_sets``
-and ``data_options`` dicts, ``phases`` a list of PhaseConfig, ``num_nodes`` an int >= 1; and a
-bad top-level phase setting (``--schedule``, ``--weight-decay``) without a ``--phase`` is named
-as the option, not as a phase's; an unknown model is refused saying what each family is."""
+and ``data_options`` dicts, ``phases`` a list of PhaseConfig, ``num_nodes`` an int >= 1,
+``devices`` as ``--devices`` takes it; a bad top-level phase setting (``--schedule``,
+``--weight-decay``) without a ``--phase`` is named as the option, not as a phase's; an unknown
+model is refused saying what each family is."""
 
 from __future__ import annotations
 
@@ -64,3 +65,9 @@ def test_an_unknown_model_is_refused_with_what_each_family_is() -> None:
     message = r"^unknown model 'vit'; expected one of .*\(lap: LAP layers; .*paper 002; antehoc"
     with pytest.raises(ValueError, match=message):
         _config(model="vit").validate()
+
+
+@pytest.mark.parametrize("devices", ["0,,1", "gpu", ""])
+def test_devices_are_checked_by_validate_not_first_by_the_launcher(devices: str) -> None:
+    with pytest.raises(ValueError, match=r"^--devices must be 'auto', a count \(2\) or a comma"):
+        _config(devices=devices).validate()
