@@ -1,0 +1,27 @@
+"""TrainConfig's Eq. 5 settings at their bounds (paper 000, III.B: k1 = ceil(MinAR HW) pixels
+pushed up, at most MaxAR HW active): MinAR may equal MaxAR (exactly that many active pixels),
+not exceed it; the expert loss's fraction of the box pixels (appendix A: "half") is a number
+in (0, 1]."""
+
+from __future__ import annotations
+
+import pytest
+
+from torchlap.train import TrainConfig
+
+
+def _config(**changes: object) -> TrainConfig:
+    return TrainConfig(data="lesions", out="runs/x", **changes)  # type: ignore[arg-type]
+
+
+def test_min_ar_may_equal_max_ar() -> None:
+    assert _config(min_ar=0.3, max_ar=0.3).validate() is None
+    with pytest.raises(ValueError, match=r"MinAR \(0.31\) must not exceed MaxAR \(0.3\)"):
+        _config(min_ar=0.31, max_ar=0.3).validate()
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.5, -0.5])
+def test_the_expert_positive_fraction_is_a_fraction(fraction: float) -> None:
+    with pytest.raises(ValueError, match=r"^expert_positive_fraction must be a number in \(0, 1\]"):
+        _config(supervision="expert", expert_positive_fraction=fraction).validate()
+    assert _config(supervision="expert", expert_positive_fraction=1.0).validate() is None
