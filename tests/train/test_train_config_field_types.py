@@ -1,7 +1,7 @@
 """TrainConfig.validate() on fields of the wrong kind, which the API fuzzer does not sweep: the
-four names (``data``, ``out``, ``arch``, ``lap``) must be non-empty strings, ``concept_sets``
-and ``data_options`` dicts, ``phases`` a list of PhaseConfig, ``num_nodes`` an int >= 1,
-``devices`` as ``--devices`` takes it; a bad top-level phase setting (``--schedule``,
+four names (``data``, ``out``, ``arch``, ``lap``) must be non-empty strings; ``concept_sets``,
+``loss_weights`` and ``data_options`` dicts; ``phases`` a list of PhaseConfig; ``num_nodes`` an
+int >= 1; ``devices`` as ``--devices`` takes it. A bad top-level phase setting (``--schedule``,
 ``--weight-decay``) without a ``--phase`` is named as the option, not as a phase's; an unknown
 model is refused saying what each family is."""
 
@@ -27,6 +27,8 @@ def test_the_names_must_be_non_empty_strings(name: str, value: object) -> None:
 def test_concept_sets_must_be_a_dict() -> None:
     with pytest.raises(TypeError, match=r"concept_sets must be a dict of ConceptSets\.to_dict"):
         _config(concept_sets=[[0], [1]]).validate()
+    with pytest.raises(TypeError, match=r"^loss_weights must be a dict, got \[\('expert', 1.0\)\]"):
+        _config(loss_weights=[("expert", 1.0)]).validate()
 
 
 @pytest.mark.parametrize("phases", [(PhaseConfig(1),), [{"epochs": 1}], [PhaseConfig(1), "lap:1"]])
