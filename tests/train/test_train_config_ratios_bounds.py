@@ -1,7 +1,7 @@
 """TrainConfig's Eq. 5 settings at their bounds (paper 000, III.B: k1 = ceil(MinAR HW) pixels
 pushed up, at most MaxAR HW active): MinAR may equal MaxAR (exactly that many active pixels),
 not exceed it; the expert loss's fraction of the box pixels (appendix A: "half") is a number
-in (0, 1]."""
+in (0, 1]; a ratio for a head the layers lack names the heads they have."""
 
 from __future__ import annotations
 
@@ -25,3 +25,12 @@ def test_the_expert_positive_fraction_is_a_fraction(fraction: float) -> None:
     with pytest.raises(ValueError, match=r"^expert_positive_fraction must be a number in \(0, 1\]"):
         _config(supervision="expert", expert_positive_fraction=fraction).validate()
     assert _config(supervision="expert", expert_positive_fraction=1.0).validate() is None
+
+
+def test_a_ratio_for_a_head_the_layers_lack_names_the_heads_they_have() -> None:
+    config = _config(ratios={"2": [0.1, 0.5, 0.1]})
+    with pytest.raises(
+        ValueError, match=r"^ratios names head 2; the LAP layers have heads 0 to 1$"
+    ):
+        config.head_ratios(2)
+    assert config.head_ratios(3)[0] == [0.1, 0.1, 0.1]
