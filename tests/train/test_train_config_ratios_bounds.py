@@ -1,7 +1,8 @@
 """TrainConfig's Eq. 5 settings at their bounds (paper 000, III.B: k1 = ceil(MinAR HW) pixels
 pushed up, at most MaxAR HW active): MinAR may equal MaxAR (exactly that many active pixels),
 not exceed it; the expert loss's fraction of the box pixels (appendix A: "half") is a number
-in (0, 1]; a ratio for a head the layers lack names the heads they have."""
+in (0, 1]; a ratio for a head the layers lack names the heads they have; an unknown loss
+weight is refused by validate()."""
 
 from __future__ import annotations
 
@@ -34,3 +35,10 @@ def test_a_ratio_for_a_head_the_layers_lack_names_the_heads_they_have() -> None:
     ):
         config.head_ratios(2)
     assert config.head_ratios(3)[0] == [0.1, 0.1, 0.1]
+
+
+def test_an_unknown_loss_weight_is_refused_by_validate() -> None:
+    with pytest.raises(
+        ValueError, match=r"^unknown loss weights \(--loss-weight\) \['discrimnation'\]"
+    ):
+        _config(loss_weights={"discrimnation": 1.0}).validate()
