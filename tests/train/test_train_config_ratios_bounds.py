@@ -17,6 +17,7 @@ def _config(**changes: object) -> TrainConfig:
 
 def test_min_ar_may_equal_max_ar() -> None:
     assert _config(min_ar=0.3, max_ar=0.3).validate() is None
+    assert _config(min_ar=0.3, max_ar=0.3).head_ratios(1) == ([0.3], [0.3], [0.1])
     with pytest.raises(ValueError, match=r"MinAR \(0.31\) must not exceed MaxAR \(0.3\)"):
         _config(min_ar=0.31, max_ar=0.3).validate()
 
