@@ -190,7 +190,7 @@ def output_names(module: LapExportModule) -> list[str]:
     return ["logits", *(_output_name(n) for n in module.layers), "lap_all"]
 
 
-def _atomic(out: Path, write: Any, replace: bool = True) -> None:
+def _atomic(out: Path, write: Any, replace: bool) -> None:
     """``write(temporary_path)`` through :func:`torchlap.io.atomic_path` (fsync, the usual
     mode, then a rename onto ``out``: never a half-written file). ``replace=False``: a file
     someone created at ``out`` during the export is left as it is (FileExistsError)."""
