@@ -83,6 +83,7 @@ CONFIG_ACCEPTED = {
 RESULTS_UNREAD = {
     "format": "the report reads the sections, not the format stamp",
     "options": "the options of the evaluation, not shown in the tables",
+    "environment": "how the evaluation ran (versions, threads, processes), not shown in the tables",
 }
 #: why the report takes the other results.json mutations it takes (kind -> why; the keys of
 #: "null" and "dict" in RESULTS_NULL / RESULTS_DICT)

@@ -128,9 +128,9 @@ _CONFIG_KEYS: list[tuple[Any, ...]] = [
     ("train", "image_size"),
 ]  # fmt: skip
 RUN_CASES = {**config_cases(_CONFIG_KEYS), **weights_cases()}
-_RESULT_KEYS = ["format", "run", "data", "options", "protocol", "model", "lap_predictors",
-                "localization", "faithfulness", "stability", "timing", "examples", "skipped",
-                "methods", "maps"]  # fmt: skip
+_RESULT_KEYS = ["format", "run", "data", "options", "protocol", "environment", "model",
+                "lap_predictors", "localization", "faithfulness", "stability", "timing",
+                "examples", "skipped", "methods", "maps"]  # fmt: skip
 RESULTS_CASES = results_cases([(key,) for key in _RESULT_KEYS] + RESULTS_NESTED)
 
 
