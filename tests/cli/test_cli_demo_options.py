@@ -80,6 +80,7 @@ def test_the_command_hands_its_choices_to_the_demo(tmp_path: Path, recorded: lis
         (("--lr", "nan"), "--lr must be > 0 and finite, got nan"),
         (("--lr", "inf"), "--lr must be > 0 and finite, got inf"),
         (("--lr", "-1"), "--lr must be > 0 and finite, got -1.0"),
+        (("--lr", "0"), "--lr must be > 0 and finite, got 0.0"),
         (
             ("--arch", "resnet1800"),
             "unknown --arch 'resnet1800'; the demo's runs take a torchvision",
