@@ -5,6 +5,7 @@ the output folder exists, and the command prints where the report went."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ def test_the_extreme_accepted_values_reach_the_settings(
     assert getattr(recorded[0]["settings"], field) == value
     assert f"report: {tmp_path / 'd' / 'report.html'}" in result.output
     assert f"tables: {tmp_path / 'd' / 'tables.md'}" in result.output
+    seconds = re.search(r"^demo finished in (\d+) s$", result.output, re.MULTILINE)
+    assert seconds is not None and int(seconds.group(1)) < 60, result.output  # its own time
 
 
 def test_the_command_hands_its_choices_to_the_demo(tmp_path: Path, recorded: list) -> None:
@@ -86,6 +89,8 @@ def test_the_command_hands_its_choices_to_the_demo(tmp_path: Path, recorded: lis
             "unknown --arch 'resnet1800'; the demo's runs take a torchvision",
         ),
         (("--scale", "0"), "scale"),
+        (("--suite", "all"), "unknown --suite 'all'; expected one of main, peers"),
+        (("--data", "cifar"), "unknown --data 'cifar'; the demo runs on a built-in benchmark"),
     ],
 )
 def test_a_refused_value_exits_2_before_the_folder_exists(
