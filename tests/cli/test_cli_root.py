@@ -1,5 +1,6 @@
 """The torchlap command: --help, --version, and the layer benchmark command."""
 
+import re
 import subprocess
 import sys
 
@@ -49,3 +50,11 @@ def test_demo_help_states_the_settings_defaults():
     assert helps["image_size"].endswith(f"(default {DemoSettings.image_size}).")
     assert helps["epochs"].endswith(f"(default {DemoSettings.epochs}).")
     assert helps["lr"].endswith(f"(default {DemoSettings.lr:g}).")
+
+
+def test_torchlap_alone_shows_the_help_with_its_commands():
+    result = runner.invoke(app, [])
+    assert "Local Attention Pooling: CNNs that explain themselves." in result.output
+    for command in ("demo", "train", "evaluate", "compare", "bench"):
+        assert re.search(rf"^\W*{command}\b", result.output, re.MULTILINE), command
+    assert "Missing command" not in result.output
