@@ -175,23 +175,25 @@ def test_a_failure_keeps_its_traceback_in_the_debug_log_and_an_input_error_does_
     assert not [r for r in caplog.records if r.getMessage() == "failure"]
 
 
+@pytest.fixture
+def users_log(tmp_path: Path) -> Path:
+    """The demo's --out folder holding a demo.log the user wrote."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "demo.log").write_text("my notes\n")
+    return tmp_path / "d" / "demo.log"
+
+
 def test_a_demo_refused_after_its_log_was_found_keeps_the_user_s_log(
-    tmp_path: Path, failing: Callable
+    tmp_path: Path, failing: Callable, users_log: Path
 ) -> None:
-    out = tmp_path / "d"
-    out.mkdir()
-    (out / "demo.log").write_text("my notes\n")
     failing(ValueError("refused by the demo's own checks"))  # before its folders are checked
     assert _demo(tmp_path, "--overwrite").exit_code == 2
-    assert (out / "demo.log").read_text() == "my notes\n"
+    assert users_log.read_text() == "my notes\n"
 
 
 def test_with_overwrite_the_user_s_log_is_replaced_once_the_folders_are_checked(
-    tmp_path: Path, recorded: list
+    tmp_path: Path, recorded: list, users_log: Path
 ) -> None:
-    out = tmp_path / "d"
-    out.mkdir()
-    (out / "demo.log").write_text("my notes\n")
     assert _demo(tmp_path, "--overwrite").exit_code == 0
-    log = (out / "demo.log").read_text()
+    log = users_log.read_text()
     assert "my notes" not in log and "the demo would run now" in log
