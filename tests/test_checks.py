@@ -141,8 +141,12 @@ def test_channel_counts_are_one_or_three_and_never_a_bool() -> None:
 def test_size_pairs_are_two_positive_ints() -> None:
     assert check_size_pair((4, 5)) == (4, 5)
     assert check_size_pair(torch.Size([4, 5])) == (4, 5) and check_size_pair([1, 1]) == (1, 1)
-    for bad in ((0, 4), (-1, 4), (2.5, 4), (True, 4), (4,), (4, 4, 4), "44", 4, None):
-        with pytest.raises(ValueError, match=r"size must be \(H, W\), two positive ints, got"):
+    message = r"size must be \(H, W\), two positive ints, got"
+    for bad in ((0, 4), (-1, 4), (4, 0), (4,), (4, 4, 4), ()):  # the right type, wrong values
+        with pytest.raises(ValueError, match=message):
+            check_size_pair(bad)
+    for bad in ((2.5, 4), (True, 4), (4, "4"), ("4",), "44", b"44", 4, None):  # not int pairs
+        with pytest.raises(TypeError, match=message):
             check_size_pair(bad)
 
 

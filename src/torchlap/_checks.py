@@ -148,15 +148,18 @@ def check_seed(seed: object, name: str = "seed") -> int:
 
 
 def check_size_pair(value: object, name: str = "size") -> tuple[int, int]:
-    """``value`` as ``(H, W)``: a pair (tuple, list, ``torch.Size``) of two ints >= 1, never a
-    bool, a float or a text; else ``ValueError`` naming ``name``."""
-    if (
-        isinstance(value, (str, bytes))
-        or not isinstance(value, Sequence)
-        or len(value) != 2
-        or not all(is_int(n) and n >= 1 for n in value)
-    ):
-        raise ValueError(f"{name} must be (H, W), two positive ints, got {value!r}")
+    """``value`` as ``(H, W)``: a pair (tuple, list, ``torch.Size``) of two ints >= 1.
+
+    ``TypeError`` naming ``name`` when ``value`` is not a sequence of ints (a text, a bool or a
+    float among them), ``ValueError`` when it has not two entries or one is below 1.
+    """
+    message = f"{name} must be (H, W), two positive ints, got {value!r}"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(message)
+    if not all(is_int(n) for n in value):
+        raise TypeError(message)
+    if len(value) != 2 or not all(n >= 1 for n in value):
+        raise ValueError(message)
     return int(value[0]), int(value[1])
 
 

@@ -55,19 +55,23 @@ class Hooks:
         """Take every hook registered through this object off its module (last first), and
         the handles it keeps; the hooks of anyone else, the same function registered by
         someone else included, stay: only as many entries of a function come off as were
-        registered here."""
+        registered here, and only plain ones (an entry registered ``with_kwargs`` or
+        ``always_call`` is not torchlap's)."""
         while self._kept:
             self._kept.pop().remove()
         while self._added:
             module, kind, hook = self._added.pop()
             main, *extras = _DICTS[kind]
             hooks = getattr(module, main)
-            keys = [key for key, value in hooks.items() if value is hook]
+            # torchlap registers plainly: an entry of the same function with a flag
+            # (with_kwargs, always_call) is someone else's
+            keys = [
+                key
+                for key, value in hooks.items()
+                if value is hook and not any(key in getattr(module, extra) for extra in extras)
+            ]
             if keys:
-                key = keys[-1]  # the latest registration of this function on the module
-                del hooks[key]
-                for extra in extras:
-                    getattr(module, extra).pop(key, None)
+                del hooks[max(keys)]  # the latest registration (handle ids only grow)
 
     def __len__(self) -> int:
         return len(self._added) + len(self._kept)

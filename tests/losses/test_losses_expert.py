@@ -248,9 +248,12 @@ def test_nan_region_masks_and_bad_values_are_refused():
         expert_supervision_loss(probs, masks, present, ok, positive_fraction=True)
 
 
-@pytest.mark.parametrize("size", [(0, 0), "ab", (2.5, 2.5), 4])
-def test_resize_refuses_sizes_that_are_not_two_positive_ints(size):
-    with pytest.raises(ValueError, match=r"size must be \(H, W\), two positive ints"):
+@pytest.mark.parametrize(
+    ("size", "error"),
+    [((0, 0), ValueError), ("ab", TypeError), ((2.5, 2.5), TypeError), (4, TypeError)],
+)
+def test_resize_refuses_sizes_that_are_not_two_positive_ints(size, error):
+    with pytest.raises(error, match=r"size must be \(H, W\), two positive ints"):
         resize_region_masks(torch.ones(2, 8, 8), size)
 
 

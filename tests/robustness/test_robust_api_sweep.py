@@ -119,16 +119,16 @@ EXPLAINERS: list[tuple[str, Callable[[], object], type, str]] = [
         (
             f"upsample-size-{label}",
             lambda size=size: explainers.upsample(torch.rand(2, 4, 4), size),
-            ValueError,
+            error,
             r"size must be \(H, W\), two positive ints",
         )
-        for label, size in [
-            ("zero", (0, 8)),
-            ("negative", (-2, 8)),
-            ("float", (2.5, 8)),
-            ("bool", (True, 8)),
-            ("one", (8,)),
-            ("text", "88"),
+        for label, size, error in [
+            ("zero", (0, 8), ValueError),
+            ("negative", (-2, 8), ValueError),
+            ("float", (2.5, 8), TypeError),
+            ("bool", (True, 8), TypeError),
+            ("one", (8,), ValueError),
+            ("text", "88", TypeError),
         ]
     ],
     (
@@ -387,7 +387,7 @@ DATA_MODELS: list[tuple[str, Callable[[], object], type, str]] = [
     (
         "soft_attention_map-float",
         lambda: _sam((2.5, 16)),
-        ValueError,
+        TypeError,
         r"size must be \(H, W\), two positive ints",
     ),
     (

@@ -55,6 +55,40 @@ def test_the_same_function_registered_twice_through_hooks_comes_off_twice() -> N
     assert not conv._forward_hooks
 
 
+@pytest.mark.parametrize(
+    ("kind", "flag"),
+    [("forward", "with_kwargs"), ("forward", "always_call"), ("forward_pre", "with_kwargs")],
+)
+def test_a_users_flagged_registration_of_the_same_function_stays(kind: str, flag: str) -> None:
+    """The user registers torchlap's hook function again, later and with a flag: removing
+    torchlap's hooks takes off torchlap's plain entry and leaves the user's, flag and all (it
+    used to take the latest entry, the user's, and strip its flag)."""
+    conv = nn.Conv2d(1, 1, 1)
+    calls: list[int] = []
+
+    def hook(module: nn.Module, args: tuple, *rest: object) -> None:
+        calls.append(len(rest))
+
+    hooks = Hooks()
+    getattr(hooks, kind)(conv, hook)
+    register = getattr(conv, f"register_{kind}_hook")
+    user = register(hook, **{flag: True})
+    hooks.remove()
+    main = conv._forward_hooks if kind == "forward" else conv._forward_pre_hooks
+    assert list(main) == [user.id]
+    flagged = {
+        ("forward", "with_kwargs"): conv._forward_hooks_with_kwargs,
+        ("forward", "always_call"): conv._forward_hooks_always_called,
+        ("forward_pre", "with_kwargs"): conv._forward_pre_hooks_with_kwargs,
+    }[kind, flag]
+    assert list(flagged) == [user.id]
+    conv(torch.rand(1, 1, 2, 2))
+    # a forward hook gets (output) or (kwargs, output), a pre hook () or (kwargs)
+    assert calls == [(kind == "forward") + (flag == "with_kwargs")]
+    user.remove()
+    assert not main
+
+
 @pytest.mark.parametrize("fails", [False, True])
 def test_training_flags_come_back_however_the_block_ends(fails: bool) -> None:
     """Mixed flags (the model in training, one child in eval mode): the block switches them

@@ -63,10 +63,15 @@ def _module(value: float = 1.0) -> nn.Module:
     return module
 
 
-@pytest.mark.parametrize("every", [0, -1, True, 2.0, "3"])
-def test_a_save_interval_that_is_not_a_positive_int_is_refused(tmp_path: Path, every: Any):
+@pytest.mark.parametrize(
+    ("every", "error"),
+    [(0, ValueError), (-1, ValueError), (True, TypeError), (2.0, TypeError), ("3", TypeError)],
+)
+def test_a_save_interval_that_is_not_a_positive_int_is_refused(
+    tmp_path: Path, every: Any, error: type[Exception]
+) -> None:
     with pytest.raises(
-        ValueError, match=rf"every_n_train_steps must be None or an int >= 1, got {every!r}"
+        error, match=rf"every_n_train_steps must be None or an int >= 1, got {every!r}"
     ):
         AtomicCheckpoint(tmp_path, every_n_train_steps=every)
 

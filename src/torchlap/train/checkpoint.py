@@ -21,6 +21,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
+from torchlap._checks import is_int
 from torchlap.runs import atomic_path, record_integrity, sha256_file
 
 __all__ = ["AtomicCheckpoint"]
@@ -43,14 +44,14 @@ class AtomicCheckpoint(Checkpoint):
     ):
         """``run_dir``: the run folder whose config.json records each checkpoint's SHA-256."""
         super().__init__()
-        if every_n_train_steps is not None and (
-            isinstance(every_n_train_steps, bool)
-            or not isinstance(every_n_train_steps, int)
-            or every_n_train_steps < 1
-        ):
-            raise ValueError(
+        if every_n_train_steps is not None:
+            message = (
                 f"every_n_train_steps must be None or an int >= 1, got {every_n_train_steps!r}"
             )
+            if not is_int(every_n_train_steps):
+                raise TypeError(message)
+            if every_n_train_steps < 1:
+                raise ValueError(message)
         self.dirpath = Path(dirpath)
         self.every_n_train_steps = every_n_train_steps
         self.run_dir = None if run_dir is None else Path(run_dir)
