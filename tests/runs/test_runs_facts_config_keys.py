@@ -169,6 +169,14 @@ def test_other_image_sizes_are_refused_as_written(tmp_path: Path, value: Any) ->
     assert f"to {MAX_IMAGE_SIDE} (or a square pair [n, n]), got {value!r}" in text
 
 
+@pytest.mark.parametrize("value", [[7, 7.0], [7.0, 7], [True, 1], [1, True]])
+def test_a_pair_of_equal_numbers_that_are_not_both_ints_is_refused(
+    tmp_path: Path, value: list[Any]
+) -> None:
+    """[7, 7.0] was read as 7 (only its first side was checked) while [7.0, 7] was refused."""
+    _refused(tmp_path, _config(image_size=value), r"'image_size' must be an int from 1")
+
+
 #: two classes, one concept present in the second only (what ConceptSets.to_dict writes)
 SETS = {"n_classes": 2, "n_concepts": 1, "mapping": {"0": [], "1": [0]}}
 
