@@ -171,8 +171,8 @@ def _image_size(path: Path, value: Any) -> int:
     """``image_size``: an int from 1 to ``MAX_IMAGE_SIDE`` (8192, what training accepts), or a
     square pair ``[n, n]`` (read as ``n``)."""
     size = value
-    if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
-        size = value[0]  # the side n, as explain, export and evaluate read it
+    if isinstance(value, list) and len(value) == 2 and value[0] == value[1] and is_int(value[1]):
+        size = value[0]  # the side n, as explain, export and evaluate read it ([7, 7.0] is no pair)
     if not is_int(size) or not 1 <= size <= MAX_IMAGE_SIDE:
         accepted = f"an int from 1 to {MAX_IMAGE_SIDE} (or a square pair [n, n])"
         raise _bad(path, "image_size", accepted, value)
