@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchlap._checks import check_choice, check_number, check_positive_float, is_int
+from torchlap._checks import check_choice, check_number, check_positive_float
 from torchlap.layers import HEAD_HIDDEN
 from torchlap.losses.injection import COMMON_HEAD_SETS
 from torchlap.models.objectives import check_head_ratios
@@ -24,7 +24,7 @@ SELECT_METRICS = ("balanced_accuracy", "accuracy", "loss", "cross_entropy")
 
 def check_lap_settings(config: Any) -> None:
     """Raise ``ValueError`` naming the first bad LAP or model-selection setting of ``config``
-    (a TrainConfig): ``hidden_channels`` an int >= 0 or ``None``, ``aggregation`` one of
+    (a TrainConfig, whose ``hidden_channels`` ``validate`` has checked): ``aggregation`` one of
     :data:`AGGREGATION_NAMES` or ``None``, ``alpha`` > 0 or ``None``, ``head_hidden`` one of
     :data:`torchlap.layers.HEAD_HIDDEN`, ``common_head_sets`` one of
     :data:`torchlap.losses.injection.COMMON_HEAD_SETS`, ``ratios`` as
@@ -32,12 +32,7 @@ def check_lap_settings(config: Any) -> None:
     ``None``, ``keep_epoch`` and ``select_metric`` of their choices; and ``head_hidden=
     "per_head"`` where the heads have no hidden channels to split (``hidden_channels`` 0, as
     given or as the ``--lap`` preset's paper value): it would change nothing."""
-    hidden = config.hidden_channels
-    if hidden is not None and (not is_int(hidden) or hidden < 0):
-        raise ValueError(
-            f"hidden_channels must be an int >= 0 (0: one 1x1 convolution per LAP head), "
-            f"got {hidden!r}"
-        )
+    hidden = config.hidden_channels  # (an int from 0 or None: TrainConfig.validate checks it)
     if config.aggregation is not None and config.aggregation not in AGGREGATION_NAMES:
         raise ValueError(
             f"unknown aggregation {config.aggregation!r}; expected one of {AGGREGATION_NAMES}"
