@@ -64,7 +64,7 @@ _TAKE = {
                     "seed", "concordance_weight", "weight_decay", "num_workers",
                     "checkpoint_every_n_steps"),
               "0": ("seed", "weight_decay", "momentum", "concordance_weight", "hidden_channels",
-                    "num_workers")},
+                    "num_workers", "alpha")},
     "evaluate": {"3": ("batch_size", "max_images", "max_val_images", "stability_images", "seed",
                        "tie_draws", "bootstrap_resamples", "sanity_images", "grid_pg_grids",
                        "lime_images"),

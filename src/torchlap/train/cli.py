@@ -271,7 +271,13 @@ _HeadHidden = Annotated[
 ]
 _Alpha = Annotated[
     float | None,
-    typer.Option("--alpha", help="Initial LAP sharpness alpha of Eq. 4 (trainable; default 1)."),
+    typer.Option(
+        "--alpha",
+        help=(
+            "Initial LAP sharpness alpha of Eq. 4 (trainable; default 1; >= 0; 0 gives the "
+            "paper's N(V) = V + eps, and alpha stays 0: its gradient is 0 there)."
+        ),
+    ),
 ]
 _ConcordanceWeight = Annotated[
     float | None,

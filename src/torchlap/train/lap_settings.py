@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchlap._checks import check_choice, check_number, check_positive_float
+from torchlap._checks import check_choice, check_number
 from torchlap.layers import HEAD_HIDDEN
 from torchlap.losses.injection import COMMON_HEAD_SETS
 from torchlap.models.objectives import check_head_ratios
@@ -25,7 +25,7 @@ SELECT_METRICS = ("balanced_accuracy", "accuracy", "loss", "cross_entropy")
 def check_lap_settings(config: Any) -> None:
     """Raise ``ValueError`` naming the first bad LAP or model-selection setting of ``config``
     (a TrainConfig, whose ``hidden_channels`` ``validate`` has checked): ``aggregation`` one of
-    :data:`AGGREGATION_NAMES` or ``None``, ``alpha`` > 0 or ``None``, ``head_hidden`` one of
+    :data:`AGGREGATION_NAMES` or ``None``, ``alpha`` >= 0 or ``None``, ``head_hidden`` one of
     :data:`torchlap.layers.HEAD_HIDDEN`, ``common_head_sets`` one of
     :data:`torchlap.losses.injection.COMMON_HEAD_SETS`, ``ratios`` as
     :func:`~torchlap.models.objectives.check_head_ratios`, ``concordance_weight`` >= 0 or
@@ -37,8 +37,8 @@ def check_lap_settings(config: Any) -> None:
         raise ValueError(
             f"unknown aggregation {config.aggregation!r}; expected one of {AGGREGATION_NAMES}"
         )
-    if config.alpha is not None:
-        check_positive_float(config.alpha, "alpha")
+    if config.alpha is not None:  # 0: N(V) = V + eps (paper 000, Eq. 4); its gradient is 0 there
+        check_number(config.alpha, "alpha", minimum=0.0)
     check_choice(config.head_hidden, "head_hidden (--head-hidden)", HEAD_HIDDEN)
     check_choice(config.common_head_sets, "common_head_sets (--common-head-sets)", COMMON_HEAD_SETS)
     if config.ratios is not None:
