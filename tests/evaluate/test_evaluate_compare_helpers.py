@@ -4,6 +4,7 @@ run's LIME baseline, and an empty list of runs."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -111,3 +112,12 @@ def test_compare_needs_a_run(tmp_path) -> None:
     with pytest.raises(ValueError, match="compare needs at least one run folder"):
         compare_runs([], None, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_options_are_checked_first_and_nothing_is_replaced_unasked(tmp_path) -> None:
+    # the options are refused before any run folder is read (this one does not exist)
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 1, got 0"):
+        compare_runs([tmp_path / "missing"], None, tmp_path / "out", EvaluateOptions(batch_size=0))
+    assert not (tmp_path / "out").exists()
+    # a library call replaces files it did not write only when asked (force=True)
+    assert inspect.signature(compare_runs).parameters["force"].default is False
