@@ -416,10 +416,10 @@ def plot_overlays(
         raise ValueError(f"unknown colormap {cmap!r}; use a matplotlib name such as 'jet'")
     check_fraction(alpha, "alpha")  # not a bool: True is no blending weight
 
-    # display normalization: divide by the per-map maximum, clip negatives (batched)
+    # display normalization: divide by the per-map maximum (if > 0), clip negatives (batched)
     for method, method_maps in maps.items():
         peak = method_maps.amax(dim=(1, 2), keepdim=True)
-        maps[method] = torch.where(peak > 0, method_maps / peak.clamp_min(1e-12), 0.0).clamp(0, 1)
+        maps[method] = (method_maps / torch.where(peak > 0, peak, 1.0)).clamp(0, 1)
 
     n_columns = 1 + len(maps)
     figure = _new_figure(1.9 * n_columns + 0.3, 1.95 * n + 0.4)
