@@ -32,7 +32,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.text import Text
-from matplotlib.ticker import FixedFormatter
+from matplotlib.ticker import FixedFormatter, FuncFormatter
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
@@ -102,15 +102,15 @@ def _literal_text(figure: Figure) -> None:
     Class, run and method names are user text: a ``$`` in them must not start matplotlib's
     mathtext (``$x^$`` fails to parse after all the work) nor go through LaTeX when the user's
     rcParams set ``text.usetex``. Texts that matplotlib's own formatters generate (numeric
-    ticks, offset texts) keep the user's settings. Per text object, so thread-safe (no
-    ``rc_context``, which changes global state).
+    ticks, offset texts) keep the user's settings; named ticks (``set_ticklabels`` installs a
+    FuncFormatter, or a FixedFormatter) are user text. Per text object, so thread-safe.
     """
     generated: set[int] = set()
     for axes in figure.axes:
         for axis in (axes.xaxis, axes.yaxis):
             generated.add(id(axis.offsetText))
-            named = isinstance(axis.get_major_formatter(), FixedFormatter)
-            for tick in (*([] if named else axis.majorTicks), *axis.minorTicks):
+            named = isinstance(axis.get_major_formatter(), (FixedFormatter, FuncFormatter))
+            for tick in (*([] if named else axis.get_major_ticks()), *axis.get_minor_ticks()):
                 generated.update((id(tick.label1), id(tick.label2)))
     for text in figure.findobj(Text):
         if id(text) not in generated:
