@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from matplotlib import colormaps
 from report_figures import capture_figures
 from report_synthetic import METHOD_FACTS, metric
 
@@ -154,3 +155,16 @@ def test_methods_without_curves_for_the_reference_are_left_out(
     with pytest.raises(ValueError, match="top<t>_vs_prediction"):
         plot_keep_k(results, tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
+
+
+@pytest.mark.parametrize(("n_methods", "palette"), [(10, "tab10"), (11, "tab20")])
+def test_up_to_ten_methods_take_tab10_more_take_tab20(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n_methods: int, palette: str
+) -> None:
+    """One distinct color per method: tab10 holds 10, tab20 20."""
+    figures = capture_figures(monkeypatch)
+    methods = [f"method{i:02d}" for i in range(n_methods)]  # not in the registry: given order
+    plot_keep_k(run({m: {"5": {"top1_vs_prediction": 0.5}} for m in methods}), tmp_path / "k.png")
+    (figure,) = figures
+    colors = {line.get_label(): line.get_color() for line in figure.axes[0].get_lines()}
+    assert colors == {m: colormaps[palette](i) for i, m in enumerate(methods)}
