@@ -168,3 +168,14 @@ def test_up_to_ten_methods_take_tab10_more_take_tab20(
     (figure,) = figures
     colors = {line.get_label(): line.get_color() for line in figure.axes[0].get_lines()}
     assert colors == {m: colormaps[palette](i) for i, m in enumerate(methods)}
+
+
+def test_two_classes_draw_a_top2_panel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A binary task stores top-1 and top-2: the right panel is top-2."""
+    figures = capture_figures(monkeypatch)
+    binary = {"5": {"top1_vs_prediction": 0.6, "top2_vs_prediction": 1.0}}
+    plot_keep_k(run({"lap": binary}), tmp_path / "k.png")
+    (figure,) = figures
+    _, right = figure.axes
+    assert right.get_title() == "Top-2 agreement with the prediction"
+    assert same(lines_of(right)["LAP"][1], [100.0])
