@@ -111,3 +111,16 @@ def test_gray_inputs_masks_titles_and_names(
             if contours:
                 assert list(contours[0].levels) == [0.5]
             assert list(ax.get_xticks()) == [] and list(ax.get_yticks()) == []
+
+
+def test_a_map_whose_peak_is_0_shows_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figures = capture_figures(monkeypatch)
+    zero_peak = -torch.rand(1, 5, 5)
+    zero_peak[0, 2, 3] = 0.0
+    plot_overlays(torch.rand(1, 3, 5, 5), {"m": zero_peak}, None, None, tmp_path / "o.png")
+    (figure,) = figures
+    torch.testing.assert_close(
+        shown(figure.axes[1].images[1]), torch.zeros(5, 5, dtype=torch.float64)
+    )
