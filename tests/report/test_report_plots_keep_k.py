@@ -179,3 +179,13 @@ def test_two_classes_draw_a_top2_panel(tmp_path: Path, monkeypatch: pytest.Monke
     _, right = figure.axes
     assert right.get_title() == "Top-2 agreement with the prediction"
     assert same(lines_of(right)["LAP"][1], [100.0])
+
+
+def test_two_runs_name_their_run_in_each_label(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figures = capture_figures(monkeypatch)
+    curve = {"5": {"top1_vs_prediction": 0.5}}
+    plot_keep_k({"a": run({"lap": curve}), "b": run({"lap": curve})}, tmp_path / "k.png")
+    (figure,) = figures
+    assert sorted(lines_of(figure.axes[0])) == ["a · LAP", "b · LAP"]
