@@ -115,3 +115,24 @@ def test_masks_titles_colormap_and_alpha_are_checked(tmp_path: Path) -> None:
     assert not target.exists()
     plot_overlays(images, maps, None, ("a", "b"), target, alpha=1.0)  # a tuple, alpha 1: fine
     assert target.is_file()
+
+
+def test_the_image_figures_do_not_replace_a_users_file_by_default(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from torchlap.report import plot_lap_layers
+    from torchlap.report.plots import plot_explanation
+
+    images, maps = _inputs(1)
+    mine = tmp_path / "mine.png"
+    Image.new("RGB", (4, 4)).save(mine)
+    before = mine.read_bytes()
+    calls = [
+        lambda: plot_overlays(images, maps, None, None, mine),
+        lambda: plot_lap_layers(images[0], {"l": torch.rand(2, 4, 4)}, mine),
+        lambda: plot_explanation(images[0], maps, None, "t", mine),
+    ]
+    for call in calls:
+        with pytest.raises(FileExistsError, match=r"mine\.png exists and is not a figure"):
+            call()
+        assert mine.read_bytes() == before
