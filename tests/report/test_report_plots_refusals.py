@@ -136,3 +136,18 @@ def test_the_image_figures_do_not_replace_a_users_file_by_default(tmp_path: Path
         with pytest.raises(FileExistsError, match=r"mine\.png exists and is not a figure"):
             call()
         assert mine.read_bytes() == before
+
+
+def test_the_range_check_looks_at_every_pixel_and_its_exact_bounds(tmp_path: Path) -> None:
+    maps = {"m": torch.rand(1, 4, 4)}
+    target = tmp_path / "o.png"
+    for value, match in ((-1.2e-3, r"\[0, 1\]"), (1.0012, r"\[0, 1\]"), (torch.nan, "nan")):
+        images = torch.full((1, 3, 4, 4), 0.5)
+        images[0, 1, 2, 3] = value  # one pixel out of range
+        with pytest.raises(ValueError, match=match):
+            plot_overlays(images, maps, None, None, target)
+    assert not target.exists()
+    # the bounds themselves are accepted (float64: exactly -1e-3 and 1 + 1e-3)
+    images = torch.full((1, 3, 4, 4), 0.5, dtype=torch.float64)
+    images[0, 0, 0, 0], images[0, 0, 0, 1] = -1e-3, 1 + 1e-3
+    assert plot_overlays(images, maps, None, None, target) == target
