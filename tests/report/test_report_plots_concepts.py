@@ -121,6 +121,9 @@ def test_the_limits_of_max_concepts_and_concept_names(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="max_concepts must be an int"):
         plot_lap_layers(image, maps, tmp_path / "bad.png", max_concepts=True)
     plot_lap_layers(image, maps, tmp_path / "names.png", concept_names=["a", "b", "c"])
+    for no_layers in ({}, [("l", maps["l"])]):
+        with pytest.raises(ValueError, match="concept_maps must be a non-empty dict"):
+            plot_lap_layers(image, no_layers, tmp_path / "bad.png")
     with pytest.raises(ValueError, match="at least 3 names"):
         plot_lap_layers(image, maps, tmp_path / "bad.png", concept_names=["a", "b"])
     with pytest.raises(ValueError, match="at least 3 names"):

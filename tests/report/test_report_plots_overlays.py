@@ -111,6 +111,8 @@ def test_gray_inputs_masks_titles_and_names(
             if contours:
                 assert list(contours[0].levels) == [0.5]
             assert list(ax.get_xticks()) == [] and list(ax.get_yticks()) == []
+            if column:
+                assert ax.images[1].get_alpha() == 0.5  # the default blending weight
 
 
 def test_a_map_whose_peak_is_0_shows_nothing(
