@@ -185,3 +185,23 @@ def test_explanation_without_lap_layers_is_one_row(
     gray, overlay = figure.axes
     assert gray.images[0].get_cmap().name == "gray"
     assert tuple(shown(overlay.images[1]).shape) == (8, 8)  # resized to the image
+
+
+def test_each_layers_maps_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = torch.rand(3, 4, 6)  # not square: the panels take the image's height and width
+    target = tmp_path / "bad.png"
+    for maps in (torch.rand(4, 6), torch.ones(1, 4, 6, dtype=torch.int64), [[[0.5]]]):
+        with pytest.raises(ValueError, match=r"concept_maps\['l'\] must be a floating tensor"):
+            plot_lap_layers(image, {"l": maps}, target)
+    for value in (-1.2e-3, 1.0012, float("nan")):
+        maps = torch.full((2, 2, 3), 0.5)
+        maps[1, 1, 2] = value  # one value out of range
+        with pytest.raises(ValueError, match=r"concept_maps\['l'\] must hold probabilities"):
+            plot_lap_layers(image, {"l": maps}, target)
+    assert not target.exists()
+    figures = capture_figures(monkeypatch)
+    bounds = torch.full((1, 2, 3), 0.5, dtype=torch.float64)
+    bounds[0, 0, 0], bounds[0, 0, 1] = -1e-3, 1 + 1e-3  # exactly at the tolerance: accepted
+    plot_lap_layers(image, {"l": bounds}, tmp_path / "ok.png")
+    (figure,) = figures
+    assert tuple(figure.axes[0].images[1].get_array().shape) == (4, 6, 4)
