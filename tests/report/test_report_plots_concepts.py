@@ -205,3 +205,8 @@ def test_each_layers_maps_are_checked(tmp_path: Path, monkeypatch: pytest.Monkey
     plot_lap_layers(image, {"l": bounds}, tmp_path / "ok.png")
     (figure,) = figures
     assert tuple(figure.axes[0].images[1].get_array().shape) == (4, 6, 4)
+    assert figure.axes[0].get_title() == "l (2×3)"  # the layer's height × width
+    # names for the layer with the most heads, not only for the smaller one
+    with pytest.raises(ValueError, match="at least 3 names"):
+        layers = {"small": torch.rand(2, 2, 2), "large": torch.rand(3, 2, 2)}
+        plot_lap_layers(image, layers, target, concept_names=["a", "b"])
