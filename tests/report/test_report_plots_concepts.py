@@ -177,14 +177,15 @@ def test_explanation_without_lap_layers_is_one_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     figures = capture_figures(monkeypatch)
-    image = torch.rand(1, 1, 8, 8)
-    low = torch.rand(1, 4, 4)
+    image = torch.rand(1, 1, 8, 6)
+    low = torch.rand(1, 4, 3)
     plot_explanation(image, {"lap": low}, None, "t", tmp_path / "e.png")
     (figure,) = figures
     assert len(figure.axes) == 2
     gray, overlay = figure.axes
     assert gray.images[0].get_cmap().name == "gray"
-    assert tuple(shown(overlay.images[1]).shape) == (8, 8)  # resized to the image
+    assert tuple(shown(overlay.images[1]).shape) == (8, 6)  # resized to the image
+    assert overlay.images[1].get_alpha() == 0.5  # the default blending weight
 
 
 def test_each_layers_maps_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
