@@ -178,7 +178,7 @@ def test_explanation_without_lap_layers_is_one_row(
 ) -> None:
     figures = capture_figures(monkeypatch)
     image = torch.rand(1, 1, 8, 6)
-    low = torch.rand(1, 4, 3)
+    low = torch.rand(1, 4, 3) * 0.5  # a peak below 1 is still the top of the scale
     plot_explanation(image, {"lap": low}, None, "t", tmp_path / "e.png")
     (figure,) = figures
     assert len(figure.axes) == 2
@@ -186,6 +186,8 @@ def test_explanation_without_lap_layers_is_one_row(
     assert gray.images[0].get_cmap().name == "gray"
     assert tuple(shown(overlay.images[1]).shape) == (8, 6)  # resized to the image
     assert overlay.images[1].get_alpha() == 0.5  # the default blending weight
+    assert float(shown(overlay.images[1]).max()) == pytest.approx(1.0)
+    assert list(overlay.get_xticks()) == [] and list(overlay.get_yticks()) == []
 
 
 def test_each_layers_maps_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
