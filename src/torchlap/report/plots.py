@@ -32,7 +32,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.text import Text
-from matplotlib.ticker import FixedFormatter
+from matplotlib.ticker import FixedFormatter, FuncFormatter
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
@@ -102,15 +102,15 @@ def _literal_text(figure: Figure) -> None:
     Class, run and method names are user text: a ``$`` in them must not start matplotlib's
     mathtext (``$x^$`` fails to parse after all the work) nor go through LaTeX when the user's
     rcParams set ``text.usetex``. Texts that matplotlib's own formatters generate (numeric
-    ticks, offset texts) keep the user's settings. Per text object, so thread-safe (no
-    ``rc_context``, which changes global state).
+    ticks, offset texts) keep the user's settings; named ticks (``set_ticklabels`` installs a
+    FuncFormatter, or a FixedFormatter) are user text. Per text object, so thread-safe.
     """
     generated: set[int] = set()
     for axes in figure.axes:
         for axis in (axes.xaxis, axes.yaxis):
             generated.add(id(axis.offsetText))
-            named = isinstance(axis.get_major_formatter(), FixedFormatter)
-            for tick in (*([] if named else axis.majorTicks), *axis.minorTicks):
+            named = isinstance(axis.get_major_formatter(), (FixedFormatter, FuncFormatter))
+            for tick in (*([] if named else axis.get_major_ticks()), *axis.get_minor_ticks()):
                 generated.update((id(tick.label1), id(tick.label2)))
     for text in figure.findobj(Text):
         if id(text) not in generated:
@@ -416,10 +416,10 @@ def plot_overlays(
         raise ValueError(f"unknown colormap {cmap!r}; use a matplotlib name such as 'jet'")
     check_fraction(alpha, "alpha")  # not a bool: True is no blending weight
 
-    # display normalization: divide by the per-map maximum, clip negatives (batched)
+    # display normalization: divide by the per-map maximum (if > 0), clip negatives (batched)
     for method, method_maps in maps.items():
         peak = method_maps.amax(dim=(1, 2), keepdim=True)
-        maps[method] = torch.where(peak > 0, method_maps / peak.clamp_min(1e-12), 0.0).clamp(0, 1)
+        maps[method] = (method_maps / torch.where(peak > 0, peak, 1.0)).clamp(0, 1)
 
     n_columns = 1 + len(maps)
     figure = _new_figure(1.9 * n_columns + 0.3, 1.95 * n + 0.4)
