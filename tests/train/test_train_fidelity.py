@@ -56,7 +56,7 @@ def test_config_json_of_an_earlier_run_still_loads_with_the_new_defaults() -> No
     [
         ({"hidden_channels": -1}, "hidden_channels"),
         ({"aggregation": "median"}, "aggregation"),
-        ({"alpha": 0.0}, "alpha"),
+        ({"alpha": -0.1}, "alpha"),
         ({"ratios": {"a": [0.1, 0.5, 0.1]}}, "head index"),
         ({"ratios": {"0": [0.1, 0.5]}}, r"\[MinAR, MaxAR, IAR\]"),
         ({"ratios": {"0": [0.6, 0.5, 0.1]}}, "must not exceed"),
