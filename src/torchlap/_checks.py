@@ -154,9 +154,11 @@ def check_size_pair(value: object, name: str = "size") -> tuple[int, int]:
     float among them), ``ValueError`` when it has not two entries or one is below 1.
     """
     message = f"{name} must be (H, W), two positive ints, got {value!r}"
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise TypeError(message)
-    if not all(is_int(n) for n in value):
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, Sequence)
+        or not all(is_int(n) for n in value)
+    ):
         raise TypeError(message)
     if len(value) != 2 or not all(n >= 1 for n in value):
         raise ValueError(message)
