@@ -122,8 +122,9 @@ def test_each_file_holds_its_images_maps_and_title_over_batches(
     monkeypatch.setattr(explain_module, "read_image", lambda path, c, s: pixels[path.stem])
     titles: dict[str, str] = {}
 
-    def plot(image, maps, layers, title, path, names=None) -> Path:
+    def plot(image, maps, layers, title, path, names=None, absolute=()) -> Path:
         titles[Path(path).stem] = title
+        assert set(absolute) == set()  # post-hoc maps are drawn divided by their peak
         assert set(maps) == {"gradcam", "deeplift"} and layers == {}
         Path(path).write_bytes(b"figure")
         return Path(path)
@@ -239,3 +240,30 @@ def test_a_claimed_output_replaced_by_another_file_is_not_overwritten(fake_run, 
     with pytest.raises(FileExistsError, match=r"already holds .*x\.npz, which torchlap"):
         explain_files(tmp_path / "run", [image], ["gradcam"], out)
     assert (out / "x.npz").read_text() == "not a zip: the user's file"
+
+
+def test_lap_maps_are_drawn_on_their_own_scale_the_others_by_peak(tmp_path, monkeypatch) -> None:
+    # paper 000 IV.B: LAP's scores have one scale in every image; a post-hoc map has none
+    import torchlap.report.plots as plots
+    from torchlap.evaluate import explain as explain_module
+    from torchlap.models import lapify
+    from torchlap.models.wrapping import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(3, width=4)
+    lapify(model)
+    facts = SimpleNamespace(in_channels=3, image_size=16)
+    run = SimpleNamespace(model=model.eval(), classes=["a", "b", "c"], concept_sets=None)
+    monkeypatch.setattr(explain_module, "read_run_facts", lambda run_dir: facts)
+    monkeypatch.setattr(explain_module, "load_run", lambda given: run)
+    drawn: list[set[str]] = []
+    draw = plots.plot_explanation
+
+    def spy(*args, **options) -> Path:
+        drawn.append(set(options["absolute"]))
+        return draw(*args, **options)
+
+    monkeypatch.setattr(plots, "plot_explanation", spy)
+    image = _image(tmp_path / "in" / "x.png")
+    explain_files(tmp_path / "run", [image], ["gradcam", "lap"], tmp_path / "out")
+    assert drawn == [{"lap"}]

@@ -131,23 +131,24 @@ def test_a_file_that_appears_while_a_figure_is_drawn_is_not_replaced(
     """The existence check runs before drawing; a PNG written at the path meanwhile (another
     process, the user) was replaced at publication. Now it is refused, named, and kept;
     torchlap's own figure is still replaced, and any file with overwrite=True."""
+    import torchlap.report._figure as figure_module
     import torchlap.report.plots as plots
 
     target = tmp_path / "keep_k.png"
-    draw = plots._literal_text
+    draw = figure_module._literal_text
 
     def draw_while_someone_writes(figure) -> None:
         target.write_bytes(b"my own picture")
         draw(figure)
 
-    monkeypatch.setattr(plots, "_literal_text", draw_while_someone_writes)
+    monkeypatch.setattr(figure_module, "_literal_text", draw_while_someone_writes)
     with pytest.raises(FileExistsError, match=r"torchlap left it as it is.*keep_k\.png"):
         plots.plot_keep_k(results_by_run(), target)
     assert target.read_bytes() == b"my own picture"
     assert [p.name for p in tmp_path.iterdir()] == ["keep_k.png"]  # no temporary left
     assert plots.plot_keep_k(results_by_run(), target, overwrite=True) == target
     assert plots.is_torchlap_figure(target)
-    monkeypatch.setattr(plots, "_literal_text", draw)
+    monkeypatch.setattr(figure_module, "_literal_text", draw)
     plots.plot_iou_bars(results_by_run(), target)  # torchlap's own figure: replaced
     assert plots.is_torchlap_figure(target)
 

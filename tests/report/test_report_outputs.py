@@ -65,7 +65,9 @@ def test_example_rows_follow_the_caption_order() -> None:
 def test_overlay_rows_are_best_median_worst(tmp_path: Path, monkeypatch) -> None:
     calls = []
 
-    def capture(images, maps_by_method, masks, titles, path, names=None, overwrite=False):
+    def capture(
+        images, maps_by_method, masks, titles, path, names=None, absolute=(), overwrite=False
+    ):
         assert overwrite is True  # the output folder passed guard_output_folder
         calls.append((images, maps_by_method, masks, titles))
         assert names == {"lap": "LAP"}  # display names from the registry

@@ -13,7 +13,7 @@ from report_figures import capture_figures
 from report_synthetic import lap_results, metric
 
 from torchlap.report import plot_iou_bars, plot_keep_k
-from torchlap.report.plots import _literal_text
+from torchlap.report._figure import _literal_text
 
 
 def test_torchlap_texts_are_literal_and_generated_ones_keep_the_user_settings() -> None:

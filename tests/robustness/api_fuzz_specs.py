@@ -456,6 +456,13 @@ EXPLAINER_HELPERS = [
         names={"name": "explainer"},
     ),
     Spec(
+        "own_scale",
+        explainers.own_scale,
+        lambda: {"name": "lap"},
+        choices=("name",),
+        names={"name": "explainer"},
+    ),
+    Spec(
         "get",
         explainers.get,
         lambda: {"name": "gradcam"},

@@ -24,7 +24,14 @@ from torchlap._checks import non_finite_samples
 from torchlap.cli_style import listed_names, nonblank_path
 from torchlap.data import ANNOTATIONS, DICOM_SUFFIXES, load_image, read_annotations
 from torchlap.evaluate.options import refuse_repeats
-from torchlap.explainers import applicability, available, display_name, explain, get
+from torchlap.explainers import (
+    applicability,
+    available,
+    display_name,
+    explain,
+    get,
+    own_scale,
+)
 from torchlap.io import check_folder_path
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.runs import (
@@ -393,7 +400,12 @@ def _explain_batch(
         target = out / f"{entry.name}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         names = {m: display_name(m) for m in own}
-        written.append(plot_explanation(batch[offset], own, layers, title, target, names=names))
+        absolute = {m for m in own if own_scale(m)}
+        written.append(
+            plot_explanation(
+                batch[offset], own, layers, title, target, names=names, absolute=absolute
+            )
+        )
         arrays = {m: v.cpu().numpy() for m, v in own.items()}
         arrays.update({f"lap_concepts/{n}": c.cpu().numpy() for n, c in layers.items()})
         _save_npz(out / f"{entry.name}.npz", arrays)

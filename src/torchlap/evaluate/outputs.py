@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from torchlap.evaluate.common import own_figures
-from torchlap.explainers import display_name
+from torchlap.explainers import display_name, own_scale
 from torchlap.layers import attention_maps, clear_attention_maps, lap_modules
 from torchlap.report import plot_iou_bars, plot_keep_k, plot_lap_layers, plot_overlays, write_report
 from torchlap.report import write_tables as write_markdown_tables
@@ -71,6 +71,7 @@ def write_run_outputs(
                 titles,
                 figures_dir / f"overlays_{method}.png",
                 names={method: display_name(method)},
+                absolute={method} if own_scale(method) else (),
                 overwrite=True,
             )
             figures.append((path, f"{method}: best, median and worst IoU (top-scored selection)"))

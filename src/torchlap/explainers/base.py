@@ -28,10 +28,6 @@ class does the rest:
 Explainers are also context managers: inside ``with explainer:`` the model stays in the
 explanation state across several calls, and is restored on exit. One thread at a time explains
 a model (:mod:`~torchlap.explainers.exclusive`): another thread's call waits for it.
-
-What the package knows about a method is a class attribute of its explainer (display name,
-kind, :meth:`Explainer.applies_to`, native threshold, comparison and column ranks, run facts),
-read through the registry functions below; nothing else lists the methods.
 """
 
 from __future__ import annotations
@@ -80,6 +76,7 @@ __all__ = [
     "get",
     "method_facts",
     "minmax_normalize",
+    "own_scale",
     "probe_features",
     "register",
     "registered",
@@ -100,18 +97,17 @@ _REGISTRY: dict[str, type[Explainer]] = {}
 
 # --------------------------------------------------------------------------------- registry
 #
-# Everything the package knows about a method is a class attribute of its Explainer (see the
-# "facts" block of :class:`Explainer`) and is read here: evaluate, bench, explain and the
-# demo derive their lists from these functions, the report from the facts evaluate writes
-# into results.json (``results["methods"]``, :func:`method_facts`).
+# Everything the package knows about a method is a class attribute of its Explainer (the
+# "facts" block of :class:`Explainer`: display name, kind, applies_to, native threshold, ranks,
+# run facts) and is read here, nothing else lists the methods: evaluate, bench, explain and the
+# demo derive their lists from these functions, the report from the facts evaluate writes into
+# results.json (``results["methods"]``, :func:`method_facts`).
 
 
 def register(name: str) -> Callable[[type[Explainer]], type[Explainer]]:
-    """Class decorator: register an :class:`Explainer` subclass under ``name``.
-
-    The class's facts are checked here (``kind`` one of :data:`KINDS`, ranks ints or None, a
-    ``native_threshold`` a number or None), so a bad registration fails at import.
-    """
+    """Class decorator: register an :class:`Explainer` subclass under ``name``. The class's
+    facts are checked here (``kind`` one of :data:`KINDS`, ranks ints or None, a
+    ``native_threshold`` a number or None), so a bad registration fails at import."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"an explainer name must be a non-empty string, got {name!r}")
 
@@ -138,9 +134,7 @@ def _check_facts(name: str, cls: type[Explainer]) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise TypeError(f"explainer {name!r}: {fact} must be an int or None, got {value!r}")
     threshold = cls.native_threshold
-    if threshold is not None and (
-        isinstance(threshold, bool) or not isinstance(threshold, (int, float))
-    ):
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, type(None))):
         raise TypeError(
             f"explainer {name!r}: native_threshold must be a number or None, got {threshold!r}"
         )
@@ -216,6 +210,12 @@ def table_order(names: Iterable[str] | None = None) -> list[str]:
 def display_name(name: str) -> str:
     """The short name tables and figures show (``"gradcam"`` -> ``"GC"``)."""
     return get(name).display_name or name
+
+
+def own_scale(name: str) -> bool:
+    """Whether method ``name``'s maps have one scale in every image (a native threshold, LAP's
+    0.5: paper 000 IV.B): figures draw them as they are on [0, 1], not divided by their peak."""
+    return get(name).native_threshold is not None
 
 
 def applicability(name: str, model: nn.Module) -> str | None:

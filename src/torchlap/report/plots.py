@@ -20,24 +20,17 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import torch
 import torch.nn.functional as F
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.text import Text
-from matplotlib.ticker import FixedFormatter, FuncFormatter
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from torchlap._checks import check_fraction, check_has_values
-from torchlap.io import atomic_write
 from torchlap.report._common import (
     as_runs,
     method_display_name,
@@ -45,6 +38,12 @@ from torchlap.report._common import (
     metric_value,
     order_methods,
     section,
+)
+from torchlap.report._figure import (
+    _new_figure,
+    _png_path,
+    _save,
+    is_torchlap_figure,
 )
 
 __all__ = [
@@ -57,93 +56,11 @@ __all__ = [
     "plot_overlays",
 ]
 
-_DPI = 110
 _LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
 
 
 # ------------------------------------------------------------------------------- helpers
-
-
-def _png_path(path: object, overwrite: object = False) -> Path:
-    """``path`` checked before any drawing: a ``.png`` path where a figure may be written (no
-    folder there, and a file only if torchlap wrote it, see :func:`is_torchlap_figure`, or
-    ``overwrite`` is True)."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike ending in .png, got {type(path)}")
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
-    target = Path(path)
-    if target.suffix.lower() != ".png":
-        raise ValueError(f"path must end in .png (figures are written as PNG), got {str(path)!r}")
-    if target.is_dir():
-        raise IsADirectoryError(f"{target} is a folder; pass the path of the PNG file to write")
-    if (
-        (target.exists() or target.is_symlink())
-        and not overwrite
-        and not is_torchlap_figure(target)
-    ):
-        raise FileExistsError(
-            f"{target} exists and is not a figure torchlap wrote; pass overwrite=True to "
-            "replace it, or another path"
-        )
-    return target
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _literal_text(figure: Figure) -> None:
-    """Draw every text torchlap set (titles, labels, legends, named ticks) literally.
-
-    Class, run and method names are user text: a ``$`` in them must not start matplotlib's
-    mathtext (``$x^$`` fails to parse after all the work) nor go through LaTeX when the user's
-    rcParams set ``text.usetex``. Texts that matplotlib's own formatters generate (numeric
-    ticks, offset texts) keep the user's settings; named ticks (``set_ticklabels`` installs a
-    FuncFormatter, or a FixedFormatter) are user text. Per text object, so thread-safe.
-    """
-    generated: set[int] = set()
-    for axes in figure.axes:
-        for axis in (axes.xaxis, axes.yaxis):
-            generated.add(id(axis.offsetText))
-            named = isinstance(axis.get_major_formatter(), (FixedFormatter, FuncFormatter))
-            for tick in (*([] if named else axis.get_major_ticks()), *axis.get_minor_ticks()):
-                generated.update((id(tick.label1), id(tick.label2)))
-    for text in figure.findobj(Text):
-        if id(text) not in generated:
-            text.set_usetex(False)
-            text.set_parse_math(False)
-
-
-#: the PNG "Software" text of every figure torchlap writes (explain tells its own files by it)
-PNG_SOFTWARE = "torchlap"
-
-
-def is_torchlap_figure(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a PNG torchlap wrote: its ``Software`` text starts with
-    :data:`PNG_SOFTWARE` (every figure of this module carries it). False for anything else,
-    unreadable files included."""
-    try:
-        with Image.open(path) as image:
-            return str(getattr(image, "text", {}).get("Software", "")).startswith(PNG_SOFTWARE)
-    except (OSError, UnidentifiedImageError, ValueError):
-        return False
-
-
-def _save(figure: Figure, path: Path, overwrite: bool = False) -> Path:
-    """Write ``figure`` as PNG to ``path`` atomically (temp file in the folder + os.replace);
-    without ``overwrite`` only a figure torchlap wrote is replaced: a file that appeared at
-    ``path`` while the figure was drawn is left as it is (FileExistsError).
-
-    All text torchlap set is drawn literally first (see :func:`_literal_text`).
-    """
-    _literal_text(figure)
-    metadata = {"Software": f"{PNG_SOFTWARE} (matplotlib {matplotlib.__version__})"}
-    write = lambda handle: figure.savefig(handle, format="png", metadata=metadata)  # noqa: E731
-    return atomic_write(path, write, replace=overwrite or is_torchlap_figure(path))
 
 
 def _method_colors(methods: Sequence[str]) -> dict[str, Any]:
@@ -349,6 +266,13 @@ def _resize(maps: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
+def _one_map(value: object, name: str, size: tuple[int, int]) -> Tensor:
+    """One image's (H, W) or (1, H, W) map checked and resized to ``size``: (H', W')."""
+    if isinstance(value, Tensor) and value.dim() == 2:
+        value = value[None]
+    return _resize(_check_maps(value, 1, name), size)[0]
+
+
 def _display_image(ax: Any, image: Tensor) -> None:
     """Show a (C, H, W) image in [0, 1]."""
     if image.shape[0] == 1:
@@ -368,6 +292,38 @@ def _clear_ticks(ax: Any) -> None:
     ax.set_yticks([])
 
 
+def _check_display(
+    cmap: object, alpha: object, absolute: object, methods: Collection[str]
+) -> frozenset[str]:
+    """The overlay options checked (colormap, blending weight, the methods drawn on their own
+    scale); returns ``absolute`` as a set of method names."""
+    if not isinstance(cmap, str) or cmap not in colormaps:
+        raise ValueError(f"unknown colormap {cmap!r}; use a matplotlib name such as 'jet'")
+    check_fraction(alpha, "alpha")  # not a bool: True is no blending weight
+    if isinstance(absolute, (str, bytes)) or not isinstance(absolute, Collection):
+        raise TypeError(
+            f"absolute must be a collection of method names (e.g. {{'lap'}}), got {absolute!r}"
+        )
+    unknown = sorted(str(name) for name in absolute if name not in methods)
+    if unknown:
+        raise ValueError(
+            f"absolute names methods without maps here: {', '.join(unknown)}; "
+            f"the maps are of: {', '.join(methods)}"
+        )
+    return frozenset(absolute)
+
+
+def _display_scale(maps: Tensor, absolute: bool) -> Tensor:
+    """(N, H, W) maps on the colormap's [0, 1]: each divided by its own peak (when > 0), or,
+    for a method whose scores have one meaning in every image (``absolute``: LAP's
+    probabilities, read at 0.5 in every image, paper 000 IV.B), as they are; negative values
+    are shown as 0, values above 1 as 1."""
+    if not absolute:
+        peak = maps.amax(dim=(-2, -1), keepdim=True)
+        maps = maps / torch.where(peak > 0, peak, 1.0)
+    return maps.clamp(0, 1)
+
+
 def plot_overlays(
     images: Tensor,
     maps_by_method: Mapping[str, Tensor],
@@ -378,6 +334,7 @@ def plot_overlays(
     cmap: str = "jet",
     alpha: float = 0.5,
     names: Mapping[str, str] | None = None,
+    absolute: Collection[str] = (),
     overwrite: bool = False,
 ) -> Path:
     """Grid of explanations like paper 000, Fig. 2: one row per image; the first column is
@@ -389,7 +346,11 @@ def plot_overlays(
     divided by its maximum for display (as for thresholding, paper 000 section IV; negative
     values are shown as 0). ``masks``: (N, H, W) bool or ``None``. ``titles``: one row title
     per image (e.g. label and prediction) or ``None``. ``names``: the methods' display names
-    (``{"gradcam": "GC"}``; a method not in it is shown by its name). Returns ``path``.
+    (``{"gradcam": "GC"}``; a method not in it is shown by its name). ``absolute``: the
+    methods whose maps are drawn as they are on [0, 1] (values clipped), not divided by their
+    maximum: scores with one meaning in every image, like LAP's probabilities (paper 000 IV.B:
+    "the importance scores have the same scale in all samples"; ``torchlap evaluate`` passes
+    the methods with a native threshold). Returns ``path``.
     """
     target = _png_path(path, overwrite)
     images = _check_images(images)
@@ -412,14 +373,8 @@ def plot_overlays(
         if isinstance(titles, str) or len(titles) != n:
             raise ValueError(f"titles must be a list of {n} strings (one per image) or None")
         titles = [str(t) for t in titles]
-    if cmap not in colormaps:
-        raise ValueError(f"unknown colormap {cmap!r}; use a matplotlib name such as 'jet'")
-    check_fraction(alpha, "alpha")  # not a bool: True is no blending weight
-
-    # display normalization: divide by the per-map maximum (if > 0), clip negatives (batched)
-    for method, method_maps in maps.items():
-        peak = method_maps.amax(dim=(1, 2), keepdim=True)
-        maps[method] = (method_maps / torch.where(peak > 0, peak, 1.0)).clamp(0, 1)
+    own_scale = _check_display(cmap, alpha, absolute, list(maps))
+    maps = {method: _display_scale(m, method in own_scale) for method, m in maps.items()}
 
     n_columns = 1 + len(maps)
     figure = _new_figure(1.9 * n_columns + 0.3, 1.95 * n + 0.4)
@@ -479,21 +434,23 @@ def plot_explanation(
     cmap: str = "jet",
     alpha: float = 0.5,
     names: Mapping[str, str] | None = None,
+    absolute: Collection[str] = (),
     overwrite: bool = False,
 ) -> Path:
     """One image explained (``torchlap explain``): the input, then each method's map overlaid
     (divided by its maximum, as in :func:`plot_overlays`); below, when the model has LAP layers,
     each layer's concept heads in their own colors (paper 000, Fig. 3). ``title`` carries the
-    predicted and true class; ``names``: the methods' display names (as in
-    :func:`plot_overlays`). Returns ``path``.
+    predicted and true class; ``names``: the methods' display names and ``absolute`` the
+    methods drawn on their own [0, 1] scale (both as in :func:`plot_overlays`). Returns
+    ``path``.
     """
     target = _png_path(path, overwrite)
     if isinstance(image, Tensor) and image.dim() == 3:
         image = image[None]
     image = _check_images(image, "image")[0]
     size = (image.shape[1], image.shape[2])
-    maps = {m: _resize(_check_maps(v[None] if v.dim() == 2 else v, 1, m), size)[0]
-            for m, v in maps_by_method.items()}  # fmt: skip
+    maps = {m: _one_map(v, m, size) for m, v in maps_by_method.items()}
+    own_scale = _check_display(cmap, alpha, absolute, list(maps))
     layers = {k: v.detach().float().cpu().clamp(0, 1) for k, v in (lap_concepts or {}).items()}
     n_cols = max(1 + len(maps), len(layers), 1)
     n_rows = 2 if layers else 1
@@ -508,8 +465,7 @@ def plot_explanation(
     for ax, (method, method_map) in zip(axes[0, 1:], maps.items(), strict=False):
         ax.set_axis_on()
         _display_image(ax, image)
-        peak = method_map.clamp_min(0).max()
-        shown = method_map.clamp_min(0) / peak if peak > 0 else method_map.clamp_min(0)
+        shown = _display_scale(method_map, method in own_scale)
         ax.imshow(shown.numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
         _clear_ticks(ax)
         ax.set_title((names or {}).get(method, method), fontsize=9)
