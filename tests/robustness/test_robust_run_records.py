@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -111,3 +112,25 @@ def test_config_facts_the_model_also_holds_must_be_the_models(run_copy: Path) ->
             load_run(run_copy)
         (run_copy / "config.json").write_text(json.dumps(original))
     assert load_run(run_copy).image_size == config["image_size"]
+
+
+@pytest.mark.parametrize("trained", [[32, 32.0], [32.0, 32], 32.0, True, "32", [32, 32, 32]])
+def test_a_training_size_of_another_type_is_refused_naming_it(run_copy: Path, trained) -> None:
+    """Before: train.image_size was compared loosely with image_size, so 32.0, [32, 32.0] or
+    (at 1 px) true passed as 32 (or 1); training writes an int."""
+    config = json.loads((run_copy / "config.json").read_text())
+    assert config["image_size"] == 32 and config["train"]["image_size"] == 32
+    config["train"]["image_size"] = trained
+    (run_copy / "config.json").write_text(json.dumps(config))
+    got = re.escape(repr(trained))
+    with pytest.raises(RunError, match=r"'train\.image_size' must be an int \(or a square pair "
+                       rf"\[n, n\]\), as training writes it, got {got} "):  # fmt: skip
+        load_run(run_copy)
+
+
+@pytest.mark.parametrize("trained", [32, [32, 32]])
+def test_a_training_size_as_training_writes_it_is_read(run_copy: Path, trained) -> None:
+    config = json.loads((run_copy / "config.json").read_text())
+    config["train"]["image_size"] = trained
+    (run_copy / "config.json").write_text(json.dumps(config))
+    assert load_run(run_copy).image_size == 32

@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load
 from torch import nn
 
+from torchlap._checks import is_int
 from torchlap.io import PinnedPath, read_file
 from torchlap.models.published import check_running_variances, check_state_tensors
 from torchlap.models.recipes import rebuild_model
@@ -140,8 +141,14 @@ def _check_agrees_with_model(
         if not isinstance(recorded, list) or sorted(map(str, recorded)) != present:
             raise RunError(f"{path}: 'lap_layers' is {recorded!r}, the model's are {present}")
     trained = (config.get("train") or {}).get("image_size")
-    if isinstance(trained, list) and len(set(trained)) == 1:
-        trained = trained[0]  # a square pair, as image_size may be written
+    square = isinstance(trained, list) and len(trained) == 2 and trained[0] == trained[1]
+    if square and all(map(is_int, trained)):
+        trained = trained[0]  # a square pair [n, n], as image_size may be written
+    if trained is not None and not is_int(trained):
+        raise RunError(
+            f"{path}: 'train.image_size' must be an int (or a square pair [n, n]), as training "
+            f"writes it, got {trained!r} (was config.json edited?)"
+        )
     if trained is not None and trained != image_size:
         raise RunError(
             f"{path}: 'image_size' is {config['image_size']} but the run trained at {trained} "
