@@ -123,8 +123,8 @@ def test_a_training_size_of_another_type_is_refused_naming_it(run_copy: Path, tr
     config["train"]["image_size"] = trained
     (run_copy / "config.json").write_text(json.dumps(config))
     got = re.escape(repr(trained))
-    with pytest.raises(RunError, match=r"'train\.image_size' must be an int \(or a square pair "
-                       rf"\[n, n\]\), as training writes it, got {got} "):  # fmt: skip
+    with pytest.raises(RunError, match=r"'train\.image_size' must be an int \(or a pair of "
+                       rf"ints\), as training writes it, got {got} "):  # fmt: skip
         load_run(run_copy)
 
 

@@ -141,12 +141,12 @@ def _check_agrees_with_model(
         if not isinstance(recorded, list) or sorted(map(str, recorded)) != present:
             raise RunError(f"{path}: 'lap_layers' is {recorded!r}, the model's are {present}")
     trained = (config.get("train") or {}).get("image_size")
-    square = isinstance(trained, list) and len(trained) == 2 and trained[0] == trained[1]
-    if square and all(map(is_int, trained)):
+    pair = isinstance(trained, list) and len(trained) == 2 and all(map(is_int, trained))
+    if pair and trained[0] == trained[1]:
         trained = trained[0]  # a square pair [n, n], as image_size may be written
-    if trained is not None and not is_int(trained):
+    elif not (pair or trained is None or is_int(trained)):
         raise RunError(
-            f"{path}: 'train.image_size' must be an int (or a square pair [n, n]), as training "
+            f"{path}: 'train.image_size' must be an int (or a pair of ints), as training "
             f"writes it, got {trained!r} (was config.json edited?)"
         )
     if trained is not None and trained != image_size:
