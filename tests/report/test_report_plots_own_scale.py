@@ -5,6 +5,7 @@ evaluation's overlays and ``torchlap explain`` pass the methods with a native th
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -145,7 +146,13 @@ def test_the_evaluation_overlays_pass_the_methods_with_their_own_scale(
     )
     indices = torch.tensor([0, 2])
     examples = {m: (indices, torch.rand(2, 8, 8)) for m in ("lap", "gradcam", "rise")}
-    torchlap.evaluate.outputs.write_run_outputs(
+    report = torchlap.evaluate.outputs.write_run_outputs(
         tmp_path, {"WS-LAP": lap_results()}, {"WS-LAP": {}}, data, examples
     )
     assert passed == {"lap": {"lap"}, "gradcam": set(), "rise": set()}
+    text = html.unescape(report.read_text(encoding="utf-8"))  # the captions say which scale
+    assert "lap: best, median and worst IoU (top-scored selection); its scores as they are" in text
+    for method in ("gradcam", "rise"):
+        assert (
+            f"{method}: best, median and worst IoU (top-scored selection); each map / peak" in text
+        )

@@ -74,7 +74,9 @@ def write_run_outputs(
                 absolute={method} if own_scale(method) else (),
                 overwrite=True,
             )
-            figures.append((path, f"{method}: best, median and worst IoU (top-scored selection)"))
+            scale = "its scores as they are on [0, 1]" if own_scale(method) else "each map / peak"
+            caption = f"{method}: best, median and worst IoU (top-scored selection); {scale}"
+            figures.append((path, caption))
         if model is not None:
             figures.extend(_lap_layer_figures(model, data, figures_dir))
     _remove_stale_figures(figures_dir, {path for path, _ in figures})
