@@ -132,7 +132,7 @@ def test_lightnings_stderr_handlers_give_way_once_set_up(logging_state, monkeypa
     lightnings, kept = logging.StreamHandler(io.StringIO()), _KeptHandler(io.StringIO())
     monkeypatch.setattr(logger, "handlers", [lightnings, kept])
     monkeypatch.setattr(logger, "propagate", False)
-    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    monkeypatch.setattr(logging.getLogger(), "handlers", [logging.StreamHandler(io.StringIO())])
     logs.adopt_lightning_loggers()  # torchlap's logging not set up: Lightning's own stays
     assert logger.handlers == [lightnings, kept] and not logger.propagate
     logs.setup_logging()
@@ -142,3 +142,36 @@ def test_lightnings_stderr_handlers_give_way_once_set_up(logging_state, monkeypa
     logger.handlers.insert(0, lightnings)  # Lightning imported only now, by training
     assert logs.lightning_progress_callbacks(enabled=False) == ([], False)
     assert logger.handlers == [kept]
+
+
+def test_lines_reach_a_buffered_stderr_at_once(logging_state, monkeypatch) -> None:
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(raw, encoding="utf-8"))
+    logs.setup_logging()
+    logging.getLogger("torchlap").info("now")
+    assert raw.getvalue() == b"now\n"  # flushed: not held back behind a subprocess's output
+
+
+def test_torchlaps_own_console_writes_to_stderr(logging_state, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(logs, "_own_console", None)
+    monkeypatch.setattr(logs, "_stderr_is_terminal", lambda: True)
+    logs.setup_logging()
+    logging.getLogger("torchlap").info("on stderr")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.strip() == "on stderr"
+
+
+def test_a_broken_log_call_is_reported_not_raised(logging_state, monkeypatch, capsys, tmp_path):
+    """A log call whose arguments do not fit its format (any library's) is reported the way
+    logging reports it, on stderr, and the command goes on. Before: the console's filter
+    formatted the message outside the handler's guard, and the log call raised TypeError."""
+    logs.setup_logging()
+    root = logging.getLogger()
+    with logs.log_file(tmp_path / "run.log"):
+        ours = [h for h in root.handlers if getattr(h, "_torchlap_handler", False)]
+        assert len(ours) == 2  # the console, the file
+        monkeypatch.setattr(root, "handlers", ours)  # without pytest's own capture handlers
+        for handler in ours:
+            root.handlers = [handler]
+            logging.getLogger("some.library").warning("%d items", "three")
+            assert "--- Logging error ---" in capsys.readouterr().err

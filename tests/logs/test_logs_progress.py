@@ -71,9 +71,11 @@ def test_plain_lines_come_every_interval(logging_state, clock, capsys) -> None:
 
 
 @pytest.fixture
-def rich_display(rich_mode: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    console = Console(file=io.StringIO(), force_terminal=True, width=100)
-    monkeypatch.setattr(logs, "_own_console", console)
+def rich_display(rich_mode: None, monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """What torchlap's rich console (a terminal) shows."""
+    out = io.StringIO()
+    monkeypatch.setattr(logs, "_own_console", Console(file=out, force_terminal=True, width=100))
+    return out
 
 
 def _rows() -> list[tuple[str, float | None, float]]:
@@ -94,6 +96,12 @@ def test_rich_rows_of_nested_loops_share_one_display(rich_display) -> None:
     assert seen[1] == [("explaining rise", 2, 0), ("batches", None, 1)]
     assert seen[2][0] == ("explaining lap", 2, 1)
     assert logs._display.progress is None and not display.live.is_started
+
+
+def test_the_bar_is_erased_once_the_loop_ends(rich_display: io.StringIO) -> None:
+    assert list(logs.track(range(2), description="tracked")) == [0, 1]
+    shown = rich_display.getvalue()
+    assert "\x1b[2K" in shown[shown.rindex("tracked") :]  # its last frame erased
 
 
 def test_a_given_total_wins_over_the_length(rich_display) -> None:
