@@ -4,7 +4,9 @@ nodes, and the CPU cores counted."""
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -20,8 +22,10 @@ class _Process:
     def __init__(self, *codes: int | None) -> None:
         self.codes = list(codes)
         self.killed = False
+        self.polls = 0
 
     def poll(self) -> int | None:
+        self.polls += 1
         return self.codes.pop(0) if len(self.codes) > 1 else self.codes[0]
 
     def kill(self) -> None:
@@ -60,10 +64,12 @@ def test_a_failure_is_waited_for_up_to_the_time_given(children: list[_Process]) 
     children[:] = [_Process(None, None, 1)]
     said = launch.ended_workers(wait=5.0)  # ends after the 3rd look
     assert said == "local rank 1 ended with exit code 1 (its error is printed above)"
-    children[:] = [_Process(None)]
+    running = _Process(None)
+    children[:] = [running]
     started = time.monotonic()
     assert launch.ended_workers(wait=0.3) is None
     assert 0.3 <= time.monotonic() - started < 3.0
+    assert running.polls <= 10  # a look every 0.1 s, not a busy loop
 
 
 def test_the_report_is_claimed_once(children: list[_Process]) -> None:
@@ -111,7 +117,9 @@ def test_a_watcher_ending_without_a_failure_says_nothing(children, monkeypatch, 
     running = _Process(None)
     watcher = _observer("child-process-observer", [_Process(0), running])
     exits = _take_over(monkeypatch, [watcher])
+    started = time.monotonic()
     watcher._terminate_all()
+    assert time.monotonic() - started < 0.5  # no waiting for a failure: the end is now
     assert exits == [1] and running.killed and capsys.readouterr().err == ""
     assert launch.claim_worker_report() is True  # not taken by the silent end
 
@@ -150,3 +158,16 @@ def test_cpu_cores_are_the_affinity_mask_or_the_count(monkeypatch) -> None:
     assert launch.usable_cpu_cores() == 6
     monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown
     assert launch.usable_cpu_cores() == 1
+
+
+def test_the_line_and_pending_output_are_flushed_before_the_exit(children, monkeypatch) -> None:
+    """``os._exit`` skips Python's flushing: a buffered stream must be flushed before it."""
+    err, out = io.BytesIO(), io.BytesIO()
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(err, encoding="utf-8"))
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, encoding="utf-8"))
+    watcher = _observer("child-process-observer", [_Process(3)])
+    exits = _take_over(monkeypatch, [watcher])
+    print("a result line")
+    watcher._terminate_all()
+    assert exits == [1] and out.getvalue() == b"a result line\n"
+    assert err.getvalue().startswith(b"Error: a process of the sharded evaluation stopped: ")
