@@ -117,7 +117,10 @@ class _ConsoleFilter(logging.Filter):
         ours = record.name == "torchlap" or record.name.startswith("torchlap.")
         if record.levelno < logging.WARNING and not (ours or self.verbose):
             return False
-        key = (record.name, record.levelno, record.getMessage())
+        try:
+            key = (record.name, record.levelno, record.getMessage())
+        except Exception:  # arguments that do not fit: the handler reports it, as logging does
+            return True
         if key in self.seen and record.levelno < logging.ERROR:
             return False
         self.seen.add(key)

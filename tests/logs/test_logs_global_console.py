@@ -64,3 +64,13 @@ def test_a_run_with_the_rich_bar_gives_the_global_console_back(
     )  # fmt: skip
     fit(config)
     assert dict(vars(console)) == settings
+
+
+def test_settings_added_in_the_block_are_gone_afterwards(monkeypatch: pytest.MonkeyPatch) -> None:
+    console = rich.get_console()
+    monkeypatch.setattr(console, "__dict__", dict(vars(console)))
+    settings = dict(vars(console))
+    with logs.kept_rich_console():
+        rich.reconfigure(stderr=True, width=33)
+        console.added_in_the_block = True
+    assert dict(vars(console)) == settings
