@@ -24,6 +24,14 @@ from torchlap.cli_style import (
 )
 
 
+def _announce(value: str) -> str:
+    """An option's own callback that logs (a deprecation, say) while the options are read."""
+    if value:
+        logging.getLogger("torchlap.evsmall").debug("note debug: %s", value)
+        logging.getLogger("torchlap.evsmall").info("note info: %s", value)
+    return value
+
+
 def _group(decorate: bool = True) -> click.Command:
     """Two commands, ``train`` (its options partly in :data:`PANELS`) and ``go``: the group."""
     app = typer.Typer(add_completion=False)
@@ -37,6 +45,7 @@ def _group(decorate: bool = True) -> click.Command:
         fast: bool = typer.Option(False, "--fast"),
         marked: bool = typer.Option(False, "--marked", metavar="YES"),
         other: int = 1,
+        note: str = typer.Option("", callback=_announce),
     ) -> None:
         log = logging.getLogger("torchlap.evsmall")
         log.debug("a debug line")
@@ -45,8 +54,16 @@ def _group(decorate: bool = True) -> click.Command:
         typer.echo(f"given: {sorted(given_options(ctx))}")
 
     @app.command()
-    def go() -> None:
+    def go(path: str = typer.Argument("p")) -> None:
         """Nothing."""
+
+    @app.command()
+    def mine(flag: bool = typer.Option(False, "--quiet", help="Mine, not torchlap's.")) -> None:
+        """A command with its own quiet flag."""
+
+    @app.command()
+    def short(flag: bool = typer.Option(False, "-q", help="My own -q.")) -> None:
+        """A command with its own short flag."""
 
     command = typer.main.get_command(app)
     if decorate:
@@ -93,6 +110,9 @@ def test_every_command_gets_quiet_and_verbose_once_in_the_output_panel():
         assert text.count("--quiet") == 1 and text.count("--verbose") == 1
         assert "completion" not in text
     assert "--quiet" in _invoke(command, "--help").output
+    mine = _invoke(command, "mine", "--help").output  # a command's own -q or --quiet: kept
+    assert mine.count("--quiet") == 1 and "Mine, not torchlap's." in mine
+    assert "--quiet" not in _invoke(command, "short", "--help").output
 
 
 def test_options_are_grouped_into_the_panels_of_their_command():
@@ -109,6 +129,7 @@ def test_flags_show_no_bool_and_other_options_their_type():
     text = _invoke(_group(), "train", "--help").output
     assert "<bool>" not in text
     assert "<int>" in text and "YES" in text  # a type, a flag's own metavar: kept
+    assert "[OPTIONS] [path]" in _invoke(_group(), "go", "--help").output  # an argument's name
 
 
 # ------------------------------------------------------------------------------ -q / -v
@@ -129,6 +150,13 @@ def test_quiet_and_verbose_in_either_order(flags, shown):
     assert result.output == shown + "given: []\n"
     verbose = logging.getLogger("torchlap").getEffectiveLevel() == logging.DEBUG
     assert verbose == ("-v" in flags)  # -q -v: debug lines still reach a run's log file
+
+
+def test_quiet_and_verbose_apply_before_other_options_are_read():
+    """-q/-v are eager: a line an option's callback logs follows them wherever they stand."""
+    assert "note debug: x" in _invoke(_group(), "train", "--note", "x", "-v").output
+    quiet = _invoke(_group(), "train", "--note", "x", "-q").output
+    assert "note info" not in quiet and "a warning line" in quiet
 
 
 # ------------------------------------------------------------------------ given options
@@ -187,6 +215,7 @@ def test_a_blank_path_is_refused_naming_the_option():
 
 def test_a_list_with_an_empty_name_is_refused():
     assert listed_names("lap,gradcam", "--methods") == ["lap", "gradcam"]
+    assert listed_names(" , ", "--methods") == []  # nothing named: the caller says what it needs
     for text in ("gradcam,,lap", "gradcam,"):
         with pytest.raises(ValueError, match=r"has an empty name \(two commas in a row"):
             listed_names(text, "--methods")
