@@ -238,3 +238,20 @@ def test_a_lime_baseline_must_be_vanilla_with_the_bla_runs_facts():
         message = rf"has {key} {value!r}, the BLA run {bla[key]!r}: pass a vanilla run"
         with pytest.raises(ValueError, match=message.replace("[", r"\[")):
             check_lime_baseline(bla, _loaded(_config() | {key: value}), "--lime-baseline")
+
+
+def test_a_square_pair_image_size_is_read_as_its_side():
+    """Before: ``compare --data`` over a run whose config.json holds ``image_size: [32, 32]``
+    (a square pair, which load_run reads as 32) failed with "unhashable type: 'list'";
+    without ``--data`` it was refused as trained on other data than a run of size 32, and a
+    vanilla run of that form was no LIME baseline of a BLA run of size 32."""
+    pair, side = _config() | {"image_size": [32, 32]}, _config()
+    assert common_data_settings("lesions", {"a": pair, "b": pair}) == (DataSettings(own=True), None)
+    assert common_data_settings("lesions", {"a": pair, "b": side})[1] is None
+    _, note = common_data_settings("lesions", {"a": pair, "b": _config() | {"image_size": 64}})
+    assert note.endswith("reads it at its own image size (a: 32 px, b: 64 px)")
+    assert data_identity(pair) == data_identity(side)
+    assert lime_baseline_of("bla", {"bla": _config(BLA), "vanilla": pair}) == "vanilla"
+    check_lime_baseline(_config(BLA), _loaded(pair), "--lime-baseline")  # accepted
+    with pytest.raises(ValueError, match=r"has image_size 32, the BLA run 64: pass a vanilla"):
+        check_lime_baseline(_config(BLA) | {"image_size": [64, 64]}, _loaded(pair), "--x")
