@@ -215,3 +215,16 @@ def test_the_lapify_record_is_checked_before_any_model_is_built(tmp_path: Path) 
     assert text.endswith("(was config.json edited?)")
     _refused(tmp_path, _config(model={"lapify": "layer1"}), r"model\.lapify must be a list")
     assert read_run_facts(_run(tmp_path, _config(model={"lapify": None}))).classes
+
+
+@pytest.mark.parametrize(
+    ("recorded", "side"),
+    [([7, 7], 7), (7, 7), ([7, 7.0], [7, 7.0]), ([7.0, 7.0], [7.0, 7.0]),
+     ([True, True], [True, True]), ([7, 8], [7, 8]), ([7, 7, 7], [7, 7, 7]), ("7", "7"),
+     (None, None)],
+)  # fmt: skip
+def test_image_side_reads_only_a_square_pair_of_ints_as_its_side(recorded, side) -> None:
+    # the one reading of the pair that run facts, load_run and provenance share
+    from torchlap.runs.facts import image_side
+
+    assert image_side(recorded) == side and type(image_side(recorded)) is type(side)

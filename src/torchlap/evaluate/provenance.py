@@ -29,6 +29,7 @@ from torch import Tensor
 
 from torchlap.data import builtin_names
 from torchlap.models.recipes import recipe_of_record
+from torchlap.runs.facts import image_side
 
 logger = logging.getLogger(__name__)
 
@@ -112,23 +113,16 @@ def data_settings(config: Mapping[str, Any], data: str | os.PathLike[str]) -> Da
     )
 
 
-def _side(image_size: Any) -> Any:
-    """A run's ``image_size`` as the side ``n`` its images are read at: a square pair ``[n, n]``
-    (which ``config.json`` may hold, :func:`torchlap.runs.load_run` reads it as ``n``) is ``n``."""
-    if isinstance(image_size, list) and len(image_size) == 2 and image_size[0] == image_size[1]:
-        return image_size[0]
-    return image_size
-
-
 def data_identity(config: Mapping[str, Any]) -> dict[str, Any]:
     """What decides which images a run was trained and tested on: its data (one spelling),
-    ``n_images``, ``seed``, ``image_size`` (the side, see :func:`_side`) and data options."""
+    ``n_images``, ``seed``, ``image_size`` (the side: a square pair ``[n, n]`` is ``n``) and
+    data options."""
     train = config.get("train", {}) or {}
     return {
         "data": source_key(train.get("data")),
         "n_images": train.get("n_images"),
         "seed": train.get("seed", 0),
-        "image_size": _side(config.get("image_size", train.get("image_size"))),
+        "image_size": image_side(config.get("image_size", train.get("image_size"))),
         "data_options": dict(train.get("data_options") or {}),
     }
 
@@ -154,7 +148,7 @@ def common_data_settings(
     Returns the settings and, when they are not every run's own, a sentence saying so."""
     each = {name: data_settings(config, data) for name, config in configs.items()}
     distinct = {s.reading(): s for s in each.values()}
-    sizes = {name: _side(config.get("image_size")) for name, config in configs.items()}
+    sizes = {name: image_side(config.get("image_size")) for name, config in configs.items()}
     size_note = ""
     if len(set(sizes.values())) > 1:
         listed = ", ".join(f"{n}: {s} px" for n, s in sizes.items())
@@ -239,4 +233,4 @@ def check_lime_baseline(bla_config: Mapping[str, Any], baseline: Any, where: str
 def _checked_facts(config: Mapping[str, Any]) -> dict[str, Any]:
     """What a LIME baseline run shares with its BLA run: classes, channels, image side."""
     return {"classes": config.get("classes"), "in_channels": config.get("in_channels"),
-            "image_size": _side(config.get("image_size"))}  # fmt: skip
+            "image_size": image_side(config.get("image_size"))}  # fmt: skip

@@ -28,7 +28,7 @@ from torchlap.runs._folder import (
     read_run_config,
 )
 
-__all__ = ["RunFacts", "read_run_facts", "resolve_run_data"]
+__all__ = ["RunFacts", "image_side", "read_run_facts", "resolve_run_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,12 +167,18 @@ def _check_lapify_record(path: Path, record: dict[str, Any]) -> None:
         raise RunError(f"{path}: {error} (was config.json edited?)") from None
 
 
+def image_side(value: object) -> object:
+    """A recorded ``image_size`` as the side its images are read at: a square pair ``[n, n]``
+    of ints is ``n`` (``[7, 7.0]`` is no such pair); any other value is returned as it is,
+    for the caller to check. The one reading of the pair: run facts, loading, provenance."""
+    square = isinstance(value, list) and len(value) == 2 and value[0] == value[1]
+    return value[0] if square and all(map(is_int, value)) else value
+
+
 def _image_size(path: Path, value: Any) -> int:
     """``image_size``: an int from 1 to ``MAX_IMAGE_SIDE`` (8192, what training accepts), or a
     square pair ``[n, n]`` (read as ``n``)."""
-    size = value
-    if isinstance(value, list) and len(value) == 2 and value[0] == value[1] and is_int(value[1]):
-        size = value[0]  # the side n, as explain, export and evaluate read it ([7, 7.0] is no pair)
+    size = image_side(value)
     if not is_int(size) or not 1 <= size <= MAX_IMAGE_SIDE:
         accepted = f"an int from 1 to {MAX_IMAGE_SIDE} (or a square pair [n, n])"
         raise _bad(path, "image_size", accepted, value)

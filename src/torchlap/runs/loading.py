@@ -24,7 +24,7 @@ from torchlap.runs._folder import (
     is_run_config,
     present_weights,
 )
-from torchlap.runs.facts import RunFacts, read_run_facts
+from torchlap.runs.facts import RunFacts, image_side, read_run_facts
 from torchlap.runs.integrity import check_integrity, check_recorded_digest
 
 __all__ = ["LoadedRun", "load_run", "pretrained_weights"]
@@ -140,11 +140,9 @@ def _check_agrees_with_model(
         present = sorted(name.removeprefix("net.") for name in lap_modules(model))
         if not isinstance(recorded, list) or sorted(map(str, recorded)) != present:
             raise RunError(f"{path}: 'lap_layers' is {recorded!r}, the model's are {present}")
-    trained = (config.get("train") or {}).get("image_size")
+    trained = image_side((config.get("train") or {}).get("image_size"))
     pair = isinstance(trained, list) and len(trained) == 2 and all(map(is_int, trained))
-    if pair and trained[0] == trained[1]:
-        trained = trained[0]  # a square pair [n, n], as image_size may be written
-    elif not (pair or trained is None or is_int(trained)):
+    if not (pair or trained is None or is_int(trained)):
         raise RunError(
             f"{path}: 'train.image_size' must be an int (or a pair of ints), as training "
             f"writes it, got {trained!r} (was config.json edited?)"
