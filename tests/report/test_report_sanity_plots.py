@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib.text import Text
 
 import torchlap.report.sanity as sanity_module
 from torchlap.report.sanity import (
@@ -40,6 +41,15 @@ def _curves(drawn: list, runs: dict) -> list:
     return figure.get_axes()
 
 
+def _assert_legible(figure) -> None:
+    """Every text set (titles, labels, ticks, legends) at 5 pt or more: a size of 0 is drawn
+    at matplotlib's 1 pt floor, unreadable."""
+    texts = [t for t in figure.findobj(Text) if t.get_text()]
+    assert texts and all(t.get_fontsize() >= 5 for t in texts), [
+        (t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() < 5
+    ]
+
+
 def _data_lines(ax) -> list:
     return [line for line in ax.get_lines() if not line.get_label().startswith("_")]
 
@@ -50,6 +60,7 @@ def test_curves_start_at_the_trained_model_and_name_each_step(drawn):
         [0.6, None, 0.1], [0.5, 0.4, 0.3])}}}}  # fmt: skip
     axes = _curves(drawn, runs)
     assert len(axes) == 2  # one row per measure, one column (cascading)
+    _assert_legible(drawn[0])
     spearman, ssim = axes
     assert [ax.get_title() for ax in axes] == ["r: cascading", "r: cascading"]
     assert [ax.get_ylabel() for ax in axes] == ["Spearman rank corr. (|map|)", "SSIM"]
@@ -106,6 +117,7 @@ def test_the_legend_is_on_each_runs_first_panel_only(drawn):
     axes = _curves(drawn, runs)
     assert len(axes) == 8  # 2 runs x 2 measures rows, 2 modes columns
     with_legend = [i for i, ax in enumerate(axes) if ax.get_legend() is not None]
+    _assert_legible(drawn[0])
     assert with_legend == [0, 4]
     legend = axes[0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["gradcam", "lap"]
@@ -113,15 +125,36 @@ def test_the_legend_is_on_each_runs_first_panel_only(drawn):
     assert legend._ncols == 2  # side by side: a long method list stays short
 
 
-def test_no_legend_on_a_first_panel_without_curves(drawn):
-    # the run's only method has no cascading entry: its first panel is empty, and an empty
-    # legend would be a stray box
-    runs = {"a": {"sanity": {"gradcam": {"independent": _mode([0.5, 0.4, 0.3])}}},
+def test_a_run_without_cascading_curves_still_names_its_methods(drawn):
+    # run "a" ran the independent mode only, run "b" the cascading one: both columns are
+    # drawn, and a's first panel is empty. Before: a's curves had no legend at all (it went
+    # on the first column only, and only when that panel had curves)
+    runs = {"a": {"sanity": {"gradcam": {"independent": _mode([0.5, 0.4, 0.3]), "threshold": 0.5},
+                             "lap": {"independent": _mode([0.6, 0.4, 0.3])}}},
             "b": {"sanity": {"gradcam": {"cascading": _mode([0.5, 0.4, 0.3])}}}}  # fmt: skip
     axes = _curves(drawn, runs)
     assert [ax.get_title() for ax in axes[:2]] == ["a: cascading", "a: independent"]
-    assert _data_lines(axes[0]) == [] and axes[0].get_legend() is None
-    assert axes[1].get_legend() is None  # not the first column
+    assert _data_lines(axes[0]) == [] and axes[0].get_legend() is None  # no empty box
+    legend = axes[1].get_legend()
+    assert legend is not None and [t.get_text() for t in legend.get_texts()] == ["gradcam", "lap"]
+    assert [i for i, ax in enumerate(axes) if ax.get_legend() is not None] == [1, 4]
+
+
+def test_the_legend_names_every_method_of_the_run_in_column_order(drawn):
+    # each method ran one mode: the first panel's legend names both (lap's curve is in the
+    # second column), in the tables' column order
+    runs = {"a": {"sanity": {"gradcam": {"cascading": _mode([0.5, 0.4, 0.3])},
+                             "lap": {"independent": _mode([0.6, 0.4, 0.3])}},
+                  "methods": {"lap": {"display_name": "LAP", "column_rank": 0}}}}  # fmt: skip
+    axes = _curves(drawn, runs)
+    legend = axes[0].get_legend()
+    assert legend is not None and [t.get_text() for t in legend.get_texts()] == ["LAP", "gradcam"]
+    colors = {
+        t.get_text(): h.get_color()
+        for t, h in zip(legend.get_texts(), legend.legend_handles, strict=True)
+    }
+    assert colors["LAP"] == _data_lines(axes[1])[0].get_color()
+    assert [i for i, ax in enumerate(axes) if ax.get_legend() is not None] == [0]
 
 
 def _game(scores: list[float], chance: float | None = 0.25) -> dict:
@@ -141,6 +174,7 @@ def test_grid_pg_boxes_one_panel_per_run_with_chance(drawn):
     }  # fmt: skip
     assert plot_grid_pg_distribution(runs, Path("pg.png")) == Path("pg.png")
     (figure,) = drawn
+    _assert_legible(figure)
     first, second = figure.get_axes()
     assert first.get_title() == "a: grid pointing game"
     assert second.get_title() == "b: grid pointing game"
@@ -187,6 +221,7 @@ def test_grid_examples_show_the_grid_then_each_methods_map_with_the_cell_framed(
     facts = {"lap": {"display_name": "LAP", "column_rank": 0}}
     axes = _examples(drawn, grids, maps, facts)
     assert len(axes) == 6  # 2 rows x (grid, LAP, gradcam)
+    _assert_legible(drawn[0])
     titles = [ax.get_title() for ax in axes]
     assert titles == ["explain: dog", "LAP", "gradcam", "explain: cat", "", ""]
     for ax in axes:
@@ -225,3 +260,22 @@ def test_grid_examples_need_image_grids_and_maps(drawn, grids, maps):
     with pytest.raises(ValueError, match=r"needs grids \(G, C, H, W\) and at least one map"):
         plot_grid_examples(grids, torch.tensor([0]), (2, 2), maps, ["a"], Path("ex.png"))
     assert drawn == []
+
+
+def test_figure_sizes_grow_with_the_panels(drawn):
+    # the PNG's size in the report: fixed inches per panel, whatever the number of runs
+    one = {"cascading": _mode([0.5, 0.4, 0.3])}
+    both = {**one, "independent": _mode([0.5, 0.4, 0.3])}
+    plot_sanity_curves({"a": {"sanity": {"gradcam": one}}}, Path("c.png"))
+    plot_sanity_curves({"a": {"sanity": {"gradcam": both}}, "b": {"sanity": {"gradcam": one}}},
+                       Path("c.png"))  # fmt: skip
+    few = {m: _game([0.5]) for m in ("gradcam", "lap")}
+    many = {m: _game([0.5]) for m in ("gradcam", "lap", "rise", "bcos", "deeplift")}
+    plot_grid_pg_distribution({"a": {"grid_pointing_game": few}}, Path("pg.png"))
+    plot_grid_pg_distribution({"a": {"grid_pointing_game": few},
+                               "b": {"grid_pointing_game": many}}, Path("pg.png"))  # fmt: skip
+    maps = {"gradcam": torch.rand(2, 8, 8), "lap": torch.rand(2, 8, 8)}
+    plot_grid_examples(torch.rand(2, 3, 8, 8), torch.tensor([0, 0]), (2, 2), maps, ["a"],
+                       Path("ex.png"))  # fmt: skip
+    sizes = [tuple(round(float(v), 6) for v in f.get_size_inches()) for f in drawn]
+    assert sizes == [(5.0, 5.2), (10.0, 10.4), (4.0, 2.8), (5.5, 5.6), (4.8, 3.4)]
