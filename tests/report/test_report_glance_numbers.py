@@ -133,11 +133,11 @@ def test_the_glance_figure_prefers_lap_then_the_best_localizing_method():
     assert glance_figure([], runs) is None
 
 
-def test_revisions_compare_as_text_and_two_differ_enough():
+def test_one_revision_gives_no_warning_two_are_listed_in_order():
     def run(revision):
         return {"protocol": {"metrics_revision": revision}}
 
-    assert revision_warnings({"a": run(7), "b": run("7")}) == []
+    assert revision_warnings({"a": run(7), "b": run(7)}) == []
     assert revision_warnings({"a": run(7)}) == []
     assert revision_warnings({}) == []
     (warning,) = revision_warnings({"a": run(6), "b": run(7), "c": run(6)})
