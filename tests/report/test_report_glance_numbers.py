@@ -145,3 +145,12 @@ def test_one_revision_gives_no_warning_two_are_listed_in_order():
         "These results were computed under different metric definitions (revision 6: a, c; "
         "revision 7: b): numbers"
     )
+
+
+def test_methods_tied_at_the_shown_iou_keep_their_order_for_the_figure():
+    # 12.34% and 12.344% are one shown value: the first listed method's overlays are shown
+    runs = {"a": {"localization": {"gradcam": {"iou_topk": _m(0.1234)},
+                                   "rise": {"iou_topk": _m(0.12344)}}}}  # fmt: skip
+    assert glance_figure(_figures("overlays_rise", "overlays_gradcam"), runs) == 1
+    runs["a"]["localization"]["rise"]["iou_topk"] = _m(0.1236)  # 12.36%: rise first
+    assert glance_figure(_figures("overlays_rise", "overlays_gradcam"), runs) == 0
