@@ -73,6 +73,7 @@ def plot_sanity_curves(
     for r, (name, measure, label) in enumerate(rows):
         sanity = runs[name]
         methods = order_methods(sanity, facts)
+        handles: dict[str, Any] = {}  # the row's curves: one legend entry per method
         for c, mode in enumerate(modes):
             ax = axes[r][c]
             steps: list[str] = []
@@ -84,7 +85,7 @@ def plot_sanity_curves(
                 steps = ["trained", *entry["steps"]]
                 values = [1.0] + [math.nan if v is None else v for v in entry[measure]]
                 lowest = min([lowest, *(v for v in values if not math.isnan(v))])
-                ax.plot(
+                (line,) = ax.plot(
                     range(len(values)),
                     values,
                     marker="o",
@@ -92,6 +93,7 @@ def plot_sanity_curves(
                     color=colors[method],
                     label=method_display_name(method, facts),
                 )
+                handles.setdefault(method, line)
             threshold = next(iter(sanity.values())).get("threshold")
             if measure == "spearman_abs" and threshold is not None:
                 ax.axhline(threshold, color="grey", linestyle="--", linewidth=0.8)
@@ -101,8 +103,13 @@ def plot_sanity_curves(
             ax.set_ylim(min(-0.25, lowest - 0.05), 1.05)
             ax.set_ylabel(label, fontsize=8)
             ax.set_title(f"{name}: {mode}", fontsize=9)
-            if measure == _MEASURES[0][0] and c == 0 and ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=6, ncols=2)  # each run's methods, on its first panel
+        if measure == _MEASURES[0][0] and handles:
+            # each run's methods, on its first panel with curves (a run may lack a mode, a
+            # method may have run one mode only)
+            first = next(ax for ax in axes[r] if any(h.axes is ax for h in handles.values()))
+            shown = [m for m in methods if m in handles]
+            labels = [method_display_name(m, facts) for m in shown]
+            first.legend([handles[m] for m in shown], labels, fontsize=6, ncols=2)
     return _save(figure, path, overwrite)
 
 
