@@ -30,8 +30,9 @@ from torchlap.report._common import (
     method_facts,
     order_methods,
 )
+from torchlap.report._figure import _new_figure, _png_path, _save
 from torchlap.report.checks_table import _number, _rows, _threshold, checks_markdown, verdict
-from torchlap.report.plots import _method_colors, _new_figure, _png_path, _save
+from torchlap.report.plots import _method_colors
 
 __all__ = [
     "checks_markdown",
