@@ -51,3 +51,17 @@ def test_a_colour_grid_one_pixel_high_is_shown_in_colour(drawn):
     plot_grid_examples(grids, torch.tensor([0]), (1, 2), maps, ["a"], Path("ex.png"))
     image = drawn[0].get_axes()[0].get_images()[0]
     assert image.get_array().shape == (1, 4, 3)
+
+
+def test_a_dim_grey_grid_is_shown_on_the_0_1_scale_as_a_colour_grid_is(drawn):
+    """Before: matplotlib stretched a grey grid between its own darkest and brightest pixel
+    (0.2-0.4 shown black to white), while a colour grid kept its [0, 1] values."""
+    grids = torch.linspace(0.2, 0.4, 16).reshape(1, 1, 4, 4)
+    maps = {"gradcam": torch.rand(1, 4, 4)}
+    plot_grid_examples(grids, torch.tensor([0]), (2, 2), maps, ["a"], Path("ex.png"))
+    plot_grid_examples(grids.expand(1, 3, 4, 4), torch.tensor([0]), (2, 2), maps, ["a"],
+                       Path("ex.png"))  # fmt: skip
+    grey, colour = (figure.get_axes()[0].get_images()[0] for figure in drawn)
+    assert grey.get_cmap().name == "gray" and grey.get_clim() == (0.0, 1.0)
+    assert float(grey.to_rgba(grey.get_array())[0, 0, 0]) == pytest.approx(0.2, abs=0.01)
+    assert colour.get_array().shape == (4, 4, 3)

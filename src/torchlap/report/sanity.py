@@ -175,7 +175,7 @@ def plot_grid_examples(
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
-                ax.imshow(shown, cmap="gray" if image.shape[0] == 1 else None)
+                ax.imshow(shown, cmap="gray" if image.shape[0] == 1 else None, vmin=0, vmax=1)
                 label = class_names[int(classes_explained[row])]
                 ax.set_title(f"explain: {label}", fontsize=7)
             else:
