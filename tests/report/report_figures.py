@@ -25,3 +25,12 @@ def capture_figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
 
     monkeypatch.setattr(plots, "_save", keep)
     return figures
+
+
+def capture_sanity_figures(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
+    """Every Figure the sanity section's plot functions would save (nothing is written)."""
+    import torchlap.report.sanity as sanity
+
+    figures: list[Figure] = []
+    monkeypatch.setattr(sanity, "_save", lambda figure, path, *_: figures.append(figure) or path)
+    return figures

@@ -7,19 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from report_figures import capture_sanity_figures
 
-import torchlap.report.sanity as sanity_module
 from torchlap.report.sanity import plot_grid_examples, plot_sanity_curves
 
 
 @pytest.fixture
 def drawn(monkeypatch) -> list:
     """The figures the plot functions would save (nothing is written)."""
-    figures: list = []
-    monkeypatch.setattr(
-        sanity_module, "_save", lambda figure, path, *_: figures.append(figure) or path
-    )
-    return figures
+    return capture_sanity_figures(monkeypatch)
 
 
 def test_a_run_with_no_curve_gets_empty_panels_and_no_legend(drawn):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.text import Text
+from report_figures import capture_sanity_figures
 
-import torchlap.report.sanity as sanity_module
 from torchlap.report.sanity import (
     plot_grid_examples,
     plot_grid_pg_distribution,
@@ -24,11 +24,7 @@ STEPS = ["net.fc", "net.layer1", "conv1"]
 @pytest.fixture
 def drawn(monkeypatch) -> list:
     """The figures the plot functions would save (nothing is written)."""
-    figures: list = []
-    monkeypatch.setattr(
-        sanity_module, "_save", lambda figure, path, *_: figures.append(figure) or path
-    )
-    return figures
+    return capture_sanity_figures(monkeypatch)
 
 
 def _mode(spearman: list, ssim: list | None = None) -> dict:
