@@ -246,7 +246,7 @@ def run_demo(
     out = Path(out)
     # the evaluation's options (its methods...) checked before any run trains: they were
     # refused by the comparison, after every run had trained
-    options = _evaluate_options(settings, suite, runs, methods)
+    options = _evaluate_options(settings, suite, methods)
     options.validate()
     # before any training: the comparison would refuse a user's own report.html... in out
     foreign = {
@@ -276,18 +276,14 @@ def run_demo(
 
 
 def _evaluate_options(
-    settings: DemoSettings,
-    suite: str,
-    runs: tuple[tuple[str, dict[str, str]], ...],
-    methods: tuple[str, ...] | None,
+    settings: DemoSettings, suite: str, methods: tuple[str, ...] | None
 ) -> EvaluateOptions:
     """The comparison's options: ``methods``, else the suite's (with ``settings.perturbation``
-    the perturbation methods too, with a B-cos run ``bcos``), at the settings' sizes."""
+    the perturbation methods too; a B-cos run's ``bcos`` is among them, an own map of
+    ``CHECK_METHODS``), at the settings' sizes."""
     chosen = tuple(methods or SUITE_METHODS[suite])
     if settings.perturbation and not methods:
         chosen = (*chosen, *(m for m in DEFAULT_METHODS if m not in chosen))
-    if any(name == "bcos" for name, _ in runs) and "bcos" not in chosen and not methods:
-        chosen = (*chosen, "bcos")
     return EvaluateOptions(
         methods=chosen,
         max_images=settings.eval_images,
