@@ -1,6 +1,7 @@
 """``bench explain``'s peer comparison with stand-in peers and a fake clock: which maps are
 compared (resized how), what each peer is given, the images/s and speed-ratio arithmetic."""
 
+import logging
 import math
 import sys
 import types
@@ -111,18 +112,25 @@ def fake_torchcam(monkeypatch, seen: dict) -> None:
 
 
 def test_scorecam_against_gives_the_peers_the_same_work_and_compares_with_float32(
-    monkeypatch, capfd
+    monkeypatch, capfd, caplog
 ):
     model = small_cnn()
-    images = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    images = torch.randn(2, 3, 16, 20, generator=torch.Generator().manual_seed(1))
     target = model(images).argmax(dim=1)
     grad_cam, torchcam = {}, {}
     fake_grad_cam(monkeypatch, grad_cam, lambda x: -x.mean(dim=1).numpy())
     fake_torchcam(monkeypatch, torchcam)
     monkeypatch.setattr(explain_peers, "time", FakeClock(1, 2.0, 1, 4.0, 1, 0.5, 1, 8.0))
-    rows = run_scorecam_against(
-        model, images, mask_batch_size=8, precisions=("float32", "bfloat16")
-    )
+    with caplog.at_level(logging.INFO, logger="torchlap.bench.explain_peers"):
+        rows = run_scorecam_against(
+            model, images, mask_batch_size=8, precisions=("float32", "bfloat16")
+        )
+    assert caplog.messages == [  # the progress lines on stderr
+        "timing torchlap scorecam (float32)",
+        "timing torchlap scorecam (bfloat16)",
+        "timing grad-cam ScoreCAM",
+        "timing torchcam ScoreCAM",
+    ]
     assert [r.name for r in rows] == [
         "torchlap scorecam (float32)",
         "torchlap scorecam (bfloat16)",
@@ -134,7 +142,7 @@ def test_scorecam_against_gives_the_peers_the_same_work_and_compares_with_float3
     assert [r.images_per_second for r in rows] == [1.0, 0.5, 4.0, 0.25]
     assert rows[0].forwards_per_image == rows[1].forwards_per_image > 1
     assert math.isnan(rows[2].forwards_per_image) and math.isnan(rows[3].forwards_per_image)
-    # the reference: torchlap's float32 map (the layer torchlap picks: model[4], 8x8)
+    # the reference: torchlap's float32 map (the layer torchlap picks: model[4], 8x10)
     layer = ScoreCam(model).resolve_layer(None, images)
     reference = ScoreCam(model, mask_batch_size=8)(images, target)
     bfloat16 = ScoreCam(model, mask_batch_size=8, precision="bfloat16")(images, target)
@@ -143,15 +151,15 @@ def test_scorecam_against_gives_the_peers_the_same_work_and_compares_with_float3
     expected = map_correlation(-images.mean(dim=1), reference)
     assert rows[2].correlation == pytest.approx(expected, abs=1e-6)
     coarse = torchcam["activations"].sum(dim=1)
-    assert coarse.shape[-2:] == (8, 8)  # resized to the input's 16 px, corners not aligned
-    upsampled = F.interpolate(coarse[:, None], size=(16, 16), mode="bilinear")[:, 0]
-    aligned = F.interpolate(coarse[:, None], (16, 16), mode="bilinear", align_corners=True)[:, 0]
+    assert coarse.shape[-2:] == (8, 10)  # resized to the input's 16x20, corners not aligned
+    upsampled = F.interpolate(coarse[:, None], size=(16, 20), mode="bilinear")[:, 0]
+    aligned = F.interpolate(coarse[:, None], (16, 20), mode="bilinear", align_corners=True)[:, 0]
     expected = map_correlation(upsampled, reference)
     assert rows[3].correlation == pytest.approx(expected, abs=1e-6)
     assert expected != pytest.approx(map_correlation(aligned, reference), abs=1e-6)
     # each peer: the same layer, target classes and mask batch; grad-cam's hooks released
     assert grad_cam["layers"] == [dict(model.named_modules())[layer]]
-    assert torchcam["layer"] == layer and torchcam["input_shape"] == (3, 16, 16)
+    assert torchcam["layer"] == layer and torchcam["input_shape"] == (3, 16, 20)
     assert grad_cam["targets"] == torchcam["targets"] == target.tolist()
     assert grad_cam["batch_size"] == torchcam["batch_size"] == 8
     assert grad_cam["released"]
@@ -199,14 +207,16 @@ class FakeExplainer:
         return torch.zeros(images.shape[0], *images.shape[-2:])
 
 
-def test_rise_vs_sise_settings_and_rows(monkeypatch):
+def test_rise_vs_sise_settings_and_rows(monkeypatch, caplog):
     FakeExplainer.made = []
     monkeypatch.setattr(explain_peers, "Rise", FakeExplainer)
     monkeypatch.setattr(explain_peers, "Sise", FakeExplainer)
     monkeypatch.setattr(explain_peers, "time", FakeClock(5, 3.0, 1, 12.0))
     model = small_cnn()
     images = torch.randn(2, 3, 16, 16)
-    rows = run_rise_vs_sise(model, images, precision="bfloat16")
+    with caplog.at_level(logging.INFO, logger="torchlap.bench.explain_peers"):
+        rows = run_rise_vs_sise(model, images, precision="bfloat16")
+    assert caplog.messages == ["timing sise (bfloat16)", "timing rise (8000 masks) (bfloat16)"]
     assert [r.name for r in rows] == ["sise (bfloat16)", "rise (8000 masks) (bfloat16)"]
     assert [r.seconds for r in rows] == [3.0, 12.0]
     assert [r.batch for r in rows] == [2, 2]
