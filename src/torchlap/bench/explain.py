@@ -305,7 +305,7 @@ def register_bench(bench_app: object) -> None:
             try:
                 typer.echo(
                     run_comparisons(
-                        against, rise_vs_sise, size_list[0] if size_list else 224, batch_size,
+                        against, rise_vs_sise, size_list[0], batch_size,
                         rise_masks, mask_batch_size, device, precision, rounds=rounds,
                     )
                 )  # fmt: skip
