@@ -68,11 +68,17 @@ def test_against_and_rise_vs_sise_run_the_comparisons_on_the_first_size(monkeypa
     assert runs.calls == [("comparisons", *expected)]
     result = bench("--rise-vs-sise", "--sizes", "16")
     assert result.exit_code == 0, result.output
-    assert runs.calls[1] == (
+    assert runs.calls[1] == (  # RISE's masks: the SISE paper's "around 8000"
         "comparisons",
-        ("", True, 16, 16, 4000, 64, "cpu", "float32"),
+        ("", True, 16, 16, 8000, 64, "cpu", "float32"),
         {"rounds": 2},
     )
+    result = bench("--rise-vs-sise", "--against", "torchcam", "--rise-masks", "300")
+    assert result.exit_code == 0, result.output
+    assert runs.calls[2][1][:5] == ("torchcam", True, 224, 16, 300)  # the user's count wins
+    result = bench("--against", "torchcam")
+    assert result.exit_code == 0, result.output
+    assert runs.calls[3][1][4] == 4000  # (no RISE runs: the table's default)
 
 
 @pytest.mark.parametrize("args", [["--against", "torchcam"], ["--methods", "lap"]])

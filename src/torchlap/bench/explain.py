@@ -34,6 +34,7 @@ from torchlap.bench.common import (
 )
 from torchlap.bench.explain_peers import (
     PEERS,
+    SISE_PAPER_RISE_MASKS,
     format_peer_rows,
     run_rise_vs_sise,
     run_scorecam_against,
@@ -46,6 +47,10 @@ from torchlap.models.lapify import lapify
 logger = logging.getLogger(__name__)
 
 __all__ = ["BenchRow", "build_lap_resnet18", "format_table", "register_bench", "run_benchmark"]
+
+#: RISE's masks in the table of every explainer: RISE's own default (``torchlap.explainers``'
+#: ``rise``, the RISE paper's); ``--rise-vs-sise`` uses paper 003's ``SISE_PAPER_RISE_MASKS``
+RISE_MASKS = 4000
 
 
 @dataclass
@@ -80,7 +85,7 @@ def run_benchmark(
     sizes: Sequence[int] = (224, 64),
     batch_size: int = 16,
     methods: Sequence[str] | None = None,
-    rise_masks: int = 4000,
+    rise_masks: int = RISE_MASKS,
     mask_batch_size: int = 64,
     repeats: int = 3,
     device: str = "cpu",
@@ -264,7 +269,12 @@ def register_bench(bench_app: object) -> None:
         sizes: str = typer.Option("224,64", help="Comma-separated square input sizes."),
         batch_size: int = typer.Option(16, help="Images per batch."),
         methods: str = typer.Option("", help="Comma-separated methods (default: all)."),
-        rise_masks: int = typer.Option(4000, help="RISE masks per image."),
+        rise_masks: int | None = typer.Option(
+            None,
+            show_default=False,
+            help=f"RISE masks per image. Default: {RISE_MASKS} (RISE's own), with "
+            f"--rise-vs-sise {SISE_PAPER_RISE_MASKS} (the SISE paper's).",
+        ),
         mask_batch_size: int = typer.Option(64, help="Masked images per forward pass."),
         repeats: int = typer.Option(3, help="Timed calls per fast method (median)."),
         rounds: int = typer.Option(2, help="Interleaved rounds of the fast methods (best)."),
@@ -278,8 +288,9 @@ def register_bench(bench_app: object) -> None:
         rise_vs_sise: bool = typer.Option(
             False,
             "--rise-vs-sise",
-            help="RISE (--rise-masks, 8000 in the SISE paper) against SISE on a ResNet-50 "
-            "(first of --sizes; the SISE paper: 224).",
+            help="RISE (--rise-masks, default 8000 here, as in the SISE paper) against SISE on "
+            "a ResNet-50 (first of --sizes; the paper gives no input size, ResNet-50's usual "
+            "is 224).",
         ),
         precision: str = typer.Option(
             "float32",
@@ -293,6 +304,8 @@ def register_bench(bench_app: object) -> None:
         Cost with the defaults: many minutes on a 2-core CPU (every explainer, the
         perturbation ones included, at full size); `--sizes 64` and `--methods` shrink it.
         """
+        if rise_masks is None:
+            rise_masks = SISE_PAPER_RISE_MASKS if rise_vs_sise else RISE_MASKS
         size_list = _checked_arguments(
             sizes, num_classes, device, batch_size=batch_size, rise_masks=rise_masks,
             mask_batch_size=mask_batch_size, repeats=repeats, rounds=rounds,
@@ -317,18 +330,10 @@ def register_bench(bench_app: object) -> None:
         typer.echo("-" * len(TABLE_HEADER))
         try:
             _, how = run_benchmark(
-                size_list,
-                batch_size,
-                method_list,
-                rise_masks,
-                mask_batch_size,
-                repeats,
-                device,
-                num_classes,
-                rounds=rounds,
-                on_row=lambda row: typer.echo(format_row(row)),
+                size_list, batch_size, method_list, rise_masks, mask_batch_size, repeats, device,
+                num_classes, rounds=rounds, on_row=lambda row: typer.echo(format_row(row)),
                 precision=precision,
-            )
+            )  # fmt: skip
         except ValueError as error:
             raise typer.BadParameter(str(error)) from error
         typer.echo(f"model: {how}")

@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "PEERS",
+    "SISE_PAPER_RISE_MASKS",
     "PeerRow",
     "format_peer_rows",
     "map_correlation",
@@ -49,6 +50,10 @@ __all__ = [
 ]
 
 PEERS = ("grad-cam", "torchcam")
+
+#: RISE's mask count in paper 003's comparison ("around 8000 random masks"): ``run_rise_vs_sise``
+#: and ``torchlap bench explain --rise-vs-sise`` use it unless told otherwise
+SISE_PAPER_RISE_MASKS = 8000
 
 
 @dataclass
@@ -187,7 +192,7 @@ def run_scorecam_against(
 def run_rise_vs_sise(
     model: nn.Module,
     images: Tensor,
-    rise_masks: int = 8000,
+    rise_masks: int = SISE_PAPER_RISE_MASKS,
     mask_batch_size: int = 64,
     precision: str = "float32",
 ) -> list[PeerRow]:
