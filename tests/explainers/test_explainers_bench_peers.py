@@ -247,12 +247,27 @@ def test_format_peer_rows_divides_the_reference_time_by_each_row():
         "| a | 2.00 | 2.000 | 1.00x | 10 | 1.000 |",
         "| b | 0.50 | 8.000 | 4.00x | - | 0.250 |",
         "| c | 8.00 | 0.500 | 0.25x | 3 | - |",
+        "",
+        "Maps differ: b (0.250) correlate below 0.99 with torchlap's float32 maps, so their "
+        "speed is not compared at equal maps.",
     ]
     by_c = format_peer_rows(rows, reference="c").splitlines()
     assert "speed vs c |" in by_c[0]
-    assert [line.split(" | ")[3] for line in by_c[2:]] == ["4.00x", "16.00x", "1.00x"]
+    assert [line.split(" | ")[3] for line in by_c[2:5]] == ["4.00x", "16.00x", "1.00x"]
     unknown = format_peer_rows(rows, reference="zzz").splitlines()  # falls back to the first
     assert "speed vs a |" in unknown[0] and unknown[3].split(" | ")[3] == "4.00x"
+
+
+def test_rows_whose_maps_agree_get_no_note():
+    """At the stated agreement (0.99) and above, or without a comparison (nan), no row is named;
+    every row below it is."""
+    rows = [PeerRow("a", 1.0, 1, 1.0, 1.0), PeerRow("b", 1.0, 1, 1.0, 0.99)]
+    assert len(format_peer_rows([*rows, PeerRow("c", 1.0, 1)]).splitlines()) == 5
+    table = format_peer_rows([*rows, PeerRow("c", 1.0, 1, 1.0, 0.989), PeerRow("d", 1, 1, 1, -1)])
+    assert table.splitlines()[-1] == (
+        "Maps differ: c (0.989), d (-1.000) correlate below 0.99 with torchlap's float32 maps, "
+        "so their speed is not compared at equal maps."
+    )
 
 
 def test_peer_row_images_per_second():

@@ -40,6 +40,7 @@ from torchlap.explainers.sise import Sise
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MAP_AGREEMENT",
     "PEERS",
     "SISE_PAPER_RISE_MASKS",
     "PeerRow",
@@ -54,6 +55,10 @@ PEERS = ("grad-cam", "torchcam")
 #: RISE's mask count in paper 003's comparison ("around 8000 random masks"): ``run_rise_vs_sise``
 #: and ``torchlap bench explain --rise-vs-sise`` use it unless told otherwise
 SISE_PAPER_RISE_MASKS = 8000
+
+#: the map correlation with torchlap's float32 maps at which a row counts as computing the same
+#: maps (the tolerance torchlap states for reduced precision); below it the table says so
+MAP_AGREEMENT = 0.99
 
 
 @dataclass
@@ -223,7 +228,9 @@ def run_rise_vs_sise(
 
 
 def format_peer_rows(rows: Sequence[PeerRow], reference: str | None = None) -> str:
-    """A Markdown table; ``reference``: the row name whose time the others are divided by."""
+    """A Markdown table; ``reference``: the row name whose time the others are divided by.
+    Rows whose maps correlate below :data:`MAP_AGREEMENT` with torchlap's float32 maps are
+    named in a line under the table."""
     base = next((r for r in rows if r.name == reference), rows[0])
     lines = [
         "| implementation | s / batch | images/s | speed vs " + base.name + " | forwards / image "
@@ -240,4 +247,12 @@ def format_peer_rows(rows: Sequence[PeerRow], reference: str | None = None) -> s
             f"| {base.seconds / r.seconds:.2f}x | {shown(r.forwards_per_image, '.0f')} "
             f"| {shown(r.correlation, '.3f')} |"
         )
+    apart = [r for r in rows if r.correlation < MAP_AGREEMENT]  # (nan: not compared)
+    if apart:
+        names = ", ".join(f"{r.name} ({r.correlation:.3f})" for r in apart)
+        lines += [
+            "",
+            f"Maps differ: {names} correlate below {MAP_AGREEMENT} with torchlap's float32 maps, "
+            "so their speed is not compared at equal maps.",
+        ]
     return "\n".join(lines)
