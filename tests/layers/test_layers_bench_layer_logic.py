@@ -210,3 +210,67 @@ def test_the_layer_command_refuses_before_benchmarking(benchmarked, arguments, m
     with pytest.raises(ValueError, match=message):
         run_layer_command(*arguments)
     assert calls == []
+
+
+def test_the_autograd_floor_returns_every_gradient_by_default():
+    lap = LocalAttentionPool2d(4, 2, 2, 0)
+    x = torch.randn(1, 4, 6, 6, requires_grad=True)
+    bench.empty_layer(lap, x).sum().backward()
+    assert x.grad is not None and all(p.grad is not None for p in lap.parameters())
+
+
+@pytest.mark.skipif(bench.lap_kernels() is None, reason="no C compiler")
+def test_the_kernel_replay_makes_the_forward_call_too():
+    """The replay times both kernel calls: the forward one writes the pooled output again."""
+    torch.manual_seed(0)
+    lap = LocalAttentionPool2d(4, 2, 2, 0)
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    replay = bench.kernel_replay(lap, x)
+    assert replay is not None
+    pooled = replay.kept[1]
+    expected = pooled.detach().clone()
+    pooled.detach().fill_(float("nan"))
+    replay()
+    torch.testing.assert_close(pooled.detach(), expected, rtol=0, atol=0)
+
+
+def test_the_summary_of_no_rows():
+    assert bench.summary([]) == "no rows"
+
+
+def test_the_defaults_time_three_calls_a_round_as_the_command_says(measured, monkeypatch):
+    """``bench layer`` prints "fastest of N interleaved rounds of 3 calls each"."""
+    monkeypatch.setattr(bench, "kernel_replay", lambda lap, x: None)
+    bench.run_layer_benchmark([((1, 2, 4, 4), 2, 2, 0)])
+    assert [(repeats, rounds) for _, repeats, rounds in measured] == [(3, 3)]
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "expected"),
+    [(3, 2, 1, {"avg_pool2d": (3, 2, 1), "max_pool2d": (3, 2, 1)}),
+     (None, None, 0, {"adaptive_avg_pool2d": (1,), "adaptive_max_pool2d": (1,)})],
+)  # fmt: skip
+def test_every_candidate_runs_forward_and_backward_at_the_layers_geometry(
+    monkeypatch, kernel, stride, padding, expected
+):
+    """The poolings pool the same windows as LAP (or the same global pool); every pass runs
+    forward and backward and frees the input's gradient and the layer's maps afterwards."""
+    pooled = {}
+
+    class Functional:
+        def __getattr__(self, name):
+            def pool(x, *args):
+                pooled[name] = args
+                return getattr(torch.nn.functional, name)(x, *args)
+
+            return pool
+
+    monkeypatch.setattr(bench, "F", Functional())
+    x = torch.randn(2, 4, 7, 7, requires_grad=True)
+    _, lap, candidates = bench._candidates(x, kernel, stride, padding)
+    candidates["avg"]()
+    candidates["max"]()
+    assert pooled == expected
+    candidates["lap"]()
+    assert all(p.grad is not None for p in lap.parameters())
+    assert x.grad is None and lap.maps is None
