@@ -3,6 +3,9 @@ counted (by hand here), the statistic (best over rounds of the median), ratios a
 
 from __future__ import annotations
 
+import logging
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
@@ -51,20 +54,34 @@ def _twin(stride: int, costs: dict, clock: _Clock, lap: int) -> nn.Module:
 @pytest.fixture
 def tiny(monkeypatch):
     """Vanilla twin: stride-2 convolution; LAP twin: stride 1 (as the lapified blocks)."""
-    clock, costs, built = _Clock(), {key: list(v) for key, v in COSTS.items()}, []
+    clock, costs = _Clock(), {key: list(v) for key, v in COSTS.items()}
+    seen = SimpleNamespace(built=[], costs=costs, models=[], weights=[])
 
     def build(arch, preset, size, device):
-        built.append((arch, preset, size, torch.device(device)))
-        return _twin(1 if preset else 2, costs, clock, int(preset is not None))
+        seen.built.append((arch, preset, size, torch.device(device)))
+        seen.models.append(_twin(1 if preset else 2, costs, clock, int(preset is not None)))
+        seen.weights.append(seen.models[-1][3].weight.detach().clone())
+        return seen.models[-1]
 
     monkeypatch.setattr(bench, "_build", build)
     monkeypatch.setattr(bench, "time", clock)
-    return built, costs
+    return seen
 
 
-def test_run_model_bench_times_and_counts_both_twins(tiny):
-    built, costs = tiny
-    (row,) = run_model_bench(("resnet50",), size=75, batch=2, repeats=3, rounds=2)
+def test_run_model_bench_times_and_counts_both_twins(tiny, caplog, capsys):
+    built, costs = tiny.built, tiny.costs
+    with caplog.at_level(logging.INFO, logger=bench.__name__):
+        (row,) = run_model_bench(("resnet50",), size=75, batch=2, repeats=3, rounds=2)
+    assert capsys.readouterr().out == ""  # the FLOP counter prints no table of its own
+    assert caplog.messages == [
+        f"timing resnet50 ({twin}) {step}"
+        for _ in range(2)
+        for twin in ("vanilla", "LAP")
+        for step in ("forward", "train step")
+    ]
+    # the train step ends with the optimizer's step: the linear layers' weights have moved
+    moved = zip(tiny.models, tiny.weights, strict=True)
+    assert len(tiny.models) == 2 and all(not torch.equal(m[3].weight, w) for m, w in moved)
     assert built == [
         ("resnet50", None, 75, torch.device("cpu")),
         ("resnet50", "resnet50-imagenet", 75, torch.device("cpu")),
@@ -86,7 +103,7 @@ def test_run_model_bench_times_and_counts_both_twins(tiny):
 
 
 def test_run_model_bench_runs_the_archs_in_order_with_the_papers_presets(tiny, monkeypatch):
-    built, _ = tiny
+    built = tiny.built
     monkeypatch.setattr(bench, "_time", lambda fn, device, repeats: 1.0)
     monkeypatch.setattr(bench, "count_multiply_adds", lambda fn, *args: 1e9)
     rows = run_model_bench(size=75, batch=1, repeats=1, rounds=1)
@@ -110,7 +127,7 @@ def test_run_model_bench_runs_the_archs_in_order_with_the_papers_presets(tiny, m
     ],
 )
 def test_run_model_bench_refuses_before_building(tiny, options, message):
-    built, _ = tiny
+    built = tiny.built
     with pytest.raises(ValueError, match=message):
         run_model_bench(**{"archs": ("resnet18",), "size": 75, "batch": 1, "repeats": 1,
                            "rounds": 1, **options})  # fmt: skip
@@ -201,3 +218,41 @@ def test_bench_model_reports_a_refusal_of_the_library_as_a_bad_parameter(monkeyp
     monkeypatch.setattr(bench, "run_model_bench", refuse)
     result = _invoke("--archs", "resnet18")
     assert result.exit_code == 2 and "nothing to run here" in result.output
+
+
+def test_the_library_defaults_are_the_commands(tiny, monkeypatch):
+    """224 px, batch 16, medians of 3 calls, best of 2 rounds: what ``bench model`` passes."""
+    built = tiny.built
+    timed = []
+    monkeypatch.setattr(bench, "_time", lambda fn, device, repeats: timed.append(repeats) or 1.0)
+    monkeypatch.setattr(bench, "count_multiply_adds", lambda fn, *args: 1e9)
+    (row,) = run_model_bench(("resnet18",))
+    assert (row.size, row.batch) == (224, 16) and built[0][2:] == (224, torch.device("cpu"))
+    assert timed == [3] * 8  # 2 rounds x 2 twins x (forward, train step)
+
+
+def test_the_twins_are_the_plain_model_and_the_papers_lapified_one():
+    from torchlap.layers.lap import LapBase
+    from torchlap.models.presets import PRESETS
+
+    vanilla = bench._build("resnet18", None, 75, torch.device("cpu"))
+    lapified = bench._build("resnet18", "resnet18", 75, "cpu")
+    laps = [name for name, m in lapified.named_modules() if isinstance(m, LapBase)]
+    assert laps == list(PRESETS["resnet18"].lap_names)
+    assert not any(isinstance(m, LapBase) for m in vanilla.modules())
+    with torch.no_grad():
+        for model in (vanilla.eval(), lapified.eval()):
+            assert model(torch.zeros(1, 3, 75, 75)).shape == (1, 1000)
+
+
+def test_a_timed_call_waits_for_the_gpus_queued_work(monkeypatch):
+    clock, queued = _Clock(), []
+
+    def synchronize(device=None) -> None:
+        clock.now += sum(queued)
+        queued.clear()
+
+    monkeypatch.setattr(bench, "time", clock)
+    monkeypatch.setattr(torch.cuda, "synchronize", synchronize)
+    left = [100, 2, 7, 6, 9, 1]  # the warm-up, then five calls that only queue their work
+    assert bench._time(lambda: queued.append(left.pop(0)), torch.device("cuda"), 5) == 6
