@@ -274,3 +274,39 @@ def test_every_candidate_runs_forward_and_backward_at_the_layers_geometry(
     candidates["lap"]()
     assert all(p.grad is not None for p in lap.parameters())
     assert x.grad is None and lap.maps is None
+
+
+def test_the_summary_at_the_targets_edges():
+    """A ratio exactly at its target meets it; rows name their site, else their pooling; the
+    FMA line takes only the rows with counted multiply-adds and a timed matrix product."""
+
+    def row(where, op, ratios, max_ms, lap_ms, extra, scorer_ms, macs, gemm, floor_ms, kernels):
+        return LayerBenchRow(
+            (1, 4, 4, 4), op, where, 2.0, max_ms, lap_ms, *ratios, extra, scorer_ms, macs,
+            gemm, floor_ms, kernels,
+        )  # fmt: skip
+
+    nan = float("nan")
+    text = bench.summary(
+        [
+            row("", "k2 s2 p0", (1.5, 1.2), 2.0, 3.0, 0.5, 3.0, 10**9, 1.0, 0.1, nan),
+            row("b", "k2 s2 p0", (2.0, 3.5), 2.0, 4.0, 0.25, 3.0, 10**9, 1.0, 2.4, 3.0),
+            row("", "adaptive 1x1", (3.0, 3.0), 2.0, 6.0, 0.75, 4.0, 0, 1.0, 3.0, nan),
+            row("d", "k3 s2 p1", (2.5, 1.25), 4.0, 5.0, 0.1, 1.0, 10**9, nan, 1.0, 4.0),
+        ]
+    )
+    assert text.splitlines() == [
+        "worst LAP/avg 3.00 (adaptive 1x1 (1, 4, 4, 4); target <= 1.5), worst LAP/max 3.50 "
+        "(b (1, 4, 4, 4); target <= 1.2), worst extra peak 0.75 input copies (adaptive 1x1 "
+        "(1, 4, 4, 4); target <= 1); LAP/avg above 1.5 at 3 of 4 shapes, at 1 of them the "
+        "scorer alone (PyTorch) is above 1.5 too",
+        "where LAP/avg is above 1.5, the fused layer's two kernel calls alone take 1.50-2.00x "
+        "avg_pool2d, at 1 of 2 shapes within 1.5: the rest is the layer's fixed cost around "
+        "them (module, autograd, ctypes)",
+        "where LAP/avg is above 1.5, the target asks LAP's multiply-adds to run at 33% of the "
+        "rate of a 1024x1024 float32 matrix product measured in the same rounds (LAP runs "
+        "them at 25%; FMA floor/avg 0.50)",
+        "LAP/max above 1.2 at 3 of 4 shapes; at 1 of them an autograd function with the "
+        "layer's inputs and outputs that does no work takes above 1.2x max_pool2d on its own "
+        "(autograd floor/max 0.25-1.50)",
+    ]
