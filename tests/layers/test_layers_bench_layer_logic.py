@@ -278,7 +278,8 @@ def test_every_candidate_runs_forward_and_backward_at_the_layers_geometry(
 
 def test_the_summary_at_the_targets_edges():
     """A ratio exactly at its target meets it; rows name their site, else their pooling; the
-    FMA line takes only the rows with counted multiply-adds and a timed matrix product."""
+    FMA line takes only the rows with counted multiply-adds and a timed matrix product (a NaN
+    rate first in line would make the span NaN)."""
 
     def row(where, op, ratios, max_ms, lap_ms, extra, scorer_ms, macs, gemm, floor_ms, kernels):
         return LayerBenchRow(
@@ -290,9 +291,9 @@ def test_the_summary_at_the_targets_edges():
     text = bench.summary(
         [
             row("", "k2 s2 p0", (1.5, 1.2), 2.0, 3.0, 0.5, 3.0, 10**9, 1.0, 0.1, nan),
+            row("d", "k3 s2 p1", (2.5, 1.25), 4.0, 5.0, 0.1, 1.0, 10**9, nan, 1.0, 4.0),
             row("b", "k2 s2 p0", (2.0, 3.5), 2.0, 4.0, 0.25, 3.0, 10**9, 1.0, 2.4, 3.0),
             row("", "adaptive 1x1", (3.0, 3.0), 2.0, 6.0, 0.75, 4.0, 0, 1.0, 3.0, nan),
-            row("d", "k3 s2 p1", (2.5, 1.25), 4.0, 5.0, 0.1, 1.0, 10**9, nan, 1.0, 4.0),
         ]
     )
     assert text.splitlines() == [
