@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from bench_fakes import FakeClock, small_cnn
 
 from torchlap.bench import explain_peers
 from torchlap.bench.explain_peers import (
@@ -22,31 +22,6 @@ from torchlap.bench.explain_peers import (
     run_scorecam_against,
 )
 from torchlap.explainers import ScoreCam
-
-
-def small_cnn() -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 12, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(12, 5),
-    ).eval()
-
-
-class FakeClock:
-    """``time.perf_counter`` advancing by the next of ``steps`` at each reading."""
-
-    def __init__(self, *steps: float) -> None:
-        self.now, self.steps = 0.0, list(steps)
-
-    def perf_counter(self) -> float:
-        self.now += self.steps.pop(0) if self.steps else 0.0
-        return self.now
 
 
 def fake_grad_cam(monkeypatch, seen: dict, maps_of) -> None:

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torchvision
+from bench_fakes import FakeClock
 from torch import nn
 
 from torchlap.bench import explain
@@ -16,17 +17,6 @@ from torchlap.bench.explain_peers import PeerRow
 
 def tiny_model() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
-
-class FakeClock:
-    """``time.perf_counter`` advancing by the next of ``steps`` at each reading."""
-
-    def __init__(self, *steps: float) -> None:
-        self.now, self.steps = 0.0, list(steps)
-
-    def perf_counter(self) -> float:
-        self.now += self.steps.pop(0) if self.steps else 0.0
-        return self.now
 
 
 class FakeRegistry:

@@ -6,8 +6,8 @@ peers' Score-CAMs on the same tiny model, RISE vs SISE's pass counts, and the ma
 
 import pytest
 import torch
+from bench_fakes import small_cnn
 from explainer_references import reference_scorecam
-from torch import nn
 
 from torchlap.bench.explain_peers import (
     format_peer_rows,
@@ -16,20 +16,6 @@ from torchlap.bench.explain_peers import (
     run_scorecam_against,
 )
 from torchlap.explainers import Rise, ScoreCam, Sise
-
-
-def small_cnn() -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 12, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(12, 5),
-    ).eval()
 
 
 def test_bfloat16_scorecam_stays_within_its_stated_tolerance_of_the_float32_reference():
