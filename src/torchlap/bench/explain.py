@@ -41,16 +41,12 @@ from torchlap.bench.explain_peers import (
 )
 from torchlap.cli_style import listed_names
 from torchlap.explainers import available, comparison_methods, get
-from torchlap.explainers.perturbation import check_precision
+from torchlap.explainers.perturbation import RISE_MASKS, check_precision
 from torchlap.models.lapify import lapify
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["BenchRow", "build_lap_resnet18", "format_table", "register_bench", "run_benchmark"]
-
-#: RISE's masks in the table of every explainer: RISE's own default (``torchlap.explainers``'
-#: ``rise``, the RISE paper's); ``--rise-vs-sise`` uses paper 003's ``SISE_PAPER_RISE_MASKS``
-RISE_MASKS = 4000
 
 
 @dataclass

@@ -242,6 +242,9 @@ def _check_rise_grid(grid_size: object) -> int:
 
 
 #: the most grid cells RISE draws up front (``n_masks * grid_size**2`` floats: 1 GiB); the
+#: RISE's default mask count, the RISE paper's (``Rise(n_masks=...)``)
+RISE_MASKS = 4000
+
 #: RISE paper's 4000 or 8000 masks of 7x7 or 8x8 cells take 2 MB
 MAX_RISE_CELLS = 2**28
 
@@ -384,7 +387,7 @@ class Rise(Explainer):
     def __init__(
         self,
         model: nn.Module,
-        n_masks: int = 4000,
+        n_masks: int = RISE_MASKS,
         grid_size: int = 8,
         p: float = 0.5,
         seed: int = 0,
