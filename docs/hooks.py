@@ -53,11 +53,10 @@ def _rewrite(text: str, level: int) -> str:
 
 def cli_reference() -> str:
     """Every ``torchlap`` command: usage, help text and options, read from the click tree."""
-    import typer
 
-    from torchlap.cli import app
+    from torchlap.cli import command_tree
 
-    root = typer.main.get_command(app)
+    root = command_tree()
     parts: list[str] = []
 
     def walk(command: Any, path: list[str]) -> None:

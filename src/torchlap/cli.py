@@ -1,38 +1,30 @@
 """The ``torchlap`` command line.
 
 Sub-commands live next to the code they drive; this module only wires them together so
-that ``torchlap --help`` lists everything.
+that ``torchlap --help`` lists everything. It imports none of them (nor PyTorch): each
+command's module loads when that command runs or shows its help (:class:`LazyGroup`), so
+``torchlap --help``, ``--version`` and a mistyped command answer at once.
 """
 
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
-import math
 import os
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import torchvision
 import typer
 from typer._click.exceptions import ClickException, UsageError
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from torchlap import __version__
 from torchlap.allocator import keep_freed_memory
-from torchlap.bench.layer import run_layer_command
-from torchlap.cli_style import decorate_commands, nonblank_path
-from torchlap.data import builtin_names
-from torchlap.data.builtin import MAX_IMAGE_SIZE
-from torchlap.demo import DEMO_OUTPUTS, SUITES, DemoSettings, run_demo
-from torchlap.evaluate.common import clear_output_folder, guard_output_folder
-from torchlap.logs import launcher_rank, log_file, process_rank
-from torchlap.models.backbones import SMALL_ARCHS
-from torchlap.train.config import MAX_EPOCHS
+from torchlap.cli_style import decorate_commands
+from torchlap.logs import launcher_rank, process_rank
 
 _DEBUG_ENV = "TORCHLAP_DEBUG"
 # bad input the user fixes by changing the command or its files: exit 2 (as click's usage
@@ -107,14 +99,103 @@ def _peer_gone(error: BaseException) -> bool:
     return gone or "Connection closed by peer" in str(error)
 
 
-class _OneErrorStyleGroup(TyperGroup):
+#: what a lazy command is: (module, attribute, the help line listed before it loads); the
+#: attribute is a Typer app (a group of sub-commands) or a function that registers the command
+#: on the Typer app it is given (as ``register_train(app)``)
+LazyEntry = tuple[str, str, str]
+
+
+class _Unloaded(TyperCommand):
+    """A lazy command's stand-in in its group's listing: name and help line, nothing to run."""
+
+
+class LazyGroup(TyperGroup):
+    """A group whose commands in :attr:`lazy` import their module on first use: the group's
+    help lists them from their help lines without importing anything, and a command's module
+    loads when the command is run or asked for its help; it gets the shared options
+    then (:func:`~torchlap.cli_style.decorate_commands`)."""
+
+    lazy: ClassVar[dict[str, LazyEntry]] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._listing = False
+        # listed in the table's order, before the commands typer registered (a light group
+        # such as ``bench`` is registered as it is)
+        lazy = {name: _Unloaded(name=name, help=line) for name, (_, _, line) in self.lazy.items()}
+        self.commands = {**lazy, **self.commands}
+        decorate_commands(self)  # -q/-v on every command; flags without "<bool>"
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        with self._listing_only():
+            super().format_help(ctx, formatter)
+
+    @contextmanager
+    def _listing_only(self) -> Iterator[None]:
+        self._listing = True
+        try:
+            yield
+        finally:
+            self._listing = False
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        command = self.commands.get(cmd_name)
+        if isinstance(command, _Unloaded) and not self._listing:
+            command = self.load(cmd_name)
+        return command
+
+    def load(self, name: str) -> Any:
+        """The command ``name`` with its module imported (once)."""
+        command = self.commands[name]
+        if not isinstance(command, _Unloaded):
+            return command
+        module, attribute, _ = self.lazy[name]
+        found = getattr(importlib.import_module(module), attribute)
+        holder = typer.Typer(rich_markup_mode="markdown")  # (the root's markup: the same help)
+        if isinstance(found, typer.Typer):
+            holder.add_typer(found, name=name)
+        else:
+            found(holder)
+        command = typer.main.get_group(holder).commands[name]
+        decorate_commands(command, name=name)
+        self.commands[name] = command
+        return command
+
+    def load_all(self) -> None:
+        """Every command of the group and of its sub-groups loaded (the docs' CLI reference and
+        the tests walk the whole tree)."""
+        for name in list(self.commands):
+            command = self.get_command(typer.Context(self), name)
+            if isinstance(command, LazyGroup):
+                command.load_all()
+
+
+class _OneErrorStyleGroup(LazyGroup):
     """Every command's error as one line on stderr (exit 2 input, 1 failure; in a sharded
     command's other processes prefixed ``rank N: ``); ``--debug`` or ``TORCHLAP_DEBUG=1``
     re-raises it with its traceback instead."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        decorate_commands(self)  # -q/-v on every command; flags without "<bool>"
+    lazy: ClassVar[dict[str, LazyEntry]] = {
+        "demo": ("torchlap.demo_cli", "register_demo",
+                 "Train vanilla, weak-LAP and expert-LAP ResNet18 on `lesions` and compare their "
+                 "maps."),
+        "train": ("torchlap.train.cli", "register_train",
+                  "Train a classifier (vanilla or LAP) with cross-entropy and knowledge "
+                  "injection."),
+        "evaluate": ("torchlap.evaluate.cli", "register_evaluate",
+                     "Every metric of the papers for one run and every method, with a report."),
+        "compare": ("torchlap.evaluate.cli", "register_evaluate",
+                    "Evaluate several runs (vanilla, weak, expert, ...) into one table and "
+                    "report."),
+        "explain": ("torchlap.evaluate.explain", "register_explain",
+                    "Explain a run's predictions on images: one PNG figure and one .npz of maps "
+                    "each."),
+        "export": ("torchlap.export", "register_export",
+                   "Export a LAP run's model with its maps: logits, each LAP layer's map and LAP "
+                   "All."),
+        "data": ("torchlap.data.cli", "data_app",
+                 "Datasets: export the built-in benchmarks, check annotated folders."),
+    }  # fmt: skip
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -145,8 +226,28 @@ app = typer.Typer(
     cls=_OneErrorStyleGroup,
     rich_markup_mode="markdown",  # docstring paragraphs re-flowed, not cut at source lines
 )
+
+
+class _BenchGroup(LazyGroup):
+    """``torchlap bench``: each benchmark loads with its command."""
+
+    lazy: ClassVar[dict[str, LazyEntry]] = {
+        "layer": ("torchlap.bench.layer", "register_layer_bench",
+                  "Time LAP forward+backward and its peak memory against avg/max pooling (same "
+                  "tensors)."),
+        "explain": ("torchlap.bench.explain", "register_bench",
+                    "Time every explainer on one LAP-ResNet18 (images/s, ratio to `lap`, "
+                    "passes/image)."),
+        "model": ("torchlap.bench.model", "register_model_bench",
+                  "Train-step and forward time of lapified models against their vanilla twins, "
+                  "next to the ratio of their counted multiply-adds."),
+    }  # fmt: skip
+
+
 bench_app = typer.Typer(
-    help="Speed and memory benchmarks (ratios against a reference).", rich_markup_mode="markdown"
+    help="Speed and memory benchmarks (ratios against a reference).",
+    rich_markup_mode="markdown",
+    cls=_BenchGroup,
 )
 app.add_typer(bench_app, name="bench")
 
@@ -171,173 +272,12 @@ def _root(
     ctx.meta["torchlap.debug"] = debug
 
 
-# "(default N)" of the demo's options that default to DemoSettings' values
-_DEFAULT = {
-    name: f"(default {getattr(DemoSettings, name):g})" for name in ("epochs", "lr", "image_size")
-}
-
-
-@app.command("demo")
-def demo(
-    out: str = typer.Option("demo-output", "--out", help="Folder for the runs and the report."),
-    scale: float = typer.Option(1.0, "--scale", help="Grow (>1) or shrink (<1) data and eval."),
-    epochs: int = typer.Option(None, "--epochs", help=f"Epochs per run {_DEFAULT['epochs']}."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Retrain and re-evaluate."),
-    suite: str = typer.Option(
-        "main",
-        "--suite",
-        help="main (vanilla, weak-LAP, expert-LAP; with --bcos also B-cos) or peers (also BLA, "
-        "BLA-T, BLA-PH, L2X-F, ante-hoc).",
-    ),
-    data: str = typer.Option(
-        "lesions", "--data", help="Built-in benchmark (lesions, concepts, digits)."
-    ),
-    arch: str = typer.Option(
-        "resnet18", "--arch", help="Architecture of every run (resnet18 uses the paper's preset)."
-    ),
-    lr: float = typer.Option(None, "--lr", help=f"Learning rate {_DEFAULT['lr']}."),
-    image_size: int = typer.Option(
-        None, "--image-size", help=f"Input size in px of every run {_DEFAULT['image_size']}."
-    ),
-    bcos: bool = typer.Option(
-        False, "--bcos", help="Also train and evaluate a B-cos ResNet-20 (extra torchlap[bcos])."
-    ),
-    perturbation: bool = typer.Option(
-        False,
-        "--perturbation",
-        help="Also evaluate Score-CAM, RISE and SISE (about 25 s per image and run at 128 px "
-        "on a 2-core CPU).",
-    ),
-) -> None:
-    """Train vanilla, weak-LAP and expert-LAP ResNet18 on `lesions` and compare their maps.
-
-    Evaluates the models' own maps (LAP) and the gradient explainers on the runs
-    (`--perturbation` adds Score-CAM, RISE and SISE; `--bcos`: a B-cos ResNet-20 joins the
-    runs), runs the sanity checks and the grid pointing game for them, and writes one
-    comparison report (`--suite peers` adds the self-explaining peers). An interrupted demo
-    resumes.
-
-    Example: `torchlap demo --out demo-output` (quick look: `--scale 0.1 --epochs 1`)
-
-    Cost with the defaults: 4-6 min on a quiet 2-core CPU with AVX-512 with the sanity checks
-    and the grid pointing game (212-253 s on 2026-12-03; 346 s on 2026-12-06 in a slower spell
-    of the host, where an epoch took as long with the 12-03 code), plus the venv install (about
-    1.5 min); about 11 min on a 2-core AVX2 CPU (645 s, 2026-12-02).
-    """
-    _check_demo_names(suite, data, arch)
-    try:
-        settings = DemoSettings(data=data, arch=arch).scaled(scale)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
-    if lr is not None:
-        if not (lr > 0 and math.isfinite(lr)):
-            raise typer.BadParameter(f"--lr must be > 0 and finite, got {lr}")
-        settings.lr = lr
-    settings.bcos, settings.perturbation = bcos, perturbation
-    if image_size is not None:
-        if not 32 <= image_size <= MAX_IMAGE_SIZE:  # (the built-in benchmarks' sizes)
-            raise typer.BadParameter(
-                f"--image-size must be >= 32 px and <= {MAX_IMAGE_SIZE}, got {image_size}"
-            )
-        settings.image_size = image_size
-    if epochs is not None:
-        if not 1 <= epochs <= MAX_EPOCHS:
-            raise typer.BadParameter(f"--epochs must be >= 1 and <= {MAX_EPOCHS}, got {epochs}")
-        settings.epochs = epochs
-    # "" (the current folder, to fill with runs/) refused
-    out = Path(nonblank_path(out, "--out"))
-    started = time.perf_counter()
-    with _demo_log(out, overwrite) as on_checked:  # every line of the demo, its runs included
-        report = run_demo(out, settings, overwrite=overwrite, suite=suite, on_checked=on_checked)
-    typer.echo(f"demo finished in {time.perf_counter() - started:.0f} s")
-    typer.echo(f"tables: {report.parent / 'tables.md'}")
-    typer.echo(f"report: {report}")
-
-
-def _check_demo_names(suite: str, data: str, arch: str) -> None:
-    """``--suite``, ``--data`` (a built-in benchmark) and ``--arch`` (a torchvision classifier
-    or torchlap's small CNN: the demo's runs build nothing else), before the demo checks its
-    folders or opens its log."""
-    if suite not in SUITES:
-        raise typer.BadParameter(f"unknown --suite {suite!r}; expected one of {', '.join(SUITES)}")
-    if data not in builtin_names():
-        raise typer.BadParameter(
-            f"unknown --data {data!r}; the demo runs on a built-in benchmark: "
-            f"{', '.join(builtin_names())}"
-        )
-    known = torchvision.models.list_models(module=torchvision.models)
-    if arch not in SMALL_ARCHS and arch not in known:
-        raise typer.BadParameter(
-            f"unknown --arch {arch!r}; the demo's runs take a torchvision classifier (e.g. "
-            f"resnet18, resnet50; {len(known)} in all) or {', '.join(SMALL_ARCHS)}"
-        )
-
-
-@contextmanager
-def _demo_log(out: Path, overwrite: bool) -> Iterator[Callable[[], None]]:
-    """``out/demo.log`` while the block runs; yields the demo's ``on_checked``. Before the log
-    opens: a demo.log torchlap did not write is refused, never appended to; with
-    ``--overwrite`` it is removed once the demo checked its folders (a refused demo removes
-    nothing), and the log opens then."""
-    foreign = guard_output_folder(
-        out, overwrite, flag="--overwrite", names=DEMO_OUTPUTS, apply=False
-    )
-    logs = [path for path in foreign if path.name == "demo.log"]
-    checked: list[bool] = []
-
-    def on_checked() -> None:
-        clear_output_folder(out, logs, "--overwrite")
-        checked.append(True)
-
-    with log_file(out / "demo.log", ready=lambda: bool(checked) and out.is_dir()):
-        yield on_checked
-
-
-@bench_app.command("layer")
-def bench_layer(
-    device: str = typer.Option("cpu", help="Device to run on (cpu, cuda, cuda:1, ...)."),
-    scale: float = typer.Option(
-        1.0, help="Fraction of the batch of 32 (e.g. 0.25 for a quick look)."
-    ),
-    batches: str = typer.Option("32,1", help="Comma-separated batch sizes of every shape."),
-    rounds: int = typer.Option(5, help="Interleaved rounds of 3 calls (the fastest call counts)."),
-) -> None:
-    """Time LAP forward+backward and its peak memory against avg/max pooling (same tensors).
-
-    Example: `torchlap bench layer --scale 0.25`
-
-    Cost with the defaults: a few minutes on a 2-core CPU (`--scale 0.25`: under a minute).
-    """
-    try:
-        typer.echo(run_layer_command(device, scale, batches, rounds))
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
-
-
-# --- sub-command registration: one line per area -------------------------------------------
-# (each area defines its commands in its own module; keep this block one import per line)
-from torchlap.data.cli import data_app  # noqa: E402
-
-app.add_typer(data_app, name="data")
-from torchlap.train.cli import register_train  # noqa: E402
-
-register_train(app)
-from torchlap.bench.explain import register_bench  # noqa: E402
-
-register_bench(bench_app)
-from torchlap.bench.model import register_model_bench  # noqa: E402
-
-register_model_bench(bench_app)
-from torchlap.evaluate.cli import register_evaluate  # noqa: E402
-
-register_evaluate(app)
-from torchlap.evaluate.explain import register_explain  # noqa: E402
-
-register_explain(app)
-from torchlap.export import register_export  # noqa: E402
-
-register_export(app)
-# -------------------------------------------------------------------------------------------
+def command_tree() -> TyperGroup:
+    """The ``torchlap`` click group with every command loaded (each area's module imported):
+    for the docs' CLI reference and the tests that walk the commands."""
+    root = typer.main.get_group(app)
+    root.load_all()
+    return root
 
 
 def main() -> None:

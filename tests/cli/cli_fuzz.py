@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 import torch
-import typer.main
 from typer.testing import CliRunner
 
-from torchlap.cli import app
+from torchlap.cli import app, command_tree
 
 
 class Reached(BaseException):
@@ -45,8 +44,8 @@ def stop_at_work(monkeypatch: pytest.MonkeyPatch) -> None:
     import torchlap.bench.explain as bench_explain
     import torchlap.bench.layer as bench_layer
     import torchlap.bench.model as bench_model
-    import torchlap.cli as cli
     import torchlap.data.export as data_export
+    import torchlap.demo_cli as demo_cli
     import torchlap.evaluate.cli as evaluate_cli
     import torchlap.evaluate.explain as explain
     import torchlap.export as export
@@ -61,7 +60,7 @@ def stop_at_work(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(train_run, "prepare_folder", stop_before_writing)
     monkeypatch.setattr(evaluate_cli, "_launch", _launch)
-    monkeypatch.setattr(cli, "_demo_log", _no_demo_log)
+    monkeypatch.setattr(demo_cli, "_demo_log", _no_demo_log)
     monkeypatch.setattr(explain, "non_finite_samples", _raise_reached)
     monkeypatch.setattr(export, "LapExportModule", _raise_reached)
     monkeypatch.setattr(data_export, "atomic_folder", _raise_reached)
@@ -83,7 +82,7 @@ def commands() -> dict[str, Any]:
         for name, sub in subs.items():
             walk(sub, (*path, name))
 
-    walk(typer.main.get_command(app), ())
+    walk(command_tree(), ())
     return found
 
 

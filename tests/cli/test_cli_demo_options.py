@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import torchlap.cli
+import torchlap.demo_cli
 from torchlap.cli import app
 from torchlap.data.builtin import MAX_IMAGE_SIZE
 from torchlap.demo import DemoSettings
@@ -33,7 +33,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         calls.append({"out": out, "settings": settings, **kwargs})
         return out / "report.html"
 
-    monkeypatch.setattr(torchlap.cli, "run_demo", record)
+    monkeypatch.setattr(torchlap.demo_cli, "run_demo", record)
     return calls
 
 
@@ -122,7 +122,7 @@ def failing(monkeypatch: pytest.MonkeyPatch) -> Callable[[BaseException], None]:
         def fail(out: Path, settings: Any, **kwargs: Any) -> Path:
             raise error
 
-        monkeypatch.setattr(torchlap.cli, "run_demo", fail)
+        monkeypatch.setattr(torchlap.demo_cli, "run_demo", fail)
 
     return install
 

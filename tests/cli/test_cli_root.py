@@ -7,7 +7,7 @@ import sys
 from typer.testing import CliRunner
 
 import torchlap
-from torchlap.cli import app
+from torchlap.cli import app, command_tree
 
 runner = CliRunner()
 
@@ -41,11 +41,10 @@ def test_bench_layer_rejects_bad_scale():
 def test_demo_help_states_the_settings_defaults():
     """The --image-size help read "(default: DemoSettings')." (a fragment); the defaults the
     help states come from DemoSettings, so they cannot drift from what runs."""
-    import typer.main
 
     from torchlap.demo import DemoSettings
 
-    demo = typer.main.get_command(app).commands["demo"]
+    demo = command_tree().commands["demo"]
     helps = {p.name: p.help for p in demo.params}
     assert helps["image_size"].endswith(f"(default {DemoSettings.image_size}).")
     assert helps["epochs"].endswith(f"(default {DemoSettings.epochs}).")

@@ -151,7 +151,7 @@ def test_demo_refuses_a_scale_it_cannot_turn_into_image_counts(tmp_path: Path, s
 
 def test_demo_never_appends_to_a_users_demo_log(tmp_path: Path, monkeypatch) -> None:
     """The demo appended its log to the user's own demo.log in --out."""
-    import torchlap.cli as cli
+    import torchlap.demo_cli as demo_cli
 
     out = tmp_path / "out"
     out.mkdir()
@@ -164,7 +164,7 @@ def test_demo_never_appends_to_a_users_demo_log(tmp_path: Path, monkeypatch) -> 
         logging.getLogger("torchlap.demo").info("the demo ran")
         return Path(folder) / "report.html"
 
-    monkeypatch.setattr(cli, "run_demo", fake_demo)
+    monkeypatch.setattr(demo_cli, "run_demo", fake_demo)
     result = CliRunner().invoke(app, ["demo", "--out", str(out)])
     assert result.exit_code == 2
     assert "demo.log, which torchlap did not write" in result.output

@@ -3,10 +3,9 @@ and no ``<bool>`` after a flag."""
 
 from __future__ import annotations
 
-import typer
 from typer.testing import CliRunner
 
-from torchlap.cli import app
+from torchlap.cli import app, command_tree
 
 
 def _leaves(command, path):
@@ -20,7 +19,7 @@ def _leaves(command, path):
 
 def test_every_command_has_example_cost_and_verbosity() -> None:
     runner = CliRunner()
-    root = typer.main.get_command(app)
+    root = command_tree()
     leaves = list(_leaves(root, []))
     assert ["export"] in leaves and ["train"] in leaves
     missing = []

@@ -9,9 +9,7 @@ import io
 import re
 from pathlib import Path
 
-import typer
-
-from torchlap.cli import app
+from torchlap.cli import command_tree
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
@@ -44,7 +42,7 @@ def _options(command) -> dict[str, object]:
     return names
 
 
-COMMANDS = _leaves(typer.main.get_command(app))
+COMMANDS = _leaves(command_tree())
 
 
 def test_ten_lines_runs_and_prints_every_lap_map() -> None:

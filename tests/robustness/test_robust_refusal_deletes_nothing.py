@@ -89,7 +89,7 @@ def test_a_refused_demo_overwrite_deletes_nothing(tmp_path: Path, monkeypatch) -
 
 
 def test_a_demo_overwrite_that_runs_replaces_the_users_log(tmp_path: Path, monkeypatch) -> None:
-    import torchlap.cli as cli
+    import torchlap.demo_cli as demo_cli
 
     out = tmp_path / "out"
     _user_folder(out, "demo.log")
@@ -101,7 +101,7 @@ def test_a_demo_overwrite_that_runs_replaces_the_users_log(tmp_path: Path, monke
         logging.getLogger("torchlap.demo").info("the demo ran")
         return Path(folder) / "report.html"
 
-    monkeypatch.setattr(cli, "run_demo", fake_demo)
+    monkeypatch.setattr(demo_cli, "run_demo", fake_demo)
     result = runner.invoke(app, ["demo", "--out", str(out), "--overwrite"])
     assert result.exit_code == 0, result.output
     log = (out / "demo.log").read_text()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import typer
 from torch import nn
 
 from torchlap._checks import check_device, check_distinct
@@ -438,3 +439,29 @@ def run_layer_command(device: str, scale: float, batches: str, rounds: int) -> s
         "3 calls each"
     )
     return "\n".join([header, "", format_rows(rows), "", summary(rows)])
+
+
+def register_layer_bench(bench_app: typer.Typer) -> None:
+    """Add the ``layer`` command to the ``torchlap bench`` Typer app."""
+
+    @bench_app.command("layer")
+    def bench_layer(
+        device: str = typer.Option("cpu", help="Device to run on (cpu, cuda, cuda:1, ...)."),
+        scale: float = typer.Option(
+            1.0, help="Fraction of the batch of 32 (e.g. 0.25 for a quick look)."
+        ),
+        batches: str = typer.Option("32,1", help="Comma-separated batch sizes of every shape."),
+        rounds: int = typer.Option(
+            5, help="Interleaved rounds of 3 calls (the fastest call counts)."
+        ),
+    ) -> None:
+        """Time LAP forward+backward and its peak memory against avg/max pooling (same tensors).
+
+        Example: `torchlap bench layer --scale 0.25`
+
+        Cost with the defaults: a few minutes on a 2-core CPU (`--scale 0.25`: under a minute).
+        """
+        try:
+            typer.echo(run_layer_command(device, scale, batches, rounds))
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
