@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 import torchlap
@@ -24,12 +25,16 @@ def test_version():
     assert result.output.strip() == f"torchlap {torchlap.__version__}"
 
 
-def test_console_script_entry_point():
+@pytest.mark.parametrize("module", ["torchlap.cli", "torchlap"])
+def test_console_script_entry_point(module: str):
     done = subprocess.run(
-        [sys.executable, "-m", "torchlap.cli", "--version"], capture_output=True, text=True
+        [sys.executable, "-m", module, "--version"], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert torchlap.__version__ in done.stdout
+    assert done.stdout.strip() == f"torchlap {torchlap.__version__}"
+    usage = subprocess.run([sys.executable, "-m", module, "nosuch"], capture_output=True, text=True)
+    assert usage.returncode == 2
+    assert usage.stderr.strip() == "Error: No such command 'nosuch'."
 
 
 def test_bench_layer_rejects_bad_scale():
