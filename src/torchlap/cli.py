@@ -195,6 +195,9 @@ class _OneErrorStyleGroup(LazyGroup):
                    "All."),
         "data": ("torchlap.data.cli", "data_app",
                  "Datasets: export the built-in benchmarks, check annotated folders."),
+        "env": ("torchlap.environment", "register_env",
+                "Print versions, threads, accelerators and the path LAP takes: what a bug report "
+                "needs."),
     }  # fmt: skip
 
     def invoke(self, ctx: typer.Context) -> Any:

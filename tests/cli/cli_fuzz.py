@@ -193,6 +193,7 @@ def base_args(root: Path) -> dict[str, list[str]]:
                         "--n-images", "40", "--image-size", "32"],
         "data check": ["data", "check", data],
         "data list": ["data", "list"],
+        "env": ["env"],
     }  # fmt: skip
 
 

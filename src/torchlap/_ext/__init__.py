@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LapGeometry",
     "LapLayerSpec",
+    "cache_dir",
     "check_status",
     "declare",
     "kernel_library",
@@ -96,7 +97,9 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """The folder of the built kernel libraries: ``$TORCHLAP_EXT_DIR``, else
+    ``$XDG_CACHE_HOME/torchlap/ext`` (``~/.cache/torchlap/ext``)."""
     configured = os.environ.get("TORCHLAP_EXT_DIR")
     if configured:
         return Path(configured)
@@ -145,7 +148,7 @@ def _build(compiler: str, vector_bytes: int | None = None) -> Path:
             ]
         )
     ).hexdigest()[:16]
-    folder = _cache_dir()
+    folder = cache_dir()
     target = folder / f"lap_cpu_{key}.so"
     clean_stale_temps(folder, recursive=False)  # the temporaries of killed builds
     if target.exists():
