@@ -171,9 +171,10 @@ class LazyGroup(TyperGroup):
 
 
 class _OneErrorStyleGroup(LazyGroup):
-    """Every command's error as one line on stderr (exit 2 input, 1 failure; in a sharded
-    command's other processes prefixed ``rank N: ``); ``--debug`` or ``TORCHLAP_DEBUG=1``
-    re-raises it with its traceback instead."""
+    """The ``torchlap`` group: its commands load on first use (:attr:`lazy`, in the order of
+    its help), and every command's error is one line on stderr (exit 2 input, 1 failure; in a
+    sharded command's other processes prefixed ``rank N: ``); ``--debug`` or
+    ``TORCHLAP_DEBUG=1`` re-raises it with its traceback instead."""
 
     lazy: ClassVar[dict[str, LazyEntry]] = {
         "demo": ("torchlap.demo_cli", "register_demo",
