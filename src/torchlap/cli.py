@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import typer
-from typer._click.exceptions import ClickException, UsageError
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperCommand, TyperGroup
 
 from torchlap import __version__
@@ -206,6 +206,8 @@ class _OneErrorStyleGroup(LazyGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
+        except NoArgsIsHelpError:  # a group called alone: its help is shown, as the root's
+            raise
         except Exception as error:
             if _debug_enabled(ctx):
                 raise
@@ -250,6 +252,7 @@ class _BenchGroup(LazyGroup):
 
 bench_app = typer.Typer(
     help="Speed and memory benchmarks (ratios against a reference).",
+    no_args_is_help=True,
     rich_markup_mode="markdown",
     cls=_BenchGroup,
 )

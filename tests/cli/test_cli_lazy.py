@@ -152,3 +152,16 @@ def test_command_tree_loads_everything() -> None:
     commands = _walk(tree)
     assert not [c.name for c in commands if type(c).__name__ == "_Unloaded"]
     assert {c.name for c in commands} >= {"train", "evaluate", "layer", "model", "export", "check"}
+
+
+@pytest.mark.parametrize("args", [[], ["data"], ["bench"]], ids=lambda a: " ".join(a) or "none")
+def test_a_group_called_alone_shows_its_help_and_no_error_line(args: list[str]) -> None:
+    """``torchlap data`` printed its help, then an empty ``Error: `` line on stderr (the
+    one-line error style took the help request for an error); ``torchlap bench`` printed
+    ``Error: Missing command.``. Each group called alone now shows its help, as ``torchlap``
+    alone does, with click's exit code for it."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert f"Usage: torchlap {' '.join(args)}".replace("  ", " ").strip() in result.stdout
+    assert "Commands" in result.stdout
+    assert result.stderr == ""
