@@ -9,6 +9,9 @@ thread, twice, and 9.4385 with two). ``metrics.json`` therefore records this env
 next to the results, and ``torchlap train`` logs it, so that a run can be repeated bit for bit
 (``OMP_NUM_THREADS`` or :func:`torch.set_num_threads`). An evaluation's ``results.json``
 records it too, with the number of processes that shared its images.
+
+``torchlap env`` (:func:`describe_environment`) prints the same facts for a bug report, with the
+installed versions of every requirement and the ``TORCHLAP_*`` switches that are set.
 """
 
 from __future__ import annotations
