@@ -297,8 +297,9 @@ def register_bench(bench_app: object) -> None:
 
         Example: `torchlap bench explain --sizes 64 --methods lap,gradcam`
 
-        Cost with the defaults: many minutes on a 2-core CPU (every explainer, the
-        perturbation ones included, at full size); `--sizes 64` and `--methods` shrink it.
+        Cost with the defaults: tens of minutes on a 2-core CPU (at 224 px each perturbation
+        method makes hundreds of forwards per image, RISE one per mask: 4000); `--sizes 64`,
+        `--batch-size`, `--rise-masks` and `--methods` shrink it.
         """
         if rise_masks is None:
             rise_masks = SISE_PAPER_RISE_MASKS if rise_vs_sise else RISE_MASKS
