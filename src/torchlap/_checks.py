@@ -15,6 +15,7 @@ import math
 import re
 import reprlib
 from collections.abc import Collection, Mapping, Sequence
+from fractions import Fraction
 from typing import Any, TypeVar
 
 import torch
@@ -39,6 +40,7 @@ __all__ = [
     "check_positive_int",
     "check_seed",
     "check_size_pair",
+    "exact_decimal",
     "is_int",
     "is_integer_tensor",
     "is_number",
@@ -177,6 +179,14 @@ def check_distinct(values: Collection[object], name: str) -> None:
 def check_positive_float(value: object, name: str) -> float:
     """``value`` as a finite float > 0."""
     return check_number(value, name, minimum=0.0, strict_minimum=True)
+
+
+def exact_decimal(value: float | Fraction) -> Fraction:
+    """The exact value of the decimal a float was written as (``0.7 -> 7/10``, where the float
+    itself is slightly below 0.7); a ``Fraction`` as it is. Counts of pixels taken as a share
+    of an image are computed on it, so that a share written ``0.7`` rounds as 7/10 does."""
+    # repr() of a float is its shortest round-tripping decimal
+    return value if isinstance(value, Fraction) else Fraction(repr(float(value)))
 
 
 def check_fraction(value: object, name: str) -> float:

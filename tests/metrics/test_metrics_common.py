@@ -70,6 +70,10 @@ def test_count_for_fraction_rounds_half_up_and_keeps_one():
     assert count_for_fraction(0.15, 10) == 2  # 1.5 -> 2
     assert count_for_fraction(0.01, 10) == 1  # never empty
     assert count_for_fraction(1.0, 49) == 49
+    # exact halves of the decimal written: the float 0.7 is below 7/10, which kept 31 and 3937
+    assert count_for_fraction(0.7, 45) == 32  # 31.5
+    assert count_for_fraction(0.7, 75 * 75) == 3938  # 3937.5
+    assert count_for_fraction(0.15, 50) == 8  # 7.5
     for bad in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="fraction"):
             count_for_fraction(bad, 10)

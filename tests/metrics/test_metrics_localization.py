@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -42,6 +43,31 @@ def ref_expected_intersection(score, region, k):
     still = k - len(above)  # how many of the tied pixels the selection takes
     inside_tied = sum(rc in region for rc in tied)
     return sum(rc in region for rc in above) + still * inside_tied / len(tied)
+
+
+def ref_expected_iou(score, region, k):
+    """Mean IoU of top-k and region over every way of breaking the ties at the k-th score.
+
+    Of the ``n`` tied pixels the selection takes ``s``; of the C(n, s) equally likely choices,
+    C(g, x) C(n - g, s - x) take exactly ``x`` of the ``g`` tied pixels inside the region."""
+    values = sorted((float(score[rc]) for rc in pixels(score)), reverse=True)
+    kth = values[k - 1]
+    above = [rc for rc in pixels(score) if float(score[rc]) > kth]
+    tied = [rc for rc in pixels(score) if float(score[rc]) == kth]
+    s, n = k - len(above), len(tied)
+    g = sum(rc in region for rc in tied)
+    a = sum(rc in region for rc in above)
+    total = 0.0
+    for x in range(0, min(s, g) + 1):
+        ways = math.comb(g, x) * math.comb(n - g, s - x)  # 0 where s - x > n - g
+        inter = a + x
+        total += ways * inter / (k + len(region) - inter)
+    return total / math.comb(n, s)
+
+
+def ref_pixel_count(share, n_pixels):
+    """round half up of ``share x n_pixels`` on the decimal ``share`` was written as."""
+    return max(1, math.floor(Fraction(str(share)) * n_pixels + Fraction(1, 2)))
 
 
 def ref_region(mask):
@@ -84,14 +110,11 @@ def ref_topk_metric(maps, masks, kind):
             continue
         n_pixels = score.numel()
         if kind == "iou_topk":
-            inter = ref_expected_intersection(score, region, len(region))
-            values.append(inter / (2 * len(region) - inter))
+            values.append(ref_expected_iou(score, region, len(region)))
         elif kind == "bbox":
             values.append(ref_expected_intersection(score, region, len(region)) / len(region))
         elif kind == "miou":
-            k = max(1, math.floor(0.2 * n_pixels + 0.5))
-            inter = ref_expected_intersection(score, region, k)
-            values.append(inter / (k + len(region) - inter))
+            values.append(ref_expected_iou(score, region, ref_pixel_count(0.2, n_pixels)))
         elif kind == "pointing":  # expected hit of a random choice among tied maxima
             peak = max(float(score[rc]) for rc in pixels(score))
             tied = [rc for rc in pixels(score) if float(score[rc]) == peak]
@@ -173,7 +196,8 @@ def test_constant_maps_score_chance_on_top_k_metrics():
     masks = torch.tensor([[[True, False], [False, False]]])  # 1 of 4 pixels
     # every one of the 4 tie-breaks keeps one pixel; one of them hits: E|T ∩ G| = 1/4
     assert bbox_accuracy(maps, masks).value == pytest.approx(0.25)
-    assert iou_topk(maps, masks).value == pytest.approx(0.25 / (1 + 1 - 0.25))
+    # the IoU is 1 for the one tie-break of 4 that hits, 0 for the others
+    assert iou_topk(maps, masks).value == pytest.approx(0.25)
     assert pointing_game(maps, masks).value == pytest.approx(0.25)
     # a plateau above the rest: the top-1 choice is among the two plateau pixels only
     maps[0, 1, 0] = maps[0, 0, 0] = 0.9
@@ -325,3 +349,29 @@ def test_flags_and_numbers_are_not_coerced():
     for fraction in (True, "0.2"):
         with pytest.raises(TypeError, match=r"fraction must be a number in \(0, 1\]"):
             miou_top20(maps, masks, fraction)
+
+
+@pytest.mark.parametrize("side", [4, 32])
+def test_tied_top_k_iou_is_the_expected_iou_at_any_map_size(side):
+    # two tied maxima, one of them the one-pixel region: half the tie-breaks score IoU 1,
+    # half 0 (the IoU of the expected intersection, 1/2 / (2 - 1/2), said 1/3)
+    maps = torch.zeros(1, side, side)
+    maps[0, 0, 0] = maps[0, -1, -1] = 1.0
+    masks = torch.zeros(1, side, side, dtype=torch.bool)
+    masks[0, 0, 0] = True
+    assert iou_topk(maps, masks).value == pytest.approx(0.5)
+
+
+def test_tied_top_k_iou_in_blocks_matches_the_reference(monkeypatch):
+    # the hypergeometric table built a few samples at a time gives the same values
+    import torchlap.metrics.localization as localization
+
+    maps, masks = random_case(seed=4, batch=9, ties=True)
+    whole = iou_topk(maps, masks).per_sample
+    monkeypatch.setattr(localization, "_OUTCOME_BLOCK", 1)
+    torch.testing.assert_close(iou_topk(maps, masks).per_sample, whole, equal_nan=True)
+    expected = [
+        ref_expected_iou(score, ref_region(mask), int(mask.sum())) if mask.any() else math.nan
+        for score, mask in zip(maps, masks, strict=True)
+    ]
+    torch.testing.assert_close(whole, torch.tensor(expected, dtype=torch.float64), equal_nan=True)

@@ -6,6 +6,7 @@ alone, in any batch, at any position; against the loop reference written from th
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -32,10 +33,13 @@ def test_per_image_noise_matches_the_loop_reference(fraction, kind):
     got = salt_and_pepper(images, fraction, seed=9, image_ids=ids, level=3, **bounds)
     expected = reference_salt_and_pepper(images, fraction, 9, ids, 3, **bounds)
     assert torch.equal(got, expected)
-    # exactly floor(f * H * W + 0.5) noisy pixels per image (given values no pixel holds)
+    # exactly floor(f * H * W + 1/2) noisy pixels per image (given values no pixel holds)
     if kind == "given":
         noisy = ((got == -1.0) | (got == 2.0)).all(dim=1)
-        assert noisy.flatten(1).sum(1).tolist() == [math.floor(fraction * 63 + 0.5)] * 3
+        assert (
+            noisy.flatten(1).sum(1).tolist()
+            == [math.floor(Fraction(str(fraction)) * 63 + Fraction(1, 2))] * 3
+        )
 
 
 def test_an_images_noise_does_not_depend_on_the_other_images_or_its_position():
@@ -148,3 +152,10 @@ def test_stability_noises_a_subset_as_the_whole_set():
     assert torch.equal(seen["part"][1], whole[0][rows])
     assert torch.equal(seen["part"][2], whole[1][rows])
     assert not torch.equal(whole[0], whole[1])  # levels draw their own noise
+
+
+def test_noise_counts_round_the_decimal_written():
+    # 70% of 45 pixels is 31.5: 32 noisy pixels (the float 0.7, below 7/10, gave 31)
+    images = torch.full((2, 1, 5, 9), 0.5)
+    got = salt_and_pepper(images, 0.7, seed=0, image_ids=torch.tensor([0, 1]), low=-1.0, high=2.0)
+    assert (got != 0.5).flatten(1).sum(1).tolist() == [32, 32]

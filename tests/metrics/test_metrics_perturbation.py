@@ -4,6 +4,7 @@ per-sample references that re-run the model one image at a time."""
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -67,7 +68,8 @@ def ref_top_pixels(score, count):
 
 
 def ref_count(fraction, n_pixels):
-    return max(1, math.floor(fraction * n_pixels + 0.5))
+    # round half up on the decimal written (the float 0.7 is below 7/10)
+    return max(1, math.floor(Fraction(str(fraction)) * n_pixels + Fraction(1, 2)))
 
 
 def ref_keep(image, score, count, fill):

@@ -5,6 +5,7 @@ mutation testing): each is raised up front, with the argument's name and what is
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -31,7 +32,7 @@ def test_keep_top_k_keeps_k_percent_of_the_pixels(k):
     maps = torch.arange(2 * SIDE * SIDE, dtype=torch.float64).reshape(2, SIDE, SIDE)
     maps[1] = maps[1].flip(0)  # distinct scores: no ties
     n_pixels = SIDE * SIDE
-    count = max(1, math.floor(k / 100 * n_pixels + 0.5))  # k% of the pixels, rounded
+    count = max(1, math.floor(Fraction(str(k)) / 100 * n_pixels + Fraction(1, 2)))  # rounded
     labels = torch.tensor([count, count])
     result = keep_top_k(CountKept(), images, maps, labels, ks=(k,), ties="index")
     assert result[f"keep_{k:g}/top1_vs_label"].per_sample.tolist() == [1.0, 1.0]

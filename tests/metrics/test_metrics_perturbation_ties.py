@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -104,7 +105,7 @@ def test_keep_top_k_scores_ties_by_their_expectation():
         model, images, maps, labels, ks=(50, 30), ties="random", tie_draws=3000, seed=3
     )
     for k in (50, 30):
-        count = max(1, math.floor(k / 100 * H * W + 0.5))
+        count = max(1, math.floor(Fraction(k, 100) * H * W + Fraction(1, 2)))
         for key, t, reference in (
             ("top1_vs_prediction", 1, None),
             ("top5_vs_prediction", 5, None),

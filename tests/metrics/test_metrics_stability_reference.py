@@ -19,6 +19,7 @@ computed image by image and pixel by pixel, with the binarization of
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -60,7 +61,7 @@ def reference_salt_and_pepper(images, fraction, seed, image_ids, level, low=None
     key is >= 2**61; ``low``/``high`` (floats; default 0 and 1 for [0, 1] images, else each
     image's per-channel extremes)."""
     batch, channels, height, width = images.shape
-    n_noisy = math.floor(fraction * height * width + 0.5)
+    n_noisy = math.floor(Fraction(str(fraction)) * height * width + Fraction(1, 2))
     unit = all(0 <= float(v) <= 1 for v in images.flatten())
     lows, highs = channel_extremes(images)
     out = images.clone()

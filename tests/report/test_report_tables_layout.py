@@ -97,14 +97,16 @@ def test_faithfulness_is_split_from_eleven_value_columns() -> None:
 @pytest.mark.parametrize(
     ("agreement", "named"),
     [
-        ("top1_vs_prediction", "top-1 agreement with the original prediction;"),
-        ("top5_vs_prediction", "top-5 agreement with the original prediction;"),
-        ("top3_vs_label", "top-3 agreement with the label;"),
+        ("top1_vs_prediction", "top-1 agreement with the original prediction."),
+        ("top5_vs_prediction", "top-5 agreement with the original prediction."),
+        ("top3_vs_label", "top-3 agreement with the label."),
     ],
 )
 def test_the_faithfulness_caption_names_the_agreement(agreement: str, named: str) -> None:
     caption = faithfulness_table(results_by_run(), agreement).caption
     assert caption.startswith("Keeping the k% top-scored pixels (others zeroed): " + named)
+    # Drop/Increase (paper 003) and Win (paper 004) measure different things: both named
+    assert "Increase % (paper 003)" in caption and "Win % (paper 004)" in caption
 
 
 # ----------------------------------------------------------------------------- stability

@@ -39,7 +39,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchlap._checks import check_choice, check_fraction, check_has_values, check_int, check_number
+from torchlap._checks import (
+    check_choice,
+    check_fraction,
+    check_has_values,
+    check_int,
+    check_number,
+    exact_decimal,
+)
 from torchlap.losses._validation import (
     PROBABILITIES,
     REGION_VALUES,
@@ -108,11 +115,6 @@ def _log1m(p: Tensor, eps: float) -> Tensor:
     return torch.log((1.0 - p).clamp_min(eps))
 
 
-def _exact(ratio: float | Fraction) -> Fraction:
-    # repr() of a float is its shortest round-tripping decimal: 0.1 -> Fraction(1, 10)
-    return ratio if isinstance(ratio, Fraction) else Fraction(repr(float(ratio)))
-
-
 def ratio_count(ratio: float | Fraction, n_pixels: int) -> int:
     """``ceil(ratio * n_pixels)`` on the exact decimal value of ``ratio`` (Eq. 5's ``k``).
 
@@ -126,7 +128,7 @@ def ratio_count(ratio: float | Fraction, n_pixels: int) -> int:
         check_number(ratio, "ratio", minimum=0.0, maximum=1.0, accepted=accepted)
     elif not 0 <= ratio <= 1:
         raise ValueError(f"ratio must be {accepted}, got {ratio}")
-    return math.ceil(_exact(ratio) * n_pixels)
+    return math.ceil(exact_decimal(ratio) * n_pixels)
 
 
 def _masked_sample_mean(per_sample: Tensor, mask: Tensor, counted: Tensor | None = None) -> Tensor:
@@ -222,7 +224,7 @@ def _head_counts(
     known: dict[float | Fraction, int] = {}
     for ratio in ratios:
         if ratio is not None and ratio not in known:
-            known[ratio] = ratio_count(1 - _exact(ratio) if complement else ratio, n_pixels)
+            known[ratio] = ratio_count(1 - exact_decimal(ratio) if complement else ratio, n_pixels)
     return [0 if ratio is None else known[ratio] for ratio in ratios]
 
 
@@ -309,7 +311,7 @@ def _top_inside_term(
     order = ranking.argsort(dim=-1, descending=True, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
-    fraction = _exact(positive_fraction)
+    fraction = exact_decimal(positive_fraction)
     n_inside = inside.sum(-1)  # (B,)
     keep = (n_inside * fraction.numerator + fraction.denominator - 1) // fraction.denominator
     chosen = (inside[:, None, :] & (rank < keep[:, None, None])).to(flat.dtype)

@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from types import MappingProxyType
 
 import torch
@@ -22,6 +23,7 @@ from torchlap._checks import (
     check_model_inputs,
     check_number,
     check_positive_int,
+    exact_decimal,
     is_int,
     is_integer_tensor,
     non_finite_samples,
@@ -38,6 +40,7 @@ __all__ = [
     "higher_is_better",
     "image_ids_of",
     "normalize_by_max",
+    "share_of",
     "tie_keys",
     "tied_at_k",
     "top_k_mask",
@@ -275,15 +278,23 @@ def check_level_labels(labels: list[str], name: str, values: object) -> None:
 
 
 def count_for_fraction(fraction: float, n_pixels: int) -> int:
-    """Number of pixels kept for a fraction: ``max(1, floor(fraction * n_pixels + 0.5))``
-    (round half up; at least one pixel so that a selection is never empty).
+    """Number of pixels kept for a fraction: ``max(1, floor(fraction * n_pixels + 1/2))``
+    (round half up; at least one pixel so that a selection is never empty), computed on the
+    decimal ``fraction`` was written as (70% of 45 pixels, 31.5, keeps 32: the float 0.7 is
+    slightly below 7/10, and rounding it kept 31 before metrics revision 15).
 
     ``fraction``: a number in (0, 1] (not a bool); ``n_pixels``: an int >= 1 (the pixels of a
     map: a map has at least one, and "at least one pixel kept" needs one to keep).
     """
     fraction = check_fraction(fraction, "fraction")
     check_int(n_pixels, "n_pixels", minimum=1)
-    return max(1, min(n_pixels, math.floor(fraction * n_pixels + 0.5)))
+    return max(1, min(n_pixels, share_of(fraction, n_pixels)))
+
+
+def share_of(fraction: float, n_pixels: int) -> int:
+    """``floor(fraction * n_pixels + 1/2)`` on the decimal ``fraction`` was written as (round
+    half up, unchecked: the callers check their arguments)."""
+    return math.floor(exact_decimal(fraction) * n_pixels + Fraction(1, 2))
 
 
 TIE_BREAKS = ("index", "random")

@@ -9,11 +9,15 @@ Common conventions (the papers are silent on them):
   per-sample score is ``nan``. (Quantus' PointingGame would score it as a hit.)
 - Top-k selections keep exactly k pixels. Ties at the k-th score (plateaus of upsampled
   coarse maps, saturated probabilities, constant maps) are scored by their expectation under
-  a uniformly random choice among the tied pixels: the selection's expected intersection
-  with the region is ``|above ∩ G| + (k - |above|) |tied ∩ G| / |tied|``. Bbox is that
-  expectation over N; the top-k IoUs use it in ``I / (k + |G| - I)``. A constant map thus
-  scores chance, not whatever its first pixels in raster order happen to cover; without
-  ties this is the plain top-k selection. The pointing game treats tied maxima alike.
+  a uniformly random choice among the tied pixels. The selection takes ``s = k - |above|``
+  of the ``n`` tied pixels, ``g`` of which are in the region, so the number ``x`` of tied
+  pixels it takes inside the region is hypergeometric, ``P(x) = C(g, x) C(n - g, s - x) /
+  C(n, s)``. Bbox is the expected intersection over N, ``(|above ∩ G| + s g / n) / N``; the
+  top-k IoUs are the expected IoU, ``sum_x P(x) (a + x) / (k + |G| - a - x)`` with ``a =
+  |above ∩ G|`` (metrics revision 15; before, the IoU of the expected intersection, which
+  is lower: the IoU is convex in the intersection). A constant map thus scores chance, not
+  whatever its first pixels in raster order happen to cover; without ties this is the plain
+  top-k selection. The pointing game treats tied maxima alike.
 - Every metric is a mean over the included samples, in [0, 1], higher is better.
 """
 
@@ -167,23 +171,72 @@ def fit_global_threshold(
     return threshold
 
 
-def _topk_intersection(maps: Tensor, masks: Tensor, k: Tensor) -> Tensor:
-    """Expected ``|T_k ∩ G|`` per sample (double), ties at the k-th score chosen uniformly at
-    random (module docstring); ``k`` (B,) >= 1 for the samples that count."""
+def _topk_counts(maps: Tensor, masks: Tensor, k: Tensor) -> tuple[Tensor, ...]:
+    """Per sample (long, (B,)), for the top ``k`` pixels with ties at the k-th score chosen
+    uniformly at random (module docstring): ``a = |above ∩ G|``, the count ``s`` of tied
+    pixels taken, the tied pixels ``n`` and those inside the region ``g``; ``k`` (B,) >= 1 for
+    the samples that count."""
     flat, region = maps.flatten(1), masks.flatten(1)
     k = k.to(device=flat.device, dtype=torch.long).expand(flat.shape[0])
     ordered = flat.sort(dim=1, descending=True).values
     kth = ordered.gather(1, (k - 1).clamp_min(0)[:, None])  # k <= H*W; 0 for empty regions
     above, tied = flat > kth, flat == kth
-    above_in = (above & region).sum(dim=1).double()
-    tied_in = (tied & region).sum(dim=1).double()
-    n_tied = tied.sum(dim=1).double().clamp_min(1)
-    return above_in + (k - above.sum(dim=1)).double() * tied_in / n_tied
+    taken = (k - above.sum(dim=1)).clamp_min(0)
+    return (above & region).sum(dim=1), taken, tied.sum(dim=1), (tied & region).sum(dim=1)
+
+
+def _topk_intersection(maps: Tensor, masks: Tensor, k: Tensor) -> Tensor:
+    """Expected ``|T_k ∩ G|`` per sample (double): ``a + s g / n``."""
+    inside, taken, tied, tied_in = (c.double() for c in _topk_counts(maps, masks, k))
+    return inside + taken * tied_in / tied.clamp_min(1)
+
+
+#: elements of the (samples, outcomes) table :func:`_topk_iou` builds at once (double)
+_OUTCOME_BLOCK = 1 << 22
+
+
+def _log_choose(n: Tensor, r: Tensor) -> Tensor:
+    return torch.lgamma(n + 1) - torch.lgamma(r + 1) - torch.lgamma(n - r + 1)
 
 
 def _topk_iou(maps: Tensor, masks: Tensor, k: Tensor, area: Tensor) -> Tensor:
-    inter = _topk_intersection(maps, masks, k)
-    return inter / (k.double() + area.double() - inter).clamp_min(1)
+    """Expected ``|T_k ∩ G| / |T_k ∪ G|`` per sample (double) over the uniformly random choice
+    of the tied pixels (module docstring): the hypergeometric sum over the number ``x`` of
+    tied pixels taken inside the region, on the samples whose ties can change it."""
+    counts = _topk_counts(maps, masks, k)
+    inside, taken, tied, tied_in = counts
+    k = k.to(device=inside.device, dtype=torch.long).expand(inside.shape[0])
+    size = k + area.to(inside.device)  # |T_k| + |G| = |T_k ∪ G| + |T_k ∩ G|
+    lowest = (taken - (tied - tied_in)).clamp_min(0)  # x: the fewest taken inside the region
+    highest = torch.minimum(taken, tied_in)
+    sure = inside + lowest  # x fixed: no tie-break changes the selection's region pixels
+    iou = sure.double() / (size - sure).clamp_min(1).double()
+    uncertain = (highest > lowest).nonzero().flatten()
+    if uncertain.numel() == 0:
+        return iou
+    # Hand-written: no library gives the hypergeometric expectation of a ratio, batched on
+    # the tensors' device (scipy's pmf is per-sample and on the host).
+    a, s, n, g, total, low = (
+        c[uncertain].double() for c in (inside, taken, tied, tied_in, size, lowest)
+    )
+    width = int((highest - lowest)[uncertain].max()) + 1
+    step = torch.arange(width, device=iou.device, dtype=torch.float64)
+    block = max(1, _OUTCOME_BLOCK // width)
+    expected = []
+    for start in range(0, uncertain.numel(), block):
+        part = slice(start, start + block)
+        x = low[part, None] + step  # (b, width): every outcome from the fewest up
+        possible = x <= torch.minimum(s[part], g[part])[:, None]
+        x = torch.where(possible, x, low[part, None])  # keep lgamma's arguments in range
+        log_p = (
+            _log_choose(g[part, None], x)
+            + _log_choose((n - g)[part, None], s[part, None] - x)
+            - _log_choose(n[part, None], s[part, None])
+        )
+        p = torch.where(possible, log_p.exp(), 0.0)
+        ratio = (a[part, None] + x) / (total[part, None] - a[part, None] - x).clamp_min(1)
+        expected.append((p * ratio).sum(dim=1) / p.sum(dim=1))
+    return iou.index_put((uncertain,), torch.cat(expected))
 
 
 def iou_topk(maps: Tensor, masks: Tensor) -> MetricResult:
@@ -223,7 +276,7 @@ def ebpg(maps: Tensor, masks: Tensor, zero_map: str = "share") -> MetricResult:
 
 def miou_top20(maps: Tensor, masks: Tensor, fraction: float = 0.2) -> MetricResult:
     """mIoU of paper 003: IoU between the top 20% pixels of each map and the region, averaged
-    over samples. The pixel count is ``max(1, floor(fraction * H * W + 0.5))``; ``fraction``:
+    over samples. The pixel count is ``max(1, floor(fraction * H * W + 1/2))``; ``fraction``:
     a number in (0, 1] (not a bool)."""
     maps, masks, area, valid = _checked(maps, masks)
     count = count_for_fraction(fraction, maps.shape[1] * maps.shape[2])

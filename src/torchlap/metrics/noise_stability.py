@@ -29,6 +29,7 @@ from torchlap.metrics._common import (
     check_maps,
     higher_is_better,
     image_ids_of,
+    share_of,
     tie_keys,
     top_k_mask,
 )
@@ -90,7 +91,7 @@ def salt_and_pepper(
     per_image = _check_draws(images, generator, seed, image_ids, level)
     low_t, high_t = _noise_values(images, low, high)
     height, width = images.shape[2:]
-    n_noisy = math.floor(fraction * height * width + 0.5)
+    n_noisy = share_of(fraction, height * width)
     if per_image is None:
         noisy, salt = _generator_draws(images, n_noisy, generator)
     else:

@@ -307,8 +307,11 @@ def faithfulness_table(results_by_run: object, agreement: str = "top1_vs_predict
         "table-faithfulness",
         "Faithfulness",
         f"Keeping the k% top-scored pixels (others zeroed): top-{t} agreement with the "
-        f"{'original prediction' if reference == 'prediction' else 'label'}; Drop %, "
-        "Increase % and Win % of the class probability on the map-masked image.",
+        f"{'original prediction' if reference == 'prediction' else 'label'}. Drop % and "
+        "Increase % (paper 003): the explained class's probability with the top 15% pixels "
+        "kept (others black), its mean relative drop and the share of images where it rises. "
+        "Win % (paper 004): the share of images where the label class's probability rises on "
+        "the energy map (the model's input times the map divided by its maximum).",
         ("Run", "Method"),
         columns,
         labels,
