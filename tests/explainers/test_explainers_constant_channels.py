@@ -2,6 +2,7 @@
 Score-CAM gives it weight 0 and SISE keeps no mask for it, against channel-by-channel loops
 (Score-CAM: Wang et al. 2020; SISE: paper 003, Eq. 6-12)."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from explainer_references import reference_scorecam
@@ -62,6 +63,29 @@ def test_scorecam_gives_a_constant_map_no_weight():
     for i in range(2):
         expected = reference_scorecam(model, model[1], images[i], int(target[i]))
         torch.testing.assert_close(maps[i], expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("deduplicate", [True, False])
+def test_scorecam_with_every_map_constant_gives_an_all_zero_map(deduplicate):
+    """A black image through a bias-free CNN: every activation map is constant (all zero), so no
+    channel is scored (it raised on the empty score vector) and the map is zero, alone or in a
+    batch with an image whose maps are not constant."""
+    torch.manual_seed(2)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    ).eval()
+    black, other = torch.zeros(1, 3, 6, 6), torch.rand(1, 3, 6, 6)
+    explainer = ScoreCam(model, layer="1", deduplicate=deduplicate)
+    alone = explainer.raw(black, torch.tensor([0]))
+    assert alone.shape == (1, 6, 6) and not alone.any()
+    both = explainer.raw(torch.cat([black, other]), torch.tensor([0, 0]))
+    assert not both[0].any()
+    expected = reference_scorecam(model, model[1], other[0], 0)
+    torch.testing.assert_close(both[1], expected, rtol=1e-4, atol=1e-6)
 
 
 def test_sise_keeps_no_mask_for_a_constant_map():

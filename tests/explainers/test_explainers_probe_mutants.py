@@ -19,7 +19,7 @@ from test_explainers_sise_layers_reference import reference_blocks
 from torch import nn
 from torchvision.ops import SqueezeExcitation
 
-from torchlap.explainers import GradCam, RelevanceCam, ScoreCam, probe_features
+from torchlap.explainers import GradCam, RelevanceCam, ScoreCam, Sise, probe_features
 from torchlap.explainers.probe import Capture
 
 
@@ -190,7 +190,10 @@ def test_capture_keeps_the_call_it_is_asked_for() -> None:
     a, b = torch.randn(1, 2, 3, 3), torch.randn(1, 2, 3, 3)
     out_a, out_b = relu(a), relu(b)
     relu(torch.randn(1, 2, 3, 3))  # a third call: neither capture changes
-    assert first.get() is out_a and second.get() is out_b
+    assert torch.equal(first.get(), out_a) and torch.equal(second.get(), out_b)
+    # the forward goes on with a copy of the kept output (what it changes in place is the copy)
+    assert first.get() is not out_a and second.get() is not out_b
+    assert torch.equal(second.get(), torch.relu(b)) and not torch.equal(first.get(), out_b)
     first.handle, second.handle = handles
     first.remove()
     second.remove()
@@ -231,13 +234,27 @@ class _AddsInPlace(nn.Module):
         return self.head(x)
 
 
-@pytest.mark.parametrize("explainer", [ScoreCam, RelevanceCam])
-def test_an_explained_layer_changed_in_place_by_the_forward_is_refused(explainer) -> None:
-    """The methods reading the captured output would weigh the changed maps (Grad-CAM's
-    captum hook keeps its own copy and is right either way)."""
+class _AddsOutOfPlace(_AddsInPlace):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x) + 1)
+
+
+@pytest.mark.parametrize("explainer", [ScoreCam, RelevanceCam, Sise])
+def test_an_explained_layer_changed_in_place_by_the_forward_is_read_unchanged(explainer) -> None:
+    """The forward goes on with a copy of the captured output, so ``x += 1`` after the layer
+    changes the copy: the maps are those of the same model adding out of place (they were
+    refused before, as DenseNet's in-place ReLU on its ``features`` made every default layer
+    refused; Grad-CAM's captum hook keeps its own copy and was right either way)."""
     torch.manual_seed(0)
-    with pytest.raises(ValueError, match=r"output of layer 'conv' was modified in place"):
-        explainer(_AddsInPlace().eval(), layer="conv")(torch.rand(1, 3, 8, 8), 0)
+    in_place = _AddsInPlace().eval()
+    out_of_place = _AddsOutOfPlace().eval()
+    out_of_place.load_state_dict(in_place.state_dict())
+    images = torch.rand(2, 3, 8, 8)
+    options = {"layers": ["conv"]} if explainer is Sise else {"layer": "conv"}
+    got = explainer(in_place, **options)(images, 0)
+    want = explainer(out_of_place, **options)(images, 0)
+    assert got.any()
+    torch.testing.assert_close(got, want)
 
 
 class _Reduction(nn.Module):

@@ -230,7 +230,7 @@ def test_inception_reduction_blocks_get_the_shared_score_rule():
     model, _ = torchlap.lapify(model, where="inception_v3")
     model.eval()
     explainer = RelevanceCam(model)
-    composite = explainer._make_composite()
+    composite = explainer._make_composite(torch.rand(1, 3, 96, 96), model.Mixed_7c)
     seen = []
     with composite.context(model):
         seen = [m for m in model.modules() if isinstance(m, SharedScorePool)]
@@ -353,3 +353,118 @@ def test_a_batch_norm_the_default_canonizers_cannot_merge_is_named(batch_norm, m
         RelevanceCam(net)
     maps = RelevanceCam(net, canonizers=[])(torch.rand(1, 3, 8, 8))
     assert maps.shape == (1, 8, 8) and torch.isfinite(maps).all()
+
+
+def _random_statistics(model: nn.Module) -> nn.Module:
+    """Batch norms away from the identity, so that a wrong merge changes the logits."""
+    generator = torch.Generator().manual_seed(3)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            shape = module.running_mean.shape
+            module.running_mean.copy_(torch.randn(shape, generator=generator))
+            module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
+            with torch.no_grad():
+                module.weight.copy_(torch.rand(shape, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(shape, generator=generator))
+    return model.eval()
+
+
+class _PreActivation(nn.Module):
+    """A pre-activation residual block: the input is normalised and added to the output."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bn1, self.bn2 = nn.BatchNorm2d(channels), nn.BatchNorm2d(channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(torch.relu(self.bn2(self.conv1(torch.relu(self.bn1(x)))))) + x
+
+
+def _tolerance(logits: torch.Tensor) -> float:
+    """The tolerance the merge is checked to: 1e-4 of the largest logit (at least 1e-4)."""
+    return 1e-4 * max(1.0, float(logits.abs().max()))
+
+
+def _canonized_logits(explainer: RelevanceCam, images: torch.Tensor, layer: str) -> torch.Tensor:
+    from torchlap.explainers.relevance_cam import composite_on
+
+    model = explainer.model
+    composite = explainer._make_composite(images[:1], model.get_submodule(layer))
+    with composite_on(composite, model), torch.no_grad():
+        return model(images)
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "efficientnet_b0", "densenet121"])
+def test_default_canonizers_keep_the_outputs_of_lapified_and_branching_models(arch):
+    """zennit's SequentialMergeBatchNorm merged by module order: into a LAP scorer's last 1x1
+    convolution after a lapified strided convolution (the call failed on the score's shape),
+    and DenseNet's batch norms on concatenations into the convolution before (a deep zennit
+    error). The merge now follows a probe forward: the canonized model gives the same logits."""
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, arch)(num_classes=3)
+    if arch != "densenet121":
+        model, _ = torchlap.lapify(model, where="auto")
+    model = _random_statistics(model)
+    images = torch.rand(2, 3, 32, 32)
+    explainer = RelevanceCam(model)
+    maps = explainer(images, 0)
+    assert maps.shape == (2, 32, 32) and torch.isfinite(maps).all()
+    layer = explainer.resolve_layer(None, images)
+    with torch.no_grad():
+        plain = model(images)
+    # merging is exact up to float rounding: within the tolerance the merge is checked to
+    torch.testing.assert_close(
+        _canonized_logits(explainer, images, layer), plain, rtol=0, atol=_tolerance(plain)
+    )
+
+
+def test_a_batch_norm_read_by_another_branch_too_is_not_merged():
+    """The first convolution's output is normalised by the block's bn1 and added to its output:
+    merging bn1 into it would change the sum, so only conv1 -> bn2 is merged."""
+    torch.manual_seed(0)
+    model = _random_statistics(
+        nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            _PreActivation(8),
+            _PreActivation(8),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, 2),
+        )
+    )
+    images = torch.rand(2, 3, 12, 12)
+    explainer = RelevanceCam(model, layer="2")
+    with torch.no_grad():
+        plain = model(images)
+    torch.testing.assert_close(
+        _canonized_logits(explainer, images, "2"), plain, rtol=0, atol=_tolerance(plain)
+    )
+    assert torch.isfinite(explainer(images, 1)).all()
+
+
+def test_default_canonizers_that_change_the_outputs_are_refused():
+    """A torchvision BasicBlock selects zennit's ResNetCanonizer, which also merges the
+    pre-activation block's bn1 into the convolution registered before it: refused, naming the
+    way out, instead of explaining another network."""
+    from torchvision.models.resnet import BasicBlock
+
+    torch.manual_seed(0)
+    model = _random_statistics(
+        nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            _PreActivation(8),
+            BasicBlock(8, 8),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, 2),
+        )
+    )
+    with pytest.raises(
+        ValueError, match=r"canonizers change this model's outputs .*canonizers=\[\]"
+    ):
+        RelevanceCam(model)(torch.rand(1, 3, 12, 12), 0)
+    assert torch.isfinite(RelevanceCam(model, canonizers=[])(torch.rand(1, 3, 12, 12), 0)).all()

@@ -523,9 +523,11 @@ def test_without_the_kernel_the_values_are_the_same(tmp_path: Path):
 
 @pytest.mark.parametrize("used", ["concepts", "score", "pooled"])
 @pytest.mark.parametrize("geometry", [None, (3, 2, 1, False)])
-def test_fused_layer_with_gradient_into_one_output_only(used, geometry):
-    """Expanded (stride 0) upstream gradients, and outputs without a gradient at all."""
-    layer = make_layer(geometry, 4, 3, 2, "max", torch.float64)
+@pytest.mark.parametrize("aggregation", ["max", "conv"])
+def test_fused_layer_with_gradient_into_one_output_only(used, geometry, aggregation):
+    """Expanded (stride 0) upstream gradients, and outputs without a gradient at all: a parameter
+    the used output does not depend on gets None, as on the per-op path."""
+    layer = make_layer(geometry, 4, 3, 2, aggregation, torch.float64)
     x = torch.randn(2, 4, 7, 7, dtype=torch.float64)
     index = ["pooled", "concepts", "score"].index(used)
 
@@ -535,10 +537,10 @@ def test_fused_layer_with_gradient_into_one_output_only(used, geometry):
         return torch.autograd.grad(loss, [inp, *layer.parameters()], allow_unused=True)
 
     got = loss_and_grads(fused_forward(layer))
-    want = loss_and_grads(lambda inp: reference_layer(layer, inp, geometry, "max"))
+    want = loss_and_grads(lambda inp: reference_layer(layer, inp, geometry, aggregation))
     for g, w in zip(got, want, strict=True):
         if w is None:  # the reference does not reach it (alpha without a pooled gradient)
-            assert g is None or not g.any()
+            assert g is None  # not zeros: an optimizer would decay and move a zero gradient
         else:
             torch.testing.assert_close(g, w)
 
@@ -589,3 +591,18 @@ def test_the_kernels_report_their_work_buffers_and_bench_counts_them():
     with_kernels = peak_memory_bytes(run, torch.device("cpu"))
     assert with_kernels >= seen
     assert kernel_work_peak() == 0  # read and reset by the measurement
+
+
+@pytest.mark.parametrize("geometry", [None, (3, 2, 1, False)])
+@pytest.mark.parametrize("hidden", [0, 2])
+def test_a_nan_feature_stays_nan_as_on_the_per_op_path(geometry, hidden):
+    """The kernel's ReLU between the scorer's heads kept NaN as 0, so a NaN feature gave finite
+    concepts and pooled values where torch.relu (the per-op path, the reference) gives NaN."""
+    layer = make_layer(geometry, 3, 2, hidden, "max", torch.float64)
+    x = torch.randn(1, 3, 5, 5, dtype=torch.float64)
+    x[0, 0, 1, 1] = float("nan")
+    got = fused_forward(layer)(x)
+    want = reference_layer(layer, x, geometry, "max")
+    for g, w in zip(got, want, strict=True):
+        assert w.isnan().any()
+        torch.testing.assert_close(g, w, equal_nan=True)

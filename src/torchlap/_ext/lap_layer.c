@@ -821,7 +821,7 @@ static void FN(score_pixels)(const T *xb, const FN(weights) *wg, const T *b1, co
                 for (int64_t j = 0; j < h; ++j) {
                     const T wv = w2[k * h + j];
                     const T *restrict a = acc + j * LAP_BLOCK;
-                    for (int64_t t = 0; t < len; ++t) zk[t] += wv * (a[t] > 0 ? a[t] : (T)0);
+                    for (int64_t t = 0; t < len; ++t) zk[t] += wv * (!(a[t] <= 0) ? a[t] : (T)0); /* NaN stays NaN, as torch.relu */
                 }
             }
             zz = z;
@@ -1035,7 +1035,7 @@ static void FN(score_backward)(const T *hid, const T *conc, const T *sc, const T
                 const T *restrict hj = hid + j * P;
                 T acc = 0;
                 LAP_SIMD_SUM(acc)
-                for (int64_t p = 0; p < P; ++p) acc += gk[p] * (hj[p] > 0 ? hj[p] : (T)0);
+                for (int64_t p = 0; p < P; ++p) acc += gk[p] * (!(hj[p] <= 0) ? hj[p] : (T)0);
                 gw2[k * h + j] += acc;
             }
         }

@@ -507,7 +507,8 @@ class Explainer:
         """``ValueError`` (:func:`~torchlap.explainers.inputs.non_finite_outputs`) unless every
         row of ``values`` is finite; ``images``: the image index of each row (default: row
         ``i`` is image ``i``); ``masked``: rows of masked copies' scores. One device sync."""
-        finite = values.detach().reshape(len(values), -1).isfinite().all(dim=1)
+        # no rows: nothing was scored (every feature map constant), nothing to check
+        finite = values.detach().isfinite().reshape(len(values), -1 if len(values) else 0).all(1)
         if not bool(finite.all()):
             raise non_finite_outputs(self.name or type(self).__name__, finite, images, masked)
 

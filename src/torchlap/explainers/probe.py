@@ -301,7 +301,11 @@ def _convolutional(block: list[_Event], convs: list[_Event]) -> list[_Event]:
 
 
 class Capture:
-    """Forward hook keeping the output of one module's ``call``-th call in each forward pass."""
+    """Forward hook keeping the output of one module's ``call``-th call in each forward pass.
+
+    The model goes on with a copy of the kept output, so that a forward changing it in place
+    afterwards (DenseNet's ``F.relu(features, inplace=True)``, ``x += y``) changes the copy,
+    not the feature map the method reads; gradients flow through the copy to it."""
 
     def __init__(self, name: str, call: int = 0) -> None:
         self.name = name
@@ -316,7 +320,7 @@ class Capture:
         if self.handle is not None:
             self.handle.remove()
 
-    def __call__(self, module: nn.Module, args: tuple, output: object) -> None:
+    def __call__(self, module: nn.Module, args: tuple, output: object) -> Tensor | None:
         if self.count == self.call:
             if not isinstance(output, Tensor):
                 raise TypeError(
@@ -325,7 +329,10 @@ class Capture:
                 )
             self.output = output
             self.version = output._version
+            self.count += 1
+            return output.clone()
         self.count += 1
+        return None
 
     def get(self) -> Tensor:
         """The captured feature map; raises if it is missing or was later changed in place."""

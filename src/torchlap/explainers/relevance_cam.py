@@ -6,9 +6,10 @@ relevance of the target class propagated from the output down to the layer.
 
 No library ships Relevance-CAM, so it is written here on zennit: a zennit composite (default
 ``EpsilonPlus``: LRP-epsilon for dense layers, z+ for convolutions, pass-through for
-activations and batch norms, normalisation for sums and average pools) with zennit's
-canonizers (``ResNetCanonizer`` for torchvision ResNets, ``VGGCanonizer`` for VGGs,
-``SequentialMergeBatchNorm`` otherwise) gives the relevance at the layer as the "gradient" with
+activations and batch norms, normalisation for sums and average pools) with zennit's canonizers
+(``ResNetCanonizer`` for torchvision ResNets, ``VGGCanonizer`` for VGGs, otherwise each batch
+norm merged into the convolution a probe forward shows it reading; the canonized model's logits
+are checked against the model's once) gives the relevance at the layer as the "gradient" with
 respect to its output. The initial relevance is the target logit ``y_c`` itself, at the target
 only (standard LRP: the relevance of the output is its value). zennit's convention, 1, is not
 used: its epsilon rule at the classifier divides by ``y_c``, so a start of 1 scaled every
@@ -51,10 +52,12 @@ from torch import Tensor, nn
 
 from torchlap.explainers.base import Explainer, register
 from torchlap.explainers.inputs import check_layer_option
+from torchlap.layers._state import kept_last_maps
 from torchlap.layers.functional import adaptive_local_attention_pool2d, local_attention_pool2d
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LapBase, LocalAttentionPool2d
 from torchlap.models.bcos import find_bcos
 from torchlap.models.blocks import SharedScoreBlock, pool_with_shared_score
+from torchlap.models.folding import FOLD_TOLERANCE, conv_bn_pairs
 
 __all__ = ["COMPOSITES", "RelevanceCam", "SharedScorePool"]
 
@@ -197,17 +200,104 @@ def _shared_score_attribute_map(name: str, module: nn.Module) -> dict | None:
     }
 
 
-def _default_canonizers(model: nn.Module) -> list:
+def _default_canonizers(model: nn.Module, probe: Tensor, layer: nn.Module) -> list:
+    """zennit's ``ResNetCanonizer`` for torchvision ResNets, ``VGGCanonizer`` for VGGs, and for
+    every other model the batch norms merged into the convolutions a probe forward shows them
+    reading (:func:`_probed_batch_norm_merge`)."""
     from torchvision.models import VGG
     from torchvision.models.resnet import BasicBlock, Bottleneck
-    from zennit.canonizers import SequentialMergeBatchNorm
     from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
     if any(isinstance(m, (BasicBlock, Bottleneck)) for m in model.modules()):
         return [ResNetCanonizer()]
     if isinstance(model, VGG):
         return [VGGCanonizer()]
-    return [SequentialMergeBatchNorm()]
+    return [_probed_batch_norm_merge(model, probe, layer)]
+
+
+def _probed_batch_norm_merge(model: nn.Module, probe: Tensor, layer: nn.Module) -> object:
+    """A zennit canonizer merging each batch norm into the convolution whose output it reads,
+    as one probe forward shows (:func:`torchlap.models.folding.conv_bn_pairs`).
+
+    zennit's ``SequentialMergeBatchNorm`` merges a batch norm into the linear leaf registered
+    before it, which is the layer before it in the forward only for plain chains: it merged the
+    batch norm after a lapified MobileNet's, EfficientNet's or RegNet's strided convolution
+    (``LapConv2d``) into the LAP scorer's last 1x1 convolution (the call then failed on the
+    score's shape), and the batch norm applied to a residual sum or a concatenation
+    (pre-activation blocks, DenseNet) into whichever convolution came last, explaining another
+    network. The explained layer's own convolution is left unmerged (its output is what the
+    method reads). A convolution whose output something else reads too (a pre-activation
+    block's input, both normalised and added to the block's output) would change that reader:
+    when merging every pair changes the probe's logits, each pair is merged only if merging it
+    alone leaves them unchanged (one probe forward per pair, once per explainer and model).
+    Hand-written: zennit's merge canonizers pick pairs by module order only."""
+    from zennit.canonizers import MergeBatchNorm
+
+    found, plain = conv_bn_pairs(model, probe)
+    pairs = [
+        (conv, bn)
+        for conv, _, _, bn in found
+        if conv is not layer and bn.weight is not None and bn.bias is not None
+    ]
+
+    class ProbedMergeBatchNorm(MergeBatchNorm):
+        def __init__(self, chosen: Sequence[tuple[nn.Module, nn.Module]] = ()) -> None:
+            super().__init__()
+            self.chosen = list(chosen)
+
+        def apply(self, root_module: nn.Module) -> list:
+            instances = []
+            for conv, bn in self.chosen:
+                instance = self.copy()
+                instance.register((conv,), bn)
+                instances.append(instance)
+            return instances
+
+        def copy(self) -> MergeBatchNorm:
+            return ProbedMergeBatchNorm(self.chosen)
+
+    if pairs and not _same_outputs(model, ProbedMergeBatchNorm(pairs), probe, plain):
+        pairs = [
+            pair
+            for pair in pairs
+            if _same_outputs(model, ProbedMergeBatchNorm([pair]), probe, plain)
+        ]
+    return ProbedMergeBatchNorm(pairs)
+
+
+def _same_outputs(model: nn.Module, canonizer: object, probe: Tensor, plain: Tensor) -> bool:
+    """Whether the model with ``canonizer`` applied gives the probe's logits ``plain``."""
+    instances = canonizer.apply(model)  # type: ignore[attr-defined]
+    try:
+        canonized = model(probe.clone())
+    finally:
+        for instance in reversed(instances):
+            instance.remove()
+    error, scale = _logit_error(canonized, plain)
+    return error <= FOLD_TOLERANCE * max(scale, 1.0)
+
+
+def _logit_error(canonized: Tensor, plain: Tensor) -> tuple[float, float]:
+    """The largest difference of two logit tensors and the largest plain logit (0 if empty)."""
+    if not plain.numel():
+        return 0.0, 0.0
+    return float((canonized - plain).abs().amax()), float(plain.abs().amax())
+
+
+def _check_same_outputs(model: nn.Module, composite: object, probe: Tensor, plain: Tensor) -> None:
+    """``ValueError`` unless the model under ``composite`` (its canonizers) gives the probe's
+    logits ``plain``: a canonizer that merged a batch norm into a layer it does not follow
+    would explain another network."""
+    with composite_on(composite, model), torch.no_grad():
+        canonized = model(probe.clone())
+    error, scale = _logit_error(canonized, plain)
+    if not error <= FOLD_TOLERANCE * max(scale, 1.0):
+        raise ValueError(
+            f"relevance_cam's default canonizers change this model's outputs (largest logit "
+            f"difference {error:.3g}, largest logit {scale:.3g}): they would explain another "
+            "network; pass canonizers=[] (LRP without merging batch norms) or canonizers of "
+            "your own"
+        )
 
 
 def _check_canonizers(canonizers: object) -> None:
@@ -304,18 +394,30 @@ class RelevanceCam(Explainer):
         self.layer = check_layer_option(model, layer)
         self.composite = composite
         self.canonizers = canonizers
+        self._checked_structure: tuple[int, ...] | None = None
 
     def explained_layers(self) -> list[str | nn.Module | None]:
         """The ``layer`` option (see :meth:`Explainer.explained_layers`)."""
         return [self.layer]
 
-    def _make_composite(self) -> object:
+    def _make_composite(self, probe: Tensor, layer: nn.Module) -> object:
+        """The zennit composite with its canonizers; with ``canonizers="auto"`` its canonized
+        model is checked once (per model structure) to give ``probe``'s logits."""
+        if self.canonizers != "auto":
+            return self._composite(list(self.canonizers))
+        with torch.no_grad(), kept_last_maps(self.model):
+            plain = self.model(probe.clone())  # a module may write its input in place
+            composite = self._composite(_default_canonizers(self.model, probe, layer))
+            structure = tuple(id(module) for module in self.model.modules())
+            if self._checked_structure != structure:
+                _check_same_outputs(self.model, composite, probe, plain)
+                self._checked_structure = structure
+        return composite
+
+    def _composite(self, canonizers: list) -> object:
         from zennit.canonizers import AttributeCanonizer
         from zennit.rules import Norm
 
-        canonizers = (
-            _default_canonizers(self.model) if self.canonizers == "auto" else list(self.canonizers)
-        )
         canonizers = [
             *canonizers,
             AttributeCanonizer(_lap_attribute_map),
@@ -327,7 +429,7 @@ class RelevanceCam(Explainer):
     def relevance(self, images: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """``(activations A, relevance R, target)`` at the layer; call inside :meth:`run`."""
         name = self.resolve_layer(self.layer, images)
-        composite = self._make_composite()
+        composite = self._make_composite(images[:1], self.model.get_submodule(name))
         capture = self.capture(name)
         inputs = images.clone().requires_grad_(True)
         with composite_on(composite, self.model), torch.enable_grad():

@@ -145,11 +145,14 @@ class _FusedLapLayer(torch.autograd.Function):
         if w2 is not None:
             grad_w2 = parts[2].view(w2.shape) if needs[3] else None
             grad_b2 = parts[3] if needs[4] else None
-        if agg is not None:
+        # alpha acts on the pooled output only, the aggregation on the score and what it pools:
+        # with no gradient into those, they get None, as on the per-op path (a zero tensor would
+        # still be decayed and given momentum by an optimizer, which skips None)
+        if agg is not None and not (grad_pooled is None and grad_score is None):
             n = agg.numel() - 1
             grad_wa = parts[-2][:n].view(1, n, 1, 1) if needs[5] else None
             grad_ba = parts[-2][n:] if needs[6] else None
-        grad_alpha = parts[-1].view(()) if needs[7] else None
+        grad_alpha = parts[-1].view(()) if needs[7] and grad_pooled is not None else None
         return (
             grad_x, grad_w1, grad_b1, grad_w2, grad_b2, grad_wa, grad_ba, grad_alpha,
             None, None, None,

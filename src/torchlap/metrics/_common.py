@@ -138,10 +138,8 @@ def higher_is_better(name: str) -> bool:
 
 
 def make_result(name: str, per_sample: Tensor, valid: Tensor | None = None) -> MetricResult:
-    """Mean of ``per_sample`` over ``valid`` samples, with the direction of ``name``.
-
-    Excluded samples are stored as ``nan`` in the result's ``per_sample``.
-    """
+    """Mean of ``per_sample`` over ``valid`` samples, with the direction of ``name``; excluded
+    samples are stored as ``nan`` in the result's ``per_sample``."""
     per_sample = per_sample.detach().to(torch.float64)
     if valid is None:
         valid = torch.ones_like(per_sample, dtype=torch.bool)
@@ -150,13 +148,8 @@ def make_result(name: str, per_sample: Tensor, valid: Tensor | None = None) -> M
     total = per_sample.numel()
     value = float(kept.mean()) if n > 0 else float("nan")
     stored = torch.where(valid, per_sample, torch.full_like(per_sample, float("nan")))
-    return MetricResult(
-        value=value,
-        higher_is_better=higher_is_better(name),
-        n=n,
-        n_excluded=total - n,
-        per_sample=stored,
-    )
+    direction = higher_is_better(name)
+    return MetricResult(value, direction, n=n, n_excluded=total - n, per_sample=stored)
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -278,22 +271,18 @@ def check_level_labels(labels: list[str], name: str, values: object) -> None:
 
 
 def count_for_fraction(fraction: float, n_pixels: int) -> int:
-    """Number of pixels kept for a fraction: ``max(1, floor(fraction * n_pixels + 1/2))``
-    (round half up; at least one pixel so that a selection is never empty), computed on the
-    decimal ``fraction`` was written as (70% of 45 pixels, 31.5, keeps 32: the float 0.7 is
-    slightly below 7/10, and rounding it kept 31 before metrics revision 15).
-
-    ``fraction``: a number in (0, 1] (not a bool); ``n_pixels``: an int >= 1 (the pixels of a
-    map: a map has at least one, and "at least one pixel kept" needs one to keep).
-    """
+    """Number of pixels kept for a fraction: ``max(1, share_of(fraction, n_pixels))`` (at least
+    one pixel, so that a selection is never empty). ``fraction``: a number in (0, 1] (not a
+    bool); ``n_pixels``: an int >= 1 (a map has at least one pixel, and one is kept)."""
     fraction = check_fraction(fraction, "fraction")
     check_int(n_pixels, "n_pixels", minimum=1)
     return max(1, min(n_pixels, share_of(fraction, n_pixels)))
 
 
 def share_of(fraction: float, n_pixels: int) -> int:
-    """``floor(fraction * n_pixels + 1/2)`` on the decimal ``fraction`` was written as (round
-    half up, unchecked: the callers check their arguments)."""
+    """``floor(fraction * n_pixels + 1/2)`` (round half up) on the decimal ``fraction`` was
+    written as: 70% of 45 pixels, 31.5, is 32 (the float 0.7 is below 7/10 and gave 31 before
+    metrics revision 15). Unchecked: the callers check their arguments."""
     return math.floor(exact_decimal(fraction) * n_pixels + Fraction(1, 2))
 
 

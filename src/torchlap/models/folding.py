@@ -36,7 +36,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torchlap._hooks import Hooks
 from torchlap.layers._state import kept_last_maps
 
-__all__ = ["folded_batch_norms"]
+__all__ = ["conv_bn_pairs", "folded_batch_norms"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,11 @@ logger = logging.getLogger(__name__)
 FOLD_TOLERANCE = 1e-4
 
 
-def _conv_bn_pairs(model: nn.Module, probe: Tensor) -> tuple[list[tuple], Tensor]:
-    """The (conv, parent, name, bn) pairs a probe forward shows, and its logits (float32)."""
+def conv_bn_pairs(model: nn.Module, probe: Tensor) -> tuple[list[tuple], Tensor]:
+    """The (conv, parent, name, bn) pairs a probe forward shows, and its logits: an eval
+    ``nn.BatchNorm2d`` with running statistics whose input is exactly the output of an
+    ``nn.Conv2d`` (neither a subclass nor hooked, nor parametrized), each run once. Call it
+    under ``torch.no_grad`` with the LAP maps kept (:func:`folded_batch_norms` does)."""
     names = {id(module): name for name, module in model.named_modules()}
     # each convolution output by id and weak reference: a freed output's id may come back for
     # another tensor, and a dead reference tells them apart without keeping the outputs alive
@@ -144,7 +147,7 @@ def folded_batch_norms(model: nn.Module, probe: Tensor) -> Iterator[int]:
             torch.autocast(probe.device.type, enabled=False),
             kept_last_maps(model),
         ):
-            pairs, reference = _conv_bn_pairs(model, probe)
+            pairs, reference = conv_bn_pairs(model, probe)
             for conv, parent, child, bn in pairs:
                 weight, bias = _folded(conv, bn)
                 undo.append(partial(conv._parameters.update, conv._parameters.copy()))
