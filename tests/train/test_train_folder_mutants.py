@@ -510,3 +510,45 @@ def test_save_weights_records_their_sha256_in_the_run_they_are_written_to(tmp_pa
     assert integrity["model.safetensors"]["sha256"] == digest
     other = tmp_path / "other.safetensors"  # no run folder: written, recorded nowhere
     assert save_weights(other, {"w": torch.zeros(1)}, {}) == _sha(other.read_bytes())
+
+
+def test_identical_weights_are_identical_files_in_every_process(tmp_path: Path) -> None:
+    """safetensors writes its metadata from a hash map whose order changes per process: two
+    identical runs wrote different bytes and SHA-256s. The header is now in a fixed order."""
+    import subprocess
+    import sys
+
+    import torch
+    from safetensors import safe_open
+
+    code = (
+        "import sys, torch\nfrom pathlib import Path\n"
+        "from torchlap.train.folder import save_weights\n"
+        "state = {'b': torch.ones(3), 'a': torch.arange(5, dtype=torch.float64)}\n"
+        "meta = {'format': 'torchlap-run', 'arch': 'x', 'torchlap_version': '1', 'z': '2'}\n"
+        "print(save_weights(Path(sys.argv[1]), state, meta))\n"
+    )
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    digests = set()
+    for i in range(4):
+        path = tmp_path / f"w{i}.safetensors"
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(path)],
+            env={**os.environ, "PYTHONPATH": src},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        digests.add(done.stdout.strip())
+        assert _sha(path.read_bytes()) == done.stdout.strip()
+    assert len(digests) == 1
+    with safe_open(str(tmp_path / "w0.safetensors"), "pt") as reader:
+        assert reader.metadata() == {
+            "format": "torchlap-run",
+            "arch": "x",
+            "torchlap_version": "1",
+            "z": "2",
+        }
+        assert torch.equal(reader.get_tensor("a"), torch.arange(5, dtype=torch.float64))
+        assert torch.equal(reader.get_tensor("b"), torch.ones(3))

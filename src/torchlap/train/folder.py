@@ -23,8 +23,10 @@ never opens the old run's log.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
+import struct
 import zipfile
 from pathlib import Path
 
@@ -113,12 +115,28 @@ def save_weights(
     """Write the weights atomically; returns their SHA-256. With ``run_dir``, the digest is
     recorded in its config.json first (a kill in between leaves the old weights valid)."""
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    data = save(tensors, metadata={k: str(v) for k, v in meta.items()})
+    data = _in_fixed_order(save(tensors, metadata={k: str(v) for k, v in meta.items()}))
     digest = hashlib.sha256(data).hexdigest()
     if run_dir is not None:
         record_integrity(run_dir, path, digest)
     atomic_write(path, data)
     return digest
+
+
+def _in_fixed_order(data: bytes) -> bytes:
+    """safetensors bytes with the header's entries in a fixed order: safetensors writes the
+    metadata from a hash map whose order changes from process to process, so two identical runs
+    wrote different bytes (and SHA-256s). The metadata's keys are sorted, the tensors' entries
+    follow their data; the data, the 8-byte alignment and what a reader reads are unchanged."""
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + size])
+    meta = header.pop("__metadata__", None)
+    entries = dict(sorted(header.items(), key=lambda item: item[1]["data_offsets"]))
+    if meta is not None:
+        entries = {"__metadata__": dict(sorted(meta.items())), **entries}
+    text = json.dumps(entries, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads its header with spaces to 8 bytes
+    return struct.pack("<Q", len(text)) + text + data[8 + size :]
 
 
 def prepare_folder(out: Path, config: TrainConfig, apply: bool) -> None:
