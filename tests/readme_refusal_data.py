@@ -72,6 +72,28 @@ def _link_loop() -> str:
     return load(root)
 
 
+def _split_link() -> str:
+    root = class_folders("train/cats", "train/dogs")
+    os.symlink("train", root / "val")
+    return load(root)
+
+
+def _classes_linked_to_one_folder() -> str:
+    store = class_folders("pets")
+    root = scratch() / "DATA"
+    root.mkdir()
+    for name in ("cats", "dogs"):
+        os.symlink(store / "pets", root / name)
+    return load(root)
+
+
+def _one_image_twice() -> str:
+    root = class_folders("train/cats", "train/dogs", "test/cats", "test/dogs")
+    (root / "train" / "cats" / "0.png").rename(root / "train" / "cats" / "a.png")
+    os.symlink("../../train/cats/a.png", root / "test" / "dogs" / "x.png")
+    return load(root)
+
+
 def _unclosed_quote() -> str:
     root = annotated_folder()
     lines = (root / "annotations.csv").read_text().splitlines()
@@ -116,7 +138,12 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
             ),
         ],
         "Something else where a dataset's `annotations.csv` goes": [(0, _annotations_folder)],
-        "A link in a class folder back into the dataset": [(0, _link_loop)],
+        "A link in a class folder back into the dataset": [
+            (0, _link_loop),
+            (4, _split_link),
+            (5, _classes_linked_to_one_folder),
+            (6, _one_image_twice),
+        ],
         "Regions that would be empty or wrong": [
             (0, lambda: load(annotated_folder({3: "img/1.png,pos,train,1.6,3,2.4,10,"}))),
         ],

@@ -20,6 +20,8 @@ __all__ = [
     "log_left_out_files",
     "refuse_a_missing_csv",
     "refuse_folder_links_back",
+    "refuse_images_read_twice",
+    "refuse_linked_folders",
     "refuse_misread_entries",
     "refuse_other_image_folders",
     "refuse_untrainable_class_folders",
@@ -172,17 +174,96 @@ def refuse_folder_links_back(root: Path, folder: Path, classes: list[str]) -> No
     for name in classes:
         for parent, dirs, _ in os.walk(folder / name):  # (links to folders not followed)
             for entry in dirs:
-                link = Path(parent) / entry
-                if not link.is_symlink():
-                    continue
-                target = link.resolve()
-                if target.is_relative_to(top) or top.is_relative_to(target):
-                    raise ValueError(
-                        f"{link} is a link to {target}, inside the dataset folder {root} (or "
-                        "above it), so the images there would be listed twice or, as a loop, "
-                        "endlessly: remove the link (links to folders outside the dataset "
-                        "folder are read)"
-                    )
+                _refuse_a_link_into(
+                    Path(parent) / entry,
+                    root,
+                    top,
+                    "listed twice or, as a loop, endlessly: remove the link (links to folders "
+                    "outside the dataset folder are read)",
+                )
+
+
+def _refuse_a_link_into(path: Path, root: Path, top: Path, why: str) -> None:
+    """ValueError when ``path`` is a link into the dataset ``root`` (resolved: ``top``) or
+    above it: ``<path> is a link to <target>, inside ..., so the images there would be <why>``."""
+    if not path.is_symlink():
+        return
+    target = path.resolve()
+    if target.is_relative_to(top) or top.is_relative_to(target):
+        raise ValueError(
+            f"{path} is a link to {target}, inside the dataset folder {root} (or above it), so "
+            f"the images there would be {why}"
+        )
+
+
+def refuse_linked_folders(root: Path, splits: list[Path], classes: list[Path]) -> None:
+    """ValueError naming a split or class folder that is a link into the dataset ``root`` (or
+    above it: ``val -> train``, ``dogs -> cats``, ``train/cats -> ../test/cats``), or two split
+    folders, or two class folders, that lead to one folder or one inside the other (links to
+    one folder outside ``root``): the same images would be read as two splits or two classes
+    (the test split as the training split). Links to folders of their own outside ``root`` are
+    read, as :func:`refuse_folder_links_back` reads them below the class folders."""
+    top = root.resolve()
+    for folder in (*splits, *classes):
+        _refuse_a_link_into(
+            folder,
+            root,
+            top,
+            "read again as another split or class (the test split could be the training "
+            "split): remove the link, or replace it with a folder of its own images (split and "
+            "class folders that are links to folders outside the dataset folder are read)",
+        )
+    _refuse_one_folder_twice(splits, "split", "splits")
+    _refuse_one_folder_twice(classes, "class", "classes")
+
+
+def _refuse_one_folder_twice(folders: list[Path], kind: str, kinds: str) -> None:
+    """ValueError naming two of ``folders`` (split or class folders) that resolve to one
+    folder, or one inside the other."""
+    resolved: dict[Path, Path] = {}
+    for folder in folders:
+        target = folder.resolve()
+        other = resolved.setdefault(target, folder)
+        if other != folder:
+            raise ValueError(
+                f"{kind} folders {other} and {folder} lead to one folder, {target} (through "
+                f"links), so its images would be read as two {kinds}: give each {kind} folder "
+                "its own images"
+            )
+    for target, folder in resolved.items():
+        outer = next((resolved[p] for p in target.parents if p in resolved), None)
+        if outer is not None:
+            raise ValueError(
+                f"{kind} folder {folder} leads to {target}, inside {outer} (which leads to "
+                f"{outer.resolve()}), through links, so its images would be read as two "
+                f"{kinds}: give each {kind} folder its own images"
+            )
+
+
+def refuse_images_read_twice(root: Path, files: list[str]) -> None:
+    """ValueError naming two listed image ``files`` that are one file (a link to an image
+    listed under another class or split, or two links to one image): it would be read as two
+    images, in the training and the test split alike. A file's folder is resolved once, the
+    file itself only when it is a link."""
+    real_folders: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for file in files:
+        folder, name = os.path.split(file)
+        if folder not in real_folders:
+            real_folders[folder] = os.path.realpath(folder)
+        real = (
+            os.path.realpath(file)
+            if os.path.islink(file)
+            else os.path.join(real_folders[folder], name)
+        )
+        other = seen.setdefault(real, file)
+        if other != file:
+            first, second = (Path(f).relative_to(root).as_posix() for f in (other, file))
+            raise ValueError(
+                f"{root}: {first} and {second} are one image file ({real}, through links), so "
+                "it would be read as two images (and in two splits or classes): remove the "
+                "link, or copy the image if it is meant to be there twice"
+            )
 
 
 def refuse_a_missing_csv(root_path: Path) -> None:

@@ -37,6 +37,8 @@ from torchlap.data._layout import (
     log_left_out_files,
     refuse_a_missing_csv,
     refuse_folder_links_back,
+    refuse_images_read_twice,
+    refuse_linked_folders,
     refuse_misread_entries,
     refuse_other_image_folders,
     refuse_untrainable_class_folders,
@@ -560,11 +562,16 @@ def image_folder(
         refuse_other_image_folders(root_path, split_dirs)
     folders = [(root_path / s, s) for s in split_dirs] or [(root_path, None)]
     empty_folders: list[tuple[str, str]] = []  # (class folder, class) without image files
+    listed: list[str] = []  # every image file listed, in every split
+    listings: list[tuple[Path, str | None, list[str], dict[str, int]]] = []
     for folder, split_name in folders:
         try:
-            folder_classes, class_to_idx = find_classes(str(folder))
+            listings.append((folder, split_name, *find_classes(str(folder))))
         except FileNotFoundError as error:
             raise ValueError(f"{folder}: no class subfolders ({error})") from None
+    class_dirs = [folder / name for folder, _, names, _ in listings for name in names]
+    refuse_linked_folders(root_path, [root_path / s for s in split_dirs], class_dirs)
+    for folder, split_name, folder_classes, class_to_idx in listings:
         refuse_folder_links_back(root_path, folder, folder_classes)  # make_dataset follows links
         samples = make_dataset(
             str(folder), class_to_idx, extensions=FOLDER_IMAGE_SUFFIXES, allow_empty=True
@@ -585,6 +592,7 @@ def image_folder(
             if class_to_idx[name] not in found
         ]
         for file, target in samples:
+            listed.append(file)
             relative = Path(file).relative_to(root_path).as_posix()
             records.append(
                 ImageRecord(
@@ -594,6 +602,7 @@ def image_folder(
                     source=f"{root_path} image {relative}",
                 )
             )
+    refuse_images_read_twice(root_path, listed)
     refuse_untrainable_class_folders(root_path, records, empty_folders)
     return AnnotatedFolder.from_records(
         root_path, records, source=str(root_path), has_regions=False, split=split, **options
