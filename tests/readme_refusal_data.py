@@ -94,6 +94,12 @@ def _one_image_twice() -> str:
     return load(root)
 
 
+def _lossy_webp_mask() -> str:
+    root = annotated_folder({2: "img/0.png,neg,train,2,2,10,10,m.webp"})
+    Image.new("L", (20, 20), 255).save(root / "m.webp", quality=50)
+    return load(root)
+
+
 def _unclosed_quote() -> str:
     root = annotated_folder()
     lines = (root / "annotations.csv").read_text().splitlines()
@@ -146,6 +152,7 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
         ],
         "Regions that would be empty or wrong": [
             (0, lambda: load(annotated_folder({3: "img/1.png,pos,train,1.6,3,2.4,10,"}))),
+            (4, _lossy_webp_mask),
         ],
         "Folder dataset options of the wrong type": [
             (0, lambda: load(annotated_folder(), seed=1.7)),

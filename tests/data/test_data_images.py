@@ -226,6 +226,80 @@ def test_a_jpeg_mask_is_refused(tmp_path):
         read_mask(tmp_path / "mask.jpg")
 
 
+def _square_mask() -> Image.Image:
+    array = np.zeros((40, 40), dtype=np.uint8)
+    array[10:30, 10:30] = 255
+    return Image.fromarray(array)
+
+
+_EXIF = Image.Exif()
+_EXIF[0x0112] = 1  # (an EXIF block makes WebP's extended layout, VP8X before the image)
+
+# name -> (file name, save options, what the refusal calls it)
+LOSSY_MASKS = {
+    "lossy webp": ("mask.webp", {"quality": 50}, "a lossy WebP: lossy compression"),
+    "lossy webp, extended": (
+        "mask.webp",
+        {"quality": 50, "exif": _EXIF.tobytes()},
+        "a lossy WebP: lossy compression",
+    ),
+    "jpeg 2000": ("mask.jp2", {"irreversible": True}, "a JPEG 2000: lossy compression"),
+    "mpo": (
+        "mask.mpo",
+        {"save_all": True, "append_images": [Image.new("L", (40, 40))]},
+        r"an MPO \(a camera's JPEG\): lossy compression",
+    ),
+    "jpeg tiff": ("mask.tiff", {"compression": "jpeg"}, "a TIFF compressed with jpeg: lossy"),
+    "tga": ("mask.tga", {}, "in the TGA format, which torchlap does not read masks from"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOSSY_MASKS))
+def test_a_mask_in_a_lossy_or_unknown_format_is_refused(tmp_path: Path, case: str) -> None:
+    """Before: only JPEG was refused; a lossy WebP of a 20x20 square read as 426 pixels."""
+    from torchlap.data.images import read_mask
+
+    name, options, said = LOSSY_MASKS[case]
+    _square_mask().save(tmp_path / name, **options)
+    accepted = r"lossless formats only \(PNG, BMP, TIFF \(not JPEG-compressed\), GIF, .*WebP\)"
+    with pytest.raises(ValueError, match=rf"mask .*{name} is {said}.*{accepted}"):
+        read_mask(tmp_path / name)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("mask.webp", {"lossless": True}),
+        ("mask.webp", {"lossless": True, "exif": _EXIF.tobytes()}),
+        ("mask.bmp", {}),
+        ("mask.gif", {}),
+        ("mask.pgm", {}),
+        ("mask.tiff", {"compression": "tiff_lzw"}),
+    ],
+    ids=["webp", "webp extended", "bmp", "gif", "pgm", "lzw tiff"],
+)
+def test_lossless_masks_read_their_region(tmp_path: Path, name: str, options: dict) -> None:
+    from torchlap.data.images import read_mask
+
+    _square_mask().save(tmp_path / name, **options)
+    assert int(read_mask(tmp_path / name).sum()) == 400
+
+
+def test_a_lossy_webp_mask_in_a_folder_is_refused_naming_the_line(tmp_path: Path) -> None:
+    for k in range(6):
+        Image.new("L", (40, 40), 50).save(tmp_path / f"img{k}.png")
+    _square_mask().save(tmp_path / "mask.webp", quality=50)
+    rows = "".join(
+        f"img{k}.png,{'ab'[k % 2]},{split},10,10,30,30,{'mask.webp' if k == 0 else ''}\n"
+        for k, split in enumerate(["train", "train", "val", "val", "test", "test"])
+    )
+    (tmp_path / "annotations.csv").write_text(
+        "image,label,split,x_min,y_min,x_max,y_max,mask\n" + rows
+    )
+    with pytest.raises(ValueError, match=r"annotations\.csv line 2: mask file .*mask\.webp is "):
+        load_dataset(tmp_path, split="train", image_size=None)
+
+
 def test_an_image_above_pils_bomb_limit_is_refused_naming_it(tmp_path, monkeypatch):
     """Before: PIL's DecompressionBombError escaped, naming neither the file nor the CSV line."""
     from torchlap.data.images import image_header, read_image

@@ -411,6 +411,55 @@ def load_image(
 # masks read as stored; any other mode (palette, CMYK, YCbCr, ...) is converted to RGBA first
 _MASK_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L", "I;16N", "RGB", "RGBA"}
 
+#: the formats (PIL's names) masks are read from: lossless ones (WebP only when lossless, TIFF
+#: unless JPEG- or WebP-compressed); PPM is PIL's name for PPM, PGM, PBM and PFM
+_MASK_FORMATS = ("PNG", "BMP", "TIFF", "GIF", "PPM", "WEBP")
+_ACCEPTED_MASKS = "PNG, BMP, TIFF (not JPEG-compressed), GIF, PPM/PGM/PBM or lossless WebP"
+#: lossy formats, as a message names them
+_LOSSY_MASKS = {"JPEG": "a JPEG", "MPO": "an MPO (a camera's JPEG)", "JPEG2000": "a JPEG 2000"}
+_LOSSY_TIFF = {"jpeg", "tiff_jpeg", "webp"}
+
+
+def _webp_is_lossless(path: str | os.PathLike[str]) -> bool:
+    """Whether a WebP file's (first) image is lossless: its image chunk is ``VP8L``, not
+    ``VP8 `` (lossy). The chunks of the RIFF container are walked from the start (an extended
+    file's ``VP8X``, ``ICCP``, ``ALPH``, ``ANIM`` ... come first; an animation frame's ``ANMF``
+    holds its image chunk after 16 bytes of frame header). PIL does not say which it is."""
+    with open(path, "rb") as file:
+        if file.read(12)[8:] != b"WEBP":
+            return False
+        for _ in range(64):  # (a valid file's image chunk comes within a few chunks)
+            header = file.read(8)
+            if len(header) < 8:
+                return False
+            kind, size = header[:4], int.from_bytes(header[4:], "little")
+            if kind in (b"VP8L", b"VP8 "):
+                return kind == b"VP8L"
+            file.seek(16 if kind == b"ANMF" else size + (size & 1), os.SEEK_CUR)
+    return False
+
+
+def _refuse_lossy_mask(image: Image.Image, path: Path) -> None:
+    """ValueError naming a mask file that is not in a lossless format torchlap reads masks
+    from (``_MASK_FORMATS``): lossy compression spreads a mask's edges into region."""
+    kind = image.format or "unknown"
+    lossy = _LOSSY_MASKS.get(kind)
+    if kind == "WEBP" and not _webp_is_lossless(path):
+        lossy = "a lossy WebP"
+    if kind == "TIFF" and image.info.get("compression") in _LOSSY_TIFF:
+        lossy = f"a TIFF compressed with {image.info['compression']}"
+    if lossy is not None:
+        raise ValueError(
+            f"mask {path} is {lossy}: lossy compression spreads its edges (a 20x20 box saved "
+            f"as JPEG reads as more than 400 pixels); masks are read from lossless formats "
+            f"only ({_ACCEPTED_MASKS}): save it losslessly, e.g. as PNG"
+        )
+    if kind not in _MASK_FORMATS:
+        raise ValueError(
+            f"mask {path} is in the {kind} format, which torchlap does not read masks from; masks "
+            f"are read from lossless formats only ({_ACCEPTED_MASKS}): save it e.g. as PNG"
+        )
+
 
 def read_mask(path: Path) -> Tensor:
     """A mask file as a (H, W) uint8 tensor: 1 = region, 0 = background.
@@ -422,14 +471,12 @@ def read_mask(path: Path) -> Tensor:
     shows as region what it is read as; other colour modes (CMYK, ...) are converted to RGB.
     Grayscale masks (1, L, 16-bit, I, F): every non-zero pixel is region; a NaN, infinite or
     negative pixel (a float or 32-bit mask whose background is not 0) is refused, naming the
-    file, as is a lossy JPEG mask (its edges blur into region).
+    file, as is a mask in a lossy format (JPEG, MPO, JPEG 2000, lossy WebP, a JPEG-compressed
+    TIFF: its edges blur into region) or in another format than the lossless ones read
+    (PNG, BMP, TIFF, GIF, PPM/PGM/PBM, lossless WebP).
     """
     with _open_image(path) as image:
-        if image.format == "JPEG":
-            raise ValueError(
-                f"mask {path} is a JPEG: lossy compression spreads its edges (a 20x20 box reads "
-                "as more than 400 pixels); save masks losslessly, e.g. as PNG"
-            )
+        _refuse_lossy_mask(image, path)
         image.load()
         if image.mode not in _MASK_MODES or "transparency" in image.info:
             image = image.convert("RGBA")
