@@ -80,6 +80,22 @@ def _two_frame_tiff() -> str:
     return message(lambda: load_image(path, 1))
 
 
+def _write_records(*records: object) -> str:
+    from torchlap.data import write_annotations
+
+    return message(lambda: write_annotations(scratch() / "annotations.csv", list(records)))
+
+
+def _from_records() -> str:
+    from torchlap.data import AnnotatedFolder, ImageRecord
+
+    folder = scratch()
+    records = [ImageRecord("b.png", "y", "train"), ImageRecord("a.png", "", "train")]
+    return message(
+        lambda: AnnotatedFolder.from_records(folder, records, source="SRC", has_regions=False)
+    )
+
+
 def _save_over(existing: bool) -> str:
     from readme_refusal_data import annotated_folder
     from torchlap.data import load_dataset
@@ -104,6 +120,7 @@ def _lap_model() -> nn.Module:
 def cases() -> dict[str, list[tuple[int, Trigger]]]:
     """The API rows' triggers."""
     from torchlap import attention_maps, lap_parameters
+    from torchlap.data import ImageRecord
     from torchlap.export import LapExportModule
     from torchlap.layers import AdaptiveLocalAttentionPool2d, ConceptScorer, LocalAttentionPool2d
     from torchlap.metrics import (
@@ -179,6 +196,12 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
         ],
         "Saving over a file": [(0, lambda: _save_over(True))],
         "Saving annotations where no file can be": [(0, lambda: _save_over(False))],
+        "Records `annotations.csv` cannot hold": [
+            (0, lambda: _write_records(ImageRecord("a.png", "x", "train", [(math.nan, 0, 1, 1)]))),
+            (2, lambda: _write_records(ImageRecord(" a.png", "x", "train"))),
+            (3, lambda: _write_records(*[ImageRecord("a.png", "x", "train")] * 2)),
+            (4, _from_records),
+        ],
         "Labels out of range in Drop%/Increase%": [
             (
                 0,

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from torchlap._checks import check_bool
-from torchlap.data._base import SPLITS
+from torchlap.data._base import SPLITS, number_list
 from torchlap.io import as_path, atomic_write, read_file
 
 __all__ = [
@@ -52,6 +52,8 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "ImageRecord",
     "check_box",
+    "check_record",
+    "check_records",
     "check_row_length",
     "csv_errors_named",
     "inside_path",
@@ -114,17 +116,21 @@ def parse_number(value: str, column: str, where: str) -> float:
     return number
 
 
-def check_box(box: Sequence[float], where: str) -> tuple[float, float, float, float]:
+def check_box(
+    box: Sequence[float], where: str, image: str | None = None
+) -> tuple[float, float, float, float]:
     """Validate one XYXY box: finite, no coordinate below 0 (outside every image, refused
     before any image header is read) and ``x_min < x_max``, ``y_min < y_max``. The upper bounds
-    need the image's size: the dataset checks them when it reads the header."""
+    need the image's size: the dataset checks them when it reads the header. ``image`` (its
+    path, when known) is named in the message of a coordinate below 0."""
     x_min, y_min, x_max, y_max = (float(v) for v in box)
     if not all(math.isfinite(v) for v in (x_min, y_min, x_max, y_max)):
         raise ValueError(f"{where}: box {list(box)} has a non-finite coordinate")
     if min(x_min, y_min, x_max, y_max) < 0:
+        outside = f"image {image}" if image is not None else "every image"
         raise ValueError(
-            f"{where}: box ({x_min:g}, {y_min:g}, {x_max:g}, {y_max:g}) lies outside every "
-            "image: a coordinate is below 0; boxes are in pixel-edge coordinates, "
+            f"{where}: box ({x_min:g}, {y_min:g}, {x_max:g}, {y_max:g}) lies outside {outside}"
+            ": a coordinate is below 0; boxes are in pixel-edge coordinates, "
             "0 <= x <= width and 0 <= y <= height of the image, and are rejected, not clipped"
         )
     if x_min >= x_max:
@@ -267,23 +273,84 @@ def inside_path(value: str, column: str, where: str) -> str:
     return path.as_posix()
 
 
+def _check_fields(image: str, label: str, split: str | None, where: str) -> str:
+    """The image path (returned as :func:`inside_path` gives it), label and split of a row or
+    record: a non-empty path inside the folder, a non-empty printable label, a known split."""
+    if not image:
+        raise ValueError(f"{where}: empty image path")
+    image = inside_path(image, "image", where)
+    if not label:
+        raise ValueError(f"{where}: empty label for image {image!r}")
+    if not label.isprintable():  # a NUL or a control character would make a class of its own
+        raise ValueError(f"{where}: label {label!r} holds a control character; labels are text")
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"{where}: unknown split value {split!r}; accepted: {', '.join(SPLITS)}")
+    return image
+
+
+def check_record(record: ImageRecord, where: str) -> str:
+    """Run ``record`` through the checks :func:`read_annotations` makes of a row: a non-empty
+    image path inside the folder, a non-empty printable label, a known split (or None), boxes
+    of four finite numbers, none below 0, ``x_min < x_max`` and ``y_min < y_max``, a mask path
+    inside the folder. ``where`` names the record in the messages (a box by its own entry of
+    ``box_sources`` when they pair with the boxes). Returns the image path as reading gives it
+    (:func:`inside_path`); ValueError (TypeError for a field of the wrong type) otherwise."""
+    for name in ("image", "label", "mask"):
+        value = getattr(record, name)
+        if not isinstance(value, str) and (value is not None or name != "mask"):
+            raise TypeError(
+                f"{where}: {name} must be a str (a path relative to the dataset folder, or "
+                f"the class name), got {type(value).__name__}"
+            )
+    image = _check_fields(record.image, record.label, record.split, where)
+    paired = len(record.box_sources) == len(record.boxes)
+    for box, box_where in zip(
+        record.boxes, record.box_sources if paired else [where] * len(record.boxes), strict=True
+    ):
+        numbers = number_list(box, f"{box_where}: box", "(x_min, y_min, x_max, y_max)")
+        if len(numbers) != len(BOX_COLUMNS):
+            raise ValueError(
+                f"{box_where}: box {list(box)} has {len(numbers)} number(s); a box is 4: "
+                f"({', '.join(BOX_COLUMNS)})"
+            )
+        check_box(numbers, box_where, image=image)
+    if record.mask is not None:
+        inside_path(record.mask, "mask", where)
+    return image
+
+
+def check_records(
+    records: Sequence[ImageRecord], source: str | None = None, for_writing: bool = False
+) -> None:
+    """:func:`check_record` of every record, and one record per image (an image's boxes are
+    one record's: two records of it would be read back as one, or refused). A record is named
+    by its ``source``, else by its number and image after ``source`` (``SOURCE: record 3
+    (image 'a.png')``); ``for_writing``: by its number and image first (``record 3 (image
+    'a.png') from <its source>``)."""
+    first: dict[str, str] = {}
+    for number, record in enumerate(records, start=1):
+        numbered = f"record {number} (image {record.image!r})"
+        if for_writing:
+            where = numbered + (f" from {record.source}" if record.source else "")
+        else:
+            where = record.source or (f"{source}: {numbered}" if source else numbered)
+        image = check_record(record, where)
+        if image in first:
+            raise ValueError(
+                f"{where}: image {image!r} has a record already ({first[image]}); one record "
+                "per image, holding all its boxes"
+            )
+        first[image] = where
+
+
 def _add_row(
     records: dict[str, ImageRecord], values: dict[str, str], where: str, columns: list[str]
 ) -> None:
     """Validate one row and add it to the record of its image (a new one, or the one of an
     earlier row of the same image, which must agree on label, split and mask)."""
-    image = values["image"]
-    if not image:
-        raise ValueError(f"{where}: empty image path")
-    image = inside_path(image, "image", where)
     label = values["label"]
-    if not label:
-        raise ValueError(f"{where}: empty label for image {image!r}")
-    if not label.isprintable():  # a NUL or a control character would make a class of its own
-        raise ValueError(f"{where}: label {label!r} holds a control character; labels are text")
     split = values["split"] if "split" in columns else None
-    if split is not None and split not in SPLITS:
-        raise ValueError(f"{where}: unknown split value {split!r}; accepted: {', '.join(SPLITS)}")
+    image = _check_fields(values["image"], label, split, where)
     box = _row_box(values, where) if BOX_COLUMNS[0] in columns else None
     mask = (values["mask"] or None) if "mask" in columns else None
     if mask is not None:
@@ -340,13 +407,19 @@ def write_annotations(
     refused). ``overwrite`` (True or False): an existing ``path`` is refused
     (FileExistsError) unless True. Every record has a split (``train``, ``val`` or ``test``),
     or none has one: the file then has no split column (reading it makes the seeded split);
-    other splits are refused (ValueError) before anything is written.
+    other splits are refused (ValueError) before anything is written, as is every record
+    :func:`read_annotations` would refuse or read back changed (:func:`check_records`: a NaN,
+    inverted, negative or 3-number box, an empty label, a path leaving the folder, two records
+    of one image; spaces around a path or label, a line break in one).
     """
     path = as_path(path)
     check_bool(overwrite, "overwrite")
     check_bool(regions, "regions")
     records = list(records)
     with_split = _check_record_splits(records)
+    check_records(records, for_writing=True)  # what reading it back would refuse
+    for number, record in enumerate(records, start=1):
+        _check_text_reads_back(record, f"record {number} (image {record.image!r})")
     if not regions and (with_regions := [r for r in records if r.boxes or r.mask]):
         raise ValueError(
             f"regions=False, but {len(with_regions)} record(s) have boxes or a mask (first: "
@@ -374,6 +447,20 @@ def write_annotations(
     # the usual file mode, fsync, temp cleaned on error; without overwrite, a file that
     # appeared meanwhile is refused, not replaced
     atomic_write(path, text.getvalue(), replace=overwrite)
+
+
+def _check_text_reads_back(record: ImageRecord, where: str) -> None:
+    """ValueError for a text field that reading the file would change: spaces around it
+    (stripped: ``' a.png'`` reads as another file, ``' cat '`` as ``'cat'``) or a line break
+    (a field over two lines, refused)."""
+    for name in ("image", "label", "mask"):
+        value = getattr(record, name) or ""
+        if value != value.strip() or "\n" in value or "\r" in value:
+            raise ValueError(
+                f"{where}: {name} {value!r} has spaces around it or a line break, which "
+                f"{ANNOTATIONS} cannot hold (reading strips the spaces around a field, and a "
+                "field holds no line break): rename it without them"
+            )
 
 
 def _check_record_splits(records: list[ImageRecord]) -> bool:

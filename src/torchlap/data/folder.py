@@ -47,6 +47,7 @@ from torchlap.data._subsets import check_cut_keeps_classes, seeded_split, strati
 from torchlap.data.annotations import (
     ANNOTATIONS,
     ImageRecord,
+    check_records,
     inside_path,
     read_annotations,
     write_annotations,
@@ -152,12 +153,15 @@ class AnnotatedFolder(RegionDataset):
 
         Records without a split get the seeded split. ``classes`` fixes the class list (e.g.
         all ImageNet classes while records list only one split); otherwise it is the sorted
-        set of labels and every class must have training images.
+        set of labels and every class must have training images. Every record goes through the
+        checks annotations.csv's rows get (:func:`check_records`: finite boxes of four numbers,
+        a non-empty label, ..., one record per image), ValueError naming it otherwise.
         """
         check_folder_options(split=split, **options)  # the options of every path reach it
         dataset = cls.__new__(cls)
         for record in records:  # box_sources that do not pair with the boxes: refused first
             record.named_boxes()
+        check_records(records, source)  # as annotations.csv refuses: a NaN box, an empty label
         split_given = bool(records) and all(r.split is not None for r in records)
         if not split_given and any(r.split is not None for r in records):
             raise ValueError(f"{source}: either every image has a split or none has one")
