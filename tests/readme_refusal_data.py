@@ -153,6 +153,12 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
         "Regions that would be empty or wrong": [
             (0, lambda: load(annotated_folder({3: "img/1.png,pos,train,1.6,3,2.4,10,"}))),
             (4, _lossy_webp_mask),
+            (
+                6,
+                lambda: load(
+                    annotated_folder({3: "img/1.png,pos,train,3,3,3.50000001,3.50000001,"})
+                ),
+            ),
         ],
         "Folder dataset options of the wrong type": [
             (0, lambda: load(annotated_folder(), seed=1.7)),

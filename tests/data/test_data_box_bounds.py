@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from torchlap.data import AnnotatedFolder
@@ -105,6 +106,28 @@ def test_a_box_covering_no_pixel_centre_is_refused(
         return
     with pytest.raises(ValueError, match=r"line 3: box .* covers no pixel centre"):
         AnnotatedFolder(root, verify_images=verify)[1]
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_the_pixel_centre_check_takes_the_box_in_float32_as_the_sample(
+    tmp_path: Path, verify: bool
+) -> None:
+    """Before: 3.50000001 passed the check in float64, but the sample holds its boxes in
+    float32, where it is 3.5: the box loaded with an empty region (0 mask pixels)."""
+    root = _folder(tmp_path / "a", (3, 3, 3.50000001, 3.50000001))
+    message = (
+        r"line 3: box \(3\.0, 3\.0, 3\.50000001, 3\.50000001\) of image img/1\.png is "
+        r"\(3\.0, 3\.0, 3\.5, 3\.5\) in float32 \(the precision of a sample's boxes\) and "
+        r"covers no pixel centre"
+    )
+    with pytest.raises(ValueError, match=message):
+        AnnotatedFolder(root, verify_images=verify)[1]
+    # just above 3.5 in float32 too: taken, and its region is the pixel (3, 3)
+    sample = AnnotatedFolder(
+        _folder(tmp_path / "b", (3, 3, 3.5000005, 3.5000005)), verify_images=verify
+    )[1]
+    assert sample["mask"].nonzero().tolist() == [[3, 3]]
+    assert sample["boxes"].dtype == torch.float32
 
 
 def test_digit_separators_and_control_characters_are_refused(tmp_path: Path) -> None:

@@ -395,8 +395,10 @@ class AnnotatedFolder(RegionDataset):
         self, record: ImageRecord, width: int, height: int, decode_mask: bool = False
     ) -> None:
         """Boxes inside the image (never clipped) holding a pixel; mask of the same size and,
-        with ``decode_mask``, not empty when the image has boxes."""
-        for box, where in record.named_boxes():
+        with ``decode_mask``, not empty when the image has boxes. A box holds a pixel as a
+        sample holds it, in float32 (``3.50000001`` is 3.5 there)."""
+        stored = _box_tensor(record).tolist()
+        for (box, where), kept in zip(record.named_boxes(), stored, strict=True):
             x_min, y_min, x_max, y_max = box
             if x_min < 0 or y_min < 0 or x_max > width or y_max > height:
                 raise ValueError(
@@ -404,8 +406,13 @@ class AnnotatedFolder(RegionDataset):
                     f"{record.image} of width {width} and height {height}; boxes outside the "
                     f"image are rejected, not clipped: 0 <= x <= {width} and 0 <= y <= {height}"
                 )
-            if record.mask is None and not box_covers_a_pixel(box):
-                raise ValueError(f"{where}: box {box} of image {record.image} {NO_PIXEL}")
+            if record.mask is None and not box_covers_a_pixel(kept):
+                rounded = (
+                    f" is {tuple(kept)} in float32 (the precision of a sample's boxes) and"
+                    if box_covers_a_pixel(box)
+                    else ""
+                )
+                raise ValueError(f"{where}: box {box} of image {record.image}{rounded} {NO_PIXEL}")
         if record.mask is not None:
             mask_path = self.root / record.mask
             try:
@@ -473,7 +480,7 @@ class AnnotatedFolder(RegionDataset):
         height, width = image.shape[-2:]
         if not self.verified:
             self._check_fits(record, width, height)
-        boxes = torch.tensor(record.boxes, dtype=torch.float32).reshape(-1, 4)
+        boxes = _box_tensor(record)
         if record.mask is not None:
             mask = self._read_mask(record)
             if record.boxes and not self.verified:
@@ -531,6 +538,11 @@ class AnnotatedFolder(RegionDataset):
             f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
             f"len={len(self)}, classes={len(self.classes)})"
         )
+
+
+def _box_tensor(record: ImageRecord) -> torch.Tensor:
+    """The record's boxes as its sample holds them: a float32 (N, 4) tensor."""
+    return torch.tensor(record.boxes, dtype=torch.float32).reshape(-1, 4)
 
 
 def image_folder(
