@@ -77,6 +77,26 @@ def test_check_counts_images_with_transparent_pixels(tmp_path: Path) -> None:
     assert "train: 4 images have transparent pixels (5.png, 6.png, 7.png, ...)" in check.output
 
 
+def test_check_counts_a_transparent_colour_only_where_a_pixel_has_it(tmp_path: Path) -> None:
+    """Before: every image with a tRNS chunk was counted (and warned about) as transparent,
+    also an opaque one whose tRNS names a colour none of its pixels has."""
+    from PIL import Image
+
+    for k in range(4):  # opaque, their tRNS colours unused
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / f"{k}.png", transparency=(1, 2, 3))
+    for k in range(4, 6):
+        Image.new("L", (8, 8), 5).save(tmp_path / f"{k}.png", transparency=7)
+    used = Image.new("L", (8, 8), 5)
+    used.putpixel((0, 0), 7)  # one pixel of the transparent grey
+    used.save(tmp_path / "6.png", transparency=7)
+    rows = "".join(f"{k}.png,{'ab'[k % 2]},{('train', 'val', 'test')[k % 3]}\n" for k in range(7))
+    (tmp_path / "annotations.csv").write_text("image,label,split\n" + rows)
+    check = runner.invoke(app, ["data", "check", str(tmp_path)])
+    assert check.exit_code == 0, check.output
+    assert "train: 1 images have transparent pixels (6.png)" in check.output
+    assert check.output.count("transparent pixels") == 1
+
+
 def test_check_of_a_builtin_name_describes_it(tmp_path: Path, monkeypatch) -> None:
     # the name used to be taken as a missing folder: "unknown dataset 'lesions': not a built-in"
     monkeypatch.chdir(tmp_path)

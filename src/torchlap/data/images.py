@@ -233,10 +233,14 @@ def _check_range(array: np.ndarray, low: float, high: float, kind: str, fix: str
 
 
 def _has_transparency(image: Image.Image) -> bool:
-    """True if some pixel of an opened image is not fully opaque (an alpha band below 255, or
-    a palette / single colour marked transparent)."""
+    """True if some pixel of an opened image is not fully opaque: an alpha band below 255, or a
+    palette entry or single colour marked transparent (PNG's tRNS) that some pixel has (an
+    opaque image whose tRNS names a colour it does not use is not transparent)."""
     if "transparency" in image.info:
-        return True
+        try:
+            return image.convert("RGBA").getchannel("A").getextrema()[0] < 255
+        except ValueError:  # a mode PIL does not convert: taken as transparent, as it says
+            return True
     if "A" not in image.getbands():
         return False
     return image.getchannel("A").getextrema()[0] < 255
