@@ -317,7 +317,10 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
         "Data a classifier cannot learn": [(2, _one_class)],
         "Checkpoints the run did not write, on --overwrite": [(0, _overwrite_stray_checkpoint)],
         "A `checkpoints` link leading out of the run": [(0, _checkpoints_link)],
-        "Paths the file system cannot hold; very long values": [(0, _long_out)],
+        "Paths the file system cannot hold; very long values": [
+            (0, _long_out),
+            (2, lambda: load(annotated_folder({3: "x" * 300 + ".png,pos,train,2,2,10,10,"}))),
+        ],
         "An empty mask next to boxes": [(0, _empty_mask_next_to_boxes)],
         "Missing or unreadable files": [(2, _backslash_path)],
         "Files torchlap may not read": [(0, _unreadable_config), (2, _unreadable_results)],

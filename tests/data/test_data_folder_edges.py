@@ -130,3 +130,27 @@ def test_a_folder_without_class_images_shows_eight_entries_then_dots(tmp_path: P
             (root / f"note{k}.txt").write_text("x")
         with pytest.raises(ValueError, match=r"\(it holds cat/, note0\.txt, .*" + shown):
             image_folder(root)
+
+
+@pytest.mark.parametrize(
+    ("row", "said"),
+    [
+        ("x" * 300 + ".png,b,train,,,,,", r"line 3: image path 'x{300}\.png' is"),
+        ("b.png,b,train,,,,," + "m" * 300 + ".png", r"line 3: mask path 'm{300}\.png' is"),
+        ("/".join(["y" * 250] * 16) + "/b.png,b,train,,,,,", r"line 3: image file '.*/b\.png' is"),
+    ],
+    ids=["image name", "mask name", "whole path"],
+)
+@pytest.mark.parametrize("verify_images", [True, False])
+def test_a_path_too_long_for_the_file_system_is_named_with_its_line(
+    tmp_path: Path, row: str, said: str, verify_images: bool
+) -> None:
+    """Before: pathlib's bare ``[Errno 36] File name too long`` (an OSError naming no line)."""
+    root = make_folder(tmp_path / "d", ["a.png,a,train,,,,,", "b.png,b,train,,,,,"])
+    lines = (root / "annotations.csv").read_text().splitlines()
+    (root / "annotations.csv").write_text("\n".join([*lines[:2], row]) + "\n")
+    accepted = (
+        r"too long for a path: file and folder names take at most 255 bytes each, a path 4096"
+    )
+    with pytest.raises(ValueError, match=rf"{said} {accepted}$"):
+        AnnotatedFolder(root, verify_images=verify_images)

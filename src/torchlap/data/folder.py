@@ -7,6 +7,7 @@ the images by :mod:`torchlap.data.images` (the one decoder).
 from __future__ import annotations
 
 import copy
+import errno
 import logging
 import math
 import os
@@ -60,6 +61,7 @@ from torchlap.data.images import (
     said_unreadable,
 )
 from torchlap.data.transforms import default_normalization, default_transforms, size_pair
+from torchlap.io import fitting_path
 
 __all__ = ["AnnotatedFolder", "image_folder", "seeded_split"]
 
@@ -302,7 +304,7 @@ class AnnotatedFolder(RegionDataset):
             path = self.root / record.image
             mask = record.mask and self.root / record.mask
             for kind, file in (("image", path), ("mask", mask)):
-                if file and not file.is_file():
+                if file and not _is_file(file, kind, record):
                     why = not_a_file(file)
                     raise FileNotFoundError(f"{record.source}: {kind} file {file} {why}")
             # inferred channels: 1 only if every header is grayscale, so without verification
@@ -538,6 +540,22 @@ class AnnotatedFolder(RegionDataset):
             f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
             f"len={len(self)}, classes={len(self.classes)})"
         )
+
+
+def _is_file(file: Path, kind: str, record: ImageRecord) -> bool:
+    """Whether the record's image or mask ``file`` (``kind``) is a file; a path the file system
+    cannot hold (a name over 255 bytes: pathlib's bare ``[Errno 36] File name too long``) or
+    cannot look up is a ValueError naming the record's CSV line."""
+    fitting_path(getattr(record, kind), f"{record.source}: {kind} path")
+    try:
+        return file.is_file()
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:  # the folder and the path together
+            fitting_path(file, f"{record.source}: {kind} file")
+        raise ValueError(
+            f"{record.source}: {kind} file {file} cannot be looked up ({error.strerror or error})"
+            "; torchlap needs to reach it: check the path and the permissions of its folders"
+        ) from None
 
 
 def _box_tensor(record: ImageRecord) -> torch.Tensor:
