@@ -100,6 +100,17 @@ def _lossy_webp_mask() -> str:
     return load(root)
 
 
+def _box_on_the_rotated_image() -> str:
+    root = annotated_folder()
+    rotated = Image.Exif()
+    rotated[0x0112] = 6
+    Image.new("RGB", (20, 10)).save(root / "img" / "a.jpg", exif=rotated.tobytes())
+    lines = (root / "annotations.csv").read_text().splitlines()
+    lines[1] = "img/a.jpg,neg,train,0,0,5,15,"
+    (root / "annotations.csv").write_text("\n".join(lines) + "\n")
+    return load(root)
+
+
 def _unclosed_quote() -> str:
     root = annotated_folder()
     lines = (root / "annotations.csv").read_text().splitlines()
@@ -160,6 +171,7 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
                 ),
             ),
         ],
+        "An image with an EXIF orientation other than 1": [(1, _box_on_the_rotated_image)],
         "Folder dataset options of the wrong type": [
             (0, lambda: load(annotated_folder(), seed=1.7)),
             (1, lambda: load(annotated_folder(), verify_images="no")),

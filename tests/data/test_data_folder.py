@@ -474,3 +474,35 @@ def test_exif_orientation_is_said_once_per_dataset(tmp_path: Path, caplog) -> No
             lazy[k]
     (record,) = caplog.records  # said once for the dataset, when its first such image loads
     assert "a/1.jpg has EXIF orientation 6" in record.getMessage()
+
+
+@pytest.mark.parametrize("verify_images", [True, False])
+def test_a_box_outside_a_rotated_image_says_its_orientation(
+    tmp_path: Path, verify_images: bool
+) -> None:
+    """Before: refused as outside the image, without the orientation hint, which was logged
+    only after every header was read (never, when the refusal came first)."""
+    rotated = Image.Exif()
+    rotated[0x0112] = 6  # a viewer shows the 20x10 stored pixels as 10 wide, 20 high
+    Image.new("RGB", (20, 10)).save(tmp_path / "a.jpg", exif=rotated.tobytes())
+    Image.new("RGB", (20, 10)).save(tmp_path / "b.jpg")
+    (tmp_path / "annotations.csv").write_text(
+        "image,label,split,x_min,y_min,x_max,y_max\n"
+        "a.jpg,a,train,0,0,5,15\n"  # drawn on the image a viewer shows
+        "b.jpg,b,train,0,0,5,15\n"
+    )
+    message = (
+        r"line 2: box \(0, 0, 5, 15\) lies outside image a\.jpg of width 20 and height 10; .*"
+        r"; image a\.jpg has EXIF orientation 6, so a viewer shows it rotated or flipped, .*"
+        r"boxes are in the coordinates of the stored 20x10 \(width x height\) pixels"
+    )
+    with pytest.raises(ValueError, match=message):
+        AnnotatedFolder(tmp_path, verify_images=verify_images)[0]
+    (tmp_path / "annotations.csv").write_text(
+        "image,label,split,x_min,y_min,x_max,y_max\n"
+        "a.jpg,a,train,0,0,5,8\n"
+        "b.jpg,b,train,0,0,5,15\n"  # no orientation tag: no hint
+    )
+    with pytest.raises(ValueError, match=r"line 3: box .* lies outside image b\.jpg") as error:
+        AnnotatedFolder(tmp_path, verify_images=verify_images)[1]
+    assert "orientation" not in str(error.value)

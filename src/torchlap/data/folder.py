@@ -322,7 +322,7 @@ class AnnotatedFolder(RegionDataset):
                     rotated.append((path, orientation))
                 if verify_images:  # masks decoded for this split's images only (once each)
                     decode = record.image in kept
-                    self._check_fits(record, width, height, decode_mask=decode)
+                    self._check_fits(record, width, height, decode, orientation)
         self.verified = bool(verify_images)
         if rotated:
             self._warn_orientation(*rotated[0], count=len(rotated))
@@ -394,11 +394,17 @@ class AnnotatedFolder(RegionDataset):
         return header.width, header.height, header.channels, header.orientation
 
     def _check_fits(
-        self, record: ImageRecord, width: int, height: int, decode_mask: bool = False
+        self,
+        record: ImageRecord,
+        width: int,
+        height: int,
+        decode_mask: bool = False,
+        orientation: int = 1,
     ) -> None:
         """Boxes inside the image (never clipped) holding a pixel; mask of the same size and,
         with ``decode_mask``, not empty when the image has boxes. A box holds a pixel as a
-        sample holds it, in float32 (``3.50000001`` is 3.5 there)."""
+        sample holds it, in float32 (``3.50000001`` is 3.5 there). A box outside an image of
+        EXIF ``orientation`` other than 1 is refused saying that boxes are in stored pixels."""
         stored = _box_tensor(record).tolist()
         for (box, where), kept in zip(record.named_boxes(), stored, strict=True):
             x_min, y_min, x_max, y_max = box
@@ -407,6 +413,7 @@ class AnnotatedFolder(RegionDataset):
                     f"{where}: box ({x_min:g}, {y_min:g}, {x_max:g}, {y_max:g}) lies outside image "
                     f"{record.image} of width {width} and height {height}; boxes outside the "
                     f"image are rejected, not clipped: 0 <= x <= {width} and 0 <= y <= {height}"
+                    + _rotated_hint(record, width, height, orientation)
                 )
             if record.mask is None and not box_covers_a_pixel(kept):
                 rounded = (
@@ -481,7 +488,7 @@ class AnnotatedFolder(RegionDataset):
             self._warn_orientation(path, orientation)
         height, width = image.shape[-2:]
         if not self.verified:
-            self._check_fits(record, width, height)
+            self._check_fits(record, width, height, orientation=orientation)
         boxes = _box_tensor(record)
         if record.mask is not None:
             mask = self._read_mask(record)
@@ -556,6 +563,19 @@ def _is_file(file: Path, kind: str, record: ImageRecord) -> bool:
             f"{record.source}: {kind} file {file} cannot be looked up ({error.strerror or error})"
             "; torchlap needs to reach it: check the path and the permissions of its folders"
         ) from None
+
+
+def _rotated_hint(record: ImageRecord, width: int, height: int, orientation: int) -> str:
+    """What follows the refusal of a box outside an image with an EXIF orientation other than
+    1 (a box drawn on the image a viewer shows, rotated or flipped); nothing for 1."""
+    if orientation == 1:
+        return ""
+    return (
+        f"; image {record.image} has EXIF orientation {orientation}, so a viewer shows it "
+        "rotated or flipped, but torchlap reads its stored pixels (as torchvision does): boxes "
+        f"are in the coordinates of the stored {width}x{height} (width x height) pixels, not "
+        "in those of the image a viewer shows"
+    )
 
 
 def _box_tensor(record: ImageRecord) -> torch.Tensor:
