@@ -506,3 +506,32 @@ def test_a_box_outside_a_rotated_image_says_its_orientation(
     with pytest.raises(ValueError, match=r"line 3: box .* lies outside image b\.jpg") as error:
         AnnotatedFolder(tmp_path, verify_images=verify_images)[1]
     assert "orientation" not in str(error.value)
+
+
+def test_a_region_lost_at_the_training_size_is_said_once(tmp_path: Path, caplog) -> None:
+    """Before: a 3x3 box of a 64x64 image loaded at 16x16 with no box and an empty mask
+    (has_region still True: a negative), without a word."""
+    for name in ("a.png", "b.png", "c.png"):
+        Image.new("L", (64, 64)).save(tmp_path / name)
+    (tmp_path / "annotations.csv").write_text(
+        "image,label,split,x_min,y_min,x_max,y_max\n"
+        "a.png,a,train,11,11,14,14\n"
+        "b.png,b,train,11,11,14,14\n"
+        "c.png,b,train,0,0,32,32\n"
+    )
+    dataset = AnnotatedFolder(tmp_path, image_size=16)
+    with caplog.at_level("WARNING", logger="torchlap.data.folder"):
+        samples = [dataset[k] for k in (2, 0, 1, 0)]
+    assert int(samples[0]["mask"].sum()) == 64  # (a region that stays: nothing said)
+    assert samples[1]["boxes"].shape == (0, 4) and int(samples[1]["mask"].sum()) == 0
+    (record,) = caplog.records  # once per dataset, at the first sample that loses its region
+    text = record.getMessage()
+    assert f"{tmp_path / 'a.png'} ({tmp_path / 'annotations.csv'} line 2)" in text
+    assert (
+        "region (9 pixel(s) of the 64x64 image, height x width) has no pixel left at 16x16" in text
+    )
+    assert "pass a larger image_size (torchlap train --image-size)" in text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="torchlap.data.folder"):
+        AnnotatedFolder(tmp_path, image_size=64)[0]  # at the native size the region stays
+    assert not caplog.records

@@ -100,7 +100,9 @@ class AnnotatedFolder(RegionDataset):
 
     Images are read as stored: an EXIF orientation tag is not applied (as torchvision does
     not), so boxes and masks are in stored-pixel coordinates; a warning, once per dataset,
-    names the first image with an orientation other than 1.
+    names the first image with an orientation other than 1. A sample whose annotated region has
+    no pixel left after the transform (a small region at a small ``image_size``) is said by a
+    warning, once per dataset, naming the image and the size.
     """
 
     def __init__(
@@ -209,6 +211,7 @@ class AnnotatedFolder(RegionDataset):
         if not records:
             raise ValueError(f"{source}: no images")
         self._orientation_warned = False
+        self._region_loss_warned = False
         self.split_given = split_given
         self.records_all = records = self._assign_splits(records, split_fractions, seed)
         self.classes = self._classes(records, classes)
@@ -504,7 +507,35 @@ class AnnotatedFolder(RegionDataset):
             has_region=self.has_regions,
             index=index,
         )
-        return apply_transform(sample, self.transform)
+        out = apply_transform(sample, self.transform)
+        if (record.boxes or record.mask) and not bool(out["mask"].any()):
+            self._warn_region_lost(path, record, mask, out["mask"].shape[-2:])
+        return out
+
+    def _warn_region_lost(
+        self, path: Path, record: ImageRecord, mask: torch.Tensor, size: Sequence[int]
+    ) -> None:
+        """Say once per dataset that a sample's annotated region (``mask``, at the file's
+        size) has no pixel left after the transform, at ``size`` (its mask is then empty, read
+        as no region)."""
+        if getattr(self, "_region_loss_warned", False) or not bool(mask.any()):
+            return
+        self._region_loss_warned = True
+        logger.warning(
+            "%s (%s): its annotated region (%d pixel(s) of the %dx%d image, height x width) has "
+            "no pixel left at %dx%d after the transform (a region this small falls between "
+            "the pixels of the smaller image, or a random crop left it out), so the sample's "
+            "mask is empty and its boxes are dropped, read as no region; pass a larger "
+            "image_size (torchlap train --image-size) to keep small regions (said once per "
+            "dataset)",
+            path,
+            record.source,
+            int(mask.sum()),
+            mask.shape[-2],
+            mask.shape[-1],
+            size[0],
+            size[1],
+        )
 
     def metadata(self) -> dict[str, Any]:
         """Classes, channels, size, normalization and where the data and its split came from."""
