@@ -535,3 +535,22 @@ def test_a_region_lost_at_the_training_size_is_said_once(tmp_path: Path, caplog)
     with caplog.at_level("WARNING", logger="torchlap.data.folder"):
         AnnotatedFolder(tmp_path, image_size=64)[0]  # at the native size the region stays
     assert not caplog.records
+
+
+def test_a_transform_of_ones_own_leaves_the_image_size_unknown(tmp_path: Path) -> None:
+    """Before: load_dataset(root, image_size=32, transform=...) recorded image_size [32, 32]
+    while the transform made 20x20 samples (the image_size was not used)."""
+    from torchvision.transforms import v2
+
+    from torchlap.data import load_dataset
+
+    for name in ("a.png", "b.png"):
+        Image.new("L", (64, 64)).save(tmp_path / name)
+    (tmp_path / "annotations.csv").write_text("image,label,split\na.png,a,train\nb.png,b,train\n")
+    own = load_dataset(tmp_path, image_size=32, transform=v2.Resize(20))
+    assert tuple(own[0]["image"].shape) == (1, 20, 20)
+    assert own.image_size is None and own.metadata()["image_size"] is None
+    assert own.with_split("train").metadata()["image_size"] is None
+    resized = load_dataset(tmp_path, image_size=32)  # the default transform: the size is known
+    assert tuple(resized[0]["image"].shape) == (1, 32, 32)
+    assert resized.metadata()["image_size"] == [32, 32]

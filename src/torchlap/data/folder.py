@@ -78,7 +78,8 @@ class AnnotatedFolder(RegionDataset):
             dict (boxes and masks follow it), or None: ``default_transforms(image_size,
             n_channels, train=augment and split == "train")``.
         image_size: resize to this size (int or (H, W), at most 8192 per side); None keeps the
-            native size.
+            native size. Not used with a ``transform`` of your own, which decides the size:
+            the dataset's ``image_size`` is then None.
         channels: 1 or 3; None infers it from the image headers: 1 if every image is
             grayscale, else 3 (without ``verify_images`` the headers are read up to the first
             colour image, about 0.06 ms each: an all-grayscale dataset has all of them read).
@@ -354,8 +355,12 @@ class AnnotatedFolder(RegionDataset):
         augment: bool,
     ) -> None:
         """``image_size`` (None: the split's native size if all images share it) and the
-        transform (default: :func:`default_transforms`)."""
-        if image_size is not None:
+        transform (default: :func:`default_transforms`). With a transform of the user's, the
+        transform decides the size of the samples, which the dataset does not know: its
+        ``image_size`` (and ``metadata()["image_size"]``) is None, whatever was passed."""
+        if transform is not None:
+            self.image_size = None
+        elif image_size is not None:
             self.image_size = size_pair(image_size)
         else:
             native = {self._sizes.get(r.image) for r in self.records}
