@@ -49,7 +49,6 @@ from torchlap.data.annotations import (
     ANNOTATIONS,
     ImageRecord,
     check_records,
-    inside_path,
     read_annotations,
     write_annotations,
 )
@@ -300,11 +299,8 @@ class AnnotatedFolder(RegionDataset):
         modes_gray = True
         rotated: list[tuple[Path, int]] = []
         for record in records:
-            # importers build records from their own files (RSNA's patient ids, CelebA's
-            # names): they stay inside the folder as annotations.csv's paths must
-            inside_path(record.image, "image", record.source)
-            if record.mask is not None:
-                inside_path(record.mask, "mask", record.source)
+            # paths inside the folder: checked as annotations.csv was read, or, for the records
+            # of importers (RSNA's patient ids, CelebA's names), by from_records' check_records
             path = self.root / record.image
             mask = record.mask and self.root / record.mask
             for kind, file in (("image", path), ("mask", mask)):
