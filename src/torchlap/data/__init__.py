@@ -30,9 +30,10 @@ from torchlap.data.builtin import (
     builtin_names,
 )
 from torchlap.data.export import export_builtin
-from torchlap.data.folder import AnnotatedFolder, image_folder
+from torchlap.data.folder import AnnotatedFolder
 from torchlap.data.images import DICOM_SUFFIXES, load_image
 from torchlap.data.importers import celeba, imagenet_folder, rsna_pneumonia
+from torchlap.data.plain_folder import image_folder
 from torchlap.data.transforms import default_normalization, default_transforms
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""The ImageFolder layouts of :func:`torchlap.data.folder.image_folder`: what a listing of class
-subfolders would drop or mistake for a class, refused with the folder named."""
+"""The ImageFolder layouts of :func:`torchlap.data.plain_folder.image_folder`: what a listing
+of class subfolders would drop or mistake for a class, refused with the folder named."""
 
 from __future__ import annotations
 

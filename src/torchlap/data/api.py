@@ -9,7 +9,8 @@ from typing import Any
 from torchlap.data._base import RegionDataset, check_folder_options, check_split
 from torchlap.data.annotations import ANNOTATIONS
 from torchlap.data.builtin import BUILTINS, DEFAULT_N_IMAGES, builtin_dataset, builtin_names
-from torchlap.data.folder import AnnotatedFolder, image_folder
+from torchlap.data.folder import AnnotatedFolder
+from torchlap.data.plain_folder import image_folder
 
 
 def check_dataset_name(name_or_path: object) -> None:
