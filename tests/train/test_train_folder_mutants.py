@@ -239,6 +239,23 @@ def _overwrite(out: Path, apply: bool = True) -> None:
     prepare_folder(out, tiny_config(out, overwrite=True), apply=apply)
 
 
+def test_overwrite_names_the_evaluations_it_leaves_of_the_replaced_model(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An evaluation in the run folder (``eval-test/``, evaluate's default output) describes the
+    replaced model: left in place, not torchlap train's, but named (it was not)."""
+    out = _run_folder(tmp_path / "run")
+    (out / "eval-test").mkdir()
+    (out / "eval-test" / "results.json").write_text("{}")
+    (out / "notes").mkdir()  # a folder without results.json is not named
+    with caplog.at_level(logging.WARNING, logger="torchlap.train.folder"):
+        _overwrite(out)
+    assert (out / "eval-test" / "results.json").is_file()
+    left = [r.getMessage() for r in caplog.records if "left eval-test/ in place" in r.getMessage()]
+    assert len(left) == 1 and "evaluations of the replaced run's model" in left[0]
+    assert "notes/" not in left[0]
+
+
 def test_a_dry_overwrite_check_removes_nothing(tmp_path: Path) -> None:
     out = _run_folder(tmp_path / "run")
     _checkpoint(out, "phase1", b"ckpt")

@@ -392,6 +392,13 @@ def _clear_run(out: Path, present: list[str], record: dict, apply: bool) -> None
     if removed:
         logger.warning("--overwrite: replacing the run in %s (removing %s)", out,
                        ", ".join(removed))  # fmt: skip
+    evaluations = sorted(p.parent.name + "/" for p in out.glob("*/results.json") if p.is_file())
+    if evaluations:  # not torchlap train's to remove, but no longer of this run's model
+        logger.warning(
+            "--overwrite: left %s in place: evaluations of the replaced run's model, not of the "
+            "new one; evaluate the new run again (torchlap evaluate --force) or remove them",
+            ", ".join(evaluations),
+        )
     for name in sorted(present, key=lambda n: n == CONFIG_FILE):
         target = out / name
         if name == CHECKPOINTS_DIR and target.is_dir():
