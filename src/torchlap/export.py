@@ -153,7 +153,8 @@ class LapExportModule(nn.Module):
             select_lap_map(found[name], predicted, num_classes, None, self.concept_sets)
             for name in self.layers
         ]
-        integrated = lap_all(maps, self.decay, self.threshold, "algorithm1")
+        # NaN pixels give NaN maps: integrated as the exported graph does, not refused
+        integrated = lap_all(maps, self.decay, self.threshold, "algorithm1", check_finite=False)
         size = (images.shape[-2], images.shape[-1])
         full = F.interpolate(integrated[:, None], size=size, mode="bilinear", align_corners=False)
         return (logits, *maps, full[:, 0])

@@ -52,6 +52,8 @@ def lap_all(
     decay: float = 0.8,
     threshold: float = 0.5,
     variant: str = "algorithm1",
+    *,
+    check_finite: bool = True,
 ) -> Tensor:
     """Integrate LAP maps from the deepest layer to the shallowest ("LAP All", paper 000, Alg. 1).
 
@@ -80,9 +82,12 @@ def lap_all(
     Accepted: ``decay`` a number in (0, 1], ``threshold`` a number in [0, 1] (a LAP map holds
     probabilities), ``variant`` one of :data:`LAP_ALL_VARIANTS`, and finite maps: a NaN or
     infinite pixel raises ``ValueError`` (Algorithm 1's comparisons would drop a NaN silently),
-    checked with one device sync (skipped while ``torch.export`` or ``torch.compile`` traces).
+    checked with one device sync (skipped while ``torch.export`` or ``torch.compile`` traces,
+    and with ``check_finite=False``: the maps are integrated as they are, as an exported graph
+    integrates them, e.g. :class:`torchlap.export.LapExportModule` on NaN pixels).
     """
-    _check_lap_all_options(maps, decay, threshold, variant)
+    check_bool(check_finite, "check_finite")
+    _check_lap_all_options(maps, decay, threshold, variant, check_finite)
     depth = len(maps)
     integrated = maps[-1]
     for level in range(depth - 2, -1, -1):
@@ -106,7 +111,7 @@ def lap_all(
 
 
 def _check_lap_all_options(
-    maps: Sequence[Tensor], decay: object, threshold: object, variant: object
+    maps: Sequence[Tensor], decay: object, threshold: object, variant: object, finite: bool
 ) -> None:
     """The arguments of :func:`lap_all` (raise naming the bad one and what is accepted)."""
     if isinstance(maps, Tensor) or not isinstance(maps, Sequence) or not maps:
@@ -124,7 +129,7 @@ def _check_lap_all_options(
             raise TypeError(
                 f"lap_all expects floating maps (a LAP layer's probabilities), got {m.dtype}"
             )
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if not finite or torch.compiler.is_compiling() or torch.jit.is_tracing():
         return  # no data-dependent branch in an exported graph (torchlap.export)
     finite = torch.stack([m.isfinite().all().to(maps[0].device) for m in maps])
     if not bool(finite.all()):  # the one sync

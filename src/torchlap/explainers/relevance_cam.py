@@ -394,7 +394,7 @@ class RelevanceCam(Explainer):
         self.layer = check_layer_option(model, layer)
         self.composite = composite
         self.canonizers = canonizers
-        self._checked_structure: tuple[int, ...] | None = None
+        self._checked: tuple[tuple[int, ...], list] | None = None
 
     def explained_layers(self) -> list[str | nn.Module | None]:
         """The ``layer`` option (see :meth:`Explainer.explained_layers`)."""
@@ -405,14 +405,15 @@ class RelevanceCam(Explainer):
         model is checked once (per model structure) to give ``probe``'s logits."""
         if self.canonizers != "auto":
             return self._composite(list(self.canonizers))
+        structure = (id(layer), *(id(module) for module in self.model.modules()))
+        if self._checked is not None and self._checked[0] == structure:
+            return self._composite(self._checked[1])
         with torch.no_grad(), kept_last_maps(self.model):
             plain = self.model(probe.clone())  # a module may write its input in place
-            composite = self._composite(_default_canonizers(self.model, probe, layer))
-            structure = tuple(id(module) for module in self.model.modules())
-            if self._checked_structure != structure:
-                _check_same_outputs(self.model, composite, probe, plain)
-                self._checked_structure = structure
-        return composite
+            canonizers = _default_canonizers(self.model, probe, layer)
+            _check_same_outputs(self.model, self._composite(canonizers), probe, plain)
+        self._checked = (structure, canonizers)  # the probe forwards once per model and layer
+        return self._composite(canonizers)
 
     def _composite(self, canonizers: list) -> object:
         from zennit.canonizers import AttributeCanonizer

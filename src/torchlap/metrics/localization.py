@@ -202,41 +202,34 @@ def _log_choose(n: Tensor, r: Tensor) -> Tensor:
 def _topk_iou(maps: Tensor, masks: Tensor, k: Tensor, area: Tensor) -> Tensor:
     """Expected ``|T_k ∩ G| / |T_k ∪ G|`` per sample (double) over the uniformly random choice
     of the tied pixels (module docstring): the hypergeometric sum over the number ``x`` of
-    tied pixels taken inside the region, on the samples whose ties can change it."""
-    counts = _topk_counts(maps, masks, k)
-    inside, taken, tied, tied_in = counts
-    k = k.to(device=inside.device, dtype=torch.long).expand(inside.shape[0])
-    size = k + area.to(inside.device)  # |T_k| + |G| = |T_k ∪ G| + |T_k ∩ G|
+    tied pixels taken inside the region (one term where no tie-break changes it). One host
+    read: the widest range of ``x``."""
+    inside, taken, tied, tied_in = (c.double() for c in _topk_counts(maps, masks, k))
+    k = k.to(device=inside.device, dtype=torch.float64).expand(inside.shape[0])
+    total = k + area.to(inside.device).double()  # |T_k| + |G| = |T_k ∪ G| + |T_k ∩ G|
     lowest = (taken - (tied - tied_in)).clamp_min(0)  # x: the fewest taken inside the region
     highest = torch.minimum(taken, tied_in)
-    sure = inside + lowest  # x fixed: no tie-break changes the selection's region pixels
-    iou = sure.double() / (size - sure).clamp_min(1).double()
-    uncertain = (highest > lowest).nonzero().flatten()
-    if uncertain.numel() == 0:
-        return iou
     # Hand-written: no library gives the hypergeometric expectation of a ratio, batched on
     # the tensors' device (scipy's pmf is per-sample and on the host).
-    a, s, n, g, total, low = (
-        c[uncertain].double() for c in (inside, taken, tied, tied_in, size, lowest)
-    )
-    width = int((highest - lowest)[uncertain].max()) + 1
-    step = torch.arange(width, device=iou.device, dtype=torch.float64)
+    width = int((highest - lowest).max()) + 1 if inside.numel() else 1
+    step = torch.arange(width, device=inside.device, dtype=torch.float64)
     block = max(1, _OUTCOME_BLOCK // width)
     expected = []
-    for start in range(0, uncertain.numel(), block):
+    for start in range(0, inside.shape[0], block):
         part = slice(start, start + block)
-        x = low[part, None] + step  # (b, width): every outcome from the fewest up
-        possible = x <= torch.minimum(s[part], g[part])[:, None]
-        x = torch.where(possible, x, low[part, None])  # keep lgamma's arguments in range
+        a, s, n, g, low = inside[part], taken[part], tied[part], tied_in[part], lowest[part]
+        x = low[:, None] + step  # (b, width): every outcome from the fewest up
+        possible = x <= highest[part, None]
+        x = torch.where(possible, x, low[:, None])  # keep lgamma's arguments in range
         log_p = (
-            _log_choose(g[part, None], x)
-            + _log_choose((n - g)[part, None], s[part, None] - x)
-            - _log_choose(n[part, None], s[part, None])
+            _log_choose(g[:, None], x)
+            + _log_choose((n - g)[:, None], s[:, None] - x)
+            - _log_choose(n[:, None], s[:, None])
         )
         p = torch.where(possible, log_p.exp(), 0.0)
-        ratio = (a[part, None] + x) / (total[part, None] - a[part, None] - x).clamp_min(1)
+        ratio = (a[:, None] + x) / (total[part, None] - a[:, None] - x).clamp_min(1)
         expected.append((p * ratio).sum(dim=1) / p.sum(dim=1))
-    return iou.index_put((uncertain,), torch.cat(expected))
+    return torch.cat(expected) if expected else inside
 
 
 def iou_topk(maps: Tensor, masks: Tensor) -> MetricResult:
