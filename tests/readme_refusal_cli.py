@@ -148,6 +148,26 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
                 ),
             ),
         ],
+        "Settings no evaluated method reads": [
+            (
+                0,
+                lambda: evaluate(
+                    scratch(), "--methods", "gradcam", "--lap-all-ranking", "algorithm1"
+                ),
+            ),
+            (
+                1,
+                lambda: evaluate(
+                    scratch(),
+                    "--methods",
+                    "lap",
+                    "--threshold-fit",
+                    "with_region",
+                    "--threshold-classifier",
+                    "logistic",
+                ),
+            ),
+        ],
         "Methods checked twice": [
             (0, lambda: evaluate(tiny_run(), "--check-methods", "gradcam,gradcam", "--sanity")),
         ],

@@ -59,6 +59,24 @@ def _evaluate(tmp_path: Path, *extra: str, methods: str = "gradcam") -> list[str
             "--bootstrap-resamples > 0",
         ),
         ("gradcam", ["--lime-images", "3"], "--lime-images sets a part of the evaluation that"),
+        (
+            "gradcam",
+            ["--lap-all-ranking", "algorithm1"],
+            '--lap-all-ranking sets how "LAP All" (lap\'s maps of every layer) ranks pixels, '
+            "which no method of --methods (gradcam) reads and would be ignored: add lap",
+        ),
+        (
+            "lap",
+            ["--method-options", '{"lap": {"layer": 0}}', "--lap-all-ranking", "unclipped_sum"],
+            "--lap-all-ranking sets how",
+        ),
+        (
+            "lap",
+            ["--threshold-classifier", "logistic", "--threshold-fit", "with_region"],
+            "--threshold-fit, --threshold-classifier set the global threshold fitted on the "
+            "validation images that a method without a threshold of its own is binarized at, "
+            "which no method of --methods (lap) reads",
+        ),
     ],
 )
 def test_refused_with_its_message(tmp_path, methods, extra, message) -> None:
@@ -78,9 +96,29 @@ def test_refused_with_its_message(tmp_path, methods, extra, message) -> None:
         ("bla", ["--lime-images", "3"]),
         ("bla", ["--lime-option", "weighting=none", "--lime-images", "1"]),
         ("bla", ["--lime-option", "n_samples=24"]),
+        ("lap", ["--lap-all-ranking", "algorithm1"]),
+        ("lap,gradcam", ["--threshold-classifier", "logistic", "--threshold-fit", "with_region"]),
+        ("rise", ["--threshold-fit", "all"]),
     ],
 )
 def test_accepted_next_to_a_refusal(tmp_path, methods, extra) -> None:
     # the options pass: the first refusal is the missing run folder
     error = error_line(_evaluate(tmp_path, *extra, methods=methods))
     assert "nowhere" in error and "--" not in error.replace(str(tmp_path), ""), error
+
+
+@pytest.mark.parametrize(
+    ("methods", "extra", "message"),
+    [
+        ("gradcam", ["--lap-all-ranking", "algorithm1"], "--lap-all-ranking sets how"),
+        ("lap", ["--threshold-classifier", "logistic"], "--threshold-classifier sets the global"),
+    ],
+)
+def test_compare_refuses_what_no_method_reads(tmp_path, methods, extra, message) -> None:
+    """compare shares evaluate's options: a setting no compared method reads is refused too
+    (it exited 0 and recorded the setting in every run's protocol)."""
+    runs = [str(tmp_path / "a"), str(tmp_path / "b")]
+    out = tmp_path / "out"
+    error = error_line(["compare", *runs, "--out", str(out), "--methods", methods, *extra])
+    assert message in error, error
+    assert not out.exists()

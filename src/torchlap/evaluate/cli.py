@@ -15,6 +15,7 @@ from torchlap.cli_style import given_options, key_values, listed_names, nonblank
 from torchlap.evaluate.bla_comparison import LIME_CHECK_DEFAULTS, LIME_CHECK_FIELDS
 from torchlap.evaluate.checks import MAX_GRID_PG_GRIDS
 from torchlap.evaluate.cli_paths import check_data, lime_baseline_path, run_paths
+from torchlap.evaluate.cli_refusals import refuse_ignored
 from torchlap.evaluate.common import (
     COMPARE_OUTPUTS,
     EVALUATE_OUTPUTS,
@@ -127,76 +128,10 @@ def _options(params: dict[str, object]) -> EvaluateOptions:
     )
     try:
         options.validate()
-        _refuse_ignored(options, given_options(params.get("ctx")))
+        refuse_ignored(options, given_options(params.get("ctx")))
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     return options
-
-
-def _refuse_ignored(options: EvaluateOptions, given: set[str]) -> None:
-    """``ValueError`` for a setting the evaluation would ignore without a word: options of a
-    method not in ``--methods`` (every method that runs, the checks' included, is among them),
-    ``--check-methods`` without ``--sanity``/``--grid-pg`` or naming a method not in
-    ``--methods``, ``--tie-draws`` (given) with ``--ties index``, ``--lime-option`` without the
-    LIME check (``bla`` not among ``--methods``, or ``--lime-images 0``). (The library's
-    ``EvaluateOptions`` accepts them: the demo passes its RISE and SISE options and its check
-    methods to every suite.)"""
-    unused = [method for method in options.method_options if method not in options.methods]
-    if unused:
-        raise ValueError(
-            f"--method-options gives options for {', '.join(unused)}, which is not evaluated "
-            f"(--methods: {', '.join(options.methods)}); add it to --methods or drop its options"
-        )
-    if options.check_methods is not None and not (options.sanity or options.grid_pg):
-        raise ValueError(
-            "--check-methods chooses the methods of --sanity and --grid-pg, and neither is "
-            "given: add --sanity or --grid-pg, or drop --check-methods"
-        )
-    unchecked = [m for m in options.check_methods or () if m not in options.methods]
-    if unchecked:  # (none of them evaluated: EvaluateOptions.validate says so)
-        raise ValueError(
-            f"--check-methods names {', '.join(unchecked)}, which is not evaluated (--methods: "
-            f"{', '.join(options.methods)}); the checks run on evaluated methods only: add it "
-            "to --methods or drop it from --check-methods"
-        )
-    lime_given = options.lime_options or "lime_option" in given
-    if lime_given and ("bla" not in options.methods or options.lime_images == 0):
-        raise ValueError(
-            "--lime-option sets paper 002's LIME check, which runs for a BLA run evaluated with "
-            "bla among --methods and --lime-images > 0: add bla to --methods (and --lime-images "
-            "N), or drop --lime-option"
-        )
-    _refuse_unused_settings(options, given)
-    if "tie_draws" in given and options.ties != "random":
-        raise ValueError(
-            f"--tie-draws applies to --ties random only (the mean of seeded random "
-            f"tie-breaks); --ties {options.ties} breaks ties one way: drop --tie-draws"
-        )
-
-
-#: settings given (off their defaults or not) that only the part named after them reads:
-#: (the settings, whether that part runs, what turns it on)
-_PART_SETTINGS = (
-    (("sanity_images", "sanity_threshold"), lambda o: o.sanity, "--sanity"),
-    (("grid_pg_shape", "grid_pg_grids", "grid_pg_confidence"), lambda o: o.grid_pg, "--grid-pg"),
-    (("bootstrap_level",), lambda o: o.bootstrap_resamples > 0, "--bootstrap-resamples > 0"),
-    (("lime_images",), lambda o: "bla" in o.methods or o.lime_images == 0, "bla among --methods"),
-)
-
-
-def _refuse_unused_settings(options: EvaluateOptions, given: set[str]) -> None:
-    """``ValueError`` for a setting given on the command line whose part of the evaluation does
-    not run (``--sanity-images`` without ``--sanity``, ``--grid-pg-grids`` without
-    ``--grid-pg``, ``--bootstrap-level`` with ``--bootstrap-resamples 0``, ``--lime-images N``
-    without ``bla`` among ``--methods``): it would be ignored without a word."""
-    for names, runs, switch in _PART_SETTINGS:
-        unused = [name for name in names if name in given]
-        if unused and not runs(options):
-            flags = ", ".join("--" + name.replace("_", "-") for name in unused)
-            raise ValueError(
-                f"{flags} set{'s' if len(unused) == 1 else ''} a part of the evaluation that "
-                f"runs only with {switch}, which is not given: add {switch}, or drop {flags}"
-            )
 
 
 _METHODS_HELP = "Comma-separated explainer names."
