@@ -51,16 +51,20 @@ def test_a_miss_names_the_parts_that_changed(tmp_path: Path, caplog) -> None:
     assert messages(caplog) == [f"gradcam: reusing {cache} (pass --force to recompute)"]
     changed = {**PARTS, "weights": {"size": 11}}
     assert read(cache, changed, caplog) is None
-    assert messages(caplog) == [f"gradcam: recomputing, the run's weights changed since {cache}"]
+    assert messages(caplog) == [
+        f"gradcam: recomputing, the run's model (its weights or config.json) changed since {cache}"
+    ]
     both = {"options": {"seed": 1}, "weights": {"size": 11}, "mine": 1}
     assert read(cache, both, caplog) is None
     assert messages(caplog) == [
-        "gradcam: recomputing, the evaluation options, the run's weights, mine changed since "
-        f"{cache}"
+        "gradcam: recomputing, the evaluation options, the run's model (its weights or "
+        f"config.json), mine changed since {cache}"
     ]
     fewer = {"options": PARTS["options"]}  # a part the cache has, gone now
     assert read(cache, fewer, caplog) is None
-    assert messages(caplog) == [f"gradcam: recomputing, the run's weights changed since {cache}"]
+    assert messages(caplog) == [
+        f"gradcam: recomputing, the run's model (its weights or config.json) changed since {cache}"
+    ]
 
 
 def test_a_miss_without_the_parts_says_the_settings_differ(tmp_path: Path, caplog) -> None:

@@ -53,7 +53,7 @@ def _prepared(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, target: str) -> A
     monkeypatch.setattr(core, "open_run_splits", lambda *_a: opened)
     monkeypatch.setattr(core, "_check_applicable", lambda *_a: None)
     monkeypatch.setattr(core, "_build_explainers", lambda *_a: None)
-    monkeypatch.setattr(core, "weights_stamp", lambda _path: {})
+    monkeypatch.setattr(core, "model_stamp", lambda _run: {})
     splits = {"test": TEST, "val": VAL}
     monkeypatch.setattr(core, "decode_shared", lambda _r, split, *_a: splits[split])
     options = EvaluateOptions(methods=("gradcam",), target=target, batch_size=2)

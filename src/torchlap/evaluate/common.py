@@ -46,6 +46,7 @@ __all__ = [
     "EVALUATE_OUTPUTS",
     "FLAT_TOLERANCE",
     "METRICS_REVISION",
+    "MODEL_KEYS",
     "OUTPUT_NAMES",
     "EvalData",
     "OpenedSplit",
@@ -60,6 +61,7 @@ __all__ = [
     "load_eval_data",
     "method_options",
     "metric",
+    "model_stamp",
     "open_eval_split",
     "read_cache",
     "section_check",
@@ -204,7 +206,7 @@ def fingerprint_parts(parts: dict[str, Any]) -> dict[str, str]:
 _PART_NAMES = {
     "data": "the evaluated data (images, labels or region masks/boxes)",
     "options": "the evaluation options",
-    "weights": "the run's weights",
+    "weights": "the run's model (its weights or config.json)",
     "metrics_revision": "the metric definitions (metrics revision)",
     "method_options": "the method's options",
     "concept_sets": "the run's concept sets",
@@ -230,10 +232,30 @@ def _results_digest(results: Any) -> str:
 
 
 def weights_stamp(run_dir: Path) -> dict[str, Any]:
-    """Size and modification time of a run's weights (a retrained run invalidates the cache)."""
+    """Size and modification time of a run's weights (a retrained run invalidates the cache):
+    the stamp of a run from before config.json recorded the weights' SHA-256."""
     weights = run_dir / WEIGHTS_FILE
     stat = weights.stat()
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+#: the keys of a run's config.json that define its model (what ``rebuild_model`` builds it
+#: from, the normalization, the LAP layers and concept sets, the classes and input size)
+MODEL_KEYS = ("model", "discriminative_scorers", "mean", "std", "lap_layers", "concept_sets",
+              "classes", "in_channels", "image_size")  # fmt: skip
+
+
+def model_stamp(run: Any) -> dict[str, Any]:
+    """What a run's cached results depend on of the run (the ``weights`` part of their
+    fingerprints): its weights, by the SHA-256 checked against the record in ``config.json``
+    when the run has one (:attr:`~torchlap.runs.LoadedRun.weights_sha256`, else their size and
+    modification time), and a hash of the ``config.json`` keys that define its model
+    (:data:`MODEL_KEYS`): a ``model.lapify`` option edited by hand (``aggregation``, ``eps``:
+    no tensor holds them) changes the model, and so misses the cache."""
+    digest = getattr(run, "weights_sha256", None)
+    weights = {"sha256": digest} if digest else weights_stamp(Path(run.run_dir))
+    defined = {key: run.config.get(key) for key in MODEL_KEYS}
+    return {"weights": weights, "model": _digest(defined)[:16]}
 
 
 def read_cache(

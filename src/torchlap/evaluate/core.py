@@ -44,8 +44,8 @@ from torchlap.evaluate.common import (
     load_eval_data,
     method_options,
     metric,
+    model_stamp,
     read_cache,
-    weights_stamp,
     write_cache,
 )
 from torchlap.evaluate.intervals import add_intervals, check_per_sample
@@ -373,7 +373,7 @@ def _prepare(
         val=val,
         test_targets=test.labels if label else test_predictions,
         val_targets=val.labels if label else val_predictions,
-        stamp=weights_stamp(run_dir),
+        stamp=model_stamp(run),
         force=force,
         test_predictions=test_predictions,
         data_key=data_key,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from torchlap.evaluate.bla_comparison import lime_check_settings, lime_grid, lime_section
-from torchlap.evaluate.common import fingerprint, read_cache, weights_stamp, write_cache
+from torchlap.evaluate.common import fingerprint, model_stamp, read_cache, write_cache
 from torchlap.evaluate.options import EvaluateOptions
 from torchlap.evaluate.provenance import check_lime_baseline
 from torchlap.evaluate.shard import on_rank_zero
@@ -53,7 +53,7 @@ def lime_cache_parts(job: Any) -> dict[str, Any]:
         "options": options,
         "weights": job.stamp,
         "data": job.data_key,
-        "baseline": None if baseline is None else weights_stamp(baseline.run_dir),
+        "baseline": None if baseline is None else model_stamp(baseline),
     }
     if settings:
         parts["lime_options"] = settings

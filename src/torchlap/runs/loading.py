@@ -65,9 +65,12 @@ class LoadedRun(RunFacts):
     """A trained run read back by :func:`load_run`: its :class:`RunFacts` and ``model``.
 
     ``model`` takes images in [0, 1] (it normalizes them itself) and is in eval mode.
+    ``weights_sha256``: the SHA-256 of the weights loaded, checked against the one
+    ``config.json`` records (``None``: a run from before the record, its weights unchecked).
     """
 
     model: nn.Module
+    weights_sha256: str | None = None
 
 
 def load_run(run_dir: str | os.PathLike[str] | RunFacts) -> LoadedRun:
@@ -103,7 +106,7 @@ def load_run(run_dir: str | os.PathLike[str] | RunFacts) -> LoadedRun:
     facts = run_dir if isinstance(run_dir, RunFacts) else read_run_facts(run_dir)
     config, path = facts.config, facts.run_dir / CONFIG_FILE
     content = read_file(facts.weights, "the run's weights")  # once: checked bytes are loaded
-    check_recorded_digest(facts.run_dir, config, facts.weights, content)
+    digest = check_recorded_digest(facts.run_dir, config, facts.weights, content)
     try:
         model = rebuild_model(config)
     except (KeyError, TypeError, ValueError) as error:
@@ -113,8 +116,9 @@ def load_run(run_dir: str | os.PathLike[str] | RunFacts) -> LoadedRun:
     del content  # (the file's bytes freed before the checks below)
     _check_agrees_with_model(path, config, model, facts.image_size)
     _check_outputs(path, config, facts, model)
-    fields = {key: value for key, value in vars(facts).items() if key != "model"}
-    return LoadedRun(model=model, **fields)
+    loaded = ("model", "weights_sha256")  # (a LoadedRun given as its facts: these are new)
+    fields = {key: value for key, value in vars(facts).items() if key not in loaded}
+    return LoadedRun(model=model, weights_sha256=digest, **fields)
 
 
 def _check_agrees_with_model(
