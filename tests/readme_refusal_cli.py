@@ -168,6 +168,10 @@ def cases() -> dict[str, list[tuple[int, Trigger]]]:
                 ),
             ),
         ],
+        "Another job's outputs in --out": [
+            (0, lambda: _other_jobs_folder("evaluate", "--run", tiny_run())),
+            (1, lambda: _other_jobs_folder("compare", tiny_run(), run_copy())),
+        ],
         "Methods checked twice": [
             (0, lambda: evaluate(tiny_run(), "--check-methods", "gradcam,gradcam", "--sanity")),
         ],
@@ -399,3 +403,12 @@ def _out_inside_a_file() -> str:
     (folder / "x.png").write_bytes(b"not a folder")
     out = folder / "x.png" / "sub"
     return cli(["evaluate", "--run", tiny_run(), "--out", out], {folder / "x.png": "x.png"})
+
+
+def _other_jobs_folder(*command: object) -> str:
+    """``command`` into a folder holding the evaluation of another run (``other``)."""
+    out = scratch() / "OUT"
+    out.mkdir()
+    run = {"name": "other", "run_dir": "/runs/other", "path": "/runs/other"}
+    (out / "results.json").write_text(json.dumps({"format": "torchlap-results", "run": run}))
+    return cli([*command, "--out", out], {tiny_run(): "RUN", out: "OUT"})

@@ -30,6 +30,7 @@ from torchlap.evaluate.common import (
     clear_output_folder,
     guard_output_folder,
 )
+from torchlap.evaluate.output_owner import COMPARISON
 from torchlap.explainers import comparison_methods, get, table_order
 from torchlap.models.bcos import bcos_available
 from torchlap.runs import CONFIG_FILE, WEIGHTS_FILE, is_run_config
@@ -249,10 +250,13 @@ def run_demo(
     options = _evaluate_options(settings, suite, methods)
     options.validate()
     # before any training: the comparison would refuse a user's own report.html... in out
+    # (each run's evaluation goes to OUT/<name>, of the run trained in OUT/runs/<name>)
     foreign = {
-        folder: guard_output_folder(folder, overwrite, flag="--overwrite", names=names, apply=False)
-        for folder, names in [(out, COMPARE_OUTPUTS)]
-        + [(out / name, EVALUATE_OUTPUTS) for name, _ in runs]
+        folder: guard_output_folder(
+            folder, overwrite, flag="--overwrite", names=names, apply=False, owner=owner
+        )
+        for folder, names, owner in [(out, COMPARE_OUTPUTS, COMPARISON)]
+        + [(out / name, EVALUATE_OUTPUTS, out / "runs" / name) for name, _ in runs]
     }
     configs = [
         (name, _train_config(name, fields, settings, out, overwrite)) for name, fields in runs

@@ -17,6 +17,7 @@ from torchlap.data import builtin_names
 from torchlap.data.builtin import MAX_IMAGE_SIZE
 from torchlap.demo import DEMO_OUTPUTS, SUITES, DemoSettings, run_demo
 from torchlap.evaluate.common import clear_output_folder, guard_output_folder
+from torchlap.evaluate.output_owner import COMPARISON
 from torchlap.logs import log_file
 from torchlap.models.backbones import SMALL_ARCHS
 from torchlap.train.config import MAX_EPOCHS
@@ -129,7 +130,7 @@ def _demo_log(out: Path, overwrite: bool) -> Iterator[Callable[[], None]]:
     ``--overwrite`` it is removed once the demo checked its folders (a refused demo removes
     nothing), and the log opens then."""
     foreign = guard_output_folder(
-        out, overwrite, flag="--overwrite", names=DEMO_OUTPUTS, apply=False
+        out, overwrite, flag="--overwrite", names=DEMO_OUTPUTS, apply=False, owner=COMPARISON
     )
     logs = [path for path in foreign if path.name == "demo.log"]
     checked: list[bool] = []

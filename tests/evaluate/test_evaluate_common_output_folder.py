@@ -120,6 +120,7 @@ def test_a_methods_folder_of_caches_alone_is_torchlaps(tmp_path: Path) -> None:
 
 def test_a_results_file_it_cannot_read_is_refused_unless_forced(tmp_path, monkeypatch) -> None:
     import torchlap.evaluate.common as common
+    import torchlap.evaluate.output_owner as output_owner
 
     out = folder_with(tmp_path, {"results.json": json.dumps({"format": "torchlap-results"})})
 
@@ -127,6 +128,7 @@ def test_a_results_file_it_cannot_read_is_refused_unless_forced(tmp_path, monkey
         raise PermissionError(13, f"cannot read {path} ({what})")
 
     monkeypatch.setattr(common, "read_file", refuse)
+    monkeypatch.setattr(output_owner, "read_file", refuse)  # (the records are read there)
     with pytest.raises(PermissionError, match=r"--out .*: \[Errno 13\] cannot read .*results"):
         guard_output_folder(out, False)
     assert guard_output_folder(out, True) == [out / "results.json"]  # --force: replaced

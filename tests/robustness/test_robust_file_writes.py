@@ -387,7 +387,8 @@ def test_evaluate_removes_its_own_stale_figures_only(tiny_run: Path, tmp_path: P
 
     out = tmp_path / "out"
     (out / "results.json").parent.mkdir(parents=True)
-    (out / "results.json").write_text(json.dumps({"format": "torchlap-results"}))
+    run = {"name": tiny_run.name, "run_dir": str(tiny_run), "path": str(tiny_run.resolve())}
+    (out / "results.json").write_text(json.dumps({"format": "torchlap-results", "run": run}))
     _torchlap_png(out / "figures" / "scan_01.png")  # torchlap explain's
     _torchlap_png(out / "figures" / "overlays_rise.png")  # an earlier evaluation's
     checks = ["--sanity", "--sanity-images", "2", "--grid-pg", "--grid-pg-grids", "2"]

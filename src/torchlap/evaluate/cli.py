@@ -25,6 +25,7 @@ from torchlap.evaluate.common import (
 from torchlap.evaluate.compare import compare_runs, run_names
 from torchlap.evaluate.core import evaluate_run
 from torchlap.evaluate.options import DEFAULT_METHODS, MAX_TIE_DRAWS, EvaluateOptions
+from torchlap.evaluate.output_owner import COMPARISON
 from torchlap.evaluate.shard import ShardPlan, check_sharding, launch_sharded
 from torchlap.explainers import available
 from torchlap.io import loads_strict
@@ -436,7 +437,7 @@ def evaluate_command(
     foreign = []  # refused now; a user's evaluate.log is removed once everything is checked
     if _is_rank_zero():
         names = (*EVALUATE_OUTPUTS, "evaluate.log")
-        foreign = guard_output_folder(out_dir, force, names=names, apply=False)
+        foreign = guard_output_folder(out_dir, force, names=names, apply=False, owner=run_dir)
     if plan.world_size > 1:
         load_run(run_dir)  # a bad run folder is reported once, before the processes start
     call = partial(evaluate_run, run_dir, data, out_dir, options, force, lime_baseline=baseline)
@@ -502,10 +503,10 @@ def compare_command(
     foreign = []  # refused now; a user's compare.log is removed once everything is checked
     if _is_rank_zero():
         foreign = guard_output_folder(
-            out, force, names=(*COMPARE_OUTPUTS, "compare.log"), apply=False
+            out, force, names=(*COMPARE_OUTPUTS, "compare.log"), apply=False, owner=COMPARISON
         )
-        for name in names:
-            guard_output_folder(out / name, force, names=EVALUATE_OUTPUTS, apply=False)
+        for name, run in zip(names, runs, strict=True):
+            guard_output_folder(out / name, force, names=EVALUATE_OUTPUTS, apply=False, owner=run)
     report = _launch(
         plan,
         out / "compare.log",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchlap.evaluate.output_owner import OWN_FORMATS, describe_owner, job_records, read_record
 from torchlap.evaluate.shard import (
     active,
     broadcast_from_zero,
@@ -361,7 +363,6 @@ OUTPUT_NAMES = (
 #: comparison writes into its own (``torchlap compare`` adds compare.log, the demo demo.log)
 EVALUATE_OUTPUTS = ("results.json", "tables.md", "report.html", "figures", "methods")
 COMPARE_OUTPUTS = ("comparison.json", "tables.md", "report.html", "figures")
-_OWN_FORMATS = {"results.json": "torchlap-results", "comparison.json": "torchlap-comparison"}
 _LOGS = ("evaluate.log", "compare.log", "demo.log")  # demo.log: torchlap demo's (extra name)
 #: the first line of a log torchlap writes (torchlap.logs.log_file's record format)
 _LOG_LINE = re.compile(
@@ -384,10 +385,9 @@ def _written_by_torchlap(path: Path, locked: list[PermissionError] | None = None
     errors of the files torchlap may not read, which cannot tell, are added to it)."""
     if path.name in _LOGS:
         return path.is_file() and _torchlap_log(path)
+    if path.name in OWN_FORMATS:
+        return read_record(path, locked if locked is not None else []) is not None
     try:
-        if path.name in _OWN_FORMATS:
-            own = json.loads(read_file(path, f"{path.name} to tell whether it wrote it"))
-            return own.get("format") == _OWN_FORMATS[path.name]
         if path.name == "methods":  # a folder of per-method caches, each with its fingerprint
             caches = [json.loads(read_file(p, "the method caches")) for p in path.glob("*.json")]
             return path.is_dir() and all(isinstance(c, dict) and "fingerprint" in c for c in caches)
@@ -469,14 +469,21 @@ def guard_output_folder(
     extra: tuple[str, ...] = (),
     names: tuple[str, ...] = OUTPUT_NAMES,
     apply: bool = True,
+    owner: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
     """Refuse an output folder holding files of the names the caller writes that torchlap did
-    not write (a user's own ``results.json``, ``evaluate.log``...), unless ``force``; with
+    not write (a user's own ``results.json``, ``evaluate.log``...), or torchlap's record of
+    another job (``owner``: the run folder an evaluation evaluates, or
+    :data:`~torchlap.evaluate.output_owner.COMPARISON`; its report, tables and figures would be
+    replaced: an evaluation of another run, a comparison's folder for an evaluation and the
+    reverse), unless ``force``; with
     ``force`` the files that will be replaced are logged (a foreign log is removed, since a
     log is appended to). :func:`~torchlap.evaluate.evaluate_run`,
     :func:`~torchlap.evaluate.compare_runs` and the demo call it before any work. A folder
-    whose results.json/comparison.json is torchlap's is torchlap's (its tables and report come
-    with it), but for its log and its figures, each checked by its own mark.
+    whose results.json/comparison.json is the ``owner``'s record (``None``: any torchlap record)
+    is torchlap's (its tables and report come with it), but for its log and its figures, each
+    checked by its own mark; under ``force`` another job's record is among the entries returned
+    (:func:`clear_output_folder` removes it: the folder then holds one job's outputs).
 
     ``option`` and ``flag`` name the output folder's option and the one that sets ``force``
     in the messages; ``names``: the entries the caller writes there (default: every name
@@ -497,14 +504,20 @@ def guard_output_folder(
     present = [out / n for n in (*names, *extra) if (out / n).is_symlink() or (out / n).exists()]
     _refuse_odd_kinds(out, present, option)
     locked: list[PermissionError] = []  # (files torchlap may not read cannot say whose they are)
-    ours = any(
-        _written_by_torchlap(out / name, locked) for name in _OWN_FORMATS if (out / name).exists()
-    )
+    ours, others = job_records(out, owner, locked)
     foreign = [p for p in present if not _written_by_torchlap(p, locked)]
     if locked and not force:
         raise PermissionError(
             f"{option} {out}: {locked[0]}; or pass {flag} to replace what is there"
         )
+    if others and not force:
+        raise FileExistsError(
+            f"{option} {out} holds {'; '.join(what for _, what in others)}, not "
+            f"{describe_owner(owner)}: its report.html, tables.md and figures would be "
+            f"replaced; choose another folder, or pass {flag} to replace them"
+        )
+    ours = ours and not others
+    foreign += [path for path, _ in others if path not in foreign]
     if ours:  # its tables and report come with it; a log and each figure say whose they are
         figures = out / "figures"
         foreign = [p for p in foreign if p.name in _LOGS]
@@ -525,7 +538,12 @@ def clear_output_folder(out: Path, foreign: Sequence[Path], flag: str = "--force
     the user's one goes before ours starts), and the temp files of an evaluation killed
     mid-write."""
     if foreign:
-        _log_replaced(out, list(foreign), flag)
+        # torchlap's record of another job: removed, so that the folder holds one job's outputs
+        records = [p for p in foreign if p.name in OWN_FORMATS and _written_by_torchlap(p)]
+        _log_replaced(out, [p for p in foreign if p not in records], flag)
+        for path in records:
+            path.unlink()
+            logger.warning("%s: removed %s, torchlap's record of another job", flag, path)
         for path in foreign:
             if path.name in _LOGS and (path.is_file() or path.is_symlink()):
                 path.unlink()

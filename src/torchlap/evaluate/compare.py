@@ -20,6 +20,7 @@ from torchlap.evaluate.common import (
 )
 from torchlap.evaluate.core import finish_evaluation, prepare_evaluation
 from torchlap.evaluate.options import EvaluateOptions
+from torchlap.evaluate.output_owner import COMPARISON
 from torchlap.evaluate.provenance import (
     DataSettings,
     common_data_settings,
@@ -94,7 +95,9 @@ def compare_runs(
     baselines = _lime_baselines(bla_runs, configs, options)
     foreign = []  # and when out holds files of these names that torchlap did not write
     if is_writer():
-        foreign = guard_output_folder(out, force, names=COMPARE_OUTPUTS, apply=False)
+        foreign = guard_output_folder(
+            out, force, names=COMPARE_OUTPUTS, apply=False, owner=COMPARISON
+        )
     jobs = _prepare_runs(dirs, data, out, options, force, settings, baselines, loaded, shared)
     del loaded, shared  # each run's model and tensors held by its job alone, freed with it
     if is_writer():  # every run passed every check: what --force replaces goes now

@@ -244,7 +244,9 @@ def prepare_evaluation(
     folder = Path(out) if out is not None else Path(run_dir) / f"eval-{options.split}"
     foreign = []  # before any work: a user's own results.json... in out is not replaced
     if is_writer():
-        foreign = guard_output_folder(folder, force, names=EVALUATE_OUTPUTS, apply=False)
+        foreign = guard_output_folder(
+            folder, force, names=EVALUATE_OUTPUTS, apply=False, owner=run_dir
+        )
     if (shard := active()) is not None:
         logger.info(
             "sharded evaluation: rank %d of %d processes (%s)",
@@ -465,7 +467,11 @@ def _results_head(job: _Evaluation, test_logits: Tensor) -> dict[str, Any]:
     test, options = job.test, job.options
     return {
         "format": RESULTS_FORMAT,
-        "run": {"name": job.run_dir.resolve().name, "run_dir": str(job.run_dir)},
+        "run": {
+            "name": job.run_dir.resolve().name,
+            "run_dir": str(job.run_dir),
+            "path": str(job.run_dir.resolve()),  # whose folder out is (evaluate.output_owner)
+        },
         "data": {
             "name": str(job.data),
             **(test.settings.to_dict() if test.settings is not None else {}),
