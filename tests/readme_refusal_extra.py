@@ -83,6 +83,15 @@ def _other_classes() -> str:
     return line.replace("run RUN (RC)", "run RC (RC)").replace("'lesions'", "'D'")
 
 
+def _learned_images() -> str:
+    """``compare A B --data lesions``: B (a copy of A said to be trained on 2500 images) read
+    with the default 2000, whose test images are among its training images."""
+    train = json.loads((tiny_run() / "config.json").read_text())["train"]
+    other = run_copy({"train": {**train, "n_images": 2500}})
+    line = cli(["compare", tiny_run(), other, "--data", "lesions", "--out", scratch() / "o"])
+    return line.replace(str(other), "B").replace("run RUN (B)", "run B (B)")
+
+
 def more_cases() -> dict[str, list[tuple[int, Trigger]]]:
     """Rows of importers, kernels and extra runs."""
     out = scratch() / "never"
@@ -120,6 +129,7 @@ def more_cases() -> dict[str, list[tuple[int, Trigger]]]:
             (0, lambda: cli([*TRAIN, "--pretrained", tiny_run(), "--lap", "none", "--out", out])),
         ],
         "Compared runs of other classes than `--data`": [(0, _other_classes)],
+        "Compared runs scored on images they learned from": [(0, _learned_images)],
     }
 
 

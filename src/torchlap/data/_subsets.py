@@ -12,7 +12,13 @@ from torchlap._checks import check_int, check_seed
 from torchlap.data._base import check_split_fractions, split_counts
 from torchlap.data.annotations import ImageRecord
 
-__all__ = ["check_cut_keeps_classes", "first_images", "seeded_split", "stratified_cut"]
+__all__ = [
+    "check_cut_keeps_classes",
+    "first_images",
+    "seeded_split",
+    "split_records",
+    "stratified_cut",
+]
 
 
 def seeded_split(
@@ -43,6 +49,15 @@ def seeded_split(
             )
             assignment[images[k]] = split
     return assignment
+
+
+def split_records(
+    records: Sequence[ImageRecord], split: str, n_images: int | None, seed: int
+) -> list[ImageRecord]:
+    """The records of ``split`` (each record's ``split`` assigned), cut to ``n_images`` by
+    :func:`stratified_cut` (``None``: all of them), in CSV order."""
+    in_split = [r for r in records if r.split == split]
+    return in_split if n_images is None else stratified_cut(in_split, n_images, seed)
 
 
 def stratified_cut(records: Sequence[ImageRecord], n_images: int, seed: int) -> list[ImageRecord]:

@@ -29,7 +29,7 @@ from torchlap.data._base import (
     check_split,
     make_sample,
 )
-from torchlap.data._subsets import check_cut_keeps_classes, seeded_split, stratified_cut
+from torchlap.data._subsets import check_cut_keeps_classes, seeded_split, split_records
 from torchlap.data.annotations import (
     ANNOTATIONS,
     ImageRecord,
@@ -211,11 +211,11 @@ class AnnotatedFolder(RegionDataset):
         """``self.records``: the images of ``split``, cut to ``n_images``; refused when none."""
         n_images, seed = self._cut[:2]
         self.split = split
-        in_split = [r for r in self.records_all if r.split == split]
-        self.records = in_split if n_images is None else stratified_cut(in_split, n_images, seed)
+        self.records = split_records(self.records_all, split, n_images, seed)
         if not self.records:
             raise ValueError(f"{self.source}: the {split!r} split has no images")
         if split == "train" and n_images is not None:
+            in_split = split_records(self.records_all, split, None, seed)
             check_cut_keeps_classes(in_split, self.records, n_images, self.source)
 
     def with_split(self, split: str) -> AnnotatedFolder:

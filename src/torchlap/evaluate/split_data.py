@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from torchlap.data import AnnotatedFolder, collate_regions, first_images, load_dataset
 from torchlap.evaluate.provenance import DataSettings, data_settings, same_data
+from torchlap.evaluate.unseen import check_unseen
 from torchlap.metrics._common import image_ids_of
 from torchlap.runs import resolve_run_data
 
@@ -255,6 +256,7 @@ def open_run_splits(
     settings, notes = data_reading(run, data, given)
     shared = {} if shared is None else shared  # (a folder's two splits read from one parse)
     test = open_shared(run, data, options.split, options.max_images, settings, shared)
+    check_unseen(run, test, data)  # (read another way than the run's: not its training images)
     val = open_shared(run, data, "val", options.max_val_images, settings, shared)
     return RunSplits(data, settings, notes, test, val)
 
