@@ -115,3 +115,7 @@ def test_a_folder_giving_the_splits_passes_whatever_the_seeds(runs) -> None:
     for name in configs:
         split = open_run_splits(read_run_facts(runs[name]), str(runs["given"]), options, settings)
         assert len(split.test.dataset) == 4
+
+
+def test_the_training_split_evaluated_on_purpose_is_not_checked() -> None:
+    check_unseen(_builtin_run(2500), _default_test("train"), "lesions")  # (--split train)

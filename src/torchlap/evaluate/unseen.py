@@ -22,20 +22,24 @@ from torchlap.evaluate.provenance import data_settings
 __all__ = ["check_unseen"]
 
 _NAMES = {"train": "training", "val": "validation"}
+#: the run's splits checked against each evaluated split (``--split train`` evaluates training
+#: images on purpose, ``--split val`` validation images, as with the run's own reading)
+_LEARNED = {"test": ("train", "val"), "val": ("train",)}
 
 
 def check_unseen(run: Any, opened: Any, data: str) -> None:
     """ValueError when ``opened`` (an :class:`~torchlap.evaluate.split_data.OpenedSplit` of
     ``data`` for ``run``, a :class:`~torchlap.runs.RunFacts`) holds images of ``run``'s
     training split, or of its validation split (which chose its epoch) unless the validation
-    split is the one evaluated (``--split val`` evaluates the run's own, noted). Nothing to
+    split is the one evaluated (``--split val`` evaluates the run's own, noted; ``--split
+    train`` its training images, nothing is checked). Nothing to
     check when ``data`` is read the run's own way (its test split is none of them) or is not
     the run's training data; nor for a dataset whose images cannot be listed."""
     own = data_settings(run.config, data)
-    if opened.settings.own or not own.own:
+    splits = _LEARNED.get(opened.split, ())
+    if opened.settings.own or not own.own or not splits:
         return
     evaluated = split_members(opened.dataset)
-    splits = ("train",) if opened.split == "val" else ("train", "val")
     learned = {split: _members(opened, split, own) for split in splits}
     if evaluated is None or any(members is None for members in learned.values()):
         return
