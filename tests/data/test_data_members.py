@@ -1,5 +1,5 @@
-"""Which images a split holds (:func:`torchlap.data.split_members`), and those of a split of
-another reading of the same data (:func:`torchlap.data.reading_members`): the same images as
+"""Which images a split holds (:func:`torchlap.data.members.split_members`), and those of a split of
+another reading of the same data (:func:`torchlap.data.members.reading_members`): the same images as
 loading that reading gives, derived from a split already read."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 from torch.utils.data import Subset
 
 from tiny_runs import tiny_lesions
-from torchlap.data import load_dataset, reading_members, split_members
+from torchlap.data import load_dataset
+from torchlap.data.members import reading_members, split_members
 
 
 def test_a_builtin_split_is_its_seed_and_global_indices() -> None:

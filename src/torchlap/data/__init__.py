@@ -33,7 +33,6 @@ from torchlap.data.export import export_builtin
 from torchlap.data.folder import AnnotatedFolder
 from torchlap.data.images import DICOM_SUFFIXES, load_image
 from torchlap.data.importers import celeba, imagenet_folder, rsna_pneumonia
-from torchlap.data.members import reading_members, split_members
 from torchlap.data.plain_folder import image_folder
 from torchlap.data.transforms import default_normalization, default_transforms
 
@@ -64,8 +63,6 @@ __all__ = [
     "load_image",
     "masks_to_tight_boxes",
     "read_annotations",
-    "reading_members",
     "rsna_pneumonia",
-    "split_members",
     "write_annotations",
 ]

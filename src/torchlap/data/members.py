@@ -9,6 +9,9 @@ seed, image count or data options) from a split already read, with the data laye
 split rules (:func:`~torchlap.data._subsets.seeded_split` and
 :func:`~torchlap.data._subsets.split_records` for a folder, the contiguous ranges of
 :class:`~torchlap.data.SyntheticBenchmark`): no file is read again.
+
+Internal to ``torchlap compare``'s check that no run is scored on images it learned from
+(:mod:`torchlap.evaluate.unseen`): its inputs are datasets torchlap opened, not user input.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Before, nothing checked them: a folder without a split column is split by the se
 trained with ``--seed 1`` had most of the test images of split seed 0 in its training split,
 and a built-in benchmark of ``--n-images 2500`` trained on the test images of the default
 2000. The members are listed by the data layer's own split rules
-(:func:`torchlap.data.reading_members`), from the split already opened: no file is read
+(:func:`torchlap.data.members.reading_members`), from the split already opened: no file is read
 again, and a folder whose ``annotations.csv`` gives each image's split passes whatever the
 seeds.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchlap.data import reading_members, split_members
+from torchlap.data.members import reading_members, split_members
 from torchlap.evaluate.provenance import data_settings
 
 __all__ = ["check_unseen"]
