@@ -57,7 +57,7 @@ from torchlap.layers.functional import adaptive_local_attention_pool2d, local_at
 from torchlap.layers.lap import AdaptiveLocalAttentionPool2d, LapBase, LocalAttentionPool2d
 from torchlap.models.bcos import find_bcos
 from torchlap.models.blocks import SharedScoreBlock, pool_with_shared_score
-from torchlap.models.folding import FOLD_TOLERANCE, conv_bn_pairs
+from torchlap.models.folding import conv_bn_pairs, logits_agree
 
 __all__ = ["COMPOSITES", "RelevanceCam", "SharedScorePool"]
 
@@ -273,15 +273,7 @@ def _same_outputs(model: nn.Module, canonizer: object, probe: Tensor, plain: Ten
     finally:
         for instance in reversed(instances):
             instance.remove()
-    error, scale = _logit_error(canonized, plain)
-    return error <= FOLD_TOLERANCE * max(scale, 1.0)
-
-
-def _logit_error(canonized: Tensor, plain: Tensor) -> tuple[float, float]:
-    """The largest difference of two logit tensors and the largest plain logit (0 if empty)."""
-    if not plain.numel():
-        return 0.0, 0.0
-    return float((canonized - plain).abs().amax()), float(plain.abs().amax())
+    return logits_agree(plain, canonized)[0]
 
 
 def _check_same_outputs(model: nn.Module, composite: object, probe: Tensor, plain: Tensor) -> None:
@@ -290,8 +282,8 @@ def _check_same_outputs(model: nn.Module, composite: object, probe: Tensor, plai
     would explain another network."""
     with composite_on(composite, model), torch.no_grad():
         canonized = model(probe.clone())
-    error, scale = _logit_error(canonized, plain)
-    if not error <= FOLD_TOLERANCE * max(scale, 1.0):
+    agree, error, scale = logits_agree(plain, canonized)
+    if not agree:
         raise ValueError(
             f"relevance_cam's default canonizers change this model's outputs (largest logit "
             f"difference {error:.3g}, largest logit {scale:.3g}): they would explain another "

@@ -36,7 +36,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torchlap._hooks import Hooks
 from torchlap.layers._state import kept_last_maps
 
-__all__ = ["conv_bn_pairs", "folded_batch_norms"]
+__all__ = ["conv_bn_pairs", "folded_batch_norms", "logits_agree"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,23 @@ def conv_bn_pairs(model: nn.Module, probe: Tensor) -> tuple[list[tuple], Tensor]
     return pairs, logits
 
 
+def logits_agree(reference: object, other: object) -> tuple[bool, float, float]:
+    """Whether ``other`` gives the logits ``reference`` to :data:`FOLD_TOLERANCE` of the
+    largest logit (at least 1), with the largest difference and the largest logit; logits that
+    are not two non-empty tensors of one shape (nan, nan) do not agree."""
+    error = scale = float("nan")
+    comparable = (
+        isinstance(reference, Tensor)
+        and isinstance(other, Tensor)
+        and reference.shape == other.shape
+        and reference.numel() > 0
+    )
+    if comparable:
+        scale = float(reference.abs().amax())  # type: ignore[union-attr]
+        error = float((other - reference).abs().amax())  # type: ignore[operator]
+    return error <= FOLD_TOLERANCE * max(scale, 1.0), error, scale
+
+
 def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[nn.Parameter, nn.Parameter]:
     """The weight and bias of the convolution with the batch norm after it (torch's arithmetic;
     detached, so the folded parameters do not require grad)."""
@@ -156,17 +173,8 @@ def folded_batch_norms(model: nn.Module, probe: Tensor) -> Iterator[int]:
                 parent._modules[child] = nn.Identity()
             if pairs:
                 folded_logits = model(probe.clone())  # see the docstring
-                error = scale = float("nan")  # a model without tensor logits is not folded
-                comparable = (
-                    isinstance(reference, Tensor)
-                    and isinstance(folded_logits, Tensor)
-                    and reference.shape == folded_logits.shape
-                    and reference.numel() > 0
-                )
-                if comparable:
-                    scale = float(reference.abs().amax())
-                    error = float((folded_logits - reference).abs().amax())
-                if not error <= FOLD_TOLERANCE * max(scale, 1.0):
+                agree, error, scale = logits_agree(reference, folded_logits)
+                if not agree:
                     logger.info(
                         "batch norms not folded: the folded model's logits differ by %.3g "
                         "(largest logit %.3g); something else reads a convolution's output",
